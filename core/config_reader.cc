@@ -1,0 +1,179 @@
+#include "core/config_reader.h"
+
+#include <fstream>
+#include <functional>
+#include <sstream>
+#include <toml++/toml.h>
+
+namespace custody {
+
+struct ConfigReader::Doc {
+  toml::table table;
+};
+
+ConfigReader::ConfigReader(std::unique_ptr<Doc> doc, std::string origin)
+    : doc_(std::move(doc)), origin_(std::move(origin)) {}
+ConfigReader::ConfigReader(ConfigReader&&) noexcept = default;
+ConfigReader& ConfigReader::operator=(ConfigReader&&) noexcept = default;
+ConfigReader::~ConfigReader() = default;
+
+Result<ConfigReader> ConfigReader::parse(std::string_view text, std::string origin) {
+  try {
+    auto doc = std::make_unique<Doc>();
+    doc->table = toml::parse(text, origin);
+    return ConfigReader(std::move(doc), std::move(origin));
+  } catch (const toml::parse_error& e) {
+    std::ostringstream msg;
+    msg << origin << ":" << e.source().begin.line << ":" << e.source().begin.column
+        << ": not valid TOML: " << e.description();
+    return invalid_argument(msg.str());
+  }
+}
+
+Result<ConfigReader> ConfigReader::parse_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return not_found("cannot open config file '" + path + "'");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return parse(ss.str(), path);
+}
+
+Status ConfigReader::wrong(const std::string& key, const std::string& expected) const {
+  return invalid_argument(origin_ + ": key '" + key + "' must be " + expected);
+}
+
+Status ConfigReader::get(const std::string& key, int64_t& out, int64_t min, int64_t max) {
+  known_.insert(key);
+  auto node = doc_->table.at_path(key);
+  if (!node) return Status::ok();
+  auto v = node.value_exact<int64_t>();
+  std::string range = "an integer in [" + std::to_string(min) + ", " + std::to_string(max) + "]";
+  if (!v) return wrong(key, range);
+  if (*v < min || *v > max) return wrong(key, range + ", got " + std::to_string(*v));
+  out = *v;
+  return Status::ok();
+}
+
+Status ConfigReader::get(const std::string& key, int& out, int min, int max) {
+  int64_t v = out;
+  CUSTODY_RETURN_IF_ERROR(get(key, v, min, max));
+  out = static_cast<int>(v);
+  return Status::ok();
+}
+
+Status ConfigReader::get(const std::string& key, double& out, double min, double max) {
+  known_.insert(key);
+  auto node = doc_->table.at_path(key);
+  if (!node) return Status::ok();
+  std::ostringstream range;
+  range << "a number in [" << min << ", " << max << "]";
+  auto v = node.value<double>();  // integers are accepted as numbers
+  if (!v || !(node.is_floating_point() || node.is_integer())) return wrong(key, range.str());
+  if (!(*v >= min && *v <= max)) {
+    range << ", got " << *v;
+    return wrong(key, range.str());
+  }
+  out = *v;
+  return Status::ok();
+}
+
+Status ConfigReader::get(const std::string& key, float& out, float min, float max) {
+  double v = out;
+  CUSTODY_RETURN_IF_ERROR(get(key, v, min, max));
+  out = static_cast<float>(v);
+  return Status::ok();
+}
+
+Status ConfigReader::get(const std::string& key, bool& out) {
+  known_.insert(key);
+  auto node = doc_->table.at_path(key);
+  if (!node) return Status::ok();
+  auto v = node.value_exact<bool>();
+  if (!v) return wrong(key, "true or false");
+  out = *v;
+  return Status::ok();
+}
+
+Status ConfigReader::get(const std::string& key, std::string& out,
+                         const std::vector<std::string>& allowed) {
+  known_.insert(key);
+  auto node = doc_->table.at_path(key);
+  if (!node) return Status::ok();
+  std::string expected = "a string";
+  if (!allowed.empty()) {
+    expected = "one of";
+    for (size_t i = 0; i < allowed.size(); ++i) expected += (i ? ", \"" : " \"") + allowed[i] + "\"";
+  }
+  auto v = node.value_exact<std::string>();
+  if (!v) return wrong(key, expected);
+  if (!allowed.empty()) {
+    bool ok = false;
+    for (const auto& a : allowed) ok = ok || a == *v;
+    if (!ok) return wrong(key, expected + ", got \"" + *v + "\"");
+  }
+  out = *v;
+  return Status::ok();
+}
+
+Status ConfigReader::get(const std::string& key, std::vector<int>& out, int min, int max) {
+  known_.insert(key);
+  auto node = doc_->table.at_path(key);
+  if (!node) return Status::ok();
+  std::string expected = "an array of integers in [" + std::to_string(min) + ", " +
+                         std::to_string(max) + "]";
+  auto* arr = node.as_array();
+  if (!arr) return wrong(key, expected);
+  std::vector<int> values;
+  for (auto& el : *arr) {
+    auto v = el.value_exact<int64_t>();
+    if (!v || *v < min || *v > max) return wrong(key, expected);
+    values.push_back(static_cast<int>(*v));
+  }
+  out = std::move(values);
+  return Status::ok();
+}
+
+Status ConfigReader::get(const std::string& key, std::vector<std::string>& out) {
+  known_.insert(key);
+  auto node = doc_->table.at_path(key);
+  if (!node) return Status::ok();
+  auto* arr = node.as_array();
+  if (!arr) return wrong(key, "an array of strings");
+  std::vector<std::string> values;
+  for (auto& el : *arr) {
+    auto v = el.value_exact<std::string>();
+    if (!v) return wrong(key, "an array of strings");
+    values.push_back(*v);
+  }
+  out = std::move(values);
+  return Status::ok();
+}
+
+Status ConfigReader::unknown_keys_error() const {
+  // Walk every leaf (and every table) and report the first path no getter asked for.
+  std::string unknown;
+  std::function<void(const toml::table&, const std::string&)> walk =
+      [&](const toml::table& t, const std::string& prefix) {
+        for (auto&& [k, v] : t) {
+          if (!unknown.empty()) return;
+          std::string path = prefix.empty() ? std::string(k.str()) : prefix + "." + std::string(k.str());
+          if (known_.count(path)) continue;
+          if (auto* sub = v.as_table()) {
+            bool any_known_below = false;
+            for (const auto& kk : known_) any_known_below = any_known_below || kk.rfind(path + ".", 0) == 0;
+            if (any_known_below) {
+              walk(*sub, path);
+              continue;
+            }
+          }
+          unknown = path;
+        }
+      };
+  walk(doc_->table, "");
+  if (unknown.empty()) return Status::ok();
+  return invalid_argument(origin_ + ": unknown key '" + unknown +
+                          "' (misspelt, or not a setting of this file; see the documented "
+                          "files in configs/)");
+}
+
+}  // namespace custody

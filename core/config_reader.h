@@ -1,0 +1,53 @@
+// A strict reader of TOML configuration (job files and node configs).
+//
+// Every getter marks its key as known and checks its type and range; a key that is absent
+// leaves the caller's default in place. unknown_keys_error() then names the first key
+// that no getter asked for, so a misspelt key is refused instead of silently ignored.
+// Errors name the file (origin), the dotted key and what was expected.
+// Thread-safety: none; use one reader per file.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/error.h"
+
+namespace custody {
+
+class ConfigReader {
+ public:
+  static Result<ConfigReader> parse(std::string_view text, std::string origin);
+  static Result<ConfigReader> parse_file(const std::string& path);
+  ConfigReader(ConfigReader&&) noexcept;
+  ConfigReader& operator=(ConfigReader&&) noexcept;
+  ~ConfigReader();
+
+  Status get(const std::string& key, int64_t& out, int64_t min, int64_t max);
+  Status get(const std::string& key, int& out, int min, int max);
+  Status get(const std::string& key, double& out, double min, double max);
+  Status get(const std::string& key, float& out, float min, float max);
+  Status get(const std::string& key, bool& out);
+  // allowed: if not empty, the value must be one of these.
+  Status get(const std::string& key, std::string& out, const std::vector<std::string>& allowed = {});
+  Status get(const std::string& key, std::vector<int>& out, int min, int max);
+  Status get(const std::string& key, std::vector<std::string>& out);
+
+  // A non-ok Status naming the first key present in the file that no getter read.
+  Status unknown_keys_error() const;
+  const std::string& origin() const { return origin_; }
+
+ private:
+  struct Doc;
+  ConfigReader(std::unique_ptr<Doc> doc, std::string origin);
+  Status wrong(const std::string& key, const std::string& expected) const;
+
+  std::unique_ptr<Doc> doc_;
+  std::string origin_;
+  std::set<std::string> known_;
+};
+
+}  // namespace custody

@@ -1,0 +1,133 @@
+#include "core/dataset.h"
+
+#include <zlib.h>
+
+#include <memory>
+#include <random>
+
+#include "core/hash.h"
+#include "core/job_spec.h"
+
+namespace custody {
+namespace {
+
+// IDX files are big-endian.
+uint32_t be32(const uint8_t* p) {
+  return (uint32_t(p[0]) << 24) | (uint32_t(p[1]) << 16) | (uint32_t(p[2]) << 8) | uint32_t(p[3]);
+}
+
+// The whole file, decompressed if it is gzip; plain files pass through zlib unchanged.
+Result<std::vector<uint8_t>> read_maybe_gzip(const std::string& path) {
+  std::unique_ptr<gzFile_s, int (*)(gzFile)> f(gzopen(path.c_str(), "rb"), gzclose);
+  if (!f) return not_found("cannot open data file '" + path + "'");
+  std::vector<uint8_t> out;
+  std::vector<uint8_t> buf(1 << 20);
+  for (;;) {
+    int n = gzread(f.get(), buf.data(), static_cast<unsigned>(buf.size()));
+    if (n < 0) {
+      int err = 0;
+      const char* msg = gzerror(f.get(), &err);
+      return data_loss("cannot read data file '" + path + "': " + (msg ? msg : "zlib error"));
+    }
+    if (n == 0) break;
+    out.insert(out.end(), buf.begin(), buf.begin() + n);
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<LabeledSet> read_idx(const std::string& images_path, const std::string& labels_path) {
+  auto images = read_maybe_gzip(images_path);
+  if (!images.is_ok()) return images.status();
+  auto labels = read_maybe_gzip(labels_path);
+  if (!labels.is_ok()) return labels.status();
+  const auto& im = images.value();
+  const auto& lb = labels.value();
+  if (im.size() < 16 || be32(im.data()) != 0x00000803) {
+    return data_loss("'" + images_path + "' is not an IDX3 image file (magic 0x00000803 expected)");
+  }
+  if (lb.size() < 8 || be32(lb.data()) != 0x00000801) {
+    return data_loss("'" + labels_path + "' is not an IDX1 label file (magic 0x00000801 expected)");
+  }
+  const uint64_t n = be32(im.data() + 4), rows = be32(im.data() + 8), cols = be32(im.data() + 12);
+  if (rows == 0 || cols == 0 || rows * cols > (1u << 24)) {
+    return data_loss("'" + images_path + "' has an implausible image size " + std::to_string(rows) +
+                     "x" + std::to_string(cols));
+  }
+  if (im.size() != 16 + n * rows * cols) {
+    return data_loss("'" + images_path + "' is truncated or too long: header says " +
+                     std::to_string(n) + " images of " + std::to_string(rows) + "x" +
+                     std::to_string(cols) + " but the file holds " + std::to_string(im.size()) +
+                     " bytes");
+  }
+  if (be32(lb.data() + 4) != n || lb.size() != 8 + n) {
+    return data_loss("'" + labels_path + "' does not hold one label for each of the " +
+                     std::to_string(n) + " images of '" + images_path + "'");
+  }
+  LabeledSet set;
+  set.count = static_cast<int64_t>(n);
+  set.features = static_cast<int>(rows * cols);
+  set.pixels.assign(im.begin() + 16, im.end());
+  set.labels.assign(lb.begin() + 8, lb.end());
+  set.content_hash = sha256_hex("images:" + sha256_hex(im.data(), im.size()) + "\nlabels:" +
+                                sha256_hex(lb.data(), lb.size()) + "\n");
+  return set;
+}
+
+LabeledSet make_synthetic(int64_t count, int features, int classes, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<int> pixel(0, 255);
+  std::normal_distribution<float> noise(0.0f, 40.0f);
+  std::vector<std::vector<int>> prototypes(classes, std::vector<int>(features));
+  for (auto& p : prototypes)
+    for (auto& v : p) v = pixel(rng);
+  LabeledSet set;
+  set.count = count;
+  set.features = features;
+  set.pixels.resize(static_cast<size_t>(count) * features);
+  set.labels.resize(count);
+  for (int64_t i = 0; i < count; ++i) {
+    int c = static_cast<int>(i % classes);
+    set.labels[i] = static_cast<uint8_t>(c);
+    for (int f = 0; f < features; ++f) {
+      float v = static_cast<float>(prototypes[c][f]) + noise(rng);
+      set.pixels[i * features + f] = static_cast<uint8_t>(std::min(255.0f, std::max(0.0f, v)));
+    }
+  }
+  set.content_hash = sha256_hex("images:" + sha256_hex(set.pixels.data(), set.pixels.size()) +
+                                "\nlabels:" + sha256_hex(set.labels.data(), set.labels.size()) + "\n");
+  return set;
+}
+
+Matrix features(const LabeledSet& set, int64_t begin, int64_t end) {
+  Eigen::Map<const Eigen::Matrix<uint8_t, Eigen::Dynamic, Eigen::Dynamic>> raw(
+      set.pixels.data() + begin * set.features, set.features, end - begin);
+  return raw.cast<float>() * (1.0f / 255.0f);
+}
+
+Result<DataSplit> load_data(const DataSpec& spec) {
+  DataSplit split;
+  if (spec.kind == DataSpec::Kind::kSynthetic) {
+    split.train = make_synthetic(spec.synthetic_train, spec.synthetic_features,
+                                 spec.synthetic_classes, spec.synthetic_seed);
+    split.test = make_synthetic(spec.synthetic_test, spec.synthetic_features,
+                                spec.synthetic_classes, spec.synthetic_seed + 1);
+  } else {
+    auto train = read_idx(spec.path(spec.train_images), spec.path(spec.train_labels));
+    if (!train.is_ok()) return train.status();
+    auto test = read_idx(spec.path(spec.test_images), spec.path(spec.test_labels));
+    if (!test.is_ok()) return test.status();
+    if (train->features != test->features) {
+      return data_loss("training and test images differ in size (" + std::to_string(train->features) +
+                       " vs " + std::to_string(test->features) + " pixels)");
+    }
+    split.train = std::move(train).value();
+    split.test = std::move(test).value();
+  }
+  split.version_hash =
+      sha256_hex("train:" + split.train.content_hash + "\ntest:" + split.test.content_hash + "\n");
+  return split;
+}
+
+}  // namespace custody

@@ -1,0 +1,52 @@
+// Labelled image data sets: IDX files (gzipped or plain) and a synthetic generator.
+//
+// Samples are kept as the bytes they are stored as (uint8 pixels), a quarter of the
+// float size; a worker turns only its own shard into floats (features()).
+//
+// Identity: a LabeledSet's content_hash is SHA-256 over its decompressed IDX bytes
+// ("images:<sha256 of image file>\nlabels:<sha256 of label file>\n"); a data set
+// version's hash is SHA-256 over "train:<hash>\ntest:<hash>\n". Compression does not
+// change the identity; one changed pixel does.
+// Thread-safety: immutable values after loading.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "core/model.h"
+
+namespace custody {
+
+struct LabeledSet {
+  int64_t count = 0;
+  int features = 0;             // pixels per sample (rows*cols)
+  std::vector<uint8_t> pixels;  // count * features, sample-major
+  std::vector<uint8_t> labels;  // count
+  std::string content_hash;
+};
+
+// Reads an IDX3 image file and an IDX1 label file (gzip is detected by zlib).
+// Errors name the file and what was wrong with it.
+Result<LabeledSet> read_idx(const std::string& images_path, const std::string& labels_path);
+
+// Deterministic, linearly separable-ish data: one random prototype per class plus noise.
+LabeledSet make_synthetic(int64_t count, int features, int classes, uint64_t seed);
+
+// Samples [begin, end) as a (features x (end-begin)) float matrix scaled to [0, 1].
+// REQUIRES: begin <= end <= set.count
+Matrix features(const LabeledSet& set, int64_t begin, int64_t end);
+
+struct DataSpec;  // job_spec.h
+
+struct DataSplit {
+  LabeledSet train;
+  LabeledSet test;
+  std::string version_hash;  // identity of the data set version (see above)
+};
+
+// Loads what a job's [data] table names.
+Result<DataSplit> load_data(const DataSpec& spec);
+
+}  // namespace custody

@@ -1,0 +1,98 @@
+#include "core/job_spec.h"
+
+#include <fstream>
+#include <sstream>
+
+#include "core/config_reader.h"
+
+namespace custody {
+
+std::string DataSpec::path(const std::string& file) const {
+  if (!file.empty() && file[0] == '/') return file;
+  return dir + "/" + file;
+}
+
+const char* to_string(Consistency c) { return c == Consistency::kBsp ? "bsp" : "asp"; }
+
+std::vector<int> JobSpec::layer_sizes(int input_features) const {
+  std::vector<int> sizes{input_features};
+  if (model == "mlp") sizes.insert(sizes.end(), hidden.begin(), hidden.end());
+  sizes.push_back(classes);
+  return sizes;
+}
+
+Result<JobSpec> parse_job_spec(std::string_view toml_text, const std::string& origin) {
+  auto parsed = ConfigReader::parse(toml_text, origin);
+  if (!parsed.is_ok()) return parsed.status();
+  ConfigReader& r = parsed.value();
+  JobSpec s;
+  s.text = std::string(toml_text);
+  std::string consistency = "bsp", optimizer = to_string(s.optimizer.kind), kind = "idx";
+  int64_t seed = static_cast<int64_t>(s.seed);
+  CUSTODY_RETURN_IF_ERROR(r.get("job.name", s.name));
+  CUSTODY_RETURN_IF_ERROR(r.get("job.epochs", s.epochs, 1, 10000));
+  CUSTODY_RETURN_IF_ERROR(r.get("job.batch_size", s.batch_size, 1, 65536));
+  CUSTODY_RETURN_IF_ERROR(r.get("job.workers", s.workers, 1, 1024));
+  CUSTODY_RETURN_IF_ERROR(r.get("job.seed", seed, 0, INT64_MAX));
+  CUSTODY_RETURN_IF_ERROR(r.get("job.consistency", consistency, {"bsp", "asp"}));
+  CUSTODY_RETURN_IF_ERROR(r.get("model.type", s.model, {"mlp", "softmax"}));
+  CUSTODY_RETURN_IF_ERROR(r.get("model.hidden", s.hidden, 1, 65536));
+  CUSTODY_RETURN_IF_ERROR(r.get("model.classes", s.classes, 2, 256));
+  CUSTODY_RETURN_IF_ERROR(r.get("optimizer.type", optimizer, {"sgd", "momentum", "adam"}));
+  CUSTODY_RETURN_IF_ERROR(r.get("optimizer.learning_rate", s.optimizer.learning_rate, 1e-9f, 10.0f));
+  CUSTODY_RETURN_IF_ERROR(r.get("optimizer.momentum", s.optimizer.momentum, 0.0f, 0.9999f));
+  CUSTODY_RETURN_IF_ERROR(r.get("optimizer.beta1", s.optimizer.beta1, 0.0f, 0.9999f));
+  CUSTODY_RETURN_IF_ERROR(r.get("optimizer.beta2", s.optimizer.beta2, 0.0f, 0.999999f));
+  CUSTODY_RETURN_IF_ERROR(r.get("optimizer.epsilon", s.optimizer.epsilon, 1e-12f, 1.0f));
+  std::string schedule = "constant";
+  CUSTODY_RETURN_IF_ERROR(r.get("optimizer.schedule", schedule, {"constant", "cosine"}));
+  CUSTODY_RETURN_IF_ERROR(r.get("optimizer.weight_decay", s.optimizer.weight_decay, 0.0f, 1.0f));
+  CUSTODY_RETURN_IF_ERROR(r.get("data.kind", kind, {"idx", "synthetic"}));
+  CUSTODY_RETURN_IF_ERROR(r.get("data.name", s.data.name));
+  CUSTODY_RETURN_IF_ERROR(r.get("data.dir", s.data.dir));
+  CUSTODY_RETURN_IF_ERROR(r.get("data.train_images", s.data.train_images));
+  CUSTODY_RETURN_IF_ERROR(r.get("data.train_labels", s.data.train_labels));
+  CUSTODY_RETURN_IF_ERROR(r.get("data.test_images", s.data.test_images));
+  CUSTODY_RETURN_IF_ERROR(r.get("data.test_labels", s.data.test_labels));
+  CUSTODY_RETURN_IF_ERROR(r.get("data.license", s.data.license));
+  CUSTODY_RETURN_IF_ERROR(r.get("data.consent", s.data.consent));
+  CUSTODY_RETURN_IF_ERROR(r.get("data.synthetic.train_samples", s.data.synthetic_train, 1, 10000000));
+  CUSTODY_RETURN_IF_ERROR(r.get("data.synthetic.test_samples", s.data.synthetic_test, 1, 10000000));
+  CUSTODY_RETURN_IF_ERROR(r.get("data.synthetic.features", s.data.synthetic_features, 1, 1 << 16));
+  CUSTODY_RETURN_IF_ERROR(r.get("data.synthetic.classes", s.data.synthetic_classes, 2, 256));
+  int64_t data_seed = static_cast<int64_t>(s.data.synthetic_seed);
+  CUSTODY_RETURN_IF_ERROR(r.get("data.synthetic.seed", data_seed, 0, INT64_MAX));
+  CUSTODY_RETURN_IF_ERROR(r.unknown_keys_error());
+
+  s.seed = static_cast<uint64_t>(seed);
+  s.data.synthetic_seed = static_cast<uint64_t>(data_seed);
+  s.consistency = consistency == "asp" ? Consistency::kAsp : Consistency::kBsp;
+  s.optimizer.kind = parse_optimizer_kind(optimizer).value();
+  s.optimizer.schedule = schedule == "cosine" ? OptimizerConfig::Schedule::kCosine
+                                               : OptimizerConfig::Schedule::kConstant;
+  s.data.kind = kind == "synthetic" ? DataSpec::Kind::kSynthetic : DataSpec::Kind::kIdx;
+  if (s.data.kind == DataSpec::Kind::kSynthetic && s.data.synthetic_classes > s.classes) {
+    return invalid_argument(origin + ": key 'model.classes' (" + std::to_string(s.classes) +
+                            ") is smaller than 'data.synthetic.classes' (" +
+                            std::to_string(s.data.synthetic_classes) + ")");
+  }
+  if (s.model == "mlp" && s.hidden.empty()) {
+    return invalid_argument(origin + ": key 'model.hidden' must list at least one layer size "
+                                     "for an mlp (use model.type = \"softmax\" for none)");
+  }
+  if (s.data.kind == DataSpec::Kind::kSynthetic && s.data.synthetic_train < s.workers) {
+    return invalid_argument(origin + ": key 'job.workers' (" + std::to_string(s.workers) +
+                            ") exceeds the number of training samples");
+  }
+  return s;
+}
+
+Result<JobSpec> read_job_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return not_found("cannot open job file '" + path + "'");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return parse_job_spec(ss.str(), path);
+}
+
+}  // namespace custody

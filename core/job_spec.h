@@ -1,0 +1,65 @@
+// A training job as its TOML job file describes it (configs/jobs/*.toml documents every
+// key). The spec travels between nodes as its text; every node parses it with this one
+// function, so the coordinator, the servers and the workers cannot disagree about it.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/error.h"
+#include "core/optimizer.h"
+
+namespace custody {
+
+struct DataSpec {
+  enum class Kind { kIdx, kSynthetic };
+  Kind kind = Kind::kIdx;
+  std::string name = "fashion-mnist";
+  std::string dir = "/usr/share/datasets/fashion-mnist";
+  std::string train_images = "train-images-idx3-ubyte.gz";
+  std::string train_labels = "train-labels-idx1-ubyte.gz";
+  std::string test_images = "t10k-images-idx3-ubyte.gz";
+  std::string test_labels = "t10k-labels-idx1-ubyte.gz";
+  std::string license;               // recorded in lineage
+  std::vector<std::string> consent;  // consent tags, recorded in lineage
+  // kind == kSynthetic
+  int64_t synthetic_train = 2000;
+  int64_t synthetic_test = 500;
+  int synthetic_features = 32;
+  int synthetic_classes = 4;
+  uint64_t synthetic_seed = 7;
+
+  // dir/name, or name itself when it is absolute.
+  std::string path(const std::string& file) const;
+};
+
+enum class Consistency { kBsp, kAsp };
+const char* to_string(Consistency c);
+
+struct JobSpec {
+  std::string name = "job";
+  std::string model = "mlp";       // "mlp" or "softmax"
+  std::vector<int> hidden{256, 128};  // mlp only
+  int classes = 10;
+  int epochs = 10;
+  int batch_size = 64;  // per worker and step
+  int workers = 2;
+  uint64_t seed = 42;
+  Consistency consistency = Consistency::kBsp;
+  OptimizerConfig optimizer;
+  DataSpec data;
+  std::string text;  // the job file as submitted
+
+  // {input, hidden..., classes}; softmax regression has no hidden layers.
+  std::vector<int> layer_sizes(int input_features) const;
+};
+
+// Parses and validates a job file. origin names it in errors ("configs/jobs/x.toml").
+// Unknown keys, wrong types and impossible values are invalid-argument errors that name
+// the key.
+Result<JobSpec> parse_job_spec(std::string_view toml_text, const std::string& origin);
+Result<JobSpec> read_job_file(const std::string& path);
+
+}  // namespace custody

@@ -1,0 +1,131 @@
+#include "core/model.h"
+
+#include <cmath>
+#include <random>
+
+namespace custody {
+
+Model::Model(std::vector<int> layer_sizes) : sizes_(std::move(layer_sizes)) {
+  size_t offset = 0;
+  for (int l = 0; l + 1 < static_cast<int>(sizes_.size()); ++l) {
+    LayerOffsets o;
+    o.weights = offset;
+    offset += static_cast<size_t>(sizes_[l]) * sizes_[l + 1];
+    o.bias = offset;
+    offset += sizes_[l + 1];
+    offsets_.push_back(o);
+  }
+  num_params_ = offset;
+}
+
+Result<Model> Model::make(std::vector<int> layer_sizes) {
+  if (layer_sizes.size() < 2) {
+    return invalid_argument("a model needs at least an input and an output layer size");
+  }
+  for (int s : layer_sizes) {
+    if (s <= 0 || s > (1 << 20)) {
+      return invalid_argument("layer size " + std::to_string(s) + " is out of range [1, 1048576]");
+    }
+  }
+  if (layer_sizes.back() < 2 || layer_sizes.back() > 256) {
+    return invalid_argument("the output layer (number of classes) must be in [2, 256]");
+  }
+  return Model(std::move(layer_sizes));
+}
+
+std::vector<float> Model::initial_parameters(uint64_t seed) const {
+  std::vector<float> p(num_params_, 0.0f);
+  std::mt19937_64 rng(seed);
+  for (int l = 0; l < num_layers(); ++l) {
+    std::normal_distribution<float> dist(0.0f, std::sqrt(2.0f / static_cast<float>(sizes_[l])));
+    size_t n = static_cast<size_t>(sizes_[l]) * sizes_[l + 1];
+    for (size_t i = 0; i < n; ++i) p[offsets_[l].weights + i] = dist(rng);
+  }
+  return p;
+}
+
+void Model::forward(const float* params, const MatrixView& x, Workspace& ws) const {
+  const int layers = num_layers();
+  ws.activations.resize(layers + 1);
+  for (int l = 0; l < layers; ++l) {
+    Eigen::Map<const Matrix> w(params + offsets_[l].weights, sizes_[l + 1], sizes_[l]);
+    Eigen::Map<const Vector> b(params + offsets_[l].bias, sizes_[l + 1]);
+    Matrix& out = ws.activations[l + 1];
+    if (l == 0) {
+      out.noalias() = w * x;
+    } else {
+      out.noalias() = w * ws.activations[l];
+    }
+    out.colwise() += b;
+    if (l + 1 < layers) {
+      out = out.cwiseMax(0.0f);
+    }
+  }
+  // Softmax per column, shifted by the column max for numerical stability.
+  Matrix& z = ws.activations[layers];
+  Eigen::RowVectorXf max = z.colwise().maxCoeff();
+  z.rowwise() -= max;
+  z = z.array().exp();
+  Eigen::RowVectorXf sum = z.colwise().sum();
+  z.array().rowwise() /= sum.array();
+}
+
+BatchStats Model::score(const Matrix& probs, const uint8_t* labels) const {
+  BatchStats s;
+  s.samples = probs.cols();
+  for (Eigen::Index i = 0; i < probs.cols(); ++i) {
+    Eigen::Index arg = 0;
+    probs.col(i).maxCoeff(&arg);
+    if (arg == labels[i]) ++s.correct;
+    s.loss_sum -= std::log(std::max(probs(labels[i], i), 1e-30f));
+  }
+  return s;
+}
+
+BatchStats Model::gradient(const float* params, const MatrixView& x, const uint8_t* labels,
+                           float* grad, Workspace& ws) const {
+  forward(params, x, ws);
+  const int layers = num_layers();
+  BatchStats stats = score(ws.activations[layers], labels);
+  const float inv_batch = 1.0f / static_cast<float>(x.cols());
+
+  ws.deltas.resize(layers + 1);
+  // d(mean CE)/d(logits) = (softmax - onehot) / batch
+  Matrix& top = ws.deltas[layers];
+  top = ws.activations[layers];
+  for (Eigen::Index i = 0; i < x.cols(); ++i) top(labels[i], i) -= 1.0f;
+  top *= inv_batch;
+
+  for (int l = layers - 1; l >= 0; --l) {
+    const Matrix& delta = ws.deltas[l + 1];
+    Eigen::Map<Matrix> gw(grad + offsets_[l].weights, sizes_[l + 1], sizes_[l]);
+    Eigen::Map<Vector> gb(grad + offsets_[l].bias, sizes_[l + 1]);
+    if (l == 0) {
+      gw.noalias() = delta * x.transpose();
+    } else {
+      gw.noalias() = delta * ws.activations[l].transpose();
+    }
+    gb = delta.rowwise().sum();
+    if (l > 0) {
+      Eigen::Map<const Matrix> w(params + offsets_[l].weights, sizes_[l + 1], sizes_[l]);
+      Matrix& below = ws.deltas[l];
+      below.noalias() = w.transpose() * delta;
+      // ReLU derivative: pass the gradient only where the activation was positive.
+      below = (ws.activations[l].array() > 0.0f).select(below, 0.0f);
+    }
+  }
+  return stats;
+}
+
+BatchStats Model::evaluate(const float* params, const MatrixView& x, const uint8_t* labels,
+                           Workspace& ws) const {
+  forward(params, x, ws);
+  return score(ws.activations[num_layers()], labels);
+}
+
+Matrix Model::predict(const float* params, const MatrixView& x, Workspace& ws) const {
+  forward(params, x, ws);
+  return ws.activations[num_layers()];
+}
+
+}  // namespace custody

@@ -1,0 +1,81 @@
+// Feed-forward classifiers on Eigen: softmax regression and the ReLU MLP.
+//
+// A model is its layer sizes, e.g. {784, 256, 128, 10}; {784, 10} is softmax regression.
+// All parameters live in ONE flat float vector, so that the parameter servers can split
+// it into key ranges without knowing about layers (see partition.h). Layout, layer by
+// layer l = 1..L:  W_l (out_l x in_l, column-major), then b_l (out_l).
+// Samples are columns: a batch is a (features x batch) column-major matrix, which is the
+// memory order of IDX images, so a batch is a view of the data set without copies.
+//
+// Thread-safety: Model is immutable after construction; Workspace is per thread.
+#pragma once
+
+#include <Eigen/Dense>
+#include <cstdint>
+#include <vector>
+
+#include "core/error.h"
+
+namespace custody {
+
+using Matrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>;
+using Vector = Eigen::Matrix<float, Eigen::Dynamic, 1>;
+using MatrixView = Eigen::Map<const Matrix>;
+
+// Scratch space of one forward/backward pass, reused across steps so that the hot loop
+// allocates nothing once the batch size has been seen.
+struct Workspace {
+  std::vector<Matrix> activations;  // a_0 = input .. a_L = softmax output
+  std::vector<Matrix> deltas;
+};
+
+struct BatchStats {
+  double loss_sum = 0;  // sum over samples of the cross-entropy
+  int64_t correct = 0;  // samples whose arg-max matches the label
+  int64_t samples = 0;
+};
+
+class Model {
+ public:
+  // REQUIRES: at least 2 sizes, all > 0. Use make() for unchecked input.
+  explicit Model(std::vector<int> layer_sizes);
+  static Result<Model> make(std::vector<int> layer_sizes);
+
+  const std::vector<int>& layer_sizes() const { return sizes_; }
+  int num_layers() const { return static_cast<int>(sizes_.size()) - 1; }
+  int input_size() const { return sizes_.front(); }
+  int num_classes() const { return sizes_.back(); }
+  size_t num_parameters() const { return num_params_; }
+
+  // He-initialised weights (normal, stddev sqrt(2/fan_in)) and zero biases; the same
+  // seed gives the same vector on every machine of the same build.
+  std::vector<float> initial_parameters(uint64_t seed) const;
+
+  // Mean cross-entropy gradient of the batch, written into grad (num_parameters()).
+  // Returns the batch's loss sum and accuracy counts.
+  // REQUIRES: params.size() == grad.size() == num_parameters(); x.rows() == input_size();
+  //           labels has x.cols() entries, each < num_classes().
+  BatchStats gradient(const float* params, const MatrixView& x, const uint8_t* labels,
+                      float* grad, Workspace& ws) const;
+
+  // Loss and accuracy counts without a gradient.
+  BatchStats evaluate(const float* params, const MatrixView& x, const uint8_t* labels,
+                      Workspace& ws) const;
+
+  // Class probabilities (num_classes x batch) of the batch.
+  Matrix predict(const float* params, const MatrixView& x, Workspace& ws) const;
+
+ private:
+  struct LayerOffsets {
+    size_t weights;
+    size_t bias;
+  };
+  void forward(const float* params, const MatrixView& x, Workspace& ws) const;
+  BatchStats score(const Matrix& probs, const uint8_t* labels) const;
+
+  std::vector<int> sizes_;
+  std::vector<LayerOffsets> offsets_;
+  size_t num_params_ = 0;
+};
+
+}  // namespace custody

@@ -1,0 +1,49 @@
+// Update rules that run on the parameter servers, one instance per key range.
+//
+// An optimizer owns the per-parameter state of its key range (momentum buffer, Adam
+// moments) and updates that range in place from a gradient of the same length.
+// Thread-safety: none; each parameter-server shard owns its optimizers.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+
+namespace custody {
+
+struct OptimizerConfig {
+  enum class Kind { kSgd, kMomentum, kAdam };
+  Kind kind = Kind::kMomentum;
+  float learning_rate = 0.05f;  // Default: 0.05
+  float momentum = 0.9f;        // momentum only. Default: 0.9
+  float beta1 = 0.9f;           // adam only
+  float beta2 = 0.999f;         // adam only
+  float epsilon = 1e-8f;        // adam only
+  float weight_decay = 0.0f;    // L2 penalty added to the gradient. Default: 0
+  enum class Schedule { kConstant, kCosine };
+  // kCosine anneals the learning rate from learning_rate to 0 over the job's steps.
+  Schedule schedule = Schedule::kConstant;
+};
+
+// The learning rate at update `step` (0-based) of `total_steps`.
+float scheduled_learning_rate(const OptimizerConfig& config, int64_t step, int64_t total_steps);
+
+const char* to_string(OptimizerConfig::Kind kind);
+Result<OptimizerConfig::Kind> parse_optimizer_kind(const std::string& name);
+
+class Optimizer {
+ public:
+  virtual ~Optimizer() = default;
+  // REQUIRES: params and grad each hold size() floats.
+  virtual void apply(float* params, const float* grad) = 0;
+  virtual size_t size() const = 0;
+  virtual void set_learning_rate(float lr) = 0;
+};
+
+// An optimizer for a key range of `size` parameters.
+std::unique_ptr<Optimizer> make_optimizer(const OptimizerConfig& config, size_t size);
+
+}  // namespace custody
