@@ -1,0 +1,52 @@
+// The CAF message types and atoms used between the actors of one process.
+// Internal to actors/: no header outside this folder includes CAF.
+//
+// Decoded network messages travel between actors as shared pointers to immutable
+// Envelopes, so a 1 MiB gradient is not copied from actor to actor. These types never
+// leave the process (CAF's network layer is not used: ZeroMQ is the transport), so their
+// inspect() covers only the routing fields that a log line would show.
+#pragma once
+
+#include <caf/all.hpp>
+#include <memory>
+#include <string>
+
+#include "protocols/messages.h"
+
+namespace custody::actors {
+
+// Which socket of its process a message came in on.
+enum class Channel : uint8_t { kCoordinator = 0, kPeers = 1 };
+
+struct Inbound {
+  Channel channel = Channel::kPeers;
+  std::string peer;
+  std::shared_ptr<const msg::Envelope> envelope;
+};
+
+struct Outbound {
+  std::string peer;
+  std::shared_ptr<const msg::Envelope> envelope;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, Inbound& x) {
+  return f(caf::meta::type_name("inbound"), x.peer);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, Outbound& x) {
+  return f(caf::meta::type_name("outbound"), x.peer);
+}
+
+using tick_atom = caf::atom_constant<caf::atom("tick")>;
+using stop_atom = caf::atom_constant<caf::atom("stop")>;
+using done_atom = caf::atom_constant<caf::atom("done")>;
+using fatal_atom = caf::atom_constant<caf::atom("fatal")>;
+using register_atom = caf::atom_constant<caf::atom("register")>;
+
+inline void add_custody_types(caf::actor_system_config& cfg) {
+  cfg.add_message_type<Inbound>("custody_inbound");
+  cfg.add_message_type<Outbound>("custody_outbound");
+}
+
+}  // namespace custody::actors

@@ -1,0 +1,77 @@
+// The coordinator node: one ROUTER socket (nodes and CLI clients connect to it), its
+// bridge actor, and the coordinator actor around CoordinatorState.
+#include <cstdio>
+
+#include "actors/coordinator_state.h"
+#include "actors/node_runtime.h"
+#include "actors/runtime_common.h"
+#include "actors/socket_bridge.h"
+
+namespace custody::actors {
+namespace {
+
+struct CoordinatorActorState {
+  std::unique_ptr<CoordinatorState> logic;
+  SocketPort port;
+};
+
+caf::behavior coordinator_actor(caf::stateful_actor<CoordinatorActorState>* self, CoordinatorOptions options,
+                                SocketPort port) {
+  self->state.logic = std::make_unique<CoordinatorState>(options);
+  self->state.port = port;
+  self->delayed_send(self, std::max(std::chrono::milliseconds(50), options.heartbeat_interval / 2),
+                     tick_atom::value);
+  auto period = std::max(std::chrono::milliseconds(50), options.heartbeat_interval / 2);
+  auto send_all = [self](Outbox out) {
+    for (auto& o : out) self->state.port.send(o.peer, std::move(o.envelope));
+  };
+  return {
+      [=](Inbound& in) { send_all(self->state.logic->handle(in.peer, *in.envelope, Clock::now())); },
+      [=](tick_atom) {
+        send_all(self->state.logic->tick(Clock::now()));
+        self->delayed_send(self, period, tick_atom::value);
+      },
+  };
+}
+
+}  // namespace
+
+int run_coordinator(const CoordinatorNodeConfig& config, const std::atomic<bool>& stop) {
+  // The context outlives the actor system, and so every socket (STACK.md, pitfall 5).
+  transport::Context context;
+  transport::SocketOptions socket_options;
+  socket_options.max_message_bytes = static_cast<int64_t>(config.max_message_bytes) * 4;
+  auto socket = transport::Socket::bind(context, config.listen, socket_options);
+  if (!socket.is_ok()) {
+    log(LogLevel::kError, "coordinator", socket.status().message());
+    return 2;
+  }
+  const std::string endpoint = socket.value()->endpoint();
+  caf::actor_system_config cfg;
+  add_custody_types(cfg);
+  cfg.set("scheduler.max-threads", 2);
+  caf::actor_system system{cfg};
+  BridgeOptions bridge;
+  bridge.channel = Channel::kPeers;
+  bridge.node_name = "coordinator";
+  bridge.limits.max_bytes = config.max_message_bytes;
+  SocketPort port = spawn_socket_bridge(system, std::move(socket).value(), bridge);
+  auto actor = system.spawn(coordinator_actor, config.options, port);
+  port.start(actor);
+  log(LogLevel::kInfo, "coordinator", "listening on " + endpoint);
+  if (!config.port_file.empty()) {
+    // Written via a temporary file and a rename, so a reader never sees half of it.
+    std::string tmp = config.port_file + ".tmp";
+    { std::ofstream(tmp) << endpoint << "\n"; }
+    std::rename(tmp.c_str(), config.port_file.c_str());
+  }
+  NodeExit exit;
+  wait_for_stop(stop, exit);
+  log(LogLevel::kInfo, "coordinator", "shutting down");
+  caf::anon_send_exit(port.actor(), caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(actor, caf::exit_reason::user_shutdown);
+  system.await_all_actors_done();
+  return exit.code;
+}
+
+}  // namespace custody::actors

@@ -1,0 +1,77 @@
+#include "actors/node_link.h"
+
+#include "core/log.h"
+
+namespace custody::actors {
+
+NodeLink::NodeLink(SocketPort coordinator, msg::Register registration, std::string coordinator_address,
+                   std::chrono::milliseconds connect_timeout)
+    : coordinator_(std::move(coordinator)),
+      registration_(std::move(registration)),
+      address_(std::move(coordinator_address)),
+      connect_timeout_(connect_timeout),
+      since_(Clock::now()),
+      label_(msg::to_string(registration_.role)) {}
+
+void NodeLink::send(msg::Envelope e) const {
+  e.sender = node_id_.empty() ? label_ : node_id_;
+  coordinator_.send("", std::move(e));
+}
+
+Status NodeLink::on_tick(Clock::time_point now, bool busy) {
+  if (!registered_) {
+    if (!ever_registered_ && now - since_ > connect_timeout_) {
+      return unavailable("could not reach the coordinator at " + address_ + " within " +
+                         std::to_string(connect_timeout_.count() / 1000.0).substr(0, 4) +
+                         " s; is it running, and is the address right (--coordinator)?");
+    }
+    if (now - last_sent_ >= std::chrono::milliseconds(1000)) {
+      msg::Envelope e;
+      e.body = registration_;
+      send(std::move(e));
+      last_sent_ = now;
+    }
+    return Status::ok();
+  }
+  if (now - last_ack_ > std::max(connect_timeout_, 5 * interval_)) {
+    log(LogLevel::kWarn, node_id_, "no answer from the coordinator at " + address_ +
+                                       " for a while; registering again");
+    registered_ = false;
+    since_ = now;
+    return Status::ok();
+  }
+  if (now - last_sent_ >= interval_) {
+    msg::Envelope e;
+    e.body = msg::Heartbeat{busy};
+    send(std::move(e));
+    last_sent_ = now;
+  }
+  return Status::ok();
+}
+
+bool NodeLink::on_message(const msg::Envelope& in, Clock::time_point now) {
+  if (auto* ack = in.get<msg::RegisterAck>()) {
+    if (!registered_) {
+      log(LogLevel::kInfo, ack->node_id, "registered with the coordinator at " + address_);
+    }
+    node_id_ = ack->node_id;
+    registration_.name = node_id_;  // keep the same id when registering again
+    interval_ = std::chrono::milliseconds(std::max<uint32_t>(50, ack->heartbeat_interval_ms));
+    registered_ = ever_registered_ = true;
+    last_ack_ = now;
+    return true;
+  }
+  if (auto* ack = in.get<msg::HeartbeatAck>()) {
+    last_ack_ = now;
+    if (!ack->known && registered_) {
+      log(LogLevel::kWarn, node_id_, "the coordinator no longer knows this node; registering again");
+      registered_ = false;
+      since_ = now;
+      last_sent_ = Clock::time_point();
+    }
+    return true;
+  }
+  return false;
+}
+
+}  // namespace custody::actors

@@ -1,0 +1,40 @@
+// The entry points of the three node kinds. Each builds its transport context, its CAF
+// actor system, its sockets and actors, runs until `stop` turns true (the node's main
+// sets it on SIGINT/SIGTERM) or a fatal error, shuts everything down in order, and
+// returns the process exit code. nodes/ parses configuration and calls these; this
+// header is the whole interface of actors/ to the layer above, and includes no CAF.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <string>
+
+#include "actors/coordinator_state.h"
+
+namespace custody::actors {
+
+struct CoordinatorNodeConfig {
+  std::string listen = "tcp://127.0.0.1:5555";  // ":0" picks a free port
+  std::string port_file;  // if set, the bound endpoint is written there once listening
+  CoordinatorOptions options;
+  size_t max_message_bytes = size_t(16) << 20;  // control messages only. Default: 16 MiB
+};
+
+struct PeerNodeConfig {
+  std::string coordinator = "tcp://127.0.0.1:5555";
+  std::string name;  // requested node id; empty: the coordinator picks one
+  std::chrono::milliseconds connect_timeout{10000};  // to first reach the coordinator
+  // Parameter servers: where workers connect. ":0" picks a free port; a wildcard host
+  // (tcp://*:PORT or 0.0.0.0) is advertised as advertise_host.
+  std::string listen = "tcp://127.0.0.1:0";
+  std::string advertise_host = "127.0.0.1";
+  size_t max_message_bytes = size_t(256) << 20;
+  // Workers: the longest wait for a parameter server's reply to one step.
+  std::chrono::milliseconds step_timeout{60000};
+};
+
+int run_coordinator(const CoordinatorNodeConfig& config, const std::atomic<bool>& stop);
+int run_parameter_server(const PeerNodeConfig& config, const std::atomic<bool>& stop);
+int run_worker(const PeerNodeConfig& config, const std::atomic<bool>& stop);
+
+}  // namespace custody::actors

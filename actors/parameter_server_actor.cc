@@ -1,0 +1,105 @@
+// The parameter-server node: a ROUTER socket for workers' pushes and pulls, a DEALER
+// socket to the coordinator, a bridge actor for each, and the server actor around
+// ParameterServerState and NodeLink.
+#include "actors/node_link.h"
+#include "actors/node_runtime.h"
+#include "actors/parameter_server_state.h"
+#include "actors/runtime_common.h"
+#include "actors/socket_bridge.h"
+
+namespace custody::actors {
+namespace {
+
+struct ServerActorState {
+  std::unique_ptr<ParameterServerState> logic;
+  std::unique_ptr<NodeLink> link;
+  SocketPort peers;
+};
+
+caf::behavior server_actor(caf::stateful_actor<ServerActorState>* self, SocketPort coordinator, SocketPort peers,
+                           msg::Register registration, PeerNodeConfig config, std::shared_ptr<NodeExit> exit) {
+  self->state.logic = std::make_unique<ParameterServerState>("ps");
+  self->state.link = std::make_unique<NodeLink>(coordinator, registration, config.coordinator,
+                                                config.connect_timeout);
+  self->state.peers = peers;
+  self->send(self, tick_atom::value);
+  return {
+      [=](Inbound& in) {
+        auto& st = self->state;
+        const msg::Envelope& e = *in.envelope;
+        Outbox out;
+        if (in.channel == Channel::kCoordinator) {
+          if (st.link->on_message(e, Clock::now())) {
+            st.logic->set_node_id(st.link->node_id());
+            return;
+          }
+          if (e.get<msg::Error>()) {
+            log(LogLevel::kWarn, st.link->node_id(), "coordinator: " + e.get<msg::Error>()->message);
+            return;
+          }
+          for (auto& o : st.logic->handle_control(in.peer, e)) st.link->send(std::move(o.envelope));
+          return;
+        }
+        for (auto& o : st.logic->handle_data(in.peer, e)) st.peers.send(o.peer, std::move(o.envelope));
+      },
+      [=](tick_atom) {
+        auto& st = self->state;
+        Status s = st.link->on_tick(Clock::now(), st.logic->num_jobs() > 0);
+        if (!s.is_ok()) {
+          log(LogLevel::kError, "parameter-server", s.message());
+          exit->fail(3);
+          return;
+        }
+        self->delayed_send(self, std::chrono::milliseconds(100), tick_atom::value);
+      },
+  };
+}
+
+}  // namespace
+
+int run_parameter_server(const PeerNodeConfig& config, const std::atomic<bool>& stop) {
+  transport::Context context;
+  transport::SocketOptions socket_options;
+  socket_options.max_message_bytes = static_cast<int64_t>(config.max_message_bytes) * 2;
+  auto listener = transport::Socket::bind(context, config.listen, socket_options);
+  if (!listener.is_ok()) {
+    log(LogLevel::kError, "parameter-server", listener.status().message());
+    return 2;
+  }
+  auto to_coordinator = transport::Socket::connect(context, config.coordinator);
+  if (!to_coordinator.is_ok()) {
+    log(LogLevel::kError, "parameter-server", to_coordinator.status().message());
+    return 2;
+  }
+  msg::Register registration;
+  registration.role = msg::NodeRole::kParameterServer;
+  registration.address = advertised(listener.value()->endpoint(), config.advertise_host);
+  registration.host = host_name();
+  registration.pid = static_cast<uint32_t>(getpid());
+  registration.name = config.name;
+  log(LogLevel::kInfo, "parameter-server", "serving keys on " + registration.address);
+
+  caf::actor_system_config cfg;
+  add_custody_types(cfg);
+  caf::actor_system system{cfg};
+  auto exit = std::make_shared<NodeExit>();
+  BridgeOptions peer_bridge;
+  peer_bridge.channel = Channel::kPeers;
+  peer_bridge.node_name = "parameter-server";
+  peer_bridge.limits.max_bytes = config.max_message_bytes;
+  BridgeOptions coord_bridge = peer_bridge;
+  coord_bridge.channel = Channel::kCoordinator;
+  SocketPort peers = spawn_socket_bridge(system, std::move(listener).value(), peer_bridge);
+  SocketPort coordinator = spawn_socket_bridge(system, std::move(to_coordinator).value(), coord_bridge);
+  auto actor = system.spawn(server_actor, coordinator, peers, registration, config, exit);
+  peers.start(actor);
+  coordinator.start(actor);
+  wait_for_stop(stop, *exit);
+  caf::anon_send_exit(actor, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(peers.actor(), caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(coordinator.actor(), caf::exit_reason::user_shutdown);
+  system.await_all_actors_done();
+  return exit->code;
+}
+
+}  // namespace custody::actors

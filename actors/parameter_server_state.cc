@@ -1,0 +1,158 @@
+#include "actors/parameter_server_state.h"
+
+#include <cmath>
+
+#include "core/dataset.h"
+#include "core/log.h"
+#include "core/model.h"
+
+namespace custody::actors {
+
+using msg::Envelope;
+
+ParameterServerState::ParameterServerState(std::string node_id) : node_id_(std::move(node_id)) {}
+
+Envelope ParameterServerState::params_reply(const std::string& job_id, uint64_t request_id,
+                                            const JobShard& job) const {
+  Envelope e;
+  e.sender = node_id_;
+  e.job_id = job_id;
+  e.request_id = request_id;
+  e.body = msg::Params{job.version, job.range.begin, job.params};
+  return e;
+}
+
+void ParameterServerState::apply(JobShard& job, const float* grad, size_t n, float scale) {
+  std::vector<float> scaled;
+  if (scale != 1.0f) {
+    scaled.assign(grad, grad + n);
+    for (float& g : scaled) g *= scale;
+    grad = scaled.data();
+  }
+  job.optimizer->set_learning_rate(
+      scheduled_learning_rate(job.spec.optimizer, static_cast<int64_t>(job.version),
+                              static_cast<int64_t>(job.total_steps)));
+  job.optimizer->apply(job.params.data(), grad);
+  ++job.version;
+}
+
+Outbox ParameterServerState::handle_control(const std::string& peer, const Envelope& in) {
+  auto error = [&](Status s) { return Outbox{{peer, msg::make_error(in, node_id_, s)}}; };
+  if (auto* m = in.get<msg::AssignKeyRange>()) {
+    auto spec = parse_job_spec(m->spec_text, "job " + in.job_id);
+    if (!spec.is_ok()) return error(spec.status());
+    auto model = Model::make(spec->layer_sizes(static_cast<int>(m->input_features)));
+    if (!model.is_ok()) return error(model.status());
+    if (model->num_parameters() != m->num_parameters || m->range_begin >= m->range_end ||
+        m->range_end > m->num_parameters || m->num_workers == 0) {
+      return error(invalid_argument("key range [" + std::to_string(m->range_begin) + ", " +
+                                    std::to_string(m->range_end) + ") does not fit a model of " +
+                                    std::to_string(model->num_parameters()) + " parameters"));
+    }
+    JobShard job;
+    job.spec = spec.value();
+    job.range = {m->range_begin, m->range_end};
+    job.num_workers = m->num_workers;
+    job.total_steps = m->total_steps;
+    // Every server draws the same full initial vector and keeps its own range of it.
+    std::vector<float> all = model->initial_parameters(job.spec.seed);
+    job.params.assign(all.begin() + static_cast<std::ptrdiff_t>(m->range_begin),
+                      all.begin() + static_cast<std::ptrdiff_t>(m->range_end));
+    job.optimizer = make_optimizer(job.spec.optimizer, job.params.size());
+    log(LogLevel::kInfo, node_id_, "holding keys [" + std::to_string(m->range_begin) + ", " +
+                                       std::to_string(m->range_end) + ") of " + in.job_id + " (" +
+                                       to_string(job.spec.optimizer.kind) + ", " +
+                                       to_string(job.spec.consistency) + ")");
+    jobs_[in.job_id] = std::move(job);
+    Envelope ready;
+    ready.sender = node_id_;
+    ready.job_id = in.job_id;
+    ready.request_id = in.request_id;
+    ready.body = msg::KeyRangeReady{m->range_begin, m->range_end};
+    return {{peer, std::move(ready)}};
+  }
+  if (in.get<msg::StopJob>()) {
+    auto it = jobs_.find(in.job_id);
+    if (it != jobs_.end()) {
+      log(LogLevel::kInfo, node_id_, "released " + in.job_id + " after " + std::to_string(it->second.version) +
+                                         " updates");
+      jobs_.erase(it);
+    }
+    return {};
+  }
+  return error(invalid_argument(std::string("a parameter server does not handle '") +
+                                msg::body_name(in.body) + "' from the coordinator"));
+}
+
+Outbox ParameterServerState::handle_data(const std::string& peer, const Envelope& in) {
+  auto error = [&](Status s) { return Outbox{{peer, msg::make_error(in, node_id_, s)}}; };
+  auto it = jobs_.find(in.job_id);
+  if (it == jobs_.end()) {
+    return error(not_found("parameter server " + node_id_ + " holds no keys of job '" + in.job_id +
+                           "' (never assigned, or the job has ended)"));
+  }
+  JobShard& job = it->second;
+  if (in.get<msg::Pull>()) return {{peer, params_reply(in.job_id, in.request_id, job)}};
+  const auto* push = in.get<msg::Push>();
+  if (!push) {
+    return error(invalid_argument(std::string("a parameter server does not handle '") +
+                                  msg::body_name(in.body) + "' from a worker"));
+  }
+  if (push->gradient.size() != job.params.size()) {
+    return error(invalid_argument("gradient of " + std::to_string(push->gradient.size()) +
+                                  " values for a key range of " + std::to_string(job.params.size())));
+  }
+  for (size_t i = 0; i < push->gradient.size(); ++i) {
+    if (!std::isfinite(push->gradient[i])) {
+      return error(invalid_argument("gradient from " + push->worker + " at step " + std::to_string(push->step) +
+                                    " holds a non-finite value at key " + std::to_string(job.range.begin + i) +
+                                    "; the update was not applied"));
+    }
+  }
+  if (job.spec.consistency == Consistency::kAsp) {
+    auto last = job.last_step.find(push->worker);
+    if (last != job.last_step.end() && static_cast<int64_t>(push->step) <= last->second) {
+      return error(failed_precondition("step " + std::to_string(push->step) + " of " + push->worker +
+                                       " was already applied; a replayed push is not applied twice"));
+    }
+    job.last_step[push->worker] = static_cast<int64_t>(push->step);
+    apply(job, push->gradient.data(), push->gradient.size(), 1.0f);
+    return {{peer, params_reply(in.job_id, in.request_id, job)}};
+  }
+  // BSP
+  if (push->step != job.version) {
+    return error(failed_precondition("push for step " + std::to_string(push->step) + " from " + push->worker +
+                                     " but this server is at step " + std::to_string(job.version) +
+                                     " (BSP takes each step's gradients in order)"));
+  }
+  if (!job.pushed.insert(push->worker).second) {
+    return error(failed_precondition("step " + std::to_string(push->step) + " of " + push->worker +
+                                     " was already received; a replayed push is not applied twice"));
+  }
+  if (job.pending_sum.empty()) {
+    job.pending_sum = push->gradient;
+  } else {
+    for (size_t i = 0; i < job.pending_sum.size(); ++i) job.pending_sum[i] += push->gradient[i];
+  }
+  job.waiting.push_back({peer, in.request_id});
+  if (job.pushed.size() < job.num_workers) return {};
+  apply(job, job.pending_sum.data(), job.pending_sum.size(), 1.0f / static_cast<float>(job.num_workers));
+  job.pending_sum.clear();
+  job.pushed.clear();
+  Outbox out;
+  for (const Waiting& w : job.waiting) out.push_back({w.peer, params_reply(in.job_id, w.request_id, job)});
+  job.waiting.clear();
+  return out;
+}
+
+std::vector<float> ParameterServerState::values(const std::string& job_id) const {
+  auto it = jobs_.find(job_id);
+  return it == jobs_.end() ? std::vector<float>() : it->second.params;
+}
+
+uint64_t ParameterServerState::version(const std::string& job_id) const {
+  auto it = jobs_.find(job_id);
+  return it == jobs_.end() ? 0 : it->second.version;
+}
+
+}  // namespace custody::actors

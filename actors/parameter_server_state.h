@@ -1,0 +1,68 @@
+// One parameter server's logic as a plain state machine: for each job, the key range
+// it holds, the optimizer that updates it, and the consistency protocol.
+//
+//   BSP: pushes of step t are summed until every worker of the job has pushed step t;
+//        then the mean gradient is applied once and every waiting worker gets the new
+//        values (version t+1). A push for another step is refused.
+//   ASP: each push is applied on arrival and answered with the values after it.
+// A worker pushes at most once per step: a repeated (worker, step) is refused, so a
+// replayed message is never applied twice. Gradients with NaN or infinite values, of
+// the wrong length, or for unknown jobs are refused with an error naming the problem.
+// Thread-safety: none; owned by one actor.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <set>
+
+#include "actors/outgoing.h"
+#include "core/job_spec.h"
+#include "core/optimizer.h"
+#include "core/partition.h"
+
+namespace custody::actors {
+
+class ParameterServerState {
+ public:
+  explicit ParameterServerState(std::string node_id);
+  void set_node_id(std::string id) { node_id_ = std::move(id); }
+
+  // Messages from the coordinator (assignKeyRange, stopJob).
+  Outbox handle_control(const std::string& peer, const msg::Envelope& in);
+  // Messages from workers (pull, push).
+  Outbox handle_data(const std::string& peer, const msg::Envelope& in);
+
+  size_t num_jobs() const { return jobs_.size(); }
+  // The current values of a job's range (tests, checkpoints); empty if unknown.
+  std::vector<float> values(const std::string& job_id) const;
+  uint64_t version(const std::string& job_id) const;
+
+ private:
+  struct Waiting {
+    std::string peer;
+    uint64_t request_id;
+  };
+  struct JobShard {
+    JobSpec spec;
+    KeyRange range;
+    uint32_t num_workers = 0;
+    uint64_t total_steps = 0;
+    std::vector<float> params;
+    std::unique_ptr<Optimizer> optimizer;
+    uint64_t version = 0;  // updates applied (BSP: completed steps)
+    // BSP: the sum of this step's gradients and who has pushed it.
+    std::vector<float> pending_sum;
+    std::set<std::string> pushed;
+    std::vector<Waiting> waiting;
+    // ASP: highest step applied per worker, for duplicate detection.
+    std::map<std::string, int64_t> last_step;
+  };
+
+  msg::Envelope params_reply(const std::string& job_id, uint64_t request_id, const JobShard& job) const;
+  void apply(JobShard& job, const float* grad, size_t n, float scale);
+
+  std::string node_id_;
+  std::map<std::string, JobShard> jobs_;
+};
+
+}  // namespace custody::actors

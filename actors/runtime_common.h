@@ -1,0 +1,48 @@
+// Shared plumbing of the node runtimes (internal to actors/).
+#pragma once
+
+#include <unistd.h>
+
+#include <atomic>
+#include <fstream>
+#include <thread>
+
+#include "actors/caf_types.h"
+#include "core/log.h"
+
+namespace custody::actors {
+
+// How an actor tells the node's main thread to stop with an exit code.
+struct NodeExit {
+  std::atomic<bool> requested{false};
+  std::atomic<int> code{0};
+  void fail(int c) {
+    code = c;
+    requested = true;
+  }
+};
+
+// Blocks until the signal flag or a NodeExit request; polls, since neither can wake us.
+inline void wait_for_stop(const std::atomic<bool>& stop, const NodeExit& exit) {
+  while (!stop && !exit.requested) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+}
+
+inline std::string host_name() {
+  char buf[256] = {0};
+  gethostname(buf, sizeof(buf) - 1);
+  return buf;
+}
+
+// tcp://*:5556 or tcp://0.0.0.0:5556 -> tcp://HOST:5556
+inline std::string advertised(const std::string& endpoint, const std::string& host) {
+  auto colon = endpoint.rfind(':');
+  auto scheme = endpoint.find("://");
+  if (colon == std::string::npos || scheme == std::string::npos) return endpoint;
+  std::string bound_host = endpoint.substr(scheme + 3, colon - scheme - 3);
+  if (bound_host == "*" || bound_host == "0.0.0.0" || bound_host == "[::]") {
+    return endpoint.substr(0, scheme + 3) + host + endpoint.substr(colon);
+  }
+  return endpoint;
+}
+
+}  // namespace custody::actors

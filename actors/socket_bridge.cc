@@ -1,0 +1,78 @@
+#include "actors/socket_bridge.h"
+
+#include "core/log.h"
+
+namespace custody::actors {
+
+void SocketPort::send(const std::string& peer, msg::Envelope envelope) const {
+  caf::anon_send(bridge_, Outbound{peer, std::make_shared<const msg::Envelope>(std::move(envelope))});
+  waker_->notify();
+}
+
+namespace {
+
+void bridge_loop(caf::blocking_actor* self, std::shared_ptr<transport::Socket> socket,
+                 std::shared_ptr<transport::Waker> waker, BridgeOptions options) {
+  bool running = true;
+  caf::actor handler;
+  self->receive([&](caf::actor& h) { handler = h; }, [&](caf::exit_msg&) { running = false; });
+  auto reply_error = [&](const std::string& peer, const Status& status) {
+    msg::Envelope e;
+    e.sender = options.node_name;
+    e.body = msg::Error{status.code(), status.message()};
+    (void)socket->send(peer, msg::encode(e));
+  };
+  while (running) {
+    auto ready = socket->wait(std::chrono::milliseconds(200), waker.get());
+    if (!ready.is_ok()) {
+      log(LogLevel::kError, options.node_name, ready.status().to_string());
+    }
+    // Take at most a bounded batch, so a flood of input cannot starve outgoing replies.
+    for (int i = 0; i < 64 && ready.is_ok() && ready.value(); ++i) {
+      auto in = socket->try_receive();
+      if (!in.is_ok()) {
+        log(LogLevel::kError, options.node_name, in.status().to_string());
+        break;
+      }
+      if (!in.value()) break;
+      transport::Incoming& frame = *in.value();
+      if (frame.multipart) {
+        reply_error(frame.peer, invalid_argument("a message must be a single ZeroMQ frame"));
+        continue;
+      }
+      auto decoded = msg::decode(frame.bytes, options.limits);
+      if (!decoded.is_ok()) {
+        log(LogLevel::kWarn, options.node_name, "refused a message: " + decoded.status().message());
+        reply_error(frame.peer, decoded.status());
+        continue;
+      }
+      self->send(handler, Inbound{options.channel, std::move(frame.peer),
+                                  std::make_shared<const msg::Envelope>(std::move(decoded).value())});
+    }
+    // Drain the mailbox: replies to send, or the order to stop.
+    bool more = true;
+    while (more && running) {
+      self->receive(
+          [&](Outbound& out) {
+            Status s = socket->send(out.peer, msg::encode(*out.envelope));
+            if (!s.is_ok()) log(LogLevel::kWarn, options.node_name, s.to_string());
+          },
+          [&](stop_atom) { running = false; },
+          [&](caf::exit_msg&) { running = false; },
+          caf::after(std::chrono::seconds(0)) >> [&] { more = false; });
+    }
+  }
+  socket->close();
+}
+
+}  // namespace
+
+SocketPort spawn_socket_bridge(caf::actor_system& system, std::unique_ptr<transport::Socket> socket,
+                               BridgeOptions options) {
+  auto waker = std::make_shared<transport::Waker>();
+  std::shared_ptr<transport::Socket> owned(std::move(socket));
+  auto bridge = system.spawn<caf::detached>(bridge_loop, owned, waker, options);
+  return SocketPort(bridge, waker);
+}
+
+}  // namespace custody::actors

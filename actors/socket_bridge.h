@@ -1,0 +1,48 @@
+// The bridge between one ZeroMQ socket and the actors of a process.
+//
+// A detached (own-thread) actor owns the socket and is its only user. It waits on the
+// socket and on a Waker; decodes each incoming frame (with the limits given) and sends
+// it to the handler actor as an Inbound; answers undecodable frames itself with an error
+// reply and carries on; and sends every Outbound found in its mailbox. Other actors send
+// through a SocketPort, which queues the message in the bridge's mailbox and then wakes
+// the bridge, so that replies leave at once instead of at the next poll timeout.
+#pragma once
+
+#include <caf/all.hpp>
+#include <memory>
+
+#include "actors/caf_types.h"
+#include "protocols/codec.h"
+#include "protocols/transport.h"
+
+namespace custody::actors {
+
+class SocketPort {
+ public:
+  SocketPort() = default;
+  SocketPort(caf::actor bridge, std::shared_ptr<transport::Waker> waker)
+      : bridge_(std::move(bridge)), waker_(std::move(waker)) {}
+  // Thread-safe.
+  void send(const std::string& peer, msg::Envelope envelope) const;
+  const caf::actor& actor() const { return bridge_; }
+  // Starts the bridge's socket loop: from now on it sends Inbound messages to handler.
+  void start(const caf::actor& handler) const { caf::anon_send(bridge_, handler); }
+
+ private:
+  caf::actor bridge_;
+  std::shared_ptr<transport::Waker> waker_;
+};
+
+struct BridgeOptions {
+  Channel channel = Channel::kPeers;
+  std::string node_name;  // sender of error replies, and log prefix
+  msg::DecodeLimits limits;
+};
+
+// Spawns the bridge; it owns `socket` from now on and reads nothing from it until
+// start(handler) names the actor to deliver to (which may itself need the port, so it
+// is spawned in between). Stop it with an exit message.
+SocketPort spawn_socket_bridge(caf::actor_system& system, std::unique_ptr<transport::Socket> socket,
+                               BridgeOptions options);
+
+}  // namespace custody::actors

@@ -1,0 +1,334 @@
+// The worker node: a DEALER socket to the coordinator with its bridge, the worker actor
+// (membership, task intake), and for each task a trainer: a detached actor that owns
+// one DEALER socket per parameter server and runs the training loop.
+//
+// The trainer's step: gather a batch of its shard -> gradient (Eigen) -> push each
+// server's slice of the gradient -> wait for every server's new values (under BSP they
+// come once all workers pushed the step). Each wait has a deadline and names what it
+// waited for; between steps and while waiting it checks its mailbox for a stop.
+#include <numeric>
+#include <random>
+
+#include "actors/node_link.h"
+#include "actors/node_runtime.h"
+#include "actors/runtime_common.h"
+#include "actors/socket_bridge.h"
+#include "core/dataset.h"
+#include "core/job_spec.h"
+#include "core/model.h"
+
+namespace custody::actors {
+namespace {
+
+struct TrainerArgs {
+  msg::AssignTask task;
+  std::string job_id, node_id;
+  SocketPort coordinator;
+  transport::Context* context;
+  std::chrono::milliseconds step_timeout;
+};
+
+class Trainer {
+ public:
+  Trainer(caf::blocking_actor* self, TrainerArgs args) : self_(self), a_(std::move(args)) {}
+
+  Status run();
+
+ private:
+  struct Server {
+    msg::ServerRange range;
+    std::unique_ptr<transport::Socket> socket;
+  };
+
+  bool stop_requested();
+  void report(msg::Body body);
+  // Sends one request per server (bodies[i] to server i) and waits for every reply.
+  Status exchange(std::vector<msg::Body> bodies, const char* what);
+  Status evaluate(uint32_t epoch);
+
+  caf::blocking_actor* self_;
+  TrainerArgs a_;
+  std::vector<Server> servers_;
+  std::vector<float> params_;
+  std::unique_ptr<Model> model_;
+  Matrix test_x_;
+  std::vector<uint8_t> test_y_;
+  Workspace ws_;
+  uint64_t next_request_ = 1;
+  bool stopped_ = false;
+};
+
+bool Trainer::stop_requested() {
+  if (stopped_) return true;
+  bool more = true;
+  while (more && !stopped_) {
+    self_->receive([&](stop_atom) { stopped_ = true; }, [&](caf::exit_msg&) { stopped_ = true; },
+                   caf::after(std::chrono::seconds(0)) >> [&] { more = false; });
+  }
+  return stopped_;
+}
+
+void Trainer::report(msg::Body body) {
+  msg::Envelope e;
+  e.job_id = a_.job_id;
+  e.body = std::move(body);
+  e.sender = a_.node_id;
+  a_.coordinator.send("", std::move(e));
+}
+
+Status Trainer::exchange(std::vector<msg::Body> bodies, const char* what) {
+  const uint64_t request = next_request_++;
+  for (size_t i = 0; i < servers_.size(); ++i) {
+    msg::Envelope e;
+    e.sender = a_.node_id;
+    e.job_id = a_.job_id;
+    e.request_id = request;
+    e.body = std::move(bodies[i]);
+    CUSTODY_RETURN_IF_ERROR(servers_[i].socket->send("", msg::encode(e)));
+  }
+  const auto deadline = Clock::now() + a_.step_timeout;
+  for (auto& server : servers_) {
+    for (;;) {
+      if (stop_requested()) return Status(ErrorCode::kCancelled, "stopped");
+      if (Clock::now() > deadline) {
+        return deadline_exceeded("no reply to " + std::string(what) + " from parameter server " +
+                                 server.range.node_id + " at " + server.range.address + " within " +
+                                 std::to_string(a_.step_timeout.count() / 1000) + " s");
+      }
+      auto in = server.socket->receive(std::chrono::milliseconds(100));
+      if (!in.is_ok()) return in.status();
+      if (!in.value()) continue;
+      auto e = msg::decode(in.value()->bytes);
+      if (!e.is_ok()) {
+        return data_loss("parameter server " + server.range.node_id + " sent a bad reply: " + e.status().message());
+      }
+      if (e->request_id != request) continue;  // a late reply to an abandoned request
+      if (auto* err = e->get<msg::Error>()) {
+        return Status(err->code, "parameter server " + server.range.node_id + ": " + err->message);
+      }
+      auto* p = e->get<msg::Params>();
+      const uint64_t size = server.range.range_end - server.range.range_begin;
+      if (!p || p->values.size() != size || p->range_begin != server.range.range_begin) {
+        return data_loss("parameter server " + server.range.node_id + " answered " + what +
+                         " with something other than the values of its key range");
+      }
+      std::copy(p->values.begin(), p->values.end(),
+                params_.begin() + static_cast<std::ptrdiff_t>(server.range.range_begin));
+      break;
+    }
+  }
+  return Status::ok();
+}
+
+Status Trainer::evaluate(uint32_t epoch) {
+  MatrixView view(test_x_.data(), test_x_.rows(), test_x_.cols());
+  BatchStats s = model_->evaluate(params_.data(), view, test_y_.data(), ws_);
+  report(msg::EpochEval{epoch, static_cast<uint64_t>(s.correct), static_cast<uint64_t>(s.samples), s.loss_sum});
+  return Status::ok();
+}
+
+Status Trainer::run() {
+  const msg::AssignTask& t = a_.task;
+  auto spec = parse_job_spec(t.spec_text, "job " + a_.job_id);
+  if (!spec.is_ok()) return spec.status();
+  auto data = load_data(spec->data);
+  if (!data.is_ok()) return data.status();
+  if (data->version_hash != t.shard.dataset_hash) {
+    return failed_precondition("the data set this worker read (" + data->version_hash.substr(0, 16) +
+                               "...) is not the version the job was submitted with (" +
+                               t.shard.dataset_hash.substr(0, 16) + "...); the files differ between machines");
+  }
+  if (t.shard.end > static_cast<uint64_t>(data->train.count) || t.shard.begin >= t.shard.end ||
+      t.test_end > static_cast<uint64_t>(data->test.count) || t.test_begin >= t.test_end) {
+    return invalid_argument("the assigned shard or test range lies outside the data set");
+  }
+  auto model = Model::make(spec->layer_sizes(data->train.features));
+  if (!model.is_ok()) return model.status();
+  if (model->num_parameters() != t.num_parameters) {
+    return invalid_argument("the job's model has " + std::to_string(model->num_parameters()) +
+                            " parameters, the assignment says " + std::to_string(t.num_parameters));
+  }
+  model_ = std::make_unique<Model>(model.value());
+  const int64_t begin = static_cast<int64_t>(t.shard.begin), end = static_cast<int64_t>(t.shard.end);
+  Matrix shard = features(data->train, begin, end);
+  std::vector<uint8_t> labels(data->train.labels.begin() + begin, data->train.labels.begin() + end);
+  test_x_ = features(data->test, static_cast<int64_t>(t.test_begin), static_cast<int64_t>(t.test_end));
+  test_y_.assign(data->test.labels.begin() + static_cast<int64_t>(t.test_begin),
+                 data->test.labels.begin() + static_cast<int64_t>(t.test_end));
+  data = Status(ErrorCode::kOk, "");  // the raw bytes are no longer needed
+
+  for (const auto& r : t.servers) {
+    auto socket = transport::Socket::connect(*a_.context, r.address);
+    if (!socket.is_ok()) return socket.status();
+    servers_.push_back({r, std::move(socket).value()});
+  }
+  params_.assign(t.num_parameters, 0.0f);
+  std::vector<msg::Body> pulls(servers_.size(), msg::Body(msg::Pull{a_.node_id}));
+  CUSTODY_RETURN_IF_ERROR(exchange(std::move(pulls), "the first pull"));
+
+  const int batch = spec->batch_size;
+  std::vector<int64_t> order(static_cast<size_t>(end - begin));
+  std::iota(order.begin(), order.end(), 0);
+  std::mt19937_64 rng(spec->seed * 1000003 + t.rank);
+  Matrix x(shard.rows(), batch);
+  std::vector<uint8_t> y(batch);
+  std::vector<float> grad(params_.size());
+  uint64_t step = 0, samples_total = 0;
+  uint64_t report_samples = 0;
+  double report_loss = 0;
+  auto report_start = Clock::now();
+  for (uint32_t epoch = 1; epoch <= static_cast<uint32_t>(spec->epochs); ++epoch) {
+    std::shuffle(order.begin(), order.end(), rng);
+    for (uint64_t s = 0; s < t.steps_per_epoch; ++s) {
+      for (int i = 0; i < batch; ++i) {
+        const int64_t idx = order[s * batch + i];
+        x.col(i) = shard.col(idx);
+        y[i] = labels[idx];
+      }
+      MatrixView view(x.data(), x.rows(), x.cols());
+      BatchStats st = model_->gradient(params_.data(), view, y.data(), grad.data(), ws_);
+      std::vector<msg::Body> pushes;
+      for (const auto& server : servers_) {
+        msg::Push p;
+        p.worker = a_.node_id;
+        p.step = step;
+        p.gradient.assign(grad.begin() + static_cast<std::ptrdiff_t>(server.range.range_begin),
+                          grad.begin() + static_cast<std::ptrdiff_t>(server.range.range_end));
+        pushes.push_back(std::move(p));
+      }
+      CUSTODY_RETURN_IF_ERROR(exchange(std::move(pushes), "a push"));
+      ++step;
+      samples_total += batch;
+      report_samples += batch;
+      report_loss += st.loss_sum;
+      const auto now = Clock::now();
+      if (now - report_start > std::chrono::milliseconds(500)) {
+        auto us = std::chrono::duration_cast<std::chrono::microseconds>(now - report_start).count();
+        report(msg::Progress{epoch, step, report_samples, report_loss, static_cast<uint64_t>(us)});
+        report_samples = 0;
+        report_loss = 0;
+        report_start = now;
+      }
+    }
+    CUSTODY_RETURN_IF_ERROR(evaluate(epoch));
+  }
+  report(msg::TaskDone{step, samples_total});
+  return Status::ok();
+}
+
+void trainer_loop(caf::blocking_actor* self, TrainerArgs args, caf::actor node) {
+  const std::string job = args.job_id, who = args.node_id;
+  Trainer trainer(self, args);
+  Status s = trainer.run();
+  if (!s.is_ok() && s.code() != ErrorCode::kCancelled) {
+    log(LogLevel::kError, who, job + ": " + s.to_string());
+    msg::Envelope e;
+    e.sender = who;
+    e.job_id = job;
+    e.body = msg::Error{s.code(), s.message()};
+    args.coordinator.send("", std::move(e));
+  } else {
+    log(LogLevel::kInfo, who, job + (s.is_ok() ? ": task finished" : ": task stopped"));
+  }
+  self->send(node, done_atom::value, job);
+}
+
+struct WorkerActorState {
+  std::unique_ptr<NodeLink> link;
+  caf::actor trainer;
+  std::string job;
+};
+
+caf::behavior worker_actor(caf::stateful_actor<WorkerActorState>* self, SocketPort coordinator,
+                           msg::Register registration, PeerNodeConfig config, transport::Context* context,
+                           std::shared_ptr<NodeExit> exit) {
+  self->state.link = std::make_unique<NodeLink>(coordinator, registration, config.coordinator,
+                                                config.connect_timeout);
+  self->send(self, tick_atom::value);
+  // A trainer dies with its worker actor (exit on shutdown reaches it through the link).
+  return {
+      [=](Inbound& in) {
+        auto& st = self->state;
+        const msg::Envelope& e = *in.envelope;
+        if (st.link->on_message(e, Clock::now())) return;
+        if (auto* task = e.get<msg::AssignTask>()) {
+          if (!st.job.empty()) {
+            msg::Envelope err = msg::make_error(e, st.link->node_id(),
+                                                failed_precondition("busy with " + st.job));
+            st.link->send(std::move(err));
+            return;
+          }
+          st.job = e.job_id;
+          log(LogLevel::kInfo, st.link->node_id(), "task for " + e.job_id + ": shard " +
+                                                       std::to_string(task->shard.index) + " records [" +
+                                                       std::to_string(task->shard.begin) + ", " +
+                                                       std::to_string(task->shard.end) + ")");
+          TrainerArgs args{*task, e.job_id, st.link->node_id(), coordinator, context, config.step_timeout};
+          st.trainer = self->spawn<caf::detached + caf::linked>(trainer_loop, args, caf::actor(self));
+          return;
+        }
+        if (e.get<msg::StopJob>()) {
+          if (st.trainer && e.job_id == st.job) caf::anon_send(st.trainer, stop_atom::value);
+          return;
+        }
+        if (auto* err = e.get<msg::Error>()) {
+          log(LogLevel::kWarn, st.link->node_id(), "coordinator: " + err->message);
+        }
+      },
+      [=](done_atom, const std::string& job) {
+        if (job == self->state.job) {
+          self->state.job.clear();
+          self->state.trainer = caf::actor();
+        }
+      },
+      [=](tick_atom) {
+        auto& st = self->state;
+        Status s = st.link->on_tick(Clock::now(), !st.job.empty());
+        if (!s.is_ok()) {
+          log(LogLevel::kError, "worker", s.message());
+          exit->fail(3);
+          return;
+        }
+        self->delayed_send(self, std::chrono::milliseconds(100), tick_atom::value);
+      },
+      [=](const caf::exit_msg& m) {
+        if (self->state.trainer) caf::anon_send(self->state.trainer, stop_atom::value);
+        self->quit(m.reason);
+      },
+  };
+}
+
+}  // namespace
+
+int run_worker(const PeerNodeConfig& config, const std::atomic<bool>& stop) {
+  transport::Context context;
+  auto to_coordinator = transport::Socket::connect(context, config.coordinator);
+  if (!to_coordinator.is_ok()) {
+    log(LogLevel::kError, "worker", to_coordinator.status().message());
+    return 2;
+  }
+  msg::Register registration;
+  registration.role = msg::NodeRole::kWorker;
+  registration.host = host_name();
+  registration.pid = static_cast<uint32_t>(getpid());
+  registration.name = config.name;
+
+  caf::actor_system_config cfg;
+  add_custody_types(cfg);
+  caf::actor_system system{cfg};
+  auto exit = std::make_shared<NodeExit>();
+  BridgeOptions bridge;
+  bridge.channel = Channel::kCoordinator;
+  bridge.node_name = "worker";
+  bridge.limits.max_bytes = config.max_message_bytes;
+  SocketPort coordinator = spawn_socket_bridge(system, std::move(to_coordinator).value(), bridge);
+  auto actor = system.spawn(worker_actor, coordinator, registration, config, &context, exit);
+  coordinator.start(actor);
+  wait_for_stop(stop, *exit);
+  caf::anon_send_exit(actor, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(coordinator.actor(), caf::exit_reason::user_shutdown);
+  system.await_all_actors_done();
+  return exit->code;
+}
+
+}  // namespace custody::actors

@@ -1,0 +1,39 @@
+// custody-coordinator: membership, the job queue and scheduling. See docs/ARCHITECTURE.md.
+#include "nodes/node_options.h"
+
+using namespace custody;
+
+int main(int argc, char** argv) {
+  actors::CoordinatorNodeConfig c;
+  std::string config_file = nodes::config_path(argc, argv);
+  int64_t interval_ms = c.options.heartbeat_interval.count(), timeout_ms = c.options.heartbeat_timeout.count();
+  int64_t max_mib = static_cast<int64_t>(c.max_message_bytes >> 20);
+  Status s = nodes::read_config(config_file, [&](ConfigReader& r) {
+    CUSTODY_RETURN_IF_ERROR(r.get("coordinator.listen", c.listen));
+    CUSTODY_RETURN_IF_ERROR(r.get("coordinator.heartbeat_interval_ms", interval_ms, 50, 600000));
+    CUSTODY_RETURN_IF_ERROR(r.get("coordinator.heartbeat_timeout_ms", timeout_ms, 100, 3600000));
+    CUSTODY_RETURN_IF_ERROR(r.get("coordinator.max_message_mib", max_mib, 1, 4096));
+    return Status::ok();
+  });
+  if (!s.is_ok()) {
+    std::fprintf(stderr, "custody-coordinator: %s\n", s.message().c_str());
+    return 2;
+  }
+  CLI::App app{"custody-coordinator: registers nodes, queues jobs and schedules them onto workers"};
+  app.add_option("--config", config_file, "TOML config file (see configs/coordinator.toml)");
+  app.add_option("--listen", c.listen, "address to listen on; port 0 picks a free port")->capture_default_str();
+  app.add_option("--port-file", c.port_file, "write the bound address to this file once listening");
+  app.add_option("--heartbeat-interval-ms", interval_ms, "how often nodes send heartbeats")->capture_default_str();
+  app.add_option("--heartbeat-timeout-ms", timeout_ms, "silence after which a node is dead")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+  if (timeout_ms <= interval_ms) {
+    std::fprintf(stderr, "custody-coordinator: the heartbeat timeout (%lld ms) must exceed the interval (%lld ms)\n",
+                 static_cast<long long>(timeout_ms), static_cast<long long>(interval_ms));
+    return 2;
+  }
+  c.options.heartbeat_interval = std::chrono::milliseconds(interval_ms);
+  c.options.heartbeat_timeout = std::chrono::milliseconds(timeout_ms);
+  c.max_message_bytes = static_cast<size_t>(max_mib) << 20;
+  nodes::install_signal_handlers();
+  return actors::run_coordinator(c, nodes::g_stop);
+}

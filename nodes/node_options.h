@@ -1,0 +1,66 @@
+// Reading a node's typed configuration: a documented TOML file (configs/*.toml) first,
+// then command-line flags on top. Nothing is read from the environment.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <atomic>
+#include <csignal>
+#include <string>
+
+#include "actors/node_runtime.h"
+#include "core/config_reader.h"
+#include "core/log.h"
+
+namespace custody::nodes {
+
+inline std::atomic<bool> g_stop{false};  // set by SIGINT/SIGTERM only
+inline void on_signal(int) { g_stop = true; }
+inline void install_signal_handlers() {
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  std::signal(SIGPIPE, SIG_IGN);
+}
+
+// Reads a config file into `apply`'s getters, then refuses unknown keys.
+template <class Apply>
+Status read_config(const std::string& path, Apply apply) {
+  if (path.empty()) return Status::ok();
+  auto reader = ConfigReader::parse_file(path);
+  if (!reader.is_ok()) return reader.status();
+  CUSTODY_RETURN_IF_ERROR(apply(reader.value()));
+  return reader->unknown_keys_error();
+}
+
+// Finds "--config PATH" before CLI11 parses, so that flags can override the file.
+inline std::string config_path(int argc, char** argv) {
+  for (int i = 1; i + 1 < argc; ++i)
+    if (std::string(argv[i]) == "--config") return argv[i + 1];
+  return "";
+}
+
+inline Status read_peer_config(ConfigReader& r, actors::PeerNodeConfig& c) {
+  int64_t connect_ms = c.connect_timeout.count(), step_ms = c.step_timeout.count();
+  int64_t max_mib = static_cast<int64_t>(c.max_message_bytes >> 20);
+  CUSTODY_RETURN_IF_ERROR(r.get("node.coordinator", c.coordinator));
+  CUSTODY_RETURN_IF_ERROR(r.get("node.name", c.name));
+  CUSTODY_RETURN_IF_ERROR(r.get("node.connect_timeout_ms", connect_ms, 100, 3600000));
+  CUSTODY_RETURN_IF_ERROR(r.get("node.max_message_mib", max_mib, 1, 4096));
+  CUSTODY_RETURN_IF_ERROR(r.get("server.listen", c.listen));
+  CUSTODY_RETURN_IF_ERROR(r.get("server.advertise_host", c.advertise_host));
+  CUSTODY_RETURN_IF_ERROR(r.get("worker.step_timeout_ms", step_ms, 100, 3600000));
+  c.connect_timeout = std::chrono::milliseconds(connect_ms);
+  c.step_timeout = std::chrono::milliseconds(step_ms);
+  c.max_message_bytes = static_cast<size_t>(max_mib) << 20;
+  return Status::ok();
+}
+
+// The flags shared by custody-ps and custody-worker.
+inline void add_peer_flags(CLI::App& app, actors::PeerNodeConfig& c, std::string& config_file, int64_t& connect_ms) {
+  app.add_option("--config", config_file, "TOML config file (configs/ps.toml, configs/worker.toml)");
+  app.add_option("--coordinator", c.coordinator, "coordinator address")->capture_default_str();
+  app.add_option("--name", c.name, "node id to register as (default: chosen by the coordinator)");
+  app.add_option("--connect-timeout-ms", connect_ms, "give up if the coordinator is not reached in this time")
+      ->capture_default_str();
+}
+
+}  // namespace custody::nodes

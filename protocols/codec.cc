@@ -1,0 +1,444 @@
+#include "protocols/codec.h"
+
+#include <capnp/message.h>
+#include <capnp/serialize.h>
+#include <kj/exception.h>
+
+#include <cstring>
+
+#include "protocols/custody.capnp.h"
+
+namespace custody::msg {
+namespace {
+
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+              "tensors travel as little-endian float32 and are copied as-is");
+
+template <class... Ts>
+struct overloaded : Ts... {
+  using Ts::operator()...;
+};
+template <class... Ts>
+overloaded(Ts...) -> overloaded<Ts...>;
+
+capnp::Text::Reader text(const std::string& s) { return capnp::Text::Reader(s.data(), s.size()); }
+std::string str(capnp::Text::Reader t) { return std::string(t.begin(), t.size()); }
+
+capnp::Data::Reader floats(const std::vector<float>& v) {
+  return capnp::Data::Reader(reinterpret_cast<const kj::byte*>(v.data()), v.size() * sizeof(float));
+}
+
+Status read_floats(capnp::Data::Reader d, const char* field, std::vector<float>& out) {
+  if (d.size() % sizeof(float) != 0) {
+    return invalid_argument(std::string("field '") + field + "' holds " + std::to_string(d.size()) +
+                            " bytes, not a whole number of float32 values");
+  }
+  out.resize(d.size() / sizeof(float));
+  if (!out.empty()) std::memcpy(out.data(), d.begin(), d.size());
+  return Status::ok();
+}
+
+template <class ListBuilder>
+void set_texts(ListBuilder list, const std::vector<std::string>& v) {
+  for (size_t i = 0; i < v.size(); ++i) list.set(i, text(v[i]));
+}
+std::vector<std::string> get_texts(capnp::List<capnp::Text>::Reader list) {
+  std::vector<std::string> out;
+  for (auto t : list) out.push_back(str(t));
+  return out;
+}
+
+wire::ErrorCode to_wire(ErrorCode c) { return static_cast<wire::ErrorCode>(static_cast<uint16_t>(c)); }
+ErrorCode from_wire(wire::ErrorCode c) {
+  auto v = static_cast<uint16_t>(c);
+  return v <= static_cast<uint16_t>(ErrorCode::kPermissionDenied) ? static_cast<ErrorCode>(v)
+                                                                  : ErrorCode::kInternal;
+}
+wire::NodeRole to_wire(NodeRole r) {
+  return r == NodeRole::kWorker ? wire::NodeRole::WORKER : wire::NodeRole::PARAMETER_SERVER;
+}
+NodeRole from_wire(wire::NodeRole r) {
+  return r == wire::NodeRole::WORKER ? NodeRole::kWorker : NodeRole::kParameterServer;
+}
+
+void encode_job(wire::JobStatus::Builder b, const JobStatus& j) {
+  b.setJobId(text(j.job_id));
+  b.setName(text(j.name));
+  b.setState(static_cast<wire::JobState>(static_cast<uint16_t>(j.state)));
+  b.setMessage(text(j.message));
+  b.setSubmitter(text(j.submitter));
+  b.setEpoch(j.epoch);
+  b.setEpochs(j.epochs);
+  b.setStep(j.step);
+  b.setTotalSteps(j.total_steps);
+  b.setLoss(j.loss);
+  b.setTestAccuracy(j.test_accuracy);
+  b.setTestLoss(j.test_loss);
+  b.setSamplesPerSec(j.samples_per_sec);
+  b.setSubmittedAtMs(j.submitted_at_ms);
+  b.setStartedAtMs(j.started_at_ms);
+  b.setFinishedAtMs(j.finished_at_ms);
+  set_texts(b.initWorkers(j.workers.size()), j.workers);
+  set_texts(b.initServers(j.servers.size()), j.servers);
+  b.setDatasetHash(text(j.dataset_hash));
+  b.setConsistency(text(j.consistency));
+  auto h = b.initAccuracyHistory(j.accuracy_history.size());
+  for (size_t i = 0; i < j.accuracy_history.size(); ++i) h.set(i, j.accuracy_history[i]);
+}
+
+Result<JobStatus> decode_job(wire::JobStatus::Reader r) {
+  JobStatus j;
+  j.job_id = str(r.getJobId());
+  j.name = str(r.getName());
+  auto state = static_cast<uint16_t>(r.getState());
+  if (state > static_cast<uint16_t>(JobState::kCancelled)) {
+    return invalid_argument("job status has an unknown state " + std::to_string(state));
+  }
+  j.state = static_cast<JobState>(state);
+  j.message = str(r.getMessage());
+  j.submitter = str(r.getSubmitter());
+  j.epoch = r.getEpoch();
+  j.epochs = r.getEpochs();
+  j.step = r.getStep();
+  j.total_steps = r.getTotalSteps();
+  j.loss = r.getLoss();
+  j.test_accuracy = r.getTestAccuracy();
+  j.test_loss = r.getTestLoss();
+  j.samples_per_sec = r.getSamplesPerSec();
+  j.submitted_at_ms = r.getSubmittedAtMs();
+  j.started_at_ms = r.getStartedAtMs();
+  j.finished_at_ms = r.getFinishedAtMs();
+  j.workers = get_texts(r.getWorkers());
+  j.servers = get_texts(r.getServers());
+  j.dataset_hash = str(r.getDatasetHash());
+  j.consistency = str(r.getConsistency());
+  for (double a : r.getAccuracyHistory()) j.accuracy_history.push_back(a);
+  return j;
+}
+
+void encode_body(wire::Envelope::Body::Builder b, const Body& body) {
+  std::visit(
+      overloaded{
+          [&](const Error& m) {
+            auto e = b.initError();
+            e.setCode(to_wire(m.code));
+            e.setMessage(text(m.message));
+          },
+          [&](const Register& m) {
+            auto e = b.initRegister();
+            e.setRole(to_wire(m.role));
+            e.setAddress(text(m.address));
+            e.setHost(text(m.host));
+            e.setPid(m.pid);
+            e.setName(text(m.name));
+          },
+          [&](const RegisterAck& m) {
+            auto e = b.initRegisterAck();
+            e.setNodeId(text(m.node_id));
+            e.setHeartbeatIntervalMs(m.heartbeat_interval_ms);
+          },
+          [&](const Heartbeat& m) { b.initHeartbeat().setBusy(m.busy); },
+          [&](const HeartbeatAck& m) { b.initHeartbeatAck().setKnown(m.known); },
+          [&](const SubmitJob& m) {
+            auto e = b.initSubmitJob();
+            e.setSpecText(text(m.spec_text));
+            e.setOrigin(text(m.origin));
+            e.setSubmitter(text(m.submitter));
+          },
+          [&](const JobAccepted& m) {
+            auto e = b.initJobAccepted();
+            e.setJobId(text(m.job_id));
+            e.setMessage(text(m.message));
+          },
+          [&](const StatusRequest& m) { b.initStatusRequest().setIncludeNodes(m.include_nodes); },
+          [&](const StatusReply& m) {
+            auto e = b.initStatusReply();
+            auto jobs = e.initJobs(m.jobs.size());
+            for (size_t i = 0; i < m.jobs.size(); ++i) encode_job(jobs[i], m.jobs[i]);
+            auto nodes = e.initNodes(m.nodes.size());
+            for (size_t i = 0; i < m.nodes.size(); ++i) {
+              const NodeStatus& n = m.nodes[i];
+              nodes[i].setNodeId(text(n.node_id));
+              nodes[i].setRole(to_wire(n.role));
+              nodes[i].setAddress(text(n.address));
+              nodes[i].setAlive(n.alive);
+              nodes[i].setBusy(n.busy);
+              nodes[i].setLastSeenMsAgo(n.last_seen_ms_ago);
+              nodes[i].setHost(text(n.host));
+              nodes[i].setPid(n.pid);
+            }
+          },
+          [&](const CancelJob& m) { b.initCancelJob().setReason(text(m.reason)); },
+          [&](const AssignKeyRange& m) {
+            auto e = b.initAssignKeyRange();
+            e.setSpecText(text(m.spec_text));
+            e.setServerIndex(m.server_index);
+            e.setRangeBegin(m.range_begin);
+            e.setRangeEnd(m.range_end);
+            e.setNumParameters(m.num_parameters);
+            e.setNumWorkers(m.num_workers);
+            e.setTotalSteps(m.total_steps);
+            e.setInputFeatures(m.input_features);
+          },
+          [&](const KeyRangeReady& m) {
+            auto e = b.initKeyRangeReady();
+            e.setRangeBegin(m.range_begin);
+            e.setRangeEnd(m.range_end);
+          },
+          [&](const AssignTask& m) {
+            auto e = b.initAssignTask();
+            e.setSpecText(text(m.spec_text));
+            e.setRank(m.rank);
+            auto s = e.initShard();
+            s.setDatasetHash(text(m.shard.dataset_hash));
+            s.setIndex(m.shard.index);
+            s.setNumShards(m.shard.num_shards);
+            s.setBegin(m.shard.begin);
+            s.setEnd(m.shard.end);
+            e.setTestBegin(m.test_begin);
+            e.setTestEnd(m.test_end);
+            e.setStepsPerEpoch(m.steps_per_epoch);
+            auto servers = e.initServers(m.servers.size());
+            for (size_t i = 0; i < m.servers.size(); ++i) {
+              servers[i].setNodeId(text(m.servers[i].node_id));
+              servers[i].setAddress(text(m.servers[i].address));
+              servers[i].setRangeBegin(m.servers[i].range_begin);
+              servers[i].setRangeEnd(m.servers[i].range_end);
+            }
+            e.setNumParameters(m.num_parameters);
+          },
+          [&](const Progress& m) {
+            auto e = b.initProgress();
+            e.setEpoch(m.epoch);
+            e.setStep(m.step);
+            e.setSamples(m.samples);
+            e.setLossSum(m.loss_sum);
+            e.setElapsedUs(m.elapsed_us);
+          },
+          [&](const EpochEval& m) {
+            auto e = b.initEpochEval();
+            e.setEpoch(m.epoch);
+            e.setCorrect(m.correct);
+            e.setTotal(m.total);
+            e.setLossSum(m.loss_sum);
+          },
+          [&](const TaskDone& m) {
+            auto e = b.initTaskDone();
+            e.setSteps(m.steps);
+            e.setSamples(m.samples);
+          },
+          [&](const StopJob& m) { b.initStopJob().setReason(text(m.reason)); },
+          [&](const Pull& m) { b.initPull().setWorker(text(m.worker)); },
+          [&](const Push& m) {
+            auto e = b.initPush();
+            e.setWorker(text(m.worker));
+            e.setStep(m.step);
+            e.setGradient(floats(m.gradient));
+          },
+          [&](const Params& m) {
+            auto e = b.initParams();
+            e.setVersion(m.version);
+            e.setRangeBegin(m.range_begin);
+            e.setValues(floats(m.values));
+          },
+      },
+      body);
+}
+
+Result<Body> decode_body(wire::Envelope::Body::Reader b) {
+  using W = wire::Envelope::Body;
+  switch (b.which()) {
+    case W::ERROR: {
+      auto r = b.getError();
+      return Body(Error{from_wire(r.getCode()), str(r.getMessage())});
+    }
+    case W::REGISTER: {
+      auto r = b.getRegister();
+      return Body(Register{from_wire(r.getRole()), str(r.getAddress()), str(r.getHost()), r.getPid(),
+                           str(r.getName())});
+    }
+    case W::REGISTER_ACK: {
+      auto r = b.getRegisterAck();
+      return Body(RegisterAck{str(r.getNodeId()), r.getHeartbeatIntervalMs()});
+    }
+    case W::HEARTBEAT: return Body(Heartbeat{b.getHeartbeat().getBusy()});
+    case W::HEARTBEAT_ACK: return Body(HeartbeatAck{b.getHeartbeatAck().getKnown()});
+    case W::SUBMIT_JOB: {
+      auto r = b.getSubmitJob();
+      return Body(SubmitJob{str(r.getSpecText()), str(r.getOrigin()), str(r.getSubmitter())});
+    }
+    case W::JOB_ACCEPTED: {
+      auto r = b.getJobAccepted();
+      return Body(JobAccepted{str(r.getJobId()), str(r.getMessage())});
+    }
+    case W::STATUS_REQUEST: return Body(StatusRequest{b.getStatusRequest().getIncludeNodes()});
+    case W::STATUS_REPLY: {
+      auto r = b.getStatusReply();
+      StatusReply m;
+      for (auto j : r.getJobs()) {
+        auto job = decode_job(j);
+        if (!job.is_ok()) return job.status();
+        m.jobs.push_back(std::move(job).value());
+      }
+      for (auto n : r.getNodes()) {
+        m.nodes.push_back(NodeStatus{str(n.getNodeId()), from_wire(n.getRole()), str(n.getAddress()),
+                                     n.getAlive(), n.getBusy(), n.getLastSeenMsAgo(), str(n.getHost()),
+                                     n.getPid()});
+      }
+      return Body(std::move(m));
+    }
+    case W::CANCEL_JOB: return Body(CancelJob{str(b.getCancelJob().getReason())});
+    case W::ASSIGN_KEY_RANGE: {
+      auto r = b.getAssignKeyRange();
+      return Body(AssignKeyRange{str(r.getSpecText()), r.getServerIndex(), r.getRangeBegin(),
+                                 r.getRangeEnd(), r.getNumParameters(), r.getNumWorkers(),
+                                 r.getTotalSteps(), r.getInputFeatures()});
+    }
+    case W::KEY_RANGE_READY: {
+      auto r = b.getKeyRangeReady();
+      return Body(KeyRangeReady{r.getRangeBegin(), r.getRangeEnd()});
+    }
+    case W::ASSIGN_TASK: {
+      auto r = b.getAssignTask();
+      AssignTask m;
+      m.spec_text = str(r.getSpecText());
+      m.rank = r.getRank();
+      auto s = r.getShard();
+      m.shard = ShardId{str(s.getDatasetHash()), s.getIndex(), s.getNumShards(), s.getBegin(), s.getEnd()};
+      m.test_begin = r.getTestBegin();
+      m.test_end = r.getTestEnd();
+      m.steps_per_epoch = r.getStepsPerEpoch();
+      for (auto sr : r.getServers()) {
+        m.servers.push_back(ServerRange{str(sr.getNodeId()), str(sr.getAddress()), sr.getRangeBegin(),
+                                        sr.getRangeEnd()});
+      }
+      m.num_parameters = r.getNumParameters();
+      return Body(std::move(m));
+    }
+    case W::PROGRESS: {
+      auto r = b.getProgress();
+      return Body(Progress{r.getEpoch(), r.getStep(), r.getSamples(), r.getLossSum(), r.getElapsedUs()});
+    }
+    case W::EPOCH_EVAL: {
+      auto r = b.getEpochEval();
+      return Body(EpochEval{r.getEpoch(), r.getCorrect(), r.getTotal(), r.getLossSum()});
+    }
+    case W::TASK_DONE: {
+      auto r = b.getTaskDone();
+      return Body(TaskDone{r.getSteps(), r.getSamples()});
+    }
+    case W::STOP_JOB: return Body(StopJob{str(b.getStopJob().getReason())});
+    case W::PULL: return Body(Pull{str(b.getPull().getWorker())});
+    case W::PUSH: {
+      auto r = b.getPush();
+      Push m{str(r.getWorker()), r.getStep(), {}};
+      CUSTODY_RETURN_IF_ERROR(read_floats(r.getGradient(), "push.gradient", m.gradient));
+      return Body(std::move(m));
+    }
+    case W::PARAMS: {
+      auto r = b.getParams();
+      Params m{r.getVersion(), r.getRangeBegin(), {}};
+      CUSTODY_RETURN_IF_ERROR(read_floats(r.getValues(), "params.values", m.values));
+      return Body(std::move(m));
+    }
+  }
+  return invalid_argument("unknown message body (union field " +
+                          std::to_string(static_cast<unsigned>(b.which())) +
+                          "); the sender speaks a newer protocol or sent garbage");
+}
+
+}  // namespace
+
+std::vector<uint8_t> encode(const Envelope& envelope) {
+  capnp::MallocMessageBuilder builder;
+  auto root = builder.initRoot<wire::Envelope>();
+  root.setVersion(envelope.version);
+  root.setSender(text(envelope.sender));
+  root.setJobId(text(envelope.job_id));
+  root.setRequestId(envelope.request_id);
+  encode_body(root.getBody(), envelope.body);
+  auto words = capnp::messageToFlatArray(builder);
+  auto bytes = words.asBytes();
+  return std::vector<uint8_t>(bytes.begin(), bytes.end());
+}
+
+Result<Envelope> decode(const uint8_t* data, size_t size, const DecodeLimits& limits) {
+  if (size == 0) return invalid_argument("empty message");
+  if (size > limits.max_bytes) {
+    return invalid_argument("message of " + std::to_string(size) + " bytes exceeds the limit of " +
+                            std::to_string(limits.max_bytes) + " bytes");
+  }
+  if (size % sizeof(capnp::word) != 0) {
+    return invalid_argument("message of " + std::to_string(size) +
+                            " bytes is not a whole number of 8-byte Cap'n Proto words "
+                            "(truncated or not Cap'n Proto)");
+  }
+  // ZeroMQ frames need not be 8-byte aligned; Cap'n Proto reads words in place.
+  kj::Array<capnp::word> copy;
+  const capnp::word* words = reinterpret_cast<const capnp::word*>(data);
+  const size_t count = size / sizeof(capnp::word);
+  if (reinterpret_cast<uintptr_t>(data) % alignof(capnp::word) != 0) {
+    copy = kj::heapArray<capnp::word>(count);
+    std::memcpy(copy.begin(), data, size);
+    words = copy.begin();
+  }
+  capnp::ReaderOptions options;
+  options.traversalLimitInWords =
+      limits.traversal_words ? limits.traversal_words : (limits.max_bytes / sizeof(capnp::word)) * 2;
+  options.nestingLimit = limits.nesting_limit;
+  try {
+    capnp::FlatArrayMessageReader reader(kj::arrayPtr(words, count), options);
+    if (reader.getEnd() != words + count) {
+      return invalid_argument("message has " +
+                              std::to_string((words + count - reader.getEnd()) * sizeof(capnp::word)) +
+                              " bytes of trailing garbage after the Cap'n Proto message");
+    }
+    auto root = reader.getRoot<wire::Envelope>();
+    if (root.getVersion() != kProtocolVersion) {
+      return invalid_argument("protocol version " + std::to_string(root.getVersion()) +
+                              " is not supported (this node speaks version " +
+                              std::to_string(kProtocolVersion) + "); upgrade the older side");
+    }
+    auto body = decode_body(root.getBody());
+    if (!body.is_ok()) return body.status();
+    Envelope e;
+    e.version = root.getVersion();
+    e.sender = str(root.getSender());
+    e.job_id = str(root.getJobId());
+    e.request_id = root.getRequestId();
+    e.body = std::move(body).value();
+    return e;
+  } catch (const kj::Exception& ex) {
+    return invalid_argument(std::string("malformed Cap'n Proto message: ") + ex.getDescription().cStr());
+  }
+}
+
+const char* body_name(const Body& body) {
+  static const char* kNames[] = {"error",        "register",     "registerAck", "heartbeat",
+                                 "heartbeatAck", "submitJob",    "jobAccepted", "statusRequest",
+                                 "statusReply",  "cancelJob",    "assignKeyRange", "keyRangeReady",
+                                 "assignTask",   "progress",     "epochEval",   "taskDone",
+                                 "stopJob",      "pull",         "push",        "params"};
+  static_assert(sizeof(kNames) / sizeof(kNames[0]) == std::variant_size_v<Body>);
+  return kNames[body.index()];
+}
+
+const char* to_string(NodeRole r) { return r == NodeRole::kWorker ? "worker" : "parameter-server"; }
+
+const char* to_string(JobState s) {
+  switch (s) {
+    case JobState::kPending: return "pending";
+    case JobState::kStarting: return "starting";
+    case JobState::kRunning: return "running";
+    case JobState::kCompleted: return "completed";
+    case JobState::kFailed: return "failed";
+    case JobState::kCancelled: return "cancelled";
+  }
+  return "?";
+}
+
+bool is_terminal(JobState s) {
+  return s == JobState::kCompleted || s == JobState::kFailed || s == JobState::kCancelled;
+}
+
+}  // namespace custody::msg

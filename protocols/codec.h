@@ -1,0 +1,34 @@
+// Cap'n Proto encoding and decoding of Envelopes, with limits.
+//
+// decode() is the one place where bytes from the network become values. It never throws
+// and never trusts its input: a size that is not a whole number of 8-byte words, a
+// message larger than the cap, too deep or too many pointers (ReaderOptions limits), a
+// protocol version it does not speak, an unknown body or a tensor whose byte length is
+// not a whole number of floats all come back as an error naming what was wrong.
+// Thread-safety: stateless functions.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "core/error.h"
+#include "protocols/messages.h"
+
+namespace custody::msg {
+
+struct DecodeLimits {
+  // Default: 256 MiB; a worker's push of a 64M-parameter range fits.
+  size_t max_bytes = size_t(256) << 20;
+  // Cap'n Proto's traversal limit in 8-byte words; Default: max_bytes / 8 * 2.
+  uint64_t traversal_words = 0;
+  int nesting_limit = 16;
+};
+
+std::vector<uint8_t> encode(const Envelope& envelope);
+Result<Envelope> decode(const uint8_t* data, size_t size, const DecodeLimits& limits = {});
+inline Result<Envelope> decode(const std::vector<uint8_t>& bytes, const DecodeLimits& limits = {}) {
+  return decode(bytes.data(), bytes.size(), limits);
+}
+
+}  // namespace custody::msg

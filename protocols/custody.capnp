@@ -1,0 +1,247 @@
+# The Custody wire protocol: every message between nodes and the CLI is one Envelope.
+# Rules: fields are only ever added with new numbers, never renumbered or retyped; a
+# reader that meets a body it does not know replies with an error (unknownBody).
+# Encoded with the standard (unpacked) Cap'n Proto framing, one message per ZeroMQ frame.
+@0x942579b53745de41;
+
+using Cxx = import "/capnp/c++.capnp";
+$Cxx.namespace("custody::wire");
+
+struct Envelope {
+  version @0 :UInt16;       # protocol version; see kProtocolVersion in messages.h
+  sender @1 :Text;          # node id ("ps-1", "worker-2", "coordinator") or "cli"
+  jobId @2 :Text;           # the job this message is about; empty when none
+  requestId @3 :UInt64;     # echoed in the reply, so a caller can match replies
+  body :union {
+    error @4 :Error;
+    register @5 :Register;
+    registerAck @6 :RegisterAck;
+    heartbeat @7 :Heartbeat;
+    heartbeatAck @8 :HeartbeatAck;
+    submitJob @9 :SubmitJob;
+    jobAccepted @10 :JobAccepted;
+    statusRequest @11 :StatusRequest;
+    statusReply @12 :StatusReply;
+    cancelJob @13 :CancelJob;
+    assignKeyRange @14 :AssignKeyRange;
+    keyRangeReady @15 :KeyRangeReady;
+    assignTask @16 :AssignTask;
+    progress @17 :Progress;
+    epochEval @18 :EpochEval;
+    taskDone @19 :TaskDone;
+    stopJob @20 :StopJob;
+    pull @21 :Pull;
+    push @22 :Push;
+    params @23 :Params;
+  }
+}
+
+enum ErrorCode {
+  ok @0;
+  invalidArgument @1;
+  notFound @2;
+  unavailable @3;
+  deadlineExceeded @4;
+  failedPrecondition @5;
+  dataLoss @6;
+  internal @7;
+  cancelled @8;
+  permissionDenied @9;
+}
+
+struct Error {
+  code @0 :ErrorCode;
+  message @1 :Text;         # what was wrong and what to do about it
+}
+
+enum NodeRole {
+  parameterServer @0;
+  worker @1;
+}
+
+# node -> coordinator, on start and whenever the coordinator says it does not know it.
+struct Register {
+  role @0 :NodeRole;
+  address @1 :Text;         # where peers reach this node (parameter servers), or empty
+  host @2 :Text;            # host name, for operators
+  pid @3 :UInt32;
+  name @4 :Text;            # requested node id; empty lets the coordinator choose
+}
+
+struct RegisterAck {
+  nodeId @0 :Text;
+  heartbeatIntervalMs @1 :UInt32;
+}
+
+# node -> coordinator, every heartbeatIntervalMs.
+struct Heartbeat {
+  busy @0 :Bool;            # working on a job
+}
+
+struct HeartbeatAck {
+  known @0 :Bool;           # false: the coordinator lost this node; register again
+}
+
+# cli -> coordinator
+struct SubmitJob {
+  specText @0 :Text;        # the TOML job file
+  origin @1 :Text;          # its path on the submitter's machine, for messages
+  submitter @2 :Text;       # principal name
+}
+
+# coordinator -> cli
+struct JobAccepted {
+  jobId @0 :Text;
+  message @1 :Text;
+}
+
+# cli -> coordinator; an empty envelope jobId asks for every job.
+struct StatusRequest {
+  includeNodes @0 :Bool;
+}
+
+struct JobStatus {
+  jobId @0 :Text;
+  name @1 :Text;
+  state @2 :JobState;
+  message @3 :Text;         # why it waits, failed or was cancelled
+  submitter @4 :Text;
+  epoch @5 :UInt32;         # epochs completed
+  epochs @6 :UInt32;
+  step @7 :UInt64;          # steps completed (per worker)
+  totalSteps @8 :UInt64;
+  loss @9 :Float64;         # mean training loss since the last report
+  testAccuracy @10 :Float64;  # after the last completed epoch; -1 before the first
+  testLoss @11 :Float64;
+  samplesPerSec @12 :Float64;
+  submittedAtMs @13 :Int64;
+  startedAtMs @14 :Int64;
+  finishedAtMs @15 :Int64;
+  workers @16 :List(Text);
+  servers @17 :List(Text);
+  datasetHash @18 :Text;
+  consistency @19 :Text;
+  accuracyHistory @20 :List(Float64);  # test accuracy after each epoch
+}
+
+enum JobState {
+  pending @0;               # waiting for enough idle workers and parameter servers
+  starting @1;
+  running @2;
+  completed @3;
+  failed @4;
+  cancelled @5;
+}
+
+struct NodeStatus {
+  nodeId @0 :Text;
+  role @1 :NodeRole;
+  address @2 :Text;
+  alive @3 :Bool;
+  busy @4 :Bool;
+  lastSeenMsAgo @5 :Int64;
+  host @6 :Text;
+  pid @7 :UInt32;
+}
+
+struct StatusReply {
+  jobs @0 :List(JobStatus);
+  nodes @1 :List(NodeStatus);
+}
+
+# cli -> coordinator (envelope jobId); replied to with jobAccepted or error.
+struct CancelJob {
+  reason @0 :Text;
+}
+
+# coordinator -> parameter server: hold this key range of the job's parameters.
+struct AssignKeyRange {
+  specText @0 :Text;
+  serverIndex @1 :UInt32;
+  rangeBegin @2 :UInt64;
+  rangeEnd @3 :UInt64;
+  numParameters @4 :UInt64;
+  numWorkers @5 :UInt32;
+  totalSteps @6 :UInt64;    # per worker; drives the learning-rate schedule
+  inputFeatures @7 :UInt32;
+}
+
+# parameter server -> coordinator
+struct KeyRangeReady {
+  rangeBegin @0 :UInt64;
+  rangeEnd @1 :UInt64;
+}
+
+struct ShardId {
+  datasetHash @0 :Text;     # the data set version's SHA-256
+  index @1 :UInt32;         # which of numShards
+  numShards @2 :UInt32;
+  begin @3 :UInt64;         # first training record
+  end @4 :UInt64;           # one past the last
+}
+
+struct ServerRange {
+  nodeId @0 :Text;
+  address @1 :Text;
+  rangeBegin @2 :UInt64;
+  rangeEnd @3 :UInt64;
+}
+
+# coordinator -> worker
+struct AssignTask {
+  specText @0 :Text;
+  rank @1 :UInt32;
+  shard @2 :ShardId;
+  testBegin @3 :UInt64;     # the test records this worker evaluates
+  testEnd @4 :UInt64;
+  stepsPerEpoch @5 :UInt64;
+  servers @6 :List(ServerRange);
+  numParameters @7 :UInt64;
+}
+
+# worker -> coordinator, a few times a second.
+struct Progress {
+  epoch @0 :UInt32;
+  step @1 :UInt64;          # steps done by this worker
+  samples @2 :UInt64;       # samples since the previous report
+  lossSum @3 :Float64;      # over those samples
+  elapsedUs @4 :UInt64;     # since the previous report
+}
+
+# worker -> coordinator, after each epoch: its part of the test set.
+struct EpochEval {
+  epoch @0 :UInt32;
+  correct @1 :UInt64;
+  total @2 :UInt64;
+  lossSum @3 :Float64;
+}
+
+# worker -> coordinator
+struct TaskDone {
+  steps @0 :UInt64;
+  samples @1 :UInt64;
+}
+
+# coordinator -> parameter server or worker: the job ended or was cancelled.
+struct StopJob {
+  reason @0 :Text;
+}
+
+# worker -> parameter server: the current values of the server's range.
+struct Pull {
+  worker @0 :Text;
+}
+
+# worker -> parameter server: the gradient of step `step` for the server's whole range;
+# the reply is the Params after the update (under BSP, after all workers' step).
+struct Push {
+  worker @0 :Text;
+  step @1 :UInt64;
+  gradient @2 :Data;        # little-endian float32, (rangeEnd - rangeBegin) values
+}
+
+struct Params {
+  version @0 :UInt64;       # updates applied so far
+  rangeBegin @1 :UInt64;
+  values @2 :Data;          # little-endian float32
+}

@@ -1,0 +1,167 @@
+// The messages of the Custody protocol as plain C++ values: one struct per body of the
+// Envelope in custody.capnp (see that file for what each field means). codec.h turns them
+// into Cap'n Proto bytes and back; nothing else in the project touches Cap'n Proto.
+// Thread-safety: plain values.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "core/error.h"
+
+namespace custody::msg {
+
+// Bumped when a change is not backwards compatible; a node refuses other versions.
+inline constexpr uint16_t kProtocolVersion = 1;
+
+enum class NodeRole : uint8_t { kParameterServer, kWorker };
+enum class JobState : uint8_t { kPending, kStarting, kRunning, kCompleted, kFailed, kCancelled };
+const char* to_string(NodeRole r);
+const char* to_string(JobState s);
+bool is_terminal(JobState s);
+
+struct Error {
+  ErrorCode code = ErrorCode::kInternal;
+  std::string message;
+};
+struct Register {
+  NodeRole role = NodeRole::kWorker;
+  std::string address, host;
+  uint32_t pid = 0;
+  std::string name;
+};
+struct RegisterAck {
+  std::string node_id;
+  uint32_t heartbeat_interval_ms = 1000;
+};
+struct Heartbeat {
+  bool busy = false;
+};
+struct HeartbeatAck {
+  bool known = true;
+};
+struct SubmitJob {
+  std::string spec_text, origin, submitter;
+};
+struct JobAccepted {
+  std::string job_id, message;
+};
+struct StatusRequest {
+  bool include_nodes = false;
+};
+struct JobStatus {
+  std::string job_id, name;
+  JobState state = JobState::kPending;
+  std::string message, submitter;
+  uint32_t epoch = 0, epochs = 0;
+  uint64_t step = 0, total_steps = 0;
+  double loss = 0, test_accuracy = -1, test_loss = 0, samples_per_sec = 0;
+  int64_t submitted_at_ms = 0, started_at_ms = 0, finished_at_ms = 0;
+  std::vector<std::string> workers, servers;
+  std::string dataset_hash, consistency;
+  std::vector<double> accuracy_history;
+};
+struct NodeStatus {
+  std::string node_id;
+  NodeRole role = NodeRole::kWorker;
+  std::string address;
+  bool alive = false, busy = false;
+  int64_t last_seen_ms_ago = 0;
+  std::string host;
+  uint32_t pid = 0;
+};
+struct StatusReply {
+  std::vector<JobStatus> jobs;
+  std::vector<NodeStatus> nodes;
+};
+struct CancelJob {
+  std::string reason;
+};
+struct AssignKeyRange {
+  std::string spec_text;
+  uint32_t server_index = 0;
+  uint64_t range_begin = 0, range_end = 0, num_parameters = 0;
+  uint32_t num_workers = 0;
+  uint64_t total_steps = 0;
+  uint32_t input_features = 0;
+};
+struct KeyRangeReady {
+  uint64_t range_begin = 0, range_end = 0;
+};
+struct ShardId {
+  std::string dataset_hash;
+  uint32_t index = 0, num_shards = 0;
+  uint64_t begin = 0, end = 0;
+};
+struct ServerRange {
+  std::string node_id, address;
+  uint64_t range_begin = 0, range_end = 0;
+};
+struct AssignTask {
+  std::string spec_text;
+  uint32_t rank = 0;
+  ShardId shard;
+  uint64_t test_begin = 0, test_end = 0, steps_per_epoch = 0;
+  std::vector<ServerRange> servers;
+  uint64_t num_parameters = 0;
+};
+struct Progress {
+  uint32_t epoch = 0;
+  uint64_t step = 0, samples = 0;
+  double loss_sum = 0;
+  uint64_t elapsed_us = 0;
+};
+struct EpochEval {
+  uint32_t epoch = 0;
+  uint64_t correct = 0, total = 0;
+  double loss_sum = 0;
+};
+struct TaskDone {
+  uint64_t steps = 0, samples = 0;
+};
+struct StopJob {
+  std::string reason;
+};
+struct Pull {
+  std::string worker;
+};
+struct Push {
+  std::string worker;
+  uint64_t step = 0;
+  std::vector<float> gradient;
+};
+struct Params {
+  uint64_t version = 0, range_begin = 0;
+  std::vector<float> values;
+};
+
+using Body = std::variant<Error, Register, RegisterAck, Heartbeat, HeartbeatAck, SubmitJob,
+                          JobAccepted, StatusRequest, StatusReply, CancelJob, AssignKeyRange,
+                          KeyRangeReady, AssignTask, Progress, EpochEval, TaskDone, StopJob, Pull,
+                          Push, Params>;
+
+struct Envelope {
+  uint16_t version = kProtocolVersion;
+  std::string sender, job_id;
+  uint64_t request_id = 0;
+  Body body;
+
+  template <class T>
+  const T* get() const { return std::get_if<T>(&body); }
+};
+
+// The body's name as in custody.capnp ("push", "statusReply"), for logs and errors.
+const char* body_name(const Body& body);
+
+inline Envelope make_error(const Envelope& request, const std::string& sender, const Status& s) {
+  Envelope e;
+  e.sender = sender;
+  e.job_id = request.job_id;
+  e.request_id = request.request_id;
+  e.body = Error{s.code(), s.message()};
+  return e;
+}
+
+}  // namespace custody::msg

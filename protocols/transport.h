@@ -1,0 +1,106 @@
+// The byte transport between nodes: ZeroMQ ROUTER (servers) and DEALER (clients) sockets.
+//
+// This header hides ZeroMQ: zmq_transport.cc is the only file of the project that
+// includes it. A Socket is NOT thread-safe: exactly one actor or thread owns each one
+// (in Custody, a detached socket-bridge actor or a worker's trainer).
+// A Waker lets other threads interrupt a Socket's wait (poll) without touching the
+// socket itself: they queue their message elsewhere, then notify().
+//
+// Addresses are ZeroMQ endpoints: "tcp://127.0.0.1:5555"; bind() also takes port 0
+// ("tcp://127.0.0.1:0") and picks a free port, which endpoint() then reports.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+
+namespace custody::transport {
+
+// One per process; create it before, and destroy it after, everything that uses sockets.
+class Context {
+ public:
+  Context();
+  ~Context();
+  Context(const Context&) = delete;
+  Context& operator=(const Context&) = delete;
+  void* raw();  // the zmq context, for zmq_transport.cc
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Thread-safe (an eventfd): wakes one Socket::wait() from any thread.
+class Waker {
+ public:
+  Waker();
+  ~Waker();
+  Waker(const Waker&) = delete;
+  Waker& operator=(const Waker&) = delete;
+  void notify();
+  void drain();  // called by the owner of the wait after waking
+  int fd() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+struct Incoming {
+  std::string peer;  // ROUTER: the sender's routing id; DEALER: empty
+  std::vector<uint8_t> bytes;
+  bool multipart = false;  // the sender split its message into several frames
+};
+
+struct SocketOptions {
+  // Frames above this size make ZeroMQ drop the connection before any decoding; keep it
+  // above the decoder's cap, so that merely oversized messages still get an error reply.
+  // Default: 1 GiB.
+  int64_t max_message_bytes = int64_t(1) << 30;
+  // How long close() may still deliver queued messages. Default: 500 ms.
+  int linger_ms = 500;
+};
+
+class Socket {
+ public:
+  // A ROUTER socket bound to address.
+  static Result<std::unique_ptr<Socket>> bind(Context& ctx, const std::string& address,
+                                              const SocketOptions& options = {});
+  // A DEALER socket connected to address (connecting never blocks: a peer that is not
+  // there yet only shows as replies that do not come).
+  static Result<std::unique_ptr<Socket>> connect(Context& ctx, const std::string& address,
+                                                 const SocketOptions& options = {});
+  ~Socket();
+  // Closes the socket now (also done by the destructor). The owner calls it when it stops,
+  // because the Context cannot be destroyed while any of its sockets is open.
+  void close();
+
+  // The bound or connected endpoint, with a port picked for ":0" resolved.
+  const std::string& endpoint() const { return endpoint_; }
+
+  // Waits until a message is ready, the waker fires, or the timeout passes.
+  // Returns true when a message is ready to receive.
+  Result<bool> wait(std::chrono::milliseconds timeout, Waker* waker = nullptr);
+  // The next message if one is ready, without waiting.
+  Result<std::optional<Incoming>> try_receive();
+  // Waits up to timeout for one message.
+  Result<std::optional<Incoming>> receive(std::chrono::milliseconds timeout);
+  // peer: the routing id for a ROUTER socket; ignored by DEALER sockets.
+  // A message to a ROUTER peer that has gone is dropped (ZeroMQ's behaviour), not an error.
+  Status send(const std::string& peer, const uint8_t* data, size_t size);
+  Status send(const std::string& peer, const std::vector<uint8_t>& bytes) {
+    return send(peer, bytes.data(), bytes.size());
+  }
+
+ private:
+  Socket(void* socket, bool router, std::string endpoint);
+  void* socket_;
+  bool router_;
+  std::string endpoint_;
+};
+
+}  // namespace custody::transport

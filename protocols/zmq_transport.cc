@@ -1,0 +1,170 @@
+// The one ZeroMQ implementation of transport.h (and the only file including zmq).
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <zmq.hpp>
+
+#include "protocols/transport.h"
+
+namespace custody::transport {
+
+struct Context::Impl {
+  zmq::context_t ctx{1};
+};
+Context::Context() : impl_(std::make_unique<Impl>()) {}
+Context::~Context() = default;
+void* Context::raw() { return impl_->ctx.handle(); }
+
+Waker::Waker() : fd_(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {}
+Waker::~Waker() {
+  if (fd_ >= 0) close(fd_);
+}
+void Waker::notify() {
+  uint64_t one = 1;
+  // A full counter (2^64-2 pending wake-ups) cannot happen; EAGAIN would be harmless.
+  [[maybe_unused]] ssize_t n = write(fd_, &one, sizeof(one));
+}
+void Waker::drain() {
+  uint64_t value;
+  [[maybe_unused]] ssize_t n = read(fd_, &value, sizeof(value));
+}
+
+namespace {
+
+Status zmq_error(const std::string& what) {
+  return unavailable(what + ": " + zmq_strerror(zmq_errno()));
+}
+
+Result<void*> open_socket(Context& ctx, int type, const SocketOptions& o) {
+  void* s = zmq_socket(ctx.raw(), type);
+  if (!s) return zmq_error("cannot create a ZeroMQ socket");
+  zmq_setsockopt(s, ZMQ_LINGER, &o.linger_ms, sizeof(o.linger_ms));
+  zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &o.max_message_bytes, sizeof(o.max_message_bytes));
+  int hwm = 10000;
+  zmq_setsockopt(s, ZMQ_SNDHWM, &hwm, sizeof(hwm));
+  zmq_setsockopt(s, ZMQ_RCVHWM, &hwm, sizeof(hwm));
+  return s;
+}
+
+std::string last_endpoint(void* s) {
+  char buf[256];
+  size_t len = sizeof(buf);
+  if (zmq_getsockopt(s, ZMQ_LAST_ENDPOINT, buf, &len) != 0) return "";
+  return std::string(buf, strnlen(buf, len));
+}
+
+// ZeroMQ reports a bound wildcard port as the OS chose it; "tcp://127.0.0.1:0" is our
+// spelling of ZeroMQ's "tcp://127.0.0.1:*".
+std::string zmq_address(const std::string& address) {
+  if (address.size() > 2 && address.compare(address.size() - 2, 2, ":0") == 0) {
+    return address.substr(0, address.size() - 1) + "*";
+  }
+  return address;
+}
+
+}  // namespace
+
+Socket::Socket(void* socket, bool router, std::string endpoint)
+    : socket_(socket), router_(router), endpoint_(std::move(endpoint)) {}
+
+Socket::~Socket() { close(); }
+
+void Socket::close() {
+  if (socket_) zmq_close(socket_);
+  socket_ = nullptr;
+}
+
+Result<std::unique_ptr<Socket>> Socket::bind(Context& ctx, const std::string& address,
+                                             const SocketOptions& options) {
+  auto s = open_socket(ctx, ZMQ_ROUTER, options);
+  if (!s.is_ok()) return s.status();
+  if (zmq_bind(s.value(), zmq_address(address).c_str()) != 0) {
+    Status st = zmq_error("cannot listen on '" + address + "' (is the port in use, or the address wrong?)");
+    zmq_close(s.value());
+    return st;
+  }
+  return std::unique_ptr<Socket>(new Socket(s.value(), true, last_endpoint(s.value())));
+}
+
+Result<std::unique_ptr<Socket>> Socket::connect(Context& ctx, const std::string& address,
+                                                const SocketOptions& options) {
+  auto s = open_socket(ctx, ZMQ_DEALER, options);
+  if (!s.is_ok()) return s.status();
+  if (zmq_connect(s.value(), address.c_str()) != 0) {
+    Status st = invalid_argument("cannot connect to '" + address + "': " + zmq_strerror(zmq_errno()) +
+                                 " (expected an address like tcp://127.0.0.1:5555)");
+    zmq_close(s.value());
+    return st;
+  }
+  return std::unique_ptr<Socket>(new Socket(s.value(), false, address));
+}
+
+Result<bool> Socket::wait(std::chrono::milliseconds timeout, Waker* waker) {
+  zmq_pollitem_t items[2] = {{socket_, 0, ZMQ_POLLIN, 0}, {nullptr, waker ? waker->fd() : -1, ZMQ_POLLIN, 0}};
+  int rc = zmq_poll(items, waker ? 2 : 1, static_cast<long>(timeout.count()));
+  if (rc < 0) {
+    if (zmq_errno() == EINTR) return false;
+    return zmq_error("polling a socket failed");
+  }
+  if (waker && (items[1].revents & ZMQ_POLLIN)) waker->drain();
+  return (items[0].revents & ZMQ_POLLIN) != 0;
+}
+
+Result<std::optional<Incoming>> Socket::try_receive() {
+  Incoming in;
+  int part = 0;
+  for (;;) {
+    zmq_msg_t msg;
+    zmq_msg_init(&msg);
+    int rc = zmq_msg_recv(&msg, socket_, ZMQ_DONTWAIT);
+    if (rc < 0) {
+      zmq_msg_close(&msg);
+      if (zmq_errno() == EAGAIN && part == 0) return std::optional<Incoming>();
+      if (zmq_errno() == EINTR && part == 0) return std::optional<Incoming>();
+      return zmq_error("receiving a message failed");
+    }
+    const auto* data = static_cast<const uint8_t*>(zmq_msg_data(&msg));
+    const size_t size = zmq_msg_size(&msg);
+    if (router_ && part == 0) {
+      in.peer.assign(reinterpret_cast<const char*>(data), size);
+    } else if (in.bytes.empty() && !in.multipart && (router_ ? part == 1 : part == 0)) {
+      in.bytes.assign(data, data + size);
+    } else {
+      in.multipart = true;  // keep the first payload frame; the caller reports the rest
+    }
+    const bool more = zmq_msg_more(&msg);
+    zmq_msg_close(&msg);
+    ++part;
+    if (!more) break;
+  }
+  return std::optional<Incoming>(std::move(in));
+}
+
+Result<std::optional<Incoming>> Socket::receive(std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() < 0) left = std::chrono::milliseconds(0);
+    auto ready = wait(left);
+    if (!ready.is_ok()) return ready.status();
+    if (ready.value()) {
+      auto in = try_receive();
+      if (!in.is_ok() || in.value()) return in;
+    }
+    if (std::chrono::steady_clock::now() >= deadline) return std::optional<Incoming>();
+  }
+}
+
+Status Socket::send(const std::string& peer, const uint8_t* data, size_t size) {
+  if (router_) {
+    if (zmq_send(socket_, peer.data(), peer.size(), ZMQ_SNDMORE) < 0) {
+      return zmq_error("sending to peer failed");
+    }
+  }
+  if (zmq_send(socket_, data, size, 0) < 0) return zmq_error("sending a message failed");
+  return Status::ok();
+}
+
+}  // namespace custody::transport

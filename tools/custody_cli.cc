@@ -1,0 +1,264 @@
+// custody: the command-line client of a Custody cluster.
+//   custody submit JOBFILE        prints the job id
+//   custody status [JOB]          one job, or every job and node
+//   custody jobs                  every job
+//   custody wait JOB              a live progress line until the job ends
+//   custody cancel JOB
+// Every command: --coordinator ADDR, --timeout-ms N; status and jobs: --json.
+// Exit codes: 0 ok; 1 the job failed or was cancelled (wait); 2 bad usage or input;
+// 3 the coordinator did not answer; 4 the coordinator refused the request.
+#include <pwd.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <thread>
+
+#include "core/job_spec.h"
+#include "protocols/codec.h"
+#include "protocols/transport.h"
+
+using namespace custody;
+using nlohmann::json;
+
+namespace {
+
+struct Client {
+  std::string address;
+  std::chrono::milliseconds timeout{10000};
+  transport::Context context;
+  std::unique_ptr<transport::Socket> socket;
+  uint64_t next_request = 1;
+
+  // The reply to one request, or a Status with the exit code it deserves.
+  Result<msg::Envelope> call(const std::string& job_id, msg::Body body, int& exit_code) {
+    if (!socket) {
+      auto s = transport::Socket::connect(context, address);
+      if (!s.is_ok()) {
+        exit_code = 2;
+        return s.status();
+      }
+      socket = std::move(s).value();
+    }
+    msg::Envelope e;
+    e.sender = "cli";
+    e.job_id = job_id;
+    e.request_id = next_request++;
+    e.body = std::move(body);
+    Status sent = socket->send("", msg::encode(e));
+    if (!sent.is_ok()) {
+      exit_code = 3;
+      return sent;
+    }
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      auto in = socket->receive(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()));
+      if (!in.is_ok()) {
+        exit_code = 3;
+        return in.status();
+      }
+      if (!in.value()) break;
+      auto reply = msg::decode(in.value()->bytes);
+      if (!reply.is_ok()) {
+        exit_code = 3;
+        return data_loss("the coordinator sent a reply this client cannot read: " + reply.status().message());
+      }
+      if (reply->request_id != e.request_id) continue;  // a reply to an earlier, timed-out call
+      if (auto* err = reply->get<msg::Error>()) {
+        exit_code = 4;
+        return Status(err->code, err->message);
+      }
+      return reply;
+    }
+    exit_code = 3;
+    return deadline_exceeded("no reply from the coordinator at " + address + " within " +
+                             std::to_string(timeout.count() / 1000.0).substr(0, 4) +
+                             " s; is it running (custody-coordinator), and is --coordinator right?");
+  }
+};
+
+int fail(const Status& s, int code) {
+  std::fprintf(stderr, "custody: %s\n", s.message().c_str());
+  return code;
+}
+
+std::string state_name(msg::JobState s) { return msg::to_string(s); }
+
+json job_json(const msg::JobStatus& j) {
+  return json{{"job_id", j.job_id},
+              {"name", j.name},
+              {"state", state_name(j.state)},
+              {"message", j.message},
+              {"submitter", j.submitter},
+              {"epoch", j.epoch},
+              {"epochs", j.epochs},
+              {"step", j.step},
+              {"total_steps", j.total_steps},
+              {"loss", j.loss},
+              {"test_accuracy", j.test_accuracy < 0 ? json(nullptr) : json(j.test_accuracy)},
+              {"test_loss", j.test_loss},
+              {"samples_per_sec", j.samples_per_sec},
+              {"submitted_at_ms", j.submitted_at_ms},
+              {"started_at_ms", j.started_at_ms},
+              {"finished_at_ms", j.finished_at_ms},
+              {"workers", j.workers},
+              {"servers", j.servers},
+              {"dataset_hash", j.dataset_hash},
+              {"consistency", j.consistency},
+              {"accuracy_history", j.accuracy_history}};
+}
+
+json node_json(const msg::NodeStatus& n) {
+  return json{{"node_id", n.node_id}, {"role", msg::to_string(n.role)}, {"address", n.address},
+              {"alive", n.alive},     {"busy", n.busy},                  {"last_seen_ms_ago", n.last_seen_ms_ago},
+              {"host", n.host},       {"pid", n.pid}};
+}
+
+std::string progress_line(const msg::JobStatus& j) {
+  char buf[256];
+  std::string acc = j.test_accuracy < 0 ? "  -   " : std::to_string(j.test_accuracy).substr(0, 6);
+  std::snprintf(buf, sizeof(buf), "%s %-9s epoch %u/%u  step %llu/%llu  loss %.4f  test acc %s  %.0f samples/s",
+                j.job_id.c_str(), state_name(j.state).c_str(), j.epoch, j.epochs,
+                static_cast<unsigned long long>(j.step), static_cast<unsigned long long>(j.total_steps),
+                j.loss < 0 ? 0.0 : j.loss, acc.c_str(), j.samples_per_sec);
+  return buf;
+}
+
+void print_jobs(const std::vector<msg::JobStatus>& jobs) {
+  std::printf("%-13s %-16s %-10s %-7s %-9s %-8s %s\n", "JOB", "NAME", "STATE", "EPOCH", "TEST ACC", "SUBMITTER",
+              "MESSAGE");
+  for (const auto& j : jobs) {
+    std::string epoch = std::to_string(j.epoch) + "/" + std::to_string(j.epochs);
+    std::string acc = j.test_accuracy < 0 ? "-" : std::to_string(j.test_accuracy).substr(0, 6);
+    std::printf("%-13s %-16s %-10s %-7s %-9s %-8s %s\n", j.job_id.c_str(), j.name.c_str(),
+                state_name(j.state).c_str(), epoch.c_str(), acc.c_str(), j.submitter.c_str(), j.message.c_str());
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"custody: submit and follow training jobs on a Custody cluster"};
+  app.require_subcommand(1);
+  Client client;
+  client.address = "tcp://127.0.0.1:5555";
+  int64_t timeout_ms = 10000;
+  bool as_json = false;
+  // The default principal is the local user; --as names another.
+  const passwd* pw = getpwuid(getuid());
+  std::string principal = pw && pw->pw_name ? pw->pw_name : "anonymous";
+  app.add_option("--coordinator", client.address, "coordinator address")->capture_default_str();
+  app.add_option("--timeout-ms", timeout_ms, "how long to wait for each reply")->capture_default_str();
+
+  std::string job_file, job_id;
+  int64_t max_seconds = 3600;
+  auto* submit = app.add_subcommand("submit", "submit a job file; prints the job id");
+  submit->add_option("JOBFILE", job_file, "TOML job file (see configs/jobs/)")->required();
+  submit->add_option("--as", principal, "the principal submitting the job")->capture_default_str();
+  auto* status = app.add_subcommand("status", "the state of one job, or of every job and node");
+  status->add_option("JOB", job_id, "job id");
+  status->add_flag("--json", as_json, "print JSON");
+  auto* jobs = app.add_subcommand("jobs", "list every job");
+  jobs->add_flag("--json", as_json, "print JSON");
+  auto* wait = app.add_subcommand("wait", "follow a job until it ends; exit 0 if it completed");
+  wait->add_option("JOB", job_id, "job id")->required();
+  wait->add_option("--max-seconds", max_seconds, "give up waiting after this long")->capture_default_str();
+  wait->add_flag("--json", as_json, "print the final status as JSON");
+  auto* cancel = app.add_subcommand("cancel", "cancel a job");
+  cancel->add_option("JOB", job_id, "job id")->required();
+  CLI11_PARSE(app, argc, argv);
+  client.timeout = std::chrono::milliseconds(timeout_ms);
+  int code = 0;
+
+  if (submit->parsed()) {
+    std::ifstream in(job_file, std::ios::binary);
+    if (!in) return fail(not_found("cannot open job file '" + job_file + "'"), 2);
+    std::stringstream text;
+    text << in.rdbuf();
+    // Check locally first, for an error that points at the file before any network.
+    auto spec = parse_job_spec(text.str(), job_file);
+    if (!spec.is_ok()) return fail(spec.status(), 2);
+    auto reply = client.call("", msg::SubmitJob{text.str(), job_file, principal}, code);
+    if (!reply.is_ok()) return fail(reply.status(), code);
+    std::printf("%s\n", reply->get<msg::JobAccepted>()->job_id.c_str());
+    return 0;
+  }
+  if (status->parsed() || jobs->parsed()) {
+    auto reply = client.call(job_id, msg::StatusRequest{status->parsed() && job_id.empty()}, code);
+    if (!reply.is_ok()) return fail(reply.status(), code);
+    const auto* r = reply->get<msg::StatusReply>();
+    if (!r) return fail(internal_error("unexpected reply to a status request"), 3);
+    if (as_json) {
+      json out;
+      if (!job_id.empty() && r->jobs.size() == 1) {
+        out = job_json(r->jobs[0]);
+      } else {
+        out["jobs"] = json::array();
+        for (auto& j : r->jobs) out["jobs"].push_back(job_json(j));
+        if (status->parsed()) {
+          out["nodes"] = json::array();
+          for (auto& n : r->nodes) out["nodes"].push_back(node_json(n));
+        }
+      }
+      std::printf("%s\n", out.dump(2).c_str());
+      return 0;
+    }
+    print_jobs(r->jobs);
+    if (!r->nodes.empty()) {
+      std::printf("\n%-12s %-17s %-6s %-5s %-28s %s\n", "NODE", "ROLE", "ALIVE", "BUSY", "ADDRESS", "LAST SEEN");
+      for (auto& n : r->nodes) {
+        std::printf("%-12s %-17s %-6s %-5s %-28s %.1f s ago\n", n.node_id.c_str(), msg::to_string(n.role),
+                    n.alive ? "yes" : "no", n.busy ? "yes" : "no", n.address.c_str(), n.last_seen_ms_ago / 1000.0);
+      }
+    }
+    return 0;
+  }
+  if (cancel->parsed()) {
+    auto reply = client.call(job_id, msg::CancelJob{"cancelled by " + principal}, code);
+    if (!reply.is_ok()) return fail(reply.status(), code);
+    std::printf("%s cancelled\n", job_id.c_str());
+    return 0;
+  }
+  if (wait->parsed()) {
+    const bool tty = isatty(STDOUT_FILENO) && !as_json;
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(max_seconds);
+    uint32_t printed_epoch = UINT32_MAX;
+    std::string last_state;
+    for (;;) {
+      auto reply = client.call(job_id, msg::StatusRequest{false}, code);
+      if (!reply.is_ok()) return fail(reply.status(), code);
+      const auto* r = reply->get<msg::StatusReply>();
+      if (!r || r->jobs.empty()) return fail(not_found("no job '" + job_id + "'"), 4);
+      const msg::JobStatus& j = r->jobs[0];
+      const std::string line = progress_line(j);
+      if (tty) {
+        std::printf("\r\033[K%s", line.c_str());
+      } else if (!as_json && (j.epoch != printed_epoch || state_name(j.state) != last_state)) {
+        std::printf("%s\n", line.c_str());
+      }
+      std::fflush(stdout);
+      printed_epoch = j.epoch;
+      last_state = state_name(j.state);
+      if (msg::is_terminal(j.state)) {
+        if (tty) std::printf("\n");
+        if (as_json) {
+          std::printf("%s\n", job_json(j).dump(2).c_str());
+        } else {
+          std::printf("%s %s\n", j.job_id.c_str(), j.message.c_str());
+        }
+        return j.state == msg::JobState::kCompleted ? 0 : 1;
+      }
+      if (std::chrono::steady_clock::now() > give_up) {
+        if (tty) std::printf("\n");
+        return fail(deadline_exceeded("job " + job_id + " has not ended after " + std::to_string(max_seconds) +
+                                      " s (--max-seconds); it goes on running"),
+                    3);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    }
+  }
+  return 0;
+}
