@@ -7,6 +7,7 @@
 // come once all workers pushed the step). Each wait has a deadline and names what it
 // waited for; between steps and while waiting it checks its mailbox for a stop.
 #include <numeric>
+#include <optional>
 #include <random>
 
 #include "actors/node_link.h"
@@ -237,6 +238,9 @@ struct WorkerActorState {
   std::unique_ptr<NodeLink> link;
   caf::actor trainer;
   std::string job;
+  bool stopping = false;  // the coordinator ended `job`; its trainer is winding down
+  // A task that arrived while the previous one was winding down; starts when it is done.
+  std::optional<msg::Envelope> next_task;
 };
 
 caf::behavior worker_actor(caf::stateful_actor<WorkerActorState>* self, SocketPort coordinator,
@@ -245,30 +249,38 @@ caf::behavior worker_actor(caf::stateful_actor<WorkerActorState>* self, SocketPo
   self->state.link = std::make_unique<NodeLink>(coordinator, registration, config.coordinator,
                                                 config.connect_timeout);
   self->send(self, tick_atom::value);
-  // A trainer dies with its worker actor (exit on shutdown reaches it through the link).
+  auto start = [=](const msg::Envelope& e) {
+    auto& st = self->state;
+    const auto& task = *e.get<msg::AssignTask>();
+    st.job = e.job_id;
+    log(LogLevel::kInfo, st.link->node_id(), "task for " + e.job_id + ": shard " + std::to_string(task.shard.index) +
+                                                 " records [" + std::to_string(task.shard.begin) + ", " +
+                                                 std::to_string(task.shard.end) + ")");
+    TrainerArgs args{task, e.job_id, st.link->node_id(), coordinator, context, config.step_timeout};
+    // Linked: a trainer dies with its worker actor (the exit on shutdown reaches it).
+    st.trainer = self->spawn<caf::detached + caf::linked>(trainer_loop, args, caf::actor(self));
+  };
   return {
       [=](Inbound& in) {
         auto& st = self->state;
         const msg::Envelope& e = *in.envelope;
         if (st.link->on_message(e, Clock::now())) return;
-        if (auto* task = e.get<msg::AssignTask>()) {
-          if (!st.job.empty()) {
-            msg::Envelope err = msg::make_error(e, st.link->node_id(),
-                                                failed_precondition("busy with " + st.job));
-            st.link->send(std::move(err));
-            return;
+        if (e.get<msg::AssignTask>()) {
+          if (st.job.empty()) {
+            start(e);
+          } else if (st.stopping) {
+            st.next_task = e;
+          } else {
+            st.link->send(msg::make_error(e, st.link->node_id(), failed_precondition("busy with " + st.job)));
           }
-          st.job = e.job_id;
-          log(LogLevel::kInfo, st.link->node_id(), "task for " + e.job_id + ": shard " +
-                                                       std::to_string(task->shard.index) + " records [" +
-                                                       std::to_string(task->shard.begin) + ", " +
-                                                       std::to_string(task->shard.end) + ")");
-          TrainerArgs args{*task, e.job_id, st.link->node_id(), coordinator, context, config.step_timeout};
-          st.trainer = self->spawn<caf::detached + caf::linked>(trainer_loop, args, caf::actor(self));
           return;
         }
         if (e.get<msg::StopJob>()) {
-          if (st.trainer && e.job_id == st.job) caf::anon_send(st.trainer, stop_atom::value);
+          if (st.trainer && e.job_id == st.job) {
+            st.stopping = true;
+            caf::anon_send(st.trainer, stop_atom::value);
+          }
+          if (st.next_task && st.next_task->job_id == e.job_id) st.next_task.reset();
           return;
         }
         if (auto* err = e.get<msg::Error>()) {
@@ -276,9 +288,15 @@ caf::behavior worker_actor(caf::stateful_actor<WorkerActorState>* self, SocketPo
         }
       },
       [=](done_atom, const std::string& job) {
-        if (job == self->state.job) {
-          self->state.job.clear();
-          self->state.trainer = caf::actor();
+        auto& st = self->state;
+        if (job != st.job) return;
+        st.job.clear();
+        st.trainer = caf::actor();
+        st.stopping = false;
+        if (st.next_task) {
+          msg::Envelope next = std::move(*st.next_task);
+          st.next_task.reset();
+          start(next);
         }
       },
       [=](tick_atom) {

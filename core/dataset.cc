@@ -35,6 +35,13 @@ Result<std::vector<uint8_t>> read_maybe_gzip(const std::string& path) {
   return out;
 }
 
+// Synthetic sets have no files; their identity hashes the same bytes an IDX file's
+// payload would hold.
+std::string content_hash(const LabeledSet& set) {
+  return sha256_hex("images:" + sha256_hex(set.pixels.data(), set.pixels.size()) + "\nlabels:" +
+                    sha256_hex(set.labels.data(), set.labels.size()) + "\n");
+}
+
 }  // namespace
 
 Result<LabeledSet> read_idx(const std::string& images_path, const std::string& labels_path) {
@@ -95,9 +102,18 @@ LabeledSet make_synthetic(int64_t count, int features, int classes, uint64_t see
       set.pixels[i * features + f] = static_cast<uint8_t>(std::min(255.0f, std::max(0.0f, v)));
     }
   }
-  set.content_hash = sha256_hex("images:" + sha256_hex(set.pixels.data(), set.pixels.size()) +
-                                "\nlabels:" + sha256_hex(set.labels.data(), set.labels.size()) + "\n");
+  set.content_hash = content_hash(set);
   return set;
+}
+
+LabeledSet slice(const LabeledSet& set, int64_t begin, int64_t end) {
+  LabeledSet out;
+  out.count = end - begin;
+  out.features = set.features;
+  out.pixels.assign(set.pixels.begin() + begin * set.features, set.pixels.begin() + end * set.features);
+  out.labels.assign(set.labels.begin() + begin, set.labels.begin() + end);
+  out.content_hash = content_hash(out);
+  return out;
 }
 
 Matrix features(const LabeledSet& set, int64_t begin, int64_t end) {
@@ -109,10 +125,11 @@ Matrix features(const LabeledSet& set, int64_t begin, int64_t end) {
 Result<DataSplit> load_data(const DataSpec& spec) {
   DataSplit split;
   if (spec.kind == DataSpec::Kind::kSynthetic) {
-    split.train = make_synthetic(spec.synthetic_train, spec.synthetic_features,
-                                 spec.synthetic_classes, spec.synthetic_seed);
-    split.test = make_synthetic(spec.synthetic_test, spec.synthetic_features,
-                                spec.synthetic_classes, spec.synthetic_seed + 1);
+    // One draw, split: training and test samples must share the class prototypes.
+    LabeledSet all = make_synthetic(spec.synthetic_train + spec.synthetic_test, spec.synthetic_features,
+                                    spec.synthetic_classes, spec.synthetic_seed);
+    split.train = slice(all, 0, spec.synthetic_train);
+    split.test = slice(all, spec.synthetic_train, all.count);
   } else {
     auto train = read_idx(spec.path(spec.train_images), spec.path(spec.train_labels));
     if (!train.is_ok()) return train.status();

@@ -34,6 +34,9 @@ Result<LabeledSet> read_idx(const std::string& images_path, const std::string& l
 // Deterministic, linearly separable-ish data: one random prototype per class plus noise.
 LabeledSet make_synthetic(int64_t count, int features, int classes, uint64_t seed);
 
+// Samples [begin, end) as a set of their own (with its own content hash).
+LabeledSet slice(const LabeledSet& set, int64_t begin, int64_t end);
+
 // Samples [begin, end) as a (features x (end-begin)) float matrix scaled to [0, 1].
 // REQUIRES: begin <= end <= set.count
 Matrix features(const LabeledSet& set, int64_t begin, int64_t end);

@@ -172,6 +172,9 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   client.timeout = std::chrono::milliseconds(timeout_ms);
   int code = 0;
+  if ((wait->parsed() || cancel->parsed()) && job_id.empty()) {
+    return fail(invalid_argument("an empty job id; `custody jobs` lists the jobs"), 2);
+  }
 
   if (submit->parsed()) {
     std::ifstream in(job_file, std::ios::binary);

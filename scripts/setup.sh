@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages Custody builds and runs with, if any is missing.
+# Safe to run again: it installs nothing when everything is there.
+set -euo pipefail
+packages=(
+  build-essential cmake ninja-build pkg-config
+  libcaf-dev libeigen3-dev libzmq3-dev cppzmq-dev capnproto libcapnp-dev
+  librocksdb-dev rocksdb-tools libgtest-dev googletest libbenchmark-dev
+  zlib1g-dev libssl-dev libcli11-dev libtomlplusplus-dev nlohmann-json3-dev
+  dataset-fashion-mnist python3-zmq
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+echo "setup: installing ${missing[*]}" >&2
+sudo_cmd=()
+if [ "$(id -u)" -ne 0 ]; then sudo_cmd=(sudo); fi
+"${sudo_cmd[@]}" apt-get update -qq
+DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2

@@ -1,0 +1,237 @@
+// The coordinator's logic, one message at a time with a controlled clock.
+#include "actors/coordinator_state.h"
+
+#include <gtest/gtest.h>
+
+namespace custody::actors {
+namespace {
+
+using namespace std::chrono_literals;
+using msg::Envelope;
+
+const char* kSyntheticJob = R"(
+[job]
+name = "tiny"
+epochs = 2
+batch_size = 10
+workers = 2
+[model]
+type = "softmax"
+classes = 4
+[data]
+kind = "synthetic"
+[data.synthetic]
+train_samples = 200
+test_samples = 50
+features = 8
+classes = 4
+)";
+
+Envelope make(msg::Body body, const std::string& job = "") {
+  Envelope e;
+  e.job_id = job;
+  e.request_id = 7;
+  e.body = std::move(body);
+  return e;
+}
+
+template <class T>
+std::vector<const Outgoing*> of_type(const Outbox& out) {
+  std::vector<const Outgoing*> r;
+  for (const auto& o : out)
+    if (o.envelope.get<T>()) r.push_back(&o);
+  return r;
+}
+
+class CoordinatorStateTest : public ::testing::Test {
+ protected:
+  CoordinatorStateTest() : state_(options()) {}
+  static CoordinatorOptions options() {
+    CoordinatorOptions o;
+    o.heartbeat_interval = 100ms;
+    o.heartbeat_timeout = 1s;
+    return o;
+  }
+  Outbox send(const std::string& peer, msg::Body body, const std::string& job = "") {
+    return state_.handle(peer, make(std::move(body), job), now_);
+  }
+  void register_nodes(int workers) {
+    send("P1", msg::Register{msg::NodeRole::kParameterServer, "tcp://127.0.0.1:7001", "h", 1, ""});
+    for (int i = 1; i <= workers; ++i) {
+      send("W" + std::to_string(i), msg::Register{msg::NodeRole::kWorker, "", "h", 2, ""});
+    }
+  }
+  std::string submit(Outbox* out = nullptr, const std::string& spec = kSyntheticJob) {
+    Outbox o = send("CLI", msg::SubmitJob{spec, "tiny.toml", "alice"});
+    auto accepted = of_type<msg::JobAccepted>(o);
+    if (out) *out = o;
+    return accepted.empty() ? "" : accepted[0]->envelope.get<msg::JobAccepted>()->job_id;
+  }
+  msg::JobStatus job(const std::string& id) { return state_.status(id, false, now_).jobs.at(0); }
+
+  CoordinatorState state_;
+  Clock::time_point now_ = Clock::now();
+};
+
+TEST_F(CoordinatorStateTest, RegistrationAssignsIdsAndAcks) {
+  Outbox out = send("P1", msg::Register{msg::NodeRole::kParameterServer, "tcp://x:1", "h", 1, ""});
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].peer, "P1");
+  EXPECT_EQ(out[0].envelope.get<msg::RegisterAck>()->node_id, "ps-1");
+  out = send("W1", msg::Register{msg::NodeRole::kWorker, "", "h", 2, "worker-blue"});
+  EXPECT_EQ(out[0].envelope.get<msg::RegisterAck>()->node_id, "worker-blue");
+  auto nodes = state_.status("", true, now_).nodes;
+  EXPECT_EQ(nodes.size(), 2u);
+}
+
+TEST_F(CoordinatorStateTest, ParameterServerWithoutAddressIsRefused) {
+  Outbox out = send("P1", msg::Register{msg::NodeRole::kParameterServer, "", "h", 1, ""});
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].envelope.get<msg::Error>()->code, ErrorCode::kInvalidArgument);
+}
+
+TEST_F(CoordinatorStateTest, JobRunsFromSubmitToCompletion) {
+  register_nodes(2);
+  Outbox out;
+  const std::string id = submit(&out);
+  ASSERT_FALSE(id.empty());
+  auto ranges = of_type<msg::AssignKeyRange>(out);
+  ASSERT_EQ(ranges.size(), 1u);
+  EXPECT_EQ(ranges[0]->peer, "P1");
+  const auto& range = *ranges[0]->envelope.get<msg::AssignKeyRange>();
+  EXPECT_EQ(range.range_begin, 0u);
+  EXPECT_EQ(range.range_end, 8u * 4 + 4);
+  EXPECT_EQ(range.num_workers, 2u);
+  EXPECT_EQ(job(id).state, msg::JobState::kStarting);
+
+  out = send("P1", msg::KeyRangeReady{0, 36}, id);
+  auto tasks = of_type<msg::AssignTask>(out);
+  ASSERT_EQ(tasks.size(), 2u);
+  const auto& t0 = *tasks[0]->envelope.get<msg::AssignTask>();
+  const auto& t1 = *tasks[1]->envelope.get<msg::AssignTask>();
+  EXPECT_EQ(t0.shard.begin, 0u);
+  EXPECT_EQ(t0.shard.end, 100u);
+  EXPECT_EQ(t1.shard.begin, 100u);
+  EXPECT_EQ(t1.shard.end, 200u);
+  EXPECT_EQ(t0.shard.dataset_hash, t1.shard.dataset_hash);
+  EXPECT_EQ(t0.shard.dataset_hash.size(), 64u);
+  EXPECT_EQ(t0.steps_per_epoch, 10u);
+  EXPECT_EQ(t0.test_end, t1.test_begin);
+  ASSERT_EQ(t0.servers.size(), 1u);
+  EXPECT_EQ(t0.servers[0].address, "tcp://127.0.0.1:7001");
+  EXPECT_EQ(job(id).state, msg::JobState::kRunning);
+
+  send("W1", msg::EpochEval{1, 20, 25, 10.0}, id);
+  EXPECT_LT(job(id).test_accuracy, 0) << "one worker's half is not the test accuracy yet";
+  send("W2", msg::EpochEval{1, 15, 25, 20.0}, id);
+  EXPECT_DOUBLE_EQ(job(id).test_accuracy, 35.0 / 50.0);
+  EXPECT_DOUBLE_EQ(job(id).test_loss, 30.0 / 50.0);
+  EXPECT_EQ(job(id).epoch, 1u);
+
+  send("W1", msg::EpochEval{2, 25, 25, 1.0}, id);
+  send("W2", msg::EpochEval{2, 24, 25, 1.0}, id);
+  send("W1", msg::TaskDone{20, 200}, id);
+  EXPECT_EQ(job(id).state, msg::JobState::kRunning);
+  out = send("W2", msg::TaskDone{20, 200}, id);
+  EXPECT_EQ(job(id).state, msg::JobState::kCompleted);
+  EXPECT_DOUBLE_EQ(job(id).test_accuracy, 49.0 / 50.0);
+  EXPECT_EQ(job(id).accuracy_history.size(), 2u);
+  EXPECT_EQ(of_type<msg::StopJob>(out).size(), 3u) << "both workers and the server are released";
+  auto nodes = state_.status("", true, now_).nodes;
+  for (const auto& n : nodes) EXPECT_FALSE(n.busy) << n.node_id;
+}
+
+TEST_F(CoordinatorStateTest, JobWaitsForEnoughWorkersAndSaysSo) {
+  register_nodes(1);
+  Outbox out;
+  const std::string id = submit(&out);
+  EXPECT_TRUE(of_type<msg::AssignKeyRange>(out).empty());
+  EXPECT_EQ(job(id).state, msg::JobState::kPending);
+  EXPECT_NE(job(id).message.find("1 idle"), std::string::npos) << job(id).message;
+  out = send("W2", msg::Register{msg::NodeRole::kWorker, "", "h", 3, ""});
+  EXPECT_EQ(of_type<msg::AssignKeyRange>(out).size(), 1u);
+  EXPECT_EQ(job(id).state, msg::JobState::kStarting);
+}
+
+TEST_F(CoordinatorStateTest, SilentWorkerIsMarkedDeadAndItsJobFailsNamingIt) {
+  register_nodes(2);
+  const std::string id = submit();
+  send("P1", msg::KeyRangeReady{0, 36}, id);
+  now_ += 800ms;
+  send("P1", msg::Heartbeat{true});
+  send("W1", msg::Heartbeat{true});
+  now_ += 400ms;  // worker-2 silent for 1.2 s > 1 s
+  Outbox out = state_.tick(now_);
+  EXPECT_EQ(job(id).state, msg::JobState::kFailed);
+  EXPECT_NE(job(id).message.find("worker-2"), std::string::npos) << job(id).message;
+  EXPECT_EQ(of_type<msg::StopJob>(out).size(), 2u) << "the live worker and the server are told to stop";
+  auto nodes = state_.status("", true, now_).nodes;
+  for (const auto& n : nodes) EXPECT_EQ(n.alive, n.node_id != "worker-2") << n.node_id;
+}
+
+TEST_F(CoordinatorStateTest, HeartbeatFromAnUnknownPeerAsksItToRegister) {
+  Outbox out = send("STRANGER", msg::Heartbeat{false});
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_FALSE(out[0].envelope.get<msg::HeartbeatAck>()->known);
+}
+
+TEST_F(CoordinatorStateTest, CancelStopsTheJobAndFreesItsNodes) {
+  register_nodes(2);
+  const std::string id = submit();
+  send("P1", msg::KeyRangeReady{0, 36}, id);
+  Outbox out = send("CLI", msg::CancelJob{"enough"}, id);
+  EXPECT_EQ(job(id).state, msg::JobState::kCancelled);
+  EXPECT_EQ(of_type<msg::JobAccepted>(out).size(), 1u);
+  EXPECT_EQ(of_type<msg::StopJob>(out).size(), 3u);
+  out = send("CLI", msg::CancelJob{""}, id);
+  EXPECT_EQ(out[0].envelope.get<msg::Error>()->code, ErrorCode::kFailedPrecondition);
+}
+
+TEST_F(CoordinatorStateTest, UnknownJobIdsAreNotFound) {
+  Outbox out = send("CLI", msg::CancelJob{""}, "job-nope");
+  EXPECT_EQ(out[0].envelope.get<msg::Error>()->code, ErrorCode::kNotFound);
+  out = send("CLI", msg::StatusRequest{false}, "job-nope");
+  EXPECT_EQ(out[0].envelope.get<msg::Error>()->code, ErrorCode::kNotFound);
+  EXPECT_NE(out[0].envelope.get<msg::Error>()->message.find("job-nope"), std::string::npos);
+}
+
+TEST_F(CoordinatorStateTest, BadJobFilesAreRefusedNamingTheKey) {
+  Outbox out;
+  EXPECT_EQ(submit(&out, "[job]\nepochs = 0\n"), "");
+  ASSERT_EQ(out.size(), 1u);
+  const auto* err = out[0].envelope.get<msg::Error>();
+  ASSERT_NE(err, nullptr);
+  EXPECT_EQ(err->code, ErrorCode::kInvalidArgument);
+  EXPECT_NE(err->message.find("job.epochs"), std::string::npos) << err->message;
+
+  EXPECT_EQ(submit(&out, "[data]\ndir = \"/nonexistent/custody\"\n"), "");
+  EXPECT_EQ(out[0].envelope.get<msg::Error>()->code, ErrorCode::kNotFound);
+  EXPECT_NE(out[0].envelope.get<msg::Error>()->message.find("/nonexistent/custody"), std::string::npos);
+}
+
+TEST_F(CoordinatorStateTest, BatchLargerThanAShardIsRefused) {
+  std::string spec = kSyntheticJob;
+  spec.replace(spec.find("batch_size = 10"), 15, "batch_size = 500");
+  Outbox out;
+  EXPECT_EQ(submit(&out, spec), "");
+  EXPECT_NE(out[0].envelope.get<msg::Error>()->message.find("job.batch_size"), std::string::npos);
+}
+
+TEST_F(CoordinatorStateTest, ReportsFromUnregisteredPeersAreRefused) {
+  Outbox out = send("NOBODY", msg::TaskDone{1, 1}, "job-1");
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].envelope.get<msg::Error>()->code, ErrorCode::kFailedPrecondition);
+}
+
+TEST_F(CoordinatorStateTest, WorkerErrorFailsTheJobWithItsMessage) {
+  register_nodes(2);
+  const std::string id = submit();
+  send("P1", msg::KeyRangeReady{0, 36}, id);
+  send("W1", msg::Error{ErrorCode::kDataLoss, "bad data on disk"}, id);
+  EXPECT_EQ(job(id).state, msg::JobState::kFailed);
+  EXPECT_NE(job(id).message.find("worker-1"), std::string::npos);
+  EXPECT_NE(job(id).message.find("bad data on disk"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace custody::actors

@@ -1,0 +1,144 @@
+// A parameter server's update protocol, one message at a time.
+#include "actors/parameter_server_state.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "core/model.h"
+
+namespace custody::actors {
+namespace {
+
+using msg::Envelope;
+
+std::string spec(const char* consistency) {
+  return std::string("[job]\nworkers = 2\nseed = 5\nconsistency = \"") + consistency +
+         "\"\n[model]\ntype = \"softmax\"\nclasses = 4\n[optimizer]\ntype = \"sgd\"\nlearning_rate = 1.0\n"
+         "[data]\nkind = \"synthetic\"\n";
+}
+
+class ParameterServerStateTest : public ::testing::Test {
+ protected:
+  // Softmax regression 8 -> 4: 36 parameters; this server holds keys [10, 30).
+  void assign(const char* consistency) {
+    Envelope e;
+    e.job_id = "job-1";
+    e.body = msg::AssignKeyRange{spec(consistency), 0, 10, 30, 36, 2, 100, 8};
+    Outbox out = ps_.handle_control("COORD", e);
+    ASSERT_EQ(out.size(), 1u);
+    ASSERT_NE(out[0].envelope.get<msg::KeyRangeReady>(), nullptr);
+    initial_ = ps_.values("job-1");
+  }
+  Outbox push(const std::string& worker, uint64_t step, std::vector<float> g, const std::string& job = "job-1") {
+    Envelope e;
+    e.job_id = job;
+    e.request_id = step + 100;
+    e.body = msg::Push{worker, step, std::move(g)};
+    return ps_.handle_data("PEER-" + worker, e);
+  }
+  static ErrorCode error_code(const Outbox& out) {
+    return out.size() == 1 && out[0].envelope.get<msg::Error>() ? out[0].envelope.get<msg::Error>()->code
+                                                                 : ErrorCode::kOk;
+  }
+
+  ParameterServerState ps_{"ps-1"};
+  std::vector<float> initial_;
+};
+
+TEST_F(ParameterServerStateTest, HoldsItsSliceOfTheSameInitialVectorAsEveryServer) {
+  assign("bsp");
+  Model m({8, 4});
+  auto all = m.initial_parameters(5);
+  EXPECT_EQ(initial_, std::vector<float>(all.begin() + 10, all.begin() + 30));
+}
+
+TEST_F(ParameterServerStateTest, BspAppliesTheMeanOnceEveryWorkerPushed) {
+  assign("bsp");
+  EXPECT_TRUE(push("w1", 0, std::vector<float>(20, 1.0f)).empty()) << "w2 has not pushed yet";
+  EXPECT_EQ(ps_.version("job-1"), 0u);
+  Outbox out = push("w2", 0, std::vector<float>(20, 3.0f));
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[0].peer, "PEER-w1");
+  EXPECT_EQ(out[1].peer, "PEER-w2");
+  EXPECT_EQ(out[0].envelope.request_id, 100u);
+  const auto* p = out[0].envelope.get<msg::Params>();
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(p->version, 1u);
+  EXPECT_EQ(p->range_begin, 10u);
+  for (size_t i = 0; i < 20; ++i) EXPECT_FLOAT_EQ(p->values[i], initial_[i] - 2.0f);  // lr 1 * mean 2
+}
+
+TEST_F(ParameterServerStateTest, BspRefusesAReplayedPushInsteadOfApplyingItTwice) {
+  assign("bsp");
+  push("w1", 0, std::vector<float>(20, 1.0f));
+  EXPECT_EQ(error_code(push("w1", 0, std::vector<float>(20, 1.0f))), ErrorCode::kFailedPrecondition);
+  Outbox out = push("w2", 0, std::vector<float>(20, 1.0f));
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_FLOAT_EQ(out[0].envelope.get<msg::Params>()->values[0], initial_[0] - 1.0f);
+  EXPECT_EQ(ps_.version("job-1"), 1u);
+}
+
+TEST_F(ParameterServerStateTest, BspRefusesAPushForAnotherStep) {
+  assign("bsp");
+  Outbox out = push("w1", 3, std::vector<float>(20, 1.0f));
+  EXPECT_EQ(error_code(out), ErrorCode::kFailedPrecondition);
+  EXPECT_NE(out[0].envelope.get<msg::Error>()->message.find("step 3"), std::string::npos);
+}
+
+TEST_F(ParameterServerStateTest, RefusesGradientsOfTheWrongLength) {
+  assign("bsp");
+  Outbox out = push("w1", 0, std::vector<float>(19, 1.0f));
+  EXPECT_EQ(error_code(out), ErrorCode::kInvalidArgument);
+  EXPECT_NE(out[0].envelope.get<msg::Error>()->message.find("19"), std::string::npos);
+}
+
+TEST_F(ParameterServerStateTest, RefusesNonFiniteGradientsAndKeepsItsValues) {
+  assign("asp");
+  std::vector<float> g(20, 1.0f);
+  g[7] = std::nanf("");
+  Outbox out = push("w1", 0, g);
+  EXPECT_EQ(error_code(out), ErrorCode::kInvalidArgument);
+  EXPECT_NE(out[0].envelope.get<msg::Error>()->message.find("key 17"), std::string::npos);
+  g[7] = INFINITY;
+  EXPECT_EQ(error_code(push("w1", 1, g)), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(ps_.values("job-1"), initial_);
+  EXPECT_EQ(ps_.version("job-1"), 0u);
+}
+
+TEST_F(ParameterServerStateTest, UnknownJobIsNotFound) {
+  Outbox out = push("w1", 0, std::vector<float>(20, 1.0f), "job-nope");
+  EXPECT_EQ(error_code(out), ErrorCode::kNotFound);
+}
+
+TEST_F(ParameterServerStateTest, AspAppliesEachPushOnArrivalAndRefusesReplays) {
+  assign("asp");
+  Outbox out = push("w1", 0, std::vector<float>(20, 1.0f));
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].envelope.get<msg::Params>()->version, 1u);
+  EXPECT_FLOAT_EQ(out[0].envelope.get<msg::Params>()->values[0], initial_[0] - 1.0f);
+  out = push("w2", 0, std::vector<float>(20, 1.0f));
+  EXPECT_EQ(out[0].envelope.get<msg::Params>()->version, 2u);
+  EXPECT_EQ(error_code(push("w1", 0, std::vector<float>(20, 1.0f))), ErrorCode::kFailedPrecondition);
+  EXPECT_EQ(ps_.version("job-1"), 2u);
+}
+
+TEST_F(ParameterServerStateTest, StopJobReleasesTheRange) {
+  assign("bsp");
+  Envelope stop;
+  stop.job_id = "job-1";
+  stop.body = msg::StopJob{"done"};
+  EXPECT_TRUE(ps_.handle_control("COORD", stop).empty());
+  EXPECT_EQ(ps_.num_jobs(), 0u);
+}
+
+TEST_F(ParameterServerStateTest, RangeThatDoesNotFitTheModelIsRefused) {
+  Envelope e;
+  e.job_id = "job-2";
+  e.body = msg::AssignKeyRange{spec("bsp"), 0, 10, 99, 36, 2, 100, 8};
+  Outbox out = ps_.handle_control("COORD", e);
+  EXPECT_EQ(error_code(out), ErrorCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace custody::actors

@@ -1,0 +1,125 @@
+#include "core/dataset.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "core/job_spec.h"
+
+namespace custody {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::vector<uint8_t> be32(uint32_t v) {
+  return {uint8_t(v >> 24), uint8_t(v >> 16), uint8_t(v >> 8), uint8_t(v)};
+}
+
+std::vector<uint8_t> idx_images(uint32_t n, uint32_t rows, uint32_t cols) {
+  std::vector<uint8_t> b;
+  for (auto part : {be32(0x803), be32(n), be32(rows), be32(cols)}) b.insert(b.end(), part.begin(), part.end());
+  for (uint32_t i = 0; i < n * rows * cols; ++i) b.push_back(static_cast<uint8_t>(i * 7));
+  return b;
+}
+
+std::vector<uint8_t> idx_labels(uint32_t n) {
+  std::vector<uint8_t> b;
+  for (auto part : {be32(0x801), be32(n)}) b.insert(b.end(), part.begin(), part.end());
+  for (uint32_t i = 0; i < n; ++i) b.push_back(static_cast<uint8_t>(i % 10));
+  return b;
+}
+
+class DatasetTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("custody-dataset-test-" + std::to_string(getpid()));
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  std::string write(const std::string& name, const std::vector<uint8_t>& bytes, bool gzip) {
+    std::string path = (dir_ / name).string();
+    if (gzip) {
+      gzFile f = gzopen(path.c_str(), "wb");
+      gzwrite(f, bytes.data(), static_cast<unsigned>(bytes.size()));
+      gzclose(f);
+    } else {
+      std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+    }
+    return path;
+  }
+  fs::path dir_;
+};
+
+TEST_F(DatasetTest, ReadsPlainAndGzippedIdxToTheSameContentHash) {
+  auto plain = read_idx(write("i", idx_images(5, 2, 3), false), write("l", idx_labels(5), false));
+  auto gz = read_idx(write("i.gz", idx_images(5, 2, 3), true), write("l.gz", idx_labels(5), true));
+  ASSERT_TRUE(plain.is_ok()) << plain.status().to_string();
+  ASSERT_TRUE(gz.is_ok()) << gz.status().to_string();
+  EXPECT_EQ(plain->count, 5);
+  EXPECT_EQ(plain->features, 6);
+  EXPECT_EQ(plain->labels[3], 3);
+  EXPECT_EQ(plain->pixels[1], 7);
+  EXPECT_EQ(plain->content_hash, gz->content_hash);
+  EXPECT_EQ(plain->content_hash.size(), 64u);
+}
+
+TEST_F(DatasetTest, OneChangedPixelChangesTheHash) {
+  auto images = idx_images(5, 2, 3);
+  auto a = read_idx(write("a", images, false), write("l", idx_labels(5), false));
+  images.back() ^= 1;
+  auto b = read_idx(write("b", images, false), write("l", idx_labels(5), false));
+  EXPECT_NE(a->content_hash, b->content_hash);
+}
+
+TEST_F(DatasetTest, FeaturesAreScaledColumnsOfSamples) {
+  auto set = read_idx(write("i", idx_images(3, 1, 2), false), write("l", idx_labels(3), false)).value();
+  Matrix x = features(set, 1, 3);
+  ASSERT_EQ(x.rows(), 2);
+  ASSERT_EQ(x.cols(), 2);
+  EXPECT_FLOAT_EQ(x(0, 0), set.pixels[2] / 255.0f);
+  EXPECT_FLOAT_EQ(x(1, 1), set.pixels[5] / 255.0f);
+}
+
+TEST_F(DatasetTest, RefusesMissingTruncatedAndForeignFilesNamingThem) {
+  auto missing = read_idx((dir_ / "nope").string(), (dir_ / "nope2").string());
+  EXPECT_EQ(missing.status().code(), ErrorCode::kNotFound);
+  EXPECT_NE(missing.status().message().find("nope"), std::string::npos);
+
+  auto images = idx_images(5, 2, 3);
+  images.resize(images.size() - 1);
+  auto truncated = read_idx(write("t", images, true), write("l", idx_labels(5), false));
+  EXPECT_EQ(truncated.status().code(), ErrorCode::kDataLoss);
+  EXPECT_NE(truncated.status().message().find("truncated"), std::string::npos);
+
+  auto swapped = read_idx(write("l1", idx_labels(5), false), write("l2", idx_labels(5), false));
+  EXPECT_EQ(swapped.status().code(), ErrorCode::kDataLoss);
+  EXPECT_NE(swapped.status().message().find("IDX3"), std::string::npos);
+
+  auto fewer_labels = read_idx(write("i", idx_images(5, 2, 3), false), write("l", idx_labels(4), false));
+  EXPECT_EQ(fewer_labels.status().code(), ErrorCode::kDataLoss);
+}
+
+TEST(SyntheticDataTest, IsDeterministicPerSeed) {
+  EXPECT_EQ(make_synthetic(50, 8, 3, 1).content_hash, make_synthetic(50, 8, 3, 1).content_hash);
+  EXPECT_NE(make_synthetic(50, 8, 3, 1).content_hash, make_synthetic(50, 8, 3, 2).content_hash);
+}
+
+// The real data set of the project's default job (Debian's dataset-fashion-mnist).
+TEST(FashionMnistTest, LoadsSixtyThousandTrainingAndTenThousandTestImages) {
+  DataSpec spec;  // defaults name /usr/share/datasets/fashion-mnist
+  if (!fs::exists(spec.path(spec.train_images))) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  auto split = load_data(spec);
+  ASSERT_TRUE(split.is_ok()) << split.status().to_string();
+  EXPECT_EQ(split->train.count, 60000);
+  EXPECT_EQ(split->test.count, 10000);
+  EXPECT_EQ(split->train.features, 784);
+  EXPECT_EQ(*std::max_element(split->train.labels.begin(), split->train.labels.end()), 9);
+  EXPECT_EQ(split->version_hash.size(), 64u);
+}
+
+}  // namespace
+}  // namespace custody

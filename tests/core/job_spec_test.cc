@@ -1,0 +1,94 @@
+#include "core/job_spec.h"
+
+#include <gtest/gtest.h>
+
+namespace custody {
+namespace {
+
+Status parse_error(const std::string& text) { return parse_job_spec(text, "test.toml").status(); }
+
+void expect_refused(const std::string& text, const std::string& must_mention) {
+  Status s = parse_error(text);
+  EXPECT_EQ(s.code(), ErrorCode::kInvalidArgument) << text;
+  EXPECT_NE(s.message().find(must_mention), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("test.toml"), std::string::npos) << s.message();
+}
+
+TEST(JobSpecTest, EmptyFileGivesTheDocumentedDefaults) {
+  auto spec = parse_job_spec("", "empty.toml");
+  ASSERT_TRUE(spec.is_ok());
+  EXPECT_EQ(spec->model, "mlp");
+  EXPECT_EQ(spec->hidden, (std::vector<int>{256, 128}));
+  EXPECT_EQ(spec->layer_sizes(784), (std::vector<int>{784, 256, 128, 10}));
+  EXPECT_EQ(spec->consistency, Consistency::kBsp);
+}
+
+TEST(JobSpecTest, ReadsEveryTable) {
+  auto spec = parse_job_spec(R"(
+[job]
+name = "x"
+epochs = 3
+batch_size = 32
+workers = 4
+consistency = "asp"
+[model]
+type = "softmax"
+[optimizer]
+type = "adam"
+learning_rate = 0.001
+[data]
+kind = "synthetic"
+license = "CC-BY-4.0"
+consent = ["research"]
+[data.synthetic]
+train_samples = 100
+features = 8
+classes = 3
+)", "x.toml");
+  ASSERT_TRUE(spec.is_ok()) << spec.status().to_string();
+  EXPECT_EQ(spec->workers, 4);
+  EXPECT_EQ(spec->consistency, Consistency::kAsp);
+  EXPECT_EQ(spec->optimizer.kind, OptimizerConfig::Kind::kAdam);
+  EXPECT_FLOAT_EQ(spec->optimizer.learning_rate, 0.001f);
+  EXPECT_EQ(spec->layer_sizes(8), (std::vector<int>{8, 10}));
+  EXPECT_EQ(spec->data.kind, DataSpec::Kind::kSynthetic);
+  EXPECT_EQ(spec->data.synthetic_features, 8);
+  EXPECT_EQ(spec->data.consent, (std::vector<std::string>{"research"}));
+}
+
+TEST(JobSpecTest, TheShippedJobFilesParse) {
+  for (const char* f : {"fashion_mlp.toml", "fashion_softmax.toml"}) {
+    auto spec = read_job_file(std::string(CUSTODY_SOURCE_DIR) + "/configs/jobs/" + f);
+    EXPECT_TRUE(spec.is_ok()) << f << ": " << spec.status().to_string();
+  }
+}
+
+TEST(JobSpecTest, UnknownKeyIsRefusedByName) {
+  expect_refused("[model]\nhiden = [10]\n", "model.hiden");
+  expect_refused("[jobb]\nepochs = 1\n", "jobb");
+  expect_refused("epochs = 1\n", "'epochs'");
+}
+
+TEST(JobSpecTest, WrongTypeIsRefusedByName) {
+  expect_refused("[job]\nepochs = \"ten\"\n", "job.epochs");
+  expect_refused("[model]\nhidden = 128\n", "model.hidden");
+  expect_refused("[optimizer]\nlearning_rate = \"fast\"\n", "optimizer.learning_rate");
+  expect_refused("[job]\nconsistency = \"ssp-ish\"\n", "job.consistency");
+}
+
+TEST(JobSpecTest, ImpossibleValuesAreRefusedByName) {
+  expect_refused("[job]\nepochs = 0\n", "job.epochs");
+  expect_refused("[job]\nworkers = -1\n", "job.workers");
+  expect_refused("[optimizer]\nlearning_rate = -0.1\n", "optimizer.learning_rate");
+  expect_refused("[model]\nhidden = [256, 0]\n", "model.hidden");
+  expect_refused("[model]\ntype = \"mlp\"\nhidden = []\n", "model.hidden");
+}
+
+TEST(JobSpecTest, BrokenTomlSaysWhere) {
+  Status s = parse_error("[job\nepochs = 1\n");
+  EXPECT_EQ(s.code(), ErrorCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("test.toml:1"), std::string::npos) << s.message();
+}
+
+}  // namespace
+}  // namespace custody

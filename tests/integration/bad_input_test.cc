@@ -1,0 +1,129 @@
+// Hostile and broken input over real sockets: a raw ZeroMQ client (not Custody's own
+// transport) sends malformed, truncated, oversized, multi-frame and unknown messages to a
+// running coordinator and parameter server. Each must answer with an error naming the
+// problem, and keep serving.
+#include <nlohmann/json.hpp>
+#include <zmq.hpp>
+
+#include "protocols/codec.h"
+#include "tests/integration/cluster.h"
+
+namespace custody::testing {
+namespace {
+
+class RawClient {
+ public:
+  explicit RawClient(const std::string& address) : socket_(ctx_, zmq::socket_type::dealer) {
+    socket_.set(zmq::sockopt::linger, 0);
+    socket_.connect(address);
+  }
+  void send(const std::vector<uint8_t>& bytes) { socket_.send(zmq::buffer(bytes), zmq::send_flags::none); }
+  void send_parts(const std::vector<std::vector<uint8_t>>& parts) {
+    for (size_t i = 0; i < parts.size(); ++i) {
+      socket_.send(zmq::buffer(parts[i]), i + 1 < parts.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
+    }
+  }
+  // The next reply, decoded; fails the test if none comes in time.
+  msg::Envelope reply() {
+    zmq::pollitem_t items[] = {{socket_.handle(), 0, ZMQ_POLLIN, 0}};
+    zmq::poll(items, 1, std::chrono::milliseconds(10000));
+    zmq::message_t m;
+    if (!(items[0].revents & ZMQ_POLLIN) || !socket_.recv(m, zmq::recv_flags::none)) {
+      ADD_FAILURE() << "no reply within 10 s";
+      return {};
+    }
+    auto e = msg::decode(static_cast<const uint8_t*>(m.data()), m.size());
+    EXPECT_TRUE(e.is_ok()) << e.status().to_string();
+    return e.is_ok() ? e.value() : msg::Envelope{};
+  }
+  std::string error_reply_after(const std::vector<uint8_t>& bytes) {
+    send(bytes);
+    return error_reply();
+  }
+  std::string error_reply() {
+    msg::Envelope e = reply();
+    const auto* err = e.get<msg::Error>();
+    EXPECT_NE(err, nullptr) << "expected an error reply, got " << msg::body_name(e.body);
+    return err ? err->message : "";
+  }
+
+ private:
+  zmq::context_t ctx_;
+  zmq::socket_t socket_;
+};
+
+std::vector<uint8_t> valid(msg::Body body, const std::string& job = "", uint16_t version = msg::kProtocolVersion) {
+  msg::Envelope e;
+  e.version = version;
+  e.sender = "test";
+  e.job_id = job;
+  e.body = std::move(body);
+  return msg::encode(e);
+}
+
+void expect_mentions(const std::string& message, const std::string& what) {
+  EXPECT_NE(message.find(what), std::string::npos) << "error reply: " << message;
+}
+
+TEST(BadInputTest, CoordinatorAnswersGarbageWithErrorsAndStaysUp) {
+  LocalCluster c("badinput-coord", {0, 0});
+  RawClient client(c.address());
+
+  client.send({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13});
+  expect_mentions(client.error_reply(), "8-byte");
+
+  client.send(std::vector<uint8_t>(64, 0xff));
+  expect_mentions(client.error_reply(), "malformed");
+
+  auto truncated = valid(msg::SubmitJob{std::string(500, 'x'), "f.toml", "eve"});
+  truncated.resize(truncated.size() / 2 / 8 * 8);
+  expect_mentions(client.error_reply_after(truncated), "malformed");
+
+  client.send(std::vector<uint8_t>(size_t(17) << 20, 0));  // the coordinator's cap is 16 MiB
+  expect_mentions(client.error_reply(), "exceeds the limit");
+
+  client.send_parts({valid(msg::StatusRequest{}), valid(msg::StatusRequest{})});
+  expect_mentions(client.error_reply(), "single ZeroMQ frame");
+
+  client.send(valid(msg::Heartbeat{}, "", 99));
+  expect_mentions(client.error_reply(), "protocol version 99");
+
+  client.send(valid(msg::TaskDone{1, 1}, "job-1"));
+  expect_mentions(client.error_reply(), "register first");
+
+  client.send(valid(msg::SubmitJob{"[job]\nworkers = 0\n", "w.toml", "eve"}));
+  expect_mentions(client.error_reply(), "job.workers");
+
+  // Still serving.
+  client.send(valid(msg::StatusRequest{true}));
+  msg::Envelope status = client.reply();
+  EXPECT_NE(status.get<msg::StatusReply>(), nullptr);
+  EXPECT_TRUE(c.coordinator().running());
+}
+
+TEST(BadInputTest, ParameterServerAnswersBadPushesWithErrorsAndStaysUp) {
+  LocalCluster c("badinput-ps", {1, 0});
+  ASSERT_TRUE(c.wait_for_nodes(1));
+  auto status = nlohmann::json::parse(c.cli({"status", "--json"}).out);
+  const std::string ps_address = status["nodes"][0]["address"];
+  RawClient client(ps_address);
+
+  client.send({0xde, 0xad, 0xbe, 0xef});
+  expect_mentions(client.error_reply(), "8-byte");
+
+  client.send(valid(msg::Push{"w", 0, std::vector<float>(10, 1.0f)}, "job-unknown"));
+  expect_mentions(client.error_reply(), "holds no keys of job 'job-unknown'");
+
+  client.send(valid(msg::Pull{"w"}, "job-unknown"));
+  expect_mentions(client.error_reply(), "job-unknown");
+
+  client.send(valid(msg::SubmitJob{"", "", ""}));
+  EXPECT_FALSE(client.error_reply().empty());
+
+  EXPECT_TRUE(c.node(0).running());
+  // And it still answers its coordinator: it is alive in the status.
+  ASSERT_TRUE(c.wait_for_nodes(1));
+}
+
+}  // namespace
+}  // namespace custody::testing

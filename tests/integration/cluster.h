@@ -1,0 +1,221 @@
+// Helpers of the multi-process tests: real node executables as child processes on free
+// ports of 127.0.0.1, and the real `custody` CLI. Every process started is stopped when
+// its owner goes out of scope, also when a test fails.
+#pragma once
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+extern char** environ;
+
+namespace custody::testing {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+inline std::string bin(const std::string& name) { return std::string(CUSTODY_BIN_DIR) + "/" + name; }
+
+inline std::string read_file(const fs::path& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+class Process {
+ public:
+  Process(std::vector<std::string> argv, const fs::path& log) : name_(argv[0]), log_(log) {
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_adddup2(&actions, 1, 2);
+    std::vector<char*> args;
+    for (auto& a : argv) args.push_back(a.data());
+    args.push_back(nullptr);
+    int rc = posix_spawn(&pid_, args[0], &actions, nullptr, args.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    if (rc != 0) {
+      ADD_FAILURE() << "cannot start " << name_;
+      pid_ = -1;
+    }
+  }
+  ~Process() { stop(); }
+  Process(const Process&) = delete;
+  Process& operator=(const Process&) = delete;
+
+  pid_t pid() const { return pid_; }
+  const fs::path& log() const { return log_; }
+
+  // SIGTERM, then SIGKILL if it has not exited within the grace period. Returns the exit
+  // code, or -signal.
+  int stop(std::chrono::milliseconds grace = 5s) {
+    if (pid_ <= 0) return exit_code_;
+    kill(pid_, SIGTERM);
+    if (!wait_for_exit(grace)) {
+      kill(pid_, SIGKILL);
+      wait_for_exit(5s);
+    }
+    return exit_code_;
+  }
+  void kill_hard() {
+    if (pid_ > 0) kill(pid_, SIGKILL);
+    wait_for_exit(5s);
+  }
+  // True if it exited within the timeout.
+  bool wait_for_exit(std::chrono::milliseconds timeout) {
+    if (pid_ <= 0) return true;
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+      int status = 0;
+      pid_t r = waitpid(pid_, &status, WNOHANG);
+      if (r == pid_) {
+        exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+        pid_ = -1;
+        return true;
+      }
+      if (std::chrono::steady_clock::now() > deadline) return false;
+      std::this_thread::sleep_for(20ms);
+    }
+  }
+  bool running() { return pid_ > 0 && !wait_for_exit(0ms); }
+  int exit_code() const { return exit_code_; }
+
+ private:
+  std::string name_;
+  fs::path log_;
+  pid_t pid_ = -1;
+  int exit_code_ = -1;
+};
+
+struct CliResult {
+  int code = -1;
+  std::string out, err;
+};
+
+// Runs the CLI to completion (bounded by timeout) and captures what it printed.
+inline CliResult run_cli(const fs::path& dir, std::vector<std::string> args, std::chrono::seconds timeout = 120s) {
+  static int counter = 0;
+  const fs::path out = dir / ("cli-" + std::to_string(++counter) + ".out");
+  const fs::path err = dir / ("cli-" + std::to_string(counter) + ".err");
+  std::vector<std::string> argv{bin("custody")};
+  argv.insert(argv.end(), args.begin(), args.end());
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_addopen(&actions, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  std::vector<char*> cargs;
+  for (auto& a : argv) cargs.push_back(a.data());
+  cargs.push_back(nullptr);
+  pid_t pid;
+  CliResult r;
+  if (posix_spawn(&pid, cargs[0], &actions, nullptr, cargs.data(), environ) != 0) return r;
+  posix_spawn_file_actions_destroy(&actions);
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  int status = 0;
+  while (waitpid(pid, &status, WNOHANG) != pid) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      ADD_FAILURE() << "custody CLI did not finish within " << timeout.count() << " s";
+      break;
+    }
+    std::this_thread::sleep_for(20ms);
+  }
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.out = read_file(out);
+  r.err = read_file(err);
+  return r;
+}
+
+struct ClusterOptions {
+  int servers = 2, workers = 2;
+  int heartbeat_interval_ms = 200, heartbeat_timeout_ms = 2000;
+};
+
+// A coordinator, parameter servers and workers on free ports of 127.0.0.1.
+class LocalCluster {
+ public:
+  explicit LocalCluster(const std::string& test_name, ClusterOptions o = ClusterOptions()) : options_(o) {
+    dir_ = fs::temp_directory_path() / ("custody-" + test_name + "-" + std::to_string(getpid()));
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    coordinator_ = std::make_unique<Process>(
+        std::vector<std::string>{bin("custody-coordinator"), "--listen", "tcp://127.0.0.1:0", "--port-file",
+                                 (dir_ / "coordinator.addr").string(), "--heartbeat-interval-ms",
+                                 std::to_string(o.heartbeat_interval_ms), "--heartbeat-timeout-ms",
+                                 std::to_string(o.heartbeat_timeout_ms)},
+        dir_ / "coordinator.log");
+    auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (!fs::exists(dir_ / "coordinator.addr") && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(20ms);
+    }
+    address_ = read_file(dir_ / "coordinator.addr");
+    while (!address_.empty() && address_.back() == '\n') address_.pop_back();
+    for (int i = 1; i <= o.servers; ++i) add_node("custody-ps", "ps-" + std::to_string(i));
+    for (int i = 1; i <= o.workers; ++i) add_node("custody-worker", "worker-" + std::to_string(i));
+  }
+  ~LocalCluster() {
+    for (auto& p : nodes_) p->stop();
+    if (coordinator_) coordinator_->stop();
+    if (!::testing::Test::HasFailure()) fs::remove_all(dir_);
+    else std::cerr << "cluster logs kept in " << dir_ << "\n";
+  }
+
+  Process& add_node(const std::string& exe, const std::string& name) {
+    nodes_.push_back(std::make_unique<Process>(
+        std::vector<std::string>{bin(exe), "--coordinator", address_, "--name", name}, dir_ / (name + ".log")));
+    return *nodes_.back();
+  }
+  // Waits until `count` nodes are registered and alive.
+  bool wait_for_nodes(int count, std::chrono::seconds timeout = 20s) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      CliResult r = cli({"status", "--json"}, 10s);
+      if (r.code == 0) {
+        int alive = 0;
+        const nlohmann::json status = nlohmann::json::parse(r.out);
+        for (const auto& n : status["nodes"]) alive += n["alive"].get<bool>();
+        if (alive == count) return true;
+      }
+      std::this_thread::sleep_for(100ms);
+    }
+    return false;
+  }
+  CliResult cli(std::vector<std::string> args, std::chrono::seconds timeout = 180s) {
+    args.insert(args.begin(), {"--coordinator", address_});
+    return run_cli(dir_, args, timeout);
+  }
+  fs::path write_job(const std::string& name, const std::string& text) {
+    fs::path p = dir_ / name;
+    std::ofstream(p) << text;
+    return p;
+  }
+  Process& node(size_t i) { return *nodes_.at(i); }
+  Process& coordinator() { return *coordinator_; }
+  const std::string& address() const { return address_; }
+  const fs::path& dir() const { return dir_; }
+
+ private:
+  ClusterOptions options_;
+  fs::path dir_;
+  std::string address_;
+  std::unique_ptr<Process> coordinator_;
+  std::vector<std::unique_ptr<Process>> nodes_;
+};
+
+}  // namespace custody::testing

@@ -1,0 +1,177 @@
+// The cluster as its users run it: separate coordinator, parameter-server and worker
+// processes on 127.0.0.1, driven through the `custody` CLI.
+#include <nlohmann/json.hpp>
+
+#include "tests/integration/cluster.h"
+
+namespace custody::testing {
+namespace {
+
+using nlohmann::json;
+
+const char* kShortFashionJob = R"(
+[job]
+name = "fashion-short"
+epochs = 2
+batch_size = 64
+workers = 2
+consistency = "bsp"
+[model]
+type = "mlp"
+hidden = [64]
+[optimizer]
+type = "momentum"
+learning_rate = 0.1
+momentum = 0.9
+schedule = "cosine"
+[data]
+kind = "idx"
+dir = "/usr/share/datasets/fashion-mnist"
+)";
+
+std::string synthetic_job(const std::string& consistency, int epochs) {
+  return "[job]\nname = \"synthetic\"\nepochs = " + std::to_string(epochs) +
+         "\nbatch_size = 16\nworkers = 2\nconsistency = \"" + consistency +
+         "\"\n[model]\ntype = \"mlp\"\nhidden = [16]\nclasses = 4\n[optimizer]\ntype = \"sgd\"\n"
+         "learning_rate = 0.1\n[data]\nkind = \"synthetic\"\n[data.synthetic]\ntrain_samples = 4000\n"
+         "test_samples = 400\nfeatures = 32\nclasses = 4\n";
+}
+
+json status_json(LocalCluster& c, const std::string& job) {
+  CliResult r = c.cli({"status", job, "--json"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  return json::parse(r.out);
+}
+
+std::string submit(LocalCluster& c, const fs::path& job_file) {
+  CliResult r = c.cli({"submit", job_file.string(), "--as", "alice"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  std::string id = r.out;
+  while (!id.empty() && id.back() == '\n') id.pop_back();
+  EXPECT_EQ(id.rfind("job-", 0), 0u) << "submit printed: " << r.out;
+  return id;
+}
+
+TEST(ClusterTest, TrainsFashionMnistAcrossSeparateProcessesThroughTheCli) {
+  ASSERT_TRUE(fs::exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"))
+      << "install dataset-fashion-mnist (scripts/setup.sh does)";
+  LocalCluster c("train");
+  ASSERT_TRUE(c.wait_for_nodes(4)) << "2 servers and 2 workers did not register";
+  const std::string job = submit(c, c.write_job("short.toml", kShortFashionJob));
+  CliResult waited = c.cli({"wait", job});
+  EXPECT_EQ(waited.code, 0) << waited.out << waited.err;
+  EXPECT_NE(waited.out.find("epoch 2/2"), std::string::npos) << waited.out;
+
+  json s = status_json(c, job);
+  EXPECT_EQ(s["state"], "completed") << s.dump(2);
+  // A 784-64-10 MLP after 2 epochs of Fashion-MNIST: about 0.85; 0.80 leaves room for
+  // noise while still failing on broken math, a lost update or a wrong data split.
+  EXPECT_GE(s["test_accuracy"].get<double>(), 0.80) << s.dump(2);
+  EXPECT_EQ(s["accuracy_history"].size(), 2u);
+  EXPECT_EQ(s["workers"], json({"worker-1", "worker-2"}));
+  EXPECT_EQ(s["servers"].size(), 2u);
+  EXPECT_EQ(s["submitter"], "alice");
+  EXPECT_EQ(s["dataset_hash"].get<std::string>().size(), 64u);
+  EXPECT_EQ(s["step"], s["total_steps"]);
+  EXPECT_EQ(s["total_steps"].get<int>(), 2 * (30000 / 64));
+
+  // The job is in the list, and the nodes are idle again.
+  CliResult jobs = c.cli({"jobs"});
+  EXPECT_NE(jobs.out.find(job), std::string::npos);
+  json all = json::parse(c.cli({"status", "--json"}).out);
+  for (const auto& n : all["nodes"]) EXPECT_FALSE(n["busy"].get<bool>()) << n.dump();
+}
+
+TEST(ClusterTest, AspJobOnSyntheticDataCompletes) {
+  LocalCluster c("asp", {1, 2});
+  ASSERT_TRUE(c.wait_for_nodes(3));
+  const std::string job = submit(c, c.write_job("asp.toml", synthetic_job("asp", 3)));
+  CliResult waited = c.cli({"wait", job});
+  EXPECT_EQ(waited.code, 0) << waited.out << waited.err;
+  json s = status_json(c, job);
+  EXPECT_EQ(s["consistency"], "asp");
+  EXPECT_GE(s["test_accuracy"].get<double>(), 0.9) << s.dump(2);
+}
+
+TEST(ClusterTest, CancelStopsAJobAndTheWorkersTakeTheNextOne) {
+  LocalCluster c("cancel", {1, 2});
+  ASSERT_TRUE(c.wait_for_nodes(3));
+  const std::string long_job = submit(c, c.write_job("long.toml", synthetic_job("bsp", 10000)));
+  auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (status_json(c, long_job)["state"] != "running" && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(100ms);
+  }
+  // A second job queues behind it.
+  const std::string next = submit(c, c.write_job("next.toml", synthetic_job("bsp", 1)));
+  EXPECT_EQ(status_json(c, next)["state"], "pending");
+  CliResult cancelled = c.cli({"cancel", long_job});
+  EXPECT_EQ(cancelled.code, 0) << cancelled.err;
+  EXPECT_EQ(status_json(c, long_job)["state"], "cancelled");
+  CliResult waited = c.cli({"wait", next});
+  EXPECT_EQ(waited.code, 0) << waited.out << waited.err;
+  EXPECT_EQ(c.cli({"wait", long_job}).code, 1) << "wait on a cancelled job exits 1";
+}
+
+TEST(ClusterTest, KilledWorkerIsNoticedByHeartbeatsAndTheJobFailsNamingIt) {
+  LocalCluster c("killed", {1, 2});
+  ASSERT_TRUE(c.wait_for_nodes(3));
+  const std::string job = submit(c, c.write_job("long.toml", synthetic_job("bsp", 10000)));
+  auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (status_json(c, job)["state"] != "running" && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(100ms);
+  }
+  c.node(2).kill_hard();  // worker-2
+  CliResult waited = c.cli({"wait", job, "--max-seconds", "60"});
+  EXPECT_EQ(waited.code, 1) << waited.out << waited.err;
+  json s = status_json(c, job);
+  EXPECT_EQ(s["state"], "failed");
+  EXPECT_NE(s["message"].get<std::string>().find("worker-2"), std::string::npos) << s.dump(2);
+  json all = json::parse(c.cli({"status", "--json"}).out);
+  for (const auto& n : all["nodes"]) EXPECT_EQ(n["alive"].get<bool>(), n["node_id"] != "worker-2") << n.dump();
+}
+
+TEST(ClusterTest, BadJobFilesAreRefusedNamingTheProblem) {
+  LocalCluster c("badjobs", {1, 1});
+  ASSERT_TRUE(c.wait_for_nodes(2));
+  CliResult unknown = c.cli({"submit", c.write_job("a.toml", "[model]\nhiden = [64]\n").string()});
+  EXPECT_EQ(unknown.code, 2);
+  EXPECT_NE(unknown.err.find("model.hiden"), std::string::npos) << unknown.err;
+  CliResult type = c.cli({"submit", c.write_job("b.toml", "[job]\nepochs = \"many\"\n").string()});
+  EXPECT_EQ(type.code, 2);
+  EXPECT_NE(type.err.find("job.epochs"), std::string::npos) << type.err;
+  CliResult impossible = c.cli({"submit", c.write_job("c.toml", "[job]\nbatch_size = 0\n").string()});
+  EXPECT_EQ(impossible.code, 2);
+  EXPECT_NE(impossible.err.find("job.batch_size"), std::string::npos) << impossible.err;
+  // Valid TOML, but the coordinator cannot read the data it names.
+  CliResult data = c.cli({"submit", c.write_job("d.toml", "[data]\ndir = \"/nonexistent/data\"\n").string()});
+  EXPECT_EQ(data.code, 4);
+  EXPECT_NE(data.err.find("/nonexistent/data"), std::string::npos) << data.err;
+  CliResult missing = c.cli({"submit", (c.dir() / "missing.toml").string()});
+  EXPECT_EQ(missing.code, 2);
+  EXPECT_NE(missing.err.find("missing.toml"), std::string::npos);
+  CliResult unknown_job = c.cli({"status", "job-00000000"});
+  EXPECT_EQ(unknown_job.code, 4);
+  EXPECT_NE(unknown_job.err.find("job-00000000"), std::string::npos);
+  EXPECT_TRUE(c.coordinator().running());
+}
+
+TEST(ClusterTest, NodesAndTheCliSayWhenTheCoordinatorCannotBeReached) {
+  const fs::path dir = fs::temp_directory_path() / ("custody-unreachable-" + std::to_string(getpid()));
+  fs::create_directories(dir);
+  // Port 9 (discard): nothing listens there on these machines.
+  const std::string nowhere = "tcp://127.0.0.1:9";
+  for (const char* exe : {"custody-worker", "custody-ps"}) {
+    Process node({bin(exe), "--coordinator", nowhere, "--connect-timeout-ms", "1500"}, dir / (std::string(exe) + ".log"));
+    ASSERT_TRUE(node.wait_for_exit(15s)) << exe << " hangs instead of giving up";
+    EXPECT_NE(node.exit_code(), 0);
+    std::string log = read_file(node.log());
+    EXPECT_NE(log.find("could not reach the coordinator at " + nowhere), std::string::npos) << log;
+  }
+  CliResult r = run_cli(dir, {"--coordinator", nowhere, "--timeout-ms", "500", "jobs"});
+  EXPECT_EQ(r.code, 3);
+  EXPECT_NE(r.err.find("no reply from the coordinator"), std::string::npos) << r.err;
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace custody::testing

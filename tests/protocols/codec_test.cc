@@ -1,0 +1,300 @@
+#include "protocols/codec.h"
+
+#include <capnp/message.h>
+#include <capnp/serialize.h>
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+#include "protocols/future_envelope.capnp.h"
+
+namespace custody::msg {
+namespace {
+
+template <class T>
+T round_trip(T body, Envelope* out = nullptr) {
+  Envelope e;
+  e.sender = "worker-7";
+  e.job_id = "job-1234";
+  e.request_id = 99;
+  e.body = std::move(body);
+  auto bytes = encode(e);
+  EXPECT_EQ(bytes.size() % 8, 0u);
+  auto decoded = decode(bytes);
+  EXPECT_TRUE(decoded.is_ok()) << decoded.status().to_string();
+  EXPECT_EQ(decoded->sender, "worker-7");
+  EXPECT_EQ(decoded->job_id, "job-1234");
+  EXPECT_EQ(decoded->request_id, 99u);
+  EXPECT_EQ(decoded->version, kProtocolVersion);
+  const T* got = decoded->template get<T>();
+  EXPECT_NE(got, nullptr) << "decoded as " << body_name(decoded->body);
+  if (out) *out = decoded.value();
+  return got ? *got : T{};
+}
+
+TEST(CodecTest, ErrorRegisterAndHeartbeatRoundTrip) {
+  auto err = round_trip(Error{ErrorCode::kNotFound, "no such job"});
+  EXPECT_EQ(err.code, ErrorCode::kNotFound);
+  EXPECT_EQ(err.message, "no such job");
+  auto reg = round_trip(Register{NodeRole::kParameterServer, "tcp://h:1", "h", 42, "ps-9"});
+  EXPECT_EQ(reg.role, NodeRole::kParameterServer);
+  EXPECT_EQ(reg.address, "tcp://h:1");
+  EXPECT_EQ(reg.host, "h");
+  EXPECT_EQ(reg.pid, 42u);
+  EXPECT_EQ(reg.name, "ps-9");
+  auto ack = round_trip(RegisterAck{"worker-3", 250});
+  EXPECT_EQ(ack.node_id, "worker-3");
+  EXPECT_EQ(ack.heartbeat_interval_ms, 250u);
+  EXPECT_TRUE(round_trip(Heartbeat{true}).busy);
+  EXPECT_FALSE(round_trip(HeartbeatAck{false}).known);
+}
+
+TEST(CodecTest, ClientRequestsRoundTrip) {
+  auto sub = round_trip(SubmitJob{"[job]\nepochs = 1\n", "a.toml", "alice"});
+  EXPECT_EQ(sub.spec_text, "[job]\nepochs = 1\n");
+  EXPECT_EQ(sub.origin, "a.toml");
+  EXPECT_EQ(sub.submitter, "alice");
+  auto acc = round_trip(JobAccepted{"job-1", "queued"});
+  EXPECT_EQ(acc.job_id, "job-1");
+  EXPECT_EQ(acc.message, "queued");
+  EXPECT_TRUE(round_trip(StatusRequest{true}).include_nodes);
+  EXPECT_EQ(round_trip(CancelJob{"because"}).reason, "because");
+  EXPECT_EQ(round_trip(StopJob{"done"}).reason, "done");
+}
+
+TEST(CodecTest, StatusReplyRoundTripsEveryField) {
+  JobStatus j;
+  j.job_id = "job-1";
+  j.name = "n";
+  j.state = JobState::kRunning;
+  j.message = "m";
+  j.submitter = "bob";
+  j.epoch = 3;
+  j.epochs = 12;
+  j.step = 1000;
+  j.total_steps = 5000;
+  j.loss = 0.5;
+  j.test_accuracy = 0.875;
+  j.test_loss = 0.4;
+  j.samples_per_sec = 12345.5;
+  j.submitted_at_ms = 1;
+  j.started_at_ms = 2;
+  j.finished_at_ms = 3;
+  j.workers = {"worker-1", "worker-2"};
+  j.servers = {"ps-1"};
+  j.dataset_hash = "abc";
+  j.consistency = "bsp";
+  j.accuracy_history = {0.8, 0.85, 0.875};
+  NodeStatus n{"ps-1", NodeRole::kParameterServer, "tcp://x:1", true, false, 120, "host", 77};
+  auto r = round_trip(StatusReply{{j}, {n}});
+  ASSERT_EQ(r.jobs.size(), 1u);
+  const JobStatus& g = r.jobs[0];
+  EXPECT_EQ(g.job_id, "job-1");
+  EXPECT_EQ(g.state, JobState::kRunning);
+  EXPECT_EQ(g.submitter, "bob");
+  EXPECT_EQ(g.epoch, 3u);
+  EXPECT_EQ(g.epochs, 12u);
+  EXPECT_EQ(g.step, 1000u);
+  EXPECT_EQ(g.total_steps, 5000u);
+  EXPECT_DOUBLE_EQ(g.loss, 0.5);
+  EXPECT_DOUBLE_EQ(g.test_accuracy, 0.875);
+  EXPECT_DOUBLE_EQ(g.test_loss, 0.4);
+  EXPECT_DOUBLE_EQ(g.samples_per_sec, 12345.5);
+  EXPECT_EQ(g.submitted_at_ms, 1);
+  EXPECT_EQ(g.started_at_ms, 2);
+  EXPECT_EQ(g.finished_at_ms, 3);
+  EXPECT_EQ(g.workers, j.workers);
+  EXPECT_EQ(g.servers, j.servers);
+  EXPECT_EQ(g.dataset_hash, "abc");
+  EXPECT_EQ(g.consistency, "bsp");
+  EXPECT_EQ(g.accuracy_history, j.accuracy_history);
+  ASSERT_EQ(r.nodes.size(), 1u);
+  EXPECT_EQ(r.nodes[0].node_id, "ps-1");
+  EXPECT_EQ(r.nodes[0].role, NodeRole::kParameterServer);
+  EXPECT_EQ(r.nodes[0].address, "tcp://x:1");
+  EXPECT_TRUE(r.nodes[0].alive);
+  EXPECT_FALSE(r.nodes[0].busy);
+  EXPECT_EQ(r.nodes[0].last_seen_ms_ago, 120);
+  EXPECT_EQ(r.nodes[0].host, "host");
+  EXPECT_EQ(r.nodes[0].pid, 77u);
+}
+
+TEST(CodecTest, AssignmentsRoundTrip) {
+  auto a = round_trip(AssignKeyRange{"spec", 1, 10, 20, 30, 2, 500, 784});
+  EXPECT_EQ(a.spec_text, "spec");
+  EXPECT_EQ(a.server_index, 1u);
+  EXPECT_EQ(a.range_begin, 10u);
+  EXPECT_EQ(a.range_end, 20u);
+  EXPECT_EQ(a.num_parameters, 30u);
+  EXPECT_EQ(a.num_workers, 2u);
+  EXPECT_EQ(a.total_steps, 500u);
+  EXPECT_EQ(a.input_features, 784u);
+  auto r = round_trip(KeyRangeReady{10, 20});
+  EXPECT_EQ(r.range_begin, 10u);
+  EXPECT_EQ(r.range_end, 20u);
+  AssignTask t;
+  t.spec_text = "spec";
+  t.rank = 1;
+  t.shard = {"hash", 1, 2, 30000, 60000};
+  t.test_begin = 5000;
+  t.test_end = 10000;
+  t.steps_per_epoch = 468;
+  t.servers = {{"ps-1", "tcp://a:1", 0, 5}, {"ps-2", "tcp://b:2", 5, 9}};
+  t.num_parameters = 9;
+  auto g = round_trip(t);
+  EXPECT_EQ(g.rank, 1u);
+  EXPECT_EQ(g.shard.dataset_hash, "hash");
+  EXPECT_EQ(g.shard.index, 1u);
+  EXPECT_EQ(g.shard.num_shards, 2u);
+  EXPECT_EQ(g.shard.begin, 30000u);
+  EXPECT_EQ(g.shard.end, 60000u);
+  EXPECT_EQ(g.test_begin, 5000u);
+  EXPECT_EQ(g.test_end, 10000u);
+  EXPECT_EQ(g.steps_per_epoch, 468u);
+  ASSERT_EQ(g.servers.size(), 2u);
+  EXPECT_EQ(g.servers[1].node_id, "ps-2");
+  EXPECT_EQ(g.servers[1].address, "tcp://b:2");
+  EXPECT_EQ(g.servers[1].range_begin, 5u);
+  EXPECT_EQ(g.servers[1].range_end, 9u);
+  EXPECT_EQ(g.num_parameters, 9u);
+}
+
+TEST(CodecTest, ReportsRoundTrip) {
+  auto p = round_trip(Progress{2, 100, 6400, 123.5, 500000});
+  EXPECT_EQ(p.epoch, 2u);
+  EXPECT_EQ(p.step, 100u);
+  EXPECT_EQ(p.samples, 6400u);
+  EXPECT_DOUBLE_EQ(p.loss_sum, 123.5);
+  EXPECT_EQ(p.elapsed_us, 500000u);
+  auto e = round_trip(EpochEval{4, 4400, 5000, 1700.25});
+  EXPECT_EQ(e.epoch, 4u);
+  EXPECT_EQ(e.correct, 4400u);
+  EXPECT_EQ(e.total, 5000u);
+  EXPECT_DOUBLE_EQ(e.loss_sum, 1700.25);
+  auto d = round_trip(TaskDone{5616, 359424});
+  EXPECT_EQ(d.steps, 5616u);
+  EXPECT_EQ(d.samples, 359424u);
+}
+
+TEST(CodecTest, TensorsRoundTripBitExactly) {
+  std::vector<float> v(117573);
+  for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>(i) * 1e-3f - 7.5f;
+  v[3] = -0.0f;
+  auto push = round_trip(Push{"worker-1", 17, v});
+  EXPECT_EQ(push.worker, "worker-1");
+  EXPECT_EQ(push.step, 17u);
+  ASSERT_EQ(push.gradient.size(), v.size());
+  EXPECT_EQ(std::memcmp(push.gradient.data(), v.data(), v.size() * sizeof(float)), 0);
+  auto params = round_trip(Params{18, 117573, v});
+  EXPECT_EQ(params.version, 18u);
+  EXPECT_EQ(params.range_begin, 117573u);
+  EXPECT_EQ(params.values, v);
+  EXPECT_EQ(round_trip(Pull{"worker-2"}).worker, "worker-2");
+}
+
+// --- What the network may send instead -----------------------------------------------
+
+Status decode_error(const std::vector<uint8_t>& bytes, DecodeLimits limits = {}) {
+  auto r = decode(bytes, limits);
+  EXPECT_FALSE(r.is_ok());
+  return r.status();
+}
+
+std::vector<uint8_t> sample_bytes() {
+  Envelope e;
+  e.body = Push{"w", 1, std::vector<float>(64, 1.0f)};
+  return encode(e);
+}
+
+TEST(CodecTest, RefusesEmptyAndPartialWordMessages) {
+  EXPECT_NE(decode_error({}).message().find("empty"), std::string::npos);
+  auto bytes = sample_bytes();
+  bytes.pop_back();
+  Status s = decode_error(bytes);
+  EXPECT_EQ(s.code(), ErrorCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("8-byte"), std::string::npos);
+}
+
+TEST(CodecTest, RefusesTruncatedMessages) {
+  auto bytes = sample_bytes();
+  bytes.resize(bytes.size() / 2 / 8 * 8);
+  Status s = decode_error(bytes);
+  EXPECT_EQ(s.code(), ErrorCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("malformed"), std::string::npos) << s.message();
+}
+
+TEST(CodecTest, RefusesRandomBytesWithoutCrashing) {
+  uint64_t x = 88172645463325252ull;
+  for (int trial = 0; trial < 2000; ++trial) {
+    std::vector<uint8_t> bytes(8 * (1 + trial % 40));
+    for (auto& b : bytes) {
+      x ^= x << 13;
+      x ^= x >> 7;
+      x ^= x << 17;
+      b = static_cast<uint8_t>(x);
+    }
+    auto r = decode(bytes);
+    if (r.is_ok()) continue;  // random bytes can form a valid (tiny) message
+    EXPECT_FALSE(r.status().message().empty());
+  }
+}
+
+TEST(CodecTest, RefusesOversizedMessagesBeforeParsing) {
+  DecodeLimits small;
+  small.max_bytes = 128;
+  Status s = decode_error(sample_bytes(), small);
+  EXPECT_EQ(s.code(), ErrorCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("exceeds the limit of 128 bytes"), std::string::npos) << s.message();
+}
+
+TEST(CodecTest, RefusesAnotherProtocolVersion) {
+  Envelope e;
+  e.version = kProtocolVersion + 1;
+  e.body = Heartbeat{};
+  Status s = decode_error(encode(e));
+  EXPECT_NE(s.message().find("protocol version"), std::string::npos);
+}
+
+TEST(CodecTest, RefusesABodyFromANewerProtocolByName) {
+  capnp::MallocMessageBuilder b;
+  auto root = b.initRoot<FutureEnvelope>();
+  root.setVersion(kProtocolVersion);
+  root.getBody().setSomethingNew("hello");
+  auto words = capnp::messageToFlatArray(b);
+  auto bytes = words.asBytes();
+  Status s = decode_error(std::vector<uint8_t>(bytes.begin(), bytes.end()));
+  EXPECT_NE(s.message().find("unknown message body"), std::string::npos) << s.message();
+}
+
+TEST(CodecTest, RefusesTensorsThatAreNotWholeFloats) {
+  capnp::MallocMessageBuilder b;
+  auto root = b.initRoot<FutureEnvelope>();
+  root.setVersion(kProtocolVersion);
+  auto params = root.getBody().initParams();
+  const kj::byte six[6] = {1, 2, 3, 4, 5, 6};
+  params.setValues(capnp::Data::Reader(six, 6));
+  auto words = capnp::messageToFlatArray(b);
+  auto bytes = words.asBytes();
+  Status s = decode_error(std::vector<uint8_t>(bytes.begin(), bytes.end()));
+  EXPECT_EQ(s.code(), ErrorCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("params.values"), std::string::npos) << s.message();
+}
+
+TEST(CodecTest, DecodesFromUnalignedBuffers) {
+  auto bytes = sample_bytes();
+  std::vector<uint8_t> shifted(bytes.size() + 1);
+  std::memcpy(shifted.data() + 1, bytes.data(), bytes.size());
+  auto r = decode(shifted.data() + 1, bytes.size());
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_EQ(r->get<Push>()->gradient.size(), 64u);
+}
+
+TEST(CodecTest, RefusesTrailingGarbage) {
+  auto bytes = sample_bytes();
+  bytes.insert(bytes.end(), 16, 0xab);
+  Status s = decode_error(bytes);
+  EXPECT_NE(s.message().find("trailing"), std::string::npos) << s.message();
+}
+
+}  // namespace
+}  // namespace custody::msg
