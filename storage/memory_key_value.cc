@@ -1,0 +1,57 @@
+#include <map>
+#include <mutex>
+
+#include "storage/key_value.h"
+
+namespace custody::storage {
+namespace {
+
+class MemoryKeyValue final : public KeyValue {
+ public:
+  Status apply(const std::vector<Put>& puts) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& p : puts) {
+      if (!known(p.family)) return invalid_argument("no column family '" + p.family + "'");
+    }
+    for (const auto& p : puts) data_[p.family][p.key] = p.value;
+    return Status::ok();
+  }
+  Result<std::optional<std::string>> get(const std::string& family, const std::string& key) const override {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto f = data_.find(family);
+    if (f == data_.end()) return std::optional<std::string>();
+    auto it = f->second.find(key);
+    if (it == f->second.end()) return std::optional<std::string>();
+    return std::optional<std::string>(it->second);
+  }
+  Status scan(const std::string& family, const std::string& prefix,
+              const std::function<bool(const std::string&, const std::string&)>& visit) const override {
+    std::map<std::string, std::string> copy;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto f = data_.find(family);
+      if (f == data_.end()) return Status::ok();
+      copy = f->second;
+    }
+    for (auto it = copy.lower_bound(prefix); it != copy.end() && it->first.compare(0, prefix.size(), prefix) == 0;
+         ++it) {
+      if (!visit(it->first, it->second)) break;
+    }
+    return Status::ok();
+  }
+
+ private:
+  static bool known(const std::string& family) {
+    for (const auto& f : column_families())
+      if (f == family) return true;
+    return false;
+  }
+  mutable std::mutex mu_;
+  std::map<std::string, std::map<std::string, std::string>> data_;
+};
+
+}  // namespace
+
+std::unique_ptr<KeyValue> make_memory_key_value() { return std::make_unique<MemoryKeyValue>(); }
+
+}  // namespace custody::storage
