@@ -103,6 +103,7 @@ Result<std::unique_ptr<KeyValue>> open_rocksdb(const std::string& path, OpenMode
   rocksdb::Status s;
   std::string shadow;
   if (mode == OpenMode::kReadWrite) {
+    if (!exists) fs::create_directories(path, ec);
     s = rocksdb::DB::Open(options, path, descriptors, &handles, &raw);
   } else {
     // A secondary instance reads safely beside the coordinator that holds the store open.

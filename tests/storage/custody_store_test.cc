@@ -1,0 +1,262 @@
+#include "storage/custody_store.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <rocksdb/db.h>
+
+#include "core/hash.h"
+
+namespace custody::storage {
+namespace {
+
+namespace fs = std::filesystem;
+
+Batch submitted(const std::string& job) {
+  Batch b("job submitted");
+  b.entity("principal", "principal:alice", {{"name", "alice"}});
+  b.entity("dataset", "dataset:abc", {{"license", "MIT"}});
+  b.entity("run", job);
+  b.relation("submitted_by", job, "principal:alice");
+  b.relation("consumed", job, "dataset:abc");
+  return b;
+}
+
+Batch checkpointed(const std::string& job, const std::string& id, const std::string& bytes) {
+  Batch b("checkpoint");
+  const std::string sha = sha256_hex(bytes);
+  b.blob(sha, bytes);
+  b.checkpoint({{"id", id},
+                {"job", job},
+                {"step", 10},
+                {"tensors", json::array({json{{"name", "w"}, {"sha256", sha}}})},
+                {"root_hash", sha256_hex("w:" + sha + "\n")}});
+  b.entity("checkpoint", id);
+  b.relation("produced", job, id);
+  b.relation("contributed", "node:worker-1", id, {{"steps", 5}});
+  return b;
+}
+
+class StoreTest : public ::testing::TestWithParam<bool> {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("custody-store-test-" + std::to_string(getpid()) + "-" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    reopen();
+  }
+  void TearDown() override {
+    store_.reset();
+    fs::remove_all(dir_);
+  }
+  std::string dir_str() { return dir_.string(); }
+  // RocksDB: close and open the files again. Memory: the same store (nothing to reopen).
+  void reopen() {
+    if (GetParam()) {
+      store_.reset();
+      auto s = CustodyStore::open(dir_.string(), OpenMode::kReadWrite);
+      ASSERT_TRUE(s.is_ok()) << s.status().to_string();
+      store_ = std::move(s).value();
+    } else if (!store_) {
+      store_ = CustodyStore::in_memory();
+    }
+  }
+  fs::path dir_;
+  std::unique_ptr<CustodyStore> store_;
+};
+
+TEST_P(StoreTest, EntitiesAreWrittenOnceAndFoundById) {
+  ASSERT_TRUE(store_->write(submitted("job-1")).is_ok());
+  ASSERT_TRUE(store_->write(submitted("job-2")).is_ok());
+  auto alice = store_->entity("principal:alice");
+  ASSERT_TRUE(alice.is_ok() && alice.value());
+  EXPECT_EQ(alice.value()->body["name"], "alice");
+  auto principals = store_->find({{"type", "entity"}, {"kind", "principal"}});
+  EXPECT_EQ(principals->size(), 1u) << "the second submit must not record alice again";
+  EXPECT_FALSE(store_->entity("principal:bob").value().has_value());
+}
+
+TEST_P(StoreTest, RelationsAreQueriedInBothDirections) {
+  ASSERT_TRUE(store_->write(submitted("job-1")).is_ok());
+  ASSERT_TRUE(store_->write(submitted("job-2")).is_ok());
+  ASSERT_TRUE(store_->write(checkpointed("job-1", "ckpt-1", "weights")).is_ok());
+  auto consumers = store_->relations("dataset:abc", CustodyStore::Direction::kIn, "consumed");
+  ASSERT_TRUE(consumers.is_ok());
+  ASSERT_EQ(consumers->size(), 2u);
+  EXPECT_EQ((*consumers)[0].body["from"], "job-1");
+  EXPECT_EQ((*consumers)[1].body["from"], "job-2");
+  auto out = store_->relations("job-1", CustodyStore::Direction::kOut);
+  ASSERT_EQ(out->size(), 3u);  // submitted_by, consumed, produced
+  auto produced = store_->relations("job-1", CustodyStore::Direction::kOut, "produced");
+  ASSERT_EQ(produced->size(), 1u);
+  EXPECT_EQ((*produced)[0].body["to"], "ckpt-1");
+  auto contributors = store_->relations("ckpt-1", CustodyStore::Direction::kIn, "contributed");
+  ASSERT_EQ(contributors->size(), 1u);
+  EXPECT_EQ((*contributors)[0].body["steps"], 5);
+}
+
+TEST_P(StoreTest, ReopenKeepsEverything) {
+  ASSERT_TRUE(store_->write(submitted("job-1")).is_ok());
+  ASSERT_TRUE(store_->write(checkpointed("job-1", "ckpt-1", "weights")).is_ok());
+  reopen();
+  EXPECT_TRUE(store_->entity("job-1").value().has_value());
+  auto ckpts = store_->checkpoints_of("job-1");
+  ASSERT_EQ(ckpts->size(), 1u);
+  EXPECT_EQ((*ckpts)[0]["id"], "ckpt-1");
+  auto blob = store_->blob(sha256_hex(std::string("weights")));
+  ASSERT_TRUE(blob.is_ok() && blob.value());
+  EXPECT_EQ(*blob.value(), "weights");
+  // And appending continues the same chains.
+  ASSERT_TRUE(store_->write(submitted("job-2")).is_ok());
+  auto report = store_->verify();
+  ASSERT_TRUE(report.is_ok());
+  EXPECT_TRUE(report->ok) << report->problem;
+  EXPECT_GT(report->records_checked, 10u);
+  EXPECT_EQ(report->blobs_checked, 1u);
+}
+
+TEST_P(StoreTest, UsageRecordsAreFoundByTarget) {
+  Batch b("export");
+  b.usage({{"target", "ckpt-1"}, {"principal", "bob"}, {"action", "export"}});
+  ASSERT_TRUE(store_->write(b).is_ok());
+  auto uses = store_->usage_of("ckpt-1");
+  ASSERT_EQ(uses->size(), 1u);
+  EXPECT_EQ((*uses)[0].body["principal"], "bob");
+  EXPECT_TRUE(store_->usage_of("ckpt-2")->empty());
+}
+
+TEST_P(StoreTest, EveryWriteLeavesOneAuditRecordNamingItsRecords) {
+  ASSERT_TRUE(store_->write(submitted("job-1")).is_ok());
+  auto audit = store_->log("audit");
+  ASSERT_EQ(audit->size(), 1u);
+  EXPECT_EQ((*audit)[0].body["event"], "job submitted");
+  EXPECT_EQ((*audit)[0].body["lineage"], json::array({1, 5}));
+}
+
+INSTANTIATE_TEST_SUITE_P(MemoryAndRocksDb, StoreTest, ::testing::Values(false, true),
+                         [](const auto& info) { return info.param ? "RocksDb" : "Memory"; });
+
+// --- Tampering, found by verify() ------------------------------------------------------
+
+class TamperTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("custody-tamper-test-" + std::to_string(getpid()));
+    fs::remove_all(dir_);
+    auto s = CustodyStore::open(dir_.string(), OpenMode::kReadWrite);
+    ASSERT_TRUE(s.is_ok());
+    ASSERT_TRUE(s.value()->write(submitted("job-1")).is_ok());
+    ASSERT_TRUE(s.value()->write(checkpointed("job-1", "ckpt-1", "weights")).is_ok());
+    ASSERT_TRUE(s.value()->verify()->ok);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  // Edits the RocksDB files directly, as an intruder with file access would.
+  void raw_put(const std::string& family, const std::string& key, const std::string* value) {
+    std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
+    for (const auto& f : column_families()) cfs.emplace_back(f, rocksdb::ColumnFamilyOptions());
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    rocksdb::DB* db = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(rocksdb::DBOptions(), dir_.string(), cfs, &handles, &db).ok());
+    size_t i = std::find(column_families().begin(), column_families().end(), family) - column_families().begin();
+    if (value) {
+      ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), handles[i], key, *value).ok());
+    } else {
+      ASSERT_TRUE(db->Delete(rocksdb::WriteOptions(), handles[i], key).ok());
+    }
+    for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
+    delete db;
+  }
+  std::string raw_get(const std::string& family, const std::string& key) {
+    auto kv = open_rocksdb(dir_.string(), OpenMode::kReadWrite);
+    return *kv.value()->get(family, key).value();
+  }
+  VerifyReport verify() {
+    auto s = CustodyStore::open(dir_.string(), OpenMode::kReadWrite);
+    return s.value()->verify().value();
+  }
+  fs::path dir_;
+};
+
+TEST_F(TamperTest, AnEditedLineageRecordIsNamed) {
+  std::string v = raw_get("lineage", seq_key(2));
+  json j = json::parse(v);
+  j["body"]["license"] = "proprietary";  // record 2 is the data set's entity
+  std::string edited = j.dump();
+  raw_put("lineage", seq_key(2), &edited);
+  VerifyReport r = verify();
+  EXPECT_FALSE(r.ok);
+  EXPECT_NE(r.problem.find("lineage record 2"), std::string::npos) << r.problem;
+  EXPECT_NE(r.problem.find("dataset:abc"), std::string::npos) << r.problem;
+  EXPECT_NE(r.problem.find("changed"), std::string::npos) << r.problem;
+}
+
+TEST_F(TamperTest, ARemovedRecordIsNamed) {
+  raw_put("lineage", seq_key(3), nullptr);
+  VerifyReport r = verify();
+  EXPECT_FALSE(r.ok);
+  EXPECT_NE(r.problem.find("lineage record 3 is missing"), std::string::npos) << r.problem;
+}
+
+TEST_F(TamperTest, SwappedRecordsAreFound) {
+  std::string a = raw_get("lineage", seq_key(4)), b = raw_get("lineage", seq_key(5));
+  raw_put("lineage", seq_key(4), &b);
+  raw_put("lineage", seq_key(5), &a);
+  VerifyReport r = verify();
+  EXPECT_FALSE(r.ok);
+  EXPECT_NE(r.problem.find("reordered"), std::string::npos) << r.problem;
+}
+
+TEST_F(TamperTest, ARemovedLastRecordIsFoundThroughTheHead) {
+  auto s = CustodyStore::open(dir_.string(), OpenMode::kReadWrite);
+  const uint64_t last = s.value()->log("lineage")->back().seq;
+  s.value().reset();
+  raw_put("lineage", seq_key(last), nullptr);
+  VerifyReport r = verify();
+  EXPECT_FALSE(r.ok);
+  EXPECT_NE(r.problem.find("removed from its end"), std::string::npos) << r.problem;
+}
+
+TEST_F(TamperTest, AnEditedCheckpointTensorIsNamed) {
+  const std::string other = "weightz";
+  raw_put("checkpoints", "blob/" + sha256_hex(std::string("weights")), &other);
+  VerifyReport r = verify();
+  EXPECT_FALSE(r.ok);
+  EXPECT_NE(r.problem.find("tensor w of checkpoint ckpt-1 was changed"), std::string::npos) << r.problem;
+}
+
+TEST(StoreOpenTest, APathThatIsNotAStoreIsRefusedAndLeftAlone) {
+  const fs::path dir = fs::temp_directory_path() / ("custody-notastore-" + std::to_string(getpid()));
+  fs::create_directories(dir);
+  std::ofstream(dir / "thesis.txt") << "precious";
+  auto s = CustodyStore::open(dir.string(), OpenMode::kReadWrite);
+  EXPECT_EQ(s.status().code(), ErrorCode::kFailedPrecondition);
+  EXPECT_NE(s.status().message().find("something other than a custody store"), std::string::npos);
+  EXPECT_EQ(std::ifstream(dir / "thesis.txt").rdbuf()->sgetc(), 'p');
+  EXPECT_EQ(CustodyStore::open((dir / "thesis.txt").string(), OpenMode::kReadWrite).status().code(),
+            ErrorCode::kFailedPrecondition);
+  EXPECT_EQ(CustodyStore::open((dir / "nothing").string(), OpenMode::kReadShadow).status().code(),
+            ErrorCode::kNotFound);
+  fs::remove_all(dir);
+}
+
+TEST(StoreOpenTest, AShadowReaderSeesTheWritersRecords) {
+  const fs::path dir = fs::temp_directory_path() / ("custody-shadow-test-" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  auto writer = CustodyStore::open(dir.string(), OpenMode::kReadWrite);
+  ASSERT_TRUE(writer.is_ok());
+  ASSERT_TRUE(writer.value()->write(submitted("job-1")).is_ok());
+  auto reader = CustodyStore::open(dir.string(), OpenMode::kReadShadow);
+  ASSERT_TRUE(reader.is_ok()) << reader.status().to_string();
+  EXPECT_TRUE(reader.value()->entity("job-1").value().has_value());
+  EXPECT_TRUE(reader.value()->verify()->ok);
+  auto second = CustodyStore::open(dir.string(), OpenMode::kReadWrite);
+  EXPECT_EQ(second.status().code(), ErrorCode::kUnavailable) << second.status().to_string();
+  reader.value().reset();
+  writer.value().reset();
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace custody::storage
