@@ -16,6 +16,7 @@ using Clock = std::chrono::steady_clock;
 struct Outgoing {
   std::string peer;  // routing id of the recipient on the receiving socket
   msg::Envelope envelope;
+  bool to_coordinator = false;  // a node's message to its coordinator (peer is unused)
 };
 using Outbox = std::vector<Outgoing>;
 

@@ -40,7 +40,13 @@ caf::behavior server_actor(caf::stateful_actor<ServerActorState>* self, SocketPo
           for (auto& o : st.logic->handle_control(in.peer, e)) st.link->send(std::move(o.envelope));
           return;
         }
-        for (auto& o : st.logic->handle_data(in.peer, e)) st.peers.send(o.peer, std::move(o.envelope));
+        for (auto& o : st.logic->handle_data(in.peer, e)) {
+          if (o.to_coordinator) {
+            st.link->send(std::move(o.envelope));
+          } else {
+            st.peers.send(o.peer, std::move(o.envelope));
+          }
+        }
       },
       [=](tick_atom) {
         auto& st = self->state;

@@ -1,5 +1,6 @@
 #include "actors/parameter_server_state.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/dataset.h"
@@ -54,10 +55,22 @@ Outbox ParameterServerState::handle_control(const std::string& peer, const Envel
     job.range = {m->range_begin, m->range_end};
     job.num_workers = m->num_workers;
     job.total_steps = m->total_steps;
-    // Every server draws the same full initial vector and keeps its own range of it.
-    std::vector<float> all = model->initial_parameters(job.spec.seed);
-    job.params.assign(all.begin() + static_cast<std::ptrdiff_t>(m->range_begin),
-                      all.begin() + static_cast<std::ptrdiff_t>(m->range_end));
+    job.checkpoint_every = m->checkpoint_every;
+    job.last_checkpoint = m->start_step;
+    const bool asp = job.spec.consistency == Consistency::kAsp;
+    job.version = asp ? m->start_step * m->num_workers : m->start_step;
+    if (!m->initial_values.empty()) {
+      if (m->initial_values.size() != m->range_end - m->range_begin) {
+        return error(invalid_argument("initial values of " + std::to_string(m->initial_values.size()) +
+                                      " floats for a range of " + std::to_string(m->range_end - m->range_begin)));
+      }
+      job.params = m->initial_values;  // resumed or fine-tuned from a checkpoint
+    } else {
+      // Every server draws the same full initial vector and keeps its own range of it.
+      std::vector<float> all = model->initial_parameters(job.spec.seed);
+      job.params.assign(all.begin() + static_cast<std::ptrdiff_t>(m->range_begin),
+                        all.begin() + static_cast<std::ptrdiff_t>(m->range_end));
+    }
     job.optimizer = make_optimizer(job.spec.optimizer, job.params.size());
     log(LogLevel::kInfo, node_id_, "holding keys [" + std::to_string(m->range_begin) + ", " +
                                        std::to_string(m->range_end) + ") of " + in.job_id + " (" +
@@ -84,6 +97,41 @@ Outbox ParameterServerState::handle_control(const std::string& peer, const Envel
                                 msg::body_name(in.body) + "' from the coordinator"));
 }
 
+uint64_t ParameterServerState::step_of(const JobShard& job) {
+  return job.spec.consistency == Consistency::kAsp ? job.version / job.num_workers : job.version;
+}
+
+void ParameterServerState::maybe_checkpoint(const std::string& job_id, JobShard& job, Outbox& out) const {
+  if (job.spec.consistency == Consistency::kAsp && job.version % job.num_workers != 0) return;
+  const uint64_t step = step_of(job);
+  const bool final = step >= job.total_steps;
+  const bool due = job.checkpoint_every > 0 && step % job.checkpoint_every == 0;
+  if ((!final && !due) || step == job.last_checkpoint) return;
+  msg::CheckpointShard c;
+  c.step = step;
+  c.range_begin = job.range.begin;
+  c.values = job.params;
+  for (auto& [worker, counts] : job.contributions) c.contributions.push_back(counts);
+  c.final = final;
+  job.contributions.clear();
+  job.last_checkpoint = step;
+  Envelope e;
+  e.sender = node_id_;
+  e.job_id = job_id;
+  e.body = std::move(c);
+  out.push_back({"", std::move(e), true});
+}
+
+Outbox ParameterServerState::refuse(const std::string& peer, const Envelope& in, JobShard* job,
+                                    const std::string& worker, Status status) const {
+  if (job && !worker.empty()) {
+    auto& c = job->contributions[worker];
+    c.worker = worker;
+    ++c.rejected;
+  }
+  return {{peer, msg::make_error(in, node_id_, status)}};
+}
+
 Outbox ParameterServerState::handle_data(const std::string& peer, const Envelope& in) {
   auto error = [&](Status s) { return Outbox{{peer, msg::make_error(in, node_id_, s)}}; };
   auto it = jobs_.find(in.job_id);
@@ -98,37 +146,55 @@ Outbox ParameterServerState::handle_data(const std::string& peer, const Envelope
     return error(invalid_argument(std::string("a parameter server does not handle '") +
                                   msg::body_name(in.body) + "' from a worker"));
   }
+  auto reject = [&](Status s) { return refuse(peer, in, &job, push->worker, std::move(s)); };
   if (push->gradient.size() != job.params.size()) {
-    return error(invalid_argument("gradient of " + std::to_string(push->gradient.size()) +
+    return reject(invalid_argument("gradient of " + std::to_string(push->gradient.size()) +
                                   " values for a key range of " + std::to_string(job.params.size())));
   }
   for (size_t i = 0; i < push->gradient.size(); ++i) {
     if (!std::isfinite(push->gradient[i])) {
-      return error(invalid_argument("gradient from " + push->worker + " at step " + std::to_string(push->step) +
+      return reject(invalid_argument("gradient from " + push->worker + " at step " + std::to_string(push->step) +
                                     " holds a non-finite value at key " + std::to_string(job.range.begin + i) +
                                     "; the update was not applied"));
     }
   }
+  // Measured here, not reported by the worker: what this server accepted from whom.
+  auto account = [&] {
+    auto& c = job.contributions[push->worker];
+    c.worker = push->worker;
+    ++c.accepted;
+    c.samples += push->samples;
+    double sq = 0;
+    for (float g : push->gradient) sq += double(g) * double(g);
+    c.update_norm_sum += std::sqrt(sq);
+    const uint64_t staleness = job.version > push->base_version ? job.version - push->base_version : 0;
+    c.staleness_max = std::max(c.staleness_max, staleness);
+    c.staleness_sum += staleness;
+  };
   if (job.spec.consistency == Consistency::kAsp) {
     auto last = job.last_step.find(push->worker);
     if (last != job.last_step.end() && static_cast<int64_t>(push->step) <= last->second) {
-      return error(failed_precondition("step " + std::to_string(push->step) + " of " + push->worker +
+      return reject(failed_precondition("step " + std::to_string(push->step) + " of " + push->worker +
                                        " was already applied; a replayed push is not applied twice"));
     }
     job.last_step[push->worker] = static_cast<int64_t>(push->step);
+    account();
     apply(job, push->gradient.data(), push->gradient.size(), 1.0f);
-    return {{peer, params_reply(in.job_id, in.request_id, job)}};
+    Outbox out{{peer, params_reply(in.job_id, in.request_id, job)}};
+    maybe_checkpoint(in.job_id, job, out);
+    return out;
   }
   // BSP
   if (push->step != job.version) {
-    return error(failed_precondition("push for step " + std::to_string(push->step) + " from " + push->worker +
+    return reject(failed_precondition("push for step " + std::to_string(push->step) + " from " + push->worker +
                                      " but this server is at step " + std::to_string(job.version) +
                                      " (BSP takes each step's gradients in order)"));
   }
   if (!job.pushed.insert(push->worker).second) {
-    return error(failed_precondition("step " + std::to_string(push->step) + " of " + push->worker +
+    return reject(failed_precondition("step " + std::to_string(push->step) + " of " + push->worker +
                                      " was already received; a replayed push is not applied twice"));
   }
+  account();
   if (job.pending_sum.empty()) {
     job.pending_sum = push->gradient;
   } else {
@@ -142,6 +208,7 @@ Outbox ParameterServerState::handle_data(const std::string& peer, const Envelope
   Outbox out;
   for (const Waiting& w : job.waiting) out.push_back({w.peer, params_reply(in.job_id, w.request_id, job)});
   job.waiting.clear();
+  maybe_checkpoint(in.job_id, job, out);
   return out;
 }
 

@@ -6,7 +6,11 @@
 //        values (version t+1). A push for another step is refused.
 //   ASP: each push is applied on arrival and answered with the values after it.
 // A worker pushes at most once per step: a repeated (worker, step) is refused, so a
-// replayed message is never applied twice. Gradients with NaN or infinite values, of
+// replayed message is never applied twice.
+// Checkpoints and attribution: every `checkpoint_every` steps and at the job's last step
+// the server sends the coordinator its range's values and, per worker, what it measured
+// since the previous checkpoint (accepted and rejected pushes, samples, the sum of the
+// gradients' L2 norms on this range, staleness seen). Gradients with NaN or infinite values, of
 // the wrong length, or for unknown jobs are refused with an error naming the problem.
 // Thread-safety: none; owned by one actor.
 #pragma once
@@ -46,10 +50,13 @@ class ParameterServerState {
     JobSpec spec;
     KeyRange range;
     uint32_t num_workers = 0;
-    uint64_t total_steps = 0;
+    uint64_t total_steps = 0;        // per worker
+    uint64_t checkpoint_every = 0;   // steps; 0: only at the end
+    uint64_t last_checkpoint = 0;    // step of the last checkpoint sent
+    std::map<std::string, msg::Contribution> contributions;  // since last_checkpoint
     std::vector<float> params;
     std::unique_ptr<Optimizer> optimizer;
-    uint64_t version = 0;  // updates applied (BSP: completed steps)
+    uint64_t version = 0;  // updates applied (BSP: completed steps; ASP: pushes)
     // BSP: the sum of this step's gradients and who has pushed it.
     std::vector<float> pending_sum;
     std::set<std::string> pushed;
@@ -60,6 +67,12 @@ class ParameterServerState {
 
   msg::Envelope params_reply(const std::string& job_id, uint64_t request_id, const JobShard& job) const;
   void apply(JobShard& job, const float* grad, size_t n, float scale);
+  // Steps per worker that the current values cover.
+  static uint64_t step_of(const JobShard& job);
+  // A checkpoint shard for the coordinator, if this step is due one.
+  void maybe_checkpoint(const std::string& job_id, JobShard& job, Outbox& out) const;
+  Outbox refuse(const std::string& peer, const msg::Envelope& in, JobShard* job, const std::string& worker,
+                Status status) const;
 
   std::string node_id_;
   std::map<std::string, JobShard> jobs_;

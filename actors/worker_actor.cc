@@ -39,6 +39,7 @@ class Trainer {
   struct Server {
     msg::ServerRange range;
     std::unique_ptr<transport::Socket> socket;
+    uint64_t version = 0;  // of the values last received from it
   };
 
   bool stop_requested();
@@ -115,6 +116,7 @@ Status Trainer::exchange(std::vector<msg::Body> bodies, const char* what) {
       }
       std::copy(p->values.begin(), p->values.end(),
                 params_.begin() + static_cast<std::ptrdiff_t>(server.range.range_begin));
+      server.version = p->version;
       break;
     }
   }
@@ -149,6 +151,10 @@ Status Trainer::run() {
     return invalid_argument("the job's model has " + std::to_string(model->num_parameters()) +
                             " parameters, the assignment says " + std::to_string(t.num_parameters));
   }
+  if (t.steps_per_epoch == 0 || t.steps_per_epoch * uint64_t(spec->batch_size) > t.shard.end - t.shard.begin) {
+    return invalid_argument(std::to_string(t.steps_per_epoch) + " steps of " + std::to_string(spec->batch_size) +
+                            " samples do not fit the assigned shard of " + std::to_string(t.shard.end - t.shard.begin));
+  }
   model_ = std::make_unique<Model>(model.value());
   const int64_t begin = static_cast<int64_t>(t.shard.begin), end = static_cast<int64_t>(t.shard.end);
   Matrix shard = features(data->train, begin, end);
@@ -169,18 +175,22 @@ Status Trainer::run() {
 
   const int batch = spec->batch_size;
   std::vector<int64_t> order(static_cast<size_t>(end - begin));
-  std::iota(order.begin(), order.end(), 0);
-  std::mt19937_64 rng(spec->seed * 1000003 + t.rank);
   Matrix x(shard.rows(), batch);
   std::vector<uint8_t> y(batch);
   std::vector<float> grad(params_.size());
-  uint64_t step = 0, samples_total = 0;
+  // A resumed task starts inside the epoch of its checkpoint; each epoch's order depends
+  // only on (seed, rank, epoch), so the resumed run sees the batches the first would have.
+  uint64_t step = t.start_step, samples_total = 0;
+  const uint32_t first_epoch = static_cast<uint32_t>(t.start_step / t.steps_per_epoch) + 1;
   uint64_t report_samples = 0;
   double report_loss = 0;
   auto report_start = Clock::now();
-  for (uint32_t epoch = 1; epoch <= static_cast<uint32_t>(spec->epochs); ++epoch) {
+  for (uint32_t epoch = first_epoch; epoch <= static_cast<uint32_t>(spec->epochs); ++epoch) {
+    std::iota(order.begin(), order.end(), 0);
+    std::mt19937_64 rng(spec->seed * 1000003 + t.rank * 7919 + epoch);
     std::shuffle(order.begin(), order.end(), rng);
-    for (uint64_t s = 0; s < t.steps_per_epoch; ++s) {
+    const uint64_t first_step = epoch == first_epoch ? t.start_step % t.steps_per_epoch : 0;
+    for (uint64_t s = first_step; s < t.steps_per_epoch; ++s) {
       for (int i = 0; i < batch; ++i) {
         const int64_t idx = order[s * batch + i];
         x.col(i) = shard.col(idx);
@@ -193,6 +203,8 @@ Status Trainer::run() {
         msg::Push p;
         p.worker = a_.node_id;
         p.step = step;
+        p.samples = static_cast<uint32_t>(batch);
+        p.base_version = server.version;
         p.gradient.assign(grad.begin() + static_cast<std::ptrdiff_t>(server.range.range_begin),
                           grad.begin() + static_cast<std::ptrdiff_t>(server.range.range_end));
         pushes.push_back(std::move(p));

@@ -35,6 +35,8 @@ Result<JobSpec> parse_job_spec(std::string_view toml_text, const std::string& or
   CUSTODY_RETURN_IF_ERROR(r.get("job.workers", s.workers, 1, 1024));
   CUSTODY_RETURN_IF_ERROR(r.get("job.seed", seed, 0, INT64_MAX));
   CUSTODY_RETURN_IF_ERROR(r.get("job.consistency", consistency, {"bsp", "asp"}));
+  CUSTODY_RETURN_IF_ERROR(r.get("job.checkpoint_every_steps", s.checkpoint_every_steps, 0, INT64_MAX));
+  CUSTODY_RETURN_IF_ERROR(r.get("job.init_from", s.init_from));
   CUSTODY_RETURN_IF_ERROR(r.get("model.type", s.model, {"mlp", "softmax"}));
   CUSTODY_RETURN_IF_ERROR(r.get("model.hidden", s.hidden, 1, 65536));
   CUSTODY_RETURN_IF_ERROR(r.get("model.classes", s.classes, 2, 256));
@@ -85,6 +87,51 @@ Result<JobSpec> parse_job_spec(std::string_view toml_text, const std::string& or
                             ") exceeds the number of training samples");
   }
   return s;
+}
+
+std::string JobSpec::canonical_form() const {
+  std::ostringstream o;
+  o.precision(9);
+  auto line = [&](const char* key, const auto& value) { o << key << " = " << value << "\n"; };
+  auto list = [](const auto& values) {
+    std::ostringstream l;
+    l << "[";
+    for (size_t i = 0; i < values.size(); ++i) l << (i ? ", " : "") << values[i];
+    l << "]";
+    return l.str();
+  };
+  line("job.name", name);
+  line("job.epochs", epochs);
+  line("job.batch_size", batch_size);
+  line("job.workers", workers);
+  line("job.seed", seed);
+  line("job.consistency", to_string(consistency));
+  line("job.checkpoint_every_steps", checkpoint_every_steps);
+  line("job.init_from", init_from);
+  line("model.type", model);
+  line("model.hidden", model == "mlp" ? list(hidden) : "[]");
+  line("model.classes", classes);
+  line("optimizer.type", to_string(optimizer.kind));
+  line("optimizer.learning_rate", optimizer.learning_rate);
+  line("optimizer.momentum", optimizer.momentum);
+  line("optimizer.beta1", optimizer.beta1);
+  line("optimizer.beta2", optimizer.beta2);
+  line("optimizer.epsilon", optimizer.epsilon);
+  line("optimizer.weight_decay", optimizer.weight_decay);
+  line("optimizer.schedule", optimizer.schedule == OptimizerConfig::Schedule::kCosine ? "cosine" : "constant");
+  line("data.kind", data.kind == DataSpec::Kind::kSynthetic ? "synthetic" : "idx");
+  line("data.name", data.name);
+  if (data.kind == DataSpec::Kind::kSynthetic) {
+    line("data.synthetic", list(std::vector<int64_t>{data.synthetic_train, data.synthetic_test,
+                                                     data.synthetic_features, data.synthetic_classes,
+                                                     static_cast<int64_t>(data.synthetic_seed)}));
+  } else {
+    line("data.files", list(std::vector<std::string>{data.path(data.train_images), data.path(data.train_labels),
+                                                     data.path(data.test_images), data.path(data.test_labels)}));
+  }
+  line("data.license", data.license);
+  line("data.consent", list(data.consent));
+  return o.str();
 }
 
 Result<JobSpec> read_job_file(const std::string& path) {

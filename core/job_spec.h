@@ -48,9 +48,19 @@ struct JobSpec {
   int workers = 2;
   uint64_t seed = 42;
   Consistency consistency = Consistency::kBsp;
+  // Steps (per worker) between checkpoints; 0: at the end of every epoch. The last step
+  // is always checkpointed.
+  int64_t checkpoint_every_steps = 0;
+  // Fine-tune: start from this checkpoint (an id, or a model as NAME@VERSION) instead of
+  // seeded initial weights; recorded as derived_from in lineage.
+  std::string init_from;
   OptimizerConfig optimizer;
   DataSpec data;
   std::string text;  // the job file as submitted
+
+  // A canonical text of every setting (defaults included, the file's comments and layout
+  // not), so that two files meaning the same job hash the same.
+  std::string canonical_form() const;
 
   // {input, hidden..., classes}; softmax regression has no hidden layers.
   std::vector<int> layer_sizes(int input_features) const;

@@ -33,6 +33,17 @@ Result<Model> Model::make(std::vector<int> layer_sizes) {
   return Model(std::move(layer_sizes));
 }
 
+std::vector<Model::Tensor> Model::tensors() const {
+  std::vector<Tensor> out;
+  for (int l = 0; l < num_layers(); ++l) {
+    const std::string layer = "layer" + std::to_string(l + 1);
+    out.push_back({layer + ".weight", offsets_[l].weights, static_cast<size_t>(sizes_[l]) * sizes_[l + 1],
+                   {sizes_[l + 1], sizes_[l]}});
+    out.push_back({layer + ".bias", offsets_[l].bias, static_cast<size_t>(sizes_[l + 1]), {sizes_[l + 1]}});
+  }
+  return out;
+}
+
 std::vector<float> Model::initial_parameters(uint64_t seed) const {
   std::vector<float> p(num_params_, 0.0f);
   std::mt19937_64 rng(seed);

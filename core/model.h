@@ -12,6 +12,7 @@
 
 #include <Eigen/Dense>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "core/error.h"
@@ -46,6 +47,15 @@ class Model {
   int input_size() const { return sizes_.front(); }
   int num_classes() const { return sizes_.back(); }
   size_t num_parameters() const { return num_params_; }
+
+  // The named tensors inside the flat vector: "layer1.weight" (out x in, column-major),
+  // "layer1.bias" (out), ... in layout order; checkpoints store each one.
+  struct Tensor {
+    std::string name;
+    size_t offset, size;
+    std::vector<int> shape;
+  };
+  std::vector<Tensor> tensors() const;
 
   // He-initialised weights (normal, stddev sqrt(2/fan_in)) and zero biases; the same
   // seed gives the same vector on every machine of the same build.

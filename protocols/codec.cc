@@ -84,6 +84,7 @@ void encode_job(wire::JobStatus::Builder b, const JobStatus& j) {
   b.setConsistency(text(j.consistency));
   auto h = b.initAccuracyHistory(j.accuracy_history.size());
   for (size_t i = 0; i < j.accuracy_history.size(); ++i) h.set(i, j.accuracy_history[i]);
+  b.setLastCheckpoint(text(j.last_checkpoint));
 }
 
 Result<JobStatus> decode_job(wire::JobStatus::Reader r) {
@@ -113,6 +114,7 @@ Result<JobStatus> decode_job(wire::JobStatus::Reader r) {
   j.dataset_hash = str(r.getDatasetHash());
   j.consistency = str(r.getConsistency());
   for (double a : r.getAccuracyHistory()) j.accuracy_history.push_back(a);
+  j.last_checkpoint = str(r.getLastCheckpoint());
   return j;
 }
 
@@ -167,6 +169,7 @@ void encode_body(wire::Envelope::Body::Builder b, const Body& body) {
               nodes[i].setHost(text(n.host));
               nodes[i].setPid(n.pid);
             }
+            e.setStorePath(text(m.store_path));
           },
           [&](const CancelJob& m) { b.initCancelJob().setReason(text(m.reason)); },
           [&](const AssignKeyRange& m) {
@@ -179,6 +182,10 @@ void encode_body(wire::Envelope::Body::Builder b, const Body& body) {
             e.setNumWorkers(m.num_workers);
             e.setTotalSteps(m.total_steps);
             e.setInputFeatures(m.input_features);
+            e.setStepsPerEpoch(m.steps_per_epoch);
+            e.setCheckpointEvery(m.checkpoint_every);
+            e.setStartStep(m.start_step);
+            e.setInitialValues(floats(m.initial_values));
           },
           [&](const KeyRangeReady& m) {
             auto e = b.initKeyRangeReady();
@@ -206,6 +213,7 @@ void encode_body(wire::Envelope::Body::Builder b, const Body& body) {
               servers[i].setRangeEnd(m.servers[i].range_end);
             }
             e.setNumParameters(m.num_parameters);
+            e.setStartStep(m.start_step);
           },
           [&](const Progress& m) {
             auto e = b.initProgress();
@@ -234,12 +242,48 @@ void encode_body(wire::Envelope::Body::Builder b, const Body& body) {
             e.setWorker(text(m.worker));
             e.setStep(m.step);
             e.setGradient(floats(m.gradient));
+            e.setSamples(m.samples);
+            e.setBaseVersion(m.base_version);
           },
           [&](const Params& m) {
             auto e = b.initParams();
             e.setVersion(m.version);
             e.setRangeBegin(m.range_begin);
             e.setValues(floats(m.values));
+          },
+          [&](const CheckpointShard& m) {
+            auto e = b.initCheckpointShard();
+            e.setStep(m.step);
+            e.setRangeBegin(m.range_begin);
+            e.setValues(floats(m.values));
+            auto list = e.initContributions(m.contributions.size());
+            for (size_t i = 0; i < m.contributions.size(); ++i) {
+              const Contribution& c = m.contributions[i];
+              list[i].setWorker(text(c.worker));
+              list[i].setAccepted(c.accepted);
+              list[i].setRejected(c.rejected);
+              list[i].setSamples(c.samples);
+              list[i].setUpdateNormSum(c.update_norm_sum);
+              list[i].setStalenessMax(c.staleness_max);
+              list[i].setStalenessSum(c.staleness_sum);
+            }
+            e.setFinal(m.final);
+          },
+          [&](const ResumeJob& m) { b.initResumeJob().setPrincipal(text(m.principal)); },
+          [&](const ExportRequest& m) {
+            auto e = b.initExportRequest();
+            e.setCheckpoint(text(m.checkpoint));
+            e.setPrincipal(text(m.principal));
+            e.setPurpose(text(m.purpose));
+          },
+          [&](const ExportReply& m) {
+            auto e = b.initExportReply();
+            e.setCheckpoint(text(m.checkpoint));
+            e.setRootHash(text(m.root_hash));
+            auto sizes = e.initLayerSizes(m.layer_sizes.size());
+            for (size_t i = 0; i < m.layer_sizes.size(); ++i) sizes.set(i, m.layer_sizes[i]);
+            e.setValues(floats(m.values));
+            e.setUsageId(text(m.usage_id));
           },
       },
       body);
@@ -285,14 +329,17 @@ Result<Body> decode_body(wire::Envelope::Body::Reader b) {
                                      n.getAlive(), n.getBusy(), n.getLastSeenMsAgo(), str(n.getHost()),
                                      n.getPid()});
       }
+      m.store_path = str(r.getStorePath());
       return Body(std::move(m));
     }
     case W::CANCEL_JOB: return Body(CancelJob{str(b.getCancelJob().getReason())});
     case W::ASSIGN_KEY_RANGE: {
       auto r = b.getAssignKeyRange();
-      return Body(AssignKeyRange{str(r.getSpecText()), r.getServerIndex(), r.getRangeBegin(),
-                                 r.getRangeEnd(), r.getNumParameters(), r.getNumWorkers(),
-                                 r.getTotalSteps(), r.getInputFeatures()});
+      AssignKeyRange m{str(r.getSpecText()), r.getServerIndex(), r.getRangeBegin(), r.getRangeEnd(),
+                       r.getNumParameters(),  r.getNumWorkers(),  r.getTotalSteps(),  r.getInputFeatures(),
+                       r.getStepsPerEpoch(),  r.getCheckpointEvery(), r.getStartStep(), {}};
+      CUSTODY_RETURN_IF_ERROR(read_floats(r.getInitialValues(), "assignKeyRange.initialValues", m.initial_values));
+      return Body(std::move(m));
     }
     case W::KEY_RANGE_READY: {
       auto r = b.getKeyRangeReady();
@@ -313,6 +360,7 @@ Result<Body> decode_body(wire::Envelope::Body::Reader b) {
                                         sr.getRangeEnd()});
       }
       m.num_parameters = r.getNumParameters();
+      m.start_step = r.getStartStep();
       return Body(std::move(m));
     }
     case W::PROGRESS: {
@@ -331,7 +379,7 @@ Result<Body> decode_body(wire::Envelope::Body::Reader b) {
     case W::PULL: return Body(Pull{str(b.getPull().getWorker())});
     case W::PUSH: {
       auto r = b.getPush();
-      Push m{str(r.getWorker()), r.getStep(), {}};
+      Push m{str(r.getWorker()), r.getStep(), {}, r.getSamples(), r.getBaseVersion()};
       CUSTODY_RETURN_IF_ERROR(read_floats(r.getGradient(), "push.gradient", m.gradient));
       return Body(std::move(m));
     }
@@ -339,6 +387,34 @@ Result<Body> decode_body(wire::Envelope::Body::Reader b) {
       auto r = b.getParams();
       Params m{r.getVersion(), r.getRangeBegin(), {}};
       CUSTODY_RETURN_IF_ERROR(read_floats(r.getValues(), "params.values", m.values));
+      return Body(std::move(m));
+    }
+    case W::CHECKPOINT_SHARD: {
+      auto r = b.getCheckpointShard();
+      CheckpointShard m;
+      m.step = r.getStep();
+      m.range_begin = r.getRangeBegin();
+      CUSTODY_RETURN_IF_ERROR(read_floats(r.getValues(), "checkpointShard.values", m.values));
+      for (auto c : r.getContributions()) {
+        m.contributions.push_back(Contribution{str(c.getWorker()), c.getAccepted(), c.getRejected(), c.getSamples(),
+                                               c.getUpdateNormSum(), c.getStalenessMax(), c.getStalenessSum()});
+      }
+      m.final = r.getFinal();
+      return Body(std::move(m));
+    }
+    case W::RESUME_JOB: return Body(ResumeJob{str(b.getResumeJob().getPrincipal())});
+    case W::EXPORT_REQUEST: {
+      auto r = b.getExportRequest();
+      return Body(ExportRequest{str(r.getCheckpoint()), str(r.getPrincipal()), str(r.getPurpose())});
+    }
+    case W::EXPORT_REPLY: {
+      auto r = b.getExportReply();
+      ExportReply m;
+      m.checkpoint = str(r.getCheckpoint());
+      m.root_hash = str(r.getRootHash());
+      for (uint32_t v : r.getLayerSizes()) m.layer_sizes.push_back(v);
+      CUSTODY_RETURN_IF_ERROR(read_floats(r.getValues(), "exportReply.values", m.values));
+      m.usage_id = str(r.getUsageId());
       return Body(std::move(m));
     }
   }
@@ -418,7 +494,8 @@ const char* body_name(const Body& body) {
                                  "heartbeatAck", "submitJob",    "jobAccepted", "statusRequest",
                                  "statusReply",  "cancelJob",    "assignKeyRange", "keyRangeReady",
                                  "assignTask",   "progress",     "epochEval",   "taskDone",
-                                 "stopJob",      "pull",         "push",        "params"};
+                                 "stopJob",      "pull",         "push",        "params",
+                                 "checkpointShard", "resumeJob", "exportRequest", "exportReply"};
   static_assert(sizeof(kNames) / sizeof(kNames[0]) == std::variant_size_v<Body>);
   return kNames[body.index()];
 }

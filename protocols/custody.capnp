@@ -33,6 +33,10 @@ struct Envelope {
     pull @21 :Pull;
     push @22 :Push;
     params @23 :Params;
+    checkpointShard @24 :CheckpointShard;
+    resumeJob @25 :ResumeJob;
+    exportRequest @26 :ExportRequest;
+    exportReply @27 :ExportReply;
   }
 }
 
@@ -122,6 +126,7 @@ struct JobStatus {
   datasetHash @18 :Text;
   consistency @19 :Text;
   accuracyHistory @20 :List(Float64);  # test accuracy after each epoch
+  lastCheckpoint @21 :Text;  # id of the newest checkpoint, or empty
 }
 
 enum JobState {
@@ -147,6 +152,7 @@ struct NodeStatus {
 struct StatusReply {
   jobs @0 :List(JobStatus);
   nodes @1 :List(NodeStatus);
+  storePath @2 :Text;       # the coordinator's custody store (for local readers), or empty
 }
 
 # cli -> coordinator (envelope jobId); replied to with jobAccepted or error.
@@ -164,6 +170,10 @@ struct AssignKeyRange {
   numWorkers @5 :UInt32;
   totalSteps @6 :UInt64;    # per worker; drives the learning-rate schedule
   inputFeatures @7 :UInt32;
+  stepsPerEpoch @8 :UInt64;
+  checkpointEvery @9 :UInt64;  # steps between checkpoints (per worker)
+  startStep @10 :UInt64;       # > 0 when resuming: the step the values below are from
+  initialValues @11 :Data;     # this range's starting values (resume, fine-tune); empty: seeded init
 }
 
 # parameter server -> coordinator
@@ -197,6 +207,7 @@ struct AssignTask {
   stepsPerEpoch @5 :UInt64;
   servers @6 :List(ServerRange);
   numParameters @7 :UInt64;
+  startStep @8 :UInt64;     # > 0 when resuming from a checkpoint
 }
 
 # worker -> coordinator, a few times a second.
@@ -238,10 +249,54 @@ struct Push {
   worker @0 :Text;
   step @1 :UInt64;
   gradient @2 :Data;        # little-endian float32, (rangeEnd - rangeBegin) values
+  samples @3 :UInt32;       # batch size behind the gradient (attribution)
+  baseVersion @4 :UInt64;   # version of the values the gradient was computed on (staleness)
 }
 
 struct Params {
   version @0 :UInt64;       # updates applied so far
   rangeBegin @1 :UInt64;
   values @2 :Data;          # little-endian float32
+}
+
+# What one worker did on one parameter server during one checkpoint interval, as that
+# server measured it.
+struct Contribution {
+  worker @0 :Text;
+  accepted @1 :UInt64;      # pushes applied
+  rejected @2 :UInt64;      # pushes refused (bad size, non-finite, replayed, wrong step)
+  samples @3 :UInt64;       # samples behind the accepted pushes
+  updateNormSum @4 :Float64;  # sum of the L2 norms of the accepted gradients (this range)
+  stalenessMax @5 :UInt64;  # server version minus the push's base version
+  stalenessSum @6 :UInt64;
+}
+
+# parameter server -> coordinator: its range at a checkpoint step, and who contributed.
+struct CheckpointShard {
+  step @0 :UInt64;          # steps per worker covered by the values
+  rangeBegin @1 :UInt64;
+  values @2 :Data;          # little-endian float32
+  contributions @3 :List(Contribution);  # since the previous checkpoint
+  final @4 :Bool;           # the job's last step
+}
+
+# cli -> coordinator (envelope jobId): run a failed or cancelled job again from its last
+# checkpoint.
+struct ResumeJob {
+  principal @0 :Text;
+}
+
+# cli -> coordinator: the weights of a checkpoint, recorded as a use by `principal`.
+struct ExportRequest {
+  checkpoint @0 :Text;      # checkpoint id, or a model as NAME@VERSION or NAME (newest)
+  principal @1 :Text;
+  purpose @2 :Text;
+}
+
+struct ExportReply {
+  checkpoint @0 :Text;
+  rootHash @1 :Text;
+  layerSizes @2 :List(UInt32);
+  values @3 :Data;          # every parameter, in the model's flat layout
+  usageId @4 :Text;         # the usage record written for this export
 }

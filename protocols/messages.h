@@ -62,6 +62,7 @@ struct JobStatus {
   std::vector<std::string> workers, servers;
   std::string dataset_hash, consistency;
   std::vector<double> accuracy_history;
+  std::string last_checkpoint;
 };
 struct NodeStatus {
   std::string node_id;
@@ -75,6 +76,7 @@ struct NodeStatus {
 struct StatusReply {
   std::vector<JobStatus> jobs;
   std::vector<NodeStatus> nodes;
+  std::string store_path;
 };
 struct CancelJob {
   std::string reason;
@@ -86,6 +88,8 @@ struct AssignKeyRange {
   uint32_t num_workers = 0;
   uint64_t total_steps = 0;
   uint32_t input_features = 0;
+  uint64_t steps_per_epoch = 0, checkpoint_every = 0, start_step = 0;
+  std::vector<float> initial_values;
 };
 struct KeyRangeReady {
   uint64_t range_begin = 0, range_end = 0;
@@ -106,6 +110,7 @@ struct AssignTask {
   uint64_t test_begin = 0, test_end = 0, steps_per_epoch = 0;
   std::vector<ServerRange> servers;
   uint64_t num_parameters = 0;
+  uint64_t start_step = 0;
 };
 struct Progress {
   uint32_t epoch = 0;
@@ -131,16 +136,43 @@ struct Push {
   std::string worker;
   uint64_t step = 0;
   std::vector<float> gradient;
+  uint32_t samples = 0;
+  uint64_t base_version = 0;
 };
 struct Params {
   uint64_t version = 0, range_begin = 0;
   std::vector<float> values;
 };
 
+struct Contribution {
+  std::string worker;
+  uint64_t accepted = 0, rejected = 0, samples = 0;
+  double update_norm_sum = 0;
+  uint64_t staleness_max = 0, staleness_sum = 0;
+};
+struct CheckpointShard {
+  uint64_t step = 0, range_begin = 0;
+  std::vector<float> values;
+  std::vector<Contribution> contributions;
+  bool final = false;
+};
+struct ResumeJob {
+  std::string principal;
+};
+struct ExportRequest {
+  std::string checkpoint, principal, purpose;
+};
+struct ExportReply {
+  std::string checkpoint, root_hash;
+  std::vector<uint32_t> layer_sizes;
+  std::vector<float> values;
+  std::string usage_id;
+};
+
 using Body = std::variant<Error, Register, RegisterAck, Heartbeat, HeartbeatAck, SubmitJob,
                           JobAccepted, StatusRequest, StatusReply, CancelJob, AssignKeyRange,
                           KeyRangeReady, AssignTask, Progress, EpochEval, TaskDone, StopJob, Pull,
-                          Push, Params>;
+                          Push, Params, CheckpointShard, ResumeJob, ExportRequest, ExportReply>;
 
 struct Envelope {
   uint16_t version = kProtocolVersion;

@@ -21,10 +21,12 @@ std::string spec(const char* consistency) {
 class ParameterServerStateTest : public ::testing::Test {
  protected:
   // Softmax regression 8 -> 4: 36 parameters; this server holds keys [10, 30).
-  void assign(const char* consistency) {
+  void assign(const char* consistency, uint64_t total_steps = 100, uint64_t checkpoint_every = 0,
+              std::vector<float> initial = {}) {
     Envelope e;
     e.job_id = "job-1";
-    e.body = msg::AssignKeyRange{spec(consistency), 0, 10, 30, 36, 2, 100, 8};
+    e.body = msg::AssignKeyRange{spec(consistency), 0, 10, 30, 36, 2, total_steps, 8, 50, checkpoint_every, 0,
+                                 std::move(initial)};
     Outbox out = ps_.handle_control("COORD", e);
     ASSERT_EQ(out.size(), 1u);
     ASSERT_NE(out[0].envelope.get<msg::KeyRangeReady>(), nullptr);
@@ -34,7 +36,7 @@ class ParameterServerStateTest : public ::testing::Test {
     Envelope e;
     e.job_id = job;
     e.request_id = step + 100;
-    e.body = msg::Push{worker, step, std::move(g)};
+    e.body = msg::Push{worker, step, std::move(g), 10, step};
     return ps_.handle_data("PEER-" + worker, e);
   }
   static ErrorCode error_code(const Outbox& out) {
@@ -135,9 +137,79 @@ TEST_F(ParameterServerStateTest, StopJobReleasesTheRange) {
 TEST_F(ParameterServerStateTest, RangeThatDoesNotFitTheModelIsRefused) {
   Envelope e;
   e.job_id = "job-2";
-  e.body = msg::AssignKeyRange{spec("bsp"), 0, 10, 99, 36, 2, 100, 8};
+  e.body = msg::AssignKeyRange{spec("bsp"), 0, 10, 99, 36, 2, 100, 8, 50, 0, 0, {}};
   Outbox out = ps_.handle_control("COORD", e);
   EXPECT_EQ(error_code(out), ErrorCode::kInvalidArgument);
+}
+
+std::vector<const msg::CheckpointShard*> checkpoints(const Outbox& out) {
+  std::vector<const msg::CheckpointShard*> r;
+  for (const auto& o : out) {
+    if (auto* c = o.envelope.get<msg::CheckpointShard>()) {
+      EXPECT_TRUE(o.to_coordinator);
+      r.push_back(c);
+    }
+  }
+  return r;
+}
+
+TEST_F(ParameterServerStateTest, CheckpointsEveryKStepsWithWhatEachWorkerContributed) {
+  assign("bsp", /*total_steps=*/4, /*checkpoint_every=*/2);
+  std::vector<float> g(20, 0.0f);
+  g[0] = 3.0f;
+  g[1] = 4.0f;  // L2 norm 5
+  std::vector<float> nan(20, std::nanf(""));
+  EXPECT_EQ(error_code(push("w1", 0, nan)), ErrorCode::kInvalidArgument);
+  push("w1", 0, g);
+  EXPECT_TRUE(checkpoints(push("w2", 0, g)).empty()) << "step 1 is not due";
+  push("w1", 1, g);
+  Outbox out = push("w2", 1, g);
+  auto c = checkpoints(out);
+  ASSERT_EQ(c.size(), 1u);
+  EXPECT_EQ(c[0]->step, 2u);
+  EXPECT_FALSE(c[0]->final);
+  EXPECT_EQ(c[0]->range_begin, 10u);
+  EXPECT_EQ(c[0]->values, ps_.values("job-1"));
+  ASSERT_EQ(c[0]->contributions.size(), 2u);
+  const msg::Contribution& w1 = c[0]->contributions[0];
+  EXPECT_EQ(w1.worker, "w1");
+  EXPECT_EQ(w1.accepted, 2u);
+  EXPECT_EQ(w1.rejected, 1u);
+  EXPECT_EQ(w1.samples, 20u);
+  EXPECT_DOUBLE_EQ(w1.update_norm_sum, 10.0);
+  EXPECT_EQ(w1.staleness_max, 0u) << "BSP workers always compute on the newest values";
+  EXPECT_EQ(c[0]->contributions[1].rejected, 0u);
+
+  push("w1", 2, g);
+  push("w2", 2, g);
+  push("w1", 3, g);
+  c = checkpoints(push("w2", 3, g));
+  ASSERT_EQ(c.size(), 1u);
+  EXPECT_EQ(c[0]->step, 4u);
+  EXPECT_TRUE(c[0]->final);
+  EXPECT_EQ(c[0]->contributions[0].accepted, 2u) << "counts restart with each interval";
+  EXPECT_EQ(c[0]->contributions[0].rejected, 0u);
+}
+
+TEST_F(ParameterServerStateTest, AspMeasuresStaleness) {
+  assign("asp", /*total_steps=*/1, /*checkpoint_every=*/0);
+  Envelope e;
+  e.job_id = "job-1";
+  e.body = msg::Push{"w1", 0, std::vector<float>(20, 1.0f), 10, 0};
+  ps_.handle_data("P1", e);
+  e.body = msg::Push{"w2", 0, std::vector<float>(20, 1.0f), 10, 0};  // computed on version 0, applied at 1
+  Outbox out = ps_.handle_data("P2", e);
+  auto c = checkpoints(out);
+  ASSERT_EQ(c.size(), 1u);
+  EXPECT_TRUE(c[0]->final);
+  EXPECT_EQ(c[0]->contributions[1].worker, "w2");
+  EXPECT_EQ(c[0]->contributions[1].staleness_max, 1u);
+}
+
+TEST_F(ParameterServerStateTest, StartsFromGivenValuesWhenResumedOrFineTuned) {
+  std::vector<float> start(20, 0.25f);
+  assign("bsp", 100, 0, start);
+  EXPECT_EQ(ps_.values("job-1"), start);
 }
 
 }  // namespace

@@ -86,7 +86,10 @@ TEST(CodecTest, StatusReplyRoundTripsEveryField) {
   j.consistency = "bsp";
   j.accuracy_history = {0.8, 0.85, 0.875};
   NodeStatus n{"ps-1", NodeRole::kParameterServer, "tcp://x:1", true, false, 120, "host", 77};
-  auto r = round_trip(StatusReply{{j}, {n}});
+  j.last_checkpoint = "ckpt-1";
+  auto r = round_trip(StatusReply{{j}, {n}, "/var/custody"});
+  EXPECT_EQ(r.store_path, "/var/custody");
+  EXPECT_EQ(r.jobs[0].last_checkpoint, "ckpt-1");
   ASSERT_EQ(r.jobs.size(), 1u);
   const JobStatus& g = r.jobs[0];
   EXPECT_EQ(g.job_id, "job-1");
@@ -120,7 +123,11 @@ TEST(CodecTest, StatusReplyRoundTripsEveryField) {
 }
 
 TEST(CodecTest, AssignmentsRoundTrip) {
-  auto a = round_trip(AssignKeyRange{"spec", 1, 10, 20, 30, 2, 500, 784});
+  auto a = round_trip(AssignKeyRange{"spec", 1, 10, 20, 30, 2, 500, 784, 50, 25, 100, {1.5f, 2.5f}});
+  EXPECT_EQ(a.steps_per_epoch, 50u);
+  EXPECT_EQ(a.checkpoint_every, 25u);
+  EXPECT_EQ(a.start_step, 100u);
+  EXPECT_EQ(a.initial_values, (std::vector<float>{1.5f, 2.5f}));
   EXPECT_EQ(a.spec_text, "spec");
   EXPECT_EQ(a.server_index, 1u);
   EXPECT_EQ(a.range_begin, 10u);
@@ -141,7 +148,9 @@ TEST(CodecTest, AssignmentsRoundTrip) {
   t.steps_per_epoch = 468;
   t.servers = {{"ps-1", "tcp://a:1", 0, 5}, {"ps-2", "tcp://b:2", 5, 9}};
   t.num_parameters = 9;
+  t.start_step = 77;
   auto g = round_trip(t);
+  EXPECT_EQ(g.start_step, 77u);
   EXPECT_EQ(g.rank, 1u);
   EXPECT_EQ(g.shard.dataset_hash, "hash");
   EXPECT_EQ(g.shard.index, 1u);
@@ -180,7 +189,9 @@ TEST(CodecTest, TensorsRoundTripBitExactly) {
   std::vector<float> v(117573);
   for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>(i) * 1e-3f - 7.5f;
   v[3] = -0.0f;
-  auto push = round_trip(Push{"worker-1", 17, v});
+  auto push = round_trip(Push{"worker-1", 17, v, 64, 16});
+  EXPECT_EQ(push.samples, 64u);
+  EXPECT_EQ(push.base_version, 16u);
   EXPECT_EQ(push.worker, "worker-1");
   EXPECT_EQ(push.step, 17u);
   ASSERT_EQ(push.gradient.size(), v.size());
@@ -190,6 +201,35 @@ TEST(CodecTest, TensorsRoundTripBitExactly) {
   EXPECT_EQ(params.range_begin, 117573u);
   EXPECT_EQ(params.values, v);
   EXPECT_EQ(round_trip(Pull{"worker-2"}).worker, "worker-2");
+}
+
+TEST(CodecTest, CustodyMessagesRoundTrip) {
+  CheckpointShard c{120, 50, {1.0f, 2.0f}, {{"worker-1", 10, 1, 640, 3.5, 2, 7}}, true};
+  auto g = round_trip(c);
+  EXPECT_EQ(g.step, 120u);
+  EXPECT_EQ(g.range_begin, 50u);
+  EXPECT_EQ(g.values, c.values);
+  ASSERT_EQ(g.contributions.size(), 1u);
+  const Contribution& k = g.contributions[0];
+  EXPECT_EQ(k.worker, "worker-1");
+  EXPECT_EQ(k.accepted, 10u);
+  EXPECT_EQ(k.rejected, 1u);
+  EXPECT_EQ(k.samples, 640u);
+  EXPECT_DOUBLE_EQ(k.update_norm_sum, 3.5);
+  EXPECT_EQ(k.staleness_max, 2u);
+  EXPECT_EQ(k.staleness_sum, 7u);
+  EXPECT_TRUE(g.final);
+  EXPECT_EQ(round_trip(ResumeJob{"alice"}).principal, "alice");
+  auto x = round_trip(ExportRequest{"ckpt-1", "bob", "audit"});
+  EXPECT_EQ(x.checkpoint, "ckpt-1");
+  EXPECT_EQ(x.principal, "bob");
+  EXPECT_EQ(x.purpose, "audit");
+  auto y = round_trip(ExportReply{"ckpt-1", "root", {784, 10}, {0.5f}, "usage-3"});
+  EXPECT_EQ(y.checkpoint, "ckpt-1");
+  EXPECT_EQ(y.root_hash, "root");
+  EXPECT_EQ(y.layer_sizes, (std::vector<uint32_t>{784, 10}));
+  EXPECT_EQ(y.values, std::vector<float>{0.5f});
+  EXPECT_EQ(y.usage_id, "usage-3");
 }
 
 // --- What the network may send instead -----------------------------------------------

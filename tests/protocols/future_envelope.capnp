@@ -28,7 +28,11 @@ struct FutureEnvelope {
     pull @21 :Void;
     push @22 :Void;
     params @23 :RawParams;   # same layout as custody.capnp's Params
-    somethingNew @24 :Text;
+    checkpointShard @24 :Void;
+    resumeJob @25 :Void;
+    exportRequest @26 :Void;
+    exportReply @27 :Void;
+    somethingNew @28 :Text;
   }
 }
 

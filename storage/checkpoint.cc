@@ -1,0 +1,105 @@
+#include "storage/checkpoint.h"
+
+#include <cstring>
+
+#include "core/hash.h"
+
+namespace custody::storage {
+
+std::string add_checkpoint(Batch& batch, const Model& model, const std::vector<float>& values,
+                           const CheckpointSpec& spec) {
+  json tensors = json::array();
+  std::string roots;
+  for (const auto& t : model.tensors()) {
+    std::string bytes(reinterpret_cast<const char*>(values.data() + t.offset), t.size * sizeof(float));
+    const std::string sha = sha256_hex(bytes);
+    batch.blob(sha, std::move(bytes));
+    tensors.push_back({{"name", t.name}, {"sha256", sha}, {"shape", t.shape}});
+    roots += t.name + ":" + sha + "\n";
+  }
+  const std::string root = sha256_hex(roots);
+  const std::string id = "ckpt-" + root.substr(0, 16);
+  batch.checkpoint({{"id", id},
+                    {"job", spec.job},
+                    {"step", spec.step},
+                    {"epoch", spec.epoch},
+                    {"root_hash", root},
+                    {"parent", spec.parent},
+                    {"final", spec.final},
+                    {"layer_sizes", model.layer_sizes()},
+                    {"tensors", tensors}});
+  batch.entity("checkpoint", id,
+               {{"job", spec.job}, {"step", spec.step}, {"epoch", spec.epoch}, {"root_hash", root}, {"final", spec.final}});
+  batch.relation("produced", spec.job, id, {{"step", spec.step}});
+  if (!spec.parent.empty()) batch.relation("derived_from", id, spec.parent);
+  return id;
+}
+
+Result<std::vector<float>> load_checkpoint(const CustodyStore& store, const std::string& id, json* manifest_out) {
+  auto manifest = store.checkpoint(id);
+  if (!manifest.is_ok()) return manifest.status();
+  if (!manifest.value()) return not_found("no checkpoint '" + id + "' in the custody store");
+  const json& m = *manifest.value();
+  size_t total = 0;
+  for (const auto& t : m["tensors"]) {
+    size_t n = 1;
+    for (int d : t["shape"]) n *= static_cast<size_t>(d);
+    total += n;
+  }
+  std::vector<float> values;
+  values.reserve(total);
+  for (const auto& t : m["tensors"]) {
+    const std::string name = t["name"], sha = t["sha256"];
+    auto bytes = store.blob(sha);
+    if (!bytes.is_ok()) return bytes.status();
+    if (!bytes.value()) return data_loss("checkpoint " + id + " is incomplete: tensor " + name + " is missing");
+    if (sha256_hex(*bytes.value()) != sha || bytes.value()->size() % sizeof(float) != 0) {
+      return data_loss("checkpoint " + id + " is corrupt: tensor " + name +
+                       " does not match its SHA-256; run `custody audit verify`");
+    }
+    const size_t old = values.size();
+    values.resize(old + bytes.value()->size() / sizeof(float));
+    std::memcpy(values.data() + old, bytes.value()->data(), bytes.value()->size());
+  }
+  if (values.size() != total) return data_loss("checkpoint " + id + " has tensors of the wrong size");
+  if (manifest_out) *manifest_out = m;
+  return values;
+}
+
+Result<std::string> resolve_checkpoint(const CustodyStore& store, const std::string& ref) {
+  if (ref.rfind("ckpt-", 0) == 0) {
+    auto m = store.checkpoint(ref);
+    if (!m.is_ok()) return m.status();
+    if (!m.value()) return not_found("no checkpoint '" + ref + "' in the custody store");
+    return ref;
+  }
+  std::string name = ref;
+  int version = 0;
+  if (auto at = ref.rfind('@'); at != std::string::npos) {
+    name = ref.substr(0, at);
+    try {
+      version = std::stoi(ref.substr(at + 1));
+    } catch (...) {
+      return invalid_argument("'" + ref + "' is not NAME@VERSION (the version is a number)");
+    }
+  } else {
+    auto next = next_model_version(store, name);
+    if (!next.is_ok()) return next.status();
+    version = next.value() - 1;
+  }
+  if (version <= 0) return not_found("no model named '" + name + "' (list them with `custody models`)");
+  auto e = store.entity("model:" + name + "@" + std::to_string(version));
+  if (!e.is_ok()) return e.status();
+  if (!e.value()) return not_found("no version " + std::to_string(version) + " of model '" + name + "'");
+  return e.value()->body["checkpoint"].get<std::string>();
+}
+
+Result<int> next_model_version(const CustodyStore& store, const std::string& name) {
+  auto versions = store.find({{"type", "entity"}, {"kind", "model_version"}, {"name", name}});
+  if (!versions.is_ok()) return versions.status();
+  int newest = 0;
+  for (const auto& r : versions.value()) newest = std::max(newest, r.body["version"].get<int>());
+  return newest + 1;
+}
+
+}  // namespace custody::storage
