@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "actors/coordinator_state.h"
+#include "storage/custody_store.h"
 #include "actors/node_runtime.h"
 #include "actors/runtime_common.h"
 #include "actors/socket_bridge.h"
@@ -16,8 +17,8 @@ struct CoordinatorActorState {
 };
 
 caf::behavior coordinator_actor(caf::stateful_actor<CoordinatorActorState>* self, CoordinatorOptions options,
-                                SocketPort port) {
-  self->state.logic = std::make_unique<CoordinatorState>(options);
+                                SocketPort port, storage::CustodyStore* store, std::string store_path) {
+  self->state.logic = std::make_unique<CoordinatorState>(options, store, store_path);
   self->state.port = port;
   self->delayed_send(self, std::max(std::chrono::milliseconds(50), options.heartbeat_interval / 2),
                      tick_atom::value);
@@ -47,6 +48,18 @@ int run_coordinator(const CoordinatorNodeConfig& config, const std::atomic<bool>
     return 2;
   }
   const std::string endpoint = socket.value()->endpoint();
+  std::unique_ptr<storage::CustodyStore> store;
+  if (!config.store.empty()) {
+    auto opened = storage::CustodyStore::open(config.store, storage::OpenMode::kReadWrite);
+    if (!opened.is_ok()) {
+      log(LogLevel::kError, "coordinator", opened.status().message());
+      return 2;
+    }
+    store = std::move(opened).value();
+    log(LogLevel::kInfo, "coordinator", "custody store at " + config.store);
+  } else {
+    log(LogLevel::kWarn, "coordinator", "no custody store (--store): lineage and checkpoints are not recorded");
+  }
   caf::actor_system_config cfg;
   add_custody_types(cfg);
   cfg.set("scheduler.max-threads", 2);
@@ -56,7 +69,8 @@ int run_coordinator(const CoordinatorNodeConfig& config, const std::atomic<bool>
   bridge.node_name = "coordinator";
   bridge.limits.max_bytes = config.max_message_bytes;
   SocketPort port = spawn_socket_bridge(system, std::move(socket).value(), bridge);
-  auto actor = system.spawn(coordinator_actor, config.options, port);
+  // The store outlives the actor system (declared before it), so no actor sees it closed.
+  auto actor = system.spawn(coordinator_actor, config.options, port, store.get(), config.store);
   port.start(actor);
   log(LogLevel::kInfo, "coordinator", "listening on " + endpoint);
   if (!config.port_file.empty()) {

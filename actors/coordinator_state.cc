@@ -23,8 +23,9 @@ std::string fmt(const char* f, double v) {
 }
 }  // namespace
 
-CoordinatorState::CoordinatorState(CoordinatorOptions options)
-    : options_(options), rng_(std::random_device{}()) {}
+CoordinatorState::CoordinatorState(CoordinatorOptions options, storage::CustodyStore* store,
+                                   std::string store_path)
+    : options_(options), recorder_(store), store_path_(std::move(store_path)), rng_(std::random_device{}()) {}
 
 int64_t CoordinatorState::wall_ms() const {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -82,6 +83,14 @@ Outbox CoordinatorState::handle(const std::string& peer, const Envelope& in, Clo
     return reply(status(in.job_id, m->include_nodes, now));
   }
   if (auto* m = in.get<msg::CancelJob>()) return on_cancel(in, *m, peer);
+  if (auto* m = in.get<msg::ResumeJob>()) return on_resume(in, *m, peer);
+  if (auto* m = in.get<msg::ExportRequest>()) {
+    auto exported = recorder_.export_checkpoint(*m);
+    if (!exported.is_ok()) return error(exported.status());
+    log(LogLevel::kInfo, kSelf, "exported " + exported->checkpoint + " to " + m->principal + " (" +
+                                    exported->usage_id + ")");
+    return reply(std::move(exported).value());
+  }
 
   // Everything else comes from registered nodes about their jobs.
   Node* node = node_by_peer(peer);
@@ -124,6 +133,8 @@ Outbox CoordinatorState::on_register(const std::string& peer, const Envelope& in
       out.insert(out.end(), more.begin(), more.end());
     }
   }
+  Status recorded = recorder_.node_registered(id, m);
+  if (!recorded.is_ok()) log(LogLevel::kError, kSelf, "node " + id + ": " + recorded.message());
   Node n;
   n.id = id;
   n.peer = peer;
@@ -174,12 +185,32 @@ Outbox CoordinatorState::on_submit(const Envelope& in, const msg::SubmitJob& m, 
     return error(invalid_argument(origin + ": the test set has fewer samples than 'job.workers'"));
   }
   Job job;
+  if (!spec->init_from.empty()) {
+    if (!recorder_.enabled()) {
+      return error(failed_precondition(origin + ": 'job.init_from' needs a coordinator with a custody store (--store)"));
+    }
+    auto id = storage::resolve_checkpoint(*recorder_.store(), spec->init_from);
+    if (!id.is_ok()) return error(Status(id.status().code(), origin + ": 'job.init_from': " + id.status().message()));
+    storage::json manifest;
+    auto values = storage::load_checkpoint(*recorder_.store(), id.value(), &manifest);
+    if (!values.is_ok()) return error(values.status());
+    if (manifest["layer_sizes"] != model->layer_sizes()) {
+      return error(invalid_argument(origin + ": 'job.init_from' names " + id.value() + ", a model of layers " +
+                                    manifest["layer_sizes"].dump() + ", but this job's model has layers " +
+                                    storage::json(model->layer_sizes()).dump()));
+    }
+    job.initial_values = std::move(values).value();
+    job.init_checkpoint = id.value();
+  }
   job.spec = spec.value();
+  job.layer_sizes = model->layer_sizes();
   job.train_count = data->train.count;
   job.test_count = data->test.count;
   job.features = data->train.features;
   job.num_parameters = model->num_parameters();
   job.steps_per_epoch = static_cast<uint64_t>(min_shard / spec->batch_size);
+  job.checkpoint_every = spec->checkpoint_every_steps > 0 ? static_cast<uint64_t>(spec->checkpoint_every_steps)
+                                                          : job.steps_per_epoch;
   msg::JobStatus& s = job.status;
   s.job_id = new_job_id();
   s.name = spec->name;
@@ -192,6 +223,12 @@ Outbox CoordinatorState::on_submit(const Envelope& in, const msg::SubmitJob& m, 
   s.consistency = to_string(spec->consistency);
   s.message = "waiting for " + std::to_string(spec->workers) + " idle workers and a parameter server";
   const std::string id = s.job_id;
+  Status recorded = recorder_.job_submitted(
+      s, job.spec, {data->version_hash, data->train.content_hash, data->test.content_hash, data->train.count, data->test.count},
+      job.layer_sizes, job.init_checkpoint);
+  if (!recorded.is_ok()) {
+    return error(Status(recorded.code(), recorded.message() + "; the job was not accepted"));
+  }
   log(LogLevel::kInfo, kSelf, "accepted " + id + " '" + s.name + "' from " + s.submitter + ": " +
                                   std::to_string(job.num_parameters) + " parameters, " +
                                   std::to_string(spec->workers) + " workers, " + s.consistency + ", data " +
@@ -233,6 +270,7 @@ Outbox CoordinatorState::on_node_report(const Node& node, const Envelope& in) {
   }
   Job& job = it->second;
   msg::JobStatus& s = job.status;
+  if (auto* m = in.get<msg::CheckpointShard>()) return on_checkpoint_shard(job, node, *m);
   if (auto* m = in.get<msg::KeyRangeReady>()) {
     job.servers_ready.insert(node.id);
     (void)m;
@@ -289,17 +327,119 @@ Outbox CoordinatorState::on_node_report(const Node& node, const Envelope& in) {
     uint64_t min_step = UINT64_MAX;
     for (auto& [id, wp] : job.progress) min_step = std::min(min_step, wp.step);
     s.step = min_step;
-    bool all = true;
-    for (auto& w : job.workers) all = all && job.progress[w].done;
-    if (all && job.evals.empty()) {
-      return finish(job, JobState::kCompleted, "completed: test accuracy " + fmt("%.4f", s.test_accuracy));
-    }
-    return {};
+    return maybe_complete(job);
   }
   if (auto* m = in.get<msg::Error>()) {
     return finish(job, JobState::kFailed, node.id + " reported: " + m->message);
   }
   return {};
+}
+
+Outbox CoordinatorState::maybe_complete(Job& job) {
+  for (auto& w : job.workers)
+    if (!job.progress[w].done) return {};
+  if (!job.evals.empty()) return {};
+  if (recorder_.enabled() && !job.final_recorded) return {};  // the final checkpoint is on its way
+  return finish(job, JobState::kCompleted, "final test accuracy " + fmt("%.4f", job.status.test_accuracy));
+}
+
+Outbox CoordinatorState::on_checkpoint_shard(Job& job, const Node& node, const msg::CheckpointShard& m) {
+  if (!recorder_.enabled()) return {};  // no store: nothing to keep
+  auto server = std::find(job.servers.begin(), job.servers.end(), node.id);
+  if (server == job.servers.end()) return {};
+  const KeyRange& range = job.ranges[server - job.servers.begin()];
+  if (m.range_begin != range.begin || m.values.size() != range.size()) {
+    return finish(job, JobState::kFailed, node.id + " sent a checkpoint shard that is not its key range");
+  }
+  auto& pending = job.shards[m.step];
+  pending[node.id] = m;
+  if (pending.size() < job.servers.size()) return {};
+
+  std::vector<float> values(job.num_parameters);
+  std::map<std::string, WorkerContribution> contributions;
+  bool final = false;
+  for (const auto& [server_id, shard] : pending) {
+    std::copy(shard.values.begin(), shard.values.end(), values.begin() + static_cast<std::ptrdiff_t>(shard.range_begin));
+    final = final || shard.final;
+    for (const auto& c : shard.contributions) {
+      // Every server sees each accepted push once: steps and samples are the same on each;
+      // norms and rejections add up over the ranges.
+      WorkerContribution& w = contributions[c.worker];
+      w.accepted = std::max(w.accepted, c.accepted);
+      w.samples = std::max(w.samples, c.samples);
+      w.rejected += c.rejected;
+      w.update_norm_sum += c.update_norm_sum;
+      w.staleness_max = std::max(w.staleness_max, c.staleness_max);
+      w.staleness_sum = std::max(w.staleness_sum, c.staleness_sum);
+      w.interval_begin = job.last_checkpoint_step;
+      w.interval_end = m.step;
+    }
+  }
+  for (size_t r = 0; r < job.workers.size(); ++r) {
+    auto it = contributions.find(job.workers[r]);
+    if (it != contributions.end() && r < job.tasks.size()) it->second.shard = job.tasks[r].shard;
+  }
+  job.shards.erase(m.step);
+  storage::CheckpointSpec spec;
+  spec.job = job.status.job_id;
+  spec.step = m.step;
+  spec.epoch = static_cast<uint32_t>(m.step / job.steps_per_epoch);
+  spec.parent = job.status.last_checkpoint.empty() ? job.init_checkpoint : job.status.last_checkpoint;
+  spec.final = final;
+  auto id = recorder_.checkpoint(job.status, job.layer_sizes, values, spec, contributions);
+  if (!id.is_ok()) {
+    return finish(job, JobState::kFailed,
+                  "could not record the checkpoint of step " + std::to_string(m.step) + ": " + id.status().message());
+  }
+  job.status.last_checkpoint = id.value();
+  job.last_checkpoint_step = m.step;
+  log(LogLevel::kInfo, kSelf, job.status.job_id + " checkpoint " + id.value() + " at step " + std::to_string(m.step) +
+                                  (final ? " (final)" : ""));
+  if (!final) return {};
+  job.final_recorded = true;
+  return maybe_complete(job);
+}
+
+Outbox CoordinatorState::on_resume(const Envelope& in, const msg::ResumeJob& m, const std::string& peer) {
+  auto error = [&](Status s) { return Outbox{{peer, msg::make_error(in, kSelf, s)}}; };
+  auto it = jobs_.find(in.job_id);
+  if (it == jobs_.end()) return error(not_found("no job '" + in.job_id + "' to resume"));
+  Job& job = it->second;
+  msg::JobStatus& s = job.status;
+  if (s.state != JobState::kFailed && s.state != JobState::kCancelled) {
+    return error(failed_precondition("job " + in.job_id + " is " + msg::to_string(s.state) +
+                                     "; only failed or cancelled jobs can be resumed"));
+  }
+  if (s.last_checkpoint.empty() || !recorder_.enabled()) {
+    return error(failed_precondition("job " + in.job_id + " has no checkpoint to resume from"));
+  }
+  storage::json manifest;
+  auto values = storage::load_checkpoint(*recorder_.store(), s.last_checkpoint, &manifest);
+  if (!values.is_ok()) return error(values.status());
+  const uint64_t step = manifest["step"];
+  Status recorded = recorder_.job_resumed(s, s.last_checkpoint, step, m.principal);
+  if (!recorded.is_ok()) return error(recorded);
+  job.initial_values = std::move(values).value();
+  job.start_step = step;
+  job.last_checkpoint_step = step;
+  job.final_recorded = false;
+  job.shards.clear();
+  job.evals.clear();
+  job.progress.clear();
+  s.state = JobState::kPending;
+  s.message = "resuming from " + s.last_checkpoint + " at step " + std::to_string(step);
+  s.finished_at_ms = 0;
+  s.step = step;
+  s.epoch = static_cast<uint32_t>(step / job.steps_per_epoch);
+  if (s.accuracy_history.size() > s.epoch) s.accuracy_history.resize(s.epoch);
+  queue_.push_back(in.job_id);
+  log(LogLevel::kInfo, kSelf, in.job_id + " " + s.message);
+  Envelope ack = envelope(in.job_id, msg::JobAccepted{in.job_id, s.message});
+  ack.request_id = in.request_id;
+  Outbox out{{peer, std::move(ack)}};
+  auto scheduled = schedule();
+  out.insert(out.end(), scheduled.begin(), scheduled.end());
+  return out;
 }
 
 Outbox CoordinatorState::schedule() {
@@ -340,6 +480,13 @@ Outbox CoordinatorState::schedule() {
       a.num_workers = static_cast<uint32_t>(workers.size());
       a.total_steps = job.status.total_steps;
       a.input_features = static_cast<uint32_t>(job.features);
+      a.steps_per_epoch = job.steps_per_epoch;
+      a.checkpoint_every = job.checkpoint_every;
+      a.start_step = job.start_step;
+      if (!job.initial_values.empty()) {
+        a.initial_values.assign(job.initial_values.begin() + static_cast<std::ptrdiff_t>(job.ranges[i].begin),
+                                job.initial_values.begin() + static_cast<std::ptrdiff_t>(job.ranges[i].end));
+      }
       out.push_back({servers[i]->peer, envelope(job.status.job_id, std::move(a))});
     }
     job.status.workers = job.workers;
@@ -353,6 +500,7 @@ Outbox CoordinatorState::schedule() {
 
 Outbox CoordinatorState::start_tasks(Job& job) {
   Outbox out;
+  job.tasks.clear();
   auto shards = partition_range(static_cast<uint64_t>(job.train_count), static_cast<uint32_t>(job.workers.size())).value();
   auto tests = partition_range(static_cast<uint64_t>(job.test_count), static_cast<uint32_t>(job.workers.size())).value();
   std::vector<msg::ServerRange> servers;
@@ -371,8 +519,12 @@ Outbox CoordinatorState::start_tasks(Job& job) {
     t.steps_per_epoch = job.steps_per_epoch;
     t.servers = servers;
     t.num_parameters = job.num_parameters;
-    out.push_back({node_by_id(job.workers[r])->peer, envelope(job.status.job_id, std::move(t))});
+    t.start_step = job.start_step;
+    out.push_back({node_by_id(job.workers[r])->peer, envelope(job.status.job_id, t)});
+    job.tasks.push_back(std::move(t));
   }
+  Status recorded = recorder_.job_started(job.status, job.tasks, servers, job.start_step);
+  if (!recorded.is_ok()) return finish(job, JobState::kFailed, recorded.message());
   job.status.state = JobState::kRunning;
   job.status.started_at_ms = wall_ms();
   job.status.message = "training";
@@ -399,6 +551,10 @@ Outbox CoordinatorState::finish(Job& job, JobState state, const std::string& mes
   }
   log(state == JobState::kCompleted ? LogLevel::kInfo : LogLevel::kWarn, kSelf,
       s.job_id + " " + msg::to_string(state) + ": " + message);
+  Status recorded = recorder_.job_ended(s, job.final_recorded ? s.last_checkpoint : "");
+  if (!recorded.is_ok()) log(LogLevel::kError, kSelf, s.job_id + ": " + recorded.message());
+  job.initial_values.clear();
+  job.initial_values.shrink_to_fit();
   // Forget the oldest finished jobs beyond the limit.
   size_t finished = 0;
   for (auto& id : order_) finished += msg::is_terminal(jobs_.at(id).status.state);
@@ -443,6 +599,7 @@ Outbox CoordinatorState::tick(Clock::time_point now) {
 msg::StatusReply CoordinatorState::status(const std::string& job_id, bool include_nodes,
                                           Clock::time_point now) const {
   msg::StatusReply r;
+  r.store_path = store_path_;
   for (const auto& id : order_) {
     if (!job_id.empty() && id != job_id) continue;
     r.jobs.push_back(jobs_.at(id).status);

@@ -9,6 +9,9 @@
 //   -> running (tasks sent to the workers) -> completed | failed | cancelled.
 // A node whose heartbeats stop for heartbeat_timeout is marked dead; a job that loses a
 // node fails with a message naming it (taking over its shard is a later issue).
+// Custody: with a store, every event is recorded (CustodyRecorder) before it takes
+// effect; a job whose records cannot be written is refused or failed, never run unrecorded.
+// A job completes once every worker is done and its final checkpoint is recorded.
 // Thread-safety: none; owned by one actor.
 #pragma once
 
@@ -20,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "actors/custody_recorder.h"
 #include "actors/outgoing.h"
 #include "core/job_spec.h"
 #include "core/partition.h"
@@ -34,7 +38,9 @@ struct CoordinatorOptions {
 
 class CoordinatorState {
  public:
-  explicit CoordinatorState(CoordinatorOptions options);
+  // store: null runs without custody records (and without checkpoints).
+  explicit CoordinatorState(CoordinatorOptions options, storage::CustodyStore* store = nullptr,
+                            std::string store_path = "");
 
   Outbox handle(const std::string& peer, const msg::Envelope& in, Clock::time_point now);
   // Liveness and scheduling; call about once per heartbeat interval.
@@ -68,6 +74,15 @@ class CoordinatorState {
     std::map<std::string, WorkerProgress> progress;
     std::map<uint32_t, std::vector<msg::EpochEval>> evals;  // epoch -> per-worker reports
     double loss_ema = -1;
+    std::vector<int> layer_sizes;
+    uint64_t checkpoint_every = 0, start_step = 0;
+    std::vector<float> initial_values;  // resume or fine-tune; empty: seeded
+    std::string init_checkpoint;        // fine-tuning origin
+    std::vector<msg::AssignTask> tasks;  // by rank
+    // step -> server id -> its shard, until every server's shard of the step is in
+    std::map<uint64_t, std::map<std::string, msg::CheckpointShard>> shards;
+    uint64_t last_checkpoint_step = 0;
+    bool final_recorded = false;
   };
 
   Outbox on_register(const std::string& peer, const msg::Envelope& in, const msg::Register& m,
@@ -75,6 +90,9 @@ class CoordinatorState {
   Outbox on_submit(const msg::Envelope& in, const msg::SubmitJob& m, const std::string& peer);
   Outbox on_cancel(const msg::Envelope& in, const msg::CancelJob& m, const std::string& peer);
   Outbox on_node_report(const Node& node, const msg::Envelope& in);
+  Outbox on_checkpoint_shard(Job& job, const Node& node, const msg::CheckpointShard& m);
+  Outbox on_resume(const msg::Envelope& in, const msg::ResumeJob& m, const std::string& peer);
+  Outbox maybe_complete(Job& job);
   Outbox schedule();
   Outbox start_tasks(Job& job);
   // Ends a job: sets its state, frees its nodes and tells them to stop.
@@ -87,6 +105,8 @@ class CoordinatorState {
   std::string new_job_id();
 
   CoordinatorOptions options_;
+  CustodyRecorder recorder_;
+  std::string store_path_;
   std::map<std::string, Node> nodes_;  // by node id
   std::map<std::string, Job> jobs_;    // by job id
   std::vector<std::string> queue_;     // pending job ids, oldest first

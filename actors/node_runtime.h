@@ -16,8 +16,12 @@ namespace custody::actors {
 struct CoordinatorNodeConfig {
   std::string listen = "tcp://127.0.0.1:5555";  // ":0" picks a free port
   std::string port_file;  // if set, the bound endpoint is written there once listening
+  // The custody store (a RocksDB directory, created if missing). Empty: no lineage, no
+  // checkpoints; the coordinator says so at start.
+  std::string store;
   CoordinatorOptions options;
-  size_t max_message_bytes = size_t(16) << 20;  // control messages only. Default: 16 MiB
+  // Checkpoint shards carry a server's whole key range. Default: 256 MiB
+  size_t max_message_bytes = size_t(256) << 20;
 };
 
 struct PeerNodeConfig {

@@ -34,6 +34,7 @@ class Trainer {
   Trainer(caf::blocking_actor* self, TrainerArgs args) : self_(self), a_(std::move(args)) {}
 
   Status run();
+  bool stop_requested();
 
  private:
   struct Server {
@@ -42,7 +43,6 @@ class Trainer {
     uint64_t version = 0;  // of the values last received from it
   };
 
-  bool stop_requested();
   void report(msg::Body body);
   // Sends one request per server (bodies[i] to server i) and waits for every reply.
   Status exchange(std::vector<msg::Body> bodies, const char* what);
@@ -233,6 +233,9 @@ void trainer_loop(caf::blocking_actor* self, TrainerArgs args, caf::actor node) 
   const std::string job = args.job_id, who = args.node_id;
   Trainer trainer(self, args);
   Status s = trainer.run();
+  // A server that already released a stopped job answers with an error; that is the stop
+  // arriving by another path, not a failure.
+  if (!s.is_ok() && trainer.stop_requested()) s = Status(ErrorCode::kCancelled, "stopped");
   if (!s.is_ok() && s.code() != ErrorCode::kCancelled) {
     log(LogLevel::kError, who, job + ": " + s.to_string());
     msg::Envelope e;

@@ -4,9 +4,16 @@
 //   custody jobs                  every job
 //   custody wait JOB              a live progress line until the job ends
 //   custody cancel JOB
-// Every command: --coordinator ADDR, --timeout-ms N; status and jobs: --json.
+//   custody resume JOB            run a failed or cancelled job on from its last checkpoint
+//   custody models | checkpoints JOB | usage MODEL
+//   custody lineage show ID | trace ID | impact DATASET | export --openlineage JOB
+//   custody export CHECKPOINT FILE  (recorded as a use)
+//   custody audit verify
+// Every command: --coordinator ADDR, --timeout-ms N; queries: --json. Store queries read
+// the custody store directly (--store PATH, or the path the coordinator reports).
 // Exit codes: 0 ok; 1 the job failed or was cancelled (wait); 2 bad usage or input;
-// 3 the coordinator did not answer; 4 the coordinator refused the request.
+// 3 the coordinator did not answer; 4 the coordinator refused the request, or the store
+// does not hold what was asked for; 5 audit verify found a problem.
 #include <pwd.h>
 #include <unistd.h>
 
@@ -15,9 +22,11 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <ctime>
 #include <thread>
 
 #include "core/job_spec.h"
+#include "tools/lineage_queries.h"
 #include "protocols/codec.h"
 #include "protocols/transport.h"
 
@@ -169,11 +178,156 @@ int main(int argc, char** argv) {
   wait->add_flag("--json", as_json, "print the final status as JSON");
   auto* cancel = app.add_subcommand("cancel", "cancel a job");
   cancel->add_option("JOB", job_id, "job id")->required();
+  auto* resume = app.add_subcommand("resume", "run a failed or cancelled job on from its last checkpoint");
+  resume->add_option("JOB", job_id, "job id")->required();
+  resume->add_option("--as", principal, "the principal resuming the job")->capture_default_str();
+
+  // Store queries.
+  std::string store_path, id, out_file, purpose = "unspecified";
+  bool openlineage = false;
+  app.add_option("--store", store_path, "custody store directory (default: ask the coordinator)");
+  auto* models = app.add_subcommand("models", "list model versions");
+  models->add_flag("--json", as_json, "print JSON");
+  auto* ckpts = app.add_subcommand("checkpoints", "list a job's checkpoints");
+  ckpts->add_option("JOB", id, "job id")->required();
+  ckpts->add_flag("--json", as_json, "print JSON");
+  auto* usage_cmd = app.add_subcommand("usage", "who used a model (all versions) or checkpoint, and when");
+  usage_cmd->add_option("MODEL", id, "NAME, NAME@VERSION or a checkpoint id")->required();
+  usage_cmd->add_flag("--json", as_json, "print JSON");
+  auto* lineage = app.add_subcommand("lineage", "inspect lineage");
+  lineage->require_subcommand(1);
+  auto* show = lineage->add_subcommand("show", "one record and its relations");
+  show->add_option("ID", id, "any id")->required();
+  show->add_flag("--json", as_json, "print JSON");
+  auto* trace = lineage->add_subcommand("trace", "upstream: data, job, submitter, contributors");
+  trace->add_option("ID", id, "model (NAME[@VERSION]), checkpoint or job id")->required();
+  trace->add_flag("--json", as_json, "print JSON");
+  auto* impact = lineage->add_subcommand("impact", "downstream: every checkpoint and model that used a data set");
+  impact->add_option("DATASET", id, "data set hash (or a prefix of it) or name")->required();
+  impact->add_flag("--json", as_json, "print JSON");
+  auto* lexport = lineage->add_subcommand("export", "export a job's lineage");
+  lexport->add_option("JOB", id, "job id")->required();
+  lexport->add_flag("--openlineage", openlineage, "as OpenLineage 2-0-2 RunEvents, one JSON object per line")
+      ->required();
+  auto* export_cmd = app.add_subcommand("export", "write a checkpoint's weights to a file (recorded as a use)");
+  export_cmd->add_option("CHECKPOINT", id, "checkpoint id or model NAME[@VERSION]")->required();
+  export_cmd->add_option("FILE", out_file, "output: raw little-endian float32; FILE.json describes it")->required();
+  export_cmd->add_option("--as", principal, "the principal exporting")->capture_default_str();
+  export_cmd->add_option("--purpose", purpose, "why (recorded)");
+  auto* audit = app.add_subcommand("audit", "check the custody store");
+  audit->require_subcommand(1);
+  auto* verify = audit->add_subcommand("verify", "recompute every hash chain and checkpoint hash");
+  verify->add_flag("--json", as_json, "print JSON");
   CLI11_PARSE(app, argc, argv);
   client.timeout = std::chrono::milliseconds(timeout_ms);
   int code = 0;
-  if ((wait->parsed() || cancel->parsed()) && job_id.empty()) {
+  if ((wait->parsed() || cancel->parsed() || resume->parsed()) && job_id.empty()) {
     return fail(invalid_argument("an empty job id; `custody jobs` lists the jobs"), 2);
+  }
+
+  if (models->parsed() || ckpts->parsed() || usage_cmd->parsed() || lineage->parsed() || audit->parsed()) {
+    if (store_path.empty()) {
+      // Ask the coordinator where its store is (works on the coordinator's machine).
+      auto reply = client.call("", msg::StatusRequest{false}, code);
+      if (!reply.is_ok() || reply->get<msg::StatusReply>()->store_path.empty()) {
+        return fail(invalid_argument("which custody store? give --store PATH (the coordinator's --store directory)"), 2);
+      }
+      store_path = reply->get<msg::StatusReply>()->store_path;
+    }
+    auto store = storage::CustodyStore::open(store_path, storage::OpenMode::kReadShadow);
+    if (!store.is_ok()) return fail(store.status(), 4);
+    const storage::CustodyStore& st = *store.value();
+    Result<json> result = json();
+    if (models->parsed()) result = tools::models(st);
+    if (ckpts->parsed()) result = tools::checkpoints(st, id);
+    if (usage_cmd->parsed()) result = tools::usage(st, id);
+    if (show->parsed()) result = tools::show(st, id);
+    if (trace->parsed()) result = tools::trace(st, id);
+    if (impact->parsed()) result = tools::impact(st, id);
+    if (lexport->parsed()) {
+      auto lines = tools::openlineage(st, id);
+      if (!lines.is_ok()) return fail(lines.status(), 4);
+      std::fputs(lines.value().c_str(), stdout);
+      return 0;
+    }
+    if (verify->parsed()) {
+      auto report = st.verify();
+      if (!report.is_ok()) return fail(report.status(), 4);
+      if (as_json) {
+        std::printf("%s\n", json{{"ok", report->ok}, {"records_checked", report->records_checked},
+                                  {"tensors_checked", report->blobs_checked}, {"problem", report->problem}}
+                                .dump(2)
+                                .c_str());
+      } else if (report->ok) {
+        std::printf("custody store %s: ok (%llu records and %llu checkpoint tensors verified)\n", store_path.c_str(),
+                    static_cast<unsigned long long>(report->records_checked),
+                    static_cast<unsigned long long>(report->blobs_checked));
+      } else {
+        std::printf("custody store %s: FAILED: %s\n", store_path.c_str(), report->problem.c_str());
+      }
+      return report->ok ? 0 : 5;
+    }
+    if (!result.is_ok()) return fail(result.status(), 4);
+    const json& j = result.value();
+    if (as_json) {
+      std::printf("%s\n", j.dump(2).c_str());
+    } else if (trace->parsed() || impact->parsed()) {
+      std::fputs(tools::render_tree(j).c_str(), stdout);
+    } else if (models->parsed()) {
+      std::printf("%-24s %-8s %-22s %-13s %-9s %s\n", "MODEL", "VERSION", "CHECKPOINT", "RUN", "TEST ACC", "CREATED");
+      for (const auto& m : j) {
+        std::printf("%-24s %-8d %-22s %-13s %-9.4f %s\n", m.value("name", std::string()).c_str(), m.value("version", 0),
+                    m.value("checkpoint", std::string()).c_str(), m.value("run", std::string()).c_str(),
+                    m.value("test_accuracy", 0.0), m.value("created_at", std::string()).c_str());
+      }
+    } else if (ckpts->parsed()) {
+      std::printf("%-22s %-8s %-6s %-6s %-18s %s\n", "CHECKPOINT", "STEP", "EPOCH", "FINAL", "ROOT HASH", "PARENT");
+      for (const auto& c : j) {
+        std::printf("%-22s %-8llu %-6d %-6s %-18s %s\n", c.value("id", std::string()).c_str(),
+                    static_cast<unsigned long long>(c.value("step", uint64_t(0))), c.value("epoch", 0),
+                    c.value("final", false) ? "yes" : "no", c.value("root_hash", std::string()).substr(0, 16).c_str(),
+                    c.value("parent", std::string()).c_str());
+      }
+    } else if (usage_cmd->parsed()) {
+      std::printf("%-22s %-8s %-24s %-24s %s\n", "PRINCIPAL", "CALLS", "FIRST", "LAST", "BY VERSION AND ACTION");
+      for (const auto& [who, p] : j["by_principal"].items()) {
+        auto iso = [](int64_t ms) {
+          std::time_t t = static_cast<std::time_t>(ms / 1000);
+          char buf[32];
+          std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+          return std::string(buf);
+        };
+        std::printf("%-22s %-8d %-24s %-24s %s\n", who.c_str(), p["calls"].get<int>(),
+                    iso(p["first_ms"].get<int64_t>()).c_str(), iso(p["last_ms"].get<int64_t>()).c_str(),
+                    p["by_version"].dump().c_str());
+      }
+    } else {
+      std::printf("%s\n", j.dump(2).c_str());
+    }
+    return 0;
+  }
+  if (export_cmd->parsed()) {
+    auto reply = client.call("", msg::ExportRequest{id, principal, purpose}, code);
+    if (!reply.is_ok()) return fail(reply.status(), code);
+    const auto* x = reply->get<msg::ExportReply>();
+    std::ofstream out(out_file, std::ios::binary);
+    out.write(reinterpret_cast<const char*>(x->values.data()), static_cast<std::streamsize>(x->values.size() * sizeof(float)));
+    std::ofstream meta(out_file + ".json");
+    meta << json{{"checkpoint", x->checkpoint}, {"root_hash", x->root_hash}, {"layer_sizes", x->layer_sizes},
+                 {"format", "little-endian float32, the model's flat layout (docs/ARCHITECTURE.md)"},
+                 {"usage_id", x->usage_id}}
+                .dump(2)
+         << "\n";
+    if (!out || !meta) return fail(unavailable("cannot write '" + out_file + "'"), 2);
+    std::printf("wrote %s (%zu parameters of %s); recorded as %s\n", out_file.c_str(), x->values.size(),
+                x->checkpoint.c_str(), x->usage_id.c_str());
+    return 0;
+  }
+  if (resume->parsed()) {
+    auto reply = client.call(job_id, msg::ResumeJob{principal}, code);
+    if (!reply.is_ok()) return fail(reply.status(), code);
+    std::printf("%s %s\n", job_id.c_str(), reply->get<msg::JobAccepted>()->message.c_str());
+    return 0;
   }
 
   if (submit->parsed()) {
@@ -220,7 +374,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (cancel->parsed()) {
-    auto reply = client.call(job_id, msg::CancelJob{"cancelled by " + principal}, code);
+    auto reply = client.call(job_id, msg::CancelJob{"by " + principal}, code);
     if (!reply.is_ok()) return fail(reply.status(), code);
     std::printf("%s cancelled\n", job_id.c_str());
     return 0;
@@ -250,7 +404,7 @@ int main(int argc, char** argv) {
         if (as_json) {
           std::printf("%s\n", job_json(j).dump(2).c_str());
         } else {
-          std::printf("%s %s\n", j.job_id.c_str(), j.message.c_str());
+          std::printf("%s %s: %s\n", j.job_id.c_str(), state_name(j.state).c_str(), j.message.c_str());
         }
         return j.state == msg::JobState::kCompleted ? 0 : 1;
       }

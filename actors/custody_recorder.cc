@@ -1,0 +1,188 @@
+#include "actors/custody_recorder.h"
+
+#include <chrono>
+#include <random>
+
+#include "core/hash.h"
+
+namespace custody::actors {
+
+using storage::json;
+
+namespace {
+std::string node_entity(const std::string& node_id) { return "node:" + node_id; }
+std::string principal_entity(const std::string& name) { return "principal:" + name; }
+int64_t wall_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+}  // namespace
+
+Status CustodyRecorder::write(const storage::Batch& batch) {
+  if (!store_) return Status::ok();
+  Status s = store_->write(batch);
+  if (!s.is_ok()) return Status(s.code(), "the custody store refused the record: " + s.message());
+  return s;
+}
+
+Status CustodyRecorder::node_registered(const std::string& node_id, const msg::Register& r) {
+  storage::Batch b("node registered");
+  b.entity("node", node_entity(node_id),
+           {{"node_id", node_id}, {"role", msg::to_string(r.role)}, {"host", r.host}, {"address", r.address}});
+  b.event({{"event", "node_registered"}, {"node", node_entity(node_id)}, {"pid", r.pid}, {"host", r.host}});
+  return write(b);
+}
+
+Status CustodyRecorder::job_submitted(const msg::JobStatus& job, const JobSpec& spec, const DatasetInfo& data,
+                                      const std::vector<int>& layer_sizes, const std::string& init_checkpoint) {
+  storage::Batch b("job submitted");
+  const std::string principal = principal_entity(job.submitter);
+  const std::string dataset = "dataset:" + data.version_hash;
+  const std::string canonical = spec.canonical_form();
+  const std::string jobspec = "jobspec:" + sha256_hex(canonical);
+  b.entity("principal", principal, {{"name", job.submitter}});
+  json files = json::object();
+  if (spec.data.kind == DataSpec::Kind::kIdx) {
+    files = {{"train_images", spec.data.path(spec.data.train_images)},
+             {"train_labels", spec.data.path(spec.data.train_labels)},
+             {"test_images", spec.data.path(spec.data.test_images)},
+             {"test_labels", spec.data.path(spec.data.test_labels)}};
+  }
+  b.entity("dataset", dataset,
+           {{"name", spec.data.name},
+            {"sha256", data.version_hash},
+            {"train_sha256", data.train_hash},
+            {"test_sha256", data.test_hash},
+            {"train_samples", data.train_count},
+            {"test_samples", data.test_count},
+            {"source", spec.data.kind == DataSpec::Kind::kIdx ? "idx" : "synthetic"},
+            {"files", files},
+            {"license", spec.data.license},
+            {"consent", spec.data.consent}});
+  b.entity("jobspec", jobspec, {{"sha256", sha256_hex(canonical)}, {"canonical", canonical}, {"text", spec.text}});
+  b.entity("run", job.job_id,
+           {{"name", job.name},
+            {"submitter", job.submitter},
+            {"submitted_at_ms", job.submitted_at_ms},
+            {"layer_sizes", layer_sizes},
+            {"epochs", spec.epochs},
+            {"workers", spec.workers},
+            {"batch_size", spec.batch_size},
+            {"consistency", to_string(spec.consistency)},
+            {"optimizer", to_string(spec.optimizer.kind)},
+            {"learning_rate", spec.optimizer.learning_rate}});
+  b.relation("submitted_by", job.job_id, principal);
+  b.relation("consumed", job.job_id, dataset, {{"train_samples", data.train_count}});
+  b.relation("specified_by", job.job_id, jobspec);
+  if (!init_checkpoint.empty()) b.relation("initialized_from", job.job_id, init_checkpoint);
+  return write(b);
+}
+
+Status CustodyRecorder::job_started(const msg::JobStatus& job, const std::vector<msg::AssignTask>& tasks,
+                                    const std::vector<msg::ServerRange>& servers, uint64_t start_step) {
+  storage::Batch b("job started");
+  b.event({{"event", "run_started"}, {"run", job.job_id}, {"start_step", start_step},
+           {"workers", job.workers}, {"servers", job.servers}});
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    const auto& t = tasks[i];
+    b.relation("assigned", job.job_id, node_entity(job.workers[i]),
+               {{"role", "worker"},
+                {"shard", {{"dataset", "dataset:" + t.shard.dataset_hash}, {"index", t.shard.index},
+                           {"of", t.shard.num_shards}, {"begin", t.shard.begin}, {"end", t.shard.end}}},
+                {"test_range", {t.test_begin, t.test_end}}});
+  }
+  for (const auto& s : servers) {
+    b.relation("assigned", job.job_id, node_entity(s.node_id),
+               {{"role", "parameter-server"}, {"key_range", {s.range_begin, s.range_end}}});
+  }
+  return write(b);
+}
+
+Result<std::string> CustodyRecorder::checkpoint(const msg::JobStatus& job, const std::vector<int>& layer_sizes,
+                                                const std::vector<float>& values, const storage::CheckpointSpec& spec,
+                                                const std::map<std::string, WorkerContribution>& contributions) {
+  storage::Batch b(spec.final ? "final checkpoint" : "checkpoint");
+  const std::string id = storage::add_checkpoint(b, Model(layer_sizes), values, spec);
+  for (const auto& [worker, c] : contributions) {
+    b.relation("contributed", node_entity(worker), id,
+               {{"run", job.job_id},
+                {"shard", {{"dataset", "dataset:" + c.shard.dataset_hash}, {"index", c.shard.index},
+                           {"begin", c.shard.begin}, {"end", c.shard.end}}},
+                {"interval", {c.interval_begin, c.interval_end}},
+                {"steps", c.accepted},
+                {"samples", c.samples},
+                {"accepted", c.accepted},
+                {"rejected", c.rejected},
+                {"update_norm_sum", c.update_norm_sum},
+                {"staleness_max", c.staleness_max},
+                {"staleness_sum", c.staleness_sum}});
+  }
+  Status s = write(b);
+  if (!s.is_ok()) return s;
+  return id;
+}
+
+Status CustodyRecorder::job_ended(const msg::JobStatus& job, const std::string& final_checkpoint) {
+  storage::Batch b("job ended");
+  b.event({{"event", "run_ended"},
+           {"run", job.job_id},
+           {"state", msg::to_string(job.state)},
+           {"message", job.message},
+           {"test_accuracy", job.test_accuracy},
+           {"accuracy_history", job.accuracy_history},
+           {"steps", job.step},
+           {"final_checkpoint", final_checkpoint}});
+  if (job.state == msg::JobState::kCompleted && !final_checkpoint.empty() && store_) {
+    auto version = storage::next_model_version(*store_, job.name);
+    if (!version.is_ok()) return version.status();
+    const std::string model = "model:" + job.name + "@" + std::to_string(version.value());
+    b.entity("model_version", model,
+             {{"name", job.name}, {"version", version.value()}, {"checkpoint", final_checkpoint},
+              {"run", job.job_id}, {"test_accuracy", job.test_accuracy}});
+    b.relation("version_of", model, final_checkpoint);
+  }
+  return write(b);
+}
+
+Status CustodyRecorder::job_resumed(const msg::JobStatus& job, const std::string& checkpoint, uint64_t step,
+                                    const std::string& principal) {
+  storage::Batch b("job resumed");
+  b.event({{"event", "run_resumed"}, {"run", job.job_id}, {"from_checkpoint", checkpoint}, {"step", step},
+           {"by", principal_entity(principal)}});
+  b.relation("resumed_from", job.job_id, checkpoint, {{"step", step}});
+  return write(b);
+}
+
+Result<msg::ExportReply> CustodyRecorder::export_checkpoint(const msg::ExportRequest& request) {
+  if (!store_) {
+    return failed_precondition("this coordinator runs without a custody store (--store), so it holds no "
+                               "checkpoints to export");
+  }
+  auto id = storage::resolve_checkpoint(*store_, request.checkpoint);
+  if (!id.is_ok()) return id.status();
+  storage::json manifest;
+  auto values = storage::load_checkpoint(*store_, id.value(), &manifest);
+  if (!values.is_ok()) return values.status();
+  static std::mt19937_64 rng{std::random_device{}()};
+  char usage_id[32];
+  std::snprintf(usage_id, sizeof(usage_id), "use-%016llx", static_cast<unsigned long long>(rng()));
+  storage::Batch b("export");
+  b.usage({{"usage_id", usage_id},
+           {"target", id.value()},
+           {"reference", request.checkpoint},
+           {"action", "export"},
+           {"principal", principal_entity(request.principal)},
+           {"purpose", request.purpose},
+           {"root_hash", manifest["root_hash"]},
+           {"time_ms", wall_ms()}});
+  CUSTODY_RETURN_IF_ERROR(write(b));
+  msg::ExportReply reply;
+  reply.checkpoint = id.value();
+  reply.root_hash = manifest["root_hash"];
+  for (int s : manifest["layer_sizes"]) reply.layer_sizes.push_back(static_cast<uint32_t>(s));
+  reply.values = std::move(values).value();
+  reply.usage_id = usage_id;
+  return reply;
+}
+
+}  // namespace custody::actors

@@ -1,0 +1,58 @@
+// What the coordinator writes to the custody store, event by event: one atomic batch per
+// event (see storage/custody_store.h for the record model and docs/ARCHITECTURE.md for
+// the graph). A recorder without a store records nothing (a cluster run without
+// --store), and says so in every answer that would need it.
+// Thread-safety: none; owned by the coordinator's state machine.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "core/job_spec.h"
+#include "protocols/messages.h"
+#include "storage/checkpoint.h"
+
+namespace custody::actors {
+
+struct DatasetInfo {
+  std::string version_hash, train_hash, test_hash;
+  int64_t train_count = 0, test_count = 0;
+};
+
+// Per worker, summed over the parameter servers of one checkpoint interval.
+struct WorkerContribution {
+  msg::ShardId shard;
+  uint64_t accepted = 0, rejected = 0, samples = 0, staleness_max = 0, staleness_sum = 0;
+  double update_norm_sum = 0;
+  uint64_t interval_begin = 0, interval_end = 0;  // steps
+};
+
+class CustodyRecorder {
+ public:
+  explicit CustodyRecorder(storage::CustodyStore* store) : store_(store) {}
+  bool enabled() const { return store_ != nullptr; }
+  storage::CustodyStore* store() const { return store_; }
+
+  Status node_registered(const std::string& node_id, const msg::Register& r);
+  Status job_submitted(const msg::JobStatus& job, const JobSpec& spec, const DatasetInfo& data,
+                       const std::vector<int>& layer_sizes, const std::string& init_checkpoint);
+  Status job_started(const msg::JobStatus& job, const std::vector<msg::AssignTask>& tasks,
+                     const std::vector<msg::ServerRange>& servers, uint64_t start_step);
+  // Returns the checkpoint id.
+  Result<std::string> checkpoint(const msg::JobStatus& job, const std::vector<int>& layer_sizes,
+                                 const std::vector<float>& values, const storage::CheckpointSpec& spec,
+                                 const std::map<std::string, WorkerContribution>& contributions);
+  // A completed job also becomes the next version of the model named after it.
+  Status job_ended(const msg::JobStatus& job, const std::string& final_checkpoint);
+  Status job_resumed(const msg::JobStatus& job, const std::string& checkpoint, uint64_t step,
+                     const std::string& principal);
+  // Loads a checkpoint (id or model reference) and records its export as a use.
+  Result<msg::ExportReply> export_checkpoint(const msg::ExportRequest& request);
+
+ private:
+  Status write(const storage::Batch& batch);
+  storage::CustodyStore* store_;
+};
+
+}  // namespace custody::actors

@@ -1,0 +1,404 @@
+#include "tools/lineage_queries.h"
+
+#include <ctime>
+#include <map>
+#include <set>
+
+#include "core/hash.h"
+#include "storage/checkpoint.h"
+
+namespace custody::tools {
+namespace {
+
+using Direction = CustodyStore::Direction;
+
+std::string short_hash(const std::string& h) { return h.size() > 12 ? h.substr(0, 12) : h; }
+
+Result<json> body_of(const CustodyStore& store, const std::string& id) {
+  auto e = store.entity(id);
+  if (!e.is_ok()) return e.status();
+  if (!e.value()) return not_found("nothing with id '" + id + "' in the custody store");
+  return e.value()->body;
+}
+
+// The relations of one kind from (kOut) or to (kIn) an id: the other ends with the
+// relation's attributes.
+Result<std::vector<json>> related(const CustodyStore& store, const std::string& id, Direction d,
+                                  const std::string& rel) {
+  auto rs = store.relations(id, d, rel);
+  if (!rs.is_ok()) return rs.status();
+  std::vector<json> out;
+  for (auto& r : rs.value()) out.push_back(r.body);
+  return out;
+}
+
+std::string iso_time(int64_t ms) {
+  std::time_t t = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[40];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
+  char out[48];
+  std::snprintf(out, sizeof(out), "%s.%03dZ", buf, static_cast<int>(ms % 1000));
+  return out;
+}
+
+json dataset_node(const json& d) {
+  std::string consent;
+  for (const auto& c : d.value("consent", json::array())) consent += (consent.empty() ? "" : ", ") + c.get<std::string>();
+  return {{"label", "data set " + d.value("name", std::string("?")) + " sha256 " + d.value("sha256", std::string()) +
+                        " (" + std::to_string(d.value("train_samples", 0)) + " training samples; licence: " +
+                        (d.value("license", std::string()).empty() ? "none recorded" : d["license"].get<std::string>()) +
+                        "; consent: " + (consent.empty() ? "none recorded" : consent) + ")"},
+          {"entity", d}};
+}
+
+// Upstream of a run: submitter, data, job spec, fine-tuning origin.
+Result<json> trace_run(const CustodyStore& store, const std::string& run, std::set<std::string>& seen, int depth);
+
+Result<json> trace_checkpoint(const CustodyStore& store, const std::string& ckpt, std::set<std::string>& seen,
+                              int depth) {
+  auto c = body_of(store, ckpt);
+  if (!c.is_ok()) return c.status();
+  json node{{"label", "checkpoint " + ckpt + " (run " + c->value("job", std::string("?")) + ", step " +
+                          std::to_string(c->value("step", 0)) + (c->value("final", false) ? ", final" : "") +
+                          ", root " + short_hash(c->value("root_hash", std::string())) + ")"},
+            {"entity", c.value()},
+            {"children", json::array()}};
+  if (!seen.insert(ckpt).second || depth > 16) return node;
+  const std::string run = c->value("job", std::string());
+  // Contributions to the run up to this checkpoint: every interval's counts, summed.
+  auto produced = related(store, run, Direction::kOut, "produced");
+  if (!produced.is_ok()) return produced.status();
+  const uint64_t step = c->value("step", 0);
+  std::map<std::string, json> workers;
+  for (const auto& p : produced.value()) {
+    auto pc = body_of(store, p["to"]);
+    if (!pc.is_ok() || pc->value("step", uint64_t(0)) > step) continue;
+    auto contributed = related(store, p["to"], Direction::kIn, "contributed");
+    if (!contributed.is_ok()) return contributed.status();
+    for (const auto& k : contributed.value()) {
+      json& w = workers[k["from"]];
+      if (w.is_null()) w = {{"node", k["from"]}, {"shard", k["shard"]}, {"steps", 0}, {"samples", 0},
+                            {"update_norm_sum", 0.0}, {"rejected", 0}, {"staleness_max", 0}, {"intervals", 0}};
+      w["steps"] = w["steps"].get<uint64_t>() + k.value("steps", uint64_t(0));
+      w["samples"] = w["samples"].get<uint64_t>() + k.value("samples", uint64_t(0));
+      w["update_norm_sum"] = w["update_norm_sum"].get<double>() + k.value("update_norm_sum", 0.0);
+      w["rejected"] = w["rejected"].get<uint64_t>() + k.value("rejected", uint64_t(0));
+      w["staleness_max"] = std::max(w["staleness_max"].get<uint64_t>(), k.value("staleness_max", uint64_t(0)));
+      w["intervals"] = w["intervals"].get<int>() + 1;
+    }
+  }
+  auto r = trace_run(store, run, seen, depth + 1);
+  if (!r.is_ok()) return r.status();
+  node["children"].push_back(r.value());
+  json contributors{{"label", "contributing workers (measured at the parameter servers, steps 0-" +
+                                  std::to_string(step) + ")"},
+                    {"contributors", json::array()},
+                    {"children", json::array()}};
+  for (auto& [id, w] : workers) {
+    const json& s = w["shard"];
+    char norm[32];
+    std::snprintf(norm, sizeof(norm), "%.1f", w["update_norm_sum"].get<double>());
+    contributors["children"].push_back(
+        {{"label", id + ": shard " + std::to_string(s.value("index", 0)) + " records [" +
+                       std::to_string(s.value("begin", 0)) + ", " + std::to_string(s.value("end", 0)) + ") of " +
+                       short_hash(s.value("dataset", std::string()).substr(8)) + "; " + std::to_string(w["steps"].get<uint64_t>()) +
+                       " steps, " + std::to_string(w["samples"].get<uint64_t>()) + " samples, update norm sum " +
+                       norm + ", " + std::to_string(w["rejected"].get<uint64_t>()) + " rejected, staleness max " +
+                       std::to_string(w["staleness_max"].get<uint64_t>())}});
+    contributors["contributors"].push_back(w);
+  }
+  node["children"].push_back(contributors);
+  // Fine-tuning origins appear under the run ("initialised from"); earlier checkpoints of
+  // the same run are its history, listed by `custody checkpoints`.
+  return node;
+}
+
+Result<json> trace_run(const CustodyStore& store, const std::string& run, std::set<std::string>& seen, int depth) {
+  auto r = body_of(store, run);
+  if (!r.is_ok()) return r.status();
+  json node{{"label", "run " + run + " '" + r->value("name", std::string()) + "' (" +
+                          r->value("consistency", std::string()) + ", " + std::to_string(r->value("workers", 0)) +
+                          " workers, submitted " + iso_time(r->value("submitted_at_ms", int64_t(0))) + ")"},
+            {"entity", r.value()},
+            {"children", json::array()}};
+  for (const auto& rel : {"submitted_by", "specified_by", "consumed", "initialized_from"}) {
+    auto targets = related(store, run, Direction::kOut, rel);
+    if (!targets.is_ok()) return targets.status();
+    for (const auto& t : targets.value()) {
+      const std::string to = t["to"];
+      auto b = body_of(store, to);
+      if (!b.is_ok()) return b.status();
+      if (std::string(rel) == "submitted_by") {
+        node["children"].push_back({{"label", "submitted by " + b->value("name", to)}, {"entity", b.value()}});
+      } else if (std::string(rel) == "specified_by") {
+        node["children"].push_back({{"label", "job spec " + to}, {"entity", b.value()}});
+      } else if (std::string(rel) == "consumed") {
+        node["children"].push_back(dataset_node(b.value()));
+      } else if (depth < 16) {
+        auto up = trace_checkpoint(store, to, seen, depth + 1);
+        if (!up.is_ok()) return up.status();
+        node["children"].push_back({{"label", "initialised from (fine-tuning)"}, {"children", json::array({up.value()})}});
+      }
+    }
+  }
+  return node;
+}
+
+}  // namespace
+
+Result<std::string> resolve_id(const CustodyStore& store, const std::string& ref) {
+  auto direct = store.entity(ref);
+  if (!direct.is_ok()) return direct.status();
+  if (direct.value()) return ref;
+  for (const char* prefix : {"model:", "dataset:", "principal:", "node:", "jobspec:"}) {
+    auto e = store.entity(prefix + ref);
+    if (!e.is_ok()) return e.status();
+    if (e.value()) return std::string(prefix) + ref;
+  }
+  // A model name without a version: its newest version.
+  auto version = storage::next_model_version(store, ref);
+  if (version.is_ok() && version.value() > 1) return "model:" + ref + "@" + std::to_string(version.value() - 1);
+  // A prefix of a data set hash, or a data set name.
+  auto datasets = store.find({{"type", "entity"}, {"kind", "dataset"}});
+  if (!datasets.is_ok()) return datasets.status();
+  std::vector<std::string> matches;
+  for (const auto& d : datasets.value()) {
+    const std::string sha = d.body.value("sha256", std::string());
+    if ((ref.size() >= 6 && sha.rfind(ref, 0) == 0) || d.body.value("name", std::string()) == ref) {
+      matches.push_back(d.body["id"]);
+    }
+  }
+  if (matches.size() == 1) return matches[0];
+  if (matches.size() > 1) {
+    return invalid_argument("'" + ref + "' names " + std::to_string(matches.size()) +
+                            " data set versions; give more of the hash");
+  }
+  return not_found("nothing with id '" + ref + "' in the custody store (ids look like ckpt-..., job-..., "
+                   "NAME@VERSION, or a data set hash)");
+}
+
+Result<json> show(const CustodyStore& store, const std::string& ref) {
+  auto id = resolve_id(store, ref);
+  if (!id.is_ok()) return id.status();
+  auto e = store.entity(id.value());
+  if (!e.is_ok()) return e.status();
+  json out = e.value()->to_json();
+  for (auto [name, d] : {std::make_pair("outgoing", Direction::kOut), std::make_pair("incoming", Direction::kIn)}) {
+    auto rs = store.relations(id.value(), d);
+    if (!rs.is_ok()) return rs.status();
+    out[name] = json::array();
+    for (const auto& r : rs.value()) out[name].push_back(r.to_json());
+  }
+  if (id.value().rfind("ckpt-", 0) == 0) {
+    auto m = store.checkpoint(id.value());
+    if (m.is_ok() && m.value()) out["manifest"] = *m.value();
+  }
+  return out;
+}
+
+Result<json> trace(const CustodyStore& store, const std::string& ref) {
+  auto id = resolve_id(store, ref);
+  if (!id.is_ok()) return id.status();
+  std::set<std::string> seen;
+  const std::string& what = id.value();
+  if (what.rfind("model:", 0) == 0) {
+    auto m = body_of(store, what);
+    if (!m.is_ok()) return m.status();
+    auto c = trace_checkpoint(store, m->value("checkpoint", std::string()), seen, 0);
+    if (!c.is_ok()) return c.status();
+    return json{{"label", "model " + m->value("name", std::string()) + "@" + std::to_string(m->value("version", 0)) +
+                              " (test accuracy " + std::to_string(m->value("test_accuracy", 0.0)).substr(0, 6) + ")"},
+                {"entity", m.value()},
+                {"children", json::array({c.value()})}};
+  }
+  if (what.rfind("ckpt-", 0) == 0) return trace_checkpoint(store, what, seen, 0);
+  if (what.rfind("job-", 0) == 0) return trace_run(store, what, seen, 0);
+  return invalid_argument("trace follows a model, a checkpoint or a run; '" + ref + "' is " + what +
+                          " (use `custody lineage show` for it)");
+}
+
+Result<json> impact(const CustodyStore& store, const std::string& ref) {
+  auto id = resolve_id(store, ref);
+  if (!id.is_ok()) return id.status();
+  if (id.value().rfind("dataset:", 0) != 0) {
+    return invalid_argument("impact starts from a data set (a hash, its prefix or its name); '" + ref + "' is " + id.value());
+  }
+  auto d = body_of(store, id.value());
+  if (!d.is_ok()) return d.status();
+  json root = dataset_node(d.value());
+  root["children"] = json::array();
+  json affected_checkpoints = json::array(), affected_models = json::array();
+  std::set<std::string> seen_runs;
+  // Runs that consumed the data, and, transitively, runs fine-tuned from their checkpoints.
+  std::function<Status(const std::string&, json&)> add_run = [&](const std::string& run, json& parent) -> Status {
+    if (!seen_runs.insert(run).second) return Status::ok();
+    auto r = body_of(store, run);
+    if (!r.is_ok()) return r.status();
+    json node{{"label", "run " + run + " '" + r->value("name", std::string()) + "'"}, {"children", json::array()}};
+    auto produced = related(store, run, Direction::kOut, "produced");
+    if (!produced.is_ok()) return produced.status();
+    for (const auto& p : produced.value()) {
+      const std::string ckpt = p["to"];
+      affected_checkpoints.push_back(ckpt);
+      json cnode{{"label", "checkpoint " + ckpt + " (step " + std::to_string(p.value("step", 0)) + ")"},
+                 {"children", json::array()}};
+      auto models = related(store, ckpt, Direction::kIn, "version_of");
+      if (!models.is_ok()) return models.status();
+      for (const auto& m : models.value()) {
+        affected_models.push_back(m["from"]);
+        cnode["children"].push_back({{"label", "model " + m["from"].get<std::string>().substr(6)}});
+      }
+      auto tuned = related(store, ckpt, Direction::kIn, "initialized_from");
+      if (!tuned.is_ok()) return tuned.status();
+      for (const auto& t : tuned.value()) CUSTODY_RETURN_IF_ERROR(add_run(t["from"], cnode));
+      node["children"].push_back(cnode);
+    }
+    parent["children"].push_back(node);
+    return Status::ok();
+  };
+  auto consumers = related(store, id.value(), Direction::kIn, "consumed");
+  if (!consumers.is_ok()) return consumers.status();
+  for (const auto& c : consumers.value()) CUSTODY_RETURN_IF_ERROR(add_run(c["from"], root));
+  root["affected_checkpoints"] = affected_checkpoints;
+  root["affected_models"] = affected_models;
+  return root;
+}
+
+Result<json> usage(const CustodyStore& store, const std::string& ref) {
+  auto id = resolve_id(store, ref);
+  if (!id.is_ok()) return id.status();
+  // A model name covers all its versions; a version or checkpoint just itself.
+  std::vector<std::pair<std::string, std::string>> targets;  // checkpoint, label
+  if (id.value().rfind("model:", 0) == 0) {
+    auto m = body_of(store, id.value());
+    if (!m.is_ok()) return m.status();
+    const std::string name = m->value("name", std::string());
+    const bool all_versions = ref.find('@') == std::string::npos;
+    auto versions = store.find({{"type", "entity"}, {"kind", "model_version"}, {"name", name}});
+    if (!versions.is_ok()) return versions.status();
+    for (const auto& v : versions.value()) {
+      if (!all_versions && v.body["id"] != id.value()) continue;
+      targets.emplace_back(v.body["checkpoint"], v.body["id"].get<std::string>().substr(6));
+    }
+  } else if (id.value().rfind("ckpt-", 0) == 0) {
+    targets.emplace_back(id.value(), id.value());
+  } else {
+    return invalid_argument("usage is kept for models and checkpoints; '" + ref + "' is " + id.value());
+  }
+  json out{{"target", id.value()}, {"records", json::array()}, {"by_principal", json::object()}};
+  for (const auto& [ckpt, label] : targets) {
+    auto uses = store.usage_of(ckpt);
+    if (!uses.is_ok()) return uses.status();
+    for (const auto& u : uses.value()) {
+      json rec = u.body;
+      rec["version"] = label;
+      rec["seq"] = u.seq;
+      out["records"].push_back(rec);
+      const std::string who = u.body.value("principal", std::string("?"));
+      const std::string action = u.body.value("action", std::string("?"));
+      json& p = out["by_principal"][who];
+      if (p.is_null()) p = {{"calls", 0}, {"first_ms", u.time_ms}, {"last_ms", u.time_ms}, {"by_version", json::object()}};
+      p["calls"] = p["calls"].get<int>() + 1;
+      p["first_ms"] = std::min(p["first_ms"].get<int64_t>(), u.time_ms);
+      p["last_ms"] = std::max(p["last_ms"].get<int64_t>(), u.time_ms);
+      p["by_version"][label + " " + action] = p["by_version"].value(label + " " + action, 0) + 1;
+    }
+  }
+  return out;
+}
+
+Result<json> models(const CustodyStore& store) {
+  auto versions = store.find({{"type", "entity"}, {"kind", "model_version"}});
+  if (!versions.is_ok()) return versions.status();
+  json out = json::array();
+  for (const auto& v : versions.value()) {
+    json m = v.body;
+    m["created_at"] = iso_time(v.time_ms);
+    out.push_back(m);
+  }
+  return out;
+}
+
+Result<json> checkpoints(const CustodyStore& store, const std::string& job) {
+  auto run = store.entity(job);
+  if (!run.is_ok()) return run.status();
+  if (!run.value()) return not_found("no job '" + job + "' in the custody store");
+  auto list = store.checkpoints_of(job);
+  if (!list.is_ok()) return list.status();
+  json out = json::array();
+  for (auto& m : list.value()) {
+    m.erase("tensors");
+    out.push_back(m);
+  }
+  return out;
+}
+
+Result<std::string> openlineage(const CustodyStore& store, const std::string& job) {
+  auto run = store.entity(job);
+  if (!run.is_ok()) return run.status();
+  if (!run.value()) return not_found("no job '" + job + "' in the custody store");
+  const json& r = run.value()->body;
+  // OpenLineage wants a UUID run id: a name-based one from the job id's SHA-256.
+  std::string h = sha256_hex("custody-run:" + job);
+  std::string uuid = h.substr(0, 8) + "-" + h.substr(8, 4) + "-5" + h.substr(13, 3) + "-" +
+                     std::string(1, "89ab"[std::stoi(h.substr(16, 1), nullptr, 16) % 4]) + h.substr(17, 3) + "-" +
+                     h.substr(20, 12);
+  auto datasets = related(store, job, Direction::kOut, "consumed");
+  if (!datasets.is_ok()) return datasets.status();
+  json inputs = json::array();
+  for (const auto& d : datasets.value()) {
+    auto b = body_of(store, d["to"]);
+    if (!b.is_ok()) return b.status();
+    inputs.push_back({{"namespace", "custody"},
+                      {"name", d["to"]},
+                      {"facets", {{"custody_dataset", {{"_producer", "custody"},
+                                                       {"_schemaURL", "custody://facets/dataset"},
+                                                       {"sha256", b->value("sha256", std::string())},
+                                                       {"license", b->value("license", std::string())},
+                                                       {"consent", b->value("consent", json::array())}}}}}});
+  }
+  auto produced = related(store, job, Direction::kOut, "produced");
+  if (!produced.is_ok()) return produced.status();
+  json outputs = json::array();
+  for (const auto& p : produced.value()) outputs.push_back({{"namespace", "custody"}, {"name", p["to"]}});
+  auto ends = store.find({{"type", "event"}, {"event", "run_ended"}, {"run", job}});
+  if (!ends.is_ok()) return ends.status();
+  auto event = [&](const std::string& type, int64_t ms, const json& outs) {
+    return json{{"eventType", type},
+                {"eventTime", iso_time(ms)},
+                {"producer", "https://github.com/custody/custody"},
+                {"schemaURL", "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent"},
+                {"run", {{"runId", uuid}}},
+                {"job", {{"namespace", "custody"}, {"name", r.value("name", job)}}},
+                {"inputs", inputs},
+                {"outputs", outs}}
+        .dump();
+  };
+  std::string lines = event("START", r.value("submitted_at_ms", int64_t(0)), json::array()) + "\n";
+  if (!ends.value().empty()) {
+    const auto& end = ends.value().back();
+    const std::string state = end.body.value("state", std::string());
+    const std::string type = state == "completed" ? "COMPLETE" : state == "cancelled" ? "ABORT" : "FAIL";
+    lines += event(type, end.time_ms, outputs) + "\n";
+  }
+  return lines;
+}
+
+std::string render_tree(const json& node) {
+  std::string out;
+  std::function<void(const json&, const std::string&, bool, bool)> walk = [&](const json& n, const std::string& indent,
+                                                                               bool last, bool root) {
+    out += root ? "" : indent + (last ? "└─ " : "├─ ");
+    out += n.value("label", std::string("?")) + "\n";
+    const json children = n.value("children", json::array());
+    for (size_t i = 0; i < children.size(); ++i) {
+      walk(children[i], root ? "" : indent + (last ? "   " : "│  "), i + 1 == children.size(), false);
+    }
+  };
+  walk(node, "", true, true);
+  return out;
+}
+
+}  // namespace custody::tools

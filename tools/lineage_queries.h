@@ -1,0 +1,34 @@
+// The auditor's questions, answered from the custody store alone: show, trace (upstream),
+// impact (downstream), usage, models, checkpoints, and OpenLineage export. Each returns
+// JSON (what --json prints); render_tree() turns a trace or impact into the readable tree.
+#pragma once
+
+#include <string>
+
+#include "storage/custody_store.h"
+
+namespace custody::tools {
+
+using storage::CustodyStore;
+using storage::json;
+
+// An id as users type it: "ckpt-...", "job-...", a model "NAME@V" or "NAME" (newest),
+// "dataset:HASH", a hash or a unique prefix of a data set hash, "principal:NAME", ...
+Result<std::string> resolve_id(const CustodyStore& store, const std::string& ref);
+
+Result<json> show(const CustodyStore& store, const std::string& id);
+// Upstream: data (hashes, licences, consent), job spec, run, submitter, contributing
+// workers and shards with their counts, and the checkpoints it derives from.
+Result<json> trace(const CustodyStore& store, const std::string& id);
+// Downstream of a data set: runs that consumed it, their checkpoints and models, and
+// everything fine-tuned from those.
+Result<json> impact(const CustodyStore& store, const std::string& dataset);
+Result<json> usage(const CustodyStore& store, const std::string& model_or_checkpoint);
+Result<json> models(const CustodyStore& store);
+Result<json> checkpoints(const CustodyStore& store, const std::string& job);
+// OpenLineage 2-0-2 RunEvents (START, then COMPLETE/FAIL/ABORT), one JSON object per line.
+Result<std::string> openlineage(const CustodyStore& store, const std::string& job);
+
+std::string render_tree(const json& node);
+
+}  // namespace custody::tools
