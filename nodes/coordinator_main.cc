@@ -25,6 +25,7 @@ int main(int argc, char** argv) {
   app.add_option("--listen", c.listen, "address to listen on; port 0 picks a free port")->capture_default_str();
   app.add_option("--store", c.store, "custody store directory (RocksDB; created if missing)")->capture_default_str();
   app.add_option("--port-file", c.port_file, "write the bound address to this file once listening");
+  app.add_option("--max-message-mib", max_mib, "larger messages are refused with an error reply")->capture_default_str();
   app.add_option("--heartbeat-interval-ms", interval_ms, "how often nodes send heartbeats")->capture_default_str();
   app.add_option("--heartbeat-timeout-ms", timeout_ms, "silence after which a node is dead")->capture_default_str();
   CLI11_PARSE(app, argc, argv);

@@ -117,7 +117,8 @@ json job_json(const msg::JobStatus& j) {
               {"servers", j.servers},
               {"dataset_hash", j.dataset_hash},
               {"consistency", j.consistency},
-              {"accuracy_history", j.accuracy_history}};
+              {"accuracy_history", j.accuracy_history},
+              {"last_checkpoint", j.last_checkpoint}};
 }
 
 json node_json(const msg::NodeStatus& n) {
@@ -152,6 +153,8 @@ void print_jobs(const std::vector<msg::JobStatus>& jobs) {
 int main(int argc, char** argv) {
   CLI::App app{"custody: submit and follow training jobs on a Custody cluster"};
   app.require_subcommand(1);
+  // Global options (--coordinator, --store, ...) may also follow the subcommand.
+  app.fallthrough();
   Client client;
   client.address = "tcp://127.0.0.1:5555";
   int64_t timeout_ms = 10000;
@@ -196,6 +199,7 @@ int main(int argc, char** argv) {
   usage_cmd->add_flag("--json", as_json, "print JSON");
   auto* lineage = app.add_subcommand("lineage", "inspect lineage");
   lineage->require_subcommand(1);
+  lineage->fallthrough();
   auto* show = lineage->add_subcommand("show", "one record and its relations");
   show->add_option("ID", id, "any id")->required();
   show->add_flag("--json", as_json, "print JSON");
@@ -216,6 +220,7 @@ int main(int argc, char** argv) {
   export_cmd->add_option("--purpose", purpose, "why (recorded)");
   auto* audit = app.add_subcommand("audit", "check the custody store");
   audit->require_subcommand(1);
+  audit->fallthrough();
   auto* verify = audit->add_subcommand("verify", "recompute every hash chain and checkpoint hash");
   verify->add_flag("--json", as_json, "print JSON");
   CLI11_PARSE(app, argc, argv);

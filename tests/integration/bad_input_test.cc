@@ -66,7 +66,10 @@ void expect_mentions(const std::string& message, const std::string& what) {
 }
 
 TEST(BadInputTest, CoordinatorAnswersGarbageWithErrorsAndStaysUp) {
-  LocalCluster c("badinput-coord", {0, 0});
+  ClusterOptions options;
+  options.servers = options.workers = 0;
+  options.coordinator_args = {"--max-message-mib", "1"};
+  LocalCluster c("badinput-coord", options);
   RawClient client(c.address());
 
   client.send({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13});
@@ -79,7 +82,7 @@ TEST(BadInputTest, CoordinatorAnswersGarbageWithErrorsAndStaysUp) {
   truncated.resize(truncated.size() / 2 / 8 * 8);
   expect_mentions(client.error_reply_after(truncated), "malformed");
 
-  client.send(std::vector<uint8_t>(size_t(17) << 20, 0));  // the coordinator's cap is 16 MiB
+  client.send(std::vector<uint8_t>(size_t(2) << 20, 0));  // over the 1 MiB cap set above
   expect_mentions(client.error_reply(), "exceeds the limit");
 
   client.send_parts({valid(msg::StatusRequest{}), valid(msg::StatusRequest{})});

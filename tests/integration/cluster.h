@@ -145,6 +145,8 @@ inline CliResult run_cli(const fs::path& dir, std::vector<std::string> args, std
 struct ClusterOptions {
   int servers = 2, workers = 2;
   int heartbeat_interval_ms = 200, heartbeat_timeout_ms = 2000;
+  bool store = true;  // the coordinator keeps a custody store in <dir>/store
+  std::vector<std::string> coordinator_args = {};
 };
 
 // A coordinator, parameter servers and workers on free ports of 127.0.0.1.
@@ -154,18 +156,7 @@ class LocalCluster {
     dir_ = fs::temp_directory_path() / ("custody-" + test_name + "-" + std::to_string(getpid()));
     fs::remove_all(dir_);
     fs::create_directories(dir_);
-    coordinator_ = std::make_unique<Process>(
-        std::vector<std::string>{bin("custody-coordinator"), "--listen", "tcp://127.0.0.1:0", "--port-file",
-                                 (dir_ / "coordinator.addr").string(), "--heartbeat-interval-ms",
-                                 std::to_string(o.heartbeat_interval_ms), "--heartbeat-timeout-ms",
-                                 std::to_string(o.heartbeat_timeout_ms)},
-        dir_ / "coordinator.log");
-    auto deadline = std::chrono::steady_clock::now() + 10s;
-    while (!fs::exists(dir_ / "coordinator.addr") && std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(20ms);
-    }
-    address_ = read_file(dir_ / "coordinator.addr");
-    while (!address_.empty() && address_.back() == '\n') address_.pop_back();
+    start_coordinator();
     for (int i = 1; i <= o.servers; ++i) add_node("custody-ps", "ps-" + std::to_string(i));
     for (int i = 1; i <= o.workers; ++i) add_node("custody-worker", "worker-" + std::to_string(i));
   }
@@ -175,6 +166,25 @@ class LocalCluster {
     if (!::testing::Test::HasFailure()) fs::remove_all(dir_);
     else std::cerr << "cluster logs kept in " << dir_ << "\n";
   }
+
+  // (Re)starts the coordinator; its address file is rewritten when it listens.
+  void start_coordinator() {
+    fs::remove(dir_ / "coordinator.addr");
+    std::vector<std::string> argv{bin("custody-coordinator"), "--listen", "tcp://127.0.0.1:0", "--port-file",
+                                  (dir_ / "coordinator.addr").string(), "--heartbeat-interval-ms",
+                                  std::to_string(options_.heartbeat_interval_ms), "--heartbeat-timeout-ms",
+                                  std::to_string(options_.heartbeat_timeout_ms)};
+    if (options_.store) argv.insert(argv.end(), {"--store", store().string()});
+    argv.insert(argv.end(), options_.coordinator_args.begin(), options_.coordinator_args.end());
+    coordinator_ = std::make_unique<Process>(argv, dir_ / "coordinator.log");
+    auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (!fs::exists(dir_ / "coordinator.addr") && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(20ms);
+    }
+    address_ = read_file(dir_ / "coordinator.addr");
+    while (!address_.empty() && address_.back() == '\n') address_.pop_back();
+  }
+  fs::path store() const { return dir_ / "store"; }
 
   Process& add_node(const std::string& exe, const std::string& name) {
     nodes_.push_back(std::make_unique<Process>(
