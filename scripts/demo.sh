@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The README's first command. Installs what is missing, builds (Release), starts a local
-# cluster of separate processes on 127.0.0.1 (1 coordinator, 2 parameter servers,
-# 2 workers), submits the job through the CLI, follows it with a live progress line,
-# prints the final test accuracy, and stops every process it started.
+# cluster of separate processes on 127.0.0.1 (1 coordinator with a custody store,
+# 2 parameter servers, 2 workers), submits the job through the CLI, follows it with a
+# live progress line, prints the final test accuracy and the lineage trace of the model
+# it trained, and stops every process it started. The store stays in the run directory.
 #   scripts/demo.sh [JOBFILE]        (default: configs/jobs/fashion_mlp.toml)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -12,41 +13,18 @@ job_file=${1:-configs/jobs/fashion_mlp.toml}
 scripts/setup.sh
 scripts/build.sh
 bin="$root/${CUSTODY_BUILD_DIR:-build}/bin"
+source scripts/lib/cluster.sh
 
 run=$(mktemp -d "${TMPDIR:-/tmp}/custody-demo.XXXXXX")
-pids=()
-stop_cluster() {
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for _ in $(seq 50); do
-    alive=0
-    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
-    [ "$alive" = 0 ] && break
-    sleep 0.1
-  done
-  for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
-  echo "cluster stopped; logs are in $run"
+finish() {
+  cluster_stop
+  echo "cluster stopped; logs and the custody store are in $run"
+  echo "inspect the store later: $bin/custody lineage trace MODEL --store $run/store"
 }
-trap stop_cluster EXIT
+trap finish EXIT
 
 echo "starting a local cluster (logs in $run)"
-"$bin/custody-coordinator" --config configs/coordinator.toml --listen tcp://127.0.0.1:0 \
-  --port-file "$run/coordinator.addr" >"$run/coordinator.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 100); do [ -s "$run/coordinator.addr" ] && break; sleep 0.05; done
-[ -s "$run/coordinator.addr" ] || { echo "the coordinator did not start; see $run/coordinator.log" >&2; exit 1; }
-addr=$(cat "$run/coordinator.addr")
-for i in 1 2; do
-  "$bin/custody-ps" --config configs/ps.toml --coordinator "$addr" --name "ps-$i" >"$run/ps-$i.log" 2>&1 &
-  pids+=($!)
-  "$bin/custody-worker" --config configs/worker.toml --coordinator "$addr" --name "worker-$i" \
-    >"$run/worker-$i.log" 2>&1 &
-  pids+=($!)
-done
-custody() { "$bin/custody" --coordinator "$addr" "$@"; }
-for _ in $(seq 100); do
-  [ "$(custody status --json | grep -c '"alive": true')" = 4 ] && break
-  sleep 0.1
-done
+cluster_start "$run" 2 2 --store "$run/store"
 custody status
 
 start=$(date +%s%N)
@@ -60,4 +38,11 @@ elapsed=$(( ($(date +%s%N) - start) / 1000000 ))
 accuracy=$(custody status "$job" --json | sed -n 's/.*"test_accuracy": \([0-9.]*\).*/\1/p')
 echo
 printf "final test accuracy: %s   time from submit to end: %d.%03d s\n" "${accuracy:-unknown}" $((elapsed / 1000)) $((elapsed % 1000))
+if [ $rc = 0 ]; then
+  model=$(custody status "$job" --json | sed -n 's/.*"name": "\([^"]*\)".*/\1/p' | head -n 1)
+  echo
+  echo "lineage of the model it trained (custody lineage trace $model):"
+  custody lineage trace "$model"
+  custody audit verify
+fi
 exit $rc

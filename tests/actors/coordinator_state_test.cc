@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <set>
+
 namespace custody::actors {
 namespace {
 
@@ -231,6 +233,107 @@ TEST_F(CoordinatorStateTest, WorkerErrorFailsTheJobWithItsMessage) {
   EXPECT_EQ(job(id).state, msg::JobState::kFailed);
   EXPECT_NE(job(id).message.find("worker-1"), std::string::npos);
   EXPECT_NE(job(id).message.find("bad data on disk"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace custody::actors
+
+namespace custody::actors {
+namespace {
+
+// With a custody store: what each event leaves in it.
+class CoordinatorCustodyTest : public CoordinatorStateTest {
+ protected:
+  CoordinatorCustodyTest() : store_(storage::CustodyStore::in_memory()) {
+    state_ = CoordinatorState(options(), store_.get(), "mem");
+  }
+  void run_to_final_step(const std::string& id, Outbox* last = nullptr) {
+    send("P1", msg::KeyRangeReady{0, 36}, id);
+    send("W1", msg::EpochEval{1, 20, 25, 1.0}, id);
+    send("W2", msg::EpochEval{1, 20, 25, 1.0}, id);
+    send("W1", msg::EpochEval{2, 24, 25, 1.0}, id);
+    send("W2", msg::EpochEval{2, 24, 25, 1.0}, id);
+    send("W1", msg::TaskDone{20, 200}, id);
+    Outbox out = send("W2", msg::TaskDone{20, 200}, id);
+    if (last) *last = out;
+  }
+  msg::CheckpointShard shard(uint64_t step, bool final) {
+    msg::CheckpointShard c;
+    c.step = step;
+    c.range_begin = 0;
+    c.values.assign(36, 0.5f);
+    c.contributions = {{"worker-1", 10, 1, 100, 2.5, 0, 0}, {"worker-2", 10, 0, 100, 3.5, 0, 0}};
+    c.final = final;
+    return c;
+  }
+  std::unique_ptr<storage::CustodyStore> store_;
+};
+
+TEST_F(CoordinatorCustodyTest, ASubmittedJobIsRecordedWithItsPeopleDataAndSpec) {
+  register_nodes(2);
+  const std::string id = submit();
+  auto run = store_->entity(id);
+  ASSERT_TRUE(run.is_ok() && run.value());
+  EXPECT_EQ(run.value()->body["submitter"], "alice");
+  auto out = store_->relations(id, storage::CustodyStore::Direction::kOut);
+  std::set<std::string> rels;
+  for (const auto& r : out.value()) rels.insert(r.body["rel"]);
+  EXPECT_EQ(rels, (std::set<std::string>{"submitted_by", "consumed", "specified_by"}));
+  EXPECT_TRUE(store_->entity("principal:alice").value().has_value());
+  EXPECT_TRUE(store_->entity("node:worker-1").value().has_value());
+}
+
+TEST_F(CoordinatorCustodyTest, CompletionWaitsForTheFinalCheckpointAndMakesAModelVersion) {
+  register_nodes(2);
+  const std::string id = submit();
+  run_to_final_step(id);
+  EXPECT_EQ(job(id).state, msg::JobState::kRunning) << "the final checkpoint is not recorded yet";
+  Outbox out = send("P1", shard(20, true), id);
+  EXPECT_EQ(job(id).state, msg::JobState::kCompleted);
+  const std::string ckpt = job(id).last_checkpoint;
+  ASSERT_EQ(ckpt.rfind("ckpt-", 0), 0u);
+  auto model = store_->entity("model:tiny@1");
+  ASSERT_TRUE(model.is_ok() && model.value());
+  EXPECT_EQ(model.value()->body["checkpoint"], ckpt);
+  auto contributed = store_->relations(ckpt, storage::CustodyStore::Direction::kIn, "contributed");
+  ASSERT_EQ(contributed->size(), 2u);
+  const auto& w1 = (*contributed)[0].body;
+  EXPECT_EQ(w1["from"], "node:worker-1");
+  EXPECT_EQ(w1["steps"], 10);
+  EXPECT_EQ(w1["rejected"], 1);
+  EXPECT_EQ(w1["shard"]["begin"], 0);
+  EXPECT_EQ(w1["shard"]["end"], 100);
+  EXPECT_EQ((*contributed)[1].body["shard"]["begin"], 100);
+  EXPECT_TRUE(store_->verify()->ok);
+}
+
+TEST_F(CoordinatorCustodyTest, AShardThatIsNotTheServersRangeFailsTheJob) {
+  register_nodes(2);
+  const std::string id = submit();
+  send("P1", msg::KeyRangeReady{0, 36}, id);
+  msg::CheckpointShard bad = shard(10, false);
+  bad.values.resize(10);
+  send("P1", bad, id);
+  EXPECT_EQ(job(id).state, msg::JobState::kFailed);
+  EXPECT_NE(job(id).message.find("key range"), std::string::npos);
+}
+
+TEST_F(CoordinatorCustodyTest, ExportRecordsAUseAndUnknownModelsAreNotFound) {
+  register_nodes(2);
+  const std::string id = submit();
+  run_to_final_step(id);
+  send("P1", shard(20, true), id);
+  Outbox out = send("CLI", msg::ExportRequest{"tiny@1", "bob", "audit"});
+  ASSERT_EQ(out.size(), 1u);
+  const auto* x = out[0].envelope.get<msg::ExportReply>();
+  ASSERT_NE(x, nullptr);
+  EXPECT_EQ(x->values, std::vector<float>(36, 0.5f));
+  EXPECT_EQ(x->layer_sizes, (std::vector<uint32_t>{8, 4}));
+  auto uses = store_->usage_of(x->checkpoint);
+  ASSERT_EQ(uses->size(), 1u);
+  EXPECT_EQ((*uses)[0].body["principal"], "principal:bob");
+  out = send("CLI", msg::ExportRequest{"tiny@2", "bob", ""});
+  EXPECT_EQ(out[0].envelope.get<msg::Error>()->code, ErrorCode::kNotFound);
 }
 
 }  // namespace

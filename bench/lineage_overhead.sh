@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# What recording custody costs: the same job on the same local cluster (1 coordinator,
+# 2 parameter servers, 2 workers, separate processes) with the custody store on and off,
+# alternating, ROUNDS times each. Throughput = samples trained / (finished - started),
+# both taken by the coordinator. Prints the medians and their ratio; writes JSON.
+#   bench/lineage_overhead.sh [ROUNDS] [EPOCHS]     (default 3 rounds of 3 epochs)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+rounds=${1:-3}
+epochs=${2:-3}
+scripts/build.sh
+bin="$root/${CUSTODY_BUILD_DIR:-build}/bin"
+source scripts/lib/cluster.sh
+out_dir="$root/${CUSTODY_BUILD_DIR:-build}/bench"
+mkdir -p "$out_dir"
+work=$(mktemp -d "${TMPDIR:-/tmp}/custody-bench.XXXXXX")
+trap 'cluster_stop; rm -rf "$work"' EXIT
+sed "s/^epochs = .*/epochs = $epochs/" configs/jobs/fashion_mlp.toml >"$work/job.toml"
+
+measure() {  # mode -> samples/s
+  local mode=$1 run
+  run=$(mktemp -d "$work/$mode.XXXX")
+  if [ "$mode" = on ]; then
+    cluster_start "$run" 2 2 --store "$run/store"
+  else
+    cluster_start "$run" 2 2 --store ""
+  fi
+  local job
+  job=$(custody submit "$work/job.toml")
+  custody wait "$job" >/dev/null
+  local js
+  js=$(custody status "$job" --json)
+  cluster_stop
+  local steps started finished
+  steps=$(echo "$js" | sed -n 's/.*"total_steps": \([0-9]*\).*/\1/p')
+  started=$(echo "$js" | sed -n 's/.*"started_at_ms": \([0-9]*\).*/\1/p')
+  finished=$(echo "$js" | sed -n 's/.*"finished_at_ms": \([0-9]*\).*/\1/p')
+  # 2 workers x 64 samples per step
+  echo $(( steps * 2 * 64 * 1000 / (finished - started) ))
+}
+
+on=() off=()
+for r in $(seq "$rounds"); do
+  off+=("$(measure off)")
+  on+=("$(measure on)")
+  echo "round $r: lineage off ${off[-1]} samples/s, on ${on[-1]} samples/s" >&2
+done
+median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : int((a[NR/2]+a[NR/2+1])/2)}'; }
+m_off=$(median "${off[@]}")
+m_on=$(median "${on[@]}")
+ratio=$(awk -v a="$m_on" -v b="$m_off" 'BEGIN {printf "%.3f", a / b}')
+cost=$(awk -v r="$ratio" 'BEGIN {printf "%.1f", (1 - r) * 100}')
+printf "%-28s %12s\n" "lineage recording" "samples/s"
+printf "%-28s %12s\n" "off (median of $rounds)" "$m_off"
+printf "%-28s %12s\n" "on  (median of $rounds)" "$m_on"
+printf "%-28s %12s\n" "on / off" "$ratio  (cost ${cost}%)"
+cat >"$out_dir/lineage_overhead.json" <<JSON
+{"benchmark": "lineage_overhead", "job": "fashion_mlp, $epochs epochs, 2 ps, 2 workers, bsp",
+ "rounds": $rounds, "off_samples_per_sec": [$(IFS=,; echo "${off[*]}")], "on_samples_per_sec": [$(IFS=,; echo "${on[*]}")],
+ "median_off": $m_off, "median_on": $m_on, "ratio_on_off": $ratio}
+JSON
+echo "wrote $out_dir/lineage_overhead.json"
