@@ -25,6 +25,7 @@
 #include <ctime>
 #include <thread>
 
+#include "core/config_reader.h"
 #include "core/job_spec.h"
 #include "tools/lineage_queries.h"
 #include "protocols/codec.h"
@@ -151,17 +152,42 @@ void print_jobs(const std::vector<msg::JobStatus>& jobs) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Defaults from the CLI config (configs/cli.toml documents it): --config FILE, else
+  // ~/.config/custody/cli.toml if it exists. Flags override it.
+  std::string config_file;
+  for (int i = 1; i + 1 < argc; ++i)
+    if (std::string(argv[i]) == "--config") config_file = argv[i + 1];
+  if (config_file.empty()) {
+    const passwd* home = getpwuid(getuid());
+    if (home && home->pw_dir) {
+      std::string path = std::string(home->pw_dir) + "/.config/custody/cli.toml";
+      if (std::ifstream(path)) config_file = path;
+    }
+  }
+  std::string cfg_coordinator = "tcp://127.0.0.1:5555", cfg_principal, cfg_store;
+  int64_t cfg_timeout_ms = 10000;
+  if (!config_file.empty()) {
+    auto reader = ConfigReader::parse_file(config_file);
+    Status s = reader.status();
+    if (s.is_ok()) s = reader->get("cli.coordinator", cfg_coordinator);
+    if (s.is_ok()) s = reader->get("cli.principal", cfg_principal);
+    if (s.is_ok()) s = reader->get("cli.store", cfg_store);
+    if (s.is_ok()) s = reader->get("cli.timeout_ms", cfg_timeout_ms, 1, 3600000);
+    if (s.is_ok()) s = reader->unknown_keys_error();
+    if (!s.is_ok()) return fail(s, 2);
+  }
   CLI::App app{"custody: submit and follow training jobs on a Custody cluster"};
   app.require_subcommand(1);
   // Global options (--coordinator, --store, ...) may also follow the subcommand.
   app.fallthrough();
   Client client;
-  client.address = "tcp://127.0.0.1:5555";
-  int64_t timeout_ms = 10000;
+  client.address = cfg_coordinator;
+  int64_t timeout_ms = cfg_timeout_ms;
   bool as_json = false;
-  // The default principal is the local user; --as names another.
+  // The principal: --as, else the CLI config's, else the local user.
   const passwd* pw = getpwuid(getuid());
-  std::string principal = pw && pw->pw_name ? pw->pw_name : "anonymous";
+  std::string principal = !cfg_principal.empty() ? cfg_principal : pw && pw->pw_name ? pw->pw_name : "anonymous";
+  app.add_option("--config", config_file, "CLI config file (default ~/.config/custody/cli.toml)");
   app.add_option("--coordinator", client.address, "coordinator address")->capture_default_str();
   app.add_option("--timeout-ms", timeout_ms, "how long to wait for each reply")->capture_default_str();
 
@@ -186,7 +212,7 @@ int main(int argc, char** argv) {
   resume->add_option("--as", principal, "the principal resuming the job")->capture_default_str();
 
   // Store queries.
-  std::string store_path, id, out_file, purpose = "unspecified";
+  std::string store_path = cfg_store, id, out_file, purpose = "unspecified";
   bool openlineage = false;
   app.add_option("--store", store_path, "custody store directory (default: ask the coordinator)");
   auto* models = app.add_subcommand("models", "list model versions");

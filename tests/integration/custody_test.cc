@@ -159,7 +159,13 @@ TEST(CustodyTest, ResumeContinuesFromTheLastCheckpointAndFineTuningShowsDerivedF
 
   // Fine-tune a new job from the cancelled one's last checkpoint.
   const std::string origin = cli_json(c, {"status", job})["last_checkpoint"];
-  const std::string tuned = submit(c, "tuned", job_text("tuned", 1, "init_from = \"" + origin + "\"\n"), "bob");
+  // Bob submits through his CLI config (no --as): the principal comes from the file.
+  const fs::path cli_config = c.dir() / "bob.toml";
+  std::ofstream(cli_config) << "[cli]\nprincipal = \"bob\"\n";
+  CliResult submitted = c.cli({"--config", cli_config.string(), "submit",
+                               c.write_job("tuned.toml", job_text("tuned", 1, "init_from = \"" + origin + "\"\n")).string()});
+  ASSERT_EQ(submitted.code, 0) << submitted.err;
+  const std::string tuned = submitted.out.substr(0, submitted.out.find('\n'));
   ASSERT_EQ(c.cli({"wait", tuned}).code, 0);
   json tuned_ckpts = cli_json(c, {"checkpoints", tuned});
   ASSERT_FALSE(tuned_ckpts.empty());
