@@ -161,7 +161,8 @@ TEST_F(ParameterServerStateTest, CheckpointsEveryKStepsWithWhatEachWorkerContrib
   std::vector<float> nan(20, std::nanf(""));
   EXPECT_EQ(error_code(push("w1", 0, nan)), ErrorCode::kInvalidArgument);
   push("w1", 0, g);
-  EXPECT_TRUE(checkpoints(push("w2", 0, g)).empty()) << "step 1 is not due";
+  Outbox first = push("w2", 0, g);
+  EXPECT_TRUE(checkpoints(first).empty()) << "step 1 is not due";
   push("w1", 1, g);
   Outbox out = push("w2", 1, g);
   auto c = checkpoints(out);
@@ -183,7 +184,8 @@ TEST_F(ParameterServerStateTest, CheckpointsEveryKStepsWithWhatEachWorkerContrib
   push("w1", 2, g);
   push("w2", 2, g);
   push("w1", 3, g);
-  c = checkpoints(push("w2", 3, g));
+  Outbox final_out = push("w2", 3, g);  // the shards point into it
+  c = checkpoints(final_out);
   ASSERT_EQ(c.size(), 1u);
   EXPECT_EQ(c[0]->step, 4u);
   EXPECT_TRUE(c[0]->final);
