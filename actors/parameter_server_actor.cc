@@ -77,12 +77,8 @@ int run_parameter_server(const PeerNodeConfig& config, const std::atomic<bool>& 
     log(LogLevel::kError, "parameter-server", to_coordinator.status().message());
     return 2;
   }
-  msg::Register registration;
-  registration.role = msg::NodeRole::kParameterServer;
-  registration.address = advertised(listener.value()->endpoint(), config.advertise_host);
-  registration.host = host_name();
-  registration.pid = static_cast<uint32_t>(getpid());
-  registration.name = config.name;
+  const msg::Register registration = actors::registration(
+      msg::NodeRole::kParameterServer, config.name, advertised(listener.value()->endpoint(), config.advertise_host));
   log(LogLevel::kInfo, "parameter-server", "serving keys on " + registration.address);
 
   caf::actor_system_config cfg;

@@ -33,6 +33,17 @@ inline std::string host_name() {
   return buf;
 }
 
+// How this process introduces itself to the coordinator.
+inline msg::Register registration(msg::NodeRole role, const std::string& name, const std::string& address = "") {
+  msg::Register r;
+  r.role = role;
+  r.address = address;
+  r.host = host_name();
+  r.pid = static_cast<uint32_t>(getpid());
+  r.name = name;
+  return r;
+}
+
 // tcp://*:5556 or tcp://0.0.0.0:5556 -> tcp://HOST:5556
 inline std::string advertised(const std::string& endpoint, const std::string& host) {
   auto colon = endpoint.rfind(':');

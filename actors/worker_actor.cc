@@ -340,11 +340,7 @@ int run_worker(const PeerNodeConfig& config, const std::atomic<bool>& stop) {
     log(LogLevel::kError, "worker", to_coordinator.status().message());
     return 2;
   }
-  msg::Register registration;
-  registration.role = msg::NodeRole::kWorker;
-  registration.host = host_name();
-  registration.pid = static_cast<uint32_t>(getpid());
-  registration.name = config.name;
+  const msg::Register registration = actors::registration(msg::NodeRole::kWorker, config.name);
 
   caf::actor_system_config cfg;
   add_custody_types(cfg);

@@ -54,6 +54,16 @@ inline Status read_peer_config(ConfigReader& r, actors::PeerNodeConfig& c) {
   return Status::ok();
 }
 
+// custody-ps and custody-worker: the config file (if --config names one) into c.
+// Returns false, having said why on stderr, when the file is unusable.
+inline bool load_peer_config(int argc, char** argv, const char* program, actors::PeerNodeConfig& c,
+                             std::string& config_file) {
+  config_file = config_path(argc, argv);
+  Status s = read_config(config_file, [&](ConfigReader& r) { return read_peer_config(r, c); });
+  if (!s.is_ok()) std::fprintf(stderr, "%s: %s\n", program, s.message().c_str());
+  return s.is_ok();
+}
+
 // The flags shared by custody-ps and custody-worker.
 inline void add_peer_flags(CLI::App& app, actors::PeerNodeConfig& c, std::string& config_file, int64_t& connect_ms) {
   app.add_option("--config", config_file, "TOML config file (configs/ps.toml, configs/worker.toml)");

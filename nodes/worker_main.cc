@@ -5,12 +5,8 @@ using namespace custody;
 
 int main(int argc, char** argv) {
   actors::PeerNodeConfig c;
-  std::string config_file = nodes::config_path(argc, argv);
-  Status s = nodes::read_config(config_file, [&](ConfigReader& r) { return nodes::read_peer_config(r, c); });
-  if (!s.is_ok()) {
-    std::fprintf(stderr, "custody-worker: %s\n", s.message().c_str());
-    return 2;
-  }
+  std::string config_file;
+  if (!nodes::load_peer_config(argc, argv, "custody-worker", c, config_file)) return 2;
   int64_t connect_ms = c.connect_timeout.count(), step_ms = c.step_timeout.count();
   CLI::App app{"custody-worker: a worker of a Custody cluster"};
   nodes::add_peer_flags(app, c, config_file, connect_ms);

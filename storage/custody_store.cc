@@ -1,5 +1,6 @@
 #include "storage/custody_store.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <set>
@@ -232,20 +233,8 @@ Result<std::optional<Record>> CustodyStore::entity(const std::string& id) const 
 
 Result<std::vector<Record>> CustodyStore::relations(const std::string& id, Direction direction,
                                                     const std::string& rel) const {
-  std::vector<uint64_t> seqs;
   const std::string prefix = (direction == Direction::kOut ? "out/" : "in/") + id + "|" + (rel.empty() ? "" : rel + "|");
-  CUSTODY_RETURN_IF_ERROR(kv_->scan("index", prefix, [&](const std::string& key, const std::string&) {
-    seqs.push_back(std::stoull(key.substr(key.rfind('|') + 1)));
-    return true;
-  }));
-  std::sort(seqs.begin(), seqs.end());
-  std::vector<Record> out;
-  for (uint64_t s : seqs) {
-    auto r = load("lineage", s);
-    if (!r.is_ok()) return r.status();
-    out.push_back(std::move(r).value());
-  }
-  return out;
+  return indexed("lineage", prefix);
 }
 
 Result<std::vector<Record>> CustodyStore::log(const std::string& name) const {
@@ -279,14 +268,20 @@ Result<std::vector<Record>> CustodyStore::find(const json& filter) const {
 }
 
 Result<std::vector<Record>> CustodyStore::usage_of(const std::string& target) const {
+  return indexed("usage", "usage/" + target + "|");
+}
+
+Result<std::vector<Record>> CustodyStore::indexed(const std::string& log, const std::string& prefix) const {
+  // Index keys end in "|<seq>": the position of the record in its log.
   std::vector<uint64_t> seqs;
-  CUSTODY_RETURN_IF_ERROR(kv_->scan("index", "usage/" + target + "|", [&](const std::string& key, const std::string&) {
+  CUSTODY_RETURN_IF_ERROR(kv_->scan("index", prefix, [&](const std::string& key, const std::string&) {
     seqs.push_back(std::stoull(key.substr(key.rfind('|') + 1)));
     return true;
   }));
+  std::sort(seqs.begin(), seqs.end());
   std::vector<Record> out;
-  for (uint64_t s : seqs) {
-    auto r = load("usage", s);
+  for (uint64_t seq : seqs) {
+    auto r = load(log, seq);
     if (!r.is_ok()) return r.status();
     out.push_back(std::move(r).value());
   }

@@ -102,6 +102,8 @@ class CustodyStore {
                           std::vector<Put>& puts, std::string& head_hash, uint64_t& head_seq) const;
   Result<std::pair<uint64_t, std::string>> head(const std::string& log) const;
   Result<Record> load(const std::string& log, uint64_t seq) const;
+  // The records of `log` named by the index keys under prefix, in log order.
+  Result<std::vector<Record>> indexed(const std::string& log, const std::string& prefix) const;
 
   std::unique_ptr<KeyValue> kv_;
 };
