@@ -1,8 +1,11 @@
 // The coordinator node: one ROUTER socket (nodes and CLI clients connect to it), its
-// bridge actor, and the coordinator actor around CoordinatorState.
+// bridge actor, the coordinator actor around CoordinatorState, and the serving actor
+// around ServingState (predict requests are handed to it, so model traffic does not
+// queue behind scheduling, nor scheduling behind it).
 #include <cstdio>
 
 #include "actors/coordinator_state.h"
+#include "actors/serving_state.h"
 #include "storage/custody_store.h"
 #include "actors/node_runtime.h"
 #include "actors/runtime_common.h"
@@ -14,12 +17,41 @@ namespace {
 struct CoordinatorActorState {
   std::unique_ptr<CoordinatorState> logic;
   SocketPort port;
+  caf::actor serving;
 };
 
+struct ServingActorState {
+  std::unique_ptr<ServingState> logic;
+  SocketPort port;
+};
+
+caf::behavior serving_actor(caf::stateful_actor<ServingActorState>* self, SocketPort port,
+                            storage::CustodyStore* store, ServingOptions options) {
+  self->state.logic = std::make_unique<ServingState>(store, options);
+  self->state.port = port;
+  return {
+      [=](Inbound& in) {
+        const msg::Envelope& e = *in.envelope;
+        auto result = self->state.logic->predict(*e.get<msg::Predict>());
+        if (!result.is_ok()) {
+          self->state.port.send(in.peer, msg::make_error(e, "coordinator", result.status()));
+          return;
+        }
+        msg::Envelope reply;
+        reply.sender = "coordinator";
+        reply.request_id = e.request_id;
+        reply.body = std::move(result).value();
+        self->state.port.send(in.peer, std::move(reply));
+      },
+  };
+}
+
 caf::behavior coordinator_actor(caf::stateful_actor<CoordinatorActorState>* self, CoordinatorOptions options,
-                                SocketPort port, storage::CustodyStore* store, std::string store_path) {
+                                SocketPort port, storage::CustodyStore* store, std::string store_path,
+                                caf::actor serving) {
   self->state.logic = std::make_unique<CoordinatorState>(options, store, store_path);
   self->state.port = port;
+  self->state.serving = serving;
   self->delayed_send(self, std::max(std::chrono::milliseconds(50), options.heartbeat_interval / 2),
                      tick_atom::value);
   auto period = std::max(std::chrono::milliseconds(50), options.heartbeat_interval / 2);
@@ -27,7 +59,13 @@ caf::behavior coordinator_actor(caf::stateful_actor<CoordinatorActorState>* self
     for (auto& o : out) self->state.port.send(o.peer, std::move(o.envelope));
   };
   return {
-      [=](Inbound& in) { send_all(self->state.logic->handle(in.peer, *in.envelope, Clock::now())); },
+      [=](Inbound& in) {
+        if (in.envelope->get<msg::Predict>()) {
+          self->send(self->state.serving, std::move(in));
+          return;
+        }
+        send_all(self->state.logic->handle(in.peer, *in.envelope, Clock::now()));
+      },
       [=](tick_atom) {
         send_all(self->state.logic->tick(Clock::now()));
         self->delayed_send(self, period, tick_atom::value);
@@ -70,7 +108,9 @@ int run_coordinator(const CoordinatorNodeConfig& config, const std::atomic<bool>
   bridge.limits.max_bytes = config.max_message_bytes;
   SocketPort port = spawn_socket_bridge(system, std::move(socket).value(), bridge);
   // The store outlives the actor system (declared before it), so no actor sees it closed.
-  auto actor = system.spawn(coordinator_actor, config.options, port, store.get(), config.store);
+  // Both write the store (synced RocksDB batches): blocking I/O, so each gets its own thread.
+  auto serving = system.spawn<caf::detached>(serving_actor, port, store.get(), config.serving);
+  auto actor = system.spawn<caf::detached>(coordinator_actor, config.options, port, store.get(), config.store, serving);
   port.start(actor);
   log(LogLevel::kInfo, "coordinator", "listening on " + endpoint);
   if (!config.port_file.empty()) {
@@ -84,6 +124,7 @@ int run_coordinator(const CoordinatorNodeConfig& config, const std::atomic<bool>
   log(LogLevel::kInfo, "coordinator", "shutting down");
   caf::anon_send_exit(port.actor(), caf::exit_reason::user_shutdown);
   caf::anon_send_exit(actor, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(serving, caf::exit_reason::user_shutdown);
   system.await_all_actors_done();
   return exit.code;
 }

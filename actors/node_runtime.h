@@ -10,6 +10,7 @@
 #include <string>
 
 #include "actors/coordinator_state.h"
+#include "actors/serving_state.h"
 
 namespace custody::actors {
 
@@ -20,6 +21,7 @@ struct CoordinatorNodeConfig {
   // checkpoints; the coordinator says so at start.
   std::string store;
   CoordinatorOptions options;
+  ServingOptions serving;
   // Checkpoint shards carry a server's whole key range. Default: 256 MiB
   size_t max_message_bytes = size_t(256) << 20;
 };

@@ -44,18 +44,12 @@ std::string content_hash(const LabeledSet& set) {
 
 }  // namespace
 
-Result<LabeledSet> read_idx(const std::string& images_path, const std::string& labels_path) {
-  auto images = read_maybe_gzip(images_path);
-  if (!images.is_ok()) return images.status();
-  auto labels = read_maybe_gzip(labels_path);
-  if (!labels.is_ok()) return labels.status();
-  const auto& im = images.value();
-  const auto& lb = labels.value();
+namespace {
+
+// Checks an IDX3 image file's header and size; returns (count, rows*cols).
+Result<std::pair<uint64_t, uint64_t>> check_idx_images(const std::vector<uint8_t>& im, const std::string& images_path) {
   if (im.size() < 16 || be32(im.data()) != 0x00000803) {
     return data_loss("'" + images_path + "' is not an IDX3 image file (magic 0x00000803 expected)");
-  }
-  if (lb.size() < 8 || be32(lb.data()) != 0x00000801) {
-    return data_loss("'" + labels_path + "' is not an IDX1 label file (magic 0x00000801 expected)");
   }
   const uint64_t n = be32(im.data() + 4), rows = be32(im.data() + 8), cols = be32(im.data() + 12);
   if (rows == 0 || cols == 0 || rows * cols > (1u << 24)) {
@@ -68,13 +62,44 @@ Result<LabeledSet> read_idx(const std::string& images_path, const std::string& l
                      std::to_string(cols) + " but the file holds " + std::to_string(im.size()) +
                      " bytes");
   }
+  return std::make_pair(n, rows * cols);
+}
+
+}  // namespace
+
+Result<LabeledSet> read_idx_images(const std::string& images_path) {
+  auto images = read_maybe_gzip(images_path);
+  if (!images.is_ok()) return images.status();
+  auto shape = check_idx_images(images.value(), images_path);
+  if (!shape.is_ok()) return shape.status();
+  LabeledSet set;
+  set.count = static_cast<int64_t>(shape->first);
+  set.features = static_cast<int>(shape->second);
+  set.pixels.assign(images->begin() + 16, images->end());
+  set.content_hash = sha256_hex(images->data(), images->size());
+  return set;
+}
+
+Result<LabeledSet> read_idx(const std::string& images_path, const std::string& labels_path) {
+  auto images = read_maybe_gzip(images_path);
+  if (!images.is_ok()) return images.status();
+  auto labels = read_maybe_gzip(labels_path);
+  if (!labels.is_ok()) return labels.status();
+  const auto& im = images.value();
+  const auto& lb = labels.value();
+  auto shape = check_idx_images(im, images_path);
+  if (!shape.is_ok()) return shape.status();
+  if (lb.size() < 8 || be32(lb.data()) != 0x00000801) {
+    return data_loss("'" + labels_path + "' is not an IDX1 label file (magic 0x00000801 expected)");
+  }
+  const uint64_t n = shape->first, features = shape->second;
   if (be32(lb.data() + 4) != n || lb.size() != 8 + n) {
     return data_loss("'" + labels_path + "' does not hold one label for each of the " +
                      std::to_string(n) + " images of '" + images_path + "'");
   }
   LabeledSet set;
   set.count = static_cast<int64_t>(n);
-  set.features = static_cast<int>(rows * cols);
+  set.features = static_cast<int>(features);
   set.pixels.assign(im.begin() + 16, im.end());
   set.labels.assign(lb.begin() + 8, lb.end());
   set.content_hash = sha256_hex("images:" + sha256_hex(im.data(), im.size()) + "\nlabels:" +

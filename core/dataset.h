@@ -31,6 +31,9 @@ struct LabeledSet {
 // Errors name the file and what was wrong with it.
 Result<LabeledSet> read_idx(const std::string& images_path, const std::string& labels_path);
 
+// Reads an IDX3 image file alone (labels empty): inputs to predict on.
+Result<LabeledSet> read_idx_images(const std::string& images_path);
+
 // Deterministic, linearly separable-ish data: one random prototype per class plus noise.
 LabeledSet make_synthetic(int64_t count, int features, int classes, uint64_t seed);
 

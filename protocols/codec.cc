@@ -285,6 +285,25 @@ void encode_body(wire::Envelope::Body::Builder b, const Body& body) {
             e.setValues(floats(m.values));
             e.setUsageId(text(m.usage_id));
           },
+          [&](const Predict& m) {
+            auto e = b.initPredict();
+            e.setModel(text(m.model));
+            e.setPrincipal(text(m.principal));
+            e.setRows(m.rows);
+            e.setFeatures(m.features);
+            e.setInputs(floats(m.inputs));
+            e.setPurpose(text(m.purpose));
+          },
+          [&](const PredictReply& m) {
+            auto e = b.initPredictReply();
+            e.setCheckpoint(text(m.checkpoint));
+            e.setModel(text(m.model));
+            e.setRootHash(text(m.root_hash));
+            e.setClasses(m.classes);
+            e.setProbabilities(floats(m.probabilities));
+            set_texts(e.initPredictionIds(m.prediction_ids.size()), m.prediction_ids);
+            e.setCallId(text(m.call_id));
+          },
       },
       body);
 }
@@ -417,6 +436,29 @@ Result<Body> decode_body(wire::Envelope::Body::Reader b) {
       m.usage_id = str(r.getUsageId());
       return Body(std::move(m));
     }
+    case W::PREDICT: {
+      auto r = b.getPredict();
+      Predict m;
+      m.model = str(r.getModel());
+      m.principal = str(r.getPrincipal());
+      m.rows = r.getRows();
+      m.features = r.getFeatures();
+      CUSTODY_RETURN_IF_ERROR(read_floats(r.getInputs(), "predict.inputs", m.inputs));
+      m.purpose = str(r.getPurpose());
+      return Body(std::move(m));
+    }
+    case W::PREDICT_REPLY: {
+      auto r = b.getPredictReply();
+      PredictReply m;
+      m.checkpoint = str(r.getCheckpoint());
+      m.model = str(r.getModel());
+      m.root_hash = str(r.getRootHash());
+      m.classes = r.getClasses();
+      CUSTODY_RETURN_IF_ERROR(read_floats(r.getProbabilities(), "predictReply.probabilities", m.probabilities));
+      m.prediction_ids = get_texts(r.getPredictionIds());
+      m.call_id = str(r.getCallId());
+      return Body(std::move(m));
+    }
   }
   return invalid_argument("unknown message body (union field " +
                           std::to_string(static_cast<unsigned>(b.which())) +
@@ -495,7 +537,8 @@ const char* body_name(const Body& body) {
                                  "statusReply",  "cancelJob",    "assignKeyRange", "keyRangeReady",
                                  "assignTask",   "progress",     "epochEval",   "taskDone",
                                  "stopJob",      "pull",         "push",        "params",
-                                 "checkpointShard", "resumeJob", "exportRequest", "exportReply"};
+                                 "checkpointShard", "resumeJob", "exportRequest", "exportReply",
+                                 "predict",      "predictReply"};
   static_assert(sizeof(kNames) / sizeof(kNames[0]) == std::variant_size_v<Body>);
   return kNames[body.index()];
 }

@@ -37,6 +37,8 @@ struct Envelope {
     resumeJob @25 :ResumeJob;
     exportRequest @26 :ExportRequest;
     exportReply @27 :ExportReply;
+    predict @28 :Predict;
+    predictReply @29 :PredictReply;
   }
 }
 
@@ -299,4 +301,25 @@ struct ExportReply {
   layerSizes @2 :List(UInt32);
   values @3 :Data;          # every parameter, in the model's flat layout
   usageId @4 :Text;         # the usage record written for this export
+}
+
+# cli -> coordinator (its serving actor): class probabilities for rows of input. Every
+# successful call is recorded in the usage log before the reply leaves.
+struct Predict {
+  model @0 :Text;           # NAME, NAME@VERSION or a checkpoint id
+  principal @1 :Text;       # the caller
+  rows @2 :UInt32;
+  features @3 :UInt32;      # per row; must equal the model's input size
+  inputs @4 :Data;          # rows x features little-endian float32, row-major, model-scaled
+  purpose @5 :Text;
+}
+
+struct PredictReply {
+  checkpoint @0 :Text;
+  model @1 :Text;           # NAME@VERSION, or empty when called by checkpoint id
+  rootHash @2 :Text;        # of the weights that answered
+  classes @3 :UInt32;       # probabilities per row
+  probabilities @4 :Data;   # rows x classes little-endian float32, row-major
+  predictionIds @5 :List(Text);
+  callId @6 :Text;          # the usage record of this call
 }

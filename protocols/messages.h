@@ -169,10 +169,25 @@ struct ExportReply {
   std::string usage_id;
 };
 
+struct Predict {
+  std::string model, principal;
+  uint32_t rows = 0, features = 0;
+  std::vector<float> inputs;
+  std::string purpose;
+};
+struct PredictReply {
+  std::string checkpoint, model, root_hash;
+  uint32_t classes = 0;
+  std::vector<float> probabilities;
+  std::vector<std::string> prediction_ids;
+  std::string call_id;
+};
+
 using Body = std::variant<Error, Register, RegisterAck, Heartbeat, HeartbeatAck, SubmitJob,
                           JobAccepted, StatusRequest, StatusReply, CancelJob, AssignKeyRange,
                           KeyRangeReady, AssignTask, Progress, EpochEval, TaskDone, StopJob, Pull,
-                          Push, Params, CheckpointShard, ResumeJob, ExportRequest, ExportReply>;
+                          Push, Params, CheckpointShard, ResumeJob, ExportRequest, ExportReply,
+                          Predict, PredictReply>;
 
 struct Envelope {
   uint16_t version = kProtocolVersion;

@@ -95,11 +95,9 @@ Result<std::string> resolve_checkpoint(const CustodyStore& store, const std::str
 }
 
 Result<int> next_model_version(const CustodyStore& store, const std::string& name) {
-  auto versions = store.find({{"type", "entity"}, {"kind", "model_version"}, {"name", name}});
-  if (!versions.is_ok()) return versions.status();
-  int newest = 0;
-  for (const auto& r : versions.value()) newest = std::max(newest, r.body["version"].get<int>());
-  return newest + 1;
+  auto newest = store.newest_model_version(name);
+  if (!newest.is_ok()) return newest.status();
+  return newest.value() + 1;
 }
 
 }  // namespace custody::storage

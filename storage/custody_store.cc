@@ -157,12 +157,20 @@ Result<uint64_t> CustodyStore::append(const std::string& log, const std::vector<
     const std::string type = body.value("type", "");
     if (log == "lineage" && type == "entity") {
       puts.push_back({"index", "entity/" + body["id"].get<std::string>(), seq_key(seq)});
+      if (body.value("kind", "") == "model_version") {
+        char version[16];
+        std::snprintf(version, sizeof(version), "%010d", body.value("version", 0));
+        puts.push_back({"index", "model/" + body.value("name", std::string()) + "|" + version, body["id"]});
+      }
     } else if (log == "lineage" && type == "relation") {
       const std::string rel = body["rel"], from = body["from"], to = body["to"];
       puts.push_back({"index", "out/" + from + "|" + rel + "|" + seq_key(seq), to});
       puts.push_back({"index", "in/" + to + "|" + rel + "|" + seq_key(seq), from});
     } else if (log == "usage" && body.contains("target")) {
       puts.push_back({"index", "usage/" + body["target"].get<std::string>() + "|" + seq_key(seq), ""});
+      for (const auto& id : body.value("prediction_ids", json::array())) {
+        puts.push_back({"index", "prediction/" + id.get<std::string>(), seq_key(seq)});
+      }
     }
   }
   puts.push_back({"default", "head/" + log, json{{"seq", head_seq}, {"hash", head_hash}}.dump()});
@@ -170,6 +178,7 @@ Result<uint64_t> CustodyStore::append(const std::string& log, const std::vector<
 }
 
 Status CustodyStore::write(const Batch& batch) {
+  std::lock_guard<std::mutex> lock(write_mu_);
   const int64_t now = wall_ms();
   // Entities are written once: drop those already stored or repeated in this batch.
   std::vector<json> lineage;
@@ -286,6 +295,25 @@ Result<std::vector<Record>> CustodyStore::indexed(const std::string& log, const 
     out.push_back(std::move(r).value());
   }
   return out;
+}
+
+Result<std::optional<Record>> CustodyStore::prediction(const std::string& prediction_id) const {
+  auto seq = kv_->get("index", "prediction/" + prediction_id);
+  if (!seq.is_ok()) return seq.status();
+  if (!seq.value()) return std::optional<Record>();
+  auto r = load("usage", std::stoull(*seq.value()));
+  if (!r.is_ok()) return r.status();
+  return std::optional<Record>(std::move(r).value());
+}
+
+Result<int> CustodyStore::newest_model_version(const std::string& name) const {
+  std::string last;
+  CUSTODY_RETURN_IF_ERROR(kv_->scan("index", "model/" + name + "|", [&](const std::string& key, const std::string&) {
+    last = key;
+    return true;
+  }));
+  if (last.empty()) return 0;
+  return std::stoi(last.substr(last.rfind('|') + 1));
 }
 
 Result<std::optional<std::string>> CustodyStore::blob(const std::string& sha256) const {

@@ -18,12 +18,14 @@
 // Batches. Everything one event writes (records, index entries, blobs, heads, one audit
 // record) goes into one atomic write: all of it lands, or none.
 //
-// Thread-safety: one writer (the coordinator's store actor); reads are safe alongside.
+// Thread-safety: write() is serialized by a mutex (the coordinator and its serving actor
+// both write); reads are safe alongside.
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -90,6 +92,10 @@ class CustodyStore {
   Result<std::vector<Record>> find(const json& filter) const;
   // Usage records of a target (checkpoint or model id).
   Result<std::vector<Record>> usage_of(const std::string& target) const;
+  // The usage record holding a prediction id (body["prediction_ids"] lists them).
+  Result<std::optional<Record>> prediction(const std::string& prediction_id) const;
+  // A model's newest version number, 0 if the name is unknown (an index lookup).
+  Result<int> newest_model_version(const std::string& name) const;
 
   Result<std::optional<std::string>> blob(const std::string& sha256) const;
   Result<std::optional<json>> checkpoint(const std::string& id) const;
@@ -106,6 +112,7 @@ class CustodyStore {
   Result<std::vector<Record>> indexed(const std::string& log, const std::string& prefix) const;
 
   std::unique_ptr<KeyValue> kv_;
+  std::mutex write_mu_;
 };
 
 // "00000000000000000042"

@@ -8,6 +8,7 @@
 //   custody models | checkpoints JOB | usage MODEL
 //   custody lineage show ID | trace ID | impact DATASET | export --openlineage JOB
 //   custody export CHECKPOINT FILE  (recorded as a use)
+//   custody predict MODEL --input FILE   class, probabilities and a prediction id per row
 //   custody audit verify
 // Every command: --coordinator ADDR, --timeout-ms N; queries: --json. Store queries read
 // the custody store directly (--store PATH, or the path the coordinator reports).
@@ -18,7 +19,9 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -26,6 +29,7 @@
 #include <thread>
 
 #include "core/config_reader.h"
+#include "core/dataset.h"
 #include "core/job_spec.h"
 #include "tools/lineage_queries.h"
 #include "protocols/codec.h"
@@ -149,6 +153,74 @@ void print_jobs(const std::vector<msg::JobStatus>& jobs) {
   }
 }
 
+struct PredictionInput {
+  int64_t rows = 0, features = 0;
+  std::vector<float> values;  // rows x features, row-major
+};
+
+// IDX images are scaled to [0, 1] as in training; CSV and raw float32 values are taken as
+// the model's inputs as they are.
+Result<PredictionInput> read_prediction_input(const std::string& path, std::string format, int64_t features) {
+  auto ends_with = [&](const char* s) {
+    const std::string suffix(s);
+    return path.size() >= suffix.size() && path.compare(path.size() - suffix.size(), suffix.size(), suffix) == 0;
+  };
+  if (format == "auto") format = ends_with(".csv") ? "csv" : ends_with(".f32") ? "f32" : "idx";
+  PredictionInput in;
+  if (format == "idx") {
+    auto set = read_idx_images(path);
+    if (!set.is_ok()) return set.status();
+    in.rows = set->count;
+    in.features = set->features;
+    in.values.resize(set->pixels.size());
+    for (size_t i = 0; i < set->pixels.size(); ++i) in.values[i] = set->pixels[i] / 255.0f;
+    return in;
+  }
+  std::ifstream file(path, std::ios::binary);
+  if (!file) return not_found("cannot open input file '" + path + "'");
+  if (format == "f32") {
+    if (features <= 0) return invalid_argument("a raw float32 input needs --features (values per row)");
+    std::stringstream ss;
+    ss << file.rdbuf();
+    const std::string bytes = ss.str();
+    if (bytes.size() % (sizeof(float) * static_cast<size_t>(features)) != 0 || bytes.empty()) {
+      return invalid_argument("'" + path + "' holds " + std::to_string(bytes.size()) +
+                              " bytes, not a whole number of rows of " + std::to_string(features) + " float32 values");
+    }
+    in.features = features;
+    in.rows = static_cast<int64_t>(bytes.size() / sizeof(float) / features);
+    in.values.resize(bytes.size() / sizeof(float));
+    std::memcpy(in.values.data(), bytes.data(), bytes.size());
+    return in;
+  }
+  std::string line;
+  int64_t line_no = 0;
+  while (std::getline(file, line)) {
+    ++line_no;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    std::stringstream cells(line);
+    std::string cell;
+    int64_t count = 0;
+    while (std::getline(cells, cell, ',')) {
+      char* end = nullptr;
+      const float v = std::strtof(cell.c_str(), &end);
+      if (end == cell.c_str()) {
+        return invalid_argument("'" + path + "' line " + std::to_string(line_no) + ": '" + cell + "' is not a number");
+      }
+      in.values.push_back(v);
+      ++count;
+    }
+    if (in.features == 0) in.features = count;
+    if (count != in.features) {
+      return invalid_argument("'" + path + "' line " + std::to_string(line_no) + " has " + std::to_string(count) +
+                              " values; the first row has " + std::to_string(in.features));
+    }
+    ++in.rows;
+  }
+  if (in.rows == 0) return invalid_argument("'" + path + "' holds no rows");
+  return in;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -244,6 +316,19 @@ int main(int argc, char** argv) {
   export_cmd->add_option("FILE", out_file, "output: raw little-endian float32; FILE.json describes it")->required();
   export_cmd->add_option("--as", principal, "the principal exporting")->capture_default_str();
   export_cmd->add_option("--purpose", purpose, "why (recorded)");
+  std::string input_file, format = "auto";
+  int64_t features = 0, batch_rows = 256;
+  auto* predict = app.add_subcommand("predict", "predict with a model; every call is recorded");
+  predict->add_option("MODEL", id, "NAME (newest version), NAME@VERSION or a checkpoint id")->required();
+  predict->add_option("--input", input_file, "IDX images (gzipped or not), CSV rows, or raw float32")->required();
+  predict->add_option("--format", format, "auto (by name: .csv, .f32, else IDX), idx, csv or f32")
+      ->check(CLI::IsMember({"auto", "idx", "csv", "f32"}))
+      ->capture_default_str();
+  predict->add_option("--features", features, "values per row of a raw float32 file")->capture_default_str();
+  predict->add_option("--batch", batch_rows, "rows per call (each call is one usage record)")->capture_default_str();
+  predict->add_option("--as", principal, "the caller")->capture_default_str();
+  predict->add_option("--purpose", purpose, "why (recorded)");
+  predict->add_flag("--json", as_json, "print JSON");
   auto* audit = app.add_subcommand("audit", "check the custody store");
   audit->require_subcommand(1);
   audit->fallthrough();
@@ -352,6 +437,41 @@ int main(int argc, char** argv) {
     if (!out || !meta) return fail(unavailable("cannot write '" + out_file + "'"), 2);
     std::printf("wrote %s (%zu parameters of %s); recorded as %s\n", out_file.c_str(), x->values.size(),
                 x->checkpoint.c_str(), x->usage_id.c_str());
+    return 0;
+  }
+  if (predict->parsed()) {
+    auto rows = read_prediction_input(input_file, format, features);
+    if (!rows.is_ok()) return fail(rows.status(), 2);
+    const PredictionInput& in = rows.value();
+    if (batch_rows < 1) return fail(invalid_argument("--batch must be at least 1"), 2);
+    json all = json::array();
+    for (int64_t first = 0; first < in.rows; first += batch_rows) {
+      const int64_t n = std::min<int64_t>(batch_rows, in.rows - first);
+      msg::Predict request{id, principal, static_cast<uint32_t>(n), static_cast<uint32_t>(in.features), {}, purpose};
+      request.inputs.assign(in.values.begin() + first * in.features, in.values.begin() + (first + n) * in.features);
+      auto reply = client.call("", std::move(request), code);
+      if (!reply.is_ok()) return fail(reply.status(), code);
+      const auto* p = reply->get<msg::PredictReply>();
+      for (int64_t r = 0; r < n; ++r) {
+        const float* probs = p->probabilities.data() + r * p->classes;
+        const int best = static_cast<int>(std::max_element(probs, probs + p->classes) - probs);
+        if (as_json) {
+          all.push_back({{"prediction_id", p->prediction_ids[r]}, {"row", first + r}, {"class", best},
+                         {"probabilities", std::vector<float>(probs, probs + p->classes)},
+                         {"model", p->model}, {"checkpoint", p->checkpoint}});
+          continue;
+        }
+        std::printf("%s  row %lld  class %d  p=%.4f  [", p->prediction_ids[r].c_str(),
+                    static_cast<long long>(first + r), best, probs[best]);
+        for (uint32_t k = 0; k < p->classes; ++k) std::printf("%s%.4f", k ? " " : "", probs[k]);
+        std::printf("]\n");
+      }
+      if (!as_json && first == 0) {
+        std::fprintf(stderr, "model %s (%s, weights %s)\n", p->model.empty() ? p->checkpoint.c_str() : p->model.c_str(),
+                     p->checkpoint.c_str(), p->root_hash.substr(0, 16).c_str());
+      }
+    }
+    if (as_json) std::printf("%s\n", all.dump(2).c_str());
     return 0;
   }
   if (resume->parsed()) {

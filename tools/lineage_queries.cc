@@ -149,6 +149,12 @@ Result<json> trace_run(const CustodyStore& store, const std::string& run, std::s
 }  // namespace
 
 Result<std::string> resolve_id(const CustodyStore& store, const std::string& ref) {
+  if (ref.rfind("pred-", 0) == 0) {
+    auto p = store.prediction(ref);
+    if (!p.is_ok()) return p.status();
+    if (!p.value()) return not_found("no prediction '" + ref + "' in the usage log");
+    return ref;
+  }
   auto direct = store.entity(ref);
   if (!direct.is_ok()) return direct.status();
   if (direct.value()) return ref;
@@ -214,6 +220,36 @@ Result<json> trace(const CustodyStore& store, const std::string& ref) {
                 {"children", json::array({c.value()})}};
   }
   if (what.rfind("ckpt-", 0) == 0) return trace_checkpoint(store, what, seen, 0);
+  if (what.rfind("pred-", 0) == 0) {
+    auto call = store.prediction(what);
+    if (!call.is_ok()) return call.status();
+    const json& u = call.value()->body;
+    json prediction;
+    for (const auto& p : u.value("predictions", json::array()))
+      if (p["id"] == what) prediction = p;
+    char prob[16];
+    std::snprintf(prob, sizeof(prob), "%.4f", prediction.value("probability", 0.0));
+    json node{{"label", "prediction " + what + ": class " + std::to_string(prediction.value("class", -1)) + " (p=" + prob +
+                            ")"},
+              {"usage", call.value()->to_json()},
+              {"children", json::array()}};
+    node["children"].push_back(
+        {{"label", "called by " + u.value("principal", std::string("?")).substr(10) + " at " + iso_time(call.value()->time_ms) +
+                       " (call " + u.value("call_id", std::string()) + ", purpose: " +
+                       (u.value("purpose", std::string()).empty() ? "none given" : u["purpose"].get<std::string>()) +
+                       ", input sha256 " + short_hash(u.value("input_sha256", std::string())) + ")"}});
+    auto c = trace_checkpoint(store, u.value("target", std::string()), seen, 0);
+    if (!c.is_ok()) return c.status();
+    const std::string model = u.value("model", std::string());
+    if (!model.empty()) {
+      node["children"].push_back({{"label", "answered by model " + model.substr(6) + ", weights root " +
+                                                short_hash(u.value("root_hash", std::string()))},
+                                  {"children", json::array({c.value()})}});
+    } else {
+      node["children"].push_back(c.value());
+    }
+    return node;
+  }
   if (what.rfind("job-", 0) == 0) return trace_run(store, what, seen, 0);
   return invalid_argument("trace follows a model, a checkpoint or a run; '" + ref + "' is " + what +
                           " (use `custody lineage show` for it)");

@@ -232,6 +232,24 @@ TEST(CodecTest, CustodyMessagesRoundTrip) {
   EXPECT_EQ(y.usage_id, "usage-3");
 }
 
+TEST(CodecTest, ServingMessagesRoundTrip) {
+  auto p = round_trip(Predict{"fashion@2", "carol", 2, 3, {1, 2, 3, 4, 5, 6}, "triage"});
+  EXPECT_EQ(p.model, "fashion@2");
+  EXPECT_EQ(p.principal, "carol");
+  EXPECT_EQ(p.rows, 2u);
+  EXPECT_EQ(p.features, 3u);
+  EXPECT_EQ(p.inputs, (std::vector<float>{1, 2, 3, 4, 5, 6}));
+  EXPECT_EQ(p.purpose, "triage");
+  auto r = round_trip(PredictReply{"ckpt-1", "fashion@2", "root", 2, {0.25f, 0.75f}, {"pred-a-0"}, "call-a"});
+  EXPECT_EQ(r.checkpoint, "ckpt-1");
+  EXPECT_EQ(r.model, "fashion@2");
+  EXPECT_EQ(r.root_hash, "root");
+  EXPECT_EQ(r.classes, 2u);
+  EXPECT_EQ(r.probabilities, (std::vector<float>{0.25f, 0.75f}));
+  EXPECT_EQ(r.prediction_ids, std::vector<std::string>{"pred-a-0"});
+  EXPECT_EQ(r.call_id, "call-a");
+}
+
 // --- What the network may send instead -----------------------------------------------
 
 Status decode_error(const std::vector<uint8_t>& bytes, DecodeLimits limits = {}) {

@@ -32,7 +32,9 @@ struct FutureEnvelope {
     resumeJob @25 :Void;
     exportRequest @26 :Void;
     exportReply @27 :Void;
-    somethingNew @28 :Text;
+    predict @28 :Void;
+    predictReply @29 :Void;
+    somethingNew @30 :Text;
   }
 }
 

@@ -1,0 +1,121 @@
+#include "actors/serving_state.h"
+
+#include <cmath>
+#include <cstdio>
+
+#include "core/hash.h"
+#include "storage/checkpoint.h"
+
+namespace custody::actors {
+
+using storage::json;
+
+ServingState::ServingState(storage::CustodyStore* store, ServingOptions options)
+    : store_(store), options_(options), rng_(std::random_device{}()) {}
+
+Result<std::pair<std::string, std::string>> ServingState::resolve(const std::string& ref) {
+  if (ref.rfind("ckpt-", 0) == 0) return std::make_pair(ref, std::string());
+  const auto now = std::chrono::steady_clock::now();
+  auto it = names_.find(ref);
+  if (it != names_.end() && now - it->second.at < std::chrono::seconds(1)) {
+    return std::make_pair(it->second.checkpoint, it->second.label);
+  }
+  auto checkpoint = storage::resolve_checkpoint(*store_, ref);
+  if (!checkpoint.is_ok()) return checkpoint.status();
+  std::string label = ref;
+  if (ref.find('@') == std::string::npos) {
+    auto newest = store_->newest_model_version(ref);
+    if (!newest.is_ok()) return newest.status();
+    label = ref + "@" + std::to_string(newest.value());
+  }
+  names_[ref] = {checkpoint.value(), label, now};
+  return std::make_pair(checkpoint.value(), label);
+}
+
+Result<const ServingState::Loaded*> ServingState::load(const std::string& checkpoint) {
+  auto it = cache_.find(checkpoint);
+  if (it != cache_.end()) return &it->second;
+  json manifest;
+  auto values = storage::load_checkpoint(*store_, checkpoint, &manifest);
+  if (!values.is_ok()) return values.status();
+  Loaded l;
+  l.checkpoint = checkpoint;
+  l.root_hash = manifest["root_hash"];
+  l.model = std::make_unique<Model>(manifest["layer_sizes"].get<std::vector<int>>());
+  l.params = std::move(values).value();
+  return &(cache_[checkpoint] = std::move(l));
+}
+
+Result<msg::PredictReply> ServingState::predict(const msg::Predict& r) {
+  if (!store_) {
+    return failed_precondition("this coordinator runs without a custody store (--store): it has no models to serve");
+  }
+  if (r.principal.empty()) return invalid_argument("a prediction needs a caller (principal)");
+  auto resolved = resolve(r.model);
+  if (!resolved.is_ok()) return resolved.status();
+  auto loaded = load(resolved->first);
+  if (!loaded.is_ok()) return loaded.status();
+  const Loaded& m = *loaded.value();
+  const std::string label = resolved->second.empty() ? m.checkpoint : resolved->second;
+  const uint32_t input = static_cast<uint32_t>(m.model->input_size());
+  if (r.rows == 0 || r.rows > options_.max_rows) {
+    return invalid_argument("a call holds 1 to " + std::to_string(options_.max_rows) + " rows; got " +
+                            std::to_string(r.rows));
+  }
+  if (r.features != input) {
+    return invalid_argument("model " + label + " takes " + std::to_string(input) + " features per row; got " +
+                            std::to_string(r.features));
+  }
+  if (r.inputs.size() != static_cast<size_t>(r.rows) * r.features) {
+    return invalid_argument("the input holds " + std::to_string(r.inputs.size()) + " values, not rows x features = " +
+                            std::to_string(static_cast<size_t>(r.rows) * r.features));
+  }
+  for (size_t i = 0; i < r.inputs.size(); ++i) {
+    if (!std::isfinite(r.inputs[i])) {
+      return invalid_argument("row " + std::to_string(i / r.features) + ", feature " +
+                              std::to_string(i % r.features) + " is not a finite number");
+    }
+  }
+  // Row-major rows x features is column-major features x rows: samples as columns.
+  MatrixView x(r.inputs.data(), r.features, r.rows);
+  Matrix probs = m.model->predict(m.params.data(), x, ws_);
+
+  msg::PredictReply reply;
+  char call[24];
+  std::snprintf(call, sizeof(call), "%016llx", static_cast<unsigned long long>(rng_()));
+  reply.call_id = std::string("call-") + call;
+  reply.checkpoint = m.checkpoint;
+  reply.model = resolved->second;
+  reply.root_hash = m.root_hash;
+  reply.classes = static_cast<uint32_t>(probs.rows());
+  reply.probabilities.assign(probs.data(), probs.data() + probs.size());
+  json predictions = json::array();
+  for (uint32_t row = 0; row < r.rows; ++row) {
+    std::string id = std::string("pred-") + call + "-" + std::to_string(row);
+    Eigen::Index best = 0;
+    const float p = probs.col(row).maxCoeff(&best);
+    predictions.push_back({{"id", id}, {"class", best}, {"probability", p}});
+    reply.prediction_ids.push_back(std::move(id));
+  }
+  if (options_.record_usage) {
+    storage::Batch b("predict");
+    b.usage({{"call_id", reply.call_id},
+             {"action", "predict"},
+             {"target", m.checkpoint},
+             {"model", resolved->second.empty() ? "" : "model:" + resolved->second},
+             {"principal", "principal:" + r.principal},
+             {"purpose", r.purpose},
+             {"rows", r.rows},
+             {"input_sha256", sha256_hex(r.inputs.data(), r.inputs.size() * sizeof(float))},
+             {"root_hash", m.root_hash},
+             {"prediction_ids", reply.prediction_ids},
+             {"predictions", predictions},
+             {"success", true}});
+    Status s = store_->write(b);
+    // Not recorded, not answered: the caller gets an error instead of an unaccountable result.
+    if (!s.is_ok()) return Status(s.code(), "the call could not be recorded, so it was not answered: " + s.message());
+  }
+  return reply;
+}
+
+}  // namespace custody::actors

@@ -1,0 +1,63 @@
+// Models as a service: answers predict requests from model versions in the custody store
+// and records every successful call in the usage log before its reply is sent.
+//
+// Where it runs: an actor of its own inside the coordinator process (see
+// docs/ARCHITECTURE.md, "Serving"), because the coordinator's process owns the store's
+// single RocksDB writer and a call must be durably recorded before it is answered.
+//
+// A call: resolve the model (NAME = newest version, NAME@V, or a checkpoint id), load and
+// verify its tensors once (cached by checkpoint), check the input (shape, finiteness),
+// evaluate, write one usage record (caller, time, model version, weights root hash, input
+// SHA-256, each row's prediction id, class and probability), then reply. A failed call
+// gets an error and leaves no record marked successful.
+// Thread-safety: none; owned by the serving actor.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+
+#include "core/model.h"
+#include "protocols/messages.h"
+#include "storage/custody_store.h"
+
+namespace custody::actors {
+
+struct ServingOptions {
+  // Off only to measure what recording costs (bench/serving.sh); a service that does not
+  // record its calls cannot answer for them. Default: on.
+  bool record_usage = true;
+  uint32_t max_rows = 65536;  // per call
+};
+
+class ServingState {
+ public:
+  ServingState(storage::CustodyStore* store, ServingOptions options);
+
+  Result<msg::PredictReply> predict(const msg::Predict& request);
+
+ private:
+  struct Loaded {
+    std::string checkpoint, root_hash;
+    std::unique_ptr<Model> model;
+    std::vector<float> params;
+  };
+  Result<const Loaded*> load(const std::string& checkpoint);
+  // NAME -> (checkpoint, "NAME@V"); resolved names are cached for a second.
+  Result<std::pair<std::string, std::string>> resolve(const std::string& ref);
+
+  storage::CustodyStore* store_;
+  ServingOptions options_;
+  std::map<std::string, Loaded> cache_;
+  struct Resolved {
+    std::string checkpoint, label;
+    std::chrono::steady_clock::time_point at;
+  };
+  std::map<std::string, Resolved> names_;
+  Workspace ws_;
+  std::mt19937_64 rng_;
+};
+
+}  // namespace custody::actors

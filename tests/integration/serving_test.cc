@@ -1,0 +1,121 @@
+// Models as a service, through the CLI against a real coordinator: predictions match the
+// model evaluated directly, every successful call leaves exactly one usage record, failed
+// calls leave none, and a prediction id traces back to data and people.
+#include <nlohmann/json.hpp>
+
+#include "core/model.h"
+#include "tests/integration/cluster.h"
+
+namespace custody::testing {
+namespace {
+
+using nlohmann::json;
+
+const char* kJob = R"(
+[job]
+name = "served"
+epochs = 2
+batch_size = 16
+workers = 2
+[model]
+type = "mlp"
+hidden = [16]
+classes = 4
+[optimizer]
+type = "sgd"
+learning_rate = 0.1
+[data]
+kind = "synthetic"
+name = "clusters"
+license = "CC-BY-4.0"
+[data.synthetic]
+train_samples = 3200
+test_samples = 400
+features = 32
+classes = 4
+)";
+
+json run_json(LocalCluster& c, std::vector<std::string> args) {
+  args.push_back("--json");
+  CliResult r = c.cli(args);
+  EXPECT_EQ(r.code, 0) << r.err;
+  return json::parse(r.out, nullptr, false);
+}
+
+size_t usage_records(LocalCluster& c) { return run_json(c, {"usage", "served"})["records"].size(); }
+
+TEST(ServingTest, PredictionsMatchTheModelAreRecordedOnceAndTraceToDataAndPeople) {
+  LocalCluster c("serving", {1, 2});
+  ASSERT_TRUE(c.wait_for_nodes(3));
+  CliResult submitted = c.cli({"submit", c.write_job("served.toml", kJob).string(), "--as", "alice"});
+  ASSERT_EQ(submitted.code, 0) << submitted.err;
+  const std::string job = submitted.out.substr(0, submitted.out.find('\n'));
+  ASSERT_EQ(c.cli({"wait", job}).code, 0);
+  const std::string dataset_hash = run_json(c, {"status", job})["dataset_hash"];
+
+  // 5 rows of 32 features.
+  std::vector<float> inputs(5 * 32);
+  std::ostringstream csv;
+  for (int r = 0; r < 5; ++r) {
+    for (int f = 0; f < 32; ++f) {
+      inputs[r * 32 + f] = static_cast<float>((r * 7 + f * 3) % 11) / 10.0f;
+      csv << (f ? "," : "") << inputs[r * 32 + f];
+    }
+    csv << "\n";
+  }
+  const fs::path rows = c.write_job("rows.csv", csv.str());
+  json predictions = run_json(c, {"predict", "served", "--input", rows.string(), "--batch", "2", "--as", "carol"});
+  ASSERT_EQ(predictions.size(), 5u);
+  EXPECT_EQ(usage_records(c), 3u) << "5 rows in calls of 2: three calls, one record each";
+
+  // The same weights, evaluated here.
+  const fs::path weights = c.dir() / "w.f32";
+  ASSERT_EQ(c.cli({"export", "served@1", weights.string()}).code, 0);
+  std::ifstream in(weights, std::ios::binary);
+  Model model({32, 16, 4});
+  std::vector<float> params(model.num_parameters());
+  in.read(reinterpret_cast<char*>(params.data()), static_cast<std::streamsize>(params.size() * sizeof(float)));
+  ASSERT_TRUE(in.good());
+  Workspace ws;
+  Matrix probs = model.predict(params.data(), MatrixView(inputs.data(), 32, 5), ws);
+  for (int r = 0; r < 5; ++r) {
+    const auto& p = predictions[r];
+    for (int k = 0; k < 4; ++k) EXPECT_NEAR(p["probabilities"][k].get<float>(), probs(k, r), 1e-4) << "row " << r;
+    Eigen::Index best;
+    probs.col(r).maxCoeff(&best);
+    EXPECT_EQ(p["class"], best);
+  }
+
+  // Failed calls: an error that says why, and no record.
+  const size_t before = usage_records(c);
+  CliResult wrong = c.cli({"predict", "served", "--input", c.write_job("short.csv", "1,2,3\n").string()});
+  EXPECT_EQ(wrong.code, 4);
+  EXPECT_NE(wrong.err.find("takes 32 features per row; got 3"), std::string::npos) << wrong.err;
+  std::string nan_row = "nan";
+  for (int f = 1; f < 32; ++f) nan_row += ",0.5";
+  CliResult nan = c.cli({"predict", "served", "--input", c.write_job("nan.csv", nan_row + "\n").string()});
+  EXPECT_EQ(nan.code, 4);
+  EXPECT_NE(nan.err.find("row 0, feature 0 is not a finite number"), std::string::npos) << nan.err;
+  CliResult unknown = c.cli({"predict", "served@9", "--input", rows.string()});
+  EXPECT_EQ(unknown.code, 4);
+  EXPECT_NE(unknown.err.find("no version 9"), std::string::npos) << unknown.err;
+  EXPECT_EQ(usage_records(c), before);
+
+  // A prediction id traces back to the caller, the model version, the data and the submitter.
+  const std::string pid = predictions[3]["prediction_id"];
+  json trace = run_json(c, {"lineage", "trace", pid});
+  EXPECT_EQ(trace["usage"]["body"]["principal"], "principal:carol");
+  const std::string text = trace.dump();
+  EXPECT_NE(text.find(dataset_hash), std::string::npos);
+  EXPECT_NE(text.find("submitted by alice"), std::string::npos);
+  EXPECT_NE(text.find("answered by model served@1"), std::string::npos);
+  CliResult tree = c.cli({"lineage", "trace", pid});
+  EXPECT_NE(tree.out.find("called by carol"), std::string::npos) << tree.out;
+
+  json usage = run_json(c, {"usage", "served"});
+  EXPECT_EQ(usage["by_principal"]["principal:carol"]["calls"], 3);
+  EXPECT_EQ(c.cli({"audit", "verify"}).code, 0);
+}
+
+}  // namespace
+}  // namespace custody::testing
