@@ -8,6 +8,7 @@ cluster_pids=()
 cluster_start() {
   local run=$1 servers=$2 workers=$3
   shift 3
+  rm -f "$run/coordinator.addr"  # a previous cluster's address must not be taken for this one's
   "$bin/custody-coordinator" --config "$root/configs/coordinator.toml" --listen tcp://127.0.0.1:0 \
     --port-file "$run/coordinator.addr" "$@" >"$run/coordinator.log" 2>&1 &
   cluster_pids+=($!)
