@@ -57,8 +57,9 @@ Outbox ParameterServerState::handle_control(const std::string& peer, const Envel
     job.total_steps = m->total_steps;
     job.checkpoint_every = m->checkpoint_every;
     job.last_checkpoint = m->start_step;
-    const bool asp = job.spec.consistency == Consistency::kAsp;
-    job.version = asp ? m->start_step * m->num_workers : m->start_step;
+    const bool bsp = job.spec.consistency == Consistency::kBsp;
+    job.version = bsp ? m->start_step : m->start_step * m->num_workers;
+    job.start_step = m->start_step;
     if (!m->initial_values.empty()) {
       if (m->initial_values.size() != m->range_end - m->range_begin) {
         return error(invalid_argument("initial values of " + std::to_string(m->initial_values.size()) +
@@ -98,11 +99,11 @@ Outbox ParameterServerState::handle_control(const std::string& peer, const Envel
 }
 
 uint64_t ParameterServerState::step_of(const JobShard& job) {
-  return job.spec.consistency == Consistency::kAsp ? job.version / job.num_workers : job.version;
+  return job.spec.consistency == Consistency::kBsp ? job.version : job.version / job.num_workers;
 }
 
 void ParameterServerState::maybe_checkpoint(const std::string& job_id, JobShard& job, Outbox& out) const {
-  if (job.spec.consistency == Consistency::kAsp && job.version % job.num_workers != 0) return;
+  if (job.spec.consistency != Consistency::kBsp && job.version % job.num_workers != 0) return;
   const uint64_t step = step_of(job);
   const bool final = step >= job.total_steps;
   const bool due = job.checkpoint_every > 0 && step % job.checkpoint_every == 0;
@@ -120,6 +121,31 @@ void ParameterServerState::maybe_checkpoint(const std::string& job_id, JobShard&
   e.job_id = job_id;
   e.body = std::move(c);
   out.push_back({"", std::move(e), true});
+}
+
+void ParameterServerState::release_held(const std::string& job_id, JobShard& job, Outbox& out) const {
+  // Workers that have not pushed yet are at the job's first step.
+  uint64_t slowest = job.clock.size() < job.num_workers ? job.start_step : UINT64_MAX;
+  for (const auto& [worker, steps] : job.clock) slowest = std::min(slowest, steps);
+  const uint64_t bound = static_cast<uint64_t>(job.spec.staleness);
+  auto held = job.held.begin();
+  while (held != job.held.end()) {
+    if (job.clock[held->worker] - slowest <= bound) {
+      out.push_back({held->peer, params_reply(job_id, held->request_id, job)});
+      held = job.held.erase(held);
+    } else {
+      ++held;
+    }
+  }
+}
+
+std::vector<std::string> ParameterServerState::held_workers(const std::string& job_id) const {
+  std::vector<std::string> out;
+  auto it = jobs_.find(job_id);
+  if (it != jobs_.end()) {
+    for (const auto& h : it->second.held) out.push_back(h.worker);
+  }
+  return out;
 }
 
 Outbox ParameterServerState::refuse(const std::string& peer, const Envelope& in, JobShard* job,
@@ -171,7 +197,7 @@ Outbox ParameterServerState::handle_data(const std::string& peer, const Envelope
     c.staleness_max = std::max(c.staleness_max, staleness);
     c.staleness_sum += staleness;
   };
-  if (job.spec.consistency == Consistency::kAsp) {
+  if (job.spec.consistency != Consistency::kBsp) {
     auto last = job.last_step.find(push->worker);
     if (last != job.last_step.end() && static_cast<int64_t>(push->step) <= last->second) {
       return reject(failed_precondition("step " + std::to_string(push->step) + " of " + push->worker +
@@ -180,7 +206,14 @@ Outbox ParameterServerState::handle_data(const std::string& peer, const Envelope
     job.last_step[push->worker] = static_cast<int64_t>(push->step);
     account();
     apply(job, push->gradient.data(), push->gradient.size(), 1.0f);
-    Outbox out{{peer, params_reply(in.job_id, in.request_id, job)}};
+    Outbox out;
+    if (job.spec.consistency == Consistency::kSsp) {
+      job.clock[push->worker] = push->step + 1;
+      job.held.push_back({peer, in.request_id, push->worker});
+      release_held(in.job_id, job, out);
+    } else {
+      out.push_back({peer, params_reply(in.job_id, in.request_id, job)});
+    }
     maybe_checkpoint(in.job_id, job, out);
     return out;
   }

@@ -5,6 +5,9 @@
 //        then the mean gradient is applied once and every waiting worker gets the new
 //        values (version t+1). A push for another step is refused.
 //   ASP: each push is applied on arrival and answered with the values after it.
+//   SSP: applied on arrival like ASP, but the answer to a worker that would then be more
+//        than `staleness` steps ahead of the job's slowest worker is held until the
+//        slowest catches up.
 // A worker pushes at most once per step: a repeated (worker, step) is refused, so a
 // replayed message is never applied twice.
 // Checkpoints and attribution: every `checkpoint_every` steps and at the job's last step
@@ -37,6 +40,8 @@ class ParameterServerState {
   Outbox handle_data(const std::string& peer, const msg::Envelope& in);
 
   size_t num_jobs() const { return jobs_.size(); }
+  // Workers whose answers the staleness bound holds back (SSP), for status and tests.
+  std::vector<std::string> held_workers(const std::string& job_id) const;
   // The current values of a job's range (tests, checkpoints); empty if unknown.
   std::vector<float> values(const std::string& job_id) const;
   uint64_t version(const std::string& job_id) const;
@@ -61,8 +66,17 @@ class ParameterServerState {
     std::vector<float> pending_sum;
     std::set<std::string> pushed;
     std::vector<Waiting> waiting;
-    // ASP: highest step applied per worker, for duplicate detection.
+    // ASP and SSP: highest step applied per worker, for duplicate detection.
     std::map<std::string, int64_t> last_step;
+    // SSP: steps completed per worker, and answers held back by the staleness bound.
+    uint64_t start_step = 0;
+    std::map<std::string, uint64_t> clock;
+    struct Held {
+      std::string peer;
+      uint64_t request_id;
+      std::string worker;
+    };
+    std::vector<Held> held;
   };
 
   msg::Envelope params_reply(const std::string& job_id, uint64_t request_id, const JobShard& job) const;
@@ -71,6 +85,8 @@ class ParameterServerState {
   static uint64_t step_of(const JobShard& job);
   // A checkpoint shard for the coordinator, if this step is due one.
   void maybe_checkpoint(const std::string& job_id, JobShard& job, Outbox& out) const;
+  // SSP: answers every held push whose worker is now within the bound.
+  void release_held(const std::string& job_id, JobShard& job, Outbox& out) const;
   Outbox refuse(const std::string& peer, const msg::Envelope& in, JobShard* job, const std::string& worker,
                 Status status) const;
 

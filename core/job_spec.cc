@@ -12,7 +12,14 @@ std::string DataSpec::path(const std::string& file) const {
   return dir + "/" + file;
 }
 
-const char* to_string(Consistency c) { return c == Consistency::kBsp ? "bsp" : "asp"; }
+const char* to_string(Consistency c) {
+  switch (c) {
+    case Consistency::kBsp: return "bsp";
+    case Consistency::kAsp: return "asp";
+    case Consistency::kSsp: return "ssp";
+  }
+  return "?";
+}
 
 std::vector<int> JobSpec::layer_sizes(int input_features) const {
   std::vector<int> sizes{input_features};
@@ -34,7 +41,8 @@ Result<JobSpec> parse_job_spec(std::string_view toml_text, const std::string& or
   CUSTODY_RETURN_IF_ERROR(r.get("job.batch_size", s.batch_size, 1, 65536));
   CUSTODY_RETURN_IF_ERROR(r.get("job.workers", s.workers, 1, 1024));
   CUSTODY_RETURN_IF_ERROR(r.get("job.seed", seed, 0, INT64_MAX));
-  CUSTODY_RETURN_IF_ERROR(r.get("job.consistency", consistency, {"bsp", "asp"}));
+  CUSTODY_RETURN_IF_ERROR(r.get("job.consistency", consistency, {"bsp", "asp", "ssp"}));
+  CUSTODY_RETURN_IF_ERROR(r.get("job.staleness", s.staleness, 0, 1000000));
   CUSTODY_RETURN_IF_ERROR(r.get("job.checkpoint_every_steps", s.checkpoint_every_steps, 0, INT64_MAX));
   CUSTODY_RETURN_IF_ERROR(r.get("job.init_from", s.init_from));
   CUSTODY_RETURN_IF_ERROR(r.get("model.type", s.model, {"mlp", "softmax"}));
@@ -68,7 +76,9 @@ Result<JobSpec> parse_job_spec(std::string_view toml_text, const std::string& or
 
   s.seed = static_cast<uint64_t>(seed);
   s.data.synthetic_seed = static_cast<uint64_t>(data_seed);
-  s.consistency = consistency == "asp" ? Consistency::kAsp : Consistency::kBsp;
+  s.consistency = consistency == "asp"   ? Consistency::kAsp
+                  : consistency == "ssp" ? Consistency::kSsp
+                                         : Consistency::kBsp;
   s.optimizer.kind = parse_optimizer_kind(optimizer).value();
   s.optimizer.schedule = schedule == "cosine" ? OptimizerConfig::Schedule::kCosine
                                                : OptimizerConfig::Schedule::kConstant;
@@ -106,6 +116,7 @@ std::string JobSpec::canonical_form() const {
   line("job.workers", workers);
   line("job.seed", seed);
   line("job.consistency", to_string(consistency));
+  if (consistency == Consistency::kSsp) line("job.staleness", staleness);
   line("job.checkpoint_every_steps", checkpoint_every_steps);
   line("job.init_from", init_from);
   line("model.type", model);

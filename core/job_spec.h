@@ -35,7 +35,10 @@ struct DataSpec {
   std::string path(const std::string& file) const;
 };
 
-enum class Consistency { kBsp, kAsp };
+// BSP: every step waits for all workers' gradients of that step. ASP: each gradient is
+// applied as it comes. SSP: applied as they come, but a worker may run at most
+// `staleness` steps ahead of the slowest worker of the job.
+enum class Consistency { kBsp, kAsp, kSsp };
 const char* to_string(Consistency c);
 
 struct JobSpec {
@@ -48,6 +51,7 @@ struct JobSpec {
   int workers = 2;
   uint64_t seed = 42;
   Consistency consistency = Consistency::kBsp;
+  int staleness = 2;  // ssp only: the bound s
   // Steps (per worker) between checkpoints; 0: at the end of every epoch. The last step
   // is always checkpointed.
   int64_t checkpoint_every_steps = 0;

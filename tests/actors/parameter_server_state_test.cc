@@ -13,7 +13,7 @@ namespace {
 using msg::Envelope;
 
 std::string spec(const char* consistency) {
-  return std::string("[job]\nworkers = 2\nseed = 5\nconsistency = \"") + consistency +
+  return std::string("[job]\nworkers = 2\nseed = 5\nstaleness = 1\nconsistency = \"") + consistency +
          "\"\n[model]\ntype = \"softmax\"\nclasses = 4\n[optimizer]\ntype = \"sgd\"\nlearning_rate = 1.0\n"
          "[data]\nkind = \"synthetic\"\n";
 }
@@ -206,6 +206,25 @@ TEST_F(ParameterServerStateTest, AspMeasuresStaleness) {
   EXPECT_TRUE(c[0]->final);
   EXPECT_EQ(c[0]->contributions[1].worker, "w2");
   EXPECT_EQ(c[0]->contributions[1].staleness_max, 1u);
+}
+
+TEST_F(ParameterServerStateTest, SspHoldsAWorkerThatWouldRunMoreThanTheBoundAhead) {
+  assign("ssp");  // staleness 1
+  std::vector<float> g(20, 1.0f);
+  Outbox out = push("w1", 0, g);
+  ASSERT_EQ(out.size(), 1u) << "w1 at 1 step, slowest at 0: within the bound";
+  EXPECT_EQ(out[0].envelope.get<msg::Params>()->version, 1u);
+  EXPECT_TRUE(push("w1", 1, g).empty()) << "w1 at 2 steps would be 2 ahead of w2: held";
+  EXPECT_EQ(ps_.held_workers("job-1"), std::vector<std::string>{"w1"});
+  EXPECT_EQ(ps_.version("job-1"), 2u) << "the update itself is applied at once";
+  out = push("w2", 0, g);
+  ASSERT_EQ(out.size(), 2u) << "w2 caught up: both answered";
+  EXPECT_EQ(out[0].peer, "PEER-w1");
+  EXPECT_EQ(out[0].envelope.request_id, 101u);
+  EXPECT_EQ(out[1].peer, "PEER-w2");
+  EXPECT_EQ(out[0].envelope.get<msg::Params>()->version, 3u);
+  EXPECT_TRUE(ps_.held_workers("job-1").empty());
+  EXPECT_EQ(error_code(push("w2", 0, g)), ErrorCode::kFailedPrecondition) << "replays are refused as in ASP";
 }
 
 TEST_F(ParameterServerStateTest, StartsFromGivenValuesWhenResumedOrFineTuned) {

@@ -56,6 +56,15 @@ classes = 3
   EXPECT_EQ(spec->data.consent, (std::vector<std::string>{"research"}));
 }
 
+TEST(JobSpecTest, SspTakesAStalenessBound) {
+  auto spec = parse_job_spec("[job]\nconsistency = \"ssp\"\nstaleness = 3\n", "ssp.toml");
+  ASSERT_TRUE(spec.is_ok()) << spec.status().to_string();
+  EXPECT_EQ(spec->consistency, Consistency::kSsp);
+  EXPECT_EQ(spec->staleness, 3);
+  EXPECT_NE(spec->canonical_form().find("job.staleness = 3"), std::string::npos);
+  expect_refused("[job]\nconsistency = \"ssp\"\nstaleness = -1\n", "job.staleness");
+}
+
 TEST(JobSpecTest, TheShippedJobFilesParse) {
   for (const char* f : {"fashion_mlp.toml", "fashion_softmax.toml"}) {
     auto spec = read_job_file(std::string(CUSTODY_SOURCE_DIR) + "/configs/jobs/" + f);

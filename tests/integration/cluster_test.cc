@@ -1,5 +1,6 @@
 // The cluster as its users run it: separate coordinator, parameter-server and worker
 // processes on 127.0.0.1, driven through the `custody` CLI.
+#include <functional>
 #include <nlohmann/json.hpp>
 
 #include "tests/integration/cluster.h"
@@ -91,6 +92,30 @@ TEST(ClusterTest, AspJobOnSyntheticDataCompletes) {
   json s = status_json(c, job);
   EXPECT_EQ(s["consistency"], "asp");
   EXPECT_GE(s["test_accuracy"].get<double>(), 0.9) << s.dump(2);
+}
+
+TEST(ClusterTest, SspJobCompletesWithinItsStalenessBound) {
+  LocalCluster c("ssp", {2, 2});
+  ASSERT_TRUE(c.wait_for_nodes(4));
+  std::string text = synthetic_job("ssp", 3);
+  text.insert(text.find("[model]"), "staleness = 2\n");
+  const std::string job = submit(c, c.write_job("ssp.toml", text));
+  CliResult waited = c.cli({"wait", job});
+  EXPECT_EQ(waited.code, 0) << waited.out << waited.err;
+  json s = status_json(c, job);
+  EXPECT_EQ(s["consistency"], "ssp");
+  EXPECT_GE(s["test_accuracy"].get<double>(), 0.9) << s.dump(2);
+  // The staleness the servers saw stays within what the bound allows: a worker computes on
+  // values at most (staleness + 1) rounds of both workers' pushes old.
+  json trace = json::parse(c.cli({"lineage", "trace", s["last_checkpoint"], "--json"}).out);
+  std::function<void(const json&)> check = [&](const json& n) {
+    if (n.contains("contributors")) {
+      ASSERT_EQ(n["contributors"].size(), 2u);
+      for (const auto& w : n["contributors"]) EXPECT_LE(w["staleness_max"].get<uint64_t>(), 2u * (2 + 1)) << w.dump();
+    }
+    for (const auto& child : n.value("children", json::array())) check(child);
+  };
+  check(trace);
 }
 
 TEST(ClusterTest, CancelStopsAJobAndTheWorkersTakeTheNextOne) {
