@@ -2,7 +2,12 @@
 // bridge actor, the coordinator actor around CoordinatorState, and the serving actor
 // around ServingState (predict requests are handed to it, so model traffic does not
 // queue behind scheduling, nor scheduling behind it).
+#include <sys/stat.h>
+
 #include <cstdio>
+#include <random>
+
+#include "core/hash.h"
 
 #include "actors/coordinator_state.h"
 #include "actors/serving_state.h"
@@ -61,6 +66,16 @@ caf::behavior coordinator_actor(caf::stateful_actor<CoordinatorActorState>* self
   return {
       [=](Inbound& in) {
         if (in.envelope->get<msg::Predict>()) {
+          auto caller = self->state.logic->authorize(*in.envelope);
+          if (!caller.is_ok()) {
+            self->state.port.send(in.peer, msg::make_error(*in.envelope, "coordinator", caller.status()));
+            return;
+          }
+          if (options.auth) {  // the token, not the request, names the caller
+            auto copy = std::make_shared<msg::Envelope>(*in.envelope);
+            std::get<msg::Predict>(copy->body).principal = caller->principal;
+            in.envelope = std::move(copy);
+          }
           self->send(self->state.serving, std::move(in));
           return;
         }
@@ -71,6 +86,37 @@ caf::behavior coordinator_actor(caf::stateful_actor<CoordinatorActorState>* self
         self->delayed_send(self, period, tick_atom::value);
       },
   };
+}
+
+// Reads the admin token from its file, or creates both; makes sure the store knows it.
+Status bootstrap_admin(storage::CustodyStore* store, const std::string& path) {
+  if (!store) return failed_precondition("--auth keeps principals in the custody store: give --store");
+  std::string token;
+  if (std::ifstream in{path}) {
+    std::getline(in, token);
+  } else {
+    std::random_device rd;
+    static const char* kHex = "0123456789abcdef";
+    for (int i = 0; i < 32; ++i) {
+      const unsigned v = rd() & 0xff;
+      token += kHex[v >> 4];
+      token += kHex[v & 15];
+    }
+    const std::string tmp = path + ".tmp";
+    {
+      std::ofstream out(tmp);
+      out << token << "\n";
+      if (!out) return unavailable("cannot write the admin token to '" + path + "'");
+    }
+    chmod(tmp.c_str(), 0600);
+    std::rename(tmp.c_str(), path.c_str());
+    log(LogLevel::kInfo, "coordinator", "created the admin token in " + path + " (keep it secret)");
+  }
+  if (token.size() < 32) return invalid_argument("'" + path + "' does not hold a token");
+  auto known = store->entity("credential:" + sha256_hex(token));
+  if (!known.is_ok()) return known.status();
+  if (known.value()) return Status::ok();
+  return CustodyRecorder(store).principal_added("admin", "admin", sha256_hex(token), "coordinator start");
 }
 
 }  // namespace
@@ -107,6 +153,14 @@ int run_coordinator(const CoordinatorNodeConfig& config, const std::atomic<bool>
   bridge.node_name = "coordinator";
   bridge.limits.max_bytes = config.max_message_bytes;
   SocketPort port = spawn_socket_bridge(system, std::move(socket).value(), bridge);
+  if (config.options.auth && !config.admin_token_file.empty()) {
+    Status s = bootstrap_admin(store.get(), config.admin_token_file);
+    if (!s.is_ok()) {
+      log(LogLevel::kError, "coordinator", s.message());
+      return 2;
+    }
+  }
+  if (config.options.auth) log(LogLevel::kInfo, "coordinator", "every request needs a token (--auth)");
   // The store outlives the actor system (declared before it), so no actor sees it closed.
   // Both write the store (synced RocksDB batches): blocking I/O, so each gets its own thread.
   auto serving = system.spawn<caf::detached>(serving_actor, port, store.get(), config.serving);

@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "core/dataset.h"
+#include "core/hash.h"
 #include "core/log.h"
 #include "core/model.h"
 #include "core/partition.h"
@@ -69,6 +70,23 @@ Outbox CoordinatorState::handle(const std::string& peer, const Envelope& in, Clo
   };
   auto error = [&](Status s) { return Outbox{{peer, msg::make_error(in, kSelf, s)}}; };
 
+  auto caller = authorize(in);
+  if (!caller.is_ok()) return error(caller.status());
+  if (options_.auth) {
+    // The token, not the request, says who is acting.
+    if (auto* m = in.get<msg::SubmitJob>()) {
+      msg::SubmitJob as_caller = *m;
+      as_caller.submitter = caller->principal;
+      return on_submit(in, as_caller, peer);
+    }
+    if (auto* m = in.get<msg::ExportRequest>()) {
+      msg::ExportRequest as_caller = *m;
+      as_caller.principal = caller->principal;
+      return handle_export(peer, in, as_caller);
+    }
+    if (in.get<msg::ResumeJob>()) return on_resume(in, msg::ResumeJob{caller->principal}, peer);
+  }
+  if (auto* m = in.get<msg::AddPrincipal>()) return on_add_principal(in, *m, peer);
   if (auto* m = in.get<msg::Register>()) return on_register(peer, in, *m, now);
   if (in.get<msg::Heartbeat>()) {
     Node* n = node_by_peer(peer);
@@ -84,13 +102,7 @@ Outbox CoordinatorState::handle(const std::string& peer, const Envelope& in, Clo
   }
   if (auto* m = in.get<msg::CancelJob>()) return on_cancel(in, *m, peer);
   if (auto* m = in.get<msg::ResumeJob>()) return on_resume(in, *m, peer);
-  if (auto* m = in.get<msg::ExportRequest>()) {
-    auto exported = recorder_.export_checkpoint(*m);
-    if (!exported.is_ok()) return error(exported.status());
-    log(LogLevel::kInfo, kSelf, "exported " + exported->checkpoint + " to " + m->principal + " (" +
-                                    exported->usage_id + ")");
-    return reply(std::move(exported).value());
-  }
+  if (auto* m = in.get<msg::ExportRequest>()) return handle_export(peer, in, *m);
 
   // Everything else comes from registered nodes about their jobs.
   Node* node = node_by_peer(peer);
@@ -100,6 +112,106 @@ Outbox CoordinatorState::handle(const std::string& peer, const Envelope& in, Clo
   }
   node->last_seen = now;
   return on_node_report(*node, in);
+}
+
+Outbox CoordinatorState::handle_export(const std::string& peer, const Envelope& in, const msg::ExportRequest& m) {
+  auto exported = recorder_.export_checkpoint(m);
+  if (!exported.is_ok()) return {{peer, msg::make_error(in, kSelf, exported.status())}};
+  log(LogLevel::kInfo, kSelf, "exported " + exported->checkpoint + " to " + m.principal + " (" + exported->usage_id + ")");
+  Envelope e = envelope(in.job_id, std::move(exported).value());
+  e.request_id = in.request_id;
+  return {{peer, std::move(e)}};
+}
+
+namespace {
+
+// Which roles may send which requests (admin may send all).
+bool allowed(const std::string& role, const msg::Body& body) {
+  if (role == "admin") return true;
+  const bool node_message = std::holds_alternative<msg::Register>(body) ||
+                            std::holds_alternative<msg::Heartbeat>(body) ||
+                            std::holds_alternative<msg::KeyRangeReady>(body) ||
+                            std::holds_alternative<msg::Progress>(body) ||
+                            std::holds_alternative<msg::EpochEval>(body) ||
+                            std::holds_alternative<msg::TaskDone>(body) ||
+                            std::holds_alternative<msg::CheckpointShard>(body) ||
+                            std::holds_alternative<msg::Error>(body);
+  if (node_message) return role == "node";
+  if (std::holds_alternative<msg::StatusRequest>(body)) return true;
+  if (std::holds_alternative<msg::SubmitJob>(body) || std::holds_alternative<msg::CancelJob>(body) ||
+      std::holds_alternative<msg::ResumeJob>(body)) {
+    return role == "submitter";
+  }
+  if (std::holds_alternative<msg::Predict>(body) || std::holds_alternative<msg::ExportRequest>(body)) {
+    return role == "consumer" || role == "submitter";
+  }
+  return false;  // addPrincipal and anything new: admin only
+}
+
+const std::vector<std::string>& roles() {
+  static const std::vector<std::string> kRoles{"submitter", "consumer", "auditor", "admin", "node"};
+  return kRoles;
+}
+
+}  // namespace
+
+Result<Caller> CoordinatorState::authorize(const Envelope& in) {
+  if (!options_.auth) return Caller{in.sender, "admin"};
+  if (in.token.empty()) {
+    return Status(ErrorCode::kPermissionDenied, "this cluster requires a token (--token-file, or token_file in the "
+                                                "CLI config); an admin creates one with `custody principal add`");
+  }
+  const std::string hash = sha256_hex(in.token);
+  auto it = credentials_.find(hash);
+  if (it == credentials_.end()) {
+    auto e = recorder_.enabled() ? recorder_.store()->entity("credential:" + hash)
+                                 : Result<std::optional<storage::Record>>(std::optional<storage::Record>());
+    if (!e.is_ok()) return e.status();
+    if (!e.value()) return Status(ErrorCode::kPermissionDenied, "the token is not known to this cluster");
+    it = credentials_.emplace(hash, Caller{e.value()->body["principal"], e.value()->body["role"]}).first;
+  }
+  if (!allowed(it->second.role, in.body)) {
+    return Status(ErrorCode::kPermissionDenied, "principal " + it->second.principal + " (" + it->second.role +
+                                                    ") may not send '" + msg::body_name(in.body) + "'");
+  }
+  return it->second;
+}
+
+Status CoordinatorState::add_credential(const std::string& name, const std::string& role, const std::string& token,
+                                        const std::string& by) {
+  const std::string hash = sha256_hex(token);
+  CUSTODY_RETURN_IF_ERROR(recorder_.principal_added(name, role, hash, by));
+  credentials_[hash] = Caller{name, role};
+  return Status::ok();
+}
+
+Outbox CoordinatorState::on_add_principal(const Envelope& in, const msg::AddPrincipal& m, const std::string& peer) {
+  auto error = [&](Status s) { return Outbox{{peer, msg::make_error(in, kSelf, s)}}; };
+  if (!options_.auth) {
+    return error(failed_precondition("this coordinator runs without --auth, so tokens would not be checked; "
+                                     "start it with --auth to use principals"));
+  }
+  if (std::find(roles().begin(), roles().end(), m.role) == roles().end()) {
+    return error(invalid_argument("unknown role '" + m.role + "' (submitter, consumer, auditor, admin or node)"));
+  }
+  if (m.name.empty() || m.name.find_first_of("|:/ ") != std::string::npos) {
+    return error(invalid_argument("a principal's name must be non-empty, without '|', ':', '/' or spaces"));
+  }
+  std::random_device rd;
+  std::string token;
+  static const char* kHex = "0123456789abcdef";
+  for (int i = 0; i < 32; ++i) {
+    const unsigned v = rd() & 0xff;
+    token += kHex[v >> 4];
+    token += kHex[v & 15];
+  }
+  auto by = authorize(in);
+  Status s = add_credential(m.name, m.role, token, by.is_ok() ? by->principal : "?");
+  if (!s.is_ok()) return error(s);
+  log(LogLevel::kInfo, kSelf, "added principal " + m.name + " (" + m.role + ")");
+  Envelope e = envelope("", msg::PrincipalAdded{m.name, m.role, token});
+  e.request_id = in.request_id;
+  return {{peer, std::move(e)}};
 }
 
 Outbox CoordinatorState::on_register(const std::string& peer, const Envelope& in, const msg::Register& m,

@@ -34,6 +34,15 @@ struct CoordinatorOptions {
   std::chrono::milliseconds heartbeat_interval{1000};  // Default: 1 s
   std::chrono::milliseconds heartbeat_timeout{5000};   // Default: 5 s
   size_t max_finished_jobs = 1000;  // finished jobs kept for status. Default: 1000
+  // Require a token on every request (principals, roles: see Caller). Default: off, for a
+  // single-user local cluster; a shared cluster turns it on.
+  bool auth = false;
+};
+
+// Who sent a request, as its token says (with auth on).
+struct Caller {
+  std::string principal;
+  std::string role;  // submitter, consumer, auditor, admin, node
 };
 
 class CoordinatorState {
@@ -47,6 +56,10 @@ class CoordinatorState {
   Outbox tick(Clock::time_point now);
 
   msg::StatusReply status(const std::string& job_id, bool include_nodes, Clock::time_point now) const;
+
+  // With auth on: the caller its token names, if the role may send this request. Without
+  // auth: a caller named by the request itself, with every right.
+  Result<Caller> authorize(const msg::Envelope& in);
 
  private:
   struct Node {
@@ -93,6 +106,10 @@ class CoordinatorState {
   Outbox on_checkpoint_shard(Job& job, const Node& node, const msg::CheckpointShard& m);
   Outbox on_resume(const msg::Envelope& in, const msg::ResumeJob& m, const std::string& peer);
   Outbox maybe_complete(Job& job);
+  Outbox handle_export(const std::string& peer, const msg::Envelope& in, const msg::ExportRequest& m);
+  Outbox on_add_principal(const msg::Envelope& in, const msg::AddPrincipal& m, const std::string& peer);
+  Status add_credential(const std::string& name, const std::string& role, const std::string& token,
+                        const std::string& by);
   Outbox schedule();
   Outbox start_tasks(Job& job);
   // Ends a job: sets its state, frees its nodes and tells them to stop.
@@ -114,6 +131,7 @@ class CoordinatorState {
   int next_ps_ = 1, next_worker_ = 1;
   uint64_t next_request_ = 1;
   std::mt19937_64 rng_;
+  std::map<std::string, Caller> credentials_;  // token SHA-256 -> caller, read through
 };
 
 }  // namespace custody::actors

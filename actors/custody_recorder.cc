@@ -153,6 +153,17 @@ Status CustodyRecorder::job_resumed(const msg::JobStatus& job, const std::string
   return write(b);
 }
 
+Status CustodyRecorder::principal_added(const std::string& name, const std::string& role,
+                                       const std::string& token_sha256, const std::string& by) {
+  if (!store_) return failed_precondition("principals are kept in the custody store: start with --store");
+  storage::Batch b("principal added");
+  const std::string credential = "credential:" + token_sha256;
+  b.entity("principal", principal_entity(name), {{"name", name}});
+  b.entity("credential", credential, {{"principal", name}, {"role", role}, {"created_by", by}});
+  b.relation("credential_of", credential, principal_entity(name), {{"role", role}});
+  return write(b);
+}
+
 Result<msg::ExportReply> CustodyRecorder::export_checkpoint(const msg::ExportRequest& request) {
   if (!store_) {
     return failed_precondition("this coordinator runs without a custody store (--store), so it holds no "

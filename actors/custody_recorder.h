@@ -47,6 +47,10 @@ class CustodyRecorder {
   Status job_ended(const msg::JobStatus& job, const std::string& final_checkpoint);
   Status job_resumed(const msg::JobStatus& job, const std::string& checkpoint, uint64_t step,
                      const std::string& principal);
+  // A credential of a principal: only the token's SHA-256 is kept. A token already known
+  // is not recorded again.
+  Status principal_added(const std::string& name, const std::string& role, const std::string& token_sha256,
+                         const std::string& by);
   // Loads a checkpoint (id or model reference) and records its export as a use.
   Result<msg::ExportReply> export_checkpoint(const msg::ExportRequest& request);
 

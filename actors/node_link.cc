@@ -5,20 +5,23 @@
 namespace custody::actors {
 
 NodeLink::NodeLink(SocketPort coordinator, msg::Register registration, std::string coordinator_address,
-                   std::chrono::milliseconds connect_timeout)
+                   std::chrono::milliseconds connect_timeout, std::string token)
     : coordinator_(std::move(coordinator)),
       registration_(std::move(registration)),
       address_(std::move(coordinator_address)),
       connect_timeout_(connect_timeout),
       since_(Clock::now()),
-      label_(msg::to_string(registration_.role)) {}
+      label_(msg::to_string(registration_.role)),
+      token_(std::move(token)) {}
 
 void NodeLink::send(msg::Envelope e) const {
   e.sender = node_id_.empty() ? label_ : node_id_;
+  e.token = token_;
   coordinator_.send("", std::move(e));
 }
 
 Status NodeLink::on_tick(Clock::time_point now, bool busy) {
+  if (!refusal_.is_ok()) return refusal_;
   if (!registered_) {
     if (!ever_registered_ && now - since_ > connect_timeout_) {
       return unavailable("could not reach the coordinator at " + address_ + " within " +
@@ -50,6 +53,12 @@ Status NodeLink::on_tick(Clock::time_point now, bool busy) {
 }
 
 bool NodeLink::on_message(const msg::Envelope& in, Clock::time_point now) {
+  if (auto* err = in.get<msg::Error>(); err && err->code == ErrorCode::kPermissionDenied && !registered_) {
+    // Refused at the door: retrying with the same credentials cannot help.
+    refusal_ = Status(ErrorCode::kPermissionDenied, "the coordinator at " + address_ +
+                                                        " refused this node: " + err->message);
+    return true;
+  }
   if (auto* ack = in.get<msg::RegisterAck>()) {
     if (!registered_) {
       log(LogLevel::kInfo, ack->node_id, "registered with the coordinator at " + address_);

@@ -19,7 +19,7 @@ namespace custody::actors {
 class NodeLink {
  public:
   NodeLink(SocketPort coordinator, msg::Register registration, std::string coordinator_address,
-           std::chrono::milliseconds connect_timeout);
+           std::chrono::milliseconds connect_timeout, std::string token = "");
 
   // Returns a fatal error when the coordinator was never reached in time.
   Status on_tick(Clock::time_point now, bool busy);
@@ -41,6 +41,8 @@ class NodeLink {
   bool registered_ = false, ever_registered_ = false;
   Clock::time_point since_, last_sent_, last_ack_;
   std::string label_;
+  std::string token_;
+  Status refusal_;  // the coordinator refused this node's credentials: fatal
 };
 
 }  // namespace custody::actors

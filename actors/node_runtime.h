@@ -22,6 +22,9 @@ struct CoordinatorNodeConfig {
   std::string store;
   CoordinatorOptions options;
   ServingOptions serving;
+  // With options.auth: the admin's token. Created (mode 0600) on first start if the file
+  // does not exist; registered in the store if the store does not know it.
+  std::string admin_token_file;
   // Checkpoint shards carry a server's whole key range. Default: 256 MiB
   size_t max_message_bytes = size_t(256) << 20;
 };
@@ -35,6 +38,9 @@ struct PeerNodeConfig {
   std::string listen = "tcp://127.0.0.1:0";
   std::string advertise_host = "127.0.0.1";
   size_t max_message_bytes = size_t(256) << 20;
+  // The node's token (a principal of role "node"), sent with every message to a
+  // coordinator that runs with --auth. Empty: none.
+  std::string token;
   // Workers: the longest wait for a parameter server's reply to one step.
   std::chrono::milliseconds step_timeout{60000};
 };

@@ -20,7 +20,7 @@ caf::behavior server_actor(caf::stateful_actor<ServerActorState>* self, SocketPo
                            msg::Register registration, PeerNodeConfig config, std::shared_ptr<NodeExit> exit) {
   self->state.logic = std::make_unique<ParameterServerState>("ps");
   self->state.link = std::make_unique<NodeLink>(coordinator, registration, config.coordinator,
-                                                config.connect_timeout);
+                                                config.connect_timeout, config.token);
   self->state.peers = peers;
   self->send(self, tick_atom::value);
   return {

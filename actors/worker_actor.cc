@@ -23,7 +23,7 @@ namespace {
 
 struct TrainerArgs {
   msg::AssignTask task;
-  std::string job_id, node_id;
+  std::string job_id, node_id, token;
   SocketPort coordinator;
   transport::Context* context;
   std::chrono::milliseconds step_timeout;
@@ -75,6 +75,7 @@ void Trainer::report(msg::Body body) {
   e.job_id = a_.job_id;
   e.body = std::move(body);
   e.sender = a_.node_id;
+  e.token = a_.token;
   a_.coordinator.send("", std::move(e));
 }
 
@@ -242,6 +243,7 @@ void trainer_loop(caf::blocking_actor* self, TrainerArgs args, caf::actor node) 
     e.sender = who;
     e.job_id = job;
     e.body = msg::Error{s.code(), s.message()};
+    e.token = args.token;
     args.coordinator.send("", std::move(e));
   } else {
     log(LogLevel::kInfo, who, job + (s.is_ok() ? ": task finished" : ": task stopped"));
@@ -262,7 +264,7 @@ caf::behavior worker_actor(caf::stateful_actor<WorkerActorState>* self, SocketPo
                            msg::Register registration, PeerNodeConfig config, transport::Context* context,
                            std::shared_ptr<NodeExit> exit) {
   self->state.link = std::make_unique<NodeLink>(coordinator, registration, config.coordinator,
-                                                config.connect_timeout);
+                                                config.connect_timeout, config.token);
   self->send(self, tick_atom::value);
   auto start = [=](const msg::Envelope& e) {
     auto& st = self->state;
@@ -271,7 +273,7 @@ caf::behavior worker_actor(caf::stateful_actor<WorkerActorState>* self, SocketPo
     log(LogLevel::kInfo, st.link->node_id(), "task for " + e.job_id + ": shard " + std::to_string(task.shard.index) +
                                                  " records [" + std::to_string(task.shard.begin) + ", " +
                                                  std::to_string(task.shard.end) + ")");
-    TrainerArgs args{task, e.job_id, st.link->node_id(), coordinator, context, config.step_timeout};
+    TrainerArgs args{task, e.job_id, st.link->node_id(), config.token, coordinator, context, config.step_timeout};
     // Linked: a trainer dies with its worker actor (the exit on shutdown reaches it).
     st.trainer = self->spawn<caf::detached + caf::linked>(trainer_loop, args, caf::actor(self));
   };

@@ -12,6 +12,8 @@ int main(int argc, char** argv) {
     CUSTODY_RETURN_IF_ERROR(r.get("coordinator.listen", c.listen));
     CUSTODY_RETURN_IF_ERROR(r.get("coordinator.store", c.store));
     CUSTODY_RETURN_IF_ERROR(r.get("serving.record_usage", c.serving.record_usage));
+    CUSTODY_RETURN_IF_ERROR(r.get("coordinator.auth", c.options.auth));
+    CUSTODY_RETURN_IF_ERROR(r.get("coordinator.admin_token_file", c.admin_token_file));
     CUSTODY_RETURN_IF_ERROR(r.get("coordinator.heartbeat_interval_ms", interval_ms, 50, 600000));
     CUSTODY_RETURN_IF_ERROR(r.get("coordinator.heartbeat_timeout_ms", timeout_ms, 100, 3600000));
     CUSTODY_RETURN_IF_ERROR(r.get("coordinator.max_message_mib", max_mib, 1, 4096));
@@ -25,6 +27,9 @@ int main(int argc, char** argv) {
   app.add_option("--config", config_file, "TOML config file (see configs/coordinator.toml)");
   app.add_option("--listen", c.listen, "address to listen on; port 0 picks a free port")->capture_default_str();
   app.add_option("--store", c.store, "custody store directory (RocksDB; created if missing)")->capture_default_str();
+  app.add_flag("--auth", c.options.auth, "require a token on every request (principals and roles)");
+  app.add_option("--admin-token-file", c.admin_token_file,
+                 "with --auth: the admin's token (created there on first start if missing)");
   app.add_flag("!--no-usage-recording", c.serving.record_usage,
                "answer predictions without recording them (only to measure what recording costs)");
   app.add_option("--port-file", c.port_file, "write the bound address to this file once listening");

@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 #include <atomic>
 #include <csignal>
+#include <fstream>
 #include <string>
 
 #include "actors/node_runtime.h"
@@ -45,6 +46,7 @@ inline Status read_peer_config(ConfigReader& r, actors::PeerNodeConfig& c) {
   CUSTODY_RETURN_IF_ERROR(r.get("node.name", c.name));
   CUSTODY_RETURN_IF_ERROR(r.get("node.connect_timeout_ms", connect_ms, 100, 3600000));
   CUSTODY_RETURN_IF_ERROR(r.get("node.max_message_mib", max_mib, 1, 4096));
+  CUSTODY_RETURN_IF_ERROR(r.get("node.token_file", c.token));  // a path until main reads it
   CUSTODY_RETURN_IF_ERROR(r.get("server.listen", c.listen));
   CUSTODY_RETURN_IF_ERROR(r.get("server.advertise_host", c.advertise_host));
   CUSTODY_RETURN_IF_ERROR(r.get("worker.step_timeout_ms", step_ms, 100, 3600000));
@@ -65,12 +67,35 @@ inline bool load_peer_config(int argc, char** argv, const char* program, actors:
 }
 
 // The flags shared by custody-ps and custody-worker.
+// The first line of a token file, or an error naming the file.
+inline Result<std::string> read_token_file(const std::string& path) {
+  std::ifstream in(path);
+  std::string token;
+  if (!in || !std::getline(in, token) || token.empty()) {
+    return invalid_argument("cannot read a token from '" + path + "'");
+  }
+  return token;
+}
+
 inline void add_peer_flags(CLI::App& app, actors::PeerNodeConfig& c, std::string& config_file, int64_t& connect_ms) {
   app.add_option("--config", config_file, "TOML config file (configs/ps.toml, configs/worker.toml)");
   app.add_option("--coordinator", c.coordinator, "coordinator address")->capture_default_str();
   app.add_option("--name", c.name, "node id to register as (default: chosen by the coordinator)");
   app.add_option("--connect-timeout-ms", connect_ms, "give up if the coordinator is not reached in this time")
       ->capture_default_str();
+  app.add_option("--token-file", c.token, "file holding this node's token (for a coordinator with --auth)");
+}
+
+// Replaces the token file's path in c.token by the token itself.
+inline bool load_token(actors::PeerNodeConfig& c, const char* program) {
+  if (c.token.empty()) return true;
+  auto token = read_token_file(c.token);
+  if (!token.is_ok()) {
+    std::fprintf(stderr, "%s: %s\n", program, token.status().message().c_str());
+    return false;
+  }
+  c.token = token.value();
+  return true;
 }
 
 }  // namespace custody::nodes

@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   c.connect_timeout = std::chrono::milliseconds(connect_ms);
+  if (!nodes::load_token(c, "custody-ps")) return 2;
   nodes::install_signal_handlers();
   return actors::run_parameter_server(c, nodes::g_stop);
 }

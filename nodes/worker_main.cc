@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   c.connect_timeout = std::chrono::milliseconds(connect_ms);
   c.step_timeout = std::chrono::milliseconds(step_ms);
+  if (!nodes::load_token(c, "custody-worker")) return 2;
   nodes::install_signal_handlers();
   return actors::run_worker(c, nodes::g_stop);
 }

@@ -304,6 +304,17 @@ void encode_body(wire::Envelope::Body::Builder b, const Body& body) {
             set_texts(e.initPredictionIds(m.prediction_ids.size()), m.prediction_ids);
             e.setCallId(text(m.call_id));
           },
+          [&](const AddPrincipal& m) {
+            auto e = b.initAddPrincipal();
+            e.setName(text(m.name));
+            e.setRole(text(m.role));
+          },
+          [&](const PrincipalAdded& m) {
+            auto e = b.initPrincipalAdded();
+            e.setName(text(m.name));
+            e.setRole(text(m.role));
+            e.setToken(text(m.token));
+          },
       },
       body);
 }
@@ -459,6 +470,14 @@ Result<Body> decode_body(wire::Envelope::Body::Reader b) {
       m.call_id = str(r.getCallId());
       return Body(std::move(m));
     }
+    case W::ADD_PRINCIPAL: {
+      auto r = b.getAddPrincipal();
+      return Body(AddPrincipal{str(r.getName()), str(r.getRole())});
+    }
+    case W::PRINCIPAL_ADDED: {
+      auto r = b.getPrincipalAdded();
+      return Body(PrincipalAdded{str(r.getName()), str(r.getRole()), str(r.getToken())});
+    }
   }
   return invalid_argument("unknown message body (union field " +
                           std::to_string(static_cast<unsigned>(b.which())) +
@@ -474,6 +493,7 @@ std::vector<uint8_t> encode(const Envelope& envelope) {
   root.setSender(text(envelope.sender));
   root.setJobId(text(envelope.job_id));
   root.setRequestId(envelope.request_id);
+  if (!envelope.token.empty()) root.setToken(text(envelope.token));
   encode_body(root.getBody(), envelope.body);
   auto words = capnp::messageToFlatArray(builder);
   auto bytes = words.asBytes();
@@ -524,6 +544,7 @@ Result<Envelope> decode(const uint8_t* data, size_t size, const DecodeLimits& li
     e.sender = str(root.getSender());
     e.job_id = str(root.getJobId());
     e.request_id = root.getRequestId();
+    e.token = str(root.getToken());
     e.body = std::move(body).value();
     return e;
   } catch (const kj::Exception& ex) {
@@ -538,7 +559,7 @@ const char* body_name(const Body& body) {
                                  "assignTask",   "progress",     "epochEval",   "taskDone",
                                  "stopJob",      "pull",         "push",        "params",
                                  "checkpointShard", "resumeJob", "exportRequest", "exportReply",
-                                 "predict",      "predictReply"};
+                                 "predict",      "predictReply", "addPrincipal", "principalAdded"};
   static_assert(sizeof(kNames) / sizeof(kNames[0]) == std::variant_size_v<Body>);
   return kNames[body.index()];
 }

@@ -39,7 +39,10 @@ struct Envelope {
     exportReply @27 :ExportReply;
     predict @28 :Predict;
     predictReply @29 :PredictReply;
+    addPrincipal @31 :AddPrincipal;
+    principalAdded @32 :PrincipalAdded;
   }
+  token @30 :Text;          # the caller's secret, when the coordinator requires one (--auth)
 }
 
 enum ErrorCode {
@@ -322,4 +325,17 @@ struct PredictReply {
   probabilities @4 :Data;   # rows x classes little-endian float32, row-major
   predictionIds @5 :List(Text);
   callId @6 :Text;          # the usage record of this call
+}
+
+# cli -> coordinator (admin only): a principal and its role; the reply carries the token,
+# the only time it is ever shown (the store keeps its SHA-256).
+struct AddPrincipal {
+  name @0 :Text;
+  role @1 :Text;            # submitter, consumer, auditor, admin or node
+}
+
+struct PrincipalAdded {
+  name @0 :Text;
+  role @1 :Text;
+  token @2 :Text;
 }

@@ -183,17 +183,25 @@ struct PredictReply {
   std::string call_id;
 };
 
+struct AddPrincipal {
+  std::string name, role;
+};
+struct PrincipalAdded {
+  std::string name, role, token;
+};
+
 using Body = std::variant<Error, Register, RegisterAck, Heartbeat, HeartbeatAck, SubmitJob,
                           JobAccepted, StatusRequest, StatusReply, CancelJob, AssignKeyRange,
                           KeyRangeReady, AssignTask, Progress, EpochEval, TaskDone, StopJob, Pull,
                           Push, Params, CheckpointShard, ResumeJob, ExportRequest, ExportReply,
-                          Predict, PredictReply>;
+                          Predict, PredictReply, AddPrincipal, PrincipalAdded>;
 
 struct Envelope {
   uint16_t version = kProtocolVersion;
   std::string sender, job_id;
   uint64_t request_id = 0;
   Body body;
+  std::string token;  // the caller's secret (--auth); empty when none was given
 
   template <class T>
   const T* get() const { return std::get_if<T>(&body); }

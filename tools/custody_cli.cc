@@ -46,6 +46,7 @@ struct Client {
   transport::Context context;
   std::unique_ptr<transport::Socket> socket;
   uint64_t next_request = 1;
+  std::string token;  // sent with every request (a coordinator with --auth needs it)
 
   // The reply to one request, or a Status with the exit code it deserves.
   Result<msg::Envelope> call(const std::string& job_id, msg::Body body, int& exit_code) {
@@ -62,6 +63,7 @@ struct Client {
     e.job_id = job_id;
     e.request_id = next_request++;
     e.body = std::move(body);
+    e.token = token;
     Status sent = socket->send("", msg::encode(e));
     if (!sent.is_ok()) {
       exit_code = 3;
@@ -236,7 +238,7 @@ int main(int argc, char** argv) {
       if (std::ifstream(path)) config_file = path;
     }
   }
-  std::string cfg_coordinator = "tcp://127.0.0.1:5555", cfg_principal, cfg_store;
+  std::string cfg_coordinator = "tcp://127.0.0.1:5555", cfg_principal, cfg_store, cfg_token_file;
   int64_t cfg_timeout_ms = 10000;
   if (!config_file.empty()) {
     auto reader = ConfigReader::parse_file(config_file);
@@ -244,6 +246,7 @@ int main(int argc, char** argv) {
     if (s.is_ok()) s = reader->get("cli.coordinator", cfg_coordinator);
     if (s.is_ok()) s = reader->get("cli.principal", cfg_principal);
     if (s.is_ok()) s = reader->get("cli.store", cfg_store);
+    if (s.is_ok()) s = reader->get("cli.token_file", cfg_token_file);
     if (s.is_ok()) s = reader->get("cli.timeout_ms", cfg_timeout_ms, 1, 3600000);
     if (s.is_ok()) s = reader->unknown_keys_error();
     if (!s.is_ok()) return fail(s, 2);
@@ -260,6 +263,15 @@ int main(int argc, char** argv) {
   const passwd* pw = getpwuid(getuid());
   std::string principal = !cfg_principal.empty() ? cfg_principal : pw && pw->pw_name ? pw->pw_name : "anonymous";
   app.add_option("--config", config_file, "CLI config file (default ~/.config/custody/cli.toml)");
+  std::string token_file = cfg_token_file;
+  app.add_option("--token-file", token_file, "file holding your token (a coordinator with --auth needs one)");
+  std::string new_name, new_role;
+  auto* principal_cmd = app.add_subcommand("principal", "manage principals (admin)");
+  principal_cmd->require_subcommand(1);
+  principal_cmd->fallthrough();
+  auto* principal_add = principal_cmd->add_subcommand("add", "create a principal; prints its token once");
+  principal_add->add_option("NAME", new_name, "principal name")->required();
+  principal_add->add_option("--role", new_role, "submitter, consumer, auditor, admin or node")->required();
   app.add_option("--coordinator", client.address, "coordinator address")->capture_default_str();
   app.add_option("--timeout-ms", timeout_ms, "how long to wait for each reply")->capture_default_str();
 
@@ -337,6 +349,21 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   client.timeout = std::chrono::milliseconds(timeout_ms);
   int code = 0;
+  if (!token_file.empty()) {
+    std::ifstream in(token_file);
+    if (!in || !std::getline(in, client.token) || client.token.empty()) {
+      return fail(invalid_argument("cannot read a token from '" + token_file + "'"), 2);
+    }
+  }
+  if (principal_add->parsed()) {
+    auto reply = client.call("", msg::AddPrincipal{new_name, new_role}, code);
+    if (!reply.is_ok()) return fail(reply.status(), code);
+    const auto* added = reply->get<msg::PrincipalAdded>();
+    std::fprintf(stderr, "principal %s (%s) added; its token (shown only now):\n", added->name.c_str(),
+                 added->role.c_str());
+    std::printf("%s\n", added->token.c_str());
+    return 0;
+  }
   if ((wait->parsed() || cancel->parsed() || resume->parsed()) && job_id.empty()) {
     return fail(invalid_argument("an empty job id; `custody jobs` lists the jobs"), 2);
   }

@@ -147,6 +147,8 @@ struct ClusterOptions {
   int heartbeat_interval_ms = 200, heartbeat_timeout_ms = 2000;
   bool store = true;  // the coordinator keeps a custody store in <dir>/store
   std::vector<std::string> coordinator_args = {};
+  // --auth: the admin token lands in <dir>/admin.token; nodes get a "node" principal's token.
+  bool auth = false;
 };
 
 // A coordinator, parameter servers and workers on free ports of 127.0.0.1.
@@ -157,6 +159,11 @@ class LocalCluster {
     fs::remove_all(dir_);
     fs::create_directories(dir_);
     start_coordinator();
+    if (o.auth) {
+      CliResult node = cli({"--token-file", admin_token().string(), "principal", "add", "nodes", "--role", "node"});
+      std::ofstream(dir_ / "node.token") << node.out;
+      node_args_ = {"--token-file", (dir_ / "node.token").string()};
+    }
     for (int i = 1; i <= o.servers; ++i) add_node("custody-ps", "ps-" + std::to_string(i));
     for (int i = 1; i <= o.workers; ++i) add_node("custody-worker", "worker-" + std::to_string(i));
   }
@@ -175,6 +182,7 @@ class LocalCluster {
                                   std::to_string(options_.heartbeat_interval_ms), "--heartbeat-timeout-ms",
                                   std::to_string(options_.heartbeat_timeout_ms)};
     if (options_.store) argv.insert(argv.end(), {"--store", store().string()});
+    if (options_.auth) argv.insert(argv.end(), {"--auth", "--admin-token-file", admin_token().string()});
     argv.insert(argv.end(), options_.coordinator_args.begin(), options_.coordinator_args.end());
     coordinator_ = std::make_unique<Process>(argv, dir_ / "coordinator.log");
     auto deadline = std::chrono::steady_clock::now() + 10s;
@@ -185,10 +193,12 @@ class LocalCluster {
     while (!address_.empty() && address_.back() == '\n') address_.pop_back();
   }
   fs::path store() const { return dir_ / "store"; }
+  fs::path admin_token() const { return dir_ / "admin.token"; }
 
   Process& add_node(const std::string& exe, const std::string& name) {
-    nodes_.push_back(std::make_unique<Process>(
-        std::vector<std::string>{bin(exe), "--coordinator", address_, "--name", name}, dir_ / (name + ".log")));
+    std::vector<std::string> argv{bin(exe), "--coordinator", address_, "--name", name};
+    argv.insert(argv.end(), node_args_.begin(), node_args_.end());
+    nodes_.push_back(std::make_unique<Process>(argv, dir_ / (name + ".log")));
     return *nodes_.back();
   }
   // Waits until `count` nodes are registered and alive.
@@ -225,6 +235,7 @@ class LocalCluster {
   fs::path dir_;
   std::string address_;
   std::unique_ptr<Process> coordinator_;
+  std::vector<std::string> node_args_;
   std::vector<std::unique_ptr<Process>> nodes_;
 };
 

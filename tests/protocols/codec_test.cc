@@ -232,6 +232,19 @@ TEST(CodecTest, CustodyMessagesRoundTrip) {
   EXPECT_EQ(y.usage_id, "usage-3");
 }
 
+TEST(CodecTest, PrincipalsAndTokensRoundTrip) {
+  Envelope out;
+  auto a = round_trip(AddPrincipal{"erin", "consumer"});
+  EXPECT_EQ(a.name, "erin");
+  EXPECT_EQ(a.role, "consumer");
+  auto p = round_trip(PrincipalAdded{"erin", "consumer", "s3cret"});
+  EXPECT_EQ(p.token, "s3cret");
+  Envelope e;
+  e.token = "tok";
+  e.body = Heartbeat{};
+  EXPECT_EQ(decode(encode(e))->token, "tok");
+}
+
 TEST(CodecTest, ServingMessagesRoundTrip) {
   auto p = round_trip(Predict{"fashion@2", "carol", 2, 3, {1, 2, 3, 4, 5, 6}, "triage"});
   EXPECT_EQ(p.model, "fashion@2");

@@ -34,8 +34,11 @@ struct FutureEnvelope {
     exportReply @27 :Void;
     predict @28 :Void;
     predictReply @29 :Void;
-    somethingNew @30 :Text;
+    addPrincipal @31 :Void;
+    principalAdded @32 :Void;
+    somethingNew @33 :Text;
   }
+  token @30 :Text;
 }
 
 struct RawParams {
