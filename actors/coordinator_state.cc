@@ -5,6 +5,7 @@
 
 #include "core/dataset.h"
 #include "core/hash.h"
+#include "storage/queries.h"
 #include "core/log.h"
 #include "core/model.h"
 #include "core/partition.h"
@@ -87,6 +88,14 @@ Outbox CoordinatorState::handle(const std::string& peer, const Envelope& in, Clo
     if (in.get<msg::ResumeJob>()) return on_resume(in, msg::ResumeJob{caller->principal}, peer);
   }
   if (auto* m = in.get<msg::AddPrincipal>()) return on_add_principal(in, *m, peer);
+  if (auto* m = in.get<msg::UsageRequest>()) {
+    if (!recorder_.enabled()) return error(failed_precondition("this coordinator keeps no custody store (--store)"));
+    // Others' usage is for auditors and admins; everyone else sees their own calls.
+    const bool all = !options_.auth || caller->role == "auditor" || caller->role == "admin";
+    auto summary = storage::usage(*recorder_.store(), m->model, all ? "" : "principal:" + caller->principal);
+    if (!summary.is_ok()) return error(summary.status());
+    return reply(msg::UsageReply{summary->dump()});
+  }
   if (auto* m = in.get<msg::Register>()) return on_register(peer, in, *m, now);
   if (in.get<msg::Heartbeat>()) {
     Node* n = node_by_peer(peer);
@@ -137,7 +146,9 @@ bool allowed(const std::string& role, const msg::Body& body) {
                             std::holds_alternative<msg::CheckpointShard>(body) ||
                             std::holds_alternative<msg::Error>(body);
   if (node_message) return role == "node";
-  if (std::holds_alternative<msg::StatusRequest>(body)) return true;
+  if (std::holds_alternative<msg::StatusRequest>(body) || std::holds_alternative<msg::UsageRequest>(body)) {
+    return true;  // usage answers are filtered by role
+  }
   if (std::holds_alternative<msg::SubmitJob>(body) || std::holds_alternative<msg::CancelJob>(body) ||
       std::holds_alternative<msg::ResumeJob>(body)) {
     return role == "submitter";

@@ -315,6 +315,8 @@ void encode_body(wire::Envelope::Body::Builder b, const Body& body) {
             e.setRole(text(m.role));
             e.setToken(text(m.token));
           },
+          [&](const UsageRequest& m) { b.initUsageRequest().setModel(text(m.model)); },
+          [&](const UsageReply& m) { b.initUsageReply().setJson(text(m.json)); },
       },
       body);
 }
@@ -478,6 +480,8 @@ Result<Body> decode_body(wire::Envelope::Body::Reader b) {
       auto r = b.getPrincipalAdded();
       return Body(PrincipalAdded{str(r.getName()), str(r.getRole()), str(r.getToken())});
     }
+    case W::USAGE_REQUEST: return Body(UsageRequest{str(b.getUsageRequest().getModel())});
+    case W::USAGE_REPLY: return Body(UsageReply{str(b.getUsageReply().getJson())});
   }
   return invalid_argument("unknown message body (union field " +
                           std::to_string(static_cast<unsigned>(b.which())) +
@@ -559,7 +563,8 @@ const char* body_name(const Body& body) {
                                  "assignTask",   "progress",     "epochEval",   "taskDone",
                                  "stopJob",      "pull",         "push",        "params",
                                  "checkpointShard", "resumeJob", "exportRequest", "exportReply",
-                                 "predict",      "predictReply", "addPrincipal", "principalAdded"};
+                                 "predict",      "predictReply", "addPrincipal", "principalAdded",
+                                 "usageRequest", "usageReply"};
   static_assert(sizeof(kNames) / sizeof(kNames[0]) == std::variant_size_v<Body>);
   return kNames[body.index()];
 }

@@ -41,6 +41,8 @@ struct Envelope {
     predictReply @29 :PredictReply;
     addPrincipal @31 :AddPrincipal;
     principalAdded @32 :PrincipalAdded;
+    usageRequest @33 :UsageRequest;
+    usageReply @34 :UsageReply;
   }
   token @30 :Text;          # the caller's secret, when the coordinator requires one (--auth)
 }
@@ -338,4 +340,14 @@ struct PrincipalAdded {
   name @0 :Text;
   role @1 :Text;
   token @2 :Text;
+}
+
+# cli -> coordinator: who used a model. With --auth, a caller sees only its own calls
+# unless it is an auditor or an admin.
+struct UsageRequest {
+  model @0 :Text;           # NAME, NAME@VERSION or a checkpoint id
+}
+
+struct UsageReply {
+  json @0 :Text;            # the summary `custody usage --json` prints
 }

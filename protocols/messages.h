@@ -190,11 +190,18 @@ struct PrincipalAdded {
   std::string name, role, token;
 };
 
+struct UsageRequest {
+  std::string model;
+};
+struct UsageReply {
+  std::string json;
+};
+
 using Body = std::variant<Error, Register, RegisterAck, Heartbeat, HeartbeatAck, SubmitJob,
                           JobAccepted, StatusRequest, StatusReply, CancelJob, AssignKeyRange,
                           KeyRangeReady, AssignTask, Progress, EpochEval, TaskDone, StopJob, Pull,
                           Push, Params, CheckpointShard, ResumeJob, ExportRequest, ExportReply,
-                          Predict, PredictReply, AddPrincipal, PrincipalAdded>;
+                          Predict, PredictReply, AddPrincipal, PrincipalAdded, UsageRequest, UsageReply>;
 
 struct Envelope {
   uint16_t version = kProtocolVersion;

@@ -31,7 +31,7 @@
 #include "core/config_reader.h"
 #include "core/dataset.h"
 #include "core/job_spec.h"
-#include "tools/lineage_queries.h"
+#include "storage/queries.h"
 #include "protocols/codec.h"
 #include "protocols/transport.h"
 
@@ -368,8 +368,12 @@ int main(int argc, char** argv) {
     return fail(invalid_argument("an empty job id; `custody jobs` lists the jobs"), 2);
   }
 
-  if (models->parsed() || ckpts->parsed() || usage_cmd->parsed() || lineage->parsed() || audit->parsed()) {
-    if (store_path.empty()) {
+  // With a token and no store named, usage goes through the coordinator, which shows a
+  // caller only its own calls unless it is an auditor or an admin.
+  const bool usage_via_coordinator = usage_cmd->parsed() && !client.token.empty() && store_path.empty();
+  if (models->parsed() || ckpts->parsed() || (usage_cmd->parsed() && !usage_via_coordinator) || lineage->parsed() ||
+      audit->parsed() || usage_via_coordinator) {
+    if (store_path.empty() && !usage_via_coordinator) {
       // Ask the coordinator where its store is (works on the coordinator's machine).
       auto reply = client.call("", msg::StatusRequest{false}, code);
       if (!reply.is_ok() || reply->get<msg::StatusReply>()->store_path.empty()) {
@@ -377,18 +381,27 @@ int main(int argc, char** argv) {
       }
       store_path = reply->get<msg::StatusReply>()->store_path;
     }
-    auto store = storage::CustodyStore::open(store_path, storage::OpenMode::kReadShadow);
-    if (!store.is_ok()) return fail(store.status(), 4);
-    const storage::CustodyStore& st = *store.value();
     Result<json> result = json();
-    if (models->parsed()) result = tools::models(st);
-    if (ckpts->parsed()) result = tools::checkpoints(st, id);
-    if (usage_cmd->parsed()) result = tools::usage(st, id);
-    if (show->parsed()) result = tools::show(st, id);
-    if (trace->parsed()) result = tools::trace(st, id);
-    if (impact->parsed()) result = tools::impact(st, id);
+    std::unique_ptr<storage::CustodyStore> opened;
+    if (usage_via_coordinator) {
+      auto reply = client.call("", msg::UsageRequest{id}, code);
+      if (!reply.is_ok()) return fail(reply.status(), code);
+      result = json::parse(reply->get<msg::UsageReply>()->json);
+    } else {
+      auto store = storage::CustodyStore::open(store_path, storage::OpenMode::kReadShadow);
+      if (!store.is_ok()) return fail(store.status(), 4);
+      opened = std::move(store).value();
+    }
+    if (!opened) opened = storage::CustodyStore::in_memory();  // usage came from the coordinator
+    const storage::CustodyStore& st = *opened;
+    if (models->parsed()) result = storage::models(st);
+    if (ckpts->parsed()) result = storage::checkpoints(st, id);
+    if (usage_cmd->parsed() && !usage_via_coordinator) result = storage::usage(st, id);
+    if (show->parsed()) result = storage::show(st, id);
+    if (trace->parsed()) result = storage::trace(st, id);
+    if (impact->parsed()) result = storage::impact(st, id);
     if (lexport->parsed()) {
-      auto lines = tools::openlineage(st, id);
+      auto lines = storage::openlineage(st, id);
       if (!lines.is_ok()) return fail(lines.status(), 4);
       std::fputs(lines.value().c_str(), stdout);
       return 0;
@@ -415,7 +428,7 @@ int main(int argc, char** argv) {
     if (as_json) {
       std::printf("%s\n", j.dump(2).c_str());
     } else if (trace->parsed() || impact->parsed()) {
-      std::fputs(tools::render_tree(j).c_str(), stdout);
+      std::fputs(storage::render_tree(j).c_str(), stdout);
     } else if (models->parsed()) {
       std::printf("%-24s %-8s %-22s %-13s %-9s %s\n", "MODEL", "VERSION", "CHECKPOINT", "RUN", "TEST ACC", "CREATED");
       for (const auto& m : j) {

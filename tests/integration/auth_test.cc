@@ -98,6 +98,25 @@ TEST(AuthTest, TokensAndRolesDecideWhoMayDoWhatAndWhoDidIt) {
   ASSERT_EQ(usage["records"].size(), 1u);
   EXPECT_EQ(usage["records"][0]["principal"], "principal:carol");
 
+  // Through the coordinator, a principal sees only its own calls; an auditor sees all.
+  const std::string dave = add("dave", "consumer");
+  const std::string audrey = add("audrey", "auditor");
+  ASSERT_EQ(c.cli({"--token-file", dave, "predict", "guarded", "--input", rows.string()}).code, 0);
+  auto usage_as = [&](const std::string& token) {
+    CliResult r = c.cli({"--token-file", token, "usage", "guarded", "--json"});
+    EXPECT_EQ(r.code, 0) << r.err;
+    return json::parse(r.out);
+  };
+  json mine = usage_as(carol);
+  ASSERT_EQ(mine["records"].size(), 1u);
+  EXPECT_EQ(mine["records"][0]["principal"], "principal:carol");
+  EXPECT_FALSE(mine["by_principal"].contains("principal:dave")) << mine.dump(2);
+  json audited = usage_as(audrey);
+  EXPECT_EQ(audited["records"].size(), 2u);
+  EXPECT_TRUE(audited["by_principal"].contains("principal:dave"));
+  CliResult auditor_predicts = c.cli({"--token-file", audrey, "predict", "guarded", "--input", rows.string()});
+  EXPECT_EQ(auditor_predicts.code, 4) << "auditors read; they do not use models";
+
   // The store keeps the tokens' hashes, never the tokens.
   c.coordinator().stop();
   const fs::path dump = c.dir() / "dump.txt";

@@ -233,12 +233,13 @@ TEST(CodecTest, CustodyMessagesRoundTrip) {
 }
 
 TEST(CodecTest, PrincipalsAndTokensRoundTrip) {
-  Envelope out;
   auto a = round_trip(AddPrincipal{"erin", "consumer"});
   EXPECT_EQ(a.name, "erin");
   EXPECT_EQ(a.role, "consumer");
   auto p = round_trip(PrincipalAdded{"erin", "consumer", "s3cret"});
   EXPECT_EQ(p.token, "s3cret");
+  EXPECT_EQ(round_trip(UsageRequest{"m@1"}).model, "m@1");
+  EXPECT_EQ(round_trip(UsageReply{"{}"}).json, "{}");
   Envelope e;
   e.token = "tok";
   e.body = Heartbeat{};

@@ -36,7 +36,9 @@ struct FutureEnvelope {
     predictReply @29 :Void;
     addPrincipal @31 :Void;
     principalAdded @32 :Void;
-    somethingNew @33 :Text;
+    usageRequest @33 :Void;
+    usageReply @34 :Void;
+    somethingNew @35 :Text;
   }
   token @30 :Text;
 }

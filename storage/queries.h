@@ -1,4 +1,5 @@
-// The auditor's questions, answered from the custody store alone: show, trace (upstream),
+// The auditor's questions, answered from the custody store alone (used by the CLI on the
+// store's files, and by the coordinator for token-checked usage queries): show, trace (upstream),
 // impact (downstream), usage, models, checkpoints, and OpenLineage export. Each returns
 // JSON (what --json prints); render_tree() turns a trace or impact into the readable tree.
 #pragma once
@@ -7,10 +8,7 @@
 
 #include "storage/custody_store.h"
 
-namespace custody::tools {
-
-using storage::CustodyStore;
-using storage::json;
+namespace custody::storage {
 
 // An id as users type it: "ckpt-...", "job-...", a model "NAME@V" or "NAME" (newest),
 // "dataset:HASH", a hash or a unique prefix of a data set hash, "principal:NAME", ...
@@ -23,7 +21,9 @@ Result<json> trace(const CustodyStore& store, const std::string& id);
 // Downstream of a data set: runs that consumed it, their checkpoints and models, and
 // everything fine-tuned from those.
 Result<json> impact(const CustodyStore& store, const std::string& dataset);
-Result<json> usage(const CustodyStore& store, const std::string& model_or_checkpoint);
+// principal: if not empty, only that principal's records ("principal:NAME").
+Result<json> usage(const CustodyStore& store, const std::string& model_or_checkpoint,
+                   const std::string& principal = "");
 Result<json> models(const CustodyStore& store);
 Result<json> checkpoints(const CustodyStore& store, const std::string& job);
 // OpenLineage 2-0-2 RunEvents (START, then COMPLETE/FAIL/ABORT), one JSON object per line.
@@ -31,4 +31,4 @@ Result<std::string> openlineage(const CustodyStore& store, const std::string& jo
 
 std::string render_tree(const json& node);
 
-}  // namespace custody::tools
+}  // namespace custody::storage

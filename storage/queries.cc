@@ -1,13 +1,14 @@
-#include "tools/lineage_queries.h"
+#include "storage/queries.h"
 
 #include <ctime>
+#include <functional>
 #include <map>
 #include <set>
 
 #include "core/hash.h"
 #include "storage/checkpoint.h"
 
-namespace custody::tools {
+namespace custody::storage {
 namespace {
 
 using Direction = CustodyStore::Direction;
@@ -164,7 +165,7 @@ Result<std::string> resolve_id(const CustodyStore& store, const std::string& ref
     if (e.value()) return std::string(prefix) + ref;
   }
   // A model name without a version: its newest version.
-  auto version = storage::next_model_version(store, ref);
+  auto version = next_model_version(store, ref);
   if (version.is_ok() && version.value() > 1) return "model:" + ref + "@" + std::to_string(version.value() - 1);
   // A prefix of a data set hash, or a data set name.
   auto datasets = store.find({{"type", "entity"}, {"kind", "dataset"}});
@@ -302,7 +303,7 @@ Result<json> impact(const CustodyStore& store, const std::string& ref) {
   return root;
 }
 
-Result<json> usage(const CustodyStore& store, const std::string& ref) {
+Result<json> usage(const CustodyStore& store, const std::string& ref, const std::string& only) {
   auto id = resolve_id(store, ref);
   if (!id.is_ok()) return id.status();
   // A model name covers all its versions; a version or checkpoint just itself.
@@ -328,6 +329,7 @@ Result<json> usage(const CustodyStore& store, const std::string& ref) {
     auto uses = store.usage_of(ckpt);
     if (!uses.is_ok()) return uses.status();
     for (const auto& u : uses.value()) {
+      if (!only.empty() && u.body.value("principal", std::string()) != only) continue;
       json rec = u.body;
       rec["version"] = label;
       rec["seq"] = u.seq;
@@ -437,4 +439,4 @@ std::string render_tree(const json& node) {
   return out;
 }
 
-}  // namespace custody::tools
+}  // namespace custody::storage
