@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # The README's first command. Installs what is missing, builds (Release), starts a local
-# cluster of separate processes on 127.0.0.1 (1 coordinator with a custody store,
-# 2 parameter servers, 2 workers), submits the job through the CLI, follows it with a
-# live progress line, prints the final test accuracy and the lineage trace of the model
-# it trained, and stops every process it started. The store stays in the run directory.
+# cluster of separate processes on 127.0.0.1 (1 coordinator with a custody store and
+# --auth, 2 parameter servers, 2 workers), creates its principals (a submitter, a
+# consumer), submits the job as the submitter, follows it with a live progress line,
+# prints the final test accuracy and the lineage trace of the model it trained, then
+# serves it: the consumer predicts five test images and the first prediction is traced
+# back to data and people. Stops every process it started; the store stays in the run
+# directory.
 #   scripts/demo.sh [JOBFILE]        (default: configs/jobs/fashion_mlp.toml)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -24,11 +27,15 @@ finish() {
 trap finish EXIT
 
 echo "starting a local cluster (logs in $run)"
-cluster_start "$run" 2 2 --store "$run/store"
+CLUSTER_AUTH=1 cluster_start "$run" 2 2 --store "$run/store"
 custody status
+custody principal add demo-user --role submitter >"$run/demo-user.token"
+custody principal add demo-client --role consumer >"$run/demo-client.token"
+admin_token=$cluster_token
 
 start=$(date +%s%N)
-job=$(custody submit "$job_file" --as demo-user)
+cluster_token="$run/demo-user.token"
+job=$(custody submit "$job_file")
 echo "submitted $job_file as $job"
 set +e
 custody wait "$job"
@@ -43,6 +50,16 @@ if [ $rc = 0 ]; then
   echo
   echo "lineage of the model it trained (custody lineage trace $model):"
   custody lineage trace "$model"
+  echo
+  echo "serving it: demo-client predicts five test images (each call recorded before its answer):"
+  cluster_token="$run/demo-client.token"
+  custody predict "$model" --input /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz --rows 5 \
+    --purpose demo | tee "$run/predictions.txt" | cut -c1-60
+  prediction=$(head -n 1 "$run/predictions.txt" | cut -d' ' -f1)
+  echo
+  echo "where did $prediction come from, and who answers for it (custody lineage trace $prediction):"
+  custody lineage trace "$prediction" --store "$run/store"
+  cluster_token=$admin_token
   custody audit verify
 fi
 exit $rc

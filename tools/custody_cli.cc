@@ -338,6 +338,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   predict->add_option("--features", features, "values per row of a raw float32 file")->capture_default_str();
   predict->add_option("--batch", batch_rows, "rows per call (each call is one usage record)")->capture_default_str();
+  int64_t max_rows = 0;
+  predict->add_option("--rows", max_rows, "predict only the first N rows of the input (0: all)");
   predict->add_option("--as", principal, "the caller")->capture_default_str();
   predict->add_option("--purpose", purpose, "why (recorded)");
   predict->add_flag("--json", as_json, "print JSON");
@@ -482,8 +484,12 @@ int main(int argc, char** argv) {
   if (predict->parsed()) {
     auto rows = read_prediction_input(input_file, format, features);
     if (!rows.is_ok()) return fail(rows.status(), 2);
-    const PredictionInput& in = rows.value();
+    PredictionInput& in = rows.value();
     if (batch_rows < 1) return fail(invalid_argument("--batch must be at least 1"), 2);
+    if (max_rows > 0 && max_rows < in.rows) {
+      in.rows = max_rows;
+      in.values.resize(static_cast<size_t>(max_rows * in.features));
+    }
     json all = json::array();
     for (int64_t first = 0; first < in.rows; first += batch_rows) {
       const int64_t n = std::min<int64_t>(batch_rows, in.rows - first);

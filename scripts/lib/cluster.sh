@@ -1,16 +1,22 @@
 # Sourced by scripts/demo.sh and bench/*.sh: a local cluster of separate processes on
 # 127.0.0.1. Requires $bin (the build's bin/ directory).
 #   cluster_start RUN_DIR SERVERS WORKERS [extra coordinator flags...]
-#   custody ARGS...          the CLI, pointed at the running coordinator
+#   custody ARGS...          the CLI, pointed at the running coordinator (with the token
+#                            in $cluster_token, if set)
 #   cluster_stop             SIGTERM to every process started, SIGKILL after 5 s
+# With CLUSTER_AUTH=1 the coordinator requires tokens: the admin's lands in
+# RUN_DIR/admin.token (and in $cluster_token), the nodes get a "node" principal's token.
 cluster_pids=()
+cluster_token=
 
 cluster_start() {
   local run=$1 servers=$2 workers=$3
   shift 3
   rm -f "$run/coordinator.addr"  # a previous cluster's address must not be taken for this one's
+  local auth=() node_auth=()
+  if [ -n "${CLUSTER_AUTH:-}" ]; then auth=(--auth --admin-token-file "$run/admin.token"); fi
   "$bin/custody-coordinator" --config "$root/configs/coordinator.toml" --listen tcp://127.0.0.1:0 \
-    --port-file "$run/coordinator.addr" "$@" >"$run/coordinator.log" 2>&1 &
+    --port-file "$run/coordinator.addr" "${auth[@]}" "$@" >"$run/coordinator.log" 2>&1 &
   cluster_pids+=($!)
   for _ in $(seq 200); do [ -s "$run/coordinator.addr" ] && break; sleep 0.05; done
   if [ ! -s "$run/coordinator.addr" ]; then
@@ -19,15 +25,20 @@ cluster_start() {
     return 1
   fi
   cluster_addr=$(cat "$run/coordinator.addr")
+  if [ -n "${CLUSTER_AUTH:-}" ]; then
+    cluster_token="$run/admin.token"
+    custody principal add nodes --role node >"$run/node.token" 2>/dev/null
+    node_auth=(--token-file "$run/node.token")
+  fi
   local i
   for i in $(seq "$servers"); do
     "$bin/custody-ps" --config "$root/configs/ps.toml" --coordinator "$cluster_addr" --name "ps-$i" \
-      >"$run/ps-$i.log" 2>&1 &
+      "${node_auth[@]}" >"$run/ps-$i.log" 2>&1 &
     cluster_pids+=($!)
   done
   for i in $(seq "$workers"); do
     "$bin/custody-worker" --config "$root/configs/worker.toml" --coordinator "$cluster_addr" --name "worker-$i" \
-      >"$run/worker-$i.log" 2>&1 &
+      "${node_auth[@]}" >"$run/worker-$i.log" 2>&1 &
     cluster_pids+=($!)
   done
   local want=$((servers + workers))
@@ -39,7 +50,13 @@ cluster_start() {
   return 1
 }
 
-custody() { "$bin/custody" --coordinator "$cluster_addr" "$@"; }
+custody() {
+  if [ -n "$cluster_token" ]; then
+    "$bin/custody" --coordinator "$cluster_addr" --token-file "$cluster_token" "$@"
+  else
+    "$bin/custody" --coordinator "$cluster_addr" "$@"
+  fi
+}
 
 cluster_stop() {
   local pid alive
