@@ -315,7 +315,12 @@ void encode_body(wire::Envelope::Body::Builder b, const Body& body) {
             e.setRole(text(m.role));
             e.setToken(text(m.token));
           },
-          [&](const UsageRequest& m) { b.initUsageRequest().setModel(text(m.model)); },
+          [&](const UsageRequest& m) {
+            auto e = b.initUsageRequest();
+            e.setModel(text(m.model));
+            e.setSinceMs(m.since_ms);
+            e.setUntilMs(m.until_ms);
+          },
           [&](const UsageReply& m) { b.initUsageReply().setJson(text(m.json)); },
       },
       body);
@@ -480,7 +485,10 @@ Result<Body> decode_body(wire::Envelope::Body::Reader b) {
       auto r = b.getPrincipalAdded();
       return Body(PrincipalAdded{str(r.getName()), str(r.getRole()), str(r.getToken())});
     }
-    case W::USAGE_REQUEST: return Body(UsageRequest{str(b.getUsageRequest().getModel())});
+    case W::USAGE_REQUEST: {
+      auto r = b.getUsageRequest();
+      return Body(UsageRequest{str(r.getModel()), r.getSinceMs(), r.getUntilMs()});
+    }
     case W::USAGE_REPLY: return Body(UsageReply{str(b.getUsageReply().getJson())});
   }
   return invalid_argument("unknown message body (union field " +

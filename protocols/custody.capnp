@@ -346,6 +346,8 @@ struct PrincipalAdded {
 # unless it is an auditor or an admin.
 struct UsageRequest {
   model @0 :Text;           # NAME, NAME@VERSION or a checkpoint id
+  sinceMs @1 :Int64;        # time range, ms since the epoch; 0: open
+  untilMs @2 :Int64;
 }
 
 struct UsageReply {

@@ -192,6 +192,7 @@ struct PrincipalAdded {
 
 struct UsageRequest {
   std::string model;
+  int64_t since_ms = 0, until_ms = 0;
 };
 struct UsageReply {
   std::string json;

@@ -3,6 +3,7 @@
 #include <ctime>
 #include <functional>
 #include <map>
+#include <tuple>
 #include <set>
 
 #include "core/hash.h"
@@ -303,7 +304,8 @@ Result<json> impact(const CustodyStore& store, const std::string& ref) {
   return root;
 }
 
-Result<json> usage(const CustodyStore& store, const std::string& ref, const std::string& only) {
+Result<json> usage(const CustodyStore& store, const std::string& ref, const std::string& only, int64_t since_ms,
+                   int64_t until_ms) {
   auto id = resolve_id(store, ref);
   if (!id.is_ok()) return id.status();
   // A model name covers all its versions; a version or checkpoint just itself.
@@ -325,11 +327,13 @@ Result<json> usage(const CustodyStore& store, const std::string& ref, const std:
     return invalid_argument("usage is kept for models and checkpoints; '" + ref + "' is " + id.value());
   }
   json out{{"target", id.value()}, {"records", json::array()}, {"by_principal", json::object()}};
+  std::map<std::tuple<std::string, std::string, std::string>, json> rows;  // principal, version, action
   for (const auto& [ckpt, label] : targets) {
     auto uses = store.usage_of(ckpt);
     if (!uses.is_ok()) return uses.status();
     for (const auto& u : uses.value()) {
       if (!only.empty() && u.body.value("principal", std::string()) != only) continue;
+      if ((since_ms > 0 && u.time_ms < since_ms) || (until_ms > 0 && u.time_ms > until_ms)) continue;
       json rec = u.body;
       rec["version"] = label;
       rec["seq"] = u.seq;
@@ -342,8 +346,18 @@ Result<json> usage(const CustodyStore& store, const std::string& ref, const std:
       p["first_ms"] = std::min(p["first_ms"].get<int64_t>(), u.time_ms);
       p["last_ms"] = std::max(p["last_ms"].get<int64_t>(), u.time_ms);
       p["by_version"][label + " " + action] = p["by_version"].value(label + " " + action, 0) + 1;
+      json& row = rows[{who, label, action}];
+      if (row.is_null()) {
+        row = {{"principal", who}, {"version", label}, {"action", action}, {"calls", 0}, {"rows", 0},
+               {"first", iso_time(u.time_ms)}, {"last", iso_time(u.time_ms)}};
+      }
+      row["calls"] = row["calls"].get<int>() + 1;
+      row["rows"] = row["rows"].get<int64_t>() + u.body.value("rows", int64_t(1));
+      row["last"] = iso_time(u.time_ms);  // records come in time order
     }
   }
+  out["summary"] = json::array();
+  for (auto& [key, row] : rows) out["summary"].push_back(row);
   return out;
 }
 

@@ -21,9 +21,11 @@ Result<json> trace(const CustodyStore& store, const std::string& id);
 // Downstream of a data set: runs that consumed it, their checkpoints and models, and
 // everything fine-tuned from those.
 Result<json> impact(const CustodyStore& store, const std::string& dataset);
-// principal: if not empty, only that principal's records ("principal:NAME").
+// principal: if not empty, only that principal's records ("principal:NAME"); since/until
+// (ms since the epoch, 0: open) bound the time range. "summary" has one row per principal,
+// version and action: calls, rows, first and last call.
 Result<json> usage(const CustodyStore& store, const std::string& model_or_checkpoint,
-                   const std::string& principal = "");
+                   const std::string& principal = "", int64_t since_ms = 0, int64_t until_ms = 0);
 Result<json> models(const CustodyStore& store);
 Result<json> checkpoints(const CustodyStore& store, const std::string& job);
 // OpenLineage 2-0-2 RunEvents (START, then COMPLETE/FAIL/ABORT), one JSON object per line.

@@ -155,6 +155,18 @@ void print_jobs(const std::vector<msg::JobStatus>& jobs) {
   }
 }
 
+// "2026-11-24" or "2026-11-24T10:15:00" (UTC) as ms since the epoch.
+Result<int64_t> parse_utc(const std::string& text) {
+  std::tm tm{};
+  const char* end = strptime(text.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
+  if (!end || *end) {
+    tm = std::tm{};
+    end = strptime(text.c_str(), "%Y-%m-%d", &tm);
+  }
+  if (!end || *end) return invalid_argument("'" + text + "' is not a UTC time like 2026-11-24 or 2026-11-24T10:15:00");
+  return static_cast<int64_t>(timegm(&tm)) * 1000;
+}
+
 struct PredictionInput {
   int64_t rows = 0, features = 0;
   std::vector<float> values;  // rows x features, row-major
@@ -307,6 +319,9 @@ int main(int argc, char** argv) {
   auto* usage_cmd = app.add_subcommand("usage", "who used a model (all versions) or checkpoint, and when");
   usage_cmd->add_option("MODEL", id, "NAME, NAME@VERSION or a checkpoint id")->required();
   usage_cmd->add_flag("--json", as_json, "print JSON");
+  std::string since, until;
+  usage_cmd->add_option("--since", since, "only calls from then on (YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS, UTC)");
+  usage_cmd->add_option("--until", until, "only calls up to then (same forms)");
   auto* lineage = app.add_subcommand("lineage", "inspect lineage");
   lineage->require_subcommand(1);
   lineage->fallthrough();
@@ -370,6 +385,13 @@ int main(int argc, char** argv) {
     return fail(invalid_argument("an empty job id; `custody jobs` lists the jobs"), 2);
   }
 
+  int64_t since_ms = 0, until_ms = 0;
+  for (auto [text, out] : {std::make_pair(&since, &since_ms), std::make_pair(&until, &until_ms)}) {
+    if (text->empty()) continue;
+    auto ms = parse_utc(*text);
+    if (!ms.is_ok()) return fail(ms.status(), 2);
+    *out = ms.value();
+  }
   // With a token and no store named, usage goes through the coordinator, which shows a
   // caller only its own calls unless it is an auditor or an admin.
   const bool usage_via_coordinator = usage_cmd->parsed() && !client.token.empty() && store_path.empty();
@@ -386,7 +408,7 @@ int main(int argc, char** argv) {
     Result<json> result = json();
     std::unique_ptr<storage::CustodyStore> opened;
     if (usage_via_coordinator) {
-      auto reply = client.call("", msg::UsageRequest{id}, code);
+      auto reply = client.call("", msg::UsageRequest{id, since_ms, until_ms}, code);
       if (!reply.is_ok()) return fail(reply.status(), code);
       result = json::parse(reply->get<msg::UsageReply>()->json);
     } else {
@@ -398,7 +420,7 @@ int main(int argc, char** argv) {
     const storage::CustodyStore& st = *opened;
     if (models->parsed()) result = storage::models(st);
     if (ckpts->parsed()) result = storage::checkpoints(st, id);
-    if (usage_cmd->parsed() && !usage_via_coordinator) result = storage::usage(st, id);
+    if (usage_cmd->parsed() && !usage_via_coordinator) result = storage::usage(st, id, "", since_ms, until_ms);
     if (show->parsed()) result = storage::show(st, id);
     if (trace->parsed()) result = storage::trace(st, id);
     if (impact->parsed()) result = storage::impact(st, id);
@@ -447,17 +469,13 @@ int main(int argc, char** argv) {
                     c.value("parent", std::string()).c_str());
       }
     } else if (usage_cmd->parsed()) {
-      std::printf("%-22s %-8s %-24s %-24s %s\n", "PRINCIPAL", "CALLS", "FIRST", "LAST", "BY VERSION AND ACTION");
-      for (const auto& [who, p] : j["by_principal"].items()) {
-        auto iso = [](int64_t ms) {
-          std::time_t t = static_cast<std::time_t>(ms / 1000);
-          char buf[32];
-          std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-          return std::string(buf);
-        };
-        std::printf("%-22s %-8d %-24s %-24s %s\n", who.c_str(), p["calls"].get<int>(),
-                    iso(p["first_ms"].get<int64_t>()).c_str(), iso(p["last_ms"].get<int64_t>()).c_str(),
-                    p["by_version"].dump().c_str());
+      std::printf("%-20s %-20s %-8s %-7s %-8s %-25s %s\n", "PRINCIPAL", "VERSION", "ACTION", "CALLS", "ROWS",
+                  "FIRST", "LAST");
+      for (const auto& r : j["summary"]) {
+        std::printf("%-20s %-20s %-8s %-7d %-8lld %-25s %s\n", r["principal"].get<std::string>().substr(10).c_str(),
+                    r["version"].get<std::string>().c_str(), r["action"].get<std::string>().c_str(),
+                    r["calls"].get<int>(), static_cast<long long>(r["rows"].get<int64_t>()),
+                    r["first"].get<std::string>().c_str(), r["last"].get<std::string>().c_str());
       }
     } else {
       std::printf("%s\n", j.dump(2).c_str());

@@ -94,6 +94,8 @@ TEST(AuthTest, TokensAndRolesDecideWhoMayDoWhatAndWhoDidIt) {
   const fs::path rows = c.write_job("rows.csv", "0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8\n");
   CliResult predicted = c.cli({"--token-file", carol, "predict", "guarded", "--input", rows.string(), "--as", "eve"});
   ASSERT_EQ(predicted.code, 0) << predicted.err;
+  CliResult forged = c.cli({"--token-file", bogus.string(), "predict", "guarded", "--input", rows.string()});
+  EXPECT_EQ(forged.code, 4) << "a wrong token gets no prediction";
   json usage = json::parse(c.cli({"usage", "guarded", "--store", c.store().string(), "--json"}).out);
   ASSERT_EQ(usage["records"].size(), 1u);
   EXPECT_EQ(usage["records"][0]["principal"], "principal:carol");

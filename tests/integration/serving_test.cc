@@ -114,6 +114,18 @@ TEST(ServingTest, PredictionsMatchTheModelAreRecordedOnceAndTraceToDataAndPeople
 
   json usage = run_json(c, {"usage", "served"});
   EXPECT_EQ(usage["by_principal"]["principal:carol"]["calls"], 3);
+  json carol_predicts;
+  for (const auto& row : usage["summary"]) {
+    if (row["principal"] == "principal:carol" && row["action"] == "predict") carol_predicts = row;
+  }
+  ASSERT_FALSE(carol_predicts.is_null()) << usage.dump(2);
+  EXPECT_EQ(carol_predicts["version"], "served@1");
+  EXPECT_EQ(carol_predicts["calls"], 3);
+  EXPECT_EQ(carol_predicts["rows"], 5);
+  EXPECT_TRUE(run_json(c, {"usage", "served", "--since", "2999-01-01"})["records"].empty());
+  EXPECT_EQ(run_json(c, {"usage", "served", "--until", "2999-01-01T00:00:00"})["records"].size(), 4u)
+      << "3 predict calls and 1 export";
+  EXPECT_EQ(c.cli({"usage", "served", "--since", "yesterday"}).code, 2);
   EXPECT_EQ(c.cli({"audit", "verify"}).code, 0);
 }
 

@@ -238,7 +238,10 @@ TEST(CodecTest, PrincipalsAndTokensRoundTrip) {
   EXPECT_EQ(a.role, "consumer");
   auto p = round_trip(PrincipalAdded{"erin", "consumer", "s3cret"});
   EXPECT_EQ(p.token, "s3cret");
-  EXPECT_EQ(round_trip(UsageRequest{"m@1"}).model, "m@1");
+  auto u = round_trip(UsageRequest{"m@1", 5, 9});
+  EXPECT_EQ(u.model, "m@1");
+  EXPECT_EQ(u.since_ms, 5);
+  EXPECT_EQ(u.until_ms, 9);
   EXPECT_EQ(round_trip(UsageReply{"{}"}).json, "{}");
   Envelope e;
   e.token = "tok";
