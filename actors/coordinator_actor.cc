@@ -95,13 +95,9 @@ Status bootstrap_admin(storage::CustodyStore* store, const std::string& path) {
   if (std::ifstream in{path}) {
     std::getline(in, token);
   } else {
-    std::random_device rd;
-    static const char* kHex = "0123456789abcdef";
-    for (int i = 0; i < 32; ++i) {
-      const unsigned v = rd() & 0xff;
-      token += kHex[v >> 4];
-      token += kHex[v & 15];
-    }
+    auto made = random_token();
+    if (!made.is_ok()) return made.status();
+    token = made.value();
     const std::string tmp = path + ".tmp";
     {
       std::ofstream out(tmp);

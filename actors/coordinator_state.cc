@@ -209,19 +209,13 @@ Outbox CoordinatorState::on_add_principal(const Envelope& in, const msg::AddPrin
   if (m.name.empty() || m.name.find_first_of("|:/ ") != std::string::npos) {
     return error(invalid_argument("a principal's name must be non-empty, without '|', ':', '/' or spaces"));
   }
-  std::random_device rd;
-  std::string token;
-  static const char* kHex = "0123456789abcdef";
-  for (int i = 0; i < 32; ++i) {
-    const unsigned v = rd() & 0xff;
-    token += kHex[v >> 4];
-    token += kHex[v & 15];
-  }
+  auto token = random_token();
+  if (!token.is_ok()) return error(token.status());
   auto by = authorize(in);
-  Status s = add_credential(m.name, m.role, token, by.is_ok() ? by->principal : "?");
+  Status s = add_credential(m.name, m.role, token.value(), by.is_ok() ? by->principal : "?");
   if (!s.is_ok()) return error(s);
   log(LogLevel::kInfo, kSelf, "added principal " + m.name + " (" + m.role + ")");
-  Envelope e = envelope("", msg::PrincipalAdded{m.name, m.role, token});
+  Envelope e = envelope("", msg::PrincipalAdded{m.name, m.role, token.value()});
   e.request_id = in.request_id;
   return {{peer, std::move(e)}};
 }
