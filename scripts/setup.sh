@@ -7,7 +7,7 @@ packages=(
   libcaf-dev libeigen3-dev libzmq3-dev cppzmq-dev capnproto libcapnp-dev
   librocksdb-dev rocksdb-tools libgtest-dev googletest libbenchmark-dev
   zlib1g-dev libssl-dev libcli11-dev libtomlplusplus-dev nlohmann-json3-dev
-  dataset-fashion-mnist python3-zmq
+  dataset-fashion-mnist python3-zmq clang-14 libclang-rt-14-dev
 )
 missing=()
 for p in "${packages[@]}"; do
