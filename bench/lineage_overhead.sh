@@ -9,14 +9,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 rounds=${1:-3}
 epochs=${2:-3}
-scripts/build.sh
-bin="$root/${CUSTODY_BUILD_DIR:-build}/bin"
-source scripts/lib/cluster.sh
-out_dir="$root/${CUSTODY_BUILD_DIR:-build}/bench"
-mkdir -p "$out_dir"
-work=$(mktemp -d "${TMPDIR:-/tmp}/custody-bench.XXXXXX")
-trap 'cluster_stop; rm -rf "$work"' EXIT
-sed "s/^epochs = .*/epochs = $epochs/" configs/jobs/fashion_mlp.toml >"$work/job.toml"
+source scripts/lib/bench.sh
+bench_setup $epochs
 
 measure() {  # mode -> samples/s
   local mode=$1 run

@@ -9,14 +9,8 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 calls=${1:-2000}
-scripts/build.sh
-bin="$root/${CUSTODY_BUILD_DIR:-build}/bin"
-source scripts/lib/cluster.sh
-out_dir="$root/${CUSTODY_BUILD_DIR:-build}/bench"
-mkdir -p "$out_dir"
-work=$(mktemp -d "${TMPDIR:-/tmp}/custody-bench.XXXXXX")
-trap 'cluster_stop; [ -n "${KEEP:-}" ] || rm -rf "$work"' EXIT
-sed "s/^epochs = .*/epochs = 1/" configs/jobs/fashion_mlp.toml >"$work/job.toml"
+source scripts/lib/bench.sh
+bench_setup 1
 
 cluster_start "$work" 2 2 --store "$work/store"
 job=$(custody submit "$work/job.toml")
