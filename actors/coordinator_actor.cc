@@ -20,7 +20,7 @@ namespace custody::actors {
 namespace {
 
 struct CoordinatorActorState {
-  std::unique_ptr<CoordinatorState> logic;
+  std::shared_ptr<CoordinatorState> logic;
   SocketPort port;
   caf::actor serving;
 };
@@ -52,9 +52,8 @@ caf::behavior serving_actor(caf::stateful_actor<ServingActorState>* self, Socket
 }
 
 caf::behavior coordinator_actor(caf::stateful_actor<CoordinatorActorState>* self, CoordinatorOptions options,
-                                SocketPort port, storage::CustodyStore* store, std::string store_path,
-                                caf::actor serving) {
-  self->state.logic = std::make_unique<CoordinatorState>(options, store, store_path);
+                                SocketPort port, std::shared_ptr<CoordinatorState> logic, caf::actor serving) {
+  self->state.logic = std::move(logic);
   self->state.port = port;
   self->state.serving = serving;
   self->delayed_send(self, std::max(std::chrono::milliseconds(50), options.heartbeat_interval / 2),
@@ -160,7 +159,16 @@ int run_coordinator(const CoordinatorNodeConfig& config, const std::atomic<bool>
   // The store outlives the actor system (declared before it), so no actor sees it closed.
   // Both write the store (synced RocksDB batches): blocking I/O, so each gets its own thread.
   auto serving = system.spawn<caf::detached>(serving_actor, port, store.get(), config.serving);
-  auto actor = system.spawn<caf::detached>(coordinator_actor, config.options, port, store.get(), config.store, serving);
+  auto logic = std::make_shared<CoordinatorState>(config.options, store.get(), config.store);
+  // After a restart: the jobs that had not ended, the known nodes and their ids.
+  if (Status s = logic->restore(Clock::now()); !s.is_ok()) {
+    log(LogLevel::kError, "coordinator", "could not restore the jobs from the custody store: " + s.message());
+    caf::anon_send_exit(port.actor(), caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(serving, caf::exit_reason::user_shutdown);
+    system.await_all_actors_done();
+    return 2;
+  }
+  auto actor = system.spawn<caf::detached>(coordinator_actor, config.options, port, logic, serving);
   port.start(actor);
   log(LogLevel::kInfo, "coordinator", "listening on " + endpoint);
   if (!config.port_file.empty()) {

@@ -44,10 +44,11 @@ std::string CoordinatorState::new_job_id() {
   }
 }
 
-Envelope CoordinatorState::envelope(const std::string& job_id, msg::Body body) const {
+Envelope CoordinatorState::envelope(const std::string& job_id, msg::Body body, uint32_t attempt) const {
   Envelope e;
   e.sender = kSelf;
   e.job_id = job_id;
+  e.attempt = attempt;
   e.body = std::move(body);
   return e;
 }
@@ -63,6 +64,170 @@ CoordinatorState::Node* CoordinatorState::node_by_id(const std::string& id) {
   return it == nodes_.end() ? nullptr : &it->second;
 }
 
+namespace {
+std::optional<JobState> job_state_named(const std::string& name) {
+  for (int i = 0; i <= static_cast<int>(JobState::kCancelled); ++i) {
+    if (name == msg::to_string(static_cast<JobState>(i))) return static_cast<JobState>(i);
+  }
+  return std::nullopt;
+}
+}  // namespace
+
+Status CoordinatorState::restore(Clock::time_point now) {
+  now_ = now;
+  if (!recorder_.enabled()) return Status::ok();
+  storage::CustodyStore& store = *recorder_.store();
+  auto records = store.log("lineage");
+  if (!records.is_ok()) return records.status();
+  struct Run {
+    storage::json entity;
+    std::string spec_id, init_from;
+    std::optional<storage::json> end;  // the last run_ended, unless resumed after it
+    int64_t ended_ms = 0;
+    uint32_t attempts = 0, recoveries = 0;
+  };
+  std::map<std::string, Run> runs;
+  std::map<std::string, std::string> specs;  // jobspec id -> its text
+  for (const auto& r : records.value()) {
+    const storage::json& b = r.body;
+    const std::string type = b.value("type", "");
+    if (type == "entity") {
+      const std::string kind = b.value("kind", ""), id = b.value("id", "");
+      if (kind == "run") runs[id].entity = b;
+      if (kind == "jobspec") specs[id] = b.value("text", "");
+      if (kind == "node") {
+        Node n;
+        n.id = b.value("node_id", "");
+        n.role = b.value("role", "") == msg::to_string(msg::NodeRole::kWorker) ? msg::NodeRole::kWorker
+                                                                              : msg::NodeRole::kParameterServer;
+        n.host = b.value("host", "");
+        n.address = b.value("address", "");
+        n.alive = false;  // until it registers again
+        n.last_seen = now;
+        int number = 0;
+        if (std::sscanf(n.id.c_str(), "worker-%d", &number) == 1) next_worker_ = std::max(next_worker_, number + 1);
+        if (std::sscanf(n.id.c_str(), "ps-%d", &number) == 1) next_ps_ = std::max(next_ps_, number + 1);
+        if (!n.id.empty()) nodes_[n.id] = n;
+      }
+    } else if (type == "relation") {
+      const std::string rel = b.value("rel", "");
+      if (rel == "specified_by") runs[b.value("from", "")].spec_id = b.value("to", "");
+      if (rel == "initialized_from") runs[b.value("from", "")].init_from = b.value("to", "");
+    } else if (type == "event") {
+      const std::string event = b.value("event", "");
+      const std::string run = b.value("run", "");
+      if (run.empty()) continue;
+      Run& x = runs[run];
+      if (event == "run_started") x.attempts = std::max<uint32_t>(x.attempts, b.value("attempt", 0u) + 1);
+      if (event == "run_recovered") {
+        x.attempts = std::max<uint32_t>(x.attempts, b.value("next_attempt", 0u));
+        ++x.recoveries;
+      }
+      if (event == "run_ended") {
+        x.end = b;
+        x.ended_ms = r.time_ms;
+      }
+      if (event == "run_resumed") x.end.reset();
+    }
+  }
+  std::vector<std::pair<int64_t, std::string>> order;
+  size_t resumed = 0;
+  for (auto& [id, run] : runs) {
+    if (run.entity.is_null()) continue;
+    const storage::json& e = run.entity;
+    Job job;
+    job.spec.text = specs[run.spec_id];
+    msg::JobStatus& s = job.status;
+    s.job_id = id;
+    s.name = e.value("name", "");
+    s.submitter = e.value("submitter", "");
+    s.submitted_at_ms = e.value("submitted_at_ms", int64_t{0});
+    s.epochs = e.value("epochs", 0u);
+    s.consistency = e.value("consistency", "");
+    s.recoveries = run.recoveries;
+    job.attempt = run.attempts;
+    // The newest checkpoint of the run, if any.
+    auto checkpoints = store.checkpoints_of(id);
+    if (!checkpoints.is_ok()) return checkpoints.status();
+    uint64_t newest_step = 0;
+    for (const auto& c : checkpoints.value()) {
+      if (s.last_checkpoint.empty() || c.value("step", uint64_t{0}) >= newest_step) {
+        newest_step = c.value("step", uint64_t{0});
+        s.last_checkpoint = c.value("id", "");
+      }
+    }
+    order.emplace_back(s.submitted_at_ms, id);
+    if (run.end) {
+      const storage::json& end = *run.end;
+      s.state = job_state_named(end.value("state", "")).value_or(JobState::kFailed);
+      s.message = end.value("message", "");
+      s.test_accuracy = end.value("test_accuracy", -1.0);
+      s.accuracy_history = end.value("accuracy_history", std::vector<double>());
+      s.epoch = static_cast<uint32_t>(s.accuracy_history.size());
+      s.step = end.value("steps", uint64_t{0});
+      s.finished_at_ms = run.ended_ms;
+      const std::string final_checkpoint = end.value("final_checkpoint", "");
+      if (!final_checkpoint.empty()) s.last_checkpoint = final_checkpoint;
+      job.final_recorded = !final_checkpoint.empty();
+      jobs_[id] = std::move(job);
+      continue;
+    }
+    // Not ended: it was queued or running when the coordinator stopped. It resumes from
+    // its newest checkpoint (or its start) once its nodes are back.
+    auto prepared = prepare(job.spec.text, "job " + id, false);
+    if (!prepared.is_ok()) {
+      jobs_[id] = std::move(job);
+      finish(jobs_[id], JobState::kFailed, "could not be restored after a coordinator restart: " +
+                                               prepared.status().message());
+      continue;
+    }
+    Job restored = std::move(prepared).value();
+    msg::JobStatus keep = s;
+    restored.attempt = job.attempt;
+    restored.status.job_id = id;
+    restored.status.submitter = keep.submitter;
+    restored.status.submitted_at_ms = keep.submitted_at_ms;
+    restored.status.last_checkpoint = keep.last_checkpoint;
+    restored.status.recoveries = keep.recoveries;
+    const std::string origin = s.last_checkpoint.empty() ? run.init_from : s.last_checkpoint;
+    if (!origin.empty()) {
+      storage::json manifest;
+      auto values = storage::load_checkpoint(store, origin, &manifest);
+      if (!values.is_ok()) return values.status();
+      restored.initial_values = std::move(values).value();
+      restored.start_step = s.last_checkpoint.empty() ? 0 : manifest.value("step", uint64_t{0});
+      if (s.last_checkpoint.empty()) restored.init_checkpoint = origin;
+    }
+    restored.last_checkpoint_step = restored.start_step;
+    const bool was_started = restored.attempt > 0;
+    if (was_started) {
+      CUSTODY_RETURN_IF_ERROR(recorder_.job_recovered(restored.status, restored.attempt - 1,
+                                                      "the coordinator restarted", restored.start_step,
+                                                      restored.start_step, s.last_checkpoint));
+      ++restored.status.recoveries;
+    }
+    restored.recovering = true;
+    restored.recovery_reason = "the coordinator restarted";
+    restored.full_nodes_until = now + options_.heartbeat_timeout;
+    restored.status.step = restored.start_step;
+    restored.status.epoch = static_cast<uint32_t>(restored.start_step / restored.steps_per_epoch);
+    restored.status.message = "restored after a coordinator restart; resumes from " +
+                              (s.last_checkpoint.empty() ? std::string("its start") : s.last_checkpoint) +
+                              " once its nodes register";
+    jobs_[id] = std::move(restored);
+    queue_.push_back(id);
+    ++resumed;
+  }
+  std::sort(order.begin(), order.end());
+  for (auto& [at, id] : order) order_.push_back(id);
+  std::sort(queue_.begin(), queue_.end(), [&](const std::string& a, const std::string& b) {
+    return jobs_.at(a).status.submitted_at_ms < jobs_.at(b).status.submitted_at_ms;
+  });
+  log(LogLevel::kInfo, kSelf, "restored " + std::to_string(jobs_.size()) + " jobs (" + std::to_string(resumed) +
+                                  " to resume) and " + std::to_string(nodes_.size()) + " known nodes from the store");
+  return Status::ok();
+}
+
 Outbox CoordinatorState::handle(const std::string& peer, const Envelope& in, Clock::time_point now) {
   auto reply = [&](msg::Body body) {
     Envelope e = envelope(in.job_id, std::move(body));
@@ -70,6 +235,7 @@ Outbox CoordinatorState::handle(const std::string& peer, const Envelope& in, Clo
     return Outbox{{peer, std::move(e)}};
   };
   auto error = [&](Status s) { return Outbox{{peer, msg::make_error(in, kSelf, s)}}; };
+  now_ = now;
 
   auto caller = authorize(in);
   if (!caller.is_ok()) return error(caller.status());
@@ -121,7 +287,7 @@ Outbox CoordinatorState::handle(const std::string& peer, const Envelope& in, Clo
                                      "' message from a node that has not registered; register first"));
   }
   node->last_seen = now;
-  return on_node_report(*node, in);
+  return on_node_report(*node, in, now);
 }
 
 Outbox CoordinatorState::handle_export(const std::string& peer, const Envelope& in, const msg::ExportRequest& m) {
@@ -245,11 +411,14 @@ Outbox CoordinatorState::on_register(const std::string& peer, const Envelope& in
                                 "replacing the old one");
   }
   if (existing && !existing->job.empty()) {
+    // Its new incarnation holds nothing of the job: roll the job back.
     auto it = jobs_.find(existing->job);
     if (it != jobs_.end() && !msg::is_terminal(it->second.status.state)) {
-      auto more = finish(it->second, JobState::kFailed, "node " + id + " restarted during the job");
+      auto more = recover(it->second, std::string(msg::to_string(existing->role)) + " " + id +
+                                          " registered again (restarted) during the job");
       out.insert(out.end(), more.begin(), more.end());
     }
+    existing->job.clear();
   }
   Status recorded = recorder_.node_registered(id, m);
   if (!recorded.is_ok()) log(LogLevel::kError, kSelf, "node " + id + ": " + recorded.message());
@@ -273,49 +442,48 @@ Outbox CoordinatorState::on_register(const std::string& peer, const Envelope& in
   return out;
 }
 
-Outbox CoordinatorState::on_submit(const Envelope& in, const msg::SubmitJob& m, const std::string& peer) {
-  auto error = [&](Status s) { return Outbox{{peer, msg::make_error(in, kSelf, s)}}; };
-  const std::string origin = m.origin.empty() ? "job file" : m.origin;
-  auto spec = parse_job_spec(m.spec_text, origin);
-  if (!spec.is_ok()) return error(spec.status());
+Result<CoordinatorState::Job> CoordinatorState::prepare(const std::string& spec_text, const std::string& origin,
+                                                        bool resolve_init) {
+  auto spec = parse_job_spec(spec_text, origin);
+  if (!spec.is_ok()) return spec.status();
   // The coordinator reads the data once, to split it and to pin its identity.
   auto data = load_data(spec->data);
   if (!data.is_ok()) {
-    return error(Status(data.status().code(), data.status().message() +
-                                                  " (the coordinator reads the data set named in the "
-                                                  "job file to split it among the workers)"));
+    return Status(data.status().code(), data.status().message() +
+                                            " (the coordinator reads the data set named in the "
+                                            "job file to split it among the workers)");
   }
   auto model = Model::make(spec->layer_sizes(data->train.features));
-  if (!model.is_ok()) return error(model.status());
+  if (!model.is_ok()) return model.status();
   for (uint8_t label : data->train.labels) {
     if (label >= spec->classes) {
-      return error(invalid_argument(origin + ": the training labels go up to " + std::to_string(label) +
-                                    " but 'model.classes' is " + std::to_string(spec->classes)));
+      return invalid_argument(origin + ": the training labels go up to " + std::to_string(label) +
+                              " but 'model.classes' is " + std::to_string(spec->classes));
     }
   }
   const int64_t min_shard = data->train.count / spec->workers;
   if (min_shard < spec->batch_size) {
-    return error(invalid_argument(origin + ": 'job.batch_size' (" + std::to_string(spec->batch_size) +
-                                  ") is larger than each worker's shard (" + std::to_string(min_shard) +
-                                  " samples); lower the batch size or the number of workers"));
+    return invalid_argument(origin + ": 'job.batch_size' (" + std::to_string(spec->batch_size) +
+                            ") is larger than each worker's shard (" + std::to_string(min_shard) +
+                            " samples); lower the batch size or the number of workers");
   }
   if (data->test.count < spec->workers) {
-    return error(invalid_argument(origin + ": the test set has fewer samples than 'job.workers'"));
+    return invalid_argument(origin + ": the test set has fewer samples than 'job.workers'");
   }
   Job job;
-  if (!spec->init_from.empty()) {
+  if (resolve_init && !spec->init_from.empty()) {
     if (!recorder_.enabled()) {
-      return error(failed_precondition(origin + ": 'job.init_from' needs a coordinator with a custody store (--store)"));
+      return failed_precondition(origin + ": 'job.init_from' needs a coordinator with a custody store (--store)");
     }
     auto id = storage::resolve_checkpoint(*recorder_.store(), spec->init_from);
-    if (!id.is_ok()) return error(Status(id.status().code(), origin + ": 'job.init_from': " + id.status().message()));
+    if (!id.is_ok()) return Status(id.status().code(), origin + ": 'job.init_from': " + id.status().message());
     storage::json manifest;
     auto values = storage::load_checkpoint(*recorder_.store(), id.value(), &manifest);
-    if (!values.is_ok()) return error(values.status());
+    if (!values.is_ok()) return values.status();
     if (manifest["layer_sizes"] != model->layer_sizes()) {
-      return error(invalid_argument(origin + ": 'job.init_from' names " + id.value() + ", a model of layers " +
-                                    manifest["layer_sizes"].dump() + ", but this job's model has layers " +
-                                    storage::json(model->layer_sizes()).dump()));
+      return invalid_argument(origin + ": 'job.init_from' names " + id.value() + ", a model of layers " +
+                              manifest["layer_sizes"].dump() + ", but this job's model has layers " +
+                              storage::json(model->layer_sizes()).dump());
     }
     job.initial_values = std::move(values).value();
     job.init_checkpoint = id.value();
@@ -330,27 +498,37 @@ Outbox CoordinatorState::on_submit(const Envelope& in, const msg::SubmitJob& m, 
   job.checkpoint_every = spec->checkpoint_every_steps > 0 ? static_cast<uint64_t>(spec->checkpoint_every_steps)
                                                           : job.steps_per_epoch;
   msg::JobStatus& s = job.status;
-  s.job_id = new_job_id();
   s.name = spec->name;
   s.state = JobState::kPending;
-  s.submitter = m.submitter.empty() ? "anonymous" : m.submitter;
   s.epochs = static_cast<uint32_t>(spec->epochs);
   s.total_steps = job.steps_per_epoch * static_cast<uint64_t>(spec->epochs);
-  s.submitted_at_ms = wall_ms();
   s.dataset_hash = data->version_hash;
   s.consistency = to_string(spec->consistency);
   s.message = "waiting for " + std::to_string(spec->workers) + " idle workers and a parameter server";
+  job.data = {data->version_hash, data->train.content_hash, data->test.content_hash, data->train.count,
+                data->test.count};
+  return job;
+}
+
+Outbox CoordinatorState::on_submit(const Envelope& in, const msg::SubmitJob& m, const std::string& peer) {
+  auto error = [&](Status s) { return Outbox{{peer, msg::make_error(in, kSelf, s)}}; };
+  const std::string origin = m.origin.empty() ? "job file" : m.origin;
+  auto prepared = prepare(m.spec_text, origin, true);
+  if (!prepared.is_ok()) return error(prepared.status());
+  Job job = std::move(prepared).value();
+  msg::JobStatus& s = job.status;
+  s.job_id = new_job_id();
+  s.submitter = m.submitter.empty() ? "anonymous" : m.submitter;
+  s.submitted_at_ms = wall_ms();
   const std::string id = s.job_id;
-  Status recorded = recorder_.job_submitted(
-      s, job.spec, {data->version_hash, data->train.content_hash, data->test.content_hash, data->train.count, data->test.count},
-      job.layer_sizes, job.init_checkpoint);
+  Status recorded = recorder_.job_submitted(s, job.spec, job.data, job.layer_sizes, job.init_checkpoint);
   if (!recorded.is_ok()) {
     return error(Status(recorded.code(), recorded.message() + "; the job was not accepted"));
   }
   log(LogLevel::kInfo, kSelf, "accepted " + id + " '" + s.name + "' from " + s.submitter + ": " +
                                   std::to_string(job.num_parameters) + " parameters, " +
-                                  std::to_string(spec->workers) + " workers, " + s.consistency + ", data " +
-                                  data->version_hash.substr(0, 12));
+                                  std::to_string(job.spec.workers) + " workers, " + s.consistency + ", data " +
+                                  s.dataset_hash.substr(0, 12));
   jobs_[id] = std::move(job);
   queue_.push_back(id);
   order_.push_back(id);
@@ -381,48 +559,58 @@ Outbox CoordinatorState::on_cancel(const Envelope& in, const msg::CancelJob& m, 
   return out;
 }
 
-Outbox CoordinatorState::on_node_report(const Node& node, const Envelope& in) {
+Outbox CoordinatorState::on_node_report(const Node& node, const Envelope& in, Clock::time_point now) {
   auto it = jobs_.find(in.job_id);
   if (it == jobs_.end() || msg::is_terminal(it->second.status.state)) {
     return {};  // a late report of a job that has ended: nothing to do
   }
   Job& job = it->second;
+  if (in.attempt != job.attempt) return {};  // from an attempt that was rolled back
   msg::JobStatus& s = job.status;
   if (auto* m = in.get<msg::CheckpointShard>()) return on_checkpoint_shard(job, node, *m);
-  if (auto* m = in.get<msg::KeyRangeReady>()) {
+  if (in.get<msg::KeyRangeReady>()) {
+    if (std::find(job.servers.begin(), job.servers.end(), node.id) == job.servers.end()) return {};
     job.servers_ready.insert(node.id);
-    (void)m;
     if (s.state == JobState::kStarting && job.servers_ready.size() == job.servers.size()) {
       return start_tasks(job);
     }
     return {};
   }
+  // The rest come from a rank's trainer, which must run on the node that sent it.
+  auto rank_of = [&](uint32_t rank) -> WorkerProgress* {
+    if (rank >= job.workers.size() || job.workers[rank] != node.id) return nullptr;
+    return &job.progress[rank];
+  };
+  auto min_step = [&] {
+    uint64_t min = UINT64_MAX;
+    for (auto& [rank, wp] : job.progress) min = std::min(min, wp.step);
+    return min == UINT64_MAX ? job.start_step : min;
+  };
   if (auto* m = in.get<msg::Progress>()) {
-    auto& p = job.progress[node.id];
-    p.step = m->step;
-    if (m->elapsed_us > 0) p.rate = double(m->samples) * 1e6 / double(m->elapsed_us);
+    WorkerProgress* p = rank_of(m->rank);
+    if (!p) return {};
+    if (m->step > p->step) p->last_step_at = now;
+    p->step = m->step;
+    if (m->elapsed_us > 0) p->rate = double(m->samples) * 1e6 / double(m->elapsed_us);
     if (m->samples > 0) {
       double loss = m->loss_sum / double(m->samples);
       job.loss_ema = job.loss_ema < 0 ? loss : 0.7 * job.loss_ema + 0.3 * loss;
     }
-    uint64_t min_step = UINT64_MAX;
     double rate = 0;
-    for (auto& [id, wp] : job.progress) {
-      min_step = std::min(min_step, wp.step);
-      rate += wp.rate;
-    }
-    s.step = min_step;
+    for (auto& [rank, wp] : job.progress) rate += wp.rate;
+    s.step = min_step();
     s.samples_per_sec = rate;
     s.loss = job.loss_ema;
     return {};
   }
   if (auto* m = in.get<msg::EpochEval>()) {
+    if (!rank_of(m->rank) || m->epoch == 0 || m->epoch > s.epochs) return {};
     auto& reports = job.evals[m->epoch];
-    reports.push_back(*m);
+    reports[m->rank] = *m;
     if (reports.size() == job.workers.size()) {
       uint64_t correct = 0, total = 0;
       double loss = 0;
-      for (auto& r : reports) {
+      for (auto& [rank, r] : reports) {
         correct += r.correct;
         total += r.total;
         loss += r.loss_sum;
@@ -430,7 +618,8 @@ Outbox CoordinatorState::on_node_report(const Node& node, const Envelope& in) {
       s.epoch = std::max(s.epoch, m->epoch);
       s.test_accuracy = total ? double(correct) / double(total) : 0;
       s.test_loss = total ? loss / double(total) : 0;
-      s.accuracy_history.push_back(s.test_accuracy);
+      s.accuracy_history.resize(std::max<size_t>(s.accuracy_history.size(), m->epoch), 0.0);
+      s.accuracy_history[m->epoch - 1] = s.test_accuracy;
       job.evals.erase(m->epoch);
       log(LogLevel::kInfo, kSelf, s.job_id + " epoch " + std::to_string(m->epoch) + "/" +
                                       std::to_string(s.epochs) + ": test accuracy " +
@@ -440,22 +629,28 @@ Outbox CoordinatorState::on_node_report(const Node& node, const Envelope& in) {
     return {};
   }
   if (auto* m = in.get<msg::TaskDone>()) {
-    job.progress[node.id].done = true;
-    job.progress[node.id].step = m->steps;
-    uint64_t min_step = UINT64_MAX;
-    for (auto& [id, wp] : job.progress) min_step = std::min(min_step, wp.step);
-    s.step = min_step;
+    WorkerProgress* p = rank_of(m->rank);
+    if (!p) return {};
+    p->done = true;
+    p->step = m->steps;
+    p->last_step_at = now;
+    s.step = min_step();
     return maybe_complete(job);
   }
   if (auto* m = in.get<msg::Error>()) {
+    // A server that stopped answering, or that lost the job, is a failure to recover from;
+    // anything else (bad data, a bad job) would fail again on every attempt.
+    const bool transient = m->code == ErrorCode::kDeadlineExceeded || m->code == ErrorCode::kUnavailable ||
+                           m->code == ErrorCode::kNotFound;
+    if (transient) return recover(job, node.id + " reported: " + m->message);
     return finish(job, JobState::kFailed, node.id + " reported: " + m->message);
   }
   return {};
 }
 
 Outbox CoordinatorState::maybe_complete(Job& job) {
-  for (auto& w : job.workers)
-    if (!job.progress[w].done) return {};
+  for (size_t rank = 0; rank < job.workers.size(); ++rank)
+    if (!job.progress[static_cast<uint32_t>(rank)].done) return {};
   if (!job.evals.empty()) return {};
   if (recorder_.enabled() && !job.final_recorded) return {};  // the final checkpoint is on its way
   return finish(job, JobState::kCompleted, "final test accuracy " + fmt("%.4f", job.status.test_accuracy));
@@ -482,7 +677,9 @@ Outbox CoordinatorState::on_checkpoint_shard(Job& job, const Node& node, const m
     for (const auto& c : shard.contributions) {
       // Every server sees each accepted push once: steps and samples are the same on each;
       // norms and rejections add up over the ranges.
-      WorkerContribution& w = contributions[c.worker];
+      WorkerContribution& w = contributions[c.worker + "|" + std::to_string(c.rank)];
+      w.worker = c.worker;
+      w.rank = c.rank;
       w.accepted = std::max(w.accepted, c.accepted);
       w.samples = std::max(w.samples, c.samples);
       w.rejected += c.rejected;
@@ -493,9 +690,8 @@ Outbox CoordinatorState::on_checkpoint_shard(Job& job, const Node& node, const m
       w.interval_end = m.step;
     }
   }
-  for (size_t r = 0; r < job.workers.size(); ++r) {
-    auto it = contributions.find(job.workers[r]);
-    if (it != contributions.end() && r < job.tasks.size()) it->second.shard = job.tasks[r].shard;
+  for (auto& [key, c] : contributions) {
+    if (c.rank < job.tasks.size()) c.shard = job.tasks[c.rank].shard;
   }
   job.shards.erase(m.step);
   storage::CheckpointSpec spec;
@@ -531,6 +727,16 @@ Outbox CoordinatorState::on_resume(const Envelope& in, const msg::ResumeJob& m, 
   if (s.last_checkpoint.empty() || !recorder_.enabled()) {
     return error(failed_precondition("job " + in.job_id + " has no checkpoint to resume from"));
   }
+  if (job.steps_per_epoch == 0) {  // restored from the store after a restart: read its file again
+    auto prepared = prepare(job.spec.text, "job " + in.job_id, false);
+    if (!prepared.is_ok()) return error(prepared.status());
+    msg::JobStatus keep = s;
+    const uint32_t attempt = job.attempt;
+    job = std::move(prepared).value();
+    job.status = keep;
+    job.attempt = attempt;
+    job.status.total_steps = job.steps_per_epoch * static_cast<uint64_t>(job.spec.epochs);
+  }
   storage::json manifest;
   auto values = storage::load_checkpoint(*recorder_.store(), s.last_checkpoint, &manifest);
   if (!values.is_ok()) return error(values.status());
@@ -540,6 +746,8 @@ Outbox CoordinatorState::on_resume(const Envelope& in, const msg::ResumeJob& m, 
   job.initial_values = std::move(values).value();
   job.start_step = step;
   job.last_checkpoint_step = step;
+  ++job.attempt;
+  job.recovering = false;
   job.final_recorded = false;
   job.shards.clear();
   job.evals.clear();
@@ -564,28 +772,36 @@ Outbox CoordinatorState::schedule() {
   Outbox out;
   for (auto qit = queue_.begin(); qit != queue_.end();) {
     Job& job = jobs_.at(*qit);
+    const size_t ranks = static_cast<size_t>(job.spec.workers);
+    // A job rolled back after a failure runs on what is left (one node may run several
+    // ranks); a first start, or a job restored after a coordinator restart that is still
+    // waiting for its nodes to come back, waits for a node per rank.
+    const size_t needed = job.recovering && now_ >= job.full_nodes_until ? 1 : ranks;
     std::vector<Node*> workers, servers;
     for (auto& [id, n] : nodes_) {
       if (!n.alive || !n.job.empty()) continue;
-      if (n.role == msg::NodeRole::kWorker && workers.size() < size_t(job.spec.workers)) workers.push_back(&n);
+      if (n.role == msg::NodeRole::kWorker && workers.size() < ranks) workers.push_back(&n);
     }
     // Servers are shared by jobs: every live one takes a range of every job.
     for (auto& [id, n] : nodes_)
       if (n.alive && n.role == msg::NodeRole::kParameterServer) servers.push_back(&n);
-    if (workers.size() < size_t(job.spec.workers) || servers.empty()) {
-      job.status.message = "waiting for " + std::to_string(job.spec.workers) + " idle workers (" +
-                           std::to_string(workers.size()) + " idle) and a parameter server (" +
-                           std::to_string(servers.size()) + " alive)";
+    if (workers.size() < needed || servers.empty()) {
+      const std::string wait = "waiting for " + std::to_string(needed) + " idle workers (" +
+                               std::to_string(workers.size()) + " idle) and a parameter server (" +
+                               std::to_string(servers.size()) + " alive)";
+      job.status.message = job.recovering ? "recovering (" + job.recovery_reason + "): " + wait : wait;
       break;  // first come, first served: later jobs wait behind this one
     }
     if (servers.size() > job.num_parameters) servers.resize(job.num_parameters);
     job.ranges = partition_range(job.num_parameters, static_cast<uint32_t>(servers.size())).value();
     job.workers.clear();
     job.servers.clear();
-    for (Node* w : workers) {
-      w->job = job.status.job_id;
-      job.workers.push_back(w->id);
-      job.progress[w->id] = WorkerProgress{};
+    job.servers_ready.clear();
+    job.progress.clear();
+    for (Node* w : workers) w->job = job.status.job_id;
+    for (size_t r = 0; r < ranks; ++r) {
+      job.workers.push_back(workers[r % workers.size()]->id);
+      job.progress[static_cast<uint32_t>(r)] = WorkerProgress{job.start_step, 0, false, now_};
     }
     for (size_t i = 0; i < servers.size(); ++i) {
       job.servers.push_back(servers[i]->id);
@@ -595,7 +811,7 @@ Outbox CoordinatorState::schedule() {
       a.range_begin = job.ranges[i].begin;
       a.range_end = job.ranges[i].end;
       a.num_parameters = job.num_parameters;
-      a.num_workers = static_cast<uint32_t>(workers.size());
+      a.num_workers = static_cast<uint32_t>(ranks);
       a.total_steps = job.status.total_steps;
       a.input_features = static_cast<uint32_t>(job.features);
       a.steps_per_epoch = job.steps_per_epoch;
@@ -605,12 +821,13 @@ Outbox CoordinatorState::schedule() {
         a.initial_values.assign(job.initial_values.begin() + static_cast<std::ptrdiff_t>(job.ranges[i].begin),
                                 job.initial_values.begin() + static_cast<std::ptrdiff_t>(job.ranges[i].end));
       }
-      out.push_back({servers[i]->peer, envelope(job.status.job_id, std::move(a))});
+      out.push_back({servers[i]->peer, envelope(job.status.job_id, std::move(a), job.attempt)});
     }
     job.status.workers = job.workers;
     job.status.servers = job.servers;
     job.status.state = JobState::kStarting;
     job.status.message = "parameter servers are loading their key ranges";
+    job.starting_since = now_;
     qit = queue_.erase(qit);
   }
   return out;
@@ -638,35 +855,43 @@ Outbox CoordinatorState::start_tasks(Job& job) {
     t.servers = servers;
     t.num_parameters = job.num_parameters;
     t.start_step = job.start_step;
-    out.push_back({node_by_id(job.workers[r])->peer, envelope(job.status.job_id, t)});
+    out.push_back({node_by_id(job.workers[r])->peer, envelope(job.status.job_id, t, job.attempt)});
     job.tasks.push_back(std::move(t));
   }
-  Status recorded = recorder_.job_started(job.status, job.tasks, servers, job.start_step);
+  Status recorded = recorder_.job_started(job.status, job.tasks, servers, job.start_step, job.attempt);
   if (!recorded.is_ok()) return finish(job, JobState::kFailed, recorded.message());
   job.status.state = JobState::kRunning;
-  job.status.started_at_ms = wall_ms();
-  job.status.message = "training";
+  if (job.status.started_at_ms == 0) job.status.started_at_ms = wall_ms();
+  job.status.message = job.recovering ? "training (recovered: " + job.recovery_reason + ")" : "training";
+  for (auto& [rank, p] : job.progress) p.last_step_at = now_;
   log(LogLevel::kInfo, kSelf, job.status.job_id + " running on " + std::to_string(job.workers.size()) +
-                                  " workers and " + std::to_string(job.servers.size()) + " parameter servers");
+                                  " ranks and " + std::to_string(job.servers.size()) + " parameter servers (attempt " +
+                                  std::to_string(job.attempt) + ", from step " + std::to_string(job.start_step) + ")");
+  return out;
+}
+
+Outbox CoordinatorState::stop_attempt(Job& job, const std::string& reason) {
+  Outbox out;
+  std::set<std::string> involved(job.workers.begin(), job.workers.end());
+  involved.insert(job.servers.begin(), job.servers.end());
+  for (const auto& id : involved) {
+    Node* n = node_by_id(id);
+    if (!n) continue;
+    if (n->job == job.status.job_id) n->job.clear();
+    if (n->alive) out.push_back({n->peer, envelope(job.status.job_id, msg::StopJob{reason}, job.attempt)});
+  }
   return out;
 }
 
 Outbox CoordinatorState::finish(Job& job, JobState state, const std::string& message) {
-  Outbox out;
   msg::JobStatus& s = job.status;
   const bool was_queued = s.state == JobState::kPending;
   s.state = state;
   s.message = message;
   s.finished_at_ms = wall_ms();
+  s.waiting_for.clear();
   if (was_queued) queue_.erase(std::remove(queue_.begin(), queue_.end(), s.job_id), queue_.end());
-  std::vector<std::string> involved = job.workers;
-  involved.insert(involved.end(), job.servers.begin(), job.servers.end());
-  for (const auto& id : involved) {
-    Node* n = node_by_id(id);
-    if (!n) continue;
-    if (n->job == s.job_id) n->job.clear();
-    if (n->alive) out.push_back({n->peer, envelope(s.job_id, msg::StopJob{message})});
-  }
+  Outbox out = stop_attempt(job, message);
   log(state == JobState::kCompleted ? LogLevel::kInfo : LogLevel::kWarn, kSelf,
       s.job_id + " " + msg::to_string(state) + ": " + message);
   Status recorded = recorder_.job_ended(s, job.final_recorded ? s.last_checkpoint : "");
@@ -690,7 +915,67 @@ Outbox CoordinatorState::finish(Job& job, JobState state, const std::string& mes
   return out;
 }
 
+Outbox CoordinatorState::recover(Job& job, const std::string& why) {
+  msg::JobStatus& s = job.status;
+  if (msg::is_terminal(s.state)) return {};
+  if (s.state == JobState::kPending) return {};  // holds no nodes yet: nothing to roll back
+  if (s.recoveries >= options_.max_recoveries) {
+    return finish(job, JobState::kFailed, why + "; gave up after " + std::to_string(s.recoveries) +
+                                              " recoveries (last: " + job.recovery_reason + ")");
+  }
+  Outbox out = stop_attempt(job, "rolled back: " + why);
+  uint64_t reached = UINT64_MAX;
+  for (auto& [rank, p] : job.progress) reached = std::min(reached, p.step);
+  if (reached == UINT64_MAX) reached = job.start_step;
+  // Back to the newest checkpoint of this job, or to where this run of it started.
+  std::string checkpoint;
+  if (recorder_.enabled() && !s.last_checkpoint.empty()) {
+    storage::json manifest;
+    auto values = storage::load_checkpoint(*recorder_.store(), s.last_checkpoint, &manifest);
+    if (!values.is_ok()) {
+      auto more = finish(job, JobState::kFailed, why + "; and its last checkpoint " + s.last_checkpoint +
+                                                     " cannot be loaded: " + values.status().message());
+      out.insert(out.end(), more.begin(), more.end());
+      return out;
+    }
+    job.initial_values = std::move(values).value();
+    job.start_step = manifest["step"];
+    checkpoint = s.last_checkpoint;
+  }
+  Status recorded = recorder_.job_recovered(s, job.attempt, why, reached, job.start_step, checkpoint);
+  if (!recorded.is_ok()) {
+    auto more = finish(job, JobState::kFailed, why + "; and the recovery could not be recorded: " + recorded.message());
+    out.insert(out.end(), more.begin(), more.end());
+    return out;
+  }
+  log(LogLevel::kWarn, kSelf, s.job_id + ": " + why + "; rolling back from step " + std::to_string(reached) +
+                                  " to step " + std::to_string(job.start_step) +
+                                  (checkpoint.empty() ? " (the job's start)" : " (" + checkpoint + ")") +
+                                  " as attempt " + std::to_string(job.attempt + 1));
+  ++job.attempt;
+  ++s.recoveries;
+  job.recovering = true;
+  job.recovery_reason = why;
+  job.last_checkpoint_step = job.start_step;
+  job.final_recorded = false;
+  job.shards.clear();
+  job.evals.clear();
+  job.progress.clear();
+  job.servers_ready.clear();
+  s.state = JobState::kPending;
+  s.step = job.start_step;
+  s.epoch = static_cast<uint32_t>(job.start_step / job.steps_per_epoch);
+  if (s.accuracy_history.size() > s.epoch) s.accuracy_history.resize(s.epoch);
+  s.message = "recovering: " + why;
+  s.waiting_for.clear();
+  queue_.insert(queue_.begin(), s.job_id);  // it held nodes: it goes before the jobs that wait
+  auto scheduled = schedule();
+  out.insert(out.end(), scheduled.begin(), scheduled.end());
+  return out;
+}
+
 Outbox CoordinatorState::tick(Clock::time_point now) {
+  now_ = now;
   Outbox out;
   for (auto& [id, n] : nodes_) {
     if (!n.alive || now - n.last_seen <= options_.heartbeat_timeout) continue;
@@ -698,19 +983,80 @@ Outbox CoordinatorState::tick(Clock::time_point now) {
     const double ago = std::chrono::duration<double>(now - n.last_seen).count();
     log(LogLevel::kWarn, kSelf, id + " missed its heartbeats for " + fmt("%.1f", ago) + " s; marked dead");
     for (auto& [job_id, job] : jobs_) {
-      if (msg::is_terminal(job.status.state)) continue;
+      if (msg::is_terminal(job.status.state) || job.status.state == JobState::kPending) continue;
       bool involved = std::count(job.workers.begin(), job.workers.end(), id) +
                       std::count(job.servers.begin(), job.servers.end(), id);
       if (!involved) continue;
-      auto more = finish(job, JobState::kFailed,
-                         std::string(msg::to_string(n.role)) + " " + id + " stopped sending heartbeats (" +
-                             fmt("%.1f", ago) + " s); the job cannot continue without it");
+      auto more = recover(job, std::string(msg::to_string(n.role)) + " " + id + " stopped sending heartbeats (" +
+                                   fmt("%.1f", ago) + " s)");
       out.insert(out.end(), more.begin(), more.end());
     }
     n.job.clear();
   }
+  for (auto& [job_id, job] : jobs_) {
+    if (job.status.state != JobState::kStarting || now - job.starting_since <= options_.start_timeout) continue;
+    std::string missing;
+    for (const auto& id : job.servers)
+      if (!job.servers_ready.count(id)) missing += (missing.empty() ? "" : ", ") + id;
+    auto more = recover(job, "parameter servers " + missing + " did not confirm their key ranges within " +
+                                 fmt("%.0f", std::chrono::duration<double>(options_.start_timeout).count()) + " s");
+    out.insert(out.end(), more.begin(), more.end());
+  }
   auto scheduled = schedule();
   out.insert(out.end(), scheduled.begin(), scheduled.end());
+  return out;
+}
+
+std::vector<std::string> CoordinatorState::waiting_for(const Job& job, Clock::time_point now) const {
+  std::vector<std::string> out;
+  auto secs = [&](Clock::duration d) { return fmt("%.1f", std::chrono::duration<double>(d).count()); };
+  auto silent = [&](const std::string& id) -> std::string {
+    auto it = nodes_.find(id);
+    if (it == nodes_.end()) return "unknown node";
+    if (!it->second.alive) return "dead (no heartbeat for " + secs(now - it->second.last_seen) + " s)";
+    if (now - it->second.last_seen > 2 * options_.heartbeat_interval) {
+      return "silent: no heartbeat for " + secs(now - it->second.last_seen) + " s";
+    }
+    return "";
+  };
+  if (job.status.state == JobState::kStarting) {
+    for (const auto& id : job.servers) {
+      if (job.servers_ready.count(id)) continue;
+      std::string why = silent(id);
+      out.push_back(id + ": has not confirmed its key range for " + secs(now - job.starting_since) + " s" +
+                    (why.empty() ? "" : "; " + why));
+    }
+    return out;
+  }
+  if (job.status.state != JobState::kRunning) return out;
+  Clock::time_point last_step_at{};
+  uint64_t slowest = UINT64_MAX;
+  for (const auto& [rank, p] : job.progress) {
+    if (p.done) continue;
+    last_step_at = std::max(last_step_at, p.last_step_at);
+    slowest = std::min(slowest, p.step);
+  }
+  if (slowest == UINT64_MAX || now - last_step_at < options_.stall_after) return out;  // moving, or done
+  const std::string stalled = "no step for " + secs(now - last_step_at) + " s";
+  // First the nodes that went quiet; if none did, the ranks that are furthest behind.
+  for (const auto& id : job.servers) {
+    std::string why = silent(id);
+    if (!why.empty()) out.push_back(id + " (parameter server): " + why);
+  }
+  for (const auto& [rank, p] : job.progress) {
+    const std::string& id = job.workers[rank];
+    std::string why = silent(id);
+    if (!why.empty()) out.push_back(id + " (rank " + std::to_string(rank) + ", step " + std::to_string(p.step) + "): " + why);
+  }
+  if (out.empty()) {
+    for (const auto& [rank, p] : job.progress) {
+      if (p.done || p.step != slowest) continue;
+      out.push_back(job.workers[rank] + " (rank " + std::to_string(rank) + "): at step " + std::to_string(p.step) +
+                    ", " + stalled);
+    }
+  } else {
+    out.insert(out.begin(), stalled);
+  }
   return out;
 }
 
@@ -720,7 +1066,9 @@ msg::StatusReply CoordinatorState::status(const std::string& job_id, bool includ
   r.store_path = store_path_;
   for (const auto& id : order_) {
     if (!job_id.empty() && id != job_id) continue;
-    r.jobs.push_back(jobs_.at(id).status);
+    const Job& job = jobs_.at(id);
+    r.jobs.push_back(job.status);
+    r.jobs.back().waiting_for = waiting_for(job, now);
   }
   if (include_nodes) {
     for (const auto& [id, n] : nodes_) {

@@ -7,8 +7,19 @@
 // Job life: pending (waits for `workers` idle workers and >= 1 parameter server)
 //   -> starting (key ranges sent to the servers, waiting for each keyRangeReady)
 //   -> running (tasks sent to the workers) -> completed | failed | cancelled.
-// A node whose heartbeats stop for heartbeat_timeout is marked dead; a job that loses a
-// node fails with a message naming it (taking over its shard is a later issue).
+// A job has `workers` ranks (shards of the training set); each rank runs on a worker
+// node, and after a failure one node may run several ranks.
+// Recovery: a node whose heartbeats stop for heartbeat_timeout is marked dead; a running
+// job that loses a node (or whose node restarted, or whose worker reports a timeout) is
+// rolled back: its current attempt is stopped everywhere, the lost ranks go to live
+// workers (a spare, or one already in the job), the key ranges are spread over the live
+// servers, and the job runs again as attempt + 1 from its last checkpoint (or its start).
+// Every message carries its attempt; those of older attempts are dropped, so updates made
+// after the checkpoint are discarded as a whole, never applied twice. A job is failed
+// after max_recoveries rollbacks, with the reasons.
+// Restart: restore() rebuilds jobs, membership and principals from the store; jobs that
+// had not ended resume from their last checkpoint once nodes re-register (they do so by
+// themselves when the new coordinator does not know them).
 // Custody: with a store, every event is recorded (CustodyRecorder) before it takes
 // effect; a job whose records cannot be written is refused or failed, never run unrecorded.
 // A job completes once every worker is done and its final checkpoint is recorded.
@@ -37,6 +48,14 @@ struct CoordinatorOptions {
   // Require a token on every request (principals, roles: see Caller). Default: off, for a
   // single-user local cluster; a shared cluster turns it on.
   bool auth = false;
+  // Rollbacks a job may take before it is failed. Default: 5
+  uint32_t max_recoveries = 5;
+  // A running job with no step for this long is stalled: status names what it waits for.
+  // Default: 3 s
+  std::chrono::milliseconds stall_after{3000};
+  // Longest wait for the servers to confirm their key ranges, then the attempt is retried.
+  // Default: 30 s
+  std::chrono::milliseconds start_timeout{30000};
 };
 
 // Who sent a request, as its token says (with auth on).
@@ -50,6 +69,11 @@ class CoordinatorState {
   // store: null runs without custody records (and without checkpoints).
   explicit CoordinatorState(CoordinatorOptions options, storage::CustodyStore* store = nullptr,
                             std::string store_path = "");
+
+  // Rebuilds the jobs, the known nodes and the id counters from the custody store after
+  // a restart; unfinished jobs are queued to resume from their last checkpoint. Call once,
+  // before the first message.
+  Status restore(Clock::time_point now);
 
   Outbox handle(const std::string& peer, const msg::Envelope& in, Clock::time_point now);
   // Liveness and scheduling; call about once per heartbeat interval.
@@ -70,22 +94,31 @@ class CoordinatorState {
     std::string job;  // the job it works on, if any
     Clock::time_point last_seen;
   };
-  struct WorkerProgress {
+  struct WorkerProgress {  // of one rank
     uint64_t step = 0;
     double rate = 0;  // samples/s over the last report
     bool done = false;
+    Clock::time_point last_step_at;  // when `step` last advanced
   };
   struct Job {
     msg::JobStatus status;
     JobSpec spec;
     int64_t train_count = 0, test_count = 0;
+    DatasetInfo data;
     int features = 0;
     uint64_t num_parameters = 0, steps_per_epoch = 0;
     std::vector<std::string> workers, servers;  // node ids, by rank / server index
+    uint32_t attempt = 0;                       // +1 per recovery (Envelope.attempt)
+    Clock::time_point starting_since;
+    // Until then a restored job waits for all its workers to re-register before it takes
+    // fewer nodes than ranks.
+    Clock::time_point full_nodes_until;
+    bool recovering = false;  // may run on fewer worker nodes than ranks
+    std::string recovery_reason;  // of the last rollback
     std::vector<KeyRange> ranges;
     std::set<std::string> servers_ready;
-    std::map<std::string, WorkerProgress> progress;
-    std::map<uint32_t, std::vector<msg::EpochEval>> evals;  // epoch -> per-worker reports
+    std::map<uint32_t, WorkerProgress> progress;  // by rank
+    std::map<uint32_t, std::map<uint32_t, msg::EpochEval>> evals;  // epoch -> rank -> report
     double loss_ema = -1;
     std::vector<int> layer_sizes;
     uint64_t checkpoint_every = 0, start_step = 0;
@@ -101,8 +134,11 @@ class CoordinatorState {
   Outbox on_register(const std::string& peer, const msg::Envelope& in, const msg::Register& m,
                      Clock::time_point now);
   Outbox on_submit(const msg::Envelope& in, const msg::SubmitJob& m, const std::string& peer);
+  // A job from its file: reads the data set (sizes, identity), checks the model, and with
+  // resolve_init the checkpoint named by 'job.init_from'.
+  Result<Job> prepare(const std::string& spec_text, const std::string& origin, bool resolve_init);
   Outbox on_cancel(const msg::Envelope& in, const msg::CancelJob& m, const std::string& peer);
-  Outbox on_node_report(const Node& node, const msg::Envelope& in);
+  Outbox on_node_report(const Node& node, const msg::Envelope& in, Clock::time_point now);
   Outbox on_checkpoint_shard(Job& job, const Node& node, const msg::CheckpointShard& m);
   Outbox on_resume(const msg::Envelope& in, const msg::ResumeJob& m, const std::string& peer);
   Outbox maybe_complete(Job& job);
@@ -114,10 +150,16 @@ class CoordinatorState {
   Outbox start_tasks(Job& job);
   // Ends a job: sets its state, frees its nodes and tells them to stop.
   Outbox finish(Job& job, msg::JobState state, const std::string& message);
+  // Stops the job's current attempt on its live nodes and frees them.
+  Outbox stop_attempt(Job& job, const std::string& reason);
+  // Rolls a running or starting job back to its last checkpoint and queues it again.
+  Outbox recover(Job& job, const std::string& why);
+  // The nodes a starting or stalled job waits for, each with why; empty if it is moving.
+  std::vector<std::string> waiting_for(const Job& job, Clock::time_point now) const;
 
   Node* node_by_peer(const std::string& peer);
   Node* node_by_id(const std::string& id);
-  msg::Envelope envelope(const std::string& job_id, msg::Body body) const;
+  msg::Envelope envelope(const std::string& job_id, msg::Body body, uint32_t attempt = 0) const;
   int64_t wall_ms() const;
   std::string new_job_id();
 
@@ -132,6 +174,7 @@ class CoordinatorState {
   uint64_t next_request_ = 1;
   std::mt19937_64 rng_;
   std::map<std::string, Caller> credentials_;  // token SHA-256 -> caller, read through
+  Clock::time_point now_;  // of the message or tick being handled
 };
 
 }  // namespace custody::actors

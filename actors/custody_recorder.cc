@@ -79,22 +79,44 @@ Status CustodyRecorder::job_submitted(const msg::JobStatus& job, const JobSpec& 
 }
 
 Status CustodyRecorder::job_started(const msg::JobStatus& job, const std::vector<msg::AssignTask>& tasks,
-                                    const std::vector<msg::ServerRange>& servers, uint64_t start_step) {
+                                    const std::vector<msg::ServerRange>& servers, uint64_t start_step,
+                                    uint32_t attempt) {
   storage::Batch b("job started");
-  b.event({{"event", "run_started"}, {"run", job.job_id}, {"start_step", start_step},
+  b.event({{"event", "run_started"}, {"run", job.job_id}, {"start_step", start_step}, {"attempt", attempt},
            {"workers", job.workers}, {"servers", job.servers}});
   for (size_t i = 0; i < tasks.size(); ++i) {
     const auto& t = tasks[i];
     b.relation("assigned", job.job_id, node_entity(job.workers[i]),
                {{"role", "worker"},
+                {"rank", t.rank},
+                {"attempt", attempt},
+                {"start_step", start_step},
                 {"shard", {{"dataset", "dataset:" + t.shard.dataset_hash}, {"index", t.shard.index},
                            {"of", t.shard.num_shards}, {"begin", t.shard.begin}, {"end", t.shard.end}}},
                 {"test_range", {t.test_begin, t.test_end}}});
   }
   for (const auto& s : servers) {
     b.relation("assigned", job.job_id, node_entity(s.node_id),
-               {{"role", "parameter-server"}, {"key_range", {s.range_begin, s.range_end}}});
+               {{"role", "parameter-server"}, {"key_range", {s.range_begin, s.range_end}}, {"attempt", attempt},
+                {"start_step", start_step}});
   }
+  return write(b);
+}
+
+Status CustodyRecorder::job_recovered(const msg::JobStatus& job, uint32_t from_attempt, const std::string& why,
+                                      uint64_t reached_step, uint64_t back_to_step, const std::string& checkpoint) {
+  storage::Batch b("job recovered");
+  b.event({{"event", "run_recovered"},
+           {"run", job.job_id},
+           {"reason", why},
+           {"attempt", from_attempt},
+           {"next_attempt", from_attempt + 1},
+           {"reached_step", reached_step},
+           {"rolled_back_to_step", back_to_step},
+           {"from_checkpoint", checkpoint},
+           // Updates of the ended attempt after back_to_step are discarded, not applied.
+           {"discarded_steps", reached_step > back_to_step ? reached_step - back_to_step : 0}});
+  if (!checkpoint.empty()) b.relation("recovered_from", job.job_id, checkpoint, {{"attempt", from_attempt + 1}});
   return write(b);
 }
 
@@ -103,9 +125,10 @@ Result<std::string> CustodyRecorder::checkpoint(const msg::JobStatus& job, const
                                                 const std::map<std::string, WorkerContribution>& contributions) {
   storage::Batch b(spec.final ? "final checkpoint" : "checkpoint");
   const std::string id = storage::add_checkpoint(b, Model(layer_sizes), values, spec);
-  for (const auto& [worker, c] : contributions) {
-    b.relation("contributed", node_entity(worker), id,
+  for (const auto& [key, c] : contributions) {
+    b.relation("contributed", node_entity(c.worker), id,
                {{"run", job.job_id},
+                {"rank", c.rank},
                 {"shard", {{"dataset", "dataset:" + c.shard.dataset_hash}, {"index", c.shard.index},
                            {"begin", c.shard.begin}, {"end", c.shard.end}}},
                 {"interval", {c.interval_begin, c.interval_end}},

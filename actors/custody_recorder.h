@@ -20,8 +20,10 @@ struct DatasetInfo {
   int64_t train_count = 0, test_count = 0;
 };
 
-// Per worker, summed over the parameter servers of one checkpoint interval.
+// Per worker and rank, summed over the parameter servers of one checkpoint interval.
 struct WorkerContribution {
+  std::string worker;
+  uint32_t rank = 0;
   msg::ShardId shard;
   uint64_t accepted = 0, rejected = 0, samples = 0, staleness_max = 0, staleness_sum = 0;
   double update_norm_sum = 0;
@@ -38,7 +40,12 @@ class CustodyRecorder {
   Status job_submitted(const msg::JobStatus& job, const JobSpec& spec, const DatasetInfo& data,
                        const std::vector<int>& layer_sizes, const std::string& init_checkpoint);
   Status job_started(const msg::JobStatus& job, const std::vector<msg::AssignTask>& tasks,
-                     const std::vector<msg::ServerRange>& servers, uint64_t start_step);
+                     const std::vector<msg::ServerRange>& servers, uint64_t start_step, uint32_t attempt);
+  // A rollback: why, the attempt that ends and the one that follows, the step it had
+  // reached and the checkpoint (or start) it goes back to. The next job_started record
+  // names the nodes the ranks and key ranges went to.
+  Status job_recovered(const msg::JobStatus& job, uint32_t from_attempt, const std::string& why,
+                       uint64_t reached_step, uint64_t back_to_step, const std::string& checkpoint);
   // Returns the checkpoint id.
   Result<std::string> checkpoint(const msg::JobStatus& job, const std::vector<int>& layer_sizes,
                                  const std::vector<float>& values, const storage::CheckpointSpec& spec,

@@ -62,6 +62,7 @@ bool NodeLink::on_message(const msg::Envelope& in, Clock::time_point now) {
   if (auto* ack = in.get<msg::RegisterAck>()) {
     if (!registered_) {
       log(LogLevel::kInfo, ack->node_id, "registered with the coordinator at " + address_);
+      ++registrations_;
     }
     node_id_ = ack->node_id;
     registration_.name = node_id_;  // keep the same id when registering again

@@ -27,6 +27,10 @@ class NodeLink {
   bool on_message(const msg::Envelope& in, Clock::time_point now);
 
   bool registered() const { return registered_; }
+  // How many times this node has registered: above 1, a coordinator lost it (restarted, or
+  // declared it dead), and the node drops the work it held, which that coordinator
+  // reassigns from its last checkpoint.
+  uint64_t registrations() const { return registrations_; }
   const std::string& node_id() const { return node_id_; }
   std::chrono::milliseconds heartbeat_interval() const { return interval_; }
   void send(msg::Envelope e) const;
@@ -39,6 +43,7 @@ class NodeLink {
   std::chrono::milliseconds interval_{1000};
   std::string node_id_;
   bool registered_ = false, ever_registered_ = false;
+  uint64_t registrations_ = 0;
   Clock::time_point since_, last_sent_, last_ack_;
   std::string label_;
   std::string token_;

@@ -29,8 +29,14 @@ caf::behavior server_actor(caf::stateful_actor<ServerActorState>* self, SocketPo
         const msg::Envelope& e = *in.envelope;
         Outbox out;
         if (in.channel == Channel::kCoordinator) {
+          const uint64_t before = st.link->registrations();
           if (st.link->on_message(e, Clock::now())) {
             st.logic->set_node_id(st.link->node_id());
+            if (st.link->registrations() > before && before > 0 && st.logic->num_jobs() > 0) {
+              log(LogLevel::kWarn, st.link->node_id(), "registered again: dropping the key ranges held for the "
+                                                       "previous coordinator session");
+              st.logic->clear();
+            }
             return;
           }
           if (e.get<msg::Error>()) {

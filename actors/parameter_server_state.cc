@@ -19,6 +19,7 @@ Envelope ParameterServerState::params_reply(const std::string& job_id, uint64_t 
   e.sender = node_id_;
   e.job_id = job_id;
   e.request_id = request_id;
+  e.attempt = job.attempt;
   e.body = msg::Params{job.version, job.range.begin, job.params};
   return e;
 }
@@ -52,6 +53,7 @@ Outbox ParameterServerState::handle_control(const std::string& peer, const Envel
     }
     JobShard job;
     job.spec = spec.value();
+    job.attempt = in.attempt;
     job.range = {m->range_begin, m->range_end};
     job.num_workers = m->num_workers;
     job.total_steps = m->total_steps;
@@ -76,18 +78,22 @@ Outbox ParameterServerState::handle_control(const std::string& peer, const Envel
     log(LogLevel::kInfo, node_id_, "holding keys [" + std::to_string(m->range_begin) + ", " +
                                        std::to_string(m->range_end) + ") of " + in.job_id + " (" +
                                        to_string(job.spec.optimizer.kind) + ", " +
-                                       to_string(job.spec.consistency) + ")");
+                                       to_string(job.spec.consistency) + ", attempt " +
+                                       std::to_string(in.attempt) + ", from step " + std::to_string(m->start_step) +
+                                       ")");
     jobs_[in.job_id] = std::move(job);
     Envelope ready;
     ready.sender = node_id_;
     ready.job_id = in.job_id;
     ready.request_id = in.request_id;
+    ready.attempt = in.attempt;
     ready.body = msg::KeyRangeReady{m->range_begin, m->range_end};
     return {{peer, std::move(ready)}};
   }
   if (in.get<msg::StopJob>()) {
     auto it = jobs_.find(in.job_id);
-    if (it != jobs_.end()) {
+    // A stop of an older attempt does not end the attempt that replaced it.
+    if (it != jobs_.end() && in.attempt >= it->second.attempt) {
       log(LogLevel::kInfo, node_id_, "released " + in.job_id + " after " + std::to_string(it->second.version) +
                                          " updates");
       jobs_.erase(it);
@@ -112,25 +118,26 @@ void ParameterServerState::maybe_checkpoint(const std::string& job_id, JobShard&
   c.step = step;
   c.range_begin = job.range.begin;
   c.values = job.params;
-  for (auto& [worker, counts] : job.contributions) c.contributions.push_back(counts);
+  for (auto& [who, counts] : job.contributions) c.contributions.push_back(counts);
   c.final = final;
   job.contributions.clear();
   job.last_checkpoint = step;
   Envelope e;
   e.sender = node_id_;
   e.job_id = job_id;
+  e.attempt = job.attempt;
   e.body = std::move(c);
   out.push_back({"", std::move(e), true});
 }
 
 void ParameterServerState::release_held(const std::string& job_id, JobShard& job, Outbox& out) const {
-  // Workers that have not pushed yet are at the job's first step.
+  // Ranks that have not pushed yet are at the job's first step.
   uint64_t slowest = job.clock.size() < job.num_workers ? job.start_step : UINT64_MAX;
-  for (const auto& [worker, steps] : job.clock) slowest = std::min(slowest, steps);
+  for (const auto& [rank, steps] : job.clock) slowest = std::min(slowest, steps);
   const uint64_t bound = static_cast<uint64_t>(job.spec.staleness);
   auto held = job.held.begin();
   while (held != job.held.end()) {
-    if (job.clock[held->worker] - slowest <= bound) {
+    if (job.clock[held->rank] - slowest <= bound) {
       out.push_back({held->peer, params_reply(job_id, held->request_id, job)});
       held = job.held.erase(held);
     } else {
@@ -149,10 +156,11 @@ std::vector<std::string> ParameterServerState::held_workers(const std::string& j
 }
 
 Outbox ParameterServerState::refuse(const std::string& peer, const Envelope& in, JobShard* job,
-                                    const std::string& worker, Status status) const {
-  if (job && !worker.empty()) {
-    auto& c = job->contributions[worker];
-    c.worker = worker;
+                                    const msg::Push* push, Status status) const {
+  if (job && push && !push->worker.empty()) {
+    auto& c = job->contributions[{push->worker, push->rank}];
+    c.worker = push->worker;
+    c.rank = push->rank;
     ++c.rejected;
   }
   return {{peer, msg::make_error(in, node_id_, status)}};
@@ -166,13 +174,22 @@ Outbox ParameterServerState::handle_data(const std::string& peer, const Envelope
                            "' (never assigned, or the job has ended)"));
   }
   JobShard& job = it->second;
+  if (in.attempt != job.attempt) {
+    return error(failed_precondition("attempt " + std::to_string(in.attempt) + " of " + in.job_id +
+                                     " was replaced by attempt " + std::to_string(job.attempt) +
+                                     " (the job was rolled back to a checkpoint); this message is not applied"));
+  }
   if (in.get<msg::Pull>()) return {{peer, params_reply(in.job_id, in.request_id, job)}};
   const auto* push = in.get<msg::Push>();
   if (!push) {
     return error(invalid_argument(std::string("a parameter server does not handle '") +
                                   msg::body_name(in.body) + "' from a worker"));
   }
-  auto reject = [&](Status s) { return refuse(peer, in, &job, push->worker, std::move(s)); };
+  auto reject = [&](Status s) { return refuse(peer, in, &job, push, std::move(s)); };
+  if (push->rank >= job.num_workers) {
+    return reject(invalid_argument("push for rank " + std::to_string(push->rank) + " but the job has " +
+                                   std::to_string(job.num_workers) + " ranks"));
+  }
   if (push->gradient.size() != job.params.size()) {
     return reject(invalid_argument("gradient of " + std::to_string(push->gradient.size()) +
                                   " values for a key range of " + std::to_string(job.params.size())));
@@ -186,8 +203,9 @@ Outbox ParameterServerState::handle_data(const std::string& peer, const Envelope
   }
   // Measured here, not reported by the worker: what this server accepted from whom.
   auto account = [&] {
-    auto& c = job.contributions[push->worker];
+    auto& c = job.contributions[{push->worker, push->rank}];
     c.worker = push->worker;
+    c.rank = push->rank;
     ++c.accepted;
     c.samples += push->samples;
     double sq = 0;
@@ -198,18 +216,19 @@ Outbox ParameterServerState::handle_data(const std::string& peer, const Envelope
     c.staleness_sum += staleness;
   };
   if (job.spec.consistency != Consistency::kBsp) {
-    auto last = job.last_step.find(push->worker);
+    auto last = job.last_step.find(push->rank);
     if (last != job.last_step.end() && static_cast<int64_t>(push->step) <= last->second) {
-      return reject(failed_precondition("step " + std::to_string(push->step) + " of " + push->worker +
-                                       " was already applied; a replayed push is not applied twice"));
+      return reject(failed_precondition("step " + std::to_string(push->step) + " of rank " +
+                                       std::to_string(push->rank) + " (" + push->worker +
+                                       ") was already applied; a replayed push is not applied twice"));
     }
-    job.last_step[push->worker] = static_cast<int64_t>(push->step);
+    job.last_step[push->rank] = static_cast<int64_t>(push->step);
     account();
     apply(job, push->gradient.data(), push->gradient.size(), 1.0f);
     Outbox out;
     if (job.spec.consistency == Consistency::kSsp) {
-      job.clock[push->worker] = push->step + 1;
-      job.held.push_back({peer, in.request_id, push->worker});
+      job.clock[push->rank] = push->step + 1;
+      job.held.push_back({peer, in.request_id, push->worker, push->rank});
       release_held(in.job_id, job, out);
     } else {
       out.push_back({peer, params_reply(in.job_id, in.request_id, job)});
@@ -223,9 +242,10 @@ Outbox ParameterServerState::handle_data(const std::string& peer, const Envelope
                                      " but this server is at step " + std::to_string(job.version) +
                                      " (BSP takes each step's gradients in order)"));
   }
-  if (!job.pushed.insert(push->worker).second) {
-    return reject(failed_precondition("step " + std::to_string(push->step) + " of " + push->worker +
-                                     " was already received; a replayed push is not applied twice"));
+  if (!job.pushed.insert(push->rank).second) {
+    return reject(failed_precondition("step " + std::to_string(push->step) + " of rank " +
+                                     std::to_string(push->rank) + " (" + push->worker +
+                                     ") was already received; a replayed push is not applied twice"));
   }
   account();
   if (job.pending_sum.empty()) {

@@ -8,8 +8,11 @@
 //   SSP: applied on arrival like ASP, but the answer to a worker that would then be more
 //        than `staleness` steps ahead of the job's slowest worker is held until the
 //        slowest catches up.
-// A worker pushes at most once per step: a repeated (worker, step) is refused, so a
-// replayed message is never applied twice.
+// An update is named by (rank, step): a rank's shard pushes at most once per step, so a
+// repeated (rank, step) is refused and a replayed message is never applied twice.
+// Attempts: the coordinator rolls a job back to its last checkpoint when a node dies and
+// reassigns the key ranges with a new attempt number (Envelope.attempt); pulls and pushes
+// of any other attempt are refused, so nothing from before the rollback is applied.
 // Checkpoints and attribution: every `checkpoint_every` steps and at the job's last step
 // the server sends the coordinator its range's values and, per worker, what it measured
 // since the previous checkpoint (accepted and rejected pushes, samples, the sum of the
@@ -40,6 +43,8 @@ class ParameterServerState {
   Outbox handle_data(const std::string& peer, const msg::Envelope& in);
 
   size_t num_jobs() const { return jobs_.size(); }
+  // Forgets every job (the coordinator lost this node; it reassigns what it still wants).
+  void clear() { jobs_.clear(); }
   // Workers whose answers the staleness bound holds back (SSP), for status and tests.
   std::vector<std::string> held_workers(const std::string& job_id) const;
   // The current values of a job's range (tests, checkpoints); empty if unknown.
@@ -53,28 +58,31 @@ class ParameterServerState {
   };
   struct JobShard {
     JobSpec spec;
+    uint32_t attempt = 0;
     KeyRange range;
     uint32_t num_workers = 0;
     uint64_t total_steps = 0;        // per worker
     uint64_t checkpoint_every = 0;   // steps; 0: only at the end
     uint64_t last_checkpoint = 0;    // step of the last checkpoint sent
-    std::map<std::string, msg::Contribution> contributions;  // since last_checkpoint
+    // Since last_checkpoint, by worker and rank.
+    std::map<std::pair<std::string, uint32_t>, msg::Contribution> contributions;
     std::vector<float> params;
     std::unique_ptr<Optimizer> optimizer;
     uint64_t version = 0;  // updates applied (BSP: completed steps; ASP: pushes)
-    // BSP: the sum of this step's gradients and who has pushed it.
+    // BSP: the sum of this step's gradients and which ranks have pushed it.
     std::vector<float> pending_sum;
-    std::set<std::string> pushed;
+    std::set<uint32_t> pushed;
     std::vector<Waiting> waiting;
-    // ASP and SSP: highest step applied per worker, for duplicate detection.
-    std::map<std::string, int64_t> last_step;
-    // SSP: steps completed per worker, and answers held back by the staleness bound.
+    // ASP and SSP: highest step applied per rank, for duplicate detection.
+    std::map<uint32_t, int64_t> last_step;
+    // SSP: steps completed per rank, and answers held back by the staleness bound.
     uint64_t start_step = 0;
-    std::map<std::string, uint64_t> clock;
+    std::map<uint32_t, uint64_t> clock;
     struct Held {
       std::string peer;
       uint64_t request_id;
       std::string worker;
+      uint32_t rank;
     };
     std::vector<Held> held;
   };
@@ -87,7 +95,7 @@ class ParameterServerState {
   void maybe_checkpoint(const std::string& job_id, JobShard& job, Outbox& out) const;
   // SSP: answers every held push whose worker is now within the bound.
   void release_held(const std::string& job_id, JobShard& job, Outbox& out) const;
-  Outbox refuse(const std::string& peer, const msg::Envelope& in, JobShard* job, const std::string& worker,
+  Outbox refuse(const std::string& peer, const msg::Envelope& in, JobShard* job, const msg::Push* push,
                 Status status) const;
 
   std::string node_id_;

@@ -1,11 +1,15 @@
 // The worker node: a DEALER socket to the coordinator with its bridge, the worker actor
 // (membership, task intake), and for each task a trainer: a detached actor that owns
-// one DEALER socket per parameter server and runs the training loop.
+// one DEALER socket per parameter server and runs the training loop. A task is one rank
+// (shard) of a job; after a node dies the coordinator may give one worker several ranks
+// of the same job, each run by its own trainer.
 //
 // The trainer's step: gather a batch of its shard -> gradient (Eigen) -> push each
 // server's slice of the gradient -> wait for every server's new values (under BSP they
 // come once all workers pushed the step). Each wait has a deadline and names what it
 // waited for; between steps and while waiting it checks its mailbox for a stop.
+#include <algorithm>
+#include <map>
 #include <numeric>
 #include <optional>
 #include <random>
@@ -24,6 +28,7 @@ namespace {
 struct TrainerArgs {
   msg::AssignTask task;
   std::string job_id, node_id, token;
+  uint32_t attempt = 0;
   SocketPort coordinator;
   transport::Context* context;
   std::chrono::milliseconds step_timeout;
@@ -76,6 +81,7 @@ void Trainer::report(msg::Body body) {
   e.body = std::move(body);
   e.sender = a_.node_id;
   e.token = a_.token;
+  e.attempt = a_.attempt;
   a_.coordinator.send("", std::move(e));
 }
 
@@ -86,6 +92,7 @@ Status Trainer::exchange(std::vector<msg::Body> bodies, const char* what) {
     e.sender = a_.node_id;
     e.job_id = a_.job_id;
     e.request_id = request;
+    e.attempt = a_.attempt;
     e.body = std::move(bodies[i]);
     CUSTODY_RETURN_IF_ERROR(servers_[i].socket->send("", msg::encode(e)));
   }
@@ -127,7 +134,8 @@ Status Trainer::exchange(std::vector<msg::Body> bodies, const char* what) {
 Status Trainer::evaluate(uint32_t epoch) {
   MatrixView view(test_x_.data(), test_x_.rows(), test_x_.cols());
   BatchStats s = model_->evaluate(params_.data(), view, test_y_.data(), ws_);
-  report(msg::EpochEval{epoch, static_cast<uint64_t>(s.correct), static_cast<uint64_t>(s.samples), s.loss_sum});
+  report(msg::EpochEval{epoch, static_cast<uint64_t>(s.correct), static_cast<uint64_t>(s.samples), s.loss_sum,
+                        a_.task.rank});
   return Status::ok();
 }
 
@@ -206,6 +214,7 @@ Status Trainer::run() {
         p.step = step;
         p.samples = static_cast<uint32_t>(batch);
         p.base_version = server.version;
+        p.rank = t.rank;
         p.gradient.assign(grad.begin() + static_cast<std::ptrdiff_t>(server.range.range_begin),
                           grad.begin() + static_cast<std::ptrdiff_t>(server.range.range_end));
         pushes.push_back(std::move(p));
@@ -218,7 +227,7 @@ Status Trainer::run() {
       const auto now = Clock::now();
       if (now - report_start > std::chrono::milliseconds(500)) {
         auto us = std::chrono::duration_cast<std::chrono::microseconds>(now - report_start).count();
-        report(msg::Progress{epoch, step, report_samples, report_loss, static_cast<uint64_t>(us)});
+        report(msg::Progress{epoch, step, report_samples, report_loss, static_cast<uint64_t>(us), t.rank});
         report_samples = 0;
         report_loss = 0;
         report_start = now;
@@ -226,38 +235,41 @@ Status Trainer::run() {
     }
     CUSTODY_RETURN_IF_ERROR(evaluate(epoch));
   }
-  report(msg::TaskDone{step, samples_total});
+  report(msg::TaskDone{step, samples_total, t.rank});
   return Status::ok();
 }
 
 void trainer_loop(caf::blocking_actor* self, TrainerArgs args, caf::actor node) {
   const std::string job = args.job_id, who = args.node_id;
+  const uint32_t rank = args.task.rank;
   Trainer trainer(self, args);
   Status s = trainer.run();
   // A server that already released a stopped job answers with an error; that is the stop
   // arriving by another path, not a failure.
   if (!s.is_ok() && trainer.stop_requested()) s = Status(ErrorCode::kCancelled, "stopped");
   if (!s.is_ok() && s.code() != ErrorCode::kCancelled) {
-    log(LogLevel::kError, who, job + ": " + s.to_string());
+    log(LogLevel::kError, who, job + " rank " + std::to_string(rank) + ": " + s.to_string());
     msg::Envelope e;
     e.sender = who;
     e.job_id = job;
+    e.attempt = args.attempt;
     e.body = msg::Error{s.code(), s.message()};
     e.token = args.token;
     args.coordinator.send("", std::move(e));
   } else {
-    log(LogLevel::kInfo, who, job + (s.is_ok() ? ": task finished" : ": task stopped"));
+    log(LogLevel::kInfo, who, job + " rank " + std::to_string(rank) + (s.is_ok() ? ": task finished" : ": task stopped"));
   }
-  self->send(node, done_atom::value, job);
+  self->send(node, done_atom::value, job, rank);
 }
 
 struct WorkerActorState {
   std::unique_ptr<NodeLink> link;
-  caf::actor trainer;
-  std::string job;
-  bool stopping = false;  // the coordinator ended `job`; its trainer is winding down
-  // A task that arrived while the previous one was winding down; starts when it is done.
-  std::optional<msg::Envelope> next_task;
+  std::string job;  // the job whose ranks this worker runs, if any
+  uint32_t attempt = 0;
+  std::map<uint32_t, caf::actor> trainers;  // by rank
+  bool stopping = false;  // the trainers of `job` are winding down
+  // Tasks that arrived while the previous ones were winding down; they start when all are done.
+  std::vector<msg::Envelope> next_tasks;
 };
 
 caf::behavior worker_actor(caf::stateful_actor<WorkerActorState>* self, SocketPort coordinator,
@@ -269,51 +281,77 @@ caf::behavior worker_actor(caf::stateful_actor<WorkerActorState>* self, SocketPo
   auto start = [=](const msg::Envelope& e) {
     auto& st = self->state;
     const auto& task = *e.get<msg::AssignTask>();
+    if (st.trainers.count(task.rank)) return;  // a repeated assignment
     st.job = e.job_id;
-    log(LogLevel::kInfo, st.link->node_id(), "task for " + e.job_id + ": shard " + std::to_string(task.shard.index) +
-                                                 " records [" + std::to_string(task.shard.begin) + ", " +
-                                                 std::to_string(task.shard.end) + ")");
-    TrainerArgs args{task, e.job_id, st.link->node_id(), config.token, coordinator, context, config.step_timeout};
+    st.attempt = e.attempt;
+    log(LogLevel::kInfo, st.link->node_id(), "task for " + e.job_id + " (attempt " + std::to_string(e.attempt) +
+                                                 "): rank " + std::to_string(task.rank) + ", records [" +
+                                                 std::to_string(task.shard.begin) + ", " +
+                                                 std::to_string(task.shard.end) + "), from step " +
+                                                 std::to_string(task.start_step));
+    TrainerArgs args{task, e.job_id, st.link->node_id(), config.token, e.attempt, coordinator, context,
+                     config.step_timeout};
     // Linked: a trainer dies with its worker actor (the exit on shutdown reaches it).
-    st.trainer = self->spawn<caf::detached + caf::linked>(trainer_loop, args, caf::actor(self));
+    st.trainers[task.rank] = self->spawn<caf::detached + caf::linked>(trainer_loop, args, caf::actor(self));
+  };
+  auto stop_all = [=] {
+    auto& st = self->state;
+    if (st.trainers.empty()) return;
+    st.stopping = true;
+    for (auto& [rank, trainer] : st.trainers) caf::anon_send(trainer, stop_atom::value);
   };
   return {
       [=](Inbound& in) {
         auto& st = self->state;
         const msg::Envelope& e = *in.envelope;
-        if (st.link->on_message(e, Clock::now())) return;
+        const uint64_t before = st.link->registrations();
+        if (st.link->on_message(e, Clock::now())) {
+          if (st.link->registrations() > before && before > 0 && !st.trainers.empty()) {
+            log(LogLevel::kWarn, st.link->node_id(), "registered again: stopping the tasks of the previous "
+                                                     "coordinator session (it reassigns them)");
+            st.next_tasks.clear();
+            stop_all();
+          }
+          return;
+        }
         if (e.get<msg::AssignTask>()) {
           if (st.job.empty()) {
             start(e);
           } else if (st.stopping) {
-            st.next_task = e;
+            st.next_tasks.push_back(e);
+          } else if (e.job_id == st.job && e.attempt == st.attempt) {
+            start(e);  // one more rank of the same job
+          } else if (e.job_id == st.job && e.attempt > st.attempt) {
+            stop_all();  // a newer attempt replaces the running one
+            st.next_tasks.push_back(e);
           } else {
             st.link->send(msg::make_error(e, st.link->node_id(), failed_precondition("busy with " + st.job)));
           }
           return;
         }
         if (e.get<msg::StopJob>()) {
-          if (st.trainer && e.job_id == st.job) {
-            st.stopping = true;
-            caf::anon_send(st.trainer, stop_atom::value);
-          }
-          if (st.next_task && st.next_task->job_id == e.job_id) st.next_task.reset();
+          if (!st.trainers.empty() && e.job_id == st.job && e.attempt >= st.attempt) stop_all();
+          auto& q = st.next_tasks;
+          q.erase(std::remove_if(q.begin(), q.end(),
+                                 [&](const msg::Envelope& t) { return t.job_id == e.job_id && t.attempt <= e.attempt; }),
+                  q.end());
           return;
         }
         if (auto* err = e.get<msg::Error>()) {
           log(LogLevel::kWarn, st.link->node_id(), "coordinator: " + err->message);
         }
       },
-      [=](done_atom, const std::string& job) {
+      [=](done_atom, const std::string& job, uint32_t rank) {
         auto& st = self->state;
         if (job != st.job) return;
+        st.trainers.erase(rank);
+        if (!st.trainers.empty()) return;
         st.job.clear();
-        st.trainer = caf::actor();
         st.stopping = false;
-        if (st.next_task) {
-          msg::Envelope next = std::move(*st.next_task);
-          st.next_task.reset();
-          start(next);
+        std::vector<msg::Envelope> next = std::move(st.next_tasks);
+        st.next_tasks.clear();
+        for (const auto& task : next) {
+          if (st.job.empty() || (task.job_id == st.job && task.attempt == st.attempt)) start(task);
         }
       },
       [=](tick_atom) {
@@ -327,7 +365,7 @@ caf::behavior worker_actor(caf::stateful_actor<WorkerActorState>* self, SocketPo
         self->delayed_send(self, std::chrono::milliseconds(100), tick_atom::value);
       },
       [=](const caf::exit_msg& m) {
-        if (self->state.trainer) caf::anon_send(self->state.trainer, stop_atom::value);
+        for (auto& [rank, trainer] : self->state.trainers) caf::anon_send(trainer, stop_atom::value);
         self->quit(m.reason);
       },
   };

@@ -1,4 +1,6 @@
 // custody-coordinator: membership, the job queue and scheduling. See docs/ARCHITECTURE.md.
+#include <algorithm>
+
 #include "nodes/node_options.h"
 
 using namespace custody;
@@ -8,6 +10,8 @@ int main(int argc, char** argv) {
   std::string config_file = nodes::config_path(argc, argv);
   int64_t interval_ms = c.options.heartbeat_interval.count(), timeout_ms = c.options.heartbeat_timeout.count();
   int64_t max_mib = static_cast<int64_t>(c.max_message_bytes >> 20);
+  int64_t stall_ms = c.options.stall_after.count(), start_ms = c.options.start_timeout.count();
+  int64_t max_recoveries = c.options.max_recoveries;
   Status s = nodes::read_config(config_file, [&](ConfigReader& r) {
     CUSTODY_RETURN_IF_ERROR(r.get("coordinator.listen", c.listen));
     CUSTODY_RETURN_IF_ERROR(r.get("coordinator.store", c.store));
@@ -17,6 +21,9 @@ int main(int argc, char** argv) {
     CUSTODY_RETURN_IF_ERROR(r.get("coordinator.heartbeat_interval_ms", interval_ms, 50, 600000));
     CUSTODY_RETURN_IF_ERROR(r.get("coordinator.heartbeat_timeout_ms", timeout_ms, 100, 3600000));
     CUSTODY_RETURN_IF_ERROR(r.get("coordinator.max_message_mib", max_mib, 1, 4096));
+    CUSTODY_RETURN_IF_ERROR(r.get("coordinator.stall_after_ms", stall_ms, 100, 3600000));
+    CUSTODY_RETURN_IF_ERROR(r.get("coordinator.start_timeout_ms", start_ms, 100, 3600000));
+    CUSTODY_RETURN_IF_ERROR(r.get("coordinator.max_recoveries", max_recoveries, 0, 1000));
     return Status::ok();
   });
   if (!s.is_ok()) {
@@ -36,6 +43,12 @@ int main(int argc, char** argv) {
   app.add_option("--max-message-mib", max_mib, "larger messages are refused with an error reply")->capture_default_str();
   app.add_option("--heartbeat-interval-ms", interval_ms, "how often nodes send heartbeats")->capture_default_str();
   app.add_option("--heartbeat-timeout-ms", timeout_ms, "silence after which a node is dead")->capture_default_str();
+  app.add_option("--stall-after-ms", stall_ms, "a running job with no step for this long is reported stalled")
+      ->capture_default_str();
+  app.add_option("--start-timeout-ms", start_ms, "longest wait for servers to load a job's key ranges")
+      ->capture_default_str();
+  app.add_option("--max-recoveries", max_recoveries, "rollbacks to a checkpoint a job may take before it fails")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   if (timeout_ms <= interval_ms) {
     std::fprintf(stderr, "custody-coordinator: the heartbeat timeout (%lld ms) must exceed the interval (%lld ms)\n",
@@ -45,6 +58,9 @@ int main(int argc, char** argv) {
   c.options.heartbeat_interval = std::chrono::milliseconds(interval_ms);
   c.options.heartbeat_timeout = std::chrono::milliseconds(timeout_ms);
   c.max_message_bytes = static_cast<size_t>(max_mib) << 20;
+  c.options.stall_after = std::chrono::milliseconds(stall_ms);
+  c.options.start_timeout = std::chrono::milliseconds(start_ms);
+  c.options.max_recoveries = static_cast<uint32_t>(std::clamp<int64_t>(max_recoveries, 0, 1000));
   nodes::install_signal_handlers();
   return actors::run_coordinator(c, nodes::g_stop);
 }

@@ -85,6 +85,8 @@ void encode_job(wire::JobStatus::Builder b, const JobStatus& j) {
   auto h = b.initAccuracyHistory(j.accuracy_history.size());
   for (size_t i = 0; i < j.accuracy_history.size(); ++i) h.set(i, j.accuracy_history[i]);
   b.setLastCheckpoint(text(j.last_checkpoint));
+  set_texts(b.initWaitingFor(j.waiting_for.size()), j.waiting_for);
+  b.setRecoveries(j.recoveries);
 }
 
 Result<JobStatus> decode_job(wire::JobStatus::Reader r) {
@@ -115,6 +117,8 @@ Result<JobStatus> decode_job(wire::JobStatus::Reader r) {
   j.consistency = str(r.getConsistency());
   for (double a : r.getAccuracyHistory()) j.accuracy_history.push_back(a);
   j.last_checkpoint = str(r.getLastCheckpoint());
+  j.waiting_for = get_texts(r.getWaitingFor());
+  j.recoveries = r.getRecoveries();
   return j;
 }
 
@@ -222,6 +226,7 @@ void encode_body(wire::Envelope::Body::Builder b, const Body& body) {
             e.setSamples(m.samples);
             e.setLossSum(m.loss_sum);
             e.setElapsedUs(m.elapsed_us);
+            e.setRank(m.rank);
           },
           [&](const EpochEval& m) {
             auto e = b.initEpochEval();
@@ -229,11 +234,13 @@ void encode_body(wire::Envelope::Body::Builder b, const Body& body) {
             e.setCorrect(m.correct);
             e.setTotal(m.total);
             e.setLossSum(m.loss_sum);
+            e.setRank(m.rank);
           },
           [&](const TaskDone& m) {
             auto e = b.initTaskDone();
             e.setSteps(m.steps);
             e.setSamples(m.samples);
+            e.setRank(m.rank);
           },
           [&](const StopJob& m) { b.initStopJob().setReason(text(m.reason)); },
           [&](const Pull& m) { b.initPull().setWorker(text(m.worker)); },
@@ -244,6 +251,7 @@ void encode_body(wire::Envelope::Body::Builder b, const Body& body) {
             e.setGradient(floats(m.gradient));
             e.setSamples(m.samples);
             e.setBaseVersion(m.base_version);
+            e.setRank(m.rank);
           },
           [&](const Params& m) {
             auto e = b.initParams();
@@ -266,6 +274,7 @@ void encode_body(wire::Envelope::Body::Builder b, const Body& body) {
               list[i].setUpdateNormSum(c.update_norm_sum);
               list[i].setStalenessMax(c.staleness_max);
               list[i].setStalenessSum(c.staleness_sum);
+              list[i].setRank(c.rank);
             }
             e.setFinal(m.final);
           },
@@ -402,21 +411,21 @@ Result<Body> decode_body(wire::Envelope::Body::Reader b) {
     }
     case W::PROGRESS: {
       auto r = b.getProgress();
-      return Body(Progress{r.getEpoch(), r.getStep(), r.getSamples(), r.getLossSum(), r.getElapsedUs()});
+      return Body(Progress{r.getEpoch(), r.getStep(), r.getSamples(), r.getLossSum(), r.getElapsedUs(), r.getRank()});
     }
     case W::EPOCH_EVAL: {
       auto r = b.getEpochEval();
-      return Body(EpochEval{r.getEpoch(), r.getCorrect(), r.getTotal(), r.getLossSum()});
+      return Body(EpochEval{r.getEpoch(), r.getCorrect(), r.getTotal(), r.getLossSum(), r.getRank()});
     }
     case W::TASK_DONE: {
       auto r = b.getTaskDone();
-      return Body(TaskDone{r.getSteps(), r.getSamples()});
+      return Body(TaskDone{r.getSteps(), r.getSamples(), r.getRank()});
     }
     case W::STOP_JOB: return Body(StopJob{str(b.getStopJob().getReason())});
     case W::PULL: return Body(Pull{str(b.getPull().getWorker())});
     case W::PUSH: {
       auto r = b.getPush();
-      Push m{str(r.getWorker()), r.getStep(), {}, r.getSamples(), r.getBaseVersion()};
+      Push m{str(r.getWorker()), r.getStep(), {}, r.getSamples(), r.getBaseVersion(), r.getRank()};
       CUSTODY_RETURN_IF_ERROR(read_floats(r.getGradient(), "push.gradient", m.gradient));
       return Body(std::move(m));
     }
@@ -434,7 +443,7 @@ Result<Body> decode_body(wire::Envelope::Body::Reader b) {
       CUSTODY_RETURN_IF_ERROR(read_floats(r.getValues(), "checkpointShard.values", m.values));
       for (auto c : r.getContributions()) {
         m.contributions.push_back(Contribution{str(c.getWorker()), c.getAccepted(), c.getRejected(), c.getSamples(),
-                                               c.getUpdateNormSum(), c.getStalenessMax(), c.getStalenessSum()});
+                                               c.getUpdateNormSum(), c.getStalenessMax(), c.getStalenessSum(), c.getRank()});
       }
       m.final = r.getFinal();
       return Body(std::move(m));
@@ -505,6 +514,7 @@ std::vector<uint8_t> encode(const Envelope& envelope) {
   root.setSender(text(envelope.sender));
   root.setJobId(text(envelope.job_id));
   root.setRequestId(envelope.request_id);
+  root.setAttempt(envelope.attempt);
   if (!envelope.token.empty()) root.setToken(text(envelope.token));
   encode_body(root.getBody(), envelope.body);
   auto words = capnp::messageToFlatArray(builder);
@@ -556,6 +566,7 @@ Result<Envelope> decode(const uint8_t* data, size_t size, const DecodeLimits& li
     e.sender = str(root.getSender());
     e.job_id = str(root.getJobId());
     e.request_id = root.getRequestId();
+    e.attempt = root.getAttempt();
     e.token = str(root.getToken());
     e.body = std::move(body).value();
     return e;

@@ -45,6 +45,8 @@ struct Envelope {
     usageReply @34 :UsageReply;
   }
   token @30 :Text;          # the caller's secret, when the coordinator requires one (--auth)
+  attempt @35 :UInt32;      # which run of the job (0 first; +1 per recovery): messages of an
+                            # older attempt are fenced off
 }
 
 enum ErrorCode {
@@ -134,6 +136,8 @@ struct JobStatus {
   consistency @19 :Text;
   accuracyHistory @20 :List(Float64);  # test accuracy after each epoch
   lastCheckpoint @21 :Text;  # id of the newest checkpoint, or empty
+  waitingFor @22 :List(Text);  # nodes a starting or stalled job waits for, each with why
+  recoveries @23 :UInt32;   # times the job was rolled back to a checkpoint after a node died
 }
 
 enum JobState {
@@ -224,6 +228,7 @@ struct Progress {
   samples @2 :UInt64;       # samples since the previous report
   lossSum @3 :Float64;      # over those samples
   elapsedUs @4 :UInt64;     # since the previous report
+  rank @5 :UInt32;          # which of the job's shards (a worker may run several)
 }
 
 # worker -> coordinator, after each epoch: its part of the test set.
@@ -232,12 +237,14 @@ struct EpochEval {
   correct @1 :UInt64;
   total @2 :UInt64;
   lossSum @3 :Float64;
+  rank @4 :UInt32;
 }
 
 # worker -> coordinator
 struct TaskDone {
   steps @0 :UInt64;
   samples @1 :UInt64;
+  rank @2 :UInt32;
 }
 
 # coordinator -> parameter server or worker: the job ended or was cancelled.
@@ -258,6 +265,7 @@ struct Push {
   gradient @2 :Data;        # little-endian float32, (rangeEnd - rangeBegin) values
   samples @3 :UInt32;       # batch size behind the gradient (attribution)
   baseVersion @4 :UInt64;   # version of the values the gradient was computed on (staleness)
+  rank @5 :UInt32;          # the shard the gradient is of: (rank, step) names the update
 }
 
 struct Params {
@@ -276,6 +284,7 @@ struct Contribution {
   updateNormSum @4 :Float64;  # sum of the L2 norms of the accepted gradients (this range)
   stalenessMax @5 :UInt64;  # server version minus the push's base version
   stalenessSum @6 :UInt64;
+  rank @7 :UInt32;          # the shard the worker trained on
 }
 
 # parameter server -> coordinator: its range at a checkpoint step, and who contributed.

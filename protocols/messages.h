@@ -63,6 +63,8 @@ struct JobStatus {
   std::string dataset_hash, consistency;
   std::vector<double> accuracy_history;
   std::string last_checkpoint;
+  std::vector<std::string> waiting_for;  // "worker-2 (rank 1): no report for 12 s"
+  uint32_t recoveries = 0;
 };
 struct NodeStatus {
   std::string node_id;
@@ -117,14 +119,17 @@ struct Progress {
   uint64_t step = 0, samples = 0;
   double loss_sum = 0;
   uint64_t elapsed_us = 0;
+  uint32_t rank = 0;
 };
 struct EpochEval {
   uint32_t epoch = 0;
   uint64_t correct = 0, total = 0;
   double loss_sum = 0;
+  uint32_t rank = 0;
 };
 struct TaskDone {
   uint64_t steps = 0, samples = 0;
+  uint32_t rank = 0;
 };
 struct StopJob {
   std::string reason;
@@ -138,6 +143,7 @@ struct Push {
   std::vector<float> gradient;
   uint32_t samples = 0;
   uint64_t base_version = 0;
+  uint32_t rank = 0;
 };
 struct Params {
   uint64_t version = 0, range_begin = 0;
@@ -149,6 +155,7 @@ struct Contribution {
   uint64_t accepted = 0, rejected = 0, samples = 0;
   double update_norm_sum = 0;
   uint64_t staleness_max = 0, staleness_sum = 0;
+  uint32_t rank = 0;
 };
 struct CheckpointShard {
   uint64_t step = 0, range_begin = 0;
@@ -210,6 +217,9 @@ struct Envelope {
   uint64_t request_id = 0;
   Body body;
   std::string token;  // the caller's secret (--auth); empty when none was given
+  // Which run of the job (0, then +1 per recovery). A node drops job messages of another
+  // attempt, so a message from before a rollback cannot change the rolled-back state.
+  uint32_t attempt = 0;
 
   template <class T>
   const T* get() const { return std::get_if<T>(&body); }
@@ -223,6 +233,7 @@ inline Envelope make_error(const Envelope& request, const std::string& sender, c
   e.sender = sender;
   e.job_id = request.job_id;
   e.request_id = request.request_id;
+  e.attempt = request.attempt;
   e.body = Error{s.code(), s.message()};
   return e;
 }

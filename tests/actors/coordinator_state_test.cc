@@ -125,16 +125,16 @@ TEST_F(CoordinatorStateTest, JobRunsFromSubmitToCompletion) {
 
   send("W1", msg::EpochEval{1, 20, 25, 10.0}, id);
   EXPECT_LT(job(id).test_accuracy, 0) << "one worker's half is not the test accuracy yet";
-  send("W2", msg::EpochEval{1, 15, 25, 20.0}, id);
+  send("W2", msg::EpochEval{1, 15, 25, 20.0, 1}, id);
   EXPECT_DOUBLE_EQ(job(id).test_accuracy, 35.0 / 50.0);
   EXPECT_DOUBLE_EQ(job(id).test_loss, 30.0 / 50.0);
   EXPECT_EQ(job(id).epoch, 1u);
 
   send("W1", msg::EpochEval{2, 25, 25, 1.0}, id);
-  send("W2", msg::EpochEval{2, 24, 25, 1.0}, id);
+  send("W2", msg::EpochEval{2, 24, 25, 1.0, 1}, id);
   send("W1", msg::TaskDone{20, 200}, id);
   EXPECT_EQ(job(id).state, msg::JobState::kRunning);
-  out = send("W2", msg::TaskDone{20, 200}, id);
+  out = send("W2", msg::TaskDone{20, 200, 1}, id);
   EXPECT_EQ(job(id).state, msg::JobState::kCompleted);
   EXPECT_DOUBLE_EQ(job(id).test_accuracy, 49.0 / 50.0);
   EXPECT_EQ(job(id).accuracy_history.size(), 2u);
@@ -155,20 +155,99 @@ TEST_F(CoordinatorStateTest, JobWaitsForEnoughWorkersAndSaysSo) {
   EXPECT_EQ(job(id).state, msg::JobState::kStarting);
 }
 
-TEST_F(CoordinatorStateTest, SilentWorkerIsMarkedDeadAndItsJobFailsNamingIt) {
+// Sends a body stamped with an attempt, as a node of that attempt would.
+Envelope at_attempt(msg::Body body, const std::string& job, uint32_t attempt) {
+  Envelope e = make(std::move(body), job);
+  e.attempt = attempt;
+  return e;
+}
+
+TEST_F(CoordinatorStateTest, ASilentWorkersRanksGoToALiveWorkerAsTheNextAttempt) {
   register_nodes(2);
   const std::string id = submit();
   send("P1", msg::KeyRangeReady{0, 36}, id);
+  send("W1", msg::Progress{1, 5, 50, 10.0, 1000, 0}, id);
+  send("W2", msg::Progress{1, 5, 50, 10.0, 1000, 1}, id);
   now_ += 800ms;
   send("P1", msg::Heartbeat{true});
   send("W1", msg::Heartbeat{true});
   now_ += 400ms;  // worker-2 silent for 1.2 s > 1 s
   Outbox out = state_.tick(now_);
-  EXPECT_EQ(job(id).state, msg::JobState::kFailed);
-  EXPECT_NE(job(id).message.find("worker-2"), std::string::npos) << job(id).message;
-  EXPECT_EQ(of_type<msg::StopJob>(out).size(), 2u) << "the live worker and the server are told to stop";
+  EXPECT_EQ(job(id).state, msg::JobState::kStarting) << job(id).message;
+  EXPECT_EQ(job(id).recoveries, 1u);
+  EXPECT_EQ(job(id).step, 0u) << "no checkpoint yet: back to the job's start";
+  auto stops = of_type<msg::StopJob>(out);
+  ASSERT_EQ(stops.size(), 2u) << "the live worker and the server stop attempt 0";
+  for (auto* o : stops) EXPECT_EQ(o->envelope.attempt, 0u);
+  auto ranges = of_type<msg::AssignKeyRange>(out);
+  ASSERT_EQ(ranges.size(), 1u);
+  EXPECT_EQ(ranges[0]->envelope.attempt, 1u);
+  EXPECT_EQ(ranges[0]->envelope.get<msg::AssignKeyRange>()->num_workers, 2u) << "still two ranks";
   auto nodes = state_.status("", true, now_).nodes;
   for (const auto& n : nodes) EXPECT_EQ(n.alive, n.node_id != "worker-2") << n.node_id;
+
+  // A late confirmation of attempt 0 starts nothing; attempt 1's does.
+  EXPECT_TRUE(of_type<msg::AssignTask>(send("P1", msg::KeyRangeReady{0, 36}, id)).empty());
+  out = state_.handle("P1", at_attempt(msg::KeyRangeReady{0, 36}, id, 1), now_);
+  auto tasks = of_type<msg::AssignTask>(out);
+  ASSERT_EQ(tasks.size(), 2u);
+  for (auto* t : tasks) {
+    EXPECT_EQ(t->peer, "W1") << "both ranks run on worker-1";
+    EXPECT_EQ(t->envelope.attempt, 1u);
+  }
+  EXPECT_EQ(job(id).state, msg::JobState::kRunning);
+  EXPECT_EQ(job(id).workers, (std::vector<std::string>{"worker-1", "worker-1"}));
+  // Reports of the old attempt do not count.
+  send("W1", msg::TaskDone{20, 200, 0}, id);
+  EXPECT_EQ(job(id).state, msg::JobState::kRunning);
+  state_.handle("W1", at_attempt(msg::TaskDone{20, 200, 0}, id, 1), now_);
+  state_.handle("W1", at_attempt(msg::TaskDone{20, 200, 1}, id, 1), now_);
+  EXPECT_EQ(job(id).state, msg::JobState::kCompleted) << job(id).message;
+}
+
+TEST_F(CoordinatorStateTest, AJobThatKeepsLosingNodesFailsAfterMaxRecoveriesNamingWhy) {
+  CoordinatorOptions o = options();
+  o.max_recoveries = 1;
+  state_ = CoordinatorState(o);
+  register_nodes(2);
+  const std::string id = submit();
+  send("P1", msg::KeyRangeReady{0, 36}, id);
+  send("W1", msg::Error{ErrorCode::kDeadlineExceeded, "no reply from ps-1 within 60 s"}, id);
+  EXPECT_EQ(job(id).recoveries, 1u);
+  EXPECT_EQ(job(id).state, msg::JobState::kStarting);
+  state_.handle("P1", at_attempt(msg::KeyRangeReady{0, 36}, id, 1), now_);
+  state_.handle("W1", at_attempt(msg::Error{ErrorCode::kDeadlineExceeded, "no reply again"}, id, 1), now_);
+  EXPECT_EQ(job(id).state, msg::JobState::kFailed);
+  EXPECT_NE(job(id).message.find("gave up after 1 recoveries"), std::string::npos) << job(id).message;
+  EXPECT_NE(job(id).message.find("no reply again"), std::string::npos) << job(id).message;
+}
+
+TEST_F(CoordinatorStateTest, StatusNamesTheNodesAStalledJobWaitsFor) {
+  register_nodes(2);
+  const std::string id = submit();
+  EXPECT_EQ(job(id).waiting_for.size(), 1u) << "starting: waits for ps-1's key range";
+  EXPECT_NE(job(id).waiting_for.at(0).find("ps-1"), std::string::npos);
+  send("P1", msg::KeyRangeReady{0, 36}, id);
+  send("W1", msg::Progress{1, 7, 70, 1.0, 1000, 0}, id);
+  send("W2", msg::Progress{1, 6, 60, 1.0, 1000, 1}, id);
+  EXPECT_TRUE(job(id).waiting_for.empty()) << "moving";
+  // 3.5 s without a step (the default stall_after is 3 s); worker-2 went quiet, the others
+  // keep sending heartbeats.
+  for (int i = 0; i < 7; ++i) {
+    now_ += 500ms;
+    send("P1", msg::Heartbeat{true});
+    send("W1", msg::Heartbeat{true});
+    if (i < 2) send("W2", msg::Heartbeat{true});
+  }
+  auto waiting = job(id).waiting_for;
+  ASSERT_EQ(waiting.size(), 2u) << "the stall, then the node";
+  EXPECT_NE(waiting[0].find("no step for 3.5 s"), std::string::npos) << waiting[0];
+  EXPECT_NE(waiting[1].find("worker-2 (rank 1, step 6): silent"), std::string::npos) << waiting[1];
+  // All alive but stuck: the rank furthest behind is named.
+  send("W2", msg::Heartbeat{true});
+  waiting = job(id).waiting_for;
+  ASSERT_EQ(waiting.size(), 1u);
+  EXPECT_NE(waiting[0].find("worker-2 (rank 1): at step 6"), std::string::npos) << waiting[0];
 }
 
 TEST_F(CoordinatorStateTest, HeartbeatFromAnUnknownPeerAsksItToRegister) {
@@ -250,11 +329,11 @@ class CoordinatorCustodyTest : public CoordinatorStateTest {
   void run_to_final_step(const std::string& id, Outbox* last = nullptr) {
     send("P1", msg::KeyRangeReady{0, 36}, id);
     send("W1", msg::EpochEval{1, 20, 25, 1.0}, id);
-    send("W2", msg::EpochEval{1, 20, 25, 1.0}, id);
+    send("W2", msg::EpochEval{1, 20, 25, 1.0, 1}, id);
     send("W1", msg::EpochEval{2, 24, 25, 1.0}, id);
-    send("W2", msg::EpochEval{2, 24, 25, 1.0}, id);
+    send("W2", msg::EpochEval{2, 24, 25, 1.0, 1}, id);
     send("W1", msg::TaskDone{20, 200}, id);
-    Outbox out = send("W2", msg::TaskDone{20, 200}, id);
+    Outbox out = send("W2", msg::TaskDone{20, 200, 1}, id);
     if (last) *last = out;
   }
   msg::CheckpointShard shard(uint64_t step, bool final) {
@@ -262,7 +341,7 @@ class CoordinatorCustodyTest : public CoordinatorStateTest {
     c.step = step;
     c.range_begin = 0;
     c.values.assign(36, 0.5f);
-    c.contributions = {{"worker-1", 10, 1, 100, 2.5, 0, 0}, {"worker-2", 10, 0, 100, 3.5, 0, 0}};
+    c.contributions = {{"worker-1", 10, 1, 100, 2.5, 0, 0}, {"worker-2", 10, 0, 100, 3.5, 0, 0, 1}};
     c.final = final;
     return c;
   }
@@ -316,6 +395,56 @@ TEST_F(CoordinatorCustodyTest, AShardThatIsNotTheServersRangeFailsTheJob) {
   send("P1", bad, id);
   EXPECT_EQ(job(id).state, msg::JobState::kFailed);
   EXPECT_NE(job(id).message.find("key range"), std::string::npos);
+}
+
+TEST_F(CoordinatorCustodyTest, ARestartedCoordinatorRestoresJobsAndResumesFromTheLastCheckpoint) {
+  register_nodes(2);
+  const std::string done = submit();
+  run_to_final_step(done);
+  send("P1", shard(20, true), done);
+  ASSERT_EQ(job(done).state, msg::JobState::kCompleted);
+  const std::string id = submit();
+  send("P1", msg::KeyRangeReady{0, 36}, id);
+  send("P1", shard(10, false), id);
+  const std::string checkpoint = job(id).last_checkpoint;
+  ASSERT_FALSE(checkpoint.empty());
+
+  // A new coordinator on the same store, as after a crash.
+  CoordinatorState restarted(options(), store_.get(), "mem");
+  ASSERT_TRUE(restarted.restore(now_).is_ok());
+  auto jobs = restarted.status("", true, now_);
+  ASSERT_EQ(jobs.jobs.size(), 2u);
+  EXPECT_EQ(jobs.jobs[0].job_id, done);
+  EXPECT_EQ(jobs.jobs[0].state, msg::JobState::kCompleted);
+  EXPECT_EQ(jobs.jobs[1].job_id, id);
+  EXPECT_EQ(jobs.jobs[1].state, msg::JobState::kPending);
+  EXPECT_EQ(jobs.jobs[1].step, 10u);
+  EXPECT_EQ(jobs.jobs[1].submitter, "alice");
+  EXPECT_EQ(jobs.nodes.size(), 3u) << "membership is known, waiting for the nodes to come back";
+  for (const auto& n : jobs.nodes) EXPECT_FALSE(n.alive);
+
+  // The nodes register again under their ids; the job restarts from the checkpoint.
+  restarted.handle("P1", make(msg::Register{msg::NodeRole::kParameterServer, "tcp://127.0.0.1:7001", "h", 1, "ps-1"}), now_);
+  restarted.handle("W1", make(msg::Register{msg::NodeRole::kWorker, "", "h", 2, "worker-1"}), now_);
+  Outbox out = restarted.handle("W2", make(msg::Register{msg::NodeRole::kWorker, "", "h", 2, "worker-2"}), now_);
+  auto ranges = of_type<msg::AssignKeyRange>(out);
+  ASSERT_EQ(ranges.size(), 1u);
+  const auto& a = *ranges[0]->envelope.get<msg::AssignKeyRange>();
+  EXPECT_EQ(a.start_step, 10u);
+  EXPECT_EQ(a.initial_values, std::vector<float>(36, 0.5f));
+  EXPECT_GE(ranges[0]->envelope.attempt, 1u) << "newer than any attempt the old session started";
+  out = restarted.handle("P1", at_attempt(msg::KeyRangeReady{0, 36}, id, ranges[0]->envelope.attempt), now_);
+  auto tasks = of_type<msg::AssignTask>(out);
+  ASSERT_EQ(tasks.size(), 2u);
+  EXPECT_EQ(tasks[0]->envelope.get<msg::AssignTask>()->start_step, 10u);
+  // A node registering fresh gets an id no earlier node had.
+  out = restarted.handle("W3", make(msg::Register{msg::NodeRole::kWorker, "", "h", 9, ""}), now_);
+  EXPECT_EQ(out[0].envelope.get<msg::RegisterAck>()->node_id, "worker-3");
+  auto recovered = store_->find({{"event", "run_recovered"}, {"run", id}});
+  ASSERT_EQ(recovered->size(), 1u);
+  EXPECT_EQ(recovered->at(0).body["reason"], "the coordinator restarted");
+  EXPECT_EQ(recovered->at(0).body["rolled_back_to_step"], 10);
+  EXPECT_TRUE(store_->verify()->ok);
 }
 
 TEST_F(CoordinatorCustodyTest, ExportRecordsAUseAndUnknownModelsAreNotFound) {

@@ -36,8 +36,12 @@ class ParameterServerStateTest : public ::testing::Test {
     Envelope e;
     e.job_id = job;
     e.request_id = step + 100;
-    e.body = msg::Push{worker, step, std::move(g), 10, step};
+    e.body = msg::Push{worker, step, std::move(g), 10, step, rank_of(worker)};
     return ps_.handle_data("PEER-" + worker, e);
+  }
+  // "w1" runs rank 0, "w2" rank 1.
+  static uint32_t rank_of(const std::string& worker) {
+    return worker.size() == 2 && worker[0] == 'w' ? static_cast<uint32_t>(worker[1] - '1') : 0;
   }
   static ErrorCode error_code(const Outbox& out) {
     return out.size() == 1 && out[0].envelope.get<msg::Error>() ? out[0].envelope.get<msg::Error>()->code
@@ -197,9 +201,9 @@ TEST_F(ParameterServerStateTest, AspMeasuresStaleness) {
   assign("asp", /*total_steps=*/1, /*checkpoint_every=*/0);
   Envelope e;
   e.job_id = "job-1";
-  e.body = msg::Push{"w1", 0, std::vector<float>(20, 1.0f), 10, 0};
+  e.body = msg::Push{"w1", 0, std::vector<float>(20, 1.0f), 10, 0, 0};
   ps_.handle_data("P1", e);
-  e.body = msg::Push{"w2", 0, std::vector<float>(20, 1.0f), 10, 0};  // computed on version 0, applied at 1
+  e.body = msg::Push{"w2", 0, std::vector<float>(20, 1.0f), 10, 0, 1};  // computed on version 0, applied at 1
   Outbox out = ps_.handle_data("P2", e);
   auto c = checkpoints(out);
   ASSERT_EQ(c.size(), 1u);

@@ -38,9 +38,10 @@ struct FutureEnvelope {
     principalAdded @32 :Void;
     usageRequest @33 :Void;
     usageReply @34 :Void;
-    somethingNew @35 :Text;
+    somethingNew @36 :Text;
   }
   token @30 :Text;
+  attempt @35 :UInt32;
 }
 
 struct RawParams {
