@@ -410,15 +410,17 @@ Outbox CoordinatorState::on_register(const std::string& peer, const Envelope& in
     log(LogLevel::kWarn, kSelf, "node " + id + " registered again from a new connection; "
                                 "replacing the old one");
   }
-  if (existing && !existing->job.empty()) {
-    // Its new incarnation holds nothing of the job: roll the job back.
-    auto it = jobs_.find(existing->job);
-    if (it != jobs_.end() && !msg::is_terminal(it->second.status.state)) {
-      auto more = recover(it->second, std::string(msg::to_string(existing->role)) + " " + id +
-                                          " registered again (restarted) during the job");
-      out.insert(out.end(), more.begin(), more.end());
+  // Its new incarnation holds nothing of the job it had: the job is rolled back below,
+  // once the node's record names the new connection (the rollback may reassign to it).
+  // (Servers are shared by jobs, so every job it serves is involved.)
+  std::vector<std::string> lost_jobs;
+  if (existing) {
+    for (auto& [job_id, job] : jobs_) {
+      if (msg::is_terminal(job.status.state) || job.status.state == JobState::kPending) continue;
+      if (std::count(job.workers.begin(), job.workers.end(), id) + std::count(job.servers.begin(), job.servers.end(), id)) {
+        lost_jobs.push_back(job_id);
+      }
     }
-    existing->job.clear();
   }
   Status recorded = recorder_.node_registered(id, m);
   if (!recorded.is_ok()) log(LogLevel::kError, kSelf, "node " + id + ": " + recorded.message());
@@ -437,6 +439,11 @@ Outbox CoordinatorState::on_register(const std::string& peer, const Envelope& in
   Envelope ack = envelope("", msg::RegisterAck{id, static_cast<uint32_t>(options_.heartbeat_interval.count())});
   ack.request_id = in.request_id;
   out.push_back({peer, std::move(ack)});
+  for (const auto& job_id : lost_jobs) {
+    auto more = recover(jobs_.at(job_id), std::string(msg::to_string(m.role)) + " " + id +
+                                              " registered again (restarted) during the job");
+    out.insert(out.end(), more.begin(), more.end());
+  }
   auto scheduled = schedule();
   out.insert(out.end(), scheduled.begin(), scheduled.end());
   return out;
@@ -927,6 +934,7 @@ Outbox CoordinatorState::recover(Job& job, const std::string& why) {
   uint64_t reached = UINT64_MAX;
   for (auto& [rank, p] : job.progress) reached = std::min(reached, p.step);
   if (reached == UINT64_MAX) reached = job.start_step;
+  reached = std::max(reached, job.last_checkpoint_step);  // progress reports lag the servers
   // Back to the newest checkpoint of this job, or to where this run of it started.
   std::string checkpoint;
   if (recorder_.enabled() && !s.last_checkpoint.empty()) {

@@ -203,6 +203,13 @@ Result<json> show(const CustodyStore& store, const std::string& ref) {
     auto m = store.checkpoint(id.value());
     if (m.is_ok() && m.value()) out["manifest"] = *m.value();
   }
+  if (e.value() && e.value()->body.value("kind", "") == "run") {
+    // A run's history: started (per attempt), recovered, resumed, ended.
+    auto events = store.find({{"type", "event"}, {"run", id.value()}});
+    if (!events.is_ok()) return events.status();
+    out["events"] = json::array();
+    for (const auto& r : events.value()) out["events"].push_back(r.to_json());
+  }
   return out;
 }
 

@@ -125,7 +125,9 @@ json job_json(const msg::JobStatus& j) {
               {"dataset_hash", j.dataset_hash},
               {"consistency", j.consistency},
               {"accuracy_history", j.accuracy_history},
-              {"last_checkpoint", j.last_checkpoint}};
+              {"last_checkpoint", j.last_checkpoint},
+              {"waiting_for", j.waiting_for},
+              {"recoveries", j.recoveries}};
 }
 
 json node_json(const msg::NodeStatus& n) {
@@ -579,6 +581,12 @@ int main(int argc, char** argv) {
       return 0;
     }
     print_jobs(r->jobs);
+    for (const auto& j : r->jobs) {
+      if (j.recoveries > 0) std::printf("%s: rolled back %u times after node failures\n", j.job_id.c_str(), j.recoveries);
+      if (j.waiting_for.empty()) continue;
+      std::printf("%s waits for:\n", j.job_id.c_str());
+      for (const auto& w : j.waiting_for) std::printf("  %s\n", w.c_str());
+    }
     if (!r->nodes.empty()) {
       std::printf("\n%-12s %-17s %-6s %-5s %-28s %s\n", "NODE", "ROLE", "ALIVE", "BUSY", "ADDRESS", "LAST SEEN");
       for (auto& n : r->nodes) {

@@ -3,7 +3,10 @@
 // its owner goes out of scope, also when a test fails.
 #pragma once
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <spawn.h>
@@ -70,6 +73,9 @@ class Process {
       wait_for_exit(5s);
     }
     return exit_code_;
+  }
+  void signal(int sig) {
+    if (pid_ > 0) kill(pid_, sig);
   }
   void kill_hard() {
     if (pid_ > 0) kill(pid_, SIGKILL);
@@ -149,7 +155,22 @@ struct ClusterOptions {
   std::vector<std::string> coordinator_args = {};
   // --auth: the admin token lands in <dir>/admin.token; nodes get a "node" principal's token.
   bool auth = false;
+  // The coordinator keeps one port across restarts (nodes reconnect to the same address).
+  bool fixed_port = false;
 };
+
+// A TCP port of 127.0.0.1 that was free a moment ago.
+inline int free_port() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(a);
+  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  close(fd);
+  return ntohs(a.sin_port);
+}
 
 // A coordinator, parameter servers and workers on free ports of 127.0.0.1.
 class LocalCluster {
@@ -158,6 +179,7 @@ class LocalCluster {
     dir_ = fs::temp_directory_path() / ("custody-" + test_name + "-" + std::to_string(getpid()));
     fs::remove_all(dir_);
     fs::create_directories(dir_);
+    listen_ = o.fixed_port ? "tcp://127.0.0.1:" + std::to_string(free_port()) : "tcp://127.0.0.1:0";
     start_coordinator();
     if (o.auth) {
       CliResult node = cli({"--token-file", admin_token().string(), "principal", "add", "nodes", "--role", "node"});
@@ -170,21 +192,22 @@ class LocalCluster {
   ~LocalCluster() {
     for (auto& p : nodes_) p->stop();
     if (coordinator_) coordinator_->stop();
-    if (!::testing::Test::HasFailure()) fs::remove_all(dir_);
+    // CUSTODY_KEEP_LOGS=1 keeps them after a passing test too.
+    if (!::testing::Test::HasFailure() && !std::getenv("CUSTODY_KEEP_LOGS")) fs::remove_all(dir_);
     else std::cerr << "cluster logs kept in " << dir_ << "\n";
   }
 
   // (Re)starts the coordinator; its address file is rewritten when it listens.
-  void start_coordinator() {
+  void start_coordinator(const std::string& log_name = "coordinator.log") {
     fs::remove(dir_ / "coordinator.addr");
-    std::vector<std::string> argv{bin("custody-coordinator"), "--listen", "tcp://127.0.0.1:0", "--port-file",
+    std::vector<std::string> argv{bin("custody-coordinator"), "--listen", listen_, "--port-file",
                                   (dir_ / "coordinator.addr").string(), "--heartbeat-interval-ms",
                                   std::to_string(options_.heartbeat_interval_ms), "--heartbeat-timeout-ms",
                                   std::to_string(options_.heartbeat_timeout_ms)};
     if (options_.store) argv.insert(argv.end(), {"--store", store().string()});
     if (options_.auth) argv.insert(argv.end(), {"--auth", "--admin-token-file", admin_token().string()});
     argv.insert(argv.end(), options_.coordinator_args.begin(), options_.coordinator_args.end());
-    coordinator_ = std::make_unique<Process>(argv, dir_ / "coordinator.log");
+    coordinator_ = std::make_unique<Process>(argv, dir_ / log_name);
     auto deadline = std::chrono::steady_clock::now() + 10s;
     while (!fs::exists(dir_ / "coordinator.addr") && std::chrono::steady_clock::now() < deadline) {
       std::this_thread::sleep_for(20ms);
@@ -205,7 +228,9 @@ class LocalCluster {
   bool wait_for_nodes(int count, std::chrono::seconds timeout = 20s) {
     auto deadline = std::chrono::steady_clock::now() + timeout;
     while (std::chrono::steady_clock::now() < deadline) {
-      CliResult r = cli({"status", "--json"}, 10s);
+      std::vector<std::string> args{"status", "--json"};
+      if (options_.auth) args.insert(args.begin(), {"--token-file", admin_token().string()});
+      CliResult r = cli(args, 10s);
       if (r.code == 0) {
         int alive = 0;
         const nlohmann::json status = nlohmann::json::parse(r.out);
@@ -233,7 +258,7 @@ class LocalCluster {
  private:
   ClusterOptions options_;
   fs::path dir_;
-  std::string address_;
+  std::string listen_, address_;
   std::unique_ptr<Process> coordinator_;
   std::vector<std::string> node_args_;
   std::vector<std::unique_ptr<Process>> nodes_;

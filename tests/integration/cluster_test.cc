@@ -137,8 +137,14 @@ TEST(ClusterTest, CancelStopsAJobAndTheWorkersTakeTheNextOne) {
   EXPECT_EQ(c.cli({"wait", long_job}).code, 1) << "wait on a cancelled job exits 1";
 }
 
-TEST(ClusterTest, KilledWorkerIsNoticedByHeartbeatsAndTheJobFailsNamingIt) {
-  LocalCluster c("killed", {1, 2});
+// With recovery turned off (--max-recoveries 0) a lost node fails its job, naming it.
+// RecoveryTest covers the default, where the job rolls back and goes on.
+TEST(ClusterTest, KilledWorkerIsNoticedByHeartbeatsAndFailsTheJobWhenRecoveryIsOff) {
+  ClusterOptions o;
+  o.servers = 1;
+  o.workers = 2;
+  o.coordinator_args = {"--max-recoveries", "0"};
+  LocalCluster c("killed", o);
   ASSERT_TRUE(c.wait_for_nodes(3));
   const std::string job = submit(c, c.write_job("long.toml", synthetic_job("bsp", 10000)));
   auto deadline = std::chrono::steady_clock::now() + 30s;

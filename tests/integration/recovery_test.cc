@@ -1,0 +1,245 @@
+// Killing real processes in the middle of a Fashion-MNIST job: a worker, a parameter
+// server, the coordinator. Each time the job must complete, meet its accuracy bound, and
+// its updates must add up: following the final checkpoint back through its parents, the
+// pushes the servers accepted cover every (rank, step) of the job exactly once (updates of
+// a rolled-back attempt after its checkpoint are discarded as a whole, never counted).
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "tests/integration/cluster.h"
+
+namespace custody::testing {
+namespace {
+
+using nlohmann::json;
+
+constexpr int kEpochs = 3, kBatch = 64, kRanks = 2;
+constexpr double kAccuracyBound = 0.80;
+
+std::string fashion_job(int checkpoint_every) {
+  return "[job]\nname = \"fashion-recovery\"\nepochs = " + std::to_string(kEpochs) +
+         "\nbatch_size = " + std::to_string(kBatch) + "\nworkers = " + std::to_string(kRanks) +
+         "\nconsistency = \"bsp\"\ncheckpoint_every_steps = " + std::to_string(checkpoint_every) +
+         "\n[model]\ntype = \"mlp\"\nhidden = [64]\n[optimizer]\ntype = \"momentum\"\nlearning_rate = 0.1\n"
+         "momentum = 0.9\nschedule = \"cosine\"\n[data]\nkind = \"idx\"\ndir = \"/usr/share/datasets/fashion-mnist\"\n";
+}
+
+json cli_json(LocalCluster& c, std::vector<std::string> args, const std::vector<std::string>& auth = {}) {
+  args.push_back("--json");
+  args.insert(args.begin(), auth.begin(), auth.end());
+  CliResult r = c.cli(args);
+  EXPECT_EQ(r.code, 0) << r.err;
+  return r.code == 0 ? json::parse(r.out) : json();
+}
+
+std::string submit_job(LocalCluster& c, const std::string& text, const std::vector<std::string>& auth = {}) {
+  std::vector<std::string> args = auth;
+  args.insert(args.end(), {"submit", c.write_job("job.toml", text).string(), "--as", "alice"});
+  CliResult r = c.cli(args);
+  EXPECT_EQ(r.code, 0) << r.err;
+  std::string id = r.out;
+  while (!id.empty() && id.back() == '\n') id.pop_back();
+  return id;
+}
+
+// Waits until the job has done `step` steps and recorded a checkpoint.
+bool wait_until_past(LocalCluster& c, const std::string& job, uint64_t step,
+                     const std::vector<std::string>& auth = {}) {
+  auto deadline = std::chrono::steady_clock::now() + 120s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    json s = cli_json(c, {"status", job}, auth);
+    if (s.is_null() || s["state"] == "failed") return false;
+    if (s["step"].get<uint64_t>() >= step && !s["last_checkpoint"].get<std::string>().empty()) return true;
+    std::this_thread::sleep_for(100ms);
+  }
+  return false;
+}
+
+struct Updates {
+  uint64_t accepted = 0, samples = 0, checkpoints = 0;
+  std::map<uint32_t, uint64_t> per_rank;
+  std::set<std::string> contributors;  // "worker-1 rank 0"
+  bool contiguous = true;              // each interval begins where its parent's ended
+};
+
+// Follows the checkpoint chain from the final checkpoint to the first, adding up what the
+// servers accepted in each interval.
+Updates count_updates(LocalCluster& c, std::string checkpoint, const std::vector<std::string>& store) {
+  Updates u;
+  uint64_t expected_end = UINT64_MAX;
+  while (!checkpoint.empty()) {
+    std::vector<std::string> args = store;
+    args.insert(args.end(), {"lineage", "show", checkpoint});
+    json shown = cli_json(c, args);
+    if (shown.is_null()) break;
+    ++u.checkpoints;
+    const uint64_t step = shown["manifest"]["step"];
+    if (expected_end != UINT64_MAX && step != expected_end) u.contiguous = false;
+    uint64_t begin = step;
+    for (const auto& r : shown["incoming"]) {
+      const json& b = r["body"];
+      if (b["rel"] != "contributed") continue;
+      u.accepted += b["accepted"].get<uint64_t>();
+      u.samples += b["samples"].get<uint64_t>();
+      u.per_rank[b["rank"].get<uint32_t>()] += b["accepted"].get<uint64_t>();
+      u.contributors.insert(b["from"].get<std::string>().substr(5) + " rank " + std::to_string(b["rank"].get<int>()));
+      begin = b["interval"][0].get<uint64_t>();
+      if (b["interval"][1].get<uint64_t>() != step) u.contiguous = false;
+    }
+    expected_end = begin;
+    checkpoint = shown["manifest"].value("parent", "");
+  }
+  if (expected_end != 0) u.contiguous = false;  // the chain reaches back to step 0
+  return u;
+}
+
+// The checks every kill test ends with.
+void expect_completed_and_accounted(LocalCluster& c, const std::string& job, const std::vector<std::string>& auth = {}) {
+  CliResult waited = c.cli([&] {
+    std::vector<std::string> a = auth;
+    a.insert(a.end(), {"wait", job, "--max-seconds", "180"});
+    return a;
+  }());
+  ASSERT_EQ(waited.code, 0) << waited.out << waited.err;
+  json s = cli_json(c, {"status", job}, auth);
+  EXPECT_EQ(s["state"], "completed") << s.dump(2);
+  EXPECT_GE(s["test_accuracy"].get<double>(), kAccuracyBound) << s.dump(2);
+  EXPECT_GE(s["recoveries"].get<int>(), 1) << "the kill was noticed and recovered from";
+  const uint64_t total_steps = s["total_steps"];
+  Updates u = count_updates(c, s["last_checkpoint"], {"--store", c.store().string()});
+  EXPECT_EQ(u.accepted, total_steps * kRanks) << "every (rank, step) applied exactly once";
+  EXPECT_EQ(u.samples, total_steps * kRanks * kBatch);
+  for (uint32_t r = 0; r < kRanks; ++r) EXPECT_EQ(u.per_rank[r], total_steps) << "rank " << r;
+  EXPECT_TRUE(u.contiguous) << "the checkpoint intervals tile [0, " << total_steps << ")";
+  CliResult verify = c.cli({"--store", c.store().string(), "audit", "verify"});
+  EXPECT_EQ(verify.code, 0) << verify.out << verify.err;
+}
+
+// The run's recorded history (started per attempt, recovered, ended).
+json run_events(LocalCluster& c, const std::string& job) {
+  json shown = cli_json(c, {"--store", c.store().string(), "lineage", "show", job});
+  return shown.is_null() ? json::array() : shown["events"];
+}
+
+TEST(RecoveryTest, AKilledWorkersShardGoesToALiveWorkerAndTheJobCompletes) {
+  LocalCluster c("kill-worker", {1, 2});
+  ASSERT_TRUE(c.wait_for_nodes(3));
+  const std::string job = submit_job(c, fashion_job(100));
+  ASSERT_TRUE(wait_until_past(c, job, 250));
+  c.node(2).kill_hard();  // worker-2, mid-job (of 1404 steps)
+  expect_completed_and_accounted(c, job);
+  json s = cli_json(c, {"status", job});
+  EXPECT_EQ(s["workers"], json({"worker-1", "worker-1"})) << "both ranks ended on the live worker";
+  bool recorded = false;
+  for (const auto& e : run_events(c, job)) {
+    const json& b = e["body"];
+    if (b["event"] != "run_recovered") continue;
+    recorded = true;
+    EXPECT_NE(b["reason"].get<std::string>().find("worker-2"), std::string::npos) << b.dump();
+    EXPECT_GT(b["rolled_back_to_step"].get<uint64_t>(), 0u) << "back to a checkpoint, not the start";
+  }
+  EXPECT_TRUE(recorded) << "lineage records the reassignment";
+  // The reassignment itself: rank 1 assigned to worker-1 in attempt 1.
+  json shown = cli_json(c, {"--store", c.store().string(), "lineage", "show", job});
+  bool reassigned = false;
+  for (const auto& r : shown["outgoing"]) {
+    const json& b = r["body"];
+    if (b["rel"] == "assigned" && b["to"] == "node:worker-1" && b.value("rank", -1) == 1 && b.value("attempt", 0) >= 1) {
+      reassigned = true;
+    }
+  }
+  EXPECT_TRUE(reassigned) << shown["outgoing"].dump(2);
+}
+
+TEST(RecoveryTest, AKilledParameterServersRangeIsTakenOverFromTheLastCheckpoint) {
+  LocalCluster c("kill-ps", {2, 2});
+  ASSERT_TRUE(c.wait_for_nodes(4));
+  const std::string job = submit_job(c, fashion_job(100));
+  ASSERT_TRUE(wait_until_past(c, job, 250));
+  c.node(1).kill_hard();                  // ps-2
+  c.add_node("custody-ps", "ps-2");       // restarted by its supervisor, empty
+  expect_completed_and_accounted(c, job);
+  json s = cli_json(c, {"status", job});
+  EXPECT_EQ(s["servers"].size(), 2u) << "the restarted ps-2 holds a range again: " << s.dump();
+  bool recorded = false;
+  for (const auto& e : run_events(c, job)) {
+    if (e["body"]["event"] == "run_recovered") {
+      recorded = true;
+      EXPECT_NE(e["body"]["reason"].get<std::string>().find("ps-2"), std::string::npos) << e.dump();
+    }
+  }
+  EXPECT_TRUE(recorded);
+}
+
+TEST(RecoveryTest, WithoutASpareTheSurvivingServerTakesTheWholeModel) {
+  LocalCluster c("kill-ps-no-spare", {2, 2});
+  ASSERT_TRUE(c.wait_for_nodes(4));
+  const std::string job = submit_job(c, fashion_job(100));
+  ASSERT_TRUE(wait_until_past(c, job, 250));
+  c.node(1).kill_hard();  // ps-2, not restarted: noticed by its missing heartbeats
+  expect_completed_and_accounted(c, job);
+  json s = cli_json(c, {"status", job});
+  EXPECT_EQ(s["servers"], json({"ps-1"})) << s.dump();
+}
+
+TEST(RecoveryTest, ARestartedCoordinatorReloadsJobsAndPrincipalsAndTheJobResumes) {
+  ClusterOptions o;
+  o.servers = 1;
+  o.workers = 2;
+  o.auth = true;
+  o.fixed_port = true;
+  LocalCluster c("kill-coordinator", o);
+  ASSERT_TRUE(c.wait_for_nodes(3));
+  const std::vector<std::string> admin = {"--token-file", c.admin_token().string()};
+  CliResult alice = c.cli({"--token-file", c.admin_token().string(), "principal", "add", "alice", "--role", "submitter"});
+  ASSERT_EQ(alice.code, 0) << alice.err;
+  std::ofstream(c.dir() / "alice.token") << alice.out;
+  const std::vector<std::string> as_alice = {"--token-file", (c.dir() / "alice.token").string()};
+  const std::string job = submit_job(c, fashion_job(100), as_alice);
+  ASSERT_TRUE(wait_until_past(c, job, 250, as_alice));
+
+  c.coordinator().kill_hard();
+  c.start_coordinator("coordinator-restarted.log");
+  // Alice's token still works (principals come from the store), the job is known, and the
+  // nodes come back by themselves.
+  json s = cli_json(c, {"status", job}, as_alice);
+  EXPECT_NE(s["state"], "failed") << s.dump(2);
+  expect_completed_and_accounted(c, job, as_alice);
+  bool restarted = false;
+  for (const auto& e : run_events(c, job)) {
+    if (e["body"]["event"] == "run_recovered" && e["body"]["reason"] == "the coordinator restarted") restarted = true;
+  }
+  EXPECT_TRUE(restarted);
+  json all = cli_json(c, {"status"}, admin);
+  int alive = 0;
+  for (const auto& n : all["nodes"]) alive += n["alive"].get<bool>();
+  EXPECT_EQ(alive, 3) << all["nodes"].dump(2);
+}
+
+TEST(RecoveryTest, StatusNamesTheNodeAStalledJobWaitsFor) {
+  ClusterOptions o;
+  o.servers = 1;
+  o.workers = 2;
+  o.heartbeat_timeout_ms = 30000;  // stopped, not yet declared dead
+  LocalCluster c("stall", o);
+  ASSERT_TRUE(c.wait_for_nodes(3));
+  const std::string job = submit_job(c, fashion_job(0));
+  auto deadline = std::chrono::steady_clock::now() + 60s;
+  while (cli_json(c, {"status", job})["step"].get<uint64_t>() < 50 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(100ms);
+  }
+  c.node(2).signal(SIGSTOP);  // worker-2 hangs (a stuck disk, a debugger, a swap storm)
+  std::this_thread::sleep_for(5s);
+  CliResult r = c.cli({"status", job});
+  c.node(2).signal(SIGCONT);
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("waits for"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("worker-2 (rank 1"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("no heartbeat"), std::string::npos) << r.out;
+  CliResult waited = c.cli({"wait", job, "--max-seconds", "180"});
+  EXPECT_EQ(waited.code, 0) << "after SIGCONT the job goes on: " << waited.out << waited.err;
+}
+
+}  // namespace
+}  // namespace custody::testing
