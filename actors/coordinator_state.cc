@@ -698,7 +698,10 @@ Outbox CoordinatorState::on_checkpoint_shard(Job& job, const Node& node, const m
     }
   }
   for (auto& [key, c] : contributions) {
-    if (c.rank < job.tasks.size()) c.shard = job.tasks[c.rank].shard;
+    // Only the node that ran a rank is credited with its shard.
+    if (c.rank < job.tasks.size() && c.rank < job.workers.size() && job.workers[c.rank] == c.worker) {
+      c.shard = job.tasks[c.rank].shard;
+    }
   }
   job.shards.erase(m.step);
   storage::CheckpointSpec spec;

@@ -126,19 +126,22 @@ Result<std::string> CustodyRecorder::checkpoint(const msg::JobStatus& job, const
   storage::Batch b(spec.final ? "final checkpoint" : "checkpoint");
   const std::string id = storage::add_checkpoint(b, Model(layer_sizes), values, spec);
   for (const auto& [key, c] : contributions) {
-    b.relation("contributed", node_entity(c.worker), id,
-               {{"run", job.job_id},
-                {"rank", c.rank},
-                {"shard", {{"dataset", "dataset:" + c.shard.dataset_hash}, {"index", c.shard.index},
-                           {"begin", c.shard.begin}, {"end", c.shard.end}}},
-                {"interval", {c.interval_begin, c.interval_end}},
-                {"steps", c.accepted},
-                {"samples", c.samples},
-                {"accepted", c.accepted},
-                {"rejected", c.rejected},
-                {"update_norm_sum", c.update_norm_sum},
-                {"staleness_max", c.staleness_max},
-                {"staleness_sum", c.staleness_sum}});
+    json counts = {{"run", job.job_id},
+                   {"rank", c.rank},
+                   {"interval", {c.interval_begin, c.interval_end}},
+                   {"steps", c.accepted},
+                   {"samples", c.samples},
+                   {"accepted", c.accepted},
+                   {"rejected", c.rejected},
+                   {"update_norm_sum", c.update_norm_sum},
+                   {"staleness_max", c.staleness_max},
+                   {"staleness_sum", c.staleness_sum}};
+    // A sender that held no rank (its pushes were all refused) trained on no shard.
+    if (!c.shard.dataset_hash.empty()) {
+      counts["shard"] = {{"dataset", "dataset:" + c.shard.dataset_hash}, {"index", c.shard.index},
+                         {"begin", c.shard.begin}, {"end", c.shard.end}};
+    }
+    b.relation("contributed", node_entity(c.worker), id, std::move(counts));
   }
   Status s = write(b);
   if (!s.is_ok()) return s;

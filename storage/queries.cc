@@ -80,9 +80,12 @@ Result<json> trace_checkpoint(const CustodyStore& store, const std::string& ckpt
     auto contributed = related(store, p["to"], Direction::kIn, "contributed");
     if (!contributed.is_ok()) return contributed.status();
     for (const auto& k : contributed.value()) {
-      json& w = workers[k["from"]];
-      if (w.is_null()) w = {{"node", k["from"]}, {"shard", k["shard"]}, {"steps", 0}, {"samples", 0},
-                            {"update_norm_sum", 0.0}, {"rejected", 0}, {"staleness_max", 0}, {"intervals", 0}};
+      // By node and rank: after a failure one node may have run several ranks (shards).
+      const std::string key = k.value("from", std::string()) + "|" + std::to_string(k.value("rank", 0));
+      json& w = workers[key];
+      if (w.is_null()) w = {{"node", k["from"]}, {"rank", k.value("rank", 0)}, {"shard", k.value("shard", json::object())},
+                            {"steps", 0}, {"samples", 0}, {"update_norm_sum", 0.0}, {"rejected", 0},
+                            {"staleness_max", 0}, {"intervals", 0}};
       w["steps"] = w["steps"].get<uint64_t>() + k.value("steps", uint64_t(0));
       w["samples"] = w["samples"].get<uint64_t>() + k.value("samples", uint64_t(0));
       w["update_norm_sum"] = w["update_norm_sum"].get<double>() + k.value("update_norm_sum", 0.0);
@@ -98,14 +101,18 @@ Result<json> trace_checkpoint(const CustodyStore& store, const std::string& ckpt
                                   std::to_string(step) + ")"},
                     {"contributors", json::array()},
                     {"children", json::array()}};
-  for (auto& [id, w] : workers) {
+  for (auto& [key, w] : workers) {
     const json& s = w["shard"];
     char norm[32];
     std::snprintf(norm, sizeof(norm), "%.1f", w["update_norm_sum"].get<double>());
+    const std::string dataset = s.value("dataset", std::string());
+    const std::string shard = s.empty() ? "no shard (held no rank)"
+                                        : "shard " + std::to_string(s.value("index", 0)) + " records [" +
+                                              std::to_string(s.value("begin", 0)) + ", " +
+                                              std::to_string(s.value("end", 0)) + ") of " +
+                                              short_hash(dataset.size() > 8 ? dataset.substr(8) : dataset);
     contributors["children"].push_back(
-        {{"label", id + ": shard " + std::to_string(s.value("index", 0)) + " records [" +
-                       std::to_string(s.value("begin", 0)) + ", " + std::to_string(s.value("end", 0)) + ") of " +
-                       short_hash(s.value("dataset", std::string()).substr(8)) + "; " + std::to_string(w["steps"].get<uint64_t>()) +
+        {{"label", w["node"].get<std::string>() + ": " + shard + "; " + std::to_string(w["steps"].get<uint64_t>()) +
                        " steps, " + std::to_string(w["samples"].get<uint64_t>()) + " samples, update norm sum " +
                        norm + ", " + std::to_string(w["rejected"].get<uint64_t>()) + " rejected, staleness max " +
                        std::to_string(w["staleness_max"].get<uint64_t>())}});

@@ -2,6 +2,8 @@
 // transport) sends malformed, truncated, oversized, multi-frame and unknown messages to a
 // running coordinator and parameter server. Each must answer with an error naming the
 // problem, and keep serving.
+#include <cmath>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <zmq.hpp>
 
@@ -126,6 +128,80 @@ TEST(BadInputTest, ParameterServerAnswersBadPushesWithErrorsAndStaysUp) {
   EXPECT_TRUE(c.node(0).running());
   // And it still answers its coordinator: it is alive in the status.
   ASSERT_TRUE(c.wait_for_nodes(1));
+}
+
+// Hostile pushes into a running job's own key range: the wrong length, NaN and infinite
+// values, a rank the job does not have, an attempt that is not the current one, a replay of
+// an applied step. Each is refused with an error naming it; the job completes as if nothing
+// happened, and the custody store still verifies.
+TEST(BadInputTest, HostilePushesIntoARunningJobAreRefusedAndTheJobCompletes) {
+  LocalCluster c("badinput-job", {1, 2});
+  ASSERT_TRUE(c.wait_for_nodes(3));
+  const std::string spec =
+      "[job]\nname = \"target\"\nepochs = 40\nbatch_size = 16\nworkers = 2\n[model]\ntype = \"mlp\"\n"
+      "hidden = [16]\nclasses = 4\n[optimizer]\ntype = \"sgd\"\nlearning_rate = 0.1\n[data]\nkind = \"synthetic\"\n"
+      "[data.synthetic]\ntrain_samples = 4000\ntest_samples = 400\nfeatures = 32\nclasses = 4\n";
+  CliResult submitted = c.cli({"submit", c.write_job("target.toml", spec).string()});
+  ASSERT_EQ(submitted.code, 0) << submitted.err;
+  std::string job = submitted.out.substr(0, submitted.out.find('\n'));
+  nlohmann::json status;
+  auto deadline = std::chrono::steady_clock::now() + 30s;
+  do {
+    status = nlohmann::json::parse(c.cli({"status", "--json"}).out);
+    std::this_thread::sleep_for(50ms);
+  } while (status["jobs"][0]["state"] != "running" && std::chrono::steady_clock::now() < deadline);
+  ASSERT_EQ(status["jobs"][0]["state"], "running");
+  std::string ps_address;
+  for (const auto& n : status["nodes"])
+    if (n["role"] == "parameter-server") ps_address = n["address"];
+  const size_t range = 32 * 16 + 16 + 16 * 4 + 4;  // the whole model on one server
+  RawClient client(ps_address);
+  auto push = [&](msg::Push p, uint32_t attempt = 0) {
+    msg::Envelope e;
+    e.sender = "mallory";
+    e.job_id = job;
+    e.attempt = attempt;
+    e.request_id = 1;
+    e.body = std::move(p);
+    return client.error_reply_after(msg::encode(e));
+  };
+  std::vector<float> ok(range, 0.01f);
+  expect_mentions(push(msg::Push{"mallory", 0, std::vector<float>(range - 1, 0.0f), 16, 0, 0}), "gradient of 595");
+  std::vector<float> nan = ok;
+  nan[7] = std::nanf("");
+  expect_mentions(push(msg::Push{"mallory", 0, nan, 16, 0, 0}), "non-finite value at key 7");
+  std::vector<float> inf = ok;
+  inf[9] = std::numeric_limits<float>::infinity();
+  expect_mentions(push(msg::Push{"mallory", 0, inf, 16, 0, 0}), "non-finite value at key 9");
+  expect_mentions(push(msg::Push{"mallory", 0, ok, 16, 0, 7}), "rank 7");
+  expect_mentions(push(msg::Push{"mallory", 0, ok, 16, 0, 0}, 3), "attempt 3");
+  expect_mentions(push(msg::Push{"mallory", 0, ok, 16, 0, 0}), "step 0");  // long applied (BSP)
+
+  CliResult waited = c.cli({"wait", job, "--max-seconds", "120"});
+  EXPECT_EQ(waited.code, 0) << waited.out << waited.err;
+  auto done = nlohmann::json::parse(c.cli({"status", job, "--json"}).out);
+  EXPECT_EQ(done["state"], "completed");
+  EXPECT_GE(done["test_accuracy"].get<double>(), 0.9);
+  EXPECT_TRUE(c.node(0).running());
+  CliResult verify = c.cli({"--store", c.store().string(), "audit", "verify"});
+  EXPECT_EQ(verify.code, 0) << verify.out << verify.err;
+  // The refusals are attributed: a checkpoint of the job names the sender that was refused,
+  // with nothing accepted from it.
+  uint64_t refused = 0, accepted = 0;
+  auto checkpoints = nlohmann::json::parse(c.cli({"--store", c.store().string(), "checkpoints", job, "--json"}).out);
+  for (const auto& ckpt : checkpoints) {
+    auto shown = nlohmann::json::parse(
+        c.cli({"--store", c.store().string(), "lineage", "show", ckpt["id"].get<std::string>(), "--json"}).out);
+    for (const auto& r : shown["incoming"]) {
+      if (r["body"]["rel"] != "contributed" || r["body"]["from"] != "node:mallory") continue;
+      refused += r["body"]["rejected"].get<uint64_t>();
+      accepted += r["body"]["accepted"].get<uint64_t>();
+      EXPECT_FALSE(r["body"].contains("shard"))
+          << "a sender that holds no rank is not credited with a shard: " << r.dump();
+    }
+  }
+  EXPECT_EQ(refused, 5u) << "size, NaN, infinity, rank and replay (the wrong attempt never reaches the job)";
+  EXPECT_EQ(accepted, 0u);
 }
 
 }  // namespace

@@ -17,6 +17,7 @@ T round_trip(T body, Envelope* out = nullptr) {
   e.sender = "worker-7";
   e.job_id = "job-1234";
   e.request_id = 99;
+  e.attempt = 3;
   e.body = std::move(body);
   auto bytes = encode(e);
   EXPECT_EQ(bytes.size() % 8, 0u);
@@ -25,6 +26,7 @@ T round_trip(T body, Envelope* out = nullptr) {
   EXPECT_EQ(decoded->sender, "worker-7");
   EXPECT_EQ(decoded->job_id, "job-1234");
   EXPECT_EQ(decoded->request_id, 99u);
+  EXPECT_EQ(decoded->attempt, 3u);
   EXPECT_EQ(decoded->version, kProtocolVersion);
   const T* got = decoded->template get<T>();
   EXPECT_NE(got, nullptr) << "decoded as " << body_name(decoded->body);
@@ -87,9 +89,13 @@ TEST(CodecTest, StatusReplyRoundTripsEveryField) {
   j.accuracy_history = {0.8, 0.85, 0.875};
   NodeStatus n{"ps-1", NodeRole::kParameterServer, "tcp://x:1", true, false, 120, "host", 77};
   j.last_checkpoint = "ckpt-1";
+  j.waiting_for = {"worker-2 (rank 1): silent"};
+  j.recoveries = 2;
   auto r = round_trip(StatusReply{{j}, {n}, "/var/custody"});
   EXPECT_EQ(r.store_path, "/var/custody");
   EXPECT_EQ(r.jobs[0].last_checkpoint, "ckpt-1");
+  EXPECT_EQ(r.jobs[0].waiting_for, j.waiting_for);
+  EXPECT_EQ(r.jobs[0].recoveries, 2u);
   ASSERT_EQ(r.jobs.size(), 1u);
   const JobStatus& g = r.jobs[0];
   EXPECT_EQ(g.job_id, "job-1");
@@ -169,18 +175,21 @@ TEST(CodecTest, AssignmentsRoundTrip) {
 }
 
 TEST(CodecTest, ReportsRoundTrip) {
-  auto p = round_trip(Progress{2, 100, 6400, 123.5, 500000});
+  auto p = round_trip(Progress{2, 100, 6400, 123.5, 500000, 5});
+  EXPECT_EQ(p.rank, 5u);
   EXPECT_EQ(p.epoch, 2u);
   EXPECT_EQ(p.step, 100u);
   EXPECT_EQ(p.samples, 6400u);
   EXPECT_DOUBLE_EQ(p.loss_sum, 123.5);
   EXPECT_EQ(p.elapsed_us, 500000u);
-  auto e = round_trip(EpochEval{4, 4400, 5000, 1700.25});
+  auto e = round_trip(EpochEval{4, 4400, 5000, 1700.25, 6});
+  EXPECT_EQ(e.rank, 6u);
   EXPECT_EQ(e.epoch, 4u);
   EXPECT_EQ(e.correct, 4400u);
   EXPECT_EQ(e.total, 5000u);
   EXPECT_DOUBLE_EQ(e.loss_sum, 1700.25);
-  auto d = round_trip(TaskDone{5616, 359424});
+  auto d = round_trip(TaskDone{5616, 359424, 7});
+  EXPECT_EQ(d.rank, 7u);
   EXPECT_EQ(d.steps, 5616u);
   EXPECT_EQ(d.samples, 359424u);
 }
@@ -189,7 +198,8 @@ TEST(CodecTest, TensorsRoundTripBitExactly) {
   std::vector<float> v(117573);
   for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>(i) * 1e-3f - 7.5f;
   v[3] = -0.0f;
-  auto push = round_trip(Push{"worker-1", 17, v, 64, 16});
+  auto push = round_trip(Push{"worker-1", 17, v, 64, 16, 1});
+  EXPECT_EQ(push.rank, 1u);
   EXPECT_EQ(push.samples, 64u);
   EXPECT_EQ(push.base_version, 16u);
   EXPECT_EQ(push.worker, "worker-1");
@@ -204,7 +214,7 @@ TEST(CodecTest, TensorsRoundTripBitExactly) {
 }
 
 TEST(CodecTest, CustodyMessagesRoundTrip) {
-  CheckpointShard c{120, 50, {1.0f, 2.0f}, {{"worker-1", 10, 1, 640, 3.5, 2, 7}}, true};
+  CheckpointShard c{120, 50, {1.0f, 2.0f}, {{"worker-1", 10, 1, 640, 3.5, 2, 7, 4}}, true};
   auto g = round_trip(c);
   EXPECT_EQ(g.step, 120u);
   EXPECT_EQ(g.range_begin, 50u);
@@ -218,6 +228,7 @@ TEST(CodecTest, CustodyMessagesRoundTrip) {
   EXPECT_DOUBLE_EQ(k.update_norm_sum, 3.5);
   EXPECT_EQ(k.staleness_max, 2u);
   EXPECT_EQ(k.staleness_sum, 7u);
+  EXPECT_EQ(k.rank, 4u);
   EXPECT_TRUE(g.final);
   EXPECT_EQ(round_trip(ResumeJob{"alice"}).principal, "alice");
   auto x = round_trip(ExportRequest{"ckpt-1", "bob", "audit"});
