@@ -99,7 +99,11 @@ int run_parameter_server(const PeerNodeConfig& config, const std::atomic<bool>& 
   coord_bridge.channel = Channel::kCoordinator;
   SocketPort peers = spawn_socket_bridge(system, std::move(listener).value(), peer_bridge);
   SocketPort coordinator = spawn_socket_bridge(system, std::move(to_coordinator).value(), coord_bridge);
-  auto actor = system.spawn(server_actor, coordinator, peers, registration, config, exit);
+  // Detached: the server is on every step's critical path. On CAF's shared scheduler an
+  // idle worker thread polls with growing sleeps, which delayed pushes by milliseconds
+  // (seen with perf: a third of the server's time in nanosleep); a thread of its own
+  // waits on its mailbox and wakes as a message arrives.
+  auto actor = system.spawn<caf::detached>(server_actor, coordinator, peers, registration, config, exit);
   peers.start(actor);
   coordinator.start(actor);
   wait_for_stop(stop, *exit);

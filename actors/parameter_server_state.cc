@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include <Eigen/Core>
+
 #include "core/dataset.h"
 #include "core/log.h"
 #include "core/model.h"
@@ -194,12 +196,19 @@ Outbox ParameterServerState::handle_data(const std::string& peer, const Envelope
     return reject(invalid_argument("gradient of " + std::to_string(push->gradient.size()) +
                                   " values for a key range of " + std::to_string(job.params.size())));
   }
-  for (size_t i = 0; i < push->gradient.size(); ++i) {
-    if (!std::isfinite(push->gradient[i])) {
-      return reject(invalid_argument("gradient from " + push->worker + " at step " + std::to_string(push->step) +
-                                    " holds a non-finite value at key " + std::to_string(job.range.begin + i) +
-                                    "; the update was not applied"));
+  // One vectorized pass gives the norm (attribution) and, as NaN and infinity spread into
+  // it, tells whether any value is not finite; only then is the gradient scanned for which.
+  const Eigen::Map<const Eigen::VectorXf> g(push->gradient.data(), static_cast<Eigen::Index>(push->gradient.size()));
+  double squared_norm = g.squaredNorm();
+  if (!std::isfinite(squared_norm)) {
+    for (size_t i = 0; i < push->gradient.size(); ++i) {
+      if (!std::isfinite(push->gradient[i])) {
+        return reject(invalid_argument("gradient from " + push->worker + " at step " + std::to_string(push->step) +
+                                      " holds a non-finite value at key " + std::to_string(job.range.begin + i) +
+                                      "; the update was not applied"));
+      }
     }
+    squared_norm = g.cast<double>().squaredNorm();  // finite values whose squares overflow a float
   }
   // Measured here, not reported by the worker: what this server accepted from whom.
   auto account = [&] {
@@ -208,9 +217,7 @@ Outbox ParameterServerState::handle_data(const std::string& peer, const Envelope
     c.rank = push->rank;
     ++c.accepted;
     c.samples += push->samples;
-    double sq = 0;
-    for (float g : push->gradient) sq += double(g) * double(g);
-    c.update_norm_sum += std::sqrt(sq);
+    c.update_norm_sum += std::sqrt(squared_norm);
     const uint64_t staleness = job.version > push->base_version ? job.version - push->base_version : 0;
     c.staleness_max = std::max(c.staleness_max, staleness);
     c.staleness_sum += staleness;
@@ -251,7 +258,7 @@ Outbox ParameterServerState::handle_data(const std::string& peer, const Envelope
   if (job.pending_sum.empty()) {
     job.pending_sum = push->gradient;
   } else {
-    for (size_t i = 0; i < job.pending_sum.size(); ++i) job.pending_sum[i] += push->gradient[i];
+    Eigen::Map<Eigen::VectorXf>(job.pending_sum.data(), static_cast<Eigen::Index>(job.pending_sum.size())) += g;
   }
   job.waiting.push_back({peer, in.request_id});
   if (job.pushed.size() < job.num_workers) return {};

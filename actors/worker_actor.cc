@@ -108,7 +108,7 @@ Status Trainer::exchange(std::vector<msg::Body> bodies, const char* what) {
       auto in = server.socket->receive(std::chrono::milliseconds(100));
       if (!in.is_ok()) return in.status();
       if (!in.value()) continue;
-      auto e = msg::decode(in.value()->bytes);
+      auto e = msg::decode(in.value()->bytes.data(), in.value()->bytes.size());
       if (!e.is_ok()) {
         return data_loss("parameter server " + server.range.node_id + " sent a bad reply: " + e.status().message());
       }

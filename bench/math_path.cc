@@ -2,7 +2,15 @@
 // Optimizer code the workers and parameter servers run, with W workers' gradients
 // averaged per step as BSP does. Prints samples/s and test accuracy per epoch.
 //   build/bin/custody-bench-math [JOBFILE]
+// With --ceiling SECONDS: one step's math (a worker's gradient of one batch and the
+// server's optimizer update) against the plain Eigen matrix products of the same step
+// alone (the ceiling: forward products and the backward weight and input products, no
+// bias, activation, loss or update), each run for SECONDS on this thread, alternating
+// three times; prints JSON with the medians and their ratio.
+//   build/bin/custody-bench-math --ceiling 2 [JOBFILE]
+#include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cstdio>
 #include <numeric>
 #include <random>
@@ -14,7 +22,94 @@
 
 using namespace custody;
 
+namespace {
+
+// Runs fn (which trains `batch` samples) for about `seconds`; samples/s.
+template <class F>
+double rate(double seconds, int batch, F fn) {
+  int64_t samples = 0;
+  auto t0 = std::chrono::steady_clock::now();
+  double elapsed = 0;
+  while (elapsed < seconds) {
+    for (int i = 0; i < 20; ++i) fn();
+    samples += 20 * batch;
+    elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+  return samples / elapsed;
+}
+
+double median3(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+int ceiling(double seconds, const JobSpec& spec, const LabeledSet& train) {
+  Model model(spec.layer_sizes(train.features));
+  std::vector<float> params = model.initial_parameters(spec.seed);
+  auto opt = make_optimizer(spec.optimizer, params.size());
+  const int B = spec.batch_size;
+  Matrix x = features(train, 0, B);
+  MatrixView view(x.data(), x.rows(), x.cols());
+  std::vector<uint8_t> labels(train.labels.begin(), train.labels.begin() + B);
+  std::vector<float> grad(params.size());
+  Workspace ws;
+  auto custody_step = [&] {
+    (void)model.gradient(params.data(), view, labels.data(), grad.data(), ws);
+    opt->apply(params.data(), grad.data());
+  };
+  // The plain products: W_l (out x in) times A_{l-1} (in x B) forward; backward
+  // dW_l = D_l A_{l-1}^T and D_{l-1} = W_l^T D_l.
+  const auto& sizes = model.layer_sizes();
+  std::vector<Matrix> w, a, d, dw;
+  a.push_back(x);
+  for (size_t l = 1; l < sizes.size(); ++l) {
+    w.push_back(Matrix::Random(sizes[l], sizes[l - 1]));
+    dw.push_back(Matrix(sizes[l], sizes[l - 1]));
+    a.push_back(Matrix(sizes[l], B));
+    d.push_back(Matrix::Random(sizes[l], B));
+  }
+  auto eigen_step = [&] {
+    for (size_t l = 0; l < w.size(); ++l) a[l + 1].noalias() = w[l] * a[l];
+    for (size_t l = w.size(); l-- > 0;) {
+      dw[l].noalias() = d[l] * a[l].transpose();
+      if (l > 0) d[l - 1].noalias() = w[l].transpose() * d[l];
+    }
+  };
+  std::vector<double> ours, ceil;
+  for (int round = 0; round < 3; ++round) {
+    ours.push_back(rate(seconds, B, custody_step));
+    ceil.push_back(rate(seconds, B, eigen_step));
+  }
+  const double m_ours = median3(ours), m_ceil = median3(ceil);
+  std::printf("{\"benchmark\": \"math_path\", \"layers\": \"%s\", \"batch\": %d, \"threads\": %d, "
+              "\"custody_samples_per_sec\": %.0f, \"eigen_ceiling_samples_per_sec\": %.0f, \"ratio\": %.3f, "
+              "\"simd\": \"%s\"}\n",
+              [&] {
+                std::string t;
+                for (size_t i = 0; i < sizes.size(); ++i) t += (i ? "-" : "") + std::to_string(sizes[i]);
+                return t;
+              }().c_str(),
+              B, Eigen::nbThreads(), m_ours, m_ceil, m_ours / m_ceil, Eigen::SimdInstructionSetsInUse());
+  return 0;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
+  if (argc > 2 && std::string(argv[1]) == "--ceiling") {
+    const double seconds = std::atof(argv[2]);
+    auto spec = read_job_file(argc > 3 ? argv[3] : "configs/jobs/fashion_mlp.toml");
+    if (!spec.is_ok()) {
+      std::fprintf(stderr, "%s\n", spec.status().to_string().c_str());
+      return 2;
+    }
+    auto data = load_data(spec->data);
+    if (!data.is_ok()) {
+      std::fprintf(stderr, "%s\n", data.status().to_string().c_str());
+      return 2;
+    }
+    return ceiling(seconds > 0 ? seconds : 2, spec.value(), data->train);
+  }
   std::string path = argc > 1 ? argv[1] : "configs/jobs/fashion_mlp.toml";
   auto spec = read_job_file(path);
   if (!spec.is_ok()) {

@@ -47,7 +47,7 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "no reply within 30 s\n");
       return 3;
     }
-    auto reply = msg::decode(in.value()->bytes);
+    auto reply = msg::decode(in.value()->bytes.data(), in.value()->bytes.size());
     if (!reply.is_ok() || reply->get<msg::Error>()) {
       std::fprintf(stderr, "call failed: %s\n",
                    reply.is_ok() ? reply->get<msg::Error>()->message.c_str() : reply.status().message().c_str());

@@ -1,8 +1,10 @@
 #include "protocols/codec.h"
 
 #include <capnp/message.h>
+#include <capnp/orphan.h>
 #include <capnp/serialize.h>
 #include <kj/exception.h>
+#include <kj/io.h>
 
 #include <cstring>
 
@@ -26,6 +28,26 @@ std::string str(capnp::Text::Reader t) { return std::string(t.begin(), t.size())
 
 capnp::Data::Reader floats(const std::vector<float>& v) {
   return capnp::Data::Reader(reinterpret_cast<const kj::byte*>(v.data()), v.size() * sizeof(float));
+}
+
+// Large float arrays are referenced by the message instead of copied into it: they become
+// a segment of their own, which writeMessage then copies once into the output bytes.
+// Cap'n Proto writes whole words, so only arrays that end on a word boundary are referenced
+// (it would read up to 7 bytes past the end otherwise); the rest are copied.
+bool referenced(const std::vector<float>& v) {
+  const size_t bytes = v.size() * sizeof(float);
+  return bytes >= 4096 && bytes % sizeof(capnp::word) == 0 &&
+         reinterpret_cast<uintptr_t>(v.data()) % sizeof(capnp::word) == 0;
+}
+
+template <class Builder, class Adopt, class Set>
+void put_floats(Builder b, const std::vector<float>& v, Adopt adopt, Set set) {
+  auto d = floats(v);
+  if (referenced(v)) {
+    adopt(capnp::Orphanage::getForMessageContaining(b).referenceExternalData(d));
+  } else {
+    set(d);
+  }
 }
 
 Status read_floats(capnp::Data::Reader d, const char* field, std::vector<float>& out) {
@@ -189,7 +211,7 @@ void encode_body(wire::Envelope::Body::Builder b, const Body& body) {
             e.setStepsPerEpoch(m.steps_per_epoch);
             e.setCheckpointEvery(m.checkpoint_every);
             e.setStartStep(m.start_step);
-            e.setInitialValues(floats(m.initial_values));
+            put_floats(e, m.initial_values, [&](auto o) { e.adoptInitialValues(kj::mv(o)); }, [&](auto d) { e.setInitialValues(d); });
           },
           [&](const KeyRangeReady& m) {
             auto e = b.initKeyRangeReady();
@@ -248,7 +270,7 @@ void encode_body(wire::Envelope::Body::Builder b, const Body& body) {
             auto e = b.initPush();
             e.setWorker(text(m.worker));
             e.setStep(m.step);
-            e.setGradient(floats(m.gradient));
+            put_floats(e, m.gradient, [&](auto o) { e.adoptGradient(kj::mv(o)); }, [&](auto d) { e.setGradient(d); });
             e.setSamples(m.samples);
             e.setBaseVersion(m.base_version);
             e.setRank(m.rank);
@@ -257,13 +279,13 @@ void encode_body(wire::Envelope::Body::Builder b, const Body& body) {
             auto e = b.initParams();
             e.setVersion(m.version);
             e.setRangeBegin(m.range_begin);
-            e.setValues(floats(m.values));
+            put_floats(e, m.values, [&](auto o) { e.adoptValues(kj::mv(o)); }, [&](auto d) { e.setValues(d); });
           },
           [&](const CheckpointShard& m) {
             auto e = b.initCheckpointShard();
             e.setStep(m.step);
             e.setRangeBegin(m.range_begin);
-            e.setValues(floats(m.values));
+            put_floats(e, m.values, [&](auto o) { e.adoptValues(kj::mv(o)); }, [&](auto d) { e.setValues(d); });
             auto list = e.initContributions(m.contributions.size());
             for (size_t i = 0; i < m.contributions.size(); ++i) {
               const Contribution& c = m.contributions[i];
@@ -291,7 +313,7 @@ void encode_body(wire::Envelope::Body::Builder b, const Body& body) {
             e.setRootHash(text(m.root_hash));
             auto sizes = e.initLayerSizes(m.layer_sizes.size());
             for (size_t i = 0; i < m.layer_sizes.size(); ++i) sizes.set(i, m.layer_sizes[i]);
-            e.setValues(floats(m.values));
+            put_floats(e, m.values, [&](auto o) { e.adoptValues(kj::mv(o)); }, [&](auto d) { e.setValues(d); });
             e.setUsageId(text(m.usage_id));
           },
           [&](const Predict& m) {
@@ -507,8 +529,23 @@ Result<Body> decode_body(wire::Envelope::Body::Reader b) {
 
 }  // namespace
 
+namespace {
+// The float payload of a body, so the builder can hold the whole message in its first
+// segment instead of growing (and copying) segment by segment.
+size_t payload_bytes(const Body& body) {
+  const std::vector<float>* v = nullptr;
+  if (auto* m = std::get_if<Push>(&body)) v = &m->gradient;
+  if (auto* m = std::get_if<Params>(&body)) v = &m->values;
+  if (auto* m = std::get_if<CheckpointShard>(&body)) v = &m->values;
+  if (auto* m = std::get_if<AssignKeyRange>(&body)) v = &m->initial_values;
+  if (auto* m = std::get_if<ExportReply>(&body)) v = &m->values;
+  if (!v || referenced(*v)) return 0;  // referenced arrays are a segment of their own
+  return v->size() * sizeof(float);
+}
+}  // namespace
+
 std::vector<uint8_t> encode(const Envelope& envelope) {
-  capnp::MallocMessageBuilder builder;
+  capnp::MallocMessageBuilder builder(static_cast<unsigned>(payload_bytes(envelope.body) / sizeof(capnp::word) + 1024));
   auto root = builder.initRoot<wire::Envelope>();
   root.setVersion(envelope.version);
   root.setSender(text(envelope.sender));
@@ -517,9 +554,11 @@ std::vector<uint8_t> encode(const Envelope& envelope) {
   root.setAttempt(envelope.attempt);
   if (!envelope.token.empty()) root.setToken(text(envelope.token));
   encode_body(root.getBody(), envelope.body);
-  auto words = capnp::messageToFlatArray(builder);
-  auto bytes = words.asBytes();
-  return std::vector<uint8_t>(bytes.begin(), bytes.end());
+  // Written once, straight into the bytes handed to the transport.
+  std::vector<uint8_t> bytes(capnp::computeSerializedSizeInWords(builder) * sizeof(capnp::word));
+  kj::ArrayOutputStream out(kj::arrayPtr(bytes.data(), bytes.size()));
+  capnp::writeMessage(out, builder);
+  return bytes;
 }
 
 Result<Envelope> decode(const uint8_t* data, size_t size, const DecodeLimits& limits) {

@@ -50,9 +50,26 @@ class Waker {
   int fd_;
 };
 
+// A received frame's bytes, left in ZeroMQ's own buffer: no copy is made on receipt (a
+// parameter block is megabytes). Cheap to copy (shared); read-only.
+class Frame {
+ public:
+  Frame() = default;
+  const uint8_t* data() const { return data_; }
+  size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  std::vector<uint8_t> to_vector() const { return std::vector<uint8_t>(data_, data_ + size_); }
+
+ private:
+  friend class Socket;
+  std::shared_ptr<void> owner_;  // the zmq message
+  const uint8_t* data_ = nullptr;
+  size_t size_ = 0;
+};
+
 struct Incoming {
   std::string peer;  // ROUTER: the sender's routing id; DEALER: empty
-  std::vector<uint8_t> bytes;
+  Frame bytes;
   bool multipart = false;  // the sender split its message into several frames
 };
 
@@ -95,6 +112,8 @@ class Socket {
   Status send(const std::string& peer, const std::vector<uint8_t>& bytes) {
     return send(peer, bytes.data(), bytes.size());
   }
+  // Hands the bytes to ZeroMQ without copying them (they are freed once sent).
+  Status send(const std::string& peer, std::vector<uint8_t>&& bytes);
 
  private:
   Socket(void* socket, bool router, std::string endpoint);

@@ -77,7 +77,7 @@ struct Client {
         return in.status();
       }
       if (!in.value()) break;
-      auto reply = msg::decode(in.value()->bytes);
+      auto reply = msg::decode(in.value()->bytes.data(), in.value()->bytes.size());
       if (!reply.is_ok()) {
         exit_code = 3;
         return data_loss("the coordinator sent a reply this client cannot read: " + reply.status().message());

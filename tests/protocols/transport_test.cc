@@ -22,12 +22,12 @@ TEST(TransportTest, RouterAndDealerExchangeOverLoopbackTcpOnAFreePort) {
   auto in = server.value()->receive(5s);
   ASSERT_TRUE(in.is_ok());
   ASSERT_TRUE(in.value().has_value());
-  EXPECT_EQ(in.value()->bytes, (std::vector<uint8_t>{1, 2, 3}));
+  EXPECT_EQ(in.value()->bytes.to_vector(), (std::vector<uint8_t>{1, 2, 3}));
   EXPECT_FALSE(in.value()->peer.empty());
   ASSERT_TRUE(server.value()->send(in.value()->peer, std::vector<uint8_t>{9}).is_ok());
   auto reply = client.value()->receive(5s);
   ASSERT_TRUE(reply.is_ok() && reply.value().has_value());
-  EXPECT_EQ(reply.value()->bytes, (std::vector<uint8_t>{9}));
+  EXPECT_EQ(reply.value()->bytes.to_vector(), (std::vector<uint8_t>{9}));
 }
 
 TEST(TransportTest, ReceiveReturnsNothingAfterItsTimeout) {
