@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages Custody builds and runs with, if any is missing.
 # Safe to run again: it installs nothing when everything is there.
+#   scripts/setup.sh            what builds, runs and tests Custody
+#   scripts/setup.sh --bench    also PyTorch and OpenBLAS, the peers bench/compare.sh measures
 set -euo pipefail
 packages=(
   build-essential cmake ninja-build pkg-config
@@ -9,6 +11,9 @@ packages=(
   zlib1g-dev libssl-dev libcli11-dev libtomlplusplus-dev nlohmann-json3-dev
   dataset-fashion-mnist python3-zmq clang-14 libclang-rt-14-dev
 )
+if [ "${1:-}" = "--bench" ]; then
+  packages+=(python3-torch python3-numpy libopenblas0-openmp)
+fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

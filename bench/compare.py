@@ -1,0 +1,245 @@
+#!/usr/bin/python3
+"""Custody against PyTorch and against the machine's limits, in one run on the same data
+and model (Fashion-MNIST, MLP 784-256-128-10, batch 64, momentum 0.9, cosine from 0.1).
+Run through bench/compare.sh, which builds and installs what it needs.
+
+Measures, in this order:
+  - Custody's math path in one process vs the plain Eigen products of a step (ceiling);
+  - push/pull of 1 MiB blocks through Custody's transport vs raw ZeroMQ on loopback;
+  - the Custody local cluster (separate processes: coordinator, 1 or 2 parameter
+    servers, 2 workers; BSP and ASP): samples/s and time to the target test accuracy;
+  - the 1-server BSP cluster without the custody store (lineage recording off);
+  - PyTorch single process (2 threads) and PyTorch DDP (gloo, 2 processes).
+Prints a table with ratios and writes every figure to build/bench/compare.json.
+
+Time to target: wall time from the job's start (the coordinator's started_at) until a
+status poll (every 0.1 s) first shows a test accuracy at or above the target; PyTorch's
+is its training time until the epoch whose evaluation first reaches it (evaluation time
+excluded, which favours PyTorch slightly).
+"""
+import argparse
+import json
+import os
+import pathlib
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+BIN = ROOT / os.environ.get("CUSTODY_BUILD_DIR", "build") / "bin"
+OUT = ROOT / os.environ.get("CUSTODY_BUILD_DIR", "build") / "bench"
+
+
+def job_file(work, epochs, consistency):
+    text = (ROOT / "configs/jobs/fashion_mlp.toml").read_text()
+    lines = []
+    for line in text.splitlines():
+        if line.startswith("epochs ="):
+            line = f"epochs = {epochs}"
+        if line.startswith("consistency ="):
+            line = f'consistency = "{consistency}"'
+        # ASP applies each worker's gradient on its own, where BSP applies their mean: half
+        # the rate takes the same step per sample (at 0.1 ASP diverges with 2 workers).
+        if consistency == "asp" and line.startswith("learning_rate ="):
+            line = "learning_rate = 0.05"
+
+        lines.append(line)
+    path = work / f"job-{consistency}-{epochs}.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+class Cluster:
+    """A local cluster of separate processes, as scripts/lib/cluster.sh starts it."""
+
+    def __init__(self, work, servers, workers, store):
+        self.dir = pathlib.Path(tempfile.mkdtemp(dir=work))
+        self.procs = []
+        args = [str(BIN / "custody-coordinator"), "--config", str(ROOT / "configs/coordinator.toml"),
+                "--listen", "tcp://127.0.0.1:0", "--port-file", str(self.dir / "addr"),
+                "--store", str(self.dir / "store") if store else ""]
+        self._start(args, "coordinator")
+        deadline = time.time() + 10
+        while not (self.dir / "addr").exists() and time.time() < deadline:
+            time.sleep(0.05)
+        self.addr = (self.dir / "addr").read_text().strip()
+        for i in range(1, servers + 1):
+            self._start([str(BIN / "custody-ps"), "--config", str(ROOT / "configs/ps.toml"),
+                         "--coordinator", self.addr, "--name", f"ps-{i}"], f"ps-{i}")
+        for i in range(1, workers + 1):
+            self._start([str(BIN / "custody-worker"), "--config", str(ROOT / "configs/worker.toml"),
+                         "--coordinator", self.addr, "--name", f"worker-{i}"], f"worker-{i}")
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            nodes = self.cli("status", "--json").get("nodes", [])
+            if sum(n["alive"] for n in nodes) == servers + workers:
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"the cluster did not come up; see {self.dir}")
+
+    def _start(self, args, name):
+        log = open(self.dir / f"{name}.log", "w")
+        self.procs.append(subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT))
+
+    def cli(self, *args):
+        r = subprocess.run([str(BIN / "custody"), "--coordinator", self.addr, *args], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError(f"custody {' '.join(args)}: {r.stderr.strip()}")
+        return json.loads(r.stdout) if "--json" in args else r.stdout.strip()
+
+    def stop(self):
+        for p in self.procs:
+            p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def run_cluster(work, servers, consistency, epochs, target, store=True):
+    c = Cluster(work, servers, 2, store)
+    try:
+        job = c.cli("submit", str(job_file(work, epochs, consistency)), "--as", "bench")
+        reached = None
+        while True:
+            s = c.cli("status", job, "--json")
+            if reached is None and s["test_accuracy"] is not None and s["test_accuracy"] >= target and s["started_at_ms"]:
+                reached = time.time() * 1000 - s["started_at_ms"]
+            if s["state"] in ("completed", "failed", "cancelled"):
+                break
+            time.sleep(0.1)
+        if s["state"] != "completed":
+            raise RuntimeError(f"job {job} {s['state']}: {s['message']}")
+        seconds = (s["finished_at_ms"] - s["started_at_ms"]) / 1000
+        samples = s["total_steps"] * 2 * 64
+        return {"servers": servers, "workers": 2, "consistency": consistency, "epochs": epochs, "store": store,
+                "samples_per_sec": samples / seconds, "train_seconds": seconds,
+                "time_to_target_s": None if reached is None else reached / 1000,
+                "final_test_accuracy": s["test_accuracy"], "accuracy_history": s["accuracy_history"]}
+    finally:
+        c.stop()
+
+
+def run_json(args, env=None):
+    r = subprocess.run(args, capture_output=True, text=True, env=env, cwd=ROOT)
+    if r.returncode != 0:
+        raise RuntimeError(f"{' '.join(map(str, args))}: {r.stderr.strip()[-2000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def torch_env():
+    # The machines here may set these, which hold OpenBLAS to older kernels: unset for the
+    # PyTorch runs alone (never in tests or CI).
+    env = dict(os.environ)
+    env.pop("OPENBLAS_CORETYPE", None)
+    env.pop("OPENBLAS_L2_SIZE", None)
+    return env
+
+
+def blas_in_use():
+    try:
+        return os.path.realpath("/etc/alternatives/libblas.so.3-x86_64-linux-gnu")
+    except OSError:
+        return "unknown"
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--epochs", type=int, default=12, help="epochs of every training run")
+    p.add_argument("--target", type=float, default=0.88, help="test accuracy for time-to-accuracy")
+    p.add_argument("--quick", action="store_true", help="2 epochs, short micro-benchmarks (a smoke run)")
+    args = p.parse_args()
+    if args.quick:
+        args.epochs = 2
+    seconds = "0.5" if args.quick else "2"
+    OUT.mkdir(parents=True, exist_ok=True)
+    work = pathlib.Path(tempfile.mkdtemp(prefix="custody-compare-"))
+    results = {"machine": {"cpus": os.cpu_count(), "blas": blas_in_use(),
+                           "openblas_env": {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}},
+               "epochs": args.epochs, "target_accuracy": args.target}
+    try:
+        step = lambda what: print(f"[compare] {what}", file=sys.stderr, flush=True)
+        step("math path vs Eigen ceiling")
+        results["math"] = run_json([BIN / "custody-bench-math", "--ceiling", seconds])
+        step("transport vs raw ZeroMQ")
+        results["transport"] = run_json([BIN / "custody-bench-transport", seconds])
+        runs = {}
+        for servers, consistency in ((1, "bsp"), (2, "bsp"), (1, "asp"), (2, "asp")):
+            step(f"cluster: {servers} ps, 2 workers, {consistency}")
+            runs[f"{servers}ps-{consistency}"] = run_cluster(work, servers, consistency, args.epochs, args.target)
+        step("cluster: 1 ps, 2 workers, bsp, lineage off")
+        runs["1ps-bsp-nostore"] = run_cluster(work, 1, "bsp", args.epochs, args.target, store=False)
+        results["cluster"] = runs
+        step("PyTorch single process (2 threads)")
+        torch_args = ["/usr/bin/python3", ROOT / "bench/torch_mlp.py"]
+        results["torch_single"] = run_json(torch_args + ["single", "--epochs", str(args.epochs), "--threads", "2"],
+                                           env=torch_env())
+        step("PyTorch DDP (gloo, 2 processes)")
+        results["torch_ddp"] = run_json(torch_args + ["ddp", "--epochs", str(args.epochs)], env=torch_env())
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    r, c = results, results["cluster"]
+    ddp, single = r["torch_ddp"]["samples_per_sec"], r["torch_single"]["samples_per_sec"]
+    base = c["1ps-bsp"]
+    rows = []
+
+    def fmt_t(t):
+        return "-" if t is None else f"{t:.1f} s"
+
+    for key, label in (("1ps-bsp", "Custody cluster, 1 ps + 2 workers, BSP"),
+                       ("2ps-bsp", "Custody cluster, 2 ps + 2 workers, BSP"),
+                       ("1ps-asp", "Custody cluster, 1 ps + 2 workers, ASP"),
+                       ("2ps-asp", "Custody cluster, 2 ps + 2 workers, ASP"),
+                       ("1ps-bsp-nostore", "  same as the first, lineage recording off")):
+        x = c[key]
+        rows.append((label, f"{x['samples_per_sec']:,.0f}", f"{x['samples_per_sec'] / ddp:.2f}",
+                     f"{x['samples_per_sec'] / single:.2f}", fmt_t(x["time_to_target_s"]), f"{x['final_test_accuracy']:.4f}"))
+    for key, label in (("torch_single", "PyTorch 1.13, 1 process, 2 threads"),
+                       ("torch_ddp", "PyTorch 1.13 DDP, gloo, 2 processes")):
+        x = r[key]
+        rows.append((label, f"{x['samples_per_sec']:,.0f}", f"{x['samples_per_sec'] / ddp:.2f}",
+                     f"{x['samples_per_sec'] / single:.2f}", fmt_t(x["time_to_target_s"]), f"{x['accuracy_history'][-1]:.4f}"))
+    head = ("run", "samples/s", "x DDP", "x 1-proc", f"to {args.target}", "final acc")
+    widths = [max(len(str(row[i])) for row in rows + [head]) for i in range(len(head))]
+    line = lambda row: "  ".join(str(v).ljust(widths[0]) if i == 0 else str(v).rjust(widths[i]) for i, v in enumerate(row))
+    print(line(head))
+    for row in rows:
+        print(line(row))
+    m, t = r["math"], r["transport"]
+    lineage = base["samples_per_sec"] / c["1ps-bsp-nostore"]["samples_per_sec"]
+    ratios = {
+        "cluster_1ps_bsp_over_ddp": base["samples_per_sec"] / ddp,
+        "cluster_1ps_bsp_over_torch_single": base["samples_per_sec"] / single,
+        "math_path_over_eigen_ceiling": m["ratio"],
+        "transport_over_raw_zeromq": t["ratio"],
+        "lineage_on_over_off": lineage,
+    }
+    tt, tp = base["time_to_target_s"], r["torch_single"]["time_to_target_s"]
+    if tt is not None and tp is not None:
+        ratios["time_to_target_cluster_over_torch_single"] = tt / tp
+    results["ratios"] = ratios
+    print()
+    print(f"math path, one thread: {m['custody_samples_per_sec']:,.0f} samples/s = {m['ratio']:.2f} x the Eigen "
+          f"products alone ({m['eigen_ceiling_samples_per_sec']:,.0f}; target >= 0.80)")
+    print(f"1 MiB push/pull through Custody's transport: {t['custody_gb_per_sec']:.2f} GB/s = {t['ratio']:.2f} x raw "
+          f"ZeroMQ ({t['raw_zeromq_gb_per_sec']:.2f} GB/s; target >= 0.80); 64 B round trip "
+          f"{t['custody_round_trip_us_64b']:.0f} us vs {t['raw_zeromq_round_trip_us_64b']:.0f} us")
+    print(f"lineage recording on / off (1 ps, BSP): {lineage:.3f} (target >= 0.97; one run each, noisy)")
+    print(f"cluster (1 ps, BSP) / PyTorch DDP: {ratios['cluster_1ps_bsp_over_ddp']:.2f} (target >= 2); "
+          f"/ PyTorch 1 process: {ratios['cluster_1ps_bsp_over_torch_single']:.2f}")
+    if "time_to_target_cluster_over_torch_single" in ratios:
+        print(f"time to {args.target}: cluster / PyTorch 1 process: {ratios['time_to_target_cluster_over_torch_single']:.2f} "
+              f"(target <= 1)")
+    print(f"BLAS for PyTorch: {results['machine']['blas']}; Eigen SIMD: {m['simd']}")
+    (OUT / "compare.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {OUT / 'compare.json'}")
+
+
+if __name__ == "__main__":
+    main()
