@@ -754,20 +754,10 @@ Outbox CoordinatorState::on_resume(const Envelope& in, const msg::ResumeJob& m, 
   Status recorded = recorder_.job_resumed(s, s.last_checkpoint, step, m.principal);
   if (!recorded.is_ok()) return error(recorded);
   job.initial_values = std::move(values).value();
-  job.start_step = step;
-  job.last_checkpoint_step = step;
-  ++job.attempt;
+  rewind(job, step);
   job.recovering = false;
-  job.final_recorded = false;
-  job.shards.clear();
-  job.evals.clear();
-  job.progress.clear();
-  s.state = JobState::kPending;
   s.message = "resuming from " + s.last_checkpoint + " at step " + std::to_string(step);
   s.finished_at_ms = 0;
-  s.step = step;
-  s.epoch = static_cast<uint32_t>(step / job.steps_per_epoch);
-  if (s.accuracy_history.size() > s.epoch) s.accuracy_history.resize(s.epoch);
   queue_.push_back(in.job_id);
   log(LogLevel::kInfo, kSelf, in.job_id + " " + s.message);
   Envelope ack = envelope(in.job_id, msg::JobAccepted{in.job_id, s.message});
@@ -925,6 +915,22 @@ Outbox CoordinatorState::finish(Job& job, JobState state, const std::string& mes
   return out;
 }
 
+void CoordinatorState::rewind(Job& job, uint64_t step) {
+  msg::JobStatus& s = job.status;
+  ++job.attempt;
+  job.start_step = step;
+  job.last_checkpoint_step = step;
+  job.final_recorded = false;
+  job.shards.clear();
+  job.evals.clear();
+  job.progress.clear();
+  job.servers_ready.clear();
+  s.state = JobState::kPending;
+  s.step = step;
+  s.epoch = static_cast<uint32_t>(step / job.steps_per_epoch);
+  if (s.accuracy_history.size() > s.epoch) s.accuracy_history.resize(s.epoch);
+}
+
 Outbox CoordinatorState::recover(Job& job, const std::string& why) {
   msg::JobStatus& s = job.status;
   if (msg::is_terminal(s.state)) return {};
@@ -963,20 +969,10 @@ Outbox CoordinatorState::recover(Job& job, const std::string& why) {
                                   " to step " + std::to_string(job.start_step) +
                                   (checkpoint.empty() ? " (the job's start)" : " (" + checkpoint + ")") +
                                   " as attempt " + std::to_string(job.attempt + 1));
-  ++job.attempt;
+  rewind(job, job.start_step);
   ++s.recoveries;
   job.recovering = true;
   job.recovery_reason = why;
-  job.last_checkpoint_step = job.start_step;
-  job.final_recorded = false;
-  job.shards.clear();
-  job.evals.clear();
-  job.progress.clear();
-  job.servers_ready.clear();
-  s.state = JobState::kPending;
-  s.step = job.start_step;
-  s.epoch = static_cast<uint32_t>(job.start_step / job.steps_per_epoch);
-  if (s.accuracy_history.size() > s.epoch) s.accuracy_history.resize(s.epoch);
   s.message = "recovering: " + why;
   s.waiting_for.clear();
   queue_.insert(queue_.begin(), s.job_id);  // it held nodes: it goes before the jobs that wait

@@ -152,6 +152,9 @@ class CoordinatorState {
   Outbox finish(Job& job, msg::JobState state, const std::string& message);
   // Stops the job's current attempt on its live nodes and frees them.
   Outbox stop_attempt(Job& job, const std::string& reason);
+  // Makes a job pending again as its next attempt, starting at `step` (the values to start
+  // from are the caller's): shared by resume and recovery.
+  void rewind(Job& job, uint64_t step);
   // Rolls a running or starting job back to its last checkpoint and queues it again.
   Outbox recover(Job& job, const std::string& why);
   // The nodes a starting or stalled job waits for, each with why; empty if it is moving.

@@ -96,22 +96,9 @@ int ceiling(double seconds, const JobSpec& spec, const LabeledSet& train) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc > 2 && std::string(argv[1]) == "--ceiling") {
-    const double seconds = std::atof(argv[2]);
-    auto spec = read_job_file(argc > 3 ? argv[3] : "configs/jobs/fashion_mlp.toml");
-    if (!spec.is_ok()) {
-      std::fprintf(stderr, "%s\n", spec.status().to_string().c_str());
-      return 2;
-    }
-    auto data = load_data(spec->data);
-    if (!data.is_ok()) {
-      std::fprintf(stderr, "%s\n", data.status().to_string().c_str());
-      return 2;
-    }
-    return ceiling(seconds > 0 ? seconds : 2, spec.value(), data->train);
-  }
-  std::string path = argc > 1 ? argv[1] : "configs/jobs/fashion_mlp.toml";
-  auto spec = read_job_file(path);
+  const bool compare = argc > 2 && std::string(argv[1]) == "--ceiling";
+  const int path_arg = compare ? 3 : 1;
+  auto spec = read_job_file(argc > path_arg ? argv[path_arg] : "configs/jobs/fashion_mlp.toml");
   if (!spec.is_ok()) {
     std::fprintf(stderr, "%s\n", spec.status().to_string().c_str());
     return 2;
@@ -120,6 +107,10 @@ int main(int argc, char** argv) {
   if (!data.is_ok()) {
     std::fprintf(stderr, "%s\n", data.status().to_string().c_str());
     return 2;
+  }
+  if (compare) {
+    const double seconds = std::atof(argv[2]);
+    return ceiling(seconds > 0 ? seconds : 2, spec.value(), data->train);
   }
   Model model(spec->layer_sizes(data->train.features));
   std::vector<float> params = model.initial_parameters(spec->seed);
