@@ -85,15 +85,21 @@ Status CoordinatorState::restore(Clock::time_point now) {
     std::optional<storage::json> end;  // the last run_ended, unless resumed after it
     int64_t ended_ms = 0;
     uint32_t attempts = 0, recoveries = 0;
+    size_t submitted_seq = 0;  // position of its entity record: the submission order
   };
   std::map<std::string, Run> runs;
   std::map<std::string, std::string> specs;  // jobspec id -> its text
+  size_t seq = 0;
   for (const auto& r : records.value()) {
+    ++seq;
     const storage::json& b = r.body;
     const std::string type = b.value("type", "");
     if (type == "entity") {
       const std::string kind = b.value("kind", ""), id = b.value("id", "");
-      if (kind == "run") runs[id].entity = b;
+      if (kind == "run") {
+        runs[id].entity = b;
+        if (runs[id].submitted_seq == 0) runs[id].submitted_seq = seq;
+      }
       if (kind == "jobspec") specs[id] = b.value("text", "");
       if (kind == "node") {
         Node n;
@@ -130,7 +136,9 @@ Status CoordinatorState::restore(Clock::time_point now) {
       if (event == "run_resumed") x.end.reset();
     }
   }
-  std::vector<std::pair<int64_t, std::string>> order;
+  // Jobs come back in submission order: the log's order, not the millisecond clock
+  // (two jobs submitted in the same millisecond would otherwise swap).
+  std::vector<std::pair<size_t, std::string>> order;
   size_t resumed = 0;
   for (auto& [id, run] : runs) {
     if (run.entity.is_null()) continue;
@@ -156,7 +164,7 @@ Status CoordinatorState::restore(Clock::time_point now) {
         s.last_checkpoint = c.value("id", "");
       }
     }
-    order.emplace_back(s.submitted_at_ms, id);
+    order.emplace_back(run.submitted_seq, id);
     if (run.end) {
       const storage::json& end = *run.end;
       s.state = job_state_named(end.value("state", "")).value_or(JobState::kFailed);
@@ -219,10 +227,13 @@ Status CoordinatorState::restore(Clock::time_point now) {
     ++resumed;
   }
   std::sort(order.begin(), order.end());
-  for (auto& [at, id] : order) order_.push_back(id);
-  std::sort(queue_.begin(), queue_.end(), [&](const std::string& a, const std::string& b) {
-    return jobs_.at(a).status.submitted_at_ms < jobs_.at(b).status.submitted_at_ms;
-  });
+  std::map<std::string, size_t> position;
+  for (auto& [seq_of, id] : order) {
+    position[id] = order_.size();
+    order_.push_back(id);
+  }
+  std::sort(queue_.begin(), queue_.end(),
+            [&](const std::string& a, const std::string& b) { return position.at(a) < position.at(b); });
   log(LogLevel::kInfo, kSelf, "restored " + std::to_string(jobs_.size()) + " jobs (" + std::to_string(resumed) +
                                   " to resume) and " + std::to_string(nodes_.size()) + " known nodes from the store");
   return Status::ok();
