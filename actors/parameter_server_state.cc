@@ -1,6 +1,7 @@
 #include "actors/parameter_server_state.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 
 #include <Eigen/Core>
@@ -22,21 +23,24 @@ Envelope ParameterServerState::params_reply(const std::string& job_id, uint64_t 
   e.job_id = job_id;
   e.request_id = request_id;
   e.attempt = job.attempt;
-  e.body = msg::Params{job.version, job.range.begin, job.params};
+  // Shared, not copied: every reply of a step carries the same values.
+  e.body = msg::Params{job.version, job.range.begin, msg::Floats(job.params)};
   return e;
 }
 
-void ParameterServerState::apply(JobShard& job, const float* grad, size_t n, float scale) {
-  std::vector<float> scaled;
-  if (scale != 1.0f) {
-    scaled.assign(grad, grad + n);
-    for (float& g : scaled) g *= scale;
-    grad = scaled.data();
+void ParameterServerState::apply(JobShard& job, const float* grad) {
+  // Replies built before this update may still share the values (queued for encoding on
+  // the bridge's thread): they keep theirs and the update goes to a copy. Usually they
+  // have been sent by now and the values are updated in place.
+  if (job.params.use_count() > 1) {
+    job.params = std::make_shared<std::vector<float>>(*job.params);
+  } else {
+    std::atomic_thread_fence(std::memory_order_acquire);  // the other holders' reads are done
   }
   job.optimizer->set_learning_rate(
       scheduled_learning_rate(job.spec.optimizer, static_cast<int64_t>(job.version),
                               static_cast<int64_t>(job.total_steps)));
-  job.optimizer->apply(job.params.data(), grad);
+  job.optimizer->apply(job.params->data(), grad);
   ++job.version;
 }
 
@@ -69,14 +73,14 @@ Outbox ParameterServerState::handle_control(const std::string& peer, const Envel
         return error(invalid_argument("initial values of " + std::to_string(m->initial_values.size()) +
                                       " floats for a range of " + std::to_string(m->range_end - m->range_begin)));
       }
-      job.params = m->initial_values;  // resumed or fine-tuned from a checkpoint
+      job.params = std::make_shared<std::vector<float>>(m->initial_values);  // resumed or fine-tuned from a checkpoint
     } else {
       // Every server draws the same full initial vector and keeps its own range of it.
       std::vector<float> all = model->initial_parameters(job.spec.seed);
-      job.params.assign(all.begin() + static_cast<std::ptrdiff_t>(m->range_begin),
+      job.params = std::make_shared<std::vector<float>>(all.begin() + static_cast<std::ptrdiff_t>(m->range_begin),
                         all.begin() + static_cast<std::ptrdiff_t>(m->range_end));
     }
-    job.optimizer = make_optimizer(job.spec.optimizer, job.params.size());
+    job.optimizer = make_optimizer(job.spec.optimizer, job.params->size());
     log(LogLevel::kInfo, node_id_, "holding keys [" + std::to_string(m->range_begin) + ", " +
                                        std::to_string(m->range_end) + ") of " + in.job_id + " (" +
                                        to_string(job.spec.optimizer.kind) + ", " +
@@ -119,7 +123,7 @@ void ParameterServerState::maybe_checkpoint(const std::string& job_id, JobShard&
   msg::CheckpointShard c;
   c.step = step;
   c.range_begin = job.range.begin;
-  c.values = job.params;
+  c.values = *job.params;
   for (auto& [who, counts] : job.contributions) c.contributions.push_back(counts);
   c.final = final;
   job.contributions.clear();
@@ -192,9 +196,9 @@ Outbox ParameterServerState::handle_data(const std::string& peer, const Envelope
     return reject(invalid_argument("push for rank " + std::to_string(push->rank) + " but the job has " +
                                    std::to_string(job.num_workers) + " ranks"));
   }
-  if (push->gradient.size() != job.params.size()) {
+  if (push->gradient.size() != job.params->size()) {
     return reject(invalid_argument("gradient of " + std::to_string(push->gradient.size()) +
-                                  " values for a key range of " + std::to_string(job.params.size())));
+                                  " values for a key range of " + std::to_string(job.params->size())));
   }
   // One vectorized pass gives the norm (attribution) and, as NaN and infinity spread into
   // it, tells whether any value is not finite; only then is the gradient scanned for which.
@@ -231,7 +235,7 @@ Outbox ParameterServerState::handle_data(const std::string& peer, const Envelope
     }
     job.last_step[push->rank] = static_cast<int64_t>(push->step);
     account();
-    apply(job, push->gradient.data(), push->gradient.size(), 1.0f);
+    apply(job, push->gradient.data());
     Outbox out;
     if (job.spec.consistency == Consistency::kSsp) {
       job.clock[push->rank] = push->step + 1;
@@ -255,14 +259,22 @@ Outbox ParameterServerState::handle_data(const std::string& peer, const Envelope
                                      ") was already received; a replayed push is not applied twice"));
   }
   account();
+  const bool last = job.pushed.size() == job.num_workers;
+  const float scale = 1.0f / static_cast<float>(job.num_workers);
   if (job.pending_sum.empty()) {
-    job.pending_sum = push->gradient;
+    job.pending_sum.assign(push->gradient.begin(), push->gradient.end());
+    if (last) Eigen::Map<Eigen::VectorXf>(job.pending_sum.data(), g.size()) *= scale;
   } else {
-    Eigen::Map<Eigen::VectorXf>(job.pending_sum.data(), static_cast<Eigen::Index>(job.pending_sum.size())) += g;
+    Eigen::Map<Eigen::VectorXf> sum(job.pending_sum.data(), static_cast<Eigen::Index>(job.pending_sum.size()));
+    if (last) {
+      sum = (sum + g) * scale;  // the mean, in the same pass as the last sum
+    } else {
+      sum += g;
+    }
   }
   job.waiting.push_back({peer, in.request_id});
-  if (job.pushed.size() < job.num_workers) return {};
-  apply(job, job.pending_sum.data(), job.pending_sum.size(), 1.0f / static_cast<float>(job.num_workers));
+  if (!last) return {};
+  apply(job, job.pending_sum.data());
   job.pending_sum.clear();
   job.pushed.clear();
   Outbox out;
@@ -274,7 +286,7 @@ Outbox ParameterServerState::handle_data(const std::string& peer, const Envelope
 
 std::vector<float> ParameterServerState::values(const std::string& job_id) const {
   auto it = jobs_.find(job_id);
-  return it == jobs_.end() ? std::vector<float>() : it->second.params;
+  return it == jobs_.end() ? std::vector<float>() : *it->second.params;
 }
 
 uint64_t ParameterServerState::version(const std::string& job_id) const {

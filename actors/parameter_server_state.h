@@ -66,7 +66,8 @@ class ParameterServerState {
     uint64_t last_checkpoint = 0;    // step of the last checkpoint sent
     // Since last_checkpoint, by worker and rank.
     std::map<std::pair<std::string, uint32_t>, msg::Contribution> contributions;
-    std::vector<float> params;
+    // The range's values; shared with the replies that carry them until they are sent.
+    std::shared_ptr<std::vector<float>> params = std::make_shared<std::vector<float>>();
     std::unique_ptr<Optimizer> optimizer;
     uint64_t version = 0;  // updates applied (BSP: completed steps; ASP: pushes)
     // BSP: the sum of this step's gradients and which ranks have pushed it.
@@ -88,7 +89,8 @@ class ParameterServerState {
   };
 
   msg::Envelope params_reply(const std::string& job_id, uint64_t request_id, const JobShard& job) const;
-  void apply(JobShard& job, const float* grad, size_t n, float scale);
+  // One optimizer step with this gradient (already scaled: the mean under BSP).
+  void apply(JobShard& job, const float* grad);
   // Steps per worker that the current values cover.
   static uint64_t step_of(const JobShard& job);
   // A checkpoint shard for the coordinator, if this step is due one.

@@ -40,7 +40,7 @@ void bridge_loop(caf::blocking_actor* self, std::shared_ptr<transport::Socket> s
         reply_error(frame.peer, invalid_argument("a message must be a single ZeroMQ frame"));
         continue;
       }
-      auto decoded = msg::decode(frame.bytes.data(), frame.bytes.size(), options.limits);
+      auto decoded = msg::decode(frame.bytes.data(), frame.bytes.size(), options.limits, frame.bytes.owner());
       if (!decoded.is_ok()) {
         log(LogLevel::kWarn, options.node_name, "refused a message: " + decoded.status().message());
         reply_error(frame.peer, decoded.status());

@@ -108,7 +108,8 @@ Status Trainer::exchange(std::vector<msg::Body> bodies, const char* what) {
       auto in = server.socket->receive(std::chrono::milliseconds(100));
       if (!in.is_ok()) return in.status();
       if (!in.value()) continue;
-      auto e = msg::decode(in.value()->bytes.data(), in.value()->bytes.size());
+      const transport::Frame& frame = in.value()->bytes;
+      auto e = msg::decode(frame.data(), frame.size(), {}, frame.owner());
       if (!e.is_ok()) {
         return data_loss("parameter server " + server.range.node_id + " sent a bad reply: " + e.status().message());
       }
@@ -215,8 +216,9 @@ Status Trainer::run() {
         p.samples = static_cast<uint32_t>(batch);
         p.base_version = server.version;
         p.rank = t.rank;
-        p.gradient.assign(grad.begin() + static_cast<std::ptrdiff_t>(server.range.range_begin),
-                          grad.begin() + static_cast<std::ptrdiff_t>(server.range.range_end));
+        // Borrowed, not copied: exchange() encodes it before `grad` changes.
+        p.gradient = msg::Floats::borrowed(grad.data() + server.range.range_begin,
+                                           server.range.range_end - server.range.range_begin);
         pushes.push_back(std::move(p));
       }
       CUSTODY_RETURN_IF_ERROR(exchange(std::move(pushes), "a push"));

@@ -26,22 +26,25 @@ overloaded(Ts...) -> overloaded<Ts...>;
 capnp::Text::Reader text(const std::string& s) { return capnp::Text::Reader(s.data(), s.size()); }
 std::string str(capnp::Text::Reader t) { return std::string(t.begin(), t.size()); }
 
-capnp::Data::Reader floats(const std::vector<float>& v) {
-  return capnp::Data::Reader(reinterpret_cast<const kj::byte*>(v.data()), v.size() * sizeof(float));
+capnp::Data::Reader floats(const float* data, size_t n) {
+  return capnp::Data::Reader(reinterpret_cast<const kj::byte*>(data), n * sizeof(float));
 }
+capnp::Data::Reader floats(const std::vector<float>& v) { return floats(v.data(), v.size()); }
+capnp::Data::Reader floats(const Floats& v) { return floats(v.data(), v.size()); }
 
 // Large float arrays are referenced by the message instead of copied into it: they become
 // a segment of their own, which writeMessage then copies once into the output bytes.
 // Cap'n Proto writes whole words, so only arrays that end on a word boundary are referenced
 // (it would read up to 7 bytes past the end otherwise); the rest are copied.
-bool referenced(const std::vector<float>& v) {
+template <class V>
+bool referenced(const V& v) {
   const size_t bytes = v.size() * sizeof(float);
   return bytes >= 4096 && bytes % sizeof(capnp::word) == 0 &&
          reinterpret_cast<uintptr_t>(v.data()) % sizeof(capnp::word) == 0;
 }
 
-template <class Builder, class Adopt, class Set>
-void put_floats(Builder b, const std::vector<float>& v, Adopt adopt, Set set) {
+template <class Builder, class V, class Adopt, class Set>
+void put_floats(Builder b, const V& v, Adopt adopt, Set set) {
   auto d = floats(v);
   if (referenced(v)) {
     adopt(capnp::Orphanage::getForMessageContaining(b).referenceExternalData(d));
@@ -57,6 +60,25 @@ Status read_floats(capnp::Data::Reader d, const char* field, std::vector<float>&
   }
   out.resize(d.size() / sizeof(float));
   if (!out.empty()) std::memcpy(out.data(), d.begin(), d.size());
+  return Status::ok();
+}
+
+// A parameter block: shares the received bytes (kept alive by `owner`) instead of copying
+// them, when there is an owner and the floats are aligned (they are, in a word-aligned
+// message: Cap'n Proto starts every Data on a word).
+Status read_floats(capnp::Data::Reader d, const char* field, const std::shared_ptr<const void>& owner,
+                   Floats& out) {
+  if (!owner || reinterpret_cast<uintptr_t>(d.begin()) % alignof(float) != 0) {
+    std::vector<float> copy;
+    CUSTODY_RETURN_IF_ERROR(read_floats(d, field, copy));
+    out = Floats(std::move(copy));
+    return Status::ok();
+  }
+  if (d.size() % sizeof(float) != 0) {
+    std::vector<float> unused;
+    return read_floats(d, field, unused);  // the same error
+  }
+  out = Floats::shared(owner, reinterpret_cast<const float*>(d.begin()), d.size() / sizeof(float));
   return Status::ok();
 }
 
@@ -357,7 +379,7 @@ void encode_body(wire::Envelope::Body::Builder b, const Body& body) {
       body);
 }
 
-Result<Body> decode_body(wire::Envelope::Body::Reader b) {
+Result<Body> decode_body(wire::Envelope::Body::Reader b, const std::shared_ptr<const void>& owner) {
   using W = wire::Envelope::Body;
   switch (b.which()) {
     case W::ERROR: {
@@ -448,13 +470,13 @@ Result<Body> decode_body(wire::Envelope::Body::Reader b) {
     case W::PUSH: {
       auto r = b.getPush();
       Push m{str(r.getWorker()), r.getStep(), {}, r.getSamples(), r.getBaseVersion(), r.getRank()};
-      CUSTODY_RETURN_IF_ERROR(read_floats(r.getGradient(), "push.gradient", m.gradient));
+      CUSTODY_RETURN_IF_ERROR(read_floats(r.getGradient(), "push.gradient", owner, m.gradient));
       return Body(std::move(m));
     }
     case W::PARAMS: {
       auto r = b.getParams();
       Params m{r.getVersion(), r.getRangeBegin(), {}};
-      CUSTODY_RETURN_IF_ERROR(read_floats(r.getValues(), "params.values", m.values));
+      CUSTODY_RETURN_IF_ERROR(read_floats(r.getValues(), "params.values", owner, m.values));
       return Body(std::move(m));
     }
     case W::CHECKPOINT_SHARD: {
@@ -533,18 +555,19 @@ namespace {
 // The float payload of a body, so the builder can hold the whole message in its first
 // segment instead of growing (and copying) segment by segment.
 size_t payload_bytes(const Body& body) {
-  const std::vector<float>* v = nullptr;
-  if (auto* m = std::get_if<Push>(&body)) v = &m->gradient;
-  if (auto* m = std::get_if<Params>(&body)) v = &m->values;
-  if (auto* m = std::get_if<CheckpointShard>(&body)) v = &m->values;
-  if (auto* m = std::get_if<AssignKeyRange>(&body)) v = &m->initial_values;
-  if (auto* m = std::get_if<ExportReply>(&body)) v = &m->values;
-  if (!v || referenced(*v)) return 0;  // referenced arrays are a segment of their own
-  return v->size() * sizeof(float);
+  auto inline_bytes = [](const auto& v) -> size_t {
+    return referenced(v) ? 0 : v.size() * sizeof(float);  // referenced arrays are a segment of their own
+  };
+  if (auto* m = std::get_if<Push>(&body)) return inline_bytes(m->gradient);
+  if (auto* m = std::get_if<Params>(&body)) return inline_bytes(m->values);
+  if (auto* m = std::get_if<CheckpointShard>(&body)) return inline_bytes(m->values);
+  if (auto* m = std::get_if<AssignKeyRange>(&body)) return inline_bytes(m->initial_values);
+  if (auto* m = std::get_if<ExportReply>(&body)) return inline_bytes(m->values);
+  return 0;
 }
 }  // namespace
 
-std::vector<uint8_t> encode(const Envelope& envelope) {
+Bytes encode(const Envelope& envelope) {
   capnp::MallocMessageBuilder builder(static_cast<unsigned>(payload_bytes(envelope.body) / sizeof(capnp::word) + 1024));
   auto root = builder.initRoot<wire::Envelope>();
   root.setVersion(envelope.version);
@@ -555,13 +578,14 @@ std::vector<uint8_t> encode(const Envelope& envelope) {
   if (!envelope.token.empty()) root.setToken(text(envelope.token));
   encode_body(root.getBody(), envelope.body);
   // Written once, straight into the bytes handed to the transport.
-  std::vector<uint8_t> bytes(capnp::computeSerializedSizeInWords(builder) * sizeof(capnp::word));
+  Bytes bytes(capnp::computeSerializedSizeInWords(builder) * sizeof(capnp::word));
   kj::ArrayOutputStream out(kj::arrayPtr(bytes.data(), bytes.size()));
   capnp::writeMessage(out, builder);
   return bytes;
 }
 
-Result<Envelope> decode(const uint8_t* data, size_t size, const DecodeLimits& limits) {
+Result<Envelope> decode(const uint8_t* data, size_t size, const DecodeLimits& limits,
+                        std::shared_ptr<const void> owner) {
   if (size == 0) return invalid_argument("empty message");
   if (size > limits.max_bytes) {
     return invalid_argument("message of " + std::to_string(size) + " bytes exceeds the limit of " +
@@ -580,6 +604,8 @@ Result<Envelope> decode(const uint8_t* data, size_t size, const DecodeLimits& li
     copy = kj::heapArray<capnp::word>(count);
     std::memcpy(copy.begin(), data, size);
     words = copy.begin();
+    // Parameter blocks then share the aligned copy.
+    if (owner) owner = std::make_shared<const kj::Array<capnp::word>>(kj::mv(copy));
   }
   capnp::ReaderOptions options;
   options.traversalLimitInWords =
@@ -598,7 +624,7 @@ Result<Envelope> decode(const uint8_t* data, size_t size, const DecodeLimits& li
                               " is not supported (this node speaks version " +
                               std::to_string(kProtocolVersion) + "); upgrade the older side");
     }
-    auto body = decode_body(root.getBody());
+    auto body = decode_body(root.getBody(), owner);
     if (!body.is_ok()) return body.status();
     Envelope e;
     e.version = root.getVersion();

@@ -10,9 +10,11 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "core/error.h"
+#include "protocols/bytes.h"
 #include "protocols/messages.h"
 
 namespace custody::msg {
@@ -25,9 +27,15 @@ struct DecodeLimits {
   int nesting_limit = 16;
 };
 
-std::vector<uint8_t> encode(const Envelope& envelope);
-Result<Envelope> decode(const uint8_t* data, size_t size, const DecodeLimits& limits = {});
+Bytes encode(const Envelope& envelope);
+// With an `owner` that keeps data[0, size) alive and unchanged (a received frame), the
+// parameter blocks of push and params share those bytes instead of copying them.
+Result<Envelope> decode(const uint8_t* data, size_t size, const DecodeLimits& limits = {},
+                        std::shared_ptr<const void> owner = nullptr);
 inline Result<Envelope> decode(const std::vector<uint8_t>& bytes, const DecodeLimits& limits = {}) {
+  return decode(bytes.data(), bytes.size(), limits);
+}
+inline Result<Envelope> decode(const Bytes& bytes, const DecodeLimits& limits = {}) {
   return decode(bytes.data(), bytes.size(), limits);
 }
 

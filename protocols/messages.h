@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "protocols/floats.h"
 
 namespace custody::msg {
 
@@ -140,14 +141,14 @@ struct Pull {
 struct Push {
   std::string worker;
   uint64_t step = 0;
-  std::vector<float> gradient;
+  Floats gradient;
   uint32_t samples = 0;
   uint64_t base_version = 0;
   uint32_t rank = 0;
 };
 struct Params {
   uint64_t version = 0, range_begin = 0;
-  std::vector<float> values;
+  Floats values;
 };
 
 struct Contribution {

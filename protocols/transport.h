@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "protocols/bytes.h"
 
 namespace custody::transport {
 
@@ -59,6 +60,8 @@ class Frame {
   size_t size() const { return size_; }
   bool empty() const { return size_ == 0; }
   std::vector<uint8_t> to_vector() const { return std::vector<uint8_t>(data_, data_ + size_); }
+  // Keeps the bytes alive: decoded parameter blocks share them through it.
+  const std::shared_ptr<void>& owner() const { return owner_; }
 
  private:
   friend class Socket;
@@ -113,7 +116,7 @@ class Socket {
     return send(peer, bytes.data(), bytes.size());
   }
   // Hands the bytes to ZeroMQ without copying them (they are freed once sent).
-  Status send(const std::string& peer, std::vector<uint8_t>&& bytes);
+  Status send(const std::string& peer, Bytes&& bytes);
 
  private:
   Socket(void* socket, bool router, std::string endpoint);

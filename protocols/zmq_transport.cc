@@ -190,15 +190,15 @@ Status Socket::send(const std::string& peer, const uint8_t* data, size_t size) {
   return Status::ok();
 }
 
-Status Socket::send(const std::string& peer, std::vector<uint8_t>&& bytes) {
+Status Socket::send(const std::string& peer, Bytes&& bytes) {
   if (bytes.size() < 4096) return send(peer, bytes.data(), bytes.size());  // small: a copy is cheaper
   if (router_ && zmq_send(socket_, peer.data(), peer.size(), ZMQ_SNDMORE) < 0) {
     return zmq_error("sending to peer failed");
   }
-  auto* owned = new std::vector<uint8_t>(std::move(bytes));
+  const size_t size = bytes.size();
+  uint8_t* owned = bytes.release();
   zmq_msg_t msg;
-  zmq_msg_init_data(&msg, owned->data(), owned->size(),
-                    [](void*, void* hint) { delete static_cast<std::vector<uint8_t>*>(hint); }, owned);
+  zmq_msg_init_data(&msg, owned, size, [](void* data, void*) { delete[] static_cast<uint8_t*>(data); }, nullptr);
   if (zmq_msg_send(&msg, socket_, 0) < 0) {
     zmq_msg_close(&msg);  // frees the bytes
     return zmq_error("sending a message failed");

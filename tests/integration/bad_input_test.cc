@@ -60,7 +60,7 @@ std::vector<uint8_t> valid(msg::Body body, const std::string& job = "", uint16_t
   e.sender = "test";
   e.job_id = job;
   e.body = std::move(body);
-  return msg::encode(e);
+  return msg::encode(e).to_vector();
 }
 
 void expect_mentions(const std::string& message, const std::string& what) {
@@ -163,7 +163,7 @@ TEST(BadInputTest, HostilePushesIntoARunningJobAreRefusedAndTheJobCompletes) {
     e.attempt = attempt;
     e.request_id = 1;
     e.body = std::move(p);
-    return client.error_reply_after(msg::encode(e));
+    return client.error_reply_after(msg::encode(e).to_vector());
   };
   std::vector<float> ok(range, 0.01f);
   expect_mentions(push(msg::Push{"mallory", 0, std::vector<float>(range - 1, 0.0f), 16, 0, 0}), "gradient of 595");

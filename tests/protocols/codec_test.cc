@@ -289,7 +289,7 @@ Status decode_error(const std::vector<uint8_t>& bytes, DecodeLimits limits = {})
 std::vector<uint8_t> sample_bytes() {
   Envelope e;
   e.body = Push{"w", 1, std::vector<float>(64, 1.0f)};
-  return encode(e);
+  return encode(e).to_vector();
 }
 
 TEST(CodecTest, RefusesEmptyAndPartialWordMessages) {
@@ -337,7 +337,7 @@ TEST(CodecTest, RefusesAnotherProtocolVersion) {
   Envelope e;
   e.version = kProtocolVersion + 1;
   e.body = Heartbeat{};
-  Status s = decode_error(encode(e));
+  Status s = decode_error(encode(e).to_vector());
   EXPECT_NE(s.message().find("protocol version"), std::string::npos);
 }
 
