@@ -4,7 +4,9 @@
 //   custody: a worker's push (Envelope{Push} with BYTES/4 floats, Cap'n Proto encoded)
 //            through transport::Socket; the server decodes it and answers with
 //            Envelope{Params} of as many floats, which the client decodes into its
-//            parameter vector: what one worker-server exchange of a step moves.
+//            parameter vector: what one worker-server exchange of a step moves, the way
+//            the trainer and the server do it (the push borrows the gradient, decoding
+//            shares the received frame, the reply shares the server's values).
 // Both alternate three times for SECONDS each; prints JSON with the medians (GB/s moved,
 // both directions) and the ratio custody / raw, and the 64-byte round-trip latency of each.
 //   build/bin/custody-bench-transport [SECONDS] [BYTES]
@@ -71,11 +73,12 @@ Result custody_path(double seconds, size_t bytes) {
   std::atomic<bool> stop{false};
   const size_t floats = bytes / sizeof(float);
   std::thread serve([&] {
-    std::vector<float> values(floats, 0.5f);
+    auto values = std::make_shared<const std::vector<float>>(floats, 0.5f);
     while (!stop) {
       auto in = server->receive(std::chrono::milliseconds(100));
       if (!in.is_ok() || !in.value()) continue;
-      auto e = msg::decode(in.value()->bytes.data(), in.value()->bytes.size());
+      const transport::Frame& frame = in.value()->bytes;
+      auto e = msg::decode(frame.data(), frame.size(), {}, frame.owner());
       if (!e.is_ok()) std::abort();
       const auto* push = e->get<msg::Push>();
       if (!push || push->gradient.size() != floats) std::abort();
@@ -83,7 +86,7 @@ Result custody_path(double seconds, size_t bytes) {
       reply.sender = "ps-1";
       reply.job_id = e->job_id;
       reply.request_id = e->request_id;
-      reply.body = msg::Params{1, 0, values};
+      reply.body = msg::Params{1, 0, msg::Floats(values)};
       (void)server->send(in.value()->peer, msg::encode(reply));
     }
   });
@@ -96,11 +99,12 @@ Result custody_path(double seconds, size_t bytes) {
     e.sender = "worker-1";
     e.job_id = "job-bench";
     e.request_id = static_cast<uint64_t>(n);
-    e.body = msg::Push{"worker-1", static_cast<uint64_t>(n), gradient, 64, 0, 0};
+    e.body = msg::Push{"worker-1", static_cast<uint64_t>(n), msg::Floats::borrowed(gradient.data(), floats), 64, 0, 0};
     (void)client->send("", msg::encode(e));
     auto in = client->receive(std::chrono::seconds(10));
     if (!in.is_ok() || !in.value()) std::abort();
-    auto r = msg::decode(in.value()->bytes.data(), in.value()->bytes.size());
+    const transport::Frame& frame = in.value()->bytes;
+    auto r = msg::decode(frame.data(), frame.size(), {}, frame.owner());
     const auto* p = r.is_ok() ? r->get<msg::Params>() : nullptr;
     if (!p || p->values.size() != floats) std::abort();
     std::copy(p->values.begin(), p->values.end(), params.begin());
