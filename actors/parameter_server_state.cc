@@ -28,7 +28,7 @@ Envelope ParameterServerState::params_reply(const std::string& job_id, uint64_t 
   return e;
 }
 
-void ParameterServerState::apply(JobShard& job, const float* grad) {
+void ParameterServerState::apply(JobShard& job, const float* grad, const float* partial, float scale) {
   // Replies built before this update may still share the values (queued for encoding on
   // the bridge's thread): they keep theirs and the update goes to a copy. Usually they
   // have been sent by now and the values are updated in place.
@@ -40,7 +40,11 @@ void ParameterServerState::apply(JobShard& job, const float* grad) {
   job.optimizer->set_learning_rate(
       scheduled_learning_rate(job.spec.optimizer, static_cast<int64_t>(job.version),
                               static_cast<int64_t>(job.total_steps)));
-  job.optimizer->apply(job.params->data(), grad);
+  if (partial) {
+    job.optimizer->apply_mean(job.params->data(), partial, grad, scale);
+  } else {
+    job.optimizer->apply(job.params->data(), grad);
+  }
   ++job.version;
 }
 
@@ -260,21 +264,20 @@ Outbox ParameterServerState::handle_data(const std::string& peer, const Envelope
   }
   account();
   const bool last = job.pushed.size() == job.num_workers;
-  const float scale = 1.0f / static_cast<float>(job.num_workers);
-  if (job.pending_sum.empty()) {
-    job.pending_sum.assign(push->gradient.begin(), push->gradient.end());
-    if (last) Eigen::Map<Eigen::VectorXf>(job.pending_sum.data(), g.size()) *= scale;
-  } else {
-    Eigen::Map<Eigen::VectorXf> sum(job.pending_sum.data(), static_cast<Eigen::Index>(job.pending_sum.size()));
-    if (last) {
-      sum = (sum + g) * scale;  // the mean, in the same pass as the last sum
-    } else {
-      sum += g;
-    }
-  }
   job.waiting.push_back({peer, in.request_id});
-  if (!last) return {};
-  apply(job, job.pending_sum.data());
+  if (!last) {
+    if (job.pending_sum.empty()) {
+      job.pending_sum.assign(push->gradient.begin(), push->gradient.end());
+    } else {
+      Eigen::Map<Eigen::VectorXf>(job.pending_sum.data(), g.size()) += g;
+    }
+    return {};
+  }
+  if (job.pending_sum.empty()) {
+    apply(job, g.data());  // the step's only gradient is its mean
+  } else {
+    apply(job, g.data(), job.pending_sum.data(), 1.0f / static_cast<float>(job.num_workers));
+  }
   job.pending_sum.clear();
   job.pushed.clear();
   Outbox out;

@@ -18,6 +18,11 @@ class Sgd final : public Optimizer {
     ConstSpan g(grad, n_);
     p -= c_.learning_rate * (g + c_.weight_decay * p);
   }
+  void apply_mean(float* params, const float* partial, const float* last, float scale) override {
+    Span p(params, n_);
+    ConstSpan s(partial, n_), g(last, n_);
+    p -= c_.learning_rate * ((s + g) * scale + c_.weight_decay * p);
+  }
   size_t size() const override { return n_; }
   void set_learning_rate(float lr) override { c_.learning_rate = lr; }
 
@@ -34,6 +39,12 @@ class Momentum final : public Optimizer {
     Span p(params, v_.size());
     ConstSpan g(grad, v_.size());
     v_ = c_.momentum * v_ + g + c_.weight_decay * p;
+    p -= c_.learning_rate * v_;
+  }
+  void apply_mean(float* params, const float* partial, const float* last, float scale) override {
+    Span p(params, v_.size());
+    ConstSpan s(partial, v_.size()), g(last, v_.size());
+    v_ = c_.momentum * v_ + (s + g) * scale + c_.weight_decay * p;
     p -= c_.learning_rate * v_;
   }
   size_t size() const override { return v_.size(); }
@@ -69,6 +80,11 @@ class Adam final : public Optimizer {
 };
 
 }  // namespace
+
+void Optimizer::apply_mean(float* params, const float* partial, const float* last, float scale) {
+  Eigen::ArrayXf mean = (ConstSpan(partial, size()) + ConstSpan(last, size())) * scale;
+  apply(params, mean.data());
+}
 
 float scheduled_learning_rate(const OptimizerConfig& config, int64_t step, int64_t total_steps) {
   if (config.schedule == OptimizerConfig::Schedule::kConstant || total_steps <= 0) {

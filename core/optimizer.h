@@ -39,6 +39,12 @@ class Optimizer {
   virtual ~Optimizer() = default;
   // REQUIRES: params and grad each hold size() floats.
   virtual void apply(float* params, const float* grad) = 0;
+  // The update for the mean of several gradients, given as `partial` (the sum of all but
+  // the last one), `last`, and `scale` (1 / their count): BSP's last push of a step. The
+  // mean is formed in the update's own pass instead of being written out first (the
+  // last push is on every step's critical path). Equals apply() of (partial + last) * scale.
+  // REQUIRES: params, partial and last each hold size() floats.
+  virtual void apply_mean(float* params, const float* partial, const float* last, float scale);
   virtual size_t size() const = 0;
   virtual void set_learning_rate(float lr) = 0;
 };

@@ -40,6 +40,31 @@ TEST(OptimizerTest, AdamFirstStepHasTheLearningRateAsMagnitude) {
   EXPECT_NEAR(p[1], 0.01f, 1e-4f);
 }
 
+// BSP's last push of a step updates by the mean without writing it out first: for every
+// rule, over several steps (momentum and Adam carry state), the same as updating by the
+// mean computed beforehand.
+TEST(OptimizerTest, AnUpdateByTheMeanOfTwoGradientsEqualsOneByTheirPrecomputedMean) {
+  for (auto kind : {OptimizerConfig::Kind::kSgd, OptimizerConfig::Kind::kMomentum, OptimizerConfig::Kind::kAdam}) {
+    auto c = config(kind, 0.05f);
+    c.weight_decay = 0.01f;
+    const size_t n = 1003;  // not a multiple of any SIMD width
+    auto fused = make_optimizer(c, n), plain = make_optimizer(c, n);
+    std::vector<float> p1(n), p2(n), a(n), b(n), mean(n);
+    for (size_t i = 0; i < n; ++i) p1[i] = p2[i] = std::sin(static_cast<float>(i));
+    for (int step = 0; step < 3; ++step) {
+      for (size_t i = 0; i < n; ++i) {
+        a[i] = std::cos(static_cast<float>(i * (step + 1)));
+        b[i] = 0.5f - static_cast<float>((i * 7 + static_cast<size_t>(step)) % 11) / 10.0f;
+        mean[i] = (a[i] + b[i]) * 0.5f;
+      }
+      fused->apply_mean(p1.data(), a.data(), b.data(), 0.5f);
+      plain->apply(p2.data(), mean.data());
+    }
+    for (size_t i = 0; i < n; ++i) ASSERT_NEAR(p1[i], p2[i], 1e-6f) << to_string(kind) << " at " << i;
+    EXPECT_NE(p1[0], std::sin(0.0f)) << to_string(kind) << ": the values were not updated";
+  }
+}
+
 TEST(OptimizerTest, CosineScheduleAnnealsToZero) {
   auto c = config(OptimizerConfig::Kind::kSgd, 0.2f);
   c.schedule = OptimizerConfig::Schedule::kCosine;
