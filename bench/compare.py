@@ -8,7 +8,9 @@ Measures, in this order:
   - push/pull of 1 MiB blocks through Custody's transport vs raw ZeroMQ on loopback;
   - the Custody local cluster (separate processes: coordinator, 1 or 2 parameter
     servers, 2 workers; BSP and ASP): samples/s and time to the target test accuracy;
-  - the 1-server BSP cluster without the custody store (lineage recording off);
+  - the 1-server BSP cluster without the custody store (lineage recording off); then,
+    for the recording cost, alternating short runs with the store on and off (medians),
+    and recording one checkpoint against training one epoch in one process;
   - PyTorch single process (2 threads) and PyTorch DDP (gloo, 2 processes).
 Prints a table with ratios and writes every figure to build/bench/compare.json.
 
@@ -175,6 +177,18 @@ def main():
         step("cluster: 1 ps, 2 workers, bsp, lineage off")
         runs["1ps-bsp-nostore"] = run_cluster(work, 1, "bsp", args.epochs, args.target, store=False)
         results["cluster"] = runs
+        # One run each differs by the cluster's run-to-run noise (+-15% on 2 cores), more
+        # than recording costs: alternate short runs with the store on and off and take the
+        # medians; and time the recording itself in one process, where the noise is small.
+        pairs, pair_epochs = (1, 1) if args.quick else (3, 3)
+        step(f"lineage recording on/off: {pairs} alternating pairs of {pair_epochs}-epoch runs")
+        on, off = [], []
+        for _ in range(pairs):
+            on.append(run_cluster(work, 1, "bsp", pair_epochs, args.target)["samples_per_sec"])
+            off.append(run_cluster(work, 1, "bsp", pair_epochs, args.target, store=False)["samples_per_sec"])
+        results["lineage_pairs"] = {"epochs": pair_epochs, "on_samples_per_sec": on, "off_samples_per_sec": off}
+        step("recording one checkpoint vs training one epoch, in one process")
+        results["recording"] = run_json([BIN / "custody-bench-recording"])
         step("PyTorch single process (2 threads)")
         torch_args = ["/usr/bin/python3", ROOT / "bench/torch_mlp.py"]
         results["torch_single"] = run_json(torch_args + ["single", "--epochs", str(args.epochs), "--threads", "2"],
@@ -212,13 +226,15 @@ def main():
     for row in rows:
         print(line(row))
     m, t = r["math"], r["transport"]
-    lineage = base["samples_per_sec"] / c["1ps-bsp-nostore"]["samples_per_sec"]
+    lp = r["lineage_pairs"]
+    lineage = statistics.median(lp["on_samples_per_sec"]) / statistics.median(lp["off_samples_per_sec"])
     ratios = {
         "cluster_1ps_bsp_over_ddp": base["samples_per_sec"] / ddp,
         "cluster_1ps_bsp_over_torch_single": base["samples_per_sec"] / single,
         "math_path_over_eigen_ceiling": m["ratio"],
         "transport_over_raw_zeromq": t["ratio"],
         "lineage_on_over_off": lineage,
+        "recording_over_training_epoch": r["recording"]["ratio"],
     }
     tt, tp = base["time_to_target_s"], r["torch_single"]["time_to_target_s"]
     if tt is not None and tp is not None:
@@ -230,7 +246,10 @@ def main():
     print(f"1 MiB push/pull through Custody's transport: {t['custody_gb_per_sec']:.2f} GB/s = {t['ratio']:.2f} x raw "
           f"ZeroMQ ({t['raw_zeromq_gb_per_sec']:.2f} GB/s; target >= 0.80); 64 B round trip "
           f"{t['custody_round_trip_us_64b']:.0f} us vs {t['raw_zeromq_round_trip_us_64b']:.0f} us")
-    print(f"lineage recording on / off (1 ps, BSP): {lineage:.3f} (target >= 0.97; one run each, noisy)")
+    print(f"lineage recording on / off (1 ps, BSP; medians of {len(lp['on_samples_per_sec'])} alternating "
+          f"runs of {lp['epochs']} epochs each way): {lineage:.3f} (target >= 0.97); recording one checkpoint in one "
+          f"process: {r['recording']['record_checkpoint_ms']:.1f} ms = {100 * r['recording']['ratio']:.2f}% "
+          f"of an epoch's training (one checkpoint per epoch)")
     print(f"cluster (1 ps, BSP) / PyTorch DDP: {ratios['cluster_1ps_bsp_over_ddp']:.2f} (target >= 2); "
           f"/ PyTorch 1 process: {ratios['cluster_1ps_bsp_over_torch_single']:.2f}")
     if "time_to_target_cluster_over_torch_single" in ratios:
