@@ -266,18 +266,25 @@ Outbox ParameterServerState::handle_data(const std::string& peer, const Envelope
   const bool last = job.pushed.size() == job.num_workers;
   job.waiting.push_back({peer, in.request_id});
   if (!last) {
-    if (job.pending_sum.empty()) {
-      job.pending_sum.assign(push->gradient.begin(), push->gradient.end());
+    if (job.first_pending.empty() && job.pending_sum.empty()) {
+      job.first_pending = push->gradient.keep();
+    } else if (job.pending_sum.empty()) {
+      job.pending_sum.resize(g.size());
+      Eigen::Map<Eigen::VectorXf>(job.pending_sum.data(), g.size()) =
+          Eigen::Map<const Eigen::VectorXf>(job.first_pending.data(), g.size()) + g;
+      job.first_pending = {};
     } else {
       Eigen::Map<Eigen::VectorXf>(job.pending_sum.data(), g.size()) += g;
     }
     return {};
   }
-  if (job.pending_sum.empty()) {
-    apply(job, g.data());  // the step's only gradient is its mean
+  const float* partial = !job.pending_sum.empty() ? job.pending_sum.data() : job.first_pending.data();
+  if (partial) {
+    apply(job, g.data(), partial, 1.0f / static_cast<float>(job.num_workers));
   } else {
-    apply(job, g.data(), job.pending_sum.data(), 1.0f / static_cast<float>(job.num_workers));
+    apply(job, g.data());  // the step's only gradient is its mean
   }
+  job.first_pending = {};
   job.pending_sum.clear();
   job.pushed.clear();
   Outbox out;

@@ -70,7 +70,10 @@ class ParameterServerState {
     std::shared_ptr<std::vector<float>> params = std::make_shared<std::vector<float>>();
     std::unique_ptr<Optimizer> optimizer;
     uint64_t version = 0;  // updates applied (BSP: completed steps; ASP: pushes)
-    // BSP: the sum of this step's gradients and which ranks have pushed it.
+    // BSP: this step's gradients so far, and which ranks have pushed it. The first is held
+    // as received (sharing its frame, no copy); from the second on they are summed into
+    // pending_sum. The last one is not added: the update takes the mean in its own pass.
+    msg::Floats first_pending;
     std::vector<float> pending_sum;
     std::set<uint32_t> pushed;
     std::vector<Waiting> waiting;

@@ -44,6 +44,9 @@ class Floats {
   const float* end() const { return data_ + size_; }
   float operator[](size_t i) const { return data_[i]; }
   std::vector<float> to_vector() const { return std::vector<float>(begin(), end()); }
+  // A Floats that may outlive borrowed memory: this one if it shares an owner, else one
+  // that owns a copy of the values.
+  Floats keep() const { return owner_ || size_ == 0 ? *this : Floats(to_vector()); }
 
   // Bitwise: the same float32 bytes (tests compare what went over the wire).
   friend bool operator==(const Floats& a, const Floats& b) {

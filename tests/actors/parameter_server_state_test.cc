@@ -12,8 +12,8 @@ namespace {
 
 using msg::Envelope;
 
-std::string spec(const char* consistency) {
-  return std::string("[job]\nworkers = 2\nseed = 5\nstaleness = 1\nconsistency = \"") + consistency +
+std::string spec(const char* consistency, uint32_t workers = 2) {
+  return "[job]\nworkers = " + std::to_string(workers) + "\nseed = 5\nstaleness = 1\nconsistency = \"" + consistency +
          "\"\n[model]\ntype = \"softmax\"\nclasses = 4\n[optimizer]\ntype = \"sgd\"\nlearning_rate = 1.0\n"
          "[data]\nkind = \"synthetic\"\n";
 }
@@ -22,10 +22,10 @@ class ParameterServerStateTest : public ::testing::Test {
  protected:
   // Softmax regression 8 -> 4: 36 parameters; this server holds keys [10, 30).
   void assign(const char* consistency, uint64_t total_steps = 100, uint64_t checkpoint_every = 0,
-              std::vector<float> initial = {}) {
+              std::vector<float> initial = {}, uint32_t workers = 2) {
     Envelope e;
     e.job_id = "job-1";
-    e.body = msg::AssignKeyRange{spec(consistency), 0, 10, 30, 36, 2, total_steps, 8, 50, checkpoint_every, 0,
+    e.body = msg::AssignKeyRange{spec(consistency, workers), 0, 10, 30, 36, workers, total_steps, 8, 50, checkpoint_every, 0,
                                  std::move(initial)};
     Outbox out = ps_.handle_control("COORD", e);
     ASSERT_EQ(out.size(), 1u);
@@ -73,6 +73,32 @@ TEST_F(ParameterServerStateTest, BspAppliesTheMeanOnceEveryWorkerPushed) {
   EXPECT_EQ(p->version, 1u);
   EXPECT_EQ(p->range_begin, 10u);
   for (size_t i = 0; i < 20; ++i) EXPECT_FLOAT_EQ(p->values[i], initial_[i] - 2.0f);  // lr 1 * mean 2
+}
+
+// A step's first gradient is held until the last arrives, without a copy when it shares
+// its received frame; a push whose values are only borrowed from the caller is copied,
+// so reusing the caller's buffer cannot change the step's update.
+TEST_F(ParameterServerStateTest, BspAppliesTheMeanOfThreeWorkersAndHoldsNoBorrowedValues) {
+  assign("bsp", 100, 0, {}, 3);
+  std::vector<float> buffer(20, 1.0f);
+  Envelope e;
+  e.job_id = "job-1";
+  e.request_id = 100;
+  e.body = msg::Push{"w1", 0, msg::Floats::borrowed(buffer.data(), buffer.size()), 10, 0, 0};
+  EXPECT_TRUE(ps_.handle_data("PEER-w1", e).empty());
+  std::fill(buffer.begin(), buffer.end(), 100.0f);
+  EXPECT_TRUE(push("w2", 0, std::vector<float>(20, 2.0f)).empty()) << "w3 has not pushed yet";
+  Outbox out = push("w3", 0, std::vector<float>(20, 6.0f));
+  ASSERT_EQ(out.size(), 3u);
+  const auto* p = out[2].envelope.get<msg::Params>();
+  ASSERT_NE(p, nullptr);
+  for (size_t i = 0; i < 20; ++i) EXPECT_FLOAT_EQ(p->values[i], initial_[i] - 3.0f);  // lr 1 * mean (1+2+6)/3
+  // The next step starts from nothing held.
+  EXPECT_TRUE(push("w1", 1, std::vector<float>(20, 3.0f)).empty());
+  EXPECT_TRUE(push("w2", 1, std::vector<float>(20, 3.0f)).empty());
+  out = push("w3", 1, std::vector<float>(20, 3.0f));
+  ASSERT_EQ(out.size(), 3u);
+  for (size_t i = 0; i < 20; ++i) EXPECT_FLOAT_EQ(out[0].envelope.get<msg::Params>()->values[i], initial_[i] - 6.0f);
 }
 
 TEST_F(ParameterServerStateTest, BspRefusesAReplayedPushInsteadOfApplyingItTwice) {
