@@ -12,6 +12,10 @@
 #include "actors/coordinator_state.h"
 #include "actors/serving_state.h"
 
+namespace custody::transport {
+class Context;
+}
+
 namespace custody::actors {
 
 struct CoordinatorNodeConfig {
@@ -46,7 +50,18 @@ struct PeerNodeConfig {
 };
 
 int run_coordinator(const CoordinatorNodeConfig& config, const std::atomic<bool>& stop);
-int run_parameter_server(const PeerNodeConfig& config, const std::atomic<bool>& stop);
-int run_worker(const PeerNodeConfig& config, const std::atomic<bool>& stop);
+// `shared`: the transport context of a process that runs several nodes (see below);
+// null: the node makes its own.
+int run_parameter_server(const PeerNodeConfig& config, const std::atomic<bool>& stop,
+                         transport::Context* shared = nullptr);
+int run_worker(const PeerNodeConfig& config, const std::atomic<bool>& stop, transport::Context* shared = nullptr);
+
+// A worker and a parameter server in one process (two nodes to the coordinator, each with
+// its own name, actors and heartbeats). The worker reaches that server in-process:
+// ZeroMQ's inproc transport hands its pushes and the server's replies over by pointer,
+// so half of a 2-worker step's bytes never cross the kernel. The process is one unit of
+// failure: when either node ends, both stop, and the coordinator recovers both.
+int run_worker_with_parameter_server(const PeerNodeConfig& worker, const PeerNodeConfig& server,
+                                     const std::atomic<bool>& stop);
 
 }  // namespace custody::actors

@@ -1,6 +1,8 @@
 // The parameter-server node: a ROUTER socket for workers' pushes and pulls, a DEALER
 // socket to the coordinator, a bridge actor for each, and the server actor around
 // ParameterServerState and NodeLink.
+#include <optional>
+
 #include "actors/node_link.h"
 #include "actors/node_runtime.h"
 #include "actors/parameter_server_state.h"
@@ -69,8 +71,9 @@ caf::behavior server_actor(caf::stateful_actor<ServerActorState>* self, SocketPo
 
 }  // namespace
 
-int run_parameter_server(const PeerNodeConfig& config, const std::atomic<bool>& stop) {
-  transport::Context context;
+int run_parameter_server(const PeerNodeConfig& config, const std::atomic<bool>& stop, transport::Context* shared) {
+  std::optional<transport::Context> own;
+  transport::Context& context = shared ? *shared : own.emplace();
   transport::SocketOptions socket_options;
   socket_options.max_message_bytes = static_cast<int64_t>(config.max_message_bytes) * 2;
   auto listener = transport::Socket::bind(context, config.listen, socket_options);
@@ -86,6 +89,14 @@ int run_parameter_server(const PeerNodeConfig& config, const std::atomic<bool>& 
   const msg::Register registration = actors::registration(
       msg::NodeRole::kParameterServer, config.name, advertised(listener.value()->endpoint(), config.advertise_host));
   log(LogLevel::kInfo, "parameter-server", "serving keys on " + registration.address);
+  if (shared) {
+    Status s = context.serve_in_process(*listener.value(), registration.address);
+    if (!s.is_ok()) {
+      log(LogLevel::kError, "parameter-server", s.message());
+      return 2;
+    }
+    log(LogLevel::kInfo, "parameter-server", "workers in this process reach it in-process");
+  }
 
   caf::actor_system_config cfg;
   add_custody_types(cfg);

@@ -8,6 +8,8 @@ Measures, in this order:
   - push/pull of 1 MiB blocks through Custody's transport vs raw ZeroMQ on loopback;
   - the Custody local cluster (separate processes: coordinator, 1 or 2 parameter
     servers, 2 workers; BSP and ASP): samples/s and time to the target test accuracy;
+  - the 1-server BSP cluster with the server inside worker-1's process (custody-worker
+    --with-ps: that worker's pushes and replies do not cross the kernel);
   - the 1-server BSP cluster without the custody store (lineage recording off); then,
     for the recording cost, alternating short runs with the store on and off (medians),
     and recording one checkpoint against training one epoch in one process;
@@ -55,9 +57,10 @@ def job_file(work, epochs, consistency):
 
 
 class Cluster:
-    """A local cluster of separate processes, as scripts/lib/cluster.sh starts it."""
+    """A local cluster of separate processes, as scripts/lib/cluster.sh starts it; with
+    colocated, the servers run inside the first workers' processes (--with-ps)."""
 
-    def __init__(self, work, servers, workers, store):
+    def __init__(self, work, servers, workers, store, colocated=False):
         self.dir = pathlib.Path(tempfile.mkdtemp(dir=work))
         self.procs = []
         args = [str(BIN / "custody-coordinator"), "--config", str(ROOT / "configs/coordinator.toml"),
@@ -68,12 +71,13 @@ class Cluster:
         while not (self.dir / "addr").exists() and time.time() < deadline:
             time.sleep(0.05)
         self.addr = (self.dir / "addr").read_text().strip()
-        for i in range(1, servers + 1):
+        for i in range(1, 0 if colocated else servers + 1):
             self._start([str(BIN / "custody-ps"), "--config", str(ROOT / "configs/ps.toml"),
                          "--coordinator", self.addr, "--name", f"ps-{i}"], f"ps-{i}")
         for i in range(1, workers + 1):
+            with_ps = ["--with-ps", f"ps-{i}"] if colocated and i <= servers else []
             self._start([str(BIN / "custody-worker"), "--config", str(ROOT / "configs/worker.toml"),
-                         "--coordinator", self.addr, "--name", f"worker-{i}"], f"worker-{i}")
+                         "--coordinator", self.addr, "--name", f"worker-{i}"] + with_ps, f"worker-{i}")
         deadline = time.time() + 20
         while time.time() < deadline:
             nodes = self.cli("status", "--json").get("nodes", [])
@@ -103,8 +107,8 @@ class Cluster:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def run_cluster(work, servers, consistency, epochs, target, store=True):
-    c = Cluster(work, servers, 2, store)
+def run_cluster(work, servers, consistency, epochs, target, store=True, colocated=False):
+    c = Cluster(work, servers, 2, store, colocated)
     try:
         job = c.cli("submit", str(job_file(work, epochs, consistency)), "--as", "bench")
         reached = None
@@ -120,6 +124,7 @@ def run_cluster(work, servers, consistency, epochs, target, store=True):
         seconds = (s["finished_at_ms"] - s["started_at_ms"]) / 1000
         samples = s["total_steps"] * 2 * 64
         return {"servers": servers, "workers": 2, "consistency": consistency, "epochs": epochs, "store": store,
+                "colocated": colocated,
                 "samples_per_sec": samples / seconds, "train_seconds": seconds,
                 "time_to_target_s": None if reached is None else reached / 1000,
                 "final_test_accuracy": s["test_accuracy"], "accuracy_history": s["accuracy_history"]}
@@ -174,6 +179,8 @@ def main():
         for servers, consistency in ((1, "bsp"), (2, "bsp"), (1, "asp"), (2, "asp")):
             step(f"cluster: {servers} ps, 2 workers, {consistency}")
             runs[f"{servers}ps-{consistency}"] = run_cluster(work, servers, consistency, args.epochs, args.target)
+        step("cluster: 1 ps in worker-1's process, 2 workers, bsp")
+        runs["1ps-colocated-bsp"] = run_cluster(work, 1, "bsp", args.epochs, args.target, colocated=True)
         step("cluster: 1 ps, 2 workers, bsp, lineage off")
         runs["1ps-bsp-nostore"] = run_cluster(work, 1, "bsp", args.epochs, args.target, store=False)
         results["cluster"] = runs
@@ -210,6 +217,7 @@ def main():
                        ("2ps-bsp", "Custody cluster, 2 ps + 2 workers, BSP"),
                        ("1ps-asp", "Custody cluster, 1 ps + 2 workers, ASP"),
                        ("2ps-asp", "Custody cluster, 2 ps + 2 workers, ASP"),
+                       ("1ps-colocated-bsp", "Custody cluster, 1 ps in worker-1's process + 2 workers, BSP"),
                        ("1ps-bsp-nostore", "  same as the first, lineage recording off")):
         x = c[key]
         rows.append((label, f"{x['samples_per_sec']:,.0f}", f"{x['samples_per_sec'] / ddp:.2f}",
@@ -231,6 +239,7 @@ def main():
     ratios = {
         "cluster_1ps_bsp_over_ddp": base["samples_per_sec"] / ddp,
         "cluster_1ps_bsp_over_torch_single": base["samples_per_sec"] / single,
+        "cluster_1ps_colocated_bsp_over_ddp": c["1ps-colocated-bsp"]["samples_per_sec"] / ddp,
         "math_path_over_eigen_ceiling": m["ratio"],
         "transport_over_raw_zeromq": t["ratio"],
         "lineage_on_over_off": lineage,
@@ -251,7 +260,8 @@ def main():
           f"process: {r['recording']['record_checkpoint_ms']:.1f} ms = {100 * r['recording']['ratio']:.2f}% "
           f"of an epoch's training (one checkpoint per epoch)")
     print(f"cluster (1 ps, BSP) / PyTorch DDP: {ratios['cluster_1ps_bsp_over_ddp']:.2f} (target >= 2); "
-          f"/ PyTorch 1 process: {ratios['cluster_1ps_bsp_over_torch_single']:.2f}")
+          f"/ PyTorch 1 process: {ratios['cluster_1ps_bsp_over_torch_single']:.2f}; with the server in worker-1's "
+          f"process: {ratios['cluster_1ps_colocated_bsp_over_ddp']:.2f} x DDP")
     if "time_to_target_cluster_over_torch_single" in ratios:
         print(f"time to {args.target}: cluster / PyTorch 1 process: {ratios['time_to_target_cluster_over_torch_single']:.2f} "
               f"(target <= 1)")

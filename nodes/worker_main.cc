@@ -1,4 +1,5 @@
-// custody-worker: computes gradients on its shard of a job's data. See docs/ARCHITECTURE.md.
+// custody-worker: computes gradients on its shard of a job's data; with --with-ps, also
+// a parameter server in the same process. See docs/ARCHITECTURE.md.
 #include "nodes/node_options.h"
 
 using namespace custody;
@@ -12,10 +13,28 @@ int main(int argc, char** argv) {
   nodes::add_peer_flags(app, c, config_file, connect_ms);
   app.add_option("--step-timeout-ms", step_ms, "longest wait for the parameter servers in one step")
       ->capture_default_str();
+  // A parameter server in this process (a second node, with the same coordinator and
+  // token): this worker reaches it without copies; other workers over TCP as usual.
+  actors::PeerNodeConfig server;
+  std::string with_ps;
+  app.add_option("--with-ps", with_ps,
+                 "also run a parameter server named NAME in this process; this worker reaches it in-process "
+                 "(no copies), the others over TCP");
+  app.add_option("--ps-listen", server.listen, "with --with-ps: the address other workers connect to")
+      ->capture_default_str();
+  app.add_option("--ps-advertise-host", server.advertise_host,
+                 "with --with-ps: the host name given to workers when listening on a wildcard")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   c.connect_timeout = std::chrono::milliseconds(connect_ms);
   c.step_timeout = std::chrono::milliseconds(step_ms);
   if (!nodes::load_token(c, "custody-worker")) return 2;
   nodes::install_signal_handlers();
-  return actors::run_worker(c, nodes::g_stop);
+  if (with_ps.empty()) return actors::run_worker(c, nodes::g_stop);
+  server.coordinator = c.coordinator;
+  server.name = with_ps;
+  server.connect_timeout = c.connect_timeout;
+  server.max_message_bytes = c.max_message_bytes;
+  server.token = c.token;
+  return actors::run_worker_with_parameter_server(c, server, nodes::g_stop);
 }

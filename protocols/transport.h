@@ -8,6 +8,11 @@
 //
 // Addresses are ZeroMQ endpoints: "tcp://127.0.0.1:5555"; bind() also takes port 0
 // ("tcp://127.0.0.1:0") and picks a free port, which endpoint() then reports.
+//
+// Nodes in one process (a worker with a co-located parameter server) share one Context.
+// A node that serves an address from inside the process says so with serve_in_process();
+// connect() to that address then goes over ZeroMQ's inproc transport, which hands each
+// message over by pointer: no kernel copies, no copies at all.
 #pragma once
 
 #include <chrono>
@@ -30,6 +35,12 @@ class Context {
   Context(const Context&) = delete;
   Context& operator=(const Context&) = delete;
   void* raw();  // the zmq context, for zmq_transport.cc
+  // Binds `socket` also to an in-process endpoint and makes connect(address) reach it
+  // there from now on. `address` is what other processes connect to (the socket's
+  // advertised endpoint). Thread-safe.
+  Status serve_in_process(class Socket& socket, const std::string& address);
+  // The in-process endpoint that serves `address`, or "" (thread-safe).
+  std::string in_process_endpoint(const std::string& address) const;
 
  private:
   struct Impl;
@@ -91,7 +102,8 @@ class Socket {
   static Result<std::unique_ptr<Socket>> bind(Context& ctx, const std::string& address,
                                               const SocketOptions& options = {});
   // A DEALER socket connected to address (connecting never blocks: a peer that is not
-  // there yet only shows as replies that do not come).
+  // there yet only shows as replies that do not come). An address served in this process
+  // (Context::serve_in_process) is reached in-process; endpoint() then says inproc://.
   static Result<std::unique_ptr<Socket>> connect(Context& ctx, const std::string& address,
                                                  const SocketOptions& options = {});
   ~Socket();
@@ -119,6 +131,7 @@ class Socket {
   Status send(const std::string& peer, Bytes&& bytes);
 
  private:
+  friend class Context;
   Socket(void* socket, bool router, std::string endpoint);
   void* socket_;
   bool router_;

@@ -5,6 +5,8 @@
 
 #include <cerrno>
 #include <cstring>
+#include <map>
+#include <mutex>
 #include <zmq.hpp>
 
 #include "protocols/transport.h"
@@ -13,6 +15,9 @@ namespace custody::transport {
 
 struct Context::Impl {
   zmq::context_t ctx{1};
+  mutable std::mutex mutex;
+  std::map<std::string, std::string> in_process;  // advertised address -> inproc endpoint
+  int next_endpoint = 0;
 };
 namespace {
 // Parameter blocks are megabytes, and several are alive per message (the encoded bytes,
@@ -34,6 +39,22 @@ void keep_large_blocks_on_the_heap() {
 Context::Context() : impl_(std::make_unique<Impl>()) { keep_large_blocks_on_the_heap(); }
 Context::~Context() = default;
 void* Context::raw() { return impl_->ctx.handle(); }
+
+Status Context::serve_in_process(Socket& socket, const std::string& address) {
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  const std::string endpoint = "inproc://custody-" + std::to_string(impl_->next_endpoint++);
+  if (zmq_bind(socket.socket_, endpoint.c_str()) != 0) {
+    return Status(ErrorCode::kInternal, "cannot listen on " + endpoint + ": " + zmq_strerror(zmq_errno()));
+  }
+  impl_->in_process[address] = endpoint;
+  return Status::ok();
+}
+
+std::string Context::in_process_endpoint(const std::string& address) const {
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  auto it = impl_->in_process.find(address);
+  return it == impl_->in_process.end() ? "" : it->second;
+}
 
 Waker::Waker() : fd_(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {}
 Waker::~Waker() {
@@ -110,6 +131,15 @@ Result<std::unique_ptr<Socket>> Socket::connect(Context& ctx, const std::string&
                                                 const SocketOptions& options) {
   auto s = open_socket(ctx, ZMQ_DEALER, options);
   if (!s.is_ok()) return s.status();
+  const std::string local = ctx.in_process_endpoint(address);
+  if (!local.empty()) {
+    if (zmq_connect(s.value(), local.c_str()) != 0) {
+      Status st = zmq_error("cannot connect to " + local + " (serving " + address + " in this process)");
+      zmq_close(s.value());
+      return st;
+    }
+    return std::unique_ptr<Socket>(new Socket(s.value(), false, local));
+  }
   if (zmq_connect(s.value(), address.c_str()) != 0) {
     Status st = invalid_argument("cannot connect to '" + address + "': " + zmq_strerror(zmq_errno()) +
                                  " (expected an address like tcp://127.0.0.1:5555)");

@@ -150,6 +150,9 @@ inline CliResult run_cli(const fs::path& dir, std::vector<std::string> args, std
 
 struct ClusterOptions {
   int servers = 2, workers = 2;
+  // The first `colocated_servers` workers also run a parameter server (ps-1, ...) in
+  // their process (custody-worker --with-ps); `servers` more run on their own.
+  int colocated_servers = 0;
   int heartbeat_interval_ms = 200, heartbeat_timeout_ms = 2000;
   bool store = true;  // the coordinator keeps a custody store in <dir>/store
   std::vector<std::string> coordinator_args = {};
@@ -186,8 +189,12 @@ class LocalCluster {
       std::ofstream(dir_ / "node.token") << node.out;
       node_args_ = {"--token-file", (dir_ / "node.token").string()};
     }
-    for (int i = 1; i <= o.servers; ++i) add_node("custody-ps", "ps-" + std::to_string(i));
-    for (int i = 1; i <= o.workers; ++i) add_node("custody-worker", "worker-" + std::to_string(i));
+    for (int i = 1; i <= o.servers; ++i) add_node("custody-ps", "ps-" + std::to_string(o.colocated_servers + i));
+    for (int i = 1; i <= o.workers; ++i) {
+      std::vector<std::string> extra;
+      if (i <= o.colocated_servers) extra = {"--with-ps", "ps-" + std::to_string(i)};
+      add_node("custody-worker", "worker-" + std::to_string(i), extra);
+    }
   }
   ~LocalCluster() {
     for (auto& p : nodes_) p->stop();
@@ -218,9 +225,10 @@ class LocalCluster {
   fs::path store() const { return dir_ / "store"; }
   fs::path admin_token() const { return dir_ / "admin.token"; }
 
-  Process& add_node(const std::string& exe, const std::string& name) {
+  Process& add_node(const std::string& exe, const std::string& name, const std::vector<std::string>& extra = {}) {
     std::vector<std::string> argv{bin(exe), "--coordinator", address_, "--name", name};
     argv.insert(argv.end(), node_args_.begin(), node_args_.end());
+    argv.insert(argv.end(), extra.begin(), extra.end());
     nodes_.push_back(std::make_unique<Process>(argv, dir_ / (name + ".log")));
     return *nodes_.back();
   }

@@ -83,6 +83,46 @@ TEST(ClusterTest, TrainsFashionMnistAcrossSeparateProcessesThroughTheCli) {
   for (const auto& n : all["nodes"]) EXPECT_FALSE(n["busy"].get<bool>()) << n.dump();
 }
 
+// A worker that runs the parameter server in its own process reaches it in-process, the
+// other worker over TCP; the job is the same job: the model is the same to the last bit
+// (the final checkpoint's root hash) as when every node has a process of its own.
+TEST(ClusterTest, AWorkerWithTheParameterServerInItsProcessTrainsTheSameModelAsSeparateProcesses) {
+  std::string one_epoch = kShortFashionJob;
+  one_epoch.replace(one_epoch.find("epochs = 2"), 10, "epochs = 1");
+  auto train = [&](const std::string& name, ClusterOptions o) {
+    LocalCluster c(name, o);
+    EXPECT_TRUE(c.wait_for_nodes(3)) << "1 server and 2 workers did not register";
+    const std::string job = submit(c, c.write_job("job.toml", one_epoch));
+    CliResult waited = c.cli({"wait", job});
+    EXPECT_EQ(waited.code, 0) << waited.out << waited.err;
+    json s = status_json(c, job);
+    EXPECT_EQ(s["state"], "completed") << s.dump(2);
+    EXPECT_EQ(s["servers"], json({"ps-1"})) << s.dump(2);
+    json checkpoints = json::parse(c.cli({"checkpoints", job, "--json"}).out);
+    std::string root;
+    for (const auto& k : checkpoints) {
+      if (k.value("final", false)) root = k.value("root_hash", std::string());
+    }
+    EXPECT_EQ(root.size(), 64u) << checkpoints.dump(2);
+    const std::string w1 = read_file(c.dir() / "worker-1.log"), w2 = read_file(c.dir() / "worker-2.log");
+    const bool in_process = w1.find("reaches parameter server ps-1 in-process") != std::string::npos;
+    EXPECT_EQ(w2.find("in-process"), std::string::npos) << w2;
+    return std::make_tuple(s["test_accuracy"].get<double>(), root, in_process);
+  };
+  ClusterOptions separate;
+  separate.servers = 1;
+  ClusterOptions colocated;
+  colocated.servers = 0;
+  colocated.colocated_servers = 1;
+  const auto [accuracy, root, separate_in_process] = train("separate", separate);
+  const auto [colocated_accuracy, colocated_root, colocated_in_process] = train("colocated", colocated);
+  EXPECT_FALSE(separate_in_process);
+  EXPECT_TRUE(colocated_in_process) << "worker-1 did not reach its own process's server in-process";
+  EXPECT_GE(accuracy, 0.78);
+  EXPECT_EQ(colocated_accuracy, accuracy);
+  EXPECT_EQ(colocated_root, root) << "the same job trained a different model";
+}
+
 TEST(ClusterTest, AspJobOnSyntheticDataCompletes) {
   LocalCluster c("asp", {1, 2});
   ASSERT_TRUE(c.wait_for_nodes(3));
