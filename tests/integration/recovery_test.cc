@@ -172,6 +172,25 @@ TEST(RecoveryTest, AKilledParameterServersRangeIsTakenOverFromTheLastCheckpoint)
   EXPECT_TRUE(recorded);
 }
 
+// A worker that hosts a parameter server (custody-worker --with-ps) is one process: killing
+// it loses both nodes at once. The other server takes the whole model from the last
+// checkpoint, the other worker both ranks, and nothing is lost or doubled.
+TEST(RecoveryTest, AKilledProcessOfAWorkerAndItsParameterServerIsRecoveredAsBothNodes) {
+  ClusterOptions o;
+  o.servers = 1;            // ps-2, a process of its own
+  o.colocated_servers = 1;  // ps-1, inside worker-1's process
+  LocalCluster c("kill-colocated", o);
+  ASSERT_TRUE(c.wait_for_nodes(4));
+  const std::string job = submit_job(c, fashion_job(100));
+  ASSERT_TRUE(wait_until_past(c, job, 250));
+  EXPECT_EQ(cli_json(c, {"status", job})["servers"].size(), 2u);
+  c.node(1).kill_hard();  // worker-1 with ps-1
+  expect_completed_and_accounted(c, job);
+  json s = cli_json(c, {"status", job});
+  EXPECT_EQ(s["workers"], json({"worker-2", "worker-2"})) << s.dump(2);
+  EXPECT_EQ(s["servers"], json({"ps-2"})) << s.dump(2);
+}
+
 TEST(RecoveryTest, WithoutASpareTheSurvivingServerTakesTheWholeModel) {
   LocalCluster c("kill-ps-no-spare", {2, 2});
   ASSERT_TRUE(c.wait_for_nodes(4));
