@@ -9,6 +9,7 @@
 #include "core/dataset.h"
 #include "core/log.h"
 #include "core/model.h"
+#include "protocols/transport.h"
 
 namespace custody::actors {
 
@@ -288,6 +289,10 @@ Outbox ParameterServerState::handle_data(const std::string& peer, const Envelope
   job.pending_sum.clear();
   job.pushed.clear();
   Outbox out;
+  // Replies are encoded and sent one after the other: peers in other processes first, as
+  // theirs still has to cross the kernel; an in-process peer's is handed over by pointer.
+  std::stable_partition(job.waiting.begin(), job.waiting.end(),
+                        [](const Waiting& w) { return !transport::Context::is_in_process_peer(w.peer); });
   for (const Waiting& w : job.waiting) out.push_back({w.peer, params_reply(in.job_id, w.request_id, job)});
   job.waiting.clear();
   maybe_checkpoint(in.job_id, job, out);

@@ -41,6 +41,9 @@ class Context {
   Status serve_in_process(class Socket& socket, const std::string& address);
   // The in-process endpoint that serves `address`, or "" (thread-safe).
   std::string in_process_endpoint(const std::string& address) const;
+  // Whether a ROUTER's peer is a socket of this process, connected in-process (its
+  // messages are handed over by pointer, so it can wait for its reply the least).
+  static bool is_in_process_peer(const std::string& peer);
 
  private:
   struct Impl;

@@ -3,6 +3,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <map>
@@ -49,6 +50,11 @@ Status Context::serve_in_process(Socket& socket, const std::string& address) {
   impl_->in_process[address] = endpoint;
   return Status::ok();
 }
+
+// ZeroMQ's own routing ids start with a zero byte; ours for in-process peers with this.
+constexpr char kInProcessPeer[] = "inproc-peer-";
+
+bool Context::is_in_process_peer(const std::string& peer) { return peer.rfind(kInProcessPeer, 0) == 0; }
 
 std::string Context::in_process_endpoint(const std::string& address) const {
   std::lock_guard<std::mutex> lock(impl_->mutex);
@@ -133,6 +139,9 @@ Result<std::unique_ptr<Socket>> Socket::connect(Context& ctx, const std::string&
   if (!s.is_ok()) return s.status();
   const std::string local = ctx.in_process_endpoint(address);
   if (!local.empty()) {
+    static std::atomic<uint64_t> next_peer{0};
+    const std::string id = kInProcessPeer + std::to_string(next_peer++);
+    zmq_setsockopt(s.value(), ZMQ_ROUTING_ID, id.data(), id.size());
     if (zmq_connect(s.value(), local.c_str()) != 0) {
       Status st = zmq_error("cannot connect to " + local + " (serving " + address + " in this process)");
       zmq_close(s.value());

@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "core/model.h"
+#include "protocols/transport.h"
 
 namespace custody::actors {
 namespace {
@@ -99,6 +100,23 @@ TEST_F(ParameterServerStateTest, BspAppliesTheMeanOfThreeWorkersAndHoldsNoBorrow
   out = push("w3", 1, std::vector<float>(20, 3.0f));
   ASSERT_EQ(out.size(), 3u);
   for (size_t i = 0; i < 20; ++i) EXPECT_FLOAT_EQ(out[0].envelope.get<msg::Params>()->values[i], initial_[i] - 6.0f);
+}
+
+// The step's replies leave one after the other: a worker in another process first, as its
+// reply still has to cross the kernel; one in this process (handed over by pointer) last.
+TEST_F(ParameterServerStateTest, BspAnswersWorkersInOtherProcessesFirst) {
+  assign("bsp");
+  Envelope e;
+  e.job_id = "job-1";
+  e.request_id = 100;
+  e.body = msg::Push{"w1", 0, std::vector<float>(20, 1.0f), 10, 0, 0};
+  const std::string local = "inproc-peer-0";
+  ASSERT_TRUE(transport::Context::is_in_process_peer(local));
+  EXPECT_TRUE(ps_.handle_data(local, e).empty());
+  Outbox out = push("w2", 0, std::vector<float>(20, 3.0f));
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[0].peer, "PEER-w2");
+  EXPECT_EQ(out[1].peer, local);
 }
 
 TEST_F(ParameterServerStateTest, BspRefusesAReplayedPushInsteadOfApplyingItTwice) {

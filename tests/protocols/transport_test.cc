@@ -52,6 +52,7 @@ TEST(TransportTest, AnAddressServedInThisProcessIsReachedInProcessWithoutCopies)
   auto in = server.value()->receive(5s);
   ASSERT_TRUE(in.is_ok() && in.value().has_value());
   EXPECT_EQ(in.value()->bytes.data(), sent) << "the frame was copied";
+  EXPECT_TRUE(Context::is_in_process_peer(in.value()->peer));
   ASSERT_EQ(in.value()->bytes.size(), size_t(1) << 20);
   EXPECT_EQ(in.value()->bytes.data()[12345], static_cast<uint8_t>(12345 * 7));
 
@@ -70,6 +71,7 @@ TEST(TransportTest, AnAddressServedInThisProcessIsReachedInProcessWithoutCopies)
   auto tcp_in = server.value()->receive(5s);
   ASSERT_TRUE(tcp_in.is_ok() && tcp_in.value().has_value());
   EXPECT_EQ(tcp_in.value()->bytes.to_vector(), (std::vector<uint8_t>{4, 2}));
+  EXPECT_FALSE(Context::is_in_process_peer(tcp_in.value()->peer));
   remote.value()->close();
 }
 
