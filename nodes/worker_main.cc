@@ -16,6 +16,8 @@ int main(int argc, char** argv) {
   // A parameter server in this process (a second node, with the same coordinator and
   // token): this worker reaches it without copies; other workers over TCP as usual.
   actors::PeerNodeConfig server;
+  server.listen = c.listen;  // the file's [server] keys, as custody-ps reads them
+  server.advertise_host = c.advertise_host;
   std::string with_ps;
   app.add_option("--with-ps", with_ps,
                  "also run a parameter server named NAME in this process; this worker reaches it in-process "
