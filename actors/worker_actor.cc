@@ -60,8 +60,9 @@ class Trainer {
   // The values the next gradient is computed at, copied out of each reply into memory
   // aligned for Eigen's widest vectors. Computing at the received frame itself (tried:
   // it saves a 0.9 MB copy a step) made the result depend, in the last bits, on where
-  // the frame happened to lie: Eigen's loops split at aligned addresses, and runs of the
-  // same job ended with different models. Gradients are written aligned for the same reason.
+  // the frame happened to lie (three runs of one job gave three models; copying made
+  // them one again), most likely because Eigen splits its loops at aligned addresses.
+  // Gradients are written to aligned memory too.
   using AlignedFloats = std::vector<float, Eigen::aligned_allocator<float>>;
   const float* params() const { return params_.data(); }
   AlignedFloats params_;
