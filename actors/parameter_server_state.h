@@ -92,7 +92,6 @@ class ParameterServerState {
   };
 
   msg::Envelope params_reply(const std::string& job_id, uint64_t request_id, const JobShard& job) const;
-  // One optimizer step with this gradient (already scaled: the mean under BSP).
   // One update of the job's values: by `grad`, or (given `partial`) by the mean
   // (partial + grad) * scale, formed in the update's pass (Optimizer::apply_mean).
   void apply(JobShard& job, const float* grad, const float* partial = nullptr, float scale = 1.0f);

@@ -64,7 +64,6 @@ class Trainer {
   // them one again), most likely because Eigen splits its loops at aligned addresses.
   // Gradients are written to aligned memory too.
   using AlignedFloats = std::vector<float, Eigen::aligned_allocator<float>>;
-  const float* params() const { return params_.data(); }
   AlignedFloats params_;
   std::unique_ptr<Model> model_;
   Matrix test_x_;
@@ -143,7 +142,7 @@ Status Trainer::exchange(std::vector<msg::Body> bodies, const char* what) {
 
 Status Trainer::evaluate(uint32_t epoch) {
   MatrixView view(test_x_.data(), test_x_.rows(), test_x_.cols());
-  BatchStats s = model_->evaluate(params(), view, test_y_.data(), ws_);
+  BatchStats s = model_->evaluate(params_.data(), view, test_y_.data(), ws_);
   report(msg::EpochEval{epoch, static_cast<uint64_t>(s.correct), static_cast<uint64_t>(s.samples), s.loss_sum,
                         a_.task.rank});
   return Status::ok();
@@ -219,7 +218,7 @@ Status Trainer::run() {
         y[i] = labels[idx];
       }
       MatrixView view(x.data(), x.rows(), x.cols());
-      BatchStats st = model_->gradient(params(), view, y.data(), grad.data(), ws_);
+      BatchStats st = model_->gradient(params_.data(), view, y.data(), grad.data(), ws_);
       std::vector<msg::Body> pushes;
       for (const auto& server : servers_) {
         msg::Push p;

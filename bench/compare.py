@@ -72,7 +72,8 @@ class Cluster:
         while not (self.dir / "addr").exists() and time.time() < deadline:
             time.sleep(0.05)
         self.addr = (self.dir / "addr").read_text().strip()
-        for i in range(1, 0 if colocated else servers + 1):
+        standalone_servers = 0 if colocated else servers
+        for i in range(1, standalone_servers + 1):
             self._start([str(BIN / "custody-ps"), "--config", str(ROOT / "configs/ps.toml"),
                          "--coordinator", self.addr, "--name", f"ps-{i}"], f"ps-{i}")
         for i in range(1, workers + 1):

@@ -65,18 +65,15 @@ Status read_floats(capnp::Data::Reader d, const char* field, std::vector<float>&
 
 // A parameter block: shares the received bytes (kept alive by `owner`) instead of copying
 // them, when there is an owner and the floats are aligned (they are, in a word-aligned
-// message: Cap'n Proto starts every Data on a word).
+// message: Cap'n Proto starts every Data on a word). Otherwise, and for a size that is not
+// whole floats (which the copying reader reports), the values are copied.
 Status read_floats(capnp::Data::Reader d, const char* field, const std::shared_ptr<const void>& owner,
                    Floats& out) {
-  if (!owner || reinterpret_cast<uintptr_t>(d.begin()) % alignof(float) != 0) {
+  if (!owner || reinterpret_cast<uintptr_t>(d.begin()) % alignof(float) != 0 || d.size() % sizeof(float) != 0) {
     std::vector<float> copy;
     CUSTODY_RETURN_IF_ERROR(read_floats(d, field, copy));
     out = Floats(std::move(copy));
     return Status::ok();
-  }
-  if (d.size() % sizeof(float) != 0) {
-    std::vector<float> unused;
-    return read_floats(d, field, unused);  // the same error
   }
   out = Floats::shared(owner, reinterpret_cast<const float*>(d.begin()), d.size() / sizeof(float));
   return Status::ok();
