@@ -717,6 +717,7 @@ Outbox CoordinatorState::on_checkpoint_shard(Job& job, const Node& node, const m
   job.shards.erase(m.step);
   storage::CheckpointSpec spec;
   spec.job = job.status.job_id;
+  spec.attempt = job.attempt;
   spec.step = m.step;
   spec.epoch = static_cast<uint32_t>(m.step / job.steps_per_epoch);
   spec.parent = job.status.last_checkpoint.empty() ? job.init_checkpoint : job.status.last_checkpoint;

@@ -48,6 +48,10 @@ Status CustodyRecorder::job_submitted(const msg::JobStatus& job, const JobSpec& 
              {"test_images", spec.data.path(spec.data.test_images)},
              {"test_labels", spec.data.path(spec.data.test_labels)}};
   }
+  // The data set entity holds what its bytes are (one record per content hash); what a
+  // submitter declares about them (name, files, licence, consent) is part of this
+  // submission, on its `consumed` relation: a later submitter's declaration for the same
+  // bytes is recorded beside the first, never lost behind it.
   b.entity("dataset", dataset,
            {{"name", spec.data.name},
             {"sha256", data.version_hash},
@@ -55,10 +59,7 @@ Status CustodyRecorder::job_submitted(const msg::JobStatus& job, const JobSpec& 
             {"test_sha256", data.test_hash},
             {"train_samples", data.train_count},
             {"test_samples", data.test_count},
-            {"source", spec.data.kind == DataSpec::Kind::kIdx ? "idx" : "synthetic"},
-            {"files", files},
-            {"license", spec.data.license},
-            {"consent", spec.data.consent}});
+            {"source", spec.data.kind == DataSpec::Kind::kIdx ? "idx" : "synthetic"}});
   b.entity("jobspec", jobspec, {{"sha256", sha256_hex(canonical)}, {"canonical", canonical}, {"text", spec.text}});
   b.entity("run", job.job_id,
            {{"name", job.name},
@@ -72,7 +73,13 @@ Status CustodyRecorder::job_submitted(const msg::JobStatus& job, const JobSpec& 
             {"optimizer", to_string(spec.optimizer.kind)},
             {"learning_rate", spec.optimizer.learning_rate}});
   b.relation("submitted_by", job.job_id, principal);
-  b.relation("consumed", job.job_id, dataset, {{"train_samples", data.train_count}});
+  b.relation("consumed", job.job_id, dataset,
+             {{"train_samples", data.train_count},
+              {"name", spec.data.name},
+              {"files", files},
+              {"license", spec.data.license},
+              {"consent", spec.data.consent},
+              {"declared_by", principal}});
   b.relation("specified_by", job.job_id, jobspec);
   if (!init_checkpoint.empty()) b.relation("initialized_from", job.job_id, init_checkpoint);
   return write(b);

@@ -50,7 +50,7 @@ int main(int argc, char** argv) {
     values[static_cast<size_t>(i)] += 1.0f;  // a new checkpoint each time, as training makes
     auto t0 = Clock::now();
     auto id = recorder.checkpoint(job, model.layer_sizes(), values,
-                                  {job.job_id, static_cast<uint64_t>(i + 1) * 468, static_cast<uint32_t>(i + 1), parent,
+                                  {job.job_id, 0, static_cast<uint64_t>(i + 1) * 468, static_cast<uint32_t>(i + 1), parent,
                                    false},
                                   contributions);
     record_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());

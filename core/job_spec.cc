@@ -83,6 +83,13 @@ Result<JobSpec> parse_job_spec(std::string_view toml_text, const std::string& or
   s.optimizer.schedule = schedule == "cosine" ? OptimizerConfig::Schedule::kCosine
                                                : OptimizerConfig::Schedule::kConstant;
   s.data.kind = kind == "synthetic" ? DataSpec::Kind::kSynthetic : DataSpec::Kind::kIdx;
+  if (s.data.name.empty()) {
+    s.data.name = s.data.kind == DataSpec::Kind::kIdx
+                      ? "fashion-mnist"
+                      : "synthetic-" + std::to_string(s.data.synthetic_train) + "x" +
+                            std::to_string(s.data.synthetic_features) + "-c" +
+                            std::to_string(s.data.synthetic_classes) + "-s" + std::to_string(s.data.synthetic_seed);
+  }
   if (s.data.kind == DataSpec::Kind::kSynthetic && s.data.synthetic_classes > s.classes) {
     return invalid_argument(origin + ": key 'model.classes' (" + std::to_string(s.classes) +
                             ") is smaller than 'data.synthetic.classes' (" +

@@ -16,7 +16,9 @@ namespace custody {
 struct DataSpec {
   enum class Kind { kIdx, kSynthetic };
   Kind kind = Kind::kIdx;
-  std::string name = "fashion-mnist";
+  // Default: "fashion-mnist" for idx data; for synthetic data a name that says how it was
+  // drawn ("synthetic-2000x32-c4-s7"), so two different synthetic sets never share a name.
+  std::string name;
   std::string dir = "/usr/share/datasets/fashion-mnist";
   std::string train_images = "train-images-idx3-ubyte.gz";
   std::string train_labels = "train-labels-idx1-ubyte.gz";

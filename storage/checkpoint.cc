@@ -1,10 +1,17 @@
 #include "storage/checkpoint.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "core/hash.h"
 
 namespace custody::storage {
+
+std::string checkpoint_id(const std::string& job, uint32_t attempt, uint64_t step) {
+  return "ckpt-" + sha256_hex("custody-checkpoint\n" + job + "\n" + std::to_string(attempt) + "\n" +
+                              std::to_string(step))
+                       .substr(0, 16);
+}
 
 std::string add_checkpoint(Batch& batch, const Model& model, const std::vector<float>& values,
                            const CheckpointSpec& spec) {
@@ -18,18 +25,29 @@ std::string add_checkpoint(Batch& batch, const Model& model, const std::vector<f
     roots += t.name + ":" + sha + "\n";
   }
   const std::string root = sha256_hex(roots);
-  const std::string id = "ckpt-" + root.substr(0, 16);
-  batch.checkpoint({{"id", id},
+  const std::string id = checkpoint_id(spec.job, spec.attempt, spec.step);
+  json manifest{{"id", id},
                     {"job", spec.job},
+                    {"attempt", spec.attempt},
                     {"step", spec.step},
                     {"epoch", spec.epoch},
                     {"root_hash", root},
                     {"parent", spec.parent},
                     {"final", spec.final},
                     {"layer_sizes", model.layer_sizes()},
-                    {"tensors", tensors}});
+                    {"tensors", tensors}};
+  // The manifest lives outside the chained logs; its hash in the chained entity record
+  // makes any change to it (a parent, a step, a tensor list) visible to verify().
+  const std::string manifest_sha = sha256_hex(manifest.dump());
+  batch.checkpoint(std::move(manifest));
   batch.entity("checkpoint", id,
-               {{"job", spec.job}, {"step", spec.step}, {"epoch", spec.epoch}, {"root_hash", root}, {"final", spec.final}});
+               {{"job", spec.job},
+                {"attempt", spec.attempt},
+                {"step", spec.step},
+                {"epoch", spec.epoch},
+                {"root_hash", root},
+                {"manifest_sha256", manifest_sha},
+                {"final", spec.final}});
   batch.relation("produced", spec.job, id, {{"step", spec.step}});
   if (!spec.parent.empty()) batch.relation("derived_from", id, spec.parent);
   return id;
@@ -41,10 +59,14 @@ Result<std::vector<float>> load_checkpoint(const CustodyStore& store, const std:
   if (!manifest.value()) return not_found("no checkpoint '" + id + "' in the custody store");
   const json& m = *manifest.value();
   size_t total = 0;
+  // The manifest's shapes are trusted only as far as a model can be large: a damaged
+  // shape must not become a huge allocation.
+  constexpr size_t kMaxValues = size_t{1} << 31;
   for (const auto& t : m["tensors"]) {
     size_t n = 1;
-    for (int d : t["shape"]) n *= static_cast<size_t>(d);
+    for (const auto& d : t["shape"]) n = std::min(kMaxValues + 1, n * d.get<size_t>());
     total += n;
+    if (total > kMaxValues) return data_loss("the manifest of checkpoint " + id + " names impossible tensor shapes");
   }
   std::vector<float> values;
   values.reserve(total);

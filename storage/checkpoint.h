@@ -1,9 +1,15 @@
 // Checkpoints in the custody store: writing one (content-addressed tensors, a manifest,
 // and its lineage) and reading one back with every tensor's hash checked.
 //
-// A checkpoint's id is "ckpt-" + the first 16 hex digits of its root hash, where
-//   root_hash = SHA-256 over "NAME:SHA256\n" of each tensor in layout order
-// and each tensor is stored once under "blob/<SHA-256 of its little-endian float32 bytes>".
+// A checkpoint is an event of one run: its id names (run, attempt, step),
+//   id = "ckpt-" + the first 16 hex digits of SHA-256("custody-checkpoint\n" run "\n" attempt "\n" step),
+// never its weights. Training is deterministic, so two runs of one job spec reach the same
+// weights; had the id been the weights' hash, the second run's checkpoint would have
+// overwritten the first's record, and its trace, usage and contributions would have
+// named the other run. The weights' content is a property of the checkpoint:
+//   root_hash = SHA-256 over "NAME:SHA256\n" of each tensor in layout order,
+// and each tensor is stored once under "blob/<SHA-256 of its little-endian float32 bytes>",
+// so identical weights share their bytes, never their records.
 // Models are names with versions: entity "model:NAME@V" -> version_of -> checkpoint.
 #pragma once
 
@@ -17,11 +23,15 @@ namespace custody::storage {
 
 struct CheckpointSpec {
   std::string job;
+  uint32_t attempt = 0;
   uint64_t step = 0;
   uint32_t epoch = 0;
   std::string parent;  // previous checkpoint of the run, or the fine-tuning origin; may be empty
   bool final = false;
 };
+
+// The id of the checkpoint a run's attempt records at a step (see above).
+std::string checkpoint_id(const std::string& job, uint32_t attempt, uint64_t step);
 
 // Adds the checkpoint's tensors, manifest, entity and relations (produced, derived_from)
 // to the batch; returns its id.

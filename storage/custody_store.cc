@@ -3,9 +3,11 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <map>
 #include <set>
 
 #include "core/hash.h"
+#include "storage/record_schema.h"
 
 namespace custody::storage {
 namespace {
@@ -41,16 +43,17 @@ Result<Record> parse_record(const std::string& log, const std::string& value) {
   } catch (const json::exception& e) {
     return data_loss("a " + log + " record lacks a field: " + e.what());
   }
+  CUSTODY_RETURN_IF_ERROR(check_record(r));
   return r;
 }
 
-std::string describe(const Record& r) {
-  std::string what = r.body.value("type", "record");
-  if (r.body.contains("kind")) what += " " + r.body["kind"].get<std::string>();
-  if (r.body.contains("rel")) what += " " + r.body["rel"].get<std::string>();
-  if (r.body.contains("id")) what += " " + r.body["id"].get<std::string>();
-  if (r.body.contains("from")) what += " " + r.body["from"].get<std::string>() + " -> " + r.body["to"].get<std::string>();
-  return r.log + " record " + std::to_string(r.seq) + " (" + what + ")";
+// A sequence number as an index entry or key holds it; a damaged one is named.
+Result<uint64_t> parse_seq(const std::string& text, const std::string& where) {
+  if (text.empty() || text.size() > 20 || text.find_first_not_of("0123456789") != std::string::npos) {
+    return data_loss(where + " holds '" + text.substr(0, 40) +
+                     "', not a record number; run `custody audit verify` for the whole store");
+  }
+  return std::stoull(text);
 }
 
 }  // namespace
@@ -139,10 +142,38 @@ Result<std::pair<uint64_t, std::string>> CustodyStore::head(const std::string& l
   if (!h.is_ok()) return h.status();
   if (!h.value()) return std::make_pair(uint64_t(0), std::string());
   json j = json::parse(*h.value(), nullptr, false);
-  if (j.is_discarded() || !j.contains("seq") || !j.contains("hash")) {
-    return data_loss("the head of the " + log + " log is corrupt");
+  if (j.is_discarded() || !j.is_object() || !j.contains("seq") || !j["seq"].is_number_unsigned() ||
+      !j.contains("hash") || !j["hash"].is_string()) {
+    return data_loss("the head of the " + log + " log is corrupt; run `custody audit verify`");
   }
   return std::make_pair(j["seq"].get<uint64_t>(), j["hash"].get<std::string>());
+}
+
+std::vector<std::pair<std::string, std::string>> index_entries(const std::string& log, uint64_t seq,
+                                                              const json& body) {
+  std::vector<std::pair<std::string, std::string>> out;
+  const std::string type = body.value("type", "");
+  if (log == "lineage" && type == "entity") {
+    out.emplace_back("entity/" + body["id"].get<std::string>(), seq_key(seq));
+    if (body.value("kind", "") == "model_version") {
+      char version[16];
+      std::snprintf(version, sizeof(version), "%010d", body.value("version", 0));
+      out.emplace_back("model/" + body.value("name", std::string()) + "|" + version, body["id"]);
+    }
+  } else if (log == "lineage" && type == "relation") {
+    const std::string rel = body["rel"], from = body["from"], to = body["to"];
+    out.emplace_back("out/" + from + "|" + rel + "|" + seq_key(seq), to);
+    out.emplace_back("in/" + to + "|" + rel + "|" + seq_key(seq), from);
+  } else if (log == "usage" && body.contains("target")) {
+    out.emplace_back("usage/" + body["target"].get<std::string>() + "|" + seq_key(seq), "");
+    for (const auto& id : body.value("prediction_ids", json::array())) {
+      out.emplace_back("prediction/" + id.get<std::string>(), seq_key(seq));
+    }
+    for (const char* field : {"call_id", "usage_id"}) {
+      if (body.contains(field)) out.emplace_back("call/" + body[field].get<std::string>(), seq_key(seq));
+    }
+  }
+  return out;
 }
 
 Result<uint64_t> CustodyStore::append(const std::string& log, const std::vector<json>& bodies, int64_t now,
@@ -154,24 +185,8 @@ Result<uint64_t> CustodyStore::append(const std::string& log, const std::vector<
     json stored{{"seq", seq}, {"prev", head_hash}, {"hash", hash}, {"time_ms", now}, {"body", body}};
     puts.push_back({log, seq_key(seq), stored.dump()});
     head_hash = hash;
-    const std::string type = body.value("type", "");
-    if (log == "lineage" && type == "entity") {
-      puts.push_back({"index", "entity/" + body["id"].get<std::string>(), seq_key(seq)});
-      if (body.value("kind", "") == "model_version") {
-        char version[16];
-        std::snprintf(version, sizeof(version), "%010d", body.value("version", 0));
-        puts.push_back({"index", "model/" + body.value("name", std::string()) + "|" + version, body["id"]});
-      }
-    } else if (log == "lineage" && type == "relation") {
-      const std::string rel = body["rel"], from = body["from"], to = body["to"];
-      puts.push_back({"index", "out/" + from + "|" + rel + "|" + seq_key(seq), to});
-      puts.push_back({"index", "in/" + to + "|" + rel + "|" + seq_key(seq), from});
-    } else if (log == "usage" && body.contains("target")) {
-      puts.push_back({"index", "usage/" + body["target"].get<std::string>() + "|" + seq_key(seq), ""});
-      for (const auto& id : body.value("prediction_ids", json::array())) {
-        puts.push_back({"index", "prediction/" + id.get<std::string>(), seq_key(seq)});
-      }
-    }
+    // Entities are indexed once: the first record of an id is the one that counts.
+    for (auto& [key, value] : index_entries(log, seq, body)) puts.push_back({"index", std::move(key), std::move(value)});
   }
   puts.push_back({"default", "head/" + log, json{{"seq", head_seq}, {"hash", head_hash}}.dump()});
   return first;
@@ -191,6 +206,19 @@ Status CustodyStore::write(const Batch& batch) {
       if (known.value() || !new_ids.insert(id).second) continue;
     }
     lineage.push_back(body);
+  }
+  // A record this store's readers would call damaged is a writer's bug: refuse it here,
+  // where the stack names the writer, not at the auditor's query months later.
+  const std::vector<std::pair<const char*, const std::vector<json>*>> to_check{{"lineage", &lineage},
+                                                                              {"usage", &batch.usage_}};
+  for (const auto& [log, bodies] : to_check) {
+    for (const json& body : *bodies) {
+      Record r;
+      r.log = log;
+      r.body = body;
+      Status shape = check_record(r);
+      if (!shape.is_ok()) return internal_error("refused to write " + shape.message());
+    }
   }
   std::vector<Put> puts;
   json audit{{"event", batch.event_}};
@@ -227,32 +255,65 @@ Status CustodyStore::write(const Batch& batch) {
 Result<Record> CustodyStore::load(const std::string& log, uint64_t seq) const {
   auto v = kv_->get(log, seq_key(seq));
   if (!v.is_ok()) return v.status();
-  if (!v.value()) return not_found(log + " record " + std::to_string(seq) + " is missing");
-  return parse_record(log, *v.value());
+  if (!v.value()) {
+    return data_loss(log + " record " + std::to_string(seq) +
+                     " is missing, though the index names it; run `custody audit verify`");
+  }
+  auto r = parse_record(log, *v.value());
+  if (!r.is_ok()) return r.status();
+  if (r->seq != seq) {
+    return data_loss(log + " record " + std::to_string(seq) + " holds record " + std::to_string(r->seq) +
+                     ": records were moved; run `custody audit verify`");
+  }
+  return r;
+}
+
+Result<Record> CustodyStore::load_indexed(const std::string& log, const std::string& index_key,
+                                          const std::string& seq_text) const {
+  auto seq = parse_seq(seq_text, "index entry " + index_key);
+  if (!seq.is_ok()) return seq.status();
+  return load(log, seq.value());
 }
 
 Result<std::optional<Record>> CustodyStore::entity(const std::string& id) const {
-  auto seq = kv_->get("index", "entity/" + id);
+  const std::string key = "entity/" + id;
+  auto seq = kv_->get("index", key);
   if (!seq.is_ok()) return seq.status();
   if (!seq.value()) return std::optional<Record>();
-  auto r = load("lineage", std::stoull(*seq.value()));
+  auto r = load_indexed("lineage", key, *seq.value());
   if (!r.is_ok()) return r.status();
+  // The index is derived, not chained: one re-pointed entry would answer with another
+  // record. What it points to must be what it names.
+  if (r->body.value("type", "") != "entity" || r->body.value("id", "") != id) {
+    return data_loss("index entry " + key + " points to " + describe(r.value()) +
+                     ", which is not that entity; run `custody audit verify`");
+  }
   return std::optional<Record>(std::move(r).value());
 }
 
 Result<std::vector<Record>> CustodyStore::relations(const std::string& id, Direction direction,
                                                     const std::string& rel) const {
   const std::string prefix = (direction == Direction::kOut ? "out/" : "in/") + id + "|" + (rel.empty() ? "" : rel + "|");
-  return indexed("lineage", prefix);
+  auto records = indexed("lineage", prefix);
+  if (!records.is_ok()) return records.status();
+  for (const Record& r : records.value()) {
+    const char* end = direction == Direction::kOut ? "from" : "to";
+    if (r.body.value("type", "") != "relation" || r.body.value(end, "") != id ||
+        (!rel.empty() && r.body.value("rel", "") != rel)) {
+      return data_loss("an index entry under " + prefix + " points to " + describe(r) +
+                       ", which is not such a relation; run `custody audit verify`");
+    }
+  }
+  return records;
 }
 
 Result<std::vector<Record>> CustodyStore::log(const std::string& name) const {
   std::vector<Record> out;
   Status bad = Status::ok();
-  CUSTODY_RETURN_IF_ERROR(kv_->scan(name, "", [&](const std::string&, const std::string& value) {
+  CUSTODY_RETURN_IF_ERROR(kv_->scan(name, "", [&](const std::string& key, const std::string& value) {
     auto r = parse_record(name, value);
     if (!r.is_ok()) {
-      bad = r.status();
+      bad = Status(r.status().code(), r.status().message() + " (at key " + key + ")");
       return false;
     }
     out.push_back(std::move(r).value());
@@ -277,16 +338,31 @@ Result<std::vector<Record>> CustodyStore::find(const json& filter) const {
 }
 
 Result<std::vector<Record>> CustodyStore::usage_of(const std::string& target) const {
-  return indexed("usage", "usage/" + target + "|");
+  auto records = indexed("usage", "usage/" + target + "|");
+  if (!records.is_ok()) return records.status();
+  for (const Record& r : records.value()) {
+    if (r.body.value("target", "") != target) {
+      return data_loss("an index entry under usage/" + target + " points to " + describe(r) +
+                       ", a use of another target; run `custody audit verify`");
+    }
+  }
+  return records;
 }
 
 Result<std::vector<Record>> CustodyStore::indexed(const std::string& log, const std::string& prefix) const {
   // Index keys end in "|<seq>": the position of the record in its log.
   std::vector<uint64_t> seqs;
+  Status bad = Status::ok();
   CUSTODY_RETURN_IF_ERROR(kv_->scan("index", prefix, [&](const std::string& key, const std::string&) {
-    seqs.push_back(std::stoull(key.substr(key.rfind('|') + 1)));
+    auto seq = parse_seq(key.substr(key.rfind('|') + 1), "index key " + key);
+    if (!seq.is_ok()) {
+      bad = seq.status();
+      return false;
+    }
+    seqs.push_back(seq.value());
     return true;
   }));
+  if (!bad.is_ok()) return bad;
   std::sort(seqs.begin(), seqs.end());
   std::vector<Record> out;
   for (uint64_t seq : seqs) {
@@ -297,13 +373,34 @@ Result<std::vector<Record>> CustodyStore::indexed(const std::string& log, const 
   return out;
 }
 
-Result<std::optional<Record>> CustodyStore::prediction(const std::string& prediction_id) const {
-  auto seq = kv_->get("index", "prediction/" + prediction_id);
+Result<std::optional<Record>> CustodyStore::usage_record(const std::string& index_key, const std::string& id,
+                                                         const char* field) const {
+  auto seq = kv_->get("index", index_key);
   if (!seq.is_ok()) return seq.status();
   if (!seq.value()) return std::optional<Record>();
-  auto r = load("usage", std::stoull(*seq.value()));
+  auto r = load_indexed("usage", index_key, *seq.value());
   if (!r.is_ok()) return r.status();
+  bool names_it = false;
+  if (const auto it = r->body.find(field); it != r->body.end()) {
+    if (it->is_array()) {
+      for (const auto& x : *it) names_it = names_it || x == id;
+    } else {
+      names_it = *it == id;
+    }
+  }
+  if (!names_it) {
+    return data_loss("index entry " + index_key + " points to " + describe(r.value()) +
+                     ", which does not hold it; run `custody audit verify`");
+  }
   return std::optional<Record>(std::move(r).value());
+}
+
+Result<std::optional<Record>> CustodyStore::prediction(const std::string& prediction_id) const {
+  return usage_record("prediction/" + prediction_id, prediction_id, "prediction_ids");
+}
+
+Result<std::optional<Record>> CustodyStore::call(const std::string& id) const {
+  return usage_record("call/" + id, id, id.rfind("use-", 0) == 0 ? "usage_id" : "call_id");
 }
 
 Result<int> CustodyStore::newest_model_version(const std::string& name) const {
@@ -313,7 +410,9 @@ Result<int> CustodyStore::newest_model_version(const std::string& name) const {
     return true;
   }));
   if (last.empty()) return 0;
-  return std::stoi(last.substr(last.rfind('|') + 1));
+  auto version = parse_seq(last.substr(last.rfind('|') + 1), "index key " + last);
+  if (!version.is_ok()) return version.status();
+  return static_cast<int>(version.value());
 }
 
 Result<std::optional<std::string>> CustodyStore::blob(const std::string& sha256) const {
@@ -325,7 +424,15 @@ Result<std::optional<json>> CustodyStore::checkpoint(const std::string& id) cons
   if (!v.is_ok()) return v.status();
   if (!v.value()) return std::optional<json>();
   json j = json::parse(*v.value(), nullptr, false);
-  if (j.is_discarded()) return data_loss("the manifest of checkpoint " + id + " is corrupt");
+  const std::string problem = j.is_discarded() ? "is not JSON" : check_manifest(j);
+  if (!problem.empty()) {
+    return data_loss("the manifest of checkpoint " + id + " is damaged: " + problem +
+                     "; run `custody audit verify`");
+  }
+  if (j["id"] != id) {
+    return data_loss("the manifest stored for checkpoint " + id + " is that of " + j["id"].get<std::string>() +
+                     "; run `custody audit verify`");
+  }
   return std::optional<json>(std::move(j));
 }
 
@@ -339,10 +446,55 @@ Result<std::vector<json>> CustodyStore::checkpoints_of(const std::string& job_id
   for (const auto& id : ids) {
     auto m = checkpoint(id);
     if (!m.is_ok()) return m.status();
-    if (m.value()) out.push_back(*m.value());
+    if (!m.value()) {
+      return data_loss("checkpoint " + id + " of " + job_id + " has no manifest; run `custody audit verify`");
+    }
+    if (m.value()->value("job", "") != job_id) {
+      return data_loss("the checkpoint list of " + job_id + " names " + id + ", a checkpoint of " +
+                       m.value()->value("job", "") + "; run `custody audit verify`");
+    }
+    out.push_back(*m.value());
   }
   return out;
 }
+
+std::string check_manifest(const json& m) {
+  if (!m.is_object()) return "it is not an object";
+  auto need = [&](const char* field, bool ok) { return ok ? std::string() : "field '" + std::string(field) + "' is missing or of the wrong type"; };
+  for (const auto& problem :
+       {need("id", m.contains("id") && m["id"].is_string()), need("job", m.contains("job") && m["job"].is_string()),
+        need("step", m.contains("step") && m["step"].is_number_unsigned()),
+        need("root_hash", m.contains("root_hash") && m["root_hash"].is_string()),
+        need("parent", m.contains("parent") && m["parent"].is_string()),
+        need("layer_sizes", m.contains("layer_sizes") && m["layer_sizes"].is_array()),
+        need("tensors", m.contains("tensors") && m["tensors"].is_array())}) {
+    if (!problem.empty()) return problem;
+  }
+  for (const auto& s : m["layer_sizes"]) {
+    if (!s.is_number_unsigned() || s.get<uint64_t>() > (1u << 24)) return "a layer size is not a size";
+  }
+  for (const auto& t : m["tensors"]) {
+    if (!t.is_object() || !t.contains("name") || !t["name"].is_string() || !t.contains("sha256") ||
+        !t["sha256"].is_string() || !t.contains("shape") || !t["shape"].is_array()) {
+      return "a tensor entry lacks its name, sha256 or shape";
+    }
+    for (const auto& d : t["shape"]) {
+      if (!d.is_number_unsigned() || d.get<uint64_t>() > (1u << 28)) return "a tensor's shape is not a shape";
+    }
+  }
+  return "";
+}
+
+namespace {
+
+// verify()'s walk over one chained log: order, links, hashes, head.
+struct ChainCheck {
+  std::string problem;
+  uint64_t last_seq = 0;
+  std::string last_hash;
+};
+
+}  // namespace
 
 Result<VerifyReport> CustodyStore::verify() const {
   VerifyReport report;
@@ -351,6 +503,11 @@ Result<VerifyReport> CustodyStore::verify() const {
     report.problem = std::move(problem);
     return report;
   };
+  // What the chained logs say the derived families must hold.
+  std::map<std::string, std::string> expected_index;
+  std::map<std::string, json> checkpoint_entities;  // id -> entity body
+  std::map<std::string, uint64_t> log_ends;
+  std::vector<Record> audit_records;
   for (const std::string name : {"lineage", "usage", "audit"}) {
     uint64_t expected = 1;
     std::string prev;
@@ -380,6 +537,11 @@ Result<VerifyReport> CustodyStore::verify() const {
         problem = describe(rec) + " was changed: its content does not match its hash";
         return false;
       }
+      for (auto& [k, v] : index_entries(name, rec.seq, rec.body)) expected_index.emplace(std::move(k), std::move(v));
+      if (name == "lineage" && rec.body["type"] == "entity" && rec.body["kind"] == "checkpoint") {
+        checkpoint_entities.emplace(rec.body["id"].get<std::string>(), rec.body);
+      }
+      if (name == "audit") audit_records.push_back(rec);
       prev = rec.hash;
       ++expected;
       ++report.records_checked;
@@ -392,40 +554,146 @@ Result<VerifyReport> CustodyStore::verify() const {
       return fail("the " + name + " log ends at record " + std::to_string(expected - 1) + " but its head says " +
                   std::to_string(h->first) + ": records were removed from its end");
     }
+    log_ends[name] = expected - 1;
   }
-  // Checkpoints: every tensor's bytes still hash to its address, and the root still
-  // covers the tensors.
+
+  // The audit log names, write by write, the records each write appended: together they
+  // must cover each other log exactly, in order. A record removed from a log's end with
+  // its head rewritten still leaves the audit record that named it.
+  std::map<std::string, uint64_t> next{{"lineage", 1}, {"usage", 1}};
+  std::set<std::string> audited_checkpoints;
+  for (const Record& a : audit_records) {
+    for (auto& [log, expected_first] : next) {
+      if (!a.body.contains(log)) continue;
+      const json& range = a.body[log];
+      if (range.size() != 2 || !range[0].is_number_unsigned() || !range[1].is_number_unsigned()) {
+        return fail(describe(a) + " names its " + log + " records in a damaged form");
+      }
+      const uint64_t first = range[0], last = range[1];
+      if (first != expected_first || last < first) {
+        return fail(describe(a) + " says write '" + a.body.value("event", "") + "' appended " + log + " records " +
+                    std::to_string(first) + "-" + std::to_string(last) + ", but the " + log +
+                    " log's records before it end at " + std::to_string(expected_first - 1) +
+                    ": the audit log and the " + log + " log disagree");
+      }
+      expected_first = last + 1;
+    }
+    if (a.body.contains("checkpoint")) audited_checkpoints.insert(a.body["checkpoint"].get<std::string>());
+  }
+  for (const auto& [log, expected_first] : next) {
+    if (expected_first - 1 != log_ends[log]) {
+      return fail("the audit log says the " + log + " log holds " + std::to_string(expected_first - 1) +
+                  " records, but it holds " + std::to_string(log_ends[log]) +
+                  (expected_first - 1 > log_ends[log] ? ": records were removed from its end"
+                                                      : ": records were added without an audit record"));
+    }
+  }
+
+  // The index: rebuilt from the logs and compared entry by entry. A re-pointed entry
+  // would make `lineage show` answer with another record.
   std::string problem;
-  CUSTODY_RETURN_IF_ERROR(kv_->scan("checkpoints", "manifest/", [&](const std::string& key, const std::string& value) {
-    json m = json::parse(value, nullptr, false);
-    if (m.is_discarded() || !m.contains("tensors")) {
-      problem = "checkpoint manifest " + key + " is corrupt";
+  CUSTODY_RETURN_IF_ERROR(kv_->scan("index", "", [&](const std::string& key, const std::string& value) {
+    auto it = expected_index.find(key);
+    if (it == expected_index.end()) {
+      problem = "index entry " + key + " is backed by no record of the logs: it was added behind the store's back";
       return false;
     }
+    if (it->second != value) {
+      problem = "index entry " + key + " says '" + value.substr(0, 60) + "' but the logs say '" + it->second +
+                "': it was re-pointed";
+      return false;
+    }
+    expected_index.erase(it);
+    ++report.index_entries_checked;
+    return true;
+  }));
+  if (!problem.empty()) return fail(problem);
+  if (!expected_index.empty()) {
+    return fail("index entry " + expected_index.begin()->first + " is missing (the logs hold its record; " +
+                std::to_string(expected_index.size()) + " entries missing in all)");
+  }
+
+  // Checkpoints: each manifest is the one its chained entity describes, the run lists name
+  // them, every tensor's bytes still hash to its address, and the root covers the tensors.
+  std::map<std::string, std::string> expected_runs;  // "run/<job>|<step>" -> id
+  for (const auto& [id, e] : checkpoint_entities) {
+    expected_runs["run/" + e["job"].get<std::string>() + "|" + seq_key(e["step"].get<uint64_t>())] = id;
+  }
+  std::set<std::string> manifests_seen;
+  CUSTODY_RETURN_IF_ERROR(kv_->scan("checkpoints", "", [&](const std::string& key, const std::string& value) {
+    if (key.rfind("blob/", 0) == 0) return true;  // checked through the manifests that name them
+    if (key.rfind("run/", 0) == 0) {
+      auto it = expected_runs.find(key);
+      if (it == expected_runs.end() || it->second != value) {
+        problem = "checkpoint list entry " + key + " names '" + value.substr(0, 40) + "', but the lineage log " +
+                  (it == expected_runs.end() ? "records no checkpoint there" : "says it is " + it->second) +
+                  ": it was changed";
+        return false;
+      }
+      expected_runs.erase(it);
+      return true;
+    }
+    if (key.rfind("manifest/", 0) != 0) {
+      problem = "checkpoints entry " + key + " is of no kind the store writes";
+      return false;
+    }
+    const std::string id = key.substr(9);
+    json m = json::parse(value, nullptr, false);
+    std::string bad = m.is_discarded() ? "is not JSON" : check_manifest(m);
+    if (!bad.empty()) {
+      problem = "the manifest of checkpoint " + id + " is damaged: " + bad;
+      return false;
+    }
+    auto e = checkpoint_entities.find(id);
+    if (e == checkpoint_entities.end() || !audited_checkpoints.count(id)) {
+      problem = "the manifest of checkpoint " + id + " belongs to no checkpoint of the lineage and audit logs: " +
+                "it was added behind the store's back";
+      return false;
+    }
+    const json& entity = e->second;
+    if (entity.contains("manifest_sha256") && sha256_hex(value) != entity["manifest_sha256"]) {
+      problem = "the manifest of checkpoint " + id + " was changed: it does not match the SHA-256 its lineage record " +
+                "keeps";
+      return false;
+    }
+    for (const char* field : {"id", "job", "step", "root_hash"}) {
+      const json expected = std::string(field) == "id" ? json(id) : entity[field];
+      if (m[field] != expected) {
+        problem = "the manifest of checkpoint " + id + " says " + field + " " + m[field].dump() +
+                  " but its lineage record says " + expected.dump() + ": it was changed";
+        return false;
+      }
+    }
+    manifests_seen.insert(id);
     std::string roots;
     for (const auto& t : m["tensors"]) {
-      const std::string sha = t["sha256"];
+      const std::string sha = t["sha256"], name = t["name"];
       auto bytes = kv_->get("checkpoints", "blob/" + sha);
       if (!bytes.is_ok() || !bytes.value()) {
-        problem = "tensor " + t["name"].get<std::string>() + " of checkpoint " + m["id"].get<std::string>() +
-                  " is missing";
+        problem = "tensor " + name + " of checkpoint " + id + " is missing";
         return false;
       }
       if (sha256_hex(*bytes.value()) != sha) {
-        problem = "tensor " + t["name"].get<std::string>() + " of checkpoint " + m["id"].get<std::string>() +
-                  " was changed: its bytes do not match their SHA-256";
+        problem = "tensor " + name + " of checkpoint " + id + " was changed: its bytes do not match their SHA-256";
         return false;
       }
-      roots += t["name"].get<std::string>() + ":" + sha + "\n";
+      roots += name + ":" + sha + "\n";
       ++report.blobs_checked;
     }
     if (sha256_hex(roots) != m["root_hash"]) {
-      problem = "checkpoint " + m["id"].get<std::string>() + " has a root hash that does not cover its tensors";
+      problem = "checkpoint " + id + " has a root hash that does not cover its tensors";
       return false;
     }
     return true;
   }));
   if (!problem.empty()) return fail(problem);
+  for (const auto& [id, e] : checkpoint_entities) {
+    if (!manifests_seen.count(id)) return fail("the manifest of checkpoint " + id + " is missing");
+  }
+  if (!expected_runs.empty()) {
+    return fail("checkpoint list entry " + expected_runs.begin()->first + " (" + expected_runs.begin()->second +
+                ") is missing");
+  }
   return report;
 }
 

@@ -6,7 +6,13 @@
 // of its predecessor and its own hash,
 //   hash = SHA-256(log "\n" seq "\n" prev_hash "\n" time_ms "\n" body.dump()),
 // and the "default" family keeps each log's head (last seq and hash). verify() recomputes
-// every chain, so a record that was changed, reordered or removed is found and named.
+// every chain, so a record that was changed, reordered or removed is found and named; it
+// checks the audit log's account of every write against the other logs (a record removed
+// from a log's end, head rewritten, is still named by its audit record), rebuilds the
+// index from the logs and compares it entry by entry, and checks every checkpoint
+// manifest against the SHA-256 its chained entity keeps and every tensor against its
+// address. What verify() cannot see without a copy kept outside the store (a rewrite of a
+// record with every later hash recomputed): docs/ARCHITECTURE.md, "Trust model".
 //
 // Lineage bodies are entities {"type":"entity","kind":K,"id":ID,...attributes} (written
 // once per id), relations {"type":"relation","rel":R,"from":ID,"to":ID,...} and events
@@ -68,7 +74,7 @@ class Batch {
 
 struct VerifyReport {
   bool ok = true;
-  uint64_t records_checked = 0, blobs_checked = 0;
+  uint64_t records_checked = 0, blobs_checked = 0, index_entries_checked = 0;
   std::string problem;  // the first problem found, naming the record
 };
 
@@ -94,6 +100,8 @@ class CustodyStore {
   Result<std::vector<Record>> usage_of(const std::string& target) const;
   // The usage record holding a prediction id (body["prediction_ids"] lists them).
   Result<std::optional<Record>> prediction(const std::string& prediction_id) const;
+  // The usage record of a call ("call-…", a prediction call) or a use ("use-…", an export).
+  Result<std::optional<Record>> call(const std::string& id) const;
   // A model's newest version number, 0 if the name is unknown (an index lookup).
   Result<int> newest_model_version(const std::string& name) const;
 
@@ -107,13 +115,25 @@ class CustodyStore {
   Result<uint64_t> append(const std::string& log, const std::vector<json>& bodies, int64_t now,
                           std::vector<Put>& puts, std::string& head_hash, uint64_t& head_seq) const;
   Result<std::pair<uint64_t, std::string>> head(const std::string& log) const;
+  // Every read checks what it got: a record is checked against its schema
+  // (record_schema.h), and a record reached through the index must be the one the index
+  // entry names. Damage is data loss naming the record, never a wrong answer or an abort.
   Result<Record> load(const std::string& log, uint64_t seq) const;
+  Result<Record> load_indexed(const std::string& log, const std::string& index_key, const std::string& seq_text) const;
+  Result<std::optional<Record>> usage_record(const std::string& index_key, const std::string& id,
+                                             const char* field) const;
   // The records of `log` named by the index keys under prefix, in log order.
   Result<std::vector<Record>> indexed(const std::string& log, const std::string& prefix) const;
 
   std::unique_ptr<KeyValue> kv_;
   std::mutex write_mu_;
 };
+
+// The index entries (key, value) that record `seq` of `log` has: written with the record,
+// and rebuilt by verify() to compare. Shared by writer and verifier so they cannot drift.
+std::vector<std::pair<std::string, std::string>> index_entries(const std::string& log, uint64_t seq, const json& body);
+// "" if a checkpoint manifest has the fields readers rely on; else what is wrong.
+std::string check_manifest(const json& manifest);
 
 // "00000000000000000042"
 std::string seq_key(uint64_t seq);

@@ -16,6 +16,11 @@ using Direction = CustodyStore::Direction;
 
 std::string short_hash(const std::string& h) { return h.size() > 12 ? h.substr(0, 12) : h; }
 
+// "principal:alice" -> "alice"; an id without the prefix as it is.
+std::string strip(const std::string& id, const std::string& prefix) {
+  return id.rfind(prefix, 0) == 0 ? id.substr(prefix.size()) : id;
+}
+
 Result<json> body_of(const CustodyStore& store, const std::string& id) {
   auto e = store.entity(id);
   if (!e.is_ok()) return e.status();
@@ -45,14 +50,71 @@ std::string iso_time(int64_t ms) {
   return out;
 }
 
-json dataset_node(const json& d) {
+// What one submission declared about a data set's bytes (name, licence, consent), from
+// its `consumed` relation. Stores written before declarations moved there kept the first
+// submitter's on the data set entity: that is what they can answer.
+json declaration_of(const json& dataset, const json& consumed) {
+  auto pick = [&](const char* field, const json& fallback) {
+    return consumed.contains(field) ? consumed[field] : dataset.value(field, fallback);
+  };
+  return {{"run", consumed.value("from", std::string())},
+          {"declared_by", consumed.value("declared_by", std::string())},
+          {"name", pick("name", "")},
+          {"license", pick("license", "")},
+          {"consent", pick("consent", json::array())}};
+}
+
+// Every declaration made for a data set, in submission order.
+Result<std::vector<json>> declarations_of(const CustodyStore& store, const std::string& dataset_id,
+                                          const json& dataset) {
+  auto consumers = store.relations(dataset_id, Direction::kIn, "consumed");
+  if (!consumers.is_ok()) return consumers.status();
+  std::vector<json> out;
+  for (const auto& c : consumers.value()) out.push_back(declaration_of(dataset, c.body));
+  return out;
+}
+
+std::string describe_terms(const json& decl) {
   std::string consent;
-  for (const auto& c : d.value("consent", json::array())) consent += (consent.empty() ? "" : ", ") + c.get<std::string>();
-  return {{"label", "data set " + d.value("name", std::string("?")) + " sha256 " + d.value("sha256", std::string()) +
-                        " (" + std::to_string(d.value("train_samples", 0)) + " training samples; licence: " +
-                        (d.value("license", std::string()).empty() ? "none recorded" : d["license"].get<std::string>()) +
-                        "; consent: " + (consent.empty() ? "none recorded" : consent) + ")"},
-          {"entity", d}};
+  for (const auto& c : decl.value("consent", json::array())) {
+    consent += (consent.empty() ? "" : ", ") + (c.is_string() ? c.get<std::string>() : c.dump());
+  }
+  const std::string license = decl.value("license", std::string());
+  return "licence: " + (license.empty() ? std::string("none recorded") : license) +
+         "; consent: " + (consent.empty() ? std::string("none recorded") : consent);
+}
+
+// The declarations that disagree on licence or consent: empty when all agree.
+json conflicting(const std::vector<json>& decls) {
+  std::set<std::string> terms;
+  for (const auto& d : decls) terms.insert(describe_terms(d));
+  if (terms.size() < 2) return json::array();
+  return json(decls);
+}
+
+// A data set as one run declared it (decl), flagged when other submissions declared other
+// terms for the same bytes.
+json dataset_node(const json& d, const json& decl, const std::vector<json>& all) {
+  json entity = d;
+  for (const char* field : {"name", "license", "consent"}) entity[field] = decl[field];
+  entity["declared_by"] = decl["declared_by"];
+  json node{{"label", "data set " + decl.value("name", std::string("?")) + " sha256 " +
+                          d.value("sha256", std::string()) + " (" + std::to_string(d.value("train_samples", 0)) +
+                          " training samples; " + describe_terms(decl) + ")"},
+            {"entity", entity},
+            {"declaration", decl},
+            {"children", json::array()}};
+  json conflicts = conflicting(all);
+  if (!conflicts.empty()) {
+    node["conflicting_declarations"] = conflicts;
+    for (const auto& c : conflicts) {
+      node["children"].push_back({{"label", "CONFLICTING declaration for the same bytes: run " +
+                                                c.value("run", std::string("?")) + " (" +
+                                                strip(c.value("declared_by", std::string("?")), "principal:") +
+                                                "): " + describe_terms(c)}});
+    }
+  }
+  return node;
 }
 
 // Upstream of a run: submitter, data, job spec, fine-tuning origin.
@@ -110,7 +172,7 @@ Result<json> trace_checkpoint(const CustodyStore& store, const std::string& ckpt
                                         : "shard " + std::to_string(s.value("index", 0)) + " records [" +
                                               std::to_string(s.value("begin", 0)) + ", " +
                                               std::to_string(s.value("end", 0)) + ") of " +
-                                              short_hash(dataset.size() > 8 ? dataset.substr(8) : dataset);
+                                              short_hash(strip(dataset, "dataset:"));
     contributors["children"].push_back(
         {{"label", w["node"].get<std::string>() + ": " + shard + "; " + std::to_string(w["steps"].get<uint64_t>()) +
                        " steps, " + std::to_string(w["samples"].get<uint64_t>()) + " samples, update norm sum " +
@@ -144,7 +206,9 @@ Result<json> trace_run(const CustodyStore& store, const std::string& run, std::s
       } else if (std::string(rel) == "specified_by") {
         node["children"].push_back({{"label", "job spec " + to}, {"entity", b.value()}});
       } else if (std::string(rel) == "consumed") {
-        node["children"].push_back(dataset_node(b.value()));
+        auto all = declarations_of(store, to, b.value());
+        if (!all.is_ok()) return all.status();
+        node["children"].push_back(dataset_node(b.value(), declaration_of(b.value(), t), all.value()));
       } else if (depth < 16) {
         auto up = trace_checkpoint(store, to, seen, depth + 1);
         if (!up.is_ok()) return up.status();
@@ -155,13 +219,17 @@ Result<json> trace_run(const CustodyStore& store, const std::string& run, std::s
   return node;
 }
 
-}  // namespace
-
-Result<std::string> resolve_id(const CustodyStore& store, const std::string& ref) {
+Result<std::string> resolve_id_impl(const CustodyStore& store, const std::string& ref) {
   if (ref.rfind("pred-", 0) == 0) {
     auto p = store.prediction(ref);
     if (!p.is_ok()) return p.status();
     if (!p.value()) return not_found("no prediction '" + ref + "' in the usage log");
+    return ref;
+  }
+  if (ref.rfind("call-", 0) == 0 || ref.rfind("use-", 0) == 0) {
+    auto c = store.call(ref);
+    if (!c.is_ok()) return c.status();
+    if (!c.value()) return not_found("no call '" + ref + "' in the usage log");
     return ref;
   }
   auto direct = store.entity(ref);
@@ -194,12 +262,36 @@ Result<std::string> resolve_id(const CustodyStore& store, const std::string& ref
                    "NAME@VERSION, or a data set hash)");
 }
 
-Result<json> show(const CustodyStore& store, const std::string& ref) {
+// A prediction, call or use: its usage record, and the checkpoint it used.
+Result<json> show_usage(const CustodyStore& store, const std::string& id) {
+  auto u = id.rfind("pred-", 0) == 0 ? store.prediction(id) : store.call(id);
+  if (!u.is_ok()) return u.status();
+  if (!u.value()) return not_found("no '" + id + "' in the usage log");
+  json out = u.value()->to_json();
+  out["kind"] = id.rfind("pred-", 0) == 0 ? "prediction" : id.rfind("call-", 0) == 0 ? "call" : "use";
+  if (out["kind"] == "prediction") {
+    for (const auto& p : u.value()->body.value("predictions", json::array()))
+      if (p["id"] == id) out["prediction"] = p;
+  }
+  return out;
+}
+
+Result<json> show_impl(const CustodyStore& store, const std::string& ref) {
   auto id = resolve_id(store, ref);
   if (!id.is_ok()) return id.status();
+  for (const char* prefix : {"pred-", "call-", "use-"}) {
+    if (id.value().rfind(prefix, 0) == 0) return show_usage(store, id.value());
+  }
   auto e = store.entity(id.value());
   if (!e.is_ok()) return e.status();
+  if (!e.value()) return not_found("nothing with id '" + id.value() + "' in the custody store");
   json out = e.value()->to_json();
+  if (e.value()->body.value("kind", "") == "dataset") {
+    auto all = declarations_of(store, id.value(), e.value()->body);
+    if (!all.is_ok()) return all.status();
+    out["declarations"] = all.value();
+    out["conflicting_declarations"] = conflicting(all.value());
+  }
   for (auto [name, d] : {std::make_pair("outgoing", Direction::kOut), std::make_pair("incoming", Direction::kIn)}) {
     auto rs = store.relations(id.value(), d);
     if (!rs.is_ok()) return rs.status();
@@ -220,7 +312,7 @@ Result<json> show(const CustodyStore& store, const std::string& ref) {
   return out;
 }
 
-Result<json> trace(const CustodyStore& store, const std::string& ref) {
+Result<json> trace_impl(const CustodyStore& store, const std::string& ref) {
   auto id = resolve_id(store, ref);
   if (!id.is_ok()) return id.status();
   std::set<std::string> seen;
@@ -236,21 +328,25 @@ Result<json> trace(const CustodyStore& store, const std::string& ref) {
                 {"children", json::array({c.value()})}};
   }
   if (what.rfind("ckpt-", 0) == 0) return trace_checkpoint(store, what, seen, 0);
-  if (what.rfind("pred-", 0) == 0) {
-    auto call = store.prediction(what);
+  if (what.rfind("pred-", 0) == 0 || what.rfind("call-", 0) == 0 || what.rfind("use-", 0) == 0) {
+    const bool one_prediction = what.rfind("pred-", 0) == 0;
+    auto call = one_prediction ? store.prediction(what) : store.call(what);
     if (!call.is_ok()) return call.status();
+    if (!call.value()) return not_found("no '" + what + "' in the usage log");
     const json& u = call.value()->body;
-    json prediction;
+    json prediction = json::object();
     for (const auto& p : u.value("predictions", json::array()))
       if (p["id"] == what) prediction = p;
     char prob[16];
     std::snprintf(prob, sizeof(prob), "%.4f", prediction.value("probability", 0.0));
-    json node{{"label", "prediction " + what + ": class " + std::to_string(prediction.value("class", -1)) + " (p=" + prob +
-                            ")"},
+    const std::string action = u.value("action", std::string("use"));
+    json node{{"label", one_prediction ? "prediction " + what + ": class " + std::to_string(prediction.value("class", -1)) +
+                                             " (p=" + prob + ")"
+                                       : action + " " + what + " (" + std::to_string(u.value("rows", 1)) + " rows)"},
               {"usage", call.value()->to_json()},
               {"children", json::array()}};
     node["children"].push_back(
-        {{"label", "called by " + u.value("principal", std::string("?")).substr(10) + " at " + iso_time(call.value()->time_ms) +
+        {{"label", "called by " + strip(u.value("principal", std::string("?")), "principal:") + " at " + iso_time(call.value()->time_ms) +
                        " (call " + u.value("call_id", std::string()) + ", purpose: " +
                        (u.value("purpose", std::string()).empty() ? "none given" : u["purpose"].get<std::string>()) +
                        ", input sha256 " + short_hash(u.value("input_sha256", std::string())) + ")"}});
@@ -258,7 +354,7 @@ Result<json> trace(const CustodyStore& store, const std::string& ref) {
     if (!c.is_ok()) return c.status();
     const std::string model = u.value("model", std::string());
     if (!model.empty()) {
-      node["children"].push_back({{"label", "answered by model " + model.substr(6) + ", weights root " +
+      node["children"].push_back({{"label", "answered by model " + strip(model, "model:") + ", weights root " +
                                                 short_hash(u.value("root_hash", std::string()))},
                                   {"children", json::array({c.value()})}});
     } else {
@@ -271,7 +367,7 @@ Result<json> trace(const CustodyStore& store, const std::string& ref) {
                           " (use `custody lineage show` for it)");
 }
 
-Result<json> impact(const CustodyStore& store, const std::string& ref) {
+Result<json> impact_impl(const CustodyStore& store, const std::string& ref) {
   auto id = resolve_id(store, ref);
   if (!id.is_ok()) return id.status();
   if (id.value().rfind("dataset:", 0) != 0) {
@@ -279,8 +375,15 @@ Result<json> impact(const CustodyStore& store, const std::string& ref) {
   }
   auto d = body_of(store, id.value());
   if (!d.is_ok()) return d.status();
-  json root = dataset_node(d.value());
-  root["children"] = json::array();
+  auto all = declarations_of(store, id.value(), d.value());
+  if (!all.is_ok()) return all.status();
+  json first = all->empty() ? declaration_of(d.value(), json::object()) : all->front();
+  json root = dataset_node(d.value(), first, all.value());
+  root["label"] = "data set " + d->value("name", std::string("?")) + " sha256 " + d->value("sha256", std::string()) +
+                  " (" + std::to_string(d->value("train_samples", 0)) + " training samples)";
+  root["declarations"] = all.value();
+  std::map<std::string, json> declared;  // run -> its declaration
+  for (const auto& x : all.value()) declared[x["run"]] = x;
   json affected_checkpoints = json::array(), affected_models = json::array();
   std::set<std::string> seen_runs;
   // Runs that consumed the data, and, transitively, runs fine-tuned from their checkpoints.
@@ -288,7 +391,9 @@ Result<json> impact(const CustodyStore& store, const std::string& ref) {
     if (!seen_runs.insert(run).second) return Status::ok();
     auto r = body_of(store, run);
     if (!r.is_ok()) return r.status();
-    json node{{"label", "run " + run + " '" + r->value("name", std::string()) + "'"}, {"children", json::array()}};
+    std::string terms;
+    if (auto x = declared.find(run); x != declared.end()) terms = " (" + describe_terms(x->second) + ")";
+    json node{{"label", "run " + run + " '" + r->value("name", std::string()) + "'" + terms}, {"children", json::array()}};
     auto produced = related(store, run, Direction::kOut, "produced");
     if (!produced.is_ok()) return produced.status();
     for (const auto& p : produced.value()) {
@@ -300,7 +405,7 @@ Result<json> impact(const CustodyStore& store, const std::string& ref) {
       if (!models.is_ok()) return models.status();
       for (const auto& m : models.value()) {
         affected_models.push_back(m["from"]);
-        cnode["children"].push_back({{"label", "model " + m["from"].get<std::string>().substr(6)}});
+        cnode["children"].push_back({{"label", "model " + strip(m.value("from", std::string()), "model:")}});
       }
       auto tuned = related(store, ckpt, Direction::kIn, "initialized_from");
       if (!tuned.is_ok()) return tuned.status();
@@ -318,8 +423,8 @@ Result<json> impact(const CustodyStore& store, const std::string& ref) {
   return root;
 }
 
-Result<json> usage(const CustodyStore& store, const std::string& ref, const std::string& only, int64_t since_ms,
-                   int64_t until_ms) {
+Result<json> usage_impl(const CustodyStore& store, const std::string& ref, const std::string& only,
+                        int64_t since_ms, int64_t until_ms) {
   auto id = resolve_id(store, ref);
   if (!id.is_ok()) return id.status();
   // A model name covers all its versions; a version or checkpoint just itself.
@@ -333,7 +438,7 @@ Result<json> usage(const CustodyStore& store, const std::string& ref, const std:
     if (!versions.is_ok()) return versions.status();
     for (const auto& v : versions.value()) {
       if (!all_versions && v.body["id"] != id.value()) continue;
-      targets.emplace_back(v.body["checkpoint"], v.body["id"].get<std::string>().substr(6));
+      targets.emplace_back(v.body["checkpoint"], strip(v.body["id"].get<std::string>(), "model:"));
     }
   } else if (id.value().rfind("ckpt-", 0) == 0) {
     targets.emplace_back(id.value(), id.value());
@@ -375,7 +480,7 @@ Result<json> usage(const CustodyStore& store, const std::string& ref, const std:
   return out;
 }
 
-Result<json> models(const CustodyStore& store) {
+Result<json> models_impl(const CustodyStore& store) {
   auto versions = store.find({{"type", "entity"}, {"kind", "model_version"}});
   if (!versions.is_ok()) return versions.status();
   json out = json::array();
@@ -387,7 +492,7 @@ Result<json> models(const CustodyStore& store) {
   return out;
 }
 
-Result<json> checkpoints(const CustodyStore& store, const std::string& job) {
+Result<json> checkpoints_impl(const CustodyStore& store, const std::string& job) {
   auto run = store.entity(job);
   if (!run.is_ok()) return run.status();
   if (!run.value()) return not_found("no job '" + job + "' in the custody store");
@@ -401,7 +506,7 @@ Result<json> checkpoints(const CustodyStore& store, const std::string& job) {
   return out;
 }
 
-Result<std::string> openlineage(const CustodyStore& store, const std::string& job) {
+Result<std::string> openlineage_impl(const CustodyStore& store, const std::string& job) {
   auto run = store.entity(job);
   if (!run.is_ok()) return run.status();
   if (!run.value()) return not_found("no job '" + job + "' in the custody store");
@@ -417,13 +522,14 @@ Result<std::string> openlineage(const CustodyStore& store, const std::string& jo
   for (const auto& d : datasets.value()) {
     auto b = body_of(store, d["to"]);
     if (!b.is_ok()) return b.status();
+    const json decl = declaration_of(b.value(), d);
     inputs.push_back({{"namespace", "custody"},
                       {"name", d["to"]},
                       {"facets", {{"custody_dataset", {{"_producer", "custody"},
                                                        {"_schemaURL", "custody://facets/dataset"},
                                                        {"sha256", b->value("sha256", std::string())},
-                                                       {"license", b->value("license", std::string())},
-                                                       {"consent", b->value("consent", json::array())}}}}}});
+                                                       {"license", decl["license"]},
+                                                       {"consent", decl["consent"]}}}}}});
   }
   auto produced = related(store, job, Direction::kOut, "produced");
   if (!produced.is_ok()) return produced.status();
@@ -450,6 +556,47 @@ Result<std::string> openlineage(const CustodyStore& store, const std::string& jo
     lines += event(type, end.time_ms, outputs) + "\n";
   }
   return lines;
+}
+
+// Every query's last line of defence: records are checked as they are read
+// (record_schema.h), so what reaches here is a reader's bug or damage of a kind the schema
+// does not describe. Either way the answer is an error that says what to do, never an abort.
+template <class F>
+auto guarded(const char* query, F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const std::exception& e) {
+    return data_loss(std::string("`") + query + "` met a damaged record in the custody store (" + e.what() +
+                     "); run `custody audit verify` to find it");
+  }
+}
+
+}  // namespace
+
+Result<std::string> resolve_id(const CustodyStore& store, const std::string& ref) {
+  return guarded("lineage", [&] { return resolve_id_impl(store, ref); });
+}
+Result<json> show(const CustodyStore& store, const std::string& id) {
+  return guarded("lineage show", [&] { return show_impl(store, id); });
+}
+Result<json> trace(const CustodyStore& store, const std::string& id) {
+  return guarded("lineage trace", [&] { return trace_impl(store, id); });
+}
+Result<json> impact(const CustodyStore& store, const std::string& dataset) {
+  return guarded("lineage impact", [&] { return impact_impl(store, dataset); });
+}
+Result<json> usage(const CustodyStore& store, const std::string& target, const std::string& principal,
+                   int64_t since_ms, int64_t until_ms) {
+  return guarded("usage", [&] { return usage_impl(store, target, principal, since_ms, until_ms); });
+}
+Result<json> models(const CustodyStore& store) {
+  return guarded("models", [&] { return models_impl(store); });
+}
+Result<json> checkpoints(const CustodyStore& store, const std::string& job) {
+  return guarded("checkpoints", [&] { return checkpoints_impl(store, job); });
+}
+Result<std::string> openlineage(const CustodyStore& store, const std::string& job) {
+  return guarded("lineage export", [&] { return openlineage_impl(store, job); });
 }
 
 std::string render_tree(const json& node) {

@@ -56,6 +56,21 @@ classes = 3
   EXPECT_EQ(spec->data.consent, (std::vector<std::string>{"research"}));
 }
 
+// Regression: a synthetic set without data.name was recorded as "fashion-mnist", so
+// `lineage impact fashion-mnist` then named two data set versions.
+TEST(JobSpecTest, AnUnnamedDataSetIsNamedAfterWhatItIs) {
+  auto idx = parse_job_spec("[job]\nname = \"a\"\n", "idx.toml");
+  ASSERT_TRUE(idx.is_ok()) << idx.status().to_string();
+  EXPECT_EQ(idx->data.name, "fashion-mnist");
+  auto synthetic = parse_job_spec(
+      "[data]\nkind = \"synthetic\"\n[data.synthetic]\ntrain_samples = 100\nfeatures = 8\nclasses = 3\n", "s.toml");
+  ASSERT_TRUE(synthetic.is_ok()) << synthetic.status().to_string();
+  EXPECT_EQ(synthetic->data.name, "synthetic-100x8-c3-s7");
+  auto named = parse_job_spec("[data]\nkind = \"synthetic\"\nname = \"clusters\"\n", "n.toml");
+  ASSERT_TRUE(named.is_ok()) << named.status().to_string();
+  EXPECT_EQ(named->data.name, "clusters");
+}
+
 TEST(JobSpecTest, SspTakesAStalenessBound) {
   auto spec = parse_job_spec("[job]\nconsistency = \"ssp\"\nstaleness = 3\n", "ssp.toml");
   ASSERT_TRUE(spec.is_ok()) << spec.status().to_string();

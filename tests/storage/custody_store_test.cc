@@ -17,8 +17,8 @@ namespace fs = std::filesystem;
 Batch submitted(const std::string& job) {
   Batch b("job submitted");
   b.entity("principal", "principal:alice", {{"name", "alice"}});
-  b.entity("dataset", "dataset:abc", {{"license", "MIT"}});
-  b.entity("run", job);
+  b.entity("dataset", "dataset:abc", {{"sha256", "abc"}, {"license", "MIT"}});
+  b.entity("run", job, {{"name", "j"}, {"submitter", "alice"}, {"submitted_at_ms", 1}});
   b.relation("submitted_by", job, "principal:alice");
   b.relation("consumed", job, "dataset:abc");
   return b;
@@ -28,14 +28,19 @@ Batch checkpointed(const std::string& job, const std::string& id, const std::str
   Batch b("checkpoint");
   const std::string sha = sha256_hex(bytes);
   b.blob(sha, bytes);
-  b.checkpoint({{"id", id},
-                {"job", job},
-                {"step", 10},
-                {"tensors", json::array({json{{"name", "w"}, {"sha256", sha}}})},
-                {"root_hash", sha256_hex("w:" + sha + "\n")}});
-  b.entity("checkpoint", id);
+  const json manifest{{"id", id},
+                      {"job", job},
+                      {"step", 10},
+                      {"parent", ""},
+                      {"layer_sizes", json::array()},
+                      {"tensors", json::array({json{{"name", "w"}, {"sha256", sha}, {"shape", {7}}}})},
+                      {"root_hash", sha256_hex("w:" + sha + "\n")}};
+  b.checkpoint(manifest);
+  b.entity("checkpoint", id,
+           {{"job", job}, {"step", 10}, {"epoch", 1}, {"final", false}, {"root_hash", manifest["root_hash"]},
+            {"manifest_sha256", sha256_hex(manifest.dump())}});
   b.relation("produced", job, id);
-  b.relation("contributed", "node:worker-1", id, {{"steps", 5}});
+  b.relation("contributed", "node:worker-1", id, {{"steps", 5}, {"samples", 80}, {"update_norm_sum", 1.5}});
   return b;
 }
 
@@ -119,11 +124,11 @@ TEST_P(StoreTest, ReopenKeepsEverything) {
 
 TEST_P(StoreTest, UsageRecordsAreFoundByTarget) {
   Batch b("export");
-  b.usage({{"target", "ckpt-1"}, {"principal", "bob"}, {"action", "export"}});
+  b.usage({{"target", "ckpt-1"}, {"principal", "principal:bob"}, {"action", "export"}});
   ASSERT_TRUE(store_->write(b).is_ok());
   auto uses = store_->usage_of("ckpt-1");
   ASSERT_EQ(uses->size(), 1u);
-  EXPECT_EQ((*uses)[0].body["principal"], "bob");
+  EXPECT_EQ((*uses)[0].body["principal"], "principal:bob");
   EXPECT_TRUE(store_->usage_of("ckpt-2")->empty());
 }
 
@@ -224,6 +229,55 @@ TEST_F(TamperTest, AnEditedCheckpointTensorIsNamed) {
   VerifyReport r = verify();
   EXPECT_FALSE(r.ok);
   EXPECT_NE(r.problem.find("tensor w of checkpoint ckpt-1 was changed"), std::string::npos) << r.problem;
+}
+
+// Regression: removing a usage record from the log's end and rewriting the head to match
+// passed verify, although the audit record of that write still named it.
+TEST_F(TamperTest, AUsageRecordRemovedFromTheEndWithItsHeadRewrittenIsFoundThroughTheAuditLog) {
+  {
+    auto s = CustodyStore::open(dir_.string(), OpenMode::kReadWrite);
+    for (const char* who : {"principal:bob", "principal:carol"}) {
+      Batch b("export");
+      b.usage({{"target", "ckpt-1"}, {"principal", who}, {"action", "export"}});
+      ASSERT_TRUE(s.value()->write(b).is_ok());
+    }
+    ASSERT_TRUE(s.value()->verify()->ok);
+  }
+  json second = json::parse(raw_get("usage", seq_key(2)));
+  json first = json::parse(raw_get("usage", seq_key(1)));
+  raw_put("usage", seq_key(2), nullptr);
+  const std::string head = json{{"seq", 1}, {"hash", first["hash"]}}.dump();
+  raw_put("default", "head/usage", &head);
+  VerifyReport r = verify();
+  EXPECT_FALSE(r.ok);
+  EXPECT_NE(r.problem.find("the audit log says the usage log holds 2 records, but it holds 1"), std::string::npos)
+      << r.problem;
+}
+
+// Regression: re-pointing an index entry made `lineage show` answer with another record,
+// and verify said ok.
+TEST_F(TamperTest, ARepointedIndexEntryIsNamedAndAnswersNothingWrong) {
+  const std::string other = raw_get("index", "entity/job-1");
+  raw_put("index", "entity/ckpt-1", &other);
+  VerifyReport r = verify();
+  EXPECT_FALSE(r.ok);
+  EXPECT_NE(r.problem.find("index entry entity/ckpt-1"), std::string::npos) << r.problem;
+  EXPECT_NE(r.problem.find("re-pointed"), std::string::npos) << r.problem;
+  auto s = CustodyStore::open(dir_.string(), OpenMode::kReadShadow);
+  auto e = s.value()->entity("ckpt-1");
+  EXPECT_EQ(e.status().code(), ErrorCode::kDataLoss);
+  EXPECT_NE(e.status().message().find("not that entity"), std::string::npos) << e.status().message();
+}
+
+// Regression: a manifest's parent or step could be changed and verify said ok.
+TEST_F(TamperTest, AChangedCheckpointManifestIsNamed) {
+  json m = json::parse(raw_get("checkpoints", "manifest/ckpt-1"));
+  m["parent"] = "ckpt-0";
+  const std::string edited = m.dump();
+  raw_put("checkpoints", "manifest/ckpt-1", &edited);
+  VerifyReport r = verify();
+  EXPECT_FALSE(r.ok);
+  EXPECT_NE(r.problem.find("the manifest of checkpoint ckpt-1 was changed"), std::string::npos) << r.problem;
 }
 
 TEST(StoreOpenTest, APathThatIsNotAStoreIsRefusedAndLeftAlone) {
