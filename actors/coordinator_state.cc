@@ -86,6 +86,8 @@ Status CoordinatorState::restore(Clock::time_point now) {
     int64_t ended_ms = 0;
     uint32_t attempts = 0, recoveries = 0;
     size_t submitted_seq = 0;  // position of its entity record: the submission order
+    std::vector<double> accuracy;  // by epoch - 1, the newest evaluation of each
+    double test_loss = 0;
   };
   std::map<std::string, Run> runs;
   std::map<std::string, std::string> specs;  // jobspec id -> its text
@@ -134,6 +136,13 @@ Status CoordinatorState::restore(Clock::time_point now) {
         x.ended_ms = r.time_ms;
       }
       if (event == "run_resumed") x.end.reset();
+      if (event == "epoch_evaluated") {
+        const uint32_t epoch = b.value("epoch", 0u);
+        if (epoch == 0) continue;
+        if (x.accuracy.size() < epoch) x.accuracy.resize(epoch, 0.0);
+        x.accuracy[epoch - 1] = b.value("test_accuracy", 0.0);
+        x.test_loss = b.value("test_loss", 0.0);
+      }
     }
   }
   // Jobs come back in submission order: the log's order, not the millisecond clock
@@ -158,11 +167,18 @@ Status CoordinatorState::restore(Clock::time_point now) {
     auto checkpoints = store.checkpoints_of(id);
     if (!checkpoints.is_ok()) return checkpoints.status();
     uint64_t newest_step = 0;
+    bool newest_final = false;
     for (const auto& c : checkpoints.value()) {
       if (s.last_checkpoint.empty() || c.value("step", uint64_t{0}) >= newest_step) {
         newest_step = c.value("step", uint64_t{0});
         s.last_checkpoint = c.value("id", "");
+        newest_final = c.value("final", false);
       }
+    }
+    s.accuracy_history = run.accuracy;
+    if (!run.accuracy.empty()) {
+      s.test_accuracy = run.accuracy.back();
+      s.test_loss = run.test_loss;
     }
     order.emplace_back(run.submitted_seq, id);
     if (run.end) {
@@ -170,7 +186,8 @@ Status CoordinatorState::restore(Clock::time_point now) {
       s.state = job_state_named(end.value("state", "")).value_or(JobState::kFailed);
       s.message = end.value("message", "");
       s.test_accuracy = end.value("test_accuracy", -1.0);
-      s.accuracy_history = end.value("accuracy_history", std::vector<double>());
+      // Stores from before evaluations were recorded one by one have only the end's list.
+      if (s.accuracy_history.empty()) s.accuracy_history = end.value("accuracy_history", std::vector<double>());
       s.epoch = static_cast<uint32_t>(s.accuracy_history.size());
       s.step = end.value("steps", uint64_t{0});
       s.finished_at_ms = run.ended_ms;
@@ -178,6 +195,21 @@ Status CoordinatorState::restore(Clock::time_point now) {
       if (!final_checkpoint.empty()) s.last_checkpoint = final_checkpoint;
       job.final_recorded = !final_checkpoint.empty();
       jobs_[id] = std::move(job);
+      continue;
+    }
+    if (newest_final) {
+      // The coordinator stopped between recording the final checkpoint and the run's end:
+      // the training is complete and recorded, so the run ends now. Resuming it would
+      // start its workers at the last step, where they have nothing left to do.
+      s.state = JobState::kRunning;
+      s.step = newest_step;
+      s.epoch = static_cast<uint32_t>(s.accuracy_history.size());
+      job.final_recorded = true;
+      jobs_[id] = std::move(job);
+      finish(jobs_[id], JobState::kCompleted,
+             "completed when the coordinator restarted: its final checkpoint " + s.last_checkpoint +
+                 " was recorded before the coordinator stopped" +
+                 (s.test_accuracy >= 0 ? "; final test accuracy " + fmt("%.4f", s.test_accuracy) : ""));
       continue;
     }
     // Not ended: it was queued or running when the coordinator stopped. It resumes from
@@ -197,6 +229,9 @@ Status CoordinatorState::restore(Clock::time_point now) {
     restored.status.submitted_at_ms = keep.submitted_at_ms;
     restored.status.last_checkpoint = keep.last_checkpoint;
     restored.status.recoveries = keep.recoveries;
+    restored.status.accuracy_history = keep.accuracy_history;
+    restored.status.test_accuracy = keep.test_accuracy;
+    restored.status.test_loss = keep.test_loss;
     const std::string origin = s.last_checkpoint.empty() ? run.init_from : s.last_checkpoint;
     if (!origin.empty()) {
       storage::json manifest;
@@ -219,6 +254,10 @@ Status CoordinatorState::restore(Clock::time_point now) {
     restored.full_nodes_until = now + options_.heartbeat_timeout;
     restored.status.step = restored.start_step;
     restored.status.epoch = static_cast<uint32_t>(restored.start_step / restored.steps_per_epoch);
+    // Epochs evaluated past the checkpoint are trained again, and evaluated again.
+    auto& history = restored.status.accuracy_history;
+    if (history.size() > restored.status.epoch) history.resize(restored.status.epoch);
+    restored.status.test_accuracy = history.empty() ? -1 : history.back();
     restored.status.message = "restored after a coordinator restart; resumes from " +
                               (s.last_checkpoint.empty() ? std::string("its start") : s.last_checkpoint) +
                               " once its nodes register";
@@ -639,6 +678,10 @@ Outbox CoordinatorState::on_node_report(const Node& node, const Envelope& in, Cl
       s.accuracy_history.resize(std::max<size_t>(s.accuracy_history.size(), m->epoch), 0.0);
       s.accuracy_history[m->epoch - 1] = s.test_accuracy;
       job.evals.erase(m->epoch);
+      Status recorded = recorder_.epoch_evaluated(s, job.attempt, m->epoch, s.test_accuracy, s.test_loss);
+      // An evaluation describes the model, it does not change it: a store that cannot take
+      // the record is reported, and training goes on (its checkpoints would fail the job).
+      if (!recorded.is_ok()) log(LogLevel::kError, kSelf, s.job_id + ": " + recorded.message());
       log(LogLevel::kInfo, kSelf, s.job_id + " epoch " + std::to_string(m->epoch) + "/" +
                                       std::to_string(s.epochs) + ": test accuracy " +
                                       fmt("%.4f", s.test_accuracy) + ", test loss " + fmt("%.4f", s.test_loss) +

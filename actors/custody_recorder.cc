@@ -155,6 +155,18 @@ Result<std::string> CustodyRecorder::checkpoint(const msg::JobStatus& job, const
   return id;
 }
 
+Status CustodyRecorder::epoch_evaluated(const msg::JobStatus& job, uint32_t attempt, uint32_t epoch,
+                                        double accuracy, double loss) {
+  storage::Batch b("epoch evaluated");
+  b.event({{"event", "epoch_evaluated"},
+           {"run", job.job_id},
+           {"attempt", attempt},
+           {"epoch", epoch},
+           {"test_accuracy", accuracy},
+           {"test_loss", loss}});
+  return write(b);
+}
+
 Status CustodyRecorder::job_ended(const msg::JobStatus& job, const std::string& final_checkpoint) {
   storage::Batch b("job ended");
   b.event({{"event", "run_ended"},

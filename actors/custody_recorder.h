@@ -50,6 +50,9 @@ class CustodyRecorder {
   Result<std::string> checkpoint(const msg::JobStatus& job, const std::vector<int>& layer_sizes,
                                  const std::vector<float>& values, const storage::CheckpointSpec& spec,
                                  const std::map<std::string, WorkerContribution>& contributions);
+  // One epoch's test evaluation, summed over the ranks: kept so that a restarted
+  // coordinator still knows the accuracy of every epoch evaluated before it stopped.
+  Status epoch_evaluated(const msg::JobStatus& job, uint32_t attempt, uint32_t epoch, double accuracy, double loss);
   // A completed job also becomes the next version of the model named after it.
   Status job_ended(const msg::JobStatus& job, const std::string& final_checkpoint);
   Status job_resumed(const msg::JobStatus& job, const std::string& checkpoint, uint64_t step,

@@ -447,6 +447,73 @@ TEST_F(CoordinatorCustodyTest, ARestartedCoordinatorRestoresJobsAndResumesFromTh
   EXPECT_TRUE(store_->verify()->ok);
 }
 
+// Regression: a coordinator killed after recording a job's final checkpoint but before its
+// end resumed the job "from step 20 of 20", and it stayed running forever.
+TEST_F(CoordinatorCustodyTest, AJobWhoseFinalCheckpointWasRecordedCompletesOnRestore) {
+  register_nodes(2);
+  const std::string id = submit();
+  send("P1", msg::KeyRangeReady{0, 36}, id);
+  send("W1", msg::EpochEval{1, 20, 25, 1.0}, id);
+  send("W2", msg::EpochEval{1, 20, 25, 1.0, 1}, id);
+  send("W1", msg::EpochEval{2, 24, 25, 1.0}, id);
+  send("W2", msg::EpochEval{2, 24, 25, 1.0, 1}, id);
+  send("P1", shard(10, false), id);
+  send("P1", shard(20, true), id);  // ... and the coordinator dies before the workers' taskDone
+  const std::string final_ckpt = job(id).last_checkpoint;
+  ASSERT_EQ(job(id).state, msg::JobState::kRunning);
+
+  CoordinatorState restarted(options(), store_.get(), "mem");
+  ASSERT_TRUE(restarted.restore(now_).is_ok());
+  const msg::JobStatus s = restarted.status(id, false, now_).jobs.at(0);
+  EXPECT_EQ(s.state, msg::JobState::kCompleted) << s.message;
+  EXPECT_EQ(s.last_checkpoint, final_ckpt);
+  EXPECT_EQ(s.accuracy_history, (std::vector<double>{0.8, 0.96}));
+  auto model = store_->entity("model:tiny@1");
+  ASSERT_TRUE(model.is_ok() && model.value()) << "the completed run is the model's next version";
+  EXPECT_EQ(model.value()->body["checkpoint"], final_ckpt);
+  EXPECT_DOUBLE_EQ(model.value()->body["test_accuracy"].get<double>(), 0.96);
+  // Nodes that come back get nothing of the finished job.
+  Outbox out = restarted.handle("P1", make(msg::Register{msg::NodeRole::kParameterServer, "tcp://127.0.0.1:7001", "h",
+                                                         1, "ps-1"}),
+                                now_);
+  EXPECT_TRUE(of_type<msg::AssignKeyRange>(out).empty());
+  EXPECT_TRUE(store_->verify()->ok);
+}
+
+// Regression: after a restart every epoch evaluated before it read 0.0 in status and in
+// the stored run_ended record.
+TEST_F(CoordinatorCustodyTest, EpochAccuraciesSurviveARestart) {
+  register_nodes(2);
+  const std::string id = submit();
+  send("P1", msg::KeyRangeReady{0, 36}, id);
+  send("W1", msg::EpochEval{1, 20, 25, 1.0}, id);
+  send("W2", msg::EpochEval{1, 20, 25, 1.0, 1}, id);
+  send("P1", shard(10, false), id);
+  CoordinatorState restarted(options(), store_.get(), "mem");
+  ASSERT_TRUE(restarted.restore(now_).is_ok());
+  msg::JobStatus s = restarted.status(id, false, now_).jobs.at(0);
+  EXPECT_EQ(s.accuracy_history, (std::vector<double>{0.8}));
+  EXPECT_DOUBLE_EQ(s.test_accuracy, 0.8);
+  restarted.handle("P1", make(msg::Register{msg::NodeRole::kParameterServer, "tcp://127.0.0.1:7001", "h", 1, "ps-1"}),
+                   now_);
+  restarted.handle("W1", make(msg::Register{msg::NodeRole::kWorker, "", "h", 2, "worker-1"}), now_);
+  Outbox out = restarted.handle("W2", make(msg::Register{msg::NodeRole::kWorker, "", "h", 2, "worker-2"}), now_);
+  const uint32_t attempt = of_type<msg::AssignKeyRange>(out).at(0)->envelope.attempt;
+  restarted.handle("P1", at_attempt(msg::KeyRangeReady{0, 36}, id, attempt), now_);
+  restarted.handle("W1", at_attempt(msg::EpochEval{2, 24, 25, 1.0}, id, attempt), now_);
+  restarted.handle("W2", at_attempt(msg::EpochEval{2, 24, 25, 1.0, 1}, id, attempt), now_);
+  restarted.handle("W1", at_attempt(msg::TaskDone{20, 200}, id, attempt), now_);
+  restarted.handle("W2", at_attempt(msg::TaskDone{20, 200, 1}, id, attempt), now_);
+  msg::CheckpointShard last = shard(20, true);
+  restarted.handle("P1", at_attempt(last, id, attempt), now_);
+  s = restarted.status(id, false, now_).jobs.at(0);
+  ASSERT_EQ(s.state, msg::JobState::kCompleted) << s.message;
+  EXPECT_EQ(s.accuracy_history, (std::vector<double>{0.8, 0.96}));
+  auto ended = store_->find({{"event", "run_ended"}, {"run", id}});
+  ASSERT_EQ(ended->size(), 1u);
+  EXPECT_EQ(ended->at(0).body["accuracy_history"], storage::json({0.8, 0.96}));
+}
+
 TEST_F(CoordinatorCustodyTest, ExportRecordsAUseAndUnknownModelsAreNotFound) {
   register_nodes(2);
   const std::string id = submit();
