@@ -108,6 +108,7 @@ json dataset_node(const json& d, const json& decl, const std::vector<json>& all)
   if (!conflicts.empty()) {
     node["conflicting_declarations"] = conflicts;
     for (const auto& c : conflicts) {
+      if (c["run"] == decl["run"]) continue;  // this run's own terms are on the line above
       node["children"].push_back({{"label", "CONFLICTING declaration for the same bytes: run " +
                                                 c.value("run", std::string("?")) + " (" +
                                                 strip(c.value("declared_by", std::string("?")), "principal:") +

@@ -117,6 +117,44 @@ TEST(CustodyTest, TraceOfTheFinalCheckpointNamesDataSubmitterAndBothWorkers) {
   EXPECT_EQ(c.cli({"audit", "verify"}).code, 0);
 }
 
+// Regression: training is deterministic, and checkpoint ids were the weights' hash, so the
+// second run of the same job overwrote the first's checkpoint records: its trace named the
+// first run, its submitter and licence, and summed both runs' contributions.
+TEST(CustodyTest, TheSameJobSubmittedTwiceKeepsTwoRecordsWithTheirOwnPeopleAndTerms) {
+  LocalCluster c("custody-twice", {1, 2});
+  ASSERT_TRUE(c.wait_for_nodes(3));
+  const std::string text = job_text("twice", 1);
+  std::string withdrawn = text;
+  for (const auto& [from, to] : {std::make_pair(std::string("\"CC-BY-4.0\""), std::string("\"proprietary\"")),
+                                 std::make_pair(std::string("[\"research\"]"), std::string("[\"withdrawn\"]"))}) {
+    withdrawn.replace(withdrawn.find(from), from.size(), to);
+  }
+  const std::string first = submit(c, "twice-a", text, "alice");
+  ASSERT_EQ(c.cli({"wait", first}).code, 0);
+  const std::string second = submit(c, "twice-b", withdrawn, "bob");
+  ASSERT_EQ(c.cli({"wait", second}).code, 0);
+  json a = cli_json(c, {"checkpoints", first}), b = cli_json(c, {"checkpoints", second});
+  ASSERT_EQ(a.size(), 1u);
+  ASSERT_EQ(b.size(), 1u);
+  EXPECT_EQ(a[0]["root_hash"], b[0]["root_hash"]) << "the same job trains the same weights";
+  EXPECT_NE(a[0]["id"], b[0]["id"]) << "but each run's checkpoint is its own record";
+  EXPECT_EQ(b[0]["job"], second);
+  EXPECT_EQ(b[0]["parent"], "");
+  const std::string tree = c.cli({"lineage", "trace", "twice@2"}).out;
+  EXPECT_NE(tree.find("run " + second + " 'twice'"), std::string::npos) << tree;
+  EXPECT_EQ(tree.find("run " + first + " 'twice'"), std::string::npos) << tree;
+  EXPECT_NE(tree.find("submitted by bob"), std::string::npos) << tree;
+  EXPECT_EQ(tree.find("submitted by alice"), std::string::npos) << tree;
+  EXPECT_NE(tree.find("licence: proprietary; consent: withdrawn)"), std::string::npos) << tree;
+  EXPECT_NE(tree.find("CONFLICTING declaration for the same bytes: run " + first + " (alice)"), std::string::npos)
+      << tree;
+  EXPECT_NE(tree.find("steps 0-" + std::to_string(b[0]["step"].get<uint64_t>()) + ")"), std::string::npos) << tree;
+  for (const auto& w : cli_json(c, {"lineage", "trace", "twice@2"})["children"][0]["children"][1]["contributors"]) {
+    EXPECT_EQ(w["steps"].get<uint64_t>(), b[0]["step"].get<uint64_t>()) << "this run's steps only: " << w.dump();
+  }
+  EXPECT_EQ(c.cli({"audit", "verify"}).code, 0);
+}
+
 TEST(CustodyTest, ResumeContinuesFromTheLastCheckpointAndFineTuningShowsDerivedFrom) {
   LocalCluster c("custody-resume", {2, 2});
   ASSERT_TRUE(c.wait_for_nodes(4));
