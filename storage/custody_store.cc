@@ -7,6 +7,7 @@
 #include <set>
 
 #include "core/hash.h"
+#include "core/hex.h"
 #include "storage/record_schema.h"
 
 namespace custody::storage {
@@ -56,7 +57,25 @@ Result<uint64_t> parse_seq(const std::string& text, const std::string& where) {
   return std::stoull(text);
 }
 
+// Complete subtrees of at least 2^kCachedLevel leaves are kept, so that a proof reads at
+// most 2^kCachedLevel - 1 records per proof hash (see core/merkle.h, MerkleNodeReader).
+constexpr uint32_t kCachedLevel = 4;
+
+std::string tree_key(const std::string& log) { return "tree/" + log; }
+std::string tree_node_key(const std::string& log, uint32_t level, uint64_t index) {
+  char buf[40];
+  std::snprintf(buf, sizeof(buf), "/%02u/%020llu", level, static_cast<unsigned long long>(index));
+  return "tree-node/" + log + buf;
+}
+
 }  // namespace
+
+const std::vector<std::string>& merkle_logs() {
+  static const std::vector<std::string> kLogs{"lineage", "usage", "audit"};
+  return kLogs;
+}
+
+std::string record_leaf_hash(const std::string& record_hash_hex) { return leaf_hash(record_hash_hex); }
 
 std::string seq_key(uint64_t seq) {
   char buf[24];
@@ -177,8 +196,12 @@ std::vector<std::pair<std::string, std::string>> index_entries(const std::string
 }
 
 Result<uint64_t> CustodyStore::append(const std::string& log, const std::vector<json>& bodies, int64_t now,
-                                      std::vector<Put>& puts, std::string& head_hash, uint64_t& head_seq) const {
+                                      std::vector<Put>& puts, std::string& head_hash, uint64_t& head_seq,
+                                      Inclusion* last) const {
+  auto tree = frontier(log, head_seq);
+  if (!tree.is_ok()) return tree.status();
   const uint64_t first = head_seq + 1;
+  std::vector<MerkleSubtree> completed;
   for (const json& body : bodies) {
     const uint64_t seq = ++head_seq;
     const std::string hash = record_hash(log, seq, head_hash, now, body);
@@ -187,12 +210,96 @@ Result<uint64_t> CustodyStore::append(const std::string& log, const std::vector<
     head_hash = hash;
     // Entities are indexed once: the first record of an id is the one that counts.
     for (auto& [key, value] : index_entries(log, seq, body)) puts.push_back({"index", std::move(key), std::move(value)});
+    if (last && seq == first + bodies.size() - 1) {
+      // The newest leaf's audit path is the frontier before it, smallest subtree first
+      // (RFC 6962 PATH(n-1, D[n]) takes MTH(D[0:k]) at each split): no reads at all.
+      last->log = log;
+      last->seq = seq;
+      last->record = stored;
+      last->proof.assign(tree->nodes().rbegin(), tree->nodes().rend());
+    }
+    CUSTODY_RETURN_IF_ERROR(tree->append(record_leaf_hash(hash), &completed));
   }
+  for (const auto& node : completed) {
+    if (node.level >= kCachedLevel) puts.push_back({"default", tree_node_key(log, node.level, node.index), to_hex(node.hash)});
+  }
+  puts.push_back({"default", tree_key(log), tree->serialize()});
   puts.push_back({"default", "head/" + log, json{{"seq", head_seq}, {"hash", head_hash}}.dump()});
+  if (last && last->log == log) {
+    last->tree_size = tree->size();
+    last->root = tree->root();
+  }
   return first;
 }
 
-Status CustodyStore::write(const Batch& batch) {
+Result<MerkleFrontier> CustodyStore::frontier(const std::string& log, uint64_t head_seq) const {
+  auto text = kv_->get("default", tree_key(log));
+  if (!text.is_ok()) return text.status();
+  if (text.value()) {
+    auto tree = MerkleFrontier::parse(*text.value());
+    if (!tree.is_ok()) {
+      return data_loss("the Merkle tree of the " + log + " log is damaged (" + tree.status().message() +
+                       "); run `custody audit verify`");
+    }
+    if (tree->size() != head_seq) {
+      return data_loss("the Merkle tree of the " + log + " log holds " + std::to_string(tree->size()) +
+                       " records but the log holds " + std::to_string(head_seq) + "; run `custody audit verify`");
+    }
+    return tree;
+  }
+  // A store written before its logs were Merkle trees: the tree is built from the chain
+  // once, by the first write that needs it.
+  MerkleFrontier tree;
+  Status bad = Status::ok();
+  CUSTODY_RETURN_IF_ERROR(kv_->scan(log, "", [&](const std::string&, const std::string& value) {
+    auto r = parse_record(log, value);
+    if (r.is_ok()) bad = tree.append(record_leaf_hash(r->hash));
+    if (!r.is_ok()) bad = r.status();
+    return bad.is_ok();
+  }));
+  if (!bad.is_ok()) return bad;
+  return tree;
+}
+
+Result<TreeHeadInfo> CustodyStore::tree_head(const std::string& log) const {
+  auto h = head(log);
+  if (!h.is_ok()) return h.status();
+  auto tree = frontier(log, h->first);
+  if (!tree.is_ok()) return tree.status();
+  return TreeHeadInfo{log, tree->size(), to_hex(tree->root())};
+}
+
+MerkleNodeReader CustodyStore::tree_reader(const std::string& log) const {
+  MerkleNodeReader reader;
+  reader.leaf_hash = [this, log](uint64_t index) -> Result<std::string> {
+    auto r = load(log, index + 1);
+    if (!r.is_ok()) return r.status();
+    return record_leaf_hash(r->hash);
+  };
+  reader.subtree_hash = [this, log](uint32_t level, uint64_t index) -> std::optional<std::string> {
+    if (level < kCachedLevel) return std::nullopt;
+    auto v = kv_->get("default", tree_node_key(log, level, index));
+    if (!v.is_ok() || !v.value()) return std::nullopt;
+    auto raw = from_hex(*v.value(), kMerkleHashSize);
+    // A damaged cache entry is computed from the records instead; verify() names it.
+    if (!raw.is_ok()) return std::nullopt;
+    return raw.value();
+  };
+  return reader;
+}
+
+Result<std::vector<std::string>> CustodyStore::inclusion_proof(const std::string& log, uint64_t seq,
+                                                               uint64_t tree_size) const {
+  if (seq == 0) return invalid_argument("records are numbered from 1");
+  return custody::inclusion_proof(tree_reader(log), seq - 1, tree_size);
+}
+
+Result<std::vector<std::string>> CustodyStore::consistency_proof(const std::string& log, uint64_t size1,
+                                                                 uint64_t size2) const {
+  return custody::consistency_proof(tree_reader(log), size1, size2);
+}
+
+Status CustodyStore::write(const Batch& batch, Inclusion* last_usage) {
   std::lock_guard<std::mutex> lock(write_mu_);
   const int64_t now = wall_ms();
   // Entities are written once: drop those already stored or repeated in this batch.
@@ -230,7 +337,7 @@ Status CustodyStore::write(const Batch& batch) {
     if (!h.is_ok()) return h.status();
     uint64_t seq = h->first;
     std::string hash = h->second;
-    auto first = append(log, *bodies, now, puts, hash, seq);
+    auto first = append(log, *bodies, now, puts, hash, seq, log == "usage" ? last_usage : nullptr);
     if (!first.is_ok()) return first.status();
     audit[log] = json::array();
     audit[log].push_back(first.value());
@@ -508,10 +615,13 @@ Result<VerifyReport> CustodyStore::verify() const {
   std::map<std::string, json> checkpoint_entities;  // id -> entity body
   std::map<std::string, uint64_t> log_ends;
   std::vector<Record> audit_records;
+  std::map<std::string, std::string> expected_tree_nodes;  // "tree-node/..." -> hex
   for (const std::string name : {"lineage", "usage", "audit"}) {
     uint64_t expected = 1;
     std::string prev;
     std::string problem;
+    MerkleFrontier tree;
+    std::vector<MerkleSubtree> completed;
     CUSTODY_RETURN_IF_ERROR(kv_->scan(name, "", [&](const std::string& key, const std::string& value) {
       auto r = parse_record(name, value);
       if (!r.is_ok()) {
@@ -537,11 +647,17 @@ Result<VerifyReport> CustodyStore::verify() const {
         problem = describe(rec) + " was changed: its content does not match its hash";
         return false;
       }
-      for (auto& [k, v] : index_entries(name, rec.seq, rec.body)) expected_index.emplace(std::move(k), std::move(v));
+      // As the writer's puts landed: a later entry under the same key replaces the earlier.
+      for (auto& [k, v] : index_entries(name, rec.seq, rec.body)) expected_index[std::move(k)] = std::move(v);
       if (name == "lineage" && rec.body["type"] == "entity" && rec.body["kind"] == "checkpoint") {
         checkpoint_entities.emplace(rec.body["id"].get<std::string>(), rec.body);
       }
       if (name == "audit") audit_records.push_back(rec);
+      completed.clear();
+      (void)tree.append(record_leaf_hash(rec.hash), &completed);  // a 32-byte hash: cannot fail
+      for (const auto& node : completed) {
+        if (node.level >= kCachedLevel) expected_tree_nodes[tree_node_key(name, node.level, node.index)] = to_hex(node.hash);
+      }
       prev = rec.hash;
       ++expected;
       ++report.records_checked;
@@ -555,6 +671,20 @@ Result<VerifyReport> CustodyStore::verify() const {
                   std::to_string(h->first) + ": records were removed from its end");
     }
     log_ends[name] = expected - 1;
+    // The log's Merkle tree, as stored, must be the one its records make: proofs and
+    // signed heads are computed from it.
+    auto stored_tree = kv_->get("default", tree_key(name));
+    if (!stored_tree.is_ok()) return stored_tree.status();
+    if (!stored_tree.value()) {
+      if (tree.size() > 0) {
+        report.notes += "the " + name + " log has no Merkle tree yet (a store written before Merkle logs; the next "
+                        "write builds it). ";
+      }
+    } else if (*stored_tree.value() != tree.serialize()) {
+      return fail("the Merkle tree of the " + name + " log does not match its records (it says '" +
+                  stored_tree.value()->substr(0, 60) + "…'): it was changed");
+    }
+    report.heads.push_back(TreeHeadInfo{name, tree.size(), to_hex(tree.root())});
   }
 
   // The audit log names, write by write, the records each write appended: together they
@@ -611,6 +741,23 @@ Result<VerifyReport> CustodyStore::verify() const {
   if (!expected_index.empty()) {
     return fail("index entry " + expected_index.begin()->first + " is missing (the logs hold its record; " +
                 std::to_string(expected_index.size()) + " entries missing in all)");
+  }
+
+  // The kept subtree roots that proofs read.
+  CUSTODY_RETURN_IF_ERROR(kv_->scan("default", "tree-node/", [&](const std::string& key, const std::string& value) {
+    auto it = expected_tree_nodes.find(key);
+    if (it == expected_tree_nodes.end() || it->second != value) {
+      problem = "Merkle tree entry " + key + " " +
+                (it == expected_tree_nodes.end() ? std::string("is backed by no records") : "does not match its records") +
+                ": it was changed";
+      return false;
+    }
+    expected_tree_nodes.erase(it);
+    return true;
+  }));
+  if (!problem.empty()) return fail(problem);
+  if (!expected_tree_nodes.empty() && report.notes.empty()) {
+    return fail("Merkle tree entry " + expected_tree_nodes.begin()->first + " is missing");
   }
 
   // Checkpoints: each manifest is the one its chained entity describes, the run lists name

@@ -37,6 +37,7 @@
 #include <string>
 #include <vector>
 
+#include "core/merkle.h"
 #include "storage/key_value.h"
 
 namespace custody::storage {
@@ -72,9 +73,30 @@ class Batch {
   std::vector<std::pair<std::string, std::string>> blobs_;
 };
 
+// A log's Merkle tree head as the store holds it (unsigned: see core/signing.h).
+struct TreeHeadInfo {
+  std::string log;
+  uint64_t size = 0;
+  std::string root_hex;
+};
+
+// What a write proves about the newest record it appended to a log: the stored record
+// (whose chained hash is the leaf's data), and its RFC 6962 audit path in the log's tree
+// right after the write. With a signed head of that tree it is a receipt.
+struct Inclusion {
+  std::string log;
+  uint64_t seq = 0;  // the leaf index is seq - 1
+  json record;       // as stored: seq, prev, hash, time_ms, body
+  uint64_t tree_size = 0;
+  std::string root;                // raw 32 bytes
+  std::vector<std::string> proof;  // raw 32-byte hashes, lowest first
+};
+
 struct VerifyReport {
   bool ok = true;
   uint64_t records_checked = 0, blobs_checked = 0, index_entries_checked = 0;
+  std::vector<TreeHeadInfo> heads;  // each log's Merkle tree head, recomputed from its records
+  std::string notes;                // what verify could not check, and why
   std::string problem;  // the first problem found, naming the record
 };
 
@@ -84,14 +106,28 @@ class CustodyStore {
   static Result<std::unique_ptr<CustodyStore>> open(const std::string& path, OpenMode mode);
   static std::unique_ptr<CustodyStore> in_memory();
 
-  // REQUIRES: a single writer.
-  Status write(const Batch& batch);
+  // REQUIRES: a single writer. last_usage (optional): filled in for the batch's newest
+  // usage record, at no extra reads (the serving actor's receipts).
+  Status write(const Batch& batch, Inclusion* last_usage = nullptr);
+
+  // Merkle logs. Each of the logs lineage, usage and audit is also an RFC 6962 Merkle tree
+  // whose leaf i is leaf_hash(the chained hash of record i + 1, 64 lowercase hex digits).
+  // The store keeps each tree's frontier ("tree/<log>" in the default family) and the
+  // roots of its complete subtrees of 16 or more leaves ("tree-node/<log>/<level>/<index>"),
+  // both written in the batch of the records they cover and rebuilt by verify().
+  Result<TreeHeadInfo> tree_head(const std::string& log) const;
+  // Audit path of record `seq` (from 1) in the log's tree of `tree_size` leaves.
+  Result<std::vector<std::string>> inclusion_proof(const std::string& log, uint64_t seq, uint64_t tree_size) const;
+  // RFC 6962 PROOF(size1, D[size2]) of the log's tree.
+  Result<std::vector<std::string>> consistency_proof(const std::string& log, uint64_t size1, uint64_t size2) const;
 
   Result<std::optional<Record>> entity(const std::string& id) const;
   enum class Direction { kOut, kIn };
   // Relation records touching id (out: id is "from"; in: id is "to"); rel "" = any.
   Result<std::vector<Record>> relations(const std::string& id, Direction direction,
                                         const std::string& rel = "") const;
+  // Record `seq` (from 1) of a log, checked (see load()).
+  Result<Record> log_record(const std::string& log, uint64_t seq) const { return load(log, seq); }
   // Every record of a log, in order.
   Result<std::vector<Record>> log(const std::string& name) const;
   // Lineage records whose body matches every field of `filter` (a linear scan).
@@ -113,7 +149,11 @@ class CustodyStore {
 
  private:
   Result<uint64_t> append(const std::string& log, const std::vector<json>& bodies, int64_t now,
-                          std::vector<Put>& puts, std::string& head_hash, uint64_t& head_seq) const;
+                          std::vector<Put>& puts, std::string& head_hash, uint64_t& head_seq,
+                          Inclusion* last = nullptr) const;
+  // The log's tree as stored (built from the records for a store written before trees).
+  Result<MerkleFrontier> frontier(const std::string& log, uint64_t head_seq) const;
+  MerkleNodeReader tree_reader(const std::string& log) const;
   Result<std::pair<uint64_t, std::string>> head(const std::string& log) const;
   // Every read checks what it got: a record is checked against its schema
   // (record_schema.h), and a record reached through the index must be the one the index
@@ -134,6 +174,11 @@ class CustodyStore {
 std::vector<std::pair<std::string, std::string>> index_entries(const std::string& log, uint64_t seq, const json& body);
 // "" if a checkpoint manifest has the fields readers rely on; else what is wrong.
 std::string check_manifest(const json& manifest);
+
+// The logs kept as Merkle trees: lineage, usage, audit.
+const std::vector<std::string>& merkle_logs();
+// A record's leaf in its log's tree: RFC 6962 leaf_hash of its chained hash (hex text).
+std::string record_leaf_hash(const std::string& record_hash_hex);
 
 // "00000000000000000042"
 std::string seq_key(uint64_t seq);

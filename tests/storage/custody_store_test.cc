@@ -248,6 +248,11 @@ TEST_F(TamperTest, AUsageRecordRemovedFromTheEndWithItsHeadRewrittenIsFoundThrou
   raw_put("usage", seq_key(2), nullptr);
   const std::string head = json{{"seq", 1}, {"hash", first["hash"]}}.dump();
   raw_put("default", "head/usage", &head);
+  // A careful intruder rebuilds the log's Merkle tree too.
+  MerkleFrontier tree;
+  ASSERT_TRUE(tree.append(record_leaf_hash(first["hash"])).is_ok());
+  const std::string frontier = tree.serialize();
+  raw_put("default", "tree/usage", &frontier);
   VerifyReport r = verify();
   EXPECT_FALSE(r.ok);
   EXPECT_NE(r.problem.find("the audit log says the usage log holds 2 records, but it holds 1"), std::string::npos)
