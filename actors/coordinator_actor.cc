@@ -7,7 +7,10 @@
 #include <cstdio>
 #include <random>
 
+#include "core/files.h"
 #include "core/hash.h"
+#include "core/signing.h"
+#include "storage/notary.h"
 
 #include "actors/coordinator_state.h"
 #include "actors/serving_state.h"
@@ -23,7 +26,16 @@ struct CoordinatorActorState {
   std::shared_ptr<CoordinatorState> logic;
   SocketPort port;
   caf::actor serving;
+  Clock::time_point next_head;  // when the head file gets its next line
 };
+
+// Appends one signed-heads document to the head file and syncs it: the copy of the
+// history that lives outside the store.
+Status append_heads(const std::string& path, const CoordinatorState& logic) {
+  auto heads = logic.signed_heads();
+  if (!heads.is_ok()) return heads.status();
+  return append_line_synced(path, heads->dump());
+}
 
 struct ServingActorState {
   std::unique_ptr<ServingState> logic;
@@ -31,8 +43,8 @@ struct ServingActorState {
 };
 
 caf::behavior serving_actor(caf::stateful_actor<ServingActorState>* self, SocketPort port,
-                            storage::CustodyStore* store, ServingOptions options) {
-  self->state.logic = std::make_unique<ServingState>(store, options);
+                            storage::CustodyStore* store, ServingOptions options, const SigningKey* key) {
+  self->state.logic = std::make_unique<ServingState>(store, options, key);
   self->state.port = port;
   return {
       [=](Inbound& in) {
@@ -52,8 +64,10 @@ caf::behavior serving_actor(caf::stateful_actor<ServingActorState>* self, Socket
 }
 
 caf::behavior coordinator_actor(caf::stateful_actor<CoordinatorActorState>* self, CoordinatorOptions options,
-                                SocketPort port, std::shared_ptr<CoordinatorState> logic, caf::actor serving) {
+                                SocketPort port, std::shared_ptr<CoordinatorState> logic, caf::actor serving,
+                                std::string head_file, std::chrono::milliseconds head_interval) {
   self->state.logic = std::move(logic);
+  self->state.next_head = Clock::now() + head_interval;
   self->state.port = port;
   self->state.serving = serving;
   self->delayed_send(self, std::max(std::chrono::milliseconds(50), options.heartbeat_interval / 2),
@@ -81,7 +95,13 @@ caf::behavior coordinator_actor(caf::stateful_actor<CoordinatorActorState>* self
         send_all(self->state.logic->handle(in.peer, *in.envelope, Clock::now()));
       },
       [=](tick_atom) {
-        send_all(self->state.logic->tick(Clock::now()));
+        const auto now = Clock::now();
+        if (!head_file.empty() && now >= self->state.next_head) {
+          Status s = append_heads(head_file, *self->state.logic);
+          if (!s.is_ok()) log(LogLevel::kError, "coordinator", "could not append to the head file: " + s.message());
+          self->state.next_head = now + head_interval;
+        }
+        send_all(self->state.logic->tick(now));
         self->delayed_send(self, period, tick_atom::value);
       },
   };
@@ -139,6 +159,31 @@ int run_coordinator(const CoordinatorNodeConfig& config, const std::atomic<bool>
   } else {
     log(LogLevel::kWarn, "coordinator", "no custody store (--store): lineage and checkpoints are not recorded");
   }
+  // The notary's key: outside the store, so that a copy of the store is not a copy of it.
+  std::unique_ptr<SigningKey> key;
+  std::string key_file;
+  if (store) {
+    key_file = config.signing_key;
+    if (key_file.empty()) {
+      std::string base = config.store;
+      while (base.size() > 1 && base.back() == '/') base.pop_back();
+      key_file = base + ".signing-key";
+    }
+    bool created = false;
+    auto loaded = SigningKey::load_or_create(key_file, &created);
+    if (!loaded.is_ok()) {
+      log(LogLevel::kError, "coordinator", "the signing key: " + loaded.status().message());
+      return 2;
+    }
+    key = std::make_unique<SigningKey>(std::move(loaded).value());
+    const std::string pub = key_file + ".pub";
+    if (Status s = write_file_atomically(pub, key->public_key_pem(), 0644); !s.is_ok()) {
+      log(LogLevel::kWarn, "coordinator", "could not write " + pub + ": " + s.message());
+    }
+    log(LogLevel::kInfo, "coordinator",
+        std::string(created ? "created" : "loaded") + " the signing key " + key->key_id() + " at " + key_file +
+            " (public key " + key->public_key_hex() + ", also in " + pub + ")");
+  }
   caf::actor_system_config cfg;
   add_custody_types(cfg);
   cfg.set("scheduler.max-threads", 2);
@@ -158,8 +203,8 @@ int run_coordinator(const CoordinatorNodeConfig& config, const std::atomic<bool>
   if (config.options.auth) log(LogLevel::kInfo, "coordinator", "every request needs a token (--auth)");
   // The store outlives the actor system (declared before it), so no actor sees it closed.
   // Both write the store (synced RocksDB batches): blocking I/O, so each gets its own thread.
-  auto serving = system.spawn<caf::detached>(serving_actor, port, store.get(), config.serving);
-  auto logic = std::make_shared<CoordinatorState>(config.options, store.get(), config.store);
+  auto serving = system.spawn<caf::detached>(serving_actor, port, store.get(), config.serving, key.get());
+  auto logic = std::make_shared<CoordinatorState>(config.options, store.get(), config.store, key.get());
   // After a restart: the jobs that had not ended, the known nodes and their ids.
   if (Status s = logic->restore(Clock::now()); !s.is_ok()) {
     log(LogLevel::kError, "coordinator", "could not restore the jobs from the custody store: " + s.message());
@@ -168,7 +213,22 @@ int run_coordinator(const CoordinatorNodeConfig& config, const std::atomic<bool>
     system.await_all_actors_done();
     return 2;
   }
-  auto actor = system.spawn<caf::detached>(coordinator_actor, config.options, port, logic, serving);
+  if (Status s = logic->signing_key_in_use(key_file); !s.is_ok()) {
+    log(LogLevel::kError, "coordinator", "could not record the signing key: " + s.message());
+  }
+  if (!config.head_file.empty()) {
+    if (Status s = append_heads(config.head_file, *logic); !s.is_ok()) {
+      log(LogLevel::kError, "coordinator", "cannot write the head file: " + s.message());
+      caf::anon_send_exit(port.actor(), caf::exit_reason::user_shutdown);
+      caf::anon_send_exit(serving, caf::exit_reason::user_shutdown);
+      system.await_all_actors_done();
+      return 2;
+    }
+    log(LogLevel::kInfo, "coordinator", "appending signed heads to " + config.head_file + " every " +
+                                            std::to_string(config.head_interval.count()) + " ms");
+  }
+  auto actor = system.spawn<caf::detached>(coordinator_actor, config.options, port, logic, serving, config.head_file,
+                                           config.head_interval);
   port.start(actor);
   log(LogLevel::kInfo, "coordinator", "listening on " + endpoint);
   if (!config.port_file.empty()) {

@@ -26,8 +26,8 @@ std::string fmt(const char* f, double v) {
 }  // namespace
 
 CoordinatorState::CoordinatorState(CoordinatorOptions options, storage::CustodyStore* store,
-                                   std::string store_path)
-    : options_(options), recorder_(store), store_path_(std::move(store_path)), rng_(std::random_device{}()) {}
+                                   std::string store_path, const SigningKey* key)
+    : options_(options), recorder_(store, key), store_path_(std::move(store_path)), rng_(std::random_device{}()) {}
 
 int64_t CoordinatorState::wall_ms() const {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -304,6 +304,11 @@ Outbox CoordinatorState::handle(const std::string& peer, const Envelope& in, Clo
     if (in.get<msg::ResumeJob>()) return on_resume(in, msg::ResumeJob{caller->principal}, peer);
   }
   if (auto* m = in.get<msg::AddPrincipal>()) return on_add_principal(in, *m, peer);
+  if (in.get<msg::AuditHeadRequest>()) {
+    auto heads = recorder_.signed_heads();
+    if (!heads.is_ok()) return error(heads.status());
+    return reply(msg::AuditHeadReply{heads->dump()});
+  }
   if (auto* m = in.get<msg::UsageRequest>()) {
     if (!recorder_.enabled()) return error(failed_precondition("this coordinator keeps no custody store (--store)"));
     // Others' usage is for auditors and admins; everyone else sees their own calls.
@@ -363,8 +368,9 @@ bool allowed(const std::string& role, const msg::Body& body) {
                             std::holds_alternative<msg::CheckpointShard>(body) ||
                             std::holds_alternative<msg::Error>(body);
   if (node_message) return role == "node";
-  if (std::holds_alternative<msg::StatusRequest>(body) || std::holds_alternative<msg::UsageRequest>(body)) {
-    return true;  // usage answers are filtered by role
+  if (std::holds_alternative<msg::StatusRequest>(body) || std::holds_alternative<msg::UsageRequest>(body) ||
+      std::holds_alternative<msg::AuditHeadRequest>(body)) {
+    return true;  // usage answers are filtered by role; heads are for anyone to keep
   }
   if (std::holds_alternative<msg::SubmitJob>(body) || std::holds_alternative<msg::CancelJob>(body) ||
       std::holds_alternative<msg::ResumeJob>(body)) {

@@ -67,8 +67,9 @@ struct Caller {
 class CoordinatorState {
  public:
   // store: null runs without custody records (and without checkpoints).
+  // key: signs the store's heads and the receipts of exports; null: none.
   explicit CoordinatorState(CoordinatorOptions options, storage::CustodyStore* store = nullptr,
-                            std::string store_path = "");
+                            std::string store_path = "", const SigningKey* key = nullptr);
 
   // Rebuilds the jobs, the known nodes and the id counters from the custody store after
   // a restart; unfinished jobs are queued to resume from their last checkpoint. Call once,
@@ -80,6 +81,11 @@ class CoordinatorState {
   Outbox tick(Clock::time_point now);
 
   msg::StatusReply status(const std::string& job_id, bool include_nodes, Clock::time_point now) const;
+
+  // Every Merkle log's head, signed (the head file, `custody audit head`).
+  Result<storage::json> signed_heads() const { return recorder_.signed_heads(); }
+  // Records the public half of the key that signs heads and receipts.
+  Status signing_key_in_use(const std::string& key_file) { return recorder_.signing_key_in_use(key_file); }
 
   // With auth on: the caller its token names, if the role may send this request. Without
   // auth: a caller named by the request itself, with every right.

@@ -4,6 +4,7 @@
 #include <random>
 
 #include "core/hash.h"
+#include "storage/notary.h"
 
 namespace custody::actors {
 
@@ -209,6 +210,21 @@ Status CustodyRecorder::principal_added(const std::string& name, const std::stri
   return write(b);
 }
 
+Status CustodyRecorder::signing_key_in_use(const std::string& key_file) {
+  if (!store_ || !key_) return Status::ok();
+  storage::Batch b("signing key");
+  b.entity("signing_key", "signing_key:" + key_->key_id(),
+           {{"public_key", key_->public_key_hex()}, {"public_key_pem", key_->public_key_pem()}, {"file", key_file}});
+  return write(b);
+}
+
+Result<storage::json> CustodyRecorder::signed_heads() const {
+  if (!store_ || !key_) {
+    return failed_precondition("this coordinator keeps no custody store (--store), so it has no heads to sign");
+  }
+  return storage::signed_heads(*store_, *key_, wall_ms());
+}
+
 Result<msg::ExportReply> CustodyRecorder::export_checkpoint(const msg::ExportRequest& request) {
   if (!store_) {
     return failed_precondition("this coordinator runs without a custody store (--store), so it holds no "
@@ -231,8 +247,11 @@ Result<msg::ExportReply> CustodyRecorder::export_checkpoint(const msg::ExportReq
            {"purpose", request.purpose},
            {"root_hash", manifest["root_hash"]},
            {"time_ms", wall_ms()}});
-  CUSTODY_RETURN_IF_ERROR(write(b));
+  storage::Inclusion recorded;
+  Status s = store_->write(b, &recorded);
+  if (!s.is_ok()) return Status(s.code(), "the custody store refused the record: " + s.message());
   msg::ExportReply reply;
+  if (key_) reply.receipt = storage::make_receipt(recorded, *key_, wall_ms(), usage_id).dump();
   reply.checkpoint = id.value();
   reply.root_hash = manifest["root_hash"];
   for (int s : manifest["layer_sizes"]) reply.layer_sizes.push_back(static_cast<uint32_t>(s));

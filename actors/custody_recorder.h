@@ -11,6 +11,7 @@
 
 #include "core/job_spec.h"
 #include "protocols/messages.h"
+#include "core/signing.h"
 #include "storage/checkpoint.h"
 
 namespace custody::actors {
@@ -32,7 +33,10 @@ struct WorkerContribution {
 
 class CustodyRecorder {
  public:
-  explicit CustodyRecorder(storage::CustodyStore* store) : store_(store) {}
+  // key: signs receipts of exports and the store's heads; null: none are made.
+  explicit CustodyRecorder(storage::CustodyStore* store, const SigningKey* key = nullptr)
+      : store_(store), key_(key) {}
+  const SigningKey* key() const { return key_; }
   bool enabled() const { return store_ != nullptr; }
   storage::CustodyStore* store() const { return store_; }
 
@@ -61,12 +65,20 @@ class CustodyRecorder {
   // is not recorded again.
   Status principal_added(const std::string& name, const std::string& role, const std::string& token_sha256,
                          const std::string& by);
-  // Loads a checkpoint (id or model reference) and records its export as a use.
+  // The key that signs this store's heads, recorded once (its public half, so that an
+  // auditor reading the store can see which key to expect; trusting it is another matter:
+  // docs/ARCHITECTURE.md, "Trust model").
+  Status signing_key_in_use(const std::string& key_file);
+  // Every Merkle log's head, signed (`custody audit head`).
+  Result<storage::json> signed_heads() const;
+  // Loads a checkpoint (id or model reference) and records its export as a use; the reply
+  // carries the use's receipt.
   Result<msg::ExportReply> export_checkpoint(const msg::ExportRequest& request);
 
  private:
   Status write(const storage::Batch& batch);
   storage::CustodyStore* store_;
+  const SigningKey* key_;
 };
 
 }  // namespace custody::actors

@@ -31,6 +31,15 @@ struct CoordinatorNodeConfig {
   std::string admin_token_file;
   // Checkpoint shards carry a server's whole key range. Default: 256 MiB
   size_t max_message_bytes = size_t(256) << 20;
+  // The Ed25519 key that signs the store's Merkle heads and every receipt: a file outside
+  // the store, created (mode 0600) on first start; its public half goes to FILE.pub, the
+  // log and the store. Default (with a store): "<store>.signing-key" beside the store.
+  std::string signing_key;
+  // If set, a signed head of every log is appended to this file (one JSON document per
+  // line) at start and every head_interval: a copy of the history the store's writer
+  // cannot silently change (keep it on another machine or medium). Default: none.
+  std::string head_file;
+  std::chrono::milliseconds head_interval{60000};  // Default: 60 s
 };
 
 struct PeerNodeConfig {

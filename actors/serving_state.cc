@@ -5,13 +5,14 @@
 
 #include "core/hash.h"
 #include "storage/checkpoint.h"
+#include "storage/notary.h"
 
 namespace custody::actors {
 
 using storage::json;
 
-ServingState::ServingState(storage::CustodyStore* store, ServingOptions options)
-    : store_(store), options_(options), rng_(std::random_device{}()) {}
+ServingState::ServingState(storage::CustodyStore* store, ServingOptions options, const SigningKey* key)
+    : store_(store), options_(options), key_(key), rng_(std::random_device{}()) {}
 
 Result<std::pair<std::string, std::string>> ServingState::resolve(const std::string& ref) {
   if (ref.rfind("ckpt-", 0) == 0) return std::make_pair(ref, std::string());
@@ -111,9 +112,16 @@ Result<msg::PredictReply> ServingState::predict(const msg::Predict& r) {
              {"prediction_ids", reply.prediction_ids},
              {"predictions", predictions},
              {"success", true}});
-    Status s = store_->write(b);
+    storage::Inclusion recorded;
+    Status s = store_->write(b, &recorded);
     // Not recorded, not answered: the caller gets an error instead of an unaccountable result.
     if (!s.is_ok()) return Status(s.code(), "the call could not be recorded, so it was not answered: " + s.message());
+    if (key_) {
+      const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                 std::chrono::system_clock::now().time_since_epoch())
+                                 .count();
+      reply.receipt = storage::make_receipt(recorded, *key_, now_ms, reply.call_id).dump();
+    }
   }
   return reply;
 }

@@ -8,8 +8,9 @@
 // A call: resolve the model (NAME = newest version, NAME@V, or a checkpoint id), load and
 // verify its tensors once (cached by checkpoint), check the input (shape, finiteness),
 // evaluate, write one usage record (caller, time, model version, weights root hash, input
-// SHA-256, each row's prediction id, class and probability), then reply. A failed call
-// gets an error and leaves no record marked successful.
+// SHA-256, each row's prediction id, class and probability), then reply with a receipt
+// of that record (storage/notary.h) the caller can check offline. A failed call gets an
+// error and leaves no record marked successful.
 // Thread-safety: none; owned by the serving actor.
 #pragma once
 
@@ -20,6 +21,7 @@
 #include <string>
 
 #include "core/model.h"
+#include "core/signing.h"
 #include "protocols/messages.h"
 #include "storage/custody_store.h"
 
@@ -34,7 +36,9 @@ struct ServingOptions {
 
 class ServingState {
  public:
-  ServingState(storage::CustodyStore* store, ServingOptions options);
+  // key: signs each call's receipt (the call's usage record, its inclusion proof and a
+  // signed head of the usage log); null: replies carry no receipt.
+  ServingState(storage::CustodyStore* store, ServingOptions options, const SigningKey* key = nullptr);
 
   Result<msg::PredictReply> predict(const msg::Predict& request);
 
@@ -50,6 +54,7 @@ class ServingState {
 
   storage::CustodyStore* store_;
   ServingOptions options_;
+  const SigningKey* key_;
   std::map<std::string, Loaded> cache_;
   struct Resolved {
     std::string checkpoint, label;

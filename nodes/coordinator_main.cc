@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
   int64_t max_mib = static_cast<int64_t>(c.max_message_bytes >> 20);
   int64_t stall_ms = c.options.stall_after.count(), start_ms = c.options.start_timeout.count();
   int64_t max_recoveries = c.options.max_recoveries;
+  int64_t head_interval_ms = c.head_interval.count();
   Status s = nodes::read_config(config_file, [&](ConfigReader& r) {
     CUSTODY_RETURN_IF_ERROR(r.get("coordinator.listen", c.listen));
     CUSTODY_RETURN_IF_ERROR(r.get("coordinator.store", c.store));
@@ -24,6 +25,9 @@ int main(int argc, char** argv) {
     CUSTODY_RETURN_IF_ERROR(r.get("coordinator.stall_after_ms", stall_ms, 100, 3600000));
     CUSTODY_RETURN_IF_ERROR(r.get("coordinator.start_timeout_ms", start_ms, 100, 3600000));
     CUSTODY_RETURN_IF_ERROR(r.get("coordinator.max_recoveries", max_recoveries, 0, 1000));
+    CUSTODY_RETURN_IF_ERROR(r.get("coordinator.signing_key", c.signing_key));
+    CUSTODY_RETURN_IF_ERROR(r.get("coordinator.head_file", c.head_file));
+    CUSTODY_RETURN_IF_ERROR(r.get("coordinator.head_interval_ms", head_interval_ms, 100, 86400000));
     return Status::ok();
   });
   if (!s.is_ok()) {
@@ -49,6 +53,13 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--max-recoveries", max_recoveries, "rollbacks to a checkpoint a job may take before it fails")
       ->capture_default_str();
+  app.add_option("--signing-key", c.signing_key,
+                 "Ed25519 key file that signs heads and receipts (default: <store>.signing-key; created if missing)");
+  app.add_option("--head-file", c.head_file, "append signed heads of the store's logs to this file")
+      ->capture_default_str();
+  app.add_option("--head-interval-ms", head_interval_ms, "how often to append to --head-file")
+      ->check(CLI::Range(int64_t{100}, int64_t{86400000}))
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   if (timeout_ms <= interval_ms) {
     std::fprintf(stderr, "custody-coordinator: the heartbeat timeout (%lld ms) must exceed the interval (%lld ms)\n",
@@ -60,6 +71,7 @@ int main(int argc, char** argv) {
   c.max_message_bytes = static_cast<size_t>(max_mib) << 20;
   c.options.stall_after = std::chrono::milliseconds(stall_ms);
   c.options.start_timeout = std::chrono::milliseconds(start_ms);
+  c.head_interval = std::chrono::milliseconds(head_interval_ms);
   c.options.max_recoveries = static_cast<uint32_t>(std::clamp<int64_t>(max_recoveries, 0, 1000));
   nodes::install_signal_handlers();
   return actors::run_coordinator(c, nodes::g_stop);

@@ -334,6 +334,7 @@ void encode_body(wire::Envelope::Body::Builder b, const Body& body) {
             for (size_t i = 0; i < m.layer_sizes.size(); ++i) sizes.set(i, m.layer_sizes[i]);
             put_floats(e, m.values, [&](auto o) { e.adoptValues(kj::mv(o)); }, [&](auto d) { e.setValues(d); });
             e.setUsageId(text(m.usage_id));
+            e.setReceipt(text(m.receipt));
           },
           [&](const Predict& m) {
             auto e = b.initPredict();
@@ -353,6 +354,7 @@ void encode_body(wire::Envelope::Body::Builder b, const Body& body) {
             e.setProbabilities(floats(m.probabilities));
             set_texts(e.initPredictionIds(m.prediction_ids.size()), m.prediction_ids);
             e.setCallId(text(m.call_id));
+            e.setReceipt(text(m.receipt));
           },
           [&](const AddPrincipal& m) {
             auto e = b.initAddPrincipal();
@@ -372,6 +374,8 @@ void encode_body(wire::Envelope::Body::Builder b, const Body& body) {
             e.setUntilMs(m.until_ms);
           },
           [&](const UsageReply& m) { b.initUsageReply().setJson(text(m.json)); },
+          [&](const AuditHeadRequest&) { b.initAuditHeadRequest(); },
+          [&](const AuditHeadReply& m) { b.initAuditHeadReply().setJson(text(m.json)); },
       },
       body);
 }
@@ -502,6 +506,7 @@ Result<Body> decode_body(wire::Envelope::Body::Reader b, const std::shared_ptr<c
       for (uint32_t v : r.getLayerSizes()) m.layer_sizes.push_back(v);
       CUSTODY_RETURN_IF_ERROR(read_floats(r.getValues(), "exportReply.values", m.values));
       m.usage_id = str(r.getUsageId());
+      m.receipt = str(r.getReceipt());
       return Body(std::move(m));
     }
     case W::PREDICT: {
@@ -525,6 +530,7 @@ Result<Body> decode_body(wire::Envelope::Body::Reader b, const std::shared_ptr<c
       CUSTODY_RETURN_IF_ERROR(read_floats(r.getProbabilities(), "predictReply.probabilities", m.probabilities));
       m.prediction_ids = get_texts(r.getPredictionIds());
       m.call_id = str(r.getCallId());
+      m.receipt = str(r.getReceipt());
       return Body(std::move(m));
     }
     case W::ADD_PRINCIPAL: {
@@ -540,6 +546,8 @@ Result<Body> decode_body(wire::Envelope::Body::Reader b, const std::shared_ptr<c
       return Body(UsageRequest{str(r.getModel()), r.getSinceMs(), r.getUntilMs()});
     }
     case W::USAGE_REPLY: return Body(UsageReply{str(b.getUsageReply().getJson())});
+    case W::AUDIT_HEAD_REQUEST: return Body(AuditHeadRequest{});
+    case W::AUDIT_HEAD_REPLY: return Body(AuditHeadReply{str(b.getAuditHeadReply().getJson())});
   }
   return invalid_argument("unknown message body (union field " +
                           std::to_string(static_cast<unsigned>(b.which())) +
@@ -645,7 +653,7 @@ const char* body_name(const Body& body) {
                                  "stopJob",      "pull",         "push",        "params",
                                  "checkpointShard", "resumeJob", "exportRequest", "exportReply",
                                  "predict",      "predictReply", "addPrincipal", "principalAdded",
-                                 "usageRequest", "usageReply"};
+                                 "usageRequest", "usageReply", "auditHeadRequest", "auditHeadReply"};
   static_assert(sizeof(kNames) / sizeof(kNames[0]) == std::variant_size_v<Body>);
   return kNames[body.index()];
 }

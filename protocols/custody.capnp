@@ -43,6 +43,8 @@ struct Envelope {
     principalAdded @32 :PrincipalAdded;
     usageRequest @33 :UsageRequest;
     usageReply @34 :UsageReply;
+    auditHeadRequest @36 :AuditHeadRequest;
+    auditHeadReply @37 :AuditHeadReply;
   }
   token @30 :Text;          # the caller's secret, when the coordinator requires one (--auth)
   attempt @35 :UInt32;      # which run of the job (0 first; +1 per recovery): messages of an
@@ -315,6 +317,7 @@ struct ExportReply {
   layerSizes @2 :List(UInt32);
   values @3 :Data;          # every parameter, in the model's flat layout
   usageId @4 :Text;         # the usage record written for this export
+  receipt @5 :Text;         # JSON receipt of that record, as for predictions
 }
 
 # cli -> coordinator (its serving actor): class probabilities for rows of input. Every
@@ -336,6 +339,8 @@ struct PredictReply {
   probabilities @4 :Data;   # rows x classes little-endian float32, row-major
   predictionIds @5 :List(Text);
   callId @6 :Text;          # the usage record of this call
+  receipt @7 :Text;         # JSON: the call's record, its inclusion proof and a signed tree
+                            # head (storage/notary.h); empty when the coordinator has no key
 }
 
 # cli -> coordinator (admin only): a principal and its role; the reply carries the token,
@@ -361,4 +366,13 @@ struct UsageRequest {
 
 struct UsageReply {
   json @0 :Text;            # the summary `custody usage --json` prints
+}
+
+# cli -> coordinator: the custody store's Merkle log heads, signed with the coordinator's
+# key, for an auditor to keep (`custody audit head`). Any authenticated caller.
+struct AuditHeadRequest {
+}
+
+struct AuditHeadReply {
+  json @0 :Text;            # the signed heads document (storage/notary.h)
 }

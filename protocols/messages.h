@@ -175,6 +175,7 @@ struct ExportReply {
   std::vector<uint32_t> layer_sizes;
   std::vector<float> values;
   std::string usage_id;
+  std::string receipt;  // JSON, see custody.capnp
 };
 
 struct Predict {
@@ -189,6 +190,7 @@ struct PredictReply {
   std::vector<float> probabilities;
   std::vector<std::string> prediction_ids;
   std::string call_id;
+  std::string receipt;  // JSON, see custody.capnp
 };
 
 struct AddPrincipal {
@@ -205,12 +207,17 @@ struct UsageRequest {
 struct UsageReply {
   std::string json;
 };
+struct AuditHeadRequest {};
+struct AuditHeadReply {
+  std::string json;
+};
 
 using Body = std::variant<Error, Register, RegisterAck, Heartbeat, HeartbeatAck, SubmitJob,
                           JobAccepted, StatusRequest, StatusReply, CancelJob, AssignKeyRange,
                           KeyRangeReady, AssignTask, Progress, EpochEval, TaskDone, StopJob, Pull,
                           Push, Params, CheckpointShard, ResumeJob, ExportRequest, ExportReply,
-                          Predict, PredictReply, AddPrincipal, PrincipalAdded, UsageRequest, UsageReply>;
+                          Predict, PredictReply, AddPrincipal, PrincipalAdded, UsageRequest, UsageReply,
+                          AuditHeadRequest, AuditHeadReply>;
 
 struct Envelope {
   uint16_t version = kProtocolVersion;

@@ -229,8 +229,9 @@ Result<std::vector<std::string>> check_kept_heads(const std::string& text, std::
       if (!head.is_ok()) return Status(head.status().code(), "line " + std::to_string(line_no) + ": " + head.status().message());
       Status signed_ok = verify_tree_head(head.value(), key);
       if (!signed_ok.is_ok()) {
-        return Status(signed_ok.code(), "line " + std::to_string(line_no) + ": " + describe_head(head.value()) +
-                                            " does not verify: " + signed_ok.message());
+        // Another key, or a changed head: either way it proves nothing about this store.
+        return data_loss("line " + std::to_string(line_no) + ": " + describe_head(head.value()) +
+                         " does not verify: " + signed_ok.message());
       }
       Status extends = store_extends(store, head.value());
       if (!extends.is_ok()) return extends;

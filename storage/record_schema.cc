@@ -100,6 +100,7 @@ const Table& entity_fields() {
       {"node", {{"node_id", Type::kString, true}, {"role", Type::kString, true}, {"host", Type::kString, false},
                 {"address", Type::kString, false}}},
       {"credential", {{"principal", Type::kString, true}, {"role", Type::kString, true}}},
+      {"signing_key", {{"public_key", Type::kString, true}, {"public_key_pem", Type::kString, false}}},
       {"jobspec", {{"text", Type::kString, false}, {"canonical", Type::kString, false}, {"sha256", Type::kString, false}}},
   };
   return t;

@@ -9,7 +9,7 @@
 //   custody lineage show ID | trace ID | impact DATASET | export --openlineage JOB
 //   custody export CHECKPOINT FILE  (recorded as a use)
 //   custody predict MODEL --input FILE   class, probabilities and a prediction id per row
-//   custody audit verify
+//   custody audit verify [--since HEADS] | head [--out FILE] | prove RECEIPT --public-key KEY
 // Every command: --coordinator ADDR, --timeout-ms N; queries: --json. Store queries read
 // the custody store directly (--store PATH, or the path the coordinator reports).
 // Exit codes: 0 ok; 1 the job failed or was cancelled (wait); 2 bad usage or input;
@@ -30,8 +30,10 @@
 
 #include "core/config_reader.h"
 #include "core/dataset.h"
+#include "core/files.h"
 #include "core/job_spec.h"
 #include "storage/queries.h"
+#include "tools/audit_commands.h"
 #include "protocols/codec.h"
 #include "protocols/transport.h"
 
@@ -346,6 +348,7 @@ int main(int argc, char** argv) {
   export_cmd->add_option("--as", principal, "the principal exporting")->capture_default_str();
   export_cmd->add_option("--purpose", purpose, "why (recorded)");
   std::string input_file, format = "auto";
+  std::string since_file, public_key, receipt_file, head_out;
   int64_t features = 0, batch_rows = 256;
   auto* predict = app.add_subcommand("predict", "predict with a model; every call is recorded");
   predict->add_option("MODEL", id, "NAME (newest version), NAME@VERSION or a checkpoint id")->required();
@@ -360,11 +363,25 @@ int main(int argc, char** argv) {
   predict->add_option("--as", principal, "the caller")->capture_default_str();
   predict->add_option("--purpose", purpose, "why (recorded)");
   predict->add_flag("--json", as_json, "print JSON");
+  predict->add_option("--receipt", receipt_file, "append each call's signed receipt to this file (JSON lines)");
   auto* audit = app.add_subcommand("audit", "check the custody store");
   audit->require_subcommand(1);
   audit->fallthrough();
-  auto* verify = audit->add_subcommand("verify", "recompute every hash chain and checkpoint hash");
+  auto* verify = audit->add_subcommand("verify", "recompute every hash chain, index, Merkle tree and checkpoint hash");
   verify->add_flag("--json", as_json, "print JSON");
+  verify->add_option("--since", since_file,
+                     "a head file kept earlier (`audit head --out`, the coordinator's head_file): prove the store "
+                     "extends it");
+  verify->add_option("--public-key", public_key, "the key the kept heads must be signed by (hex, PEM or a file)");
+  auto* head_cmd = audit->add_subcommand("head", "the store's Merkle log heads, signed by the coordinator");
+  head_cmd->add_option("--out", head_out, "append them to this file, to keep (one line per call)");
+  head_cmd->add_flag("--json", as_json, "print JSON");
+  auto* prove = audit->add_subcommand("prove", "check receipts of predictions or exports, offline");
+  prove->add_option("RECEIPT_FILE", receipt_file, "receipts (`predict --receipt`, `export`'s FILE.receipt.json)")
+      ->required();
+  prove->add_option("--public-key", public_key, "the coordinator's public key (hex, PEM or its KEYFILE.pub)")
+      ->required();
+  prove->add_flag("--json", as_json, "print JSON");
   CLI11_PARSE(app, argc, argv);
   client.timeout = std::chrono::milliseconds(timeout_ms);
   int code = 0;
@@ -385,6 +402,23 @@ int main(int argc, char** argv) {
   }
   if ((wait->parsed() || cancel->parsed() || resume->parsed()) && job_id.empty()) {
     return fail(invalid_argument("an empty job id; `custody jobs` lists the jobs"), 2);
+  }
+
+  if (head_cmd->parsed()) {
+    auto reply = client.call("", msg::AuditHeadRequest{}, code);
+    if (!reply.is_ok()) return fail(reply.status(), code);
+    return cli::audit_head(reply->get<msg::AuditHeadReply>()->json, head_out, as_json);
+  }
+  if (prove->parsed()) {
+    // Offline by default: the receipt and the key are all it needs. With --store, the
+    // store must also still hold each record and extend each receipt's head.
+    std::unique_ptr<storage::CustodyStore> against;
+    if (!store_path.empty()) {
+      auto opened = storage::CustodyStore::open(store_path, storage::OpenMode::kReadShadow);
+      if (!opened.is_ok()) return fail(opened.status(), 4);
+      against = std::move(opened).value();
+    }
+    return cli::audit_prove(receipt_file, public_key, against.get(), as_json);
   }
 
   int64_t since_ms = 0, until_ms = 0;
@@ -432,23 +466,7 @@ int main(int argc, char** argv) {
       std::fputs(lines.value().c_str(), stdout);
       return 0;
     }
-    if (verify->parsed()) {
-      auto report = st.verify();
-      if (!report.is_ok()) return fail(report.status(), 4);
-      if (as_json) {
-        std::printf("%s\n", json{{"ok", report->ok}, {"records_checked", report->records_checked},
-                                  {"tensors_checked", report->blobs_checked}, {"problem", report->problem}}
-                                .dump(2)
-                                .c_str());
-      } else if (report->ok) {
-        std::printf("custody store %s: ok (%llu records and %llu checkpoint tensors verified)\n", store_path.c_str(),
-                    static_cast<unsigned long long>(report->records_checked),
-                    static_cast<unsigned long long>(report->blobs_checked));
-      } else {
-        std::printf("custody store %s: FAILED: %s\n", store_path.c_str(), report->problem.c_str());
-      }
-      return report->ok ? 0 : 5;
-    }
+    if (verify->parsed()) return cli::audit_verify(st, store_path, since_file, public_key, as_json);
     if (!result.is_ok()) return fail(result.status(), 4);
     const json& j = result.value();
     if (as_json) {
@@ -497,6 +515,10 @@ int main(int argc, char** argv) {
                 .dump(2)
          << "\n";
     if (!out || !meta) return fail(unavailable("cannot write '" + out_file + "'"), 2);
+    if (!x->receipt.empty()) {
+      // The evidence of what was recorded about this export, checkable offline.
+      std::ofstream(out_file + ".receipt.json") << x->receipt << "\n";
+    }
     std::printf("wrote %s (%zu parameters of %s); recorded as %s\n", out_file.c_str(), x->values.size(),
                 x->checkpoint.c_str(), x->usage_id.c_str());
     return 0;
@@ -518,6 +540,13 @@ int main(int argc, char** argv) {
       auto reply = client.call("", std::move(request), code);
       if (!reply.is_ok()) return fail(reply.status(), code);
       const auto* p = reply->get<msg::PredictReply>();
+      if (!receipt_file.empty()) {
+        if (p->receipt.empty()) {
+          return fail(failed_precondition("the coordinator sent no receipt (it keeps no custody store or key)"), 4);
+        }
+        Status s = append_line_synced(receipt_file, p->receipt);
+        if (!s.is_ok()) return fail(s, 2);
+      }
       for (int64_t r = 0; r < n; ++r) {
         const float* probs = p->probabilities.data() + r * p->classes;
         const int best = static_cast<int>(std::max_element(probs, probs + p->classes) - probs);

@@ -129,5 +129,92 @@ TEST(ServingTest, PredictionsMatchTheModelAreRecordedOnceAndTraceToDataAndPeople
   EXPECT_EQ(c.cli({"audit", "verify"}).code, 0);
 }
 
+// A consumer disputing a prediction holds evidence of what was recorded about the call: a
+// receipt that verifies offline against the coordinator's public key, and stops verifying
+// when one bit of it changes or when the store's record behind it is changed.
+TEST(ServingTest, EveryCallCarriesAReceiptThatProvesItsRecordOffline) {
+  ClusterOptions o;
+  o.servers = 1;
+  // The head file, outside the store, written by the coordinator every 300 ms.
+  const fs::path head_file =
+      fs::temp_directory_path() / ("custody-receipts-" + std::to_string(getpid())) / "coordinator-heads.jsonl";
+  o.coordinator_args = {"--head-file", head_file.string(), "--head-interval-ms", "300"};
+  LocalCluster c("receipts", o);
+  ASSERT_TRUE(c.wait_for_nodes(3));
+  CliResult submitted = c.cli({"submit", c.write_job("served.toml", kJob).string(), "--as", "alice"});
+  ASSERT_EQ(submitted.code, 0) << submitted.err;
+  const std::string job = submitted.out.substr(0, submitted.out.find('\n'));
+  ASSERT_EQ(c.cli({"wait", job}).code, 0);
+  const fs::path public_key = c.dir() / "store.signing-key.pub";
+  ASSERT_TRUE(fs::exists(public_key)) << "the coordinator writes its public key beside its key";
+  EXPECT_EQ(fs::status(c.dir() / "store.signing-key").permissions() & (fs::perms::group_all | fs::perms::others_all),
+            fs::perms::none)
+      << "the private key is the owner's alone";
+
+  // An auditor keeps the heads before the calls.
+  const fs::path kept = c.dir() / "kept-heads.jsonl";
+  CliResult head = c.cli({"audit", "head", "--out", kept.string()});
+  ASSERT_EQ(head.code, 0) << head.err;
+  EXPECT_NE(head.out.find("usage"), std::string::npos) << head.out;
+
+  std::string row;
+  for (int f = 0; f < 32; ++f) row += (f ? "," : "") + std::to_string(f % 5 / 4.0);
+  const fs::path rows = c.write_job("rows.csv", row + "\n" + row + "\n" + row + "\n");
+  const fs::path receipts = c.dir() / "receipts.jsonl";
+  ASSERT_EQ(c.cli({"predict", "served", "--input", rows.string(), "--batch", "2", "--as", "dave", "--purpose",
+                   "triage", "--receipt", receipts.string()})
+                .code,
+            0);
+  CliResult proved = c.cli({"audit", "prove", receipts.string(), "--public-key", public_key.string()});
+  EXPECT_EQ(proved.code, 0) << proved.out << proved.err;
+  EXPECT_EQ(std::count(proved.out.begin(), proved.out.end(), '\n'), 2) << "two calls, two receipts: " << proved.out;
+  EXPECT_NE(proved.out.find("predict by principal:dave, purpose triage"), std::string::npos) << proved.out;
+  CliResult with_store =
+      c.cli({"audit", "prove", receipts.string(), "--public-key", public_key.string(), "--store", c.store().string()});
+  EXPECT_EQ(with_store.code, 0) << with_store.out << with_store.err;
+  EXPECT_NE(with_store.out.find("the store still holds it"), std::string::npos) << with_store.out;
+
+  // One flipped bit in the receipt: it proves nothing.
+  std::ifstream in(receipts);
+  std::string first;
+  std::getline(in, first);
+  for (size_t at : {first.find("\"principal\"") + 20, first.find("\"inclusion_proof\"") + 22,
+                    first.find("\"signature\"") + 15, first.find("\"root\"") + 10}) {
+    std::string flipped = first;
+    flipped[at] = static_cast<char>(flipped[at] ^ 1);
+    const fs::path bad = c.write_job("flipped.json", flipped + "\n");
+    CliResult r = c.cli({"audit", "prove", bad.string(), "--public-key", public_key.string()});
+    EXPECT_EQ(r.code, 5) << "bit flipped at " << at << ": " << r.out << r.err;
+  }
+  // Another key does not vouch for it.
+  CliResult other = c.cli({"audit", "prove", receipts.string(), "--public-key", std::string(64, 'a')});
+  EXPECT_NE(other.code, 0);
+
+  // The store extends the heads kept before the calls, and the head file the coordinator
+  // writes on its own.
+  CliResult since = c.cli({"audit", "verify", "--since", kept.string()});
+  EXPECT_EQ(since.code, 0) << since.out << since.err;
+  EXPECT_NE(since.out.find("the usage log extends its kept head"), std::string::npos) << since.out;
+  EXPECT_EQ(c.cli({"audit", "verify", "--since", kept.string(), "--public-key", public_key.string()}).code, 0);
+  EXPECT_EQ(c.cli({"audit", "verify", "--since", kept.string(), "--public-key", std::string(64, 'b')}).code, 5)
+      << "heads not signed by the key given prove nothing";
+
+  std::this_thread::sleep_for(std::chrono::milliseconds(700));
+  std::ifstream heads(head_file);
+  const auto lines = std::count(std::istreambuf_iterator<char>(heads), std::istreambuf_iterator<char>(), '\n');
+  EXPECT_GE(lines, 3) << "one at start, then one every 300 ms";
+  CliResult coordinator_heads = c.cli({"audit", "verify", "--since", head_file.string(), "--public-key",
+                                       public_key.string()});
+  EXPECT_EQ(coordinator_heads.code, 0) << coordinator_heads.out << coordinator_heads.err;
+
+  // The exported weights carry a receipt too.
+  const fs::path weights = c.dir() / "w.f32";
+  ASSERT_EQ(c.cli({"export", "served", weights.string(), "--as", "erin"}).code, 0);
+  CliResult export_proved =
+      c.cli({"audit", "prove", weights.string() + ".receipt.json", "--public-key", public_key.string()});
+  EXPECT_EQ(export_proved.code, 0) << export_proved.out << export_proved.err;
+  EXPECT_NE(export_proved.out.find("export by principal:erin"), std::string::npos) << export_proved.out;
+}
+
 }  // namespace
 }  // namespace custody::testing

@@ -272,12 +272,13 @@ TEST(CodecTest, CustodyMessagesRoundTrip) {
   EXPECT_EQ(x.checkpoint, "ckpt-1");
   EXPECT_EQ(x.principal, "bob");
   EXPECT_EQ(x.purpose, "audit");
-  auto y = round_trip(ExportReply{"ckpt-1", "root", {784, 10}, {0.5f}, "usage-3"});
+  auto y = round_trip(ExportReply{"ckpt-1", "root", {784, 10}, {0.5f}, "usage-3", "{\"custody_receipt\":1}"});
   EXPECT_EQ(y.checkpoint, "ckpt-1");
   EXPECT_EQ(y.root_hash, "root");
   EXPECT_EQ(y.layer_sizes, (std::vector<uint32_t>{784, 10}));
   EXPECT_EQ(y.values, std::vector<float>{0.5f});
   EXPECT_EQ(y.usage_id, "usage-3");
+  EXPECT_EQ(y.receipt, "{\"custody_receipt\":1}");
 }
 
 TEST(CodecTest, PrincipalsAndTokensRoundTrip) {
@@ -291,6 +292,8 @@ TEST(CodecTest, PrincipalsAndTokensRoundTrip) {
   EXPECT_EQ(u.since_ms, 5);
   EXPECT_EQ(u.until_ms, 9);
   EXPECT_EQ(round_trip(UsageReply{"{}"}).json, "{}");
+  round_trip(AuditHeadRequest{});
+  EXPECT_EQ(round_trip(AuditHeadReply{"{\"heads\":[]}"}).json, "{\"heads\":[]}");
   Envelope e;
   e.token = "tok";
   e.body = Heartbeat{};
@@ -305,7 +308,7 @@ TEST(CodecTest, ServingMessagesRoundTrip) {
   EXPECT_EQ(p.features, 3u);
   EXPECT_EQ(p.inputs, (std::vector<float>{1, 2, 3, 4, 5, 6}));
   EXPECT_EQ(p.purpose, "triage");
-  auto r = round_trip(PredictReply{"ckpt-1", "fashion@2", "root", 2, {0.25f, 0.75f}, {"pred-a-0"}, "call-a"});
+  auto r = round_trip(PredictReply{"ckpt-1", "fashion@2", "root", 2, {0.25f, 0.75f}, {"pred-a-0"}, "call-a", "{}"});
   EXPECT_EQ(r.checkpoint, "ckpt-1");
   EXPECT_EQ(r.model, "fashion@2");
   EXPECT_EQ(r.root_hash, "root");
@@ -313,6 +316,7 @@ TEST(CodecTest, ServingMessagesRoundTrip) {
   EXPECT_EQ(r.probabilities, (std::vector<float>{0.25f, 0.75f}));
   EXPECT_EQ(r.prediction_ids, std::vector<std::string>{"pred-a-0"});
   EXPECT_EQ(r.call_id, "call-a");
+  EXPECT_EQ(r.receipt, "{}");
 }
 
 // --- What the network may send instead -----------------------------------------------

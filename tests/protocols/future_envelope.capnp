@@ -38,7 +38,9 @@ struct FutureEnvelope {
     principalAdded @32 :Void;
     usageRequest @33 :Void;
     usageReply @34 :Void;
-    somethingNew @36 :Text;
+    auditHeadRequest @36 :Void;
+    auditHeadReply @37 :Void;
+    somethingNew @38 :Text;
   }
   token @30 :Text;
   attempt @35 :UInt32;
