@@ -17,6 +17,7 @@
 #include "actors/custody_recorder.h"
 #include "core/hash.h"
 #include "storage/queries.h"
+#include "tests/actors/synthetic_job.h"
 
 namespace custody::actors {
 namespace {
@@ -25,23 +26,6 @@ namespace fs = std::filesystem;
 using storage::CustodyStore;
 using storage::json;
 
-const char* kJobText = R"([job]
-name = "NAME"
-epochs = 1
-workers = 1
-[model]
-type = "softmax"
-classes = 3
-[data]
-kind = "synthetic"
-name = "triples"
-license = "CC-BY-4.0"
-consent = ["research"]
-[data.synthetic]
-train_samples = 30
-features = 4
-classes = 3
-)";
 const std::vector<int> kLayers{4, 3};
 const char* kProducer = "https://github.com/custody/custody";
 
@@ -51,9 +35,9 @@ class RunWriter {
   RunWriter(CustodyRecorder& recorder, const std::string& job_id, const std::string& name, int64_t at_ms,
             const std::string& init_checkpoint = "")
       : recorder_(recorder) {
-    std::string text = kJobText;
-    text.replace(text.find("NAME"), 4, name);
-    auto spec = parse_job_spec(text, name + ".toml");
+    auto spec = parse_job_spec(
+        synthetic_job_text(name, "name = \"triples\"\nlicense = \"CC-BY-4.0\"\nconsent = [\"research\"]\n"),
+        name + ".toml");
     EXPECT_TRUE(spec.is_ok()) << spec.status().to_string();
     job_.job_id = job_id;
     job_.name = name;
