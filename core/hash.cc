@@ -5,6 +5,8 @@
 
 #include <vector>
 
+#include "core/hex.h"
+
 namespace custody {
 
 std::string sha256_hex(const void* data, size_t size) {
@@ -32,6 +34,34 @@ Result<std::string> random_token(size_t bytes) {
     out += kHex[b & 15];
   }
   return out;
+}
+
+Result<std::string> uuid_v5(std::string_view namespace_uuid, std::string_view name) {
+  std::string compact;
+  bool dashes = namespace_uuid.size() == 36;
+  for (size_t i = 0; dashes && i < namespace_uuid.size(); ++i) {
+    if (i == 8 || i == 13 || i == 18 || i == 23) {
+      dashes = namespace_uuid[i] == '-';
+    } else {
+      compact += namespace_uuid[i];
+    }
+  }
+  auto ns = dashes ? from_hex(compact, 16, "namespace UUID")
+                   : Result<std::string>(invalid_argument("not of the form 8-4-4-4-12 hex digits"));
+  if (!ns.is_ok()) {
+    return invalid_argument("'" + std::string(namespace_uuid) + "' is not a UUID: " + ns.status().message());
+  }
+  // SHA-1 over the namespace's 16 bytes (network order, as written) and the name's bytes;
+  // the first 16 bytes of the digest, with the version and variant bits set.
+  std::string input = ns.value();
+  input.append(name.data(), name.size());
+  unsigned char digest[SHA_DIGEST_LENGTH];
+  SHA1(reinterpret_cast<const unsigned char*>(input.data()), input.size(), digest);
+  digest[6] = static_cast<unsigned char>((digest[6] & 0x0f) | 0x50);
+  digest[8] = static_cast<unsigned char>((digest[8] & 0x3f) | 0x80);
+  const std::string hex = to_hex(std::string_view(reinterpret_cast<const char*>(digest), 16));
+  return hex.substr(0, 8) + "-" + hex.substr(8, 4) + "-" + hex.substr(12, 4) + "-" + hex.substr(16, 4) + "-" +
+         hex.substr(20, 12);
 }
 
 }  // namespace custody

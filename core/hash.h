@@ -1,4 +1,5 @@
-// SHA-256, as lowercase hex, for content addressing and data set identity; random tokens.
+// SHA-256, as lowercase hex, for content addressing and data set identity; random tokens;
+// name-based UUIDs.
 #pragma once
 
 #include <cstddef>
@@ -16,5 +17,10 @@ inline std::string sha256_hex(std::string_view s) { return sha256_hex(s.data(), 
 // `bytes` bytes from the operating system's secure random source, as lowercase hex:
 // access tokens.
 Result<std::string> random_token(size_t bytes = 32);
+
+// The name-based UUID of RFC 4122 section 4.3, version 5 (SHA-1): the same namespace and
+// name always give the same UUID, in its lowercase 36-character text form. `namespace_uuid`
+// is a UUID in that text form (either case); anything else is invalid_argument.
+Result<std::string> uuid_v5(std::string_view namespace_uuid, std::string_view name);
 
 }  // namespace custody

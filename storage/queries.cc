@@ -507,54 +507,191 @@ Result<json> checkpoints_impl(const CustodyStore& store, const std::string& job)
   return out;
 }
 
+// OpenLineage 2-0-2 (https://openlineage.io/spec/2-0-2/OpenLineage.json): a run's whole
+// history as RunEvents, one JSON object a line. docs/ARCHITECTURE.md ("OpenLineage export")
+// explains the choices; tests/openlineage/validate.py checks every event against the spec.
+//
+// A custody run becomes one OpenLineage run per *segment*: the submission, and each
+// `custody resume` of it. Within a segment a rollback (run_recovered: a lost node, a
+// coordinator restart) is not an end, so it is a RUNNING event of the same run. A
+// cancelled or failed segment ends with ABORT or FAIL, and that end is final: OpenLineage
+// allows one terminal event per run, and consumers such as Marquez close a run's state on
+// it. So a resume starts a new run (its own runId, START) whose `parent` facet names the
+// submission's run, the way a retried task is a new run under its parent; the checkpoint
+// it resumes from is among its inputs. A fine-tuned run's `parent` names the run (segment)
+// that produced the checkpoint it started from, which is also among its inputs.
+constexpr const char* kOlProducer = "https://github.com/custody/custody";
+constexpr const char* kOlRunEventSchema =
+    "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent";
+constexpr const char* kOlParentSchema =
+    "https://openlineage.io/spec/facets/1-2-0/ParentRunFacet.json#/$defs/ParentRunFacet";
+constexpr const char* kOlErrorSchema =
+    "https://openlineage.io/spec/facets/1-0-1/ErrorMessageRunFacet.json#/$defs/ErrorMessageRunFacet";
+// Custody's own facets; their schemas are docs/facets/*.json.
+constexpr const char* kOlDatasetFacetSchema =
+    "https://github.com/custody/custody/blob/main/docs/facets/CustodyDatasetFacet.json#/$defs/"
+    "CustodyDatasetFacet";
+constexpr const char* kOlRunFacetSchema =
+    "https://github.com/custody/custody/blob/main/docs/facets/CustodyRunFacet.json#/$defs/CustodyRunFacet";
+// Run ids are name-based (UUID version 5) in this namespace, itself
+// uuid_v5(RFC 4122's URL namespace, "https://github.com/custody/custody/openlineage/run"):
+// the same store exports the same ids every time.
+constexpr const char* kOlRunNamespace = "3a3636cd-ff11-5681-8893-701464d54fee";
+
+// Segment 0 is the submission (named by the job id alone); segment k its k-th resume.
+Result<std::string> ol_run_id(const std::string& job, size_t segment) {
+  return uuid_v5(kOlRunNamespace, segment == 0 ? job : job + "/resume/" + std::to_string(segment));
+}
+
+json ol_facet(const char* schema_url, json fields) {
+  fields["_producer"] = kOlProducer;
+  fields["_schemaURL"] = schema_url;
+  return fields;
+}
+
+json ol_dataset(const std::string& name) { return {{"namespace", "custody"}, {"name", name}}; }
+
+// A job's run_resumed events, in order: each begins a segment.
+Result<std::vector<Record>> ol_resumes(const CustodyStore& store, const std::string& job) {
+  return store.find({{"type", "event"}, {"event", "run_resumed"}, {"run", job}});
+}
+
+// The OpenLineage run (id, job name) of the segment of `job` that wrote lineage record `seq`.
+Result<json> ol_run_at(const CustodyStore& store, const std::string& job, uint64_t seq) {
+  auto resumes = ol_resumes(store, job);
+  if (!resumes.is_ok()) return resumes.status();
+  size_t segment = 0;
+  while (segment < resumes->size() && resumes.value()[segment].seq < seq) ++segment;
+  auto id = ol_run_id(job, segment);
+  if (!id.is_ok()) return id.status();
+  auto body = body_of(store, job);
+  if (!body.is_ok()) return body.status();
+  return json{{"run", {{"runId", id.value()}}},
+              {"job", {{"namespace", "custody"}, {"name", body->value("name", job)}}}};
+}
+
 Result<std::string> openlineage_impl(const CustodyStore& store, const std::string& job) {
   auto run = store.entity(job);
   if (!run.is_ok()) return run.status();
   if (!run.value()) return not_found("no job '" + job + "' in the custody store");
   const json& r = run.value()->body;
-  // OpenLineage wants a UUID run id: a name-based one from the job id's SHA-256.
-  std::string h = sha256_hex("custody-run:" + job);
-  std::string uuid = h.substr(0, 8) + "-" + h.substr(8, 4) + "-5" + h.substr(13, 3) + "-" +
-                     std::string(1, "89ab"[std::stoi(h.substr(16, 1), nullptr, 16) % 4]) + h.substr(17, 3) + "-" +
-                     h.substr(20, 12);
+  const std::string job_name = r.value("name", job);
+
   auto datasets = related(store, job, Direction::kOut, "consumed");
   if (!datasets.is_ok()) return datasets.status();
-  json inputs = json::array();
+  json data_inputs = json::array();
   for (const auto& d : datasets.value()) {
     auto b = body_of(store, d["to"]);
     if (!b.is_ok()) return b.status();
     const json decl = declaration_of(b.value(), d);
-    inputs.push_back({{"namespace", "custody"},
-                      {"name", d["to"]},
-                      {"facets", {{"custody_dataset", {{"_producer", "custody"},
-                                                       {"_schemaURL", "custody://facets/dataset"},
-                                                       {"sha256", b->value("sha256", std::string())},
-                                                       {"license", decl["license"]},
-                                                       {"consent", decl["consent"]}}}}}});
+    json in = ol_dataset(d["to"]);
+    in["facets"] = {
+        {"custody_dataset", ol_facet(kOlDatasetFacetSchema, {{"name", decl["name"]},
+                                                             {"sha256", b->value("sha256", std::string())},
+                                                             {"license", decl["license"]},
+                                                             {"consent", decl["consent"]},
+                                                             {"declared_by", decl["declared_by"]}})}};
+    data_inputs.push_back(in);
   }
-  auto produced = related(store, job, Direction::kOut, "produced");
+  // Fine-tuning: the origin checkpoint is an input of the first segment, and the run that
+  // produced it its parent.
+  json init_parent;
+  std::string init_checkpoint;
+  auto init = related(store, job, Direction::kOut, "initialized_from");
+  if (!init.is_ok()) return init.status();
+  if (!init->empty()) {
+    init_checkpoint = init->front().value("to", std::string());
+    auto producers = store.relations(init_checkpoint, Direction::kIn, "produced");
+    if (!producers.is_ok()) return producers.status();
+    if (!producers->empty()) {
+      auto parent =
+          ol_run_at(store, producers->front().body.value("from", std::string()), producers->front().seq);
+      if (!parent.is_ok()) return parent.status();
+      init_parent = parent.value();
+    }
+  }
+  auto produced = store.relations(job, Direction::kOut, "produced");
   if (!produced.is_ok()) return produced.status();
-  json outputs = json::array();
-  for (const auto& p : produced.value()) outputs.push_back({{"namespace", "custody"}, {"name", p["to"]}});
-  auto ends = store.find({{"type", "event"}, {"event", "run_ended"}, {"run", job}});
-  if (!ends.is_ok()) return ends.status();
-  auto event = [&](const std::string& type, int64_t ms, const json& outs) {
-    return json{{"eventType", type},
-                {"eventTime", iso_time(ms)},
-                {"producer", "https://github.com/custody/custody"},
-                {"schemaURL", "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent"},
-                {"run", {{"runId", uuid}}},
-                {"job", {{"namespace", "custody"}, {"name", r.value("name", job)}}},
-                {"inputs", inputs},
-                {"outputs", outs}}
-        .dump();
+  auto history = store.find({{"type", "event"}, {"run", job}});
+  if (!history.is_ok()) return history.status();
+
+  std::string lines;
+  size_t segment = 0;
+  bool open = false;
+  uint64_t segment_begin = 0;  // the lineage seq the open segment started after
+  std::string run_id;
+  json inputs, parent;
+  auto emit = [&](const std::string& type, int64_t ms, json run_facets, const json& outputs,
+                  json custody = json::object()) {
+    custody["job"] = job;
+    custody["resume"] = segment;
+    run_facets["custody_run"] = ol_facet(kOlRunFacetSchema, std::move(custody));
+    if (!parent.is_null()) run_facets["parent"] = ol_facet(kOlParentSchema, parent);
+    lines += json{{"eventType", type},
+                  {"eventTime", iso_time(ms)},
+                  {"producer", kOlProducer},
+                  {"schemaURL", kOlRunEventSchema},
+                  {"run", {{"runId", run_id}, {"facets", run_facets}}},
+                  {"job", {{"namespace", "custody"}, {"name", job_name}}},
+                  {"inputs", inputs},
+                  {"outputs", outputs}}
+                 .dump() +
+             "\n";
   };
-  std::string lines = event("START", r.value("submitted_at_ms", int64_t(0)), json::array()) + "\n";
-  if (!ends.value().empty()) {
-    const auto& end = ends.value().back();
-    const std::string state = end.body.value("state", std::string());
-    const std::string type = state == "completed" ? "COMPLETE" : state == "cancelled" ? "ABORT" : "FAIL";
-    lines += event(type, end.time_ms, outputs) + "\n";
+  auto start = [&](int64_t ms, const std::string& from_checkpoint) -> Status {
+    auto id = ol_run_id(job, segment);
+    if (!id.is_ok()) return id.status();
+    run_id = id.value();
+    inputs = data_inputs;
+    if (!from_checkpoint.empty()) inputs.push_back(ol_dataset(from_checkpoint));
+    open = true;
+    emit("START", ms, json::object(), json::array());
+    return Status::ok();
+  };
+  parent = init_parent;
+  CUSTODY_RETURN_IF_ERROR(start(r.value("submitted_at_ms", int64_t(0)), init_checkpoint));
+  for (const auto& e : history.value()) {
+    const std::string kind = e.body.value("event", std::string());
+    if (kind == "run_recovered" && open) {
+      json rollback = e.body;
+      for (const char* field : {"type", "event", "run"}) rollback.erase(field);
+      emit("RUNNING", e.time_ms, json::object(), json::array(), {{"rollback", rollback}});
+    } else if (kind == "run_ended" && open) {
+      const std::string state = e.body.value("state", std::string());
+      json outputs = json::array();
+      for (const auto& p : produced.value()) {
+        if (p.seq > segment_begin && p.seq < e.seq)
+          outputs.push_back(ol_dataset(p.body.value("to", std::string())));
+      }
+      json facets = json::object();
+      const std::string final_checkpoint = e.body.value("final_checkpoint", std::string());
+      if (state == "completed" && !final_checkpoint.empty()) {
+        auto versions = store.relations(final_checkpoint, Direction::kIn, "version_of");
+        if (!versions.is_ok()) return versions.status();
+        for (const auto& v : versions.value())
+          outputs.push_back(ol_dataset(v.body.value("from", std::string())));
+      }
+      const std::string message = e.body.value("message", std::string());
+      if (state == "failed" && !message.empty()) {
+        facets["errorMessage"] =
+            ol_facet(kOlErrorSchema, {{"message", message}, {"programmingLanguage", "C++"}});
+      }
+      emit(state == "completed"   ? "COMPLETE"
+           : state == "cancelled" ? "ABORT"
+                                  : "FAIL",
+           e.time_ms, facets, outputs);
+      open = false;
+      segment_begin = e.seq;
+    } else if (kind == "run_resumed") {
+      // Numbered as ol_run_at numbers them: every resume begins a segment (a segment still
+      // open here never recorded its end, and has none in the export either).
+      ++segment;
+      auto first = ol_run_id(job, 0);
+      if (!first.is_ok()) return first.status();
+      parent = {{"run", {{"runId", first.value()}}}, {"job", {{"namespace", "custody"}, {"name", job_name}}}};
+      CUSTODY_RETURN_IF_ERROR(start(e.time_ms, e.body.value("from_checkpoint", std::string())));
+      segment_begin = e.seq;
+    }
   }
   return lines;
 }

@@ -15,6 +15,7 @@
 #include "actors/serving_state.h"
 #include "core/model.h"
 #include "storage/queries.h"
+#include "tests/actors/synthetic_job.h"
 
 namespace custody::actors {
 namespace {
@@ -22,21 +23,6 @@ namespace {
 namespace fs = std::filesystem;
 using storage::CustodyStore;
 using storage::json;
-
-const char* kJobText = R"([job]
-name = "twin"
-epochs = 1
-workers = 1
-[model]
-type = "softmax"
-classes = 3
-[data]
-kind = "synthetic"
-[data.synthetic]
-train_samples = 30
-features = 4
-classes = 3
-)";
 
 // One run: submitted, started, two checkpoints, completed; its weights are `values` at the
 // end whoever submits it (training is deterministic).
@@ -46,9 +32,7 @@ struct RunRecorded {
 
 RunRecorded record_run(CustodyRecorder& recorder, const std::string& job_id, const std::string& submitter,
                        const std::string& license, const std::vector<std::string>& consent) {
-  std::string text = kJobText;
-  text += "\n";
-  auto spec = parse_job_spec(text, "twin.toml");
+  auto spec = parse_job_spec(synthetic_job_text("twin"), "twin.toml");
   EXPECT_TRUE(spec.is_ok()) << spec.status().to_string();
   spec->data.license = license;
   spec->data.consent = consent;

@@ -99,19 +99,24 @@ TEST(CustodyTest, TraceOfTheFinalCheckpointNamesDataSubmitterAndBothWorkers) {
   EXPECT_EQ(impact["affected_checkpoints"].size(), 2u);
   EXPECT_EQ(impact["affected_models"], json({"model:traced@1"}));
 
-  // OpenLineage: START, then COMPLETE with the data set as input.
+  // OpenLineage: START, then COMPLETE with the data set as input and the checkpoints and
+  // the model version as outputs (tests/actors/openlineage_export_test.cc checks the rest).
   CliResult ol = c.cli({"lineage", "export", "--openlineage", job});
   ASSERT_EQ(ol.code, 0) << ol.err;
   std::istringstream lines(ol.out);
-  std::string start, complete;
+  std::string start, complete, more;
   std::getline(lines, start);
   std::getline(lines, complete);
+  EXPECT_FALSE(std::getline(lines, more)) << ol.out;
   json s = json::parse(start), e = json::parse(complete);
   EXPECT_EQ(s["eventType"], "START");
   EXPECT_EQ(e["eventType"], "COMPLETE");
   EXPECT_EQ(s["run"]["runId"], e["run"]["runId"]);
+  EXPECT_EQ(s["run"]["runId"].get<std::string>().substr(14, 1), "5") << s;  // a name-based UUID
   EXPECT_EQ(e["inputs"][0]["name"], "dataset:" + dataset_hash);
-  EXPECT_EQ(e["outputs"].size(), 2u);
+  EXPECT_EQ(e["inputs"][0]["facets"]["custody_dataset"]["_producer"], e["producer"]);
+  ASSERT_EQ(e["outputs"].size(), 3u) << e["outputs"];
+  EXPECT_EQ(e["outputs"][2], json({{"namespace", "custody"}, {"name", "model:traced@1"}}));
   EXPECT_NE(e["schemaURL"].get<std::string>().find("2-0-2"), std::string::npos);
 
   EXPECT_EQ(c.cli({"audit", "verify"}).code, 0);
