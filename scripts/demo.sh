@@ -54,12 +54,16 @@ if [ $rc = 0 ]; then
   echo "serving it: demo-client predicts five test images (each call recorded before its answer):"
   cluster_token="$run/demo-client.token"
   custody predict "$model" --input /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz --rows 5 \
-    --purpose demo | tee "$run/predictions.txt" | cut -c1-60
+    --purpose demo --receipt "$run/receipts.jsonl" | tee "$run/predictions.txt" | cut -c1-60
   prediction=$(head -n 1 "$run/predictions.txt" | cut -d' ' -f1)
   echo
   echo "where did $prediction come from, and who answers for it (custody lineage trace $prediction):"
   custody lineage trace "$prediction" --store "$run/store"
+  echo
+  echo "the consumer's receipt, checked offline against the coordinator's public key (custody audit prove):"
+  custody audit prove "$run/receipts.jsonl" --public-key "$run/store.signing-key.pub"
   cluster_token=$admin_token
+  echo
   custody audit verify
 fi
 exit $rc

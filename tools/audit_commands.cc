@@ -25,6 +25,8 @@ Result<std::string> read_text(const std::string& path) {
   return ss.str();
 }
 
+std::string records(uint64_t n) { return std::to_string(n) + (n == 1 ? " record" : " records"); }
+
 std::string iso(int64_t ms) {
   std::time_t t = static_cast<std::time_t>(ms / 1000);
   std::tm tm{};
@@ -95,8 +97,7 @@ int audit_verify(const storage::CustodyStore& st, const std::string& store_path,
                 static_cast<unsigned long long>(report->index_entries_checked),
                 static_cast<unsigned long long>(report->blobs_checked));
     for (const auto& h : report->heads) {
-      std::printf("  %-8s %llu records, Merkle root %s\n", h.log.c_str(), static_cast<unsigned long long>(h.size),
-                  h.root_hex.c_str());
+      std::printf("  %-8s %s, Merkle root %s\n", h.log.c_str(), records(h.size).c_str(), h.root_hex.c_str());
     }
     for (const auto& line : extended) std::printf("  %s\n", line.c_str());
     if (!report->notes.empty()) std::printf("  note: %s\n", report->notes.c_str());
@@ -120,8 +121,8 @@ int audit_head(const std::string& heads_json, const std::string& out_file, bool 
   std::printf("signed by key %s (public key %s) at %s\n", heads.value("key_id", std::string()).c_str(),
               heads.value("public_key", std::string()).c_str(), iso(heads.value("time_ms", int64_t{0})).c_str());
   for (const auto& h : heads.value("heads", json::array())) {
-    std::printf("  %-8s %llu records, root %s\n", h.value("log", std::string()).c_str(),
-                static_cast<unsigned long long>(h.value("size", uint64_t{0})), h.value("root", std::string()).c_str());
+    std::printf("  %-8s %s, root %s\n", h.value("log", std::string()).c_str(),
+                records(h.value("size", uint64_t{0})).c_str(), h.value("root", std::string()).c_str());
   }
   if (!out_file.empty()) std::printf("appended to %s\n", out_file.c_str());
   return 0;
@@ -169,12 +170,12 @@ int audit_prove(const std::string& receipt_file, const std::string& public_key_a
       results.push_back(row);
     } else if (s.is_ok()) {
       const json& b = facts->body;
-      std::printf("%s: ok: %s record %llu (%s by %s, purpose %s) is in the %s log of %llu records whose head key "
+      std::printf("%s: ok: %s record %llu (%s by %s, purpose %s) is in the %s log of %s whose head key "
                   "%s signed at %s%s\n",
                   id.c_str(), facts->log.c_str(), static_cast<unsigned long long>(facts->seq),
                   b.value("action", std::string("?")).c_str(), b.value("principal", std::string("?")).c_str(),
                   b.value("purpose", std::string("none given")).c_str(), facts->log.c_str(),
-                  static_cast<unsigned long long>(facts->tree_size), facts->key_id.c_str(),
+                  records(facts->tree_size).c_str(), facts->key_id.c_str(),
                   iso(facts->head_time_ms).c_str(), store ? "; the store still holds it and extends that head" : "");
     } else {
       std::printf("%s: FAILED: %s\n", id.c_str(), s.message().c_str());
