@@ -2,6 +2,7 @@
 // One write per line, so lines of concurrent threads and processes do not interleave.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 namespace custody {
@@ -11,5 +12,9 @@ enum class LogLevel { kDebug, kInfo, kWarn, kError };
 // Thread-safe. `who` names the node ("coordinator", "ps-1").
 void log(LogLevel level, const std::string& who, const std::string& message);
 void set_log_level(LogLevel min_level);
+
+// "2026-11-24T09:41:02.123Z": milliseconds since the Unix epoch as ISO 8601 in UTC, the
+// one form of time the logs, the records' renderings and the CLI print.
+std::string iso8601_utc(int64_t ms);
 
 }  // namespace custody

@@ -7,6 +7,7 @@
 #include <set>
 
 #include "core/hash.h"
+#include "core/log.h"
 #include "storage/checkpoint.h"
 
 namespace custody::storage {
@@ -39,16 +40,7 @@ Result<std::vector<json>> related(const CustodyStore& store, const std::string& 
   return out;
 }
 
-std::string iso_time(int64_t ms) {
-  std::time_t t = static_cast<std::time_t>(ms / 1000);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[40];
-  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
-  char out[48];
-  std::snprintf(out, sizeof(out), "%s.%03dZ", buf, static_cast<int>(ms % 1000));
-  return out;
-}
+std::string iso_time(int64_t ms) { return iso8601_utc(ms); }
 
 // What one submission declared about a data set's bytes (name, licence, consent), from
 // its `consumed` relation. Stores written before declarations moved there kept the first

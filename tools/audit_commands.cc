@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "core/files.h"
+#include "core/log.h"
 #include "storage/notary.h"
 
 namespace custody::cli {
@@ -27,14 +28,6 @@ Result<std::string> read_text(const std::string& path) {
 
 std::string records(uint64_t n) { return std::to_string(n) + (n == 1 ? " record" : " records"); }
 
-std::string iso(int64_t ms) {
-  std::time_t t = static_cast<std::time_t>(ms / 1000);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
 
 }  // namespace
 
@@ -119,7 +112,7 @@ int audit_head(const std::string& heads_json, const std::string& out_file, bool 
     return 0;
   }
   std::printf("signed by key %s (public key %s) at %s\n", heads.value("key_id", std::string()).c_str(),
-              heads.value("public_key", std::string()).c_str(), iso(heads.value("time_ms", int64_t{0})).c_str());
+              heads.value("public_key", std::string()).c_str(), iso8601_utc(heads.value("time_ms", int64_t{0})).c_str());
   for (const auto& h : heads.value("heads", json::array())) {
     std::printf("  %-8s %s, root %s\n", h.value("log", std::string()).c_str(),
                 records(h.value("size", uint64_t{0})).c_str(), h.value("root", std::string()).c_str());
@@ -165,7 +158,7 @@ int audit_prove(const std::string& receipt_file, const std::string& public_key_a
         row["record"] = facts->seq;
         row["tree_size"] = facts->tree_size;
         row["key_id"] = facts->key_id;
-        row["signed_at"] = iso(facts->head_time_ms);
+        row["signed_at"] = iso8601_utc(facts->head_time_ms);
       }
       results.push_back(row);
     } else if (s.is_ok()) {
@@ -176,7 +169,7 @@ int audit_prove(const std::string& receipt_file, const std::string& public_key_a
                   b.value("action", std::string("?")).c_str(), b.value("principal", std::string("?")).c_str(),
                   b.value("purpose", std::string("none given")).c_str(), facts->log.c_str(),
                   records(facts->tree_size).c_str(), facts->key_id.c_str(),
-                  iso(facts->head_time_ms).c_str(), store ? "; the store still holds it and extends that head" : "");
+                  iso8601_utc(facts->head_time_ms).c_str(), store ? "; the store still holds it and extends that head" : "");
     } else {
       std::printf("%s: FAILED: %s\n", id.c_str(), s.message().c_str());
     }
