@@ -38,7 +38,8 @@ struct FutureEnvelope {
     principalAdded @32 :Void;
     usageRequest @33 :Void;
     usageReply @34 :Void;
-    somethingNew @36 :Text;
+    jobReleased @36 :Void;
+    somethingNew @37 :Text;
   }
   token @30 :Text;
   attempt @35 :UInt32;
