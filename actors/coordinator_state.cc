@@ -864,7 +864,7 @@ Result<uint64_t> CoordinatorState::load_start(Job& job, const std::string& check
                       (saved ? "the checkpoint's is of " + std::string(to_string(saved->kind)) + " or another size"
                              : checkpoint + " was written before optimizer state was checkpointed") +
                       ")";
-    log(LogLevel::kWarn, kSelf, job.status.job_id + ": resuming from " + checkpoint + optimizer_note->substr(1));
+    log(LogLevel::kWarn, kSelf, job.status.job_id + ": resuming from " + checkpoint + ":" + optimizer_note->substr(1));
   }
   return manifest["step"].get<uint64_t>();
 }
