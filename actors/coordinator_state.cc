@@ -232,14 +232,16 @@ Status CoordinatorState::restore(Clock::time_point now) {
     restored.status.accuracy_history = keep.accuracy_history;
     restored.status.test_accuracy = keep.test_accuracy;
     restored.status.test_loss = keep.test_loss;
-    const std::string origin = s.last_checkpoint.empty() ? run.init_from : s.last_checkpoint;
-    if (!origin.empty()) {
-      storage::json manifest;
-      auto values = storage::load_checkpoint(store, origin, &manifest);
+    std::string optimizer_note;
+    if (!s.last_checkpoint.empty()) {
+      auto step = load_start(restored, s.last_checkpoint, &optimizer_note);
+      if (!step.is_ok()) return step.status();
+      restored.start_step = step.value();
+    } else if (!run.init_from.empty()) {  // fine-tuning from its origin, with a fresh optimizer
+      auto values = storage::load_checkpoint(store, run.init_from, nullptr);
       if (!values.is_ok()) return values.status();
       restored.initial_values = std::move(values).value();
-      restored.start_step = s.last_checkpoint.empty() ? 0 : manifest.value("step", uint64_t{0});
-      if (s.last_checkpoint.empty()) restored.init_checkpoint = origin;
+      restored.init_checkpoint = run.init_from;
     }
     restored.last_checkpoint_step = restored.start_step;
     const bool was_started = restored.attempt > 0;
@@ -260,7 +262,7 @@ Status CoordinatorState::restore(Clock::time_point now) {
     restored.status.test_accuracy = history.empty() ? -1 : history.back();
     restored.status.message = "restored after a coordinator restart; resumes from " +
                               (s.last_checkpoint.empty() ? std::string("its start") : s.last_checkpoint) +
-                              " once its nodes register";
+                              optimizer_note + " once its nodes register";
     jobs_[id] = std::move(restored);
     queue_.push_back(id);
     ++resumed;
@@ -366,6 +368,7 @@ bool allowed(const std::string& role, const msg::Body& body) {
                             std::holds_alternative<msg::EpochEval>(body) ||
                             std::holds_alternative<msg::TaskDone>(body) ||
                             std::holds_alternative<msg::CheckpointShard>(body) ||
+                            std::holds_alternative<msg::JobReleased>(body) ||
                             std::holds_alternative<msg::Error>(body);
   if (node_message) return role == "node";
   if (std::holds_alternative<msg::StatusRequest>(body) || std::holds_alternative<msg::UsageRequest>(body) ||
@@ -624,6 +627,12 @@ Outbox CoordinatorState::on_cancel(const Envelope& in, const msg::CancelJob& m, 
 
 Outbox CoordinatorState::on_node_report(const Node& node, const Envelope& in, Clock::time_point now) {
   auto it = jobs_.find(in.job_id);
+  // Answers to the stop of a rolled-back attempt: of an older attempt by nature, and still
+  // to be recorded if the job has ended since.
+  if (auto* m = in.get<msg::JobReleased>()) {
+    if (it != jobs_.end()) on_job_released(it->second, node, in.attempt, *m);
+    return {};
+  }
   if (it == jobs_.end() || msg::is_terminal(it->second.status.state)) {
     return {};  // a late report of a job that has ended: nothing to do
   }
@@ -731,15 +740,40 @@ Outbox CoordinatorState::on_checkpoint_shard(Job& job, const Node& node, const m
   if (m.range_begin != range.begin || m.values.size() != range.size()) {
     return finish(job, JobState::kFailed, node.id + " sent a checkpoint shard that is not its key range");
   }
+  const size_t state_blocks = state_tensor_names(job.spec.optimizer.kind).size();
+  if (!m.optimizer_state.empty() && m.optimizer_state.size() != state_blocks * range.size()) {
+    return finish(job, JobState::kFailed,
+                  node.id + " sent " + std::to_string(m.optimizer_state.size()) + " floats of " +
+                      to_string(job.spec.optimizer.kind) + " state for a key range of " +
+                      std::to_string(range.size()) + " (expected " + std::to_string(state_blocks * range.size()) + ")");
+  }
   auto& pending = job.shards[m.step];
   pending[node.id] = m;
   if (pending.size() < job.servers.size()) return {};
 
   std::vector<float> values(job.num_parameters);
+  // The optimizer state, assembled by key like the values: block b of a server's range goes
+  // to [b * n + begin, b * n + end). Kept only if every server sent its part (servers from
+  // before optimizer state was checkpointed send none).
+  storage::OptimizerCheckpoint optimizer;
+  optimizer.kind = job.spec.optimizer.kind;
+  optimizer.state.values.resize(state_blocks * job.num_parameters);
+  bool whole_state = state_blocks > 0;
   std::map<std::string, WorkerContribution> contributions;
   bool final = false;
   for (const auto& [server_id, shard] : pending) {
     std::copy(shard.values.begin(), shard.values.end(), values.begin() + static_cast<std::ptrdiff_t>(shard.range_begin));
+    if (shard.optimizer_state.empty()) whole_state = false;
+    for (size_t b = 0; whole_state && b < state_blocks; ++b) {
+      const auto from = shard.optimizer_state.begin() + static_cast<std::ptrdiff_t>(b * shard.values.size());
+      std::copy(from, from + static_cast<std::ptrdiff_t>(shard.values.size()),
+                optimizer.state.values.begin() + static_cast<std::ptrdiff_t>(b * job.num_parameters + shard.range_begin));
+    }
+    // Every server applies the same updates (BSP: one per step), so their counts agree;
+    // under ASP a push refused by one server alone (a non-finite value in its range) makes
+    // them differ by that push, and the smallest is kept.
+    optimizer.state.steps = server_id == pending.begin()->first ? shard.optimizer_steps
+                                                                : std::min(optimizer.state.steps, shard.optimizer_steps);
     final = final || shard.final;
     for (const auto& c : shard.contributions) {
       // Every server sees each accepted push once: steps and samples are the same on each;
@@ -771,7 +805,12 @@ Outbox CoordinatorState::on_checkpoint_shard(Job& job, const Node& node, const m
   spec.epoch = static_cast<uint32_t>(m.step / job.steps_per_epoch);
   spec.parent = job.status.last_checkpoint.empty() ? job.init_checkpoint : job.status.last_checkpoint;
   spec.final = final;
-  auto id = recorder_.checkpoint(job.status, job.layer_sizes, values, spec, contributions);
+  if (state_blocks > 0 && !whole_state) {
+    log(LogLevel::kWarn, kSelf, job.status.job_id + ": a server sent no optimizer state with step " +
+                                    std::to_string(m.step) + "; a resume from this checkpoint starts the optimizer from zeros");
+  }
+  auto id = recorder_.checkpoint(job.status, job.layer_sizes, values, spec, contributions,
+                                 whole_state ? &optimizer : nullptr);
   if (!id.is_ok()) {
     return finish(job, JobState::kFailed,
                   "could not record the checkpoint of step " + std::to_string(m.step) + ": " + id.status().message());
@@ -783,6 +822,57 @@ Outbox CoordinatorState::on_checkpoint_shard(Job& job, const Node& node, const m
   if (!final) return {};
   job.final_recorded = true;
   return maybe_complete(job);
+}
+
+void CoordinatorState::on_job_released(Job& job, const Node& node, uint32_t attempt, const msg::JobReleased& m) {
+  auto d = job.discards.find(attempt);
+  if (d == job.discards.end() || !d->second.waiting.erase(node.id)) return;  // a stop without a rollback
+  d->second.applied[node.id] = m;
+  if (d->second.waiting.empty()) record_discard(job, attempt);
+}
+
+void CoordinatorState::record_discard(Job& job, uint32_t attempt) {
+  auto d = job.discards.find(attempt);
+  if (d == job.discards.end()) return;
+  const Job::Discard& discard = d->second;
+  const std::vector<std::string> unanswered(discard.waiting.begin(), discard.waiting.end());
+  Status recorded = recorder_.attempt_discarded(job.status, attempt, discard.back_to_step, discard.applied, unanswered);
+  // It describes work already thrown away; a store that cannot take it is reported, and the
+  // job goes on (its next checkpoint would fail it).
+  if (!recorded.is_ok()) log(LogLevel::kError, kSelf, job.status.job_id + ": " + recorded.message());
+  std::string applied;
+  for (const auto& [server, r] : discard.applied) {
+    applied += (applied.empty() ? "" : ", ") + server + " at step " + std::to_string(r.applied_step);
+  }
+  log(LogLevel::kInfo, kSelf, job.status.job_id + " attempt " + std::to_string(attempt) + " discarded: " +
+                                  (applied.empty() ? std::string("no server answered") : applied) + " (rolled back to step " +
+                                  std::to_string(discard.back_to_step) + ")");
+  job.discards.erase(d);
+}
+
+Result<uint64_t> CoordinatorState::load_start(Job& job, const std::string& checkpoint, std::string* optimizer_note) {
+  storage::json manifest;
+  auto values = storage::load_checkpoint(*recorder_.store(), checkpoint, &manifest);
+  if (!values.is_ok()) return values.status();
+  auto optimizer = storage::load_optimizer_state(*recorder_.store(), manifest);
+  if (!optimizer.is_ok()) return optimizer.status();
+  job.initial_values = std::move(values).value();
+  job.initial_optimizer = {};
+  const OptimizerConfig::Kind kind = job.spec.optimizer.kind;
+  const size_t blocks = state_tensor_names(kind).size();
+  const auto& saved = optimizer.value();
+  optimizer_note->clear();
+  if (saved && saved->kind == kind && saved->state.values.size() == blocks * job.num_parameters) {
+    job.initial_optimizer = saved->state;
+    if (blocks > 0) *optimizer_note = ", with its " + std::string(to_string(kind)) + " state";
+  } else if (blocks > 0) {
+    *optimizer_note = "; the " + std::string(to_string(kind)) + " state starts from zeros (" +
+                      (saved ? "the checkpoint's is of " + std::string(to_string(saved->kind)) + " or another size"
+                             : checkpoint + " was written before optimizer state was checkpointed") +
+                      ")";
+    log(LogLevel::kWarn, kSelf, job.status.job_id + ": resuming from " + checkpoint + ":" + optimizer_note->substr(1));
+  }
+  return manifest["step"].get<uint64_t>();
 }
 
 Outbox CoordinatorState::on_resume(const Envelope& in, const msg::ResumeJob& m, const std::string& peer) {
@@ -808,16 +898,15 @@ Outbox CoordinatorState::on_resume(const Envelope& in, const msg::ResumeJob& m, 
     job.attempt = attempt;
     job.status.total_steps = job.steps_per_epoch * static_cast<uint64_t>(job.spec.epochs);
   }
-  storage::json manifest;
-  auto values = storage::load_checkpoint(*recorder_.store(), s.last_checkpoint, &manifest);
-  if (!values.is_ok()) return error(values.status());
-  const uint64_t step = manifest["step"];
+  std::string optimizer_note;
+  auto loaded = load_start(job, s.last_checkpoint, &optimizer_note);
+  if (!loaded.is_ok()) return error(loaded.status());
+  const uint64_t step = loaded.value();
   Status recorded = recorder_.job_resumed(s, s.last_checkpoint, step, m.principal);
   if (!recorded.is_ok()) return error(recorded);
-  job.initial_values = std::move(values).value();
   rewind(job, step);
   job.recovering = false;
-  s.message = "resuming from " + s.last_checkpoint + " at step " + std::to_string(step);
+  s.message = "resuming from " + s.last_checkpoint + " at step " + std::to_string(step) + optimizer_note;
   s.finished_at_ms = 0;
   queue_.push_back(in.job_id);
   log(LogLevel::kInfo, kSelf, in.job_id + " " + s.message);
@@ -882,6 +971,14 @@ Outbox CoordinatorState::schedule() {
         a.initial_values.assign(job.initial_values.begin() + static_cast<std::ptrdiff_t>(job.ranges[i].begin),
                                 job.initial_values.begin() + static_cast<std::ptrdiff_t>(job.ranges[i].end));
       }
+      // The optimizer state's slice: the range of each block (layout: core/optimizer.h).
+      const auto& state = job.initial_optimizer.values;
+      for (size_t b = 0; job.num_parameters > 0 && b < state.size() / job.num_parameters; ++b) {
+        const auto block = state.begin() + static_cast<std::ptrdiff_t>(b * job.num_parameters);
+        a.optimizer_state.insert(a.optimizer_state.end(), block + static_cast<std::ptrdiff_t>(job.ranges[i].begin),
+                                 block + static_cast<std::ptrdiff_t>(job.ranges[i].end));
+      }
+      a.optimizer_steps = job.initial_optimizer.steps;
       out.push_back({servers[i]->peer, envelope(job.status.job_id, std::move(a), job.attempt)});
     }
     job.status.workers = job.workers;
@@ -959,6 +1056,7 @@ Outbox CoordinatorState::finish(Job& job, JobState state, const std::string& mes
   if (!recorded.is_ok()) log(LogLevel::kError, kSelf, s.job_id + ": " + recorded.message());
   job.initial_values.clear();
   job.initial_values.shrink_to_fit();
+  job.initial_optimizer = {};
   // Forget the oldest finished jobs beyond the limit.
   size_t finished = 0;
   for (auto& id : order_) finished += msg::is_terminal(jobs_.at(id).status.state);
@@ -1001,26 +1099,33 @@ Outbox CoordinatorState::recover(Job& job, const std::string& why) {
                                               " recoveries (last: " + job.recovery_reason + ")");
   }
   Outbox out = stop_attempt(job, "rolled back: " + why);
+  // The live servers answer the stop with what they had applied (jobReleased).
+  std::vector<std::string> to_report;
+  for (const auto& id : job.servers) {
+    const Node* n = node_by_id(id);
+    if (n && n->alive) to_report.push_back(id);
+  }
   uint64_t reached = UINT64_MAX;
   for (auto& [rank, p] : job.progress) reached = std::min(reached, p.step);
   if (reached == UINT64_MAX) reached = job.start_step;
   reached = std::max(reached, job.last_checkpoint_step);  // progress reports lag the servers
   // Back to the newest checkpoint of this job, or to where this run of it started.
-  std::string checkpoint;
+  // Without a checkpoint the job goes back to where this run of it started, with the values
+  // and optimizer state it started from.
+  std::string checkpoint, optimizer_note;
   if (recorder_.enabled() && !s.last_checkpoint.empty()) {
-    storage::json manifest;
-    auto values = storage::load_checkpoint(*recorder_.store(), s.last_checkpoint, &manifest);
-    if (!values.is_ok()) {
+    auto step = load_start(job, s.last_checkpoint, &optimizer_note);
+    if (!step.is_ok()) {
       auto more = finish(job, JobState::kFailed, why + "; and its last checkpoint " + s.last_checkpoint +
-                                                     " cannot be loaded: " + values.status().message());
+                                                     " cannot be loaded: " + step.status().message());
       out.insert(out.end(), more.begin(), more.end());
       return out;
     }
-    job.initial_values = std::move(values).value();
-    job.start_step = manifest["step"];
+    job.start_step = step.value();
     checkpoint = s.last_checkpoint;
   }
-  Status recorded = recorder_.job_recovered(s, job.attempt, why, reached, job.start_step, checkpoint);
+  Status recorded = recorder_.job_recovered(s, job.attempt, why, reached, job.start_step, checkpoint,
+                                            recorder_.enabled() ? to_report : std::vector<std::string>());
   if (!recorded.is_ok()) {
     auto more = finish(job, JobState::kFailed, why + "; and the recovery could not be recorded: " + recorded.message());
     out.insert(out.end(), more.begin(), more.end());
@@ -1030,11 +1135,17 @@ Outbox CoordinatorState::recover(Job& job, const std::string& why) {
                                   " to step " + std::to_string(job.start_step) +
                                   (checkpoint.empty() ? " (the job's start)" : " (" + checkpoint + ")") +
                                   " as attempt " + std::to_string(job.attempt + 1));
+  if (recorder_.enabled() && !to_report.empty()) {
+    Job::Discard& d = job.discards[job.attempt];
+    d.back_to_step = job.start_step;
+    d.waiting.insert(to_report.begin(), to_report.end());
+    d.since = now_;
+  }
   rewind(job, job.start_step);
   ++s.recoveries;
   job.recovering = true;
   job.recovery_reason = why;
-  s.message = "recovering: " + why;
+  s.message = "recovering: " + why + optimizer_note;
   s.waiting_for.clear();
   queue_.insert(queue_.begin(), s.job_id);  // it held nodes: it goes before the jobs that wait
   auto scheduled = schedule();
@@ -1060,6 +1171,16 @@ Outbox CoordinatorState::tick(Clock::time_point now) {
       out.insert(out.end(), more.begin(), more.end());
     }
     n.job.clear();
+  }
+  for (auto& [job_id, job] : jobs_) {
+    // Servers that never answered a rollback's stop (they died, or lost the job): record
+    // what the others said.
+    for (auto d = job.discards.begin(); d != job.discards.end();) {
+      const uint32_t attempt = d->first;
+      const bool late = now - d->second.since > options_.heartbeat_timeout;
+      ++d;
+      if (late) record_discard(job, attempt);
+    }
   }
   for (auto& [job_id, job] : jobs_) {
     if (job.status.state != JobState::kStarting || now - job.starting_since <= options_.start_timeout) continue;

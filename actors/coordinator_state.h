@@ -16,7 +16,15 @@
 // servers, and the job runs again as attempt + 1 from its last checkpoint (or its start).
 // Every message carries its attempt; those of older attempts are dropped, so updates made
 // after the checkpoint are discarded as a whole, never applied twice. A job is failed
-// after max_recoveries rollbacks, with the reasons.
+// after max_recoveries rollbacks, with the reasons. What was discarded is recorded twice:
+// run_recovered at once, with the step the workers last reported (they report every
+// 500 ms, so it lags), and attempt_discarded once the stopped servers have answered the
+// stopJob with jobReleased (the step each had applied), or after heartbeat_timeout with
+// the answers that came; the servers' figure is the true one.
+// Optimizer state: checkpoints keep it with the values (each server's range, assembled like
+// the values); resume, recovery and restore hand each server its slice in assignKeyRange,
+// so the run continues the interrupted update. A checkpoint from before optimizer state was
+// kept resumes with a fresh optimizer, and the job's status message says so.
 // Restart: restore() rebuilds jobs, membership and principals from the store; jobs that
 // had not ended resume from their last checkpoint once nodes re-register (they do so by
 // themselves when the new coordinator does not know them).
@@ -129,12 +137,23 @@ class CoordinatorState {
     std::vector<int> layer_sizes;
     uint64_t checkpoint_every = 0, start_step = 0;
     std::vector<float> initial_values;  // resume or fine-tune; empty: seeded
+    // The optimizer state at start_step (resume, recovery, restore; layout of
+    // core/optimizer.h over every parameter); empty: a fresh optimizer.
+    OptimizerState initial_optimizer;
     std::string init_checkpoint;        // fine-tuning origin
     std::vector<msg::AssignTask> tasks;  // by rank
     // step -> server id -> its shard, until every server's shard of the step is in
     std::map<uint64_t, std::map<std::string, msg::CheckpointShard>> shards;
     uint64_t last_checkpoint_step = 0;
     bool final_recorded = false;
+    // Rolled-back attempts whose stopped servers have not all answered (jobReleased).
+    struct Discard {
+      uint64_t back_to_step = 0;
+      std::set<std::string> waiting;  // server ids
+      std::map<std::string, msg::JobReleased> applied;
+      Clock::time_point since;
+    };
+    std::map<uint32_t, Discard> discards;  // by attempt
   };
 
   Outbox on_register(const std::string& peer, const msg::Envelope& in, const msg::Register& m,
@@ -146,6 +165,13 @@ class CoordinatorState {
   Outbox on_cancel(const msg::Envelope& in, const msg::CancelJob& m, const std::string& peer);
   Outbox on_node_report(const Node& node, const msg::Envelope& in, Clock::time_point now);
   Outbox on_checkpoint_shard(Job& job, const Node& node, const msg::CheckpointShard& m);
+  // A server let go of a job's attempt; after a rollback, what it had applied is recorded.
+  void on_job_released(Job& job, const Node& node, uint32_t attempt, const msg::JobReleased& m);
+  // Records a rolled-back attempt's discarded work with the answers so far, and forgets it.
+  void record_discard(Job& job, uint32_t attempt);
+  // Loads a checkpoint's values and optimizer state as the job's starting point; returns the
+  // checkpoint's step. A note for the status message says where the optimizer starts.
+  Result<uint64_t> load_start(Job& job, const std::string& checkpoint, std::string* optimizer_note);
   Outbox on_resume(const msg::Envelope& in, const msg::ResumeJob& m, const std::string& peer);
   Outbox maybe_complete(Job& job);
   Outbox handle_export(const std::string& peer, const msg::Envelope& in, const msg::ExportRequest& m);

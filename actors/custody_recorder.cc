@@ -1,5 +1,6 @@
 #include "actors/custody_recorder.h"
 
+#include <algorithm>
 #include <chrono>
 #include <random>
 
@@ -112,27 +113,54 @@ Status CustodyRecorder::job_started(const msg::JobStatus& job, const std::vector
 }
 
 Status CustodyRecorder::job_recovered(const msg::JobStatus& job, uint32_t from_attempt, const std::string& why,
-                                      uint64_t reached_step, uint64_t back_to_step, const std::string& checkpoint) {
+                                      uint64_t reached_step, uint64_t back_to_step, const std::string& checkpoint,
+                                      const std::vector<std::string>& servers_to_report) {
   storage::Batch b("job recovered");
-  b.event({{"event", "run_recovered"},
-           {"run", job.job_id},
-           {"reason", why},
-           {"attempt", from_attempt},
-           {"next_attempt", from_attempt + 1},
-           {"reached_step", reached_step},
-           {"rolled_back_to_step", back_to_step},
-           {"from_checkpoint", checkpoint},
-           // Updates of the ended attempt after back_to_step are discarded, not applied.
-           {"discarded_steps", reached_step > back_to_step ? reached_step - back_to_step : 0}});
+  json event{{"event", "run_recovered"},
+             {"run", job.job_id},
+             {"reason", why},
+             {"attempt", from_attempt},
+             {"next_attempt", from_attempt + 1},
+             {"reached_step", reached_step},
+             {"rolled_back_to_step", back_to_step},
+             {"from_checkpoint", checkpoint},
+             // Updates of the ended attempt after back_to_step are discarded, not applied. As
+             // the workers reported them: a lower bound; attempt_discarded has the servers' count.
+             {"discarded_steps", reached_step > back_to_step ? reached_step - back_to_step : 0}};
+  if (!servers_to_report.empty()) event["servers_to_report"] = servers_to_report;
+  b.event(std::move(event));
   if (!checkpoint.empty()) b.relation("recovered_from", job.job_id, checkpoint, {{"attempt", from_attempt + 1}});
+  return write(b);
+}
+
+Status CustodyRecorder::attempt_discarded(const msg::JobStatus& job, uint32_t attempt, uint64_t back_to_step,
+                                          const std::map<std::string, msg::JobReleased>& applied,
+                                          const std::vector<std::string>& unanswered) {
+  storage::Batch b("attempt discarded");
+  json steps = json::object(), updates = json::object();
+  uint64_t most = back_to_step;
+  for (const auto& [server, r] : applied) {
+    steps[server] = r.applied_step;
+    updates[server] = r.updates;
+    most = std::max(most, r.applied_step);
+  }
+  b.event({{"event", "attempt_discarded"},
+           {"run", job.job_id},
+           {"attempt", attempt},
+           {"rolled_back_to_step", back_to_step},
+           {"applied_steps_by_server", steps},
+           {"updates_by_server", updates},
+           {"discarded_steps", most - back_to_step},
+           {"unanswered", unanswered}});
   return write(b);
 }
 
 Result<std::string> CustodyRecorder::checkpoint(const msg::JobStatus& job, const std::vector<int>& layer_sizes,
                                                 const std::vector<float>& values, const storage::CheckpointSpec& spec,
-                                                const std::map<std::string, WorkerContribution>& contributions) {
+                                                const std::map<std::string, WorkerContribution>& contributions,
+                                                const storage::OptimizerCheckpoint* optimizer) {
   storage::Batch b(spec.final ? "final checkpoint" : "checkpoint");
-  const std::string id = storage::add_checkpoint(b, Model(layer_sizes), values, spec);
+  const std::string id = storage::add_checkpoint(b, Model(layer_sizes), values, spec, optimizer);
   for (const auto& [key, c] : contributions) {
     json counts = {{"run", job.job_id},
                    {"rank", c.rank},

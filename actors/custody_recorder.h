@@ -46,14 +46,25 @@ class CustodyRecorder {
   Status job_started(const msg::JobStatus& job, const std::vector<msg::AssignTask>& tasks,
                      const std::vector<msg::ServerRange>& servers, uint64_t start_step, uint32_t attempt);
   // A rollback: why, the attempt that ends and the one that follows, the step it had
-  // reached and the checkpoint (or start) it goes back to. The next job_started record
-  // names the nodes the ranks and key ranges went to.
+  // reached by its workers' progress reports (which lag the servers by up to 500 ms) and the
+  // checkpoint (or start) it goes back to. `servers_to_report`: the servers that were told
+  // to stop; what they had applied follows in an attempt_discarded record. The next
+  // job_started record names the nodes the ranks and key ranges went to.
   Status job_recovered(const msg::JobStatus& job, uint32_t from_attempt, const std::string& why,
-                       uint64_t reached_step, uint64_t back_to_step, const std::string& checkpoint);
-  // Returns the checkpoint id.
+                       uint64_t reached_step, uint64_t back_to_step, const std::string& checkpoint,
+                       const std::vector<std::string>& servers_to_report = {});
+  // What a rolled-back attempt had applied, as its servers said when they let go of it
+  // (jobReleased): per server the step its values covered and its updates, and the steps
+  // discarded past `back_to_step` (the most any server applied). `unanswered`: servers that
+  // were told to stop but did not answer (they died, or lost the job).
+  Status attempt_discarded(const msg::JobStatus& job, uint32_t attempt, uint64_t back_to_step,
+                           const std::map<std::string, msg::JobReleased>& applied,
+                           const std::vector<std::string>& unanswered);
+  // Returns the checkpoint id. `optimizer`: the optimizer state to keep with the values.
   Result<std::string> checkpoint(const msg::JobStatus& job, const std::vector<int>& layer_sizes,
                                  const std::vector<float>& values, const storage::CheckpointSpec& spec,
-                                 const std::map<std::string, WorkerContribution>& contributions);
+                                 const std::map<std::string, WorkerContribution>& contributions,
+                                 const storage::OptimizerCheckpoint* optimizer = nullptr);
   // One epoch's test evaluation, summed over the ranks: kept so that a restarted
   // coordinator still knows the accuracy of every epoch evaluated before it stopped.
   Status epoch_evaluated(const msg::JobStatus& job, uint32_t attempt, uint32_t epoch, double accuracy, double loss);

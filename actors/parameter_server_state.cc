@@ -86,11 +86,24 @@ Outbox ParameterServerState::handle_control(const std::string& peer, const Envel
                         all.begin() + static_cast<std::ptrdiff_t>(m->range_end));
     }
     job.optimizer = make_optimizer(job.spec.optimizer, job.params->size());
+    // Resumed from a checkpoint that kept the optimizer state: continue it, so the run goes
+    // on as if it had not been interrupted. Without one (a new job, sgd, or a checkpoint
+    // from before the state was kept) the optimizer starts from zeros.
+    const bool saved_state = !m->optimizer_state.empty();
+    if (saved_state) {
+      Status imported = job.optimizer->import_state({m->optimizer_state, m->optimizer_steps});
+      if (!imported.is_ok()) {
+        return error(invalid_argument("optimizer state for keys [" + std::to_string(m->range_begin) + ", " +
+                                      std::to_string(m->range_end) + "): " + imported.message()));
+      }
+    }
     log(LogLevel::kInfo, node_id_, "holding keys [" + std::to_string(m->range_begin) + ", " +
                                        std::to_string(m->range_end) + ") of " + in.job_id + " (" +
                                        to_string(job.spec.optimizer.kind) + ", " +
                                        to_string(job.spec.consistency) + ", attempt " +
                                        std::to_string(in.attempt) + ", from step " + std::to_string(m->start_step) +
+                                       (saved_state ? ", optimizer state of the checkpoint"
+                                                    : m->start_step > 0 ? ", optimizer state from zeros" : "") +
                                        ")");
     jobs_[in.job_id] = std::move(job);
     Envelope ready;
@@ -104,12 +117,19 @@ Outbox ParameterServerState::handle_control(const std::string& peer, const Envel
   if (in.get<msg::StopJob>()) {
     auto it = jobs_.find(in.job_id);
     // A stop of an older attempt does not end the attempt that replaced it.
-    if (it != jobs_.end() && in.attempt >= it->second.attempt) {
-      log(LogLevel::kInfo, node_id_, "released " + in.job_id + " after " + std::to_string(it->second.version) +
-                                         " updates");
-      jobs_.erase(it);
-    }
-    return {};
+    if (it == jobs_.end() || in.attempt < it->second.attempt) return {};
+    const JobShard& job = it->second;
+    log(LogLevel::kInfo, node_id_, "released " + in.job_id + " after " + std::to_string(job.version) + " updates");
+    // What this attempt had applied when it ended: after a rollback, the coordinator records
+    // it as the work discarded (its workers' progress reports lag behind it).
+    Envelope released;
+    released.sender = node_id_;
+    released.job_id = in.job_id;
+    released.request_id = in.request_id;
+    released.attempt = job.attempt;
+    released.body = msg::JobReleased{step_of(job), job.version, job.range.begin, job.range.end};
+    jobs_.erase(it);
+    return {{peer, std::move(released)}};
   }
   return error(invalid_argument(std::string("a parameter server does not handle '") +
                                 msg::body_name(in.body) + "' from the coordinator"));
@@ -131,6 +151,9 @@ void ParameterServerState::maybe_checkpoint(const std::string& job_id, JobShard&
   c.values = *job.params;
   for (auto& [who, counts] : job.contributions) c.contributions.push_back(counts);
   c.final = final;
+  OptimizerState state = job.optimizer->export_state();
+  c.optimizer_state = std::move(state.values);
+  c.optimizer_steps = state.steps;
   job.contributions.clear();
   job.last_checkpoint = step;
   Envelope e;

@@ -16,7 +16,12 @@
 // Checkpoints and attribution: every `checkpoint_every` steps and at the job's last step
 // the server sends the coordinator its range's values and, per worker, what it measured
 // since the previous checkpoint (accepted and rejected pushes, samples, the sum of the
-// gradients' L2 norms on this range, staleness seen). Gradients with NaN or infinite values, of
+// gradients' L2 norms on this range, staleness seen), and the range's optimizer state
+// (core/optimizer.h), so that a job resumed from the checkpoint continues the same update;
+// an assignKeyRange that carries such state starts the optimizer from it instead of zeros.
+// A stopJob is answered with jobReleased: the step and updates the attempt had applied
+// here, which the coordinator records as the work a rollback discarded.
+// Gradients with NaN or infinite values, of
 // the wrong length, or for unknown jobs are refused with an error naming the problem.
 // Thread-safety: none; owned by one actor.
 #pragma once

@@ -10,6 +10,29 @@ namespace {
 using Span = Eigen::Map<Eigen::ArrayXf>;
 using ConstSpan = Eigen::Map<const Eigen::ArrayXf>;
 
+Status check_state_size(OptimizerConfig::Kind kind, const OptimizerState& state, size_t n) {
+  const size_t blocks = state_tensor_names(kind).size();
+  if (state.values.size() == blocks * n) return Status::ok();
+  return invalid_argument(std::string(to_string(kind)) + " state of " + std::to_string(state.values.size()) +
+                          " floats for a key range of " + std::to_string(n) + " (expected " +
+                          std::to_string(blocks) + " blocks of " + std::to_string(n) + ")");
+}
+
+// Copies `blocks` out of / into the state's flat layout.
+OptimizerState export_blocks(std::initializer_list<const Eigen::ArrayXf*> blocks, uint64_t steps) {
+  OptimizerState s;
+  s.steps = steps;
+  for (const auto* b : blocks) s.values.insert(s.values.end(), b->data(), b->data() + b->size());
+  return s;
+}
+void import_blocks(const OptimizerState& s, std::initializer_list<Eigen::ArrayXf*> blocks) {
+  size_t offset = 0;
+  for (auto* b : blocks) {
+    *b = ConstSpan(s.values.data() + offset, b->size());
+    offset += static_cast<size_t>(b->size());
+  }
+}
+
 class Sgd final : public Optimizer {
  public:
   Sgd(const OptimizerConfig& c, size_t n) : c_(c), n_(n) {}
@@ -25,6 +48,10 @@ class Sgd final : public Optimizer {
   }
   size_t size() const override { return n_; }
   void set_learning_rate(float lr) override { c_.learning_rate = lr; }
+  OptimizerState export_state() const override { return {}; }
+  Status import_state(const OptimizerState& state) override {
+    return check_state_size(OptimizerConfig::Kind::kSgd, state, n_);
+  }
 
  private:
   OptimizerConfig c_;
@@ -40,19 +67,29 @@ class Momentum final : public Optimizer {
     ConstSpan g(grad, v_.size());
     v_ = c_.momentum * v_ + g + c_.weight_decay * p;
     p -= c_.learning_rate * v_;
+    ++t_;
   }
   void apply_mean(float* params, const float* partial, const float* last, float scale) override {
     Span p(params, v_.size());
     ConstSpan s(partial, v_.size()), g(last, v_.size());
     v_ = c_.momentum * v_ + (s + g) * scale + c_.weight_decay * p;
     p -= c_.learning_rate * v_;
+    ++t_;
   }
   size_t size() const override { return v_.size(); }
   void set_learning_rate(float lr) override { c_.learning_rate = lr; }
+  OptimizerState export_state() const override { return export_blocks({&v_}, t_); }
+  Status import_state(const OptimizerState& state) override {
+    CUSTODY_RETURN_IF_ERROR(check_state_size(OptimizerConfig::Kind::kMomentum, state, size()));
+    import_blocks(state, {&v_});
+    t_ = state.steps;
+    return Status::ok();
+  }
 
  private:
   OptimizerConfig c_;
   Eigen::ArrayXf v_;
+  uint64_t t_ = 0;
 };
 
 class Adam final : public Optimizer {
@@ -72,11 +109,18 @@ class Adam final : public Optimizer {
   }
   size_t size() const override { return m_.size(); }
   void set_learning_rate(float lr) override { c_.learning_rate = lr; }
+  OptimizerState export_state() const override { return export_blocks({&m_, &v_}, t_); }
+  Status import_state(const OptimizerState& state) override {
+    CUSTODY_RETURN_IF_ERROR(check_state_size(OptimizerConfig::Kind::kAdam, state, size()));
+    import_blocks(state, {&m_, &v_});
+    t_ = state.steps;
+    return Status::ok();
+  }
 
  private:
   OptimizerConfig c_;
   Eigen::ArrayXf m_, v_;
-  int64_t t_ = 0;
+  uint64_t t_ = 0;
 };
 
 }  // namespace
@@ -92,6 +136,16 @@ float scheduled_learning_rate(const OptimizerConfig& config, int64_t step, int64
   }
   const double progress = std::min(1.0, double(step) / double(total_steps));
   return static_cast<float>(0.5 * config.learning_rate * (1.0 + std::cos(M_PI * progress)));
+}
+
+const std::vector<std::string>& state_tensor_names(OptimizerConfig::Kind kind) {
+  static const std::vector<std::string> kNone, kMomentum{"velocity"}, kAdam{"m", "v"};
+  switch (kind) {
+    case OptimizerConfig::Kind::kSgd: return kNone;
+    case OptimizerConfig::Kind::kMomentum: return kMomentum;
+    case OptimizerConfig::Kind::kAdam: return kAdam;
+  }
+  return kNone;
 }
 
 const char* to_string(OptimizerConfig::Kind kind) {

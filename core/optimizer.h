@@ -2,10 +2,13 @@
 //
 // An optimizer owns the per-parameter state of its key range (momentum buffer, Adam
 // moments) and updates that range in place from a gradient of the same length.
+// Its state is checkpointed with the values (export_state/import_state), so a job resumed
+// from a checkpoint continues the update it interrupted instead of restarting momentum.
 // Thread-safety: none; each parameter-server shard owns its optimizers.
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -34,6 +37,20 @@ float scheduled_learning_rate(const OptimizerConfig& config, int64_t step, int64
 const char* to_string(OptimizerConfig::Kind kind);
 Result<OptimizerConfig::Kind> parse_optimizer_kind(const std::string& name);
 
+// An optimizer's state, for checkpoints. Layout: `values` is state_tensor_names(kind).size()
+// blocks of size() floats each, one per name in that order, each indexed like the key range
+// (so a block can be sliced and reassembled by key like the parameters themselves):
+//   sgd: none;  momentum: {velocity};  adam: {m (first moment), v (second moment)}.
+// `steps` is the number of updates the state has absorbed (Adam's bias-correction step t;
+// the others count too, but do not use it).
+struct OptimizerState {
+  std::vector<float> values;
+  uint64_t steps = 0;
+};
+
+// The names of an optimizer's per-parameter state blocks, in layout order.
+const std::vector<std::string>& state_tensor_names(OptimizerConfig::Kind kind);
+
 class Optimizer {
  public:
   virtual ~Optimizer() = default;
@@ -47,6 +64,11 @@ class Optimizer {
   virtual void apply_mean(float* params, const float* partial, const float* last, float scale);
   virtual size_t size() const = 0;
   virtual void set_learning_rate(float lr) = 0;
+  // The state in the layout above; a fresh optimizer's is all zeros.
+  virtual OptimizerState export_state() const = 0;
+  // Continues from an exported state instead of zeros. Errors: values that are not
+  // state_tensor_names(kind).size() * size() floats (invalid argument, naming both).
+  [[nodiscard]] virtual Status import_state(const OptimizerState& state) = 0;
 };
 
 // An optimizer for a key range of `size` parameters.

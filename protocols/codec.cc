@@ -231,6 +231,9 @@ void encode_body(wire::Envelope::Body::Builder b, const Body& body) {
             e.setCheckpointEvery(m.checkpoint_every);
             e.setStartStep(m.start_step);
             put_floats(e, m.initial_values, [&](auto o) { e.adoptInitialValues(kj::mv(o)); }, [&](auto d) { e.setInitialValues(d); });
+            put_floats(e, m.optimizer_state, [&](auto o) { e.adoptOptimizerState(kj::mv(o)); },
+                       [&](auto d) { e.setOptimizerState(d); });
+            e.setOptimizerSteps(m.optimizer_steps);
           },
           [&](const KeyRangeReady& m) {
             auto e = b.initKeyRangeReady();
@@ -318,6 +321,9 @@ void encode_body(wire::Envelope::Body::Builder b, const Body& body) {
               list[i].setRank(c.rank);
             }
             e.setFinal(m.final);
+            put_floats(e, m.optimizer_state, [&](auto o) { e.adoptOptimizerState(kj::mv(o)); },
+                       [&](auto d) { e.setOptimizerState(d); });
+            e.setOptimizerSteps(m.optimizer_steps);
           },
           [&](const ResumeJob& m) { b.initResumeJob().setPrincipal(text(m.principal)); },
           [&](const ExportRequest& m) {
@@ -376,6 +382,13 @@ void encode_body(wire::Envelope::Body::Builder b, const Body& body) {
           [&](const UsageReply& m) { b.initUsageReply().setJson(text(m.json)); },
           [&](const AuditHeadRequest&) { b.initAuditHeadRequest(); },
           [&](const AuditHeadReply& m) { b.initAuditHeadReply().setJson(text(m.json)); },
+          [&](const JobReleased& m) {
+            auto e = b.initJobReleased();
+            e.setAppliedStep(m.applied_step);
+            e.setUpdates(m.updates);
+            e.setRangeBegin(m.range_begin);
+            e.setRangeEnd(m.range_end);
+          },
       },
       body);
 }
@@ -430,6 +443,8 @@ Result<Body> decode_body(wire::Envelope::Body::Reader b, const std::shared_ptr<c
                        r.getNumParameters(),  r.getNumWorkers(),  r.getTotalSteps(),  r.getInputFeatures(),
                        r.getStepsPerEpoch(),  r.getCheckpointEvery(), r.getStartStep(), {}};
       CUSTODY_RETURN_IF_ERROR(read_floats(r.getInitialValues(), "assignKeyRange.initialValues", m.initial_values));
+      CUSTODY_RETURN_IF_ERROR(read_floats(r.getOptimizerState(), "assignKeyRange.optimizerState", m.optimizer_state));
+      m.optimizer_steps = r.getOptimizerSteps();
       return Body(std::move(m));
     }
     case W::KEY_RANGE_READY: {
@@ -491,6 +506,8 @@ Result<Body> decode_body(wire::Envelope::Body::Reader b, const std::shared_ptr<c
                                                c.getUpdateNormSum(), c.getStalenessMax(), c.getStalenessSum(), c.getRank()});
       }
       m.final = r.getFinal();
+      CUSTODY_RETURN_IF_ERROR(read_floats(r.getOptimizerState(), "checkpointShard.optimizerState", m.optimizer_state));
+      m.optimizer_steps = r.getOptimizerSteps();
       return Body(std::move(m));
     }
     case W::RESUME_JOB: return Body(ResumeJob{str(b.getResumeJob().getPrincipal())});
@@ -548,6 +565,10 @@ Result<Body> decode_body(wire::Envelope::Body::Reader b, const std::shared_ptr<c
     case W::USAGE_REPLY: return Body(UsageReply{str(b.getUsageReply().getJson())});
     case W::AUDIT_HEAD_REQUEST: return Body(AuditHeadRequest{});
     case W::AUDIT_HEAD_REPLY: return Body(AuditHeadReply{str(b.getAuditHeadReply().getJson())});
+    case W::JOB_RELEASED: {
+      auto r = b.getJobReleased();
+      return Body(JobReleased{r.getAppliedStep(), r.getUpdates(), r.getRangeBegin(), r.getRangeEnd()});
+    }
   }
   return invalid_argument("unknown message body (union field " +
                           std::to_string(static_cast<unsigned>(b.which())) +
@@ -565,8 +586,10 @@ size_t payload_bytes(const Body& body) {
   };
   if (auto* m = std::get_if<Push>(&body)) return inline_bytes(m->gradient);
   if (auto* m = std::get_if<Params>(&body)) return inline_bytes(m->values);
-  if (auto* m = std::get_if<CheckpointShard>(&body)) return inline_bytes(m->values);
-  if (auto* m = std::get_if<AssignKeyRange>(&body)) return inline_bytes(m->initial_values);
+  if (auto* m = std::get_if<CheckpointShard>(&body)) return inline_bytes(m->values) + inline_bytes(m->optimizer_state);
+  if (auto* m = std::get_if<AssignKeyRange>(&body)) {
+    return inline_bytes(m->initial_values) + inline_bytes(m->optimizer_state);
+  }
   if (auto* m = std::get_if<ExportReply>(&body)) return inline_bytes(m->values);
   return 0;
 }
@@ -653,7 +676,8 @@ const char* body_name(const Body& body) {
                                  "stopJob",      "pull",         "push",        "params",
                                  "checkpointShard", "resumeJob", "exportRequest", "exportReply",
                                  "predict",      "predictReply", "addPrincipal", "principalAdded",
-                                 "usageRequest", "usageReply", "auditHeadRequest", "auditHeadReply"};
+                                 "usageRequest", "usageReply", "auditHeadRequest", "auditHeadReply",
+                                 "jobReleased"};
   static_assert(sizeof(kNames) / sizeof(kNames[0]) == std::variant_size_v<Body>);
   return kNames[body.index()];
 }

@@ -45,6 +45,7 @@ struct Envelope {
     usageReply @34 :UsageReply;
     auditHeadRequest @36 :AuditHeadRequest;
     auditHeadReply @37 :AuditHeadReply;
+    jobReleased @38 :JobReleased;
   }
   token @30 :Text;          # the caller's secret, when the coordinator requires one (--auth)
   attempt @35 :UInt32;      # which run of the job (0 first; +1 per recovery): messages of an
@@ -187,6 +188,10 @@ struct AssignKeyRange {
   checkpointEvery @9 :UInt64;  # steps between checkpoints (per worker)
   startStep @10 :UInt64;       # > 0 when resuming: the step the values below are from
   initialValues @11 :Data;     # this range's starting values (resume, fine-tune); empty: seeded init
+  optimizerState @12 :Data;    # this range's optimizer state at startStep (resume, recovery), in the
+                               # layout of core/optimizer.h (little-endian float32 blocks of the
+                               # range's length, one per state tensor); empty: start from zeros
+  optimizerSteps @13 :UInt64;  # updates that state has absorbed (Adam's step t)
 }
 
 # parameter server -> coordinator
@@ -296,6 +301,19 @@ struct CheckpointShard {
   values @2 :Data;          # little-endian float32
   contributions @3 :List(Contribution);  # since the previous checkpoint
   final @4 :Bool;           # the job's last step
+  optimizerState @5 :Data;  # the range's optimizer state with the values (layout: core/optimizer.h);
+                            # empty for sgd, or from a server that predates it
+  optimizerSteps @6 :UInt64;  # updates that state has absorbed (Adam's step t)
+}
+
+# parameter server -> coordinator, the answer to stopJob: how far the job's attempt (the
+# envelope's) had got on this server when it let go of it. After a rollback this is the
+# work that was applied and is now discarded; progress reports lag it by up to 500 ms.
+struct JobReleased {
+  appliedStep @0 :UInt64;   # steps per worker the server's values covered (BSP: steps applied)
+  updates @1 :UInt64;       # updates applied (BSP: steps; ASP, SSP: pushes)
+  rangeBegin @2 :UInt64;
+  rangeEnd @3 :UInt64;
 }
 
 # cli -> coordinator (envelope jobId): run a failed or cancelled job again from its last

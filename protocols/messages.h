@@ -93,6 +93,8 @@ struct AssignKeyRange {
   uint32_t input_features = 0;
   uint64_t steps_per_epoch = 0, checkpoint_every = 0, start_step = 0;
   std::vector<float> initial_values;
+  std::vector<float> optimizer_state = {};  // layout: core/optimizer.h OptimizerState; empty: zeros
+  uint64_t optimizer_steps = 0;
 };
 struct KeyRangeReady {
   uint64_t range_begin = 0, range_end = 0;
@@ -163,6 +165,11 @@ struct CheckpointShard {
   std::vector<float> values;
   std::vector<Contribution> contributions;
   bool final = false;
+  std::vector<float> optimizer_state = {};  // layout: core/optimizer.h OptimizerState
+  uint64_t optimizer_steps = 0;
+};
+struct JobReleased {
+  uint64_t applied_step = 0, updates = 0, range_begin = 0, range_end = 0;
 };
 struct ResumeJob {
   std::string principal;
@@ -217,7 +224,8 @@ using Body = std::variant<Error, Register, RegisterAck, Heartbeat, HeartbeatAck,
                           KeyRangeReady, AssignTask, Progress, EpochEval, TaskDone, StopJob, Pull,
                           Push, Params, CheckpointShard, ResumeJob, ExportRequest, ExportReply,
                           Predict, PredictReply, AddPrincipal, PrincipalAdded, UsageRequest, UsageReply,
-                          AuditHeadRequest, AuditHeadReply>;
+                          AuditHeadRequest, AuditHeadReply,
+                          JobReleased>;
 
 struct Envelope {
   uint16_t version = kProtocolVersion;

@@ -13,18 +13,62 @@ std::string checkpoint_id(const std::string& job, uint32_t attempt, uint64_t ste
                        .substr(0, 16);
 }
 
-std::string add_checkpoint(Batch& batch, const Model& model, const std::vector<float>& values,
-                           const CheckpointSpec& spec) {
-  json tensors = json::array();
+namespace {
+
+// Stores each model tensor of `values` (one block in the model's flat layout) as a blob;
+// appends its manifest entry, named prefix + the tensor's name, to `entries`.
+std::string add_tensors(Batch& batch, const Model& model, const float* values, const std::string& prefix,
+                        json& entries) {
   std::string roots;
   for (const auto& t : model.tensors()) {
-    std::string bytes(reinterpret_cast<const char*>(values.data() + t.offset), t.size * sizeof(float));
+    std::string bytes(reinterpret_cast<const char*>(values + t.offset), t.size * sizeof(float));
     const std::string sha = sha256_hex(bytes);
     batch.blob(sha, std::move(bytes));
-    tensors.push_back({{"name", t.name}, {"sha256", sha}, {"shape", t.shape}});
-    roots += t.name + ":" + sha + "\n";
+    entries.push_back({{"name", prefix + t.name}, {"sha256", sha}, {"shape", t.shape}});
+    roots += prefix + t.name + ":" + sha + "\n";
   }
-  const std::string root = sha256_hex(roots);
+  return roots;
+}
+
+// The floats of a manifest's tensor list, in order, each blob's hash checked. `what` names
+// the list in errors ("tensor", "optimizer tensor").
+Result<std::vector<float>> read_tensors(const CustodyStore& store, const std::string& id, const json& list,
+                                        const std::string& what) {
+  size_t total = 0;
+  // The manifest's shapes are trusted only as far as a model can be large: a damaged
+  // shape must not become a huge allocation.
+  constexpr size_t kMaxValues = size_t{1} << 31;
+  for (const auto& t : list) {
+    size_t n = 1;
+    for (const auto& d : t["shape"]) n = std::min(kMaxValues + 1, n * d.get<size_t>());
+    total += n;
+    if (total > kMaxValues) return data_loss("the manifest of checkpoint " + id + " names impossible tensor shapes");
+  }
+  std::vector<float> values;
+  values.reserve(total);
+  for (const auto& t : list) {
+    const std::string name = t["name"], sha = t["sha256"];
+    auto bytes = store.blob(sha);
+    if (!bytes.is_ok()) return bytes.status();
+    if (!bytes.value()) return data_loss("checkpoint " + id + " is incomplete: " + what + " " + name + " is missing");
+    if (sha256_hex(*bytes.value()) != sha || bytes.value()->size() % sizeof(float) != 0) {
+      return data_loss("checkpoint " + id + " is corrupt: " + what + " " + name +
+                       " does not match its SHA-256; run `custody audit verify`");
+    }
+    const size_t old = values.size();
+    values.resize(old + bytes.value()->size() / sizeof(float));
+    std::memcpy(values.data() + old, bytes.value()->data(), bytes.value()->size());
+  }
+  if (values.size() != total) return data_loss("checkpoint " + id + " has " + what + "s of the wrong size");
+  return values;
+}
+
+}  // namespace
+
+std::string add_checkpoint(Batch& batch, const Model& model, const std::vector<float>& values,
+                           const CheckpointSpec& spec, const OptimizerCheckpoint* optimizer) {
+  json tensors = json::array();
+  const std::string root = sha256_hex(add_tensors(batch, model, values.data(), "", tensors));
   const std::string id = checkpoint_id(spec.job, spec.attempt, spec.step);
   json manifest{{"id", id},
                     {"job", spec.job},
@@ -36,6 +80,15 @@ std::string add_checkpoint(Batch& batch, const Model& model, const std::vector<f
                     {"final", spec.final},
                     {"layer_sizes", model.layer_sizes()},
                     {"tensors", tensors}};
+  if (optimizer && !state_tensor_names(optimizer->kind).empty()) {
+    json state = json::array();
+    const auto& names = state_tensor_names(optimizer->kind);
+    for (size_t b = 0; b < names.size(); ++b) {
+      add_tensors(batch, model, optimizer->state.values.data() + b * model.num_parameters(), names[b] + "/", state);
+    }
+    manifest["optimizer"] = {{"kind", to_string(optimizer->kind)}, {"steps", optimizer->state.steps}};
+    manifest["optimizer_state"] = std::move(state);
+  }
   // The manifest lives outside the chained logs; its hash in the chained entity record
   // makes any change to it (a parent, a step, a tensor list) visible to verify().
   const std::string manifest_sha = sha256_hex(manifest.dump());
@@ -58,34 +111,30 @@ Result<std::vector<float>> load_checkpoint(const CustodyStore& store, const std:
   if (!manifest.is_ok()) return manifest.status();
   if (!manifest.value()) return not_found("no checkpoint '" + id + "' in the custody store");
   const json& m = *manifest.value();
-  size_t total = 0;
-  // The manifest's shapes are trusted only as far as a model can be large: a damaged
-  // shape must not become a huge allocation.
-  constexpr size_t kMaxValues = size_t{1} << 31;
-  for (const auto& t : m["tensors"]) {
-    size_t n = 1;
-    for (const auto& d : t["shape"]) n = std::min(kMaxValues + 1, n * d.get<size_t>());
-    total += n;
-    if (total > kMaxValues) return data_loss("the manifest of checkpoint " + id + " names impossible tensor shapes");
-  }
-  std::vector<float> values;
-  values.reserve(total);
-  for (const auto& t : m["tensors"]) {
-    const std::string name = t["name"], sha = t["sha256"];
-    auto bytes = store.blob(sha);
-    if (!bytes.is_ok()) return bytes.status();
-    if (!bytes.value()) return data_loss("checkpoint " + id + " is incomplete: tensor " + name + " is missing");
-    if (sha256_hex(*bytes.value()) != sha || bytes.value()->size() % sizeof(float) != 0) {
-      return data_loss("checkpoint " + id + " is corrupt: tensor " + name +
-                       " does not match its SHA-256; run `custody audit verify`");
-    }
-    const size_t old = values.size();
-    values.resize(old + bytes.value()->size() / sizeof(float));
-    std::memcpy(values.data() + old, bytes.value()->data(), bytes.value()->size());
-  }
-  if (values.size() != total) return data_loss("checkpoint " + id + " has tensors of the wrong size");
-  if (manifest_out) *manifest_out = m;
+  auto values = read_tensors(store, id, m["tensors"], "tensor");
+  if (values.is_ok() && manifest_out) *manifest_out = m;
   return values;
+}
+
+Result<std::optional<OptimizerCheckpoint>> load_optimizer_state(const CustodyStore& store, const json& manifest) {
+  const std::string id = manifest.value("id", "");
+  if (!manifest.contains("optimizer_state") || !manifest.contains("optimizer")) {
+    return std::optional<OptimizerCheckpoint>();
+  }
+  const json& o = manifest["optimizer"];
+  if (!o.is_object() || !o.contains("kind") || !o["kind"].is_string() || !o.contains("steps") ||
+      !o["steps"].is_number_unsigned()) {
+    return data_loss("the manifest of checkpoint " + id + " has a damaged 'optimizer' field; run `custody audit verify`");
+  }
+  auto kind = parse_optimizer_kind(o["kind"].get<std::string>());
+  if (!kind.is_ok()) return data_loss("checkpoint " + id + ": " + kind.status().message());
+  auto values = read_tensors(store, id, manifest["optimizer_state"], "optimizer tensor");
+  if (!values.is_ok()) return values.status();
+  OptimizerCheckpoint c;
+  c.kind = kind.value();
+  c.state.values = std::move(values).value();
+  c.state.steps = o["steps"].get<uint64_t>();
+  return std::optional<OptimizerCheckpoint>(std::move(c));
 }
 
 Result<std::string> resolve_checkpoint(const CustodyStore& store, const std::string& ref) {

@@ -580,13 +580,19 @@ std::string check_manifest(const json& m) {
   for (const auto& s : m["layer_sizes"]) {
     if (!s.is_number_unsigned() || s.get<uint64_t>() > (1u << 24)) return "a layer size is not a size";
   }
-  for (const auto& t : m["tensors"]) {
-    if (!t.is_object() || !t.contains("name") || !t["name"].is_string() || !t.contains("sha256") ||
-        !t["sha256"].is_string() || !t.contains("shape") || !t["shape"].is_array()) {
-      return "a tensor entry lacks its name, sha256 or shape";
-    }
-    for (const auto& d : t["shape"]) {
-      if (!d.is_number_unsigned() || d.get<uint64_t>() > (1u << 28)) return "a tensor's shape is not a shape";
+  // The optimizer state (checkpoint.h), optional: manifests from before it have none.
+  if (m.contains("optimizer_state") && !m["optimizer_state"].is_array()) {
+    return "field 'optimizer_state' is not a list";
+  }
+  for (const char* list : {"tensors", "optimizer_state"}) {
+    for (const auto& t : m.value(list, json::array())) {
+      if (!t.is_object() || !t.contains("name") || !t["name"].is_string() || !t.contains("sha256") ||
+          !t["sha256"].is_string() || !t.contains("shape") || !t["shape"].is_array()) {
+        return "a tensor entry lacks its name, sha256 or shape";
+      }
+      for (const auto& d : t["shape"]) {
+        if (!d.is_number_unsigned() || d.get<uint64_t>() > (1u << 28)) return "a tensor's shape is not a shape";
+      }
     }
   }
   return "";
@@ -825,6 +831,17 @@ Result<VerifyReport> CustodyStore::verify() const {
         return false;
       }
       roots += name + ":" + sha + "\n";
+      ++report.blobs_checked;
+    }
+    // The optimizer state's blobs, like the weights'; outside the root hash (checkpoint.h).
+    for (const auto& t : m.value("optimizer_state", json::array())) {
+      const std::string sha = t["sha256"], name = t["name"];
+      auto bytes = kv_->get("checkpoints", "blob/" + sha);
+      if (!bytes.is_ok() || !bytes.value() || sha256_hex(*bytes.value()) != sha) {
+        problem = "optimizer tensor " + name + " of checkpoint " + id + " is " +
+                  (!bytes.is_ok() || !bytes.value() ? "missing" : "changed: its bytes do not match their SHA-256");
+        return false;
+      }
       ++report.blobs_checked;
     }
     if (sha256_hex(roots) != m["root_hash"]) {

@@ -343,7 +343,15 @@ class CoordinatorCustodyTest : public CoordinatorStateTest {
     c.values.assign(36, 0.5f);
     c.contributions = {{"worker-1", 10, 1, 100, 2.5, 0, 0}, {"worker-2", 10, 0, 100, 3.5, 0, 0, 1}};
     c.final = final;
+    // The job's optimizer is momentum (the default): one block, its velocity.
+    c.optimizer_state = velocity(step);
+    c.optimizer_steps = step;
     return c;
+  }
+  static std::vector<float> velocity(uint64_t step) {
+    std::vector<float> v(36);
+    for (size_t i = 0; i < v.size(); ++i) v[i] = 0.001f * static_cast<float>(i) + static_cast<float>(step);
+    return v;
   }
   std::unique_ptr<storage::CustodyStore> store_;
 };
@@ -432,6 +440,8 @@ TEST_F(CoordinatorCustodyTest, ARestartedCoordinatorRestoresJobsAndResumesFromTh
   const auto& a = *ranges[0]->envelope.get<msg::AssignKeyRange>();
   EXPECT_EQ(a.start_step, 10u);
   EXPECT_EQ(a.initial_values, std::vector<float>(36, 0.5f));
+  EXPECT_EQ(a.optimizer_state, velocity(10)) << "momentum goes on from the checkpoint";
+  EXPECT_EQ(a.optimizer_steps, 10u);
   EXPECT_GE(ranges[0]->envelope.attempt, 1u) << "newer than any attempt the old session started";
   out = restarted.handle("P1", at_attempt(msg::KeyRangeReady{0, 36}, id, ranges[0]->envelope.attempt), now_);
   auto tasks = of_type<msg::AssignTask>(out);
@@ -512,6 +522,129 @@ TEST_F(CoordinatorCustodyTest, EpochAccuraciesSurviveARestart) {
   auto ended = store_->find({{"event", "run_ended"}, {"run", id}});
   ASSERT_EQ(ended->size(), 1u);
   EXPECT_EQ(ended->at(0).body["accuracy_history"], storage::json({0.8, 0.96}));
+}
+
+// Issue 11, item 9: the optimizer state comes back with the values. Two servers send their
+// ranges' state; a rollback hands the one live server the whole of it.
+TEST_F(CoordinatorCustodyTest, ACheckpointKeepsTheOptimizerStateAndARollbackHandsItBack) {
+  send("P1", msg::Register{msg::NodeRole::kParameterServer, "tcp://127.0.0.1:7001", "h", 1, ""});
+  send("P2", msg::Register{msg::NodeRole::kParameterServer, "tcp://127.0.0.1:7002", "h", 1, ""});
+  send("W1", msg::Register{msg::NodeRole::kWorker, "", "h", 2, ""});
+  send("W2", msg::Register{msg::NodeRole::kWorker, "", "h", 2, ""});
+  const std::string id = submit();
+  send("P1", msg::KeyRangeReady{0, 18}, id);
+  send("P2", msg::KeyRangeReady{18, 36}, id);
+  const std::vector<float> v = velocity(10);
+  for (auto [peer, begin] : {std::pair<std::string, size_t>{"P1", 0}, {"P2", 18}}) {
+    msg::CheckpointShard c = shard(10, false);
+    c.range_begin = begin;
+    c.values.assign(18, 0.5f);
+    c.optimizer_state.assign(v.begin() + static_cast<std::ptrdiff_t>(begin),
+                             v.begin() + static_cast<std::ptrdiff_t>(begin + 18));
+    send(peer, c, id);
+  }
+  const std::string checkpoint = job(id).last_checkpoint;
+  ASSERT_FALSE(checkpoint.empty());
+  auto manifest = store_->checkpoint(checkpoint);
+  ASSERT_TRUE(manifest.is_ok() && manifest.value());
+  EXPECT_EQ((*manifest.value())["optimizer"], storage::json({{"kind", "momentum"}, {"steps", 10}}));
+  EXPECT_EQ((*manifest.value())["optimizer_state"].size(), 2u) << "velocity of the weight and of the bias";
+  auto loaded = storage::load_optimizer_state(*store_, *manifest.value());
+  ASSERT_TRUE(loaded.is_ok() && loaded.value());
+  EXPECT_EQ(loaded.value()->state.values, v);
+
+  now_ += 1500ms;  // ps-2 falls silent
+  send("P1", msg::Heartbeat{true});
+  send("W1", msg::Heartbeat{true});
+  send("W2", msg::Heartbeat{true});
+  Outbox out = state_.tick(now_);
+  auto ranges = of_type<msg::AssignKeyRange>(out);
+  ASSERT_EQ(ranges.size(), 1u);
+  const auto& a = *ranges[0]->envelope.get<msg::AssignKeyRange>();
+  EXPECT_EQ(a.range_end - a.range_begin, 36u) << "the survivor takes the whole model";
+  EXPECT_EQ(a.optimizer_state, v);
+  EXPECT_EQ(a.optimizer_steps, 10u);
+  EXPECT_TRUE(store_->verify()->ok);
+}
+
+TEST_F(CoordinatorCustodyTest, ResumingACheckpointWithoutOptimizerStateStartsFromZerosAndSaysSo) {
+  register_nodes(2);
+  const std::string id = submit();
+  send("P1", msg::KeyRangeReady{0, 36}, id);
+  msg::CheckpointShard old = shard(10, false);
+  old.optimizer_state.clear();  // a server from before optimizer state was checkpointed
+  send("P1", old, id);
+  ASSERT_FALSE(job(id).last_checkpoint.empty());
+  send("CLI", msg::CancelJob{"enough"}, id);
+  Outbox out = send("CLI", msg::ResumeJob{"alice"}, id);
+  auto accepted = of_type<msg::JobAccepted>(out);
+  ASSERT_EQ(accepted.size(), 1u);
+  EXPECT_NE(accepted[0]->envelope.get<msg::JobAccepted>()->message.find("momentum state starts from zeros"),
+            std::string::npos)
+      << accepted[0]->envelope.get<msg::JobAccepted>()->message;
+  auto ranges = of_type<msg::AssignKeyRange>(out);
+  ASSERT_EQ(ranges.size(), 1u);
+  EXPECT_EQ(ranges[0]->envelope.get<msg::AssignKeyRange>()->start_step, 10u);
+  EXPECT_TRUE(ranges[0]->envelope.get<msg::AssignKeyRange>()->optimizer_state.empty());
+}
+
+// Regression (issue 11, item 8): run_recovered took the step reached from the workers'
+// progress reports (every 500 ms), so it said 150 steps were discarded where the server had
+// applied 302 past the checkpoint. The servers answer the stop with what they applied, and
+// attempt_discarded records it.
+TEST_F(CoordinatorCustodyTest, ARollbackRecordsTheStepsTheServersAppliedPastTheCheckpoint) {
+  register_nodes(2);
+  const std::string id = submit();
+  send("P1", msg::KeyRangeReady{0, 36}, id);
+  send("P1", shard(10, false), id);
+  send("W1", msg::Progress{1, 12, 20, 1.0, 1000, 0}, id);  // the reports lag the server
+  send("W2", msg::Progress{1, 12, 20, 1.0, 1000, 1}, id);
+  Outbox out = send("W1", msg::Error{ErrorCode::kDeadlineExceeded, "no reply from ps-1 within 60 s"}, id);
+  ASSERT_EQ(job(id).recoveries, 1u);
+  auto recovered = store_->find({{"event", "run_recovered"}, {"run", id}});
+  ASSERT_EQ(recovered->size(), 1u);
+  EXPECT_EQ(recovered->at(0).body["reached_step"], 12);
+  EXPECT_EQ(recovered->at(0).body["servers_to_report"], storage::json({"ps-1"}));
+  EXPECT_TRUE(store_->find({{"event", "attempt_discarded"}, {"run", id}})->empty()) << "ps-1 has not answered";
+
+  // ps-1 answers attempt 0's stop: it had applied 17 steps.
+  ASSERT_EQ(of_type<msg::StopJob>(out).size(), 3u);
+  state_.handle("P1", at_attempt(msg::JobReleased{17, 17, 0, 36}, id, 0), now_);
+  auto discarded = store_->find({{"event", "attempt_discarded"}, {"run", id}});
+  ASSERT_EQ(discarded->size(), 1u);
+  const storage::json& d = discarded->at(0).body;
+  EXPECT_EQ(d["attempt"], 0);
+  EXPECT_EQ(d["rolled_back_to_step"], 10);
+  EXPECT_EQ(d["applied_steps_by_server"], storage::json({{"ps-1", 17}}));
+  EXPECT_EQ(d["discarded_steps"], 7) << "what the server applied past the checkpoint, not the reports' 2";
+  EXPECT_EQ(d["unanswered"], storage::json::array());
+  // A repeated or unrelated release records nothing more.
+  state_.handle("P1", at_attempt(msg::JobReleased{17, 17, 0, 36}, id, 0), now_);
+  state_.handle("P1", at_attempt(msg::JobReleased{3, 3, 0, 36}, id, 1), now_);
+  EXPECT_EQ(store_->find({{"event", "attempt_discarded"}, {"run", id}})->size(), 1u);
+  EXPECT_TRUE(store_->verify()->ok);
+}
+
+TEST_F(CoordinatorCustodyTest, ARollbackWhoseServerNeverAnswersIsRecordedAfterTheHeartbeatTimeout) {
+  register_nodes(2);
+  const std::string id = submit();
+  send("P1", msg::KeyRangeReady{0, 36}, id);
+  send("W1", msg::Error{ErrorCode::kDeadlineExceeded, "no reply from ps-1"}, id);
+  now_ += 500ms;
+  send("P1", msg::Heartbeat{true});
+  send("W1", msg::Heartbeat{true});
+  send("W2", msg::Heartbeat{true});
+  state_.tick(now_);
+  EXPECT_TRUE(store_->find({{"event", "attempt_discarded"}, {"run", id}})->empty());
+  now_ += 600ms;
+  send("P1", msg::Heartbeat{true});
+  send("W1", msg::Heartbeat{true});
+  send("W2", msg::Heartbeat{true});
+  state_.tick(now_);
+  auto discarded = store_->find({{"event", "attempt_discarded"}, {"run", id}});
+  ASSERT_EQ(discarded->size(), 1u);
+  EXPECT_EQ(discarded->at(0).body["unanswered"], storage::json({"ps-1"}));
+  EXPECT_EQ(discarded->at(0).body["discarded_steps"], 0);
 }
 
 TEST_F(CoordinatorCustodyTest, ExportRecordsAUseAndUnknownModelsAreNotFound) {

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 
 #include "core/model.h"
 #include "protocols/transport.h"
@@ -178,8 +179,38 @@ TEST_F(ParameterServerStateTest, StopJobReleasesTheRange) {
   Envelope stop;
   stop.job_id = "job-1";
   stop.body = msg::StopJob{"done"};
-  EXPECT_TRUE(ps_.handle_control("COORD", stop).empty());
+  stop.request_id = 12;
+  Outbox out = ps_.handle_control("COORD", stop);
   EXPECT_EQ(ps_.num_jobs(), 0u);
+  ASSERT_EQ(out.size(), 1u) << "the coordinator hears how far the attempt had got";
+  EXPECT_EQ(out[0].peer, "COORD");
+  const auto* released = out[0].envelope.get<msg::JobReleased>();
+  ASSERT_NE(released, nullptr);
+  EXPECT_EQ(released->applied_step, 0u);
+  EXPECT_EQ(released->range_begin, 10u);
+  EXPECT_EQ(released->range_end, 30u);
+  EXPECT_TRUE(ps_.handle_control("COORD", stop).empty()) << "a job it no longer holds is not answered";
+}
+
+// Regression (issue 11, item 8): a rollback's record took the step from the workers'
+// progress reports, which lag; the server says what it had applied when it is stopped.
+TEST_F(ParameterServerStateTest, StopJobAnswersWithTheStepsTheAttemptApplied) {
+  assign("bsp");
+  for (uint64_t step = 0; step < 3; ++step) {
+    push("w1", step, std::vector<float>(20, 0.5f));
+    push("w2", step, std::vector<float>(20, 0.5f));
+  }
+  push("w1", 3, std::vector<float>(20, 0.5f));  // step 3 is not complete: not applied
+  Envelope stop;
+  stop.job_id = "job-1";
+  stop.body = msg::StopJob{"rolled back"};
+  Outbox out = ps_.handle_control("COORD", stop);
+  ASSERT_EQ(out.size(), 1u);
+  const auto* released = out[0].envelope.get<msg::JobReleased>();
+  ASSERT_NE(released, nullptr);
+  EXPECT_EQ(released->applied_step, 3u);
+  EXPECT_EQ(released->updates, 3u);
+  EXPECT_EQ(out[0].envelope.attempt, 0u);
 }
 
 TEST_F(ParameterServerStateTest, RangeThatDoesNotFitTheModelIsRefused) {
@@ -273,6 +304,119 @@ TEST_F(ParameterServerStateTest, SspHoldsAWorkerThatWouldRunMoreThanTheBoundAhea
   EXPECT_EQ(out[0].envelope.get<msg::Params>()->version, 3u);
   EXPECT_TRUE(ps_.held_workers("job-1").empty());
   EXPECT_EQ(error_code(push("w2", 0, g)), ErrorCode::kFailedPrecondition) << "replays are refused as in ASP";
+}
+
+// Issue 11, item 9: a job interrupted at a checkpoint and resumed must end on the same
+// values as the job run straight through, bit for bit. The optimizer's state travels with
+// the checkpoint shard; a new server that takes it (and the values and the step) goes on
+// where the first left off: momentum's velocity, Adam's moments and bias-correction step,
+// and the cosine schedule's position.
+class OptimizerStateResumeTest : public ::testing::TestWithParam<const char*> {
+ protected:
+  static constexpr uint64_t kSteps = 12, kInterruptAt = 5;
+  static std::string spec() {
+    return std::string("[job]\nworkers = 2\nseed = 5\nconsistency = \"bsp\"\n[model]\ntype = \"softmax\"\n"
+                       "classes = 4\n[optimizer]\ntype = \"") +
+           GetParam() +
+           "\"\nlearning_rate = 0.1\nschedule = \"cosine\"\nweight_decay = 0.01\n[data]\nkind = "
+           "\"synthetic\"\n";
+  }
+  // Keys [10, 30) of the softmax 8 -> 4 (36 parameters), from `start` with what it carries.
+  static void assign(ParameterServerState& ps, uint64_t start, std::vector<float> values,
+                     std::vector<float> optimizer_state, uint64_t optimizer_steps) {
+    Envelope e;
+    e.job_id = "job-1";
+    msg::AssignKeyRange a{spec(), 0, 10, 30, 36, 2, kSteps, 8, 50, kInterruptAt, start, std::move(values)};
+    a.optimizer_state = std::move(optimizer_state);
+    a.optimizer_steps = optimizer_steps;
+    e.body = std::move(a);
+    Outbox out = ps.handle_control("COORD", e);
+    ASSERT_EQ(out.size(), 1u);
+    ASSERT_NE(out[0].envelope.get<msg::KeyRangeReady>(), nullptr)
+        << (out[0].envelope.get<msg::Error>() ? out[0].envelope.get<msg::Error>()->message : "");
+  }
+  // The same gradients in either run: a function of (rank, step, key) only.
+  static std::vector<float> gradient(uint32_t rank, uint64_t step) {
+    std::vector<float> g(20);
+    for (size_t i = 0; i < g.size(); ++i) {
+      g[i] = std::sin(0.37f * static_cast<float>(i + 1) * static_cast<float>(step + 1) + static_cast<float>(rank)) *
+             (1.0f + 0.1f * static_cast<float>(step));
+    }
+    return g;
+  }
+  // Steps [from, to) of both ranks; returns the checkpoint shards the server sent.
+  static std::vector<msg::CheckpointShard> run(ParameterServerState& ps, uint64_t from, uint64_t to) {
+    std::vector<msg::CheckpointShard> shards;
+    for (uint64_t step = from; step < to; ++step) {
+      for (uint32_t rank = 0; rank < 2; ++rank) {
+        Envelope e;
+        e.job_id = "job-1";
+        e.request_id = step;
+        e.body = msg::Push{"w" + std::to_string(rank + 1), step, gradient(rank, step), 10, step, rank};
+        for (auto& o : ps.handle_data("PEER", e)) {
+          EXPECT_EQ(o.envelope.get<msg::Error>(), nullptr) << o.envelope.get<msg::Error>()->message;
+          if (auto* c = o.envelope.get<msg::CheckpointShard>()) shards.push_back(*c);
+        }
+      }
+    }
+    return shards;
+  }
+};
+
+TEST_P(OptimizerStateResumeTest, AResumedServerEndsOnTheValuesOfTheUninterruptedRunBitForBit) {
+  ParameterServerState straight("ps-1");
+  assign(straight, 0, {}, {}, 0);
+  run(straight, 0, kSteps);
+  const std::vector<float> expected = straight.values("job-1");
+
+  ParameterServerState first("ps-1");
+  assign(first, 0, {}, {}, 0);
+  auto shards = run(first, 0, kInterruptAt);
+  ASSERT_EQ(shards.size(), 1u);
+  const msg::CheckpointShard& c = shards[0];
+  ASSERT_EQ(c.step, kInterruptAt);
+  const size_t blocks = std::string(GetParam()) == "adam" ? 2 : 1;
+  ASSERT_EQ(c.optimizer_state.size(), blocks * 20) << "one block of the range's length per state tensor";
+  EXPECT_EQ(c.optimizer_steps, kInterruptAt);
+
+  // A new server that knows nothing but the checkpoint. Its values land elsewhere in memory
+  // (each padding shifts them): the update must not depend on their alignment.
+  for (size_t pad = 0; pad < 8; ++pad) {
+    std::vector<float> padding(pad + 1);
+    ParameterServerState resumed("ps-2");
+    assign(resumed, c.step, c.values, c.optimizer_state, c.optimizer_steps);
+    run(resumed, kInterruptAt, kSteps);
+    const std::vector<float> got = resumed.values("job-1");
+    ASSERT_EQ(got.size(), expected.size());
+    EXPECT_EQ(std::memcmp(got.data(), expected.data(), got.size() * sizeof(float)), 0)
+        << "not bit for bit (padding " << pad << ")";
+  }
+
+  // What the resume did before: the same checkpoint with the optimizer from zeros.
+  ParameterServerState fresh("ps-3");
+  assign(fresh, c.step, c.values, {}, 0);
+  run(fresh, kInterruptAt, kSteps);
+  EXPECT_NE(fresh.values("job-1"), expected) << "the test would not see a lost optimizer state";
+}
+
+INSTANTIATE_TEST_SUITE_P(MomentumAndAdam, OptimizerStateResumeTest, ::testing::Values("momentum", "adam"));
+
+TEST(OptimizerStateResume, StateOfTheWrongSizeIsRefusedNamingIt) {
+  ParameterServerState ps("ps-1");
+  Envelope e;
+  e.job_id = "job-1";
+  msg::AssignKeyRange a{"[job]\nworkers = 2\n[model]\ntype = \"softmax\"\nclasses = 4\n[optimizer]\ntype = "
+                        "\"adam\"\n[data]\nkind = \"synthetic\"\n",
+                        0, 10, 30, 36, 2, 10, 8, 50, 5, 5, std::vector<float>(20, 0.0f)};
+  a.optimizer_state.assign(20, 0.0f);  // adam keeps two blocks
+  e.body = std::move(a);
+  Outbox out = ps.handle_control("COORD", e);
+  ASSERT_EQ(out.size(), 1u);
+  const auto* err = out[0].envelope.get<msg::Error>();
+  ASSERT_NE(err, nullptr);
+  EXPECT_EQ(err->code, ErrorCode::kInvalidArgument);
+  EXPECT_NE(err->message.find("adam state of 20 floats"), std::string::npos) << err->message;
+  EXPECT_EQ(ps.num_jobs(), 0u);
 }
 
 TEST_F(ParameterServerStateTest, StartsFromGivenValuesWhenResumedOrFineTuned) {

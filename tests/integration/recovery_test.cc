@@ -140,6 +140,21 @@ TEST(RecoveryTest, AKilledWorkersShardGoesToALiveWorkerAndTheJobCompletes) {
     EXPECT_GT(b["rolled_back_to_step"].get<uint64_t>(), 0u) << "back to a checkpoint, not the start";
   }
   EXPECT_TRUE(recorded) << "lineage records the reassignment";
+  // What the server had applied when attempt 0 was stopped (issue 11, item 8): at least
+  // what the workers had reported, and exactly what the record calls discarded.
+  bool discarded = false;
+  for (const auto& e : run_events(c, job)) {
+    const json& b = e["body"];
+    if (b["event"] != "attempt_discarded") continue;
+    discarded = true;
+    EXPECT_EQ(b["attempt"], 0) << b.dump();
+    ASSERT_TRUE(b["applied_steps_by_server"].contains("ps-1")) << b.dump();
+    const uint64_t applied = b["applied_steps_by_server"]["ps-1"], back = b["rolled_back_to_step"];
+    EXPECT_GE(applied, 250u) << b.dump();
+    EXPECT_EQ(b["discarded_steps"].get<uint64_t>(), applied - back) << b.dump();
+    EXPECT_EQ(b["unanswered"], json::array()) << b.dump();
+  }
+  EXPECT_TRUE(discarded) << "the servers' count of the discarded work is recorded";
   // The reassignment itself: rank 1 assigned to worker-1 in attempt 1.
   json shown = cli_json(c, {"--store", c.store().string(), "lineage", "show", job});
   bool reassigned = false;
@@ -234,6 +249,59 @@ TEST(RecoveryTest, ARestartedCoordinatorReloadsJobsAndPrincipalsAndTheJobResumes
   int alive = 0;
   for (const auto& n : all["nodes"]) alive += n["alive"].get<bool>();
   EXPECT_EQ(alive, 3) << all["nodes"].dump(2);
+}
+
+// Issue 11, item 9: optimizer state is checkpointed with the weights, so a BSP job with
+// momentum that is cancelled after a checkpoint and resumed ends on the model the same job
+// trains straight through, to the last bit (the final checkpoint's root hash). Before, the
+// resumed run restarted momentum from zeros and ended on another model.
+TEST(RecoveryTest, AJobCancelledAtACheckpointAndResumedEndsOnTheUninterruptedModelBitForBit) {
+  const std::string spec =
+      "[job]\nname = \"resume-identity\"\nepochs = 2\nbatch_size = 8\nworkers = 2\nseed = 11\n"
+      "consistency = \"bsp\"\ncheckpoint_every_steps = 25\n"
+      "[model]\ntype = \"mlp\"\nhidden = [64]\nclasses = 4\n"
+      "[optimizer]\ntype = \"momentum\"\nlearning_rate = 0.05\nmomentum = 0.9\nschedule = \"cosine\"\n"
+      "weight_decay = 0.0005\n"
+      "[data]\nkind = \"synthetic\"\n[data.synthetic]\ntrain_samples = 48000\ntest_samples = 400\nfeatures = 64\n"
+      "classes = 4\n";  // 3000 steps an epoch: the cancel lands well before the end
+  LocalCluster c("resume-identity", {2, 2});
+  ASSERT_TRUE(c.wait_for_nodes(4));
+  auto final_root = [&](const std::string& job) {
+    CliResult waited = c.cli({"wait", job, "--max-seconds", "180"});
+    EXPECT_EQ(waited.code, 0) << waited.out << waited.err;
+    json checkpoints = cli_json(c, {"--store", c.store().string(), "checkpoints", job});
+    std::string root;
+    for (const auto& k : checkpoints) {
+      if (k.value("final", false)) root = k.value("root_hash", std::string());
+    }
+    EXPECT_EQ(root.size(), 64u) << checkpoints.dump(2);
+    return root;
+  };
+  const std::string straight = submit_job(c, spec);
+  const std::string straight_root = final_root(straight);
+
+  const std::string interrupted = submit_job(c, spec);
+  ASSERT_TRUE(wait_until_past(c, interrupted, 25));
+  CliResult cancelled = c.cli({"cancel", interrupted});
+  ASSERT_EQ(cancelled.code, 0) << cancelled.err;
+  json s = cli_json(c, {"status", interrupted});
+  ASSERT_EQ(s["state"], "cancelled") << "it ended before the cancel: " << s.dump(2);
+  const std::string checkpoint = s["last_checkpoint"];
+  ASSERT_FALSE(checkpoint.empty());
+  const uint64_t total = s["total_steps"];
+  CliResult resumed = c.cli({"resume", interrupted});
+  ASSERT_EQ(resumed.code, 0) << resumed.err;
+  EXPECT_NE(resumed.out.find("with its momentum state"), std::string::npos) << resumed.out;
+  const std::string resumed_root = final_root(interrupted);
+  json resumed_from = cli_json(c, {"--store", c.store().string(), "lineage", "show", checkpoint});
+  const uint64_t step = resumed_from["manifest"]["step"];
+  EXPECT_GT(step, 0u);
+  EXPECT_LT(step, total) << "resumed from a checkpoint before the end";
+  EXPECT_EQ(resumed_from["manifest"]["optimizer"]["kind"], "momentum") << resumed_from["manifest"].dump(2);
+  EXPECT_EQ(resumed_root, straight_root) << "resumed at step " << step << " of " << total
+                                         << ", the job ended on another model than the uninterrupted run";
+  CliResult verify = c.cli({"--store", c.store().string(), "audit", "verify"});
+  EXPECT_EQ(verify.code, 0) << verify.out << verify.err;
 }
 
 TEST(RecoveryTest, StatusNamesTheNodeAStalledJobWaitsFor) {

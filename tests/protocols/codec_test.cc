@@ -142,6 +142,14 @@ TEST(CodecTest, AssignmentsRoundTrip) {
   EXPECT_EQ(a.num_workers, 2u);
   EXPECT_EQ(a.total_steps, 500u);
   EXPECT_EQ(a.input_features, 784u);
+  EXPECT_TRUE(a.optimizer_state.empty()) << "no state: the server starts from zeros";
+  AssignKeyRange resumed{"spec", 0, 10, 20, 30, 2, 500, 784, 50, 25, 100, {1.5f, 2.5f}};
+  resumed.optimizer_state = {0.25f, -0.5f, 1e-30f, 3.0f};
+  resumed.optimizer_steps = 100;
+  auto b = round_trip(resumed);
+  EXPECT_EQ(b.optimizer_state, resumed.optimizer_state);
+  EXPECT_EQ(b.optimizer_steps, 100u);
+  EXPECT_EQ(b.initial_values, resumed.initial_values);
   auto r = round_trip(KeyRangeReady{10, 20});
   EXPECT_EQ(r.range_begin, 10u);
   EXPECT_EQ(r.range_end, 20u);
@@ -267,6 +275,20 @@ TEST(CodecTest, CustodyMessagesRoundTrip) {
   EXPECT_EQ(k.staleness_sum, 7u);
   EXPECT_EQ(k.rank, 4u);
   EXPECT_TRUE(g.final);
+  EXPECT_TRUE(g.optimizer_state.empty());
+  // With the optimizer state: big enough to travel as a referenced segment of its own.
+  c.optimizer_state.resize(2048);
+  for (size_t i = 0; i < c.optimizer_state.size(); ++i) c.optimizer_state[i] = 0.001f * static_cast<float>(i) - 1.0f;
+  c.optimizer_steps = 120;
+  g = round_trip(c);
+  EXPECT_EQ(g.optimizer_state, c.optimizer_state);
+  EXPECT_EQ(g.optimizer_steps, 120u);
+  EXPECT_EQ(g.values, c.values);
+  auto released = round_trip(JobReleased{302, 604, 10, 20});
+  EXPECT_EQ(released.applied_step, 302u);
+  EXPECT_EQ(released.updates, 604u);
+  EXPECT_EQ(released.range_begin, 10u);
+  EXPECT_EQ(released.range_end, 20u);
   EXPECT_EQ(round_trip(ResumeJob{"alice"}).principal, "alice");
   auto x = round_trip(ExportRequest{"ckpt-1", "bob", "audit"});
   EXPECT_EQ(x.checkpoint, "ckpt-1");

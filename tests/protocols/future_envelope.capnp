@@ -40,7 +40,8 @@ struct FutureEnvelope {
     usageReply @34 :Void;
     auditHeadRequest @36 :Void;
     auditHeadReply @37 :Void;
-    somethingNew @38 :Text;
+    jobReleased @38 :Void;
+    somethingNew @39 :Text;
   }
   token @30 :Text;
   attempt @35 :UInt32;
