@@ -598,10 +598,13 @@ Outbox CoordinatorState::on_submit(const Envelope& in, const msg::SubmitJob& m, 
   jobs_[id] = std::move(job);
   queue_.push_back(id);
   order_.push_back(id);
-  Envelope ack = envelope(id, msg::JobAccepted{id, "queued"});
+  Outbox scheduled = schedule();
+  // The answer says at once whether the job starts, waits its turn, or cannot be placed
+  // on the nodes that are alive.
+  const msg::JobStatus& now = jobs_.at(id).status;
+  Envelope ack = envelope(id, msg::JobAccepted{id, now.state == JobState::kPending ? now.message : "starting"});
   ack.request_id = in.request_id;
   Outbox out{{peer, std::move(ack)}};
-  auto scheduled = schedule();
   out.insert(out.end(), scheduled.begin(), scheduled.end());
   return out;
 }
@@ -920,6 +923,22 @@ Outbox CoordinatorState::on_resume(const Envelope& in, const msg::ResumeJob& m, 
 
 Outbox CoordinatorState::schedule() {
   Outbox out;
+  // The pool, once per event: idle workers, and every live server (servers are shared by
+  // jobs: each takes a range of every job).
+  std::vector<Node*> idle, live_servers;
+  size_t alive_workers = 0;
+  for (auto& [id, n] : nodes_) {
+    if (!n.alive) continue;
+    if (n.role == msg::NodeRole::kParameterServer) live_servers.push_back(&n);
+    if (n.role != msg::NodeRole::kWorker) continue;
+    ++alive_workers;
+    if (n.job.empty()) idle.push_back(&n);
+  }
+  // The policy (docs/ARCHITECTURE.md, "Scheduling"): in queue order, a job that fits
+  // starts. One that does not fit yet holds the idle workers it will need, so that later
+  // jobs start only on workers beyond those (they go ahead without delaying it: no
+  // starvation). One that cannot fit on the nodes alive at all holds nothing and says so.
+  size_t held = 0;  // idle workers promised to earlier jobs that do not fit yet
   for (auto qit = queue_.begin(); qit != queue_.end();) {
     Job& job = jobs_.at(*qit);
     const size_t ranks = static_cast<size_t>(job.spec.workers);
@@ -927,21 +946,30 @@ Outbox CoordinatorState::schedule() {
     // ranks); a first start, or a job restored after a coordinator restart that is still
     // waiting for its nodes to come back, waits for a node per rank.
     const size_t needed = job.recovering && now_ >= job.full_nodes_until ? 1 : ranks;
-    std::vector<Node*> workers, servers;
-    for (auto& [id, n] : nodes_) {
-      if (!n.alive || !n.job.empty()) continue;
-      if (n.role == msg::NodeRole::kWorker && workers.size() < ranks) workers.push_back(&n);
+    const size_t free = idle.size() - std::min(held, idle.size());
+    std::string wait;
+    if (needed > alive_workers || live_servers.empty()) {
+      wait = "cannot be placed on the nodes alive: it needs " + std::to_string(needed) + " workers (" +
+             std::to_string(alive_workers) + " alive) and a parameter server (" +
+             std::to_string(live_servers.size()) + " alive); it waits for more nodes to register";
+    } else if (free < needed) {
+      wait = "waiting for " + std::to_string(needed) + " idle workers (" + std::to_string(idle.size()) + " idle" +
+             (held > 0 ? ", " + std::to_string(std::min(held, idle.size())) + " of them held for earlier jobs" : "") +
+             ")";
+      held += needed;
     }
-    // Servers are shared by jobs: every live one takes a range of every job.
-    for (auto& [id, n] : nodes_)
-      if (n.alive && n.role == msg::NodeRole::kParameterServer) servers.push_back(&n);
-    if (workers.size() < needed || servers.empty()) {
-      const std::string wait = "waiting for " + std::to_string(needed) + " idle workers (" +
-                               std::to_string(workers.size()) + " idle) and a parameter server (" +
-                               std::to_string(servers.size()) + " alive)";
+    if (!wait.empty()) {
       job.status.message = job.recovering ? "recovering (" + job.recovery_reason + "): " + wait : wait;
-      break;  // first come, first served: later jobs wait behind this one
+      ++qit;
+      continue;
     }
+    // The idle workers beyond those held, up to one per rank.
+    std::vector<Node*> workers;
+    for (size_t i = 0; i < idle.size() && workers.size() < std::min(ranks, free); ++i) {
+      if (i >= std::min(held, idle.size())) workers.push_back(idle[i]);
+    }
+    for (Node* w : workers) idle.erase(std::find(idle.begin(), idle.end(), w));
+    std::vector<Node*> servers = live_servers;
     if (servers.size() > job.num_parameters) servers.resize(job.num_parameters);
     job.ranges = partition_range(job.num_parameters, static_cast<uint32_t>(servers.size())).value();
     job.workers.clear();

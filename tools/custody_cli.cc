@@ -586,7 +586,10 @@ int main(int argc, char** argv) {
     if (!spec.is_ok()) return fail(spec.status(), 2);
     auto reply = client.call("", msg::SubmitJob{text.str(), job_file, principal}, code);
     if (!reply.is_ok()) return fail(reply.status(), code);
-    std::printf("%s\n", reply->get<msg::JobAccepted>()->job_id.c_str());
+    const auto* accepted = reply->get<msg::JobAccepted>();
+    std::printf("%s\n", accepted->job_id.c_str());
+    // Whether it starts now, waits its turn, or cannot be placed on the nodes alive.
+    if (accepted->message != "starting") std::fprintf(stderr, "%s: %s\n", accepted->job_id.c_str(), accepted->message.c_str());
     return 0;
   }
   if (status->parsed() || jobs->parsed()) {

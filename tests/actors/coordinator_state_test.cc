@@ -149,10 +149,58 @@ TEST_F(CoordinatorStateTest, JobWaitsForEnoughWorkersAndSaysSo) {
   const std::string id = submit(&out);
   EXPECT_TRUE(of_type<msg::AssignKeyRange>(out).empty());
   EXPECT_EQ(job(id).state, msg::JobState::kPending);
-  EXPECT_NE(job(id).message.find("1 idle"), std::string::npos) << job(id).message;
+  EXPECT_NE(job(id).message.find("cannot be placed on the nodes alive: it needs 2 workers (1 alive)"),
+            std::string::npos)
+      << job(id).message;
+  EXPECT_EQ(of_type<msg::JobAccepted>(out).at(0)->envelope.get<msg::JobAccepted>()->message, job(id).message)
+      << "the submitter is told at once";
   out = send("W2", msg::Register{msg::NodeRole::kWorker, "", "h", 3, ""});
   EXPECT_EQ(of_type<msg::AssignKeyRange>(out).size(), 1u);
   EXPECT_EQ(job(id).state, msg::JobState::kStarting);
+}
+
+std::string with_workers(int n) {
+  std::string spec = kSyntheticJob;
+  spec.replace(spec.find("workers = 2"), 11, "workers = " + std::to_string(n));
+  return spec;
+}
+
+// Regression: a job that needed more workers than the cluster has blocked every later job
+// while workers sat idle ("waiting for 3 idle workers").
+TEST_F(CoordinatorStateTest, AJobThatCannotBePlacedDoesNotBlockTheJobsBehindIt) {
+  register_nodes(3);
+  const std::string a = submit(nullptr, with_workers(2));
+  const std::string b = submit(nullptr, with_workers(4));
+  const std::string c = submit(nullptr, with_workers(1));
+  EXPECT_EQ(job(a).state, msg::JobState::kStarting);
+  EXPECT_EQ(job(b).state, msg::JobState::kPending);
+  EXPECT_NE(job(b).message.find("needs 4 workers (3 alive)"), std::string::npos) << job(b).message;
+  EXPECT_EQ(job(c).state, msg::JobState::kStarting) << "it fits beside the first: " << job(c).message;
+  // A fourth worker joins; b fits once a and c are done.
+  send("W4", msg::Register{msg::NodeRole::kWorker, "", "h", 4, ""});
+  EXPECT_EQ(job(b).state, msg::JobState::kPending);
+  EXPECT_NE(job(b).message.find("waiting for 4 idle workers (1 idle)"), std::string::npos) << job(b).message;
+  send("CLI", msg::CancelJob{"done"}, a);
+  send("CLI", msg::CancelJob{"done"}, c);
+  EXPECT_EQ(job(b).state, msg::JobState::kStarting) << job(b).message;
+}
+
+// A job that fits once running jobs end keeps the workers that free up: later, smaller jobs
+// start only beside it, never in front of it.
+TEST_F(CoordinatorStateTest, AWaitingJobHoldsTheWorkersItNeedsSoLaterJobsCannotStarveIt) {
+  register_nodes(3);
+  const std::string a = submit(nullptr, with_workers(2));
+  const std::string b = submit(nullptr, with_workers(3));
+  const std::string c = submit(nullptr, with_workers(1));
+  EXPECT_EQ(job(a).state, msg::JobState::kStarting);
+  EXPECT_EQ(job(b).state, msg::JobState::kPending);
+  EXPECT_EQ(job(c).state, msg::JobState::kPending) << "the idle worker is held for b";
+  EXPECT_NE(job(c).message.find("1 of them held for earlier jobs"), std::string::npos) << job(c).message;
+  send("CLI", msg::CancelJob{"done"}, a);
+  EXPECT_EQ(job(b).state, msg::JobState::kStarting);
+  EXPECT_EQ(job(c).state, msg::JobState::kPending);
+  send("CLI", msg::CancelJob{"done"}, b);
+  EXPECT_EQ(job(c).state, msg::JobState::kStarting);
 }
 
 // Sends a body stamped with an attempt, as a node of that attempt would.
