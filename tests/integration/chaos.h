@@ -65,7 +65,7 @@ inline const char* scenario_name(Scenario s) {
 }
 
 // The job of every trial: 8 epochs of 400 steps per rank on 12800 synthetic samples
-// (about 3 s of training on a 2-core machine), a checkpoint every 200 steps.
+// (1.5-2 s of training on a 2-core machine), a checkpoint every 200 steps.
 constexpr int kRanks = 2, kBatch = 16, kEpochs = 8, kTrainSamples = 12800, kCheckpointEvery = 200;
 constexpr double kAccuracyBound = 0.85;  // BSP reaches 0.9+ on these clusters
 // Longest a job may take to end after the last action: recoveries wait for heartbeat
