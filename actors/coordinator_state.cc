@@ -84,6 +84,7 @@ Status CoordinatorState::restore(Clock::time_point now) {
     std::string spec_id, init_from;
     std::optional<storage::json> end;  // the last run_ended, unless resumed after it
     int64_t ended_ms = 0;
+    uint64_t train_samples = 0;  // of the data set it consumed
     uint32_t attempts = 0, recoveries = 0;
     size_t submitted_seq = 0;  // position of its entity record: the submission order
     std::vector<double> accuracy;  // by epoch - 1, the newest evaluation of each
@@ -121,6 +122,7 @@ Status CoordinatorState::restore(Clock::time_point now) {
       const std::string rel = b.value("rel", "");
       if (rel == "specified_by") runs[b.value("from", "")].spec_id = b.value("to", "");
       if (rel == "initialized_from") runs[b.value("from", "")].init_from = b.value("to", "");
+      if (rel == "consumed") runs[b.value("from", "")].train_samples = b.value("train_samples", uint64_t{0});
     } else if (type == "event") {
       const std::string event = b.value("event", "");
       const std::string run = b.value("run", "");
@@ -161,6 +163,9 @@ Status CoordinatorState::restore(Clock::time_point now) {
     s.submitted_at_ms = e.value("submitted_at_ms", int64_t{0});
     s.epochs = e.value("epochs", 0u);
     s.consistency = e.value("consistency", "");
+    // As prepare() derives it, for the jobs that end here and are not prepared again.
+    const uint64_t workers = e.value("workers", uint64_t{0}), batch = e.value("batch_size", uint64_t{0});
+    if (workers > 0 && batch > 0) s.total_steps = run.train_samples / workers / batch * s.epochs;
     s.recoveries = run.recoveries;
     job.attempt = run.attempts;
     // The newest checkpoint of the run, if any.

@@ -265,14 +265,24 @@ Outbox ParameterServerState::handle_data(const std::string& peer, const Envelope
     account();
     apply(job, push->gradient.data());
     Outbox out;
-    if (job.spec.consistency == Consistency::kSsp) {
-      job.clock[push->rank] = push->step + 1;
+    job.clock[push->rank] = push->step + 1;
+    const uint64_t every = job.checkpoint_every;
+    const uint64_t cut = every > 0 ? (job.last_checkpoint / every + 1) * every : job.total_steps;
+    if (push->step + 1 == cut && cut < job.total_steps) {
+      job.fenced.push_back({peer, in.request_id, push->worker, push->rank});
+    } else if (job.spec.consistency == Consistency::kSsp) {
       job.held.push_back({peer, in.request_id, push->worker, push->rank});
       release_held(in.job_id, job, out);
     } else {
       out.push_back({peer, params_reply(in.job_id, in.request_id, job)});
     }
+    const uint64_t checkpointed = job.last_checkpoint;
     maybe_checkpoint(in.job_id, job, out);
+    if (job.last_checkpoint != checkpointed) {  // every rank reached the cut: all go on
+      for (const auto& h : job.fenced) out.push_back({h.peer, params_reply(in.job_id, h.request_id, job)});
+      job.fenced.clear();
+      if (job.spec.consistency == Consistency::kSsp) release_held(in.job_id, job, out);
+    }
     return out;
   }
   // BSP

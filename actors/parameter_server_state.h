@@ -8,6 +8,13 @@
 //   SSP: applied on arrival like ASP, but the answer to a worker that would then be more
 //        than `staleness` steps ahead of the job's slowest worker is held until the
 //        slowest catches up.
+//   ASP and SSP meet at each checkpoint (the fence): the answer to a rank's push of the
+//        step before a checkpoint is held until every rank has pushed it, so the
+//        checkpoint holds exactly that many steps of each rank on every server, and a
+//        rollback to it neither repeats nor skips a (rank, step). (Without it a fast
+//        rank's steps past the checkpoint were in its values and pushed again after a
+//        rollback, a slow rank's missing ones never pushed, and two servers counted a
+//        different mix of ranks.)
 // An update is named by (rank, step): a rank's shard pushes at most once per step, so a
 // repeated (rank, step) is refused and a replayed message is never applied twice.
 // Attempts: the coordinator rolls a job back to its last checkpoint when a node dies and
@@ -94,6 +101,8 @@ class ParameterServerState {
       uint32_t rank;
     };
     std::vector<Held> held;
+    // ASP and SSP: answers of ranks that reached the next checkpoint before the others.
+    std::vector<Held> fenced;
   };
 
   msg::Envelope params_reply(const std::string& job_id, uint64_t request_id, const JobShard& job) const;

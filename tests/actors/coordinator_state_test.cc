@@ -472,6 +472,8 @@ TEST_F(CoordinatorCustodyTest, ARestartedCoordinatorRestoresJobsAndResumesFromTh
   ASSERT_EQ(jobs.jobs.size(), 2u);
   EXPECT_EQ(jobs.jobs[0].job_id, done);
   EXPECT_EQ(jobs.jobs[0].state, msg::JobState::kCompleted);
+  EXPECT_EQ(jobs.jobs[0].total_steps, job(done).total_steps) << "regression: an ended job read step 20 of 0";
+  EXPECT_EQ(jobs.jobs[1].total_steps, job(id).total_steps);
   EXPECT_EQ(jobs.jobs[1].job_id, id);
   EXPECT_EQ(jobs.jobs[1].state, msg::JobState::kPending);
   EXPECT_EQ(jobs.jobs[1].step, 10u);
@@ -525,6 +527,7 @@ TEST_F(CoordinatorCustodyTest, AJobWhoseFinalCheckpointWasRecordedCompletesOnRes
   const msg::JobStatus s = restarted.status(id, false, now_).jobs.at(0);
   EXPECT_EQ(s.state, msg::JobState::kCompleted) << s.message;
   EXPECT_EQ(s.last_checkpoint, final_ckpt);
+  EXPECT_EQ(s.total_steps, job(id).total_steps);
   EXPECT_EQ(s.accuracy_history, (std::vector<double>{0.8, 0.96}));
   auto model = store_->entity("model:tiny@1");
   ASSERT_TRUE(model.is_ok() && model.value()) << "the completed run is the model's next version";

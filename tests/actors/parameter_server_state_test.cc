@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <set>
 
 #include "core/model.h"
 #include "protocols/transport.h"
@@ -285,6 +286,32 @@ TEST_F(ParameterServerStateTest, AspMeasuresStaleness) {
   EXPECT_TRUE(c[0]->final);
   EXPECT_EQ(c[0]->contributions[1].worker, "w2");
   EXPECT_EQ(c[0]->contributions[1].staleness_max, 1u);
+}
+
+// ASP's checkpoints are a consistent cut: a rank that has pushed up to the checkpoint
+// waits there until every rank has, so the checkpoint of step 2 holds exactly 2 steps of
+// each rank (before, w1 ran on and the checkpoint at 4 pushes held 3 of w1 and 1 of w2: a
+// rollback to it pushed w1's third step again and never w2's second).
+TEST_F(ParameterServerStateTest, AspRanksMeetAtEachCheckpointSoItHoldsTheSameStepsOfEach) {
+  assign("asp", /*total_steps=*/4, /*checkpoint_every=*/2);
+  std::vector<float> g(20, 1.0f);
+  EXPECT_EQ(push("w1", 0, g).size(), 1u) << "before the cut: answered at once";
+  EXPECT_TRUE(push("w1", 1, g).empty()) << "w1 reached the checkpoint first: it waits";
+  EXPECT_EQ(ps_.version("job-1"), 2u) << "its update is applied at once";
+  EXPECT_EQ(push("w2", 0, g).size(), 1u);
+  Outbox out = push("w2", 1, g);
+  auto c = checkpoints(out);
+  ASSERT_EQ(c.size(), 1u);
+  EXPECT_EQ(c[0]->step, 2u);
+  ASSERT_EQ(c[0]->contributions.size(), 2u);
+  EXPECT_EQ(c[0]->contributions[0].accepted, 2u);
+  EXPECT_EQ(c[0]->contributions[1].accepted, 2u);
+  std::set<std::string> answered;
+  for (const auto& o : out)
+    if (o.envelope.get<msg::Params>()) answered.insert(o.peer);
+  EXPECT_EQ(answered, (std::set<std::string>{"PEER-w1", "PEER-w2"})) << "both go on";
+  EXPECT_EQ(push("w1", 2, g).size(), 1u);
+  EXPECT_EQ(push("w1", 3, g).size(), 1u) << "the last step is no fence: the job ends there";
 }
 
 TEST_F(ParameterServerStateTest, SspHoldsAWorkerThatWouldRunMoreThanTheBoundAhead) {

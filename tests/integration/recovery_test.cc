@@ -3,10 +3,9 @@
 // its updates must add up: following the final checkpoint back through its parents, the
 // pushes the servers accepted cover every (rank, step) of the job exactly once (updates of
 // a rolled-back attempt after its checkpoint are discarded as a whole, never counted).
-#include <map>
 #include <nlohmann/json.hpp>
-#include <set>
 
+#include "tests/integration/checkpoint_chain.h"
 #include "tests/integration/cluster.h"
 
 namespace custody::testing {
@@ -56,44 +55,6 @@ bool wait_until_past(LocalCluster& c, const std::string& job, uint64_t step,
   return false;
 }
 
-struct Updates {
-  uint64_t accepted = 0, samples = 0, checkpoints = 0;
-  std::map<uint32_t, uint64_t> per_rank;
-  std::set<std::string> contributors;  // "worker-1 rank 0"
-  bool contiguous = true;              // each interval begins where its parent's ended
-};
-
-// Follows the checkpoint chain from the final checkpoint to the first, adding up what the
-// servers accepted in each interval.
-Updates count_updates(LocalCluster& c, std::string checkpoint, const std::vector<std::string>& store) {
-  Updates u;
-  uint64_t expected_end = UINT64_MAX;
-  while (!checkpoint.empty()) {
-    std::vector<std::string> args = store;
-    args.insert(args.end(), {"lineage", "show", checkpoint});
-    json shown = cli_json(c, args);
-    if (shown.is_null()) break;
-    ++u.checkpoints;
-    const uint64_t step = shown["manifest"]["step"];
-    if (expected_end != UINT64_MAX && step != expected_end) u.contiguous = false;
-    uint64_t begin = step;
-    for (const auto& r : shown["incoming"]) {
-      const json& b = r["body"];
-      if (b["rel"] != "contributed") continue;
-      u.accepted += b["accepted"].get<uint64_t>();
-      u.samples += b["samples"].get<uint64_t>();
-      u.per_rank[b["rank"].get<uint32_t>()] += b["accepted"].get<uint64_t>();
-      u.contributors.insert(b["from"].get<std::string>().substr(5) + " rank " + std::to_string(b["rank"].get<int>()));
-      begin = b["interval"][0].get<uint64_t>();
-      if (b["interval"][1].get<uint64_t>() != step) u.contiguous = false;
-    }
-    expected_end = begin;
-    checkpoint = shown["manifest"].value("parent", "");
-  }
-  if (expected_end != 0) u.contiguous = false;  // the chain reaches back to step 0
-  return u;
-}
-
 // The checks every kill test ends with.
 void expect_completed_and_accounted(LocalCluster& c, const std::string& job, const std::vector<std::string>& auth = {}) {
   CliResult waited = c.cli([&] {
@@ -108,10 +69,7 @@ void expect_completed_and_accounted(LocalCluster& c, const std::string& job, con
   EXPECT_GE(s["recoveries"].get<int>(), 1) << "the kill was noticed and recovered from";
   const uint64_t total_steps = s["total_steps"];
   Updates u = count_updates(c, s["last_checkpoint"], {"--store", c.store().string()});
-  EXPECT_EQ(u.accepted, total_steps * kRanks) << "every (rank, step) applied exactly once";
-  EXPECT_EQ(u.samples, total_steps * kRanks * kBatch);
-  for (uint32_t r = 0; r < kRanks; ++r) EXPECT_EQ(u.per_rank[r], total_steps) << "rank " << r;
-  EXPECT_TRUE(u.contiguous) << "the checkpoint intervals tile [0, " << total_steps << ")";
+  expect_every_update_once(u, total_steps, kRanks, kBatch, job);
   CliResult verify = c.cli({"--store", c.store().string(), "audit", "verify"});
   EXPECT_EQ(verify.code, 0) << verify.out << verify.err;
 }
