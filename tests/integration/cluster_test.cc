@@ -244,5 +244,37 @@ TEST(ClusterTest, NodesAndTheCliSayWhenTheCoordinatorCannotBeReached) {
   fs::remove_all(dir);
 }
 
+// Three jobs of different sizes on a small cluster (docs/ARCHITECTURE.md, "Scheduling"):
+// one too large for the nodes alive is told so and blocks no one; a small one starts
+// beside the first; the large one runs once a fourth worker joins and the others are done.
+TEST(ClusterTest, JobsOfDifferentSizesAllCompleteInTheOrderTheSchedulingPolicySays) {
+  ClusterOptions o;
+  o.servers = 1;
+  o.workers = 3;
+  LocalCluster c("schedule", o);
+  ASSERT_TRUE(c.wait_for_nodes(4));
+  auto sized = [](int workers, int epochs) {
+    std::string text = synthetic_job("bsp", epochs);
+    text.replace(text.find("workers = 2"), 11, "workers = " + std::to_string(workers));
+    return text;
+  };
+  const std::string a = submit(c, c.write_job("a.toml", sized(2, 6)));
+  CliResult b_submit = c.cli({"submit", c.write_job("b.toml", sized(4, 1)).string(), "--as", "bob"});
+  ASSERT_EQ(b_submit.code, 0) << b_submit.err;
+  const std::string b = b_submit.out.substr(0, b_submit.out.find('\n'));
+  EXPECT_NE(b_submit.err.find("cannot be placed on the nodes alive: it needs 4 workers (3 alive)"), std::string::npos)
+      << "the submitter is told at once: " << b_submit.err;
+  const std::string small = submit(c, c.write_job("c.toml", sized(1, 1)));
+  json first = status_json(c, small);
+  EXPECT_NE(first["state"], "pending") << "the small job starts beside the first: " << first.dump();
+  ASSERT_EQ(c.cli({"wait", small}).code, 0);
+  c.add_node("custody-worker", "worker-4");
+  for (const auto& id : {a, b}) ASSERT_EQ(c.cli({"wait", id}).code, 0) << id;
+  json ja = status_json(c, a), jb = status_json(c, b), jc = status_json(c, small);
+  EXPECT_LT(jc["started_at_ms"].get<int64_t>(), ja["finished_at_ms"].get<int64_t>()) << "c ran beside a";
+  EXPECT_GE(jb["started_at_ms"].get<int64_t>(), ja["finished_at_ms"].get<int64_t>()) << "b waited for a's workers";
+  EXPECT_EQ(jb["workers"].size(), 4u);
+}
+
 }  // namespace
 }  // namespace custody::testing
