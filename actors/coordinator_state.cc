@@ -321,7 +321,7 @@ Outbox CoordinatorState::handle(const std::string& peer, const Envelope& in, Clo
     // Others' usage is for auditors and admins; everyone else sees their own calls.
     const bool all = !options_.auth || caller->role == "auditor" || caller->role == "admin";
     auto summary = storage::usage(*recorder_.store(), m->model, all ? "" : "principal:" + caller->principal,
-                                  m->since_ms, m->until_ms);
+                                  m->since_ms, m->until_ms, m->limit);
     if (!summary.is_ok()) return error(summary.status());
     return reply(msg::UsageReply{summary->dump()});
   }

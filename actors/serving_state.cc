@@ -116,7 +116,7 @@ Result<msg::PredictReply> ServingState::predict(const msg::Predict& r) {
     Status s = store_->write(b, &recorded);
     // Not recorded, not answered: the caller gets an error instead of an unaccountable result.
     if (!s.is_ok()) return Status(s.code(), "the call could not be recorded, so it was not answered: " + s.message());
-    if (key_) {
+    if (key_ && options_.receipts) {
       const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                                  std::chrono::system_clock::now().time_since_epoch())
                                  .count();

@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
     CUSTODY_RETURN_IF_ERROR(r.get("coordinator.listen", c.listen));
     CUSTODY_RETURN_IF_ERROR(r.get("coordinator.store", c.store));
     CUSTODY_RETURN_IF_ERROR(r.get("serving.record_usage", c.serving.record_usage));
+    CUSTODY_RETURN_IF_ERROR(r.get("serving.receipts", c.serving.receipts));
     CUSTODY_RETURN_IF_ERROR(r.get("coordinator.auth", c.options.auth));
     CUSTODY_RETURN_IF_ERROR(r.get("coordinator.admin_token_file", c.admin_token_file));
     CUSTODY_RETURN_IF_ERROR(r.get("coordinator.heartbeat_interval_ms", interval_ms, 50, 600000));
@@ -43,6 +44,8 @@ int main(int argc, char** argv) {
                  "with --auth: the admin's token (created there on first start if missing)");
   app.add_flag("!--no-usage-recording", c.serving.record_usage,
                "answer predictions without recording them (only to measure what recording costs)");
+  app.add_flag("!--no-receipts", c.serving.receipts,
+               "record predictions but reply without signed receipts (only to measure what receipts cost)");
   app.add_option("--port-file", c.port_file, "write the bound address to this file once listening");
   app.add_option("--max-message-mib", max_mib, "larger messages are refused with an error reply")->capture_default_str();
   app.add_option("--heartbeat-interval-ms", interval_ms, "how often nodes send heartbeats")->capture_default_str();

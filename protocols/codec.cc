@@ -378,6 +378,7 @@ void encode_body(wire::Envelope::Body::Builder b, const Body& body) {
             e.setModel(text(m.model));
             e.setSinceMs(m.since_ms);
             e.setUntilMs(m.until_ms);
+            e.setLimit(m.limit);
           },
           [&](const UsageReply& m) { b.initUsageReply().setJson(text(m.json)); },
           [&](const AuditHeadRequest&) { b.initAuditHeadRequest(); },
@@ -560,7 +561,7 @@ Result<Body> decode_body(wire::Envelope::Body::Reader b, const std::shared_ptr<c
     }
     case W::USAGE_REQUEST: {
       auto r = b.getUsageRequest();
-      return Body(UsageRequest{str(r.getModel()), r.getSinceMs(), r.getUntilMs()});
+      return Body(UsageRequest{str(r.getModel()), r.getSinceMs(), r.getUntilMs(), r.getLimit()});
     }
     case W::USAGE_REPLY: return Body(UsageReply{str(b.getUsageReply().getJson())});
     case W::AUDIT_HEAD_REQUEST: return Body(AuditHeadRequest{});

@@ -380,6 +380,7 @@ struct UsageRequest {
   model @0 :Text;           # NAME, NAME@VERSION or a checkpoint id
   sinceMs @1 :Int64;        # time range, ms since the epoch; 0: open
   untilMs @2 :Int64;
+  limit @3 :UInt32 = 100;   # newest records listed; 0: all (the summary covers all)
 }
 
 struct UsageReply {

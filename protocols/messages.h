@@ -210,6 +210,7 @@ struct PrincipalAdded {
 struct UsageRequest {
   std::string model;
   int64_t since_ms = 0, until_ms = 0;
+  uint32_t limit = 100;  // newest records listed; 0: all (the summary always covers all)
 };
 struct UsageReply {
   std::string json;

@@ -195,11 +195,31 @@ std::vector<std::pair<std::string, std::string>> index_entries(const std::string
   return out;
 }
 
-Result<uint64_t> CustodyStore::append(const std::string& log, const std::vector<json>& bodies, int64_t now,
-                                      std::vector<Put>& puts, std::string& head_hash, uint64_t& head_seq,
-                                      Inclusion* last) const {
-  auto tree = frontier(log, head_seq);
-  if (!tree.is_ok()) return tree.status();
+const char* const kUsageSumsKey = "usage-sums";
+
+std::string usage_sum_key(const std::string& log, const json& body) {
+  if (log != "usage" || !body.contains("target")) return "";
+  return "usage-sum/" + body["target"].get<std::string>() + "|" + sanitize(body.value("principal", std::string())) +
+         "|" + sanitize(body.value("action", std::string()));
+}
+
+std::string add_to_usage_sum(const std::string& sum, int64_t time_ms, const json& body) {
+  json s = sum.empty() ? json::object() : json::parse(sum, nullptr, false);
+  if (s.is_discarded() || !s.is_object()) s = json::object();  // verify() names a damaged entry
+  const bool first = !s.contains("calls");
+  const int64_t rows = body.contains("rows") && body["rows"].is_number_integer() ? body["rows"].get<int64_t>() : 1;
+  s["principal"] = body.value("principal", std::string());
+  s["action"] = body.value("action", std::string());
+  s["calls"] = (first ? 0 : s.value("calls", int64_t(0))) + 1;
+  s["rows"] = (first ? 0 : s.value("rows", int64_t(0))) + rows;
+  s["first_ms"] = first ? time_ms : std::min(s.value("first_ms", time_ms), time_ms);
+  s["last_ms"] = first ? time_ms : std::max(s.value("last_ms", time_ms), time_ms);
+  return s.dump();
+}
+
+Status CustodyStore::append(const std::string& log, const std::vector<json>& bodies, int64_t now,
+                            std::vector<Put>& puts, std::string& head_hash, uint64_t& head_seq, MerkleFrontier& tree,
+                            Inclusion* last) const {
   const uint64_t first = head_seq + 1;
   std::vector<MerkleSubtree> completed;
   for (const json& body : bodies) {
@@ -216,20 +236,65 @@ Result<uint64_t> CustodyStore::append(const std::string& log, const std::vector<
       last->log = log;
       last->seq = seq;
       last->record = stored;
-      last->proof.assign(tree->nodes().rbegin(), tree->nodes().rend());
+      last->proof.assign(tree.nodes().rbegin(), tree.nodes().rend());
     }
-    CUSTODY_RETURN_IF_ERROR(tree->append(record_leaf_hash(hash), &completed));
+    CUSTODY_RETURN_IF_ERROR(tree.append(record_leaf_hash(hash), &completed));
   }
   for (const auto& node : completed) {
     if (node.level >= kCachedLevel) puts.push_back({"default", tree_node_key(log, node.level, node.index), to_hex(node.hash)});
   }
-  puts.push_back({"default", tree_key(log), tree->serialize()});
+  puts.push_back({"default", tree_key(log), tree.serialize()});
   puts.push_back({"default", "head/" + log, json{{"seq", head_seq}, {"hash", head_hash}}.dump()});
   if (last && last->log == log) {
-    last->tree_size = tree->size();
-    last->root = tree->root();
+    last->tree_size = tree.size();
+    last->root = tree.root();
   }
-  return first;
+  return Status::ok();
+}
+
+Status CustodyStore::add_usage_sums(const std::vector<json>& bodies, int64_t now, uint64_t head_seq_after,
+                                    std::vector<Put>& puts) const {
+  std::map<std::string, std::string> sums;  // as they will be after this batch
+  auto marker = kv_->get("default", kUsageSumsKey);
+  if (!marker.is_ok()) return marker.status();
+  const bool kept = marker.value().has_value();
+  if (!kept && head_seq_after > bodies.size()) {
+    // A store written before usage sums: they are summed from the whole log, once.
+    Status bad = Status::ok();
+    CUSTODY_RETURN_IF_ERROR(kv_->scan("usage", "", [&](const std::string&, const std::string& value) {
+      auto r = parse_record("usage", value);
+      if (!r.is_ok()) bad = r.status();
+      if (!r.is_ok()) return false;
+      const std::string key = usage_sum_key("usage", r->body);
+      if (!key.empty()) sums[key] = add_to_usage_sum(sums[key], r->time_ms, r->body);
+      return true;
+    }));
+    if (!bad.is_ok()) return bad;
+  }
+  for (const json& body : bodies) {
+    const std::string key = usage_sum_key("usage", body);
+    if (key.empty()) continue;
+    auto it = sums.find(key);
+    if (it == sums.end()) {
+      auto stored = kept ? kv_->get("index", key) : Result<std::optional<std::string>>(std::optional<std::string>());
+      if (!stored.is_ok()) return stored.status();
+      it = sums.emplace(key, stored.value().value_or("")).first;
+    }
+    it->second = add_to_usage_sum(it->second, now, body);
+  }
+  for (auto& [key, value] : sums) puts.push_back({"index", key, std::move(value)});
+  puts.push_back({"default", kUsageSumsKey, std::to_string(head_seq_after)});
+  return Status::ok();
+}
+
+Result<CustodyStore::LogState*> CustodyStore::log_state(const std::string& log) {
+  auto it = log_states_.find(log);
+  if (it != log_states_.end()) return &it->second;
+  auto h = head(log);
+  if (!h.is_ok()) return h.status();
+  auto tree = frontier(log, h->first);
+  if (!tree.is_ok()) return tree.status();
+  return &(log_states_[log] = LogState{h->first, h->second, std::move(tree).value()});
 }
 
 Result<MerkleFrontier> CustodyStore::frontier(const std::string& log, uint64_t head_seq) const {
@@ -329,20 +394,20 @@ Status CustodyStore::write(const Batch& batch, Inclusion* last_usage) {
   }
   std::vector<Put> puts;
   json audit{{"event", batch.event_}};
-  const std::vector<std::pair<std::string, const std::vector<json>*>> logs{{"lineage", &lineage},
-                                                                           {"usage", &batch.usage_}};
-  for (const auto& [log, bodies] : logs) {
-    if (bodies->empty()) continue;
-    auto h = head(log);
-    if (!h.is_ok()) return h.status();
-    uint64_t seq = h->first;
-    std::string hash = h->second;
-    auto first = append(log, *bodies, now, puts, hash, seq, log == "usage" ? last_usage : nullptr);
-    if (!first.is_ok()) return first.status();
-    audit[log] = json::array();
-    audit[log].push_back(first.value());
-    audit[log].push_back(seq);
-  }
+  std::map<std::string, LogState> after;  // each log's state once this write lands
+  auto extend = [&](const std::string& log, const std::vector<json>& bodies, Inclusion* last) -> Status {
+    auto state = log_state(log);
+    if (!state.is_ok()) return state.status();
+    LogState next = *state.value();
+    const uint64_t first = next.seq + 1;
+    CUSTODY_RETURN_IF_ERROR(append(log, bodies, now, puts, next.hash, next.seq, next.tree, last));
+    if (log == "usage") CUSTODY_RETURN_IF_ERROR(add_usage_sums(bodies, now, next.seq, puts));
+    if (log != "audit") audit[log] = json::array({first, next.seq});
+    after[log] = std::move(next);
+    return Status::ok();
+  };
+  if (!lineage.empty()) CUSTODY_RETURN_IF_ERROR(extend("lineage", lineage, nullptr));
+  if (!batch.usage_.empty()) CUSTODY_RETURN_IF_ERROR(extend("usage", batch.usage_, last_usage));
   for (const auto& [sha, bytes] : batch.blobs_) puts.push_back({"checkpoints", "blob/" + sha, bytes});
   for (const json& m : batch.manifests_) {
     const std::string id = m["id"];
@@ -350,13 +415,14 @@ Status CustodyStore::write(const Batch& batch, Inclusion* last_usage) {
     puts.push_back({"checkpoints", "run/" + m["job"].get<std::string>() + "|" + seq_key(m["step"].get<uint64_t>()), id});
     audit["checkpoint"] = id;
   }
-  auto h = head("audit");
-  if (!h.is_ok()) return h.status();
-  uint64_t seq = h->first;
-  std::string hash = h->second;
-  auto first = append("audit", {audit}, now, puts, hash, seq);
-  if (!first.is_ok()) return first.status();
-  return kv_->apply(puts);
+  CUSTODY_RETURN_IF_ERROR(extend("audit", {audit}, nullptr));
+  Status applied = kv_->apply(puts);
+  if (!applied.is_ok()) {
+    log_states_.clear();  // whether a failed sync landed is unknown: read the store again
+    return applied;
+  }
+  for (auto& [log, state] : after) log_states_[log] = std::move(state);
+  return Status::ok();
 }
 
 Result<Record> CustodyStore::load(const std::string& log, uint64_t seq) const {
@@ -445,15 +511,87 @@ Result<std::vector<Record>> CustodyStore::find(const json& filter) const {
 }
 
 Result<std::vector<Record>> CustodyStore::usage_of(const std::string& target) const {
-  auto records = indexed("usage", "usage/" + target + "|");
-  if (!records.is_ok()) return records.status();
-  for (const Record& r : records.value()) {
-    if (r.body.value("target", "") != target) {
-      return data_loss("an index entry under usage/" + target + " points to " + describe(r) +
-                       ", a use of another target; run `custody audit verify`");
+  std::vector<Record> out;
+  CUSTODY_RETURN_IF_ERROR(visit_usage_of(target, 0, false, [&](const Record& r) {
+    out.push_back(r);
+    return true;
+  }));
+  return out;
+}
+
+Status CustodyStore::visit_usage_of(const std::string& target, uint64_t from_seq, bool newest_first,
+                                    const std::function<bool(const Record&)>& visit) const {
+  const std::string prefix = "usage/" + target + "|";
+  Status bad = Status::ok();
+  CUSTODY_RETURN_IF_ERROR(kv_->scan_from(
+      "index", prefix, from_seq == 0 ? "" : prefix + seq_key(from_seq), newest_first,
+      [&](const std::string& key, const std::string&) {
+        auto seq = parse_seq(key.substr(prefix.size()), "index key " + key);
+        auto r = seq.is_ok() ? load("usage", seq.value()) : Result<Record>(seq.status());
+        if (!r.is_ok()) {
+          bad = r.status();
+          return false;
+        }
+        if (r->body.value("target", "") != target) {
+          bad = data_loss("index entry " + key + " points to " + describe(r.value()) +
+                          ", a use of another target; run `custody audit verify`");
+          return false;
+        }
+        return visit(r.value());
+      }));
+  return bad;
+}
+
+Result<uint64_t> CustodyStore::first_usage_at(int64_t time_ms) const {
+  auto h = head("usage");
+  if (!h.is_ok()) return h.status();
+  uint64_t lo = 1, hi = h->first + 1;
+  while (lo < hi) {
+    const uint64_t mid = lo + (hi - lo) / 2;
+    auto r = load("usage", mid);
+    if (!r.is_ok()) return r.status();
+    if (r->time_ms >= time_ms) {
+      hi = mid;
+    } else {
+      lo = mid + 1;
     }
   }
-  return records;
+  return lo;
+}
+
+Result<std::vector<UsageSum>> CustodyStore::usage_sums(const std::string& target) const {
+  std::map<std::string, std::string> sums;  // key -> value, as the index holds them
+  auto marker = kv_->get("default", kUsageSumsKey);
+  if (!marker.is_ok()) return marker.status();
+  if (marker.value()) {
+    CUSTODY_RETURN_IF_ERROR(kv_->scan("index", "usage-sum/" + target + "|", [&](const std::string& k, const std::string& v) {
+      sums[k] = v;
+      return true;
+    }));
+  } else {
+    CUSTODY_RETURN_IF_ERROR(visit_usage_of(target, 0, false, [&](const Record& r) {
+      const std::string key = usage_sum_key("usage", r.body);
+      sums[key] = add_to_usage_sum(sums[key], r.time_ms, r.body);
+      return true;
+    }));
+  }
+  std::vector<UsageSum> out;
+  for (const auto& [key, value] : sums) {
+    json j = json::parse(value, nullptr, false);
+    UsageSum u;
+    try {
+      u.principal = j.at("principal").get<std::string>();
+      u.action = j.at("action").get<std::string>();
+      u.calls = j.at("calls").get<uint64_t>();
+      u.rows = j.at("rows").get<uint64_t>();
+      u.first_ms = j.at("first_ms").get<int64_t>();
+      u.last_ms = j.at("last_ms").get<int64_t>();
+    } catch (const json::exception&) {
+      return data_loss("index entry " + key + " is not a usage sum; run `custody audit verify`");
+    }
+    out.push_back(std::move(u));
+  }
+  return out;
 }
 
 Result<std::vector<Record>> CustodyStore::indexed(const std::string& log, const std::string& prefix) const {
@@ -616,18 +754,51 @@ Result<VerifyReport> CustodyStore::verify() const {
     report.problem = std::move(problem);
     return report;
   };
-  // What the chained logs say the derived families must hold.
-  std::map<std::string, std::string> expected_index;
+  // Memory must not grow with the logs (a store of millions of records is verified in a
+  // bounded footprint): every derived entry a record implies is looked up as the record is
+  // read, and entries that nothing implies are found by counting afterwards. Only what is
+  // small is held: checkpoint entities, usage sums (one per target, principal and action),
+  // entries whose check must wait for a later record, and the first problem of each kind.
   std::map<std::string, json> checkpoint_entities;  // id -> entity body
   std::map<std::string, uint64_t> log_ends;
-  std::vector<Record> audit_records;
-  std::map<std::string, std::string> expected_tree_nodes;  // "tree-node/..." -> hex
+  std::map<std::string, std::string> expected_sums;   // "usage-sum/..." -> value
+  std::map<std::string, std::string> repointed;       // index key -> value the logs say, so far
+  uint64_t index_matched = 0, tree_nodes_matched = 0;
+  std::string first_missing, first_missing_node;
+  uint64_t missing = 0;
+  std::string kv_problem;
+  // The audit log names, write by write, the records each write appended: together they
+  // must cover each other log exactly, in order. A record removed from a log's end with
+  // its head rewritten still leaves the audit record that named it.
+  std::map<std::string, uint64_t> next{{"lineage", 1}, {"usage", 1}};
+  std::set<std::string> audited_checkpoints;
+  auto check_audit = [&](const Record& a) -> std::string {
+    for (auto& [log, expected_first] : next) {
+      if (!a.body.contains(log)) continue;
+      const json& range = a.body[log];
+      if (range.size() != 2 || !range[0].is_number_unsigned() || !range[1].is_number_unsigned()) {
+        return describe(a) + " names its " + log + " records in a damaged form";
+      }
+      const uint64_t first = range[0], last = range[1];
+      if (first != expected_first || last < first) {
+        return describe(a) + " says write '" + a.body.value("event", "") + "' appended " + log + " records " +
+               std::to_string(first) + "-" + std::to_string(last) + ", but the " + log +
+               " log's records before it end at " + std::to_string(expected_first - 1) +
+               ": the audit log and the " + log + " log disagree";
+      }
+      expected_first = last + 1;
+    }
+    if (a.body.contains("checkpoint")) audited_checkpoints.insert(a.body["checkpoint"].get<std::string>());
+    return "";
+  };
   for (const std::string name : {"lineage", "usage", "audit"}) {
     uint64_t expected = 1;
     std::string prev;
     std::string problem;
     MerkleFrontier tree;
     std::vector<MerkleSubtree> completed;
+    auto stored_tree = kv_->get("default", tree_key(name));
+    if (!stored_tree.is_ok()) return stored_tree.status();
     CUSTODY_RETURN_IF_ERROR(kv_->scan(name, "", [&](const std::string& key, const std::string& value) {
       auto r = parse_record(name, value);
       if (!r.is_ok()) {
@@ -653,22 +824,61 @@ Result<VerifyReport> CustodyStore::verify() const {
         problem = describe(rec) + " was changed: its content does not match its hash";
         return false;
       }
-      // As the writer's puts landed: a later entry under the same key replaces the earlier.
-      for (auto& [k, v] : index_entries(name, rec.seq, rec.body)) expected_index[std::move(k)] = std::move(v);
+      auto entries = index_entries(name, rec.seq, rec.body);
+      std::sort(entries.begin(), entries.end());
+      entries.erase(std::unique(entries.begin(), entries.end()), entries.end());
+      for (auto& [k, v] : entries) {
+        auto stored = kv_->get("index", k);
+        if (!stored.is_ok()) {
+          kv_problem = stored.status().message();
+          return false;
+        }
+        if (!stored.value()) {
+          if (missing++ == 0) first_missing = k;
+        } else if (*stored.value() != v) {
+          repointed[k] = v;  // unless a later record puts this key as stored (the later put wins)
+        } else {
+          repointed.erase(k);
+          ++index_matched;
+        }
+      }
+      if (const std::string sum = usage_sum_key(name, rec.body); !sum.empty()) {
+        expected_sums[sum] = add_to_usage_sum(expected_sums[sum], rec.time_ms, rec.body);
+      }
       if (name == "lineage" && rec.body["type"] == "entity" && rec.body["kind"] == "checkpoint") {
         checkpoint_entities.emplace(rec.body["id"].get<std::string>(), rec.body);
       }
-      if (name == "audit") audit_records.push_back(rec);
+      if (name == "audit") {
+        problem = check_audit(rec);
+        if (!problem.empty()) return false;
+      }
       completed.clear();
       (void)tree.append(record_leaf_hash(rec.hash), &completed);  // a 32-byte hash: cannot fail
       for (const auto& node : completed) {
-        if (node.level >= kCachedLevel) expected_tree_nodes[tree_node_key(name, node.level, node.index)] = to_hex(node.hash);
+        if (node.level < kCachedLevel) continue;
+        // The kept subtree roots that proofs read.
+        const std::string node_key = tree_node_key(name, node.level, node.index);
+        auto stored = kv_->get("default", node_key);
+        if (!stored.is_ok()) {
+          kv_problem = stored.status().message();
+          return false;
+        }
+        if (stored.value() && *stored.value() != to_hex(node.hash)) {
+          problem = "Merkle tree entry " + node_key + " does not match its records: it was changed";
+          return false;
+        }
+        if (stored.value()) {
+          ++tree_nodes_matched;
+        } else if (stored_tree.value() && first_missing_node.empty()) {
+          first_missing_node = node_key;  // a store written before Merkle logs has none yet
+        }
       }
       prev = rec.hash;
       ++expected;
       ++report.records_checked;
       return true;
     }));
+    if (!kv_problem.empty()) return data_loss(kv_problem);
     if (!problem.empty()) return fail(problem);
     auto h = head(name);
     if (!h.is_ok()) return fail(h.status().message());
@@ -679,8 +889,6 @@ Result<VerifyReport> CustodyStore::verify() const {
     log_ends[name] = expected - 1;
     // The log's Merkle tree, as stored, must be the one its records make: proofs and
     // signed heads are computed from it.
-    auto stored_tree = kv_->get("default", tree_key(name));
-    if (!stored_tree.is_ok()) return stored_tree.status();
     if (!stored_tree.value()) {
       if (tree.size() > 0) {
         report.notes += "the " + name + " log has no Merkle tree yet (a store written before Merkle logs; the next "
@@ -693,29 +901,6 @@ Result<VerifyReport> CustodyStore::verify() const {
     report.heads.push_back(TreeHeadInfo{name, tree.size(), to_hex(tree.root())});
   }
 
-  // The audit log names, write by write, the records each write appended: together they
-  // must cover each other log exactly, in order. A record removed from a log's end with
-  // its head rewritten still leaves the audit record that named it.
-  std::map<std::string, uint64_t> next{{"lineage", 1}, {"usage", 1}};
-  std::set<std::string> audited_checkpoints;
-  for (const Record& a : audit_records) {
-    for (auto& [log, expected_first] : next) {
-      if (!a.body.contains(log)) continue;
-      const json& range = a.body[log];
-      if (range.size() != 2 || !range[0].is_number_unsigned() || !range[1].is_number_unsigned()) {
-        return fail(describe(a) + " names its " + log + " records in a damaged form");
-      }
-      const uint64_t first = range[0], last = range[1];
-      if (first != expected_first || last < first) {
-        return fail(describe(a) + " says write '" + a.body.value("event", "") + "' appended " + log + " records " +
-                    std::to_string(first) + "-" + std::to_string(last) + ", but the " + log +
-                    " log's records before it end at " + std::to_string(expected_first - 1) +
-                    ": the audit log and the " + log + " log disagree");
-      }
-      expected_first = last + 1;
-    }
-    if (a.body.contains("checkpoint")) audited_checkpoints.insert(a.body["checkpoint"].get<std::string>());
-  }
   for (const auto& [log, expected_first] : next) {
     if (expected_first - 1 != log_ends[log]) {
       return fail("the audit log says the " + log + " log holds " + std::to_string(expected_first - 1) +
@@ -725,45 +910,121 @@ Result<VerifyReport> CustodyStore::verify() const {
     }
   }
 
-  // The index: rebuilt from the logs and compared entry by entry. A re-pointed entry
-  // would make `lineage show` answer with another record.
+  // The index, rebuilt from the logs: every entry a record implies is stored as the writer
+  // put it (a re-pointed entry would make `lineage show` answer with another record), and
+  // nothing else is there.
+  if (missing > 0) {
+    return fail("index entry " + first_missing + " is missing (the logs hold its record; " + std::to_string(missing) +
+                " entries missing in all)");
+  }
+  for (const auto& [key, value] : repointed) {
+    auto stored = kv_->get("index", key);
+    if (!stored.is_ok()) return stored.status();
+    return fail("index entry " + key + " says '" + stored.value().value_or("").substr(0, 60) + "' but the logs say '" +
+                value + "': it was re-pointed");
+  }
+  // An entry the logs do not imply: named by finding the one whose record does not imply it.
+  auto backed = [&](const std::string& key, const std::string& value) {
+    auto starts = [&](const char* p) { return key.rfind(p, 0) == 0; };
+    std::string log = "lineage", seq_text = value;
+    if (starts("out/") || starts("in/") || starts("usage/")) {
+      seq_text = key.substr(key.rfind('|') + 1);
+      if (starts("usage/")) log = "usage";
+    } else if (starts("prediction/") || starts("call/")) {
+      log = "usage";
+    } else if (starts("model/")) {
+      auto e = kv_->get("index", "entity/" + value);
+      if (!e.is_ok() || !e.value()) return false;
+      seq_text = *e.value();
+    } else if (!starts("entity/")) {
+      return false;
+    }
+    auto seq = parse_seq(seq_text, key);
+    if (!seq.is_ok() || seq.value() == 0 || seq.value() > log_ends[log]) return false;
+    auto r = load(log, seq.value());
+    if (!r.is_ok()) return false;
+    for (const auto& [k, v] : index_entries(log, r->seq, r->body))
+      if (k == key && v == value) return true;
+    return false;
+  };
   std::string problem;
-  CUSTODY_RETURN_IF_ERROR(kv_->scan("index", "", [&](const std::string& key, const std::string& value) {
-    auto it = expected_index.find(key);
-    if (it == expected_index.end()) {
+  uint64_t stored_entries = 0;
+  auto is_sum = [](const std::string& key) { return key.rfind("usage-sum/", 0) == 0; };
+  CUSTODY_RETURN_IF_ERROR(kv_->scan("index", "", [&](const std::string& key, const std::string&) {
+    if (!is_sum(key)) ++stored_entries;
+    return true;
+  }));
+  if (stored_entries != index_matched) {
+    CUSTODY_RETURN_IF_ERROR(kv_->scan("index", "", [&](const std::string& key, const std::string& value) {
+      if (is_sum(key) || backed(key, value)) return true;
+      problem = "index entry " + key + " is backed by no record of the logs: it was added behind the store's back";
+      return false;
+    }));
+    if (problem.empty()) {
+      problem = "the index holds " + std::to_string(stored_entries) + " entries but the logs imply " +
+                std::to_string(index_matched) + ": an entry was added behind the store's back";
+    }
+    return fail(problem);
+  }
+  report.index_entries_checked = index_matched;
+
+  // The usage sums, rebuilt from the usage log (a store written before them has none yet).
+  auto marker = kv_->get("default", kUsageSumsKey);
+  if (!marker.is_ok()) return marker.status();
+  if (!marker.value()) {
+    if (log_ends["usage"] > 0) {
+      report.notes += "the usage log has no usage sums yet (a store written before them; the next write builds "
+                      "them). ";
+    }
+    expected_sums.clear();
+  } else if (*marker.value() != std::to_string(log_ends["usage"])) {
+    return fail("the usage sums say they cover " + marker.value()->substr(0, 20) + " usage records, but the log holds " +
+                std::to_string(log_ends["usage"]) + ": they were changed");
+  }
+  CUSTODY_RETURN_IF_ERROR(kv_->scan("index", "usage-sum/", [&](const std::string& key, const std::string& value) {
+    auto it = expected_sums.find(key);
+    if (it == expected_sums.end()) {
       problem = "index entry " + key + " is backed by no record of the logs: it was added behind the store's back";
       return false;
     }
     if (it->second != value) {
-      problem = "index entry " + key + " says '" + value.substr(0, 60) + "' but the logs say '" + it->second +
-                "': it was re-pointed";
+      problem = "index entry " + key + " says '" + value.substr(0, 80) + "' but the usage log sums to '" + it->second +
+                "': it was changed";
       return false;
     }
-    expected_index.erase(it);
+    expected_sums.erase(it);
     ++report.index_entries_checked;
     return true;
   }));
   if (!problem.empty()) return fail(problem);
-  if (!expected_index.empty()) {
-    return fail("index entry " + expected_index.begin()->first + " is missing (the logs hold its record; " +
-                std::to_string(expected_index.size()) + " entries missing in all)");
-  }
+  if (!expected_sums.empty()) return fail("index entry " + expected_sums.begin()->first + " is missing");
 
-  // The kept subtree roots that proofs read.
-  CUSTODY_RETURN_IF_ERROR(kv_->scan("default", "tree-node/", [&](const std::string& key, const std::string& value) {
-    auto it = expected_tree_nodes.find(key);
-    if (it == expected_tree_nodes.end() || it->second != value) {
-      problem = "Merkle tree entry " + key + " " +
-                (it == expected_tree_nodes.end() ? std::string("is backed by no records") : "does not match its records") +
-                ": it was changed";
-      return false;
-    }
-    expected_tree_nodes.erase(it);
+  // The kept subtree roots: each one the logs imply was found above; none is extra.
+  if (!first_missing_node.empty()) return fail("Merkle tree entry " + first_missing_node + " is missing");
+  uint64_t stored_nodes = 0;
+  CUSTODY_RETURN_IF_ERROR(kv_->scan("default", "tree-node/", [&](const std::string&, const std::string&) {
+    ++stored_nodes;
     return true;
   }));
-  if (!problem.empty()) return fail(problem);
-  if (!expected_tree_nodes.empty() && report.notes.empty()) {
-    return fail("Merkle tree entry " + expected_tree_nodes.begin()->first + " is missing");
+  if (stored_nodes != tree_nodes_matched) {
+    // Every implied entry was found, so an extra one names a subtree the logs do not have.
+    std::string extra;
+    CUSTODY_RETURN_IF_ERROR(kv_->scan("default", "tree-node/", [&](const std::string& key, const std::string&) {
+      // "tree-node/<log>/<level>/<index>": a subtree of 2^level leaves from index * 2^level.
+      const size_t a = key.find('/', 10), b = key.rfind('/');
+      const std::string log = key.substr(10, a - 10);
+      const uint64_t level = std::strtoull(key.c_str() + a + 1, nullptr, 10);
+      const uint64_t index = std::strtoull(key.c_str() + b + 1, nullptr, 10);
+      const auto end = log_ends.find(log);
+      if (end == log_ends.end() || level >= 64 || (index + 1) > (end->second >> level) ||
+          key != tree_node_key(log, static_cast<uint32_t>(level), index)) {
+        extra = key;
+        return false;
+      }
+      return true;
+    }));
+    return fail("Merkle tree entry " + (extra.empty() ? std::string("under tree-node/") : extra) +
+                " is backed by no records: it was changed");
   }
 
   // Checkpoints: each manifest is the one its chained entity describes, the run lists name

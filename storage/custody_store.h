@@ -30,6 +30,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -92,6 +93,16 @@ struct Inclusion {
   std::vector<std::string> proof;  // raw 32-byte hashes, lowest first
 };
 
+// A target's use by one principal and action, summed: derived from the usage log like the
+// index, kept under "usage-sum/<target>|<principal>|<action>" in the index family, updated
+// in the batch of every usage record and rebuilt by verify(), so that `custody usage`
+// answers without reading every record.
+struct UsageSum {
+  std::string principal, action;
+  uint64_t calls = 0, rows = 0;
+  int64_t first_ms = 0, last_ms = 0;
+};
+
 struct VerifyReport {
   bool ok = true;
   uint64_t records_checked = 0, blobs_checked = 0, index_entries_checked = 0;
@@ -134,6 +145,18 @@ class CustodyStore {
   Result<std::vector<Record>> find(const json& filter) const;
   // Usage records of a target (checkpoint or model id).
   Result<std::vector<Record>> usage_of(const std::string& target) const;
+  // Visits a target's usage records in log order from record from_seq on (0: the first),
+  // or with newest_first from the newest backwards; visit returns false to stop. Reads
+  // only the records visited.
+  Status visit_usage_of(const std::string& target, uint64_t from_seq, bool newest_first,
+                        const std::function<bool(const Record&)>& visit) const;
+  // The first usage record written at or after time_ms, or the log's size + 1 if none: a
+  // binary search of about log2(size) reads (the writer stamps records in seq order with
+  // the wall clock, so times rise with seq unless the clock was set back).
+  Result<uint64_t> first_usage_at(int64_t time_ms) const;
+  // A target's usage sums, one per (principal, action). A store written before sums were
+  // kept has none until its next write; until then they are summed here from the records.
+  Result<std::vector<UsageSum>> usage_sums(const std::string& target) const;
   // The usage record holding a prediction id (body["prediction_ids"] lists them).
   Result<std::optional<Record>> prediction(const std::string& prediction_id) const;
   // The usage record of a call ("call-…", a prediction call) or a use ("use-…", an export).
@@ -148,11 +171,25 @@ class CustodyStore {
   Result<VerifyReport> verify() const;
 
  private:
-  Result<uint64_t> append(const std::string& log, const std::vector<json>& bodies, int64_t now,
-                          std::vector<Put>& puts, std::string& head_hash, uint64_t& head_seq,
-                          Inclusion* last = nullptr) const;
+  // Appends bodies to the log in `puts`, extending `tree` (the log's frontier at head_seq).
+  Status append(const std::string& log, const std::vector<json>& bodies, int64_t now, std::vector<Put>& puts,
+                std::string& head_hash, uint64_t& head_seq, MerkleFrontier& tree, Inclusion* last = nullptr) const;
+  // The usage-sum entries of the batch's usage records, and the marker saying which
+  // records the sums cover (built from the whole log once for a store written before sums).
+  Status add_usage_sums(const std::vector<json>& bodies, int64_t now, uint64_t head_seq_after,
+                        std::vector<Put>& puts) const;
   // The log's tree as stored (built from the records for a store written before trees).
   Result<MerkleFrontier> frontier(const std::string& log, uint64_t head_seq) const;
+  // What the writer holds between writes instead of reading and parsing it again: each
+  // log's head (seq, hash) and Merkle frontier as of the last write this object made. The
+  // store has a single writer (this object), so nothing else can change them; a write
+  // that fails leaves them as they were. Guarded by write_mu_.
+  struct LogState {
+    uint64_t seq = 0;
+    std::string hash;
+    MerkleFrontier tree;
+  };
+  Result<LogState*> log_state(const std::string& log);
   MerkleNodeReader tree_reader(const std::string& log) const;
   Result<std::pair<uint64_t, std::string>> head(const std::string& log) const;
   // Every read checks what it got: a record is checked against its schema
@@ -167,11 +204,19 @@ class CustodyStore {
 
   std::unique_ptr<KeyValue> kv_;
   std::mutex write_mu_;
+  std::map<std::string, LogState> log_states_;  // guarded by write_mu_
 };
 
 // The index entries (key, value) that record `seq` of `log` has: written with the record,
 // and rebuilt by verify() to compare. Shared by writer and verifier so they cannot drift.
 std::vector<std::pair<std::string, std::string>> index_entries(const std::string& log, uint64_t seq, const json& body);
+// The derived entries that sum records rather than point at one (UsageSum): the key a
+// record adds to ("" if none), and the entry's value with the record written at time_ms
+// added to `sum` ("" for a key not yet written). Shared by writer and verifier, as above.
+std::string usage_sum_key(const std::string& log, const json& body);
+std::string add_to_usage_sum(const std::string& sum, int64_t time_ms, const json& body);
+// The key under which the default family records how many usage records the sums cover.
+extern const char* const kUsageSumsKey;
 // "" if a checkpoint manifest has the fields readers rely on; else what is wrong.
 std::string check_manifest(const json& manifest);
 

@@ -34,6 +34,12 @@ class KeyValue {
   // Visits keys starting with prefix in order until visit returns false.
   virtual Status scan(const std::string& family, const std::string& prefix,
                       const std::function<bool(const std::string& key, const std::string& value)>& visit) const = 0;
+  // As scan, but starting at `from` (the first key >= from; "" = the prefix's first), or with
+  // newest_first from the last key <= from ("" = the prefix's last) backwards: a log's tail,
+  // or the records of a time range, without reading the keys before them.
+  virtual Status scan_from(const std::string& family, const std::string& prefix, const std::string& from,
+                           bool newest_first,
+                           const std::function<bool(const std::string& key, const std::string& value)>& visit) const = 0;
 };
 
 std::unique_ptr<KeyValue> make_memory_key_value();

@@ -1,5 +1,6 @@
 #include <map>
 #include <mutex>
+#include <vector>
 
 #include "storage/key_value.h"
 
@@ -36,6 +37,22 @@ class MemoryKeyValue final : public KeyValue {
     for (auto it = copy.lower_bound(prefix); it != copy.end() && it->first.compare(0, prefix.size(), prefix) == 0;
          ++it) {
       if (!visit(it->first, it->second)) break;
+    }
+    return Status::ok();
+  }
+  Status scan_from(const std::string& family, const std::string& prefix, const std::string& from, bool newest_first,
+                   const std::function<bool(const std::string&, const std::string&)>& visit) const override {
+    std::vector<std::pair<std::string, std::string>> in_prefix;
+    CUSTODY_RETURN_IF_ERROR(scan(family, prefix, [&](const std::string& k, const std::string& v) {
+      in_prefix.emplace_back(k, v);
+      return true;
+    }));
+    if (!newest_first) {
+      for (const auto& [k, v] : in_prefix)
+        if (k >= from && !visit(k, v)) break;
+    } else {
+      for (auto it = in_prefix.rbegin(); it != in_prefix.rend(); ++it)
+        if ((from.empty() || it->first <= from) && !visit(it->first, it->second)) break;
     }
     return Status::ok();
   }

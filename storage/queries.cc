@@ -1,5 +1,6 @@
 #include "storage/queries.h"
 
+#include <algorithm>
 #include <ctime>
 #include <functional>
 #include <map>
@@ -417,7 +418,7 @@ Result<json> impact_impl(const CustodyStore& store, const std::string& ref) {
 }
 
 Result<json> usage_impl(const CustodyStore& store, const std::string& ref, const std::string& only,
-                        int64_t since_ms, int64_t until_ms) {
+                        int64_t since_ms, int64_t until_ms, size_t limit) {
   auto id = resolve_id(store, ref);
   if (!id.is_ok()) return id.status();
   // A model name covers all its versions; a version or checkpoint just itself.
@@ -440,36 +441,84 @@ Result<json> usage_impl(const CustodyStore& store, const std::string& ref, const
   }
   json out{{"target", id.value()}, {"records", json::array()}, {"by_principal", json::object()}};
   std::map<std::tuple<std::string, std::string, std::string>, json> rows;  // principal, version, action
+  auto add = [&](const std::string& label, const std::string& who, const std::string& action, uint64_t calls,
+                 uint64_t nrows, int64_t first_ms, int64_t last_ms) {
+    json& p = out["by_principal"][who];
+    if (p.is_null()) p = {{"calls", 0}, {"first_ms", first_ms}, {"last_ms", last_ms}, {"by_version", json::object()}};
+    p["calls"] = p["calls"].get<uint64_t>() + calls;
+    p["first_ms"] = std::min(p["first_ms"].get<int64_t>(), first_ms);
+    p["last_ms"] = std::max(p["last_ms"].get<int64_t>(), last_ms);
+    p["by_version"][label + " " + action] = p["by_version"].value(label + " " + action, uint64_t(0)) + calls;
+    json& row = rows[{who, label, action}];
+    if (row.is_null()) {
+      row = {{"principal", who}, {"version", label}, {"action", action}, {"calls", 0}, {"rows", 0},
+             {"first_ms", first_ms}, {"last_ms", last_ms}};
+    }
+    row["calls"] = row["calls"].get<uint64_t>() + calls;
+    row["rows"] = row["rows"].get<uint64_t>() + nrows;
+    row["first_ms"] = std::min(row["first_ms"].get<int64_t>(), first_ms);
+    row["last_ms"] = std::max(row["last_ms"].get<int64_t>(), last_ms);
+  };
+  // The newest `limit` records listed (0: all), oldest first; the summary covers all.
+  std::vector<std::pair<uint64_t, json>> listed;  // seq, record
+  auto list = [&](const Record& u, const std::string& label) {
+    json rec = u.body;
+    rec["version"] = label;
+    rec["seq"] = u.seq;
+    listed.emplace_back(u.seq, std::move(rec));
+  };
+  auto by_only = [&](const Record& u) { return only.empty() || u.body.value("principal", std::string()) == only; };
+  uint64_t total = 0;
+  const bool bounded = since_ms > 0 || until_ms > 0;
+  uint64_t from_seq = 0;
+  if (since_ms > 0) {
+    auto first = store.first_usage_at(since_ms);
+    if (!first.is_ok()) return first.status();
+    from_seq = first.value();
+  }
   for (const auto& [ckpt, label] : targets) {
-    auto uses = store.usage_of(ckpt);
-    if (!uses.is_ok()) return uses.status();
-    for (const auto& u : uses.value()) {
-      if (!only.empty() && u.body.value("principal", std::string()) != only) continue;
-      if ((since_ms > 0 && u.time_ms < since_ms) || (until_ms > 0 && u.time_ms > until_ms)) continue;
-      json rec = u.body;
-      rec["version"] = label;
-      rec["seq"] = u.seq;
-      out["records"].push_back(rec);
-      const std::string who = u.body.value("principal", std::string("?"));
-      const std::string action = u.body.value("action", std::string("?"));
-      json& p = out["by_principal"][who];
-      if (p.is_null()) p = {{"calls", 0}, {"first_ms", u.time_ms}, {"last_ms", u.time_ms}, {"by_version", json::object()}};
-      p["calls"] = p["calls"].get<int>() + 1;
-      p["first_ms"] = std::min(p["first_ms"].get<int64_t>(), u.time_ms);
-      p["last_ms"] = std::max(p["last_ms"].get<int64_t>(), u.time_ms);
-      p["by_version"][label + " " + action] = p["by_version"].value(label + " " + action, 0) + 1;
-      json& row = rows[{who, label, action}];
-      if (row.is_null()) {
-        row = {{"principal", who}, {"version", label}, {"action", action}, {"calls", 0}, {"rows", 0},
-               {"first", iso_time(u.time_ms)}, {"last", iso_time(u.time_ms)}};
+    const size_t before = listed.size();
+    if (!bounded) {
+      // The summary from the kept sums; the records from the newest back.
+      auto sums = store.usage_sums(ckpt);
+      if (!sums.is_ok()) return sums.status();
+      for (const auto& s : sums.value()) {
+        if (!only.empty() && s.principal != only) continue;
+        add(label, s.principal, s.action, s.calls, s.rows, s.first_ms, s.last_ms);
+        total += s.calls;
       }
-      row["calls"] = row["calls"].get<int>() + 1;
-      row["rows"] = row["rows"].get<int64_t>() + u.body.value("rows", int64_t(1));
-      row["last"] = iso_time(u.time_ms);  // records come in time order
+      CUSTODY_RETURN_IF_ERROR(store.visit_usage_of(ckpt, 0, true, [&](const Record& u) {
+        if (limit > 0 && listed.size() - before >= limit) return false;
+        if (by_only(u)) list(u, label);
+        return true;
+      }));
+    } else {
+      // Only the records in range are read: from the first at or after `since` on.
+      CUSTODY_RETURN_IF_ERROR(store.visit_usage_of(ckpt, from_seq, false, [&](const Record& u) {
+        if (until_ms > 0 && u.time_ms > until_ms) return false;
+        if (u.time_ms < since_ms || !by_only(u)) return true;
+        add(label, u.body.value("principal", std::string("?")), u.body.value("action", std::string("?")), 1,
+            u.body.value("rows", int64_t(1)), u.time_ms, u.time_ms);
+        ++total;
+        list(u, label);
+        if (limit > 0 && listed.size() - before > limit) listed.erase(listed.begin() + before);
+        return true;
+      }));
     }
   }
+  std::sort(listed.begin(), listed.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  if (limit > 0 && listed.size() > limit) listed.erase(listed.begin(), listed.end() - limit);
+  for (auto& [seq, rec] : listed) out["records"].push_back(std::move(rec));
+  out["records_total"] = total;
+  out["records_limit"] = limit;
   out["summary"] = json::array();
-  for (auto& [key, row] : rows) out["summary"].push_back(row);
+  for (auto& [key, row] : rows) {
+    row["first"] = iso_time(row["first_ms"].get<int64_t>());
+    row["last"] = iso_time(row["last_ms"].get<int64_t>());
+    row.erase("first_ms");
+    row.erase("last_ms");
+    out["summary"].push_back(row);
+  }
   return out;
 }
 
@@ -716,8 +765,8 @@ Result<json> impact(const CustodyStore& store, const std::string& dataset) {
   return guarded("lineage impact", [&] { return impact_impl(store, dataset); });
 }
 Result<json> usage(const CustodyStore& store, const std::string& target, const std::string& principal,
-                   int64_t since_ms, int64_t until_ms) {
-  return guarded("usage", [&] { return usage_impl(store, target, principal, since_ms, until_ms); });
+                   int64_t since_ms, int64_t until_ms, size_t limit) {
+  return guarded("usage", [&] { return usage_impl(store, target, principal, since_ms, until_ms, limit); });
 }
 Result<json> models(const CustodyStore& store) {
   return guarded("models", [&] { return models_impl(store); });

@@ -23,9 +23,15 @@ Result<json> trace(const CustodyStore& store, const std::string& id);
 Result<json> impact(const CustodyStore& store, const std::string& dataset);
 // principal: if not empty, only that principal's records ("principal:NAME"); since/until
 // (ms since the epoch, 0: open) bound the time range. "summary" has one row per principal,
-// version and action: calls, rows, first and last call.
+// version and action: calls, rows, first and last call; "by_principal" the same per
+// principal. "records" lists the newest `limit` records (0: all), oldest first;
+// "records_total" says how many there are in all. Without a time range the summary comes
+// from the store's usage sums and only the listed records are read, so the answer costs
+// the same for a thousand calls or a million; with one, only the records in range are read.
+constexpr size_t kUsageListedByDefault = 100;
 Result<json> usage(const CustodyStore& store, const std::string& model_or_checkpoint,
-                   const std::string& principal = "", int64_t since_ms = 0, int64_t until_ms = 0);
+                   const std::string& principal = "", int64_t since_ms = 0, int64_t until_ms = 0,
+                   size_t limit = kUsageListedByDefault);
 Result<json> models(const CustodyStore& store);
 Result<json> checkpoints(const CustodyStore& store, const std::string& job);
 // OpenLineage 2-0-2 RunEvents (START, then COMPLETE/FAIL/ABORT), one JSON object per line.

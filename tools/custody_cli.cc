@@ -326,6 +326,9 @@ int main(int argc, char** argv) {
   std::string since, until;
   usage_cmd->add_option("--since", since, "only calls from then on (YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS, UTC)");
   usage_cmd->add_option("--until", until, "only calls up to then (same forms)");
+  uint32_t usage_limit = storage::kUsageListedByDefault;
+  usage_cmd->add_option("--limit", usage_limit, "list the newest N calls (0: all); the summary covers all")
+      ->capture_default_str();
   auto* lineage = app.add_subcommand("lineage", "inspect lineage");
   lineage->require_subcommand(1);
   lineage->fallthrough();
@@ -444,7 +447,7 @@ int main(int argc, char** argv) {
     Result<json> result = json();
     std::unique_ptr<storage::CustodyStore> opened;
     if (usage_via_coordinator) {
-      auto reply = client.call("", msg::UsageRequest{id, since_ms, until_ms}, code);
+      auto reply = client.call("", msg::UsageRequest{id, since_ms, until_ms, usage_limit}, code);
       if (!reply.is_ok()) return fail(reply.status(), code);
       result = json::parse(reply->get<msg::UsageReply>()->json);
     } else {
@@ -456,7 +459,7 @@ int main(int argc, char** argv) {
     const storage::CustodyStore& st = *opened;
     if (models->parsed()) result = storage::models(st);
     if (ckpts->parsed()) result = storage::checkpoints(st, id);
-    if (usage_cmd->parsed() && !usage_via_coordinator) result = storage::usage(st, id, "", since_ms, until_ms);
+    if (usage_cmd->parsed() && !usage_via_coordinator) result = storage::usage(st, id, "", since_ms, until_ms, usage_limit);
     if (show->parsed()) result = storage::show(st, id);
     if (trace->parsed()) result = storage::trace(st, id);
     if (impact->parsed()) result = storage::impact(st, id);

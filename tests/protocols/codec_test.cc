@@ -309,10 +309,11 @@ TEST(CodecTest, PrincipalsAndTokensRoundTrip) {
   EXPECT_EQ(a.role, "consumer");
   auto p = round_trip(PrincipalAdded{"erin", "consumer", "s3cret"});
   EXPECT_EQ(p.token, "s3cret");
-  auto u = round_trip(UsageRequest{"m@1", 5, 9});
+  auto u = round_trip(UsageRequest{"m@1", 5, 9, 7});
   EXPECT_EQ(u.model, "m@1");
   EXPECT_EQ(u.since_ms, 5);
   EXPECT_EQ(u.until_ms, 9);
+  EXPECT_EQ(u.limit, 7u);
   EXPECT_EQ(round_trip(UsageReply{"{}"}).json, "{}");
   round_trip(AuditHeadRequest{});
   EXPECT_EQ(round_trip(AuditHeadReply{"{\"heads\":[]}"}).json, "{\"heads\":[]}");

@@ -8,6 +8,8 @@
 #include <rocksdb/db.h>
 
 #include "core/hash.h"
+#include "core/hex.h"
+#include "storage/queries.h"
 
 namespace custody::storage {
 namespace {
@@ -130,6 +132,34 @@ TEST_P(StoreTest, UsageRecordsAreFoundByTarget) {
   ASSERT_EQ(uses->size(), 1u);
   EXPECT_EQ((*uses)[0].body["principal"], "principal:bob");
   EXPECT_TRUE(store_->usage_of("ckpt-2")->empty());
+}
+
+// The writer keeps each log's head and Merkle frontier between writes: what it writes
+// must be what a fresh reading of the store gives.
+TEST_P(StoreTest, ManyWritesThroughOneStoreVerifyAndShowTheirNewestRecordsFirst) {
+  for (int i = 0; i < 40; ++i) {
+    Batch b("predict");
+    b.usage({{"target", "ckpt-1"}, {"principal", i % 2 ? "principal:bob" : "principal:carol"}, {"action", "predict"},
+             {"call_id", "call-" + std::to_string(i)}});
+    Inclusion inc;
+    ASSERT_TRUE(store_->write(b, &inc).is_ok());
+    EXPECT_EQ(inc.tree_size, uint64_t(i + 1));
+    EXPECT_EQ(to_hex(inc.root), store_->tree_head("usage")->root_hex);
+  }
+  auto report = store_->verify();
+  ASSERT_TRUE(report.is_ok());
+  EXPECT_TRUE(report->ok) << report->problem;
+  std::vector<uint64_t> newest;
+  ASSERT_TRUE(store_->visit_usage_of("ckpt-1", 0, true, [&](const Record& r) {
+    newest.push_back(r.seq);
+    return newest.size() < 3;
+  }).is_ok());
+  EXPECT_EQ(newest, (std::vector<uint64_t>{40, 39, 38}));
+  auto sums = store_->usage_sums("ckpt-1");
+  ASSERT_EQ(sums->size(), 2u);
+  EXPECT_EQ((*sums)[0].calls + (*sums)[1].calls, 40u);
+  EXPECT_EQ(store_->first_usage_at(0).value(), 1u);
+  EXPECT_EQ(store_->first_usage_at(INT64_MAX).value(), 41u);
 }
 
 TEST_P(StoreTest, EveryWriteLeavesOneAuditRecordNamingItsRecords) {
@@ -283,6 +313,92 @@ TEST_F(TamperTest, AChangedCheckpointManifestIsNamed) {
   VerifyReport r = verify();
   EXPECT_FALSE(r.ok);
   EXPECT_NE(r.problem.find("the manifest of checkpoint ckpt-1 was changed"), std::string::npos) << r.problem;
+}
+
+// The usage sums are derived entries like the index: verify rebuilds and compares them.
+TEST_F(TamperTest, AChangedUsageSumIsNamed) {
+  {
+    auto s = CustodyStore::open(dir_.string(), OpenMode::kReadWrite);
+    for (int i = 0; i < 3; ++i) {
+      Batch b("predict");
+      b.usage({{"target", "ckpt-1"}, {"principal", "principal:bob"}, {"action", "predict"}, {"rows", 4}});
+      ASSERT_TRUE(s.value()->write(b).is_ok());
+    }
+    auto sums = s.value()->usage_sums("ckpt-1");
+    ASSERT_TRUE(sums.is_ok());
+    ASSERT_EQ(sums->size(), 1u);
+    EXPECT_EQ((*sums)[0].calls, 3u);
+    EXPECT_EQ((*sums)[0].rows, 12u);
+    ASSERT_TRUE(s.value()->verify()->ok);
+  }
+  const std::string key = "usage-sum/ckpt-1|principal:bob|predict";
+  json sum = json::parse(raw_get("index", key));
+  sum["calls"] = 1;  // hide two calls from `custody usage`
+  const std::string edited = sum.dump();
+  raw_put("index", key, &edited);
+  VerifyReport r = verify();
+  EXPECT_FALSE(r.ok);
+  EXPECT_NE(r.problem.find("index entry " + key), std::string::npos) << r.problem;
+  EXPECT_NE(r.problem.find("it was changed"), std::string::npos) << r.problem;
+}
+
+// Verify holds no map of the index: an entry nothing implies is found by counting and
+// then named; a removed one is named as the record that implies it is read.
+TEST_F(TamperTest, AnAddedIndexEntryIsNamed) {
+  const std::string seq = seq_key(1);
+  raw_put("index", "prediction/pred-forged-0", &seq);
+  VerifyReport r = verify();
+  EXPECT_FALSE(r.ok);
+  EXPECT_NE(r.problem.find("index entry prediction/pred-forged-0 is backed by no record"), std::string::npos)
+      << r.problem;
+}
+
+TEST_F(TamperTest, ARemovedIndexEntryIsNamed) {
+  raw_put("index", "entity/dataset:abc", nullptr);
+  VerifyReport r = verify();
+  EXPECT_FALSE(r.ok);
+  EXPECT_NE(r.problem.find("index entry entity/dataset:abc is missing"), std::string::npos) << r.problem;
+}
+
+TEST_F(TamperTest, AnAddedMerkleSubtreeEntryIsNamed) {
+  const std::string hex(64, 'a');
+  raw_put("default", "tree-node/usage/04/00000000000000000000", &hex);
+  VerifyReport r = verify();
+  EXPECT_FALSE(r.ok);
+  EXPECT_NE(r.problem.find("Merkle tree entry tree-node/usage/04/00000000000000000000 is backed by no records"),
+            std::string::npos)
+      << r.problem;
+}
+
+// `custody usage` on a large store: the summary covers every call (from the usage sums),
+// the list only the newest --limit, and a time range reads only the records in it.
+TEST(UsageQueryTest, ListsTheNewestRecordsAndSumsThemAll) {
+  auto store = CustodyStore::in_memory();
+  ASSERT_TRUE(store->write(submitted("job-1")).is_ok());
+  ASSERT_TRUE(store->write(checkpointed("job-1", "ckpt-1", "weights")).is_ok());
+  for (int i = 0; i < 5; ++i) {
+    Batch b("predict");
+    b.usage({{"target", "ckpt-1"}, {"principal", "principal:bob"}, {"action", "predict"}, {"rows", 2}});
+    ASSERT_TRUE(store->write(b).is_ok());
+  }
+  auto u = usage(*store, "ckpt-1", "", 0, 0, 2);
+  ASSERT_TRUE(u.is_ok()) << u.status().to_string();
+  ASSERT_EQ((*u)["records"].size(), 2u);
+  EXPECT_EQ((*u)["records"][0]["seq"], 4);  // the newest two, oldest first
+  EXPECT_EQ((*u)["records"][1]["seq"], 5);
+  EXPECT_EQ((*u)["records_total"], 5);
+  ASSERT_EQ((*u)["summary"].size(), 1u);
+  EXPECT_EQ((*u)["summary"][0]["calls"], 5);
+  EXPECT_EQ((*u)["summary"][0]["rows"], 10);
+  EXPECT_EQ((*u)["by_principal"]["principal:bob"]["calls"], 5);
+  auto all = usage(*store, "ckpt-1", "", 0, 0, 0);
+  EXPECT_EQ((*all)["records"].size(), 5u);
+  auto ranged = usage(*store, "ckpt-1", "", 1, INT64_MAX, 3);
+  ASSERT_TRUE(ranged.is_ok());
+  EXPECT_EQ((*ranged)["records_total"], 5);
+  EXPECT_EQ((*ranged)["records"].size(), 3u);
+  EXPECT_EQ((*ranged)["summary"][0]["calls"], 5);
+  EXPECT_TRUE(usage(*store, "ckpt-1", "principal:carol").value()["records"].empty());
 }
 
 TEST(StoreOpenTest, APathThatIsNotAStoreIsRefusedAndLeftAlone) {
