@@ -2,6 +2,7 @@
 // RocksDB itself, one change per copy, as an intruder with the files would: `custody audit
 // verify` must exit 5 and name what was changed (with a head kept outside the store where
 // nothing inside it can tell), and the untouched copy must verify.
+#include <map>
 #include <nlohmann/json.hpp>
 #include <rocksdb/db.h>
 
@@ -110,6 +111,24 @@ void rechain(Raw& db, const std::string& log) {
   }
   db.put("default", "head/" + log, json{{"seq", last}, {"hash", prev}}.dump());
   db.put("default", "tree/" + log, tree.serialize());
+  if (log != "usage") return;
+  // The usage sums (docs/ARCHITECTURE.md) are derived from the usage log: rebuilt too.
+  for (auto& [key, value] : db.scan("index", "usage-sum/")) db.erase("index", key);
+  std::map<std::string, json> sums;
+  for (auto& [key, value] : db.scan("usage")) {
+    const json r = json::parse(value);
+    const json& b = r["body"];
+    json& sum = sums["usage-sum/" + b["target"].get<std::string>() + "|" + b["principal"].get<std::string>() + "|" +
+                     b["action"].get<std::string>()];
+    const int64_t t = r["time_ms"];
+    if (sum.is_null()) sum = {{"principal", b["principal"]}, {"action", b["action"]}, {"calls", 0}, {"rows", 0},
+                              {"first_ms", t}, {"last_ms", t}};
+    sum["calls"] = sum["calls"].get<int64_t>() + 1;
+    sum["rows"] = sum["rows"].get<int64_t>() + b.value("rows", int64_t{1});
+    sum["first_ms"] = std::min(sum["first_ms"].get<int64_t>(), t);
+    sum["last_ms"] = std::max(sum["last_ms"].get<int64_t>(), t);
+  }
+  for (auto& [key, sum] : sums) db.put("index", key, sum.dump());
 }
 
 struct Case {

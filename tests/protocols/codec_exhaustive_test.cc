@@ -50,7 +50,7 @@ std::vector<Body> every_body() {
       PredictReply{"ckpt-1", "m@1", "root", 1, {0.5f}, {"pred-1"}, "call-1", "{}"},
       AddPrincipal{"erin", "consumer"},
       PrincipalAdded{"erin", "consumer", "token"},
-      UsageRequest{"m", 1, 2},
+      UsageRequest{"m", 1, 2, 7},
       UsageReply{"{}"},
       AuditHeadRequest{},
       AuditHeadReply{"{}"},
