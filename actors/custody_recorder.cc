@@ -279,7 +279,7 @@ Result<msg::ExportReply> CustodyRecorder::export_checkpoint(const msg::ExportReq
   Status s = store_->write(b, &recorded);
   if (!s.is_ok()) return Status(s.code(), "the custody store refused the record: " + s.message());
   msg::ExportReply reply;
-  if (key_) reply.receipt = storage::make_receipt(recorded, *key_, wall_ms(), usage_id).dump();
+  if (key_) reply.receipt = storage::make_receipt(std::move(recorded), *key_, wall_ms(), usage_id).dump();
   reply.checkpoint = id.value();
   reply.root_hash = manifest["root_hash"];
   for (int s : manifest["layer_sizes"]) reply.layer_sizes.push_back(static_cast<uint32_t>(s));

@@ -120,7 +120,7 @@ Result<msg::PredictReply> ServingState::predict(const msg::Predict& r) {
       const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                                  std::chrono::system_clock::now().time_since_epoch())
                                  .count();
-      reply.receipt = storage::make_receipt(recorded, *key_, now_ms, reply.call_id).dump();
+      reply.receipt = storage::make_receipt(std::move(recorded), *key_, now_ms, reply.call_id).dump();
     }
   }
   return reply;

@@ -235,7 +235,7 @@ Status CustodyStore::append(const std::string& log, const std::vector<json>& bod
       // (RFC 6962 PATH(n-1, D[n]) takes MTH(D[0:k]) at each split): no reads at all.
       last->log = log;
       last->seq = seq;
-      last->record = stored;
+      last->record = std::move(stored);  // written above; a receipt's copy needs no second
       last->proof.assign(tree.nodes().rbegin(), tree.nodes().rend());
     }
     CUSTODY_RETURN_IF_ERROR(tree.append(record_leaf_hash(hash), &completed));

@@ -84,15 +84,16 @@ Result<json> signed_heads(const CustodyStore& store, const SigningKey& key, int6
   return out;
 }
 
-json make_receipt(const Inclusion& inclusion, const SigningKey& key, int64_t now_ms, const std::string& id) {
+json make_receipt(Inclusion inclusion, const SigningKey& key, int64_t now_ms, const std::string& id) {
   TreeHead h{inclusion.log, inclusion.tree_size, to_hex(inclusion.root), now_ms, "", ""};
   (void)sign_tree_head(key, h);  // canonical by construction: a log name, a size, 32 bytes
+  const std::string leaf = to_hex(record_leaf_hash(inclusion.record.value("hash", std::string())));
   return {{"custody_receipt", 1},
           {"id", id},
           {"log", inclusion.log},
           {"leaf_index", inclusion.seq - 1},
-          {"record", inclusion.record},
-          {"leaf_hash", to_hex(record_leaf_hash(inclusion.record.value("hash", std::string())))},
+          {"record", std::move(inclusion.record)},  // on every predict's path: moved, not copied
+          {"leaf_hash", leaf},
           {"inclusion_proof", proof_to_hex(inclusion.proof)},
           {"tree_head", head_json(h)},
           {"public_key", key.public_key_hex()}};

@@ -30,7 +30,8 @@ namespace custody::storage {
 Result<json> signed_heads(const CustodyStore& store, const SigningKey& key, int64_t now_ms);
 
 // The receipt of the record a write proved (CustodyStore::write's Inclusion), signed now.
-json make_receipt(const Inclusion& inclusion, const SigningKey& key, int64_t now_ms, const std::string& id);
+// (By value: callers on the serving path move theirs in.)
+json make_receipt(Inclusion inclusion, const SigningKey& key, int64_t now_ms, const std::string& id);
 
 // What a checked receipt says, for the person who checked it.
 struct ReceiptFacts {
