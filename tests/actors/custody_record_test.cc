@@ -4,7 +4,6 @@
 // submission, every id the CLI prints answerable, and no query that aborts on a store
 // damaged behind the program's back.
 #include <gtest/gtest.h>
-#include <rocksdb/db.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -15,6 +14,7 @@
 #include "actors/serving_state.h"
 #include "core/model.h"
 #include "storage/queries.h"
+#include "tests/raw_store.h"
 #include "tests/actors/synthetic_job.h"
 
 namespace custody::actors {
@@ -224,43 +224,6 @@ TEST_F(CustodyRecordTest, EveryIdTheCliPrintsCanBeShownAndTraced) {
 
 // --- A store damaged behind the program's back -------------------------------------------
 
-// Opens the store's RocksDB files directly, as an intruder or a disk fault would change them.
-class RawDb {
- public:
-  explicit RawDb(const std::string& path) {
-    std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
-    for (const auto& f : storage::column_families()) cfs.emplace_back(f, rocksdb::ColumnFamilyOptions());
-    rocksdb::DB* db = nullptr;
-    ok_ = rocksdb::DB::Open(rocksdb::DBOptions(), path, cfs, &handles_, &db).ok();
-    db_.reset(db);
-  }
-  ~RawDb() {
-    for (auto* h : handles_) db_->DestroyColumnFamilyHandle(h);
-  }
-  bool ok() const { return ok_; }
-  rocksdb::ColumnFamilyHandle* family(const std::string& name) {
-    const auto& all = storage::column_families();
-    return handles_[static_cast<size_t>(std::find(all.begin(), all.end(), name) - all.begin())];
-  }
-  std::vector<std::pair<std::string, std::string>> all(const std::string& name) {
-    std::vector<std::pair<std::string, std::string>> out;
-    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), family(name)));
-    for (it->SeekToFirst(); it->Valid(); it->Next()) out.emplace_back(it->key().ToString(), it->value().ToString());
-    return out;
-  }
-  void put(const std::string& name, const std::string& key, const std::string& value) {
-    ASSERT_TRUE(db_->Put(rocksdb::WriteOptions(), family(name), key, value).ok());
-  }
-  void erase(const std::string& name, const std::string& key) {
-    ASSERT_TRUE(db_->Delete(rocksdb::WriteOptions(), family(name), key).ok());
-  }
-
- private:
-  bool ok_ = false;
-  std::unique_ptr<rocksdb::DB> db_;
-  std::vector<rocksdb::ColumnFamilyHandle*> handles_;
-};
-
 // A value of another JSON type than v's.
 json other_type(const json& v) {
   if (v.is_string()) return 42;
@@ -317,7 +280,7 @@ TEST_F(CustodyRecordTest, EveryDamagedRecordIsNamedByVerifyAndNoQueryAborts) {
   ASSERT_EQ(run_every_query(dir_.string(), ids, &untouched), 0);
   ASSERT_EQ(untouched, "") << "the untouched store verifies";
 
-  RawDb db(dir_.string());
+  custody::testing::RawStore db(dir_.string());
   ASSERT_TRUE(db.ok());
   int cases = 0;
   // One change at a time, then put back.
@@ -335,7 +298,7 @@ TEST_F(CustodyRecordTest, EveryDamagedRecordIsNamedByVerifyAndNoQueryAborts) {
     ++cases;
   };
   for (const std::string family : {"lineage", "usage", "audit"}) {
-    for (const auto& [key, value] : db.all(family)) {
+    for (const auto& [key, value] : db.scan(family)) {
       damage(family, key, value, std::nullopt, "deleting");
       json record = json::parse(value);
       for (auto it = record["body"].begin(); it != record["body"].end(); ++it) {
@@ -348,7 +311,7 @@ TEST_F(CustodyRecordTest, EveryDamagedRecordIsNamedByVerifyAndNoQueryAborts) {
       }
     }
   }
-  const auto index = db.all("index");
+  const auto index = db.scan("index");
   for (size_t i = 0; i < index.size(); ++i) {
     const auto& [key, value] = index[i];
     damage("index", key, value, std::nullopt, "deleting");
@@ -356,7 +319,7 @@ TEST_F(CustodyRecordTest, EveryDamagedRecordIsNamedByVerifyAndNoQueryAborts) {
     const std::string elsewhere = index[(i + 7) % index.size()].second;
     if (elsewhere != value) damage("index", key, value, elsewhere, "re-pointing");
   }
-  for (const auto& [key, value] : db.all("checkpoints")) {
+  for (const auto& [key, value] : db.scan("checkpoints")) {
     if (key.rfind("manifest/", 0) == 0) {
       json m = json::parse(value);
       m["step"] = 999;

@@ -162,6 +162,17 @@ struct ClusterOptions {
   bool fixed_port = false;
 };
 
+// A small job: an MLP 32-16-4 on synthetic data (train_samples / 8 test samples), SGD,
+// 2 workers, batch 16; trains in a second or two. data_keys go under [data].
+inline std::string synthetic_mlp_job(const std::string& name, int epochs, int train_samples,
+                                     const std::string& data_keys = "") {
+  return "[job]\nname = \"" + name + "\"\nepochs = " + std::to_string(epochs) +
+         "\nbatch_size = 16\nworkers = 2\n[model]\ntype = \"mlp\"\nhidden = [16]\nclasses = 4\n"
+         "[optimizer]\ntype = \"sgd\"\nlearning_rate = 0.1\n[data]\nkind = \"synthetic\"\n" +
+         data_keys + "[data.synthetic]\ntrain_samples = " + std::to_string(train_samples) +
+         "\ntest_samples = " + std::to_string(train_samples / 8) + "\nfeatures = 32\nclasses = 4\n";
+}
+
 // A TCP port of 127.0.0.1 that was free a moment ago.
 inline int free_port() {
   int fd = socket(AF_INET, SOCK_STREAM, 0);

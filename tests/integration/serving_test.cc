@@ -11,29 +11,7 @@ namespace {
 
 using nlohmann::json;
 
-const char* kJob = R"(
-[job]
-name = "served"
-epochs = 2
-batch_size = 16
-workers = 2
-[model]
-type = "mlp"
-hidden = [16]
-classes = 4
-[optimizer]
-type = "sgd"
-learning_rate = 0.1
-[data]
-kind = "synthetic"
-name = "clusters"
-license = "CC-BY-4.0"
-[data.synthetic]
-train_samples = 3200
-test_samples = 400
-features = 32
-classes = 4
-)";
+const std::string kJob = synthetic_mlp_job("served", 2, 3200, "name = \"clusters\"\nlicense = \"CC-BY-4.0\"\n");
 
 json run_json(LocalCluster& c, std::vector<std::string> args) {
   args.push_back("--json");

@@ -4,82 +4,21 @@
 // nothing inside it can tell), and the untouched copy must verify.
 #include <map>
 #include <nlohmann/json.hpp>
-#include <rocksdb/db.h>
 
 #include "core/hash.h"
 #include "core/hex.h"
 #include "core/merkle.h"
 #include "tests/integration/cluster.h"
+#include "tests/raw_store.h"
 
 namespace custody::testing {
 namespace {
 
 using nlohmann::json;
 
-const char* kJob = R"(
-[job]
-name = "guarded"
-epochs = 1
-batch_size = 16
-workers = 2
-[model]
-type = "mlp"
-hidden = [16]
-classes = 4
-[optimizer]
-type = "sgd"
-learning_rate = 0.1
-[data]
-kind = "synthetic"
-[data.synthetic]
-train_samples = 1600
-test_samples = 200
-features = 32
-classes = 4
-)";
+const std::string kJob = synthetic_mlp_job("guarded", 1, 1600);
 
-const std::vector<std::string> kFamilies{"default", "checkpoints", "lineage", "usage", "audit", "index"};
-
-// The store's files, opened directly.
-class Raw {
- public:
-  explicit Raw(const fs::path& path) {
-    std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
-    for (const auto& f : kFamilies) cfs.emplace_back(f, rocksdb::ColumnFamilyOptions());
-    rocksdb::DB* db = nullptr;
-    EXPECT_TRUE(rocksdb::DB::Open(rocksdb::DBOptions(), path.string(), cfs, &handles_, &db).ok());
-    db_.reset(db);
-  }
-  ~Raw() {
-    for (auto* h : handles_) db_->DestroyColumnFamilyHandle(h);
-  }
-  rocksdb::ColumnFamilyHandle* cf(const std::string& name) {
-    return handles_[static_cast<size_t>(std::find(kFamilies.begin(), kFamilies.end(), name) - kFamilies.begin())];
-  }
-  std::string get(const std::string& family, const std::string& key) {
-    std::string v;
-    EXPECT_TRUE(db_->Get(rocksdb::ReadOptions(), cf(family), key, &v).ok()) << family << "/" << key;
-    return v;
-  }
-  void put(const std::string& family, const std::string& key, const std::string& value) {
-    EXPECT_TRUE(db_->Put(rocksdb::WriteOptions(), cf(family), key, value).ok());
-  }
-  void erase(const std::string& family, const std::string& key) {
-    EXPECT_TRUE(db_->Delete(rocksdb::WriteOptions(), cf(family), key).ok());
-  }
-  std::vector<std::pair<std::string, std::string>> scan(const std::string& family, const std::string& prefix = "") {
-    std::vector<std::pair<std::string, std::string>> out;
-    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf(family)));
-    for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
-      out.emplace_back(it->key().ToString(), it->value().ToString());
-    }
-    return out;
-  }
-
- private:
-  std::vector<rocksdb::ColumnFamilyHandle*> handles_;
-  std::unique_ptr<rocksdb::DB> db_;
-};
+using Raw = RawStore;
 
 std::string seq_key(uint64_t seq) {
   char buf[24];
@@ -242,7 +181,7 @@ TEST(TamperTest, EveryChangeToARealStoreIsNamedByVerifyAndTheUntouchedCopyVerifi
     const fs::path copy = c.dir() / ("copy-" + std::to_string(i));
     fs::copy(store, copy, fs::copy_options::recursive);
     {
-      Raw db(copy);
+      Raw db(copy.string());
       k.change(db);
     }
     CliResult plain = verify(copy, false);

@@ -5,9 +5,9 @@
 
 #include <filesystem>
 #include <fstream>
-#include <rocksdb/db.h>
 
 #include "core/hash.h"
+#include "tests/raw_store.h"
 #include "core/hex.h"
 #include "storage/queries.h"
 
@@ -189,23 +189,15 @@ class TamperTest : public ::testing::Test {
   void TearDown() override { fs::remove_all(dir_); }
   // Edits the RocksDB files directly, as an intruder with file access would.
   void raw_put(const std::string& family, const std::string& key, const std::string* value) {
-    std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
-    for (const auto& f : column_families()) cfs.emplace_back(f, rocksdb::ColumnFamilyOptions());
-    std::vector<rocksdb::ColumnFamilyHandle*> handles;
-    rocksdb::DB* db = nullptr;
-    ASSERT_TRUE(rocksdb::DB::Open(rocksdb::DBOptions(), dir_.string(), cfs, &handles, &db).ok());
-    size_t i = std::find(column_families().begin(), column_families().end(), family) - column_families().begin();
+    custody::testing::RawStore db(dir_.string());
     if (value) {
-      ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), handles[i], key, *value).ok());
+      db.put(family, key, *value);
     } else {
-      ASSERT_TRUE(db->Delete(rocksdb::WriteOptions(), handles[i], key).ok());
+      db.erase(family, key);
     }
-    for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
-    delete db;
   }
   std::string raw_get(const std::string& family, const std::string& key) {
-    auto kv = open_rocksdb(dir_.string(), OpenMode::kReadWrite);
-    return *kv.value()->get(family, key).value();
+    return custody::testing::RawStore(dir_.string()).get(family, key);
   }
   VerifyReport verify() {
     auto s = CustodyStore::open(dir_.string(), OpenMode::kReadWrite);

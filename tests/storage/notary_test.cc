@@ -3,12 +3,12 @@
 #include "storage/notary.h"
 
 #include <gtest/gtest.h>
-#include <rocksdb/db.h>
 #include <unistd.h>
 
 #include <filesystem>
 
 #include "core/hex.h"
+#include "tests/raw_store.h"
 
 namespace custody::storage {
 namespace {
@@ -54,18 +54,10 @@ class NotaryTest : public ::testing::Test {
     }
     return receipt;
   }
-  // As an intruder with file access: one raw RocksDB put.
+  // As an intruder with file access: one raw RocksDB put, the store closed meanwhile.
   void raw_put(const std::string& family, const std::string& key, const std::string& value) {
     store_.reset();
-    std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
-    for (const auto& f : column_families()) cfs.emplace_back(f, rocksdb::ColumnFamilyOptions());
-    std::vector<rocksdb::ColumnFamilyHandle*> handles;
-    rocksdb::DB* db = nullptr;
-    ASSERT_TRUE(rocksdb::DB::Open(rocksdb::DBOptions(), dir_.string(), cfs, &handles, &db).ok());
-    size_t i = std::find(column_families().begin(), column_families().end(), family) - column_families().begin();
-    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), handles[i], key, value).ok());
-    for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
-    delete db;
+    custody::testing::RawStore(dir_.string()).put(family, key, value);
     store_ = CustodyStore::open(dir_.string(), OpenMode::kReadWrite).value();
   }
   SigningKey key_ = test_key();
