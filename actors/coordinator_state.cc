@@ -107,8 +107,14 @@ Status CoordinatorState::restore(Clock::time_point now) {
       if (kind == "node") {
         Node n;
         n.id = b.value("node_id", "");
-        n.role = b.value("role", "") == msg::to_string(msg::NodeRole::kWorker) ? msg::NodeRole::kWorker
-                                                                              : msg::NodeRole::kParameterServer;
+        const std::string role = b.value("role", "");
+        if (role != msg::to_string(msg::NodeRole::kWorker) && role != msg::to_string(msg::NodeRole::kParameterServer)) {
+          // Not guessed: the node is forgotten, and registers afresh when it comes back.
+          log(LogLevel::kWarn, kSelf, "node record " + n.id + " has the unknown role '" + role + "'; not restored");
+          continue;
+        }
+        n.role = role == msg::to_string(msg::NodeRole::kWorker) ? msg::NodeRole::kWorker
+                                                                : msg::NodeRole::kParameterServer;
         n.host = b.value("host", "");
         n.address = b.value("address", "");
         n.alive = false;  // until it registers again

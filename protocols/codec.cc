@@ -98,8 +98,15 @@ ErrorCode from_wire(wire::ErrorCode c) {
 wire::NodeRole to_wire(NodeRole r) {
   return r == NodeRole::kWorker ? wire::NodeRole::WORKER : wire::NodeRole::PARAMETER_SERVER;
 }
-NodeRole from_wire(wire::NodeRole r) {
-  return r == wire::NodeRole::WORKER ? NodeRole::kWorker : NodeRole::kParameterServer;
+// An enumerant this build does not know is refused by name: read as the nearest known one,
+// a node of a newer or hostile sender would be taken for a role it never claimed.
+Result<NodeRole> from_wire(wire::NodeRole r, const char* field) {
+  switch (r) {
+    case wire::NodeRole::WORKER: return NodeRole::kWorker;
+    case wire::NodeRole::PARAMETER_SERVER: return NodeRole::kParameterServer;
+  }
+  return invalid_argument(std::string(field) + " is " + std::to_string(static_cast<uint16_t>(r)) +
+                          ", which is no node role (parameterServer = 0, worker = 1)");
 }
 
 void encode_job(wire::JobStatus::Builder b, const JobStatus& j) {
@@ -403,8 +410,9 @@ Result<Body> decode_body(wire::Envelope::Body::Reader b, const std::shared_ptr<c
     }
     case W::REGISTER: {
       auto r = b.getRegister();
-      return Body(Register{from_wire(r.getRole()), str(r.getAddress()), str(r.getHost()), r.getPid(),
-                           str(r.getName())});
+      auto role = from_wire(r.getRole(), "register.role");
+      if (!role.is_ok()) return role.status();
+      return Body(Register{role.value(), str(r.getAddress()), str(r.getHost()), r.getPid(), str(r.getName())});
     }
     case W::REGISTER_ACK: {
       auto r = b.getRegisterAck();
@@ -430,7 +438,9 @@ Result<Body> decode_body(wire::Envelope::Body::Reader b, const std::shared_ptr<c
         m.jobs.push_back(std::move(job).value());
       }
       for (auto n : r.getNodes()) {
-        m.nodes.push_back(NodeStatus{str(n.getNodeId()), from_wire(n.getRole()), str(n.getAddress()),
+        auto role = from_wire(n.getRole(), "statusReply.nodes[].role");
+        if (!role.is_ok()) return role.status();
+        m.nodes.push_back(NodeStatus{str(n.getNodeId()), role.value(), str(n.getAddress()),
                                      n.getAlive(), n.getBusy(), n.getLastSeenMsAgo(), str(n.getHost()),
                                      n.getPid()});
       }

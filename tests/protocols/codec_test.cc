@@ -6,6 +6,7 @@
 
 #include <cstring>
 
+#include "protocols/custody.capnp.h"
 #include "protocols/future_envelope.capnp.h"
 
 namespace custody::msg {
@@ -403,6 +404,20 @@ TEST(CodecTest, RefusesAnotherProtocolVersion) {
   e.body = Heartbeat{};
   Status s = decode_error(encode(e).to_vector());
   EXPECT_NE(s.message().find("protocol version"), std::string::npos);
+}
+
+// Regression: a register whose role was an undefined enumerant was taken as a parameter
+// server.
+TEST(CodecTest, RefusesAnUndefinedNodeRoleByName) {
+  capnp::MallocMessageBuilder b;
+  auto root = b.initRoot<custody::wire::Envelope>();
+  root.setVersion(kProtocolVersion);
+  root.getBody().initRegister().setRole(static_cast<custody::wire::NodeRole>(7));
+  auto words = capnp::messageToFlatArray(b);
+  auto bytes = words.asBytes();
+  Status s = decode_error(std::vector<uint8_t>(bytes.begin(), bytes.end()));
+  EXPECT_EQ(s.code(), ErrorCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("register.role is 7, which is no node role"), std::string::npos) << s.message();
 }
 
 TEST(CodecTest, RefusesABodyFromANewerProtocolByName) {
