@@ -325,7 +325,7 @@ Outbox CoordinatorState::handle(const std::string& peer, const Envelope& in, Clo
   if (auto* m = in.get<msg::UsageRequest>()) {
     if (!recorder_.enabled()) return error(failed_precondition("this coordinator keeps no custody store (--store)"));
     // Others' usage is for auditors and admins; everyone else sees their own calls.
-    const bool all = !options_.auth || caller->role == "auditor" || caller->role == "admin";
+    const bool all = !options_.auth || sees_everyones_usage(caller->role);
     auto summary = storage::usage(*recorder_.store(), m->model, all ? "" : "principal:" + caller->principal,
                                   m->since_ms, m->until_ms, m->limit);
     if (!summary.is_ok()) return error(summary.status());
@@ -367,44 +367,8 @@ Outbox CoordinatorState::handle_export(const std::string& peer, const Envelope& 
   return {{peer, std::move(e)}};
 }
 
-namespace {
-
-// Which roles may send which requests (admin may send all).
-bool allowed(const std::string& role, const msg::Body& body) {
-  if (role == "admin") return true;
-  const bool node_message = std::holds_alternative<msg::Register>(body) ||
-                            std::holds_alternative<msg::Heartbeat>(body) ||
-                            std::holds_alternative<msg::KeyRangeReady>(body) ||
-                            std::holds_alternative<msg::Progress>(body) ||
-                            std::holds_alternative<msg::EpochEval>(body) ||
-                            std::holds_alternative<msg::TaskDone>(body) ||
-                            std::holds_alternative<msg::CheckpointShard>(body) ||
-                            std::holds_alternative<msg::JobReleased>(body) ||
-                            std::holds_alternative<msg::Error>(body);
-  if (node_message) return role == "node";
-  if (std::holds_alternative<msg::StatusRequest>(body) || std::holds_alternative<msg::UsageRequest>(body) ||
-      std::holds_alternative<msg::AuditHeadRequest>(body)) {
-    return true;  // usage answers are filtered by role; heads are for anyone to keep
-  }
-  if (std::holds_alternative<msg::SubmitJob>(body) || std::holds_alternative<msg::CancelJob>(body) ||
-      std::holds_alternative<msg::ResumeJob>(body)) {
-    return role == "submitter";
-  }
-  if (std::holds_alternative<msg::Predict>(body) || std::holds_alternative<msg::ExportRequest>(body)) {
-    return role == "consumer" || role == "submitter";
-  }
-  return false;  // addPrincipal and anything new: admin only
-}
-
-const std::vector<std::string>& roles() {
-  static const std::vector<std::string> kRoles{"submitter", "consumer", "auditor", "admin", "node"};
-  return kRoles;
-}
-
-}  // namespace
-
 Result<Caller> CoordinatorState::authorize(const Envelope& in) {
-  if (!options_.auth) return Caller{in.sender, "admin"};
+  if (!options_.auth) return Caller{in.sender, Role::kAdmin};
   if (in.token.empty()) {
     return Status(ErrorCode::kPermissionDenied, "this cluster requires a token (--token-file, or token_file in the "
                                                 "CLI config); an admin creates one with `custody principal add`");
@@ -416,19 +380,26 @@ Result<Caller> CoordinatorState::authorize(const Envelope& in) {
                                  : Result<std::optional<storage::Record>>(std::optional<storage::Record>());
     if (!e.is_ok()) return e.status();
     if (!e.value()) return Status(ErrorCode::kPermissionDenied, "the token is not known to this cluster");
-    it = credentials_.emplace(hash, Caller{e.value()->body["principal"], e.value()->body["role"]}).first;
+    const std::string principal = e.value()->body["principal"], role_name = e.value()->body["role"];
+    const auto role = parse_role(role_name);
+    if (!role) {
+      return Status(ErrorCode::kPermissionDenied, "the token's credential (principal " + principal +
+                                                      ") has the unknown role '" + role_name + "'");
+    }
+    it = credentials_.emplace(hash, Caller{principal, *role}).first;
   }
-  if (!allowed(it->second.role, in.body)) {
-    return Status(ErrorCode::kPermissionDenied, "principal " + it->second.principal + " (" + it->second.role +
-                                                    ") may not send '" + msg::body_name(in.body) + "'");
+  if (!may_send(it->second.role, in.body)) {
+    return Status(ErrorCode::kPermissionDenied, "principal " + it->second.principal + " (" +
+                                                    to_string(it->second.role) + ") may not send '" +
+                                                    msg::body_name(in.body) + "'");
   }
   return it->second;
 }
 
-Status CoordinatorState::add_credential(const std::string& name, const std::string& role, const std::string& token,
+Status CoordinatorState::add_credential(const std::string& name, Role role, const std::string& token,
                                         const std::string& by) {
   const std::string hash = sha256_hex(token);
-  CUSTODY_RETURN_IF_ERROR(recorder_.principal_added(name, role, hash, by));
+  CUSTODY_RETURN_IF_ERROR(recorder_.principal_added(name, to_string(role), hash, by));
   credentials_[hash] = Caller{name, role};
   return Status::ok();
 }
@@ -439,16 +410,15 @@ Outbox CoordinatorState::on_add_principal(const Envelope& in, const msg::AddPrin
     return error(failed_precondition("this coordinator runs without --auth, so tokens would not be checked; "
                                      "start it with --auth to use principals"));
   }
-  if (std::find(roles().begin(), roles().end(), m.role) == roles().end()) {
-    return error(invalid_argument("unknown role '" + m.role + "' (submitter, consumer, auditor, admin or node)"));
-  }
+  const auto role = parse_role(m.role);
+  if (!role) return error(invalid_argument("unknown role '" + m.role + "' (" + role_names() + ")"));
   if (m.name.empty() || m.name.find_first_of("|:/ ") != std::string::npos) {
     return error(invalid_argument("a principal's name must be non-empty, without '|', ':', '/' or spaces"));
   }
   auto token = random_token();
   if (!token.is_ok()) return error(token.status());
   auto by = authorize(in);
-  Status s = add_credential(m.name, m.role, token.value(), by.is_ok() ? by->principal : "?");
+  Status s = add_credential(m.name, *role, token.value(), by.is_ok() ? by->principal : "?");
   if (!s.is_ok()) return error(s);
   log(LogLevel::kInfo, kSelf, "added principal " + m.name + " (" + m.role + ")");
   Envelope e = envelope("", msg::PrincipalAdded{m.name, m.role, token.value()});

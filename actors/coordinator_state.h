@@ -42,6 +42,7 @@
 #include <string>
 #include <vector>
 
+#include "actors/access_policy.h"
 #include "actors/custody_recorder.h"
 #include "actors/outgoing.h"
 #include "core/job_spec.h"
@@ -69,7 +70,7 @@ struct CoordinatorOptions {
 // Who sent a request, as its token says (with auth on).
 struct Caller {
   std::string principal;
-  std::string role;  // submitter, consumer, auditor, admin, node
+  Role role = Role::kConsumer;  // what it may do: actors/access_policy.h
 };
 
 class CoordinatorState {
@@ -176,7 +177,7 @@ class CoordinatorState {
   Outbox maybe_complete(Job& job);
   Outbox handle_export(const std::string& peer, const msg::Envelope& in, const msg::ExportRequest& m);
   Outbox on_add_principal(const msg::Envelope& in, const msg::AddPrincipal& m, const std::string& peer);
-  Status add_credential(const std::string& name, const std::string& role, const std::string& token,
+  Status add_credential(const std::string& name, Role role, const std::string& token,
                         const std::string& by);
   Outbox schedule();
   Outbox start_tasks(Job& job);

@@ -1,0 +1,54 @@
+#include "actors/access_policy.h"
+
+#include <variant>
+
+namespace custody::actors {
+namespace {
+
+struct Named {
+  Role role;
+  const char* name;
+};
+constexpr Named kRoles[] = {{Role::kSubmitter, "submitter"},
+                            {Role::kConsumer, "consumer"},
+                            {Role::kAuditor, "auditor"},
+                            {Role::kAdmin, "admin"},
+                            {Role::kNode, "node"}};
+
+template <class... T>
+bool is_one_of(const msg::Body& body) {
+  return (std::holds_alternative<T>(body) || ...);
+}
+
+}  // namespace
+
+const char* to_string(Role role) {
+  for (const auto& r : kRoles)
+    if (r.role == role) return r.name;
+  return "?";
+}
+
+std::optional<Role> parse_role(std::string_view name) {
+  for (const auto& r : kRoles)
+    if (name == r.name) return r.role;
+  return std::nullopt;
+}
+
+const char* role_names() { return "submitter, consumer, auditor, admin or node"; }
+
+bool may_send(Role role, const msg::Body& body) {
+  if (role == Role::kAdmin) return true;
+  if (is_one_of<msg::Register, msg::Heartbeat, msg::KeyRangeReady, msg::Progress, msg::EpochEval, msg::TaskDone,
+                msg::CheckpointShard, msg::JobReleased, msg::Error>(body)) {
+    return role == Role::kNode;
+  }
+  // Usage answers are filtered by role (sees_everyones_usage); heads are for anyone to keep.
+  if (is_one_of<msg::StatusRequest, msg::UsageRequest, msg::AuditHeadRequest>(body)) return true;
+  if (is_one_of<msg::SubmitJob, msg::CancelJob, msg::ResumeJob>(body)) return role == Role::kSubmitter;
+  if (is_one_of<msg::Predict, msg::ExportRequest>(body)) return role == Role::kConsumer || role == Role::kSubmitter;
+  return false;  // addPrincipal, and any request added later until it is given a rule here
+}
+
+bool sees_everyones_usage(Role role) { return role == Role::kAuditor || role == Role::kAdmin; }
+
+}  // namespace custody::actors
