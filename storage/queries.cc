@@ -41,7 +41,6 @@ Result<std::vector<json>> related(const CustodyStore& store, const std::string& 
   return out;
 }
 
-std::string iso_time(int64_t ms) { return iso8601_utc(ms); }
 
 // What one submission declared about a data set's bytes (name, licence, consent), from
 // its `consumed` relation. Stores written before declarations moved there kept the first
@@ -185,7 +184,7 @@ Result<json> trace_run(const CustodyStore& store, const std::string& run, std::s
   if (!r.is_ok()) return r.status();
   json node{{"label", "run " + run + " '" + r->value("name", std::string()) + "' (" +
                           r->value("consistency", std::string()) + ", " + std::to_string(r->value("workers", 0)) +
-                          " workers, submitted " + iso_time(r->value("submitted_at_ms", int64_t(0))) + ")"},
+                          " workers, submitted " + iso8601_utc(r->value("submitted_at_ms", int64_t(0))) + ")"},
             {"entity", r.value()},
             {"children", json::array()}};
   for (const auto& rel : {"submitted_by", "specified_by", "consumed", "initialized_from"}) {
@@ -340,7 +339,7 @@ Result<json> trace_impl(const CustodyStore& store, const std::string& ref) {
               {"usage", call.value()->to_json()},
               {"children", json::array()}};
     node["children"].push_back(
-        {{"label", "called by " + strip(u.value("principal", std::string("?")), "principal:") + " at " + iso_time(call.value()->time_ms) +
+        {{"label", "called by " + strip(u.value("principal", std::string("?")), "principal:") + " at " + iso8601_utc(call.value()->time_ms) +
                        " (call " + u.value("call_id", std::string()) + ", purpose: " +
                        (u.value("purpose", std::string()).empty() ? "none given" : u["purpose"].get<std::string>()) +
                        ", input sha256 " + short_hash(u.value("input_sha256", std::string())) + ")"}});
@@ -513,8 +512,8 @@ Result<json> usage_impl(const CustodyStore& store, const std::string& ref, const
   out["records_limit"] = limit;
   out["summary"] = json::array();
   for (auto& [key, row] : rows) {
-    row["first"] = iso_time(row["first_ms"].get<int64_t>());
-    row["last"] = iso_time(row["last_ms"].get<int64_t>());
+    row["first"] = iso8601_utc(row["first_ms"].get<int64_t>());
+    row["last"] = iso8601_utc(row["last_ms"].get<int64_t>());
     row.erase("first_ms");
     row.erase("last_ms");
     out["summary"].push_back(row);
@@ -528,7 +527,7 @@ Result<json> models_impl(const CustodyStore& store) {
   json out = json::array();
   for (const auto& v : versions.value()) {
     json m = v.body;
-    m["created_at"] = iso_time(v.time_ms);
+    m["created_at"] = iso8601_utc(v.time_ms);
     out.push_back(m);
   }
   return out;
@@ -669,7 +668,7 @@ Result<std::string> openlineage_impl(const CustodyStore& store, const std::strin
     run_facets["custody_run"] = ol_facet(kOlRunFacetSchema, std::move(custody));
     if (!parent.is_null()) run_facets["parent"] = ol_facet(kOlParentSchema, parent);
     lines += json{{"eventType", type},
-                  {"eventTime", iso_time(ms)},
+                  {"eventTime", iso8601_utc(ms)},
                   {"producer", kOlProducer},
                   {"schemaURL", kOlRunEventSchema},
                   {"run", {{"runId", run_id}, {"facets", run_facets}}},
