@@ -65,7 +65,11 @@ template <class T>
 class [[nodiscard]] Result {
  public:
   Result(T value) : v_(std::move(value)) {}
-  Result(Status status) : v_(std::move(status)) {}
+  // A Result holds a value or an error, never "ok and nothing": an ok Status here is a bug
+  // of the caller's, reported as kInternal rather than as a Result without a value.
+  Result(Status status)
+      : v_(status.is_ok() ? Status(ErrorCode::kInternal, "a Result was made from an ok Status and no value")
+                          : std::move(status)) {}
 
   bool is_ok() const { return v_.index() == 0; }
   // REQUIRES: is_ok()
@@ -83,6 +87,20 @@ class [[nodiscard]] Result {
 };
 
 }  // namespace custody
+
+#define CUSTODY_CONCAT_INNER_(a, b) a##b
+#define CUSTODY_CONCAT_(a, b) CUSTODY_CONCAT_INNER_(a, b)
+
+// Declares or assigns `lhs` from the value of an expression that yields a Result<T>, or
+// returns its error from the enclosing function (which returns Status or Result<U>):
+//   CUSTODY_ASSIGN_OR_RETURN(auto spec, JobSpec::parse(text, origin));
+// The expression may contain commas. As KJ_UNWRAP_OR_RETURN and absl's ASSIGN_OR_RETURN.
+#define CUSTODY_ASSIGN_OR_RETURN(lhs, ...) \
+  CUSTODY_ASSIGN_OR_RETURN_IMPL_(CUSTODY_CONCAT_(custody_result_, __LINE__), lhs, __VA_ARGS__)
+#define CUSTODY_ASSIGN_OR_RETURN_IMPL_(result, lhs, ...) \
+  auto result = (__VA_ARGS__);                           \
+  if (!result.is_ok()) return result.status();           \
+  lhs = std::move(result).value()
 
 // Propagates a non-ok Status from an expression that yields a Status.
 #define CUSTODY_RETURN_IF_ERROR(expr)        \
