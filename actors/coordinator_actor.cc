@@ -15,6 +15,7 @@
 #include "actors/coordinator_state.h"
 #include "actors/serving_state.h"
 #include "storage/custody_store.h"
+#include "storage/lineage_vocabulary.h"
 #include "actors/node_runtime.h"
 #include "actors/runtime_common.h"
 #include "actors/socket_bridge.h"
@@ -128,7 +129,7 @@ Status bootstrap_admin(storage::CustodyStore* store, const std::string& path) {
     log(LogLevel::kInfo, "coordinator", "created the admin token in " + path + " (keep it secret)");
   }
   if (token.size() < 32) return invalid_argument("'" + path + "' does not hold a token");
-  auto known = store->entity("credential:" + sha256_hex(token));
+  auto known = store->entity(storage::lineage::credential_id(sha256_hex(token)));
   if (!known.is_ok()) return known.status();
   if (known.value()) return Status::ok();
   return CustodyRecorder(store).principal_added("admin", "admin", sha256_hex(token), "coordinator start");

@@ -3,8 +3,10 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "actors/custody_replay.h"
 #include "core/dataset.h"
 #include "core/hash.h"
+#include "storage/lineage_vocabulary.h"
 #include "storage/queries.h"
 #include "core/log.h"
 #include "core/model.h"
@@ -14,6 +16,7 @@ namespace custody::actors {
 
 using msg::Envelope;
 using msg::JobState;
+namespace lineage = storage::lineage;
 
 namespace {
 const char* kSelf = "coordinator";
@@ -64,104 +67,32 @@ CoordinatorState::Node* CoordinatorState::node_by_id(const std::string& id) {
   return it == nodes_.end() ? nullptr : &it->second;
 }
 
-namespace {
-std::optional<JobState> job_state_named(const std::string& name) {
-  for (int i = 0; i <= static_cast<int>(JobState::kCancelled); ++i) {
-    if (name == msg::to_string(static_cast<JobState>(i))) return static_cast<JobState>(i);
-  }
-  return std::nullopt;
-}
-}  // namespace
-
 Status CoordinatorState::restore(Clock::time_point now) {
   now_ = now;
   if (!recorder_.enabled()) return Status::ok();
   storage::CustodyStore& store = *recorder_.store();
-  auto records = store.log("lineage");
-  if (!records.is_ok()) return records.status();
-  struct Run {
-    storage::json entity;
-    std::string spec_id, init_from;
-    std::optional<storage::json> end;  // the last run_ended, unless resumed after it
-    int64_t ended_ms = 0;
-    uint64_t train_samples = 0;  // of the data set it consumed
-    uint32_t attempts = 0, recoveries = 0;
-    size_t submitted_seq = 0;  // position of its entity record: the submission order
-    std::vector<double> accuracy;  // by epoch - 1, the newest evaluation of each
-    double test_loss = 0;
-  };
-  std::map<std::string, Run> runs;
-  std::map<std::string, std::string> specs;  // jobspec id -> its text
-  size_t seq = 0;
-  for (const auto& r : records.value()) {
-    ++seq;
-    const storage::json& b = r.body;
-    const std::string type = b.value("type", "");
-    if (type == "entity") {
-      const std::string kind = b.value("kind", ""), id = b.value("id", "");
-      if (kind == "run") {
-        runs[id].entity = b;
-        if (runs[id].submitted_seq == 0) runs[id].submitted_seq = seq;
-      }
-      if (kind == "jobspec") specs[id] = b.value("text", "");
-      if (kind == "node") {
-        Node n;
-        n.id = b.value("node_id", "");
-        const std::string role = b.value("role", "");
-        if (role != msg::to_string(msg::NodeRole::kWorker) && role != msg::to_string(msg::NodeRole::kParameterServer)) {
-          // Not guessed: the node is forgotten, and registers afresh when it comes back.
-          log(LogLevel::kWarn, kSelf, "node record " + n.id + " has the unknown role '" + role + "'; not restored");
-          continue;
-        }
-        n.role = role == msg::to_string(msg::NodeRole::kWorker) ? msg::NodeRole::kWorker
-                                                                : msg::NodeRole::kParameterServer;
-        n.host = b.value("host", "");
-        n.address = b.value("address", "");
-        n.alive = false;  // until it registers again
-        n.last_seen = now;
-        int number = 0;
-        if (std::sscanf(n.id.c_str(), "worker-%d", &number) == 1) next_worker_ = std::max(next_worker_, number + 1);
-        if (std::sscanf(n.id.c_str(), "ps-%d", &number) == 1) next_ps_ = std::max(next_ps_, number + 1);
-        if (!n.id.empty()) nodes_[n.id] = n;
-      }
-    } else if (type == "relation") {
-      const std::string rel = b.value("rel", "");
-      if (rel == "specified_by") runs[b.value("from", "")].spec_id = b.value("to", "");
-      if (rel == "initialized_from") runs[b.value("from", "")].init_from = b.value("to", "");
-      if (rel == "consumed") runs[b.value("from", "")].train_samples = b.value("train_samples", uint64_t{0});
-    } else if (type == "event") {
-      const std::string event = b.value("event", "");
-      const std::string run = b.value("run", "");
-      if (run.empty()) continue;
-      Run& x = runs[run];
-      if (event == "run_started") x.attempts = std::max<uint32_t>(x.attempts, b.value("attempt", 0u) + 1);
-      if (event == "run_recovered") {
-        x.attempts = std::max<uint32_t>(x.attempts, b.value("next_attempt", 0u));
-        ++x.recoveries;
-      }
-      if (event == "run_ended") {
-        x.end = b;
-        x.ended_ms = r.time_ms;
-      }
-      if (event == "run_resumed") x.end.reset();
-      if (event == "epoch_evaluated") {
-        const uint32_t epoch = b.value("epoch", 0u);
-        if (epoch == 0) continue;
-        if (x.accuracy.size() < epoch) x.accuracy.resize(epoch, 0.0);
-        x.accuracy[epoch - 1] = b.value("test_accuracy", 0.0);
-        x.test_loss = b.value("test_loss", 0.0);
-      }
-    }
+  CUSTODY_ASSIGN_OR_RETURN(Replayed replayed, replay(store));
+  for (const auto& w : replayed.warnings) log(LogLevel::kWarn, kSelf, w);
+  for (const auto& r : replayed.nodes) {
+    Node n;
+    n.id = r.id;
+    n.role = r.role;
+    n.host = r.host;
+    n.address = r.address;
+    n.alive = false;  // until it registers again
+    n.last_seen = now;
+    int number = 0;
+    if (std::sscanf(n.id.c_str(), "worker-%d", &number) == 1) next_worker_ = std::max(next_worker_, number + 1);
+    if (std::sscanf(n.id.c_str(), "ps-%d", &number) == 1) next_ps_ = std::max(next_ps_, number + 1);
+    nodes_[n.id] = n;
   }
-  // Jobs come back in submission order: the log's order, not the millisecond clock
-  // (two jobs submitted in the same millisecond would otherwise swap).
-  std::vector<std::pair<size_t, std::string>> order;
   size_t resumed = 0;
-  for (auto& [id, run] : runs) {
-    if (run.entity.is_null()) continue;
+  for (const ReplayedRun& run : replayed.runs) {
+    const std::string& id = run.id;
     const storage::json& e = run.entity;
+    order_.push_back(id);
     Job job;
-    job.spec.text = specs[run.spec_id];
+    job.spec.text = run.spec_text;
     msg::JobStatus& s = job.status;
     s.job_id = id;
     s.name = e.value("name", "");
@@ -174,46 +105,33 @@ Status CoordinatorState::restore(Clock::time_point now) {
     if (workers > 0 && batch > 0) s.total_steps = run.train_samples / workers / batch * s.epochs;
     s.recoveries = run.recoveries;
     job.attempt = run.attempts;
-    // The newest checkpoint of the run, if any.
-    auto checkpoints = store.checkpoints_of(id);
-    if (!checkpoints.is_ok()) return checkpoints.status();
-    uint64_t newest_step = 0;
-    bool newest_final = false;
-    for (const auto& c : checkpoints.value()) {
-      if (s.last_checkpoint.empty() || c.value("step", uint64_t{0}) >= newest_step) {
-        newest_step = c.value("step", uint64_t{0});
-        s.last_checkpoint = c.value("id", "");
-        newest_final = c.value("final", false);
-      }
-    }
+    s.last_checkpoint = run.newest_checkpoint;
     s.accuracy_history = run.accuracy;
     if (!run.accuracy.empty()) {
       s.test_accuracy = run.accuracy.back();
       s.test_loss = run.test_loss;
     }
-    order.emplace_back(run.submitted_seq, id);
     if (run.end) {
-      const storage::json& end = *run.end;
-      s.state = job_state_named(end.value("state", "")).value_or(JobState::kFailed);
-      s.message = end.value("message", "");
-      s.test_accuracy = end.value("test_accuracy", -1.0);
+      const ReplayedEnd& end = *run.end;
+      s.state = end.state;
+      s.message = end.message;
+      s.test_accuracy = end.test_accuracy;
       // Stores from before evaluations were recorded one by one have only the end's list.
-      if (s.accuracy_history.empty()) s.accuracy_history = end.value("accuracy_history", std::vector<double>());
+      if (s.accuracy_history.empty()) s.accuracy_history = end.accuracy_history;
       s.epoch = static_cast<uint32_t>(s.accuracy_history.size());
-      s.step = end.value("steps", uint64_t{0});
-      s.finished_at_ms = run.ended_ms;
-      const std::string final_checkpoint = end.value("final_checkpoint", "");
-      if (!final_checkpoint.empty()) s.last_checkpoint = final_checkpoint;
-      job.final_recorded = !final_checkpoint.empty();
+      s.step = end.steps;
+      s.finished_at_ms = end.at_ms;
+      if (!end.final_checkpoint.empty()) s.last_checkpoint = end.final_checkpoint;
+      job.final_recorded = !end.final_checkpoint.empty();
       jobs_[id] = std::move(job);
       continue;
     }
-    if (newest_final) {
+    if (run.newest_final) {
       // The coordinator stopped between recording the final checkpoint and the run's end:
       // the training is complete and recorded, so the run ends now. Resuming it would
       // start its workers at the last step, where they have nothing left to do.
       s.state = JobState::kRunning;
-      s.step = newest_step;
+      s.step = run.newest_step;
       s.epoch = static_cast<uint32_t>(s.accuracy_history.size());
       job.final_recorded = true;
       jobs_[id] = std::move(job);
@@ -278,14 +196,6 @@ Status CoordinatorState::restore(Clock::time_point now) {
     queue_.push_back(id);
     ++resumed;
   }
-  std::sort(order.begin(), order.end());
-  std::map<std::string, size_t> position;
-  for (auto& [seq_of, id] : order) {
-    position[id] = order_.size();
-    order_.push_back(id);
-  }
-  std::sort(queue_.begin(), queue_.end(),
-            [&](const std::string& a, const std::string& b) { return position.at(a) < position.at(b); });
   log(LogLevel::kInfo, kSelf, "restored " + std::to_string(jobs_.size()) + " jobs (" + std::to_string(resumed) +
                                   " to resume) and " + std::to_string(nodes_.size()) + " known nodes from the store");
   return Status::ok();
@@ -326,7 +236,7 @@ Outbox CoordinatorState::handle(const std::string& peer, const Envelope& in, Clo
     if (!recorder_.enabled()) return error(failed_precondition("this coordinator keeps no custody store (--store)"));
     // Others' usage is for auditors and admins; everyone else sees their own calls.
     const bool all = !options_.auth || sees_everyones_usage(caller->role);
-    auto summary = storage::usage(*recorder_.store(), m->model, all ? "" : "principal:" + caller->principal,
+    auto summary = storage::usage(*recorder_.store(), m->model, all ? "" : lineage::principal_id(caller->principal),
                                   m->since_ms, m->until_ms, m->limit);
     if (!summary.is_ok()) return error(summary.status());
     return reply(msg::UsageReply{summary->dump()});
@@ -376,7 +286,7 @@ Result<Caller> CoordinatorState::authorize(const Envelope& in) {
   const std::string hash = sha256_hex(in.token);
   auto it = credentials_.find(hash);
   if (it == credentials_.end()) {
-    auto e = recorder_.enabled() ? recorder_.store()->entity("credential:" + hash)
+    auto e = recorder_.enabled() ? recorder_.store()->entity(lineage::credential_id(hash))
                                  : Result<std::optional<storage::Record>>(std::optional<storage::Record>());
     if (!e.is_ok()) return e.status();
     if (!e.value()) return Status(ErrorCode::kPermissionDenied, "the token is not known to this cluster");

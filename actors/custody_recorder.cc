@@ -5,6 +5,7 @@
 #include <random>
 
 #include "core/hash.h"
+#include "storage/lineage_vocabulary.h"
 #include "storage/notary.h"
 
 namespace custody::actors {
@@ -12,8 +13,9 @@ namespace custody::actors {
 using storage::json;
 
 namespace {
-std::string node_entity(const std::string& node_id) { return "node:" + node_id; }
-std::string principal_entity(const std::string& name) { return "principal:" + name; }
+namespace lineage = storage::lineage;
+using lineage::node_entity_id;
+using lineage::principal_id;
 int64_t wall_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();
@@ -29,20 +31,20 @@ Status CustodyRecorder::write(const storage::Batch& batch) {
 
 Status CustodyRecorder::node_registered(const std::string& node_id, const msg::Register& r) {
   storage::Batch b("node registered");
-  b.entity("node", node_entity(node_id),
+  b.entity(lineage::kind::kNode, node_entity_id(node_id),
            {{"node_id", node_id}, {"role", msg::to_string(r.role)}, {"host", r.host}, {"address", r.address}});
-  b.event({{"event", "node_registered"}, {"node", node_entity(node_id)}, {"pid", r.pid}, {"host", r.host}});
+  b.event({{"event", lineage::event::kNodeRegistered}, {"node", node_entity_id(node_id)}, {"pid", r.pid}, {"host", r.host}});
   return write(b);
 }
 
 Status CustodyRecorder::job_submitted(const msg::JobStatus& job, const JobSpec& spec, const DatasetInfo& data,
                                       const std::vector<int>& layer_sizes, const std::string& init_checkpoint) {
   storage::Batch b("job submitted");
-  const std::string principal = principal_entity(job.submitter);
-  const std::string dataset = "dataset:" + data.version_hash;
+  const std::string principal = principal_id(job.submitter);
+  const std::string dataset = lineage::dataset_id(data.version_hash);
   const std::string canonical = spec.canonical_form();
-  const std::string jobspec = "jobspec:" + sha256_hex(canonical);
-  b.entity("principal", principal, {{"name", job.submitter}});
+  const std::string jobspec = lineage::jobspec_id(sha256_hex(canonical));
+  b.entity(lineage::kind::kPrincipal, principal, {{"name", job.submitter}});
   json files = json::object();
   if (spec.data.kind == DataSpec::Kind::kIdx) {
     files = {{"train_images", spec.data.path(spec.data.train_images)},
@@ -54,7 +56,7 @@ Status CustodyRecorder::job_submitted(const msg::JobStatus& job, const JobSpec& 
   // submitter declares about them (name, files, licence, consent) is part of this
   // submission, on its `consumed` relation: a later submitter's declaration for the same
   // bytes is recorded beside the first, never lost behind it.
-  b.entity("dataset", dataset,
+  b.entity(lineage::kind::kDataset, dataset,
            {{"name", spec.data.name},
             {"sha256", data.version_hash},
             {"train_sha256", data.train_hash},
@@ -62,8 +64,8 @@ Status CustodyRecorder::job_submitted(const msg::JobStatus& job, const JobSpec& 
             {"train_samples", data.train_count},
             {"test_samples", data.test_count},
             {"source", spec.data.kind == DataSpec::Kind::kIdx ? "idx" : "synthetic"}});
-  b.entity("jobspec", jobspec, {{"sha256", sha256_hex(canonical)}, {"canonical", canonical}, {"text", spec.text}});
-  b.entity("run", job.job_id,
+  b.entity(lineage::kind::kJobSpec, jobspec, {{"sha256", sha256_hex(canonical)}, {"canonical", canonical}, {"text", spec.text}});
+  b.entity(lineage::kind::kRun, job.job_id,
            {{"name", job.name},
             {"submitter", job.submitter},
             {"submitted_at_ms", job.submitted_at_ms},
@@ -74,16 +76,16 @@ Status CustodyRecorder::job_submitted(const msg::JobStatus& job, const JobSpec& 
             {"consistency", to_string(spec.consistency)},
             {"optimizer", to_string(spec.optimizer.kind)},
             {"learning_rate", spec.optimizer.learning_rate}});
-  b.relation("submitted_by", job.job_id, principal);
-  b.relation("consumed", job.job_id, dataset,
+  b.relation(lineage::rel::kSubmittedBy, job.job_id, principal);
+  b.relation(lineage::rel::kConsumed, job.job_id, dataset,
              {{"train_samples", data.train_count},
               {"name", spec.data.name},
               {"files", files},
               {"license", spec.data.license},
               {"consent", spec.data.consent},
               {"declared_by", principal}});
-  b.relation("specified_by", job.job_id, jobspec);
-  if (!init_checkpoint.empty()) b.relation("initialized_from", job.job_id, init_checkpoint);
+  b.relation(lineage::rel::kSpecifiedBy, job.job_id, jobspec);
+  if (!init_checkpoint.empty()) b.relation(lineage::rel::kInitializedFrom, job.job_id, init_checkpoint);
   return write(b);
 }
 
@@ -91,21 +93,21 @@ Status CustodyRecorder::job_started(const msg::JobStatus& job, const std::vector
                                     const std::vector<msg::ServerRange>& servers, uint64_t start_step,
                                     uint32_t attempt) {
   storage::Batch b("job started");
-  b.event({{"event", "run_started"}, {"run", job.job_id}, {"start_step", start_step}, {"attempt", attempt},
+  b.event({{"event", lineage::event::kRunStarted}, {"run", job.job_id}, {"start_step", start_step}, {"attempt", attempt},
            {"workers", job.workers}, {"servers", job.servers}});
   for (size_t i = 0; i < tasks.size(); ++i) {
     const auto& t = tasks[i];
-    b.relation("assigned", job.job_id, node_entity(job.workers[i]),
+    b.relation(lineage::rel::kAssigned, job.job_id, node_entity_id(job.workers[i]),
                {{"role", "worker"},
                 {"rank", t.rank},
                 {"attempt", attempt},
                 {"start_step", start_step},
-                {"shard", {{"dataset", "dataset:" + t.shard.dataset_hash}, {"index", t.shard.index},
+                {"shard", {{"dataset", lineage::dataset_id(t.shard.dataset_hash)}, {"index", t.shard.index},
                            {"of", t.shard.num_shards}, {"begin", t.shard.begin}, {"end", t.shard.end}}},
                 {"test_range", {t.test_begin, t.test_end}}});
   }
   for (const auto& s : servers) {
-    b.relation("assigned", job.job_id, node_entity(s.node_id),
+    b.relation(lineage::rel::kAssigned, job.job_id, node_entity_id(s.node_id),
                {{"role", "parameter-server"}, {"key_range", {s.range_begin, s.range_end}}, {"attempt", attempt},
                 {"start_step", start_step}});
   }
@@ -116,7 +118,7 @@ Status CustodyRecorder::job_recovered(const msg::JobStatus& job, uint32_t from_a
                                       uint64_t reached_step, uint64_t back_to_step, const std::string& checkpoint,
                                       const std::vector<std::string>& servers_to_report) {
   storage::Batch b("job recovered");
-  json event{{"event", "run_recovered"},
+  json event{{"event", lineage::event::kRunRecovered},
              {"run", job.job_id},
              {"reason", why},
              {"attempt", from_attempt},
@@ -129,7 +131,7 @@ Status CustodyRecorder::job_recovered(const msg::JobStatus& job, uint32_t from_a
              {"discarded_steps", reached_step > back_to_step ? reached_step - back_to_step : 0}};
   if (!servers_to_report.empty()) event["servers_to_report"] = servers_to_report;
   b.event(std::move(event));
-  if (!checkpoint.empty()) b.relation("recovered_from", job.job_id, checkpoint, {{"attempt", from_attempt + 1}});
+  if (!checkpoint.empty()) b.relation(lineage::rel::kRecoveredFrom, job.job_id, checkpoint, {{"attempt", from_attempt + 1}});
   return write(b);
 }
 
@@ -144,7 +146,7 @@ Status CustodyRecorder::attempt_discarded(const msg::JobStatus& job, uint32_t at
     updates[server] = r.updates;
     most = std::max(most, r.applied_step);
   }
-  b.event({{"event", "attempt_discarded"},
+  b.event({{"event", lineage::event::kAttemptDiscarded},
            {"run", job.job_id},
            {"attempt", attempt},
            {"rolled_back_to_step", back_to_step},
@@ -174,10 +176,10 @@ Result<std::string> CustodyRecorder::checkpoint(const msg::JobStatus& job, const
                    {"staleness_sum", c.staleness_sum}};
     // A sender that held no rank (its pushes were all refused) trained on no shard.
     if (!c.shard.dataset_hash.empty()) {
-      counts["shard"] = {{"dataset", "dataset:" + c.shard.dataset_hash}, {"index", c.shard.index},
+      counts["shard"] = {{"dataset", lineage::dataset_id(c.shard.dataset_hash)}, {"index", c.shard.index},
                          {"begin", c.shard.begin}, {"end", c.shard.end}};
     }
-    b.relation("contributed", node_entity(c.worker), id, std::move(counts));
+    b.relation(lineage::rel::kContributed, node_entity_id(c.worker), id, std::move(counts));
   }
   Status s = write(b);
   if (!s.is_ok()) return s;
@@ -187,7 +189,7 @@ Result<std::string> CustodyRecorder::checkpoint(const msg::JobStatus& job, const
 Status CustodyRecorder::epoch_evaluated(const msg::JobStatus& job, uint32_t attempt, uint32_t epoch,
                                         double accuracy, double loss) {
   storage::Batch b("epoch evaluated");
-  b.event({{"event", "epoch_evaluated"},
+  b.event({{"event", lineage::event::kEpochEvaluated},
            {"run", job.job_id},
            {"attempt", attempt},
            {"epoch", epoch},
@@ -198,7 +200,7 @@ Status CustodyRecorder::epoch_evaluated(const msg::JobStatus& job, uint32_t atte
 
 Status CustodyRecorder::job_ended(const msg::JobStatus& job, const std::string& final_checkpoint) {
   storage::Batch b("job ended");
-  b.event({{"event", "run_ended"},
+  b.event({{"event", lineage::event::kRunEnded},
            {"run", job.job_id},
            {"state", msg::to_string(job.state)},
            {"message", job.message},
@@ -209,11 +211,11 @@ Status CustodyRecorder::job_ended(const msg::JobStatus& job, const std::string& 
   if (job.state == msg::JobState::kCompleted && !final_checkpoint.empty() && store_) {
     auto version = storage::next_model_version(*store_, job.name);
     if (!version.is_ok()) return version.status();
-    const std::string model = "model:" + job.name + "@" + std::to_string(version.value());
-    b.entity("model_version", model,
+    const std::string model = lineage::model_id(job.name, version.value());
+    b.entity(lineage::kind::kModelVersion, model,
              {{"name", job.name}, {"version", version.value()}, {"checkpoint", final_checkpoint},
               {"run", job.job_id}, {"test_accuracy", job.test_accuracy}});
-    b.relation("version_of", model, final_checkpoint);
+    b.relation(lineage::rel::kVersionOf, model, final_checkpoint);
   }
   return write(b);
 }
@@ -221,9 +223,9 @@ Status CustodyRecorder::job_ended(const msg::JobStatus& job, const std::string& 
 Status CustodyRecorder::job_resumed(const msg::JobStatus& job, const std::string& checkpoint, uint64_t step,
                                     const std::string& principal) {
   storage::Batch b("job resumed");
-  b.event({{"event", "run_resumed"}, {"run", job.job_id}, {"from_checkpoint", checkpoint}, {"step", step},
-           {"by", principal_entity(principal)}});
-  b.relation("resumed_from", job.job_id, checkpoint, {{"step", step}});
+  b.event({{"event", lineage::event::kRunResumed}, {"run", job.job_id}, {"from_checkpoint", checkpoint}, {"step", step},
+           {"by", principal_id(principal)}});
+  b.relation(lineage::rel::kResumedFrom, job.job_id, checkpoint, {{"step", step}});
   return write(b);
 }
 
@@ -231,17 +233,17 @@ Status CustodyRecorder::principal_added(const std::string& name, const std::stri
                                        const std::string& token_sha256, const std::string& by) {
   if (!store_) return failed_precondition("principals are kept in the custody store: start with --store");
   storage::Batch b("principal added");
-  const std::string credential = "credential:" + token_sha256;
-  b.entity("principal", principal_entity(name), {{"name", name}});
-  b.entity("credential", credential, {{"principal", name}, {"role", role}, {"created_by", by}});
-  b.relation("credential_of", credential, principal_entity(name), {{"role", role}});
+  const std::string credential = lineage::credential_id(token_sha256);
+  b.entity(lineage::kind::kPrincipal, principal_id(name), {{"name", name}});
+  b.entity(lineage::kind::kCredential, credential, {{"principal", name}, {"role", role}, {"created_by", by}});
+  b.relation(lineage::rel::kCredentialOf, credential, principal_id(name), {{"role", role}});
   return write(b);
 }
 
 Status CustodyRecorder::signing_key_in_use(const std::string& key_file) {
   if (!store_ || !key_) return Status::ok();
   storage::Batch b("signing key");
-  b.entity("signing_key", "signing_key:" + key_->key_id(),
+  b.entity(lineage::kind::kSigningKey, lineage::signing_key_id(key_->key_id()),
            {{"public_key", key_->public_key_hex()}, {"public_key_pem", key_->public_key_pem()}, {"file", key_file}});
   return write(b);
 }
@@ -251,6 +253,29 @@ Result<storage::json> CustodyRecorder::signed_heads() const {
     return failed_precondition("this coordinator keeps no custody store (--store), so it has no heads to sign");
   }
   return storage::signed_heads(*store_, *key_, wall_ms());
+}
+
+Result<std::string> CustodyRecorder::prediction_served(const ServedCall& call, bool receipt) {
+  if (!store_) return failed_precondition("a prediction is recorded in the custody store: start with --store");
+  storage::Batch b("predict");
+  b.usage({{"call_id", call.call_id},
+           {"action", lineage::action::kPredict},
+           {"target", call.checkpoint},
+           {"model", call.model.empty() ? "" : lineage::model_id(call.model)},
+           {"principal", principal_id(call.principal)},
+           {"purpose", call.purpose},
+           {"rows", call.rows},
+           {"input_sha256", call.input_sha256},
+           {"root_hash", call.root_hash},
+           {"prediction_ids", call.prediction_ids},
+           {"predictions", call.predictions},
+           {"success", true}});
+  storage::Inclusion recorded;
+  Status s = store_->write(b, &recorded);
+  // Not recorded, not answered: the caller gets an error instead of an unaccountable result.
+  if (!s.is_ok()) return Status(s.code(), "the call could not be recorded, so it was not answered: " + s.message());
+  if (!key_ || !receipt) return std::string();
+  return storage::make_receipt(std::move(recorded), *key_, wall_ms(), call.call_id).dump();
 }
 
 Result<msg::ExportReply> CustodyRecorder::export_checkpoint(const msg::ExportRequest& request) {
@@ -270,8 +295,8 @@ Result<msg::ExportReply> CustodyRecorder::export_checkpoint(const msg::ExportReq
   b.usage({{"usage_id", usage_id},
            {"target", id.value()},
            {"reference", request.checkpoint},
-           {"action", "export"},
-           {"principal", principal_entity(request.principal)},
+           {"action", lineage::action::kExport},
+           {"principal", principal_id(request.principal)},
            {"purpose", request.purpose},
            {"root_hash", manifest["root_hash"]},
            {"time_ms", wall_ms()}});

@@ -31,6 +31,16 @@ struct WorkerContribution {
   uint64_t interval_begin = 0, interval_end = 0;  // steps
 };
 
+// A prediction call as serving answered it (actors/serving_state.h): what its usage record
+// keeps.
+struct ServedCall {
+  std::string call_id, checkpoint, principal, purpose, input_sha256, root_hash;
+  std::string model;  // "NAME@V", or "" when called by checkpoint id
+  uint32_t rows = 0;
+  std::vector<std::string> prediction_ids;
+  storage::json predictions;  // per row: id, class, probability
+};
+
 class CustodyRecorder {
  public:
   // key: signs receipts of exports and the store's heads; null: none are made.
@@ -82,6 +92,9 @@ class CustodyRecorder {
   Status signing_key_in_use(const std::string& key_file);
   // Every Merkle log's head, signed (`custody audit head`).
   Result<storage::json> signed_heads() const;
+  // Records an answered prediction call in the usage log, before it is answered. With
+  // `receipt` and a key, returns the record's receipt (storage/notary.h); else "".
+  Result<std::string> prediction_served(const ServedCall& call, bool receipt);
   // Loads a checkpoint (id or model reference) and records its export as a use; the reply
   // carries the use's receipt.
   Result<msg::ExportReply> export_checkpoint(const msg::ExportRequest& request);

@@ -5,17 +5,18 @@
 
 #include "core/hash.h"
 #include "storage/checkpoint.h"
-#include "storage/notary.h"
+#include "storage/lineage_vocabulary.h"
 
 namespace custody::actors {
 
 using storage::json;
+namespace lineage = storage::lineage;
 
 ServingState::ServingState(storage::CustodyStore* store, ServingOptions options, const SigningKey* key)
-    : store_(store), options_(options), key_(key), rng_(std::random_device{}()) {}
+    : store_(store), options_(options), recorder_(store, key), rng_(std::random_device{}()) {}
 
 Result<std::pair<std::string, std::string>> ServingState::resolve(const std::string& ref) {
-  if (ref.rfind("ckpt-", 0) == 0) return std::make_pair(ref, std::string());
+  if (lineage::has_prefix(ref, lineage::prefix::kCheckpoint)) return std::make_pair(ref, std::string());
   const auto now = std::chrono::steady_clock::now();
   auto it = names_.find(ref);
   if (it != names_.end() && now - it->second.at < std::chrono::seconds(1)) {
@@ -84,7 +85,7 @@ Result<msg::PredictReply> ServingState::predict(const msg::Predict& r) {
   msg::PredictReply reply;
   char call[24];
   std::snprintf(call, sizeof(call), "%016llx", static_cast<unsigned long long>(rng_()));
-  reply.call_id = std::string("call-") + call;
+  reply.call_id = lineage::call_id(call);
   reply.checkpoint = m.checkpoint;
   reply.model = resolved->second;
   reply.root_hash = m.root_hash;
@@ -92,36 +93,25 @@ Result<msg::PredictReply> ServingState::predict(const msg::Predict& r) {
   reply.probabilities.assign(probs.data(), probs.data() + probs.size());
   json predictions = json::array();
   for (uint32_t row = 0; row < r.rows; ++row) {
-    std::string id = std::string("pred-") + call + "-" + std::to_string(row);
+    std::string id = lineage::prediction_id(call, row);
     Eigen::Index best = 0;
     const float p = probs.col(row).maxCoeff(&best);
     predictions.push_back({{"id", id}, {"class", best}, {"probability", p}});
     reply.prediction_ids.push_back(std::move(id));
   }
   if (options_.record_usage) {
-    storage::Batch b("predict");
-    b.usage({{"call_id", reply.call_id},
-             {"action", "predict"},
-             {"target", m.checkpoint},
-             {"model", resolved->second.empty() ? "" : "model:" + resolved->second},
-             {"principal", "principal:" + r.principal},
-             {"purpose", r.purpose},
-             {"rows", r.rows},
-             {"input_sha256", sha256_hex(r.inputs.data(), r.inputs.size() * sizeof(float))},
-             {"root_hash", m.root_hash},
-             {"prediction_ids", reply.prediction_ids},
-             {"predictions", predictions},
-             {"success", true}});
-    storage::Inclusion recorded;
-    Status s = store_->write(b, &recorded);
-    // Not recorded, not answered: the caller gets an error instead of an unaccountable result.
-    if (!s.is_ok()) return Status(s.code(), "the call could not be recorded, so it was not answered: " + s.message());
-    if (key_ && options_.receipts) {
-      const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                                 std::chrono::system_clock::now().time_since_epoch())
-                                 .count();
-      reply.receipt = storage::make_receipt(std::move(recorded), *key_, now_ms, reply.call_id).dump();
-    }
+    ServedCall served;
+    served.call_id = reply.call_id;
+    served.checkpoint = m.checkpoint;
+    served.model = resolved->second;
+    served.principal = r.principal;
+    served.purpose = r.purpose;
+    served.rows = r.rows;
+    served.input_sha256 = sha256_hex(r.inputs.data(), r.inputs.size() * sizeof(float));
+    served.root_hash = m.root_hash;
+    served.prediction_ids = reply.prediction_ids;
+    served.predictions = std::move(predictions);
+    CUSTODY_ASSIGN_OR_RETURN(reply.receipt, recorder_.prediction_served(served, options_.receipts));
   }
   return reply;
 }

@@ -21,6 +21,7 @@
 #include <string>
 
 #include "core/model.h"
+#include "actors/custody_recorder.h"
 #include "core/signing.h"
 #include "protocols/messages.h"
 #include "storage/custody_store.h"
@@ -57,7 +58,7 @@ class ServingState {
 
   storage::CustodyStore* store_;
   ServingOptions options_;
-  const SigningKey* key_;
+  CustodyRecorder recorder_;  // the usage records, as every other record is written
   std::map<std::string, Loaded> cache_;
   struct Resolved {
     std::string checkpoint, label;

@@ -4,11 +4,12 @@
 #include <cstring>
 
 #include "core/hash.h"
+#include "storage/lineage_vocabulary.h"
 
 namespace custody::storage {
 
 std::string checkpoint_id(const std::string& job, uint32_t attempt, uint64_t step) {
-  return "ckpt-" + sha256_hex("custody-checkpoint\n" + job + "\n" + std::to_string(attempt) + "\n" +
+  return lineage::prefix::kCheckpoint + sha256_hex("custody-checkpoint\n" + job + "\n" + std::to_string(attempt) + "\n" +
                               std::to_string(step))
                        .substr(0, 16);
 }
@@ -93,7 +94,7 @@ std::string add_checkpoint(Batch& batch, const Model& model, const std::vector<f
   // makes any change to it (a parent, a step, a tensor list) visible to verify().
   const std::string manifest_sha = sha256_hex(manifest.dump());
   batch.checkpoint(std::move(manifest));
-  batch.entity("checkpoint", id,
+  batch.entity(lineage::kind::kCheckpoint, id,
                {{"job", spec.job},
                 {"attempt", spec.attempt},
                 {"step", spec.step},
@@ -101,8 +102,8 @@ std::string add_checkpoint(Batch& batch, const Model& model, const std::vector<f
                 {"root_hash", root},
                 {"manifest_sha256", manifest_sha},
                 {"final", spec.final}});
-  batch.relation("produced", spec.job, id, {{"step", spec.step}});
-  if (!spec.parent.empty()) batch.relation("derived_from", id, spec.parent);
+  batch.relation(lineage::rel::kProduced, spec.job, id, {{"step", spec.step}});
+  if (!spec.parent.empty()) batch.relation(lineage::rel::kDerivedFrom, id, spec.parent);
   return id;
 }
 
@@ -138,7 +139,7 @@ Result<std::optional<OptimizerCheckpoint>> load_optimizer_state(const CustodySto
 }
 
 Result<std::string> resolve_checkpoint(const CustodyStore& store, const std::string& ref) {
-  if (ref.rfind("ckpt-", 0) == 0) {
+  if (lineage::has_prefix(ref, lineage::prefix::kCheckpoint)) {
     auto m = store.checkpoint(ref);
     if (!m.is_ok()) return m.status();
     if (!m.value()) return not_found("no checkpoint '" + ref + "' in the custody store");
@@ -159,7 +160,7 @@ Result<std::string> resolve_checkpoint(const CustodyStore& store, const std::str
     version = next.value() - 1;
   }
   if (version <= 0) return not_found("no model named '" + name + "' (list them with `custody models`)");
-  auto e = store.entity("model:" + name + "@" + std::to_string(version));
+  auto e = store.entity(lineage::model_id(name, version));
   if (!e.is_ok()) return e.status();
   if (!e.value()) return not_found("no version " + std::to_string(version) + " of model '" + name + "'");
   return e.value()->body["checkpoint"].get<std::string>();

@@ -7,6 +7,7 @@
 #include <set>
 
 #include "core/hash.h"
+#include "storage/lineage_vocabulary.h"
 #include "core/hex.h"
 #include "storage/record_schema.h"
 
@@ -71,7 +72,7 @@ std::string tree_node_key(const std::string& log, uint32_t level, uint64_t index
 }  // namespace
 
 const std::vector<std::string>& merkle_logs() {
-  static const std::vector<std::string> kLogs{"lineage", "usage", "audit"};
+  static const std::vector<std::string> kLogs{lineage::kLineageLog, lineage::kUsageLog, lineage::kAuditLog};
   return kLogs;
 }
 
@@ -95,7 +96,7 @@ json Record::to_json() const {
 
 void Batch::entity(const std::string& kind, const std::string& id, json attributes) {
   json body = std::move(attributes);
-  body["type"] = "entity";
+  body["type"] = lineage::kEntity;
   body["kind"] = kind;
   body["id"] = sanitize(id);
   lineage_.push_back(std::move(body));
@@ -103,7 +104,7 @@ void Batch::entity(const std::string& kind, const std::string& id, json attribut
 
 void Batch::relation(const std::string& rel, const std::string& from, const std::string& to, json attributes) {
   json body = std::move(attributes);
-  body["type"] = "relation";
+  body["type"] = lineage::kRelation;
   body["rel"] = rel;
   body["from"] = sanitize(from);
   body["to"] = sanitize(to);
@@ -111,12 +112,12 @@ void Batch::relation(const std::string& rel, const std::string& from, const std:
 }
 
 void Batch::event(json body) {
-  body["type"] = "event";
+  body["type"] = lineage::kEvent;
   lineage_.push_back(std::move(body));
 }
 
 void Batch::usage(json body) {
-  body["type"] = "usage";
+  body["type"] = lineage::kUsage;
   usage_.push_back(std::move(body));
 }
 
@@ -172,18 +173,18 @@ std::vector<std::pair<std::string, std::string>> index_entries(const std::string
                                                               const json& body) {
   std::vector<std::pair<std::string, std::string>> out;
   const std::string type = body.value("type", "");
-  if (log == "lineage" && type == "entity") {
+  if (log == lineage::kLineageLog && type == lineage::kEntity) {
     out.emplace_back("entity/" + body["id"].get<std::string>(), seq_key(seq));
-    if (body.value("kind", "") == "model_version") {
+    if (body.value("kind", "") == lineage::kind::kModelVersion) {
       char version[16];
       std::snprintf(version, sizeof(version), "%010d", body.value("version", 0));
       out.emplace_back("model/" + body.value("name", std::string()) + "|" + version, body["id"]);
     }
-  } else if (log == "lineage" && type == "relation") {
+  } else if (log == lineage::kLineageLog && type == lineage::kRelation) {
     const std::string rel = body["rel"], from = body["from"], to = body["to"];
     out.emplace_back("out/" + from + "|" + rel + "|" + seq_key(seq), to);
     out.emplace_back("in/" + to + "|" + rel + "|" + seq_key(seq), from);
-  } else if (log == "usage" && body.contains("target")) {
+  } else if (log == lineage::kUsageLog && body.contains("target")) {
     out.emplace_back("usage/" + body["target"].get<std::string>() + "|" + seq_key(seq), "");
     for (const auto& id : body.value("prediction_ids", json::array())) {
       out.emplace_back("prediction/" + id.get<std::string>(), seq_key(seq));
@@ -198,7 +199,7 @@ std::vector<std::pair<std::string, std::string>> index_entries(const std::string
 const char* const kUsageSumsKey = "usage-sums";
 
 std::string usage_sum_key(const std::string& log, const json& body) {
-  if (log != "usage" || !body.contains("target")) return "";
+  if (log != lineage::kUsageLog || !body.contains("target")) return "";
   return "usage-sum/" + body["target"].get<std::string>() + "|" + sanitize(body.value("principal", std::string())) +
          "|" + sanitize(body.value("action", std::string()));
 }
@@ -261,18 +262,18 @@ Status CustodyStore::add_usage_sums(const std::vector<json>& bodies, int64_t now
   if (!kept && head_seq_after > bodies.size()) {
     // A store written before usage sums: they are summed from the whole log, once.
     Status bad = Status::ok();
-    CUSTODY_RETURN_IF_ERROR(kv_->scan("usage", "", [&](const std::string&, const std::string& value) {
-      auto r = parse_record("usage", value);
+    CUSTODY_RETURN_IF_ERROR(kv_->scan(lineage::kUsageLog, "", [&](const std::string&, const std::string& value) {
+      auto r = parse_record(lineage::kUsageLog, value);
       if (!r.is_ok()) bad = r.status();
       if (!r.is_ok()) return false;
-      const std::string key = usage_sum_key("usage", r->body);
+      const std::string key = usage_sum_key(lineage::kUsageLog, r->body);
       if (!key.empty()) sums[key] = add_to_usage_sum(sums[key], r->time_ms, r->body);
       return true;
     }));
     if (!bad.is_ok()) return bad;
   }
   for (const json& body : bodies) {
-    const std::string key = usage_sum_key("usage", body);
+    const std::string key = usage_sum_key(lineage::kUsageLog, body);
     if (key.empty()) continue;
     auto it = sums.find(key);
     if (it == sums.end()) {
@@ -371,7 +372,7 @@ Status CustodyStore::write(const Batch& batch, Inclusion* last_usage) {
   std::vector<json> lineage;
   std::set<std::string> new_ids;
   for (const json& body : batch.lineage_) {
-    if (body["type"] == "entity") {
+    if (body["type"] == lineage::kEntity) {
       const std::string id = body["id"];
       auto known = kv_->get("index", "entity/" + id);
       if (!known.is_ok()) return known.status();
@@ -381,8 +382,8 @@ Status CustodyStore::write(const Batch& batch, Inclusion* last_usage) {
   }
   // A record this store's readers would call damaged is a writer's bug: refuse it here,
   // where the stack names the writer, not at the auditor's query months later.
-  const std::vector<std::pair<const char*, const std::vector<json>*>> to_check{{"lineage", &lineage},
-                                                                              {"usage", &batch.usage_}};
+  const std::vector<std::pair<const char*, const std::vector<json>*>> to_check{{lineage::kLineageLog, &lineage},
+                                                                              {lineage::kUsageLog, &batch.usage_}};
   for (const auto& [log, bodies] : to_check) {
     for (const json& body : *bodies) {
       Record r;
@@ -401,13 +402,13 @@ Status CustodyStore::write(const Batch& batch, Inclusion* last_usage) {
     LogState next = *state.value();
     const uint64_t first = next.seq + 1;
     CUSTODY_RETURN_IF_ERROR(append(log, bodies, now, puts, next.hash, next.seq, next.tree, last));
-    if (log == "usage") CUSTODY_RETURN_IF_ERROR(add_usage_sums(bodies, now, next.seq, puts));
-    if (log != "audit") audit[log] = json::array({first, next.seq});
+    if (log == lineage::kUsageLog) CUSTODY_RETURN_IF_ERROR(add_usage_sums(bodies, now, next.seq, puts));
+    if (log != lineage::kAuditLog) audit[log] = json::array({first, next.seq});
     after[log] = std::move(next);
     return Status::ok();
   };
-  if (!lineage.empty()) CUSTODY_RETURN_IF_ERROR(extend("lineage", lineage, nullptr));
-  if (!batch.usage_.empty()) CUSTODY_RETURN_IF_ERROR(extend("usage", batch.usage_, last_usage));
+  if (!lineage.empty()) CUSTODY_RETURN_IF_ERROR(extend(lineage::kLineageLog, lineage, nullptr));
+  if (!batch.usage_.empty()) CUSTODY_RETURN_IF_ERROR(extend(lineage::kUsageLog, batch.usage_, last_usage));
   for (const auto& [sha, bytes] : batch.blobs_) puts.push_back({"checkpoints", "blob/" + sha, bytes});
   for (const json& m : batch.manifests_) {
     const std::string id = m["id"];
@@ -415,7 +416,7 @@ Status CustodyStore::write(const Batch& batch, Inclusion* last_usage) {
     puts.push_back({"checkpoints", "run/" + m["job"].get<std::string>() + "|" + seq_key(m["step"].get<uint64_t>()), id});
     audit["checkpoint"] = id;
   }
-  CUSTODY_RETURN_IF_ERROR(extend("audit", {audit}, nullptr));
+  CUSTODY_RETURN_IF_ERROR(extend(lineage::kAuditLog, {audit}, nullptr));
   Status applied = kv_->apply(puts);
   if (!applied.is_ok()) {
     log_states_.clear();  // whether a failed sync landed is unknown: read the store again
@@ -453,11 +454,11 @@ Result<std::optional<Record>> CustodyStore::entity(const std::string& id) const 
   auto seq = kv_->get("index", key);
   if (!seq.is_ok()) return seq.status();
   if (!seq.value()) return std::optional<Record>();
-  auto r = load_indexed("lineage", key, *seq.value());
+  auto r = load_indexed(lineage::kLineageLog, key, *seq.value());
   if (!r.is_ok()) return r.status();
   // The index is derived, not chained: one re-pointed entry would answer with another
   // record. What it points to must be what it names.
-  if (r->body.value("type", "") != "entity" || r->body.value("id", "") != id) {
+  if (r->body.value("type", "") != lineage::kEntity || r->body.value("id", "") != id) {
     return data_loss("index entry " + key + " points to " + describe(r.value()) +
                      ", which is not that entity; run `custody audit verify`");
   }
@@ -467,11 +468,11 @@ Result<std::optional<Record>> CustodyStore::entity(const std::string& id) const 
 Result<std::vector<Record>> CustodyStore::relations(const std::string& id, Direction direction,
                                                     const std::string& rel) const {
   const std::string prefix = (direction == Direction::kOut ? "out/" : "in/") + id + "|" + (rel.empty() ? "" : rel + "|");
-  auto records = indexed("lineage", prefix);
+  auto records = indexed(lineage::kLineageLog, prefix);
   if (!records.is_ok()) return records.status();
   for (const Record& r : records.value()) {
     const char* end = direction == Direction::kOut ? "from" : "to";
-    if (r.body.value("type", "") != "relation" || r.body.value(end, "") != id ||
+    if (r.body.value("type", "") != lineage::kRelation || r.body.value(end, "") != id ||
         (!rel.empty() && r.body.value("rel", "") != rel)) {
       return data_loss("an index entry under " + prefix + " points to " + describe(r) +
                        ", which is not such a relation; run `custody audit verify`");
@@ -497,7 +498,7 @@ Result<std::vector<Record>> CustodyStore::log(const std::string& name) const {
 }
 
 Result<std::vector<Record>> CustodyStore::find(const json& filter) const {
-  auto all = log("lineage");
+  auto all = log(lineage::kLineageLog);
   if (!all.is_ok()) return all.status();
   std::vector<Record> out;
   for (auto& r : all.value()) {
@@ -527,7 +528,7 @@ Status CustodyStore::visit_usage_of(const std::string& target, uint64_t from_seq
       "index", prefix, from_seq == 0 ? "" : prefix + seq_key(from_seq), newest_first,
       [&](const std::string& key, const std::string&) {
         auto seq = parse_seq(key.substr(prefix.size()), "index key " + key);
-        auto r = seq.is_ok() ? load("usage", seq.value()) : Result<Record>(seq.status());
+        auto r = seq.is_ok() ? load(lineage::kUsageLog, seq.value()) : Result<Record>(seq.status());
         if (!r.is_ok()) {
           bad = r.status();
           return false;
@@ -543,12 +544,12 @@ Status CustodyStore::visit_usage_of(const std::string& target, uint64_t from_seq
 }
 
 Result<uint64_t> CustodyStore::first_usage_at(int64_t time_ms) const {
-  auto h = head("usage");
+  auto h = head(lineage::kUsageLog);
   if (!h.is_ok()) return h.status();
   uint64_t lo = 1, hi = h->first + 1;
   while (lo < hi) {
     const uint64_t mid = lo + (hi - lo) / 2;
-    auto r = load("usage", mid);
+    auto r = load(lineage::kUsageLog, mid);
     if (!r.is_ok()) return r.status();
     if (r->time_ms >= time_ms) {
       hi = mid;
@@ -570,7 +571,7 @@ Result<std::vector<UsageSum>> CustodyStore::usage_sums(const std::string& target
     }));
   } else {
     CUSTODY_RETURN_IF_ERROR(visit_usage_of(target, 0, false, [&](const Record& r) {
-      const std::string key = usage_sum_key("usage", r.body);
+      const std::string key = usage_sum_key(lineage::kUsageLog, r.body);
       sums[key] = add_to_usage_sum(sums[key], r.time_ms, r.body);
       return true;
     }));
@@ -623,7 +624,7 @@ Result<std::optional<Record>> CustodyStore::usage_record(const std::string& inde
   auto seq = kv_->get("index", index_key);
   if (!seq.is_ok()) return seq.status();
   if (!seq.value()) return std::optional<Record>();
-  auto r = load_indexed("usage", index_key, *seq.value());
+  auto r = load_indexed(lineage::kUsageLog, index_key, *seq.value());
   if (!r.is_ok()) return r.status();
   bool names_it = false;
   if (const auto it = r->body.find(field); it != r->body.end()) {
@@ -645,7 +646,7 @@ Result<std::optional<Record>> CustodyStore::prediction(const std::string& predic
 }
 
 Result<std::optional<Record>> CustodyStore::call(const std::string& id) const {
-  return usage_record("call/" + id, id, id.rfind("use-", 0) == 0 ? "usage_id" : "call_id");
+  return usage_record("call/" + id, id, lineage::has_prefix(id, lineage::prefix::kUse) ? "usage_id" : "call_id");
 }
 
 Result<int> CustodyStore::newest_model_version(const std::string& name) const {
@@ -770,7 +771,7 @@ Result<VerifyReport> CustodyStore::verify() const {
   // The audit log names, write by write, the records each write appended: together they
   // must cover each other log exactly, in order. A record removed from a log's end with
   // its head rewritten still leaves the audit record that named it.
-  std::map<std::string, uint64_t> next{{"lineage", 1}, {"usage", 1}};
+  std::map<std::string, uint64_t> next{{lineage::kLineageLog, 1}, {lineage::kUsageLog, 1}};
   std::set<std::string> audited_checkpoints;
   auto check_audit = [&](const Record& a) -> std::string {
     for (auto& [log, expected_first] : next) {
@@ -791,7 +792,7 @@ Result<VerifyReport> CustodyStore::verify() const {
     if (a.body.contains("checkpoint")) audited_checkpoints.insert(a.body["checkpoint"].get<std::string>());
     return "";
   };
-  for (const std::string name : {"lineage", "usage", "audit"}) {
+  for (const std::string name : {lineage::kLineageLog, lineage::kUsageLog, lineage::kAuditLog}) {
     uint64_t expected = 1;
     std::string prev;
     std::string problem;
@@ -845,10 +846,10 @@ Result<VerifyReport> CustodyStore::verify() const {
       if (const std::string sum = usage_sum_key(name, rec.body); !sum.empty()) {
         expected_sums[sum] = add_to_usage_sum(expected_sums[sum], rec.time_ms, rec.body);
       }
-      if (name == "lineage" && rec.body["type"] == "entity" && rec.body["kind"] == "checkpoint") {
+      if (name == lineage::kLineageLog && rec.body["type"] == lineage::kEntity && rec.body["kind"] == "checkpoint") {
         checkpoint_entities.emplace(rec.body["id"].get<std::string>(), rec.body);
       }
-      if (name == "audit") {
+      if (name == lineage::kAuditLog) {
         problem = check_audit(rec);
         if (!problem.empty()) return false;
       }
@@ -926,12 +927,12 @@ Result<VerifyReport> CustodyStore::verify() const {
   // An entry the logs do not imply: named by finding the one whose record does not imply it.
   auto backed = [&](const std::string& key, const std::string& value) {
     auto starts = [&](const char* p) { return key.rfind(p, 0) == 0; };
-    std::string log = "lineage", seq_text = value;
+    std::string log = lineage::kLineageLog, seq_text = value;
     if (starts("out/") || starts("in/") || starts("usage/")) {
       seq_text = key.substr(key.rfind('|') + 1);
-      if (starts("usage/")) log = "usage";
+      if (starts("usage/")) log = lineage::kUsageLog;
     } else if (starts("prediction/") || starts("call/")) {
-      log = "usage";
+      log = lineage::kUsageLog;
     } else if (starts("model/")) {
       auto e = kv_->get("index", "entity/" + value);
       if (!e.is_ok() || !e.value()) return false;
@@ -972,14 +973,14 @@ Result<VerifyReport> CustodyStore::verify() const {
   auto marker = kv_->get("default", kUsageSumsKey);
   if (!marker.is_ok()) return marker.status();
   if (!marker.value()) {
-    if (log_ends["usage"] > 0) {
+    if (log_ends[lineage::kUsageLog] > 0) {
       report.notes += "the usage log has no usage sums yet (a store written before them; the next write builds "
                       "them). ";
     }
     expected_sums.clear();
-  } else if (*marker.value() != std::to_string(log_ends["usage"])) {
+  } else if (*marker.value() != std::to_string(log_ends[lineage::kUsageLog])) {
     return fail("the usage sums say they cover " + marker.value()->substr(0, 20) + " usage records, but the log holds " +
-                std::to_string(log_ends["usage"]) + ": they were changed");
+                std::to_string(log_ends[lineage::kUsageLog]) + ": they were changed");
   }
   CUSTODY_RETURN_IF_ERROR(kv_->scan("index", "usage-sum/", [&](const std::string& key, const std::string& value) {
     auto it = expected_sums.find(key);

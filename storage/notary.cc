@@ -5,6 +5,7 @@
 
 #include "core/hex.h"
 #include "core/merkle.h"
+#include "storage/lineage_vocabulary.h"
 
 namespace custody::storage {
 namespace {
@@ -141,7 +142,7 @@ Result<ReceiptFacts> check_receipt(const json& r, std::string_view public_key) {
   };
   const json& body = record["body"];
   const std::string id = r.value("id", std::string());
-  const char* id_field = id.rfind("use-", 0) == 0 ? "usage_id" : "call_id";
+  const char* id_field = lineage::has_prefix(id, lineage::prefix::kUse) ? "usage_id" : "call_id";
   if (id.empty() || !body.is_object() || body.value(id_field, std::string()) != id) {
     return data_loss("the receipt's id '" + id + "' is not the id of the record it holds");
   }

@@ -10,6 +10,7 @@
 #include "core/hash.h"
 #include "core/log.h"
 #include "storage/checkpoint.h"
+#include "storage/lineage_vocabulary.h"
 
 namespace custody::storage {
 namespace {
@@ -18,10 +19,6 @@ using Direction = CustodyStore::Direction;
 
 std::string short_hash(const std::string& h) { return h.size() > 12 ? h.substr(0, 12) : h; }
 
-// "principal:alice" -> "alice"; an id without the prefix as it is.
-std::string strip(const std::string& id, const std::string& prefix) {
-  return id.rfind(prefix, 0) == 0 ? id.substr(prefix.size()) : id;
-}
 
 Result<json> body_of(const CustodyStore& store, const std::string& id) {
   auto e = store.entity(id);
@@ -59,7 +56,7 @@ json declaration_of(const json& dataset, const json& consumed) {
 // Every declaration made for a data set, in submission order.
 Result<std::vector<json>> declarations_of(const CustodyStore& store, const std::string& dataset_id,
                                           const json& dataset) {
-  auto consumers = store.relations(dataset_id, Direction::kIn, "consumed");
+  auto consumers = store.relations(dataset_id, Direction::kIn, lineage::rel::kConsumed);
   if (!consumers.is_ok()) return consumers.status();
   std::vector<json> out;
   for (const auto& c : consumers.value()) out.push_back(declaration_of(dataset, c.body));
@@ -103,7 +100,7 @@ json dataset_node(const json& d, const json& decl, const std::vector<json>& all)
       if (c["run"] == decl["run"]) continue;  // this run's own terms are on the line above
       node["children"].push_back({{"label", "CONFLICTING declaration for the same bytes: run " +
                                                 c.value("run", std::string("?")) + " (" +
-                                                strip(c.value("declared_by", std::string("?")), "principal:") +
+                                                lineage::display_name(c.value("declared_by", std::string("?")), lineage::prefix::kPrincipal) +
                                                 "): " + describe_terms(c)}});
     }
   }
@@ -125,14 +122,14 @@ Result<json> trace_checkpoint(const CustodyStore& store, const std::string& ckpt
   if (!seen.insert(ckpt).second || depth > 16) return node;
   const std::string run = c->value("job", std::string());
   // Contributions to the run up to this checkpoint: every interval's counts, summed.
-  auto produced = related(store, run, Direction::kOut, "produced");
+  auto produced = related(store, run, Direction::kOut, lineage::rel::kProduced);
   if (!produced.is_ok()) return produced.status();
   const uint64_t step = c->value("step", 0);
   std::map<std::string, json> workers;
   for (const auto& p : produced.value()) {
     auto pc = body_of(store, p["to"]);
     if (!pc.is_ok() || pc->value("step", uint64_t(0)) > step) continue;
-    auto contributed = related(store, p["to"], Direction::kIn, "contributed");
+    auto contributed = related(store, p["to"], Direction::kIn, lineage::rel::kContributed);
     if (!contributed.is_ok()) return contributed.status();
     for (const auto& k : contributed.value()) {
       // By node and rank: after a failure one node may have run several ranks (shards).
@@ -165,7 +162,7 @@ Result<json> trace_checkpoint(const CustodyStore& store, const std::string& ckpt
                                         : "shard " + std::to_string(s.value("index", 0)) + " records [" +
                                               std::to_string(s.value("begin", 0)) + ", " +
                                               std::to_string(s.value("end", 0)) + ") of " +
-                                              short_hash(strip(dataset, "dataset:"));
+                                              short_hash(lineage::display_name(dataset, lineage::prefix::kDataset));
     contributors["children"].push_back(
         {{"label", w["node"].get<std::string>() + ": " + shard + "; " + std::to_string(w["steps"].get<uint64_t>()) +
                        " steps, " + std::to_string(w["samples"].get<uint64_t>()) + " samples, update norm sum " +
@@ -187,18 +184,19 @@ Result<json> trace_run(const CustodyStore& store, const std::string& run, std::s
                           " workers, submitted " + iso8601_utc(r->value("submitted_at_ms", int64_t(0))) + ")"},
             {"entity", r.value()},
             {"children", json::array()}};
-  for (const auto& rel : {"submitted_by", "specified_by", "consumed", "initialized_from"}) {
+  for (const std::string rel : {lineage::rel::kSubmittedBy, lineage::rel::kSpecifiedBy, lineage::rel::kConsumed,
+                                lineage::rel::kInitializedFrom}) {
     auto targets = related(store, run, Direction::kOut, rel);
     if (!targets.is_ok()) return targets.status();
     for (const auto& t : targets.value()) {
       const std::string to = t["to"];
       auto b = body_of(store, to);
       if (!b.is_ok()) return b.status();
-      if (std::string(rel) == "submitted_by") {
+      if (rel == lineage::rel::kSubmittedBy) {
         node["children"].push_back({{"label", "submitted by " + b->value("name", to)}, {"entity", b.value()}});
-      } else if (std::string(rel) == "specified_by") {
+      } else if (rel == lineage::rel::kSpecifiedBy) {
         node["children"].push_back({{"label", "job spec " + to}, {"entity", b.value()}});
-      } else if (std::string(rel) == "consumed") {
+      } else if (rel == lineage::rel::kConsumed) {
         auto all = declarations_of(store, to, b.value());
         if (!all.is_ok()) return all.status();
         node["children"].push_back(dataset_node(b.value(), declaration_of(b.value(), t), all.value()));
@@ -213,13 +211,13 @@ Result<json> trace_run(const CustodyStore& store, const std::string& run, std::s
 }
 
 Result<std::string> resolve_id_impl(const CustodyStore& store, const std::string& ref) {
-  if (ref.rfind("pred-", 0) == 0) {
+  if (lineage::has_prefix(ref, lineage::prefix::kPrediction)) {
     auto p = store.prediction(ref);
     if (!p.is_ok()) return p.status();
     if (!p.value()) return not_found("no prediction '" + ref + "' in the usage log");
     return ref;
   }
-  if (ref.rfind("call-", 0) == 0 || ref.rfind("use-", 0) == 0) {
+  if (lineage::is_usage_id(ref)) {  // a call or a use (a prediction was answered above)
     auto c = store.call(ref);
     if (!c.is_ok()) return c.status();
     if (!c.value()) return not_found("no call '" + ref + "' in the usage log");
@@ -228,16 +226,17 @@ Result<std::string> resolve_id_impl(const CustodyStore& store, const std::string
   auto direct = store.entity(ref);
   if (!direct.is_ok()) return direct.status();
   if (direct.value()) return ref;
-  for (const char* prefix : {"model:", "dataset:", "principal:", "node:", "jobspec:"}) {
+  for (const char* prefix : {lineage::prefix::kModel, lineage::prefix::kDataset, lineage::prefix::kPrincipal,
+                             lineage::prefix::kNode, lineage::prefix::kJobSpec}) {
     auto e = store.entity(prefix + ref);
     if (!e.is_ok()) return e.status();
     if (e.value()) return std::string(prefix) + ref;
   }
   // A model name without a version: its newest version.
   auto version = next_model_version(store, ref);
-  if (version.is_ok() && version.value() > 1) return "model:" + ref + "@" + std::to_string(version.value() - 1);
+  if (version.is_ok() && version.value() > 1) return lineage::model_id(ref, version.value() - 1);
   // A prefix of a data set hash, or a data set name.
-  auto datasets = store.find({{"type", "entity"}, {"kind", "dataset"}});
+  auto datasets = store.find({{"type", lineage::kEntity}, {"kind", lineage::kind::kDataset}});
   if (!datasets.is_ok()) return datasets.status();
   std::vector<std::string> matches;
   for (const auto& d : datasets.value()) {
@@ -257,11 +256,12 @@ Result<std::string> resolve_id_impl(const CustodyStore& store, const std::string
 
 // A prediction, call or use: its usage record, and the checkpoint it used.
 Result<json> show_usage(const CustodyStore& store, const std::string& id) {
-  auto u = id.rfind("pred-", 0) == 0 ? store.prediction(id) : store.call(id);
+  const lineage::IdKind kind = lineage::kind_of(id);
+  auto u = kind == lineage::IdKind::kPrediction ? store.prediction(id) : store.call(id);
   if (!u.is_ok()) return u.status();
   if (!u.value()) return not_found("no '" + id + "' in the usage log");
   json out = u.value()->to_json();
-  out["kind"] = id.rfind("pred-", 0) == 0 ? "prediction" : id.rfind("call-", 0) == 0 ? "call" : "use";
+  out["kind"] = kind == lineage::IdKind::kPrediction ? "prediction" : kind == lineage::IdKind::kCall ? "call" : "use";
   if (out["kind"] == "prediction") {
     for (const auto& p : u.value()->body.value("predictions", json::array()))
       if (p["id"] == id) out["prediction"] = p;
@@ -272,14 +272,12 @@ Result<json> show_usage(const CustodyStore& store, const std::string& id) {
 Result<json> show_impl(const CustodyStore& store, const std::string& ref) {
   auto id = resolve_id(store, ref);
   if (!id.is_ok()) return id.status();
-  for (const char* prefix : {"pred-", "call-", "use-"}) {
-    if (id.value().rfind(prefix, 0) == 0) return show_usage(store, id.value());
-  }
+  if (lineage::is_usage_id(id.value())) return show_usage(store, id.value());
   auto e = store.entity(id.value());
   if (!e.is_ok()) return e.status();
   if (!e.value()) return not_found("nothing with id '" + id.value() + "' in the custody store");
   json out = e.value()->to_json();
-  if (e.value()->body.value("kind", "") == "dataset") {
+  if (e.value()->body.value("kind", "") == lineage::kind::kDataset) {
     auto all = declarations_of(store, id.value(), e.value()->body);
     if (!all.is_ok()) return all.status();
     out["declarations"] = all.value();
@@ -291,13 +289,13 @@ Result<json> show_impl(const CustodyStore& store, const std::string& ref) {
     out[name] = json::array();
     for (const auto& r : rs.value()) out[name].push_back(r.to_json());
   }
-  if (id.value().rfind("ckpt-", 0) == 0) {
+  if (lineage::has_prefix(id.value(), lineage::prefix::kCheckpoint)) {
     auto m = store.checkpoint(id.value());
     if (m.is_ok() && m.value()) out["manifest"] = *m.value();
   }
-  if (e.value() && e.value()->body.value("kind", "") == "run") {
+  if (e.value() && e.value()->body.value("kind", "") == lineage::kind::kRun) {
     // A run's history: started (per attempt), recovered, resumed, ended.
-    auto events = store.find({{"type", "event"}, {"run", id.value()}});
+    auto events = store.find({{"type", lineage::kEvent}, {"run", id.value()}});
     if (!events.is_ok()) return events.status();
     out["events"] = json::array();
     for (const auto& r : events.value()) out["events"].push_back(r.to_json());
@@ -310,7 +308,7 @@ Result<json> trace_impl(const CustodyStore& store, const std::string& ref) {
   if (!id.is_ok()) return id.status();
   std::set<std::string> seen;
   const std::string& what = id.value();
-  if (what.rfind("model:", 0) == 0) {
+  if (lineage::has_prefix(what, lineage::prefix::kModel)) {
     auto m = body_of(store, what);
     if (!m.is_ok()) return m.status();
     auto c = trace_checkpoint(store, m->value("checkpoint", std::string()), seen, 0);
@@ -320,9 +318,9 @@ Result<json> trace_impl(const CustodyStore& store, const std::string& ref) {
                 {"entity", m.value()},
                 {"children", json::array({c.value()})}};
   }
-  if (what.rfind("ckpt-", 0) == 0) return trace_checkpoint(store, what, seen, 0);
-  if (what.rfind("pred-", 0) == 0 || what.rfind("call-", 0) == 0 || what.rfind("use-", 0) == 0) {
-    const bool one_prediction = what.rfind("pred-", 0) == 0;
+  if (lineage::has_prefix(what, lineage::prefix::kCheckpoint)) return trace_checkpoint(store, what, seen, 0);
+  if (lineage::is_usage_id(what)) {
+    const bool one_prediction = lineage::kind_of(what) == lineage::IdKind::kPrediction;
     auto call = one_prediction ? store.prediction(what) : store.call(what);
     if (!call.is_ok()) return call.status();
     if (!call.value()) return not_found("no '" + what + "' in the usage log");
@@ -339,7 +337,7 @@ Result<json> trace_impl(const CustodyStore& store, const std::string& ref) {
               {"usage", call.value()->to_json()},
               {"children", json::array()}};
     node["children"].push_back(
-        {{"label", "called by " + strip(u.value("principal", std::string("?")), "principal:") + " at " + iso8601_utc(call.value()->time_ms) +
+        {{"label", "called by " + lineage::display_name(u.value("principal", std::string("?")), lineage::prefix::kPrincipal) + " at " + iso8601_utc(call.value()->time_ms) +
                        " (call " + u.value("call_id", std::string()) + ", purpose: " +
                        (u.value("purpose", std::string()).empty() ? "none given" : u["purpose"].get<std::string>()) +
                        ", input sha256 " + short_hash(u.value("input_sha256", std::string())) + ")"}});
@@ -347,7 +345,7 @@ Result<json> trace_impl(const CustodyStore& store, const std::string& ref) {
     if (!c.is_ok()) return c.status();
     const std::string model = u.value("model", std::string());
     if (!model.empty()) {
-      node["children"].push_back({{"label", "answered by model " + strip(model, "model:") + ", weights root " +
+      node["children"].push_back({{"label", "answered by model " + lineage::display_name(model, lineage::prefix::kModel) + ", weights root " +
                                                 short_hash(u.value("root_hash", std::string()))},
                                   {"children", json::array({c.value()})}});
     } else {
@@ -355,7 +353,7 @@ Result<json> trace_impl(const CustodyStore& store, const std::string& ref) {
     }
     return node;
   }
-  if (what.rfind("job-", 0) == 0) return trace_run(store, what, seen, 0);
+  if (lineage::has_prefix(what, lineage::prefix::kRun)) return trace_run(store, what, seen, 0);
   return invalid_argument("trace follows a model, a checkpoint or a run; '" + ref + "' is " + what +
                           " (use `custody lineage show` for it)");
 }
@@ -363,7 +361,7 @@ Result<json> trace_impl(const CustodyStore& store, const std::string& ref) {
 Result<json> impact_impl(const CustodyStore& store, const std::string& ref) {
   auto id = resolve_id(store, ref);
   if (!id.is_ok()) return id.status();
-  if (id.value().rfind("dataset:", 0) != 0) {
+  if (!lineage::has_prefix(id.value(), lineage::prefix::kDataset)) {
     return invalid_argument("impact starts from a data set (a hash, its prefix or its name); '" + ref + "' is " + id.value());
   }
   auto d = body_of(store, id.value());
@@ -387,20 +385,20 @@ Result<json> impact_impl(const CustodyStore& store, const std::string& ref) {
     std::string terms;
     if (auto x = declared.find(run); x != declared.end()) terms = " (" + describe_terms(x->second) + ")";
     json node{{"label", "run " + run + " '" + r->value("name", std::string()) + "'" + terms}, {"children", json::array()}};
-    auto produced = related(store, run, Direction::kOut, "produced");
+    auto produced = related(store, run, Direction::kOut, lineage::rel::kProduced);
     if (!produced.is_ok()) return produced.status();
     for (const auto& p : produced.value()) {
       const std::string ckpt = p["to"];
       affected_checkpoints.push_back(ckpt);
       json cnode{{"label", "checkpoint " + ckpt + " (step " + std::to_string(p.value("step", 0)) + ")"},
                  {"children", json::array()}};
-      auto models = related(store, ckpt, Direction::kIn, "version_of");
+      auto models = related(store, ckpt, Direction::kIn, lineage::rel::kVersionOf);
       if (!models.is_ok()) return models.status();
       for (const auto& m : models.value()) {
         affected_models.push_back(m["from"]);
-        cnode["children"].push_back({{"label", "model " + strip(m.value("from", std::string()), "model:")}});
+        cnode["children"].push_back({{"label", "model " + lineage::display_name(m.value("from", std::string()), lineage::prefix::kModel)}});
       }
-      auto tuned = related(store, ckpt, Direction::kIn, "initialized_from");
+      auto tuned = related(store, ckpt, Direction::kIn, lineage::rel::kInitializedFrom);
       if (!tuned.is_ok()) return tuned.status();
       for (const auto& t : tuned.value()) CUSTODY_RETURN_IF_ERROR(add_run(t["from"], cnode));
       node["children"].push_back(cnode);
@@ -408,7 +406,7 @@ Result<json> impact_impl(const CustodyStore& store, const std::string& ref) {
     parent["children"].push_back(node);
     return Status::ok();
   };
-  auto consumers = related(store, id.value(), Direction::kIn, "consumed");
+  auto consumers = related(store, id.value(), Direction::kIn, lineage::rel::kConsumed);
   if (!consumers.is_ok()) return consumers.status();
   for (const auto& c : consumers.value()) CUSTODY_RETURN_IF_ERROR(add_run(c["from"], root));
   root["affected_checkpoints"] = affected_checkpoints;
@@ -422,18 +420,18 @@ Result<json> usage_impl(const CustodyStore& store, const std::string& ref, const
   if (!id.is_ok()) return id.status();
   // A model name covers all its versions; a version or checkpoint just itself.
   std::vector<std::pair<std::string, std::string>> targets;  // checkpoint, label
-  if (id.value().rfind("model:", 0) == 0) {
+  if (lineage::has_prefix(id.value(), lineage::prefix::kModel)) {
     auto m = body_of(store, id.value());
     if (!m.is_ok()) return m.status();
     const std::string name = m->value("name", std::string());
     const bool all_versions = ref.find('@') == std::string::npos;
-    auto versions = store.find({{"type", "entity"}, {"kind", "model_version"}, {"name", name}});
+    auto versions = store.find({{"type", lineage::kEntity}, {"kind", lineage::kind::kModelVersion}, {"name", name}});
     if (!versions.is_ok()) return versions.status();
     for (const auto& v : versions.value()) {
       if (!all_versions && v.body["id"] != id.value()) continue;
-      targets.emplace_back(v.body["checkpoint"], strip(v.body["id"].get<std::string>(), "model:"));
+      targets.emplace_back(v.body["checkpoint"], lineage::display_name(v.body["id"].get<std::string>(), lineage::prefix::kModel));
     }
-  } else if (id.value().rfind("ckpt-", 0) == 0) {
+  } else if (lineage::has_prefix(id.value(), lineage::prefix::kCheckpoint)) {
     targets.emplace_back(id.value(), id.value());
   } else {
     return invalid_argument("usage is kept for models and checkpoints; '" + ref + "' is " + id.value());
@@ -522,7 +520,7 @@ Result<json> usage_impl(const CustodyStore& store, const std::string& ref, const
 }
 
 Result<json> models_impl(const CustodyStore& store) {
-  auto versions = store.find({{"type", "entity"}, {"kind", "model_version"}});
+  auto versions = store.find({{"type", lineage::kEntity}, {"kind", lineage::kind::kModelVersion}});
   if (!versions.is_ok()) return versions.status();
   json out = json::array();
   for (const auto& v : versions.value()) {
@@ -593,7 +591,7 @@ json ol_dataset(const std::string& name) { return {{"namespace", "custody"}, {"n
 
 // A job's run_resumed events, in order: each begins a segment.
 Result<std::vector<Record>> ol_resumes(const CustodyStore& store, const std::string& job) {
-  return store.find({{"type", "event"}, {"event", "run_resumed"}, {"run", job}});
+  return store.find({{"type", lineage::kEvent}, {"event", lineage::event::kRunResumed}, {"run", job}});
 }
 
 // The OpenLineage run (id, job name) of the segment of `job` that wrote lineage record `seq`.
@@ -617,7 +615,7 @@ Result<std::string> openlineage_impl(const CustodyStore& store, const std::strin
   const json& r = run.value()->body;
   const std::string job_name = r.value("name", job);
 
-  auto datasets = related(store, job, Direction::kOut, "consumed");
+  auto datasets = related(store, job, Direction::kOut, lineage::rel::kConsumed);
   if (!datasets.is_ok()) return datasets.status();
   json data_inputs = json::array();
   for (const auto& d : datasets.value()) {
@@ -637,11 +635,11 @@ Result<std::string> openlineage_impl(const CustodyStore& store, const std::strin
   // produced it its parent.
   json init_parent;
   std::string init_checkpoint;
-  auto init = related(store, job, Direction::kOut, "initialized_from");
+  auto init = related(store, job, Direction::kOut, lineage::rel::kInitializedFrom);
   if (!init.is_ok()) return init.status();
   if (!init->empty()) {
     init_checkpoint = init->front().value("to", std::string());
-    auto producers = store.relations(init_checkpoint, Direction::kIn, "produced");
+    auto producers = store.relations(init_checkpoint, Direction::kIn, lineage::rel::kProduced);
     if (!producers.is_ok()) return producers.status();
     if (!producers->empty()) {
       auto parent =
@@ -650,9 +648,9 @@ Result<std::string> openlineage_impl(const CustodyStore& store, const std::strin
       init_parent = parent.value();
     }
   }
-  auto produced = store.relations(job, Direction::kOut, "produced");
+  auto produced = store.relations(job, Direction::kOut, lineage::rel::kProduced);
   if (!produced.is_ok()) return produced.status();
-  auto history = store.find({{"type", "event"}, {"run", job}});
+  auto history = store.find({{"type", lineage::kEvent}, {"run", job}});
   if (!history.is_ok()) return history.status();
 
   std::string lines;
@@ -692,11 +690,11 @@ Result<std::string> openlineage_impl(const CustodyStore& store, const std::strin
   CUSTODY_RETURN_IF_ERROR(start(r.value("submitted_at_ms", int64_t(0)), init_checkpoint));
   for (const auto& e : history.value()) {
     const std::string kind = e.body.value("event", std::string());
-    if (kind == "run_recovered" && open) {
+    if (kind == lineage::event::kRunRecovered && open) {
       json rollback = e.body;
       for (const char* field : {"type", "event", "run"}) rollback.erase(field);
       emit("RUNNING", e.time_ms, json::object(), json::array(), {{"rollback", rollback}});
-    } else if (kind == "run_ended" && open) {
+    } else if (kind == lineage::event::kRunEnded && open) {
       const std::string state = e.body.value("state", std::string());
       json outputs = json::array();
       for (const auto& p : produced.value()) {
@@ -706,7 +704,7 @@ Result<std::string> openlineage_impl(const CustodyStore& store, const std::strin
       json facets = json::object();
       const std::string final_checkpoint = e.body.value("final_checkpoint", std::string());
       if (state == "completed" && !final_checkpoint.empty()) {
-        auto versions = store.relations(final_checkpoint, Direction::kIn, "version_of");
+        auto versions = store.relations(final_checkpoint, Direction::kIn, lineage::rel::kVersionOf);
         if (!versions.is_ok()) return versions.status();
         for (const auto& v : versions.value())
           outputs.push_back(ol_dataset(v.body.value("from", std::string())));
@@ -722,7 +720,7 @@ Result<std::string> openlineage_impl(const CustodyStore& store, const std::strin
            e.time_ms, facets, outputs);
       open = false;
       segment_begin = e.seq;
-    } else if (kind == "run_resumed") {
+    } else if (kind == lineage::event::kRunResumed) {
       // Numbered as ol_run_at numbers them: every resume begins a segment (a segment still
       // open here never recorded its end, and has none in the export either).
       ++segment;

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "storage/custody_store.h"
+#include "storage/lineage_vocabulary.h"
 
 namespace custody::storage {
 namespace {
@@ -81,56 +82,56 @@ using Table = std::map<std::string, std::vector<Field>>;
 // carried along (shown by `lineage show`) but never interpreted.
 const Table& entity_fields() {
   static const Table t{
-      {"checkpoint",
+      {lineage::kind::kCheckpoint,
        {{"job", Type::kString, true}, {"step", Type::kUint, true}, {"epoch", Type::kUint, true},
         {"root_hash", Type::kString, true}, {"final", Type::kBool, true}, {"attempt", Type::kUint, false},
         {"manifest_sha256", Type::kString, false}}},
-      {"run",
+      {lineage::kind::kRun,
        {{"name", Type::kString, true}, {"submitter", Type::kString, true}, {"submitted_at_ms", Type::kInt, true},
         {"epochs", Type::kUint, false}, {"workers", Type::kUint, false}, {"consistency", Type::kString, false},
         {"layer_sizes", Type::kNumbers, false}}},
-      {"dataset",
+      {lineage::kind::kDataset,
        {{"sha256", Type::kString, true}, {"name", Type::kString, false}, {"train_samples", Type::kInt, false},
         {"test_samples", Type::kInt, false}, {"license", Type::kString, false}, {"consent", Type::kStrings, false},
         {"files", Type::kObject, false}}},
-      {"model_version",
+      {lineage::kind::kModelVersion,
        {{"name", Type::kString, true}, {"version", Type::kUint, true}, {"checkpoint", Type::kString, true},
         {"run", Type::kString, false}, {"test_accuracy", Type::kNumber, false}}},
-      {"principal", {{"name", Type::kString, true}}},
-      {"node", {{"node_id", Type::kString, true}, {"role", Type::kString, true}, {"host", Type::kString, false},
+      {lineage::kind::kPrincipal, {{"name", Type::kString, true}}},
+      {lineage::kind::kNode, {{"node_id", Type::kString, true}, {"role", Type::kString, true}, {"host", Type::kString, false},
                 {"address", Type::kString, false}}},
-      {"credential", {{"principal", Type::kString, true}, {"role", Type::kString, true}}},
-      {"signing_key", {{"public_key", Type::kString, true}, {"public_key_pem", Type::kString, false}}},
-      {"jobspec", {{"text", Type::kString, false}, {"canonical", Type::kString, false}, {"sha256", Type::kString, false}}},
+      {lineage::kind::kCredential, {{"principal", Type::kString, true}, {"role", Type::kString, true}}},
+      {lineage::kind::kSigningKey, {{"public_key", Type::kString, true}, {"public_key_pem", Type::kString, false}}},
+      {lineage::kind::kJobSpec, {{"text", Type::kString, false}, {"canonical", Type::kString, false}, {"sha256", Type::kString, false}}},
   };
   return t;
 }
 
 const Table& relation_fields() {
   static const Table t{
-      {"contributed",
+      {lineage::rel::kContributed,
        {{"rank", Type::kUint, false}, {"steps", Type::kUint, true}, {"samples", Type::kUint, true},
         {"update_norm_sum", Type::kNumber, true}, {"rejected", Type::kUint, false},
         {"staleness_max", Type::kUint, false}, {"shard", Type::kObject, false}, {"run", Type::kString, false}}},
-      {"consumed",
+      {lineage::rel::kConsumed,
        {{"train_samples", Type::kInt, false}, {"license", Type::kString, false}, {"consent", Type::kStrings, false},
         {"name", Type::kString, false}, {"files", Type::kObject, false}}},
-      {"produced", {{"step", Type::kUint, false}}},
-      {"assigned", {{"role", Type::kString, false}, {"rank", Type::kUint, false}, {"attempt", Type::kUint, false}}},
+      {lineage::rel::kProduced, {{"step", Type::kUint, false}}},
+      {lineage::rel::kAssigned, {{"role", Type::kString, false}, {"rank", Type::kUint, false}, {"attempt", Type::kUint, false}}},
   };
   return t;
 }
 
 const Table& event_fields() {
   static const Table t{
-      {"run_ended",
+      {lineage::event::kRunEnded,
        {{"state", Type::kString, true}, {"message", Type::kString, false}, {"test_accuracy", Type::kNumber, false},
         {"accuracy_history", Type::kNumbers, false}, {"steps", Type::kUint, false},
         {"final_checkpoint", Type::kString, false}}},
-      {"run_started", {{"attempt", Type::kUint, false}, {"start_step", Type::kUint, false}}},
-      {"run_recovered", {{"attempt", Type::kUint, false}, {"next_attempt", Type::kUint, false}}},
-      {"run_resumed", {{"from_checkpoint", Type::kString, false}, {"step", Type::kUint, false}}},
-      {"epoch_evaluated",
+      {lineage::event::kRunStarted, {{"attempt", Type::kUint, false}, {"start_step", Type::kUint, false}}},
+      {lineage::event::kRunRecovered, {{"attempt", Type::kUint, false}, {"next_attempt", Type::kUint, false}}},
+      {lineage::event::kRunResumed, {{"from_checkpoint", Type::kString, false}, {"step", Type::kUint, false}}},
+      {lineage::event::kEpochEvaluated,
        {{"epoch", Type::kUint, true}, {"test_accuracy", Type::kNumber, true}, {"test_loss", Type::kNumber, false}}},
   };
   return t;
@@ -139,15 +140,15 @@ const Table& event_fields() {
 std::string check_body(const Record& r) {
   const json& b = r.body;
   if (!b.is_object()) return "its body is " + std::string(b.type_name()) + ", not an object";
-  if (r.log == "audit") {
+  if (r.log == lineage::kAuditLog) {
     return check_fields(b, {{"event", Type::kString, true}, {"lineage", Type::kNumbers, false},
                             {"usage", Type::kNumbers, false}, {"checkpoint", Type::kString, false}});
   }
   std::string problem = check_fields(b, {{"type", Type::kString, true}});
   if (!problem.empty()) return problem;
   const std::string type = b["type"];
-  if (r.log == "usage") {
-    if (type != "usage") return "it is of type '" + type + "' in the usage log";
+  if (r.log == lineage::kUsageLog) {
+    if (type != lineage::kUsage) return "it is of type '" + type + "' in the usage log";
     problem = check_fields(b, {{"target", Type::kString, true}, {"principal", Type::kString, true},
                                {"action", Type::kString, true}, {"purpose", Type::kString, false},
                                {"root_hash", Type::kString, false}, {"model", Type::kString, false},
@@ -166,17 +167,17 @@ std::string check_body(const Record& r) {
   }
   const Table* table = nullptr;
   std::string sub;
-  if (type == "entity") {
+  if (type == lineage::kEntity) {
     problem = check_fields(b, {{"kind", Type::kString, true}, {"id", Type::kString, true}});
     if (!problem.empty()) return problem;
     table = &entity_fields();
     sub = b["kind"];
-  } else if (type == "relation") {
+  } else if (type == lineage::kRelation) {
     problem = check_fields(b, {{"rel", Type::kString, true}, {"from", Type::kString, true}, {"to", Type::kString, true}});
     if (!problem.empty()) return problem;
     table = &relation_fields();
     sub = b["rel"];
-  } else if (type == "event") {
+  } else if (type == lineage::kEvent) {
     problem = check_fields(b, {{"event", Type::kString, true}, {"run", Type::kString, false}});
     if (!problem.empty()) return problem;
     table = &event_fields();
@@ -188,7 +189,7 @@ std::string check_body(const Record& r) {
   if (it == table->end()) return "";
   problem = check_fields(b, it->second);
   if (!problem.empty()) return problem;
-  if (type == "relation" && sub == "contributed" && b.contains("shard")) {
+  if (type == lineage::kRelation && sub == lineage::rel::kContributed && b.contains("shard")) {
     problem = check_fields(b["shard"], {{"dataset", Type::kString, true}, {"index", Type::kUint, false},
                                         {"begin", Type::kUint, false}, {"end", Type::kUint, false}},
                            "shard.");
