@@ -92,7 +92,7 @@ Status CoordinatorState::restore(Clock::time_point now) {
     const storage::json& e = run.entity;
     order_.push_back(id);
     Job job;
-    job.spec.text = run.spec_text;
+    job.plan.spec.text = run.spec_text;
     msg::JobStatus& s = job.status;
     s.job_id = id;
     s.name = e.value("name", "");
@@ -104,7 +104,7 @@ Status CoordinatorState::restore(Clock::time_point now) {
     const uint64_t workers = e.value("workers", uint64_t{0}), batch = e.value("batch_size", uint64_t{0});
     if (workers > 0 && batch > 0) s.total_steps = run.train_samples / workers / batch * s.epochs;
     s.recoveries = run.recoveries;
-    job.attempt = run.attempts;
+    job.attempt.number = run.attempts;
     s.last_checkpoint = run.newest_checkpoint;
     s.accuracy_history = run.accuracy;
     if (!run.accuracy.empty()) {
@@ -143,56 +143,43 @@ Status CoordinatorState::restore(Clock::time_point now) {
     }
     // Not ended: it was queued or running when the coordinator stopped. It resumes from
     // its newest checkpoint (or its start) once its nodes are back.
-    auto prepared = prepare(job.spec.text, "job " + id, false);
+    auto prepared = prepare(job.plan.spec.text, "job " + id, false);
     if (!prepared.is_ok()) {
       jobs_[id] = std::move(job);
       finish(jobs_[id], JobState::kFailed, "could not be restored after a coordinator restart: " +
                                                prepared.status().message());
       continue;
     }
-    Job restored = std::move(prepared).value();
-    msg::JobStatus keep = s;
-    restored.attempt = job.attempt;
-    restored.status.job_id = id;
-    restored.status.submitter = keep.submitter;
-    restored.status.submitted_at_ms = keep.submitted_at_ms;
-    restored.status.last_checkpoint = keep.last_checkpoint;
-    restored.status.recoveries = keep.recoveries;
-    restored.status.accuracy_history = keep.accuracy_history;
-    restored.status.test_accuracy = keep.test_accuracy;
-    restored.status.test_loss = keep.test_loss;
+    // The plan is derived again from the job file; the status is what the record says.
+    job.plan = std::move(prepared->plan);
+    s.state = JobState::kPending;
+    s.total_steps = job.plan.total_steps();
+    s.dataset_hash = job.plan.data.version_hash;
     std::string optimizer_note;
     if (!s.last_checkpoint.empty()) {
-      auto step = load_start(restored, s.last_checkpoint, &optimizer_note);
-      if (!step.is_ok()) return step.status();
-      restored.start_step = step.value();
+      CUSTODY_ASSIGN_OR_RETURN(job.start.step, load_start(job, s.last_checkpoint, &optimizer_note));
     } else if (!run.init_from.empty()) {  // fine-tuning from its origin, with a fresh optimizer
-      auto values = storage::load_checkpoint(store, run.init_from, nullptr);
-      if (!values.is_ok()) return values.status();
-      restored.initial_values = std::move(values).value();
-      restored.init_checkpoint = run.init_from;
+      CUSTODY_ASSIGN_OR_RETURN(job.start.values, storage::load_checkpoint(store, run.init_from, nullptr));
+      job.plan.init_checkpoint = run.init_from;
     }
-    restored.last_checkpoint_step = restored.start_step;
-    const bool was_started = restored.attempt > 0;
-    if (was_started) {
-      CUSTODY_RETURN_IF_ERROR(recorder_.job_recovered(restored.status, restored.attempt - 1,
-                                                      "the coordinator restarted", restored.start_step,
-                                                      restored.start_step, s.last_checkpoint));
-      ++restored.status.recoveries;
+    job.last_checkpoint_step = job.start.step;
+    if (job.attempt.number > 0) {  // it had started: the attempt it was on is over
+      CUSTODY_RETURN_IF_ERROR(recorder_.job_recovered(s, job.attempt.number - 1, "the coordinator restarted",
+                                                      job.start.step, job.start.step, s.last_checkpoint));
+      ++s.recoveries;
     }
-    restored.recovering = true;
-    restored.recovery_reason = "the coordinator restarted";
-    restored.full_nodes_until = now + options_.heartbeat_timeout;
-    restored.status.step = restored.start_step;
-    restored.status.epoch = static_cast<uint32_t>(restored.start_step / restored.steps_per_epoch);
+    job.recovering = true;
+    job.recovery_reason = "the coordinator restarted";
+    job.full_nodes_until = now + options_.heartbeat_timeout;
+    s.step = job.start.step;
+    s.epoch = static_cast<uint32_t>(job.start.step / job.plan.steps_per_epoch);
     // Epochs evaluated past the checkpoint are trained again, and evaluated again.
-    auto& history = restored.status.accuracy_history;
-    if (history.size() > restored.status.epoch) history.resize(restored.status.epoch);
-    restored.status.test_accuracy = history.empty() ? -1 : history.back();
-    restored.status.message = "restored after a coordinator restart; resumes from " +
-                              (s.last_checkpoint.empty() ? std::string("its start") : s.last_checkpoint) +
-                              optimizer_note + " once its nodes register";
-    jobs_[id] = std::move(restored);
+    if (s.accuracy_history.size() > s.epoch) s.accuracy_history.resize(s.epoch);
+    s.test_accuracy = s.accuracy_history.empty() ? -1 : s.accuracy_history.back();
+    s.message = "restored after a coordinator restart; resumes from " +
+                (s.last_checkpoint.empty() ? std::string("its start") : s.last_checkpoint) + optimizer_note +
+                " once its nodes register";
+    jobs_[id] = std::move(job);
     queue_.push_back(id);
     ++resumed;
   }
@@ -367,7 +354,7 @@ Outbox CoordinatorState::on_register(const std::string& peer, const Envelope& in
   if (existing) {
     for (auto& [job_id, job] : jobs_) {
       if (msg::is_terminal(job.status.state) || job.status.state == JobState::kPending) continue;
-      if (std::count(job.workers.begin(), job.workers.end(), id) + std::count(job.servers.begin(), job.servers.end(), id)) {
+      if (std::count(job.attempt.workers.begin(), job.attempt.workers.end(), id) + std::count(job.attempt.servers.begin(), job.attempt.servers.end(), id)) {
         lost_jobs.push_back(job_id);
       }
     }
@@ -399,7 +386,7 @@ Outbox CoordinatorState::on_register(const std::string& peer, const Envelope& in
   return out;
 }
 
-Result<CoordinatorState::Job> CoordinatorState::prepare(const std::string& spec_text, const std::string& origin,
+Result<Job> CoordinatorState::prepare(const std::string& spec_text, const std::string& origin,
                                                         bool resolve_init) {
   auto spec = parse_job_spec(spec_text, origin);
   if (!spec.is_ok()) return spec.status();
@@ -425,7 +412,7 @@ Result<CoordinatorState::Job> CoordinatorState::prepare(const std::string& spec_
                             " samples); lower the batch size or the number of workers");
   }
   if (data->test.count < spec->workers) {
-    return invalid_argument(origin + ": the test set has fewer samples than 'job.workers'");
+    return invalid_argument(origin + ": the test set has fewer samples than 'job.attempt.workers'");
   }
   Job job;
   if (resolve_init && !spec->init_from.empty()) {
@@ -442,27 +429,27 @@ Result<CoordinatorState::Job> CoordinatorState::prepare(const std::string& spec_
                               manifest["layer_sizes"].dump() + ", but this job's model has layers " +
                               storage::json(model->layer_sizes()).dump());
     }
-    job.initial_values = std::move(values).value();
-    job.init_checkpoint = id.value();
+    job.start.values = std::move(values).value();
+    job.plan.init_checkpoint = id.value();
   }
-  job.spec = spec.value();
-  job.layer_sizes = model->layer_sizes();
-  job.train_count = data->train.count;
-  job.test_count = data->test.count;
-  job.features = data->train.features;
-  job.num_parameters = model->num_parameters();
-  job.steps_per_epoch = static_cast<uint64_t>(min_shard / spec->batch_size);
-  job.checkpoint_every = spec->checkpoint_every_steps > 0 ? static_cast<uint64_t>(spec->checkpoint_every_steps)
-                                                          : job.steps_per_epoch;
+  job.plan.spec = spec.value();
+  job.plan.layer_sizes = model->layer_sizes();
+  job.plan.data.train_count = data->train.count;
+  job.plan.data.test_count = data->test.count;
+  job.plan.features = data->train.features;
+  job.plan.num_parameters = model->num_parameters();
+  job.plan.steps_per_epoch = static_cast<uint64_t>(min_shard / spec->batch_size);
+  job.plan.checkpoint_every = spec->checkpoint_every_steps > 0 ? static_cast<uint64_t>(spec->checkpoint_every_steps)
+                                                          : job.plan.steps_per_epoch;
   msg::JobStatus& s = job.status;
   s.name = spec->name;
   s.state = JobState::kPending;
   s.epochs = static_cast<uint32_t>(spec->epochs);
-  s.total_steps = job.steps_per_epoch * static_cast<uint64_t>(spec->epochs);
+  s.total_steps = job.plan.steps_per_epoch * static_cast<uint64_t>(spec->epochs);
   s.dataset_hash = data->version_hash;
   s.consistency = to_string(spec->consistency);
   s.message = "waiting for " + std::to_string(spec->workers) + " idle workers and a parameter server";
-  job.data = {data->version_hash, data->train.content_hash, data->test.content_hash, data->train.count,
+  job.plan.data = {data->version_hash, data->train.content_hash, data->test.content_hash, data->train.count,
                 data->test.count};
   return job;
 }
@@ -478,13 +465,13 @@ Outbox CoordinatorState::on_submit(const Envelope& in, const msg::SubmitJob& m, 
   s.submitter = m.submitter.empty() ? "anonymous" : m.submitter;
   s.submitted_at_ms = wall_ms();
   const std::string id = s.job_id;
-  Status recorded = recorder_.job_submitted(s, job.spec, job.data, job.layer_sizes, job.init_checkpoint);
+  Status recorded = recorder_.job_submitted(s, job.plan.spec, job.plan.data, job.plan.layer_sizes, job.plan.init_checkpoint);
   if (!recorded.is_ok()) {
     return error(Status(recorded.code(), recorded.message() + "; the job was not accepted"));
   }
   log(LogLevel::kInfo, kSelf, "accepted " + id + " '" + s.name + "' from " + s.submitter + ": " +
-                                  std::to_string(job.num_parameters) + " parameters, " +
-                                  std::to_string(job.spec.workers) + " workers, " + s.consistency + ", data " +
+                                  std::to_string(job.plan.num_parameters) + " parameters, " +
+                                  std::to_string(job.plan.spec.workers) + " workers, " + s.consistency + ", data " +
                                   s.dataset_hash.substr(0, 12));
   jobs_[id] = std::move(job);
   queue_.push_back(id);
@@ -531,26 +518,26 @@ Outbox CoordinatorState::on_node_report(const Node& node, const Envelope& in, Cl
     return {};  // a late report of a job that has ended: nothing to do
   }
   Job& job = it->second;
-  if (in.attempt != job.attempt) return {};  // from an attempt that was rolled back
+  if (in.attempt != job.attempt.number) return {};  // from an attempt that was rolled back
   msg::JobStatus& s = job.status;
   if (auto* m = in.get<msg::CheckpointShard>()) return on_checkpoint_shard(job, node, *m);
   if (in.get<msg::KeyRangeReady>()) {
-    if (std::find(job.servers.begin(), job.servers.end(), node.id) == job.servers.end()) return {};
-    job.servers_ready.insert(node.id);
-    if (s.state == JobState::kStarting && job.servers_ready.size() == job.servers.size()) {
+    if (std::find(job.attempt.servers.begin(), job.attempt.servers.end(), node.id) == job.attempt.servers.end()) return {};
+    job.attempt.servers_ready.insert(node.id);
+    if (s.state == JobState::kStarting && job.attempt.servers_ready.size() == job.attempt.servers.size()) {
       return start_tasks(job);
     }
     return {};
   }
   // The rest come from a rank's trainer, which must run on the node that sent it.
   auto rank_of = [&](uint32_t rank) -> WorkerProgress* {
-    if (rank >= job.workers.size() || job.workers[rank] != node.id) return nullptr;
-    return &job.progress[rank];
+    if (rank >= job.attempt.workers.size() || job.attempt.workers[rank] != node.id) return nullptr;
+    return &job.attempt.progress[rank];
   };
   auto min_step = [&] {
     uint64_t min = UINT64_MAX;
-    for (auto& [rank, wp] : job.progress) min = std::min(min, wp.step);
-    return min == UINT64_MAX ? job.start_step : min;
+    for (auto& [rank, wp] : job.attempt.progress) min = std::min(min, wp.step);
+    return min == UINT64_MAX ? job.start.step : min;
   };
   if (auto* m = in.get<msg::Progress>()) {
     WorkerProgress* p = rank_of(m->rank);
@@ -563,7 +550,7 @@ Outbox CoordinatorState::on_node_report(const Node& node, const Envelope& in, Cl
       job.loss_ema = job.loss_ema < 0 ? loss : 0.7 * job.loss_ema + 0.3 * loss;
     }
     double rate = 0;
-    for (auto& [rank, wp] : job.progress) rate += wp.rate;
+    for (auto& [rank, wp] : job.attempt.progress) rate += wp.rate;
     s.step = min_step();
     s.samples_per_sec = rate;
     s.loss = job.loss_ema;
@@ -571,9 +558,9 @@ Outbox CoordinatorState::on_node_report(const Node& node, const Envelope& in, Cl
   }
   if (auto* m = in.get<msg::EpochEval>()) {
     if (!rank_of(m->rank) || m->epoch == 0 || m->epoch > s.epochs) return {};
-    auto& reports = job.evals[m->epoch];
+    auto& reports = job.attempt.evals[m->epoch];
     reports[m->rank] = *m;
-    if (reports.size() == job.workers.size()) {
+    if (reports.size() == job.attempt.workers.size()) {
       uint64_t correct = 0, total = 0;
       double loss = 0;
       for (auto& [rank, r] : reports) {
@@ -586,8 +573,8 @@ Outbox CoordinatorState::on_node_report(const Node& node, const Envelope& in, Cl
       s.test_loss = total ? loss / double(total) : 0;
       s.accuracy_history.resize(std::max<size_t>(s.accuracy_history.size(), m->epoch), 0.0);
       s.accuracy_history[m->epoch - 1] = s.test_accuracy;
-      job.evals.erase(m->epoch);
-      Status recorded = recorder_.epoch_evaluated(s, job.attempt, m->epoch, s.test_accuracy, s.test_loss);
+      job.attempt.evals.erase(m->epoch);
+      Status recorded = recorder_.epoch_evaluated(s, job.attempt.number, m->epoch, s.test_accuracy, s.test_loss);
       // An evaluation describes the model, it does not change it: a store that cannot take
       // the record is reported, and training goes on (its checkpoints would fail the job).
       if (!recorded.is_ok()) log(LogLevel::kError, kSelf, s.job_id + ": " + recorded.message());
@@ -619,39 +606,39 @@ Outbox CoordinatorState::on_node_report(const Node& node, const Envelope& in, Cl
 }
 
 Outbox CoordinatorState::maybe_complete(Job& job) {
-  for (size_t rank = 0; rank < job.workers.size(); ++rank)
-    if (!job.progress[static_cast<uint32_t>(rank)].done) return {};
-  if (!job.evals.empty()) return {};
+  for (size_t rank = 0; rank < job.attempt.workers.size(); ++rank)
+    if (!job.attempt.progress[static_cast<uint32_t>(rank)].done) return {};
+  if (!job.attempt.evals.empty()) return {};
   if (recorder_.enabled() && !job.final_recorded) return {};  // the final checkpoint is on its way
   return finish(job, JobState::kCompleted, "final test accuracy " + fmt("%.4f", job.status.test_accuracy));
 }
 
 Outbox CoordinatorState::on_checkpoint_shard(Job& job, const Node& node, const msg::CheckpointShard& m) {
   if (!recorder_.enabled()) return {};  // no store: nothing to keep
-  auto server = std::find(job.servers.begin(), job.servers.end(), node.id);
-  if (server == job.servers.end()) return {};
-  const KeyRange& range = job.ranges[server - job.servers.begin()];
+  auto server = std::find(job.attempt.servers.begin(), job.attempt.servers.end(), node.id);
+  if (server == job.attempt.servers.end()) return {};
+  const KeyRange& range = job.attempt.ranges[server - job.attempt.servers.begin()];
   if (m.range_begin != range.begin || m.values.size() != range.size()) {
     return finish(job, JobState::kFailed, node.id + " sent a checkpoint shard that is not its key range");
   }
-  const size_t state_blocks = state_tensor_names(job.spec.optimizer.kind).size();
+  const size_t state_blocks = state_tensor_names(job.plan.spec.optimizer.kind).size();
   if (!m.optimizer_state.empty() && m.optimizer_state.size() != state_blocks * range.size()) {
     return finish(job, JobState::kFailed,
                   node.id + " sent " + std::to_string(m.optimizer_state.size()) + " floats of " +
-                      to_string(job.spec.optimizer.kind) + " state for a key range of " +
+                      to_string(job.plan.spec.optimizer.kind) + " state for a key range of " +
                       std::to_string(range.size()) + " (expected " + std::to_string(state_blocks * range.size()) + ")");
   }
-  auto& pending = job.shards[m.step];
+  auto& pending = job.attempt.shards[m.step];
   pending[node.id] = m;
-  if (pending.size() < job.servers.size()) return {};
+  if (pending.size() < job.attempt.servers.size()) return {};
 
-  std::vector<float> values(job.num_parameters);
+  std::vector<float> values(job.plan.num_parameters);
   // The optimizer state, assembled by key like the values: block b of a server's range goes
   // to [b * n + begin, b * n + end). Kept only if every server sent its part (servers from
   // before optimizer state was checkpointed send none).
   storage::OptimizerCheckpoint optimizer;
-  optimizer.kind = job.spec.optimizer.kind;
-  optimizer.state.values.resize(state_blocks * job.num_parameters);
+  optimizer.kind = job.plan.spec.optimizer.kind;
+  optimizer.state.values.resize(state_blocks * job.plan.num_parameters);
   bool whole_state = state_blocks > 0;
   std::map<std::string, WorkerContribution> contributions;
   bool final = false;
@@ -661,7 +648,7 @@ Outbox CoordinatorState::on_checkpoint_shard(Job& job, const Node& node, const m
     for (size_t b = 0; whole_state && b < state_blocks; ++b) {
       const auto from = shard.optimizer_state.begin() + static_cast<std::ptrdiff_t>(b * shard.values.size());
       std::copy(from, from + static_cast<std::ptrdiff_t>(shard.values.size()),
-                optimizer.state.values.begin() + static_cast<std::ptrdiff_t>(b * job.num_parameters + shard.range_begin));
+                optimizer.state.values.begin() + static_cast<std::ptrdiff_t>(b * job.plan.num_parameters + shard.range_begin));
     }
     // Every server applies the same updates (BSP: one per step), so their counts agree;
     // under ASP a push refused by one server alone (a non-finite value in its range) makes
@@ -687,23 +674,23 @@ Outbox CoordinatorState::on_checkpoint_shard(Job& job, const Node& node, const m
   }
   for (auto& [key, c] : contributions) {
     // Only the node that ran a rank is credited with its shard.
-    if (c.rank < job.tasks.size() && c.rank < job.workers.size() && job.workers[c.rank] == c.worker) {
-      c.shard = job.tasks[c.rank].shard;
+    if (c.rank < job.attempt.tasks.size() && c.rank < job.attempt.workers.size() && job.attempt.workers[c.rank] == c.worker) {
+      c.shard = job.attempt.tasks[c.rank].shard;
     }
   }
-  job.shards.erase(m.step);
+  job.attempt.shards.erase(m.step);
   storage::CheckpointSpec spec;
   spec.job = job.status.job_id;
-  spec.attempt = job.attempt;
+  spec.attempt = job.attempt.number;
   spec.step = m.step;
-  spec.epoch = static_cast<uint32_t>(m.step / job.steps_per_epoch);
-  spec.parent = job.status.last_checkpoint.empty() ? job.init_checkpoint : job.status.last_checkpoint;
+  spec.epoch = static_cast<uint32_t>(m.step / job.plan.steps_per_epoch);
+  spec.parent = job.status.last_checkpoint.empty() ? job.plan.init_checkpoint : job.status.last_checkpoint;
   spec.final = final;
   if (state_blocks > 0 && !whole_state) {
     log(LogLevel::kWarn, kSelf, job.status.job_id + ": a server sent no optimizer state with step " +
                                     std::to_string(m.step) + "; a resume from this checkpoint starts the optimizer from zeros");
   }
-  auto id = recorder_.checkpoint(job.status, job.layer_sizes, values, spec, contributions,
+  auto id = recorder_.checkpoint(job.status, job.plan.layer_sizes, values, spec, contributions,
                                  whole_state ? &optimizer : nullptr);
   if (!id.is_ok()) {
     return finish(job, JobState::kFailed,
@@ -728,7 +715,7 @@ void CoordinatorState::on_job_released(Job& job, const Node& node, uint32_t atte
 void CoordinatorState::record_discard(Job& job, uint32_t attempt) {
   auto d = job.discards.find(attempt);
   if (d == job.discards.end()) return;
-  const Job::Discard& discard = d->second;
+  const Discard& discard = d->second;
   const std::vector<std::string> unanswered(discard.waiting.begin(), discard.waiting.end());
   Status recorded = recorder_.attempt_discarded(job.status, attempt, discard.back_to_step, discard.applied, unanswered);
   // It describes work already thrown away; a store that cannot take it is reported, and the
@@ -750,14 +737,14 @@ Result<uint64_t> CoordinatorState::load_start(Job& job, const std::string& check
   if (!values.is_ok()) return values.status();
   auto optimizer = storage::load_optimizer_state(*recorder_.store(), manifest);
   if (!optimizer.is_ok()) return optimizer.status();
-  job.initial_values = std::move(values).value();
-  job.initial_optimizer = {};
-  const OptimizerConfig::Kind kind = job.spec.optimizer.kind;
+  job.start.values = std::move(values).value();
+  job.start.optimizer = {};
+  const OptimizerConfig::Kind kind = job.plan.spec.optimizer.kind;
   const size_t blocks = state_tensor_names(kind).size();
   const auto& saved = optimizer.value();
   optimizer_note->clear();
-  if (saved && saved->kind == kind && saved->state.values.size() == blocks * job.num_parameters) {
-    job.initial_optimizer = saved->state;
+  if (saved && saved->kind == kind && saved->state.values.size() == blocks * job.plan.num_parameters) {
+    job.start.optimizer = saved->state;
     if (blocks > 0) *optimizer_note = ", with its " + std::string(to_string(kind)) + " state";
   } else if (blocks > 0) {
     *optimizer_note = "; the " + std::string(to_string(kind)) + " state starts from zeros (" +
@@ -782,15 +769,11 @@ Outbox CoordinatorState::on_resume(const Envelope& in, const msg::ResumeJob& m, 
   if (s.last_checkpoint.empty() || !recorder_.enabled()) {
     return error(failed_precondition("job " + in.job_id + " has no checkpoint to resume from"));
   }
-  if (job.steps_per_epoch == 0) {  // restored from the store after a restart: read its file again
-    auto prepared = prepare(job.spec.text, "job " + in.job_id, false);
+  if (!job.plan.prepared()) {  // restored from the store after a restart: read its file again
+    auto prepared = prepare(job.plan.spec.text, "job " + in.job_id, false);
     if (!prepared.is_ok()) return error(prepared.status());
-    msg::JobStatus keep = s;
-    const uint32_t attempt = job.attempt;
-    job = std::move(prepared).value();
-    job.status = keep;
-    job.attempt = attempt;
-    job.status.total_steps = job.steps_per_epoch * static_cast<uint64_t>(job.spec.epochs);
+    job.plan = std::move(prepared->plan);
+    s.total_steps = job.plan.total_steps();
   }
   std::string optimizer_note;
   auto loaded = load_start(job, s.last_checkpoint, &optimizer_note);
@@ -832,7 +815,7 @@ Outbox CoordinatorState::schedule() {
   size_t held = 0;  // idle workers promised to earlier jobs that do not fit yet
   for (auto qit = queue_.begin(); qit != queue_.end();) {
     Job& job = jobs_.at(*qit);
-    const size_t ranks = static_cast<size_t>(job.spec.workers);
+    const size_t ranks = static_cast<size_t>(job.plan.spec.workers);
     // A job rolled back after a failure runs on what is left (one node may run several
     // ranks); a first start, or a job restored after a coordinator restart that is still
     // waiting for its nodes to come back, waits for a node per rank.
@@ -861,50 +844,50 @@ Outbox CoordinatorState::schedule() {
     }
     for (Node* w : workers) idle.erase(std::find(idle.begin(), idle.end(), w));
     std::vector<Node*> servers = live_servers;
-    if (servers.size() > job.num_parameters) servers.resize(job.num_parameters);
-    job.ranges = partition_range(job.num_parameters, static_cast<uint32_t>(servers.size())).value();
-    job.workers.clear();
-    job.servers.clear();
-    job.servers_ready.clear();
-    job.progress.clear();
+    if (servers.size() > job.plan.num_parameters) servers.resize(job.plan.num_parameters);
+    job.attempt.ranges = partition_range(job.plan.num_parameters, static_cast<uint32_t>(servers.size())).value();
+    job.attempt.workers.clear();
+    job.attempt.servers.clear();
+    job.attempt.servers_ready.clear();
+    job.attempt.progress.clear();
     for (Node* w : workers) w->job = job.status.job_id;
     for (size_t r = 0; r < ranks; ++r) {
-      job.workers.push_back(workers[r % workers.size()]->id);
-      job.progress[static_cast<uint32_t>(r)] = WorkerProgress{job.start_step, 0, false, now_};
+      job.attempt.workers.push_back(workers[r % workers.size()]->id);
+      job.attempt.progress[static_cast<uint32_t>(r)] = WorkerProgress{job.start.step, 0, false, now_};
     }
     for (size_t i = 0; i < servers.size(); ++i) {
-      job.servers.push_back(servers[i]->id);
+      job.attempt.servers.push_back(servers[i]->id);
       msg::AssignKeyRange a;
-      a.spec_text = job.spec.text;
+      a.spec_text = job.plan.spec.text;
       a.server_index = static_cast<uint32_t>(i);
-      a.range_begin = job.ranges[i].begin;
-      a.range_end = job.ranges[i].end;
-      a.num_parameters = job.num_parameters;
+      a.range_begin = job.attempt.ranges[i].begin;
+      a.range_end = job.attempt.ranges[i].end;
+      a.num_parameters = job.plan.num_parameters;
       a.num_workers = static_cast<uint32_t>(ranks);
       a.total_steps = job.status.total_steps;
-      a.input_features = static_cast<uint32_t>(job.features);
-      a.steps_per_epoch = job.steps_per_epoch;
-      a.checkpoint_every = job.checkpoint_every;
-      a.start_step = job.start_step;
-      if (!job.initial_values.empty()) {
-        a.initial_values.assign(job.initial_values.begin() + static_cast<std::ptrdiff_t>(job.ranges[i].begin),
-                                job.initial_values.begin() + static_cast<std::ptrdiff_t>(job.ranges[i].end));
+      a.input_features = static_cast<uint32_t>(job.plan.features);
+      a.steps_per_epoch = job.plan.steps_per_epoch;
+      a.checkpoint_every = job.plan.checkpoint_every;
+      a.start_step = job.start.step;
+      if (!job.start.values.empty()) {
+        a.initial_values.assign(job.start.values.begin() + static_cast<std::ptrdiff_t>(job.attempt.ranges[i].begin),
+                                job.start.values.begin() + static_cast<std::ptrdiff_t>(job.attempt.ranges[i].end));
       }
       // The optimizer state's slice: the range of each block (layout: core/optimizer.h).
-      const auto& state = job.initial_optimizer.values;
-      for (size_t b = 0; job.num_parameters > 0 && b < state.size() / job.num_parameters; ++b) {
-        const auto block = state.begin() + static_cast<std::ptrdiff_t>(b * job.num_parameters);
-        a.optimizer_state.insert(a.optimizer_state.end(), block + static_cast<std::ptrdiff_t>(job.ranges[i].begin),
-                                 block + static_cast<std::ptrdiff_t>(job.ranges[i].end));
+      const auto& state = job.start.optimizer.values;
+      for (size_t b = 0; job.plan.num_parameters > 0 && b < state.size() / job.plan.num_parameters; ++b) {
+        const auto block = state.begin() + static_cast<std::ptrdiff_t>(b * job.plan.num_parameters);
+        a.optimizer_state.insert(a.optimizer_state.end(), block + static_cast<std::ptrdiff_t>(job.attempt.ranges[i].begin),
+                                 block + static_cast<std::ptrdiff_t>(job.attempt.ranges[i].end));
       }
-      a.optimizer_steps = job.initial_optimizer.steps;
-      out.push_back({servers[i]->peer, envelope(job.status.job_id, std::move(a), job.attempt)});
+      a.optimizer_steps = job.start.optimizer.steps;
+      out.push_back({servers[i]->peer, envelope(job.status.job_id, std::move(a), job.attempt.number)});
     }
-    job.status.workers = job.workers;
-    job.status.servers = job.servers;
+    job.status.workers = job.attempt.workers;
+    job.status.servers = job.attempt.servers;
     job.status.state = JobState::kStarting;
     job.status.message = "parameter servers are loading their key ranges";
-    job.starting_since = now_;
+    job.attempt.starting_since = now_;
     qit = queue_.erase(qit);
   }
   return out;
@@ -912,50 +895,50 @@ Outbox CoordinatorState::schedule() {
 
 Outbox CoordinatorState::start_tasks(Job& job) {
   Outbox out;
-  job.tasks.clear();
-  auto shards = partition_range(static_cast<uint64_t>(job.train_count), static_cast<uint32_t>(job.workers.size())).value();
-  auto tests = partition_range(static_cast<uint64_t>(job.test_count), static_cast<uint32_t>(job.workers.size())).value();
+  job.attempt.tasks.clear();
+  auto shards = partition_range(static_cast<uint64_t>(job.plan.data.train_count), static_cast<uint32_t>(job.attempt.workers.size())).value();
+  auto tests = partition_range(static_cast<uint64_t>(job.plan.data.test_count), static_cast<uint32_t>(job.attempt.workers.size())).value();
   std::vector<msg::ServerRange> servers;
-  for (size_t i = 0; i < job.servers.size(); ++i) {
-    Node* n = node_by_id(job.servers[i]);
-    servers.push_back({n->id, n->address, job.ranges[i].begin, job.ranges[i].end});
+  for (size_t i = 0; i < job.attempt.servers.size(); ++i) {
+    Node* n = node_by_id(job.attempt.servers[i]);
+    servers.push_back({n->id, n->address, job.attempt.ranges[i].begin, job.attempt.ranges[i].end});
   }
-  for (size_t r = 0; r < job.workers.size(); ++r) {
+  for (size_t r = 0; r < job.attempt.workers.size(); ++r) {
     msg::AssignTask t;
-    t.spec_text = job.spec.text;
+    t.spec_text = job.plan.spec.text;
     t.rank = static_cast<uint32_t>(r);
-    t.shard = {job.status.dataset_hash, static_cast<uint32_t>(r), static_cast<uint32_t>(job.workers.size()),
+    t.shard = {job.status.dataset_hash, static_cast<uint32_t>(r), static_cast<uint32_t>(job.attempt.workers.size()),
                shards[r].begin, shards[r].end};
     t.test_begin = tests[r].begin;
     t.test_end = tests[r].end;
-    t.steps_per_epoch = job.steps_per_epoch;
+    t.steps_per_epoch = job.plan.steps_per_epoch;
     t.servers = servers;
-    t.num_parameters = job.num_parameters;
-    t.start_step = job.start_step;
-    out.push_back({node_by_id(job.workers[r])->peer, envelope(job.status.job_id, t, job.attempt)});
-    job.tasks.push_back(std::move(t));
+    t.num_parameters = job.plan.num_parameters;
+    t.start_step = job.start.step;
+    out.push_back({node_by_id(job.attempt.workers[r])->peer, envelope(job.status.job_id, t, job.attempt.number)});
+    job.attempt.tasks.push_back(std::move(t));
   }
-  Status recorded = recorder_.job_started(job.status, job.tasks, servers, job.start_step, job.attempt);
+  Status recorded = recorder_.job_started(job.status, job.attempt.tasks, servers, job.start.step, job.attempt.number);
   if (!recorded.is_ok()) return finish(job, JobState::kFailed, recorded.message());
   job.status.state = JobState::kRunning;
   if (job.status.started_at_ms == 0) job.status.started_at_ms = wall_ms();
   job.status.message = job.recovering ? "training (recovered: " + job.recovery_reason + ")" : "training";
-  for (auto& [rank, p] : job.progress) p.last_step_at = now_;
-  log(LogLevel::kInfo, kSelf, job.status.job_id + " running on " + std::to_string(job.workers.size()) +
-                                  " ranks and " + std::to_string(job.servers.size()) + " parameter servers (attempt " +
-                                  std::to_string(job.attempt) + ", from step " + std::to_string(job.start_step) + ")");
+  for (auto& [rank, p] : job.attempt.progress) p.last_step_at = now_;
+  log(LogLevel::kInfo, kSelf, job.status.job_id + " running on " + std::to_string(job.attempt.workers.size()) +
+                                  " ranks and " + std::to_string(job.attempt.servers.size()) + " parameter servers (attempt " +
+                                  std::to_string(job.attempt.number) + ", from step " + std::to_string(job.start.step) + ")");
   return out;
 }
 
 Outbox CoordinatorState::stop_attempt(Job& job, const std::string& reason) {
   Outbox out;
-  std::set<std::string> involved(job.workers.begin(), job.workers.end());
-  involved.insert(job.servers.begin(), job.servers.end());
+  std::set<std::string> involved(job.attempt.workers.begin(), job.attempt.workers.end());
+  involved.insert(job.attempt.servers.begin(), job.attempt.servers.end());
   for (const auto& id : involved) {
     Node* n = node_by_id(id);
     if (!n) continue;
     if (n->job == job.status.job_id) n->job.clear();
-    if (n->alive) out.push_back({n->peer, envelope(job.status.job_id, msg::StopJob{reason}, job.attempt)});
+    if (n->alive) out.push_back({n->peer, envelope(job.status.job_id, msg::StopJob{reason}, job.attempt.number)});
   }
   return out;
 }
@@ -973,9 +956,9 @@ Outbox CoordinatorState::finish(Job& job, JobState state, const std::string& mes
       s.job_id + " " + msg::to_string(state) + ": " + message);
   Status recorded = recorder_.job_ended(s, job.final_recorded ? s.last_checkpoint : "");
   if (!recorded.is_ok()) log(LogLevel::kError, kSelf, s.job_id + ": " + recorded.message());
-  job.initial_values.clear();
-  job.initial_values.shrink_to_fit();
-  job.initial_optimizer = {};
+  job.start.values.clear();
+  job.start.values.shrink_to_fit();
+  job.start.optimizer = {};
   // Forget the oldest finished jobs beyond the limit.
   size_t finished = 0;
   for (auto& id : order_) finished += msg::is_terminal(jobs_.at(id).status.state);
@@ -995,17 +978,15 @@ Outbox CoordinatorState::finish(Job& job, JobState state, const std::string& mes
 
 void CoordinatorState::rewind(Job& job, uint64_t step) {
   msg::JobStatus& s = job.status;
-  ++job.attempt;
-  job.start_step = step;
+  Attempt next;  // nothing of the attempt before carries over
+  next.number = job.attempt.number + 1;
+  job.attempt = std::move(next);
+  job.start.step = step;
   job.last_checkpoint_step = step;
   job.final_recorded = false;
-  job.shards.clear();
-  job.evals.clear();
-  job.progress.clear();
-  job.servers_ready.clear();
   s.state = JobState::kPending;
   s.step = step;
-  s.epoch = static_cast<uint32_t>(step / job.steps_per_epoch);
+  s.epoch = static_cast<uint32_t>(step / job.plan.steps_per_epoch);
   if (s.accuracy_history.size() > s.epoch) s.accuracy_history.resize(s.epoch);
 }
 
@@ -1020,13 +1001,13 @@ Outbox CoordinatorState::recover(Job& job, const std::string& why) {
   Outbox out = stop_attempt(job, "rolled back: " + why);
   // The live servers answer the stop with what they had applied (jobReleased).
   std::vector<std::string> to_report;
-  for (const auto& id : job.servers) {
+  for (const auto& id : job.attempt.servers) {
     const Node* n = node_by_id(id);
     if (n && n->alive) to_report.push_back(id);
   }
   uint64_t reached = UINT64_MAX;
-  for (auto& [rank, p] : job.progress) reached = std::min(reached, p.step);
-  if (reached == UINT64_MAX) reached = job.start_step;
+  for (auto& [rank, p] : job.attempt.progress) reached = std::min(reached, p.step);
+  if (reached == UINT64_MAX) reached = job.start.step;
   reached = std::max(reached, job.last_checkpoint_step);  // progress reports lag the servers
   // Back to the newest checkpoint of this job, or to where this run of it started.
   // Without a checkpoint the job goes back to where this run of it started, with the values
@@ -1040,10 +1021,10 @@ Outbox CoordinatorState::recover(Job& job, const std::string& why) {
       out.insert(out.end(), more.begin(), more.end());
       return out;
     }
-    job.start_step = step.value();
+    job.start.step = step.value();
     checkpoint = s.last_checkpoint;
   }
-  Status recorded = recorder_.job_recovered(s, job.attempt, why, reached, job.start_step, checkpoint,
+  Status recorded = recorder_.job_recovered(s, job.attempt.number, why, reached, job.start.step, checkpoint,
                                             recorder_.enabled() ? to_report : std::vector<std::string>());
   if (!recorded.is_ok()) {
     auto more = finish(job, JobState::kFailed, why + "; and the recovery could not be recorded: " + recorded.message());
@@ -1051,16 +1032,16 @@ Outbox CoordinatorState::recover(Job& job, const std::string& why) {
     return out;
   }
   log(LogLevel::kWarn, kSelf, s.job_id + ": " + why + "; rolling back from step " + std::to_string(reached) +
-                                  " to step " + std::to_string(job.start_step) +
+                                  " to step " + std::to_string(job.start.step) +
                                   (checkpoint.empty() ? " (the job's start)" : " (" + checkpoint + ")") +
-                                  " as attempt " + std::to_string(job.attempt + 1));
+                                  " as attempt " + std::to_string(job.attempt.number + 1));
   if (recorder_.enabled() && !to_report.empty()) {
-    Job::Discard& d = job.discards[job.attempt];
-    d.back_to_step = job.start_step;
+    Discard& d = job.discards[job.attempt.number];
+    d.back_to_step = job.start.step;
     d.waiting.insert(to_report.begin(), to_report.end());
     d.since = now_;
   }
-  rewind(job, job.start_step);
+  rewind(job, job.start.step);
   ++s.recoveries;
   job.recovering = true;
   job.recovery_reason = why;
@@ -1082,8 +1063,8 @@ Outbox CoordinatorState::tick(Clock::time_point now) {
     log(LogLevel::kWarn, kSelf, id + " missed its heartbeats for " + fmt("%.1f", ago) + " s; marked dead");
     for (auto& [job_id, job] : jobs_) {
       if (msg::is_terminal(job.status.state) || job.status.state == JobState::kPending) continue;
-      bool involved = std::count(job.workers.begin(), job.workers.end(), id) +
-                      std::count(job.servers.begin(), job.servers.end(), id);
+      bool involved = std::count(job.attempt.workers.begin(), job.attempt.workers.end(), id) +
+                      std::count(job.attempt.servers.begin(), job.attempt.servers.end(), id);
       if (!involved) continue;
       auto more = recover(job, std::string(msg::to_string(n.role)) + " " + id + " stopped sending heartbeats (" +
                                    fmt("%.1f", ago) + " s)");
@@ -1102,10 +1083,10 @@ Outbox CoordinatorState::tick(Clock::time_point now) {
     }
   }
   for (auto& [job_id, job] : jobs_) {
-    if (job.status.state != JobState::kStarting || now - job.starting_since <= options_.start_timeout) continue;
+    if (job.status.state != JobState::kStarting || now - job.attempt.starting_since <= options_.start_timeout) continue;
     std::string missing;
-    for (const auto& id : job.servers)
-      if (!job.servers_ready.count(id)) missing += (missing.empty() ? "" : ", ") + id;
+    for (const auto& id : job.attempt.servers)
+      if (!job.attempt.servers_ready.count(id)) missing += (missing.empty() ? "" : ", ") + id;
     auto more = recover(job, "parameter servers " + missing + " did not confirm their key ranges within " +
                                  fmt("%.0f", std::chrono::duration<double>(options_.start_timeout).count()) + " s");
     out.insert(out.end(), more.begin(), more.end());
@@ -1128,10 +1109,10 @@ std::vector<std::string> CoordinatorState::waiting_for(const Job& job, Clock::ti
     return "";
   };
   if (job.status.state == JobState::kStarting) {
-    for (const auto& id : job.servers) {
-      if (job.servers_ready.count(id)) continue;
+    for (const auto& id : job.attempt.servers) {
+      if (job.attempt.servers_ready.count(id)) continue;
       std::string why = silent(id);
-      out.push_back(id + ": has not confirmed its key range for " + secs(now - job.starting_since) + " s" +
+      out.push_back(id + ": has not confirmed its key range for " + secs(now - job.attempt.starting_since) + " s" +
                     (why.empty() ? "" : "; " + why));
     }
     return out;
@@ -1139,7 +1120,7 @@ std::vector<std::string> CoordinatorState::waiting_for(const Job& job, Clock::ti
   if (job.status.state != JobState::kRunning) return out;
   Clock::time_point last_step_at{};
   uint64_t slowest = UINT64_MAX;
-  for (const auto& [rank, p] : job.progress) {
+  for (const auto& [rank, p] : job.attempt.progress) {
     if (p.done) continue;
     last_step_at = std::max(last_step_at, p.last_step_at);
     slowest = std::min(slowest, p.step);
@@ -1147,19 +1128,19 @@ std::vector<std::string> CoordinatorState::waiting_for(const Job& job, Clock::ti
   if (slowest == UINT64_MAX || now - last_step_at < options_.stall_after) return out;  // moving, or done
   const std::string stalled = "no step for " + secs(now - last_step_at) + " s";
   // First the nodes that went quiet; if none did, the ranks that are furthest behind.
-  for (const auto& id : job.servers) {
+  for (const auto& id : job.attempt.servers) {
     std::string why = silent(id);
     if (!why.empty()) out.push_back(id + " (parameter server): " + why);
   }
-  for (const auto& [rank, p] : job.progress) {
-    const std::string& id = job.workers[rank];
+  for (const auto& [rank, p] : job.attempt.progress) {
+    const std::string& id = job.attempt.workers[rank];
     std::string why = silent(id);
     if (!why.empty()) out.push_back(id + " (rank " + std::to_string(rank) + ", step " + std::to_string(p.step) + "): " + why);
   }
   if (out.empty()) {
-    for (const auto& [rank, p] : job.progress) {
+    for (const auto& [rank, p] : job.attempt.progress) {
       if (p.done || p.step != slowest) continue;
-      out.push_back(job.workers[rank] + " (rank " + std::to_string(rank) + "): at step " + std::to_string(p.step) +
+      out.push_back(job.attempt.workers[rank] + " (rank " + std::to_string(rank) + "): at step " + std::to_string(p.step) +
                     ", " + stalled);
     }
   } else {

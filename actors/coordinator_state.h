@@ -43,6 +43,7 @@
 #include <vector>
 
 #include "actors/access_policy.h"
+#include "actors/coordinator_job.h"
 #include "actors/custody_recorder.h"
 #include "actors/outgoing.h"
 #include "core/job_spec.h"
@@ -109,54 +110,6 @@ class CoordinatorState {
     std::string job;  // the job it works on, if any
     Clock::time_point last_seen;
   };
-  struct WorkerProgress {  // of one rank
-    uint64_t step = 0;
-    double rate = 0;  // samples/s over the last report
-    bool done = false;
-    Clock::time_point last_step_at;  // when `step` last advanced
-  };
-  struct Job {
-    msg::JobStatus status;
-    JobSpec spec;
-    int64_t train_count = 0, test_count = 0;
-    DatasetInfo data;
-    int features = 0;
-    uint64_t num_parameters = 0, steps_per_epoch = 0;
-    std::vector<std::string> workers, servers;  // node ids, by rank / server index
-    uint32_t attempt = 0;                       // +1 per recovery (Envelope.attempt)
-    Clock::time_point starting_since;
-    // Until then a restored job waits for all its workers to re-register before it takes
-    // fewer nodes than ranks.
-    Clock::time_point full_nodes_until;
-    bool recovering = false;  // may run on fewer worker nodes than ranks
-    std::string recovery_reason;  // of the last rollback
-    std::vector<KeyRange> ranges;
-    std::set<std::string> servers_ready;
-    std::map<uint32_t, WorkerProgress> progress;  // by rank
-    std::map<uint32_t, std::map<uint32_t, msg::EpochEval>> evals;  // epoch -> rank -> report
-    double loss_ema = -1;
-    std::vector<int> layer_sizes;
-    uint64_t checkpoint_every = 0, start_step = 0;
-    std::vector<float> initial_values;  // resume or fine-tune; empty: seeded
-    // The optimizer state at start_step (resume, recovery, restore; layout of
-    // core/optimizer.h over every parameter); empty: a fresh optimizer.
-    OptimizerState initial_optimizer;
-    std::string init_checkpoint;        // fine-tuning origin
-    std::vector<msg::AssignTask> tasks;  // by rank
-    // step -> server id -> its shard, until every server's shard of the step is in
-    std::map<uint64_t, std::map<std::string, msg::CheckpointShard>> shards;
-    uint64_t last_checkpoint_step = 0;
-    bool final_recorded = false;
-    // Rolled-back attempts whose stopped servers have not all answered (jobReleased).
-    struct Discard {
-      uint64_t back_to_step = 0;
-      std::set<std::string> waiting;  // server ids
-      std::map<std::string, msg::JobReleased> applied;
-      Clock::time_point since;
-    };
-    std::map<uint32_t, Discard> discards;  // by attempt
-  };
-
   Outbox on_register(const std::string& peer, const msg::Envelope& in, const msg::Register& m,
                      Clock::time_point now);
   Outbox on_submit(const msg::Envelope& in, const msg::SubmitJob& m, const std::string& peer);

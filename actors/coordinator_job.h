@@ -1,0 +1,103 @@
+// A job as the coordinator keeps it, split by lifetime (as LevelDB's db/db_impl.h groups
+// DBImpl's fields): the plan admission derives once from the job file, the start point
+// each attempt begins from, the attempt that is running (placement, progress,
+// evaluations, checkpoint shards, tasks), and what outlives attempts (the status users
+// read, recovery, discarded attempts). A new attempt is a fresh Attempt: nothing of the
+// one before can leak into it. Plain data; the logic is CoordinatorState's.
+// Thread-safety: none; owned by the coordinator's state machine.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "actors/custody_recorder.h"
+#include "actors/outgoing.h"
+#include "core/job_spec.h"
+#include "core/optimizer.h"
+#include "core/partition.h"
+
+namespace custody::actors {
+
+// What admission derives from the job file and its data set (CoordinatorState::prepare).
+// Constant for the job's life. A job restored after a restart that had already ended is
+// not prepared again: its plan holds only the spec's text (prepared() is false).
+struct JobPlan {
+  JobSpec spec;
+  DatasetInfo data;  // its data set's identity and sizes
+  int features = 0;
+  std::vector<int> layer_sizes;
+  uint64_t num_parameters = 0, steps_per_epoch = 0, checkpoint_every = 0;
+  std::string init_checkpoint;  // fine-tuning origin, if any
+  bool prepared() const { return steps_per_epoch > 0; }
+  uint64_t total_steps() const { return steps_per_epoch * static_cast<uint64_t>(spec.epochs); }
+};
+
+// Where the next attempt starts: set by submission (fine-tuning), resume, recovery and
+// restore; handed to the servers in assignKeyRange. Dropped when the job ends.
+struct StartPoint {
+  uint64_t step = 0;
+  std::vector<float> values;  // empty: seeded initial values
+  // The optimizer state at `step` (layout of core/optimizer.h over every parameter);
+  // empty: a fresh optimizer.
+  OptimizerState optimizer;
+};
+
+// One rank's progress in the running attempt.
+struct WorkerProgress {
+  uint64_t step = 0;
+  double rate = 0;  // samples/s over the last report
+  bool done = false;
+  Clock::time_point last_step_at;  // when `step` last advanced
+};
+
+// One attempt: from placement (schedule) to its end (completion, rollback, cancel).
+struct Attempt {
+  uint32_t number = 0;  // Envelope.attempt: +1 per recovery or resume
+  // Placement.
+  std::vector<std::string> workers, servers;  // node ids, by rank / server index
+  std::vector<KeyRange> ranges;               // by server index
+  Clock::time_point starting_since;
+  std::set<std::string> servers_ready;  // servers that confirmed their key range
+  std::vector<msg::AssignTask> tasks;   // by rank
+  // Progress.
+  std::map<uint32_t, WorkerProgress> progress;                    // by rank
+  std::map<uint32_t, std::map<uint32_t, msg::EpochEval>> evals;  // epoch -> rank -> report
+  // step -> server id -> its shard, until every server's shard of the step is in
+  std::map<uint64_t, std::map<std::string, msg::CheckpointShard>> shards;
+};
+
+// A rolled-back attempt whose stopped servers have not all answered (jobReleased).
+struct Discard {
+  uint64_t back_to_step = 0;
+  std::set<std::string> waiting;  // server ids
+  std::map<std::string, msg::JobReleased> applied;
+  Clock::time_point since;
+};
+
+struct Job {
+  // What `custody status` shows; kept across attempts.
+  msg::JobStatus status;
+  double loss_ema = -1;  // status.loss, smoothed over progress reports
+
+  // Constant after admission.
+  JobPlan plan;
+
+  // Changed by each attempt.
+  StartPoint start;
+  Attempt attempt;
+  uint64_t last_checkpoint_step = 0;  // of status.last_checkpoint
+  bool final_recorded = false;        // the final checkpoint of this run is in the store
+
+  // Recovery, across attempts.
+  bool recovering = false;      // may run on fewer worker nodes than ranks
+  std::string recovery_reason;  // of the last rollback
+  // Until then a restored job waits for all its workers to re-register before it takes
+  // fewer nodes than ranks.
+  Clock::time_point full_nodes_until;
+  std::map<uint32_t, Discard> discards;  // by attempt number
+};
+
+}  // namespace custody::actors
