@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "actors/checkpoint_assembly.h"
 #include "actors/custody_replay.h"
 #include "core/dataset.h"
 #include "core/hash.h"
@@ -618,66 +619,14 @@ Outbox CoordinatorState::on_checkpoint_shard(Job& job, const Node& node, const m
   auto server = std::find(job.attempt.servers.begin(), job.attempt.servers.end(), node.id);
   if (server == job.attempt.servers.end()) return {};
   const KeyRange& range = job.attempt.ranges[server - job.attempt.servers.begin()];
-  if (m.range_begin != range.begin || m.values.size() != range.size()) {
-    return finish(job, JobState::kFailed, node.id + " sent a checkpoint shard that is not its key range");
-  }
-  const size_t state_blocks = state_tensor_names(job.plan.spec.optimizer.kind).size();
-  if (!m.optimizer_state.empty() && m.optimizer_state.size() != state_blocks * range.size()) {
-    return finish(job, JobState::kFailed,
-                  node.id + " sent " + std::to_string(m.optimizer_state.size()) + " floats of " +
-                      to_string(job.plan.spec.optimizer.kind) + " state for a key range of " +
-                      std::to_string(range.size()) + " (expected " + std::to_string(state_blocks * range.size()) + ")");
-  }
+  const std::string problem = check_shard(m, range, job.plan.spec.optimizer.kind, node.id);
+  if (!problem.empty()) return finish(job, JobState::kFailed, problem);
   auto& pending = job.attempt.shards[m.step];
   pending[node.id] = m;
   if (pending.size() < job.attempt.servers.size()) return {};
-
-  std::vector<float> values(job.plan.num_parameters);
-  // The optimizer state, assembled by key like the values: block b of a server's range goes
-  // to [b * n + begin, b * n + end). Kept only if every server sent its part (servers from
-  // before optimizer state was checkpointed send none).
-  storage::OptimizerCheckpoint optimizer;
-  optimizer.kind = job.plan.spec.optimizer.kind;
-  optimizer.state.values.resize(state_blocks * job.plan.num_parameters);
-  bool whole_state = state_blocks > 0;
-  std::map<std::string, WorkerContribution> contributions;
-  bool final = false;
-  for (const auto& [server_id, shard] : pending) {
-    std::copy(shard.values.begin(), shard.values.end(), values.begin() + static_cast<std::ptrdiff_t>(shard.range_begin));
-    if (shard.optimizer_state.empty()) whole_state = false;
-    for (size_t b = 0; whole_state && b < state_blocks; ++b) {
-      const auto from = shard.optimizer_state.begin() + static_cast<std::ptrdiff_t>(b * shard.values.size());
-      std::copy(from, from + static_cast<std::ptrdiff_t>(shard.values.size()),
-                optimizer.state.values.begin() + static_cast<std::ptrdiff_t>(b * job.plan.num_parameters + shard.range_begin));
-    }
-    // Every server applies the same updates (BSP: one per step), so their counts agree;
-    // under ASP a push refused by one server alone (a non-finite value in its range) makes
-    // them differ by that push, and the smallest is kept.
-    optimizer.state.steps = server_id == pending.begin()->first ? shard.optimizer_steps
-                                                                : std::min(optimizer.state.steps, shard.optimizer_steps);
-    final = final || shard.final;
-    for (const auto& c : shard.contributions) {
-      // Every server sees each accepted push once: steps and samples are the same on each;
-      // norms and rejections add up over the ranges.
-      WorkerContribution& w = contributions[c.worker + "|" + std::to_string(c.rank)];
-      w.worker = c.worker;
-      w.rank = c.rank;
-      w.accepted = std::max(w.accepted, c.accepted);
-      w.samples = std::max(w.samples, c.samples);
-      w.rejected += c.rejected;
-      w.update_norm_sum += c.update_norm_sum;
-      w.staleness_max = std::max(w.staleness_max, c.staleness_max);
-      w.staleness_sum = std::max(w.staleness_sum, c.staleness_sum);
-      w.interval_begin = job.last_checkpoint_step;
-      w.interval_end = m.step;
-    }
-  }
-  for (auto& [key, c] : contributions) {
-    // Only the node that ran a rank is credited with its shard.
-    if (c.rank < job.attempt.tasks.size() && c.rank < job.attempt.workers.size() && job.attempt.workers[c.rank] == c.worker) {
-      c.shard = job.attempt.tasks[c.rank].shard;
-    }
-  }
+  AssembledCheckpoint assembled =
+      assemble_checkpoint(pending, job.plan.num_parameters, job.plan.spec.optimizer.kind, job.attempt.workers,
+                          job.attempt.tasks, job.last_checkpoint_step, m.step);
   job.attempt.shards.erase(m.step);
   storage::CheckpointSpec spec;
   spec.job = job.status.job_id;
@@ -685,13 +634,13 @@ Outbox CoordinatorState::on_checkpoint_shard(Job& job, const Node& node, const m
   spec.step = m.step;
   spec.epoch = static_cast<uint32_t>(m.step / job.plan.steps_per_epoch);
   spec.parent = job.status.last_checkpoint.empty() ? job.plan.init_checkpoint : job.status.last_checkpoint;
-  spec.final = final;
-  if (state_blocks > 0 && !whole_state) {
+  spec.final = assembled.final;
+  if (assembled.optimizer_incomplete) {
     log(LogLevel::kWarn, kSelf, job.status.job_id + ": a server sent no optimizer state with step " +
                                     std::to_string(m.step) + "; a resume from this checkpoint starts the optimizer from zeros");
   }
-  auto id = recorder_.checkpoint(job.status, job.plan.layer_sizes, values, spec, contributions,
-                                 whole_state ? &optimizer : nullptr);
+  auto id = recorder_.checkpoint(job.status, job.plan.layer_sizes, assembled.values, spec, assembled.contributions,
+                                 assembled.optimizer ? &*assembled.optimizer : nullptr);
   if (!id.is_ok()) {
     return finish(job, JobState::kFailed,
                   "could not record the checkpoint of step " + std::to_string(m.step) + ": " + id.status().message());
@@ -699,8 +648,8 @@ Outbox CoordinatorState::on_checkpoint_shard(Job& job, const Node& node, const m
   job.status.last_checkpoint = id.value();
   job.last_checkpoint_step = m.step;
   log(LogLevel::kInfo, kSelf, job.status.job_id + " checkpoint " + id.value() + " at step " + std::to_string(m.step) +
-                                  (final ? " (final)" : ""));
-  if (!final) return {};
+                                  (assembled.final ? " (final)" : ""));
+  if (!assembled.final) return {};
   job.final_recorded = true;
   return maybe_complete(job);
 }
