@@ -190,6 +190,21 @@ Status CoordinatorState::restore(Clock::time_point now) {
 }
 
 Outbox CoordinatorState::handle(const std::string& peer, const Envelope& in, Clock::time_point now) {
+  now_ = now;
+  just_submitted_.clear();
+  Outbox out = dispatch(peer, in, now);
+  // Scheduling runs once per event, after the event has changed the queue or the nodes.
+  Outbox scheduled = schedule();
+  out.insert(out.end(), scheduled.begin(), scheduled.end());
+  if (!just_submitted_.empty() && !out.empty()) {
+    auto* ack = std::get_if<msg::JobAccepted>(&out.front().envelope.body);
+    const msg::JobStatus& job = jobs_.at(just_submitted_).status;
+    if (ack) ack->message = job.state == JobState::kPending ? job.message : "starting";
+  }
+  return out;
+}
+
+Outbox CoordinatorState::dispatch(const std::string& peer, const Envelope& in, Clock::time_point now) {
   auto reply = [&](msg::Body body) {
     Envelope e = envelope(in.job_id, std::move(body));
     e.request_id = in.request_id;
@@ -382,8 +397,6 @@ Outbox CoordinatorState::on_register(const std::string& peer, const Envelope& in
                                               " registered again (restarted) during the job");
     out.insert(out.end(), more.begin(), more.end());
   }
-  auto scheduled = schedule();
-  out.insert(out.end(), scheduled.begin(), scheduled.end());
   return out;
 }
 
@@ -477,15 +490,12 @@ Outbox CoordinatorState::on_submit(const Envelope& in, const msg::SubmitJob& m, 
   jobs_[id] = std::move(job);
   queue_.push_back(id);
   order_.push_back(id);
-  Outbox scheduled = schedule();
-  // The answer says at once whether the job starts, waits its turn, or cannot be placed
-  // on the nodes that are alive.
-  const msg::JobStatus& now = jobs_.at(id).status;
-  Envelope ack = envelope(id, msg::JobAccepted{id, now.state == JobState::kPending ? now.message : "starting"});
+  // The answer says whether the job starts, waits its turn, or cannot be placed on the
+  // nodes that are alive: handle() writes it once scheduling has run.
+  just_submitted_ = id;
+  Envelope ack = envelope(id, msg::JobAccepted{id, ""});
   ack.request_id = in.request_id;
-  Outbox out{{peer, std::move(ack)}};
-  out.insert(out.end(), scheduled.begin(), scheduled.end());
-  return out;
+  return {{peer, std::move(ack)}};
 }
 
 Outbox CoordinatorState::on_cancel(const Envelope& in, const msg::CancelJob& m, const std::string& peer) {
@@ -738,10 +748,7 @@ Outbox CoordinatorState::on_resume(const Envelope& in, const msg::ResumeJob& m, 
   log(LogLevel::kInfo, kSelf, in.job_id + " " + s.message);
   Envelope ack = envelope(in.job_id, msg::JobAccepted{in.job_id, s.message});
   ack.request_id = in.request_id;
-  Outbox out{{peer, std::move(ack)}};
-  auto scheduled = schedule();
-  out.insert(out.end(), scheduled.begin(), scheduled.end());
-  return out;
+  return {{peer, std::move(ack)}};
 }
 
 Outbox CoordinatorState::schedule() {
@@ -920,8 +927,6 @@ Outbox CoordinatorState::finish(Job& job, JobState state, const std::string& mes
       ++it;
     }
   }
-  auto scheduled = schedule();
-  out.insert(out.end(), scheduled.begin(), scheduled.end());
   return out;
 }
 
@@ -997,8 +1002,6 @@ Outbox CoordinatorState::recover(Job& job, const std::string& why) {
   s.message = "recovering: " + why + optimizer_note;
   s.waiting_for.clear();
   queue_.insert(queue_.begin(), s.job_id);  // it held nodes: it goes before the jobs that wait
-  auto scheduled = schedule();
-  out.insert(out.end(), scheduled.begin(), scheduled.end());
   return out;
 }
 

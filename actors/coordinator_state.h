@@ -110,6 +110,8 @@ class CoordinatorState {
     std::string job;  // the job it works on, if any
     Clock::time_point last_seen;
   };
+  // One request or node report, before scheduling (handle() schedules once per event).
+  Outbox dispatch(const std::string& peer, const msg::Envelope& in, Clock::time_point now);
   Outbox on_register(const std::string& peer, const msg::Envelope& in, const msg::Register& m,
                      Clock::time_point now);
   Outbox on_submit(const msg::Envelope& in, const msg::SubmitJob& m, const std::string& peer);
@@ -164,6 +166,7 @@ class CoordinatorState {
   std::mt19937_64 rng_;
   std::map<std::string, Caller> credentials_;  // token SHA-256 -> caller, read through
   Clock::time_point now_;  // of the message or tick being handled
+  std::string just_submitted_;  // the job accepted by this event, whose answer waits for scheduling
 };
 
 }  // namespace custody::actors
