@@ -112,6 +112,8 @@ class CoordinatorState {
   };
   // One request or node report, before scheduling (handle() schedules once per event).
   Outbox dispatch(const std::string& peer, const msg::Envelope& in, Clock::time_point now);
+  static constexpr const char* kSelf = "coordinator";  // the sender of its messages and logs
+
   Outbox on_register(const std::string& peer, const msg::Envelope& in, const msg::Register& m,
                      Clock::time_point now);
   Outbox on_submit(const msg::Envelope& in, const msg::SubmitJob& m, const std::string& peer);

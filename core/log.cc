@@ -39,4 +39,10 @@ void log(LogLevel level, const std::string& who, const std::string& message) {
   [[maybe_unused]] ssize_t n = write(STDERR_FILENO, line.data(), line.size());
 }
 
+std::string fixed(double value, int decimals) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%.*f", decimals, value);
+  return buf;
+}
+
 }  // namespace custody

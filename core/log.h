@@ -17,4 +17,7 @@ void set_log_level(LogLevel min_level);
 // one form of time the logs, the records' renderings and the CLI print.
 std::string iso8601_utc(int64_t ms);
 
+// "0.8931" for fixed(0.89312, 4): a number as the logs and messages print it.
+std::string fixed(double value, int decimals);
+
 }  // namespace custody

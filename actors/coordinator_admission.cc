@@ -1,0 +1,317 @@
+// CoordinatorState: admission. A job file becomes a job (prepare), is accepted, cancelled or
+// resumed, and the jobs of a coordinator that restarted come back from the custody record.
+#include "actors/coordinator_state.h"
+
+#include <algorithm>
+
+#include "actors/custody_replay.h"
+#include "core/dataset.h"
+#include "core/log.h"
+#include "core/model.h"
+#include "storage/checkpoint.h"
+
+namespace custody::actors {
+
+using msg::Envelope;
+using msg::JobState;
+
+Status CoordinatorState::restore(Clock::time_point now) {
+  now_ = now;
+  if (!recorder_.enabled()) return Status::ok();
+  storage::CustodyStore& store = *recorder_.store();
+  CUSTODY_ASSIGN_OR_RETURN(Replayed replayed, replay(store));
+  for (const auto& w : replayed.warnings) log(LogLevel::kWarn, kSelf, w);
+  for (const auto& r : replayed.nodes) {
+    Node n;
+    n.id = r.id;
+    n.role = r.role;
+    n.host = r.host;
+    n.address = r.address;
+    n.alive = false;  // until it registers again
+    n.last_seen = now;
+    int number = 0;
+    if (std::sscanf(n.id.c_str(), "worker-%d", &number) == 1) next_worker_ = std::max(next_worker_, number + 1);
+    if (std::sscanf(n.id.c_str(), "ps-%d", &number) == 1) next_ps_ = std::max(next_ps_, number + 1);
+    nodes_[n.id] = n;
+  }
+  size_t resumed = 0;
+  for (const ReplayedRun& run : replayed.runs) {
+    const std::string& id = run.id;
+    const storage::json& e = run.entity;
+    order_.push_back(id);
+    Job job;
+    job.plan.spec.text = run.spec_text;
+    msg::JobStatus& s = job.status;
+    s.job_id = id;
+    s.name = e.value("name", "");
+    s.submitter = e.value("submitter", "");
+    s.submitted_at_ms = e.value("submitted_at_ms", int64_t{0});
+    s.epochs = e.value("epochs", 0u);
+    s.consistency = e.value("consistency", "");
+    // As prepare() derives it, for the jobs that end here and are not prepared again.
+    const uint64_t workers = e.value("workers", uint64_t{0}), batch = e.value("batch_size", uint64_t{0});
+    if (workers > 0 && batch > 0) s.total_steps = run.train_samples / workers / batch * s.epochs;
+    s.recoveries = run.recoveries;
+    job.attempt.number = run.attempts;
+    s.last_checkpoint = run.newest_checkpoint;
+    s.accuracy_history = run.accuracy;
+    if (!run.accuracy.empty()) {
+      s.test_accuracy = run.accuracy.back();
+      s.test_loss = run.test_loss;
+    }
+    if (run.end) {
+      const ReplayedEnd& end = *run.end;
+      s.state = end.state;
+      s.message = end.message;
+      s.test_accuracy = end.test_accuracy;
+      // Stores from before evaluations were recorded one by one have only the end's list.
+      if (s.accuracy_history.empty()) s.accuracy_history = end.accuracy_history;
+      s.epoch = static_cast<uint32_t>(s.accuracy_history.size());
+      s.step = end.steps;
+      s.finished_at_ms = end.at_ms;
+      if (!end.final_checkpoint.empty()) s.last_checkpoint = end.final_checkpoint;
+      job.final_recorded = !end.final_checkpoint.empty();
+      jobs_[id] = std::move(job);
+      continue;
+    }
+    if (run.newest_final) {
+      // The coordinator stopped between recording the final checkpoint and the run's end:
+      // the training is complete and recorded, so the run ends now. Resuming it would
+      // start its workers at the last step, where they have nothing left to do.
+      s.state = JobState::kRunning;
+      s.step = run.newest_step;
+      s.epoch = static_cast<uint32_t>(s.accuracy_history.size());
+      job.final_recorded = true;
+      jobs_[id] = std::move(job);
+      finish(jobs_[id], JobState::kCompleted,
+             "completed when the coordinator restarted: its final checkpoint " + s.last_checkpoint +
+                 " was recorded before the coordinator stopped" +
+                 (s.test_accuracy >= 0 ? "; final test accuracy " + fixed(s.test_accuracy, 4) : ""));
+      continue;
+    }
+    // Not ended: it was queued or running when the coordinator stopped. It resumes from
+    // its newest checkpoint (or its start) once its nodes are back.
+    auto prepared = prepare(job.plan.spec.text, "job " + id, false);
+    if (!prepared.is_ok()) {
+      jobs_[id] = std::move(job);
+      finish(jobs_[id], JobState::kFailed, "could not be restored after a coordinator restart: " +
+                                               prepared.status().message());
+      continue;
+    }
+    // The plan is derived again from the job file; the status is what the record says.
+    job.plan = std::move(prepared->plan);
+    s.state = JobState::kPending;
+    s.total_steps = job.plan.total_steps();
+    s.dataset_hash = job.plan.data.version_hash;
+    std::string optimizer_note;
+    if (!s.last_checkpoint.empty()) {
+      CUSTODY_ASSIGN_OR_RETURN(job.start.step, load_start(job, s.last_checkpoint, &optimizer_note));
+    } else if (!run.init_from.empty()) {  // fine-tuning from its origin, with a fresh optimizer
+      CUSTODY_ASSIGN_OR_RETURN(job.start.values, storage::load_checkpoint(store, run.init_from, nullptr));
+      job.plan.init_checkpoint = run.init_from;
+    }
+    job.last_checkpoint_step = job.start.step;
+    if (job.attempt.number > 0) {  // it had started: the attempt it was on is over
+      CUSTODY_RETURN_IF_ERROR(recorder_.job_recovered(s, job.attempt.number - 1, "the coordinator restarted",
+                                                      job.start.step, job.start.step, s.last_checkpoint));
+      ++s.recoveries;
+    }
+    job.recovering = true;
+    job.recovery_reason = "the coordinator restarted";
+    job.full_nodes_until = now + options_.heartbeat_timeout;
+    s.step = job.start.step;
+    s.epoch = static_cast<uint32_t>(job.start.step / job.plan.steps_per_epoch);
+    // Epochs evaluated past the checkpoint are trained again, and evaluated again.
+    if (s.accuracy_history.size() > s.epoch) s.accuracy_history.resize(s.epoch);
+    s.test_accuracy = s.accuracy_history.empty() ? -1 : s.accuracy_history.back();
+    s.message = "restored after a coordinator restart; resumes from " +
+                (s.last_checkpoint.empty() ? std::string("its start") : s.last_checkpoint) + optimizer_note +
+                " once its nodes register";
+    jobs_[id] = std::move(job);
+    queue_.push_back(id);
+    ++resumed;
+  }
+  log(LogLevel::kInfo, kSelf, "restored " + std::to_string(jobs_.size()) + " jobs (" + std::to_string(resumed) +
+                                  " to resume) and " + std::to_string(nodes_.size()) + " known nodes from the store");
+  return Status::ok();
+}
+
+Result<Job> CoordinatorState::prepare(const std::string& spec_text, const std::string& origin,
+                                                        bool resolve_init) {
+  auto spec = parse_job_spec(spec_text, origin);
+  if (!spec.is_ok()) return spec.status();
+  // The coordinator reads the data once, to split it and to pin its identity.
+  auto data = load_data(spec->data);
+  if (!data.is_ok()) {
+    return Status(data.status().code(), data.status().message() +
+                                            " (the coordinator reads the data set named in the "
+                                            "job file to split it among the workers)");
+  }
+  auto model = Model::make(spec->layer_sizes(data->train.features));
+  if (!model.is_ok()) return model.status();
+  for (uint8_t label : data->train.labels) {
+    if (label >= spec->classes) {
+      return invalid_argument(origin + ": the training labels go up to " + std::to_string(label) +
+                              " but 'model.classes' is " + std::to_string(spec->classes));
+    }
+  }
+  const int64_t min_shard = data->train.count / spec->workers;
+  if (min_shard < spec->batch_size) {
+    return invalid_argument(origin + ": 'job.batch_size' (" + std::to_string(spec->batch_size) +
+                            ") is larger than each worker's shard (" + std::to_string(min_shard) +
+                            " samples); lower the batch size or the number of workers");
+  }
+  if (data->test.count < spec->workers) {
+    return invalid_argument(origin + ": the test set has fewer samples than 'job.attempt.workers'");
+  }
+  Job job;
+  if (resolve_init && !spec->init_from.empty()) {
+    if (!recorder_.enabled()) {
+      return failed_precondition(origin + ": 'job.init_from' needs a coordinator with a custody store (--store)");
+    }
+    auto id = storage::resolve_checkpoint(*recorder_.store(), spec->init_from);
+    if (!id.is_ok()) return Status(id.status().code(), origin + ": 'job.init_from': " + id.status().message());
+    storage::json manifest;
+    auto values = storage::load_checkpoint(*recorder_.store(), id.value(), &manifest);
+    if (!values.is_ok()) return values.status();
+    if (manifest["layer_sizes"] != model->layer_sizes()) {
+      return invalid_argument(origin + ": 'job.init_from' names " + id.value() + ", a model of layers " +
+                              manifest["layer_sizes"].dump() + ", but this job's model has layers " +
+                              storage::json(model->layer_sizes()).dump());
+    }
+    job.start.values = std::move(values).value();
+    job.plan.init_checkpoint = id.value();
+  }
+  job.plan.spec = spec.value();
+  job.plan.layer_sizes = model->layer_sizes();
+  job.plan.data.train_count = data->train.count;
+  job.plan.data.test_count = data->test.count;
+  job.plan.features = data->train.features;
+  job.plan.num_parameters = model->num_parameters();
+  job.plan.steps_per_epoch = static_cast<uint64_t>(min_shard / spec->batch_size);
+  job.plan.checkpoint_every = spec->checkpoint_every_steps > 0 ? static_cast<uint64_t>(spec->checkpoint_every_steps)
+                                                          : job.plan.steps_per_epoch;
+  msg::JobStatus& s = job.status;
+  s.name = spec->name;
+  s.state = JobState::kPending;
+  s.epochs = static_cast<uint32_t>(spec->epochs);
+  s.total_steps = job.plan.steps_per_epoch * static_cast<uint64_t>(spec->epochs);
+  s.dataset_hash = data->version_hash;
+  s.consistency = to_string(spec->consistency);
+  s.message = "waiting for " + std::to_string(spec->workers) + " idle workers and a parameter server";
+  job.plan.data = {data->version_hash, data->train.content_hash, data->test.content_hash, data->train.count,
+                data->test.count};
+  return job;
+}
+
+Outbox CoordinatorState::on_submit(const Envelope& in, const msg::SubmitJob& m, const std::string& peer) {
+  auto error = [&](Status s) { return Outbox{{peer, msg::make_error(in, kSelf, s)}}; };
+  const std::string origin = m.origin.empty() ? "job file" : m.origin;
+  auto prepared = prepare(m.spec_text, origin, true);
+  if (!prepared.is_ok()) return error(prepared.status());
+  Job job = std::move(prepared).value();
+  msg::JobStatus& s = job.status;
+  s.job_id = new_job_id();
+  s.submitter = m.submitter.empty() ? "anonymous" : m.submitter;
+  s.submitted_at_ms = wall_ms();
+  const std::string id = s.job_id;
+  Status recorded = recorder_.job_submitted(s, job.plan.spec, job.plan.data, job.plan.layer_sizes, job.plan.init_checkpoint);
+  if (!recorded.is_ok()) {
+    return error(Status(recorded.code(), recorded.message() + "; the job was not accepted"));
+  }
+  log(LogLevel::kInfo, kSelf, "accepted " + id + " '" + s.name + "' from " + s.submitter + ": " +
+                                  std::to_string(job.plan.num_parameters) + " parameters, " +
+                                  std::to_string(job.plan.spec.workers) + " workers, " + s.consistency + ", data " +
+                                  s.dataset_hash.substr(0, 12));
+  jobs_[id] = std::move(job);
+  queue_.push_back(id);
+  order_.push_back(id);
+  // The answer says whether the job starts, waits its turn, or cannot be placed on the
+  // nodes that are alive: handle() writes it once scheduling has run.
+  just_submitted_ = id;
+  Envelope ack = envelope(id, msg::JobAccepted{id, ""});
+  ack.request_id = in.request_id;
+  return {{peer, std::move(ack)}};
+}
+
+Outbox CoordinatorState::on_cancel(const Envelope& in, const msg::CancelJob& m, const std::string& peer) {
+  auto it = jobs_.find(in.job_id);
+  if (it == jobs_.end()) {
+    return {{peer, msg::make_error(in, kSelf, not_found("no job '" + in.job_id + "' to cancel"))}};
+  }
+  Job& job = it->second;
+  if (msg::is_terminal(job.status.state)) {
+    return {{peer, msg::make_error(in, kSelf,
+                                   failed_precondition("job " + in.job_id + " has already ended (" +
+                                                       msg::to_string(job.status.state) + ")"))}};
+  }
+  Outbox out = finish(job, JobState::kCancelled,
+                      "cancelled" + (m.reason.empty() ? std::string() : ": " + m.reason));
+  Envelope ack = envelope(in.job_id, msg::JobAccepted{in.job_id, "cancelled"});
+  ack.request_id = in.request_id;
+  out.insert(out.begin(), {peer, std::move(ack)});
+  return out;
+}
+
+Result<uint64_t> CoordinatorState::load_start(Job& job, const std::string& checkpoint, std::string* optimizer_note) {
+  storage::json manifest;
+  auto values = storage::load_checkpoint(*recorder_.store(), checkpoint, &manifest);
+  if (!values.is_ok()) return values.status();
+  auto optimizer = storage::load_optimizer_state(*recorder_.store(), manifest);
+  if (!optimizer.is_ok()) return optimizer.status();
+  job.start.values = std::move(values).value();
+  job.start.optimizer = {};
+  const OptimizerConfig::Kind kind = job.plan.spec.optimizer.kind;
+  const size_t blocks = state_tensor_names(kind).size();
+  const auto& saved = optimizer.value();
+  optimizer_note->clear();
+  if (saved && saved->kind == kind && saved->state.values.size() == blocks * job.plan.num_parameters) {
+    job.start.optimizer = saved->state;
+    if (blocks > 0) *optimizer_note = ", with its " + std::string(to_string(kind)) + " state";
+  } else if (blocks > 0) {
+    *optimizer_note = "; the " + std::string(to_string(kind)) + " state starts from zeros (" +
+                      (saved ? "the checkpoint's is of " + std::string(to_string(saved->kind)) + " or another size"
+                             : checkpoint + " was written before optimizer state was checkpointed") +
+                      ")";
+    log(LogLevel::kWarn, kSelf, job.status.job_id + ": resuming from " + checkpoint + ":" + optimizer_note->substr(1));
+  }
+  return manifest["step"].get<uint64_t>();
+}
+
+Outbox CoordinatorState::on_resume(const Envelope& in, const msg::ResumeJob& m, const std::string& peer) {
+  auto error = [&](Status s) { return Outbox{{peer, msg::make_error(in, kSelf, s)}}; };
+  auto it = jobs_.find(in.job_id);
+  if (it == jobs_.end()) return error(not_found("no job '" + in.job_id + "' to resume"));
+  Job& job = it->second;
+  msg::JobStatus& s = job.status;
+  if (s.state != JobState::kFailed && s.state != JobState::kCancelled) {
+    return error(failed_precondition("job " + in.job_id + " is " + msg::to_string(s.state) +
+                                     "; only failed or cancelled jobs can be resumed"));
+  }
+  if (s.last_checkpoint.empty() || !recorder_.enabled()) {
+    return error(failed_precondition("job " + in.job_id + " has no checkpoint to resume from"));
+  }
+  if (!job.plan.prepared()) {  // restored from the store after a restart: read its file again
+    auto prepared = prepare(job.plan.spec.text, "job " + in.job_id, false);
+    if (!prepared.is_ok()) return error(prepared.status());
+    job.plan = std::move(prepared->plan);
+    s.total_steps = job.plan.total_steps();
+  }
+  std::string optimizer_note;
+  auto loaded = load_start(job, s.last_checkpoint, &optimizer_note);
+  if (!loaded.is_ok()) return error(loaded.status());
+  const uint64_t step = loaded.value();
+  Status recorded = recorder_.job_resumed(s, s.last_checkpoint, step, m.principal);
+  if (!recorded.is_ok()) return error(recorded);
+  rewind(job, step);
+  job.recovering = false;
+  s.message = "resuming from " + s.last_checkpoint + " at step " + std::to_string(step) + optimizer_note;
+  s.finished_at_ms = 0;
+  queue_.push_back(in.job_id);
+  log(LogLevel::kInfo, kSelf, in.job_id + " " + s.message);
+  Envelope ack = envelope(in.job_id, msg::JobAccepted{in.job_id, s.message});
+  ack.request_id = in.request_id;
+  return {{peer, std::move(ack)}};
+}
+
+}  // namespace custody::actors

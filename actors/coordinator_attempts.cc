@@ -1,0 +1,444 @@
+// CoordinatorState: attempts. Scheduling pending jobs onto nodes, starting an attempt, its
+// progress and checkpoints, and its end: completion, failure, cancellation, or a rollback to
+// the last checkpoint as the next attempt.
+#include "actors/coordinator_state.h"
+
+#include <algorithm>
+
+#include "actors/checkpoint_assembly.h"
+#include "core/log.h"
+#include "core/partition.h"
+
+namespace custody::actors {
+
+using msg::Envelope;
+using msg::JobState;
+
+Outbox CoordinatorState::schedule() {
+  Outbox out;
+  // The pool, once per event: idle workers, and every live server (servers are shared by
+  // jobs: each takes a range of every job).
+  std::vector<Node*> idle, live_servers;
+  size_t alive_workers = 0;
+  for (auto& [id, n] : nodes_) {
+    if (!n.alive) continue;
+    if (n.role == msg::NodeRole::kParameterServer) live_servers.push_back(&n);
+    if (n.role != msg::NodeRole::kWorker) continue;
+    ++alive_workers;
+    if (n.job.empty()) idle.push_back(&n);
+  }
+  // The policy (docs/ARCHITECTURE.md, "Scheduling"): in queue order, a job that fits
+  // starts. One that does not fit yet holds the idle workers it will need, so that later
+  // jobs start only on workers beyond those (they go ahead without delaying it: no
+  // starvation). One that cannot fit on the nodes alive at all holds nothing and says so.
+  size_t held = 0;  // idle workers promised to earlier jobs that do not fit yet
+  for (auto qit = queue_.begin(); qit != queue_.end();) {
+    Job& job = jobs_.at(*qit);
+    const size_t ranks = static_cast<size_t>(job.plan.spec.workers);
+    // A job rolled back after a failure runs on what is left (one node may run several
+    // ranks); a first start, or a job restored after a coordinator restart that is still
+    // waiting for its nodes to come back, waits for a node per rank.
+    const size_t needed = job.recovering && now_ >= job.full_nodes_until ? 1 : ranks;
+    const size_t free = idle.size() - std::min(held, idle.size());
+    std::string wait;
+    if (needed > alive_workers || live_servers.empty()) {
+      wait = "cannot be placed on the nodes alive: it needs " + std::to_string(needed) + " workers (" +
+             std::to_string(alive_workers) + " alive) and a parameter server (" +
+             std::to_string(live_servers.size()) + " alive); it waits for more nodes to register";
+    } else if (free < needed) {
+      wait = "waiting for " + std::to_string(needed) + " idle workers (" + std::to_string(idle.size()) + " idle" +
+             (held > 0 ? ", " + std::to_string(std::min(held, idle.size())) + " of them held for earlier jobs" : "") +
+             ")";
+      held += needed;
+    }
+    if (!wait.empty()) {
+      job.status.message = job.recovering ? "recovering (" + job.recovery_reason + "): " + wait : wait;
+      ++qit;
+      continue;
+    }
+    // The idle workers beyond those held, up to one per rank.
+    std::vector<Node*> workers;
+    for (size_t i = 0; i < idle.size() && workers.size() < std::min(ranks, free); ++i) {
+      if (i >= std::min(held, idle.size())) workers.push_back(idle[i]);
+    }
+    for (Node* w : workers) idle.erase(std::find(idle.begin(), idle.end(), w));
+    std::vector<Node*> servers = live_servers;
+    if (servers.size() > job.plan.num_parameters) servers.resize(job.plan.num_parameters);
+    job.attempt.ranges = partition_range(job.plan.num_parameters, static_cast<uint32_t>(servers.size())).value();
+    job.attempt.workers.clear();
+    job.attempt.servers.clear();
+    job.attempt.servers_ready.clear();
+    job.attempt.progress.clear();
+    for (Node* w : workers) w->job = job.status.job_id;
+    for (size_t r = 0; r < ranks; ++r) {
+      job.attempt.workers.push_back(workers[r % workers.size()]->id);
+      job.attempt.progress[static_cast<uint32_t>(r)] = WorkerProgress{job.start.step, 0, false, now_};
+    }
+    for (size_t i = 0; i < servers.size(); ++i) {
+      job.attempt.servers.push_back(servers[i]->id);
+      msg::AssignKeyRange a;
+      a.spec_text = job.plan.spec.text;
+      a.server_index = static_cast<uint32_t>(i);
+      a.range_begin = job.attempt.ranges[i].begin;
+      a.range_end = job.attempt.ranges[i].end;
+      a.num_parameters = job.plan.num_parameters;
+      a.num_workers = static_cast<uint32_t>(ranks);
+      a.total_steps = job.status.total_steps;
+      a.input_features = static_cast<uint32_t>(job.plan.features);
+      a.steps_per_epoch = job.plan.steps_per_epoch;
+      a.checkpoint_every = job.plan.checkpoint_every;
+      a.start_step = job.start.step;
+      if (!job.start.values.empty()) {
+        a.initial_values.assign(job.start.values.begin() + static_cast<std::ptrdiff_t>(job.attempt.ranges[i].begin),
+                                job.start.values.begin() + static_cast<std::ptrdiff_t>(job.attempt.ranges[i].end));
+      }
+      // The optimizer state's slice: the range of each block (layout: core/optimizer.h).
+      const auto& state = job.start.optimizer.values;
+      for (size_t b = 0; job.plan.num_parameters > 0 && b < state.size() / job.plan.num_parameters; ++b) {
+        const auto block = state.begin() + static_cast<std::ptrdiff_t>(b * job.plan.num_parameters);
+        a.optimizer_state.insert(a.optimizer_state.end(), block + static_cast<std::ptrdiff_t>(job.attempt.ranges[i].begin),
+                                 block + static_cast<std::ptrdiff_t>(job.attempt.ranges[i].end));
+      }
+      a.optimizer_steps = job.start.optimizer.steps;
+      out.push_back({servers[i]->peer, envelope(job.status.job_id, std::move(a), job.attempt.number)});
+    }
+    job.status.workers = job.attempt.workers;
+    job.status.servers = job.attempt.servers;
+    job.status.state = JobState::kStarting;
+    job.status.message = "parameter servers are loading their key ranges";
+    job.attempt.starting_since = now_;
+    qit = queue_.erase(qit);
+  }
+  return out;
+}
+
+Outbox CoordinatorState::start_tasks(Job& job) {
+  Outbox out;
+  job.attempt.tasks.clear();
+  auto shards = partition_range(static_cast<uint64_t>(job.plan.data.train_count), static_cast<uint32_t>(job.attempt.workers.size())).value();
+  auto tests = partition_range(static_cast<uint64_t>(job.plan.data.test_count), static_cast<uint32_t>(job.attempt.workers.size())).value();
+  std::vector<msg::ServerRange> servers;
+  for (size_t i = 0; i < job.attempt.servers.size(); ++i) {
+    Node* n = node_by_id(job.attempt.servers[i]);
+    servers.push_back({n->id, n->address, job.attempt.ranges[i].begin, job.attempt.ranges[i].end});
+  }
+  for (size_t r = 0; r < job.attempt.workers.size(); ++r) {
+    msg::AssignTask t;
+    t.spec_text = job.plan.spec.text;
+    t.rank = static_cast<uint32_t>(r);
+    t.shard = {job.status.dataset_hash, static_cast<uint32_t>(r), static_cast<uint32_t>(job.attempt.workers.size()),
+               shards[r].begin, shards[r].end};
+    t.test_begin = tests[r].begin;
+    t.test_end = tests[r].end;
+    t.steps_per_epoch = job.plan.steps_per_epoch;
+    t.servers = servers;
+    t.num_parameters = job.plan.num_parameters;
+    t.start_step = job.start.step;
+    out.push_back({node_by_id(job.attempt.workers[r])->peer, envelope(job.status.job_id, t, job.attempt.number)});
+    job.attempt.tasks.push_back(std::move(t));
+  }
+  Status recorded = recorder_.job_started(job.status, job.attempt.tasks, servers, job.start.step, job.attempt.number);
+  if (!recorded.is_ok()) return finish(job, JobState::kFailed, recorded.message());
+  job.status.state = JobState::kRunning;
+  if (job.status.started_at_ms == 0) job.status.started_at_ms = wall_ms();
+  job.status.message = job.recovering ? "training (recovered: " + job.recovery_reason + ")" : "training";
+  for (auto& [rank, p] : job.attempt.progress) p.last_step_at = now_;
+  log(LogLevel::kInfo, kSelf, job.status.job_id + " running on " + std::to_string(job.attempt.workers.size()) +
+                                  " ranks and " + std::to_string(job.attempt.servers.size()) + " parameter servers (attempt " +
+                                  std::to_string(job.attempt.number) + ", from step " + std::to_string(job.start.step) + ")");
+  return out;
+}
+
+Outbox CoordinatorState::on_node_report(const Node& node, const Envelope& in, Clock::time_point now) {
+  auto it = jobs_.find(in.job_id);
+  // Answers to the stop of a rolled-back attempt: of an older attempt by nature, and still
+  // to be recorded if the job has ended since.
+  if (auto* m = in.get<msg::JobReleased>()) {
+    if (it != jobs_.end()) on_job_released(it->second, node, in.attempt, *m);
+    return {};
+  }
+  if (it == jobs_.end() || msg::is_terminal(it->second.status.state)) {
+    return {};  // a late report of a job that has ended: nothing to do
+  }
+  Job& job = it->second;
+  if (in.attempt != job.attempt.number) return {};  // from an attempt that was rolled back
+  msg::JobStatus& s = job.status;
+  if (auto* m = in.get<msg::CheckpointShard>()) return on_checkpoint_shard(job, node, *m);
+  if (in.get<msg::KeyRangeReady>()) {
+    if (std::find(job.attempt.servers.begin(), job.attempt.servers.end(), node.id) == job.attempt.servers.end()) return {};
+    job.attempt.servers_ready.insert(node.id);
+    if (s.state == JobState::kStarting && job.attempt.servers_ready.size() == job.attempt.servers.size()) {
+      return start_tasks(job);
+    }
+    return {};
+  }
+  // The rest come from a rank's trainer, which must run on the node that sent it.
+  auto rank_of = [&](uint32_t rank) -> WorkerProgress* {
+    if (rank >= job.attempt.workers.size() || job.attempt.workers[rank] != node.id) return nullptr;
+    return &job.attempt.progress[rank];
+  };
+  auto min_step = [&] {
+    uint64_t min = UINT64_MAX;
+    for (auto& [rank, wp] : job.attempt.progress) min = std::min(min, wp.step);
+    return min == UINT64_MAX ? job.start.step : min;
+  };
+  if (auto* m = in.get<msg::Progress>()) {
+    WorkerProgress* p = rank_of(m->rank);
+    if (!p) return {};
+    if (m->step > p->step) p->last_step_at = now;
+    p->step = m->step;
+    if (m->elapsed_us > 0) p->rate = double(m->samples) * 1e6 / double(m->elapsed_us);
+    if (m->samples > 0) {
+      double loss = m->loss_sum / double(m->samples);
+      job.loss_ema = job.loss_ema < 0 ? loss : 0.7 * job.loss_ema + 0.3 * loss;
+    }
+    double rate = 0;
+    for (auto& [rank, wp] : job.attempt.progress) rate += wp.rate;
+    s.step = min_step();
+    s.samples_per_sec = rate;
+    s.loss = job.loss_ema;
+    return {};
+  }
+  if (auto* m = in.get<msg::EpochEval>()) {
+    if (!rank_of(m->rank) || m->epoch == 0 || m->epoch > s.epochs) return {};
+    auto& reports = job.attempt.evals[m->epoch];
+    reports[m->rank] = *m;
+    if (reports.size() == job.attempt.workers.size()) {
+      uint64_t correct = 0, total = 0;
+      double loss = 0;
+      for (auto& [rank, r] : reports) {
+        correct += r.correct;
+        total += r.total;
+        loss += r.loss_sum;
+      }
+      s.epoch = std::max(s.epoch, m->epoch);
+      s.test_accuracy = total ? double(correct) / double(total) : 0;
+      s.test_loss = total ? loss / double(total) : 0;
+      s.accuracy_history.resize(std::max<size_t>(s.accuracy_history.size(), m->epoch), 0.0);
+      s.accuracy_history[m->epoch - 1] = s.test_accuracy;
+      job.attempt.evals.erase(m->epoch);
+      Status recorded = recorder_.epoch_evaluated(s, job.attempt.number, m->epoch, s.test_accuracy, s.test_loss);
+      // An evaluation describes the model, it does not change it: a store that cannot take
+      // the record is reported, and training goes on (its checkpoints would fail the job).
+      if (!recorded.is_ok()) log(LogLevel::kError, kSelf, s.job_id + ": " + recorded.message());
+      log(LogLevel::kInfo, kSelf, s.job_id + " epoch " + std::to_string(m->epoch) + "/" +
+                                      std::to_string(s.epochs) + ": test accuracy " +
+                                      fixed(s.test_accuracy, 4) + ", test loss " + fixed(s.test_loss, 4) +
+                                      ", " + fixed(s.samples_per_sec, 0) + " samples/s");
+    }
+    return {};
+  }
+  if (auto* m = in.get<msg::TaskDone>()) {
+    WorkerProgress* p = rank_of(m->rank);
+    if (!p) return {};
+    p->done = true;
+    p->step = m->steps;
+    p->last_step_at = now;
+    s.step = min_step();
+    return maybe_complete(job);
+  }
+  if (auto* m = in.get<msg::Error>()) {
+    // A server that stopped answering, or that lost the job, is a failure to recover from;
+    // anything else (bad data, a bad job) would fail again on every attempt.
+    const bool transient = m->code == ErrorCode::kDeadlineExceeded || m->code == ErrorCode::kUnavailable ||
+                           m->code == ErrorCode::kNotFound;
+    if (transient) return recover(job, node.id + " reported: " + m->message);
+    return finish(job, JobState::kFailed, node.id + " reported: " + m->message);
+  }
+  return {};
+}
+
+Outbox CoordinatorState::maybe_complete(Job& job) {
+  for (size_t rank = 0; rank < job.attempt.workers.size(); ++rank)
+    if (!job.attempt.progress[static_cast<uint32_t>(rank)].done) return {};
+  if (!job.attempt.evals.empty()) return {};
+  if (recorder_.enabled() && !job.final_recorded) return {};  // the final checkpoint is on its way
+  return finish(job, JobState::kCompleted, "final test accuracy " + fixed(job.status.test_accuracy, 4));
+}
+
+Outbox CoordinatorState::on_checkpoint_shard(Job& job, const Node& node, const msg::CheckpointShard& m) {
+  if (!recorder_.enabled()) return {};  // no store: nothing to keep
+  auto server = std::find(job.attempt.servers.begin(), job.attempt.servers.end(), node.id);
+  if (server == job.attempt.servers.end()) return {};
+  const KeyRange& range = job.attempt.ranges[server - job.attempt.servers.begin()];
+  const std::string problem = check_shard(m, range, job.plan.spec.optimizer.kind, node.id);
+  if (!problem.empty()) return finish(job, JobState::kFailed, problem);
+  auto& pending = job.attempt.shards[m.step];
+  pending[node.id] = m;
+  if (pending.size() < job.attempt.servers.size()) return {};
+  AssembledCheckpoint assembled =
+      assemble_checkpoint(pending, job.plan.num_parameters, job.plan.spec.optimizer.kind, job.attempt.workers,
+                          job.attempt.tasks, job.last_checkpoint_step, m.step);
+  job.attempt.shards.erase(m.step);
+  storage::CheckpointSpec spec;
+  spec.job = job.status.job_id;
+  spec.attempt = job.attempt.number;
+  spec.step = m.step;
+  spec.epoch = static_cast<uint32_t>(m.step / job.plan.steps_per_epoch);
+  spec.parent = job.status.last_checkpoint.empty() ? job.plan.init_checkpoint : job.status.last_checkpoint;
+  spec.final = assembled.final;
+  if (assembled.optimizer_incomplete) {
+    log(LogLevel::kWarn, kSelf, job.status.job_id + ": a server sent no optimizer state with step " +
+                                    std::to_string(m.step) + "; a resume from this checkpoint starts the optimizer from zeros");
+  }
+  auto id = recorder_.checkpoint(job.status, job.plan.layer_sizes, assembled.values, spec, assembled.contributions,
+                                 assembled.optimizer ? &*assembled.optimizer : nullptr);
+  if (!id.is_ok()) {
+    return finish(job, JobState::kFailed,
+                  "could not record the checkpoint of step " + std::to_string(m.step) + ": " + id.status().message());
+  }
+  job.status.last_checkpoint = id.value();
+  job.last_checkpoint_step = m.step;
+  log(LogLevel::kInfo, kSelf, job.status.job_id + " checkpoint " + id.value() + " at step " + std::to_string(m.step) +
+                                  (assembled.final ? " (final)" : ""));
+  if (!assembled.final) return {};
+  job.final_recorded = true;
+  return maybe_complete(job);
+}
+
+Outbox CoordinatorState::stop_attempt(Job& job, const std::string& reason) {
+  Outbox out;
+  std::set<std::string> involved(job.attempt.workers.begin(), job.attempt.workers.end());
+  involved.insert(job.attempt.servers.begin(), job.attempt.servers.end());
+  for (const auto& id : involved) {
+    Node* n = node_by_id(id);
+    if (!n) continue;
+    if (n->job == job.status.job_id) n->job.clear();
+    if (n->alive) out.push_back({n->peer, envelope(job.status.job_id, msg::StopJob{reason}, job.attempt.number)});
+  }
+  return out;
+}
+
+Outbox CoordinatorState::finish(Job& job, JobState state, const std::string& message) {
+  msg::JobStatus& s = job.status;
+  const bool was_queued = s.state == JobState::kPending;
+  s.state = state;
+  s.message = message;
+  s.finished_at_ms = wall_ms();
+  s.waiting_for.clear();
+  if (was_queued) queue_.erase(std::remove(queue_.begin(), queue_.end(), s.job_id), queue_.end());
+  Outbox out = stop_attempt(job, message);
+  log(state == JobState::kCompleted ? LogLevel::kInfo : LogLevel::kWarn, kSelf,
+      s.job_id + " " + msg::to_string(state) + ": " + message);
+  Status recorded = recorder_.job_ended(s, job.final_recorded ? s.last_checkpoint : "");
+  if (!recorded.is_ok()) log(LogLevel::kError, kSelf, s.job_id + ": " + recorded.message());
+  job.start.values.clear();
+  job.start.values.shrink_to_fit();
+  job.start.optimizer = {};
+  // Forget the oldest finished jobs beyond the limit.
+  size_t finished = 0;
+  for (auto& id : order_) finished += msg::is_terminal(jobs_.at(id).status.state);
+  for (auto it = order_.begin(); finished > options_.max_finished_jobs && it != order_.end();) {
+    if (msg::is_terminal(jobs_.at(*it).status.state) && *it != s.job_id) {
+      jobs_.erase(*it);
+      it = order_.erase(it);
+      --finished;
+    } else {
+      ++it;
+    }
+  }
+  return out;
+}
+
+void CoordinatorState::rewind(Job& job, uint64_t step) {
+  msg::JobStatus& s = job.status;
+  Attempt next;  // nothing of the attempt before carries over
+  next.number = job.attempt.number + 1;
+  job.attempt = std::move(next);
+  job.start.step = step;
+  job.last_checkpoint_step = step;
+  job.final_recorded = false;
+  s.state = JobState::kPending;
+  s.step = step;
+  s.epoch = static_cast<uint32_t>(step / job.plan.steps_per_epoch);
+  if (s.accuracy_history.size() > s.epoch) s.accuracy_history.resize(s.epoch);
+}
+
+Outbox CoordinatorState::recover(Job& job, const std::string& why) {
+  msg::JobStatus& s = job.status;
+  if (msg::is_terminal(s.state)) return {};
+  if (s.state == JobState::kPending) return {};  // holds no nodes yet: nothing to roll back
+  if (s.recoveries >= options_.max_recoveries) {
+    return finish(job, JobState::kFailed, why + "; gave up after " + std::to_string(s.recoveries) +
+                                              " recoveries (last: " + job.recovery_reason + ")");
+  }
+  Outbox out = stop_attempt(job, "rolled back: " + why);
+  // The live servers answer the stop with what they had applied (jobReleased).
+  std::vector<std::string> to_report;
+  for (const auto& id : job.attempt.servers) {
+    const Node* n = node_by_id(id);
+    if (n && n->alive) to_report.push_back(id);
+  }
+  uint64_t reached = UINT64_MAX;
+  for (auto& [rank, p] : job.attempt.progress) reached = std::min(reached, p.step);
+  if (reached == UINT64_MAX) reached = job.start.step;
+  reached = std::max(reached, job.last_checkpoint_step);  // progress reports lag the servers
+  // Back to the newest checkpoint of this job, or to where this run of it started.
+  // Without a checkpoint the job goes back to where this run of it started, with the values
+  // and optimizer state it started from.
+  std::string checkpoint, optimizer_note;
+  if (recorder_.enabled() && !s.last_checkpoint.empty()) {
+    auto step = load_start(job, s.last_checkpoint, &optimizer_note);
+    if (!step.is_ok()) {
+      auto more = finish(job, JobState::kFailed, why + "; and its last checkpoint " + s.last_checkpoint +
+                                                     " cannot be loaded: " + step.status().message());
+      out.insert(out.end(), more.begin(), more.end());
+      return out;
+    }
+    job.start.step = step.value();
+    checkpoint = s.last_checkpoint;
+  }
+  Status recorded = recorder_.job_recovered(s, job.attempt.number, why, reached, job.start.step, checkpoint,
+                                            recorder_.enabled() ? to_report : std::vector<std::string>());
+  if (!recorded.is_ok()) {
+    auto more = finish(job, JobState::kFailed, why + "; and the recovery could not be recorded: " + recorded.message());
+    out.insert(out.end(), more.begin(), more.end());
+    return out;
+  }
+  log(LogLevel::kWarn, kSelf, s.job_id + ": " + why + "; rolling back from step " + std::to_string(reached) +
+                                  " to step " + std::to_string(job.start.step) +
+                                  (checkpoint.empty() ? " (the job's start)" : " (" + checkpoint + ")") +
+                                  " as attempt " + std::to_string(job.attempt.number + 1));
+  if (recorder_.enabled() && !to_report.empty()) {
+    Discard& d = job.discards[job.attempt.number];
+    d.back_to_step = job.start.step;
+    d.waiting.insert(to_report.begin(), to_report.end());
+    d.since = now_;
+  }
+  rewind(job, job.start.step);
+  ++s.recoveries;
+  job.recovering = true;
+  job.recovery_reason = why;
+  s.message = "recovering: " + why + optimizer_note;
+  s.waiting_for.clear();
+  queue_.insert(queue_.begin(), s.job_id);  // it held nodes: it goes before the jobs that wait
+  return out;
+}
+
+void CoordinatorState::on_job_released(Job& job, const Node& node, uint32_t attempt, const msg::JobReleased& m) {
+  auto d = job.discards.find(attempt);
+  if (d == job.discards.end() || !d->second.waiting.erase(node.id)) return;  // a stop without a rollback
+  d->second.applied[node.id] = m;
+  if (d->second.waiting.empty()) record_discard(job, attempt);
+}
+
+void CoordinatorState::record_discard(Job& job, uint32_t attempt) {
+  auto d = job.discards.find(attempt);
+  if (d == job.discards.end()) return;
+  const Discard& discard = d->second;
+  const std::vector<std::string> unanswered(discard.waiting.begin(), discard.waiting.end());
+  Status recorded = recorder_.attempt_discarded(job.status, attempt, discard.back_to_step, discard.applied, unanswered);
+  // It describes work already thrown away; a store that cannot take it is reported, and the
+  // job goes on (its next checkpoint would fail it).
+  if (!recorded.is_ok()) log(LogLevel::kError, kSelf, job.status.job_id + ": " + recorded.message());
+  std::string applied;
+  for (const auto& [server, r] : discard.applied) {
+    applied += (applied.empty() ? "" : ", ") + server + " at step " + std::to_string(r.applied_step);
+  }
+  log(LogLevel::kInfo, kSelf, job.status.job_id + " attempt " + std::to_string(attempt) + " discarded: " +
+                                  (applied.empty() ? std::string("no server answered") : applied) + " (rolled back to step " +
+                                  std::to_string(discard.back_to_step) + ")");
+  job.discards.erase(d);
+}
+
+}  // namespace custody::actors
