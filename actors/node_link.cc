@@ -1,27 +1,29 @@
 #include "actors/node_link.h"
 
+#include <algorithm>
+
 #include "core/log.h"
 
 namespace custody::actors {
 
-NodeLink::NodeLink(SocketPort coordinator, msg::Register registration, std::string coordinator_address,
-                   std::chrono::milliseconds connect_timeout, std::string token)
-    : coordinator_(std::move(coordinator)),
-      registration_(std::move(registration)),
+NodeLink::NodeLink(msg::Register registration, std::string coordinator_address,
+                   std::chrono::milliseconds connect_timeout, std::string token, Clock::time_point now)
+    : registration_(std::move(registration)),
       address_(std::move(coordinator_address)),
       connect_timeout_(connect_timeout),
-      since_(Clock::now()),
+      since_(now),
       label_(msg::to_string(registration_.role)),
       token_(std::move(token)) {}
 
-void NodeLink::send(msg::Envelope e) const {
+Outgoing NodeLink::to_coordinator(msg::Envelope e) const {
   e.sender = node_id_.empty() ? label_ : node_id_;
   e.token = token_;
-  coordinator_.send("", std::move(e));
+  return {"", std::move(e), true};
 }
 
-Status NodeLink::on_tick(Clock::time_point now, bool busy) {
+Result<Outbox> NodeLink::on_tick(Clock::time_point now, bool busy) {
   if (!refusal_.is_ok()) return refusal_;
+  Outbox out;
   if (!registered_) {
     if (!ever_registered_ && now - since_ > connect_timeout_) {
       return unavailable("could not reach the coordinator at " + address_ + " within " +
@@ -31,25 +33,25 @@ Status NodeLink::on_tick(Clock::time_point now, bool busy) {
     if (now - last_sent_ >= std::chrono::milliseconds(1000)) {
       msg::Envelope e;
       e.body = registration_;
-      send(std::move(e));
+      out.push_back(to_coordinator(std::move(e)));
       last_sent_ = now;
     }
-    return Status::ok();
+    return out;
   }
   if (now - last_ack_ > std::max(connect_timeout_, 5 * interval_)) {
     log(LogLevel::kWarn, node_id_, "no answer from the coordinator at " + address_ +
                                        " for a while; registering again");
     registered_ = false;
     since_ = now;
-    return Status::ok();
+    return out;
   }
   if (now - last_sent_ >= interval_) {
     msg::Envelope e;
     e.body = msg::Heartbeat{busy};
-    send(std::move(e));
+    out.push_back(to_coordinator(std::move(e)));
     last_sent_ = now;
   }
-  return Status::ok();
+  return out;
 }
 
 bool NodeLink::on_message(const msg::Envelope& in, Clock::time_point now) {

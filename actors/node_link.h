@@ -4,25 +4,25 @@
 //   unregistered --registerAck--> registered --heartbeatAck{known=false}--> unregistered
 //   unregistered for longer than connect_timeout, before the first registerAck: fatal
 //   ("could not reach the coordinator ..."); after it, the node keeps trying and logs.
-// Plain logic driven by the node's actor (on_tick, on_message); sends through a port.
+// Plain logic: the node's state machine drives it (on_tick, on_message) with the time,
+// and the node's actor sends what it returns. Thread-safety: none; owned by one actor.
 #pragma once
 
-#include <functional>
-#include <optional>
 #include <string>
 
 #include "actors/outgoing.h"
-#include "actors/socket_bridge.h"
 
 namespace custody::actors {
 
 class NodeLink {
  public:
-  NodeLink(SocketPort coordinator, msg::Register registration, std::string coordinator_address,
-           std::chrono::milliseconds connect_timeout, std::string token = "");
+  // `now`: when the node started to reach for the coordinator.
+  NodeLink(msg::Register registration, std::string coordinator_address,
+           std::chrono::milliseconds connect_timeout, std::string token, Clock::time_point now);
 
-  // Returns a fatal error when the coordinator was never reached in time.
-  Status on_tick(Clock::time_point now, bool busy);
+  // A registration or a heartbeat, when one is due. A fatal error when the coordinator
+  // was never reached in time, or refused this node's credentials.
+  Result<Outbox> on_tick(Clock::time_point now, bool busy);
   // True if the message was the link's own (registerAck, heartbeatAck).
   bool on_message(const msg::Envelope& in, Clock::time_point now);
 
@@ -33,10 +33,10 @@ class NodeLink {
   uint64_t registrations() const { return registrations_; }
   const std::string& node_id() const { return node_id_; }
   std::chrono::milliseconds heartbeat_interval() const { return interval_; }
-  void send(msg::Envelope e) const;
+  // `e` as this node's message to the coordinator: from this node, with its token.
+  Outgoing to_coordinator(msg::Envelope e) const;
 
  private:
-  SocketPort coordinator_;
   msg::Register registration_;
   std::string address_;
   std::chrono::milliseconds connect_timeout_;

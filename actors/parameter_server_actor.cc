@@ -15,14 +15,18 @@ namespace {
 struct ServerActorState {
   std::unique_ptr<ParameterServerState> logic;
   std::unique_ptr<NodeLink> link;
-  SocketPort peers;
+  SocketPort coordinator, peers;
+  void to_coordinator(msg::Envelope e) const {
+    coordinator.send("", link->to_coordinator(std::move(e)).envelope);
+  }
 };
 
 caf::behavior server_actor(caf::stateful_actor<ServerActorState>* self, SocketPort coordinator, SocketPort peers,
                            msg::Register registration, PeerNodeConfig config, std::shared_ptr<NodeExit> exit) {
   self->state.logic = std::make_unique<ParameterServerState>("ps");
-  self->state.link = std::make_unique<NodeLink>(coordinator, registration, config.coordinator,
-                                                config.connect_timeout, config.token);
+  self->state.link = std::make_unique<NodeLink>(registration, config.coordinator, config.connect_timeout,
+                                                config.token, Clock::now());
+  self->state.coordinator = coordinator;
   self->state.peers = peers;
   self->send(self, tick_atom::value);
   return {
@@ -45,12 +49,12 @@ caf::behavior server_actor(caf::stateful_actor<ServerActorState>* self, SocketPo
             log(LogLevel::kWarn, st.link->node_id(), "coordinator: " + e.get<msg::Error>()->message);
             return;
           }
-          for (auto& o : st.logic->handle_control(in.peer, e)) st.link->send(std::move(o.envelope));
+          for (auto& o : st.logic->handle_control(in.peer, e)) st.to_coordinator(std::move(o.envelope));
           return;
         }
         for (auto& o : st.logic->handle_data(in.peer, e)) {
           if (o.to_coordinator) {
-            st.link->send(std::move(o.envelope));
+            st.to_coordinator(std::move(o.envelope));
           } else {
             st.peers.send(o.peer, std::move(o.envelope));
           }
@@ -58,12 +62,13 @@ caf::behavior server_actor(caf::stateful_actor<ServerActorState>* self, SocketPo
       },
       [=](tick_atom) {
         auto& st = self->state;
-        Status s = st.link->on_tick(Clock::now(), st.logic->num_jobs() > 0);
-        if (!s.is_ok()) {
-          log(LogLevel::kError, "parameter-server", s.message());
+        auto due = st.link->on_tick(Clock::now(), st.logic->num_jobs() > 0);
+        if (!due.is_ok()) {
+          log(LogLevel::kError, "parameter-server", due.status().message());
           exit->fail(3);
           return;
         }
+        for (auto& o : due.value()) st.coordinator.send("", std::move(o.envelope));
         self->delayed_send(self, std::chrono::milliseconds(100), tick_atom::value);
       },
   };

@@ -1,0 +1,94 @@
+// How a trainer reaches the parameter servers of its task, kept apart from its training
+// loop as ps-lite keeps KVWorker's Push/Pull/Wait apart from the application's loop:
+//
+//   KeySlices          which server holds which contiguous key range of the flat vector
+//   ParameterClient    what the trainer's loop talks to: pull or push, then wait
+//   ParameterRequests  the protocol every client speaks: the request each server gets
+//                      for a pull or a push, and the check of each server's answer
+//
+// Implementations: SocketParameterClient (actors/socket_parameter_client.h; one ZeroMQ
+// DEALER socket per server) in the worker, and InMemoryParameterClient over
+// ParameterServerState in the tests (tests/actors/in_memory_parameter_client.h), so that
+// the trainer's loop is tested against the servers' real protocol.
+// Thread-safety: none; a client and its requests belong to one trainer.
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "actors/outgoing.h"
+
+namespace custody::actors {
+
+class KeySlices {
+ public:
+  // Errors (invalid argument, naming the range): no servers, an empty range, or ranges
+  // that do not cover [0, num_parameters) exactly once. The servers may come in any order.
+  static Result<KeySlices> make(std::vector<msg::ServerRange> servers, uint64_t num_parameters);
+
+  size_t size() const { return servers_.size(); }
+  const msg::ServerRange& server(size_t i) const { return servers_[i]; }
+  uint64_t num_parameters() const { return num_parameters_; }
+  // Server i's part of a whole vector of num_parameters floats, borrowed from it.
+  msg::Floats slice(size_t i, const float* whole) const;
+
+ private:
+  KeySlices(std::vector<msg::ServerRange> servers, uint64_t num_parameters)
+      : servers_(std::move(servers)), num_parameters_(num_parameters) {}
+  std::vector<msg::ServerRange> servers_;
+  uint64_t num_parameters_;
+};
+
+class ParameterClient {
+ public:
+  virtual ~ParameterClient() = default;
+
+  // Asks every server for its range's values.
+  virtual Status pull() = 0;
+  // Sends every server its slice of `gradient`: the rank's gradient of `step`, over
+  // `samples` samples. The slices are borrowed for the call, not copied.
+  // REQUIRES: gradient holds num_parameters floats.
+  virtual Status push(uint64_t step, uint32_t samples, const float* gradient) = 0;
+  // Waits up to `timeout` for every server's answer to the last pull or push, and writes
+  // the values each server sent into its range of `values` (num_parameters floats).
+  // Errors: kDeadlineExceeded naming the server that did not answer; a server's refusal,
+  // with its code and the server named; kDataLoss for an answer that is not the server's
+  // range; kCancelled when the trainer was asked to stop while waiting.
+  virtual Status wait(float* values, std::chrono::milliseconds timeout) = 0;
+};
+
+class ParameterRequests {
+ public:
+  // `worker`: the node id of the trainer's worker; the requests are of `rank`'s task of
+  // the job's attempt.
+  ParameterRequests(KeySlices servers, std::string worker, std::string job_id, uint32_t attempt,
+                    uint32_t rank);
+
+  const KeySlices& servers() const { return servers_; }
+  const std::string& worker() const { return worker_; }
+
+  // A new request: one envelope for each server, in the servers' order.
+  std::vector<msg::Envelope> pull();
+  std::vector<msg::Envelope> push(uint64_t step, uint32_t samples, const float* gradient);
+
+  // Server i's answer. True: it answered the current request, and its values are in its
+  // range of `values`. False: it answers an earlier request (a late reply to one that was
+  // abandoned) and is to be ignored. An error: the server refused the request, or sent
+  // something other than its range's values.
+  Result<bool> accept(size_t server, const msg::Envelope& answer, float* values);
+  // The error of a wait for server i that ran out after `timeout`.
+  Status no_answer(size_t server, std::chrono::milliseconds timeout) const;
+
+ private:
+  msg::Envelope envelope(msg::Body body) const;
+
+  KeySlices servers_;
+  std::string worker_, job_id_;
+  uint32_t attempt_, rank_;
+  std::vector<uint64_t> versions_;  // of the values last received from each server
+  uint64_t request_id_ = 0;         // of the current request
+  const char* what_ = "";           // "a pull" or "a push", for errors
+};
+
+}  // namespace custody::actors

@@ -1,0 +1,57 @@
+#include "actors/socket_parameter_client.h"
+
+#include "core/log.h"
+#include "protocols/codec.h"
+
+namespace custody::actors {
+
+Result<SocketParameterClient> SocketParameterClient::connect(transport::Context& context,
+                                                             ParameterRequests requests,
+                                                             std::function<bool()> stopped) {
+  std::vector<std::unique_ptr<transport::Socket>> sockets;
+  const KeySlices& servers = requests.servers();
+  for (size_t i = 0; i < servers.size(); ++i) {
+    const msg::ServerRange& s = servers.server(i);
+    CUSTODY_ASSIGN_OR_RETURN(auto socket, transport::Socket::connect(context, s.address));
+    if (socket->endpoint().rfind("inproc://", 0) == 0) {
+      log(LogLevel::kInfo, requests.worker(),
+          "reaches parameter server " + s.node_id + " in-process (" + s.address + ")");
+    }
+    sockets.push_back(std::move(socket));
+  }
+  return SocketParameterClient(std::move(requests), std::move(sockets), std::move(stopped));
+}
+
+Status SocketParameterClient::send(std::vector<msg::Envelope> requests) {
+  for (size_t i = 0; i < sockets_.size(); ++i)
+    CUSTODY_RETURN_IF_ERROR(sockets_[i]->send("", msg::encode(requests[i])));
+  return Status::ok();
+}
+
+Status SocketParameterClient::pull() { return send(requests_.pull()); }
+
+Status SocketParameterClient::push(uint64_t step, uint32_t samples, const float* gradient) {
+  return send(requests_.push(step, samples, gradient));
+}
+
+Status SocketParameterClient::wait(float* values, std::chrono::milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  for (size_t i = 0; i < sockets_.size(); ++i) {
+    for (bool answered = false; !answered;) {
+      if (stopped_()) return Status(ErrorCode::kCancelled, "stopped");
+      if (Clock::now() > deadline) return requests_.no_answer(i, timeout);
+      CUSTODY_ASSIGN_OR_RETURN(auto in, sockets_[i]->receive(std::chrono::milliseconds(100)));
+      if (!in) continue;
+      const transport::Frame& frame = in->bytes;
+      auto answer = msg::decode(frame.data(), frame.size(), {}, frame.owner());
+      if (!answer.is_ok()) {
+        return data_loss("parameter server " + requests_.servers().server(i).node_id +
+                         " sent a bad reply: " + answer.status().message());
+      }
+      CUSTODY_ASSIGN_OR_RETURN(answered, requests_.accept(i, answer.value(), values));
+    }
+  }
+  return Status::ok();
+}
+
+}  // namespace custody::actors

@@ -1,0 +1,41 @@
+// The worker's ParameterClient: one ZeroMQ DEALER socket to each parameter server of a
+// task, owned by the trainer that uses it (ZeroMQ sockets are not thread-safe), which
+// sends each request and waits for the answers on the trainer's own thread.
+//
+// A wait polls each server's socket in slices of 100 ms and asks `stopped` between them,
+// so a trainer told to stop leaves a wait for a server that will not answer at once.
+// Answers to an earlier, abandoned request are skipped.
+// Thread-safety: none; owned by one trainer.
+#pragma once
+
+#include <functional>
+#include <memory>
+
+#include "actors/parameter_client.h"
+#include "protocols/transport.h"
+
+namespace custody::actors {
+
+class SocketParameterClient final : public ParameterClient {
+ public:
+  // Connects a socket to each server (connecting does not wait for the server; an address
+  // served in this process is reached in-process, which the log says).
+  static Result<SocketParameterClient> connect(transport::Context& context, ParameterRequests requests,
+                                               std::function<bool()> stopped);
+
+  Status pull() override;
+  Status push(uint64_t step, uint32_t samples, const float* gradient) override;
+  Status wait(float* values, std::chrono::milliseconds timeout) override;
+
+ private:
+  SocketParameterClient(ParameterRequests requests, std::vector<std::unique_ptr<transport::Socket>> sockets,
+                        std::function<bool()> stopped)
+      : requests_(std::move(requests)), sockets_(std::move(sockets)), stopped_(std::move(stopped)) {}
+  Status send(std::vector<msg::Envelope> requests);
+
+  ParameterRequests requests_;
+  std::vector<std::unique_ptr<transport::Socket>> sockets_;  // by server, as requests_.servers()
+  std::function<bool()> stopped_;
+};
+
+}  // namespace custody::actors

@@ -1,0 +1,90 @@
+#include "actors/trainer.h"
+
+#include "core/dataset.h"
+
+namespace custody::actors {
+
+Result<Trainer> Trainer::load(const msg::AssignTask& t, const std::string& job_id, TrainerOptions options) {
+  CUSTODY_ASSIGN_OR_RETURN(JobSpec spec, parse_job_spec(t.spec_text, "job " + job_id));
+  CUSTODY_ASSIGN_OR_RETURN(DataSplit data, load_data(spec.data));
+  if (data.version_hash != t.shard.dataset_hash) {
+    return failed_precondition("the data set this worker read (" + data.version_hash.substr(0, 16) +
+                               "...) is not the version the job was submitted with (" +
+                               t.shard.dataset_hash.substr(0, 16) +
+                               "...); the files differ between machines");
+  }
+  if (t.shard.end > static_cast<uint64_t>(data.train.count) || t.shard.begin >= t.shard.end ||
+      t.test_end > static_cast<uint64_t>(data.test.count) || t.test_begin >= t.test_end) {
+    return invalid_argument("the assigned shard or test range lies outside the data set");
+  }
+  CUSTODY_ASSIGN_OR_RETURN(Model model, Model::make(spec.layer_sizes(data.train.features)));
+  if (model.num_parameters() != t.num_parameters) {
+    return invalid_argument("the job's model has " + std::to_string(model.num_parameters()) +
+                            " parameters, the assignment says " + std::to_string(t.num_parameters));
+  }
+  CUSTODY_ASSIGN_OR_RETURN(BatchOrder order,
+                           BatchOrder::make(spec.seed, t.rank, t.shard.end - t.shard.begin, t.steps_per_epoch,
+                                            static_cast<uint32_t>(spec.batch_size)));
+  Trainer trainer(t, std::move(spec), std::move(model), std::move(order), std::move(options));
+  const auto begin = static_cast<int64_t>(t.shard.begin), end = static_cast<int64_t>(t.shard.end);
+  trainer.shard_ = features(data.train, begin, end);
+  trainer.labels_.assign(data.train.labels.begin() + begin, data.train.labels.begin() + end);
+  trainer.test_x_ = features(data.test, static_cast<int64_t>(t.test_begin), static_cast<int64_t>(t.test_end));
+  trainer.test_y_.assign(data.test.labels.begin() + static_cast<int64_t>(t.test_begin),
+                         data.test.labels.begin() + static_cast<int64_t>(t.test_end));
+  return trainer;  // the data set's raw bytes go with `data`
+}
+
+void Trainer::evaluate(uint32_t epoch, const Report& report) {
+  MatrixView view(test_x_.data(), test_x_.rows(), test_x_.cols());
+  BatchStats s = model_.evaluate(params_.data(), view, test_y_.data(), ws_);
+  report(msg::EpochEval{epoch, static_cast<uint64_t>(s.correct), static_cast<uint64_t>(s.samples), s.loss_sum,
+                        task_.rank});
+}
+
+Status Trainer::run(ParameterClient& servers, const Report& report) {
+  const msg::AssignTask& t = task_;
+  params_.assign(t.num_parameters, 0.0f);
+  CUSTODY_RETURN_IF_ERROR(servers.pull());
+  CUSTODY_RETURN_IF_ERROR(servers.wait(params_.data(), options_.step_timeout));
+
+  const uint32_t batch = order_.batch_size();
+  Matrix x(shard_.rows(), batch);
+  std::vector<uint8_t> y(batch);
+  AlignedFloats grad(t.num_parameters);
+  const uint64_t last_step = static_cast<uint64_t>(spec_.epochs) * t.steps_per_epoch;
+  // A resumed task starts inside the epoch of its checkpoint, and sees the batches the
+  // uninterrupted run saw from there on (core/data_order.h).
+  uint64_t step = t.start_step, samples_total = 0;
+  uint64_t report_samples = 0;
+  double report_loss = 0;
+  auto report_start = options_.now();
+  for (; step < last_step; ++step) {
+    const int64_t* samples = order_.batch(step);
+    for (uint32_t i = 0; i < batch; ++i) {
+      x.col(i) = shard_.col(samples[i]);
+      y[i] = labels_[samples[i]];
+    }
+    MatrixView view(x.data(), x.rows(), x.cols());
+    BatchStats st = model_.gradient(params_.data(), view, y.data(), grad.data(), ws_);
+    CUSTODY_RETURN_IF_ERROR(servers.push(step, batch, grad.data()));
+    CUSTODY_RETURN_IF_ERROR(servers.wait(params_.data(), options_.step_timeout));
+    samples_total += batch;
+    report_samples += batch;
+    report_loss += st.loss_sum;
+    const uint32_t epoch = order_.epoch_of(step);
+    const auto now = options_.now();
+    if (now - report_start > options_.progress_interval) {
+      auto us = std::chrono::duration_cast<std::chrono::microseconds>(now - report_start).count();
+      report(msg::Progress{epoch, step + 1, report_samples, report_loss, static_cast<uint64_t>(us), t.rank});
+      report_samples = 0;
+      report_loss = 0;
+      report_start = now;
+    }
+    if (order_.ends_epoch(step)) evaluate(epoch, report);
+  }
+  report(msg::TaskDone{step, samples_total, t.rank});
+  return Status::ok();
+}
+
+}  // namespace custody::actors

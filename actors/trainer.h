@@ -1,0 +1,83 @@
+// One task's training loop: rank r's shard of a job, from the task's start step to the
+// job's last step.
+//
+//   load: the job's data set (the version the job was submitted with), the shard and the
+//         test range the task names, the model of the assignment's size
+//   run:  pull the values; then for each step: its batch (core/data_order.h), the
+//         gradient (Eigen), a push of each server's slice, a wait for the new values.
+//         After each epoch the test range is evaluated (epochEval); about every
+//         progress_interval a progress report; at the end taskDone.
+//
+// The loop reaches the servers only through a ParameterClient (actors/parameter_client.h)
+// and the coordinator only through `report`, so it runs against servers in memory in the
+// tests exactly as against ZeroMQ sockets in the worker (actors/worker_actor.cc, where
+// each trainer is a detached actor; WorkerState decides which trainers run).
+// Thread-safety: none; a trainer runs on one thread.
+#pragma once
+
+#include <functional>
+
+#include "actors/parameter_client.h"
+#include "core/data_order.h"
+#include "core/job_spec.h"
+#include "core/model.h"
+
+namespace custody::actors {
+
+struct TrainerOptions {
+  // The longest wait for the servers' answers to one pull or push. Default: 60 s
+  std::chrono::milliseconds step_timeout{60000};
+  // Progress is reported after the first step that ends more than this after the last
+  // report. Default: 500 ms
+  std::chrono::milliseconds progress_interval{500};
+  // Times progress reports. Default: the steady clock
+  std::function<Clock::time_point()> now = [] { return Clock::now(); };
+};
+
+class Trainer {
+ public:
+  using Report = std::function<void(msg::Body)>;
+
+  // Reads the job's data and takes the task's part of it. Errors name the mismatch: a
+  // spec that does not parse, a data set other than the version the job was submitted
+  // with (failed precondition), a shard or test range outside it, a model whose size is
+  // not the assignment's, steps that do not fit the shard (invalid argument).
+  static Result<Trainer> load(const msg::AssignTask& task, const std::string& job_id,
+                              TrainerOptions options = {});
+
+  // Trains to the job's last step, reporting progress, epochEval and at the end taskDone.
+  // Returns the client's errors as they are (kCancelled when told to stop).
+  Status run(ParameterClient& servers, const Report& report);
+
+  const msg::AssignTask& task() const { return task_; }
+  // The values the last step ended with (the servers' values after it).
+  const float* values() const { return params_.data(); }
+
+ private:
+  Trainer(msg::AssignTask task, JobSpec spec, Model model, BatchOrder order, TrainerOptions options)
+      : task_(std::move(task)),
+        spec_(std::move(spec)),
+        model_(std::move(model)),
+        order_(std::move(order)),
+        options_(std::move(options)) {}
+  void evaluate(uint32_t epoch, const Report& report);
+
+  msg::AssignTask task_;
+  JobSpec spec_;
+  Model model_;
+  BatchOrder order_;
+  TrainerOptions options_;
+  Matrix shard_, test_x_;  // samples are columns
+  std::vector<uint8_t> labels_, test_y_;
+  // The values the next gradient is computed at, copied out of each answer into memory
+  // aligned for Eigen's widest vectors. Computing at the received frame itself (tried:
+  // it saves a 0.9 MB copy a step) made the result depend, in the last bits, on where
+  // the frame happened to lie (three runs of one job gave three models; copying made
+  // them one again), most likely because Eigen splits its loops at aligned addresses.
+  // Gradients are written to aligned memory too.
+  using AlignedFloats = std::vector<float, Eigen::aligned_allocator<float>>;
+  AlignedFloats params_;
+  Workspace ws_;
+};
+
+}  // namespace custody::actors

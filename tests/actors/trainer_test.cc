@@ -1,0 +1,234 @@
+// The trainer's loop against parameter servers in memory (ParameterServerState through
+// the codec): what it trains, what it reports, and how its waits end.
+#include "actors/trainer.h"
+
+#include <gtest/gtest.h>
+
+#include "core/dataset.h"
+#include "tests/actors/in_memory_parameter_client.h"
+
+namespace custody::actors {
+namespace {
+
+using namespace std::chrono_literals;
+
+// An MLP 5-6-3 (57 parameters) on 100 synthetic samples: 12 steps of 8 an epoch.
+std::string job_text(const std::string& optimizer, uint32_t workers = 1) {
+  return "[job]\nname = \"trainer\"\nepochs = 3\nbatch_size = 8\nworkers = " + std::to_string(workers) +
+         "\nseed = 11\n[model]\ntype = \"mlp\"\nhidden = [6]\nclasses = 3\n"
+         "[optimizer]\ntype = \"" +
+         optimizer +
+         "\"\nlearning_rate = 0.1\n"
+         "[data]\nkind = \"synthetic\"\n[data.synthetic]\ntrain_samples = 100\ntest_samples = 30\nfeatures = "
+         "5\n"
+         "classes = 3\n";
+}
+constexpr uint64_t kParameters = 57, kStepsPerEpoch = 12, kSteps = 36;
+
+using AlignedFloats = std::vector<float, Eigen::aligned_allocator<float>>;
+
+class TrainerTest : public ::testing::Test {
+ protected:
+  void SetUp() override { data_ = load_data(parse_job_spec(job_text("sgd"), "test").value().data).value(); }
+
+  msg::AssignTask task(const InMemoryServers& servers, const std::string& spec_text,
+                       uint64_t start_step = 0) const {
+    msg::AssignTask t;
+    t.spec_text = spec_text;
+    t.rank = 0;
+    t.shard = {data_.version_hash, 0, 1, 0, 100};
+    t.test_begin = 0;
+    t.test_end = 30;
+    t.steps_per_epoch = kStepsPerEpoch;
+    t.servers = servers.task_servers();
+    t.num_parameters = kParameters;
+    t.start_step = start_step;
+    return t;
+  }
+  static msg::AssignKeyRange key_range(const std::string& spec_text, uint32_t workers = 1,
+                                       uint64_t checkpoint_every = 0) {
+    msg::AssignKeyRange a;
+    a.spec_text = spec_text;
+    a.num_parameters = kParameters;
+    a.num_workers = workers;
+    a.total_steps = kSteps;
+    a.input_features = 5;
+    a.steps_per_epoch = kStepsPerEpoch;
+    a.checkpoint_every = checkpoint_every;
+    return a;
+  }
+  static InMemoryParameterClient client(InMemoryServers& servers, const msg::AssignTask& t,
+                                        uint32_t attempt = 0) {
+    return InMemoryParameterClient(servers,
+                                   ParameterRequests(KeySlices::make(t.servers, t.num_parameters).value(),
+                                                     "worker-1", "job-1", attempt, t.rank),
+                                   "PEER-worker-1");
+  }
+  // Runs the task to its end and keeps its reports.
+  Status train(InMemoryServers& servers, const msg::AssignTask& t, std::vector<float>* values = nullptr,
+               uint32_t attempt = 0, TrainerOptions options = {}) {
+    auto trainer = Trainer::load(t, "job-1", std::move(options));
+    if (!trainer.is_ok()) return trainer.status();
+    InMemoryParameterClient c = client(servers, t, attempt);
+    Status s = trainer->run(c, [&](msg::Body b) { reports_.push_back(std::move(b)); });
+    if (values) values->assign(trainer->values(), trainer->values() + kParameters);
+    return s;
+  }
+  template <class T>
+  std::vector<T> reports() const {
+    std::vector<T> out;
+    for (const auto& r : reports_)
+      if (auto* m = std::get_if<T>(&r)) out.push_back(*m);
+    return out;
+  }
+
+  DataSplit data_;
+  std::vector<msg::Body> reports_;
+};
+
+// The same updates as a loop on one machine would make, bit for bit: each step's batch
+// from core/data_order.h, the gradient at the values after the previous step, and the
+// optimizer's update of the whole vector (here split over two servers).
+TEST_F(TrainerTest, TrainsOverTwoServersTheModelAPlainLoopTrains) {
+  const std::string text = job_text("sgd");
+  InMemoryServers servers(kParameters, 2);
+  ASSERT_TRUE(servers.assign("job-1", key_range(text)).is_ok());
+  std::vector<float> trained;
+  ASSERT_TRUE(train(servers, task(servers, text), &trained).is_ok());
+
+  const JobSpec spec = parse_job_spec(text, "test").value();
+  const Model model(spec.layer_sizes(5));
+  const std::vector<float> initial = model.initial_parameters(spec.seed);
+  AlignedFloats params(initial.begin(), initial.end()), grad(kParameters);
+  auto optimizer = make_optimizer(spec.optimizer, kParameters);
+  BatchOrder order = BatchOrder::make(spec.seed, 0, 100, kStepsPerEpoch, 8).value();
+  const Matrix shard = features(data_.train, 0, 100);
+  Matrix x(5, 8);
+  std::vector<uint8_t> y(8);
+  Workspace ws;
+  for (uint64_t step = 0; step < kSteps; ++step) {
+    const int64_t* batch = order.batch(step);
+    for (int i = 0; i < 8; ++i) {
+      x.col(i) = shard.col(batch[i]);
+      y[i] = data_.train.labels[batch[i]];
+    }
+    model.gradient(params.data(), MatrixView(x.data(), 5, 8), y.data(), grad.data(), ws);
+    optimizer->set_learning_rate(scheduled_learning_rate(spec.optimizer, static_cast<int64_t>(step), kSteps));
+    optimizer->apply(params.data(), grad.data());
+  }
+  EXPECT_EQ(trained, std::vector<float>(params.begin(), params.end()));
+  EXPECT_NE(trained, initial);
+}
+
+TEST_F(TrainerTest, ReportsEachEpochsEvaluationAndAtTheEndItsStepsAndSamples) {
+  const std::string text = job_text("sgd");
+  InMemoryServers servers(kParameters, 1);
+  ASSERT_TRUE(servers.assign("job-1", key_range(text)).is_ok());
+  ASSERT_TRUE(train(servers, task(servers, text)).is_ok());
+  auto evals = reports<msg::EpochEval>();
+  ASSERT_EQ(evals.size(), 3u);
+  for (uint32_t e = 0; e < 3; ++e) {
+    EXPECT_EQ(evals[e].epoch, e + 1);
+    EXPECT_EQ(evals[e].total, 30u) << "its test range";
+  }
+  ASSERT_TRUE(std::holds_alternative<msg::TaskDone>(reports_.back()));
+  const auto done = std::get<msg::TaskDone>(reports_.back());
+  EXPECT_EQ(done.steps, kSteps);
+  EXPECT_EQ(done.samples, kSteps * 8);
+  EXPECT_EQ(done.rank, 0u);
+}
+
+TEST_F(TrainerTest, ReportsProgressOnceTheIntervalHasPassed) {
+  const std::string text = job_text("sgd");
+  InMemoryServers servers(kParameters, 1);
+  ASSERT_TRUE(servers.assign("job-1", key_range(text)).is_ok());
+  TrainerOptions options;
+  options.progress_interval = 500ms;
+  Clock::time_point now;
+  options.now = [&] { return now += 300ms; };  // every reading 300 ms later: a report every second step
+  ASSERT_TRUE(train(servers, task(servers, text), nullptr, 0, options).is_ok());
+  auto progress = reports<msg::Progress>();
+  ASSERT_EQ(progress.size(), kSteps / 2);
+  EXPECT_EQ(progress[0].step, 2u);
+  EXPECT_EQ(progress[0].epoch, 1u);
+  EXPECT_EQ(progress[0].samples, 16u);
+  EXPECT_EQ(progress[0].elapsed_us, 600000u);
+  EXPECT_EQ(progress[6].step, 14u);
+  EXPECT_EQ(progress[6].epoch, 2u);
+}
+
+// The resume guarantee below the cluster: a task resumed at step 14 (inside epoch 2) on
+// servers that start from the step-14 checkpoint ends on the uninterrupted model.
+TEST_F(TrainerTest, ATaskResumedFromACheckpointEndsOnTheUninterruptedModel) {
+  const std::string text = job_text("momentum");
+  InMemoryServers first(kParameters, 2);
+  ASSERT_TRUE(first.assign("job-1", key_range(text, 1, 7)).is_ok());
+  std::vector<float> uninterrupted;
+  ASSERT_TRUE(train(first, task(first, text), &uninterrupted).is_ok());
+  std::vector<msg::CheckpointShard> at_14;
+  for (const msg::Envelope& e : first.to_coordinator()) {
+    if (auto* shard = e.get<msg::CheckpointShard>(); shard && shard->step == 14) at_14.push_back(*shard);
+  }
+  ASSERT_EQ(at_14.size(), 2u) << "one shard from each server";
+  ASSERT_FALSE(at_14[0].optimizer_state.empty()) << "momentum's velocity";
+
+  InMemoryServers resumed(kParameters, 2);
+  ASSERT_TRUE(resumed.assign("job-1", key_range(text, 1, 7), 1, at_14).is_ok());
+  std::vector<float> values;
+  reports_.clear();
+  ASSERT_TRUE(train(resumed, task(resumed, text, 14), &values, 1).is_ok());
+  EXPECT_EQ(values, uninterrupted);
+  EXPECT_EQ(reports<msg::TaskDone>().at(0).steps, kSteps);
+  EXPECT_EQ(reports<msg::TaskDone>().at(0).samples, (kSteps - 14) * 8);
+  EXPECT_EQ(reports<msg::EpochEval>().size(), 2u) << "epochs 2 and 3";
+}
+
+TEST_F(TrainerTest, AServerThatDoesNotAnswerEndsTheWaitWithADeadlineNamingIt) {
+  const std::string text = job_text("sgd", 2);
+  InMemoryServers servers(kParameters, 2);
+  ASSERT_TRUE(servers.assign("job-1", key_range(text, 2)).is_ok());  // rank 1 never pushes
+  TrainerOptions options;
+  options.step_timeout = 60s;
+  Status s = train(servers, task(servers, text), nullptr, 0, options);
+  EXPECT_EQ(s.code(), ErrorCode::kDeadlineExceeded);
+  EXPECT_EQ(s.message(), "no reply to a push from parameter server ps-1 at mem://ps-1 within 60 s");
+}
+
+TEST_F(TrainerTest, AServersRefusalIsTheTrainersErrorWithTheServerNamed) {
+  const std::string text = job_text("sgd");
+  InMemoryServers servers(kParameters, 2);
+  ASSERT_TRUE(servers.assign("job-1", key_range(text), 1).is_ok());
+  Status s = train(servers, task(servers, text), nullptr, 0);  // attempt 0
+  EXPECT_EQ(s.code(), ErrorCode::kFailedPrecondition);
+  EXPECT_EQ(s.message().rfind("parameter server ps-1: attempt 0 of job-1 was replaced by attempt 1", 0), 0u)
+      << s.message();
+}
+
+TEST_F(TrainerTest, ATaskThatDoesNotFitItsDataIsRefusedBeforeTraining) {
+  const std::string text = job_text("sgd");
+  InMemoryServers servers(kParameters, 1);
+  msg::AssignTask other_data = task(servers, text);
+  other_data.shard.dataset_hash = std::string(64, 'a');
+  auto t = Trainer::load(other_data, "job-1");
+  EXPECT_EQ(t.status().code(), ErrorCode::kFailedPrecondition);
+  EXPECT_NE(t.status().message().find("is not the version the job was submitted with"), std::string::npos);
+
+  msg::AssignTask too_many_steps = task(servers, text);
+  too_many_steps.steps_per_epoch = 13;
+  t = Trainer::load(too_many_steps, "job-1");
+  EXPECT_EQ(t.status().code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(t.status().message(), "13 steps of 8 samples do not fit the assigned shard of 100");
+
+  msg::AssignTask other_model = task(servers, text);
+  other_model.num_parameters = 58;
+  t = Trainer::load(other_model, "job-1");
+  EXPECT_EQ(t.status().code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(t.status().message(), "the job's model has 57 parameters, the assignment says 58");
+
+  msg::AssignTask outside = task(servers, text);
+  outside.shard.end = 101;
+  EXPECT_EQ(Trainer::load(outside, "job-1").status().code(), ErrorCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace custody::actors
