@@ -27,7 +27,7 @@ struct CoordinatorActorState {
   std::shared_ptr<CoordinatorState> logic;
   SocketPort port;
   caf::actor serving;
-  Clock::time_point next_head;  // when the head file gets its next line
+  SteadyClock::time_point next_head;  // when the head file gets its next line
 };
 
 // Appends one signed-heads document to the head file and syncs it: the copy of the
@@ -68,7 +68,7 @@ caf::behavior coordinator_actor(caf::stateful_actor<CoordinatorActorState>* self
                                 SocketPort port, std::shared_ptr<CoordinatorState> logic, caf::actor serving,
                                 std::string head_file, std::chrono::milliseconds head_interval) {
   self->state.logic = std::move(logic);
-  self->state.next_head = Clock::now() + head_interval;
+  self->state.next_head = SteadyClock::now() + head_interval;
   self->state.port = port;
   self->state.serving = serving;
   self->delayed_send(self, std::max(std::chrono::milliseconds(50), options.heartbeat_interval / 2),
@@ -93,10 +93,10 @@ caf::behavior coordinator_actor(caf::stateful_actor<CoordinatorActorState>* self
           self->send(self->state.serving, std::move(in));
           return;
         }
-        send_all(self->state.logic->handle(in.peer, *in.envelope, Clock::now()));
+        send_all(self->state.logic->handle(in.peer, *in.envelope, SteadyClock::now()));
       },
       [=](tick_atom) {
-        const auto now = Clock::now();
+        const auto now = SteadyClock::now();
         if (!head_file.empty() && now >= self->state.next_head) {
           Status s = append_heads(head_file, *self->state.logic);
           if (!s.is_ok()) log(LogLevel::kError, "coordinator", "could not append to the head file: " + s.message());
@@ -207,7 +207,7 @@ int run_coordinator(const CoordinatorNodeConfig& config, const std::atomic<bool>
   auto serving = system.spawn<caf::detached>(serving_actor, port, store.get(), config.serving, key.get());
   auto logic = std::make_shared<CoordinatorState>(config.options, store.get(), config.store, key.get());
   // After a restart: the jobs that had not ended, the known nodes and their ids.
-  if (Status s = logic->restore(Clock::now()); !s.is_ok()) {
+  if (Status s = logic->restore(SteadyClock::now()); !s.is_ok()) {
     log(LogLevel::kError, "coordinator", "could not restore the jobs from the custody store: " + s.message());
     caf::anon_send_exit(port.actor(), caf::exit_reason::user_shutdown);
     caf::anon_send_exit(serving, caf::exit_reason::user_shutdown);

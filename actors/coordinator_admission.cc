@@ -15,7 +15,7 @@ namespace custody::actors {
 using msg::Envelope;
 using msg::JobState;
 
-Status CoordinatorState::restore(Clock::time_point now) {
+Status CoordinatorState::restore(SteadyClock::time_point now) {
   now_ = now;
   if (!recorder_.enabled()) return Status::ok();
   storage::CustodyStore& store = *recorder_.store();

@@ -149,7 +149,7 @@ Outbox CoordinatorState::start_tasks(Job& job) {
   return out;
 }
 
-Outbox CoordinatorState::on_node_report(const Node& node, const Envelope& in, Clock::time_point now) {
+Outbox CoordinatorState::on_node_report(const Node& node, const Envelope& in, SteadyClock::time_point now) {
   auto it = jobs_.find(in.job_id);
   // Answers to the stop of a rolled-back attempt: of an older attempt by nature, and still
   // to be recorded if the job has ended since.

@@ -50,7 +50,7 @@ struct WorkerProgress {
   uint64_t step = 0;
   double rate = 0;  // samples/s over the last report
   bool done = false;
-  Clock::time_point last_step_at;  // when `step` last advanced
+  SteadyClock::time_point last_step_at;  // when `step` last advanced
 };
 
 // One attempt: from placement (schedule) to its end (completion, rollback, cancel).
@@ -59,7 +59,7 @@ struct Attempt {
   // Placement.
   std::vector<std::string> workers, servers;  // node ids, by rank / server index
   std::vector<KeyRange> ranges;               // by server index
-  Clock::time_point starting_since;
+  SteadyClock::time_point starting_since;
   std::set<std::string> servers_ready;  // servers that confirmed their key range
   std::vector<msg::AssignTask> tasks;   // by rank
   // Progress.
@@ -74,7 +74,7 @@ struct Discard {
   uint64_t back_to_step = 0;
   std::set<std::string> waiting;  // server ids
   std::map<std::string, msg::JobReleased> applied;
-  Clock::time_point since;
+  SteadyClock::time_point since;
 };
 
 struct Job {
@@ -96,7 +96,7 @@ struct Job {
   std::string recovery_reason;  // of the last rollback
   // Until then a restored job waits for all its workers to re-register before it takes
   // fewer nodes than ranks.
-  Clock::time_point full_nodes_until;
+  SteadyClock::time_point full_nodes_until;
   std::map<uint32_t, Discard> discards;  // by attempt number
 };
 

@@ -18,14 +18,8 @@ using msg::JobState;
 namespace lineage = storage::lineage;
 
 CoordinatorState::CoordinatorState(CoordinatorOptions options, storage::CustodyStore* store,
-                                   std::string store_path, const SigningKey* key)
-    : options_(options), recorder_(store, key), store_path_(std::move(store_path)), rng_(std::random_device{}()) {}
-
-int64_t CoordinatorState::wall_ms() const {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
+                                   std::string store_path, const SigningKey* key, const Clock& clock)
+    : options_(options), recorder_(store, key, clock), store_path_(std::move(store_path)), rng_(std::random_device{}()) {}
 
 std::string CoordinatorState::new_job_id() {
   // Short, unique across coordinator restarts without coordination: random hex.
@@ -56,7 +50,7 @@ CoordinatorState::Node* CoordinatorState::node_by_id(const std::string& id) {
   return it == nodes_.end() ? nullptr : &it->second;
 }
 
-Outbox CoordinatorState::handle(const std::string& peer, const Envelope& in, Clock::time_point now) {
+Outbox CoordinatorState::handle(const std::string& peer, const Envelope& in, SteadyClock::time_point now) {
   now_ = now;
   just_submitted_.clear();
   Outbox out = dispatch(peer, in, now);
@@ -71,7 +65,7 @@ Outbox CoordinatorState::handle(const std::string& peer, const Envelope& in, Clo
   return out;
 }
 
-Outbox CoordinatorState::dispatch(const std::string& peer, const Envelope& in, Clock::time_point now) {
+Outbox CoordinatorState::dispatch(const std::string& peer, const Envelope& in, SteadyClock::time_point now) {
   auto reply = [&](msg::Body body) {
     Envelope e = envelope(in.job_id, std::move(body));
     e.request_id = in.request_id;
@@ -207,7 +201,7 @@ Outbox CoordinatorState::on_add_principal(const Envelope& in, const msg::AddPrin
 }
 
 Outbox CoordinatorState::on_register(const std::string& peer, const Envelope& in, const msg::Register& m,
-                                     Clock::time_point now) {
+                                     SteadyClock::time_point now) {
   if (m.role == msg::NodeRole::kParameterServer && m.address.empty()) {
     return {{peer, msg::make_error(in, kSelf, invalid_argument("a parameter server must register "
                                                                "with the address workers reach it at"))}};
@@ -267,7 +261,7 @@ Outbox CoordinatorState::on_register(const std::string& peer, const Envelope& in
   return out;
 }
 
-Outbox CoordinatorState::tick(Clock::time_point now) {
+Outbox CoordinatorState::tick(SteadyClock::time_point now) {
   now_ = now;
   Outbox out;
   for (auto& [id, n] : nodes_) {
@@ -310,9 +304,9 @@ Outbox CoordinatorState::tick(Clock::time_point now) {
   return out;
 }
 
-std::vector<std::string> CoordinatorState::waiting_for(const Job& job, Clock::time_point now) const {
+std::vector<std::string> CoordinatorState::waiting_for(const Job& job, SteadyClock::time_point now) const {
   std::vector<std::string> out;
-  auto secs = [&](Clock::duration d) { return fixed(std::chrono::duration<double>(d).count(), 1); };
+  auto secs = [&](SteadyClock::duration d) { return fixed(std::chrono::duration<double>(d).count(), 1); };
   auto silent = [&](const std::string& id) -> std::string {
     auto it = nodes_.find(id);
     if (it == nodes_.end()) return "unknown node";
@@ -332,7 +326,7 @@ std::vector<std::string> CoordinatorState::waiting_for(const Job& job, Clock::ti
     return out;
   }
   if (job.status.state != JobState::kRunning) return out;
-  Clock::time_point last_step_at{};
+  SteadyClock::time_point last_step_at{};
   uint64_t slowest = UINT64_MAX;
   for (const auto& [rank, p] : job.attempt.progress) {
     if (p.done) continue;
@@ -364,7 +358,7 @@ std::vector<std::string> CoordinatorState::waiting_for(const Job& job, Clock::ti
 }
 
 msg::StatusReply CoordinatorState::status(const std::string& job_id, bool include_nodes,
-                                          Clock::time_point now) const {
+                                          SteadyClock::time_point now) const {
   msg::StatusReply r;
   r.store_path = store_path_;
   for (const auto& id : order_) {

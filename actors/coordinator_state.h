@@ -78,19 +78,21 @@ class CoordinatorState {
  public:
   // store: null runs without custody records (and without checkpoints).
   // key: signs the store's heads and the receipts of exports; null: none.
+  // clock: the wall time of job submissions, starts and ends (records take the store's).
   explicit CoordinatorState(CoordinatorOptions options, storage::CustodyStore* store = nullptr,
-                            std::string store_path = "", const SigningKey* key = nullptr);
+                            std::string store_path = "", const SigningKey* key = nullptr,
+                            const Clock& clock = Clock::system());
 
   // Rebuilds the jobs, the known nodes and the id counters from the custody store after
   // a restart; unfinished jobs are queued to resume from their last checkpoint. Call once,
   // before the first message.
-  Status restore(Clock::time_point now);
+  Status restore(SteadyClock::time_point now);
 
-  Outbox handle(const std::string& peer, const msg::Envelope& in, Clock::time_point now);
+  Outbox handle(const std::string& peer, const msg::Envelope& in, SteadyClock::time_point now);
   // Liveness and scheduling; call about once per heartbeat interval.
-  Outbox tick(Clock::time_point now);
+  Outbox tick(SteadyClock::time_point now);
 
-  msg::StatusReply status(const std::string& job_id, bool include_nodes, Clock::time_point now) const;
+  msg::StatusReply status(const std::string& job_id, bool include_nodes, SteadyClock::time_point now) const;
 
   // Every Merkle log's head, signed (the head file, `custody audit head`).
   Result<storage::json> signed_heads() const { return recorder_.signed_heads(); }
@@ -108,20 +110,20 @@ class CoordinatorState {
     uint32_t pid = 0;
     bool alive = true;
     std::string job;  // the job it works on, if any
-    Clock::time_point last_seen;
+    SteadyClock::time_point last_seen;
   };
   // One request or node report, before scheduling (handle() schedules once per event).
-  Outbox dispatch(const std::string& peer, const msg::Envelope& in, Clock::time_point now);
+  Outbox dispatch(const std::string& peer, const msg::Envelope& in, SteadyClock::time_point now);
   static constexpr const char* kSelf = "coordinator";  // the sender of its messages and logs
 
   Outbox on_register(const std::string& peer, const msg::Envelope& in, const msg::Register& m,
-                     Clock::time_point now);
+                     SteadyClock::time_point now);
   Outbox on_submit(const msg::Envelope& in, const msg::SubmitJob& m, const std::string& peer);
   // A job from its file: reads the data set (sizes, identity), checks the model, and with
   // resolve_init the checkpoint named by 'job.init_from'.
   Result<Job> prepare(const std::string& spec_text, const std::string& origin, bool resolve_init);
   Outbox on_cancel(const msg::Envelope& in, const msg::CancelJob& m, const std::string& peer);
-  Outbox on_node_report(const Node& node, const msg::Envelope& in, Clock::time_point now);
+  Outbox on_node_report(const Node& node, const msg::Envelope& in, SteadyClock::time_point now);
   Outbox on_checkpoint_shard(Job& job, const Node& node, const msg::CheckpointShard& m);
   // A server let go of a job's attempt; after a rollback, what it had applied is recorded.
   void on_job_released(Job& job, const Node& node, uint32_t attempt, const msg::JobReleased& m);
@@ -148,12 +150,12 @@ class CoordinatorState {
   // Rolls a running or starting job back to its last checkpoint and queues it again.
   Outbox recover(Job& job, const std::string& why);
   // The nodes a starting or stalled job waits for, each with why; empty if it is moving.
-  std::vector<std::string> waiting_for(const Job& job, Clock::time_point now) const;
+  std::vector<std::string> waiting_for(const Job& job, SteadyClock::time_point now) const;
 
   Node* node_by_peer(const std::string& peer);
   Node* node_by_id(const std::string& id);
   msg::Envelope envelope(const std::string& job_id, msg::Body body, uint32_t attempt = 0) const;
-  int64_t wall_ms() const;
+  int64_t wall_ms() const { return recorder_.clock().wall_ms(); }
   std::string new_job_id();
 
   CoordinatorOptions options_;
@@ -167,7 +169,7 @@ class CoordinatorState {
   uint64_t next_request_ = 1;
   std::mt19937_64 rng_;
   std::map<std::string, Caller> credentials_;  // token SHA-256 -> caller, read through
-  Clock::time_point now_;  // of the message or tick being handled
+  SteadyClock::time_point now_;  // of the message or tick being handled
   std::string just_submitted_;  // the job accepted by this event, whose answer waits for scheduling
 };
 

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "core/clock.h"
 #include "core/job_spec.h"
 #include "protocols/messages.h"
 #include "core/signing.h"
@@ -44,8 +45,11 @@ struct ServedCall {
 class CustodyRecorder {
  public:
   // key: signs receipts of exports and the store's heads; null: none are made.
-  explicit CustodyRecorder(storage::CustodyStore* store, const SigningKey* key = nullptr)
-      : store_(store), key_(key) {}
+  // clock: the time of heads and receipts it signs.
+  explicit CustodyRecorder(storage::CustodyStore* store, const SigningKey* key = nullptr,
+                           const Clock& clock = Clock::system())
+      : store_(store), key_(key), clock_(clock) {}
+  const Clock& clock() const { return clock_; }
   const SigningKey* key() const { return key_; }
   bool enabled() const { return store_ != nullptr; }
   storage::CustodyStore* store() const { return store_; }
@@ -103,6 +107,7 @@ class CustodyRecorder {
   Status write(const storage::Batch& batch);
   storage::CustodyStore* store_;
   const SigningKey* key_;
+  const Clock& clock_;
 };
 
 }  // namespace custody::actors

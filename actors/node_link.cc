@@ -7,7 +7,7 @@
 namespace custody::actors {
 
 NodeLink::NodeLink(msg::Register registration, std::string coordinator_address,
-                   std::chrono::milliseconds connect_timeout, std::string token, Clock::time_point now)
+                   std::chrono::milliseconds connect_timeout, std::string token, SteadyClock::time_point now)
     : registration_(std::move(registration)),
       address_(std::move(coordinator_address)),
       connect_timeout_(connect_timeout),
@@ -21,7 +21,7 @@ Outgoing NodeLink::to_coordinator(msg::Envelope e) const {
   return {"", std::move(e), true};
 }
 
-Result<Outbox> NodeLink::on_tick(Clock::time_point now, bool busy) {
+Result<Outbox> NodeLink::on_tick(SteadyClock::time_point now, bool busy) {
   if (!refusal_.is_ok()) return refusal_;
   Outbox out;
   if (!registered_) {
@@ -54,7 +54,7 @@ Result<Outbox> NodeLink::on_tick(Clock::time_point now, bool busy) {
   return out;
 }
 
-bool NodeLink::on_message(const msg::Envelope& in, Clock::time_point now) {
+bool NodeLink::on_message(const msg::Envelope& in, SteadyClock::time_point now) {
   if (auto* err = in.get<msg::Error>(); err && err->code == ErrorCode::kPermissionDenied && !registered_) {
     // Refused at the door: retrying with the same credentials cannot help.
     refusal_ = Status(ErrorCode::kPermissionDenied, "the coordinator at " + address_ +
@@ -79,7 +79,7 @@ bool NodeLink::on_message(const msg::Envelope& in, Clock::time_point now) {
       log(LogLevel::kWarn, node_id_, "the coordinator no longer knows this node; registering again");
       registered_ = false;
       since_ = now;
-      last_sent_ = Clock::time_point();
+      last_sent_ = SteadyClock::time_point();
     }
     return true;
   }

@@ -18,13 +18,13 @@ class NodeLink {
  public:
   // `now`: when the node started to reach for the coordinator.
   NodeLink(msg::Register registration, std::string coordinator_address,
-           std::chrono::milliseconds connect_timeout, std::string token, Clock::time_point now);
+           std::chrono::milliseconds connect_timeout, std::string token, SteadyClock::time_point now);
 
   // A registration or a heartbeat, when one is due. A fatal error when the coordinator
   // was never reached in time, or refused this node's credentials.
-  Result<Outbox> on_tick(Clock::time_point now, bool busy);
+  Result<Outbox> on_tick(SteadyClock::time_point now, bool busy);
   // True if the message was the link's own (registerAck, heartbeatAck).
-  bool on_message(const msg::Envelope& in, Clock::time_point now);
+  bool on_message(const msg::Envelope& in, SteadyClock::time_point now);
 
   bool registered() const { return registered_; }
   // How many times this node has registered: above 1, a coordinator lost it (restarted, or
@@ -44,7 +44,7 @@ class NodeLink {
   std::string node_id_;
   bool registered_ = false, ever_registered_ = false;
   uint64_t registrations_ = 0;
-  Clock::time_point since_, last_sent_, last_ack_;
+  SteadyClock::time_point since_, last_sent_, last_ack_;
   std::string label_;
   std::string token_;
   Status refusal_;  // the coordinator refused this node's credentials: fatal

@@ -11,7 +11,7 @@
 
 namespace custody::actors {
 
-using Clock = std::chrono::steady_clock;
+using SteadyClock = std::chrono::steady_clock;
 
 struct Outgoing {
   std::string peer;  // routing id of the recipient on the receiving socket

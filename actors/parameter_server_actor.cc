@@ -25,7 +25,7 @@ caf::behavior server_actor(caf::stateful_actor<ServerActorState>* self, SocketPo
                            msg::Register registration, PeerNodeConfig config, std::shared_ptr<NodeExit> exit) {
   self->state.logic = std::make_unique<ParameterServerState>("ps");
   self->state.link = std::make_unique<NodeLink>(registration, config.coordinator, config.connect_timeout,
-                                                config.token, Clock::now());
+                                                config.token, SteadyClock::now());
   self->state.coordinator = coordinator;
   self->state.peers = peers;
   self->send(self, tick_atom::value);
@@ -36,7 +36,7 @@ caf::behavior server_actor(caf::stateful_actor<ServerActorState>* self, SocketPo
         Outbox out;
         if (in.channel == Channel::kCoordinator) {
           const uint64_t before = st.link->registrations();
-          if (st.link->on_message(e, Clock::now())) {
+          if (st.link->on_message(e, SteadyClock::now())) {
             st.logic->set_node_id(st.link->node_id());
             if (st.link->registrations() > before && before > 0 && st.logic->num_jobs() > 0) {
               log(LogLevel::kWarn, st.link->node_id(), "registered again: dropping the key ranges held for the "
@@ -62,7 +62,7 @@ caf::behavior server_actor(caf::stateful_actor<ServerActorState>* self, SocketPo
       },
       [=](tick_atom) {
         auto& st = self->state;
-        auto due = st.link->on_tick(Clock::now(), st.logic->num_jobs() > 0);
+        auto due = st.link->on_tick(SteadyClock::now(), st.logic->num_jobs() > 0);
         if (!due.is_ok()) {
           log(LogLevel::kError, "parameter-server", due.status().message());
           exit->fail(3);

@@ -12,12 +12,13 @@ namespace custody::actors {
 using storage::json;
 namespace lineage = storage::lineage;
 
-ServingState::ServingState(storage::CustodyStore* store, ServingOptions options, const SigningKey* key)
-    : store_(store), options_(options), recorder_(store, key), rng_(std::random_device{}()) {}
+ServingState::ServingState(storage::CustodyStore* store, ServingOptions options, const SigningKey* key,
+                           const Clock& clock)
+    : store_(store), options_(options), recorder_(store, key, clock), rng_(std::random_device{}()) {}
 
 Result<std::pair<std::string, std::string>> ServingState::resolve(const std::string& ref) {
   if (lineage::has_prefix(ref, lineage::prefix::kCheckpoint)) return std::make_pair(ref, std::string());
-  const auto now = std::chrono::steady_clock::now();
+  const auto now = recorder_.clock().steady_now();
   auto it = names_.find(ref);
   if (it != names_.end() && now - it->second.at < std::chrono::seconds(1)) {
     return std::make_pair(it->second.checkpoint, it->second.label);

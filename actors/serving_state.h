@@ -42,7 +42,9 @@ class ServingState {
  public:
   // key: signs each call's receipt (the call's usage record, its inclusion proof and a
   // signed head of the usage log); null: replies carry no receipt.
-  ServingState(storage::CustodyStore* store, ServingOptions options, const SigningKey* key = nullptr);
+  // clock: how long a resolved model name is cached, and the time receipts are signed at.
+  ServingState(storage::CustodyStore* store, ServingOptions options, const SigningKey* key = nullptr,
+               const Clock& clock = Clock::system());
 
   Result<msg::PredictReply> predict(const msg::Predict& request);
 

@@ -35,11 +35,11 @@ Status SocketParameterClient::push(uint64_t step, uint32_t samples, const float*
 }
 
 Status SocketParameterClient::wait(float* values, std::chrono::milliseconds timeout) {
-  const auto deadline = Clock::now() + timeout;
+  const auto deadline = SteadyClock::now() + timeout;
   for (size_t i = 0; i < sockets_.size(); ++i) {
     for (bool answered = false; !answered;) {
       if (stopped_()) return Status(ErrorCode::kCancelled, "stopped");
-      if (Clock::now() > deadline) return requests_.no_answer(i, timeout);
+      if (SteadyClock::now() > deadline) return requests_.no_answer(i, timeout);
       CUSTODY_ASSIGN_OR_RETURN(auto in, sockets_[i]->receive(std::chrono::milliseconds(100)));
       if (!in) continue;
       const transport::Frame& frame = in->bytes;

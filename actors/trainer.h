@@ -31,7 +31,7 @@ struct TrainerOptions {
   // report. Default: 500 ms
   std::chrono::milliseconds progress_interval{500};
   // Times progress reports. Default: the steady clock
-  std::function<Clock::time_point()> now = [] { return Clock::now(); };
+  std::function<SteadyClock::time_point()> now = [] { return SteadyClock::now(); };
 };
 
 class Trainer {

@@ -98,7 +98,7 @@ caf::behavior worker_actor(caf::stateful_actor<WorkerActorState>* self, SocketPo
                            msg::Register registration, PeerNodeConfig config, transport::Context* context,
                            std::shared_ptr<NodeExit> exit) {
   self->state.logic = std::make_unique<WorkerState>(
-      NodeLink(registration, config.coordinator, config.connect_timeout, config.token, Clock::now()));
+      NodeLink(registration, config.coordinator, config.connect_timeout, config.token, SteadyClock::now()));
   self->send(self, tick_atom::value);
   auto act = [=](WorkerActions actions) {
     auto& st = self->state;
@@ -115,7 +115,7 @@ caf::behavior worker_actor(caf::stateful_actor<WorkerActorState>* self, SocketPo
     }
   };
   return {
-      [=](Inbound& in) { act(self->state.logic->handle(*in.envelope, Clock::now())); },
+      [=](Inbound& in) { act(self->state.logic->handle(*in.envelope, SteadyClock::now())); },
       [=](const TrainerReport& r) { act(self->state.logic->on_report(r.task, *r.body)); },
       [=](const TrainerEnded& e) {
         auto& st = self->state;
@@ -124,7 +124,7 @@ caf::behavior worker_actor(caf::stateful_actor<WorkerActorState>* self, SocketPo
         act(st.logic->on_trainer_end(e.task, Status(e.code, e.message)));
       },
       [=](tick_atom) {
-        auto due = self->state.logic->tick(Clock::now());
+        auto due = self->state.logic->tick(SteadyClock::now());
         if (!due.is_ok()) {
           log(LogLevel::kError, "worker", due.status().message());
           exit->fail(3);

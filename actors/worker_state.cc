@@ -31,7 +31,7 @@ void WorkerState::refuse(const msg::Envelope& in, const Status& status, WorkerAc
   out.outbox.push_back(link_.to_coordinator(msg::make_error(in, node_id(), status)));
 }
 
-WorkerActions WorkerState::handle(const msg::Envelope& in, Clock::time_point now) {
+WorkerActions WorkerState::handle(const msg::Envelope& in, SteadyClock::time_point now) {
   WorkerActions out;
   const uint64_t before = link_.registrations();
   if (link_.on_message(in, now)) {
@@ -124,7 +124,7 @@ void WorkerState::stop_all(WorkerActions& out) {
   out.stop_trainers = true;
 }
 
-Result<WorkerActions> WorkerState::tick(Clock::time_point now) {
+Result<WorkerActions> WorkerState::tick(SteadyClock::time_point now) {
   WorkerActions out;
   CUSTODY_ASSIGN_OR_RETURN(out.outbox, link_.on_tick(now, !job_.empty()));
   return out;

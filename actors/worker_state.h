@@ -55,10 +55,10 @@ class WorkerState {
   explicit WorkerState(NodeLink link) : link_(std::move(link)) {}
 
   // A message from the coordinator.
-  WorkerActions handle(const msg::Envelope& in, Clock::time_point now);
+  WorkerActions handle(const msg::Envelope& in, SteadyClock::time_point now);
   // Registration and heartbeats. A fatal error: the coordinator was not reached in time,
   // or refused this node.
-  Result<WorkerActions> tick(Clock::time_point now);
+  Result<WorkerActions> tick(SteadyClock::time_point now);
   // A running trainer's progress, epochEval or taskDone, for the coordinator.
   WorkerActions on_report(const TaskKey& from, msg::Body report);
   // A trainer has ended with `result` (kCancelled: it was told to stop).

@@ -20,7 +20,7 @@
 #include "core/optimizer.h"
 
 using namespace custody;
-using Clock = std::chrono::steady_clock;
+using SteadyClock = std::chrono::steady_clock;
 
 int main(int argc, char** argv) {
   const int checkpoints = argc > 1 ? std::atoi(argv[1]) : 20;
@@ -48,12 +48,12 @@ int main(int argc, char** argv) {
   std::string parent;
   for (int i = 0; i < checkpoints; ++i) {
     values[static_cast<size_t>(i)] += 1.0f;  // a new checkpoint each time, as training makes
-    auto t0 = Clock::now();
+    auto t0 = SteadyClock::now();
     auto id = recorder.checkpoint(job, model.layer_sizes(), values,
                                   {job.job_id, 0, static_cast<uint64_t>(i + 1) * 468, static_cast<uint32_t>(i + 1), parent,
                                    false},
                                   contributions);
-    record_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+    record_ms.push_back(std::chrono::duration<double, std::milli>(SteadyClock::now() - t0).count());
     if (!id.is_ok()) {
       std::fprintf(stderr, "%s\n", id.status().to_string().c_str());
       return 2;
@@ -71,13 +71,13 @@ int main(int argc, char** argv) {
   OptimizerConfig oc;
   auto opt = make_optimizer(oc, params.size());
   Workspace ws;
-  auto t0 = Clock::now();
+  auto t0 = SteadyClock::now();
   for (int64_t s = 0; s + 64 <= data.count; s += 64) {
     MatrixView v(x.data() + s * 784, 784, 64);
     (void)model.gradient(params.data(), v, data.labels.data() + s, grad.data(), ws);
     opt->apply(params.data(), grad.data());
   }
-  const double epoch_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+  const double epoch_ms = std::chrono::duration<double, std::milli>(SteadyClock::now() - t0).count();
   std::printf("%-46s %10.2f ms\n", ("record one checkpoint (median of " + std::to_string(checkpoints) + ")").c_str(),
               median_record);
   std::printf("%-46s %10.2f ms\n", "train one epoch in one process (baseline)", epoch_ms);

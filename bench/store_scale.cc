@@ -28,7 +28,7 @@
 
 using namespace custody;
 using storage::json;
-using Clock = std::chrono::steady_clock;
+using SteadyClock = std::chrono::steady_clock;
 
 namespace {
 
@@ -55,7 +55,7 @@ void build(const std::string& path, uint64_t records, uint64_t batch_size, uint3
   auto opened = storage::CustodyStore::open(path, storage::OpenMode::kReadWrite);
   if (!opened.is_ok()) die(opened.status().to_string());
   auto& store = *opened.value();
-  const auto t0 = Clock::now();
+  const auto t0 = SteadyClock::now();
   const std::vector<int> layers{784, 256, 128, 10};
   const std::string dataset = "dataset:" + sha256_hex("fashion-mnist bench");
   {
@@ -135,15 +135,15 @@ void build(const std::string& path, uint64_t records, uint64_t batch_size, uint3
   std::printf("{\"built\": \"%s\", \"usage_records\": %llu, \"records_per_write\": %llu, \"rows_per_record\": %u, "
               "\"seconds\": %.1f}\n",
               path.c_str(), static_cast<unsigned long long>(records), static_cast<unsigned long long>(batch_size),
-              rows, std::chrono::duration<double>(Clock::now() - t0).count());
+              rows, std::chrono::duration<double>(SteadyClock::now() - t0).count());
 }
 
 double median_ms(int repeats, const std::function<void()>& f) {
   std::vector<double> ms;
   for (int i = 0; i < repeats; ++i) {
-    const auto t0 = Clock::now();
+    const auto t0 = SteadyClock::now();
     f();
-    ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+    ms.push_back(std::chrono::duration<double, std::milli>(SteadyClock::now() - t0).count());
   }
   std::sort(ms.begin(), ms.end());
   return ms[ms.size() / 2];

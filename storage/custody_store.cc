@@ -16,11 +16,6 @@ namespace {
 
 const char* kFormat = "custody-store-v1";
 
-int64_t wall_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 // Index keys use '|' between parts; ids never contain it (see Batch).
 std::string sanitize(const std::string& id) {
   std::string s = id;
@@ -125,9 +120,9 @@ void Batch::blob(const std::string& sha256, std::string bytes) { blobs_.emplace_
 
 void Batch::checkpoint(json manifest) { manifests_.push_back(std::move(manifest)); }
 
-CustodyStore::CustodyStore(std::unique_ptr<KeyValue> kv) : kv_(std::move(kv)) {}
+CustodyStore::CustodyStore(std::unique_ptr<KeyValue> kv, const Clock& clock) : kv_(std::move(kv)), clock_(clock) {}
 
-Result<std::unique_ptr<CustodyStore>> CustodyStore::open(const std::string& path, OpenMode mode) {
+Result<std::unique_ptr<CustodyStore>> CustodyStore::open(const std::string& path, OpenMode mode, const Clock& clock) {
   auto kv = open_rocksdb(path, mode);
   if (!kv.is_ok()) return kv.status();
   auto format = kv.value()->get("default", "format");
@@ -148,13 +143,13 @@ Result<std::unique_ptr<CustodyStore>> CustodyStore::open(const std::string& path
     return failed_precondition("'" + path + "' is a custody store of format '" + *format.value() +
                                "', which this build does not read (it reads " + kFormat + ")");
   }
-  return std::make_unique<CustodyStore>(std::move(kv).value());
+  return std::make_unique<CustodyStore>(std::move(kv).value(), clock);
 }
 
-std::unique_ptr<CustodyStore> CustodyStore::in_memory() {
+std::unique_ptr<CustodyStore> CustodyStore::in_memory(const Clock& clock) {
   auto kv = make_memory_key_value();
   (void)kv->apply({{"default", "format", kFormat}});
-  return std::make_unique<CustodyStore>(std::move(kv));
+  return std::make_unique<CustodyStore>(std::move(kv), clock);
 }
 
 Result<std::pair<uint64_t, std::string>> CustodyStore::head(const std::string& log) const {
@@ -367,7 +362,7 @@ Result<std::vector<std::string>> CustodyStore::consistency_proof(const std::stri
 
 Status CustodyStore::write(const Batch& batch, Inclusion* last_usage) {
   std::lock_guard<std::mutex> lock(write_mu_);
-  const int64_t now = wall_ms();
+  const int64_t now = clock_.wall_ms();
   // Entities are written once: drop those already stored or repeated in this batch.
   std::vector<json> lineage;
   std::set<std::string> new_ids;

@@ -38,6 +38,7 @@
 #include <string>
 #include <vector>
 
+#include "core/clock.h"
 #include "core/merkle.h"
 #include "storage/key_value.h"
 
@@ -113,9 +114,11 @@ struct VerifyReport {
 
 class CustodyStore {
  public:
-  explicit CustodyStore(std::unique_ptr<KeyValue> kv);
-  static Result<std::unique_ptr<CustodyStore>> open(const std::string& path, OpenMode mode);
-  static std::unique_ptr<CustodyStore> in_memory();
+  // clock: stamps each record's time_ms.
+  explicit CustodyStore(std::unique_ptr<KeyValue> kv, const Clock& clock = Clock::system());
+  static Result<std::unique_ptr<CustodyStore>> open(const std::string& path, OpenMode mode,
+                                                    const Clock& clock = Clock::system());
+  static std::unique_ptr<CustodyStore> in_memory(const Clock& clock = Clock::system());
 
   // REQUIRES: a single writer. last_usage (optional): filled in for the batch's newest
   // usage record, at no extra reads (the serving actor's receipts).
@@ -203,6 +206,7 @@ class CustodyStore {
   Result<std::vector<Record>> indexed(const std::string& log, const std::string& prefix) const;
 
   std::unique_ptr<KeyValue> kv_;
+  const Clock& clock_;
   std::mutex write_mu_;
   std::map<std::string, LogState> log_states_;  // guarded by write_mu_
 };

@@ -72,7 +72,7 @@ class CoordinatorStateTest : public ::testing::Test {
   msg::JobStatus job(const std::string& id) { return state_.status(id, false, now_).jobs.at(0); }
 
   CoordinatorState state_;
-  Clock::time_point now_ = Clock::now();
+  SteadyClock::time_point now_ = SteadyClock::now();
 };
 
 TEST_F(CoordinatorStateTest, RegistrationAssignsIdsAndAcks) {

@@ -55,8 +55,9 @@ class CustodyReplayTest : public ::testing::Test {
     return nullptr;
   }
 
-  std::unique_ptr<CustodyStore> store_ = CustodyStore::in_memory();
-  CustodyRecorder recorder_{store_.get()};
+  ManualClock clock_{1800000000000};  // the store stamps records with this time
+  std::unique_ptr<CustodyStore> store_ = CustodyStore::in_memory(clock_);
+  CustodyRecorder recorder_{store_.get(), nullptr, clock_};
   std::map<std::string, std::string> texts_;
 };
 
@@ -85,6 +86,7 @@ TEST_F(CustodyReplayTest, ARunsWholeLifeReadsBackAsItWasWritten) {
   job.test_accuracy = 0.75;
   job.accuracy_history = {0.55, 0.75};
   job.step = 200;
+  clock_.advance(std::chrono::minutes(5));
   ASSERT_TRUE(recorder_.job_ended(job, last).is_ok());
 
   auto replayed = replay(*store_);
@@ -115,7 +117,7 @@ TEST_F(CustodyReplayTest, ARunsWholeLifeReadsBackAsItWasWritten) {
   EXPECT_EQ(r.end->final_checkpoint, last);
   EXPECT_EQ(r.end->steps, 200u);
   EXPECT_DOUBLE_EQ(r.end->test_accuracy, 0.75);
-  EXPECT_GT(r.end->at_ms, 0);
+  EXPECT_EQ(r.end->at_ms, 1800000000000 + 5 * 60 * 1000) << "the time the injected clock gave the end record";
 }
 
 TEST_F(CustodyReplayTest, AResumedRunIsNotEndedAndFineTuningKeepsItsOrigin) {

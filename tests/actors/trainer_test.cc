@@ -144,7 +144,7 @@ TEST_F(TrainerTest, ReportsProgressOnceTheIntervalHasPassed) {
   ASSERT_TRUE(servers.assign("job-1", key_range(text)).is_ok());
   TrainerOptions options;
   options.progress_interval = 500ms;
-  Clock::time_point now;
+  SteadyClock::time_point now;
   options.now = [&] { return now += 300ms; };  // every reading 300 ms later: a report every second step
   ASSERT_TRUE(train(servers, task(servers, text), nullptr, 0, options).is_ok());
   auto progress = reports<msg::Progress>();

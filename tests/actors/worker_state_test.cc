@@ -64,7 +64,7 @@ class WorkerStateTest : public ::testing::Test {
     return a.outbox.empty() && a.start.empty() && !a.stop_trainers;
   }
 
-  Clock::time_point now_ = Clock::now();
+  SteadyClock::time_point now_ = SteadyClock::now();
   WorkerState state_;
 };
 
