@@ -248,7 +248,7 @@ Result<storage::json> CustodyRecorder::signed_heads() const {
   if (!store_ || !key_) {
     return failed_precondition("this coordinator keeps no custody store (--store), so it has no heads to sign");
   }
-  return storage::signed_heads(*store_, *key_, clock_.wall_ms());
+  return storage::signed_heads(*store_, *key_, clock_->wall_ms());
 }
 
 Result<std::string> CustodyRecorder::prediction_served(const ServedCall& call, bool receipt) {
@@ -271,7 +271,7 @@ Result<std::string> CustodyRecorder::prediction_served(const ServedCall& call, b
   // Not recorded, not answered: the caller gets an error instead of an unaccountable result.
   if (!s.is_ok()) return Status(s.code(), "the call could not be recorded, so it was not answered: " + s.message());
   if (!key_ || !receipt) return std::string();
-  return storage::make_receipt(std::move(recorded), *key_, clock_.wall_ms(), call.call_id).dump();
+  return storage::make_receipt(std::move(recorded), *key_, clock_->wall_ms(), call.call_id).dump();
 }
 
 Result<msg::ExportReply> CustodyRecorder::export_checkpoint(const msg::ExportRequest& request) {
@@ -295,12 +295,12 @@ Result<msg::ExportReply> CustodyRecorder::export_checkpoint(const msg::ExportReq
            {"principal", principal_id(request.principal)},
            {"purpose", request.purpose},
            {"root_hash", manifest["root_hash"]},
-           {"time_ms", clock_.wall_ms()}});
+           {"time_ms", clock_->wall_ms()}});
   storage::Inclusion recorded;
   Status s = store_->write(b, &recorded);
   if (!s.is_ok()) return Status(s.code(), "the custody store refused the record: " + s.message());
   msg::ExportReply reply;
-  if (key_) reply.receipt = storage::make_receipt(std::move(recorded), *key_, clock_.wall_ms(), usage_id).dump();
+  if (key_) reply.receipt = storage::make_receipt(std::move(recorded), *key_, clock_->wall_ms(), usage_id).dump();
   reply.checkpoint = id.value();
   reply.root_hash = manifest["root_hash"];
   for (int s : manifest["layer_sizes"]) reply.layer_sizes.push_back(static_cast<uint32_t>(s));

@@ -48,8 +48,8 @@ class CustodyRecorder {
   // clock: the time of heads and receipts it signs.
   explicit CustodyRecorder(storage::CustodyStore* store, const SigningKey* key = nullptr,
                            const Clock& clock = Clock::system())
-      : store_(store), key_(key), clock_(clock) {}
-  const Clock& clock() const { return clock_; }
+      : store_(store), key_(key), clock_(&clock) {}
+  const Clock& clock() const { return *clock_; }
   const SigningKey* key() const { return key_; }
   bool enabled() const { return store_ != nullptr; }
   storage::CustodyStore* store() const { return store_; }
@@ -107,7 +107,7 @@ class CustodyRecorder {
   Status write(const storage::Batch& batch);
   storage::CustodyStore* store_;
   const SigningKey* key_;
-  const Clock& clock_;
+  const Clock* clock_;  // a pointer, so that a recorder (and its owner) can be assigned
 };
 
 }  // namespace custody::actors
