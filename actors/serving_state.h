@@ -20,22 +20,13 @@
 #include <random>
 #include <string>
 
+#include "actors/node_config.h"
 #include "core/model.h"
 #include "core/signing.h"
 #include "protocols/messages.h"
 #include "storage/custody_store.h"
 
 namespace custody::actors {
-
-struct ServingOptions {
-  // Off only to measure what recording costs (bench/serving.sh); a service that does not
-  // record its calls cannot answer for them. Default: on.
-  bool record_usage = true;
-  // Off only to measure what receipts cost against recording alone (bench/serving.sh):
-  // with a signing key, each recorded call's reply carries a signed receipt. Default: on.
-  bool receipts = true;
-  uint32_t max_rows = 65536;  // per call
-};
 
 class ServingState {
  public:
