@@ -35,6 +35,9 @@ class ServingState {
   ServingState(storage::CustodyStore* store, ServingOptions options, const SigningKey* key = nullptr);
 
   Result<msg::PredictReply> predict(const msg::Predict& request);
+  // The reply to a predict request, from the coordinator: predict()'s result, or an error
+  // naming the problem; addressed to the request (msg::reply_to).
+  msg::Envelope answer(const msg::Envelope& request);
 
  private:
   struct Loaded {
