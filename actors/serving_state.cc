@@ -1,7 +1,6 @@
 #include "actors/serving_state.h"
 
 #include <cmath>
-#include <cstdio>
 
 #include "core/hash.h"
 #include "storage/checkpoint.h"
@@ -12,7 +11,7 @@ namespace custody::actors {
 using storage::json;
 
 ServingState::ServingState(storage::CustodyStore* store, ServingOptions options, const SigningKey* key)
-    : store_(store), options_(options), key_(key), rng_(std::random_device{}()) {}
+    : store_(store), options_(options), key_(key) {}
 
 Result<std::pair<std::string, std::string>> ServingState::resolve(const std::string& ref) {
   if (ref.rfind("ckpt-", 0) == 0) return std::make_pair(ref, std::string());
@@ -77,9 +76,8 @@ Result<msg::PredictReply> ServingState::predict(const msg::Predict& r) {
   Matrix probs = m.model->predict(m.params.data(), x, ws_);
 
   msg::PredictReply reply;
-  char call[24];
-  std::snprintf(call, sizeof(call), "%016llx", static_cast<unsigned long long>(rng_()));
-  reply.call_id = std::string("call-") + call;
+  CUSTODY_ASSIGN_OR_RETURN(const std::string call, random_token(8));  // 16 hex digits
+  reply.call_id = "call-" + call;
   reply.checkpoint = m.checkpoint;
   reply.model = resolved.second;
   reply.root_hash = m.root_hash;
@@ -87,7 +85,7 @@ Result<msg::PredictReply> ServingState::predict(const msg::Predict& r) {
   reply.probabilities.assign(probs.data(), probs.data() + probs.size());
   json predictions = json::array();
   for (uint32_t row = 0; row < r.rows; ++row) {
-    std::string id = std::string("pred-") + call + "-" + std::to_string(row);
+    std::string id = "pred-" + call + "-" + std::to_string(row);
     Eigen::Index best = 0;
     const float p = probs.col(row).maxCoeff(&best);
     predictions.push_back({{"id", id}, {"class", best}, {"probability", p}});

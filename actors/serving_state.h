@@ -17,7 +17,6 @@
 #include <chrono>
 #include <map>
 #include <memory>
-#include <random>
 #include <string>
 
 #include "actors/node_config.h"
@@ -59,7 +58,6 @@ class ServingState {
   };
   std::map<std::string, Resolved> names_;
   Workspace ws_;
-  std::mt19937_64 rng_;
 };
 
 }  // namespace custody::actors
