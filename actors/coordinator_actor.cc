@@ -48,19 +48,7 @@ caf::behavior serving_actor(caf::stateful_actor<ServingActorState>* self, Socket
   self->state.logic = std::make_unique<ServingState>(store, options, key);
   self->state.port = port;
   return {
-      [=](Inbound& in) {
-        const msg::Envelope& e = *in.envelope;
-        auto result = self->state.logic->predict(*e.get<msg::Predict>());
-        if (!result.is_ok()) {
-          self->state.port.send(in.peer, msg::make_error(e, "coordinator", result.status()));
-          return;
-        }
-        msg::Envelope reply;
-        reply.sender = "coordinator";
-        reply.request_id = e.request_id;
-        reply.body = std::move(result).value();
-        self->state.port.send(in.peer, std::move(reply));
-      },
+      [=](Inbound& in) { self->state.port.send(in.peer, self->state.logic->answer(*in.envelope)); },
   };
 }
 

@@ -45,28 +45,12 @@
 #include "actors/access_policy.h"
 #include "actors/coordinator_job.h"
 #include "actors/custody_recorder.h"
+#include "actors/node_config.h"
 #include "actors/outgoing.h"
 #include "core/job_spec.h"
 #include "core/partition.h"
 
 namespace custody::actors {
-
-struct CoordinatorOptions {
-  std::chrono::milliseconds heartbeat_interval{1000};  // Default: 1 s
-  std::chrono::milliseconds heartbeat_timeout{5000};   // Default: 5 s
-  size_t max_finished_jobs = 1000;  // finished jobs kept for status. Default: 1000
-  // Require a token on every request (principals, roles: see Caller). Default: off, for a
-  // single-user local cluster; a shared cluster turns it on.
-  bool auth = false;
-  // Rollbacks a job may take before it is failed. Default: 5
-  uint32_t max_recoveries = 5;
-  // A running job with no step for this long is stalled: status names what it waits for.
-  // Default: 3 s
-  std::chrono::milliseconds stall_after{3000};
-  // Longest wait for the servers to confirm their key ranges, then the attempt is retried.
-  // Default: 30 s
-  std::chrono::milliseconds start_timeout{30000};
-};
 
 // Who sent a request, as its token says (with auth on).
 struct Caller {

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <random>
 
 #include "core/hash.h"
 #include "storage/lineage_vocabulary.h"
@@ -284,9 +283,8 @@ Result<msg::ExportReply> CustodyRecorder::export_checkpoint(const msg::ExportReq
   storage::json manifest;
   auto values = storage::load_checkpoint(*store_, id.value(), &manifest);
   if (!values.is_ok()) return values.status();
-  static std::mt19937_64 rng{std::random_device{}()};
-  char usage_id[32];
-  std::snprintf(usage_id, sizeof(usage_id), "use-%016llx", static_cast<unsigned long long>(rng()));
+  CUSTODY_ASSIGN_OR_RETURN(const std::string random, random_token(8));  // 16 hex digits
+  const std::string usage_id = "use-" + random;
   storage::Batch b("export");
   b.usage({{"usage_id", usage_id},
            {"target", id.value()},

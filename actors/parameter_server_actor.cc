@@ -8,6 +8,7 @@
 #include "actors/parameter_server_state.h"
 #include "actors/runtime_common.h"
 #include "actors/socket_bridge.h"
+#include "protocols/transport.h"
 
 namespace custody::actors {
 namespace {
@@ -33,7 +34,6 @@ caf::behavior server_actor(caf::stateful_actor<ServerActorState>* self, SocketPo
       [=](Inbound& in) {
         auto& st = self->state;
         const msg::Envelope& e = *in.envelope;
-        Outbox out;
         if (in.channel == Channel::kCoordinator) {
           const uint64_t before = st.link->registrations();
           if (st.link->on_message(e, SteadyClock::now())) {
@@ -52,7 +52,9 @@ caf::behavior server_actor(caf::stateful_actor<ServerActorState>* self, SocketPo
           for (auto& o : st.logic->handle_control(in.peer, e)) st.to_coordinator(std::move(o.envelope));
           return;
         }
-        for (auto& o : st.logic->handle_data(in.peer, e)) {
+        Outbox out = st.logic->handle_data(in.peer, e);
+        remote_peers_first(out, transport::Context::is_in_process_peer);
+        for (auto& o : out) {
           if (o.to_coordinator) {
             st.to_coordinator(std::move(o.envelope));
           } else {

@@ -9,7 +9,6 @@
 #include "core/dataset.h"
 #include "core/log.h"
 #include "core/model.h"
-#include "protocols/transport.h"
 
 namespace custody::actors {
 
@@ -17,16 +16,18 @@ using msg::Envelope;
 
 ParameterServerState::ParameterServerState(std::string node_id) : node_id_(std::move(node_id)) {}
 
-Envelope ParameterServerState::params_reply(const std::string& job_id, uint64_t request_id,
-                                            const JobShard& job) const {
-  Envelope e;
-  e.sender = node_id_;
-  e.job_id = job_id;
-  e.request_id = request_id;
-  e.attempt = job.attempt;
-  // Shared, not copied: every reply of a step carries the same values.
-  e.body = msg::Params{job.version, job.range.begin, msg::Floats(job.params)};
-  return e;
+msg::Params ParameterServerState::values_of(const JobShard& job) {
+  return msg::Params{job.version, job.range.begin, msg::Floats(job.params)};
+}
+
+ParameterServerState::Deferred ParameterServerState::defer(const std::string& peer, const Envelope& in,
+                                                           const msg::Push& push) const {
+  return {peer, msg::reply_to(in, node_id_, msg::Params{}), push.worker, push.rank};
+}
+
+void ParameterServerState::answer(Deferred& deferred, const JobShard& job, Outbox& out) {
+  deferred.reply.body = values_of(job);
+  out.push_back({deferred.peer, std::move(deferred.reply)});
 }
 
 void ParameterServerState::apply(JobShard& job, const float* grad, const float* partial, float scale) {
@@ -106,13 +107,7 @@ Outbox ParameterServerState::handle_control(const std::string& peer, const Envel
                                                     : m->start_step > 0 ? ", optimizer state from zeros" : "") +
                                        ")");
     jobs_[in.job_id] = std::move(job);
-    Envelope ready;
-    ready.sender = node_id_;
-    ready.job_id = in.job_id;
-    ready.request_id = in.request_id;
-    ready.attempt = in.attempt;
-    ready.body = msg::KeyRangeReady{m->range_begin, m->range_end};
-    return {{peer, std::move(ready)}};
+    return {{peer, msg::reply_to(in, node_id_, msg::KeyRangeReady{m->range_begin, m->range_end})}};
   }
   if (in.get<msg::StopJob>()) {
     auto it = jobs_.find(in.job_id);
@@ -122,12 +117,9 @@ Outbox ParameterServerState::handle_control(const std::string& peer, const Envel
     log(LogLevel::kInfo, node_id_, "released " + in.job_id + " after " + std::to_string(job.version) + " updates");
     // What this attempt had applied when it ended: after a rollback, the coordinator records
     // it as the work discarded (its workers' progress reports lag behind it).
-    Envelope released;
-    released.sender = node_id_;
-    released.job_id = in.job_id;
-    released.request_id = in.request_id;
-    released.attempt = job.attempt;
-    released.body = msg::JobReleased{step_of(job), job.version, job.range.begin, job.range.end};
+    Envelope released =
+        msg::reply_to(in, node_id_, msg::JobReleased{step_of(job), job.version, job.range.begin, job.range.end});
+    released.attempt = job.attempt;  // the attempt let go of; a stop of a later one ends it too
     jobs_.erase(it);
     return {{peer, std::move(released)}};
   }
@@ -164,7 +156,7 @@ void ParameterServerState::maybe_checkpoint(const std::string& job_id, JobShard&
   out.push_back({"", std::move(e), true});
 }
 
-void ParameterServerState::release_held(const std::string& job_id, JobShard& job, Outbox& out) const {
+void ParameterServerState::release_held(JobShard& job, Outbox& out) {
   // Ranks that have not pushed yet are at the job's first step.
   uint64_t slowest = job.clock.size() < job.num_workers ? job.start_step : UINT64_MAX;
   for (const auto& [rank, steps] : job.clock) slowest = std::min(slowest, steps);
@@ -172,7 +164,7 @@ void ParameterServerState::release_held(const std::string& job_id, JobShard& job
   auto held = job.held.begin();
   while (held != job.held.end()) {
     if (job.clock[held->rank] - slowest <= bound) {
-      out.push_back({held->peer, params_reply(job_id, held->request_id, job)});
+      answer(*held, job, out);
       held = job.held.erase(held);
     } else {
       ++held;
@@ -213,7 +205,7 @@ Outbox ParameterServerState::handle_data(const std::string& peer, const Envelope
                                      " was replaced by attempt " + std::to_string(job.attempt) +
                                      " (the job was rolled back to a checkpoint); this message is not applied"));
   }
-  if (in.get<msg::Pull>()) return {{peer, params_reply(in.job_id, in.request_id, job)}};
+  if (in.get<msg::Pull>()) return {{peer, msg::reply_to(in, node_id_, values_of(job))}};
   const auto* push = in.get<msg::Push>();
   if (!push) {
     return error(invalid_argument(std::string("a parameter server does not handle '") +
@@ -269,19 +261,19 @@ Outbox ParameterServerState::handle_data(const std::string& peer, const Envelope
     const uint64_t every = job.checkpoint_every;
     const uint64_t cut = every > 0 ? (job.last_checkpoint / every + 1) * every : job.total_steps;
     if (push->step + 1 == cut && cut < job.total_steps) {
-      job.fenced.push_back({peer, in.request_id, push->worker, push->rank});
+      job.fenced.push_back(defer(peer, in, *push));
     } else if (job.spec.consistency == Consistency::kSsp) {
-      job.held.push_back({peer, in.request_id, push->worker, push->rank});
-      release_held(in.job_id, job, out);
+      job.held.push_back(defer(peer, in, *push));
+      release_held(job, out);
     } else {
-      out.push_back({peer, params_reply(in.job_id, in.request_id, job)});
+      out.push_back({peer, msg::reply_to(in, node_id_, values_of(job))});
     }
     const uint64_t checkpointed = job.last_checkpoint;
     maybe_checkpoint(in.job_id, job, out);
     if (job.last_checkpoint != checkpointed) {  // every rank reached the cut: all go on
-      for (const auto& h : job.fenced) out.push_back({h.peer, params_reply(in.job_id, h.request_id, job)});
+      for (Deferred& deferred : job.fenced) answer(deferred, job, out);
       job.fenced.clear();
-      if (job.spec.consistency == Consistency::kSsp) release_held(in.job_id, job, out);
+      if (job.spec.consistency == Consistency::kSsp) release_held(job, out);
     }
     return out;
   }
@@ -298,7 +290,7 @@ Outbox ParameterServerState::handle_data(const std::string& peer, const Envelope
   }
   account();
   const bool last = job.pushed.size() == job.num_workers;
-  job.waiting.push_back({peer, in.request_id});
+  job.waiting.push_back(defer(peer, in, *push));
   if (!last) {
     if (job.first_pending.empty() && job.pending_sum.empty()) {
       job.first_pending = push->gradient.keep();
@@ -322,11 +314,7 @@ Outbox ParameterServerState::handle_data(const std::string& peer, const Envelope
   job.pending_sum.clear();
   job.pushed.clear();
   Outbox out;
-  // Replies are encoded and sent one after the other: peers in other processes first, as
-  // theirs still has to cross the kernel; an in-process peer's is handed over by pointer.
-  std::stable_partition(job.waiting.begin(), job.waiting.end(),
-                        [](const Waiting& w) { return !transport::Context::is_in_process_peer(w.peer); });
-  for (const Waiting& w : job.waiting) out.push_back({w.peer, params_reply(in.job_id, w.request_id, job)});
+  for (Deferred& deferred : job.waiting) answer(deferred, job, out);
   job.waiting.clear();
   maybe_checkpoint(in.job_id, job, out);
   return out;

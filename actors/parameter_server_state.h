@@ -64,9 +64,14 @@ class ParameterServerState {
   uint64_t version(const std::string& job_id) const;
 
  private:
-  struct Waiting {
+  // A push answered later: BSP's at the end of its step, SSP's within the staleness bound,
+  // ASP's and SSP's at the checkpoint fence. The reply is addressed to the push when it
+  // comes (msg::reply_to); its body, the values, is set when they are ready.
+  struct Deferred {
     std::string peer;
-    uint64_t request_id;
+    msg::Envelope reply;
+    std::string worker;
+    uint32_t rank;
   };
   struct JobShard {
     JobSpec spec;
@@ -88,24 +93,24 @@ class ParameterServerState {
     msg::Floats first_pending;
     std::vector<float> pending_sum;
     std::set<uint32_t> pushed;
-    std::vector<Waiting> waiting;
+    std::vector<Deferred> waiting;
     // ASP and SSP: highest step applied per rank, for duplicate detection.
     std::map<uint32_t, int64_t> last_step;
     // SSP: steps completed per rank, and answers held back by the staleness bound.
     uint64_t start_step = 0;
     std::map<uint32_t, uint64_t> clock;
-    struct Held {
-      std::string peer;
-      uint64_t request_id;
-      std::string worker;
-      uint32_t rank;
-    };
-    std::vector<Held> held;
+    std::vector<Deferred> held;
     // ASP and SSP: answers of ranks that reached the next checkpoint before the others.
-    std::vector<Held> fenced;
+    std::vector<Deferred> fenced;
   };
 
-  msg::Envelope params_reply(const std::string& job_id, uint64_t request_id, const JobShard& job) const;
+  // The job's current values as a reply's body: shared, not copied, so every reply of a
+  // step carries the same values.
+  static msg::Params values_of(const JobShard& job);
+  // A push to answer later, with its reply addressed now.
+  Deferred defer(const std::string& peer, const msg::Envelope& in, const msg::Push& push) const;
+  // Sends a deferred reply with the job's current values.
+  static void answer(Deferred& deferred, const JobShard& job, Outbox& out);
   // One update of the job's values: by `grad`, or (given `partial`) by the mean
   // (partial + grad) * scale, formed in the update's pass (Optimizer::apply_mean).
   void apply(JobShard& job, const float* grad, const float* partial = nullptr, float scale = 1.0f);
@@ -114,7 +119,7 @@ class ParameterServerState {
   // A checkpoint shard for the coordinator, if this step is due one.
   void maybe_checkpoint(const std::string& job_id, JobShard& job, Outbox& out) const;
   // SSP: answers every held push whose worker is now within the bound.
-  void release_held(const std::string& job_id, JobShard& job, Outbox& out) const;
+  static void release_held(JobShard& job, Outbox& out);
   Outbox refuse(const std::string& peer, const msg::Envelope& in, JobShard* job, const msg::Push* push,
                 Status status) const;
 

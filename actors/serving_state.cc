@@ -1,7 +1,6 @@
 #include "actors/serving_state.h"
 
 #include <cmath>
-#include <cstdio>
 
 #include "core/hash.h"
 #include "storage/checkpoint.h"
@@ -14,7 +13,7 @@ namespace lineage = storage::lineage;
 
 ServingState::ServingState(storage::CustodyStore* store, ServingOptions options, const SigningKey* key,
                            const Clock& clock)
-    : store_(store), options_(options), recorder_(store, key, clock), rng_(std::random_device{}()) {}
+    : store_(store), options_(options), recorder_(store, key, clock) {}
 
 Result<std::pair<std::string, std::string>> ServingState::resolve(const std::string& ref) {
   if (lineage::has_prefix(ref, lineage::prefix::kCheckpoint)) return std::make_pair(ref, std::string());
@@ -23,29 +22,26 @@ Result<std::pair<std::string, std::string>> ServingState::resolve(const std::str
   if (it != names_.end() && now - it->second.at < std::chrono::seconds(1)) {
     return std::make_pair(it->second.checkpoint, it->second.label);
   }
-  auto checkpoint = storage::resolve_checkpoint(*store_, ref);
-  if (!checkpoint.is_ok()) return checkpoint.status();
+  CUSTODY_ASSIGN_OR_RETURN(std::string checkpoint, storage::resolve_checkpoint(*store_, ref));
   std::string label = ref;
   if (ref.find('@') == std::string::npos) {
-    auto newest = store_->newest_model_version(ref);
-    if (!newest.is_ok()) return newest.status();
-    label = ref + "@" + std::to_string(newest.value());
+    CUSTODY_ASSIGN_OR_RETURN(auto newest, store_->newest_model_version(ref));
+    label = ref + "@" + std::to_string(newest);
   }
-  names_[ref] = {checkpoint.value(), label, now};
-  return std::make_pair(checkpoint.value(), label);
+  names_[ref] = {checkpoint, label, now};
+  return std::make_pair(checkpoint, label);
 }
 
 Result<const ServingState::Loaded*> ServingState::load(const std::string& checkpoint) {
   auto it = cache_.find(checkpoint);
   if (it != cache_.end()) return &it->second;
   json manifest;
-  auto values = storage::load_checkpoint(*store_, checkpoint, &manifest);
-  if (!values.is_ok()) return values.status();
+  CUSTODY_ASSIGN_OR_RETURN(std::vector<float> values, storage::load_checkpoint(*store_, checkpoint, &manifest));
   Loaded l;
   l.checkpoint = checkpoint;
   l.root_hash = manifest["root_hash"];
   l.model = std::make_unique<Model>(manifest["layer_sizes"].get<std::vector<int>>());
-  l.params = std::move(values).value();
+  l.params = std::move(values);
   return &(cache_[checkpoint] = std::move(l));
 }
 
@@ -54,12 +50,10 @@ Result<msg::PredictReply> ServingState::predict(const msg::Predict& r) {
     return failed_precondition("this coordinator runs without a custody store (--store): it has no models to serve");
   }
   if (r.principal.empty()) return invalid_argument("a prediction needs a caller (principal)");
-  auto resolved = resolve(r.model);
-  if (!resolved.is_ok()) return resolved.status();
-  auto loaded = load(resolved->first);
-  if (!loaded.is_ok()) return loaded.status();
-  const Loaded& m = *loaded.value();
-  const std::string label = resolved->second.empty() ? m.checkpoint : resolved->second;
+  CUSTODY_ASSIGN_OR_RETURN(const auto resolved, resolve(r.model));
+  CUSTODY_ASSIGN_OR_RETURN(const Loaded* loaded, load(resolved.first));
+  const Loaded& m = *loaded;
+  const std::string label = resolved.second.empty() ? m.checkpoint : resolved.second;
   const uint32_t input = static_cast<uint32_t>(m.model->input_size());
   if (r.rows == 0 || r.rows > options_.max_rows) {
     return invalid_argument("a call holds 1 to " + std::to_string(options_.max_rows) + " rows; got " +
@@ -84,11 +78,10 @@ Result<msg::PredictReply> ServingState::predict(const msg::Predict& r) {
   Matrix probs = m.model->predict(m.params.data(), x, ws_);
 
   msg::PredictReply reply;
-  char call[24];
-  std::snprintf(call, sizeof(call), "%016llx", static_cast<unsigned long long>(rng_()));
+  CUSTODY_ASSIGN_OR_RETURN(const std::string call, random_token(8));  // 16 hex digits
   reply.call_id = lineage::call_id(call);
   reply.checkpoint = m.checkpoint;
-  reply.model = resolved->second;
+  reply.model = resolved.second;
   reply.root_hash = m.root_hash;
   reply.classes = static_cast<uint32_t>(probs.rows());
   reply.probabilities.assign(probs.data(), probs.data() + probs.size());
@@ -104,7 +97,7 @@ Result<msg::PredictReply> ServingState::predict(const msg::Predict& r) {
     ServedCall served;
     served.call_id = reply.call_id;
     served.checkpoint = m.checkpoint;
-    served.model = resolved->second;
+    served.model = resolved.second;
     served.principal = r.principal;
     served.purpose = r.purpose;
     served.rows = r.rows;
@@ -115,6 +108,19 @@ Result<msg::PredictReply> ServingState::predict(const msg::Predict& r) {
     CUSTODY_ASSIGN_OR_RETURN(reply.receipt, recorder_.prediction_served(served, options_.receipts));
   }
   return reply;
+}
+
+msg::Envelope ServingState::answer(const msg::Envelope& request) {
+  constexpr const char* kSender = "coordinator";  // serving runs in the coordinator's process
+  const auto* predict_request = request.get<msg::Predict>();
+  if (!predict_request) {
+    return msg::make_error(request, kSender,
+                           invalid_argument(std::string("serving answers predict, not '") +
+                                            msg::body_name(request.body) + "'"));
+  }
+  auto reply = predict(*predict_request);
+  if (!reply.is_ok()) return msg::make_error(request, kSender, reply.status());
+  return msg::reply_to(request, kSender, std::move(reply).value());
 }
 
 }  // namespace custody::actors

@@ -17,9 +17,9 @@
 #include <chrono>
 #include <map>
 #include <memory>
-#include <random>
 #include <string>
 
+#include "actors/node_config.h"
 #include "core/model.h"
 #include "actors/custody_recorder.h"
 #include "core/signing.h"
@@ -27,16 +27,6 @@
 #include "storage/custody_store.h"
 
 namespace custody::actors {
-
-struct ServingOptions {
-  // Off only to measure what recording costs (bench/serving.sh); a service that does not
-  // record its calls cannot answer for them. Default: on.
-  bool record_usage = true;
-  // Off only to measure what receipts cost against recording alone (bench/serving.sh):
-  // with a signing key, each recorded call's reply carries a signed receipt. Default: on.
-  bool receipts = true;
-  uint32_t max_rows = 65536;  // per call
-};
 
 class ServingState {
  public:
@@ -47,6 +37,9 @@ class ServingState {
                const Clock& clock = Clock::system());
 
   Result<msg::PredictReply> predict(const msg::Predict& request);
+  // The reply to a predict request, from the coordinator: predict()'s result, or an error
+  // naming the problem; addressed to the request (msg::reply_to).
+  msg::Envelope answer(const msg::Envelope& request);
 
  private:
   struct Loaded {
@@ -68,7 +61,6 @@ class ServingState {
   };
   std::map<std::string, Resolved> names_;
   Workspace ws_;
-  std::mt19937_64 rng_;
 };
 
 }  // namespace custody::actors

@@ -82,12 +82,8 @@ Result custody_path(double seconds, size_t bytes) {
       if (!e.is_ok()) std::abort();
       const auto* push = e->get<msg::Push>();
       if (!push || push->gradient.size() != floats) std::abort();
-      msg::Envelope reply;
-      reply.sender = "ps-1";
-      reply.job_id = e->job_id;
-      reply.request_id = e->request_id;
-      reply.body = msg::Params{1, 0, msg::Floats(values)};
-      (void)server->send(in.value()->peer, msg::encode(reply));
+      (void)server->send(in.value()->peer,
+                         msg::encode(msg::reply_to(*e, "ps-1", msg::Params{1, 0, msg::Floats(values)})));
     }
   });
   std::vector<float> gradient(floats, 0.25f), params(floats);

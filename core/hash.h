@@ -14,8 +14,8 @@ namespace custody {
 std::string sha256_hex(const void* data, size_t size);
 inline std::string sha256_hex(std::string_view s) { return sha256_hex(s.data(), s.size()); }
 
-// `bytes` bytes from the operating system's secure random source, as lowercase hex:
-// access tokens.
+// `bytes` bytes from the operating system's secure random source, as lowercase hex: access
+// tokens, and the random part of ids ("call-" and "use-" ids: random_token(8)).
 Result<std::string> random_token(size_t bytes = 32);
 
 // The name-based UUID of RFC 4122 section 4.3, version 5 (SHA-1): the same namespace and

@@ -245,14 +245,21 @@ struct Envelope {
 // The body's name as in custody.capnp ("push", "statusReply"), for logs and errors.
 const char* body_name(const Body& body);
 
-inline Envelope make_error(const Envelope& request, const std::string& sender, const Status& s) {
+// A reply to `request` from `sender`: it carries what the caller matches replies by and
+// what fences them, all from the request: the job id, the request id and the attempt. Not
+// the token: a reply never carries a caller's secret.
+inline Envelope reply_to(const Envelope& request, std::string sender, Body body) {
   Envelope e;
-  e.sender = sender;
+  e.sender = std::move(sender);
   e.job_id = request.job_id;
   e.request_id = request.request_id;
   e.attempt = request.attempt;
-  e.body = Error{s.code(), s.message()};
+  e.body = std::move(body);
   return e;
+}
+
+inline Envelope make_error(const Envelope& request, const std::string& sender, const Status& s) {
+  return reply_to(request, sender, Error{s.code(), s.message()});
 }
 
 }  // namespace custody::msg

@@ -1,32 +1,37 @@
 #!/usr/bin/env bash
-# Fails when a file reaches past its layer (run by ctest as `layering`).
+# Fails when a file reaches past its layer, directly or through any chain of project
+# headers, or when project headers include each other in a cycle (run by ctest as
+# `layering`; `layering_detects_violations` shows that it fails).
 #   core/       -> core/ only; no CAF, ZeroMQ, Cap'n Proto or RocksDB
 #   protocols/  -> core/, protocols/; ZeroMQ only in zmq_transport.cc
-#   actors/     -> core/, protocols/, actors/; the only folder with CAF
-#   nodes/      -> actors/node_runtime.h and core/ (no CAF, ZeroMQ, Cap'n Proto)
-#   tools/      -> core/, protocols/ (the CLI is a plain client: no actors)
+#   storage/    -> core/, storage/; RocksDB only in rocksdb_key_value.cc
+#   actors/     -> core/, protocols/, storage/, actors/; the only folder with CAF
+#   nodes/      -> actors/node_runtime.h, actors/node_config.h and core/ (no CAF, ZeroMQ,
+#                  Cap'n Proto, protocols/, storage/ or the state machines)
+#   tools/      -> core/, protocols/, storage/ (the CLI is a plain client: no actors)
+# A failure names the chain: nodes/a.cc:3 -> actors/b.h:12 -> caf/all.hpp.
+#   scripts/check_layers.sh [ROOT]   (default: this repository)
 set -uo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
-cd "$root"
-bad=0
-check() {  # folder, pattern of forbidden includes, what to say
-  local hits
-  hits=$(grep -rnE "^#include [<\"]($2)" "$1" --include='*.h' --include='*.cc' || true)
-  if [ -n "$hits" ]; then
-    echo "layering: $1 must not include $3:"
-    echo "$hits"
-    bad=1
-  fi
-}
-check core 'protocols/|storage/|actors/|nodes/|tools/|caf/|zmq|capnp/|kj/|rocksdb/' "higher layers or transport/actor/database libraries"
-check protocols 'storage/|actors/|nodes/|tools/|caf/|rocksdb/' "storage, actors, nodes, tools, CAF or RocksDB"
-check actors 'nodes/|tools/|zmq|capnp/|kj/' "nodes, tools, ZeroMQ or Cap'n Proto (use protocols/)"
-check nodes 'caf/|zmq|capnp/|kj/|protocols/' "CAF, ZeroMQ, Cap'n Proto or protocols/ (go through actors/node_runtime.h)"
-check tools 'actors/|caf/|zmq|capnp/|kj/' "actors, CAF, ZeroMQ or Cap'n Proto"
-zmq_users=$(grep -rlE '^#include [<"]zmq' core protocols actors nodes tools | grep -v '^protocols/zmq_transport.cc$' || true)
-if [ -n "$zmq_users" ]; then
-  echo "layering: only protocols/zmq_transport.cc may include ZeroMQ, not: $zmq_users"
-  bad=1
-fi
+root=$(cd "${1:-$(dirname "$0")/..}" && pwd)
+lib=$(cd "$(dirname "$0")/lib" && pwd)
+rules=""
+# folder ("*": every folder below), forbidden includes (a Python regex matched at the
+# start of the included path), what to say, files excepted (comma-separated)
+rule() { rules+="$1"$'\t'"$2"$'\t'"$3"$'\t'"${4:-}"$'\n'; }
+rule core 'protocols/|storage/|actors/|nodes/|tools/|caf/|zmq|capnp/|kj/|rocksdb/' \
+  "higher layers or transport/actor/database libraries"
+rule protocols 'storage/|actors/|nodes/|tools/|caf/|rocksdb/' "storage, actors, nodes, tools, CAF or RocksDB"
+rule storage 'protocols/|actors/|nodes/|tools/|caf/|zmq|capnp/|kj/' \
+  "protocols, actors, nodes, tools, CAF, ZeroMQ or Cap'n Proto"
+rule actors 'nodes/|tools/|zmq|capnp/|kj/' "nodes, tools, ZeroMQ or Cap'n Proto (use protocols/)"
+rule nodes 'caf/|zmq|capnp/|kj/|protocols/|storage/|actors/(?!node_runtime\.h$|node_config\.h$)' \
+  "CAF, ZeroMQ, Cap'n Proto, protocols/, storage/ or actors/ beyond node_runtime.h and node_config.h"
+rule tools 'actors/|caf/|zmq|capnp/|kj/' "actors, CAF, ZeroMQ or Cap'n Proto"
+rule '*' 'zmq' "ZeroMQ (only protocols/zmq_transport.cc may)" protocols/zmq_transport.cc
+rule '*' 'rocksdb/' "RocksDB (only storage/rocksdb_key_value.cc may)" storage/rocksdb_key_value.cc
+folders=()
+for f in core protocols storage actors nodes tools; do [ -d "$root/$f" ] && folders+=("$f"); done
+printf '%s' "$rules" | python3 "$lib/layers.py" "$root" "${folders[@]}"
+bad=$?
 [ "$bad" = 0 ] && echo "layering: ok"
 exit $bad

@@ -8,6 +8,7 @@
 
 #include <filesystem>
 #include <functional>
+#include <regex>
 #include <set>
 
 #include "actors/custody_recorder.h"
@@ -220,6 +221,18 @@ TEST_F(CustodyRecordTest, EveryIdTheCliPrintsCanBeShownAndTraced) {
   EXPECT_EQ(ok(storage::show(*store_, prediction_id_))["prediction"]["id"], prediction_id_);
   EXPECT_EQ(storage::show(*store_, "call-0000000000000000").status().code(), ErrorCode::kNotFound);
   EXPECT_EQ(storage::show(*store_, "pred-nothing").status().code(), ErrorCode::kNotFound);
+}
+
+// Call and usage ids keep their form (16 lowercase hex digits) now that their random part
+// comes from the secure random source (random_token) instead of a std::mt19937_64.
+TEST_F(CustodyRecordTest, CallAndUsageIdsAreSixteenHexDigitsFromTheSecureSource) {
+  const std::regex hex16("[0-9a-f]{16}");
+  ASSERT_EQ(call_id_.rfind("call-", 0), 0u) << call_id_;
+  const std::string call = call_id_.substr(5);
+  EXPECT_TRUE(std::regex_match(call, hex16)) << call_id_;
+  EXPECT_EQ(prediction_id_, "pred-" + call + "-1");
+  ASSERT_EQ(use_id_.rfind("use-", 0), 0u) << use_id_;
+  EXPECT_TRUE(std::regex_match(use_id_.substr(4), hex16)) << use_id_;
 }
 
 // --- A store damaged behind the program's back -------------------------------------------

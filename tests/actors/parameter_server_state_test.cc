@@ -106,19 +106,33 @@ TEST_F(ParameterServerStateTest, BspAppliesTheMeanOfThreeWorkersAndHoldsNoBorrow
 
 // The step's replies leave one after the other: a worker in another process first, as its
 // reply still has to cross the kernel; one in this process (handed over by pointer) last.
+// The state machine answers in the order the pushes came and knows nothing of where its
+// peers are; its actor orders the replies with remote_peers_first, as here.
 TEST_F(ParameterServerStateTest, BspAnswersWorkersInOtherProcessesFirst) {
   assign("bsp");
   Envelope e;
   e.job_id = "job-1";
-  e.request_id = 100;
+  e.request_id = 7;
   e.body = msg::Push{"w1", 0, std::vector<float>(20, 1.0f), 10, 0, 0};
   const std::string local = "inproc-peer-0";
   ASSERT_TRUE(transport::Context::is_in_process_peer(local));
   EXPECT_TRUE(ps_.handle_data(local, e).empty());
   Outbox out = push("w2", 0, std::vector<float>(20, 3.0f));
   ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[0].peer, local) << "the state machine answers in the order the pushes came";
+  EXPECT_EQ(out[0].envelope.request_id, 7u);
+  remote_peers_first(out, transport::Context::is_in_process_peer);
   EXPECT_EQ(out[0].peer, "PEER-w2");
   EXPECT_EQ(out[1].peer, local);
+  EXPECT_EQ(out[1].envelope.request_id, 7u) << "each reply keeps its own request id";
+}
+
+TEST(RemotePeersFirst, KeepsTheOrderWithinEachGroupAndTheCoordinatorsMessagesWithTheRemoteOnes) {
+  Outbox out = {{"near-1", {}}, {"far-1", {}}, {"", {}, true}, {"near-2", {}}, {"far-2", {}}};
+  remote_peers_first(out, [](const std::string& peer) { return peer.rfind("near", 0) == 0; });
+  std::vector<std::string> order;
+  for (const Outgoing& o : out) order.push_back(o.peer);
+  EXPECT_EQ(order, (std::vector<std::string>{"far-1", "", "far-2", "near-1", "near-2"}));
 }
 
 TEST_F(ParameterServerStateTest, BspRefusesAReplayedPushInsteadOfApplyingItTwice) {
@@ -212,6 +226,44 @@ TEST_F(ParameterServerStateTest, StopJobAnswersWithTheStepsTheAttemptApplied) {
   EXPECT_EQ(released->applied_step, 3u);
   EXPECT_EQ(released->updates, 3u);
   EXPECT_EQ(out[0].envelope.attempt, 0u);
+}
+
+// Replies are addressed when their request comes (msg::reply_to), also those sent later.
+TEST_F(ParameterServerStateTest, RepliesCarryTheirRequestsJobRequestIdAndAttempt) {
+  Envelope e;
+  e.job_id = "job-1";
+  e.request_id = 5;
+  e.attempt = 2;
+  e.body = msg::AssignKeyRange{spec("bsp"), 0, 10, 30, 36, 2, 100, 8, 50, 0, 0, {}};
+  Outbox out = ps_.handle_control("COORD", e);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].envelope.sender, "ps-1");
+  EXPECT_EQ(out[0].envelope.request_id, 5u);
+  EXPECT_EQ(out[0].envelope.attempt, 2u);
+  for (uint32_t rank : {0u, 1u}) {
+    e.request_id = 40 + rank;
+    e.body = msg::Push{"w" + std::to_string(rank + 1), 0, std::vector<float>(20, 1.0f), 10, 0, rank};
+    out = ps_.handle_data("PEER-" + std::to_string(rank), e);
+  }
+  ASSERT_EQ(out.size(), 2u) << "the step's replies, the first deferred until the second push";
+  for (uint32_t rank : {0u, 1u}) {
+    const Envelope& reply = out[rank].envelope;
+    EXPECT_EQ(reply.sender, "ps-1");
+    EXPECT_EQ(reply.job_id, "job-1");
+    EXPECT_EQ(reply.request_id, 40u + rank);
+    EXPECT_EQ(reply.attempt, 2u);
+    EXPECT_EQ(reply.token, "");
+    ASSERT_NE(reply.get<msg::Params>(), nullptr);
+    EXPECT_EQ(reply.get<msg::Params>()->version, 1u);
+  }
+  e.request_id = 6;
+  e.attempt = 3;
+  e.body = msg::StopJob{"rolled back"};
+  out = ps_.handle_control("COORD", e);
+  ASSERT_EQ(out.size(), 1u);
+  ASSERT_NE(out[0].envelope.get<msg::JobReleased>(), nullptr);
+  EXPECT_EQ(out[0].envelope.request_id, 6u);
+  EXPECT_EQ(out[0].envelope.attempt, 2u) << "the attempt it let go of, not the stop's";
 }
 
 TEST_F(ParameterServerStateTest, RangeThatDoesNotFitTheModelIsRefused) {
