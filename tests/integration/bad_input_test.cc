@@ -204,5 +204,34 @@ TEST(BadInputTest, HostilePushesIntoARunningJobAreRefusedAndTheJobCompletes) {
   EXPECT_EQ(accepted, 0u);
 }
 
+// A flag takes the values its config key takes (nodes/node_options.h): one outside the
+// range stops the node at startup, naming the flag and the range, instead of (for
+// --max-message-mib 0) a coordinator that refuses every message.
+TEST(BadInputTest, FlagsOutsideTheirConfigRangesAreRefusedAtStartupNamingFlagAndRange) {
+  const fs::path dir = fs::temp_directory_path() / ("custody-bad-flags-" + std::to_string(getpid()));
+  fs::create_directories(dir);
+  struct Case {
+    std::vector<std::string> argv;
+    std::string expected;
+  };
+  const std::vector<Case> cases = {
+      {{bin("custody-coordinator"), "--listen", "tcp://127.0.0.1:0", "--max-message-mib", "0"},
+       "--max-message-mib: Value 0 not in range 1 to 4096"},
+      {{bin("custody-coordinator"), "--listen", "tcp://127.0.0.1:0", "--heartbeat-interval-ms", "10"},
+       "--heartbeat-interval-ms: Value 10 not in range 50 to 600000"},
+      {{bin("custody-coordinator"), "--listen", "tcp://127.0.0.1:0", "--max-recoveries", "-1"},
+       "--max-recoveries: Value -1 not in range 0 to 1000"},
+      {{bin("custody-ps"), "--connect-timeout-ms", "0"}, "--connect-timeout-ms: Value 0 not in range 100 to 3600000"},
+      {{bin("custody-worker"), "--step-timeout-ms", "99"}, "--step-timeout-ms: Value 99 not in range 100 to 3600000"},
+  };
+  for (size_t i = 0; i < cases.size(); ++i) {
+    Process p(cases[i].argv, dir / ("node-" + std::to_string(i) + ".log"));
+    ASSERT_TRUE(p.wait_for_exit(10s)) << cases[i].expected << ": the node started anyway";
+    EXPECT_NE(p.exit_code(), 0) << cases[i].expected;
+    EXPECT_NE(read_file(p.log()).find(cases[i].expected), std::string::npos) << read_file(p.log());
+  }
+  fs::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace custody::testing
