@@ -10,8 +10,10 @@ struct AdminArgs {
 };
 
 Status add_principal(Session& s, const AdminArgs& a) {
-  CUSTODY_ASSIGN_OR_RETURN(auto added, s.client.ask<msg::PrincipalAdded>("", msg::AddPrincipal{a.name, a.role}));
-  std::fprintf(stderr, "principal %s (%s) added; its token (shown only now):\n", added.name.c_str(), added.role.c_str());
+  CUSTODY_ASSIGN_OR_RETURN(auto added,
+                           s.client.ask<msg::PrincipalAdded>("", msg::AddPrincipal{a.name, a.role}));
+  std::fprintf(stderr, "principal %s (%s) added; its token (shown only now):\n", added.name.c_str(),
+               added.role.c_str());
   std::printf("%s\n", added.token.c_str());
   return Status::ok();
 }

@@ -39,7 +39,8 @@ Result<std::string> read_public_key(const std::string& arg) {
   if (arg.size() != 64 && arg.find("BEGIN PUBLIC KEY") == std::string::npos) {
     auto text = read_text(arg);
     if (!text.is_ok()) {
-      return invalid_argument("--public-key '" + arg + "' is neither 64 hex digits, a PEM key, nor a readable file");
+      return invalid_argument("--public-key '" + arg +
+                              "' is neither 64 hex digits, a PEM key, nor a readable file");
     }
     key = text.value();
     while (!key.empty() && (key.back() == '\n' || key.back() == '\r' || key.back() == ' ')) key.pop_back();
@@ -74,7 +75,8 @@ Status verify(const storage::CustodyStore& st, const std::string& store_path, co
   const std::string problem = report.ok ? since_problem : report.problem;
   if (a.as_json) {
     json heads = json::array();
-    for (const auto& h : report.heads) heads.push_back({{"log", h.log}, {"size", h.size}, {"root", h.root_hex}});
+    for (const auto& h : report.heads)
+      heads.push_back({{"log", h.log}, {"size", h.size}, {"root", h.root_hex}});
     std::printf("%s\n", json{{"ok", ok},
                              {"records_checked", report.records_checked},
                              {"tensors_checked", report.blobs_checked},
@@ -86,10 +88,11 @@ Status verify(const storage::CustodyStore& st, const std::string& store_path, co
                             .dump(2)
                             .c_str());
   } else if (ok) {
-    std::printf("custody store %s: ok (%llu records, %llu index entries and %llu checkpoint tensors verified)\n",
-                store_path.c_str(), static_cast<unsigned long long>(report.records_checked),
-                static_cast<unsigned long long>(report.index_entries_checked),
-                static_cast<unsigned long long>(report.blobs_checked));
+    std::printf(
+        "custody store %s: ok (%llu records, %llu index entries and %llu checkpoint tensors verified)\n",
+        store_path.c_str(), static_cast<unsigned long long>(report.records_checked),
+        static_cast<unsigned long long>(report.index_entries_checked),
+        static_cast<unsigned long long>(report.blobs_checked));
     for (const auto& h : report.heads) {
       std::printf("  %-8s %s, Merkle root %s\n", h.log.c_str(), records(h.size).c_str(), h.root_hex.c_str());
     }
@@ -121,8 +124,8 @@ Status head(Session& s, const AuditArgs& a) {
 // Checks every receipt in the receipt file (one JSON object per line, or one JSON object)
 // against the public key, offline; with a store, also that the store still holds each
 // record and extends each receipt's head.
-Status prove(const std::string& receipt_file, const std::string& public_key_arg, const storage::CustodyStore* store,
-             bool as_json) {
+Status prove(const std::string& receipt_file, const std::string& public_key_arg,
+             const storage::CustodyStore* store, bool as_json) {
   CUSTODY_ASSIGN_OR_RETURN(const std::string key, read_public_key(public_key_arg));
   CUSTODY_ASSIGN_OR_RETURN(const std::string text, read_text(receipt_file));
   // One receipt as a JSON document, or several, one per line (`predict --receipt`).
@@ -161,13 +164,14 @@ Status prove(const std::string& receipt_file, const std::string& public_key_arg,
       results.push_back(row);
     } else if (s.is_ok()) {
       const json& b = facts->body;
-      std::printf("%s: ok: %s record %llu (%s by %s, purpose %s) is in the %s log of %s whose head key "
-                  "%s signed at %s%s\n",
-                  id.c_str(), facts->log.c_str(), static_cast<unsigned long long>(facts->seq),
-                  b.value("action", std::string("?")).c_str(), b.value("principal", std::string("?")).c_str(),
-                  b.value("purpose", std::string("none given")).c_str(), facts->log.c_str(),
-                  records(facts->tree_size).c_str(), facts->key_id.c_str(),
-                  iso8601_utc(facts->head_time_ms).c_str(), store ? "; the store still holds it and extends that head" : "");
+      std::printf(
+          "%s: ok: %s record %llu (%s by %s, purpose %s) is in the %s log of %s whose head key "
+          "%s signed at %s%s\n",
+          id.c_str(), facts->log.c_str(), static_cast<unsigned long long>(facts->seq),
+          b.value("action", std::string("?")).c_str(), b.value("principal", std::string("?")).c_str(),
+          b.value("purpose", std::string("none given")).c_str(), facts->log.c_str(),
+          records(facts->tree_size).c_str(), facts->key_id.c_str(), iso8601_utc(facts->head_time_ms).c_str(),
+          store ? "; the store still holds it and extends that head" : "");
     } else {
       std::printf("%s: FAILED: %s\n", id.c_str(), s.message().c_str());
     }
@@ -181,7 +185,8 @@ Status prove_receipts(Session& s, const AuditArgs& a) {
   // store must also still hold each record and extend each receipt's head.
   std::unique_ptr<storage::CustodyStore> against;
   if (!s.store_path.empty()) {
-    CUSTODY_ASSIGN_OR_RETURN(against, refused(storage::CustodyStore::open(s.store_path, storage::OpenMode::kReadShadow)));
+    CUSTODY_ASSIGN_OR_RETURN(
+        against, refused(storage::CustodyStore::open(s.store_path, storage::OpenMode::kReadShadow)));
   }
   return prove(a.receipt_file, a.public_key, against.get(), a.as_json);
 }
@@ -192,14 +197,16 @@ void add_audit_commands(CommandSet& commands) {
   auto a = std::make_shared<AuditArgs>();
   CLI::App* audit = commands.add_group("audit", "check the custody store");
 
-  auto* verify_cmd = commands.add(*audit, "verify",
-                                  "recompute every hash chain, index, Merkle tree and checkpoint hash",
-                                  [a](Session& s) { return verify_store(s, *a); });
+  auto* verify_cmd =
+      commands.add(*audit, "verify", "recompute every hash chain, index, Merkle tree and checkpoint hash",
+                   [a](Session& s) { return verify_store(s, *a); });
   add_json_flag(verify_cmd, a->as_json);
-  verify_cmd->add_option("--since", a->since_file,
-                         "a head file kept earlier (`audit head --out`, the coordinator's head_file): prove the store "
-                         "extends it");
-  verify_cmd->add_option("--public-key", a->public_key, "the key the kept heads must be signed by (hex, PEM or a file)");
+  verify_cmd->add_option(
+      "--since", a->since_file,
+      "a head file kept earlier (`audit head --out`, the coordinator's head_file): prove the store "
+      "extends it");
+  verify_cmd->add_option("--public-key", a->public_key,
+                         "the key the kept heads must be signed by (hex, PEM or a file)");
 
   auto* head_cmd = commands.add(*audit, "head", "the store's Merkle log heads, signed by the coordinator",
                                 [a](Session& s) { return head(s, *a); });
@@ -208,9 +215,13 @@ void add_audit_commands(CommandSet& commands) {
 
   auto* prove_cmd = commands.add(*audit, "prove", "check receipts of predictions or exports, offline",
                                  [a](Session& s) { return prove_receipts(s, *a); });
-  prove_cmd->add_option("RECEIPT_FILE", a->receipt_file, "receipts (`predict --receipt`, `export`'s FILE.receipt.json)")
+  prove_cmd
+      ->add_option("RECEIPT_FILE", a->receipt_file,
+                   "receipts (`predict --receipt`, `export`'s FILE.receipt.json)")
       ->required();
-  prove_cmd->add_option("--public-key", a->public_key, "the coordinator's public key (hex, PEM or its KEYFILE.pub)")
+  prove_cmd
+      ->add_option("--public-key", a->public_key,
+                   "the coordinator's public key (hex, PEM or its KEYFILE.pub)")
       ->required();
   add_json_flag(prove_cmd, a->as_json);
 }

@@ -24,12 +24,14 @@ Result<msg::Envelope> Client::call(const std::string& job_id, msg::Body body) {
     if (!in) break;
     auto reply = msg::decode(in->bytes.data(), in->bytes.size());
     if (!reply.is_ok()) {
-      return no_answer(data_loss("the coordinator sent a reply this client cannot read: " + reply.status().message()));
+      return no_answer(
+          data_loss("the coordinator sent a reply this client cannot read: " + reply.status().message()));
     }
     if (reply->request_id != e.request_id) continue;  // a reply to an earlier, timed-out call
     if (auto* err = reply->get<msg::Error>()) {
       // An error reply is a refusal even if its code says ok.
-      return refused(Status(err->code == ErrorCode::kOk ? ErrorCode::kFailedPrecondition : err->code, err->message));
+      return refused(
+          Status(err->code == ErrorCode::kOk ? ErrorCode::kFailedPrecondition : err->code, err->message));
     }
     return reply;
   }

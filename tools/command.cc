@@ -56,9 +56,11 @@ Result<std::unique_ptr<storage::CustodyStore>> Session::open_store() {
 
 void add_global_options(CLI::App& app, Session& session) {
   app.add_option("--config", session.config_file, "CLI config file (default ~/.config/custody/cli.toml)");
-  app.add_option("--token-file", session.token_file, "file holding your token (a coordinator with --auth needs one)");
+  app.add_option("--token-file", session.token_file,
+                 "file holding your token (a coordinator with --auth needs one)");
   app.add_option("--coordinator", session.client.address, "coordinator address")->capture_default_str();
-  add_ranged_option(&app, "--timeout-ms", session.timeout_ms, kReplyTimeoutMs, "how long to wait for each reply");
+  add_ranged_option(&app, "--timeout-ms", session.timeout_ms, kReplyTimeoutMs,
+                    "how long to wait for each reply");
   app.add_option("--store", session.store_path, "custody store directory (default: ask the coordinator)");
 }
 
@@ -66,7 +68,8 @@ CLI::App* CommandSet::add(const std::string& name, const std::string& descriptio
   return add(app_, name, description, std::move(run));
 }
 
-CLI::App* CommandSet::add(CLI::App& parent, const std::string& name, const std::string& description, Run run) {
+CLI::App* CommandSet::add(CLI::App& parent, const std::string& name, const std::string& description,
+                          Run run) {
   CLI::App* command = parent.add_subcommand(name, description);
   commands_.emplace_back(command, std::move(run));
   return command;
@@ -101,11 +104,14 @@ void CommandSet::add_as_option(CLI::App* command, const std::string& description
 
 CLI::Option* add_ranged_option(CLI::App* command, const std::string& flag, int64_t& value, IntRange range,
                                const std::string& description) {
-  return command->add_option(flag, value, description)->check(CLI::Range(range.min, range.max))->capture_default_str();
+  return command->add_option(flag, value, description)
+      ->check(CLI::Range(range.min, range.max))
+      ->capture_default_str();
 }
 
 int finish(const Status& status) {
-  if (!status.is_ok() && !is_reported(status)) std::fprintf(stderr, "custody: %s\n", status.message().c_str());
+  if (!status.is_ok() && !is_reported(status))
+    std::fprintf(stderr, "custody: %s\n", status.message().c_str());
   return exit_code(status.code());
 }
 

@@ -35,11 +35,12 @@ Status submit(Session& s, const std::string& job_file) {
   text << in.rdbuf();
   // Check locally first, for an error that points at the file before any network.
   CUSTODY_RETURN_IF_ERROR(bad_input(parse_job_spec(text.str(), job_file).status()));
-  CUSTODY_ASSIGN_OR_RETURN(auto accepted,
-                           s.client.ask<msg::JobAccepted>("", msg::SubmitJob{text.str(), job_file, s.principal}));
+  CUSTODY_ASSIGN_OR_RETURN(
+      auto accepted, s.client.ask<msg::JobAccepted>("", msg::SubmitJob{text.str(), job_file, s.principal}));
   std::printf("%s\n", accepted.job_id.c_str());
   // Whether it starts now, waits its turn, or cannot be placed on the nodes alive.
-  if (accepted.message != "starting") std::fprintf(stderr, "%s: %s\n", accepted.job_id.c_str(), accepted.message.c_str());
+  if (accepted.message != "starting")
+    std::fprintf(stderr, "%s: %s\n", accepted.job_id.c_str(), accepted.message.c_str());
   return Status::ok();
 }
 
@@ -102,7 +103,8 @@ Status cancel(Session& s, const std::string& job_id) {
 
 Status resume(Session& s, const std::string& job_id) {
   CUSTODY_RETURN_IF_ERROR(need_job_id(job_id));
-  CUSTODY_ASSIGN_OR_RETURN(auto accepted, s.client.ask<msg::JobAccepted>(job_id, msg::ResumeJob{s.principal}));
+  CUSTODY_ASSIGN_OR_RETURN(auto accepted,
+                           s.client.ask<msg::JobAccepted>(job_id, msg::ResumeJob{s.principal}));
   std::printf("%s %s\n", job_id.c_str(), accepted.message.c_str());
   return Status::ok();
 }
@@ -128,7 +130,8 @@ void add_job_commands(CommandSet& commands) {
   auto* wait_cmd = commands.add("wait", "follow a job until it ends; exit 0 if it completed",
                                 [a](Session& s) { return wait(s, *a); });
   wait_cmd->add_option("JOB", a->job_id, "job id")->required();
-  add_ranged_option(wait_cmd, "--max-seconds", a->max_seconds, kMaxSecondsRange, "give up waiting after this long");
+  add_ranged_option(wait_cmd, "--max-seconds", a->max_seconds, kMaxSecondsRange,
+                    "give up waiting after this long");
   add_json_flag(wait_cmd, a->as_json, "print the final status as JSON");
 
   auto* cancel_cmd = commands.add("cancel", "cancel a job", [a](Session& s) { return cancel(s, a->job_id); });

@@ -32,13 +32,15 @@ Result<float> parse_value(std::string_view cell, const std::string& where) {
   errno = 0;
   const float v = std::strtof(text.c_str(), &end);
   if (end != text.c_str() + text.size()) return invalid_argument(where + ": '" + text + "' is not a number");
-  if (errno == ERANGE && std::isinf(v)) return invalid_argument(where + ": '" + text + "' is too large for a float32");
+  if (errno == ERANGE && std::isinf(v))
+    return invalid_argument(where + ": '" + text + "' is too large for a float32");
   return v;
 }
 
 Result<std::string> read_whole_file(const std::string& path) {
   std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) return invalid_argument("'" + path + "' is a directory, not an input file");
+  if (std::filesystem::is_directory(path, ec))
+    return invalid_argument("'" + path + "' is a directory, not an input file");
   std::ifstream file(path, std::ios::binary);
   if (!file) return invalid_argument("cannot open input file '" + path + "'");
   std::stringstream ss;
@@ -64,7 +66,8 @@ Result<InputFormat> input_format(const std::string& path, const std::string& for
   if (format == "idx") return InputFormat::kIdx;
   if (format == "csv") return InputFormat::kCsv;
   if (format == "f32") return InputFormat::kF32;
-  if (format != "auto") return invalid_argument("--format '" + format + "' is not one of auto, idx, csv, f32");
+  if (format != "auto")
+    return invalid_argument("--format '" + format + "' is not one of auto, idx, csv, f32");
   if (ends_with(path, ".csv")) return InputFormat::kCsv;
   if (ends_with(path, ".f32")) return InputFormat::kF32;
   return InputFormat::kIdx;
@@ -81,7 +84,7 @@ Result<PredictionInput> parse_csv(std::string_view text, const std::string& orig
     if (trimmed(line).empty()) continue;
     const std::string at = "'" + origin + "' line " + std::to_string(line_no);
     int64_t count = 0;
-    for (size_t begin = 0;; ) {
+    for (size_t begin = 0;;) {
       const size_t comma = line.find(',', begin);
       const std::string where = at + ", value " + std::to_string(count + 1);
       CUSTODY_ASSIGN_OR_RETURN(const float v, parse_value(line.substr(begin, comma - begin), where));
@@ -106,7 +109,8 @@ Result<PredictionInput> parse_f32(std::string_view bytes, int64_t features, cons
   const size_t floats = bytes.size() / sizeof(float);
   if (bytes.empty() || bytes.size() % sizeof(float) != 0 || floats % static_cast<uint64_t>(features) != 0) {
     return invalid_argument("'" + origin + "' holds " + std::to_string(bytes.size()) +
-                            " bytes, not a whole number of rows of " + std::to_string(features) + " float32 values");
+                            " bytes, not a whole number of rows of " + std::to_string(features) +
+                            " float32 values");
   }
   PredictionInput in;
   in.features = features;
@@ -116,7 +120,8 @@ Result<PredictionInput> parse_f32(std::string_view bytes, int64_t features, cons
   return in;
 }
 
-Result<PredictionInput> read_prediction_input(const std::string& path, const std::string& format, int64_t features) {
+Result<PredictionInput> read_prediction_input(const std::string& path, const std::string& format,
+                                              int64_t features) {
   CUSTODY_ASSIGN_OR_RETURN(const InputFormat f, input_format(path, format));
   if (f == InputFormat::kIdx) return read_idx(path);
   if (f == InputFormat::kF32 && features <= 0) {

@@ -37,7 +37,8 @@ Result<PredictionInput> parse_csv(std::string_view text, const std::string& orig
 Result<PredictionInput> parse_f32(std::string_view bytes, int64_t features, const std::string& origin);
 
 // Reads the file at `path` in `format` (see input_format); features: for f32 only.
-Result<PredictionInput> read_prediction_input(const std::string& path, const std::string& format, int64_t features);
+Result<PredictionInput> read_prediction_input(const std::string& path, const std::string& format,
+                                              int64_t features);
 
 // Keeps the first `rows` rows (all when rows is 0 or not fewer than in.rows).
 void keep_first_rows(PredictionInput& in, int64_t rows);

@@ -80,8 +80,9 @@ json job_json(const msg::JobStatus& j) {
 }
 
 json node_json(const msg::NodeStatus& n) {
-  return json{{"node_id", n.node_id}, {"role", msg::to_string(n.role)}, {"address", n.address},
-              {"alive", n.alive},     {"busy", n.busy},                  {"last_seen_ms_ago", n.last_seen_ms_ago},
+  return json{{"node_id", n.node_id}, {"role", msg::to_string(n.role)},
+              {"address", n.address}, {"alive", n.alive},
+              {"busy", n.busy},       {"last_seen_ms_ago", n.last_seen_ms_ago},
               {"host", n.host},       {"pid", n.pid}};
 }
 
@@ -102,11 +103,13 @@ std::string status_text(const msg::StatusReply& r) {
                          "SUBMITTER", "MESSAGE");
   for (const auto& j : r.jobs) {
     const std::string epoch = std::to_string(j.epoch) + "/" + std::to_string(j.epochs);
-    out += strf("%-13s %-16s %-10s %-7s %-9s %-8s %s\n", j.job_id.c_str(), j.name.c_str(), msg::to_string(j.state),
-                epoch.c_str(), accuracy(j, "-").c_str(), j.submitter.c_str(), j.message.c_str());
+    out += strf("%-13s %-16s %-10s %-7s %-9s %-8s %s\n", j.job_id.c_str(), j.name.c_str(),
+                msg::to_string(j.state), epoch.c_str(), accuracy(j, "-").c_str(), j.submitter.c_str(),
+                j.message.c_str());
   }
   for (const auto& j : r.jobs) {
-    if (j.recoveries > 0) out += strf("%s: rolled back %u times after node failures\n", j.job_id.c_str(), j.recoveries);
+    if (j.recoveries > 0)
+      out += strf("%s: rolled back %u times after node failures\n", j.job_id.c_str(), j.recoveries);
     if (j.waiting_for.empty()) continue;
     out += j.job_id + " waits for:\n";
     for (const auto& w : j.waiting_for) out += "  " + w + "\n";
@@ -114,8 +117,9 @@ std::string status_text(const msg::StatusReply& r) {
   if (r.nodes.empty()) return out;
   out += strf("\n%-12s %-17s %-6s %-5s %-28s %s\n", "NODE", "ROLE", "ALIVE", "BUSY", "ADDRESS", "LAST SEEN");
   for (const auto& n : r.nodes) {
-    out += strf("%-12s %-17s %-6s %-5s %-28s %.1f s ago\n", n.node_id.c_str(), msg::to_string(n.role),
-                n.alive ? "yes" : "no", n.busy ? "yes" : "no", n.address.c_str(), n.last_seen_ms_ago / 1000.0);
+    out +=
+        strf("%-12s %-17s %-6s %-5s %-28s %.1f s ago\n", n.node_id.c_str(), msg::to_string(n.role),
+             n.alive ? "yes" : "no", n.busy ? "yes" : "no", n.address.c_str(), n.last_seen_ms_ago / 1000.0);
   }
   return out;
 }
@@ -123,13 +127,13 @@ std::string status_text(const msg::StatusReply& r) {
 std::string progress_line(const msg::JobStatus& j) {
   return strf("%s %-9s epoch %u/%u  step %llu/%llu  loss %.4f  test acc %s  %.0f samples/s", j.job_id.c_str(),
               msg::to_string(j.state), j.epoch, j.epochs, static_cast<unsigned long long>(j.step),
-              static_cast<unsigned long long>(j.total_steps), j.loss < 0 ? 0.0 : j.loss, accuracy(j, "  -   ").c_str(),
-              j.samples_per_sec);
+              static_cast<unsigned long long>(j.total_steps), j.loss < 0 ? 0.0 : j.loss,
+              accuracy(j, "  -   ").c_str(), j.samples_per_sec);
 }
 
 std::string models_table(const json& models) {
-  std::string out =
-      strf("%-24s %-8s %-22s %-13s %-9s %s\n", "MODEL", "VERSION", "CHECKPOINT", "RUN", "TEST ACC", "CREATED");
+  std::string out = strf("%-24s %-8s %-22s %-13s %-9s %s\n", "MODEL", "VERSION", "CHECKPOINT", "RUN",
+                         "TEST ACC", "CREATED");
   for (const auto& m : rows_of(models)) {
     out += strf("%-24s %-8d %-22s %-13s %-9.4f %s\n", text(m, "name").c_str(), field(m, "version", 0),
                 text(m, "checkpoint").c_str(), text(m, "run").c_str(), field(m, "test_accuracy", 0.0),
@@ -139,7 +143,8 @@ std::string models_table(const json& models) {
 }
 
 std::string checkpoints_table(const json& checkpoints) {
-  std::string out = strf("%-22s %-8s %-6s %-6s %-18s %s\n", "CHECKPOINT", "STEP", "EPOCH", "FINAL", "ROOT HASH", "PARENT");
+  std::string out =
+      strf("%-22s %-8s %-6s %-6s %-18s %s\n", "CHECKPOINT", "STEP", "EPOCH", "FINAL", "ROOT HASH", "PARENT");
   for (const auto& c : rows_of(checkpoints)) {
     out += strf("%-22s %-8llu %-6d %-6s %-18s %s\n", text(c, "id").c_str(),
                 static_cast<unsigned long long>(field(c, "step", uint64_t{0})), field(c, "epoch", 0),
@@ -150,26 +155,28 @@ std::string checkpoints_table(const json& checkpoints) {
 }
 
 std::string usage_table(const json& usage) {
-  std::string out =
-      strf("%-20s %-20s %-8s %-7s %-8s %-25s %s\n", "PRINCIPAL", "VERSION", "ACTION", "CALLS", "ROWS", "FIRST", "LAST");
+  std::string out = strf("%-20s %-20s %-8s %-7s %-8s %-25s %s\n", "PRINCIPAL", "VERSION", "ACTION", "CALLS",
+                         "ROWS", "FIRST", "LAST");
   const json summary = field(usage, "summary", json::array());
   for (const auto& r : rows_of(summary)) {
     std::string principal = text(r, "principal");
     if (principal.rfind("principal:", 0) == 0) principal = principal.substr(10);
     out += strf("%-20s %-20s %-8s %-7d %-8lld %-25s %s\n", principal.c_str(), text(r, "version").c_str(),
-                text(r, "action").c_str(), field(r, "calls", 0), static_cast<long long>(field(r, "rows", int64_t{0})),
-                text(r, "first").c_str(), text(r, "last").c_str());
+                text(r, "action").c_str(), field(r, "calls", 0),
+                static_cast<long long>(field(r, "rows", int64_t{0})), text(r, "first").c_str(),
+                text(r, "last").c_str());
   }
   return out;
 }
 
 std::string signed_heads_text(const json& heads) {
-  std::string out = strf("signed by key %s (public key %s) at %s\n", text(heads, "key_id").c_str(),
-                         text(heads, "public_key").c_str(), iso8601_utc(field(heads, "time_ms", int64_t{0})).c_str());
+  std::string out =
+      strf("signed by key %s (public key %s) at %s\n", text(heads, "key_id").c_str(),
+           text(heads, "public_key").c_str(), iso8601_utc(field(heads, "time_ms", int64_t{0})).c_str());
   const json logs = field(heads, "heads", json::array());
   for (const auto& h : rows_of(logs)) {
-    out += strf("  %-8s %s, root %s\n", text(h, "log").c_str(), records(field(h, "size", uint64_t{0})).c_str(),
-                text(h, "root").c_str());
+    out += strf("  %-8s %s, root %s\n", text(h, "log").c_str(),
+                records(field(h, "size", uint64_t{0})).c_str(), text(h, "root").c_str());
   }
   return out;
 }

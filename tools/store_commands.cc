@@ -29,7 +29,8 @@ Result<int64_t> parse_utc(const std::string& text) {
     tm = std::tm{};
     end = strptime(text.c_str(), "%Y-%m-%d", &tm);
   }
-  if (!end || *end) return invalid_argument("'" + text + "' is not a UTC time like 2026-11-24 or 2026-11-24T10:15:00");
+  if (!end || *end)
+    return invalid_argument("'" + text + "' is not a UTC time like 2026-11-24 or 2026-11-24T10:15:00");
   return static_cast<int64_t>(timegm(&tm)) * 1000;
 }
 
@@ -39,14 +40,18 @@ Status usage(Session& s, const StoreArgs& a) {
   const auto limit = static_cast<uint32_t>(a.usage_limit);
   if (s.client.token.empty() || !s.store_path.empty()) {
     return print_query(
-        s, a.as_json, [&](const storage::CustodyStore& st) { return storage::usage(st, a.id, "", since_ms, until_ms, limit); },
+        s, a.as_json,
+        [&](const storage::CustodyStore& st) {
+          return storage::usage(st, a.id, "", since_ms, until_ms, limit);
+        },
         usage_table);
   }
   // The coordinator shows a caller only its own calls, unless it is an auditor or an admin.
-  CUSTODY_ASSIGN_OR_RETURN(auto reply,
-                           s.client.ask<msg::UsageReply>("", msg::UsageRequest{a.id, since_ms, until_ms, limit}));
+  CUSTODY_ASSIGN_OR_RETURN(
+      auto reply, s.client.ask<msg::UsageReply>("", msg::UsageRequest{a.id, since_ms, until_ms, limit}));
   const json answer = json::parse(reply.json, nullptr, false);
-  if (answer.is_discarded()) return no_answer(data_loss("the coordinator sent usage this client cannot read"));
+  if (answer.is_discarded())
+    return no_answer(data_loss("the coordinator sent usage this client cannot read"));
   return print_answer(answer, a.as_json, usage_table);
 }
 
@@ -72,7 +77,8 @@ void add_store_commands(CommandSet& commands) {
                                  [a](Session& s) { return usage(s, *a); });
   usage_cmd->add_option("MODEL", a->id, "NAME, NAME@VERSION or a checkpoint id")->required();
   add_json_flag(usage_cmd, a->as_json);
-  usage_cmd->add_option("--since", a->since, "only calls from then on (YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS, UTC)");
+  usage_cmd->add_option("--since", a->since,
+                        "only calls from then on (YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS, UTC)");
   usage_cmd->add_option("--until", a->until, "only calls up to then (same forms)");
   add_ranged_option(usage_cmd, "--limit", a->usage_limit, kUsageLimitRange,
                     "list the newest N calls (0: all); the summary covers all");

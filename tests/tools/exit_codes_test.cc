@@ -23,10 +23,11 @@ TEST(ExitCodesTest, EachErrorCodeHasTheExitCodeTheDocsPromise) {
 
 TEST(ExitCodesTest, TheHelpFooterListsEveryExitCodeWithItsErrorCodes) {
   const std::string help = exit_code_help();
-  for (const char* line : {"\n  0  ok", "\n  1  the job `wait` followed failed or was cancelled [cancelled]",
-                           "\n  2  bad usage or input", "[invalid argument]", "[unavailable, deadline exceeded]",
-                           "[not found, failed precondition, permission denied]", "\n  5  ", "[data loss]",
-                           "\n  6  a bug in custody"}) {
+  for (const char* line :
+       {"\n  0  ok", "\n  1  the job `wait` followed failed or was cancelled [cancelled]",
+        "\n  2  bad usage or input", "[invalid argument]", "[unavailable, deadline exceeded]",
+        "[not found, failed precondition, permission denied]", "\n  5  ", "[data loss]",
+        "\n  6  a bug in custody"}) {
     EXPECT_NE(help.find(line), std::string::npos) << line << " in\n" << help;
   }
   EXPECT_EQ(help.find("\n  7"), std::string::npos) << help;
@@ -43,8 +44,9 @@ TEST(ExitCodesTest, ABordersClassificationKeepsTheMessageAndPicksTheRow) {
   EXPECT_TRUE(no_answer(Status::ok()).is_ok());
 
   // A refusal exits 4 whatever code the coordinator or the store gave.
-  for (const Status& s : {invalid_argument("takes 32 features per row; got 3"), data_loss("tensor is corrupt"),
-                          unavailable("no store"), not_found("no job"), Status(ErrorCode::kPermissionDenied, "no")}) {
+  for (const Status& s :
+       {invalid_argument("takes 32 features per row; got 3"), data_loss("tensor is corrupt"),
+        unavailable("no store"), not_found("no job"), Status(ErrorCode::kPermissionDenied, "no")}) {
     EXPECT_EQ(exit_code(refused(s).code()), 4) << s.to_string();
     EXPECT_EQ(refused(s).message(), s.message());
   }

@@ -19,7 +19,8 @@ namespace fs = std::filesystem;
 void expect_refused(const Result<PredictionInput>& r, std::initializer_list<const char*> parts) {
   ASSERT_FALSE(r.is_ok());
   EXPECT_EQ(r.status().code(), ErrorCode::kInvalidArgument) << r.status().to_string();
-  for (const char* part : parts) EXPECT_NE(r.status().message().find(part), std::string::npos) << r.status().message();
+  for (const char* part : parts)
+    EXPECT_NE(r.status().message().find(part), std::string::npos) << r.status().message();
 }
 
 class PredictionInputFiles : public ::testing::Test {
@@ -121,7 +122,8 @@ TEST(PredictionInputTest, TheFirstRowsAreKeptWhenAsked) {
 
 TEST_F(PredictionInputFiles, IdxImagesAreScaledToTheUnitIntervalAsInTraining) {
   // Two 1x2 images: magic 0x00000803, count, rows, columns, then the pixels.
-  const std::string idx = std::string("\0\0\x08\x03\0\0\0\x02\0\0\0\x01\0\0\0\x02", 16) + std::string("\x00\xff\x33\x66", 4);
+  const std::string idx =
+      std::string("\0\0\x08\x03\0\0\0\x02\0\0\0\x01\0\0\0\x02", 16) + std::string("\x00\xff\x33\x66", 4);
   auto in = read_prediction_input(write("images-idx3-ubyte", idx), "auto", 0);
   ASSERT_TRUE(in.is_ok()) << in.status().to_string();
   EXPECT_EQ(in->rows, 2);
@@ -143,7 +145,8 @@ TEST_F(PredictionInputFiles, ACsvFileIsReadThroughTheSameParser) {
   auto in = read_prediction_input(write("rows.csv", "1,2\n3,4\n"), "auto", 0);
   ASSERT_TRUE(in.is_ok()) << in.status().to_string();
   EXPECT_EQ(in->rows, 2);
-  expect_refused(read_prediction_input(write("bad.csv", "1,2\n3\n"), "auto", 0), {"bad.csv' line 2 has 1 values"});
+  expect_refused(read_prediction_input(write("bad.csv", "1,2\n3\n"), "auto", 0),
+                 {"bad.csv' line 2 has 1 values"});
 }
 
 }  // namespace

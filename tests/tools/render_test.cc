@@ -35,9 +35,11 @@ TEST(RenderTest, TheStatusTableShowsJobsWhatTheyWaitForAndNodes) {
   r.nodes.push_back(n);
   const std::string text = status_text(r);
   EXPECT_EQ(text.rfind("JOB           NAME             STATE", 0), 0u) << text;
-  EXPECT_NE(text.find("job-0000abcd  mnist            running    2/5     -         alice"), std::string::npos) << text;
+  EXPECT_NE(text.find("job-0000abcd  mnist            running    2/5     -         alice"), std::string::npos)
+      << text;
   EXPECT_NE(text.find("job-0000abcd: rolled back 2 times after node failures\n"), std::string::npos) << text;
-  EXPECT_NE(text.find("job-0000abcd waits for:\n  worker-2 (rank 1): no report for 12 s\n"), std::string::npos);
+  EXPECT_NE(text.find("job-0000abcd waits for:\n  worker-2 (rank 1): no report for 12 s\n"),
+            std::string::npos);
   EXPECT_NE(text.find("\nNODE "), std::string::npos) << text;
   EXPECT_NE(text.find("1.5 s ago"), std::string::npos) << text;
 }
@@ -59,11 +61,18 @@ TEST(RenderTest, TheProgressLineSaysStateEpochStepAndThroughput) {
 }
 
 TEST(RenderTest, TablesShowDefaultsForFieldsThatAreMissingOrOfAnotherType) {
-  const json usage = {{"summary", {{{"principal", "principal:carol"}, {"version", "served@1"}, {"action", "predict"},
-                                    {"calls", 3}, {"rows", 5}, {"first", "a"}, {"last", "b"}},
-                                   {{"principal", 7}}}}};
+  const json usage = {{"summary",
+                       {{{"principal", "principal:carol"},
+                         {"version", "served@1"},
+                         {"action", "predict"},
+                         {"calls", 3},
+                         {"rows", 5},
+                         {"first", "a"},
+                         {"last", "b"}},
+                        {{"principal", 7}}}}};
   const std::string text = usage_table(usage);
-  EXPECT_NE(text.find("carol                served@1             predict  3       5"), std::string::npos) << text;
+  EXPECT_NE(text.find("carol                served@1             predict  3       5"), std::string::npos)
+      << text;
   EXPECT_NO_THROW(models_table(json{{{"name", 1}, {"version", "x"}}}));
   EXPECT_NO_THROW(checkpoints_table(json("not a list")));
   EXPECT_NO_THROW(usage_table(json::array()));
