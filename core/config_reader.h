@@ -18,6 +18,14 @@
 
 namespace custody {
 
+// The bounds of an integer setting, named once and used both by its key in a config file
+// (ConfigReader::get) and by its command-line flag (CLI11's CLI::Range(min, max)), so that
+// the file and the flag accept the same values.
+struct IntRange {
+  int64_t min;
+  int64_t max;
+};
+
 class ConfigReader {
  public:
   static Result<ConfigReader> parse(std::string_view text, std::string origin);
@@ -27,6 +35,7 @@ class ConfigReader {
   ~ConfigReader();
 
   Status get(const std::string& key, int64_t& out, int64_t min, int64_t max);
+  Status get(const std::string& key, int64_t& out, IntRange range) { return get(key, out, range.min, range.max); }
   Status get(const std::string& key, int& out, int min, int max);
   Status get(const std::string& key, double& out, double min, double max);
   Status get(const std::string& key, float& out, float min, float max);

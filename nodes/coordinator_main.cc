@@ -1,6 +1,4 @@
 // custody-coordinator: membership, the job queue and scheduling. See docs/ARCHITECTURE.md.
-#include <algorithm>
-
 #include "nodes/node_options.h"
 
 using namespace custody;
@@ -20,15 +18,15 @@ int main(int argc, char** argv) {
     CUSTODY_RETURN_IF_ERROR(r.get("serving.receipts", c.serving.receipts));
     CUSTODY_RETURN_IF_ERROR(r.get("coordinator.auth", c.options.auth));
     CUSTODY_RETURN_IF_ERROR(r.get("coordinator.admin_token_file", c.admin_token_file));
-    CUSTODY_RETURN_IF_ERROR(r.get("coordinator.heartbeat_interval_ms", interval_ms, 50, 600000));
-    CUSTODY_RETURN_IF_ERROR(r.get("coordinator.heartbeat_timeout_ms", timeout_ms, 100, 3600000));
-    CUSTODY_RETURN_IF_ERROR(r.get("coordinator.max_message_mib", max_mib, 1, 4096));
-    CUSTODY_RETURN_IF_ERROR(r.get("coordinator.stall_after_ms", stall_ms, 100, 3600000));
-    CUSTODY_RETURN_IF_ERROR(r.get("coordinator.start_timeout_ms", start_ms, 100, 3600000));
-    CUSTODY_RETURN_IF_ERROR(r.get("coordinator.max_recoveries", max_recoveries, 0, 1000));
+    CUSTODY_RETURN_IF_ERROR(r.get("coordinator.heartbeat_interval_ms", interval_ms, nodes::kHeartbeatIntervalMs));
+    CUSTODY_RETURN_IF_ERROR(r.get("coordinator.heartbeat_timeout_ms", timeout_ms, nodes::kTimeoutMs));
+    CUSTODY_RETURN_IF_ERROR(r.get("coordinator.max_message_mib", max_mib, nodes::kMaxMessageMib));
+    CUSTODY_RETURN_IF_ERROR(r.get("coordinator.stall_after_ms", stall_ms, nodes::kTimeoutMs));
+    CUSTODY_RETURN_IF_ERROR(r.get("coordinator.start_timeout_ms", start_ms, nodes::kTimeoutMs));
+    CUSTODY_RETURN_IF_ERROR(r.get("coordinator.max_recoveries", max_recoveries, nodes::kMaxRecoveries));
     CUSTODY_RETURN_IF_ERROR(r.get("coordinator.signing_key", c.signing_key));
     CUSTODY_RETURN_IF_ERROR(r.get("coordinator.head_file", c.head_file));
-    CUSTODY_RETURN_IF_ERROR(r.get("coordinator.head_interval_ms", head_interval_ms, 100, 86400000));
+    CUSTODY_RETURN_IF_ERROR(r.get("coordinator.head_interval_ms", head_interval_ms, nodes::kHeadIntervalMs));
     return Status::ok();
   });
   if (!s.is_ok()) {
@@ -47,22 +45,24 @@ int main(int argc, char** argv) {
   app.add_flag("!--no-receipts", c.serving.receipts,
                "record predictions but reply without signed receipts (only to measure what receipts cost)");
   app.add_option("--port-file", c.port_file, "write the bound address to this file once listening");
-  app.add_option("--max-message-mib", max_mib, "larger messages are refused with an error reply")->capture_default_str();
-  app.add_option("--heartbeat-interval-ms", interval_ms, "how often nodes send heartbeats")->capture_default_str();
-  app.add_option("--heartbeat-timeout-ms", timeout_ms, "silence after which a node is dead")->capture_default_str();
-  app.add_option("--stall-after-ms", stall_ms, "a running job with no step for this long is reported stalled")
-      ->capture_default_str();
-  app.add_option("--start-timeout-ms", start_ms, "longest wait for servers to load a job's key ranges")
-      ->capture_default_str();
-  app.add_option("--max-recoveries", max_recoveries, "rollbacks to a checkpoint a job may take before it fails")
-      ->capture_default_str();
+  nodes::ranged_option(app, "--max-message-mib", max_mib, nodes::kMaxMessageMib,
+                       "larger messages are refused with an error reply");
+  nodes::ranged_option(app, "--heartbeat-interval-ms", interval_ms, nodes::kHeartbeatIntervalMs,
+                       "how often nodes send heartbeats");
+  nodes::ranged_option(app, "--heartbeat-timeout-ms", timeout_ms, nodes::kTimeoutMs,
+                       "silence after which a node is dead");
+  nodes::ranged_option(app, "--stall-after-ms", stall_ms, nodes::kTimeoutMs,
+                       "a running job with no step for this long is reported stalled");
+  nodes::ranged_option(app, "--start-timeout-ms", start_ms, nodes::kTimeoutMs,
+                       "longest wait for servers to load a job's key ranges");
+  nodes::ranged_option(app, "--max-recoveries", max_recoveries, nodes::kMaxRecoveries,
+                       "rollbacks to a checkpoint a job may take before it fails");
   app.add_option("--signing-key", c.signing_key,
                  "Ed25519 key file that signs heads and receipts (default: <store>.signing-key; created if missing)");
   app.add_option("--head-file", c.head_file, "append signed heads of the store's logs to this file")
       ->capture_default_str();
-  app.add_option("--head-interval-ms", head_interval_ms, "how often to append to --head-file")
-      ->check(CLI::Range(int64_t{100}, int64_t{86400000}))
-      ->capture_default_str();
+  nodes::ranged_option(app, "--head-interval-ms", head_interval_ms, nodes::kHeadIntervalMs,
+                       "how often to append to --head-file");
   CLI11_PARSE(app, argc, argv);
   if (timeout_ms <= interval_ms) {
     std::fprintf(stderr, "custody-coordinator: the heartbeat timeout (%lld ms) must exceed the interval (%lld ms)\n",
@@ -75,7 +75,7 @@ int main(int argc, char** argv) {
   c.options.stall_after = std::chrono::milliseconds(stall_ms);
   c.options.start_timeout = std::chrono::milliseconds(start_ms);
   c.head_interval = std::chrono::milliseconds(head_interval_ms);
-  c.options.max_recoveries = static_cast<uint32_t>(std::clamp<int64_t>(max_recoveries, 0, 1000));
+  c.options.max_recoveries = static_cast<uint32_t>(max_recoveries);  // in kMaxRecoveries: checked above
   nodes::install_signal_handlers();
   return actors::run_coordinator(c, nodes::g_stop);
 }

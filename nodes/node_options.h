@@ -22,14 +22,29 @@ inline void install_signal_handlers() {
   std::signal(SIGPIPE, SIG_IGN);
 }
 
+// The ranges of the nodes' integer settings. Each is used by its key in the config file
+// and by its flag (ranged_option), so a value the file refuses is refused as a flag too:
+// `--max-message-mib 0` stops the node at startup, naming the flag and the range.
+inline constexpr IntRange kHeartbeatIntervalMs{50, 600000};
+inline constexpr IntRange kTimeoutMs{100, 3600000};  // heartbeats, stalls, starts, connects, steps
+inline constexpr IntRange kMaxMessageMib{1, 4096};
+inline constexpr IntRange kMaxRecoveries{0, 1000};
+inline constexpr IntRange kHeadIntervalMs{100, 86400000};
+
+// A flag taking an integer in `range`; CLI11 refuses any other value with
+// "FLAG: Value V not in range MIN to MAX".
+inline CLI::Option* ranged_option(CLI::App& app, const std::string& flag, int64_t& value, IntRange range,
+                                  const std::string& description) {
+  return app.add_option(flag, value, description)->check(CLI::Range(range.min, range.max))->capture_default_str();
+}
+
 // Reads a config file into `apply`'s getters, then refuses unknown keys.
 template <class Apply>
 Status read_config(const std::string& path, Apply apply) {
   if (path.empty()) return Status::ok();
-  auto reader = ConfigReader::parse_file(path);
-  if (!reader.is_ok()) return reader.status();
-  CUSTODY_RETURN_IF_ERROR(apply(reader.value()));
-  return reader->unknown_keys_error();
+  CUSTODY_ASSIGN_OR_RETURN(ConfigReader reader, ConfigReader::parse_file(path));
+  CUSTODY_RETURN_IF_ERROR(apply(reader));
+  return reader.unknown_keys_error();
 }
 
 // Finds "--config PATH" before CLI11 parses, so that flags can override the file.
@@ -44,12 +59,12 @@ inline Status read_peer_config(ConfigReader& r, actors::PeerNodeConfig& c) {
   int64_t max_mib = static_cast<int64_t>(c.max_message_bytes >> 20);
   CUSTODY_RETURN_IF_ERROR(r.get("node.coordinator", c.coordinator));
   CUSTODY_RETURN_IF_ERROR(r.get("node.name", c.name));
-  CUSTODY_RETURN_IF_ERROR(r.get("node.connect_timeout_ms", connect_ms, 100, 3600000));
-  CUSTODY_RETURN_IF_ERROR(r.get("node.max_message_mib", max_mib, 1, 4096));
+  CUSTODY_RETURN_IF_ERROR(r.get("node.connect_timeout_ms", connect_ms, kTimeoutMs));
+  CUSTODY_RETURN_IF_ERROR(r.get("node.max_message_mib", max_mib, kMaxMessageMib));
   CUSTODY_RETURN_IF_ERROR(r.get("node.token_file", c.token));  // a path until main reads it
   CUSTODY_RETURN_IF_ERROR(r.get("server.listen", c.listen));
   CUSTODY_RETURN_IF_ERROR(r.get("server.advertise_host", c.advertise_host));
-  CUSTODY_RETURN_IF_ERROR(r.get("worker.step_timeout_ms", step_ms, 100, 3600000));
+  CUSTODY_RETURN_IF_ERROR(r.get("worker.step_timeout_ms", step_ms, kTimeoutMs));
   c.connect_timeout = std::chrono::milliseconds(connect_ms);
   c.step_timeout = std::chrono::milliseconds(step_ms);
   c.max_message_bytes = static_cast<size_t>(max_mib) << 20;
@@ -81,8 +96,8 @@ inline void add_peer_flags(CLI::App& app, actors::PeerNodeConfig& c, std::string
   app.add_option("--config", config_file, "TOML config file (configs/ps.toml, configs/worker.toml)");
   app.add_option("--coordinator", c.coordinator, "coordinator address")->capture_default_str();
   app.add_option("--name", c.name, "node id to register as (default: chosen by the coordinator)");
-  app.add_option("--connect-timeout-ms", connect_ms, "give up if the coordinator is not reached in this time")
-      ->capture_default_str();
+  ranged_option(app, "--connect-timeout-ms", connect_ms, kTimeoutMs,
+                "give up if the coordinator is not reached in this time");
   app.add_option("--token-file", c.token, "file holding this node's token (for a coordinator with --auth)");
 }
 

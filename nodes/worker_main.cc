@@ -11,8 +11,8 @@ int main(int argc, char** argv) {
   int64_t connect_ms = c.connect_timeout.count(), step_ms = c.step_timeout.count();
   CLI::App app{"custody-worker: a worker of a Custody cluster"};
   nodes::add_peer_flags(app, c, config_file, connect_ms);
-  app.add_option("--step-timeout-ms", step_ms, "longest wait for the parameter servers in one step")
-      ->capture_default_str();
+  nodes::ranged_option(app, "--step-timeout-ms", step_ms, nodes::kTimeoutMs,
+                       "longest wait for the parameter servers in one step");
   // A parameter server in this process (a second node, with the same coordinator and
   // token): this worker reaches it without copies; other workers over TCP as usual.
   actors::PeerNodeConfig server;

@@ -1,5 +1,8 @@
-#include "tools/audit_commands.h"
-
+// custody audit verify [--since HEADS] | head [--out FILE] | prove RECEIPT --public-key KEY:
+// the auditor's and the consumer's checks of the custody store and of the evidence it hands
+// out (signed heads, receipts). A check that fails prints what it found on stdout and ends
+// with data loss (exit 5); input that cannot be used is bad input (exit 2); a store that
+// cannot be read is a refusal (exit 4).
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -7,36 +10,37 @@
 #include "core/files.h"
 #include "core/log.h"
 #include "storage/notary.h"
+#include "tools/command.h"
+#include "tools/render.h"
 
 namespace custody::cli {
 namespace {
 
 using storage::json;
 
-int fail(const Status& s, int code) {
-  std::fprintf(stderr, "custody: %s\n", s.message().c_str());
-  return code;
-}
+struct AuditArgs {
+  std::string since_file, public_key, out_file, receipt_file;
+  bool as_json = false;
+};
 
+// A file the user named.
 Result<std::string> read_text(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) return not_found("cannot open '" + path + "'");
+  if (!in) return invalid_argument("cannot open '" + path + "'");
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
 }
 
-std::string records(uint64_t n) { return std::to_string(n) + (n == 1 ? " record" : " records"); }
-
-
-}  // namespace
-
+// A public key as a user gives it: 64 hex digits, PEM text, or a file holding either
+// (such as the coordinator's KEYFILE.pub).
 Result<std::string> read_public_key(const std::string& arg) {
   std::string key = arg;
   if (arg.size() != 64 && arg.find("BEGIN PUBLIC KEY") == std::string::npos) {
     auto text = read_text(arg);
     if (!text.is_ok()) {
-      return invalid_argument("--public-key '" + arg + "' is neither 64 hex digits, a PEM key, nor a readable file");
+      return invalid_argument("--public-key '" + arg +
+                              "' is neither 64 hex digits, a PEM key, nor a readable file");
     }
     key = text.value();
     while (!key.empty() && (key.back() == '\n' || key.back() == '\r' || key.back() == ' ')) key.pop_back();
@@ -46,94 +50,91 @@ Result<std::string> read_public_key(const std::string& arg) {
   return key;
 }
 
-int audit_verify(const storage::CustodyStore& st, const std::string& store_path, const std::string& since_file,
-                 const std::string& public_key, bool as_json) {
-  auto report = st.verify();
-  if (!report.is_ok()) return fail(report.status(), 4);
+// Recomputes everything CustodyStore::verify() covers; with since_file, also proves that the
+// store's logs extend every head kept there (signed by public_key, or by the key the file names).
+Status verify(const storage::CustodyStore& st, const std::string& store_path, const AuditArgs& a) {
+  const std::string& since_file = a.since_file;
+  CUSTODY_ASSIGN_OR_RETURN(const auto report, refused(st.verify()));
   std::vector<std::string> extended;
   std::string since_problem;
-  if (report->ok && !since_file.empty()) {
-    auto text = read_text(since_file);
-    if (!text.is_ok()) return fail(text.status(), 2);
+  if (report.ok && !since_file.empty()) {
+    CUSTODY_ASSIGN_OR_RETURN(const std::string text, read_text(since_file));
     std::string key;
-    if (!public_key.empty()) {
-      auto k = read_public_key(public_key);
-      if (!k.is_ok()) return fail(k.status(), 2);
-      key = k.value();
+    if (!a.public_key.empty()) {
+      CUSTODY_ASSIGN_OR_RETURN(key, read_public_key(a.public_key));
     }
-    auto checked = storage::check_kept_heads(text.value(), key, st);
+    auto checked = storage::check_kept_heads(text, key, st);
     if (!checked.is_ok()) {
-      if (checked.status().code() == ErrorCode::kInvalidArgument) return fail(checked.status(), 2);
+      if (checked.status().code() == ErrorCode::kInvalidArgument) return checked.status();
       since_problem = "against the heads kept in " + since_file + ": " + checked.status().message();
     } else {
       extended = checked.value();
     }
   }
-  const bool ok = report->ok && since_problem.empty();
-  const std::string problem = report->ok ? since_problem : report->problem;
-  if (as_json) {
+  const bool ok = report.ok && since_problem.empty();
+  const std::string problem = report.ok ? since_problem : report.problem;
+  if (a.as_json) {
     json heads = json::array();
-    for (const auto& h : report->heads) heads.push_back({{"log", h.log}, {"size", h.size}, {"root", h.root_hex}});
+    for (const auto& h : report.heads)
+      heads.push_back({{"log", h.log}, {"size", h.size}, {"root", h.root_hex}});
     std::printf("%s\n", json{{"ok", ok},
-                             {"records_checked", report->records_checked},
-                             {"tensors_checked", report->blobs_checked},
-                             {"index_entries_checked", report->index_entries_checked},
+                             {"records_checked", report.records_checked},
+                             {"tensors_checked", report.blobs_checked},
+                             {"index_entries_checked", report.index_entries_checked},
                              {"heads", heads},
                              {"extends_kept_heads", extended},
-                             {"notes", report->notes},
+                             {"notes", report.notes},
                              {"problem", problem}}
                             .dump(2)
                             .c_str());
   } else if (ok) {
-    std::printf("custody store %s: ok (%llu records, %llu index entries and %llu checkpoint tensors verified)\n",
-                store_path.c_str(), static_cast<unsigned long long>(report->records_checked),
-                static_cast<unsigned long long>(report->index_entries_checked),
-                static_cast<unsigned long long>(report->blobs_checked));
-    for (const auto& h : report->heads) {
+    std::printf(
+        "custody store %s: ok (%llu records, %llu index entries and %llu checkpoint tensors verified)\n",
+        store_path.c_str(), static_cast<unsigned long long>(report.records_checked),
+        static_cast<unsigned long long>(report.index_entries_checked),
+        static_cast<unsigned long long>(report.blobs_checked));
+    for (const auto& h : report.heads) {
       std::printf("  %-8s %s, Merkle root %s\n", h.log.c_str(), records(h.size).c_str(), h.root_hex.c_str());
     }
     for (const auto& line : extended) std::printf("  %s\n", line.c_str());
-    if (!report->notes.empty()) std::printf("  note: %s\n", report->notes.c_str());
+    if (!report.notes.empty()) std::printf("  note: %s\n", report.notes.c_str());
   } else {
     std::printf("custody store %s: FAILED: %s\n", store_path.c_str(), problem.c_str());
   }
-  return ok ? 0 : 5;
+  return ok ? Status::ok() : reported(ErrorCode::kDataLoss);
 }
 
-int audit_head(const std::string& heads_json, const std::string& out_file, bool as_json) {
-  json heads = json::parse(heads_json, nullptr, false);
-  if (heads.is_discarded()) return fail(data_loss("the coordinator sent heads this client cannot read"), 3);
-  if (!out_file.empty()) {
-    Status s = append_line_synced(out_file, heads.dump());
-    if (!s.is_ok()) return fail(s, 2);
-  }
-  if (as_json) {
-    std::printf("%s\n", heads.dump(2).c_str());
-    return 0;
-  }
-  std::printf("signed by key %s (public key %s) at %s\n", heads.value("key_id", std::string()).c_str(),
-              heads.value("public_key", std::string()).c_str(), iso8601_utc(heads.value("time_ms", int64_t{0})).c_str());
-  for (const auto& h : heads.value("heads", json::array())) {
-    std::printf("  %-8s %s, root %s\n", h.value("log", std::string()).c_str(),
-                records(h.value("size", uint64_t{0})).c_str(), h.value("root", std::string()).c_str());
-  }
-  if (!out_file.empty()) std::printf("appended to %s\n", out_file.c_str());
-  return 0;
+Status verify_store(Session& s, const AuditArgs& a) {
+  CUSTODY_ASSIGN_OR_RETURN(auto store, s.open_store());
+  return verify(*store, s.store_path, a);
 }
 
-int audit_prove(const std::string& receipt_file, const std::string& public_key_arg,
-                const storage::CustodyStore* store, bool as_json) {
-  auto key = read_public_key(public_key_arg);
-  if (!key.is_ok()) return fail(key.status(), 2);
-  auto text = read_text(receipt_file);
-  if (!text.is_ok()) return fail(text.status(), 2);
+// Prints the signed heads; with --out, appends them to that file as one line (a head file).
+Status head(Session& s, const AuditArgs& a) {
+  const std::string& out_file = a.out_file;
+  CUSTODY_ASSIGN_OR_RETURN(auto reply, s.client.ask<msg::AuditHeadReply>("", msg::AuditHeadRequest{}));
+  json heads = json::parse(reply.json, nullptr, false);
+  if (!heads.is_object()) return no_answer(data_loss("the coordinator sent heads this client cannot read"));
+  if (!out_file.empty()) CUSTODY_RETURN_IF_ERROR(bad_input(append_line_synced(out_file, heads.dump())));
+  print(a.as_json ? as_json_text(heads) : signed_heads_text(heads));
+  if (!a.as_json && !out_file.empty()) std::printf("appended to %s\n", out_file.c_str());
+  return Status::ok();
+}
+
+// Checks every receipt in the receipt file (one JSON object per line, or one JSON object)
+// against the public key, offline; with a store, also that the store still holds each
+// record and extends each receipt's head.
+Status prove(const std::string& receipt_file, const std::string& public_key_arg,
+             const storage::CustodyStore* store, bool as_json) {
+  CUSTODY_ASSIGN_OR_RETURN(const std::string key, read_public_key(public_key_arg));
+  CUSTODY_ASSIGN_OR_RETURN(const std::string text, read_text(receipt_file));
   // One receipt as a JSON document, or several, one per line (`predict --receipt`).
   std::vector<json> receipts;
-  json whole = json::parse(text.value(), nullptr, false);
+  json whole = json::parse(text, nullptr, false);
   if (!whole.is_discarded() && whole.is_object()) {
     receipts.push_back(whole);
   } else {
-    std::istringstream lines(text.value());
+    std::istringstream lines(text);
     std::string line;
     while (std::getline(lines, line)) {
       if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
@@ -142,11 +143,11 @@ int audit_prove(const std::string& receipt_file, const std::string& public_key_a
       receipts.push_back(r.is_discarded() ? json("damaged") : r);
     }
   }
-  if (receipts.empty()) return fail(invalid_argument("'" + receipt_file + "' holds no receipt"), 2);
+  if (receipts.empty()) return invalid_argument("'" + receipt_file + "' holds no receipt");
   json results = json::array();
   bool all_ok = true;
   for (const auto& r : receipts) {
-    auto facts = storage::check_receipt(r, key.value());
+    auto facts = storage::check_receipt(r, key);
     Status s = facts.status();
     if (s.is_ok() && store) s = storage::check_receipt_in_store(r, *store);
     all_ok = all_ok && s.is_ok();
@@ -163,19 +164,66 @@ int audit_prove(const std::string& receipt_file, const std::string& public_key_a
       results.push_back(row);
     } else if (s.is_ok()) {
       const json& b = facts->body;
-      std::printf("%s: ok: %s record %llu (%s by %s, purpose %s) is in the %s log of %s whose head key "
-                  "%s signed at %s%s\n",
-                  id.c_str(), facts->log.c_str(), static_cast<unsigned long long>(facts->seq),
-                  b.value("action", std::string("?")).c_str(), b.value("principal", std::string("?")).c_str(),
-                  b.value("purpose", std::string("none given")).c_str(), facts->log.c_str(),
-                  records(facts->tree_size).c_str(), facts->key_id.c_str(),
-                  iso8601_utc(facts->head_time_ms).c_str(), store ? "; the store still holds it and extends that head" : "");
+      std::printf(
+          "%s: ok: %s record %llu (%s by %s, purpose %s) is in the %s log of %s whose head key "
+          "%s signed at %s%s\n",
+          id.c_str(), facts->log.c_str(), static_cast<unsigned long long>(facts->seq),
+          b.value("action", std::string("?")).c_str(), b.value("principal", std::string("?")).c_str(),
+          b.value("purpose", std::string("none given")).c_str(), facts->log.c_str(),
+          records(facts->tree_size).c_str(), facts->key_id.c_str(), iso8601_utc(facts->head_time_ms).c_str(),
+          store ? "; the store still holds it and extends that head" : "");
     } else {
       std::printf("%s: FAILED: %s\n", id.c_str(), s.message().c_str());
     }
   }
   if (as_json) std::printf("%s\n", results.dump(2).c_str());
-  return all_ok ? 0 : 5;
+  return all_ok ? Status::ok() : reported(ErrorCode::kDataLoss);
+}
+
+Status prove_receipts(Session& s, const AuditArgs& a) {
+  // Offline by default: the receipt and the key are all it needs. With --store, the
+  // store must also still hold each record and extend each receipt's head.
+  std::unique_ptr<storage::CustodyStore> against;
+  if (!s.store_path.empty()) {
+    CUSTODY_ASSIGN_OR_RETURN(
+        against, refused(storage::CustodyStore::open(s.store_path, storage::OpenMode::kReadShadow)));
+  }
+  return prove(a.receipt_file, a.public_key, against.get(), a.as_json);
+}
+
+}  // namespace
+
+void add_audit_commands(CommandSet& commands) {
+  auto a = std::make_shared<AuditArgs>();
+  CLI::App* audit = commands.add_group("audit", "check the custody store");
+
+  auto* verify_cmd =
+      commands.add(*audit, "verify", "recompute every hash chain, index, Merkle tree and checkpoint hash",
+                   [a](Session& s) { return verify_store(s, *a); });
+  add_json_flag(verify_cmd, a->as_json);
+  verify_cmd->add_option(
+      "--since", a->since_file,
+      "a head file kept earlier (`audit head --out`, the coordinator's head_file): prove the store "
+      "extends it");
+  verify_cmd->add_option("--public-key", a->public_key,
+                         "the key the kept heads must be signed by (hex, PEM or a file)");
+
+  auto* head_cmd = commands.add(*audit, "head", "the store's Merkle log heads, signed by the coordinator",
+                                [a](Session& s) { return head(s, *a); });
+  head_cmd->add_option("--out", a->out_file, "append them to this file, to keep (one line per call)");
+  add_json_flag(head_cmd, a->as_json);
+
+  auto* prove_cmd = commands.add(*audit, "prove", "check receipts of predictions or exports, offline",
+                                 [a](Session& s) { return prove_receipts(s, *a); });
+  prove_cmd
+      ->add_option("RECEIPT_FILE", a->receipt_file,
+                   "receipts (`predict --receipt`, `export`'s FILE.receipt.json)")
+      ->required();
+  prove_cmd
+      ->add_option("--public-key", a->public_key,
+                   "the coordinator's public key (hex, PEM or its KEYFILE.pub)")
+      ->required();
+  add_json_flag(prove_cmd, a->as_json);
 }
 
 }  // namespace custody::cli

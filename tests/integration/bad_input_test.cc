@@ -204,5 +204,47 @@ TEST(BadInputTest, HostilePushesIntoARunningJobAreRefusedAndTheJobCompletes) {
   EXPECT_EQ(accepted, 0u);
 }
 
+// A flag takes the values its config key takes (nodes/node_options.h, tools/command.h): one
+// outside the range stops the program at startup, naming the flag and the range, instead of
+// (for --max-message-mib 0) a coordinator that refuses every message.
+TEST(BadInputTest, FlagsOutsideTheirConfigRangesAreRefusedAtStartupNamingFlagAndRange) {
+  const fs::path dir = fs::temp_directory_path() / ("custody-bad-flags-" + std::to_string(getpid()));
+  fs::create_directories(dir);
+  struct Case {
+    std::vector<std::string> argv;
+    std::string expected;
+  };
+  const std::vector<Case> cases = {
+      {{bin("custody-coordinator"), "--listen", "tcp://127.0.0.1:0", "--max-message-mib", "0"},
+       "--max-message-mib: Value 0 not in range 1 to 4096"},
+      {{bin("custody-coordinator"), "--listen", "tcp://127.0.0.1:0", "--heartbeat-interval-ms", "10"},
+       "--heartbeat-interval-ms: Value 10 not in range 50 to 600000"},
+      {{bin("custody-coordinator"), "--listen", "tcp://127.0.0.1:0", "--max-recoveries", "-1"},
+       "--max-recoveries: Value -1 not in range 0 to 1000"},
+      {{bin("custody-ps"), "--connect-timeout-ms", "0"}, "--connect-timeout-ms: Value 0 not in range 100 to 3600000"},
+      {{bin("custody-worker"), "--step-timeout-ms", "99"}, "--step-timeout-ms: Value 99 not in range 100 to 3600000"},
+  };
+  for (size_t i = 0; i < cases.size(); ++i) {
+    Process p(cases[i].argv, dir / ("node-" + std::to_string(i) + ".log"));
+    ASSERT_TRUE(p.wait_for_exit(10s)) << cases[i].expected << ": the node started anyway";
+    EXPECT_NE(p.exit_code(), 0) << cases[i].expected;
+    EXPECT_NE(read_file(p.log()).find(cases[i].expected), std::string::npos) << read_file(p.log());
+  }
+  // The CLI: its flags too, and bad usage is exit code 2 (README, "Exit codes").
+  CliResult timeout = run_cli(dir, {"--timeout-ms", "0", "jobs"});
+  EXPECT_EQ(timeout.code, 2);
+  EXPECT_NE(timeout.err.find("--timeout-ms: Value 0 not in range 1 to 3600000"), std::string::npos) << timeout.err;
+  CliResult batch = run_cli(dir, {"predict", "m", "--input", "x.csv", "--batch", "0"});
+  EXPECT_EQ(batch.code, 2);
+  EXPECT_NE(batch.err.find("--batch: Value 0 not in range 1 to"), std::string::npos) << batch.err;
+  EXPECT_EQ(run_cli(dir, {"no-such-command"}).code, 2);
+  CliResult help = run_cli(dir, {"--help"});
+  EXPECT_EQ(help.code, 0);
+  EXPECT_NE(help.out.find("Exit codes:\n  0  ok\n  1  the job `wait` followed failed or was cancelled"),
+            std::string::npos)
+      << help.out;
+  fs::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace custody::testing
