@@ -33,9 +33,8 @@ struct CoordinatorActorState {
 // Appends one signed-heads document to the head file and syncs it: the copy of the
 // history that lives outside the store.
 Status append_heads(const std::string& path, const CoordinatorState& logic) {
-  auto heads = logic.signed_heads();
-  if (!heads.is_ok()) return heads.status();
-  return append_line_synced(path, heads->dump());
+  CUSTODY_ASSIGN_OR_RETURN(auto heads, logic.signed_heads());
+  return append_line_synced(path, heads.dump());
 }
 
 struct ServingActorState {
@@ -103,9 +102,8 @@ Status bootstrap_admin(storage::CustodyStore* store, const std::string& path) {
   if (std::ifstream in{path}) {
     std::getline(in, token);
   } else {
-    auto made = random_token();
-    if (!made.is_ok()) return made.status();
-    token = made.value();
+    CUSTODY_ASSIGN_OR_RETURN(auto made, random_token());
+    token = made;
     const std::string tmp = path + ".tmp";
     {
       std::ofstream out(tmp);
@@ -117,9 +115,8 @@ Status bootstrap_admin(storage::CustodyStore* store, const std::string& path) {
     log(LogLevel::kInfo, "coordinator", "created the admin token in " + path + " (keep it secret)");
   }
   if (token.size() < 32) return invalid_argument("'" + path + "' does not hold a token");
-  auto known = store->entity(storage::lineage::credential_id(sha256_hex(token)));
-  if (!known.is_ok()) return known.status();
-  if (known.value()) return Status::ok();
+  CUSTODY_ASSIGN_OR_RETURN(auto known, store->entity(storage::lineage::credential_id(sha256_hex(token))));
+  if (known) return Status::ok();
   return CustodyRecorder(store).principal_added("admin", "admin", sha256_hex(token), "coordinator start");
 }
 

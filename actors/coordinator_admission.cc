@@ -138,67 +138,64 @@ Status CoordinatorState::restore(SteadyClock::time_point now) {
 
 Result<Job> CoordinatorState::prepare(const std::string& spec_text, const std::string& origin,
                                                         bool resolve_init) {
-  auto spec = parse_job_spec(spec_text, origin);
-  if (!spec.is_ok()) return spec.status();
+  CUSTODY_ASSIGN_OR_RETURN(auto spec, parse_job_spec(spec_text, origin));
   // The coordinator reads the data once, to split it and to pin its identity.
-  auto data = load_data(spec->data);
+  auto data = load_data(spec.data);
   if (!data.is_ok()) {
     return Status(data.status().code(), data.status().message() +
                                             " (the coordinator reads the data set named in the "
                                             "job file to split it among the workers)");
   }
-  auto model = Model::make(spec->layer_sizes(data->train.features));
-  if (!model.is_ok()) return model.status();
+  CUSTODY_ASSIGN_OR_RETURN(auto model, Model::make(spec.layer_sizes(data->train.features)));
   for (uint8_t label : data->train.labels) {
-    if (label >= spec->classes) {
+    if (label >= spec.classes) {
       return invalid_argument(origin + ": the training labels go up to " + std::to_string(label) +
-                              " but 'model.classes' is " + std::to_string(spec->classes));
+                              " but 'model.classes' is " + std::to_string(spec.classes));
     }
   }
-  const int64_t min_shard = data->train.count / spec->workers;
-  if (min_shard < spec->batch_size) {
-    return invalid_argument(origin + ": 'job.batch_size' (" + std::to_string(spec->batch_size) +
+  const int64_t min_shard = data->train.count / spec.workers;
+  if (min_shard < spec.batch_size) {
+    return invalid_argument(origin + ": 'job.batch_size' (" + std::to_string(spec.batch_size) +
                             ") is larger than each worker's shard (" + std::to_string(min_shard) +
                             " samples); lower the batch size or the number of workers");
   }
-  if (data->test.count < spec->workers) {
+  if (data->test.count < spec.workers) {
     return invalid_argument(origin + ": the test set has fewer samples than 'job.attempt.workers'");
   }
   Job job;
-  if (resolve_init && !spec->init_from.empty()) {
+  if (resolve_init && !spec.init_from.empty()) {
     if (!recorder_.enabled()) {
       return failed_precondition(origin + ": 'job.init_from' needs a coordinator with a custody store (--store)");
     }
-    auto id = storage::resolve_checkpoint(*recorder_.store(), spec->init_from);
+    auto id = storage::resolve_checkpoint(*recorder_.store(), spec.init_from);
     if (!id.is_ok()) return Status(id.status().code(), origin + ": 'job.init_from': " + id.status().message());
     storage::json manifest;
-    auto values = storage::load_checkpoint(*recorder_.store(), id.value(), &manifest);
-    if (!values.is_ok()) return values.status();
-    if (manifest["layer_sizes"] != model->layer_sizes()) {
+    CUSTODY_ASSIGN_OR_RETURN(auto values, storage::load_checkpoint(*recorder_.store(), id.value(), &manifest));
+    if (manifest["layer_sizes"] != model.layer_sizes()) {
       return invalid_argument(origin + ": 'job.init_from' names " + id.value() + ", a model of layers " +
                               manifest["layer_sizes"].dump() + ", but this job's model has layers " +
-                              storage::json(model->layer_sizes()).dump());
+                              storage::json(model.layer_sizes()).dump());
     }
-    job.start.values = std::move(values).value();
+    job.start.values = std::move(values);
     job.plan.init_checkpoint = id.value();
   }
-  job.plan.spec = spec.value();
-  job.plan.layer_sizes = model->layer_sizes();
+  job.plan.spec = spec;
+  job.plan.layer_sizes = model.layer_sizes();
   job.plan.data.train_count = data->train.count;
   job.plan.data.test_count = data->test.count;
   job.plan.features = data->train.features;
-  job.plan.num_parameters = model->num_parameters();
-  job.plan.steps_per_epoch = static_cast<uint64_t>(min_shard / spec->batch_size);
-  job.plan.checkpoint_every = spec->checkpoint_every_steps > 0 ? static_cast<uint64_t>(spec->checkpoint_every_steps)
+  job.plan.num_parameters = model.num_parameters();
+  job.plan.steps_per_epoch = static_cast<uint64_t>(min_shard / spec.batch_size);
+  job.plan.checkpoint_every = spec.checkpoint_every_steps > 0 ? static_cast<uint64_t>(spec.checkpoint_every_steps)
                                                           : job.plan.steps_per_epoch;
   msg::JobStatus& s = job.status;
-  s.name = spec->name;
+  s.name = spec.name;
   s.state = JobState::kPending;
-  s.epochs = static_cast<uint32_t>(spec->epochs);
-  s.total_steps = job.plan.steps_per_epoch * static_cast<uint64_t>(spec->epochs);
+  s.epochs = static_cast<uint32_t>(spec.epochs);
+  s.total_steps = job.plan.steps_per_epoch * static_cast<uint64_t>(spec.epochs);
   s.dataset_hash = data->version_hash;
-  s.consistency = to_string(spec->consistency);
-  s.message = "waiting for " + std::to_string(spec->workers) + " idle workers and a parameter server";
+  s.consistency = to_string(spec.consistency);
+  s.message = "waiting for " + std::to_string(spec.workers) + " idle workers and a parameter server";
   job.plan.data = {data->version_hash, data->train.content_hash, data->test.content_hash, data->train.count,
                 data->test.count};
   return job;
@@ -211,7 +208,9 @@ Outbox CoordinatorState::on_submit(const Envelope& in, const msg::SubmitJob& m, 
   if (!prepared.is_ok()) return error(prepared.status());
   Job job = std::move(prepared).value();
   msg::JobStatus& s = job.status;
-  s.job_id = new_job_id();
+  auto job_id = new_job_id();
+  if (!job_id.is_ok()) return error(job_id.status());
+  s.job_id = job_id.value();
   s.submitter = m.submitter.empty() ? "anonymous" : m.submitter;
   s.submitted_at_ms = wall_ms();
   const std::string id = s.job_id;
@@ -229,8 +228,8 @@ Outbox CoordinatorState::on_submit(const Envelope& in, const msg::SubmitJob& m, 
   // The answer says whether the job starts, waits its turn, or cannot be placed on the
   // nodes that are alive: handle() writes it once scheduling has run.
   just_submitted_ = id;
-  Envelope ack = envelope(id, msg::JobAccepted{id, ""});
-  ack.request_id = in.request_id;
+  Envelope ack = msg::reply_to(in, kSelf, msg::JobAccepted{id, ""});
+  ack.job_id = id;  // the request named no job: this answer names the new one
   return {{peer, std::move(ack)}};
 }
 
@@ -247,23 +246,19 @@ Outbox CoordinatorState::on_cancel(const Envelope& in, const msg::CancelJob& m, 
   }
   Outbox out = finish(job, JobState::kCancelled,
                       "cancelled" + (m.reason.empty() ? std::string() : ": " + m.reason));
-  Envelope ack = envelope(in.job_id, msg::JobAccepted{in.job_id, "cancelled"});
-  ack.request_id = in.request_id;
-  out.insert(out.begin(), {peer, std::move(ack)});
+  out.insert(out.begin(), {peer, msg::reply_to(in, kSelf, msg::JobAccepted{in.job_id, "cancelled"})});
   return out;
 }
 
 Result<uint64_t> CoordinatorState::load_start(Job& job, const std::string& checkpoint, std::string* optimizer_note) {
   storage::json manifest;
-  auto values = storage::load_checkpoint(*recorder_.store(), checkpoint, &manifest);
-  if (!values.is_ok()) return values.status();
-  auto optimizer = storage::load_optimizer_state(*recorder_.store(), manifest);
-  if (!optimizer.is_ok()) return optimizer.status();
-  job.start.values = std::move(values).value();
+  CUSTODY_ASSIGN_OR_RETURN(auto values, storage::load_checkpoint(*recorder_.store(), checkpoint, &manifest));
+  CUSTODY_ASSIGN_OR_RETURN(auto optimizer, storage::load_optimizer_state(*recorder_.store(), manifest));
+  job.start.values = std::move(values);
   job.start.optimizer = {};
   const OptimizerConfig::Kind kind = job.plan.spec.optimizer.kind;
   const size_t blocks = state_tensor_names(kind).size();
-  const auto& saved = optimizer.value();
+  const auto& saved = optimizer;
   optimizer_note->clear();
   if (saved && saved->kind == kind && saved->state.values.size() == blocks * job.plan.num_parameters) {
     job.start.optimizer = saved->state;
@@ -309,9 +304,7 @@ Outbox CoordinatorState::on_resume(const Envelope& in, const msg::ResumeJob& m, 
   s.finished_at_ms = 0;
   queue_.push_back(in.job_id);
   log(LogLevel::kInfo, kSelf, in.job_id + " " + s.message);
-  Envelope ack = envelope(in.job_id, msg::JobAccepted{in.job_id, s.message});
-  ack.request_id = in.request_id;
-  return {{peer, std::move(ack)}};
+  return {{peer, msg::reply_to(in, kSelf, msg::JobAccepted{in.job_id, s.message})}};
 }
 
 }  // namespace custody::actors

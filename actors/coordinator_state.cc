@@ -19,14 +19,15 @@ namespace lineage = storage::lineage;
 
 CoordinatorState::CoordinatorState(CoordinatorOptions options, storage::CustodyStore* store,
                                    std::string store_path, const SigningKey* key, const Clock& clock)
-    : options_(options), recorder_(store, key, clock), store_path_(std::move(store_path)), rng_(std::random_device{}()) {}
+    : options_(options), recorder_(store, key, clock), store_path_(std::move(store_path)) {}
 
-std::string CoordinatorState::new_job_id() {
-  // Short, unique across coordinator restarts without coordination: random hex.
+Result<std::string> CoordinatorState::new_job_id() const {
+  // Short, unique across coordinator restarts without coordination: 8 random hex digits
+  // from the one secure source (core/hash.h), drawn again on the rare collision.
   for (;;) {
-    char buf[16];
-    std::snprintf(buf, sizeof(buf), "job-%08llx", static_cast<unsigned long long>(rng_() & 0xffffffffu));
-    if (!jobs_.count(buf)) return buf;
+    CUSTODY_ASSIGN_OR_RETURN(const std::string hex, random_token(4));
+    std::string id = storage::lineage::prefix::kRun + hex;
+    if (!jobs_.count(id)) return id;
   }
 }
 
@@ -66,11 +67,7 @@ Outbox CoordinatorState::handle(const std::string& peer, const Envelope& in, Ste
 }
 
 Outbox CoordinatorState::dispatch(const std::string& peer, const Envelope& in, SteadyClock::time_point now) {
-  auto reply = [&](msg::Body body) {
-    Envelope e = envelope(in.job_id, std::move(body));
-    e.request_id = in.request_id;
-    return Outbox{{peer, std::move(e)}};
-  };
+  auto reply = [&](msg::Body body) { return Outbox{{peer, msg::reply_to(in, kSelf, std::move(body))}}; };
   auto error = [&](Status s) { return Outbox{{peer, msg::make_error(in, kSelf, s)}}; };
   now_ = now;
 
@@ -136,9 +133,7 @@ Outbox CoordinatorState::handle_export(const std::string& peer, const Envelope& 
   auto exported = recorder_.export_checkpoint(m);
   if (!exported.is_ok()) return {{peer, msg::make_error(in, kSelf, exported.status())}};
   log(LogLevel::kInfo, kSelf, "exported " + exported->checkpoint + " to " + m.principal + " (" + exported->usage_id + ")");
-  Envelope e = envelope(in.job_id, std::move(exported).value());
-  e.request_id = in.request_id;
-  return {{peer, std::move(e)}};
+  return {{peer, msg::reply_to(in, kSelf, std::move(exported).value())}};
 }
 
 Result<Caller> CoordinatorState::authorize(const Envelope& in) {
@@ -150,11 +145,10 @@ Result<Caller> CoordinatorState::authorize(const Envelope& in) {
   const std::string hash = sha256_hex(in.token);
   auto it = credentials_.find(hash);
   if (it == credentials_.end()) {
-    auto e = recorder_.enabled() ? recorder_.store()->entity(lineage::credential_id(hash))
-                                 : Result<std::optional<storage::Record>>(std::optional<storage::Record>());
-    if (!e.is_ok()) return e.status();
-    if (!e.value()) return Status(ErrorCode::kPermissionDenied, "the token is not known to this cluster");
-    const std::string principal = e.value()->body["principal"], role_name = e.value()->body["role"];
+    CUSTODY_ASSIGN_OR_RETURN(auto e, recorder_.enabled() ? recorder_.store()->entity(lineage::credential_id(hash))
+                                 : Result<std::optional<storage::Record>>(std::optional<storage::Record>()));
+    if (!e) return Status(ErrorCode::kPermissionDenied, "the token is not known to this cluster");
+    const std::string principal = e->body["principal"], role_name = e->body["role"];
     const auto role = parse_role(role_name);
     if (!role) {
       return Status(ErrorCode::kPermissionDenied, "the token's credential (principal " + principal +
@@ -195,9 +189,7 @@ Outbox CoordinatorState::on_add_principal(const Envelope& in, const msg::AddPrin
   Status s = add_credential(m.name, *role, token.value(), by.is_ok() ? by->principal : "?");
   if (!s.is_ok()) return error(s);
   log(LogLevel::kInfo, kSelf, "added principal " + m.name + " (" + m.role + ")");
-  Envelope e = envelope("", msg::PrincipalAdded{m.name, m.role, token.value()});
-  e.request_id = in.request_id;
-  return {{peer, std::move(e)}};
+  return {{peer, msg::reply_to(in, kSelf, msg::PrincipalAdded{m.name, m.role, token.value()})}};
 }
 
 Outbox CoordinatorState::on_register(const std::string& peer, const Envelope& in, const msg::Register& m,
@@ -250,9 +242,8 @@ Outbox CoordinatorState::on_register(const std::string& peer, const Envelope& in
   log(LogLevel::kInfo, kSelf, std::string("registered ") + msg::to_string(m.role) + " " + id +
                                   (m.address.empty() ? "" : " at " + m.address) + " (pid " +
                                   std::to_string(m.pid) + " on " + m.host + ")");
-  Envelope ack = envelope("", msg::RegisterAck{id, static_cast<uint32_t>(options_.heartbeat_interval.count())});
-  ack.request_id = in.request_id;
-  out.push_back({peer, std::move(ack)});
+  out.push_back(
+      {peer, msg::reply_to(in, kSelf, msg::RegisterAck{id, static_cast<uint32_t>(options_.heartbeat_interval.count())})});
   for (const auto& job_id : lost_jobs) {
     auto more = recover(jobs_.at(job_id), std::string(msg::to_string(m.role)) + " " + id +
                                               " registered again (restarted) during the job");

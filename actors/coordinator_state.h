@@ -37,7 +37,6 @@
 #include <cstdint>
 #include <map>
 #include <optional>
-#include <random>
 #include <set>
 #include <string>
 #include <vector>
@@ -140,7 +139,7 @@ class CoordinatorState {
   Node* node_by_id(const std::string& id);
   msg::Envelope envelope(const std::string& job_id, msg::Body body, uint32_t attempt = 0) const;
   int64_t wall_ms() const { return recorder_.clock().wall_ms(); }
-  std::string new_job_id();
+  Result<std::string> new_job_id() const;
 
   CoordinatorOptions options_;
   CustodyRecorder recorder_;
@@ -151,7 +150,6 @@ class CoordinatorState {
   std::vector<std::string> order_;     // every job id, in submission order
   int next_ps_ = 1, next_worker_ = 1;
   uint64_t next_request_ = 1;
-  std::mt19937_64 rng_;
   std::map<std::string, Caller> credentials_;  // token SHA-256 -> caller, read through
   SteadyClock::time_point now_;  // of the message or tick being handled
   std::string just_submitted_;  // the job accepted by this event, whose answer waits for scheduling

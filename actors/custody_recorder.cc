@@ -204,11 +204,10 @@ Status CustodyRecorder::job_ended(const msg::JobStatus& job, const std::string& 
            {"steps", job.step},
            {"final_checkpoint", final_checkpoint}});
   if (job.state == msg::JobState::kCompleted && !final_checkpoint.empty() && store_) {
-    auto version = storage::next_model_version(*store_, job.name);
-    if (!version.is_ok()) return version.status();
-    const std::string model = lineage::model_id(job.name, version.value());
+    CUSTODY_ASSIGN_OR_RETURN(auto version, storage::next_model_version(*store_, job.name));
+    const std::string model = lineage::model_id(job.name, version);
     b.entity(lineage::kind::kModelVersion, model,
-             {{"name", job.name}, {"version", version.value()}, {"checkpoint", final_checkpoint},
+             {{"name", job.name}, {"version", version}, {"checkpoint", final_checkpoint},
               {"run", job.job_id}, {"test_accuracy", job.test_accuracy}});
     b.relation(lineage::rel::kVersionOf, model, final_checkpoint);
   }
@@ -278,16 +277,14 @@ Result<msg::ExportReply> CustodyRecorder::export_checkpoint(const msg::ExportReq
     return failed_precondition("this coordinator runs without a custody store (--store), so it holds no "
                                "checkpoints to export");
   }
-  auto id = storage::resolve_checkpoint(*store_, request.checkpoint);
-  if (!id.is_ok()) return id.status();
+  CUSTODY_ASSIGN_OR_RETURN(auto id, storage::resolve_checkpoint(*store_, request.checkpoint));
   storage::json manifest;
-  auto values = storage::load_checkpoint(*store_, id.value(), &manifest);
-  if (!values.is_ok()) return values.status();
+  CUSTODY_ASSIGN_OR_RETURN(auto values, storage::load_checkpoint(*store_, id, &manifest));
   CUSTODY_ASSIGN_OR_RETURN(const std::string random, random_token(8));  // 16 hex digits
   const std::string usage_id = "use-" + random;
   storage::Batch b("export");
   b.usage({{"usage_id", usage_id},
-           {"target", id.value()},
+           {"target", id},
            {"reference", request.checkpoint},
            {"action", lineage::action::kExport},
            {"principal", principal_id(request.principal)},
@@ -299,10 +296,10 @@ Result<msg::ExportReply> CustodyRecorder::export_checkpoint(const msg::ExportReq
   if (!s.is_ok()) return Status(s.code(), "the custody store refused the record: " + s.message());
   msg::ExportReply reply;
   if (key_) reply.receipt = storage::make_receipt(std::move(recorded), *key_, clock_->wall_ms(), usage_id).dump();
-  reply.checkpoint = id.value();
+  reply.checkpoint = id;
   reply.root_hash = manifest["root_hash"];
   for (int s : manifest["layer_sizes"]) reply.layer_sizes.push_back(static_cast<uint32_t>(s));
-  reply.values = std::move(values).value();
+  reply.values = std::move(values);
   reply.usage_id = usage_id;
   return reply;
 }

@@ -68,31 +68,26 @@ Result<std::pair<uint64_t, uint64_t>> check_idx_images(const std::vector<uint8_t
 }  // namespace
 
 Result<LabeledSet> read_idx_images(const std::string& images_path) {
-  auto images = read_maybe_gzip(images_path);
-  if (!images.is_ok()) return images.status();
-  auto shape = check_idx_images(images.value(), images_path);
-  if (!shape.is_ok()) return shape.status();
+  CUSTODY_ASSIGN_OR_RETURN(auto images, read_maybe_gzip(images_path));
+  CUSTODY_ASSIGN_OR_RETURN(auto shape, check_idx_images(images, images_path));
   LabeledSet set;
-  set.count = static_cast<int64_t>(shape->first);
-  set.features = static_cast<int>(shape->second);
-  set.pixels.assign(images->begin() + 16, images->end());
-  set.content_hash = sha256_hex(images->data(), images->size());
+  set.count = static_cast<int64_t>(shape.first);
+  set.features = static_cast<int>(shape.second);
+  set.pixels.assign(images.begin() + 16, images.end());
+  set.content_hash = sha256_hex(images.data(), images.size());
   return set;
 }
 
 Result<LabeledSet> read_idx(const std::string& images_path, const std::string& labels_path) {
-  auto images = read_maybe_gzip(images_path);
-  if (!images.is_ok()) return images.status();
-  auto labels = read_maybe_gzip(labels_path);
-  if (!labels.is_ok()) return labels.status();
-  const auto& im = images.value();
-  const auto& lb = labels.value();
-  auto shape = check_idx_images(im, images_path);
-  if (!shape.is_ok()) return shape.status();
+  CUSTODY_ASSIGN_OR_RETURN(auto images, read_maybe_gzip(images_path));
+  CUSTODY_ASSIGN_OR_RETURN(auto labels, read_maybe_gzip(labels_path));
+  const auto& im = images;
+  const auto& lb = labels;
+  CUSTODY_ASSIGN_OR_RETURN(auto shape, check_idx_images(im, images_path));
   if (lb.size() < 8 || be32(lb.data()) != 0x00000801) {
     return data_loss("'" + labels_path + "' is not an IDX1 label file (magic 0x00000801 expected)");
   }
-  const uint64_t n = shape->first, features = shape->second;
+  const uint64_t n = shape.first, features = shape.second;
   if (be32(lb.data() + 4) != n || lb.size() != 8 + n) {
     return data_loss("'" + labels_path + "' does not hold one label for each of the " +
                      std::to_string(n) + " images of '" + images_path + "'");
@@ -156,16 +151,14 @@ Result<DataSplit> load_data(const DataSpec& spec) {
     split.train = slice(all, 0, spec.synthetic_train);
     split.test = slice(all, spec.synthetic_train, all.count);
   } else {
-    auto train = read_idx(spec.path(spec.train_images), spec.path(spec.train_labels));
-    if (!train.is_ok()) return train.status();
-    auto test = read_idx(spec.path(spec.test_images), spec.path(spec.test_labels));
-    if (!test.is_ok()) return test.status();
-    if (train->features != test->features) {
-      return data_loss("training and test images differ in size (" + std::to_string(train->features) +
-                       " vs " + std::to_string(test->features) + " pixels)");
+    CUSTODY_ASSIGN_OR_RETURN(auto train, read_idx(spec.path(spec.train_images), spec.path(spec.train_labels)));
+    CUSTODY_ASSIGN_OR_RETURN(auto test, read_idx(spec.path(spec.test_images), spec.path(spec.test_labels)));
+    if (train.features != test.features) {
+      return data_loss("training and test images differ in size (" + std::to_string(train.features) +
+                       " vs " + std::to_string(test.features) + " pixels)");
     }
-    split.train = std::move(train).value();
-    split.test = std::move(test).value();
+    split.train = std::move(train);
+    split.test = std::move(test);
   }
   split.version_hash =
       sha256_hex("train:" + split.train.content_hash + "\ntest:" + split.test.content_hash + "\n");

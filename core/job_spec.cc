@@ -29,9 +29,8 @@ std::vector<int> JobSpec::layer_sizes(int input_features) const {
 }
 
 Result<JobSpec> parse_job_spec(std::string_view toml_text, const std::string& origin) {
-  auto parsed = ConfigReader::parse(toml_text, origin);
-  if (!parsed.is_ok()) return parsed.status();
-  ConfigReader& r = parsed.value();
+  CUSTODY_ASSIGN_OR_RETURN(auto parsed, ConfigReader::parse(toml_text, origin));
+  ConfigReader& r = parsed;
   JobSpec s;
   s.text = std::string(toml_text);
   std::string consistency = "bsp", optimizer = to_string(s.optimizer.kind), kind = "idx";

@@ -72,9 +72,8 @@ Result<std::vector<std::string>> proof_from_hex(const std::vector<std::string>& 
   std::vector<std::string> out;
   out.reserve(hex.size());
   for (size_t i = 0; i < hex.size(); ++i) {
-    auto h = hash_from_hex(hex[i], "proof hash " + std::to_string(i));
-    if (!h.is_ok()) return h.status();
-    out.push_back(std::move(h).value());
+    CUSTODY_ASSIGN_OR_RETURN(auto h, hash_from_hex(hex[i], "proof hash " + std::to_string(i)));
+    out.push_back(std::move(h));
   }
   return out;
 }
@@ -211,10 +210,9 @@ namespace {
 Result<std::string> range_hash(const MerkleNodeReader& r, uint64_t begin, uint64_t end) {
   const uint64_t count = end - begin;
   if (count == 1) {
-    auto leaf = r.leaf_hash(begin);
-    if (!leaf.is_ok()) return leaf.status();
-    if (leaf.value().size() != kMerkleHashSize) {
-      return data_loss("the hash of leaf " + dec(begin) + " has " + dec(leaf.value().size()) +
+    CUSTODY_ASSIGN_OR_RETURN(auto leaf, r.leaf_hash(begin));
+    if (leaf.size() != kMerkleHashSize) {
+      return data_loss("the hash of leaf " + dec(begin) + " has " + dec(leaf.size()) +
                        " bytes, not 32");
     }
     return leaf;
@@ -232,11 +230,9 @@ Result<std::string> range_hash(const MerkleNodeReader& r, uint64_t begin, uint64
     }
   }
   const uint64_t k = split_point(count);
-  auto left = range_hash(r, begin, begin + k);
-  if (!left.is_ok()) return left.status();
-  auto right = range_hash(r, begin + k, end);
-  if (!right.is_ok()) return right.status();
-  return node_hash(left.value(), right.value());
+  CUSTODY_ASSIGN_OR_RETURN(auto left, range_hash(r, begin, begin + k));
+  CUSTODY_ASSIGN_OR_RETURN(auto right, range_hash(r, begin + k, end));
+  return node_hash(left, right);
 }
 
 }  // namespace
@@ -298,9 +294,8 @@ Result<std::vector<std::string>> consistency_proof(const MerkleNodeReader& reade
     }
   }
   if (!whole_old_tree) {
-    auto h = range_hash(reader, begin, end);
-    if (!h.is_ok()) return h.status();
-    proof.push_back(std::move(h).value());
+    CUSTODY_ASSIGN_OR_RETURN(auto h, range_hash(reader, begin, end));
+    proof.push_back(std::move(h));
   }
   std::reverse(proof.begin(), proof.end());
   return proof;

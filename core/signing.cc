@@ -65,11 +65,10 @@ Result<PkeyPtr> parse_public_key(std::string_view public_key) {
     if (!is_ed25519(k.get())) return invalid_argument("the public key is not an Ed25519 key");
     return k;
   }
-  auto raw = from_hex(public_key, kPublicKeySize, "the Ed25519 public key");
-  if (!raw.is_ok()) return raw.status();
+  CUSTODY_ASSIGN_OR_RETURN(auto raw, from_hex(public_key, kPublicKeySize, "the Ed25519 public key"));
   PkeyPtr k = own(EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, nullptr,
-                                              reinterpret_cast<const unsigned char*>(raw.value().data()),
-                                              raw.value().size()));
+                                              reinterpret_cast<const unsigned char*>(raw.data()),
+                                              raw.size()));
   if (!k) return invalid_argument("the public key is not a valid Ed25519 public key");
   return k;
 }
@@ -209,12 +208,11 @@ Result<SigningKey> SigningKey::load_or_create(const std::string& path, bool* cre
 }
 
 Result<SigningKey> SigningKey::from_seed_hex(std::string_view seed_hex) {
-  auto seed = from_hex(seed_hex, 32, "the Ed25519 seed");
-  if (!seed.is_ok()) return seed.status();
+  CUSTODY_ASSIGN_OR_RETURN(auto seed, from_hex(seed_hex, 32, "the Ed25519 seed"));
   PkeyPtr k = own(EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, nullptr,
-                                               reinterpret_cast<const unsigned char*>(seed.value().data()),
-                                               seed.value().size()));
-  OPENSSL_cleanse(seed.value().data(), seed.value().size());
+                                               reinterpret_cast<const unsigned char*>(seed.data()),
+                                               seed.size()));
+  OPENSSL_cleanse(seed.data(), seed.size());
   if (!k) return internal_error("OpenSSL could not make an Ed25519 key from the seed");
   return SigningKey(std::move(k));
 }
@@ -244,16 +242,14 @@ std::string SigningKey::sign(std::string_view message) const {
 
 Status verify_signature(std::string_view public_key, std::string_view message,
                         std::string_view signature_hex) {
-  auto k = parse_public_key(public_key);
-  if (!k.is_ok()) return k.status();
-  auto sig = from_hex(signature_hex, kSignatureSize, "the Ed25519 signature");
-  if (!sig.is_ok()) return sig.status();
+  CUSTODY_ASSIGN_OR_RETURN(auto k, parse_public_key(public_key));
+  CUSTODY_ASSIGN_OR_RETURN(auto sig, from_hex(signature_hex, kSignatureSize, "the Ed25519 signature"));
   std::unique_ptr<EVP_MD_CTX, MdCtxFree> ctx(EVP_MD_CTX_new());
-  if (!ctx || EVP_DigestVerifyInit(ctx.get(), nullptr, nullptr, nullptr, k.value().get()) != 1) {
+  if (!ctx || EVP_DigestVerifyInit(ctx.get(), nullptr, nullptr, nullptr, k.get()) != 1) {
     return internal_error("OpenSSL could not start an Ed25519 verification");
   }
-  const int rc = EVP_DigestVerify(ctx.get(), reinterpret_cast<const unsigned char*>(sig.value().data()),
-                                  sig.value().size(), reinterpret_cast<const unsigned char*>(message.data()),
+  const int rc = EVP_DigestVerify(ctx.get(), reinterpret_cast<const unsigned char*>(sig.data()),
+                                  sig.size(), reinterpret_cast<const unsigned char*>(message.data()),
                                   message.size());
   if (rc != 1) {
     return data_loss(
@@ -264,9 +260,8 @@ Status verify_signature(std::string_view public_key, std::string_view message,
 }
 
 Result<std::string> key_id_of(std::string_view public_key) {
-  auto k = parse_public_key(public_key);
-  if (!k.is_ok()) return k.status();
-  return sha256_hex(raw_public_key(k.value().get())).substr(0, 16);
+  CUSTODY_ASSIGN_OR_RETURN(auto k, parse_public_key(public_key));
+  return sha256_hex(raw_public_key(k.get())).substr(0, 16);
 }
 
 Result<std::string> tree_head_message(const TreeHead& head) {
@@ -291,9 +286,8 @@ Result<std::string> tree_head_message(const TreeHead& head) {
 }
 
 Status sign_tree_head(const SigningKey& key, TreeHead& head) {
-  auto m = tree_head_message(head);
-  if (!m.is_ok()) return m.status();
-  std::string sig = key.sign(m.value());
+  CUSTODY_ASSIGN_OR_RETURN(auto m, tree_head_message(head));
+  std::string sig = key.sign(m);
   if (sig.empty()) return internal_error("OpenSSL could not sign the tree head");
   head.signature_hex = std::move(sig);
   head.key_id = key.key_id();
@@ -301,15 +295,13 @@ Status sign_tree_head(const SigningKey& key, TreeHead& head) {
 }
 
 Status verify_tree_head(const TreeHead& head, std::string_view public_key) {
-  auto id = key_id_of(public_key);
-  if (!id.is_ok()) return id.status();
-  if (head.key_id != id.value()) {
+  CUSTODY_ASSIGN_OR_RETURN(auto id, key_id_of(public_key));
+  if (head.key_id != id) {
     return invalid_argument("tree head of log " + head.log + " names key " + head.key_id +
-                            ", not the key given (" + id.value() + ")");
+                            ", not the key given (" + id + ")");
   }
-  auto m = tree_head_message(head);
-  if (!m.is_ok()) return m.status();
-  Status s = verify_signature(public_key, m.value(), head.signature_hex);
+  CUSTODY_ASSIGN_OR_RETURN(auto m, tree_head_message(head));
+  Status s = verify_signature(public_key, m, head.signature_hex);
   if (!s.is_ok()) {
     return Status(s.code(), "tree head of log " + head.log + " at size " + std::to_string(head.size) + ": " +
                                 s.message());

@@ -410,9 +410,8 @@ Result<Body> decode_body(wire::Envelope::Body::Reader b, const std::shared_ptr<c
     }
     case W::REGISTER: {
       auto r = b.getRegister();
-      auto role = from_wire(r.getRole(), "register.role");
-      if (!role.is_ok()) return role.status();
-      return Body(Register{role.value(), str(r.getAddress()), str(r.getHost()), r.getPid(), str(r.getName())});
+      CUSTODY_ASSIGN_OR_RETURN(auto role, from_wire(r.getRole(), "register.role"));
+      return Body(Register{role, str(r.getAddress()), str(r.getHost()), r.getPid(), str(r.getName())});
     }
     case W::REGISTER_ACK: {
       auto r = b.getRegisterAck();
@@ -433,14 +432,12 @@ Result<Body> decode_body(wire::Envelope::Body::Reader b, const std::shared_ptr<c
       auto r = b.getStatusReply();
       StatusReply m;
       for (auto j : r.getJobs()) {
-        auto job = decode_job(j);
-        if (!job.is_ok()) return job.status();
-        m.jobs.push_back(std::move(job).value());
+        CUSTODY_ASSIGN_OR_RETURN(auto job, decode_job(j));
+        m.jobs.push_back(std::move(job));
       }
       for (auto n : r.getNodes()) {
-        auto role = from_wire(n.getRole(), "statusReply.nodes[].role");
-        if (!role.is_ok()) return role.status();
-        m.nodes.push_back(NodeStatus{str(n.getNodeId()), role.value(), str(n.getAddress()),
+        CUSTODY_ASSIGN_OR_RETURN(auto role, from_wire(n.getRole(), "statusReply.nodes[].role"));
+        m.nodes.push_back(NodeStatus{str(n.getNodeId()), role, str(n.getAddress()),
                                      n.getAlive(), n.getBusy(), n.getLastSeenMsAgo(), str(n.getHost()),
                                      n.getPid()});
       }
@@ -663,8 +660,7 @@ Result<Envelope> decode(const uint8_t* data, size_t size, const DecodeLimits& li
                               " is not supported (this node speaks version " +
                               std::to_string(kProtocolVersion) + "); upgrade the older side");
     }
-    auto body = decode_body(root.getBody(), owner);
-    if (!body.is_ok()) return body.status();
+    CUSTODY_ASSIGN_OR_RETURN(auto body, decode_body(root.getBody(), owner));
     Envelope e;
     e.version = root.getVersion();
     e.sender = str(root.getSender());
@@ -672,7 +668,7 @@ Result<Envelope> decode(const uint8_t* data, size_t size, const DecodeLimits& li
     e.request_id = root.getRequestId();
     e.attempt = root.getAttempt();
     e.token = str(root.getToken());
-    e.body = std::move(body).value();
+    e.body = std::move(body);
     return e;
   } catch (const kj::Exception& ex) {
     return invalid_argument(std::string("malformed Cap'n Proto message: ") + ex.getDescription().cStr());

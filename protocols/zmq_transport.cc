@@ -123,39 +123,37 @@ void Socket::close() {
 
 Result<std::unique_ptr<Socket>> Socket::bind(Context& ctx, const std::string& address,
                                              const SocketOptions& options) {
-  auto s = open_socket(ctx, ZMQ_ROUTER, options);
-  if (!s.is_ok()) return s.status();
-  if (zmq_bind(s.value(), zmq_address(address).c_str()) != 0) {
+  CUSTODY_ASSIGN_OR_RETURN(auto s, open_socket(ctx, ZMQ_ROUTER, options));
+  if (zmq_bind(s, zmq_address(address).c_str()) != 0) {
     Status st = zmq_error("cannot listen on '" + address + "' (is the port in use, or the address wrong?)");
-    zmq_close(s.value());
+    zmq_close(s);
     return st;
   }
-  return std::unique_ptr<Socket>(new Socket(s.value(), true, last_endpoint(s.value())));
+  return std::unique_ptr<Socket>(new Socket(s, true, last_endpoint(s)));
 }
 
 Result<std::unique_ptr<Socket>> Socket::connect(Context& ctx, const std::string& address,
                                                 const SocketOptions& options) {
-  auto s = open_socket(ctx, ZMQ_DEALER, options);
-  if (!s.is_ok()) return s.status();
+  CUSTODY_ASSIGN_OR_RETURN(auto s, open_socket(ctx, ZMQ_DEALER, options));
   const std::string local = ctx.in_process_endpoint(address);
   if (!local.empty()) {
     static std::atomic<uint64_t> next_peer{0};
     const std::string id = kInProcessPeer + std::to_string(next_peer++);
-    zmq_setsockopt(s.value(), ZMQ_ROUTING_ID, id.data(), id.size());
-    if (zmq_connect(s.value(), local.c_str()) != 0) {
+    zmq_setsockopt(s, ZMQ_ROUTING_ID, id.data(), id.size());
+    if (zmq_connect(s, local.c_str()) != 0) {
       Status st = zmq_error("cannot connect to " + local + " (serving " + address + " in this process)");
-      zmq_close(s.value());
+      zmq_close(s);
       return st;
     }
-    return std::unique_ptr<Socket>(new Socket(s.value(), false, local));
+    return std::unique_ptr<Socket>(new Socket(s, false, local));
   }
-  if (zmq_connect(s.value(), address.c_str()) != 0) {
+  if (zmq_connect(s, address.c_str()) != 0) {
     Status st = invalid_argument("cannot connect to '" + address + "': " + zmq_strerror(zmq_errno()) +
                                  " (expected an address like tcp://127.0.0.1:5555)");
-    zmq_close(s.value());
+    zmq_close(s);
     return st;
   }
-  return std::unique_ptr<Socket>(new Socket(s.value(), false, address));
+  return std::unique_ptr<Socket>(new Socket(s, false, address));
 }
 
 Result<bool> Socket::wait(std::chrono::milliseconds timeout, Waker* waker) {
@@ -209,9 +207,8 @@ Result<std::optional<Incoming>> Socket::receive(std::chrono::milliseconds timeou
   for (;;) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() < 0) left = std::chrono::milliseconds(0);
-    auto ready = wait(left);
-    if (!ready.is_ok()) return ready.status();
-    if (ready.value()) {
+    CUSTODY_ASSIGN_OR_RETURN(auto ready, wait(left));
+    if (ready) {
       auto in = try_receive();
       if (!in.is_ok() || in.value()) return in;
     }

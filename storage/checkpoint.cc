@@ -49,16 +49,15 @@ Result<std::vector<float>> read_tensors(const CustodyStore& store, const std::st
   values.reserve(total);
   for (const auto& t : list) {
     const std::string name = t["name"], sha = t["sha256"];
-    auto bytes = store.blob(sha);
-    if (!bytes.is_ok()) return bytes.status();
-    if (!bytes.value()) return data_loss("checkpoint " + id + " is incomplete: " + what + " " + name + " is missing");
-    if (sha256_hex(*bytes.value()) != sha || bytes.value()->size() % sizeof(float) != 0) {
+    CUSTODY_ASSIGN_OR_RETURN(auto bytes, store.blob(sha));
+    if (!bytes) return data_loss("checkpoint " + id + " is incomplete: " + what + " " + name + " is missing");
+    if (sha256_hex(*bytes) != sha || bytes->size() % sizeof(float) != 0) {
       return data_loss("checkpoint " + id + " is corrupt: " + what + " " + name +
                        " does not match its SHA-256; run `custody audit verify`");
     }
     const size_t old = values.size();
-    values.resize(old + bytes.value()->size() / sizeof(float));
-    std::memcpy(values.data() + old, bytes.value()->data(), bytes.value()->size());
+    values.resize(old + bytes->size() / sizeof(float));
+    std::memcpy(values.data() + old, bytes->data(), bytes->size());
   }
   if (values.size() != total) return data_loss("checkpoint " + id + " has " + what + "s of the wrong size");
   return values;
@@ -108,10 +107,9 @@ std::string add_checkpoint(Batch& batch, const Model& model, const std::vector<f
 }
 
 Result<std::vector<float>> load_checkpoint(const CustodyStore& store, const std::string& id, json* manifest_out) {
-  auto manifest = store.checkpoint(id);
-  if (!manifest.is_ok()) return manifest.status();
-  if (!manifest.value()) return not_found("no checkpoint '" + id + "' in the custody store");
-  const json& m = *manifest.value();
+  CUSTODY_ASSIGN_OR_RETURN(auto manifest, store.checkpoint(id));
+  if (!manifest) return not_found("no checkpoint '" + id + "' in the custody store");
+  const json& m = *manifest;
   auto values = read_tensors(store, id, m["tensors"], "tensor");
   if (values.is_ok() && manifest_out) *manifest_out = m;
   return values;
@@ -129,20 +127,18 @@ Result<std::optional<OptimizerCheckpoint>> load_optimizer_state(const CustodySto
   }
   auto kind = parse_optimizer_kind(o["kind"].get<std::string>());
   if (!kind.is_ok()) return data_loss("checkpoint " + id + ": " + kind.status().message());
-  auto values = read_tensors(store, id, manifest["optimizer_state"], "optimizer tensor");
-  if (!values.is_ok()) return values.status();
+  CUSTODY_ASSIGN_OR_RETURN(auto values, read_tensors(store, id, manifest["optimizer_state"], "optimizer tensor"));
   OptimizerCheckpoint c;
   c.kind = kind.value();
-  c.state.values = std::move(values).value();
+  c.state.values = std::move(values);
   c.state.steps = o["steps"].get<uint64_t>();
   return std::optional<OptimizerCheckpoint>(std::move(c));
 }
 
 Result<std::string> resolve_checkpoint(const CustodyStore& store, const std::string& ref) {
   if (lineage::has_prefix(ref, lineage::prefix::kCheckpoint)) {
-    auto m = store.checkpoint(ref);
-    if (!m.is_ok()) return m.status();
-    if (!m.value()) return not_found("no checkpoint '" + ref + "' in the custody store");
+    CUSTODY_ASSIGN_OR_RETURN(auto m, store.checkpoint(ref));
+    if (!m) return not_found("no checkpoint '" + ref + "' in the custody store");
     return ref;
   }
   std::string name = ref;
@@ -155,21 +151,18 @@ Result<std::string> resolve_checkpoint(const CustodyStore& store, const std::str
       return invalid_argument("'" + ref + "' is not NAME@VERSION (the version is a number)");
     }
   } else {
-    auto next = next_model_version(store, name);
-    if (!next.is_ok()) return next.status();
-    version = next.value() - 1;
+    CUSTODY_ASSIGN_OR_RETURN(auto next, next_model_version(store, name));
+    version = next - 1;
   }
   if (version <= 0) return not_found("no model named '" + name + "' (list them with `custody models`)");
-  auto e = store.entity(lineage::model_id(name, version));
-  if (!e.is_ok()) return e.status();
-  if (!e.value()) return not_found("no version " + std::to_string(version) + " of model '" + name + "'");
-  return e.value()->body["checkpoint"].get<std::string>();
+  CUSTODY_ASSIGN_OR_RETURN(auto e, store.entity(lineage::model_id(name, version)));
+  if (!e) return not_found("no version " + std::to_string(version) + " of model '" + name + "'");
+  return e->body["checkpoint"].get<std::string>();
 }
 
 Result<int> next_model_version(const CustodyStore& store, const std::string& name) {
-  auto newest = store.newest_model_version(name);
-  if (!newest.is_ok()) return newest.status();
-  return newest.value() + 1;
+  CUSTODY_ASSIGN_OR_RETURN(auto newest, store.newest_model_version(name));
+  return newest + 1;
 }
 
 }  // namespace custody::storage

@@ -123,27 +123,25 @@ void Batch::checkpoint(json manifest) { manifests_.push_back(std::move(manifest)
 CustodyStore::CustodyStore(std::unique_ptr<KeyValue> kv, const Clock& clock) : kv_(std::move(kv)), clock_(clock) {}
 
 Result<std::unique_ptr<CustodyStore>> CustodyStore::open(const std::string& path, OpenMode mode, const Clock& clock) {
-  auto kv = open_rocksdb(path, mode);
-  if (!kv.is_ok()) return kv.status();
-  auto format = kv.value()->get("default", "format");
-  if (!format.is_ok()) return format.status();
-  if (!format.value()) {
+  CUSTODY_ASSIGN_OR_RETURN(auto kv, open_rocksdb(path, mode));
+  CUSTODY_ASSIGN_OR_RETURN(auto format, kv->get("default", "format"));
+  if (!format) {
     if (mode != OpenMode::kReadWrite) return data_loss("'" + path + "' is a RocksDB database but not a custody store");
     // A new store: is it really empty? A RocksDB database of another program is not ours.
     bool empty = true;
     for (const auto& family : column_families()) {
-      CUSTODY_RETURN_IF_ERROR(kv.value()->scan(family, "", [&](const std::string&, const std::string&) {
+      CUSTODY_RETURN_IF_ERROR(kv->scan(family, "", [&](const std::string&, const std::string&) {
         empty = false;
         return false;
       }));
     }
     if (!empty) return failed_precondition("'" + path + "' is a RocksDB database of another program, not a custody store");
-    CUSTODY_RETURN_IF_ERROR(kv.value()->apply({{"default", "format", kFormat}}));
-  } else if (*format.value() != kFormat) {
-    return failed_precondition("'" + path + "' is a custody store of format '" + *format.value() +
+    CUSTODY_RETURN_IF_ERROR(kv->apply({{"default", "format", kFormat}}));
+  } else if (*format != kFormat) {
+    return failed_precondition("'" + path + "' is a custody store of format '" + *format +
                                "', which this build does not read (it reads " + kFormat + ")");
   }
-  return std::make_unique<CustodyStore>(std::move(kv).value(), clock);
+  return std::make_unique<CustodyStore>(std::move(kv), clock);
 }
 
 std::unique_ptr<CustodyStore> CustodyStore::in_memory(const Clock& clock) {
@@ -153,10 +151,9 @@ std::unique_ptr<CustodyStore> CustodyStore::in_memory(const Clock& clock) {
 }
 
 Result<std::pair<uint64_t, std::string>> CustodyStore::head(const std::string& log) const {
-  auto h = kv_->get("default", "head/" + log);
-  if (!h.is_ok()) return h.status();
-  if (!h.value()) return std::make_pair(uint64_t(0), std::string());
-  json j = json::parse(*h.value(), nullptr, false);
+  CUSTODY_ASSIGN_OR_RETURN(auto h, kv_->get("default", "head/" + log));
+  if (!h) return std::make_pair(uint64_t(0), std::string());
+  json j = json::parse(*h, nullptr, false);
   if (j.is_discarded() || !j.is_object() || !j.contains("seq") || !j["seq"].is_number_unsigned() ||
       !j.contains("hash") || !j["hash"].is_string()) {
     return data_loss("the head of the " + log + " log is corrupt; run `custody audit verify`");
@@ -251,9 +248,8 @@ Status CustodyStore::append(const std::string& log, const std::vector<json>& bod
 Status CustodyStore::add_usage_sums(const std::vector<json>& bodies, int64_t now, uint64_t head_seq_after,
                                     std::vector<Put>& puts) const {
   std::map<std::string, std::string> sums;  // as they will be after this batch
-  auto marker = kv_->get("default", kUsageSumsKey);
-  if (!marker.is_ok()) return marker.status();
-  const bool kept = marker.value().has_value();
+  CUSTODY_ASSIGN_OR_RETURN(auto marker, kv_->get("default", kUsageSumsKey));
+  const bool kept = marker.has_value();
   if (!kept && head_seq_after > bodies.size()) {
     // A store written before usage sums: they are summed from the whole log, once.
     Status bad = Status::ok();
@@ -272,9 +268,8 @@ Status CustodyStore::add_usage_sums(const std::vector<json>& bodies, int64_t now
     if (key.empty()) continue;
     auto it = sums.find(key);
     if (it == sums.end()) {
-      auto stored = kept ? kv_->get("index", key) : Result<std::optional<std::string>>(std::optional<std::string>());
-      if (!stored.is_ok()) return stored.status();
-      it = sums.emplace(key, stored.value().value_or("")).first;
+      CUSTODY_ASSIGN_OR_RETURN(auto stored, kept ? kv_->get("index", key) : Result<std::optional<std::string>>(std::optional<std::string>()));
+      it = sums.emplace(key, stored.value_or("")).first;
     }
     it->second = add_to_usage_sum(it->second, now, body);
   }
@@ -286,18 +281,15 @@ Status CustodyStore::add_usage_sums(const std::vector<json>& bodies, int64_t now
 Result<CustodyStore::LogState*> CustodyStore::log_state(const std::string& log) {
   auto it = log_states_.find(log);
   if (it != log_states_.end()) return &it->second;
-  auto h = head(log);
-  if (!h.is_ok()) return h.status();
-  auto tree = frontier(log, h->first);
-  if (!tree.is_ok()) return tree.status();
-  return &(log_states_[log] = LogState{h->first, h->second, std::move(tree).value()});
+  CUSTODY_ASSIGN_OR_RETURN(auto h, head(log));
+  CUSTODY_ASSIGN_OR_RETURN(auto tree, frontier(log, h.first));
+  return &(log_states_[log] = LogState{h.first, h.second, std::move(tree)});
 }
 
 Result<MerkleFrontier> CustodyStore::frontier(const std::string& log, uint64_t head_seq) const {
-  auto text = kv_->get("default", tree_key(log));
-  if (!text.is_ok()) return text.status();
-  if (text.value()) {
-    auto tree = MerkleFrontier::parse(*text.value());
+  CUSTODY_ASSIGN_OR_RETURN(auto text, kv_->get("default", tree_key(log)));
+  if (text) {
+    auto tree = MerkleFrontier::parse(*text);
     if (!tree.is_ok()) {
       return data_loss("the Merkle tree of the " + log + " log is damaged (" + tree.status().message() +
                        "); run `custody audit verify`");
@@ -323,19 +315,16 @@ Result<MerkleFrontier> CustodyStore::frontier(const std::string& log, uint64_t h
 }
 
 Result<TreeHeadInfo> CustodyStore::tree_head(const std::string& log) const {
-  auto h = head(log);
-  if (!h.is_ok()) return h.status();
-  auto tree = frontier(log, h->first);
-  if (!tree.is_ok()) return tree.status();
-  return TreeHeadInfo{log, tree->size(), to_hex(tree->root())};
+  CUSTODY_ASSIGN_OR_RETURN(auto h, head(log));
+  CUSTODY_ASSIGN_OR_RETURN(auto tree, frontier(log, h.first));
+  return TreeHeadInfo{log, tree.size(), to_hex(tree.root())};
 }
 
 MerkleNodeReader CustodyStore::tree_reader(const std::string& log) const {
   MerkleNodeReader reader;
   reader.leaf_hash = [this, log](uint64_t index) -> Result<std::string> {
-    auto r = load(log, index + 1);
-    if (!r.is_ok()) return r.status();
-    return record_leaf_hash(r->hash);
+    CUSTODY_ASSIGN_OR_RETURN(auto r, load(log, index + 1));
+    return record_leaf_hash(r.hash);
   };
   reader.subtree_hash = [this, log](uint32_t level, uint64_t index) -> std::optional<std::string> {
     if (level < kCachedLevel) return std::nullopt;
@@ -369,9 +358,8 @@ Status CustodyStore::write(const Batch& batch, Inclusion* last_usage) {
   for (const json& body : batch.lineage_) {
     if (body["type"] == lineage::kEntity) {
       const std::string id = body["id"];
-      auto known = kv_->get("index", "entity/" + id);
-      if (!known.is_ok()) return known.status();
-      if (known.value() || !new_ids.insert(id).second) continue;
+      CUSTODY_ASSIGN_OR_RETURN(auto known, kv_->get("index", "entity/" + id));
+      if (known || !new_ids.insert(id).second) continue;
     }
     lineage.push_back(body);
   }
@@ -422,16 +410,14 @@ Status CustodyStore::write(const Batch& batch, Inclusion* last_usage) {
 }
 
 Result<Record> CustodyStore::load(const std::string& log, uint64_t seq) const {
-  auto v = kv_->get(log, seq_key(seq));
-  if (!v.is_ok()) return v.status();
-  if (!v.value()) {
+  CUSTODY_ASSIGN_OR_RETURN(auto v, kv_->get(log, seq_key(seq)));
+  if (!v) {
     return data_loss(log + " record " + std::to_string(seq) +
                      " is missing, though the index names it; run `custody audit verify`");
   }
-  auto r = parse_record(log, *v.value());
-  if (!r.is_ok()) return r.status();
-  if (r->seq != seq) {
-    return data_loss(log + " record " + std::to_string(seq) + " holds record " + std::to_string(r->seq) +
+  CUSTODY_ASSIGN_OR_RETURN(auto r, parse_record(log, *v));
+  if (r.seq != seq) {
+    return data_loss(log + " record " + std::to_string(seq) + " holds record " + std::to_string(r.seq) +
                      ": records were moved; run `custody audit verify`");
   }
   return r;
@@ -439,33 +425,29 @@ Result<Record> CustodyStore::load(const std::string& log, uint64_t seq) const {
 
 Result<Record> CustodyStore::load_indexed(const std::string& log, const std::string& index_key,
                                           const std::string& seq_text) const {
-  auto seq = parse_seq(seq_text, "index entry " + index_key);
-  if (!seq.is_ok()) return seq.status();
-  return load(log, seq.value());
+  CUSTODY_ASSIGN_OR_RETURN(auto seq, parse_seq(seq_text, "index entry " + index_key));
+  return load(log, seq);
 }
 
 Result<std::optional<Record>> CustodyStore::entity(const std::string& id) const {
   const std::string key = "entity/" + id;
-  auto seq = kv_->get("index", key);
-  if (!seq.is_ok()) return seq.status();
-  if (!seq.value()) return std::optional<Record>();
-  auto r = load_indexed(lineage::kLineageLog, key, *seq.value());
-  if (!r.is_ok()) return r.status();
+  CUSTODY_ASSIGN_OR_RETURN(auto seq, kv_->get("index", key));
+  if (!seq) return std::optional<Record>();
+  CUSTODY_ASSIGN_OR_RETURN(auto r, load_indexed(lineage::kLineageLog, key, *seq));
   // The index is derived, not chained: one re-pointed entry would answer with another
   // record. What it points to must be what it names.
-  if (r->body.value("type", "") != lineage::kEntity || r->body.value("id", "") != id) {
-    return data_loss("index entry " + key + " points to " + describe(r.value()) +
+  if (r.body.value("type", "") != lineage::kEntity || r.body.value("id", "") != id) {
+    return data_loss("index entry " + key + " points to " + describe(r) +
                      ", which is not that entity; run `custody audit verify`");
   }
-  return std::optional<Record>(std::move(r).value());
+  return std::optional<Record>(std::move(r));
 }
 
 Result<std::vector<Record>> CustodyStore::relations(const std::string& id, Direction direction,
                                                     const std::string& rel) const {
   const std::string prefix = (direction == Direction::kOut ? "out/" : "in/") + id + "|" + (rel.empty() ? "" : rel + "|");
-  auto records = indexed(lineage::kLineageLog, prefix);
-  if (!records.is_ok()) return records.status();
-  for (const Record& r : records.value()) {
+  CUSTODY_ASSIGN_OR_RETURN(auto records, indexed(lineage::kLineageLog, prefix));
+  for (const Record& r : records) {
     const char* end = direction == Direction::kOut ? "from" : "to";
     if (r.body.value("type", "") != lineage::kRelation || r.body.value(end, "") != id ||
         (!rel.empty() && r.body.value("rel", "") != rel)) {
@@ -493,10 +475,9 @@ Result<std::vector<Record>> CustodyStore::log(const std::string& name) const {
 }
 
 Result<std::vector<Record>> CustodyStore::find(const json& filter) const {
-  auto all = log(lineage::kLineageLog);
-  if (!all.is_ok()) return all.status();
+  CUSTODY_ASSIGN_OR_RETURN(auto all, log(lineage::kLineageLog));
   std::vector<Record> out;
-  for (auto& r : all.value()) {
+  for (auto& r : all) {
     bool match = true;
     for (auto it = filter.begin(); it != filter.end() && match; ++it) {
       match = r.body.contains(it.key()) && r.body[it.key()] == it.value();
@@ -539,14 +520,12 @@ Status CustodyStore::visit_usage_of(const std::string& target, uint64_t from_seq
 }
 
 Result<uint64_t> CustodyStore::first_usage_at(int64_t time_ms) const {
-  auto h = head(lineage::kUsageLog);
-  if (!h.is_ok()) return h.status();
-  uint64_t lo = 1, hi = h->first + 1;
+  CUSTODY_ASSIGN_OR_RETURN(auto h, head(lineage::kUsageLog));
+  uint64_t lo = 1, hi = h.first + 1;
   while (lo < hi) {
     const uint64_t mid = lo + (hi - lo) / 2;
-    auto r = load(lineage::kUsageLog, mid);
-    if (!r.is_ok()) return r.status();
-    if (r->time_ms >= time_ms) {
+    CUSTODY_ASSIGN_OR_RETURN(auto r, load(lineage::kUsageLog, mid));
+    if (r.time_ms >= time_ms) {
       hi = mid;
     } else {
       lo = mid + 1;
@@ -557,9 +536,8 @@ Result<uint64_t> CustodyStore::first_usage_at(int64_t time_ms) const {
 
 Result<std::vector<UsageSum>> CustodyStore::usage_sums(const std::string& target) const {
   std::map<std::string, std::string> sums;  // key -> value, as the index holds them
-  auto marker = kv_->get("default", kUsageSumsKey);
-  if (!marker.is_ok()) return marker.status();
-  if (marker.value()) {
+  CUSTODY_ASSIGN_OR_RETURN(auto marker, kv_->get("default", kUsageSumsKey));
+  if (marker) {
     CUSTODY_RETURN_IF_ERROR(kv_->scan("index", "usage-sum/" + target + "|", [&](const std::string& k, const std::string& v) {
       sums[k] = v;
       return true;
@@ -607,22 +585,19 @@ Result<std::vector<Record>> CustodyStore::indexed(const std::string& log, const 
   std::sort(seqs.begin(), seqs.end());
   std::vector<Record> out;
   for (uint64_t seq : seqs) {
-    auto r = load(log, seq);
-    if (!r.is_ok()) return r.status();
-    out.push_back(std::move(r).value());
+    CUSTODY_ASSIGN_OR_RETURN(auto r, load(log, seq));
+    out.push_back(std::move(r));
   }
   return out;
 }
 
 Result<std::optional<Record>> CustodyStore::usage_record(const std::string& index_key, const std::string& id,
                                                          const char* field) const {
-  auto seq = kv_->get("index", index_key);
-  if (!seq.is_ok()) return seq.status();
-  if (!seq.value()) return std::optional<Record>();
-  auto r = load_indexed(lineage::kUsageLog, index_key, *seq.value());
-  if (!r.is_ok()) return r.status();
+  CUSTODY_ASSIGN_OR_RETURN(auto seq, kv_->get("index", index_key));
+  if (!seq) return std::optional<Record>();
+  CUSTODY_ASSIGN_OR_RETURN(auto r, load_indexed(lineage::kUsageLog, index_key, *seq));
   bool names_it = false;
-  if (const auto it = r->body.find(field); it != r->body.end()) {
+  if (const auto it = r.body.find(field); it != r.body.end()) {
     if (it->is_array()) {
       for (const auto& x : *it) names_it = names_it || x == id;
     } else {
@@ -630,10 +605,10 @@ Result<std::optional<Record>> CustodyStore::usage_record(const std::string& inde
     }
   }
   if (!names_it) {
-    return data_loss("index entry " + index_key + " points to " + describe(r.value()) +
+    return data_loss("index entry " + index_key + " points to " + describe(r) +
                      ", which does not hold it; run `custody audit verify`");
   }
-  return std::optional<Record>(std::move(r).value());
+  return std::optional<Record>(std::move(r));
 }
 
 Result<std::optional<Record>> CustodyStore::prediction(const std::string& prediction_id) const {
@@ -651,9 +626,8 @@ Result<int> CustodyStore::newest_model_version(const std::string& name) const {
     return true;
   }));
   if (last.empty()) return 0;
-  auto version = parse_seq(last.substr(last.rfind('|') + 1), "index key " + last);
-  if (!version.is_ok()) return version.status();
-  return static_cast<int>(version.value());
+  CUSTODY_ASSIGN_OR_RETURN(auto version, parse_seq(last.substr(last.rfind('|') + 1), "index key " + last));
+  return static_cast<int>(version);
 }
 
 Result<std::optional<std::string>> CustodyStore::blob(const std::string& sha256) const {
@@ -661,10 +635,9 @@ Result<std::optional<std::string>> CustodyStore::blob(const std::string& sha256)
 }
 
 Result<std::optional<json>> CustodyStore::checkpoint(const std::string& id) const {
-  auto v = kv_->get("checkpoints", "manifest/" + id);
-  if (!v.is_ok()) return v.status();
-  if (!v.value()) return std::optional<json>();
-  json j = json::parse(*v.value(), nullptr, false);
+  CUSTODY_ASSIGN_OR_RETURN(auto v, kv_->get("checkpoints", "manifest/" + id));
+  if (!v) return std::optional<json>();
+  json j = json::parse(*v, nullptr, false);
   const std::string problem = j.is_discarded() ? "is not JSON" : check_manifest(j);
   if (!problem.empty()) {
     return data_loss("the manifest of checkpoint " + id + " is damaged: " + problem +
@@ -685,16 +658,15 @@ Result<std::vector<json>> CustodyStore::checkpoints_of(const std::string& job_id
   }));
   std::vector<json> out;
   for (const auto& id : ids) {
-    auto m = checkpoint(id);
-    if (!m.is_ok()) return m.status();
-    if (!m.value()) {
+    CUSTODY_ASSIGN_OR_RETURN(auto m, checkpoint(id));
+    if (!m) {
       return data_loss("checkpoint " + id + " of " + job_id + " has no manifest; run `custody audit verify`");
     }
-    if (m.value()->value("job", "") != job_id) {
+    if (m->value("job", "") != job_id) {
       return data_loss("the checkpoint list of " + job_id + " names " + id + ", a checkpoint of " +
-                       m.value()->value("job", "") + "; run `custody audit verify`");
+                       m->value("job", "") + "; run `custody audit verify`");
     }
-    out.push_back(*m.value());
+    out.push_back(*m);
   }
   return out;
 }
@@ -793,8 +765,7 @@ Result<VerifyReport> CustodyStore::verify() const {
     std::string problem;
     MerkleFrontier tree;
     std::vector<MerkleSubtree> completed;
-    auto stored_tree = kv_->get("default", tree_key(name));
-    if (!stored_tree.is_ok()) return stored_tree.status();
+    CUSTODY_ASSIGN_OR_RETURN(auto stored_tree, kv_->get("default", tree_key(name)));
     CUSTODY_RETURN_IF_ERROR(kv_->scan(name, "", [&](const std::string& key, const std::string& value) {
       auto r = parse_record(name, value);
       if (!r.is_ok()) {
@@ -865,7 +836,7 @@ Result<VerifyReport> CustodyStore::verify() const {
         }
         if (stored.value()) {
           ++tree_nodes_matched;
-        } else if (stored_tree.value() && first_missing_node.empty()) {
+        } else if (stored_tree && first_missing_node.empty()) {
           first_missing_node = node_key;  // a store written before Merkle logs has none yet
         }
       }
@@ -885,14 +856,14 @@ Result<VerifyReport> CustodyStore::verify() const {
     log_ends[name] = expected - 1;
     // The log's Merkle tree, as stored, must be the one its records make: proofs and
     // signed heads are computed from it.
-    if (!stored_tree.value()) {
+    if (!stored_tree) {
       if (tree.size() > 0) {
         report.notes += "the " + name + " log has no Merkle tree yet (a store written before Merkle logs; the next "
                         "write builds it). ";
       }
-    } else if (*stored_tree.value() != tree.serialize()) {
+    } else if (*stored_tree != tree.serialize()) {
       return fail("the Merkle tree of the " + name + " log does not match its records (it says '" +
-                  stored_tree.value()->substr(0, 60) + "…'): it was changed");
+                  stored_tree->substr(0, 60) + "…'): it was changed");
     }
     report.heads.push_back(TreeHeadInfo{name, tree.size(), to_hex(tree.root())});
   }
@@ -914,9 +885,8 @@ Result<VerifyReport> CustodyStore::verify() const {
                 " entries missing in all)");
   }
   for (const auto& [key, value] : repointed) {
-    auto stored = kv_->get("index", key);
-    if (!stored.is_ok()) return stored.status();
-    return fail("index entry " + key + " says '" + stored.value().value_or("").substr(0, 60) + "' but the logs say '" +
+    CUSTODY_ASSIGN_OR_RETURN(auto stored, kv_->get("index", key));
+    return fail("index entry " + key + " says '" + stored.value_or("").substr(0, 60) + "' but the logs say '" +
                 value + "': it was re-pointed");
   }
   // An entry the logs do not imply: named by finding the one whose record does not imply it.
@@ -965,16 +935,15 @@ Result<VerifyReport> CustodyStore::verify() const {
   report.index_entries_checked = index_matched;
 
   // The usage sums, rebuilt from the usage log (a store written before them has none yet).
-  auto marker = kv_->get("default", kUsageSumsKey);
-  if (!marker.is_ok()) return marker.status();
-  if (!marker.value()) {
+  CUSTODY_ASSIGN_OR_RETURN(auto marker, kv_->get("default", kUsageSumsKey));
+  if (!marker) {
     if (log_ends[lineage::kUsageLog] > 0) {
       report.notes += "the usage log has no usage sums yet (a store written before them; the next write builds "
                       "them). ";
     }
     expected_sums.clear();
-  } else if (*marker.value() != std::to_string(log_ends[lineage::kUsageLog])) {
-    return fail("the usage sums say they cover " + marker.value()->substr(0, 20) + " usage records, but the log holds " +
+  } else if (*marker != std::to_string(log_ends[lineage::kUsageLog])) {
+    return fail("the usage sums say they cover " + marker->substr(0, 20) + " usage records, but the log holds " +
                 std::to_string(log_ends[lineage::kUsageLog]) + ": they were changed");
   }
   CUSTODY_RETURN_IF_ERROR(kv_->scan("index", "usage-sum/", [&](const std::string& key, const std::string& value) {

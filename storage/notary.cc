@@ -45,20 +45,16 @@ std::string describe_head(const TreeHead& h) {
 // The store's log `log` extends the head: same records up to its size (a consistency
 // proof from the store's own leaves to its current root, checked against the kept root).
 Status store_extends(const CustodyStore& store, const TreeHead& kept) {
-  auto now = store.tree_head(kept.log);
-  if (!now.is_ok()) return now.status();
-  auto kept_root = hash_from_hex(kept.root_hex, "the kept root");
-  if (!kept_root.is_ok()) return kept_root.status();
-  if (now->size < kept.size) {
-    return data_loss("the store's " + kept.log + " log holds " + std::to_string(now->size) + " records, but " +
+  CUSTODY_ASSIGN_OR_RETURN(auto now, store.tree_head(kept.log));
+  CUSTODY_ASSIGN_OR_RETURN(auto kept_root, hash_from_hex(kept.root_hex, "the kept root"));
+  if (now.size < kept.size) {
+    return data_loss("the store's " + kept.log + " log holds " + std::to_string(now.size) + " records, but " +
                      describe_head(kept) + ": records were removed from its end");
   }
-  auto now_root = hash_from_hex(now->root_hex, "the store's root");
-  if (!now_root.is_ok()) return now_root.status();
+  CUSTODY_ASSIGN_OR_RETURN(auto now_root, hash_from_hex(now.root_hex, "the store's root"));
   if (kept.size == 0) return Status::ok();  // the empty log is a prefix of every log
-  auto proof = store.consistency_proof(kept.log, kept.size, now->size);
-  if (!proof.is_ok()) return proof.status();
-  Status consistent = verify_consistency(kept.size, now->size, kept_root.value(), now_root.value(), proof.value());
+  CUSTODY_ASSIGN_OR_RETURN(auto proof, store.consistency_proof(kept.log, kept.size, now.size));
+  Status consistent = verify_consistency(kept.size, now.size, kept_root, now_root, proof);
   if (!consistent.is_ok()) {
     return data_loss("the store's " + kept.log + " log does not extend " + describe_head(kept) +
                      ": among its first " + std::to_string(kept.size) +
@@ -76,9 +72,8 @@ Result<json> signed_heads(const CustodyStore& store, const SigningKey& key, int6
            {"time_ms", now_ms},
            {"heads", json::array()}};
   for (const auto& log : merkle_logs()) {
-    auto info = store.tree_head(log);
-    if (!info.is_ok()) return info.status();
-    TreeHead h{log, info->size, info->root_hex, now_ms, "", ""};
+    CUSTODY_ASSIGN_OR_RETURN(auto info, store.tree_head(log));
+    TreeHead h{log, info.size, info.root_hex, now_ms, "", ""};
     CUSTODY_RETURN_IF_ERROR(sign_tree_head(key, h));
     out["heads"].push_back(head_json(h));
   }
@@ -153,10 +148,9 @@ Result<ReceiptFacts> check_receipt(const json& r, std::string_view public_key) {
     return invalid_argument("the receipt's public key or signature is not lowercase hex");
   }
   auto named = key_id_of(r["public_key"].get<std::string>());
-  auto given = key_id_of(public_key);
-  if (!given.is_ok()) return given.status();
-  if (!named.is_ok() || named.value() != given.value()) {
-    return data_loss("the receipt names another signing key than the one given (" + given.value() + ")");
+  CUSTODY_ASSIGN_OR_RETURN(auto given, key_id_of(public_key));
+  if (!named.is_ok() || named.value() != given) {
+    return data_loss("the receipt names another signing key than the one given (" + given + ")");
   }
   // 1. The record is what its hash says.
   const std::string recomputed = record_hash(log, seq, record["prev"], record["time_ms"], record["body"]);
@@ -172,12 +166,10 @@ Result<ReceiptFacts> check_receipt(const json& r, std::string_view public_key) {
     if (!lower_hex(p)) return invalid_argument("an element of the receipt's inclusion_proof is not lowercase hex");
     proof_hex.push_back(p.get<std::string>());
   }
-  auto hashes = proof_from_hex(proof_hex);
-  if (!hashes.is_ok()) return hashes.status();
-  auto root = hash_from_hex(head->root_hex, "the signed root");
-  if (!root.is_ok()) return root.status();
+  CUSTODY_ASSIGN_OR_RETURN(auto hashes, proof_from_hex(proof_hex));
+  CUSTODY_ASSIGN_OR_RETURN(auto root, hash_from_hex(head->root_hex, "the signed root"));
   const std::string leaf = record_leaf_hash(record["hash"].get<std::string>());
-  Status included = verify_inclusion(seq - 1, head->size, leaf, hashes.value(), root.value());
+  Status included = verify_inclusion(seq - 1, head->size, leaf, hashes, root);
   if (!included.is_ok()) {
     return Status(included.code(), "the receipt's record is not proved into its signed head: " + included.message());
   }
@@ -198,17 +190,15 @@ Result<ReceiptFacts> check_receipt(const json& r, std::string_view public_key) {
 }
 
 Status check_receipt_in_store(const json& receipt, const CustodyStore& store) {
-  auto head = head_from_json(receipt["tree_head"]);
-  if (!head.is_ok()) return head.status();
+  CUSTODY_ASSIGN_OR_RETURN(auto head, head_from_json(receipt["tree_head"]));
   const json& record = receipt["record"];
   const uint64_t seq = record["seq"];
-  auto logged = store.log_record(head->log, seq);
-  if (!logged.is_ok()) return logged.status();
-  if (logged->hash != record["hash"]) {
-    return data_loss("the store's " + head->log + " record " + std::to_string(seq) +
+  CUSTODY_ASSIGN_OR_RETURN(auto logged, store.log_record(head.log, seq));
+  if (logged.hash != record["hash"]) {
+    return data_loss("the store's " + head.log + " record " + std::to_string(seq) +
                      " is not the one the receipt holds: it was changed");
   }
-  return store_extends(store, head.value());
+  return store_extends(store, head);
 }
 
 Result<std::vector<std::string>> check_kept_heads(const std::string& text, std::string_view public_key,

@@ -21,20 +21,18 @@ std::string short_hash(const std::string& h) { return h.size() > 12 ? h.substr(0
 
 
 Result<json> body_of(const CustodyStore& store, const std::string& id) {
-  auto e = store.entity(id);
-  if (!e.is_ok()) return e.status();
-  if (!e.value()) return not_found("nothing with id '" + id + "' in the custody store");
-  return e.value()->body;
+  CUSTODY_ASSIGN_OR_RETURN(auto e, store.entity(id));
+  if (!e) return not_found("nothing with id '" + id + "' in the custody store");
+  return e->body;
 }
 
 // The relations of one kind from (kOut) or to (kIn) an id: the other ends with the
 // relation's attributes.
 Result<std::vector<json>> related(const CustodyStore& store, const std::string& id, Direction d,
                                   const std::string& rel) {
-  auto rs = store.relations(id, d, rel);
-  if (!rs.is_ok()) return rs.status();
+  CUSTODY_ASSIGN_OR_RETURN(auto rs, store.relations(id, d, rel));
   std::vector<json> out;
-  for (auto& r : rs.value()) out.push_back(r.body);
+  for (auto& r : rs) out.push_back(r.body);
   return out;
 }
 
@@ -56,10 +54,9 @@ json declaration_of(const json& dataset, const json& consumed) {
 // Every declaration made for a data set, in submission order.
 Result<std::vector<json>> declarations_of(const CustodyStore& store, const std::string& dataset_id,
                                           const json& dataset) {
-  auto consumers = store.relations(dataset_id, Direction::kIn, lineage::rel::kConsumed);
-  if (!consumers.is_ok()) return consumers.status();
+  CUSTODY_ASSIGN_OR_RETURN(auto consumers, store.relations(dataset_id, Direction::kIn, lineage::rel::kConsumed));
   std::vector<json> out;
-  for (const auto& c : consumers.value()) out.push_back(declaration_of(dataset, c.body));
+  for (const auto& c : consumers) out.push_back(declaration_of(dataset, c.body));
   return out;
 }
 
@@ -112,26 +109,23 @@ Result<json> trace_run(const CustodyStore& store, const std::string& run, std::s
 
 Result<json> trace_checkpoint(const CustodyStore& store, const std::string& ckpt, std::set<std::string>& seen,
                               int depth) {
-  auto c = body_of(store, ckpt);
-  if (!c.is_ok()) return c.status();
-  json node{{"label", "checkpoint " + ckpt + " (run " + c->value("job", std::string("?")) + ", step " +
-                          std::to_string(c->value("step", 0)) + (c->value("final", false) ? ", final" : "") +
-                          ", root " + short_hash(c->value("root_hash", std::string())) + ")"},
-            {"entity", c.value()},
+  CUSTODY_ASSIGN_OR_RETURN(auto c, body_of(store, ckpt));
+  json node{{"label", "checkpoint " + ckpt + " (run " + c.value("job", std::string("?")) + ", step " +
+                          std::to_string(c.value("step", 0)) + (c.value("final", false) ? ", final" : "") +
+                          ", root " + short_hash(c.value("root_hash", std::string())) + ")"},
+            {"entity", c},
             {"children", json::array()}};
   if (!seen.insert(ckpt).second || depth > 16) return node;
-  const std::string run = c->value("job", std::string());
+  const std::string run = c.value("job", std::string());
   // Contributions to the run up to this checkpoint: every interval's counts, summed.
-  auto produced = related(store, run, Direction::kOut, lineage::rel::kProduced);
-  if (!produced.is_ok()) return produced.status();
-  const uint64_t step = c->value("step", 0);
+  CUSTODY_ASSIGN_OR_RETURN(auto produced, related(store, run, Direction::kOut, lineage::rel::kProduced));
+  const uint64_t step = c.value("step", 0);
   std::map<std::string, json> workers;
-  for (const auto& p : produced.value()) {
+  for (const auto& p : produced) {
     auto pc = body_of(store, p["to"]);
     if (!pc.is_ok() || pc->value("step", uint64_t(0)) > step) continue;
-    auto contributed = related(store, p["to"], Direction::kIn, lineage::rel::kContributed);
-    if (!contributed.is_ok()) return contributed.status();
-    for (const auto& k : contributed.value()) {
+    CUSTODY_ASSIGN_OR_RETURN(auto contributed, related(store, p["to"], Direction::kIn, lineage::rel::kContributed));
+    for (const auto& k : contributed) {
       // By node and rank: after a failure one node may have run several ranks (shards).
       const std::string key = k.value("from", std::string()) + "|" + std::to_string(k.value("rank", 0));
       json& w = workers[key];
@@ -146,9 +140,8 @@ Result<json> trace_checkpoint(const CustodyStore& store, const std::string& ckpt
       w["intervals"] = w["intervals"].get<int>() + 1;
     }
   }
-  auto r = trace_run(store, run, seen, depth + 1);
-  if (!r.is_ok()) return r.status();
-  node["children"].push_back(r.value());
+  CUSTODY_ASSIGN_OR_RETURN(auto r, trace_run(store, run, seen, depth + 1));
+  node["children"].push_back(r);
   json contributors{{"label", "contributing workers (measured at the parameter servers, steps 0-" +
                                   std::to_string(step) + ")"},
                     {"contributors", json::array()},
@@ -177,33 +170,28 @@ Result<json> trace_checkpoint(const CustodyStore& store, const std::string& ckpt
 }
 
 Result<json> trace_run(const CustodyStore& store, const std::string& run, std::set<std::string>& seen, int depth) {
-  auto r = body_of(store, run);
-  if (!r.is_ok()) return r.status();
-  json node{{"label", "run " + run + " '" + r->value("name", std::string()) + "' (" +
-                          r->value("consistency", std::string()) + ", " + std::to_string(r->value("workers", 0)) +
-                          " workers, submitted " + iso8601_utc(r->value("submitted_at_ms", int64_t(0))) + ")"},
-            {"entity", r.value()},
+  CUSTODY_ASSIGN_OR_RETURN(auto r, body_of(store, run));
+  json node{{"label", "run " + run + " '" + r.value("name", std::string()) + "' (" +
+                          r.value("consistency", std::string()) + ", " + std::to_string(r.value("workers", 0)) +
+                          " workers, submitted " + iso8601_utc(r.value("submitted_at_ms", int64_t(0))) + ")"},
+            {"entity", r},
             {"children", json::array()}};
   for (const std::string rel : {lineage::rel::kSubmittedBy, lineage::rel::kSpecifiedBy, lineage::rel::kConsumed,
                                 lineage::rel::kInitializedFrom}) {
-    auto targets = related(store, run, Direction::kOut, rel);
-    if (!targets.is_ok()) return targets.status();
-    for (const auto& t : targets.value()) {
+    CUSTODY_ASSIGN_OR_RETURN(auto targets, related(store, run, Direction::kOut, rel));
+    for (const auto& t : targets) {
       const std::string to = t["to"];
-      auto b = body_of(store, to);
-      if (!b.is_ok()) return b.status();
+      CUSTODY_ASSIGN_OR_RETURN(auto b, body_of(store, to));
       if (rel == lineage::rel::kSubmittedBy) {
-        node["children"].push_back({{"label", "submitted by " + b->value("name", to)}, {"entity", b.value()}});
+        node["children"].push_back({{"label", "submitted by " + b.value("name", to)}, {"entity", b}});
       } else if (rel == lineage::rel::kSpecifiedBy) {
-        node["children"].push_back({{"label", "job spec " + to}, {"entity", b.value()}});
+        node["children"].push_back({{"label", "job spec " + to}, {"entity", b}});
       } else if (rel == lineage::rel::kConsumed) {
-        auto all = declarations_of(store, to, b.value());
-        if (!all.is_ok()) return all.status();
-        node["children"].push_back(dataset_node(b.value(), declaration_of(b.value(), t), all.value()));
+        CUSTODY_ASSIGN_OR_RETURN(auto all, declarations_of(store, to, b));
+        node["children"].push_back(dataset_node(b, declaration_of(b, t), all));
       } else if (depth < 16) {
-        auto up = trace_checkpoint(store, to, seen, depth + 1);
-        if (!up.is_ok()) return up.status();
-        node["children"].push_back({{"label", "initialised from (fine-tuning)"}, {"children", json::array({up.value()})}});
+        CUSTODY_ASSIGN_OR_RETURN(auto up, trace_checkpoint(store, to, seen, depth + 1));
+        node["children"].push_back({{"label", "initialised from (fine-tuning)"}, {"children", json::array({up})}});
       }
     }
   }
@@ -212,34 +200,29 @@ Result<json> trace_run(const CustodyStore& store, const std::string& run, std::s
 
 Result<std::string> resolve_id_impl(const CustodyStore& store, const std::string& ref) {
   if (lineage::has_prefix(ref, lineage::prefix::kPrediction)) {
-    auto p = store.prediction(ref);
-    if (!p.is_ok()) return p.status();
-    if (!p.value()) return not_found("no prediction '" + ref + "' in the usage log");
+    CUSTODY_ASSIGN_OR_RETURN(auto p, store.prediction(ref));
+    if (!p) return not_found("no prediction '" + ref + "' in the usage log");
     return ref;
   }
   if (lineage::is_usage_id(ref)) {  // a call or a use (a prediction was answered above)
-    auto c = store.call(ref);
-    if (!c.is_ok()) return c.status();
-    if (!c.value()) return not_found("no call '" + ref + "' in the usage log");
+    CUSTODY_ASSIGN_OR_RETURN(auto c, store.call(ref));
+    if (!c) return not_found("no call '" + ref + "' in the usage log");
     return ref;
   }
-  auto direct = store.entity(ref);
-  if (!direct.is_ok()) return direct.status();
-  if (direct.value()) return ref;
+  CUSTODY_ASSIGN_OR_RETURN(auto direct, store.entity(ref));
+  if (direct) return ref;
   for (const char* prefix : {lineage::prefix::kModel, lineage::prefix::kDataset, lineage::prefix::kPrincipal,
                              lineage::prefix::kNode, lineage::prefix::kJobSpec}) {
-    auto e = store.entity(prefix + ref);
-    if (!e.is_ok()) return e.status();
-    if (e.value()) return std::string(prefix) + ref;
+    CUSTODY_ASSIGN_OR_RETURN(auto e, store.entity(prefix + ref));
+    if (e) return std::string(prefix) + ref;
   }
   // A model name without a version: its newest version.
   auto version = next_model_version(store, ref);
   if (version.is_ok() && version.value() > 1) return lineage::model_id(ref, version.value() - 1);
   // A prefix of a data set hash, or a data set name.
-  auto datasets = store.find({{"type", lineage::kEntity}, {"kind", lineage::kind::kDataset}});
-  if (!datasets.is_ok()) return datasets.status();
+  CUSTODY_ASSIGN_OR_RETURN(auto datasets, store.find({{"type", lineage::kEntity}, {"kind", lineage::kind::kDataset}}));
   std::vector<std::string> matches;
-  for (const auto& d : datasets.value()) {
+  for (const auto& d : datasets) {
     const std::string sha = d.body.value("sha256", std::string());
     if ((ref.size() >= 6 && sha.rfind(ref, 0) == 0) || d.body.value("name", std::string()) == ref) {
       matches.push_back(d.body["id"]);
@@ -257,13 +240,12 @@ Result<std::string> resolve_id_impl(const CustodyStore& store, const std::string
 // A prediction, call or use: its usage record, and the checkpoint it used.
 Result<json> show_usage(const CustodyStore& store, const std::string& id) {
   const lineage::IdKind kind = lineage::kind_of(id);
-  auto u = kind == lineage::IdKind::kPrediction ? store.prediction(id) : store.call(id);
-  if (!u.is_ok()) return u.status();
-  if (!u.value()) return not_found("no '" + id + "' in the usage log");
-  json out = u.value()->to_json();
+  CUSTODY_ASSIGN_OR_RETURN(auto u, kind == lineage::IdKind::kPrediction ? store.prediction(id) : store.call(id));
+  if (!u) return not_found("no '" + id + "' in the usage log");
+  json out = u->to_json();
   out["kind"] = kind == lineage::IdKind::kPrediction ? "prediction" : kind == lineage::IdKind::kCall ? "call" : "use";
   if (out["kind"] == "prediction") {
-    for (const auto& p : u.value()->body.value("predictions", json::array()))
+    for (const auto& p : u->body.value("predictions", json::array()))
       if (p["id"] == id) out["prediction"] = p;
   }
   return out;
@@ -273,58 +255,50 @@ Result<json> show_impl(const CustodyStore& store, const std::string& ref) {
   auto id = resolve_id(store, ref);
   if (!id.is_ok()) return id.status();
   if (lineage::is_usage_id(id.value())) return show_usage(store, id.value());
-  auto e = store.entity(id.value());
-  if (!e.is_ok()) return e.status();
-  if (!e.value()) return not_found("nothing with id '" + id.value() + "' in the custody store");
-  json out = e.value()->to_json();
-  if (e.value()->body.value("kind", "") == lineage::kind::kDataset) {
-    auto all = declarations_of(store, id.value(), e.value()->body);
-    if (!all.is_ok()) return all.status();
-    out["declarations"] = all.value();
-    out["conflicting_declarations"] = conflicting(all.value());
+  CUSTODY_ASSIGN_OR_RETURN(auto e, store.entity(id.value()));
+  if (!e) return not_found("nothing with id '" + id.value() + "' in the custody store");
+  json out = e->to_json();
+  if (e->body.value("kind", "") == lineage::kind::kDataset) {
+    CUSTODY_ASSIGN_OR_RETURN(auto all, declarations_of(store, id.value(), e->body));
+    out["declarations"] = all;
+    out["conflicting_declarations"] = conflicting(all);
   }
   for (auto [name, d] : {std::make_pair("outgoing", Direction::kOut), std::make_pair("incoming", Direction::kIn)}) {
-    auto rs = store.relations(id.value(), d);
-    if (!rs.is_ok()) return rs.status();
+    CUSTODY_ASSIGN_OR_RETURN(auto rs, store.relations(id.value(), d));
     out[name] = json::array();
-    for (const auto& r : rs.value()) out[name].push_back(r.to_json());
+    for (const auto& r : rs) out[name].push_back(r.to_json());
   }
   if (lineage::has_prefix(id.value(), lineage::prefix::kCheckpoint)) {
     auto m = store.checkpoint(id.value());
     if (m.is_ok() && m.value()) out["manifest"] = *m.value();
   }
-  if (e.value() && e.value()->body.value("kind", "") == lineage::kind::kRun) {
+  if (e && e->body.value("kind", "") == lineage::kind::kRun) {
     // A run's history: started (per attempt), recovered, resumed, ended.
-    auto events = store.find({{"type", lineage::kEvent}, {"run", id.value()}});
-    if (!events.is_ok()) return events.status();
+    CUSTODY_ASSIGN_OR_RETURN(auto events, store.find({{"type", lineage::kEvent}, {"run", id.value()}}));
     out["events"] = json::array();
-    for (const auto& r : events.value()) out["events"].push_back(r.to_json());
+    for (const auto& r : events) out["events"].push_back(r.to_json());
   }
   return out;
 }
 
 Result<json> trace_impl(const CustodyStore& store, const std::string& ref) {
-  auto id = resolve_id(store, ref);
-  if (!id.is_ok()) return id.status();
+  CUSTODY_ASSIGN_OR_RETURN(auto id, resolve_id(store, ref));
   std::set<std::string> seen;
-  const std::string& what = id.value();
+  const std::string& what = id;
   if (lineage::has_prefix(what, lineage::prefix::kModel)) {
-    auto m = body_of(store, what);
-    if (!m.is_ok()) return m.status();
-    auto c = trace_checkpoint(store, m->value("checkpoint", std::string()), seen, 0);
-    if (!c.is_ok()) return c.status();
-    return json{{"label", "model " + m->value("name", std::string()) + "@" + std::to_string(m->value("version", 0)) +
-                              " (test accuracy " + std::to_string(m->value("test_accuracy", 0.0)).substr(0, 6) + ")"},
-                {"entity", m.value()},
-                {"children", json::array({c.value()})}};
+    CUSTODY_ASSIGN_OR_RETURN(auto m, body_of(store, what));
+    CUSTODY_ASSIGN_OR_RETURN(auto c, trace_checkpoint(store, m.value("checkpoint", std::string()), seen, 0));
+    return json{{"label", "model " + m.value("name", std::string()) + "@" + std::to_string(m.value("version", 0)) +
+                              " (test accuracy " + std::to_string(m.value("test_accuracy", 0.0)).substr(0, 6) + ")"},
+                {"entity", m},
+                {"children", json::array({c})}};
   }
   if (lineage::has_prefix(what, lineage::prefix::kCheckpoint)) return trace_checkpoint(store, what, seen, 0);
   if (lineage::is_usage_id(what)) {
     const bool one_prediction = lineage::kind_of(what) == lineage::IdKind::kPrediction;
-    auto call = one_prediction ? store.prediction(what) : store.call(what);
-    if (!call.is_ok()) return call.status();
-    if (!call.value()) return not_found("no '" + what + "' in the usage log");
-    const json& u = call.value()->body;
+    CUSTODY_ASSIGN_OR_RETURN(auto call, one_prediction ? store.prediction(what) : store.call(what));
+    if (!call) return not_found("no '" + what + "' in the usage log");
+    const json& u = call->body;
     json prediction = json::object();
     for (const auto& p : u.value("predictions", json::array()))
       if (p["id"] == what) prediction = p;
@@ -334,22 +308,21 @@ Result<json> trace_impl(const CustodyStore& store, const std::string& ref) {
     json node{{"label", one_prediction ? "prediction " + what + ": class " + std::to_string(prediction.value("class", -1)) +
                                              " (p=" + prob + ")"
                                        : action + " " + what + " (" + std::to_string(u.value("rows", 1)) + " rows)"},
-              {"usage", call.value()->to_json()},
+              {"usage", call->to_json()},
               {"children", json::array()}};
     node["children"].push_back(
-        {{"label", "called by " + lineage::display_name(u.value("principal", std::string("?")), lineage::prefix::kPrincipal) + " at " + iso8601_utc(call.value()->time_ms) +
+        {{"label", "called by " + lineage::display_name(u.value("principal", std::string("?")), lineage::prefix::kPrincipal) + " at " + iso8601_utc(call->time_ms) +
                        " (call " + u.value("call_id", std::string()) + ", purpose: " +
                        (u.value("purpose", std::string()).empty() ? "none given" : u["purpose"].get<std::string>()) +
                        ", input sha256 " + short_hash(u.value("input_sha256", std::string())) + ")"}});
-    auto c = trace_checkpoint(store, u.value("target", std::string()), seen, 0);
-    if (!c.is_ok()) return c.status();
+    CUSTODY_ASSIGN_OR_RETURN(auto c, trace_checkpoint(store, u.value("target", std::string()), seen, 0));
     const std::string model = u.value("model", std::string());
     if (!model.empty()) {
       node["children"].push_back({{"label", "answered by model " + lineage::display_name(model, lineage::prefix::kModel) + ", weights root " +
                                                 short_hash(u.value("root_hash", std::string()))},
-                                  {"children", json::array({c.value()})}});
+                                  {"children", json::array({c})}});
     } else {
-      node["children"].push_back(c.value());
+      node["children"].push_back(c);
     }
     return node;
   }
@@ -359,56 +332,48 @@ Result<json> trace_impl(const CustodyStore& store, const std::string& ref) {
 }
 
 Result<json> impact_impl(const CustodyStore& store, const std::string& ref) {
-  auto id = resolve_id(store, ref);
-  if (!id.is_ok()) return id.status();
-  if (!lineage::has_prefix(id.value(), lineage::prefix::kDataset)) {
-    return invalid_argument("impact starts from a data set (a hash, its prefix or its name); '" + ref + "' is " + id.value());
+  CUSTODY_ASSIGN_OR_RETURN(auto id, resolve_id(store, ref));
+  if (!lineage::has_prefix(id, lineage::prefix::kDataset)) {
+    return invalid_argument("impact starts from a data set (a hash, its prefix or its name); '" + ref + "' is " + id);
   }
-  auto d = body_of(store, id.value());
-  if (!d.is_ok()) return d.status();
-  auto all = declarations_of(store, id.value(), d.value());
-  if (!all.is_ok()) return all.status();
-  json first = all->empty() ? declaration_of(d.value(), json::object()) : all->front();
-  json root = dataset_node(d.value(), first, all.value());
-  root["label"] = "data set " + d->value("name", std::string("?")) + " sha256 " + d->value("sha256", std::string()) +
-                  " (" + std::to_string(d->value("train_samples", 0)) + " training samples)";
-  root["declarations"] = all.value();
+  CUSTODY_ASSIGN_OR_RETURN(auto d, body_of(store, id));
+  CUSTODY_ASSIGN_OR_RETURN(auto all, declarations_of(store, id, d));
+  json first = all.empty() ? declaration_of(d, json::object()) : all.front();
+  json root = dataset_node(d, first, all);
+  root["label"] = "data set " + d.value("name", std::string("?")) + " sha256 " + d.value("sha256", std::string()) +
+                  " (" + std::to_string(d.value("train_samples", 0)) + " training samples)";
+  root["declarations"] = all;
   std::map<std::string, json> declared;  // run -> its declaration
-  for (const auto& x : all.value()) declared[x["run"]] = x;
+  for (const auto& x : all) declared[x["run"]] = x;
   json affected_checkpoints = json::array(), affected_models = json::array();
   std::set<std::string> seen_runs;
   // Runs that consumed the data, and, transitively, runs fine-tuned from their checkpoints.
   std::function<Status(const std::string&, json&)> add_run = [&](const std::string& run, json& parent) -> Status {
     if (!seen_runs.insert(run).second) return Status::ok();
-    auto r = body_of(store, run);
-    if (!r.is_ok()) return r.status();
+    CUSTODY_ASSIGN_OR_RETURN(auto r, body_of(store, run));
     std::string terms;
     if (auto x = declared.find(run); x != declared.end()) terms = " (" + describe_terms(x->second) + ")";
-    json node{{"label", "run " + run + " '" + r->value("name", std::string()) + "'" + terms}, {"children", json::array()}};
-    auto produced = related(store, run, Direction::kOut, lineage::rel::kProduced);
-    if (!produced.is_ok()) return produced.status();
-    for (const auto& p : produced.value()) {
+    json node{{"label", "run " + run + " '" + r.value("name", std::string()) + "'" + terms}, {"children", json::array()}};
+    CUSTODY_ASSIGN_OR_RETURN(auto produced, related(store, run, Direction::kOut, lineage::rel::kProduced));
+    for (const auto& p : produced) {
       const std::string ckpt = p["to"];
       affected_checkpoints.push_back(ckpt);
       json cnode{{"label", "checkpoint " + ckpt + " (step " + std::to_string(p.value("step", 0)) + ")"},
                  {"children", json::array()}};
-      auto models = related(store, ckpt, Direction::kIn, lineage::rel::kVersionOf);
-      if (!models.is_ok()) return models.status();
-      for (const auto& m : models.value()) {
+      CUSTODY_ASSIGN_OR_RETURN(auto models, related(store, ckpt, Direction::kIn, lineage::rel::kVersionOf));
+      for (const auto& m : models) {
         affected_models.push_back(m["from"]);
         cnode["children"].push_back({{"label", "model " + lineage::display_name(m.value("from", std::string()), lineage::prefix::kModel)}});
       }
-      auto tuned = related(store, ckpt, Direction::kIn, lineage::rel::kInitializedFrom);
-      if (!tuned.is_ok()) return tuned.status();
-      for (const auto& t : tuned.value()) CUSTODY_RETURN_IF_ERROR(add_run(t["from"], cnode));
+      CUSTODY_ASSIGN_OR_RETURN(auto tuned, related(store, ckpt, Direction::kIn, lineage::rel::kInitializedFrom));
+      for (const auto& t : tuned) CUSTODY_RETURN_IF_ERROR(add_run(t["from"], cnode));
       node["children"].push_back(cnode);
     }
     parent["children"].push_back(node);
     return Status::ok();
   };
-  auto consumers = related(store, id.value(), Direction::kIn, lineage::rel::kConsumed);
-  if (!consumers.is_ok()) return consumers.status();
-  for (const auto& c : consumers.value()) CUSTODY_RETURN_IF_ERROR(add_run(c["from"], root));
+  CUSTODY_ASSIGN_OR_RETURN(auto consumers, related(store, id, Direction::kIn, lineage::rel::kConsumed));
+  for (const auto& c : consumers) CUSTODY_RETURN_IF_ERROR(add_run(c["from"], root));
   root["affected_checkpoints"] = affected_checkpoints;
   root["affected_models"] = affected_models;
   return root;
@@ -416,27 +381,24 @@ Result<json> impact_impl(const CustodyStore& store, const std::string& ref) {
 
 Result<json> usage_impl(const CustodyStore& store, const std::string& ref, const std::string& only,
                         int64_t since_ms, int64_t until_ms, size_t limit) {
-  auto id = resolve_id(store, ref);
-  if (!id.is_ok()) return id.status();
+  CUSTODY_ASSIGN_OR_RETURN(auto id, resolve_id(store, ref));
   // A model name covers all its versions; a version or checkpoint just itself.
   std::vector<std::pair<std::string, std::string>> targets;  // checkpoint, label
-  if (lineage::has_prefix(id.value(), lineage::prefix::kModel)) {
-    auto m = body_of(store, id.value());
-    if (!m.is_ok()) return m.status();
-    const std::string name = m->value("name", std::string());
+  if (lineage::has_prefix(id, lineage::prefix::kModel)) {
+    CUSTODY_ASSIGN_OR_RETURN(auto m, body_of(store, id));
+    const std::string name = m.value("name", std::string());
     const bool all_versions = ref.find('@') == std::string::npos;
-    auto versions = store.find({{"type", lineage::kEntity}, {"kind", lineage::kind::kModelVersion}, {"name", name}});
-    if (!versions.is_ok()) return versions.status();
-    for (const auto& v : versions.value()) {
-      if (!all_versions && v.body["id"] != id.value()) continue;
+    CUSTODY_ASSIGN_OR_RETURN(auto versions, store.find({{"type", lineage::kEntity}, {"kind", lineage::kind::kModelVersion}, {"name", name}}));
+    for (const auto& v : versions) {
+      if (!all_versions && v.body["id"] != id) continue;
       targets.emplace_back(v.body["checkpoint"], lineage::display_name(v.body["id"].get<std::string>(), lineage::prefix::kModel));
     }
-  } else if (lineage::has_prefix(id.value(), lineage::prefix::kCheckpoint)) {
-    targets.emplace_back(id.value(), id.value());
+  } else if (lineage::has_prefix(id, lineage::prefix::kCheckpoint)) {
+    targets.emplace_back(id, id);
   } else {
-    return invalid_argument("usage is kept for models and checkpoints; '" + ref + "' is " + id.value());
+    return invalid_argument("usage is kept for models and checkpoints; '" + ref + "' is " + id);
   }
-  json out{{"target", id.value()}, {"records", json::array()}, {"by_principal", json::object()}};
+  json out{{"target", id}, {"records", json::array()}, {"by_principal", json::object()}};
   std::map<std::tuple<std::string, std::string, std::string>, json> rows;  // principal, version, action
   auto add = [&](const std::string& label, const std::string& who, const std::string& action, uint64_t calls,
                  uint64_t nrows, int64_t first_ms, int64_t last_ms) {
@@ -469,17 +431,15 @@ Result<json> usage_impl(const CustodyStore& store, const std::string& ref, const
   const bool bounded = since_ms > 0 || until_ms > 0;
   uint64_t from_seq = 0;
   if (since_ms > 0) {
-    auto first = store.first_usage_at(since_ms);
-    if (!first.is_ok()) return first.status();
-    from_seq = first.value();
+    CUSTODY_ASSIGN_OR_RETURN(auto first, store.first_usage_at(since_ms));
+    from_seq = first;
   }
   for (const auto& [ckpt, label] : targets) {
     const size_t before = listed.size();
     if (!bounded) {
       // The summary from the kept sums; the records from the newest back.
-      auto sums = store.usage_sums(ckpt);
-      if (!sums.is_ok()) return sums.status();
-      for (const auto& s : sums.value()) {
+      CUSTODY_ASSIGN_OR_RETURN(auto sums, store.usage_sums(ckpt));
+      for (const auto& s : sums) {
         if (!only.empty() && s.principal != only) continue;
         add(label, s.principal, s.action, s.calls, s.rows, s.first_ms, s.last_ms);
         total += s.calls;
@@ -520,10 +480,9 @@ Result<json> usage_impl(const CustodyStore& store, const std::string& ref, const
 }
 
 Result<json> models_impl(const CustodyStore& store) {
-  auto versions = store.find({{"type", lineage::kEntity}, {"kind", lineage::kind::kModelVersion}});
-  if (!versions.is_ok()) return versions.status();
+  CUSTODY_ASSIGN_OR_RETURN(auto versions, store.find({{"type", lineage::kEntity}, {"kind", lineage::kind::kModelVersion}}));
   json out = json::array();
-  for (const auto& v : versions.value()) {
+  for (const auto& v : versions) {
     json m = v.body;
     m["created_at"] = iso8601_utc(v.time_ms);
     out.push_back(m);
@@ -532,13 +491,11 @@ Result<json> models_impl(const CustodyStore& store) {
 }
 
 Result<json> checkpoints_impl(const CustodyStore& store, const std::string& job) {
-  auto run = store.entity(job);
-  if (!run.is_ok()) return run.status();
-  if (!run.value()) return not_found("no job '" + job + "' in the custody store");
-  auto list = store.checkpoints_of(job);
-  if (!list.is_ok()) return list.status();
+  CUSTODY_ASSIGN_OR_RETURN(auto run, store.entity(job));
+  if (!run) return not_found("no job '" + job + "' in the custody store");
+  CUSTODY_ASSIGN_OR_RETURN(auto list, store.checkpoints_of(job));
   json out = json::array();
-  for (auto& m : list.value()) {
+  for (auto& m : list) {
     m.erase("tensors");
     out.push_back(m);
   }
@@ -596,36 +553,30 @@ Result<std::vector<Record>> ol_resumes(const CustodyStore& store, const std::str
 
 // The OpenLineage run (id, job name) of the segment of `job` that wrote lineage record `seq`.
 Result<json> ol_run_at(const CustodyStore& store, const std::string& job, uint64_t seq) {
-  auto resumes = ol_resumes(store, job);
-  if (!resumes.is_ok()) return resumes.status();
+  CUSTODY_ASSIGN_OR_RETURN(auto resumes, ol_resumes(store, job));
   size_t segment = 0;
-  while (segment < resumes->size() && resumes.value()[segment].seq < seq) ++segment;
-  auto id = ol_run_id(job, segment);
-  if (!id.is_ok()) return id.status();
-  auto body = body_of(store, job);
-  if (!body.is_ok()) return body.status();
-  return json{{"run", {{"runId", id.value()}}},
-              {"job", {{"namespace", "custody"}, {"name", body->value("name", job)}}}};
+  while (segment < resumes.size() && resumes[segment].seq < seq) ++segment;
+  CUSTODY_ASSIGN_OR_RETURN(auto id, ol_run_id(job, segment));
+  CUSTODY_ASSIGN_OR_RETURN(auto body, body_of(store, job));
+  return json{{"run", {{"runId", id}}},
+              {"job", {{"namespace", "custody"}, {"name", body.value("name", job)}}}};
 }
 
 Result<std::string> openlineage_impl(const CustodyStore& store, const std::string& job) {
-  auto run = store.entity(job);
-  if (!run.is_ok()) return run.status();
-  if (!run.value()) return not_found("no job '" + job + "' in the custody store");
-  const json& r = run.value()->body;
+  CUSTODY_ASSIGN_OR_RETURN(auto run, store.entity(job));
+  if (!run) return not_found("no job '" + job + "' in the custody store");
+  const json& r = run->body;
   const std::string job_name = r.value("name", job);
 
-  auto datasets = related(store, job, Direction::kOut, lineage::rel::kConsumed);
-  if (!datasets.is_ok()) return datasets.status();
+  CUSTODY_ASSIGN_OR_RETURN(auto datasets, related(store, job, Direction::kOut, lineage::rel::kConsumed));
   json data_inputs = json::array();
-  for (const auto& d : datasets.value()) {
-    auto b = body_of(store, d["to"]);
-    if (!b.is_ok()) return b.status();
-    const json decl = declaration_of(b.value(), d);
+  for (const auto& d : datasets) {
+    CUSTODY_ASSIGN_OR_RETURN(auto b, body_of(store, d["to"]));
+    const json decl = declaration_of(b, d);
     json in = ol_dataset(d["to"]);
     in["facets"] = {
         {"custody_dataset", ol_facet(kOlDatasetFacetSchema, {{"name", decl["name"]},
-                                                             {"sha256", b->value("sha256", std::string())},
+                                                             {"sha256", b.value("sha256", std::string())},
                                                              {"license", decl["license"]},
                                                              {"consent", decl["consent"]},
                                                              {"declared_by", decl["declared_by"]}})}};
@@ -635,23 +586,19 @@ Result<std::string> openlineage_impl(const CustodyStore& store, const std::strin
   // produced it its parent.
   json init_parent;
   std::string init_checkpoint;
-  auto init = related(store, job, Direction::kOut, lineage::rel::kInitializedFrom);
-  if (!init.is_ok()) return init.status();
-  if (!init->empty()) {
-    init_checkpoint = init->front().value("to", std::string());
-    auto producers = store.relations(init_checkpoint, Direction::kIn, lineage::rel::kProduced);
-    if (!producers.is_ok()) return producers.status();
-    if (!producers->empty()) {
+  CUSTODY_ASSIGN_OR_RETURN(auto init, related(store, job, Direction::kOut, lineage::rel::kInitializedFrom));
+  if (!init.empty()) {
+    init_checkpoint = init.front().value("to", std::string());
+    CUSTODY_ASSIGN_OR_RETURN(auto producers, store.relations(init_checkpoint, Direction::kIn, lineage::rel::kProduced));
+    if (!producers.empty()) {
       auto parent =
-          ol_run_at(store, producers->front().body.value("from", std::string()), producers->front().seq);
+          ol_run_at(store, producers.front().body.value("from", std::string()), producers.front().seq);
       if (!parent.is_ok()) return parent.status();
       init_parent = parent.value();
     }
   }
-  auto produced = store.relations(job, Direction::kOut, lineage::rel::kProduced);
-  if (!produced.is_ok()) return produced.status();
-  auto history = store.find({{"type", lineage::kEvent}, {"run", job}});
-  if (!history.is_ok()) return history.status();
+  CUSTODY_ASSIGN_OR_RETURN(auto produced, store.relations(job, Direction::kOut, lineage::rel::kProduced));
+  CUSTODY_ASSIGN_OR_RETURN(auto history, store.find({{"type", lineage::kEvent}, {"run", job}}));
 
   std::string lines;
   size_t segment = 0;
@@ -688,7 +635,7 @@ Result<std::string> openlineage_impl(const CustodyStore& store, const std::strin
   };
   parent = init_parent;
   CUSTODY_RETURN_IF_ERROR(start(r.value("submitted_at_ms", int64_t(0)), init_checkpoint));
-  for (const auto& e : history.value()) {
+  for (const auto& e : history) {
     const std::string kind = e.body.value("event", std::string());
     if (kind == lineage::event::kRunRecovered && open) {
       json rollback = e.body;
@@ -697,16 +644,15 @@ Result<std::string> openlineage_impl(const CustodyStore& store, const std::strin
     } else if (kind == lineage::event::kRunEnded && open) {
       const std::string state = e.body.value("state", std::string());
       json outputs = json::array();
-      for (const auto& p : produced.value()) {
+      for (const auto& p : produced) {
         if (p.seq > segment_begin && p.seq < e.seq)
           outputs.push_back(ol_dataset(p.body.value("to", std::string())));
       }
       json facets = json::object();
       const std::string final_checkpoint = e.body.value("final_checkpoint", std::string());
       if (state == "completed" && !final_checkpoint.empty()) {
-        auto versions = store.relations(final_checkpoint, Direction::kIn, lineage::rel::kVersionOf);
-        if (!versions.is_ok()) return versions.status();
-        for (const auto& v : versions.value())
+        CUSTODY_ASSIGN_OR_RETURN(auto versions, store.relations(final_checkpoint, Direction::kIn, lineage::rel::kVersionOf));
+        for (const auto& v : versions)
           outputs.push_back(ol_dataset(v.body.value("from", std::string())));
       }
       const std::string message = e.body.value("message", std::string());
@@ -724,9 +670,8 @@ Result<std::string> openlineage_impl(const CustodyStore& store, const std::strin
       // Numbered as ol_run_at numbers them: every resume begins a segment (a segment still
       // open here never recorded its end, and has none in the export either).
       ++segment;
-      auto first = ol_run_id(job, 0);
-      if (!first.is_ok()) return first.status();
-      parent = {{"run", {{"runId", first.value()}}}, {"job", {{"namespace", "custody"}, {"name", job_name}}}};
+      CUSTODY_ASSIGN_OR_RETURN(auto first, ol_run_id(job, 0));
+      parent = {{"run", {{"runId", first}}}, {"job", {{"namespace", "custody"}, {"name", job_name}}}};
       CUSTODY_RETURN_IF_ERROR(start(e.time_ms, e.body.value("from_checkpoint", std::string())));
       segment_begin = e.seq;
     }
