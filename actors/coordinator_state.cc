@@ -19,7 +19,7 @@ namespace lineage = storage::lineage;
 
 CoordinatorState::CoordinatorState(CoordinatorOptions options, storage::CustodyStore* store,
                                    std::string store_path, const SigningKey* key, const Clock& clock)
-    : options_(options), recorder_(store, key, clock), store_path_(std::move(store_path)) {}
+    : options_(options), recorder_(store, key, clock), store_path_(std::move(store_path)), access_(options.auth, store) {}
 
 Result<std::string> CoordinatorState::new_job_id() const {
   // Short, unique across coordinator restarts without coordination: 8 random hex digits
@@ -136,41 +136,7 @@ Outbox CoordinatorState::handle_export(const std::string& peer, const Envelope& 
   return {{peer, msg::reply_to(in, kSelf, std::move(exported).value())}};
 }
 
-Result<Caller> CoordinatorState::authorize(const Envelope& in) {
-  if (!options_.auth) return Caller{in.sender, Role::kAdmin};
-  if (in.token.empty()) {
-    return Status(ErrorCode::kPermissionDenied, "this cluster requires a token (--token-file, or token_file in the "
-                                                "CLI config); an admin creates one with `custody principal add`");
-  }
-  const std::string hash = sha256_hex(in.token);
-  auto it = credentials_.find(hash);
-  if (it == credentials_.end()) {
-    CUSTODY_ASSIGN_OR_RETURN(auto e, recorder_.enabled() ? recorder_.store()->entity(lineage::credential_id(hash))
-                                 : Result<std::optional<storage::Record>>(std::optional<storage::Record>()));
-    if (!e) return Status(ErrorCode::kPermissionDenied, "the token is not known to this cluster");
-    const std::string principal = e->body["principal"], role_name = e->body["role"];
-    const auto role = parse_role(role_name);
-    if (!role) {
-      return Status(ErrorCode::kPermissionDenied, "the token's credential (principal " + principal +
-                                                      ") has the unknown role '" + role_name + "'");
-    }
-    it = credentials_.emplace(hash, Caller{principal, *role}).first;
-  }
-  if (!may_send(it->second.role, in.body)) {
-    return Status(ErrorCode::kPermissionDenied, "principal " + it->second.principal + " (" +
-                                                    to_string(it->second.role) + ") may not send '" +
-                                                    msg::body_name(in.body) + "'");
-  }
-  return it->second;
-}
 
-Status CoordinatorState::add_credential(const std::string& name, Role role, const std::string& token,
-                                        const std::string& by) {
-  const std::string hash = sha256_hex(token);
-  CUSTODY_RETURN_IF_ERROR(recorder_.principal_added(name, to_string(role), hash, by));
-  credentials_[hash] = Caller{name, role};
-  return Status::ok();
-}
 
 Outbox CoordinatorState::on_add_principal(const Envelope& in, const msg::AddPrincipal& m, const std::string& peer) {
   auto error = [&](Status s) { return Outbox{{peer, msg::make_error(in, kSelf, s)}}; };
@@ -186,7 +152,7 @@ Outbox CoordinatorState::on_add_principal(const Envelope& in, const msg::AddPrin
   auto token = random_token();
   if (!token.is_ok()) return error(token.status());
   auto by = authorize(in);
-  Status s = add_credential(m.name, *role, token.value(), by.is_ok() ? by->principal : "?");
+  Status s = access_.add_credential(m.name, *role, token.value(), by.is_ok() ? by->principal : "?");
   if (!s.is_ok()) return error(s);
   log(LogLevel::kInfo, kSelf, "added principal " + m.name + " (" + m.role + ")");
   return {{peer, msg::reply_to(in, kSelf, msg::PrincipalAdded{m.name, m.role, token.value()})}};

@@ -41,7 +41,7 @@
 #include <string>
 #include <vector>
 
-#include "actors/access_policy.h"
+#include "actors/access_control.h"
 #include "actors/coordinator_job.h"
 #include "actors/custody_recorder.h"
 #include "actors/node_config.h"
@@ -50,12 +50,6 @@
 #include "core/partition.h"
 
 namespace custody::actors {
-
-// Who sent a request, as its token says (with auth on).
-struct Caller {
-  std::string principal;
-  Role role = Role::kConsumer;  // what it may do: actors/access_policy.h
-};
 
 class CoordinatorState {
  public:
@@ -84,7 +78,7 @@ class CoordinatorState {
 
   // With auth on: the caller its token names, if the role may send this request. Without
   // auth: a caller named by the request itself, with every right.
-  Result<Caller> authorize(const msg::Envelope& in);
+  Result<Caller> authorize(const msg::Envelope& in) { return access_.authorize(in); }
 
  private:
   struct Node {
@@ -119,8 +113,6 @@ class CoordinatorState {
   Outbox maybe_complete(Job& job);
   Outbox handle_export(const std::string& peer, const msg::Envelope& in, const msg::ExportRequest& m);
   Outbox on_add_principal(const msg::Envelope& in, const msg::AddPrincipal& m, const std::string& peer);
-  Status add_credential(const std::string& name, Role role, const std::string& token,
-                        const std::string& by);
   Outbox schedule();
   Outbox start_tasks(Job& job);
   // Ends a job: sets its state, frees its nodes and tells them to stop.
@@ -150,7 +142,7 @@ class CoordinatorState {
   std::vector<std::string> order_;     // every job id, in submission order
   int next_ps_ = 1, next_worker_ = 1;
   uint64_t next_request_ = 1;
-  std::map<std::string, Caller> credentials_;  // token SHA-256 -> caller, read through
+  AccessControl access_;
   SteadyClock::time_point now_;  // of the message or tick being handled
   std::string just_submitted_;  // the job accepted by this event, whose answer waits for scheduling
 };
