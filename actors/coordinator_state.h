@@ -1,8 +1,12 @@
 // The coordinator's logic as a plain state machine: membership (registration,
 // heartbeats, liveness), the job queue, scheduling jobs onto idle nodes, and the job
 // state each CLI request reads. The coordinator actor feeds it one message or one clock
-// tick at a time and sends what it returns; this class does no I/O of its own, except
-// reading a job's data set to learn its size and identity when the job is submitted.
+// tick at a time and sends what it returns. Its only I/O: the custody store (records,
+// checkpoints, credentials) and reading a job's data set, to learn its size and identity,
+// when the job is admitted. Time comes from the actor (each event's monotonic time) and
+// from an injected Clock (wall time).
+// A job's fields are grouped by lifetime in actors/coordinator_job.h (plan, start point,
+// attempt, recovery). Scheduling runs once per event, after it (handle(), tick()).
 //
 // Job life: pending (waits for `workers` idle workers and >= 1 parameter server)
 //   -> starting (key ranges sent to the servers, waiting for each keyRangeReady)
@@ -25,7 +29,8 @@
 // the values); resume, recovery and restore hand each server its slice in assignKeyRange,
 // so the run continues the interrupted update. A checkpoint from before optimizer state was
 // kept resumes with a fresh optimizer, and the job's status message says so.
-// Restart: restore() rebuilds jobs, membership and principals from the store; jobs that
+// Restart: restore() rebuilds jobs and membership from the store (actors/custody_replay.h
+// reads what CustodyRecorder wrote; credentials are read through on use); jobs that
 // had not ended resume from their last checkpoint once nodes re-register (they do so by
 // themselves when the new coordinator does not know them).
 // Custody: with a store, every event is recorded (CustodyRecorder) before it takes
@@ -81,6 +86,7 @@ class CoordinatorState {
   Result<Caller> authorize(const msg::Envelope& in) { return access_.authorize(in); }
 
  private:
+  static constexpr const char* kSelf = "coordinator";  // the sender of its messages and logs
   struct Node {
     std::string id, peer, address, host;
     msg::NodeRole role = msg::NodeRole::kWorker;
@@ -89,32 +95,46 @@ class CoordinatorState {
     std::string job;  // the job it works on, if any
     SteadyClock::time_point last_seen;
   };
+
+  // Membership and requests (coordinator_state.cc).
   // One request or node report, before scheduling (handle() schedules once per event).
   Outbox dispatch(const std::string& peer, const msg::Envelope& in, SteadyClock::time_point now);
-  static constexpr const char* kSelf = "coordinator";  // the sender of its messages and logs
-
   Outbox on_register(const std::string& peer, const msg::Envelope& in, const msg::Register& m,
                      SteadyClock::time_point now);
+  Outbox handle_export(const std::string& peer, const msg::Envelope& in, const msg::ExportRequest& m);
+  Outbox on_add_principal(const msg::Envelope& in, const msg::AddPrincipal& m, const std::string& peer);
+  // The nodes a starting or stalled job waits for, each with why; empty if it is moving.
+  std::vector<std::string> waiting_for(const Job& job, SteadyClock::time_point now) const;
+  Node* node_by_peer(const std::string& peer);
+  Node* node_by_id(const std::string& id);
+  // A message the coordinator starts (to a node, about a job's attempt); replies are
+  // msg::reply_to.
+  msg::Envelope envelope(const std::string& job_id, msg::Body body, uint32_t attempt = 0) const;
+  int64_t wall_ms() const { return recorder_.clock().wall_ms(); }
+  Result<std::string> new_job_id() const;
+
+  // Admission (coordinator_admission.cc).
   Outbox on_submit(const msg::Envelope& in, const msg::SubmitJob& m, const std::string& peer);
   // A job from its file: reads the data set (sizes, identity), checks the model, and with
   // resolve_init the checkpoint named by 'job.init_from'.
   Result<Job> prepare(const std::string& spec_text, const std::string& origin, bool resolve_init);
   Outbox on_cancel(const msg::Envelope& in, const msg::CancelJob& m, const std::string& peer);
+  Outbox on_resume(const msg::Envelope& in, const msg::ResumeJob& m, const std::string& peer);
+  // Loads a checkpoint's values and optimizer state as the job's starting point; returns the
+  // checkpoint's step. A note for the status message says where the optimizer starts.
+  Result<uint64_t> load_start(Job& job, const std::string& checkpoint, std::string* optimizer_note);
+
+  // Attempts (coordinator_attempts.cc).
+  // Places every pending job that fits (docs/ARCHITECTURE.md, "Scheduling"); once per event.
+  Outbox schedule();
+  Outbox start_tasks(Job& job);
   Outbox on_node_report(const Node& node, const msg::Envelope& in, SteadyClock::time_point now);
   Outbox on_checkpoint_shard(Job& job, const Node& node, const msg::CheckpointShard& m);
+  Outbox maybe_complete(Job& job);
   // A server let go of a job's attempt; after a rollback, what it had applied is recorded.
   void on_job_released(Job& job, const Node& node, uint32_t attempt, const msg::JobReleased& m);
   // Records a rolled-back attempt's discarded work with the answers so far, and forgets it.
   void record_discard(Job& job, uint32_t attempt);
-  // Loads a checkpoint's values and optimizer state as the job's starting point; returns the
-  // checkpoint's step. A note for the status message says where the optimizer starts.
-  Result<uint64_t> load_start(Job& job, const std::string& checkpoint, std::string* optimizer_note);
-  Outbox on_resume(const msg::Envelope& in, const msg::ResumeJob& m, const std::string& peer);
-  Outbox maybe_complete(Job& job);
-  Outbox handle_export(const std::string& peer, const msg::Envelope& in, const msg::ExportRequest& m);
-  Outbox on_add_principal(const msg::Envelope& in, const msg::AddPrincipal& m, const std::string& peer);
-  Outbox schedule();
-  Outbox start_tasks(Job& job);
   // Ends a job: sets its state, frees its nodes and tells them to stop.
   Outbox finish(Job& job, msg::JobState state, const std::string& message);
   // Stops the job's current attempt on its live nodes and frees them.
@@ -124,27 +144,26 @@ class CoordinatorState {
   void rewind(Job& job, uint64_t step);
   // Rolls a running or starting job back to its last checkpoint and queues it again.
   Outbox recover(Job& job, const std::string& why);
-  // The nodes a starting or stalled job waits for, each with why; empty if it is moving.
-  std::vector<std::string> waiting_for(const Job& job, SteadyClock::time_point now) const;
 
-  Node* node_by_peer(const std::string& peer);
-  Node* node_by_id(const std::string& id);
-  msg::Envelope envelope(const std::string& job_id, msg::Body body, uint32_t attempt = 0) const;
-  int64_t wall_ms() const { return recorder_.clock().wall_ms(); }
-  Result<std::string> new_job_id() const;
-
+  // Constant after construction.
   CoordinatorOptions options_;
   CustodyRecorder recorder_;
   std::string store_path_;
+
+  // Membership, and who may do what: changed by registrations, heartbeats, ticks and
+  // `principal add`.
   std::map<std::string, Node> nodes_;  // by node id
-  std::map<std::string, Job> jobs_;    // by job id
-  std::vector<std::string> queue_;     // pending job ids, oldest first
-  std::vector<std::string> order_;     // every job id, in submission order
-  int next_ps_ = 1, next_worker_ = 1;
-  uint64_t next_request_ = 1;
+  int next_ps_ = 1, next_worker_ = 1;  // the numbers of the next nodes' ids
   AccessControl access_;
-  SteadyClock::time_point now_;  // of the message or tick being handled
-  std::string just_submitted_;  // the job accepted by this event, whose answer waits for scheduling
+
+  // Jobs: changed by requests, node reports and ticks.
+  std::map<std::string, Job> jobs_;  // by job id
+  std::vector<std::string> queue_;   // pending job ids, in scheduling order
+  std::vector<std::string> order_;   // every job id, in submission order
+
+  // The event being handled.
+  SteadyClock::time_point now_;  // of the message or tick
+  std::string just_submitted_;   // the job it accepted, whose answer waits for scheduling
 };
 
 }  // namespace custody::actors
