@@ -10,6 +10,8 @@
 #                  Cap'n Proto, protocols/, storage/ or the state machines)
 #   tools/      -> core/, protocols/, storage/ (the CLI is a plain client: no actors)
 # A failure names the chain: nodes/a.cc:3 -> actors/b.h:12 -> caf/all.hpp.
+# Size: no file in actors/ over 500 lines; a state machine that outgrows that does more
+# than one thing, and is split by concern (as the coordinator is: state, admission, attempts).
 #   scripts/check_layers.sh [ROOT]   (default: this repository)
 set -uo pipefail
 root=$(cd "${1:-$(dirname "$0")/..}" && pwd)
@@ -33,5 +35,14 @@ folders=()
 for f in core protocols storage actors nodes tools; do [ -d "$root/$f" ] && folders+=("$f"); done
 printf '%s' "$rules" | python3 "$lib/layers.py" "$root" "${folders[@]}"
 bad=$?
+max_lines=500
+for f in "$root"/actors/*.h "$root"/actors/*.cc; do
+  [ -f "$f" ] || continue
+  n=$(wc -l <"$f")
+  if [ "$n" -gt "$max_lines" ]; then
+    echo "layering: ${f#"$root"/} has $n lines; a file in actors/ stays within $max_lines (split it by concern)"
+    bad=1
+  fi
+done
 [ "$bad" = 0 ] && echo "layering: ok"
 exit $bad

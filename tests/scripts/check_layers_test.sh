@@ -2,7 +2,7 @@
 # Shows that scripts/check_layers.sh fails when it should (ctest: layering_detects_violations):
 # on a small tree where nodes/ reaches CAF only through two allowed headers, and two core/
 # headers include each other, it must exit non-zero and name both chains; on the same tree
-# without them it must pass.
+# without them it must pass; and it must fail on a file in actors/ of more than 500 lines.
 #   tests/scripts/check_layers_test.sh [path/to/check_layers.sh]
 set -uo pipefail
 checker=${1:-$(cd "$(dirname "$0")/../.." && pwd)/scripts/check_layers.sh}
@@ -36,4 +36,10 @@ out=$("$checker" "$tree" 2>&1)
 status=$?
 [ "$status" -eq 0 ] || fail "the same tree without the violations failed"
 expect "layering: ok"
+
+seq 1 501 | sed 's|^|// line |' >"$tree/actors/big.cc"
+out=$("$checker" "$tree" 2>&1)
+status=$?
+[ "$status" -ne 0 ] || fail "an actors/ file of 501 lines passed"
+expect "layering: actors/big.cc has 501 lines; a file in actors/ stays within 500"
 echo "check_layers_test: ok"
