@@ -3,6 +3,9 @@
 
 #include <gtest/gtest.h>
 
+#include "actors/custody_recorder.h"
+#include "core/clock.h"
+
 namespace custody::actors {
 namespace {
 
@@ -38,6 +41,56 @@ TEST(ServingStateAnswer, ARequestThatIsNotAPredictIsRefusedByName) {
   EXPECT_EQ(reply.get<msg::Error>()->code, ErrorCode::kInvalidArgument);
   EXPECT_NE(reply.get<msg::Error>()->message.find("'statusRequest'"), std::string::npos)
       << reply.get<msg::Error>()->message;
+}
+
+// A completed run of model `name` whose final weights are all `value`: version N+1.
+void record_model_version(CustodyRecorder& recorder, const std::string& job_id, const std::string& name,
+                          float value) {
+  msg::JobStatus job;
+  job.job_id = job_id;
+  job.name = name;
+  job.submitter = "alice";
+  storage::CheckpointSpec spec;
+  spec.job = job_id;
+  spec.step = 10;
+  spec.final = true;
+  auto id = recorder.checkpoint(job, {2, 2}, std::vector<float>(6, value), spec, {});
+  ASSERT_TRUE(id.is_ok()) << id.status().to_string();
+  job.state = msg::JobState::kCompleted;
+  ASSERT_TRUE(recorder.job_ended(job, id.value()).is_ok());
+}
+
+TEST(ServingStateClock, ANameIsResolvedAgainOnceASecondHasPassedOnTheInjectedClock) {
+  ManualClock clock;
+  auto store = storage::CustodyStore::in_memory(clock);
+  CustodyRecorder recorder(store.get(), nullptr, clock);
+  record_model_version(recorder, "job-00000001", "m", 0.5f);
+  ServingState serving(store.get(), ServingOptions{}, nullptr, clock);
+  msg::Predict p;
+  p.model = "m";
+  p.principal = "dave";
+  p.rows = 1;
+  p.features = 2;
+  p.inputs = {1.f, 2.f};
+  auto first = serving.predict(p);
+  ASSERT_TRUE(first.is_ok()) << first.status().to_string();
+  EXPECT_EQ(first->model, "m@1");
+
+  record_model_version(recorder, "job-00000002", "m", 0.25f);
+  clock.advance(std::chrono::milliseconds(999));
+  auto cached = serving.predict(p);
+  ASSERT_TRUE(cached.is_ok());
+  EXPECT_EQ(cached->model, "m@1") << "within a second the name keeps the version it resolved to";
+
+  clock.advance(std::chrono::milliseconds(2));
+  auto fresh = serving.predict(p);
+  ASSERT_TRUE(fresh.is_ok());
+  EXPECT_EQ(fresh->model, "m@2");
+
+  auto usage = store->usage_of(fresh->checkpoint);
+  ASSERT_TRUE(usage.is_ok());
+  ASSERT_EQ(usage->size(), 1u);
+  EXPECT_EQ(usage->front().time_ms, clock.wall_ms()) << "the usage record carries the injected time";
 }
 
 }  // namespace
