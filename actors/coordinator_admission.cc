@@ -54,6 +54,7 @@ Status CoordinatorState::restore(SteadyClock::time_point now) {
     s.recoveries = run.recoveries;
     job.attempt.number = run.attempts;
     s.last_checkpoint = run.newest_checkpoint;
+    s.dataset_hash = run.dataset_hash;
     s.accuracy_history = run.accuracy;
     if (!run.accuracy.empty()) {
       s.test_accuracy = run.accuracy.back();
@@ -160,7 +161,7 @@ Result<Job> CoordinatorState::prepare(const std::string& spec_text, const std::s
                             " samples); lower the batch size or the number of workers");
   }
   if (data->test.count < spec.workers) {
-    return invalid_argument(origin + ": the test set has fewer samples than 'job.attempt.workers'");
+    return invalid_argument(origin + ": the test set has fewer samples than 'job.workers'");
   }
   Job job;
   if (resolve_init && !spec.init_from.empty()) {
@@ -181,8 +182,8 @@ Result<Job> CoordinatorState::prepare(const std::string& spec_text, const std::s
   }
   job.plan.spec = spec;
   job.plan.layer_sizes = model.layer_sizes();
-  job.plan.data.train_count = data->train.count;
-  job.plan.data.test_count = data->test.count;
+  job.plan.data = {data->version_hash, data->train.content_hash, data->test.content_hash, data->train.count,
+                   data->test.count};
   job.plan.features = data->train.features;
   job.plan.num_parameters = model.num_parameters();
   job.plan.steps_per_epoch = static_cast<uint64_t>(min_shard / spec.batch_size);
@@ -192,12 +193,10 @@ Result<Job> CoordinatorState::prepare(const std::string& spec_text, const std::s
   s.name = spec.name;
   s.state = JobState::kPending;
   s.epochs = static_cast<uint32_t>(spec.epochs);
-  s.total_steps = job.plan.steps_per_epoch * static_cast<uint64_t>(spec.epochs);
-  s.dataset_hash = data->version_hash;
+  s.total_steps = job.plan.total_steps();
+  s.dataset_hash = job.plan.data.version_hash;
   s.consistency = to_string(spec.consistency);
   s.message = "waiting for " + std::to_string(spec.workers) + " idle workers and a parameter server";
-  job.plan.data = {data->version_hash, data->train.content_hash, data->test.content_hash, data->train.count,
-                data->test.count};
   return job;
 }
 
@@ -291,6 +290,7 @@ Outbox CoordinatorState::on_resume(const Envelope& in, const msg::ResumeJob& m, 
     if (!prepared.is_ok()) return error(prepared.status());
     job.plan = std::move(prepared->plan);
     s.total_steps = job.plan.total_steps();
+    s.dataset_hash = job.plan.data.version_hash;
   }
   std::string optimizer_note;
   auto loaded = load_start(job, s.last_checkpoint, &optimizer_note);

@@ -65,10 +65,7 @@ Outbox CoordinatorState::schedule() {
     std::vector<Node*> servers = live_servers;
     if (servers.size() > job.plan.num_parameters) servers.resize(job.plan.num_parameters);
     job.attempt.ranges = partition_range(job.plan.num_parameters, static_cast<uint32_t>(servers.size())).value();
-    job.attempt.workers.clear();
-    job.attempt.servers.clear();
-    job.attempt.servers_ready.clear();
-    job.attempt.progress.clear();
+    // The attempt is a fresh one (a new job's, or rewind()'s): placement starts empty.
     for (Node* w : workers) w->job = job.status.job_id;
     for (size_t r = 0; r < ranks; ++r) {
       job.attempt.workers.push_back(workers[r % workers.size()]->id);
@@ -126,7 +123,7 @@ Outbox CoordinatorState::start_tasks(Job& job) {
     msg::AssignTask t;
     t.spec_text = job.plan.spec.text;
     t.rank = static_cast<uint32_t>(r);
-    t.shard = {job.status.dataset_hash, static_cast<uint32_t>(r), static_cast<uint32_t>(job.attempt.workers.size()),
+    t.shard = {job.plan.data.version_hash, static_cast<uint32_t>(r), static_cast<uint32_t>(job.attempt.workers.size()),
                shards[r].begin, shards[r].end};
     t.test_begin = tests[r].begin;
     t.test_end = tests[r].end;

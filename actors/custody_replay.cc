@@ -104,7 +104,10 @@ Result<Replayed> replay(const storage::CustodyStore& store) {
       const std::string rel = b.value("rel", ""), from = b.value("from", "");
       if (rel == lineage::rel::kSpecifiedBy) spec_of[from] = b.value("to", "");
       if (rel == lineage::rel::kInitializedFrom) runs[from].run.init_from = b.value("to", "");
-      if (rel == lineage::rel::kConsumed) runs[from].run.train_samples = b.value("train_samples", uint64_t{0});
+      if (rel == lineage::rel::kConsumed) {
+        runs[from].run.train_samples = b.value("train_samples", uint64_t{0});
+        runs[from].run.dataset_hash = lineage::display_name(b.value("to", ""), lineage::prefix::kDataset);
+      }
     } else if (type == lineage::kEvent) {
       const std::string run = b.value("run", "");
       if (!run.empty()) on_event(b, r.time_ms, runs[run].run);

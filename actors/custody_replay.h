@@ -40,6 +40,7 @@ struct ReplayedRun {
   storage::json entity;  // the run's entity record body (name, submitter, epochs, ...)
   std::string spec_text;  // the job file it was submitted with
   std::string init_from;  // the checkpoint it was fine-tuned from, if any
+  std::string dataset_hash;    // of the data set it consumed (its id without "dataset:")
   uint64_t train_samples = 0;  // of the data set it consumed
   // Attempts started (the next attempt's number) and rollbacks recorded.
   uint32_t attempts = 0, recoveries = 0;

@@ -716,5 +716,43 @@ TEST_F(CoordinatorCustodyTest, ExportRecordsAUseAndUnknownModelsAreNotFound) {
   EXPECT_EQ(out[0].envelope.get<msg::Error>()->code, ErrorCode::kNotFound);
 }
 
+// A job that ended before a coordinator restart and is then resumed: its tasks name the
+// data set version (the trainer compares it with the data it reads), and its status keeps
+// the data set it was restored with.
+TEST_F(CoordinatorCustodyTest, AJobEndedBeforeARestartResumesWithItsDataSetVersion) {
+  register_nodes(2);
+  const std::string id = submit();
+  const std::string hash = job(id).dataset_hash;
+  ASSERT_FALSE(hash.empty());
+  send("P1", msg::KeyRangeReady{0, 36}, id);
+  send("P1", shard(10, false), id);
+  send("CLI", msg::CancelJob{"enough"}, id);
+  ASSERT_EQ(job(id).state, msg::JobState::kCancelled);
+
+  CoordinatorState restarted(options(), store_.get(), "mem");
+  ASSERT_TRUE(restarted.restore(now_).is_ok());
+  EXPECT_EQ(restarted.status(id, false, now_).jobs.at(0).dataset_hash, hash);
+  restarted.handle("P1", make(msg::Register{msg::NodeRole::kParameterServer, "tcp://127.0.0.1:7001", "h", 1, "ps-1"}), now_);
+  restarted.handle("W1", make(msg::Register{msg::NodeRole::kWorker, "", "h", 2, "worker-1"}), now_);
+  restarted.handle("W2", make(msg::Register{msg::NodeRole::kWorker, "", "h", 2, "worker-2"}), now_);
+  Outbox out = restarted.handle("CLI", make(msg::ResumeJob{"alice"}, id), now_);
+  auto ranges = of_type<msg::AssignKeyRange>(out);
+  ASSERT_EQ(ranges.size(), 1u);
+  out = restarted.handle("P1", at_attempt(msg::KeyRangeReady{0, 36}, id, ranges[0]->envelope.attempt), now_);
+  auto tasks = of_type<msg::AssignTask>(out);
+  ASSERT_EQ(tasks.size(), 2u);
+  for (const auto* t : tasks) EXPECT_EQ(t->envelope.get<msg::AssignTask>()->shard.dataset_hash, hash);
+}
+
+TEST_F(CoordinatorStateTest, ATestSetSmallerThanTheWorkersNamesTheJobFilesKey) {
+  std::string spec = kSyntheticJob;
+  spec.replace(spec.find("test_samples = 50"), 17, "test_samples = 1");
+  Outbox out = send("CLI", msg::SubmitJob{spec, "tiny.toml", "alice"});
+  ASSERT_EQ(out.size(), 1u);
+  auto* e = out[0].envelope.get<msg::Error>();
+  ASSERT_TRUE(e);
+  EXPECT_NE(e->message.find("fewer samples than 'job.workers'"), std::string::npos) << e->message;
+}
+
 }  // namespace
 }  // namespace custody::actors
