@@ -3,6 +3,7 @@
 #include "actors/coordinator_state.h"
 
 #include <algorithm>
+#include <cstdio>
 
 #include "actors/custody_replay.h"
 #include "core/dataset.h"

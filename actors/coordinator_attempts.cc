@@ -161,8 +161,17 @@ Outbox CoordinatorState::on_node_report(const Node& node, const Envelope& in, St
   if (in.attempt != job.attempt.number) return {};  // from an attempt that was rolled back
   msg::JobStatus& s = job.status;
   if (auto* m = in.get<msg::CheckpointShard>()) return on_checkpoint_shard(job, node, *m);
-  if (in.get<msg::KeyRangeReady>()) {
-    if (std::find(job.attempt.servers.begin(), job.attempt.servers.end(), node.id) == job.attempt.servers.end()) return {};
+  if (auto* m = in.get<msg::KeyRangeReady>()) {
+    auto server = std::find(job.attempt.servers.begin(), job.attempt.servers.end(), node.id);
+    if (server == job.attempt.servers.end()) return {};
+    const KeyRange& range = job.attempt.ranges[server - job.attempt.servers.begin()];
+    if (m->range_begin != range.begin || m->range_end != range.end) {
+      // A server that confirms a range other than its own holds the wrong keys: not ready.
+      log(LogLevel::kWarn, kSelf, s.job_id + ": " + node.id + " confirmed keys [" + std::to_string(m->range_begin) +
+                                      ", " + std::to_string(m->range_end) + "), not its range [" +
+                                      std::to_string(range.begin) + ", " + std::to_string(range.end) + ")");
+      return {};
+    }
     job.attempt.servers_ready.insert(node.id);
     if (s.state == JobState::kStarting && job.attempt.servers_ready.size() == job.attempt.servers.size()) {
       return start_tasks(job);

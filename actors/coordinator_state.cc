@@ -4,7 +4,6 @@
 // about one job's attempts (principals, usage, exports, audit heads), and status. Admission
 // is in coordinator_admission.cc, attempts in coordinator_attempts.cc.
 #include <algorithm>
-#include <cstdio>
 
 #include "core/hash.h"
 #include "core/log.h"
@@ -69,8 +68,6 @@ Outbox CoordinatorState::handle(const std::string& peer, const Envelope& in, Ste
 Outbox CoordinatorState::dispatch(const std::string& peer, const Envelope& in, SteadyClock::time_point now) {
   auto reply = [&](msg::Body body) { return Outbox{{peer, msg::reply_to(in, kSelf, std::move(body))}}; };
   auto error = [&](Status s) { return Outbox{{peer, msg::make_error(in, kSelf, s)}}; };
-  now_ = now;
-
   auto caller = authorize(in);
   if (!caller.is_ok()) return error(caller.status());
   if (options_.auth) {

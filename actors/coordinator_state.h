@@ -3,7 +3,7 @@
 // state each CLI request reads. The coordinator actor feeds it one message or one clock
 // tick at a time and sends what it returns. Its only I/O: the custody store (records,
 // checkpoints, credentials) and reading a job's data set, to learn its size and identity,
-// when the job is admitted. Time comes from the actor (each event's monotonic time) and
+// when the job is admitted (and again when a restored job is resumed or restarted). Time comes from the actor (each event's monotonic time) and
 // from an injected Clock (wall time).
 // A job's fields are grouped by lifetime in actors/coordinator_job.h (plan, start point,
 // attempt, recovery). Scheduling runs once per event, after it (handle(), tick()).
@@ -41,8 +41,6 @@
 
 #include <cstdint>
 #include <map>
-#include <optional>
-#include <set>
 #include <string>
 #include <vector>
 

@@ -1,7 +1,6 @@
 #include "actors/custody_recorder.h"
 
 #include <algorithm>
-#include <chrono>
 
 #include "core/hash.h"
 #include "storage/lineage_vocabulary.h"
@@ -281,7 +280,7 @@ Result<msg::ExportReply> CustodyRecorder::export_checkpoint(const msg::ExportReq
   storage::json manifest;
   CUSTODY_ASSIGN_OR_RETURN(auto values, storage::load_checkpoint(*store_, id, &manifest));
   CUSTODY_ASSIGN_OR_RETURN(const std::string random, random_token(8));  // 16 hex digits
-  const std::string usage_id = "use-" + random;
+  const std::string usage_id = lineage::use_id(random);
   storage::Batch b("export");
   b.usage({{"usage_id", usage_id},
            {"target", id},

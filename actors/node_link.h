@@ -32,7 +32,6 @@ class NodeLink {
   // reassigns from its last checkpoint.
   uint64_t registrations() const { return registrations_; }
   const std::string& node_id() const { return node_id_; }
-  std::chrono::milliseconds heartbeat_interval() const { return interval_; }
   // `e` as this node's message to the coordinator: from this node, with its token.
   Outgoing to_coordinator(msg::Envelope e) const;
 

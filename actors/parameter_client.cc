@@ -40,7 +40,7 @@ Result<KeySlices> KeySlices::make(std::vector<msg::ServerRange> servers, uint64_
     return invalid_argument("keys " + range_text(covered, num_parameters) +
                             " are held by no parameter server");
   }
-  return KeySlices(std::move(servers), num_parameters);
+  return KeySlices(std::move(servers));
 }
 
 msg::Floats KeySlices::slice(size_t i, const float* whole) const {

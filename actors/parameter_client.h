@@ -29,15 +29,12 @@ class KeySlices {
 
   size_t size() const { return servers_.size(); }
   const msg::ServerRange& server(size_t i) const { return servers_[i]; }
-  uint64_t num_parameters() const { return num_parameters_; }
   // Server i's part of a whole vector of num_parameters floats, borrowed from it.
   msg::Floats slice(size_t i, const float* whole) const;
 
  private:
-  KeySlices(std::vector<msg::ServerRange> servers, uint64_t num_parameters)
-      : servers_(std::move(servers)), num_parameters_(num_parameters) {}
+  explicit KeySlices(std::vector<msg::ServerRange> servers) : servers_(std::move(servers)) {}
   std::vector<msg::ServerRange> servers_;
-  uint64_t num_parameters_;
 };
 
 class ParameterClient {

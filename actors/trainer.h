@@ -49,7 +49,6 @@ class Trainer {
   // Returns the client's errors as they are (kCancelled when told to stop).
   Status run(ParameterClient& servers, const Report& report);
 
-  const msg::AssignTask& task() const { return task_; }
   // The values the last step ended with (the servers' values after it).
   const float* values() const { return params_.data(); }
 

@@ -812,7 +812,7 @@ Result<VerifyReport> CustodyStore::verify() const {
       if (const std::string sum = usage_sum_key(name, rec.body); !sum.empty()) {
         expected_sums[sum] = add_to_usage_sum(expected_sums[sum], rec.time_ms, rec.body);
       }
-      if (name == lineage::kLineageLog && rec.body["type"] == lineage::kEntity && rec.body["kind"] == "checkpoint") {
+      if (name == lineage::kLineageLog && rec.body["type"] == lineage::kEntity && rec.body["kind"] == lineage::kind::kCheckpoint) {
         checkpoint_entities.emplace(rec.body["id"].get<std::string>(), rec.body);
       }
       if (name == lineage::kAuditLog) {

@@ -16,10 +16,8 @@
 //
 // Lineage bodies are entities {"type":"entity","kind":K,"id":ID,...attributes} (written
 // once per id), relations {"type":"relation","rel":R,"from":ID,"to":ID,...} and events
-// {"type":"event",...}. Relations: submitted_by (run -> principal), consumed (run ->
-// dataset), specified_by (run -> job spec), produced (run -> checkpoint), derived_from
-// (checkpoint -> checkpoint), contributed (node -> checkpoint, with counts), version_of
-// (model version -> checkpoint).
+// {"type":"event",...}. Every kind, relation, event and id prefix is named in
+// storage/lineage_vocabulary.h, with what each relation links.
 //
 // Batches. Everything one event writes (records, index entries, blobs, heads, one audit
 // record) goes into one atomic write: all of it lands, or none.

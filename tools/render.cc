@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "core/log.h"
+#include "storage/lineage_vocabulary.h"
 
 namespace custody::cli {
 namespace {
@@ -160,7 +161,7 @@ std::string usage_table(const json& usage) {
   const json summary = field(usage, "summary", json::array());
   for (const auto& r : rows_of(summary)) {
     std::string principal = text(r, "principal");
-    if (principal.rfind("principal:", 0) == 0) principal = principal.substr(10);
+    principal = storage::lineage::display_name(principal, storage::lineage::prefix::kPrincipal);
     out += strf("%-20s %-20s %-8s %-7d %-8lld %-25s %s\n", principal.c_str(), text(r, "version").c_str(),
                 text(r, "action").c_str(), field(r, "calls", 0),
                 static_cast<long long>(field(r, "rows", int64_t{0})), text(r, "first").c_str(),
