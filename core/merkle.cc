@@ -332,6 +332,38 @@ size_t consistency_proof_size(uint64_t size1, uint64_t size2) {
 // Verification (RFC 9162). The length checks come first so that a wrong proof is named
 // as such; the loops then follow the RFC's steps, including its own guards.
 
+namespace {
+
+// The loop that RFC 9162's inclusion (2.1.3.2) and consistency (2.1.4.2) verification
+// share: walks fn and sn up the tree over the proof hashes in [begin, end), calling
+// left(c) where c is the left sibling of the path so far and right(c) where it is the
+// right one. `what` names the proof in the errors for a proof longer or shorter than the
+// tree is high.
+template <typename Iterator, typename Left, typename Right>
+Status walk_proof(const std::string& what, uint64_t fn, uint64_t sn, Iterator begin, Iterator end, Left left,
+                  Right right) {
+  for (Iterator it = begin; it != end; ++it) {
+    if (sn == 0) return invalid_argument(what + " is longer than the tree is high");
+    if ((fn & 1) == 1 || fn == sn) {
+      left(*it);
+      if ((fn & 1) == 0) {
+        while ((fn & 1) == 0 && fn != 0) {
+          fn >>= 1;
+          sn >>= 1;
+        }
+      }
+    } else {
+      right(*it);
+    }
+    fn >>= 1;
+    sn >>= 1;
+  }
+  if (sn != 0) return invalid_argument(what + " is shorter than the tree is high");
+  return Status::ok();
+}
+
+}  // namespace
+
 Status verify_inclusion(uint64_t index, uint64_t size, std::string_view leaf,
                         const std::vector<std::string>& proof, std::string_view root) {
   // Step 1.
@@ -346,27 +378,11 @@ Status verify_inclusion(uint64_t index, uint64_t size, std::string_view leaf,
     return invalid_argument("inclusion proof has " + dec(proof.size()) + " hashes; leaf " + dec(index) +
                             " of a tree of size " + dec(size) + " needs " + dec(want));
   }
-  // Steps 2-4.
-  uint64_t fn = index, sn = size - 1;
+  // Steps 2-5.
   std::string r(leaf);
-  for (const auto& p : proof) {
-    if (sn == 0) return invalid_argument("inclusion proof is longer than the tree is high");
-    if ((fn & 1) == 1 || fn == sn) {
-      r = node_hash(p, r);
-      if ((fn & 1) == 0) {
-        while ((fn & 1) == 0 && fn != 0) {
-          fn >>= 1;
-          sn >>= 1;
-        }
-      }
-    } else {
-      r = node_hash(r, p);
-    }
-    fn >>= 1;
-    sn >>= 1;
-  }
-  // Step 5.
-  if (sn != 0) return invalid_argument("inclusion proof is shorter than the tree is high");
+  CUSTODY_RETURN_IF_ERROR(walk_proof(
+      "inclusion proof", index, size - 1, proof.begin(), proof.end(), [&](std::string_view p) { r = node_hash(p, r); },
+      [&](std::string_view p) { r = node_hash(r, p); }));
   if (r != root) {
     return data_loss("inclusion proof for leaf " + dec(index) + " of a tree of size " + dec(size) +
                      " does not lead to the root: the leaf, the proof or the root was changed");
@@ -416,27 +432,14 @@ Status verify_consistency(uint64_t size1, uint64_t size2, std::string_view root1
     sn >>= 1;
   }
   std::string fr(path[0]), sr(path[0]);
-  // Step 6.
-  for (size_t i = 1; i < path.size(); ++i) {
-    const std::string_view c = path[i];
-    if (sn == 0) return invalid_argument("consistency proof is longer than the tree is high");
-    if ((fn & 1) == 1 || fn == sn) {
-      fr = node_hash(c, fr);
-      sr = node_hash(c, sr);
-      if ((fn & 1) == 0) {
-        while ((fn & 1) == 0 && fn != 0) {
-          fn >>= 1;
-          sn >>= 1;
-        }
-      }
-    } else {
-      sr = node_hash(sr, c);
-    }
-    fn >>= 1;
-    sn >>= 1;
-  }
-  // Step 7.
-  if (sn != 0) return invalid_argument("consistency proof is shorter than the tree is high");
+  // Steps 6-7.
+  CUSTODY_RETURN_IF_ERROR(walk_proof(
+      "consistency proof", fn, sn, path.begin() + 1, path.end(),
+      [&](std::string_view c) {
+        fr = node_hash(c, fr);
+        sr = node_hash(c, sr);
+      },
+      [&](std::string_view c) { sr = node_hash(sr, c); }));
   if (fr != root1) {
     return data_loss("consistency proof from size " + dec(size1) + " to " + dec(size2) +
                      " does not reproduce root1: the proof or root1 was changed");
