@@ -7,9 +7,10 @@
 #include <fstream>
 
 #include "core/hash.h"
-#include "tests/raw_store.h"
 #include "core/hex.h"
 #include "storage/queries.h"
+#include "tests/raw_store.h"
+#include "tests/test_dir.h"
 
 namespace custody::storage {
 namespace {
@@ -48,16 +49,7 @@ Batch checkpointed(const std::string& job, const std::string& id, const std::str
 
 class StoreTest : public ::testing::TestWithParam<bool> {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("custody-store-test-" + std::to_string(getpid()) + "-" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    reopen();
-  }
-  void TearDown() override {
-    store_.reset();
-    fs::remove_all(dir_);
-  }
+  void SetUp() override { reopen(); }
   std::string dir_str() { return dir_.string(); }
   // RocksDB: close and open the files again. Memory: the same store (nothing to reopen).
   void reopen() {
@@ -70,7 +62,7 @@ class StoreTest : public ::testing::TestWithParam<bool> {
       store_ = CustodyStore::in_memory();
     }
   }
-  fs::path dir_;
+  custody::testing::TestDir dir_{"custody-store-test"};
   std::unique_ptr<CustodyStore> store_;
 };
 
@@ -178,15 +170,12 @@ INSTANTIATE_TEST_SUITE_P(MemoryAndRocksDb, StoreTest, ::testing::Values(false, t
 class TamperTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("custody-tamper-test-" + std::to_string(getpid()));
-    fs::remove_all(dir_);
     auto s = CustodyStore::open(dir_.string(), OpenMode::kReadWrite);
     ASSERT_TRUE(s.is_ok());
     ASSERT_TRUE(s.value()->write(submitted("job-1")).is_ok());
     ASSERT_TRUE(s.value()->write(checkpointed("job-1", "ckpt-1", "weights")).is_ok());
     ASSERT_TRUE(s.value()->verify()->ok);
   }
-  void TearDown() override { fs::remove_all(dir_); }
   // Edits the RocksDB files directly, as an intruder with file access would.
   void raw_put(const std::string& family, const std::string& key, const std::string* value) {
     custody::testing::RawStore db(dir_.string());
@@ -203,7 +192,7 @@ class TamperTest : public ::testing::Test {
     auto s = CustodyStore::open(dir_.string(), OpenMode::kReadWrite);
     return s.value()->verify().value();
   }
-  fs::path dir_;
+  custody::testing::TestDir dir_{"custody-tamper-test"};
 };
 
 TEST_F(TamperTest, AnEditedLineageRecordIsNamed) {
