@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
+#include <vector>
 
 #include "core/hex.h"
 
@@ -235,6 +237,30 @@ Result<std::string> range_hash(const MerkleNodeReader& r, uint64_t begin, uint64
   return node_hash(left, right);
 }
 
+// The leaf ranges [begin, end) whose hashes a consistency proof from size1 to size2
+// holds, from the top of the tree down (the proof lists them bottom up): SUBPROOF(m,
+// D[begin:end], b) of RFC 6962 §2.1.2, unrolled; `m` counts from `begin`.
+// REQUIRES: 0 < size1 <= size2.
+std::vector<std::pair<uint64_t, uint64_t>> consistency_ranges(uint64_t size1, uint64_t size2) {
+  std::vector<std::pair<uint64_t, uint64_t>> ranges;
+  uint64_t begin = 0, end = size2, m = size1;
+  bool whole_old_tree = true;  // the b flag: is D[begin:begin+m] the old tree itself?
+  while (m != end - begin) {
+    const uint64_t k = split_point(end - begin);
+    if (m <= k) {
+      ranges.emplace_back(begin + k, end);
+      end = begin + k;
+    } else {
+      ranges.emplace_back(begin, begin + k);
+      begin += k;
+      m -= k;
+      whole_old_tree = false;
+    }
+  }
+  if (!whole_old_tree) ranges.emplace_back(begin, end);
+  return ranges;
+}
+
 }  // namespace
 
 Result<std::string> subtree_root(const MerkleNodeReader& reader, uint64_t begin, uint64_t end) {
@@ -275,25 +301,8 @@ Result<std::vector<std::string>> consistency_proof(const MerkleNodeReader& reade
   if (size1 > size2) {
     return invalid_argument("size1 (" + dec(size1) + ") is larger than size2 (" + dec(size2) + ")");
   }
-  // SUBPROOF(m, D[begin:end], b) of RFC 6962 §2.1.2, unrolled; `m` counts from `begin`.
   std::vector<std::string> proof;
-  uint64_t begin = 0, end = size2, m = size1;
-  bool whole_old_tree = true;  // the b flag: is D[begin:begin+m] the old tree itself?
-  while (m != end - begin) {
-    const uint64_t k = split_point(end - begin);
-    Result<std::string> h =
-        m <= k ? range_hash(reader, begin + k, end) : range_hash(reader, begin, begin + k);
-    if (!h.is_ok()) return h.status();
-    proof.push_back(std::move(h).value());
-    if (m <= k) {
-      end = begin + k;
-    } else {
-      begin += k;
-      m -= k;
-      whole_old_tree = false;
-    }
-  }
-  if (!whole_old_tree) {
+  for (const auto& [begin, end] : consistency_ranges(size1, size2)) {
     CUSTODY_ASSIGN_OR_RETURN(auto h, range_hash(reader, begin, end));
     proof.push_back(std::move(h));
   }
@@ -311,21 +320,7 @@ size_t inclusion_proof_size(uint64_t index, uint64_t size) {
 
 size_t consistency_proof_size(uint64_t size1, uint64_t size2) {
   if (size1 == 0 || size1 >= size2) return 0;
-  size_t count = 0;
-  uint64_t begin = 0, end = size2, m = size1;
-  bool whole_old_tree = true;
-  while (m != end - begin) {
-    const uint64_t k = split_point(end - begin);
-    ++count;
-    if (m <= k) {
-      end = begin + k;
-    } else {
-      begin += k;
-      m -= k;
-      whole_old_tree = false;
-    }
-  }
-  return count + (whole_old_tree ? 0 : 1);
+  return consistency_ranges(size1, size2).size();
 }
 
 // ---------------------------------------------------------------------------------------
