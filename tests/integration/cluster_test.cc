@@ -183,19 +183,24 @@ TEST(ClusterTest, KilledWorkerIsNoticedByHeartbeatsAndFailsTheJobWhenRecoveryIsO
 TEST(ClusterTest, BadJobFilesAreRefusedNamingTheProblem) {
   LocalCluster c("badjobs", {1, 1});
   ASSERT_TRUE(c.wait_for_nodes(2));
-  CliResult unknown = c.cli({"submit", c.write_job("a.toml", "[model]\nhiden = [64]\n").string()});
-  EXPECT_EQ(unknown.code, 2);
-  EXPECT_NE(unknown.err.find("model.hiden"), std::string::npos) << unknown.err;
-  CliResult type = c.cli({"submit", c.write_job("b.toml", "[job]\nepochs = \"many\"\n").string()});
-  EXPECT_EQ(type.code, 2);
-  EXPECT_NE(type.err.find("job.epochs"), std::string::npos) << type.err;
-  CliResult impossible = c.cli({"submit", c.write_job("c.toml", "[job]\nbatch_size = 0\n").string()});
-  EXPECT_EQ(impossible.code, 2);
-  EXPECT_NE(impossible.err.find("job.batch_size"), std::string::npos) << impossible.err;
-  // Valid TOML, but the coordinator cannot read the data it names.
-  CliResult data = c.cli({"submit", c.write_job("d.toml", "[data]\ndir = \"/nonexistent/data\"\n").string()});
-  EXPECT_EQ(data.code, 4);
-  EXPECT_NE(data.err.find("/nonexistent/data"), std::string::npos) << data.err;
+  struct BadJob {
+    const char* file;
+    const char* text;
+    int code;           // of `custody submit`
+    const char* named;  // in its error
+  };
+  const BadJob bad_jobs[] = {
+      {"a.toml", "[model]\nhiden = [64]\n", 2, "model.hiden"},
+      {"b.toml", "[job]\nepochs = \"many\"\n", 2, "job.epochs"},
+      {"c.toml", "[job]\nbatch_size = 0\n", 2, "job.batch_size"},
+      // Valid TOML, but the coordinator cannot read the data it names.
+      {"d.toml", "[data]\ndir = \"/nonexistent/data\"\n", 4, "/nonexistent/data"},
+  };
+  for (const BadJob& bad : bad_jobs) {
+    CliResult r = c.cli({"submit", c.write_job(bad.file, bad.text).string()});
+    EXPECT_EQ(r.code, bad.code) << bad.file;
+    EXPECT_NE(r.err.find(bad.named), std::string::npos) << bad.file << ": " << r.err;
+  }
   CliResult missing = c.cli({"submit", (c.dir() / "missing.toml").string()});
   EXPECT_EQ(missing.code, 2);
   EXPECT_NE(missing.err.find("missing.toml"), std::string::npos);
