@@ -13,6 +13,9 @@
 namespace custody::actors {
 namespace {
 
+// The node's name in its log lines and error replies.
+const std::string kNode = "parameter-server";
+
 struct ServerActorState {
   std::unique_ptr<ParameterServerState> logic;
   std::unique_ptr<NodeLink> link;
@@ -66,7 +69,7 @@ caf::behavior server_actor(caf::stateful_actor<ServerActorState>* self, SocketPo
         auto& st = self->state;
         auto due = st.link->on_tick(SteadyClock::now(), st.logic->num_jobs() > 0);
         if (!due.is_ok()) {
-          log(LogLevel::kError, "parameter-server", due.status().message());
+          log(LogLevel::kError, kNode, due.status().message());
           exit->fail(3);
           return;
         }
@@ -84,39 +87,26 @@ int run_parameter_server(const PeerNodeConfig& config, const std::atomic<bool>& 
   transport::SocketOptions socket_options;
   socket_options.max_message_bytes = static_cast<int64_t>(config.max_message_bytes) * 2;
   auto listener = transport::Socket::bind(context, config.listen, socket_options);
-  if (!listener.is_ok()) {
-    log(LogLevel::kError, "parameter-server", listener.status().message());
-    return 2;
-  }
+  if (start_failed(kNode, listener.status())) return 2;
   auto to_coordinator = transport::Socket::connect(context, config.coordinator);
-  if (!to_coordinator.is_ok()) {
-    log(LogLevel::kError, "parameter-server", to_coordinator.status().message());
-    return 2;
-  }
+  if (start_failed(kNode, to_coordinator.status())) return 2;
   const msg::Register registration = actors::registration(
       msg::NodeRole::kParameterServer, config.name, advertised(listener.value()->endpoint(), config.advertise_host));
-  log(LogLevel::kInfo, "parameter-server", "serving keys on " + registration.address);
+  log(LogLevel::kInfo, kNode, "serving keys on " + registration.address);
   if (shared) {
-    Status s = context.serve_in_process(*listener.value(), registration.address);
-    if (!s.is_ok()) {
-      log(LogLevel::kError, "parameter-server", s.message());
-      return 2;
-    }
-    log(LogLevel::kInfo, "parameter-server", "workers in this process reach it in-process");
+    if (start_failed(kNode, context.serve_in_process(*listener.value(), registration.address))) return 2;
+    log(LogLevel::kInfo, kNode, "workers in this process reach it in-process");
   }
 
   caf::actor_system_config cfg;
   add_custody_types(cfg);
   caf::actor_system system{cfg};
   auto exit = std::make_shared<NodeExit>();
-  BridgeOptions peer_bridge;
-  peer_bridge.channel = Channel::kPeers;
-  peer_bridge.node_name = "parameter-server";
-  peer_bridge.limits.max_bytes = config.max_message_bytes;
-  BridgeOptions coord_bridge = peer_bridge;
-  coord_bridge.channel = Channel::kCoordinator;
-  SocketPort peers = spawn_socket_bridge(system, std::move(listener).value(), peer_bridge);
-  SocketPort coordinator = spawn_socket_bridge(system, std::move(to_coordinator).value(), coord_bridge);
+  SocketPort peers = spawn_socket_bridge(system, std::move(listener).value(),
+                                         bridge_options(Channel::kPeers, kNode, config.max_message_bytes));
+  SocketPort coordinator =
+      spawn_socket_bridge(system, std::move(to_coordinator).value(),
+                          bridge_options(Channel::kCoordinator, kNode, config.max_message_bytes));
   // Detached: the server is on every step's critical path. On CAF's shared scheduler an
   // idle worker thread polls with growing sleeps, which delayed pushes by milliseconds
   // (seen with perf: a third of the server's time in nanosleep); a thread of its own
@@ -124,12 +114,7 @@ int run_parameter_server(const PeerNodeConfig& config, const std::atomic<bool>& 
   auto actor = system.spawn<caf::detached>(server_actor, coordinator, peers, registration, config, exit);
   peers.start(actor);
   coordinator.start(actor);
-  wait_for_stop(stop, *exit);
-  caf::anon_send_exit(actor, caf::exit_reason::user_shutdown);
-  caf::anon_send_exit(peers.actor(), caf::exit_reason::user_shutdown);
-  caf::anon_send_exit(coordinator.actor(), caf::exit_reason::user_shutdown);
-  system.await_all_actors_done();
-  return exit->code;
+  return run_until_stopped(system, stop, *exit, {actor, peers.actor(), coordinator.actor()});
 }
 
 }  // namespace custody::actors

@@ -5,9 +5,11 @@
 
 #include <atomic>
 #include <fstream>
+#include <initializer_list>
 #include <thread>
 
 #include "actors/caf_types.h"
+#include "actors/socket_bridge.h"
 #include "core/log.h"
 
 namespace custody::actors {
@@ -25,6 +27,35 @@ struct NodeExit {
 // Blocks until the signal flag or a NodeExit request; polls, since neither can wake us.
 inline void wait_for_stop(const std::atomic<bool>& stop, const NodeExit& exit) {
   while (!stop && !exit.requested) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+}
+
+// Stops a running node: waits for the signal flag or a NodeExit request, asks each of
+// `actors` (the node's own and its socket bridges) to exit, and waits for every actor of
+// `system` to finish. Returns the node's exit code.
+inline int run_until_stopped(caf::actor_system& system, const std::atomic<bool>& stop, const NodeExit& exit,
+                             std::initializer_list<caf::actor> actors) {
+  wait_for_stop(stop, exit);
+  for (const auto& a : actors) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+  system.await_all_actors_done();
+  return exit.code;
+}
+
+// Logs a failed start-up step under the node's name. True when it failed: the node then
+// exits with 2 before any actor runs.
+inline bool start_failed(const std::string& node, const Status& s) {
+  if (s.is_ok()) return false;
+  log(LogLevel::kError, node, s.message());
+  return true;
+}
+
+// The options of a node's socket bridge: `node` sends its error replies and prefixes its
+// log lines; frames over max_message_bytes are refused.
+inline BridgeOptions bridge_options(Channel channel, const std::string& node, size_t max_message_bytes) {
+  BridgeOptions o;
+  o.channel = channel;
+  o.node_name = node;
+  o.limits.max_bytes = max_message_bytes;
+  return o;
 }
 
 inline std::string host_name() {

@@ -146,10 +146,7 @@ int run_worker(const PeerNodeConfig& config, const std::atomic<bool>& stop, tran
   std::optional<transport::Context> own;
   transport::Context& context = shared ? *shared : own.emplace();
   auto to_coordinator = transport::Socket::connect(context, config.coordinator);
-  if (!to_coordinator.is_ok()) {
-    log(LogLevel::kError, "worker", to_coordinator.status().message());
-    return 2;
-  }
+  if (start_failed("worker", to_coordinator.status())) return 2;
   const msg::Register registration = actors::registration(msg::NodeRole::kWorker, config.name);
 
   caf::actor_system_config cfg;
@@ -158,18 +155,12 @@ int run_worker(const PeerNodeConfig& config, const std::atomic<bool>& stop, tran
   cfg.add_message_type<TrainerEnded>("custody_trainer_ended");
   caf::actor_system system{cfg};
   auto exit = std::make_shared<NodeExit>();
-  BridgeOptions bridge;
-  bridge.channel = Channel::kCoordinator;
-  bridge.node_name = "worker";
-  bridge.limits.max_bytes = config.max_message_bytes;
-  SocketPort coordinator = spawn_socket_bridge(system, std::move(to_coordinator).value(), bridge);
+  SocketPort coordinator =
+      spawn_socket_bridge(system, std::move(to_coordinator).value(),
+                          bridge_options(Channel::kCoordinator, "worker", config.max_message_bytes));
   auto actor = system.spawn(worker_actor, coordinator, registration, config, &context, exit);
   coordinator.start(actor);
-  wait_for_stop(stop, *exit);
-  caf::anon_send_exit(actor, caf::exit_reason::user_shutdown);
-  caf::anon_send_exit(coordinator.actor(), caf::exit_reason::user_shutdown);
-  system.await_all_actors_done();
-  return exit->code;
+  return run_until_stopped(system, stop, *exit, {actor, coordinator.actor()});
 }
 
 int run_worker_with_parameter_server(const PeerNodeConfig& worker, const PeerNodeConfig& server,

@@ -5,11 +5,9 @@
 # both taken by the coordinator. Prints the medians and their ratio; writes JSON.
 #   bench/lineage_overhead.sh [ROUNDS] [EPOCHS]     (default 3 rounds of 3 epochs)
 set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
-cd "$root"
+source "$(dirname "$0")/../scripts/lib/bench.sh"
 rounds=${1:-3}
 epochs=${2:-3}
-source scripts/lib/bench.sh
 bench_setup $epochs
 
 measure() {  # mode -> samples/s

@@ -11,11 +11,9 @@
 # each repeat's ratios, are printed. Writes build/bench/serving.json.
 #   bench/serving.sh [CALLS] [REPEATS]       (defaults 2000 and 5)
 set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
-cd "$root"
+source "$(dirname "$0")/../scripts/lib/bench.sh"
 calls=${1:-2000}
 repeats=${2:-5}
-source scripts/lib/bench.sh
 bench_setup 1
 
 cluster_start "$work" 2 2 --store "$work/store"

@@ -9,14 +9,10 @@
 # The store is kept in build/bench/store-scale-RECORDS and reused by the next run
 # (STORE=DIR to put it elsewhere; remove it to rebuild).
 set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
-cd "$root"
+source "$(dirname "$0")/../scripts/lib/bench.sh"
 records=${1:-1000000}
 repeats=${2:-5}
-scripts/build.sh
-bin="$root/${CUSTODY_BUILD_DIR:-build}/bin"
-out_dir="$root/${CUSTODY_BUILD_DIR:-build}/bench"
-mkdir -p "$out_dir"
+bench_build
 store=${STORE:-$out_dir/store-scale-$records}
 
 if [ ! -f "$store/CURRENT" ]; then

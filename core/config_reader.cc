@@ -38,6 +38,20 @@ Result<ConfigReader> ConfigReader::parse_file(const std::string& path) {
   return parse(ss.str(), path);
 }
 
+namespace {
+
+// Reads a narrow type (int, float) through the getter of its wide one (int64_t, double):
+// the range check there bounds the value to [min, max], so the cast cannot overflow.
+template <typename Wide, typename Narrow>
+Status get_narrow(ConfigReader& reader, const std::string& key, Narrow& out, Narrow min, Narrow max) {
+  Wide v = out;
+  CUSTODY_RETURN_IF_ERROR(reader.get(key, v, Wide{min}, Wide{max}));
+  out = static_cast<Narrow>(v);
+  return Status::ok();
+}
+
+}  // namespace
+
 Status ConfigReader::wrong(const std::string& key, const std::string& expected) const {
   return invalid_argument(origin_ + ": key '" + key + "' must be " + expected);
 }
@@ -55,10 +69,7 @@ Status ConfigReader::get(const std::string& key, int64_t& out, int64_t min, int6
 }
 
 Status ConfigReader::get(const std::string& key, int& out, int min, int max) {
-  int64_t v = out;
-  CUSTODY_RETURN_IF_ERROR(get(key, v, min, max));
-  out = static_cast<int>(v);
-  return Status::ok();
+  return get_narrow<int64_t>(*this, key, out, min, max);
 }
 
 Status ConfigReader::get(const std::string& key, double& out, double min, double max) {
@@ -78,10 +89,7 @@ Status ConfigReader::get(const std::string& key, double& out, double min, double
 }
 
 Status ConfigReader::get(const std::string& key, float& out, float min, float max) {
-  double v = out;
-  CUSTODY_RETURN_IF_ERROR(get(key, v, min, max));
-  out = static_cast<float>(v);
-  return Status::ok();
+  return get_narrow<double>(*this, key, out, min, max);
 }
 
 Status ConfigReader::get(const std::string& key, bool& out) {

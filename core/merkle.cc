@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
+#include <vector>
 
 #include "core/hex.h"
 
@@ -235,6 +237,30 @@ Result<std::string> range_hash(const MerkleNodeReader& r, uint64_t begin, uint64
   return node_hash(left, right);
 }
 
+// The leaf ranges [begin, end) whose hashes a consistency proof from size1 to size2
+// holds, from the top of the tree down (the proof lists them bottom up): SUBPROOF(m,
+// D[begin:end], b) of RFC 6962 §2.1.2, unrolled; `m` counts from `begin`.
+// REQUIRES: 0 < size1 <= size2.
+std::vector<std::pair<uint64_t, uint64_t>> consistency_ranges(uint64_t size1, uint64_t size2) {
+  std::vector<std::pair<uint64_t, uint64_t>> ranges;
+  uint64_t begin = 0, end = size2, m = size1;
+  bool whole_old_tree = true;  // the b flag: is D[begin:begin+m] the old tree itself?
+  while (m != end - begin) {
+    const uint64_t k = split_point(end - begin);
+    if (m <= k) {
+      ranges.emplace_back(begin + k, end);
+      end = begin + k;
+    } else {
+      ranges.emplace_back(begin, begin + k);
+      begin += k;
+      m -= k;
+      whole_old_tree = false;
+    }
+  }
+  if (!whole_old_tree) ranges.emplace_back(begin, end);
+  return ranges;
+}
+
 }  // namespace
 
 Result<std::string> subtree_root(const MerkleNodeReader& reader, uint64_t begin, uint64_t end) {
@@ -275,25 +301,8 @@ Result<std::vector<std::string>> consistency_proof(const MerkleNodeReader& reade
   if (size1 > size2) {
     return invalid_argument("size1 (" + dec(size1) + ") is larger than size2 (" + dec(size2) + ")");
   }
-  // SUBPROOF(m, D[begin:end], b) of RFC 6962 §2.1.2, unrolled; `m` counts from `begin`.
   std::vector<std::string> proof;
-  uint64_t begin = 0, end = size2, m = size1;
-  bool whole_old_tree = true;  // the b flag: is D[begin:begin+m] the old tree itself?
-  while (m != end - begin) {
-    const uint64_t k = split_point(end - begin);
-    Result<std::string> h =
-        m <= k ? range_hash(reader, begin + k, end) : range_hash(reader, begin, begin + k);
-    if (!h.is_ok()) return h.status();
-    proof.push_back(std::move(h).value());
-    if (m <= k) {
-      end = begin + k;
-    } else {
-      begin += k;
-      m -= k;
-      whole_old_tree = false;
-    }
-  }
-  if (!whole_old_tree) {
+  for (const auto& [begin, end] : consistency_ranges(size1, size2)) {
     CUSTODY_ASSIGN_OR_RETURN(auto h, range_hash(reader, begin, end));
     proof.push_back(std::move(h));
   }
@@ -311,26 +320,44 @@ size_t inclusion_proof_size(uint64_t index, uint64_t size) {
 
 size_t consistency_proof_size(uint64_t size1, uint64_t size2) {
   if (size1 == 0 || size1 >= size2) return 0;
-  size_t count = 0;
-  uint64_t begin = 0, end = size2, m = size1;
-  bool whole_old_tree = true;
-  while (m != end - begin) {
-    const uint64_t k = split_point(end - begin);
-    ++count;
-    if (m <= k) {
-      end = begin + k;
-    } else {
-      begin += k;
-      m -= k;
-      whole_old_tree = false;
-    }
-  }
-  return count + (whole_old_tree ? 0 : 1);
+  return consistency_ranges(size1, size2).size();
 }
 
 // ---------------------------------------------------------------------------------------
 // Verification (RFC 9162). The length checks come first so that a wrong proof is named
 // as such; the loops then follow the RFC's steps, including its own guards.
+
+namespace {
+
+// The loop that RFC 9162's inclusion (2.1.3.2) and consistency (2.1.4.2) verification
+// share: walks fn and sn up the tree over the proof hashes in [begin, end), calling
+// left(c) where c is the left sibling of the path so far and right(c) where it is the
+// right one. `what` names the proof in the errors for a proof longer or shorter than the
+// tree is high.
+template <typename Iterator, typename Left, typename Right>
+Status walk_proof(const std::string& what, uint64_t fn, uint64_t sn, Iterator begin, Iterator end, Left left,
+                  Right right) {
+  for (Iterator it = begin; it != end; ++it) {
+    if (sn == 0) return invalid_argument(what + " is longer than the tree is high");
+    if ((fn & 1) == 1 || fn == sn) {
+      left(*it);
+      if ((fn & 1) == 0) {
+        while ((fn & 1) == 0 && fn != 0) {
+          fn >>= 1;
+          sn >>= 1;
+        }
+      }
+    } else {
+      right(*it);
+    }
+    fn >>= 1;
+    sn >>= 1;
+  }
+  if (sn != 0) return invalid_argument(what + " is shorter than the tree is high");
+  return Status::ok();
+}
+
+}  // namespace
 
 Status verify_inclusion(uint64_t index, uint64_t size, std::string_view leaf,
                         const std::vector<std::string>& proof, std::string_view root) {
@@ -346,27 +373,11 @@ Status verify_inclusion(uint64_t index, uint64_t size, std::string_view leaf,
     return invalid_argument("inclusion proof has " + dec(proof.size()) + " hashes; leaf " + dec(index) +
                             " of a tree of size " + dec(size) + " needs " + dec(want));
   }
-  // Steps 2-4.
-  uint64_t fn = index, sn = size - 1;
+  // Steps 2-5.
   std::string r(leaf);
-  for (const auto& p : proof) {
-    if (sn == 0) return invalid_argument("inclusion proof is longer than the tree is high");
-    if ((fn & 1) == 1 || fn == sn) {
-      r = node_hash(p, r);
-      if ((fn & 1) == 0) {
-        while ((fn & 1) == 0 && fn != 0) {
-          fn >>= 1;
-          sn >>= 1;
-        }
-      }
-    } else {
-      r = node_hash(r, p);
-    }
-    fn >>= 1;
-    sn >>= 1;
-  }
-  // Step 5.
-  if (sn != 0) return invalid_argument("inclusion proof is shorter than the tree is high");
+  CUSTODY_RETURN_IF_ERROR(walk_proof(
+      "inclusion proof", index, size - 1, proof.begin(), proof.end(), [&](std::string_view p) { r = node_hash(p, r); },
+      [&](std::string_view p) { r = node_hash(r, p); }));
   if (r != root) {
     return data_loss("inclusion proof for leaf " + dec(index) + " of a tree of size " + dec(size) +
                      " does not lead to the root: the leaf, the proof or the root was changed");
@@ -416,27 +427,14 @@ Status verify_consistency(uint64_t size1, uint64_t size2, std::string_view root1
     sn >>= 1;
   }
   std::string fr(path[0]), sr(path[0]);
-  // Step 6.
-  for (size_t i = 1; i < path.size(); ++i) {
-    const std::string_view c = path[i];
-    if (sn == 0) return invalid_argument("consistency proof is longer than the tree is high");
-    if ((fn & 1) == 1 || fn == sn) {
-      fr = node_hash(c, fr);
-      sr = node_hash(c, sr);
-      if ((fn & 1) == 0) {
-        while ((fn & 1) == 0 && fn != 0) {
-          fn >>= 1;
-          sn >>= 1;
-        }
-      }
-    } else {
-      sr = node_hash(sr, c);
-    }
-    fn >>= 1;
-    sn >>= 1;
-  }
-  // Step 7.
-  if (sn != 0) return invalid_argument("consistency proof is shorter than the tree is high");
+  // Steps 6-7.
+  CUSTODY_RETURN_IF_ERROR(walk_proof(
+      "consistency proof", fn, sn, path.begin() + 1, path.end(),
+      [&](std::string_view c) {
+        fr = node_hash(c, fr);
+        sr = node_hash(c, sr);
+      },
+      [&](std::string_view c) { sr = node_hash(sr, c); }));
   if (fr != root1) {
     return data_loss("consistency proof from size " + dec(size1) + " to " + dec(size2) +
                      " does not reproduce root1: the proof or root1 was changed");

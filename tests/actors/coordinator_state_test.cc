@@ -374,12 +374,15 @@ class CoordinatorCustodyTest : public CoordinatorStateTest {
   CoordinatorCustodyTest() : store_(storage::CustodyStore::in_memory()) {
     state_ = CoordinatorState(options(), store_.get(), "mem");
   }
+  // Both workers (ranks 0 and 1) evaluated `epoch`: `correct` of their 25 test samples.
+  void both_evaluated(const std::string& id, uint32_t epoch, uint64_t correct) {
+    send("W1", msg::EpochEval{epoch, correct, 25, 1.0}, id);
+    send("W2", msg::EpochEval{epoch, correct, 25, 1.0, 1}, id);
+  }
   void run_to_final_step(const std::string& id, Outbox* last = nullptr) {
     send("P1", msg::KeyRangeReady{0, 36}, id);
-    send("W1", msg::EpochEval{1, 20, 25, 1.0}, id);
-    send("W2", msg::EpochEval{1, 20, 25, 1.0, 1}, id);
-    send("W1", msg::EpochEval{2, 24, 25, 1.0}, id);
-    send("W2", msg::EpochEval{2, 24, 25, 1.0, 1}, id);
+    both_evaluated(id, 1, 20);
+    both_evaluated(id, 2, 24);
     send("W1", msg::TaskDone{20, 200}, id);
     Outbox out = send("W2", msg::TaskDone{20, 200, 1}, id);
     if (last) *last = out;
@@ -513,10 +516,8 @@ TEST_F(CoordinatorCustodyTest, AJobWhoseFinalCheckpointWasRecordedCompletesOnRes
   register_nodes(2);
   const std::string id = submit();
   send("P1", msg::KeyRangeReady{0, 36}, id);
-  send("W1", msg::EpochEval{1, 20, 25, 1.0}, id);
-  send("W2", msg::EpochEval{1, 20, 25, 1.0, 1}, id);
-  send("W1", msg::EpochEval{2, 24, 25, 1.0}, id);
-  send("W2", msg::EpochEval{2, 24, 25, 1.0, 1}, id);
+  both_evaluated(id, 1, 20);
+  both_evaluated(id, 2, 24);
   send("P1", shard(10, false), id);
   send("P1", shard(20, true), id);  // ... and the coordinator dies before the workers' taskDone
   const std::string final_ckpt = job(id).last_checkpoint;
@@ -547,8 +548,7 @@ TEST_F(CoordinatorCustodyTest, EpochAccuraciesSurviveARestart) {
   register_nodes(2);
   const std::string id = submit();
   send("P1", msg::KeyRangeReady{0, 36}, id);
-  send("W1", msg::EpochEval{1, 20, 25, 1.0}, id);
-  send("W2", msg::EpochEval{1, 20, 25, 1.0, 1}, id);
+  both_evaluated(id, 1, 20);
   send("P1", shard(10, false), id);
   CoordinatorState restarted(options(), store_.get(), "mem");
   ASSERT_TRUE(restarted.restore(now_).is_ok());

@@ -4,7 +4,6 @@
 // submission, every id the CLI prints answerable, and no query that aborts on a store
 // damaged behind the program's back.
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <functional>
@@ -15,8 +14,9 @@
 #include "actors/serving_state.h"
 #include "core/model.h"
 #include "storage/queries.h"
-#include "tests/raw_store.h"
 #include "tests/actors/synthetic_job.h"
+#include "tests/raw_store.h"
+#include "tests/test_dir.h"
 
 namespace custody::actors {
 namespace {
@@ -95,9 +95,6 @@ void collect(const json& node, std::vector<json>& out) {
 class CustodyRecordTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("custody-record-test-" + std::to_string(getpid()) + "-" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
     auto store = CustodyStore::open(dir_.string(), storage::OpenMode::kReadWrite);
     ASSERT_TRUE(store.is_ok()) << store.status().to_string();
     store_ = std::move(store).value();
@@ -126,15 +123,11 @@ class CustodyRecordTest : public ::testing::Test {
     call_id_ = reply->call_id;
     prediction_id_ = reply->prediction_ids[1];
   }
-  void TearDown() override {
-    store_.reset();
-    fs::remove_all(dir_);
-  }
   json ok(Result<json> r) {
     EXPECT_TRUE(r.is_ok()) << r.status().to_string();
     return r.is_ok() ? r.value() : json();
   }
-  fs::path dir_;
+  custody::testing::TestDir dir_{"custody-record-test"};
   std::unique_ptr<CustodyStore> store_;
   RunRecorded first_, second_;
   std::string use_id_, call_id_, prediction_id_;

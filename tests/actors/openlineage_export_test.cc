@@ -6,7 +6,6 @@
 // among the outputs, parents for resumes and fine-tuning.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
-#include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -18,6 +17,7 @@
 #include "core/hash.h"
 #include "storage/queries.h"
 #include "tests/actors/synthetic_job.h"
+#include "tests/test_dir.h"
 
 namespace custody::actors {
 namespace {
@@ -120,10 +120,6 @@ bool has_dataset(const json& list, const std::string& name) {
 class OpenLineageExportTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("custody-openlineage-test-" + std::to_string(getpid()) + "-" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
     auto store = CustodyStore::open((dir_ / "store").string(), storage::OpenMode::kReadWrite);
     ASSERT_TRUE(store.is_ok()) << store.status().to_string();
     store_ = std::move(store).value();
@@ -155,10 +151,6 @@ class OpenLineageExportTest : public ::testing::Test {
     tuned_final_ = tuned.checkpoint(5, true);
     tuned.ended(msg::JobState::kCompleted, tuned_final_);
   }
-  void TearDown() override {
-    store_.reset();
-    fs::remove_all(dir_);
-  }
 
   // The export of one job, as lines and as parsed events.
   std::vector<json> exported(const std::string& job, std::string* lines = nullptr) {
@@ -186,7 +178,7 @@ class OpenLineageExportTest : public ::testing::Test {
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   }
 
-  fs::path dir_;
+  custody::testing::TestDir dir_{"custody-openlineage-test"};
   std::unique_ptr<CustodyStore> store_;
   std::string done_final_, resumed_first_, resumed_final_, tuned_final_;
 };

@@ -1,7 +1,6 @@
 #include "core/dataset.h"
 
 #include <gtest/gtest.h>
-#include <unistd.h>
 #include <zlib.h>
 
 #include <cstdio>
@@ -9,6 +8,7 @@
 #include <fstream>
 
 #include "core/job_spec.h"
+#include "tests/test_dir.h"
 
 namespace custody {
 namespace {
@@ -35,11 +35,6 @@ std::vector<uint8_t> idx_labels(uint32_t n) {
 
 class DatasetTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("custody-dataset-test-" + std::to_string(getpid()));
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
   std::string write(const std::string& name, const std::vector<uint8_t>& bytes, bool gzip) {
     std::string path = (dir_ / name).string();
     if (gzip) {
@@ -51,7 +46,7 @@ class DatasetTest : public ::testing::Test {
     }
     return path;
   }
-  fs::path dir_;
+  custody::testing::TestDir dir_{"custody-dataset-test"};
 };
 
 TEST_F(DatasetTest, ReadsPlainAndGzippedIdxToTheSameContentHash) {

@@ -10,26 +10,7 @@ namespace {
 
 using nlohmann::json;
 
-const char* kJob = R"(
-[job]
-name = "guarded"
-epochs = 1
-batch_size = 16
-workers = 2
-[model]
-type = "softmax"
-classes = 4
-[optimizer]
-type = "sgd"
-learning_rate = 0.1
-[data]
-kind = "synthetic"
-[data.synthetic]
-train_samples = 1600
-test_samples = 200
-features = 8
-classes = 4
-)";
+const std::string kJob = synthetic_mlp_job("guarded", 1, 1600);
 
 TEST(AuthTest, TokensAndRolesDecideWhoMayDoWhatAndWhoDidIt) {
   ClusterOptions options;
@@ -91,7 +72,7 @@ TEST(AuthTest, TokensAndRolesDecideWhoMayDoWhatAndWhoDidIt) {
   EXPECT_EQ(status["submitter"], "alice") << "--as cannot override the token";
 
   // The consumer predicts; the usage names carol whatever --as says.
-  const fs::path rows = c.write_job("rows.csv", "0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8\n");
+  const fs::path rows = c.write_job("rows.csv", synthetic_mlp_row());
   CliResult predicted = c.cli({"--token-file", carol, "predict", "guarded", "--input", rows.string(), "--as", "eve"});
   ASSERT_EQ(predicted.code, 0) << predicted.err;
   CliResult forged = c.cli({"--token-file", bogus.string(), "predict", "guarded", "--input", rows.string()});

@@ -173,6 +173,26 @@ inline std::string synthetic_mlp_job(const std::string& name, int epochs, int tr
          "\ntest_samples = " + std::to_string(train_samples / 8) + "\nfeatures = 32\nclasses = 4\n";
 }
 
+// One row of input for synthetic_mlp_job's model (32 features), as a line of CSV.
+inline std::string synthetic_mlp_row() {
+  std::string row;
+  for (int f = 0; f < 32; ++f) row += (f ? "," : "") + std::to_string(f % 3);
+  return row + "\n";
+}
+
+// A short Fashion-MNIST job (the data installed by scripts/setup.sh): an MLP 784-64-10,
+// momentum SGD on a cosine schedule, kFashionWorkers workers in BSP, batches of
+// kFashionBatch. job_keys go under [job].
+constexpr int kFashionBatch = 64, kFashionWorkers = 2;
+inline std::string fashion_mlp_job(const std::string& name, int epochs, const std::string& job_keys = "") {
+  return "[job]\nname = \"" + name + "\"\nepochs = " + std::to_string(epochs) +
+         "\nbatch_size = " + std::to_string(kFashionBatch) +
+         "\nworkers = " + std::to_string(kFashionWorkers) + "\nconsistency = \"bsp\"\n" + job_keys +
+         "[model]\ntype = \"mlp\"\nhidden = [64]\n[optimizer]\ntype = \"momentum\"\nlearning_rate = 0.1\n"
+         "momentum = 0.9\nschedule = \"cosine\"\n[data]\nkind = \"idx\"\ndir = "
+         "\"/usr/share/datasets/fashion-mnist\"\n";
+}
+
 // A TCP port of 127.0.0.1 that was free a moment ago.
 inline int free_port() {
   int fd = socket(AF_INET, SOCK_STREAM, 0);

@@ -10,26 +10,6 @@ namespace {
 
 using nlohmann::json;
 
-const char* kShortFashionJob = R"(
-[job]
-name = "fashion-short"
-epochs = 2
-batch_size = 64
-workers = 2
-consistency = "bsp"
-[model]
-type = "mlp"
-hidden = [64]
-[optimizer]
-type = "momentum"
-learning_rate = 0.1
-momentum = 0.9
-schedule = "cosine"
-[data]
-kind = "idx"
-dir = "/usr/share/datasets/fashion-mnist"
-)";
-
 std::string synthetic_job(const std::string& consistency, int epochs) {
   return "[job]\nname = \"synthetic\"\nepochs = " + std::to_string(epochs) +
          "\nbatch_size = 16\nworkers = 2\nconsistency = \"" + consistency +
@@ -58,7 +38,7 @@ TEST(ClusterTest, TrainsFashionMnistAcrossSeparateProcessesThroughTheCli) {
       << "install dataset-fashion-mnist (scripts/setup.sh does)";
   LocalCluster c("train");
   ASSERT_TRUE(c.wait_for_nodes(4)) << "2 servers and 2 workers did not register";
-  const std::string job = submit(c, c.write_job("short.toml", kShortFashionJob));
+  const std::string job = submit(c, c.write_job("short.toml", fashion_mlp_job("fashion-short", 2)));
   CliResult waited = c.cli({"wait", job});
   EXPECT_EQ(waited.code, 0) << waited.out << waited.err;
   EXPECT_NE(waited.out.find("epoch 2/2"), std::string::npos) << waited.out;
@@ -87,8 +67,7 @@ TEST(ClusterTest, TrainsFashionMnistAcrossSeparateProcessesThroughTheCli) {
 // other worker over TCP; the job is the same job: the model is the same to the last bit
 // (the final checkpoint's root hash) as when every node has a process of its own.
 TEST(ClusterTest, AWorkerWithTheParameterServerInItsProcessTrainsTheSameModelAsSeparateProcesses) {
-  std::string one_epoch = kShortFashionJob;
-  one_epoch.replace(one_epoch.find("epochs = 2"), 10, "epochs = 1");
+  const std::string one_epoch = fashion_mlp_job("fashion-short", 1);
   auto train = [&](const std::string& name, ClusterOptions o) {
     LocalCluster c(name, o);
     EXPECT_TRUE(c.wait_for_nodes(3)) << "1 server and 2 workers did not register";
@@ -204,19 +183,24 @@ TEST(ClusterTest, KilledWorkerIsNoticedByHeartbeatsAndFailsTheJobWhenRecoveryIsO
 TEST(ClusterTest, BadJobFilesAreRefusedNamingTheProblem) {
   LocalCluster c("badjobs", {1, 1});
   ASSERT_TRUE(c.wait_for_nodes(2));
-  CliResult unknown = c.cli({"submit", c.write_job("a.toml", "[model]\nhiden = [64]\n").string()});
-  EXPECT_EQ(unknown.code, 2);
-  EXPECT_NE(unknown.err.find("model.hiden"), std::string::npos) << unknown.err;
-  CliResult type = c.cli({"submit", c.write_job("b.toml", "[job]\nepochs = \"many\"\n").string()});
-  EXPECT_EQ(type.code, 2);
-  EXPECT_NE(type.err.find("job.epochs"), std::string::npos) << type.err;
-  CliResult impossible = c.cli({"submit", c.write_job("c.toml", "[job]\nbatch_size = 0\n").string()});
-  EXPECT_EQ(impossible.code, 2);
-  EXPECT_NE(impossible.err.find("job.batch_size"), std::string::npos) << impossible.err;
-  // Valid TOML, but the coordinator cannot read the data it names.
-  CliResult data = c.cli({"submit", c.write_job("d.toml", "[data]\ndir = \"/nonexistent/data\"\n").string()});
-  EXPECT_EQ(data.code, 4);
-  EXPECT_NE(data.err.find("/nonexistent/data"), std::string::npos) << data.err;
+  struct BadJob {
+    const char* file;
+    const char* text;
+    int code;           // of `custody submit`
+    const char* named;  // in its error
+  };
+  const BadJob bad_jobs[] = {
+      {"a.toml", "[model]\nhiden = [64]\n", 2, "model.hiden"},
+      {"b.toml", "[job]\nepochs = \"many\"\n", 2, "job.epochs"},
+      {"c.toml", "[job]\nbatch_size = 0\n", 2, "job.batch_size"},
+      // Valid TOML, but the coordinator cannot read the data it names.
+      {"d.toml", "[data]\ndir = \"/nonexistent/data\"\n", 4, "/nonexistent/data"},
+  };
+  for (const BadJob& bad : bad_jobs) {
+    CliResult r = c.cli({"submit", c.write_job(bad.file, bad.text).string()});
+    EXPECT_EQ(r.code, bad.code) << bad.file;
+    EXPECT_NE(r.err.find(bad.named), std::string::npos) << bad.file << ": " << r.err;
+  }
   CliResult missing = c.cli({"submit", (c.dir() / "missing.toml").string()});
   EXPECT_EQ(missing.code, 2);
   EXPECT_NE(missing.err.find("missing.toml"), std::string::npos);

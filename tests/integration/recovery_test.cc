@@ -13,15 +13,12 @@ namespace {
 
 using nlohmann::json;
 
-constexpr int kEpochs = 3, kBatch = 64, kRanks = 2;
+constexpr int kEpochs = 3, kBatch = kFashionBatch, kRanks = kFashionWorkers;
 constexpr double kAccuracyBound = 0.80;
 
 std::string fashion_job(int checkpoint_every) {
-  return "[job]\nname = \"fashion-recovery\"\nepochs = " + std::to_string(kEpochs) +
-         "\nbatch_size = " + std::to_string(kBatch) + "\nworkers = " + std::to_string(kRanks) +
-         "\nconsistency = \"bsp\"\ncheckpoint_every_steps = " + std::to_string(checkpoint_every) +
-         "\n[model]\ntype = \"mlp\"\nhidden = [64]\n[optimizer]\ntype = \"momentum\"\nlearning_rate = 0.1\n"
-         "momentum = 0.9\nschedule = \"cosine\"\n[data]\nkind = \"idx\"\ndir = \"/usr/share/datasets/fashion-mnist\"\n";
+  return fashion_mlp_job("fashion-recovery", kEpochs,
+                         "checkpoint_every_steps = " + std::to_string(checkpoint_every) + "\n");
 }
 
 json cli_json(LocalCluster& c, std::vector<std::string> args, const std::vector<std::string>& auth = {}) {

@@ -89,9 +89,7 @@ TEST(TamperTest, EveryChangeToARealStoreIsNamedByVerifyAndTheUntouchedCopyVerifi
   const std::string job = submitted.out.substr(0, submitted.out.find('\n'));
   ASSERT_EQ(c.cli({"wait", job}).code, 0);
   final_ckpt = json::parse(c.cli({"status", job, "--json"}).out)["last_checkpoint"];
-  std::string row;
-  for (int f = 0; f < 32; ++f) row += (f ? "," : "") + std::to_string(f % 3);
-  const fs::path rows = c.write_job("rows.csv", row + "\n");
+  const fs::path rows = c.write_job("rows.csv", synthetic_mlp_row());
   receipts = c.dir() / "receipts.jsonl";
   kept = c.dir() / "kept.jsonl";
   for (int call = 0; call < 3; ++call) {

@@ -7,9 +7,10 @@
 #include <fstream>
 
 #include "core/hash.h"
-#include "tests/raw_store.h"
 #include "core/hex.h"
 #include "storage/queries.h"
+#include "tests/raw_store.h"
+#include "tests/test_dir.h"
 
 namespace custody::storage {
 namespace {
@@ -48,16 +49,7 @@ Batch checkpointed(const std::string& job, const std::string& id, const std::str
 
 class StoreTest : public ::testing::TestWithParam<bool> {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("custody-store-test-" + std::to_string(getpid()) + "-" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    reopen();
-  }
-  void TearDown() override {
-    store_.reset();
-    fs::remove_all(dir_);
-  }
+  void SetUp() override { reopen(); }
   std::string dir_str() { return dir_.string(); }
   // RocksDB: close and open the files again. Memory: the same store (nothing to reopen).
   void reopen() {
@@ -70,7 +62,7 @@ class StoreTest : public ::testing::TestWithParam<bool> {
       store_ = CustodyStore::in_memory();
     }
   }
-  fs::path dir_;
+  custody::testing::TestDir dir_{"custody-store-test"};
   std::unique_ptr<CustodyStore> store_;
 };
 
@@ -178,15 +170,12 @@ INSTANTIATE_TEST_SUITE_P(MemoryAndRocksDb, StoreTest, ::testing::Values(false, t
 class TamperTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("custody-tamper-test-" + std::to_string(getpid()));
-    fs::remove_all(dir_);
     auto s = CustodyStore::open(dir_.string(), OpenMode::kReadWrite);
     ASSERT_TRUE(s.is_ok());
     ASSERT_TRUE(s.value()->write(submitted("job-1")).is_ok());
     ASSERT_TRUE(s.value()->write(checkpointed("job-1", "ckpt-1", "weights")).is_ok());
     ASSERT_TRUE(s.value()->verify()->ok);
   }
-  void TearDown() override { fs::remove_all(dir_); }
   // Edits the RocksDB files directly, as an intruder with file access would.
   void raw_put(const std::string& family, const std::string& key, const std::string* value) {
     custody::testing::RawStore db(dir_.string());
@@ -203,7 +192,18 @@ class TamperTest : public ::testing::Test {
     auto s = CustodyStore::open(dir_.string(), OpenMode::kReadWrite);
     return s.value()->verify().value();
   }
-  fs::path dir_;
+  // Whether verify() finds the change and its problem names every one of `parts`.
+  ::testing::AssertionResult verify_names(std::initializer_list<std::string> parts) {
+    const VerifyReport r = verify();
+    if (r.ok) return ::testing::AssertionFailure() << "verify() said ok";
+    for (const auto& part : parts) {
+      if (r.problem.find(part) == std::string::npos) {
+        return ::testing::AssertionFailure() << "the problem does not name '" << part << "': " << r.problem;
+      }
+    }
+    return ::testing::AssertionSuccess();
+  }
+  custody::testing::TestDir dir_{"custody-tamper-test"};
 };
 
 TEST_F(TamperTest, AnEditedLineageRecordIsNamed) {
@@ -212,27 +212,19 @@ TEST_F(TamperTest, AnEditedLineageRecordIsNamed) {
   j["body"]["license"] = "proprietary";  // record 2 is the data set's entity
   std::string edited = j.dump();
   raw_put("lineage", seq_key(2), &edited);
-  VerifyReport r = verify();
-  EXPECT_FALSE(r.ok);
-  EXPECT_NE(r.problem.find("lineage record 2"), std::string::npos) << r.problem;
-  EXPECT_NE(r.problem.find("dataset:abc"), std::string::npos) << r.problem;
-  EXPECT_NE(r.problem.find("changed"), std::string::npos) << r.problem;
+  EXPECT_TRUE(verify_names({"lineage record 2", "dataset:abc", "changed"}));
 }
 
 TEST_F(TamperTest, ARemovedRecordIsNamed) {
   raw_put("lineage", seq_key(3), nullptr);
-  VerifyReport r = verify();
-  EXPECT_FALSE(r.ok);
-  EXPECT_NE(r.problem.find("lineage record 3 is missing"), std::string::npos) << r.problem;
+  EXPECT_TRUE(verify_names({"lineage record 3 is missing"}));
 }
 
 TEST_F(TamperTest, SwappedRecordsAreFound) {
   std::string a = raw_get("lineage", seq_key(4)), b = raw_get("lineage", seq_key(5));
   raw_put("lineage", seq_key(4), &b);
   raw_put("lineage", seq_key(5), &a);
-  VerifyReport r = verify();
-  EXPECT_FALSE(r.ok);
-  EXPECT_NE(r.problem.find("reordered"), std::string::npos) << r.problem;
+  EXPECT_TRUE(verify_names({"reordered"}));
 }
 
 TEST_F(TamperTest, ARemovedLastRecordIsFoundThroughTheHead) {
@@ -240,17 +232,13 @@ TEST_F(TamperTest, ARemovedLastRecordIsFoundThroughTheHead) {
   const uint64_t last = s.value()->log("lineage")->back().seq;
   s.value().reset();
   raw_put("lineage", seq_key(last), nullptr);
-  VerifyReport r = verify();
-  EXPECT_FALSE(r.ok);
-  EXPECT_NE(r.problem.find("removed from its end"), std::string::npos) << r.problem;
+  EXPECT_TRUE(verify_names({"removed from its end"}));
 }
 
 TEST_F(TamperTest, AnEditedCheckpointTensorIsNamed) {
   const std::string other = "weightz";
   raw_put("checkpoints", "blob/" + sha256_hex(std::string("weights")), &other);
-  VerifyReport r = verify();
-  EXPECT_FALSE(r.ok);
-  EXPECT_NE(r.problem.find("tensor w of checkpoint ckpt-1 was changed"), std::string::npos) << r.problem;
+  EXPECT_TRUE(verify_names({"tensor w of checkpoint ckpt-1 was changed"}));
 }
 
 // Regression: removing a usage record from the log's end and rewriting the head to match
@@ -275,10 +263,7 @@ TEST_F(TamperTest, AUsageRecordRemovedFromTheEndWithItsHeadRewrittenIsFoundThrou
   ASSERT_TRUE(tree.append(record_leaf_hash(first["hash"])).is_ok());
   const std::string frontier = tree.serialize();
   raw_put("default", "tree/usage", &frontier);
-  VerifyReport r = verify();
-  EXPECT_FALSE(r.ok);
-  EXPECT_NE(r.problem.find("the audit log says the usage log holds 2 records, but it holds 1"), std::string::npos)
-      << r.problem;
+  EXPECT_TRUE(verify_names({"the audit log says the usage log holds 2 records, but it holds 1"}));
 }
 
 // Regression: re-pointing an index entry made `lineage show` answer with another record,
@@ -286,10 +271,7 @@ TEST_F(TamperTest, AUsageRecordRemovedFromTheEndWithItsHeadRewrittenIsFoundThrou
 TEST_F(TamperTest, ARepointedIndexEntryIsNamedAndAnswersNothingWrong) {
   const std::string other = raw_get("index", "entity/job-1");
   raw_put("index", "entity/ckpt-1", &other);
-  VerifyReport r = verify();
-  EXPECT_FALSE(r.ok);
-  EXPECT_NE(r.problem.find("index entry entity/ckpt-1"), std::string::npos) << r.problem;
-  EXPECT_NE(r.problem.find("re-pointed"), std::string::npos) << r.problem;
+  EXPECT_TRUE(verify_names({"index entry entity/ckpt-1", "re-pointed"}));
   auto s = CustodyStore::open(dir_.string(), OpenMode::kReadShadow);
   auto e = s.value()->entity("ckpt-1");
   EXPECT_EQ(e.status().code(), ErrorCode::kDataLoss);
@@ -302,9 +284,7 @@ TEST_F(TamperTest, AChangedCheckpointManifestIsNamed) {
   m["parent"] = "ckpt-0";
   const std::string edited = m.dump();
   raw_put("checkpoints", "manifest/ckpt-1", &edited);
-  VerifyReport r = verify();
-  EXPECT_FALSE(r.ok);
-  EXPECT_NE(r.problem.find("the manifest of checkpoint ckpt-1 was changed"), std::string::npos) << r.problem;
+  EXPECT_TRUE(verify_names({"the manifest of checkpoint ckpt-1 was changed"}));
 }
 
 // The usage sums are derived entries like the index: verify rebuilds and compares them.
@@ -328,10 +308,7 @@ TEST_F(TamperTest, AChangedUsageSumIsNamed) {
   sum["calls"] = 1;  // hide two calls from `custody usage`
   const std::string edited = sum.dump();
   raw_put("index", key, &edited);
-  VerifyReport r = verify();
-  EXPECT_FALSE(r.ok);
-  EXPECT_NE(r.problem.find("index entry " + key), std::string::npos) << r.problem;
-  EXPECT_NE(r.problem.find("it was changed"), std::string::npos) << r.problem;
+  EXPECT_TRUE(verify_names({"index entry " + key, "it was changed"}));
 }
 
 // Verify holds no map of the index: an entry nothing implies is found by counting and
@@ -339,27 +316,19 @@ TEST_F(TamperTest, AChangedUsageSumIsNamed) {
 TEST_F(TamperTest, AnAddedIndexEntryIsNamed) {
   const std::string seq = seq_key(1);
   raw_put("index", "prediction/pred-forged-0", &seq);
-  VerifyReport r = verify();
-  EXPECT_FALSE(r.ok);
-  EXPECT_NE(r.problem.find("index entry prediction/pred-forged-0 is backed by no record"), std::string::npos)
-      << r.problem;
+  EXPECT_TRUE(verify_names({"index entry prediction/pred-forged-0 is backed by no record"}));
 }
 
 TEST_F(TamperTest, ARemovedIndexEntryIsNamed) {
   raw_put("index", "entity/dataset:abc", nullptr);
-  VerifyReport r = verify();
-  EXPECT_FALSE(r.ok);
-  EXPECT_NE(r.problem.find("index entry entity/dataset:abc is missing"), std::string::npos) << r.problem;
+  EXPECT_TRUE(verify_names({"index entry entity/dataset:abc is missing"}));
 }
 
 TEST_F(TamperTest, AnAddedMerkleSubtreeEntryIsNamed) {
   const std::string hex(64, 'a');
   raw_put("default", "tree-node/usage/04/00000000000000000000", &hex);
-  VerifyReport r = verify();
-  EXPECT_FALSE(r.ok);
-  EXPECT_NE(r.problem.find("Merkle tree entry tree-node/usage/04/00000000000000000000 is backed by no records"),
-            std::string::npos)
-      << r.problem;
+  EXPECT_TRUE(
+      verify_names({"Merkle tree entry tree-node/usage/04/00000000000000000000 is backed by no records"}));
 }
 
 // `custody usage` on a large store: the summary covers every call (from the usage sums),

@@ -3,12 +3,12 @@
 #include "storage/notary.h"
 
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <filesystem>
 
 #include "core/hex.h"
 #include "tests/raw_store.h"
+#include "tests/test_dir.h"
 
 namespace custody::storage {
 namespace {
@@ -34,16 +34,7 @@ Batch use(int i) {
 
 class NotaryTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("custody-notary-test-" + std::to_string(getpid()) + "-" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    store_ = CustodyStore::open(dir_.string(), OpenMode::kReadWrite).value();
-  }
-  void TearDown() override {
-    store_.reset();
-    fs::remove_all(dir_);
-  }
+  void SetUp() override { store_ = CustodyStore::open(dir_.string(), OpenMode::kReadWrite).value(); }
   // Writes n usage records; returns the receipt of the last.
   json write_uses(int n) {
     json receipt;
@@ -61,7 +52,7 @@ class NotaryTest : public ::testing::Test {
     store_ = CustodyStore::open(dir_.string(), OpenMode::kReadWrite).value();
   }
   SigningKey key_ = test_key();
-  fs::path dir_;
+  custody::testing::TestDir dir_{"custody-notary-test"};
   std::unique_ptr<CustodyStore> store_;
 };
 
@@ -156,7 +147,7 @@ TEST_F(NotaryTest, AKeptHeadFindsARewriteWhoseHashesWereAllRecomputed) {
   for (const auto& r : history) bodies.push_back(r.body);
   bodies[3]["principal"] = "principal:mallory";
   store_.reset();
-  fs::remove_all(dir_);
+  fs::remove_all(dir_.path());
   store_ = CustodyStore::open(dir_.string(), OpenMode::kReadWrite).value();
   for (const auto& body : bodies) {
     Batch b("predict");
@@ -182,7 +173,7 @@ TEST_F(NotaryTest, AKeptHeadFindsATruncatedLogAndAForgedHeadIsRefused) {
                                  *store_);
   EXPECT_FALSE(forged.is_ok());
   store_.reset();
-  fs::remove_all(dir_);
+  fs::remove_all(dir_.path());
   store_ = CustodyStore::open(dir_.string(), OpenMode::kReadWrite).value();
   write_uses(4);
   auto truncated = check_kept_heads(kept.dump() + "\n", key_.public_key_hex(), *store_);

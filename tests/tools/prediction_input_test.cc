@@ -1,7 +1,6 @@
 #include "tools/prediction_input.h"
 
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <cmath>
 #include <cstring>
@@ -9,6 +8,8 @@
 #include <fstream>
 #include <string>
 #include <vector>
+
+#include "tests/test_dir.h"
 
 namespace custody::cli {
 namespace {
@@ -25,17 +26,12 @@ void expect_refused(const Result<PredictionInput>& r, std::initializer_list<cons
 
 class PredictionInputFiles : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("custody-prediction-input-" + std::to_string(getpid()));
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
   std::string write(const std::string& name, const std::string& bytes) {
     const fs::path p = dir_ / name;
     std::ofstream(p, std::ios::binary) << bytes;
     return p.string();
   }
-  fs::path dir_;
+  custody::testing::TestDir dir_{"custody-prediction-input"};
 };
 
 TEST(PredictionInputTest, CsvRowsAreReadAsTheyAreWithBlankLinesAndCarriageReturnsIgnored) {
