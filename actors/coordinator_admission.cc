@@ -16,6 +16,17 @@ namespace custody::actors {
 using msg::Envelope;
 using msg::JobState;
 
+namespace {
+// Gives a job its plan, and its status what the status derives from the plan. Submission,
+// restore and the resumption of a restored job all go through here, so the status cannot
+// keep a stale or empty data set version or step count (it once did, on resume).
+void adopt_plan(Job& job, JobPlan plan) {
+  job.plan = std::move(plan);
+  job.status.total_steps = job.plan.total_steps();
+  job.status.dataset_hash = job.plan.data.version_hash;
+}
+}  // namespace
+
 Status CoordinatorState::restore(SteadyClock::time_point now) {
   now_ = now;
   if (!recorder_.enabled()) return Status::ok();
@@ -101,10 +112,8 @@ Status CoordinatorState::restore(SteadyClock::time_point now) {
       continue;
     }
     // The plan is derived again from the job file; the status is what the record says.
-    job.plan = std::move(prepared->plan);
+    adopt_plan(job, std::move(prepared->plan));
     s.state = JobState::kPending;
-    s.total_steps = job.plan.total_steps();
-    s.dataset_hash = job.plan.data.version_hash;
     std::string optimizer_note;
     if (!s.last_checkpoint.empty()) {
       CUSTODY_ASSIGN_OR_RETURN(job.start.step, load_start(job, s.last_checkpoint, &optimizer_note));
@@ -181,21 +190,22 @@ Result<Job> CoordinatorState::prepare(const std::string& spec_text, const std::s
     job.start.values = std::move(values);
     job.plan.init_checkpoint = id.value();
   }
-  job.plan.spec = spec;
-  job.plan.layer_sizes = model.layer_sizes();
-  job.plan.data = {data->version_hash, data->train.content_hash, data->test.content_hash, data->train.count,
-                   data->test.count};
-  job.plan.features = data->train.features;
-  job.plan.num_parameters = model.num_parameters();
-  job.plan.steps_per_epoch = static_cast<uint64_t>(min_shard / spec.batch_size);
-  job.plan.checkpoint_every = spec.checkpoint_every_steps > 0 ? static_cast<uint64_t>(spec.checkpoint_every_steps)
-                                                          : job.plan.steps_per_epoch;
+  JobPlan plan;
+  plan.spec = spec;
+  plan.layer_sizes = model.layer_sizes();
+  plan.data = {data->version_hash, data->train.content_hash, data->test.content_hash, data->train.count,
+               data->test.count};
+  plan.features = data->train.features;
+  plan.num_parameters = model.num_parameters();
+  plan.steps_per_epoch = static_cast<uint64_t>(min_shard / spec.batch_size);
+  plan.checkpoint_every = spec.checkpoint_every_steps > 0 ? static_cast<uint64_t>(spec.checkpoint_every_steps)
+                                                      : plan.steps_per_epoch;
+  plan.init_checkpoint = std::move(job.plan.init_checkpoint);  // set above when fine-tuning
+  adopt_plan(job, std::move(plan));
   msg::JobStatus& s = job.status;
   s.name = spec.name;
   s.state = JobState::kPending;
   s.epochs = static_cast<uint32_t>(spec.epochs);
-  s.total_steps = job.plan.total_steps();
-  s.dataset_hash = job.plan.data.version_hash;
   s.consistency = to_string(spec.consistency);
   s.message = "waiting for " + std::to_string(spec.workers) + " idle workers and a parameter server";
   return job;
@@ -289,9 +299,7 @@ Outbox CoordinatorState::on_resume(const Envelope& in, const msg::ResumeJob& m, 
   if (!job.plan.prepared()) {  // restored from the store after a restart: read its file again
     auto prepared = prepare(job.plan.spec.text, "job " + in.job_id, false);
     if (!prepared.is_ok()) return error(prepared.status());
-    job.plan = std::move(prepared->plan);
-    s.total_steps = job.plan.total_steps();
-    s.dataset_hash = job.plan.data.version_hash;
+    adopt_plan(job, std::move(prepared->plan));
   }
   std::string optimizer_note;
   auto loaded = load_start(job, s.last_checkpoint, &optimizer_note);
