@@ -17,6 +17,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -26,6 +27,28 @@
 #include "protocols/bytes.h"
 
 namespace custody::transport {
+
+// CurveZMQ (ZeroMQ RFC 26: Curve25519 key agreement, then every frame encrypted and
+// authenticated) keys, as ZeroMQ's Z85 text: 40 characters for 32 bytes.
+struct CurveKeyPair {
+  std::string public_key;
+  std::string secret_key;
+};
+// Whether this libzmq was built with CURVE (Debian's is, through libsodium).
+bool curve_available();
+// A fresh key pair from libsodium's secure random source.
+Result<CurveKeyPair> make_curve_key_pair();
+// The public key of a Z85 secret key; invalid_argument for anything that is not one.
+Result<std::string> curve_public_key(const std::string& secret_key);
+// Whether `key` is 40 characters of Z85 that decode to 32 bytes.
+bool is_curve_key(const std::string& key);
+
+// Decides, during a CurveZMQ handshake (ZeroMQ's ZAP, RFC 27), whether a client may talk
+// to this process: given the client's public key (Z85) and its network address, the
+// principal it is, or nullopt to refuse the connection before any message is read.
+// Called on the context's authenticator thread; must be thread-safe.
+using Authenticator = std::function<std::optional<std::string>(const std::string& public_key,
+                                                               const std::string& address)>;
 
 // One per process; create it before, and destroy it after, everything that uses sockets.
 class Context {
@@ -44,8 +67,14 @@ class Context {
   // Whether a ROUTER's peer is a socket of this process, connected in-process (its
   // messages are handed over by pointer, so it can wait for its reply the least).
   static bool is_in_process_peer(const std::string& peer);
+  // Starts the ZAP handler that every socket bound with SocketOptions::curve_secret_key
+  // asks about each connecting client: from now on such a socket accepts only clients
+  // `decide` names a principal for, and each message it receives carries that principal
+  // (Incoming::principal). Call once, before binding; stopped by the destructor.
+  Status start_authenticator(Authenticator decide);
 
  private:
+  friend class Socket;
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
@@ -86,6 +115,9 @@ class Frame {
 
 struct Incoming {
   std::string peer;  // ROUTER: the sender's routing id; DEALER: empty
+  // The principal the CurveZMQ handshake proved the sender is (the authenticator's
+  // answer); empty on sockets without CURVE.
+  std::string principal;
   Frame bytes;
   bool multipart = false;  // the sender split its message into several frames
 };
@@ -97,6 +129,13 @@ struct SocketOptions {
   int64_t max_message_bytes = int64_t(1) << 30;
   // How long close() may still deliver queued messages. Default: 500 ms.
   int linger_ms = 500;
+  // bind(): a CURVE server with this secret key (Z85). Clients must know its public key,
+  // and the context's authenticator must accept theirs. Default: none (no CURVE).
+  std::string curve_secret_key;
+  // connect(): a CURVE client, with this key pair, of the server whose public key is
+  // curve_server_key (all Z85). Default: none.
+  std::string curve_server_key;
+  CurveKeyPair curve_client;
 };
 
 class Socket {

@@ -8,8 +8,10 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <thread>
 #include <zmq.hpp>
 
+#include "core/log.h"
 #include "protocols/transport.h"
 
 namespace custody::transport {
@@ -19,6 +21,9 @@ struct Context::Impl {
   mutable std::mutex mutex;
   std::map<std::string, std::string> in_process;  // advertised address -> inproc endpoint
   int next_endpoint = 0;
+  std::thread authenticator;  // the ZAP handler, if started
+  std::atomic<bool> stop_authenticator{false};
+  std::atomic<bool> authenticating{false};
 };
 namespace {
 // Parameter blocks are megabytes, and several are alive per message (the encoded bytes,
@@ -38,7 +43,11 @@ void keep_large_blocks_on_the_heap() {
 }  // namespace
 
 Context::Context() : impl_(std::make_unique<Impl>()) { keep_large_blocks_on_the_heap(); }
-Context::~Context() = default;
+Context::~Context() {
+  // The handler's socket must be closed before the context can end.
+  impl_->stop_authenticator = true;
+  if (impl_->authenticator.joinable()) impl_->authenticator.join();
+}
 void* Context::raw() { return impl_->ctx.handle(); }
 
 Status Context::serve_in_process(Socket& socket, const std::string& address) {
@@ -60,6 +69,110 @@ std::string Context::in_process_endpoint(const std::string& address) const {
   std::lock_guard<std::mutex> lock(impl_->mutex);
   auto it = impl_->in_process.find(address);
   return it == impl_->in_process.end() ? "" : it->second;
+}
+
+bool curve_available() { return zmq_has("curve") != 0; }
+
+Result<CurveKeyPair> make_curve_key_pair() {
+  char pub[41], secret[41];
+  if (zmq_curve_keypair(pub, secret) != 0) {
+    return unavailable(std::string("cannot make a CurveZMQ key pair: ") + zmq_strerror(zmq_errno()) +
+                       " (is libzmq built with CURVE?)");
+  }
+  return CurveKeyPair{pub, secret};
+}
+
+bool is_curve_key(const std::string& key) {
+  if (key.size() != 40) return false;
+  uint8_t raw[32];
+  return zmq_z85_decode(raw, key.c_str()) != nullptr;
+}
+
+Result<std::string> curve_public_key(const std::string& secret_key) {
+  if (!is_curve_key(secret_key)) {
+    return invalid_argument("a CurveZMQ secret key is 40 characters of Z85 text");
+  }
+  char pub[41];
+  if (zmq_curve_public(pub, secret_key.c_str()) != 0) {
+    return invalid_argument(std::string("not a CurveZMQ secret key: ") + zmq_strerror(zmq_errno()));
+  }
+  return std::string(pub);
+}
+
+namespace {
+
+// ZAP (ZeroMQ RFC 27): libzmq asks the REP socket at this endpoint about every handshake
+// of a socket that has a ZAP domain. Without a handler there, CURVE would accept any key.
+constexpr char kZapEndpoint[] = "inproc://zeromq.zap.01";
+constexpr char kZapDomain[] = "custody";
+
+std::vector<std::string> receive_parts(void* socket) {
+  std::vector<std::string> parts;
+  for (;;) {
+    zmq_msg_t part;
+    zmq_msg_init(&part);
+    if (zmq_msg_recv(&part, socket, 0) < 0) {
+      zmq_msg_close(&part);
+      return {};
+    }
+    parts.emplace_back(static_cast<const char*>(zmq_msg_data(&part)), zmq_msg_size(&part));
+    const bool more = zmq_msg_more(&part);
+    zmq_msg_close(&part);
+    if (!more) return parts;
+  }
+}
+
+void serve_zap(void* socket, const std::atomic<bool>& stop, const Authenticator& decide) {
+  while (!stop) {
+    zmq_pollitem_t item{socket, 0, ZMQ_POLLIN, 0};
+    if (zmq_poll(&item, 1, 100) <= 0) continue;
+    std::vector<std::string> request = receive_parts(socket);
+    // version, request id, domain, address, routing id, mechanism, credentials...
+    if (request.size() < 6) continue;  // not a ZAP request: libzmq never sends one
+    std::string status = "400", text = "refused", user;
+    if (request[0] != "1.0") {
+      text = "unsupported ZAP version";
+    } else if (request[5] != "CURVE" || request.size() < 7 || request[6].size() != 32) {
+      text = "only CURVE clients are accepted";
+      log(LogLevel::kWarn, "authenticator",
+          "refused a connection from " + request[3] + ": it did not use CURVE (" + request[5] + ")");
+    } else {
+      char pub[41];
+      zmq_z85_encode(pub, reinterpret_cast<const uint8_t*>(request[6].data()), 32);
+      auto principal = decide(pub, request[3]);
+      if (principal) {
+        status = "200";
+        text = "OK";
+        user = *principal;
+      } else {
+        text = "unknown or revoked key";
+        log(LogLevel::kWarn, "authenticator",
+            "refused a connection from " + request[3] + ": key " + pub + " belongs to no principal (or was revoked)");
+      }
+    }
+    const std::string reply[] = {"1.0", request[1], status, text, user, ""};
+    for (size_t i = 0; i < 6; ++i) zmq_send(socket, reply[i].data(), reply[i].size(), i < 5 ? ZMQ_SNDMORE : 0);
+  }
+  int linger = 0;
+  zmq_setsockopt(socket, ZMQ_LINGER, &linger, sizeof(linger));
+  zmq_close(socket);
+}
+
+}  // namespace
+
+Status Context::start_authenticator(Authenticator decide) {
+  if (!curve_available()) return unavailable("this libzmq has no CURVE support (libzmq built without libsodium)");
+  if (impl_->authenticating) return failed_precondition("the authenticator is already running");
+  void* socket = zmq_socket(raw(), ZMQ_REP);
+  if (!socket) return unavailable(std::string("cannot create the ZAP socket: ") + zmq_strerror(zmq_errno()));
+  if (zmq_bind(socket, kZapEndpoint) != 0) {
+    Status s = unavailable(std::string("cannot bind the ZAP handler: ") + zmq_strerror(zmq_errno()));
+    zmq_close(socket);
+    return s;
+  }
+  impl_->authenticating = true;
+  impl_->authenticator = std::thread(serve_zap, socket, std::cref(impl_->stop_authenticator), std::move(decide));
+  return Status::ok();
 }
 
 Waker::Waker() : fd_(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {}
@@ -123,7 +236,25 @@ void Socket::close() {
 
 Result<std::unique_ptr<Socket>> Socket::bind(Context& ctx, const std::string& address,
                                              const SocketOptions& options) {
+  const bool curve = !options.curve_secret_key.empty();
+  if (curve && !ctx.impl_->authenticating) {
+    // libzmq's CURVE server without a ZAP handler accepts every client key.
+    return failed_precondition("a CURVE server needs the context's authenticator (start_authenticator) first");
+  }
+  if (curve && !is_curve_key(options.curve_secret_key)) {
+    return invalid_argument("the server's CurveZMQ secret key is not 40 characters of Z85 text");
+  }
   CUSTODY_ASSIGN_OR_RETURN(auto s, open_socket(ctx, ZMQ_ROUTER, options));
+  if (curve) {
+    const int on = 1;
+    if (zmq_setsockopt(s, ZMQ_CURVE_SERVER, &on, sizeof(on)) != 0 ||
+        zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, options.curve_secret_key.c_str(), 40) != 0 ||
+        zmq_setsockopt(s, ZMQ_ZAP_DOMAIN, kZapDomain, strlen(kZapDomain)) != 0) {
+      Status st = zmq_error("cannot make the socket a CURVE server");
+      zmq_close(s);
+      return st;
+    }
+  }
   if (zmq_bind(s, zmq_address(address).c_str()) != 0) {
     Status st = zmq_error("cannot listen on '" + address + "' (is the port in use, or the address wrong?)");
     zmq_close(s);
@@ -135,6 +266,21 @@ Result<std::unique_ptr<Socket>> Socket::bind(Context& ctx, const std::string& ad
 Result<std::unique_ptr<Socket>> Socket::connect(Context& ctx, const std::string& address,
                                                 const SocketOptions& options) {
   CUSTODY_ASSIGN_OR_RETURN(auto s, open_socket(ctx, ZMQ_DEALER, options));
+  if (!options.curve_server_key.empty()) {
+    if (!is_curve_key(options.curve_server_key) || !is_curve_key(options.curve_client.public_key) ||
+        !is_curve_key(options.curve_client.secret_key)) {
+      zmq_close(s);
+      return invalid_argument("CurveZMQ keys are 40 characters of Z85 text (the server's public key, and this "
+                              "client's public and secret keys)");
+    }
+    if (zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, options.curve_server_key.c_str(), 40) != 0 ||
+        zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, options.curve_client.public_key.c_str(), 40) != 0 ||
+        zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, options.curve_client.secret_key.c_str(), 40) != 0) {
+      Status st = zmq_error("cannot make the socket a CURVE client");
+      zmq_close(s);
+      return st;
+    }
+  }
   const std::string local = ctx.in_process_endpoint(address);
   if (!local.empty()) {
     static std::atomic<uint64_t> next_peer{0};
@@ -192,6 +338,8 @@ Result<std::optional<Incoming>> Socket::try_receive() {
       in.bytes.data_ = data;
       in.bytes.size_ = size;
       in.bytes.owner_ = owned;
+      // Set by the ZAP handler's answer on CURVE sockets; absent (null) on others.
+      if (const char* user = zmq_msg_gets(&msg, "User-Id")) in.principal = user;
     } else {
       in.multipart = true;  // keep the first payload frame; the caller reports the rest
     }

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <mutex>
 #include <thread>
 
 namespace custody::transport {
@@ -117,6 +119,74 @@ TEST(TransportTest, ConnectingToAMalformedAddressIsAClearError) {
   ASSERT_FALSE(s.is_ok());
   EXPECT_EQ(s.status().code(), ErrorCode::kInvalidArgument);
   EXPECT_NE(s.status().message().find("tcp://"), std::string::npos);
+}
+
+// CurveZMQ: a client whose key the authenticator knows gets through, and every message it
+// sends carries the principal the authenticator named; an unknown key, a client that
+// does not know the server's key, and a plain (non-CURVE) client get no message through,
+// and the authenticator saw the refused key.
+TEST(TransportTest, CurveServerAcceptsOnlyKeysItsAuthenticatorNames) {
+  ASSERT_TRUE(curve_available());
+  auto server_keys = make_curve_key_pair().value();
+  auto alice = make_curve_key_pair().value();
+  auto mallory = make_curve_key_pair().value();
+  EXPECT_EQ(curve_public_key(alice.secret_key).value(), alice.public_key);
+  EXPECT_TRUE(is_curve_key(alice.public_key));
+  EXPECT_FALSE(is_curve_key("not a key"));
+  EXPECT_FALSE(curve_public_key("short").is_ok());
+
+  Context ctx;
+  SocketOptions server_options;
+  server_options.curve_secret_key = server_keys.secret_key;
+  // Without the authenticator, libzmq would let every key in: refused.
+  auto unguarded = Socket::bind(ctx, "tcp://127.0.0.1:0", server_options);
+  EXPECT_EQ(unguarded.status().code(), ErrorCode::kFailedPrecondition);
+
+  std::mutex mutex;
+  std::vector<std::string> asked;
+  ASSERT_TRUE(ctx.start_authenticator([&](const std::string& key, const std::string& address) {
+                    std::lock_guard<std::mutex> lock(mutex);
+                    asked.push_back(key);
+                    EXPECT_EQ(address, "127.0.0.1");
+                    if (key == alice.public_key) return std::optional<std::string>("alice");
+                    return std::optional<std::string>();
+                  }).is_ok());
+  auto server = Socket::bind(ctx, "tcp://127.0.0.1:0", server_options);
+  ASSERT_TRUE(server.is_ok()) << server.status().to_string();
+  const std::string endpoint = server.value()->endpoint();
+
+  Context other;  // the clients: other processes
+  auto connect_as = [&](const CurveKeyPair& keys, const std::string& server_key) {
+    SocketOptions o;
+    o.curve_server_key = server_key;
+    o.curve_client = keys;
+    return Socket::connect(other, endpoint, o).value();
+  };
+  auto good = connect_as(alice, server_keys.public_key);
+  ASSERT_TRUE(good->send("", std::vector<uint8_t>{1}).is_ok());
+  auto in = server.value()->receive(5s);
+  ASSERT_TRUE(in.is_ok() && in.value().has_value());
+  EXPECT_EQ(in.value()->principal, "alice");
+  EXPECT_EQ(in.value()->bytes.to_vector(), (std::vector<uint8_t>{1}));
+  ASSERT_TRUE(server.value()->send(in.value()->peer, std::vector<uint8_t>{2}).is_ok());
+  auto reply = good->receive(5s);
+  ASSERT_TRUE(reply.is_ok() && reply.value().has_value());
+  EXPECT_EQ(reply.value()->bytes.to_vector(), (std::vector<uint8_t>{2}));
+
+  auto unknown = connect_as(mallory, server_keys.public_key);
+  ASSERT_TRUE(unknown->send("", std::vector<uint8_t>{3}).is_ok());
+  auto wrong_server = connect_as(alice, mallory.public_key);  // does not know the server's key
+  ASSERT_TRUE(wrong_server->send("", std::vector<uint8_t>{4}).is_ok());
+  auto plain = Socket::connect(other, endpoint).value();
+  ASSERT_TRUE(plain->send("", std::vector<uint8_t>{5}).is_ok());
+  auto nothing = server.value()->receive(1500ms);
+  ASSERT_TRUE(nothing.is_ok());
+  EXPECT_FALSE(nothing.value().has_value()) << "a message got through from an unauthenticated client";
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    EXPECT_NE(std::find(asked.begin(), asked.end(), mallory.public_key), asked.end());
+  }
+  for (auto* s : {good.get(), unknown.get(), wrong_server.get(), plain.get()}) s->close();
 }
 
 }  // namespace
