@@ -1,49 +1,214 @@
 #include "actors/access_control.h"
 
 #include "actors/custody_recorder.h"
+#include "core/clock.h"
 #include "core/hash.h"
+#include "core/log.h"
+#include "protocols/transport.h"
 #include "storage/lineage_vocabulary.h"
 
 namespace custody::actors {
 
 namespace lineage = storage::lineage;
 
-AccessControl::AccessControl(bool auth, storage::CustodyStore* store) : auth_(auth), store_(store) {}
+std::string key_credential_sha256(const std::string& public_key) { return sha256_hex("curve:" + public_key); }
 
-Result<Caller> AccessControl::authorize(const msg::Envelope& in) {
-  if (!auth_) return Caller{in.sender, Role::kAdmin};
-  if (in.token.empty()) {
-    return Status(ErrorCode::kPermissionDenied, "this cluster requires a token (--token-file, or token_file in the "
-                                                "CLI config); an admin creates one with `custody principal add`");
-  }
-  const std::string hash = sha256_hex(in.token);
-  auto it = credentials_.find(hash);
-  if (it == credentials_.end()) {
-    if (!store_) return Status(ErrorCode::kPermissionDenied, "the token is not known to this cluster");
-    CUSTODY_ASSIGN_OR_RETURN(auto e, store_->entity(lineage::credential_id(hash)));
-    if (!e) return Status(ErrorCode::kPermissionDenied, "the token is not known to this cluster");
-    const std::string principal = e->body["principal"], role_name = e->body["role"];
-    const auto role = parse_role(role_name);
+AccessControl::AccessControl(Security security, storage::CustodyStore* store) : security_(security), store_(store) {}
+
+Status AccessControl::load() {
+  if (!store_) return Status::ok();
+  CUSTODY_ASSIGN_OR_RETURN(auto entities, store_->find({{"type", lineage::kEntity}, {"kind", lineage::kind::kCredential}}));
+  CUSTODY_ASSIGN_OR_RETURN(auto revocations, store_->find({{"event", lineage::event::kCredentialRevoked}}));
+  std::lock_guard<std::mutex> lock(mutex_);
+  credentials_.clear();
+  by_hash_.clear();
+  for (const auto& r : entities) {
+    const auto& b = r.body;
+    const std::string id = b.value("id", "");
+    const auto role = parse_role(b.value("role", ""));
     if (!role) {
-      return Status(ErrorCode::kPermissionDenied, "the token's credential (principal " + principal +
-                                                      ") has the unknown role '" + role_name + "'");
+      // Never guess a role: a credential whose role this version does not know grants nothing.
+      log(LogLevel::kWarn, "coordinator", "credential " + id + " has the unknown role '" + b.value("role", "") +
+                                              "'; it is not honoured");
+      continue;
     }
-    it = credentials_.emplace(hash, Caller{principal, *role}).first;
+    Credential c;
+    c.id = id;
+    c.principal = b.value("principal", "");
+    c.role = *role;
+    c.kind = b.value("credential_kind", "token");
+    c.public_key = b.value("public_key", "");
+    c.created_by = b.value("created_by", "");
+    c.created_at_ms = r.time_ms;
+    if (by_hash_.count(id)) continue;  // recorded twice (an admin bootstrap): the first counts
+    by_hash_[id.substr(std::string(lineage::prefix::kCredential).size())] = credentials_.size();
+    credentials_.push_back(std::move(c));
   }
-  if (!may_send(it->second.role, in.body)) {
-    return Status(ErrorCode::kPermissionDenied, "principal " + it->second.principal + " (" +
-                                                    to_string(it->second.role) + ") may not send '" +
-                                                    msg::body_name(in.body) + "'");
+  for (const auto& r : revocations) {
+    const std::string id = r.body.value("credential", "");
+    for (auto& c : credentials_) {
+      if (c.id != id) continue;
+      c.revoked = true;
+      c.revoked_by = lineage::display_name(r.body.value("by", ""), lineage::prefix::kPrincipal);
+      c.revoke_reason = r.body.value("reason", "");
+    }
   }
-  return it->second;
+  return Status::ok();
 }
 
-Status AccessControl::add_credential(const std::string& name, Role role, const std::string& token,
-                                     const std::string& by) {
-  const std::string hash = sha256_hex(token);
-  CUSTODY_RETURN_IF_ERROR(CustodyRecorder(store_).principal_added(name, to_string(role), hash, by));
-  credentials_[hash] = Caller{name, role};
+std::optional<std::string> AccessControl::principal_of_key(const std::string& public_key) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto it = by_hash_.find(key_credential_sha256(public_key));
+  if (it == by_hash_.end()) return std::nullopt;
+  const Credential& c = credentials_[it->second];
+  if (c.revoked || c.kind != "curve") return std::nullopt;
+  return c.principal;
+}
+
+Result<Caller> AccessControl::authorize(const msg::Envelope& in, const std::string& authenticated) const {
+  if (security_ == Security::kNone) return Caller{in.sender, Role::kAdmin};
+  std::optional<Caller> caller;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (security_ == Security::kCurve) {
+      if (authenticated.empty()) {
+        // Only a socket without CURVE delivers messages without a proven principal: never
+        // the coordinator's, but refuse rather than trust such a message.
+        return Status(ErrorCode::kPermissionDenied, "this cluster proves callers by CurveZMQ key; the message "
+                                                    "came without one");
+      }
+      // The newest active credential of the principal gives the role (rotation keeps it).
+      for (auto it = credentials_.rbegin(); it != credentials_.rend() && !caller; ++it) {
+        if (it->principal == authenticated && !it->revoked) caller = Caller{it->principal, it->role};
+      }
+      if (!caller) {
+        // The key was valid at the handshake and has been revoked since.
+        return Status(ErrorCode::kPermissionDenied, "principal " + authenticated + " has no active credential "
+                                                    "(revoked); ask an admin for a new key");
+      }
+    } else {
+      if (in.token.empty()) {
+        return Status(ErrorCode::kPermissionDenied, "this cluster requires a token (--token-file, or token_file in "
+                                                    "the CLI config); an admin creates one with `custody principal add`");
+      }
+      auto it = by_hash_.find(sha256_hex(in.token));
+      if (it == by_hash_.end() || credentials_[it->second].revoked || credentials_[it->second].kind != "token") {
+        return Status(ErrorCode::kPermissionDenied, "the token is not known to this cluster (or was revoked)");
+      }
+      caller = Caller{credentials_[it->second].principal, credentials_[it->second].role};
+    }
+  }
+  if (!may_send(caller->role, in.body)) {
+    return Status(ErrorCode::kPermissionDenied, "principal " + caller->principal + " (" + to_string(caller->role) +
+                                                    ") may not send '" + msg::body_name(in.body) + "'");
+  }
+  return *caller;
+}
+
+std::optional<Role> AccessControl::role_of(const std::string& name) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (auto it = credentials_.rbegin(); it != credentials_.rend(); ++it) {
+    if (it->principal == name && !it->revoked) return it->role;
+  }
+  return std::nullopt;
+}
+
+Result<Issued> AccessControl::add(const std::string& name, Role role, const std::string& public_key, bool rotate,
+                                  const std::string& by) {
+  if (security_ == Security::kNone) {
+    return failed_precondition("this coordinator runs with security = \"none\", so credentials would not be "
+                               "checked; start it with --security curve (or token) to use principals");
+  }
+  if (!store_) return failed_precondition("principals are kept in the custody store: start with --store");
+  const auto current = role_of(name);
+  if (current && !rotate) {
+    return failed_precondition(
+                  "principal " + name + " already exists (" + to_string(*current) +
+                      "); `custody principal rotate " + name + "` gives it a new credential, `custody principal "
+                      "revoke " + name + "` withdraws it");
+  }
+  if (!current && rotate) return not_found("no principal '" + name + "' with an active credential to rotate");
+  if (rotate && role != *current) {
+    return invalid_argument("rotating keeps the role (" + std::string(to_string(*current)) +
+                            "); to change it, revoke the principal and add it again");
+  }
+  Issued issued;
+  Credential& c = issued.credential;
+  c.principal = name;
+  c.role = role;
+  c.created_by = by;
+  c.created_at_ms = Clock::system().wall_ms();
+  std::string hash;
+  if (security_ == Security::kCurve) {
+    c.kind = "curve";
+    if (public_key.empty()) {
+      CUSTODY_ASSIGN_OR_RETURN(auto pair, transport::make_curve_key_pair());
+      c.public_key = pair.public_key;
+      issued.secret_key = pair.secret_key;
+    } else {
+      if (!transport::is_curve_key(public_key)) {
+        return invalid_argument("a CurveZMQ public key is 40 characters of Z85 text");
+      }
+      c.public_key = public_key;
+    }
+    hash = key_credential_sha256(c.public_key);
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (by_hash_.count(hash)) return failed_precondition("that public key is already registered");
+  } else {
+    if (!public_key.empty()) return invalid_argument("public keys need security = \"curve\"; this cluster uses tokens");
+    c.kind = "token";
+    CUSTODY_ASSIGN_OR_RETURN(issued.token, random_token());
+    hash = sha256_hex(issued.token);
+  }
+  c.id = lineage::credential_id(hash);
+  CUSTODY_RETURN_IF_ERROR(record(c, hash));
+  if (rotate) {
+    // The old credentials stop working once the new one is recorded: a crash between the
+    // two leaves both valid, never neither.
+    Status s = revoke_except(name, c.id, "rotated", by);
+    if (!s.is_ok()) return s;
+  }
+  return issued;
+}
+
+Status AccessControl::record(const Credential& c, const std::string& credential_sha256) {
+  CUSTODY_RETURN_IF_ERROR(CustodyRecorder(store_).principal_added(c.principal, to_string(c.role), credential_sha256,
+                                                                  c.created_by, c.kind, c.public_key));
+  std::lock_guard<std::mutex> lock(mutex_);
+  by_hash_[credential_sha256] = credentials_.size();
+  credentials_.push_back(c);
   return Status::ok();
+}
+
+Status AccessControl::revoke(const std::string& name, const std::string& reason, const std::string& by) {
+  if (!role_of(name)) return not_found("no principal '" + name + "' with an active credential to revoke");
+  return revoke_except(name, "", reason, by);
+}
+
+Status AccessControl::revoke_except(const std::string& name, const std::string& keep, const std::string& reason,
+                                    const std::string& by) {
+  std::vector<std::string> ids;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (const auto& c : credentials_)
+      if (c.principal == name && !c.revoked && c.id != keep) ids.push_back(c.id);
+  }
+  for (const auto& id : ids) {
+    CUSTODY_RETURN_IF_ERROR(CustodyRecorder(store_).credential_revoked(id, name, by, reason));
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (auto& c : credentials_) {
+      if (c.id != id) continue;
+      c.revoked = true;
+      c.revoked_by = by;
+      c.revoke_reason = reason;
+    }
+  }
+  return Status::ok();
+}
+
+std::vector<Credential> AccessControl::list() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return credentials_;
 }
 
 }  // namespace custody::actors

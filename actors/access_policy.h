@@ -1,7 +1,7 @@
 // Who may do what on a cluster that runs with --auth: the roles a principal's token can
 // carry, and which requests each role may send. One table, here, instead of role names
 // compared as strings wherever a request is handled. (Roles and what they may do:
-// docs/ARCHITECTURE.md, "Principals, tokens and roles".)
+// docs/ARCHITECTURE.md, "Principals, keys and roles".)
 // Thread-safety: pure functions.
 #pragma once
 

@@ -22,6 +22,9 @@ struct Inbound {
   Channel channel = Channel::kPeers;
   std::string peer;
   std::shared_ptr<const msg::Envelope> envelope;
+  // Who the CurveZMQ handshake proved the sender is (transport::Incoming::principal);
+  // empty on sockets without CURVE.
+  std::string principal;
 };
 
 struct Outbound {

@@ -67,12 +67,12 @@ caf::behavior coordinator_actor(caf::stateful_actor<CoordinatorActorState>* self
   return {
       [=](Inbound& in) {
         if (in.envelope->get<msg::Predict>()) {
-          auto caller = self->state.logic->authorize(*in.envelope);
+          auto caller = self->state.logic->authorize(*in.envelope, in.principal);
           if (!caller.is_ok()) {
             self->state.port.send(in.peer, msg::make_error(*in.envelope, "coordinator", caller.status()));
             return;
           }
-          if (options.auth) {  // the token, not the request, names the caller
+          if (options.security != Security::kNone) {  // the key or token, not the request, names the caller
             auto copy = std::make_shared<msg::Envelope>(*in.envelope);
             std::get<msg::Predict>(copy->body).principal = caller->principal;
             in.envelope = std::move(copy);
@@ -80,7 +80,7 @@ caf::behavior coordinator_actor(caf::stateful_actor<CoordinatorActorState>* self
           self->send(self->state.serving, std::move(in));
           return;
         }
-        send_all(self->state.logic->handle(in.peer, *in.envelope, SteadyClock::now()));
+        send_all(self->state.logic->handle(in.peer, *in.envelope, SteadyClock::now(), in.principal));
       },
       [=](tick_atom) {
         const auto now = SteadyClock::now();
@@ -120,19 +120,32 @@ Status bootstrap_admin(storage::CustodyStore* store, const std::string& path) {
   return CustodyRecorder(store).principal_added("admin", "admin", sha256_hex(token), "coordinator start");
 }
 
+// Reads the admin's CurveZMQ key pair from its file, or creates both; makes sure the store
+// knows its public key.
+Status bootstrap_admin_key(storage::CustodyStore* store, const std::string& path) {
+  if (!store) return failed_precondition("security = \"curve\" keeps principals in the custody store: give --store");
+  bool created = false;
+  CUSTODY_ASSIGN_OR_RETURN(auto admin, transport::load_or_create_key_file(path, "admin", &created));
+  if (created) log(LogLevel::kInfo, "coordinator", "created the admin's key pair in " + path + " (keep it secret)");
+  const std::string hash = key_credential_sha256(admin.keys.public_key);
+  CUSTODY_ASSIGN_OR_RETURN(auto known, store->entity(storage::lineage::credential_id(hash)));
+  if (known) return Status::ok();
+  return CustodyRecorder(store).principal_added("admin", "admin", hash, "coordinator start", "curve",
+                                                admin.keys.public_key);
+}
+
+std::string beside_store(const std::string& store, const std::string& suffix) {
+  std::string base = store;
+  while (base.size() > 1 && base.back() == '/') base.pop_back();
+  return base + suffix;
+}
+
 }  // namespace
 
 int run_coordinator(const CoordinatorNodeConfig& config, const std::atomic<bool>& stop) {
   // The context outlives the actor system, and so every socket (STACK.md, pitfall 5).
   transport::Context context;
-  transport::SocketOptions socket_options;
-  socket_options.max_message_bytes = static_cast<int64_t>(config.max_message_bytes) * 4;
-  auto socket = transport::Socket::bind(context, config.listen, socket_options);
-  if (!socket.is_ok()) {
-    log(LogLevel::kError, "coordinator", socket.status().message());
-    return 2;
-  }
-  const std::string endpoint = socket.value()->endpoint();
+  const bool curve = config.options.security == Security::kCurve;
   std::unique_ptr<storage::CustodyStore> store;
   if (!config.store.empty()) {
     auto opened = storage::CustodyStore::open(config.store, storage::OpenMode::kReadWrite);
@@ -142,6 +155,9 @@ int run_coordinator(const CoordinatorNodeConfig& config, const std::atomic<bool>
     }
     store = std::move(opened).value();
     log(LogLevel::kInfo, "coordinator", "custody store at " + config.store);
+  } else if (config.options.security != Security::kNone) {
+    log(LogLevel::kError, "coordinator", "a secured coordinator keeps its principals in the custody store: give --store");
+    return 2;
   } else {
     log(LogLevel::kWarn, "coordinator", "no custody store (--store): lineage and checkpoints are not recorded");
   }
@@ -149,12 +165,7 @@ int run_coordinator(const CoordinatorNodeConfig& config, const std::atomic<bool>
   std::unique_ptr<SigningKey> key;
   std::string key_file;
   if (store) {
-    key_file = config.signing_key;
-    if (key_file.empty()) {
-      std::string base = config.store;
-      while (base.size() > 1 && base.back() == '/') base.pop_back();
-      key_file = base + ".signing-key";
-    }
+    key_file = config.signing_key.empty() ? beside_store(config.store, ".signing-key") : config.signing_key;
     bool created = false;
     auto loaded = SigningKey::load_or_create(key_file, &created);
     if (!loaded.is_ok()) {
@@ -170,6 +181,41 @@ int run_coordinator(const CoordinatorNodeConfig& config, const std::atomic<bool>
         std::string(created ? "created" : "loaded") + " the signing key " + key->key_id() + " at " + key_file +
             " (public key " + key->public_key_hex() + ", also in " + pub + ")");
   }
+  if (config.options.security == Security::kToken && !config.admin_token_file.empty()) {
+    if (start_failed("coordinator", bootstrap_admin(store.get(), config.admin_token_file))) return 2;
+  }
+  if (curve && !config.admin_key_file.empty()) {
+    if (start_failed("coordinator", bootstrap_admin_key(store.get(), config.admin_key_file))) return 2;
+  }
+  // The state machine reads the credentials now: the authenticator asks it from the first
+  // handshake on.
+  auto logic = std::make_shared<CoordinatorState>(config.options, store.get(), config.store, key.get());
+  transport::SocketOptions socket_options;
+  socket_options.max_message_bytes = static_cast<int64_t>(config.max_message_bytes) * 4;
+  if (curve) {
+    const std::string curve_file = config.key_file.empty() ? beside_store(config.store, ".coordinator-key") : config.key_file;
+    bool created = false;
+    auto identity = transport::load_or_create_key_file(curve_file, "", &created);
+    if (!identity.is_ok()) {
+      log(LogLevel::kError, "coordinator", "the coordinator's CurveZMQ key: " + identity.status().message());
+      return 2;
+    }
+    socket_options.curve_secret_key = identity->keys.secret_key;
+    std::shared_ptr<AccessControl> access = logic->access_control();
+    Status s = context.start_authenticator(
+        [access](const std::string& public_key, const std::string&) { return access->principal_of_key(public_key); });
+    if (start_failed("coordinator", s)) return 2;
+    log(LogLevel::kInfo, "coordinator",
+        std::string(created ? "created" : "loaded") + " the coordinator's CurveZMQ key pair at " + curve_file +
+            "; its public key (nodes' coordinator_key, the CLI's --coordinator-key) is " + identity->keys.public_key +
+            " (also in " + curve_file + ".pub)");
+  }
+  auto socket = transport::Socket::bind(context, config.listen, socket_options);
+  if (!socket.is_ok()) {
+    log(LogLevel::kError, "coordinator", socket.status().message());
+    return 2;
+  }
+  const std::string endpoint = socket.value()->endpoint();
   caf::actor_system_config cfg;
   add_custody_types(cfg);
   cfg.set("scheduler.max-threads", 2);
@@ -179,18 +225,14 @@ int run_coordinator(const CoordinatorNodeConfig& config, const std::atomic<bool>
   bridge.node_name = "coordinator";
   bridge.limits.max_bytes = config.max_message_bytes;
   SocketPort port = spawn_socket_bridge(system, std::move(socket).value(), bridge);
-  if (config.options.auth && !config.admin_token_file.empty()) {
-    Status s = bootstrap_admin(store.get(), config.admin_token_file);
-    if (!s.is_ok()) {
-      log(LogLevel::kError, "coordinator", s.message());
-      return 2;
-    }
+  if (config.options.security == Security::kToken) {
+    log(LogLevel::kInfo, "coordinator", "every request needs a token (security = \"token\"; tokens travel in clear)");
+  } else if (curve) {
+    log(LogLevel::kInfo, "coordinator", "every connection is CurveZMQ, every caller proven by key (security = \"curve\")");
   }
-  if (config.options.auth) log(LogLevel::kInfo, "coordinator", "every request needs a token (--auth)");
   // The store outlives the actor system (declared before it), so no actor sees it closed.
   // Both write the store (synced RocksDB batches): blocking I/O, so each gets its own thread.
   auto serving = system.spawn<caf::detached>(serving_actor, port, store.get(), config.serving, key.get());
-  auto logic = std::make_shared<CoordinatorState>(config.options, store.get(), config.store, key.get());
   // After a restart: the jobs that had not ended, the known nodes and their ids.
   if (Status s = logic->restore(SteadyClock::now()); !s.is_ok()) {
     log(LogLevel::kError, "coordinator", "could not restore the jobs from the custody store: " + s.message());

@@ -39,6 +39,7 @@ Status CoordinatorState::restore(SteadyClock::time_point now) {
     n.role = r.role;
     n.host = r.host;
     n.address = r.address;
+    n.principal = r.principal;  // its id stays that principal's across restarts
     n.alive = false;  // until it registers again
     n.last_seen = now;
     int number = 0;
@@ -243,19 +244,29 @@ Outbox CoordinatorState::on_submit(const Envelope& in, const msg::SubmitJob& m, 
   return {{peer, std::move(ack)}};
 }
 
-Outbox CoordinatorState::on_cancel(const Envelope& in, const msg::CancelJob& m, const std::string& peer) {
+Status CoordinatorState::may_change(const Job& job, const Caller& caller, const char* what) const {
+  if (!secured() || caller.role == Role::kAdmin || caller.principal == job.status.submitter) return Status::ok();
+  return Status(ErrorCode::kPermissionDenied, "only " + job.status.submitter + " (who submitted " +
+                                                  job.status.job_id + ") or an admin may " + what + " it, not " +
+                                                  caller.principal);
+}
+
+Outbox CoordinatorState::on_cancel(const Envelope& in, const msg::CancelJob& m, const std::string& peer,
+                                   const Caller& caller) {
   auto it = jobs_.find(in.job_id);
   if (it == jobs_.end()) {
     return {{peer, msg::make_error(in, kSelf, not_found("no job '" + in.job_id + "' to cancel"))}};
   }
   Job& job = it->second;
+  if (Status s = may_change(job, caller, "cancel"); !s.is_ok()) return {{peer, msg::make_error(in, kSelf, s)}};
   if (msg::is_terminal(job.status.state)) {
     return {{peer, msg::make_error(in, kSelf,
                                    failed_precondition("job " + in.job_id + " has already ended (" +
                                                        msg::to_string(job.status.state) + ")"))}};
   }
-  Outbox out = finish(job, JobState::kCancelled,
-                      "cancelled" + (m.reason.empty() ? std::string() : ": " + m.reason));
+  // Who cancelled is the proven caller (with security on), never a name the request typed.
+  const std::string by = caller.principal.empty() ? "" : " by " + caller.principal;
+  Outbox out = finish(job, JobState::kCancelled, "cancelled" + by + (m.reason.empty() ? std::string() : ": " + m.reason));
   out.insert(out.begin(), {peer, msg::reply_to(in, kSelf, msg::JobAccepted{in.job_id, "cancelled"})});
   return out;
 }
@@ -283,11 +294,13 @@ Result<uint64_t> CoordinatorState::load_start(Job& job, const std::string& check
   return manifest["step"].get<uint64_t>();
 }
 
-Outbox CoordinatorState::on_resume(const Envelope& in, const msg::ResumeJob& m, const std::string& peer) {
+Outbox CoordinatorState::on_resume(const Envelope& in, const msg::ResumeJob&, const std::string& peer,
+                                   const Caller& caller) {
   auto error = [&](Status s) { return Outbox{{peer, msg::make_error(in, kSelf, s)}}; };
   auto it = jobs_.find(in.job_id);
   if (it == jobs_.end()) return error(not_found("no job '" + in.job_id + "' to resume"));
   Job& job = it->second;
+  if (Status s = may_change(job, caller, "resume"); !s.is_ok()) return error(s);
   msg::JobStatus& s = job.status;
   if (s.state != JobState::kFailed && s.state != JobState::kCancelled) {
     return error(failed_precondition("job " + in.job_id + " is " + msg::to_string(s.state) +
@@ -305,7 +318,7 @@ Outbox CoordinatorState::on_resume(const Envelope& in, const msg::ResumeJob& m, 
   auto loaded = load_start(job, s.last_checkpoint, &optimizer_note);
   if (!loaded.is_ok()) return error(loaded.status());
   const uint64_t step = loaded.value();
-  Status recorded = recorder_.job_resumed(s, s.last_checkpoint, step, m.principal);
+  Status recorded = recorder_.job_resumed(s, s.last_checkpoint, step, caller.principal);
   if (!recorded.is_ok()) return error(recorded);
   rewind(job, step);
   job.recovering = false;

@@ -18,7 +18,15 @@ namespace lineage = storage::lineage;
 
 CoordinatorState::CoordinatorState(CoordinatorOptions options, storage::CustodyStore* store,
                                    std::string store_path, const SigningKey* key, const Clock& clock)
-    : options_(options), recorder_(store, key, clock), store_path_(std::move(store_path)), access_(options.auth, store) {}
+    : options_(options),
+      recorder_(store, key, clock),
+      store_path_(std::move(store_path)),
+      access_(std::make_shared<AccessControl>(options.security, store)) {
+  // The credentials are needed before the first message (the authenticator asks by key).
+  if (Status s = access_->load(); !s.is_ok()) {
+    log(LogLevel::kError, kSelf, "could not read the credentials from the custody store: " + s.message());
+  }
+}
 
 Result<std::string> CoordinatorState::new_job_id() const {
   // Short, unique across coordinator restarts without coordination: 8 random hex digits
@@ -50,10 +58,11 @@ CoordinatorState::Node* CoordinatorState::node_by_id(const std::string& id) {
   return it == nodes_.end() ? nullptr : &it->second;
 }
 
-Outbox CoordinatorState::handle(const std::string& peer, const Envelope& in, SteadyClock::time_point now) {
+Outbox CoordinatorState::handle(const std::string& peer, const Envelope& in, SteadyClock::time_point now,
+                                const std::string& authenticated) {
   now_ = now;
   just_submitted_.clear();
-  Outbox out = dispatch(peer, in, now);
+  Outbox out = dispatch(peer, in, now, authenticated);
   // Scheduling runs once per event, after the event has changed the queue or the nodes.
   Outbox scheduled = schedule();
   out.insert(out.end(), scheduled.begin(), scheduled.end());
@@ -65,26 +74,38 @@ Outbox CoordinatorState::handle(const std::string& peer, const Envelope& in, Ste
   return out;
 }
 
-Outbox CoordinatorState::dispatch(const std::string& peer, const Envelope& in, SteadyClock::time_point now) {
+Outbox CoordinatorState::dispatch(const std::string& peer, const Envelope& in, SteadyClock::time_point now,
+                                  const std::string& authenticated) {
   auto reply = [&](msg::Body body) { return Outbox{{peer, msg::reply_to(in, kSelf, std::move(body))}}; };
   auto error = [&](Status s) { return Outbox{{peer, msg::make_error(in, kSelf, s)}}; };
-  auto caller = authorize(in);
-  if (!caller.is_ok()) return error(caller.status());
-  if (options_.auth) {
-    // The token, not the request, says who is acting.
+  auto authorized = authorize(in, authenticated);
+  if (!authorized.is_ok()) {
+    log(LogLevel::kWarn, kSelf, std::string("refused a '") + msg::body_name(in.body) + "' from " +
+                                    (authenticated.empty() ? "an unauthenticated caller" : authenticated) + ": " +
+                                    authorized.status().message());
+    return error(authorized.status());
+  }
+  Caller caller = std::move(authorized).value();
+  if (secured()) {
+    // The key or token, not the request, says who is acting.
     if (auto* m = in.get<msg::SubmitJob>()) {
       msg::SubmitJob as_caller = *m;
-      as_caller.submitter = caller->principal;
+      as_caller.submitter = caller.principal;
       return on_submit(in, as_caller, peer);
     }
     if (auto* m = in.get<msg::ExportRequest>()) {
       msg::ExportRequest as_caller = *m;
-      as_caller.principal = caller->principal;
+      as_caller.principal = caller.principal;
       return handle_export(peer, in, as_caller);
     }
-    if (in.get<msg::ResumeJob>()) return on_resume(in, msg::ResumeJob{caller->principal}, peer);
+  } else {
+    // A single-user cluster: whoever the request names (the CLI's --as).
+    if (auto* m = in.get<msg::ResumeJob>()) caller.principal = m->principal;
+    if (auto* m = in.get<msg::CancelJob>()) caller.principal = m->principal;
   }
-  if (auto* m = in.get<msg::AddPrincipal>()) return on_add_principal(in, *m, peer);
+  if (auto* m = in.get<msg::AddPrincipal>()) return on_add_principal(in, *m, peer, caller);
+  if (auto* m = in.get<msg::RevokePrincipal>()) return on_revoke_principal(in, *m, peer, caller);
+  if (in.get<msg::PrincipalsRequest>()) return reply(msg::PrincipalsReply{credentials_json("")});
   if (in.get<msg::AuditHeadRequest>()) {
     auto heads = recorder_.signed_heads();
     if (!heads.is_ok()) return error(heads.status());
@@ -93,13 +114,13 @@ Outbox CoordinatorState::dispatch(const std::string& peer, const Envelope& in, S
   if (auto* m = in.get<msg::UsageRequest>()) {
     if (!recorder_.enabled()) return error(failed_precondition("this coordinator keeps no custody store (--store)"));
     // Others' usage is for auditors and admins; everyone else sees their own calls.
-    const bool all = !options_.auth || sees_everyones_usage(caller->role);
-    auto summary = storage::usage(*recorder_.store(), m->model, all ? "" : lineage::principal_id(caller->principal),
+    const bool all = !secured() || sees_everyones_usage(caller.role);
+    auto summary = storage::usage(*recorder_.store(), m->model, all ? "" : lineage::principal_id(caller.principal),
                                   m->since_ms, m->until_ms, m->limit);
     if (!summary.is_ok()) return error(summary.status());
     return reply(msg::UsageReply{summary->dump()});
   }
-  if (auto* m = in.get<msg::Register>()) return on_register(peer, in, *m, now);
+  if (auto* m = in.get<msg::Register>()) return on_register(peer, in, *m, now, caller);
   if (in.get<msg::Heartbeat>()) {
     Node* n = node_by_peer(peer);
     if (n) n->last_seen = now;
@@ -112,8 +133,8 @@ Outbox CoordinatorState::dispatch(const std::string& peer, const Envelope& in, S
     }
     return reply(status(in.job_id, m->include_nodes, now));
   }
-  if (auto* m = in.get<msg::CancelJob>()) return on_cancel(in, *m, peer);
-  if (auto* m = in.get<msg::ResumeJob>()) return on_resume(in, *m, peer);
+  if (auto* m = in.get<msg::CancelJob>()) return on_cancel(in, *m, peer, caller);
+  if (auto* m = in.get<msg::ResumeJob>()) return on_resume(in, *m, peer, caller);
   if (auto* m = in.get<msg::ExportRequest>()) return handle_export(peer, in, *m);
 
   // Everything else comes from registered nodes about their jobs.
@@ -121,6 +142,11 @@ Outbox CoordinatorState::dispatch(const std::string& peer, const Envelope& in, S
   if (!node) {
     return error(failed_precondition(std::string("a '") + msg::body_name(in.body) +
                                      "' message from a node that has not registered; register first"));
+  }
+  if (secured() && node->principal != caller.principal) {
+    // A connection is one principal's (its key); a node's reports come from its connection.
+    return error(Status(ErrorCode::kPermissionDenied, "node " + node->id + " registered as principal " +
+                                                          node->principal + ", not " + caller.principal));
   }
   node->last_seen = now;
   return on_node_report(*node, in, now);
@@ -135,28 +161,56 @@ Outbox CoordinatorState::handle_export(const std::string& peer, const Envelope& 
 
 
 
-Outbox CoordinatorState::on_add_principal(const Envelope& in, const msg::AddPrincipal& m, const std::string& peer) {
+Outbox CoordinatorState::on_add_principal(const Envelope& in, const msg::AddPrincipal& m, const std::string& peer,
+                                          const Caller& caller) {
   auto error = [&](Status s) { return Outbox{{peer, msg::make_error(in, kSelf, s)}}; };
-  if (!options_.auth) {
-    return error(failed_precondition("this coordinator runs without --auth, so tokens would not be checked; "
-                                     "start it with --auth to use principals"));
+  // Rotation keeps the role: the CLI need not know it.
+  const auto role = m.rotate && m.role.empty() ? access_->role_of(m.name) : parse_role(m.role);
+  if (!role) {
+    if (m.rotate && m.role.empty()) return error(not_found("no principal '" + m.name + "' with an active credential"));
+    return error(invalid_argument("unknown role '" + m.role + "' (" + role_names() + ")"));
   }
-  const auto role = parse_role(m.role);
-  if (!role) return error(invalid_argument("unknown role '" + m.role + "' (" + role_names() + ")"));
-  if (m.name.empty() || m.name.find_first_of("|:/ ") != std::string::npos) {
-    return error(invalid_argument("a principal's name must be non-empty, without '|', ':', '/' or spaces"));
+  if (m.name.empty() || m.name.size() > 64 || m.name.find_first_of("|:/ \"\t\n") != std::string::npos) {
+    return error(invalid_argument("a principal's name is 1 to 64 characters, without '|', ':', '/', quotes or spaces"));
   }
-  auto token = random_token();
-  if (!token.is_ok()) return error(token.status());
-  auto by = authorize(in);
-  Status s = access_.add_credential(m.name, *role, token.value(), by.is_ok() ? by->principal : "?");
-  if (!s.is_ok()) return error(s);
-  log(LogLevel::kInfo, kSelf, "added principal " + m.name + " (" + m.role + ")");
-  return {{peer, msg::reply_to(in, kSelf, msg::PrincipalAdded{m.name, m.role, token.value()})}};
+  auto issued = access_->add(m.name, *role, m.public_key, m.rotate, caller.principal);
+  if (!issued.is_ok()) return error(issued.status());
+  log(LogLevel::kInfo, kSelf, std::string(m.rotate ? "rotated the credential of principal " : "added principal ") +
+                                  m.name + " (" + to_string(*role) + ", " + issued->credential.kind + ") for " + caller.principal);
+  msg::PrincipalAdded added{m.name, to_string(*role), issued->token, issued->credential.public_key,
+                           issued->secret_key};
+  return {{peer, msg::reply_to(in, kSelf, std::move(added))}};
+}
+
+Outbox CoordinatorState::on_revoke_principal(const Envelope& in, const msg::RevokePrincipal& m,
+                                             const std::string& peer, const Caller& caller) {
+  if (Status s = access_->revoke(m.name, m.reason, caller.principal); !s.is_ok()) {
+    return {{peer, msg::make_error(in, kSelf, s)}};
+  }
+  log(LogLevel::kInfo, kSelf, "revoked every credential of principal " + m.name + " for " + caller.principal +
+                                  (m.reason.empty() ? "" : ": " + m.reason));
+  return {{peer, msg::reply_to(in, kSelf, msg::PrincipalsReply{credentials_json(m.name)})}};
+}
+
+std::string CoordinatorState::credentials_json(const std::string& principal) const {
+  storage::json out = storage::json::array();
+  for (const auto& c : access_->list()) {
+    if (!principal.empty() && c.principal != principal) continue;
+    storage::json j = {{"principal", c.principal}, {"role", to_string(c.role)}, {"kind", c.kind},
+                       {"credential", c.id}, {"created_by", c.created_by}, {"created_at_ms", c.created_at_ms},
+                       {"revoked", c.revoked}};
+    if (!c.public_key.empty()) j["public_key"] = c.public_key;
+    if (c.revoked) {
+      j["revoked_by"] = c.revoked_by;
+      j["revoke_reason"] = c.revoke_reason;
+    }
+    out.push_back(std::move(j));
+  }
+  return out.dump();
 }
 
 Outbox CoordinatorState::on_register(const std::string& peer, const Envelope& in, const msg::Register& m,
-                                     SteadyClock::time_point now) {
+                                     SteadyClock::time_point now, const Caller& caller) {
   if (m.role == msg::NodeRole::kParameterServer && m.address.empty()) {
     return {{peer, msg::make_error(in, kSelf, invalid_argument("a parameter server must register "
                                                                "with the address workers reach it at"))}};
@@ -174,6 +228,12 @@ Outbox CoordinatorState::on_register(const std::string& peer, const Envelope& in
     } while (nodes_.count(id));
   }
   Node* existing = node_by_id(id);
+  if (secured() && existing && !existing->principal.empty() && existing->principal != caller.principal) {
+    // A node id is its first registrant's: another key may not take over its jobs.
+    return {{peer, msg::make_error(in, kSelf, Status(ErrorCode::kPermissionDenied,
+                                                     "node " + id + " belongs to principal " + existing->principal +
+                                                         "; register under another name"))}};
+  }
   if (existing && existing->alive && existing->peer != peer) {
     // A node restarted under the same name: the old incarnation is gone.
     log(LogLevel::kWarn, kSelf, "node " + id + " registered again from a new connection; "
@@ -191,13 +251,14 @@ Outbox CoordinatorState::on_register(const std::string& peer, const Envelope& in
       }
     }
   }
-  Status recorded = recorder_.node_registered(id, m);
+  Status recorded = recorder_.node_registered(id, m, secured() ? caller.principal : "");
   if (!recorded.is_ok()) log(LogLevel::kError, kSelf, "node " + id + ": " + recorded.message());
   Node n;
   n.id = id;
   n.peer = peer;
   n.address = m.address;
   n.host = m.host;
+  n.principal = secured() ? caller.principal : "";
   n.role = m.role;
   n.pid = m.pid;
   n.last_seen = now;

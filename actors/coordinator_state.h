@@ -41,6 +41,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -68,7 +69,9 @@ class CoordinatorState {
   // before the first message.
   Status restore(SteadyClock::time_point now);
 
-  Outbox handle(const std::string& peer, const msg::Envelope& in, SteadyClock::time_point now);
+  // authenticated: the principal the transport proved the sender is (CurveZMQ), or "".
+  Outbox handle(const std::string& peer, const msg::Envelope& in, SteadyClock::time_point now,
+                const std::string& authenticated = "");
   // Liveness and scheduling; call about once per heartbeat interval.
   Outbox tick(SteadyClock::time_point now);
 
@@ -79,14 +82,19 @@ class CoordinatorState {
   // Records the public half of the key that signs heads and receipts.
   Status signing_key_in_use(const std::string& key_file) { return recorder_.signing_key_in_use(key_file); }
 
-  // With auth on: the caller its token names, if the role may send this request. Without
-  // auth: a caller named by the request itself, with every right.
-  Result<Caller> authorize(const msg::Envelope& in) { return access_.authorize(in); }
+  // With security on: the caller its key or token proves, if the role may send this
+  // request. Without: a caller named by the request itself, with every right.
+  Result<Caller> authorize(const msg::Envelope& in, const std::string& authenticated = "") const {
+    return access_->authorize(in, authenticated);
+  }
+  // The credentials, shared with the transport's authenticator thread (CurveZMQ).
+  const std::shared_ptr<AccessControl>& access_control() const { return access_; }
 
  private:
   static constexpr const char* kSelf = "coordinator";  // the sender of its messages and logs
   struct Node {
     std::string id, peer, address, host;
+    std::string principal;  // the key's principal that registered it (security curve or token)
     msg::NodeRole role = msg::NodeRole::kWorker;
     uint32_t pid = 0;
     bool alive = true;
@@ -96,11 +104,18 @@ class CoordinatorState {
 
   // Membership and requests (coordinator_state.cc).
   // One request or node report, before scheduling (handle() schedules once per event).
-  Outbox dispatch(const std::string& peer, const msg::Envelope& in, SteadyClock::time_point now);
+  Outbox dispatch(const std::string& peer, const msg::Envelope& in, SteadyClock::time_point now,
+                  const std::string& authenticated);
   Outbox on_register(const std::string& peer, const msg::Envelope& in, const msg::Register& m,
-                     SteadyClock::time_point now);
+                     SteadyClock::time_point now, const Caller& caller);
   Outbox handle_export(const std::string& peer, const msg::Envelope& in, const msg::ExportRequest& m);
-  Outbox on_add_principal(const msg::Envelope& in, const msg::AddPrincipal& m, const std::string& peer);
+  Outbox on_add_principal(const msg::Envelope& in, const msg::AddPrincipal& m, const std::string& peer,
+                          const Caller& caller);
+  Outbox on_revoke_principal(const msg::Envelope& in, const msg::RevokePrincipal& m, const std::string& peer,
+                             const Caller& caller);
+  // The credentials as JSON (principal list), of one principal or all.
+  std::string credentials_json(const std::string& principal) const;
+  bool secured() const { return options_.security != Security::kNone; }
   // The nodes a starting or stalled job waits for, each with why; empty if it is moving.
   std::vector<std::string> waiting_for(const Job& job, SteadyClock::time_point now) const;
   Node* node_by_peer(const std::string& peer);
@@ -116,8 +131,10 @@ class CoordinatorState {
   // A job from its file: reads the data set (sizes, identity), checks the model, and with
   // resolve_init the checkpoint named by 'job.init_from'.
   Result<Job> prepare(const std::string& spec_text, const std::string& origin, bool resolve_init);
-  Outbox on_cancel(const msg::Envelope& in, const msg::CancelJob& m, const std::string& peer);
-  Outbox on_resume(const msg::Envelope& in, const msg::ResumeJob& m, const std::string& peer);
+  // Only the job's submitter or an admin may cancel or resume it (with security on).
+  Outbox on_cancel(const msg::Envelope& in, const msg::CancelJob& m, const std::string& peer, const Caller& caller);
+  Outbox on_resume(const msg::Envelope& in, const msg::ResumeJob& m, const std::string& peer, const Caller& caller);
+  Status may_change(const Job& job, const Caller& caller, const char* what) const;
   // Loads a checkpoint's values and optimizer state as the job's starting point; returns the
   // checkpoint's step. A note for the status message says where the optimizer starts.
   Result<uint64_t> load_start(Job& job, const std::string& checkpoint, std::string* optimizer_note);
@@ -152,7 +169,7 @@ class CoordinatorState {
   // `principal add`.
   std::map<std::string, Node> nodes_;  // by node id
   int next_ps_ = 1, next_worker_ = 1;  // the numbers of the next nodes' ids
-  AccessControl access_;
+  std::shared_ptr<AccessControl> access_;
 
   // Jobs: changed by requests, node reports and ticks.
   std::map<std::string, Job> jobs_;  // by job id

@@ -23,11 +23,16 @@ Status CustodyRecorder::write(const storage::Batch& batch) {
   return s;
 }
 
-Status CustodyRecorder::node_registered(const std::string& node_id, const msg::Register& r) {
+Status CustodyRecorder::node_registered(const std::string& node_id, const msg::Register& r,
+                                       const std::string& principal) {
   storage::Batch b("node registered");
-  b.entity(lineage::kind::kNode, node_entity_id(node_id),
-           {{"node_id", node_id}, {"role", msg::to_string(r.role)}, {"host", r.host}, {"address", r.address}});
-  b.event({{"event", lineage::event::kNodeRegistered}, {"node", node_entity_id(node_id)}, {"pid", r.pid}, {"host", r.host}});
+  json attributes = {{"node_id", node_id}, {"role", msg::to_string(r.role)}, {"host", r.host}, {"address", r.address}};
+  if (!principal.empty()) attributes["principal"] = principal;
+  b.entity(lineage::kind::kNode, node_entity_id(node_id), std::move(attributes));
+  json event = {{"event", lineage::event::kNodeRegistered}, {"node", node_entity_id(node_id)}, {"pid", r.pid}, {"host", r.host}};
+  // Who the node proved it is (its key's principal): attribution names a key, not a claim.
+  if (!principal.empty()) event["principal"] = principal_id(principal);
+  b.event(std::move(event));
   return write(b);
 }
 
@@ -223,13 +228,25 @@ Status CustodyRecorder::job_resumed(const msg::JobStatus& job, const std::string
 }
 
 Status CustodyRecorder::principal_added(const std::string& name, const std::string& role,
-                                       const std::string& token_sha256, const std::string& by) {
+                                       const std::string& credential_sha256, const std::string& by,
+                                       const std::string& kind, const std::string& public_key) {
   if (!store_) return failed_precondition("principals are kept in the custody store: start with --store");
   storage::Batch b("principal added");
-  const std::string credential = lineage::credential_id(token_sha256);
+  const std::string credential = lineage::credential_id(credential_sha256);
   b.entity(lineage::kind::kPrincipal, principal_id(name), {{"name", name}});
-  b.entity(lineage::kind::kCredential, credential, {{"principal", name}, {"role", role}, {"created_by", by}});
+  storage::json attributes = {{"principal", name}, {"role", role}, {"created_by", by}, {"credential_kind", kind}};
+  if (!public_key.empty()) attributes["public_key"] = public_key;
+  b.entity(lineage::kind::kCredential, credential, std::move(attributes));
   b.relation(lineage::rel::kCredentialOf, credential, principal_id(name), {{"role", role}});
+  return write(b);
+}
+
+Status CustodyRecorder::credential_revoked(const std::string& credential_id, const std::string& principal,
+                                          const std::string& by, const std::string& reason) {
+  if (!store_) return failed_precondition("principals are kept in the custody store: start with --store");
+  storage::Batch b("credential revoked");
+  b.event({{"event", lineage::event::kCredentialRevoked}, {"credential", credential_id},
+           {"principal", principal_id(principal)}, {"by", principal_id(by)}, {"reason", reason}});
   return write(b);
 }
 

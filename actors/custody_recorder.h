@@ -54,7 +54,7 @@ class CustodyRecorder {
   bool enabled() const { return store_ != nullptr; }
   storage::CustodyStore* store() const { return store_; }
 
-  Status node_registered(const std::string& node_id, const msg::Register& r);
+  Status node_registered(const std::string& node_id, const msg::Register& r, const std::string& principal = "");
   Status job_submitted(const msg::JobStatus& job, const JobSpec& spec, const DatasetInfo& data,
                        const std::vector<int>& layer_sizes, const std::string& init_checkpoint);
   Status job_started(const msg::JobStatus& job, const std::vector<msg::AssignTask>& tasks,
@@ -86,10 +86,15 @@ class CustodyRecorder {
   Status job_ended(const msg::JobStatus& job, const std::string& final_checkpoint);
   Status job_resumed(const msg::JobStatus& job, const std::string& checkpoint, uint64_t step,
                      const std::string& principal);
-  // A credential of a principal: only the token's SHA-256 is kept. A token already known
-  // is not recorded again.
-  Status principal_added(const std::string& name, const std::string& role, const std::string& token_sha256,
-                         const std::string& by);
+  // A credential of a principal: only the token's SHA-256 is kept (token mode), or the
+  // principal's public key (curve mode; the credential is named by SHA-256 of "curve:" +
+  // key). `kind`: "token" or "curve".
+  Status principal_added(const std::string& name, const std::string& role, const std::string& credential_sha256,
+                         const std::string& by, const std::string& kind = "token",
+                         const std::string& public_key = "");
+  // A credential withdrawn: from now on it proves nothing.
+  Status credential_revoked(const std::string& credential_id, const std::string& principal, const std::string& by,
+                            const std::string& reason);
   // The key that signs this store's heads, recorded once (its public half, so that an
   // auditor reading the store can see which key to expect; trusting it is another matter:
   // docs/ARCHITECTURE.md, "Trust model").

@@ -53,6 +53,7 @@ void on_entity(const json& b, size_t seq, std::map<std::string, Building>& runs,
     n.role = *known;
     n.host = b.value("host", "");
     n.address = b.value("address", "");
+    n.principal = b.value("principal", "");
     if (!n.id.empty()) out.nodes.push_back(std::move(n));
   }
 }

@@ -22,6 +22,7 @@ namespace custody::actors {
 
 struct ReplayedNode {
   std::string id, host, address;
+  std::string principal;  // who registered it (security curve or token), or empty
   msg::NodeRole role = msg::NodeRole::kWorker;
 };
 

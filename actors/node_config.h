@@ -13,14 +13,22 @@
 
 namespace custody::actors {
 
+// How callers prove who they are (actors/access_control.h; threat model:
+// docs/ARCHITECTURE.md, "Principals, keys and roles").
+enum class Security {
+  kNone,   // a single-user local cluster: requests name their caller
+  kToken,  // a secret token per request (in clear on the wire)
+  kCurve,  // CurveZMQ: every connection encrypted, every caller proven by its key
+};
+
 // Of CoordinatorState (actors/coordinator_state.h).
 struct CoordinatorOptions {
   std::chrono::milliseconds heartbeat_interval{1000};  // Default: 1 s
   std::chrono::milliseconds heartbeat_timeout{5000};   // Default: 5 s
   size_t max_finished_jobs = 1000;  // finished jobs kept for status. Default: 1000
-  // Require a token on every request (principals and roles: actors/access_policy.h).
-  // Default: off, for a single-user local cluster; a shared cluster turns it on.
-  bool auth = false;
+  // How callers are proven (principals and roles: actors/access_policy.h). Default:
+  // none, for a single-user local cluster; a shared cluster uses curve.
+  Security security = Security::kNone;
   // Rollbacks a job may take before it is failed. Default: 5
   uint32_t max_recoveries = 5;
   // A running job with no step for this long is stalled: status names what it waits for.
@@ -50,9 +58,16 @@ struct CoordinatorNodeConfig {
   std::string store;
   CoordinatorOptions options;
   ServingOptions serving;
-  // With options.auth: the admin's token. Created (mode 0600) on first start if the file
-  // does not exist; registered in the store if the store does not know it.
+  // With security token: the admin's token. Created (mode 0600) on first start if the
+  // file does not exist; registered in the store if the store does not know it.
   std::string admin_token_file;
+  // With security curve: the coordinator's long-term CurveZMQ key pair (clients need its
+  // public half, written to FILE.pub and printed at start). Created (mode 0600) on first
+  // start. Default (with a store): "<store>.coordinator-key" beside the store.
+  std::string key_file;
+  // With security curve: the first admin's key pair, created (mode 0600) on first start
+  // and registered as principal "admin" if the store does not know it. Default: none.
+  std::string admin_key_file;
   // Checkpoint shards carry a server's whole key range. Default: 256 MiB
   size_t max_message_bytes = size_t(256) << 20;
   // The Ed25519 key that signs the store's Merkle heads and every receipt: a file outside
@@ -79,6 +94,11 @@ struct PeerNodeConfig {
   // The node's token (a principal of role "node"), sent with every message to a
   // coordinator that runs with --auth. Empty: none.
   std::string token;
+  // With a coordinator that runs with security curve: this node's key pair file (a
+  // principal of role "node", from `custody principal add NAME --role node`), and the
+  // coordinator's public key (the key itself, or its .pub file). Empty: no CURVE.
+  std::string key_file;
+  std::string coordinator_key;
   // Workers: the longest wait for a parameter server's reply to one step.
   std::chrono::milliseconds step_timeout{60000};
 };

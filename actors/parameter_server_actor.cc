@@ -88,7 +88,7 @@ int run_parameter_server(const PeerNodeConfig& config, const std::atomic<bool>& 
   socket_options.max_message_bytes = static_cast<int64_t>(config.max_message_bytes) * 2;
   auto listener = transport::Socket::bind(context, config.listen, socket_options);
   if (start_failed(kNode, listener.status())) return 2;
-  auto to_coordinator = transport::Socket::connect(context, config.coordinator);
+  auto to_coordinator = connect_to_coordinator(context, config);
   if (start_failed(kNode, to_coordinator.status())) return 2;
   const msg::Register registration = actors::registration(
       msg::NodeRole::kParameterServer, config.name, advertised(listener.value()->endpoint(), config.advertise_host));

@@ -9,8 +9,10 @@
 #include <thread>
 
 #include "actors/caf_types.h"
+#include "actors/node_config.h"
 #include "actors/socket_bridge.h"
 #include "core/log.h"
+#include "protocols/curve_key_file.h"
 
 namespace custody::actors {
 
@@ -56,6 +58,28 @@ inline BridgeOptions bridge_options(Channel channel, const std::string& node, si
   o.node_name = node;
   o.limits.max_bytes = max_message_bytes;
   return o;
+}
+
+// How a node connects to the coordinator: over CurveZMQ when it has a key file (then the
+// coordinator's public key is needed too), else plain.
+inline Result<transport::SocketOptions> coordinator_link_options(const PeerNodeConfig& c) {
+  transport::SocketOptions o;
+  if (c.key_file.empty() && c.coordinator_key.empty()) return o;
+  if (c.key_file.empty() || c.coordinator_key.empty()) {
+    return invalid_argument("a CurveZMQ connection needs both key_file (this node's key pair, from `custody "
+                            "principal add NAME --role node`) and coordinator_key (the coordinator's public key)");
+  }
+  CUSTODY_ASSIGN_OR_RETURN(auto identity, transport::read_key_file(c.key_file));
+  CUSTODY_ASSIGN_OR_RETURN(o.curve_server_key, transport::read_public_key(c.coordinator_key));
+  o.curve_client = identity.keys;
+  return o;
+}
+
+// Connects a node to the coordinator (coordinator_link_options).
+inline Result<std::unique_ptr<transport::Socket>> connect_to_coordinator(transport::Context& context,
+                                                                        const PeerNodeConfig& c) {
+  CUSTODY_ASSIGN_OR_RETURN(auto options, coordinator_link_options(c));
+  return transport::Socket::connect(context, c.coordinator, options);
 }
 
 inline std::string host_name() {

@@ -16,9 +16,10 @@ void bridge_loop(caf::blocking_actor* self, std::shared_ptr<transport::Socket> s
   bool running = true;
   caf::actor handler;
   self->receive([&](caf::actor& h) { handler = h; }, [&](caf::exit_msg&) { running = false; });
-  auto reply_error = [&](const std::string& peer, const Status& status) {
+  auto reply_error = [&](const std::string& peer, const Status& status, std::optional<uint64_t> request_id) {
     msg::Envelope e;
     e.sender = options.node_name;
+    e.request_id = request_id.value_or(0);
     e.body = msg::Error{status.code(), status.message()};
     (void)socket->send(peer, msg::encode(e));
   };
@@ -37,17 +38,20 @@ void bridge_loop(caf::blocking_actor* self, std::shared_ptr<transport::Socket> s
       if (!in.value()) break;
       transport::Incoming& frame = *in.value();
       if (frame.multipart) {
-        reply_error(frame.peer, invalid_argument("a message must be a single ZeroMQ frame"));
+        reply_error(frame.peer, invalid_argument("a message must be a single ZeroMQ frame"),
+                    msg::readable_request_id(frame.bytes.data(), frame.bytes.size(), options.limits));
         continue;
       }
       auto decoded = msg::decode(frame.bytes.data(), frame.bytes.size(), options.limits, frame.bytes.owner());
       if (!decoded.is_ok()) {
         log(LogLevel::kWarn, options.node_name, "refused a message: " + decoded.status().message());
-        reply_error(frame.peer, decoded.status());
+        reply_error(frame.peer, decoded.status(),
+                    msg::readable_request_id(frame.bytes.data(), frame.bytes.size(), options.limits));
         continue;
       }
       self->send(handler, Inbound{options.channel, std::move(frame.peer),
-                                  std::make_shared<const msg::Envelope>(std::move(decoded).value())});
+                                  std::make_shared<const msg::Envelope>(std::move(decoded).value()),
+                                  std::move(frame.principal)});
     }
     // Drain the mailbox: replies to send, or the order to stop.
     bool more = true;

@@ -145,7 +145,7 @@ caf::behavior worker_actor(caf::stateful_actor<WorkerActorState>* self, SocketPo
 int run_worker(const PeerNodeConfig& config, const std::atomic<bool>& stop, transport::Context* shared) {
   std::optional<transport::Context> own;
   transport::Context& context = shared ? *shared : own.emplace();
-  auto to_coordinator = transport::Socket::connect(context, config.coordinator);
+  auto to_coordinator = connect_to_coordinator(context, config);
   if (start_failed("worker", to_coordinator.status())) return 2;
   const msg::Register registration = actors::registration(msg::NodeRole::kWorker, config.name);
 

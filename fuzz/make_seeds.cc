@@ -14,7 +14,7 @@ int main(int argc, char** argv) {
   Body bodies[] = {Error{custody::ErrorCode::kNotFound, "x"}, Register{NodeRole::kWorker, "a", "h", 1, "w"},
                    Heartbeat{true}, SubmitJob{"[job]\nepochs = 1\n", "f", "s"}, StatusRequest{true},
                    Push{"w", 3, {1.0f, 2.0f}, 64, 2}, Params{1, 0, {0.5f}}, Predict{"m", "p", 1, 2, {1, 2}, ""},
-                   AddPrincipal{"n", "consumer"}, UsageRequest{"m", 0, 0}, AuditHeadRequest{},
+                   AddPrincipal{"n", "consumer", "", false}, UsageRequest{"m", 0, 0}, AuditHeadRequest{},
                    CheckpointShard{1, 0, {1.0f}, {{"w", 1, 0, 64, 1.0, 0, 0}}, false}};
   int i = 0;
   for (auto& b : bodies) {

@@ -11,13 +11,18 @@ int main(int argc, char** argv) {
   int64_t stall_ms = c.options.stall_after.count(), start_ms = c.options.start_timeout.count();
   int64_t max_recoveries = c.options.max_recoveries;
   int64_t head_interval_ms = c.head_interval.count();
+  std::string security = "none";
+  bool auth = false;
   Status s = nodes::read_config(config_file, [&](ConfigReader& r) {
     CUSTODY_RETURN_IF_ERROR(r.get("coordinator.listen", c.listen));
     CUSTODY_RETURN_IF_ERROR(r.get("coordinator.store", c.store));
     CUSTODY_RETURN_IF_ERROR(r.get("serving.record_usage", c.serving.record_usage));
     CUSTODY_RETURN_IF_ERROR(r.get("serving.receipts", c.serving.receipts));
-    CUSTODY_RETURN_IF_ERROR(r.get("coordinator.auth", c.options.auth));
+    CUSTODY_RETURN_IF_ERROR(r.get("coordinator.security", security, {"none", "token", "curve"}));
+    CUSTODY_RETURN_IF_ERROR(r.get("coordinator.auth", auth));
     CUSTODY_RETURN_IF_ERROR(r.get("coordinator.admin_token_file", c.admin_token_file));
+    CUSTODY_RETURN_IF_ERROR(r.get("coordinator.key_file", c.key_file));
+    CUSTODY_RETURN_IF_ERROR(r.get("coordinator.admin_key_file", c.admin_key_file));
     CUSTODY_RETURN_IF_ERROR(r.get("coordinator.heartbeat_interval_ms", interval_ms, nodes::kHeartbeatIntervalMs));
     CUSTODY_RETURN_IF_ERROR(r.get("coordinator.heartbeat_timeout_ms", timeout_ms, nodes::kTimeoutMs));
     CUSTODY_RETURN_IF_ERROR(r.get("coordinator.max_message_mib", max_mib, nodes::kMaxMessageMib));
@@ -37,9 +42,17 @@ int main(int argc, char** argv) {
   app.add_option("--config", config_file, "TOML config file (see configs/coordinator.toml)");
   app.add_option("--listen", c.listen, "address to listen on; port 0 picks a free port")->capture_default_str();
   app.add_option("--store", c.store, "custody store directory (RocksDB; created if missing)")->capture_default_str();
-  app.add_flag("--auth", c.options.auth, "require a token on every request (principals and roles)");
+  app.add_option("--security", security,
+                 "how callers are proven: none (single user), token, or curve (CurveZMQ keys; encrypted)")
+      ->check(CLI::IsMember({"none", "token", "curve"}))
+      ->capture_default_str();
+  app.add_flag("--auth", auth, "the same as --security token");
   app.add_option("--admin-token-file", c.admin_token_file,
-                 "with --auth: the admin's token (created there on first start if missing)");
+                 "with --security token: the admin's token (created there on first start if missing)");
+  app.add_option("--key-file", c.key_file,
+                 "with --security curve: the coordinator's key pair (default: <store>.coordinator-key; created if missing)");
+  app.add_option("--admin-key-file", c.admin_key_file,
+                 "with --security curve: the first admin's key pair (created there on first start if missing)");
   app.add_flag("!--no-usage-recording", c.serving.record_usage,
                "answer predictions without recording them (only to measure what recording costs)");
   app.add_flag("!--no-receipts", c.serving.receipts,
@@ -64,6 +77,10 @@ int main(int argc, char** argv) {
   nodes::ranged_option(app, "--head-interval-ms", head_interval_ms, nodes::kHeadIntervalMs,
                        "how often to append to --head-file");
   CLI11_PARSE(app, argc, argv);
+  if (auth && security == "none") security = "token";
+  c.options.security = security == "curve"   ? actors::Security::kCurve
+                       : security == "token" ? actors::Security::kToken
+                                             : actors::Security::kNone;
   if (timeout_ms <= interval_ms) {
     std::fprintf(stderr, "custody-coordinator: the heartbeat timeout (%lld ms) must exceed the interval (%lld ms)\n",
                  static_cast<long long>(timeout_ms), static_cast<long long>(interval_ms));

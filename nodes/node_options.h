@@ -62,6 +62,8 @@ inline Status read_peer_config(ConfigReader& r, actors::PeerNodeConfig& c) {
   CUSTODY_RETURN_IF_ERROR(r.get("node.connect_timeout_ms", connect_ms, kTimeoutMs));
   CUSTODY_RETURN_IF_ERROR(r.get("node.max_message_mib", max_mib, kMaxMessageMib));
   CUSTODY_RETURN_IF_ERROR(r.get("node.token_file", c.token));  // a path until main reads it
+  CUSTODY_RETURN_IF_ERROR(r.get("node.key_file", c.key_file));
+  CUSTODY_RETURN_IF_ERROR(r.get("node.coordinator_key", c.coordinator_key));
   CUSTODY_RETURN_IF_ERROR(r.get("server.listen", c.listen));
   CUSTODY_RETURN_IF_ERROR(r.get("server.advertise_host", c.advertise_host));
   CUSTODY_RETURN_IF_ERROR(r.get("worker.step_timeout_ms", step_ms, kTimeoutMs));
@@ -99,6 +101,11 @@ inline void add_peer_flags(CLI::App& app, actors::PeerNodeConfig& c, std::string
   ranged_option(app, "--connect-timeout-ms", connect_ms, kTimeoutMs,
                 "give up if the coordinator is not reached in this time");
   app.add_option("--token-file", c.token, "file holding this node's token (for a coordinator with --auth)");
+  app.add_option("--key-file", c.key_file,
+                 "this node's CurveZMQ key pair (for a coordinator with --security curve; from `custody principal "
+                 "add NAME --role node`)");
+  app.add_option("--coordinator-key", c.coordinator_key,
+                 "the coordinator's CurveZMQ public key, or its .pub file (with --key-file)");
 }
 
 // Replaces the token file's path in c.token by the token itself.

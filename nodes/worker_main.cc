@@ -38,5 +38,7 @@ int main(int argc, char** argv) {
   server.connect_timeout = c.connect_timeout;
   server.max_message_bytes = c.max_message_bytes;
   server.token = c.token;
+  server.key_file = c.key_file;  // one process, one key: both nodes register as its principal
+  server.coordinator_key = c.coordinator_key;
   return actors::run_worker_with_parameter_server(c, server, nodes::g_stop);
 }

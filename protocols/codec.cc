@@ -223,7 +223,11 @@ void encode_body(wire::Envelope::Body::Builder b, const Body& body) {
             }
             e.setStorePath(text(m.store_path));
           },
-          [&](const CancelJob& m) { b.initCancelJob().setReason(text(m.reason)); },
+          [&](const CancelJob& m) {
+            auto e = b.initCancelJob();
+            e.setReason(text(m.reason));
+            e.setPrincipal(text(m.principal));
+          },
           [&](const AssignKeyRange& m) {
             auto e = b.initAssignKeyRange();
             e.setSpecText(text(m.spec_text));
@@ -373,12 +377,23 @@ void encode_body(wire::Envelope::Body::Builder b, const Body& body) {
             auto e = b.initAddPrincipal();
             e.setName(text(m.name));
             e.setRole(text(m.role));
+            e.setPublicKey(text(m.public_key));
+            e.setRotate(m.rotate);
           },
           [&](const PrincipalAdded& m) {
             auto e = b.initPrincipalAdded();
             e.setName(text(m.name));
             e.setRole(text(m.role));
             e.setToken(text(m.token));
+            e.setPublicKey(text(m.public_key));
+            e.setSecretKey(text(m.secret_key));
+          },
+          [&](const PrincipalsRequest&) { b.initPrincipalsRequest(); },
+          [&](const PrincipalsReply& m) { b.initPrincipalsReply().setJson(text(m.json)); },
+          [&](const RevokePrincipal& m) {
+            auto e = b.initRevokePrincipal();
+            e.setName(text(m.name));
+            e.setReason(text(m.reason));
           },
           [&](const UsageRequest& m) {
             auto e = b.initUsageRequest();
@@ -444,7 +459,7 @@ Result<Body> decode_body(wire::Envelope::Body::Reader b, const std::shared_ptr<c
       m.store_path = str(r.getStorePath());
       return Body(std::move(m));
     }
-    case W::CANCEL_JOB: return Body(CancelJob{str(b.getCancelJob().getReason())});
+    case W::CANCEL_JOB: return Body(CancelJob{str(b.getCancelJob().getReason()), str(b.getCancelJob().getPrincipal())});
     case W::ASSIGN_KEY_RANGE: {
       auto r = b.getAssignKeyRange();
       AssignKeyRange m{str(r.getSpecText()), r.getServerIndex(), r.getRangeBegin(), r.getRangeEnd(),
@@ -560,11 +575,18 @@ Result<Body> decode_body(wire::Envelope::Body::Reader b, const std::shared_ptr<c
     }
     case W::ADD_PRINCIPAL: {
       auto r = b.getAddPrincipal();
-      return Body(AddPrincipal{str(r.getName()), str(r.getRole())});
+      return Body(AddPrincipal{str(r.getName()), str(r.getRole()), str(r.getPublicKey()), r.getRotate()});
     }
     case W::PRINCIPAL_ADDED: {
       auto r = b.getPrincipalAdded();
-      return Body(PrincipalAdded{str(r.getName()), str(r.getRole()), str(r.getToken())});
+      return Body(PrincipalAdded{str(r.getName()), str(r.getRole()), str(r.getToken()), str(r.getPublicKey()),
+                                 str(r.getSecretKey())});
+    }
+    case W::PRINCIPALS_REQUEST: return Body(PrincipalsRequest{});
+    case W::PRINCIPALS_REPLY: return Body(PrincipalsReply{str(b.getPrincipalsReply().getJson())});
+    case W::REVOKE_PRINCIPAL: {
+      auto r = b.getRevokePrincipal();
+      return Body(RevokePrincipal{str(r.getName()), str(r.getReason())});
     }
     case W::USAGE_REQUEST: {
       auto r = b.getUsageRequest();
@@ -618,6 +640,21 @@ Bytes encode(const Envelope& envelope) {
   kj::ArrayOutputStream out(kj::arrayPtr(bytes.data(), bytes.size()));
   capnp::writeMessage(out, builder);
   return bytes;
+}
+
+std::optional<uint64_t> readable_request_id(const uint8_t* data, size_t size, const DecodeLimits& limits) {
+  if (size == 0 || size > limits.max_bytes || size % sizeof(capnp::word) != 0) return std::nullopt;
+  kj::Array<capnp::word> copy = kj::heapArray<capnp::word>(size / sizeof(capnp::word));
+  std::memcpy(copy.begin(), data, size);
+  capnp::ReaderOptions options;
+  options.traversalLimitInWords = 1024;  // the envelope's own fields only
+  options.nestingLimit = limits.nesting_limit;
+  try {
+    capnp::FlatArrayMessageReader reader(copy.asPtr(), options);
+    return reader.getRoot<wire::Envelope>().getRequestId();
+  } catch (...) {
+    return std::nullopt;
+  }
 }
 
 Result<Envelope> decode(const uint8_t* data, size_t size, const DecodeLimits& limits,
@@ -684,7 +721,7 @@ const char* body_name(const Body& body) {
                                  "checkpointShard", "resumeJob", "exportRequest", "exportReply",
                                  "predict",      "predictReply", "addPrincipal", "principalAdded",
                                  "usageRequest", "usageReply", "auditHeadRequest", "auditHeadReply",
-                                 "jobReleased"};
+                                 "jobReleased", "principalsRequest", "principalsReply", "revokePrincipal"};
   static_assert(sizeof(kNames) / sizeof(kNames[0]) == std::variant_size_v<Body>);
   return kNames[body.index()];
 }

@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "core/error.h"
@@ -32,6 +33,10 @@ Bytes encode(const Envelope& envelope);
 // parameter blocks of push and params share those bytes instead of copying them.
 Result<Envelope> decode(const uint8_t* data, size_t size, const DecodeLimits& limits = {},
                         std::shared_ptr<const void> owner = nullptr);
+// The request id of a message decode() refused, when its envelope was readable (a body
+// that is not, an unknown union member, a wrong version): the error reply echoes it, so
+// the caller can tell which of its requests failed. nullopt when not even that was.
+std::optional<uint64_t> readable_request_id(const uint8_t* data, size_t size, const DecodeLimits& limits = {});
 inline Result<Envelope> decode(const std::vector<uint8_t>& bytes, const DecodeLimits& limits = {}) {
   return decode(bytes.data(), bytes.size(), limits);
 }

@@ -46,6 +46,9 @@ struct Envelope {
     auditHeadRequest @36 :AuditHeadRequest;
     auditHeadReply @37 :AuditHeadReply;
     jobReleased @38 :JobReleased;
+    principalsRequest @39 :PrincipalsRequest;
+    principalsReply @40 :PrincipalsReply;
+    revokePrincipal @41 :RevokePrincipal;
   }
   token @30 :Text;          # the caller's secret, when the coordinator requires one (--auth)
   attempt @35 :UInt32;      # which run of the job (0 first; +1 per recovery): messages of an
@@ -172,6 +175,7 @@ struct StatusReply {
 # cli -> coordinator (envelope jobId); replied to with jobAccepted or error.
 struct CancelJob {
   reason @0 :Text;
+  principal @1 :Text;       # who cancels (with security on, the proven caller replaces it)
 }
 
 # coordinator -> parameter server: hold this key range of the job's parameters.
@@ -361,17 +365,38 @@ struct PredictReply {
                             # head (storage/notary.h); empty when the coordinator has no key
 }
 
-# cli -> coordinator (admin only): a principal and its role; the reply carries the token,
-# the only time it is ever shown (the store keeps its SHA-256).
+# cli -> coordinator (admin only): a principal and its role. With security = "token" the
+# reply carries the token, the only time it is ever shown (the store keeps its SHA-256);
+# with security = "curve" it registers publicKey, or makes a key pair and returns its secret
+# half once (over the CurveZMQ session, so encrypted).
 struct AddPrincipal {
   name @0 :Text;
   role @1 :Text;            # submitter, consumer, auditor, admin or node
+  publicKey @2 :Text;       # curve: a key the principal made (Z85); empty: the coordinator makes one
+  rotate @3 :Bool;          # a new credential for an existing principal, revoking its old ones
 }
 
 struct PrincipalAdded {
   name @0 :Text;
   role @1 :Text;
-  token @2 :Text;
+  token @2 :Text;           # token mode
+  publicKey @3 :Text;       # curve mode
+  secretKey @4 :Text;       # curve mode, when the coordinator made the pair; never stored
+}
+
+# cli -> coordinator (admin only): every credential, active and revoked.
+struct PrincipalsRequest {
+}
+
+struct PrincipalsReply {
+  json @0 :Text;            # [{"principal", "role", "kind", "public_key", "created_by", ...}]
+}
+
+# cli -> coordinator (admin only): withdraw every credential of a principal; replied to with
+# principalsReply listing that principal's credentials.
+struct RevokePrincipal {
+  name @0 :Text;
+  reason @1 :Text;
 }
 
 # cli -> coordinator: who used a model. With --auth, a caller sees only its own calls

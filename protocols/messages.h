@@ -83,6 +83,7 @@ struct StatusReply {
 };
 struct CancelJob {
   std::string reason;
+  std::string principal;  // who cancels; a secured coordinator uses the proven caller instead
 };
 struct AssignKeyRange {
   std::string spec_text;
@@ -202,9 +203,19 @@ struct PredictReply {
 
 struct AddPrincipal {
   std::string name, role;
+  std::string public_key;  // curve: the principal's own key; empty: the coordinator makes a pair
+  bool rotate = false;
 };
 struct PrincipalAdded {
   std::string name, role, token;
+  std::string public_key, secret_key;  // curve mode; the secret only when the coordinator made it
+};
+struct PrincipalsRequest {};
+struct PrincipalsReply {
+  std::string json;
+};
+struct RevokePrincipal {
+  std::string name, reason;
 };
 
 struct UsageRequest {
@@ -226,7 +237,7 @@ using Body = std::variant<Error, Register, RegisterAck, Heartbeat, HeartbeatAck,
                           Push, Params, CheckpointShard, ResumeJob, ExportRequest, ExportReply,
                           Predict, PredictReply, AddPrincipal, PrincipalAdded, UsageRequest, UsageReply,
                           AuditHeadRequest, AuditHeadReply,
-                          JobReleased>;
+                          JobReleased, PrincipalsRequest, PrincipalsReply, RevokePrincipal>;
 
 struct Envelope {
   uint16_t version = kProtocolVersion;

@@ -165,6 +165,7 @@ class Socket {
   Result<std::optional<Incoming>> receive(std::chrono::milliseconds timeout);
   // peer: the routing id for a ROUTER socket; ignored by DEALER sockets.
   // A message to a ROUTER peer that has gone is dropped (ZeroMQ's behaviour), not an error.
+  // A DEALER with no live connection returns unavailable at once instead of waiting.
   Status send(const std::string& peer, const uint8_t* data, size_t size);
   Status send(const std::string& peer, const std::vector<uint8_t>& bytes) {
     return send(peer, bytes.data(), bytes.size());
@@ -175,6 +176,8 @@ class Socket {
  private:
   friend class Context;
   Socket(void* socket, bool router, std::string endpoint);
+  int send_flags() const;
+  Status send_error() const;
   void* socket_;
   bool router_;
   std::string endpoint_;

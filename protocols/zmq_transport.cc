@@ -364,13 +364,27 @@ Result<std::optional<Incoming>> Socket::receive(std::chrono::milliseconds timeou
   }
 }
 
+// A DEALER whose connection is gone (a CURVE handshake the server refused tears it down)
+// would block in send until a reconnect succeeds, which may be never: it must not hang the
+// node, which then cannot even stop. So DEALER sends do not wait; a ROUTER drops messages
+// to peers that have gone instead of blocking anyway.
+int Socket::send_flags() const { return router_ ? 0 : ZMQ_DONTWAIT; }
+
+Status Socket::send_error() const {
+  if (zmq_errno() == EAGAIN) {
+    return unavailable("no connection to " + endpoint_ + " to send on (the peer is unreachable, or it refused this "
+                       "connection's handshake)");
+  }
+  return zmq_error("sending a message failed");
+}
+
 Status Socket::send(const std::string& peer, const uint8_t* data, size_t size) {
   if (router_) {
     if (zmq_send(socket_, peer.data(), peer.size(), ZMQ_SNDMORE) < 0) {
       return zmq_error("sending to peer failed");
     }
   }
-  if (zmq_send(socket_, data, size, 0) < 0) return zmq_error("sending a message failed");
+  if (zmq_send(socket_, data, size, send_flags()) < 0) return send_error();
   return Status::ok();
 }
 
@@ -383,9 +397,9 @@ Status Socket::send(const std::string& peer, Bytes&& bytes) {
   uint8_t* owned = bytes.release();
   zmq_msg_t msg;
   zmq_msg_init_data(&msg, owned, size, [](void* data, void*) { delete[] static_cast<uint8_t*>(data); }, nullptr);
-  if (zmq_msg_send(&msg, socket_, 0) < 0) {
+  if (zmq_msg_send(&msg, socket_, send_flags()) < 0) {
     zmq_msg_close(&msg);  // frees the bytes
-    return zmq_error("sending a message failed");
+    return send_error();
   }
   return Status::ok();
 }

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The README's first command. Installs what is missing, builds (Release), starts a local
 # cluster of separate processes on 127.0.0.1 (1 coordinator with a custody store and
-# --auth, 2 parameter servers, 2 workers), creates its principals (a submitter, a
-# consumer), submits the job as the submitter, follows it with a live progress line,
+# security = "curve": every connection CurveZMQ, every caller and node proven by its key
+# pair; 2 parameter servers, 2 workers), issues its principals' key pairs (a submitter,
+# a consumer), submits the job as the submitter, follows it with a live progress line,
 # prints the final test accuracy and the lineage trace of the model it trained, then
 # serves it: the consumer predicts five test images and the first prediction is traced
 # back to data and people. Stops every process it started; the store stays in the run
@@ -27,14 +28,15 @@ finish() {
 trap finish EXIT
 
 echo "starting a local cluster (logs in $run)"
-CLUSTER_AUTH=1 cluster_start "$run" 2 2 --store "$run/store"
+CLUSTER_SECURITY=curve cluster_start "$run" 2 2 --store "$run/store"
 custody status
-custody principal add demo-user --role submitter >"$run/demo-user.token"
-custody principal add demo-client --role consumer >"$run/demo-client.token"
-admin_token=$cluster_token
+custody principal add demo-user --role submitter --key-out "$run/demo-user.key" >/dev/null
+custody principal add demo-client --role consumer --key-out "$run/demo-client.key" >/dev/null
+custody principal list
+admin_key=$cluster_key
 
 start=$(date +%s%N)
-cluster_token="$run/demo-user.token"
+cluster_key="$run/demo-user.key"
 job=$(custody submit "$job_file")
 echo "submitted $job_file as $job"
 set +e
@@ -52,7 +54,7 @@ if [ $rc = 0 ]; then
   custody lineage trace "$model"
   echo
   echo "serving it: demo-client predicts five test images (each call recorded before its answer):"
-  cluster_token="$run/demo-client.token"
+  cluster_key="$run/demo-client.key"
   custody predict "$model" --input /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz --rows 5 \
     --purpose demo --receipt "$run/receipts.jsonl" | tee "$run/predictions.txt" | cut -c1-60
   prediction=$(head -n 1 "$run/predictions.txt" | cut -d' ' -f1)
@@ -62,7 +64,7 @@ if [ $rc = 0 ]; then
   echo
   echo "the consumer's receipt, checked offline against the coordinator's public key (custody audit prove):"
   custody audit prove "$run/receipts.jsonl" --public-key "$run/store.signing-key.pub"
-  cluster_token=$admin_token
+  cluster_key=$admin_key
   echo
   custody audit verify
 fi

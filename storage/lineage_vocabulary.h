@@ -15,7 +15,7 @@
 //   dataset      dataset:<SHA-256 of the data set's bytes>
 //   jobspec      jobspec:<SHA-256 of the canonical job spec>
 //   principal    principal:<name>
-//   credential   credential:<SHA-256 of the token>
+//   credential   credential:<SHA-256 of the token, or of "curve:" + the CurveZMQ public key>
 //   node         node:<node id>           (worker-N, ps-N)
 //   checkpoint   ckpt-<16 hex>            (storage/checkpoint.h says of what)
 //   model        model:<name>@<version>
@@ -81,6 +81,7 @@ inline constexpr char kAttemptDiscarded[] = "attempt_discarded";
 inline constexpr char kEpochEvaluated[] = "epoch_evaluated";
 inline constexpr char kRunEnded[] = "run_ended";
 inline constexpr char kRunResumed[] = "run_resumed";
+inline constexpr char kCredentialRevoked[] = "credential_revoked";
 }  // namespace event
 
 // Usage actions ("action").

@@ -100,7 +100,9 @@ const Table& entity_fields() {
       {lineage::kind::kPrincipal, {{"name", Type::kString, true}}},
       {lineage::kind::kNode, {{"node_id", Type::kString, true}, {"role", Type::kString, true}, {"host", Type::kString, false},
                 {"address", Type::kString, false}}},
-      {lineage::kind::kCredential, {{"principal", Type::kString, true}, {"role", Type::kString, true}}},
+      {lineage::kind::kCredential,
+       {{"principal", Type::kString, true}, {"role", Type::kString, true}, {"credential_kind", Type::kString, false},
+        {"public_key", Type::kString, false}}},
       {lineage::kind::kSigningKey, {{"public_key", Type::kString, true}, {"public_key_pem", Type::kString, false}}},
       {lineage::kind::kJobSpec, {{"text", Type::kString, false}, {"canonical", Type::kString, false}, {"sha256", Type::kString, false}}},
   };
@@ -131,6 +133,8 @@ const Table& event_fields() {
       {lineage::event::kRunStarted, {{"attempt", Type::kUint, false}, {"start_step", Type::kUint, false}}},
       {lineage::event::kRunRecovered, {{"attempt", Type::kUint, false}, {"next_attempt", Type::kUint, false}}},
       {lineage::event::kRunResumed, {{"from_checkpoint", Type::kString, false}, {"step", Type::kUint, false}}},
+      {lineage::event::kCredentialRevoked,
+       {{"credential", Type::kString, true}, {"principal", Type::kString, true}, {"reason", Type::kString, false}}},
       {lineage::event::kEpochEvaluated,
        {{"epoch", Type::kUint, true}, {"test_accuracy", Type::kNumber, true}, {"test_loss", Type::kNumber, false}}},
   };

@@ -6,7 +6,10 @@ namespace custody::cli {
 
 Result<msg::Envelope> Client::call(const std::string& job_id, msg::Body body) {
   if (!socket_) {
-    CUSTODY_ASSIGN_OR_RETURN(socket_, bad_input(transport::Socket::connect(context_, address)));
+    transport::SocketOptions options;
+    options.curve_server_key = coordinator_key;
+    options.curve_client = keys;
+    CUSTODY_ASSIGN_OR_RETURN(socket_, bad_input(transport::Socket::connect(context_, address, options)));
   }
   msg::Envelope e;
   e.sender = "cli";
@@ -35,9 +38,14 @@ Result<msg::Envelope> Client::call(const std::string& job_id, msg::Body body) {
     }
     return reply;
   }
+  // A CurveZMQ server that refuses the handshake (an unknown or revoked key, or a wrong
+  // coordinator key) says nothing: the client only sees no reply.
   return deadline_exceeded("no reply from the coordinator at " + address + " within " +
                            std::to_string(timeout.count() / 1000.0).substr(0, 4) +
-                           " s; is it running (custody-coordinator), and is --coordinator right?");
+                           " s; is it running (custody-coordinator), and is --coordinator right?" +
+                           (coordinator_key.empty() ? std::string()
+                                                    : " With CurveZMQ, a refused key looks the same: check --key-file "
+                                                      "and --coordinator-key, and that your key was not revoked."));
 }
 
 }  // namespace custody::cli

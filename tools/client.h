@@ -23,6 +23,10 @@ class Client {
   std::string address = "tcp://127.0.0.1:5555";
   std::chrono::milliseconds timeout{10000};
   std::string token;  // sent with every request (a coordinator with --auth needs it)
+  // A coordinator with security curve: its public key and this caller's key pair (Z85).
+  // Empty: a plain connection.
+  std::string coordinator_key;
+  transport::CurveKeyPair keys;
 
   // The reply to one request; connects on first use.
   Result<msg::Envelope> call(const std::string& job_id, msg::Body body);

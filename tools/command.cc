@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <fstream>
 
+#include "protocols/curve_key_file.h"
+
 namespace custody::cli {
 
 Status Session::read_config(int argc, char** argv) {
@@ -24,6 +26,8 @@ Status Session::read_config(int argc, char** argv) {
     if (s.is_ok()) s = reader->get("cli.principal", cfg_principal);
     if (s.is_ok()) s = reader->get("cli.store", store_path);
     if (s.is_ok()) s = reader->get("cli.token_file", token_file);
+    if (s.is_ok()) s = reader->get("cli.key_file", key_file);
+    if (s.is_ok()) s = reader->get("cli.coordinator_key", coordinator_key);
     if (s.is_ok()) s = reader->get("cli.timeout_ms", timeout_ms, kReplyTimeoutMs);
     if (s.is_ok()) s = reader->unknown_keys_error();
     if (!s.is_ok()) return bad_input(s);
@@ -34,6 +38,15 @@ Status Session::read_config(int argc, char** argv) {
 
 Status Session::apply_flags() {
   client.timeout = std::chrono::milliseconds(timeout_ms);
+  if (!key_file.empty() || !coordinator_key.empty()) {
+    if (key_file.empty() || coordinator_key.empty()) {
+      return bad_input(invalid_argument("a CurveZMQ connection needs both --key-file (your key pair) and "
+                                        "--coordinator-key (the coordinator's public key or its .pub file)"));
+    }
+    CUSTODY_ASSIGN_OR_RETURN(auto identity, bad_input(transport::read_key_file(key_file)));
+    client.keys = identity.keys;
+    CUSTODY_ASSIGN_OR_RETURN(client.coordinator_key, bad_input(transport::read_public_key(coordinator_key)));
+  }
   if (token_file.empty()) return Status::ok();
   std::ifstream in(token_file);
   if (!in || !std::getline(in, client.token) || client.token.empty()) {
@@ -58,6 +71,10 @@ void add_global_options(CLI::App& app, Session& session) {
   app.add_option("--config", session.config_file, "CLI config file (default ~/.config/custody/cli.toml)");
   app.add_option("--token-file", session.token_file,
                  "file holding your token (a coordinator with --auth needs one)");
+  app.add_option("--key-file", session.key_file,
+                 "your CurveZMQ key pair (a coordinator with --security curve needs one)");
+  app.add_option("--coordinator-key", session.coordinator_key,
+                 "the coordinator's CurveZMQ public key, or its .pub file (with --key-file)");
   app.add_option("--coordinator", session.client.address, "coordinator address")->capture_default_str();
   add_ranged_option(&app, "--timeout-ms", session.timeout_ms, kReplyTimeoutMs,
                     "how long to wait for each reply");

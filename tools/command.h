@@ -32,11 +32,14 @@ struct Session {
   std::string store_path;   // --store, else the config's; empty: ask the coordinator
   std::string config_file;  // --config, else ~/.config/custody/cli.toml if it exists
   std::string token_file;
+  std::string key_file;         // your CurveZMQ key pair (a coordinator with security curve)
+  std::string coordinator_key;  // its public key, or its .pub file
   int64_t timeout_ms = 10000;
 
   // Defaults from the CLI config, read before the flags are parsed, so flags override it.
   Status read_config(int argc, char** argv);
-  // After parsing: the token read from --token-file, the reply timeout set.
+  // After parsing: the token read from --token-file, the key pair from --key-file, the
+  // reply timeout set.
   Status apply_flags();
   // The custody store, opened for reading beside the coordinator that writes it:
   // --store, else the directory the coordinator reports (on the coordinator's machine).
@@ -107,6 +110,6 @@ void add_store_commands(CommandSet& commands);    // models checkpoints usage
 void add_lineage_commands(CommandSet& commands);  // lineage show|trace|impact|export
 void add_serve_commands(CommandSet& commands);    // predict export
 void add_audit_commands(CommandSet& commands);    // audit verify|head|prove
-void add_admin_commands(CommandSet& commands);    // principal add
+void add_admin_commands(CommandSet& commands);    // principal add, rotate, list, revoke
 
 }  // namespace custody::cli

@@ -96,7 +96,7 @@ Status wait(Session& s, const JobArgs& a) {
 
 Status cancel(Session& s, const std::string& job_id) {
   CUSTODY_RETURN_IF_ERROR(need_job_id(job_id));
-  CUSTODY_RETURN_IF_ERROR(s.client.call(job_id, msg::CancelJob{"by " + s.principal}).status());
+  CUSTODY_RETURN_IF_ERROR(s.client.call(job_id, msg::CancelJob{"", s.principal}).status());
   std::printf("%s cancelled\n", job_id.c_str());
   return Status::ok();
 }

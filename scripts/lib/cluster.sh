@@ -2,19 +2,28 @@
 # 127.0.0.1. Requires $bin (the build's bin/ directory).
 #   cluster_start RUN_DIR SERVERS WORKERS [extra coordinator flags...]
 #   custody ARGS...          the CLI, pointed at the running coordinator (with the token
-#                            in $cluster_token, if set)
+#                            in $cluster_token, or the key pair in $cluster_key, if set)
 #   cluster_stop             SIGTERM to every process started, SIGKILL after 5 s
 # With CLUSTER_AUTH=1 the coordinator requires tokens: the admin's lands in
 # RUN_DIR/admin.token (and in $cluster_token), the nodes get a "node" principal's token.
+# With CLUSTER_SECURITY=curve every connection is CurveZMQ: the coordinator's key pair is
+# RUN_DIR/coordinator.key (public half in .pub), the admin's RUN_DIR/admin.key (and in
+# $cluster_key), the nodes get a "node" principal's key pair, RUN_DIR/node.key.
 cluster_pids=()
 cluster_token=
+cluster_key=
+cluster_run=
 
 cluster_start() {
   local run=$1 servers=$2 workers=$3
   shift 3
   rm -f "$run/coordinator.addr"  # a previous cluster's address must not be taken for this one's
   local auth=() node_auth=()
+  cluster_run=$run
   if [ -n "${CLUSTER_AUTH:-}" ]; then auth=(--auth --admin-token-file "$run/admin.token"); fi
+  if [ "${CLUSTER_SECURITY:-}" = curve ]; then
+    auth=(--security curve --key-file "$run/coordinator.key" --admin-key-file "$run/admin.key")
+  fi
   "$bin/custody-coordinator" --config "$root/configs/coordinator.toml" --listen tcp://127.0.0.1:0 \
     --port-file "$run/coordinator.addr" "${auth[@]}" "$@" >"$run/coordinator.log" 2>&1 &
   cluster_pids+=($!)
@@ -29,6 +38,11 @@ cluster_start() {
     cluster_token="$run/admin.token"
     custody principal add nodes --role node >"$run/node.token" 2>/dev/null
     node_auth=(--token-file "$run/node.token")
+  fi
+  if [ "${CLUSTER_SECURITY:-}" = curve ]; then
+    cluster_key="$run/admin.key"
+    custody principal add nodes --role node --key-out "$run/node.key" >/dev/null 2>&1
+    node_auth=(--key-file "$run/node.key" --coordinator-key "$run/coordinator.key.pub")
   fi
   local i
   for i in $(seq "$servers"); do
@@ -51,7 +65,10 @@ cluster_start() {
 }
 
 custody() {
-  if [ -n "$cluster_token" ]; then
+  if [ -n "$cluster_key" ]; then
+    "$bin/custody" --coordinator "$cluster_addr" --key-file "$cluster_key" \
+      --coordinator-key "$cluster_run/coordinator.key.pub" "$@"
+  elif [ -n "$cluster_token" ]; then
     "$bin/custody" --coordinator "$cluster_addr" --token-file "$cluster_token" "$@"
   else
     "$bin/custody" --coordinator "$cluster_addr" "$@"

@@ -180,8 +180,8 @@ TEST_F(CoordinatorStateTest, AJobThatCannotBePlacedDoesNotBlockTheJobsBehindIt) 
   send("W4", msg::Register{msg::NodeRole::kWorker, "", "h", 4, ""});
   EXPECT_EQ(job(b).state, msg::JobState::kPending);
   EXPECT_NE(job(b).message.find("waiting for 4 idle workers (1 idle)"), std::string::npos) << job(b).message;
-  send("CLI", msg::CancelJob{"done"}, a);
-  send("CLI", msg::CancelJob{"done"}, c);
+  send("CLI", msg::CancelJob{"done", "alice"}, a);
+  send("CLI", msg::CancelJob{"done", "alice"}, c);
   EXPECT_EQ(job(b).state, msg::JobState::kStarting) << job(b).message;
 }
 
@@ -196,10 +196,10 @@ TEST_F(CoordinatorStateTest, AWaitingJobHoldsTheWorkersItNeedsSoLaterJobsCannotS
   EXPECT_EQ(job(b).state, msg::JobState::kPending);
   EXPECT_EQ(job(c).state, msg::JobState::kPending) << "the idle worker is held for b";
   EXPECT_NE(job(c).message.find("1 of them held for earlier jobs"), std::string::npos) << job(c).message;
-  send("CLI", msg::CancelJob{"done"}, a);
+  send("CLI", msg::CancelJob{"done", "alice"}, a);
   EXPECT_EQ(job(b).state, msg::JobState::kStarting);
   EXPECT_EQ(job(c).state, msg::JobState::kPending);
-  send("CLI", msg::CancelJob{"done"}, b);
+  send("CLI", msg::CancelJob{"done", "alice"}, b);
   EXPECT_EQ(job(c).state, msg::JobState::kStarting);
 }
 
@@ -308,16 +308,16 @@ TEST_F(CoordinatorStateTest, CancelStopsTheJobAndFreesItsNodes) {
   register_nodes(2);
   const std::string id = submit();
   send("P1", msg::KeyRangeReady{0, 36}, id);
-  Outbox out = send("CLI", msg::CancelJob{"enough"}, id);
+  Outbox out = send("CLI", msg::CancelJob{"enough", "alice"}, id);
   EXPECT_EQ(job(id).state, msg::JobState::kCancelled);
   EXPECT_EQ(of_type<msg::JobAccepted>(out).size(), 1u);
   EXPECT_EQ(of_type<msg::StopJob>(out).size(), 3u);
-  out = send("CLI", msg::CancelJob{""}, id);
+  out = send("CLI", msg::CancelJob{"", "alice"}, id);
   EXPECT_EQ(out[0].envelope.get<msg::Error>()->code, ErrorCode::kFailedPrecondition);
 }
 
 TEST_F(CoordinatorStateTest, UnknownJobIdsAreNotFound) {
-  Outbox out = send("CLI", msg::CancelJob{""}, "job-nope");
+  Outbox out = send("CLI", msg::CancelJob{"", "alice"}, "job-nope");
   EXPECT_EQ(out[0].envelope.get<msg::Error>()->code, ErrorCode::kNotFound);
   out = send("CLI", msg::StatusRequest{false}, "job-nope");
   EXPECT_EQ(out[0].envelope.get<msg::Error>()->code, ErrorCode::kNotFound);
@@ -626,7 +626,7 @@ TEST_F(CoordinatorCustodyTest, ResumingACheckpointWithoutOptimizerStateStartsFro
   old.optimizer_state.clear();  // a server from before optimizer state was checkpointed
   send("P1", old, id);
   ASSERT_FALSE(job(id).last_checkpoint.empty());
-  send("CLI", msg::CancelJob{"enough"}, id);
+  send("CLI", msg::CancelJob{"enough", "alice"}, id);
   Outbox out = send("CLI", msg::ResumeJob{"alice"}, id);
   auto accepted = of_type<msg::JobAccepted>(out);
   ASSERT_EQ(accepted.size(), 1u);
@@ -726,7 +726,7 @@ TEST_F(CoordinatorCustodyTest, AJobEndedBeforeARestartResumesWithItsDataSetVersi
   ASSERT_FALSE(hash.empty());
   send("P1", msg::KeyRangeReady{0, 36}, id);
   send("P1", shard(10, false), id);
-  send("CLI", msg::CancelJob{"enough"}, id);
+  send("CLI", msg::CancelJob{"enough", "alice"}, id);
   ASSERT_EQ(job(id).state, msg::JobState::kCancelled);
 
   CoordinatorState restarted(options(), store_.get(), "mem");

@@ -160,6 +160,9 @@ struct ClusterOptions {
   bool auth = false;
   // The coordinator keeps one port across restarts (nodes reconnect to the same address).
   bool fixed_port = false;
+  // --security curve: the coordinator's key pair in <dir>/coordinator.key, the admin's in
+  // <dir>/admin.key; nodes get a "node" principal's key pair (<dir>/node.key).
+  bool curve = false;
 };
 
 // A small job: an MLP 32-16-4 on synthetic data (train_samples / 8 test samples), SGD,
@@ -220,6 +223,13 @@ class LocalCluster {
       std::ofstream(dir_ / "node.token") << node.out;
       node_args_ = {"--token-file", (dir_ / "node.token").string()};
     }
+    if (o.curve) {
+      std::vector<std::string> args = admin_args();
+      args.insert(args.end(), {"principal", "add", "nodes", "--role", "node", "--key-out", (dir_ / "node.key").string()});
+      CliResult node = cli(args);
+      if (node.code != 0) std::cerr << "could not issue the nodes' key: " << node.err << "\n";
+      node_args_ = curve_args(dir_ / "node.key");
+    }
     for (int i = 1; i <= o.servers; ++i) add_node("custody-ps", "ps-" + std::to_string(o.colocated_servers + i));
     for (int i = 1; i <= o.workers; ++i) {
       std::vector<std::string> extra;
@@ -244,6 +254,10 @@ class LocalCluster {
                                   std::to_string(options_.heartbeat_timeout_ms)};
     if (options_.store) argv.insert(argv.end(), {"--store", store().string()});
     if (options_.auth) argv.insert(argv.end(), {"--auth", "--admin-token-file", admin_token().string()});
+    if (options_.curve) {
+      argv.insert(argv.end(), {"--security", "curve", "--key-file", (dir_ / "coordinator.key").string(),
+                               "--admin-key-file", admin_key().string()});
+    }
     argv.insert(argv.end(), options_.coordinator_args.begin(), options_.coordinator_args.end());
     coordinator_ = std::make_unique<Process>(argv, dir_ / log_name);
     auto deadline = std::chrono::steady_clock::now() + 10s;
@@ -255,6 +269,17 @@ class LocalCluster {
   }
   fs::path store() const { return dir_ / "store"; }
   fs::path admin_token() const { return dir_ / "admin.token"; }
+  fs::path admin_key() const { return dir_ / "admin.key"; }
+  // The CLI flags that connect as the holder of `key_file` (security curve).
+  std::vector<std::string> curve_args(const fs::path& key_file) const {
+    return {"--key-file", key_file.string(), "--coordinator-key", (dir_ / "coordinator.key.pub").string()};
+  }
+  // The CLI flags that make a call the admin's, in whatever security mode the cluster runs.
+  std::vector<std::string> admin_args() const {
+    if (options_.curve) return curve_args(admin_key());
+    if (options_.auth) return {"--token-file", admin_token().string()};
+    return {};
+  }
 
   Process& add_node(const std::string& exe, const std::string& name, const std::vector<std::string>& extra = {}) {
     std::vector<std::string> argv{bin(exe), "--coordinator", address_, "--name", name};
@@ -267,8 +292,8 @@ class LocalCluster {
   bool wait_for_nodes(int count, std::chrono::seconds timeout = 20s) {
     auto deadline = std::chrono::steady_clock::now() + timeout;
     while (std::chrono::steady_clock::now() < deadline) {
-      std::vector<std::string> args{"status", "--json"};
-      if (options_.auth) args.insert(args.begin(), {"--token-file", admin_token().string()});
+      std::vector<std::string> args = admin_args();
+      args.insert(args.end(), {"status", "--json"});
       CliResult r = cli(args, 10s);
       if (r.code == 0) {
         int alive = 0;

@@ -31,7 +31,7 @@ std::vector<Body> every_body() {
       JobAccepted{"job-1", "queued"},
       StatusRequest{true},
       StatusReply{{job}, {node}, "/store"},
-      CancelJob{"by alice"},
+      CancelJob{"enough", "alice"},
       AssignKeyRange{"spec", 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, {0.5f}, {0.25f}, 11},
       KeyRangeReady{1, 2},
       task,
@@ -48,13 +48,16 @@ std::vector<Body> every_body() {
       ExportReply{"ckpt-1", "root", {4, 2}, {0.5f}, "use-1", "{}"},
       Predict{"m@1", "carol", 1, 1, {0.5f}, "triage"},
       PredictReply{"ckpt-1", "m@1", "root", 1, {0.5f}, {"pred-1"}, "call-1", "{}"},
-      AddPrincipal{"erin", "consumer"},
-      PrincipalAdded{"erin", "consumer", "token"},
+      AddPrincipal{"erin", "consumer", "public", true},
+      PrincipalAdded{"erin", "consumer", "token", "public", "secret"},
       UsageRequest{"m", 1, 2, 7},
       UsageReply{"{}"},
       AuditHeadRequest{},
       AuditHeadReply{"{}"},
       JobReleased{1, 2, 3, 4},
+      PrincipalsRequest{},
+      PrincipalsReply{"[]"},
+      RevokePrincipal{"erin", "left the team"},
   };
 }
 

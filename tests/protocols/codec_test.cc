@@ -61,7 +61,8 @@ TEST(CodecTest, ClientRequestsRoundTrip) {
   EXPECT_EQ(acc.job_id, "job-1");
   EXPECT_EQ(acc.message, "queued");
   EXPECT_TRUE(round_trip(StatusRequest{true}).include_nodes);
-  EXPECT_EQ(round_trip(CancelJob{"because"}).reason, "because");
+  EXPECT_EQ(round_trip(CancelJob{"because", "alice"}).reason, "because");
+  EXPECT_EQ(round_trip(CancelJob{"because", "alice"}).principal, "alice");
   EXPECT_EQ(round_trip(StopJob{"done"}).reason, "done");
 }
 
@@ -305,11 +306,17 @@ TEST(CodecTest, CustodyMessagesRoundTrip) {
 }
 
 TEST(CodecTest, PrincipalsAndTokensRoundTrip) {
-  auto a = round_trip(AddPrincipal{"erin", "consumer"});
+  auto a = round_trip(AddPrincipal{"erin", "consumer", "PUBKEY", true});
   EXPECT_EQ(a.name, "erin");
   EXPECT_EQ(a.role, "consumer");
-  auto p = round_trip(PrincipalAdded{"erin", "consumer", "s3cret"});
+  EXPECT_EQ(a.public_key, "PUBKEY");
+  EXPECT_TRUE(a.rotate);
+  auto p = round_trip(PrincipalAdded{"erin", "consumer", "s3cret", "pub", "sec"});
   EXPECT_EQ(p.token, "s3cret");
+  EXPECT_EQ(p.public_key, "pub");
+  EXPECT_EQ(p.secret_key, "sec");
+  EXPECT_EQ(round_trip(RevokePrincipal{"erin", "left"}).reason, "left");
+  EXPECT_EQ(round_trip(PrincipalsReply{"[]"}).json, "[]");
   auto u = round_trip(UsageRequest{"m@1", 5, 9, 7});
   EXPECT_EQ(u.model, "m@1");
   EXPECT_EQ(u.since_ms, 5);
@@ -430,9 +437,15 @@ TEST(CodecTest, RefusesABodyFromANewerProtocolByName) {
   capnp::MallocMessageBuilder b;
   auto root = b.initRoot<FutureEnvelope>();
   root.setVersion(kProtocolVersion);
+  root.setRequestId(77);
   root.getBody().setSomethingNew("hello");
-  Status s = decode_error(flat_bytes(b));
+  const auto bytes = flat_bytes(b);
+  Status s = decode_error(bytes);
   EXPECT_NE(s.message().find("unknown message body"), std::string::npos) << s.message();
+  // The envelope was readable: the error reply can echo the request id.
+  EXPECT_EQ(readable_request_id(bytes.data(), bytes.size()), std::optional<uint64_t>(77));
+  const std::vector<uint8_t> garbage(16, 0xff);
+  EXPECT_EQ(readable_request_id(garbage.data(), garbage.size()), std::nullopt);
 }
 
 TEST(CodecTest, RefusesTensorsThatAreNotWholeFloats) {

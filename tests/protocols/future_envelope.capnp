@@ -41,7 +41,30 @@ struct FutureEnvelope {
     auditHeadRequest @36 :Void;
     auditHeadReply @37 :Void;
     jobReleased @38 :Void;
-    somethingNew @39 :Text;
+    # Placeholders for bodies this build may know (custody.capnp grows), so that
+    # somethingNew stays unknown to it.
+    reserved39 @39 :Void;
+    reserved40 @40 :Void;
+    reserved41 @41 :Void;
+    reserved42 @42 :Void;
+    reserved43 @43 :Void;
+    reserved44 @44 :Void;
+    reserved45 @45 :Void;
+    reserved46 @46 :Void;
+    reserved47 @47 :Void;
+    reserved48 @48 :Void;
+    reserved49 @49 :Void;
+    reserved50 @50 :Void;
+    reserved51 @51 :Void;
+    reserved52 @52 :Void;
+    reserved53 @53 :Void;
+    reserved54 @54 :Void;
+    reserved55 @55 :Void;
+    reserved56 @56 :Void;
+    reserved57 @57 :Void;
+    reserved58 @58 :Void;
+    reserved59 @59 :Void;
+    somethingNew @60 :Text;
   }
   token @30 :Text;
   attempt @35 :UInt32;
