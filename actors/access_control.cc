@@ -40,8 +40,9 @@ Status AccessControl::load() {
     c.public_key = b.value("public_key", "");
     c.created_by = b.value("created_by", "");
     c.created_at_ms = r.time_ms;
-    if (by_hash_.count(id)) continue;  // recorded twice (an admin bootstrap): the first counts
-    by_hash_[id.substr(std::string(lineage::prefix::kCredential).size())] = credentials_.size();
+    const std::string hash = id.substr(std::min(id.size(), std::string(lineage::prefix::kCredential).size()));
+    if (by_hash_.count(hash)) continue;  // recorded twice (an admin bootstrap): the first counts
+    by_hash_[hash] = credentials_.size();
     credentials_.push_back(std::move(c));
   }
   for (const auto& r : revocations) {
@@ -56,13 +57,20 @@ Status AccessControl::load() {
   return Status::ok();
 }
 
-std::optional<std::string> AccessControl::principal_of_key(const std::string& public_key) const {
+std::optional<std::string> AccessControl::credential_of_key(const std::string& public_key) const {
   std::lock_guard<std::mutex> lock(mutex_);
-  auto it = by_hash_.find(key_credential_sha256(public_key));
+  const std::string hash = key_credential_sha256(public_key);
+  auto it = by_hash_.find(hash);
   if (it == by_hash_.end()) return std::nullopt;
   const Credential& c = credentials_[it->second];
   if (c.revoked || c.kind != "curve") return std::nullopt;
-  return c.principal;
+  return hash;
+}
+
+std::optional<std::string> AccessControl::principal_of_key(const std::string& public_key) const {
+  if (!credential_of_key(public_key)) return std::nullopt;
+  std::lock_guard<std::mutex> lock(mutex_);
+  return credentials_[by_hash_.at(key_credential_sha256(public_key))].principal;
 }
 
 Result<Caller> AccessControl::authorize(const msg::Envelope& in, const std::string& authenticated) const {
@@ -77,15 +85,19 @@ Result<Caller> AccessControl::authorize(const msg::Envelope& in, const std::stri
         return Status(ErrorCode::kPermissionDenied, "this cluster proves callers by CurveZMQ key; the message "
                                                     "came without one");
       }
-      // The newest active credential of the principal gives the role (rotation keeps it).
-      for (auto it = credentials_.rbegin(); it != credentials_.rend() && !caller; ++it) {
-        if (it->principal == authenticated && !it->revoked) caller = Caller{it->principal, it->role};
+      // The session's own credential, not any of its principal's: a session opened with a
+      // key that was rotated or revoked since is cut off, even if the name has a new key.
+      auto it = by_hash_.find(authenticated);
+      if (it == by_hash_.end() || credentials_[it->second].kind != "curve") {
+        return Status(ErrorCode::kPermissionDenied, "the session's credential is not known to this cluster");
       }
-      if (!caller) {
-        // The key was valid at the handshake and has been revoked since.
-        return Status(ErrorCode::kPermissionDenied, "principal " + authenticated + " has no active credential "
-                                                    "(revoked); ask an admin for a new key");
+      const Credential& c = credentials_[it->second];
+      if (c.revoked) {
+        return Status(ErrorCode::kPermissionDenied, "the key of principal " + c.principal + " was revoked (" +
+                                                        (c.revoke_reason.empty() ? "no reason given" : c.revoke_reason) +
+                                                        "); connect with its current key");
       }
+      caller = Caller{c.principal, c.role};
     } else {
       if (in.token.empty()) {
         return Status(ErrorCode::kPermissionDenied, "this cluster requires a token (--token-file, or token_file in "

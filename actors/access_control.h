@@ -3,15 +3,17 @@
 //   token  every request carries a secret token; the store keeps only its SHA-256. Tokens
 //          travel in clear: for loopback, or behind a network the operator trusts.
 //   curve  every connection is a CurveZMQ session whose client key the authenticator
-//          (principal_of_key, asked by the transport's ZAP handler during the handshake)
-//          maps to a principal; an unknown or revoked key never gets a message through.
-//          The principal the handshake proved is who acts, never a name the request gave.
+//          (credential_of_key, asked by the transport's ZAP handler during the handshake)
+//          maps to the key's credential; an unknown or revoked key never gets a message
+//          through. Every message of the session carries that credential, so rotating or
+//          revoking it also cuts off sessions opened before. The credential's principal is
+//          who acts, never a name the request gave.
 // In both secured modes the principal's role is checked against the request
 // (access_policy.h). Credentials live in the custody store (a `credential:` entity per
 // token or key, a `credential_revoked` event per revocation) and are read into memory once,
 // at construction; add/revoke write the store first, then memory.
 // Threat model: docs/ARCHITECTURE.md, "Principals, keys and roles".
-// Thread-safety: principal_of_key may run on any thread (the ZAP handler's); every other
+// Thread-safety: credential_of_key may run on any thread (the ZAP handler's); every other
 // method belongs to the coordinator's state machine. A mutex guards the credentials.
 #pragma once
 
@@ -64,12 +66,14 @@ class AccessControl {
   Status load();
   Security security() const { return security_; }
 
-  // The ZAP handler's question (curve): the principal of an active credential with this
-  // public key, or nullopt. Thread-safe.
+  // The ZAP handler's question (curve): the active credential (its SHA-256, the session's
+  // identity) of this public key, or nullopt. Thread-safe.
+  std::optional<std::string> credential_of_key(const std::string& public_key) const;
+  // The principal of an active credential of this public key, or nullopt.
   std::optional<std::string> principal_of_key(const std::string& public_key) const;
 
-  // The caller of `in`, if its role may send it. `authenticated`: the principal the
-  // transport proved (curve), empty otherwise.
+  // The caller of `in`, if its role may send it. `authenticated`: the identity of the
+  // sender's session (curve: credential_of_key's answer at the handshake), empty otherwise.
   Result<Caller> authorize(const msg::Envelope& in, const std::string& authenticated) const;
 
   // A new credential for `name`: refused (failed_precondition) if `name` has an active one,

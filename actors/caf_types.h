@@ -22,9 +22,10 @@ struct Inbound {
   Channel channel = Channel::kPeers;
   std::string peer;
   std::shared_ptr<const msg::Envelope> envelope;
-  // Who the CurveZMQ handshake proved the sender is (transport::Incoming::principal);
-  // empty on sockets without CURVE.
-  std::string principal;
+  // Who the CurveZMQ handshake proved the sender's session is (transport::Incoming::
+  // identity: the coordinator's authenticator answers with the key's credential); empty
+  // on sockets without CURVE.
+  std::string identity;
 };
 
 struct Outbound {

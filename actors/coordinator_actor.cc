@@ -67,7 +67,7 @@ caf::behavior coordinator_actor(caf::stateful_actor<CoordinatorActorState>* self
   return {
       [=](Inbound& in) {
         if (in.envelope->get<msg::Predict>()) {
-          auto caller = self->state.logic->authorize(*in.envelope, in.principal);
+          auto caller = self->state.logic->authorize(*in.envelope, in.identity);
           if (!caller.is_ok()) {
             self->state.port.send(in.peer, msg::make_error(*in.envelope, "coordinator", caller.status()));
             return;
@@ -80,7 +80,7 @@ caf::behavior coordinator_actor(caf::stateful_actor<CoordinatorActorState>* self
           self->send(self->state.serving, std::move(in));
           return;
         }
-        send_all(self->state.logic->handle(in.peer, *in.envelope, SteadyClock::now(), in.principal));
+        send_all(self->state.logic->handle(in.peer, *in.envelope, SteadyClock::now(), in.identity));
       },
       [=](tick_atom) {
         const auto now = SteadyClock::now();
@@ -190,6 +190,10 @@ int run_coordinator(const CoordinatorNodeConfig& config, const std::atomic<bool>
   // The state machine reads the credentials now: the authenticator asks it from the first
   // handshake on.
   auto logic = std::make_shared<CoordinatorState>(config.options, store.get(), config.store, key.get());
+  if (config.options.security != Security::kNone) {
+    // Serving with credentials it could not read would strand every node: stop instead.
+    if (start_failed("coordinator", logic->access_control()->load())) return 2;
+  }
   transport::SocketOptions socket_options;
   socket_options.max_message_bytes = static_cast<int64_t>(config.max_message_bytes) * 4;
   if (curve) {
@@ -203,7 +207,7 @@ int run_coordinator(const CoordinatorNodeConfig& config, const std::atomic<bool>
     socket_options.curve_secret_key = identity->keys.secret_key;
     std::shared_ptr<AccessControl> access = logic->access_control();
     Status s = context.start_authenticator(
-        [access](const std::string& public_key, const std::string&) { return access->principal_of_key(public_key); });
+        [access](const std::string& public_key, const std::string&) { return access->credential_of_key(public_key); });
     if (start_failed("coordinator", s)) return 2;
     log(LogLevel::kInfo, "coordinator",
         std::string(created ? "created" : "loaded") + " the coordinator's CurveZMQ key pair at " + curve_file +

@@ -81,7 +81,9 @@ Outbox CoordinatorState::dispatch(const std::string& peer, const Envelope& in, S
   auto authorized = authorize(in, authenticated);
   if (!authorized.is_ok()) {
     log(LogLevel::kWarn, kSelf, std::string("refused a '") + msg::body_name(in.body) + "' from " +
-                                    (authenticated.empty() ? "an unauthenticated caller" : authenticated) + ": " +
+                                    (authenticated.empty() ? "an unauthenticated caller"
+                                                           : "the session of credential " + authenticated.substr(0, 16)) +
+                                    ": " +
                                     authorized.status().message());
     return error(authorized.status());
   }
@@ -211,6 +213,15 @@ std::string CoordinatorState::credentials_json(const std::string& principal) con
 
 Outbox CoordinatorState::on_register(const std::string& peer, const Envelope& in, const msg::Register& m,
                                      SteadyClock::time_point now, const Caller& caller) {
+  auto printable = [](const std::string& s, size_t max) {
+    return s.size() <= max && std::all_of(s.begin(), s.end(), [](char c) { return c > ' ' && c < 127; });
+  };
+  if (!printable(m.name, 64) || !printable(m.host, 255) || !printable(m.address, 255)) {
+    // Names and addresses end up in logs, records and status: no spaces, control characters
+    // or megabytes of them.
+    return {{peer, msg::make_error(in, kSelf, invalid_argument("a node name is at most 64, a host and an address at "
+                                                               "most 255 printable characters without spaces"))}};
+  }
   if (m.role == msg::NodeRole::kParameterServer && m.address.empty()) {
     return {{peer, msg::make_error(in, kSelf, invalid_argument("a parameter server must register "
                                                                "with the address workers reach it at"))}};

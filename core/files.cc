@@ -7,6 +7,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "core/hash.h"
+
 namespace custody {
 namespace {
 
@@ -38,8 +40,13 @@ std::string directory_of(const std::string& path) {
 }  // namespace
 
 Status write_file_atomically(const std::string& path, const std::string& content, mode_t mode) {
-  const std::string tmp = path + ".tmp-" + std::to_string(::getpid());
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+  // The temporary file is new (O_EXCL: never a file someone placed there beforehand, nor
+  // a link), unguessable, and only its owner's while the content is written: key files
+  // pass through it.
+  auto suffix = random_token(8);
+  if (!suffix.is_ok()) return suffix.status();
+  const std::string tmp = path + ".tmp-" + suffix.value();
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (fd < 0) return io_error("cannot create", tmp);
   Status s = write_all(fd, content, tmp);
   if (s.is_ok() && ::fchmod(fd, mode) != 0) s = io_error("cannot set the mode of", tmp);

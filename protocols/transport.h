@@ -45,7 +45,8 @@ bool is_curve_key(const std::string& key);
 
 // Decides, during a CurveZMQ handshake (ZeroMQ's ZAP, RFC 27), whether a client may talk
 // to this process: given the client's public key (Z85) and its network address, the
-// principal it is, or nullopt to refuse the connection before any message is read.
+// identity its session has from then on (Incoming::identity), or nullopt to refuse the
+// connection before any message is read.
 // Called on the context's authenticator thread; must be thread-safe.
 using Authenticator = std::function<std::optional<std::string>(const std::string& public_key,
                                                                const std::string& address)>;
@@ -69,8 +70,8 @@ class Context {
   static bool is_in_process_peer(const std::string& peer);
   // Starts the ZAP handler that every socket bound with SocketOptions::curve_secret_key
   // asks about each connecting client: from now on such a socket accepts only clients
-  // `decide` names a principal for, and each message it receives carries that principal
-  // (Incoming::principal). Call once, before binding; stopped by the destructor.
+  // `decide` gives an identity, and each message it receives carries that identity
+  // (Incoming::identity). Call once, before binding; stopped by the destructor.
   Status start_authenticator(Authenticator decide);
 
  private:
@@ -115,9 +116,9 @@ class Frame {
 
 struct Incoming {
   std::string peer;  // ROUTER: the sender's routing id; DEALER: empty
-  // The principal the CurveZMQ handshake proved the sender is (the authenticator's
-  // answer); empty on sockets without CURVE.
-  std::string principal;
+  // Who the CurveZMQ handshake proved the sender's session is: the authenticator's answer
+  // for its key (Custody answers with the key's credential). Empty on sockets without CURVE.
+  std::string identity;
   Frame bytes;
   bool multipart = false;  // the sender split its message into several frames
 };
@@ -178,9 +179,15 @@ class Socket {
   Socket(void* socket, bool router, std::string endpoint);
   int send_flags() const;
   Status send_error() const;
+  // A CURVE client whose handshake was refused has no connection left, and libzmq does
+  // not try again: a new socket makes a new handshake (the key may be valid again).
+  bool reopen_after_refusal();
   void* socket_;
   bool router_;
   std::string endpoint_;
+  Context* context_ = nullptr;  // connect(): what reopen_after_refusal needs
+  std::string address_;
+  SocketOptions options_;
 };
 
 }  // namespace custody::transport

@@ -83,7 +83,8 @@ Result<CurveKeyPair> make_curve_key_pair() {
 }
 
 bool is_curve_key(const std::string& key) {
-  if (key.size() != 40) return false;
+  // zmq_z85_decode stops at a NUL: a key with one inside would be read short.
+  if (key.size() != 40 || key.find('\0') != std::string::npos) return false;
   uint8_t raw[32];
   return zmq_z85_decode(raw, key.c_str()) != nullptr;
 }
@@ -128,9 +129,14 @@ void serve_zap(void* socket, const std::atomic<bool>& stop, const Authenticator&
     if (zmq_poll(&item, 1, 100) <= 0) continue;
     std::vector<std::string> request = receive_parts(socket);
     // version, request id, domain, address, routing id, mechanism, credentials...
-    if (request.size() < 6) continue;  // not a ZAP request: libzmq never sends one
+    // A REP socket must answer every request or it stops taking new ones: a malformed one
+    // (libzmq never sends one) is refused, not skipped.
+    const bool malformed = request.size() < 6;
+    request.resize(std::max<size_t>(request.size(), 7));
     std::string status = "400", text = "refused", user;
-    if (request[0] != "1.0") {
+    if (malformed) {
+      text = "malformed ZAP request";
+    } else if (request[0] != "1.0") {
       text = "unsupported ZAP version";
     } else if (request[5] != "CURVE" || request.size() < 7 || request[6].size() != 32) {
       text = "only CURVE clients are accepted";
@@ -139,11 +145,11 @@ void serve_zap(void* socket, const std::atomic<bool>& stop, const Authenticator&
     } else {
       char pub[41];
       zmq_z85_encode(pub, reinterpret_cast<const uint8_t*>(request[6].data()), 32);
-      auto principal = decide(pub, request[3]);
-      if (principal) {
+      auto identity = decide(pub, request[3]);
+      if (identity) {
         status = "200";
         text = "OK";
-        user = *principal;
+        user = *identity;
       } else {
         text = "unknown or revoked key";
         log(LogLevel::kWarn, "authenticator",
@@ -299,7 +305,21 @@ Result<std::unique_ptr<Socket>> Socket::connect(Context& ctx, const std::string&
     zmq_close(s);
     return st;
   }
-  return std::unique_ptr<Socket>(new Socket(s, false, address));
+  std::unique_ptr<Socket> socket(new Socket(s, false, address));
+  socket->context_ = &ctx;
+  socket->address_ = address;
+  socket->options_ = options;
+  return socket;
+}
+
+bool Socket::reopen_after_refusal() {
+  if (router_ || !context_ || options_.curve_server_key.empty()) return false;
+  auto fresh = connect(*context_, address_, options_);
+  if (!fresh.is_ok()) return false;
+  close();
+  socket_ = fresh.value()->socket_;
+  fresh.value()->socket_ = nullptr;
+  return true;
 }
 
 Result<bool> Socket::wait(std::chrono::milliseconds timeout, Waker* waker) {
@@ -339,7 +359,7 @@ Result<std::optional<Incoming>> Socket::try_receive() {
       in.bytes.size_ = size;
       in.bytes.owner_ = owned;
       // Set by the ZAP handler's answer on CURVE sockets; absent (null) on others.
-      if (const char* user = zmq_msg_gets(&msg, "User-Id")) in.principal = user;
+      if (const char* user = zmq_msg_gets(&msg, "User-Id")) in.identity = user;
     } else {
       in.multipart = true;  // keep the first payload frame; the caller reports the rest
     }
@@ -384,7 +404,10 @@ Status Socket::send(const std::string& peer, const uint8_t* data, size_t size) {
       return zmq_error("sending to peer failed");
     }
   }
-  if (zmq_send(socket_, data, size, send_flags()) < 0) return send_error();
+  if (zmq_send(socket_, data, size, send_flags()) < 0) {
+    if (zmq_errno() != EAGAIN || !reopen_after_refusal()) return send_error();
+    if (zmq_send(socket_, data, size, send_flags()) < 0) return send_error();
+  }
   return Status::ok();
 }
 
@@ -397,9 +420,13 @@ Status Socket::send(const std::string& peer, Bytes&& bytes) {
   uint8_t* owned = bytes.release();
   zmq_msg_t msg;
   zmq_msg_init_data(&msg, owned, size, [](void* data, void*) { delete[] static_cast<uint8_t*>(data); }, nullptr);
-  if (zmq_msg_send(&msg, socket_, send_flags()) < 0) {
+  int rc = zmq_msg_send(&msg, socket_, send_flags());
+  // A failed send leaves the message (and its bytes) with us: it can go again.
+  if (rc < 0 && zmq_errno() == EAGAIN && reopen_after_refusal()) rc = zmq_msg_send(&msg, socket_, send_flags());
+  if (rc < 0) {
+    Status s = send_error();
     zmq_msg_close(&msg);  // frees the bytes
-    return send_error();
+    return s;
   }
   return Status::ok();
 }

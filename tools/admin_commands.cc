@@ -31,9 +31,10 @@ Status issue(Session& s, const AdminArgs& a, bool rotate) {
     CUSTODY_ASSIGN_OR_RETURN(public_key, bad_input(transport::read_public_key(a.public_key)));
   }
   const std::string key_out = a.key_out.empty() ? a.name + ".key" : a.key_out;
-  if (public_key.empty() && !s.coordinator_key.empty() && !rotate && exists(key_out)) {
-    // A key file is someone's secret: never overwrite one by accident.
-    return bad_input(invalid_argument("'" + key_out + "' exists; give --key-out FILE for the new key pair"));
+  if (public_key.empty() && !s.coordinator_key.empty() && (exists(key_out) || exists(key_out + ".pub"))) {
+    // A key file is someone's secret: never overwrite one, not even the old key on rotation
+    // (keep it until the new one is in use; delete it yourself).
+    return bad_input(invalid_argument("'" + key_out + "' (or its .pub) exists; give --key-out FILE for the new key pair"));
   }
   msg::AddPrincipal request{a.name, a.role, public_key, rotate};
   CUSTODY_ASSIGN_OR_RETURN(auto added, s.client.ask<msg::PrincipalAdded>("", request));

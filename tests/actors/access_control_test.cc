@@ -27,14 +27,16 @@ TEST(AccessControlTest, KeysNamePrincipalsUntilRevokedAndRotationKeepsTheRole) {
   EXPECT_EQ(access.principal_of_key(bob->credential.public_key), std::optional<std::string>("bob"));
   EXPECT_EQ(access.principal_of_key(transport::make_curve_key_pair()->public_key), std::nullopt);
 
-  // The proven principal acts; the name in the request does not matter.
+  // The session's credential names who acts; the name in the request does not matter.
+  const std::string bobs_session = access.credential_of_key(bob->credential.public_key).value();
   msg::Predict predict;
   predict.principal = "eve";
-  auto caller = access.authorize(request(predict), "bob");
+  auto caller = access.authorize(request(predict), bobs_session);
   ASSERT_TRUE(caller.is_ok());
   EXPECT_EQ(caller->principal, "bob");
-  EXPECT_EQ(access.authorize(request(msg::SubmitJob{}), "bob").status().code(), ErrorCode::kPermissionDenied);
+  EXPECT_EQ(access.authorize(request(msg::SubmitJob{}), bobs_session).status().code(), ErrorCode::kPermissionDenied);
   EXPECT_EQ(access.authorize(request(predict), "").status().code(), ErrorCode::kPermissionDenied);
+  EXPECT_EQ(access.authorize(request(predict), "bob").status().code(), ErrorCode::kPermissionDenied);
 
   // Adding an existing name is refused, whatever the role asked for.
   auto promoted = access.add("bob", Role::kAdmin, "", false, "admin");
@@ -47,6 +49,10 @@ TEST(AccessControlTest, KeysNamePrincipalsUntilRevokedAndRotationKeepsTheRole) {
   EXPECT_EQ(access.principal_of_key(bob->credential.public_key), std::nullopt);
   EXPECT_EQ(access.principal_of_key(rotated->credential.public_key), std::optional<std::string>("bob"));
   EXPECT_FALSE(access.add("bob", Role::kAdmin, "", true, "admin").is_ok()) << "rotation cannot change the role";
+  // A session opened with the old key is cut off, though bob has a valid key again.
+  EXPECT_EQ(access.authorize(request(predict), bobs_session).status().code(), ErrorCode::kPermissionDenied);
+  EXPECT_TRUE(access.authorize(request(predict), access.credential_of_key(rotated->credential.public_key).value())
+                  .is_ok());
 
   // A public key the principal made; the same key twice is refused.
   const auto own = transport::make_curve_key_pair().value();
@@ -56,9 +62,13 @@ TEST(AccessControlTest, KeysNamePrincipalsUntilRevokedAndRotationKeepsTheRole) {
             ErrorCode::kInvalidArgument);
 
   // Revocation: the key and any session opened before it are refused.
+  const std::string carols_session = access.credential_of_key(own.public_key).value();
+  ASSERT_TRUE(access.authorize(request(msg::SubmitJob{}), carols_session).is_ok());
   ASSERT_TRUE(access.revoke("carol", "left", "admin").is_ok());
   EXPECT_EQ(access.principal_of_key(own.public_key), std::nullopt);
-  EXPECT_EQ(access.authorize(request(msg::SubmitJob{}), "carol").status().code(), ErrorCode::kPermissionDenied);
+  auto refused = access.authorize(request(msg::SubmitJob{}), carols_session);
+  EXPECT_EQ(refused.status().code(), ErrorCode::kPermissionDenied);
+  EXPECT_NE(refused.status().message().find("revoked (left)"), std::string::npos) << refused.status().message();
   EXPECT_EQ(access.revoke("carol", "again", "admin").code(), ErrorCode::kNotFound);
 
   // A coordinator started on the same store reads the same state back.

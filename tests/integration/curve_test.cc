@@ -127,6 +127,19 @@ TEST_F(CurveTest, KeysDecideWhoMayConnectWhoActsAndWhoMayCancel) {
   for (const auto& cred : listed) (cred["revoked"].get<bool>() ? withdrawn : active)++;
   EXPECT_EQ(withdrawn, 2) << listed.dump(2);  // carol's, sam's first
   EXPECT_EQ(active, 4) << listed.dump(2);  // admin, nodes, alice, and sam's new key
+  // Revoking the nodes' key cuts off their open sessions: their heartbeats are refused and
+  // the coordinator declares them dead (heartbeat timeout 2 s).
+  ASSERT_EQ(c.cli(as(c.admin_key(), {"principal", "revoke", "nodes", "--reason", "stolen"})).code, 0);
+  bool all_dead = false;
+  for (int i = 0; i < 100 && !all_dead; ++i) {
+    std::this_thread::sleep_for(100ms);
+    json nodes = json::parse(c.cli(as(c.admin_key(), {"status", "--json"})).out)["nodes"];
+    all_dead = !nodes.empty();
+    for (const auto& n : nodes) all_dead = all_dead && !n["alive"].get<bool>();
+  }
+  EXPECT_TRUE(all_dead) << "nodes whose key was revoked are still taken as alive";
+  EXPECT_NE(read_file(c.dir() / "coordinator.log").find("was revoked (stolen)"), std::string::npos);
+
   // The usage record and the nodes' registrations name proven principals; the store holds
   // public keys only, never a secret one.
   c.coordinator().stop();

@@ -166,7 +166,7 @@ TEST(TransportTest, CurveServerAcceptsOnlyKeysItsAuthenticatorNames) {
   ASSERT_TRUE(good->send("", std::vector<uint8_t>{1}).is_ok());
   auto in = server.value()->receive(5s);
   ASSERT_TRUE(in.is_ok() && in.value().has_value());
-  EXPECT_EQ(in.value()->principal, "alice");
+  EXPECT_EQ(in.value()->identity, "alice");
   EXPECT_EQ(in.value()->bytes.to_vector(), (std::vector<uint8_t>{1}));
   ASSERT_TRUE(server.value()->send(in.value()->peer, std::vector<uint8_t>{2}).is_ok());
   auto reply = good->receive(5s);
