@@ -21,6 +21,13 @@ std::string spec(const char* consistency, uint32_t workers = 2) {
          "[data]\nkind = \"synthetic\"\n";
 }
 
+// The nodes the coordinator assigned the ranks to: "w1" runs rank 0, "w2" rank 1, ...
+std::vector<std::string> rank_nodes(uint32_t workers = 2) {
+  std::vector<std::string> out;
+  for (uint32_t r = 0; r < workers; ++r) out.push_back("w" + std::to_string(r + 1));
+  return out;
+}
+
 class ParameterServerStateTest : public ::testing::Test {
  protected:
   // Softmax regression 8 -> 4: 36 parameters; this server holds keys [10, 30).
@@ -28,8 +35,10 @@ class ParameterServerStateTest : public ::testing::Test {
               std::vector<float> initial = {}, uint32_t workers = 2) {
     Envelope e;
     e.job_id = "job-1";
-    e.body = msg::AssignKeyRange{spec(consistency, workers), 0, 10, 30, 36, workers, total_steps, 8, 50, checkpoint_every, 0,
-                                 std::move(initial)};
+    msg::AssignKeyRange a{spec(consistency, workers), 0, 10, 30, 36, workers, total_steps, 8, 50, checkpoint_every, 0,
+                          std::move(initial)};
+    a.rank_nodes = rank_nodes(workers);
+    e.body = std::move(a);
     Outbox out = ps_.handle_control("COORD", e);
     ASSERT_EQ(out.size(), 1u);
     ASSERT_NE(out[0].envelope.get<msg::KeyRangeReady>(), nullptr);
@@ -234,7 +243,9 @@ TEST_F(ParameterServerStateTest, RepliesCarryTheirRequestsJobRequestIdAndAttempt
   e.job_id = "job-1";
   e.request_id = 5;
   e.attempt = 2;
-  e.body = msg::AssignKeyRange{spec("bsp"), 0, 10, 30, 36, 2, 100, 8, 50, 0, 0, {}};
+  msg::AssignKeyRange a{spec("bsp"), 0, 10, 30, 36, 2, 100, 8, 50, 0, 0, {}};
+  a.rank_nodes = rank_nodes();
+  e.body = std::move(a);
   Outbox out = ps_.handle_control("COORD", e);
   ASSERT_EQ(out.size(), 1u);
   EXPECT_EQ(out[0].envelope.sender, "ps-1");
@@ -269,7 +280,9 @@ TEST_F(ParameterServerStateTest, RepliesCarryTheirRequestsJobRequestIdAndAttempt
 TEST_F(ParameterServerStateTest, RangeThatDoesNotFitTheModelIsRefused) {
   Envelope e;
   e.job_id = "job-2";
-  e.body = msg::AssignKeyRange{spec("bsp"), 0, 10, 99, 36, 2, 100, 8, 50, 0, 0, {}};
+  msg::AssignKeyRange a{spec("bsp"), 0, 10, 99, 36, 2, 100, 8, 50, 0, 0, {}};
+  a.rank_nodes = rank_nodes();
+  e.body = std::move(a);
   Outbox out = ps_.handle_control("COORD", e);
   EXPECT_EQ(error_code(out), ErrorCode::kInvalidArgument);
 }
@@ -408,6 +421,7 @@ class OptimizerStateResumeTest : public ::testing::TestWithParam<const char*> {
     msg::AssignKeyRange a{spec(), 0, 10, 30, 36, 2, kSteps, 8, 50, kInterruptAt, start, std::move(values)};
     a.optimizer_state = std::move(optimizer_state);
     a.optimizer_steps = optimizer_steps;
+    a.rank_nodes = rank_nodes();
     e.body = std::move(a);
     Outbox out = ps.handle_control("COORD", e);
     ASSERT_EQ(out.size(), 1u);
@@ -488,6 +502,7 @@ TEST(OptimizerStateResume, StateOfTheWrongSizeIsRefusedNamingIt) {
                         "\"adam\"\n[data]\nkind = \"synthetic\"\n",
                         0, 10, 30, 36, 2, 10, 8, 50, 5, 5, std::vector<float>(20, 0.0f)};
   a.optimizer_state.assign(20, 0.0f);  // adam keeps two blocks
+  a.rank_nodes = rank_nodes();
   e.body = std::move(a);
   Outbox out = ps.handle_control("COORD", e);
   ASSERT_EQ(out.size(), 1u);

@@ -1,0 +1,113 @@
+#include "protocols/data_plane.h"
+
+namespace custody::data_plane {
+namespace {
+
+// A version in every label and associated data: a later change of the scheme cannot be
+// confused with this one.
+constexpr const char* kLabel = "custody data plane v1: ";
+
+std::string range(uint64_t begin, uint64_t end) {
+  return "[" + std::to_string(begin) + ", " + std::to_string(end) + ")";
+}
+
+// The job id is the one free-form part: length-prefixed, so no two field lists meet in
+// one string.
+std::string head(const char* what, const std::string& job_id, uint32_t attempt, uint64_t begin, uint64_t end) {
+  return std::string(kLabel) + what + " job " + std::to_string(job_id.size()) + ":" + job_id + " attempt " +
+         std::to_string(attempt) + " keys " + range(begin, end);
+}
+
+}  // namespace
+
+Result<AeadKey> rank_key(const AeadKey& attempt_key, uint32_t rank) {
+  return attempt_key.derive(std::string(kLabel) + "rank " + std::to_string(rank));
+}
+
+Result<AeadKey> replies_key(const AeadKey& attempt_key) { return attempt_key.derive(std::string(kLabel) + "replies"); }
+
+Result<AeadKey> server_key(const AeadKey& key, uint64_t begin, uint64_t end) {
+  return key.derive(std::string(kLabel) + "server " + range(begin, end));
+}
+
+std::string push_aad(const std::string& job_id, uint32_t attempt, uint32_t rank, uint64_t step, uint64_t begin,
+                     uint64_t end, uint32_t samples, uint64_t base_version) {
+  return head("push", job_id, attempt, begin, end) + " rank " + std::to_string(rank) + " step " +
+         std::to_string(step) + " samples " + std::to_string(samples) + " base " + std::to_string(base_version);
+}
+
+std::string pull_aad(const std::string& job_id, uint32_t attempt, uint32_t rank, uint64_t begin, uint64_t end,
+                     uint64_t request_id) {
+  return head("pull", job_id, attempt, begin, end) + " rank " + std::to_string(rank) + " request " +
+         std::to_string(request_id);
+}
+
+std::string params_aad(const std::string& job_id, uint32_t attempt, uint64_t begin, uint64_t end, uint64_t version,
+                       uint64_t step) {
+  return head("params", job_id, attempt, begin, end) + " version " + std::to_string(version) + " answers step " +
+         std::to_string(step);
+}
+
+std::string pull_params_aad(const std::string& job_id, uint32_t attempt, uint64_t begin, uint64_t end,
+                            uint64_t version, uint32_t rank, uint64_t request_id) {
+  return head("params", job_id, attempt, begin, end) + " version " + std::to_string(version) +
+         " answers the pull of rank " + std::to_string(rank) + " request " + std::to_string(request_id);
+}
+
+Result<msg::SharedBytes> seal_floats(const AeadKey& key, const float* values, size_t count, std::string_view aad) {
+  const size_t size = count * sizeof(float);
+  uint8_t* out = nullptr;
+  msg::SharedBytes sealed = msg::SharedBytes::make(size + kAeadOverhead, &out);
+  CUSTODY_RETURN_IF_ERROR(seal_into(key, reinterpret_cast<const uint8_t*>(values), size, aad, out));
+  return sealed;
+}
+
+Status open_floats(const AeadKey& key, const msg::SharedBytes& sealed, size_t count, std::string_view aad,
+                   float* out) {
+  if (sealed.size() != count * sizeof(float) + kAeadOverhead) {
+    return invalid_argument("a sealed block of " + std::to_string(sealed.size()) + " bytes for " +
+                            std::to_string(count) + " values (" + std::to_string(count * sizeof(float) + kAeadOverhead) +
+                            " bytes sealed)");
+  }
+  return open_into(key, sealed.data(), sealed.size(), aad, reinterpret_cast<uint8_t*>(out));
+}
+
+bool is_loopback_endpoint(const std::string& endpoint) {
+  if (endpoint.rfind("ipc://", 0) == 0 || endpoint.rfind("inproc://", 0) == 0) return true;
+  if (endpoint.rfind("tcp://", 0) != 0) return false;
+  std::string host = endpoint.substr(6, endpoint.rfind(':') == std::string::npos || endpoint.rfind(':') < 6
+                                            ? std::string::npos
+                                            : endpoint.rfind(':') - 6);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host == "localhost" || host == "::1") return true;
+  // 127.0.0.0/8, written as a dotted quad (ZeroMQ resolves names, and would also take a
+  // name that resolves to loopback; only these spellings count here).
+  if (host.rfind("127.", 0) != 0) return false;
+  int dots = 0;
+  for (char c : host) {
+    if (c == '.') {
+      ++dots;
+    } else if (c < '0' || c > '9') {
+      return false;
+    }
+  }
+  return dots == 3;
+}
+
+Result<std::string> seal_pull(const AeadKey& key, std::string_view aad) {
+  std::string out(kAeadOverhead, '\0');
+  static const uint8_t kNothing = 0;
+  CUSTODY_RETURN_IF_ERROR(seal_into(key, &kNothing, 0, aad, reinterpret_cast<uint8_t*>(out.data())));
+  return out;
+}
+
+Status open_pull(const AeadKey& key, const std::string& seal, std::string_view aad) {
+  if (seal.size() != kAeadOverhead) {
+    return invalid_argument("a pull's seal is " + std::to_string(kAeadOverhead) + " bytes, not " +
+                            std::to_string(seal.size()));
+  }
+  uint8_t nothing = 0;
+  return open_into(key, reinterpret_cast<const uint8_t*>(seal.data()), seal.size(), aad, &nothing);
+}
+
+}  // namespace custody::data_plane
