@@ -70,7 +70,7 @@ msg::Envelope ParameterRequests::envelope(msg::Body body) const {
 }
 
 Status ParameterRequests::seal_with(const std::optional<AeadKey>& rank_key,
-                                    const std::optional<AeadKey>& replies_key) {
+                                    const std::optional<AeadKey>& replies_key, ForkJoin* parallel) {
   if (!rank_key && !replies_key) return Status::ok();
   if (!rank_key || !replies_key) {
     return invalid_argument("the task for rank " + std::to_string(rank_) + " of " + job_id_ + " carries a " +
@@ -87,6 +87,7 @@ Status ParameterRequests::seal_with(const std::optional<AeadKey>& rank_key,
   }
   push_keys_ = std::move(push_keys);
   reply_keys_ = std::move(reply_keys);
+  parallel_ = parallel;
   return Status::ok();
 }
 
@@ -124,7 +125,8 @@ std::vector<msg::Envelope> ParameterRequests::push(uint64_t step, uint32_t sampl
       const msg::ServerRange& s = servers_.server(i);
       auto sealed = data_plane::seal_floats(push_keys_[i], gradient + s.range_begin, s.range_end - s.range_begin,
                                             data_plane::push_aad(job_id_, attempt_, rank_, step, s.range_begin,
-                                                                 s.range_end, samples, p.base_version));
+                                                                 s.range_end, samples, p.base_version),
+                                            parallel_);
       // Only the random source can fail here: the push then goes without its gradient,
       // and the server refuses it by name. Never in clear.
       if (sealed.is_ok()) p.sealed_gradient = std::move(sealed).value();
@@ -153,7 +155,8 @@ Result<bool> ParameterRequests::accept(size_t server, const msg::Envelope& answe
         std::string(what_) == "a pull"
             ? data_plane::pull_params_aad(job_id_, attempt_, s.range_begin, s.range_end, p->version, rank_, request_id_)
             : data_plane::params_aad(job_id_, attempt_, s.range_begin, s.range_end, p->version, step_);
-    Status opened = data_plane::open_floats(reply_keys_[server], p->sealed_values, n, aad, values + s.range_begin);
+    Status opened =
+        data_plane::open_floats(reply_keys_[server], p->sealed_values, n, aad, values + s.range_begin, parallel_);
     if (!opened.is_ok()) {
       return data_loss("parameter server " + s.node_id + "'s answer to " + what_ +
                        " is not sealed for it under the server's reply key of this attempt (" + opened.message() +

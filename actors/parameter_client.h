@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "actors/outgoing.h"
+#include "protocols/fork_join.h"
 
 namespace custody::actors {
 
@@ -68,7 +69,10 @@ class ParameterRequests {
   // Seals every request from now on, and takes only sealed answers: the task's rank key
   // and the attempt's replies key (msg::AssignTask). Errors: kInvalidArgument when the task
   // carries only one of the two; kUnavailable when a key cannot be derived.
-  Status seal_with(const std::optional<AeadKey>& rank_key, const std::optional<AeadKey>& replies_key);
+  // `parallel`: threads that share sealing and opening each block (kept alive by the
+  // caller); none: this thread alone.
+  Status seal_with(const std::optional<AeadKey>& rank_key, const std::optional<AeadKey>& replies_key,
+                   ForkJoin* parallel = nullptr);
   bool sealed() const { return !push_keys_.empty(); }
 
   const KeySlices& servers() const { return servers_; }
@@ -99,6 +103,7 @@ class ParameterRequests {
   uint64_t step_ = 0;               // of the current push
   // Sealed: by server, the rank's push key and the server's reply key there.
   std::vector<AeadKey> push_keys_, reply_keys_;
+  ForkJoin* parallel_ = nullptr;
 };
 
 }  // namespace custody::actors

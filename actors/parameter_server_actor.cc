@@ -18,6 +18,9 @@ namespace {
 const std::string kNode = "parameter-server";
 
 struct ServerActorState {
+  // Sealing and opening a step's blocks on the cores its workers leave idle while they
+  // wait for it (declared first: the state machine uses it until it is gone).
+  std::unique_ptr<ForkJoin> crypto;
   std::unique_ptr<ParameterServerState> logic;
   std::unique_ptr<NodeLink> link;
   SocketPort coordinator, peers;
@@ -29,7 +32,9 @@ struct ServerActorState {
 caf::behavior server_actor(caf::stateful_actor<ServerActorState>* self, SocketPort coordinator, SocketPort peers,
                            msg::Register registration, PeerNodeConfig config, std::string listener,
                            std::shared_ptr<NodeExit> exit) {
+  self->state.crypto = std::make_unique<ForkJoin>(ForkJoin::helpers_for_this_machine());
   self->state.logic = std::make_unique<ParameterServerState>("ps");
+  self->state.logic->set_parallel(self->state.crypto.get());
   // A listener other hosts can reach serves no data plane in clear.
   self->state.logic->set_listener_loopback_only(data_plane::is_loopback_endpoint(listener), listener);
   self->state.link = std::make_unique<NodeLink>(registration, config.coordinator, config.connect_timeout,

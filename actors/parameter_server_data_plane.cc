@@ -14,14 +14,15 @@ namespace {
 Status denied(std::string message) { return Status(ErrorCode::kPermissionDenied, std::move(message)); }
 }  // namespace
 
-Result<msg::Params> ParameterServerState::values_of(JobShard& job, uint64_t step) {
+Result<msg::Params> ParameterServerState::values_of(JobShard& job, uint64_t step) const {
   if (!job.reply_key) return msg::Params{job.version, job.range.begin, msg::Floats(job.params)};
   if (job.sealed_values.empty() || job.sealed_version != job.version || job.sealed_step != step) {
     CUSTODY_ASSIGN_OR_RETURN(
         job.sealed_values,
         data_plane::seal_floats(*job.reply_key, job.params->data(), job.params->size(),
                                 data_plane::params_aad(job.id, job.attempt, job.range.begin, job.range.end,
-                                                       job.version, step)));
+                                                       job.version, step),
+                                parallel_));
     job.sealed_version = job.version;
     job.sealed_step = step;
   }
@@ -79,7 +80,8 @@ Outbox ParameterServerState::on_pull(const std::string& peer, const Envelope& in
   auto sealed = data_plane::seal_floats(*job.reply_key, job.params->data(), job.params->size(),
                                         data_plane::pull_params_aad(job.id, job.attempt, job.range.begin,
                                                                     job.range.end, job.version, pull.rank,
-                                                                    in.request_id));
+                                                                    in.request_id),
+                                        parallel_);
   if (!sealed.is_ok()) return error(sealed.status());
   msg::Params p{job.version, job.range.begin, {}};
   p.sealed_values = std::move(sealed).value();
@@ -109,7 +111,7 @@ Result<const float*> ParameterServerState::gradient_of(const std::string& peer, 
     opened = data_plane::open_floats(job.rank_keys[push.rank], push.sealed_gradient, n,
                                      data_plane::push_aad(job.id, job.attempt, push.rank, push.step, job.range.begin,
                                                           job.range.end, push.samples, push.base_version),
-                                     job.opened.data());
+                                     job.opened.data(), parallel_);
   }
   if (opened.is_ok()) return static_cast<const float*>(job.opened.data());
   Status refused = denied(

@@ -52,6 +52,7 @@
 #include "core/job_spec.h"
 #include "core/optimizer.h"
 #include "core/partition.h"
+#include "protocols/fork_join.h"
 
 namespace custody::actors {
 
@@ -65,6 +66,9 @@ class ParameterServerState {
     listener_loopback_only_ = loopback_only;
     listener_ = std::move(endpoint);
   }
+  // Threads that share sealing and opening a block (protocols/fork_join.h); none: this
+  // thread alone. The caller keeps it alive while this state is used.
+  void set_parallel(ForkJoin* parallel) { parallel_ = parallel; }
 
   // Messages from the coordinator (assignKeyRange, stopJob).
   Outbox handle_control(const std::string& peer, const msg::Envelope& in);
@@ -139,7 +143,7 @@ class ParameterServerState {
   // The job's current values as the body of the reply to a push of `step`: shared, not
   // copied, so every reply of a step carries the same values. Sealed job: sealed once
   // under the reply key for (version, step), and that seal shared.
-  static Result<msg::Params> values_of(JobShard& job, uint64_t step);
+  Result<msg::Params> values_of(JobShard& job, uint64_t step) const;
   // A push to answer later, with its reply addressed now.
   Deferred defer(const std::string& peer, const msg::Envelope& in, const msg::Push& push, const JobShard& job) const;
   // Sends a deferred reply with the job's current values.
@@ -169,6 +173,7 @@ class ParameterServerState {
 
   std::string node_id_;
   bool listener_loopback_only_ = true;
+  ForkJoin* parallel_ = nullptr;
   std::string listener_;
   std::map<std::string, JobShard> jobs_;
 };

@@ -1,12 +1,14 @@
 // What sealing costs a parameter block of the default model (MLP 784-256-128-10: 235,146
 // floats, 0.94 MB), in one process:
-//   seal, open    AES-256-GCM (core/aead.h) of the block, one core, GB/s of block
+//   seal, open    AES-256-GCM (core/aead.h) of the block in its chunks (protocols/
+//                 data_plane.h), on one core and on every core (ForkJoin), GB/s of block
 //   push/pull     a worker's push and the server's answer through the transport on TCP
 //                 loopback, as a 1-worker BSP step runs them: the worker's ParameterRequests
 //                 (sealing its push, opening the answer into its values) against a
 //                 ParameterServerState (opening the push, applying it, sealing the values)
-//                 behind a ROUTER socket; sealed against in clear, GB/s of blocks moved
-//                 (both directions). The two alternate three times for SECONDS each.
+//                 behind a ROUTER socket, each with its ForkJoin as the nodes have; sealed
+//                 against in clear, GB/s of blocks moved (both directions).
+// Each alternates three times, for SECONDS each.
 // Prints one JSON line with the medians.
 //   build/bin/custody-bench-sealing [SECONDS]
 #include <algorithm>
@@ -23,6 +25,7 @@
 #include "actors/parameter_server_state.h"
 #include "protocols/codec.h"
 #include "protocols/data_plane.h"
+#include "protocols/fork_join.h"
 #include "protocols/transport.h"
 
 using namespace custody;
@@ -41,7 +44,7 @@ double median(std::vector<double> v) {
 }
 
 // Blocks per second through one AES-256-GCM operation.
-double crypt(double seconds, bool open) {
+double crypt(double seconds, bool open, ForkJoin* parallel) {
   const AeadKey key = AeadKey::random().value();
   std::vector<float> block(kFloats, 0.25f), out(kFloats);
   const auto sealed = data_plane::seal_floats(key, block.data(), kFloats, "aad").value();
@@ -50,9 +53,9 @@ double crypt(double seconds, bool open) {
   double elapsed = 0;
   while (elapsed < seconds) {
     if (open) {
-      if (!data_plane::open_floats(key, sealed, kFloats, "aad", out.data()).is_ok()) std::abort();
+      if (!data_plane::open_floats(key, sealed, kFloats, "aad", out.data(), parallel).is_ok()) std::abort();
     } else {
-      if (!data_plane::seal_floats(key, block.data(), kFloats, "aad").is_ok()) std::abort();
+      if (!data_plane::seal_floats(key, block.data(), kFloats, "aad", parallel).is_ok()) std::abort();
     }
     ++n;
     elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
@@ -70,6 +73,8 @@ double push_pull(double seconds, bool sealed) {
   if (sealed) keys = actors::AttemptKeys::make(1, ranges).value();
   // One rank: each push is a whole BSP step, and push n is of step n.
   actors::ParameterServerState ps("ps-1");
+  ForkJoin server_threads(ForkJoin::helpers_for_this_machine()), client_threads(ForkJoin::helpers_for_this_machine(1));
+  ps.set_parallel(&server_threads);
   {
     msg::AssignKeyRange a{kSpec, 0, 0, kFloats, kFloats, 1, 1u << 30, 784, 1000, 0, 0, {}};
     a.rank_nodes = {"worker-1"};
@@ -99,7 +104,7 @@ double push_pull(double seconds, bool sealed) {
     msg::AssignTask t;
     t.rank = 0;
     keys->fill(t);
-    if (!requests.seal_with(t.rank_key, t.replies_key).is_ok()) std::abort();
+    if (!requests.seal_with(t.rank_key, t.replies_key, &client_threads).is_ok()) std::abort();
   }
   std::vector<float> gradient(kFloats, 0.25f), params(kFloats);
   int64_t n = 0;
@@ -131,17 +136,22 @@ double push_pull(double seconds, bool sealed) {
 
 int main(int argc, char** argv) {
   const double seconds = argc > 1 ? std::atof(argv[1]) : 2.0;
-  std::vector<double> seal, open, sealed, clear;
+  std::vector<double> seal, open, seal_all, open_all, sealed, clear;
+  ForkJoin every_core(ForkJoin::helpers_for_this_machine());
   for (int round = 0; round < 3; ++round) {
-    seal.push_back(crypt(seconds / 2, false));
-    open.push_back(crypt(seconds / 2, true));
+    seal.push_back(crypt(seconds / 2, false, nullptr));
+    open.push_back(crypt(seconds / 2, true, nullptr));
+    seal_all.push_back(crypt(seconds / 2, false, &every_core));
+    open_all.push_back(crypt(seconds / 2, true, &every_core));
     clear.push_back(push_pull(seconds, false));
     sealed.push_back(push_pull(seconds, true));
   }
   const double block = double(kFloats * sizeof(float));
-  std::printf("{\"benchmark\": \"sealing_block\", \"block_bytes\": %.0f, \"seal_gb_per_sec\": %.3f, "
-              "\"open_gb_per_sec\": %.3f, \"sealed_gb_per_sec\": %.3f, \"clear_gb_per_sec\": %.3f, \"ratio\": %.3f}\n",
-              block, median(seal) * block / 1e9, median(open) * block / 1e9, median(sealed) * 2 * block / 1e9,
+  std::printf("{\"benchmark\": \"sealing_block\", \"block_bytes\": %.0f, \"cores\": %u, \"seal_gb_per_sec\": %.3f, "
+              "\"open_gb_per_sec\": %.3f, \"seal_all_cores_gb_per_sec\": %.3f, \"open_all_cores_gb_per_sec\": %.3f, "
+              "\"sealed_gb_per_sec\": %.3f, \"clear_gb_per_sec\": %.3f, \"ratio\": %.3f}\n",
+              block, std::thread::hardware_concurrency(), median(seal) * block / 1e9, median(open) * block / 1e9,
+              median(seal_all) * block / 1e9, median(open_all) * block / 1e9, median(sealed) * 2 * block / 1e9,
               median(clear) * 2 * block / 1e9, median(sealed) / median(clear));
   return 0;
 }

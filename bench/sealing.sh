@@ -51,18 +51,21 @@ m_off=$(median "${off[@]}")
 m_on=$(median "${on[@]}")
 ratio=$(awk -v a="$m_on" -v b="$m_off" 'BEGIN {printf "%.3f", a / b}')
 m_ratio=$(median "${ratios[@]}")
-micro=$("$bin/custody-bench-sealing")
+micro=$("$bin/custody-bench-sealing" 2>/dev/null)
 
 printf "%-36s %12s\n" "1 ps + 2 workers, BSP, $epochs epochs" "samples/s"
 printf "%-36s %12s\n" "in clear (median of $rounds)" "$m_off"
 printf "%-36s %12s\n" "sealed   (median of $rounds)" "$m_on"
 printf "%-36s %12s\n" "sealed / in clear" "$ratio (median of the rounds' ratios: $m_ratio; bar >= 0.85)"
-echo "$micro" | /usr/bin/python3 -c '
-import json, sys
-m = json.loads(sys.stdin.read())
-print(f"seal of a {m[\"block_bytes\"] / 1e6:.2f} MB block: {m[\"seal_gb_per_sec\"]:.2f} GB/s; open: {m[\"open_gb_per_sec\"]:.2f} GB/s (one core)")
-print(f"push/pull of that block through the transport on loopback: sealed {m[\"sealed_gb_per_sec\"]:.2f} GB/s, "
-      f"in clear {m[\"clear_gb_per_sec\"]:.2f} GB/s ({m[\"ratio\"]:.3f})")'
+MICRO="$micro" /usr/bin/python3 - <<'PY'
+import json, os
+m = json.loads(os.environ["MICRO"])
+mb = m["block_bytes"] / 1e6
+print(f"seal of a {mb:.2f} MB block: {m['seal_gb_per_sec']:.2f} GB/s; open: {m['open_gb_per_sec']:.2f} GB/s (one core); "
+      f"on all {m['cores']} cores: {m['seal_all_cores_gb_per_sec']:.2f} and {m['open_all_cores_gb_per_sec']:.2f} GB/s")
+print(f"push/pull of that block through the transport on loopback (1 worker, BSP): sealed "
+      f"{m['sealed_gb_per_sec']:.2f} GB/s, in clear {m['clear_gb_per_sec']:.2f} GB/s ({m['ratio']:.3f})")
+PY
 cat >"$out_dir/sealing.json" <<JSON
 {"benchmark": "sealing", "job": "fashion_mlp, $epochs epochs, 1 ps, 2 workers, bsp", "rounds": $rounds,
  "clear_samples_per_sec": [$(IFS=,; echo "${off[*]}")], "sealed_samples_per_sec": [$(IFS=,; echo "${on[*]}")],

@@ -1,5 +1,9 @@
 #include "protocols/data_plane.h"
 
+#include <algorithm>
+#include <functional>
+#include <vector>
+
 namespace custody::data_plane {
 namespace {
 
@@ -54,22 +58,59 @@ std::string pull_params_aad(const std::string& job_id, uint32_t attempt, uint64_
          " answers the pull of rank " + std::to_string(rank) + " request " + std::to_string(request_id);
 }
 
-Result<msg::SharedBytes> seal_floats(const AeadKey& key, const float* values, size_t count, std::string_view aad) {
-  const size_t size = count * sizeof(float);
+namespace {
+
+size_t chunks_of(size_t plain_bytes) { return plain_bytes == 0 ? 1 : (plain_bytes + kChunkBytes - 1) / kChunkBytes; }
+
+std::string chunk_aad(std::string_view aad, size_t i, size_t k) {
+  return std::string(aad) + " chunk " + std::to_string(i) + " of " + std::to_string(k);
+}
+
+// Runs one operation per chunk, on `parallel`'s threads if given; the first error.
+Status per_chunk(size_t k, ForkJoin* parallel, const std::function<Status(size_t)>& op) {
+  std::vector<Status> results(k, Status::ok());
+  std::function<void(size_t)> task = [&](size_t i) { results[i] = op(i); };
+  if (parallel) {
+    parallel->run(k, task);
+  } else {
+    for (size_t i = 0; i < k; ++i) task(i);
+  }
+  for (const Status& s : results)
+    if (!s.is_ok()) return s;
+  return Status::ok();
+}
+
+}  // namespace
+
+size_t sealed_size(size_t plain_bytes) { return plain_bytes + chunks_of(plain_bytes) * kAeadOverhead; }
+
+Result<msg::SharedBytes> seal_floats(const AeadKey& key, const float* values, size_t count, std::string_view aad,
+                                     ForkJoin* parallel) {
+  const size_t size = count * sizeof(float), k = chunks_of(size);
+  const auto* plain = reinterpret_cast<const uint8_t*>(values);
   uint8_t* out = nullptr;
-  msg::SharedBytes sealed = msg::SharedBytes::make(size + kAeadOverhead, &out);
-  CUSTODY_RETURN_IF_ERROR(seal_into(key, reinterpret_cast<const uint8_t*>(values), size, aad, out));
+  msg::SharedBytes sealed = msg::SharedBytes::make(sealed_size(size), &out);
+  CUSTODY_RETURN_IF_ERROR(per_chunk(k, parallel, [&](size_t i) {
+    const size_t begin = i * kChunkBytes, length = std::min(kChunkBytes, size - begin);
+    return seal_into(key, plain + begin, length, chunk_aad(aad, i, k), out + begin + i * kAeadOverhead);
+  }));
   return sealed;
 }
 
 Status open_floats(const AeadKey& key, const msg::SharedBytes& sealed, size_t count, std::string_view aad,
-                   float* out) {
-  if (sealed.size() != count * sizeof(float) + kAeadOverhead) {
+                   float* out, ForkJoin* parallel) {
+  const size_t size = count * sizeof(float), k = chunks_of(size);
+  if (sealed.size() != sealed_size(size)) {
     return invalid_argument("a sealed block of " + std::to_string(sealed.size()) + " bytes for " +
-                            std::to_string(count) + " values (" + std::to_string(count * sizeof(float) + kAeadOverhead) +
+                            std::to_string(count) + " values (" + std::to_string(sealed_size(size)) +
                             " bytes sealed)");
   }
-  return open_into(key, sealed.data(), sealed.size(), aad, reinterpret_cast<uint8_t*>(out));
+  auto* plain = reinterpret_cast<uint8_t*>(out);
+  return per_chunk(k, parallel, [&](size_t i) {
+    const size_t begin = i * kChunkBytes, length = std::min(kChunkBytes, size - begin);
+    return open_into(key, sealed.data() + begin + i * kAeadOverhead, length + kAeadOverhead, chunk_aad(aad, i, k),
+                     plain + begin);
+  });
 }
 
 bool is_loopback_endpoint(const std::string& endpoint) {

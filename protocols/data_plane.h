@@ -30,7 +30,12 @@
 // base version; for a pull, the rank and the request id; for params, the version and the
 // request answered (the step a push was of, or the pull's rank and request id). A sealed
 // message therefore cannot be replayed into another job, attempt, server, rank or step.
-// Thread-safety: pure functions.
+//
+// A parameter block is sealed in chunks of kChunkBytes (the last one shorter), each under
+// a nonce and tag of its own, its associated data the block's and "chunk i of k": so the
+// chunks seal and open on several cores at once (a ForkJoin), and none can be moved,
+// dropped or repeated. A block of n bytes is n + k * kAeadOverhead bytes sealed.
+// Thread-safety: pure functions (a ForkJoin given is used by one call at a time).
 #pragma once
 
 #include <cstdint>
@@ -38,6 +43,7 @@
 
 #include "core/aead.h"
 #include "protocols/floats.h"
+#include "protocols/fork_join.h"
 
 namespace custody::data_plane {
 
@@ -57,13 +63,20 @@ std::string params_aad(const std::string& job_id, uint32_t attempt, uint64_t beg
 std::string pull_params_aad(const std::string& job_id, uint32_t attempt, uint64_t begin, uint64_t end,
                             uint64_t version, uint32_t rank, uint64_t request_id);
 
-// `count` floats sealed into a new buffer (padded so the encoder references it).
-Result<msg::SharedBytes> seal_floats(const AeadKey& key, const float* values, size_t count, std::string_view aad);
+inline constexpr size_t kChunkBytes = size_t(256) << 10;
+// The size of `plain_bytes` sealed.
+size_t sealed_size(size_t plain_bytes);
+
+// `count` floats sealed into a new buffer (padded so the encoder references it), on the
+// threads of `parallel` if given.
+Result<msg::SharedBytes> seal_floats(const AeadKey& key, const float* values, size_t count, std::string_view aad,
+                                     ForkJoin* parallel = nullptr);
 // Opens a sealed block of `count` floats into `out`. Errors: kInvalidArgument for a block
-// that is not the size of `count` sealed floats; kDataLoss when it does not verify (another
-// key, another purpose, altered bytes). `out` is unspecified on error.
+// that is not the size of `count` sealed floats; kDataLoss when a chunk does not verify
+// (another key, another purpose, altered, moved or missing bytes). `out` is unspecified on
+// error.
 Status open_floats(const AeadKey& key, const msg::SharedBytes& sealed, size_t count, std::string_view aad,
-                   float* out);
+                   float* out, ForkJoin* parallel = nullptr);
 
 // Whether only this host can reach a ZeroMQ endpoint: tcp:// on a loopback address
 // (127.0.0.0/8, ::1, localhost), ipc:// or inproc://. A wildcard ("*", 0.0.0.0) or any other

@@ -8,6 +8,7 @@
 #include <zmq.hpp>
 
 #include "protocols/codec.h"
+#include "protocols/data_plane.h"
 #include "tests/integration/cluster.h"
 
 namespace custody::testing {
@@ -250,7 +251,7 @@ TEST(BadInputTest, ASealedJobsServerRefusesPushesAndPullsWithoutTheRanksKey) {
   expect_mentions(send(msg::Push{"worker-1", 1000000, std::vector<float>(range, 0.01f), 16, 0, 0}), "in clear");
   // A push whose seal is made up: the right size, random bytes.
   msg::Push forged{"worker-1", 1000000, {}, 16, 0, 0};
-  std::vector<uint8_t> noise(range * sizeof(float) + kAeadOverhead);
+  std::vector<uint8_t> noise(data_plane::sealed_size(range * sizeof(float)));
   for (size_t i = 0; i < noise.size(); ++i) noise[i] = static_cast<uint8_t>(i * 131 + 7);
   forged.sealed_gradient = msg::SharedBytes::copy_of(noise.data(), noise.size());
   expect_mentions(send(forged), "not sealed under the key of rank 0");
