@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <numeric>
 
+#include "protocols/codec.h"
 #include "protocols/data_plane.h"
 
 namespace custody::actors {
@@ -109,31 +110,63 @@ std::vector<msg::Envelope> ParameterRequests::pull() {
   return out;
 }
 
+msg::Envelope ParameterRequests::push_to(size_t i, uint64_t step, uint32_t samples, const float* gradient) const {
+  msg::Push p;
+  p.worker = worker_;
+  p.step = step;
+  p.samples = samples;
+  p.base_version = versions_[i];
+  p.rank = rank_;
+  if (!sealed()) p.gradient = servers_.slice(i, gradient);  // never in clear when sealed
+  return envelope(std::move(p));
+}
+
+std::string ParameterRequests::push_aad(size_t i, uint64_t step, uint32_t samples) const {
+  const msg::ServerRange& s = servers_.server(i);
+  return data_plane::push_aad(job_id_, attempt_, rank_, step, s.range_begin, s.range_end, samples, versions_[i]);
+}
+
 std::vector<msg::Envelope> ParameterRequests::push(uint64_t step, uint32_t samples, const float* gradient) {
   ++request_id_;
   what_ = "a push";
   step_ = step;
   std::vector<msg::Envelope> out;
   for (size_t i = 0; i < servers_.size(); ++i) {
-    msg::Push p;
-    p.worker = worker_;
-    p.step = step;
-    p.samples = samples;
-    p.base_version = versions_[i];
-    p.rank = rank_;
+    msg::Envelope e = push_to(i, step, samples, gradient);
     if (sealed()) {
       const msg::ServerRange& s = servers_.server(i);
       auto sealed = data_plane::seal_floats(push_keys_[i], gradient + s.range_begin, s.range_end - s.range_begin,
-                                            data_plane::push_aad(job_id_, attempt_, rank_, step, s.range_begin,
-                                                                 s.range_end, samples, p.base_version),
-                                            parallel_);
+                                            push_aad(i, step, samples), parallel_);
       // Only the random source can fail here: the push then goes without its gradient,
       // and the server refuses it by name. Never in clear.
-      if (sealed.is_ok()) p.sealed_gradient = std::move(sealed).value();
-    } else {
-      p.gradient = servers_.slice(i, gradient);
+      if (sealed.is_ok()) std::get<msg::Push>(e.body).sealed_gradient = std::move(sealed).value();
     }
-    out.push_back(envelope(std::move(p)));
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+Result<std::vector<Bytes>> ParameterRequests::push_messages(uint64_t step, uint32_t samples, const float* gradient) {
+  if (!sealed()) {
+    std::vector<Bytes> out;
+    for (const msg::Envelope& e : push(step, samples, gradient)) out.push_back(msg::encode(e));
+    return out;
+  }
+  ++request_id_;
+  what_ = "a push";
+  step_ = step;
+  std::vector<Bytes> out;
+  for (size_t i = 0; i < servers_.size(); ++i) {
+    const msg::ServerRange& s = servers_.server(i);
+    const size_t n = s.range_end - s.range_begin;
+    CUSTODY_ASSIGN_OR_RETURN(
+        Bytes bytes, msg::encode_in_place(push_to(i, step, samples, gradient), data_plane::sealed_size(n * sizeof(float)),
+                                          [&](uint8_t* room) {
+                                            return data_plane::seal_floats_into(push_keys_[i], gradient + s.range_begin,
+                                                                                n, push_aad(i, step, samples), room,
+                                                                                parallel_);
+                                          }));
+    out.push_back(std::move(bytes));
   }
   return out;
 }

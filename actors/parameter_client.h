@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "actors/outgoing.h"
+#include "protocols/bytes.h"
 #include "protocols/fork_join.h"
 
 namespace custody::actors {
@@ -81,6 +82,10 @@ class ParameterRequests {
   // A new request: one envelope for each server, in the servers' order.
   std::vector<msg::Envelope> pull();
   std::vector<msg::Envelope> push(uint64_t step, uint32_t samples, const float* gradient);
+  // The same push as the messages the clients send, encoded: in a sealed job each slice is
+  // sealed straight into its message (msg::encode_in_place), read once and written once.
+  // Errors: sealing failed (the random source); nothing is then sent in clear.
+  Result<std::vector<Bytes>> push_messages(uint64_t step, uint32_t samples, const float* gradient);
 
   // Server i's answer. True: it answered the current request, and its values are in its
   // range of `values`. False: it answers an earlier request (a late reply to one that was
@@ -93,6 +98,10 @@ class ParameterRequests {
 
  private:
   msg::Envelope envelope(msg::Body body) const;
+  // Server i's push of the current request, without its seal in a sealed job; and what
+  // that seal binds.
+  msg::Envelope push_to(size_t i, uint64_t step, uint32_t samples, const float* gradient) const;
+  std::string push_aad(size_t i, uint64_t step, uint32_t samples) const;
 
   KeySlices servers_;
   std::string worker_, job_id_;

@@ -683,8 +683,9 @@ size_t payload_bytes(const Body& body) {
 }
 }  // namespace
 
-Bytes encode(const Envelope& envelope) {
-  capnp::MallocMessageBuilder builder(static_cast<unsigned>(payload_bytes(envelope.body) / sizeof(capnp::word) + 1024));
+namespace {
+
+void build(capnp::MessageBuilder& builder, const Envelope& envelope) {
   auto root = builder.initRoot<wire::Envelope>();
   root.setVersion(envelope.version);
   root.setSender(text(envelope.sender));
@@ -693,10 +694,66 @@ Bytes encode(const Envelope& envelope) {
   root.setAttempt(envelope.attempt);
   if (!envelope.token.empty()) root.setToken(text(envelope.token));
   encode_body(root.getBody(), envelope.body);
+}
+
+// Where a block written in place is referenced: Cap'n Proto only records an external
+// segment's address, and writeMessage hands it to InPlaceStream, which leaves its room in
+// the output instead of copying from it. Never read.
+alignas(8) const kj::byte kInPlace[8] = {};
+
+class InPlaceStream final : public kj::OutputStream {
+ public:
+  explicit InPlaceStream(Bytes& out) : out_(out) {}
+  void write(const void* buffer, size_t size) override {
+    if (buffer == kInPlace) {
+      block_ = at_;
+    } else if (size > 0) {
+      std::memcpy(out_.data() + at_, buffer, size);
+    }
+    at_ += size;
+  }
+  size_t block() const { return block_; }
+
+ private:
+  Bytes& out_;
+  size_t at_ = 0, block_ = SIZE_MAX;
+};
+
+}  // namespace
+
+Bytes encode(const Envelope& envelope) {
+  capnp::MallocMessageBuilder builder(static_cast<unsigned>(payload_bytes(envelope.body) / sizeof(capnp::word) + 1024));
+  build(builder, envelope);
   // Written once, straight into the bytes handed to the transport.
   Bytes bytes(capnp::computeSerializedSizeInWords(builder) * sizeof(capnp::word));
   kj::ArrayOutputStream out(kj::arrayPtr(bytes.data(), bytes.size()));
   capnp::writeMessage(out, builder);
+  return bytes;
+}
+
+Result<Bytes> encode_in_place(const Envelope& envelope, size_t size, const std::function<Status(uint8_t*)>& write) {
+  const auto* push = std::get_if<Push>(&envelope.body);
+  const auto* params = std::get_if<Params>(&envelope.body);
+  if ((!push && !params) || (push && !push->sealed_gradient.empty()) || (params && !params->sealed_values.empty())) {
+    return invalid_argument(std::string("a ") + body_name(envelope.body) +
+                            " has no sealed block to write in place (only a push or params without one)");
+  }
+  capnp::MallocMessageBuilder builder(static_cast<unsigned>(payload_bytes(envelope.body) / sizeof(capnp::word) + 1024));
+  build(builder, envelope);
+  auto body = builder.getRoot<wire::Envelope>().getBody();
+  auto block = capnp::Orphanage::getForMessageContaining(body).referenceExternalData(capnp::Data::Reader(kInPlace, size));
+  if (push) {
+    body.getPush().adoptSealedGradient(kj::mv(block));
+  } else {
+    body.getParams().adoptSealedValues(kj::mv(block));
+  }
+  Bytes bytes(capnp::computeSerializedSizeInWords(builder) * sizeof(capnp::word));
+  InPlaceStream out(bytes);
+  capnp::writeMessage(out, builder);
+  if (out.block() == SIZE_MAX) return internal_error("the block's room was not found in the encoded message");
+  uint8_t* room = bytes.data() + out.block();
+  std::memset(room + size, 0, (size + 7) / 8 * 8 - size);  // the segment's padding to whole words
+  CUSTODY_RETURN_IF_ERROR(write(room));
   return bytes;
 }
 

@@ -84,16 +84,21 @@ Status per_chunk(size_t k, ForkJoin* parallel, const std::function<Status(size_t
 
 size_t sealed_size(size_t plain_bytes) { return plain_bytes + chunks_of(plain_bytes) * kAeadOverhead; }
 
-Result<msg::SharedBytes> seal_floats(const AeadKey& key, const float* values, size_t count, std::string_view aad,
-                                     ForkJoin* parallel) {
+Status seal_floats_into(const AeadKey& key, const float* values, size_t count, std::string_view aad, uint8_t* out,
+                        ForkJoin* parallel) {
   const size_t size = count * sizeof(float), k = chunks_of(size);
   const auto* plain = reinterpret_cast<const uint8_t*>(values);
-  uint8_t* out = nullptr;
-  msg::SharedBytes sealed = msg::SharedBytes::make(sealed_size(size), &out);
-  CUSTODY_RETURN_IF_ERROR(per_chunk(k, parallel, [&](size_t i) {
+  return per_chunk(k, parallel, [&](size_t i) {
     const size_t begin = i * kChunkBytes, length = std::min(kChunkBytes, size - begin);
     return seal_into(key, plain + begin, length, chunk_aad(aad, i, k), out + begin + i * kAeadOverhead);
-  }));
+  });
+}
+
+Result<msg::SharedBytes> seal_floats(const AeadKey& key, const float* values, size_t count, std::string_view aad,
+                                     ForkJoin* parallel) {
+  uint8_t* out = nullptr;
+  msg::SharedBytes sealed = msg::SharedBytes::make(sealed_size(count * sizeof(float)), &out);
+  CUSTODY_RETURN_IF_ERROR(seal_floats_into(key, values, count, aad, out, parallel));
   return sealed;
 }
 

@@ -71,6 +71,10 @@ size_t sealed_size(size_t plain_bytes);
 // threads of `parallel` if given.
 Result<msg::SharedBytes> seal_floats(const AeadKey& key, const float* values, size_t count, std::string_view aad,
                                      ForkJoin* parallel = nullptr);
+// The same into `out`, which holds sealed_size(count * 4) bytes (a message's room for it:
+// codec.h encode_in_place).
+Status seal_floats_into(const AeadKey& key, const float* values, size_t count, std::string_view aad, uint8_t* out,
+                        ForkJoin* parallel = nullptr);
 // Opens a sealed block of `count` floats into `out`. Errors: kInvalidArgument for a block
 // that is not the size of `count` sealed floats; kDataLoss when a chunk does not verify
 // (another key, another purpose, altered, moved or missing bytes). `out` is unspecified on

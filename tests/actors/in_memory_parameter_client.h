@@ -120,8 +120,12 @@ class InMemoryParameterClient final : public ParameterClient {
       : servers_(servers), requests_(std::move(requests)), peer_(std::move(peer)) {}
 
   Status pull() override { return deliver(requests_.pull()); }
+  // The messages the worker's client sends, as the servers decode them.
   Status push(uint64_t step, uint32_t samples, const float* gradient) override {
-    return deliver(requests_.push(step, samples, gradient));
+    CUSTODY_ASSIGN_OR_RETURN(std::vector<Bytes> messages, requests_.push_messages(step, samples, gradient));
+    std::vector<msg::Envelope> requests;
+    for (const Bytes& m : messages) requests.push_back(msg::decode(m).value());
+    return deliver(requests);
   }
   Status wait(float* values, std::chrono::milliseconds timeout) override {
     for (size_t i = 0; i < requests_.servers().size(); ++i) {

@@ -2,6 +2,8 @@
 // several, what a seal binds, the key schedule, and which endpoints are loopback.
 #include "protocols/data_plane.h"
 
+#include "protocols/codec.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -62,6 +64,45 @@ TEST(DataPlaneTest, ChunksCannotBeMovedDroppedOrOpenedForAnotherPurpose) {
   EXPECT_EQ(open_floats(key, sealed, n, "push step 4", out.data()).code(), ErrorCode::kDataLoss);
   EXPECT_EQ(open_floats(AeadKey::random().value(), sealed, n, "push step 3", out.data()).code(), ErrorCode::kDataLoss);
   EXPECT_TRUE(open_floats(key, sealed, n, "push step 3", out.data()).is_ok());
+}
+
+// A worker seals its push straight into the message it sends (msg::encode_in_place): what
+// the server decodes opens to the gradient, and the envelope's other fields are intact.
+TEST(DataPlaneTest, ABlockSealedInPlaceInAMessageOpensFromTheDecodedMessage) {
+  const AeadKey key = AeadKey::random().value();
+  ForkJoin parallel(1);
+  for (size_t n : {size_t(5), size_t(3 * kChunkBytes / sizeof(float) + 3)}) {
+    const std::vector<float> values = block(n);
+    msg::Envelope e;
+    e.sender = "worker-1";
+    e.job_id = "job-1";
+    e.request_id = 4;
+    e.attempt = 2;
+    e.body = msg::Push{"worker-1", 9, {}, 64, 8, 1};
+    auto bytes = msg::encode_in_place(e, sealed_size(n * sizeof(float)), [&](uint8_t* room) {
+      return seal_floats_into(key, values.data(), n, "aad", room, &parallel);
+    });
+    ASSERT_TRUE(bytes.is_ok()) << bytes.status().to_string();
+    auto decoded = msg::decode(bytes.value());
+    ASSERT_TRUE(decoded.is_ok()) << decoded.status().to_string();
+    const auto* push = decoded->get<msg::Push>();
+    ASSERT_NE(push, nullptr);
+    EXPECT_EQ(decoded->attempt, 2u);
+    EXPECT_EQ(push->step, 9u);
+    EXPECT_EQ(push->rank, 1u);
+    EXPECT_TRUE(push->gradient.empty());
+    std::vector<float> out(n);
+    ASSERT_TRUE(open_floats(key, push->sealed_gradient, n, "aad", out.data()).is_ok()) << n;
+    EXPECT_EQ(out, values);
+  }
+  msg::Envelope status;
+  status.body = msg::StatusRequest{};
+  auto refused = msg::encode_in_place(status, 28, [](uint8_t*) { return Status::ok(); });
+  EXPECT_EQ(refused.status().code(), ErrorCode::kInvalidArgument);
+  msg::Envelope failing;
+  failing.body = msg::Params{};
+  auto failed = msg::encode_in_place(failing, 28, [](uint8_t*) { return unavailable("no randomness"); });
+  EXPECT_EQ(failed.status().code(), ErrorCode::kUnavailable) << "the writer's error, and no message";
 }
 
 TEST(DataPlaneTest, EachRankAndEachServerRangeHasAKeyOfItsOwn) {
