@@ -173,7 +173,8 @@ Outbox CoordinatorState::start_tasks(Job& job) {
   for (auto& [rank, p] : job.attempt.progress) p.last_step_at = now_;
   log(LogLevel::kInfo, kSelf, job.status.job_id + " running on " + std::to_string(job.attempt.workers.size()) +
                                   " ranks and " + std::to_string(job.attempt.servers.size()) + " parameter servers (attempt " +
-                                  std::to_string(job.attempt.number) + ", from step " + std::to_string(job.start.step) + ")");
+                                  std::to_string(job.attempt.number) + ", from step " + std::to_string(job.start.step) +
+                                  (job.attempt.keys ? ", data plane sealed" : ", data plane in clear") + ")");
   return out;
 }
 
