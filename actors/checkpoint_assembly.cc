@@ -61,6 +61,8 @@ AssembledCheckpoint assemble_checkpoint(const std::map<std::string, msg::Checkpo
       w.staleness_sum = std::max(w.staleness_sum, c.staleness_sum);
       w.interval_begin = interval_begin;
       w.interval_end = step;
+      if (!c.key_fingerprint.empty()) w.key_fingerprints[server_id] = c.key_fingerprint;
+      w.unauthenticated += c.unauthenticated;
     }
   }
   for (auto& [key, c] : out.contributions) {

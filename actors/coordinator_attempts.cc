@@ -61,10 +61,31 @@ Outbox CoordinatorState::schedule() {
     for (size_t i = 0; i < idle.size() && workers.size() < std::min(ranks, free); ++i) {
       if (i >= std::min(held, idle.size())) workers.push_back(idle[i]);
     }
-    for (Node* w : workers) idle.erase(std::find(idle.begin(), idle.end(), w));
     std::vector<Node*> servers = live_servers;
     if (servers.size() > job.plan.num_parameters) servers.resize(job.plan.num_parameters);
     job.attempt.ranges = partition_range(job.plan.num_parameters, static_cast<uint32_t>(servers.size())).value();
+    // The data plane is chosen per attempt: a recovery may move the job onto other hosts.
+    std::vector<DataPlaneNode> on_workers, on_servers;
+    for (Node* w : workers) on_workers.push_back({w->id, w->host, ""});
+    for (Node* sv : servers) on_servers.push_back({sv->id, sv->host, sv->address});
+    const DataPlaneChoice plane = choose_data_plane(options_.data_plane_sealing, on_workers, on_servers);
+    if (plane.sealed) {
+      auto keys = AttemptKeys::make(static_cast<uint32_t>(ranks), job.attempt.ranges);
+      if (!keys.is_ok()) {  // never in clear instead: it waits
+        job.status.message = "waiting: no keys for its sealed data plane: " + keys.status().message();
+        ++qit;
+        continue;
+      }
+      job.attempt.keys = std::move(keys).value();
+    }
+    if (plane.overridden) {
+      log(LogLevel::kWarn, kSelf, "DATA PLANE SEALED ANYWAY: " + job.status.job_id + " spans hosts, so its pushes and "
+                                  "pulls are sealed although data_plane_sealing = off (never in clear between hosts): " +
+                                  plane.how);
+    }
+    job.status.data_plane_sealed = plane.sealed;
+    job.status.data_plane = plane.how;
+    for (Node* w : workers) idle.erase(std::find(idle.begin(), idle.end(), w));
     // The attempt is a fresh one (a new job's, or rewind()'s): placement starts empty.
     for (Node* w : workers) w->job = job.status.job_id;
     for (size_t r = 0; r < ranks; ++r) {
@@ -97,6 +118,8 @@ Outbox CoordinatorState::schedule() {
                                  block + static_cast<std::ptrdiff_t>(job.attempt.ranges[i].end));
       }
       a.optimizer_steps = job.start.optimizer.steps;
+      a.rank_nodes = job.attempt.workers;
+      if (job.attempt.keys) job.attempt.keys->fill(a, i);
       out.push_back({servers[i]->peer, envelope(job.status.job_id, std::move(a), job.attempt.number)});
     }
     job.status.workers = job.attempt.workers;
@@ -131,10 +154,18 @@ Outbox CoordinatorState::start_tasks(Job& job) {
     t.servers = servers;
     t.num_parameters = job.plan.num_parameters;
     t.start_step = job.start.step;
-    out.push_back({node_by_id(job.attempt.workers[r])->peer, envelope(job.status.job_id, t, job.attempt.number)});
-    job.attempt.tasks.push_back(std::move(t));
+    job.attempt.tasks.push_back(t);  // kept without the keys
+    if (job.attempt.keys) job.attempt.keys->fill(t);
+    out.push_back({node_by_id(job.attempt.workers[r])->peer, envelope(job.status.job_id, std::move(t), job.attempt.number)});
   }
-  Status recorded = recorder_.job_started(job.status, job.attempt.tasks, servers, job.start.step, job.attempt.number);
+  // Which key each server checks each rank with, by fingerprint: the contributions name them too.
+  std::vector<std::map<std::string, std::string>> fingerprints(job.attempt.keys ? job.attempt.workers.size() : 0);
+  for (size_t r = 0; r < fingerprints.size(); ++r) {
+    for (size_t i = 0; i < servers.size(); ++i)
+      fingerprints[r][servers[i].node_id] = job.attempt.keys->push_key_fingerprint(static_cast<uint32_t>(r), i);
+  }
+  Status recorded = recorder_.job_started(job.status, job.attempt.tasks, servers, job.start.step, job.attempt.number,
+                                          fingerprints);
   if (!recorded.is_ok()) return finish(job, JobState::kFailed, recorded.message());
   job.status.state = JobState::kRunning;
   if (job.status.started_at_ms == 0) job.status.started_at_ms = wall_ms();
@@ -142,7 +173,8 @@ Outbox CoordinatorState::start_tasks(Job& job) {
   for (auto& [rank, p] : job.attempt.progress) p.last_step_at = now_;
   log(LogLevel::kInfo, kSelf, job.status.job_id + " running on " + std::to_string(job.attempt.workers.size()) +
                                   " ranks and " + std::to_string(job.attempt.servers.size()) + " parameter servers (attempt " +
-                                  std::to_string(job.attempt.number) + ", from step " + std::to_string(job.start.step) + ")");
+                                  std::to_string(job.attempt.number) + ", from step " + std::to_string(job.start.step) +
+                                  (job.attempt.keys ? ", data plane sealed" : ", data plane in clear") + ")");
   return out;
 }
 
@@ -331,6 +363,7 @@ Outbox CoordinatorState::finish(Job& job, JobState state, const std::string& mes
   job.start.values.clear();
   job.start.values.shrink_to_fit();
   job.start.optimizer = {};
+  job.attempt.keys.reset();  // the attempt is over: its keys go
   // Forget the oldest finished jobs beyond the limit.
   size_t finished = 0;
   for (auto& id : order_) finished += msg::is_terminal(jobs_.at(id).status.state);

@@ -9,11 +9,13 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "actors/custody_recorder.h"
+#include "actors/data_plane_policy.h"
 #include "actors/outgoing.h"
 #include "core/job_spec.h"
 #include "core/optimizer.h"
@@ -61,7 +63,10 @@ struct Attempt {
   std::vector<KeyRange> ranges;               // by server index
   SteadyClock::time_point starting_since;
   std::set<std::string> servers_ready;  // servers that confirmed their key range
-  std::vector<msg::AssignTask> tasks;   // by rank
+  std::vector<msg::AssignTask> tasks;   // by rank, without their keys
+  // Sealed: the attempt's data-plane keys (actors/data_plane_policy.h). Memory only, never
+  // recorded; a new attempt is a new Attempt, and finish() drops them.
+  std::optional<AttemptKeys> keys;
   // Progress.
   std::map<uint32_t, WorkerProgress> progress;                    // by rank
   std::map<uint32_t, std::map<uint32_t, msg::EpochEval>> evals;  // epoch -> rank -> report

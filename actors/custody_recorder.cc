@@ -90,20 +90,24 @@ Status CustodyRecorder::job_submitted(const msg::JobStatus& job, const JobSpec& 
 
 Status CustodyRecorder::job_started(const msg::JobStatus& job, const std::vector<msg::AssignTask>& tasks,
                                     const std::vector<msg::ServerRange>& servers, uint64_t start_step,
-                                    uint32_t attempt) {
+                                    uint32_t attempt,
+                                    const std::vector<std::map<std::string, std::string>>& key_fingerprints) {
   storage::Batch b("job started");
   b.event({{"event", lineage::event::kRunStarted}, {"run", job.job_id}, {"start_step", start_step}, {"attempt", attempt},
-           {"workers", job.workers}, {"servers", job.servers}});
+           {"workers", job.workers}, {"servers", job.servers},
+           {"data_plane", {{"sealed", job.data_plane_sealed}, {"how", job.data_plane}}}});
   for (size_t i = 0; i < tasks.size(); ++i) {
     const auto& t = tasks[i];
-    b.relation(lineage::rel::kAssigned, job.job_id, node_entity_id(job.workers[i]),
-               {{"role", "worker"},
-                {"rank", t.rank},
-                {"attempt", attempt},
-                {"start_step", start_step},
-                {"shard", {{"dataset", lineage::dataset_id(t.shard.dataset_hash)}, {"index", t.shard.index},
-                           {"of", t.shard.num_shards}, {"begin", t.shard.begin}, {"end", t.shard.end}}},
-                {"test_range", {t.test_begin, t.test_end}}});
+    json assigned = {{"role", "worker"},
+                     {"rank", t.rank},
+                     {"attempt", attempt},
+                     {"start_step", start_step},
+                     {"shard", {{"dataset", lineage::dataset_id(t.shard.dataset_hash)}, {"index", t.shard.index},
+                                {"of", t.shard.num_shards}, {"begin", t.shard.begin}, {"end", t.shard.end}}},
+                     {"test_range", {t.test_begin, t.test_end}}};
+    // Fingerprints only: the keys themselves never reach the store.
+    if (i < key_fingerprints.size()) assigned["key_fingerprints"] = key_fingerprints[i];
+    b.relation(lineage::rel::kAssigned, job.job_id, node_entity_id(job.workers[i]), std::move(assigned));
   }
   for (const auto& s : servers) {
     b.relation(lineage::rel::kAssigned, job.job_id, node_entity_id(s.node_id),
@@ -172,7 +176,11 @@ Result<std::string> CustodyRecorder::checkpoint(const msg::JobStatus& job, const
                    {"rejected", c.rejected},
                    {"update_norm_sum", c.update_norm_sum},
                    {"staleness_max", c.staleness_max},
-                   {"staleness_sum", c.staleness_sum}};
+                   {"staleness_sum", c.staleness_sum},
+                   // Sealed: the pushes were authenticated as the node's by the keys named.
+                   {"sealed", !c.key_fingerprints.empty()}};
+    if (!c.key_fingerprints.empty()) counts["key_fingerprints"] = c.key_fingerprints;
+    if (c.unauthenticated > 0) counts["unauthenticated"] = c.unauthenticated;
     // A sender that held no rank (its pushes were all refused) trained on no shard.
     if (!c.shard.dataset_hash.empty()) {
       counts["shard"] = {{"dataset", lineage::dataset_id(c.shard.dataset_hash)}, {"index", c.shard.index},

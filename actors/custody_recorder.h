@@ -30,6 +30,10 @@ struct WorkerContribution {
   uint64_t accepted = 0, rejected = 0, samples = 0, staleness_max = 0, staleness_sum = 0;
   double update_norm_sum = 0;
   uint64_t interval_begin = 0, interval_end = 0;  // steps
+  // Sealed data plane: by server, the fingerprint of the key that authenticated the pushes
+  // there; empty: in clear. And the messages claiming the rank without its key, refused.
+  std::map<std::string, std::string> key_fingerprints;
+  uint64_t unauthenticated = 0;
 };
 
 // A prediction call as serving answered it (actors/serving_state.h): what its usage record
@@ -57,8 +61,11 @@ class CustodyRecorder {
   Status node_registered(const std::string& node_id, const msg::Register& r, const std::string& principal = "");
   Status job_submitted(const msg::JobStatus& job, const JobSpec& spec, const DatasetInfo& data,
                        const std::vector<int>& layer_sizes, const std::string& init_checkpoint);
+  // With the data plane (sealed or in clear, from job.data_plane*) and, when sealed, by
+  // rank the fingerprint of its key at each server (key_fingerprints[rank][server id]).
   Status job_started(const msg::JobStatus& job, const std::vector<msg::AssignTask>& tasks,
-                     const std::vector<msg::ServerRange>& servers, uint64_t start_step, uint32_t attempt);
+                     const std::vector<msg::ServerRange>& servers, uint64_t start_step, uint32_t attempt,
+                     const std::vector<std::map<std::string, std::string>>& key_fingerprints = {});
   // A rollback: why, the attempt that ends and the one that follows, the step it had
   // reached by its workers' progress reports (which lag the servers by up to 500 ms) and the
   // checkpoint (or start) it goes back to. `servers_to_report`: the servers that were told

@@ -20,6 +20,11 @@ enum class Security {
   kToken,  // a secret token per request (in clear on the wire)
   kCurve,  // CurveZMQ: every connection encrypted, every caller proven by its key
 };
+// Whether a job's pushes and pulls are sealed (protocols/data_plane.h). kAuto: sealed
+// unless every node of the job is on one host and its servers listen on loopback; kOn:
+// always; kOff: in clear where the job is loopback-only, and sealed anyway (logged loudly)
+// where it is not: the data plane never goes in clear between hosts.
+enum class DataPlaneSealing { kAuto, kOn, kOff };
 
 // Of CoordinatorState (actors/coordinator_state.h).
 struct CoordinatorOptions {
@@ -37,6 +42,7 @@ struct CoordinatorOptions {
   // Longest wait for the servers to confirm their key ranges, then the attempt is retried.
   // Default: 30 s
   std::chrono::milliseconds start_timeout{30000};
+  DataPlaneSealing data_plane_sealing = DataPlaneSealing::kAuto;  // Default: auto
 };
 
 // Of ServingState (actors/serving_state.h).

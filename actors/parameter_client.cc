@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <numeric>
 
+#include "protocols/codec.h"
+#include "protocols/data_plane.h"
+
 namespace custody::actors {
 
 namespace {
@@ -67,27 +70,103 @@ msg::Envelope ParameterRequests::envelope(msg::Body body) const {
   return e;
 }
 
+Status ParameterRequests::seal_with(const std::optional<AeadKey>& rank_key,
+                                    const std::optional<AeadKey>& replies_key, ForkJoin* parallel) {
+  if (!rank_key && !replies_key) return Status::ok();
+  if (!rank_key || !replies_key) {
+    return invalid_argument("the task for rank " + std::to_string(rank_) + " of " + job_id_ + " carries a " +
+                            (rank_key ? "rank key but no replies key" : "replies key but no rank key") +
+                            "; a sealed data plane needs both");
+  }
+  std::vector<AeadKey> push_keys, reply_keys;
+  for (size_t i = 0; i < servers_.size(); ++i) {
+    const msg::ServerRange& s = servers_.server(i);
+    CUSTODY_ASSIGN_OR_RETURN(AeadKey push, data_plane::server_key(*rank_key, s.range_begin, s.range_end));
+    CUSTODY_ASSIGN_OR_RETURN(AeadKey reply, data_plane::server_key(*replies_key, s.range_begin, s.range_end));
+    push_keys.push_back(std::move(push));
+    reply_keys.push_back(std::move(reply));
+  }
+  push_keys_ = std::move(push_keys);
+  reply_keys_ = std::move(reply_keys);
+  parallel_ = parallel;
+  return Status::ok();
+}
+
 std::vector<msg::Envelope> ParameterRequests::pull() {
   ++request_id_;
   what_ = "a pull";
   std::vector<msg::Envelope> out;
-  for (size_t i = 0; i < servers_.size(); ++i) out.push_back(envelope(msg::Pull{worker_}));
+  for (size_t i = 0; i < servers_.size(); ++i) {
+    msg::Pull p{worker_, rank_};
+    if (sealed()) {
+      const msg::ServerRange& s = servers_.server(i);
+      auto seal = data_plane::seal_pull(
+          push_keys_[i], data_plane::pull_aad(job_id_, attempt_, rank_, s.range_begin, s.range_end, request_id_));
+      // Only the random source can fail here: the server then refuses the pull, by name.
+      if (seal.is_ok()) p.seal = std::move(seal).value();
+    }
+    out.push_back(envelope(std::move(p)));
+  }
   return out;
+}
+
+msg::Envelope ParameterRequests::push_to(size_t i, uint64_t step, uint32_t samples, const float* gradient) const {
+  msg::Push p;
+  p.worker = worker_;
+  p.step = step;
+  p.samples = samples;
+  p.base_version = versions_[i];
+  p.rank = rank_;
+  if (!sealed()) p.gradient = servers_.slice(i, gradient);  // never in clear when sealed
+  return envelope(std::move(p));
+}
+
+std::string ParameterRequests::push_aad(size_t i, uint64_t step, uint32_t samples) const {
+  const msg::ServerRange& s = servers_.server(i);
+  return data_plane::push_aad(job_id_, attempt_, rank_, step, s.range_begin, s.range_end, samples, versions_[i]);
 }
 
 std::vector<msg::Envelope> ParameterRequests::push(uint64_t step, uint32_t samples, const float* gradient) {
   ++request_id_;
   what_ = "a push";
+  step_ = step;
   std::vector<msg::Envelope> out;
   for (size_t i = 0; i < servers_.size(); ++i) {
-    msg::Push p;
-    p.worker = worker_;
-    p.step = step;
-    p.samples = samples;
-    p.base_version = versions_[i];
-    p.rank = rank_;
-    p.gradient = servers_.slice(i, gradient);
-    out.push_back(envelope(std::move(p)));
+    msg::Envelope e = push_to(i, step, samples, gradient);
+    if (sealed()) {
+      const msg::ServerRange& s = servers_.server(i);
+      auto sealed = data_plane::seal_floats(push_keys_[i], gradient + s.range_begin, s.range_end - s.range_begin,
+                                            push_aad(i, step, samples), parallel_);
+      // Only the random source can fail here: the push then goes without its gradient,
+      // and the server refuses it by name. Never in clear.
+      if (sealed.is_ok()) std::get<msg::Push>(e.body).sealed_gradient = std::move(sealed).value();
+    }
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+Result<std::vector<Bytes>> ParameterRequests::push_messages(uint64_t step, uint32_t samples, const float* gradient) {
+  if (!sealed()) {
+    std::vector<Bytes> out;
+    for (const msg::Envelope& e : push(step, samples, gradient)) out.push_back(msg::encode(e));
+    return out;
+  }
+  ++request_id_;
+  what_ = "a push";
+  step_ = step;
+  std::vector<Bytes> out;
+  for (size_t i = 0; i < servers_.size(); ++i) {
+    const msg::ServerRange& s = servers_.server(i);
+    const size_t n = s.range_end - s.range_begin;
+    CUSTODY_ASSIGN_OR_RETURN(
+        Bytes bytes, msg::encode_in_place(push_to(i, step, samples, gradient), data_plane::sealed_size(n * sizeof(float)),
+                                          [&](uint8_t* room) {
+                                            return data_plane::seal_floats_into(push_keys_[i], gradient + s.range_begin,
+                                                                                n, push_aad(i, step, samples), room,
+                                                                                parallel_);
+                                          }));
+    out.push_back(std::move(bytes));
   }
   return out;
 }
@@ -98,11 +177,27 @@ Result<bool> ParameterRequests::accept(size_t server, const msg::Envelope& answe
   if (auto* err = answer.get<msg::Error>())
     return Status(err->code, "parameter server " + s.node_id + ": " + err->message);
   auto* p = answer.get<msg::Params>();
-  if (!p || p->values.size() != s.range_end - s.range_begin || p->range_begin != s.range_begin) {
+  const size_t n = s.range_end - s.range_begin;
+  if (!p || p->range_begin != s.range_begin || (sealed() ? !p->values.empty() : p->values.size() != n)) {
     return data_loss("parameter server " + s.node_id + " answered " + what_ +
-                     " with something other than the values of its key range");
+                     " with something other than the " + (sealed() ? "sealed " : "") + "values of its key range");
   }
-  std::copy(p->values.begin(), p->values.end(), values + s.range_begin);
+  if (sealed()) {
+    // Opened straight into the trainer's values: the copy out of the frame is the decryption.
+    const std::string aad =
+        std::string(what_) == "a pull"
+            ? data_plane::pull_params_aad(job_id_, attempt_, s.range_begin, s.range_end, p->version, rank_, request_id_)
+            : data_plane::params_aad(job_id_, attempt_, s.range_begin, s.range_end, p->version, step_);
+    Status opened =
+        data_plane::open_floats(reply_keys_[server], p->sealed_values, n, aad, values + s.range_begin, parallel_);
+    if (!opened.is_ok()) {
+      return data_loss("parameter server " + s.node_id + "'s answer to " + what_ +
+                       " is not sealed for it under the server's reply key of this attempt (" + opened.message() +
+                       "): altered or replayed on the way, or not from the server");
+    }
+  } else {
+    std::copy(p->values.begin(), p->values.end(), values + s.range_begin);
+  }
   versions_[server] = p->version;
   return true;
 }

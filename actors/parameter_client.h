@@ -4,7 +4,10 @@
 //   KeySlices          which server holds which contiguous key range of the flat vector
 //   ParameterClient    what the trainer's loop talks to: pull or push, then wait
 //   ParameterRequests  the protocol every client speaks: the request each server gets
-//                      for a pull or a push, and the check of each server's answer
+//                      for a pull or a push, and the check of each server's answer; in a
+//                      job whose data plane is sealed (protocols/data_plane.h), pushes and
+//                      pulls sealed under the rank's keys and answers opened with the
+//                      servers' reply keys
 //
 // Implementations: SocketParameterClient (actors/socket_parameter_client.h; one ZeroMQ
 // DEALER socket per server) in the worker, and InMemoryParameterClient over
@@ -14,10 +17,13 @@
 #pragma once
 
 #include <chrono>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "actors/outgoing.h"
+#include "protocols/bytes.h"
+#include "protocols/fork_join.h"
 
 namespace custody::actors {
 
@@ -61,6 +67,14 @@ class ParameterRequests {
   // the job's attempt.
   ParameterRequests(KeySlices servers, std::string worker, std::string job_id, uint32_t attempt,
                     uint32_t rank);
+  // Seals every request from now on, and takes only sealed answers: the task's rank key
+  // and the attempt's replies key (msg::AssignTask). Errors: kInvalidArgument when the task
+  // carries only one of the two; kUnavailable when a key cannot be derived.
+  // `parallel`: threads that share sealing and opening each block (kept alive by the
+  // caller); none: this thread alone.
+  Status seal_with(const std::optional<AeadKey>& rank_key, const std::optional<AeadKey>& replies_key,
+                   ForkJoin* parallel = nullptr);
+  bool sealed() const { return !push_keys_.empty(); }
 
   const KeySlices& servers() const { return servers_; }
   const std::string& worker() const { return worker_; }
@@ -68,17 +82,26 @@ class ParameterRequests {
   // A new request: one envelope for each server, in the servers' order.
   std::vector<msg::Envelope> pull();
   std::vector<msg::Envelope> push(uint64_t step, uint32_t samples, const float* gradient);
+  // The same push as the messages the clients send, encoded: in a sealed job each slice is
+  // sealed straight into its message (msg::encode_in_place), read once and written once.
+  // Errors: sealing failed (the random source); nothing is then sent in clear.
+  Result<std::vector<Bytes>> push_messages(uint64_t step, uint32_t samples, const float* gradient);
 
   // Server i's answer. True: it answered the current request, and its values are in its
   // range of `values`. False: it answers an earlier request (a late reply to one that was
   // abandoned) and is to be ignored. An error: the server refused the request, or sent
-  // something other than its range's values.
+  // something other than its range's values (kDataLoss; in a sealed job also an answer
+  // that is not sealed for this request under the server's reply key).
   Result<bool> accept(size_t server, const msg::Envelope& answer, float* values);
   // The error of a wait for server i that ran out after `timeout`.
   Status no_answer(size_t server, std::chrono::milliseconds timeout) const;
 
  private:
   msg::Envelope envelope(msg::Body body) const;
+  // Server i's push of the current request, without its seal in a sealed job; and what
+  // that seal binds.
+  msg::Envelope push_to(size_t i, uint64_t step, uint32_t samples, const float* gradient) const;
+  std::string push_aad(size_t i, uint64_t step, uint32_t samples) const;
 
   KeySlices servers_;
   std::string worker_, job_id_;
@@ -86,6 +109,10 @@ class ParameterRequests {
   std::vector<uint64_t> versions_;  // of the values last received from each server
   uint64_t request_id_ = 0;         // of the current request
   const char* what_ = "";           // "a pull" or "a push", for errors
+  uint64_t step_ = 0;               // of the current push
+  // Sealed: by server, the rank's push key and the server's reply key there.
+  std::vector<AeadKey> push_keys_, reply_keys_;
+  ForkJoin* parallel_ = nullptr;
 };
 
 }  // namespace custody::actors

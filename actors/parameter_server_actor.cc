@@ -8,6 +8,7 @@
 #include "actors/parameter_server_state.h"
 #include "actors/runtime_common.h"
 #include "actors/socket_bridge.h"
+#include "protocols/data_plane.h"
 #include "protocols/transport.h"
 
 namespace custody::actors {
@@ -17,6 +18,9 @@ namespace {
 const std::string kNode = "parameter-server";
 
 struct ServerActorState {
+  // Sealing and opening a step's blocks on the cores its workers leave idle while they
+  // wait for it (declared first: the state machine uses it until it is gone).
+  std::unique_ptr<ForkJoin> crypto;
   std::unique_ptr<ParameterServerState> logic;
   std::unique_ptr<NodeLink> link;
   SocketPort coordinator, peers;
@@ -26,8 +30,13 @@ struct ServerActorState {
 };
 
 caf::behavior server_actor(caf::stateful_actor<ServerActorState>* self, SocketPort coordinator, SocketPort peers,
-                           msg::Register registration, PeerNodeConfig config, std::shared_ptr<NodeExit> exit) {
+                           msg::Register registration, PeerNodeConfig config, std::string listener,
+                           std::shared_ptr<NodeExit> exit) {
+  self->state.crypto = std::make_unique<ForkJoin>(ForkJoin::helpers_for_this_machine());
   self->state.logic = std::make_unique<ParameterServerState>("ps");
+  self->state.logic->set_parallel(self->state.crypto.get());
+  // A listener other hosts can reach serves no data plane in clear.
+  self->state.logic->set_listener_loopback_only(data_plane::is_loopback_endpoint(listener), listener);
   self->state.link = std::make_unique<NodeLink>(registration, config.coordinator, config.connect_timeout,
                                                 config.token, SteadyClock::now());
   self->state.coordinator = coordinator;
@@ -90,6 +99,7 @@ int run_parameter_server(const PeerNodeConfig& config, const std::atomic<bool>& 
   if (start_failed(kNode, listener.status())) return 2;
   auto to_coordinator = connect_to_coordinator(context, config);
   if (start_failed(kNode, to_coordinator.status())) return 2;
+  const std::string bound = listener.value()->endpoint();
   const msg::Register registration = actors::registration(
       msg::NodeRole::kParameterServer, config.name, advertised(listener.value()->endpoint(), config.advertise_host));
   log(LogLevel::kInfo, kNode, "serving keys on " + registration.address);
@@ -111,7 +121,7 @@ int run_parameter_server(const PeerNodeConfig& config, const std::atomic<bool>& 
   // idle worker thread polls with growing sleeps, which delayed pushes by milliseconds
   // (seen with perf: a third of the server's time in nanosleep); a thread of its own
   // waits on its mailbox and wakes as a message arrives.
-  auto actor = system.spawn<caf::detached>(server_actor, coordinator, peers, registration, config, exit);
+  auto actor = system.spawn<caf::detached>(server_actor, coordinator, peers, registration, config, bound, exit);
   peers.start(actor);
   coordinator.start(actor);
   return run_until_stopped(system, stop, *exit, {actor, peers.actor(), coordinator.actor()});

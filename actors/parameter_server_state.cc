@@ -16,17 +16,18 @@ using msg::Envelope;
 
 ParameterServerState::ParameterServerState(std::string node_id) : node_id_(std::move(node_id)) {}
 
-msg::Params ParameterServerState::values_of(const JobShard& job) {
-  return msg::Params{job.version, job.range.begin, msg::Floats(job.params)};
-}
-
 ParameterServerState::Deferred ParameterServerState::defer(const std::string& peer, const Envelope& in,
-                                                           const msg::Push& push) const {
-  return {peer, msg::reply_to(in, node_id_, msg::Params{}), push.worker, push.rank};
+                                                           const msg::Push& push, const JobShard& job) const {
+  return {peer, msg::reply_to(in, node_id_, msg::Params{}), node_of(job, push.rank), push.rank, push.step};
 }
 
-void ParameterServerState::answer(Deferred& deferred, const JobShard& job, Outbox& out) {
-  deferred.reply.body = values_of(job);
+void ParameterServerState::answer(Deferred& deferred, JobShard& job, Outbox& out) const {
+  auto values = values_of(job, deferred.step);
+  if (values.is_ok()) {
+    deferred.reply.body = std::move(values).value();
+  } else {
+    deferred.reply.body = msg::Error{values.status().code(), values.status().message()};
+  }
   out.push_back({deferred.peer, std::move(deferred.reply)});
 }
 
@@ -63,7 +64,29 @@ Outbox ParameterServerState::handle_control(const std::string& peer, const Envel
                                     std::to_string(m->range_end) + ") does not fit a model of " +
                                     std::to_string(model->num_parameters()) + " parameters"));
     }
+    if (m->rank_nodes.size() != m->num_workers) {
+      return error(invalid_argument("assignKeyRange names the nodes of " + std::to_string(m->rank_nodes.size()) +
+                                    " ranks for a job of " + std::to_string(m->num_workers) +
+                                    " ranks (rankNodes: the node assigned each rank, credited with its pushes)"));
+    }
+    const bool sealed = !m->rank_keys.empty() || m->reply_key;
+    if (sealed && (m->rank_keys.size() != m->num_workers || !m->reply_key)) {
+      return error(invalid_argument("assignKeyRange carries data-plane keys of " + std::to_string(m->rank_keys.size()) +
+                                    " of " + std::to_string(m->num_workers) + " ranks and " +
+                                    (m->reply_key ? "a" : "no") + " reply key; a sealed job needs all of them"));
+    }
+    if (!sealed && !listener_loopback_only_) {
+      return error(failed_precondition(
+          "parameter server " + node_id_ + " listens on " + listener_ + ", which other hosts can reach, and the data "
+          "plane of " + in.job_id + " is not sealed: it serves a data plane in clear only on a loopback address. Set "
+          "data_plane_sealing = \"on\" (or \"auto\") at the coordinator, or listen on 127.0.0.1"));
+    }
     JobShard job;
+    job.id = in.job_id;
+    job.rank_nodes = m->rank_nodes;
+    job.rank_keys = m->rank_keys;
+    for (const AeadKey& k : job.rank_keys) job.fingerprints.push_back(k.fingerprint());
+    job.reply_key = m->reply_key;
     job.spec = spec.value();
     job.attempt = in.attempt;
     job.range = {m->range_begin, m->range_end};
@@ -105,7 +128,7 @@ Outbox ParameterServerState::handle_control(const std::string& peer, const Envel
                                        std::to_string(in.attempt) + ", from step " + std::to_string(m->start_step) +
                                        (saved_state ? ", optimizer state of the checkpoint"
                                                     : m->start_step > 0 ? ", optimizer state from zeros" : "") +
-                                       ")");
+                                       (sealed ? ", data plane sealed" : ", data plane in clear") + ")");
     jobs_[in.job_id] = std::move(job);
     return {{peer, msg::reply_to(in, node_id_, msg::KeyRangeReady{m->range_begin, m->range_end})}};
   }
@@ -156,7 +179,7 @@ void ParameterServerState::maybe_checkpoint(const std::string& job_id, JobShard&
   out.push_back({"", std::move(e), true});
 }
 
-void ParameterServerState::release_held(JobShard& job, Outbox& out) {
+void ParameterServerState::release_held(JobShard& job, Outbox& out) const {
   // Ranks that have not pushed yet are at the job's first step.
   uint64_t slowest = job.clock.size() < job.num_workers ? job.start_step : UINT64_MAX;
   for (const auto& [rank, steps] : job.clock) slowest = std::min(slowest, steps);
@@ -183,9 +206,11 @@ std::vector<std::string> ParameterServerState::held_workers(const std::string& j
 
 Outbox ParameterServerState::refuse(const std::string& peer, const Envelope& in, JobShard* job,
                                     const msg::Push* push, Status status) const {
-  if (job && push && !push->worker.empty()) {
-    auto& c = job->contributions[{push->worker, push->rank}];
-    c.worker = push->worker;
+  // Counted against the node that holds the rank (a rank the job does not have is no one's).
+  if (job && push && push->rank < job->num_workers) {
+    const std::string& node = node_of(*job, push->rank);
+    auto& c = job->contributions[{node, push->rank}];
+    c.worker = node;
     c.rank = push->rank;
     ++c.rejected;
   }
@@ -205,7 +230,7 @@ Outbox ParameterServerState::handle_data(const std::string& peer, const Envelope
                                      " was replaced by attempt " + std::to_string(job.attempt) +
                                      " (the job was rolled back to a checkpoint); this message is not applied"));
   }
-  if (in.get<msg::Pull>()) return {{peer, msg::reply_to(in, node_id_, values_of(job))}};
+  if (auto* pull = in.get<msg::Pull>()) return on_pull(peer, in, *pull, job);
   const auto* push = in.get<msg::Push>();
   if (!push) {
     return error(invalid_argument(std::string("a parameter server does not handle '") +
@@ -216,18 +241,20 @@ Outbox ParameterServerState::handle_data(const std::string& peer, const Envelope
     return reject(invalid_argument("push for rank " + std::to_string(push->rank) + " but the job has " +
                                    std::to_string(job.num_workers) + " ranks"));
   }
-  if (push->gradient.size() != job.params->size()) {
-    return reject(invalid_argument("gradient of " + std::to_string(push->gradient.size()) +
-                                  " values for a key range of " + std::to_string(job.params->size())));
-  }
+  Outbox refused;
+  auto opened = gradient_of(peer, in, *push, job, refused);
+  if (!opened.is_ok()) return refused;
+  const float* gradient = opened.value();
+  const size_t n = job.params->size();
+  const std::string& node = node_of(job, push->rank);
   // One vectorized pass gives the norm (attribution) and, as NaN and infinity spread into
   // it, tells whether any value is not finite; only then is the gradient scanned for which.
-  const Eigen::Map<const Eigen::VectorXf> g(push->gradient.data(), static_cast<Eigen::Index>(push->gradient.size()));
+  const Eigen::Map<const Eigen::VectorXf> g(gradient, static_cast<Eigen::Index>(n));
   double squared_norm = g.squaredNorm();
   if (!std::isfinite(squared_norm)) {
-    for (size_t i = 0; i < push->gradient.size(); ++i) {
-      if (!std::isfinite(push->gradient[i])) {
-        return reject(invalid_argument("gradient from " + push->worker + " at step " + std::to_string(push->step) +
+    for (size_t i = 0; i < n; ++i) {
+      if (!std::isfinite(gradient[i])) {
+        return reject(invalid_argument("gradient from " + node + " at step " + std::to_string(push->step) +
                                       " holds a non-finite value at key " + std::to_string(job.range.begin + i) +
                                       "; the update was not applied"));
       }
@@ -236,9 +263,10 @@ Outbox ParameterServerState::handle_data(const std::string& peer, const Envelope
   }
   // Measured here, not reported by the worker: what this server accepted from whom.
   auto account = [&] {
-    auto& c = job.contributions[{push->worker, push->rank}];
-    c.worker = push->worker;
+    auto& c = job.contributions[{node, push->rank}];
+    c.worker = node;
     c.rank = push->rank;
+    if (!job.fingerprints.empty()) c.key_fingerprint = job.fingerprints[push->rank];
     ++c.accepted;
     c.samples += push->samples;
     c.update_norm_sum += std::sqrt(squared_norm);
@@ -250,23 +278,24 @@ Outbox ParameterServerState::handle_data(const std::string& peer, const Envelope
     auto last = job.last_step.find(push->rank);
     if (last != job.last_step.end() && static_cast<int64_t>(push->step) <= last->second) {
       return reject(failed_precondition("step " + std::to_string(push->step) + " of rank " +
-                                       std::to_string(push->rank) + " (" + push->worker +
+                                       std::to_string(push->rank) + " (" + node +
                                        ") was already applied; a replayed push is not applied twice"));
     }
     job.last_step[push->rank] = static_cast<int64_t>(push->step);
     account();
-    apply(job, push->gradient.data());
+    apply(job, gradient);
     Outbox out;
     job.clock[push->rank] = push->step + 1;
     const uint64_t every = job.checkpoint_every;
     const uint64_t cut = every > 0 ? (job.last_checkpoint / every + 1) * every : job.total_steps;
     if (push->step + 1 == cut && cut < job.total_steps) {
-      job.fenced.push_back(defer(peer, in, *push));
+      job.fenced.push_back(defer(peer, in, *push, job));
     } else if (job.spec.consistency == Consistency::kSsp) {
-      job.held.push_back(defer(peer, in, *push));
+      job.held.push_back(defer(peer, in, *push, job));
       release_held(job, out);
     } else {
-      out.push_back({peer, msg::reply_to(in, node_id_, values_of(job))});
+      Deferred now = defer(peer, in, *push, job);
+      answer(now, job, out);
     }
     const uint64_t checkpointed = job.last_checkpoint;
     maybe_checkpoint(in.job_id, job, out);
@@ -279,21 +308,27 @@ Outbox ParameterServerState::handle_data(const std::string& peer, const Envelope
   }
   // BSP
   if (push->step != job.version) {
-    return reject(failed_precondition("push for step " + std::to_string(push->step) + " from " + push->worker +
+    return reject(failed_precondition("push for step " + std::to_string(push->step) + " from " + node +
                                      " but this server is at step " + std::to_string(job.version) +
                                      " (BSP takes each step's gradients in order)"));
   }
   if (!job.pushed.insert(push->rank).second) {
     return reject(failed_precondition("step " + std::to_string(push->step) + " of rank " +
-                                     std::to_string(push->rank) + " (" + push->worker +
+                                     std::to_string(push->rank) + " (" + node +
                                      ") was already received; a replayed push is not applied twice"));
   }
   account();
   const bool last = job.pushed.size() == job.num_workers;
-  job.waiting.push_back(defer(peer, in, *push));
+  job.waiting.push_back(defer(peer, in, *push, job));
   if (!last) {
     if (job.first_pending.empty() && job.pending_sum.empty()) {
-      job.first_pending = push->gradient.keep();
+      if (gradient == job.opened.data()) {
+        // Opened from its seal: kept in the job's buffer for it, not copied.
+        std::swap(job.opened, job.opened_first);
+        job.first_pending = msg::Floats::borrowed(job.opened_first.data(), n);
+      } else {
+        job.first_pending = push->gradient.keep();
+      }
     } else if (job.pending_sum.empty()) {
       job.pending_sum.resize(g.size());
       Eigen::Map<Eigen::VectorXf>(job.pending_sum.data(), g.size()) =

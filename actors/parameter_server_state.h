@@ -30,17 +30,29 @@
 // here, which the coordinator records as the work a rollback discarded.
 // Gradients with NaN or infinite values, of
 // the wrong length, or for unknown jobs are refused with an error naming the problem.
+// The data plane (protocols/data_plane.h): an assignKeyRange that carries keys makes the
+// job's data plane sealed. Then a rank's pull or push is taken only if it is sealed under
+// that rank's key for this range and attempt, and binds the step (and the rest the seal
+// binds); anything else is refused, logged, and counted as `unauthenticated` against the
+// rank it claimed, never as the assigned node's own rejection. Replies are sealed under
+// the server's reply key: once per values and step, shared by every reply that carries
+// them. Contributions name the node the coordinator assigned each rank to (sealed or
+// not), never the name a push gives, with the fingerprint of the key that authenticated
+// them. A server whose listener other hosts can reach refuses a job whose data plane is
+// not sealed (set_listener_loopback_only).
 // Thread-safety: none; owned by one actor.
 #pragma once
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 
 #include "actors/outgoing.h"
 #include "core/job_spec.h"
 #include "core/optimizer.h"
 #include "core/partition.h"
+#include "protocols/fork_join.h"
 
 namespace custody::actors {
 
@@ -48,6 +60,15 @@ class ParameterServerState {
  public:
   explicit ParameterServerState(std::string node_id);
   void set_node_id(std::string id) { node_id_ = std::move(id); }
+  // Whether this server's listener is reachable from this host only (a loopback address).
+  // If not, it serves no job whose data plane is in clear. Default: true (the tests').
+  void set_listener_loopback_only(bool loopback_only, std::string endpoint) {
+    listener_loopback_only_ = loopback_only;
+    listener_ = std::move(endpoint);
+  }
+  // Threads that share sealing and opening a block (protocols/fork_join.h); none: this
+  // thread alone. The caller keeps it alive while this state is used.
+  void set_parallel(ForkJoin* parallel) { parallel_ = parallel; }
 
   // Messages from the coordinator (assignKeyRange, stopJob).
   Outbox handle_control(const std::string& peer, const msg::Envelope& in);
@@ -70,10 +91,12 @@ class ParameterServerState {
   struct Deferred {
     std::string peer;
     msg::Envelope reply;
-    std::string worker;
+    std::string worker;  // the node assigned the rank
     uint32_t rank;
+    uint64_t step;  // of the push answered
   };
   struct JobShard {
+    std::string id;
     JobSpec spec;
     uint32_t attempt = 0;
     KeyRange range;
@@ -83,6 +106,19 @@ class ParameterServerState {
     uint64_t last_checkpoint = 0;    // step of the last checkpoint sent
     // Since last_checkpoint, by worker and rank.
     std::map<std::pair<std::string, uint32_t>, msg::Contribution> contributions;
+    std::vector<std::string> rank_nodes;  // by rank: the node the coordinator assigned it to
+    // Sealed data plane: by rank, the key its pushes and pulls are checked with here, and
+    // its fingerprint; the key this range's replies are sealed with. Empty: in clear.
+    std::vector<AeadKey> rank_keys;
+    std::vector<std::string> fingerprints;
+    std::optional<AeadKey> reply_key;
+    // The values' last seal, and what it answers: every reply of a BSP step shares it.
+    msg::SharedBytes sealed_values;
+    uint64_t sealed_version = 0, sealed_step = UINT64_MAX;
+    // Opened gradients: the one being handled, and BSP's first of the step (first_pending
+    // points into it). Kept between steps, so a step allocates nothing.
+    std::vector<float> opened, opened_first;
+    uint64_t refusals = 0;  // unauthenticated messages refused, for the log's rate
     // The range's values; shared with the replies that carry them until they are sent.
     std::shared_ptr<std::vector<float>> params = std::make_shared<std::vector<float>>();
     std::unique_ptr<Optimizer> optimizer;
@@ -104,13 +140,25 @@ class ParameterServerState {
     std::vector<Deferred> fenced;
   };
 
-  // The job's current values as a reply's body: shared, not copied, so every reply of a
-  // step carries the same values.
-  static msg::Params values_of(const JobShard& job);
+  // The job's current values as the body of the reply to a push of `step`: shared, not
+  // copied, so every reply of a step carries the same values. Sealed job: sealed once
+  // under the reply key for (version, step), and that seal shared.
+  Result<msg::Params> values_of(JobShard& job, uint64_t step) const;
   // A push to answer later, with its reply addressed now.
-  Deferred defer(const std::string& peer, const msg::Envelope& in, const msg::Push& push) const;
+  Deferred defer(const std::string& peer, const msg::Envelope& in, const msg::Push& push, const JobShard& job) const;
   // Sends a deferred reply with the job's current values.
-  static void answer(Deferred& deferred, const JobShard& job, Outbox& out);
+  void answer(Deferred& deferred, JobShard& job, Outbox& out) const;
+  Outbox on_pull(const std::string& peer, const msg::Envelope& in, const msg::Pull& pull, JobShard& job);
+  // The push's gradient in clear: the message's own, or its seal opened into job.opened.
+  // An error: it is not authenticated as the rank's (already refused and counted in out).
+  Result<const float*> gradient_of(const std::string& peer, const msg::Envelope& in, const msg::Push& push,
+                                   JobShard& job, Outbox& out) const;
+  // Refuses a message that claims `rank` but is not sealed under its key: logged (at a
+  // bounded rate), counted against the rank as unauthenticated, answered with the error.
+  Outbox refuse_unauthenticated(const std::string& peer, const msg::Envelope& in, JobShard& job, uint32_t rank,
+                                const Status& why) const;
+  // The node credited with a rank's pushes: the one the coordinator assigned it to.
+  static const std::string& node_of(const JobShard& job, uint32_t rank) { return job.rank_nodes[rank]; }
   // One update of the job's values: by `grad`, or (given `partial`) by the mean
   // (partial + grad) * scale, formed in the update's pass (Optimizer::apply_mean).
   void apply(JobShard& job, const float* grad, const float* partial = nullptr, float scale = 1.0f);
@@ -119,11 +167,14 @@ class ParameterServerState {
   // A checkpoint shard for the coordinator, if this step is due one.
   void maybe_checkpoint(const std::string& job_id, JobShard& job, Outbox& out) const;
   // SSP: answers every held push whose worker is now within the bound.
-  static void release_held(JobShard& job, Outbox& out);
+  void release_held(JobShard& job, Outbox& out) const;
   Outbox refuse(const std::string& peer, const msg::Envelope& in, JobShard* job, const msg::Push* push,
                 Status status) const;
 
   std::string node_id_;
+  bool listener_loopback_only_ = true;
+  ForkJoin* parallel_ = nullptr;
+  std::string listener_;
   std::map<std::string, JobShard> jobs_;
 };
 

@@ -31,7 +31,9 @@ Status SocketParameterClient::send(std::vector<msg::Envelope> requests) {
 Status SocketParameterClient::pull() { return send(requests_.pull()); }
 
 Status SocketParameterClient::push(uint64_t step, uint32_t samples, const float* gradient) {
-  return send(requests_.push(step, samples, gradient));
+  CUSTODY_ASSIGN_OR_RETURN(std::vector<Bytes> messages, requests_.push_messages(step, samples, gradient));
+  for (size_t i = 0; i < sockets_.size(); ++i) CUSTODY_RETURN_IF_ERROR(sockets_[i]->send("", std::move(messages[i])));
+  return Status::ok();
 }
 
 Status SocketParameterClient::wait(float* values, std::chrono::milliseconds timeout) {

@@ -114,7 +114,7 @@ void WorkerState::start(const msg::Envelope& e, WorkerActions& out) {
   log(LogLevel::kInfo, node_id(),
       "task for " + job_attempt(e.job_id, e.attempt) + ": rank " + std::to_string(task.rank) + ", records [" +
           std::to_string(task.shard.begin) + ", " + std::to_string(task.shard.end) + "), from step " +
-          std::to_string(task.start_step));
+          std::to_string(task.start_step) + (task.rank_key ? ", data plane sealed" : ", data plane in clear"));
   out.start.push_back(e);
 }
 

@@ -13,6 +13,8 @@ int main(int argc, char** argv) {
   int64_t head_interval_ms = c.head_interval.count();
   std::string security = "none";
   bool auth = false;
+  std::string sealing = "auto";
+  const std::vector<std::string> sealings = {"auto", "on", "off"};
   Status s = nodes::read_config(config_file, [&](ConfigReader& r) {
     CUSTODY_RETURN_IF_ERROR(r.get("coordinator.listen", c.listen));
     CUSTODY_RETURN_IF_ERROR(r.get("coordinator.store", c.store));
@@ -32,6 +34,7 @@ int main(int argc, char** argv) {
     CUSTODY_RETURN_IF_ERROR(r.get("coordinator.signing_key", c.signing_key));
     CUSTODY_RETURN_IF_ERROR(r.get("coordinator.head_file", c.head_file));
     CUSTODY_RETURN_IF_ERROR(r.get("coordinator.head_interval_ms", head_interval_ms, nodes::kHeadIntervalMs));
+    CUSTODY_RETURN_IF_ERROR(r.get("coordinator.data_plane_sealing", sealing, sealings));
     return Status::ok();
   });
   if (!s.is_ok()) {
@@ -76,11 +79,19 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   nodes::ranged_option(app, "--head-interval-ms", head_interval_ms, nodes::kHeadIntervalMs,
                        "how often to append to --head-file");
+  app.add_option("--data-plane-sealing", sealing,
+                 "seal pushes and pulls between workers and servers: auto (unless the job is loopback-only), on, "
+                 "off (only where the job is loopback-only; sealed anyway between hosts)")
+      ->check(CLI::IsMember(sealings))
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   if (auth && security == "none") security = "token";
   c.options.security = security == "curve"   ? actors::Security::kCurve
                        : security == "token" ? actors::Security::kToken
                                              : actors::Security::kNone;
+  c.options.data_plane_sealing = sealing == "on"    ? actors::DataPlaneSealing::kOn
+                                 : sealing == "off" ? actors::DataPlaneSealing::kOff
+                                                    : actors::DataPlaneSealing::kAuto;
   if (timeout_ms <= interval_ms) {
     std::fprintf(stderr, "custody-coordinator: the heartbeat timeout (%lld ms) must exceed the interval (%lld ms)\n",
                  static_cast<long long>(timeout_ms), static_cast<long long>(interval_ms));

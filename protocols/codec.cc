@@ -79,6 +79,41 @@ Status read_floats(capnp::Data::Reader d, const char* field, const std::shared_p
   return Status::ok();
 }
 
+// A sealed block: referenced like a float array when its buffer is padded to whole words
+// (SharedBytes::make), else copied.
+bool referenced(const SharedBytes& v) {
+  return v.size() >= 4096 && v.readable() >= (v.size() + 7) / 8 * 8 &&
+         reinterpret_cast<uintptr_t>(v.data()) % sizeof(capnp::word) == 0;
+}
+capnp::Data::Reader bytes_of(const SharedBytes& v) {
+  return capnp::Data::Reader(reinterpret_cast<const kj::byte*>(v.data()), v.size());
+}
+template <class Builder, class Adopt, class Set>
+void put_bytes(Builder b, const SharedBytes& v, Adopt adopt, Set set) {
+  if (referenced(v)) {
+    // Its segment is rounded up to whole words: the padding SharedBytes::make provides.
+    adopt(capnp::Orphanage::getForMessageContaining(b).referenceExternalData(bytes_of(v)));
+  } else {
+    set(bytes_of(v));
+  }
+}
+// A sealed block as received: shares the frame when there is an owner, else a copy.
+SharedBytes read_bytes(capnp::Data::Reader d, const std::shared_ptr<const void>& owner) {
+  if (d.size() == 0) return {};
+  if (!owner) return SharedBytes::copy_of(d.begin(), d.size());
+  return SharedBytes::shared(owner, d.begin(), d.size());
+}
+capnp::Data::Reader key_bytes(const AeadKey& key) {
+  return capnp::Data::Reader(reinterpret_cast<const kj::byte*>(key.data()), kAeadKeyBytes);
+}
+// A data-plane key: empty is none; anything but 32 bytes is refused by name.
+Result<std::optional<AeadKey>> read_key(capnp::Data::Reader d, const std::string& field) {
+  if (d.size() == 0) return std::optional<AeadKey>();
+  auto key = AeadKey::from_bytes(std::string_view(reinterpret_cast<const char*>(d.begin()), d.size()));
+  if (!key.is_ok()) return invalid_argument(field + ": " + key.status().message());
+  return std::optional<AeadKey>(std::move(key).value());
+}
+
 template <class ListBuilder>
 void set_texts(ListBuilder list, const std::vector<std::string>& v) {
   for (size_t i = 0; i < v.size(); ++i) list.set(i, text(v[i]));
@@ -135,6 +170,8 @@ void encode_job(wire::JobStatus::Builder b, const JobStatus& j) {
   b.setLastCheckpoint(text(j.last_checkpoint));
   set_texts(b.initWaitingFor(j.waiting_for.size()), j.waiting_for);
   b.setRecoveries(j.recoveries);
+  b.setDataPlaneSealed(j.data_plane_sealed);
+  b.setDataPlane(text(j.data_plane));
 }
 
 Result<JobStatus> decode_job(wire::JobStatus::Reader r) {
@@ -167,6 +204,8 @@ Result<JobStatus> decode_job(wire::JobStatus::Reader r) {
   j.last_checkpoint = str(r.getLastCheckpoint());
   j.waiting_for = get_texts(r.getWaitingFor());
   j.recoveries = r.getRecoveries();
+  j.data_plane_sealed = r.getDataPlaneSealed();
+  j.data_plane = str(r.getDataPlane());
   return j;
 }
 
@@ -245,6 +284,10 @@ void encode_body(wire::Envelope::Body::Builder b, const Body& body) {
             put_floats(e, m.optimizer_state, [&](auto o) { e.adoptOptimizerState(kj::mv(o)); },
                        [&](auto d) { e.setOptimizerState(d); });
             e.setOptimizerSteps(m.optimizer_steps);
+            auto keys = e.initRankKeys(static_cast<unsigned>(m.rank_keys.size()));
+            for (size_t i = 0; i < m.rank_keys.size(); ++i) keys.set(static_cast<unsigned>(i), key_bytes(m.rank_keys[i]));
+            if (m.reply_key) e.setReplyKey(key_bytes(*m.reply_key));
+            set_texts(e.initRankNodes(static_cast<unsigned>(m.rank_nodes.size())), m.rank_nodes);
           },
           [&](const KeyRangeReady& m) {
             auto e = b.initKeyRangeReady();
@@ -273,6 +316,8 @@ void encode_body(wire::Envelope::Body::Builder b, const Body& body) {
             }
             e.setNumParameters(m.num_parameters);
             e.setStartStep(m.start_step);
+            if (m.rank_key) e.setRankKey(key_bytes(*m.rank_key));
+            if (m.replies_key) e.setRepliesKey(key_bytes(*m.replies_key));
           },
           [&](const Progress& m) {
             auto e = b.initProgress();
@@ -298,7 +343,14 @@ void encode_body(wire::Envelope::Body::Builder b, const Body& body) {
             e.setRank(m.rank);
           },
           [&](const StopJob& m) { b.initStopJob().setReason(text(m.reason)); },
-          [&](const Pull& m) { b.initPull().setWorker(text(m.worker)); },
+          [&](const Pull& m) {
+            auto e = b.initPull();
+            e.setWorker(text(m.worker));
+            e.setRank(m.rank);
+            if (!m.seal.empty()) {
+              e.setSeal(capnp::Data::Reader(reinterpret_cast<const kj::byte*>(m.seal.data()), m.seal.size()));
+            }
+          },
           [&](const Push& m) {
             auto e = b.initPush();
             e.setWorker(text(m.worker));
@@ -307,12 +359,20 @@ void encode_body(wire::Envelope::Body::Builder b, const Body& body) {
             e.setSamples(m.samples);
             e.setBaseVersion(m.base_version);
             e.setRank(m.rank);
+            if (!m.sealed_gradient.empty()) {
+              put_bytes(e, m.sealed_gradient, [&](auto o) { e.adoptSealedGradient(kj::mv(o)); },
+                        [&](auto d) { e.setSealedGradient(d); });
+            }
           },
           [&](const Params& m) {
             auto e = b.initParams();
             e.setVersion(m.version);
             e.setRangeBegin(m.range_begin);
             put_floats(e, m.values, [&](auto o) { e.adoptValues(kj::mv(o)); }, [&](auto d) { e.setValues(d); });
+            if (!m.sealed_values.empty()) {
+              put_bytes(e, m.sealed_values, [&](auto o) { e.adoptSealedValues(kj::mv(o)); },
+                        [&](auto d) { e.setSealedValues(d); });
+            }
           },
           [&](const CheckpointShard& m) {
             auto e = b.initCheckpointShard();
@@ -330,6 +390,8 @@ void encode_body(wire::Envelope::Body::Builder b, const Body& body) {
               list[i].setStalenessMax(c.staleness_max);
               list[i].setStalenessSum(c.staleness_sum);
               list[i].setRank(c.rank);
+              list[i].setKeyFingerprint(text(c.key_fingerprint));
+              list[i].setUnauthenticated(c.unauthenticated);
             }
             e.setFinal(m.final);
             put_floats(e, m.optimizer_state, [&](auto o) { e.adoptOptimizerState(kj::mv(o)); },
@@ -468,6 +530,14 @@ Result<Body> decode_body(wire::Envelope::Body::Reader b, const std::shared_ptr<c
       CUSTODY_RETURN_IF_ERROR(read_floats(r.getInitialValues(), "assignKeyRange.initialValues", m.initial_values));
       CUSTODY_RETURN_IF_ERROR(read_floats(r.getOptimizerState(), "assignKeyRange.optimizerState", m.optimizer_state));
       m.optimizer_steps = r.getOptimizerSteps();
+      unsigned index = 0;
+      for (auto k : r.getRankKeys()) {
+        CUSTODY_ASSIGN_OR_RETURN(auto key, read_key(k, "assignKeyRange.rankKeys[" + std::to_string(index++) + "]"));
+        if (!key) return invalid_argument("assignKeyRange.rankKeys[" + std::to_string(index - 1) + "] is empty");
+        m.rank_keys.push_back(std::move(*key));
+      }
+      CUSTODY_ASSIGN_OR_RETURN(m.reply_key, read_key(r.getReplyKey(), "assignKeyRange.replyKey"));
+      m.rank_nodes = get_texts(r.getRankNodes());
       return Body(std::move(m));
     }
     case W::KEY_RANGE_READY: {
@@ -490,6 +560,8 @@ Result<Body> decode_body(wire::Envelope::Body::Reader b, const std::shared_ptr<c
       }
       m.num_parameters = r.getNumParameters();
       m.start_step = r.getStartStep();
+      CUSTODY_ASSIGN_OR_RETURN(m.rank_key, read_key(r.getRankKey(), "assignTask.rankKey"));
+      CUSTODY_ASSIGN_OR_RETURN(m.replies_key, read_key(r.getRepliesKey(), "assignTask.repliesKey"));
       return Body(std::move(m));
     }
     case W::PROGRESS: {
@@ -505,17 +577,23 @@ Result<Body> decode_body(wire::Envelope::Body::Reader b, const std::shared_ptr<c
       return Body(TaskDone{r.getSteps(), r.getSamples(), r.getRank()});
     }
     case W::STOP_JOB: return Body(StopJob{str(b.getStopJob().getReason())});
-    case W::PULL: return Body(Pull{str(b.getPull().getWorker())});
+    case W::PULL: {
+      auto r = b.getPull();
+      auto seal = r.getSeal();
+      return Body(Pull{str(r.getWorker()), r.getRank(), std::string(reinterpret_cast<const char*>(seal.begin()), seal.size())});
+    }
     case W::PUSH: {
       auto r = b.getPush();
       Push m{str(r.getWorker()), r.getStep(), {}, r.getSamples(), r.getBaseVersion(), r.getRank()};
       CUSTODY_RETURN_IF_ERROR(read_floats(r.getGradient(), "push.gradient", owner, m.gradient));
+      m.sealed_gradient = read_bytes(r.getSealedGradient(), owner);
       return Body(std::move(m));
     }
     case W::PARAMS: {
       auto r = b.getParams();
       Params m{r.getVersion(), r.getRangeBegin(), {}};
       CUSTODY_RETURN_IF_ERROR(read_floats(r.getValues(), "params.values", owner, m.values));
+      m.sealed_values = read_bytes(r.getSealedValues(), owner);
       return Body(std::move(m));
     }
     case W::CHECKPOINT_SHARD: {
@@ -526,7 +604,8 @@ Result<Body> decode_body(wire::Envelope::Body::Reader b, const std::shared_ptr<c
       CUSTODY_RETURN_IF_ERROR(read_floats(r.getValues(), "checkpointShard.values", m.values));
       for (auto c : r.getContributions()) {
         m.contributions.push_back(Contribution{str(c.getWorker()), c.getAccepted(), c.getRejected(), c.getSamples(),
-                                               c.getUpdateNormSum(), c.getStalenessMax(), c.getStalenessSum(), c.getRank()});
+                                               c.getUpdateNormSum(), c.getStalenessMax(), c.getStalenessSum(), c.getRank(),
+                                               str(c.getKeyFingerprint()), c.getUnauthenticated()});
       }
       m.final = r.getFinal();
       CUSTODY_RETURN_IF_ERROR(read_floats(r.getOptimizerState(), "checkpointShard.optimizerState", m.optimizer_state));
@@ -614,8 +693,9 @@ size_t payload_bytes(const Body& body) {
   auto inline_bytes = [](const auto& v) -> size_t {
     return referenced(v) ? 0 : v.size() * sizeof(float);  // referenced arrays are a segment of their own
   };
-  if (auto* m = std::get_if<Push>(&body)) return inline_bytes(m->gradient);
-  if (auto* m = std::get_if<Params>(&body)) return inline_bytes(m->values);
+  auto inline_sealed = [](const SharedBytes& v) -> size_t { return referenced(v) ? 0 : v.size(); };
+  if (auto* m = std::get_if<Push>(&body)) return inline_bytes(m->gradient) + inline_sealed(m->sealed_gradient);
+  if (auto* m = std::get_if<Params>(&body)) return inline_bytes(m->values) + inline_sealed(m->sealed_values);
   if (auto* m = std::get_if<CheckpointShard>(&body)) return inline_bytes(m->values) + inline_bytes(m->optimizer_state);
   if (auto* m = std::get_if<AssignKeyRange>(&body)) {
     return inline_bytes(m->initial_values) + inline_bytes(m->optimizer_state);
@@ -625,8 +705,9 @@ size_t payload_bytes(const Body& body) {
 }
 }  // namespace
 
-Bytes encode(const Envelope& envelope) {
-  capnp::MallocMessageBuilder builder(static_cast<unsigned>(payload_bytes(envelope.body) / sizeof(capnp::word) + 1024));
+namespace {
+
+void build(capnp::MessageBuilder& builder, const Envelope& envelope) {
   auto root = builder.initRoot<wire::Envelope>();
   root.setVersion(envelope.version);
   root.setSender(text(envelope.sender));
@@ -635,6 +716,36 @@ Bytes encode(const Envelope& envelope) {
   root.setAttempt(envelope.attempt);
   if (!envelope.token.empty()) root.setToken(text(envelope.token));
   encode_body(root.getBody(), envelope.body);
+}
+
+// Where a block written in place is referenced: Cap'n Proto only records an external
+// segment's address, and writeMessage hands it to InPlaceStream, which leaves its room in
+// the output instead of copying from it. Never read.
+alignas(8) const kj::byte kInPlace[8] = {};
+
+class InPlaceStream final : public kj::OutputStream {
+ public:
+  explicit InPlaceStream(Bytes& out) : out_(out) {}
+  void write(const void* buffer, size_t size) override {
+    if (buffer == kInPlace) {
+      block_ = at_;
+    } else if (size > 0) {
+      std::memcpy(out_.data() + at_, buffer, size);
+    }
+    at_ += size;
+  }
+  size_t block() const { return block_; }
+
+ private:
+  Bytes& out_;
+  size_t at_ = 0, block_ = SIZE_MAX;
+};
+
+}  // namespace
+
+Bytes encode(const Envelope& envelope) {
+  capnp::MallocMessageBuilder builder(static_cast<unsigned>(payload_bytes(envelope.body) / sizeof(capnp::word) + 1024));
+  build(builder, envelope);
   // Written once, straight into the bytes handed to the transport.
   Bytes bytes(capnp::computeSerializedSizeInWords(builder) * sizeof(capnp::word));
   kj::ArrayOutputStream out(kj::arrayPtr(bytes.data(), bytes.size()));
@@ -655,6 +766,32 @@ std::optional<uint64_t> readable_request_id(const uint8_t* data, size_t size, co
   } catch (...) {
     return std::nullopt;
   }
+}
+
+Result<Bytes> encode_in_place(const Envelope& envelope, size_t size, const std::function<Status(uint8_t*)>& write) {
+  const auto* push = std::get_if<Push>(&envelope.body);
+  const auto* params = std::get_if<Params>(&envelope.body);
+  if ((!push && !params) || (push && !push->sealed_gradient.empty()) || (params && !params->sealed_values.empty())) {
+    return invalid_argument(std::string("a ") + body_name(envelope.body) +
+                            " has no sealed block to write in place (only a push or params without one)");
+  }
+  capnp::MallocMessageBuilder builder(static_cast<unsigned>(payload_bytes(envelope.body) / sizeof(capnp::word) + 1024));
+  build(builder, envelope);
+  auto body = builder.getRoot<wire::Envelope>().getBody();
+  auto block = capnp::Orphanage::getForMessageContaining(body).referenceExternalData(capnp::Data::Reader(kInPlace, size));
+  if (push) {
+    body.getPush().adoptSealedGradient(kj::mv(block));
+  } else {
+    body.getParams().adoptSealedValues(kj::mv(block));
+  }
+  Bytes bytes(capnp::computeSerializedSizeInWords(builder) * sizeof(capnp::word));
+  InPlaceStream out(bytes);
+  capnp::writeMessage(out, builder);
+  if (out.block() == SIZE_MAX) return internal_error("the block's room was not found in the encoded message");
+  uint8_t* room = bytes.data() + out.block();
+  std::memset(room + size, 0, (size + 7) / 8 * 8 - size);  // the segment's padding to whole words
+  CUSTODY_RETURN_IF_ERROR(write(room));
+  return bytes;
 }
 
 Result<Envelope> decode(const uint8_t* data, size_t size, const DecodeLimits& limits,

@@ -10,6 +10,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -29,6 +30,12 @@ struct DecodeLimits {
 };
 
 Bytes encode(const Envelope& envelope);
+// Encodes `envelope`, a push or params whose sealed block is still to be made, leaving
+// `size` bytes for that block (push.sealedGradient or params.sealedValues) and having
+// `write` fill them in place: a block is sealed straight into the bytes that are sent,
+// never sealed elsewhere and copied in. Errors: `write`'s; kInvalidArgument for another
+// body, or one whose sealed block is already set.
+Result<Bytes> encode_in_place(const Envelope& envelope, size_t size, const std::function<Status(uint8_t* block)>& write);
 // With an `owner` that keeps data[0, size) alive and unchanged (a received frame), the
 // parameter blocks of push and params share those bytes instead of copying them.
 Result<Envelope> decode(const uint8_t* data, size_t size, const DecodeLimits& limits = {},

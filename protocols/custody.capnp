@@ -144,6 +144,9 @@ struct JobStatus {
   lastCheckpoint @21 :Text;  # id of the newest checkpoint, or empty
   waitingFor @22 :List(Text);  # nodes a starting or stalled job waits for, each with why
   recoveries @23 :UInt32;   # times the job was rolled back to a checkpoint after a node died
+  dataPlaneSealed @24 :Bool;  # the current (or last) attempt's pushes and pulls are sealed
+                              # (AES-256-GCM under keys of that attempt)
+  dataPlane @25 :Text;      # how its data plane runs and why ("sealed: ...", "in clear: ...")
 }
 
 enum JobState {
@@ -196,6 +199,12 @@ struct AssignKeyRange {
                                # layout of core/optimizer.h (little-endian float32 blocks of the
                                # range's length, one per state tensor); empty: start from zeros
   optimizerSteps @13 :UInt64;  # updates that state has absorbed (Adam's step t)
+  # The data plane's keys (docs/ARCHITECTURE.md, "The data plane: keys and sealing"); empty
+  # when the job's data plane is not sealed. 32 bytes each, made for this attempt only.
+  rankKeys @14 :List(Data);  # by rank: checks that rank's pushes and pulls on this range
+  replyKey @15 :Data;        # seals this server's params replies
+  rankNodes @16 :List(Text); # by rank: the node the coordinator assigned it to, named in the
+                             # server's contributions (not the name a push gives)
 }
 
 # parameter server -> coordinator
@@ -230,6 +239,10 @@ struct AssignTask {
   servers @6 :List(ServerRange);
   numParameters @7 :UInt64;
   startStep @8 :UInt64;     # > 0 when resuming from a checkpoint
+  # The data plane's keys of this rank, for this attempt only; empty when it is not sealed
+  # (docs/ARCHITECTURE.md, "The data plane: keys and sealing").
+  rankKey @9 :Data;         # 32 bytes: this rank's pushes and pulls are sealed under keys derived from it
+  repliesKey @10 :Data;     # 32 bytes: the servers' params replies are opened with keys derived from it
 }
 
 # worker -> coordinator, a few times a second.
@@ -266,6 +279,9 @@ struct StopJob {
 # worker -> parameter server: the current values of the server's range.
 struct Pull {
   worker @0 :Text;
+  rank @1 :UInt32;          # the shard whose trainer asks
+  seal @2 :Data;            # sealed job: AES-256-GCM tag over nothing (28 bytes) under the rank's
+                            # key, binding job, attempt, rank, range and request id
 }
 
 # worker -> parameter server: the gradient of step `step` for the server's whole range;
@@ -277,12 +293,18 @@ struct Push {
   samples @3 :UInt32;       # batch size behind the gradient (attribution)
   baseVersion @4 :UInt64;   # version of the values the gradient was computed on (staleness)
   rank @5 :UInt32;          # the shard the gradient is of: (rank, step) names the update
+  sealedGradient @6 :Data;  # sealed job: nonce || AES-256-GCM ciphertext || tag of the gradient
+                            # under the rank's key, binding job, attempt, rank, step, range,
+                            # samples and baseVersion; `gradient` is then empty
 }
 
 struct Params {
   version @0 :UInt64;       # updates applied so far
   rangeBegin @1 :UInt64;
   values @2 :Data;          # little-endian float32
+  sealedValues @3 :Data;    # sealed job: nonce || ciphertext || tag of the values under the
+                            # server's reply key, binding job, attempt, range, version and the
+                            # request answered; `values` is then empty
 }
 
 # What one worker did on one parameter server during one checkpoint interval, as that
@@ -296,6 +318,10 @@ struct Contribution {
   stalenessMax @5 :UInt64;  # server version minus the push's base version
   stalenessSum @6 :UInt64;
   rank @7 :UInt32;          # the shard the worker trained on
+  keyFingerprint @8 :Text;  # sealed job: the fingerprint of the key that authenticated the
+                            # accepted pushes (`worker` is then the node holding it); empty: in clear
+  unauthenticated @9 :UInt64;  # pushes and pulls claiming this rank that were not sealed under its
+                               # key (so not from `worker`): refused, and not in `rejected`
 }
 
 # parameter server -> coordinator: its range at a checkpoint step, and who contributed.

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <initializer_list>
 #include <memory>
@@ -58,6 +59,59 @@ class Floats {
   std::shared_ptr<const void> owner_;
   const float* data_ = nullptr;
   size_t size_ = 0;
+};
+
+// Bytes shared the same way: a sealed parameter block (core/aead.h: nonce || ciphertext ||
+// tag), which is as large as the block. Received, it shares the frame; sent, one buffer
+// can serve several messages (a server seals a step's values once for every worker's
+// reply). `readable()` bytes from data() may be read, at least size(): a buffer padded to
+// whole 8-byte words is referenced by the encoder instead of being copied into the
+// message first.
+// Thread-safety: immutable once shared; copies may be used from any thread.
+class SharedBytes {
+ public:
+  SharedBytes() = default;
+  // Shares `owner`, which keeps data[0, readable) alive and unchanged (readable >= size;
+  // 0: size).
+  static SharedBytes shared(std::shared_ptr<const void> owner, const uint8_t* data, size_t size,
+                            size_t readable = 0) {
+    SharedBytes b;
+    b.owner_ = std::move(owner);
+    b.data_ = data;
+    b.size_ = size;
+    b.readable_ = readable > size ? readable : size;
+    return b;
+  }
+  // A new buffer of `size` bytes, 8-byte aligned and padded with zeros to whole words;
+  // the caller writes it through *out before sharing it.
+  static SharedBytes make(size_t size, uint8_t** out) {
+    const size_t padded = (size + 7) / 8 * 8;
+    std::shared_ptr<uint64_t[]> words(new uint64_t[padded / 8 + (padded == 0)]);
+    if (padded > 0) words[padded / 8 - 1] = 0;  // the padding (size is rarely whole words)
+    *out = reinterpret_cast<uint8_t*>(words.get());
+    return shared(std::shared_ptr<const void>(words, words.get()), *out, size, padded);
+  }
+  static SharedBytes copy_of(const uint8_t* data, size_t size) {
+    uint8_t* out = nullptr;
+    SharedBytes b = make(size, &out);
+    if (size > 0) std::memcpy(out, data, size);
+    return b;
+  }
+
+  const uint8_t* data() const { return data_; }
+  size_t size() const { return size_; }
+  size_t readable() const { return readable_; }
+  bool empty() const { return size_ == 0; }
+
+  friend bool operator==(const SharedBytes& a, const SharedBytes& b) {
+    return a.size_ == b.size_ && (a.size_ == 0 || std::memcmp(a.data_, b.data_, a.size_) == 0);
+  }
+  friend bool operator!=(const SharedBytes& a, const SharedBytes& b) { return !(a == b); }
+
+ private:
+  std::shared_ptr<const void> owner_;
+  const uint8_t* data_ = nullptr;
+  size_t size_ = 0, readable_ = 0;
 };
 
 }  // namespace custody::msg

@@ -5,10 +5,12 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <variant>
 #include <vector>
 
+#include "core/aead.h"
 #include "core/error.h"
 #include "protocols/floats.h"
 
@@ -66,6 +68,8 @@ struct JobStatus {
   std::string last_checkpoint;
   std::vector<std::string> waiting_for;  // "worker-2 (rank 1): no report for 12 s"
   uint32_t recoveries = 0;
+  bool data_plane_sealed = false;
+  std::string data_plane;  // how the data plane runs and why
 };
 struct NodeStatus {
   std::string node_id;
@@ -96,6 +100,10 @@ struct AssignKeyRange {
   std::vector<float> initial_values;
   std::vector<float> optimizer_state = {};  // layout: core/optimizer.h OptimizerState; empty: zeros
   uint64_t optimizer_steps = 0;
+  // The data plane's keys of this attempt (protocols/data_plane.h); empty: not sealed.
+  std::vector<AeadKey> rank_keys = {};  // by rank
+  std::optional<AeadKey> reply_key = {};
+  std::vector<std::string> rank_nodes = {};  // by rank: the node it was assigned to
 };
 struct KeyRangeReady {
   uint64_t range_begin = 0, range_end = 0;
@@ -117,6 +125,8 @@ struct AssignTask {
   std::vector<ServerRange> servers;
   uint64_t num_parameters = 0;
   uint64_t start_step = 0;
+  // This rank's data-plane keys of this attempt (protocols/data_plane.h); none: not sealed.
+  std::optional<AeadKey> rank_key = {}, replies_key = {};
 };
 struct Progress {
   uint32_t epoch = 0;
@@ -140,6 +150,8 @@ struct StopJob {
 };
 struct Pull {
   std::string worker;
+  uint32_t rank = 0;
+  std::string seal = {};  // sealed job: the tag that authenticates the pull
 };
 struct Push {
   std::string worker;
@@ -148,10 +160,12 @@ struct Push {
   uint32_t samples = 0;
   uint64_t base_version = 0;
   uint32_t rank = 0;
+  SharedBytes sealed_gradient = {};  // sealed job: the gradient, sealed (gradient is empty)
 };
 struct Params {
   uint64_t version = 0, range_begin = 0;
   Floats values;
+  SharedBytes sealed_values = {};  // sealed job: the values, sealed (values is empty)
 };
 
 struct Contribution {
@@ -160,6 +174,8 @@ struct Contribution {
   double update_norm_sum = 0;
   uint64_t staleness_max = 0, staleness_sum = 0;
   uint32_t rank = 0;
+  std::string key_fingerprint = {};  // of the key that authenticated the pushes; empty: in clear
+  uint64_t unauthenticated = 0;      // refused: claimed this rank without its key
 };
 struct CheckpointShard {
   uint64_t step = 0, range_begin = 0;

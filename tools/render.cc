@@ -77,7 +77,9 @@ json job_json(const msg::JobStatus& j) {
               {"accuracy_history", j.accuracy_history},
               {"last_checkpoint", j.last_checkpoint},
               {"waiting_for", j.waiting_for},
-              {"recoveries", j.recoveries}};
+              {"recoveries", j.recoveries},
+              {"data_plane_sealed", j.data_plane_sealed},
+              {"data_plane", j.data_plane}};
 }
 
 json node_json(const msg::NodeStatus& n) {
@@ -111,6 +113,7 @@ std::string status_text(const msg::StatusReply& r) {
   for (const auto& j : r.jobs) {
     if (j.recoveries > 0)
       out += strf("%s: rolled back %u times after node failures\n", j.job_id.c_str(), j.recoveries);
+    if (r.jobs.size() == 1 && !j.data_plane.empty()) out += j.job_id + " data plane: " + j.data_plane + "\n";
     if (j.waiting_for.empty()) continue;
     out += j.job_id + " waits for:\n";
     for (const auto& w : j.waiting_for) out += "  " + w + "\n";

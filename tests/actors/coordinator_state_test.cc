@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include "protocols/data_plane.h"
+
 #include <set>
 
 namespace custody::actors {
@@ -752,6 +754,114 @@ TEST_F(CoordinatorStateTest, ATestSetSmallerThanTheWorkersNamesTheJobFilesKey) {
   auto* e = out[0].envelope.get<msg::Error>();
   ASSERT_TRUE(e);
   EXPECT_NE(e->message.find("fewer samples than 'job.workers'"), std::string::npos) << e->message;
+}
+
+// The data plane's choice, per attempt (actors/data_plane_policy.h), and the keys that go
+// with it: a coordinator with `mode`, one server at `server_address` on host `server_host`,
+// and two workers on the hosts given.
+class DataPlaneChoiceTest : public ::testing::Test {
+ protected:
+  void start(DataPlaneSealing mode, const std::string& server_address, const std::string& server_host,
+             const std::string& worker_1_host, const std::string& worker_2_host) {
+    CoordinatorOptions o;
+    o.heartbeat_interval = 100ms;
+    o.heartbeat_timeout = 1s;
+    o.data_plane_sealing = mode;
+    state_.emplace(o);
+    handle("P1", make(msg::Register{msg::NodeRole::kParameterServer, server_address, server_host, 1, ""}));
+    handle("W1", make(msg::Register{msg::NodeRole::kWorker, "", worker_1_host, 2, ""}));
+    handle("W2", make(msg::Register{msg::NodeRole::kWorker, "", worker_2_host, 3, ""}));
+    Outbox out = handle("CLI", make(msg::SubmitJob{kSyntheticJob, "tiny.toml", "alice"}));
+    job_ = of_type<msg::JobAccepted>(out).at(0)->envelope.get<msg::JobAccepted>()->job_id;
+    range_ = *of_type<msg::AssignKeyRange>(out).at(0)->envelope.get<msg::AssignKeyRange>();
+    const Outbox started = handle("P1", make(msg::KeyRangeReady{0, 36}, job_));
+    for (const auto* t : of_type<msg::AssignTask>(started)) tasks_.push_back(*t->envelope.get<msg::AssignTask>());
+  }
+  Outbox handle(const std::string& peer, const Envelope& e) { return state_->handle(peer, e, now_); }
+  msg::JobStatus status() { return state_->status(job_, false, now_).jobs.at(0); }
+
+  std::optional<CoordinatorState> state_;
+  SteadyClock::time_point now_ = SteadyClock::now();
+  std::string job_;
+  msg::AssignKeyRange range_;
+  std::vector<msg::AssignTask> tasks_;
+};
+
+TEST_F(DataPlaneChoiceTest, AutoLeavesAJobInClearWhenEveryNodeIsOnOneHostAndItsServersOnLoopback) {
+  start(DataPlaneSealing::kAuto, "tcp://127.0.0.1:7001", "h", "h", "h");
+  EXPECT_TRUE(range_.rank_keys.empty());
+  EXPECT_FALSE(range_.reply_key);
+  EXPECT_EQ(range_.rank_nodes, (std::vector<std::string>{"worker-1", "worker-2"}));
+  ASSERT_EQ(tasks_.size(), 2u);
+  for (const auto& t : tasks_) EXPECT_FALSE(t.rank_key || t.replies_key);
+  EXPECT_FALSE(status().data_plane_sealed);
+  EXPECT_EQ(status().data_plane.rfind("in clear: every node on host h", 0), 0u) << status().data_plane;
+}
+
+// Each worker gets its own rank's key and the replies key; the server gets, for its range,
+// each rank's key as that rank's worker derives it, and its reply key: the two ends agree,
+// and no worker holds another rank's key.
+TEST_F(DataPlaneChoiceTest, AutoSealsAJobWhoseServerOtherHostsCanReachAndHandsEachNodeOnlyItsKeys) {
+  start(DataPlaneSealing::kAuto, "tcp://10.0.0.5:7001", "a", "b", "c");
+  ASSERT_EQ(range_.rank_keys.size(), 2u);
+  ASSERT_TRUE(range_.reply_key);
+  ASSERT_EQ(tasks_.size(), 2u);
+  std::set<std::string> fingerprints;
+  for (const auto& t : tasks_) {
+    ASSERT_TRUE(t.rank_key && t.replies_key);
+    const AeadKey server_side = range_.rank_keys.at(t.rank);
+    EXPECT_EQ(data_plane::server_key(*t.rank_key, 0, 36)->fingerprint(), server_side.fingerprint());
+    EXPECT_EQ(data_plane::server_key(*t.replies_key, 0, 36)->fingerprint(), range_.reply_key->fingerprint());
+    fingerprints.insert(t.rank_key->fingerprint());
+  }
+  EXPECT_EQ(fingerprints.size(), 2u) << "each rank a key of its own";
+  EXPECT_TRUE(status().data_plane_sealed);
+  EXPECT_NE(status().data_plane.find("tcp://10.0.0.5:7001"), std::string::npos) << status().data_plane;
+}
+
+TEST_F(DataPlaneChoiceTest, AutoSealsAJobWhoseNodesReportOtherHosts) {
+  start(DataPlaneSealing::kAuto, "tcp://127.0.0.1:7001", "h", "h", "elsewhere");
+  EXPECT_EQ(range_.rank_keys.size(), 2u);
+  EXPECT_TRUE(status().data_plane_sealed);
+  EXPECT_NE(status().data_plane.find("2 hosts (elsewhere, h)"), std::string::npos) << status().data_plane;
+}
+
+TEST_F(DataPlaneChoiceTest, OnSealsEvenALoopbackJob) {
+  start(DataPlaneSealing::kOn, "tcp://127.0.0.1:7001", "h", "h", "h");
+  EXPECT_EQ(range_.rank_keys.size(), 2u);
+  EXPECT_TRUE(status().data_plane_sealed);
+}
+
+TEST_F(DataPlaneChoiceTest, OffIsHonouredOnLoopbackOnlyAndNeverBetweenHosts) {
+  start(DataPlaneSealing::kOff, "tcp://127.0.0.1:7001", "h", "h", "h");
+  EXPECT_TRUE(range_.rank_keys.empty());
+  EXPECT_FALSE(status().data_plane_sealed);
+  tasks_.clear();
+  start(DataPlaneSealing::kOff, "tcp://10.0.0.5:7001", "a", "b", "c");
+  EXPECT_EQ(range_.rank_keys.size(), 2u);
+  for (const auto& t : tasks_) EXPECT_TRUE(t.rank_key);
+  EXPECT_TRUE(status().data_plane_sealed);
+  EXPECT_NE(status().data_plane.find("sealed anyway, although data_plane_sealing = off"), std::string::npos)
+      << status().data_plane;
+}
+
+// Keys belong to one attempt: the rollback's next attempt gets new ones, so nothing sealed
+// before it opens after it, and the keys of the ended attempt are gone.
+TEST_F(DataPlaneChoiceTest, EachAttemptHasKeysOfItsOwn) {
+  start(DataPlaneSealing::kOn, "tcp://127.0.0.1:7001", "h", "h", "h");
+  const std::string before = range_.rank_keys.at(0).fingerprint();
+  now_ += 800ms;
+  handle("P1", make(msg::Heartbeat{true}));
+  handle("W1", make(msg::Heartbeat{true}));
+  now_ += 400ms;  // worker-2 silent: the job goes back to its start as attempt 1
+  Outbox out = state_->tick(now_);
+  auto ranges = of_type<msg::AssignKeyRange>(out);
+  ASSERT_EQ(ranges.size(), 1u);
+  EXPECT_EQ(ranges[0]->envelope.attempt, 1u);
+  const auto& next = *ranges[0]->envelope.get<msg::AssignKeyRange>();
+  ASSERT_EQ(next.rank_keys.size(), 2u);
+  EXPECT_NE(next.rank_keys[0].fingerprint(), before);
+  EXPECT_EQ(next.rank_nodes, (std::vector<std::string>{"worker-1", "worker-1"})) << "worker-1 runs both ranks";
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 #include <memory>
 #include <optional>
 
+#include "actors/data_plane_policy.h"
 #include "actors/parameter_client.h"
 #include "actors/parameter_server_state.h"
 #include "core/partition.h"
@@ -33,16 +34,22 @@ class InMemoryServers {
   }
 
   // Gives every server its range of the job, as the coordinator does (`key_range` is the
-  // assignment without its range); returns the first refusal. With `resume_from` (a
-  // checkpoint shard of each server's range), each server starts from its shard: values,
-  // optimizer state and step, as after a rollback or a resume.
+  // assignment without its range; rank r runs on "worker-<r+1>" unless it names the
+  // nodes); returns the first refusal. With `resume_from` (a checkpoint shard of each
+  // server's range), each server starts from its shard: values, optimizer state and step,
+  // as after a rollback or a resume. With `keys` (made for ranges()), the job's data plane
+  // is sealed.
   Status assign(const std::string& job_id, msg::AssignKeyRange key_range, uint32_t attempt = 0,
-                const std::vector<msg::CheckpointShard>& resume_from = {}) {
+                const std::vector<msg::CheckpointShard>& resume_from = {}, const AttemptKeys* keys = nullptr) {
+    for (uint32_t r = static_cast<uint32_t>(key_range.rank_nodes.size()); r < key_range.num_workers; ++r) {
+      key_range.rank_nodes.push_back("worker-" + std::to_string(r + 1));
+    }
     for (size_t i = 0; i < servers_.size(); ++i) {
       msg::AssignKeyRange a = key_range;
       a.server_index = static_cast<uint32_t>(i);
       a.range_begin = ranges_[i].begin;
       a.range_end = ranges_[i].end;
+      if (keys) keys->fill(a, i);
       for (const msg::CheckpointShard& shard : resume_from) {
         if (shard.range_begin != ranges_[i].begin) continue;
         a.initial_values = shard.values;
@@ -61,6 +68,7 @@ class InMemoryServers {
     return Status::ok();
   }
 
+  const std::vector<KeyRange>& ranges() const { return ranges_; }
   // The servers as a task names them (AssignTask.servers).
   std::vector<msg::ServerRange> task_servers() const {
     std::vector<msg::ServerRange> out;
@@ -112,8 +120,12 @@ class InMemoryParameterClient final : public ParameterClient {
       : servers_(servers), requests_(std::move(requests)), peer_(std::move(peer)) {}
 
   Status pull() override { return deliver(requests_.pull()); }
+  // The messages the worker's client sends, as the servers decode them.
   Status push(uint64_t step, uint32_t samples, const float* gradient) override {
-    return deliver(requests_.push(step, samples, gradient));
+    CUSTODY_ASSIGN_OR_RETURN(std::vector<Bytes> messages, requests_.push_messages(step, samples, gradient));
+    std::vector<msg::Envelope> requests;
+    for (const Bytes& m : messages) requests.push_back(msg::decode(m).value());
+    return deliver(requests);
   }
   Status wait(float* values, std::chrono::milliseconds timeout) override {
     for (size_t i = 0; i < requests_.servers().size(); ++i) {

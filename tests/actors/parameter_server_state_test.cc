@@ -7,7 +7,10 @@
 #include <cstring>
 #include <set>
 
+#include "actors/data_plane_policy.h"
 #include "core/model.h"
+#include "protocols/codec.h"
+#include "protocols/data_plane.h"
 #include "protocols/transport.h"
 
 namespace custody::actors {
@@ -21,6 +24,13 @@ std::string spec(const char* consistency, uint32_t workers = 2) {
          "[data]\nkind = \"synthetic\"\n";
 }
 
+// The nodes the coordinator assigned the ranks to: "w1" runs rank 0, "w2" rank 1, ...
+std::vector<std::string> rank_nodes(uint32_t workers = 2) {
+  std::vector<std::string> out;
+  for (uint32_t r = 0; r < workers; ++r) out.push_back("w" + std::to_string(r + 1));
+  return out;
+}
+
 class ParameterServerStateTest : public ::testing::Test {
  protected:
   // Softmax regression 8 -> 4: 36 parameters; this server holds keys [10, 30).
@@ -28,8 +38,10 @@ class ParameterServerStateTest : public ::testing::Test {
               std::vector<float> initial = {}, uint32_t workers = 2) {
     Envelope e;
     e.job_id = "job-1";
-    e.body = msg::AssignKeyRange{spec(consistency, workers), 0, 10, 30, 36, workers, total_steps, 8, 50, checkpoint_every, 0,
-                                 std::move(initial)};
+    msg::AssignKeyRange a{spec(consistency, workers), 0, 10, 30, 36, workers, total_steps, 8, 50, checkpoint_every, 0,
+                          std::move(initial)};
+    a.rank_nodes = rank_nodes(workers);
+    e.body = std::move(a);
     Outbox out = ps_.handle_control("COORD", e);
     ASSERT_EQ(out.size(), 1u);
     ASSERT_NE(out[0].envelope.get<msg::KeyRangeReady>(), nullptr);
@@ -234,7 +246,9 @@ TEST_F(ParameterServerStateTest, RepliesCarryTheirRequestsJobRequestIdAndAttempt
   e.job_id = "job-1";
   e.request_id = 5;
   e.attempt = 2;
-  e.body = msg::AssignKeyRange{spec("bsp"), 0, 10, 30, 36, 2, 100, 8, 50, 0, 0, {}};
+  msg::AssignKeyRange a{spec("bsp"), 0, 10, 30, 36, 2, 100, 8, 50, 0, 0, {}};
+  a.rank_nodes = rank_nodes();
+  e.body = std::move(a);
   Outbox out = ps_.handle_control("COORD", e);
   ASSERT_EQ(out.size(), 1u);
   EXPECT_EQ(out[0].envelope.sender, "ps-1");
@@ -269,7 +283,9 @@ TEST_F(ParameterServerStateTest, RepliesCarryTheirRequestsJobRequestIdAndAttempt
 TEST_F(ParameterServerStateTest, RangeThatDoesNotFitTheModelIsRefused) {
   Envelope e;
   e.job_id = "job-2";
-  e.body = msg::AssignKeyRange{spec("bsp"), 0, 10, 99, 36, 2, 100, 8, 50, 0, 0, {}};
+  msg::AssignKeyRange a{spec("bsp"), 0, 10, 99, 36, 2, 100, 8, 50, 0, 0, {}};
+  a.rank_nodes = rank_nodes();
+  e.body = std::move(a);
   Outbox out = ps_.handle_control("COORD", e);
   EXPECT_EQ(error_code(out), ErrorCode::kInvalidArgument);
 }
@@ -408,6 +424,7 @@ class OptimizerStateResumeTest : public ::testing::TestWithParam<const char*> {
     msg::AssignKeyRange a{spec(), 0, 10, 30, 36, 2, kSteps, 8, 50, kInterruptAt, start, std::move(values)};
     a.optimizer_state = std::move(optimizer_state);
     a.optimizer_steps = optimizer_steps;
+    a.rank_nodes = rank_nodes();
     e.body = std::move(a);
     Outbox out = ps.handle_control("COORD", e);
     ASSERT_EQ(out.size(), 1u);
@@ -488,6 +505,7 @@ TEST(OptimizerStateResume, StateOfTheWrongSizeIsRefusedNamingIt) {
                         "\"adam\"\n[data]\nkind = \"synthetic\"\n",
                         0, 10, 30, 36, 2, 10, 8, 50, 5, 5, std::vector<float>(20, 0.0f)};
   a.optimizer_state.assign(20, 0.0f);  // adam keeps two blocks
+  a.rank_nodes = rank_nodes();
   e.body = std::move(a);
   Outbox out = ps.handle_control("COORD", e);
   ASSERT_EQ(out.size(), 1u);
@@ -502,6 +520,264 @@ TEST_F(ParameterServerStateTest, StartsFromGivenValuesWhenResumedOrFineTuned) {
   std::vector<float> start(20, 0.25f);
   assign("bsp", 100, 0, start);
   EXPECT_EQ(ps_.values("job-1"), start);
+}
+
+// A job whose data plane is sealed (protocols/data_plane.h), with the keys the coordinator
+// makes for an attempt: this server holds keys [10, 30) of the softmax 8 -> 4 model, rank 0
+// runs on "w1" and rank 1 on "w2". Every message goes through the codec, as over the wire.
+class SealedParameterServerTest : public ::testing::Test {
+ protected:
+  static constexpr uint64_t kBegin = 10, kEnd = 30;
+  // Assigns the job with the attempt's keys for this range (or, with `range_keys_of`, the
+  // keys of another range: a test of what the seal binds beyond the key).
+  Outbox assign(const char* consistency, uint32_t attempt = 0, uint64_t total_steps = 100,
+                uint64_t checkpoint_every = 0, ParameterServerState* ps = nullptr, uint64_t begin = kBegin,
+                uint64_t end = kEnd) {
+    msg::AssignKeyRange a{spec(consistency), 0, begin, end, 36, 2, total_steps, 8, 50, checkpoint_every, 0, {}};
+    a.rank_nodes = rank_nodes();
+    keys_.fill(a, 0);
+    Envelope e;
+    e.job_id = "job-1";
+    e.attempt = attempt;
+    e.body = std::move(a);
+    return (ps ? *ps : ps_).handle_control("COORD", e);
+  }
+  // Rank r's key at this server, derived as its worker derives it from its task's key.
+  AeadKey push_key(uint32_t rank) const {
+    msg::AssignTask t;
+    t.rank = rank;
+    keys_.fill(t);
+    return data_plane::server_key(*t.rank_key, kBegin, kEnd).value();
+  }
+  AeadKey reply_key() const {
+    msg::AssignTask t;
+    keys_.fill(t);
+    return data_plane::server_key(*t.replies_key, kBegin, kEnd).value();
+  }
+  // Worker w<rank+1>'s push of `step`, sealed under `key` for `attempt`.
+  Envelope sealed_push(uint32_t rank, uint64_t step, const std::vector<float>& g, const AeadKey& key,
+                       uint32_t attempt = 0) const {
+    Envelope e;
+    e.job_id = "job-1";
+    e.attempt = attempt;
+    e.request_id = 100 + step;
+    msg::Push p{"w" + std::to_string(rank + 1), step, {}, 10, step, rank};
+    p.sealed_gradient = data_plane::seal_floats(key, g.data(), g.size(),
+                                                data_plane::push_aad("job-1", attempt, rank, step, kBegin, kEnd, 10, step))
+                            .value();
+    e.body = std::move(p);
+    return e;
+  }
+  Outbox deliver(const Envelope& e, ParameterServerState* ps = nullptr) {
+    return (ps ? *ps : ps_).handle_data("PEER", msg::decode(msg::encode(e)).value());
+  }
+  static ErrorCode code(const Outbox& out) {
+    return out.size() == 1 && out[0].envelope.get<msg::Error>() ? out[0].envelope.get<msg::Error>()->code
+                                                                 : ErrorCode::kOk;
+  }
+  // Rank `rank`'s counts in the next checkpoint among `out`.
+  static msg::Contribution counts(const Outbox& out, uint32_t rank) {
+    for (const auto& o : out) {
+      if (auto* c = o.envelope.get<msg::CheckpointShard>()) {
+        for (const auto& k : c->contributions)
+          if (k.rank == rank) return k;
+      }
+    }
+    ADD_FAILURE() << "no checkpoint with rank " << rank;
+    return {};
+  }
+
+  ParameterServerState ps_{"ps-1"};
+  const AttemptKeys keys_ = AttemptKeys::make(2, {{kBegin, kEnd}}).value();
+  const std::vector<float> g_ = std::vector<float>(20, 1.0f);
+};
+
+TEST_F(SealedParameterServerTest, TakesPushesSealedUnderTheirRanksKeysAndSealsTheStepsValuesOnceForEveryReply) {
+  ASSERT_EQ(code(assign("bsp")), ErrorCode::kOk);
+  const std::vector<float> initial = ps_.values("job-1");
+  EXPECT_TRUE(deliver(sealed_push(0, 0, std::vector<float>(20, 1.0f), push_key(0))).empty());
+  Outbox out = deliver(sealed_push(1, 0, std::vector<float>(20, 3.0f), push_key(1)));
+  ASSERT_EQ(out.size(), 2u);
+  const auto* first = out[0].envelope.get<msg::Params>();
+  const auto* second = out[1].envelope.get<msg::Params>();
+  ASSERT_TRUE(first && second);
+  EXPECT_TRUE(first->values.empty()) << "nothing of the values in clear";
+  EXPECT_EQ(first->sealed_values.data(), second->sealed_values.data()) << "one seal for the step's replies";
+  std::vector<float> opened(20);
+  const std::string aad = data_plane::params_aad("job-1", 0, kBegin, kEnd, 1, 0);
+  ASSERT_TRUE(data_plane::open_floats(reply_key(), first->sealed_values, 20, aad, opened.data()).is_ok());
+  for (size_t i = 0; i < 20; ++i) EXPECT_FLOAT_EQ(opened[i], initial[i] - 2.0f);  // lr 1 * mean of 1 and 3
+  // The seal answers step 0 at version 1, and nothing else.
+  EXPECT_EQ(data_plane::open_floats(reply_key(), first->sealed_values, 20,
+                                    data_plane::params_aad("job-1", 0, kBegin, kEnd, 1, 1), opened.data())
+                .code(),
+            ErrorCode::kDataLoss);
+  EXPECT_EQ(data_plane::open_floats(push_key(0), first->sealed_values, 20, aad, opened.data()).code(),
+            ErrorCode::kDataLoss)
+      << "a rank's own key does not open the servers' replies";
+}
+
+// A worker of the job holds its own rank's key only: it cannot push as another rank. The
+// refusal is counted against the rank it claimed as unauthenticated, not as a rejection of
+// the node that holds the rank (who sent nothing wrong).
+TEST_F(SealedParameterServerTest, APushSealedUnderAnotherRanksKeyIsRefusedAndCountedAsUnauthenticated) {
+  ASSERT_EQ(code(assign("bsp", 0, /*total_steps=*/1, /*checkpoint_every=*/1)), ErrorCode::kOk);
+  Outbox refused = deliver(sealed_push(0, 0, g_, push_key(1)));  // rank 1's node, claiming rank 0
+  ASSERT_EQ(code(refused), ErrorCode::kPermissionDenied);
+  EXPECT_NE(refused[0].envelope.get<msg::Error>()->message.find("rank 0"), std::string::npos);
+  EXPECT_EQ(ps_.version("job-1"), 0u);
+  EXPECT_TRUE(deliver(sealed_push(0, 0, g_, push_key(0))).empty()) << "rank 0's own push is still taken";
+  Outbox out = deliver(sealed_push(1, 0, g_, push_key(1)));
+  EXPECT_EQ(ps_.version("job-1"), 1u);
+  const msg::Contribution w1 = counts(out, 0), w2 = counts(out, 1);
+  EXPECT_EQ(w1.worker, "w1");
+  EXPECT_EQ(w1.accepted, 1u);
+  EXPECT_EQ(w1.rejected, 0u);
+  EXPECT_EQ(w1.unauthenticated, 1u);
+  EXPECT_EQ(w1.key_fingerprint, push_key(0).fingerprint());
+  EXPECT_EQ(w2.unauthenticated, 0u);
+  EXPECT_EQ(w2.key_fingerprint, push_key(1).fingerprint());
+}
+
+// What a seal binds: a push captured on the wire and sent again as another step, into a
+// later attempt (even one with the same keys), or to another server's range (even one
+// holding the same keys) does not open.
+TEST_F(SealedParameterServerTest, ACapturedPushReplayedIntoAnotherStepAttemptOrRangeIsRefused) {
+  ASSERT_EQ(code(assign("asp")), ErrorCode::kOk);  // ASP would take step 1 after step 0
+  const Envelope captured = sealed_push(0, 0, g_, push_key(0));
+  Envelope as_step_1 = captured;
+  std::get<msg::Push>(as_step_1.body).step = 1;
+  EXPECT_EQ(code(deliver(as_step_1)), ErrorCode::kPermissionDenied);
+  EXPECT_EQ(ps_.version("job-1"), 0u);
+
+  ASSERT_EQ(code(assign("asp", /*attempt=*/1)), ErrorCode::kOk);
+  Envelope into_attempt_1 = captured;
+  into_attempt_1.attempt = 1;
+  EXPECT_EQ(code(deliver(into_attempt_1)), ErrorCode::kPermissionDenied);
+  EXPECT_EQ(code(deliver(captured)), ErrorCode::kFailedPrecondition) << "attempt 0 is fenced off";
+  EXPECT_EQ(ps_.version("job-1"), 0u);
+
+  ParameterServerState other("ps-2");
+  ASSERT_EQ(code(assign("asp", 0, 100, 0, &other, 16, 36)), ErrorCode::kOk);
+  EXPECT_EQ(code(deliver(captured, &other)), ErrorCode::kPermissionDenied);
+  EXPECT_EQ(other.version("job-1"), 0u);
+
+  ParameterServerState fresh("ps-3");
+  ASSERT_EQ(code(assign("asp", 0, 100, 0, &fresh)), ErrorCode::kOk);
+  Outbox taken = deliver(captured, &fresh);
+  ASSERT_EQ(taken.size(), 1u);
+  EXPECT_NE(taken[0].envelope.get<msg::Params>(), nullptr) << "where it was sealed for, it is taken";
+}
+
+TEST_F(SealedParameterServerTest, ASealedPushWithAlteredBytesOrFieldsIsRefused) {
+  ASSERT_EQ(code(assign("asp")), ErrorCode::kOk);
+  const Envelope good = sealed_push(0, 0, g_, push_key(0));
+  const msg::SharedBytes& sealed = std::get<msg::Push>(good.body).sealed_gradient;
+  for (size_t at : {size_t(3), size_t(kAeadNonceBytes + 5), sealed.size() - 1}) {  // nonce, ciphertext, tag
+    Envelope altered = good;
+    std::vector<uint8_t> bytes(sealed.data(), sealed.data() + sealed.size());
+    bytes[at] ^= 0x01;
+    std::get<msg::Push>(altered.body).sealed_gradient = msg::SharedBytes::copy_of(bytes.data(), bytes.size());
+    EXPECT_EQ(code(deliver(altered)), ErrorCode::kPermissionDenied) << "byte " << at;
+  }
+  Envelope more_samples = good;
+  std::get<msg::Push>(more_samples.body).samples = 1000;  // attribution counts it
+  EXPECT_EQ(code(deliver(more_samples)), ErrorCode::kPermissionDenied);
+  Envelope staler = good;
+  std::get<msg::Push>(staler.body).base_version = 7;
+  EXPECT_EQ(code(deliver(staler)), ErrorCode::kPermissionDenied);
+  Envelope truncated = good;
+  std::get<msg::Push>(truncated.body).sealed_gradient = msg::SharedBytes::copy_of(sealed.data(), sealed.size() - 4);
+  EXPECT_EQ(code(deliver(truncated)), ErrorCode::kPermissionDenied);
+  EXPECT_EQ(ps_.version("job-1"), 0u);
+  ASSERT_EQ(deliver(good).size(), 1u);
+  EXPECT_EQ(ps_.version("job-1"), 1u) << "the push as sealed is taken";
+}
+
+// Someone who knows the job id, a rank and the attempt, but holds no key.
+TEST_F(SealedParameterServerTest, PushesAndPullsInClearAreRefusedAndAPullNeedsItsRanksKey) {
+  ASSERT_EQ(code(assign("bsp", 0, 1, 1)), ErrorCode::kOk);
+  Envelope push;
+  push.job_id = "job-1";
+  push.body = msg::Push{"w1", 0, g_, 10, 0, 0};
+  Outbox refused = deliver(push);
+  ASSERT_EQ(code(refused), ErrorCode::kPermissionDenied);
+  EXPECT_NE(refused[0].envelope.get<msg::Error>()->message.find("in clear"), std::string::npos);
+  Envelope pull;
+  pull.job_id = "job-1";
+  pull.request_id = 9;
+  pull.body = msg::Pull{"w1", 0};
+  EXPECT_EQ(code(deliver(pull)), ErrorCode::kPermissionDenied);
+  const std::string aad = data_plane::pull_aad("job-1", 0, 0, kBegin, kEnd, 9);
+  std::get<msg::Pull>(pull.body).seal = data_plane::seal_pull(push_key(1), aad).value();
+  EXPECT_EQ(code(deliver(pull)), ErrorCode::kPermissionDenied) << "rank 1's key, claiming rank 0";
+  std::get<msg::Pull>(pull.body).seal = data_plane::seal_pull(push_key(0), aad).value();
+  Outbox answer = deliver(pull);
+  ASSERT_EQ(answer.size(), 1u);
+  const auto* p = answer[0].envelope.get<msg::Params>();
+  ASSERT_NE(p, nullptr);
+  EXPECT_TRUE(p->values.empty());
+  std::vector<float> opened(20);
+  ASSERT_TRUE(data_plane::open_floats(reply_key(), p->sealed_values, 20,
+                                      data_plane::pull_params_aad("job-1", 0, kBegin, kEnd, 0, 0, 9), opened.data())
+                  .is_ok());
+  EXPECT_EQ(opened, ps_.values("job-1"));
+  EXPECT_EQ(code(deliver(pull)), ErrorCode::kOk) << "a replayed pull gets values only its rank can open";
+  deliver(sealed_push(0, 0, g_, push_key(0)));
+  const msg::Contribution w1 = counts(deliver(sealed_push(1, 0, g_, push_key(1))), 0);
+  EXPECT_EQ(w1.unauthenticated, 3u) << "the push in clear, the pull in clear, the pull under rank 1's key";
+  EXPECT_EQ(w1.accepted, 1u);
+}
+
+// Without keys the server cannot tell who pushed, but it still credits what it accepts to
+// the node the coordinator assigned the rank, never to the name a push gives.
+TEST_F(ParameterServerStateTest, ContributionsNameTheNodeAssignedTheRankNotTheNameAPushGives) {
+  assign("bsp", /*total_steps=*/1, /*checkpoint_every=*/1);
+  Envelope e;
+  e.job_id = "job-1";
+  e.body = msg::Push{"mallory", 0, std::vector<float>(20, 1.0f), 10, 0, 0};
+  EXPECT_TRUE(ps_.handle_data("PEER-m", e).empty());
+  const Outbox out = push("w2", 0, std::vector<float>(20, 1.0f));
+  auto c = checkpoints(out);
+  ASSERT_EQ(c.size(), 1u);
+  std::set<std::string> named;
+  for (const auto& k : c[0]->contributions) {
+    named.insert(k.worker);
+    EXPECT_EQ(k.key_fingerprint, "") << "in clear: no key vouches for it";
+  }
+  EXPECT_EQ(named, (std::set<std::string>{"w1", "w2"}));
+}
+
+TEST_F(SealedParameterServerTest, AServerOtherHostsCanReachServesNoJobInClear) {
+  ps_.set_listener_loopback_only(false, "tcp://0.0.0.0:7001");
+  msg::AssignKeyRange a{spec("bsp"), 0, kBegin, kEnd, 36, 2, 100, 8, 50, 0, 0, {}};
+  a.rank_nodes = rank_nodes();
+  Envelope e;
+  e.job_id = "job-1";
+  e.body = a;
+  Outbox out = ps_.handle_control("COORD", e);
+  ASSERT_EQ(code(out), ErrorCode::kFailedPrecondition);
+  const std::string& message = out[0].envelope.get<msg::Error>()->message;
+  EXPECT_NE(message.find("tcp://0.0.0.0:7001"), std::string::npos) << message;
+  EXPECT_NE(message.find("data_plane_sealing"), std::string::npos) << message;
+  EXPECT_EQ(ps_.num_jobs(), 0u);
+  EXPECT_EQ(code(assign("bsp")), ErrorCode::kOk) << "sealed, it serves the job";
+}
+
+TEST_F(SealedParameterServerTest, AnAssignmentWithoutTheNodesOfItsRanksOrWithPartOfItsKeysIsRefused) {
+  msg::AssignKeyRange a{spec("bsp"), 0, kBegin, kEnd, 36, 2, 100, 8, 50, 0, 0, {}};
+  Envelope e;
+  e.job_id = "job-1";
+  e.body = a;
+  EXPECT_EQ(code(ps_.handle_control("COORD", e)), ErrorCode::kInvalidArgument) << "no rank nodes";
+  a.rank_nodes = rank_nodes();
+  keys_.fill(a, 0);
+  a.rank_keys.pop_back();
+  e.body = a;
+  Outbox out = ps_.handle_control("COORD", e);
+  ASSERT_EQ(code(out), ErrorCode::kInvalidArgument);
+  EXPECT_NE(out[0].envelope.get<msg::Error>()->message.find("keys of 1 of 2 ranks"), std::string::npos);
+  EXPECT_EQ(ps_.num_jobs(), 0u);
 }
 
 }  // namespace

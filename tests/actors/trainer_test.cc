@@ -57,12 +57,13 @@ class TrainerTest : public ::testing::Test {
     a.checkpoint_every = checkpoint_every;
     return a;
   }
+  // Seals its requests when the task carries keys, as the worker does.
   static InMemoryParameterClient client(InMemoryServers& servers, const msg::AssignTask& t,
                                         uint32_t attempt = 0) {
-    return InMemoryParameterClient(servers,
-                                   ParameterRequests(KeySlices::make(t.servers, t.num_parameters).value(),
-                                                     "worker-1", "job-1", attempt, t.rank),
-                                   "PEER-worker-1");
+    ParameterRequests requests(KeySlices::make(t.servers, t.num_parameters).value(), "worker-1", "job-1", attempt,
+                               t.rank);
+    EXPECT_TRUE(requests.seal_with(t.rank_key, t.replies_key).is_ok());
+    return InMemoryParameterClient(servers, std::move(requests), "PEER-worker-1");
   }
   // Runs the task to its end and keeps its reports.
   Status train(InMemoryServers& servers, const msg::AssignTask& t, std::vector<float>* values = nullptr,
@@ -118,6 +119,27 @@ TEST_F(TrainerTest, TrainsOverTwoServersTheModelAPlainLoopTrains) {
   }
   EXPECT_EQ(trained, std::vector<float>(params.begin(), params.end()));
   EXPECT_NE(trained, initial);
+}
+
+// Sealing changes what travels, not what is computed: the same model, bit for bit, with
+// every push and answer sealed (and the servers saw only sealed ones: a push in clear
+// would have been refused).
+TEST_F(TrainerTest, TrainsTheSameModelWithItsDataPlaneSealed) {
+  const std::string text = job_text("sgd");
+  InMemoryServers clear(kParameters, 2), sealed(kParameters, 2);
+  ASSERT_TRUE(clear.assign("job-1", key_range(text)).is_ok());
+  const AttemptKeys keys = AttemptKeys::make(1, sealed.ranges()).value();
+  ASSERT_TRUE(sealed.assign("job-1", key_range(text), 0, {}, &keys).is_ok());
+  msg::AssignTask t = task(sealed, text);
+  keys.fill(t);
+  std::vector<float> in_clear, with_seals;
+  ASSERT_TRUE(train(clear, task(clear, text), &in_clear).is_ok());
+  ASSERT_TRUE(train(sealed, t, &with_seals).is_ok());
+  EXPECT_EQ(with_seals, in_clear);
+  // A task without the keys cannot train on the sealed servers: its first pull is refused.
+  Status unkeyed = train(sealed, task(sealed, text));
+  EXPECT_EQ(unkeyed.code(), ErrorCode::kPermissionDenied) << unkeyed.to_string();
+  EXPECT_NE(unkeyed.message().find("ps-1"), std::string::npos) << unkeyed.message();
 }
 
 TEST_F(TrainerTest, ReportsEachEpochsEvaluationAndAtTheEndItsStepsAndSamples) {

@@ -8,6 +8,7 @@
 #include <zmq.hpp>
 
 #include "protocols/codec.h"
+#include "protocols/data_plane.h"
 #include "tests/integration/cluster.h"
 
 namespace custody::testing {
@@ -185,23 +186,106 @@ TEST(BadInputTest, HostilePushesIntoARunningJobAreRefusedAndTheJobCompletes) {
   EXPECT_TRUE(c.node(0).running());
   CliResult verify = c.cli({"--store", c.store().string(), "audit", "verify"});
   EXPECT_EQ(verify.code, 0) << verify.out << verify.err;
-  // The refusals are attributed: a checkpoint of the job names the sender that was refused,
-  // with nothing accepted from it.
-  uint64_t refused = 0, accepted = 0;
+  // The refusals are attributed by rank: this job's data plane is in clear (loopback), so
+  // the server cannot tell who sent a push and counts it against the node the rank was
+  // assigned to, never the name the push gave; the record says it was not sealed.
+  uint64_t refused = 0;
   auto checkpoints = nlohmann::json::parse(c.cli({"--store", c.store().string(), "checkpoints", job, "--json"}).out);
   for (const auto& ckpt : checkpoints) {
     auto shown = nlohmann::json::parse(
         c.cli({"--store", c.store().string(), "lineage", "show", ckpt["id"].get<std::string>(), "--json"}).out);
     for (const auto& r : shown["incoming"]) {
-      if (r["body"]["rel"] != "contributed" || r["body"]["from"] != "node:mallory") continue;
-      refused += r["body"]["rejected"].get<uint64_t>();
-      accepted += r["body"]["accepted"].get<uint64_t>();
-      EXPECT_FALSE(r["body"].contains("shard"))
-          << "a sender that holds no rank is not credited with a shard: " << r.dump();
+      if (r["body"]["rel"] != "contributed") continue;
+      EXPECT_NE(r["body"]["from"], "node:mallory") << "a name a push gives is not credited: " << r.dump();
+      EXPECT_EQ(r["body"]["sealed"], false) << r.dump();
+      if (r["body"]["rank"] == 0) refused += r["body"]["rejected"].get<uint64_t>();
     }
   }
-  EXPECT_EQ(refused, 5u) << "size, NaN, infinity, rank and replay (the wrong attempt never reaches the job)";
-  EXPECT_EQ(accepted, 0u);
+  EXPECT_EQ(refused, 4u) << "size, NaN, infinity and replay of rank 0 (rank 7 is no one's; the wrong attempt "
+                            "never reaches the job)";
+}
+
+// Someone on the network who knows a running job's id, a rank and the attempt, and holds
+// no key: with the data plane sealed, the parameter server refuses every push and pull of
+// theirs (in clear, or with a made-up seal), logs each, and keeps serving the job, which
+// completes with the refusals counted as unauthenticated against the rank they claimed.
+TEST(BadInputTest, ASealedJobsServerRefusesPushesAndPullsWithoutTheRanksKey) {
+  ClusterOptions options{1, 2};
+  options.coordinator_args = {"--data-plane-sealing", "on"};
+  LocalCluster c("badinput-sealed", options);
+  ASSERT_TRUE(c.wait_for_nodes(3));
+  const std::string spec = synthetic_mlp_job("target", 40, 4000);
+  CliResult submitted = c.cli({"submit", c.write_job("target.toml", spec).string()});
+  ASSERT_EQ(submitted.code, 0) << submitted.err;
+  const std::string job = submitted.out.substr(0, submitted.out.find('\n'));
+  nlohmann::json status;
+  auto deadline = std::chrono::steady_clock::now() + 30s;
+  do {
+    status = nlohmann::json::parse(c.cli({"status", "--json"}).out);
+    std::this_thread::sleep_for(50ms);
+  } while (status["jobs"][0]["state"] != "running" && std::chrono::steady_clock::now() < deadline);
+  ASSERT_EQ(status["jobs"][0]["state"], "running");
+  EXPECT_EQ(status["jobs"][0]["data_plane_sealed"], true) << status.dump(2);
+  std::string ps_address;
+  for (const auto& n : status["nodes"])
+    if (n["role"] == "parameter-server") ps_address = n["address"];
+  const size_t range = 32 * 16 + 16 + 16 * 4 + 4;
+  RawClient client(ps_address);
+  auto send = [&](msg::Body body) {
+    msg::Envelope e;
+    e.sender = "worker-1";
+    e.job_id = job;
+    e.attempt = 0;
+    e.request_id = 1;
+    e.body = std::move(body);
+    client.send(msg::encode(e).to_vector());
+    msg::Envelope reply = client.reply();
+    const auto* err = reply.get<msg::Error>();
+    EXPECT_NE(err, nullptr) << "taken: " << msg::body_name(reply.body);
+    if (err) {
+      EXPECT_EQ(err->code, ErrorCode::kPermissionDenied) << err->message;
+    }
+    return err ? err->message : "";
+  };
+  // A push in clear, as a worker of an unsealed job sends it, of a step to come.
+  expect_mentions(send(msg::Push{"worker-1", 1000000, std::vector<float>(range, 0.01f), 16, 0, 0}), "in clear");
+  // A push whose seal is made up: the right size, random bytes.
+  msg::Push forged{"worker-1", 1000000, {}, 16, 0, 0};
+  std::vector<uint8_t> noise(data_plane::sealed_size(range * sizeof(float)));
+  for (size_t i = 0; i < noise.size(); ++i) noise[i] = static_cast<uint8_t>(i * 131 + 7);
+  forged.sealed_gradient = msg::SharedBytes::copy_of(noise.data(), noise.size());
+  expect_mentions(send(forged), "not sealed under the key of rank 0");
+  expect_mentions(send(msg::Pull{"worker-1", 0}), "in clear");
+  expect_mentions(send(msg::Pull{"worker-1", 1, std::string(kAeadOverhead, 'x')}), "rank 1");
+  EXPECT_TRUE(c.node(0).running());
+
+  CliResult waited = c.cli({"wait", job, "--max-seconds", "120"});
+  EXPECT_EQ(waited.code, 0) << waited.out << waited.err;
+  auto done = nlohmann::json::parse(c.cli({"status", job, "--json"}).out);
+  EXPECT_EQ(done["state"], "completed");
+  EXPECT_GE(done["test_accuracy"].get<double>(), 0.9);
+  EXPECT_TRUE(c.node(0).running());
+  const std::string log = read_file(c.dir() / "ps-1.log");
+  EXPECT_NE(log.find("refused a push claiming rank 0 of " + job), std::string::npos) << log;
+  EXPECT_NE(log.find("refused a pull claiming rank 1 of " + job), std::string::npos) << log;
+  // Counted against the ranks they claimed as unauthenticated, not as the nodes' rejections.
+  uint64_t unauthenticated = 0, rejected = 0;
+  auto checkpoints = nlohmann::json::parse(c.cli({"--store", c.store().string(), "checkpoints", job, "--json"}).out);
+  for (const auto& ckpt : checkpoints) {
+    auto shown = nlohmann::json::parse(
+        c.cli({"--store", c.store().string(), "lineage", "show", ckpt["id"].get<std::string>(), "--json"}).out);
+    for (const auto& r : shown["incoming"]) {
+      if (r["body"]["rel"] != "contributed") continue;
+      EXPECT_EQ(r["body"]["sealed"], true) << r.dump();
+      EXPECT_TRUE(r["body"].contains("key_fingerprints")) << r.dump();
+      unauthenticated += r["body"].value("unauthenticated", uint64_t(0));
+      rejected += r["body"]["rejected"].get<uint64_t>();
+    }
+  }
+  EXPECT_EQ(unauthenticated, 4u);
+  EXPECT_EQ(rejected, 0u);
+  CliResult verify = c.cli({"--store", c.store().string(), "audit", "verify"});
+  EXPECT_EQ(verify.code, 0) << verify.out << verify.err;
 }
 
 // A flag takes the values its config key takes (nodes/node_options.h, tools/command.h): one

@@ -1,5 +1,6 @@
 // The cluster as its users run it: separate coordinator, parameter-server and worker
 // processes on 127.0.0.1, driven through the `custody` CLI.
+#include <algorithm>
 #include <functional>
 #include <nlohmann/json.hpp>
 
@@ -65,7 +66,8 @@ TEST(ClusterTest, TrainsFashionMnistAcrossSeparateProcessesThroughTheCli) {
 
 // A worker that runs the parameter server in its own process reaches it in-process, the
 // other worker over TCP; the job is the same job: the model is the same to the last bit
-// (the final checkpoint's root hash) as when every node has a process of its own.
+// (the final checkpoint's root hash) as when every node has a process of its own, and the
+// same whether its data plane is sealed or in clear.
 TEST(ClusterTest, AWorkerWithTheParameterServerInItsProcessTrainsTheSameModelAsSeparateProcesses) {
   const std::string one_epoch = fashion_mlp_job("fashion-short", 1);
   auto train = [&](const std::string& name, ClusterOptions o) {
@@ -86,6 +88,8 @@ TEST(ClusterTest, AWorkerWithTheParameterServerInItsProcessTrainsTheSameModelAsS
     const std::string w1 = read_file(c.dir() / "worker-1.log"), w2 = read_file(c.dir() / "worker-2.log");
     const bool in_process = w1.find("reaches parameter server ps-1 in-process") != std::string::npos;
     EXPECT_EQ(w2.find("in-process"), std::string::npos) << w2;
+    const bool sealed = std::find(o.coordinator_args.begin(), o.coordinator_args.end(), "on") != o.coordinator_args.end();
+    EXPECT_EQ(s["data_plane_sealed"], sealed) << s.dump(2);
     return std::make_tuple(s["test_accuracy"].get<double>(), root, in_process);
   };
   ClusterOptions separate;
@@ -93,13 +97,19 @@ TEST(ClusterTest, AWorkerWithTheParameterServerInItsProcessTrainsTheSameModelAsS
   ClusterOptions colocated;
   colocated.servers = 0;
   colocated.colocated_servers = 1;
+  colocated.coordinator_args = {"--data-plane-sealing", "on"};
+  ClusterOptions separate_sealed = separate;
+  separate_sealed.coordinator_args = colocated.coordinator_args;
   const auto [accuracy, root, separate_in_process] = train("separate", separate);
   const auto [colocated_accuracy, colocated_root, colocated_in_process] = train("colocated", colocated);
+  const auto [sealed_accuracy, sealed_root, sealed_in_process] = train("separate-sealed", separate_sealed);
   EXPECT_FALSE(separate_in_process);
+  EXPECT_FALSE(sealed_in_process);
   EXPECT_TRUE(colocated_in_process) << "worker-1 did not reach its own process's server in-process";
   EXPECT_GE(accuracy, 0.78);
   EXPECT_EQ(colocated_accuracy, accuracy);
-  EXPECT_EQ(colocated_root, root) << "the same job trained a different model";
+  EXPECT_EQ(colocated_root, root) << "the same job trained a different model (co-located and sealed)";
+  EXPECT_EQ(sealed_root, root) << "the same job trained a different model (sealed)";
 }
 
 TEST(ClusterTest, AspJobOnSyntheticDataCompletes) {

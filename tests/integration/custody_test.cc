@@ -124,9 +124,12 @@ TEST(CustodyTest, TraceOfTheFinalCheckpointNamesDataSubmitterAndBothWorkers) {
 
 // Regression: training is deterministic, and checkpoint ids were the weights' hash, so the
 // second run of the same job overwrote the first's checkpoint records: its trace named the
-// first run, its submitter and licence, and summed both runs' contributions.
+// first run, its submitter and licence, and summed both runs' contributions. The data plane
+// is sealed, each run under keys of its own: sealing does not change the weights.
 TEST(CustodyTest, TheSameJobSubmittedTwiceKeepsTwoRecordsWithTheirOwnPeopleAndTerms) {
-  LocalCluster c("custody-twice", {1, 2});
+  ClusterOptions sealed{1, 2};
+  sealed.coordinator_args = {"--data-plane-sealing", "on"};
+  LocalCluster c("custody-twice", sealed);
   ASSERT_TRUE(c.wait_for_nodes(3));
   const std::string text = job_text("twice", 1);
   std::string withdrawn = text;
@@ -157,6 +160,8 @@ TEST(CustodyTest, TheSameJobSubmittedTwiceKeepsTwoRecordsWithTheirOwnPeopleAndTe
   for (const auto& w : cli_json(c, {"lineage", "trace", "twice@2"})["children"][0]["children"][1]["contributors"]) {
     EXPECT_EQ(w["steps"].get<uint64_t>(), b[0]["step"].get<uint64_t>()) << "this run's steps only: " << w.dump();
   }
+  EXPECT_EQ(cli_json(c, {"status", first})["data_plane_sealed"], true);
+  EXPECT_EQ(cli_json(c, {"status", second})["data_plane_sealed"], true);
   EXPECT_EQ(c.cli({"audit", "verify"}).code, 0);
 }
 

@@ -209,7 +209,8 @@ TEST(RecoveryTest, ARestartedCoordinatorReloadsJobsAndPrincipalsAndTheJobResumes
 // Issue 11, item 9: optimizer state is checkpointed with the weights, so a BSP job with
 // momentum that is cancelled after a checkpoint and resumed ends on the model the same job
 // trains straight through, to the last bit (the final checkpoint's root hash). Before, the
-// resumed run restarted momentum from zeros and ended on another model.
+// resumed run restarted momentum from zeros and ended on another model. With the data
+// plane sealed, the resume's new attempt runs under keys of its own.
 TEST(RecoveryTest, AJobCancelledAtACheckpointAndResumedEndsOnTheUninterruptedModelBitForBit) {
   const std::string spec =
       "[job]\nname = \"resume-identity\"\nepochs = 2\nbatch_size = 8\nworkers = 2\nseed = 11\n"
@@ -219,7 +220,9 @@ TEST(RecoveryTest, AJobCancelledAtACheckpointAndResumedEndsOnTheUninterruptedMod
       "weight_decay = 0.0005\n"
       "[data]\nkind = \"synthetic\"\n[data.synthetic]\ntrain_samples = 48000\ntest_samples = 400\nfeatures = 64\n"
       "classes = 4\n";  // 3000 steps an epoch: the cancel lands well before the end
-  LocalCluster c("resume-identity", {2, 2});
+  ClusterOptions sealed{2, 2};
+  sealed.coordinator_args = {"--data-plane-sealing", "on"};
+  LocalCluster c("resume-identity", sealed);
   ASSERT_TRUE(c.wait_for_nodes(4));
   auto final_root = [&](const std::string& job) {
     CliResult waited = c.cli({"wait", job, "--max-seconds", "180"});

@@ -18,9 +18,14 @@ namespace {
 // Every body kind, each field non-default (enums too: not their first enumerant on the wire).
 std::vector<Body> every_body() {
   JobStatus job{"job-1", "n", JobState::kCancelled, "m", "s", 2, 3, 4, 5, 0.5, 0.25, 0.125, 9.5, 11, 12, 13,
-                {"w"}, {"p"}, "d", "bsp", {0.5}, "ckpt-1", {"worker-2"}, 7};
+                {"w"}, {"p"}, "d", "bsp", {0.5}, "ckpt-1", {"worker-2"}, 7, true, "sealed: why"};
   NodeStatus node{"worker-1", NodeRole::kWorker, "tcp://a:1", true, true, 17, "h", 42};
-  AssignTask task{"spec", 1, ShardId{"hash", 2, 3, 4, 5}, 6, 7, 8, {ServerRange{"ps-1", "tcp://b:2", 9, 10}}, 11, 12};
+  const AeadKey key = AeadKey::from_bytes(std::string(kAeadKeyBytes, 'k')).value();
+  AssignTask task{"spec", 1, ShardId{"hash", 2, 3, 4, 5}, 6, 7, 8, {ServerRange{"ps-1", "tcp://b:2", 9, 10}}, 11, 12,
+                  key, key};
+  AssignKeyRange range{"spec", 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, {0.5f}, {0.25f}, 11, {key}, key, {"worker-1"}};
+  Push push{"worker-1", 2, Floats{0.5f}, 3, 4, 5, SharedBytes::copy_of(reinterpret_cast<const uint8_t*>("sealed"), 6)};
+  Params params{1, 2, Floats{0.5f}, SharedBytes::copy_of(reinterpret_cast<const uint8_t*>("sealed"), 6)};
   return {
       Error{ErrorCode::kDataLoss, "bad"},
       Register{NodeRole::kWorker, "tcp://a:1", "host", 42, "worker-9"},
@@ -32,17 +37,17 @@ std::vector<Body> every_body() {
       StatusRequest{true},
       StatusReply{{job}, {node}, "/store"},
       CancelJob{"enough", "alice"},
-      AssignKeyRange{"spec", 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, {0.5f}, {0.25f}, 11},
+      range,
       KeyRangeReady{1, 2},
       task,
       Progress{1, 2, 3, 0.5, 4, 5},
       EpochEval{1, 2, 3, 0.5, 4},
       TaskDone{1, 2, 3},
       StopJob{"why"},
-      Pull{"worker-1"},
-      Push{"worker-1", 2, Floats{0.5f}, 3, 4, 5},
-      Params{1, 2, Floats{0.5f}},
-      CheckpointShard{1, 2, {0.5f}, {Contribution{"worker-1", 1, 2, 3, 0.5, 4, 5, 6}}, true, {0.25f}, 7},
+      Pull{"worker-1", 1, std::string(28, 's')},
+      push,
+      params,
+      CheckpointShard{1, 2, {0.5f}, {Contribution{"worker-1", 1, 2, 3, 0.5, 4, 5, 6, "fingerprint", 8}}, true, {0.25f}, 7},
       ResumeJob{"alice"},
       ExportRequest{"ckpt-1", "bob", "audit"},
       ExportReply{"ckpt-1", "root", {4, 2}, {0.5f}, "use-1", "{}"},

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# What sealing the data plane costs (docs/ARCHITECTURE.md, "The data plane: keys and
+# sealing"), in one run:
+#   - the bench's cluster, 1 parameter server + 2 workers, BSP, separate processes on
+#     127.0.0.1, training the default job (configs/jobs/fashion_mlp.toml, EPOCHS epochs)
+#     with the coordinator's --data-plane-sealing on and off, alternating, ROUNDS times
+#     each (these machines' speed drifts between runs: only alternating repeats compare);
+#     samples/s = samples trained / (finished - started), both taken by the coordinator;
+#     the medians, and the median of each round's sealed/unsealed ratio (the bar: >= 0.85);
+#   - custody-bench-sealing: seal and open of a 0.94 MB block (a push of the default
+#     model) in GB/s, and a push/pull round trip of that block through the transport on
+#     loopback, sealed against in clear (bench/sealing.cc).
+# Writes build/bench/sealing.json.
+#   bench/sealing.sh [ROUNDS] [EPOCHS]      (defaults 5 rounds of 2 epochs; about 6 minutes)
+set -euo pipefail
+source "$(dirname "$0")/../scripts/lib/bench.sh"
+rounds=${1:-5}
+epochs=${2:-2}
+bench_setup "$epochs"
+
+measure() {  # on|off -> samples/s
+  local mode=$1 run js steps started finished sealed
+  run=$(mktemp -d "$work/$mode.XXXX")
+  cluster_start "$run" 1 2 --store "$run/store" --data-plane-sealing "$mode"
+  local job
+  job=$(custody submit "$work/job.toml")
+  custody wait "$job" >/dev/null
+  js=$(custody status "$job" --json)
+  cluster_stop
+  sealed=$(echo "$js" | sed -n 's/.*"data_plane_sealed": \([a-z]*\).*/\1/p')
+  if [ "$mode" = on ] && [ "$sealed" != true ] || [ "$mode" = off ] && [ "$sealed" != false ]; then
+    echo "the run with --data-plane-sealing $mode was not $mode: $(echo "$js" | grep '"data_plane"')" >&2
+    exit 1
+  fi
+  steps=$(echo "$js" | sed -n 's/.*"total_steps": \([0-9]*\).*/\1/p')
+  started=$(echo "$js" | sed -n 's/.*"started_at_ms": \([0-9]*\).*/\1/p')
+  finished=$(echo "$js" | sed -n 's/.*"finished_at_ms": \([0-9]*\).*/\1/p')
+  # 2 workers x 64 samples per step
+  echo $(( steps * 2 * 64 * 1000 / (finished - started) ))
+}
+
+on=() off=() ratios=()
+for r in $(seq "$rounds"); do
+  off+=("$(measure off)")
+  on+=("$(measure on)")
+  ratios+=("$(awk -v a="${on[-1]}" -v b="${off[-1]}" 'BEGIN {printf "%.3f", a / b}')")
+  echo "round $r: in clear ${off[-1]} samples/s, sealed ${on[-1]} samples/s (${ratios[-1]})" >&2
+done
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+m_off=$(median "${off[@]}")
+m_on=$(median "${on[@]}")
+ratio=$(awk -v a="$m_on" -v b="$m_off" 'BEGIN {printf "%.3f", a / b}')
+m_ratio=$(median "${ratios[@]}")
+micro=$("$bin/custody-bench-sealing" 2>/dev/null)
+
+printf "%-36s %12s\n" "1 ps + 2 workers, BSP, $epochs epochs" "samples/s"
+printf "%-36s %12s\n" "in clear (median of $rounds)" "$m_off"
+printf "%-36s %12s\n" "sealed   (median of $rounds)" "$m_on"
+printf "%-36s %12s\n" "sealed / in clear" "$ratio (median of the rounds' ratios: $m_ratio; bar >= 0.85)"
+MICRO="$micro" /usr/bin/python3 - <<'PY'
+import json, os
+m = json.loads(os.environ["MICRO"])
+mb = m["block_bytes"] / 1e6
+print(f"seal of a {mb:.2f} MB block: {m['seal_gb_per_sec']:.2f} GB/s; open: {m['open_gb_per_sec']:.2f} GB/s (one core); "
+      f"on all {m['cores']} cores: {m['seal_all_cores_gb_per_sec']:.2f} and {m['open_all_cores_gb_per_sec']:.2f} GB/s")
+print(f"push/pull of that block through the transport on loopback (1 worker, BSP): sealed "
+      f"{m['sealed_gb_per_sec']:.2f} GB/s, in clear {m['clear_gb_per_sec']:.2f} GB/s ({m['ratio']:.3f})")
+PY
+cat >"$out_dir/sealing.json" <<JSON
+{"benchmark": "sealing", "job": "fashion_mlp, $epochs epochs, 1 ps, 2 workers, bsp", "rounds": $rounds,
+ "clear_samples_per_sec": [$(IFS=,; echo "${off[*]}")], "sealed_samples_per_sec": [$(IFS=,; echo "${on[*]}")],
+ "round_ratios": [$(IFS=,; echo "${ratios[*]}")],
+ "median_clear": $m_off, "median_sealed": $m_on, "ratio_of_medians": $ratio, "median_of_ratios": $m_ratio,
+ "block": $micro}
+JSON
+echo "wrote $out_dir/sealing.json"
