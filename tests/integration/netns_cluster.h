@@ -1,0 +1,199 @@
+// A Custody cluster spread over network namespaces (netns.h): the coordinator, each
+// parameter server and each worker on a host of its own, joined by a switch, so every
+// message between nodes crosses a real veth link with real addresses, where it can be
+// captured and where a cable can be pulled. Hosts, in order (host i is 10.77.0.i):
+//
+//   coordinator (10.77.0.1, :5555)   ps-1 .. ps-S (:6000)   worker-1 .. worker-W   extra hosts
+//
+// The coordinator listens on tcp://*:5555 and the servers on tcp://*:6000, advertising
+// their own address (README "Across machines"); fixed ports are safe because each host
+// has its own port space. The CLI runs on the coordinator's host, as its operator would.
+// Construct, optionally start captures of links (so they see the nodes register), then
+// start(). Everything stops when the cluster goes out of scope: processes, captures, then
+// the namespaces; the directory with logs, command outputs and pcap files is kept when the
+// test failed (or with CUSTODY_KEEP_LOGS=1).
+//
+// The secured variant (issue 13: CurveZMQ, sealed data plane) is the same cluster with
+// more flags: `Security` below is the one place that says which.
+// Not thread-safe: one test thread drives it.
+#pragma once
+
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "tests/integration/cluster.h"
+#include "tests/integration/netns.h"
+
+namespace custody::testing {
+
+inline constexpr int kCoordinatorPort = 5555, kServerPort = 6000;
+
+// Flags that secure a cluster, added to every process of its kind. Today's cluster has
+// none of them; the tests that need them are skipped until `custody-coordinator --help`
+// lists --security (security_available()). When issue 13's control plane lands, make
+// these match it: that is the only change a secured run of these tests should need.
+struct Security {
+  bool enabled = false;
+  std::vector<std::string> coordinator = {"--security", "curve"};
+  std::vector<std::string> node = {};
+  std::vector<std::string> cli = {};
+};
+
+// Empty if this build's coordinator can run a secured cluster; otherwise why not.
+inline std::string security_unavailable() {
+  const fs::path dir = fs::temp_directory_path();
+  CliResult help = run_argv(dir, {bin("custody-coordinator"), "--help"});
+  if (help.out.find("--security") != std::string::npos) return "";
+  return "custody-coordinator has no --security flag yet (issue 13's CurveZMQ control plane is not on this "
+         "branch); this test runs the secured cluster and starts passing or failing when it lands";
+}
+
+struct NetnsClusterOptions {
+  int servers = 1, workers = 2;
+  std::vector<std::string> extra_hosts = {};  // hosts that run no node, e.g. "intruder"
+  bool auth = true;                           // --auth: tokens, an admin and a node principal
+  int heartbeat_interval_ms = 200, heartbeat_timeout_ms = 1500;
+  std::vector<std::string> coordinator_args = {};
+  Security security = {};
+};
+
+class NetnsCluster {
+ public:
+  NetnsCluster(const std::string& test_name, NetnsClusterOptions o) : options_(std::move(o)) {
+    dir_ = fs::temp_directory_path() / ("custody-netns-" + test_name + "-" + std::to_string(getpid()));
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    std::vector<std::string> hosts{"coordinator"};
+    for (int i = 1; i <= options_.servers; ++i) hosts.push_back("ps-" + std::to_string(i));
+    for (int i = 1; i <= options_.workers; ++i) hosts.push_back("worker-" + std::to_string(i));
+    hosts.insert(hosts.end(), options_.extra_hosts.begin(), options_.extra_hosts.end());
+    topology_ = std::make_unique<NetnsTopology>(dir_, hosts);
+  }
+  ~NetnsCluster() {
+    for (auto& [name, p] : nodes_) p->stop();
+    if (coordinator_) coordinator_->stop();
+    for (auto& [host, capture] : captures_) {
+      capture->stop();
+      capture->write_pcap(dir_ / (host + ".pcap"));
+    }
+    captures_.clear();
+    topology_.reset();
+    if (!::testing::Test::HasFailure() && !std::getenv("CUSTODY_KEEP_LOGS")) fs::remove_all(dir_);
+    else std::cerr << "cluster logs, command outputs and captures (*.pcap) kept in " << dir_ << "\n";
+  }
+  NetnsCluster(const NetnsCluster&) = delete;
+  NetnsCluster& operator=(const NetnsCluster&) = delete;
+
+  bool ok() const { return topology_->ok(); }
+  NetnsTopology& topology() { return *topology_; }
+  const fs::path& dir() const { return dir_; }
+  fs::path store() const { return dir_ / "store"; }
+  fs::path admin_token() const { return dir_ / "admin.token"; }
+  fs::path node_token() const { return dir_ / "node.token"; }
+  const std::string& ip(const std::string& host) const { return topology_->host(host).ip; }
+  std::string coordinator_address() const { return "tcp://" + ip("coordinator") + ":" + std::to_string(kCoordinatorPort); }
+  std::string server_address(const std::string& ps) const { return "tcp://" + ip(ps) + ":" + std::to_string(kServerPort); }
+
+  // Records the switch port of `host` from now until the cluster ends (its pcap file is
+  // written then). Start it before start() to see registration and tokens.
+  LinkCapture& capture(const std::string& host) {
+    auto& c = captures_[host];
+    c = std::make_unique<LinkCapture>(*topology_, host);
+    return *c;
+  }
+
+  // The coordinator, then (with auth) a node principal, then the servers and workers.
+  // False, with a test failure naming it, if something did not come up.
+  bool start() {
+    std::vector<std::string> argv{bin("custody-coordinator"), "--listen", "tcp://*:" + std::to_string(kCoordinatorPort),
+                                  "--port-file", (dir_ / "coordinator.addr").string(), "--store", store().string(),
+                                  "--heartbeat-interval-ms", std::to_string(options_.heartbeat_interval_ms),
+                                  "--heartbeat-timeout-ms", std::to_string(options_.heartbeat_timeout_ms)};
+    if (options_.auth) argv.insert(argv.end(), {"--auth", "--admin-token-file", admin_token().string()});
+    if (options_.security.enabled) {
+      argv.insert(argv.end(), options_.security.coordinator.begin(), options_.security.coordinator.end());
+    }
+    argv.insert(argv.end(), options_.coordinator_args.begin(), options_.coordinator_args.end());
+    coordinator_ = std::make_unique<Process>(topology_->on("coordinator", argv), dir_ / "coordinator.log");
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (!fs::exists(dir_ / "coordinator.addr") && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(20ms);
+    }
+    if (!fs::exists(dir_ / "coordinator.addr")) {
+      ADD_FAILURE() << "the coordinator did not start listening within 10 s:\n" << read_file(dir_ / "coordinator.log");
+      return false;
+    }
+    if (options_.auth) {
+      CliResult node = cli({"principal", "add", "nodes", "--role", "node"});
+      if (node.code != 0) {
+        ADD_FAILURE() << "principal add nodes: " << node.err;
+        return false;
+      }
+      std::ofstream(node_token()) << node.out;
+      node_args_ = {"--token-file", node_token().string()};
+    }
+    if (options_.security.enabled) node_args_.insert(node_args_.end(), options_.security.node.begin(), options_.security.node.end());
+    for (int i = 1; i <= options_.servers; ++i) {
+      const std::string name = "ps-" + std::to_string(i);
+      start_node("custody-ps", name, {"--listen", "tcp://*:" + std::to_string(kServerPort), "--advertise-host", ip(name)});
+    }
+    for (int i = 1; i <= options_.workers; ++i) start_node("custody-worker", "worker-" + std::to_string(i), {});
+    return true;
+  }
+
+  Process& start_node(const std::string& exe, const std::string& name, const std::vector<std::string>& extra) {
+    std::vector<std::string> argv{bin(exe), "--coordinator", coordinator_address(), "--name", name};
+    argv.insert(argv.end(), node_args_.begin(), node_args_.end());
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    auto& p = nodes_[name];
+    p = std::make_unique<Process>(topology_->on(name, argv), dir_ / (name + ".log"));
+    return *p;
+  }
+  Process& node(const std::string& name) { return *nodes_.at(name); }
+  Process& coordinator() { return *coordinator_; }
+
+  // The CLI on the coordinator's host, as its operator (the admin, with auth).
+  CliResult cli(std::vector<std::string> args, std::chrono::seconds timeout = 120s) {
+    if (options_.auth) args.insert(args.begin(), {"--token-file", admin_token().string()});
+    if (options_.security.enabled) args.insert(args.begin(), options_.security.cli.begin(), options_.security.cli.end());
+    return cli_from("coordinator", args, timeout);
+  }
+  // The CLI on any host, with only the flags given (no token, no key).
+  CliResult cli_from(const std::string& host, std::vector<std::string> args, std::chrono::seconds timeout = 120s) {
+    args.insert(args.begin(), {bin("custody"), "--coordinator", coordinator_address()});
+    return run_argv(dir_, topology_->on(host, args), timeout);
+  }
+  // Any program on any host.
+  CliResult run_on(const std::string& host, std::vector<std::string> argv, std::chrono::seconds timeout = 60s) {
+    return run_argv(dir_, topology_->on(host, std::move(argv)), timeout);
+  }
+
+  // Waits until `count` nodes are registered and alive.
+  bool wait_for_nodes(size_t count, std::chrono::seconds timeout = 30s) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      CliResult r = cli({"status", "--json"}, 10s);
+      if (r.code == 0) {
+        size_t alive = 0;
+        const nlohmann::json status = nlohmann::json::parse(r.out);
+        for (const auto& n : status["nodes"]) alive += n["alive"].get<bool>();
+        if (alive == count) return true;
+      }
+      std::this_thread::sleep_for(100ms);
+    }
+    return false;
+  }
+
+ private:
+  NetnsClusterOptions options_;
+  fs::path dir_;
+  std::unique_ptr<NetnsTopology> topology_;
+  std::map<std::string, std::unique_ptr<LinkCapture>> captures_;
+  std::unique_ptr<Process> coordinator_;
+  std::vector<std::string> node_args_;
+  std::map<std::string, std::unique_ptr<Process>> nodes_;
+};
+
+}  // namespace custody::testing

@@ -1,0 +1,406 @@
+// A Custody cluster across real network links (issue 13, "Tested across hosts, not only on
+// loopback"): the coordinator, the parameter servers and the workers each run on a host of
+// their own, a Linux network namespace joined to a switch namespace by a veth pair
+// (netns.h, netns_cluster.h):
+//
+//                         switch namespace: bridge br0
+//        p1 ------------- p2 ------------- p3 ------------- p4 ------------- p5
+//        |                |                |                |                |
+//   coordinator          ps-1          worker-1          worker-2        (intruder)
+//   10.77.0.1:5555   10.77.0.2:6000    10.77.0.3         10.77.0.4        10.77.0.5
+//
+// What it checks:
+//  * a job trains to completion over the links (the capture of ps-1's port shows the
+//    workers' pushes and the coordinator's traffic crossing it);
+//  * what a wiretap on a link sees: today the weights and the nodes' token in clear (the
+//    positive control, which proves the search can find what it looks for), never the
+//    coordinator's signing key; on a secured cluster, none of the weights, keys or tokens;
+//  * a host that knows a job id, rank and attempt: what it gets today from the coordinator
+//    (refused without a token) and from a parameter server (the weights, and an update
+//    applied to the running job); on a secured cluster, refused everything, and logged;
+//  * a pulled cable (`ip link set pN down` at the switch) mid-job: the job rolls back and
+//    completes on the remaining hosts, or, with --max-recoveries 0, fails naming the lost
+//    node.
+// The secured cases (NetnsSecuredTest) are skipped until custody-coordinator has
+// --security; all of them are skipped, saying why, where namespaces cannot be created
+// (not root, no iproute2). Run:
+//   sudo build/bin/netns_test                     # or: cd build && ctest -R Netns
+//   CUSTODY_KEEP_LOGS=1 build/bin/netns_test      # keeps logs and captures (*.pcap)
+#include <nlohmann/json.hpp>
+
+#include "tests/integration/checkpoint_chain.h"
+#include "tests/integration/netns_cluster.h"
+
+namespace custody::testing {
+namespace {
+
+using nlohmann::json;
+
+#define SKIP_WITHOUT_NAMESPACES()                                                      \
+  do {                                                                                 \
+    if (!NetnsTopology::why_unavailable().empty()) {                                   \
+      GTEST_SKIP() << "skipped: " << NetnsTopology::why_unavailable();                 \
+    }                                                                                  \
+  } while (0)
+
+#define SKIP_WITHOUT_SECURITY()                                                        \
+  do {                                                                                 \
+    SKIP_WITHOUT_NAMESPACES();                                                         \
+    if (const std::string why = security_unavailable(); !why.empty()) {                \
+      GTEST_SKIP() << "skipped: " << why;                                              \
+    }                                                                                  \
+  } while (0)
+
+constexpr size_t kParameters = 32 * 16 + 16 + 16 * 4 + 4;  // synthetic_mlp_job's MLP 32-16-4
+
+// synthetic_mlp_job with keys added under [job].
+std::string job_text(const std::string& name, int epochs, int samples, const std::string& job_keys = "") {
+  std::string text = synthetic_mlp_job(name, epochs, samples);
+  text.insert(text.find("[job]\n") + 6, job_keys);
+  return text;
+}
+
+json cli_json(NetnsCluster& c, std::vector<std::string> args) {
+  args.push_back("--json");
+  CliResult r = c.cli(args);
+  EXPECT_EQ(r.code, 0) << r.err;
+  return r.code == 0 ? json::parse(r.out) : json();
+}
+
+std::string submit(NetnsCluster& c, const std::string& name, const std::string& text) {
+  const fs::path file = c.dir() / (name + ".toml");
+  std::ofstream(file) << text;
+  CliResult r = c.cli({"submit", file.string()});
+  EXPECT_EQ(r.code, 0) << r.err;
+  return r.out.substr(0, r.out.find('\n'));
+}
+
+// Waits until the job is running and past `step`; false if it ended or failed first.
+bool wait_until_step(NetnsCluster& c, const std::string& job, uint64_t step, bool with_checkpoint = false) {
+  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    json s = cli_json(c, {"status", job});
+    if (s.is_null() || (s["state"] != "running" && s["state"] != "starting" && s["state"] != "pending")) return false;
+    if (s["state"] == "running" && s["step"].get<uint64_t>() >= step &&
+        (!with_checkpoint || !s["last_checkpoint"].get<std::string>().empty())) {
+      return true;
+    }
+    std::this_thread::sleep_for(50ms);
+  }
+  return false;
+}
+
+json wait_for_end(NetnsCluster& c, const std::string& job) {
+  CliResult waited = c.cli({"wait", job, "--max-seconds", "90"});
+  json s = cli_json(c, {"status", job});
+  EXPECT_TRUE(s.value("state", "") == "completed" || s.value("state", "") == "failed")
+      << waited.out << waited.err << s.dump(2);
+  return s;
+}
+
+// The weights a model's newest version holds, through `custody export` (raw float32).
+std::vector<float> exported_weights(NetnsCluster& c, const std::string& model) {
+  const fs::path file = c.dir() / (model + ".weights");
+  CliResult r = c.cli({"export", model, file.string()});
+  EXPECT_EQ(r.code, 0) << r.err;
+  const std::string bytes = read_file(file);
+  std::vector<float> w(bytes.size() / sizeof(float));
+  std::memcpy(w.data(), bytes.data(), w.size() * sizeof(float));
+  return w;
+}
+
+// Every secret the cluster's directory holds: tokens and secret keys (files whose name
+// says token, key or secret, not public halves), each in the forms it could travel in.
+std::vector<std::pair<std::string, std::string>> cluster_secrets(const NetnsCluster& c) {
+  std::vector<std::pair<std::string, std::string>> needles;
+  for (const auto& e : fs::recursive_directory_iterator(c.dir())) {
+    if (!e.is_regular_file() || e.file_size() > 4096) continue;
+    const std::string name = e.path().filename().string();
+    if (e.path().string().find("/store/") != std::string::npos || name.find("pub") != std::string::npos) continue;
+    if (name.find("token") == std::string::npos && name.find("key") == std::string::npos &&
+        name.find("secret") == std::string::npos) {
+      continue;
+    }
+    for (auto& f : secret_forms(name, read_file(e.path()))) needles.push_back(std::move(f));
+  }
+  return needles;
+}
+
+// Where the hits were: per kind of needle ("weights", "node.token") and flow, how many
+// and the first, one line each.
+std::string describe(const std::vector<CaptureHit>& hits) {
+  std::map<std::pair<std::string, std::string>, std::pair<size_t, const CaptureHit*>> seen;
+  for (const auto& h : hits) {
+    auto& [count, first] = seen[{h.what.substr(0, h.what.find_first_of("[ ")), h.flow}];
+    if (count++ == 0) first = &h;
+  }
+  std::string s;
+  for (const auto& [key, found] : seen) {
+    s += "  " + std::to_string(found.first) + " x " + key.first + " in " + key.second + " (first: " + found.second->what +
+         " at byte " + std::to_string(found.second->offset) + ")\n";
+  }
+  return s;
+}
+
+// Whether a hit of `what` (a needle label's start) was in a flow from `from` to `to`.
+bool hit_in(const std::vector<CaptureHit>& hits, const std::string& what, const std::string& from, const std::string& to) {
+  for (const auto& h : hits) {
+    if (h.what.rfind(what, 0) == 0 && h.flow.rfind(from + ":", 0) == 0 && h.flow.find("-> " + to) != std::string::npos) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// Whether the capture saw TCP payload from `from` to `to` ("10.77.0.3", "10.77.0.2:6000").
+bool saw_flow(const LinkCapture& wire, const std::string& from, const std::string& to) {
+  for (const auto& [flow, pieces] : wire.tcp_streams()) {
+    if (flow.rfind(from + ":", 0) == 0 && flow.find("-> " + to) != std::string::npos && !pieces.empty()) return true;
+  }
+  return false;
+}
+
+// --- training over the links, and what a wiretap on ps-1's link sees -----------------
+
+void train_and_tap(bool secured) {
+  NetnsClusterOptions o;
+  o.security.enabled = secured;
+  NetnsCluster c(secured ? "tap-secured" : "tap", o);
+  ASSERT_TRUE(c.ok());
+  LinkCapture& wire = c.capture("ps-1");
+  ASSERT_TRUE(wire.ok());
+  ASSERT_TRUE(c.start());
+  ASSERT_TRUE(c.wait_for_nodes(3)) << read_file(c.dir() / "coordinator.log");
+
+  const std::string job = submit(c, "across", job_text("across", 2, 1600));
+  json s = wait_for_end(c, job);
+  ASSERT_EQ(s["state"], "completed") << s.dump(2);
+  EXPECT_EQ(s["recoveries"], 0) << s.dump(2);
+  EXPECT_EQ(s["servers"], json({"ps-1"}));
+  json nodes = cli_json(c, {"status"})["nodes"];
+  for (const auto& n : nodes) {
+    if (n["node_id"] == "ps-1") {
+      EXPECT_EQ(n["address"], c.server_address("ps-1")) << "the server advertises its host";
+    }
+  }
+  wire.stop();
+
+  // The traffic crossed the link: both workers' pushes, the server's registration.
+  EXPECT_TRUE(saw_flow(wire, c.ip("worker-1"), c.ip("ps-1") + ":6000"));
+  EXPECT_TRUE(saw_flow(wire, c.ip("worker-2"), c.ip("ps-1") + ":6000"));
+  EXPECT_TRUE(saw_flow(wire, c.ip("ps-1"), c.ip("coordinator") + ":5555"));
+  EXPECT_EQ(wire.drops(), 0u) << "the capture missed packets; what it did not see it cannot vouch for";
+  EXPECT_EQ(wire.truncated(), 0u);
+  std::cout << "capture of ps-1's link: " << wire.packets() << " frames, " << wire.tcp_payload_bytes()
+            << " bytes of TCP payload\n";
+
+  const std::vector<float> weights = exported_weights(c, "across");
+  ASSERT_EQ(weights.size(), kParameters);
+  const auto windows = weight_windows(weights);
+  ASSERT_GT(windows.size(), kParameters / 2) << "enough distinctive 32-byte windows of the weights to look for";
+  const auto weight_hits = wire.find(windows, 100000);
+  const auto secrets = cluster_secrets(c);
+  std::vector<std::pair<std::string, std::string>> tokens, keys;
+  for (const auto& s : secrets) (s.first.find("token") != std::string::npos ? tokens : keys).push_back(s);
+  ASSERT_FALSE(tokens.empty()) << "the cluster runs with --auth: admin.token and node.token";
+  const auto token_hits = wire.find(tokens, 100000);
+  const auto key_hits = wire.find(keys, 100000);
+  std::cout << "in the capture: " << windows.size() << " windows of the final weights looked for, "
+            << secrets.size() << " forms of the tokens and secret keys\n"
+            << describe(weight_hits) << describe(token_hits) << describe(key_hits);
+
+  if (!secured) {
+    // Today's cluster sends the values and the tokens in clear: the capture must find
+    // them, or the search could not be trusted to find them on a secured cluster either.
+    EXPECT_TRUE(hit_in(weight_hits, "weights", c.ip("ps-1"), c.ip("worker-1")) ||
+                hit_in(weight_hits, "weights", c.ip("ps-1"), c.ip("worker-2")))
+        << "positive control: the final weights travel in the server's last replies to the workers";
+    EXPECT_TRUE(hit_in(weight_hits, "weights", c.ip("ps-1"), c.ip("coordinator") + ":5555"))
+        << "positive control: the final weights travel in the server's checkpoint shard";
+    EXPECT_TRUE(hit_in(token_hits, "node.token", c.ip("ps-1"), c.ip("coordinator") + ":5555"))
+        << "positive control: the nodes' token travels in every envelope";
+    EXPECT_TRUE(key_hits.empty()) << "the coordinator's signing key never leaves its host:\n" << describe(key_hits);
+  } else {
+    EXPECT_TRUE(weight_hits.empty()) << "the sealed data plane leaked weights:\n" << describe(weight_hits);
+    EXPECT_TRUE(token_hits.empty()) << "a token crossed the link in clear:\n" << describe(token_hits);
+    EXPECT_TRUE(key_hits.empty()) << "a secret key crossed the link:\n" << describe(key_hits);
+  }
+}
+
+TEST(NetnsTest, AJobTrainsOverRealLinksAndTodaysWireCarriesItsWeightsAndTokensInClear) {
+  SKIP_WITHOUT_NAMESPACES();
+  train_and_tap(false);
+}
+
+TEST(NetnsSecuredTest, ASecuredClusterTrainsOverRealLinksAndItsWireHoldsNoWeightsTokensOrKeys) {
+  SKIP_WITHOUT_SECURITY();
+  train_and_tap(true);
+}
+
+// --- a foreign host that knows a job id, rank and attempt ------------------------------
+
+struct Probe {
+  json reply;
+  bool answered() const { return reply.value("answered", false); }
+  std::string kind() const { return reply.value("reply", ""); }
+};
+
+Probe probe(NetnsCluster& c, const std::vector<std::string>& args) {
+  std::vector<std::string> argv{bin("netns_probe")};
+  argv.insert(argv.end(), args.begin(), args.end());
+  CliResult r = c.run_on("intruder", argv);
+  EXPECT_EQ(r.code, 0) << r.err;
+  Probe p;
+  p.reply = r.code == 0 ? json::parse(r.out) : json::object();
+  std::cout << "intruder " << joined(args) << "\n  -> " << p.reply.dump() << "\n";
+  return p;
+}
+
+void foreign_host(bool secured) {
+  NetnsClusterOptions o;
+  o.extra_hosts = {"intruder"};
+  o.heartbeat_timeout_ms = 20000;  // worker-2 is paused below; it must not be declared dead
+  o.security.enabled = secured;
+  NetnsCluster c(secured ? "intruder-secured" : "intruder", o);
+  ASSERT_TRUE(c.ok());
+  ASSERT_TRUE(c.start());
+  ASSERT_TRUE(c.wait_for_nodes(3)) << read_file(c.dir() / "coordinator.log");
+  const std::string job = submit(c, "target", job_text("target", 200, 1600));
+  ASSERT_TRUE(wait_until_step(c, job, 5));
+  // Worker-2 paused: the server waits at one BSP step for worker-2's rank, which stays
+  // open, so what the intruder sends meets a server in a known state.
+  c.node("worker-2").signal(SIGSTOP);
+  std::this_thread::sleep_for(500ms);
+
+  const std::string ps = c.server_address("ps-1"), coordinator = c.coordinator_address();
+  const std::string length = std::to_string(kParameters);
+  Probe registered = probe(c, {"--to", coordinator, "--send", "register"});
+  Probe status = probe(c, {"--to", coordinator, "--send", "status", "--job", job});
+  Probe predicted = probe(c, {"--to", coordinator, "--send", "predict", "--job", "target", "--length", "32"});
+  Probe pulled = probe(c, {"--to", ps, "--send", "pull", "--job", job, "--attempt", "0"});
+  std::vector<Probe> pushed;
+  const std::string step = std::to_string(pulled.reply.value("version", uint64_t{0}));
+  for (const std::string rank : {"0", "1"}) {
+    pushed.push_back(probe(c, {"--to", ps, "--send", "push", "--job", job, "--attempt", "0", "--rank", rank, "--step",
+                               step, "--length", length}));
+  }
+  c.node("worker-2").signal(SIGCONT);
+  json after;
+  if (!secured) {
+    after = wait_for_end(c, job);
+  } else {
+    std::this_thread::sleep_for(1s);
+    after = cli_json(c, {"status", job});
+    c.cli({"cancel", job});
+  }
+  std::cout << "the job after worker-2 resumed: " << after.value("state", "") << ": " << after.value("message", "")
+            << "\n";
+
+  const std::string coordinator_log = read_file(c.dir() / "coordinator.log"), ps_log = read_file(c.dir() / "ps-1.log");
+  if (!secured) {
+    // Today, with --auth: the coordinator refuses a caller without a token...
+    for (const Probe* p : {&registered, &status, &predicted}) {
+      EXPECT_EQ(p->kind(), "error") << p->reply.dump();
+      EXPECT_NE(p->reply.value("message", "").find("requires a token"), std::string::npos) << p->reply.dump();
+    }
+    // ...but the data plane has no authentication: the server hands the intruder the
+    // job's weights, and applies its update in the rank the paused worker holds. (When
+    // the data plane refuses foreign hosts, this is NetnsSecuredTest's case: delete these.)
+    EXPECT_EQ(pulled.kind(), "params") << pulled.reply.dump();
+    EXPECT_EQ(pulled.reply.value("values", 0), kParameters) << pulled.reply.dump();
+    int applied = 0;
+    for (const Probe& p : pushed) {
+      if (p.kind() != "params") continue;
+      ++applied;
+      EXPECT_EQ(p.reply.value("version", uint64_t{0}), pulled.reply.value("version", uint64_t{0}) + 1) << p.reply.dump();
+    }
+    EXPECT_EQ(applied, 1) << "one of the two ranks was still open at that step, and took the intruder's push";
+    // The paused worker's own push of that step is then refused, and the job fails: one
+    // push from a foreign host ends a job.
+    EXPECT_EQ(after["state"], "failed") << after.dump(2);
+    std::cout << "today: the coordinator " << (coordinator_log.find(c.ip("intruder")) != std::string::npos ? "logs" : "does not log")
+              << " the intruder's address; ps-1 " << (ps_log.find("intruder") != std::string::npos ? "logs" : "does not log")
+              << " its requests\n";
+  } else {
+    // Secured: nothing is answered with data, nothing is applied, and each refusal is
+    // logged where it happened, naming where it came from.
+    for (const Probe* p : {&registered, &status, &predicted, &pulled, &pushed[0], &pushed[1]}) {
+      EXPECT_TRUE(!p->answered() || p->kind() == "error") << "the intruder got an answer: " << p->reply.dump();
+    }
+    EXPECT_TRUE(after["state"] == "running" || after["state"] == "completed") << after.dump(2);
+    EXPECT_EQ(after["recoveries"], 0) << "nothing the intruder sent disturbed the job: " << after.dump(2);
+    EXPECT_NE(coordinator_log.find(c.ip("intruder")), std::string::npos)
+        << "the coordinator's log does not name the refused host " << c.ip("intruder");
+    EXPECT_NE(ps_log.find(c.ip("intruder")), std::string::npos)
+        << "ps-1's log does not name the refused host " << c.ip("intruder");
+  }
+}
+
+TEST(NetnsTest, TodayAForeignHostIsRefusedByTheCoordinatorButReadsAndUpdatesTheServersWeights) {
+  SKIP_WITHOUT_NAMESPACES();
+  foreign_host(false);
+}
+
+TEST(NetnsSecuredTest, AForeignHostKnowingJobRankAndAttemptIsRefusedEverythingAndLogged) {
+  SKIP_WITHOUT_SECURITY();
+  foreign_host(true);
+}
+
+// --- a pulled cable ---------------------------------------------------------------------
+
+// 6,000 steps a rank, a checkpoint every 200: about 3 s on two workers here (a step of
+// this small model takes 0.4-0.5 ms over the links), long enough to pull a cable after
+// the first checkpoints and before the end, whatever the machine's speed within 5x.
+const std::string kLongJob = job_text("unplugged", 60, 3200, "checkpoint_every_steps = 200\n");
+
+// The events of a run, from the store.
+json run_events(NetnsCluster& c, const std::string& job) {
+  json shown = cli_json(c, {"--store", c.store().string(), "lineage", "show", job});
+  return shown.is_null() ? json::array() : shown["events"];
+}
+
+TEST(NetnsTest, AWorkersLinkDownMidJobRollsBackAndTheJobCompletesOnTheRemainingHosts) {
+  SKIP_WITHOUT_NAMESPACES();
+  NetnsCluster c("link-down", {});
+  ASSERT_TRUE(c.ok());
+  ASSERT_TRUE(c.start());
+  ASSERT_TRUE(c.wait_for_nodes(3));
+  const std::string job = submit(c, "unplugged", kLongJob);
+  ASSERT_TRUE(wait_until_step(c, job, 400, true));
+  ASSERT_TRUE(c.topology().link_down("worker-2"));
+  json s = wait_for_end(c, job);
+  ASSERT_EQ(s["state"], "completed") << s.dump(2);
+  EXPECT_GE(s["recoveries"].get<int>(), 1) << s.dump(2);
+  EXPECT_EQ(s["workers"], json({"worker-1", "worker-1"})) << "both ranks ended on the host still connected";
+  EXPECT_TRUE(c.node("worker-2").running()) << "worker-2 was cut off, not killed";
+  bool recorded = false;
+  for (const auto& e : run_events(c, job)) {
+    if (e["body"]["event"] != "run_recovered") continue;
+    recorded = true;
+    EXPECT_NE(e["body"]["reason"].get<std::string>().find("worker-2"), std::string::npos) << e.dump();
+  }
+  EXPECT_TRUE(recorded) << "the lineage records the rollback";
+  // The cut-off worker's work after the checkpoint is discarded as a whole: every
+  // (rank, step) of the job was applied exactly once.
+  Updates u = count_updates(c, s["last_checkpoint"], {"--store", c.store().string()});
+  expect_every_update_once(u, s["total_steps"], 2, 16, job);
+}
+
+TEST(NetnsTest, AWorkersLinkDownWithoutRecoveriesFailsTheJobNamingTheLostNode) {
+  SKIP_WITHOUT_NAMESPACES();
+  NetnsClusterOptions o;
+  o.coordinator_args = {"--max-recoveries", "0"};
+  NetnsCluster c("link-down-fail", o);
+  ASSERT_TRUE(c.ok());
+  ASSERT_TRUE(c.start());
+  ASSERT_TRUE(c.wait_for_nodes(3));
+  const std::string job = submit(c, "unplugged", kLongJob);
+  ASSERT_TRUE(wait_until_step(c, job, 400));
+  ASSERT_TRUE(c.topology().link_down("worker-2"));
+  json s = wait_for_end(c, job);
+  EXPECT_EQ(s["state"], "failed") << s.dump(2);
+  EXPECT_NE(s["message"].get<std::string>().find("worker-2"), std::string::npos) << s.dump(2);
+}
+
+}  // namespace
+}  // namespace custody::testing
