@@ -17,8 +17,8 @@
 // LinkCapture records a switch port the way a wiretap would: an AF_PACKET socket opened
 // inside the switch namespace by a thread of its own (setns(2) changes only the calling
 // thread's namespace), both directions, whole frames. It reassembles the TCP streams it
-// saw and searches them for byte strings (weights, tokens, keys), and writes a pcap file
-// for a person to open in Wireshark.
+// saw (and keeps UDP datagrams) and searches them for byte strings (weights, tokens,
+// keys), and writes a pcap file for a person to open in Wireshark.
 //
 // Requires root (CAP_SYS_ADMIN and CAP_NET_ADMIN) and iproute2; `why_unavailable()` says
 // what is missing, for a GTEST_SKIP. Not thread-safe: one test thread drives a topology;
@@ -33,6 +33,7 @@
 #include <net/if.h>
 #include <netinet/ip.h>
 #include <netinet/tcp.h>
+#include <netinet/udp.h>
 #include <poll.h>
 #include <sched.h>
 #include <sys/socket.h>
@@ -269,14 +270,17 @@ class LinkCapture {
   uint64_t drops() const { return drops_; }
   uint64_t truncated() const { return truncated_; }
 
-  // Each TCP direction's payload in sequence order (retransmissions once; a gap in
-  // sequence numbers starts a new piece, so no match spans bytes that were not adjacent).
-  std::map<std::string, std::vector<std::string>> tcp_streams() const {
+  // The payloads seen, by flow ("10.77.0.3:41234 -> 10.77.0.2:6000"): each TCP
+  // direction's bytes in sequence order (retransmissions once; a gap in sequence numbers
+  // starts a new piece, so no match spans bytes that were not adjacent), and each UDP
+  // datagram as a piece of its own (flow "... (udp)").
+  std::map<std::string, std::vector<std::string>> streams() const {
     struct Segment {
       int64_t rel;
       std::string data;
     };
     std::map<std::string, std::pair<uint32_t, std::vector<Segment>>> flows;
+    std::map<std::string, std::vector<std::string>> datagrams;
     std::lock_guard<std::mutex> lock(mutex_);
     for (const auto& p : packets_) {
       const auto* b = reinterpret_cast<const uint8_t*>(p.data.data());
@@ -289,18 +293,27 @@ class LinkCapture {
       n -= sizeof eth;
       iphdr ip;
       std::memcpy(&ip, b, sizeof ip);
-      if (ip.protocol != IPPROTO_TCP) continue;
+      if (ip.protocol != IPPROTO_TCP && ip.protocol != IPPROTO_UDP) continue;
       const size_t ip_len = ntohs(ip.tot_len);
       if (ip_len != 0 && ip_len < n) n = ip_len;  // Ethernet padding; 0 in a GSO packet over 64 KiB
       const size_t ihl = ip.ihl * 4u;
+      char src[INET_ADDRSTRLEN], dst[INET_ADDRSTRLEN];
+      inet_ntop(AF_INET, &ip.saddr, src, sizeof src);
+      inet_ntop(AF_INET, &ip.daddr, dst, sizeof dst);
+      if (ip.protocol == IPPROTO_UDP) {
+        if (n < ihl + sizeof(udphdr)) continue;
+        udphdr udp;
+        std::memcpy(&udp, b + ihl, sizeof udp);
+        datagrams[std::string(src) + ":" + std::to_string(ntohs(udp.source)) + " -> " + dst + ":" +
+                  std::to_string(ntohs(udp.dest)) + " (udp)"]
+            .emplace_back(reinterpret_cast<const char*>(b + ihl + sizeof udp), n - ihl - sizeof udp);
+        continue;
+      }
       if (n < ihl + sizeof(tcphdr)) continue;
       tcphdr tcp;
       std::memcpy(&tcp, b + ihl, sizeof tcp);
       const size_t doff = tcp.doff * 4u;
       if (n < ihl + doff) continue;
-      char src[INET_ADDRSTRLEN], dst[INET_ADDRSTRLEN];
-      inet_ntop(AF_INET, &ip.saddr, src, sizeof src);
-      inet_ntop(AF_INET, &ip.daddr, dst, sizeof dst);
       const std::string flow = std::string(src) + ":" + std::to_string(ntohs(tcp.source)) + " -> " + dst + ":" +
                                std::to_string(ntohs(tcp.dest));
       const uint32_t seq = ntohl(tcp.seq);
@@ -311,7 +324,7 @@ class LinkCapture {
       const int64_t rel = static_cast<int32_t>(seq - it->second.first);
       it->second.second.push_back({rel, std::string(reinterpret_cast<const char*>(b + ihl + doff), n - ihl - doff)});
     }
-    std::map<std::string, std::vector<std::string>> streams;
+    std::map<std::string, std::vector<std::string>> streams = std::move(datagrams);
     for (auto& [flow, f] : flows) {
       auto& segs = f.second;
       std::stable_sort(segs.begin(), segs.end(), [](const Segment& x, const Segment& y) { return x.rel < y.rel; });
@@ -331,9 +344,9 @@ class LinkCapture {
     return streams;
   }
 
-  uint64_t tcp_payload_bytes() const {
+  uint64_t payload_bytes() const {
     uint64_t n = 0;
-    for (const auto& [flow, pieces] : tcp_streams()) {
+    for (const auto& [flow, pieces] : streams()) {
       for (const auto& p : pieces) n += p.size();
     }
     return n;
@@ -353,7 +366,7 @@ class LinkCapture {
       by_prefix.emplace(k, i);
     }
     std::vector<CaptureHit> hits;
-    for (const auto& [flow, pieces] : tcp_streams()) {
+    for (const auto& [flow, pieces] : streams()) {
       size_t base = 0;
       for (const auto& piece : pieces) {
         for (size_t at = 0; at + 8 <= piece.size(); ++at) {

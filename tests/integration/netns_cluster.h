@@ -54,7 +54,7 @@ struct NetnsClusterOptions {
   int servers = 1, workers = 2;
   std::vector<std::string> extra_hosts = {};  // hosts that run no node, e.g. "intruder"
   bool auth = true;                           // --auth: tokens, an admin and a node principal
-  int heartbeat_interval_ms = 200, heartbeat_timeout_ms = 1500;
+  int heartbeat_interval_ms = 200, heartbeat_timeout_ms = 2000;  // as LocalCluster's
   std::vector<std::string> coordinator_args = {};
   Security security = {};
 };

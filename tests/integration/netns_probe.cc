@@ -5,18 +5,25 @@
 //
 //   {"sent": "pull", "answered": true, "reply": "params", "version": 41, "values": 596}
 //   {"sent": "register", "answered": true, "reply": "error", "code": 9, "message": "..."}
-//   {"sent": "push", "answered": false, "reply": "", "why": "no reply within 3000 ms"}
+//   {"sent": "push", "answered": false, "reply": "", "why": "no reply within 1500 ms"}
 //
 //   netns_probe --to tcp://10.77.0.2:6000 --send pull --job JOB --attempt 0
 //   netns_probe --to ... --send push --job JOB --attempt 0 --rank 1 --step 41 --length 596
 //   netns_probe --to tcp://10.77.0.1:5555 --send register|status|predict [--token T]
+//   netns_probe --to 10.77.0.2:9 --send canary --file BYTES   (one UDP datagram, in clear)
 //
 // --curve-server-key Z85 makes it a CurveZMQ client with a key pair of its own (known to
 // nobody), the attacker of a secured cluster who knows the server's public key.
 // Exit code 0 whatever the answer (the test judges it); 2 on bad arguments.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <zmq.hpp>
 
 #include <chrono>
+#include <fstream>
+#include <iterator>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -31,18 +38,18 @@ namespace {
 
 int usage(const std::string& why) {
   std::cerr << "netns_probe: " << why
-            << "\nusage: netns_probe --to ADDR --send pull|push|register|status|predict [--job ID] [--attempt N]"
+            << "\nusage: netns_probe --to ADDR --send pull|push|register|status|predict|canary [--job ID] [--attempt N]"
                " [--rank N] [--step N] [--length N] [--sender NAME] [--token T] [--timeout-ms N]"
-               " [--curve-server-key Z85]\n";
+               " [--curve-server-key Z85] [--file BYTES]\n";
   return 2;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string to, send, job, sender = "intruder", token, server_key;
+  std::string to, send, job, sender = "intruder", token, server_key, file;
   uint64_t attempt = 0, rank = 0, step = 0, length = 0;
-  int timeout_ms = 3000;
+  int timeout_ms = 1500;
   for (int i = 1; i < argc; ++i) {
     const std::string flag = argv[i];
     if (i + 1 >= argc) return usage(flag + " needs a value");
@@ -54,6 +61,7 @@ int main(int argc, char** argv) {
       else if (flag == "--sender") sender = value;
       else if (flag == "--token") token = value;
       else if (flag == "--curve-server-key") server_key = value;
+      else if (flag == "--file") file = value;
       else if (flag == "--attempt") attempt = std::stoull(value);
       else if (flag == "--rank") rank = std::stoull(value);
       else if (flag == "--step") step = std::stoull(value);
@@ -99,11 +107,31 @@ int main(int argc, char** argv) {
     p.features = static_cast<uint32_t>(length);
     p.inputs.assign(length, 1.0f);
     e.body = std::move(p);
-  } else {
+  } else if (send != "canary") {
     return usage("unknown request '" + send + "'");
   }
 
   nlohmann::json out = {{"sent", send}, {"answered", false}, {"reply", ""}};
+  if (send == "canary") {
+    // Known bytes in clear, one UDP datagram to HOST:PORT: the capture's positive control
+    // in a run where nothing of the cluster's may be found.
+    const size_t colon = to.rfind(':');
+    sockaddr_in where{};
+    where.sin_family = AF_INET;
+    if (colon == std::string::npos || inet_pton(AF_INET, to.substr(0, colon).c_str(), &where.sin_addr) != 1) {
+      return usage("--send canary needs --to IPV4:PORT, not '" + to + "'");
+    }
+    where.sin_port = htons(static_cast<uint16_t>(std::stoi(to.substr(colon + 1))));
+    std::ifstream in(file, std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (!in && !in.eof()) return usage("cannot read --file " + file);
+    const int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    const ssize_t n = sendto(fd, bytes.data(), bytes.size(), 0, reinterpret_cast<sockaddr*>(&where), sizeof where);
+    close(fd);
+    out["bytes"] = n;
+    std::cout << out.dump() << std::endl;
+    return 0;
+  }
   try {
     zmq::context_t ctx;
     zmq::socket_t socket(ctx, zmq::socket_type::dealer);

@@ -9,22 +9,31 @@
 //   coordinator          ps-1          worker-1          worker-2        (intruder)
 //   10.77.0.1:5555   10.77.0.2:6000    10.77.0.3         10.77.0.4        10.77.0.5
 //
+// (Hosts take addresses in that order: with two servers, ps-2 is 10.77.0.3 and the
+// workers move up one.)
 // What it checks:
-//  * a job trains to completion over the links (the capture of ps-1's port shows the
-//    workers' pushes and the coordinator's traffic crossing it);
-//  * what a wiretap on a link sees: today the weights and the nodes' token in clear (the
-//    positive control, which proves the search can find what it looks for), never the
-//    coordinator's signing key; on a secured cluster, none of the weights, keys or tokens;
-//  * a host that knows a job id, rank and attempt: what it gets today from the coordinator
-//    (refused without a token) and from a parameter server (the weights, and an update
-//    applied to the running job); on a secured cluster, refused everything, and logged;
-//  * a pulled cable (`ip link set pN down` at the switch) mid-job: the job rolls back and
-//    completes on the remaining hosts, or, with --max-recoveries 0, fails naming the lost
-//    node.
+//  * a job trains to completion over the links (the capture of ps-1's port shows both
+//    workers' pushes and the server's traffic with the coordinator crossing it);
+//  * what a wiretap on ps-1's link sees, searched for every distinctive 32-byte window of
+//    the final weights (`custody export`) and every token and secret key file, in the
+//    reassembled TCP streams. Each run sends one window in clear across the link (UDP) and
+//    must find it: the search's positive control, secured or not. Where a plane runs in
+//    clear, its content must be found too: today the checkpoint shard and the nodes'
+//    token on the control plane (:5555), the replies on the data plane (:6000); where it
+//    is sealed (the data plane as `custody status` reports it; everything on a secured
+//    cluster), none of it may be. No secret key ever crosses;
+//  * a host that knows a job id, rank and attempt: the coordinator refuses it (today by
+//    token, with --auth); a data plane in clear hands it the weights and applies its push
+//    (one push ends the job today), a sealed one refuses both and the job goes on; on a
+//    secured cluster everything is refused and both logs name the host;
+//  * a pulled cable (`ip link set pN down` at the switch) mid-job: a worker's or a
+//    server's, and the job rolls back and completes on the remaining hosts with every
+//    (rank, step) applied once; or, with --max-recoveries 0, fails naming the lost node.
 // The secured cases (NetnsSecuredTest) are skipped until custody-coordinator has
-// --security; all of them are skipped, saying why, where namespaces cannot be created
-// (not root, no iproute2). Run:
-//   sudo build/bin/netns_test                     # or: cd build && ctest -R Netns
+// --security (netns_cluster.h's Security says which flags they add); all of them are
+// skipped, saying why, where namespaces cannot be created (not root, no iproute2).
+// About 25 s in all. Run:
+//   build/bin/netns_test                          # as root; or: cd build && ctest -R Netns
 //   CUSTODY_KEEP_LOGS=1 build/bin/netns_test      # keeps logs and captures (*.pcap)
 #include <nlohmann/json.hpp>
 
@@ -152,9 +161,21 @@ bool hit_in(const std::vector<CaptureHit>& hits, const std::string& what, const 
   return false;
 }
 
+// The hits in flows from or to `port`.
+std::vector<CaptureHit> on_port(const std::vector<CaptureHit>& hits, int port) {
+  const std::string p = ":" + std::to_string(port);
+  std::vector<CaptureHit> out;
+  for (const auto& h : hits) {
+    const std::string from = h.flow.substr(0, h.flow.find(' '));
+    if (from.size() > p.size() && from.compare(from.size() - p.size(), p.size(), p) == 0) out.push_back(h);
+    else if (h.flow.size() > p.size() && h.flow.compare(h.flow.size() - p.size(), p.size(), p) == 0) out.push_back(h);
+  }
+  return out;
+}
+
 // Whether the capture saw TCP payload from `from` to `to` ("10.77.0.3", "10.77.0.2:6000").
 bool saw_flow(const LinkCapture& wire, const std::string& from, const std::string& to) {
-  for (const auto& [flow, pieces] : wire.tcp_streams()) {
+  for (const auto& [flow, pieces] : wire.streams()) {
     if (flow.rfind(from + ":", 0) == 0 && flow.find("-> " + to) != std::string::npos && !pieces.empty()) return true;
   }
   return false;
@@ -183,25 +204,33 @@ void train_and_tap(bool secured) {
       EXPECT_EQ(n["address"], c.server_address("ps-1")) << "the server advertises its host";
     }
   }
-  wire.stop();
 
+  const std::vector<float> weights = exported_weights(c, "across");
+  ASSERT_EQ(weights.size(), kParameters);
+  const auto windows = weight_windows(weights);
+  ASSERT_GT(windows.size(), kParameters / 2) << "enough distinctive 32-byte windows of the weights to look for";
+  // The run's own positive control, secured or not: a window of the weights sent in clear
+  // across the same link (worker-1 to ps-1's host, UDP), which the search must find.
+  const fs::path canary = c.dir() / "canary";
+  std::ofstream(canary, std::ios::binary) << windows.front().second;
+  CliResult sent = c.run_on("worker-1", {bin("netns_probe"), "--send", "canary", "--to", c.ip("ps-1") + ":9", "--file",
+                                         canary.string()});
+  ASSERT_EQ(sent.code, 0) << sent.err;
+  std::this_thread::sleep_for(100ms);
+  wire.stop();
   // The traffic crossed the link: both workers' pushes, the server's registration.
   EXPECT_TRUE(saw_flow(wire, c.ip("worker-1"), c.ip("ps-1") + ":6000"));
   EXPECT_TRUE(saw_flow(wire, c.ip("worker-2"), c.ip("ps-1") + ":6000"));
   EXPECT_TRUE(saw_flow(wire, c.ip("ps-1"), c.ip("coordinator") + ":5555"));
   EXPECT_EQ(wire.drops(), 0u) << "the capture missed packets; what it did not see it cannot vouch for";
   EXPECT_EQ(wire.truncated(), 0u);
-  std::cout << "capture of ps-1's link: " << wire.packets() << " frames, " << wire.tcp_payload_bytes()
-            << " bytes of TCP payload\n";
+  std::cout << "capture of ps-1's link: " << wire.packets() << " frames, " << wire.payload_bytes()
+            << " bytes of payload\n";
 
-  const std::vector<float> weights = exported_weights(c, "across");
-  ASSERT_EQ(weights.size(), kParameters);
-  const auto windows = weight_windows(weights);
-  ASSERT_GT(windows.size(), kParameters / 2) << "enough distinctive 32-byte windows of the weights to look for";
   const auto weight_hits = wire.find(windows, 100000);
   const auto secrets = cluster_secrets(c);
   std::vector<std::pair<std::string, std::string>> tokens, keys;
-  for (const auto& s : secrets) (s.first.find("token") != std::string::npos ? tokens : keys).push_back(s);
+  for (const auto& f : secrets) (f.first.find("token") != std::string::npos ? tokens : keys).push_back(f);
   ASSERT_FALSE(tokens.empty()) << "the cluster runs with --auth: admin.token and node.token";
   const auto token_hits = wire.find(tokens, 100000);
   const auto key_hits = wire.find(keys, 100000);
@@ -209,25 +238,36 @@ void train_and_tap(bool secured) {
             << secrets.size() << " forms of the tokens and secret keys\n"
             << describe(weight_hits) << describe(token_hits) << describe(key_hits);
 
-  if (!secured) {
-    // Today's cluster sends the values and the tokens in clear: the capture must find
-    // them, or the search could not be trusted to find them on a secured cluster either.
-    EXPECT_TRUE(hit_in(weight_hits, "weights", c.ip("ps-1"), c.ip("worker-1")) ||
-                hit_in(weight_hits, "weights", c.ip("ps-1"), c.ip("worker-2")))
-        << "positive control: the final weights travel in the server's last replies to the workers";
-    EXPECT_TRUE(hit_in(weight_hits, "weights", c.ip("ps-1"), c.ip("coordinator") + ":5555"))
+  // What must not be on the wire, by plane: the control plane (nodes and coordinator,
+  // :5555) is protected only on a secured cluster; the data plane (workers and servers,
+  // :6000) wherever the job's data plane is sealed, as `custody status` reports (today
+  // never: the field does not exist yet).
+  const bool control_sealed = secured, data_sealed = secured || s.value("data_plane_sealed", false);
+  EXPECT_TRUE(hit_in(weight_hits, windows.front().first, c.ip("worker-1"), c.ip("ps-1") + ":9"))
+      << "positive control: the capture finds a window of the weights sent in clear across the link";
+  const auto control_weights = on_port(weight_hits, kCoordinatorPort), data_weights = on_port(weight_hits, kServerPort);
+  if (!control_sealed) {
+    // In clear, the capture must find the weights and the token where they travel, or it
+    // could not be trusted to find them on a secured cluster either.
+    EXPECT_TRUE(hit_in(control_weights, "weights", c.ip("ps-1"), c.ip("coordinator") + ":5555"))
         << "positive control: the final weights travel in the server's checkpoint shard";
     EXPECT_TRUE(hit_in(token_hits, "node.token", c.ip("ps-1"), c.ip("coordinator") + ":5555"))
         << "positive control: the nodes' token travels in every envelope";
-    EXPECT_TRUE(key_hits.empty()) << "the coordinator's signing key never leaves its host:\n" << describe(key_hits);
   } else {
-    EXPECT_TRUE(weight_hits.empty()) << "the sealed data plane leaked weights:\n" << describe(weight_hits);
+    EXPECT_TRUE(control_weights.empty()) << "the control plane carried weights in clear:\n" << describe(control_weights);
     EXPECT_TRUE(token_hits.empty()) << "a token crossed the link in clear:\n" << describe(token_hits);
-    EXPECT_TRUE(key_hits.empty()) << "a secret key crossed the link:\n" << describe(key_hits);
   }
+  if (!data_sealed) {
+    EXPECT_TRUE(hit_in(data_weights, "weights", c.ip("ps-1"), c.ip("worker-1")) ||
+                hit_in(data_weights, "weights", c.ip("ps-1"), c.ip("worker-2")))
+        << "in clear, the final weights travel in the server's last replies to the workers";
+  } else {
+    EXPECT_TRUE(data_weights.empty()) << "the sealed data plane carried weights in clear:\n" << describe(data_weights);
+  }
+  EXPECT_TRUE(key_hits.empty()) << "a secret key crossed the link:\n" << describe(key_hits);
 }
 
-TEST(NetnsTest, AJobTrainsOverRealLinksAndTodaysWireCarriesItsWeightsAndTokensInClear) {
+TEST(NetnsTest, AJobTrainsOverRealLinksAndAWiretapFindsWhatTravelsInClear) {
   SKIP_WITHOUT_NAMESPACES();
   train_and_tap(false);
 }
@@ -270,7 +310,9 @@ void foreign_host(bool secured) {
   // Worker-2 paused: the server waits at one BSP step for worker-2's rank, which stays
   // open, so what the intruder sends meets a server in a known state.
   c.node("worker-2").signal(SIGSTOP);
-  std::this_thread::sleep_for(500ms);
+  std::this_thread::sleep_for(700ms);  // and worker-1's progress report says where it waits
+  const json before = cli_json(c, {"status", job});
+  const bool data_sealed = secured || before.value("data_plane_sealed", false);
 
   const std::string ps = c.server_address("ps-1"), coordinator = c.coordinator_address();
   const std::string length = std::to_string(kParameters);
@@ -278,15 +320,20 @@ void foreign_host(bool secured) {
   Probe status = probe(c, {"--to", coordinator, "--send", "status", "--job", job});
   Probe predicted = probe(c, {"--to", coordinator, "--send", "predict", "--job", "target", "--length", "32"});
   Probe pulled = probe(c, {"--to", ps, "--send", "pull", "--job", job, "--attempt", "0"});
+  // The step the server waits at: what the pull said, or else (refused) what the status
+  // says, and the one after it in case the report lags.
+  std::vector<uint64_t> steps{pulled.reply.value("version", before.value("step", uint64_t{0}))};
+  if (pulled.kind() != "params") steps.push_back(steps[0] + 1);
   std::vector<Probe> pushed;
-  const std::string step = std::to_string(pulled.reply.value("version", uint64_t{0}));
-  for (const std::string rank : {"0", "1"}) {
-    pushed.push_back(probe(c, {"--to", ps, "--send", "push", "--job", job, "--attempt", "0", "--rank", rank, "--step",
-                               step, "--length", length}));
+  for (uint64_t step : steps) {
+    for (const std::string rank : {"0", "1"}) {
+      pushed.push_back(probe(c, {"--to", ps, "--send", "push", "--job", job, "--attempt", "0", "--rank", rank,
+                                 "--step", std::to_string(step), "--length", length}));
+    }
   }
   c.node("worker-2").signal(SIGCONT);
   json after;
-  if (!secured) {
+  if (!data_sealed) {
     after = wait_for_end(c, job);
   } else {
     std::this_thread::sleep_for(1s);
@@ -295,48 +342,50 @@ void foreign_host(bool secured) {
   }
   std::cout << "the job after worker-2 resumed: " << after.value("state", "") << ": " << after.value("message", "")
             << "\n";
-
   const std::string coordinator_log = read_file(c.dir() / "coordinator.log"), ps_log = read_file(c.dir() / "ps-1.log");
-  if (!secured) {
-    // Today, with --auth: the coordinator refuses a caller without a token...
-    for (const Probe* p : {&registered, &status, &predicted}) {
-      EXPECT_EQ(p->kind(), "error") << p->reply.dump();
+  std::cout << "the coordinator's log " << (coordinator_log.find(c.ip("intruder")) != std::string::npos ? "names" : "does not name")
+            << " the intruder's address; ps-1's log " << (ps_log.find(c.ip("intruder")) != std::string::npos ? "names" : "does not name")
+            << " it\n";
+
+  // The coordinator: without a token (today, --auth) or an admitted key (secured), the
+  // intruder gets nothing but a refusal, if it gets an answer at all.
+  for (const Probe* p : {&registered, &status, &predicted}) {
+    EXPECT_TRUE(!p->answered() || p->kind() == "error") << "the intruder got an answer: " << p->reply.dump();
+    if (!secured) {
       EXPECT_NE(p->reply.value("message", "").find("requires a token"), std::string::npos) << p->reply.dump();
     }
-    // ...but the data plane has no authentication: the server hands the intruder the
-    // job's weights, and applies its update in the rank the paused worker holds. (When
-    // the data plane refuses foreign hosts, this is NetnsSecuredTest's case: delete these.)
+  }
+  if (secured) {
+    EXPECT_NE(coordinator_log.find(c.ip("intruder")), std::string::npos)
+        << "the coordinator's log does not name the refused host " << c.ip("intruder");
+    EXPECT_NE(ps_log.find(c.ip("intruder")), std::string::npos)
+        << "ps-1's log does not name the refused host " << c.ip("intruder");
+  }
+  if (!data_sealed) {
+    // A data plane in clear has no authentication: the server hands the intruder the
+    // job's weights and applies its update in the rank the paused worker holds; the
+    // worker's own push of that step is then refused, and the job fails. One push from a
+    // foreign host ends a job.
     EXPECT_EQ(pulled.kind(), "params") << pulled.reply.dump();
     EXPECT_EQ(pulled.reply.value("values", 0), kParameters) << pulled.reply.dump();
     int applied = 0;
     for (const Probe& p : pushed) {
       if (p.kind() != "params") continue;
       ++applied;
-      EXPECT_EQ(p.reply.value("version", uint64_t{0}), pulled.reply.value("version", uint64_t{0}) + 1) << p.reply.dump();
+      EXPECT_EQ(p.reply.value("version", uint64_t{0}), steps[0] + 1) << p.reply.dump();
     }
     EXPECT_EQ(applied, 1) << "one of the two ranks was still open at that step, and took the intruder's push";
-    // The paused worker's own push of that step is then refused, and the job fails: one
-    // push from a foreign host ends a job.
     EXPECT_EQ(after["state"], "failed") << after.dump(2);
-    std::cout << "today: the coordinator " << (coordinator_log.find(c.ip("intruder")) != std::string::npos ? "logs" : "does not log")
-              << " the intruder's address; ps-1 " << (ps_log.find("intruder") != std::string::npos ? "logs" : "does not log")
-              << " its requests\n";
   } else {
-    // Secured: nothing is answered with data, nothing is applied, and each refusal is
-    // logged where it happened, naming where it came from.
-    for (const Probe* p : {&registered, &status, &predicted, &pulled, &pushed[0], &pushed[1]}) {
-      EXPECT_TRUE(!p->answered() || p->kind() == "error") << "the intruder got an answer: " << p->reply.dump();
-    }
+    // Sealed: no values, nothing applied, and the job goes on undisturbed.
+    EXPECT_NE(pulled.kind(), "params") << pulled.reply.dump();
+    for (const Probe& p : pushed) EXPECT_NE(p.kind(), "params") << "an intruder's push was applied: " << p.reply.dump();
     EXPECT_TRUE(after["state"] == "running" || after["state"] == "completed") << after.dump(2);
     EXPECT_EQ(after["recoveries"], 0) << "nothing the intruder sent disturbed the job: " << after.dump(2);
-    EXPECT_NE(coordinator_log.find(c.ip("intruder")), std::string::npos)
-        << "the coordinator's log does not name the refused host " << c.ip("intruder");
-    EXPECT_NE(ps_log.find(c.ip("intruder")), std::string::npos)
-        << "ps-1's log does not name the refused host " << c.ip("intruder");
   }
 }
 
-TEST(NetnsTest, TodayAForeignHostIsRefusedByTheCoordinatorButReadsAndUpdatesTheServersWeights) {
+TEST(NetnsTest, AForeignHostIsRefusedByTheCoordinatorAndByTheServersOnlyWhereTheDataPlaneIsSealed) {
   SKIP_WITHOUT_NAMESPACES();
   foreign_host(false);
 }
@@ -382,6 +431,32 @@ TEST(NetnsTest, AWorkersLinkDownMidJobRollsBackAndTheJobCompletesOnTheRemainingH
   EXPECT_TRUE(recorded) << "the lineage records the rollback";
   // The cut-off worker's work after the checkpoint is discarded as a whole: every
   // (rank, step) of the job was applied exactly once.
+  Updates u = count_updates(c, s["last_checkpoint"], {"--store", c.store().string()});
+  expect_every_update_once(u, s["total_steps"], 2, 16, job);
+}
+
+TEST(NetnsTest, AServersLinkDownMidJobMovesItsRangeToTheOtherServerAndTheJobCompletes) {
+  SKIP_WITHOUT_NAMESPACES();
+  NetnsClusterOptions o;
+  o.servers = 2;
+  NetnsCluster c("server-link-down", o);
+  ASSERT_TRUE(c.ok());
+  ASSERT_TRUE(c.start());
+  ASSERT_TRUE(c.wait_for_nodes(4));
+  const std::string job = submit(c, "unplugged", kLongJob);
+  ASSERT_TRUE(wait_until_step(c, job, 400, true));
+  ASSERT_TRUE(c.topology().link_down("ps-2"));
+  json s = wait_for_end(c, job);
+  ASSERT_EQ(s["state"], "completed") << s.dump(2);
+  EXPECT_GE(s["recoveries"].get<int>(), 1) << s.dump(2);
+  EXPECT_EQ(s["servers"], json({"ps-1"})) << "the whole model ended on the server still connected";
+  bool recorded = false;
+  for (const auto& e : run_events(c, job)) {
+    if (e["body"]["event"] != "run_recovered") continue;
+    recorded = true;
+    EXPECT_NE(e["body"]["reason"].get<std::string>().find("ps-2"), std::string::npos) << e.dump();
+  }
+  EXPECT_TRUE(recorded) << "the lineage records the rollback";
   Updates u = count_updates(c, s["last_checkpoint"], {"--store", c.store().string()});
   expect_every_update_once(u, s["total_steps"], 2, 16, job);
 }
