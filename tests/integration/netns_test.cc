@@ -296,6 +296,19 @@ Probe probe(NetnsCluster& c, const std::vector<std::string>& args) {
   return p;
 }
 
+// A CurveZMQ public key (40 characters of Z85, not all hex) printed in a log, or "".
+std::string curve_public_key_in(const std::string& log) {
+  static const std::string kZ85 =
+      "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#";
+  std::istringstream words(log);
+  for (std::string w; words >> w;) {
+    while (!w.empty() && (w.back() == ',' || w.back() == ')')) w.pop_back();
+    if (w.size() != 40 || w.find_first_not_of(kZ85) != std::string::npos) continue;
+    if (w.find_first_not_of("0123456789abcdef") != std::string::npos) return w;
+  }
+  return "";
+}
+
 void foreign_host(bool secured) {
   NetnsClusterOptions o;
   o.extra_hosts = {"intruder"};
@@ -316,9 +329,24 @@ void foreign_host(bool secured) {
 
   const std::string ps = c.server_address("ps-1"), coordinator = c.coordinator_address();
   const std::string length = std::to_string(kParameters);
-  Probe registered = probe(c, {"--to", coordinator, "--send", "register"});
-  Probe status = probe(c, {"--to", coordinator, "--send", "status", "--job", job});
-  Probe predicted = probe(c, {"--to", coordinator, "--send", "predict", "--job", "target", "--length", "32"});
+  std::vector<Probe> to_coordinator;
+  // On a secured cluster, also as a CurveZMQ client that knows the coordinator's public
+  // key (it is public: the log prints it) with a key pair of its own: the handshake then
+  // reaches the coordinator's key check, which must refuse it and say so.
+  std::vector<std::vector<std::string>> as{{}};
+  if (const std::string key = curve_public_key_in(read_file(c.dir() / "coordinator.log")); secured && !key.empty()) {
+    as.push_back({"--curve-server-key", key});
+  }
+  for (const auto& extra : as) {
+    for (std::vector<std::string> args : std::vector<std::vector<std::string>>{
+             {"--send", "register"},
+             {"--send", "status", "--job", job},
+             {"--send", "predict", "--job", "target", "--length", "32"}}) {
+      args.insert(args.begin(), {"--to", coordinator});
+      args.insert(args.end(), extra.begin(), extra.end());
+      to_coordinator.push_back(probe(c, args));
+    }
+  }
   Probe pulled = probe(c, {"--to", ps, "--send", "pull", "--job", job, "--attempt", "0"});
   // The step the server waits at: what the pull said, or else (refused) what the status
   // says, and the one after it in case the report lags.
@@ -349,10 +377,10 @@ void foreign_host(bool secured) {
 
   // The coordinator: without a token (today, --auth) or an admitted key (secured), the
   // intruder gets nothing but a refusal, if it gets an answer at all.
-  for (const Probe* p : {&registered, &status, &predicted}) {
-    EXPECT_TRUE(!p->answered() || p->kind() == "error") << "the intruder got an answer: " << p->reply.dump();
+  for (const Probe& p : to_coordinator) {
+    EXPECT_TRUE(!p.answered() || p.kind() == "error") << "the intruder got an answer: " << p.reply.dump();
     if (!secured) {
-      EXPECT_NE(p->reply.value("message", "").find("requires a token"), std::string::npos) << p->reply.dump();
+      EXPECT_NE(p.reply.value("message", "").find("requires a token"), std::string::npos) << p.reply.dump();
     }
   }
   if (secured) {
