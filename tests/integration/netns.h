@@ -59,7 +59,8 @@ inline const char* kNetnsDir = "/var/run/netns";
 
 // Runs argv to completion (bounded by timeout) and captures what it printed. argv[0] is a
 // path. The outputs are kept in `dir` as cmd-N.out/.err.
-inline CliResult run_argv(const fs::path& dir, std::vector<std::string> argv, std::chrono::milliseconds timeout = 30s) {
+inline CliResult run_argv(const fs::path& dir, std::vector<std::string> argv,
+                          std::chrono::milliseconds timeout = 30s) {
   static int counter = 0;
   const fs::path out = dir / ("cmd-" + std::to_string(++counter) + ".out");
   const fs::path err = dir / ("cmd-" + std::to_string(counter) + ".err");
@@ -118,8 +119,9 @@ class NetnsTopology {
   // Empty if this process can create namespaces and veth pairs; otherwise why not, for a
   // skip message. Tried once per process, on a namespace of its own.
   static const std::string& why_unavailable() {
-    static const std::string reason = [] () -> std::string {
-      if (geteuid() != 0) return "creating network namespaces needs root (CAP_SYS_ADMIN); CI runs this test as root";
+    static const std::string reason = []() -> std::string {
+      if (geteuid() != 0)
+        return "creating network namespaces needs root (CAP_SYS_ADMIN); CI runs this test as root";
       if (access(kIp, X_OK) != 0) return std::string(kIp) + " (iproute2) is not installed";
       const fs::path dir = fs::temp_directory_path();
       const std::string a = "custody-" + std::to_string(getpid()) + "-probe-a";
@@ -175,17 +177,21 @@ class NetnsTopology {
     ok_ = add_namespace(switch_ns_) && ip({"-n", switch_ns_, "link", "add", "br0", "type", "bridge"}) &&
           ip({"-n", switch_ns_, "link", "set", "br0", "up"});
     for (size_t i = 0; ok_ && i < host_names.size(); ++i) {
-      Host h{host_names[i], prefix_ + host_names[i], "10.77.0." + std::to_string(i + 1), "p" + std::to_string(i + 1)};
+      Host h{host_names[i], prefix_ + host_names[i], "10.77.0." + std::to_string(i + 1),
+             "p" + std::to_string(i + 1)};
       ok_ = add_namespace(h.ns) && ip({"-n", h.ns, "link", "set", "lo", "up"}) &&
-            ip({"-n", h.ns, "link", "add", "eth0", "type", "veth", "peer", "name", h.port, "netns", switch_ns_}) &&
+            ip({"-n", h.ns, "link", "add", "eth0", "type", "veth", "peer", "name", h.port, "netns",
+                switch_ns_}) &&
             ip({"-n", switch_ns_, "link", "set", h.port, "master", "br0"}) &&
             ip({"-n", switch_ns_, "link", "set", h.port, "up"}) &&
-            ip({"-n", h.ns, "addr", "add", h.ip + "/24", "dev", "eth0"}) && ip({"-n", h.ns, "link", "set", "eth0", "up"});
+            ip({"-n", h.ns, "addr", "add", h.ip + "/24", "dev", "eth0"}) &&
+            ip({"-n", h.ns, "link", "set", "eth0", "up"});
       hosts_.push_back(h);
     }
   }
   ~NetnsTopology() {
-    for (auto it = namespaces_.rbegin(); it != namespaces_.rend(); ++it) run_argv(dir_, {kIp, "netns", "del", *it});
+    for (auto it = namespaces_.rbegin(); it != namespaces_.rend(); ++it)
+      run_argv(dir_, {kIp, "netns", "del", *it});
   }
   NetnsTopology(const NetnsTopology&) = delete;
   NetnsTopology& operator=(const NetnsTopology&) = delete;
@@ -210,8 +216,12 @@ class NetnsTopology {
 
   // Unplugs (or plugs back) the host's cable at the switch: its port goes down, and the
   // host's eth0 loses carrier. Packets already in flight on it are lost.
-  bool link_down(const std::string& host) { return ip({"-n", switch_ns_, "link", "set", this->host(host).port, "down"}); }
-  bool link_up(const std::string& host) { return ip({"-n", switch_ns_, "link", "set", this->host(host).port, "up"}); }
+  bool link_down(const std::string& host) {
+    return ip({"-n", switch_ns_, "link", "set", this->host(host).port, "down"});
+  }
+  bool link_up(const std::string& host) {
+    return ip({"-n", switch_ns_, "link", "set", this->host(host).port, "up"});
+  }
 
  private:
   bool add_namespace(const std::string& ns) {
@@ -235,9 +245,9 @@ class NetnsTopology {
 
 // Where a byte string was found in a capture.
 struct CaptureHit {
-  std::string what;  // the needle's label, e.g. "weights[40..48)" or "node token"
-  std::string flow;  // "10.77.0.4:41234 -> 10.77.0.2:6000"
-  size_t offset = 0; // in that flow's reassembled bytes
+  std::string what;   // the needle's label, e.g. "weights[40..48)" or "node token"
+  std::string flow;   // "10.77.0.4:41234 -> 10.77.0.2:6000"
+  size_t offset = 0;  // in that flow's reassembled bytes
 };
 
 class LinkCapture {
@@ -314,20 +324,22 @@ class LinkCapture {
       std::memcpy(&tcp, b + ihl, sizeof tcp);
       const size_t doff = tcp.doff * 4u;
       if (n < ihl + doff) continue;
-      const std::string flow = std::string(src) + ":" + std::to_string(ntohs(tcp.source)) + " -> " + dst + ":" +
-                               std::to_string(ntohs(tcp.dest));
+      const std::string flow = std::string(src) + ":" + std::to_string(ntohs(tcp.source)) + " -> " + dst +
+                               ":" + std::to_string(ntohs(tcp.dest));
       const uint32_t seq = ntohl(tcp.seq);
       auto [it, fresh] = flows.try_emplace(flow);
       if (fresh) it->second.first = seq;
       if (n == ihl + doff) continue;
       // Relative to the first segment seen: a wrap of the 32-bit sequence stays ordered.
       const int64_t rel = static_cast<int32_t>(seq - it->second.first);
-      it->second.second.push_back({rel, std::string(reinterpret_cast<const char*>(b + ihl + doff), n - ihl - doff)});
+      it->second.second.push_back(
+          {rel, std::string(reinterpret_cast<const char*>(b + ihl + doff), n - ihl - doff)});
     }
     std::map<std::string, std::vector<std::string>> streams = std::move(datagrams);
     for (auto& [flow, f] : flows) {
       auto& segs = f.second;
-      std::stable_sort(segs.begin(), segs.end(), [](const Segment& x, const Segment& y) { return x.rel < y.rel; });
+      std::stable_sort(segs.begin(), segs.end(),
+                       [](const Segment& x, const Segment& y) { return x.rel < y.rel; });
       std::vector<std::string>& pieces = streams[flow];
       int64_t end = 0;  // of the bytes in pieces.back()
       for (const auto& s : segs) {
@@ -354,7 +366,8 @@ class LinkCapture {
 
   // Every place where one of the needles (label, bytes; each at least 8 bytes) occurs in
   // the reassembled streams, at most `limit` of them.
-  std::vector<CaptureHit> find(const std::vector<std::pair<std::string, std::string>>& needles, size_t limit = 20) const {
+  std::vector<CaptureHit> find(const std::vector<std::pair<std::string, std::string>>& needles,
+                               size_t limit = 20) const {
     std::unordered_multimap<uint64_t, size_t> by_prefix;  // first 8 bytes -> needle
     for (size_t i = 0; i < needles.size(); ++i) {
       if (needles[i].second.size() < 8) {
@@ -446,7 +459,8 @@ class LinkCapture {
       if (n <= 0) continue;
       if (static_cast<size_t>(n) > frame.size()) ++truncated_;
       const auto us = std::chrono::duration_cast<std::chrono::microseconds>(
-                          std::chrono::system_clock::now().time_since_epoch()).count();
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
       std::lock_guard<std::mutex> lock(mutex_);
       packets_.push_back({us, std::string(frame.data(), std::min(static_cast<size_t>(n), frame.size()))});
     }
@@ -488,7 +502,8 @@ inline std::vector<std::pair<std::string, std::string>> weight_windows(const std
 // whitespace), and, if that text is hex, Z85 (CurveZMQ's printable keys) or PEM, the
 // bytes it encodes (for PEM, the DER and its last 32 bytes, where OpenSSL puts an
 // Ed25519 or X25519 private key).
-inline std::vector<std::pair<std::string, std::string>> secret_forms(const std::string& label, std::string text) {
+inline std::vector<std::pair<std::string, std::string>> secret_forms(const std::string& label,
+                                                                     std::string text) {
   while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.pop_back();
   std::vector<std::pair<std::string, std::string>> forms;
   if (text.size() < 8) return forms;
@@ -520,13 +535,15 @@ inline std::vector<std::pair<std::string, std::string>> secret_forms(const std::
                    });
   if (hex) {
     std::string bytes;
-    for (size_t i = 0; i < text.size(); i += 2) bytes += static_cast<char>(std::stoi(text.substr(i, 2), nullptr, 16));
+    for (size_t i = 0; i < text.size(); i += 2)
+      bytes += static_cast<char>(std::stoi(text.substr(i, 2), nullptr, 16));
     if (bytes.size() >= 8) forms.emplace_back(label + " (hex-decoded)", bytes);
   }
   static const std::string kZ85 =
       "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#";
-  const bool z85 = text.size() % 5 == 0 &&
-                   std::all_of(text.begin(), text.end(), [](char ch) { return kZ85.find(ch) != std::string::npos; });
+  const bool z85 = text.size() % 5 == 0 && std::all_of(text.begin(), text.end(), [](char ch) {
+                     return kZ85.find(ch) != std::string::npos;
+                   });
   if (z85 && !hex) {
     std::string bytes;
     for (size_t i = 0; i < text.size(); i += 5) {

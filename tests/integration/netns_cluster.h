@@ -80,8 +80,10 @@ class NetnsCluster {
     }
     captures_.clear();
     topology_.reset();
-    if (!::testing::Test::HasFailure() && !std::getenv("CUSTODY_KEEP_LOGS")) fs::remove_all(dir_);
-    else std::cerr << "cluster logs, command outputs and captures (*.pcap) kept in " << dir_ << "\n";
+    if (!::testing::Test::HasFailure() && !std::getenv("CUSTODY_KEEP_LOGS"))
+      fs::remove_all(dir_);
+    else
+      std::cerr << "cluster logs, command outputs and captures (*.pcap) kept in " << dir_ << "\n";
   }
   NetnsCluster(const NetnsCluster&) = delete;
   NetnsCluster& operator=(const NetnsCluster&) = delete;
@@ -93,8 +95,12 @@ class NetnsCluster {
   fs::path admin_token() const { return dir_ / "admin.token"; }
   fs::path node_token() const { return dir_ / "node.token"; }
   const std::string& ip(const std::string& host) const { return topology_->host(host).ip; }
-  std::string coordinator_address() const { return "tcp://" + ip("coordinator") + ":" + std::to_string(kCoordinatorPort); }
-  std::string server_address(const std::string& ps) const { return "tcp://" + ip(ps) + ":" + std::to_string(kServerPort); }
+  std::string coordinator_address() const {
+    return "tcp://" + ip("coordinator") + ":" + std::to_string(kCoordinatorPort);
+  }
+  std::string server_address(const std::string& ps) const {
+    return "tcp://" + ip(ps) + ":" + std::to_string(kServerPort);
+  }
 
   // Records the switch port of `host` from now until the cluster ends (its pcap file is
   // written then). Start it before start() to see registration and tokens.
@@ -107,10 +113,17 @@ class NetnsCluster {
   // The coordinator, then (with auth) a node principal, then the servers and workers.
   // False, with a test failure naming it, if something did not come up.
   bool start() {
-    std::vector<std::string> argv{bin("custody-coordinator"), "--listen", "tcp://*:" + std::to_string(kCoordinatorPort),
-                                  "--port-file", (dir_ / "coordinator.addr").string(), "--store", store().string(),
-                                  "--heartbeat-interval-ms", std::to_string(options_.heartbeat_interval_ms),
-                                  "--heartbeat-timeout-ms", std::to_string(options_.heartbeat_timeout_ms)};
+    std::vector<std::string> argv{bin("custody-coordinator"),
+                                  "--listen",
+                                  "tcp://*:" + std::to_string(kCoordinatorPort),
+                                  "--port-file",
+                                  (dir_ / "coordinator.addr").string(),
+                                  "--store",
+                                  store().string(),
+                                  "--heartbeat-interval-ms",
+                                  std::to_string(options_.heartbeat_interval_ms),
+                                  "--heartbeat-timeout-ms",
+                                  std::to_string(options_.heartbeat_timeout_ms)};
     if (options_.auth) argv.insert(argv.end(), {"--auth", "--admin-token-file", admin_token().string()});
     if (options_.security.enabled) {
       argv.insert(argv.end(), options_.security.coordinator.begin(), options_.security.coordinator.end());
@@ -122,7 +135,8 @@ class NetnsCluster {
       std::this_thread::sleep_for(20ms);
     }
     if (!fs::exists(dir_ / "coordinator.addr")) {
-      ADD_FAILURE() << "the coordinator did not start listening within 10 s:\n" << read_file(dir_ / "coordinator.log");
+      ADD_FAILURE() << "the coordinator did not start listening within 10 s:\n"
+                    << read_file(dir_ / "coordinator.log");
       return false;
     }
     if (options_.auth) {
@@ -134,16 +148,20 @@ class NetnsCluster {
       std::ofstream(node_token()) << node.out;
       node_args_ = {"--token-file", node_token().string()};
     }
-    if (options_.security.enabled) node_args_.insert(node_args_.end(), options_.security.node.begin(), options_.security.node.end());
+    if (options_.security.enabled)
+      node_args_.insert(node_args_.end(), options_.security.node.begin(), options_.security.node.end());
     for (int i = 1; i <= options_.servers; ++i) {
       const std::string name = "ps-" + std::to_string(i);
-      start_node("custody-ps", name, {"--listen", "tcp://*:" + std::to_string(kServerPort), "--advertise-host", ip(name)});
+      start_node("custody-ps", name,
+                 {"--listen", "tcp://*:" + std::to_string(kServerPort), "--advertise-host", ip(name)});
     }
-    for (int i = 1; i <= options_.workers; ++i) start_node("custody-worker", "worker-" + std::to_string(i), {});
+    for (int i = 1; i <= options_.workers; ++i)
+      start_node("custody-worker", "worker-" + std::to_string(i), {});
     return true;
   }
 
-  Process& start_node(const std::string& exe, const std::string& name, const std::vector<std::string>& extra) {
+  Process& start_node(const std::string& exe, const std::string& name,
+                      const std::vector<std::string>& extra) {
     std::vector<std::string> argv{bin(exe), "--coordinator", coordinator_address(), "--name", name};
     argv.insert(argv.end(), node_args_.begin(), node_args_.end());
     argv.insert(argv.end(), extra.begin(), extra.end());
@@ -157,16 +175,19 @@ class NetnsCluster {
   // The CLI on the coordinator's host, as its operator (the admin, with auth).
   CliResult cli(std::vector<std::string> args, std::chrono::seconds timeout = 120s) {
     if (options_.auth) args.insert(args.begin(), {"--token-file", admin_token().string()});
-    if (options_.security.enabled) args.insert(args.begin(), options_.security.cli.begin(), options_.security.cli.end());
+    if (options_.security.enabled)
+      args.insert(args.begin(), options_.security.cli.begin(), options_.security.cli.end());
     return cli_from("coordinator", args, timeout);
   }
   // The CLI on any host, with only the flags given (no token, no key).
-  CliResult cli_from(const std::string& host, std::vector<std::string> args, std::chrono::seconds timeout = 120s) {
+  CliResult cli_from(const std::string& host, std::vector<std::string> args,
+                     std::chrono::seconds timeout = 120s) {
     args.insert(args.begin(), {bin("custody"), "--coordinator", coordinator_address()});
     return run_argv(dir_, topology_->on(host, args), timeout);
   }
   // Any program on any host.
-  CliResult run_on(const std::string& host, std::vector<std::string> argv, std::chrono::seconds timeout = 60s) {
+  CliResult run_on(const std::string& host, std::vector<std::string> argv,
+                   std::chrono::seconds timeout = 60s) {
     return run_argv(dir_, topology_->on(host, std::move(argv)), timeout);
   }
 

@@ -19,15 +19,16 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
-#include <zmq.hpp>
 
 #include <chrono>
 #include <fstream>
-#include <iterator>
 #include <iostream>
+#include <iterator>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
+#include <zmq.hpp>
 
 #include "protocols/codec.h"
 #include "protocols/messages.h"
@@ -38,7 +39,8 @@ namespace {
 
 int usage(const std::string& why) {
   std::cerr << "netns_probe: " << why
-            << "\nusage: netns_probe --to ADDR --send pull|push|register|status|predict|canary [--job ID] [--attempt N]"
+            << "\nusage: netns_probe --to ADDR --send pull|push|register|status|predict|canary [--job ID] "
+               "[--attempt N]"
                " [--rank N] [--step N] [--length N] [--sender NAME] [--token T] [--timeout-ms N]"
                " [--curve-server-key Z85] [--file BYTES]\n";
   return 2;
@@ -48,28 +50,30 @@ int usage(const std::string& why) {
 
 int main(int argc, char** argv) {
   std::string to, send, job, sender = "intruder", token, server_key, file;
-  uint64_t attempt = 0, rank = 0, step = 0, length = 0;
-  int timeout_ms = 1500;
+  uint64_t attempt = 0, rank = 0, step = 0, length = 0, timeout_ms = 1500;
+  const std::map<std::string, std::string*> texts = {{"--to", &to},       {"--send", &send},
+                                                     {"--job", &job},     {"--sender", &sender},
+                                                     {"--token", &token}, {"--curve-server-key", &server_key},
+                                                     {"--file", &file}};
+  const std::map<std::string, uint64_t*> numbers = {{"--attempt", &attempt},
+                                                    {"--rank", &rank},
+                                                    {"--step", &step},
+                                                    {"--length", &length},
+                                                    {"--timeout-ms", &timeout_ms}};
   for (int i = 1; i < argc; ++i) {
     const std::string flag = argv[i];
     if (i + 1 >= argc) return usage(flag + " needs a value");
     const std::string value = argv[++i];
-    try {
-      if (flag == "--to") to = value;
-      else if (flag == "--send") send = value;
-      else if (flag == "--job") job = value;
-      else if (flag == "--sender") sender = value;
-      else if (flag == "--token") token = value;
-      else if (flag == "--curve-server-key") server_key = value;
-      else if (flag == "--file") file = value;
-      else if (flag == "--attempt") attempt = std::stoull(value);
-      else if (flag == "--rank") rank = std::stoull(value);
-      else if (flag == "--step") step = std::stoull(value);
-      else if (flag == "--length") length = std::stoull(value);
-      else if (flag == "--timeout-ms") timeout_ms = std::stoi(value);
-      else return usage("unknown flag " + flag);
-    } catch (const std::exception&) {
-      return usage(flag + " needs a number, not '" + value + "'");
+    if (auto t = texts.find(flag); t != texts.end()) {
+      *t->second = value;
+    } else if (auto n = numbers.find(flag); n != numbers.end()) {
+      try {
+        *n->second = std::stoull(value);
+      } catch (const std::exception&) {
+        return usage(flag + " needs a number, not '" + value + "'");
+      }
+    } else {
+      return usage("unknown flag " + flag);
     }
   }
   if (to.empty() || send.empty()) return usage("--to and --send are required");
@@ -126,7 +130,8 @@ int main(int argc, char** argv) {
     const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     if (!in && !in.eof()) return usage("cannot read --file " + file);
     const int fd = socket(AF_INET, SOCK_DGRAM, 0);
-    const ssize_t n = sendto(fd, bytes.data(), bytes.size(), 0, reinterpret_cast<sockaddr*>(&where), sizeof where);
+    const ssize_t n =
+        sendto(fd, bytes.data(), bytes.size(), 0, reinterpret_cast<sockaddr*>(&where), sizeof where);
     close(fd);
     out["bytes"] = n;
     std::cout << out.dump() << std::endl;
@@ -147,7 +152,7 @@ int main(int argc, char** argv) {
     const auto bytes = msg::encode(e);
     socket.send(zmq::buffer(bytes.data(), bytes.size()), zmq::send_flags::none);
     zmq::pollitem_t items[] = {{socket.handle(), 0, ZMQ_POLLIN, 0}};
-    zmq::poll(items, 1, std::chrono::milliseconds(timeout_ms));
+    zmq::poll(items, 1, std::chrono::milliseconds(static_cast<int64_t>(timeout_ms)));
     zmq::message_t m;
     if (!(items[0].revents & ZMQ_POLLIN) || !socket.recv(m, zmq::recv_flags::none)) {
       out["why"] = "no reply within " + std::to_string(timeout_ms) + " ms";

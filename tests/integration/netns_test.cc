@@ -45,19 +45,19 @@ namespace {
 
 using nlohmann::json;
 
-#define SKIP_WITHOUT_NAMESPACES()                                                      \
-  do {                                                                                 \
-    if (!NetnsTopology::why_unavailable().empty()) {                                   \
-      GTEST_SKIP() << "skipped: " << NetnsTopology::why_unavailable();                 \
-    }                                                                                  \
+#define SKIP_WITHOUT_NAMESPACES()                                      \
+  do {                                                                 \
+    if (!NetnsTopology::why_unavailable().empty()) {                   \
+      GTEST_SKIP() << "skipped: " << NetnsTopology::why_unavailable(); \
+    }                                                                  \
   } while (0)
 
-#define SKIP_WITHOUT_SECURITY()                                                        \
-  do {                                                                                 \
-    SKIP_WITHOUT_NAMESPACES();                                                         \
-    if (const std::string why = security_unavailable(); !why.empty()) {                \
-      GTEST_SKIP() << "skipped: " << why;                                              \
-    }                                                                                  \
+#define SKIP_WITHOUT_SECURITY()                                         \
+  do {                                                                  \
+    SKIP_WITHOUT_NAMESPACES();                                          \
+    if (const std::string why = security_unavailable(); !why.empty()) { \
+      GTEST_SKIP() << "skipped: " << why;                               \
+    }                                                                   \
   } while (0)
 
 constexpr size_t kParameters = 32 * 16 + 16 + 16 * 4 + 4;  // synthetic_mlp_job's MLP 32-16-4
@@ -89,7 +89,8 @@ bool wait_until_step(NetnsCluster& c, const std::string& job, uint64_t step, boo
   const auto deadline = std::chrono::steady_clock::now() + 60s;
   while (std::chrono::steady_clock::now() < deadline) {
     json s = cli_json(c, {"status", job});
-    if (s.is_null() || (s["state"] != "running" && s["state"] != "starting" && s["state"] != "pending")) return false;
+    if (s.is_null() || (s["state"] != "running" && s["state"] != "starting" && s["state"] != "pending"))
+      return false;
     if (s["state"] == "running" && s["step"].get<uint64_t>() >= step &&
         (!with_checkpoint || !s["last_checkpoint"].get<std::string>().empty())) {
       return true;
@@ -125,7 +126,8 @@ std::vector<std::pair<std::string, std::string>> cluster_secrets(const NetnsClus
   for (const auto& e : fs::recursive_directory_iterator(c.dir())) {
     if (!e.is_regular_file() || e.file_size() > 4096) continue;
     const std::string name = e.path().filename().string();
-    if (e.path().string().find("/store/") != std::string::npos || name.find("pub") != std::string::npos) continue;
+    if (e.path().string().find("/store/") != std::string::npos || name.find("pub") != std::string::npos)
+      continue;
     if (name.find("token") == std::string::npos && name.find("key") == std::string::npos &&
         name.find("secret") == std::string::npos) {
       continue;
@@ -145,16 +147,18 @@ std::string describe(const std::vector<CaptureHit>& hits) {
   }
   std::string s;
   for (const auto& [key, found] : seen) {
-    s += "  " + std::to_string(found.first) + " x " + key.first + " in " + key.second + " (first: " + found.second->what +
-         " at byte " + std::to_string(found.second->offset) + ")\n";
+    s += "  " + std::to_string(found.first) + " x " + key.first + " in " + key.second +
+         " (first: " + found.second->what + " at byte " + std::to_string(found.second->offset) + ")\n";
   }
   return s;
 }
 
 // Whether a hit of `what` (a needle label's start) was in a flow from `from` to `to`.
-bool hit_in(const std::vector<CaptureHit>& hits, const std::string& what, const std::string& from, const std::string& to) {
+bool hit_in(const std::vector<CaptureHit>& hits, const std::string& what, const std::string& from,
+            const std::string& to) {
   for (const auto& h : hits) {
-    if (h.what.rfind(what, 0) == 0 && h.flow.rfind(from + ":", 0) == 0 && h.flow.find("-> " + to) != std::string::npos) {
+    if (h.what.rfind(what, 0) == 0 && h.flow.rfind(from + ":", 0) == 0 &&
+        h.flow.find("-> " + to) != std::string::npos) {
       return true;
     }
   }
@@ -167,8 +171,10 @@ std::vector<CaptureHit> on_port(const std::vector<CaptureHit>& hits, int port) {
   std::vector<CaptureHit> out;
   for (const auto& h : hits) {
     const std::string from = h.flow.substr(0, h.flow.find(' '));
-    if (from.size() > p.size() && from.compare(from.size() - p.size(), p.size(), p) == 0) out.push_back(h);
-    else if (h.flow.size() > p.size() && h.flow.compare(h.flow.size() - p.size(), p.size(), p) == 0) out.push_back(h);
+    if (from.size() > p.size() && from.compare(from.size() - p.size(), p.size(), p) == 0)
+      out.push_back(h);
+    else if (h.flow.size() > p.size() && h.flow.compare(h.flow.size() - p.size(), p.size(), p) == 0)
+      out.push_back(h);
   }
   return out;
 }
@@ -176,7 +182,8 @@ std::vector<CaptureHit> on_port(const std::vector<CaptureHit>& hits, int port) {
 // Whether the capture saw TCP payload from `from` to `to` ("10.77.0.3", "10.77.0.2:6000").
 bool saw_flow(const LinkCapture& wire, const std::string& from, const std::string& to) {
   for (const auto& [flow, pieces] : wire.streams()) {
-    if (flow.rfind(from + ":", 0) == 0 && flow.find("-> " + to) != std::string::npos && !pieces.empty()) return true;
+    if (flow.rfind(from + ":", 0) == 0 && flow.find("-> " + to) != std::string::npos && !pieces.empty())
+      return true;
   }
   return false;
 }
@@ -207,13 +214,14 @@ void train_and_tap(bool secured) {
   const std::vector<float> weights = exported_weights(c, "across");
   ASSERT_EQ(weights.size(), kParameters);
   const auto windows = weight_windows(weights);
-  ASSERT_GT(windows.size(), kParameters / 2) << "enough distinctive 32-byte windows of the weights to look for";
+  ASSERT_GT(windows.size(), kParameters / 2)
+      << "enough distinctive 32-byte windows of the weights to look for";
   // The run's own positive control, secured or not: a window of the weights sent in clear
   // across the same link (worker-1 to ps-1's host, UDP), which the search must find.
   const fs::path canary = c.dir() / "canary";
   std::ofstream(canary, std::ios::binary) << windows.front().second;
-  CliResult sent = c.run_on("worker-1", {bin("netns_probe"), "--send", "canary", "--to", c.ip("ps-1") + ":9", "--file",
-                                         canary.string()});
+  CliResult sent = c.run_on("worker-1", {bin("netns_probe"), "--send", "canary", "--to", c.ip("ps-1") + ":9",
+                                         "--file", canary.string()});
   ASSERT_EQ(sent.code, 0) << sent.err;
   std::this_thread::sleep_for(100ms);
   wire.stop();
@@ -244,7 +252,8 @@ void train_and_tap(bool secured) {
   const bool control_sealed = secured, data_sealed = secured || s.value("data_plane_sealed", false);
   EXPECT_TRUE(hit_in(weight_hits, windows.front().first, c.ip("worker-1"), c.ip("ps-1") + ":9"))
       << "positive control: the capture finds a window of the weights sent in clear across the link";
-  const auto control_weights = on_port(weight_hits, kCoordinatorPort), data_weights = on_port(weight_hits, kServerPort);
+  const auto control_weights = on_port(weight_hits, kCoordinatorPort),
+             data_weights = on_port(weight_hits, kServerPort);
   if (!control_sealed) {
     // In clear, the capture must find the weights and the token where they travel, or it
     // could not be trusted to find them on a secured cluster either.
@@ -253,7 +262,8 @@ void train_and_tap(bool secured) {
     EXPECT_TRUE(hit_in(token_hits, "node.token", c.ip("ps-1"), c.ip("coordinator") + ":5555"))
         << "positive control: the nodes' token travels in every envelope";
   } else {
-    EXPECT_TRUE(control_weights.empty()) << "the control plane carried weights in clear:\n" << describe(control_weights);
+    EXPECT_TRUE(control_weights.empty()) << "the control plane carried weights in clear:\n"
+                                         << describe(control_weights);
     EXPECT_TRUE(token_hits.empty()) << "a token crossed the link in clear:\n" << describe(token_hits);
   }
   if (!data_sealed) {
@@ -261,7 +271,8 @@ void train_and_tap(bool secured) {
                 hit_in(data_weights, "weights", c.ip("ps-1"), c.ip("worker-2")))
         << "in clear, the final weights travel in the server's last replies to the workers";
   } else {
-    EXPECT_TRUE(data_weights.empty()) << "the sealed data plane carried weights in clear:\n" << describe(data_weights);
+    EXPECT_TRUE(data_weights.empty()) << "the sealed data plane carried weights in clear:\n"
+                                      << describe(data_weights);
   }
   EXPECT_TRUE(key_hits.empty()) << "a secret key crossed the link:\n" << describe(key_hits);
 }
@@ -333,14 +344,15 @@ void foreign_host(bool secured) {
   // key (it is public: the log prints it) with a key pair of its own: the handshake then
   // reaches the coordinator's key check, which must refuse it and say so.
   std::vector<std::vector<std::string>> as{{}};
-  if (const std::string key = curve_public_key_in(read_file(c.dir() / "coordinator.log")); secured && !key.empty()) {
+  if (const std::string key = curve_public_key_in(read_file(c.dir() / "coordinator.log"));
+      secured && !key.empty()) {
     as.push_back({"--curve-server-key", key});
   }
   for (const auto& extra : as) {
-    for (std::vector<std::string> args : std::vector<std::vector<std::string>>{
-             {"--send", "register"},
-             {"--send", "status", "--job", job},
-             {"--send", "predict", "--job", "target", "--length", "32"}}) {
+    for (std::vector<std::string> args :
+         std::vector<std::vector<std::string>>{{"--send", "register"},
+                                               {"--send", "status", "--job", job},
+                                               {"--send", "predict", "--job", "target", "--length", "32"}}) {
       args.insert(args.begin(), {"--to", coordinator});
       args.insert(args.end(), extra.begin(), extra.end());
       to_coordinator.push_back(probe(c, args));
@@ -367,12 +379,14 @@ void foreign_host(bool secured) {
     after = cli_json(c, {"status", job});
     c.cli({"cancel", job});
   }
-  std::cout << "the job after worker-2 resumed: " << after.value("state", "") << ": " << after.value("message", "")
-            << "\n";
-  const std::string coordinator_log = read_file(c.dir() / "coordinator.log"), ps_log = read_file(c.dir() / "ps-1.log");
-  std::cout << "the coordinator's log " << (coordinator_log.find(c.ip("intruder")) != std::string::npos ? "names" : "does not name")
-            << " the intruder's address; ps-1's log " << (ps_log.find(c.ip("intruder")) != std::string::npos ? "names" : "does not name")
-            << " it\n";
+  std::cout << "the job after worker-2 resumed: " << after.value("state", "") << ": "
+            << after.value("message", "") << "\n";
+  const std::string coordinator_log = read_file(c.dir() / "coordinator.log"),
+                    ps_log = read_file(c.dir() / "ps-1.log");
+  std::cout << "the coordinator's log "
+            << (coordinator_log.find(c.ip("intruder")) != std::string::npos ? "names" : "does not name")
+            << " the intruder's address; ps-1's log "
+            << (ps_log.find(c.ip("intruder")) != std::string::npos ? "names" : "does not name") << " it\n";
 
   // The coordinator: without a token (today, --auth) or an admitted key (secured), the
   // intruder gets nothing but a refusal, if it gets an answer at all.
@@ -406,7 +420,8 @@ void foreign_host(bool secured) {
   } else {
     // Sealed: no values, nothing applied, and the job goes on undisturbed.
     EXPECT_NE(pulled.kind(), "params") << pulled.reply.dump();
-    for (const Probe& p : pushed) EXPECT_NE(p.kind(), "params") << "an intruder's push was applied: " << p.reply.dump();
+    for (const Probe& p : pushed)
+      EXPECT_NE(p.kind(), "params") << "an intruder's push was applied: " << p.reply.dump();
     EXPECT_TRUE(after["state"] == "running" || after["state"] == "completed") << after.dump(2);
     EXPECT_EQ(after["recoveries"], 0) << "nothing the intruder sent disturbed the job: " << after.dump(2);
   }
