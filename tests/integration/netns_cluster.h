@@ -13,8 +13,9 @@
 // the namespaces; the directory with logs, command outputs and pcap files is kept when the
 // test failed (or with CUSTODY_KEEP_LOGS=1).
 //
-// The secured variant (issue 13: CurveZMQ, sealed data plane) is the same cluster with
-// more flags: `Security` below is the one place that says which.
+// Callers are proven by token (--auth) or, secured, by CurveZMQ key pairs (--security
+// curve); whether the data plane between workers and servers is sealed is the
+// coordinator's decision, which `custody status` reports per job.
 // Not thread-safe: one test thread drives it.
 #pragma once
 
@@ -30,33 +31,27 @@ namespace custody::testing {
 
 inline constexpr int kCoordinatorPort = 5555, kServerPort = 6000;
 
-// Flags that secure a cluster, added to every process of its kind. Today's cluster has
-// none of them; the tests that need them are skipped until `custody-coordinator --help`
-// lists --security (security_available()). When issue 13's control plane lands, make
-// these match it: that is the only change a secured run of these tests should need.
-struct Security {
-  bool enabled = false;
-  std::vector<std::string> coordinator = {"--security", "curve"};
-  std::vector<std::string> node = {};
-  std::vector<std::string> cli = {};
-};
-
-// Empty if this build's coordinator can run a secured cluster; otherwise why not.
-inline std::string security_unavailable() {
+// What this build can secure, as its coordinator's --help says: empty if it has the
+// flag, otherwise why a test that needs it is skipped. "--security" (CurveZMQ on the
+// control plane), "--data-plane-sealing" (AES-GCM between workers and servers).
+inline std::string unavailable_without(const std::string& flag, const std::string& what) {
   const fs::path dir = fs::temp_directory_path();
   CliResult help = run_argv(dir, {bin("custody-coordinator"), "--help"});
-  if (help.out.find("--security") != std::string::npos) return "";
-  return "custody-coordinator has no --security flag yet (issue 13's CurveZMQ control plane is not on this "
-         "branch); this test runs the secured cluster and starts passing or failing when it lands";
+  if (help.out.find(flag) != std::string::npos) return "";
+  return "custody-coordinator has no " + flag + " on this build (" + what +
+         " is not merged); this test runs when it is";
 }
 
 struct NetnsClusterOptions {
   int servers = 1, workers = 2;
   std::vector<std::string> extra_hosts = {};  // hosts that run no node, e.g. "intruder"
-  bool auth = true;                           // --auth: tokens, an admin and a node principal
+  // How callers are proven: by token (--auth: an admin token and a "node" principal's
+  // token, which travel in clear) unless curve (--security curve: the coordinator's key
+  // pair in <dir>/coordinator.key, the admin's in <dir>/admin.key, and a "node"
+  // principal's in <dir>/node.key, as LocalCluster does).
+  bool curve = false;
   int heartbeat_interval_ms = 200, heartbeat_timeout_ms = 2000;  // as LocalCluster's
   std::vector<std::string> coordinator_args = {};
-  Security security = {};
 };
 
 class NetnsCluster {
@@ -94,6 +89,9 @@ class NetnsCluster {
   fs::path store() const { return dir_ / "store"; }
   fs::path admin_token() const { return dir_ / "admin.token"; }
   fs::path node_token() const { return dir_ / "node.token"; }
+  fs::path admin_key() const { return dir_ / "admin.key"; }
+  fs::path node_key() const { return dir_ / "node.key"; }
+  fs::path coordinator_public_key() const { return dir_ / "coordinator.key.pub"; }
   const std::string& ip(const std::string& host) const { return topology_->host(host).ip; }
   std::string coordinator_address() const {
     return "tcp://" + ip("coordinator") + ":" + std::to_string(kCoordinatorPort);
@@ -124,9 +122,11 @@ class NetnsCluster {
                                   std::to_string(options_.heartbeat_interval_ms),
                                   "--heartbeat-timeout-ms",
                                   std::to_string(options_.heartbeat_timeout_ms)};
-    if (options_.auth) argv.insert(argv.end(), {"--auth", "--admin-token-file", admin_token().string()});
-    if (options_.security.enabled) {
-      argv.insert(argv.end(), options_.security.coordinator.begin(), options_.security.coordinator.end());
+    if (options_.curve) {
+      argv.insert(argv.end(), {"--security", "curve", "--key-file", (dir_ / "coordinator.key").string(),
+                               "--admin-key-file", admin_key().string()});
+    } else {
+      argv.insert(argv.end(), {"--auth", "--admin-token-file", admin_token().string()});
     }
     argv.insert(argv.end(), options_.coordinator_args.begin(), options_.coordinator_args.end());
     coordinator_ = std::make_unique<Process>(topology_->on("coordinator", argv), dir_ / "coordinator.log");
@@ -139,17 +139,21 @@ class NetnsCluster {
                     << read_file(dir_ / "coordinator.log");
       return false;
     }
-    if (options_.auth) {
-      CliResult node = cli({"principal", "add", "nodes", "--role", "node"});
-      if (node.code != 0) {
-        ADD_FAILURE() << "principal add nodes: " << node.err;
-        return false;
-      }
+    // One "node" principal for every node, as LocalCluster does.
+    CliResult node =
+        options_.curve
+            ? cli({"principal", "add", "nodes", "--role", "node", "--key-out", node_key().string()})
+            : cli({"principal", "add", "nodes", "--role", "node"});
+    if (node.code != 0) {
+      ADD_FAILURE() << "principal add nodes: " << node.err;
+      return false;
+    }
+    if (options_.curve) {
+      node_args_ = curve_args(node_key());
+    } else {
       std::ofstream(node_token()) << node.out;
       node_args_ = {"--token-file", node_token().string()};
     }
-    if (options_.security.enabled)
-      node_args_.insert(node_args_.end(), options_.security.node.begin(), options_.security.node.end());
     for (int i = 1; i <= options_.servers; ++i) {
       const std::string name = "ps-" + std::to_string(i);
       start_node("custody-ps", name,
@@ -172,12 +176,17 @@ class NetnsCluster {
   Process& node(const std::string& name) { return *nodes_.at(name); }
   Process& coordinator() { return *coordinator_; }
 
-  // The CLI on the coordinator's host, as its operator (the admin, with auth).
+  // The CLI on the coordinator's host, as its operator (the admin).
   CliResult cli(std::vector<std::string> args, std::chrono::seconds timeout = 120s) {
-    if (options_.auth) args.insert(args.begin(), {"--token-file", admin_token().string()});
-    if (options_.security.enabled)
-      args.insert(args.begin(), options_.security.cli.begin(), options_.security.cli.end());
+    const std::vector<std::string> as_admin =
+        options_.curve ? curve_args(admin_key())
+                       : std::vector<std::string>{"--token-file", admin_token().string()};
+    args.insert(args.begin(), as_admin.begin(), as_admin.end());
     return cli_from("coordinator", args, timeout);
+  }
+  // The flags that connect as the holder of `key_file` (curve): for the CLI and the nodes.
+  std::vector<std::string> curve_args(const fs::path& key_file) const {
+    return {"--key-file", key_file.string(), "--coordinator-key", coordinator_public_key().string()};
   }
   // The CLI on any host, with only the flags given (no token, no key).
   CliResult cli_from(const std::string& host, std::vector<std::string> args,

@@ -5,7 +5,7 @@
 //
 //   {"sent": "pull", "answered": true, "reply": "params", "version": 41, "values": 596}
 //   {"sent": "register", "answered": true, "reply": "error", "code": 9, "message": "..."}
-//   {"sent": "push", "answered": false, "reply": "", "why": "no reply within 1500 ms"}
+//   {"sent": "push", "answered": false, "reply": "", "why": "no reply within 5000 ms"}
 //
 //   netns_probe --to tcp://10.77.0.2:6000 --send pull --job JOB --attempt 0
 //   netns_probe --to ... --send push --job JOB --attempt 0 --rank 1 --step 41 --length 596
@@ -50,7 +50,7 @@ int usage(const std::string& why) {
 
 int main(int argc, char** argv) {
   std::string to, send, job, sender = "intruder", token, server_key, file;
-  uint64_t attempt = 0, rank = 0, step = 0, length = 0, timeout_ms = 1500;
+  uint64_t attempt = 0, rank = 0, step = 0, length = 0, timeout_ms = 5000;
   const std::map<std::string, std::string*> texts = {{"--to", &to},       {"--send", &send},
                                                      {"--job", &job},     {"--sender", &sender},
                                                      {"--token", &token}, {"--curve-server-key", &server_key},

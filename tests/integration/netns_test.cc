@@ -12,27 +12,29 @@
 // (Hosts take addresses in that order: with two servers, ps-2 is 10.77.0.3 and the
 // workers move up one.)
 // What it checks:
-//  * a job trains to completion over the links (the capture of ps-1's port shows both
-//    workers' pushes and the server's traffic with the coordinator crossing it);
+//  * a job trains to completion over the links, with tokens (--auth) and over CurveZMQ
+//    (--security curve); the capture of ps-1's port shows both workers' pushes and the
+//    server's traffic with the coordinator crossing it;
 //  * what a wiretap on ps-1's link sees, searched for every distinctive 32-byte window of
-//    the final weights (`custody export`) and every token and secret key file, in the
-//    reassembled TCP streams. Each run sends one window in clear across the link (UDP) and
-//    must find it: the search's positive control, secured or not. Where a plane runs in
-//    clear, its content must be found too: today the checkpoint shard and the nodes'
-//    token on the control plane (:5555), the replies on the data plane (:6000); where it
-//    is sealed (the data plane as `custody status` reports it; everything on a secured
-//    cluster), none of it may be. No secret key ever crosses;
-//  * a host that knows a job id, rank and attempt: the coordinator refuses it (today by
-//    token, with --auth); a data plane in clear hands it the weights and applies its push
-//    (one push ends the job today), a sealed one refuses both and the job goes on; on a
-//    secured cluster everything is refused and both logs name the host;
+//    the final weights (`custody export`) and every token and secret key in the cluster's
+//    files, in the reassembled TCP streams. Each run sends one window in clear across the
+//    link (UDP) and must find it: the search's positive control. Each plane is judged by
+//    whether it is protected: the control plane (:5555) carries the checkpoint shards and
+//    the nodes' token in clear with tokens, none of it over CurveZMQ; the data plane
+//    (:6000) carries the servers' replies in clear unless `custody status` reports the job
+//    sealed (data_plane_sealed). No secret key ever crosses;
+//  * a host that knows a job id, rank and attempt: the coordinator refuses it (with
+//    tokens, by error reply; over CurveZMQ, at the handshake, logging the host's address);
+//    a data plane in clear hands it the weights and applies its push (and that one push
+//    ends the job), a sealed one refuses both and the job goes on;
 //  * a pulled cable (`ip link set pN down` at the switch) mid-job: a worker's or a
 //    server's, and the job rolls back and completes on the remaining hosts with every
 //    (rank, step) applied once; or, with --max-recoveries 0, fails naming the lost node.
-// The secured cases (NetnsSecuredTest) are skipped until custody-coordinator has
-// --security (netns_cluster.h's Security says which flags they add); all of them are
+// The cases that need CurveZMQ or data-plane sealing are skipped, saying so, on a build
+// whose coordinator lacks --security or --data-plane-sealing (a secured cluster must seal
+// the data plane between hosts, and the server must log the refused host); every case is
 // skipped, saying why, where namespaces cannot be created (not root, no iproute2).
-// About 25 s in all. Run:
+// About 40 s in all. Run:
 //   build/bin/netns_test                          # as root; or: cd build && ctest -R Netns
 //   CUSTODY_KEEP_LOGS=1 build/bin/netns_test      # keeps logs and captures (*.pcap)
 #include <nlohmann/json.hpp>
@@ -52,13 +54,19 @@ using nlohmann::json;
     }                                                                  \
   } while (0)
 
-#define SKIP_WITHOUT_SECURITY()                                         \
-  do {                                                                  \
-    SKIP_WITHOUT_NAMESPACES();                                          \
-    if (const std::string why = security_unavailable(); !why.empty()) { \
-      GTEST_SKIP() << "skipped: " << why;                               \
-    }                                                                   \
+// Skips unless this build's coordinator has each flag (curve: "--security"; sealing:
+// "--data-plane-sealing"), saying which is missing.
+#define SKIP_WITHOUT(...)                                                                            \
+  do {                                                                                               \
+    SKIP_WITHOUT_NAMESPACES();                                                                       \
+    for (const auto& [flag, what] : std::vector<std::pair<std::string, std::string>>{__VA_ARGS__}) { \
+      if (const std::string why = unavailable_without(flag, what); !why.empty()) {                   \
+        GTEST_SKIP() << "skipped: " << why;                                                          \
+      }                                                                                              \
+    }                                                                                                \
   } while (0)
+const std::pair<std::string, std::string> kCurve{"--security", "issue 13's CurveZMQ control plane"};
+const std::pair<std::string, std::string> kSealing{"--data-plane-sealing", "issue 13's sealed data plane"};
 
 constexpr size_t kParameters = 32 * 16 + 16 + 16 * 4 + 4;  // synthetic_mlp_job's MLP 32-16-4
 
@@ -132,9 +140,22 @@ std::vector<std::pair<std::string, std::string>> cluster_secrets(const NetnsClus
         name.find("secret") == std::string::npos) {
       continue;
     }
-    for (auto& f : secret_forms(name, read_file(e.path()))) needles.push_back(std::move(f));
+    // A key file (`custody key generate`'s TOML) holds its secret as secret_key = "Z85";
+    // its public_key may travel. Anything else is secret as a whole.
+    const std::string text = read_file(e.path());
+    const size_t at = text.find("secret_key = \"");
+    const std::string secret =
+        at == std::string::npos ? text : text.substr(at + 14, text.find('"', at + 14) - at - 14);
+    for (auto& f : secret_forms(name, secret)) needles.push_back(std::move(f));
   }
   return needles;
+}
+
+// The Z85 public key in a `custody key generate`-style .pub file, or "".
+std::string public_key_in(const fs::path& pub) {
+  const std::string text = read_file(pub);
+  const size_t at = text.find("public_key = \"");
+  return at == std::string::npos ? "" : text.substr(at + 14, text.find('"', at + 14) - at - 14);
 }
 
 // Where the hits were: per kind of needle ("weights", "node.token") and flow, how many
@@ -190,10 +211,12 @@ bool saw_flow(const LinkCapture& wire, const std::string& from, const std::strin
 
 // --- training over the links, and what a wiretap on ps-1's link sees -----------------
 
-void train_and_tap(bool secured) {
+// curve: the control plane runs over CurveZMQ (else tokens, in clear). must_seal: the
+// job's data plane must be sealed (on a cluster that can seal it).
+void train_and_tap(bool curve, bool must_seal) {
   NetnsClusterOptions o;
-  o.security.enabled = secured;
-  NetnsCluster c(secured ? "tap-secured" : "tap", o);
+  o.curve = curve;
+  NetnsCluster c(curve ? "tap-curve" : "tap", o);
   ASSERT_TRUE(c.ok());
   LinkCapture& wire = c.capture("ps-1");
   ASSERT_TRUE(wire.ok());
@@ -238,23 +261,34 @@ void train_and_tap(bool secured) {
   const auto secrets = cluster_secrets(c);
   std::vector<std::pair<std::string, std::string>> tokens, keys;
   for (const auto& f : secrets) (f.first.find("token") != std::string::npos ? tokens : keys).push_back(f);
-  ASSERT_FALSE(tokens.empty()) << "the cluster runs with --auth: admin.token and node.token";
+  if (curve) {
+    ASSERT_GE(keys.size(), 4u)
+        << "the coordinator's, the admin's and the nodes' key pairs, and the signing key";
+  } else {
+    ASSERT_GE(tokens.size(), 2u) << "the admin's and the nodes' tokens";
+  }
   const auto token_hits = wire.find(tokens, 100000);
   const auto key_hits = wire.find(keys, 100000);
   std::cout << "in the capture: " << windows.size() << " windows of the final weights looked for, "
             << secrets.size() << " forms of the tokens and secret keys\n"
             << describe(weight_hits) << describe(token_hits) << describe(key_hits);
 
-  // What must not be on the wire, by plane: the control plane (nodes and coordinator,
-  // :5555) is protected only on a secured cluster; the data plane (workers and servers,
-  // :6000) wherever the job's data plane is sealed, as `custody status` reports (today
-  // never: the field does not exist yet).
-  const bool control_sealed = secured, data_sealed = secured || s.value("data_plane_sealed", false);
+  // Judged plane by plane: the control plane (nodes and coordinator, :5555) is in clear
+  // unless it runs over CurveZMQ; the data plane (workers and servers, :6000) wherever
+  // `custody status` does not report it sealed (data_plane_sealed; absent on a build that
+  // cannot seal it).
+  const bool data_sealed = s.value("data_plane_sealed", false);
+  std::cout << "control plane: " << (curve ? "CurveZMQ" : "in clear (tokens)")
+            << "; data plane: " << (data_sealed ? "sealed" : "in clear") << " (" << s.value("data_plane", "")
+            << ")\n";
+  if (must_seal) {
+    EXPECT_TRUE(data_sealed) << "a secured job's data plane between hosts is sealed: " << s.dump(2);
+  }
   EXPECT_TRUE(hit_in(weight_hits, windows.front().first, c.ip("worker-1"), c.ip("ps-1") + ":9"))
       << "positive control: the capture finds a window of the weights sent in clear across the link";
   const auto control_weights = on_port(weight_hits, kCoordinatorPort),
              data_weights = on_port(weight_hits, kServerPort);
-  if (!control_sealed) {
+  if (!curve) {
     // In clear, the capture must find the weights and the token where they travel, or it
     // could not be trusted to find them on a secured cluster either.
     EXPECT_TRUE(hit_in(control_weights, "weights", c.ip("ps-1"), c.ip("coordinator") + ":5555"))
@@ -262,9 +296,8 @@ void train_and_tap(bool secured) {
     EXPECT_TRUE(hit_in(token_hits, "node.token", c.ip("ps-1"), c.ip("coordinator") + ":5555"))
         << "positive control: the nodes' token travels in every envelope";
   } else {
-    EXPECT_TRUE(control_weights.empty()) << "the control plane carried weights in clear:\n"
+    EXPECT_TRUE(control_weights.empty()) << "CurveZMQ carried weights in clear:\n"
                                          << describe(control_weights);
-    EXPECT_TRUE(token_hits.empty()) << "a token crossed the link in clear:\n" << describe(token_hits);
   }
   if (!data_sealed) {
     EXPECT_TRUE(hit_in(data_weights, "weights", c.ip("ps-1"), c.ip("worker-1")) ||
@@ -279,12 +312,17 @@ void train_and_tap(bool secured) {
 
 TEST(NetnsTest, AJobTrainsOverRealLinksAndAWiretapFindsWhatTravelsInClear) {
   SKIP_WITHOUT_NAMESPACES();
-  train_and_tap(false);
+  train_and_tap(false, false);
 }
 
-TEST(NetnsSecuredTest, ASecuredClusterTrainsOverRealLinksAndItsWireHoldsNoWeightsTokensOrKeys) {
-  SKIP_WITHOUT_SECURITY();
-  train_and_tap(true);
+TEST(NetnsSecuredTest, OverCurveAJobTrainsAcrossHostsAndNoTokenKeyOrCheckpointCrossesTheControlPlaneInClear) {
+  SKIP_WITHOUT(kCurve);
+  train_and_tap(true, false);
+}
+
+TEST(NetnsSecuredTest, ASecuredClusterSealsTheDataPlaneBetweenHostsAndNoWeightsCrossAnyLinkInClear) {
+  SKIP_WITHOUT(kCurve, kSealing);
+  train_and_tap(true, true);
 }
 
 // --- a foreign host that knows a job id, rank and attempt ------------------------------
@@ -306,25 +344,13 @@ Probe probe(NetnsCluster& c, const std::vector<std::string>& args) {
   return p;
 }
 
-// A CurveZMQ public key (40 characters of Z85, not all hex) printed in a log, or "".
-std::string curve_public_key_in(const std::string& log) {
-  static const std::string kZ85 =
-      "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#";
-  std::istringstream words(log);
-  for (std::string w; words >> w;) {
-    while (!w.empty() && (w.back() == ',' || w.back() == ')')) w.pop_back();
-    if (w.size() != 40 || w.find_first_not_of(kZ85) != std::string::npos) continue;
-    if (w.find_first_not_of("0123456789abcdef") != std::string::npos) return w;
-  }
-  return "";
-}
-
-void foreign_host(bool secured) {
+// curve and must_seal as for train_and_tap.
+void foreign_host(bool curve, bool must_seal) {
   NetnsClusterOptions o;
   o.extra_hosts = {"intruder"};
   o.heartbeat_timeout_ms = 20000;  // worker-2 is paused below; it must not be declared dead
-  o.security.enabled = secured;
-  NetnsCluster c(secured ? "intruder-secured" : "intruder", o);
+  o.curve = curve;
+  NetnsCluster c(curve ? "intruder-curve" : "intruder", o);
   ASSERT_TRUE(c.ok());
   ASSERT_TRUE(c.start());
   ASSERT_TRUE(c.wait_for_nodes(3)) << read_file(c.dir() / "coordinator.log");
@@ -335,17 +361,24 @@ void foreign_host(bool secured) {
   c.node("worker-2").signal(SIGSTOP);
   std::this_thread::sleep_for(700ms);  // and worker-1's progress report says where it waits
   const json before = cli_json(c, {"status", job});
-  const bool data_sealed = secured || before.value("data_plane_sealed", false);
+  const bool data_sealed = before.value("data_plane_sealed", false);
+  if (must_seal) {
+    EXPECT_TRUE(data_sealed) << "a secured job's data plane between hosts is sealed: " << before.dump(2);
+  }
 
   const std::string ps = c.server_address("ps-1"), coordinator = c.coordinator_address();
   const std::string length = std::to_string(kParameters);
   std::vector<Probe> to_coordinator;
-  // On a secured cluster, also as a CurveZMQ client that knows the coordinator's public
-  // key (it is public: the log prints it) with a key pair of its own: the handshake then
-  // reaches the coordinator's key check, which must refuse it and say so.
+  // Over CurveZMQ, also as a client that knows the coordinator's public key (it is
+  // public) with a key pair of its own: the handshake then reaches the coordinator's key
+  // check, which must refuse it and log where it came from.
+  // How long a probe waits for an answer: long where one is expected (a loaded machine
+  // may be slow), short where a refused handshake leaves the intruder waiting for none.
+  const std::string coordinator_wait = curve ? "1000" : "5000", server_wait = data_sealed ? "1000" : "5000";
   std::vector<std::vector<std::string>> as{{}};
-  if (const std::string key = curve_public_key_in(read_file(c.dir() / "coordinator.log"));
-      secured && !key.empty()) {
+  if (curve) {
+    const std::string key = public_key_in(c.coordinator_public_key());
+    EXPECT_FALSE(key.empty()) << "no public key in " << c.coordinator_public_key();
     as.push_back({"--curve-server-key", key});
   }
   for (const auto& extra : as) {
@@ -353,12 +386,13 @@ void foreign_host(bool secured) {
          std::vector<std::vector<std::string>>{{"--send", "register"},
                                                {"--send", "status", "--job", job},
                                                {"--send", "predict", "--job", "target", "--length", "32"}}) {
-      args.insert(args.begin(), {"--to", coordinator});
+      args.insert(args.begin(), {"--to", coordinator, "--timeout-ms", coordinator_wait});
       args.insert(args.end(), extra.begin(), extra.end());
       to_coordinator.push_back(probe(c, args));
     }
   }
-  Probe pulled = probe(c, {"--to", ps, "--send", "pull", "--job", job, "--attempt", "0"});
+  Probe pulled =
+      probe(c, {"--to", ps, "--timeout-ms", server_wait, "--send", "pull", "--job", job, "--attempt", "0"});
   // The step the server waits at: what the pull said, or else (refused) what the status
   // says, and the one after it in case the report lags.
   std::vector<uint64_t> steps{pulled.reply.value("version", before.value("step", uint64_t{0}))};
@@ -366,8 +400,9 @@ void foreign_host(bool secured) {
   std::vector<Probe> pushed;
   for (uint64_t step : steps) {
     for (const std::string rank : {"0", "1"}) {
-      pushed.push_back(probe(c, {"--to", ps, "--send", "push", "--job", job, "--attempt", "0", "--rank", rank,
-                                 "--step", std::to_string(step), "--length", length}));
+      pushed.push_back(
+          probe(c, {"--to", ps, "--timeout-ms", server_wait, "--send", "push", "--job", job, "--attempt", "0",
+                    "--rank", rank, "--step", std::to_string(step), "--length", length}));
     }
   }
   c.node("worker-2").signal(SIGCONT);
@@ -388,17 +423,19 @@ void foreign_host(bool secured) {
             << " the intruder's address; ps-1's log "
             << (ps_log.find(c.ip("intruder")) != std::string::npos ? "names" : "does not name") << " it\n";
 
-  // The coordinator: without a token (today, --auth) or an admitted key (secured), the
-  // intruder gets nothing but a refusal, if it gets an answer at all.
+  // The coordinator: without a token (--auth) or an admitted key (curve), the intruder
+  // gets nothing but a refusal, if it gets an answer at all.
   for (const Probe& p : to_coordinator) {
     EXPECT_TRUE(!p.answered() || p.kind() == "error") << "the intruder got an answer: " << p.reply.dump();
-    if (!secured) {
+    if (!curve) {
       EXPECT_NE(p.reply.value("message", "").find("requires a token"), std::string::npos) << p.reply.dump();
     }
   }
-  if (secured) {
+  if (curve) {
     EXPECT_NE(coordinator_log.find(c.ip("intruder")), std::string::npos)
         << "the coordinator's log does not name the refused host " << c.ip("intruder");
+  }
+  if (must_seal) {
     EXPECT_NE(ps_log.find(c.ip("intruder")), std::string::npos)
         << "ps-1's log does not name the refused host " << c.ip("intruder");
   }
@@ -420,8 +457,9 @@ void foreign_host(bool secured) {
   } else {
     // Sealed: no values, nothing applied, and the job goes on undisturbed.
     EXPECT_NE(pulled.kind(), "params") << pulled.reply.dump();
-    for (const Probe& p : pushed)
+    for (const Probe& p : pushed) {
       EXPECT_NE(p.kind(), "params") << "an intruder's push was applied: " << p.reply.dump();
+    }
     EXPECT_TRUE(after["state"] == "running" || after["state"] == "completed") << after.dump(2);
     EXPECT_EQ(after["recoveries"], 0) << "nothing the intruder sent disturbed the job: " << after.dump(2);
   }
@@ -429,12 +467,17 @@ void foreign_host(bool secured) {
 
 TEST(NetnsTest, AForeignHostIsRefusedByTheCoordinatorAndByTheServersOnlyWhereTheDataPlaneIsSealed) {
   SKIP_WITHOUT_NAMESPACES();
-  foreign_host(false);
+  foreign_host(false, false);
 }
 
-TEST(NetnsSecuredTest, AForeignHostKnowingJobRankAndAttemptIsRefusedEverythingAndLogged) {
-  SKIP_WITHOUT_SECURITY();
-  foreign_host(true);
+TEST(NetnsSecuredTest, OverCurveAForeignHostIsRefusedAtTheHandshakeAndTheCoordinatorLogsItsAddress) {
+  SKIP_WITHOUT(kCurve);
+  foreign_host(true, false);
+}
+
+TEST(NetnsSecuredTest, OnASecuredClusterAForeignHostKnowingJobRankAndAttemptIsRefusedEverythingAndLogged) {
+  SKIP_WITHOUT(kCurve, kSealing);
+  foreign_host(true, true);
 }
 
 // --- a pulled cable ---------------------------------------------------------------------
