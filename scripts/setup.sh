@@ -10,7 +10,7 @@ packages=(
   librocksdb-dev rocksdb-tools libgtest-dev googletest libbenchmark-dev
   zlib1g-dev libssl-dev libcli11-dev libtomlplusplus-dev nlohmann-json3-dev
   dataset-fashion-mnist python3-zmq clang-14 libclang-rt-14-dev
-  python3-jsonschema python3-rfc3987
+  python3-jsonschema python3-rfc3987 iproute2
 )
 if [ "${1:-}" = "--bench" ]; then
   packages+=(python3-torch python3-numpy libopenblas0-openmp)

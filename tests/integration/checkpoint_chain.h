@@ -23,8 +23,10 @@ struct Updates {
 };
 
 // Follows the chain from `checkpoint` to the first, reading each with `custody lineage
-// show` (`store` names the store, e.g. {"--store", DIR}).
-inline Updates count_updates(LocalCluster& c, std::string checkpoint, const std::vector<std::string>& store) {
+// show` (`store` names the store, e.g. {"--store", DIR}). Cluster: LocalCluster, or any
+// cluster whose cli(args) runs the CLI (NetnsCluster).
+template <class Cluster>
+Updates count_updates(Cluster& c, std::string checkpoint, const std::vector<std::string>& store) {
   Updates u;
   uint64_t expected_end = UINT64_MAX;
   while (!checkpoint.empty()) {
