@@ -26,6 +26,7 @@ struct Inbound {
   // identity: the coordinator's authenticator answers with the key's credential); empty
   // on sockets without CURVE.
   std::string identity;
+  std::string address;  // the sender's network address (transport::Incoming::address)
 };
 
 struct Outbound {

@@ -17,6 +17,22 @@ namespace {
 // The node's name in its log lines and error replies.
 const std::string kNode = "parameter-server";
 
+// Data-plane requests refused for want of the rank's key (permission denied) are an
+// attack or a misconfiguration: the operator learns where they came from. The first 20 are
+// logged, then one in 1000, so a flood cannot fill the disk.
+void log_refusals(const std::string& node, const Inbound& in, const Outbox& out) {
+  static uint64_t refused = 0;
+  for (const auto& o : out) {
+    const auto* error = o.envelope.get<msg::Error>();
+    if (!error || error->code != ErrorCode::kPermissionDenied) continue;
+    if (++refused > 20 && refused % 1000 != 0) continue;
+    log(LogLevel::kWarn, node.empty() ? kNode : node,
+        "refused a '" + std::string(msg::body_name(in.envelope->body)) + "' for " + in.envelope->job_id + " from " +
+            (in.address.empty() ? "this process" : in.address) + " (" + std::to_string(refused) +
+            " refused so far): " + error->message);
+  }
+}
+
 struct ServerActorState {
   // Sealing and opening a step's blocks on the cores its workers leave idle while they
   // wait for it (declared first: the state machine uses it until it is gone).
@@ -65,6 +81,7 @@ caf::behavior server_actor(caf::stateful_actor<ServerActorState>* self, SocketPo
           return;
         }
         Outbox out = st.logic->handle_data(in.peer, e);
+        log_refusals(st.link->node_id(), in, out);
         remote_peers_first(out, transport::Context::is_in_process_peer);
         for (auto& o : out) {
           if (o.to_coordinator) {

@@ -51,7 +51,7 @@ void bridge_loop(caf::blocking_actor* self, std::shared_ptr<transport::Socket> s
       }
       self->send(handler, Inbound{options.channel, std::move(frame.peer),
                                   std::make_shared<const msg::Envelope>(std::move(decoded).value()),
-                                  std::move(frame.identity)});
+                                  std::move(frame.identity), std::move(frame.address)});
     }
     // Drain the mailbox: replies to send, or the order to stop.
     bool more = true;

@@ -119,6 +119,8 @@ struct Incoming {
   // Who the CurveZMQ handshake proved the sender's session is: the authenticator's answer
   // for its key (Custody answers with the key's credential). Empty on sockets without CURVE.
   std::string identity;
+  // The sender's network address ("10.77.0.5"), for logs of refusals; empty in-process.
+  std::string address;
   Frame bytes;
   bool multipart = false;  // the sender split its message into several frames
 };

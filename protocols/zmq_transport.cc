@@ -360,6 +360,7 @@ Result<std::optional<Incoming>> Socket::try_receive() {
       in.bytes.owner_ = owned;
       // Set by the ZAP handler's answer on CURVE sockets; absent (null) on others.
       if (const char* user = zmq_msg_gets(&msg, "User-Id")) in.identity = user;
+      if (const char* from = zmq_msg_gets(&msg, "Peer-Address")) in.address = from;
     } else {
       in.multipart = true;  // keep the first payload frame; the caller reports the rest
     }
