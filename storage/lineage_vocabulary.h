@@ -81,6 +81,10 @@ inline constexpr char kAttemptDiscarded[] = "attempt_discarded";
 inline constexpr char kEpochEvaluated[] = "epoch_evaluated";
 inline constexpr char kRunEnded[] = "run_ended";
 inline constexpr char kRunResumed[] = "run_resumed";
+// Not of a run: a checkpoint's tensors sealed again under a new store key, and the end of
+// that rekey (storage/store_rekey.h).
+inline constexpr char kCheckpointResealed[] = "checkpoint_resealed";
+inline constexpr char kStoreRekeyed[] = "store_rekeyed";
 }  // namespace event
 
 // Usage actions ("action").
