@@ -55,6 +55,8 @@ std::vector<Body> every_body() {
       AuditHeadRequest{},
       AuditHeadReply{"{}"},
       JobReleased{1, 2, 3, 4},
+      StoreBackup{"/backups", 5},
+      StoreBackupReply{"/backups", 1, 2, 3, 4, "/store", {"0123456789abcdef"}, 6},
   };
 }
 

@@ -41,7 +41,9 @@ struct FutureEnvelope {
     auditHeadRequest @36 :Void;
     auditHeadReply @37 :Void;
     jobReleased @38 :Void;
-    somethingNew @39 :Text;
+    storeBackup @39 :Void;
+    storeBackupReply @40 :Void;
+    somethingNew @41 :Text;
   }
   token @30 :Text;
   attempt @35 :UInt32;
