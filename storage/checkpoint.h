@@ -102,9 +102,11 @@ std::string tensor_aad(const std::string& checkpoint, const std::string& name, c
 // and `entry` gains "sealed_sha256" and "store_key".
 Result<std::string> seal_tensor(const StoreKeys& keys, const std::string& checkpoint, std::string_view plain,
                                 json& entry);
-// The plaintext of an entry's stored bytes: they must hash to its address; sealed ones are
-// opened with the key their entry names (`keys` may be null for plaintext entries), and the
-// plaintext must hash to its "sha256". `what` names the entry in errors ("tensor W1").
+// The plaintext of an entry's stored bytes. Sealed ones are opened with the key their entry
+// names (`keys` may be null for plaintext entries), which fails on any change to them (the
+// GCM tag); the plaintext must hash to the entry's "sha256". `what` names the entry in
+// errors ("tensor W1"). (Whether sealed bytes hash to their address, which needs no key,
+// is verify()'s to check.)
 Result<std::string> open_tensor(const StoreKeys* keys, const std::string& checkpoint, const json& entry,
                                 const std::string& stored, const std::string& what);
 

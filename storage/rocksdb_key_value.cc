@@ -249,6 +249,9 @@ class RocksKeyValue final : public KeyValue {
     // was taken: one consistent moment of every column family, without forcing a flush of
     // the families that the coordinator writes rarely.
     create.flush_before_backup = false;
+    // The copying threads yield the CPU to the training beside them (bench/store_at_rest.sh).
+    create.decrease_background_thread_cpu_priority = true;
+    create.background_thread_cpu_priority = rocksdb::CpuPriority::kLow;
     rocksdb::BackupEngine* stoppable = engine.get();
     create.progress_callback = [stoppable, stop = options.stop] {
       if (stop && stop->load()) stoppable->StopBackup();
