@@ -113,6 +113,21 @@ TEST(StoreAtRestTest, ATrainedStoreIsPrivateHoldsNoWeightsInClearAndVerifiesWith
   // Lineage still reads: a stolen store reveals who trained what on what, not the weights.
   CliResult lineage = c.cli({"lineage", "show", job, "--store", copy.string()});
   EXPECT_EQ(lineage.code, 0) << lineage.err;
+  // RocksDB's own ldb dumps the checkpoints family of the copy: the manifests are there in
+  // clear (the root hash of the weights shows), the weights are not.
+  const fs::path dump = c.dir() / "ldb.out";
+  const std::string cmd = "ldb --db=" + copy.string() + " --column_family=checkpoints --hex scan > " +
+                          dump.string() + " 2>&1";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << read_file(dump) << " (rocksdb-tools installs ldb)";
+  const std::string dumped = read_file(dump);
+  auto hex = [](const std::string& bytes) {
+    static const char* digits = "0123456789ABCDEF";
+    std::string out;
+    for (unsigned char ch : bytes) out += {digits[ch >> 4], digits[ch & 15]};
+    return out;
+  };
+  EXPECT_NE(dumped.find(hex("\"root_hash\":")), std::string::npos) << "the manifests dump in clear";
+  EXPECT_EQ(dumped.find(hex(weights_needle(weights))), std::string::npos) << "the weights do not";
 
   // With the key the coordinator serves the same weights, bit for bit.
   c.start_coordinator("coordinator-2.log");
@@ -160,6 +175,13 @@ TEST(StoreAtRestTest, AnOnlineBackupIsTakenWhileTrainingAndABackupCutByKillingTh
   ASSERT_TRUE(wait_until([&] { return fs::exists(backups / "private" / "2"); }, 30s))
       << "backup 2 never started: " << read_file(c.dir() / "backup-2.log");
   std::this_thread::sleep_for(500ms);  // some of its bytes copied, not all
+  ASSERT_FALSE(fs::exists(backups / "meta" / "2")) << "backup 2 completed before the kill";
+  // The coordinator serves while it copies.
+  std::string row;
+  for (int f = 0; f < 256; ++f) row += (f ? "," : "") + std::to_string(f % 5);
+  const fs::path rows = c.write_job("rows.csv", row + "\n");
+  CliResult predicted = c.cli({"predict", "wide", "--input", rows.string(), "--as", "dave"});
+  EXPECT_EQ(predicted.code, 0) << predicted.err;
   ASSERT_FALSE(fs::exists(backups / "meta" / "2")) << "backup 2 completed before the kill";
   c.coordinator().kill_hard();
   second.stop();
