@@ -70,7 +70,8 @@ int main(int argc, char** argv) {
       store.set_keys(sealed ? sealing : nullptr);
       auto t0 = SteadyClock::now();
       storage::Batch b("checkpoint");
-      auto id = storage::add_checkpoint(b, model, values, {"job-bench", 0, step, 1, "", false}, &adam, store.keys());
+      auto id = storage::add_checkpoint(b, model, values, {"job-bench", 0, step, 1, "", false}, &adam,
+                                        store.keys());
       check(id.status(), "checkpoint");
       check(store.write(b), "write");
       write_ms[sealed].push_back(ms_since(t0));
@@ -101,9 +102,11 @@ int main(int argc, char** argv) {
   const double backup_ms = ms_since(t0);
   check(backup.status(), "backup");
 
-  const double w0 = median(write_ms[0]), w1 = median(write_ms[1]), l0 = median(load_ms[0]), l1 = median(load_ms[1]);
+  const double w0 = median(write_ms[0]), w1 = median(write_ms[1]), l0 = median(load_ms[0]),
+               l1 = median(load_ms[1]);
   std::printf(
-      "{\"benchmark\": \"store_at_rest\", \"model\": \"784-256-128-10 with adam state\", \"checkpoints_each\": %d,\n"
+      "{\"benchmark\": \"store_at_rest\", \"model\": \"784-256-128-10 with adam state\", "
+      "\"checkpoints_each\": %d,\n"
       " \"write_ms_clear\": %.2f, \"write_ms_sealed\": %.2f, \"write_ratio_sealed_clear\": %.3f,\n"
       " \"load_ms_clear\": %.2f, \"load_ms_sealed\": %.2f, \"load_ratio_sealed_clear\": %.3f,\n"
       " \"verify_ms_without_key\": %.1f, \"verify_ms_with_key\": %.1f, \"tensors_opened\": %llu,\n"

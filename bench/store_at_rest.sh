@@ -37,13 +37,8 @@ measure() {  # mode (quiet|backups) -> samples/s
   fi
   js=$(custody status "$job" --json)
   cluster_stop
-  local steps started finished
-  steps=$(echo "$js" | sed -n 's/.*"total_steps": \([0-9]*\).*/\1/p')
-  started=$(echo "$js" | sed -n 's/.*"started_at_ms": \([0-9]*\).*/\1/p')
-  finished=$(echo "$js" | sed -n 's/.*"finished_at_ms": \([0-9]*\).*/\1/p')
   echo "$mode: $backups backups" >&2
-  # 2 workers x 64 samples per step
-  echo $((steps * 2 * 64 * 1000 / (finished - started)))
+  job_samples_per_sec "$js"
 }
 
 quiet=() busy=()
@@ -52,7 +47,6 @@ for r in $(seq "$rounds"); do
   busy+=("$(measure backups)")
   echo "round $r: no backup ${quiet[-1]} samples/s, backups running ${busy[-1]} samples/s" >&2
 done
-median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : int((a[NR/2]+a[NR/2+1])/2)}'; }
 m_quiet=$(median "${quiet[@]}")
 m_busy=$(median "${busy[@]}")
 ratio=$(awk -v a="$m_busy" -v b="$m_quiet" 'BEGIN {printf "%.3f", a / b}')

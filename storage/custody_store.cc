@@ -660,19 +660,14 @@ Result<BackupInfo> CustodyStore::backup(const std::string& dir, const BackupOpti
   return kv_->backup(dir, metadata.dump(), options);
 }
 
-Result<std::vector<std::string>> CustodyStore::manifest_ids() const {
-  std::vector<std::string> ids;
-  CUSTODY_RETURN_IF_ERROR(kv_->scan("checkpoints", "manifest/", [&](const std::string& key, const std::string&) {
-    ids.push_back(key.substr(9));
-    return true;
-  }));
-  return ids;
-}
+Result<std::vector<std::string>> CustodyStore::manifest_ids() const { return checkpoint_keys("manifest/"); }
 
-Result<std::vector<std::string>> CustodyStore::blob_addresses() const {
+Result<std::vector<std::string>> CustodyStore::blob_addresses() const { return checkpoint_keys("blob/"); }
+
+Result<std::vector<std::string>> CustodyStore::checkpoint_keys(const std::string& prefix) const {
   std::vector<std::string> out;
-  CUSTODY_RETURN_IF_ERROR(kv_->scan("checkpoints", "blob/", [&](const std::string& key, const std::string&) {
-    out.push_back(key.substr(5));
+  CUSTODY_RETURN_IF_ERROR(kv_->scan("checkpoints", prefix, [&](const std::string& key, const std::string&) {
+    out.push_back(key.substr(prefix.size()));
     return true;
   }));
   return out;

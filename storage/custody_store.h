@@ -217,6 +217,8 @@ class CustodyStore {
                         std::vector<Put>& puts) const;
   // The log's tree as stored (built from the records for a store written before trees).
   Result<MerkleFrontier> frontier(const std::string& log, uint64_t head_seq) const;
+  // The keys under `prefix` of the checkpoints family, the prefix cut off, in order.
+  Result<std::vector<std::string>> checkpoint_keys(const std::string& prefix) const;
   // What the writer holds between writes instead of reading and parsing it again: each
   // log's head (seq, hash) and Merkle frontier as of the last write this object made. The
   // store has a single writer (this object), so nothing else can change them; a write

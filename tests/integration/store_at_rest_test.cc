@@ -4,10 +4,9 @@
 // the coordinator trains, a coordinator killed mid-backup leaves no backup that passes
 // for complete, and the last complete one restores and verifies; a rekey killed midway
 // leaves a store that opens and verifies, and the next rekey finishes it.
-#include <sys/stat.h>
-
 #include <nlohmann/json.hpp>
 
+#include "tests/files_at_rest.h"
 #include "tests/integration/cluster.h"
 
 namespace custody::testing {
@@ -35,29 +34,6 @@ std::string wide_job(const std::string& name, int epochs, int checkpoint_every) 
          "\n[model]\ntype = \"mlp\"\nhidden = [512]\nclasses = 4\n[optimizer]\ntype = \"momentum\"\n"
          "learning_rate = 0.05\nmomentum = 0.9\n[data]\nkind = \"synthetic\"\n[data.synthetic]\n"
          "train_samples = 3200\ntest_samples = 400\nfeatures = 256\nclasses = 4\n";
-}
-
-mode_t mode_of(const fs::path& p) {
-  struct stat st;
-  EXPECT_EQ(::stat(p.c_str(), &st), 0) << p;
-  return st.st_mode & 07777;
-}
-
-// "" if dir is 0700 and everything under it 0600 (files) or 0700 (directories).
-std::string first_public(const fs::path& dir) {
-  if (mode_of(dir) != 0700) return dir.string();
-  for (const auto& e : fs::recursive_directory_iterator(dir)) {
-    const mode_t want = e.is_directory() ? 0700 : 0600;
-    if (mode_of(e.path()) != want) return e.path().string();
-  }
-  return "";
-}
-
-bool files_hold(const fs::path& dir, const std::string& bytes) {
-  for (const auto& e : fs::recursive_directory_iterator(dir)) {
-    if (e.is_regular_file() && read_file(e.path()).find(bytes) != std::string::npos) return true;
-  }
-  return false;
 }
 
 // 64 bytes from the middle of the exported weights: what someone holding the store's
@@ -116,8 +92,8 @@ TEST(StoreAtRestTest, ATrainedStoreIsPrivateHoldsNoWeightsInClearAndVerifiesWith
   // RocksDB's own ldb dumps the checkpoints family of the copy: the manifests are there in
   // clear (the root hash of the weights shows), the weights are not.
   const fs::path dump = c.dir() / "ldb.out";
-  const std::string cmd = "ldb --db=" + copy.string() + " --column_family=checkpoints --hex scan > " +
-                          dump.string() + " 2>&1";
+  const std::string cmd =
+      "ldb --db=" + copy.string() + " --column_family=checkpoints --hex scan > " + dump.string() + " 2>&1";
   ASSERT_EQ(std::system(cmd.c_str()), 0) << read_file(dump) << " (rocksdb-tools installs ldb)";
   const std::string dumped = read_file(dump);
   auto hex = [](const std::string& bytes) {

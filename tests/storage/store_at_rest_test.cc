@@ -18,12 +18,16 @@
 #include "storage/lineage_vocabulary.h"
 #include "storage/store_key.h"
 #include "storage/store_rekey.h"
+#include "tests/files_at_rest.h"
 #include "tests/test_dir.h"
 
 namespace custody::storage {
 namespace {
 
 namespace fs = std::filesystem;
+using testing::files_hold;
+using testing::first_public;
+using testing::mode_of;
 using testing::TestDir;
 
 const Model kModel({8, 16, 4});
@@ -41,35 +45,6 @@ std::vector<float> weights(size_t n, uint32_t seed) {
 // The bytes of 16 floats from the middle of the first tensor: what a thief would search for.
 std::string needle(const std::vector<float>& values) {
   return std::string(reinterpret_cast<const char*>(values.data() + 40), 16 * sizeof(float));
-}
-
-// True if any file under `dir` holds `bytes`.
-bool files_hold(const fs::path& dir, const std::string& bytes) {
-  for (const auto& e : fs::recursive_directory_iterator(dir)) {
-    if (!e.is_regular_file()) continue;
-    std::ifstream in(e.path(), std::ios::binary);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    if (ss.str().find(bytes) != std::string::npos) return true;
-  }
-  return false;
-}
-
-mode_t mode_of(const fs::path& p) {
-  struct stat st;
-  EXPECT_EQ(::stat(p.c_str(), &st), 0) << p;
-  return st.st_mode & 07777;
-}
-
-// Every file under dir is 0600 and every directory 0700 (dir too); else the first that is not.
-std::string first_public(const fs::path& dir) {
-  if (mode_of(dir) != 0700) return dir.string();
-  for (const auto& e : fs::recursive_directory_iterator(dir)) {
-    const mode_t want = e.is_directory() ? 0700 : 0600;
-    if (mode_of(e.path()) != want)
-      return e.path().string() + " (mode " + std::to_string(mode_of(e.path())) + ")";
-  }
-  return "";
 }
 
 std::unique_ptr<CustodyStore> open_store(const fs::path& path, OpenMode mode = OpenMode::kReadWrite) {
