@@ -46,7 +46,9 @@ bool may_send(Role role, const msg::Body& body) {
   if (is_one_of<msg::StatusRequest, msg::UsageRequest, msg::AuditHeadRequest>(body)) return true;
   if (is_one_of<msg::SubmitJob, msg::CancelJob, msg::ResumeJob>(body)) return role == Role::kSubmitter;
   if (is_one_of<msg::Predict, msg::ExportRequest>(body)) return role == Role::kConsumer || role == Role::kSubmitter;
-  return false;  // addPrincipal, and any request added later until it is given a rule here
+  // Admins only: addPrincipal; storeBackup (a copy of every record and every sealed
+  // tensor); and any request added later, until it is given a rule here.
+  return false;
 }
 
 bool sees_everyones_usage(Role role) { return role == Role::kAuditor || role == Role::kAdmin; }

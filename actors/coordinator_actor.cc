@@ -1,7 +1,8 @@
 // The coordinator node: one ROUTER socket (nodes and CLI clients connect to it), its
-// bridge actor, the coordinator actor around CoordinatorState, and the serving actor
-// around ServingState (predict requests are handed to it, so model traffic does not
-// queue behind scheduling, nor scheduling behind it).
+// bridge actor, the coordinator actor around CoordinatorState, the serving actor around
+// ServingState (predict requests are handed to it, so model traffic does not queue
+// behind scheduling, nor scheduling behind it), and the store's backup actor
+// (actors/store_backup.h: storeBackup requests, copied beside the training).
 #include <sys/stat.h>
 
 #include <cstdio>
@@ -14,7 +15,9 @@
 
 #include "actors/coordinator_state.h"
 #include "actors/serving_state.h"
+#include "actors/store_backup.h"
 #include "storage/custody_store.h"
+#include "storage/store_key.h"
 #include "storage/lineage_vocabulary.h"
 #include "actors/node_runtime.h"
 #include "actors/runtime_common.h"
@@ -26,7 +29,7 @@ namespace {
 struct CoordinatorActorState {
   std::shared_ptr<CoordinatorState> logic;
   SocketPort port;
-  caf::actor serving;
+  caf::actor serving, backup;
   SteadyClock::time_point next_head;  // when the head file gets its next line
 };
 
@@ -53,11 +56,12 @@ caf::behavior serving_actor(caf::stateful_actor<ServingActorState>* self, Socket
 
 caf::behavior coordinator_actor(caf::stateful_actor<CoordinatorActorState>* self, CoordinatorOptions options,
                                 SocketPort port, std::shared_ptr<CoordinatorState> logic, caf::actor serving,
-                                std::string head_file, std::chrono::milliseconds head_interval) {
+                                caf::actor backup, std::string head_file, std::chrono::milliseconds head_interval) {
   self->state.logic = std::move(logic);
   self->state.next_head = SteadyClock::now() + head_interval;
   self->state.port = port;
   self->state.serving = serving;
+  self->state.backup = backup;
   self->delayed_send(self, std::max(std::chrono::milliseconds(50), options.heartbeat_interval / 2),
                      tick_atom::value);
   auto period = std::max(std::chrono::milliseconds(50), options.heartbeat_interval / 2);
@@ -66,6 +70,15 @@ caf::behavior coordinator_actor(caf::stateful_actor<CoordinatorActorState>* self
   };
   return {
       [=](Inbound& in) {
+        if (in.envelope->get<msg::StoreBackup>()) {  // admin only (access_policy.h)
+          auto caller = self->state.logic->authorize(*in.envelope);
+          if (!caller.is_ok()) {
+            self->state.port.send(in.peer, msg::make_error(*in.envelope, "coordinator", caller.status()));
+            return;
+          }
+          self->send(self->state.backup, std::move(in));
+          return;
+        }
         if (in.envelope->get<msg::Predict>()) {
           auto caller = self->state.logic->authorize(*in.envelope, in.identity);
           if (!caller.is_ok()) {
@@ -155,6 +168,22 @@ int run_coordinator(const CoordinatorNodeConfig& config, const std::atomic<bool>
     }
     store = std::move(opened).value();
     log(LogLevel::kInfo, "coordinator", "custody store at " + config.store);
+    // The store key: outside the store, like the signing key; it seals every tensor written
+    // and opens every tensor read (restores, resumes, serving, exports).
+    const std::string key_file =
+        config.store_key.empty() ? storage::default_store_key_path(config.store) : config.store_key;
+    bool created = false;
+    auto keys = storage::attach_store_keys(*store, key_file, &created);
+    if (!keys.is_ok()) {
+      log(LogLevel::kError, "coordinator", "the store key: " + keys.status().message());
+      return 2;
+    }
+    log(LogLevel::kInfo, "coordinator",
+        std::string(created ? "created" : "loaded") + " the store key " + keys.value()->current_version() + " at " +
+            key_file + " (it seals the checkpoint tensors; the store and its backups do not hold it)" +
+            (keys.value()->rotating() ? "; a rekey has not finished: run `custody store rekey` with the "
+                                        "coordinator stopped"
+                                      : ""));
   } else if (config.options.security != Security::kNone) {
     log(LogLevel::kError, "coordinator", "a secured coordinator keeps its principals in the custody store: give --store");
     return 2;
@@ -259,8 +288,9 @@ int run_coordinator(const CoordinatorNodeConfig& config, const std::atomic<bool>
     log(LogLevel::kInfo, "coordinator", "appending signed heads to " + config.head_file + " every " +
                                             std::to_string(config.head_interval.count()) + " ms");
   }
-  auto actor = system.spawn<caf::detached>(coordinator_actor, config.options, port, logic, serving, config.head_file,
-                                           config.head_interval);
+  auto backup = spawn_store_backup(system, port, store.get(), config.store, &stop);
+  auto actor = system.spawn<caf::detached>(coordinator_actor, config.options, port, logic, serving, backup,
+                                           config.head_file, config.head_interval);
   port.start(actor);
   log(LogLevel::kInfo, "coordinator", "listening on " + endpoint);
   if (!config.port_file.empty()) {
@@ -275,6 +305,7 @@ int run_coordinator(const CoordinatorNodeConfig& config, const std::atomic<bool>
   caf::anon_send_exit(port.actor(), caf::exit_reason::user_shutdown);
   caf::anon_send_exit(actor, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(serving, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(backup, caf::exit_reason::user_shutdown);
   system.await_all_actors_done();
   return exit.code;
 }

@@ -165,7 +165,9 @@ Result<std::string> CustodyRecorder::checkpoint(const msg::JobStatus& job, const
                                                 const std::map<std::string, WorkerContribution>& contributions,
                                                 const storage::OptimizerCheckpoint* optimizer) {
   storage::Batch b(spec.final ? "final checkpoint" : "checkpoint");
-  const std::string id = storage::add_checkpoint(b, Model(layer_sizes), values, spec, optimizer);
+  // Sealed under the store's keys (storage/checkpoint.h) when it has them.
+  CUSTODY_ASSIGN_OR_RETURN(const std::string id, storage::add_checkpoint(b, Model(layer_sizes), values, spec, optimizer,
+                                                                          store_ ? store_->keys() : nullptr));
   for (const auto& [key, c] : contributions) {
     json counts = {{"run", job.job_id},
                    {"rank", c.rank},

@@ -80,6 +80,10 @@ struct CoordinatorNodeConfig {
   // the store, created (mode 0600) on first start; its public half goes to FILE.pub, the
   // log and the store. Default (with a store): "<store>.signing-key" beside the store.
   std::string signing_key;
+  // The store key that seals checkpoint tensors at rest (storage/store_key.h): a file
+  // outside the store, created (mode 0600) on first start, refused if others may read it.
+  // Default (with a store): "<store>.store-key" beside the store.
+  std::string store_key;
   // If set, a signed head of every log is appended to this file (one JSON document per
   // line) at start and every head_interval: a copy of the history the store's writer
   // cannot silently change (keep it on another machine or medium). Default: none.

@@ -24,12 +24,7 @@ measure() {  # mode -> samples/s
   local js
   js=$(custody status "$job" --json)
   cluster_stop
-  local steps started finished
-  steps=$(echo "$js" | sed -n 's/.*"total_steps": \([0-9]*\).*/\1/p')
-  started=$(echo "$js" | sed -n 's/.*"started_at_ms": \([0-9]*\).*/\1/p')
-  finished=$(echo "$js" | sed -n 's/.*"finished_at_ms": \([0-9]*\).*/\1/p')
-  # 2 workers x 64 samples per step
-  echo $(( steps * 2 * 64 * 1000 / (finished - started) ))
+  job_samples_per_sec "$js"
 }
 
 on=() off=()
@@ -38,7 +33,6 @@ for r in $(seq "$rounds"); do
   on+=("$(measure on)")
   echo "round $r: lineage off ${off[-1]} samples/s, on ${on[-1]} samples/s" >&2
 done
-median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : int((a[NR/2]+a[NR/2+1])/2)}'; }
 m_off=$(median "${off[@]}")
 m_on=$(median "${on[@]}")
 ratio=$(awk -v a="$m_on" -v b="$m_off" 'BEGIN {printf "%.3f", a / b}')

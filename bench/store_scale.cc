@@ -84,7 +84,9 @@ void build(const std::string& path, uint64_t records, uint64_t batch_size, uint3
     for (float& v : values) v = normal(rng);
     storage::CheckpointSpec spec{kJob, 0, epoch * 937ull, epoch, parent, epoch == 3};
     storage::Batch b(spec.final ? "final checkpoint" : "checkpoint");
-    const std::string id = storage::add_checkpoint(b, model, values, spec);
+    auto added = storage::add_checkpoint(b, model, values, spec);
+    check(added.status(), "checkpoint");
+    const std::string id = added.value();
     for (int rank = 0; rank < 2; ++rank) {
       b.relation("contributed", "node:worker-" + std::to_string(rank), id,
                  {{"run", kJob}, {"rank", rank}, {"steps", 937}, {"samples", 937 * 64}, {"accepted", 937},

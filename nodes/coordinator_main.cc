@@ -32,6 +32,7 @@ int main(int argc, char** argv) {
     CUSTODY_RETURN_IF_ERROR(r.get("coordinator.start_timeout_ms", start_ms, nodes::kTimeoutMs));
     CUSTODY_RETURN_IF_ERROR(r.get("coordinator.max_recoveries", max_recoveries, nodes::kMaxRecoveries));
     CUSTODY_RETURN_IF_ERROR(r.get("coordinator.signing_key", c.signing_key));
+    CUSTODY_RETURN_IF_ERROR(r.get("coordinator.store_key", c.store_key));
     CUSTODY_RETURN_IF_ERROR(r.get("coordinator.head_file", c.head_file));
     CUSTODY_RETURN_IF_ERROR(r.get("coordinator.head_interval_ms", head_interval_ms, nodes::kHeadIntervalMs));
     CUSTODY_RETURN_IF_ERROR(r.get("coordinator.data_plane_sealing", sealing, sealings));
@@ -75,6 +76,9 @@ int main(int argc, char** argv) {
                        "rollbacks to a checkpoint a job may take before it fails");
   app.add_option("--signing-key", c.signing_key,
                  "Ed25519 key file that signs heads and receipts (default: <store>.signing-key; created if missing)");
+  app.add_option("--store-key", c.store_key,
+                 "AES-256 key file that seals checkpoint tensors at rest (default: <store>.store-key; created if "
+                 "missing)");
   app.add_option("--head-file", c.head_file, "append signed heads of the store's logs to this file")
       ->capture_default_str();
   nodes::ranged_option(app, "--head-interval-ms", head_interval_ms, nodes::kHeadIntervalMs,

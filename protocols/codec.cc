@@ -474,6 +474,22 @@ void encode_body(wire::Envelope::Body::Builder b, const Body& body) {
             e.setRangeBegin(m.range_begin);
             e.setRangeEnd(m.range_end);
           },
+          [&](const StoreBackup& m) {
+            auto e = b.initStoreBackup();
+            e.setDir(text(m.dir));
+            e.setRateLimitBytesPerSec(m.rate_limit_bytes_per_s);
+          },
+          [&](const StoreBackupReply& m) {
+            auto e = b.initStoreBackupReply();
+            e.setDir(text(m.dir));
+            e.setBackupId(m.backup_id);
+            e.setTakenAtS(m.taken_at_s);
+            e.setBytes(m.bytes);
+            e.setFiles(m.files);
+            e.setStorePath(text(m.store_path));
+            set_texts(e.initStoreKeys(m.store_keys.size()), m.store_keys);
+            e.setElapsedMs(m.elapsed_ms);
+          },
       },
       body);
 }
@@ -678,6 +694,15 @@ Result<Body> decode_body(wire::Envelope::Body::Reader b, const std::shared_ptr<c
       auto r = b.getJobReleased();
       return Body(JobReleased{r.getAppliedStep(), r.getUpdates(), r.getRangeBegin(), r.getRangeEnd()});
     }
+    case W::STORE_BACKUP: {
+      auto r = b.getStoreBackup();
+      return Body(StoreBackup{str(r.getDir()), r.getRateLimitBytesPerSec()});
+    }
+    case W::STORE_BACKUP_REPLY: {
+      auto r = b.getStoreBackupReply();
+      return Body(StoreBackupReply{str(r.getDir()), r.getBackupId(), r.getTakenAtS(), r.getBytes(), r.getFiles(),
+                                   str(r.getStorePath()), get_texts(r.getStoreKeys()), r.getElapsedMs()});
+    }
   }
   return invalid_argument("unknown message body (union field " +
                           std::to_string(static_cast<unsigned>(b.which())) +
@@ -858,7 +883,8 @@ const char* body_name(const Body& body) {
                                  "checkpointShard", "resumeJob", "exportRequest", "exportReply",
                                  "predict",      "predictReply", "addPrincipal", "principalAdded",
                                  "usageRequest", "usageReply", "auditHeadRequest", "auditHeadReply",
-                                 "jobReleased", "principalsRequest", "principalsReply", "revokePrincipal"};
+                                 "jobReleased", "principalsRequest", "principalsReply", "revokePrincipal",
+                                 "storeBackup",  "storeBackupReply"};
   static_assert(sizeof(kNames) / sizeof(kNames[0]) == std::variant_size_v<Body>);
   return kNames[body.index()];
 }

@@ -49,6 +49,8 @@ struct Envelope {
     principalsRequest @39 :PrincipalsRequest;
     principalsReply @40 :PrincipalsReply;
     revokePrincipal @41 :RevokePrincipal;
+    storeBackup @42 :StoreBackup;
+    storeBackupReply @43 :StoreBackupReply;
   }
   token @30 :Text;          # the caller's secret, when the coordinator requires one (--auth)
   attempt @35 :UInt32;      # which run of the job (0 first; +1 per recovery): messages of an
@@ -445,4 +447,25 @@ struct AuditHeadRequest {
 
 struct AuditHeadReply {
   json @0 :Text;            # the signed heads document (storage/notary.h)
+}
+
+# cli -> coordinator (admin only): a consistent copy of the custody store as it is at one
+# moment, taken while the coordinator trains and serves, added to a backup directory on the
+# coordinator's machine (RocksDB's BackupEngine; `custody store backup DIR`). The reply
+# comes when the backup is complete. A backup holds the records and the sealed tensors,
+# never the store key.
+struct StoreBackup {
+  dir @0 :Text;                   # absolute path on the coordinator's machine
+  rateLimitBytesPerSec @1 :UInt64;  # how fast the copy may go; 0: unlimited
+}
+
+struct StoreBackupReply {
+  dir @0 :Text;
+  backupId @1 :UInt32;            # its number in dir (`custody store backups DIR` lists them)
+  takenAtS @2 :Int64;             # seconds since the epoch
+  bytes @3 :UInt64;               # of its files (shared with earlier backups in dir too)
+  files @4 :UInt32;
+  storePath @5 :Text;             # the store it copies
+  storeKeys @6 :List(Text);       # the store key versions its tensors are sealed under
+  elapsedMs @7 :UInt64;
 }

@@ -246,6 +246,21 @@ struct AuditHeadRequest {};
 struct AuditHeadReply {
   std::string json;
 };
+// A backup of the custody store, taken by the coordinator while it runs (custody.capnp).
+struct StoreBackup {
+  std::string dir;  // absolute, on the coordinator's machine
+  uint64_t rate_limit_bytes_per_s = 0;  // 0: unlimited
+};
+struct StoreBackupReply {
+  std::string dir;
+  uint32_t backup_id = 0;
+  int64_t taken_at_s = 0;
+  uint64_t bytes = 0;
+  uint32_t files = 0;
+  std::string store_path;
+  std::vector<std::string> store_keys;  // key versions its tensors are sealed under
+  uint64_t elapsed_ms = 0;
+};
 
 using Body = std::variant<Error, Register, RegisterAck, Heartbeat, HeartbeatAck, SubmitJob,
                           JobAccepted, StatusRequest, StatusReply, CancelJob, AssignKeyRange,
@@ -253,7 +268,8 @@ using Body = std::variant<Error, Register, RegisterAck, Heartbeat, HeartbeatAck,
                           Push, Params, CheckpointShard, ResumeJob, ExportRequest, ExportReply,
                           Predict, PredictReply, AddPrincipal, PrincipalAdded, UsageRequest, UsageReply,
                           AuditHeadRequest, AuditHeadReply,
-                          JobReleased, PrincipalsRequest, PrincipalsReply, RevokePrincipal>;
+                          JobReleased, PrincipalsRequest, PrincipalsReply, RevokePrincipal, StoreBackup,
+                          StoreBackupReply>;
 
 struct Envelope {
   uint16_t version = kProtocolVersion;

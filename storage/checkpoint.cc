@@ -16,16 +16,21 @@ std::string checkpoint_id(const std::string& job, uint32_t attempt, uint64_t ste
 
 namespace {
 
-// Stores each model tensor of `values` (one block in the model's flat layout) as a blob;
-// appends its manifest entry, named prefix + the tensor's name, to `entries`.
-std::string add_tensors(Batch& batch, const Model& model, const float* values, const std::string& prefix,
-                        json& entries) {
+// Stores each model tensor of `values` (one block in the model's flat layout) as a blob,
+// sealed if `keys` are given; appends its manifest entry, named prefix + the tensor's
+// name, to `entries`. Returns the root hash's input for these tensors.
+Result<std::string> add_tensors(Batch& batch, const Model& model, const float* values, const std::string& prefix,
+                                const std::string& checkpoint, const StoreKeys* keys, json& entries) {
   std::string roots;
   for (const auto& t : model.tensors()) {
     std::string bytes(reinterpret_cast<const char*>(values + t.offset), t.size * sizeof(float));
     const std::string sha = sha256_hex(bytes);
-    batch.blob(sha, std::move(bytes));
-    entries.push_back({{"name", prefix + t.name}, {"sha256", sha}, {"shape", t.shape}});
+    json entry{{"name", prefix + t.name}, {"sha256", sha}, {"shape", t.shape}};
+    if (keys) {
+      CUSTODY_ASSIGN_OR_RETURN(bytes, seal_tensor(*keys, checkpoint, bytes, entry));
+    }
+    batch.blob(tensor_address(entry), std::move(bytes));
+    entries.push_back(std::move(entry));
     roots += prefix + t.name + ":" + sha + "\n";
   }
   return roots;
@@ -48,16 +53,16 @@ Result<std::vector<float>> read_tensors(const CustodyStore& store, const std::st
   std::vector<float> values;
   values.reserve(total);
   for (const auto& t : list) {
-    const std::string name = t["name"], sha = t["sha256"];
-    CUSTODY_ASSIGN_OR_RETURN(auto bytes, store.blob(sha));
-    if (!bytes) return data_loss("checkpoint " + id + " is incomplete: " + what + " " + name + " is missing");
-    if (sha256_hex(*bytes) != sha || bytes->size() % sizeof(float) != 0) {
-      return data_loss("checkpoint " + id + " is corrupt: " + what + " " + name +
-                       " does not match its SHA-256; run `custody audit verify`");
+    const std::string name = t["name"];
+    CUSTODY_ASSIGN_OR_RETURN(auto stored, store.blob(tensor_address(t)));
+    if (!stored) return data_loss("checkpoint " + id + " is incomplete: " + what + " " + name + " is missing");
+    CUSTODY_ASSIGN_OR_RETURN(const std::string bytes, open_tensor(store.keys(), id, t, *stored, what + " " + name));
+    if (bytes.size() % sizeof(float) != 0) {
+      return data_loss("checkpoint " + id + " is corrupt: " + what + " " + name + " is not a whole number of floats");
     }
     const size_t old = values.size();
-    values.resize(old + bytes->size() / sizeof(float));
-    std::memcpy(values.data() + old, bytes->data(), bytes->size());
+    values.resize(old + bytes.size() / sizeof(float));
+    std::memcpy(values.data() + old, bytes.data(), bytes.size());
   }
   if (values.size() != total) return data_loss("checkpoint " + id + " has " + what + "s of the wrong size");
   return values;
@@ -65,11 +70,13 @@ Result<std::vector<float>> read_tensors(const CustodyStore& store, const std::st
 
 }  // namespace
 
-std::string add_checkpoint(Batch& batch, const Model& model, const std::vector<float>& values,
-                           const CheckpointSpec& spec, const OptimizerCheckpoint* optimizer) {
-  json tensors = json::array();
-  const std::string root = sha256_hex(add_tensors(batch, model, values.data(), "", tensors));
+Result<std::string> add_checkpoint(Batch& batch, const Model& model, const std::vector<float>& values,
+                                   const CheckpointSpec& spec, const OptimizerCheckpoint* optimizer,
+                                   const StoreKeys* keys) {
   const std::string id = checkpoint_id(spec.job, spec.attempt, spec.step);
+  json tensors = json::array();
+  CUSTODY_ASSIGN_OR_RETURN(const std::string roots, add_tensors(batch, model, values.data(), "", id, keys, tensors));
+  const std::string root = sha256_hex(roots);
   json manifest{{"id", id},
                     {"job", spec.job},
                     {"attempt", spec.attempt},
@@ -84,7 +91,9 @@ std::string add_checkpoint(Batch& batch, const Model& model, const std::vector<f
     json state = json::array();
     const auto& names = state_tensor_names(optimizer->kind);
     for (size_t b = 0; b < names.size(); ++b) {
-      add_tensors(batch, model, optimizer->state.values.data() + b * model.num_parameters(), names[b] + "/", state);
+      CUSTODY_RETURN_IF_ERROR(add_tensors(batch, model, optimizer->state.values.data() + b * model.num_parameters(),
+                                          names[b] + "/", id, keys, state)
+                                  .status());
     }
     manifest["optimizer"] = {{"kind", to_string(optimizer->kind)}, {"steps", optimizer->state.steps}};
     manifest["optimizer_state"] = std::move(state);
@@ -133,6 +142,72 @@ Result<std::optional<OptimizerCheckpoint>> load_optimizer_state(const CustodySto
   c.state.values = std::move(values);
   c.state.steps = o["steps"].get<uint64_t>();
   return std::optional<OptimizerCheckpoint>(std::move(c));
+}
+
+std::string tensor_address(const json& entry) {
+  return is_sealed(entry) ? entry["sealed_sha256"].get<std::string>() : entry["sha256"].get<std::string>();
+}
+
+bool is_sealed(const json& entry) { return entry.contains("sealed_sha256"); }
+
+std::string tensor_aad(const std::string& checkpoint, const std::string& name, const std::string& key_version) {
+  return "custody-tensor-v1\n" + checkpoint + "\n" + name + "\n" + key_version;
+}
+
+Result<std::string> seal_tensor(const StoreKeys& keys, const std::string& checkpoint, std::string_view plain,
+                                json& entry) {
+  const std::string version = keys.current_version();
+  std::string sealed(plain.size() + kAeadOverhead, '\0');
+  CUSTODY_RETURN_IF_ERROR(seal_into(keys.current(), reinterpret_cast<const uint8_t*>(plain.data()), plain.size(),
+                                    tensor_aad(checkpoint, entry["name"].get<std::string>(), version),
+                                    reinterpret_cast<uint8_t*>(sealed.data())));
+  entry["sealed_sha256"] = sha256_hex(sealed);
+  entry["store_key"] = version;
+  return sealed;
+}
+
+Result<std::string> open_tensor(const StoreKeys* keys, const std::string& checkpoint, const json& entry,
+                                const std::string& stored, const std::string& what) {
+  if (!is_sealed(entry)) {
+    if (sha256_hex(stored) != entry["sha256"].get<std::string>()) {
+      return data_loss("checkpoint " + checkpoint + " is corrupt: " + what +
+                       " was changed: its bytes do not match their SHA-256; run `custody audit verify`");
+    }
+    return stored;
+  }
+  // Sealed bytes are not hashed here: the GCM tag already fails on any change to them
+  // (a second SHA-256 pass cost more than the decryption: bench/store_at_rest.cc).
+  // verify() hashes them against their address, which it can do without the key.
+  const std::string version = entry.value("store_key", std::string());
+  if (!keys) {
+    return failed_precondition("checkpoint " + checkpoint + "'s " + what + " is sealed under store key " + version +
+                               ", and no store key was given to open it (the coordinator's --store-key file; "
+                               "the CLI's --store-key, default <store>.store-key)");
+  }
+  const AeadKey* key = keys->find(version);
+  if (!key) {
+    std::string held;
+    for (const auto& v : keys->versions()) held += (held.empty() ? "" : ", ") + v;
+    return failed_precondition("checkpoint " + checkpoint + "'s " + what + " is sealed under store key " + version +
+                               ", which the key file given (key " + held + ") does not hold");
+  }
+  if (stored.size() < kAeadOverhead) {
+    return data_loss("checkpoint " + checkpoint + " is corrupt: its " + what + " is too short to be sealed");
+  }
+  std::string plain(stored.size() - kAeadOverhead, '\0');
+  Status opened = open_into(*key, reinterpret_cast<const uint8_t*>(stored.data()), stored.size(),
+                            tensor_aad(checkpoint, entry["name"].get<std::string>(), version),
+                            reinterpret_cast<uint8_t*>(plain.data()));
+  if (!opened.is_ok()) {
+    return data_loss("checkpoint " + checkpoint + " is corrupt: its " + what + " does not open under store key " +
+                     version + ": its bytes were altered, or sealed for another tensor or checkpoint (" +
+                     opened.message() + "); run `custody audit verify`");
+  }
+  if (sha256_hex(plain) != entry["sha256"].get<std::string>()) {
+    return data_loss("checkpoint " + checkpoint + " is corrupt: " + what +
+                     " opens, but not to the bytes its manifest's SHA-256 names; run `custody audit verify`");
+  }
+  return plain;
 }
 
 Result<std::string> resolve_checkpoint(const CustodyStore& store, const std::string& ref) {

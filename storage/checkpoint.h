@@ -22,16 +22,34 @@
 // it was trained; the state is covered by the manifest's SHA-256 in the chained entity, and
 // verify() checks its blobs. Manifests written before this have neither field: such a
 // checkpoint resumes with a fresh optimizer (and says so).
+//
+// Sealed at rest. With store keys (storage/store_key.h), every tensor, weights and
+// optimizer state alike, is stored sealed with AES-256-GCM under the current key:
+//   blob/<SHA-256 of the sealed bytes> = nonce || ciphertext || tag
+//   aad = "custody-tensor-v1\n" checkpoint id "\n" tensor name "\n" key version
+// and its manifest entry keeps, beside "sha256" (of the plaintext, as before, so root_hash
+// and a model's identity do not change with the key), "sealed_sha256" (the blob's address)
+// and "store_key" (the key version). The aad binds a sealed blob to the one tensor of the
+// one checkpoint it was written for, under that key version: a blob moved to another
+// record, or a record re-pointed at another blob, does not open. Sealing uses a fresh
+// nonce each time, so sealed tensors are never shared between checkpoints (plaintext
+// blobs were, when two runs reached the same weights). Manifests written before
+// encryption at rest have no "sealed_sha256": their blobs are plaintext, read as before.
+// A rekey (storage/store_rekey.h) writes a checkpoint's manifest again with its tensors
+// sealed under the new key, and records the new manifest's SHA-256 in a chained
+// `checkpoint_resealed` event, which verify() then holds the manifest to.
 #pragma once
 
 #include <optional>
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/model.h"
 #include "core/optimizer.h"
 #include "storage/custody_store.h"
+#include "storage/store_key.h"
 
 namespace custody::storage {
 
@@ -56,19 +74,41 @@ std::string checkpoint_id(const std::string& job, uint32_t attempt, uint64_t ste
 
 // Adds the checkpoint's tensors, manifest, entity and relations (produced, derived_from)
 // to the batch; returns its id. `optimizer`, if given, is stored with them (see above).
+// `keys`, if given, seal every tensor under keys->current() (see above); without, the
+// tensors are stored in clear (in-memory stores of tests and benchmarks).
 // REQUIRES: optimizer->state.values holds state_tensor_names(kind).size() * the model's
-// parameters.
-std::string add_checkpoint(Batch& batch, const Model& model, const std::vector<float>& values,
-                           const CheckpointSpec& spec, const OptimizerCheckpoint* optimizer = nullptr);
+// parameters. Errors: the random source or OpenSSL failed while sealing (unavailable).
+Result<std::string> add_checkpoint(Batch& batch, const Model& model, const std::vector<float>& values,
+                                   const CheckpointSpec& spec, const OptimizerCheckpoint* optimizer = nullptr,
+                                   const StoreKeys* keys = nullptr);
 
-// The checkpoint's parameters in the model's flat layout. Errors: unknown id (not found),
-// a missing or altered tensor (data loss, naming the tensor).
+// The checkpoint's parameters in the model's flat layout, opened with the store's keys
+// (CustodyStore::keys). Errors: unknown id (not found); a missing or altered tensor, or
+// one that does not open under its key (data loss, naming the tensor); a tensor sealed
+// under a key the store's keys do not hold (failed precondition, naming the key version).
 Result<std::vector<float>> load_checkpoint(const CustodyStore& store, const std::string& id, json* manifest);
 
 // The optimizer state a checkpoint's manifest names, every tensor's hash checked; nullopt
-// for a manifest without one (written before optimizer state was kept, or sgd). Errors: a
-// missing or altered tensor (data loss, naming the tensor), an unknown optimizer kind.
+// for a manifest without one (written before optimizer state was kept, or sgd). Errors: as
+// load_checkpoint's, and an unknown optimizer kind.
 Result<std::optional<OptimizerCheckpoint>> load_optimizer_state(const CustodyStore& store, const json& manifest);
+
+// One tensor entry of a manifest, at rest.
+// Where its bytes are stored: "blob/" + this (the sealed bytes' SHA-256, or the plaintext's).
+std::string tensor_address(const json& entry);
+bool is_sealed(const json& entry);
+std::string tensor_aad(const std::string& checkpoint, const std::string& name, const std::string& key_version);
+// Seals `plain` as tensor `name` of `checkpoint` under keys.current(): the blob's bytes,
+// and `entry` gains "sealed_sha256" and "store_key".
+Result<std::string> seal_tensor(const StoreKeys& keys, const std::string& checkpoint, std::string_view plain,
+                                json& entry);
+// The plaintext of an entry's stored bytes. Sealed ones are opened with the key their entry
+// names (`keys` may be null for plaintext entries), which fails on any change to them (the
+// GCM tag); the plaintext must hash to the entry's "sha256". `what` names the entry in
+// errors ("tensor W1"). (Whether sealed bytes hash to their address, which needs no key,
+// is verify()'s to check.)
+Result<std::string> open_tensor(const StoreKeys* keys, const std::string& checkpoint, const json& entry,
+                                const std::string& stored, const std::string& what);
 
 // "ckpt-..." as is; "NAME@V" a model version; "NAME" its newest version.
 Result<std::string> resolve_checkpoint(const CustodyStore& store, const std::string& ref);

@@ -7,14 +7,17 @@
 #include <set>
 
 #include "core/hash.h"
-#include "storage/lineage_vocabulary.h"
 #include "core/hex.h"
+#include "storage/checkpoint.h"
+#include "storage/lineage_vocabulary.h"
 #include "storage/record_schema.h"
+#include "storage/store_key.h"
 
 namespace custody::storage {
 namespace {
 
-const char* kFormat = "custody-store-v1";
+// The store key versions in use (CustodyStore::key_versions), in the default family.
+const char* const kKeyVersionsKey = "store-keys";
 
 // Index keys use '|' between parts; ids never contain it (see Batch).
 std::string sanitize(const std::string& id) {
@@ -65,6 +68,8 @@ std::string tree_node_key(const std::string& log, uint32_t level, uint64_t index
 }
 
 }  // namespace
+
+const char* const kStoreFormat = "custody-store-v1";
 
 const std::vector<std::string>& merkle_logs() {
   static const std::vector<std::string> kLogs{lineage::kLineageLog, lineage::kUsageLog, lineage::kAuditLog};
@@ -118,6 +123,8 @@ void Batch::usage(json body) {
 
 void Batch::blob(const std::string& sha256, std::string bytes) { blobs_.emplace_back(sha256, std::move(bytes)); }
 
+void Batch::drop_blob(const std::string& sha256) { dropped_blobs_.push_back(sha256); }
+
 void Batch::checkpoint(json manifest) { manifests_.push_back(std::move(manifest)); }
 
 CustodyStore::CustodyStore(std::unique_ptr<KeyValue> kv, const Clock& clock) : kv_(std::move(kv)), clock_(clock) {}
@@ -136,17 +143,17 @@ Result<std::unique_ptr<CustodyStore>> CustodyStore::open(const std::string& path
       }));
     }
     if (!empty) return failed_precondition("'" + path + "' is a RocksDB database of another program, not a custody store");
-    CUSTODY_RETURN_IF_ERROR(kv->apply({{"default", "format", kFormat}}));
-  } else if (*format != kFormat) {
+    CUSTODY_RETURN_IF_ERROR(kv->apply({{"default", "format", kStoreFormat}}));
+  } else if (*format != kStoreFormat) {
     return failed_precondition("'" + path + "' is a custody store of format '" + *format +
-                               "', which this build does not read (it reads " + kFormat + ")");
+                               "', which this build does not read (it reads " + kStoreFormat + ")");
   }
   return std::make_unique<CustodyStore>(std::move(kv), clock);
 }
 
 std::unique_ptr<CustodyStore> CustodyStore::in_memory(const Clock& clock) {
   auto kv = make_memory_key_value();
-  (void)kv->apply({{"default", "format", kFormat}});
+  (void)kv->apply({{"default", "format", kStoreFormat}});
   return std::make_unique<CustodyStore>(std::move(kv), clock);
 }
 
@@ -393,6 +400,7 @@ Status CustodyStore::write(const Batch& batch, Inclusion* last_usage) {
   if (!lineage.empty()) CUSTODY_RETURN_IF_ERROR(extend(lineage::kLineageLog, lineage, nullptr));
   if (!batch.usage_.empty()) CUSTODY_RETURN_IF_ERROR(extend(lineage::kUsageLog, batch.usage_, last_usage));
   for (const auto& [sha, bytes] : batch.blobs_) puts.push_back({"checkpoints", "blob/" + sha, bytes});
+  for (const auto& sha : batch.dropped_blobs_) puts.push_back({"checkpoints", "blob/" + sha, "", true});
   for (const json& m : batch.manifests_) {
     const std::string id = m["id"];
     puts.push_back({"checkpoints", "manifest/" + id, m.dump()});
@@ -630,6 +638,41 @@ Result<int> CustodyStore::newest_model_version(const std::string& name) const {
   return static_cast<int>(version);
 }
 
+Result<std::vector<std::string>> CustodyStore::key_versions() const {
+  CUSTODY_ASSIGN_OR_RETURN(auto text, kv_->get("default", kKeyVersionsKey));
+  if (!text) return std::vector<std::string>();
+  json j = json::parse(*text, nullptr, false);
+  std::vector<std::string> out;
+  for (const auto& v : j.is_array() ? j : json::array({nullptr})) {
+    if (!v.is_string()) return data_loss("the store's list of store key versions is damaged ('" + text->substr(0, 60) + "')");
+    out.push_back(v.get<std::string>());
+  }
+  return out;
+}
+
+Status CustodyStore::record_key_versions(const std::vector<std::string>& versions) {
+  return kv_->apply({{"default", kKeyVersionsKey, json(versions).dump()}});
+}
+
+Result<BackupInfo> CustodyStore::backup(const std::string& dir, const BackupOptions& options) const {
+  CUSTODY_ASSIGN_OR_RETURN(auto versions, key_versions());
+  const json metadata{{"format", kStoreFormat}, {"store_keys", versions}, {"taken_at_ms", clock_.wall_ms()}};
+  return kv_->backup(dir, metadata.dump(), options);
+}
+
+Result<std::vector<std::string>> CustodyStore::manifest_ids() const { return checkpoint_keys("manifest/"); }
+
+Result<std::vector<std::string>> CustodyStore::blob_addresses() const { return checkpoint_keys("blob/"); }
+
+Result<std::vector<std::string>> CustodyStore::checkpoint_keys(const std::string& prefix) const {
+  std::vector<std::string> out;
+  CUSTODY_RETURN_IF_ERROR(kv_->scan("checkpoints", prefix, [&](const std::string& key, const std::string&) {
+    out.push_back(key.substr(prefix.size()));
+    return true;
+  }));
+  return out;
+}
+
 Result<std::optional<std::string>> CustodyStore::blob(const std::string& sha256) const {
   return kv_->get("checkpoints", "blob/" + sha256);
 }
@@ -696,6 +739,11 @@ std::string check_manifest(const json& m) {
           !t["sha256"].is_string() || !t.contains("shape") || !t["shape"].is_array()) {
         return "a tensor entry lacks its name, sha256 or shape";
       }
+      // A sealed tensor (checkpoint.h) names its blob and the key version that sealed it.
+      if (t.contains("sealed_sha256") &&
+          (!t["sealed_sha256"].is_string() || !t.contains("store_key") || !t["store_key"].is_string())) {
+        return "a sealed tensor entry lacks its sealed_sha256 or store_key";
+      }
       for (const auto& d : t["shape"]) {
         if (!d.is_number_unsigned() || d.get<uint64_t>() > (1u << 28)) return "a tensor's shape is not a shape";
       }
@@ -728,6 +776,8 @@ Result<VerifyReport> CustodyStore::verify() const {
   // small is held: checkpoint entities, usage sums (one per target, principal and action),
   // entries whose check must wait for a later record, and the first problem of each kind.
   std::map<std::string, json> checkpoint_entities;  // id -> entity body
+  // id -> the SHA-256 its manifest must have: the entity's, or the last reseal event's.
+  std::map<std::string, std::string> manifest_shas;
   std::map<std::string, uint64_t> log_ends;
   std::map<std::string, std::string> expected_sums;   // "usage-sum/..." -> value
   std::map<std::string, std::string> repointed;       // index key -> value the logs say, so far
@@ -814,6 +864,18 @@ Result<VerifyReport> CustodyStore::verify() const {
       }
       if (name == lineage::kLineageLog && rec.body["type"] == lineage::kEntity && rec.body["kind"] == lineage::kind::kCheckpoint) {
         checkpoint_entities.emplace(rec.body["id"].get<std::string>(), rec.body);
+        if (rec.body.contains("manifest_sha256")) manifest_shas[rec.body["id"]] = rec.body["manifest_sha256"];
+      }
+      if (name == lineage::kLineageLog && rec.body["type"] == lineage::kEvent &&
+          rec.body["event"] == lineage::event::kCheckpointResealed) {
+        // A rekey wrote the manifest again (its tensors sealed under a new key): from here
+        // on the manifest must be the one this chained record names.
+        const std::string id = rec.body["checkpoint"];
+        if (!checkpoint_entities.count(id)) {
+          problem = describe(rec) + " reseals checkpoint " + id + ", which the lineage log has not recorded before it";
+          return false;
+        }
+        manifest_shas[id] = rec.body["manifest_sha256"];
       }
       if (name == lineage::kAuditLog) {
         problem = check_audit(rec);
@@ -1030,7 +1092,7 @@ Result<VerifyReport> CustodyStore::verify() const {
       return false;
     }
     const json& entity = e->second;
-    if (entity.contains("manifest_sha256") && sha256_hex(value) != entity["manifest_sha256"]) {
+    if (auto sha = manifest_shas.find(id); sha != manifest_shas.end() && sha256_hex(value) != sha->second) {
       problem = "the manifest of checkpoint " + id + " was changed: it does not match the SHA-256 its lineage record " +
                 "keeps";
       return false;
@@ -1045,30 +1107,43 @@ Result<VerifyReport> CustodyStore::verify() const {
     }
     manifests_seen.insert(id);
     std::string roots;
-    for (const auto& t : m["tensors"]) {
-      const std::string sha = t["sha256"], name = t["name"];
-      auto bytes = kv_->get("checkpoints", "blob/" + sha);
+    // Every tensor, weights and optimizer state: its stored bytes hash to their address
+    // (for a sealed tensor the sealed bytes: checkable without the key); with the key,
+    // it also opens as the tensor of this checkpoint (the aad) and its plaintext hashes
+    // to the manifest's sha256, which the root hash covers.
+    auto check_tensor = [&](const json& t, const std::string& what) {
+      const std::string name = t["name"];
+      auto bytes = kv_->get("checkpoints", "blob/" + tensor_address(t));
       if (!bytes.is_ok() || !bytes.value()) {
-        problem = "tensor " + name + " of checkpoint " + id + " is missing";
+        problem = what + " " + name + " of checkpoint " + id + " is missing";
         return false;
       }
-      if (sha256_hex(*bytes.value()) != sha) {
-        problem = "tensor " + name + " of checkpoint " + id + " was changed: its bytes do not match their SHA-256";
+      if (sha256_hex(*bytes.value()) != tensor_address(t)) {
+        problem = what + " " + name + " of checkpoint " + id + " was changed: its bytes do not match their SHA-256";
         return false;
       }
-      roots += name + ":" + sha + "\n";
       ++report.blobs_checked;
+      if (!is_sealed(t)) {
+        ++report.tensors_in_clear;
+      } else if (!keys_) {
+        ++report.tensors_sealed_unopened;
+      } else {
+        auto plain = open_tensor(keys_.get(), id, t, *bytes.value(), what + " " + name);
+        if (!plain.is_ok()) {
+          problem = plain.status().message();
+          return false;
+        }
+        ++report.tensors_opened;
+      }
+      return true;
+    };
+    for (const auto& t : m["tensors"]) {
+      if (!check_tensor(t, "tensor")) return false;
+      roots += t["name"].get<std::string>() + ":" + t["sha256"].get<std::string>() + "\n";
     }
-    // The optimizer state's blobs, like the weights'; outside the root hash (checkpoint.h).
+    // The optimizer state's tensors, like the weights'; outside the root hash (checkpoint.h).
     for (const auto& t : m.value("optimizer_state", json::array())) {
-      const std::string sha = t["sha256"], name = t["name"];
-      auto bytes = kv_->get("checkpoints", "blob/" + sha);
-      if (!bytes.is_ok() || !bytes.value() || sha256_hex(*bytes.value()) != sha) {
-        problem = "optimizer tensor " + name + " of checkpoint " + id + " is " +
-                  (!bytes.is_ok() || !bytes.value() ? "missing" : "changed: its bytes do not match their SHA-256");
-        return false;
-      }
-      ++report.blobs_checked;
+      if (!check_tensor(t, "optimizer tensor")) return false;
     }
     if (sha256_hex(roots) != m["root_hash"]) {
       problem = "checkpoint " + id + " has a root hash that does not cover its tensors";
@@ -1083,6 +1158,16 @@ Result<VerifyReport> CustodyStore::verify() const {
   if (!expected_runs.empty()) {
     return fail("checkpoint list entry " + expected_runs.begin()->first + " (" + expected_runs.begin()->second +
                 ") is missing");
+  }
+  if (report.tensors_sealed_unopened > 0) {
+    report.notes += std::to_string(report.tensors_sealed_unopened) +
+                    " sealed tensors were checked by their sealed bytes only: without the store key they cannot be "
+                    "opened to check their plaintext against the root hashes (give --store-key). ";
+  }
+  if (report.tensors_in_clear > 0) {
+    report.notes += std::to_string(report.tensors_in_clear) +
+                    " tensors are stored in clear (written before encryption at rest); `custody store rekey` seals "
+                    "them. ";
   }
   return report;
 }

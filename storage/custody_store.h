@@ -22,6 +22,12 @@
 // Batches. Everything one event writes (records, index entries, blobs, heads, one audit
 // record) goes into one atomic write: all of it lands, or none.
 //
+// At rest: checkpoint tensors are sealed under the store keys (storage/store_key.h,
+// storage/checkpoint.h) that the writer attaches with set_keys(); every reader of this
+// object opens them with the same keys. verify() checks the sealed bytes against their
+// addresses without a key, and with one also opens every tensor and checks its plaintext.
+// backup() copies the store's files, which hold sealed tensors only: never the key.
+//
 // Thread-safety: write() is serialized by a mutex (the coordinator and its serving actor
 // both write); reads are safe alongside.
 #pragma once
@@ -44,6 +50,8 @@ namespace custody::storage {
 
 using nlohmann::json;
 
+class StoreKeys;
+
 struct Record {
   std::string log;
   uint64_t seq = 0;
@@ -64,6 +72,8 @@ class Batch {
   void event(json body);  // a lineage event record
   void usage(json body);  // a usage record; body["target"] names the checkpoint or model used
   void blob(const std::string& sha256, std::string bytes);
+  // Deletes a blob: only one that no manifest names any more (a rekey's sweep).
+  void drop_blob(const std::string& sha256);
   void checkpoint(json manifest);  // manifest["id"], ["job"], ["step"], ...
 
  private:
@@ -71,6 +81,7 @@ class Batch {
   std::string event_;
   std::vector<json> lineage_, usage_, manifests_;
   std::vector<std::pair<std::string, std::string>> blobs_;
+  std::vector<std::string> dropped_blobs_;
 };
 
 // A log's Merkle tree head as the store holds it (unsigned: see core/signing.h).
@@ -105,6 +116,10 @@ struct UsageSum {
 struct VerifyReport {
   bool ok = true;
   uint64_t records_checked = 0, blobs_checked = 0, index_entries_checked = 0;
+  // Of blobs_checked: sealed tensors opened with the store key and their plaintext hash
+  // checked; sealed tensors checked by their sealed bytes only (no key given); tensors
+  // stored in clear (written before encryption at rest).
+  uint64_t tensors_opened = 0, tensors_sealed_unopened = 0, tensors_in_clear = 0;
   std::vector<TreeHeadInfo> heads;  // each log's Merkle tree head, recomputed from its records
   std::string notes;                // what verify could not check, and why
   std::string problem;  // the first problem found, naming the record
@@ -117,6 +132,27 @@ class CustodyStore {
   static Result<std::unique_ptr<CustodyStore>> open(const std::string& path, OpenMode mode,
                                                     const Clock& clock = Clock::system());
   static std::unique_ptr<CustodyStore> in_memory(const Clock& clock = Clock::system());
+
+  // The keys that seal and open checkpoint tensors (storage/store_key.h; the writer's
+  // come from attach_store_keys). Null: none (tensors are written in clear, and sealed
+  // ones cannot be read). REQUIRES: set before the store is shared between threads.
+  void set_keys(std::shared_ptr<const StoreKeys> keys) { keys_ = std::move(keys); }
+  const StoreKeys* keys() const { return keys_.get(); }
+  // The store key versions the store's tensors may be sealed under, as its writer last
+  // recorded them (an advisory list kept beside the logs, so that a coordinator started
+  // without its key file refuses instead of sealing under a new key).
+  Result<std::vector<std::string>> key_versions() const;
+  Status record_key_versions(const std::vector<std::string>& versions);
+
+  // A consistent online copy of the store into the backup directory `dir` (KeyValue::backup),
+  // recorded with the store's format and the key versions its tensors need (the key
+  // itself is never in a backup). REQUIRES: a store opened for writing.
+  Result<BackupInfo> backup(const std::string& dir, const BackupOptions& options = BackupOptions()) const;
+  // Rewrites the store's files without what was deleted (KeyValue::compact).
+  Status compact() { return kv_->compact(); }
+  // Every checkpoint manifest's id, and every blob's address, in key order.
+  Result<std::vector<std::string>> manifest_ids() const;
+  Result<std::vector<std::string>> blob_addresses() const;
 
   // REQUIRES: a single writer. last_usage (optional): filled in for the batch's newest
   // usage record, at no extra reads (the serving actor's receipts).
@@ -181,6 +217,8 @@ class CustodyStore {
                         std::vector<Put>& puts) const;
   // The log's tree as stored (built from the records for a store written before trees).
   Result<MerkleFrontier> frontier(const std::string& log, uint64_t head_seq) const;
+  // The keys under `prefix` of the checkpoints family, the prefix cut off, in order.
+  Result<std::vector<std::string>> checkpoint_keys(const std::string& prefix) const;
   // What the writer holds between writes instead of reading and parsing it again: each
   // log's head (seq, hash) and Merkle frontier as of the last write this object made. The
   // store has a single writer (this object), so nothing else can change them; a write
@@ -205,6 +243,7 @@ class CustodyStore {
 
   std::unique_ptr<KeyValue> kv_;
   const Clock& clock_;
+  std::shared_ptr<const StoreKeys> keys_;
   std::mutex write_mu_;
   std::map<std::string, LogState> log_states_;  // guarded by write_mu_
 };
@@ -221,6 +260,8 @@ std::string add_to_usage_sum(const std::string& sum, int64_t time_ms, const json
 extern const char* const kUsageSumsKey;
 // "" if a checkpoint manifest has the fields readers rely on; else what is wrong.
 std::string check_manifest(const json& manifest);
+// The store's format, as its "default"/"format" key holds it.
+extern const char* const kStoreFormat;
 
 // The logs kept as Merkle trees: lineage, usage, audit.
 const std::vector<std::string>& merkle_logs();

@@ -82,6 +82,10 @@ inline constexpr char kEpochEvaluated[] = "epoch_evaluated";
 inline constexpr char kRunEnded[] = "run_ended";
 inline constexpr char kRunResumed[] = "run_resumed";
 inline constexpr char kCredentialRevoked[] = "credential_revoked";
+// Not of a run: a checkpoint's tensors sealed again under a new store key, and the end of
+// that rekey (storage/store_rekey.h).
+inline constexpr char kCheckpointResealed[] = "checkpoint_resealed";
+inline constexpr char kStoreRekeyed[] = "store_rekeyed";
 }  // namespace event
 
 // Usage actions ("action").

@@ -14,7 +14,13 @@ class MemoryKeyValue final : public KeyValue {
     for (const auto& p : puts) {
       if (!known(p.family)) return invalid_argument("no column family '" + p.family + "'");
     }
-    for (const auto& p : puts) data_[p.family][p.key] = p.value;
+    for (const auto& p : puts) {
+      if (p.erase) {
+        data_[p.family].erase(p.key);
+      } else {
+        data_[p.family][p.key] = p.value;
+      }
+    }
     return Status::ok();
   }
   Result<std::optional<std::string>> get(const std::string& family, const std::string& key) const override {

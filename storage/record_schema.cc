@@ -137,6 +137,14 @@ const Table& event_fields() {
        {{"credential", Type::kString, true}, {"principal", Type::kString, true}, {"reason", Type::kString, false}}},
       {lineage::event::kEpochEvaluated,
        {{"epoch", Type::kUint, true}, {"test_accuracy", Type::kNumber, true}, {"test_loss", Type::kNumber, false}}},
+      {lineage::event::kCheckpointResealed,
+       {{"checkpoint", Type::kString, true}, {"manifest_sha256", Type::kString, true},
+        {"store_key", Type::kString, true}, {"previous_manifest_sha256", Type::kString, false},
+        {"tensors", Type::kUint, false}, {"by", Type::kString, false}}},
+      {lineage::event::kStoreRekeyed,
+       {{"store_key", Type::kString, true}, {"retired_store_keys", Type::kStrings, false},
+        {"checkpoints_resealed", Type::kUint, false}, {"blobs_dropped", Type::kUint, false},
+        {"by", Type::kString, false}}},
   };
   return t;
 }

@@ -1,17 +1,210 @@
-// The RocksDB implementation of KeyValue, and the only file that includes RocksDB.
+// The RocksDB implementation of KeyValue, and the only file that includes RocksDB: the
+// store, its private file modes, its backups (RocksDB's BackupEngine) and their restore.
+#include <fcntl.h>
 #include <rocksdb/db.h>
+#include <rocksdb/env.h>
+#include <rocksdb/file_system.h>
+#include <rocksdb/utilities/backup_engine.h>
 #include <rocksdb/write_batch.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
+#include <set>
 
+#include "core/log.h"
 #include "storage/key_value.h"
 
 namespace custody::storage {
 namespace {
 
 namespace fs = std::filesystem;
+
+constexpr mode_t kFileMode = 0600, kDirMode = 0700;
+
+// RocksDB creates its files with mode 0644 & ~umask and has no option for it
+// (Env::SetAllowNonOwnerAccess(false) is accepted and changes nothing in 7.8, measured).
+// This file system gives every file it creates mode 0600 and every directory 0700 right
+// after creating it; the store's directory is already 0700 then, so no one else can reach
+// a file in the moment before. It does not depend on the process's umask, so a test or a
+// tool that links the storage layer gets private files too, and it also serves
+// BackupEngine, so backups and restored stores are private alike.
+class PrivateFileSystem final : public rocksdb::FileSystemWrapper {
+ public:
+  using FileSystemWrapper::FileSystemWrapper;
+  static const char* kClassName() { return "CustodyPrivateFileSystem"; }
+  const char* Name() const override { return kClassName(); }
+
+  rocksdb::IOStatus NewWritableFile(const std::string& f, const rocksdb::FileOptions& o,
+                                    std::unique_ptr<rocksdb::FSWritableFile>* r, rocksdb::IODebugContext* d) override {
+    return file(f, target()->NewWritableFile(f, o, r, d));
+  }
+  rocksdb::IOStatus ReopenWritableFile(const std::string& f, const rocksdb::FileOptions& o,
+                                       std::unique_ptr<rocksdb::FSWritableFile>* r,
+                                       rocksdb::IODebugContext* d) override {
+    return file(f, target()->ReopenWritableFile(f, o, r, d));
+  }
+  rocksdb::IOStatus ReuseWritableFile(const std::string& f, const std::string& old, const rocksdb::FileOptions& o,
+                                      std::unique_ptr<rocksdb::FSWritableFile>* r,
+                                      rocksdb::IODebugContext* d) override {
+    return file(f, target()->ReuseWritableFile(f, old, o, r, d));
+  }
+  rocksdb::IOStatus NewRandomRWFile(const std::string& f, const rocksdb::FileOptions& o,
+                                    std::unique_ptr<rocksdb::FSRandomRWFile>* r, rocksdb::IODebugContext* d) override {
+    return file(f, target()->NewRandomRWFile(f, o, r, d));
+  }
+  rocksdb::IOStatus LockFile(const std::string& f, const rocksdb::IOOptions& o, rocksdb::FileLock** l,
+                             rocksdb::IODebugContext* d) override {
+    return file(f, target()->LockFile(f, o, l, d));
+  }
+  rocksdb::IOStatus CreateDir(const std::string& f, const rocksdb::IOOptions& o, rocksdb::IODebugContext* d) override {
+    return dir(f, target()->CreateDir(f, o, d));
+  }
+  rocksdb::IOStatus CreateDirIfMissing(const std::string& f, const rocksdb::IOOptions& o,
+                                       rocksdb::IODebugContext* d) override {
+    return dir(f, target()->CreateDirIfMissing(f, o, d));
+  }
+
+ private:
+  static rocksdb::IOStatus file(const std::string& path, rocksdb::IOStatus s) { return chmod_after(path, s, kFileMode); }
+  static rocksdb::IOStatus dir(const std::string& path, rocksdb::IOStatus s) { return chmod_after(path, s, kDirMode); }
+  static rocksdb::IOStatus chmod_after(const std::string& path, rocksdb::IOStatus s, mode_t mode) {
+    if (s.ok() && ::chmod(path.c_str(), mode) != 0) {
+      return rocksdb::IOStatus::IOError("cannot make " + path + " private (chmod): " + std::strerror(errno));
+    }
+    return s;
+  }
+};
+
+// The info LOG is made by the Env, not through the file system.
+class PrivateEnv final : public rocksdb::EnvWrapper {
+ public:
+  explicit PrivateEnv(rocksdb::Env* target) : EnvWrapper(target) {}
+  static const char* kClassName() { return "CustodyPrivateEnv"; }
+  const char* Name() const override { return kClassName(); }
+  rocksdb::Status NewLogger(const std::string& f, std::shared_ptr<rocksdb::Logger>* r) override {
+    rocksdb::Status s = target()->NewLogger(f, r);
+    if (s.ok()) ::chmod(f.c_str(), kFileMode);
+    return s;
+  }
+};
+
+// One Env for every store of the process, as RocksDB's own Env::Default() is: it holds no
+// state of its own beyond the file system it wraps, and RocksDB keeps a pointer to it for
+// as long as a database is open, so it lives as long as the process.
+rocksdb::Env* private_env() {
+  static const auto composite = rocksdb::NewCompositeEnv(
+      std::make_shared<PrivateFileSystem>(rocksdb::FileSystem::Default()));
+  static PrivateEnv env(composite.get());
+  return &env;
+}
+
+std::string mode_text(mode_t mode) {
+  char buf[8];
+  std::snprintf(buf, sizeof(buf), "%04o", static_cast<unsigned>(mode & 07777));
+  return buf;
+}
+
+// Tightens a store written before its files were private (or loosened by hand): the
+// directory (and any below it) 0700, every file 0600. Returns how many it changed.
+Result<int> make_private(const std::string& path) {
+  int changed = 0;
+  auto tighten = [&](const fs::path& p, mode_t want) -> Status {
+    struct stat st;
+    if (::lstat(p.c_str(), &st) != 0) return Status::ok();  // gone meanwhile (an obsolete file)
+    if (S_ISLNK(st.st_mode) || (st.st_mode & 077) == 0) return Status::ok();
+    if (::chmod(p.c_str(), want) != 0) {
+      return Status(ErrorCode::kPermissionDenied,
+                    "the custody store's " + p.string() + " has mode " + mode_text(st.st_mode) +
+                        ", which lets other users read it, and it cannot be made private (" + std::strerror(errno) +
+                        "); run the coordinator as the store's owner, or `chmod -R go-rwx " + path + "`");
+    }
+    ++changed;
+    return Status::ok();
+  };
+  CUSTODY_RETURN_IF_ERROR(tighten(path, kDirMode));
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(path, ec); !ec && it != fs::recursive_directory_iterator();
+       it.increment(ec)) {
+    CUSTODY_RETURN_IF_ERROR(tighten(it->path(), it->is_directory(ec) ? kDirMode : kFileMode));
+  }
+  return changed;
+}
+
+// Creates `path` (and its parents) if missing; `path` itself private.
+Status create_private_directory(const std::string& path, const std::string& what) {
+  std::error_code ec;
+  fs::create_directories(path, ec);
+  if (ec) return unavailable("cannot create " + what + " '" + path + "': " + ec.message());
+  if (::chmod(path.c_str(), kDirMode) != 0) {
+    return unavailable("cannot make " + what + " '" + path + "' private (chmod 0700): " + std::strerror(errno));
+  }
+  return Status::ok();
+}
+
+// Backups.
+
+// BackupEngine allows one writer per backup directory ("unspecified behaviour, possibly
+// trashing the backup directory" for two), and the coordinator's online backup and a
+// local `custody store backup` could meet there: an advisory lock on a file of ours in the
+// directory's root, which BackupEngine's garbage collection does not touch.
+class BackupDirLock {
+ public:
+  static Result<BackupDirLock> take(const std::string& dir) {
+    const std::string path = (fs::path(dir) / "custody-backup.lock").string();
+    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, kFileMode);
+    if (fd < 0) return unavailable("cannot open '" + path + "': " + std::strerror(errno));
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      ::close(fd);
+      return unavailable("another backup into '" + dir + "' is running; try again when it has ended");
+    }
+    return BackupDirLock(fd);
+  }
+  BackupDirLock(BackupDirLock&& o) noexcept : fd_(o.fd_) { o.fd_ = -1; }
+  BackupDirLock(const BackupDirLock&) = delete;
+  BackupDirLock& operator=(const BackupDirLock&) = delete;
+  BackupDirLock& operator=(BackupDirLock&&) = delete;
+  ~BackupDirLock() {
+    if (fd_ >= 0) ::close(fd_);  // releases the lock
+  }
+
+ private:
+  explicit BackupDirLock(int fd) : fd_(fd) {}
+  int fd_;
+};
+
+rocksdb::BackupEngineOptions backup_engine_options(const std::string& dir, uint64_t rate_limit = 0) {
+  rocksdb::BackupEngineOptions o(dir);
+  o.backup_env = private_env();
+  o.sync = true;                // a listed backup survives a crash of the machine
+  o.share_table_files = true;   // later backups copy only the files that changed
+  o.backup_rate_limit = rate_limit;
+  o.callback_trigger_interval_size = 1 << 20;  // how often a stop request is looked at
+  return o;
+}
+
+BackupInfo info_of(const rocksdb::BackupInfo& b) {
+  BackupInfo i;
+  i.id = b.backup_id;
+  i.time_s = b.timestamp;
+  i.bytes = b.size;
+  i.files = b.number_files;
+  i.metadata = b.app_metadata;
+  return i;
+}
+
+Status no_backup_dir(const std::string& dir) {
+  return not_found("no backups in '" + dir + "' (`custody store backup " + dir + "` makes one there)");
+}
+
+bool is_backup_dir(const std::string& dir) {
+  std::error_code ec;
+  return fs::is_directory(fs::path(dir) / "meta", ec);
+}
 
 class RocksKeyValue final : public KeyValue {
  public:
@@ -32,12 +225,59 @@ class RocksKeyValue final : public KeyValue {
     for (const auto& p : puts) {
       auto* h = handle(p.family);
       if (!h) return invalid_argument("no column family '" + p.family + "'");
-      batch.Put(h, p.key, p.value);
+      auto s = p.erase ? batch.Delete(h, p.key) : batch.Put(h, p.key, p.value);
+      if (!s.ok()) return invalid_argument("cannot batch '" + p.key + "': " + s.ToString());
     }
     rocksdb::WriteOptions options;
     options.sync = true;  // a recorded event survives a crash of the machine
     auto s = db_->Write(options, &batch);
     if (!s.ok()) return unavailable("writing to the custody store failed: " + s.ToString());
+    return Status::ok();
+  }
+
+  Result<BackupInfo> backup(const std::string& dir, const std::string& metadata,
+                            const BackupOptions& options) const override {
+    if (!shadow_dir_.empty()) return failed_precondition("a store opened for reading is backed up by its writer");
+    CUSTODY_RETURN_IF_ERROR(create_private_directory(dir, "the backup directory"));
+    CUSTODY_ASSIGN_OR_RETURN(auto lock, BackupDirLock::take(dir));
+    rocksdb::BackupEngine* raw = nullptr;
+    auto s = rocksdb::BackupEngine::Open(backup_engine_options(dir, options.rate_limit_bytes_per_s), private_env(), &raw);
+    if (!s.ok()) return unavailable("cannot open the backup directory '" + dir + "': " + s.ToString());
+    std::unique_ptr<rocksdb::BackupEngine> engine(raw);
+    rocksdb::CreateBackupOptions create;
+    // The live WAL is copied with the table files, up to where it stood when the file list
+    // was taken: one consistent moment of every column family, without forcing a flush of
+    // the families that the coordinator writes rarely.
+    create.flush_before_backup = false;
+    // The copying threads yield the CPU to the training beside them (bench/store_at_rest.sh).
+    create.decrease_background_thread_cpu_priority = true;
+    create.background_thread_cpu_priority = rocksdb::CpuPriority::kLow;
+    rocksdb::BackupEngine* stoppable = engine.get();
+    create.progress_callback = [stoppable, stop = options.stop] {
+      if (stop && stop->load()) stoppable->StopBackup();
+    };
+    rocksdb::BackupID id = 0;
+    s = engine->CreateNewBackupWithMetadata(create, db_.get(), metadata, &id);
+    if (!s.ok()) {
+      return unavailable("the backup into '" + dir + "' " + (s.IsIncomplete() ? "was stopped" : "failed") + ": " +
+                         s.ToString() + "; what it copied is not a backup (the next backup there removes it)");
+    }
+    rocksdb::BackupInfo info;
+    const rocksdb::Status listed = engine->GetBackupInfo(id, &info);
+    if (!listed.ok()) {
+      return data_loss("backup " + std::to_string(id) + " in '" + dir + "' is not readable: " + listed.ToString());
+    }
+    return info_of(info);
+  }
+
+  Status compact() override {
+    rocksdb::CompactRangeOptions options;
+    // Rewrite the last level too: that is where deleted values would otherwise stay.
+    options.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
+    for (auto* h : handles_) {
+      auto s = db_->CompactRange(options, h, nullptr, nullptr);
+      if (!s.ok()) return unavailable("compacting the custody store failed: " + s.ToString());
+    }
     return Status::ok();
   }
 
@@ -126,6 +366,7 @@ Result<std::unique_ptr<KeyValue>> open_rocksdb(const std::string& path, OpenMode
   options.create_if_missing = true;
   options.create_missing_column_families = true;
   options.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
+  options.env = private_env();
   // The small families (default, lineage, audit) fill their memtables slowly, and a WAL file
   // is kept until every family it holds writes for has flushed: without a bound, a store of a
   // million usage records kept 856 MB of WAL, which every reader (a secondary instance)
@@ -137,7 +378,19 @@ Result<std::unique_ptr<KeyValue>> open_rocksdb(const std::string& path, OpenMode
   rocksdb::Status s;
   std::string shadow;
   if (mode == OpenMode::kReadWrite) {
-    if (!exists) fs::create_directories(path, ec);
+    if (!exists) {
+      CUSTODY_RETURN_IF_ERROR(create_private_directory(path, "the custody store"));
+    } else {
+      // Only the writer (the store's owner) tightens: a reader may be another user whom
+      // the owner let in on purpose.
+      CUSTODY_ASSIGN_OR_RETURN(const int changed, make_private(path));
+      if (changed > 0) {
+        log(LogLevel::kWarn, "custody store",
+            "'" + path + "' was readable by other users: made " + std::to_string(changed) +
+                " of its files and directories private (0600 and 0700); a copy made before this may have "
+                "kept the looser modes");
+      }
+    }
     s = rocksdb::DB::Open(options, path, descriptors, &handles, &raw);
   } else {
     // A secondary instance reads safely beside the coordinator that holds the store open.
@@ -145,7 +398,7 @@ Result<std::unique_ptr<KeyValue>> open_rocksdb(const std::string& path, OpenMode
     shadow = (fs::temp_directory_path() /
               ("custody-shadow-" + std::to_string(getpid()) + "-" + std::to_string(counter++)))
                  .string();
-    fs::create_directories(shadow, ec);
+    CUSTODY_RETURN_IF_ERROR(create_private_directory(shadow, "a reader's scratch directory"));
     options.max_open_files = -1;
     s = rocksdb::DB::OpenAsSecondary(options, path, shadow, descriptors, &handles, &raw);
     if (s.ok()) s = raw->TryCatchUpWithPrimary();
@@ -159,6 +412,108 @@ Result<std::unique_ptr<KeyValue>> open_rocksdb(const std::string& path, OpenMode
     return data_loss("cannot open the custody store at '" + path + "': " + s.ToString());
   }
   return std::unique_ptr<KeyValue>(new RocksKeyValue(std::unique_ptr<rocksdb::DB>(raw), std::move(handles), shadow));
+}
+
+// Backups.
+
+Result<BackupListing> list_backups(const std::string& dir) {
+  if (!is_backup_dir(dir)) return no_backup_dir(dir);
+  rocksdb::BackupEngineReadOnly* raw = nullptr;
+  auto s = rocksdb::BackupEngineReadOnly::Open(backup_engine_options(dir), private_env(), &raw);
+  if (!s.ok()) return data_loss("cannot read the backup directory '" + dir + "': " + s.ToString());
+  std::unique_ptr<rocksdb::BackupEngineReadOnly> engine(raw);
+  std::vector<rocksdb::BackupInfo> infos;
+  engine->GetBackupInfo(&infos, /*include_file_details=*/true);
+  BackupListing listing;
+  std::set<std::string> referenced;
+  for (const auto& b : infos) {
+    listing.backups.push_back(info_of(b));
+    // relative_filename is relative to the backup directory (not to `directory`, which
+    // names the backup's private directory), measured with RocksDB 7.8.
+    for (const auto& f : b.file_details) referenced.insert((fs::path(dir) / f.relative_filename).lexically_normal().string());
+  }
+  // Whatever a backup copied before it was cut short belongs to no listed backup.
+  std::error_code ec;
+  for (const char* sub : {"private", "shared", "shared_checksum"}) {
+    const fs::path root = fs::path(dir) / sub;
+    for (auto it = fs::recursive_directory_iterator(root, ec); !ec && it != fs::recursive_directory_iterator();
+         it.increment(ec)) {
+      if (!it->is_regular_file(ec)) continue;
+      if (!referenced.count(it->path().lexically_normal().string())) ++listing.unfinished_files;
+    }
+    ec.clear();
+  }
+  return listing;
+}
+
+Result<BackupInfo> restore_backup(const std::string& dir, uint32_t id, const std::string& store_path, bool replace,
+                                  std::string* moved_aside) {
+  if (!is_backup_dir(dir)) return no_backup_dir(dir);
+  std::string target = store_path;
+  while (target.size() > 1 && target.back() == '/') target.pop_back();
+  std::error_code ec;
+  const bool taken = fs::exists(target, ec) && !(fs::is_directory(target, ec) && fs::is_empty(target, ec));
+  if (taken && !replace) {
+    return failed_precondition("'" + target + "' already exists and is not empty: restoring there would replace it. "
+                               "Choose a new path, or pass --force to move it aside and restore in its place");
+  }
+  rocksdb::BackupEngineReadOnly* raw = nullptr;
+  auto s = rocksdb::BackupEngineReadOnly::Open(backup_engine_options(dir), private_env(), &raw);
+  if (!s.ok()) return data_loss("cannot read the backup directory '" + dir + "': " + s.ToString());
+  std::unique_ptr<rocksdb::BackupEngineReadOnly> engine(raw);
+  rocksdb::BackupInfo info;
+  const rocksdb::Status found = id == 0 ? engine->GetLatestBackupInfo(&info) : engine->GetBackupInfo(id, &info);
+  if (!found.ok()) {
+    return not_found(id == 0 ? "'" + dir + "' holds no complete backup"
+                             : "'" + dir + "' holds no complete backup " + std::to_string(id) +
+                                   " (`custody store backups " + dir + "` lists them)");
+  }
+  // Every file's size and checksum, before anything is written: a damaged backup is
+  // named here, not found later in a store that half works.
+  s = engine->VerifyBackup(info.backup_id, /*verify_with_checksum=*/true);
+  if (!s.ok()) {
+    return data_loss("backup " + std::to_string(info.backup_id) + " in '" + dir + "' is damaged: " + s.ToString());
+  }
+  if (taken) {
+    // Not while a coordinator (or anyone) has the store open.
+    rocksdb::FileLock* lock = nullptr;
+    auto locked = private_env()->LockFile((fs::path(target) / "LOCK").string(), &lock);
+    if (!locked.ok()) {
+      return unavailable("the custody store at '" + target + "' is in use (" + locked.ToString() +
+                         "): stop its coordinator before restoring over it");
+    }
+    private_env()->UnlockFile(lock);
+  }
+  // Restored beside the target and renamed into place when whole.
+  const std::string staging = target + ".restoring-" + std::to_string(getpid());
+  fs::remove_all(staging, ec);
+  CUSTODY_RETURN_IF_ERROR(create_private_directory(staging, "the restore's staging directory"));
+  s = engine->RestoreDBFromBackup(rocksdb::RestoreOptions(), info.backup_id, staging, staging);
+  if (!s.ok()) {
+    fs::remove_all(staging, ec);
+    return unavailable("restoring backup " + std::to_string(info.backup_id) + " failed: " + s.ToString());
+  }
+  if (taken) {
+    const std::string aside = target + ".replaced-" + std::to_string(::time(nullptr));
+    if (::rename(target.c_str(), aside.c_str()) != 0) {
+      return unavailable("cannot move '" + target + "' aside to '" + aside + "': " + std::strerror(errno) +
+                         "; the restored store is complete in '" + staging + "'");
+    }
+    if (moved_aside) *moved_aside = aside;
+  } else {
+    fs::remove(target, ec);  // an empty directory
+  }
+  if (::rename(staging.c_str(), target.c_str()) != 0) {
+    return unavailable("cannot move the restored store from '" + staging + "' to '" + target +
+                       "': " + std::strerror(errno));
+  }
+  const std::string parent = fs::path(target).parent_path().empty() ? "." : fs::path(target).parent_path().string();
+  const int dfd = ::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
+  return info_of(info);
 }
 
 }  // namespace custody::storage

@@ -106,7 +106,7 @@ std::string as_json_text(const storage::json& answer);
 
 // The command files.
 void add_job_commands(CommandSet& commands);      // submit status jobs wait cancel resume
-void add_store_commands(CommandSet& commands);    // models checkpoints usage
+void add_store_commands(CommandSet& commands);    // models checkpoints usage store ...
 void add_lineage_commands(CommandSet& commands);  // lineage show|trace|impact|export
 void add_serve_commands(CommandSet& commands);    // predict export
 void add_audit_commands(CommandSet& commands);    // audit verify|head|prove

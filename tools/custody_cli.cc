@@ -11,6 +11,7 @@
 //   custody predict MODEL --input FILE   class, probabilities and a prediction id per row
 //   custody audit verify [--since HEADS] | head [--out FILE] | prove RECEIPT --public-key KEY
 //   custody principal add NAME --role ROLE
+//   custody store backup DIR | backups DIR | restore DIR --store PATH | rekey --store PATH
 // Every command: --coordinator ADDR, --timeout-ms N, --token-file FILE; queries: --json.
 // Store queries read the custody store directly (--store PATH, or the path the
 // coordinator reports). The commands live in tools/*_commands.cc (tools/command.h); the

@@ -299,7 +299,8 @@ TEST(CustodyTest, UnknownIdsCorruptCheckpointsAndForeignStorePathsGetClearErrors
 
   // A corrupt tensor: export refuses it, verify names it, nothing else is lost.
   json manifest = cli_json(c, {"lineage", "show", ckpt})["manifest"];
-  const std::string sha = manifest["tensors"][0]["sha256"];
+  // Where the tensor's bytes are: sealed under the store key (storage/checkpoint.h).
+  const std::string sha = manifest["tensors"][0]["sealed_sha256"];
   c.coordinator().stop();
   {
     std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
