@@ -89,7 +89,8 @@ Outbox ParameterServerState::on_pull(const std::string& peer, const Envelope& in
 }
 
 Result<const float*> ParameterServerState::gradient_of(const std::string& peer, const Envelope& in,
-                                                       const msg::Push& push, JobShard& job, Outbox& out) const {
+                                                       const msg::Push& push, JobShard& job, bool urgent,
+                                                       Outbox& out) const {
   const size_t n = job.params->size();
   if (job.rank_keys.empty()) {
     Status wrong = Status::ok();
@@ -111,7 +112,7 @@ Result<const float*> ParameterServerState::gradient_of(const std::string& peer, 
     opened = data_plane::open_floats(job.rank_keys[push.rank], push.sealed_gradient, n,
                                      data_plane::push_aad(job.id, job.attempt, push.rank, push.step, job.range.begin,
                                                           job.range.end, push.samples, push.base_version),
-                                     job.opened.data(), parallel_);
+                                     job.opened.data(), urgent ? parallel_ : nullptr);
   }
   if (opened.is_ok()) return static_cast<const float*>(job.opened.data());
   Status refused = denied(

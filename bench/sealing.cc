@@ -6,17 +6,19 @@
 //                 loopback, as a 1-worker BSP step runs them: the worker's ParameterRequests
 //                 (sealing its push, opening the answer into its values) against a
 //                 ParameterServerState (opening the push, applying it, sealing the values)
-//                 behind a ROUTER socket, each with its ForkJoin as the nodes have; sealed
+//                 behind a ROUTER socket, threads as the nodes have them; sealed
 //                 against in clear, GB/s of blocks moved (both directions).
 // Each alternates three times, for SECONDS each.
 // Prints one JSON line with the medians.
 //   build/bin/custody-bench-sealing [SECONDS]
+//   build/bin/custody-bench-sealing SECONDS sealed|clear [SERVER_HELPERS]   (that push/pull alone, for perf)
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <optional>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -64,7 +66,7 @@ double crypt(double seconds, bool open, ForkJoin* parallel) {
 }
 
 // Round trips per second of a push and its answer.
-double push_pull(double seconds, bool sealed) {
+double push_pull(double seconds, bool sealed, unsigned server_helpers = ForkJoin::helpers_for_this_machine()) {
   transport::Context ctx;
   auto server = transport::Socket::bind(ctx, "tcp://127.0.0.1:0").value();
   auto client = transport::Socket::connect(ctx, server->endpoint()).value();
@@ -73,7 +75,7 @@ double push_pull(double seconds, bool sealed) {
   if (sealed) keys = actors::AttemptKeys::make(1, ranges).value();
   // One rank: each push is a whole BSP step, and push n is of step n.
   actors::ParameterServerState ps("ps-1");
-  ForkJoin server_threads(ForkJoin::helpers_for_this_machine()), client_threads(ForkJoin::helpers_for_this_machine(1));
+  ForkJoin server_threads(server_helpers);  // as the server node has; a worker seals alone
   ps.set_parallel(&server_threads);
   {
     msg::AssignKeyRange a{kSpec, 0, 0, kFloats, kFloats, 1, 1u << 30, 784, 1000, 0, 0, {}};
@@ -104,7 +106,7 @@ double push_pull(double seconds, bool sealed) {
     msg::AssignTask t;
     t.rank = 0;
     keys->fill(t);
-    if (!requests.seal_with(t.rank_key, t.replies_key, &client_threads).is_ok()) std::abort();
+    if (!requests.seal_with(t.rank_key, t.replies_key).is_ok()) std::abort();
   }
   std::vector<float> gradient(kFloats, 0.25f), params(kFloats);
   int64_t n = 0;
@@ -136,6 +138,12 @@ double push_pull(double seconds, bool sealed) {
 
 int main(int argc, char** argv) {
   const double seconds = argc > 1 ? std::atof(argv[1]) : 2.0;
+  if (argc > 2) {
+    const bool sealed = std::string(argv[2]) == "sealed";
+    const unsigned helpers = argc > 3 ? static_cast<unsigned>(std::atoi(argv[3])) : 1;
+    std::printf("{\"%s_round_trips_per_sec\": %.1f}\n", argv[2], push_pull(seconds, sealed, helpers));
+    return 0;
+  }
   std::vector<double> seal, open, seal_all, open_all, sealed, clear;
   ForkJoin every_core(ForkJoin::helpers_for_this_machine());
   for (int round = 0; round < 3; ++round) {

@@ -63,7 +63,7 @@ std::string params_aad(const std::string& job_id, uint32_t attempt, uint64_t beg
 std::string pull_params_aad(const std::string& job_id, uint32_t attempt, uint64_t begin, uint64_t end,
                             uint64_t version, uint32_t rank, uint64_t request_id);
 
-inline constexpr size_t kChunkBytes = size_t(256) << 10;
+inline constexpr size_t kChunkBytes = size_t(128) << 10;
 // The size of `plain_bytes` sealed.
 size_t sealed_size(size_t plain_bytes);
 
