@@ -66,7 +66,8 @@ double crypt(double seconds, bool open, ForkJoin* parallel) {
 }
 
 // Round trips per second of a push and its answer.
-double push_pull(double seconds, bool sealed, unsigned server_helpers = ForkJoin::helpers_for_this_machine()) {
+double push_pull(double seconds, bool sealed,
+                 unsigned server_helpers = ForkJoin::helpers_for_this_machine()) {
   transport::Context ctx;
   auto server = transport::Socket::bind(ctx, "tcp://127.0.0.1:0").value();
   auto client = transport::Socket::connect(ctx, server->endpoint()).value();
@@ -100,8 +101,8 @@ double push_pull(double seconds, bool sealed, unsigned server_helpers = ForkJoin
     }
   });
   actors::ParameterRequests requests(
-      actors::KeySlices::make({{"ps-1", server->endpoint(), 0, kFloats}}, kFloats).value(), "worker-1", "job-bench",
-      0, 0);
+      actors::KeySlices::make({{"ps-1", server->endpoint(), 0, kFloats}}, kFloats).value(), "worker-1",
+      "job-bench", 0, 0);
   if (keys) {
     msg::AssignTask t;
     t.rank = 0;
@@ -121,7 +122,8 @@ double push_pull(double seconds, bool sealed, unsigned server_helpers = ForkJoin
     if (!answer.is_ok()) std::abort();
     auto accepted = requests.accept(0, answer.value(), params.data());
     if (!accepted.is_ok() || !accepted.value()) {
-      std::fprintf(stderr, "%s\n", accepted.is_ok() ? "a late answer" : accepted.status().to_string().c_str());
+      std::fprintf(stderr, "%s\n",
+                   accepted.is_ok() ? "a late answer" : accepted.status().to_string().c_str());
       std::abort();
     }
     ++n;
@@ -155,11 +157,12 @@ int main(int argc, char** argv) {
     sealed.push_back(push_pull(seconds, true));
   }
   const double block = double(kFloats * sizeof(float));
-  std::printf("{\"benchmark\": \"sealing_block\", \"block_bytes\": %.0f, \"cores\": %u, \"seal_gb_per_sec\": %.3f, "
-              "\"open_gb_per_sec\": %.3f, \"seal_all_cores_gb_per_sec\": %.3f, \"open_all_cores_gb_per_sec\": %.3f, "
-              "\"sealed_gb_per_sec\": %.3f, \"clear_gb_per_sec\": %.3f, \"ratio\": %.3f}\n",
-              block, std::thread::hardware_concurrency(), median(seal) * block / 1e9, median(open) * block / 1e9,
-              median(seal_all) * block / 1e9, median(open_all) * block / 1e9, median(sealed) * 2 * block / 1e9,
-              median(clear) * 2 * block / 1e9, median(sealed) / median(clear));
+  std::printf(
+      "{\"benchmark\": \"sealing_block\", \"block_bytes\": %.0f, \"cores\": %u, \"seal_gb_per_sec\": %.3f, "
+      "\"open_gb_per_sec\": %.3f, \"seal_all_cores_gb_per_sec\": %.3f, \"open_all_cores_gb_per_sec\": %.3f, "
+      "\"sealed_gb_per_sec\": %.3f, \"clear_gb_per_sec\": %.3f, \"ratio\": %.3f}\n",
+      block, std::thread::hardware_concurrency(), median(seal) * block / 1e9, median(open) * block / 1e9,
+      median(seal_all) * block / 1e9, median(open_all) * block / 1e9, median(sealed) * 2 * block / 1e9,
+      median(clear) * 2 * block / 1e9, median(sealed) / median(clear));
   return 0;
 }
