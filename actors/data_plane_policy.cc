@@ -25,7 +25,8 @@ DataPlaneChoice choose_data_plane(DataPlaneSealing mode, const std::vector<DataP
     for (const auto& h : hosts) list += (list.empty() ? "" : ", ") + h;
     where = "nodes on " + std::to_string(hosts.size()) + " hosts (" + list + ")";
   } else {
-    where = "every node on host " + (hosts.empty() ? std::string("?") : *hosts.begin()) + ", servers on loopback";
+    where =
+        "every node on host " + (hosts.empty() ? std::string("?") : *hosts.begin()) + ", servers on loopback";
   }
   DataPlaneChoice c;
   const std::string setting = std::string(" (data_plane_sealing = ") + to_string(mode) + ")";
@@ -44,9 +45,12 @@ DataPlaneChoice choose_data_plane(DataPlaneSealing mode, const std::vector<DataP
 
 const char* to_string(DataPlaneSealing mode) {
   switch (mode) {
-    case DataPlaneSealing::kAuto: return "auto";
-    case DataPlaneSealing::kOn: return "on";
-    case DataPlaneSealing::kOff: return "off";
+    case DataPlaneSealing::kAuto:
+      return "auto";
+    case DataPlaneSealing::kOn:
+      return "on";
+    case DataPlaneSealing::kOff:
+      return "off";
   }
   return "?";
 }

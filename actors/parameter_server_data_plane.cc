@@ -19,10 +19,10 @@ Result<msg::Params> ParameterServerState::values_of(JobShard& job, uint64_t step
   if (job.sealed_values.empty() || job.sealed_version != job.version || job.sealed_step != step) {
     CUSTODY_ASSIGN_OR_RETURN(
         job.sealed_values,
-        data_plane::seal_floats(*job.reply_key, job.params->data(), job.params->size(),
-                                data_plane::params_aad(job.id, job.attempt, job.range.begin, job.range.end,
-                                                       job.version, step),
-                                parallel_));
+        data_plane::seal_floats(
+            *job.reply_key, job.params->data(), job.params->size(),
+            data_plane::params_aad(job.id, job.attempt, job.range.begin, job.range.end, job.version, step),
+            parallel_));
     job.sealed_version = job.version;
     job.sealed_step = step;
   }
@@ -31,8 +31,8 @@ Result<msg::Params> ParameterServerState::values_of(JobShard& job, uint64_t step
   return p;
 }
 
-Outbox ParameterServerState::refuse_unauthenticated(const std::string& peer, const Envelope& in, JobShard& job,
-                                                    uint32_t rank, const Status& why) const {
+Outbox ParameterServerState::refuse_unauthenticated(const std::string& peer, const Envelope& in,
+                                                    JobShard& job, uint32_t rank, const Status& why) const {
   const std::string& node = node_of(job, rank);
   auto& c = job.contributions[{node, rank}];
   c.worker = node;
@@ -42,9 +42,10 @@ Outbox ParameterServerState::refuse_unauthenticated(const std::string& peer, con
   // Each one is logged until a flood would drown the log; then every thousandth, counted.
   if (++job.refusals <= 20 || job.refusals % 1000 == 0) {
     log(LogLevel::kWarn, node_id_,
-        "refused a " + std::string(msg::body_name(in.body)) + " claiming rank " + std::to_string(rank) + " of " +
-            job.id + " (attempt " + std::to_string(job.attempt) + ", assigned to " + node + ") from connection " +
-            to_hex(peer) + ": " + why.message() + " [" + std::to_string(job.refusals) + " refused so far]");
+        "refused a " + std::string(msg::body_name(in.body)) + " claiming rank " + std::to_string(rank) +
+            " of " + job.id + " (attempt " + std::to_string(job.attempt) + ", assigned to " + node +
+            ") from connection " + to_hex(peer) + ": " + why.message() + " [" + std::to_string(job.refusals) +
+            " refused so far]");
   }
   return {{peer, msg::make_error(in, node_id_, why)}};
 }
@@ -55,7 +56,8 @@ Outbox ParameterServerState::on_pull(const std::string& peer, const Envelope& in
   if (!job.reply_key) {
     if (!pull.seal.empty()) {
       return error(invalid_argument("the data plane of " + in.job_id + " is in clear (attempt " +
-                                    std::to_string(job.attempt) + " has no keys); a sealed pull is not taken"));
+                                    std::to_string(job.attempt) +
+                                    " has no keys); a sealed pull is not taken"));
     }
     return {{peer, msg::reply_to(in, node_id_, values_of(job, 0).value())}};
   }
@@ -73,15 +75,17 @@ Outbox ParameterServerState::on_pull(const std::string& peer, const Envelope& in
   if (!authentic.is_ok()) {
     return refuse_unauthenticated(
         peer, in, job, pull.rank,
-        denied("the data plane of " + job.id + " is sealed, and this pull is not sealed under the key of "
-                          "rank " + std::to_string(pull.rank) + " for attempt " + std::to_string(job.attempt) +
-                          " on this server's keys (" + authentic.message() + ")"));
+        denied("the data plane of " + job.id +
+               " is sealed, and this pull is not sealed under the key of "
+               "rank " +
+               std::to_string(pull.rank) + " for attempt " + std::to_string(job.attempt) +
+               " on this server's keys (" + authentic.message() + ")"));
   }
-  auto sealed = data_plane::seal_floats(*job.reply_key, job.params->data(), job.params->size(),
-                                        data_plane::pull_params_aad(job.id, job.attempt, job.range.begin,
-                                                                    job.range.end, job.version, pull.rank,
-                                                                    in.request_id),
-                                        parallel_);
+  auto sealed =
+      data_plane::seal_floats(*job.reply_key, job.params->data(), job.params->size(),
+                              data_plane::pull_params_aad(job.id, job.attempt, job.range.begin, job.range.end,
+                                                          job.version, pull.rank, in.request_id),
+                              parallel_);
   if (!sealed.is_ok()) return error(sealed.status());
   msg::Params p{job.version, job.range.begin, {}};
   p.sealed_values = std::move(sealed).value();
@@ -89,37 +93,41 @@ Outbox ParameterServerState::on_pull(const std::string& peer, const Envelope& in
 }
 
 Result<const float*> ParameterServerState::gradient_of(const std::string& peer, const Envelope& in,
-                                                       const msg::Push& push, JobShard& job, Outbox& out) const {
+                                                       const msg::Push& push, JobShard& job, bool urgent,
+                                                       Outbox& out) const {
   const size_t n = job.params->size();
   if (job.rank_keys.empty()) {
     Status wrong = Status::ok();
     if (!push.sealed_gradient.empty()) {
-      wrong = invalid_argument("the data plane of " + job.id + " is in clear (attempt " + std::to_string(job.attempt) +
+      wrong = invalid_argument("the data plane of " + job.id + " is in clear (attempt " +
+                               std::to_string(job.attempt) +
                                " has no keys); a sealed push cannot be opened here");
     } else if (push.gradient.size() != n) {
-      wrong = invalid_argument("gradient of " + std::to_string(push.gradient.size()) + " values for a key range of " +
-                               std::to_string(n));
+      wrong = invalid_argument("gradient of " + std::to_string(push.gradient.size()) +
+                               " values for a key range of " + std::to_string(n));
     }
     if (wrong.is_ok()) return push.gradient.data();
     out = refuse(peer, in, &job, &push, wrong);
     return wrong;
   }
-  Status opened = push.sealed_gradient.empty() ? Status(ErrorCode::kPermissionDenied, "it is in clear")
-                                               : Status::ok();
+  Status opened =
+      push.sealed_gradient.empty() ? Status(ErrorCode::kPermissionDenied, "it is in clear") : Status::ok();
   if (opened.is_ok()) {
     job.opened.resize(n);
-    opened = data_plane::open_floats(job.rank_keys[push.rank], push.sealed_gradient, n,
-                                     data_plane::push_aad(job.id, job.attempt, push.rank, push.step, job.range.begin,
-                                                          job.range.end, push.samples, push.base_version),
-                                     job.opened.data(), parallel_);
+    opened = data_plane::open_floats(
+        job.rank_keys[push.rank], push.sealed_gradient, n,
+        data_plane::push_aad(job.id, job.attempt, push.rank, push.step, job.range.begin, job.range.end,
+                             push.samples, push.base_version),
+        job.opened.data(), urgent ? parallel_ : nullptr);
   }
   if (opened.is_ok()) return static_cast<const float*>(job.opened.data());
-  Status refused = denied(
-      "the data plane of " + job.id + " is sealed, and this push of step " + std::to_string(push.step) +
-      " is not sealed under the key of rank " + std::to_string(push.rank) + " for attempt " +
-      std::to_string(job.attempt) + " on this server's keys (" + opened.message() +
-      "): it does not come from the node assigned the rank, or was altered, or replayed from another step, attempt "
-      "or server; it was not applied");
+  Status refused =
+      denied("the data plane of " + job.id + " is sealed, and this push of step " +
+             std::to_string(push.step) + " is not sealed under the key of rank " + std::to_string(push.rank) +
+             " for attempt " + std::to_string(job.attempt) + " on this server's keys (" + opened.message() +
+             "): it does not come from the node assigned the rank, or was altered, or replayed from another "
+             "step, attempt "
+             "or server; it was not applied");
   out = refuse_unauthenticated(peer, in, job, push.rank, refused);
   return refused;
 }

@@ -241,8 +241,13 @@ Outbox ParameterServerState::handle_data(const std::string& peer, const Envelope
     return reject(invalid_argument("push for rank " + std::to_string(push->rank) + " but the job has " +
                                    std::to_string(job.num_workers) + " ranks"));
   }
+  // A BSP step's last push is opened on every thread the server has: the step's workers
+  // wait for it. Any other is opened on this thread alone, leaving the other cores to the
+  // workers still computing (ASP and SSP workers never all wait).
+  const bool completes_step = job.spec.consistency == Consistency::kBsp && push->step == job.version &&
+                              job.pushed.size() + 1 == job.num_workers && !job.pushed.count(push->rank);
   Outbox refused;
-  auto opened = gradient_of(peer, in, *push, job, refused);
+  auto opened = gradient_of(peer, in, *push, job, completes_step, refused);
   if (!opened.is_ok()) return refused;
   const float* gradient = opened.value();
   const size_t n = job.params->size();

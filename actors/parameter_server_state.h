@@ -149,10 +149,11 @@ class ParameterServerState {
   // Sends a deferred reply with the job's current values.
   void answer(Deferred& deferred, JobShard& job, Outbox& out) const;
   Outbox on_pull(const std::string& peer, const msg::Envelope& in, const msg::Pull& pull, JobShard& job);
-  // The push's gradient in clear: the message's own, or its seal opened into job.opened.
-  // An error: it is not authenticated as the rank's (already refused and counted in out).
+  // The push's gradient in clear: the message's own, or its seal opened into job.opened
+  // (on parallel_'s threads too when `urgent`). An error: it is not authenticated as the
+  // rank's (already refused and counted in out).
   Result<const float*> gradient_of(const std::string& peer, const msg::Envelope& in, const msg::Push& push,
-                                   JobShard& job, Outbox& out) const;
+                                   JobShard& job, bool urgent, Outbox& out) const;
   // Refuses a message that claims `rank` but is not sealed under its key: logged (at a
   // bounded rate), counted against the rank as unauthenticated, answered with the error.
   Outbox refuse_unauthenticated(const std::string& peer, const msg::Envelope& in, JobShard& job, uint32_t rank,

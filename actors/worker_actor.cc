@@ -72,8 +72,10 @@ Status train(caf::blocking_actor* self, const TrainerArgs& a, StopCheck& stopped
   CUSTODY_ASSIGN_OR_RETURN(Trainer trainer, Trainer::load(a.task, a.key.job_id, options));
   CUSTODY_ASSIGN_OR_RETURN(KeySlices servers, KeySlices::make(a.task.servers, a.task.num_parameters));
   ParameterRequests requests(std::move(servers), a.node_id, a.key.job_id, a.key.attempt, a.key.rank);
-  ForkJoin crypto(a.task.rank_key ? ForkJoin::helpers_for_this_machine(1) : 0);
-  CUSTODY_RETURN_IF_ERROR(requests.seal_with(a.task.rank_key, a.task.replies_key, &crypto));
+  // A worker seals and opens on its own thread: while it does, the job's other workers
+  // compute or open too (as many as cores, when packed), so a helper would only take a
+  // core from them. (The server, which the workers wait for, uses helpers.)
+  CUSTODY_RETURN_IF_ERROR(requests.seal_with(a.task.rank_key, a.task.replies_key));
   CUSTODY_ASSIGN_OR_RETURN(
       SocketParameterClient client,
       SocketParameterClient::connect(*a.context, std::move(requests), [&] { return stopped(); }));

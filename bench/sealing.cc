@@ -6,17 +6,19 @@
 //                 loopback, as a 1-worker BSP step runs them: the worker's ParameterRequests
 //                 (sealing its push, opening the answer into its values) against a
 //                 ParameterServerState (opening the push, applying it, sealing the values)
-//                 behind a ROUTER socket, each with its ForkJoin as the nodes have; sealed
+//                 behind a ROUTER socket, threads as the nodes have them; sealed
 //                 against in clear, GB/s of blocks moved (both directions).
 // Each alternates three times, for SECONDS each.
 // Prints one JSON line with the medians.
 //   build/bin/custody-bench-sealing [SECONDS]
+//   build/bin/custody-bench-sealing SECONDS sealed|clear [SERVER_HELPERS]   (that push/pull alone, for perf)
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <optional>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -64,7 +66,8 @@ double crypt(double seconds, bool open, ForkJoin* parallel) {
 }
 
 // Round trips per second of a push and its answer.
-double push_pull(double seconds, bool sealed) {
+double push_pull(double seconds, bool sealed,
+                 unsigned server_helpers = ForkJoin::helpers_for_this_machine()) {
   transport::Context ctx;
   auto server = transport::Socket::bind(ctx, "tcp://127.0.0.1:0").value();
   auto client = transport::Socket::connect(ctx, server->endpoint()).value();
@@ -73,7 +76,7 @@ double push_pull(double seconds, bool sealed) {
   if (sealed) keys = actors::AttemptKeys::make(1, ranges).value();
   // One rank: each push is a whole BSP step, and push n is of step n.
   actors::ParameterServerState ps("ps-1");
-  ForkJoin server_threads(ForkJoin::helpers_for_this_machine()), client_threads(ForkJoin::helpers_for_this_machine(1));
+  ForkJoin server_threads(server_helpers);  // as the server node has; a worker seals alone
   ps.set_parallel(&server_threads);
   {
     msg::AssignKeyRange a{kSpec, 0, 0, kFloats, kFloats, 1, 1u << 30, 784, 1000, 0, 0, {}};
@@ -98,13 +101,13 @@ double push_pull(double seconds, bool sealed) {
     }
   });
   actors::ParameterRequests requests(
-      actors::KeySlices::make({{"ps-1", server->endpoint(), 0, kFloats}}, kFloats).value(), "worker-1", "job-bench",
-      0, 0);
+      actors::KeySlices::make({{"ps-1", server->endpoint(), 0, kFloats}}, kFloats).value(), "worker-1",
+      "job-bench", 0, 0);
   if (keys) {
     msg::AssignTask t;
     t.rank = 0;
     keys->fill(t);
-    if (!requests.seal_with(t.rank_key, t.replies_key, &client_threads).is_ok()) std::abort();
+    if (!requests.seal_with(t.rank_key, t.replies_key).is_ok()) std::abort();
   }
   std::vector<float> gradient(kFloats, 0.25f), params(kFloats);
   int64_t n = 0;
@@ -119,7 +122,8 @@ double push_pull(double seconds, bool sealed) {
     if (!answer.is_ok()) std::abort();
     auto accepted = requests.accept(0, answer.value(), params.data());
     if (!accepted.is_ok() || !accepted.value()) {
-      std::fprintf(stderr, "%s\n", accepted.is_ok() ? "a late answer" : accepted.status().to_string().c_str());
+      std::fprintf(stderr, "%s\n",
+                   accepted.is_ok() ? "a late answer" : accepted.status().to_string().c_str());
       std::abort();
     }
     ++n;
@@ -136,6 +140,12 @@ double push_pull(double seconds, bool sealed) {
 
 int main(int argc, char** argv) {
   const double seconds = argc > 1 ? std::atof(argv[1]) : 2.0;
+  if (argc > 2) {
+    const bool sealed = std::string(argv[2]) == "sealed";
+    const unsigned helpers = argc > 3 ? static_cast<unsigned>(std::atoi(argv[3])) : 1;
+    std::printf("{\"%s_round_trips_per_sec\": %.1f}\n", argv[2], push_pull(seconds, sealed, helpers));
+    return 0;
+  }
   std::vector<double> seal, open, seal_all, open_all, sealed, clear;
   ForkJoin every_core(ForkJoin::helpers_for_this_machine());
   for (int round = 0; round < 3; ++round) {
@@ -147,11 +157,12 @@ int main(int argc, char** argv) {
     sealed.push_back(push_pull(seconds, true));
   }
   const double block = double(kFloats * sizeof(float));
-  std::printf("{\"benchmark\": \"sealing_block\", \"block_bytes\": %.0f, \"cores\": %u, \"seal_gb_per_sec\": %.3f, "
-              "\"open_gb_per_sec\": %.3f, \"seal_all_cores_gb_per_sec\": %.3f, \"open_all_cores_gb_per_sec\": %.3f, "
-              "\"sealed_gb_per_sec\": %.3f, \"clear_gb_per_sec\": %.3f, \"ratio\": %.3f}\n",
-              block, std::thread::hardware_concurrency(), median(seal) * block / 1e9, median(open) * block / 1e9,
-              median(seal_all) * block / 1e9, median(open_all) * block / 1e9, median(sealed) * 2 * block / 1e9,
-              median(clear) * 2 * block / 1e9, median(sealed) / median(clear));
+  std::printf(
+      "{\"benchmark\": \"sealing_block\", \"block_bytes\": %.0f, \"cores\": %u, \"seal_gb_per_sec\": %.3f, "
+      "\"open_gb_per_sec\": %.3f, \"seal_all_cores_gb_per_sec\": %.3f, \"open_all_cores_gb_per_sec\": %.3f, "
+      "\"sealed_gb_per_sec\": %.3f, \"clear_gb_per_sec\": %.3f, \"ratio\": %.3f}\n",
+      block, std::thread::hardware_concurrency(), median(seal) * block / 1e9, median(open) * block / 1e9,
+      median(seal_all) * block / 1e9, median(open_all) * block / 1e9, median(sealed) * 2 * block / 1e9,
+      median(clear) * 2 * block / 1e9, median(sealed) / median(clear));
   return 0;
 }

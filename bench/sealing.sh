@@ -7,6 +7,8 @@
 #     each (these machines' speed drifts between runs: only alternating repeats compare);
 #     samples/s = samples trained / (finished - started), both taken by the coordinator;
 #     the medians, and the median of each round's sealed/unsealed ratio (the bar: >= 0.85);
+#     and the CPU time all the cluster's processes used for the job (from /proc), whose
+#     difference per step is what sealing costs in CPU whatever else the machine runs;
 #   - custody-bench-sealing: seal and open of a 0.94 MB block (a push of the default
 #     model) in GB/s, and a push/pull round trip of that block through the transport on
 #     loopback, sealed against in clear (bench/sealing.cc).
@@ -18,13 +20,21 @@ rounds=${1:-5}
 epochs=${2:-2}
 bench_setup "$epochs"
 
-measure() {  # on|off -> samples/s
-  local mode=$1 run js steps started finished sealed
+cpu_ticks() {  # the cluster's processes' user + system time, in clock ticks
+  local pid total=0
+  for pid in "${cluster_pids[@]}"; do total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat"))); done
+  echo "$total"
+}
+
+measure() {  # on|off -> "samples/s cpu-ms-per-step"
+  local mode=$1 run js steps started finished sealed t0 t1
   run=$(mktemp -d "$work/$mode.XXXX")
   cluster_start "$run" 1 2 --store "$run/store" --data-plane-sealing "$mode"
   local job
+  t0=$(cpu_ticks)
   job=$(custody submit "$work/job.toml")
   custody wait "$job" >/dev/null
+  t1=$(cpu_ticks)
   js=$(custody status "$job" --json)
   cluster_stop
   sealed=$(echo "$js" | sed -n 's/.*"data_plane_sealed": \([a-z]*\).*/\1/p')
@@ -35,28 +45,38 @@ measure() {  # on|off -> samples/s
   steps=$(echo "$js" | sed -n 's/.*"total_steps": \([0-9]*\).*/\1/p')
   started=$(echo "$js" | sed -n 's/.*"started_at_ms": \([0-9]*\).*/\1/p')
   finished=$(echo "$js" | sed -n 's/.*"finished_at_ms": \([0-9]*\).*/\1/p')
-  # 2 workers x 64 samples per step
-  echo $(( steps * 2 * 64 * 1000 / (finished - started) ))
+  # 2 workers x 64 samples per step; CPU ms per step (the data's loading included)
+  echo "$(( steps * 2 * 64 * 1000 / (finished - started) )) $(awk -v t=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" \
+    -v s="$steps" 'BEGIN {printf "%.3f", t * 1000 / hz / s}')"
 }
 
-on=() off=() ratios=()
+on=() off=() ratios=() cpu_on=() cpu_off=()
 for r in $(seq "$rounds"); do
-  off+=("$(measure off)")
-  on+=("$(measure on)")
+  read -r rate cpu < <(measure off)
+  off+=("$rate")
+  cpu_off+=("$cpu")
+  read -r rate cpu < <(measure on)
+  on+=("$rate")
+  cpu_on+=("$cpu")
   ratios+=("$(awk -v a="${on[-1]}" -v b="${off[-1]}" 'BEGIN {printf "%.3f", a / b}')")
-  echo "round $r: in clear ${off[-1]} samples/s, sealed ${on[-1]} samples/s (${ratios[-1]})" >&2
+  echo "round $r: in clear ${off[-1]} samples/s (${cpu_off[-1]} ms CPU a step), sealed ${on[-1]} samples/s" \
+    "(${cpu_on[-1]} ms) (${ratios[-1]}); load $(cut -d' ' -f1 /proc/loadavg)" >&2
 done
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 m_off=$(median "${off[@]}")
 m_on=$(median "${on[@]}")
 ratio=$(awk -v a="$m_on" -v b="$m_off" 'BEGIN {printf "%.3f", a / b}')
 m_ratio=$(median "${ratios[@]}")
+m_cpu_off=$(median "${cpu_off[@]}")
+m_cpu_on=$(median "${cpu_on[@]}")
 micro=$("$bin/custody-bench-sealing" 2>/dev/null)
 
 printf "%-36s %12s\n" "1 ps + 2 workers, BSP, $epochs epochs" "samples/s"
 printf "%-36s %12s\n" "in clear (median of $rounds)" "$m_off"
 printf "%-36s %12s\n" "sealed   (median of $rounds)" "$m_on"
 printf "%-36s %12s\n" "sealed / in clear" "$ratio (median of the rounds' ratios: $m_ratio; bar >= 0.85)"
+echo "CPU of all the cluster's processes per step (medians; the data's loading included): in clear $m_cpu_off ms," \
+  "sealed $m_cpu_on ms: sealing adds $(awk -v a="$m_cpu_on" -v b="$m_cpu_off" 'BEGIN {printf "%.2f ms (%.0f%%)", a - b, (a - b) * 100 / b}')"
 MICRO="$micro" /usr/bin/python3 - <<'PY'
 import json, os
 m = json.loads(os.environ["MICRO"])
@@ -70,6 +90,7 @@ cat >"$out_dir/sealing.json" <<JSON
 {"benchmark": "sealing", "job": "fashion_mlp, $epochs epochs, 1 ps, 2 workers, bsp", "rounds": $rounds,
  "clear_samples_per_sec": [$(IFS=,; echo "${off[*]}")], "sealed_samples_per_sec": [$(IFS=,; echo "${on[*]}")],
  "round_ratios": [$(IFS=,; echo "${ratios[*]}")],
+ "clear_cpu_ms_per_step": [$(IFS=,; echo "${cpu_off[*]}")], "sealed_cpu_ms_per_step": [$(IFS=,; echo "${cpu_on[*]}")],
  "median_clear": $m_off, "median_sealed": $m_on, "ratio_of_medians": $ratio, "median_of_ratios": $m_ratio,
  "block": $micro}
 JSON

@@ -17,7 +17,8 @@ std::string range(uint64_t begin, uint64_t end) {
 
 // The job id is the one free-form part: length-prefixed, so no two field lists meet in
 // one string.
-std::string head(const char* what, const std::string& job_id, uint32_t attempt, uint64_t begin, uint64_t end) {
+std::string head(const char* what, const std::string& job_id, uint32_t attempt, uint64_t begin,
+                 uint64_t end) {
   return std::string(kLabel) + what + " job " + std::to_string(job_id.size()) + ":" + job_id + " attempt " +
          std::to_string(attempt) + " keys " + range(begin, end);
 }
@@ -28,16 +29,19 @@ Result<AeadKey> rank_key(const AeadKey& attempt_key, uint32_t rank) {
   return attempt_key.derive(std::string(kLabel) + "rank " + std::to_string(rank));
 }
 
-Result<AeadKey> replies_key(const AeadKey& attempt_key) { return attempt_key.derive(std::string(kLabel) + "replies"); }
+Result<AeadKey> replies_key(const AeadKey& attempt_key) {
+  return attempt_key.derive(std::string(kLabel) + "replies");
+}
 
 Result<AeadKey> server_key(const AeadKey& key, uint64_t begin, uint64_t end) {
   return key.derive(std::string(kLabel) + "server " + range(begin, end));
 }
 
-std::string push_aad(const std::string& job_id, uint32_t attempt, uint32_t rank, uint64_t step, uint64_t begin,
-                     uint64_t end, uint32_t samples, uint64_t base_version) {
+std::string push_aad(const std::string& job_id, uint32_t attempt, uint32_t rank, uint64_t step,
+                     uint64_t begin, uint64_t end, uint32_t samples, uint64_t base_version) {
   return head("push", job_id, attempt, begin, end) + " rank " + std::to_string(rank) + " step " +
-         std::to_string(step) + " samples " + std::to_string(samples) + " base " + std::to_string(base_version);
+         std::to_string(step) + " samples " + std::to_string(samples) + " base " +
+         std::to_string(base_version);
 }
 
 std::string pull_aad(const std::string& job_id, uint32_t attempt, uint32_t rank, uint64_t begin, uint64_t end,
@@ -46,10 +50,10 @@ std::string pull_aad(const std::string& job_id, uint32_t attempt, uint32_t rank,
          std::to_string(request_id);
 }
 
-std::string params_aad(const std::string& job_id, uint32_t attempt, uint64_t begin, uint64_t end, uint64_t version,
-                       uint64_t step) {
-  return head("params", job_id, attempt, begin, end) + " version " + std::to_string(version) + " answers step " +
-         std::to_string(step);
+std::string params_aad(const std::string& job_id, uint32_t attempt, uint64_t begin, uint64_t end,
+                       uint64_t version, uint64_t step) {
+  return head("params", job_id, attempt, begin, end) + " version " + std::to_string(version) +
+         " answers step " + std::to_string(step);
 }
 
 std::string pull_params_aad(const std::string& job_id, uint32_t attempt, uint64_t begin, uint64_t end,
@@ -60,7 +64,9 @@ std::string pull_params_aad(const std::string& job_id, uint32_t attempt, uint64_
 
 namespace {
 
-size_t chunks_of(size_t plain_bytes) { return plain_bytes == 0 ? 1 : (plain_bytes + kChunkBytes - 1) / kChunkBytes; }
+size_t chunks_of(size_t plain_bytes) {
+  return plain_bytes == 0 ? 1 : (plain_bytes + kChunkBytes - 1) / kChunkBytes;
+}
 
 std::string chunk_aad(std::string_view aad, size_t i, size_t k) {
   return std::string(aad) + " chunk " + std::to_string(i) + " of " + std::to_string(k);
@@ -84,8 +90,8 @@ Status per_chunk(size_t k, ForkJoin* parallel, const std::function<Status(size_t
 
 size_t sealed_size(size_t plain_bytes) { return plain_bytes + chunks_of(plain_bytes) * kAeadOverhead; }
 
-Status seal_floats_into(const AeadKey& key, const float* values, size_t count, std::string_view aad, uint8_t* out,
-                        ForkJoin* parallel) {
+Status seal_floats_into(const AeadKey& key, const float* values, size_t count, std::string_view aad,
+                        uint8_t* out, ForkJoin* parallel) {
   const size_t size = count * sizeof(float), k = chunks_of(size);
   const auto* plain = reinterpret_cast<const uint8_t*>(values);
   return per_chunk(k, parallel, [&](size_t i) {
@@ -94,8 +100,8 @@ Status seal_floats_into(const AeadKey& key, const float* values, size_t count, s
   });
 }
 
-Result<msg::SharedBytes> seal_floats(const AeadKey& key, const float* values, size_t count, std::string_view aad,
-                                     ForkJoin* parallel) {
+Result<msg::SharedBytes> seal_floats(const AeadKey& key, const float* values, size_t count,
+                                     std::string_view aad, ForkJoin* parallel) {
   uint8_t* out = nullptr;
   msg::SharedBytes sealed = msg::SharedBytes::make(sealed_size(count * sizeof(float)), &out);
   CUSTODY_RETURN_IF_ERROR(seal_floats_into(key, values, count, aad, out, parallel));
@@ -113,8 +119,8 @@ Status open_floats(const AeadKey& key, const msg::SharedBytes& sealed, size_t co
   auto* plain = reinterpret_cast<uint8_t*>(out);
   return per_chunk(k, parallel, [&](size_t i) {
     const size_t begin = i * kChunkBytes, length = std::min(kChunkBytes, size - begin);
-    return open_into(key, sealed.data() + begin + i * kAeadOverhead, length + kAeadOverhead, chunk_aad(aad, i, k),
-                     plain + begin);
+    return open_into(key, sealed.data() + begin + i * kAeadOverhead, length + kAeadOverhead,
+                     chunk_aad(aad, i, k), plain + begin);
   });
 }
 

@@ -52,29 +52,29 @@ Result<AeadKey> replies_key(const AeadKey& attempt_key);
 // A rank's push key or a server's reply key: `key` bound to the server of keys [begin, end).
 Result<AeadKey> server_key(const AeadKey& key, uint64_t begin, uint64_t end);
 
-std::string push_aad(const std::string& job_id, uint32_t attempt, uint32_t rank, uint64_t step, uint64_t begin,
-                     uint64_t end, uint32_t samples, uint64_t base_version);
+std::string push_aad(const std::string& job_id, uint32_t attempt, uint32_t rank, uint64_t step,
+                     uint64_t begin, uint64_t end, uint32_t samples, uint64_t base_version);
 std::string pull_aad(const std::string& job_id, uint32_t attempt, uint32_t rank, uint64_t begin, uint64_t end,
                      uint64_t request_id);
 // The reply to a push of `step` (every reply of a BSP step shares it), or, with
 // `pull_rank` set, to that rank's pull `request_id`.
-std::string params_aad(const std::string& job_id, uint32_t attempt, uint64_t begin, uint64_t end, uint64_t version,
-                       uint64_t step);
+std::string params_aad(const std::string& job_id, uint32_t attempt, uint64_t begin, uint64_t end,
+                       uint64_t version, uint64_t step);
 std::string pull_params_aad(const std::string& job_id, uint32_t attempt, uint64_t begin, uint64_t end,
                             uint64_t version, uint32_t rank, uint64_t request_id);
 
-inline constexpr size_t kChunkBytes = size_t(256) << 10;
+inline constexpr size_t kChunkBytes = size_t(128) << 10;
 // The size of `plain_bytes` sealed.
 size_t sealed_size(size_t plain_bytes);
 
 // `count` floats sealed into a new buffer (padded so the encoder references it), on the
 // threads of `parallel` if given.
-Result<msg::SharedBytes> seal_floats(const AeadKey& key, const float* values, size_t count, std::string_view aad,
-                                     ForkJoin* parallel = nullptr);
+Result<msg::SharedBytes> seal_floats(const AeadKey& key, const float* values, size_t count,
+                                     std::string_view aad, ForkJoin* parallel = nullptr);
 // The same into `out`, which holds sealed_size(count * 4) bytes (a message's room for it:
 // codec.h encode_in_place).
-Status seal_floats_into(const AeadKey& key, const float* values, size_t count, std::string_view aad, uint8_t* out,
-                        ForkJoin* parallel = nullptr);
+Status seal_floats_into(const AeadKey& key, const float* values, size_t count, std::string_view aad,
+                        uint8_t* out, ForkJoin* parallel = nullptr);
 // Opens a sealed block of `count` floats into `out`. Errors: kInvalidArgument for a block
 // that is not the size of `count` sealed floats; kDataLoss when a chunk does not verify
 // (another key, another purpose, altered, moved or missing bytes). `out` is unspecified on

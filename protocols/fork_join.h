@@ -3,14 +3,19 @@
 // plane seals and opens a parameter block in chunks this way (protocols/data_plane.h):
 // at a BSP step's end the workers wait for the server, so a core is idle just when the
 // server's opening and sealing are every step's critical path.
-// The helpers sleep between calls (a condition variable), so an idle one costs nothing;
-// waking one costs a few microseconds, against some 50 us for a 256 KiB chunk.
+//
+// The caller never waits for a helper to wake: it takes tasks itself until none are left
+// and then waits only for the tasks helpers have begun. On a busy machine, where a
+// sleeping helper may wait milliseconds for a core, the call then costs what it costs on
+// one thread, not a scheduling delay. Helpers sleep between calls (a condition variable).
 // Thread-safety: run() may be called from one thread at a time.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <mutex>
 #include <thread>
@@ -45,55 +50,75 @@ class ForkJoin {
       for (size_t i = 0; i < n; ++i) task(i);
       return;
     }
+    uint32_t generation;
     {
       std::lock_guard<std::mutex> lock(mutex_);
+      generation = ++generation_;
       task_ = &task;
       count_ = n;
-      next_.store(0);
-      busy_ = threads_.size();
-      ++generation_;
+      done_.store(0);
+      // A new generation with its first task unclaimed: a helper still holding an older
+      // generation's task can claim nothing of this one.
+      next_.store(uint64_t(generation) << 32);
     }
     wake_.notify_all();
-    work(task, n);
-    // Every helper takes part in every call (if only to find nothing left), so none can
-    // still be about to read this call's task when the next call begins.
+    size_t ran = 0;
+    for (size_t i; claim(generation, n, &i);) {
+      task(i);
+      ++ran;
+    }
+    if (done_.fetch_add(ran) + ran == n) return;
     std::unique_lock<std::mutex> lock(mutex_);
-    finished_.wait(lock, [&] { return busy_ == 0; });
-    task_ = nullptr;
+    finished_.wait(lock, [&] { return done_.load() == n; });
   }
 
  private:
-  // Takes tasks until none are left.
-  void work(const std::function<void(size_t)>& task, size_t count) {
-    for (size_t i = next_.fetch_add(1); i < count; i = next_.fetch_add(1)) task(i);
+  // The next task of `generation`, if it has one left.
+  bool claim(uint32_t generation, size_t count, size_t* index) {
+    uint64_t v = next_.load();
+    for (;;) {
+      if (uint32_t(v >> 32) != generation || (v & 0xffffffffu) >= count) return false;
+      if (next_.compare_exchange_weak(v, v + 1)) {
+        *index = v & 0xffffffffu;
+        return true;
+      }
+    }
   }
   void serve() {
-    uint64_t seen = 0;
+    uint32_t seen = 0;
     for (;;) {
-      const std::function<void(size_t)>* task = nullptr;
-      size_t count = 0;
+      const std::function<void(size_t)>* task;
+      size_t count;
+      uint32_t generation;
       {
         std::unique_lock<std::mutex> lock(mutex_);
         wake_.wait(lock, [&] { return stopping_ || generation_ != seen; });
         if (stopping_) return;
-        seen = generation_;
+        seen = generation = generation_;
         task = task_;
         count = count_;
       }
-      work(*task, count);
-      std::lock_guard<std::mutex> lock(mutex_);
-      if (--busy_ == 0) finished_.notify_all();
+      // A claim succeeds only while the call is running, so `task` is alive while used.
+      for (size_t i; claim(generation, count, &i);) {
+        (*task)(i);
+        if (done_.fetch_add(1) + 1 == count) {
+          std::lock_guard<std::mutex> lock(mutex_);
+          finished_.notify_all();
+        }
+      }
     }
   }
 
   std::vector<std::thread> threads_;
   std::mutex mutex_;
   std::condition_variable wake_, finished_;
-  // The call's, guarded by mutex_.
+  // The call's, set under mutex_: its task and how many; its generation and next task
+  // (high and low 32 bits); tasks done.
   const std::function<void(size_t)>* task_ = nullptr;
-  size_t count_ = 0, busy_ = 0;  // tasks; helpers not done with the call
-  std::atomic<size_t> next_{0};
-  uint64_t generation_ = 0;
+  size_t count_ = 0;
+  uint32_t generation_ = 0;
+  std::atomic<uint64_t> next_{0};
+  std::atomic<size_t> done_{0};
   bool stopping_ = false;
 };
 

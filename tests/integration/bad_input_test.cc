@@ -305,6 +305,8 @@ TEST(BadInputTest, FlagsOutsideTheirConfigRangesAreRefusedAtStartupNamingFlagAnd
        "--heartbeat-interval-ms: Value 10 not in range 50 to 600000"},
       {{bin("custody-coordinator"), "--listen", "tcp://127.0.0.1:0", "--max-recoveries", "-1"},
        "--max-recoveries: Value -1 not in range 0 to 1000"},
+      {{bin("custody-coordinator"), "--listen", "tcp://127.0.0.1:0", "--data-plane-sealing", "maybe"},
+       "--data-plane-sealing: maybe not in {auto,on,off}"},
       {{bin("custody-ps"), "--connect-timeout-ms", "0"}, "--connect-timeout-ms: Value 0 not in range 100 to 3600000"},
       {{bin("custody-worker"), "--step-timeout-ms", "99"}, "--step-timeout-ms: Value 99 not in range 100 to 3600000"},
   };

@@ -2,14 +2,14 @@
 // several, what a seal binds, the key schedule, and which endpoints are loopback.
 #include "protocols/data_plane.h"
 
-#include "protocols/codec.h"
-
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <atomic>
 #include <numeric>
 #include <set>
+
+#include "protocols/codec.h"
 
 namespace custody::data_plane {
 namespace {
@@ -52,7 +52,8 @@ TEST(DataPlaneTest, ChunksCannotBeMovedDroppedOrOpenedForAnotherPurpose) {
   const size_t chunk = kChunkBytes + kAeadOverhead;
   std::vector<uint8_t> swapped(sealed.data(), sealed.data() + sealed.size());
   std::swap_ranges(swapped.begin(), swapped.begin() + chunk, swapped.begin() + chunk);  // chunks 1, 0, 2
-  EXPECT_EQ(open_floats(key, msg::SharedBytes::copy_of(swapped.data(), swapped.size()), n, "push step 3", out.data())
+  EXPECT_EQ(open_floats(key, msg::SharedBytes::copy_of(swapped.data(), swapped.size()), n, "push step 3",
+                        out.data())
                 .code(),
             ErrorCode::kDataLoss);
   // Without its last chunk it is the size of no block of n values; as a block of fewer
@@ -62,7 +63,8 @@ TEST(DataPlaneTest, ChunksCannotBeMovedDroppedOrOpenedForAnotherPurpose) {
   EXPECT_EQ(open_floats(key, two, 2 * kChunkBytes / sizeof(float), "push step 3", out.data()).code(),
             ErrorCode::kDataLoss);
   EXPECT_EQ(open_floats(key, sealed, n, "push step 4", out.data()).code(), ErrorCode::kDataLoss);
-  EXPECT_EQ(open_floats(AeadKey::random().value(), sealed, n, "push step 3", out.data()).code(), ErrorCode::kDataLoss);
+  EXPECT_EQ(open_floats(AeadKey::random().value(), sealed, n, "push step 3", out.data()).code(),
+            ErrorCode::kDataLoss);
   EXPECT_TRUE(open_floats(key, sealed, n, "push step 3", out.data()).is_ok());
 }
 
@@ -119,23 +121,24 @@ TEST(DataPlaneTest, EachRankAndEachServerRangeHasAKeyOfItsOwn) {
   EXPECT_EQ(seen.size(), 3u * 3 + 2) << "no two keys alike";
   EXPECT_EQ(rank_key(attempt, 1)->fingerprint(), rank_key(attempt, 1)->fingerprint()) << "derived, not drawn";
   // What a seal binds differs field by field.
-  const std::set<std::string> aads = {push_aad("job-1", 0, 0, 5, 0, 10, 64, 5), push_aad("job-1", 1, 0, 5, 0, 10, 64, 5),
-                                      push_aad("job-1", 0, 1, 5, 0, 10, 64, 5), push_aad("job-1", 0, 0, 6, 0, 10, 64, 5),
-                                      push_aad("job-1", 0, 0, 5, 0, 11, 64, 5), push_aad("job-1", 0, 0, 5, 0, 10, 65, 5),
-                                      push_aad("job-1", 0, 0, 5, 0, 10, 64, 6), push_aad("job-2", 0, 0, 5, 0, 10, 64, 5),
-                                      params_aad("job-1", 0, 0, 10, 6, 5), pull_aad("job-1", 0, 0, 0, 10, 5),
-                                      pull_params_aad("job-1", 0, 0, 10, 6, 0, 5)};
+  const std::set<std::string> aads = {
+      push_aad("job-1", 0, 0, 5, 0, 10, 64, 5),   push_aad("job-1", 1, 0, 5, 0, 10, 64, 5),
+      push_aad("job-1", 0, 1, 5, 0, 10, 64, 5),   push_aad("job-1", 0, 0, 6, 0, 10, 64, 5),
+      push_aad("job-1", 0, 0, 5, 0, 11, 64, 5),   push_aad("job-1", 0, 0, 5, 0, 10, 65, 5),
+      push_aad("job-1", 0, 0, 5, 0, 10, 64, 6),   push_aad("job-2", 0, 0, 5, 0, 10, 64, 5),
+      params_aad("job-1", 0, 0, 10, 6, 5),        pull_aad("job-1", 0, 0, 0, 10, 5),
+      pull_params_aad("job-1", 0, 0, 10, 6, 0, 5)};
   EXPECT_EQ(aads.size(), 11u);
 }
 
 TEST(DataPlaneTest, OnlyLoopbackIpcAndInprocEndpointsAreThisHostsAlone) {
-  for (const char* local : {"tcp://127.0.0.1:5555", "tcp://127.1.2.3:1", "tcp://localhost:5555", "tcp://[::1]:5555",
-                            "ipc:///tmp/ps.sock", "inproc://ps-1"}) {
+  for (const char* local : {"tcp://127.0.0.1:5555", "tcp://127.1.2.3:1", "tcp://localhost:5555",
+                            "tcp://[::1]:5555", "ipc:///tmp/ps.sock", "inproc://ps-1"}) {
     EXPECT_TRUE(is_loopback_endpoint(local)) << local;
   }
-  for (const char* reachable : {"tcp://0.0.0.0:5555", "tcp://*:5555", "tcp://10.0.0.5:5555", "tcp://[::]:5555",
-                                "tcp://127.0.0.1.evil.example:5555", "tcp://host-a:5555", "tcp://1270.0.0.1:1",
-                                "udp://127.0.0.1:5555", ""}) {
+  for (const char* reachable : {"tcp://0.0.0.0:5555", "tcp://*:5555", "tcp://10.0.0.5:5555",
+                                "tcp://[::]:5555", "tcp://127.0.0.1.evil.example:5555", "tcp://host-a:5555",
+                                "tcp://1270.0.0.1:1", "udp://127.0.0.1:5555", ""}) {
     EXPECT_FALSE(is_loopback_endpoint(reachable)) << reachable;
   }
 }
