@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -112,39 +113,60 @@ struct CliResult {
   std::string out, err;
 };
 
-// Runs the CLI to completion (bounded by timeout) and captures what it printed.
-inline CliResult run_cli(const fs::path& dir, std::vector<std::string> args, std::chrono::seconds timeout = 120s) {
+// Runs argv to completion (bounded by timeout) and captures what it printed. argv[0] is a
+// path. The outputs are kept in `dir` as PREFIX-N.out/.err; with keep_outputs only those of
+// commands that failed.
+inline CliResult run_argv(const fs::path& dir, std::vector<std::string> argv,
+                          std::chrono::milliseconds timeout = std::chrono::seconds(30), const std::string& prefix = "cmd",
+                          bool keep_outputs = false) {
   static int counter = 0;
-  const fs::path out = dir / ("cli-" + std::to_string(++counter) + ".out");
-  const fs::path err = dir / ("cli-" + std::to_string(counter) + ".err");
-  std::vector<std::string> argv{bin("custody")};
-  argv.insert(argv.end(), args.begin(), args.end());
+  const fs::path out = dir / (prefix + "-" + std::to_string(++counter) + ".out");
+  const fs::path err = dir / (prefix + "-" + std::to_string(counter) + ".err");
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_addopen(&actions, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   posix_spawn_file_actions_addopen(&actions, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  std::vector<char*> cargs;
-  for (auto& a : argv) cargs.push_back(a.data());
-  cargs.push_back(nullptr);
+  std::vector<char*> args;
+  for (auto& a : argv) args.push_back(a.data());
+  args.push_back(nullptr);
   pid_t pid;
   CliResult r;
-  if (posix_spawn(&pid, cargs[0], &actions, nullptr, cargs.data(), environ) != 0) return r;
+  const int spawned = posix_spawn(&pid, args[0], &actions, nullptr, args.data(), environ);
   posix_spawn_file_actions_destroy(&actions);
-  auto deadline = std::chrono::steady_clock::now() + timeout;
+  if (spawned != 0) {
+    r.err = "cannot start " + argv[0] + ": " + std::strerror(spawned);
+    return r;
+  }
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
   int status = 0;
   while (waitpid(pid, &status, WNOHANG) != pid) {
     if (std::chrono::steady_clock::now() > deadline) {
       kill(pid, SIGKILL);
       waitpid(pid, &status, 0);
-      ADD_FAILURE() << "custody CLI did not finish within " << timeout.count() << " s";
-      break;
+      r.err = argv[0] + " did not finish within " + std::to_string(timeout.count()) + " ms\n";
+      return r;
     }
-    std::this_thread::sleep_for(20ms);
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   r.out = read_file(out);
   r.err = read_file(err);
+  if (r.code == 0 && !keep_outputs) {  // what failed stays for a look
+    fs::remove(out);
+    fs::remove(err);
+  }
+  return r;
+}
+
+// Runs the CLI to completion (bounded by timeout) and captures what it printed.
+inline CliResult run_cli(const fs::path& dir, std::vector<std::string> args, std::chrono::seconds timeout = 120s) {
+  std::vector<std::string> argv{bin("custody")};
+  argv.insert(argv.end(), args.begin(), args.end());
+  CliResult r = run_argv(dir, argv, timeout, "cli", true);
+  if (r.err.find("did not finish within") != std::string::npos && r.code == -1) {
+    ADD_FAILURE() << "custody CLI did not finish within " << timeout.count() << " s";
+  }
   return r;
 }
 

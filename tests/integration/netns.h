@@ -57,50 +57,6 @@ namespace custody::testing {
 inline const char* kIp = "/usr/sbin/ip";
 inline const char* kNetnsDir = "/var/run/netns";
 
-// Runs argv to completion (bounded by timeout) and captures what it printed. argv[0] is a
-// path. The outputs are kept in `dir` as cmd-N.out/.err.
-inline CliResult run_argv(const fs::path& dir, std::vector<std::string> argv,
-                          std::chrono::milliseconds timeout = 30s) {
-  static int counter = 0;
-  const fs::path out = dir / ("cmd-" + std::to_string(++counter) + ".out");
-  const fs::path err = dir / ("cmd-" + std::to_string(counter) + ".err");
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_addopen(&actions, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  std::vector<char*> args;
-  for (auto& a : argv) args.push_back(a.data());
-  args.push_back(nullptr);
-  pid_t pid;
-  CliResult r;
-  const int spawned = posix_spawn(&pid, args[0], &actions, nullptr, args.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  if (spawned != 0) {
-    r.err = "cannot start " + argv[0] + ": " + std::strerror(spawned);
-    return r;
-  }
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  int status = 0;
-  while (waitpid(pid, &status, WNOHANG) != pid) {
-    if (std::chrono::steady_clock::now() > deadline) {
-      kill(pid, SIGKILL);
-      waitpid(pid, &status, 0);
-      r.err = argv[0] + " did not finish within " + std::to_string(timeout.count()) + " ms\n";
-      return r;
-    }
-    std::this_thread::sleep_for(5ms);
-  }
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  r.out = read_file(out);
-  r.err = read_file(err);
-  if (r.code == 0) {  // what failed stays for a look
-    fs::remove(out);
-    fs::remove(err);
-  }
-  return r;
-}
-
 inline std::string joined(const std::vector<std::string>& argv) {
   std::string s;
   for (const auto& a : argv) s += (s.empty() ? "" : " ") + a;
