@@ -68,6 +68,30 @@ void expect_mentions(const std::string& message, const std::string& what) {
   EXPECT_NE(message.find(what), std::string::npos) << "error reply: " << message;
 }
 
+// A job submitted to a cluster with one parameter server, once it runs: its id, the status
+// that showed it running, and the address of the server that holds the whole model.
+struct RunningJob {
+  std::string id, ps_address, submit_error;
+  nlohmann::json status;
+};
+RunningJob submit_and_wait_until_running(LocalCluster& c, const std::string& spec) {
+  RunningJob r;
+  CliResult submitted = c.cli({"submit", c.write_job("target.toml", spec).string()});
+  if (submitted.code != 0) {
+    r.submit_error = submitted.err;
+    return r;
+  }
+  r.id = submitted.out.substr(0, submitted.out.find('\n'));
+  auto deadline = std::chrono::steady_clock::now() + 30s;
+  do {
+    r.status = nlohmann::json::parse(c.cli({"status", "--json"}).out);
+    std::this_thread::sleep_for(50ms);
+  } while (r.status["jobs"][0]["state"] != "running" && std::chrono::steady_clock::now() < deadline);
+  for (const auto& n : r.status["nodes"])
+    if (n["role"] == "parameter-server") r.ps_address = n["address"];
+  return r;
+}
+
 TEST(BadInputTest, CoordinatorAnswersGarbageWithErrorsAndStaysUp) {
   ClusterOptions options;
   options.servers = options.workers = 0;
@@ -142,19 +166,10 @@ TEST(BadInputTest, HostilePushesIntoARunningJobAreRefusedAndTheJobCompletes) {
       "[job]\nname = \"target\"\nepochs = 40\nbatch_size = 16\nworkers = 2\n[model]\ntype = \"mlp\"\n"
       "hidden = [16]\nclasses = 4\n[optimizer]\ntype = \"sgd\"\nlearning_rate = 0.1\n[data]\nkind = \"synthetic\"\n"
       "[data.synthetic]\ntrain_samples = 4000\ntest_samples = 400\nfeatures = 32\nclasses = 4\n";
-  CliResult submitted = c.cli({"submit", c.write_job("target.toml", spec).string()});
-  ASSERT_EQ(submitted.code, 0) << submitted.err;
-  std::string job = submitted.out.substr(0, submitted.out.find('\n'));
-  nlohmann::json status;
-  auto deadline = std::chrono::steady_clock::now() + 30s;
-  do {
-    status = nlohmann::json::parse(c.cli({"status", "--json"}).out);
-    std::this_thread::sleep_for(50ms);
-  } while (status["jobs"][0]["state"] != "running" && std::chrono::steady_clock::now() < deadline);
-  ASSERT_EQ(status["jobs"][0]["state"], "running");
-  std::string ps_address;
-  for (const auto& n : status["nodes"])
-    if (n["role"] == "parameter-server") ps_address = n["address"];
+  const RunningJob running = submit_and_wait_until_running(c, spec);
+  ASSERT_EQ(running.status["jobs"][0]["state"], "running") << running.submit_error;
+  const std::string& job = running.id;
+  const std::string& ps_address = running.ps_address;
   const size_t range = 32 * 16 + 16 + 16 * 4 + 4;  // the whole model on one server
   RawClient client(ps_address);
   auto push = [&](msg::Push p, uint32_t attempt = 0) {
@@ -215,20 +230,11 @@ TEST(BadInputTest, ASealedJobsServerRefusesPushesAndPullsWithoutTheRanksKey) {
   LocalCluster c("badinput-sealed", options);
   ASSERT_TRUE(c.wait_for_nodes(3));
   const std::string spec = synthetic_mlp_job("target", 40, 4000);
-  CliResult submitted = c.cli({"submit", c.write_job("target.toml", spec).string()});
-  ASSERT_EQ(submitted.code, 0) << submitted.err;
-  const std::string job = submitted.out.substr(0, submitted.out.find('\n'));
-  nlohmann::json status;
-  auto deadline = std::chrono::steady_clock::now() + 30s;
-  do {
-    status = nlohmann::json::parse(c.cli({"status", "--json"}).out);
-    std::this_thread::sleep_for(50ms);
-  } while (status["jobs"][0]["state"] != "running" && std::chrono::steady_clock::now() < deadline);
-  ASSERT_EQ(status["jobs"][0]["state"], "running");
-  EXPECT_EQ(status["jobs"][0]["data_plane_sealed"], true) << status.dump(2);
-  std::string ps_address;
-  for (const auto& n : status["nodes"])
-    if (n["role"] == "parameter-server") ps_address = n["address"];
+  const RunningJob running = submit_and_wait_until_running(c, spec);
+  ASSERT_EQ(running.status["jobs"][0]["state"], "running") << running.submit_error;
+  EXPECT_EQ(running.status["jobs"][0]["data_plane_sealed"], true) << running.status.dump(2);
+  const std::string& job = running.id;
+  const std::string& ps_address = running.ps_address;
   const size_t range = 32 * 16 + 16 + 16 * 4 + 4;
   RawClient client(ps_address);
   auto send = [&](msg::Body body) {
