@@ -7,6 +7,7 @@
 #include <Eigen/Core>
 
 #include "core/dataset.h"
+#include "core/float_env.h"
 #include "core/log.h"
 #include "core/model.h"
 
@@ -40,9 +41,8 @@ void ParameterServerState::apply(JobShard& job, const float* grad, const float* 
   } else {
     std::atomic_thread_fence(std::memory_order_acquire);  // the other holders' reads are done
   }
-  job.optimizer->set_learning_rate(
-      scheduled_learning_rate(job.spec.optimizer, static_cast<int64_t>(job.version),
-                              static_cast<int64_t>(job.total_steps)));
+  job.optimizer->set_learning_rate(scheduled_learning_rate(
+      job.spec.optimizer, static_cast<int64_t>(job.version), static_cast<int64_t>(job.total_updates())));
   if (partial) {
     job.optimizer->apply_mean(job.params->data(), partial, grad, scale);
   } else {
@@ -218,6 +218,7 @@ Outbox ParameterServerState::refuse(const std::string& peer, const Envelope& in,
 }
 
 Outbox ParameterServerState::handle_data(const std::string& peer, const Envelope& in) {
+  const FlushDenormals flush;  // the sums and the update, as the workers compute (core/float_env.h)
   auto error = [&](Status s) { return Outbox{{peer, msg::make_error(in, node_id_, s)}}; };
   auto it = jobs_.find(in.job_id);
   if (it == jobs_.end()) {

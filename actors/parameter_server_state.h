@@ -123,6 +123,11 @@ class ParameterServerState {
     std::shared_ptr<std::vector<float>> params = std::make_shared<std::vector<float>>();
     std::unique_ptr<Optimizer> optimizer;
     uint64_t version = 0;  // updates applied (BSP: completed steps; ASP: pushes)
+    // The updates the whole job applies, which the learning-rate schedule spans: a BSP step
+    // is one update, while under ASP and SSP every rank's push of a step is one.
+    uint64_t total_updates() const {
+      return spec.consistency == Consistency::kBsp ? total_steps : total_steps * num_workers;
+    }
     // BSP: this step's gradients so far, and which ranks have pushed it. The first is held
     // as received (sharing its frame, no copy); from the second on they are summed into
     // pending_sum. The last one is not added: the update takes the mean in its own pass.

@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "core/float_env.h"
 #include "core/hash.h"
 #include "storage/checkpoint.h"
 #include "storage/lineage_vocabulary.h"
@@ -75,6 +76,7 @@ Result<msg::PredictReply> ServingState::predict(const msg::Predict& r) {
   }
   // Row-major rows x features is column-major features x rows: samples as columns.
   MatrixView x(r.inputs.data(), r.features, r.rows);
+  const FlushDenormals flush;  // the same arithmetic as the workers' evaluation (core/float_env.h)
   Matrix probs = m.model->predict(m.params.data(), x, ws_);
 
   msg::PredictReply reply;

@@ -1,6 +1,7 @@
 #include "actors/trainer.h"
 
 #include "core/dataset.h"
+#include "core/float_env.h"
 
 namespace custody::actors {
 
@@ -43,6 +44,7 @@ void Trainer::evaluate(uint32_t epoch, const Report& report) {
 }
 
 Status Trainer::run(ParameterClient& servers, const Report& report) {
+  const FlushDenormals flush;  // as the servers do (core/float_env.h)
   const msg::AssignTask& t = task_;
   params_.assign(t.num_parameters, 0.0f);
   CUSTODY_RETURN_IF_ERROR(servers.pull());

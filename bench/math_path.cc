@@ -2,7 +2,7 @@
 // Optimizer code the workers and parameter servers run, with W workers' gradients
 // averaged per step as BSP does. Prints samples/s and test accuracy per epoch.
 //   build/bin/custody-bench-math [JOBFILE]
-// With --ceiling SECONDS: one step's math (a worker's gradient of one batch and the
+// With --ceiling SECONDS: one step's math (a worker's gradient of the next batch and the
 // server's optimizer update) against the plain Eigen matrix products of the same step
 // alone (the ceiling: forward products and the backward weight and input products, no
 // bias, activation, loss or update), each run for SECONDS on this thread, alternating
@@ -16,6 +16,7 @@
 #include <random>
 
 #include "core/dataset.h"
+#include "core/float_env.h"
 #include "core/job_spec.h"
 #include "core/model.h"
 #include "core/optimizer.h"
@@ -48,20 +49,29 @@ int ceiling(double seconds, const JobSpec& spec, const LabeledSet& train) {
   std::vector<float> params = model.initial_parameters(spec.seed);
   auto opt = make_optimizer(spec.optimizer, params.size());
   const int B = spec.batch_size;
-  Matrix x = features(train, 0, B);
-  MatrixView view(x.data(), x.rows(), x.cols());
-  std::vector<uint8_t> labels(train.labels.begin(), train.labels.begin() + B);
+  // Every step takes the next batch of the training set, as a worker does: one batch
+  // trained over and over drives values into the denormal range and measures that instead
+  // of the math (issue 17). Both sides read the same batches.
+  const Matrix all = features(train, 0, train.count);
+  const int64_t batches = train.count / B;
+  int64_t next = 0;
+  auto next_batch = [&] {
+    const float* first = all.data() + (next++ % batches) * B * all.rows();
+    return MatrixView(first, all.rows(), B);
+  };
   std::vector<float> grad(params.size());
   Workspace ws;
   auto custody_step = [&] {
-    (void)model.gradient(params.data(), view, labels.data(), grad.data(), ws);
+    const int64_t b = next % batches;
+    MatrixView view = next_batch();
+    (void)model.gradient(params.data(), view, train.labels.data() + b * B, grad.data(), ws);
     opt->apply(params.data(), grad.data());
   };
   // The plain products: W_l (out x in) times A_{l-1} (in x B) forward; backward
   // dW_l = D_l A_{l-1}^T and D_{l-1} = W_l^T D_l.
   const auto& sizes = model.layer_sizes();
   std::vector<Matrix> w, a, d, dw;
-  a.push_back(x);
+  a.push_back(Matrix());  // a[0] is the batch, read in place
   for (size_t l = 1; l < sizes.size(); ++l) {
     w.push_back(Matrix::Random(sizes[l], sizes[l - 1]));
     dw.push_back(Matrix(sizes[l], sizes[l - 1]));
@@ -69,9 +79,15 @@ int ceiling(double seconds, const JobSpec& spec, const LabeledSet& train) {
     d.push_back(Matrix::Random(sizes[l], B));
   }
   auto eigen_step = [&] {
-    for (size_t l = 0; l < w.size(); ++l) a[l + 1].noalias() = w[l] * a[l];
+    MatrixView x = next_batch();
+    a[1].noalias() = w[0] * x;
+    for (size_t l = 1; l < w.size(); ++l) a[l + 1].noalias() = w[l] * a[l];
     for (size_t l = w.size(); l-- > 0;) {
-      dw[l].noalias() = d[l] * a[l].transpose();
+      if (l == 0) {
+        dw[0].noalias() = d[0] * x.transpose();
+      } else {
+        dw[l].noalias() = d[l] * a[l].transpose();
+      }
       if (l > 0) d[l - 1].noalias() = w[l].transpose() * d[l];
     }
   };
@@ -96,6 +112,7 @@ int ceiling(double seconds, const JobSpec& spec, const LabeledSet& train) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  const FlushDenormals flush;  // as every worker and server computes (core/float_env.h)
   const bool compare = argc > 2 && std::string(argv[1]) == "--ceiling";
   const int path_arg = compare ? 3 : 1;
   auto spec = read_job_file(argc > path_arg ? argv[path_arg] : "configs/jobs/fashion_mlp.toml");

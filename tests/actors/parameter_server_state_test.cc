@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <set>
 
 #include "actors/data_plane_policy.h"
@@ -18,9 +19,9 @@ namespace {
 
 using msg::Envelope;
 
-std::string spec(const char* consistency, uint32_t workers = 2) {
+std::string spec(const char* consistency, uint32_t workers = 2, const std::string& optimizer = "learning_rate = 1.0\n") {
   return "[job]\nworkers = " + std::to_string(workers) + "\nseed = 5\nstaleness = 1\nconsistency = \"" + consistency +
-         "\"\n[model]\ntype = \"softmax\"\nclasses = 4\n[optimizer]\ntype = \"sgd\"\nlearning_rate = 1.0\n"
+         "\"\n[model]\ntype = \"softmax\"\nclasses = 4\n[optimizer]\ntype = \"sgd\"\n" + optimizer +
          "[data]\nkind = \"synthetic\"\n";
 }
 
@@ -38,7 +39,7 @@ class ParameterServerStateTest : public ::testing::Test {
               std::vector<float> initial = {}, uint32_t workers = 2) {
     Envelope e;
     e.job_id = "job-1";
-    msg::AssignKeyRange a{spec(consistency, workers), 0, 10, 30, 36, workers, total_steps, 8, 50, checkpoint_every, 0,
+    msg::AssignKeyRange a{spec(consistency, workers, optimizer_), 0, 10, 30, 36, workers, total_steps, 8, 50, checkpoint_every, 0,
                           std::move(initial)};
     a.rank_nodes = rank_nodes(workers);
     e.body = std::move(a);
@@ -65,6 +66,7 @@ class ParameterServerStateTest : public ::testing::Test {
 
   ParameterServerState ps_{"ps-1"};
   std::vector<float> initial_;
+  std::string optimizer_ = "learning_rate = 1.0\n";  // the job's [optimizer] keys besides its type (sgd)
 };
 
 TEST_F(ParameterServerStateTest, HoldsItsSliceOfTheSameInitialVectorAsEveryServer) {
@@ -399,6 +401,58 @@ TEST_F(ParameterServerStateTest, SspHoldsAWorkerThatWouldRunMoreThanTheBoundAhea
   EXPECT_EQ(out[0].envelope.get<msg::Params>()->version, 3u);
   EXPECT_TRUE(ps_.held_workers("job-1").empty());
   EXPECT_EQ(error_code(push("w2", 0, g)), ErrorCode::kFailedPrecondition) << "replays are refused as in ASP";
+}
+
+// Issue 17: the schedule runs over the updates the server applies. Under BSP a step is one
+// update; under ASP and SSP every worker's push is one, so a job of 4 steps on 2 workers
+// applies 8 and the cosine reaches 0 only after the last of them (it used to reach 0 after
+// the fourth and train the second half of the job at rate 0). With SGD and a gradient of
+// ones, each update moves every value by exactly minus the rate it used.
+std::vector<double> rates_of_each_update(ParameterServerState& ps, const std::vector<float>& before_all,
+                                         const std::function<void()>& next_update, int updates) {
+  std::vector<double> rates;
+  std::vector<float> before = before_all;
+  for (int u = 0; u < updates; ++u) {
+    next_update();
+    std::vector<float> after = ps.values("job-1");
+    rates.push_back(double(before[0]) - double(after[0]));
+    before = after;
+  }
+  return rates;
+}
+
+double cosine(double lr, double position, double total) { return 0.5 * lr * (1.0 + std::cos(M_PI * position / total)); }
+
+TEST_F(ParameterServerStateTest, TheCosineScheduleSpansEveryUpdateOfTheJobUnderEachConsistencyModel) {
+  optimizer_ = "learning_rate = 0.1\nschedule = \"cosine\"\n";
+  const std::vector<float> ones(20, 1.0f);
+  for (const char* consistency : {"bsp", "asp", "ssp"}) {
+    SCOPED_TRACE(consistency);
+    ps_ = ParameterServerState("ps-1");
+    assign(consistency, /*total_steps=*/4);
+    const bool bsp = std::string(consistency) == "bsp";
+    uint64_t step = 0;
+    int pushes = 0;
+    // BSP: an update once both ranks pushed the step; ASP and SSP: one per push, the ranks
+    // alternating (SSP's bound of 1 is never exceeded).
+    auto next_update = [&] {
+      if (bsp) {
+        push("w1", step, ones);
+        push("w2", step, ones);
+        ++step;
+      } else {
+        push(pushes % 2 == 0 ? "w1" : "w2", static_cast<uint64_t>(pushes / 2), ones);
+        ++pushes;
+      }
+    };
+    const int updates = bsp ? 4 : 8;
+    std::vector<double> rates = rates_of_each_update(ps_, initial_, next_update, updates);
+    ASSERT_EQ(rates.size(), size_t(updates));
+    for (int u = 0; u < updates; ++u) {
+      EXPECT_NEAR(rates[u], cosine(0.1, u, updates), 1e-6) << "update " << u;
+    }
+    EXPECT_GT(rates.back(), 0.001) << "the last update still learns";
+  }
 }
 
 // Issue 11, item 9: a job interrupted at a checkpoint and resumed must end on the same
