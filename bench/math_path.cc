@@ -1,7 +1,8 @@
 // Custody's math path in one process, without actors or sockets: the same Model and
 // Optimizer code the workers and parameter servers run, with W workers' gradients
-// averaged per step as BSP does. Prints samples/s and test accuracy per epoch.
-//   build/bin/custody-bench-math [JOBFILE]
+// averaged per step as BSP does, on one thread. Prints samples/s and test accuracy per
+// epoch, then one JSON line (with the time to TARGET test accuracy, default 0.88).
+//   build/bin/custody-bench-math [JOBFILE [TARGET]]
 // With --ceiling SECONDS: one step's math (a worker's gradient of the next batch and the
 // server's optimizer update) against the plain Eigen matrix products of the same step
 // alone (the ceiling: forward products and the backward weight and input products, no
@@ -143,7 +144,9 @@ int main(int argc, char** argv) {
   std::vector<uint8_t> labels(B);
   Workspace ws;
   const int64_t steps = data->train.count / (int64_t(B) * W);
-  double busy = 0;
+  double busy = 0, time_to_target = -1;
+  std::string history;
+  const double target = argc > path_arg + 1 ? std::atof(argv[path_arg + 1]) : 0.88;
   for (int e = 1; e <= spec->epochs; ++e) {
     std::shuffle(order.begin(), order.end(), rng);
     auto t0 = std::chrono::steady_clock::now();
@@ -165,9 +168,16 @@ int main(int argc, char** argv) {
     busy += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     MatrixView tv(test.data(), test.rows(), test.cols());
     BatchStats st = model.evaluate(params.data(), tv, data->test.labels.data(), ws);
-    std::printf("epoch %d  test accuracy %.4f  loss %.4f  %.0f samples/s\n", e,
-                double(st.correct) / st.samples, st.loss_sum / st.samples,
+    const double accuracy = double(st.correct) / st.samples;
+    if (time_to_target < 0 && accuracy >= target) time_to_target = busy;
+    history += (history.empty() ? "" : ", ") + std::to_string(accuracy);
+    std::printf("epoch %d  test accuracy %.4f  loss %.4f  %.0f samples/s\n", e, accuracy, st.loss_sum / st.samples,
                 double(steps) * B * W * e / busy);
     std::fflush(stdout);
   }
+  // The last line, for bench/compare.py: one JSON object.
+  std::printf("{\"benchmark\": \"math_path_training\", \"samples_per_sec\": %.0f, \"train_seconds\": %.3f, "
+              "\"time_to_target_s\": %s, \"accuracy_history\": [%s]}\n",
+              double(steps) * B * W * spec->epochs / busy, busy,
+              time_to_target < 0 ? "null" : std::to_string(time_to_target).c_str(), history.c_str());
 }

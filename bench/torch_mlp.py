@@ -11,6 +11,11 @@ schedule of the Custody job (cosine from LR over all steps). After each epoch th
 accuracy is measured (outside the timed part) and the first time it reaches TARGET is
 noted. Prints one JSON object on stdout.
 
+Every process flushes denormals to zero (torch.set_flush_denormal(True)), as Custody's
+workers and servers do (core/float_env.h): without it, values that underflow during
+training cost a microcode assist per operation and PyTorch's figure swung between 39,000
+and 87,000 samples/s across runs (issue 17).
+
   bench/torch_mlp.py single|ddp [--epochs N] [--lr LR] [--threads T] [--target 0.88]
 
 Run it with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset (see bench/compare.sh): the
@@ -94,6 +99,7 @@ def ddp_worker(rank, args, port, out):
     os.environ["MASTER_ADDR"] = "127.0.0.1"
     os.environ["MASTER_PORT"] = str(port)
     torch.set_num_threads(1)
+    torch.set_flush_denormal(True)
     dist.init_process_group("gloo", rank=rank, world_size=2)
     x, y, tx, ty = load()
     net = nn.parallel.DistributedDataParallel(model())
@@ -116,6 +122,7 @@ def main():
     args = p.parse_args()
     info = {"torch": torch.__version__, "blas": torch.__config__.show().split("BLAS_INFO=")[-1].split(",")[0],
             "openblas_env": {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}}
+    info["flush_denormal"] = torch.set_flush_denormal(True)
     if args.mode == "single":
         torch.set_num_threads(args.threads)
         x, y, tx, ty = load()
