@@ -4,6 +4,7 @@
 
 #include "core/hash.h"
 #include "storage/lineage_vocabulary.h"
+#include "storage/model_card.h"
 #include "storage/notary.h"
 
 namespace custody::actors {
@@ -306,6 +307,8 @@ Result<msg::ExportReply> CustodyRecorder::export_checkpoint(const msg::ExportReq
   CUSTODY_ASSIGN_OR_RETURN(auto id, storage::resolve_checkpoint(*store_, request.checkpoint));
   storage::json manifest;
   CUSTODY_ASSIGN_OR_RETURN(auto values, storage::load_checkpoint(*store_, id, &manifest));
+  // Before the record: an export that cannot describe its model is not recorded as made.
+  CUSTODY_ASSIGN_OR_RETURN(storage::json card, storage::model_card(*store_, request.checkpoint));
   CUSTODY_ASSIGN_OR_RETURN(const std::string random, random_token(8));  // 16 hex digits
   const std::string usage_id = lineage::use_id(random);
   storage::Batch b("export");
@@ -327,6 +330,9 @@ Result<msg::ExportReply> CustodyRecorder::export_checkpoint(const msg::ExportReq
   for (int s : manifest["layer_sizes"]) reply.layer_sizes.push_back(static_cast<uint32_t>(s));
   reply.values = std::move(values);
   reply.usage_id = usage_id;
+  card["export"] = {{"usage_id", usage_id}, {"principal", request.principal}, {"purpose", request.purpose},
+                    {"time_ms", clock_->wall_ms()}};
+  reply.model_card = card.dump();
   return reply;
 }
 

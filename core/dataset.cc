@@ -139,7 +139,7 @@ LabeledSet slice(const LabeledSet& set, int64_t begin, int64_t end) {
 Matrix features(const LabeledSet& set, int64_t begin, int64_t end) {
   Eigen::Map<const Eigen::Matrix<uint8_t, Eigen::Dynamic, Eigen::Dynamic>> raw(
       set.pixels.data() + begin * set.features, set.features, end - begin);
-  return raw.cast<float>() * (1.0f / 255.0f);
+  return raw.cast<float>() * kInputScale;
 }
 
 Result<DataSplit> load_data(const DataSpec& spec) {

@@ -40,7 +40,11 @@ LabeledSet make_synthetic(int64_t count, int features, int classes, uint64_t see
 // Samples [begin, end) as a set of their own (with its own content hash).
 LabeledSet slice(const LabeledSet& set, int64_t begin, int64_t end);
 
-// Samples [begin, end) as a (features x (end-begin)) float matrix scaled to [0, 1].
+// What a model's inputs are: the data set's uint8 values times this (pixels to [0, 1]).
+// Serving (prediction_input.cc) and exported models (ONNX graphs, model cards) apply the same.
+constexpr float kInputScale = 1.0f / 255.0f;
+
+// Samples [begin, end) as a (features x (end-begin)) float matrix scaled by kInputScale.
 // REQUIRES: begin <= end <= set.count
 Matrix features(const LabeledSet& set, int64_t begin, int64_t end);
 

@@ -414,6 +414,7 @@ void encode_body(wire::Envelope::Body::Builder b, const Body& body) {
             put_floats(e, m.values, [&](auto o) { e.adoptValues(kj::mv(o)); }, [&](auto d) { e.setValues(d); });
             e.setUsageId(text(m.usage_id));
             e.setReceipt(text(m.receipt));
+            e.setModelCard(text(m.model_card));
           },
           [&](const Predict& m) {
             auto e = b.initPredict();
@@ -642,6 +643,7 @@ Result<Body> decode_body(wire::Envelope::Body::Reader b, const std::shared_ptr<c
       CUSTODY_RETURN_IF_ERROR(read_floats(r.getValues(), "exportReply.values", m.values));
       m.usage_id = str(r.getUsageId());
       m.receipt = str(r.getReceipt());
+      m.model_card = str(r.getModelCard());
       return Body(std::move(m));
     }
     case W::PREDICT: {

@@ -368,6 +368,7 @@ struct ExportReply {
   values @3 :Data;          # every parameter, in the model's flat layout
   usageId @4 :Text;         # the usage record written for this export
   receipt @5 :Text;         # JSON receipt of that record, as for predictions
+  modelCard @6 :Text;       # JSON model card from the custody store (storage/model_card.h)
 }
 
 # cli -> coordinator (its serving actor): class probabilities for rows of input. Every

@@ -200,6 +200,7 @@ struct ExportReply {
   std::vector<float> values;
   std::string usage_id;
   std::string receipt;  // JSON, see custody.capnp
+  std::string model_card;  // JSON, storage/model_card.h
 };
 
 struct Predict {

@@ -7,7 +7,7 @@
 //   custody resume JOB            run a failed or cancelled job on from its last checkpoint
 //   custody models | checkpoints JOB | usage MODEL
 //   custody lineage show ID | trace ID | impact DATASET | export --openlineage JOB
-//   custody export CHECKPOINT FILE  (recorded as a use)
+//   custody export CHECKPOINT FILE [--format onnx|safetensors|raw]  (recorded as a use; writes a model card)
 //   custody predict MODEL --input FILE   class, probabilities and a prediction id per row
 //   custody audit verify [--since HEADS] | head [--out FILE] | prove RECEIPT --public-key KEY
 //   custody principal add NAME --role ROLE

@@ -56,7 +56,7 @@ Result<PredictionInput> read_idx(const std::string& path) {
   in.rows = set.count;
   in.features = set.features;
   in.values.resize(set.pixels.size());
-  for (size_t i = 0; i < set.pixels.size(); ++i) in.values[i] = set.pixels[i] / 255.0f;
+  for (size_t i = 0; i < set.pixels.size(); ++i) in.values[i] = set.pixels[i] * kInputScale;
   return in;
 }
 

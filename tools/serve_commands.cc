@@ -6,7 +6,9 @@
 #include <fstream>
 
 #include "core/files.h"
+#include "core/hash.h"
 #include "tools/command.h"
+#include "tools/model_files.h"
 #include "tools/prediction_input.h"
 #include "tools/render.h"
 
@@ -18,6 +20,7 @@ constexpr IntRange kBatchRange{1, int64_t{1} << 20};
 
 struct ServeArgs {
   std::string model, input_file, format = "auto", receipt_file, out_file, purpose = "unspecified";
+  std::string export_format = "auto";
   int64_t features = 0, batch_rows = 256, max_rows = 0;
   bool as_json = false;
 };
@@ -66,26 +69,52 @@ Status predict(Session& s, const ServeArgs& a) {
 }
 
 Status export_weights(Session& s, const ServeArgs& a) {
+  CUSTODY_ASSIGN_OR_RETURN(const ModelFileFormat format, model_file_format(a.export_format, a.out_file));
   CUSTODY_ASSIGN_OR_RETURN(
       auto x, s.client.ask<msg::ExportReply>("", msg::ExportRequest{a.model, s.principal, a.purpose}));
-  std::ofstream out(a.out_file, std::ios::binary);
-  out.write(reinterpret_cast<const char*>(x.values.data()),
-            static_cast<std::streamsize>(x.values.size() * sizeof(float)));
-  std::ofstream meta(a.out_file + ".json");
-  meta << json{{"checkpoint", x.checkpoint},
-               {"root_hash", x.root_hash},
-               {"layer_sizes", x.layer_sizes},
-               {"format", "little-endian float32, the model's flat layout (docs/ARCHITECTURE.md)"},
-               {"usage_id", x.usage_id}}
-              .dump(2)
-       << "\n";
-  if (!out || !meta) return invalid_argument("cannot write '" + a.out_file + "'");
+  json card = json::parse(x.model_card, nullptr, false);
+  if (card.is_discarded() || !card.is_object()) {
+    return data_loss("the coordinator's reply carries no readable model card; is it older than this CLI?");
+  }
+  ExportedModel model;
+  model.layer_sizes = x.layer_sizes;
+  model.values = std::move(x.values);
+  model.hidden_activation = card["architecture"].value("hidden_activation", std::string("relu"));
+  model.input_scale = card["preprocessing"].value("scale", 1.0f);
+  model.metadata = {{"custody_checkpoint", x.checkpoint},
+                    {"custody_root_hash", x.root_hash},
+                    {"custody_usage_id", x.usage_id},
+                    {"layer_sizes", json(x.layer_sizes).dump()},
+                    {"hidden_activation", model.hidden_activation},
+                    {"input_scale", json(model.input_scale).dump()},
+                    {"model_card", a.out_file + ".card.json"}};
+  CUSTODY_ASSIGN_OR_RETURN(const std::string bytes, model_file_bytes(format, model));
+  CUSTODY_RETURN_IF_ERROR(write_file_atomically(a.out_file, bytes, 0644));
+  card["export"]["file"] = a.out_file;
+  card["export"]["format"] = to_string(format);
+  card["export"]["sha256"] = sha256_hex(bytes);
+  CUSTODY_RETURN_IF_ERROR(write_file_atomically(a.out_file + ".card.json", card.dump(2) + "\n", 0644));
+  CUSTODY_RETURN_IF_ERROR(write_file_atomically(a.out_file + ".card.md", model_card_markdown(card), 0644));
+  if (format == ModelFileFormat::kRaw) {
+    // The raw layout's own description, as before: raw floats carry no names or shapes.
+    CUSTODY_RETURN_IF_ERROR(write_file_atomically(
+        a.out_file + ".json",
+        json{{"checkpoint", x.checkpoint},
+             {"root_hash", x.root_hash},
+             {"layer_sizes", x.layer_sizes},
+             {"format", "little-endian float32, the model's flat layout (docs/ARCHITECTURE.md)"},
+             {"usage_id", x.usage_id}}
+                .dump(2) +
+            "\n",
+        0644));
+  }
   if (!x.receipt.empty()) {
     // The evidence of what was recorded about this export, checkable offline.
-    std::ofstream(a.out_file + ".receipt.json") << x.receipt << "\n";
+    CUSTODY_RETURN_IF_ERROR(write_file_atomically(a.out_file + ".receipt.json", x.receipt + "\n", 0644));
   }
-  std::printf("wrote %s (%zu parameters of %s); recorded as %s\n", a.out_file.c_str(), x.values.size(),
-              x.checkpoint.c_str(), x.usage_id.c_str());
+  std::printf("wrote %s (%s, %zu parameters of %s) and its model card %s.card.md; recorded as %s\n",
+              a.out_file.c_str(), to_string(format), model.values.size(), x.checkpoint.c_str(), a.out_file.c_str(),
+              x.usage_id.c_str());
   return Status::ok();
 }
 
@@ -97,8 +126,13 @@ void add_serve_commands(CommandSet& commands) {
   auto* export_cmd = commands.add("export", "write a checkpoint's weights to a file (recorded as a use)",
                                   [a](Session& s) { return export_weights(s, *a); });
   export_cmd->add_option("CHECKPOINT", a->model, "checkpoint id or model NAME[@VERSION]")->required();
-  export_cmd->add_option("FILE", a->out_file, "output: raw little-endian float32; FILE.json describes it")
+  export_cmd->add_option("FILE", a->out_file, "output file; FILE.card.json and FILE.card.md describe the model")
       ->required();
+  export_cmd
+      ->add_option("--format", a->export_format,
+                   "onnx (opset 13, input scaling in the graph), safetensors (named [out, in] weights), raw "
+                   "(Custody's flat float32 layout, FILE.json), or auto: by FILE's extension")
+      ->capture_default_str();
   commands.add_as_option(export_cmd, "the principal exporting");
   export_cmd->add_option("--purpose", a->purpose, "why (recorded)");
 

@@ -296,13 +296,15 @@ TEST(CodecTest, CustodyMessagesRoundTrip) {
   EXPECT_EQ(x.checkpoint, "ckpt-1");
   EXPECT_EQ(x.principal, "bob");
   EXPECT_EQ(x.purpose, "audit");
-  auto y = round_trip(ExportReply{"ckpt-1", "root", {784, 10}, {0.5f}, "usage-3", "{\"custody_receipt\":1}"});
+  auto y = round_trip(
+      ExportReply{"ckpt-1", "root", {784, 10}, {0.5f}, "usage-3", "{\"custody_receipt\":1}", "{\"card_version\":1}"});
   EXPECT_EQ(y.checkpoint, "ckpt-1");
   EXPECT_EQ(y.root_hash, "root");
   EXPECT_EQ(y.layer_sizes, (std::vector<uint32_t>{784, 10}));
   EXPECT_EQ(y.values, std::vector<float>{0.5f});
   EXPECT_EQ(y.usage_id, "usage-3");
   EXPECT_EQ(y.receipt, "{\"custody_receipt\":1}");
+  EXPECT_EQ(y.model_card, "{\"card_version\":1}");
 }
 
 TEST(CodecTest, PrincipalsAndTokensRoundTrip) {

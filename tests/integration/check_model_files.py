@@ -1,0 +1,134 @@
+#!/usr/bin/python3
+"""Opens the files `custody export` wrote with the tools their users have, and checks that
+each gives the answers `custody predict` gave (tests/integration/model_files_test.cc).
+
+  check_model_files.py MODEL.onnx MODEL.safetensors MODEL.raw IMAGES.idx[.gz] ROWS PREDICTIONS.json
+
+ONNX: onnx.checker, then the graph evaluated node by node with NumPy (Mul, Gemm, Relu, Tanh,
+Softmax: the operators the exporter uses; any other is an error). safetensors: the header
+parsed as the format's specification says, the tensors loaded by name and shape, and the
+MLP computed from them. raw: the documented flat layout (layer l: weight out x in
+column-major, then bias). Each must match the predictions to 1e-5. Exits 0 when all do.
+"""
+import gzip
+import json
+import struct
+import sys
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+TOLERANCE = 1e-5
+
+
+def read_idx_images(path, rows):
+    data = open(path, "rb").read()
+    if path.endswith(".gz"):
+        data = gzip.decompress(data)
+    magic, count = struct.unpack(">II", data[:8])
+    assert magic == 0x803, f"{path}: not IDX images"
+    h, w = struct.unpack(">II", data[8:16])
+    pixels = np.frombuffer(data[16:16 + rows * h * w], dtype=np.uint8)
+    return pixels.reshape(rows, h * w).astype(np.float32)  # the raw values, as the ONNX graph takes them
+
+
+def softmax(z):
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def run_onnx(path, x):
+    model = onnx.load(path)
+    onnx.checker.check_model(model)
+    assert [o.version for o in model.opset_import] == [13], model.opset_import
+    values = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    values[model.graph.input[0].name] = x
+    for node in model.graph.node:
+        a = {attr.name: onnx.helper.get_attribute_value(attr) for attr in node.attribute}
+        i = [values[n] for n in node.input]
+        if node.op_type == "Mul":
+            y = i[0] * i[1]
+        elif node.op_type == "Gemm":
+            b = i[1].T if a.get("transB", 0) else i[1]
+            y = a.get("alpha", 1.0) * (i[0] @ b) + a.get("beta", 1.0) * i[2]
+        elif node.op_type == "Relu":
+            y = np.maximum(i[0], 0)
+        elif node.op_type == "Tanh":
+            y = np.tanh(i[0])
+        elif node.op_type == "Softmax":
+            assert a.get("axis") == 1
+            y = softmax(i[0])
+        else:
+            raise SystemExit(f"unexpected ONNX operator {node.op_type}")
+        values[node.output[0]] = y.astype(np.float32)
+    meta = {p.key: p.value for p in model.metadata_props}
+    return values[model.graph.output[0].name], meta
+
+
+def mlp(layers, x, activation):
+    for k, (w, b) in enumerate(layers):
+        x = x @ w.T + b
+        if k + 1 < len(layers):
+            x = np.maximum(x, 0) if activation == "relu" else np.tanh(x)
+    return softmax(x)
+
+
+def run_safetensors(path, x):
+    data = open(path, "rb").read()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + n])
+    meta = header.pop("__metadata__")
+    body = data[8 + n:]
+    tensors = {}
+    for name, t in header.items():
+        assert t["dtype"] == "F32", t
+        lo, hi = t["data_offsets"]
+        tensors[name] = np.frombuffer(body[lo:hi], dtype="<f4").reshape(t["shape"])
+    layers, k = [], 1
+    while f"layer{k}.weight" in tensors:
+        layers.append((tensors[f"layer{k}.weight"], tensors[f"layer{k}.bias"]))
+        k += 1
+    scale = float(meta["input_scale"])
+    return mlp(layers, x * np.float32(scale), meta["hidden_activation"]), meta
+
+
+def run_raw(path, x, sizes, scale, activation):
+    flat = np.fromfile(path, dtype="<f4")
+    layers, off = [], 0
+    for i, o in zip(sizes[:-1], sizes[1:]):
+        w = flat[off:off + i * o].reshape(i, o).T  # out x in, column-major
+        off += i * o
+        layers.append((w, flat[off:off + o]))
+        off += o
+    assert off == flat.size, (off, flat.size)
+    return mlp(layers, x * np.float32(scale), activation)
+
+
+def main():
+    onnx_path, st_path, raw_path, images, rows, predictions = sys.argv[1:7]
+    rows = int(rows)
+    x = read_idx_images(images, rows)
+    expected = np.array([p["probabilities"] for p in json.load(open(predictions))], dtype=np.float32)
+    assert expected.shape[0] == rows, expected.shape
+    failures = 0
+    got, onnx_meta = run_onnx(onnx_path, x)
+    st, st_meta = run_safetensors(st_path, x)
+    sizes = json.loads(st_meta["layer_sizes"])
+    raw = run_raw(raw_path, x, sizes, float(st_meta["input_scale"]), st_meta["hidden_activation"])
+    for name, probs in (("onnx", got), ("safetensors", st), ("raw", raw)):
+        worst = float(np.abs(probs - expected).max())
+        ok = worst <= TOLERANCE and (probs.argmax(1) == expected.argmax(1)).all()
+        print(f"{name}: largest difference from custody predict {worst:.2e} over {rows} rows "
+              f"({'ok' if ok else 'FAILED'})")
+        failures += not ok
+    if onnx_meta.get("custody_root_hash") != st_meta.get("custody_root_hash"):
+        print("the ONNX and safetensors files name different checkpoints")
+        failures += 1
+    print(json.dumps({"root_hash": onnx_meta.get("custody_root_hash"), "layer_sizes": sizes}))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+// Model files people can open (issue 16): a model trained on the real Fashion-MNIST set is
+// exported as ONNX, safetensors and raw; each file, opened with the tools its users have
+// (python3-onnx and NumPy, tests/integration/check_model_files.py), gives the answers
+// `custody predict` gave to 1e-5; the model card beside it names the model, its data and
+// licence, its submitter and the export's own usage record.
+#include <nlohmann/json.hpp>
+
+#include "tests/integration/cluster.h"
+
+namespace custody::testing {
+namespace {
+
+using nlohmann::json;
+
+constexpr int kRows = 25;
+const std::string kImages = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz";
+
+json parse_json(const std::string& text) { return json::parse(text, nullptr, false); }
+
+TEST(ModelFilesTest, OnnxSafetensorsAndRawGiveThePredictionsOfCustodyAndCarryAModelCard) {
+  LocalCluster c("model-files", {1, 2});
+  ASSERT_TRUE(c.wait_for_nodes(3));
+  const std::string job_text = fashion_mlp_job("fashion-files", 1) +
+                               "name = \"fashion-mnist\"\nlicense = \"MIT\"\nconsent = [\"public-benchmark\"]\n";
+  CliResult submitted = c.cli({"submit", c.write_job("job.toml", job_text).string(), "--as", "alice"});
+  ASSERT_EQ(submitted.code, 0) << submitted.err;
+  const std::string job = submitted.out.substr(0, submitted.out.find('\n'));
+  ASSERT_EQ(c.cli({"wait", job}).code, 0);
+
+  CliResult predicted =
+      c.cli({"predict", "fashion-files", "--input", kImages, "--rows", std::to_string(kRows), "--json", "--as", "carol"});
+  ASSERT_EQ(predicted.code, 0) << predicted.err;
+  const fs::path predictions = c.write_job("predictions.json", predicted.out);
+
+  const fs::path onnx = c.dir() / "model.onnx", st = c.dir() / "model.safetensors", raw = c.dir() / "model.f32";
+  for (const auto& [file, format] : {std::pair{onnx, "auto"}, {st, "safetensors"}, {raw, "raw"}}) {
+    CliResult exported = c.cli({"export", "fashion-files@1", file.string(), "--format", format, "--as", "dave",
+                                "--purpose", "audit copy"});
+    ASSERT_EQ(exported.code, 0) << exported.err;
+    EXPECT_TRUE(fs::exists(file.string() + ".card.json") && fs::exists(file.string() + ".card.md")) << file;
+  }
+
+  CliResult checked = run_argv(c.dir(), {"/usr/bin/python3", std::string(CUSTODY_SOURCE_DIR) +
+                                             "/tests/integration/check_model_files.py",
+                                         onnx.string(), st.string(), raw.string(), kImages, std::to_string(kRows),
+                                         predictions.string()},
+                               std::chrono::seconds(120), "check", true);
+  EXPECT_EQ(checked.code, 0) << checked.out << checked.err;
+  std::printf("%s", checked.out.c_str());
+
+  // The card: what a recipient of the file needs, from the custody store.
+  json card = parse_json(read_file(onnx.string() + ".card.json"));
+  ASSERT_TRUE(card.is_object());
+  json status = parse_json(c.cli({"status", job, "--json"}).out);
+  EXPECT_EQ(card["model"]["name"], "fashion-files");
+  EXPECT_EQ(card["model"]["version"], 1);
+  EXPECT_EQ(card["training"]["run"], job);
+  EXPECT_EQ(card["submitter"], "alice");
+  ASSERT_EQ(card["datasets"].size(), 1u);
+  EXPECT_EQ("dataset:" + card["datasets"][0]["sha256"].get<std::string>(), "dataset:" + status["dataset_hash"].get<std::string>());
+  EXPECT_EQ(card["datasets"][0]["license"], "MIT");
+  EXPECT_EQ(card["architecture"]["layer_sizes"], json({784, 64, 10}));
+  EXPECT_NEAR(card["preprocessing"]["scale"].get<double>(), 1.0 / 255.0, 1e-9);
+  EXPECT_TRUE(card["privacy"].is_null()) << "no guarantee is claimed for a model trained without one";
+  EXPECT_EQ(card["export"]["format"], "onnx");
+  EXPECT_EQ(card["export"]["principal"], "dave");
+  EXPECT_EQ(card["export"]["purpose"], "audit copy");
+  EXPECT_EQ(card["export"]["sha256"].get<std::string>().size(), 64u);
+  EXPECT_NEAR(card["test_accuracy"].get<double>(), status["test_accuracy"].get<double>(), 1e-9);
+  // The export's usage record is the one the card names.
+  json usage = parse_json(c.cli({"usage", "fashion-files", "--json"}).out);
+  bool found = false;
+  for (const auto& r : usage["records"]) found |= r.value("usage_id", "") == card["export"]["usage_id"];
+  EXPECT_TRUE(found) << usage.dump(2);
+  const std::string md = read_file(onnx.string() + ".card.md");
+  EXPECT_NE(md.find("# Model card: fashion-files version 1"), std::string::npos) << md;
+  EXPECT_NE(md.find("licence: MIT"), std::string::npos) << md;
+
+  // Unhappy paths: an unknown format, and a model that does not exist, write nothing.
+  const fs::path nothing = c.dir() / "nothing.onnx";
+  CliResult bad_format = c.cli({"export", "fashion-files@1", nothing.string(), "--format", "pdf"});
+  EXPECT_NE(bad_format.code, 0);
+  EXPECT_NE(bad_format.err.find("not one of auto, onnx, safetensors, raw"), std::string::npos) << bad_format.err;
+  CliResult unknown = c.cli({"export", "fashion-files@7", nothing.string()});
+  EXPECT_NE(unknown.code, 0);
+  EXPECT_FALSE(fs::exists(nothing)) << "a failed export leaves no file";
+  EXPECT_FALSE(fs::exists(nothing.string() + ".card.json"));
+  EXPECT_EQ(c.cli({"audit", "verify"}).code, 0);
+}
+
+}  // namespace
+}  // namespace custody::testing
