@@ -11,7 +11,7 @@ packages=(
   zlib1g-dev libssl-dev libcli11-dev libtomlplusplus-dev nlohmann-json3-dev
   dataset-fashion-mnist python3-zmq clang-14 libclang-rt-14-dev
   python3-jsonschema python3-rfc3987 iproute2
-  libonnx-dev libprotobuf-dev protobuf-compiler python3-onnx python3-numpy
+  libonnx-dev libprotobuf-dev protobuf-compiler python3-onnx python3-numpy graphviz
 )
 if [ "${1:-}" = "--bench" ]; then
   packages+=(python3-torch python3-numpy libopenblas0-openmp)

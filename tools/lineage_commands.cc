@@ -1,13 +1,18 @@
-// custody lineage show ID | trace ID | impact DATASET | export --openlineage JOB: the
-// custody store's lineage, read from the store's files (storage/queries.h).
+// custody lineage show ID | trace ID | impact DATASET | export --openlineage JOB |
+// graph ID: the custody store's lineage, read from the store's files (storage/queries.h).
+#include <fstream>
+
+#include "core/files.h"
+#include "storage/lineage_vocabulary.h"
 #include "storage/queries.h"
 #include "tools/command.h"
+#include "tools/lineage_graph.h"
 
 namespace custody::cli {
 namespace {
 
 struct LineageArgs {
-  std::string id;
+  std::string id, graph_format = "dot", out_file;
   bool as_json = false, openlineage = false;
 };
 
@@ -32,6 +37,31 @@ Status export_openlineage(Session& s, const std::string& job_id) {
   return Status::ok();
 }
 
+// A data set is drawn with what it reached (impact); anything else with where it came
+// from (trace).
+Status graph(Session& s, const LineageArgs& a) {
+  if (a.graph_format != "dot" && a.graph_format != "svg") {
+    return invalid_argument("--format '" + a.graph_format + "' is not one of dot, svg");
+  }
+  CUSTODY_ASSIGN_OR_RETURN(auto store, s.open_store());
+  CUSTODY_ASSIGN_OR_RETURN(const std::string id, refused(storage::resolve_id(*store, a.id)));
+  const bool dataset = id.rfind(storage::lineage::prefix::kDataset, 0) == 0;
+  CUSTODY_ASSIGN_OR_RETURN(const storage::json tree,
+                           refused(dataset ? storage::impact(*store, a.id) : storage::trace(*store, a.id)));
+  std::string text = lineage_dot(tree, dataset);
+  if (a.graph_format == "svg") {
+    CUSTODY_ASSIGN_OR_RETURN(text, dot_to_svg(text));
+  }
+  if (a.out_file.empty()) {
+    print(text);
+    return Status::ok();
+  }
+  CUSTODY_RETURN_IF_ERROR(write_file_atomically(a.out_file, text, 0644));
+  std::printf("wrote %s (%s, %s of %s)\n", a.out_file.c_str(), a.graph_format.c_str(),
+              dataset ? "downstream" : "upstream", id.c_str());
+  return Status::ok();
+}
+
 }  // namespace
 
 void add_lineage_commands(CommandSet& commands) {
@@ -50,6 +80,12 @@ void add_lineage_commands(CommandSet& commands) {
   lexport
       ->add_flag("--openlineage", a->openlineage, "as OpenLineage 2-0-2 RunEvents, one JSON object per line")
       ->required();
+
+  auto* graph_cmd = commands.add(*lineage, "graph", "draw the lineage around an id (Graphviz DOT or SVG)",
+                                 [a](Session& s) { return graph(s, *a); });
+  graph_cmd->add_option("ID", a->id, "model (NAME[@VERSION]), checkpoint, job, prediction or data set")->required();
+  graph_cmd->add_option("--format", a->graph_format, "dot, or svg (drawn by Graphviz's dot)")->capture_default_str();
+  graph_cmd->add_option("--out", a->out_file, "write to FILE instead of standard output");
 }
 
 }  // namespace custody::cli

@@ -76,6 +76,16 @@ TEST(ModelFilesTest, OnnxSafetensorsAndRawGiveThePredictionsOfCustodyAndCarryAMo
   EXPECT_NE(md.find("# Model card: fashion-files version 1"), std::string::npos) << md;
   EXPECT_NE(md.find("licence: MIT"), std::string::npos) << md;
 
+  // The same lineage as a picture: Graphviz draws the model's trace, with its data set.
+  const fs::path svg = c.dir() / "lineage.svg";
+  CliResult drawn = c.cli({"lineage", "graph", "fashion-files", "--format", "svg", "--out", svg.string()});
+  ASSERT_EQ(drawn.code, 0) << drawn.err;
+  const std::string picture = read_file(svg);
+  EXPECT_NE(picture.find("<svg"), std::string::npos);
+  EXPECT_NE(picture.find(status["dataset_hash"].get<std::string>().substr(0, 40)), std::string::npos)
+      << "the data set's hash is in the picture";
+  EXPECT_NE(picture.find("submitted by alice"), std::string::npos);
+
   // Unhappy paths: an unknown format, and a model that does not exist, write nothing.
   const fs::path nothing = c.dir() / "nothing.onnx";
   CliResult bad_format = c.cli({"export", "fashion-files@1", nothing.string(), "--format", "pdf"});
