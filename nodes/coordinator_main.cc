@@ -88,7 +88,7 @@ int main(int argc, char** argv) {
                  "off (only where the job is loopback-only; sealed anyway between hosts)")
       ->check(CLI::IsMember(sealings))
       ->capture_default_str();
-  CLI11_PARSE(app, argc, argv);
+  if (auto stop = nodes::parse_command_line(app, "custody-coordinator", argc, argv)) return *stop;
   if (auth && security == "none") security = "token";
   c.options.security = security == "curve"   ? actors::Security::kCurve
                        : security == "token" ? actors::Security::kToken

@@ -5,12 +5,15 @@
 #include <CLI/CLI.hpp>
 #include <atomic>
 #include <csignal>
+#include <cstdio>
 #include <fstream>
+#include <optional>
 #include <string>
 
 #include "actors/node_runtime.h"
 #include "core/config_reader.h"
 #include "core/log.h"
+#include "core/version.h"
 
 namespace custody::nodes {
 
@@ -33,6 +36,22 @@ inline constexpr IntRange kHeadIntervalMs{100, 86400000};
 
 // A flag taking an integer in `range`; CLI11 refuses any other value with
 // "FLAG: Value V not in range MIN to MAX".
+// Parses the command line as every node does: --version prints version_string(), --help
+// the usage (both exit 0); a parse error (an unknown flag, a value out of its range) is
+// one line naming the binary and how to see its usage, exit 2 as the CLI's bad usage.
+// Returns the exit code when the process should stop here.
+inline std::optional<int> parse_command_line(CLI::App& app, const char* binary, int argc, char** argv) {
+  app.set_version_flag("--version", version_string());
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
+    std::fprintf(stderr, "%s: %s (%s --help shows the usage)\n", binary, e.what(), binary);
+    return 2;
+  }
+  return std::nullopt;
+}
+
 inline CLI::Option* ranged_option(CLI::App& app, const std::string& flag, int64_t& value, IntRange range,
                                   const std::string& description) {
   return app.add_option(flag, value, description)->check(CLI::Range(range.min, range.max))->capture_default_str();

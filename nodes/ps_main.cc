@@ -14,7 +14,7 @@ int main(int argc, char** argv) {
   app.add_option("--listen", c.listen, "address workers connect to; port 0 picks a free port")->capture_default_str();
   app.add_option("--advertise-host", c.advertise_host, "host name given to workers when listening on a wildcard")
       ->capture_default_str();
-  CLI11_PARSE(app, argc, argv);
+  if (auto stop = nodes::parse_command_line(app, "custody-ps", argc, argv)) return *stop;
   c.connect_timeout = std::chrono::milliseconds(connect_ms);
   if (!nodes::load_token(c, "custody-ps")) return 2;
   nodes::install_signal_handlers();

@@ -27,7 +27,7 @@ int main(int argc, char** argv) {
   app.add_option("--ps-advertise-host", server.advertise_host,
                  "with --with-ps: the host name given to workers when listening on a wildcard")
       ->capture_default_str();
-  CLI11_PARSE(app, argc, argv);
+  if (auto stop = nodes::parse_command_line(app, "custody-worker", argc, argv)) return *stop;
   c.connect_timeout = std::chrono::milliseconds(connect_ms);
   c.step_timeout = std::chrono::milliseconds(step_ms);
   if (!nodes::load_token(c, "custody-worker")) return 2;

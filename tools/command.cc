@@ -133,7 +133,22 @@ int finish(const Status& status) {
 }
 
 int finish(CLI::App& app, const CLI::ParseError& error) {
-  return app.exit(error) == 0 ? 0 : exit_code(ErrorCode::kInvalidArgument);
+  if (error.get_exit_code() == 0) return app.exit(error);  // --help, --version
+  // One line: what was wrong, and where the usage is. A first word that is no command
+  // reaches CLI11 as "a subcommand is required": name it instead.
+  std::string what = error.what(), usage = "custody";
+  const std::vector<CLI::App*> chain = app.get_subcommands();
+  for (CLI::App* sub = chain.empty() ? nullptr : chain.front(); sub;) {
+    usage += " " + sub->get_name();
+    const auto next = sub->get_subcommands();
+    sub = next.empty() ? nullptr : next.front();
+  }
+  const std::vector<std::string> rest = app.remaining();
+  if (chain.empty() && !rest.empty() && !rest.front().empty() && rest.front()[0] != '-') {
+    what = "unknown command '" + rest.front() + "'";
+  }
+  std::fprintf(stderr, "custody: %s (%s --help shows the usage)\n", what.c_str(), usage.c_str());
+  return exit_code(ErrorCode::kInvalidArgument);
 }
 
 void print(const std::string& text) { std::fputs(text.c_str(), stdout); }

@@ -35,6 +35,7 @@ struct Session {
   std::string key_file;         // your CurveZMQ key pair (a coordinator with security curve)
   std::string coordinator_key;  // its public key, or its .pub file
   int64_t timeout_ms = 10000;
+  bool wait_gave_up = false;  // `wait --max-seconds` ran out: main exits kWaitGaveUpExit
 
   // Defaults from the CLI config, read before the flags are parsed, so flags override it.
   Status read_config(int argc, char** argv);

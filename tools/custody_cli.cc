@@ -16,6 +16,7 @@
 // Store queries read the custody store directly (--store PATH, or the path the
 // coordinator reports). The commands live in tools/*_commands.cc (tools/command.h); the
 // exit codes are one table from ErrorCode (tools/exit_codes.h, printed by --help).
+#include "core/version.h"
 #include "tools/command.h"
 #include "tools/exit_codes.h"
 
@@ -30,6 +31,7 @@ int main(int argc, char** argv) {
   CLI::App app{"custody: submit and follow training jobs on a Custody cluster"};
   app.footer(cli::exit_code_help());
   app.require_subcommand(1);
+  app.set_version_flag("--version", version_string());
   app.fallthrough();  // global options (--coordinator, --store, ...) may also follow the command
   cli::add_global_options(app, session);
   cli::CommandSet commands(app, session);
@@ -44,5 +46,6 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return cli::finish(app, e);
   }
-  return cli::finish(commands.run());
+  const int code = cli::finish(commands.run());
+  return session.wait_gave_up ? cli::kWaitGaveUpExit : code;
 }

@@ -50,6 +50,7 @@ std::string exit_code_help() {
     }
     help += "\n  " + std::to_string(exit) + "  " + meaning + (codes.empty() ? "" : " [" + codes + "]");
   }
+  help += "\n  " + std::to_string(kWaitGaveUpExit) + "  `wait --max-seconds` ran out; the job goes on running";
   return help;
 }
 

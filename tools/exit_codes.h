@@ -45,6 +45,11 @@ Result<T> refused(Result<T> r) {
   return r.is_ok() ? std::move(r) : Result<T>(refused(r.status()));
 }
 
+// `wait --max-seconds` ran out while the job goes on: its own exit code, so that a script
+// tells "still running" from "the coordinator did not answer" (3). Not an ErrorCode: it
+// is no error of the request, and never crosses the wire.
+constexpr int kWaitGaveUpExit = 7;
+
 // A failure the command has already printed in full (`wait` prints a failed job's end,
 // `audit verify` its problem, on stdout): main exits with the code's exit code and
 // prints nothing more. Its message is empty.

@@ -87,6 +87,7 @@ Status wait(Session& s, const JobArgs& a) {
     }
     if (std::chrono::steady_clock::now() > give_up) {
       if (tty) std::printf("\n");
+      s.wait_gave_up = true;
       return deadline_exceeded("job " + a.job_id + " has not ended after " + std::to_string(a.max_seconds) +
                                " s (--max-seconds); it goes on running");
     }

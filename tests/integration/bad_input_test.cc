@@ -170,6 +170,10 @@ TEST(BadInputTest, HostilePushesIntoARunningJobAreRefusedAndTheJobCompletes) {
   ASSERT_EQ(running.status["jobs"][0]["state"], "running") << running.submit_error;
   const std::string& job = running.id;
   const std::string& ps_address = running.ps_address;
+  // `wait` giving up on a job that goes on has its own exit code (README, "Exit codes").
+  CliResult gave_up = c.cli({"wait", job, "--max-seconds", "0"});
+  EXPECT_EQ(gave_up.code, 7) << gave_up.err;
+  EXPECT_NE(gave_up.err.find("it goes on running"), std::string::npos) << gave_up.err;
   const size_t range = 32 * 16 + 16 + 16 * 4 + 4;  // the whole model on one server
   RawClient client(ps_address);
   auto push = [&](msg::Push p, uint32_t attempt = 0) {
@@ -319,9 +323,24 @@ TEST(BadInputTest, FlagsOutsideTheirConfigRangesAreRefusedAtStartupNamingFlagAnd
   for (size_t i = 0; i < cases.size(); ++i) {
     Process p(cases[i].argv, dir / ("node-" + std::to_string(i) + ".log"));
     ASSERT_TRUE(p.wait_for_exit(10s)) << cases[i].expected << ": the node started anyway";
-    EXPECT_NE(p.exit_code(), 0) << cases[i].expected;
+    EXPECT_EQ(p.exit_code(), 2) << cases[i].expected << ": bad usage exits 2, as the CLI's";
     EXPECT_NE(read_file(p.log()).find(cases[i].expected), std::string::npos) << read_file(p.log());
   }
+  // An unknown flag: one line naming the binary and where its usage is. --version: the
+  // version, the commit and the CPU baseline, exit 0.
+  for (const std::string node : {"custody-coordinator", "custody-ps", "custody-worker"}) {
+    CliResult unknown = run_argv(dir, {bin(node), "--no-such-flag"}, 10s);
+    EXPECT_EQ(unknown.code, 2) << node;
+    EXPECT_EQ(unknown.err, node + ": The following argument was not expected: --no-such-flag (" + node +
+                               " --help shows the usage)\n");
+    CliResult version = run_argv(dir, {bin(node), "--version"}, 10s);
+    EXPECT_EQ(version.code, 0) << node << version.err;
+    EXPECT_EQ(version.out.rfind("custody 0.", 0), 0u) << node << ": " << version.out;
+    EXPECT_NE(version.out.find("(git "), std::string::npos) << version.out;
+  }
+  CliResult version = run_cli(dir, {"--version"});
+  EXPECT_EQ(version.code, 0);
+  EXPECT_EQ(version.out.rfind("custody 0.", 0), 0u) << version.out;
   // The CLI: its flags too, and bad usage is exit code 2 (README, "Exit codes").
   CliResult timeout = run_cli(dir, {"--timeout-ms", "0", "jobs"});
   EXPECT_EQ(timeout.code, 2);
@@ -329,11 +348,19 @@ TEST(BadInputTest, FlagsOutsideTheirConfigRangesAreRefusedAtStartupNamingFlagAnd
   CliResult batch = run_cli(dir, {"predict", "m", "--input", "x.csv", "--batch", "0"});
   EXPECT_EQ(batch.code, 2);
   EXPECT_NE(batch.err.find("--batch: Value 0 not in range 1 to"), std::string::npos) << batch.err;
-  EXPECT_EQ(run_cli(dir, {"no-such-command"}).code, 2);
+  CliResult unknown = run_cli(dir, {"stauts"});
+  EXPECT_EQ(unknown.code, 2);
+  EXPECT_EQ(unknown.err, "custody: unknown command 'stauts' (custody --help shows the usage)\n");
+  CliResult unknown_flag = run_cli(dir, {"status", "--bogus"});
+  EXPECT_EQ(unknown_flag.code, 2);
+  EXPECT_EQ(unknown_flag.err,
+            "custody: The following argument was not expected: --bogus (custody status --help shows the usage)\n");
   CliResult help = run_cli(dir, {"--help"});
   EXPECT_EQ(help.code, 0);
   EXPECT_NE(help.out.find("Exit codes:\n  0  ok\n  1  the job `wait` followed failed or was cancelled"),
             std::string::npos)
+      << help.out;
+  EXPECT_NE(help.out.find("  7  `wait --max-seconds` ran out; the job goes on running"), std::string::npos)
       << help.out;
   fs::remove_all(dir);
 }
