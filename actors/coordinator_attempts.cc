@@ -152,6 +152,17 @@ Outbox CoordinatorState::start_tasks(Job& job) {
     t.test_end = tests[r].end;
     t.steps_per_epoch = job.plan.steps_per_epoch;
     t.servers = servers;
+    // Shared memory where the rank's worker and a server are separate processes of one host
+    // (same kernel and network namespace: a node in another namespace is another host) and
+    // the attempt is in clear; a sealed attempt keeps its sealed sockets, and a worker that
+    // hosts the server (--with-ps) already reaches it in-process without copies.
+    const Node* worker = node_by_id(job.attempt.workers[r]);
+    for (size_t i = 0; i < t.servers.size(); ++i) {
+      const Node* server = node_by_id(job.attempt.servers[i]);
+      t.servers[i].shared_memory = options_.data_plane_shared_memory && !job.attempt.keys && worker && server &&
+                                   !worker->host_id.empty() && worker->host_id == server->host_id &&
+                                   worker->pid != server->pid;
+    }
     t.num_parameters = job.plan.num_parameters;
     t.start_step = job.start.step;
     job.attempt.tasks.push_back(t);  // kept without the keys
