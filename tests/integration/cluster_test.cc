@@ -96,6 +96,8 @@ TEST(ClusterTest, AWorkerWithTheParameterServerInItsProcessTrainsTheSameModelAsS
     const bool any_shared = w1.find("through shared memory") != std::string::npos ||
                             w2.find("through shared memory") != std::string::npos;
     EXPECT_EQ(shared, any_shared) << "one worker used shared memory and the other not:\n" << w1 << w2;
+    EXPECT_EQ(s["data_plane"].get<std::string>().find("shared memory") != std::string::npos, shared)
+        << "status says where blocks go through shared memory: " << s.dump(2);
     EXPECT_EQ(w1.find("by socket"), std::string::npos) << w1;  // no fallback on one host
     EXPECT_EQ(w2.find("by socket"), std::string::npos) << w2;
     return std::make_tuple(s["test_accuracy"].get<double>(), root, in_process, shared);
