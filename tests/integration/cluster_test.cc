@@ -273,7 +273,7 @@ TEST(ClusterTest, JobsOfDifferentSizesAllCompleteInTheOrderTheSchedulingPolicySa
     text.replace(text.find("workers = 2"), 11, "workers = " + std::to_string(workers));
     return text;
   };
-  const std::string a = submit(c, c.write_job("a.toml", sized(2, 6)));
+  const std::string a = submit(c, c.write_job("a.toml", sized(2, 30)));  // long enough for c to start beside it
   CliResult b_submit = c.cli({"submit", c.write_job("b.toml", sized(4, 1)).string(), "--as", "bob"});
   ASSERT_EQ(b_submit.code, 0) << b_submit.err;
   const std::string b = b_submit.out.substr(0, b_submit.out.find('\n'));
