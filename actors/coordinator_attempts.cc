@@ -142,6 +142,7 @@ Outbox CoordinatorState::start_tasks(Job& job) {
     Node* n = node_by_id(job.attempt.servers[i]);
     servers.push_back({n->id, n->address, job.attempt.ranges[i].begin, job.attempt.ranges[i].end});
   }
+  size_t shared_pairs = 0;
   for (size_t r = 0; r < job.attempt.workers.size(); ++r) {
     msg::AssignTask t;
     t.spec_text = job.plan.spec.text;
@@ -152,11 +153,27 @@ Outbox CoordinatorState::start_tasks(Job& job) {
     t.test_end = tests[r].end;
     t.steps_per_epoch = job.plan.steps_per_epoch;
     t.servers = servers;
+    // Shared memory where the rank's worker and a server are separate processes of one host
+    // (same kernel and network namespace) and the attempt is in clear; a sealed attempt keeps
+    // its sockets, a --with-ps worker reaches its own server in-process without copies.
+    const Node* worker = node_by_id(job.attempt.workers[r]);
+    for (size_t i = 0; i < t.servers.size(); ++i) {
+      const Node* server = node_by_id(job.attempt.servers[i]);
+      t.servers[i].shared_memory = options_.data_plane_shared_memory && !job.attempt.keys && worker && server &&
+                                   !worker->host_id.empty() && worker->host_id == server->host_id &&
+                                   worker->pid != server->pid;
+      shared_pairs += t.servers[i].shared_memory;
+    }
     t.num_parameters = job.plan.num_parameters;
     t.start_step = job.start.step;
     job.attempt.tasks.push_back(t);  // kept without the keys
     if (job.attempt.keys) job.attempt.keys->fill(t);
     out.push_back({node_by_id(job.attempt.workers[r])->peer, envelope(job.status.job_id, std::move(t), job.attempt.number)});
+  }
+  if (shared_pairs > 0 && job.status.data_plane.find("shared memory") == std::string::npos) {
+    job.status.data_plane += "; blocks through shared memory for " + std::to_string(shared_pairs) + " of " +
+                             std::to_string(job.attempt.workers.size() * servers.size()) +
+                             " (rank, server) pairs on one host";
   }
   // Which key each server checks each rank with, by fingerprint: the contributions name them too.
   std::vector<std::map<std::string, std::string>> fingerprints(job.attempt.keys ? job.attempt.workers.size() : 0);

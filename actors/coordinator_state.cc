@@ -216,7 +216,8 @@ Outbox CoordinatorState::on_register(const std::string& peer, const Envelope& in
   auto printable = [](const std::string& s, size_t max) {
     return s.size() <= max && std::all_of(s.begin(), s.end(), [](char c) { return c > ' ' && c < 127; });
   };
-  if (!printable(m.name, 64) || !printable(m.host, 255) || !printable(m.address, 255)) {
+  if (!printable(m.name, 64) || !printable(m.host, 255) || !printable(m.address, 255) ||
+      !(m.host_id.empty() || printable(m.host_id, 255))) {
     // Names and addresses end up in logs, records and status: no spaces, control characters
     // or megabytes of them.
     return {{peer, msg::make_error(in, kSelf, invalid_argument("a node name is at most 64, a host and an address at "
@@ -269,6 +270,7 @@ Outbox CoordinatorState::on_register(const std::string& peer, const Envelope& in
   n.peer = peer;
   n.address = m.address;
   n.host = m.host;
+  n.host_id = m.host_id;
   n.principal = secured() ? caller.principal : "";
   n.role = m.role;
   n.pid = m.pid;

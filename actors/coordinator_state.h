@@ -94,6 +94,7 @@ class CoordinatorState {
   static constexpr const char* kSelf = "coordinator";  // the sender of its messages and logs
   struct Node {
     std::string id, peer, address, host;
+    std::string host_id;    // kernel and network namespace (msg::Register::host_id); empty: unknown
     std::string principal;  // the key's principal that registered it (security curve or token)
     msg::NodeRole role = msg::NodeRole::kWorker;
     uint32_t pid = 0;

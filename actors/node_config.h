@@ -43,6 +43,11 @@ struct CoordinatorOptions {
   // Default: 30 s
   std::chrono::milliseconds start_timeout{30000};
   DataPlaneSealing data_plane_sealing = DataPlaneSealing::kAuto;  // Default: auto
+  // A worker reaches a parameter server of its job through shared memory when both run on
+  // one host (same kernel and network namespace), in separate processes, and the job's data
+  // plane is in clear (protocols/shared_region.h; docs/ARCHITECTURE.md, "The data path").
+  // Off: every block goes through the servers' sockets. Default: on.
+  bool data_plane_shared_memory = true;
 };
 
 // Of ServingState (actors/serving_state.h).

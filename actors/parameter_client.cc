@@ -1,7 +1,10 @@
 #include "actors/parameter_client.h"
 
 #include <algorithm>
+#include <atomic>
 #include <numeric>
+
+#include "core/log.h"
 
 #include "protocols/codec.h"
 #include "protocols/data_plane.h"
@@ -92,12 +95,51 @@ Status ParameterRequests::seal_with(const std::optional<AeadKey>& rank_key,
   return Status::ok();
 }
 
+size_t ParameterRequests::share_memory() {
+  regions_.resize(servers_.size());
+  size_t shared = 0;
+  for (size_t i = 0; i < servers_.size() && !sealed(); ++i) {
+    const msg::ServerRange& s = servers_.server(i);
+    if (!s.shared_memory) continue;
+    auto region = shm::SharedRegion::create(job_id_, attempt_, rank_, s.range_end - s.range_begin);
+    if (!region.is_ok()) {
+      log(LogLevel::kWarn, worker_, "reaches parameter server " + s.node_id + " by socket: " +
+                                        region.status().message());
+      continue;
+    }
+    regions_[i] = std::make_unique<shm::SharedRegion>(std::move(region).value());
+    log(LogLevel::kInfo, worker_, "reaches parameter server " + s.node_id + " through shared memory (rank " +
+                                      std::to_string(rank_) + " of " + job_id_ + ")");
+    ++shared;
+  }
+  return shared;
+}
+
+std::optional<msg::Envelope> ParameterRequests::fall_back(size_t server, const msg::Envelope& answer) {
+  const auto* err = answer.get<msg::Error>();
+  if (!through_memory(server) || answer.request_id != request_id_ || std::string(what_) != "a pull" || !err ||
+      err->code != ErrorCode::kFailedPrecondition) {
+    return std::nullopt;
+  }
+  log(LogLevel::kWarn, worker_, "parameter server " + servers_.server(server).node_id +
+                                    " did not take the shared-memory region, so blocks go by socket: " + err->message);
+  regions_[server].reset();  // unmapped and unlinked
+  return pull_to(server);
+}
+
+msg::Envelope ParameterRequests::pull_to(size_t i) const {
+  msg::Pull p{worker_, rank_};
+  if (through_memory(i)) p.region = regions_[i]->name();
+  return envelope(std::move(p));
+}
+
 std::vector<msg::Envelope> ParameterRequests::pull() {
   ++request_id_;
   what_ = "a pull";
   std::vector<msg::Envelope> out;
   for (size_t i = 0; i < servers_.size(); ++i) {
     msg::Pull p{worker_, rank_};
+    if (through_memory(i)) p.region = regions_[i]->name();
     if (sealed()) {
       const msg::ServerRange& s = servers_.server(i);
       auto seal = data_plane::seal_pull(
@@ -117,7 +159,16 @@ msg::Envelope ParameterRequests::push_to(size_t i, uint64_t step, uint32_t sampl
   p.samples = samples;
   p.base_version = versions_[i];
   p.rank = rank_;
-  if (!sealed()) p.gradient = servers_.slice(i, gradient);  // never in clear when sealed
+  if (through_memory(i)) {
+    // Written before the push that names it is sent, and not again until its answer has
+    // come (protocols/shared_region.h): the server reads a whole block.
+    const msg::ServerRange& s = servers_.server(i);
+    std::copy(gradient + s.range_begin, gradient + s.range_end, regions_[i]->gradient());
+    std::atomic_thread_fence(std::memory_order_release);
+    p.region = regions_[i]->name();
+  } else if (!sealed()) {
+    p.gradient = servers_.slice(i, gradient);  // never in clear when sealed
+  }
   return envelope(std::move(p));
 }
 
@@ -178,6 +229,20 @@ Result<bool> ParameterRequests::accept(size_t server, const msg::Envelope& answe
     return Status(err->code, "parameter server " + s.node_id + ": " + err->message);
   auto* p = answer.get<msg::Params>();
   const size_t n = s.range_end - s.range_begin;
+  if (p && p->in_region) {
+    if (!through_memory(server) || !p->values.empty() || p->range_begin != s.range_begin) {
+      return data_loss("parameter server " + s.node_id + " answered " + what_ +
+                       " with values in a shared-memory region that this request did not name");
+    }
+    // The answer came after the server wrote the block (acquire pairs with its release),
+    // and the next request leaves after this copy.
+    std::atomic_thread_fence(std::memory_order_acquire);
+    const float* in = regions_[server]->values();
+    std::copy(in, in + n, values + s.range_begin);
+    regions_[server]->unlink();  // the server has it mapped: the name has done its work
+    versions_[server] = p->version;
+    return true;
+  }
   if (!p || p->range_begin != s.range_begin || (sealed() ? !p->values.empty() : p->values.size() != n)) {
     return data_loss("parameter server " + s.node_id + " answered " + what_ +
                      " with something other than the " + (sealed() ? "sealed " : "") + "values of its key range");

@@ -7,7 +7,9 @@
 //                      for a pull or a push, and the check of each server's answer; in a
 //                      job whose data plane is sealed (protocols/data_plane.h), pushes and
 //                      pulls sealed under the rank's keys and answers opened with the
-//                      servers' reply keys
+//                      servers' reply keys; for a server on the worker's host whose task
+//                      says so, blocks through a shared-memory region instead of the
+//                      socket (protocols/shared_region.h)
 //
 // Implementations: SocketParameterClient (actors/socket_parameter_client.h; one ZeroMQ
 // DEALER socket per server) in the worker, and InMemoryParameterClient over
@@ -17,6 +19,7 @@
 #pragma once
 
 #include <chrono>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -24,6 +27,7 @@
 #include "actors/outgoing.h"
 #include "protocols/bytes.h"
 #include "protocols/fork_join.h"
+#include "protocols/shared_region.h"
 
 namespace custody::actors {
 
@@ -75,6 +79,17 @@ class ParameterRequests {
   Status seal_with(const std::optional<AeadKey>& rank_key, const std::optional<AeadKey>& replies_key,
                    ForkJoin* parallel = nullptr);
   bool sealed() const { return !push_keys_.empty(); }
+  // Makes a shared-memory region for each server that the task marks shared_memory (the
+  // coordinator found it on this host, in another process, with the job in clear); a region
+  // that cannot be made is logged and that server reached by socket. Not in a sealed job.
+  // Returns how many servers are reached through memory. Call before the first request.
+  size_t share_memory();
+  bool through_memory(size_t server) const { return server < regions_.size() && regions_[server] != nullptr; }
+  // Server i's answer refused its region (kFailedPrecondition to a pull that named it: the
+  // server is not on this host after all, or the region is unusable): the region is
+  // dropped, the server reached by socket from now on, and the pull to send it again is
+  // returned. Nothing: the answer is not such a refusal.
+  std::optional<msg::Envelope> fall_back(size_t server, const msg::Envelope& answer);
 
   const KeySlices& servers() const { return servers_; }
   const std::string& worker() const { return worker_; }
@@ -98,6 +113,7 @@ class ParameterRequests {
 
  private:
   msg::Envelope envelope(msg::Body body) const;
+  msg::Envelope pull_to(size_t i) const;
   // Server i's push of the current request, without its seal in a sealed job; and what
   // that seal binds.
   msg::Envelope push_to(size_t i, uint64_t step, uint32_t samples, const float* gradient) const;
@@ -113,6 +129,8 @@ class ParameterRequests {
   // Sealed: by server, the rank's push key and the server's reply key there.
   std::vector<AeadKey> push_keys_, reply_keys_;
   ForkJoin* parallel_ = nullptr;
+  // By server: the shared-memory region it is reached through; null: its socket.
+  std::vector<std::unique_ptr<shm::SharedRegion>> regions_;
 };
 
 }  // namespace custody::actors

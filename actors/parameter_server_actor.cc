@@ -120,6 +120,7 @@ int run_parameter_server(const PeerNodeConfig& config, const std::atomic<bool>& 
   const msg::Register registration = actors::registration(
       msg::NodeRole::kParameterServer, config.name, advertised(listener.value()->endpoint(), config.advertise_host));
   log(LogLevel::kInfo, kNode, "serving keys on " + registration.address);
+  sweep_shared_memory(kNode);
   if (shared) {
     if (start_failed(kNode, context.serve_in_process(*listener.value(), registration.address))) return 2;
     log(LogLevel::kInfo, kNode, "workers in this process reach it in-process");

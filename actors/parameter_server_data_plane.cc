@@ -53,6 +53,15 @@ Outbox ParameterServerState::refuse_unauthenticated(const std::string& peer, con
 Outbox ParameterServerState::on_pull(const std::string& peer, const Envelope& in, const msg::Pull& pull,
                                      JobShard& job) {
   auto error = [&](Status s) { return Outbox{{peer, msg::make_error(in, node_id_, s)}}; };
+  if (!pull.region.empty()) {  // shared memory (parameter_server_shared_memory.cc): in clear only
+    if (pull.rank >= job.num_workers) {
+      return error(invalid_argument("pull for rank " + std::to_string(pull.rank) + " but the job has " +
+                                    std::to_string(job.num_workers) + " ranks"));
+    }
+    auto region = region_of(job, pull.rank, pull.region);
+    if (!region.is_ok()) return error(region.status());
+    return {{peer, msg::reply_to(in, node_id_, values_in_region(job, *region.value()))}};
+  }
   if (!job.reply_key) {
     if (!pull.seal.empty()) {
       return error(invalid_argument("the data plane of " + in.job_id + " is in clear (attempt " +
@@ -102,6 +111,10 @@ Result<const float*> ParameterServerState::gradient_of(const std::string& peer, 
       wrong = invalid_argument("the data plane of " + job.id + " is in clear (attempt " +
                                std::to_string(job.attempt) +
                                " has no keys); a sealed push cannot be opened here");
+    } else if (!push.region.empty()) {
+      auto in_region = gradient_in_region(job, push);
+      if (in_region.is_ok()) return in_region;
+      wrong = in_region.status();
     } else if (push.gradient.size() != n) {
       wrong = invalid_argument("gradient of " + std::to_string(push.gradient.size()) +
                                " values for a key range of " + std::to_string(n));

@@ -19,10 +19,16 @@ ParameterServerState::ParameterServerState(std::string node_id) : node_id_(std::
 
 ParameterServerState::Deferred ParameterServerState::defer(const std::string& peer, const Envelope& in,
                                                            const msg::Push& push, const JobShard& job) const {
-  return {peer, msg::reply_to(in, node_id_, msg::Params{}), node_of(job, push.rank), push.rank, push.step};
+  return {peer, msg::reply_to(in, node_id_, msg::Params{}), node_of(job, push.rank), push.rank, push.step,
+          !push.region.empty()};
 }
 
 void ParameterServerState::answer(Deferred& deferred, JobShard& job, Outbox& out) const {
+  if (deferred.in_region) {  // its push was taken from the region, which is mapped
+    deferred.reply.body = values_in_region(job, job.regions.at(deferred.rank));
+    out.push_back({deferred.peer, std::move(deferred.reply)});
+    return;
+  }
   auto values = values_of(job, deferred.step);
   if (values.is_ok()) {
     deferred.reply.body = std::move(values).value();

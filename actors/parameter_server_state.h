@@ -40,6 +40,13 @@
 // not), never the name a push gives, with the fingerprint of the key that authenticated
 // them. A server whose listener other hosts can reach refuses a job whose data plane is
 // not sealed (set_listener_loopback_only).
+// Shared memory (protocols/shared_region.h): a worker on this host may name its rank's
+// region in a pull or push of a job in clear; the server maps it on first use (checking its
+// owner, size and header), takes the push's gradient from it by copying it out (the checks
+// and the update see that copy, never memory the worker could still change), and answers a
+// request that named the region by writing the values into it before sending the (small)
+// answer. A region that cannot be taken is refused with kFailedPrecondition naming why; the
+// worker then falls back to its socket. The mappings go with the attempt.
 // Thread-safety: none; owned by one actor.
 #pragma once
 
@@ -53,6 +60,7 @@
 #include "core/optimizer.h"
 #include "core/partition.h"
 #include "protocols/fork_join.h"
+#include "protocols/shared_region.h"
 
 namespace custody::actors {
 
@@ -94,6 +102,7 @@ class ParameterServerState {
     std::string worker;  // the node assigned the rank
     uint32_t rank;
     uint64_t step;  // of the push answered
+    bool in_region = false;  // the push came through the rank's region: answer there
   };
   struct JobShard {
     std::string id;
@@ -119,6 +128,8 @@ class ParameterServerState {
     // points into it). Kept between steps, so a step allocates nothing.
     std::vector<float> opened, opened_first;
     uint64_t refusals = 0;  // unauthenticated messages refused, for the log's rate
+    // Shared memory, by rank: the region its worker named, mapped on first use.
+    std::map<uint32_t, shm::SharedRegion> regions;
     // The range's values; shared with the replies that carry them until they are sent.
     std::shared_ptr<std::vector<float>> params = std::make_shared<std::vector<float>>();
     std::unique_ptr<Optimizer> optimizer;
@@ -159,6 +170,15 @@ class ParameterServerState {
   // rank's (already refused and counted in out).
   Result<const float*> gradient_of(const std::string& peer, const msg::Envelope& in, const msg::Push& push,
                                    JobShard& job, bool urgent, Outbox& out) const;
+  // Shared memory (parameter_server_shared_memory.cc). The rank's region named `name`:
+  // the one mapped for it, or mapped now. Errors (kFailedPrecondition, naming the region and
+  // why): a sealed job, a malformed, missing, foreign or wrongly sized region, or another
+  // name than the rank's region of this attempt.
+  Result<shm::SharedRegion*> region_of(JobShard& job, uint32_t rank, const std::string& name) const;
+  // A push's gradient from its region, copied into job.opened.
+  Result<const float*> gradient_in_region(JobShard& job, const msg::Push& push) const;
+  // The job's values written into `region`'s values block, and the answer that says so.
+  msg::Params values_in_region(const JobShard& job, shm::SharedRegion& region) const;
   // Refuses a message that claims `rank` but is not sealed under its key: logged (at a
   // bounded rate), counted against the rank as unauthenticated, answered with the error.
   Outbox refuse_unauthenticated(const std::string& peer, const msg::Envelope& in, JobShard& job, uint32_t rank,

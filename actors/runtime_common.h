@@ -13,6 +13,7 @@
 #include "actors/socket_bridge.h"
 #include "core/log.h"
 #include "protocols/curve_key_file.h"
+#include "protocols/shared_region.h"
 
 namespace custody::actors {
 
@@ -94,9 +95,17 @@ inline msg::Register registration(msg::NodeRole role, const std::string& name, c
   r.role = role;
   r.address = address;
   r.host = host_name();
+  r.host_id = shm::host_identity();  // which nodes may share memory (protocols/shared_region.h)
   r.pid = static_cast<uint32_t>(getpid());
   r.name = name;
   return r;
+}
+
+// Removes the shared-memory regions that processes of this user left when they died
+// (protocols/shared_region.h), so that a killed node leaves nothing in /dev/shm for long.
+inline void sweep_shared_memory(const std::string& node) {
+  if (size_t n = shm::SharedRegion::sweep_stale())
+    log(LogLevel::kInfo, node, "removed " + std::to_string(n) + " shared-memory regions of processes that died");
 }
 
 // tcp://*:5556 or tcp://0.0.0.0:5556 -> tcp://HOST:5556

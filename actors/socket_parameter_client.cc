@@ -50,6 +50,10 @@ Status SocketParameterClient::wait(float* values, std::chrono::milliseconds time
         return data_loss("parameter server " + requests_.servers().server(i).node_id +
                          " sent a bad reply: " + answer.status().message());
       }
+      if (auto again = requests_.fall_back(i, answer.value())) {
+        CUSTODY_RETURN_IF_ERROR(sockets_[i]->send("", msg::encode(*again)));
+        continue;
+      }
       CUSTODY_ASSIGN_OR_RETURN(answered, requests_.accept(i, answer.value(), values));
     }
   }

@@ -76,6 +76,7 @@ Status train(caf::blocking_actor* self, const TrainerArgs& a, StopCheck& stopped
   // compute or open too (as many as cores, when packed), so a helper would only take a
   // core from them. (The server, which the workers wait for, uses helpers.)
   CUSTODY_RETURN_IF_ERROR(requests.seal_with(a.task.rank_key, a.task.replies_key));
+  requests.share_memory();  // for servers on this host, as the task says
   CUSTODY_ASSIGN_OR_RETURN(
       SocketParameterClient client,
       SocketParameterClient::connect(*a.context, std::move(requests), [&] { return stopped(); }));
@@ -152,6 +153,7 @@ int run_worker(const PeerNodeConfig& config, const std::atomic<bool>& stop, tran
   auto to_coordinator = connect_to_coordinator(context, config);
   if (start_failed("worker", to_coordinator.status())) return 2;
   const msg::Register registration = actors::registration(msg::NodeRole::kWorker, config.name);
+  sweep_shared_memory("worker");
 
   caf::actor_system_config cfg;
   add_custody_types(cfg);

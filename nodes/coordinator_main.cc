@@ -36,6 +36,7 @@ int main(int argc, char** argv) {
     CUSTODY_RETURN_IF_ERROR(r.get("coordinator.head_file", c.head_file));
     CUSTODY_RETURN_IF_ERROR(r.get("coordinator.head_interval_ms", head_interval_ms, nodes::kHeadIntervalMs));
     CUSTODY_RETURN_IF_ERROR(r.get("coordinator.data_plane_sealing", sealing, sealings));
+    CUSTODY_RETURN_IF_ERROR(r.get("coordinator.data_plane_shared_memory", c.options.data_plane_shared_memory));
     return Status::ok();
   });
   if (!s.is_ok()) {
@@ -88,6 +89,9 @@ int main(int argc, char** argv) {
                  "off (only where the job is loopback-only; sealed anyway between hosts)")
       ->check(CLI::IsMember(sealings))
       ->capture_default_str();
+  app.add_flag("!--no-data-plane-shared-memory", c.options.data_plane_shared_memory,
+               "send parameter blocks through the servers' sockets even where a worker and a server share a host "
+               "(by default they share memory there when the job's data plane is in clear)");
   if (auto stop = nodes::parse_command_line(app, "custody-coordinator", argc, argv)) return *stop;
   if (auth && security == "none") security = "token";
   c.options.security = security == "curve"   ? actors::Security::kCurve

@@ -224,6 +224,7 @@ void encode_body(wire::Envelope::Body::Builder b, const Body& body) {
             e.setHost(text(m.host));
             e.setPid(m.pid);
             e.setName(text(m.name));
+            e.setHostId(text(m.host_id));
           },
           [&](const RegisterAck& m) {
             auto e = b.initRegisterAck();
@@ -313,6 +314,7 @@ void encode_body(wire::Envelope::Body::Builder b, const Body& body) {
               servers[i].setAddress(text(m.servers[i].address));
               servers[i].setRangeBegin(m.servers[i].range_begin);
               servers[i].setRangeEnd(m.servers[i].range_end);
+              servers[i].setSharedMemory(m.servers[i].shared_memory);
             }
             e.setNumParameters(m.num_parameters);
             e.setStartStep(m.start_step);
@@ -350,6 +352,7 @@ void encode_body(wire::Envelope::Body::Builder b, const Body& body) {
             if (!m.seal.empty()) {
               e.setSeal(capnp::Data::Reader(reinterpret_cast<const kj::byte*>(m.seal.data()), m.seal.size()));
             }
+            if (!m.region.empty()) e.setRegion(text(m.region));
           },
           [&](const Push& m) {
             auto e = b.initPush();
@@ -359,6 +362,7 @@ void encode_body(wire::Envelope::Body::Builder b, const Body& body) {
             e.setSamples(m.samples);
             e.setBaseVersion(m.base_version);
             e.setRank(m.rank);
+            if (!m.region.empty()) e.setRegion(text(m.region));
             if (!m.sealed_gradient.empty()) {
               put_bytes(e, m.sealed_gradient, [&](auto o) { e.adoptSealedGradient(kj::mv(o)); },
                         [&](auto d) { e.setSealedGradient(d); });
@@ -369,6 +373,7 @@ void encode_body(wire::Envelope::Body::Builder b, const Body& body) {
             e.setVersion(m.version);
             e.setRangeBegin(m.range_begin);
             put_floats(e, m.values, [&](auto o) { e.adoptValues(kj::mv(o)); }, [&](auto d) { e.setValues(d); });
+            e.setInRegion(m.in_region);
             if (!m.sealed_values.empty()) {
               put_bytes(e, m.sealed_values, [&](auto o) { e.adoptSealedValues(kj::mv(o)); },
                         [&](auto d) { e.setSealedValues(d); });
@@ -505,7 +510,8 @@ Result<Body> decode_body(wire::Envelope::Body::Reader b, const std::shared_ptr<c
     case W::REGISTER: {
       auto r = b.getRegister();
       CUSTODY_ASSIGN_OR_RETURN(auto role, from_wire(r.getRole(), "register.role"));
-      return Body(Register{role, str(r.getAddress()), str(r.getHost()), r.getPid(), str(r.getName())});
+      return Body(
+          Register{role, str(r.getAddress()), str(r.getHost()), r.getPid(), str(r.getName()), str(r.getHostId())});
     }
     case W::REGISTER_ACK: {
       auto r = b.getRegisterAck();
@@ -573,7 +579,7 @@ Result<Body> decode_body(wire::Envelope::Body::Reader b, const std::shared_ptr<c
       m.steps_per_epoch = r.getStepsPerEpoch();
       for (auto sr : r.getServers()) {
         m.servers.push_back(ServerRange{str(sr.getNodeId()), str(sr.getAddress()), sr.getRangeBegin(),
-                                        sr.getRangeEnd()});
+                                        sr.getRangeEnd(), sr.getSharedMemory()});
       }
       m.num_parameters = r.getNumParameters();
       m.start_step = r.getStartStep();
@@ -597,13 +603,15 @@ Result<Body> decode_body(wire::Envelope::Body::Reader b, const std::shared_ptr<c
     case W::PULL: {
       auto r = b.getPull();
       auto seal = r.getSeal();
-      return Body(Pull{str(r.getWorker()), r.getRank(), std::string(reinterpret_cast<const char*>(seal.begin()), seal.size())});
+      return Body(Pull{str(r.getWorker()), r.getRank(), std::string(reinterpret_cast<const char*>(seal.begin()), seal.size()),
+                       str(r.getRegion())});
     }
     case W::PUSH: {
       auto r = b.getPush();
       Push m{str(r.getWorker()), r.getStep(), {}, r.getSamples(), r.getBaseVersion(), r.getRank()};
       CUSTODY_RETURN_IF_ERROR(read_floats(r.getGradient(), "push.gradient", owner, m.gradient));
       m.sealed_gradient = read_bytes(r.getSealedGradient(), owner);
+      m.region = str(r.getRegion());
       return Body(std::move(m));
     }
     case W::PARAMS: {
@@ -611,6 +619,7 @@ Result<Body> decode_body(wire::Envelope::Body::Reader b, const std::shared_ptr<c
       Params m{r.getVersion(), r.getRangeBegin(), {}};
       CUSTODY_RETURN_IF_ERROR(read_floats(r.getValues(), "params.values", owner, m.values));
       m.sealed_values = read_bytes(r.getSealedValues(), owner);
+      m.in_region = r.getInRegion();
       return Body(std::move(m));
     }
     case W::CHECKPOINT_SHARD: {

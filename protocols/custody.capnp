@@ -87,6 +87,9 @@ struct Register {
   host @2 :Text;            # host name, for operators
   pid @3 :UInt32;
   name @4 :Text;            # requested node id; empty lets the coordinator choose
+  hostId @5 :Text;          # which kernel and network namespace the node runs in (boot id and
+                            # the namespace's inode): equal on two nodes only if they can share
+                            # memory and loopback; empty: unknown (never counted as the same host)
 }
 
 struct RegisterAck {
@@ -228,6 +231,8 @@ struct ServerRange {
   address @1 :Text;
   rangeBegin @2 :UInt64;
   rangeEnd @3 :UInt64;
+  sharedMemory @4 :Bool;    # the worker reaches this server through shared memory (same host,
+                            # data plane in clear; docs/ARCHITECTURE.md, "The data path")
 }
 
 # coordinator -> worker
@@ -284,6 +289,8 @@ struct Pull {
   rank @1 :UInt32;          # the shard whose trainer asks
   seal @2 :Data;            # sealed job: AES-256-GCM tag over nothing (28 bytes) under the rank's
                             # key, binding job, attempt, rank, range and request id
+  region @3 :Text;          # shared memory: the name of the rank's region at this server
+                            # (protocols/shared_region.h); the answer's values are put there
 }
 
 # worker -> parameter server: the gradient of step `step` for the server's whole range;
@@ -298,6 +305,8 @@ struct Push {
   sealedGradient @6 :Data;  # sealed job: nonce || AES-256-GCM ciphertext || tag of the gradient
                             # under the rank's key, binding job, attempt, rank, step, range,
                             # samples and baseVersion; `gradient` is then empty
+  region @7 :Text;          # shared memory: the gradient is in this region's gradient block
+                            # (protocols/shared_region.h); `gradient` is then empty
 }
 
 struct Params {
@@ -307,6 +316,8 @@ struct Params {
   sealedValues @3 :Data;    # sealed job: nonce || ciphertext || tag of the values under the
                             # server's reply key, binding job, attempt, range, version and the
                             # request answered; `values` is then empty
+  inRegion @4 :Bool;        # shared memory: the values are in the values block of the region the
+                            # request named; `values` is then empty
 }
 
 # What one worker did on one parameter server during one checkpoint interval, as that

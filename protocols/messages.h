@@ -34,6 +34,7 @@ struct Register {
   std::string address, host;
   uint32_t pid = 0;
   std::string name;
+  std::string host_id = {};  // boot id and network namespace (protocols/shared_region.h)
 };
 struct RegisterAck {
   std::string node_id;
@@ -116,6 +117,7 @@ struct ShardId {
 struct ServerRange {
   std::string node_id, address;
   uint64_t range_begin = 0, range_end = 0;
+  bool shared_memory = false;  // reach it through shared memory (protocols/shared_region.h)
 };
 struct AssignTask {
   std::string spec_text;
@@ -152,6 +154,7 @@ struct Pull {
   std::string worker;
   uint32_t rank = 0;
   std::string seal = {};  // sealed job: the tag that authenticates the pull
+  std::string region = {};  // shared memory: the rank's region at this server
 };
 struct Push {
   std::string worker;
@@ -161,11 +164,13 @@ struct Push {
   uint64_t base_version = 0;
   uint32_t rank = 0;
   SharedBytes sealed_gradient = {};  // sealed job: the gradient, sealed (gradient is empty)
+  std::string region = {};           // shared memory: the gradient is in this region (gradient is empty)
 };
 struct Params {
   uint64_t version = 0, range_begin = 0;
   Floats values;
   SharedBytes sealed_values = {};  // sealed job: the values, sealed (values is empty)
+  bool in_region = false;          // shared memory: the values are in the request's region
 };
 
 struct Contribution {

@@ -67,7 +67,8 @@ TEST(ClusterTest, TrainsFashionMnistAcrossSeparateProcessesThroughTheCli) {
 // A worker that runs the parameter server in its own process reaches it in-process, the
 // other worker over TCP; the job is the same job: the model is the same to the last bit
 // (the final checkpoint's root hash) as when every node has a process of its own, and the
-// same whether its data plane is sealed or in clear.
+// same whether its data plane is sealed or in clear, and whether separate processes on one
+// host exchange blocks through shared memory (the default in clear) or through sockets.
 TEST(ClusterTest, AWorkerWithTheParameterServerInItsProcessTrainsTheSameModelAsSeparateProcesses) {
   const std::string one_epoch = fashion_mlp_job("fashion-short", 1);
   auto train = [&](const std::string& name, ClusterOptions o) {
@@ -90,7 +91,16 @@ TEST(ClusterTest, AWorkerWithTheParameterServerInItsProcessTrainsTheSameModelAsS
     EXPECT_EQ(w2.find("in-process"), std::string::npos) << w2;
     const bool sealed = std::find(o.coordinator_args.begin(), o.coordinator_args.end(), "on") != o.coordinator_args.end();
     EXPECT_EQ(s["data_plane_sealed"], sealed) << s.dump(2);
-    return std::make_tuple(s["test_accuracy"].get<double>(), root, in_process);
+    const bool shared = w1.find("through shared memory") != std::string::npos &&
+                        w2.find("through shared memory") != std::string::npos;
+    const bool any_shared = w1.find("through shared memory") != std::string::npos ||
+                            w2.find("through shared memory") != std::string::npos;
+    EXPECT_EQ(shared, any_shared) << "one worker used shared memory and the other not:\n" << w1 << w2;
+    EXPECT_EQ(s["data_plane"].get<std::string>().find("shared memory") != std::string::npos, shared)
+        << "status says where blocks go through shared memory: " << s.dump(2);
+    EXPECT_EQ(w1.find("by socket"), std::string::npos) << w1;  // no fallback on one host
+    EXPECT_EQ(w2.find("by socket"), std::string::npos) << w2;
+    return std::make_tuple(s["test_accuracy"].get<double>(), root, in_process, shared);
   };
   ClusterOptions separate;
   separate.servers = 1;
@@ -100,11 +110,22 @@ TEST(ClusterTest, AWorkerWithTheParameterServerInItsProcessTrainsTheSameModelAsS
   colocated.coordinator_args = {"--data-plane-sealing", "on"};
   ClusterOptions separate_sealed = separate;
   separate_sealed.coordinator_args = colocated.coordinator_args;
-  const auto [accuracy, root, separate_in_process] = train("separate", separate);
-  const auto [colocated_accuracy, colocated_root, colocated_in_process] = train("colocated", colocated);
-  const auto [sealed_accuracy, sealed_root, sealed_in_process] = train("separate-sealed", separate_sealed);
+  ClusterOptions separate_sockets = separate;
+  separate_sockets.coordinator_args = {"--no-data-plane-shared-memory"};
+  const auto [accuracy, root, separate_in_process, separate_shared] = train("separate", separate);
+  const auto [colocated_accuracy, colocated_root, colocated_in_process, colocated_shared] =
+      train("colocated", colocated);
+  const auto [sealed_accuracy, sealed_root, sealed_in_process, sealed_shared] =
+      train("separate-sealed", separate_sealed);
+  const auto [sockets_accuracy, sockets_root, sockets_in_process, sockets_shared] =
+      train("separate-sockets", separate_sockets);
   EXPECT_FALSE(separate_in_process);
   EXPECT_FALSE(sealed_in_process);
+  EXPECT_TRUE(separate_shared) << "separate processes on one host in clear did not share memory";
+  EXPECT_FALSE(sockets_shared) << "--no-data-plane-shared-memory was not obeyed";
+  EXPECT_FALSE(sealed_shared) << "a sealed job's blocks went through shared memory";
+  EXPECT_FALSE(colocated_shared);
+  EXPECT_EQ(sockets_root, root) << "shared memory and sockets trained different models";
   EXPECT_TRUE(colocated_in_process) << "worker-1 did not reach its own process's server in-process";
   EXPECT_GE(accuracy, 0.78);
   EXPECT_EQ(colocated_accuracy, accuracy);
@@ -252,7 +273,7 @@ TEST(ClusterTest, JobsOfDifferentSizesAllCompleteInTheOrderTheSchedulingPolicySa
     text.replace(text.find("workers = 2"), 11, "workers = " + std::to_string(workers));
     return text;
   };
-  const std::string a = submit(c, c.write_job("a.toml", sized(2, 6)));
+  const std::string a = submit(c, c.write_job("a.toml", sized(2, 30)));  // long enough for c to start beside it
   CliResult b_submit = c.cli({"submit", c.write_job("b.toml", sized(4, 1)).string(), "--as", "bob"});
   ASSERT_EQ(b_submit.code, 0) << b_submit.err;
   const std::string b = b_submit.out.substr(0, b_submit.out.find('\n'));

@@ -227,6 +227,13 @@ void train_and_tap(bool curve, bool must_seal) {
   json s = wait_for_end(c, job);
   ASSERT_EQ(s["state"], "completed") << s.dump(2);
   EXPECT_EQ(s["servers"], json({"ps-1"}));
+  // Network namespaces of one kernel are separate hosts: no shared memory between them,
+  // whatever /dev/shm they could both reach (protocols/shared_region.h, host_identity).
+  EXPECT_EQ(s.value("data_plane", "").find("shared memory"), std::string::npos) << s.dump(2);
+  for (const char* w : {"worker-1", "worker-2"}) {
+    const std::string log = read_file(c.dir() / (std::string(w) + ".log"));
+    EXPECT_EQ(log.find("through shared memory"), std::string::npos) << w << ":\n" << log;
+  }
   json nodes = cli_json(c, {"status"})["nodes"];
   for (const auto& n : nodes) {
     if (n["node_id"] == "ps-1") {

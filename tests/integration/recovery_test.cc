@@ -3,6 +3,7 @@
 // its updates must add up: following the final checkpoint back through its parents, the
 // pushes the servers accepted cover every (rank, step) of the job exactly once (updates of
 // a rolled-back attempt after its checkpoint are discarded as a whole, never counted).
+#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "tests/integration/checkpoint_chain.h"
@@ -77,13 +78,48 @@ json run_events(LocalCluster& c, const std::string& job) {
   return shown.is_null() ? json::array() : shown["events"];
 }
 
+// What a cluster's processes left of the data plane's shared memory
+// (protocols/shared_region.h): names in /dev/shm made by any of `pids`, and regions still
+// mapped by those that run. Waits up to 5 s for the servers to let go of the job.
+std::vector<std::string> shared_memory_left(const std::vector<pid_t>& pids) {
+  std::vector<std::string> left;
+  for (int tries = 0; tries < 50; ++tries, std::this_thread::sleep_for(100ms)) {
+    left.clear();
+    for (const auto& e : fs::directory_iterator("/dev/shm")) {
+      const std::string n = e.path().filename().string();
+      for (pid_t p : pids) {
+        if (n.rfind("custody-shm-" + std::to_string(p) + "-", 0) == 0) left.push_back("/dev/shm/" + n);
+      }
+    }
+    for (pid_t p : pids) {
+      std::ifstream maps("/proc/" + std::to_string(p) + "/maps");
+      for (std::string line; std::getline(maps, line);) {
+        if (line.find("/custody-shm-") != std::string::npos) left.push_back("pid " + std::to_string(p) + " maps " + line);
+      }
+    }
+    if (left.empty()) break;
+  }
+  return left;
+}
+
+bool used_shared_memory(LocalCluster& c, const std::string& node) {
+  return read_file(c.dir() / (node + ".log")).find("through shared memory") != std::string::npos;
+}
+
+// The separate processes of this cluster share one host: blocks go through shared memory,
+// and a worker killed mid-step leaves no region behind, neither a name in /dev/shm nor a
+// mapping in the server once the job is done.
 TEST(RecoveryTest, AKilledWorkersShardGoesToALiveWorkerAndTheJobCompletes) {
   LocalCluster c("kill-worker", {1, 2});
   ASSERT_TRUE(c.wait_for_nodes(3));
   const std::string job = submit_job(c, fashion_job(100));
   ASSERT_TRUE(wait_until_past(c, job, 250));
+  const std::vector<pid_t> pids{c.node(0).pid(), c.node(1).pid(), c.node(2).pid()};
   c.node(2).kill_hard();  // worker-2, mid-job (of 1404 steps)
   expect_completed_and_accounted(c, job);
+  EXPECT_TRUE(used_shared_memory(c, "worker-1"));
+  EXPECT_TRUE(used_shared_memory(c, "worker-2"));
+  EXPECT_EQ(shared_memory_left(pids), std::vector<std::string>()) << "shared memory left after the job";
   json s = cli_json(c, {"status", job});
   EXPECT_EQ(s["workers"], json({"worker-1", "worker-1"})) << "both ranks ended on the live worker";
   bool recorded = false;
@@ -127,9 +163,14 @@ TEST(RecoveryTest, AKilledParameterServersRangeIsTakenOverFromTheLastCheckpoint)
   ASSERT_TRUE(c.wait_for_nodes(4));
   const std::string job = submit_job(c, fashion_job(100));
   ASSERT_TRUE(wait_until_past(c, job, 250));
+  const std::vector<pid_t> pids{c.node(0).pid(), c.node(1).pid(), c.node(2).pid(), c.node(3).pid()};
   c.node(1).kill_hard();                  // ps-2
   c.add_node("custody-ps", "ps-2");       // restarted by its supervisor, empty
   expect_completed_and_accounted(c, job);
+  EXPECT_TRUE(used_shared_memory(c, "worker-1"));
+  std::vector<pid_t> all = pids;
+  all.push_back(c.node(4).pid());
+  EXPECT_EQ(shared_memory_left(all), std::vector<std::string>()) << "shared memory left after the job";
   json s = cli_json(c, {"status", job});
   EXPECT_EQ(s["servers"].size(), 2u) << "the restarted ps-2 holds a range again: " << s.dump();
   bool recorded = false;

@@ -126,7 +126,7 @@ TEST(StoreAtRestTest, AnOnlineBackupIsTakenWhileTrainingAndABackupCutByKillingTh
   LocalCluster c("at-rest-backup", o);
   ASSERT_TRUE(c.wait_for_nodes(3));
   const fs::path backups = c.dir() / "backups";
-  const std::string job = submit(c, "wide", wide_job("wide", 6, 25));
+  const std::string job = submit(c, "wide", wide_job("wide", 24, 25));  // long enough to outlast backup 1
   ASSERT_TRUE(wait_until([&] { return cli_json(c, {"status", job})["step"].get<int>() > 50; }, 60s));
 
   // Backup 1, taken by the coordinator while the job trains; slowed down (two checkpoints

@@ -21,14 +21,15 @@ std::vector<Body> every_body() {
                 {"w"}, {"p"}, "d", "bsp", {0.5}, "ckpt-1", {"worker-2"}, 7, true, "sealed: why"};
   NodeStatus node{"worker-1", NodeRole::kWorker, "tcp://a:1", true, true, 17, "h", 42};
   const AeadKey key = AeadKey::from_bytes(std::string(kAeadKeyBytes, 'k')).value();
-  AssignTask task{"spec", 1, ShardId{"hash", 2, 3, 4, 5}, 6, 7, 8, {ServerRange{"ps-1", "tcp://b:2", 9, 10}}, 11, 12,
+  AssignTask task{"spec", 1, ShardId{"hash", 2, 3, 4, 5}, 6, 7, 8, {ServerRange{"ps-1", "tcp://b:2", 9, 10, true}}, 11, 12,
                   key, key};
   AssignKeyRange range{"spec", 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, {0.5f}, {0.25f}, 11, {key}, key, {"worker-1"}};
   Push push{"worker-1", 2, Floats{0.5f}, 3, 4, 5, SharedBytes::copy_of(reinterpret_cast<const uint8_t*>("sealed"), 6)};
-  Params params{1, 2, Floats{0.5f}, SharedBytes::copy_of(reinterpret_cast<const uint8_t*>("sealed"), 6)};
+  Params params{1, 2, Floats{0.5f}, SharedBytes::copy_of(reinterpret_cast<const uint8_t*>("sealed"), 6), true};
+  push.region = "/custody-shm-1-region";
   return {
       Error{ErrorCode::kDataLoss, "bad"},
-      Register{NodeRole::kWorker, "tcp://a:1", "host", 42, "worker-9"},
+      Register{NodeRole::kWorker, "tcp://a:1", "host", 42, "worker-9", "boot/net:[1]"},
       RegisterAck{"worker-9", 250},
       Heartbeat{true},
       HeartbeatAck{true},  // the wire default is false
@@ -44,7 +45,7 @@ std::vector<Body> every_body() {
       EpochEval{1, 2, 3, 0.5, 4},
       TaskDone{1, 2, 3},
       StopJob{"why"},
-      Pull{"worker-1", 1, std::string(28, 's')},
+      Pull{"worker-1", 1, std::string(28, 's'), "/custody-shm-1-region"},
       push,
       params,
       CheckpointShard{1, 2, {0.5f}, {Contribution{"worker-1", 1, 2, 3, 0.5, 4, 5, 6, "fingerprint", 8}}, true, {0.25f}, 7},

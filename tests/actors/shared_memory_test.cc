@@ -1,0 +1,362 @@
+// The data plane through shared memory (protocols/shared_region.h): real POSIX regions in
+// /dev/shm, a worker's requests (ParameterRequests) and a server's state machine
+// (ParameterServerState) exchanging the same envelopes their sockets carry, and what a
+// region that is missing, of the wrong size, foreign or tampered with gets.
+#include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+#include <limits>
+
+#include "actors/parameter_client.h"
+#include "actors/parameter_server_state.h"
+#include "protocols/codec.h"
+#include "protocols/shared_region.h"
+
+namespace custody::actors {
+namespace {
+
+namespace fs = std::filesystem;
+using msg::Envelope;
+using shm::SharedRegion;
+
+bool in_dev_shm(const std::string& name) { return fs::exists("/dev/shm" + name); }
+
+TEST(SharedRegionTest, TheWorkersRegionIsPrivateAndTheServerMapsTheSameMemoryAndRemovesTheName) {
+  auto made = SharedRegion::create("job-1", 2, 1, 1000);
+  ASSERT_TRUE(made.is_ok()) << made.status().to_string();
+  SharedRegion& worker = made.value();
+  ASSERT_TRUE(in_dev_shm(worker.name()));
+  struct stat st {};
+  ASSERT_EQ(stat(("/dev/shm" + worker.name()).c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u) << "readable by this user only";
+  EXPECT_EQ(static_cast<size_t>(st.st_size), SharedRegion::size_for(1000));
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(worker.gradient()) % 64, 0u);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(worker.values()) % 64, 0u);
+  EXPECT_EQ(worker.name().find("/custody-shm-" + std::to_string(getpid()) + "-"), 0u) << worker.name();
+
+  auto opened = SharedRegion::open(worker.name(), "job-1", 2, 1, 1000);
+  ASSERT_TRUE(opened.is_ok()) << opened.status().to_string();
+  EXPECT_FALSE(in_dev_shm(worker.name())) << "the server removes the name once it has mapped the region";
+  worker.gradient()[999] = 4.5f;
+  EXPECT_EQ(opened->gradient()[999], 4.5f);
+  opened->values()[0] = -2.0f;
+  EXPECT_EQ(worker.values()[0], -2.0f);
+}
+
+TEST(SharedRegionTest, ARegionThatIsMissingMalformedOfTheWrongSizeOrForAnotherTaskIsRefusedByName) {
+  auto made = SharedRegion::create("job-1", 2, 1, 1000);
+  ASSERT_TRUE(made.is_ok());
+  const std::string name = made->name();
+  auto refused = [](Result<SharedRegion> r) {
+    EXPECT_FALSE(r.is_ok());
+    return r.is_ok() ? std::string() : r.status().message();
+  };
+  const std::string missing = "/custody-shm-1-0123456789abcdef0123456789abcdef";
+  auto none = SharedRegion::open(missing, "job-1", 2, 1, 1000);
+  EXPECT_EQ(none.status().code(), ErrorCode::kNotFound);
+  EXPECT_NE(none.status().message().find("does not exist"), std::string::npos) << none.status().message();
+  EXPECT_NE(refused(SharedRegion::open("/etc/passwd", "job-1", 2, 1, 1000)).find("not a region name"),
+            std::string::npos);
+  EXPECT_NE(refused(SharedRegion::open("/custody-shm-1-../../x", "job-1", 2, 1, 1000)).find("not a region name"),
+            std::string::npos);
+  // Each refusal below leaves the name (the server did not take the region)... except that
+  // open() removes the name once it has mapped a region of the right size: so a fresh one each.
+  EXPECT_NE(refused(SharedRegion::open(name, "job-1", 2, 1, 900)).find("need"), std::string::npos)
+      << "a region sized for another range";
+  // 999 floats fill the same 64-byte blocks as 1000: the header's size tells them apart.
+  EXPECT_NE(refused(SharedRegion::open(name, "job-1", 2, 1, 999)).find("on 999 parameters"), std::string::npos);
+  auto fresh = [] { return std::move(SharedRegion::create("job-1", 2, 1, 1000)).value(); };
+  SharedRegion a = fresh(), b = fresh(), c = fresh();
+  EXPECT_NE(refused(SharedRegion::open(a.name(), "job-2", 2, 1, 1000)).find("not made for rank 1 of job-2"),
+            std::string::npos);
+  EXPECT_NE(refused(SharedRegion::open(b.name(), "job-1", 3, 1, 1000)).find("attempt 3"), std::string::npos);
+  EXPECT_NE(refused(SharedRegion::open(c.name(), "job-1", 2, 0, 1000)).find("rank 0"), std::string::npos);
+  // A region that others may open is not taken either.
+  SharedRegion open_to_all = fresh();
+  ASSERT_EQ(chmod(("/dev/shm" + open_to_all.name()).c_str(), 0666), 0);
+  EXPECT_NE(refused(SharedRegion::open(open_to_all.name(), "job-1", 2, 1, 1000)).find("mode 0600"),
+            std::string::npos);
+}
+
+TEST(SharedRegionTest, TheCreatorRemovesItsNameAndASweepRemovesTheNamesOfProcessesThatDied) {
+  std::string name;
+  {
+    auto made = SharedRegion::create("job-1", 1, 0, 10);
+    ASSERT_TRUE(made.is_ok());
+    name = made->name();
+    ASSERT_TRUE(in_dev_shm(name));
+  }
+  EXPECT_FALSE(in_dev_shm(name)) << "a region dropped before the server took it leaves nothing";
+
+  // A worker killed before its server opened the region: the name stays behind it.
+  int pipe_fds[2];
+  ASSERT_EQ(pipe(pipe_fds), 0);
+  const pid_t child = fork();
+  if (child == 0) {
+    auto made = SharedRegion::create("job-1", 1, 0, 10);
+    const std::string n = made.is_ok() ? made->name() : "";
+    (void)!write(pipe_fds[1], n.data(), n.size());
+    _exit(0);  // no destructors: as SIGKILL leaves it
+  }
+  close(pipe_fds[1]);
+  char buf[128] = {};
+  const ssize_t got = read(pipe_fds[0], buf, sizeof(buf) - 1);
+  close(pipe_fds[0]);
+  int status = 0;
+  waitpid(child, &status, 0);
+  ASSERT_GT(got, 0);
+  const std::string orphan(buf, static_cast<size_t>(got));
+  ASSERT_TRUE(in_dev_shm(orphan)) << orphan;
+  auto alive = SharedRegion::create("job-1", 1, 0, 10);  // this process's: it runs, it stays
+  ASSERT_TRUE(alive.is_ok());
+  EXPECT_GE(SharedRegion::sweep_stale(), 1u);
+  EXPECT_FALSE(in_dev_shm(orphan)) << "the sweep removes the region of a process that died";
+  EXPECT_TRUE(in_dev_shm(alive->name())) << "and never one of a process that runs";
+}
+
+TEST(SharedRegionTest, TheHostIdentityNamesTheKernelAndTheNetworkNamespace) {
+  const std::string id = shm::host_identity();
+  EXPECT_NE(id.find("/net:["), std::string::npos) << id;
+  EXPECT_EQ(id, shm::host_identity());
+}
+
+TEST(SharedRegionTest, TheNewFieldsCrossTheWire) {
+  auto round_trip = [](msg::Body body) {
+    Envelope e;
+    e.body = std::move(body);
+    return msg::decode(msg::encode(e)).value();
+  };
+  msg::Push push{"w", 3, {}, 16, 2, 1};
+  push.region = "/custody-shm-7-00";
+  EXPECT_EQ(round_trip(push).get<msg::Push>()->region, push.region);
+  msg::Pull pull{"w", 1};
+  pull.region = "/custody-shm-7-01";
+  EXPECT_EQ(round_trip(pull).get<msg::Pull>()->region, pull.region);
+  msg::Params params{4, 0, {}};
+  params.in_region = true;
+  EXPECT_TRUE(round_trip(params).get<msg::Params>()->in_region);
+  msg::AssignTask task;
+  task.servers = {msg::ServerRange{"ps-1", "tcp://a:1", 0, 5, true}};
+  EXPECT_TRUE(round_trip(task).get<msg::AssignTask>()->servers[0].shared_memory);
+  msg::Register reg{msg::NodeRole::kWorker, "", "h", 1, "w"};
+  reg.host_id = "boot/net:[1]";
+  EXPECT_EQ(round_trip(reg).get<msg::Register>()->host_id, reg.host_id);
+}
+
+// One server holding the whole model (softmax 8 -> 4: 36 parameters) and two ranks'
+// requests, in clear, as the worker and the server exchange them.
+class SharedMemoryPlaneTest : public ::testing::Test {
+ protected:
+  static constexpr uint64_t kN = 36;
+  void assign(const char* consistency, bool sealed = false) {
+    Envelope e;
+    e.job_id = "job-1";
+    e.attempt = 1;
+    msg::AssignKeyRange a{
+        std::string("[job]\nworkers = 2\nseed = 5\nconsistency = \"") + consistency +
+            "\"\n[model]\ntype = \"softmax\"\nclasses = 4\n[optimizer]\ntype = \"sgd\"\nlearning_rate = 0.5\n"
+            "[data]\nkind = \"synthetic\"\n",
+        0, 0, kN, kN, 2, 100, 8, 50, 0, 0, {}};
+    a.rank_nodes = {"w1", "w2"};
+    if (sealed) {
+      for (int r = 0; r < 2; ++r) a.rank_keys.push_back(AeadKey::random().value());
+      a.reply_key = AeadKey::random().value();
+    }
+    e.body = std::move(a);
+    Outbox out = ps_.handle_control("COORD", e);
+    ASSERT_EQ(out.size(), 1u);
+    ASSERT_NE(out[0].envelope.get<msg::KeyRangeReady>(), nullptr);
+  }
+  ParameterRequests requests(uint32_t rank, bool shared) {
+    msg::ServerRange s{"ps-1", "tcp://127.0.0.1:1", 0, kN, shared};
+    ParameterRequests r(KeySlices::make({s}, kN).value(), "w" + std::to_string(rank + 1), "job-1", 1, rank);
+    EXPECT_EQ(r.share_memory(), shared ? 1u : 0u);
+    return r;
+  }
+  Outbox send(uint32_t rank, const Envelope& e) { return ps_.handle_data("PEER-" + std::to_string(rank), e); }
+  static std::vector<float> gradient(uint32_t rank, uint64_t step) {
+    std::vector<float> g(kN);
+    for (size_t i = 0; i < kN; ++i) g[i] = std::sin(0.37f * static_cast<float>(i + 1) * (rank + 1) + step) * 0.1f;
+    return g;
+  }
+  // Trains `steps` BSP steps with both ranks; returns rank 0's values after each step.
+  std::vector<std::vector<float>> train(bool shared, uint64_t steps) {
+    assign("bsp");
+    ParameterRequests r0 = requests(0, shared), r1 = requests(1, shared);
+    std::vector<float> v0(kN), v1(kN);
+    for (auto* r : {&r0, &r1}) {
+      std::vector<float>& v = r == &r0 ? v0 : v1;
+      Outbox out = send(r == &r0 ? 0 : 1, r->pull()[0]);
+      EXPECT_EQ(out.size(), 1u);
+      EXPECT_TRUE(r->accept(0, out[0].envelope, v.data()).value());
+    }
+    std::vector<std::vector<float>> seen;
+    for (uint64_t step = 0; step < steps; ++step) {
+      auto g0 = gradient(0, step), g1 = gradient(1, step);
+      auto p0 = r0.push(step, 16, g0.data());
+      auto p1 = r1.push(step, 16, g1.data());
+      if (shared) {
+        EXPECT_TRUE(p0[0].get<msg::Push>()->gradient.empty()) << "the block is not in the message";
+      }
+      EXPECT_TRUE(send(0, p0[0]).empty()) << "BSP waits for the other rank";
+      Outbox out = send(1, p1[0]);
+      EXPECT_EQ(out.size(), 2u);
+      for (auto& o : out) {
+        EXPECT_EQ(o.envelope.get<msg::Params>()->in_region, shared);
+        const bool first = o.peer == "PEER-0";
+        EXPECT_TRUE((first ? r0 : r1).accept(0, o.envelope, (first ? v0 : v1).data()).value());
+      }
+      EXPECT_EQ(v0, v1);
+      seen.push_back(v0);
+    }
+    return seen;
+  }
+
+  ParameterServerState ps_{"ps-1"};
+};
+
+TEST_F(SharedMemoryPlaneTest, BspThroughSharedMemoryGivesTheSameValuesToTheBitAsThroughMessages) {
+  const auto through_messages = train(false, 5);
+  ps_.clear();
+  const auto through_memory = train(true, 5);
+  ASSERT_EQ(through_memory.size(), 5u);
+  for (size_t i = 0; i < 5; ++i) {
+    EXPECT_EQ(std::memcmp(through_memory[i].data(), through_messages[i].data(), kN * sizeof(float)), 0)
+        << "step " << i;
+  }
+  EXPECT_NE(through_memory[4], through_memory[0]) << "it trained";
+}
+
+TEST_F(SharedMemoryPlaneTest, AspThroughSharedMemoryRefusesAReplayedStep) {
+  assign("asp");
+  ParameterRequests r0 = requests(0, true);
+  std::vector<float> v(kN);
+  ASSERT_TRUE(r0.accept(0, send(0, r0.pull()[0])[0].envelope, v.data()).value());
+  auto g = gradient(0, 0);
+  const Envelope push = r0.push(0, 16, g.data())[0];
+  Outbox out = send(0, push);
+  ASSERT_EQ(out.size(), 1u);
+  ASSERT_TRUE(r0.accept(0, out[0].envelope, v.data()).value());
+  EXPECT_EQ(ps_.values("job-1"), v);
+  Outbox again = send(0, push);
+  ASSERT_NE(again[0].envelope.get<msg::Error>(), nullptr);
+  EXPECT_NE(again[0].envelope.get<msg::Error>()->message.find("already applied"), std::string::npos);
+  EXPECT_EQ(ps_.version("job-1"), 1u);
+}
+
+TEST_F(SharedMemoryPlaneTest, TheServerChecksTheValuesItReadsFromTheRegion) {
+  assign("asp");
+  ParameterRequests r0 = requests(0, true);
+  std::vector<float> v(kN);
+  ASSERT_TRUE(r0.accept(0, send(0, r0.pull()[0])[0].envelope, v.data()).value());
+  const std::vector<float> before = ps_.values("job-1");
+  auto g = gradient(0, 0);
+  g[7] = std::numeric_limits<float>::quiet_NaN();
+  Outbox out = send(0, r0.push(0, 16, g.data())[0]);
+  ASSERT_EQ(out.size(), 1u);
+  const auto* err = out[0].envelope.get<msg::Error>();
+  ASSERT_NE(err, nullptr);
+  EXPECT_NE(err->message.find("non-finite value at key 7"), std::string::npos) << err->message;
+  EXPECT_EQ(ps_.values("job-1"), before) << "not applied";
+}
+
+TEST_F(SharedMemoryPlaneTest, APullNamingARegionThatDoesNotExistFallsBackToTheSocket) {
+  assign("bsp");
+  ParameterRequests r0 = requests(0, true);
+  Envelope pull = r0.pull()[0];
+  // The region vanished (or the worker is on another host after all): the server refuses it.
+  ASSERT_TRUE(shm_unlink(pull.get<msg::Pull>()->region.c_str()) == 0);
+  Outbox out = send(0, pull);
+  ASSERT_EQ(out.size(), 1u);
+  const auto* err = out[0].envelope.get<msg::Error>();
+  ASSERT_NE(err, nullptr);
+  EXPECT_EQ(err->code, ErrorCode::kFailedPrecondition);
+  EXPECT_NE(err->message.find("does not exist"), std::string::npos) << err->message;
+  EXPECT_NE(err->message.find("through the socket instead"), std::string::npos) << err->message;
+  auto again = r0.fall_back(0, out[0].envelope);
+  ASSERT_TRUE(again.has_value());
+  EXPECT_FALSE(r0.through_memory(0));
+  EXPECT_TRUE(again->get<msg::Pull>()->region.empty());
+  EXPECT_EQ(again->request_id, pull.request_id);
+  std::vector<float> v(kN);
+  Outbox answered = send(0, *again);
+  ASSERT_TRUE(r0.accept(0, answered[0].envelope, v.data()).value());
+  EXPECT_EQ(v, ps_.values("job-1"));
+  // The next push goes in the message.
+  auto g = gradient(0, 0);
+  EXPECT_EQ(r0.push(0, 16, g.data())[0].get<msg::Push>()->gradient.size(), kN);
+}
+
+TEST_F(SharedMemoryPlaneTest, ARegionOfTheWrongSizeOrAnotherRegionThanTheRanksIsRefused) {
+  assign("bsp");
+  // A region made for 20 parameters named for a server of 36.
+  SharedRegion small = std::move(SharedRegion::create("job-1", 1, 0, 20)).value();
+  Envelope pull;
+  pull.job_id = "job-1";
+  pull.attempt = 1;
+  pull.request_id = 1;
+  msg::Pull p{"w1", 0};
+  p.region = small.name();
+  pull.body = p;
+  Outbox out = send(0, pull);
+  ASSERT_NE(out[0].envelope.get<msg::Error>(), nullptr);
+  EXPECT_NE(out[0].envelope.get<msg::Error>()->message.find("need " + std::to_string(SharedRegion::size_for(36))),
+            std::string::npos)
+      << out[0].envelope.get<msg::Error>()->message;
+
+  // Rank 0 takes its region; then a push naming another region for rank 0 is refused.
+  ParameterRequests r0 = requests(0, true);
+  std::vector<float> v(kN);
+  ASSERT_TRUE(r0.accept(0, send(0, r0.pull()[0])[0].envelope, v.data()).value());
+  SharedRegion other = std::move(SharedRegion::create("job-1", 1, 0, kN)).value();
+  Envelope push;
+  push.job_id = "job-1";
+  push.attempt = 1;
+  push.request_id = 9;
+  msg::Push m{"w1", 0, {}, 16, 0, 0};
+  m.region = other.name();
+  push.body = m;
+  Outbox refused = send(0, push);
+  ASSERT_NE(refused[0].envelope.get<msg::Error>(), nullptr);
+  EXPECT_NE(refused[0].envelope.get<msg::Error>()->message.find("one region serves a rank"), std::string::npos)
+      << refused[0].envelope.get<msg::Error>()->message;
+  EXPECT_EQ(ps_.version("job-1"), 0u);
+}
+
+TEST_F(SharedMemoryPlaneTest, ASealedJobTakesNoRegion) {
+  assign("bsp", /*sealed=*/true);
+  SharedRegion region = std::move(SharedRegion::create("job-1", 1, 0, kN)).value();
+  Envelope pull;
+  pull.job_id = "job-1";
+  pull.attempt = 1;
+  msg::Pull p{"w1", 0};
+  p.region = region.name();
+  pull.body = p;
+  Outbox out = send(0, pull);
+  ASSERT_NE(out[0].envelope.get<msg::Error>(), nullptr);
+  EXPECT_NE(out[0].envelope.get<msg::Error>()->message.find("sealed"), std::string::npos);
+  // And a worker of a sealed job makes none.
+  msg::ServerRange s{"ps-1", "tcp://127.0.0.1:1", 0, kN, true};
+  ParameterRequests r(KeySlices::make({s}, kN).value(), "w1", "job-1", 1, 0);
+  ASSERT_TRUE(r.seal_with(AeadKey::random().value(), AeadKey::random().value()).is_ok());
+  EXPECT_EQ(r.share_memory(), 0u);
+}
+
+TEST_F(SharedMemoryPlaneTest, NoNameIsLeftOnceTheServerAnsweredThroughTheRegion) {
+  assign("bsp");
+  ParameterRequests r0 = requests(0, true);
+  Envelope pull = r0.pull()[0];
+  const std::string name = pull.get<msg::Pull>()->region;
+  EXPECT_TRUE(in_dev_shm(name));
+  std::vector<float> v(kN);
+  ASSERT_TRUE(r0.accept(0, send(0, pull)[0].envelope, v.data()).value());
+  EXPECT_FALSE(in_dev_shm(name));
+}
+
+}  // namespace
+}  // namespace custody::actors
