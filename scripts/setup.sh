@@ -11,6 +11,7 @@ packages=(
   zlib1g-dev libssl-dev libcli11-dev libtomlplusplus-dev nlohmann-json3-dev
   dataset-fashion-mnist python3-zmq clang-14 libclang-rt-14-dev
   python3-jsonschema python3-rfc3987 iproute2
+  libcpp-httplib-dev python3-requests python3-flask prometheus curl
 )
 if [ "${1:-}" = "--bench" ]; then
   packages+=(python3-torch python3-numpy libopenblas0-openmp)
