@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
   const auto colon = address.rfind(':');
   httplib::Client client(address.substr(0, colon), std::stoi(address.substr(colon + 1)));
   client.set_keep_alive(true);
+  client.set_tcp_nodelay(true);  // the request's headers and body leave in separate writes
   client.set_read_timeout(std::chrono::seconds(30));
   httplib::Headers headers;
   if (!token.empty()) headers.emplace("Authorization", "Bearer " + token);
