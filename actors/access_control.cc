@@ -103,18 +103,49 @@ Result<Caller> AccessControl::authorize(const msg::Envelope& in, const std::stri
         return Status(ErrorCode::kPermissionDenied, "this cluster requires a token (--token-file, or token_file in "
                                                     "the CLI config); an admin creates one with `custody principal add`");
       }
-      auto it = by_hash_.find(sha256_hex(in.token));
-      if (it == by_hash_.end() || credentials_[it->second].revoked || credentials_[it->second].kind != "token") {
-        return Status(ErrorCode::kPermissionDenied, "the token is not known to this cluster (or was revoked)");
-      }
-      caller = Caller{credentials_[it->second].principal, credentials_[it->second].role};
+      caller = token_caller_locked(in.token);
+      if (!caller) return Status(ErrorCode::kPermissionDenied, "the token is not known to this cluster (or was revoked)");
     }
   }
-  if (!may_send(caller->role, in.body)) {
-    return Status(ErrorCode::kPermissionDenied, "principal " + caller->principal + " (" + to_string(caller->role) +
+  return permitted(*caller, in);
+}
+
+std::optional<Caller> AccessControl::token_caller_locked(const std::string& token) const {
+  auto it = by_hash_.find(sha256_hex(token));
+  if (it == by_hash_.end() || credentials_[it->second].revoked || credentials_[it->second].kind != "token") {
+    return std::nullopt;
+  }
+  return Caller{credentials_[it->second].principal, credentials_[it->second].role};
+}
+
+Result<Caller> AccessControl::authorize_bearer(const msg::Envelope& in, bool* authenticated) const {
+  *authenticated = false;
+  if (security_ == Security::kNone) {
+    *authenticated = true;
+    return Caller{in.sender, Role::kAdmin};
+  }
+  if (in.token.empty()) {
+    return Status(ErrorCode::kPermissionDenied,
+                  "this cluster requires a bearer token (the header 'Authorization: Bearer TOKEN'); an admin "
+                  "issues one with `custody principal add NAME --role consumer" +
+                      std::string(security_ == Security::kCurve ? " --bearer-token`" : "`"));
+  }
+  std::optional<Caller> caller;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    caller = token_caller_locked(in.token);
+  }
+  if (!caller) return Status(ErrorCode::kPermissionDenied, "the bearer token is not known to this cluster (or was revoked)");
+  *authenticated = true;
+  return permitted(*caller, in);
+}
+
+Result<Caller> AccessControl::permitted(Caller caller, const msg::Envelope& in) const {
+  if (!may_send(caller.role, in.body)) {
+    return Status(ErrorCode::kPermissionDenied, "principal " + caller.principal + " (" + to_string(caller.role) +
                                                     ") may not send '" + msg::body_name(in.body) + "'");
   }
-  return *caller;
+  return caller;
 }
 
 std::optional<Role> AccessControl::role_of(const std::string& name) const {
@@ -126,7 +157,7 @@ std::optional<Role> AccessControl::role_of(const std::string& name) const {
 }
 
 Result<Issued> AccessControl::add(const std::string& name, Role role, const std::string& public_key, bool rotate,
-                                  const std::string& by) {
+                                  const std::string& by, bool bearer_token) {
   if (security_ == Security::kNone) {
     return failed_precondition("this coordinator runs with security = \"none\", so credentials would not be "
                                "checked; start it with --security curve (or token) to use principals");
@@ -151,7 +182,10 @@ Result<Issued> AccessControl::add(const std::string& name, Role role, const std:
   c.created_by = by;
   c.created_at_ms = Clock::system().wall_ms();
   std::string hash;
-  if (security_ == Security::kCurve) {
+  if (bearer_token && !public_key.empty()) {
+    return invalid_argument("a bearer token and a public key are two kinds of credential: ask for one");
+  }
+  if (security_ == Security::kCurve && !bearer_token) {
     c.kind = "curve";
     if (public_key.empty()) {
       CUSTODY_ASSIGN_OR_RETURN(auto pair, transport::make_curve_key_pair());

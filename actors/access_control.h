@@ -75,13 +75,20 @@ class AccessControl {
   // The caller of `in`, if its role may send it. `authenticated`: the identity of the
   // sender's session (curve: credential_of_key's answer at the handshake), empty otherwise.
   Result<Caller> authorize(const msg::Envelope& in, const std::string& authenticated) const;
+  // The caller of a request that came over HTTP (actors/http_listener.h), proven by the
+  // bearer token it carries (`in.token`): a token credential, in token and curve mode alike
+  // (curve-mode tokens are for HTTPS only). `authenticated`: set when the token is known,
+  // so a refusal is about the role (403), not the credential (401). Thread-safe.
+  Result<Caller> authorize_bearer(const msg::Envelope& in, bool* authenticated) const;
 
   // A new credential for `name`: refused (failed_precondition) if `name` has an active one,
   // unless `rotate`, which then revokes the old ones once the new one is recorded (a crash
   // in between leaves both valid, never neither). `public_key`: curve, a key the principal
   // made itself; empty makes a key pair (curve) or a token (token mode).
+  // `bearer_token` (curve): a token credential for the HTTPS listener instead of a key;
+  // authorize() never accepts it on the ZeroMQ socket, authorize_bearer() does.
   Result<Issued> add(const std::string& name, Role role, const std::string& public_key, bool rotate,
-                     const std::string& by);
+                     const std::string& by, bool bearer_token = false);
   // Revokes every active credential of `name`; not_found if there is none.
   Status revoke(const std::string& name, const std::string& reason, const std::string& by);
   // Every credential, oldest first.
@@ -91,6 +98,10 @@ class AccessControl {
 
  private:
   Status record(const Credential& c, const std::string& credential_sha256);
+  // REQUIRES: mutex_ held. The caller an active token credential names, if any.
+  std::optional<Caller> token_caller_locked(const std::string& token) const;
+  // `caller`, if its role may send `in`.
+  Result<Caller> permitted(Caller caller, const msg::Envelope& in) const;
   // Revokes the active credentials of `name` but `keep`.
   Status revoke_except(const std::string& name, const std::string& keep, const std::string& reason,
                        const std::string& by);

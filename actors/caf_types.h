@@ -8,9 +8,11 @@
 #pragma once
 
 #include <caf/all.hpp>
+#include <future>
 #include <memory>
 #include <string>
 
+#include "actors/serving_call.h"
 #include "protocols/messages.h"
 
 namespace custody::actors {
@@ -34,6 +36,18 @@ struct Outbound {
   std::shared_ptr<const msg::Envelope> envelope;
 };
 
+// A serving call from inside the process (actors/serving_call.h): the answer goes to the
+// promise, not to a socket peer.
+struct LocalCall {
+  ServingCallKind kind = ServingCallKind::kPredict;
+  std::shared_ptr<const msg::Envelope> envelope;
+  std::shared_ptr<std::promise<ServingAnswer>> answer;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, LocalCall& x) {
+  return f(caf::meta::type_name("local_call"), x.kind);
+}
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, Inbound& x) {
   return f(caf::meta::type_name("inbound"), x.peer);
@@ -52,6 +66,7 @@ using register_atom = caf::atom_constant<caf::atom("register")>;
 inline void add_custody_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<Inbound>("custody_inbound");
   cfg.add_message_type<Outbound>("custody_outbound");
+  cfg.add_message_type<LocalCall>("custody_local_call");
 }
 
 }  // namespace custody::actors

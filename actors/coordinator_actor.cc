@@ -14,6 +14,7 @@
 #include "storage/notary.h"
 
 #include "actors/coordinator_state.h"
+#include "actors/http_listener.h"
 #include "actors/serving_state.h"
 #include "actors/store_backup.h"
 #include "storage/custody_store.h"
@@ -31,6 +32,7 @@ struct CoordinatorActorState {
   SocketPort port;
   caf::actor serving, backup;
   SteadyClock::time_point next_head;  // when the head file gets its next line
+  uint64_t recoveries_counted = 0;    // of logic->recoveries_total(), in the metrics
 };
 
 // Appends one signed-heads document to the head file and syncs it: the copy of the
@@ -40,23 +42,101 @@ Status append_heads(const std::string& path, const CoordinatorState& logic) {
   return append_line_synced(path, heads.dump());
 }
 
+// An error kind as a Prometheus label value: "not found" -> "not_found".
+std::string error_label(ErrorCode code) {
+  std::string out = to_string(code);
+  for (char& c : out) {
+    if (c == ' ') c = '_';
+  }
+  return out;
+}
+
+// What serving answered, for the metrics: calls by route and result, rows predicted,
+// and each call's time in the serving actor (the usage record's synced write included).
+class ServingMetrics {
+ public:
+  explicit ServingMetrics(MetricsRegistry* m) : m_(m) {}
+  void record(const char* route, const Status& s, uint32_t rows, SteadyClock::time_point started) {
+    if (!m_) return;
+    const std::string result = s.is_ok() ? "ok" : error_label(s.code());
+    m_->counter("custody_prediction_calls_total", "Prediction calls served, by route (zmq, http) and result.",
+                {{"route", route}, {"result", result}})
+        .add();
+    if (!s.is_ok()) return;
+    m_->counter("custody_predictions_total", "Rows predicted (and recorded) by successful calls.").add(rows);
+    m_->histogram("custody_prediction_duration_seconds",
+                  "Time to answer one prediction call: checks, evaluation and its usage record.", latency_buckets(),
+                  {{"route", route}})
+        .observe(std::chrono::duration<double>(SteadyClock::now() - started).count());
+  }
+
+ private:
+  MetricsRegistry* m_;
+};
+
 struct ServingActorState {
   std::unique_ptr<ServingState> logic;
   SocketPort port;
+  std::unique_ptr<ServingMetrics> metrics;
 };
 
 caf::behavior serving_actor(caf::stateful_actor<ServingActorState>* self, SocketPort port,
-                            storage::CustodyStore* store, ServingOptions options, const SigningKey* key) {
+                            storage::CustodyStore* store, ServingOptions options, const SigningKey* key,
+                            MetricsRegistry* metrics) {
   self->state.logic = std::make_unique<ServingState>(store, options, key);
   self->state.port = port;
+  self->state.metrics = std::make_unique<ServingMetrics>(metrics);
   return {
-      [=](Inbound& in) { self->state.port.send(in.peer, self->state.logic->answer(*in.envelope)); },
+      [=](Inbound& in) {
+        const auto started = SteadyClock::now();
+        msg::Envelope answer = self->state.logic->answer(*in.envelope);
+        const auto* error = answer.get<msg::Error>();
+        const auto* request = in.envelope->get<msg::Predict>();
+        self->state.metrics->record("zmq", error ? Status(error->code, error->message) : Status::ok(),
+                                    request ? request->rows : 0, started);
+        self->state.port.send(in.peer, std::move(answer));
+      },
+      [=](LocalCall& call) {  // from the HTTP listener, authorized by the coordinator actor
+        const auto started = SteadyClock::now();
+        ServingAnswer answer;
+        const auto& request = std::get<msg::Predict>(call.envelope->body);
+        if (call.kind == ServingCallKind::kDescribe) {
+          auto info = self->state.logic->describe(request.model);
+          if (info.is_ok()) answer.model = std::move(info).value();
+          else answer.status = info.status();
+        } else {
+          auto reply = self->state.logic->predict(request);
+          if (reply.is_ok()) answer.prediction = std::move(reply).value();
+          else answer.status = reply.status();
+          self->state.metrics->record("http", answer.status, request.rows, started);
+        }
+        call.answer->set_value(std::move(answer));
+      },
   };
+}
+
+// The coordinator's gauges, refreshed each tick: jobs by state, and the recoveries counter.
+void update_job_metrics(MetricsRegistry* m, const CoordinatorState& logic, uint64_t& recoveries_counted) {
+  if (!m) return;
+  const auto counts = logic.jobs_by_state();
+  using msg::JobState;
+  for (auto state : {JobState::kPending, JobState::kStarting, JobState::kRunning, JobState::kCompleted,
+                     JobState::kFailed, JobState::kCancelled}) {
+    auto it = counts.find(state);
+    m->gauge("custody_jobs", "Jobs the coordinator holds, by state (finished ones until evicted).",
+             {{"state", msg::to_string(state)}})
+        .set(it == counts.end() ? 0 : static_cast<double>(it->second));
+  }
+  const uint64_t now = logic.recoveries_total();
+  m->counter("custody_job_recoveries_total", "Rollbacks of jobs to a checkpoint after a failure.")
+      .add(static_cast<double>(now - recoveries_counted));
+  recoveries_counted = now;
 }
 
 caf::behavior coordinator_actor(caf::stateful_actor<CoordinatorActorState>* self, CoordinatorOptions options,
                                 SocketPort port, std::shared_ptr<CoordinatorState> logic, caf::actor serving,
-                                caf::actor backup, std::string head_file, std::chrono::milliseconds head_interval) {
+                                caf::actor backup, std::string head_file, std::chrono::milliseconds head_interval,
+                                MetricsRegistry* metrics) {
   self->state.logic = std::move(logic);
   self->state.next_head = SteadyClock::now() + head_interval;
   self->state.port = port;
@@ -95,6 +175,25 @@ caf::behavior coordinator_actor(caf::stateful_actor<CoordinatorActorState>* self
         }
         send_all(self->state.logic->handle(in.peer, *in.envelope, SteadyClock::now(), in.identity));
       },
+      [=](LocalCall& call) {
+        // HTTP calls: the bearer token proves the caller; then the same serving path.
+        bool authenticated = false;
+        auto caller = self->state.logic->access_control()->authorize_bearer(*call.envelope, &authenticated);
+        if (!caller.is_ok()) {
+          log(LogLevel::kWarn, "coordinator", "refused an HTTP call: " + caller.status().message());
+          ServingAnswer refused;
+          refused.status = caller.status();
+          refused.authenticated = authenticated;
+          call.answer->set_value(std::move(refused));
+          return;
+        }
+        if (options.security != Security::kNone) {
+          auto copy = std::make_shared<msg::Envelope>(*call.envelope);
+          std::get<msg::Predict>(copy->body).principal = caller->principal;
+          call.envelope = std::move(copy);
+        }
+        self->send(self->state.serving, std::move(call));
+      },
       [=](tick_atom) {
         const auto now = SteadyClock::now();
         if (!head_file.empty() && now >= self->state.next_head) {
@@ -103,6 +202,7 @@ caf::behavior coordinator_actor(caf::stateful_actor<CoordinatorActorState>* self
           self->state.next_head = now + head_interval;
         }
         send_all(self->state.logic->tick(now));
+        update_job_metrics(metrics, *self->state.logic, self->state.recoveries_counted);
         self->delayed_send(self, period, tick_atom::value);
       },
   };
@@ -153,12 +253,38 @@ std::string beside_store(const std::string& store, const std::string& suffix) {
   return base + suffix;
 }
 
+// How the HTTP listener's threads call into the actors: a LocalCall to the coordinator
+// actor, then a wait for its promise (at most `timeout`; then the caller gets 503).
+ServingDispatch local_dispatch(caf::actor coordinator, std::chrono::milliseconds timeout) {
+  return [coordinator, timeout](ServingCallKind kind, msg::Envelope envelope) {
+    auto promise = std::make_shared<std::promise<ServingAnswer>>();
+    auto answered = promise->get_future();
+    caf::anon_send(coordinator, LocalCall{kind, std::make_shared<const msg::Envelope>(std::move(envelope)), promise});
+    promise.reset();  // the actors hold it now: if they drop the call, the future says so
+    ServingAnswer a;
+    if (answered.wait_for(timeout) != std::future_status::ready) {
+      a.status = unavailable("the coordinator did not answer within " + std::to_string(timeout.count()) +
+                             " ms; try again");
+      return a;
+    }
+    try {
+      return answered.get();
+    } catch (const std::future_error&) {
+      a.status = unavailable("the coordinator is shutting down; try again when it is back");
+      return a;
+    }
+  };
+}
+
 }  // namespace
 
 int run_coordinator(const CoordinatorNodeConfig& config, const std::atomic<bool>& stop) {
+  // The metrics outlive everything that updates them (declared first).
+  MetricsRegistry metrics;
   // The context outlives the actor system, and so every socket (STACK.md, pitfall 5).
   transport::Context context;
   const bool curve = config.options.security == Security::kCurve;
+  if (start_failed("coordinator", check_http_options(config.http, config.options.security))) return 2;
   std::unique_ptr<storage::CustodyStore> store;
   if (!config.store.empty()) {
     auto opened = storage::CustodyStore::open(config.store, storage::OpenMode::kReadWrite);
@@ -167,6 +293,7 @@ int run_coordinator(const CoordinatorNodeConfig& config, const std::atomic<bool>
       return 2;
     }
     store = std::move(opened).value();
+    store->set_metrics(&metrics);
     log(LogLevel::kInfo, "coordinator", "custody store at " + config.store);
     // The store key: outside the store, like the signing key; it seals every tensor written
     // and opens every tensor read (restores, resumes, serving, exports).
@@ -257,6 +384,7 @@ int run_coordinator(const CoordinatorNodeConfig& config, const std::atomic<bool>
   bridge.channel = Channel::kPeers;
   bridge.node_name = "coordinator";
   bridge.limits.max_bytes = config.max_message_bytes;
+  bridge.metrics = &metrics;
   SocketPort port = spawn_socket_bridge(system, std::move(socket).value(), bridge);
   if (config.options.security == Security::kToken) {
     log(LogLevel::kInfo, "coordinator", "every request needs a token (security = \"token\"; tokens travel in clear)");
@@ -265,7 +393,8 @@ int run_coordinator(const CoordinatorNodeConfig& config, const std::atomic<bool>
   }
   // The store outlives the actor system (declared before it), so no actor sees it closed.
   // Both write the store (synced RocksDB batches): blocking I/O, so each gets its own thread.
-  auto serving = system.spawn<caf::detached>(serving_actor, port, store.get(), config.serving, key.get());
+  auto serving =
+      system.spawn<caf::detached>(serving_actor, port, store.get(), config.serving, key.get(), &metrics);
   // After a restart: the jobs that had not ended, the known nodes and their ids.
   if (Status s = logic->restore(SteadyClock::now()); !s.is_ok()) {
     log(LogLevel::kError, "coordinator", "could not restore the jobs from the custody store: " + s.message());
@@ -290,7 +419,7 @@ int run_coordinator(const CoordinatorNodeConfig& config, const std::atomic<bool>
   }
   auto backup = spawn_store_backup(system, port, store.get(), config.store, &stop);
   auto actor = system.spawn<caf::detached>(coordinator_actor, config.options, port, logic, serving, backup,
-                                           config.head_file, config.head_interval);
+                                           config.head_file, config.head_interval, &metrics);
   port.start(actor);
   log(LogLevel::kInfo, "coordinator", "listening on " + endpoint);
   if (!config.port_file.empty()) {
@@ -299,9 +428,47 @@ int run_coordinator(const CoordinatorNodeConfig& config, const std::atomic<bool>
     { std::ofstream(tmp) << endpoint << "\n"; }
     std::rename(tmp.c_str(), config.port_file.c_str());
   }
+  std::unique_ptr<HttpListener> http;
+  MetricsListener metrics_listener([&metrics] { return metrics.render(); });
+  if (!config.http.listen.empty() || !config.metrics_listen.empty()) {
+    Status s = Status::ok();
+    if (!config.http.listen.empty()) {
+      http = std::make_unique<HttpListener>(config.http, config.options.security, config.serving.max_rows,
+                                            local_dispatch(actor, config.http.call_timeout),
+                                            [&metrics] { return metrics.render(); });
+      s = http->start();
+    }
+    if (s.is_ok() && !config.metrics_listen.empty()) {
+      s = metrics_listener.start(config.metrics_listen, config.metrics_port_file);
+      if (s.is_ok()) {
+        log(LogLevel::kInfo, "coordinator", "Prometheus metrics at http://" + metrics_listener.address() + "/metrics");
+      }
+    }
+    if (!s.is_ok()) {
+      log(LogLevel::kError, "coordinator", "the HTTP listener: " + s.message());
+      caf::anon_send_exit(port.actor(), caf::exit_reason::user_shutdown);
+      caf::anon_send_exit(actor, caf::exit_reason::user_shutdown);
+      caf::anon_send_exit(serving, caf::exit_reason::user_shutdown);
+      caf::anon_send_exit(backup, caf::exit_reason::user_shutdown);
+      system.await_all_actors_done();
+      return 2;
+    }
+  }
+  if (http) {
+    log(LogLevel::kInfo, "coordinator",
+        std::string("serving the Open Inference Protocol and POST /predict on ") + (http->tls() ? "https://" : "http://") +
+            http->address());
+    if (!config.http.port_file.empty()) {
+      if (Status w = write_file_atomically(config.http.port_file, http->address() + "\n", 0644); !w.is_ok()) {
+        log(LogLevel::kWarn, "coordinator", "could not write " + config.http.port_file + ": " + w.message());
+      }
+    }
+  }
   NodeExit exit;
   wait_for_stop(stop, exit);
   log(LogLevel::kInfo, "coordinator", "shutting down");
+  metrics_listener.stop();
+  if (http) http->stop();  // its calls in progress are answered before the actors go
   caf::anon_send_exit(port.actor(), caf::exit_reason::user_shutdown);
   caf::anon_send_exit(actor, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(serving, caf::exit_reason::user_shutdown);

@@ -418,6 +418,7 @@ Outbox CoordinatorState::recover(Job& job, const std::string& why) {
     return finish(job, JobState::kFailed, why + "; gave up after " + std::to_string(s.recoveries) +
                                               " recoveries (last: " + job.recovery_reason + ")");
   }
+  ++recoveries_total_;
   Outbox out = stop_attempt(job, "rolled back: " + why);
   // The live servers answer the stop with what they had applied (jobReleased).
   std::vector<std::string> to_report;

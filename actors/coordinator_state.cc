@@ -175,7 +175,7 @@ Outbox CoordinatorState::on_add_principal(const Envelope& in, const msg::AddPrin
   if (m.name.empty() || m.name.size() > 64 || m.name.find_first_of("|:/ \"\t\n") != std::string::npos) {
     return error(invalid_argument("a principal's name is 1 to 64 characters, without '|', ':', '/', quotes or spaces"));
   }
-  auto issued = access_->add(m.name, *role, m.public_key, m.rotate, caller.principal);
+  auto issued = access_->add(m.name, *role, m.public_key, m.rotate, caller.principal, m.bearer_token);
   if (!issued.is_ok()) return error(issued.status());
   log(LogLevel::kInfo, kSelf, std::string(m.rotate ? "rotated the credential of principal " : "added principal ") +
                                   m.name + " (" + to_string(*role) + ", " + issued->credential.kind + ") for " + caller.principal);
@@ -403,6 +403,12 @@ msg::StatusReply CoordinatorState::status(const std::string& job_id, bool includ
     }
   }
   return r;
+}
+
+std::map<msg::JobState, size_t> CoordinatorState::jobs_by_state() const {
+  std::map<msg::JobState, size_t> counts;
+  for (const auto& [id, job] : jobs_) ++counts[job.status.state];
+  return counts;
 }
 
 }  // namespace custody::actors

@@ -89,6 +89,10 @@ class CoordinatorState {
   }
   // The credentials, shared with the transport's authenticator thread (CurveZMQ).
   const std::shared_ptr<AccessControl>& access_control() const { return access_; }
+  // For the metrics: the jobs held (finished ones until evicted) in each state, and the
+  // rollbacks taken since this coordinator started.
+  std::map<msg::JobState, size_t> jobs_by_state() const;
+  uint64_t recoveries_total() const { return recoveries_total_; }
 
  private:
   static constexpr const char* kSelf = "coordinator";  // the sender of its messages and logs
@@ -174,6 +178,7 @@ class CoordinatorState {
 
   // Jobs: changed by requests, node reports and ticks.
   std::map<std::string, Job> jobs_;  // by job id
+  uint64_t recoveries_total_ = 0;
   std::vector<std::string> queue_;   // pending job ids, in scheduling order
   std::vector<std::string> order_;   // every job id, in submission order
 

@@ -61,6 +61,30 @@ struct ServingOptions {
   uint32_t max_rows = 65536;  // per call
 };
 
+// Of the coordinator's HTTP listener (actors/http_listener.h): the Open Inference
+// Protocol (KServe V2) and POST /predict, served through the same path as `custody
+// predict`. Off unless `listen` is set.
+struct HttpOptions {
+  // HOST:PORT, e.g. 127.0.0.1:8080; port 0 picks a free one. Empty: no listener. Default: off
+  std::string listen;
+  std::string port_file;  // if set, "HOST:PORT" is written there once listening
+  // PEM certificate chain and private key: both set, the listener speaks HTTPS only.
+  // Required with security = "curve" (bearer tokens never cross a network in clear).
+  std::string tls_cert, tls_key;
+  // Bodies above this are refused with 413 before they are read whole. Default: 16 MiB
+  size_t max_body_bytes = size_t(16) << 20;
+  // Connections served at once; further ones wait in the listener's queue. Default: 8
+  int threads = 8;
+  // A client silent for this long mid-request is disconnected. Default: 5 s
+  std::chrono::milliseconds read_timeout{5000};
+  // An idle keep-alive connection is closed after this long (it holds a thread). Default: 2 s
+  std::chrono::milliseconds idle_timeout{2000};
+  // The model POST /predict serves when neither its body nor ?model= names one. Default: none
+  std::string default_model;
+  // The longest a call waits for the coordinator and serving to answer it (then 503). Default: 30 s
+  std::chrono::milliseconds call_timeout{30000};
+};
+
 struct CoordinatorNodeConfig {
   std::string listen = "tcp://127.0.0.1:5555";  // ":0" picks a free port
   std::string port_file;  // if set, the bound endpoint is written there once listening
@@ -69,6 +93,7 @@ struct CoordinatorNodeConfig {
   std::string store;
   CoordinatorOptions options;
   ServingOptions serving;
+  HttpOptions http;
   // With security token: the admin's token. Created (mode 0600) on first start if the
   // file does not exist; registered in the store if the store does not know it.
   std::string admin_token_file;
@@ -94,6 +119,10 @@ struct CoordinatorNodeConfig {
   // cannot silently change (keep it on another machine or medium). Default: none.
   std::string head_file;
   std::chrono::milliseconds head_interval{60000};  // Default: 60 s
+  // GET /metrics (Prometheus text) on HOST:PORT; also served by the HTTP listener when
+  // that runs. Empty: only there. Default: off
+  std::string metrics_listen;
+  std::string metrics_port_file;  // if set, "HOST:PORT" is written there once listening
 };
 
 // Of a parameter server or a worker.
@@ -116,6 +145,9 @@ struct PeerNodeConfig {
   std::string coordinator_key;
   // Workers: the longest wait for a parameter server's reply to one step.
   std::chrono::milliseconds step_timeout{60000};
+  // GET /metrics (Prometheus text) on HOST:PORT; port 0 picks a free one. Default: off
+  std::string metrics_listen;
+  std::string metrics_port_file;  // if set, "HOST:PORT" is written there once listening
 };
 
 }  // namespace custody::actors

@@ -47,10 +47,11 @@ struct ServerActorState {
 
 caf::behavior server_actor(caf::stateful_actor<ServerActorState>* self, SocketPort coordinator, SocketPort peers,
                            msg::Register registration, PeerNodeConfig config, std::string listener,
-                           std::shared_ptr<NodeExit> exit) {
+                           std::shared_ptr<NodeExit> exit, MetricsRegistry* metrics) {
   self->state.crypto = std::make_unique<ForkJoin>(ForkJoin::helpers_for_this_machine());
   self->state.logic = std::make_unique<ParameterServerState>("ps");
   self->state.logic->set_parallel(self->state.crypto.get());
+  self->state.logic->set_metrics(metrics);
   // A listener other hosts can reach serves no data plane in clear.
   self->state.logic->set_listener_loopback_only(data_plane::is_loopback_endpoint(listener), listener);
   self->state.link = std::make_unique<NodeLink>(registration, config.coordinator, config.connect_timeout,
@@ -108,6 +109,8 @@ caf::behavior server_actor(caf::stateful_actor<ServerActorState>* self, SocketPo
 }  // namespace
 
 int run_parameter_server(const PeerNodeConfig& config, const std::atomic<bool>& stop, transport::Context* shared) {
+  MetricsRegistry metrics;  // outlives the actors that update it
+  MetricsListener metrics_listener([&metrics] { return metrics.render(); });
   std::optional<transport::Context> own;
   transport::Context& context = shared ? *shared : own.emplace();
   transport::SocketOptions socket_options;
@@ -131,17 +134,19 @@ int run_parameter_server(const PeerNodeConfig& config, const std::atomic<bool>& 
   caf::actor_system system{cfg};
   auto exit = std::make_shared<NodeExit>();
   SocketPort peers = spawn_socket_bridge(system, std::move(listener).value(),
-                                         bridge_options(Channel::kPeers, kNode, config.max_message_bytes));
+                                         bridge_options(Channel::kPeers, kNode, config.max_message_bytes, &metrics));
   SocketPort coordinator =
       spawn_socket_bridge(system, std::move(to_coordinator).value(),
-                          bridge_options(Channel::kCoordinator, kNode, config.max_message_bytes));
+                          bridge_options(Channel::kCoordinator, kNode, config.max_message_bytes, &metrics));
   // Detached: the server is on every step's critical path. On CAF's shared scheduler an
   // idle worker thread polls with growing sleeps, which delayed pushes by milliseconds
   // (seen with perf: a third of the server's time in nanosleep); a thread of its own
   // waits on its mailbox and wakes as a message arrives.
-  auto actor = system.spawn<caf::detached>(server_actor, coordinator, peers, registration, config, bound, exit);
+  auto actor =
+      system.spawn<caf::detached>(server_actor, coordinator, peers, registration, config, bound, exit, &metrics);
   peers.start(actor);
   coordinator.start(actor);
+  if (!start_metrics(metrics_listener, config, kNode)) exit->fail(2);
   return run_until_stopped(system, stop, *exit, {actor, peers.actor(), coordinator.actor()});
 }
 

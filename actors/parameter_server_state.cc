@@ -15,6 +15,18 @@ namespace custody::actors {
 
 using msg::Envelope;
 
+namespace {
+// An error kind as a Prometheus label value: "not found" -> "not_found" (as the
+// coordinator's serving metrics spell it).
+std::string error_label(ErrorCode code) {
+  std::string out = to_string(code);
+  for (char& c : out) {
+    if (c == ' ') c = '_';
+  }
+  return out;
+}
+}  // namespace
+
 ParameterServerState::ParameterServerState(std::string node_id) : node_id_(std::move(node_id)) {}
 
 ParameterServerState::Deferred ParameterServerState::defer(const std::string& peer, const Envelope& in,
@@ -220,6 +232,11 @@ Outbox ParameterServerState::refuse(const std::string& peer, const Envelope& in,
     c.rank = push->rank;
     ++c.rejected;
   }
+  if (metrics_) {
+    metrics_->counter("custody_ps_pushes_total", "Pushes a parameter server received, by result and reason.",
+                      {{"result", "refused"}, {"reason", error_label(status.code())}})
+        .add();
+  }
   return {{peer, msg::make_error(in, node_id_, status)}};
 }
 
@@ -285,6 +302,15 @@ Outbox ParameterServerState::handle_data(const std::string& peer, const Envelope
     const uint64_t staleness = job.version > push->base_version ? job.version - push->base_version : 0;
     c.staleness_max = std::max(c.staleness_max, staleness);
     c.staleness_sum += staleness;
+    if (metrics_) {
+      metrics_->counter("custody_ps_pushes_total", "Pushes a parameter server received, by result and reason.",
+                        {{"result", "accepted"}, {"reason", ""}})
+          .add();
+      metrics_->histogram("custody_ps_push_staleness_steps",
+                          "How many versions behind the server's values an accepted push was computed.",
+                          {0, 1, 2, 4, 8, 16, 32})
+          .observe(static_cast<double>(staleness));
+    }
   };
   if (job.spec.consistency != Consistency::kBsp) {
     auto last = job.last_step.find(push->rank);

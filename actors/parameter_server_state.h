@@ -57,6 +57,7 @@
 
 #include "actors/outgoing.h"
 #include "core/job_spec.h"
+#include "core/metrics.h"
 #include "core/optimizer.h"
 #include "core/partition.h"
 #include "protocols/fork_join.h"
@@ -77,6 +78,9 @@ class ParameterServerState {
   // Threads that share sealing and opening a block (protocols/fork_join.h); none: this
   // thread alone. The caller keeps it alive while this state is used.
   void set_parallel(ForkJoin* parallel) { parallel_ = parallel; }
+  // Counts pushes accepted and refused (custody_ps_pushes_total{result, reason}) and the
+  // staleness of those accepted (custody_ps_push_staleness_steps). Null: none.
+  void set_metrics(MetricsRegistry* metrics) { metrics_ = metrics; }
 
   // Messages from the coordinator (assignKeyRange, stopJob).
   Outbox handle_control(const std::string& peer, const msg::Envelope& in);
@@ -200,6 +204,7 @@ class ParameterServerState {
   std::string node_id_;
   bool listener_loopback_only_ = true;
   ForkJoin* parallel_ = nullptr;
+  MetricsRegistry* metrics_ = nullptr;
   std::string listener_;
   std::map<std::string, JobShard> jobs_;
 };

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "actors/caf_types.h"
+#include "actors/http_listener.h"
 #include "actors/node_config.h"
 #include "actors/socket_bridge.h"
 #include "core/log.h"
@@ -52,13 +53,24 @@ inline bool start_failed(const std::string& node, const Status& s) {
 }
 
 // The options of a node's socket bridge: `node` sends its error replies and prefixes its
-// log lines; frames over max_message_bytes are refused.
-inline BridgeOptions bridge_options(Channel channel, const std::string& node, size_t max_message_bytes) {
+// log lines; frames over max_message_bytes are refused; `metrics` counts its bytes.
+inline BridgeOptions bridge_options(Channel channel, const std::string& node, size_t max_message_bytes,
+                                    MetricsRegistry* metrics = nullptr) {
   BridgeOptions o;
   o.channel = channel;
   o.node_name = node;
   o.limits.max_bytes = max_message_bytes;
+  o.metrics = metrics;
   return o;
+}
+
+// Starts `listener` on the node's metrics_listen, if set. False (logged) if it cannot.
+inline bool start_metrics(MetricsListener& listener, const PeerNodeConfig& c, const std::string& node) {
+  if (c.metrics_listen.empty()) return true;
+  Status s = listener.start(c.metrics_listen, c.metrics_port_file);
+  if (start_failed(node, s)) return false;
+  log(LogLevel::kInfo, node, "Prometheus metrics at http://" + listener.address() + "/metrics");
+  return true;
 }
 
 // How a node connects to the coordinator: over CurveZMQ when it has a key file (then the

@@ -46,6 +46,23 @@ Result<const ServingState::Loaded*> ServingState::load(const std::string& checkp
   return &(cache_[checkpoint] = std::move(l));
 }
 
+Result<ModelInfo> ServingState::describe(const std::string& ref) {
+  if (!store_) {
+    return failed_precondition("this coordinator runs without a custody store (--store): it has no models to serve");
+  }
+  CUSTODY_ASSIGN_OR_RETURN(const auto resolved, resolve(ref));
+  CUSTODY_ASSIGN_OR_RETURN(const Loaded* m, load(resolved.first));
+  ModelInfo info;
+  info.name = ref.substr(0, ref.find('@'));
+  const auto at = resolved.second.rfind('@');
+  if (at != std::string::npos) info.version = resolved.second.substr(at + 1);
+  info.checkpoint = m->checkpoint;
+  info.root_hash = m->root_hash;
+  info.features = static_cast<uint32_t>(m->model->input_size());
+  info.classes = static_cast<uint32_t>(m->model->layer_sizes().back());
+  return info;
+}
+
 Result<msg::PredictReply> ServingState::predict(const msg::Predict& r) {
   if (!store_) {
     return failed_precondition("this coordinator runs without a custody store (--store): it has no models to serve");

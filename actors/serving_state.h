@@ -20,6 +20,7 @@
 #include <string>
 
 #include "actors/node_config.h"
+#include "actors/serving_call.h"
 #include "core/model.h"
 #include "actors/custody_recorder.h"
 #include "core/signing.h"
@@ -37,6 +38,9 @@ class ServingState {
                const Clock& clock = Clock::system());
 
   Result<msg::PredictReply> predict(const msg::Predict& request);
+  // What `ref` (as predict() takes it) expects and returns, its weights loaded and
+  // checked: a model that describes is ready to serve. Records nothing.
+  Result<ModelInfo> describe(const std::string& ref);
   // The reply to a predict request, from the coordinator: predict()'s result, or an error
   // naming the problem; addressed to the request (msg::reply_to).
   msg::Envelope answer(const msg::Envelope& request);

@@ -15,6 +15,15 @@ void bridge_loop(caf::blocking_actor* self, std::shared_ptr<transport::Socket> s
                  std::shared_ptr<transport::Waker> waker, BridgeOptions options) {
   bool running = true;
   caf::actor handler;
+  const std::string channel = options.channel == Channel::kCoordinator ? "coordinator" : "peers";
+  Counter* received = nullptr;
+  Counter* sent = nullptr;
+  if (options.metrics) {
+    received = &options.metrics->counter("custody_network_received_bytes_total",
+                                         "Bytes of ZeroMQ messages received, by socket.", {{"channel", channel}});
+    sent = &options.metrics->counter("custody_network_sent_bytes_total", "Bytes of ZeroMQ messages sent, by socket.",
+                                     {{"channel", channel}});
+  }
   self->receive([&](caf::actor& h) { handler = h; }, [&](caf::exit_msg&) { running = false; });
   auto reply_error = [&](const std::string& peer, const Status& status, std::optional<uint64_t> request_id) {
     msg::Envelope e;
@@ -37,6 +46,7 @@ void bridge_loop(caf::blocking_actor* self, std::shared_ptr<transport::Socket> s
       }
       if (!in.value()) break;
       transport::Incoming& frame = *in.value();
+      if (received) received->add(static_cast<double>(frame.bytes.size()));
       if (frame.multipart) {
         reply_error(frame.peer, invalid_argument("a message must be a single ZeroMQ frame"),
                     msg::readable_request_id(frame.bytes.data(), frame.bytes.size(), options.limits));
@@ -58,7 +68,9 @@ void bridge_loop(caf::blocking_actor* self, std::shared_ptr<transport::Socket> s
     while (more && running) {
       self->receive(
           [&](Outbound& out) {
-            Status s = socket->send(out.peer, msg::encode(*out.envelope));
+            auto bytes = msg::encode(*out.envelope);
+            if (sent) sent->add(static_cast<double>(bytes.size()));
+            Status s = socket->send(out.peer, std::move(bytes));
             if (!s.is_ok()) log(LogLevel::kWarn, options.node_name, s.to_string());
           },
           [&](stop_atom) { running = false; },

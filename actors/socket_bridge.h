@@ -12,6 +12,7 @@
 #include <memory>
 
 #include "actors/caf_types.h"
+#include "core/metrics.h"
 #include "protocols/codec.h"
 #include "protocols/transport.h"
 
@@ -37,6 +38,8 @@ struct BridgeOptions {
   Channel channel = Channel::kPeers;
   std::string node_name;  // sender of error replies, and log prefix
   msg::DecodeLimits limits;
+  // Counts the bytes in and out (custody_network_*_bytes_total{channel}); null: none.
+  MetricsRegistry* metrics = nullptr;
 };
 
 // Spawns the bridge; it owns `socket` from now on and reads nothing from it until

@@ -5,6 +5,15 @@
 
 namespace custody::actors {
 
+Counter& training_samples_metric(MetricsRegistry& m) {
+  return m.counter("custody_training_samples_total", "Training samples whose gradients this worker's servers applied.");
+}
+
+Histogram& training_step_metric(MetricsRegistry& m) {
+  return m.histogram("custody_training_step_duration_seconds",
+                     "One training step: batch, gradient, push and the servers' answer.", latency_buckets());
+}
+
 Result<Trainer> Trainer::load(const msg::AssignTask& t, const std::string& job_id, TrainerOptions options) {
   CUSTODY_ASSIGN_OR_RETURN(JobSpec spec, parse_job_spec(t.spec_text, "job " + job_id));
   CUSTODY_ASSIGN_OR_RETURN(DataSplit data, load_data(spec.data));
@@ -61,6 +70,13 @@ Status Trainer::run(ParameterClient& servers, const Report& report) {
   uint64_t report_samples = 0;
   double report_loss = 0;
   auto report_start = options_.now();
+  Counter* samples_metric = nullptr;
+  Histogram* step_seconds = nullptr;
+  if (options_.metrics) {
+    samples_metric = &training_samples_metric(*options_.metrics);
+    step_seconds = &training_step_metric(*options_.metrics);
+  }
+  auto step_start = report_start;  // one reading of the clock a step, as before
   for (; step < last_step; ++step) {
     const int64_t* samples = order_.batch(step);
     for (uint32_t i = 0; i < batch; ++i) {
@@ -76,6 +92,11 @@ Status Trainer::run(ParameterClient& servers, const Report& report) {
     report_loss += st.loss_sum;
     const uint32_t epoch = order_.epoch_of(step);
     const auto now = options_.now();
+    if (samples_metric) {
+      samples_metric->add(batch);
+      step_seconds->observe(std::chrono::duration<double>(now - step_start).count());
+    }
+    step_start = now;
     if (now - report_start > options_.progress_interval) {
       auto us = std::chrono::duration_cast<std::chrono::microseconds>(now - report_start).count();
       report(msg::Progress{epoch, step + 1, report_samples, report_loss, static_cast<uint64_t>(us), t.rank});

@@ -18,6 +18,7 @@
 #include <functional>
 
 #include "actors/parameter_client.h"
+#include "core/metrics.h"
 #include "core/data_order.h"
 #include "core/job_spec.h"
 #include "core/model.h"
@@ -32,7 +33,14 @@ struct TrainerOptions {
   std::chrono::milliseconds progress_interval{500};
   // Times progress reports. Default: the steady clock
   std::function<SteadyClock::time_point()> now = [] { return SteadyClock::now(); };
+  // custody_training_samples_total and custody_training_step_duration_seconds; null: none.
+  MetricsRegistry* metrics = nullptr;
 };
+
+// The worker's training metrics, registered at once so that a scrape sees them at 0 before
+// the first step (a rate needs the value before the jump).
+Counter& training_samples_metric(MetricsRegistry& m);
+Histogram& training_step_metric(MetricsRegistry& m);
 
 class Trainer {
  public:

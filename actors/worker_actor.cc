@@ -46,6 +46,7 @@ struct TrainerArgs {
   std::string node_id;
   transport::Context* context;
   std::chrono::milliseconds step_timeout;
+  MetricsRegistry* metrics;
 };
 
 // Whether the trainer was told to stop, by its worker actor or by the node's shutdown
@@ -69,6 +70,7 @@ class StopCheck {
 Status train(caf::blocking_actor* self, const TrainerArgs& a, StopCheck& stopped, const caf::actor& node) {
   TrainerOptions options;
   options.step_timeout = a.step_timeout;
+  options.metrics = a.metrics;
   CUSTODY_ASSIGN_OR_RETURN(Trainer trainer, Trainer::load(a.task, a.key.job_id, options));
   CUSTODY_ASSIGN_OR_RETURN(KeySlices servers, KeySlices::make(a.task.servers, a.task.num_parameters));
   ParameterRequests requests(std::move(servers), a.node_id, a.key.job_id, a.key.attempt, a.key.rank);
@@ -101,7 +103,7 @@ struct WorkerActorState {
 
 caf::behavior worker_actor(caf::stateful_actor<WorkerActorState>* self, SocketPort coordinator,
                            msg::Register registration, PeerNodeConfig config, transport::Context* context,
-                           std::shared_ptr<NodeExit> exit) {
+                           std::shared_ptr<NodeExit> exit, MetricsRegistry* metrics) {
   self->state.logic = std::make_unique<WorkerState>(
       NodeLink(registration, config.coordinator, config.connect_timeout, config.token, SteadyClock::now()));
   self->send(self, tick_atom::value);
@@ -114,7 +116,7 @@ caf::behavior worker_actor(caf::stateful_actor<WorkerActorState>* self, SocketPo
     for (const msg::Envelope& e : actions.start) {
       const auto& task = *e.get<msg::AssignTask>();
       TrainerArgs args{
-          task, {e.job_id, e.attempt, task.rank}, st.logic->node_id(), context, config.step_timeout};
+          task, {e.job_id, e.attempt, task.rank}, st.logic->node_id(), context, config.step_timeout, metrics};
       // Linked: a trainer dies with its worker actor (the exit on shutdown reaches it).
       st.trainers[task.rank] = self->spawn<caf::detached + caf::linked>(trainer_loop, args, caf::actor(self));
     }
@@ -148,6 +150,10 @@ caf::behavior worker_actor(caf::stateful_actor<WorkerActorState>* self, SocketPo
 }  // namespace
 
 int run_worker(const PeerNodeConfig& config, const std::atomic<bool>& stop, transport::Context* shared) {
+  MetricsRegistry metrics;  // outlives the actors that update it
+  training_samples_metric(metrics);
+  training_step_metric(metrics);
+  MetricsListener metrics_listener([&metrics] { return metrics.render(); });
   std::optional<transport::Context> own;
   transport::Context& context = shared ? *shared : own.emplace();
   auto to_coordinator = connect_to_coordinator(context, config);
@@ -163,9 +169,10 @@ int run_worker(const PeerNodeConfig& config, const std::atomic<bool>& stop, tran
   auto exit = std::make_shared<NodeExit>();
   SocketPort coordinator =
       spawn_socket_bridge(system, std::move(to_coordinator).value(),
-                          bridge_options(Channel::kCoordinator, "worker", config.max_message_bytes));
-  auto actor = system.spawn(worker_actor, coordinator, registration, config, &context, exit);
+                          bridge_options(Channel::kCoordinator, "worker", config.max_message_bytes, &metrics));
+  auto actor = system.spawn(worker_actor, coordinator, registration, config, &context, exit, &metrics);
   coordinator.start(actor);
+  if (!start_metrics(metrics_listener, config, "worker")) exit->fail(2);
   return run_until_stopped(system, stop, *exit, {actor, coordinator.actor()});
 }
 

@@ -14,6 +14,8 @@ int main(int argc, char** argv) {
   std::string security = "none";
   bool auth = false;
   std::string sealing = "auto";
+  int64_t http_max_body_kib = static_cast<int64_t>(c.http.max_body_bytes >> 10), http_threads = c.http.threads;
+  int64_t http_read_timeout_ms = c.http.read_timeout.count(), http_idle_timeout_ms = c.http.idle_timeout.count();
   const std::vector<std::string> sealings = {"auto", "on", "off"};
   Status s = nodes::read_config(config_file, [&](ConfigReader& r) {
     CUSTODY_RETURN_IF_ERROR(r.get("coordinator.listen", c.listen));
@@ -37,6 +39,15 @@ int main(int argc, char** argv) {
     CUSTODY_RETURN_IF_ERROR(r.get("coordinator.head_interval_ms", head_interval_ms, nodes::kHeadIntervalMs));
     CUSTODY_RETURN_IF_ERROR(r.get("coordinator.data_plane_sealing", sealing, sealings));
     CUSTODY_RETURN_IF_ERROR(r.get("coordinator.data_plane_shared_memory", c.options.data_plane_shared_memory));
+    CUSTODY_RETURN_IF_ERROR(r.get("coordinator.metrics_listen", c.metrics_listen));
+    CUSTODY_RETURN_IF_ERROR(r.get("http.listen", c.http.listen));
+    CUSTODY_RETURN_IF_ERROR(r.get("http.tls_cert", c.http.tls_cert));
+    CUSTODY_RETURN_IF_ERROR(r.get("http.tls_key", c.http.tls_key));
+    CUSTODY_RETURN_IF_ERROR(r.get("http.default_model", c.http.default_model));
+    CUSTODY_RETURN_IF_ERROR(r.get("http.max_body_kib", http_max_body_kib, nodes::kHttpMaxBodyKib));
+    CUSTODY_RETURN_IF_ERROR(r.get("http.threads", http_threads, nodes::kHttpThreads));
+    CUSTODY_RETURN_IF_ERROR(r.get("http.read_timeout_ms", http_read_timeout_ms, nodes::kHttpTimeoutMs));
+    CUSTODY_RETURN_IF_ERROR(r.get("http.idle_timeout_ms", http_idle_timeout_ms, nodes::kHttpTimeoutMs));
     return Status::ok();
   });
   if (!s.is_ok()) {
@@ -92,7 +103,30 @@ int main(int argc, char** argv) {
   app.add_flag("!--no-data-plane-shared-memory", c.options.data_plane_shared_memory,
                "send parameter blocks through the servers' sockets even where a worker and a server share a host "
                "(by default they share memory there when the job's data plane is in clear)");
+  app.add_option("--http-listen", c.http.listen,
+                 "serve the Open Inference Protocol (KServe V2) and POST /predict over HTTP on HOST:PORT (port 0: "
+                 "any free one); off unless given");
+  app.add_option("--http-port-file", c.http.port_file, "write the HTTP listener's HOST:PORT to this file once listening");
+  app.add_option("--http-tls-cert", c.http.tls_cert, "PEM certificate chain: the listener speaks HTTPS only");
+  app.add_option("--http-tls-key", c.http.tls_key, "the PEM private key of --http-tls-cert");
+  app.add_option("--http-default-model", c.http.default_model,
+                 "the model POST /predict serves when the call names none");
+  app.add_option("--metrics-listen", c.metrics_listen,
+                 "serve Prometheus metrics at GET /metrics on HOST:PORT (also on the HTTP listener when it runs)");
+  app.add_option("--metrics-port-file", c.metrics_port_file, "write the metrics listener's HOST:PORT here");
+  nodes::ranged_option(app, "--http-max-body-kib", http_max_body_kib, nodes::kHttpMaxBodyKib,
+                       "larger HTTP bodies are refused with 413");
+  nodes::ranged_option(app, "--http-threads", http_threads, nodes::kHttpThreads,
+                       "HTTP connections served at once; more wait their turn");
+  nodes::ranged_option(app, "--http-read-timeout-ms", http_read_timeout_ms, nodes::kHttpTimeoutMs,
+                       "an HTTP client silent this long mid-request is disconnected");
+  nodes::ranged_option(app, "--http-idle-timeout-ms", http_idle_timeout_ms, nodes::kHttpTimeoutMs,
+                       "an idle keep-alive HTTP connection is closed after this long");
   if (auto stop = nodes::parse_command_line(app, "custody-coordinator", argc, argv)) return *stop;
+  c.http.max_body_bytes = static_cast<size_t>(http_max_body_kib) << 10;
+  c.http.threads = static_cast<int>(http_threads);
+  c.http.read_timeout = std::chrono::milliseconds(http_read_timeout_ms);
+  c.http.idle_timeout = std::chrono::milliseconds(http_idle_timeout_ms);
   if (auth && security == "none") security = "token";
   c.options.security = security == "curve"   ? actors::Security::kCurve
                        : security == "token" ? actors::Security::kToken

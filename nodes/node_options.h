@@ -33,6 +33,9 @@ inline constexpr IntRange kTimeoutMs{100, 3600000};  // heartbeats, stalls, star
 inline constexpr IntRange kMaxMessageMib{1, 4096};
 inline constexpr IntRange kMaxRecoveries{0, 1000};
 inline constexpr IntRange kHeadIntervalMs{100, 86400000};
+inline constexpr IntRange kHttpMaxBodyKib{1, 1048576};  // 1 KiB to 1 GiB
+inline constexpr IntRange kHttpThreads{1, 1024};
+inline constexpr IntRange kHttpTimeoutMs{100, 600000};
 
 // A flag taking an integer in `range`; CLI11 refuses any other value with
 // "FLAG: Value V not in range MIN to MAX".
@@ -86,6 +89,7 @@ inline Status read_peer_config(ConfigReader& r, actors::PeerNodeConfig& c) {
   CUSTODY_RETURN_IF_ERROR(r.get("server.listen", c.listen));
   CUSTODY_RETURN_IF_ERROR(r.get("server.advertise_host", c.advertise_host));
   CUSTODY_RETURN_IF_ERROR(r.get("worker.step_timeout_ms", step_ms, kTimeoutMs));
+  CUSTODY_RETURN_IF_ERROR(r.get("node.metrics_listen", c.metrics_listen));
   c.connect_timeout = std::chrono::milliseconds(connect_ms);
   c.step_timeout = std::chrono::milliseconds(step_ms);
   c.max_message_bytes = static_cast<size_t>(max_mib) << 20;
@@ -125,6 +129,9 @@ inline void add_peer_flags(CLI::App& app, actors::PeerNodeConfig& c, std::string
                  "add NAME --role node`)");
   app.add_option("--coordinator-key", c.coordinator_key,
                  "the coordinator's CurveZMQ public key, or its .pub file (with --key-file)");
+  app.add_option("--metrics-listen", c.metrics_listen,
+                 "serve Prometheus metrics at GET /metrics on HOST:PORT (port 0: any free one)");
+  app.add_option("--metrics-port-file", c.metrics_port_file, "write the metrics listener's HOST:PORT here");
 }
 
 // Replaces the token file's path in c.token by the token itself.

@@ -447,6 +447,7 @@ void encode_body(wire::Envelope::Body::Builder b, const Body& body) {
             e.setRole(text(m.role));
             e.setPublicKey(text(m.public_key));
             e.setRotate(m.rotate);
+            e.setBearerToken(m.bearer_token);
           },
           [&](const PrincipalAdded& m) {
             auto e = b.initPrincipalAdded();
@@ -681,7 +682,8 @@ Result<Body> decode_body(wire::Envelope::Body::Reader b, const std::shared_ptr<c
     }
     case W::ADD_PRINCIPAL: {
       auto r = b.getAddPrincipal();
-      return Body(AddPrincipal{str(r.getName()), str(r.getRole()), str(r.getPublicKey()), r.getRotate()});
+      return Body(
+          AddPrincipal{str(r.getName()), str(r.getRole()), str(r.getPublicKey()), r.getRotate(), r.getBearerToken()});
     }
     case W::PRINCIPAL_ADDED: {
       auto r = b.getPrincipalAdded();

@@ -414,6 +414,9 @@ struct AddPrincipal {
   role @1 :Text;            # submitter, consumer, auditor, admin or node
   publicKey @2 :Text;       # curve: a key the principal made (Z85); empty: the coordinator makes one
   rotate @3 :Bool;          # a new credential for an existing principal, revoking its old ones
+  bearerToken @4 :Bool;     # curve: issue a bearer token for the HTTPS listener instead of a key
+                            # pair (the ZeroMQ socket never accepts it; docs/ARCHITECTURE.md,
+                            # "HTTP serving"); token mode issues tokens anyway
 }
 
 struct PrincipalAdded {

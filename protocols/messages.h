@@ -227,6 +227,7 @@ struct AddPrincipal {
   std::string name, role;
   std::string public_key;  // curve: the principal's own key; empty: the coordinator makes a pair
   bool rotate = false;
+  bool bearer_token = false;  // curve: a token for the HTTPS listener instead of a key pair
 };
 struct PrincipalAdded {
   std::string name, role, token;

@@ -9,6 +9,7 @@
 #   nodes/      -> actors/node_runtime.h, actors/node_config.h and core/ (no CAF, ZeroMQ,
 #                  Cap'n Proto, protocols/, storage/ or the state machines)
 #   tools/      -> core/, protocols/, storage/ (the CLI is a plain client: no actors)
+#   cpp-httplib only in actors/http_listener.cc
 # A failure names the chain: nodes/a.cc:3 -> actors/b.h:12 -> caf/all.hpp.
 # Size: no file in actors/ over 500 lines; a state machine that outgrows that does more
 # than one thing, and is split by concern (as the coordinator is: state, admission, attempts).
@@ -31,6 +32,7 @@ rule nodes 'caf/|zmq|capnp/|kj/|protocols/|storage/|actors/(?!node_runtime\.h$|n
 rule tools 'actors/|caf/|zmq|capnp/|kj/' "actors, CAF, ZeroMQ or Cap'n Proto"
 rule '*' 'zmq' "ZeroMQ (only protocols/zmq_transport.cc may)" protocols/zmq_transport.cc
 rule '*' 'rocksdb/' "RocksDB (only storage/rocksdb_key_value.cc may)" storage/rocksdb_key_value.cc
+rule '*' 'httplib' "cpp-httplib (only actors/http_listener.cc may)" actors/http_listener.cc
 folders=()
 for f in core protocols storage actors nodes tools; do [ -d "$root/$f" ] && folders+=("$f"); done
 printf '%s' "$rules" | python3 "$lib/layers.py" "$root" "${folders[@]}"

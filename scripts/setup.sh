@@ -12,6 +12,7 @@ packages=(
   dataset-fashion-mnist python3-zmq clang-14 libclang-rt-14-dev
   python3-jsonschema python3-rfc3987 iproute2
   libonnx-dev libprotobuf-dev protobuf-compiler python3-onnx python3-numpy graphviz
+  libcpp-httplib-dev python3-requests python3-flask prometheus curl
 )
 if [ "${1:-}" = "--bench" ]; then
   packages+=(python3-torch python3-numpy libopenblas0-openmp)

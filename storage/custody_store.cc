@@ -356,7 +356,26 @@ Result<std::vector<std::string>> CustodyStore::consistency_proof(const std::stri
   return custody::consistency_proof(tree_reader(log), size1, size2);
 }
 
+void CustodyStore::set_metrics(MetricsRegistry* m) {
+  if (!m) return;
+  const char* help = "Writes to the custody store (each one synced batch), by result.";
+  writes_ok_ = &m->counter("custody_store_writes_total", help, {{"result", "ok"}});
+  writes_failed_ = &m->counter("custody_store_writes_total", help, {{"result", "failed"}});
+  write_seconds_ = &m->histogram("custody_store_write_duration_seconds",
+                                 "Time to write one batch to the custody store, sync included.", latency_buckets());
+}
+
 Status CustodyStore::write(const Batch& batch, Inclusion* last_usage) {
+  const auto started = std::chrono::steady_clock::now();
+  Status s = write_batch(batch, last_usage);
+  if (write_seconds_) {
+    write_seconds_->observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+    (s.is_ok() ? writes_ok_ : writes_failed_)->add();
+  }
+  return s;
+}
+
+Status CustodyStore::write_batch(const Batch& batch, Inclusion* last_usage) {
   std::lock_guard<std::mutex> lock(write_mu_);
   const int64_t now = clock_.wall_ms();
   // Entities are written once: drop those already stored or repeated in this batch.

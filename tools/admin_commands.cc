@@ -18,6 +18,7 @@ namespace {
 struct AdminArgs {
   std::string name, role, public_key, key_out, reason;
   bool json = false;
+  bool bearer_token = false;
 };
 
 bool exists(const std::string& path) {
@@ -31,12 +32,13 @@ Status issue(Session& s, const AdminArgs& a, bool rotate) {
     CUSTODY_ASSIGN_OR_RETURN(public_key, bad_input(transport::read_public_key(a.public_key)));
   }
   const std::string key_out = a.key_out.empty() ? a.name + ".key" : a.key_out;
-  if (public_key.empty() && !s.coordinator_key.empty() && (exists(key_out) || exists(key_out + ".pub"))) {
+  if (public_key.empty() && !a.bearer_token && !s.coordinator_key.empty() &&
+      (exists(key_out) || exists(key_out + ".pub"))) {
     // A key file is someone's secret: never overwrite one, not even the old key on rotation
     // (keep it until the new one is in use; delete it yourself).
     return bad_input(invalid_argument("'" + key_out + "' (or its .pub) exists; give --key-out FILE for the new key pair"));
   }
-  msg::AddPrincipal request{a.name, a.role, public_key, rotate};
+  msg::AddPrincipal request{a.name, a.role, public_key, rotate, a.bearer_token};
   CUSTODY_ASSIGN_OR_RETURN(auto added, s.client.ask<msg::PrincipalAdded>("", request));
   const char* done = rotate ? "rotated" : "added";
   if (!added.token.empty()) {
@@ -114,11 +116,14 @@ void add_admin_commands(CommandSet& commands) {
   add->add_option("--public-key", a->public_key,
                   "curve: register this public key (or .pub file) the principal made, instead of issuing a pair");
   add->add_option("--key-out", a->key_out, "curve: where to write the issued key pair (default NAME.key)");
+  add->add_flag("--bearer-token", a->bearer_token,
+                "curve: issue a bearer token for the HTTPS listener instead of a key pair (printed once)");
   auto* rotate = commands.add(*principal, "rotate", "give a principal a new key or token; the old ones stop working",
                               [a](Session& s) { return issue(s, *a, true); });
   rotate->add_option("NAME", a->name, "principal name")->required();
   rotate->add_option("--public-key", a->public_key, "curve: the principal's new public key (or .pub file)");
   rotate->add_option("--key-out", a->key_out, "curve: where to write the new key pair (default NAME.key)");
+  rotate->add_flag("--bearer-token", a->bearer_token, "curve: a new bearer token for the HTTPS listener");
   auto* list = commands.add(*principal, "list", "every principal's credentials, active and revoked",
                             [a](Session& s) -> Status {
                               CUSTODY_ASSIGN_OR_RETURN(auto reply,

@@ -54,7 +54,7 @@ std::vector<Body> every_body() {
       ExportReply{"ckpt-1", "root", {4, 2}, {0.5f}, "use-1", "{}", "{}"},
       Predict{"m@1", "carol", 1, 1, {0.5f}, "triage"},
       PredictReply{"ckpt-1", "m@1", "root", 1, {0.5f}, {"pred-1"}, "call-1", "{}"},
-      AddPrincipal{"erin", "consumer", "public", true},
+      AddPrincipal{"erin", "consumer", "public", true, true},
       PrincipalAdded{"erin", "consumer", "token", "public", "secret"},
       UsageRequest{"m", 1, 2, 7},
       UsageReply{"{}"},

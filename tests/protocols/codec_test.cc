@@ -313,6 +313,8 @@ TEST(CodecTest, PrincipalsAndTokensRoundTrip) {
   EXPECT_EQ(a.role, "consumer");
   EXPECT_EQ(a.public_key, "PUBKEY");
   EXPECT_TRUE(a.rotate);
+  EXPECT_FALSE(a.bearer_token);
+  EXPECT_TRUE(round_trip(AddPrincipal{"erin", "consumer", "", false, true}).bearer_token);
   auto p = round_trip(PrincipalAdded{"erin", "consumer", "s3cret", "pub", "sec"});
   EXPECT_EQ(p.token, "s3cret");
   EXPECT_EQ(p.public_key, "pub");
