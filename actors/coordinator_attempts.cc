@@ -32,6 +32,7 @@ Outbox CoordinatorState::schedule() {
   // jobs start only on workers beyond those (they go ahead without delaying it: no
   // starvation). One that cannot fit on the nodes alive at all holds nothing and says so.
   size_t held = 0;  // idle workers promised to earlier jobs that do not fit yet
+  std::vector<std::pair<std::string, std::string>> to_fail;  // job, why: no live worker can run a rank
   for (auto qit = queue_.begin(); qit != queue_.end();) {
     Job& job = jobs_.at(*qit);
     const size_t ranks = static_cast<size_t>(job.plan.spec.workers);
@@ -61,6 +62,43 @@ Outbox CoordinatorState::schedule() {
     for (size_t i = 0; i < idle.size() && workers.size() < std::min(ranks, free); ++i) {
       if (i >= std::min(held, idle.size())) workers.push_back(idle[i]);
     }
+    // Each rank on a worker that has not said it cannot run it; a worker no rank can use is
+    // not taken. A rank no live worker can run fails the job (its causes named); one that
+    // only busy workers could run waits for them.
+    std::vector<Node*> placement(ranks, nullptr);
+    std::string unplaceable, unplaced;
+    if (!job.cannot_run.empty()) {
+      std::map<Node*, size_t> load;
+      for (size_t r = 0; r < ranks; ++r) {
+        auto excluded = job.cannot_run.find(static_cast<uint32_t>(r));
+        for (Node* w : workers) {
+          if (excluded != job.cannot_run.end() && excluded->second.count(w->id)) continue;
+          if (!placement[r] || load[w] < load[placement[r]]) placement[r] = w;
+        }
+        if (placement[r]) {
+          ++load[placement[r]];
+        } else if (eligible_workers(job, static_cast<uint32_t>(r)).empty()) {
+          unplaceable = no_worker_for(job, static_cast<uint32_t>(r));
+          break;
+        } else if (unplaced.empty()) {
+          unplaced = "waiting for a worker that can run rank " + std::to_string(r) + " (" +
+                     std::to_string(job.cannot_run.at(static_cast<uint32_t>(r)).size()) + " cannot)";
+        }
+      }
+      workers.erase(std::remove_if(workers.begin(), workers.end(), [&](Node* w) { return !load.count(w); }),
+                    workers.end());
+    }
+    if (!unplaceable.empty()) {
+      to_fail.push_back({job.status.job_id, job.recovery_reason.empty() ? unplaceable
+                                                                         : job.recovery_reason + "; " + unplaceable});
+      ++qit;
+      continue;
+    }
+    if (!unplaced.empty()) {
+      job.status.message = job.recovering ? "recovering (" + job.recovery_reason + "): " + unplaced : unplaced;
+      ++qit;
+      continue;
+    }
     std::vector<Node*> servers = live_servers;
     if (servers.size() > job.plan.num_parameters) servers.resize(job.plan.num_parameters);
     job.attempt.ranges = partition_range(job.plan.num_parameters, static_cast<uint32_t>(servers.size())).value();
@@ -89,7 +127,7 @@ Outbox CoordinatorState::schedule() {
     // The attempt is a fresh one (a new job's, or rewind()'s): placement starts empty.
     for (Node* w : workers) w->job = job.status.job_id;
     for (size_t r = 0; r < ranks; ++r) {
-      job.attempt.workers.push_back(workers[r % workers.size()]->id);
+      job.attempt.workers.push_back(placement[r] ? placement[r]->id : workers[r % workers.size()]->id);
       job.attempt.progress[static_cast<uint32_t>(r)] = WorkerProgress{job.start.step, 0, false, now_};
     }
     for (size_t i = 0; i < servers.size(); ++i) {
@@ -125,9 +163,15 @@ Outbox CoordinatorState::schedule() {
     job.status.workers = job.attempt.workers;
     job.status.servers = job.attempt.servers;
     job.status.state = JobState::kStarting;
-    job.status.message = "parameter servers are loading their key ranges";
+    job.status.message = job.recovering ? "recovering (" + job.recovery_reason + "): parameter servers are loading "
+                                                                                 "their key ranges"
+                                        : "parameter servers are loading their key ranges";
     job.attempt.starting_since = now_;
     qit = queue_.erase(qit);
+  }
+  for (const auto& [id, why] : to_fail) {
+    auto more = finish(jobs_.at(id), JobState::kFailed, why);
+    out.insert(out.end(), more.begin(), more.end());
   }
   return out;
 }
@@ -276,6 +320,19 @@ Outbox CoordinatorState::on_node_report(const Node& node, const Envelope& in, St
     return maybe_complete(job);
   }
   if (auto* m = in.get<msg::Error>()) {
+    if (m->node_local && m->rank >= 0 && rank_of(static_cast<uint32_t>(m->rank))) {
+      // This node cannot run this rank (its copy of the data): another node may. Not a
+      // node that died, so no retry here: the rank moves, or the job fails at once.
+      // A worker reads the whole data set for any of its ranks, so what failed one rank
+      // there fails them all: the node is out for every rank of the job.
+      const auto rank = static_cast<uint32_t>(m->rank);
+      for (uint32_t r = 0; r < static_cast<uint32_t>(job.plan.spec.workers); ++r) job.cannot_run[r][node.id] = m->message;
+      const std::string why = node.id + " cannot run rank " + std::to_string(rank) + ": " + m->message;
+      if (eligible_workers(job, rank).empty()) {
+        return finish(job, JobState::kFailed, why + "; " + no_worker_for(job, rank));
+      }
+      return recover(job, why, /*counts=*/false);
+    }
     // A server that stopped answering, or that lost the job, is a failure to recover from;
     // anything else (bad data, a bad job) would fail again on every attempt.
     const bool transient = m->code == ErrorCode::kDeadlineExceeded || m->code == ErrorCode::kUnavailable ||
@@ -393,11 +450,32 @@ void CoordinatorState::rewind(Job& job, uint64_t step) {
   if (s.accuracy_history.size() > s.epoch) s.accuracy_history.resize(s.epoch);
 }
 
-Outbox CoordinatorState::recover(Job& job, const std::string& why) {
+std::vector<std::string> CoordinatorState::eligible_workers(const Job& job, uint32_t rank) const {
+  std::vector<std::string> out;
+  auto excluded = job.cannot_run.find(rank);
+  for (const auto& [id, n] : nodes_) {
+    if (!n.alive || n.role != msg::NodeRole::kWorker) continue;
+    if (excluded != job.cannot_run.end() && excluded->second.count(id)) continue;
+    out.push_back(id);
+  }
+  return out;
+}
+
+std::string CoordinatorState::no_worker_for(const Job& job, uint32_t rank) const {
+  std::string causes;
+  auto excluded = job.cannot_run.find(rank);
+  if (excluded != job.cannot_run.end()) {
+    for (const auto& [id, cause] : excluded->second) causes += (causes.empty() ? "" : "; ") + id + ": " + cause;
+  }
+  return "no live worker can run rank " + std::to_string(rank) + " (" + causes +
+         "); give those workers the data set's files, or start a worker that has them, and `custody resume` the job";
+}
+
+Outbox CoordinatorState::recover(Job& job, const std::string& why, bool counts) {
   msg::JobStatus& s = job.status;
   if (msg::is_terminal(s.state)) return {};
   if (s.state == JobState::kPending) return {};  // holds no nodes yet: nothing to roll back
-  if (s.recoveries >= options_.max_recoveries) {
+  if (counts && s.recoveries >= options_.max_recoveries) {
     return finish(job, JobState::kFailed, why + "; gave up after " + std::to_string(s.recoveries) +
                                               " recoveries (last: " + job.recovery_reason + ")");
   }

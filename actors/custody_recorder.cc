@@ -32,6 +32,8 @@ Status CustodyRecorder::node_registered(const std::string& node_id, const msg::R
   json event = {{"event", lineage::event::kNodeRegistered}, {"node", node_entity_id(node_id)}, {"pid", r.pid}, {"host", r.host}};
   // Who the node proved it is (its key's principal): attribution names a key, not a claim.
   if (!principal.empty()) event["principal"] = principal_id(principal);
+  // Which registration: its retries carry the same session and are not recorded again.
+  if (!r.session.empty()) event["session"] = r.session;
   b.event(std::move(event));
   return write(b);
 }

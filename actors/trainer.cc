@@ -4,10 +4,16 @@
 
 namespace custody::actors {
 
-Result<Trainer> Trainer::load(const msg::AssignTask& t, const std::string& job_id, TrainerOptions options) {
+Result<Trainer> Trainer::load(const msg::AssignTask& t, const std::string& job_id, TrainerOptions options,
+                              bool* data_failure) {
   CUSTODY_ASSIGN_OR_RETURN(JobSpec spec, parse_job_spec(t.spec_text, "job " + job_id));
-  CUSTODY_ASSIGN_OR_RETURN(DataSplit data, load_data(spec.data));
+  // What fails from here to the hash check is this node's copy of the data set: another
+  // node's may do.
+  auto loaded = load_data(spec.data);
+  if (!loaded.is_ok() && data_failure) *data_failure = true;
+  CUSTODY_ASSIGN_OR_RETURN(DataSplit data, std::move(loaded));
   if (data.version_hash != t.shard.dataset_hash) {
+    if (data_failure) *data_failure = true;
     return failed_precondition("the data set this worker read (" + data.version_hash.substr(0, 16) +
                                "...) is not the version the job was submitted with (" +
                                t.shard.dataset_hash.substr(0, 16) +

@@ -216,6 +216,8 @@ void encode_body(wire::Envelope::Body::Builder b, const Body& body) {
             auto e = b.initError();
             e.setCode(to_wire(m.code));
             e.setMessage(text(m.message));
+            e.setRank(m.rank);
+            e.setNodeLocal(m.node_local);
           },
           [&](const Register& m) {
             auto e = b.initRegister();
@@ -224,6 +226,7 @@ void encode_body(wire::Envelope::Body::Builder b, const Body& body) {
             e.setHost(text(m.host));
             e.setPid(m.pid);
             e.setName(text(m.name));
+            e.setSession(text(m.session));
           },
           [&](const RegisterAck& m) {
             auto e = b.initRegisterAck();
@@ -499,12 +502,13 @@ Result<Body> decode_body(wire::Envelope::Body::Reader b, const std::shared_ptr<c
   switch (b.which()) {
     case W::ERROR: {
       auto r = b.getError();
-      return Body(Error{from_wire(r.getCode()), str(r.getMessage())});
+      return Body(Error{from_wire(r.getCode()), str(r.getMessage()), r.getRank(), r.getNodeLocal()});
     }
     case W::REGISTER: {
       auto r = b.getRegister();
       CUSTODY_ASSIGN_OR_RETURN(auto role, from_wire(r.getRole(), "register.role"));
-      return Body(Register{role, str(r.getAddress()), str(r.getHost()), r.getPid(), str(r.getName())});
+      return Body(
+          Register{role, str(r.getAddress()), str(r.getHost()), r.getPid(), str(r.getName()), str(r.getSession())});
     }
     case W::REGISTER_ACK: {
       auto r = b.getRegisterAck();

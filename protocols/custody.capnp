@@ -73,6 +73,9 @@ enum ErrorCode {
 struct Error {
   code @0 :ErrorCode;
   message @1 :Text;         # what was wrong and what to do about it
+  rank @2 :Int32 = -1;      # a worker's trainer failed: the rank of its task (-1: not a task's failure)
+  nodeLocal @3 :Bool;       # the task cannot run on this node (its copy of the data set is missing,
+                            # unreadable or not the submitted bytes): another node may run it
 }
 
 enum NodeRole {
@@ -87,6 +90,9 @@ struct Register {
   host @2 :Text;            # host name, for operators
   pid @3 :UInt32;
   name @4 :Text;            # requested node id; empty lets the coordinator choose
+  session @5 :Text;         # random, new each time the node starts to register (at start, and
+                            # after it lost the coordinator and dropped its work); the retries
+                            # of one registration carry the same one: a repeat is one registration
 }
 
 struct RegisterAck {

@@ -28,12 +28,15 @@ bool is_terminal(JobState s);
 struct Error {
   ErrorCode code = ErrorCode::kInternal;
   std::string message;
+  int32_t rank = -1;        // a trainer's failure: its task's rank
+  bool node_local = false;  // that task cannot run on this node; another node may run it
 };
 struct Register {
   NodeRole role = NodeRole::kWorker;
   std::string address, host;
   uint32_t pid = 0;
   std::string name;
+  std::string session = {};  // the same in every retry of one registration (custody.capnp)
 };
 struct RegisterAck {
   std::string node_id;

@@ -231,14 +231,18 @@ TEST_F(TrainerTest, ATaskThatDoesNotFitItsDataIsRefusedBeforeTraining) {
   InMemoryServers servers(kParameters, 1);
   msg::AssignTask other_data = task(servers, text);
   other_data.shard.dataset_hash = std::string(64, 'a');
-  auto t = Trainer::load(other_data, "job-1");
+  bool data_failure = false;
+  auto t = Trainer::load(other_data, "job-1", {}, &data_failure);
   EXPECT_EQ(t.status().code(), ErrorCode::kFailedPrecondition);
   EXPECT_NE(t.status().message().find("is not the version the job was submitted with"), std::string::npos);
+  EXPECT_TRUE(data_failure) << "this node's copy of the data: another node's may do";
 
   msg::AssignTask too_many_steps = task(servers, text);
   too_many_steps.steps_per_epoch = 13;
-  t = Trainer::load(too_many_steps, "job-1");
+  data_failure = false;
+  t = Trainer::load(too_many_steps, "job-1", {}, &data_failure);
   EXPECT_EQ(t.status().code(), ErrorCode::kInvalidArgument);
+  EXPECT_FALSE(data_failure) << "the job's own mistake fails on every node alike";
   EXPECT_EQ(t.status().message(), "13 steps of 8 samples do not fit the assigned shard of 100");
 
   msg::AssignTask other_model = task(servers, text);
@@ -250,6 +254,18 @@ TEST_F(TrainerTest, ATaskThatDoesNotFitItsDataIsRefusedBeforeTraining) {
   msg::AssignTask outside = task(servers, text);
   outside.shard.end = 101;
   EXPECT_EQ(Trainer::load(outside, "job-1").status().code(), ErrorCode::kInvalidArgument);
+}
+
+TEST_F(TrainerTest, AMissingDataFileIsThisNodesFailureNamingTheFile) {
+  InMemoryServers servers(kParameters, 1);
+  msg::AssignTask t = task(servers, "[job]\nname = \"t\"\nepochs = 1\nbatch_size = 8\nworkers = 1\n[model]\n"
+                                    "type = \"softmax\"\nclasses = 10\n[optimizer]\ntype = \"sgd\"\n"
+                                    "learning_rate = 0.1\n[data]\nkind = \"idx\"\ndir = \"/nonexistent/fashion\"\n");
+  bool data_failure = false;
+  auto loaded = Trainer::load(t, "job-1", {}, &data_failure);
+  ASSERT_FALSE(loaded.is_ok());
+  EXPECT_TRUE(data_failure);
+  EXPECT_NE(loaded.status().message().find("/nonexistent/fashion/"), std::string::npos) << loaded.status().message();
 }
 
 }  // namespace

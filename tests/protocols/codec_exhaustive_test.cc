@@ -27,8 +27,8 @@ std::vector<Body> every_body() {
   Push push{"worker-1", 2, Floats{0.5f}, 3, 4, 5, SharedBytes::copy_of(reinterpret_cast<const uint8_t*>("sealed"), 6)};
   Params params{1, 2, Floats{0.5f}, SharedBytes::copy_of(reinterpret_cast<const uint8_t*>("sealed"), 6)};
   return {
-      Error{ErrorCode::kDataLoss, "bad"},
-      Register{NodeRole::kWorker, "tcp://a:1", "host", 42, "worker-9"},
+      Error{ErrorCode::kDataLoss, "bad", 2, true},
+      Register{NodeRole::kWorker, "tcp://a:1", "host", 42, "worker-9", "5e55"},
       RegisterAck{"worker-9", 250},
       Heartbeat{true},
       HeartbeatAck{true},  // the wire default is false
