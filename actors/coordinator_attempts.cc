@@ -175,6 +175,8 @@ Outbox CoordinatorState::start_tasks(Job& job) {
     t.servers = servers;
     t.num_parameters = job.plan.num_parameters;
     t.start_step = job.start.step;
+    if (r < job.plan.data.train_digests.size()) t.train_digest = job.plan.data.train_digests[r];
+    if (r < job.plan.data.test_digests.size()) t.test_digest = job.plan.data.test_digests[r];
     job.attempt.tasks.push_back(t);  // kept without the keys
     if (job.attempt.keys) job.attempt.keys->fill(t);
     out.push_back({node_by_id(job.attempt.workers[r])->peer, envelope(job.status.job_id, std::move(t), job.attempt.number)});

@@ -321,6 +321,10 @@ void encode_body(wire::Envelope::Body::Builder b, const Body& body) {
             e.setStartStep(m.start_step);
             if (m.rank_key) e.setRankKey(key_bytes(*m.rank_key));
             if (m.replies_key) e.setRepliesKey(key_bytes(*m.replies_key));
+            e.setTrainImagesSha256(text(m.train_digest.images_sha256));
+            e.setTrainLabelsSha256(text(m.train_digest.labels_sha256));
+            e.setTestImagesSha256(text(m.test_digest.images_sha256));
+            e.setTestLabelsSha256(text(m.test_digest.labels_sha256));
           },
           [&](const Progress& m) {
             auto e = b.initProgress();
@@ -582,6 +586,8 @@ Result<Body> decode_body(wire::Envelope::Body::Reader b, const std::shared_ptr<c
       m.start_step = r.getStartStep();
       CUSTODY_ASSIGN_OR_RETURN(m.rank_key, read_key(r.getRankKey(), "assignTask.rankKey"));
       CUSTODY_ASSIGN_OR_RETURN(m.replies_key, read_key(r.getRepliesKey(), "assignTask.repliesKey"));
+      m.train_digest = {str(r.getTrainImagesSha256()), str(r.getTrainLabelsSha256())};
+      m.test_digest = {str(r.getTestImagesSha256()), str(r.getTestLabelsSha256())};
       return Body(std::move(m));
     }
     case W::PROGRESS: {

@@ -251,6 +251,14 @@ struct AssignTask {
   # (docs/ARCHITECTURE.md, "The data plane: keys and sealing").
   rankKey @9 :Data;         # 32 bytes: this rank's pushes and pulls are sealed under keys derived from it
   repliesKey @10 :Data;     # 32 bytes: the servers' params replies are opened with keys derived from it
+  # SHA-256 of this task's records as the coordinator read them at submission, per file:
+  # the shard's [shard.begin, shard.end) and the test range's [testBegin, testEnd), their
+  # pixel bytes and their label bytes (core/dataset.h, records_digest). The worker refuses
+  # to train on a copy that differs, naming the file. Empty: not checked (an older coordinator).
+  trainImagesSha256 @11 :Text;
+  trainLabelsSha256 @12 :Text;
+  testImagesSha256 @13 :Text;
+  testLabelsSha256 @14 :Text;
 }
 
 # worker -> coordinator, a few times a second.

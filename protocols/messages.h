@@ -12,6 +12,7 @@
 
 #include "core/aead.h"
 #include "core/error.h"
+#include "core/records_digest.h"
 #include "protocols/floats.h"
 
 namespace custody::msg {
@@ -130,6 +131,8 @@ struct AssignTask {
   uint64_t start_step = 0;
   // This rank's data-plane keys of this attempt (protocols/data_plane.h); none: not sealed.
   std::optional<AeadKey> rank_key = {}, replies_key = {};
+  // What its records must be (core/dataset.h, records_digest); empty: not checked.
+  RecordsDigest train_digest = {}, test_digest = {};
 };
 struct Progress {
   uint32_t epoch = 0;

@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include "core/dataset.h"
+#include "core/job_spec.h"
 #include "protocols/data_plane.h"
 
 #include <set>
@@ -962,6 +964,44 @@ TEST_F(CoordinatorStateTest, AServerThatStoppedAnsweringIsRetriedOnTheSameNodes)
   EXPECT_EQ(job(id).recoveries, 1u);
   state_.handle("P1", at_attempt(msg::KeyRangeReady{0, 36}, id, 1), now_);
   EXPECT_EQ(job(id).workers, (std::vector<std::string>{"worker-1", "worker-2"}));
+}
+
+// At submission the coordinator pins what each rank's records are, file by file; each task
+// carries its rank's, the lineage keeps them with the submission, and each start's
+// assignment names them with the shard.
+TEST_F(CoordinatorCustodyTest, EachTaskCarriesWhatItsRecordsAreAsReadAtSubmission) {
+  register_nodes(2);
+  const std::string id = submit();
+  Outbox out = send("P1", msg::KeyRangeReady{0, 36}, id);
+  const DataSplit data = load_data(parse_job_spec(kSyntheticJob, "tiny").value().data).value();
+  auto tasks = of_type<msg::AssignTask>(out);
+  ASSERT_EQ(tasks.size(), 2u);
+  for (auto* o : tasks) {
+    const msg::AssignTask& t = *o->envelope.get<msg::AssignTask>();
+    const RecordsDigest train = records_digest(data.train, static_cast<int64_t>(t.shard.begin), static_cast<int64_t>(t.shard.end));
+    const RecordsDigest test = records_digest(data.test, static_cast<int64_t>(t.test_begin), static_cast<int64_t>(t.test_end));
+    EXPECT_EQ(t.train_digest.images_sha256, train.images_sha256) << "rank " << t.rank;
+    EXPECT_EQ(t.train_digest.labels_sha256, train.labels_sha256) << "rank " << t.rank;
+    EXPECT_EQ(t.test_digest.images_sha256, test.images_sha256) << "rank " << t.rank;
+    EXPECT_EQ(t.test_digest.labels_sha256, test.labels_sha256) << "rank " << t.rank;
+  }
+  auto consumed = store_->relations(id, storage::CustodyStore::Direction::kOut).value();
+  bool saw = false;
+  for (const auto& r : consumed) {
+    if (r.body["rel"] != "consumed") continue;
+    saw = true;
+    const auto& shards = r.body["shards"];
+    ASSERT_EQ(shards.size(), 2u) << r.body.dump();
+    EXPECT_EQ(shards[1]["begin"], 100u);
+    EXPECT_EQ(shards[1]["images_sha256"], records_digest(data.train, 100, 200).images_sha256);
+  }
+  EXPECT_TRUE(saw);
+  auto assigned = store_->relations("node:worker-2", storage::CustodyStore::Direction::kIn).value();
+  bool named = false;
+  for (const auto& r : assigned) {
+    if (r.body["rel"] == "assigned") named = r.body["shard"].contains("images_sha256");
+  }
+  EXPECT_TRUE(named);
 }
 
 }  // namespace

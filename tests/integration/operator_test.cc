@@ -154,5 +154,37 @@ TEST(OperatorTest, AWorkerThatCannotReadItsDataMovesItsRankAndTheJobFailsWithinO
   EXPECT_NE(ended[0].dump().find("no live worker can run rank"), std::string::npos) << ended[0].dump();
 }
 
+// One byte of the training images changed after the coordinator read them at submission
+// (a worker's copy that differs): the worker of the rank whose records it is in refuses to
+// train on them, naming the file; here every worker shares the changed copy, so the job
+// fails within one recovery, naming the file for both.
+TEST(OperatorTest, AWorkersCopyThatDiffersByOneByteIsRefusedNamingTheFile) {
+  ClusterOptions o;
+  o.servers = 1;
+  o.workers = 0;
+  LocalCluster c("operator-one-byte", o);
+  const fs::path data = c.dir() / "data";
+  write_idx_data(data, 640, 64);
+  ASSERT_TRUE(c.wait_for_nodes(1));
+  const std::string job = submit(c, idx_job(data));
+  ASSERT_FALSE(job.empty());
+  {
+    // Record 500 (rank 1's shard [320, 640)), pixel 9.
+    std::fstream f(data / "train-images", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(16 + 500 * 64 + 9);
+    f.put('\x7f');
+  }
+  c.add_node("custody-worker", "worker-1");
+  c.add_node("custody-worker", "worker-2");
+  const json s = wait_for_state(c, job, {"failed", "completed"});
+  EXPECT_EQ(s.value("state", ""), "failed") << s.dump(2);
+  const std::string message = s.value("message", "");
+  const std::string refused = "'" + (data / "train-images").string() + "' holds other bytes in training records [320, 640)";
+  EXPECT_NE(message.find("no live worker can run rank 1"), std::string::npos) << message;
+  EXPECT_NE(message.find("worker-1: " + refused), std::string::npos) << message;
+  EXPECT_NE(message.find("worker-2: " + refused), std::string::npos) << message;
+  EXPECT_LE(s.value("recoveries", 99), 1);
+}
+
 }  // namespace
 }  // namespace custody::testing
