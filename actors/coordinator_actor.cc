@@ -210,7 +210,7 @@ caf::behavior coordinator_actor(caf::stateful_actor<CoordinatorActorState>* self
 
 // Reads the admin token from its file, or creates both; makes sure the store knows it.
 Status bootstrap_admin(storage::CustodyStore* store, const std::string& path) {
-  if (!store) return failed_precondition("--auth keeps principals in the custody store: give --store");
+  if (!store) return failed_precondition("--auth keeps principals in the custody store: drop --no-store");
   std::string token;
   if (std::ifstream in{path}) {
     std::getline(in, token);
@@ -236,7 +236,7 @@ Status bootstrap_admin(storage::CustodyStore* store, const std::string& path) {
 // Reads the admin's CurveZMQ key pair from its file, or creates both; makes sure the store
 // knows its public key.
 Status bootstrap_admin_key(storage::CustodyStore* store, const std::string& path) {
-  if (!store) return failed_precondition("security = \"curve\" keeps principals in the custody store: give --store");
+  if (!store) return failed_precondition("security = \"curve\" keeps principals in the custody store: drop --no-store");
   bool created = false;
   CUSTODY_ASSIGN_OR_RETURN(auto admin, transport::load_or_create_key_file(path, "admin", &created));
   if (created) log(LogLevel::kInfo, "coordinator", "created the admin's key pair in " + path + " (keep it secret)");
@@ -294,7 +294,10 @@ int run_coordinator(const CoordinatorNodeConfig& config, const std::atomic<bool>
     }
     store = std::move(opened).value();
     store->set_metrics(&metrics);
-    log(LogLevel::kInfo, "coordinator", "custody store at " + config.store);
+    log(LogLevel::kInfo, "coordinator",
+        "custody store at " + config.store +
+            (config.store_is_default ? " (the default; --store DIR chooses another, --no-store runs without one)"
+                                     : ""));
     // The store key: outside the store, like the signing key; it seals every tensor written
     // and opens every tensor read (restores, resumes, serving, exports).
     const std::string key_file =
@@ -312,10 +315,19 @@ int run_coordinator(const CoordinatorNodeConfig& config, const std::atomic<bool>
                                         "coordinator stopped"
                                       : ""));
   } else if (config.options.security != Security::kNone) {
-    log(LogLevel::kError, "coordinator", "a secured coordinator keeps its principals in the custody store: give --store");
+    log(LogLevel::kError, "coordinator",
+        "a secured coordinator keeps its principals in the custody store: drop --no-store (or give --store DIR)");
     return 2;
   } else {
-    log(LogLevel::kWarn, "coordinator", "no custody store (--store): lineage and checkpoints are not recorded");
+    // Loud, and more than once in the log's first lines: nothing this coordinator does can
+    // be answered for afterwards.
+    for (const char* line :
+         {"RUNNING WITHOUT A CUSTODY STORE (--no-store): NOTHING IS RECORDED",
+          "  no lineage, no checkpoints, no audit log, no usage records; a failed job restarts from its "
+          "beginning and no job survives a coordinator restart",
+          "  drop --no-store to record into the default store, or give --store DIR"}) {
+      log(LogLevel::kWarn, "coordinator", line);
+    }
   }
   // The notary's key: outside the store, so that a copy of the store is not a copy of it.
   std::unique_ptr<SigningKey> key;

@@ -2,6 +2,7 @@
 // resumed, and the jobs of a coordinator that restarted come back from the custody record.
 #include "actors/coordinator_state.h"
 
+#include "core/partition.h"
 #include <algorithm>
 #include <cstdio>
 
@@ -196,6 +197,17 @@ Result<Job> CoordinatorState::prepare(const std::string& spec_text, const std::s
   plan.layer_sizes = model.layer_sizes();
   plan.data = {data->version_hash, data->train.content_hash, data->test.content_hash, data->train.count,
                data->test.count};
+  // Each rank's records, file by file, as read now: what its worker must hold. The split
+  // is the one start_tasks makes (a rank's shard never changes).
+  const auto workers = static_cast<uint32_t>(spec.workers);
+  CUSTODY_ASSIGN_OR_RETURN(auto train_ranges, partition_range(static_cast<uint64_t>(data->train.count), workers));
+  CUSTODY_ASSIGN_OR_RETURN(auto test_ranges, partition_range(static_cast<uint64_t>(data->test.count), workers));
+  for (uint32_t r = 0; r < workers; ++r) {
+    plan.data.train_digests.push_back(records_digest(data->train, static_cast<int64_t>(train_ranges[r].begin),
+                                                     static_cast<int64_t>(train_ranges[r].end)));
+    plan.data.test_digests.push_back(records_digest(data->test, static_cast<int64_t>(test_ranges[r].begin),
+                                                    static_cast<int64_t>(test_ranges[r].end)));
+  }
   plan.features = data->train.features;
   plan.num_parameters = model.num_parameters();
   plan.steps_per_epoch = static_cast<uint64_t>(min_shard / spec.batch_size);

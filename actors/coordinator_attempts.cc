@@ -1,6 +1,6 @@
 // CoordinatorState: attempts. Scheduling pending jobs onto nodes, starting an attempt, its
-// progress and checkpoints, and its end: completion, failure, cancellation, or a rollback to
-// the last checkpoint as the next attempt.
+// progress and checkpoints, and its end: completion, failure, cancellation (a rollback to
+// the last checkpoint as the next attempt is coordinator_recovery.cc's).
 #include "actors/coordinator_state.h"
 
 #include <algorithm>
@@ -32,6 +32,7 @@ Outbox CoordinatorState::schedule() {
   // jobs start only on workers beyond those (they go ahead without delaying it: no
   // starvation). One that cannot fit on the nodes alive at all holds nothing and says so.
   size_t held = 0;  // idle workers promised to earlier jobs that do not fit yet
+  std::vector<std::pair<std::string, std::string>> to_fail;  // job, why: no live worker can run a rank
   for (auto qit = queue_.begin(); qit != queue_.end();) {
     Job& job = jobs_.at(*qit);
     const size_t ranks = static_cast<size_t>(job.plan.spec.workers);
@@ -61,6 +62,20 @@ Outbox CoordinatorState::schedule() {
     for (size_t i = 0; i < idle.size() && workers.size() < std::min(ranks, free); ++i) {
       if (i >= std::min(held, idle.size())) workers.push_back(idle[i]);
     }
+    // Each rank on a worker that has not said it cannot run it (coordinator_recovery.cc).
+    const RankPlacement placement = place_ranks(job, workers);
+    if (!placement.unplaceable.empty()) {
+      const std::string& why = placement.unplaceable;
+      to_fail.push_back({job.status.job_id, job.recovery_reason.empty() ? why : job.recovery_reason + "; " + why});
+      ++qit;
+      continue;
+    }
+    if (!placement.waiting.empty()) {
+      const std::string& wait = placement.waiting;
+      job.status.message = job.recovering ? "recovering (" + job.recovery_reason + "): " + wait : wait;
+      ++qit;
+      continue;
+    }
     std::vector<Node*> servers = live_servers;
     if (servers.size() > job.plan.num_parameters) servers.resize(job.plan.num_parameters);
     job.attempt.ranges = partition_range(job.plan.num_parameters, static_cast<uint32_t>(servers.size())).value();
@@ -89,7 +104,7 @@ Outbox CoordinatorState::schedule() {
     // The attempt is a fresh one (a new job's, or rewind()'s): placement starts empty.
     for (Node* w : workers) w->job = job.status.job_id;
     for (size_t r = 0; r < ranks; ++r) {
-      job.attempt.workers.push_back(workers[r % workers.size()]->id);
+      job.attempt.workers.push_back(placement.nodes[r] ? placement.nodes[r]->id : workers[r % workers.size()]->id);
       job.attempt.progress[static_cast<uint32_t>(r)] = WorkerProgress{job.start.step, 0, false, now_};
     }
     for (size_t i = 0; i < servers.size(); ++i) {
@@ -125,9 +140,15 @@ Outbox CoordinatorState::schedule() {
     job.status.workers = job.attempt.workers;
     job.status.servers = job.attempt.servers;
     job.status.state = JobState::kStarting;
-    job.status.message = "parameter servers are loading their key ranges";
+    job.status.message = job.recovering ? "recovering (" + job.recovery_reason + "): parameter servers are loading "
+                                                                                 "their key ranges"
+                                        : "parameter servers are loading their key ranges";
     job.attempt.starting_since = now_;
     qit = queue_.erase(qit);
+  }
+  for (const auto& [id, why] : to_fail) {
+    auto more = finish(jobs_.at(id), JobState::kFailed, why);
+    out.insert(out.end(), more.begin(), more.end());
   }
   return out;
 }
@@ -166,6 +187,8 @@ Outbox CoordinatorState::start_tasks(Job& job) {
     }
     t.num_parameters = job.plan.num_parameters;
     t.start_step = job.start.step;
+    if (r < job.plan.data.train_digests.size()) t.train_digest = job.plan.data.train_digests[r];
+    if (r < job.plan.data.test_digests.size()) t.test_digest = job.plan.data.test_digests[r];
     job.attempt.tasks.push_back(t);  // kept without the keys
     if (job.attempt.keys) job.attempt.keys->fill(t);
     out.push_back({node_by_id(job.attempt.workers[r])->peer, envelope(job.status.job_id, std::move(t), job.attempt.number)});
@@ -293,6 +316,9 @@ Outbox CoordinatorState::on_node_report(const Node& node, const Envelope& in, St
     return maybe_complete(job);
   }
   if (auto* m = in.get<msg::Error>()) {
+    if (m->node_local && m->rank >= 0 && rank_of(static_cast<uint32_t>(m->rank))) {
+      return on_task_cannot_run(job, node, *m);  // its copy of the data: another node may do
+    }
     // A server that stopped answering, or that lost the job, is a failure to recover from;
     // anything else (bad data, a bad job) would fail again on every attempt.
     const bool transient = m->code == ErrorCode::kDeadlineExceeded || m->code == ErrorCode::kUnavailable ||
@@ -408,94 +434,6 @@ void CoordinatorState::rewind(Job& job, uint64_t step) {
   s.step = step;
   s.epoch = static_cast<uint32_t>(step / job.plan.steps_per_epoch);
   if (s.accuracy_history.size() > s.epoch) s.accuracy_history.resize(s.epoch);
-}
-
-Outbox CoordinatorState::recover(Job& job, const std::string& why) {
-  msg::JobStatus& s = job.status;
-  if (msg::is_terminal(s.state)) return {};
-  if (s.state == JobState::kPending) return {};  // holds no nodes yet: nothing to roll back
-  if (s.recoveries >= options_.max_recoveries) {
-    return finish(job, JobState::kFailed, why + "; gave up after " + std::to_string(s.recoveries) +
-                                              " recoveries (last: " + job.recovery_reason + ")");
-  }
-  ++recoveries_total_;
-  Outbox out = stop_attempt(job, "rolled back: " + why);
-  // The live servers answer the stop with what they had applied (jobReleased).
-  std::vector<std::string> to_report;
-  for (const auto& id : job.attempt.servers) {
-    const Node* n = node_by_id(id);
-    if (n && n->alive) to_report.push_back(id);
-  }
-  uint64_t reached = UINT64_MAX;
-  for (auto& [rank, p] : job.attempt.progress) reached = std::min(reached, p.step);
-  if (reached == UINT64_MAX) reached = job.start.step;
-  reached = std::max(reached, job.last_checkpoint_step);  // progress reports lag the servers
-  // Back to the newest checkpoint of this job, or to where this run of it started.
-  // Without a checkpoint the job goes back to where this run of it started, with the values
-  // and optimizer state it started from.
-  std::string checkpoint, optimizer_note;
-  if (recorder_.enabled() && !s.last_checkpoint.empty()) {
-    auto step = load_start(job, s.last_checkpoint, &optimizer_note);
-    if (!step.is_ok()) {
-      auto more = finish(job, JobState::kFailed, why + "; and its last checkpoint " + s.last_checkpoint +
-                                                     " cannot be loaded: " + step.status().message());
-      out.insert(out.end(), more.begin(), more.end());
-      return out;
-    }
-    job.start.step = step.value();
-    checkpoint = s.last_checkpoint;
-  }
-  Status recorded = recorder_.job_recovered(s, job.attempt.number, why, reached, job.start.step, checkpoint,
-                                            recorder_.enabled() ? to_report : std::vector<std::string>());
-  if (!recorded.is_ok()) {
-    auto more = finish(job, JobState::kFailed, why + "; and the recovery could not be recorded: " + recorded.message());
-    out.insert(out.end(), more.begin(), more.end());
-    return out;
-  }
-  log(LogLevel::kWarn, kSelf, s.job_id + ": " + why + "; rolling back from step " + std::to_string(reached) +
-                                  " to step " + std::to_string(job.start.step) +
-                                  (checkpoint.empty() ? " (the job's start)" : " (" + checkpoint + ")") +
-                                  " as attempt " + std::to_string(job.attempt.number + 1));
-  if (recorder_.enabled() && !to_report.empty()) {
-    Discard& d = job.discards[job.attempt.number];
-    d.back_to_step = job.start.step;
-    d.waiting.insert(to_report.begin(), to_report.end());
-    d.since = now_;
-  }
-  rewind(job, job.start.step);
-  ++s.recoveries;
-  job.recovering = true;
-  job.recovery_reason = why;
-  s.message = "recovering: " + why + optimizer_note;
-  s.waiting_for.clear();
-  queue_.insert(queue_.begin(), s.job_id);  // it held nodes: it goes before the jobs that wait
-  return out;
-}
-
-void CoordinatorState::on_job_released(Job& job, const Node& node, uint32_t attempt, const msg::JobReleased& m) {
-  auto d = job.discards.find(attempt);
-  if (d == job.discards.end() || !d->second.waiting.erase(node.id)) return;  // a stop without a rollback
-  d->second.applied[node.id] = m;
-  if (d->second.waiting.empty()) record_discard(job, attempt);
-}
-
-void CoordinatorState::record_discard(Job& job, uint32_t attempt) {
-  auto d = job.discards.find(attempt);
-  if (d == job.discards.end()) return;
-  const Discard& discard = d->second;
-  const std::vector<std::string> unanswered(discard.waiting.begin(), discard.waiting.end());
-  Status recorded = recorder_.attempt_discarded(job.status, attempt, discard.back_to_step, discard.applied, unanswered);
-  // It describes work already thrown away; a store that cannot take it is reported, and the
-  // job goes on (its next checkpoint would fail it).
-  if (!recorded.is_ok()) log(LogLevel::kError, kSelf, job.status.job_id + ": " + recorded.message());
-  std::string applied;
-  for (const auto& [server, r] : discard.applied) {
-    applied += (applied.empty() ? "" : ", ") + server + " at step " + std::to_string(r.applied_step);
-  }
-  log(LogLevel::kInfo, kSelf, job.status.job_id + " attempt " + std::to_string(attempt) + " discarded: " +
-                                  (applied.empty() ? std::string("no server answered") : applied) + " (rolled back to step " +
-                                  std::to_string(discard.back_to_step) + ")");
-  job.discards.erase(d);
 }
 
 }  // namespace custody::actors

@@ -103,6 +103,11 @@ struct Job {
   // fewer nodes than ranks.
   SteadyClock::time_point full_nodes_until;
   std::map<uint32_t, Discard> discards;  // by attempt number
+  // The nodes that reported they cannot run a rank (its data missing, unreadable or not
+  // the submitted bytes there; today a worker reads the whole data set, so a node is out
+  // for every rank at once), with what each said: rank -> node -> cause. Scheduling
+  // never gives the rank to those nodes again; with no other worker alive the job fails.
+  std::map<uint32_t, std::map<std::string, std::string>> cannot_run;
 };
 
 }  // namespace custody::actors

@@ -246,6 +246,16 @@ Outbox CoordinatorState::on_register(const std::string& peer, const Envelope& in
                                                      "node " + id + " belongs to principal " + existing->principal +
                                                          "; register under another name"))}};
   }
+  if (existing && existing->alive && !m.session.empty() && existing->session == m.session &&
+      existing->pid == m.pid && existing->host == m.host && existing->role == m.role) {
+    // A repeat of the registration it holds (the node retries once a second until it hears
+    // back; behind a partition the retries queue and arrive together): the same
+    // registration, so one record, and nothing it holds is rolled back.
+    existing->last_seen = now;
+    existing->peer = peer;
+    return {{peer, msg::reply_to(in, kSelf,
+                                 msg::RegisterAck{id, static_cast<uint32_t>(options_.heartbeat_interval.count())})}};
+  }
   if (existing && existing->alive && existing->peer != peer) {
     // A node restarted under the same name: the old incarnation is gone.
     log(LogLevel::kWarn, kSelf, "node " + id + " registered again from a new connection; "
@@ -274,6 +284,7 @@ Outbox CoordinatorState::on_register(const std::string& peer, const Envelope& in
   n.principal = secured() ? caller.principal : "";
   n.role = m.role;
   n.pid = m.pid;
+  n.session = m.session;
   n.last_seen = now;
   nodes_[id] = n;
   log(LogLevel::kInfo, kSelf, std::string("registered ") + msg::to_string(m.role) + " " + id +

@@ -102,6 +102,7 @@ class CoordinatorState {
     std::string principal;  // the key's principal that registered it (security curve or token)
     msg::NodeRole role = msg::NodeRole::kWorker;
     uint32_t pid = 0;
+    std::string session;  // of the registration it holds (msg::Register::session)
     bool alive = true;
     std::string job;  // the job it works on, if any
     SteadyClock::time_point last_seen;
@@ -163,7 +164,24 @@ class CoordinatorState {
   // from are the caller's): shared by resume and recovery.
   void rewind(Job& job, uint64_t step);
   // Rolls a running or starting job back to its last checkpoint and queues it again.
-  Outbox recover(Job& job, const std::string& why);
+  // `counts`: subject to max_recoveries (a lost node); a rank moved off a node that cannot
+  // run it is not (it cannot repeat: that node never gets the rank again).
+  Outbox recover(Job& job, const std::string& why, bool counts = true);
+  // A worker's trainer cannot run its rank on that node (error.nodeLocal): keep the node
+  // off the job's ranks, and roll back once onto others or fail now naming the causes.
+  Outbox on_task_cannot_run(Job& job, const Node& node, const msg::Error& m);
+  // Which of `workers` (idle, in scheduling order) runs each rank, given job.cannot_run:
+  // `nodes` by rank (all null: no constraint, round-robin), or why no live worker can run a
+  // rank (`unplaceable`: the job fails), or what it waits for. Drops unused workers.
+  struct RankPlacement {
+    std::vector<Node*> nodes;
+    std::string unplaceable, waiting;
+  };
+  RankPlacement place_ranks(const Job& job, std::vector<Node*>& workers) const;
+  // The live workers, busy or idle, that have not said they cannot run `rank`.
+  std::vector<std::string> eligible_workers(const Job& job, uint32_t rank) const;
+  // Why no live worker can run `rank`: each node's cause, and what the operator can do.
+  std::string no_worker_for(const Job& job, uint32_t rank) const;
 
   // Constant after construction.
   CoordinatorOptions options_;

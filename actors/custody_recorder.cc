@@ -1,5 +1,6 @@
 #include "actors/custody_recorder.h"
 
+#include "core/partition.h"
 #include <algorithm>
 
 #include "core/hash.h"
@@ -33,6 +34,8 @@ Status CustodyRecorder::node_registered(const std::string& node_id, const msg::R
   json event = {{"event", lineage::event::kNodeRegistered}, {"node", node_entity_id(node_id)}, {"pid", r.pid}, {"host", r.host}};
   // Who the node proved it is (its key's principal): attribution names a key, not a claim.
   if (!principal.empty()) event["principal"] = principal_id(principal);
+  // Which registration: its retries carry the same session and are not recorded again.
+  if (!r.session.empty()) event["session"] = r.session;
   b.event(std::move(event));
   return write(b);
 }
@@ -77,8 +80,20 @@ Status CustodyRecorder::job_submitted(const msg::JobStatus& job, const JobSpec& 
             {"optimizer", to_string(spec.optimizer.kind)},
             {"learning_rate", spec.optimizer.learning_rate}});
   b.relation(lineage::rel::kSubmittedBy, job.job_id, principal);
+  // What each rank's shard is, as read at submission: the bytes a worker must hold to
+  // train on it (it checks them before it trains).
+  json shards = json::array();
+  const auto ranges = partition_range(static_cast<uint64_t>(data.train_count), static_cast<uint32_t>(spec.workers));
+  for (size_t r = 0; r < data.train_digests.size() && ranges.is_ok() && r < ranges->size(); ++r) {
+    shards.push_back({{"index", r},
+                      {"begin", ranges.value()[r].begin},
+                      {"end", ranges.value()[r].end},
+                      {"images_sha256", data.train_digests[r].images_sha256},
+                      {"labels_sha256", data.train_digests[r].labels_sha256}});
+  }
   b.relation(lineage::rel::kConsumed, job.job_id, dataset,
              {{"train_samples", data.train_count},
+              {"shards", shards},
               {"name", spec.data.name},
               {"files", files},
               {"license", spec.data.license},
@@ -106,6 +121,10 @@ Status CustodyRecorder::job_started(const msg::JobStatus& job, const std::vector
                      {"shard", {{"dataset", lineage::dataset_id(t.shard.dataset_hash)}, {"index", t.shard.index},
                                 {"of", t.shard.num_shards}, {"begin", t.shard.begin}, {"end", t.shard.end}}},
                      {"test_range", {t.test_begin, t.test_end}}};
+    if (!t.train_digest.empty()) {
+      assigned["shard"]["images_sha256"] = t.train_digest.images_sha256;
+      assigned["shard"]["labels_sha256"] = t.train_digest.labels_sha256;
+    }
     // Fingerprints only: the keys themselves never reach the store.
     if (i < key_fingerprints.size()) assigned["key_fingerprints"] = key_fingerprints[i];
     b.relation(lineage::rel::kAssigned, job.job_id, node_entity_id(job.workers[i]), std::move(assigned));

@@ -20,6 +20,9 @@ namespace custody::actors {
 struct DatasetInfo {
   std::string version_hash, train_hash, test_hash;
   int64_t train_count = 0, test_count = 0;
+  // Split for this job, by rank: each shard's training records and each test range, what
+  // they are file by file (core/records_digest.h). Workers check their copies against them.
+  std::vector<RecordsDigest> train_digests = {}, test_digests = {};
 };
 
 // Per worker and rank, summed over the parameter servers of one checkpoint interval.

@@ -88,9 +88,11 @@ struct HttpOptions {
 struct CoordinatorNodeConfig {
   std::string listen = "tcp://127.0.0.1:5555";  // ":0" picks a free port
   std::string port_file;  // if set, the bound endpoint is written there once listening
-  // The custody store (a RocksDB directory, created if missing). Empty: no lineage, no
-  // checkpoints; the coordinator says so at start.
+  // The custody store (a RocksDB directory, created 0700 if missing). custody-coordinator
+  // fills in its default directory (nodes/node_options.h, default_store_dir) unless told
+  // --no-store. Empty: no lineage, no checkpoints; the coordinator says so, loudly, at start.
   std::string store;
+  bool store_is_default = false;  // `store` is the default directory: the log says so
   CoordinatorOptions options;
   ServingOptions serving;
   HttpOptions http;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "core/hash.h"
 #include "core/log.h"
 
 namespace custody::actors {
@@ -13,7 +14,17 @@ NodeLink::NodeLink(msg::Register registration, std::string coordinator_address,
       connect_timeout_(connect_timeout),
       since_(now),
       label_(msg::to_string(registration_.role)),
-      token_(std::move(token)) {}
+      token_(std::move(token)) {
+  new_session();
+}
+
+void NodeLink::new_session() {
+  ++sessions_;
+  auto token = random_token(16);
+  // Without the system's randomness (never seen), the count still tells this process's
+  // sessions apart; the coordinator also compares the pid.
+  registration_.session = token.is_ok() ? token.value() : "local-" + std::to_string(sessions_);
+}
 
 Outgoing NodeLink::to_coordinator(msg::Envelope e) const {
   e.sender = node_id_.empty() ? label_ : node_id_;
@@ -43,6 +54,7 @@ Result<Outbox> NodeLink::on_tick(SteadyClock::time_point now, bool busy) {
                                        " for a while; registering again");
     registered_ = false;
     since_ = now;
+    new_session();
     return out;
   }
   if (now - last_sent_ >= interval_) {
@@ -78,6 +90,7 @@ bool NodeLink::on_message(const msg::Envelope& in, SteadyClock::time_point now) 
     if (!ack->known && registered_) {
       log(LogLevel::kWarn, node_id_, "the coordinator no longer knows this node; registering again");
       registered_ = false;
+      new_session();
       since_ = now;
       last_sent_ = SteadyClock::time_point();
     }

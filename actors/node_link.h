@@ -2,6 +2,9 @@
 // coordinator, heartbeats, and noticing a coordinator that does not answer.
 //
 //   unregistered --registerAck--> registered --heartbeatAck{known=false}--> unregistered
+//   (each time it becomes unregistered it takes a new session: the registrations it sends
+//   until the next registerAck, one a second, all carry it, so the coordinator counts
+//   however many of them arrive, e.g. queued behind a partition, as one registration)
 //   unregistered for longer than connect_timeout, before the first registerAck: fatal
 //   ("could not reach the coordinator ..."); after it, the node keeps trying and logs.
 // Plain logic: the node's state machine drives it (on_tick, on_message) with the time,
@@ -32,6 +35,8 @@ class NodeLink {
   // reassigns from its last checkpoint.
   uint64_t registrations() const { return registrations_; }
   const std::string& node_id() const { return node_id_; }
+  // The session the registrations it sends now carry.
+  const std::string& session() const { return registration_.session; }
   // `e` as this node's message to the coordinator: from this node, with its token.
   Outgoing to_coordinator(msg::Envelope e) const;
 
@@ -47,6 +52,9 @@ class NodeLink {
   std::string label_;
   std::string token_;
   Status refusal_;  // the coordinator refused this node's credentials: fatal
+
+  void new_session();
+  uint64_t sessions_ = 0;
 };
 
 }  // namespace custody::actors

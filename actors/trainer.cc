@@ -1,9 +1,12 @@
 #include "actors/trainer.h"
 
+#include <tuple>
+
 #include "core/dataset.h"
 #include "core/float_env.h"
 
 namespace custody::actors {
+namespace {
 
 Counter& training_samples_metric(MetricsRegistry& m) {
   return m.counter("custody_training_samples_total", "Training samples whose gradients this worker's servers applied.");
@@ -14,18 +17,64 @@ Histogram& training_step_metric(MetricsRegistry& m) {
                      "One training step: batch, gradient, push and the servers' answer.", latency_buckets());
 }
 
-Result<Trainer> Trainer::load(const msg::AssignTask& t, const std::string& job_id, TrainerOptions options) {
+std::string data_files(const DataSpec& d) {
+  if (d.kind == DataSpec::Kind::kSynthetic) return "synthetic data";
+  return "'" + d.path(d.train_images) + "', '" + d.path(d.train_labels) + "', '" + d.path(d.test_images) + "', '" +
+         d.path(d.test_labels) + "'";
+}
+
+// Records [begin, end) of `set` against `expected`, naming the file whose bytes differ.
+Status check_records(const LabeledSet& set, uint64_t begin, uint64_t end, const RecordsDigest& expected,
+                     const DataSpec& d, bool train) {
+  if (expected.empty()) return Status::ok();
+  const RecordsDigest here = records_digest(set, static_cast<int64_t>(begin), static_cast<int64_t>(end));
+  const bool synthetic = d.kind == DataSpec::Kind::kSynthetic;
+  const char* split = train ? "training" : "test";
+  for (const auto& [mine, theirs, file] :
+       {std::tuple{here.images_sha256, expected.images_sha256, train ? d.train_images : d.test_images},
+        std::tuple{here.labels_sha256, expected.labels_sha256, train ? d.train_labels : d.test_labels}}) {
+    if (mine == theirs) continue;
+    const std::string where = synthetic ? "the synthetic data this node drew" : "'" + d.path(file) + "'";
+    return data_loss(where + " holds other bytes in " + split + " records [" + std::to_string(begin) + ", " +
+                     std::to_string(end) + ") than the job was submitted with (SHA-256 " + mine.substr(0, 16) +
+                     "... here, " + theirs.substr(0, 16) + "... at submission): this node's copy of the file "
+                     "differs; refusing to train on it. Replace it with the submitted file");
+  }
+  return Status::ok();
+}
+
+}  // namespace
+
+Result<Trainer> Trainer::load(const msg::AssignTask& t, const std::string& job_id, TrainerOptions options,
+                              bool* data_failure) {
   CUSTODY_ASSIGN_OR_RETURN(JobSpec spec, parse_job_spec(t.spec_text, "job " + job_id));
-  CUSTODY_ASSIGN_OR_RETURN(DataSplit data, load_data(spec.data));
-  if (data.version_hash != t.shard.dataset_hash) {
+  // What fails from here to the hash check is this node's copy of the data set: another
+  // node's may do.
+  auto loaded = load_data(spec.data);
+  if (!loaded.is_ok() && data_failure) *data_failure = true;
+  CUSTODY_ASSIGN_OR_RETURN(DataSplit data, std::move(loaded));
+  if (t.shard.end > static_cast<uint64_t>(data.train.count) || t.shard.begin >= t.shard.end ||
+      t.test_end > static_cast<uint64_t>(data.test.count) || t.test_begin >= t.test_end) {
+    if (data_failure) *data_failure = !t.train_digest.empty();  // a shorter copy than the one submitted
+    return invalid_argument("the assigned shard or test range lies outside the data set" +
+                            std::string(t.train_digest.empty() ? "" : " this node holds (" + data_files(spec.data) + ")"));
+  }
+  if (!t.train_digest.empty() || !t.test_digest.empty()) {
+    // The records this task uses are checked, file by file, against what the coordinator
+    // read at submission: a byte changed in them names its file. Records outside them do
+    // not matter to this task (another node may hold only its own shard).
+    Status checked = check_records(data.train, t.shard.begin, t.shard.end, t.train_digest, spec.data, true);
+    if (checked.is_ok()) checked = check_records(data.test, t.test_begin, t.test_end, t.test_digest, spec.data, false);
+    if (!checked.is_ok()) {
+      if (data_failure) *data_failure = true;
+      return checked;
+    }
+  } else if (data.version_hash != t.shard.dataset_hash) {
+    if (data_failure) *data_failure = true;
     return failed_precondition("the data set this worker read (" + data.version_hash.substr(0, 16) +
                                "...) is not the version the job was submitted with (" +
                                t.shard.dataset_hash.substr(0, 16) +
                                "...); the files differ between machines");
-  }
-  if (t.shard.end > static_cast<uint64_t>(data.train.count) || t.shard.begin >= t.shard.end ||
-      t.test_end > static_cast<uint64_t>(data.test.count) || t.test_begin >= t.test_end) {
-    return invalid_argument("the assigned shard or test range lies outside the data set");
   }
   CUSTODY_ASSIGN_OR_RETURN(Model model, Model::make(spec.layer_sizes(data.train.features)));
   if (model.num_parameters() != t.num_parameters) {

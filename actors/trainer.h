@@ -50,8 +50,10 @@ class Trainer {
   // spec that does not parse, a data set other than the version the job was submitted
   // with (failed precondition), a shard or test range outside it, a model whose size is
   // not the assignment's, steps that do not fit the shard (invalid argument).
+  // `data_failure`, if given, is set when the failure lies in this node's copy of the data
+  // set (missing, unreadable, other bytes): another node may run the task.
   static Result<Trainer> load(const msg::AssignTask& task, const std::string& job_id,
-                              TrainerOptions options = {});
+                              TrainerOptions options = {}, bool* data_failure = nullptr);
 
   // Trains to the job's last step, reporting progress, epochEval and at the end taskDone.
   // Returns the client's errors as they are (kCancelled when told to stop).

@@ -30,6 +30,7 @@ struct TrainerEnded {
   TaskKey task;
   ErrorCode code = ErrorCode::kOk;
   std::string message;
+  bool node_local = false;  // Trainer::load's data_failure
 };
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, TrainerReport& x) {
@@ -37,7 +38,7 @@ typename Inspector::result_type inspect(Inspector& f, TrainerReport& x) {
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, TrainerEnded& x) {
-  return f(caf::meta::type_name("trainer_ended"), x.task.job_id, x.task.attempt, x.task.rank, x.message);
+  return f(caf::meta::type_name("trainer_ended"), x.task.job_id, x.task.attempt, x.task.rank, x.message, x.node_local);
 }
 
 struct TrainerArgs {
@@ -67,11 +68,12 @@ class StopCheck {
   bool stopped_ = false;
 };
 
-Status train(caf::blocking_actor* self, const TrainerArgs& a, StopCheck& stopped, const caf::actor& node) {
+Status train(caf::blocking_actor* self, const TrainerArgs& a, StopCheck& stopped, const caf::actor& node,
+             bool* node_local) {
   TrainerOptions options;
   options.step_timeout = a.step_timeout;
   options.metrics = a.metrics;
-  CUSTODY_ASSIGN_OR_RETURN(Trainer trainer, Trainer::load(a.task, a.key.job_id, options));
+  CUSTODY_ASSIGN_OR_RETURN(Trainer trainer, Trainer::load(a.task, a.key.job_id, options, node_local));
   CUSTODY_ASSIGN_OR_RETURN(KeySlices servers, KeySlices::make(a.task.servers, a.task.num_parameters));
   ParameterRequests requests(std::move(servers), a.node_id, a.key.job_id, a.key.attempt, a.key.rank);
   // A worker seals and opens on its own thread: while it does, the job's other workers
@@ -89,11 +91,12 @@ Status train(caf::blocking_actor* self, const TrainerArgs& a, StopCheck& stopped
 
 void trainer_loop(caf::blocking_actor* self, TrainerArgs args, caf::actor node) {
   StopCheck stopped(self);
-  Status s = train(self, args, stopped, node);
+  bool node_local = false;
+  Status s = train(self, args, stopped, node, &node_local);
   // A server that already released a stopped job answers with an error; that is the stop
   // arriving by another path, not a failure.
   if (!s.is_ok() && stopped()) s = Status(ErrorCode::kCancelled, "stopped");
-  self->send(node, TrainerEnded{args.key, s.code(), s.message()});
+  self->send(node, TrainerEnded{args.key, s.code(), s.message(), node_local});
 }
 
 struct WorkerActorState {
@@ -128,7 +131,7 @@ caf::behavior worker_actor(caf::stateful_actor<WorkerActorState>* self, SocketPo
         auto& st = self->state;
         auto it = st.trainers.find(e.task.rank);
         if (it != st.trainers.end() && it->second.address() == self->current_sender()) st.trainers.erase(it);
-        act(st.logic->on_trainer_end(e.task, Status(e.code, e.message)));
+        act(st.logic->on_trainer_end(e.task, Status(e.code, e.message), e.node_local));
       },
       [=](tick_atom) {
         auto due = self->state.logic->tick(SteadyClock::now());

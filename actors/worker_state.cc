@@ -142,7 +142,7 @@ WorkerActions WorkerState::on_report(const TaskKey& from, msg::Body report) {
   return out;
 }
 
-WorkerActions WorkerState::on_trainer_end(const TaskKey& task, const Status& result) {
+WorkerActions WorkerState::on_trainer_end(const TaskKey& task, const Status& result, bool node_local) {
   WorkerActions out;
   if (task.job_id != job_ || task.attempt != attempt_ || !running_.count(task.rank)) return out;
   const std::string which = task.job_id + " rank " + std::to_string(task.rank);
@@ -155,7 +155,7 @@ WorkerActions WorkerState::on_trainer_end(const TaskKey& task, const Status& res
     msg::Envelope e;
     e.job_id = task.job_id;
     e.attempt = task.attempt;
-    e.body = msg::Error{result.code(), result.message()};
+    e.body = msg::Error{result.code(), result.message(), static_cast<int32_t>(task.rank), node_local};
     out.outbox.push_back(link_.to_coordinator(std::move(e)));
   }
   running_.erase(task.rank);

@@ -61,8 +61,9 @@ class WorkerState {
   Result<WorkerActions> tick(SteadyClock::time_point now);
   // A running trainer's progress, epochEval or taskDone, for the coordinator.
   WorkerActions on_report(const TaskKey& from, msg::Body report);
-  // A trainer has ended with `result` (kCancelled: it was told to stop).
-  WorkerActions on_trainer_end(const TaskKey& task, const Status& result);
+  // A trainer has ended with `result` (kCancelled: it was told to stop). `node_local`: the
+  // task cannot run on this node (its data), which the report to the coordinator says.
+  WorkerActions on_trainer_end(const TaskKey& task, const Status& result, bool node_local = false);
 
   const std::string& node_id() const { return link_.node_id(); }
   // The job whose trainers run or stop; empty when idle.

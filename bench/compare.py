@@ -66,7 +66,7 @@ class Cluster:
         self.procs = []
         args = [str(BIN / "custody-coordinator"), "--config", str(ROOT / "configs/coordinator.toml"),
                 "--listen", "tcp://127.0.0.1:0", "--port-file", str(self.dir / "addr"),
-                "--store", str(self.dir / "store") if store else ""]
+                *(["--store", str(self.dir / "store")] if store else ["--no-store"])]
         self._start(args, "coordinator")
         deadline = time.time() + 10
         while not (self.dir / "addr").exists() and time.time() < deadline:

@@ -16,7 +16,7 @@ measure() {  # mode -> samples/s
   if [ "$mode" = on ]; then
     cluster_start "$run" 2 2 --store "$run/store"
   else
-    cluster_start "$run" 2 2 --store ""
+    cluster_start "$run" 2 2 --no-store
   fi
   local job
   job=$(custody submit "$work/job.toml")

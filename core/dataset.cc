@@ -136,6 +136,12 @@ LabeledSet slice(const LabeledSet& set, int64_t begin, int64_t end) {
   return out;
 }
 
+RecordsDigest records_digest(const LabeledSet& set, int64_t begin, int64_t end) {
+  const auto f = static_cast<size_t>(set.features);
+  return {sha256_hex(set.pixels.data() + static_cast<size_t>(begin) * f, static_cast<size_t>(end - begin) * f),
+          sha256_hex(set.labels.data() + begin, static_cast<size_t>(end - begin))};
+}
+
 Matrix features(const LabeledSet& set, int64_t begin, int64_t end) {
   Eigen::Map<const Eigen::Matrix<uint8_t, Eigen::Dynamic, Eigen::Dynamic>> raw(
       set.pixels.data() + begin * set.features, set.features, end - begin);

@@ -16,6 +16,7 @@
 
 #include "core/error.h"
 #include "core/model.h"
+#include "core/records_digest.h"
 
 namespace custody {
 
@@ -39,6 +40,13 @@ LabeledSet make_synthetic(int64_t count, int features, int classes, uint64_t see
 
 // Samples [begin, end) as a set of their own (with its own content hash).
 LabeledSet slice(const LabeledSet& set, int64_t begin, int64_t end);
+
+// What records [begin, end) of a set are, file by file: SHA-256 of their pixel bytes as the
+// image file holds them (sample-major, a byte a pixel) and of their label bytes. The
+// coordinator computes them for each rank's shard and test range when it admits a job, and
+// a worker checks its copy of those records against them before it trains, so a changed
+// byte names the file it is in. REQUIRES: begin <= end <= set.count
+RecordsDigest records_digest(const LabeledSet& set, int64_t begin, int64_t end);
 
 // What a model's inputs are: the data set's uint8 values times this (pixels to [0, 1]).
 // Serving (prediction_input.cc) and exported models (ONNX graphs, model cards) apply the same.

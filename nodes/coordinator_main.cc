@@ -16,10 +16,12 @@ int main(int argc, char** argv) {
   std::string sealing = "auto";
   int64_t http_max_body_kib = static_cast<int64_t>(c.http.max_body_bytes >> 10), http_threads = c.http.threads;
   int64_t http_read_timeout_ms = c.http.read_timeout.count(), http_idle_timeout_ms = c.http.idle_timeout.count();
+  bool no_store = false;
   const std::vector<std::string> sealings = {"auto", "on", "off"};
   Status s = nodes::read_config(config_file, [&](ConfigReader& r) {
     CUSTODY_RETURN_IF_ERROR(r.get("coordinator.listen", c.listen));
     CUSTODY_RETURN_IF_ERROR(r.get("coordinator.store", c.store));
+    CUSTODY_RETURN_IF_ERROR(r.get("coordinator.no_store", no_store));
     CUSTODY_RETURN_IF_ERROR(r.get("serving.record_usage", c.serving.record_usage));
     CUSTODY_RETURN_IF_ERROR(r.get("serving.receipts", c.serving.receipts));
     CUSTODY_RETURN_IF_ERROR(r.get("coordinator.security", security, {"none", "token", "curve"}));
@@ -57,7 +59,12 @@ int main(int argc, char** argv) {
   CLI::App app{"custody-coordinator: registers nodes, queues jobs and schedules them onto workers"};
   app.add_option("--config", config_file, "TOML config file (see configs/coordinator.toml)");
   app.add_option("--listen", c.listen, "address to listen on; port 0 picks a free port")->capture_default_str();
-  app.add_option("--store", c.store, "custody store directory (RocksDB; created if missing)")->capture_default_str();
+  CLI::Option* store_flag =
+      app.add_option("--store", c.store,
+                     "custody store directory (RocksDB; created 0700 if missing; default: "
+                     "$XDG_STATE_HOME/custody/store, else ~/.local/state/custody/store)");
+  app.add_flag("--no-store", no_store,
+               "run without a custody store: nothing is recorded (no lineage, checkpoints, audit log, usage)");
   app.add_option("--security", security,
                  "how callers are proven: none (single user), token, or curve (CurveZMQ keys; encrypted)")
       ->check(CLI::IsMember({"none", "token", "curve"}))
@@ -127,6 +134,26 @@ int main(int argc, char** argv) {
   c.http.threads = static_cast<int>(http_threads);
   c.http.read_timeout = std::chrono::milliseconds(http_read_timeout_ms);
   c.http.idle_timeout = std::chrono::milliseconds(http_idle_timeout_ms);
+  if (no_store && store_flag->count() > 0 && !c.store.empty()) {
+    std::fprintf(stderr, "custody-coordinator: --store %s and --no-store contradict each other: give one\n",
+                 c.store.c_str());
+    return 2;
+  }
+  if (no_store) {
+    c.store.clear();
+  } else if (c.store.empty() && store_flag->count() > 0) {
+    std::fprintf(stderr, "custody-coordinator: --store is empty: give a directory, or --no-store to run "
+                         "without a custody store\n");
+    return 2;
+  } else if (c.store.empty()) {
+    auto dir = nodes::default_store_dir();
+    if (!dir.is_ok()) {
+      std::fprintf(stderr, "custody-coordinator: %s\n", dir.status().message().c_str());
+      return 2;
+    }
+    c.store = dir.value();
+    c.store_is_default = true;
+  }
   if (auth && security == "none") security = "token";
   c.options.security = security == "curve"   ? actors::Security::kCurve
                        : security == "token" ? actors::Security::kToken

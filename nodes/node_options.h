@@ -1,11 +1,22 @@
 // Reading a node's typed configuration: a documented TOML file (configs/*.toml) first,
-// then command-line flags on top. Nothing is read from the environment.
+// then command-line flags on top. Nothing is read from the environment, except where the
+// coordinator's default store lives (default_store_dir: the XDG base directory variables,
+// as every program that keeps state in a user's home does), and only here, in main's
+// helpers. Thread-safety: none needed; called from main before any thread starts.
 #pragma once
+
+#include <pwd.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <atomic>
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <optional>
 #include <string>
@@ -144,6 +155,38 @@ inline bool load_token(actors::PeerNodeConfig& c, const char* program) {
   }
   c.token = token.value();
   return true;
+}
+
+// The coordinator's custody store when neither --store (coordinator.store) nor --no-store
+// is given: $XDG_STATE_HOME/custody/store, else $HOME/.local/state/custody/store (the home
+// from the password database if HOME is unset). A custody cluster that records nothing is
+// the wrong default, so one that was started without a thought gets a store, at a place
+// the documentation names and the log prints. The "custody" directory is created 0700
+// (the store's key files land beside the store, in it); the store itself is made 0700 by
+// the store. An error names the directory that could not be made and what to do.
+inline Result<std::string> default_store_dir() {
+  std::string state;
+  if (const char* xdg = std::getenv("XDG_STATE_HOME"); xdg && xdg[0] == '/') state = xdg;
+  if (state.empty()) {
+    std::string home;
+    if (const char* h = std::getenv("HOME"); h && h[0] == '/') home = h;
+    if (home.empty()) {
+      if (const passwd* pw = getpwuid(getuid()); pw && pw->pw_dir) home = pw->pw_dir;
+    }
+    if (home.empty()) {
+      return failed_precondition("no home directory to keep the default custody store in: give --store DIR, "
+                                 "or --no-store to run without one");
+    }
+    state = home + "/.local/state";
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(state, ec);
+  const std::string dir = state + "/custody";
+  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    return unavailable("cannot create the default custody store's directory '" + dir + "': " + std::strerror(errno) +
+                       "; give --store DIR, or --no-store to run without one");
+  }
+  return dir + "/store";
 }
 
 }  // namespace custody::nodes

@@ -216,6 +216,8 @@ void encode_body(wire::Envelope::Body::Builder b, const Body& body) {
             auto e = b.initError();
             e.setCode(to_wire(m.code));
             e.setMessage(text(m.message));
+            e.setRank(m.rank);
+            e.setNodeLocal(m.node_local);
           },
           [&](const Register& m) {
             auto e = b.initRegister();
@@ -225,6 +227,7 @@ void encode_body(wire::Envelope::Body::Builder b, const Body& body) {
             e.setPid(m.pid);
             e.setName(text(m.name));
             e.setHostId(text(m.host_id));
+            e.setSession(text(m.session));
           },
           [&](const RegisterAck& m) {
             auto e = b.initRegisterAck();
@@ -320,6 +323,10 @@ void encode_body(wire::Envelope::Body::Builder b, const Body& body) {
             e.setStartStep(m.start_step);
             if (m.rank_key) e.setRankKey(key_bytes(*m.rank_key));
             if (m.replies_key) e.setRepliesKey(key_bytes(*m.replies_key));
+            e.setTrainImagesSha256(text(m.train_digest.images_sha256));
+            e.setTrainLabelsSha256(text(m.train_digest.labels_sha256));
+            e.setTestImagesSha256(text(m.test_digest.images_sha256));
+            e.setTestLabelsSha256(text(m.test_digest.labels_sha256));
           },
           [&](const Progress& m) {
             auto e = b.initProgress();
@@ -506,13 +513,14 @@ Result<Body> decode_body(wire::Envelope::Body::Reader b, const std::shared_ptr<c
   switch (b.which()) {
     case W::ERROR: {
       auto r = b.getError();
-      return Body(Error{from_wire(r.getCode()), str(r.getMessage())});
+      return Body(Error{from_wire(r.getCode()), str(r.getMessage()), r.getRank(), r.getNodeLocal()});
     }
     case W::REGISTER: {
       auto r = b.getRegister();
       CUSTODY_ASSIGN_OR_RETURN(auto role, from_wire(r.getRole(), "register.role"));
       return Body(
-          Register{role, str(r.getAddress()), str(r.getHost()), r.getPid(), str(r.getName()), str(r.getHostId())});
+          Register{role, str(r.getAddress()), str(r.getHost()), r.getPid(), str(r.getName()), str(r.getHostId()),
+                   str(r.getSession())});
     }
     case W::REGISTER_ACK: {
       auto r = b.getRegisterAck();
@@ -586,6 +594,8 @@ Result<Body> decode_body(wire::Envelope::Body::Reader b, const std::shared_ptr<c
       m.start_step = r.getStartStep();
       CUSTODY_ASSIGN_OR_RETURN(m.rank_key, read_key(r.getRankKey(), "assignTask.rankKey"));
       CUSTODY_ASSIGN_OR_RETURN(m.replies_key, read_key(r.getRepliesKey(), "assignTask.repliesKey"));
+      m.train_digest = {str(r.getTrainImagesSha256()), str(r.getTrainLabelsSha256())};
+      m.test_digest = {str(r.getTestImagesSha256()), str(r.getTestLabelsSha256())};
       return Body(std::move(m));
     }
     case W::PROGRESS: {

@@ -73,6 +73,9 @@ enum ErrorCode {
 struct Error {
   code @0 :ErrorCode;
   message @1 :Text;         # what was wrong and what to do about it
+  rank @2 :Int32 = -1;      # a worker's trainer failed: the rank of its task (-1: not a task's failure)
+  nodeLocal @3 :Bool;       # the task cannot run on this node (its copy of the data set is missing,
+                            # unreadable or not the submitted bytes): another node may run it
 }
 
 enum NodeRole {
@@ -90,6 +93,9 @@ struct Register {
   hostId @5 :Text;          # which kernel and network namespace the node runs in (boot id and
                             # the namespace's inode): equal on two nodes only if they can share
                             # memory and loopback; empty: unknown (never counted as the same host)
+  session @6 :Text;         # random, new each time the node starts to register (at start, and
+                            # after it lost the coordinator and dropped its work); the retries
+                            # of one registration carry the same one: a repeat is one registration
 }
 
 struct RegisterAck {
@@ -250,6 +256,14 @@ struct AssignTask {
   # (docs/ARCHITECTURE.md, "The data plane: keys and sealing").
   rankKey @9 :Data;         # 32 bytes: this rank's pushes and pulls are sealed under keys derived from it
   repliesKey @10 :Data;     # 32 bytes: the servers' params replies are opened with keys derived from it
+  # SHA-256 of this task's records as the coordinator read them at submission, per file:
+  # the shard's [shard.begin, shard.end) and the test range's [testBegin, testEnd), their
+  # pixel bytes and their label bytes (core/dataset.h, records_digest). The worker refuses
+  # to train on a copy that differs, naming the file. Empty: not checked (an older coordinator).
+  trainImagesSha256 @11 :Text;
+  trainLabelsSha256 @12 :Text;
+  testImagesSha256 @13 :Text;
+  testLabelsSha256 @14 :Text;
 }
 
 # worker -> coordinator, a few times a second.

@@ -12,6 +12,7 @@
 
 #include "core/aead.h"
 #include "core/error.h"
+#include "core/records_digest.h"
 #include "protocols/floats.h"
 
 namespace custody::msg {
@@ -28,6 +29,8 @@ bool is_terminal(JobState s);
 struct Error {
   ErrorCode code = ErrorCode::kInternal;
   std::string message;
+  int32_t rank = -1;        // a trainer's failure: its task's rank
+  bool node_local = false;  // that task cannot run on this node; another node may run it
 };
 struct Register {
   NodeRole role = NodeRole::kWorker;
@@ -35,6 +38,7 @@ struct Register {
   uint32_t pid = 0;
   std::string name;
   std::string host_id = {};  // boot id and network namespace (protocols/shared_region.h)
+  std::string session = {};  // the same in every retry of one registration (custody.capnp)
 };
 struct RegisterAck {
   std::string node_id;
@@ -129,6 +133,8 @@ struct AssignTask {
   uint64_t start_step = 0;
   // This rank's data-plane keys of this attempt (protocols/data_plane.h); none: not sealed.
   std::optional<AeadKey> rank_key = {}, replies_key = {};
+  // What its records must be (core/dataset.h, records_digest); empty: not checked.
+  RecordsDigest train_digest = {}, test_digest = {};
 };
 struct Progress {
   uint32_t epoch = 0;

@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include "core/dataset.h"
+#include "core/job_spec.h"
 #include "protocols/data_plane.h"
 
 #include <set>
@@ -862,6 +864,144 @@ TEST_F(DataPlaneChoiceTest, EachAttemptHasKeysOfItsOwn) {
   ASSERT_EQ(next.rank_keys.size(), 2u);
   EXPECT_NE(next.rank_keys[0].fingerprint(), before);
   EXPECT_EQ(next.rank_nodes, (std::vector<std::string>{"worker-1", "worker-1"})) << "worker-1 runs both ranks";
+}
+
+// How many node_registered records name `node`.
+size_t registrations_of(const storage::CustodyStore& store, const std::string& node) {
+  auto records = store.find({{"event", "node_registered"}});
+  EXPECT_TRUE(records.is_ok());
+  size_t n = 0;
+  for (const auto& r : records.value()) n += r.body.value("node", "") == "node:" + node;
+  return n;
+}
+
+// The cut-off worker's retries (one a second, queued behind the partition) arrive together
+// at link-up: one registration, one record, and the job it runs is not rolled back.
+TEST_F(CoordinatorCustodyTest, RegistrationsRepeatedInOneSessionAreOneRecordAndRollNothingBack) {
+  auto reg = [](const std::string& name, const std::string& session) {
+    return msg::Register{msg::NodeRole::kWorker, "", "h", 2, name, session};
+  };
+  send("P1", msg::Register{msg::NodeRole::kParameterServer, "tcp://127.0.0.1:7001", "h", 1, "ps-1", "sp"});
+  send("W1", reg("worker-1", "s1"));
+  send("W2", reg("worker-2", "s2"));
+  const std::string id = submit();
+  send("P1", msg::KeyRangeReady{0, 36}, id);
+  ASSERT_EQ(job(id).state, msg::JobState::kRunning);
+  for (int i = 0; i < 8; ++i) {
+    Outbox out = send("W2", reg("worker-2", "s2"));
+    ASSERT_EQ(of_type<msg::RegisterAck>(out).size(), 1u) << "every repeat is answered";
+    EXPECT_EQ(of_type<msg::RegisterAck>(out)[0]->envelope.get<msg::RegisterAck>()->node_id, "worker-2");
+    EXPECT_TRUE(of_type<msg::StopJob>(out).empty()) << "a repeat is not a restart";
+  }
+  EXPECT_EQ(registrations_of(*store_, "worker-2"), 1u);
+  EXPECT_EQ(job(id).state, msg::JobState::kRunning);
+  EXPECT_EQ(job(id).recoveries, 0u);
+
+  // Cut off: marked dead, its ranks rolled back onto worker-1. At link-up its new session's
+  // registration arrives eight times: the rejoin is one record.
+  now_ += 600ms;
+  send("P1", msg::Heartbeat{true});
+  send("W1", msg::Heartbeat{true});
+  now_ += 600ms;
+  state_.tick(now_);
+  EXPECT_EQ(job(id).recoveries, 1u);
+  for (int i = 0; i < 8; ++i) send("W2", reg("worker-2", "s2-after"));
+  EXPECT_EQ(registrations_of(*store_, "worker-2"), 2u);
+  EXPECT_EQ(job(id).recoveries, 1u) << "the rejoin rolled nothing back a second time";
+  auto nodes = state_.status("", true, now_).nodes;
+  for (const auto& n : nodes) EXPECT_TRUE(n.alive) << n.node_id;
+  auto events = store_->find({{"event", "node_registered"}, {"node", "node:worker-2"}}).value();
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[1].body["session"], "s2-after");
+
+  // The same name from another process (a restart: a new pid) is a new registration.
+  send("W2", msg::Register{msg::NodeRole::kWorker, "", "h", 99, "worker-2", "s2-after"});
+  EXPECT_EQ(registrations_of(*store_, "worker-2"), 3u);
+}
+
+// A worker that cannot read its data says so for its rank; the rank moves to another node
+// in one recovery, and when no live worker can run it the job fails at once, naming each
+// node's cause, in status and in the lineage.
+TEST_F(CoordinatorCustodyTest, ARankItsNodeCannotRunMovesToAnotherNodeOrFailsTheJobNamingTheCause) {
+  register_nodes(2);
+  const std::string id = submit();
+  send("P1", msg::KeyRangeReady{0, 36}, id);
+  ASSERT_EQ(job(id).workers, (std::vector<std::string>{"worker-1", "worker-2"}));
+  const std::string missing = "cannot open data file '/data/train-images-idx3-ubyte': No such file or directory";
+  Outbox out = send("W1", msg::Error{ErrorCode::kNotFound, missing, 0, true}, id);
+  EXPECT_EQ(job(id).recoveries, 1u);
+  EXPECT_NE(job(id).message.find("worker-1 cannot run rank 0: " + missing), std::string::npos) << job(id).message;
+  out = state_.handle("P1", at_attempt(msg::KeyRangeReady{0, 36}, id, 1), now_);
+  EXPECT_EQ(job(id).state, msg::JobState::kRunning) << job(id).message;
+  EXPECT_EQ(job(id).workers, (std::vector<std::string>{"worker-2", "worker-2"}))
+      << "rank 0 left worker-1, and rank 1 too: worker-1 cannot read the data set for any rank";
+  auto recovered = store_->find({{"event", "run_recovered"}}).value();
+  ASSERT_EQ(recovered.size(), 1u);
+  EXPECT_NE(recovered[0].body.dump().find(missing), std::string::npos) << recovered[0].body.dump();
+
+  // worker-2 cannot either: no live worker can run rank 0, so the job fails now, not after
+  // max_recoveries identical tries.
+  out = state_.handle("W2", at_attempt(msg::Error{ErrorCode::kFailedPrecondition, "other bytes", 0, true}, id, 1),
+                      now_);
+  EXPECT_EQ(job(id).state, msg::JobState::kFailed);
+  EXPECT_EQ(job(id).recoveries, 1u);
+  const std::string message = job(id).message;
+  EXPECT_NE(message.find("no live worker can run rank 0"), std::string::npos) << message;
+  EXPECT_NE(message.find("worker-1: " + missing), std::string::npos) << message;
+  EXPECT_NE(message.find("worker-2: other bytes"), std::string::npos) << message;
+  auto ended = store_->find({{"event", "run_ended"}}).value();
+  ASSERT_EQ(ended.size(), 1u);
+  EXPECT_NE(ended[0].body.dump().find("no live worker can run rank 0"), std::string::npos) << ended[0].body.dump();
+}
+
+// A failure that is not the node's (a server stopped answering) is still a rollback that
+// may go back to the same node.
+TEST_F(CoordinatorStateTest, AServerThatStoppedAnsweringIsRetriedOnTheSameNodes) {
+  register_nodes(2);
+  const std::string id = submit();
+  send("P1", msg::KeyRangeReady{0, 36}, id);
+  send("W1", msg::Error{ErrorCode::kDeadlineExceeded, "no reply from ps-1 within 60 s", 0, false}, id);
+  EXPECT_EQ(job(id).recoveries, 1u);
+  state_.handle("P1", at_attempt(msg::KeyRangeReady{0, 36}, id, 1), now_);
+  EXPECT_EQ(job(id).workers, (std::vector<std::string>{"worker-1", "worker-2"}));
+}
+
+// At submission the coordinator pins what each rank's records are, file by file; each task
+// carries its rank's, the lineage keeps them with the submission, and each start's
+// assignment names them with the shard.
+TEST_F(CoordinatorCustodyTest, EachTaskCarriesWhatItsRecordsAreAsReadAtSubmission) {
+  register_nodes(2);
+  const std::string id = submit();
+  Outbox out = send("P1", msg::KeyRangeReady{0, 36}, id);
+  const DataSplit data = load_data(parse_job_spec(kSyntheticJob, "tiny").value().data).value();
+  auto tasks = of_type<msg::AssignTask>(out);
+  ASSERT_EQ(tasks.size(), 2u);
+  for (auto* o : tasks) {
+    const msg::AssignTask& t = *o->envelope.get<msg::AssignTask>();
+    const RecordsDigest train = records_digest(data.train, static_cast<int64_t>(t.shard.begin), static_cast<int64_t>(t.shard.end));
+    const RecordsDigest test = records_digest(data.test, static_cast<int64_t>(t.test_begin), static_cast<int64_t>(t.test_end));
+    EXPECT_EQ(t.train_digest.images_sha256, train.images_sha256) << "rank " << t.rank;
+    EXPECT_EQ(t.train_digest.labels_sha256, train.labels_sha256) << "rank " << t.rank;
+    EXPECT_EQ(t.test_digest.images_sha256, test.images_sha256) << "rank " << t.rank;
+    EXPECT_EQ(t.test_digest.labels_sha256, test.labels_sha256) << "rank " << t.rank;
+  }
+  auto consumed = store_->relations(id, storage::CustodyStore::Direction::kOut).value();
+  bool saw = false;
+  for (const auto& r : consumed) {
+    if (r.body["rel"] != "consumed") continue;
+    saw = true;
+    const auto& shards = r.body["shards"];
+    ASSERT_EQ(shards.size(), 2u) << r.body.dump();
+    EXPECT_EQ(shards[1]["begin"], 100u);
+    EXPECT_EQ(shards[1]["images_sha256"], records_digest(data.train, 100, 200).images_sha256);
+  }
+  EXPECT_TRUE(saw);
+  auto assigned = store_->relations("node:worker-2", storage::CustodyStore::Direction::kIn).value();
+  bool named = false;
+  for (const auto& r : assigned) {
+    if (r.body["rel"] == "assigned") named = r.body["shard"].contains("images_sha256");
+  }
+  EXPECT_TRUE(named);
 }
 
 }  // namespace

@@ -4,8 +4,12 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
+
 #include "core/dataset.h"
+#include "core/partition.h"
 #include "tests/actors/in_memory_parameter_client.h"
+#include "tests/test_dir.h"
 
 namespace custody::actors {
 namespace {
@@ -231,14 +235,18 @@ TEST_F(TrainerTest, ATaskThatDoesNotFitItsDataIsRefusedBeforeTraining) {
   InMemoryServers servers(kParameters, 1);
   msg::AssignTask other_data = task(servers, text);
   other_data.shard.dataset_hash = std::string(64, 'a');
-  auto t = Trainer::load(other_data, "job-1");
+  bool data_failure = false;
+  auto t = Trainer::load(other_data, "job-1", {}, &data_failure);
   EXPECT_EQ(t.status().code(), ErrorCode::kFailedPrecondition);
   EXPECT_NE(t.status().message().find("is not the version the job was submitted with"), std::string::npos);
+  EXPECT_TRUE(data_failure) << "this node's copy of the data: another node's may do";
 
   msg::AssignTask too_many_steps = task(servers, text);
   too_many_steps.steps_per_epoch = 13;
-  t = Trainer::load(too_many_steps, "job-1");
+  data_failure = false;
+  t = Trainer::load(too_many_steps, "job-1", {}, &data_failure);
   EXPECT_EQ(t.status().code(), ErrorCode::kInvalidArgument);
+  EXPECT_FALSE(data_failure) << "the job's own mistake fails on every node alike";
   EXPECT_EQ(t.status().message(), "13 steps of 8 samples do not fit the assigned shard of 100");
 
   msg::AssignTask other_model = task(servers, text);
@@ -250,6 +258,95 @@ TEST_F(TrainerTest, ATaskThatDoesNotFitItsDataIsRefusedBeforeTraining) {
   msg::AssignTask outside = task(servers, text);
   outside.shard.end = 101;
   EXPECT_EQ(Trainer::load(outside, "job-1").status().code(), ErrorCode::kInvalidArgument);
+}
+
+TEST_F(TrainerTest, AMissingDataFileIsThisNodesFailureNamingTheFile) {
+  InMemoryServers servers(kParameters, 1);
+  msg::AssignTask t = task(servers, "[job]\nname = \"t\"\nepochs = 1\nbatch_size = 8\nworkers = 1\n[model]\n"
+                                    "type = \"softmax\"\nclasses = 10\n[optimizer]\ntype = \"sgd\"\n"
+                                    "learning_rate = 0.1\n[data]\nkind = \"idx\"\ndir = \"/nonexistent/fashion\"\n");
+  bool data_failure = false;
+  auto loaded = Trainer::load(t, "job-1", {}, &data_failure);
+  ASSERT_FALSE(loaded.is_ok());
+  EXPECT_TRUE(data_failure);
+  EXPECT_NE(loaded.status().message().find("/nonexistent/fashion/"), std::string::npos) << loaded.status().message();
+}
+
+// IDX files of 100 training and 30 test images (5 pixels: 1x5) in `dir`, plain.
+void write_idx_files(const std::filesystem::path& dir) {
+  auto be32 = [](std::string& b, uint32_t v) {
+    for (int shift : {24, 16, 8, 0}) b.push_back(static_cast<char>((v >> shift) & 0xff));
+  };
+  for (const auto& [name, n] : {std::pair{std::string("train"), 100u}, std::pair{std::string("test"), 30u}}) {
+    std::string images, labels;
+    be32(images, 0x803), be32(images, n), be32(images, 1), be32(images, 5);
+    be32(labels, 0x801), be32(labels, n);
+    for (uint32_t i = 0; i < n; ++i) {
+      for (uint32_t p = 0; p < 5; ++p) images.push_back(static_cast<char>((i * 31 + p * 17) % 256));
+      labels.push_back(static_cast<char>(i % 3));
+    }
+    std::ofstream(dir / (name + "-images")) << images;
+    std::ofstream(dir / (name + "-labels")) << labels;
+  }
+}
+
+void change_byte(const std::filesystem::path& file, std::streamoff at) {
+  std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+  f.seekg(at);
+  char c = 0;
+  f.get(c);
+  f.seekp(at);
+  f.put(static_cast<char>(c ^ 0x40));
+}
+
+// A worker checks the records its task uses against what the coordinator read at
+// submission, file by file: one changed byte in them is refused naming the file; a byte
+// changed in records this task does not use does not stop it.
+TEST_F(TrainerTest, ATaskRefusesRecordsWhoseBytesDifferFromTheSubmittedOnesNamingTheFile) {
+  custody::testing::TestDir dir("trainer-digests");
+  write_idx_files(dir.path());
+  const std::string text = "[job]\nname = \"t\"\nepochs = 1\nbatch_size = 8\nworkers = 2\n[model]\ntype = "
+                           "\"softmax\"\nclasses = 3\n[optimizer]\ntype = \"sgd\"\nlearning_rate = 0.1\n[data]\n"
+                           "kind = \"idx\"\ndir = \"" + dir.string() + "\"\ntrain_images = \"train-images\"\n"
+                           "train_labels = \"train-labels\"\ntest_images = \"test-images\"\ntest_labels = "
+                           "\"test-labels\"\n";
+  const DataSplit submitted = load_data(parse_job_spec(text, "t").value().data).value();
+  InMemoryServers servers(18, 1);
+  msg::AssignTask t = task(servers, text);
+  t.shard = {submitted.version_hash, 0, 2, 0, 50};  // rank 0 of 2: records [0, 50)
+  t.test_begin = 0;
+  t.test_end = 15;
+  t.steps_per_epoch = 6;
+  t.num_parameters = 18;
+  t.train_digest = records_digest(submitted.train, 0, 50);
+  t.test_digest = records_digest(submitted.test, 0, 15);
+  ASSERT_TRUE(Trainer::load(t, "job-1").is_ok());
+
+  // A byte of record 70: rank 1's, not this task's. Its records are the submitted ones.
+  change_byte(dir / "train-images", 16 + 70 * 5 + 2);
+  bool data_failure = false;
+  EXPECT_TRUE(Trainer::load(t, "job-1", {}, &data_failure).is_ok()) << "the records it trains on are intact";
+
+  // A byte of record 10: this task's. Refused, naming the file.
+  change_byte(dir / "train-images", 16 + 10 * 5 + 2);
+  auto refused = Trainer::load(t, "job-1", {}, &data_failure);
+  ASSERT_FALSE(refused.is_ok());
+  EXPECT_EQ(refused.status().code(), ErrorCode::kDataLoss);
+  EXPECT_TRUE(data_failure) << "this node's copy: another node's may do";
+  const std::string m = refused.status().message();
+  EXPECT_NE(m.find("'" + (dir / "train-images").string() + "' holds other bytes in training records [0, 50)"),
+            std::string::npos)
+      << m;
+  EXPECT_EQ(m.find("train-labels"), std::string::npos) << "the labels are not blamed: " << m;
+
+  // A label of a test record this task evaluates: the test labels file is named.
+  write_idx_files(dir.path());
+  change_byte(dir / "test-labels", 8 + 3);
+  refused = Trainer::load(t, "job-1");
+  ASSERT_FALSE(refused.is_ok());
+  EXPECT_NE(refused.status().message().find("'" + (dir / "test-labels").string() + "' holds other bytes in test records [0, 15)"),
+            std::string::npos)
+      << refused.status().message();
 }
 
 }  // namespace

@@ -280,5 +280,42 @@ TEST_F(WorkerStateTest, ACoordinatorNeverReachedEndsTheWorkerWithAnErrorNamingIt
       << a.status().message();
 }
 
+// The registrations one attempt to register sends (one a second until answered) carry one
+// session; after losing the coordinator the node registers with a new one, so the
+// coordinator can tell retries of one registration from a node that dropped its work.
+TEST_F(WorkerStateTest, RetriesOfOneRegistrationCarryOneSessionAndRegisteringAgainANewOne) {
+  std::set<std::string> sessions;
+  for (int i = 0; i < 4; ++i) {
+    WorkerActions a = state_.tick(now_).value();
+    ASSERT_EQ(a.outbox.size(), 1u);
+    sessions.insert(a.outbox[0].envelope.get<msg::Register>()->session);
+    now_ += 1s;
+  }
+  ASSERT_EQ(sessions.size(), 1u) << "every retry the same session";
+  EXPECT_GE(sessions.begin()->size(), 16u) << "random, not a counter: another process cannot repeat it";
+  registered();
+  from_coordinator(msg::HeartbeatAck{false});
+  WorkerActions a = state_.tick(now_).value();
+  ASSERT_EQ(a.outbox.size(), 1u);
+  const msg::Register* again = a.outbox[0].envelope.get<msg::Register>();
+  ASSERT_NE(again, nullptr);
+  EXPECT_NE(again->session, *sessions.begin()) << "a new registration after the coordinator lost it";
+  EXPECT_EQ(again->name, "worker-1");
+}
+
+// A trainer that could not use this node's data reports its rank and that the task cannot
+// run here, so the coordinator moves the rank rather than retrying it on this node.
+TEST_F(WorkerStateTest, ATrainerThatCannotReadItsDataReportsItsRankAsNotRunnableHere) {
+  registered();
+  assign("job-1", 0, 1);
+  WorkerActions a =
+      state_.on_trainer_end({"job-1", 0, 1}, not_found("cannot open data file '/data/train-labels-idx1-ubyte'"), true);
+  const msg::Error* err = error_in(a);
+  ASSERT_NE(err, nullptr);
+  EXPECT_EQ(err->rank, 1);
+  EXPECT_TRUE(err->node_local);
+  EXPECT_EQ(err->message, "cannot open data file '/data/train-labels-idx1-ubyte'");
+}
+
 }  // namespace
 }  // namespace custody::actors

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "core/hash.h"
 #include "core/job_spec.h"
 #include "tests/test_dir.h"
 
@@ -114,6 +115,19 @@ TEST(FashionMnistTest, LoadsSixtyThousandTrainingAndTenThousandTestImages) {
   EXPECT_EQ(split->train.features, 784);
   EXPECT_EQ(*std::max_element(split->train.labels.begin(), split->train.labels.end()), 9);
   EXPECT_EQ(split->version_hash.size(), 64u);
+}
+
+TEST(RecordsDigestTest, NamesWhatARangeOfRecordsIsFileByFileAndOneByteChangesOnlyItsFile) {
+  LabeledSet set = make_synthetic(20, 6, 3, 1);
+  const RecordsDigest all = records_digest(set, 0, 20), part = records_digest(set, 5, 10);
+  EXPECT_EQ(part.images_sha256, sha256_hex(set.pixels.data() + 5 * 6, 5 * 6)) << "the pixel bytes as stored";
+  EXPECT_EQ(part.labels_sha256, sha256_hex(set.labels.data() + 5, 5));
+  EXPECT_NE(part.images_sha256, all.images_sha256);
+  set.pixels[7 * 6 + 2] ^= 1;  // one bit of record 7
+  const RecordsDigest changed = records_digest(set, 5, 10);
+  EXPECT_NE(changed.images_sha256, part.images_sha256);
+  EXPECT_EQ(changed.labels_sha256, part.labels_sha256) << "the labels file is not blamed";
+  EXPECT_EQ(records_digest(set, 0, 5).images_sha256, sha256_hex(set.pixels.data(), 5 * 6)) << "records outside are not covered";
 }
 
 }  // namespace

@@ -176,7 +176,10 @@ struct ClusterOptions {
   // their process (custody-worker --with-ps); `servers` more run on their own.
   int colocated_servers = 0;
   int heartbeat_interval_ms = 200, heartbeat_timeout_ms = 2000;
-  bool store = true;  // the coordinator keeps a custody store in <dir>/store
+  bool store = true;  // the coordinator keeps a custody store in <dir>/store; false: --no-store
+  // Neither --store nor --no-store: the coordinator records into its default store, under
+  // XDG_STATE_HOME=<dir>/state (so <dir>/state/custody/store; store() names it).
+  bool default_store = false;
   std::vector<std::string> coordinator_args = {};
   // --auth: the admin token lands in <dir>/admin.token; nodes get a "node" principal's token.
   bool auth = false;
@@ -274,7 +277,9 @@ class LocalCluster {
                                   (dir_ / "coordinator.addr").string(), "--heartbeat-interval-ms",
                                   std::to_string(options_.heartbeat_interval_ms), "--heartbeat-timeout-ms",
                                   std::to_string(options_.heartbeat_timeout_ms)};
-    if (options_.store) argv.insert(argv.end(), {"--store", store().string()});
+    if (options_.default_store) argv.insert(argv.begin(), {"/usr/bin/env", "XDG_STATE_HOME=" + (dir_ / "state").string()});
+    else if (options_.store) argv.insert(argv.end(), {"--store", store().string()});
+    else argv.push_back("--no-store");  // without --store the coordinator records into its default store
     if (options_.auth) argv.insert(argv.end(), {"--auth", "--admin-token-file", admin_token().string()});
     if (options_.curve) {
       argv.insert(argv.end(), {"--security", "curve", "--key-file", (dir_ / "coordinator.key").string(),
@@ -289,7 +294,7 @@ class LocalCluster {
     address_ = read_file(dir_ / "coordinator.addr");
     while (!address_.empty() && address_.back() == '\n') address_.pop_back();
   }
-  fs::path store() const { return dir_ / "store"; }
+  fs::path store() const { return options_.default_store ? dir_ / "state" / "custody" / "store" : dir_ / "store"; }
   fs::path admin_token() const { return dir_ / "admin.token"; }
   fs::path admin_key() const { return dir_ / "admin.key"; }
   // The CLI flags that connect as the holder of `key_file` (security curve).

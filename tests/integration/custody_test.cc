@@ -338,5 +338,51 @@ TEST(CustodyTest, UnknownIdsCorruptCheckpointsAndForeignStorePathsGetClearErrors
   EXPECT_EQ(read_file(other / "holiday.jpg"), "jpeg");
 }
 
+// An operator's one-line coordinator (no --store) records: into the documented default
+// store, created private, which the CLI finds through the coordinator. Running without a
+// store takes --no-store and says so loudly; contradictory or empty store flags are refused.
+TEST(CustodyTest, ACoordinatorStartedWithoutStoreFlagsRecordsIntoItsDefaultStore) {
+  ClusterOptions o;
+  o.servers = 1;
+  o.default_store = true;
+  LocalCluster c("default-store", o);
+  ASSERT_TRUE(c.wait_for_nodes(3));
+  const std::string job = submit(c, "recorded", job_text("recorded", 1), "alice");
+  ASSERT_EQ(c.cli({"wait", job}).code, 0);
+
+  const fs::path store = c.dir() / "state" / "custody" / "store";
+  ASSERT_TRUE(fs::is_directory(store)) << "the default store is $XDG_STATE_HOME/custody/store";
+  EXPECT_EQ(fs::status(store.parent_path()).permissions() & fs::perms::all, fs::perms::owner_all);
+  EXPECT_EQ(fs::status(store).permissions() & fs::perms::all, fs::perms::owner_all);
+  EXPECT_TRUE(fs::exists(store.string() + ".store-key")) << "its key files sit beside it, in the private directory";
+  const std::string log = read_file(c.dir() / "coordinator.log");
+  EXPECT_NE(log.find("custody store at " + store.string() + " (the default"), std::string::npos) << log;
+  // The CLI, given no --store, asks the coordinator where its store is.
+  EXPECT_EQ(cli_json(c, {"checkpoints", job}).size(), 1u);
+  CliResult verify = c.cli({"audit", "verify"});
+  EXPECT_EQ(verify.code, 0) << verify.out << verify.err;
+
+  Process none({bin("custody-coordinator"), "--listen", "tcp://127.0.0.1:0", "--no-store"}, c.dir() / "none.log");
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (read_file(none.log()).find("NOTHING IS RECORDED") == std::string::npos &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_NE(read_file(none.log()).find("RUNNING WITHOUT A CUSTODY STORE (--no-store): NOTHING IS RECORDED"),
+            std::string::npos)
+      << read_file(none.log());
+  EXPECT_TRUE(none.running());
+  none.stop();
+
+  CliResult empty = run_argv(c.dir(), {bin("custody-coordinator"), "--listen", "tcp://127.0.0.1:0", "--store", ""});
+  EXPECT_EQ(empty.code, 2);
+  EXPECT_NE(empty.err.find("--store is empty: give a directory, or --no-store"), std::string::npos) << empty.err;
+  CliResult both = run_argv(c.dir(), {bin("custody-coordinator"), "--listen", "tcp://127.0.0.1:0", "--store",
+                                      (c.dir() / "s").string(), "--no-store"});
+  EXPECT_EQ(both.code, 2);
+  EXPECT_NE(both.err.find("contradict each other"), std::string::npos) << both.err;
+  EXPECT_FALSE(fs::exists(c.dir() / "s")) << "a refused start creates nothing";
+}
+
 }  // namespace
 }  // namespace custody::testing

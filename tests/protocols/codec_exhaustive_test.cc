@@ -22,14 +22,14 @@ std::vector<Body> every_body() {
   NodeStatus node{"worker-1", NodeRole::kWorker, "tcp://a:1", true, true, 17, "h", 42};
   const AeadKey key = AeadKey::from_bytes(std::string(kAeadKeyBytes, 'k')).value();
   AssignTask task{"spec", 1, ShardId{"hash", 2, 3, 4, 5}, 6, 7, 8, {ServerRange{"ps-1", "tcp://b:2", 9, 10, true}}, 11, 12,
-                  key, key};
+                  key, key, RecordsDigest{"a1", "b2"}, RecordsDigest{"c3", "d4"}};
   AssignKeyRange range{"spec", 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, {0.5f}, {0.25f}, 11, {key}, key, {"worker-1"}};
   Push push{"worker-1", 2, Floats{0.5f}, 3, 4, 5, SharedBytes::copy_of(reinterpret_cast<const uint8_t*>("sealed"), 6)};
   Params params{1, 2, Floats{0.5f}, SharedBytes::copy_of(reinterpret_cast<const uint8_t*>("sealed"), 6), true};
   push.region = "/custody-shm-1-region";
   return {
-      Error{ErrorCode::kDataLoss, "bad"},
-      Register{NodeRole::kWorker, "tcp://a:1", "host", 42, "worker-9", "boot/net:[1]"},
+      Error{ErrorCode::kDataLoss, "bad", 2, true},
+      Register{NodeRole::kWorker, "tcp://a:1", "host", 42, "worker-9", "boot/net:[1]", "5e55"},
       RegisterAck{"worker-9", 250},
       Heartbeat{true},
       HeartbeatAck{true},  // the wire default is false
