@@ -15,12 +15,9 @@ std::string DataSpec::path(const std::string& file) const {
 
 const char* to_string(Consistency c) {
   switch (c) {
-    case Consistency::kBsp:
-      return "bsp";
-    case Consistency::kAsp:
-      return "asp";
-    case Consistency::kSsp:
-      return "ssp";
+    case Consistency::kBsp: return "bsp";
+    case Consistency::kAsp: return "asp";
+    case Consistency::kSsp: return "ssp";
   }
   return "?";
 }
@@ -134,16 +131,15 @@ Result<JobSpec> parse_job_spec(std::string_view toml_text, const std::string& or
   s.seed = static_cast<uint64_t>(seed);
   s.data.synthetic_seed = static_cast<uint64_t>(data_seed);
   s.optimizer.kind = parse_optimizer_kind(optimizer).value();
-  s.optimizer.schedule =
-      schedule == "cosine" ? OptimizerConfig::Schedule::kCosine : OptimizerConfig::Schedule::kConstant;
+  s.optimizer.schedule = schedule == "cosine" ? OptimizerConfig::Schedule::kCosine
+                                               : OptimizerConfig::Schedule::kConstant;
   s.data.kind = kind == "synthetic" ? DataSpec::Kind::kSynthetic : DataSpec::Kind::kIdx;
   if (s.data.name.empty()) {
     s.data.name = s.data.kind == DataSpec::Kind::kIdx
                       ? "fashion-mnist"
                       : "synthetic-" + std::to_string(s.data.synthetic_train) + "x" +
                             std::to_string(s.data.synthetic_features) + "-c" +
-                            std::to_string(s.data.synthetic_classes) + "-s" +
-                            std::to_string(s.data.synthetic_seed);
+                            std::to_string(s.data.synthetic_classes) + "-s" + std::to_string(s.data.synthetic_seed);
   }
   if (s.data.kind == DataSpec::Kind::kSynthetic && s.data.synthetic_classes > s.classes) {
     return invalid_argument(origin + ": key 'model.classes' (" + std::to_string(s.classes) +
@@ -151,9 +147,8 @@ Result<JobSpec> parse_job_spec(std::string_view toml_text, const std::string& or
                             std::to_string(s.data.synthetic_classes) + ")");
   }
   if (s.model == "mlp" && s.hidden.empty()) {
-    return invalid_argument(origin +
-                            ": key 'model.hidden' must list at least one layer size "
-                            "for an mlp (use model.type = \"softmax\" for none)");
+    return invalid_argument(origin + ": key 'model.hidden' must list at least one layer size "
+                                     "for an mlp (use model.type = \"softmax\" for none)");
   }
   if (s.data.kind == DataSpec::Kind::kSynthetic && s.data.synthetic_train < s.workers) {
     return invalid_argument(origin + ": key 'job.workers' (" + std::to_string(s.workers) +
@@ -192,18 +187,16 @@ std::string JobSpec::canonical_form() const {
   line("optimizer.beta2", optimizer.beta2);
   line("optimizer.epsilon", optimizer.epsilon);
   line("optimizer.weight_decay", optimizer.weight_decay);
-  line("optimizer.schedule",
-       optimizer.schedule == OptimizerConfig::Schedule::kCosine ? "cosine" : "constant");
+  line("optimizer.schedule", optimizer.schedule == OptimizerConfig::Schedule::kCosine ? "cosine" : "constant");
   line("data.kind", data.kind == DataSpec::Kind::kSynthetic ? "synthetic" : "idx");
   line("data.name", data.name);
   if (data.kind == DataSpec::Kind::kSynthetic) {
-    line("data.synthetic",
-         list(std::vector<int64_t>{data.synthetic_train, data.synthetic_test, data.synthetic_features,
-                                   data.synthetic_classes, static_cast<int64_t>(data.synthetic_seed)}));
+    line("data.synthetic", list(std::vector<int64_t>{data.synthetic_train, data.synthetic_test,
+                                                     data.synthetic_features, data.synthetic_classes,
+                                                     static_cast<int64_t>(data.synthetic_seed)}));
   } else {
-    line("data.files",
-         list(std::vector<std::string>{data.path(data.train_images), data.path(data.train_labels),
-                                       data.path(data.test_images), data.path(data.test_labels)}));
+    line("data.files", list(std::vector<std::string>{data.path(data.train_images), data.path(data.train_labels),
+                                                     data.path(data.test_images), data.path(data.test_labels)}));
   }
   line("data.license", data.license);
   line("data.consent", list(data.consent));

@@ -65,7 +65,7 @@ const char* to_string(PrivacySpec::Sampling s);
 
 struct JobSpec {
   std::string name = "job";
-  std::string model = "mlp";          // "mlp" or "softmax"
+  std::string model = "mlp";       // "mlp" or "softmax"
   std::vector<int> hidden{256, 128};  // mlp only
   int classes = 10;
   int epochs = 10;
