@@ -119,6 +119,7 @@ Outbox CoordinatorState::schedule() {
       }
       a.optimizer_steps = job.start.optimizer.steps;
       a.rank_nodes = job.attempt.workers;
+      if (job.plan.privacy) a.noise_std = job.plan.privacy->noise_std_of_mean();
       if (job.attempt.keys) job.attempt.keys->fill(a, i);
       out.push_back({servers[i]->peer, envelope(job.status.job_id, std::move(a), job.attempt.number)});
     }

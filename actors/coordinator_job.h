@@ -20,6 +20,7 @@
 #include "core/job_spec.h"
 #include "core/optimizer.h"
 #include "core/partition.h"
+#include "core/privacy.h"
 
 namespace custody::actors {
 
@@ -33,6 +34,9 @@ struct JobPlan {
   std::vector<int> layer_sizes;
   uint64_t num_parameters = 0, steps_per_epoch = 0, checkpoint_every = 0;
   std::string init_checkpoint;  // fine-tuning origin, if any
+  // A private job's plan (core/privacy.h): q, sigma (calibrated for a target epsilon), the
+  // noise the servers add. Derived again, identically, when a restart restores the job.
+  std::optional<PrivacyPlan> privacy;
   bool prepared() const { return steps_per_epoch > 0; }
   uint64_t total_steps() const { return steps_per_epoch * static_cast<uint64_t>(spec.epochs); }
 };

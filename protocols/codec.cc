@@ -1,5 +1,6 @@
 #include "protocols/codec.h"
 
+#include <cmath>
 #include <capnp/message.h>
 #include <capnp/orphan.h>
 #include <capnp/serialize.h>
