@@ -316,6 +316,12 @@ Outbox CoordinatorState::on_checkpoint_shard(Job& job, const Node& node, const m
   spec.epoch = static_cast<uint32_t>(m.step / job.plan.steps_per_epoch);
   spec.parent = job.status.last_checkpoint.empty() ? job.plan.init_checkpoint : job.status.last_checkpoint;
   spec.final = assembled.final;
+  if (job.plan.privacy) {
+    auto guarantee = privacy_record(*job.plan.privacy, m.step + job.privacy_steps_rolled_back,
+                                    job.privacy_steps_rolled_back);
+    if (!guarantee.is_ok()) return finish(job, JobState::kFailed, guarantee.status().message());
+    spec.privacy = std::move(guarantee).value();
+  }
   if (assembled.optimizer_incomplete) {
     log(LogLevel::kWarn, kSelf, job.status.job_id + ": a server sent no optimizer state with step " +
                                     std::to_string(m.step) + "; a resume from this checkpoint starts the optimizer from zeros");
@@ -428,6 +434,7 @@ Outbox CoordinatorState::recover(Job& job, const std::string& why) {
     job.start.step = step.value();
     checkpoint = s.last_checkpoint;
   }
+  if (job.plan.privacy && reached > job.start.step) job.privacy_steps_rolled_back += reached - job.start.step;
   Status recorded = recorder_.job_recovered(s, job.attempt.number, why, reached, job.start.step, checkpoint,
                                             recorder_.enabled() ? to_report : std::vector<std::string>());
   if (!recorded.is_ok()) {

@@ -107,6 +107,11 @@ struct Job {
   // fewer nodes than ranks.
   SteadyClock::time_point full_nodes_until;
   std::map<uint32_t, Discard> discards;  // by attempt number
+  // A private job: steps computed by attempts and then rolled back. They count against the
+  // privacy guarantee (the servers saw their sums, and released their noisy updates).
+  // Counted from the progress reports at each rollback (or the last checkpoint, whichever is
+  // later); kept in memory: a restarted coordinator starts it again from 0.
+  uint64_t privacy_steps_rolled_back = 0;
 };
 
 }  // namespace custody::actors
