@@ -5,6 +5,7 @@
 #include "core/partition.h"
 #include <algorithm>
 #include <cstdio>
+#include <sstream>
 
 #include "actors/custody_replay.h"
 #include "core/dataset.h"
@@ -13,6 +14,21 @@
 #include "storage/checkpoint.h"
 
 namespace custody::actors {
+namespace {
+
+// ", private: ..." for the coordinator's log of an accepted private job; "" otherwise.
+std::string privacy_summary(const JobPlan& plan) {
+  if (!plan.privacy) return "";
+  const PrivacyPlan& p = *plan.privacy;
+  std::ostringstream o;
+  o.precision(4);
+  o << ", private (DP-SGD): sigma=" << p.sigma << (p.calibrated ? " (calibrated)" : "") << ", C=" << p.clip_norm
+    << ", q=" << p.q << ", epsilon=" << p.planned_epsilon << " at delta=" << p.delta << " after " << p.steps
+    << " steps, " << to_string(p.sampling) << " sampling";
+  return o.str();
+}
+
+}  // namespace
 
 using msg::Envelope;
 using msg::JobState;
@@ -214,6 +230,13 @@ Result<Job> CoordinatorState::prepare(const std::string& spec_text, const std::s
   plan.checkpoint_every = spec.checkpoint_every_steps > 0 ? static_cast<uint64_t>(spec.checkpoint_every_steps)
                                                       : plan.steps_per_epoch;
   plan.init_checkpoint = std::move(job.plan.init_checkpoint);  // set above when fine-tuning
+  if (spec.privacy.enabled) {
+    // Calibrated before the job starts: a target no noise reaches is refused here, naming
+    // the numbers, and never half-trained.
+    auto privacy = plan_privacy(spec, data->train.count, static_cast<int64_t>(plan.total_steps()));
+    if (!privacy.is_ok()) return Status(privacy.status().code(), origin + ": " + privacy.status().message());
+    plan.privacy = privacy.value();
+  }
   adopt_plan(job, std::move(plan));
   msg::JobStatus& s = job.status;
   s.name = spec.name;
@@ -244,7 +267,7 @@ Outbox CoordinatorState::on_submit(const Envelope& in, const msg::SubmitJob& m, 
   log(LogLevel::kInfo, kSelf, "accepted " + id + " '" + s.name + "' from " + s.submitter + ": " +
                                   std::to_string(job.plan.num_parameters) + " parameters, " +
                                   std::to_string(job.plan.spec.workers) + " workers, " + s.consistency + ", data " +
-                                  s.dataset_hash.substr(0, 12));
+                                  s.dataset_hash.substr(0, 12) + privacy_summary(job.plan));
   jobs_[id] = std::move(job);
   queue_.push_back(id);
   order_.push_back(id);

@@ -134,6 +134,7 @@ Outbox CoordinatorState::schedule() {
       }
       a.optimizer_steps = job.start.optimizer.steps;
       a.rank_nodes = job.attempt.workers;
+      if (job.plan.privacy) a.noise_std = job.plan.privacy->noise_std_of_mean();
       if (job.attempt.keys) job.attempt.keys->fill(a, i);
       out.push_back({servers[i]->peer, envelope(job.status.job_id, std::move(a), job.attempt.number)});
     }
@@ -358,6 +359,12 @@ Outbox CoordinatorState::on_checkpoint_shard(Job& job, const Node& node, const m
   spec.epoch = static_cast<uint32_t>(m.step / job.plan.steps_per_epoch);
   spec.parent = job.status.last_checkpoint.empty() ? job.plan.init_checkpoint : job.status.last_checkpoint;
   spec.final = assembled.final;
+  if (job.plan.privacy) {
+    auto guarantee = privacy_record(*job.plan.privacy, m.step + job.privacy_steps_rolled_back,
+                                    job.privacy_steps_rolled_back);
+    if (!guarantee.is_ok()) return finish(job, JobState::kFailed, guarantee.status().message());
+    spec.privacy = std::move(guarantee).value();
+  }
   if (assembled.optimizer_incomplete) {
     log(LogLevel::kWarn, kSelf, job.status.job_id + ": a server sent no optimizer state with step " +
                                     std::to_string(m.step) + "; a resume from this checkpoint starts the optimizer from zeros");

@@ -20,6 +20,7 @@
 #include "core/job_spec.h"
 #include "core/optimizer.h"
 #include "core/partition.h"
+#include "core/privacy.h"
 
 namespace custody::actors {
 
@@ -33,6 +34,9 @@ struct JobPlan {
   std::vector<int> layer_sizes;
   uint64_t num_parameters = 0, steps_per_epoch = 0, checkpoint_every = 0;
   std::string init_checkpoint;  // fine-tuning origin, if any
+  // A private job's plan (core/privacy.h): q, sigma (calibrated for a target epsilon), the
+  // noise the servers add. Derived again, identically, when a restart restores the job.
+  std::optional<PrivacyPlan> privacy;
   bool prepared() const { return steps_per_epoch > 0; }
   uint64_t total_steps() const { return steps_per_epoch * static_cast<uint64_t>(spec.epochs); }
 };
@@ -108,6 +112,11 @@ struct Job {
   // for every rank at once), with what each said: rank -> node -> cause. Scheduling
   // never gives the rank to those nodes again; with no other worker alive the job fails.
   std::map<uint32_t, std::map<std::string, std::string>> cannot_run;
+  // A private job: steps computed by attempts and then rolled back. They count against the
+  // privacy guarantee (the servers saw their sums, and released their noisy updates).
+  // Counted from the progress reports at each rollback (or the last checkpoint, whichever is
+  // later); kept in memory: a restarted coordinator starts it again from 0.
+  uint64_t privacy_steps_rolled_back = 0;
 };
 
 }  // namespace custody::actors

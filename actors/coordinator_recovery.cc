@@ -106,6 +106,7 @@ Outbox CoordinatorState::recover(Job& job, const std::string& why, bool counts) 
     job.start.step = step.value();
     checkpoint = s.last_checkpoint;
   }
+  if (job.plan.privacy && reached > job.start.step) job.privacy_steps_rolled_back += reached - job.start.step;
   Status recorded = recorder_.job_recovered(s, job.attempt.number, why, reached, job.start.step, checkpoint,
                                             recorder_.enabled() ? to_report : std::vector<std::string>());
   if (!recorded.is_ok()) {

@@ -180,6 +180,26 @@ Status CustodyRecorder::attempt_discarded(const msg::JobStatus& job, uint32_t at
   return write(b);
 }
 
+Result<json> privacy_record(const PrivacyPlan& p, uint64_t steps_accounted, uint64_t steps_rolled_back) {
+  auto spent = privacy_spent(p, static_cast<int64_t>(steps_accounted));
+  if (!spent.is_ok()) return Status(spent.status().code(), "privacy accounting failed: " + spent.status().message());
+  return json{{"epsilon", spent->epsilon},
+              {"delta", p.delta},
+              {"rdp_order", spent->order},
+              {"noise_multiplier", p.sigma},
+              {"clip_norm", p.clip_norm},
+              {"sampling_rate", p.q},
+              {"expected_batch", p.expected_batch},
+              {"sampling", to_string(p.sampling)},
+              {"steps_accounted", steps_accounted},
+              {"steps_rolled_back", steps_rolled_back},
+              {"planned_epsilon", p.planned_epsilon},
+              {"target_epsilon", p.target_epsilon},
+              {"accountant", "RDP of the Poisson-subsampled Gaussian (Mironov, Talwar, Zhang 2019); "
+                             "conversion of Canonne, Kamath, Steinke 2020"},
+              {"adjacency", "example-level add/remove"}};
+}
+
 Result<std::string> CustodyRecorder::checkpoint(const msg::JobStatus& job, const std::vector<int>& layer_sizes,
                                                 const std::vector<float>& values, const storage::CheckpointSpec& spec,
                                                 const std::map<std::string, WorkerContribution>& contributions,

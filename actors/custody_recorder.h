@@ -13,6 +13,7 @@
 #include "core/job_spec.h"
 #include "protocols/messages.h"
 #include "core/signing.h"
+#include "core/privacy.h"
 #include "storage/checkpoint.h"
 
 namespace custody::actors {
@@ -24,6 +25,11 @@ struct DatasetInfo {
   // they are file by file (core/records_digest.h). Workers check their copies against them.
   std::vector<RecordsDigest> train_digests = {}, test_digests = {};
 };
+
+// A private job's guarantee at a checkpoint, as its entity record keeps it
+// (docs/ARCHITECTURE.md "Differential privacy"): epsilon after `steps_accounted` steps
+// (rolled-back ones included) and what it rests on.
+Result<storage::json> privacy_record(const PrivacyPlan& plan, uint64_t steps_accounted, uint64_t steps_rolled_back);
 
 // Per worker and rank, summed over the parameter servers of one checkpoint interval.
 struct WorkerContribution {

@@ -99,8 +99,22 @@ Outbox ParameterServerState::handle_control(const std::string& peer, const Envel
           "plane of " + in.job_id + " is not sealed: it serves a data plane in clear only on a loopback address. Set "
           "data_plane_sealing = \"on\" (or \"auto\") at the coordinator, or listen on 127.0.0.1"));
     }
+    // A private job's noise is this server's to add: a spec and a noise that disagree would
+    // train without the guarantee the job file asked for (or with noise nobody asked for).
+    if (spec->privacy.enabled != (m->noise_std > 0)) {
+      return error(invalid_argument(std::string("assignKeyRange for ") + in.job_id + ": the job is " +
+                                    (spec->privacy.enabled ? "private but carries no noise (noiseStd = 0)"
+                                                           : "not private but carries a noiseStd") +
+                                    "; this server will not train it"));
+    }
     JobShard job;
     job.id = in.job_id;
+    job.noise_std = m->noise_std;
+    if (job.noise_std > 0) {
+      auto source = SecureRandom::from_os();
+      if (!source.is_ok()) return error(source.status());
+      job.noise.emplace(std::move(source).value());
+    }
     job.rank_nodes = m->rank_nodes;
     job.rank_keys = m->rank_keys;
     for (const AeadKey& k : job.rank_keys) job.fingerprints.push_back(k.fingerprint());
@@ -298,7 +312,8 @@ Outbox ParameterServerState::handle_data(const std::string& peer, const Envelope
     if (!job.fingerprints.empty()) c.key_fingerprint = job.fingerprints[push->rank];
     ++c.accepted;
     c.samples += push->samples;
-    c.update_norm_sum += std::sqrt(squared_norm);
+    // A private job's pushes are unnoised clipped sums: their norms are not recorded.
+    if (!job.noise) c.update_norm_sum += std::sqrt(squared_norm);
     const uint64_t staleness = job.version > push->base_version ? job.version - push->base_version : 0;
     c.staleness_max = std::max(c.staleness_max, staleness);
     c.staleness_sum += staleness;
@@ -378,7 +393,21 @@ Outbox ParameterServerState::handle_data(const std::string& peer, const Envelope
     return {};
   }
   const float* partial = !job.pending_sum.empty() ? job.pending_sum.data() : job.first_pending.data();
-  if (partial) {
+  if (job.noise) {
+    // DP-SGD: the step's mean of clipped sums (each worker pushed its clipped sum over the
+    // expected batch's share) plus N(0, noise_std^2) on every coordinate, drawn here from
+    // the secure source, once per step; only then does the optimizer see it.
+    job.noisy.resize(n);
+    Eigen::Map<Eigen::VectorXf> noisy(job.noisy.data(), static_cast<Eigen::Index>(n));
+    if (partial) {
+      noisy = (Eigen::Map<const Eigen::VectorXf>(partial, static_cast<Eigen::Index>(n)) + g) *
+              (1.0f / static_cast<float>(job.num_workers));
+    } else {
+      noisy = g;
+    }
+    job.noise->add_gaussian(job.noisy.data(), n, job.noise_std);
+    apply(job, job.noisy.data());
+  } else if (partial) {
     apply(job, g.data(), partial, 1.0f / static_cast<float>(job.num_workers));
   } else {
     apply(job, g.data());  // the step's only gradient is its mean

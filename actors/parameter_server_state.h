@@ -60,6 +60,7 @@
 #include "core/metrics.h"
 #include "core/optimizer.h"
 #include "core/partition.h"
+#include "core/secure_random.h"
 #include "protocols/fork_join.h"
 #include "protocols/shared_region.h"
 
@@ -131,6 +132,12 @@ class ParameterServerState {
     // Opened gradients: the one being handled, and BSP's first of the step (first_pending
     // points into it). Kept between steps, so a step allocates nothing.
     std::vector<float> opened, opened_first;
+    // A private job: the std of the noise added to each coordinate of each step's mean
+    // gradient, its secure source (keyed from the OS, never recorded: the noise of a step
+    // must not be reproducible by anyone), and the buffer the noisy mean is formed in.
+    double noise_std = 0;
+    std::optional<SecureRandom> noise;
+    std::vector<float> noisy;
     uint64_t refusals = 0;  // unauthenticated messages refused, for the log's rate
     // Shared memory, by rank: the region its worker named, mapped on first use.
     std::map<uint32_t, shm::SharedRegion> regions;

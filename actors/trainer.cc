@@ -1,12 +1,12 @@
 #include "actors/trainer.h"
 
+#include <algorithm>
 #include <tuple>
 
 #include "core/dataset.h"
 #include "core/float_env.h"
 
 namespace custody::actors {
-namespace {
 
 Counter& training_samples_metric(MetricsRegistry& m) {
   return m.counter("custody_training_samples_total", "Training samples whose gradients this worker's servers applied.");
@@ -16,6 +16,8 @@ Histogram& training_step_metric(MetricsRegistry& m) {
   return m.histogram("custody_training_step_duration_seconds",
                      "One training step: batch, gradient, push and the servers' answer.", latency_buckets());
 }
+
+namespace {
 
 std::string data_files(const DataSpec& d) {
   if (d.kind == DataSpec::Kind::kSynthetic) return "synthetic data";
@@ -84,7 +86,14 @@ Result<Trainer> Trainer::load(const msg::AssignTask& t, const std::string& job_i
   CUSTODY_ASSIGN_OR_RETURN(BatchOrder order,
                            BatchOrder::make(spec.seed, t.rank, t.shard.end - t.shard.begin, t.steps_per_epoch,
                                             static_cast<uint32_t>(spec.batch_size)));
+  const bool private_job = spec.privacy.enabled;
+  const double rate = static_cast<double>(spec.workers) * spec.batch_size / static_cast<double>(data.train.count);
   Trainer trainer(t, std::move(spec), std::move(model), std::move(order), std::move(options));
+  if (private_job) {
+    CUSTODY_ASSIGN_OR_RETURN(SecureRandom sampler, SecureRandom::from_os());
+    trainer.sampler_.emplace(std::move(sampler));
+    trainer.sampling_rate_ = std::min(1.0, rate);
+  }
   const auto begin = static_cast<int64_t>(t.shard.begin), end = static_cast<int64_t>(t.shard.end);
   trainer.shard_ = features(data.train, begin, end);
   trainer.labels_.assign(data.train.labels.begin() + begin, data.train.labels.begin() + end);
@@ -92,6 +101,33 @@ Result<Trainer> Trainer::load(const msg::AssignTask& t, const std::string& job_i
   trainer.test_y_.assign(data.test.labels.begin() + static_cast<int64_t>(t.test_begin),
                          data.test.labels.begin() + static_cast<int64_t>(t.test_end));
   return trainer;  // the data set's raw bytes go with `data`
+}
+
+uint32_t Trainer::private_batch(Matrix& x, std::vector<uint8_t>& y, uint64_t step) {
+  if (spec_.privacy.sampling == PrivacySpec::Sampling::kShuffled) {
+    const int64_t* samples = order_.batch(step);
+    for (uint32_t i = 0; i < order_.batch_size(); ++i) {
+      x.col(i) = shard_.col(samples[i]);
+      y[i] = labels_[samples[i]];
+    }
+    return order_.batch_size();
+  }
+  // Poisson: each example of the shard joins with probability q, independently; the gaps
+  // between those taken are geometric, so a step costs O(q * shard) draws, not O(shard).
+  const uint64_t n = static_cast<uint64_t>(shard_.cols());
+  uint32_t taken = 0;
+  for (uint64_t i = sampler_->geometric_skip(sampling_rate_); i < n; i += 1 + sampler_->geometric_skip(sampling_rate_)) {
+    if (taken == x.cols()) {  // more than the room so far: grow (rare past 2x the batch)
+      Matrix wider(x.rows(), std::max<Eigen::Index>(1, x.cols() * 2));
+      wider.leftCols(x.cols()) = x;
+      x.swap(wider);
+      y.resize(static_cast<size_t>(x.cols()));
+    }
+    x.col(taken) = shard_.col(static_cast<Eigen::Index>(i));
+    y[taken] = labels_[i];
+    ++taken;
+  }
+  return taken;
 }
 
 void Trainer::evaluate(uint32_t epoch, const Report& report) {
@@ -126,18 +162,40 @@ Status Trainer::run(ParameterClient& servers, const Report& report) {
     step_seconds = &training_step_metric(*options_.metrics);
   }
   auto step_start = report_start;  // one reading of the clock a step, as before
+  if (sampler_) {  // Poisson batches vary around the batch size: room for twice it
+    x.resize(shard_.rows(), 2 * batch);
+    y.resize(2 * batch);
+  }
   for (; step < last_step; ++step) {
-    const int64_t* samples = order_.batch(step);
-    for (uint32_t i = 0; i < batch; ++i) {
-      x.col(i) = shard_.col(samples[i]);
-      y[i] = labels_[samples[i]];
+    uint32_t taken = batch;
+    BatchStats st;
+    if (sampler_) {
+      taken = private_batch(x, y, step);
+      MatrixView view(x.data(), x.rows(), taken);
+      st = model_.clipped_gradient_sum(params_.data(), view, y.data(), static_cast<float>(spec_.privacy.clip_norm),
+                                       grad.data(), ws_);
+      Eigen::Map<Eigen::VectorXf>(grad.data(), static_cast<Eigen::Index>(grad.size())) *=
+          1.0f / static_cast<float>(batch);
+    } else {
+      const int64_t* samples = order_.batch(step);
+      for (uint32_t i = 0; i < batch; ++i) {
+        x.col(i) = shard_.col(samples[i]);
+        y[i] = labels_[samples[i]];
+      }
+      MatrixView view(x.data(), x.rows(), x.cols());
+      st = model_.gradient(params_.data(), view, y.data(), grad.data(), ws_);
     }
-    MatrixView view(x.data(), x.rows(), x.cols());
-    BatchStats st = model_.gradient(params_.data(), view, y.data(), grad.data(), ws_);
-    CUSTODY_RETURN_IF_ERROR(servers.push(step, batch, grad.data()));
+    if (sampler_) {
+      // What leaves the worker besides the clipped sum must not depend on who was sampled:
+      // a Poisson batch's size and its loss are unnoised statistics of the training data,
+      // so a private job reports the expected batch size and no training loss.
+      taken = batch;
+      st.loss_sum = 0;
+    }
+    CUSTODY_RETURN_IF_ERROR(servers.push(step, taken, grad.data()));
     CUSTODY_RETURN_IF_ERROR(servers.wait(params_.data(), options_.step_timeout));
-    samples_total += batch;
-    report_samples += batch;
+    samples_total += taken;
+    report_samples += taken;
     report_loss += st.loss_sum;
     const uint32_t epoch = order_.epoch_of(step);
     const auto now = options_.now();

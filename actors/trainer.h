@@ -5,6 +5,10 @@
 //         test range the task names, the model of the assignment's size
 //   run:  pull the values; then for each step: its batch (core/data_order.h), the
 //         gradient (Eigen), a push of each server's slice, a wait for the new values.
+//         A private job's step (DP-SGD, docs/ARCHITECTURE.md "Differential privacy"):
+//         a Poisson sample of the shard (or the shuffled batch), the sum of the examples'
+//         gradients each clipped to C, pushed divided by job.batch_size (so the servers'
+//         mean over ranks is the sum over the expected batch); the servers add the noise.
 //         After each epoch the test range is evaluated (epochEval); about every
 //         progress_interval a progress report; at the end taskDone.
 //
@@ -16,12 +20,14 @@
 #pragma once
 
 #include <functional>
+#include <optional>
 
 #include "actors/parameter_client.h"
 #include "core/metrics.h"
 #include "core/data_order.h"
 #include "core/job_spec.h"
 #include "core/model.h"
+#include "core/secure_random.h"
 
 namespace custody::actors {
 
@@ -76,6 +82,12 @@ class Trainer {
   Model model_;
   BatchOrder order_;
   TrainerOptions options_;
+  // A private job (spec_.privacy): Poisson sampling's rate, and the secure source of its
+  // draws (keyed from the OS: which examples a step used must not be predictable from the
+  // job file, or sampling would not amplify privacy). Unset for other jobs.
+  double sampling_rate_ = 0;
+  std::optional<SecureRandom> sampler_;
+  uint32_t private_batch(Matrix& x, std::vector<uint8_t>& y, uint64_t step);
   Matrix shard_, test_x_;  // samples are columns
   std::vector<uint8_t> labels_, test_y_;
   // The values the next gradient is computed at, copied out of each answer into memory

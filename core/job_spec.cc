@@ -1,5 +1,6 @@
 #include "core/job_spec.h"
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
@@ -20,6 +21,56 @@ const char* to_string(Consistency c) {
   }
   return "?";
 }
+
+const char* to_string(PrivacySpec::Sampling s) {
+  return s == PrivacySpec::Sampling::kShuffled ? "shuffled" : "poisson";
+}
+
+namespace {
+
+// The [privacy] section: present or not, then each key; the combinations are checked here,
+// the reachability of the target by the coordinator (it needs the data set's size).
+Status parse_privacy(ConfigReader& r, const std::string& origin, JobSpec& s) {
+  PrivacySpec& p = s.privacy;
+  std::string sampling = "poisson";
+  double delta = -1, target = -1, sigma = -1;
+  CUSTODY_RETURN_IF_ERROR(r.get("privacy.target_epsilon", target, 1e-6, 1e6));
+  CUSTODY_RETURN_IF_ERROR(r.get("privacy.delta", delta, 1e-300, 0.999999));
+  CUSTODY_RETURN_IF_ERROR(r.get("privacy.noise_multiplier", sigma, 1e-3, 1e6));
+  CUSTODY_RETURN_IF_ERROR(r.get("privacy.clip_norm", p.clip_norm, 1e-9, 1e9));
+  CUSTODY_RETURN_IF_ERROR(r.get("privacy.sampling", sampling, {"poisson", "shuffled"}));
+  CUSTODY_RETURN_IF_ERROR(r.get("privacy.max_noise_multiplier", p.max_noise_multiplier, 1e-3, 1e6));
+  bool enabled = false;
+  CUSTODY_RETURN_IF_ERROR(r.get("privacy.enabled", enabled));
+  const bool any = enabled || target > 0 || delta > 0 || sigma > 0;
+  if (!any) return Status::ok();
+  p.enabled = true;
+  p.sampling = sampling == "shuffled" ? PrivacySpec::Sampling::kShuffled : PrivacySpec::Sampling::kPoisson;
+  if ((target > 0) == (sigma > 0)) {
+    return invalid_argument(
+        origin +
+        ": section [privacy] needs exactly one of 'privacy.target_epsilon' (Custody "
+        "calibrates the noise) and 'privacy.noise_multiplier' (Custody computes epsilon)");
+  }
+  if (delta <= 0) {
+    return invalid_argument(origin +
+                            ": key 'privacy.delta' is required in [privacy] (e.g. 1e-5; it must be well "
+                            "below 1 / the number of training examples)");
+  }
+  p.delta = delta;
+  p.target_epsilon = std::max(target, 0.0);
+  p.noise_multiplier = std::max(sigma, 0.0);
+  if (s.consistency != Consistency::kBsp) {
+    // Under ASP/SSP every push is applied alone: each would need its own noise, and the
+    // accountant's one-mechanism-per-step analysis would not describe what ran.
+    return invalid_argument(origin + ": key 'job.consistency' is '" + to_string(s.consistency) +
+                            "', but a private job runs only with \"bsp\": noise is added once to each step's "
+                            "summed gradient, which ASP and SSP never form");
+  }
+  return Status::ok();
+}
+
+}  // namespace
 
 std::vector<int> JobSpec::layer_sizes(int input_features) const {
   std::vector<int> sizes{input_features};
@@ -71,13 +122,14 @@ Result<JobSpec> parse_job_spec(std::string_view toml_text, const std::string& or
   CUSTODY_RETURN_IF_ERROR(r.get("data.synthetic.classes", s.data.synthetic_classes, 2, 256));
   int64_t data_seed = static_cast<int64_t>(s.data.synthetic_seed);
   CUSTODY_RETURN_IF_ERROR(r.get("data.synthetic.seed", data_seed, 0, INT64_MAX));
+  s.consistency = consistency == "asp"   ? Consistency::kAsp
+                  : consistency == "ssp" ? Consistency::kSsp
+                                         : Consistency::kBsp;
+  CUSTODY_RETURN_IF_ERROR(parse_privacy(r, origin, s));
   CUSTODY_RETURN_IF_ERROR(r.unknown_keys_error());
 
   s.seed = static_cast<uint64_t>(seed);
   s.data.synthetic_seed = static_cast<uint64_t>(data_seed);
-  s.consistency = consistency == "asp"   ? Consistency::kAsp
-                  : consistency == "ssp" ? Consistency::kSsp
-                                         : Consistency::kBsp;
   s.optimizer.kind = parse_optimizer_kind(optimizer).value();
   s.optimizer.schedule = schedule == "cosine" ? OptimizerConfig::Schedule::kCosine
                                                : OptimizerConfig::Schedule::kConstant;
@@ -148,6 +200,15 @@ std::string JobSpec::canonical_form() const {
   }
   line("data.license", data.license);
   line("data.consent", list(data.consent));
+  if (privacy.enabled) {  // absent for other jobs, so their hashes stay what they were
+    o.precision(17);
+    line("privacy.target_epsilon", privacy.target_epsilon);
+    line("privacy.delta", privacy.delta);
+    line("privacy.noise_multiplier", privacy.noise_multiplier);
+    line("privacy.clip_norm", privacy.clip_norm);
+    line("privacy.sampling", to_string(privacy.sampling));
+    line("privacy.max_noise_multiplier", privacy.max_noise_multiplier);
+  }
   return o.str();
 }
 

@@ -43,6 +43,26 @@ struct DataSpec {
 enum class Consistency { kBsp, kAsp, kSsp };
 const char* to_string(Consistency c);
 
+// Differentially private training (DP-SGD), the job file's [privacy] section; see
+// docs/ARCHITECTURE.md "Differential privacy". Exactly one of target_epsilon and
+// noise_multiplier is set; the coordinator calibrates the other before the job starts
+// (core/privacy.h) and refuses a job whose target cannot be reached.
+struct PrivacySpec {
+  enum class Sampling { kPoisson, kShuffled };
+  bool enabled = false;         // a [privacy] section is present
+  double target_epsilon = 0;    // 0: not set (noise_multiplier is)
+  double delta = 0;             // required; must be below 1 / (training examples)
+  double noise_multiplier = 0;  // sigma: noise std / clip_norm; 0: calibrated from target_epsilon
+  double clip_norm = 1.0;       // C: each example's gradient is clipped to this L2 norm
+  // kPoisson: every example joins each step's batch independently with probability q (what
+  // the accountant assumes). kShuffled: fixed-size batches of a shuffled order; the
+  // privacy statement then says the epsilon is the Poisson analysis's, not a proof.
+  Sampling sampling = Sampling::kPoisson;
+  // Calibration gives up above this sigma: a job needing more is refused. Default: 100
+  double max_noise_multiplier = 100;
+};
+const char* to_string(PrivacySpec::Sampling s);
+
 struct JobSpec {
   std::string name = "job";
   std::string model = "mlp";       // "mlp" or "softmax"
@@ -62,6 +82,7 @@ struct JobSpec {
   std::string init_from;
   OptimizerConfig optimizer;
   DataSpec data;
+  PrivacySpec privacy;
   std::string text;  // the job file as submitted
 
   // A canonical text of every setting (defaults included, the file's comments and layout

@@ -128,6 +128,54 @@ BatchStats Model::gradient(const float* params, const MatrixView& x, const uint8
   return stats;
 }
 
+BatchStats Model::clipped_gradient_sum(const float* params, const MatrixView& x, const uint8_t* labels,
+                                       float clip_norm, float* grad, Workspace& ws) const {
+  Eigen::Map<Vector>(grad, static_cast<Eigen::Index>(num_params_)).setZero();
+  if (x.cols() == 0) return {};
+  forward(params, x, ws);
+  const int layers = num_layers();
+  BatchStats stats = score(ws.activations[layers], labels);
+  ws.deltas.resize(layers + 1);
+  Matrix& top = ws.deltas[layers];  // d(CE_i)/d(logits_i), one column per example: not averaged
+  top = ws.activations[layers];
+  for (Eigen::Index i = 0; i < x.cols(); ++i) top(labels[i], i) -= 1.0f;
+  // Every layer's deltas first (unclipped), and each example's squared gradient norm.
+  Eigen::RowVectorXf squared = Eigen::RowVectorXf::Zero(x.cols());
+  for (int l = layers - 1; l >= 0; --l) {
+    const Matrix& delta = ws.deltas[l + 1];
+    const Eigen::RowVectorXf delta_sq = delta.colwise().squaredNorm();
+    const Eigen::RowVectorXf input_sq = l == 0 ? Eigen::RowVectorXf(x.colwise().squaredNorm())
+                                               : Eigen::RowVectorXf(ws.activations[l].colwise().squaredNorm());
+    squared.array() += delta_sq.array() * (input_sq.array() + 1.0f);  // weights, then bias
+    if (l > 0) {
+      Eigen::Map<const Matrix> w(params + offsets_[l].weights, sizes_[l + 1], sizes_[l]);
+      Matrix& below = ws.deltas[l];
+      below.noalias() = w.transpose() * delta;
+      below = (ws.activations[l].array() > 0.0f).select(below, 0.0f);
+    }
+  }
+  // min(1, C/||g_i||); a non-finite norm (an overflowing example) is clipped to zero
+  // rather than let through.
+  ws.scale.resize(x.cols());
+  for (Eigen::Index i = 0; i < x.cols(); ++i) {
+    const float norm = std::sqrt(squared[i]);
+    ws.scale[i] = std::isfinite(norm) ? (norm > clip_norm ? clip_norm / norm : 1.0f) : 0.0f;
+  }
+  for (int l = layers - 1; l >= 0; --l) {
+    Matrix& delta = ws.deltas[l + 1];
+    delta.array().rowwise() *= ws.scale.array();
+    Eigen::Map<Matrix> gw(grad + offsets_[l].weights, sizes_[l + 1], sizes_[l]);
+    Eigen::Map<Vector> gb(grad + offsets_[l].bias, sizes_[l + 1]);
+    if (l == 0) {
+      gw.noalias() = delta * x.transpose();
+    } else {
+      gw.noalias() = delta * ws.activations[l].transpose();
+    }
+    gb = delta.rowwise().sum();
+  }
+  return stats;
+}
+
 BatchStats Model::evaluate(const float* params, const MatrixView& x, const uint8_t* labels,
                            Workspace& ws) const {
   forward(params, x, ws);

@@ -28,6 +28,7 @@ using MatrixView = Eigen::Map<const Matrix>;
 struct Workspace {
   std::vector<Matrix> activations;  // a_0 = input .. a_L = softmax output
   std::vector<Matrix> deltas;
+  Eigen::RowVectorXf scale;  // clipped_gradient_sum: each example's clipping factor
 };
 
 struct BatchStats {
@@ -67,6 +68,20 @@ class Model {
   //           labels has x.cols() entries, each < num_classes().
   BatchStats gradient(const float* params, const MatrixView& x, const uint8_t* labels,
                       float* grad, Workspace& ws) const;
+
+  // DP-SGD's step on a batch (Abadi et al. 2016): the SUM over the batch of every example's
+  // cross-entropy gradient clipped to L2 norm clip_norm, written into grad; each example
+  // thus moves the sum by at most clip_norm. The norms need no per-example gradient: a
+  // dense layer's weight gradient for example i is the outer product delta_i a_i^T, whose
+  // Frobenius norm is ||delta_i|| ||a_i|| (Goodfellow 2015, "Efficient per-example
+  // gradient computations"), and its bias gradient is delta_i. One backward pass keeps
+  // every layer's deltas, takes the norms, scales each example's deltas by
+  // min(1, C / ||g_i||) (backpropagation is linear in the top delta, so this scales the
+  // example's whole gradient) and forms the layers' gradients from the scaled deltas.
+  // An empty batch (Poisson sampling may draw none) gives a zero gradient.
+  // REQUIRES: as gradient(); clip_norm > 0.
+  BatchStats clipped_gradient_sum(const float* params, const MatrixView& x, const uint8_t* labels, float clip_norm,
+                                  float* grad, Workspace& ws) const;
 
   // Loss and accuracy counts without a gradient.
   BatchStats evaluate(const float* params, const MatrixView& x, const uint8_t* labels,

@@ -1,5 +1,6 @@
 #include "protocols/codec.h"
 
+#include <cmath>
 #include <capnp/message.h>
 #include <capnp/orphan.h>
 #include <capnp/serialize.h>
@@ -292,6 +293,7 @@ void encode_body(wire::Envelope::Body::Builder b, const Body& body) {
             for (size_t i = 0; i < m.rank_keys.size(); ++i) keys.set(static_cast<unsigned>(i), key_bytes(m.rank_keys[i]));
             if (m.reply_key) e.setReplyKey(key_bytes(*m.reply_key));
             set_texts(e.initRankNodes(static_cast<unsigned>(m.rank_nodes.size())), m.rank_nodes);
+            e.setNoiseStd(m.noise_std);
           },
           [&](const KeyRangeReady& m) {
             auto e = b.initKeyRangeReady();
@@ -570,6 +572,10 @@ Result<Body> decode_body(wire::Envelope::Body::Reader b, const std::shared_ptr<c
       }
       CUSTODY_ASSIGN_OR_RETURN(m.reply_key, read_key(r.getReplyKey(), "assignKeyRange.replyKey"));
       m.rank_nodes = get_texts(r.getRankNodes());
+      m.noise_std = r.getNoiseStd();
+      if (!(m.noise_std >= 0 && std::isfinite(m.noise_std))) {
+        return invalid_argument("assignKeyRange.noiseStd must be a finite number >= 0");
+      }
       return Body(std::move(m));
     }
     case W::KEY_RANGE_READY: {

@@ -216,6 +216,10 @@ struct AssignKeyRange {
   replyKey @15 :Data;        # seals this server's params replies
   rankNodes @16 :List(Text); # by rank: the node the coordinator assigned it to, named in the
                              # server's contributions (not the name a push gives)
+  # A private job (its spec's [privacy] section): the standard deviation of the Gaussian
+  # noise this server adds, from its secure random source, to each coordinate of each step's
+  # mean gradient on its range: sigma * clipNorm / expected batch (core/privacy.h). 0: none.
+  noiseStd @17 :Float64;
 }
 
 # parameter server -> coordinator

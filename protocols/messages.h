@@ -109,6 +109,7 @@ struct AssignKeyRange {
   std::vector<AeadKey> rank_keys = {};  // by rank
   std::optional<AeadKey> reply_key = {};
   std::vector<std::string> rank_nodes = {};  // by rank: the node it was assigned to
+  double noise_std = 0;  // private job: the noise std on each coordinate of a step's mean gradient
 };
 struct KeyRangeReady {
   uint64_t range_begin = 0, range_end = 0;

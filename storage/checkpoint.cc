@@ -102,14 +102,15 @@ Result<std::string> add_checkpoint(Batch& batch, const Model& model, const std::
   // makes any change to it (a parent, a step, a tensor list) visible to verify().
   const std::string manifest_sha = sha256_hex(manifest.dump());
   batch.checkpoint(std::move(manifest));
-  batch.entity(lineage::kind::kCheckpoint, id,
-               {{"job", spec.job},
-                {"attempt", spec.attempt},
-                {"step", spec.step},
-                {"epoch", spec.epoch},
-                {"root_hash", root},
-                {"manifest_sha256", manifest_sha},
-                {"final", spec.final}});
+  json entity{{"job", spec.job},
+              {"attempt", spec.attempt},
+              {"step", spec.step},
+              {"epoch", spec.epoch},
+              {"root_hash", root},
+              {"manifest_sha256", manifest_sha},
+              {"final", spec.final}};
+  if (!spec.privacy.is_null()) entity["privacy"] = spec.privacy;
+  batch.entity(lineage::kind::kCheckpoint, id, std::move(entity));
   batch.relation(lineage::rel::kProduced, spec.job, id, {{"step", spec.step}});
   if (!spec.parent.empty()) batch.relation(lineage::rel::kDerivedFrom, id, spec.parent);
   return id;

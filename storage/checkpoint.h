@@ -60,6 +60,11 @@ struct CheckpointSpec {
   uint32_t epoch = 0;
   std::string parent;  // previous checkpoint of the run, or the fine-tuning origin; may be empty
   bool final = false;
+  // A private job: the differential-privacy guarantee reached at this checkpoint (epsilon,
+  // delta, sigma, clip_norm, sampling_rate, steps_accounted, accountant, adjacency, ...:
+  // docs/ARCHITECTURE.md "Differential privacy"), kept in the checkpoint's entity record so
+  // the chain covers it. Null: not a private job.
+  json privacy = nullptr;
 };
 
 // An optimizer's state over the whole parameter vector (core/optimizer.h's layout, with

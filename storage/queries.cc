@@ -115,6 +115,18 @@ Result<json> trace_checkpoint(const CustodyStore& store, const std::string& ckpt
                           ", root " + short_hash(c.value("root_hash", std::string())) + ")"},
             {"entity", c},
             {"children", json::array()}};
+  if (c.contains("privacy") && c["privacy"].is_object()) {
+    const json& p = c["privacy"];
+    char line[256];
+    std::snprintf(line, sizeof(line),
+                  "differentially private: (epsilon %.3g, delta %.3g), example-level add/remove, after %llu steps "
+                  "(sigma %.4g, C %.4g, q %.4g, %s sampling)",
+                  p.value("epsilon", 0.0), p.value("delta", 0.0),
+                  static_cast<unsigned long long>(p.value("steps_accounted", uint64_t(0))),
+                  p.value("noise_multiplier", 0.0), p.value("clip_norm", 0.0), p.value("sampling_rate", 0.0),
+                  p.value("sampling", std::string("?")).c_str());
+    node["children"].push_back({{"label", line}, {"privacy", p}});
+  }
   if (!seen.insert(ckpt).second || depth > 16) return node;
   const std::string run = c.value("job", std::string());
   // Contributions to the run up to this checkpoint: every interval's counts, summed.

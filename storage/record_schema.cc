@@ -85,7 +85,7 @@ const Table& entity_fields() {
       {lineage::kind::kCheckpoint,
        {{"job", Type::kString, true}, {"step", Type::kUint, true}, {"epoch", Type::kUint, true},
         {"root_hash", Type::kString, true}, {"final", Type::kBool, true}, {"attempt", Type::kUint, false},
-        {"manifest_sha256", Type::kString, false}}},
+        {"manifest_sha256", Type::kString, false}, {"privacy", Type::kObject, false}}},
       {lineage::kind::kRun,
        {{"name", Type::kString, true}, {"submitter", Type::kString, true}, {"submitted_at_ms", Type::kInt, true},
         {"epochs", Type::kUint, false}, {"workers", Type::kUint, false}, {"consistency", Type::kString, false},

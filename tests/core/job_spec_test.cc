@@ -81,7 +81,7 @@ TEST(JobSpecTest, SspTakesAStalenessBound) {
 }
 
 TEST(JobSpecTest, TheShippedJobFilesParse) {
-  for (const char* f : {"fashion_mlp.toml", "fashion_softmax.toml"}) {
+  for (const char* f : {"fashion_mlp.toml", "fashion_softmax.toml", "fashion_mlp_private.toml"}) {
     auto spec = read_job_file(std::string(CUSTODY_SOURCE_DIR) + "/configs/jobs/" + f);
     EXPECT_TRUE(spec.is_ok()) << f << ": " << spec.status().to_string();
   }

@@ -23,7 +23,7 @@ std::vector<Body> every_body() {
   const AeadKey key = AeadKey::from_bytes(std::string(kAeadKeyBytes, 'k')).value();
   AssignTask task{"spec", 1, ShardId{"hash", 2, 3, 4, 5}, 6, 7, 8, {ServerRange{"ps-1", "tcp://b:2", 9, 10, true}}, 11, 12,
                   key, key, RecordsDigest{"a1", "b2"}, RecordsDigest{"c3", "d4"}};
-  AssignKeyRange range{"spec", 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, {0.5f}, {0.25f}, 11, {key}, key, {"worker-1"}};
+  AssignKeyRange range{"spec", 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, {0.5f}, {0.25f}, 11, {key}, key, {"worker-1"}, 0.125};
   Push push{"worker-1", 2, Floats{0.5f}, 3, 4, 5, SharedBytes::copy_of(reinterpret_cast<const uint8_t*>("sealed"), 6)};
   Params params{1, 2, Floats{0.5f}, SharedBytes::copy_of(reinterpret_cast<const uint8_t*>("sealed"), 6), true};
   push.region = "/custody-shm-1-region";
