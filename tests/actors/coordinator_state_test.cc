@@ -879,9 +879,13 @@ size_t registrations_of(const storage::CustodyStore& store, const std::string& n
 // at link-up: one registration, one record, and the job it runs is not rolled back.
 TEST_F(CoordinatorCustodyTest, RegistrationsRepeatedInOneSessionAreOneRecordAndRollNothingBack) {
   auto reg = [](const std::string& name, const std::string& session) {
-    return msg::Register{msg::NodeRole::kWorker, "", "h", 2, name, session};
+    msg::Register r{msg::NodeRole::kWorker, "", "h", 2, name};
+    r.session = session;
+    return r;
   };
-  send("P1", msg::Register{msg::NodeRole::kParameterServer, "tcp://127.0.0.1:7001", "h", 1, "ps-1", "sp"});
+  msg::Register ps{msg::NodeRole::kParameterServer, "tcp://127.0.0.1:7001", "h", 1, "ps-1"};
+  ps.session = "sp";
+  send("P1", ps);
   send("W1", reg("worker-1", "s1"));
   send("W2", reg("worker-2", "s2"));
   const std::string id = submit();
@@ -915,7 +919,11 @@ TEST_F(CoordinatorCustodyTest, RegistrationsRepeatedInOneSessionAreOneRecordAndR
   EXPECT_EQ(events[1].body["session"], "s2-after");
 
   // The same name from another process (a restart: a new pid) is a new registration.
-  send("W2", msg::Register{msg::NodeRole::kWorker, "", "h", 99, "worker-2", "s2-after"});
+  send("W2", [] {
+    msg::Register r{msg::NodeRole::kWorker, "", "h", 99, "worker-2"};
+    r.session = "s2-after";
+    return r;
+  }());
   EXPECT_EQ(registrations_of(*store_, "worker-2"), 3u);
 }
 

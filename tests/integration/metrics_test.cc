@@ -54,7 +54,10 @@ TEST(MetricsTest, PrometheusScrapesEveryNodeAndPromqlSeesTrainingAndPredictions)
   const fs::path dir = fs::temp_directory_path() / ("custody-metrics-" + std::to_string(getpid()));
   o.coordinator_args = {
       "--metrics-listen", "127.0.0.1:0", "--metrics-port-file", (dir / "coordinator.metrics").string(),
-      "--http-listen",    "127.0.0.1:0", "--http-port-file",    (dir / "http.addr").string()};
+      "--http-listen",    "127.0.0.1:0", "--http-port-file",    (dir / "http.addr").string(),
+      // The byte counters count sockets: parameter blocks go through them, not through
+      // shared memory, so that the servers' replies are on the wire the test measures.
+      "--no-data-plane-shared-memory"};
   LocalCluster c("metrics", o);
   std::vector<std::string> targets = {wait_for_file(dir / "coordinator.metrics")};
   auto metrics_args = [&](const std::string& name) {
