@@ -86,6 +86,13 @@ TEST(ModelFilesTest, OnnxSafetensorsAndRawGiveThePredictionsOfCustodyAndCarryAMo
       << "the data set's hash is in the picture";
   EXPECT_NE(picture.find("submitted by alice"), std::string::npos);
 
+  // Trained without [privacy]: the privacy statement claims nothing, and says so.
+  CliResult statement = c.cli({"privacy", "fashion-files"});
+  EXPECT_EQ(statement.code, 0) << statement.err;
+  EXPECT_EQ(statement.out.rfind("No differential-privacy guarantee is claimed for model fashion-files version 1", 0),
+            0u)
+      << statement.out;
+
   // Unhappy paths: an unknown format, and a model that does not exist, write nothing.
   const fs::path nothing = c.dir() / "nothing.onnx";
   CliResult bad_format = c.cli({"export", "fashion-files@1", nothing.string(), "--format", "pdf"});

@@ -50,6 +50,31 @@ TEST(PrivacyTest, APrivateJobIsCalibratedTrainsAndLearns) {
   EXPECT_EQ(p["adjacency"], "example-level add/remove");
   CliResult tree = c.cli({"lineage", "trace", "dp@1"});
   EXPECT_NE(tree.out.find("differentially private: (epsilon 8"), std::string::npos) << tree.out;
+  // The privacy statement a data protection officer reads: the guarantee, its unit, the
+  // accountant, the mechanism, and what it does not cover.
+  CliResult statement = c.cli({"privacy", "dp@1"});
+  ASSERT_EQ(statement.code, 0) << statement.err;
+  for (const char* part : {"model dp version 1", "-differential privacy at the example level, under add/remove",
+                           "over 1250 steps", "Mechanism: every example's gradient clipped to L2 norm C = 1",
+                           "Poisson sampling", "Not covered: the choice of hyperparameters"}) {
+    EXPECT_NE(statement.out.find(part), std::string::npos) << part << " in\n" << statement.out;
+  }
+  json as_json = json::parse(c.cli({"privacy", "dp@1", "--json"}).out);
+  EXPECT_EQ(as_json["private"], true);
+  EXPECT_EQ(as_json["guarantee"]["epsilon"], p["epsilon"]);
+  // A prediction's trace shows the guarantee of the model that answered it.
+  CliResult predicted =
+      c.cli({"predict", "dp@1", "--input", c.write_job("row.csv", synthetic_mlp_row()).string(), "--json"});
+  ASSERT_EQ(predicted.code, 0) << predicted.err;
+  const std::string pid = json::parse(predicted.out)[0]["prediction_id"];
+  CliResult prediction_trace = c.cli({"lineage", "trace", pid});
+  EXPECT_NE(prediction_trace.out.find("differentially private: (epsilon 8"), std::string::npos)
+      << prediction_trace.out;
+  // The model card of an export carries the same guarantee.
+  const fs::path exported = c.dir() / "dp.safetensors";
+  ASSERT_EQ(c.cli({"export", "dp@1", exported.string()}).code, 0);
+  json card = json::parse(read_file(exported.string() + ".card.json"));
+  EXPECT_EQ(card["privacy"]["epsilon"], p["epsilon"]);
   // The coordinator says what it calibrated, before the job ran.
   const std::string log = read_file(c.coordinator().log());
   EXPECT_NE(log.find("private (DP-SGD): sigma="), std::string::npos) << log;
