@@ -125,6 +125,15 @@ void add_job_commands(CommandSet& commands) {
   status_cmd->add_option("JOB", a->job_id, "job id");
   add_json_flag(status_cmd, a->as_json);
 
+  auto* nodes_cmd = commands.add("nodes", "every node: role, alive, address, the job it works for, last heartbeat",
+                                 [a](Session& s) -> Status {
+                                   CUSTODY_ASSIGN_OR_RETURN(auto reply, s.client.ask<msg::StatusReply>(
+                                                                            "", msg::StatusRequest{true}));
+                                   print(a->as_json ? nodes_json(reply).dump(2) + "\n" : nodes_text(reply));
+                                   return Status::ok();
+                                 });
+  add_json_flag(nodes_cmd, a->as_json);
+
   auto* jobs_cmd = commands.add("jobs", "list every job", [a](Session& s) { return status(s, *a, false); });
   add_json_flag(jobs_cmd, a->as_json);
 

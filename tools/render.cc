@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdarg>
 #include <cstdio>
+#include <map>
 
 #include "core/log.h"
 #include "storage/lineage_vocabulary.h"
@@ -124,6 +125,47 @@ std::string status_text(const msg::StatusReply& r) {
     out +=
         strf("%-12s %-17s %-6s %-5s %-28s %.1f s ago\n", n.node_id.c_str(), msg::to_string(n.role),
              n.alive ? "yes" : "no", n.busy ? "yes" : "no", n.address.c_str(), n.last_seen_ms_ago / 1000.0);
+  }
+  return out;
+}
+
+namespace {
+
+// node id -> the id of the non-terminal job whose workers or servers name it.
+std::map<std::string, std::string> job_of_each_node(const msg::StatusReply& r) {
+  std::map<std::string, std::string> out;
+  for (const auto& j : r.jobs) {
+    if (msg::is_terminal(j.state)) continue;
+    for (const auto& w : j.workers) out[w] = j.job_id;
+    for (const auto& s : j.servers) out[s] = j.job_id;
+  }
+  return out;
+}
+
+}  // namespace
+
+json nodes_json(const msg::StatusReply& r) {
+  const auto jobs = job_of_each_node(r);
+  json out = json::array();
+  for (const auto& n : r.nodes) {
+    json row = node_json(n);
+    auto it = jobs.find(n.node_id);
+    row["job"] = it == jobs.end() ? json(nullptr) : json(it->second);
+    out.push_back(row);
+  }
+  return out;
+}
+
+std::string nodes_text(const msg::StatusReply& r) {
+  const auto jobs = job_of_each_node(r);
+  std::string out = strf("%-12s %-17s %-6s %-28s %-13s %-16s %s\n", "NODE", "ROLE", "ALIVE", "ADDRESS", "JOB", "HOST",
+                         "LAST HEARTBEAT");
+  for (const auto& n : r.nodes) {
+    auto it = jobs.find(n.node_id);
+    out += strf("%-12s %-17s %-6s %-28s %-13s %-16s %.1f s ago\n", n.node_id.c_str(), msg::to_string(n.role),
+                n.alive ? "yes" : "no", n.address.empty() ? "-" : n.address.c_str(),
+                it == jobs.end() ? "-" : it->second.c_str(), (n.host + ":" + std::to_string(n.pid)).c_str(),
+                n.last_seen_ms_ago / 1000.0);
   }
   return out;
 }

@@ -23,6 +23,10 @@ json status_json(const msg::StatusReply& reply, bool one_job, bool with_nodes);
 // `status` and `jobs`: the jobs table, each job's rollbacks and what it waits for, then the
 // nodes table if the reply has nodes.
 std::string status_text(const msg::StatusReply& reply);
+// `custody nodes`: every node the coordinator knows, with the running job it works for
+// (taken from the jobs' worker and server lists), as JSON or as a table.
+json nodes_json(const msg::StatusReply& reply);
+std::string nodes_text(const msg::StatusReply& reply);
 // `wait`'s progress line: state, epoch, step, loss, test accuracy, throughput.
 std::string progress_line(const msg::JobStatus& job);
 

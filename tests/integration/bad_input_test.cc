@@ -174,6 +174,17 @@ TEST(BadInputTest, HostilePushesIntoARunningJobAreRefusedAndTheJobCompletes) {
   CliResult gave_up = c.cli({"wait", job, "--max-seconds", "0"});
   EXPECT_EQ(gave_up.code, 7) << gave_up.err;
   EXPECT_NE(gave_up.err.find("it goes on running"), std::string::npos) << gave_up.err;
+  // `custody nodes`: each node with the job it works for.
+  auto nodes = nlohmann::json::parse(c.cli({"nodes", "--json"}).out);
+  ASSERT_EQ(nodes.size(), 3u) << nodes.dump(2);
+  for (const auto& n : nodes) {
+    EXPECT_TRUE(n["alive"].get<bool>()) << n.dump();
+    EXPECT_EQ(n["job"], job) << n.dump();
+  }
+  CliResult table = c.cli({"nodes"});
+  EXPECT_EQ(table.code, 0) << table.err;
+  EXPECT_NE(table.out.find("LAST HEARTBEAT"), std::string::npos) << table.out;
+  EXPECT_NE(table.out.find("parameter-server"), std::string::npos) << table.out;
   const size_t range = 32 * 16 + 16 + 16 * 4 + 4;  // the whole model on one server
   RawClient client(ps_address);
   auto push = [&](msg::Push p, uint32_t attempt = 0) {
