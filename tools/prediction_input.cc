@@ -1,5 +1,6 @@
 #include "tools/prediction_input.h"
 
+#include <cctype>
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
@@ -35,6 +36,22 @@ Result<float> parse_value(std::string_view cell, const std::string& where) {
   if (errno == ERANGE && std::isinf(v))
     return invalid_argument(where + ": '" + text + "' is too large for a float32");
   return v;
+}
+
+// A CSV header: every cell a name, that is, beginning with a letter, '_' or a quote and
+// not a number (strtof reads "nan" and "inf": a row of those is data). A row with
+// anything else in it (a number, "1e999", "0.5abc") is data, refused at its first bad value.
+bool is_header(std::string_view line) {
+  for (size_t begin = 0;;) {
+    const size_t comma = line.find(',', begin);
+    const std::string cell(trimmed(line.substr(begin, comma - begin)));
+    if (cell.empty() || !(std::isalpha(static_cast<unsigned char>(cell[0])) || cell[0] == '_' || cell[0] == '"') ||
+        parse_value(cell, "").is_ok()) {
+      return false;
+    }
+    if (comma == std::string_view::npos) return true;
+    begin = comma + 1;
+  }
 }
 
 Result<std::string> read_whole_file(const std::string& path) {
@@ -83,6 +100,16 @@ Result<PredictionInput> parse_csv(std::string_view text, const std::string& orig
     ++line_no;
     if (trimmed(line).empty()) continue;
     const std::string at = "'" + origin + "' line " + std::to_string(line_no);
+    if (in.rows == 0 && in.features == 0 && in.header.empty() && is_header(line)) {
+      // A first row of names, none of them a number: a header, kept only to say so.
+      for (size_t begin = 0;;) {
+        const size_t comma = line.find(',', begin);
+        in.header.emplace_back(trimmed(line.substr(begin, comma - begin)));
+        if (comma == std::string_view::npos) break;
+        begin = comma + 1;
+      }
+      continue;
+    }
     int64_t count = 0;
     for (size_t begin = 0;;) {
       const size_t comma = line.find(',', begin);

@@ -20,6 +20,7 @@ namespace custody::cli {
 struct PredictionInput {
   int64_t rows = 0, features = 0;
   std::vector<float> values;  // rows x features, row-major
+  std::vector<std::string> header;  // CSV: the column names of a header row, if it had one
 };
 
 enum class InputFormat { kIdx, kCsv, kF32 };

@@ -58,7 +58,8 @@ TEST(PredictionInputTest, NonFiniteCsvValuesArePassedOnForTheModelToRefuseByRowA
 TEST(PredictionInputTest, ACsvValueThatIsNotWhollyANumberIsRefusedNamingLineValueAndText) {
   expect_refused(parse_csv("1,2\n3,abc\n", "in.csv"), {"'in.csv' line 2, value 2", "'abc' is not a number"});
   expect_refused(parse_csv("1.5x,2\n", "in.csv"), {"line 1, value 1", "'1.5x'"});
-  expect_refused(parse_csv("x,y\n1,2\n", "in.csv"), {"line 1", "'x' is not a number"});
+  expect_refused(parse_csv("0.5abc,1\n", "in.csv"), {"'in.csv' line 1, value 1", "'0.5abc' is not a number"});
+  expect_refused(parse_csv("1,2\nx,y\n", "in.csv"), {"line 2", "'x' is not a number"});
 }
 
 TEST(PredictionInputTest, AnEmptyCsvValueIsRefusedIncludingATrailingComma) {
@@ -143,6 +144,22 @@ TEST_F(PredictionInputFiles, ACsvFileIsReadThroughTheSameParser) {
   EXPECT_EQ(in->rows, 2);
   expect_refused(read_prediction_input(write("bad.csv", "1,2\n3\n"), "auto", 0),
                  {"bad.csv' line 2 has 1 values"});
+}
+
+TEST(PredictionInputTest, AFirstRowOfNamesIsAHeaderAndAMixedRowIsData) {
+  auto in = parse_csv("pixel1, pixel2,pixel3\n1,2,3\n4,5,6\n", "x.csv");
+  ASSERT_TRUE(in.is_ok()) << in.status().to_string();
+  EXPECT_EQ(in->rows, 2);
+  EXPECT_EQ(in->features, 3);
+  EXPECT_EQ(in->header, (std::vector<std::string>{"pixel1", "pixel2", "pixel3"}));
+  EXPECT_EQ(in->values, (std::vector<float>{1, 2, 3, 4, 5, 6}));
+  // Names after the first row, or a first row with a number in it, are bad data.
+  expect_refused(parse_csv("a,b\n1,2\nc,d\n", "x.csv"), {"'x.csv' line 3, value 1", "'c' is not a number"});
+  expect_refused(parse_csv("a,2\n1,2\n", "x.csv"), {"line 1, value 1", "'a' is not a number"});
+  expect_refused(parse_csv("a,b\n", "x.csv"), {"holds no rows"});
+  auto numbers = parse_csv("nan,inf\n", "x.csv");
+  ASSERT_TRUE(numbers.is_ok());
+  EXPECT_TRUE(numbers->header.empty()) << "nan and inf are values, not names";
 }
 
 }  // namespace
