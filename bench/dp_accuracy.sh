@@ -3,7 +3,8 @@
 # server + 2 workers, BSP, separate processes): the default MLP job with a [privacy]
 # section (delta 1e-5, clip_norm CLIP, Poisson sampling), its noise calibrated by Custody
 # for each target epsilon in EPSILONS, EPOCHS epochs, BATCH samples per worker per step.
-# Prints a table and writes build/bench/dp_accuracy.json.
+# Prints a table and writes build/bench/dp_accuracy.json and its picture,
+# build/bench/dp_accuracy.svg (bench/accuracy_svg.py).
 #   bench/dp_accuracy.sh [EPOCHS] [BATCH] [LR] [CLIP] [EPSILONS...]   (defaults 10 512 1.0 1.0 1 2 3 8)
 set -euo pipefail
 source "$(dirname "$0")/../scripts/lib/bench.sh"
@@ -33,3 +34,5 @@ for eps in "${epsilons[@]}"; do
 done
 echo "{\"epochs\": $epochs, \"batch_per_worker\": $batch, \"learning_rate\": $lr, \"clip_norm\": $clip, \"delta\": 1e-5," \
   "\"runs\": [$(IFS=,; echo "${rows[*]}")]}" | tee "$out_dir/dp_accuracy.json"
+python3 "$(dirname "$0")/accuracy_svg.py" "$out_dir/dp_accuracy.json" "$out_dir/dp_accuracy.svg"
+echo "wrote $out_dir/dp_accuracy.svg" >&2
