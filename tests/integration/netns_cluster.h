@@ -35,8 +35,11 @@ inline constexpr int kCoordinatorPort = 5555, kServerPort = 6000;
 // flag, otherwise why a test that needs it is skipped. "--security" (CurveZMQ on the
 // control plane), "--data-plane-sealing" (AES-GCM between workers and servers).
 inline std::string unavailable_without(const std::string& flag, const std::string& what) {
+  // The outputs go to a file named after this process: ctest runs two test processes at
+  // once, and a shared name let one truncate the other's help text (a skip, not a run).
   const fs::path dir = fs::temp_directory_path();
-  CliResult help = run_argv(dir, {bin("custody-coordinator"), "--help"});
+  CliResult help = run_argv(dir, {bin("custody-coordinator"), "--help"}, std::chrono::seconds(30),
+                            "custody-help-" + std::to_string(getpid()));
   if (help.out.find(flag) != std::string::npos) return "";
   return "custody-coordinator has no " + flag + " on this build (" + what +
          " is not merged); this test runs when it is";
