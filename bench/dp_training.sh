@@ -39,10 +39,9 @@ for r in $(seq "$rounds"); do
   echo "round $r: non-private ${plain[-1]} samples/s (accuracy ${acc_plain[-1]}), private ${private[-1]} samples/s" \
     "(accuracy ${acc_private[-1]}) (${ratios[-1]}); load $(cut -d' ' -f1 /proc/loadavg)" >&2
 done
-gmedian() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 m_plain=$(median "${plain[@]}")
 m_private=$(median "${private[@]}")
-m_ratio=$(gmedian "${ratios[@]}")
+m_ratio=$(fmedian "${ratios[@]}")
 printf "%-40s %12s\n" "1 ps + 2 workers, BSP, $epochs epoch(s)" "samples/s"
 printf "%-40s %12s\n" "non-private (median of $rounds)" "$m_plain"
 printf "%-40s %12s\n" "private, epsilon 3 (median of $rounds)" "$m_private"

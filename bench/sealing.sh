@@ -62,13 +62,12 @@ for r in $(seq "$rounds"); do
   echo "round $r: in clear ${off[-1]} samples/s (${cpu_off[-1]} ms CPU a step), sealed ${on[-1]} samples/s" \
     "(${cpu_on[-1]} ms) (${ratios[-1]}); load $(cut -d' ' -f1 /proc/loadavg)" >&2
 done
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
-m_off=$(median "${off[@]}")
-m_on=$(median "${on[@]}")
+m_off=$(fmedian "${off[@]}")
+m_on=$(fmedian "${on[@]}")
 ratio=$(awk -v a="$m_on" -v b="$m_off" 'BEGIN {printf "%.3f", a / b}')
-m_ratio=$(median "${ratios[@]}")
-m_cpu_off=$(median "${cpu_off[@]}")
-m_cpu_on=$(median "${cpu_on[@]}")
+m_ratio=$(fmedian "${ratios[@]}")
+m_cpu_off=$(fmedian "${cpu_off[@]}")
+m_cpu_on=$(fmedian "${cpu_on[@]}")
 micro=$("$bin/custody-bench-sealing" 2>/dev/null)
 
 printf "%-36s %12s\n" "1 ps + 2 workers, BSP, $epochs epochs" "samples/s"

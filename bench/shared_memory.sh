@@ -58,7 +58,6 @@ for r in $(seq "$rounds"); do
   echo "round $r: sockets ${sockets[-1]} samples/s (${cpu_sockets[-1]} ms CPU a step), shared memory" \
     "${shared[-1]} samples/s (${cpu_shared[-1]} ms) (${ratios[-1]}); load $(cut -d' ' -f1 /proc/loadavg)" >&2
 done
-fmedian() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 m_sockets=$(fmedian "${sockets[@]}")
 m_shared=$(fmedian "${shared[@]}")
 ratio=$(awk -v a="$m_shared" -v b="$m_sockets" 'BEGIN {printf "%.3f", a / b}')

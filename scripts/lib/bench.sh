@@ -9,6 +9,7 @@
 #                        --json`): samples trained / (finished - started), both taken by
 #                        the coordinator, for 2 workers of 64 samples a step
 #   median N...          the median of integers
+#   fmedian X...         the median of numbers, decimals kept
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$root"
 
@@ -36,3 +37,4 @@ job_samples_per_sec() {
 }
 
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : int((a[NR/2]+a[NR/2+1])/2)}'; }
+fmedian() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
