@@ -109,14 +109,7 @@ BatchStats Model::gradient(const float* params, const MatrixView& x, const uint8
 
   for (int l = layers - 1; l >= 0; --l) {
     const Matrix& delta = ws.deltas[l + 1];
-    Eigen::Map<Matrix> gw(grad + offsets_[l].weights, sizes_[l + 1], sizes_[l]);
-    Eigen::Map<Vector> gb(grad + offsets_[l].bias, sizes_[l + 1]);
-    if (l == 0) {
-      gw.noalias() = delta * x.transpose();
-    } else {
-      gw.noalias() = delta * ws.activations[l].transpose();
-    }
-    gb = delta.rowwise().sum();
+    write_layer_gradient(l, delta, x, ws, grad);
     if (l > 0) {
       Eigen::Map<const Matrix> w(params + offsets_[l].weights, sizes_[l + 1], sizes_[l]);
       Matrix& below = ws.deltas[l];
@@ -164,16 +157,21 @@ BatchStats Model::clipped_gradient_sum(const float* params, const MatrixView& x,
   for (int l = layers - 1; l >= 0; --l) {
     Matrix& delta = ws.deltas[l + 1];
     delta.array().rowwise() *= ws.scale.array();
-    Eigen::Map<Matrix> gw(grad + offsets_[l].weights, sizes_[l + 1], sizes_[l]);
-    Eigen::Map<Vector> gb(grad + offsets_[l].bias, sizes_[l + 1]);
-    if (l == 0) {
-      gw.noalias() = delta * x.transpose();
-    } else {
-      gw.noalias() = delta * ws.activations[l].transpose();
-    }
-    gb = delta.rowwise().sum();
+    write_layer_gradient(l, delta, x, ws, grad);
   }
   return stats;
+}
+
+void Model::write_layer_gradient(int l, const Matrix& delta, const MatrixView& x, const Workspace& ws,
+                                 float* grad) const {
+  Eigen::Map<Matrix> gw(grad + offsets_[l].weights, sizes_[l + 1], sizes_[l]);
+  Eigen::Map<Vector> gb(grad + offsets_[l].bias, sizes_[l + 1]);
+  if (l == 0) {
+    gw.noalias() = delta * x.transpose();
+  } else {
+    gw.noalias() = delta * ws.activations[l].transpose();
+  }
+  gb = delta.rowwise().sum();
 }
 
 BatchStats Model::evaluate(const float* params, const MatrixView& x, const uint8_t* labels,

@@ -97,6 +97,9 @@ class Model {
   };
   void forward(const float* params, const MatrixView& x, Workspace& ws) const;
   BatchStats score(const Matrix& probs, const uint8_t* labels) const;
+  // Layer l's weight and bias gradients from its output deltas and its input (x for the
+  // first layer, the activations below otherwise), written into grad.
+  void write_layer_gradient(int l, const Matrix& delta, const MatrixView& x, const Workspace& ws, float* grad) const;
 
   std::vector<int> sizes_;
   std::vector<LayerOffsets> offsets_;
