@@ -64,7 +64,27 @@ struct FutureEnvelope {
     reserved57 @57 :Void;
     reserved58 @58 :Void;
     reserved59 @59 :Void;
-    somethingNew @60 :Text;
+    reserved60 @60 :Void;
+    reserved61 @61 :Void;
+    reserved62 @62 :Void;
+    reserved63 @63 :Void;
+    reserved64 @64 :Void;
+    reserved65 @65 :Void;
+    reserved66 @66 :Void;
+    reserved67 @67 :Void;
+    reserved68 @68 :Void;
+    reserved69 @69 :Void;
+    reserved70 @70 :Void;
+    reserved71 @71 :Void;
+    reserved72 @72 :Void;
+    reserved73 @73 :Void;
+    reserved74 @74 :Void;
+    reserved75 @75 :Void;
+    reserved76 @76 :Void;
+    reserved77 @77 :Void;
+    reserved78 @78 :Void;
+    reserved79 @79 :Void;
+    somethingNew @80 :Text;
   }
   token @30 :Text;
   attempt @35 :UInt32;
