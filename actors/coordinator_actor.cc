@@ -1,7 +1,7 @@
 // The coordinator node: one ROUTER socket (nodes and CLI clients connect to it), its
-// bridge actor, the coordinator actor around CoordinatorState, the serving actor around
-// ServingState (predict requests are handed to it, so model traffic does not queue
-// behind scheduling, nor scheduling behind it), and the store's backup actor
+// bridge actor, the coordinator actor around CoordinatorState, the serving actor
+// (actors/serving_actor.h: predict requests are handed to it, so model traffic does not
+// queue behind scheduling, nor scheduling behind it), and the store's backup actor
 // (actors/store_backup.h: storeBackup requests, copied beside the training).
 #include <sys/stat.h>
 
@@ -15,7 +15,7 @@
 
 #include "actors/coordinator_state.h"
 #include "actors/http_listener.h"
-#include "actors/serving_state.h"
+#include "actors/serving_actor.h"
 #include "actors/store_backup.h"
 #include "storage/custody_store.h"
 #include "storage/store_key.h"
@@ -40,79 +40,6 @@ struct CoordinatorActorState {
 Status append_heads(const std::string& path, const CoordinatorState& logic) {
   CUSTODY_ASSIGN_OR_RETURN(auto heads, logic.signed_heads());
   return append_line_synced(path, heads.dump());
-}
-
-// An error kind as a Prometheus label value: "not found" -> "not_found".
-std::string error_label(ErrorCode code) {
-  std::string out = to_string(code);
-  for (char& c : out) {
-    if (c == ' ') c = '_';
-  }
-  return out;
-}
-
-// What serving answered, for the metrics: calls by route and result, rows predicted,
-// and each call's time in the serving actor (the usage record's synced write included).
-class ServingMetrics {
- public:
-  explicit ServingMetrics(MetricsRegistry* m) : m_(m) {}
-  void record(const char* route, const Status& s, uint32_t rows, SteadyClock::time_point started) {
-    if (!m_) return;
-    const std::string result = s.is_ok() ? "ok" : error_label(s.code());
-    m_->counter("custody_prediction_calls_total", "Prediction calls served, by route (zmq, http) and result.",
-                {{"route", route}, {"result", result}})
-        .add();
-    if (!s.is_ok()) return;
-    m_->counter("custody_predictions_total", "Rows predicted (and recorded) by successful calls.").add(rows);
-    m_->histogram("custody_prediction_duration_seconds",
-                  "Time to answer one prediction call: checks, evaluation and its usage record.", latency_buckets(),
-                  {{"route", route}})
-        .observe(std::chrono::duration<double>(SteadyClock::now() - started).count());
-  }
-
- private:
-  MetricsRegistry* m_;
-};
-
-struct ServingActorState {
-  std::unique_ptr<ServingState> logic;
-  SocketPort port;
-  std::unique_ptr<ServingMetrics> metrics;
-};
-
-caf::behavior serving_actor(caf::stateful_actor<ServingActorState>* self, SocketPort port,
-                            storage::CustodyStore* store, ServingOptions options, const SigningKey* key,
-                            MetricsRegistry* metrics) {
-  self->state.logic = std::make_unique<ServingState>(store, options, key);
-  self->state.port = port;
-  self->state.metrics = std::make_unique<ServingMetrics>(metrics);
-  return {
-      [=](Inbound& in) {
-        const auto started = SteadyClock::now();
-        msg::Envelope answer = self->state.logic->answer(*in.envelope);
-        const auto* error = answer.get<msg::Error>();
-        const auto* request = in.envelope->get<msg::Predict>();
-        self->state.metrics->record("zmq", error ? Status(error->code, error->message) : Status::ok(),
-                                    request ? request->rows : 0, started);
-        self->state.port.send(in.peer, std::move(answer));
-      },
-      [=](LocalCall& call) {  // from the HTTP listener, authorized by the coordinator actor
-        const auto started = SteadyClock::now();
-        ServingAnswer answer;
-        const auto& request = std::get<msg::Predict>(call.envelope->body);
-        if (call.kind == ServingCallKind::kDescribe) {
-          auto info = self->state.logic->describe(request.model);
-          if (info.is_ok()) answer.model = std::move(info).value();
-          else answer.status = info.status();
-        } else {
-          auto reply = self->state.logic->predict(request);
-          if (reply.is_ok()) answer.prediction = std::move(reply).value();
-          else answer.status = reply.status();
-          self->state.metrics->record("http", answer.status, request.rows, started);
-        }
-        call.answer->set_value(std::move(answer));
-      },
-  };
 }
 
 // The coordinator's gauges, refreshed each tick: jobs by state, and the recoveries counter.
@@ -406,7 +333,7 @@ int run_coordinator(const CoordinatorNodeConfig& config, const std::atomic<bool>
   // The store outlives the actor system (declared before it), so no actor sees it closed.
   // Both write the store (synced RocksDB batches): blocking I/O, so each gets its own thread.
   auto serving =
-      system.spawn<caf::detached>(serving_actor, port, store.get(), config.serving, key.get(), &metrics);
+      spawn_serving_actor(system, port, store.get(), config.serving, key.get(), &metrics);
   // After a restart: the jobs that had not ended, the known nodes and their ids.
   if (Status s = logic->restore(SteadyClock::now()); !s.is_ok()) {
     log(LogLevel::kError, "coordinator", "could not restore the jobs from the custody store: " + s.message());

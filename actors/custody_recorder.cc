@@ -315,27 +315,35 @@ Result<storage::json> CustodyRecorder::signed_heads() const {
   return storage::signed_heads(*store_, *key_, clock_->wall_ms());
 }
 
-Result<std::string> CustodyRecorder::prediction_served(const ServedCall& call, bool receipt) {
+Result<std::vector<std::string>> CustodyRecorder::predictions_served(const std::vector<ServedCall>& calls,
+                                                                      bool receipts) {
   if (!store_) return failed_precondition("a prediction is recorded in the custody store: start with --store");
   storage::Batch b("predict");
-  b.usage({{"call_id", call.call_id},
-           {"action", lineage::action::kPredict},
-           {"target", call.checkpoint},
-           {"model", call.model.empty() ? "" : lineage::model_id(call.model)},
-           {"principal", principal_id(call.principal)},
-           {"purpose", call.purpose},
-           {"rows", call.rows},
-           {"input_sha256", call.input_sha256},
-           {"root_hash", call.root_hash},
-           {"prediction_ids", call.prediction_ids},
-           {"predictions", call.predictions},
-           {"success", true}});
-  storage::Inclusion recorded;
+  for (const ServedCall& call : calls) {
+    b.usage({{"call_id", call.call_id},
+             {"action", lineage::action::kPredict},
+             {"target", call.checkpoint},
+             {"model", call.model.empty() ? "" : lineage::model_id(call.model)},
+             {"principal", principal_id(call.principal)},
+             {"purpose", call.purpose},
+             {"rows", call.rows},
+             {"input_sha256", call.input_sha256},
+             {"root_hash", call.root_hash},
+             {"prediction_ids", call.prediction_ids},
+             {"predictions", call.predictions},
+             {"success", true}});
+  }
+  std::vector<storage::Inclusion> recorded;
   Status s = store_->write(b, &recorded);
-  // Not recorded, not answered: the caller gets an error instead of an unaccountable result.
+  // Not recorded, not answered: the callers get an error instead of an unaccountable result.
   if (!s.is_ok()) return Status(s.code(), "the call could not be recorded, so it was not answered: " + s.message());
-  if (!key_ || !receipt) return std::string();
-  return storage::make_receipt(std::move(recorded), *key_, clock_->wall_ms(), call.call_id).dump();
+  std::vector<std::string> out(calls.size());
+  if (!key_ || !receipts) return out;
+  const int64_t now = clock_->wall_ms();
+  for (size_t i = 0; i < calls.size(); ++i) {
+    out[i] = storage::make_receipt(std::move(recorded[i]), *key_, now, calls[i].call_id).dump();
+  }
+  return out;
 }
 
 Result<msg::ExportReply> CustodyRecorder::export_checkpoint(const msg::ExportRequest& request) {
@@ -359,11 +367,11 @@ Result<msg::ExportReply> CustodyRecorder::export_checkpoint(const msg::ExportReq
            {"purpose", request.purpose},
            {"root_hash", manifest["root_hash"]},
            {"time_ms", clock_->wall_ms()}});
-  storage::Inclusion recorded;
+  std::vector<storage::Inclusion> recorded;
   Status s = store_->write(b, &recorded);
   if (!s.is_ok()) return Status(s.code(), "the custody store refused the record: " + s.message());
   msg::ExportReply reply;
-  if (key_) reply.receipt = storage::make_receipt(std::move(recorded), *key_, clock_->wall_ms(), usage_id).dump();
+  if (key_) reply.receipt = storage::make_receipt(std::move(recorded.front()), *key_, clock_->wall_ms(), usage_id).dump();
   reply.checkpoint = id;
   reply.root_hash = manifest["root_hash"];
   for (int s : manifest["layer_sizes"]) reply.layer_sizes.push_back(static_cast<uint32_t>(s));

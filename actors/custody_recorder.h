@@ -117,9 +117,10 @@ class CustodyRecorder {
   Status signing_key_in_use(const std::string& key_file);
   // Every Merkle log's head, signed (`custody audit head`).
   Result<storage::json> signed_heads() const;
-  // Records an answered prediction call in the usage log, before it is answered. With
-  // `receipt` and a key, returns the record's receipt (storage/notary.h); else "".
-  Result<std::string> prediction_served(const ServedCall& call, bool receipt);
+  // Records answered prediction calls in the usage log, before any of them is answered:
+  // one synced write for all of them (the serving actor's group commit). With `receipts`
+  // and a key, returns each call's receipt (storage/notary.h), in order; else "" each.
+  Result<std::vector<std::string>> predictions_served(const std::vector<ServedCall>& calls, bool receipts);
   // Loads a checkpoint (id or model reference) and records its export as a use; the reply
   // carries the use's receipt.
   Result<msg::ExportReply> export_checkpoint(const msg::ExportRequest& request);

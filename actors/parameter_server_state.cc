@@ -15,17 +15,6 @@ namespace custody::actors {
 
 using msg::Envelope;
 
-namespace {
-// An error kind as a Prometheus label value: "not found" -> "not_found" (as the
-// coordinator's serving metrics spell it).
-std::string error_label(ErrorCode code) {
-  std::string out = to_string(code);
-  for (char& c : out) {
-    if (c == ' ') c = '_';
-  }
-  return out;
-}
-}  // namespace
 
 ParameterServerState::ParameterServerState(std::string node_id) : node_id_(std::move(node_id)) {}
 

@@ -63,7 +63,7 @@ Result<ModelInfo> ServingState::describe(const std::string& ref) {
   return info;
 }
 
-Result<msg::PredictReply> ServingState::predict(const msg::Predict& r) {
+Result<ServingState::PreparedCall> ServingState::prepare(const msg::Predict& r) {
   if (!store_) {
     return failed_precondition("this coordinator runs without a custody store (--store): it has no models to serve");
   }
@@ -96,7 +96,8 @@ Result<msg::PredictReply> ServingState::predict(const msg::Predict& r) {
   const FlushDenormals flush;  // the same arithmetic as the workers' evaluation (core/float_env.h)
   Matrix probs = m.model->predict(m.params.data(), x, ws_);
 
-  msg::PredictReply reply;
+  PreparedCall prepared;
+  msg::PredictReply& reply = prepared.reply;
   CUSTODY_ASSIGN_OR_RETURN(const std::string call, random_token(8));  // 16 hex digits
   reply.call_id = lineage::call_id(call);
   reply.checkpoint = m.checkpoint;
@@ -112,21 +113,34 @@ Result<msg::PredictReply> ServingState::predict(const msg::Predict& r) {
     predictions.push_back({{"id", id}, {"class", best}, {"probability", p}});
     reply.prediction_ids.push_back(std::move(id));
   }
-  if (options_.record_usage) {
-    ServedCall served;
-    served.call_id = reply.call_id;
-    served.checkpoint = m.checkpoint;
-    served.model = resolved.second;
-    served.principal = r.principal;
-    served.purpose = r.purpose;
-    served.rows = r.rows;
-    served.input_sha256 = sha256_hex(r.inputs.data(), r.inputs.size() * sizeof(float));
-    served.root_hash = m.root_hash;
-    served.prediction_ids = reply.prediction_ids;
-    served.predictions = std::move(predictions);
-    CUSTODY_ASSIGN_OR_RETURN(reply.receipt, recorder_.prediction_served(served, options_.receipts));
-  }
-  return reply;
+  ServedCall& served = prepared.served;
+  served.call_id = reply.call_id;
+  served.checkpoint = m.checkpoint;
+  served.model = resolved.second;
+  served.principal = r.principal;
+  served.purpose = r.purpose;
+  served.rows = r.rows;
+  served.input_sha256 = sha256_hex(r.inputs.data(), r.inputs.size() * sizeof(float));
+  served.root_hash = m.root_hash;
+  served.prediction_ids = reply.prediction_ids;
+  served.predictions = std::move(predictions);
+  return prepared;
+}
+
+Status ServingState::record(const std::vector<PreparedCall*>& calls) {
+  if (!options_.record_usage || calls.empty()) return Status::ok();
+  std::vector<ServedCall> served;
+  served.reserve(calls.size());
+  for (PreparedCall* call : calls) served.push_back(std::move(call->served));
+  CUSTODY_ASSIGN_OR_RETURN(auto receipts, recorder_.predictions_served(served, options_.receipts));
+  for (size_t i = 0; i < calls.size(); ++i) calls[i]->reply.receipt = std::move(receipts[i]);
+  return Status::ok();
+}
+
+Result<msg::PredictReply> ServingState::predict(const msg::Predict& request) {
+  CUSTODY_ASSIGN_OR_RETURN(PreparedCall call, prepare(request));
+  CUSTODY_RETURN_IF_ERROR(record({&call}));
+  return std::move(call.reply);
 }
 
 msg::Envelope ServingState::answer(const msg::Envelope& request) {

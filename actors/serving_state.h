@@ -37,7 +37,20 @@ class ServingState {
   ServingState(storage::CustodyStore* store, ServingOptions options, const SigningKey* key = nullptr,
                const Clock& clock = Clock::system());
 
+  // One call, recorded on its own: prepare() then record() of that call.
   Result<msg::PredictReply> predict(const msg::Predict& request);
+
+  // Group commit, for the serving actor: calls that arrive together are each prepared
+  // (checked and evaluated, nothing written), then recorded in one synced write, and only
+  // then answered. "Recorded before answered" holds for every call; the sync is shared.
+  struct PreparedCall {
+    msg::PredictReply reply;  // without its receipt until record()
+    ServedCall served;        // the usage record to write; moved out by record()
+  };
+  Result<PreparedCall> prepare(const msg::Predict& request);
+  // Writes the usage records of `calls` in one batch and gives each reply its receipt. On
+  // failure nothing of the batch was recorded, and none of the calls may be answered.
+  Status record(const std::vector<PreparedCall*>& calls);
   // What `ref` (as predict() takes it) expects and returns, its weights loaded and
   // checked: a model that describes is ready to serve. Records nothing.
   Result<ModelInfo> describe(const std::string& ref);

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Serving throughput and latency on loopback, and what accountability costs: trains the
 # default model (MLP 784-256-128-10, one epoch) on a local cluster, then calls `predict`
-# CALLS times with batches of 1 and 64 rows against a coordinator in each of three modes:
+# CALLS times with batches of 1 and 64 rows from one client, and with batches of 1 from 8
+# concurrent clients (CALLS each: the usage log's group commit, actors/serving_actor.h,
+# shares one synced write among the calls that arrive together; target: recorded calls/s
+# at least 0.8 of unrecorded), against a coordinator in each of three modes:
 #   receipts   the default: every call durably recorded (its usage record extends the
 #              usage log's Merkle tree) and its reply carries a signed receipt
 #   recording  recorded, no receipts (--no-receipts, only for this comparison)
@@ -28,8 +31,9 @@ for repeat in $(seq "$repeats"); do
     [ "$mode" = recording ] && flags+=(--no-receipts)
     [ "$mode" = off ] && flags+=(--no-usage-recording)
     cluster_start "$work" 0 0 "${flags[@]}"
-    for batch in 1 64; do
-      line=$("$bin/custody-bench-serve" "$cluster_addr" fashion-mlp "$batch" "$calls")
+    for shape in "1 1" "64 1" "1 8"; do
+      read -r batch clients <<<"$shape"
+      line=$("$bin/custody-bench-serve" "$cluster_addr" fashion-mlp "$batch" "$calls" 784 "$clients")
       results+=("{\"mode\": \"$mode\", \"repeat\": $repeat, ${line#\{}")
       echo "repeat $repeat, $mode: $line" >&2
     done
@@ -40,19 +44,23 @@ done
 python3 - "$out_dir/serving.json" <<'PY'
 import json, statistics, sys
 runs = json.load(open(sys.argv[1]))
-def pps(mode, batch):
-    return {r["repeat"]: r["predictions_per_sec"] for r in runs if r["mode"] == mode and r["batch"] == batch}
-print("%-10s %-6s %16s %10s %10s" % ("mode", "batch", "predictions/s", "p50 us", "p99 us"))
-for batch in (1, 64):
+shapes = [(1, 1), (64, 1), (1, 8)]
+def of(mode, shape):
+    return [r for r in runs if r["mode"] == mode and (r["batch"], r.get("clients", 1)) == shape]
+def pps(mode, shape):
+    return {r["repeat"]: r["predictions_per_sec"] for r in of(mode, shape)}
+print("%-10s %-6s %-8s %16s %10s %10s" % ("mode", "batch", "clients", "predictions/s", "p50 us", "p99 us"))
+for shape in shapes:
     for mode in ("receipts", "recording", "off"):
-        rs = [r for r in runs if r["mode"] == mode and r["batch"] == batch]
-        print("%-10s %-6d %16.1f %10.1f %10.1f" % (mode, batch, statistics.median(r["predictions_per_sec"] for r in rs),
+        rs = of(mode, shape)
+        print("%-10s %-6d %-8d %16.1f %10.1f %10.1f" % (mode, shape[0], shape[1],
+              statistics.median(r["predictions_per_sec"] for r in rs),
               statistics.median(r["p50_us"] for r in rs), statistics.median(r["p99_us"] for r in rs)))
 print("medians of each repeat's ratio of predictions/s:")
-for batch in (1, 64):
-    rec, plain, off = pps("receipts", batch), pps("recording", batch), pps("off", batch)
+for shape in shapes:
+    rec, plain, off = pps("receipts", shape), pps("recording", shape), pps("off", shape)
     ratio = lambda a, b: statistics.median(a[k] / b[k] for k in a)
-    print("  batch %-3d receipts/recording %.3f   recording/off %.3f   receipts/off %.3f" %
-          (batch, ratio(rec, plain), ratio(plain, off), ratio(rec, off)))
+    print("  batch %-3d clients %d: receipts/recording %.3f   recording/off %.3f   receipts/off %.3f" %
+          (shape[0], shape[1], ratio(rec, plain), ratio(plain, off), ratio(rec, off)))
 PY
 echo "wrote $out_dir/serving.json"

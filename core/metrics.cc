@@ -137,4 +137,12 @@ std::string MetricsRegistry::render() const {
   return out.str();
 }
 
+std::string error_label(ErrorCode code) {
+  std::string out = to_string(code);
+  for (char& c : out) {
+    if (c == ' ') c = '_';
+  }
+  return out;
+}
+
 }  // namespace custody

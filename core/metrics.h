@@ -19,6 +19,8 @@
 #include <utility>
 #include <vector>
 
+#include "core/error.h"
+
 namespace custody {
 
 // label name -> value, e.g. {{"reason", "stale"}}.
@@ -60,6 +62,9 @@ class Histogram {
 
 // Latency buckets in seconds, 100 us to 10 s.
 std::vector<double> latency_buckets();
+
+// An error kind as a Prometheus label value: "not found" -> "not_found".
+std::string error_label(ErrorCode code);
 
 class MetricsRegistry {
  public:

@@ -219,8 +219,7 @@ std::string add_to_usage_sum(const std::string& sum, int64_t time_ms, const json
 
 Status CustodyStore::append(const std::string& log, const std::vector<json>& bodies, int64_t now,
                             std::vector<Put>& puts, std::string& head_hash, uint64_t& head_seq, MerkleFrontier& tree,
-                            Inclusion* last) const {
-  const uint64_t first = head_seq + 1;
+                            std::vector<Inclusion>* each) const {
   std::vector<MerkleSubtree> completed;
   for (const json& body : bodies) {
     const uint64_t seq = ++head_seq;
@@ -230,25 +229,29 @@ Status CustodyStore::append(const std::string& log, const std::vector<json>& bod
     head_hash = hash;
     // Entities are indexed once: the first record of an id is the one that counts.
     for (auto& [key, value] : index_entries(log, seq, body)) puts.push_back({"index", std::move(key), std::move(value)});
-    if (last && seq == first + bodies.size() - 1) {
-      // The newest leaf's audit path is the frontier before it, smallest subtree first
-      // (RFC 6962 PATH(n-1, D[n]) takes MTH(D[0:k]) at each split): no reads at all.
-      last->log = log;
-      last->seq = seq;
-      last->record = std::move(stored);  // written above; a receipt's copy needs no second
-      last->proof.assign(tree.nodes().rbegin(), tree.nodes().rend());
+    Inclusion* proved = nullptr;
+    if (each) {
+      // A leaf's audit path in the tree that ends with it is the frontier before it,
+      // smallest subtree first (RFC 6962 PATH(n-1, D[n]) takes MTH(D[0:k]) at each
+      // split): no reads at all. Each record of a group commit is proved in the tree of
+      // its own size, so one synced write gives every caller a receipt of its own.
+      proved = &each->emplace_back();
+      proved->log = log;
+      proved->seq = seq;
+      proved->record = std::move(stored);  // written above; a receipt's copy needs no second
+      proved->proof.assign(tree.nodes().rbegin(), tree.nodes().rend());
     }
     CUSTODY_RETURN_IF_ERROR(tree.append(record_leaf_hash(hash), &completed));
+    if (proved) {
+      proved->tree_size = tree.size();
+      proved->root = tree.root();
+    }
   }
   for (const auto& node : completed) {
     if (node.level >= kCachedLevel) puts.push_back({"default", tree_node_key(log, node.level, node.index), to_hex(node.hash)});
   }
   puts.push_back({"default", tree_key(log), tree.serialize()});
   puts.push_back({"default", "head/" + log, json{{"seq", head_seq}, {"hash", head_hash}}.dump()});
-  if (last && last->log == log) {
-    last->tree_size = tree.size();
-    last->root = tree.root();
-  }
   return Status::ok();
 }
 
@@ -365,9 +368,9 @@ void CustodyStore::set_metrics(MetricsRegistry* m) {
                                  "Time to write one batch to the custody store, sync included.", latency_buckets());
 }
 
-Status CustodyStore::write(const Batch& batch, Inclusion* last_usage) {
+Status CustodyStore::write(const Batch& batch, std::vector<Inclusion>* usage_proofs) {
   const auto started = std::chrono::steady_clock::now();
-  Status s = write_batch(batch, last_usage);
+  Status s = write_batch(batch, usage_proofs);
   if (write_seconds_) {
     write_seconds_->observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
     (s.is_ok() ? writes_ok_ : writes_failed_)->add();
@@ -375,7 +378,7 @@ Status CustodyStore::write(const Batch& batch, Inclusion* last_usage) {
   return s;
 }
 
-Status CustodyStore::write_batch(const Batch& batch, Inclusion* last_usage) {
+Status CustodyStore::write_batch(const Batch& batch, std::vector<Inclusion>* usage_proofs) {
   std::lock_guard<std::mutex> lock(write_mu_);
   const int64_t now = clock_.wall_ms();
   // Entities are written once: drop those already stored or repeated in this batch.
@@ -405,19 +408,19 @@ Status CustodyStore::write_batch(const Batch& batch, Inclusion* last_usage) {
   std::vector<Put> puts;
   json audit{{"event", batch.event_}};
   std::map<std::string, LogState> after;  // each log's state once this write lands
-  auto extend = [&](const std::string& log, const std::vector<json>& bodies, Inclusion* last) -> Status {
+  auto extend = [&](const std::string& log, const std::vector<json>& bodies, std::vector<Inclusion>* each) -> Status {
     auto state = log_state(log);
     if (!state.is_ok()) return state.status();
     LogState next = *state.value();
     const uint64_t first = next.seq + 1;
-    CUSTODY_RETURN_IF_ERROR(append(log, bodies, now, puts, next.hash, next.seq, next.tree, last));
+    CUSTODY_RETURN_IF_ERROR(append(log, bodies, now, puts, next.hash, next.seq, next.tree, each));
     if (log == lineage::kUsageLog) CUSTODY_RETURN_IF_ERROR(add_usage_sums(bodies, now, next.seq, puts));
     if (log != lineage::kAuditLog) audit[log] = json::array({first, next.seq});
     after[log] = std::move(next);
     return Status::ok();
   };
   if (!lineage.empty()) CUSTODY_RETURN_IF_ERROR(extend(lineage::kLineageLog, lineage, nullptr));
-  if (!batch.usage_.empty()) CUSTODY_RETURN_IF_ERROR(extend(lineage::kUsageLog, batch.usage_, last_usage));
+  if (!batch.usage_.empty()) CUSTODY_RETURN_IF_ERROR(extend(lineage::kUsageLog, batch.usage_, usage_proofs));
   for (const auto& [sha, bytes] : batch.blobs_) puts.push_back({"checkpoints", "blob/" + sha, bytes});
   for (const auto& sha : batch.dropped_blobs_) puts.push_back({"checkpoints", "blob/" + sha, "", true});
   for (const json& m : batch.manifests_) {

@@ -158,9 +158,11 @@ class CustodyStore {
   Result<std::vector<std::string>> manifest_ids() const;
   Result<std::vector<std::string>> blob_addresses() const;
 
-  // REQUIRES: a single writer. last_usage (optional): filled in for the batch's newest
-  // usage record, at no extra reads (the serving actor's receipts).
-  Status write(const Batch& batch, Inclusion* last_usage = nullptr);
+  // REQUIRES: a single writer. usage_proofs (optional): one Inclusion per usage record of
+  // the batch, in order, each proved in the log's tree as it stood right after that record
+  // (tree size = its seq), at no extra reads: the serving actor's receipts, one per call
+  // of a group commit.
+  Status write(const Batch& batch, std::vector<Inclusion>* usage_proofs = nullptr);
 
   // Merkle logs. Each of the logs lineage, usage and audit is also an RFC 6962 Merkle tree
   // whose leaf i is leaf_hash(the chained hash of record i + 1, 64 lowercase hex digits).
@@ -214,7 +216,8 @@ class CustodyStore {
  private:
   // Appends bodies to the log in `puts`, extending `tree` (the log's frontier at head_seq).
   Status append(const std::string& log, const std::vector<json>& bodies, int64_t now, std::vector<Put>& puts,
-                std::string& head_hash, uint64_t& head_seq, MerkleFrontier& tree, Inclusion* last = nullptr) const;
+                std::string& head_hash, uint64_t& head_seq, MerkleFrontier& tree,
+                std::vector<Inclusion>* each = nullptr) const;
   // The usage-sum entries of the batch's usage records, and the marker saying which
   // records the sums cover (built from the whole log once for a store written before sums).
   Status add_usage_sums(const std::vector<json>& bodies, int64_t now, uint64_t head_seq_after,
@@ -249,7 +252,7 @@ class CustodyStore {
   const Clock& clock_;
   std::shared_ptr<const StoreKeys> keys_;
   std::mutex write_mu_;
-  Status write_batch(const Batch& batch, Inclusion* last_usage);  // write() but the metrics
+  Status write_batch(const Batch& batch, std::vector<Inclusion>* usage_proofs);  // write() but the metrics
   Counter* writes_ok_ = nullptr;
   Counter* writes_failed_ = nullptr;
   Histogram* write_seconds_ = nullptr;

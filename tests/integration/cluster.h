@@ -3,6 +3,7 @@
 // its owner goes out of scope, also when a test fails.
 #pragma once
 
+#include <atomic>
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -119,9 +120,10 @@ struct CliResult {
 inline CliResult run_argv(const fs::path& dir, std::vector<std::string> argv,
                           std::chrono::milliseconds timeout = std::chrono::seconds(30), const std::string& prefix = "cmd",
                           bool keep_outputs = false) {
-  static int counter = 0;
-  const fs::path out = dir / (prefix + "-" + std::to_string(++counter) + ".out");
-  const fs::path err = dir / (prefix + "-" + std::to_string(counter) + ".err");
+  static std::atomic<int> counter{0};  // tests call the CLI from several threads at once
+  const int n = ++counter;
+  const fs::path out = dir / (prefix + "-" + std::to_string(n) + ".out");
+  const fs::path err = dir / (prefix + "-" + std::to_string(n) + ".err");
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_addopen(&actions, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);

@@ -133,10 +133,11 @@ TEST_P(StoreTest, ManyWritesThroughOneStoreVerifyAndShowTheirNewestRecordsFirst)
     Batch b("predict");
     b.usage({{"target", "ckpt-1"}, {"principal", i % 2 ? "principal:bob" : "principal:carol"}, {"action", "predict"},
              {"call_id", "call-" + std::to_string(i)}});
-    Inclusion inc;
+    std::vector<Inclusion> inc;
     ASSERT_TRUE(store_->write(b, &inc).is_ok());
-    EXPECT_EQ(inc.tree_size, uint64_t(i + 1));
-    EXPECT_EQ(to_hex(inc.root), store_->tree_head("usage")->root_hex);
+    ASSERT_EQ(inc.size(), 1u);
+    EXPECT_EQ(inc[0].tree_size, uint64_t(i + 1));
+    EXPECT_EQ(to_hex(inc[0].root), store_->tree_head("usage")->root_hex);
   }
   auto report = store_->verify();
   ASSERT_TRUE(report.is_ok());

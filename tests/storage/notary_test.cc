@@ -39,9 +39,10 @@ class NotaryTest : public ::testing::Test {
   json write_uses(int n) {
     json receipt;
     for (int i = 0; i < n; ++i) {
-      Inclusion inclusion;
+      std::vector<Inclusion> inclusion;
       EXPECT_TRUE(store_->write(use(i), &inclusion).is_ok());
-      receipt = make_receipt(inclusion, key_, 1700000000000 + i, "call-" + std::to_string(i));
+      if (inclusion.size() != 1u) ADD_FAILURE() << "one usage record, one inclusion";
+      else receipt = make_receipt(inclusion[0], key_, 1700000000000 + i, "call-" + std::to_string(i));
     }
     return receipt;
   }
@@ -55,6 +56,37 @@ class NotaryTest : public ::testing::Test {
   custody::testing::TestDir dir_{"custody-notary-test"};
   std::unique_ptr<CustodyStore> store_;
 };
+
+// Group commit (actors/serving_actor.h): several calls' usage records in one synced
+// write. Each caller still gets a receipt that proves its own record, offline and
+// against the store, in the tree as it stood right after that record.
+TEST_F(NotaryTest, OneWriteOfManyUsageRecordsGivesEveryRecordItsOwnReceipt) {
+  write_uses(5);  // the group lands on a log that already has records
+  Batch group("predict");
+  for (int i = 0; i < 7; ++i) {
+    const std::string id = "pred-g" + std::to_string(i) + "-0";
+    group.usage({{"call_id", "call-g" + std::to_string(i)}, {"action", "predict"}, {"target", "ckpt-1"},
+                 {"principal", "principal:alice"}, {"rows", 1}, {"prediction_ids", {id}},
+                 {"predictions", {{{"id", id}, {"class", i % 3}, {"probability", 0.5}}}}});
+  }
+  std::vector<Inclusion> proved;
+  ASSERT_TRUE(store_->write(group, &proved).is_ok());
+  ASSERT_EQ(proved.size(), 7u);
+  EXPECT_EQ(store_->log("audit")->size(), 6u);  // five writes before, and this one
+  for (int i = 0; i < 7; ++i) {
+    EXPECT_EQ(proved[i].seq, uint64_t(6 + i));
+    EXPECT_EQ(proved[i].tree_size, uint64_t(6 + i));
+    const json receipt = make_receipt(proved[i], key_, 1700000001000, "call-g" + std::to_string(i));
+    auto facts = check_receipt(receipt, key_.public_key_hex());
+    ASSERT_TRUE(facts.is_ok()) << facts.status().to_string();
+    EXPECT_EQ(facts->body["call_id"], "call-g" + std::to_string(i));
+    EXPECT_TRUE(check_receipt_in_store(receipt, *store_).is_ok());
+  }
+  // A receipt moved onto another call's record does not check.
+  json swapped = make_receipt(proved[2], key_, 1700000001000, "call-g2");
+  swapped["record"] = make_receipt(proved[3], key_, 1700000001000, "call-g3")["record"];
+  EXPECT_FALSE(check_receipt(swapped, key_.public_key_hex()).is_ok());
+}
 
 TEST_F(NotaryTest, EachLogIsAnRfc6962TreeOfItsRecordsAndProvesEveryRecord) {
   write_uses(37);  // not a power of two, and past the kept subtrees of 16

@@ -1,0 +1,39 @@
+// The coordinator's serving actor: answers predict calls from the coordinator's socket
+// (ZeroMQ, from `custody predict`) and from its HTTP listener (LocalCall, authorized by the
+// coordinator actor) with ServingState, on a thread of its own (each call ends in a synced
+// write of the store).
+//
+// Group commit. A call is recorded before it is answered, and a synced write costs more
+// than evaluating a small batch, so calls that arrive together share one write, and the
+// write overlaps the next calls' evaluation. The serving actor checks and evaluates each
+// call as it takes it from the mailbox and adds it, unanswered, to the waiting group; a
+// "flush" message, queued behind the calls already in the mailbox when the group's first
+// call came, hands the group to the usage writer (an actor on a thread of its own) unless
+// the writer is still writing the previous group. The writer writes the group's usage
+// records in one synced batch, answers every call of it (each with its own receipt), and
+// reports back; calls that arrived meanwhile are the next group. One caller alone waits
+// for nothing extra. At most kMaxWaitingCalls wait: more are refused (unavailable, "retry"),
+// so a flood cannot grow memory without bound. A write that fails answers every call of
+// its group with the error: none of them was recorded. Without usage recording calls are
+// answered at once.
+// Thread-safety: the actor's state is its own.
+#pragma once
+
+#include <cstddef>
+
+#include "actors/caf_types.h"
+#include "actors/node_config.h"
+#include "actors/socket_bridge.h"
+#include "core/metrics.h"
+#include "core/signing.h"
+#include "storage/custody_store.h"
+
+namespace custody::actors {
+
+inline constexpr size_t kMaxWaitingCalls = 1024;
+
+// `store` and `key` (null: no receipts) outlive the actor system; `metrics` may be null.
+caf::actor spawn_serving_actor(caf::actor_system& system, SocketPort port, storage::CustodyStore* store,
+                               ServingOptions options, const SigningKey* key, MetricsRegistry* metrics);
+
+}  // namespace custody::actors
