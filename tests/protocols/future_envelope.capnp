@@ -64,9 +64,9 @@ struct FutureEnvelope {
     reserved57 @57 :Void;
     reserved58 @58 :Void;
     reserved59 @59 :Void;
-    reserved60 @60 :Void;
-    reserved61 @61 :Void;
-    reserved62 @62 :Void;
+    fetchRecords @60 :Void;
+    recordsChunk @61 :Void;
+    shardObtained @62 :Void;
     reserved63 @63 :Void;
     reserved64 @64 :Void;
     reserved65 @65 :Void;
