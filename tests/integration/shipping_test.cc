@@ -21,7 +21,8 @@ std::map<std::string, json> obtained_by_node(LocalCluster& c, const std::string&
   EXPECT_EQ(r.code, 0) << r.err;
   std::map<std::string, json> out;
   if (r.code != 0) return out;
-  for (const auto& e : json::parse(r.out)["events"]) {
+  const json shown = json::parse(r.out);
+  for (const auto& e : shown["events"]) {
     const json& body = e.contains("body") ? e["body"] : e;
     if (body.value("event", "") == "shard_obtained") out[body.value("node", "").substr(5)] = body;  // "node:"
   }
@@ -38,12 +39,15 @@ void flip(const fs::path& file, std::streamoff offset) {
 }
 
 // Runs idx_job on `data` with the files present at submission and gone (moved aside)
-// while the workers run it, as on hosts that never had them.
-std::string run_without_the_files(LocalCluster& c, const fs::path& data) {
+// before the workers see its tasks (they are stopped meanwhile: an idle cluster starts a
+// job at once), as on hosts that never had them.
+std::string run_without_the_files(LocalCluster& c, const fs::path& data, const std::vector<Process*>& workers) {
   const fs::path away = data.string() + ".away";
   if (fs::exists(away)) fs::rename(away, data);
+  for (Process* w : workers) w->signal(SIGSTOP);
   const std::string job = submit(c, idx_job(data));
   fs::rename(data, away);
+  for (Process* w : workers) w->signal(SIGCONT);
   const json s = wait_for_state(c, job, {"completed", "failed"});
   EXPECT_EQ(s.value("state", ""), "completed") << s.dump(2);
   return job;
@@ -64,8 +68,8 @@ TEST(ShippingTest, WorkersWithoutTheDataFetchItsRecordsVerifiedKeepThemAndTheLin
   // The workers start without the files: each fetches its rank's records.
   const std::string first = submit(c, idx_job(data));
   fs::rename(data, data.string() + ".away");
-  c.add_node("custody-worker", "worker-1");
-  c.add_node("custody-worker", "worker-2");
+  const std::vector<Process*> workers{&c.add_node("custody-worker", "worker-1"),
+                                      &c.add_node("custody-worker", "worker-2")};
   json s = wait_for_state(c, first, {"completed", "failed"});
   ASSERT_EQ(s.value("state", ""), "completed") << s.dump(2);
   auto obtained = obtained_by_node(c, first);
@@ -93,7 +97,7 @@ TEST(ShippingTest, WorkersWithoutTheDataFetchItsRecordsVerifiedKeepThemAndTheLin
       << trace;
 
   // The next job on the same records: from each worker's cache, nothing fetched.
-  const std::string second = run_without_the_files(c, data);
+  const std::string second = run_without_the_files(c, data, workers);
   obtained = obtained_by_node(c, second);
   ASSERT_EQ(obtained.size(), 2u);
   for (const std::string node : {"worker-1", "worker-2"}) {
@@ -104,7 +108,7 @@ TEST(ShippingTest, WorkersWithoutTheDataFetchItsRecordsVerifiedKeepThemAndTheLin
   // A cached copy damaged on disk is not trained on: it is fetched again.
   const std::string images = obtained["worker-1"]["verified"].value("train_images_sha256", "");
   flip(c.dir() / "worker-1.records" / images, 100);
-  const std::string third = run_without_the_files(c, data);
+  const std::string third = run_without_the_files(c, data, workers);
   obtained = obtained_by_node(c, third);
   EXPECT_EQ(obtained["worker-1"].value("how", ""), "fetched") << obtained["worker-1"].dump();
   EXPECT_EQ(obtained["worker-2"].value("how", ""), "cache") << obtained["worker-2"].dump();
