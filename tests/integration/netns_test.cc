@@ -29,12 +29,20 @@
 //    ends the job), a sealed one refuses both and the job goes on;
 //  * a pulled cable (`ip link set pN down` at the switch) mid-job: a worker's or a
 //    server's, and the job rolls back and completes on the remaining hosts with every
-//    (rank, step) applied once; or, with --max-recoveries 0, fails naming the lost node.
+//    (rank, step) applied once; or, with --max-recoveries 0, fails naming the lost node;
+//  * data shipping (NetnsShippingTest): a host without the data set (its own mount
+//    namespace hides the directory) gets its shard from the coordinator, verified, and
+//    `lineage trace` says which worker fetched and which read its files; a wiretap on its
+//    link finds the records in clear with tokens and not at all over CurveZMQ; a host whose
+//    copy differs by one byte is refused naming the file while the other host fetches; a
+//    data-less worker's cable pulled mid-job is named by status within the heartbeat
+//    timeout, the job completes with every update once, and at link-up the worker's queued
+//    registrations are one record.
 // The cases that need CurveZMQ or data-plane sealing are skipped, saying so, on a build
 // whose coordinator lacks --security or --data-plane-sealing (a secured cluster must seal
 // the data plane between hosts, and the server must log the refused host); every case is
 // skipped, saying why, where namespaces cannot be created (not root, no iproute2).
-// About 40 s in all. Run:
+// About 70 s in all. Run:
 //   build/bin/netns_test                          # as root; or: cd build && ctest -R Netns
 //   CUSTODY_KEEP_LOGS=1 build/bin/netns_test      # keeps logs and captures (*.pcap)
 #include <nlohmann/json.hpp>
