@@ -21,9 +21,10 @@ std::optional<Role> parse_role(std::string_view name);
 // "submitter, consumer, auditor, admin or node": for errors that list the choices.
 const char* role_names();
 
-// Admin: everything. Node: registration, heartbeats and the reports of servers and
-// workers. Submitter: submit, cancel, resume, and what a consumer may. Consumer: predict
-// and export. Everyone: status, usage (filtered, see below) and the signed heads.
+// Admin: everything. Node: registration, heartbeats, the reports of servers and
+// workers, and fetching the records of their tasks (data shipping). Submitter: submit,
+// cancel, resume, and what a consumer may. Consumer: predict and export. Everyone:
+// status, usage (filtered, see below) and the signed heads.
 bool may_send(Role role, const msg::Body& body);
 // Auditors and admins see every principal's usage; others their own calls only.
 bool sees_everyones_usage(Role role);

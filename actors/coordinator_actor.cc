@@ -1,8 +1,8 @@
 // The coordinator node: one ROUTER socket (nodes and CLI clients connect to it), its
 // bridge actor, the coordinator actor around CoordinatorState, the serving actor
 // (actors/serving_actor.h: predict requests are handed to it, so model traffic does not
-// queue behind scheduling, nor scheduling behind it), and the store's backup actor
-// (actors/store_backup.h: storeBackup requests, copied beside the training).
+// queue behind scheduling, nor scheduling behind it), the store's backup actor (storeBackup,
+// copied beside the training) and the records server (data shipping's fetchRecords).
 #include <sys/stat.h>
 
 #include <cstdio>
@@ -15,6 +15,7 @@
 
 #include "actors/coordinator_state.h"
 #include "actors/http_listener.h"
+#include "actors/records_server.h"
 #include "actors/serving_actor.h"
 #include "actors/store_backup.h"
 #include "storage/custody_store.h"
@@ -30,7 +31,7 @@ namespace {
 struct CoordinatorActorState {
   std::shared_ptr<CoordinatorState> logic;
   SocketPort port;
-  caf::actor serving, backup;
+  caf::actor serving, backup, records;
   SteadyClock::time_point next_head;  // when the head file gets its next line
   uint64_t recoveries_counted = 0;    // of logic->recoveries_total(), in the metrics
 };
@@ -62,13 +63,14 @@ void update_job_metrics(MetricsRegistry* m, const CoordinatorState& logic, uint6
 
 caf::behavior coordinator_actor(caf::stateful_actor<CoordinatorActorState>* self, CoordinatorOptions options,
                                 SocketPort port, std::shared_ptr<CoordinatorState> logic, caf::actor serving,
-                                caf::actor backup, std::string head_file, std::chrono::milliseconds head_interval,
-                                MetricsRegistry* metrics) {
+                                caf::actor backup, caf::actor records, std::string head_file,
+                                std::chrono::milliseconds head_interval, MetricsRegistry* metrics) {
   self->state.logic = std::move(logic);
   self->state.next_head = SteadyClock::now() + head_interval;
   self->state.port = port;
   self->state.serving = serving;
   self->state.backup = backup;
+  self->state.records = records;
   self->delayed_send(self, std::max(std::chrono::milliseconds(50), options.heartbeat_interval / 2),
                      tick_atom::value);
   auto period = std::max(std::chrono::milliseconds(50), options.heartbeat_interval / 2);
@@ -77,6 +79,14 @@ caf::behavior coordinator_actor(caf::stateful_actor<CoordinatorActorState>* self
   };
   return {
       [=](Inbound& in) {
+        if (in.envelope->get<msg::FetchRecords>()) {  // a worker's own connection: no node report
+          if (Status s = self->state.logic->authorize_fetch(*in.envelope, in.identity); !s.is_ok()) {
+            self->state.port.send(in.peer, msg::make_error(*in.envelope, "coordinator", s));
+          } else {
+            self->send(self->state.records, std::move(in));
+          }
+          return;
+        }
         if (in.envelope->get<msg::StoreBackup>()) {  // admin only (access_policy.h)
           auto caller = self->state.logic->authorize(*in.envelope);
           if (!caller.is_ok()) {
@@ -334,13 +344,15 @@ int run_coordinator(const CoordinatorNodeConfig& config, const std::atomic<bool>
   // Both write the store (synced RocksDB batches): blocking I/O, so each gets its own thread.
   auto serving =
       spawn_serving_actor(system, port, store.get(), config.serving, key.get(), &metrics);
+  auto stop_early = [&] {  // before the coordinator actor starts
+    for (const auto& a : {port.actor(), serving}) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+    system.await_all_actors_done();
+    return 2;
+  };
   // After a restart: the jobs that had not ended, the known nodes and their ids.
   if (Status s = logic->restore(SteadyClock::now()); !s.is_ok()) {
     log(LogLevel::kError, "coordinator", "could not restore the jobs from the custody store: " + s.message());
-    caf::anon_send_exit(port.actor(), caf::exit_reason::user_shutdown);
-    caf::anon_send_exit(serving, caf::exit_reason::user_shutdown);
-    system.await_all_actors_done();
-    return 2;
+    return stop_early();
   }
   if (Status s = logic->signing_key_in_use(key_file); !s.is_ok()) {
     log(LogLevel::kError, "coordinator", "could not record the signing key: " + s.message());
@@ -348,17 +360,21 @@ int run_coordinator(const CoordinatorNodeConfig& config, const std::atomic<bool>
   if (!config.head_file.empty()) {
     if (Status s = append_heads(config.head_file, *logic); !s.is_ok()) {
       log(LogLevel::kError, "coordinator", "cannot write the head file: " + s.message());
-      caf::anon_send_exit(port.actor(), caf::exit_reason::user_shutdown);
-      caf::anon_send_exit(serving, caf::exit_reason::user_shutdown);
-      system.await_all_actors_done();
-      return 2;
+      return stop_early();
     }
     log(LogLevel::kInfo, "coordinator", "appending signed heads to " + config.head_file + " every " +
                                             std::to_string(config.head_interval.count()) + " ms");
   }
   auto backup = spawn_store_backup(system, port, store.get(), config.store, &stop);
-  auto actor = system.spawn<caf::detached>(coordinator_actor, config.options, port, logic, serving, backup,
+  auto records = spawn_records_server(system, port, config.options.records_dir);
+  auto actor = system.spawn<caf::detached>(coordinator_actor, config.options, port, logic, serving, backup, records,
                                            config.head_file, config.head_interval, &metrics);
+  auto stop_actors = [&] {
+    for (const auto& a : {port.actor(), actor, serving, backup, records}) {
+      caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+    }
+    system.await_all_actors_done();
+  };
   port.start(actor);
   log(LogLevel::kInfo, "coordinator", "listening on " + endpoint);
   if (!config.port_file.empty()) {
@@ -385,11 +401,7 @@ int run_coordinator(const CoordinatorNodeConfig& config, const std::atomic<bool>
     }
     if (!s.is_ok()) {
       log(LogLevel::kError, "coordinator", "the HTTP listener: " + s.message());
-      caf::anon_send_exit(port.actor(), caf::exit_reason::user_shutdown);
-      caf::anon_send_exit(actor, caf::exit_reason::user_shutdown);
-      caf::anon_send_exit(serving, caf::exit_reason::user_shutdown);
-      caf::anon_send_exit(backup, caf::exit_reason::user_shutdown);
-      system.await_all_actors_done();
+      stop_actors();
       return 2;
     }
   }
@@ -408,11 +420,7 @@ int run_coordinator(const CoordinatorNodeConfig& config, const std::atomic<bool>
   log(LogLevel::kInfo, "coordinator", "shutting down");
   metrics_listener.stop();
   if (http) http->stop();  // its calls in progress are answered before the actors go
-  caf::anon_send_exit(port.actor(), caf::exit_reason::user_shutdown);
-  caf::anon_send_exit(actor, caf::exit_reason::user_shutdown);
-  caf::anon_send_exit(serving, caf::exit_reason::user_shutdown);
-  caf::anon_send_exit(backup, caf::exit_reason::user_shutdown);
-  system.await_all_actors_done();
+  stop_actors();
   return exit.code;
 }
 

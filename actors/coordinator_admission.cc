@@ -224,6 +224,7 @@ Result<Job> CoordinatorState::prepare(const std::string& spec_text, const std::s
     plan.data.test_digests.push_back(records_digest(data->test, static_cast<int64_t>(test_ranges[r].begin),
                                                     static_cast<int64_t>(test_ranges[r].end)));
   }
+  shelve_records(plan, data.value());
   plan.features = data->train.features;
   plan.num_parameters = model.num_parameters();
   plan.steps_per_epoch = static_cast<uint64_t>(min_shard / spec.batch_size);

@@ -190,6 +190,7 @@ Outbox CoordinatorState::start_tasks(Job& job) {
     t.start_step = job.start.step;
     if (r < job.plan.data.train_digests.size()) t.train_digest = job.plan.data.train_digests[r];
     if (r < job.plan.data.test_digests.size()) t.test_digest = job.plan.data.test_digests[r];
+    t.train_records = static_cast<uint64_t>(job.plan.data.train_count);
     job.attempt.tasks.push_back(t);  // kept without the keys
     if (job.attempt.keys) job.attempt.keys->fill(t);
     out.push_back({node_by_id(job.attempt.workers[r])->peer, envelope(job.status.job_id, std::move(t), job.attempt.number)});
@@ -234,6 +235,7 @@ Outbox CoordinatorState::on_node_report(const Node& node, const Envelope& in, St
   if (in.attempt != job.attempt.number) return {};  // from an attempt that was rolled back
   msg::JobStatus& s = job.status;
   if (auto* m = in.get<msg::CheckpointShard>()) return on_checkpoint_shard(job, node, *m);
+  if (auto* m = in.get<msg::ShardObtained>()) return on_shard_obtained(job, node, in.attempt, *m);
   if (auto* m = in.get<msg::KeyRangeReady>()) {
     auto server = std::find(job.attempt.servers.begin(), job.attempt.servers.end(), node.id);
     if (server == job.attempt.servers.end()) return {};

@@ -53,6 +53,10 @@
 #include "core/job_spec.h"
 #include "core/partition.h"
 
+namespace custody {
+struct DataSplit;  // core/dataset.h
+}
+
 namespace custody::actors {
 
 class CoordinatorState {
@@ -89,6 +93,11 @@ class CoordinatorState {
   }
   // The credentials, shared with the transport's authenticator thread (CurveZMQ).
   const std::shared_ptr<AccessControl>& access_control() const { return access_; }
+  // Whether a fetchRecords may be answered: its sender is a live worker of the caller's
+  // principal (security on) that runs, in the envelope's job and attempt, a rank whose
+  // task names that SHA-256. The answer comes from the records directory
+  // (actors/records_server.h). Errors say which condition failed.
+  Status authorize_fetch(const msg::Envelope& in, const std::string& authenticated = "") const;
   // For the metrics: the jobs held (finished ones until evicted) in each state, and the
   // rollbacks taken since this coordinator started.
   std::map<msg::JobState, size_t> jobs_by_state() const;
@@ -182,6 +191,13 @@ class CoordinatorState {
   std::vector<std::string> eligible_workers(const Job& job, uint32_t rank) const;
   // Why no live worker can run `rank`: each node's cause, and what the operator can do.
   std::string no_worker_for(const Job& job, uint32_t rank) const;
+
+  // Data shipping (coordinator_shipping.cc; docs/ARCHITECTURE.md, "Data shipping").
+  // Keeps each rank's records (by their SHA-256) in the records directory, for workers
+  // that lack the data set's files; a failure only costs the shipping, and is logged.
+  void shelve_records(const JobPlan& plan, const DataSplit& data);
+  // A worker recorded how it came by a rank's records (shardObtained).
+  Outbox on_shard_obtained(Job& job, const Node& node, uint32_t attempt, const msg::ShardObtained& m);
 
   // Constant after construction.
   CoordinatorOptions options_;

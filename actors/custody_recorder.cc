@@ -180,6 +180,27 @@ Status CustodyRecorder::attempt_discarded(const msg::JobStatus& job, uint32_t at
   return write(b);
 }
 
+Status CustodyRecorder::shard_obtained(const msg::JobStatus& job, uint32_t attempt, const std::string& node,
+                                       const msg::ShardObtained& m, const RecordsDigest& train,
+                                       const RecordsDigest& test) {
+  storage::Batch b("shard obtained");
+  b.event({{"event", lineage::event::kShardObtained},
+           {"run", job.job_id},
+           {"attempt", attempt},
+           {"node", lineage::node_entity_id(node)},
+           {"rank", m.rank},
+           {"how", msg::to_string(m.how)},
+           {"source", m.source},
+           {"bytes_fetched", m.bytes_fetched},
+           {"elapsed_ms", m.elapsed_ms},
+           {"verified",
+            {{"train_images_sha256", train.images_sha256},
+             {"train_labels_sha256", train.labels_sha256},
+             {"test_images_sha256", test.images_sha256},
+             {"test_labels_sha256", test.labels_sha256}}}});
+  return write(b);
+}
+
 Result<json> privacy_record(const PrivacyPlan& p, uint64_t steps_accounted, uint64_t steps_rolled_back) {
   auto spent = privacy_spent(p, static_cast<int64_t>(steps_accounted));
   if (!spent.is_ok()) return Status(spent.status().code(), "privacy accounting failed: " + spent.status().message());

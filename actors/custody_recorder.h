@@ -90,6 +90,10 @@ class CustodyRecorder {
   Status attempt_discarded(const msg::JobStatus& job, uint32_t attempt, uint64_t back_to_step,
                            const std::map<std::string, msg::JobReleased>& applied,
                            const std::vector<std::string>& unanswered);
+  // How a worker came by rank m.rank's records in an attempt (data shipping), each file's
+  // records having matched the digests of submission (`train`, `test`) on the worker.
+  Status shard_obtained(const msg::JobStatus& job, uint32_t attempt, const std::string& node,
+                        const msg::ShardObtained& m, const RecordsDigest& train, const RecordsDigest& test);
   // Returns the checkpoint id. `optimizer`: the optimizer state to keep with the values.
   Result<std::string> checkpoint(const msg::JobStatus& job, const std::vector<int>& layer_sizes,
                                  const std::vector<float>& values, const storage::CheckpointSpec& spec,

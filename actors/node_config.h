@@ -48,6 +48,11 @@ struct CoordinatorOptions {
   // plane is in clear (protocols/shared_region.h; docs/ARCHITECTURE.md, "The data path").
   // Off: every block goes through the servers' sockets. Default: on.
   bool data_plane_shared_memory = true;
+  // Data shipping (docs/ARCHITECTURE.md, "Data shipping"): where the coordinator keeps each
+  // rank's records, named by their SHA-256, for workers that lack the data set's files.
+  // Written at admission, read by the records server. Empty: no shipping (a worker without
+  // the files cannot run the job). Default (with a store): "<store>.records" beside it.
+  std::string records_dir;
 };
 
 // Of ServingState (actors/serving_state.h).
@@ -147,6 +152,11 @@ struct PeerNodeConfig {
   std::string coordinator_key;
   // Workers: the longest wait for a parameter server's reply to one step.
   std::chrono::milliseconds step_timeout{60000};
+  // Workers: the cache of records fetched from the coordinator, named by their SHA-256
+  // (data shipping); a later job on the same records reads them from here. custody-worker
+  // fills in its default (nodes/node_options.h, default_data_cache_dir). Empty: a worker
+  // without the data set's files cannot run a job on them.
+  std::string data_cache;
   // GET /metrics (Prometheus text) on HOST:PORT; port 0 picks a free one. Default: off
   std::string metrics_listen;
   std::string metrics_port_file;  // if set, "HOST:PORT" is written there once listening

@@ -45,40 +45,107 @@ Status check_records(const LabeledSet& set, uint64_t begin, uint64_t end, const 
   return Status::ok();
 }
 
+// A task's records as the trainer takes them: the whole sets with the task's ranges in
+// them (the node's files), or only the task's records (shipped), whose ranges start at 0.
+struct TaskRecords {
+  LabeledSet train, test;
+  int64_t train_begin = 0, train_end = 0, test_begin = 0, test_end = 0;
+  int64_t train_total = 0;  // N, the whole training set's records (0: not known)
+};
+
+// The task's four files' records, each held to its digest (RecordsFetcher checks it).
+Result<TaskRecords> shipped_records(const msg::AssignTask& t, RecordsFetcher& fetcher) {
+  auto range = [](const char* split, uint64_t b, uint64_t e) {
+    return std::string(split) + " records [" + std::to_string(b) + ", " + std::to_string(e) + ")";
+  };
+  const std::string train_range = range("training", t.shard.begin, t.shard.end);
+  const std::string test_range = range("test", t.test_begin, t.test_end);
+  TaskRecords r;
+  r.train.count = r.train_end = static_cast<int64_t>(t.shard.end - t.shard.begin);
+  r.test.count = r.test_end = static_cast<int64_t>(t.test_end - t.test_begin);
+  r.train_total = static_cast<int64_t>(t.train_records);
+  CUSTODY_ASSIGN_OR_RETURN(r.train.labels, fetcher.get(t.train_digest.labels_sha256, "the labels of " + train_range));
+  CUSTODY_ASSIGN_OR_RETURN(r.train.pixels, fetcher.get(t.train_digest.images_sha256, "the images of " + train_range));
+  CUSTODY_ASSIGN_OR_RETURN(r.test.labels, fetcher.get(t.test_digest.labels_sha256, "the labels of " + test_range));
+  CUSTODY_ASSIGN_OR_RETURN(r.test.pixels, fetcher.get(t.test_digest.images_sha256, "the images of " + test_range));
+  // The digests matched, so these are the bytes of submission; their sizes must still fit
+  // the task's ranges (a task inconsistent with its own digests is the coordinator's bug).
+  const auto n = static_cast<size_t>(r.train.count), m = static_cast<size_t>(r.test.count);
+  if (n == 0 || m == 0 || r.train.labels.size() != n || r.test.labels.size() != m || r.train.pixels.size() % n != 0 ||
+      r.test.pixels.size() != m * (r.train.pixels.size() / n)) {
+    return data_loss("the shipped records do not fit rank " + std::to_string(t.rank) + "'s " + train_range + " and " +
+                     test_range);
+  }
+  r.train.features = r.test.features = static_cast<int>(r.train.pixels.size() / n);
+  return r;
+}
+
 }  // namespace
 
 Result<Trainer> Trainer::load(const msg::AssignTask& t, const std::string& job_id, TrainerOptions options,
                               bool* data_failure) {
   CUSTODY_ASSIGN_OR_RETURN(JobSpec spec, parse_job_spec(t.spec_text, "job " + job_id));
+  const auto started = SteadyClock::now();
+  msg::ShardObtained obtained{t.rank, msg::ShardSource::kLocal, data_files(spec.data)};
+  TaskRecords records;
   // What fails from here to the hash check is this node's copy of the data set: another
   // node's may do.
   auto loaded = load_data(spec.data);
-  if (!loaded.is_ok() && data_failure) *data_failure = true;
-  CUSTODY_ASSIGN_OR_RETURN(DataSplit data, std::move(loaded));
-  if (t.shard.end > static_cast<uint64_t>(data.train.count) || t.shard.begin >= t.shard.end ||
-      t.test_end > static_cast<uint64_t>(data.test.count) || t.test_begin >= t.test_end) {
-    if (data_failure) *data_failure = !t.train_digest.empty();  // a shorter copy than the one submitted
-    return invalid_argument("the assigned shard or test range lies outside the data set" +
-                            std::string(t.train_digest.empty() ? "" : " this node holds (" + data_files(spec.data) + ")"));
-  }
-  if (!t.train_digest.empty() || !t.test_digest.empty()) {
-    // The records this task uses are checked, file by file, against what the coordinator
-    // read at submission: a byte changed in them names its file. Records outside them do
-    // not matter to this task (another node may hold only its own shard).
-    Status checked = check_records(data.train, t.shard.begin, t.shard.end, t.train_digest, spec.data, true);
-    if (checked.is_ok()) checked = check_records(data.test, t.test_begin, t.test_end, t.test_digest, spec.data, false);
-    if (!checked.is_ok()) {
-      if (data_failure) *data_failure = true;
-      return checked;
+  const bool shippable = spec.data.kind == DataSpec::Kind::kIdx && !t.train_digest.empty() &&
+                         !t.test_digest.empty() && options.records != nullptr;
+  if (!loaded.is_ok() && loaded.status().code() == ErrorCode::kNotFound && shippable) {
+    // The job file's paths are not on this node: its records come from the node's cache or
+    // the coordinator, each held to the digests of submission on the way in.
+    auto shipped = shipped_records(t, *options.records);
+    if (!shipped.is_ok()) {
+      const ErrorCode c = shipped.status().code();
+      // Bytes that do not match, or records the coordinator cannot give: no retry on this
+      // node will do better. A link that fails is not the node's data: the job recovers.
+      if (data_failure) *data_failure = c != ErrorCode::kDeadlineExceeded && c != ErrorCode::kUnavailable && c != ErrorCode::kCancelled;
+      return Status(c, loaded.status().message() + ", and fetching rank " + std::to_string(t.rank) +
+                           "'s records failed: " + shipped.status().message());
     }
-  } else if (data.version_hash != t.shard.dataset_hash) {
-    if (data_failure) *data_failure = true;
-    return failed_precondition("the data set this worker read (" + data.version_hash.substr(0, 16) +
-                               "...) is not the version the job was submitted with (" +
-                               t.shard.dataset_hash.substr(0, 16) +
-                               "...); the files differ between machines");
+    records = std::move(shipped).value();
+    obtained.how = options.records->source();
+    obtained.source = options.records->source_name();
+    obtained.bytes_fetched = options.records->bytes_fetched();
+  } else {
+    if (!loaded.is_ok() && data_failure) *data_failure = true;
+    CUSTODY_ASSIGN_OR_RETURN(DataSplit data, std::move(loaded));
+    if (t.shard.end > static_cast<uint64_t>(data.train.count) || t.shard.begin >= t.shard.end ||
+        t.test_end > static_cast<uint64_t>(data.test.count) || t.test_begin >= t.test_end) {
+      if (data_failure) *data_failure = !t.train_digest.empty();  // a shorter copy than the one submitted
+      return invalid_argument("the assigned shard or test range lies outside the data set" +
+                              std::string(t.train_digest.empty() ? "" : " this node holds (" + data_files(spec.data) + ")"));
+    }
+    if (!t.train_digest.empty() || !t.test_digest.empty()) {
+      // The records this task uses are checked, file by file, against what the coordinator
+      // read at submission: a byte changed in them names its file. Records outside them do
+      // not matter to this task (another node may hold only its own shard).
+      Status checked = check_records(data.train, t.shard.begin, t.shard.end, t.train_digest, spec.data, true);
+      if (checked.is_ok()) checked = check_records(data.test, t.test_begin, t.test_end, t.test_digest, spec.data, false);
+      if (!checked.is_ok()) {
+        if (data_failure) *data_failure = true;
+        return checked;
+      }
+    } else if (data.version_hash != t.shard.dataset_hash) {
+      if (data_failure) *data_failure = true;
+      return failed_precondition("the data set this worker read (" + data.version_hash.substr(0, 16) +
+                                 "...) is not the version the job was submitted with (" +
+                                 t.shard.dataset_hash.substr(0, 16) +
+                                 "...); the files differ between machines");
+    }
+    records.train_total = data.train.count;
+    records.train_begin = static_cast<int64_t>(t.shard.begin);
+    records.train_end = static_cast<int64_t>(t.shard.end);
+    records.test_begin = static_cast<int64_t>(t.test_begin);
+    records.test_end = static_cast<int64_t>(t.test_end);
+    records.train = std::move(data.train);
+    records.test = std::move(data.test);
   }
-  CUSTODY_ASSIGN_OR_RETURN(Model model, Model::make(spec.layer_sizes(data.train.features)));
+  obtained.elapsed_ms = static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(SteadyClock::now() - started).count());
+  CUSTODY_ASSIGN_OR_RETURN(Model model, Model::make(spec.layer_sizes(records.train.features)));
   if (model.num_parameters() != t.num_parameters) {
     return invalid_argument("the job's model has " + std::to_string(model.num_parameters()) +
                             " parameters, the assignment says " + std::to_string(t.num_parameters));
@@ -87,20 +154,26 @@ Result<Trainer> Trainer::load(const msg::AssignTask& t, const std::string& job_i
                            BatchOrder::make(spec.seed, t.rank, t.shard.end - t.shard.begin, t.steps_per_epoch,
                                             static_cast<uint32_t>(spec.batch_size)));
   const bool private_job = spec.privacy.enabled;
-  const double rate = static_cast<double>(spec.workers) * spec.batch_size / static_cast<double>(data.train.count);
+  if (private_job && records.train_total <= 0) {
+    return failed_precondition("a private job's sampling rate needs the training set's size, which the coordinator "
+                               "did not send with rank " + std::to_string(t.rank) + "'s records; upgrade it");
+  }
+  const double rate =
+      static_cast<double>(spec.workers) * spec.batch_size / static_cast<double>(std::max<int64_t>(1, records.train_total));
   Trainer trainer(t, std::move(spec), std::move(model), std::move(order), std::move(options));
+  trainer.obtained_ = std::move(obtained);
   if (private_job) {
     CUSTODY_ASSIGN_OR_RETURN(SecureRandom sampler, SecureRandom::from_os());
     trainer.sampler_.emplace(std::move(sampler));
     trainer.sampling_rate_ = std::min(1.0, rate);
   }
-  const auto begin = static_cast<int64_t>(t.shard.begin), end = static_cast<int64_t>(t.shard.end);
-  trainer.shard_ = features(data.train, begin, end);
-  trainer.labels_.assign(data.train.labels.begin() + begin, data.train.labels.begin() + end);
-  trainer.test_x_ = features(data.test, static_cast<int64_t>(t.test_begin), static_cast<int64_t>(t.test_end));
-  trainer.test_y_.assign(data.test.labels.begin() + static_cast<int64_t>(t.test_begin),
-                         data.test.labels.begin() + static_cast<int64_t>(t.test_end));
-  return trainer;  // the data set's raw bytes go with `data`
+  const LabeledSet& train = records.train;
+  const LabeledSet& test = records.test;
+  trainer.shard_ = features(train, records.train_begin, records.train_end);
+  trainer.labels_.assign(train.labels.begin() + records.train_begin, train.labels.begin() + records.train_end);
+  trainer.test_x_ = features(test, records.test_begin, records.test_end);
+  trainer.test_y_.assign(test.labels.begin() + records.test_begin, test.labels.begin() + records.test_end);
+  return trainer;  // the data set's raw bytes go with `records`
 }
 
 uint32_t Trainer::private_batch(Matrix& x, std::vector<uint8_t>& y, uint64_t step) {

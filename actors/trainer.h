@@ -23,6 +23,7 @@
 #include <optional>
 
 #include "actors/parameter_client.h"
+#include "actors/records_fetcher.h"
 #include "core/metrics.h"
 #include "core/data_order.h"
 #include "core/job_spec.h"
@@ -41,6 +42,9 @@ struct TrainerOptions {
   std::function<SteadyClock::time_point()> now = [] { return SteadyClock::now(); };
   // custody_training_samples_total and custody_training_step_duration_seconds; null: none.
   MetricsRegistry* metrics = nullptr;
+  // Where a task's records come from when the job file's paths are not on this node (data
+  // shipping: the node's records cache, then the coordinator). Null: only the node's files.
+  RecordsFetcher* records = nullptr;
 };
 
 // The worker's training metrics, registered at once so that a scrape sees them at 0 before
@@ -52,7 +56,10 @@ class Trainer {
  public:
   using Report = std::function<void(msg::Body)>;
 
-  // Reads the job's data and takes the task's part of it. Errors name the mismatch: a
+  // Reads the job's data and takes the task's part of it: from the files the job file
+  // names when this node has them, else (options.records) only the task's records, from the
+  // node's cache or the coordinator. Either way each file's records are held to the task's
+  // digests. Errors name the mismatch: a
   // spec that does not parse, a data set other than the version the job was submitted
   // with (failed precondition), a shard or test range outside it, a model whose size is
   // not the assignment's, steps that do not fit the shard (invalid argument).
@@ -67,6 +74,8 @@ class Trainer {
 
   // The values the last step ended with (the servers' values after it).
   const float* values() const { return params_.data(); }
+  // How load() came by the task's records (the worker reports it: shardObtained).
+  const msg::ShardObtained& obtained() const { return obtained_; }
 
  private:
   Trainer(msg::AssignTask task, JobSpec spec, Model model, BatchOrder order, TrainerOptions options)
@@ -82,6 +91,7 @@ class Trainer {
   Model model_;
   BatchOrder order_;
   TrainerOptions options_;
+  msg::ShardObtained obtained_;
   // A private job (spec_.privacy): Poisson sampling's rate, and the secure source of its
   // draws (keyed from the OS: which examples a step used must not be predictable from the
   // job file, or sampling would not amplify privacy). Unset for other jobs.

@@ -6,7 +6,8 @@
 // parameter server (actors/socket_parameter_client.h). A task is one rank (shard) of a
 // job; after a node dies the coordinator may give one worker several ranks of the same
 // job, each run by its own trainer. A trainer checks its mailbox for a stop between steps
-// and while it waits for the servers.
+// and while it waits for the servers. A trainer whose node lacks the job's data files
+// fetches its records first (actors/records_fetcher.h) and reports how it came by them.
 #include <map>
 #include <optional>
 #include <thread>
@@ -48,6 +49,7 @@ struct TrainerArgs {
   transport::Context* context;
   std::chrono::milliseconds step_timeout;
   MetricsRegistry* metrics;
+  PeerNodeConfig config;  // the coordinator's address and this node's credentials: records are fetched with them
 };
 
 // Whether the trainer was told to stop, by its worker actor or by the node's shutdown
@@ -73,7 +75,23 @@ Status train(caf::blocking_actor* self, const TrainerArgs& a, StopCheck& stopped
   TrainerOptions options;
   options.step_timeout = a.step_timeout;
   options.metrics = a.metrics;
+  // Used only when the node lacks the job file's paths (data shipping): its own connection
+  // to the coordinator, opened on the first fetch, so the trainer waits for no actor.
+  RecordsFetcherOptions fetch;
+  fetch.cache_dir = a.config.data_cache;
+  fetch.coordinator = a.config.coordinator;
+  fetch.node_id = a.node_id;
+  fetch.token = a.config.token;
+  fetch.job_id = a.key.job_id;
+  fetch.attempt = a.key.attempt;
+  fetch.timeout = a.step_timeout;
+  RecordsFetcher records(
+      fetch, [&] { return connect_to_coordinator(*a.context, a.config); }, [&] { return stopped(); });
+  options.records = &records;
   CUSTODY_ASSIGN_OR_RETURN(Trainer trainer, Trainer::load(a.task, a.key.job_id, options, node_local));
+  records.close();
+  // Recorded by the coordinator (shard_obtained): how this rank's records reached the node.
+  self->send(node, TrainerReport{a.key, std::make_shared<const msg::Body>(trainer.obtained())});
   CUSTODY_ASSIGN_OR_RETURN(KeySlices servers, KeySlices::make(a.task.servers, a.task.num_parameters));
   ParameterRequests requests(std::move(servers), a.node_id, a.key.job_id, a.key.attempt, a.key.rank);
   // A worker seals and opens on its own thread: while it does, the job's other workers
@@ -119,7 +137,7 @@ caf::behavior worker_actor(caf::stateful_actor<WorkerActorState>* self, SocketPo
     for (const msg::Envelope& e : actions.start) {
       const auto& task = *e.get<msg::AssignTask>();
       TrainerArgs args{
-          task, {e.job_id, e.attempt, task.rank}, st.logic->node_id(), context, config.step_timeout, metrics};
+          task, {e.job_id, e.attempt, task.rank}, st.logic->node_id(), context, config.step_timeout, metrics, config};
       // Linked: a trainer dies with its worker actor (the exit on shutdown reaches it).
       st.trainers[task.rank] = self->spawn<caf::detached + caf::linked>(trainer_loop, args, caf::actor(self));
     }

@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   int64_t http_max_body_kib = static_cast<int64_t>(c.http.max_body_bytes >> 10), http_threads = c.http.threads;
   int64_t http_read_timeout_ms = c.http.read_timeout.count(), http_idle_timeout_ms = c.http.idle_timeout.count();
   bool no_store = false;
+  bool data_shipping = true;
   const std::vector<std::string> sealings = {"auto", "on", "off"};
   Status s = nodes::read_config(config_file, [&](ConfigReader& r) {
     CUSTODY_RETURN_IF_ERROR(r.get("coordinator.listen", c.listen));
@@ -42,6 +43,8 @@ int main(int argc, char** argv) {
     CUSTODY_RETURN_IF_ERROR(r.get("coordinator.data_plane_sealing", sealing, sealings));
     CUSTODY_RETURN_IF_ERROR(r.get("coordinator.data_plane_shared_memory", c.options.data_plane_shared_memory));
     CUSTODY_RETURN_IF_ERROR(r.get("coordinator.metrics_listen", c.metrics_listen));
+    CUSTODY_RETURN_IF_ERROR(r.get("coordinator.records_dir", c.options.records_dir));
+    CUSTODY_RETURN_IF_ERROR(r.get("coordinator.data_shipping", data_shipping));
     CUSTODY_RETURN_IF_ERROR(r.get("http.listen", c.http.listen));
     CUSTODY_RETURN_IF_ERROR(r.get("http.tls_cert", c.http.tls_cert));
     CUSTODY_RETURN_IF_ERROR(r.get("http.tls_key", c.http.tls_key));
@@ -93,6 +96,12 @@ int main(int argc, char** argv) {
                        "longest wait for servers to load a job's key ranges");
   nodes::ranged_option(app, "--max-recoveries", max_recoveries, nodes::kMaxRecoveries,
                        "rollbacks to a checkpoint a job may take before it fails");
+  app.add_option("--records-dir", c.options.records_dir,
+                 "where each rank's records are kept, by SHA-256, for workers without the data set's files "
+                 "(default: <store>.records)");
+  bool no_data_shipping = false;
+  app.add_flag("--no-data-shipping", no_data_shipping,
+               "keep no records for workers that lack the data set's files: such a worker cannot run the job");
   app.add_option("--signing-key", c.signing_key,
                  "Ed25519 key file that signs heads and receipts (default: <store>.signing-key; created if missing)");
   app.add_option("--store-key", c.store_key,
@@ -153,6 +162,13 @@ int main(int argc, char** argv) {
     }
     c.store = dir.value();
     c.store_is_default = true;
+  }
+  if (no_data_shipping || !data_shipping) {
+    c.options.records_dir.clear();
+  } else if (c.options.records_dir.empty() && !c.store.empty()) {
+    std::string base = c.store;  // beside the store, as its key files are
+    while (base.size() > 1 && base.back() == '/') base.pop_back();
+    c.options.records_dir = base + ".records";
   }
   if (auth && security == "none") security = "token";
   c.options.security = security == "curve"   ? actors::Security::kCurve

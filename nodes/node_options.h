@@ -1,7 +1,8 @@
 // Reading a node's typed configuration: a documented TOML file (configs/*.toml) first,
 // then command-line flags on top. Nothing is read from the environment, except where the
-// coordinator's default store lives (default_store_dir: the XDG base directory variables,
-// as every program that keeps state in a user's home does), and only here, in main's
+// coordinator's default store and a worker's default records cache live (default_store_dir,
+// default_data_cache_dir: the XDG base directory variables, as every program that keeps
+// state in a user's home does), and only here, in main's
 // helpers. Thread-safety: none needed; called from main before any thread starts.
 #pragma once
 
@@ -100,6 +101,7 @@ inline Status read_peer_config(ConfigReader& r, actors::PeerNodeConfig& c) {
   CUSTODY_RETURN_IF_ERROR(r.get("server.listen", c.listen));
   CUSTODY_RETURN_IF_ERROR(r.get("server.advertise_host", c.advertise_host));
   CUSTODY_RETURN_IF_ERROR(r.get("worker.step_timeout_ms", step_ms, kTimeoutMs));
+  CUSTODY_RETURN_IF_ERROR(r.get("worker.data_cache", c.data_cache));
   CUSTODY_RETURN_IF_ERROR(r.get("node.metrics_listen", c.metrics_listen));
   c.connect_timeout = std::chrono::milliseconds(connect_ms);
   c.step_timeout = std::chrono::milliseconds(step_ms);
@@ -155,6 +157,20 @@ inline bool load_token(actors::PeerNodeConfig& c, const char* program) {
   }
   c.token = token.value();
   return true;
+}
+
+// A worker's cache of records fetched from the coordinator (data shipping) when
+// --data-cache (worker.data_cache) is not given: $XDG_CACHE_HOME/custody/records, else
+// $HOME/.cache/custody/records (a cache: deleting it costs a fetch, nothing else). Empty
+// when there is no home directory: the worker then fetches into nothing and says so.
+inline std::string default_data_cache_dir() {
+  if (const char* xdg = std::getenv("XDG_CACHE_HOME"); xdg && xdg[0] == '/') return std::string(xdg) + "/custody/records";
+  std::string home;
+  if (const char* h = std::getenv("HOME"); h && h[0] == '/') home = h;
+  if (home.empty()) {
+    if (const passwd* pw = getpwuid(getuid()); pw && pw->pw_dir) home = pw->pw_dir;
+  }
+  return home.empty() ? "" : home + "/.cache/custody/records";
 }
 
 // The coordinator's custody store when neither --store (coordinator.store) nor --no-store

@@ -13,6 +13,9 @@ int main(int argc, char** argv) {
   nodes::add_peer_flags(app, c, config_file, connect_ms);
   nodes::ranged_option(app, "--step-timeout-ms", step_ms, nodes::kTimeoutMs,
                        "longest wait for the parameter servers in one step");
+  app.add_option("--data-cache", c.data_cache,
+                 "where records fetched from the coordinator are kept, by SHA-256, for later jobs (default: "
+                 "$XDG_CACHE_HOME/custody/records, else ~/.cache/custody/records)");
   // A parameter server in this process (a second node, with the same coordinator and
   // token): this worker reaches it without copies; other workers over TCP as usual.
   actors::PeerNodeConfig server;
@@ -31,6 +34,7 @@ int main(int argc, char** argv) {
   c.connect_timeout = std::chrono::milliseconds(connect_ms);
   c.step_timeout = std::chrono::milliseconds(step_ms);
   if (!nodes::load_token(c, "custody-worker")) return 2;
+  if (c.data_cache.empty()) c.data_cache = nodes::default_data_cache_dir();
   nodes::install_signal_handlers();
   if (with_ps.empty()) return actors::run_worker(c, nodes::g_stop);
   server.coordinator = c.coordinator;

@@ -329,6 +329,7 @@ void encode_body(wire::Envelope::Body::Builder b, const Body& body) {
             e.setTrainLabelsSha256(text(m.train_digest.labels_sha256));
             e.setTestImagesSha256(text(m.test_digest.images_sha256));
             e.setTestLabelsSha256(text(m.test_digest.labels_sha256));
+            e.setTrainRecords(m.train_records);
           },
           [&](const Progress& m) {
             auto e = b.initProgress();
@@ -506,6 +507,27 @@ void encode_body(wire::Envelope::Body::Builder b, const Body& body) {
             set_texts(e.initStoreKeys(m.store_keys.size()), m.store_keys);
             e.setElapsedMs(m.elapsed_ms);
           },
+          [&](const FetchRecords& m) {
+            auto e = b.initFetchRecords();
+            e.setSha256(text(m.sha256));
+            e.setOffset(m.offset);
+            e.setLength(m.length);
+          },
+          [&](const RecordsChunk& m) {
+            auto e = b.initRecordsChunk();
+            e.setSha256(text(m.sha256));
+            e.setOffset(m.offset);
+            e.setTotalBytes(m.total_bytes);
+            e.setData(capnp::Data::Reader(m.data.data(), m.data.size()));
+          },
+          [&](const ShardObtained& m) {
+            auto e = b.initShardObtained();
+            e.setRank(m.rank);
+            e.setHow(text(to_string(m.how)));
+            e.setSource(text(m.source));
+            e.setBytesFetched(m.bytes_fetched);
+            e.setElapsedMs(m.elapsed_ms);
+          },
       },
       body);
 }
@@ -602,6 +624,7 @@ Result<Body> decode_body(wire::Envelope::Body::Reader b, const std::shared_ptr<c
       CUSTODY_ASSIGN_OR_RETURN(m.replies_key, read_key(r.getRepliesKey(), "assignTask.repliesKey"));
       m.train_digest = {str(r.getTrainImagesSha256()), str(r.getTrainLabelsSha256())};
       m.test_digest = {str(r.getTestImagesSha256()), str(r.getTestLabelsSha256())};
+      m.train_records = r.getTrainRecords();
       return Body(std::move(m));
     }
     case W::PROGRESS: {
@@ -732,6 +755,30 @@ Result<Body> decode_body(wire::Envelope::Body::Reader b, const std::shared_ptr<c
       return Body(StoreBackupReply{str(r.getDir()), r.getBackupId(), r.getTakenAtS(), r.getBytes(), r.getFiles(),
                                    str(r.getStorePath()), get_texts(r.getStoreKeys()), r.getElapsedMs()});
     }
+    case W::FETCH_RECORDS: {
+      auto r = b.getFetchRecords();
+      if (r.getLength() == 0 || r.getLength() > kMaxRecordsChunk) {
+        return invalid_argument("fetchRecords.length must be 1 to " + std::to_string(kMaxRecordsChunk) + " bytes, not " +
+                                std::to_string(r.getLength()));
+      }
+      return Body(FetchRecords{str(r.getSha256()), r.getOffset(), r.getLength()});
+    }
+    case W::RECORDS_CHUNK: {
+      auto r = b.getRecordsChunk();
+      auto d = r.getData();
+      return Body(RecordsChunk{str(r.getSha256()), r.getOffset(), r.getTotalBytes(),
+                               std::vector<uint8_t>(d.begin(), d.end())});
+    }
+    case W::SHARD_OBTAINED: {
+      auto r = b.getShardObtained();
+      const std::string how = str(r.getHow());
+      ShardObtained m{r.getRank(), ShardSource::kLocal, str(r.getSource()), r.getBytesFetched(), r.getElapsedMs()};
+      if (how == "cache") m.how = ShardSource::kCache;
+      else if (how == "fetched") m.how = ShardSource::kFetched;
+      else if (how != "local") return invalid_argument("shardObtained.how is '" + how + "'; local, cache or fetched");
+      return Body(std::move(m));
+    }
+    default: break;  // the placeholders of other branches' bodies (custody.capnp)
   }
   return invalid_argument("unknown message body (union field " +
                           std::to_string(static_cast<unsigned>(b.which())) +
@@ -755,6 +802,7 @@ size_t payload_bytes(const Body& body) {
     return inline_bytes(m->initial_values) + inline_bytes(m->optimizer_state);
   }
   if (auto* m = std::get_if<ExportReply>(&body)) return inline_bytes(m->values);
+  if (auto* m = std::get_if<RecordsChunk>(&body)) return m->data.size();
   return 0;
 }
 }  // namespace
@@ -913,9 +961,19 @@ const char* body_name(const Body& body) {
                                  "predict",      "predictReply", "addPrincipal", "principalAdded",
                                  "usageRequest", "usageReply", "auditHeadRequest", "auditHeadReply",
                                  "jobReleased", "principalsRequest", "principalsReply", "revokePrincipal",
-                                 "storeBackup",  "storeBackupReply"};
+                                 "storeBackup",  "storeBackupReply", "fetchRecords", "recordsChunk",
+                                 "shardObtained"};
   static_assert(sizeof(kNames) / sizeof(kNames[0]) == std::variant_size_v<Body>);
   return kNames[body.index()];
+}
+
+const char* to_string(ShardSource s) {
+  switch (s) {
+    case ShardSource::kLocal: return "local";
+    case ShardSource::kCache: return "cache";
+    case ShardSource::kFetched: return "fetched";
+  }
+  return "?";
 }
 
 const char* to_string(NodeRole r) { return r == NodeRole::kWorker ? "worker" : "parameter-server"; }

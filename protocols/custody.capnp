@@ -51,6 +51,15 @@ struct Envelope {
     revokePrincipal @41 :RevokePrincipal;
     storeBackup @42 :StoreBackup;
     storeBackupReply @43 :StoreBackupReply;
+    # Branch-local placeholders: @44..@47 belong to bodies other branches add (capnp wants
+    # ordinals without holes); replaced by those bodies, or renumbered, at merge.
+    reserved44 @44 :Void;
+    reserved45 @45 :Void;
+    reserved46 @46 :Void;
+    reserved47 @47 :Void;
+    fetchRecords @48 :FetchRecords;
+    recordsChunk @49 :RecordsChunk;
+    shardObtained @50 :ShardObtained;
   }
   token @30 :Text;          # the caller's secret, when the coordinator requires one (--auth)
   attempt @35 :UInt32;      # which run of the job (0 first; +1 per recovery): messages of an
@@ -268,6 +277,8 @@ struct AssignTask {
   trainLabelsSha256 @12 :Text;
   testImagesSha256 @13 :Text;
   testLabelsSha256 @14 :Text;
+  trainRecords @15 :UInt64;  # records in the whole training set (N): a private job's sampling rate
+                             # q = workers * batch / N, known to a worker that holds only its shard
 }
 
 # worker -> coordinator, a few times a second.
@@ -501,4 +512,36 @@ struct StoreBackupReply {
   storePath @5 :Text;             # the store it copies
   storeKeys @6 :List(Text);       # the store key versions its tensors are sealed under
   elapsedMs @7 :UInt64;
+}
+
+# Data shipping (docs/ARCHITECTURE.md, "Data shipping"): a worker that lacks its task's records
+# fetches them from the coordinator, over a connection of its own to the coordinator's socket
+# (so CurveZMQ-encrypted and authenticated like every control-plane message when security is
+# curve). Records are addressed by the SHA-256 the task names (AssignTask @11..@14): a worker
+# may ask only for a digest of a task the coordinator gave it in the envelope's job and attempt.
+
+# worker -> coordinator: `length` bytes from `offset` of the records whose SHA-256 is `sha256`.
+struct FetchRecords {
+  sha256 @0 :Text;          # hex, one of the node's task's four digests
+  offset @1 :UInt64;
+  length @2 :UInt32;        # at most 4 MiB
+}
+
+# coordinator -> worker, the answer to fetchRecords.
+struct RecordsChunk {
+  sha256 @0 :Text;
+  offset @1 :UInt64;
+  totalBytes @2 :UInt64;    # the whole records' size
+  data @3 :Data;            # bytes [offset, offset + size) of them
+}
+
+# worker -> coordinator, once per task before its first step: how the worker came by the records
+# it trains on, each checked against the task's digests. Recorded as a `shard_obtained` event.
+struct ShardObtained {
+  rank @0 :UInt32;
+  how @1 :Text;             # "local" (the job file's paths on the node), "cache" (the node's records
+                            # cache, from an earlier fetch), "fetched" (from the coordinator, now)
+  source @2 :Text;          # the files, the cache directory, or the coordinator's address
+  bytesFetched @3 :UInt64;  # over the network (0 unless fetched)
+  elapsedMs @4 :UInt64;     # to obtain and verify them
 }

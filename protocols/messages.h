@@ -136,6 +136,7 @@ struct AssignTask {
   std::optional<AeadKey> rank_key = {}, replies_key = {};
   // What its records must be (core/dataset.h, records_digest); empty: not checked.
   RecordsDigest train_digest = {}, test_digest = {};
+  uint64_t train_records = 0;  // N, the whole training set's records; 0: not said (older coordinator)
 };
 struct Progress {
   uint32_t epoch = 0;
@@ -275,6 +276,27 @@ struct StoreBackupReply {
   std::vector<std::string> store_keys;  // key versions its tensors are sealed under
   uint64_t elapsed_ms = 0;
 };
+// Data shipping (custody.capnp): records fetched from the coordinator by their SHA-256.
+inline constexpr uint32_t kMaxRecordsChunk = uint32_t(4) << 20;
+struct FetchRecords {
+  std::string sha256;
+  uint64_t offset = 0;
+  uint32_t length = 0;  // at most kMaxRecordsChunk
+};
+struct RecordsChunk {
+  std::string sha256;
+  uint64_t offset = 0, total_bytes = 0;
+  std::vector<uint8_t> data;
+};
+// How a worker came by a task's records (custody.capnp ShardObtained.how).
+enum class ShardSource : uint8_t { kLocal, kCache, kFetched };
+const char* to_string(ShardSource s);  // "local", "cache", "fetched"
+struct ShardObtained {
+  uint32_t rank = 0;
+  ShardSource how = ShardSource::kLocal;
+  std::string source;
+  uint64_t bytes_fetched = 0, elapsed_ms = 0;
+};
 
 using Body = std::variant<Error, Register, RegisterAck, Heartbeat, HeartbeatAck, SubmitJob,
                           JobAccepted, StatusRequest, StatusReply, CancelJob, AssignKeyRange,
@@ -283,7 +305,7 @@ using Body = std::variant<Error, Register, RegisterAck, Heartbeat, HeartbeatAck,
                           Predict, PredictReply, AddPrincipal, PrincipalAdded, UsageRequest, UsageReply,
                           AuditHeadRequest, AuditHeadReply,
                           JobReleased, PrincipalsRequest, PrincipalsReply, RevokePrincipal, StoreBackup,
-                          StoreBackupReply>;
+                          StoreBackupReply, FetchRecords, RecordsChunk, ShardObtained>;
 
 struct Envelope {
   uint16_t version = kProtocolVersion;

@@ -78,6 +78,9 @@ inline constexpr char kNodeRegistered[] = "node_registered";
 inline constexpr char kRunStarted[] = "run_started";
 inline constexpr char kRunRecovered[] = "run_recovered";
 inline constexpr char kAttemptDiscarded[] = "attempt_discarded";
+// How a worker came by a rank's records, each checked against the digests of submission
+// (data shipping): "local", "cache" or "fetched" (msg::ShardSource).
+inline constexpr char kShardObtained[] = "shard_obtained";
 inline constexpr char kEpochEvaluated[] = "epoch_evaluated";
 inline constexpr char kRunEnded[] = "run_ended";
 inline constexpr char kRunResumed[] = "run_resumed";

@@ -154,6 +154,13 @@ Result<json> trace_checkpoint(const CustodyStore& store, const std::string& ckpt
   }
   CUSTODY_ASSIGN_OR_RETURN(auto r, trace_run(store, run, seen, depth + 1));
   node["children"].push_back(r);
+  // How each node came by each rank's records (data shipping), the latest attempt's.
+  std::map<std::string, json> obtained;
+  CUSTODY_ASSIGN_OR_RETURN(auto obtains,
+                           store.find({{"type", lineage::kEvent}, {"event", lineage::event::kShardObtained}, {"run", run}}));
+  for (const auto& o : obtains) {
+    obtained[o.body.value("node", std::string()) + "|" + std::to_string(o.body.value("rank", 0))] = o.body;
+  }
   json contributors{{"label", "contributing workers (measured at the parameter servers, steps 0-" +
                                   std::to_string(step) + ")"},
                     {"contributors", json::array()},
@@ -168,8 +175,20 @@ Result<json> trace_checkpoint(const CustodyStore& store, const std::string& ckpt
                                               std::to_string(s.value("begin", 0)) + ", " +
                                               std::to_string(s.value("end", 0)) + ") of " +
                                               short_hash(lineage::display_name(dataset, lineage::prefix::kDataset));
+    std::string records;
+    if (auto o = obtained.find(key); o != obtained.end()) {
+      const json& e = o->second;
+      const std::string how = e.value("how", std::string());
+      const uint64_t bytes = e.value("bytes_fetched", uint64_t(0));
+      records = how == "fetched" ? "records fetched from " + e.value("source", std::string()) + " (" +
+                                       std::to_string(bytes) + " bytes)"
+                : how == "cache" ? "records from " + e.value("source", std::string())
+                                 : "records read from " + e.value("source", std::string());
+      records += ", verified against the submitted SHA-256s; ";
+      w["obtained"] = e;
+    }
     contributors["children"].push_back(
-        {{"label", w["node"].get<std::string>() + ": " + shard + "; " + std::to_string(w["steps"].get<uint64_t>()) +
+        {{"label", w["node"].get<std::string>() + ": " + shard + "; " + records + std::to_string(w["steps"].get<uint64_t>()) +
                        " steps, " + std::to_string(w["samples"].get<uint64_t>()) + " samples, update norm sum " +
                        norm + ", " + std::to_string(w["rejected"].get<uint64_t>()) + " rejected, staleness max " +
                        std::to_string(w["staleness_max"].get<uint64_t>())}});

@@ -1014,3 +1014,79 @@ TEST_F(CoordinatorCustodyTest, EachTaskCarriesWhatItsRecordsAreAsReadAtSubmissio
 
 }  // namespace
 }  // namespace custody::actors
+
+namespace custody::actors {
+namespace {
+
+// Data shipping (docs/ARCHITECTURE.md, "Data shipping"): who may fetch which records, and
+// the record of how a worker came by its records.
+class CoordinatorShippingTest : public CoordinatorCustodyTest {
+ protected:
+  CoordinatorShippingTest() {
+    CoordinatorOptions o = options();
+    o.records_dir = "/nonexistent-records";  // authorization does not read it
+    state_ = CoordinatorState(o, store_.get(), "mem");
+  }
+  Status fetch(const std::string& sender, const std::string& job, const std::string& sha256, uint32_t attempt = 0) {
+    Envelope e = make(msg::FetchRecords{sha256, 0, 1024}, job);
+    e.sender = sender;
+    e.attempt = attempt;
+    return state_.authorize_fetch(e);
+  }
+};
+
+TEST_F(CoordinatorShippingTest, AWorkerMayFetchOnlyTheRecordsOfItsOwnRanksInTheCurrentAttempt) {
+  register_nodes(3);
+  const std::string id = submit();
+  Outbox out = send("P1", msg::KeyRangeReady{0, 36}, id);
+  auto tasks = of_type<msg::AssignTask>(out);
+  ASSERT_EQ(tasks.size(), 2u);
+  std::map<std::string, msg::AssignTask> by_node;  // the peers W1, W2 are worker-1, worker-2
+  for (const auto* t : tasks) by_node[t->peer == "W1" ? "worker-1" : "worker-2"] = *t->envelope.get<msg::AssignTask>();
+  const msg::AssignTask& mine = by_node["worker-1"];
+  const msg::AssignTask& theirs = by_node["worker-2"];
+  EXPECT_EQ(mine.train_records, 200u) << "N, for a private job's sampling rate on a worker without the files";
+  for (const std::string& d : {mine.train_digest.images_sha256, mine.train_digest.labels_sha256,
+                               mine.test_digest.images_sha256, mine.test_digest.labels_sha256}) {
+    EXPECT_TRUE(fetch("worker-1", id, d).is_ok()) << d;
+  }
+  Status s = fetch("worker-1", id, theirs.train_digest.images_sha256);
+  EXPECT_EQ(s.code(), ErrorCode::kPermissionDenied);
+  EXPECT_NE(s.message().find("are not those of a rank worker-1 runs"), std::string::npos) << s.message();
+  EXPECT_EQ(fetch("worker-3", id, mine.train_digest.images_sha256).code(), ErrorCode::kPermissionDenied)
+      << "a worker outside the job";
+  EXPECT_EQ(fetch("worker-1", id, mine.train_digest.images_sha256, 1).code(), ErrorCode::kFailedPrecondition)
+      << "another attempt's";
+  EXPECT_EQ(fetch("worker-1", "job-unknown", mine.train_digest.images_sha256).code(), ErrorCode::kNotFound);
+  EXPECT_EQ(fetch("ps-1", id, mine.train_digest.images_sha256).code(), ErrorCode::kFailedPrecondition)
+      << "only workers";
+  CoordinatorState without(options(), store_.get(), "mem");  // no records directory
+  Envelope e = make(msg::FetchRecords{mine.train_digest.images_sha256, 0, 1024}, id);
+  e.sender = "worker-1";
+  EXPECT_NE(without.authorize_fetch(e).message().find("keeps no records to ship"), std::string::npos);
+}
+
+TEST_F(CoordinatorShippingTest, HowAWorkerCameByARanksRecordsIsRecordedWithTheDigestsItWasHeldTo) {
+  register_nodes(2);
+  const std::string id = submit();
+  Outbox out = send("P1", msg::KeyRangeReady{0, 36}, id);
+  const msg::AssignTask* rank1 = nullptr;
+  for (const auto* t : of_type<msg::AssignTask>(out))
+    if (t->envelope.get<msg::AssignTask>()->rank == 1) rank1 = t->envelope.get<msg::AssignTask>();
+  ASSERT_NE(rank1, nullptr);
+  send("W2", msg::ShardObtained{1, msg::ShardSource::kFetched, "the coordinator at tcp://c:5555", 2200, 40}, id);
+  send("W1", msg::ShardObtained{1, msg::ShardSource::kLocal, "forged", 0, 1}, id);  // not worker-1's rank
+  auto found = store_->find({{"type", "event"}, {"event", "shard_obtained"}, {"run", id}});
+  ASSERT_TRUE(found.is_ok());
+  ASSERT_EQ(found->size(), 1u) << "only the rank's own worker is recorded";
+  const auto& e = found->front().body;
+  EXPECT_EQ(e["node"], "node:worker-2");
+  EXPECT_EQ(e["rank"], 1);
+  EXPECT_EQ(e["how"], "fetched");
+  EXPECT_EQ(e["bytes_fetched"], 2200);
+  EXPECT_EQ(e["verified"]["train_images_sha256"], rank1->train_digest.images_sha256);
+  EXPECT_EQ(e["verified"]["test_labels_sha256"], rank1->test_digest.labels_sha256);
+}
+
+}  // namespace
+}  // namespace custody::actors

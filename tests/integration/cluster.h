@@ -312,6 +312,8 @@ class LocalCluster {
 
   Process& add_node(const std::string& exe, const std::string& name, const std::vector<std::string>& extra = {}) {
     std::vector<std::string> argv{bin(exe), "--coordinator", address_, "--name", name};
+    // Each worker its own records cache in the test's directory, never the runner's home.
+    if (exe == "custody-worker") argv.insert(argv.end(), {"--data-cache", (dir_ / (name + ".records")).string()});
     argv.insert(argv.end(), node_args_.begin(), node_args_.end());
     argv.insert(argv.end(), extra.begin(), extra.end());
     nodes_.push_back(std::make_unique<Process>(argv, dir_ / (name + ".log")));

@@ -19,6 +19,7 @@
 // Not thread-safe: one test thread drives it.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -55,6 +56,13 @@ struct NetnsClusterOptions {
   bool curve = false;
   int heartbeat_interval_ms = 200, heartbeat_timeout_ms = 2000;  // as LocalCluster's
   std::vector<std::string> coordinator_args = {};
+  // Per node: directories mounted over others in that node's own mount namespace, since
+  // these "hosts" share one file system where real ones do not: {target, source}, where an
+  // empty source mounts an empty tmpfs (the host does not have what the target holds) and
+  // another directory is bound over it (the host holds a different copy).
+  std::map<std::string, std::vector<std::pair<std::string, std::string>>> mounts = {};
+  // Per node: more flags for it ("worker-2": {"--connect-timeout-ms", "1000"}).
+  std::map<std::string, std::vector<std::string>> node_args = {};
 };
 
 class NetnsCluster {
@@ -170,8 +178,23 @@ class NetnsCluster {
   Process& start_node(const std::string& exe, const std::string& name,
                       const std::vector<std::string>& extra) {
     std::vector<std::string> argv{bin(exe), "--coordinator", coordinator_address(), "--name", name};
+    // Each worker its records cache on its "host", never the runner's home.
+    if (exe == "custody-worker") argv.insert(argv.end(), {"--data-cache", (dir_ / (name + ".records")).string()});
     argv.insert(argv.end(), node_args_.begin(), node_args_.end());
     argv.insert(argv.end(), extra.begin(), extra.end());
+    if (auto a = options_.node_args.find(name); a != options_.node_args.end()) {
+      argv.insert(argv.end(), a->second.begin(), a->second.end());
+    }
+    if (auto m = options_.mounts.find(name); m != options_.mounts.end()) {
+      // unshare and sh exec what follows, so the process's pid is still the node's.
+      std::string script;
+      for (const auto& [target, source] : m->second) {
+        script += source.empty() ? "mount -t tmpfs -o mode=0755 tmpfs '" + target + "' && "
+                                 : "mount --bind '" + source + "' '" + target + "' && ";
+      }
+      argv.insert(argv.begin(), {"/usr/bin/unshare", "--mount", "--propagation", "private", "/bin/sh", "-c",
+                                 script + "exec \"$@\"", "sh"});
+    }
     auto& p = nodes_[name];
     p = std::make_unique<Process>(topology_->on(name, argv), dir_ / (name + ".log"));
     return *p;

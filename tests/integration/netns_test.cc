@@ -29,18 +29,27 @@
 //    ends the job), a sealed one refuses both and the job goes on;
 //  * a pulled cable (`ip link set pN down` at the switch) mid-job: a worker's or a
 //    server's, and the job rolls back and completes on the remaining hosts with every
-//    (rank, step) applied once; or, with --max-recoveries 0, fails naming the lost node.
+//    (rank, step) applied once; or, with --max-recoveries 0, fails naming the lost node;
+//  * data shipping (NetnsShippingTest): a host without the data set (its own mount
+//    namespace hides the directory) gets its shard from the coordinator, verified, and
+//    `lineage trace` says which worker fetched and which read its files; a wiretap on its
+//    link finds the records in clear with tokens and not at all over CurveZMQ; a host whose
+//    copy differs by one byte is refused naming the file while the other host fetches; a
+//    data-less worker's cable pulled mid-job is named by status within the heartbeat
+//    timeout, the job completes with every update once, and at link-up the worker's queued
+//    registrations are one record.
 // The cases that need CurveZMQ or data-plane sealing are skipped, saying so, on a build
 // whose coordinator lacks --security or --data-plane-sealing (a secured cluster must seal
 // the data plane between hosts, and the server must log the refused host); every case is
 // skipped, saying why, where namespaces cannot be created (not root, no iproute2).
-// About 40 s in all. Run:
+// About 70 s in all. Run:
 //   build/bin/netns_test                          # as root; or: cd build && ctest -R Netns
 //   CUSTODY_KEEP_LOGS=1 build/bin/netns_test      # keeps logs and captures (*.pcap)
 #include <nlohmann/json.hpp>
 
 #include "tests/integration/checkpoint_chain.h"
 #include "tests/integration/netns_cluster.h"
+#include "tests/integration/operator_helpers.h"
 
 namespace custody::testing {
 namespace {
@@ -567,6 +576,195 @@ TEST(NetnsTest, AWorkersLinkDownWithoutRecoveriesFailsTheJobNamingTheLostNode) {
   json s = wait_for_end(c, job);
   EXPECT_EQ(s["state"], "failed") << s.dump(2);
   EXPECT_NE(s["message"].get<std::string>().find("worker-2"), std::string::npos) << s.dump(2);
+}
+
+// --- data shipping: hosts without the data set ------------------------------------------
+
+// Store queries (lineage, audit) run on the coordinator's host with --store, against the
+// store's files; the one place to change when queries through the coordinator arrive.
+CliResult store_query(NetnsCluster& c, std::vector<std::string> args) {
+  args.insert(args.begin(), {"--store", c.store().string()});
+  return c.cli(args);
+}
+
+// The job's data set, in a directory of the shared file system that every "host" sees
+// unless a mount of its own hides it (NetnsClusterOptions::mounts). Removed at the end.
+struct DataSet {
+  fs::path path;
+  DataSet(const std::string& name, uint32_t train, uint32_t test)
+      : path(fs::temp_directory_path() / ("custody-netns-data-" + name + "-" + std::to_string(getpid()))) {
+    fs::remove_all(path);
+    write_idx_data(path, train, test);
+  }
+  ~DataSet() { fs::remove_all(path); }
+};
+
+// The line of `custody lineage trace` that names `worker`'s contribution.
+std::string trace_line(const std::string& trace, const std::string& worker) {
+  const size_t at = trace.find(worker + ": shard ");
+  return at == std::string::npos ? "" : trace.substr(at, trace.find('\n', at) - at);
+}
+
+// worker-2's host has no copy of the data set: it fetches its rank's records from the
+// coordinator, verified; worker-1 reads its own files. The trace says which did what, the
+// audit passes, and a wiretap on worker-2's link finds the records there in clear with
+// tokens (the positive control: they did cross that link) and not at all over CurveZMQ.
+void ship_to_a_host_without_the_data(bool curve) {
+  DataSet data(curve ? "ship-curve" : "ship", 640, 64);
+  NetnsClusterOptions o;
+  o.curve = curve;
+  o.mounts["worker-2"] = {{data.path.string(), ""}};
+  NetnsCluster c(curve ? "ship-curve" : "ship", o);
+  ASSERT_TRUE(c.ok());
+  LinkCapture& wire = c.capture("worker-2");
+  ASSERT_TRUE(wire.ok());
+  ASSERT_TRUE(c.start());
+  ASSERT_TRUE(c.wait_for_nodes(3)) << read_file(c.dir() / "coordinator.log");
+  const std::string job = submit(c, "local-files", idx_job(data.path));
+  json s = wait_for_end(c, job);
+  ASSERT_EQ(s["state"], "completed") << s.dump(2) << read_file(c.dir() / "worker-2.log");
+  EXPECT_EQ(s["recoveries"], 0) << "no rank had to move: " << s.dump(2);
+  wire.stop();
+  CliResult trace = store_query(c, {"lineage", "trace", s["last_checkpoint"]});
+  ASSERT_EQ(trace.code, 0) << trace.err;
+  const std::string fetched = trace_line(trace.out, "worker-2"), local = trace_line(trace.out, "worker-1");
+  EXPECT_NE(fetched.find("records fetched from the coordinator at " + c.coordinator_address()), std::string::npos)
+      << trace.out;
+  EXPECT_NE(fetched.find("verified against the submitted SHA-256s"), std::string::npos) << trace.out;
+  EXPECT_NE(local.find("records read from '" + (data.path / "train-images").string() + "'"), std::string::npos)
+      << trace.out;
+  CliResult verify = store_query(c, {"audit", "verify"});
+  EXPECT_EQ(verify.code, 0) << verify.out << verify.err;
+  // What crossed worker-2's link: the first 32 pixel bytes of records of either rank
+  // (worker-1 reads its own, so any found there came to worker-2).
+  std::vector<std::pair<std::string, std::string>> records;
+  const std::string images = read_file(data.path / "train-images");
+  for (size_t r : {0, 1, 2, 3, 320, 321, 322, 323}) {
+    records.push_back({"records[" + std::to_string(r) + "]", images.substr(16 + r * 64, 32)});
+  }
+  const auto hits = wire.find(records, 1000);
+  std::cout << "records seen on worker-2's link:\n" << describe(hits);
+  if (!curve) {
+    EXPECT_TRUE(hit_in(hits, "records", c.ip("coordinator"), c.ip("worker-2")))
+        << "positive control: with tokens the shipped records cross worker-2's link in clear";
+  } else {
+    EXPECT_TRUE(hits.empty()) << "over CurveZMQ no record crosses in clear:\n" << describe(hits);
+  }
+}
+
+TEST(NetnsShippingTest, AHostWithoutTheDataSetGetsItsShardOverTheLinkVerifiedAndTheTraceSaysSo) {
+  SKIP_WITHOUT_NAMESPACES();
+  ship_to_a_host_without_the_data(false);
+}
+
+TEST(NetnsShippingTest, OverCurveTheShardCrossesTheLinkEncryptedAndTheTraceSaysItWasFetched) {
+  SKIP_WITHOUT(kCurve);
+  ship_to_a_host_without_the_data(true);
+}
+
+// worker-1's host holds a copy that differs from the submitted files by one byte (in rank
+// 0's records, which it is given first); worker-2's holds none. worker-1 refuses to train,
+// naming the file; the rank moves, worker-2 fetches the true records and the job completes
+// on it, within one recovery.
+TEST(NetnsShippingTest, AHostWhoseCopyDiffersByOneByteIsRefusedNamingTheFileAndTheOtherHostTrainsOnShippedRecords) {
+  SKIP_WITHOUT_NAMESPACES();
+  DataSet data("ship-one-byte", 640, 64);
+  const fs::path altered = data.path.string() + ".altered";
+  fs::remove_all(altered);
+  fs::copy(data.path, altered, fs::copy_options::recursive);
+  {
+    std::fstream f(altered / "train-images", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(16 + 100 * 64 + 9);  // record 100, pixel 9: one bit of it
+    const char pixel = static_cast<char>(f.get());
+    f.seekp(16 + 100 * 64 + 9);
+    f.put(static_cast<char>(pixel ^ 0x01));
+  }
+  NetnsClusterOptions o;
+  o.mounts["worker-1"] = {{data.path.string(), altered.string()}};
+  o.mounts["worker-2"] = {{data.path.string(), ""}};
+  NetnsCluster c("ship-one-byte", o);
+  ASSERT_TRUE(c.ok());
+  ASSERT_TRUE(c.start());
+  ASSERT_TRUE(c.wait_for_nodes(3));
+  const std::string job = submit(c, "local-files", idx_job(data.path));
+  json s = wait_for_end(c, job);
+  fs::remove_all(altered);
+  ASSERT_EQ(s["state"], "completed") << s.dump(2);
+  EXPECT_EQ(s["workers"], json({"worker-2", "worker-2"})) << "both ranks on the host that fetched them";
+  EXPECT_LE(s["recoveries"].get<int>(), 1) << s.dump(2);
+  const std::string refused = "'" + (data.path / "train-images").string() +
+                              "' holds other bytes in training records [0, 320) than the job was submitted with";
+  bool named = false;
+  for (const auto& e : run_events(c, job)) {
+    if (e["body"]["event"] != "run_recovered") continue;
+    const std::string reason = e["body"]["reason"];
+    named = reason.find("worker-1") != std::string::npos && reason.find(refused) != std::string::npos;
+    EXPECT_TRUE(named) << reason;
+  }
+  EXPECT_TRUE(named) << "the lineage records worker-1's refusal, naming the file";
+  EXPECT_NE(read_file(c.dir() / "worker-1.log").find(refused), std::string::npos);
+  CliResult trace = store_query(c, {"lineage", "trace", s["last_checkpoint"]});
+  EXPECT_NE(trace_line(trace.out, "worker-2").find("records fetched from the coordinator"), std::string::npos)
+      << trace.out;
+  EXPECT_EQ(trace_line(trace.out, "worker-1"), "") << "worker-1 contributed nothing: " << trace.out;
+}
+
+// The data-less worker's cable is pulled mid-job. Status names it within the heartbeat
+// timeout; the job rolls back and completes on worker-1 with every (rank, step) applied
+// once; behind the cut worker-2 gives up on the coordinator (after its connect timeout,
+// 10 s) and registers again every second, and when the cable is back those queued
+// registrations are one record. (With a 1 s connect timeout the rejoined worker gave up
+// again and again after the link came back, each time a new registration: TCP's
+// retransmission backoff after a long cut delays the heartbeats' answers by more than 1 s.)
+TEST(NetnsShippingTest, ADatalessWorkersLinkCutMidJobIsNamedInTimeTheJobCompletesAndItRejoinsWithOneRegistration) {
+  SKIP_WITHOUT_NAMESPACES();
+  DataSet data("ship-cut", 6400, 640);
+  NetnsClusterOptions o;
+  o.mounts["worker-2"] = {{data.path.string(), ""}};
+  NetnsCluster c("ship-cut", o);
+  ASSERT_TRUE(c.ok());
+  ASSERT_TRUE(c.start());
+  ASSERT_TRUE(c.wait_for_nodes(3));
+  // 200 steps an epoch a rank, 30 epochs: about 3 s on two workers, a checkpoint every 200.
+  const std::string job = submit(c, "local-files", idx_job(data.path, 30, "checkpoint_every_steps = 200\n"));
+  ASSERT_TRUE(wait_until_step(c, job, 400, true));
+  const auto cut = std::chrono::steady_clock::now();
+  ASSERT_TRUE(c.topology().link_down("worker-2"));
+  // `custody status` names the lost worker: dead in the node list, or in the job's message.
+  double named_after_s = -1;
+  while (std::chrono::steady_clock::now() - cut < 10s) {
+    CliResult r = c.cli({"status", "--json"}, 10s);
+    if (r.code == 0) {
+      const json all = json::parse(r.out);
+      bool named = false;
+      for (const auto& n : all["nodes"]) named |= n["node_id"] == "worker-2" && !n["alive"].get<bool>();
+      for (const auto& j : all["jobs"]) named |= j["job_id"] == job && j.dump().find("worker-2") != std::string::npos &&
+                                                 j.value("message", "").find("worker-2") != std::string::npos;
+      if (named) {
+        named_after_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - cut).count();
+        break;
+      }
+    }
+    std::this_thread::sleep_for(50ms);
+  }
+  std::cout << "status named worker-2 " << named_after_s << " s after its cable was pulled\n";
+  ASSERT_GE(named_after_s, 0) << "status never named worker-2";
+  EXPECT_LE(named_after_s, 2.0 + 1.0) << "within the heartbeat timeout (2 s), give or take a tick and a CLI call";
+  json s = wait_for_end(c, job);
+  ASSERT_EQ(s["state"], "completed") << s.dump(2);
+  EXPECT_EQ(s["workers"], json({"worker-1", "worker-1"}));
+  Updates u = count_updates(c, s["last_checkpoint"], {"--store", c.store().string()});
+  expect_every_update_once(u, s["total_steps"], 2, 16, job);
+  // Long enough behind the cut for several queued registrations (one a second after 10 s).
+  std::this_thread::sleep_until(cut + 14s);
+  ASSERT_TRUE(c.topology().link_up("worker-2"));
+  ASSERT_TRUE(c.wait_for_nodes(3, 40s)) << "worker-2 rejoins";
+  std::this_thread::sleep_for(2s);  // the rest of the queue
+  EXPECT_NE(read_file(c.dir() / "worker-2.log").find("registering again"), std::string::npos);
+  c.coordinator().stop();  // the store's files, read whole
+  size_t registrations = 0;
+  for (const auto& r : events(c.store(), "node_registered")) registrations += r.value("node", "") == "node:worker-2";
+  EXPECT_EQ(registrations, 2u) << "its first registration and one rejoin, however many of the rejoin's retries arrived";
 }
 
 }  // namespace

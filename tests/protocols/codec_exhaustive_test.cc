@@ -22,7 +22,7 @@ std::vector<Body> every_body() {
   NodeStatus node{"worker-1", NodeRole::kWorker, "tcp://a:1", true, true, 17, "h", 42};
   const AeadKey key = AeadKey::from_bytes(std::string(kAeadKeyBytes, 'k')).value();
   AssignTask task{"spec", 1, ShardId{"hash", 2, 3, 4, 5}, 6, 7, 8, {ServerRange{"ps-1", "tcp://b:2", 9, 10, true}}, 11, 12,
-                  key, key, RecordsDigest{"a1", "b2"}, RecordsDigest{"c3", "d4"}};
+                  key, key, RecordsDigest{"a1", "b2"}, RecordsDigest{"c3", "d4"}, 13};
   AssignKeyRange range{"spec", 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, {0.5f}, {0.25f}, 11, {key}, key, {"worker-1"}, 0.125};
   Push push{"worker-1", 2, Floats{0.5f}, 3, 4, 5, SharedBytes::copy_of(reinterpret_cast<const uint8_t*>("sealed"), 6)};
   Params params{1, 2, Floats{0.5f}, SharedBytes::copy_of(reinterpret_cast<const uint8_t*>("sealed"), 6), true};
@@ -66,6 +66,9 @@ std::vector<Body> every_body() {
       RevokePrincipal{"erin", "left the team"},
       StoreBackup{"/backups", 5},
       StoreBackupReply{"/backups", 1, 2, 3, 4, "/store", {"0123456789abcdef"}, 6},
+      FetchRecords{std::string(64, 'a'), 7, 4096},
+      RecordsChunk{std::string(64, 'a'), 7, 9, {1, 2}},
+      ShardObtained{1, ShardSource::kFetched, "the coordinator at tcp://c:5555", 22880, 12},
   };
 }
 
@@ -127,6 +130,23 @@ TEST(CodecExhaustiveTest, EveryFieldOfEveryBodySurvivesEncodeAndDecode) {
         << name << ": decode lost a field (re-encoding differs)";
   }
   EXPECT_EQ(kinds.size(), std::variant_size_v<Body>) << "a body kind is missing from every_body()";
+}
+
+// A records request's length is bounded: a worker cannot make the coordinator read (and
+// hold) more than one chunk's worth for it at a time.
+TEST(CodecExhaustiveTest, ARecordsRequestOfNoBytesOrMoreThanAChunkIsRefused) {
+  for (uint32_t length : {0u, kMaxRecordsChunk + 1}) {
+    Envelope e;
+    e.body = FetchRecords{std::string(64, 'a'), 0, length};
+    auto decoded = decode(encode(e));
+    ASSERT_FALSE(decoded.is_ok());
+    EXPECT_EQ(decoded.status().code(), ErrorCode::kInvalidArgument);
+    EXPECT_NE(decoded.status().message().find("fetchRecords.length"), std::string::npos) << decoded.status().message();
+  }
+  Envelope e;
+  e.body = ShardObtained{0, ShardSource::kLocal, "x", 0, 0};
+  auto bytes = encode(e);
+  EXPECT_TRUE(decode(bytes).is_ok());
 }
 
 }  // namespace
