@@ -22,7 +22,8 @@ std::optional<Role> parse_role(std::string_view name);
 const char* role_names();
 
 // Admin: everything. Node: registration, heartbeats and the reports of servers and
-// workers. Submitter: submit, cancel, resume, and what a consumer may. Consumer: predict
+// workers. Submitter: submit, cancel, resume, set the privacy budget of a data set it
+// owns, and what a consumer may. Consumer: predict
 // and export. Everyone: status, usage (filtered, see below) and the signed heads.
 bool may_send(Role role, const msg::Body& body);
 // Auditors and admins see every principal's usage; others their own calls only.

@@ -51,6 +51,20 @@ struct Envelope {
     revokePrincipal @41 :RevokePrincipal;
     storeBackup @42 :StoreBackup;
     storeBackupReply @43 :StoreBackupReply;
+    reserved44 @44 :Void;       # another branch's body until the merge renumbers
+    reserved45 @45 :Void;       # another branch's body until the merge renumbers
+    reserved46 @46 :Void;       # another branch's body until the merge renumbers
+    reserved47 @47 :Void;       # another branch's body until the merge renumbers
+    reserved48 @48 :Void;       # another branch's body until the merge renumbers
+    reserved49 @49 :Void;       # another branch's body until the merge renumbers
+    reserved50 @50 :Void;       # another branch's body until the merge renumbers
+    reserved51 @51 :Void;       # another branch's body until the merge renumbers
+    reserved52 @52 :Void;       # another branch's body until the merge renumbers
+    reserved53 @53 :Void;       # another branch's body until the merge renumbers
+    reserved54 @54 :Void;       # another branch's body until the merge renumbers
+    reserved55 @55 :Void;       # another branch's body until the merge renumbers
+    setPrivacyBudget @56 :SetPrivacyBudget;
+    privacyBudgetReply @57 :PrivacyBudgetReply;
   }
   token @30 :Text;          # the caller's secret, when the coordinator requires one (--auth)
   attempt @35 :UInt32;      # which run of the job (0 first; +1 per recovery): messages of an
@@ -117,6 +131,8 @@ struct SubmitJob {
   specText @0 :Text;        # the TOML job file
   origin @1 :Text;          # its path on the submitter's machine, for messages
   submitter @2 :Text;       # principal name
+  budgetOverride @3 :Text;  # an admin's reason to run a job without a privacy guarantee on a
+                            # data set with a privacy budget; empty: no override (recorded)
 }
 
 # coordinator -> cli
@@ -501,4 +517,19 @@ struct StoreBackupReply {
   storePath @5 :Text;             # the store it copies
   storeKeys @6 :List(Text);       # the store key versions its tensors are sealed under
   elapsedMs @7 :UInt64;
+}
+
+# cli -> coordinator: set (or change) a data set's differential-privacy budget; the data
+# set's owner (the principal who first declared it) or an admin. Recorded in lineage and
+# the audit log; every private job on the data set spends from it (storage/privacy_budget.h).
+struct SetPrivacyBudget {
+  dataset @0 :Text;         # "dataset:<sha256>"
+  epsilon @1 :Float64;      # total, over every job on the data set
+  delta @2 :Float64;
+  reason @3 :Text;
+  principal @4 :Text;       # who asks, on a cluster without security (the CLI's --as)
+}
+
+struct PrivacyBudgetReply {
+  json @0 :Text;            # the data set's spending as `custody privacy DATASET --json` prints it
 }
