@@ -193,7 +193,8 @@ Result<Job> CoordinatorState::prepare(const std::string& spec_text, const std::s
                                             " (the coordinator reads the data set named in the "
                                             "job file to split it among the workers)");
   }
-  CUSTODY_ASSIGN_OR_RETURN(auto model, Model::make(spec.layer_sizes(data->train.features)));
+  CUSTODY_ASSIGN_OR_RETURN(auto model, Model::make(spec.layer_sizes(data->train.features),
+                                                        parse_activation(spec.activation).value_or(Activation::kRelu)));
   for (uint8_t label : data->train.labels) {
     if (label >= spec.classes) {
       return invalid_argument(origin + ": the training labels go up to " + std::to_string(label) +

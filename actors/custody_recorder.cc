@@ -119,6 +119,7 @@ Status CustodyRecorder::job_submitted(const msg::JobStatus& job, const JobSpec& 
             {"submitter", job.submitter},
             {"submitted_at_ms", job.submitted_at_ms},
             {"layer_sizes", layer_sizes},
+            {"activation", spec.activation},
             {"epochs", spec.epochs},
             {"workers", spec.workers},
             {"batch_size", spec.batch_size},

@@ -78,7 +78,8 @@ Result<Trainer> Trainer::load(const msg::AssignTask& t, const std::string& job_i
                                t.shard.dataset_hash.substr(0, 16) +
                                "...); the files differ between machines");
   }
-  CUSTODY_ASSIGN_OR_RETURN(Model model, Model::make(spec.layer_sizes(data.train.features)));
+  CUSTODY_ASSIGN_OR_RETURN(Model model, Model::make(spec.layer_sizes(data.train.features),
+                                                                parse_activation(spec.activation).value_or(Activation::kRelu)));
   if (model.num_parameters() != t.num_parameters) {
     return invalid_argument("the job's model has " + std::to_string(model.num_parameters()) +
                             " parameters, the assignment says " + std::to_string(t.num_parameters));

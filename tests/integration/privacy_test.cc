@@ -175,7 +175,7 @@ TEST(PrivacyTest, ADataSetsBudgetIsSpentByItsJobsAndAJobBeyondItIsRefusedThrough
   // The listing: the budget, the job and its epsilon, what remains, the override, the refusals.
   CliResult listing = c.cli({"privacy", dataset});
   ASSERT_EQ(listing.code, 0) << listing.err;
-  for (const std::string& part : {"budget: epsilon", "set by alice (the consent form's terms)", job + " 'a' by alice",
+  for (const std::string& part : std::vector<std::string>{"budget: epsilon", "set by alice (the consent form's terms)", job + " 'a' by alice",
                                   "125 steps planned", "remaining: epsilon", "let through by root: an audit rerun",
                                   "refused: a job of alice", "refused: a job of bob"}) {
     EXPECT_NE(listing.out.find(part), std::string::npos) << part << " in\n" << listing.out;
@@ -186,6 +186,30 @@ TEST(PrivacyTest, ADataSetsBudgetIsSpentByItsJobsAndAJobBeyondItIsRefusedThrough
   EXPECT_EQ(after["refusals"].size(), 2u);
   // Everything is chained: the store verifies.
   EXPECT_EQ(c.cli({"audit", "verify"}).code, 0);
+}
+
+TEST(PrivacyTest, APrivateTanhMlpTrainsAnswersAndExportsAsTanh) {
+  LocalCluster c("private-tanh");
+  ASSERT_TRUE(c.wait_for_nodes(4));
+  std::string text = private_job("t", 5, "target_epsilon = 8\ndelta = 1e-5\n");
+  text.replace(text.find("classes = 4\n"), 12, "classes = 4\nactivation = \"tanh\"\n");
+  CliResult submitted = c.cli({"submit", c.write_job("t.toml", text).string()});
+  ASSERT_EQ(submitted.code, 0) << submitted.err;
+  const std::string job = submitted.out.substr(0, submitted.out.find('\n'));
+  ASSERT_EQ(c.cli({"wait", job}).code, 0);
+  json s = json::parse(c.cli({"status", job, "--json"}).out);
+  EXPECT_EQ(s["state"], "completed") << s.dump(2);
+  EXPECT_GE(s["test_accuracy"].get<double>(), 0.6) << "tanh hidden units learn the synthetic classes";
+  // It answers (serving computes with the checkpoint's activation: serving_state_test), and
+  // its export says tanh in the card and the ONNX graph.
+  CliResult predicted =
+      c.cli({"predict", "t@1", "--input", c.write_job("row.csv", synthetic_mlp_row()).string(), "--json"});
+  ASSERT_EQ(predicted.code, 0) << predicted.err;
+  const fs::path exported = c.dir() / "t.onnx";
+  ASSERT_EQ(c.cli({"export", "t@1", exported.string()}).code, 0);
+  json card = json::parse(read_file(exported.string() + ".card.json"));
+  EXPECT_EQ(card["architecture"]["hidden_activation"], "tanh") << card.dump(2);
+  EXPECT_NE(read_file(exported.string()).find("Tanh"), std::string::npos) << "the ONNX graph's hidden op";
 }
 
 }  // namespace
