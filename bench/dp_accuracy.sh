@@ -26,7 +26,7 @@ bench_setup "$epochs"
 rows=()
 for eps in "${epsilons[@]}"; do
   sed -e "s/^batch_size = .*/batch_size = $batch/" -e "s/^learning_rate = .*/learning_rate = $lr/" \
-    -e "s/^classes = 10/classes = 10\nactivation = \"$activation\"/" "$work/job.toml" >"$work/eps$eps.toml"
+    -e "s/^activation = .*/activation = \"$activation\"/" "$work/job.toml" >"$work/eps$eps.toml"
   printf '[privacy]\ntarget_epsilon = %s\ndelta = 1e-5\nclip_norm = %s\n' "$eps" "$clip" >>"$work/eps$eps.toml"
   run=$(mktemp -d "$work/run.XXXX")
   cluster_start "$run" 1 2 --store "$run/store"

@@ -30,9 +30,7 @@ data_keys() {
     -e "s|^test_labels = .*|test_labels = \"$fm/t10k-labels-idx1-ubyte.gz\"|" \
     -e "s|^name = \"fashion-mnist\"|name = \"fashion-mnist-first-half\"|"
 }
-with_activation() {
-  if [ "$activation" != relu ]; then sed "s/^classes = 10/classes = 10\nactivation = \"$activation\"/"; else cat; fi
-}
+with_activation() { sed "s/^activation = .*/activation = \"$activation\"/"; }
 data_keys <"$work/job.toml" | with_activation | sed 's/^name = "fashion-mlp"/name = "mi-plain"/' >"$work/plain.toml"
 data_keys <"$work/job.toml" | with_activation | sed -e 's/^name = "fashion-mlp"/name = "mi-private"/' \
   -e 's/^epochs = .*/epochs = 10/' -e 's/^batch_size = .*/batch_size = 512/' -e 's/^learning_rate = .*/learning_rate = 1.0/' \
