@@ -44,7 +44,11 @@ bool may_send(Role role, const msg::Body& body) {
   }
   // Usage answers are filtered by role (sees_everyones_usage); heads are for anyone to keep.
   if (is_one_of<msg::StatusRequest, msg::UsageRequest, msg::AuditHeadRequest>(body)) return true;
-  if (is_one_of<msg::SubmitJob, msg::CancelJob, msg::ResumeJob>(body)) return role == Role::kSubmitter;
+  // A data set's budget: its owner, who declared it by submitting a job on it (the
+  // coordinator checks ownership), or an admin.
+  if (is_one_of<msg::SubmitJob, msg::CancelJob, msg::ResumeJob, msg::SetPrivacyBudget>(body)) {
+    return role == Role::kSubmitter;
+  }
   if (is_one_of<msg::Predict, msg::ExportRequest>(body)) return role == Role::kConsumer || role == Role::kSubmitter;
   // Admins only: addPrincipal; storeBackup (a copy of every record and every sealed
   // tensor); and any request added later, until it is given a rule here.

@@ -23,8 +23,9 @@ const char* role_names();
 
 // Admin: everything. Node: registration, heartbeats, the reports of servers and
 // workers, and fetching the records of their tasks (data shipping). Submitter: submit,
-// cancel, resume, and what a consumer may. Consumer: predict and export. Everyone:
-// status, usage (filtered, see below) and the signed heads.
+// cancel, resume, set the privacy budget of a data set it owns, and what a consumer may.
+// Consumer: predict and export. Everyone: status, usage (filtered, see below) and the
+// signed heads.
 bool may_send(Role role, const msg::Body& body);
 // Auditors and admins see every principal's usage; others their own calls only.
 bool sees_everyones_usage(Role role);

@@ -12,6 +12,8 @@
 #include "core/log.h"
 #include "core/model.h"
 #include "storage/checkpoint.h"
+#include "storage/lineage_vocabulary.h"
+#include "storage/privacy_budget.h"
 
 namespace custody::actors {
 namespace {
@@ -32,6 +34,7 @@ std::string privacy_summary(const JobPlan& plan) {
 
 using msg::Envelope;
 using msg::JobState;
+namespace lineage = storage::lineage;
 
 namespace {
 // Gives a job its plan, and its status what the status derives from the plan. Submission,
@@ -131,6 +134,11 @@ Status CoordinatorState::restore(SteadyClock::time_point now) {
     }
     // The plan is derived again from the job file; the status is what the record says.
     adopt_plan(job, std::move(prepared->plan));
+    if (job.plan.privacy) {  // the steps it computed twice, as charged in the record
+      CUSTODY_ASSIGN_OR_RETURN(auto ledger, storage::privacy_ledger(store, lineage::dataset_id(s.dataset_hash)));
+      for (const auto& spent : ledger.runs)
+        if (spent.run == id) job.privacy_steps_rolled_back = spent.steps_repeated;
+    }
     s.state = JobState::kPending;
     std::string optimizer_note;
     if (!s.last_checkpoint.empty()) {
@@ -144,6 +152,16 @@ Status CoordinatorState::restore(SteadyClock::time_point now) {
       CUSTODY_RETURN_IF_ERROR(recorder_.job_recovered(s, job.attempt.number - 1, "the coordinator restarted",
                                                       job.start.step, job.start.step, s.last_checkpoint));
       ++s.recoveries;
+      if (job.plan.privacy) {
+        // How far its servers went while no coordinator watched is unknown (nodes train on
+        // until they register again), so every step after the checkpoint up to the plan's
+        // end counts as computed: a bound that errs on the side of the people in the data.
+        const uint64_t bound = job.plan.total_steps() > job.start.step ? job.plan.total_steps() - job.start.step : 0;
+        CUSTODY_RETURN_IF_ERROR(recorder_.privacy_charged(
+            s, *job.plan.privacy, bound, "coordinator restarted (a bound: every step past the checkpoint)",
+            job.attempt.number - 1));
+        job.privacy_steps_rolled_back += bound;
+      }
     }
     job.recovering = true;
     job.recovery_reason = "the coordinator restarted";
@@ -175,7 +193,8 @@ Result<Job> CoordinatorState::prepare(const std::string& spec_text, const std::s
                                             " (the coordinator reads the data set named in the "
                                             "job file to split it among the workers)");
   }
-  CUSTODY_ASSIGN_OR_RETURN(auto model, Model::make(spec.layer_sizes(data->train.features)));
+  CUSTODY_ASSIGN_OR_RETURN(auto model, Model::make(spec.layer_sizes(data->train.features),
+                                                        parse_activation(spec.activation).value_or(Activation::kRelu)));
   for (uint8_t label : data->train.labels) {
     if (label >= spec.classes) {
       return invalid_argument(origin + ": the training labels go up to " + std::to_string(label) +
@@ -248,12 +267,17 @@ Result<Job> CoordinatorState::prepare(const std::string& spec_text, const std::s
   return job;
 }
 
-Outbox CoordinatorState::on_submit(const Envelope& in, const msg::SubmitJob& m, const std::string& peer) {
+Outbox CoordinatorState::on_submit(const Envelope& in, const msg::SubmitJob& m, const std::string& peer,
+                                   const Caller& caller) {
   auto error = [&](Status s) { return Outbox{{peer, msg::make_error(in, kSelf, s)}}; };
   const std::string origin = m.origin.empty() ? "job file" : m.origin;
   auto prepared = prepare(m.spec_text, origin, true);
   if (!prepared.is_ok()) return error(prepared.status());
   Job job = std::move(prepared).value();
+  // The data set's privacy budget: read and charged in this one event, so two submissions
+  // cannot both spend what remains.
+  std::string override_by;
+  if (Status s = admit_privacy(job, m, caller, &override_by); !s.is_ok()) return error(s);
   msg::JobStatus& s = job.status;
   auto job_id = new_job_id();
   if (!job_id.is_ok()) return error(job_id.status());
@@ -261,7 +285,9 @@ Outbox CoordinatorState::on_submit(const Envelope& in, const msg::SubmitJob& m, 
   s.submitter = m.submitter.empty() ? "anonymous" : m.submitter;
   s.submitted_at_ms = wall_ms();
   const std::string id = s.job_id;
-  Status recorded = recorder_.job_submitted(s, job.plan.spec, job.plan.data, job.plan.layer_sizes, job.plan.init_checkpoint);
+  Status recorded = recorder_.job_submitted(s, job.plan.spec, job.plan.data, job.plan.layer_sizes, job.plan.init_checkpoint,
+                                            job.plan.privacy ? &*job.plan.privacy : nullptr, override_by,
+                                            m.budget_override);
   if (!recorded.is_ok()) {
     return error(Status(recorded.code(), recorded.message() + "; the job was not accepted"));
   }
@@ -354,8 +380,14 @@ Outbox CoordinatorState::on_resume(const Envelope& in, const msg::ResumeJob&, co
   auto loaded = load_start(job, s.last_checkpoint, &optimizer_note);
   if (!loaded.is_ok()) return error(loaded.status());
   const uint64_t step = loaded.value();
-  Status recorded = recorder_.job_resumed(s, s.last_checkpoint, step, caller.principal);
+  // A private job computes again the steps it had computed past its checkpoint: they are
+  // spent twice (s.step: where it ended, as recorded).
+  const PrivacyPlan* privacy = job.plan.privacy ? &*job.plan.privacy : nullptr;
+  const uint64_t computed = s.step;
+  Status recorded = recorder_.job_resumed(s, s.last_checkpoint, step, caller.principal, privacy, computed,
+                                          job.attempt.number);
   if (!recorded.is_ok()) return error(recorded);
+  if (privacy && computed > step) job.privacy_steps_rolled_back += computed - step;
   rewind(job, step);
   job.recovering = false;
   s.message = "resuming from " + s.last_checkpoint + " at step " + std::to_string(step) + optimizer_note;

@@ -361,6 +361,7 @@ Outbox CoordinatorState::on_checkpoint_shard(Job& job, const Node& node, const m
   spec.epoch = static_cast<uint32_t>(m.step / job.plan.steps_per_epoch);
   spec.parent = job.status.last_checkpoint.empty() ? job.plan.init_checkpoint : job.status.last_checkpoint;
   spec.final = assembled.final;
+  spec.activation = job.plan.spec.activation;
   if (job.plan.privacy) {
     auto guarantee = privacy_record(*job.plan.privacy, m.step + job.privacy_steps_rolled_back,
                                     job.privacy_steps_rolled_back);

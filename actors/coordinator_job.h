@@ -81,6 +81,7 @@ struct Attempt {
 // A rolled-back attempt whose stopped servers have not all answered (jobReleased).
 struct Discard {
   uint64_t back_to_step = 0;
+  uint64_t reported_step = 0;  // the workers' reports at the rollback: charged up to it then
   std::set<std::string> waiting;  // server ids
   std::map<std::string, msg::JobReleased> applied;
   SteadyClock::time_point since;
@@ -115,7 +116,9 @@ struct Job {
   // A private job: steps computed by attempts and then rolled back. They count against the
   // privacy guarantee (the servers saw their sums, and released their noisy updates).
   // Counted from the progress reports at each rollback (or the last checkpoint, whichever is
-  // later); kept in memory: a restarted coordinator starts it again from 0.
+  // later), raised to the servers' count when they answer, and the steps a resume computes
+  // again; each increment is charged in the custody record (privacy_charged), from which a
+  // restarted coordinator reads it back (docs/ARCHITECTURE.md "Privacy budgets").
   uint64_t privacy_steps_rolled_back = 0;
 };
 

@@ -108,7 +108,8 @@ Outbox CoordinatorState::recover(Job& job, const std::string& why, bool counts) 
   }
   if (job.plan.privacy && reached > job.start.step) job.privacy_steps_rolled_back += reached - job.start.step;
   Status recorded = recorder_.job_recovered(s, job.attempt.number, why, reached, job.start.step, checkpoint,
-                                            recorder_.enabled() ? to_report : std::vector<std::string>());
+                                            recorder_.enabled() ? to_report : std::vector<std::string>(),
+                                            job.plan.privacy ? &*job.plan.privacy : nullptr);
   if (!recorded.is_ok()) {
     auto more = finish(job, JobState::kFailed, why + "; and the recovery could not be recorded: " + recorded.message());
     out.insert(out.end(), more.begin(), more.end());
@@ -121,6 +122,7 @@ Outbox CoordinatorState::recover(Job& job, const std::string& why, bool counts) 
   if (recorder_.enabled() && !to_report.empty()) {
     Discard& d = job.discards[job.attempt.number];
     d.back_to_step = job.start.step;
+    d.reported_step = reached;
     d.waiting.insert(to_report.begin(), to_report.end());
     d.since = now_;
   }
@@ -146,7 +148,15 @@ void CoordinatorState::record_discard(Job& job, uint32_t attempt) {
   if (d == job.discards.end()) return;
   const Discard& discard = d->second;
   const std::vector<std::string> unanswered(discard.waiting.begin(), discard.waiting.end());
-  Status recorded = recorder_.attempt_discarded(job.status, attempt, discard.back_to_step, discard.applied, unanswered);
+  const PrivacyPlan* privacy = job.plan.privacy ? &*job.plan.privacy : nullptr;
+  Status recorded = recorder_.attempt_discarded(job.status, attempt, discard.back_to_step, discard.applied, unanswered,
+                                                privacy, discard.reported_step);
+  if (privacy && recorded.is_ok()) {  // the servers' count beyond the reports, as charged
+    uint64_t most = discard.back_to_step;
+    for (const auto& [server, r] : discard.applied) most = std::max(most, r.applied_step);
+    const uint64_t charged = std::max(discard.reported_step, discard.back_to_step);
+    if (most > charged) job.privacy_steps_rolled_back += most - charged;
+  }
   // It describes work already thrown away; a store that cannot take it is reported, and the
   // job goes on (its next checkpoint would fail it).
   if (!recorded.is_ok()) log(LogLevel::kError, kSelf, job.status.job_id + ": " + recorded.message());

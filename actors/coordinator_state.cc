@@ -93,7 +93,7 @@ Outbox CoordinatorState::dispatch(const std::string& peer, const Envelope& in, S
     if (auto* m = in.get<msg::SubmitJob>()) {
       msg::SubmitJob as_caller = *m;
       as_caller.submitter = caller.principal;
-      return on_submit(in, as_caller, peer);
+      return on_submit(in, as_caller, peer, caller);
     }
     if (auto* m = in.get<msg::ExportRequest>()) {
       msg::ExportRequest as_caller = *m;
@@ -104,7 +104,10 @@ Outbox CoordinatorState::dispatch(const std::string& peer, const Envelope& in, S
     // A single-user cluster: whoever the request names (the CLI's --as).
     if (auto* m = in.get<msg::ResumeJob>()) caller.principal = m->principal;
     if (auto* m = in.get<msg::CancelJob>()) caller.principal = m->principal;
+    if (auto* m = in.get<msg::SetPrivacyBudget>()) caller.principal = m->principal;
+    if (auto* m = in.get<msg::SubmitJob>()) caller.principal = m->submitter;
   }
+  if (auto* m = in.get<msg::SetPrivacyBudget>()) return on_set_privacy_budget(in, *m, peer, caller);
   if (auto* m = in.get<msg::AddPrincipal>()) return on_add_principal(in, *m, peer, caller);
   if (auto* m = in.get<msg::RevokePrincipal>()) return on_revoke_principal(in, *m, peer, caller);
   if (in.get<msg::PrincipalsRequest>()) return reply(msg::PrincipalsReply{credentials_json("")});
@@ -128,7 +131,7 @@ Outbox CoordinatorState::dispatch(const std::string& peer, const Envelope& in, S
     if (n) n->last_seen = now;
     return reply(msg::HeartbeatAck{n != nullptr});
   }
-  if (auto* m = in.get<msg::SubmitJob>()) return on_submit(in, *m, peer);
+  if (auto* m = in.get<msg::SubmitJob>()) return on_submit(in, *m, peer, caller);
   if (auto* m = in.get<msg::StatusRequest>()) {
     if (!in.job_id.empty() && !jobs_.count(in.job_id)) {
       return error(not_found("no job '" + in.job_id + "' (list the jobs with `custody jobs`)"));

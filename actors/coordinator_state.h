@@ -142,7 +142,7 @@ class CoordinatorState {
   Result<std::string> new_job_id() const;
 
   // Admission (coordinator_admission.cc).
-  Outbox on_submit(const msg::Envelope& in, const msg::SubmitJob& m, const std::string& peer);
+  Outbox on_submit(const msg::Envelope& in, const msg::SubmitJob& m, const std::string& peer, const Caller& caller);
   // A job from its file: reads the data set (sizes, identity), checks the model, and with
   // resolve_init the checkpoint named by 'job.init_from'.
   Result<Job> prepare(const std::string& spec_text, const std::string& origin, bool resolve_init);
@@ -153,6 +153,14 @@ class CoordinatorState {
   // Loads a checkpoint's values and optimizer state as the job's starting point; returns the
   // checkpoint's step. A note for the status message says where the optimizer starts.
   Result<uint64_t> load_start(Job& job, const std::string& checkpoint, std::string* optimizer_note);
+
+  // Privacy budgets (coordinator_budgets.cc).
+  Outbox on_set_privacy_budget(const msg::Envelope& in, const msg::SetPrivacyBudget& m, const std::string& peer,
+                               const Caller& caller);
+  // A submitted job against its data set's privacy budget, read from the custody record:
+  // ok, or the refusal (recorded, with the numbers). A job without a guarantee on a data
+  // set with a budget passes only with an admin's override; *override_by names that admin.
+  Status admit_privacy(const Job& job, const msg::SubmitJob& m, const Caller& caller, std::string* override_by);
 
   // Attempts (coordinator_attempts.cc).
   // Places every pending job that fits (docs/ARCHITECTURE.md, "Scheduling"); once per event.

@@ -40,9 +40,55 @@ Status CustodyRecorder::node_registered(const std::string& node_id, const msg::R
   return write(b);
 }
 
+void charge_privacy(storage::Batch& b, const std::string& run, const std::string& dataset_hash,
+                    const PrivacyPlan& plan, uint64_t steps, const std::string& why, uint32_t attempt) {
+  if (steps == 0) return;
+  b.relation(lineage::rel::kPrivacyCharged, run, lineage::dataset_id(dataset_hash),
+             {{"steps", steps},
+              {"sampling_rate", plan.q},
+              {"noise_multiplier", plan.sigma},
+              {"delta", plan.delta},
+              {"why", why},
+              {"attempt", attempt}});
+}
+
+Status CustodyRecorder::privacy_charged(const msg::JobStatus& job, const PrivacyPlan& plan, uint64_t steps,
+                                        const std::string& why, uint32_t attempt) {
+  if (steps == 0) return Status::ok();
+  storage::Batch b("privacy charged");
+  charge_privacy(b, job.job_id, job.dataset_hash, plan, steps, why, attempt);
+  return write(b);
+}
+
+Status CustodyRecorder::privacy_budget_set(const std::string& dataset_id, double epsilon, double delta,
+                                           const std::string& by, const std::string& reason, double spent_epsilon) {
+  if (!store_) return failed_precondition("privacy budgets are kept in the custody store: start with --store");
+  storage::Batch b("privacy budget set");
+  b.entity(lineage::kind::kPrincipal, principal_id(by), {{"name", by}});
+  b.relation(lineage::rel::kPrivacyBudget, principal_id(by), dataset_id,
+             {{"epsilon", epsilon}, {"delta", delta}, {"reason", reason}, {"spent_epsilon", spent_epsilon}});
+  return write(b);
+}
+
+Status CustodyRecorder::privacy_refused(const std::string& dataset_id, const std::string& principal,
+                                        const std::string& job_name, const std::string& reason,
+                                        const storage::json& numbers) {
+  storage::Batch b("privacy budget refused a job");
+  b.entity(lineage::kind::kPrincipal, principal_id(principal), {{"name", principal}});
+  storage::json fields = numbers.is_object() ? numbers : storage::json::object();
+  fields["job_name"] = job_name;
+  fields["reason"] = reason;
+  b.relation(lineage::rel::kPrivacyRefused, principal_id(principal), dataset_id, std::move(fields));
+  return write(b);
+}
+
 Status CustodyRecorder::job_submitted(const msg::JobStatus& job, const JobSpec& spec, const DatasetInfo& data,
-                                      const std::vector<int>& layer_sizes, const std::string& init_checkpoint) {
-  storage::Batch b("job submitted");
+                                      const std::vector<int>& layer_sizes, const std::string& init_checkpoint,
+                                      const PrivacyPlan* privacy, const std::string& override_by,
+                                      const std::string& override_reason) {
+  // The charge lands with the acceptance, in one batch: a job is never accepted uncharged,
+  // nor charged without being accepted.
+  storage::Batch b(privacy ? "job submitted, privacy charged" : "job submitted");
   const std::string principal = principal_id(job.submitter);
   const std::string dataset = lineage::dataset_id(data.version_hash);
   const std::string canonical = spec.canonical_form();
@@ -73,6 +119,7 @@ Status CustodyRecorder::job_submitted(const msg::JobStatus& job, const JobSpec& 
             {"submitter", job.submitter},
             {"submitted_at_ms", job.submitted_at_ms},
             {"layer_sizes", layer_sizes},
+            {"activation", spec.activation},
             {"epochs", spec.epochs},
             {"workers", spec.workers},
             {"batch_size", spec.batch_size},
@@ -101,6 +148,11 @@ Status CustodyRecorder::job_submitted(const msg::JobStatus& job, const JobSpec& 
               {"declared_by", principal}});
   b.relation(lineage::rel::kSpecifiedBy, job.job_id, jobspec);
   if (!init_checkpoint.empty()) b.relation(lineage::rel::kInitializedFrom, job.job_id, init_checkpoint);
+  if (privacy) charge_privacy(b, job.job_id, data.version_hash, *privacy, static_cast<uint64_t>(privacy->steps), "planned", 0);
+  if (!override_by.empty()) {
+    b.relation(lineage::rel::kPrivacyOverride, job.job_id, dataset,
+               {{"by", principal_id(override_by)}, {"reason", override_reason}});
+  }
   return write(b);
 }
 
@@ -139,8 +191,14 @@ Status CustodyRecorder::job_started(const msg::JobStatus& job, const std::vector
 
 Status CustodyRecorder::job_recovered(const msg::JobStatus& job, uint32_t from_attempt, const std::string& why,
                                       uint64_t reached_step, uint64_t back_to_step, const std::string& checkpoint,
-                                      const std::vector<std::string>& servers_to_report) {
+                                      const std::vector<std::string>& servers_to_report, const PrivacyPlan* privacy,
+                                      const std::string& charge_why) {
   storage::Batch b("job recovered");
+  // The steps past back_to_step were computed and the servers saw their sums: computed
+  // again, they are spent twice.
+  if (privacy && reached_step > back_to_step) {
+    charge_privacy(b, job.job_id, job.dataset_hash, *privacy, reached_step - back_to_step, charge_why, from_attempt);
+  }
   json event{{"event", lineage::event::kRunRecovered},
              {"run", job.job_id},
              {"reason", why},
@@ -160,7 +218,8 @@ Status CustodyRecorder::job_recovered(const msg::JobStatus& job, uint32_t from_a
 
 Status CustodyRecorder::attempt_discarded(const msg::JobStatus& job, uint32_t attempt, uint64_t back_to_step,
                                           const std::map<std::string, msg::JobReleased>& applied,
-                                          const std::vector<std::string>& unanswered) {
+                                          const std::vector<std::string>& unanswered, const PrivacyPlan* privacy,
+                                          uint64_t charged_to_step) {
   storage::Batch b("attempt discarded");
   json steps = json::object(), updates = json::object();
   uint64_t most = back_to_step;
@@ -168,6 +227,11 @@ Status CustodyRecorder::attempt_discarded(const msg::JobStatus& job, uint32_t at
     steps[server] = r.applied_step;
     updates[server] = r.updates;
     most = std::max(most, r.applied_step);
+  }
+  // The servers' count is the true one; the rollback charged up to the workers' reports.
+  if (privacy && most > std::max(charged_to_step, back_to_step)) {
+    charge_privacy(b, job.job_id, job.dataset_hash, *privacy, most - std::max(charged_to_step, back_to_step),
+                   "rolled back (the servers' count beyond the workers' reports)", attempt);
   }
   b.event({{"event", lineage::event::kAttemptDiscarded},
            {"run", job.job_id},
@@ -290,8 +354,12 @@ Status CustodyRecorder::job_ended(const msg::JobStatus& job, const std::string& 
 }
 
 Status CustodyRecorder::job_resumed(const msg::JobStatus& job, const std::string& checkpoint, uint64_t step,
-                                    const std::string& principal) {
+                                    const std::string& principal, const PrivacyPlan* privacy, uint64_t computed_step,
+                                    uint32_t attempt) {
   storage::Batch b("job resumed");
+  if (privacy && computed_step > step) {
+    charge_privacy(b, job.job_id, job.dataset_hash, *privacy, computed_step - step, "resumed", attempt);
+  }
   b.event({{"event", lineage::event::kRunResumed}, {"run", job.job_id}, {"from_checkpoint", checkpoint}, {"step", step},
            {"by", principal_id(principal)}});
   b.relation(lineage::rel::kResumedFrom, job.job_id, checkpoint, {{"step", step}});

@@ -31,6 +31,12 @@ struct DatasetInfo {
 // (rolled-back ones included) and what it rests on.
 Result<storage::json> privacy_record(const PrivacyPlan& plan, uint64_t steps_accounted, uint64_t steps_rolled_back);
 
+// Charges a private run `steps` steps on its data set (storage/privacy_budget.h): one
+// privacy_charged relation in `b`. `why`: "planned" at acceptance, else why the steps are
+// computed again ("rolled back", "resumed", ...).
+void charge_privacy(storage::Batch& b, const std::string& run, const std::string& dataset_hash,
+                    const PrivacyPlan& plan, uint64_t steps, const std::string& why, uint32_t attempt);
+
 // Per worker and rank, summed over the parameter servers of one checkpoint interval.
 struct WorkerContribution {
   std::string worker;
@@ -68,8 +74,24 @@ class CustodyRecorder {
   storage::CustodyStore* store() const { return store_; }
 
   Status node_registered(const std::string& node_id, const msg::Register& r, const std::string& principal = "");
+  // A private job (`privacy`) is charged its planned steps on its data set in the same
+  // batch (storage/privacy_budget.h); `override_by`/`override_reason`: a job without a
+  // guarantee on a data set with a budget, let through by that admin.
   Status job_submitted(const msg::JobStatus& job, const JobSpec& spec, const DatasetInfo& data,
-                       const std::vector<int>& layer_sizes, const std::string& init_checkpoint);
+                       const std::vector<int>& layer_sizes, const std::string& init_checkpoint,
+                       const PrivacyPlan* privacy = nullptr, const std::string& override_by = "",
+                       const std::string& override_reason = "");
+  // A private run charged `steps` more on its data set, in a batch of its own.
+  Status privacy_charged(const msg::JobStatus& job, const PrivacyPlan& plan, uint64_t steps, const std::string& why,
+                         uint32_t attempt);
+  // A data set's privacy budget set (or changed) by `by`; `spent_epsilon`: what had been
+  // spent from it then, at the budget's delta.
+  Status privacy_budget_set(const std::string& dataset_id, double epsilon, double delta, const std::string& by,
+                            const std::string& reason, double spent_epsilon);
+  // A submission refused because of the data set's budget: who, which job, why (with the
+  // numbers: `numbers` holds them as fields).
+  Status privacy_refused(const std::string& dataset_id, const std::string& principal, const std::string& job_name,
+                         const std::string& reason, const storage::json& numbers);
   // With the data plane (sealed or in clear, from job.data_plane*) and, when sealed, by
   // rank the fingerprint of its key at each server (key_fingerprints[rank][server id]).
   Status job_started(const msg::JobStatus& job, const std::vector<msg::AssignTask>& tasks,
@@ -82,14 +104,16 @@ class CustodyRecorder {
   // job_started record names the nodes the ranks and key ranges went to.
   Status job_recovered(const msg::JobStatus& job, uint32_t from_attempt, const std::string& why,
                        uint64_t reached_step, uint64_t back_to_step, const std::string& checkpoint,
-                       const std::vector<std::string>& servers_to_report = {});
+                       const std::vector<std::string>& servers_to_report = {}, const PrivacyPlan* privacy = nullptr,
+                       const std::string& charge_why = "rolled back");
   // What a rolled-back attempt had applied, as its servers said when they let go of it
   // (jobReleased): per server the step its values covered and its updates, and the steps
   // discarded past `back_to_step` (the most any server applied). `unanswered`: servers that
   // were told to stop but did not answer (they died, or lost the job).
   Status attempt_discarded(const msg::JobStatus& job, uint32_t attempt, uint64_t back_to_step,
                            const std::map<std::string, msg::JobReleased>& applied,
-                           const std::vector<std::string>& unanswered);
+                           const std::vector<std::string>& unanswered, const PrivacyPlan* privacy = nullptr,
+                           uint64_t charged_to_step = 0);
   // How a worker came by rank m.rank's records in an attempt (data shipping), each file's
   // records having matched the digests of submission (`train`, `test`) on the worker.
   Status shard_obtained(const msg::JobStatus& job, uint32_t attempt, const std::string& node,
@@ -104,8 +128,11 @@ class CustodyRecorder {
   Status epoch_evaluated(const msg::JobStatus& job, uint32_t attempt, uint32_t epoch, double accuracy, double loss);
   // A completed job also becomes the next version of the model named after it.
   Status job_ended(const msg::JobStatus& job, const std::string& final_checkpoint);
+  // A private job (`privacy`) is charged the steps it had computed past the checkpoint
+  // (up to `computed_step`), which it now computes again.
   Status job_resumed(const msg::JobStatus& job, const std::string& checkpoint, uint64_t step,
-                     const std::string& principal);
+                     const std::string& principal, const PrivacyPlan* privacy = nullptr, uint64_t computed_step = 0,
+                     uint32_t attempt = 0);
   // A credential of a principal: only the token's SHA-256 is kept (token mode), or the
   // principal's public key (curve mode; the credential is named by SHA-256 of "curve:" +
   // key). `kind`: "token" or "curve".

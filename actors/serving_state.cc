@@ -41,7 +41,9 @@ Result<const ServingState::Loaded*> ServingState::load(const std::string& checkp
   Loaded l;
   l.checkpoint = checkpoint;
   l.root_hash = manifest["root_hash"];
-  l.model = std::make_unique<Model>(manifest["layer_sizes"].get<std::vector<int>>());
+  l.model = std::make_unique<Model>(manifest["layer_sizes"].get<std::vector<int>>(),
+                                   parse_activation(manifest.value("activation", std::string("relu")))
+                                       .value_or(Activation::kRelu));
   l.params = std::move(values);
   return &(cache_[checkpoint] = std::move(l));
 }

@@ -20,10 +20,12 @@ def main():
     lo_y, hi_y = min(min(acc), 0.80) - 0.01, max(max(acc), 0.86) + 0.01
     x = lambda e: left + (math.log2(e) - lo_x) / (hi_x - lo_x) * (w - left - right)
     y = lambda a: top + (hi_y - a) / (hi_y - lo_y) * (h - top - bottom)
+    # The MLP's hidden activation, when the run names one other than relu (model.activation).
+    hidden = f', {data["activation"]}' if data.get("activation", "relu") != "relu" else ""
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="Helvetica" font-size="12">',
            f'<rect width="{w}" height="{h}" fill="white"/>',
            f'<text x="{w / 2}" y="18" text-anchor="middle" font-size="13">DP-SGD on Fashion-MNIST: test accuracy '
-           f'against epsilon (delta {data["delta"]}, {data["epochs"]} epochs)</text>',
+           f'against epsilon (delta {data["delta"]}, {data["epochs"]} epochs{hidden})</text>',
            f'<line x1="{left}" y1="{h - bottom}" x2="{w - right}" y2="{h - bottom}" stroke="black"/>',
            f'<line x1="{left}" y1="{top}" x2="{left}" y2="{h - bottom}" stroke="black"/>']
     for e in eps:

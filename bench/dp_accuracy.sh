@@ -5,8 +5,15 @@
 # for each target epsilon in EPSILONS, EPOCHS epochs, BATCH samples per worker per step.
 # Prints a table and writes build/bench/dp_accuracy.json and its picture,
 # build/bench/dp_accuracy.svg (bench/accuracy_svg.py).
-#   bench/dp_accuracy.sh [EPOCHS] [BATCH] [LR] [CLIP] [EPSILONS...]   (defaults 10 512 1.0 1.0 1 2 3 8)
+#   bench/dp_accuracy.sh [--activation relu|tanh] [EPOCHS] [BATCH] [LR] [CLIP] [EPSILONS...]
+#   (defaults relu 10 512 1.0 1.0 1 2 3 8); with --activation tanh the MLP's hidden layers
+#   use tanh (model.activation) and the outputs are dp_accuracy_tanh.json and .svg.
 set -euo pipefail
+activation=relu
+if [ "${1:-}" = --activation ]; then
+  activation=$2
+  shift 2
+fi
 source "$(dirname "$0")/../scripts/lib/bench.sh"
 epochs=${1:-10}
 batch=${2:-512}
@@ -19,7 +26,7 @@ bench_setup "$epochs"
 rows=()
 for eps in "${epsilons[@]}"; do
   sed -e "s/^batch_size = .*/batch_size = $batch/" -e "s/^learning_rate = .*/learning_rate = $lr/" \
-    "$work/job.toml" >"$work/eps$eps.toml"
+    -e "s/^activation = .*/activation = \"$activation\"/" "$work/job.toml" >"$work/eps$eps.toml"
   printf '[privacy]\ntarget_epsilon = %s\ndelta = 1e-5\nclip_norm = %s\n' "$eps" "$clip" >>"$work/eps$eps.toml"
   run=$(mktemp -d "$work/run.XXXX")
   cluster_start "$run" 1 2 --store "$run/store"
@@ -32,7 +39,9 @@ for eps in "${epsilons[@]}"; do
   echo "epsilon $eps: sigma $sigma, test accuracy $acc" >&2
   rows+=("{\"epsilon\": $eps, \"sigma\": $sigma, \"test_accuracy\": $acc}")
 done
-echo "{\"epochs\": $epochs, \"batch_per_worker\": $batch, \"learning_rate\": $lr, \"clip_norm\": $clip, \"delta\": 1e-5," \
-  "\"runs\": [$(IFS=,; echo "${rows[*]}")]}" | tee "$out_dir/dp_accuracy.json"
-python3 "$(dirname "$0")/accuracy_svg.py" "$out_dir/dp_accuracy.json" "$out_dir/dp_accuracy.svg"
-echo "wrote $out_dir/dp_accuracy.svg" >&2
+suffix=""
+[ "$activation" = relu ] || suffix="_$activation"
+echo "{\"activation\": \"$activation\", \"epochs\": $epochs, \"batch_per_worker\": $batch, \"learning_rate\": $lr, \"clip_norm\": $clip, \"delta\": 1e-5," \
+  "\"runs\": [$(IFS=,; echo "${rows[*]}")]}" | tee "$out_dir/dp_accuracy$suffix.json"
+python3 "$(dirname "$0")/accuracy_svg.py" "$out_dir/dp_accuracy$suffix.json" "$out_dir/dp_accuracy$suffix.svg"
+echo "wrote $out_dir/dp_accuracy$suffix.svg" >&2

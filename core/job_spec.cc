@@ -98,6 +98,7 @@ Result<JobSpec> parse_job_spec(std::string_view toml_text, const std::string& or
   CUSTODY_RETURN_IF_ERROR(r.get("model.type", s.model, {"mlp", "softmax"}));
   CUSTODY_RETURN_IF_ERROR(r.get("model.hidden", s.hidden, 1, 65536));
   CUSTODY_RETURN_IF_ERROR(r.get("model.classes", s.classes, 2, 256));
+  CUSTODY_RETURN_IF_ERROR(r.get("model.activation", s.activation, {"relu", "tanh"}));
   CUSTODY_RETURN_IF_ERROR(r.get("optimizer.type", optimizer, {"sgd", "momentum", "adam"}));
   CUSTODY_RETURN_IF_ERROR(r.get("optimizer.learning_rate", s.optimizer.learning_rate, 1e-9f, 10.0f));
   CUSTODY_RETURN_IF_ERROR(r.get("optimizer.momentum", s.optimizer.momentum, 0.0f, 0.9999f));
@@ -146,6 +147,10 @@ Result<JobSpec> parse_job_spec(std::string_view toml_text, const std::string& or
                             ") is smaller than 'data.synthetic.classes' (" +
                             std::to_string(s.data.synthetic_classes) + ")");
   }
+  if (s.model != "mlp" && s.activation != "relu") {
+    return invalid_argument(origin + ": key 'model.activation' is for an mlp's hidden layers; a softmax model "
+                                     "has none");
+  }
   if (s.model == "mlp" && s.hidden.empty()) {
     return invalid_argument(origin + ": key 'model.hidden' must list at least one layer size "
                                      "for an mlp (use model.type = \"softmax\" for none)");
@@ -180,6 +185,8 @@ std::string JobSpec::canonical_form() const {
   line("model.type", model);
   line("model.hidden", model == "mlp" ? list(hidden) : "[]");
   line("model.classes", classes);
+  // Only when not the default, so that every job spec written before it keeps its hash.
+  if (activation != "relu") line("model.activation", activation);
   line("optimizer.type", to_string(optimizer.kind));
   line("optimizer.learning_rate", optimizer.learning_rate);
   line("optimizer.momentum", optimizer.momentum);

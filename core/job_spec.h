@@ -67,6 +67,7 @@ struct JobSpec {
   std::string name = "job";
   std::string model = "mlp";       // "mlp" or "softmax"
   std::vector<int> hidden{256, 128};  // mlp only
+  std::string activation = "relu";    // mlp only: the hidden layers' "relu" or "tanh"
   int classes = 10;
   int epochs = 10;
   int batch_size = 64;  // per worker and step

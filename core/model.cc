@@ -5,7 +5,15 @@
 
 namespace custody {
 
-Model::Model(std::vector<int> layer_sizes) : sizes_(std::move(layer_sizes)) {
+const char* to_string(Activation a) { return a == Activation::kTanh ? "tanh" : "relu"; }
+
+std::optional<Activation> parse_activation(std::string_view name) {
+  if (name == "relu") return Activation::kRelu;
+  if (name == "tanh") return Activation::kTanh;
+  return std::nullopt;
+}
+
+Model::Model(std::vector<int> layer_sizes, Activation hidden) : sizes_(std::move(layer_sizes)), activation_(hidden) {
   size_t offset = 0;
   for (int l = 0; l + 1 < static_cast<int>(sizes_.size()); ++l) {
     LayerOffsets o;
@@ -18,7 +26,7 @@ Model::Model(std::vector<int> layer_sizes) : sizes_(std::move(layer_sizes)) {
   num_params_ = offset;
 }
 
-Result<Model> Model::make(std::vector<int> layer_sizes) {
+Result<Model> Model::make(std::vector<int> layer_sizes, Activation hidden) {
   if (layer_sizes.size() < 2) {
     return invalid_argument("a model needs at least an input and an output layer size");
   }
@@ -30,7 +38,7 @@ Result<Model> Model::make(std::vector<int> layer_sizes) {
   if (layer_sizes.back() < 2 || layer_sizes.back() > 256) {
     return invalid_argument("the output layer (number of classes) must be in [2, 256]");
   }
-  return Model(std::move(layer_sizes));
+  return Model(std::move(layer_sizes), hidden);
 }
 
 std::vector<Model::Tensor> Model::tensors() const {
@@ -48,7 +56,8 @@ std::vector<float> Model::initial_parameters(uint64_t seed) const {
   std::vector<float> p(num_params_, 0.0f);
   std::mt19937_64 rng(seed);
   for (int l = 0; l < num_layers(); ++l) {
-    std::normal_distribution<float> dist(0.0f, std::sqrt(2.0f / static_cast<float>(sizes_[l])));
+    const float gain = activation_ == Activation::kTanh ? 1.0f : 2.0f;
+    std::normal_distribution<float> dist(0.0f, std::sqrt(gain / static_cast<float>(sizes_[l])));
     size_t n = static_cast<size_t>(sizes_[l]) * sizes_[l + 1];
     for (size_t i = 0; i < n; ++i) p[offsets_[l].weights + i] = dist(rng);
   }
@@ -69,7 +78,11 @@ void Model::forward(const float* params, const MatrixView& x, Workspace& ws) con
     }
     out.colwise() += b;
     if (l + 1 < layers) {
-      out = out.cwiseMax(0.0f);
+      if (activation_ == Activation::kTanh) {
+        out = out.array().tanh();
+      } else {
+        out = out.cwiseMax(0.0f);
+      }
     }
   }
   // Softmax per column, shifted by the column max for numerical stability.
@@ -114,8 +127,7 @@ BatchStats Model::gradient(const float* params, const MatrixView& x, const uint8
       Eigen::Map<const Matrix> w(params + offsets_[l].weights, sizes_[l + 1], sizes_[l]);
       Matrix& below = ws.deltas[l];
       below.noalias() = w.transpose() * delta;
-      // ReLU derivative: pass the gradient only where the activation was positive.
-      below = (ws.activations[l].array() > 0.0f).select(below, 0.0f);
+      activation_backward(ws.activations[l], below);
     }
   }
   return stats;
@@ -144,7 +156,7 @@ BatchStats Model::clipped_gradient_sum(const float* params, const MatrixView& x,
       Eigen::Map<const Matrix> w(params + offsets_[l].weights, sizes_[l + 1], sizes_[l]);
       Matrix& below = ws.deltas[l];
       below.noalias() = w.transpose() * delta;
-      below = (ws.activations[l].array() > 0.0f).select(below, 0.0f);
+      activation_backward(ws.activations[l], below);
     }
   }
   // min(1, C/||g_i||); a non-finite norm (an overflowing example) is clipped to zero
@@ -160,6 +172,14 @@ BatchStats Model::clipped_gradient_sum(const float* params, const MatrixView& x,
     write_layer_gradient(l, delta, x, ws, grad);
   }
   return stats;
+}
+
+void Model::activation_backward(const Matrix& a, Matrix& below) const {
+  if (activation_ == Activation::kTanh) {
+    below.array() *= 1.0f - a.array().square();  // tanh' = 1 - tanh^2, from the output alone
+  } else {
+    below = (a.array() > 0.0f).select(below, 0.0f);  // ReLU: only where the unit was active
+  }
 }
 
 void Model::write_layer_gradient(int l, const Matrix& delta, const MatrixView& x, const Workspace& ws,

@@ -1,4 +1,7 @@
-// Feed-forward classifiers on Eigen: softmax regression and the ReLU MLP.
+// Feed-forward classifiers on Eigen: softmax regression and the MLP, whose hidden layers
+// use ReLU (the default) or tanh (bounded activations suit DP-SGD: clipped gradients lose
+// less, Papernot et al. 2021, "Tempered Sigmoid Activations for Deep Learning with
+// Differential Privacy").
 //
 // A model is its layer sizes, e.g. {784, 256, 128, 10}; {784, 10} is softmax regression.
 // All parameters live in ONE flat float vector, so that the parameter servers can split
@@ -12,7 +15,9 @@
 
 #include <Eigen/Dense>
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/error.h"
@@ -31,6 +36,11 @@ struct Workspace {
   Eigen::RowVectorXf scale;  // clipped_gradient_sum: each example's clipping factor
 };
 
+// The hidden layers' activation ("relu", "tanh" in job files, checkpoints and model cards).
+enum class Activation : uint8_t { kRelu = 0, kTanh = 1 };
+const char* to_string(Activation a);
+std::optional<Activation> parse_activation(std::string_view name);
+
 struct BatchStats {
   double loss_sum = 0;  // sum over samples of the cross-entropy
   int64_t correct = 0;  // samples whose arg-max matches the label
@@ -40,14 +50,15 @@ struct BatchStats {
 class Model {
  public:
   // REQUIRES: at least 2 sizes, all > 0. Use make() for unchecked input.
-  explicit Model(std::vector<int> layer_sizes);
-  static Result<Model> make(std::vector<int> layer_sizes);
+  explicit Model(std::vector<int> layer_sizes, Activation hidden = Activation::kRelu);
+  static Result<Model> make(std::vector<int> layer_sizes, Activation hidden = Activation::kRelu);
 
   const std::vector<int>& layer_sizes() const { return sizes_; }
   int num_layers() const { return static_cast<int>(sizes_.size()) - 1; }
   int input_size() const { return sizes_.front(); }
   int num_classes() const { return sizes_.back(); }
   size_t num_parameters() const { return num_params_; }
+  Activation activation() const { return activation_; }
 
   // The named tensors inside the flat vector: "layer1.weight" (out x in, column-major),
   // "layer1.bias" (out), ... in layout order; checkpoints store each one.
@@ -58,8 +69,9 @@ class Model {
   };
   std::vector<Tensor> tensors() const;
 
-  // He-initialised weights (normal, stddev sqrt(2/fan_in)) and zero biases; the same
-  // seed gives the same vector on every machine of the same build.
+  // Weights normal with stddev sqrt(2/fan_in) (He, for ReLU) or sqrt(1/fan_in) (LeCun,
+  // for tanh, which has unit gain near 0), zero biases; the same seed gives the same vector
+  // on every machine of the same build.
   std::vector<float> initial_parameters(uint64_t seed) const;
 
   // Mean cross-entropy gradient of the batch, written into grad (num_parameters()).
@@ -101,7 +113,12 @@ class Model {
   // first layer, the activations below otherwise), written into grad.
   void write_layer_gradient(int l, const Matrix& delta, const MatrixView& x, const Workspace& ws, float* grad) const;
 
+  // The activation's derivative at the activations a = act(z) of hidden layer l, applied to
+  // the deltas flowing down into it.
+  void activation_backward(const Matrix& a, Matrix& below) const;
+
   std::vector<int> sizes_;
+  Activation activation_ = Activation::kRelu;
   std::vector<LayerOffsets> offsets_;
   size_t num_params_ = 0;
 };

@@ -65,4 +65,47 @@ Result<EpsilonAtOrder> privacy_spent(const PrivacyPlan& plan, int64_t steps_done
   return dp_sgd_epsilon(plan.q, plan.sigma, steps_done, plan.delta);
 }
 
+Result<RdpAccountant> compose_charges(const std::vector<PrivacyCharge>& charges) {
+  RdpAccountant composed;
+  for (const PrivacyCharge& c : charges) {
+    if (c.steps == 0) continue;
+    CUSTODY_RETURN_IF_ERROR(composed.compose_subsampled_gaussian(c.q, c.sigma, c.steps));
+  }
+  return composed;
+}
+
+Result<double> epsilon_of(const RdpAccountant& curve, double delta) {
+  // Nothing ran: no epsilon at all (the conversion's bound would say a few thousandths).
+  bool empty = true;
+  for (double r : curve.rdp()) empty = empty && r == 0;
+  if (empty) return 0.0;
+  CUSTODY_ASSIGN_OR_RETURN(auto e, curve.epsilon(delta));
+  return e.epsilon;
+}
+
+std::string BudgetCheck::describe() const {
+  return "spent epsilon " + num(spent_epsilon) + " of the data set's budget of " + num(budget_epsilon) +
+         " (delta " + num(delta) + "), remaining " + num(remaining_epsilon()) + "; this job needs epsilon " +
+         num(requested_epsilon) + " on its own, " + num(total_epsilon) + " composed with what was spent";
+}
+
+Result<BudgetCheck> check_budget(double budget_epsilon, double budget_delta, const std::vector<PrivacyCharge>& spent,
+                                 const std::vector<PrivacyCharge>& requested) {
+  if (!(budget_epsilon > 0) || !(budget_delta > 0 && budget_delta < 1)) {
+    return invalid_argument("a privacy budget needs epsilon > 0 and 0 < delta < 1 (got epsilon " + num(budget_epsilon) +
+                            ", delta " + num(budget_delta) + ")");
+  }
+  BudgetCheck check;
+  check.budget_epsilon = budget_epsilon;
+  check.delta = budget_delta;
+  CUSTODY_ASSIGN_OR_RETURN(RdpAccountant before, compose_charges(spent));
+  CUSTODY_ASSIGN_OR_RETURN(RdpAccountant asked, compose_charges(requested));
+  RdpAccountant after = before;
+  CUSTODY_RETURN_IF_ERROR(after.add(asked));
+  CUSTODY_ASSIGN_OR_RETURN(check.spent_epsilon, epsilon_of(before, budget_delta));
+  CUSTODY_ASSIGN_OR_RETURN(check.requested_epsilon, epsilon_of(asked, budget_delta));
+  CUSTODY_ASSIGN_OR_RETURN(check.total_epsilon, epsilon_of(after, budget_delta));
+  return check;
+}
+
 }  // namespace custody

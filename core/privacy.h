@@ -18,6 +18,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "core/dp_accountant.h"
 #include "core/job_spec.h"
@@ -39,6 +40,39 @@ struct PrivacyPlan {
   // The noise's standard deviation on each coordinate of the mean update: sigma * C / B.
   double noise_std_of_mean() const { return sigma * clip_norm / static_cast<double>(expected_batch); }
 };
+
+// One job's spending on a data set: `steps` steps of the Poisson-subsampled Gaussian
+// mechanism with rate q and noise multiplier sigma. A data set's spending is the
+// composition of its charges: their RDP curves add, order by order.
+struct PrivacyCharge {
+  double q = 0;
+  double sigma = 0;
+  int64_t steps = 0;
+};
+
+// The RDP curve of every charge composed, over the accountant's default orders.
+Result<RdpAccountant> compose_charges(const std::vector<PrivacyCharge>& charges);
+
+// The epsilon of a composed curve at `delta`; 0 for a curve nothing was charged to.
+Result<double> epsilon_of(const RdpAccountant& curve, double delta);
+
+// A submission against a data set's budget (epsilon, delta): what was spent, what the job
+// asks for on its own, and what spent and asked compose to, each as epsilon at the
+// budget's delta (the budget's delta, not the job's: RDP curves carry no delta, so every
+// charge converts at the one the budget fixes).
+struct BudgetCheck {
+  double budget_epsilon = 0, delta = 0;
+  double spent_epsilon = 0;      // every charge so far, composed
+  double requested_epsilon = 0;  // this job's charge alone
+  double total_epsilon = 0;      // spent and requested, composed
+  double remaining_epsilon() const { return budget_epsilon > spent_epsilon ? budget_epsilon - spent_epsilon : 0; }
+  bool fits() const { return total_epsilon <= budget_epsilon; }
+  // "spent epsilon 1.2 of the budget's 3 (delta 1e-05); this job needs 2.5 on its own, 3.4 with
+  // what was spent": the numbers a refusal names.
+  std::string describe() const;
+};
+Result<BudgetCheck> check_budget(double budget_epsilon, double budget_delta, const std::vector<PrivacyCharge>& spent,
+                                 const std::vector<PrivacyCharge>& requested);
 
 // REQUIRES: spec.privacy.enabled. `steps` is the job's total (steps per epoch * epochs).
 Result<PrivacyPlan> plan_privacy(const JobSpec& spec, int64_t train_examples, int64_t steps);

@@ -242,6 +242,7 @@ void encode_body(wire::Envelope::Body::Builder b, const Body& body) {
             e.setSpecText(text(m.spec_text));
             e.setOrigin(text(m.origin));
             e.setSubmitter(text(m.submitter));
+            e.setBudgetOverride(text(m.budget_override));
           },
           [&](const JobAccepted& m) {
             auto e = b.initJobAccepted();
@@ -507,6 +508,15 @@ void encode_body(wire::Envelope::Body::Builder b, const Body& body) {
             set_texts(e.initStoreKeys(m.store_keys.size()), m.store_keys);
             e.setElapsedMs(m.elapsed_ms);
           },
+          [&](const SetPrivacyBudget& m) {
+            auto e = b.initSetPrivacyBudget();
+            e.setDataset(text(m.dataset));
+            e.setEpsilon(m.epsilon);
+            e.setDelta(m.delta);
+            e.setReason(text(m.reason));
+            e.setPrincipal(text(m.principal));
+          },
+          [&](const PrivacyBudgetReply& m) { b.initPrivacyBudgetReply().setJson(text(m.json)); },
           [&](const FetchRecords& m) {
             auto e = b.initFetchRecords();
             e.setSha256(text(m.sha256));
@@ -554,7 +564,7 @@ Result<Body> decode_body(wire::Envelope::Body::Reader b, const std::shared_ptr<c
     case W::HEARTBEAT_ACK: return Body(HeartbeatAck{b.getHeartbeatAck().getKnown()});
     case W::SUBMIT_JOB: {
       auto r = b.getSubmitJob();
-      return Body(SubmitJob{str(r.getSpecText()), str(r.getOrigin()), str(r.getSubmitter())});
+      return Body(SubmitJob{str(r.getSpecText()), str(r.getOrigin()), str(r.getSubmitter()), str(r.getBudgetOverride())});
     }
     case W::JOB_ACCEPTED: {
       auto r = b.getJobAccepted();
@@ -755,6 +765,12 @@ Result<Body> decode_body(wire::Envelope::Body::Reader b, const std::shared_ptr<c
       return Body(StoreBackupReply{str(r.getDir()), r.getBackupId(), r.getTakenAtS(), r.getBytes(), r.getFiles(),
                                    str(r.getStorePath()), get_texts(r.getStoreKeys()), r.getElapsedMs()});
     }
+    case W::SET_PRIVACY_BUDGET: {
+      auto r = b.getSetPrivacyBudget();
+      return Body(SetPrivacyBudget{str(r.getDataset()), r.getEpsilon(), r.getDelta(), str(r.getReason()),
+                                   str(r.getPrincipal())});
+    }
+    case W::PRIVACY_BUDGET_REPLY: return Body(PrivacyBudgetReply{str(b.getPrivacyBudgetReply().getJson())});
     case W::FETCH_RECORDS: {
       auto r = b.getFetchRecords();
       if (r.getLength() == 0 || r.getLength() > kMaxRecordsChunk) {
@@ -961,8 +977,8 @@ const char* body_name(const Body& body) {
                                  "predict",      "predictReply", "addPrincipal", "principalAdded",
                                  "usageRequest", "usageReply", "auditHeadRequest", "auditHeadReply",
                                  "jobReleased", "principalsRequest", "principalsReply", "revokePrincipal",
-                                 "storeBackup",  "storeBackupReply", "fetchRecords", "recordsChunk",
-                                 "shardObtained"};
+                                 "storeBackup",  "storeBackupReply", "setPrivacyBudget", "privacyBudgetReply",
+                                 "fetchRecords", "recordsChunk", "shardObtained"};
   static_assert(sizeof(kNames) / sizeof(kNames[0]) == std::variant_size_v<Body>);
   return kNames[body.index()];
 }

@@ -51,12 +51,12 @@ struct Envelope {
     revokePrincipal @41 :RevokePrincipal;
     storeBackup @42 :StoreBackup;
     storeBackupReply @43 :StoreBackupReply;
-    # Branch-local placeholders: @44..@47 belong to bodies other branches add (capnp wants
-    # ordinals without holes); replaced by those bodies, or renumbered, at merge.
+    # Branch-local placeholders: @44..@45 belong to bodies another branch adds (capnp wants
+    # ordinals without holes); replaced by those bodies at merge.
     reserved44 @44 :Void;
     reserved45 @45 :Void;
-    reserved46 @46 :Void;
-    reserved47 @47 :Void;
+    setPrivacyBudget @46 :SetPrivacyBudget;
+    privacyBudgetReply @47 :PrivacyBudgetReply;
     fetchRecords @48 :FetchRecords;
     recordsChunk @49 :RecordsChunk;
     shardObtained @50 :ShardObtained;
@@ -126,6 +126,8 @@ struct SubmitJob {
   specText @0 :Text;        # the TOML job file
   origin @1 :Text;          # its path on the submitter's machine, for messages
   submitter @2 :Text;       # principal name
+  budgetOverride @3 :Text;  # an admin's reason to run a job without a privacy guarantee on a
+                            # data set with a privacy budget; empty: no override (recorded)
 }
 
 # coordinator -> cli
@@ -544,4 +546,19 @@ struct ShardObtained {
   source @2 :Text;          # the files, the cache directory, or the coordinator's address
   bytesFetched @3 :UInt64;  # over the network (0 unless fetched)
   elapsedMs @4 :UInt64;     # to obtain and verify them
+}
+
+# cli -> coordinator: set (or change) a data set's differential-privacy budget; the data
+# set's owner (the principal who first declared it) or an admin. Recorded in lineage and
+# the audit log; every private job on the data set spends from it (storage/privacy_budget.h).
+struct SetPrivacyBudget {
+  dataset @0 :Text;         # "dataset:<sha256>"
+  epsilon @1 :Float64;      # total, over every job on the data set
+  delta @2 :Float64;
+  reason @3 :Text;
+  principal @4 :Text;       # who asks, on a cluster without security (the CLI's --as)
+}
+
+struct PrivacyBudgetReply {
+  json @0 :Text;            # the data set's spending as `custody privacy DATASET --json` prints it
 }

@@ -52,6 +52,9 @@ struct HeartbeatAck {
 };
 struct SubmitJob {
   std::string spec_text, origin, submitter;
+  // An admin's reason to run a job without a privacy guarantee on a data set with a
+  // privacy budget (custody.capnp); empty: none.
+  std::string budget_override = {};
 };
 struct JobAccepted {
   std::string job_id, message;
@@ -261,6 +264,15 @@ struct AuditHeadRequest {};
 struct AuditHeadReply {
   std::string json;
 };
+// A data set's privacy budget (custody.capnp).
+struct SetPrivacyBudget {
+  std::string dataset;
+  double epsilon = 0, delta = 0;
+  std::string reason, principal;
+};
+struct PrivacyBudgetReply {
+  std::string json;
+};
 // A backup of the custody store, taken by the coordinator while it runs (custody.capnp).
 struct StoreBackup {
   std::string dir;  // absolute, on the coordinator's machine
@@ -305,7 +317,8 @@ using Body = std::variant<Error, Register, RegisterAck, Heartbeat, HeartbeatAck,
                           Predict, PredictReply, AddPrincipal, PrincipalAdded, UsageRequest, UsageReply,
                           AuditHeadRequest, AuditHeadReply,
                           JobReleased, PrincipalsRequest, PrincipalsReply, RevokePrincipal, StoreBackup,
-                          StoreBackupReply, FetchRecords, RecordsChunk, ShardObtained>;
+                          StoreBackupReply, SetPrivacyBudget, PrivacyBudgetReply, FetchRecords, RecordsChunk,
+                          ShardObtained>;
 
 struct Envelope {
   uint16_t version = kProtocolVersion;

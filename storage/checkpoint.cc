@@ -87,6 +87,7 @@ Result<std::string> add_checkpoint(Batch& batch, const Model& model, const std::
                     {"final", spec.final},
                     {"layer_sizes", model.layer_sizes()},
                     {"tensors", tensors}};
+  if (spec.activation != "relu") manifest["activation"] = spec.activation;
   if (optimizer && !state_tensor_names(optimizer->kind).empty()) {
     json state = json::array();
     const auto& names = state_tensor_names(optimizer->kind);

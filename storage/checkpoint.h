@@ -65,6 +65,9 @@ struct CheckpointSpec {
   // docs/ARCHITECTURE.md "Differential privacy"), kept in the checkpoint's entity record so
   // the chain covers it. Null: not a private job.
   json privacy = nullptr;
+  // The model's hidden activation ("relu", "tanh"): written into the manifest when not
+  // relu, so that serving computes what training did.
+  std::string activation = "relu";
 };
 
 // An optimizer's state over the whole parameter vector (core/optimizer.h's layout, with

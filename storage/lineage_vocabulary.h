@@ -70,6 +70,11 @@ inline constexpr char kVersionOf[] = "version_of";            // model -> checkp
 inline constexpr char kRecoveredFrom[] = "recovered_from";    // run -> checkpoint
 inline constexpr char kResumedFrom[] = "resumed_from";        // run -> checkpoint
 inline constexpr char kCredentialOf[] = "credential_of";      // credential -> principal
+// Privacy budgets (storage/privacy_budget.h).
+inline constexpr char kPrivacyBudget[] = "privacy_budget";    // principal -> dataset: a budget set
+inline constexpr char kPrivacyCharged[] = "privacy_charged";  // run -> dataset: steps spent from it
+inline constexpr char kPrivacyOverride[] = "privacy_budget_overridden";  // run -> dataset, by an admin
+inline constexpr char kPrivacyRefused[] = "privacy_refused";  // principal -> dataset: a job refused
 }  // namespace rel
 
 // Lineage events ("event").

@@ -79,8 +79,9 @@ Result<json> privacy_statement(const CustodyStore& store, const std::string& ref
     << ".\n\n"
     << "Trust: the coordinator and the parameter servers are trusted; they see clipped gradient sums before the "
        "noise. The guarantee is about what the released weights reveal.\n\n"
-    << "Not covered: the choice of hyperparameters (tuning runs are not accounted); other runs on the same data "
-       "(their epsilons add up); a person with k records in the data is protected at about k x epsilon; the test "
+    << "Not covered: the choice of hyperparameters (tuning runs are not accounted in this statement); other runs "
+       "on the same data (they compose with this one: `custody privacy dataset:HASH` gives the data set's total "
+       "and the budget that bounds it, if one is set); a person with k records in the data is protected at about k x epsilon; the test "
        "accuracy reported with the model (the test set is not protected); the data set's size and metadata.\n";
   out["statement"] = s.str();
   return out;

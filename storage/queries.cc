@@ -7,6 +7,7 @@
 #include <tuple>
 #include <set>
 
+#include "core/dp_accountant.h"
 #include "core/hash.h"
 #include "core/log.h"
 #include "storage/checkpoint.h"
@@ -559,6 +560,9 @@ constexpr const char* kOlDatasetFacetSchema =
     "CustodyDatasetFacet";
 constexpr const char* kOlRunFacetSchema =
     "https://github.com/custody/custody/blob/main/docs/facets/CustodyRunFacet.json#/$defs/CustodyRunFacet";
+constexpr const char* kOlPrivacyFacetSchema =
+    "https://github.com/custody/custody/blob/main/docs/facets/CustodyPrivacyRunFacet.json#/$defs/"
+    "CustodyPrivacyRunFacet";
 // Run ids are name-based (UUID version 5) in this namespace, itself
 // uuid_v5(RFC 4122's URL namespace, "https://github.com/custody/custody/openlineage/run"):
 // the same store exports the same ids every time.
@@ -591,6 +595,42 @@ Result<json> ol_run_at(const CustodyStore& store, const std::string& job, uint64
   CUSTODY_ASSIGN_OR_RETURN(auto body, body_of(store, job));
   return json{{"run", {{"runId", id}}},
               {"job", {{"namespace", "custody"}, {"name", body.value("name", job)}}}};
+}
+
+// A private run's guarantee as the custody_privacy facet carries it: planned (its charge at
+// acceptance, the epsilon of the whole plan) on START; reached (the newest checkpoint's
+// recorded guarantee among `checkpoints`) on an end. Null for a run without [privacy].
+Result<json> ol_privacy_planned(const CustodyStore& store, const std::string& job) {
+  CUSTODY_ASSIGN_OR_RETURN(auto charges, store.relations(job, Direction::kOut, lineage::rel::kPrivacyCharged));
+  for (const auto& c : charges) {
+    if (c.body.value("why", std::string()) != "planned") continue;
+    const double q = c.body["sampling_rate"], sigma = c.body["noise_multiplier"], delta = c.body.value("delta", 0.0);
+    const uint64_t steps = c.body["steps"];
+    if (!(delta > 0)) return json();
+    CUSTODY_ASSIGN_OR_RETURN(auto eps, dp_sgd_epsilon(q, sigma, static_cast<int64_t>(steps), delta));
+    return json{{"status", "planned"}, {"epsilon", eps.epsilon}, {"delta", delta}, {"noise_multiplier", sigma},
+                {"sampling_rate", q}, {"steps_accounted", steps}, {"adjacency", "example-level add/remove"}};
+  }
+  return json();
+}
+
+Result<json> ol_privacy_reached(const CustodyStore& store, const json& checkpoints) {
+  json best;
+  uint64_t best_step = 0;
+  for (const auto& d : checkpoints) {
+    const std::string id = d.value("name", std::string());
+    if (!lineage::has_prefix(id, lineage::prefix::kCheckpoint)) continue;
+    CUSTODY_ASSIGN_OR_RETURN(auto e, store.entity(id));
+    if (!e || !e->body.contains("privacy") || !e->body["privacy"].is_object()) continue;
+    const uint64_t step = e->body.value("step", uint64_t{0});
+    if (best.is_null() || step >= best_step) {
+      best = e->body["privacy"];
+      best["status"] = "reached";
+      best["checkpoint"] = id;
+      best_step = step;
+    }
+  }
+  return best;
 }
 
 Result<std::string> openlineage_impl(const CustodyStore& store, const std::string& job) {
@@ -631,6 +671,7 @@ Result<std::string> openlineage_impl(const CustodyStore& store, const std::strin
   CUSTODY_ASSIGN_OR_RETURN(auto produced, store.relations(job, Direction::kOut, lineage::rel::kProduced));
   CUSTODY_ASSIGN_OR_RETURN(auto history, store.find({{"type", lineage::kEvent}, {"run", job}}));
 
+  CUSTODY_ASSIGN_OR_RETURN(const json planned, ol_privacy_planned(store, job));
   std::string lines;
   size_t segment = 0;
   bool open = false;
@@ -661,7 +702,9 @@ Result<std::string> openlineage_impl(const CustodyStore& store, const std::strin
     inputs = data_inputs;
     if (!from_checkpoint.empty()) inputs.push_back(ol_dataset(from_checkpoint));
     open = true;
-    emit("START", ms, json::object(), json::array());
+    json facets = json::object();
+    if (!planned.is_null()) facets["custody_privacy"] = ol_facet(kOlPrivacyFacetSchema, planned);
+    emit("START", ms, std::move(facets), json::array());
     return Status::ok();
   };
   parent = init_parent;
@@ -680,6 +723,8 @@ Result<std::string> openlineage_impl(const CustodyStore& store, const std::strin
           outputs.push_back(ol_dataset(p.body.value("to", std::string())));
       }
       json facets = json::object();
+      CUSTODY_ASSIGN_OR_RETURN(json reached, ol_privacy_reached(store, outputs));
+      if (!reached.is_null()) facets["custody_privacy"] = ol_facet(kOlPrivacyFacetSchema, std::move(reached));
       const std::string final_checkpoint = e.body.value("final_checkpoint", std::string());
       if (state == "completed" && !final_checkpoint.empty()) {
         CUSTODY_ASSIGN_OR_RETURN(auto versions, store.relations(final_checkpoint, Direction::kIn, lineage::rel::kVersionOf));

@@ -119,6 +119,13 @@ const Table& relation_fields() {
        {{"train_samples", Type::kInt, false}, {"license", Type::kString, false}, {"consent", Type::kStrings, false},
         {"name", Type::kString, false}, {"files", Type::kObject, false}}},
       {lineage::rel::kProduced, {{"step", Type::kUint, false}}},
+      {lineage::rel::kPrivacyBudget,
+       {{"epsilon", Type::kNumber, true}, {"delta", Type::kNumber, true}, {"reason", Type::kString, false}}},
+      {lineage::rel::kPrivacyCharged,
+       {{"steps", Type::kUint, true}, {"sampling_rate", Type::kNumber, true}, {"noise_multiplier", Type::kNumber, true},
+        {"why", Type::kString, true}, {"attempt", Type::kUint, false}}},
+      {lineage::rel::kPrivacyOverride, {{"by", Type::kString, true}, {"reason", Type::kString, true}}},
+      {lineage::rel::kPrivacyRefused, {{"job_name", Type::kString, false}, {"reason", Type::kString, true}}},
       {lineage::rel::kAssigned, {{"role", Type::kString, false}, {"rank", Type::kUint, false}, {"attempt", Type::kUint, false}}},
   };
   return t;

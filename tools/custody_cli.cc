@@ -11,6 +11,8 @@
 //   custody predict MODEL --input FILE   class, probabilities and a prediction id per row
 //   custody audit verify [--since HEADS] | head [--out FILE] | prove RECEIPT --public-key KEY
 //   custody principal add NAME --role ROLE
+//   custody privacy MODEL | DATASET        a model's privacy statement; a data set's spending
+//   custody privacy budget set DATASET --epsilon E --delta D
 //   custody store backup DIR | backups DIR | restore DIR --store PATH | rekey --store PATH
 // Every command: --coordinator ADDR, --timeout-ms N, --token-file FILE; queries: --json.
 // Store queries read the custody store directly (--store PATH, or the path the
@@ -41,6 +43,7 @@ int main(int argc, char** argv) {
   cli::add_serve_commands(commands);
   cli::add_audit_commands(commands);
   cli::add_admin_commands(commands);
+  cli::add_privacy_commands(commands);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -18,7 +18,7 @@ namespace {
 constexpr IntRange kMaxSecondsRange{0, 365LL * 24 * 3600};
 
 struct JobArgs {
-  std::string job_file, job_id;
+  std::string job_file, job_id, budget_override;
   int64_t max_seconds = 3600;
   bool as_json = false;
 };
@@ -28,7 +28,7 @@ Status need_job_id(const std::string& job_id) {
   return Status::ok();
 }
 
-Status submit(Session& s, const std::string& job_file) {
+Status submit(Session& s, const std::string& job_file, const std::string& budget_override) {
   std::ifstream in(job_file, std::ios::binary);
   if (!in) return invalid_argument("cannot open job file '" + job_file + "'");
   std::stringstream text;
@@ -36,7 +36,7 @@ Status submit(Session& s, const std::string& job_file) {
   // Check locally first, for an error that points at the file before any network.
   CUSTODY_RETURN_IF_ERROR(bad_input(parse_job_spec(text.str(), job_file).status()));
   CUSTODY_ASSIGN_OR_RETURN(
-      auto accepted, s.client.ask<msg::JobAccepted>("", msg::SubmitJob{text.str(), job_file, s.principal}));
+      auto accepted, s.client.ask<msg::JobAccepted>("", msg::SubmitJob{text.str(), job_file, s.principal, budget_override}));
   std::printf("%s\n", accepted.job_id.c_str());
   // Whether it starts now, waits its turn, or cannot be placed on the nodes alive.
   if (accepted.message != "starting")
@@ -116,8 +116,11 @@ void add_job_commands(CommandSet& commands) {
   auto a = std::make_shared<JobArgs>();
 
   auto* submit_cmd = commands.add("submit", "submit a job file; prints the job id",
-                                  [a](Session& s) { return submit(s, a->job_file); });
+                                  [a](Session& s) { return submit(s, a->job_file, a->budget_override); });
   submit_cmd->add_option("JOBFILE", a->job_file, "TOML job file (see configs/jobs/)")->required();
+  submit_cmd->add_option("--override-privacy-budget", a->budget_override,
+                         "admins: run a job without [privacy] on a data set with a privacy budget; the REASON "
+                         "is recorded");
   commands.add_as_option(submit_cmd, "the principal submitting the job");
 
   auto* status_cmd = commands.add("status", "the state of one job, or of every job and node",

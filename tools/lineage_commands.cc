@@ -4,7 +4,6 @@
 
 #include "core/files.h"
 #include "storage/lineage_vocabulary.h"
-#include "storage/privacy_statement.h"
 #include "storage/queries.h"
 #include "tools/command.h"
 #include "tools/lineage_graph.h"
@@ -81,17 +80,6 @@ void add_lineage_commands(CommandSet& commands) {
   lexport
       ->add_flag("--openlineage", a->openlineage, "as OpenLineage 2-0-2 RunEvents, one JSON object per line")
       ->required();
-
-  auto* privacy = commands.add("privacy", "the privacy statement of a model: its differential-privacy guarantee, "
-                                          "how it was accounted, what it covers and what not",
-                               [a](Session& s) {
-                                 return print_query(
-                                     s, a->as_json,
-                                     [&](const storage::CustodyStore& st) { return storage::privacy_statement(st, a->id); },
-                                     [](const storage::json& j) { return j.value("statement", std::string()); });
-                               });
-  privacy->add_option("MODEL", a->id, "model (NAME[@VERSION]) or checkpoint id")->required();
-  add_json_flag(privacy, a->as_json);
 
   auto* graph_cmd = commands.add(*lineage, "graph", "draw the lineage around an id (Graphviz DOT or SVG)",
                                  [a](Session& s) { return graph(s, *a); });

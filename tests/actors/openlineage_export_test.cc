@@ -32,9 +32,10 @@ const char* kProducer = "https://github.com/custody/custody";
 // Writes one run's records event by event, as the coordinator does.
 class RunWriter {
  public:
+  // privacy: a private run's plan (charged at submission, its guarantee in each checkpoint).
   RunWriter(CustodyRecorder& recorder, const std::string& job_id, const std::string& name, int64_t at_ms,
-            const std::string& init_checkpoint = "")
-      : recorder_(recorder) {
+            const std::string& init_checkpoint = "", const PrivacyPlan* privacy = nullptr)
+      : recorder_(recorder), privacy_(privacy) {
     auto spec = parse_job_spec(
         synthetic_job_text(name, "name = \"triples\"\nlicense = \"CC-BY-4.0\"\nconsent = [\"research\"]\n"),
         name + ".toml");
@@ -46,7 +47,8 @@ class RunWriter {
     job_.workers = {"worker-1"};
     job_.servers = {"ps-1"};
     DatasetInfo data{sha256_hex("triples"), sha256_hex("train"), sha256_hex("test"), 30, 10};
-    EXPECT_TRUE(recorder_.job_submitted(job_, spec.value(), data, kLayers, init_checkpoint).is_ok());
+    job_.dataset_hash = data.version_hash;
+    EXPECT_TRUE(recorder_.job_submitted(job_, spec.value(), data, kLayers, init_checkpoint, privacy).is_ok());
   }
   void started(uint64_t step, uint32_t attempt) {
     msg::AssignTask task;
@@ -64,6 +66,7 @@ class RunWriter {
     spec.step = step;
     spec.parent = last_checkpoint_;
     spec.final = final;
+    if (privacy_) spec.privacy = privacy_record(*privacy_, step, 0).value();
     auto id = recorder_.checkpoint(job_, kLayers, values, spec, {});
     EXPECT_TRUE(id.is_ok()) << id.status().to_string();
     last_checkpoint_ = id.is_ok() ? id.value() : "";
@@ -87,6 +90,7 @@ class RunWriter {
 
  private:
   CustodyRecorder& recorder_;
+  const PrivacyPlan* privacy_;
   msg::JobStatus job_;
   std::string last_checkpoint_;
 };
@@ -150,6 +154,18 @@ class OpenLineageExportTest : public ::testing::Test {
     tuned.started(0, 0);
     tuned_final_ = tuned.checkpoint(5, true);
     tuned.ended(msg::JobState::kCompleted, tuned_final_);
+
+    private_plan_.q = 0.1;
+    private_plan_.sigma = 1.2;
+    private_plan_.clip_norm = 1;
+    private_plan_.delta = 1e-3;
+    private_plan_.steps = 20;
+    private_plan_.expected_batch = 3;
+    RunWriter dp(recorder, "job-private", "epsilon", 1700000400000, "", &private_plan_);
+    dp.started(0, 0);
+    dp.checkpoint(10, false);
+    private_final_ = dp.checkpoint(20, true);
+    dp.ended(msg::JobState::kCompleted, private_final_);
   }
 
   // The export of one job, as lines and as parsed events.
@@ -180,7 +196,8 @@ class OpenLineageExportTest : public ::testing::Test {
 
   custody::testing::TestDir dir_{"custody-openlineage-test"};
   std::unique_ptr<CustodyStore> store_;
-  std::string done_final_, resumed_first_, resumed_final_, tuned_final_;
+  std::string done_final_, resumed_first_, resumed_final_, tuned_final_, private_final_;
+  PrivacyPlan private_plan_;
 };
 
 TEST_F(OpenLineageExportTest, ACompletedRunStartsAndCompletesWithItsModelVersionAmongTheOutputs) {
@@ -262,19 +279,41 @@ TEST_F(OpenLineageExportTest, AFineTunedRunNamesTheRunThatMadeItsOriginAsParentA
   EXPECT_TRUE(has_dataset(events[1]["outputs"], "model:delta@1"));
 }
 
+TEST_F(OpenLineageExportTest, APrivateRunCarriesItsPlannedAndReachedGuaranteeInTheCustodyPrivacyFacet) {
+  auto events = exported("job-private");
+  ASSERT_EQ(types(events), (std::vector<std::string>{"START", "COMPLETE"}));
+  const json& planned = events[0]["run"]["facets"]["custody_privacy"];
+  EXPECT_EQ(planned["status"], "planned");
+  EXPECT_DOUBLE_EQ(planned["epsilon"].get<double>(), dp_sgd_epsilon(0.1, 1.2, 20, 1e-3)->epsilon);
+  EXPECT_EQ(planned["delta"], 1e-3);
+  EXPECT_EQ(planned["steps_accounted"], 20);
+  EXPECT_EQ(planned["_schemaURL"],
+            "https://github.com/custody/custody/blob/main/docs/facets/CustodyPrivacyRunFacet.json#/$defs/"
+            "CustodyPrivacyRunFacet");
+  const json& reached = events[1]["run"]["facets"]["custody_privacy"];
+  EXPECT_EQ(reached["status"], "reached");
+  EXPECT_EQ(reached["checkpoint"], private_final_) << "the newest checkpoint's guarantee";
+  EXPECT_DOUBLE_EQ(reached["epsilon"].get<double>(), planned["epsilon"].get<double>());
+  EXPECT_EQ(reached["clip_norm"], 1);
+  EXPECT_EQ(reached["adjacency"], "example-level add/remove");
+  // A run without a guarantee carries no privacy facet at all (absence, not a zero).
+  for (const auto& e : exported("job-done")) EXPECT_FALSE(e["run"]["facets"].contains("custody_privacy")) << e;
+  EXPECT_TRUE(fs::exists(fs::path(CUSTODY_SOURCE_DIR) / "docs/facets/CustodyPrivacyRunFacet.json"));
+}
+
 TEST_F(OpenLineageExportTest, EveryEventValidatesAgainstTheOpenLineageSpecWithFormatChecks) {
   std::string lines;
   size_t count = 0;
-  for (const char* job : {"job-done", "job-resumed", "job-failed", "job-tuned"})
+  for (const char* job : {"job-done", "job-resumed", "job-failed", "job-tuned", "job-private"})
     count += exported(job, &lines).size();
-  ASSERT_EQ(count, 11u);
+  ASSERT_EQ(count, 13u);
   if (!fs::exists(fs::path(CUSTODY_OPENLINEAGE_SPEC_DIR) / "OpenLineage.json")) {
     GTEST_SKIP() << "OpenLineage's schemas are not at " << CUSTODY_OPENLINEAGE_SPEC_DIR
                  << " (see tests/openlineage/README.md; cmake -DCUSTODY_OPENLINEAGE_SPEC_DIR=DIR)";
   }
   std::string said;
   EXPECT_EQ(validate(lines, &said), 0) << said;
-  EXPECT_NE(said.find("11 events checked, 0 problems"), std::string::npos) << said;
+  EXPECT_NE(said.find("13 events checked, 0 problems"), std::string::npos) << said;
 
   // The checker is not a rubber stamp: what the export used to write is refused, by name.
   json old = json::parse(lines.substr(0, lines.find('\n')));

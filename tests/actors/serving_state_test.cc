@@ -93,5 +93,39 @@ TEST(ServingStateClock, ANameIsResolvedAgainOnceASecondHasPassedOnTheInjectedClo
   EXPECT_EQ(usage->front().time_ms, clock.wall_ms()) << "the usage record carries the injected time";
 }
 
+TEST(ServingStateModel, ACheckpointOfATanhMlpIsServedWithTanh) {
+  auto store = storage::CustodyStore::in_memory();
+  CustodyRecorder recorder(store.get());
+  const std::vector<int> sizes{2, 3, 2};
+  std::vector<float> values(Model(sizes).num_parameters());
+  for (size_t i = 0; i < values.size(); ++i) values[i] = 0.3f * static_cast<float>(i % 5) - 0.6f;
+  msg::JobStatus job;
+  job.job_id = "job-0000000t";
+  job.name = "t";
+  storage::CheckpointSpec spec;
+  spec.job = job.job_id;
+  spec.step = 10;
+  spec.final = true;
+  spec.activation = "tanh";
+  auto id = recorder.checkpoint(job, sizes, values, spec, {});
+  ASSERT_TRUE(id.is_ok()) << id.status().to_string();
+  ServingState serving(store.get(), ServingOptions{});
+  msg::Predict p;
+  p.model = id.value();
+  p.principal = "dave";
+  p.rows = 1;
+  p.features = 2;
+  p.inputs = {0.9f, -1.7f};
+  auto served = serving.predict(p);
+  ASSERT_TRUE(served.is_ok()) << served.status().to_string();
+  Workspace ws;
+  const Matrix tanh_probs = Model(sizes, Activation::kTanh).predict(values.data(), MatrixView(p.inputs.data(), 2, 1), ws);
+  const Matrix relu_probs = Model(sizes).predict(values.data(), MatrixView(p.inputs.data(), 2, 1), ws);
+  ASSERT_EQ(served->probabilities.size(), 2u);
+  EXPECT_GT(std::abs(tanh_probs(0, 0) - relu_probs(0, 0)), 1e-3f) << "the test needs the two to differ";
+  EXPECT_FLOAT_EQ(served->probabilities[0], tanh_probs(0, 0));
+  EXPECT_FLOAT_EQ(served->probabilities[1], tanh_probs(1, 0));
+}
+
 }  // namespace
 }  // namespace custody::actors

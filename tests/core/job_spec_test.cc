@@ -114,5 +114,21 @@ TEST(JobSpecTest, BrokenTomlSaysWhere) {
   EXPECT_NE(s.message().find("test.toml:1"), std::string::npos) << s.message();
 }
 
+TEST(JobSpecTest, TheActivationIsReluByDefaultTanhOnRequestAndTheDefaultKeepsOldHashes) {
+  auto plain = parse_job_spec("[model]\ntype = \"mlp\"\n", "a.toml");
+  ASSERT_TRUE(plain.is_ok());
+  EXPECT_EQ(plain->activation, "relu");
+  EXPECT_EQ(plain->canonical_form().find("activation"), std::string::npos) << "hashes of older specs unchanged";
+  auto tanh_spec = parse_job_spec("[model]\ntype = \"mlp\"\nactivation = \"tanh\"\n", "t.toml");
+  ASSERT_TRUE(tanh_spec.is_ok());
+  EXPECT_EQ(tanh_spec->activation, "tanh");
+  EXPECT_NE(tanh_spec->canonical_form().find("model.activation = tanh"), std::string::npos);
+  auto bad = parse_job_spec("[model]\nactivation = \"sigmoid\"\n", "b.toml");
+  EXPECT_EQ(bad.status().code(), ErrorCode::kInvalidArgument);
+  EXPECT_NE(bad.status().message().find("model.activation"), std::string::npos) << bad.status().message();
+  auto softmax = parse_job_spec("[model]\ntype = \"softmax\"\nactivation = \"tanh\"\n", "s.toml");
+  EXPECT_NE(softmax.status().message().find("a softmax model has none"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace custody

@@ -33,8 +33,8 @@ double mean_loss(const Model& m, const std::vector<float>& p, const SmallBatch& 
 }
 
 // Central finite differences in double-checked float: every parameter of a small MLP.
-void check_gradient(const std::vector<int>& sizes) {
-  Model m(sizes);
+void check_gradient(const std::vector<int>& sizes, Activation activation = Activation::kRelu) {
+  Model m(sizes, activation);
   std::vector<float> p = m.initial_parameters(3);
   // Non-zero biases, so their gradients are exercised away from the ReLU kink at 0.
   std::mt19937_64 rng(5);
@@ -57,6 +57,26 @@ void check_gradient(const std::vector<int>& sizes) {
 
 TEST(ModelTest, SoftmaxGradientMatchesFiniteDifferences) { check_gradient({5, 3}); }
 TEST(ModelTest, MlpGradientMatchesFiniteDifferences) { check_gradient({6, 5, 4, 3}); }
+TEST(ModelTest, TanhMlpGradientMatchesFiniteDifferences) { check_gradient({6, 5, 4, 3}, Activation::kTanh); }
+
+TEST(ModelTest, TanhIsAnotherFunctionOfTheSameParametersAndItsClippedSumIsBounded) {
+  Model relu({6, 5, 3}), tanh_model({6, 5, 3}, Activation::kTanh);
+  EXPECT_EQ(relu.num_parameters(), tanh_model.num_parameters());
+  EXPECT_EQ(tanh_model.activation(), Activation::kTanh);
+  auto p = relu.initial_parameters(4);
+  SmallBatch b = random_batch(6, 9, 3, 8);
+  MatrixView v(b.x.data(), 6, 9);
+  Workspace ws;
+  const Matrix a = relu.predict(p.data(), v, ws), t = tanh_model.predict(p.data(), v, ws);
+  EXPECT_GT((a - t).cwiseAbs().maxCoeff(), 1e-4f) << "the activation changes the function";
+  // DP-SGD's clipped sum with tanh: each example moves it by at most C, as with ReLU.
+  std::vector<float> g(tanh_model.num_parameters());
+  tanh_model.clipped_gradient_sum(p.data(), v, b.y.data(), 0.05f, g.data(), ws);
+  EXPECT_LE(Eigen::Map<Vector>(g.data(), static_cast<Eigen::Index>(g.size())).norm(), 9 * 0.05f + 1e-5f);
+  EXPECT_EQ(parse_activation("tanh"), Activation::kTanh);
+  EXPECT_EQ(parse_activation("sigmoid"), std::nullopt);
+  EXPECT_STREQ(to_string(Activation::kTanh), "tanh");
+}
 
 TEST(ModelTest, ParameterLayoutCountsWeightsAndBiases) {
   Model m({784, 256, 128, 10});

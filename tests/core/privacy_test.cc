@@ -117,5 +117,52 @@ TEST(PrivacyPlanTest, DeltaMustBeBelowOneOverN) {
   EXPECT_NE(plan.status().message().find("below 1/N = 0.001"), std::string::npos) << plan.status().message();
 }
 
+// Budgets: jobs on one data set compose by adding their RDP curves order by order.
+TEST(PrivacyBudgetTest, TwoJobsComposeAsTheAccountantOnTheSummedCurve) {
+  const PrivacyCharge a{0.01, 1.1, 1000}, b{0.02, 0.9, 500};
+  // The accountant, curve by curve, added by hand: what composition must equal.
+  RdpAccountant first, second;
+  ASSERT_TRUE(first.compose_subsampled_gaussian(a.q, a.sigma, a.steps).is_ok());
+  ASSERT_TRUE(second.compose_subsampled_gaussian(b.q, b.sigma, b.steps).is_ok());
+  std::vector<double> summed(first.rdp().size());
+  for (size_t i = 0; i < summed.size(); ++i) summed[i] = first.rdp()[i] + second.rdp()[i];
+  auto expected = epsilon_from_rdp(default_rdp_orders(), summed, 1e-5);
+  ASSERT_TRUE(expected.is_ok());
+
+  auto check = check_budget(10, 1e-5, {a}, {b});
+  ASSERT_TRUE(check.is_ok()) << check.status().to_string();
+  EXPECT_DOUBLE_EQ(check->total_epsilon, expected->epsilon);
+  EXPECT_DOUBLE_EQ(check->spent_epsilon, dp_sgd_epsilon(a.q, a.sigma, a.steps, 1e-5)->epsilon);
+  EXPECT_DOUBLE_EQ(check->requested_epsilon, dp_sgd_epsilon(b.q, b.sigma, b.steps, 1e-5)->epsilon);
+  // Composition costs less than adding the epsilons (that is what RDP buys), more than either.
+  EXPECT_LT(check->total_epsilon, check->spent_epsilon + check->requested_epsilon);
+  EXPECT_GT(check->total_epsilon, std::max(check->spent_epsilon, check->requested_epsilon));
+  EXPECT_TRUE(check->fits());
+  // Order does not matter; a charge split in two (a rollback's repeated steps) is the same
+  // as one charge of all its steps.
+  EXPECT_DOUBLE_EQ(check_budget(10, 1e-5, {b}, {a})->total_epsilon, check->total_epsilon);
+  auto split = check_budget(10, 1e-5, {{a.q, a.sigma, 700}, {a.q, a.sigma, 300}}, {b});
+  EXPECT_NEAR(split->total_epsilon, check->total_epsilon, 1e-9);
+}
+
+TEST(PrivacyBudgetTest, AJobBeyondTheBudgetDoesNotFitAndTheNumbersAreNamed) {
+  const PrivacyCharge spent{0.01, 1.0, 2000}, asked{0.01, 1.0, 2000};
+  auto check = check_budget(3, 1e-5, {spent}, {asked});
+  ASSERT_TRUE(check.is_ok());
+  EXPECT_FALSE(check->fits()) << check->describe();
+  // Twice the steps of one job: the same as one job of 4000 steps.
+  EXPECT_NEAR(check->total_epsilon, dp_sgd_epsilon(0.01, 1.0, 4000, 1e-5)->epsilon, 1e-9);
+  const std::string text = check->describe();
+  for (const char* part : {"spent epsilon", "budget of 3", "delta 1e-05", "remaining", "needs epsilon"}) {
+    EXPECT_NE(text.find(part), std::string::npos) << part << " in " << text;
+  }
+  // Nothing spent: zero, and all of the budget remains.
+  auto fresh = check_budget(3, 1e-5, {}, {asked});
+  EXPECT_EQ(fresh->spent_epsilon, 0);
+  EXPECT_EQ(fresh->remaining_epsilon(), 3);
+  EXPECT_EQ(check_budget(0, 1e-5, {}, {}).status().code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(check_budget(3, 1, {}, {}).status().code(), ErrorCode::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace custody

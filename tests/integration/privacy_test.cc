@@ -136,5 +136,81 @@ TEST(PrivacyTest, ATargetNoNoiseReachesIsRefusedAtSubmissionNamingTheNumbers) {
   EXPECT_EQ(c.cli({"jobs"}).out.find("job-"), std::string::npos) << "no job was accepted";
 }
 
+TEST(PrivacyTest, ADataSetsBudgetIsSpentByItsJobsAndAJobBeyondItIsRefusedThroughTheCli) {
+  LocalCluster c("private-budget");
+  ASSERT_TRUE(c.wait_for_nodes(4));
+  // 4000 examples, q = 32/4000, 1 epoch = 125 steps at sigma 1: alice's job declares the data.
+  const std::string keys = "noise_multiplier = 1.0\ndelta = 1e-5\n";
+  CliResult first = c.cli({"submit", c.write_job("a.toml", private_job("a", 1, keys)).string(), "--as", "alice"});
+  ASSERT_EQ(first.code, 0) << first.err;
+  const std::string job = first.out.substr(0, first.out.find('\n'));
+  ASSERT_EQ(c.cli({"wait", job}).code, 0);
+  const std::string dataset = "dataset:" + json::parse(c.cli({"status", job, "--json"}).out)["dataset_hash"].get<std::string>();
+  json before = json::parse(c.cli({"privacy", dataset, "--json"}).out);
+  const double spent = before["spent_epsilon"];
+  EXPECT_GT(spent, 0);
+  EXPECT_TRUE(before["budget"].is_null());
+
+  // Its owner sets a budget a little above what was spent: too little for another such job (two compose to 1.09x one here).
+  const std::string budget = std::to_string(spent * 1.05);
+  CliResult set = c.cli({"privacy", "budget", "set", dataset, "--epsilon", budget, "--delta", "1e-5", "--reason",
+                         "the consent form's terms", "--as", "alice"});
+  ASSERT_EQ(set.code, 0) << set.err;
+  EXPECT_NE(set.out.find("remaining: epsilon"), std::string::npos) << set.out;
+  CliResult refused = c.cli({"submit", c.write_job("b.toml", private_job("b", 1, keys)).string(), "--as", "alice"});
+  EXPECT_NE(refused.code, 0);
+  EXPECT_NE(refused.err.find("would exceed the privacy budget of data set " + dataset), std::string::npos)
+      << refused.err;
+  EXPECT_NE(refused.err.find("spent epsilon"), std::string::npos) << refused.err;
+  EXPECT_NE(refused.err.find("composed with what was spent"), std::string::npos) << refused.err;
+  // A job without [privacy] is refused too, unless overridden (recorded).
+  const std::string plain = c.write_job("plain.toml", synthetic_mlp_job("plain", 1, 4000)).string();
+  CliResult no_privacy = c.cli({"submit", plain, "--as", "bob"});
+  EXPECT_NE(no_privacy.code, 0);
+  EXPECT_NE(no_privacy.err.find("has no [privacy] section"), std::string::npos) << no_privacy.err;
+  CliResult overridden =
+      c.cli({"submit", plain, "--as", "root", "--override-privacy-budget", "an audit rerun, approved"});
+  EXPECT_EQ(overridden.code, 0) << overridden.err;
+
+  // The listing: the budget, the job and its epsilon, what remains, the override, the refusals.
+  CliResult listing = c.cli({"privacy", dataset});
+  ASSERT_EQ(listing.code, 0) << listing.err;
+  for (const std::string& part : std::vector<std::string>{"budget: epsilon", "set by alice (the consent form's terms)", job + " 'a' by alice",
+                                  "125 steps planned", "remaining: epsilon", "let through by root: an audit rerun",
+                                  "refused: a job of alice", "refused: a job of bob"}) {
+    EXPECT_NE(listing.out.find(part), std::string::npos) << part << " in\n" << listing.out;
+  }
+  json after = json::parse(c.cli({"privacy", dataset, "--json"}).out);
+  EXPECT_DOUBLE_EQ(after["spent_epsilon"].get<double>(), spent);
+  EXPECT_NEAR(after["remaining_epsilon"].get<double>(), spent * 0.05, 1e-4);
+  EXPECT_EQ(after["refusals"].size(), 2u);
+  // Everything is chained: the store verifies.
+  EXPECT_EQ(c.cli({"audit", "verify"}).code, 0);
+}
+
+TEST(PrivacyTest, APrivateTanhMlpTrainsAnswersAndExportsAsTanh) {
+  LocalCluster c("private-tanh");
+  ASSERT_TRUE(c.wait_for_nodes(4));
+  std::string text = private_job("t", 5, "target_epsilon = 8\ndelta = 1e-5\n");
+  text.replace(text.find("classes = 4\n"), 12, "classes = 4\nactivation = \"tanh\"\n");
+  CliResult submitted = c.cli({"submit", c.write_job("t.toml", text).string()});
+  ASSERT_EQ(submitted.code, 0) << submitted.err;
+  const std::string job = submitted.out.substr(0, submitted.out.find('\n'));
+  ASSERT_EQ(c.cli({"wait", job}).code, 0);
+  json s = json::parse(c.cli({"status", job, "--json"}).out);
+  EXPECT_EQ(s["state"], "completed") << s.dump(2);
+  EXPECT_GE(s["test_accuracy"].get<double>(), 0.6) << "tanh hidden units learn the synthetic classes";
+  // It answers (serving computes with the checkpoint's activation: serving_state_test), and
+  // its export says tanh in the card and the ONNX graph.
+  CliResult predicted =
+      c.cli({"predict", "t@1", "--input", c.write_job("row.csv", synthetic_mlp_row()).string(), "--json"});
+  ASSERT_EQ(predicted.code, 0) << predicted.err;
+  const fs::path exported = c.dir() / "t.onnx";
+  ASSERT_EQ(c.cli({"export", "t@1", exported.string()}).code, 0);
+  json card = json::parse(read_file(exported.string() + ".card.json"));
+  EXPECT_EQ(card["architecture"]["hidden_activation"], "tanh") << card.dump(2);
+  EXPECT_NE(read_file(exported.string()).find("Tanh"), std::string::npos) << "the ONNX graph's hidden op";
+}
+
 }  // namespace
 }  // namespace custody::testing

@@ -33,7 +33,7 @@ std::vector<Body> every_body() {
       RegisterAck{"worker-9", 250},
       Heartbeat{true},
       HeartbeatAck{true},  // the wire default is false
-      SubmitJob{"[job]", "f.toml", "alice"},
+      SubmitJob{"[job]", "f.toml", "alice", "an audit rerun"},
       JobAccepted{"job-1", "queued"},
       StatusRequest{true},
       StatusReply{{job}, {node}, "/store"},
@@ -66,6 +66,8 @@ std::vector<Body> every_body() {
       RevokePrincipal{"erin", "left the team"},
       StoreBackup{"/backups", 5},
       StoreBackupReply{"/backups", 1, 2, 3, 4, "/store", {"0123456789abcdef"}, 6},
+      SetPrivacyBudget{"dataset:ab", 3, 1e-5, "the hospital's agreement", "dana"},
+      PrivacyBudgetReply{"{}"},
       FetchRecords{std::string(64, 'a'), 7, 4096},
       RecordsChunk{std::string(64, 'a'), 7, 9, {1, 2}},
       ShardObtained{1, ShardSource::kFetched, "the coordinator at tcp://c:5555", 22880, 12},

@@ -60,8 +60,8 @@ struct FutureEnvelope {
     reserved53 @53 :Void;
     reserved54 @54 :Void;
     reserved55 @55 :Void;
-    reserved56 @56 :Void;
-    reserved57 @57 :Void;
+    setPrivacyBudget @56 :Void;
+    privacyBudgetReply @57 :Void;
     reserved58 @58 :Void;
     reserved59 @59 :Void;
     reserved60 @60 :Void;
