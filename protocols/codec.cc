@@ -506,6 +506,12 @@ void encode_body(wire::Envelope::Body::Builder b, const Body& body) {
             set_texts(e.initStoreKeys(m.store_keys.size()), m.store_keys);
             e.setElapsedMs(m.elapsed_ms);
           },
+          [&](const StoreQuery& m) {
+            auto e = b.initStoreQuery();
+            e.setQuery(text(m.query));
+            e.setArgument(text(m.argument));
+          },
+          [&](const StoreQueryReply& m) { b.initStoreQueryReply().setJson(text(m.json)); },
       },
       body);
 }
@@ -732,6 +738,11 @@ Result<Body> decode_body(wire::Envelope::Body::Reader b, const std::shared_ptr<c
       return Body(StoreBackupReply{str(r.getDir()), r.getBackupId(), r.getTakenAtS(), r.getBytes(), r.getFiles(),
                                    str(r.getStorePath()), get_texts(r.getStoreKeys()), r.getElapsedMs()});
     }
+    case W::STORE_QUERY: {
+      auto r = b.getStoreQuery();
+      return Body(StoreQuery{str(r.getQuery()), str(r.getArgument())});
+    }
+    case W::STORE_QUERY_REPLY: return Body(StoreQueryReply{str(b.getStoreQueryReply().getJson())});
   }
   return invalid_argument("unknown message body (union field " +
                           std::to_string(static_cast<unsigned>(b.which())) +
@@ -913,7 +924,7 @@ const char* body_name(const Body& body) {
                                  "predict",      "predictReply", "addPrincipal", "principalAdded",
                                  "usageRequest", "usageReply", "auditHeadRequest", "auditHeadReply",
                                  "jobReleased", "principalsRequest", "principalsReply", "revokePrincipal",
-                                 "storeBackup",  "storeBackupReply"};
+                                 "storeBackup",  "storeBackupReply", "storeQuery", "storeQueryReply"};
   static_assert(sizeof(kNames) / sizeof(kNames[0]) == std::variant_size_v<Body>);
   return kNames[body.index()];
 }

@@ -51,6 +51,8 @@ struct Envelope {
     revokePrincipal @41 :RevokePrincipal;
     storeBackup @42 :StoreBackup;
     storeBackupReply @43 :StoreBackupReply;
+    storeQuery @44 :StoreQuery;
+    storeQueryReply @45 :StoreQueryReply;
   }
   token @30 :Text;          # the caller's secret, when the coordinator requires one (--auth)
   attempt @35 :UInt32;      # which run of the job (0 first; +1 per recovery): messages of an
@@ -501,4 +503,20 @@ struct StoreBackupReply {
   storePath @5 :Text;             # the store it copies
   storeKeys @6 :List(Text);       # the store key versions its tensors are sealed under
   elapsedMs @7 :UInt64;
+}
+
+# cli -> coordinator: a read-only query of the coordinator's custody store, so that a CLI on
+# any machine answers as one beside the store does (`custody models`, `checkpoints`,
+# `lineage show|trace|impact|export|graph`, `privacy`, `audit verify`). Role-checked: auditors
+# and admins read everything (actors/access_policy.h names what the other roles may ask).
+# The query is named by text, not an enum, so an unknown one is refused by name.
+struct StoreQuery {
+  query @0 :Text;           # models, checkpoints, show, trace, impact, graph, openlineage,
+                            # privacy or verify (storage/queries.h, run_query)
+  argument @1 :Text;        # the id, job or model the query is about; for verify, the text of
+                            # a head file to check the store against (may be empty)
+}
+
+struct StoreQueryReply {
+  json @0 :Text;            # what `--json` prints for the query, from the coordinator's store
 }

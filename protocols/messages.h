@@ -276,6 +276,14 @@ struct StoreBackupReply {
   uint64_t elapsed_ms = 0;
 };
 
+// A read-only query of the coordinator's custody store (custody.capnp, StoreQuery).
+struct StoreQuery {
+  std::string query, argument;
+};
+struct StoreQueryReply {
+  std::string json;
+};
+
 using Body = std::variant<Error, Register, RegisterAck, Heartbeat, HeartbeatAck, SubmitJob,
                           JobAccepted, StatusRequest, StatusReply, CancelJob, AssignKeyRange,
                           KeyRangeReady, AssignTask, Progress, EpochEval, TaskDone, StopJob, Pull,
@@ -283,7 +291,7 @@ using Body = std::variant<Error, Register, RegisterAck, Heartbeat, HeartbeatAck,
                           Predict, PredictReply, AddPrincipal, PrincipalAdded, UsageRequest, UsageReply,
                           AuditHeadRequest, AuditHeadReply,
                           JobReleased, PrincipalsRequest, PrincipalsReply, RevokePrincipal, StoreBackup,
-                          StoreBackupReply>;
+                          StoreBackupReply, StoreQuery, StoreQueryReply>;
 
 struct Envelope {
   uint16_t version = kProtocolVersion;
