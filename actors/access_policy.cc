@@ -44,6 +44,8 @@ bool may_send(Role role, const msg::Body& body) {
   }
   // Usage answers are filtered by role (sees_everyones_usage); heads are for anyone to keep.
   if (is_one_of<msg::StatusRequest, msg::UsageRequest, msg::AuditHeadRequest>(body)) return true;
+  // Store queries are checked by name (may_query) once the caller is known.
+  if (is_one_of<msg::StoreQuery>(body)) return role != Role::kNode;
   // A data set's budget: its owner, who declared it by submitting a job on it (the
   // coordinator checks ownership), or an admin.
   if (is_one_of<msg::SubmitJob, msg::CancelJob, msg::ResumeJob, msg::SetPrivacyBudget>(body)) {
@@ -56,5 +58,12 @@ bool may_send(Role role, const msg::Body& body) {
 }
 
 bool sees_everyones_usage(Role role) { return role == Role::kAuditor || role == Role::kAdmin; }
+
+bool may_query(Role role, const std::string& query) {
+  if (role == Role::kAuditor || role == Role::kAdmin) return true;
+  if (role == Role::kConsumer) return query == "models" || query == "privacy";
+  if (role == Role::kSubmitter) return query != "verify";
+  return false;
+}
 
 }  // namespace custody::actors

@@ -29,5 +29,10 @@ const char* role_names();
 bool may_send(Role role, const msg::Body& body);
 // Auditors and admins see every principal's usage; others their own calls only.
 bool sees_everyones_usage(Role role);
+// Store queries (storeQuery, storage/store_query.h): auditors and admins ask anything;
+// submitters the lineage (models, checkpoints, show, trace, impact, graph, openlineage,
+// privacy), not verify; consumers the model list and a model's privacy statement; nodes
+// nothing.
+bool may_query(Role role, const std::string& query);
 
 }  // namespace custody::actors

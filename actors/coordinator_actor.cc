@@ -1,8 +1,10 @@
 // The coordinator node: one ROUTER socket (nodes and CLI clients connect to it), its
 // bridge actor, the coordinator actor around CoordinatorState, the serving actor
 // (actors/serving_actor.h: predict requests are handed to it, so model traffic does not
-// queue behind scheduling, nor scheduling behind it), the store's backup actor (storeBackup,
-// copied beside the training) and the records server (data shipping's fetchRecords).
+// queue behind scheduling, nor scheduling behind it), the store's backup actor
+// (actors/store_backup.h: storeBackup, copied beside the training) and reader
+// (actors/store_reader.h: storeQuery, lineage for a CLI on any machine), and the records
+// server (data shipping's fetchRecords).
 #include <sys/stat.h>
 
 #include <cstdio>
@@ -18,6 +20,7 @@
 #include "actors/records_server.h"
 #include "actors/serving_actor.h"
 #include "actors/store_backup.h"
+#include "actors/store_reader.h"
 #include "storage/custody_store.h"
 #include "storage/store_key.h"
 #include "storage/lineage_vocabulary.h"
@@ -28,10 +31,18 @@
 namespace custody::actors {
 namespace {
 
+// The actors that read or copy the store beside the coordinator's own work.
+struct StoreActors {
+  caf::actor backup;  // storeBackup
+  caf::actor reader;  // storeQuery
+  caf::actor records;  // fetchRecords (data shipping): the records kept at admission
+};
+
 struct CoordinatorActorState {
   std::shared_ptr<CoordinatorState> logic;
   SocketPort port;
-  caf::actor serving, backup, records;
+  caf::actor serving;
+  StoreActors store_actors;
   SteadyClock::time_point next_head;  // when the head file gets its next line
   uint64_t recoveries_counted = 0;    // of logic->recoveries_total(), in the metrics
 };
@@ -63,14 +74,13 @@ void update_job_metrics(MetricsRegistry* m, const CoordinatorState& logic, uint6
 
 caf::behavior coordinator_actor(caf::stateful_actor<CoordinatorActorState>* self, CoordinatorOptions options,
                                 SocketPort port, std::shared_ptr<CoordinatorState> logic, caf::actor serving,
-                                caf::actor backup, caf::actor records, std::string head_file,
-                                std::chrono::milliseconds head_interval, MetricsRegistry* metrics) {
+                                StoreActors store_actors, std::string head_file, std::chrono::milliseconds head_interval,
+                                MetricsRegistry* metrics) {
   self->state.logic = std::move(logic);
   self->state.next_head = SteadyClock::now() + head_interval;
   self->state.port = port;
   self->state.serving = serving;
-  self->state.backup = backup;
-  self->state.records = records;
+  self->state.store_actors = store_actors;
   self->delayed_send(self, std::max(std::chrono::milliseconds(50), options.heartbeat_interval / 2),
                      tick_atom::value);
   auto period = std::max(std::chrono::milliseconds(50), options.heartbeat_interval / 2);
@@ -83,7 +93,7 @@ caf::behavior coordinator_actor(caf::stateful_actor<CoordinatorActorState>* self
           if (Status s = self->state.logic->authorize_fetch(*in.envelope, in.identity); !s.is_ok()) {
             self->state.port.send(in.peer, msg::make_error(*in.envelope, "coordinator", s));
           } else {
-            self->send(self->state.records, std::move(in));
+            self->send(self->state.store_actors.records, std::move(in));
           }
           return;
         }
@@ -93,7 +103,23 @@ caf::behavior coordinator_actor(caf::stateful_actor<CoordinatorActorState>* self
             self->state.port.send(in.peer, msg::make_error(*in.envelope, "coordinator", caller.status()));
             return;
           }
-          self->send(self->state.backup, std::move(in));
+          self->send(self->state.store_actors.backup, std::move(in));
+          return;
+        }
+        if (const auto* query = in.envelope->get<msg::StoreQuery>()) {  // by role and query name
+          auto caller = self->state.logic->authorize(*in.envelope, in.identity);
+          Status allowed = caller.is_ok() ? Status::ok() : caller.status();
+          if (caller.is_ok() && !may_query(caller->role, query->query)) {
+            allowed = Status(ErrorCode::kPermissionDenied,
+                             std::string("principal ") + caller->principal + " (" + to_string(caller->role) +
+                                 ") may not ask the store for '" + query->query.substr(0, 40) +
+                                 "'; an auditor may (ask an admin for an auditor's credential)");
+          }
+          if (!allowed.is_ok()) {
+            self->state.port.send(in.peer, msg::make_error(*in.envelope, "coordinator", allowed));
+            return;
+          }
+          self->send(self->state.store_actors.reader, std::move(in));
           return;
         }
         if (in.envelope->get<msg::Predict>()) {
@@ -365,12 +391,14 @@ int run_coordinator(const CoordinatorNodeConfig& config, const std::atomic<bool>
     log(LogLevel::kInfo, "coordinator", "appending signed heads to " + config.head_file + " every " +
                                             std::to_string(config.head_interval.count()) + " ms");
   }
-  auto backup = spawn_store_backup(system, port, store.get(), config.store, &stop);
-  auto records = spawn_records_server(system, port, config.options.records_dir);
-  auto actor = system.spawn<caf::detached>(coordinator_actor, config.options, port, logic, serving, backup, records,
+  const StoreActors store_actors{spawn_store_backup(system, port, store.get(), config.store, &stop),
+                                 spawn_store_reader(system, port, store.get()),
+                                 spawn_records_server(system, port, config.options.records_dir)};
+  auto actor = system.spawn<caf::detached>(coordinator_actor, config.options, port, logic, serving, store_actors,
                                            config.head_file, config.head_interval, &metrics);
   auto stop_actors = [&] {
-    for (const auto& a : {port.actor(), actor, serving, backup, records}) {
+    for (const auto& a : {port.actor(), actor, serving, store_actors.backup, store_actors.reader,
+                          store_actors.records}) {
       caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
     }
     system.await_all_actors_done();

@@ -508,6 +508,12 @@ void encode_body(wire::Envelope::Body::Builder b, const Body& body) {
             set_texts(e.initStoreKeys(m.store_keys.size()), m.store_keys);
             e.setElapsedMs(m.elapsed_ms);
           },
+          [&](const StoreQuery& m) {
+            auto e = b.initStoreQuery();
+            e.setQuery(text(m.query));
+            e.setArgument(text(m.argument));
+          },
+          [&](const StoreQueryReply& m) { b.initStoreQueryReply().setJson(text(m.json)); },
           [&](const SetPrivacyBudget& m) {
             auto e = b.initSetPrivacyBudget();
             e.setDataset(text(m.dataset));
@@ -765,6 +771,11 @@ Result<Body> decode_body(wire::Envelope::Body::Reader b, const std::shared_ptr<c
       return Body(StoreBackupReply{str(r.getDir()), r.getBackupId(), r.getTakenAtS(), r.getBytes(), r.getFiles(),
                                    str(r.getStorePath()), get_texts(r.getStoreKeys()), r.getElapsedMs()});
     }
+    case W::STORE_QUERY: {
+      auto r = b.getStoreQuery();
+      return Body(StoreQuery{str(r.getQuery()), str(r.getArgument())});
+    }
+    case W::STORE_QUERY_REPLY: return Body(StoreQueryReply{str(b.getStoreQueryReply().getJson())});
     case W::SET_PRIVACY_BUDGET: {
       auto r = b.getSetPrivacyBudget();
       return Body(SetPrivacyBudget{str(r.getDataset()), r.getEpsilon(), r.getDelta(), str(r.getReason()),
@@ -977,8 +988,9 @@ const char* body_name(const Body& body) {
                                  "predict",      "predictReply", "addPrincipal", "principalAdded",
                                  "usageRequest", "usageReply", "auditHeadRequest", "auditHeadReply",
                                  "jobReleased", "principalsRequest", "principalsReply", "revokePrincipal",
-                                 "storeBackup",  "storeBackupReply", "setPrivacyBudget", "privacyBudgetReply",
-                                 "fetchRecords", "recordsChunk", "shardObtained"};
+                                 "storeBackup",  "storeBackupReply", "storeQuery", "storeQueryReply",
+                                 "setPrivacyBudget", "privacyBudgetReply", "fetchRecords", "recordsChunk",
+                                 "shardObtained"};
   static_assert(sizeof(kNames) / sizeof(kNames[0]) == std::variant_size_v<Body>);
   return kNames[body.index()];
 }

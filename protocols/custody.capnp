@@ -51,10 +51,8 @@ struct Envelope {
     revokePrincipal @41 :RevokePrincipal;
     storeBackup @42 :StoreBackup;
     storeBackupReply @43 :StoreBackupReply;
-    # Branch-local placeholders: @44..@45 belong to bodies another branch adds (capnp wants
-    # ordinals without holes); replaced by those bodies at merge.
-    reserved44 @44 :Void;
-    reserved45 @45 :Void;
+    storeQuery @44 :StoreQuery;
+    storeQueryReply @45 :StoreQueryReply;
     setPrivacyBudget @46 :SetPrivacyBudget;
     privacyBudgetReply @47 :PrivacyBudgetReply;
     fetchRecords @48 :FetchRecords;
@@ -561,4 +559,20 @@ struct SetPrivacyBudget {
 
 struct PrivacyBudgetReply {
   json @0 :Text;            # the data set's spending as `custody privacy DATASET --json` prints it
+}
+
+# cli -> coordinator: a read-only query of the coordinator's custody store, so that a CLI on
+# any machine answers as one beside the store does (`custody models`, `checkpoints`,
+# `lineage show|trace|impact|export|graph`, `privacy`, `audit verify`). Role-checked: auditors
+# and admins read everything (actors/access_policy.h names what the other roles may ask).
+# The query is named by text, not an enum, so an unknown one is refused by name.
+struct StoreQuery {
+  query @0 :Text;           # models, checkpoints, show, trace, impact, graph, openlineage,
+                            # privacy or verify (storage/queries.h, run_query)
+  argument @1 :Text;        # the id, job or model the query is about; for verify, the text of
+                            # a head file to check the store against (may be empty)
+}
+
+struct StoreQueryReply {
+  json @0 :Text;            # what `--json` prints for the query, from the coordinator's store
 }

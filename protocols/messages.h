@@ -310,6 +310,14 @@ struct ShardObtained {
   uint64_t bytes_fetched = 0, elapsed_ms = 0;
 };
 
+// A read-only query of the coordinator's custody store (custody.capnp, StoreQuery).
+struct StoreQuery {
+  std::string query, argument;
+};
+struct StoreQueryReply {
+  std::string json;
+};
+
 using Body = std::variant<Error, Register, RegisterAck, Heartbeat, HeartbeatAck, SubmitJob,
                           JobAccepted, StatusRequest, StatusReply, CancelJob, AssignKeyRange,
                           KeyRangeReady, AssignTask, Progress, EpochEval, TaskDone, StopJob, Pull,
@@ -317,8 +325,8 @@ using Body = std::variant<Error, Register, RegisterAck, Heartbeat, HeartbeatAck,
                           Predict, PredictReply, AddPrincipal, PrincipalAdded, UsageRequest, UsageReply,
                           AuditHeadRequest, AuditHeadReply,
                           JobReleased, PrincipalsRequest, PrincipalsReply, RevokePrincipal, StoreBackup,
-                          StoreBackupReply, SetPrivacyBudget, PrivacyBudgetReply, FetchRecords, RecordsChunk,
-                          ShardObtained>;
+                          StoreBackupReply, StoreQuery, StoreQueryReply, SetPrivacyBudget, PrivacyBudgetReply,
+                          FetchRecords, RecordsChunk, ShardObtained>;
 
 struct Envelope {
   uint16_t version = kProtocolVersion;

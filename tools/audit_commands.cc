@@ -15,6 +15,7 @@
 #include "core/files.h"
 #include "core/log.h"
 #include "storage/notary.h"
+#include "storage/store_query.h"
 #include "storage/store_key.h"
 #include "tools/command.h"
 #include "tools/render.h"
@@ -57,74 +58,63 @@ Result<std::string> read_public_key(const std::string& arg) {
 }
 
 // Recomputes everything CustodyStore::verify() covers; with since_file, also proves that the
-// store's logs extend every head kept there (signed by public_key, or by the key the file names).
-Status verify(const storage::CustodyStore& st, const std::string& store_path, const AuditArgs& a) {
-  const std::string& since_file = a.since_file;
-  CUSTODY_ASSIGN_OR_RETURN(const auto report, refused(st.verify()));
-  std::vector<std::string> extended;
-  std::string since_problem;
-  if (report.ok && !since_file.empty()) {
-    CUSTODY_ASSIGN_OR_RETURN(const std::string text, read_text(since_file));
-    std::string key;
-    if (!a.public_key.empty()) {
-      CUSTODY_ASSIGN_OR_RETURN(key, read_public_key(a.public_key));
-    }
-    auto checked = storage::check_kept_heads(text, key, st);
-    if (!checked.is_ok()) {
-      if (checked.status().code() == ErrorCode::kInvalidArgument) return checked.status();
-      since_problem = "against the heads kept in " + since_file + ": " + checked.status().message();
-    } else {
-      extended = checked.value();
-    }
+// store's logs extend every head kept there (signed by public_key, or by the key the file
+// names). From the store's files with --store, else by the coordinator on its store (the
+// operator's own check: an auditor who does not trust the operator verifies a copy of the
+// store, such as a backup, with --store).
+Status verify_store(Session& s, const AuditArgs& a) {
+  std::string kept_heads, key;
+  if (!a.since_file.empty()) {
+    CUSTODY_ASSIGN_OR_RETURN(kept_heads, read_text(a.since_file));
+    if (kept_heads.empty()) return bad_input(invalid_argument("the head file '" + a.since_file + "' is empty"));
   }
-  const bool ok = report.ok && since_problem.empty();
-  const std::string problem = report.ok ? since_problem : report.problem;
-  if (a.as_json) {
-    json heads = json::array();
-    for (const auto& h : report.heads)
-      heads.push_back({{"log", h.log}, {"size", h.size}, {"root", h.root_hex}});
-    std::printf("%s\n", json{{"ok", ok},
-                             {"records_checked", report.records_checked},
-                             {"tensors_checked", report.blobs_checked},
-                             {"tensors_opened_with_store_key", report.tensors_opened},
-                             {"tensors_sealed_not_opened", report.tensors_sealed_unopened},
-                             {"tensors_in_clear", report.tensors_in_clear},
-                             {"index_entries_checked", report.index_entries_checked},
-                             {"heads", heads},
-                             {"extends_kept_heads", extended},
-                             {"notes", report.notes},
-                             {"problem", problem}}
-                            .dump(2)
-                            .c_str());
-  } else if (ok) {
-    std::printf(
-        "custody store %s: ok (%llu records, %llu index entries and %llu checkpoint tensors verified)\n",
-        store_path.c_str(), static_cast<unsigned long long>(report.records_checked),
-        static_cast<unsigned long long>(report.index_entries_checked),
-        static_cast<unsigned long long>(report.blobs_checked));
-    if (report.tensors_opened > 0) {
-      std::printf("  %llu sealed tensors opened with the store key and checked against their hashes\n",
-                  static_cast<unsigned long long>(report.tensors_opened));
-    }
-    for (const auto& h : report.heads) {
-      std::printf("  %-8s %s, Merkle root %s\n", h.log.c_str(), records(h.size).c_str(), h.root_hex.c_str());
-    }
-    for (const auto& line : extended) std::printf("  %s\n", line.c_str());
-    if (!report.notes.empty()) std::printf("  note: %s\n", report.notes.c_str());
+  if (!a.public_key.empty()) {
+    CUSTODY_ASSIGN_OR_RETURN(key, read_public_key(a.public_key));
+  }
+  const std::string argument = storage::verify_argument(kept_heads, key);
+  Result<json> answer = json();
+  std::string where = "the coordinator's custody store";
+  if (!s.store_path.empty()) {
+    CUSTODY_ASSIGN_OR_RETURN(auto store, s.open_store());
+    // The key is optional: an auditor without it still checks every byte as stored.
+    const std::string key_file = a.store_key.empty() ? storage::default_store_key_path(s.store_path) : a.store_key;
+    CUSTODY_ASSIGN_OR_RETURN(auto keys, bad_input(storage::load_store_keys_if_present(key_file)));
+    if (!keys && !a.store_key.empty()) return bad_input(not_found("no store key file at '" + a.store_key + "'"));
+    store->set_keys(keys);
+    answer = storage::run_query(*store, "verify", argument);
+    where = "custody store " + s.store_path;
   } else {
-    std::printf("custody store %s: FAILED: %s\n", store_path.c_str(), problem.c_str());
+    answer = ask_store(s, "verify", argument);
+  }
+  if (!answer.is_ok()) {
+    if (answer.status().code() == ErrorCode::kInvalidArgument) return bad_input(answer.status());
+    return refused(answer.status());
+  }
+  const json& report = answer.value();
+  const bool ok = report.value("ok", false);
+  if (a.as_json) {
+    std::printf("%s\n", report.dump(2).c_str());
+  } else if (ok) {
+    std::printf("%s: ok (%llu records, %llu index entries and %llu checkpoint tensors verified)\n", where.c_str(),
+                report.value("records_checked", 0ULL), report.value("index_entries_checked", 0ULL),
+                report.value("tensors_checked", 0ULL));
+    if (report.value("tensors_opened_with_store_key", 0ULL) > 0) {
+      std::printf("  %llu sealed tensors opened with the store key and checked against their hashes\n",
+                  report.value("tensors_opened_with_store_key", 0ULL));
+    }
+    for (const auto& h : report.value("heads", json::array())) {
+      std::printf("  %-8s %s, Merkle root %s\n", h.value("log", std::string()).c_str(),
+                  records(h.value("size", 0ULL)).c_str(), h.value("root", std::string()).c_str());
+    }
+    for (const auto& line : report.value("extends_kept_heads", json::array())) {
+      std::printf("  %s\n", line.get<std::string>().c_str());
+    }
+    const std::string notes = report.value("notes", std::string());
+    if (!notes.empty()) std::printf("  note: %s\n", notes.c_str());
+  } else {
+    std::printf("%s: FAILED: %s\n", where.c_str(), report.value("problem", std::string()).c_str());
   }
   return ok ? Status::ok() : reported(ErrorCode::kDataLoss);
-}
-
-Status verify_store(Session& s, const AuditArgs& a) {
-  CUSTODY_ASSIGN_OR_RETURN(auto store, s.open_store());
-  // The key is optional: an auditor without it still checks every byte as stored.
-  const std::string key_file = a.store_key.empty() ? storage::default_store_key_path(s.store_path) : a.store_key;
-  CUSTODY_ASSIGN_OR_RETURN(auto keys, bad_input(storage::load_store_keys_if_present(key_file)));
-  if (!keys && !a.store_key.empty()) return bad_input(not_found("no store key file at '" + a.store_key + "'"));
-  store->set_keys(keys);
-  return verify(*store, s.store_path, a);
 }
 
 // Prints the signed heads; with --out, appends them to that file as one line (a head file).

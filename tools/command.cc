@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "protocols/curve_key_file.h"
+#include "storage/store_query.h"
 
 namespace custody::cli {
 
@@ -160,11 +161,22 @@ Status print_answer(const Result<storage::json>& answer, bool as_json,
   return Status::ok();
 }
 
-Status print_query(Session& session, bool as_json,
-                   const std::function<Result<storage::json>(const storage::CustodyStore&)>& query,
+Result<storage::json> ask_store(Session& session, const std::string& query, const std::string& argument) {
+  if (!session.store_path.empty()) {
+    CUSTODY_ASSIGN_OR_RETURN(auto store, session.open_store());
+    return storage::run_query(*store, query, argument);
+  }
+  CUSTODY_ASSIGN_OR_RETURN(auto reply, session.client.ask<msg::StoreQueryReply>("", msg::StoreQuery{query, argument}));
+  storage::json answer = storage::json::parse(reply.json, nullptr, false);
+  if (answer.is_discarded()) {
+    return no_answer(data_loss("the coordinator's answer to '" + query + "' is not JSON this client can read"));
+  }
+  return answer;
+}
+
+Status print_query(Session& session, bool as_json, const std::string& query, const std::string& argument,
                    const std::function<std::string(const storage::json&)>& as_text) {
-  CUSTODY_ASSIGN_OR_RETURN(auto store, session.open_store());
-  return print_answer(query(*store), as_json, as_text);
+  return print_answer(ask_store(session, query, argument), as_json, as_text);
 }
 
 std::string as_json_text(const storage::json& answer) { return answer.dump(2) + "\n"; }

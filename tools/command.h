@@ -43,7 +43,8 @@ struct Session {
   // reply timeout set.
   Status apply_flags();
   // The custody store, opened for reading beside the coordinator that writes it:
-  // --store, else the directory the coordinator reports (on the coordinator's machine).
+  // --store, else the directory the coordinator reports (on the coordinator's machine):
+  // for what only the store's files can do (restore, offline checks); queries use ask_store.
   Result<std::unique_ptr<storage::CustodyStore>> open_store();
 };
 
@@ -98,9 +99,13 @@ void print(const std::string& text);
 // error is a refusal (exit 4).
 Status print_answer(const Result<storage::json>& answer, bool as_json,
                     const std::function<std::string(const storage::json&)>& as_text);
-// Opens the store (Session::open_store), asks `query` and prints its answer.
-Status print_query(Session& session, bool as_json,
-                   const std::function<Result<storage::json>(const storage::CustodyStore&)>& query,
+// A named store query (storage/store_query.h): with --store (or the config's store), read
+// from the store's files; else asked of the coordinator (storeQuery), which answers from
+// its store for a caller on any machine, as its role allows (actors/access_policy.h).
+// The answer's JSON is the same either way.
+Result<storage::json> ask_store(Session& session, const std::string& query, const std::string& argument);
+// ask_store, then prints the answer (print_answer).
+Status print_query(Session& session, bool as_json, const std::string& query, const std::string& argument,
                    const std::function<std::string(const storage::json&)>& as_text);
 // The text of an answer without a table of its own: its JSON.
 std::string as_json_text(const storage::json& answer);

@@ -1,5 +1,6 @@
 // custody lineage show ID | trace ID | impact DATASET | export --openlineage JOB |
-// graph ID: the custody store's lineage, read from the store's files (storage/queries.h).
+// graph ID, and custody privacy MODEL: the custody store's lineage, asked of the
+// coordinator, or read from the store's files with --store (storage/store_query.h).
 #include <fstream>
 
 #include "core/files.h"
@@ -16,24 +17,20 @@ struct LineageArgs {
   bool as_json = false, openlineage = false;
 };
 
-using Query = Result<storage::json> (*)(const storage::CustodyStore&, const std::string&);
-
 // A lineage query on one id: JSON with --json, else `as_text` of it.
 void add_query(CommandSet& commands, CLI::App& lineage, const std::shared_ptr<LineageArgs>& a,
-               const char* name, const char* description, Query query, const char* id_name,
-               const char* id_description, std::string (*as_text)(const storage::json&)) {
-  auto* command = commands.add(lineage, name, description, [a, query, as_text](Session& s) {
-    return print_query(
-        s, a->as_json, [&](const storage::CustodyStore& st) { return query(st, a->id); }, as_text);
+               const char* name, const char* description, const char* id_name, const char* id_description,
+               std::string (*as_text)(const storage::json&)) {
+  auto* command = commands.add(lineage, name, description, [a, name, as_text](Session& s) {
+    return print_query(s, a->as_json, name, a->id, as_text);
   });
   command->add_option(id_name, a->id, id_description)->required();
   add_json_flag(command, a->as_json);
 }
 
 Status export_openlineage(Session& s, const std::string& job_id) {
-  CUSTODY_ASSIGN_OR_RETURN(auto store, s.open_store());
-  CUSTODY_ASSIGN_OR_RETURN(const std::string lines, refused(storage::openlineage(*store, job_id)));
-  print(lines);
+  CUSTODY_ASSIGN_OR_RETURN(const storage::json answer, refused(ask_store(s, "openlineage", job_id)));
+  print(answer.value("lines", std::string()));
   return Status::ok();
 }
 
@@ -43,12 +40,10 @@ Status graph(Session& s, const LineageArgs& a) {
   if (a.graph_format != "dot" && a.graph_format != "svg") {
     return invalid_argument("--format '" + a.graph_format + "' is not one of dot, svg");
   }
-  CUSTODY_ASSIGN_OR_RETURN(auto store, s.open_store());
-  CUSTODY_ASSIGN_OR_RETURN(const std::string id, refused(storage::resolve_id(*store, a.id)));
-  const bool dataset = id.rfind(storage::lineage::prefix::kDataset, 0) == 0;
-  CUSTODY_ASSIGN_OR_RETURN(const storage::json tree,
-                           refused(dataset ? storage::impact(*store, a.id) : storage::trace(*store, a.id)));
-  std::string text = lineage_dot(tree, dataset);
+  CUSTODY_ASSIGN_OR_RETURN(const storage::json answer, refused(ask_store(s, "graph", a.id)));
+  const std::string id = answer.value("id", std::string());
+  const bool dataset = answer.value("dataset", false);
+  std::string text = lineage_dot(answer.value("tree", storage::json::object()), dataset);
   if (a.graph_format == "svg") {
     CUSTODY_ASSIGN_OR_RETURN(text, dot_to_svg(text));
   }
@@ -67,12 +62,11 @@ Status graph(Session& s, const LineageArgs& a) {
 void add_lineage_commands(CommandSet& commands) {
   auto a = std::make_shared<LineageArgs>();
   CLI::App* lineage = commands.add_group("lineage", "inspect lineage");
-  add_query(commands, *lineage, a, "show", "one record and its relations", storage::show, "ID", "any id",
-            as_json_text);
-  add_query(commands, *lineage, a, "trace", "upstream: data, job, submitter, contributors", storage::trace,
-            "ID", "model (NAME[@VERSION]), checkpoint or job id", storage::render_tree);
+  add_query(commands, *lineage, a, "show", "one record and its relations", "ID", "any id", as_json_text);
+  add_query(commands, *lineage, a, "trace", "upstream: data, job, submitter, contributors", "ID",
+            "model (NAME[@VERSION]), checkpoint or job id", storage::render_tree);
   add_query(commands, *lineage, a, "impact", "downstream: every checkpoint and model that used a data set",
-            storage::impact, "DATASET", "data set hash (or a prefix of it) or name", storage::render_tree);
+            "DATASET", "data set hash (or a prefix of it) or name", storage::render_tree);
 
   auto* lexport = commands.add(*lineage, "export", "export a job's lineage",
                                [a](Session& s) { return export_openlineage(s, a->id); });

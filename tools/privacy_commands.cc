@@ -33,15 +33,10 @@ Status show(Session& s, const PrivacyArgs& a) {
     return invalid_argument("name a model (NAME[@VERSION] or a checkpoint) or a data set (dataset:HASH), or use "
                             "`custody privacy budget set`");
   }
-  CUSTODY_ASSIGN_OR_RETURN(auto store, s.open_store());
-  auto resolved = storage::resolve_id(*store, a.id);
-  const bool dataset = lineage::has_prefix(a.id, lineage::prefix::kDataset) ||
-                       (resolved.is_ok() && lineage::has_prefix(resolved.value(), lineage::prefix::kDataset));
-  if (dataset) {
-    return print_answer(storage::privacy_spending(*store, a.id), a.as_json, storage::render_spending);
-  }
-  return print_answer(storage::privacy_statement(*store, a.id), a.as_json,
-                      [](const storage::json& j) { return j.value("statement", std::string()); });
+  // A model's statement, or a data set's spending (storage/store_query.h, "privacy").
+  return print_query(s, a.as_json, "privacy", a.id, [](const storage::json& j) {
+    return j.contains("statement") ? j.value("statement", std::string()) : storage::render_spending(j);
+  });
 }
 
 Status set_budget(Session& s, const PrivacyArgs& a) {

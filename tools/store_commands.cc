@@ -51,13 +51,9 @@ Status usage(Session& s, const StoreArgs& a) {
   CUSTODY_ASSIGN_OR_RETURN(const int64_t since_ms, parse_utc(a.since));
   CUSTODY_ASSIGN_OR_RETURN(const int64_t until_ms, parse_utc(a.until));
   const auto limit = static_cast<uint32_t>(a.usage_limit);
-  if (s.client.token.empty() || !s.store_path.empty()) {
-    return print_query(
-        s, a.as_json,
-        [&](const storage::CustodyStore& st) {
-          return storage::usage(st, a.id, "", since_ms, until_ms, limit);
-        },
-        usage_table);
+  if (!s.store_path.empty()) {  // the store's files: everyone's usage
+    CUSTODY_ASSIGN_OR_RETURN(auto store, s.open_store());
+    return print_answer(storage::usage(*store, a.id, "", since_ms, until_ms, limit), a.as_json, usage_table);
   }
   // The coordinator shows a caller only its own calls, unless it is an auditor or an admin.
   CUSTODY_ASSIGN_OR_RETURN(
@@ -318,14 +314,12 @@ void add_store_commands(CommandSet& commands) {
   auto a = std::make_shared<StoreArgs>();
 
   auto* models = commands.add("models", "list model versions", [a](Session& s) {
-    return print_query(s, a->as_json, storage::models, models_table);
+    return print_query(s, a->as_json, "models", "", models_table);
   });
   add_json_flag(models, a->as_json);
 
   auto* checkpoints = commands.add("checkpoints", "list a job's checkpoints", [a](Session& s) {
-    return print_query(
-        s, a->as_json, [&](const storage::CustodyStore& st) { return storage::checkpoints(st, a->id); },
-        checkpoints_table);
+    return print_query(s, a->as_json, "checkpoints", a->id, checkpoints_table);
   });
   checkpoints->add_option("JOB", a->id, "job id")->required();
   add_json_flag(checkpoints, a->as_json);

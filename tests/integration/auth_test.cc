@@ -100,6 +100,37 @@ TEST(AuthTest, TokensAndRolesDecideWhoMayDoWhatAndWhoDidIt) {
   CliResult auditor_predicts = c.cli({"--token-file", audrey, "predict", "guarded", "--input", rows.string()});
   EXPECT_EQ(auditor_predicts.code, 4) << "auditors read; they do not use models";
 
+  // Lineage from any machine: without --store the CLI asks the coordinator (storeQuery),
+  // which answers as the store's files do, as each role allows.
+  auto query = [&](const std::string& token, std::vector<std::string> args) {
+    args.insert(args.begin(), {"--token-file", token});
+    return c.cli(args);
+  };
+  CliResult remote_trace = query(audrey, {"lineage", "trace", "guarded", "--json"});
+  ASSERT_EQ(remote_trace.code, 0) << remote_trace.err;
+  CliResult local_trace = c.cli({"lineage", "trace", "guarded", "--json", "--store", c.store().string()});
+  ASSERT_EQ(local_trace.code, 0) << local_trace.err;
+  EXPECT_EQ(json::parse(remote_trace.out), json::parse(local_trace.out)) << "the same answer either way";
+  CliResult remote_models = query(carol, {"models", "--json"});
+  ASSERT_EQ(remote_models.code, 0) << remote_models.err;
+  EXPECT_EQ(json::parse(remote_models.out), json::parse(c.cli({"models", "--json", "--store", c.store().string()}).out));
+  EXPECT_EQ(query(alice, {"checkpoints", job}).code, 0) << "a submitter reads the lineage";
+  CliResult consumer_trace = query(carol, {"lineage", "trace", "guarded"});
+  EXPECT_EQ(consumer_trace.code, 4);
+  EXPECT_NE(consumer_trace.err.find("principal carol (consumer) may not ask the store for 'trace'"),
+            std::string::npos)
+      << consumer_trace.err;
+  CliResult submitter_verify = query(alice, {"audit", "verify"});
+  EXPECT_EQ(submitter_verify.code, 4) << "verify is for auditors: " << submitter_verify.out << submitter_verify.err;
+  CliResult audited_store = query(audrey, {"audit", "verify"});
+  EXPECT_EQ(audited_store.code, 0) << audited_store.out << audited_store.err;
+  EXPECT_NE(audited_store.out.find("the coordinator's custody store: ok"), std::string::npos) << audited_store.out;
+  CliResult nobody = c.cli({"lineage", "trace", "guarded"});
+  EXPECT_EQ(nobody.code, 4) << "no token, no lineage";
+  CliResult unknown_id = query(audrey, {"lineage", "trace", "ckpt-0000000000000000"});
+  EXPECT_EQ(unknown_id.code, 4);
+  EXPECT_NE(unknown_id.err.find("ckpt-0000000000000000"), std::string::npos) << unknown_id.err;
+
   // The store keeps the tokens' hashes, never the tokens.
   c.coordinator().stop();
   const fs::path dump = c.dir() / "dump.txt";

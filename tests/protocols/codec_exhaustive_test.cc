@@ -66,6 +66,8 @@ std::vector<Body> every_body() {
       RevokePrincipal{"erin", "left the team"},
       StoreBackup{"/backups", 5},
       StoreBackupReply{"/backups", 1, 2, 3, 4, "/store", {"0123456789abcdef"}, 6},
+      StoreQuery{"trace", "fashion-mlp@1"},
+      StoreQueryReply{"{}"},
       SetPrivacyBudget{"dataset:ab", 3, 1e-5, "the hospital's agreement", "dana"},
       PrivacyBudgetReply{"{}"},
       FetchRecords{std::string(64, 'a'), 7, 4096},
