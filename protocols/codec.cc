@@ -329,6 +329,8 @@ void encode_body(wire::Envelope::Body::Builder b, const Body& body) {
             e.setTrainLabelsSha256(text(m.train_digest.labels_sha256));
             e.setTestImagesSha256(text(m.test_digest.images_sha256));
             e.setTestLabelsSha256(text(m.test_digest.labels_sha256));
+            auto excluded = e.initExcluded(static_cast<unsigned>(m.excluded.size()));
+            for (size_t i = 0; i < m.excluded.size(); ++i) excluded.set(static_cast<unsigned>(i), m.excluded[i]);
           },
           [&](const Progress& m) {
             auto e = b.initProgress();
@@ -506,6 +508,20 @@ void encode_body(wire::Envelope::Body::Builder b, const Body& body) {
             set_texts(e.initStoreKeys(m.store_keys.size()), m.store_keys);
             e.setElapsedMs(m.elapsed_ms);
           },
+          [&](const LiabilityRequest& m) {
+            auto e = b.initLiabilityRequest();
+            e.setAction(m.action == LiabilityRequest::Action::kAllow ? wire::LiabilityRequest::Action::ALLOW
+                                                                      : wire::LiabilityRequest::Action::REVOKE);
+            e.setPrincipal(text(m.principal));
+            e.setReason(text(m.reason));
+            e.setDataset(text(m.dataset));
+            auto list = e.initRecords(static_cast<unsigned>(m.records.size()));
+            for (size_t i = 0; i < m.records.size(); ++i) list.set(static_cast<unsigned>(i), m.records[i]);
+            e.setModel(text(m.model));
+            e.setRevocation(text(m.revocation));
+            e.setPurpose(text(m.purpose));
+          },
+          [&](const LiabilityReply& m) { b.initLiabilityReply().setJson(text(m.json)); },
       },
       body);
 }
@@ -602,6 +618,7 @@ Result<Body> decode_body(wire::Envelope::Body::Reader b, const std::shared_ptr<c
       CUSTODY_ASSIGN_OR_RETURN(m.replies_key, read_key(r.getRepliesKey(), "assignTask.repliesKey"));
       m.train_digest = {str(r.getTrainImagesSha256()), str(r.getTrainLabelsSha256())};
       m.test_digest = {str(r.getTestImagesSha256()), str(r.getTestLabelsSha256())};
+      for (uint64_t i : r.getExcluded()) m.excluded.push_back(i);
       return Body(std::move(m));
     }
     case W::PROGRESS: {
@@ -732,6 +749,23 @@ Result<Body> decode_body(wire::Envelope::Body::Reader b, const std::shared_ptr<c
       return Body(StoreBackupReply{str(r.getDir()), r.getBackupId(), r.getTakenAtS(), r.getBytes(), r.getFiles(),
                                    str(r.getStorePath()), get_texts(r.getStoreKeys()), r.getElapsedMs()});
     }
+    case W::LIABILITY_REQUEST: {
+      auto r = b.getLiabilityRequest();
+      LiabilityRequest m;
+      m.action = r.getAction() == wire::LiabilityRequest::Action::ALLOW ? LiabilityRequest::Action::kAllow
+                                                                        : LiabilityRequest::Action::kRevoke;
+      m.principal = str(r.getPrincipal());
+      m.reason = str(r.getReason());
+      m.dataset = str(r.getDataset());
+      for (uint64_t i : r.getRecords()) m.records.push_back(i);
+      m.model = str(r.getModel());
+      m.revocation = str(r.getRevocation());
+      m.purpose = str(r.getPurpose());
+      return Body(std::move(m));
+    }
+    case W::LIABILITY_REPLY: return Body(LiabilityReply{str(b.getLiabilityReply().getJson())});
+    case W::RESERVED44:
+    case W::RESERVED45: break;  // placeholders no sender uses: unknown, as below
   }
   return invalid_argument("unknown message body (union field " +
                           std::to_string(static_cast<unsigned>(b.which())) +
@@ -913,7 +947,7 @@ const char* body_name(const Body& body) {
                                  "predict",      "predictReply", "addPrincipal", "principalAdded",
                                  "usageRequest", "usageReply", "auditHeadRequest", "auditHeadReply",
                                  "jobReleased", "principalsRequest", "principalsReply", "revokePrincipal",
-                                 "storeBackup",  "storeBackupReply"};
+                                 "storeBackup",  "storeBackupReply", "liabilityRequest", "liabilityReply"};
   static_assert(sizeof(kNames) / sizeof(kNames[0]) == std::variant_size_v<Body>);
   return kNames[body.index()];
 }

@@ -51,6 +51,12 @@ struct Envelope {
     revokePrincipal @41 :RevokePrincipal;
     storeBackup @42 :StoreBackup;
     storeBackupReply @43 :StoreBackupReply;
+    # Held for the attribution half of issue 15 (another branch); renumbered at merge.
+    # capnp wants ordinals without holes, so they stand here as bodies nobody sends.
+    reserved44 @44 :Void;
+    reserved45 @45 :Void;
+    liabilityRequest @46 :LiabilityRequest;
+    liabilityReply @47 :LiabilityReply;
   }
   token @30 :Text;          # the caller's secret, when the coordinator requires one (--auth)
   attempt @35 :UInt32;      # which run of the job (0 first; +1 per recovery): messages of an
@@ -268,6 +274,9 @@ struct AssignTask {
   trainLabelsSha256 @12 :Text;
   testImagesSha256 @13 :Text;
   testLabelsSha256 @14 :Text;
+  # Retraining without withdrawn records (issue 15): training record indices in
+  # [shard.begin, shard.end) this rank must not read; it trains on the others.
+  excluded @15 :List(UInt64);
 }
 
 # worker -> coordinator, a few times a second.
@@ -501,4 +510,31 @@ struct StoreBackupReply {
   storePath @5 :Text;             # the store it copies
   storeKeys @6 :List(Text);       # the store key versions its tensors are sealed under
   elapsedMs @7 :UInt64;
+}
+
+# cli -> coordinator: withdrawal of data and the exceptions to the taint it derives (issue
+# 15; storage/liability.h). The caller is the proven principal (its name here counts only
+# on a cluster without security, as --as). Every request, refused ones too, is recorded.
+struct LiabilityRequest {
+  enum Action {
+    revoke @0;              # withdraw a data set (admin, or its owner: who declared it in its
+                            # first submission): dataset, records
+    allow @1;               # let one tainted model version be used despite one revocation, for
+                            # one purpose (admin only): model, revocation, purpose
+  }
+  action @0 :Action;
+  principal @1 :Text;
+  reason @2 :Text;          # required: what a dispute reads
+  dataset @3 :Text;         # revoke: "dataset:HASH", a hash, a unique prefix of one, or a name
+  records @4 :List(UInt64); # revoke: training record indices; empty: the whole data set
+  model @5 :Text;           # allow: NAME@VERSION or a checkpoint id (not a bare NAME: the
+                            # exception is for the version the admin looked at)
+  revocation @6 :Text;      # allow: "revocation:<16 hex>"
+  purpose @7 :Text;         # allow: the one purpose it is allowed for
+}
+
+# coordinator -> cli: what was recorded (JSON: the revocation or override entity, and for a
+# revocation the model versions it taints now).
+struct LiabilityReply {
+  json @0 :Text;
 }

@@ -136,6 +136,8 @@ struct AssignTask {
   std::optional<AeadKey> rank_key = {}, replies_key = {};
   // What its records must be (core/dataset.h, records_digest); empty: not checked.
   RecordsDigest train_digest = {}, test_digest = {};
+  // Retraining: record indices of the shard not to read (sorted; custody.capnp).
+  std::vector<uint64_t> excluded = {};
 };
 struct Progress {
   uint32_t epoch = 0;
@@ -276,6 +278,19 @@ struct StoreBackupReply {
   uint64_t elapsed_ms = 0;
 };
 
+// Withdrawal of data and exceptions to its taint (custody.capnp, issue 15).
+struct LiabilityRequest {
+  enum class Action { kRevoke, kAllow };
+  Action action = Action::kRevoke;
+  std::string principal, reason;
+  std::string dataset;              // revoke
+  std::vector<uint64_t> records;    // revoke; empty: the whole data set
+  std::string model, revocation, purpose;  // allow
+};
+struct LiabilityReply {
+  std::string json;
+};
+
 using Body = std::variant<Error, Register, RegisterAck, Heartbeat, HeartbeatAck, SubmitJob,
                           JobAccepted, StatusRequest, StatusReply, CancelJob, AssignKeyRange,
                           KeyRangeReady, AssignTask, Progress, EpochEval, TaskDone, StopJob, Pull,
@@ -283,7 +298,7 @@ using Body = std::variant<Error, Register, RegisterAck, Heartbeat, HeartbeatAck,
                           Predict, PredictReply, AddPrincipal, PrincipalAdded, UsageRequest, UsageReply,
                           AuditHeadRequest, AuditHeadReply,
                           JobReleased, PrincipalsRequest, PrincipalsReply, RevokePrincipal, StoreBackup,
-                          StoreBackupReply>;
+                          StoreBackupReply, LiabilityRequest, LiabilityReply>;
 
 struct Envelope {
   uint16_t version = kProtocolVersion;

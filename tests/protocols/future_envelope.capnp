@@ -50,8 +50,8 @@ struct FutureEnvelope {
     reserved43 @43 :Void;
     reserved44 @44 :Void;
     reserved45 @45 :Void;
-    reserved46 @46 :Void;
-    reserved47 @47 :Void;
+    liabilityRequest @46 :Void;
+    liabilityReply @47 :Void;
     reserved48 @48 :Void;
     reserved49 @49 :Void;
     reserved50 @50 :Void;
