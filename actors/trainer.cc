@@ -83,8 +83,18 @@ Result<Trainer> Trainer::load(const msg::AssignTask& t, const std::string& job_i
     return invalid_argument("the job's model has " + std::to_string(model.num_parameters()) +
                             " parameters, the assignment says " + std::to_string(t.num_parameters));
   }
+  // Retraining without withdrawn records: they are dropped here, before anything reads them
+  // as samples, and the epoch's order is drawn over the records kept.
+  for (size_t i = 0; i < t.excluded.size(); ++i) {
+    if (t.excluded[i] < t.shard.begin || t.excluded[i] >= t.shard.end || (i > 0 && t.excluded[i] <= t.excluded[i - 1])) {
+      return invalid_argument("the assignment excludes record " + std::to_string(t.excluded[i]) +
+                              ", which is not in its shard [" + std::to_string(t.shard.begin) + ", " +
+                              std::to_string(t.shard.end) + ") in order");
+    }
+  }
+  const uint64_t kept = t.shard.end - t.shard.begin - t.excluded.size();
   CUSTODY_ASSIGN_OR_RETURN(BatchOrder order,
-                           BatchOrder::make(spec.seed, t.rank, t.shard.end - t.shard.begin, t.steps_per_epoch,
+                           BatchOrder::make(spec.seed, t.rank, kept, t.steps_per_epoch,
                                             static_cast<uint32_t>(spec.batch_size)));
   const bool private_job = spec.privacy.enabled;
   const double rate = static_cast<double>(spec.workers) * spec.batch_size / static_cast<double>(data.train.count);
@@ -97,6 +107,21 @@ Result<Trainer> Trainer::load(const msg::AssignTask& t, const std::string& job_i
   const auto begin = static_cast<int64_t>(t.shard.begin), end = static_cast<int64_t>(t.shard.end);
   trainer.shard_ = features(data.train, begin, end);
   trainer.labels_.assign(data.train.labels.begin() + begin, data.train.labels.begin() + end);
+  if (!t.excluded.empty()) {
+    Matrix all = std::move(trainer.shard_);
+    std::vector<uint8_t> labels = std::move(trainer.labels_);
+    trainer.shard_.resize(all.rows(), static_cast<Eigen::Index>(kept));
+    trainer.labels_.clear();
+    size_t next = 0;  // the next excluded index
+    for (int64_t i = begin; i < end; ++i) {
+      if (next < t.excluded.size() && t.excluded[next] == static_cast<uint64_t>(i)) {
+        ++next;
+        continue;
+      }
+      trainer.shard_.col(static_cast<Eigen::Index>(trainer.labels_.size())) = all.col(i - begin);
+      trainer.labels_.push_back(labels[static_cast<size_t>(i - begin)]);
+    }
+  }
   trainer.test_x_ = features(data.test, static_cast<int64_t>(t.test_begin), static_cast<int64_t>(t.test_end));
   trainer.test_y_.assign(data.test.labels.begin() + static_cast<int64_t>(t.test_begin),
                          data.test.labels.begin() + static_cast<int64_t>(t.test_end));
