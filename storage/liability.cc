@@ -242,8 +242,9 @@ Status record_use_refused(CustodyStore& store, json refusal) {
   return store.write(b);
 }
 
-Result<std::vector<json>> taint_of(const CustodyStore& store, const std::string& checkpoint) {
-  CUSTODY_ASSIGN_OR_RETURN(auto ups, upstream(store, checkpoint));
+namespace {
+
+Result<std::vector<json>> taint_over(const CustodyStore& store, const std::vector<Upstream>& ups) {
   std::vector<json> out;
   std::set<std::string> seen;
   for (const auto& u : ups) {
@@ -258,18 +259,7 @@ Result<std::vector<json>> taint_of(const CustodyStore& store, const std::string&
   return out;
 }
 
-Result<std::vector<json>> overrides_of(const CustodyStore& store, const std::string& checkpoint) {
-  CUSTODY_ASSIGN_OR_RETURN(auto allows, store.relations(checkpoint, Direction::kIn, lineage::rel::kAllows));
-  std::vector<json> out;
-  for (const auto& a : allows) {
-    CUSTODY_ASSIGN_OR_RETURN(auto o, entity_body(store, a.body.value("from", std::string())));
-    out.push_back(std::move(o));
-  }
-  return out;
-}
-
-Result<json> permissions_of(const CustodyStore& store, const std::string& checkpoint) {
-  CUSTODY_ASSIGN_OR_RETURN(auto ups, upstream(store, checkpoint));
+json permissions_over(const std::vector<Upstream>& ups) {
   json clauses = json::array();
   std::set<std::string> allowed;
   bool restricted = false;
@@ -304,6 +294,28 @@ Result<json> permissions_of(const CustodyStore& store, const std::string& checkp
   return out;
 }
 
+}  // namespace
+
+Result<std::vector<json>> taint_of(const CustodyStore& store, const std::string& checkpoint) {
+  CUSTODY_ASSIGN_OR_RETURN(auto ups, upstream(store, checkpoint));
+  return taint_over(store, ups);
+}
+
+Result<std::vector<json>> overrides_of(const CustodyStore& store, const std::string& checkpoint) {
+  CUSTODY_ASSIGN_OR_RETURN(auto allows, store.relations(checkpoint, Direction::kIn, lineage::rel::kAllows));
+  std::vector<json> out;
+  for (const auto& a : allows) {
+    CUSTODY_ASSIGN_OR_RETURN(auto o, entity_body(store, a.body.value("from", std::string())));
+    out.push_back(std::move(o));
+  }
+  return out;
+}
+
+Result<json> permissions_of(const CustodyStore& store, const std::string& checkpoint) {
+  CUSTODY_ASSIGN_OR_RETURN(auto ups, upstream(store, checkpoint));
+  return permissions_over(ups);
+}
+
 std::string describe_revocation(const json& r) {
   const std::string scope = r.value("scope", std::string()) == "dataset"
                                 ? "the whole data set"
@@ -319,7 +331,9 @@ Status check_use(const CustodyStore& store, const std::string& checkpoint, const
   const std::string what = label_of(checkpoint, label);
   // The CLI's default purpose when none is given says just that.
   const bool no_purpose = purpose.empty() || purpose == kUnspecifiedPurpose;
-  CUSTODY_ASSIGN_OR_RETURN(auto taints, taint_of(store, checkpoint));
+  // One walk of the lineage serves both questions: it is the check's cost (bench/liability_check.cc).
+  CUSTODY_ASSIGN_OR_RETURN(auto ups, upstream(store, checkpoint));
+  CUSTODY_ASSIGN_OR_RETURN(auto taints, taint_over(store, ups));
   if (!taints.empty()) {
     CUSTODY_ASSIGN_OR_RETURN(auto overrides, overrides_of(store, checkpoint));
     for (const auto& t : taints) {
@@ -349,7 +363,7 @@ Status check_use(const CustodyStore& store, const std::string& checkpoint, const
                                  " --purpose P --reason TEXT`).");
     }
   }
-  CUSTODY_ASSIGN_OR_RETURN(auto perms, permissions_of(store, checkpoint));
+  json perms = permissions_over(ups);
   if (!perms.value("restricted", false)) return Status::ok();
   if (no_purpose) {
     return Status(ErrorCode::kPermissionDenied,
