@@ -70,13 +70,13 @@ Result<msg::PredictReply> ServingState::predict(const msg::Predict& r) {
   }
   if (r.principal.empty()) return invalid_argument("a prediction needs a caller (principal)");
   CUSTODY_ASSIGN_OR_RETURN(const auto resolved, resolve(r.model));
-  // Taint and purposes are derived from the store at every call, never cached: a revocation
-  // takes effect on the next call (storage/liability.h).
+  // Taint and purposes are derived from the store, again whenever the lineage log has grown:
+  // a revocation takes effect on the next call (storage/liability.h).
   std::vector<std::string> overrides;
   const bool named_by_newest =
       r.model.find('@') == std::string::npos && !lineage::has_prefix(r.model, lineage::prefix::kCheckpoint);
-  if (Status allowed = storage::liability::check_use(*store_, resolved.first, resolved.second, r.purpose,
-                                                     named_by_newest, &overrides);
+  if (Status allowed = liability_.check(*store_, resolved.first, resolved.second, r.purpose, named_by_newest,
+                                       &overrides);
       !allowed.is_ok()) {
     Status recorded = storage::liability::record_use_refused(
         *store_, {{"action", lineage::action::kPredict}, {"principal", lineage::principal_id(r.principal)},

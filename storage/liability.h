@@ -19,6 +19,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -75,6 +76,27 @@ Result<json> permissions_of(const CustodyStore& store, const std::string& checkp
 // not given). On success `overrides_used` (if not null) receives the overrides applied.
 Status check_use(const CustodyStore& store, const std::string& checkpoint, const std::string& label,
                  const std::string& purpose, bool named_by_newest, std::vector<std::string>* overrides_used = nullptr);
+
+// check_use() with its answers kept until the lineage log grows: everything the check reads
+// (entities, relations and their index entries) is lineage, written append-only in the
+// batch of the records, so while the log holds the same number of records the answer
+// cannot change; any lineage write (a revocation, an override, a refusal, a new run) makes
+// the next check read the store again. Costs a read of the lineage log's head per call
+// instead of a walk of the lineage (bench/liability_check.cc).
+// Thread-safety: none; one per serving actor.
+class UseCheckCache {
+ public:
+  Status check(const CustodyStore& store, const std::string& checkpoint, const std::string& label,
+               const std::string& purpose, bool named_by_newest, std::vector<std::string>* overrides_used = nullptr);
+
+ private:
+  struct Answer {
+    uint64_t lineage_size = 0;
+    Status status;
+    std::vector<std::string> overrides;
+  };
+  std::map<std::string, Answer> answers_;  // by checkpoint, label, purpose, named_by_newest
+};
 
 // One line for a revocation: "revocation:… of data set NAME (3 records) by alice at …: reason".
 std::string describe_revocation(const json& revocation);
