@@ -32,7 +32,7 @@ liability_demo() {
   cluster_key="$run/demo-client.key"
   custody predict "$model" --input "$images" --rows 3 --purpose demo | cut -c1-60
   echo
-  echo "its lineage: what it replaces, and the proof that no worker read a withdrawn record:"
+  echo "its lineage: what it replaces, and the proof that no worker trained on a withdrawn record:"
   custody lineage trace "$model" | grep -E "^model|replaces|TAINTED|excluded|withdrawn record|permitted" || true
   cluster_key="$run/demo-user.key"
 }

@@ -145,7 +145,7 @@ Status add_exclusion_proof(const CustodyStore& store, const std::string& run, co
                      short_hash(lineage::display_name(dataset.value("base", std::string()), lineage::prefix::kDataset)) +
                      "…: " + std::to_string(excluded.size()) + " records excluded (withdrawn by " + names + ")"}});
   node["children"].push_back(
-      {{"label", proven ? "no worker read a withdrawn record: all " + std::to_string(revoked.size()) +
+      {{"label", proven ? "no worker trained on a withdrawn record: all " + std::to_string(revoked.size()) +
                               " withdrawn records are excluded, and each of the " + std::to_string(ranks) +
                               " rank assignments excluded those in its shard"
                         : "NOT PROVEN: " + std::to_string(revoked_kept) + " withdrawn records not excluded, " +

@@ -2,7 +2,7 @@
 // worker processes), as a data owner, a consumer and the engineer who fixes the model meet
 // them: train, predict, revoke some records, see the model tainted and refused (by version
 // and by name), retrain without them, serve the replacement, and trace it to the proof that
-// no worker read a withdrawn record.
+// no worker trained on a withdrawn record.
 #include <nlohmann/json.hpp>
 
 #include "tests/integration/cluster.h"
@@ -12,7 +12,7 @@ namespace {
 
 using nlohmann::json;
 
-TEST(LiabilityTest, ARevokedRecordTaintsTheModelAndTheRetrainedReplacementNeverReadsIt) {
+TEST(LiabilityTest, ARevokedRecordTaintsTheModelAndTheRetrainedReplacementNeverTrainsOnIt) {
   LocalCluster c("liability");
   ASSERT_TRUE(c.wait_for_nodes(4));
   const std::string terms = "spdx = \"CC-BY-NC-4.0\"\npurposes = [\"research\", \"evaluation\"]\n";
@@ -90,7 +90,7 @@ TEST(LiabilityTest, ARevokedRecordTaintsTheModelAndTheRetrainedReplacementNeverR
   EXPECT_EQ(trace2.out.find("TAINTED"), std::string::npos) << trace2.out;
   EXPECT_NE(trace2.out.find("replaces liab@1"), std::string::npos) << trace2.out;
   EXPECT_NE(trace2.out.find("12 records excluded (withdrawn by"), std::string::npos) << trace2.out;
-  EXPECT_NE(trace2.out.find("no worker read a withdrawn record: all 12 withdrawn records are excluded, and each of "
+  EXPECT_NE(trace2.out.find("no worker trained on a withdrawn record: all 12 withdrawn records are excluded, and each of "
                             "the 2 rank assignments excluded those in its shard"),
             std::string::npos)
       << trace2.out;
