@@ -52,6 +52,10 @@ bool may_send(Role role, const msg::Body& body) {
     return role == Role::kSubmitter;
   }
   if (is_one_of<msg::Predict, msg::ExportRequest>(body)) return role == Role::kConsumer || role == Role::kSubmitter;
+  // Revocations and taint overrides: who may do which depends on the data set's owner and
+  // on the action (CoordinatorState::on_liability), and a refusal is recorded there, so every
+  // user role gets that far; nodes never do.
+  if (is_one_of<msg::LiabilityRequest>(body)) return role != Role::kNode;
   // Admins only: addPrincipal; storeBackup (a copy of every record and every sealed
   // tensor); and any request added later, until it is given a rule here.
   return false;

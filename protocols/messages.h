@@ -140,6 +140,8 @@ struct AssignTask {
   // What its records must be (core/dataset.h, records_digest); empty: not checked.
   RecordsDigest train_digest = {}, test_digest = {};
   uint64_t train_records = 0;  // N, the whole training set's records; 0: not said (older coordinator)
+  // Retraining: record indices of the shard not to read (sorted; custody.capnp).
+  std::vector<uint64_t> excluded = {};
 };
 struct Progress {
   uint32_t epoch = 0;
@@ -318,6 +320,19 @@ struct StoreQueryReply {
   std::string json;
 };
 
+// Withdrawal of data and exceptions to its taint (custody.capnp, issue 15).
+struct LiabilityRequest {
+  enum class Action { kRevoke, kAllow };
+  Action action = Action::kRevoke;
+  std::string principal, reason;
+  std::string dataset;              // revoke
+  std::vector<uint64_t> records;    // revoke; empty: the whole data set
+  std::string model, revocation, purpose;  // allow
+};
+struct LiabilityReply {
+  std::string json;
+};
+
 using Body = std::variant<Error, Register, RegisterAck, Heartbeat, HeartbeatAck, SubmitJob,
                           JobAccepted, StatusRequest, StatusReply, CancelJob, AssignKeyRange,
                           KeyRangeReady, AssignTask, Progress, EpochEval, TaskDone, StopJob, Pull,
@@ -326,7 +341,7 @@ using Body = std::variant<Error, Register, RegisterAck, Heartbeat, HeartbeatAck,
                           AuditHeadRequest, AuditHeadReply,
                           JobReleased, PrincipalsRequest, PrincipalsReply, RevokePrincipal, StoreBackup,
                           StoreBackupReply, StoreQuery, StoreQueryReply, SetPrivacyBudget, PrivacyBudgetReply,
-                          FetchRecords, RecordsChunk, ShardObtained>;
+                          FetchRecords, RecordsChunk, ShardObtained, LiabilityRequest, LiabilityReply>;
 
 struct Envelope {
   uint16_t version = kProtocolVersion;
