@@ -46,6 +46,11 @@ bool may_send(Role role, const msg::Body& body) {
   if (is_one_of<msg::StatusRequest, msg::UsageRequest, msg::AuditHeadRequest>(body)) return true;
   if (is_one_of<msg::SubmitJob, msg::CancelJob, msg::ResumeJob>(body)) return role == Role::kSubmitter;
   if (is_one_of<msg::Predict, msg::ExportRequest>(body)) return role == Role::kConsumer || role == Role::kSubmitter;
+  // Attribution: the caller who made a prediction (who holds its input), the submitter who
+  // trained the model, and an auditor answering a complaint about it.
+  if (is_one_of<msg::Attribute>(body)) {
+    return role == Role::kConsumer || role == Role::kSubmitter || role == Role::kAuditor;
+  }
   // Admins only: addPrincipal; storeBackup (a copy of every record and every sealed
   // tensor); and any request added later, until it is given a rule here.
   return false;

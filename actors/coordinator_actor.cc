@@ -15,6 +15,8 @@
 
 #include "actors/coordinator_state.h"
 #include "actors/http_listener.h"
+#include "actors/attribution_actor.h"
+#include "actors/serving_metrics.h"
 #include "actors/serving_state.h"
 #include "actors/store_backup.h"
 #include "storage/custody_store.h"
@@ -30,7 +32,7 @@ namespace {
 struct CoordinatorActorState {
   std::shared_ptr<CoordinatorState> logic;
   SocketPort port;
-  caf::actor serving, backup;
+  caf::actor serving, backup, attribution;
   SteadyClock::time_point next_head;  // when the head file gets its next line
   uint64_t recoveries_counted = 0;    // of logic->recoveries_total(), in the metrics
 };
@@ -41,38 +43,6 @@ Status append_heads(const std::string& path, const CoordinatorState& logic) {
   CUSTODY_ASSIGN_OR_RETURN(auto heads, logic.signed_heads());
   return append_line_synced(path, heads.dump());
 }
-
-// An error kind as a Prometheus label value: "not found" -> "not_found".
-std::string error_label(ErrorCode code) {
-  std::string out = to_string(code);
-  for (char& c : out) {
-    if (c == ' ') c = '_';
-  }
-  return out;
-}
-
-// What serving answered, for the metrics: calls by route and result, rows predicted,
-// and each call's time in the serving actor (the usage record's synced write included).
-class ServingMetrics {
- public:
-  explicit ServingMetrics(MetricsRegistry* m) : m_(m) {}
-  void record(const char* route, const Status& s, uint32_t rows, SteadyClock::time_point started) {
-    if (!m_) return;
-    const std::string result = s.is_ok() ? "ok" : error_label(s.code());
-    m_->counter("custody_prediction_calls_total", "Prediction calls served, by route (zmq, http) and result.",
-                {{"route", route}, {"result", result}})
-        .add();
-    if (!s.is_ok()) return;
-    m_->counter("custody_predictions_total", "Rows predicted (and recorded) by successful calls.").add(rows);
-    m_->histogram("custody_prediction_duration_seconds",
-                  "Time to answer one prediction call: checks, evaluation and its usage record.", latency_buckets(),
-                  {{"route", route}})
-        .observe(std::chrono::duration<double>(SteadyClock::now() - started).count());
-  }
-
- private:
-  MetricsRegistry* m_;
-};
 
 struct ServingActorState {
   std::unique_ptr<ServingState> logic;
@@ -135,13 +105,14 @@ void update_job_metrics(MetricsRegistry* m, const CoordinatorState& logic, uint6
 
 caf::behavior coordinator_actor(caf::stateful_actor<CoordinatorActorState>* self, CoordinatorOptions options,
                                 SocketPort port, std::shared_ptr<CoordinatorState> logic, caf::actor serving,
-                                caf::actor backup, std::string head_file, std::chrono::milliseconds head_interval,
+                                caf::actor backup, caf::actor attribution, std::string head_file, std::chrono::milliseconds head_interval,
                                 MetricsRegistry* metrics) {
   self->state.logic = std::move(logic);
   self->state.next_head = SteadyClock::now() + head_interval;
   self->state.port = port;
   self->state.serving = serving;
   self->state.backup = backup;
+  self->state.attribution = attribution;
   self->delayed_send(self, std::max(std::chrono::milliseconds(50), options.heartbeat_interval / 2),
                      tick_atom::value);
   auto period = std::max(std::chrono::milliseconds(50), options.heartbeat_interval / 2);
@@ -159,7 +130,8 @@ caf::behavior coordinator_actor(caf::stateful_actor<CoordinatorActorState>* self
           self->send(self->state.backup, std::move(in));
           return;
         }
-        if (in.envelope->get<msg::Predict>()) {
+        const bool predict = in.envelope->get<msg::Predict>(), attribute = in.envelope->get<msg::Attribute>();
+        if (predict || attribute) {  // to the serving actor, or the attribution actor
           auto caller = self->state.logic->authorize(*in.envelope, in.identity);
           if (!caller.is_ok()) {
             self->state.port.send(in.peer, msg::make_error(*in.envelope, "coordinator", caller.status()));
@@ -167,10 +139,11 @@ caf::behavior coordinator_actor(caf::stateful_actor<CoordinatorActorState>* self
           }
           if (options.security != Security::kNone) {  // the key or token, not the request, names the caller
             auto copy = std::make_shared<msg::Envelope>(*in.envelope);
-            std::get<msg::Predict>(copy->body).principal = caller->principal;
+            if (predict) std::get<msg::Predict>(copy->body).principal = caller->principal;
+            if (attribute) std::get<msg::Attribute>(copy->body).principal = caller->principal;
             in.envelope = std::move(copy);
           }
-          self->send(self->state.serving, std::move(in));
+          self->send(predict ? self->state.serving : self->state.attribution, std::move(in));
           return;
         }
         send_all(self->state.logic->handle(in.peer, *in.envelope, SteadyClock::now(), in.identity));
@@ -430,8 +403,9 @@ int run_coordinator(const CoordinatorNodeConfig& config, const std::atomic<bool>
                                             std::to_string(config.head_interval.count()) + " ms");
   }
   auto backup = spawn_store_backup(system, port, store.get(), config.store, &stop);
+  auto attribution = spawn_attribution(system, port, store.get(), key.get());
   auto actor = system.spawn<caf::detached>(coordinator_actor, config.options, port, logic, serving, backup,
-                                           config.head_file, config.head_interval, &metrics);
+                                           attribution, config.head_file, config.head_interval, &metrics);
   port.start(actor);
   log(LogLevel::kInfo, "coordinator", "listening on " + endpoint);
   if (!config.port_file.empty()) {
@@ -462,6 +436,7 @@ int run_coordinator(const CoordinatorNodeConfig& config, const std::atomic<bool>
       caf::anon_send_exit(actor, caf::exit_reason::user_shutdown);
       caf::anon_send_exit(serving, caf::exit_reason::user_shutdown);
       caf::anon_send_exit(backup, caf::exit_reason::user_shutdown);
+      caf::anon_send_exit(attribution, caf::exit_reason::user_shutdown);
       system.await_all_actors_done();
       return 2;
     }
@@ -485,6 +460,7 @@ int run_coordinator(const CoordinatorNodeConfig& config, const std::atomic<bool>
   caf::anon_send_exit(actor, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(serving, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(backup, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(attribution, caf::exit_reason::user_shutdown);
   system.await_all_actors_done();
   return exit.code;
 }

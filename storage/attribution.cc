@@ -163,6 +163,20 @@ json ranked(const Run& run, const std::vector<float>& scores, uint32_t k, bool d
   return out;
 }
 
+// The first row of the call whose input hashes to `recorded` among the input's batches
+// (see AttributionRequest), or -1.
+Result<int64_t> find_call(const AttributionRequest& r, uint32_t call_rows, const std::string& recorded) {
+  const uint64_t batch = r.batch_rows == 0 ? r.rows : r.batch_rows;
+  if (call_rows == 0) return data_loss("the usage record of the call names no rows");
+  for (uint64_t first = 0; first + call_rows <= r.rows; first += batch) {
+    const float* begin = r.inputs.data() + first * r.features;
+    if (sha256_hex(begin, static_cast<size_t>(call_rows) * r.features * sizeof(float)) == recorded) {
+      return static_cast<int64_t>(first);
+    }
+  }
+  return int64_t{-1};
+}
+
 }  // namespace
 
 Result<json> attribute(const CustodyStore& store, const AttributionRequest& r) {
@@ -170,6 +184,7 @@ Result<json> attribute(const CustodyStore& store, const AttributionRequest& r) {
   json answer;
   std::string checkpoint;
   json call;
+  int64_t call_first_row = 0;  // the call's first row in the input
   if (!r.prediction_id.empty()) {
     if (!lineage::has_prefix(r.prediction_id, lineage::prefix::kPrediction)) {
       return invalid_argument("'" + r.prediction_id +
@@ -185,12 +200,15 @@ Result<json> attribute(const CustodyStore& store, const AttributionRequest& r) {
                               " values, not rows x features = " + std::to_string(r.rows) + " x " +
                               std::to_string(r.features));
     }
-    const std::string given = sha256_hex(r.inputs.data(), r.inputs.size() * sizeof(float));
-    if (given != recorded) {
+    CUSTODY_ASSIGN_OR_RETURN(call_first_row, find_call(r, call.value("rows", uint32_t{0}), recorded));
+    if (call_first_row < 0) {
+      const std::string given = sha256_hex(r.inputs.data(), r.inputs.size() * sizeof(float));
       return invalid_argument(
-          "the input given has SHA-256 " + given + ", but call " + call.value("call_id", "") + " that made " +
-          r.prediction_id + " was recorded with input SHA-256 " + recorded +
-          ": supply the very file that was sent to `custody predict` (same rows, same order)");
+          "the input given (" + std::to_string(r.rows) + " rows, SHA-256 " + given +
+          ") does not hold the input of call " + call.value("call_id", "") + " that made " + r.prediction_id +
+          ", recorded with " + std::to_string(call.value("rows", 0)) + " rows of SHA-256 " + recorded +
+          ": supply the very file that was sent to `custody predict` (same rows, same order, "
+          "and its --batch if one was given)");
     }
   } else {
     CUSTODY_ASSIGN_OR_RETURN(checkpoint, resolve_checkpoint(store, r.self_influence_model));
@@ -228,8 +246,9 @@ Result<json> attribute(const CustodyStore& store, const AttributionRequest& r) {
     const auto& ids = call["prediction_ids"];
     size_t row = 0;
     while (row < ids.size() && ids[row] != r.prediction_id) ++row;
-    if (row >= r.rows)
+    if (row >= ids.size() || row >= call["predictions"].size()) {
       return data_loss("the usage record of " + r.prediction_id + " does not list it among its rows");
+    }
     const int answered = call["predictions"][row].value("class", 0);
     const int label = r.label >= 0 ? r.label : answered;
     if (label >= model.num_classes()) {
@@ -237,8 +256,8 @@ Result<json> attribute(const CustodyStore& store, const AttributionRequest& r) {
                               std::to_string(model.num_classes() - 1) + ")");
     }
     const uint8_t test_label = static_cast<uint8_t>(label);
-    scorer.set_test(MatrixView(r.inputs.data() + static_cast<size_t>(row) * r.features, r.features, 1),
-                    &test_label);
+    const size_t test_row = static_cast<size_t>(call_first_row) + row;
+    scorer.set_test(MatrixView(r.inputs.data() + test_row * r.features, r.features, 1), &test_label);
     const auto scores = score_all(run.data.train, r.threads,
                                   [&](const MatrixView& x, const uint8_t* y, float* out, Workspace& ws) {
                                     scorer.score(x, y, out, ws);

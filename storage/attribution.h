@@ -30,11 +30,13 @@
 namespace custody::storage {
 
 struct AttributionRequest {
-  // Explain a prediction: its id ("pred-…") and the call's input again (rows x features,
-  // row-major, model-scaled: what `custody predict` sent).
+  // Explain a prediction: its id ("pred-…") and the input again (rows x features,
+  // row-major, model-scaled: what `custody predict` read). `custody predict` sends an input
+  // in calls of batch_rows rows (--batch): the call is the batch [k * batch_rows, + its
+  // rows) whose SHA-256 is the one recorded; batch_rows 0: the input is the call's whole.
   std::string prediction_id;
   std::vector<float> inputs;
-  uint32_t rows = 0, features = 0;
+  uint32_t rows = 0, features = 0, batch_rows = 0;
   // The label the test gradient is taken for; -1: the class the model answered.
   int label = -1;
   // Or, with prediction_id empty: rank the training records of this model's run

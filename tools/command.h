@@ -112,5 +112,6 @@ void add_lineage_commands(CommandSet& commands);  // lineage show|trace|impact|e
 void add_serve_commands(CommandSet& commands);    // predict export
 void add_audit_commands(CommandSet& commands);    // audit verify|head|prove
 void add_admin_commands(CommandSet& commands);    // principal add, rotate, list, revoke
+void add_attribute_commands(CommandSet& commands);  // attribute
 
 }  // namespace custody::cli

@@ -41,6 +41,7 @@ int main(int argc, char** argv) {
   cli::add_serve_commands(commands);
   cli::add_audit_commands(commands);
   cli::add_admin_commands(commands);
+  cli::add_attribute_commands(commands);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -66,6 +66,8 @@ std::vector<Body> every_body() {
       RevokePrincipal{"erin", "left the team"},
       StoreBackup{"/backups", 5},
       StoreBackupReply{"/backups", 1, 2, 3, 4, "/store", {"0123456789abcdef"}, 6},
+      Attribute{"pred-1-0", "carol", 1, 1, {0.5f}, 7, 3, "m@1", "dispute", 256},
+      AttributionReply{"{}", "use-1", "{}"},
   };
 }
 

@@ -56,8 +56,8 @@ struct FutureEnvelope {
     reserved49 @49 :Void;
     reserved50 @50 :Void;
     reserved51 @51 :Void;
-    reserved52 @52 :Void;
-    reserved53 @53 :Void;
+    attribute @52 :Void;
+    attributionReply @53 :Void;
     reserved54 @54 :Void;
     reserved55 @55 :Void;
     reserved56 @56 :Void;

@@ -224,6 +224,28 @@ TEST_F(AttributionTest, AnInputOtherThanTheRecordedCallsIsRefusedNamingBothHashe
   EXPECT_EQ(attribute(*store_, r).status().code(), ErrorCode::kInvalidArgument);
 }
 
+TEST_F(AttributionTest, TheCallIsFoundAmongTheBatchesPredictSentTheInputIn) {
+  record_run(job_text(200));
+  const auto call = record_prediction(2);
+  AttributionRequest exact = request(lineage::prediction_id("00112233aabbccdd", 1), call, 2);
+  exact.top = 5;
+  auto expected = attribute(*store_, exact);
+  ASSERT_TRUE(expected.is_ok()) << expected.status().message();
+  // The file held two rows more, sent first: `custody predict --batch 2` made two calls.
+  std::vector<float> file(24, 0.5f);
+  file.insert(file.end(), call.begin(), call.end());
+  AttributionRequest r = request(exact.prediction_id, file, 4);
+  r.top = 5;
+  r.batch_rows = 2;
+  auto found = attribute(*store_, r);
+  ASSERT_TRUE(found.is_ok()) << found.status().message();
+  EXPECT_EQ(found.value()["proponents"], expected.value()["proponents"]);
+  EXPECT_EQ(found.value()["opponents"], expected.value()["opponents"]);
+  // Batches of 3 never start at row 2: that call is not among them.
+  r.batch_rows = 3;
+  EXPECT_EQ(attribute(*store_, r).status().code(), ErrorCode::kInvalidArgument);
+}
+
 TEST_F(AttributionTest, AnUnknownPredictionIsNotFound) {
   record_run(job_text(200));
   AttributionRequest r = request("pred-ffffffffffffffff-0", std::vector<float>(12), 1);
