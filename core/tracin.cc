@@ -11,6 +11,13 @@ float learning_rate_at(const OptimizerConfig& optimizer, uint64_t step, uint64_t
   return scheduled_learning_rate(optimizer, static_cast<int64_t>(step), static_cast<int64_t>(total_steps));
 }
 
+float interval_learning_rate(const OptimizerConfig& optimizer, uint64_t from_step, uint64_t to_step,
+                             uint64_t total_steps) {
+  double sum = 0;
+  for (uint64_t t = from_step; t < to_step; ++t) sum += learning_rate_at(optimizer, t, total_steps);
+  return static_cast<float>(sum / static_cast<double>(to_step - from_step));
+}
+
 LastLayerFactors last_layer_factors(const Model& model, const float* params, const MatrixView& x,
                                     const uint8_t* labels, Workspace& ws) {
   LastLayerFactors f;

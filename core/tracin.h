@@ -42,10 +42,19 @@ struct TracinCheckpoint {
   float learning_rate = 0;        // lr in effect at the checkpoint's step
 };
 
-// The learning rate a run's optimizer applied at `step`: the job's schedule over its
-// epochs * steps_per_epoch steps, as the parameter servers apply it (the schedule depends
-// only on the fraction of the run done, under BSP, ASP and SSP alike).
+// The learning rate a run's optimizer applied at update `step` (0-based): the job's
+// schedule over its epochs * steps_per_epoch steps, as the parameter servers apply it (the
+// schedule depends only on the fraction of the run done, under BSP, ASP and SSP alike).
 float learning_rate_at(const OptimizerConfig& optimizer, uint64_t step, uint64_t total_steps);
+
+// The weight TracInCP gives a checkpoint: the step size between checkpoints (Pruthi et al.
+// 2020, eq. 3), taken as the mean learning rate of the updates [from_step, to_step) that
+// led to the checkpoint at to_step from the one before it (from_step; 0 for the first).
+// The checkpoint's gradient stands for that interval. (The rate at the checkpoint's own
+// step would give a cosine schedule's last checkpoint a weight of 0.)
+// REQUIRES: from_step < to_step.
+float interval_learning_rate(const OptimizerConfig& optimizer, uint64_t from_step, uint64_t to_step,
+                             uint64_t total_steps);
 
 // Every record's last-layer factors at one checkpoint: e = p - onehot(y) (classes x n) and
 // h, the last layer's input (hidden x n).

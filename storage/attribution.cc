@@ -104,10 +104,12 @@ Result<Weighed> load_checkpoints(const CustodyStore& store, const Run& run, cons
   const uint64_t total =
       static_cast<uint64_t>(run.spec.epochs) * (min_shard / static_cast<uint64_t>(run.spec.batch_size));
   Weighed w;
+  uint64_t previous = 0;
   for (auto& [step, m] : by_step) {
     json manifest;
     CUSTODY_ASSIGN_OR_RETURN(auto values, load_checkpoint(store, m["id"].get<std::string>(), &manifest));
-    w.rates.push_back(learning_rate_at(run.spec.optimizer, step, total));
+    w.rates.push_back(interval_learning_rate(run.spec.optimizer, previous, step, total));
+    previous = step;
     w.values.push_back(std::move(values));
     w.manifests.push_back(std::move(m));
   }

@@ -13,7 +13,8 @@
 //
 // The checkpoints weighed are the run's checkpoints at or before the answering one's step
 // (the later ones did not shape it), one per step (the newest attempt's, when a rollback
-// repeated a step). Learning rates come from the job's schedule at each checkpoint's step.
+// repeated a step). Each is weighed by the mean learning rate the job's schedule gave the
+// updates since the checkpoint before it (core/tracin.h, interval_learning_rate).
 // A fine-tuned run is scored against its own checkpoints only: the influence of the run it
 // started from is not traced.
 //

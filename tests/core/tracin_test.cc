@@ -182,9 +182,18 @@ TEST(Tracin, LearningRateAtACheckpointFollowsTheJobsSchedule) {
   cosine.schedule = OptimizerConfig::Schedule::kCosine;
   EXPECT_FLOAT_EQ(learning_rate_at(cosine, 0, 100), 0.1f);
   EXPECT_NEAR(learning_rate_at(cosine, 50, 100), 0.05f, 1e-6);
+  // A checkpoint's weight: the mean over the updates that led to it, so the last one of a
+  // cosine run (whose rate at its own step is 0) still counts.
+  EXPECT_NEAR(interval_learning_rate(cosine, 0, 1, 100), 0.1f, 1e-7);
+  EXPECT_GT(interval_learning_rate(cosine, 75, 100, 100), 0.0f);
+  EXPECT_LT(interval_learning_rate(cosine, 75, 100, 100), learning_rate_at(cosine, 75, 100));
+  double mean = 0;
+  for (int t = 20; t < 40; ++t) mean += learning_rate_at(cosine, t, 100) / 20.0;
+  EXPECT_NEAR(interval_learning_rate(cosine, 20, 40, 100), mean, 1e-6);
   OptimizerConfig constant;
   constant.learning_rate = 0.03f;
   EXPECT_FLOAT_EQ(learning_rate_at(constant, 70, 100), 0.03f);
+  EXPECT_FLOAT_EQ(interval_learning_rate(constant, 10, 70, 100), 0.03f);
 }
 
 }  // namespace

@@ -165,8 +165,12 @@ TEST_F(AttributionTest, ScoresAreTheBruteForceTracInOfTheStoredCheckpoints) {
   const size_t last_layer = model_->tensors()[model_->tensors().size() - 2].offset;
   std::vector<double> expected(200, 0.0);
   const Matrix x = features(data_.train, 0, 200);
+  uint64_t since = 0;
   for (const auto& c : checkpoints_) {
-    const float lr = learning_rate_at(spec_.optimizer, c.step, total_steps_);
+    double lr = 0;  // the mean rate of the updates since the checkpoint before
+    for (uint64_t t = since; t < c.step; ++t) lr += learning_rate_at(spec_.optimizer, t, total_steps_);
+    lr /= double(c.step - since);
+    since = c.step;
     const auto test = gradient_of(*model_, c.values, inputs.data() + 12, static_cast<uint8_t>(classes_[1]));
     for (int i = 0; i < 200; ++i) {
       const auto g = gradient_of(*model_, c.values, x.data() + i * 12, data_.train.labels[i]);
