@@ -73,6 +73,13 @@ struct ServedCall {
   std::vector<std::string> overrides = {};
 };
 
+// An answered `custody attribute` request (actors/attribution_actor.h): who asked, why,
+// and storage::attribute's answer.
+struct AttributionMade {
+  std::string principal, purpose;
+  storage::json answer;
+};
+
 class CustodyRecorder {
  public:
   // key: signs receipts of exports and the store's heads; null: none are made.
@@ -169,6 +176,10 @@ class CustodyRecorder {
   // Loads a checkpoint (id or model reference) and records its export as a use; the reply
   // carries the use's receipt.
   Result<msg::ExportReply> export_checkpoint(const msg::ExportRequest& request);
+  // Records an attribution request and its answer (action "attribute", the answering
+  // checkpoint as target) before it is answered; returns its usage id ("use-...") and,
+  // with a key, its receipt (else "").
+  Result<std::pair<std::string, std::string>> attribution_made(const AttributionMade& made);
 
  private:
   Status write(const storage::Batch& batch);

@@ -560,6 +560,25 @@ void encode_body(wire::Envelope::Body::Builder b, const Body& body) {
             e.setPurpose(text(m.purpose));
           },
           [&](const LiabilityReply& m) { b.initLiabilityReply().setJson(text(m.json)); },
+          [&](const Attribute& m) {
+            auto e = b.initAttribute();
+            e.setPredictionId(text(m.prediction_id));
+            e.setPrincipal(text(m.principal));
+            e.setRows(m.rows);
+            e.setFeatures(m.features);
+            e.setInputs(floats(m.inputs));
+            e.setTop(m.top);
+            e.setLabel(m.label);
+            e.setSelfInfluence(text(m.self_influence));
+            e.setPurpose(text(m.purpose));
+            e.setBatchRows(m.batch_rows);
+          },
+          [&](const AttributionReply& m) {
+            auto e = b.initAttributionReply();
+            e.setJson(text(m.json));
+            e.setUsageId(text(m.usage_id));
+            e.setReceipt(text(m.receipt));
+          },
       },
       body);
 }
@@ -837,6 +856,25 @@ Result<Body> decode_body(wire::Envelope::Body::Reader b, const std::shared_ptr<c
       return Body(std::move(m));
     }
     case W::LIABILITY_REPLY: return Body(LiabilityReply{str(b.getLiabilityReply().getJson())});
+    case W::ATTRIBUTE: {
+      auto r = b.getAttribute();
+      Attribute m;
+      m.prediction_id = str(r.getPredictionId());
+      m.principal = str(r.getPrincipal());
+      m.rows = r.getRows();
+      m.features = r.getFeatures();
+      CUSTODY_RETURN_IF_ERROR(read_floats(r.getInputs(), "attribute.inputs", m.inputs));
+      m.top = r.getTop();
+      m.label = r.getLabel();
+      m.self_influence = str(r.getSelfInfluence());
+      m.purpose = str(r.getPurpose());
+      m.batch_rows = r.getBatchRows();
+      return Body(std::move(m));
+    }
+    case W::ATTRIBUTION_REPLY: {
+      auto r = b.getAttributionReply();
+      return Body(AttributionReply{str(r.getJson()), str(r.getUsageId()), str(r.getReceipt())});
+    }
   }
   return invalid_argument("unknown message body (union field " +
                           std::to_string(static_cast<unsigned>(b.which())) +
@@ -1021,7 +1059,8 @@ const char* body_name(const Body& body) {
                                  "jobReleased", "principalsRequest", "principalsReply", "revokePrincipal",
                                  "storeBackup",  "storeBackupReply", "storeQuery", "storeQueryReply",
                                  "setPrivacyBudget", "privacyBudgetReply", "fetchRecords", "recordsChunk",
-                                 "shardObtained", "liabilityRequest", "liabilityReply"};
+                                 "shardObtained", "liabilityRequest", "liabilityReply",
+                                 "attribute",    "attributionReply"};
   static_assert(sizeof(kNames) / sizeof(kNames[0]) == std::variant_size_v<Body>);
   return kNames[body.index()];
 }

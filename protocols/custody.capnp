@@ -60,6 +60,8 @@ struct Envelope {
     shardObtained @50 :ShardObtained;
     liabilityRequest @51 :LiabilityRequest;
     liabilityReply @52 :LiabilityReply;
+    attribute @53 :Attribute;
+    attributionReply @54 :AttributionReply;
   }
   token @30 :Text;          # the caller's secret, when the coordinator requires one (--auth)
   attempt @35 :UInt32;      # which run of the job (0 first; +1 per recovery): messages of an
@@ -607,4 +609,27 @@ struct LiabilityRequest {
 # revocation the model versions it taints now).
 struct LiabilityReply {
   json @0 :Text;
+}
+
+# cli -> coordinator (its serving actor): which training records explain a prediction
+# (TracInCP, storage/attribution.h), or a model's training records by self-influence. The
+# request and its answer are recorded in the usage log before the reply leaves.
+struct Attribute {
+  predictionId @0 :Text;    # pred-…: the prediction to explain; empty for self-influence
+  principal @1 :Text;       # the caller (set by the coordinator from the credential)
+  rows @2 :UInt32;          # the call's input again, as sent to predict: the store keeps
+  features @3 :UInt32;      #   only its SHA-256, which this must match
+  inputs @4 :Data;          # rows x features little-endian float32, row-major, model-scaled
+  top @5 :UInt32;           # proponents and opponents (or records) listed
+  label @6 :Int32 = -1;     # the label the test gradient is taken for; -1: the class answered
+  selfInfluence @7 :Text;   # a model (NAME, NAME@V or checkpoint id): rank its run's records
+  purpose @8 :Text;
+  batchRows @9 :UInt32;     # rows per predict call when the input was sent (predict --batch):
+                            #   the call is found among the input's batches; 0: one call
+}
+
+struct AttributionReply {
+  json @0 :Text;            # the answer (storage/attribution.h documents its fields)
+  usageId @1 :Text;         # the usage record of this request and its answer
+  receipt @2 :Text;         # JSON receipt of that record, as for predictions
 }

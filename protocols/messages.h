@@ -333,6 +333,21 @@ struct LiabilityReply {
   std::string json;
 };
 
+// Training-data attribution (custody.capnp's Attribute, storage/attribution.h).
+struct Attribute {
+  std::string prediction_id, principal;
+  uint32_t rows = 0, features = 0;
+  std::vector<float> inputs;
+  uint32_t top = 10;
+  int32_t label = -1;
+  std::string self_influence;
+  std::string purpose;
+  uint32_t batch_rows = 0;  // rows per predict call the input was sent in; 0: one call
+};
+struct AttributionReply {
+  std::string json, usage_id, receipt;
+};
+
 using Body = std::variant<Error, Register, RegisterAck, Heartbeat, HeartbeatAck, SubmitJob,
                           JobAccepted, StatusRequest, StatusReply, CancelJob, AssignKeyRange,
                           KeyRangeReady, AssignTask, Progress, EpochEval, TaskDone, StopJob, Pull,
@@ -341,7 +356,8 @@ using Body = std::variant<Error, Register, RegisterAck, Heartbeat, HeartbeatAck,
                           AuditHeadRequest, AuditHeadReply,
                           JobReleased, PrincipalsRequest, PrincipalsReply, RevokePrincipal, StoreBackup,
                           StoreBackupReply, StoreQuery, StoreQueryReply, SetPrivacyBudget, PrivacyBudgetReply,
-                          FetchRecords, RecordsChunk, ShardObtained, LiabilityRequest, LiabilityReply>;
+                          FetchRecords, RecordsChunk, ShardObtained, LiabilityRequest, LiabilityReply, Attribute,
+                          AttributionReply>;
 
 struct Envelope {
   uint16_t version = kProtocolVersion;

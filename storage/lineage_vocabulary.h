@@ -117,6 +117,7 @@ inline constexpr char kUseRefused[] = "use_refused";
 namespace action {
 inline constexpr char kPredict[] = "predict";
 inline constexpr char kExport[] = "export";
+inline constexpr char kAttribute[] = "attribute";  // custody attribute: TracIn over a run's records
 }  // namespace action
 
 // Id prefixes.

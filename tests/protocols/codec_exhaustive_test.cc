@@ -76,6 +76,8 @@ std::vector<Body> every_body() {
       LiabilityRequest{LiabilityRequest::Action::kAllow, "root", "why", "dataset:d4", {3, 5}, "m@2",
                        "revocation:0123456789abcdef", "litigation-hold"},
       LiabilityReply{"{}"},
+      Attribute{"pred-1-0", "carol", 1, 1, {0.5f}, 7, 3, "m@1", "dispute", 256},
+      AttributionReply{"{}", "use-1", "{}"},
   };
 }
 
