@@ -52,6 +52,15 @@ bool may_send(Role role, const msg::Body& body) {
     return role == Role::kSubmitter;
   }
   if (is_one_of<msg::Predict, msg::ExportRequest>(body)) return role == Role::kConsumer || role == Role::kSubmitter;
+  // Revocations and taint overrides: who may do which depends on the data set's owner and
+  // on the action (CoordinatorState::on_liability), and a refusal is recorded there, so every
+  // user role gets that far; nodes never do.
+  if (is_one_of<msg::LiabilityRequest>(body)) return role != Role::kNode;
+  // Attribution: the caller who made a prediction (who holds its input), the submitter who
+  // trained the model, and an auditor answering a complaint about it.
+  if (is_one_of<msg::Attribute>(body)) {
+    return role == Role::kConsumer || role == Role::kSubmitter || role == Role::kAuditor;
+  }
   // Admins only: addPrincipal; storeBackup (a copy of every record and every sealed
   // tensor); and any request added later, until it is given a rule here.
   return false;

@@ -4,7 +4,8 @@
 // queue behind scheduling, nor scheduling behind it), the store's backup actor
 // (actors/store_backup.h: storeBackup, copied beside the training) and reader
 // (actors/store_reader.h: storeQuery, lineage for a CLI on any machine), and the records
-// server (data shipping's fetchRecords).
+// server (data shipping's fetchRecords), and the attribution actor (actors/attribution_actor.h:
+// custody attribute, seconds of TracIn scoring that nothing else waits behind).
 #include <sys/stat.h>
 
 #include <cstdio>
@@ -17,6 +18,7 @@
 
 #include "actors/coordinator_state.h"
 #include "actors/http_listener.h"
+#include "actors/attribution_actor.h"
 #include "actors/records_server.h"
 #include "actors/serving_actor.h"
 #include "actors/store_backup.h"
@@ -36,6 +38,7 @@ struct StoreActors {
   caf::actor backup;  // storeBackup
   caf::actor reader;  // storeQuery
   caf::actor records;  // fetchRecords (data shipping): the records kept at admission
+  caf::actor attribution;  // attribute (TracIn, actors/attribution_actor.h): seconds of scoring
 };
 
 struct CoordinatorActorState {
@@ -122,7 +125,8 @@ caf::behavior coordinator_actor(caf::stateful_actor<CoordinatorActorState>* self
           self->send(self->state.store_actors.reader, std::move(in));
           return;
         }
-        if (in.envelope->get<msg::Predict>()) {
+        const bool predict = in.envelope->get<msg::Predict>(), attribute = in.envelope->get<msg::Attribute>();
+        if (predict || attribute) {  // to the serving actor, or the attribution actor
           auto caller = self->state.logic->authorize(*in.envelope, in.identity);
           if (!caller.is_ok()) {
             self->state.port.send(in.peer, msg::make_error(*in.envelope, "coordinator", caller.status()));
@@ -130,10 +134,11 @@ caf::behavior coordinator_actor(caf::stateful_actor<CoordinatorActorState>* self
           }
           if (options.security != Security::kNone) {  // the key or token, not the request, names the caller
             auto copy = std::make_shared<msg::Envelope>(*in.envelope);
-            std::get<msg::Predict>(copy->body).principal = caller->principal;
+            if (predict) std::get<msg::Predict>(copy->body).principal = caller->principal;
+            if (attribute) std::get<msg::Attribute>(copy->body).principal = caller->principal;
             in.envelope = std::move(copy);
           }
-          self->send(self->state.serving, std::move(in));
+          self->send(predict ? self->state.serving : self->state.store_actors.attribution, std::move(in));
           return;
         }
         send_all(self->state.logic->handle(in.peer, *in.envelope, SteadyClock::now(), in.identity));
@@ -393,12 +398,13 @@ int run_coordinator(const CoordinatorNodeConfig& config, const std::atomic<bool>
   }
   const StoreActors store_actors{spawn_store_backup(system, port, store.get(), config.store, &stop),
                                  spawn_store_reader(system, port, store.get()),
-                                 spawn_records_server(system, port, config.options.records_dir)};
+                                 spawn_records_server(system, port, config.options.records_dir),
+                                 spawn_attribution(system, port, store.get(), key.get())};
   auto actor = system.spawn<caf::detached>(coordinator_actor, config.options, port, logic, serving, store_actors,
                                            config.head_file, config.head_interval, &metrics);
   auto stop_actors = [&] {
     for (const auto& a : {port.actor(), actor, serving, store_actors.backup, store_actors.reader,
-                          store_actors.records}) {
+                          store_actors.records, store_actors.attribution}) {
       caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
     }
     system.await_all_actors_done();

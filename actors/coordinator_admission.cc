@@ -201,7 +201,16 @@ Result<Job> CoordinatorState::prepare(const std::string& spec_text, const std::s
                               " but 'model.classes' is " + std::to_string(spec.classes));
     }
   }
-  const int64_t min_shard = data->train.count / spec.workers;
+  // Retraining without withdrawn records: which, from the revocations the file names.
+  CUSTODY_ASSIGN_OR_RETURN(auto excluded, excluded_records(spec, data->version_hash, origin));
+  CUSTODY_ASSIGN_OR_RETURN(auto split, partition_range(static_cast<uint64_t>(data->train.count),
+                                                       static_cast<uint32_t>(spec.workers)));
+  int64_t min_shard = data->train.count;
+  for (const auto& range : split) {
+    const auto in_range = std::lower_bound(excluded.begin(), excluded.end(), range.end) -
+                          std::lower_bound(excluded.begin(), excluded.end(), range.begin);
+    min_shard = std::min(min_shard, static_cast<int64_t>(range.end - range.begin) - static_cast<int64_t>(in_range));
+  }
   if (min_shard < spec.batch_size) {
     return invalid_argument(origin + ": 'job.batch_size' (" + std::to_string(spec.batch_size) +
                             ") is larger than each worker's shard (" + std::to_string(min_shard) +
@@ -232,6 +241,8 @@ Result<Job> CoordinatorState::prepare(const std::string& spec_text, const std::s
   plan.layer_sizes = model.layer_sizes();
   plan.data = {data->version_hash, data->train.content_hash, data->test.content_hash, data->train.count,
                data->test.count};
+  plan.data.excluded = std::move(excluded);
+  plan.data.without = spec.data.without;
   // Each rank's records, file by file, as read now: what its worker must hold. The split
   // is the one start_tasks makes (a rank's shard never changes).
   const auto workers = static_cast<uint32_t>(spec.workers);

@@ -191,6 +191,7 @@ Outbox CoordinatorState::start_tasks(Job& job) {
     if (r < job.plan.data.train_digests.size()) t.train_digest = job.plan.data.train_digests[r];
     if (r < job.plan.data.test_digests.size()) t.test_digest = job.plan.data.test_digests[r];
     t.train_records = static_cast<uint64_t>(job.plan.data.train_count);
+    t.excluded = excluded_in(job.plan.data.excluded, shards[r].begin, shards[r].end);
     job.attempt.tasks.push_back(t);  // kept without the keys
     if (job.attempt.keys) job.attempt.keys->fill(t);
     out.push_back({node_by_id(job.attempt.workers[r])->peer, envelope(job.status.job_id, std::move(t), job.attempt.number)});
@@ -411,7 +412,7 @@ Outbox CoordinatorState::finish(Job& job, JobState state, const std::string& mes
   Outbox out = stop_attempt(job, message);
   log(state == JobState::kCompleted ? LogLevel::kInfo : LogLevel::kWarn, kSelf,
       s.job_id + " " + msg::to_string(state) + ": " + message);
-  Status recorded = recorder_.job_ended(s, job.final_recorded ? s.last_checkpoint : "");
+  Status recorded = recorder_.job_ended(s, job.final_recorded ? s.last_checkpoint : "", job.plan.spec.replaces);
   if (!recorded.is_ok()) log(LogLevel::kError, kSelf, s.job_id + ": " + recorded.message());
   job.start.values.clear();
   job.start.values.shrink_to_fit();

@@ -110,6 +110,7 @@ Outbox CoordinatorState::dispatch(const std::string& peer, const Envelope& in, S
   if (auto* m = in.get<msg::SetPrivacyBudget>()) return on_set_privacy_budget(in, *m, peer, caller);
   if (auto* m = in.get<msg::AddPrincipal>()) return on_add_principal(in, *m, peer, caller);
   if (auto* m = in.get<msg::RevokePrincipal>()) return on_revoke_principal(in, *m, peer, caller);
+  if (auto* m = in.get<msg::LiabilityRequest>()) return on_liability(in, *m, peer, caller);
   if (in.get<msg::PrincipalsRequest>()) return reply(msg::PrincipalsReply{credentials_json("")});
   if (in.get<msg::AuditHeadRequest>()) {
     auto heads = recorder_.signed_heads();

@@ -128,6 +128,13 @@ class CoordinatorState {
                           const Caller& caller);
   Outbox on_revoke_principal(const msg::Envelope& in, const msg::RevokePrincipal& m, const std::string& peer,
                              const Caller& caller);
+  // Revocations and taint overrides (coordinator_liability.cc).
+  // The training records a job file's `data.without` revocations withdraw from the data set
+  // whose bytes hash to `data_hash` (sorted, without repeats); empty without any.
+  Result<std::vector<uint64_t>> excluded_records(const JobSpec& spec, const std::string& data_hash,
+                                                 const std::string& origin) const;
+  Outbox on_liability(const msg::Envelope& in, const msg::LiabilityRequest& m, const std::string& peer,
+                      const Caller& caller);
   // The credentials as JSON (principal list), of one principal or all.
   std::string credentials_json(const std::string& principal) const;
   bool secured() const { return options_.security != Security::kNone; }

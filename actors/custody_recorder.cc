@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "core/hash.h"
+#include "storage/liability.h"
 #include "storage/lineage_vocabulary.h"
 #include "storage/model_card.h"
 #include "storage/notary.h"
@@ -40,48 +41,6 @@ Status CustodyRecorder::node_registered(const std::string& node_id, const msg::R
   return write(b);
 }
 
-void charge_privacy(storage::Batch& b, const std::string& run, const std::string& dataset_hash,
-                    const PrivacyPlan& plan, uint64_t steps, const std::string& why, uint32_t attempt) {
-  if (steps == 0) return;
-  b.relation(lineage::rel::kPrivacyCharged, run, lineage::dataset_id(dataset_hash),
-             {{"steps", steps},
-              {"sampling_rate", plan.q},
-              {"noise_multiplier", plan.sigma},
-              {"delta", plan.delta},
-              {"why", why},
-              {"attempt", attempt}});
-}
-
-Status CustodyRecorder::privacy_charged(const msg::JobStatus& job, const PrivacyPlan& plan, uint64_t steps,
-                                        const std::string& why, uint32_t attempt) {
-  if (steps == 0) return Status::ok();
-  storage::Batch b("privacy charged");
-  charge_privacy(b, job.job_id, job.dataset_hash, plan, steps, why, attempt);
-  return write(b);
-}
-
-Status CustodyRecorder::privacy_budget_set(const std::string& dataset_id, double epsilon, double delta,
-                                           const std::string& by, const std::string& reason, double spent_epsilon) {
-  if (!store_) return failed_precondition("privacy budgets are kept in the custody store: start with --store");
-  storage::Batch b("privacy budget set");
-  b.entity(lineage::kind::kPrincipal, principal_id(by), {{"name", by}});
-  b.relation(lineage::rel::kPrivacyBudget, principal_id(by), dataset_id,
-             {{"epsilon", epsilon}, {"delta", delta}, {"reason", reason}, {"spent_epsilon", spent_epsilon}});
-  return write(b);
-}
-
-Status CustodyRecorder::privacy_refused(const std::string& dataset_id, const std::string& principal,
-                                        const std::string& job_name, const std::string& reason,
-                                        const storage::json& numbers) {
-  storage::Batch b("privacy budget refused a job");
-  b.entity(lineage::kind::kPrincipal, principal_id(principal), {{"name", principal}});
-  storage::json fields = numbers.is_object() ? numbers : storage::json::object();
-  fields["job_name"] = job_name;
-  fields["reason"] = reason;
-  b.relation(lineage::rel::kPrivacyRefused, principal_id(principal), dataset_id, std::move(fields));
-  return write(b);
-}
-
 Status CustodyRecorder::job_submitted(const msg::JobStatus& job, const JobSpec& spec, const DatasetInfo& data,
                                       const std::vector<int>& layer_sizes, const std::string& init_checkpoint,
                                       const PrivacyPlan* privacy, const std::string& override_by,
@@ -90,7 +49,9 @@ Status CustodyRecorder::job_submitted(const msg::JobStatus& job, const JobSpec& 
   // nor charged without being accepted.
   storage::Batch b(privacy ? "job submitted, privacy charged" : "job submitted");
   const std::string principal = principal_id(job.submitter);
-  const std::string dataset = lineage::dataset_id(data.version_hash);
+  // A retraining trains on a version of its own: the bytes minus the excluded records.
+  const std::string bytes = lineage::dataset_id(data.version_hash);
+  const std::string dataset = lineage::dataset_id(lineage_dataset_hash(data));
   const std::string canonical = spec.canonical_form();
   const std::string jobspec = lineage::jobspec_id(sha256_hex(canonical));
   b.entity(lineage::kind::kPrincipal, principal, {{"name", job.submitter}});
@@ -105,7 +66,7 @@ Status CustodyRecorder::job_submitted(const msg::JobStatus& job, const JobSpec& 
   // submitter declares about them (name, files, licence, consent) is part of this
   // submission, on its `consumed` relation: a later submitter's declaration for the same
   // bytes is recorded beside the first, never lost behind it.
-  b.entity(lineage::kind::kDataset, dataset,
+  b.entity(lineage::kind::kDataset, bytes,
            {{"name", spec.data.name},
             {"sha256", data.version_hash},
             {"train_sha256", data.train_hash},
@@ -113,6 +74,20 @@ Status CustodyRecorder::job_submitted(const msg::JobStatus& job, const JobSpec& 
             {"train_samples", data.train_count},
             {"test_samples", data.test_count},
             {"source", spec.data.kind == DataSpec::Kind::kIdx ? "idx" : "synthetic"}});
+  if (dataset != bytes) {
+    // The bytes' entity above is the base; this version names it, the records it leaves
+    // out and the revocations that withdrew them.
+    b.entity(lineage::kind::kDataset, dataset,
+             {{"name", spec.data.name},
+              {"sha256", lineage_dataset_hash(data)},
+              {"base", bytes},
+              {"excluded", data.excluded},
+              {"without", data.without},
+              {"train_samples", data.train_count - static_cast<int64_t>(data.excluded.size())},
+              {"test_samples", data.test_count},
+              {"source", "retraining"}});
+    b.relation(lineage::rel::kSubsetOf, dataset, bytes, {{"excluded", data.excluded.size()}});
+  }
   b.entity(lineage::kind::kJobSpec, jobspec, {{"sha256", sha256_hex(canonical)}, {"canonical", canonical}, {"text", spec.text}});
   b.entity(lineage::kind::kRun, job.job_id,
            {{"name", job.name},
@@ -132,25 +107,32 @@ Status CustodyRecorder::job_submitted(const msg::JobStatus& job, const JobSpec& 
   json shards = json::array();
   const auto ranges = partition_range(static_cast<uint64_t>(data.train_count), static_cast<uint32_t>(spec.workers));
   for (size_t r = 0; r < data.train_digests.size() && ranges.is_ok() && r < ranges->size(); ++r) {
-    shards.push_back({{"index", r},
-                      {"begin", ranges.value()[r].begin},
-                      {"end", ranges.value()[r].end},
-                      {"images_sha256", data.train_digests[r].images_sha256},
-                      {"labels_sha256", data.train_digests[r].labels_sha256}});
+    json shard{{"index", r},
+               {"begin", ranges.value()[r].begin},
+               {"end", ranges.value()[r].end},
+               {"images_sha256", data.train_digests[r].images_sha256},
+               {"labels_sha256", data.train_digests[r].labels_sha256}};
+    if (!data.excluded.empty()) shard["excluded"] = excluded_in(data.excluded, ranges.value()[r].begin, ranges.value()[r].end);
+    shards.push_back(std::move(shard));
   }
-  b.relation(lineage::rel::kConsumed, job.job_id, dataset,
-             {{"train_samples", data.train_count},
-              {"shards", shards},
-              {"name", spec.data.name},
-              {"files", files},
-              {"license", spec.data.license},
-              {"consent", spec.data.consent},
-              {"declared_by", principal}});
+  json consumed{{"train_samples", data.train_count},
+                {"shards", shards},
+                {"name", spec.data.name},
+                {"files", files},
+                {"license", spec.data.license},
+                {"consent", spec.data.consent},
+                {"declared_by", principal}};
+  // The machine-readable terms, only as declared: an absent clause restricts nothing
+  // (storage/liability.h reads them).
+  if (!spec.data.spdx.empty()) consumed["spdx"] = spec.data.spdx;
+  if (!spec.data.purposes.empty()) consumed["purposes"] = spec.data.purposes;
+  if (!spec.data.consent_purposes.empty()) consumed["consent_purposes"] = spec.data.consent_purposes;
+  b.relation(lineage::rel::kConsumed, job.job_id, dataset, std::move(consumed));
   b.relation(lineage::rel::kSpecifiedBy, job.job_id, jobspec);
   if (!init_checkpoint.empty()) b.relation(lineage::rel::kInitializedFrom, job.job_id, init_checkpoint);
   if (privacy) charge_privacy(b, job.job_id, data.version_hash, *privacy, static_cast<uint64_t>(privacy->steps), "planned", 0);
   if (!override_by.empty()) {
-    b.relation(lineage::rel::kPrivacyOverride, job.job_id, dataset,
+    b.relation(lineage::rel::kPrivacyOverride, job.job_id, bytes,
                {{"by", principal_id(override_by)}, {"reason", override_reason}});
   }
   return write(b);
@@ -173,6 +155,8 @@ Status CustodyRecorder::job_started(const msg::JobStatus& job, const std::vector
                      {"shard", {{"dataset", lineage::dataset_id(t.shard.dataset_hash)}, {"index", t.shard.index},
                                 {"of", t.shard.num_shards}, {"begin", t.shard.begin}, {"end", t.shard.end}}},
                      {"test_range", {t.test_begin, t.test_end}}};
+    // Retraining: the records of the shard this rank was told not to read.
+    if (!t.excluded.empty()) assigned["shard"]["excluded"] = t.excluded;
     if (!t.train_digest.empty()) {
       assigned["shard"]["images_sha256"] = t.train_digest.images_sha256;
       assigned["shard"]["labels_sha256"] = t.train_digest.labels_sha256;
@@ -332,7 +316,8 @@ Status CustodyRecorder::epoch_evaluated(const msg::JobStatus& job, uint32_t atte
   return write(b);
 }
 
-Status CustodyRecorder::job_ended(const msg::JobStatus& job, const std::string& final_checkpoint) {
+Status CustodyRecorder::job_ended(const msg::JobStatus& job, const std::string& final_checkpoint,
+                                  const std::string& replaces) {
   storage::Batch b("job ended");
   b.event({{"event", lineage::event::kRunEnded},
            {"run", job.job_id},
@@ -349,6 +334,11 @@ Status CustodyRecorder::job_ended(const msg::JobStatus& job, const std::string& 
              {{"name", job.name}, {"version", version}, {"checkpoint", final_checkpoint},
               {"run", job.job_id}, {"test_accuracy", job.test_accuracy}});
     b.relation(lineage::rel::kVersionOf, model, final_checkpoint);
+    // A retraining: the version it replaces (`custody retrain`), when that version exists.
+    if (!replaces.empty()) {
+      CUSTODY_ASSIGN_OR_RETURN(auto old, store_->entity(lineage::model_id(replaces)));
+      if (old) b.relation(lineage::rel::kReplaces, model, lineage::model_id(replaces));
+    }
   }
   return write(b);
 }
@@ -409,7 +399,7 @@ Result<std::vector<std::string>> CustodyRecorder::predictions_served(const std::
   if (!store_) return failed_precondition("a prediction is recorded in the custody store: start with --store");
   storage::Batch b("predict");
   for (const ServedCall& call : calls) {
-    b.usage({{"call_id", call.call_id},
+    json usage{{"call_id", call.call_id},
              {"action", lineage::action::kPredict},
              {"target", call.checkpoint},
              {"model", call.model.empty() ? "" : lineage::model_id(call.model)},
@@ -420,7 +410,10 @@ Result<std::vector<std::string>> CustodyRecorder::predictions_served(const std::
              {"root_hash", call.root_hash},
              {"prediction_ids", call.prediction_ids},
              {"predictions", call.predictions},
-             {"success", true}});
+             {"success", true}};
+    // A tainted version answered under an admin's exception: the record says which.
+    if (!call.overrides.empty()) usage["taint_overrides"] = call.overrides;
+    b.usage(std::move(usage));
   }
   std::vector<storage::Inclusion> recorded;
   Status s = store_->write(b, &recorded);
@@ -441,6 +434,29 @@ Result<msg::ExportReply> CustodyRecorder::export_checkpoint(const msg::ExportReq
                                "checkpoints to export");
   }
   CUSTODY_ASSIGN_OR_RETURN(auto id, storage::resolve_checkpoint(*store_, request.checkpoint));
+  // The same rule as serving (storage/liability.h): no export of a tainted version without
+  // an admin's exception for this purpose, none for a purpose its data does not allow.
+  std::string label;
+  const bool by_checkpoint = lineage::has_prefix(request.checkpoint, lineage::prefix::kCheckpoint);
+  const bool named_by_newest = !by_checkpoint && request.checkpoint.find('@') == std::string::npos;
+  if (named_by_newest) {
+    CUSTODY_ASSIGN_OR_RETURN(int newest, store_->newest_model_version(request.checkpoint));
+    label = lineage::model_label(request.checkpoint, newest);
+  } else if (!by_checkpoint) {
+    label = request.checkpoint;
+  }
+  std::vector<std::string> overrides;
+  if (Status allowed = storage::liability::check_use(*store_, id, label, request.purpose, named_by_newest, &overrides);
+      !allowed.is_ok()) {
+    Status recorded = storage::liability::record_use_refused(
+        *store_, {{"action", lineage::action::kExport}, {"principal", principal_id(request.principal)},
+                  {"target", id}, {"model", label}, {"reference", request.checkpoint},
+                  {"purpose", request.purpose}, {"why", allowed.message()}});
+    if (!recorded.is_ok()) {
+      return Status(allowed.code(), allowed.message() + " (the refusal could not be recorded: " + recorded.message() + ")");
+    }
+    return allowed;
+  }
   storage::json manifest;
   CUSTODY_ASSIGN_OR_RETURN(auto values, storage::load_checkpoint(*store_, id, &manifest));
   // Before the record: an export that cannot describe its model is not recorded as made.
@@ -455,7 +471,8 @@ Result<msg::ExportReply> CustodyRecorder::export_checkpoint(const msg::ExportReq
            {"principal", principal_id(request.principal)},
            {"purpose", request.purpose},
            {"root_hash", manifest["root_hash"]},
-           {"time_ms", clock_->wall_ms()}});
+           {"time_ms", clock_->wall_ms()},
+           {"taint_overrides", overrides}});
   std::vector<storage::Inclusion> recorded;
   Status s = store_->write(b, &recorded);
   if (!s.is_ok()) return Status(s.code(), "the custody store refused the record: " + s.message());

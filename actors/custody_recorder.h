@@ -24,7 +24,17 @@ struct DatasetInfo {
   // Split for this job, by rank: each shard's training records and each test range, what
   // they are file by file (core/records_digest.h). Workers check their copies against them.
   std::vector<RecordsDigest> train_digests = {}, test_digests = {};
+  // Retraining (issue 15): training record indices no worker reads (sorted), and the
+  // revocations they come from. The job's data set is then a version of its own,
+  // lineage_dataset_hash(), whose identity includes this list.
+  std::vector<uint64_t> excluded = {};
+  std::vector<std::string> without = {};
 };
+// The identity of the data set a job trains on: the bytes' SHA-256, or for a retraining
+// SHA-256("<bytes' hash> without <i,j,...>") over the excluded indices.
+std::string lineage_dataset_hash(const DatasetInfo& data);
+// The indices of sorted `excluded` in [begin, end).
+std::vector<uint64_t> excluded_in(const std::vector<uint64_t>& excluded, uint64_t begin, uint64_t end);
 
 // A private job's guarantee at a checkpoint, as its entity record keeps it
 // (docs/ARCHITECTURE.md "Differential privacy"): epsilon after `steps_accounted` steps
@@ -59,6 +69,15 @@ struct ServedCall {
   uint32_t rows = 0;
   std::vector<std::string> prediction_ids;
   storage::json predictions;  // per row: id, class, probability
+  // Taint overrides that let a tainted version answer (storage/liability.h); usually none.
+  std::vector<std::string> overrides = {};
+};
+
+// An answered `custody attribute` request (actors/attribution_actor.h): who asked, why,
+// and storage::attribute's answer.
+struct AttributionMade {
+  std::string principal, purpose;
+  storage::json answer;
 };
 
 class CustodyRecorder {
@@ -127,7 +146,9 @@ class CustodyRecorder {
   // coordinator still knows the accuracy of every epoch evaluated before it stopped.
   Status epoch_evaluated(const msg::JobStatus& job, uint32_t attempt, uint32_t epoch, double accuracy, double loss);
   // A completed job also becomes the next version of the model named after it.
-  Status job_ended(const msg::JobStatus& job, const std::string& final_checkpoint);
+  // `replaces`: a retraining's "NAME@V" (job.replaces), recorded as `replaces` from the new
+  // version to that one.
+  Status job_ended(const msg::JobStatus& job, const std::string& final_checkpoint, const std::string& replaces = "");
   // A private job (`privacy`) is charged the steps it had computed past the checkpoint
   // (up to `computed_step`), which it now computes again.
   Status job_resumed(const msg::JobStatus& job, const std::string& checkpoint, uint64_t step,
@@ -155,6 +176,10 @@ class CustodyRecorder {
   // Loads a checkpoint (id or model reference) and records its export as a use; the reply
   // carries the use's receipt.
   Result<msg::ExportReply> export_checkpoint(const msg::ExportRequest& request);
+  // Records an attribution request and its answer (action "attribute", the answering
+  // checkpoint as target) before it is answered; returns its usage id ("use-...") and,
+  // with a key, its receipt (else "").
+  Result<std::pair<std::string, std::string>> attribution_made(const AttributionMade& made);
 
  private:
   Status write(const storage::Batch& batch);

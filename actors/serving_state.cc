@@ -5,6 +5,7 @@
 #include "core/float_env.h"
 #include "core/hash.h"
 #include "storage/checkpoint.h"
+#include "storage/liability.h"
 #include "storage/lineage_vocabulary.h"
 
 namespace custody::actors {
@@ -71,6 +72,23 @@ Result<ServingState::PreparedCall> ServingState::prepare(const msg::Predict& r) 
   }
   if (r.principal.empty()) return invalid_argument("a prediction needs a caller (principal)");
   CUSTODY_ASSIGN_OR_RETURN(const auto resolved, resolve(r.model));
+  // Taint and purposes are derived from the store, again whenever the lineage log has grown:
+  // a revocation takes effect on the next call (storage/liability.h).
+  std::vector<std::string> overrides;
+  const bool named_by_newest =
+      r.model.find('@') == std::string::npos && !lineage::has_prefix(r.model, lineage::prefix::kCheckpoint);
+  if (Status allowed = liability_.check(*store_, resolved.first, resolved.second, r.purpose, named_by_newest,
+                                       &overrides);
+      !allowed.is_ok()) {
+    Status recorded = storage::liability::record_use_refused(
+        *store_, {{"action", lineage::action::kPredict}, {"principal", lineage::principal_id(r.principal)},
+                  {"target", resolved.first}, {"model", resolved.second}, {"reference", r.model},
+                  {"purpose", r.purpose}, {"why", allowed.message()}});
+    if (!recorded.is_ok()) {
+      return Status(allowed.code(), allowed.message() + " (the refusal could not be recorded: " + recorded.message() + ")");
+    }
+    return allowed;
+  }
   CUSTODY_ASSIGN_OR_RETURN(const Loaded* loaded, load(resolved.first));
   const Loaded& m = *loaded;
   const std::string label = resolved.second.empty() ? m.checkpoint : resolved.second;
@@ -126,6 +144,7 @@ Result<ServingState::PreparedCall> ServingState::prepare(const msg::Predict& r) 
   served.root_hash = m.root_hash;
   served.prediction_ids = reply.prediction_ids;
   served.predictions = std::move(predictions);
+  served.overrides = std::move(overrides);
   return prepared;
 }
 

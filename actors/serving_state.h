@@ -26,6 +26,7 @@
 #include "core/signing.h"
 #include "protocols/messages.h"
 #include "storage/custody_store.h"
+#include "storage/liability.h"
 
 namespace custody::actors {
 
@@ -78,6 +79,7 @@ class ServingState {
   };
   std::map<std::string, Resolved> names_;
   Workspace ws_;
+  storage::liability::UseCheckCache liability_;  // taint and purposes, until the lineage grows
 };
 
 }  // namespace custody::actors

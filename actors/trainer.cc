@@ -151,8 +151,18 @@ Result<Trainer> Trainer::load(const msg::AssignTask& t, const std::string& job_i
     return invalid_argument("the job's model has " + std::to_string(model.num_parameters()) +
                             " parameters, the assignment says " + std::to_string(t.num_parameters));
   }
+  // Retraining without withdrawn records: they are dropped here, before anything reads them
+  // as samples, and the epoch's order is drawn over the records kept.
+  for (size_t i = 0; i < t.excluded.size(); ++i) {
+    if (t.excluded[i] < t.shard.begin || t.excluded[i] >= t.shard.end || (i > 0 && t.excluded[i] <= t.excluded[i - 1])) {
+      return invalid_argument("the assignment excludes record " + std::to_string(t.excluded[i]) +
+                              ", which is not in its shard [" + std::to_string(t.shard.begin) + ", " +
+                              std::to_string(t.shard.end) + ") in order");
+    }
+  }
+  const uint64_t kept = t.shard.end - t.shard.begin - t.excluded.size();
   CUSTODY_ASSIGN_OR_RETURN(BatchOrder order,
-                           BatchOrder::make(spec.seed, t.rank, t.shard.end - t.shard.begin, t.steps_per_epoch,
+                           BatchOrder::make(spec.seed, t.rank, kept, t.steps_per_epoch,
                                             static_cast<uint32_t>(spec.batch_size)));
   const bool private_job = spec.privacy.enabled;
   if (private_job && records.train_total <= 0) {
@@ -172,6 +182,24 @@ Result<Trainer> Trainer::load(const msg::AssignTask& t, const std::string& job_i
   const LabeledSet& test = records.test;
   trainer.shard_ = features(train, records.train_begin, records.train_end);
   trainer.labels_.assign(train.labels.begin() + records.train_begin, train.labels.begin() + records.train_end);
+  if (!t.excluded.empty()) {
+    // The shard's records are [train_begin, train_end) of `train` (the whole set when local,
+    // the shard alone when fetched); record t.shard.begin + j is column j of both.
+    Matrix all = std::move(trainer.shard_);
+    std::vector<uint8_t> labels = std::move(trainer.labels_);
+    trainer.shard_.resize(all.rows(), static_cast<Eigen::Index>(kept));
+    trainer.labels_.clear();
+    size_t next = 0;  // the next excluded index
+    for (uint64_t i = t.shard.begin; i < t.shard.end; ++i) {
+      if (next < t.excluded.size() && t.excluded[next] == i) {
+        ++next;
+        continue;
+      }
+      const auto j = static_cast<Eigen::Index>(i - t.shard.begin);
+      trainer.shard_.col(static_cast<Eigen::Index>(trainer.labels_.size())) = all.col(j);
+      trainer.labels_.push_back(labels[static_cast<size_t>(j)]);
+    }
+  }
   trainer.test_x_ = features(test, records.test_begin, records.test_end);
   trainer.test_y_.assign(test.labels.begin() + records.test_begin, test.labels.begin() + records.test_end);
   return trainer;  // the data set's raw bytes go with `records`

@@ -1,8 +1,11 @@
 #include "core/job_spec.h"
 
 #include <algorithm>
+#include <cctype>
 #include <fstream>
 #include <sstream>
+
+#include <toml++/toml.h>
 
 #include "core/config_reader.h"
 
@@ -27,6 +30,46 @@ const char* to_string(PrivacySpec::Sampling s) {
 }
 
 namespace {
+
+// The data's machine-readable terms: an SPDX identifier, and purposes as lowercase words.
+// An empty list is refused rather than read as "not declared": `purposes = []` would say
+// that nothing is allowed, and a model that may be used for nothing should not be trained.
+Status parse_terms(ConfigReader& r, const std::string& origin, DataSpec& d) {
+  CUSTODY_RETURN_IF_ERROR(r.get("data.spdx", d.spdx));
+  for (char c : d.spdx) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '-' && c != '+') {
+      return invalid_argument(origin + ": data.spdx '" + d.spdx + "' is not an SPDX license identifier (such as "
+                              "MIT, CC-BY-4.0, CC-BY-NC-4.0; LicenseRef-NAME for one SPDX does not list)");
+    }
+  }
+  const std::string unset = "\x01";  // no purpose word can be this: the key was absent
+  for (const auto& [key, list] : {std::pair<const char*, std::vector<std::string>*>{"data.purposes", &d.purposes},
+                                  std::pair<const char*, std::vector<std::string>*>{"data.consent_purposes",
+                                                                                    &d.consent_purposes}}) {
+    *list = {unset};
+    CUSTODY_RETURN_IF_ERROR(r.get(key, *list));
+    if (*list == std::vector<std::string>{unset}) {
+      list->clear();
+      continue;
+    }
+    if (list->empty()) {
+      return invalid_argument(origin + ": " + key + " = [] allows no purpose at all; leave the key out if it "
+                              "declares nothing, or list what is allowed (e.g. [\"research\"])");
+    }
+    for (const auto& p : *list) {
+      const bool word = !p.empty() && p.size() <= 64 && std::all_of(p.begin(), p.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+      });
+      if (!word) {
+        return invalid_argument(origin + ": " + key + " holds '" + p + "'; a purpose is a lowercase word "
+                                "(letters, digits, '-', '_'), such as research, commercial, evaluation");
+      }
+    }
+    std::sort(list->begin(), list->end());
+    list->erase(std::unique(list->begin(), list->end()), list->end());
+  }
+  return Status::ok();
+}
 
 // The [privacy] section: present or not, then each key; the combinations are checked here,
 // the reachability of the target by the coordinator (it needs the data set's size).
@@ -117,6 +160,17 @@ Result<JobSpec> parse_job_spec(std::string_view toml_text, const std::string& or
   CUSTODY_RETURN_IF_ERROR(r.get("data.test_labels", s.data.test_labels));
   CUSTODY_RETURN_IF_ERROR(r.get("data.license", s.data.license));
   CUSTODY_RETURN_IF_ERROR(r.get("data.consent", s.data.consent));
+  CUSTODY_RETURN_IF_ERROR(parse_terms(r, origin, s.data));
+  CUSTODY_RETURN_IF_ERROR(r.get("data.without", s.data.without));
+  for (const auto& w : s.data.without) {
+    if (w.rfind("revocation:", 0) != 0) {
+      return invalid_argument(origin + ": data.without holds '" + w + "'; it lists revocations (revocation:<16 hex>)");
+    }
+  }
+  CUSTODY_RETURN_IF_ERROR(r.get("job.replaces", s.replaces));
+  if (!s.replaces.empty() && s.replaces.find('@') == std::string::npos) {
+    return invalid_argument(origin + ": job.replaces is a model version NAME@VERSION, not '" + s.replaces + "'");
+  }
   CUSTODY_RETURN_IF_ERROR(r.get("data.synthetic.train_samples", s.data.synthetic_train, 1, 10000000));
   CUSTODY_RETURN_IF_ERROR(r.get("data.synthetic.test_samples", s.data.synthetic_test, 1, 10000000));
   CUSTODY_RETURN_IF_ERROR(r.get("data.synthetic.features", s.data.synthetic_features, 1, 1 << 16));
@@ -207,6 +261,12 @@ std::string JobSpec::canonical_form() const {
   }
   line("data.license", data.license);
   line("data.consent", list(data.consent));
+  // Only when declared, so that the hashes of jobs without them stay what they were.
+  if (!data.spdx.empty()) line("data.spdx", data.spdx);
+  if (!data.purposes.empty()) line("data.purposes", list(data.purposes));
+  if (!data.consent_purposes.empty()) line("data.consent_purposes", list(data.consent_purposes));
+  if (!data.without.empty()) line("data.without", list(data.without));
+  if (!replaces.empty()) line("job.replaces", replaces);
   if (privacy.enabled) {  // absent for other jobs, so their hashes stay what they were
     o.precision(17);
     line("privacy.target_epsilon", privacy.target_epsilon);
@@ -225,6 +285,36 @@ Result<JobSpec> read_job_file(const std::string& path) {
   std::stringstream ss;
   ss << in.rdbuf();
   return parse_job_spec(ss.str(), path);
+}
+
+}  // namespace custody
+
+namespace custody {
+
+Result<std::string> retraining_spec(std::string_view text, const std::vector<std::string>& without,
+                                    const std::string& replaces, const std::string& origin) {
+  toml::table table;
+  try {
+    table = toml::parse(text, origin);
+  } catch (const toml::parse_error& e) {
+    return invalid_argument(origin + ": " + std::string(e.description()));
+  }
+  if (!table.contains("job")) table.insert("job", toml::table{});
+  if (!table.contains("data")) table.insert("data", toml::table{});
+  auto* job = table["job"].as_table();
+  auto* data = table["data"].as_table();
+  if (!job || !data) return invalid_argument(origin + ": [job] and [data] must be tables");
+  toml::array list;
+  for (const auto& w : without) list.push_back(w);
+  data->insert_or_assign("without", std::move(list));
+  job->insert_or_assign("replaces", replaces);
+  std::ostringstream out;
+  out << "# Written by `custody retrain` (replaces " << replaces << "); the original job file is in the\n"
+      << "# custody record of the run it replaces.\n"
+      << table << "\n";
+  // What it wrote must be a valid job, the same job but for the two keys.
+  CUSTODY_RETURN_IF_ERROR(parse_job_spec(out.str(), origin + " (retraining)").status());
+  return out.str();
 }
 
 }  // namespace custody

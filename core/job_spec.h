@@ -26,6 +26,19 @@ struct DataSpec {
   std::string test_labels = "t10k-labels-idx1-ubyte.gz";
   std::string license;               // recorded in lineage
   std::vector<std::string> consent;  // consent tags, recorded in lineage
+  // Machine-readable terms (docs/ARCHITECTURE.md, "Withdrawal, taint and purposes"):
+  // the licence's SPDX identifier ("LicenseRef-NAME" for one SPDX does not list), the
+  // purposes the licence allows, and the purposes the data's people consented to. Empty:
+  // not declared (that clause restricts nothing). Every model derived from the data may be
+  // used only for a purpose every declaration upstream of it allows.
+  std::string spdx;
+  std::vector<std::string> purposes;
+  std::vector<std::string> consent_purposes;
+  // Retraining without withdrawn records: revocations ("revocation:<16 hex>") of records
+  // of this data set. The coordinator reads their record indices from the custody store;
+  // no worker reads those records, and the job's data set is a new version whose identity
+  // includes the exclusion list (`custody retrain` writes this key).
+  std::vector<std::string> without;
   // kind == kSynthetic
   int64_t synthetic_train = 2000;
   int64_t synthetic_test = 500;
@@ -81,6 +94,9 @@ struct JobSpec {
   // Fine-tune: start from this checkpoint (an id, or a model as NAME@VERSION) instead of
   // seeded initial weights; recorded as derived_from in lineage.
   std::string init_from;
+  // Retraining: the model version ("NAME@V") this job's model replaces, recorded as
+  // `replaces` between the two versions when it completes (`custody retrain` writes it).
+  std::string replaces;
   OptimizerConfig optimizer;
   DataSpec data;
   PrivacySpec privacy;
@@ -99,5 +115,11 @@ struct JobSpec {
 // the key.
 Result<JobSpec> parse_job_spec(std::string_view toml_text, const std::string& origin);
 Result<JobSpec> read_job_file(const std::string& path);
+
+// The job file `text` again, for a retraining: with `data.without` set to `without` and
+// `job.replaces` to `replaces` (NAME@V), every other key as it was (comments and layout are
+// not kept; the original text stays in the custody record).
+Result<std::string> retraining_spec(std::string_view text, const std::vector<std::string>& without,
+                                    const std::string& replaces, const std::string& origin);
 
 }  // namespace custody

@@ -331,6 +331,8 @@ void encode_body(wire::Envelope::Body::Builder b, const Body& body) {
             e.setTestImagesSha256(text(m.test_digest.images_sha256));
             e.setTestLabelsSha256(text(m.test_digest.labels_sha256));
             e.setTrainRecords(m.train_records);
+            auto excluded = e.initExcluded(static_cast<unsigned>(m.excluded.size()));
+            for (size_t i = 0; i < m.excluded.size(); ++i) excluded.set(static_cast<unsigned>(i), m.excluded[i]);
           },
           [&](const Progress& m) {
             auto e = b.initProgress();
@@ -544,6 +546,39 @@ void encode_body(wire::Envelope::Body::Builder b, const Body& body) {
             e.setBytesFetched(m.bytes_fetched);
             e.setElapsedMs(m.elapsed_ms);
           },
+          [&](const LiabilityRequest& m) {
+            auto e = b.initLiabilityRequest();
+            e.setAction(m.action == LiabilityRequest::Action::kAllow ? wire::LiabilityRequest::Action::ALLOW
+                                                                      : wire::LiabilityRequest::Action::REVOKE);
+            e.setPrincipal(text(m.principal));
+            e.setReason(text(m.reason));
+            e.setDataset(text(m.dataset));
+            auto list = e.initRecords(static_cast<unsigned>(m.records.size()));
+            for (size_t i = 0; i < m.records.size(); ++i) list.set(static_cast<unsigned>(i), m.records[i]);
+            e.setModel(text(m.model));
+            e.setRevocation(text(m.revocation));
+            e.setPurpose(text(m.purpose));
+          },
+          [&](const LiabilityReply& m) { b.initLiabilityReply().setJson(text(m.json)); },
+          [&](const Attribute& m) {
+            auto e = b.initAttribute();
+            e.setPredictionId(text(m.prediction_id));
+            e.setPrincipal(text(m.principal));
+            e.setRows(m.rows);
+            e.setFeatures(m.features);
+            e.setInputs(floats(m.inputs));
+            e.setTop(m.top);
+            e.setLabel(m.label);
+            e.setSelfInfluence(text(m.self_influence));
+            e.setPurpose(text(m.purpose));
+            e.setBatchRows(m.batch_rows);
+          },
+          [&](const AttributionReply& m) {
+            auto e = b.initAttributionReply();
+            e.setJson(text(m.json));
+            e.setUsageId(text(m.usage_id));
+            e.setReceipt(text(m.receipt));
+          },
       },
       body);
 }
@@ -641,6 +676,7 @@ Result<Body> decode_body(wire::Envelope::Body::Reader b, const std::shared_ptr<c
       m.train_digest = {str(r.getTrainImagesSha256()), str(r.getTrainLabelsSha256())};
       m.test_digest = {str(r.getTestImagesSha256()), str(r.getTestLabelsSha256())};
       m.train_records = r.getTrainRecords();
+      for (uint64_t i : r.getExcluded()) m.excluded.push_back(i);
       return Body(std::move(m));
     }
     case W::PROGRESS: {
@@ -805,7 +841,40 @@ Result<Body> decode_body(wire::Envelope::Body::Reader b, const std::shared_ptr<c
       else if (how != "local") return invalid_argument("shardObtained.how is '" + how + "'; local, cache or fetched");
       return Body(std::move(m));
     }
-    default: break;  // the placeholders of other branches' bodies (custody.capnp)
+    case W::LIABILITY_REQUEST: {
+      auto r = b.getLiabilityRequest();
+      LiabilityRequest m;
+      m.action = r.getAction() == wire::LiabilityRequest::Action::ALLOW ? LiabilityRequest::Action::kAllow
+                                                                        : LiabilityRequest::Action::kRevoke;
+      m.principal = str(r.getPrincipal());
+      m.reason = str(r.getReason());
+      m.dataset = str(r.getDataset());
+      for (uint64_t i : r.getRecords()) m.records.push_back(i);
+      m.model = str(r.getModel());
+      m.revocation = str(r.getRevocation());
+      m.purpose = str(r.getPurpose());
+      return Body(std::move(m));
+    }
+    case W::LIABILITY_REPLY: return Body(LiabilityReply{str(b.getLiabilityReply().getJson())});
+    case W::ATTRIBUTE: {
+      auto r = b.getAttribute();
+      Attribute m;
+      m.prediction_id = str(r.getPredictionId());
+      m.principal = str(r.getPrincipal());
+      m.rows = r.getRows();
+      m.features = r.getFeatures();
+      CUSTODY_RETURN_IF_ERROR(read_floats(r.getInputs(), "attribute.inputs", m.inputs));
+      m.top = r.getTop();
+      m.label = r.getLabel();
+      m.self_influence = str(r.getSelfInfluence());
+      m.purpose = str(r.getPurpose());
+      m.batch_rows = r.getBatchRows();
+      return Body(std::move(m));
+    }
+    case W::ATTRIBUTION_REPLY: {
+      auto r = b.getAttributionReply();
+      return Body(AttributionReply{str(r.getJson()), str(r.getUsageId()), str(r.getReceipt())});
+    }
   }
   return invalid_argument("unknown message body (union field " +
                           std::to_string(static_cast<unsigned>(b.which())) +
@@ -990,7 +1059,8 @@ const char* body_name(const Body& body) {
                                  "jobReleased", "principalsRequest", "principalsReply", "revokePrincipal",
                                  "storeBackup",  "storeBackupReply", "storeQuery", "storeQueryReply",
                                  "setPrivacyBudget", "privacyBudgetReply", "fetchRecords", "recordsChunk",
-                                 "shardObtained"};
+                                 "shardObtained", "liabilityRequest", "liabilityReply",
+                                 "attribute",    "attributionReply"};
   static_assert(sizeof(kNames) / sizeof(kNames[0]) == std::variant_size_v<Body>);
   return kNames[body.index()];
 }

@@ -58,6 +58,10 @@ struct Envelope {
     fetchRecords @48 :FetchRecords;
     recordsChunk @49 :RecordsChunk;
     shardObtained @50 :ShardObtained;
+    liabilityRequest @51 :LiabilityRequest;
+    liabilityReply @52 :LiabilityReply;
+    attribute @53 :Attribute;
+    attributionReply @54 :AttributionReply;
   }
   token @30 :Text;          # the caller's secret, when the coordinator requires one (--auth)
   attempt @35 :UInt32;      # which run of the job (0 first; +1 per recovery): messages of an
@@ -279,6 +283,9 @@ struct AssignTask {
   testLabelsSha256 @14 :Text;
   trainRecords @15 :UInt64;  # records in the whole training set (N): a private job's sampling rate
                              # q = workers * batch / N, known to a worker that holds only its shard
+  # Retraining without withdrawn records (issue 15): training record indices in
+  # [shard.begin, shard.end) this rank must not read; it trains on the others.
+  excluded @16 :List(UInt64);
 }
 
 # worker -> coordinator, a few times a second.
@@ -575,4 +582,54 @@ struct StoreQuery {
 
 struct StoreQueryReply {
   json @0 :Text;            # what `--json` prints for the query, from the coordinator's store
+}
+
+# cli -> coordinator: withdrawal of data and the exceptions to the taint it derives (issue
+# 15; storage/liability.h). The caller is the proven principal (its name here counts only
+# on a cluster without security, as --as). Every request, refused ones too, is recorded.
+struct LiabilityRequest {
+  enum Action {
+    revoke @0;              # withdraw a data set (admin, or its owner: who declared it in its
+                            # first submission): dataset, records
+    allow @1;               # let one tainted model version be used despite one revocation, for
+                            # one purpose (admin only): model, revocation, purpose
+  }
+  action @0 :Action;
+  principal @1 :Text;
+  reason @2 :Text;          # required: what a dispute reads
+  dataset @3 :Text;         # revoke: "dataset:HASH", a hash, a unique prefix of one, or a name
+  records @4 :List(UInt64); # revoke: training record indices; empty: the whole data set
+  model @5 :Text;           # allow: NAME@VERSION or a checkpoint id (not a bare NAME: the
+                            # exception is for the version the admin looked at)
+  revocation @6 :Text;      # allow: "revocation:<16 hex>"
+  purpose @7 :Text;         # allow: the one purpose it is allowed for
+}
+
+# coordinator -> cli: what was recorded (JSON: the revocation or override entity, and for a
+# revocation the model versions it taints now).
+struct LiabilityReply {
+  json @0 :Text;
+}
+
+# cli -> coordinator (its serving actor): which training records explain a prediction
+# (TracInCP, storage/attribution.h), or a model's training records by self-influence. The
+# request and its answer are recorded in the usage log before the reply leaves.
+struct Attribute {
+  predictionId @0 :Text;    # pred-…: the prediction to explain; empty for self-influence
+  principal @1 :Text;       # the caller (set by the coordinator from the credential)
+  rows @2 :UInt32;          # the call's input again, as sent to predict: the store keeps
+  features @3 :UInt32;      #   only its SHA-256, which this must match
+  inputs @4 :Data;          # rows x features little-endian float32, row-major, model-scaled
+  top @5 :UInt32;           # proponents and opponents (or records) listed
+  label @6 :Int32 = -1;     # the label the test gradient is taken for; -1: the class answered
+  selfInfluence @7 :Text;   # a model (NAME, NAME@V or checkpoint id): rank its run's records
+  purpose @8 :Text;
+  batchRows @9 :UInt32;     # rows per predict call when the input was sent (predict --batch):
+                            #   the call is found among the input's batches; 0: one call
+}
+
+struct AttributionReply {
+  json @0 :Text;            # the answer (storage/attribution.h documents its fields)
+  usageId @1 :Text;         # the usage record of this request and its answer
+  receipt @2 :Text;         # JSON receipt of that record, as for predictions
 }

@@ -140,6 +140,8 @@ struct AssignTask {
   // What its records must be (core/dataset.h, records_digest); empty: not checked.
   RecordsDigest train_digest = {}, test_digest = {};
   uint64_t train_records = 0;  // N, the whole training set's records; 0: not said (older coordinator)
+  // Retraining: record indices of the shard not to read (sorted; custody.capnp).
+  std::vector<uint64_t> excluded = {};
 };
 struct Progress {
   uint32_t epoch = 0;
@@ -318,6 +320,34 @@ struct StoreQueryReply {
   std::string json;
 };
 
+// Withdrawal of data and exceptions to its taint (custody.capnp, issue 15).
+struct LiabilityRequest {
+  enum class Action { kRevoke, kAllow };
+  Action action = Action::kRevoke;
+  std::string principal, reason;
+  std::string dataset;              // revoke
+  std::vector<uint64_t> records;    // revoke; empty: the whole data set
+  std::string model, revocation, purpose;  // allow
+};
+struct LiabilityReply {
+  std::string json;
+};
+
+// Training-data attribution (custody.capnp's Attribute, storage/attribution.h).
+struct Attribute {
+  std::string prediction_id, principal;
+  uint32_t rows = 0, features = 0;
+  std::vector<float> inputs;
+  uint32_t top = 10;
+  int32_t label = -1;
+  std::string self_influence;
+  std::string purpose;
+  uint32_t batch_rows = 0;  // rows per predict call the input was sent in; 0: one call
+};
+struct AttributionReply {
+  std::string json, usage_id, receipt;
+};
+
 using Body = std::variant<Error, Register, RegisterAck, Heartbeat, HeartbeatAck, SubmitJob,
                           JobAccepted, StatusRequest, StatusReply, CancelJob, AssignKeyRange,
                           KeyRangeReady, AssignTask, Progress, EpochEval, TaskDone, StopJob, Pull,
@@ -326,7 +356,8 @@ using Body = std::variant<Error, Register, RegisterAck, Heartbeat, HeartbeatAck,
                           AuditHeadRequest, AuditHeadReply,
                           JobReleased, PrincipalsRequest, PrincipalsReply, RevokePrincipal, StoreBackup,
                           StoreBackupReply, StoreQuery, StoreQueryReply, SetPrivacyBudget, PrivacyBudgetReply,
-                          FetchRecords, RecordsChunk, ShardObtained>;
+                          FetchRecords, RecordsChunk, ShardObtained, LiabilityRequest, LiabilityReply, Attribute,
+                          AttributionReply>;
 
 struct Envelope {
   uint16_t version = kProtocolVersion;

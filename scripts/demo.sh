@@ -6,8 +6,10 @@
 # a consumer), submits the job as the submitter, follows it with a live progress line,
 # prints the final test accuracy and the lineage trace of the model it trained, then
 # serves it: the consumer predicts five test images and the first prediction is traced
-# back to data and people. Stops every process it started; the store stays in the run
-# directory.
+# back to data and people. Then the liability story (scripts/liability_demo.sh): the data
+# owner withdraws some records, the model is tainted and refused, it is retrained without
+# them, and the replacement is served and traced. Stops every process it started; the store
+# stays in the run directory.
 #   scripts/demo.sh [JOBFILE]        (default: configs/jobs/fashion_mlp.toml)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -18,6 +20,7 @@ scripts/setup.sh
 scripts/build.sh
 bin="$root/${CUSTODY_BUILD_DIR:-build}/bin"
 source scripts/lib/cluster.sh
+source scripts/liability_demo.sh
 
 run=$(mktemp -d "${TMPDIR:-/tmp}/custody-demo.XXXXXX")
 finish() {
@@ -64,6 +67,7 @@ if [ $rc = 0 ]; then
   echo
   echo "the consumer's receipt, checked offline against the coordinator's public key (custody audit prove):"
   custody audit prove "$run/receipts.jsonl" --public-key "$run/store.signing-key.pub"
+  liability_demo "$model" "$run"
   cluster_key=$admin_key
   echo
   custody audit verify

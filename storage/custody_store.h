@@ -133,6 +133,8 @@ class CustodyStore {
   static Result<std::unique_ptr<CustodyStore>> open(const std::string& path, OpenMode mode,
                                                     const Clock& clock = Clock::system());
   static std::unique_ptr<CustodyStore> in_memory(const Clock& clock = Clock::system());
+  // The clock that stamps records (for records that also keep their time as a field).
+  const Clock& clock() const { return clock_; }
 
   // The keys that seal and open checkpoint tensors (storage/store_key.h; the writer's
   // come from attach_store_keys). Null: none (tensors are written in clear, and sealed

@@ -20,6 +20,8 @@
 //   checkpoint   ckpt-<16 hex>            (storage/checkpoint.h says of what)
 //   model        model:<name>@<version>
 //   signing key  signing_key:<key id>
+//   revocation   revocation:<16 hex>      (a data set, or some of its records, withdrawn)
+//   override     override:<16 hex>        (an admin's permission to use one tainted version)
 // and in the usage log: a prediction call call-<16 hex>, each row's prediction
 // pred-<16 hex>-<row>, an export use-<16 hex>.
 // Thread-safety: constants and pure functions.
@@ -54,6 +56,10 @@ inline constexpr char kNode[] = "node";
 inline constexpr char kCheckpoint[] = "checkpoint";
 inline constexpr char kModelVersion[] = "model_version";
 inline constexpr char kSigningKey[] = "signing_key";
+// Liability (storage/liability.h): a withdrawal of data, and an admin's exception to the
+// taint it derives for one model version and one purpose.
+inline constexpr char kRevocation[] = "revocation";
+inline constexpr char kTaintOverride[] = "taint_override";
 }  // namespace kind
 
 // Relations ("rel"), from -> to.
@@ -75,6 +81,12 @@ inline constexpr char kPrivacyBudget[] = "privacy_budget";    // principal -> da
 inline constexpr char kPrivacyCharged[] = "privacy_charged";  // run -> dataset: steps spent from it
 inline constexpr char kPrivacyOverride[] = "privacy_budget_overridden";  // run -> dataset, by an admin
 inline constexpr char kPrivacyRefused[] = "privacy_refused";  // principal -> dataset: a job refused
+inline constexpr char kRevokes[] = "revokes";                 // revocation -> dataset
+inline constexpr char kRevokedBy[] = "revoked_by";            // revocation -> principal
+inline constexpr char kAllows[] = "allows";                   // taint_override -> checkpoint
+inline constexpr char kOverrides[] = "overrides";             // taint_override -> revocation
+inline constexpr char kSubsetOf[] = "subset_of";              // dataset (a retraining's) -> dataset
+inline constexpr char kReplaces[] = "replaces";               // model (retrained) -> model (tainted)
 }  // namespace rel
 
 // Lineage events ("event").
@@ -94,12 +106,18 @@ inline constexpr char kCredentialRevoked[] = "credential_revoked";
 // that rekey (storage/store_rekey.h).
 inline constexpr char kCheckpointResealed[] = "checkpoint_resealed";
 inline constexpr char kStoreRekeyed[] = "store_rekeyed";
+// Not of a run: a request refused for liability reasons, kept so that a dispute can see
+// who tried what: a revocation by someone who may not revoke that data set, and a use
+// (prediction, export) of a tainted model version or for a purpose its data does not allow.
+inline constexpr char kRevocationRefused[] = "revocation_refused";
+inline constexpr char kUseRefused[] = "use_refused";
 }  // namespace event
 
 // Usage actions ("action").
 namespace action {
 inline constexpr char kPredict[] = "predict";
 inline constexpr char kExport[] = "export";
+inline constexpr char kAttribute[] = "attribute";  // custody attribute: TracIn over a run's records
 }  // namespace action
 
 // Id prefixes.
@@ -116,6 +134,8 @@ inline constexpr char kSigningKey[] = "signing_key:";
 inline constexpr char kCall[] = "call-";
 inline constexpr char kPrediction[] = "pred-";
 inline constexpr char kUse[] = "use-";
+inline constexpr char kRevocation[] = "revocation:";
+inline constexpr char kTaintOverride[] = "override:";
 }  // namespace prefix
 
 // Id builders.
@@ -139,6 +159,8 @@ inline std::string prediction_id(std::string_view hex16, uint32_t row) {
   return prefix::kPrediction + std::string(hex16) + "-" + std::to_string(row);
 }
 inline std::string use_id(std::string_view hex16) { return prefix::kUse + std::string(hex16); }
+inline std::string revocation_id(std::string_view hex16) { return prefix::kRevocation + std::string(hex16); }
+inline std::string override_id(std::string_view hex16) { return prefix::kTaintOverride + std::string(hex16); }
 
 // Parsers.
 inline bool has_prefix(std::string_view id, std::string_view p) { return id.substr(0, p.size()) == p; }
@@ -153,7 +175,9 @@ inline std::string display_name(std::string_view id, std::string_view p) {
 }
 
 // The kinds of id a user may hand to `lineage show/trace`.
-enum class IdKind { kOther, kRun, kCheckpoint, kModel, kDataset, kPrincipal, kNode, kCall, kPrediction, kUse };
+enum class IdKind {
+  kOther, kRun, kCheckpoint, kModel, kDataset, kPrincipal, kNode, kCall, kPrediction, kUse, kRevocation
+};
 inline IdKind kind_of(std::string_view id) {
   if (has_prefix(id, prefix::kCheckpoint)) return IdKind::kCheckpoint;
   if (has_prefix(id, prefix::kModel)) return IdKind::kModel;
@@ -164,6 +188,7 @@ inline IdKind kind_of(std::string_view id) {
   if (has_prefix(id, prefix::kDataset)) return IdKind::kDataset;
   if (has_prefix(id, prefix::kPrincipal)) return IdKind::kPrincipal;
   if (has_prefix(id, prefix::kNode)) return IdKind::kNode;
+  if (has_prefix(id, prefix::kRevocation)) return IdKind::kRevocation;
   return IdKind::kOther;
 }
 // An id found in the usage log rather than as an entity (a call, a prediction, a use).

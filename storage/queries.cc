@@ -11,6 +11,7 @@
 #include "core/hash.h"
 #include "core/log.h"
 #include "storage/checkpoint.h"
+#include "storage/liability.h"
 #include "storage/lineage_vocabulary.h"
 
 namespace custody::storage {
@@ -103,6 +104,56 @@ json dataset_node(const json& d, const json& decl, const std::vector<json>& all)
     }
   }
   return node;
+}
+
+// A retraining's data set (the base minus excluded records): what it leaves out, and the
+// proof from the run's own records that no worker was given a withdrawn record: every
+// revocation it names has all its records excluded, and every rank's assignment (each
+// attempt's) excluded each of those records in its shard.
+Status add_exclusion_proof(const CustodyStore& store, const std::string& run, const json& dataset, json& node) {
+  std::set<uint64_t> excluded;
+  for (const auto& i : dataset.value("excluded", json::array())) excluded.insert(i.get<uint64_t>());
+  std::set<uint64_t> revoked;
+  std::string names;
+  for (const auto& id : dataset.value("without", json::array())) {
+    CUSTODY_ASSIGN_OR_RETURN(auto rev, body_of(store, id.get<std::string>()));
+    for (const auto& i : rev.value("records", json::array())) revoked.insert(i.get<uint64_t>());
+    names += (names.empty() ? "" : ", ") + id.get<std::string>();
+  }
+  uint64_t revoked_kept = 0;
+  for (uint64_t i : revoked) revoked_kept += !excluded.count(i);
+  CUSTODY_ASSIGN_OR_RETURN(auto assigned, store.relations(run, Direction::kOut, lineage::rel::kAssigned));
+  uint64_t ranks = 0, given = 0;  // rank assignments checked; withdrawn records one was given
+  for (const auto& a : assigned) {
+    const json& shard = a.body.value("shard", json::object());
+    if (shard.empty()) continue;  // a parameter server's
+    ++ranks;
+    std::set<uint64_t> skipped;
+    for (const auto& i : shard.value("excluded", json::array())) skipped.insert(i.get<uint64_t>());
+    const uint64_t begin = shard.value("begin", uint64_t(0)), end = shard.value("end", uint64_t(0));
+    for (auto it = revoked.lower_bound(begin); it != revoked.end() && *it < end; ++it) given += !skipped.count(*it);
+  }
+  const bool proven = revoked_kept == 0 && given == 0 && ranks > 0;
+  json proof{{"excluded", excluded.size()},
+             {"revoked", revoked.size()},
+             {"revoked_not_excluded", revoked_kept},
+             {"rank_assignments_checked", ranks},
+             {"revoked_records_assigned", given},
+             {"revoked_records_read", proven ? json(0) : json(nullptr)}};
+  node["exclusion"] = proof;
+  node["children"].push_back(
+      {{"label", "retraining's version of data set " +
+                     short_hash(lineage::display_name(dataset.value("base", std::string()), lineage::prefix::kDataset)) +
+                     "…: " + std::to_string(excluded.size()) + " records excluded (withdrawn by " + names + ")"}});
+  node["children"].push_back(
+      {{"label", proven ? "no worker trained on a withdrawn record: all " + std::to_string(revoked.size()) +
+                              " withdrawn records are excluded, and each of the " + std::to_string(ranks) +
+                              " rank assignments excluded those in its shard"
+                        : "NOT PROVEN: " + std::to_string(revoked_kept) + " withdrawn records not excluded, " +
+                              std::to_string(given) + " given to a rank (" + std::to_string(ranks) +
+                              " rank assignments checked)"},
+       {"proof", proof}});
+  return Status::ok();
 }
 
 // Upstream of a run: submitter, data, job spec, fine-tuning origin.
@@ -220,7 +271,9 @@ Result<json> trace_run(const CustodyStore& store, const std::string& run, std::s
         node["children"].push_back({{"label", "job spec " + to}, {"entity", b}});
       } else if (rel == lineage::rel::kConsumed) {
         CUSTODY_ASSIGN_OR_RETURN(auto all, declarations_of(store, to, b));
-        node["children"].push_back(dataset_node(b, declaration_of(b, t), all));
+        json d = dataset_node(b, declaration_of(b, t), all);
+        if (b.contains("base")) CUSTODY_RETURN_IF_ERROR(add_exclusion_proof(store, run, b, d));
+        node["children"].push_back(std::move(d));
       } else if (depth < 16) {
         CUSTODY_ASSIGN_OR_RETURN(auto up, trace_checkpoint(store, to, seen, depth + 1));
         node["children"].push_back({{"label", "initialised from (fine-tuning)"}, {"children", json::array({up})}});
@@ -256,7 +309,10 @@ Result<std::string> resolve_id_impl(const CustodyStore& store, const std::string
   std::vector<std::string> matches;
   for (const auto& d : datasets) {
     const std::string sha = d.body.value("sha256", std::string());
-    if ((ref.size() >= 6 && sha.rfind(ref, 0) == 0) || d.body.value("name", std::string()) == ref) {
+    // By name, the submitted bytes: a retraining's version (it minus withdrawn records) shares
+    // their name and is reached by its hash.
+    const bool by_name = d.body.value("name", std::string()) == ref && !d.body.contains("base");
+    if ((ref.size() >= 6 && sha.rfind(ref, 0) == 0) || by_name) {
       matches.push_back(d.body["id"]);
     }
   }
@@ -313,6 +369,60 @@ Result<json> show_impl(const CustodyStore& store, const std::string& ref) {
   return out;
 }
 
+// What liability says about a checkpoint, derived now (storage/liability.h): the
+// revocations that taint it with the overrides recorded for it, and the purposes it may be
+// used for. Added to `node` as "taint", "overrides" and "permissions", and as its last
+// children.
+Status add_liability(const CustodyStore& store, const std::string& ckpt, json& node) {
+  CUSTODY_ASSIGN_OR_RETURN(auto taints, liability::taint_of(store, ckpt));
+  CUSTODY_ASSIGN_OR_RETURN(auto overrides, liability::overrides_of(store, ckpt));
+  CUSTODY_ASSIGN_OR_RETURN(auto perms, liability::permissions_of(store, ckpt));
+  json lines = json::array();
+  for (const auto& t : taints) {
+    std::string path;
+    for (const auto& p : t.value("path", json::array())) path += (path.empty() ? "" : " <- ") + p.get<std::string>();
+    json n{{"label", "TAINTED by revocation " + liability::describe_revocation(t)},
+           {"revocation", t},
+           {"children", json::array({json{{"label", "reached through: " + path + " <- " + t.value("dataset", std::string())}}})}};
+    for (const auto& o : overrides) {
+      if (o.value("revocation", std::string()) != t.value("id", std::string())) continue;
+      n["children"].push_back({{"label", "allowed despite it for purpose '" + o.value("purpose", std::string()) +
+                                             "' only, by " +
+                                             lineage::display_name(o.value("by", std::string("?")), lineage::prefix::kPrincipal) +
+                                             " at " + iso8601_utc(o.value("time_ms", int64_t(0))) + " (" +
+                                             o.value("id", std::string()) + "): \"" + o.value("reason", std::string()) + "\""}});
+    }
+    lines.push_back(std::move(n));
+  }
+  std::string allowed;
+  for (const auto& a : perms.value("allowed", json::array())) allowed += (allowed.empty() ? "" : ", ") + a.get<std::string>();
+  json p{{"label", !perms.value("restricted", false)
+                       ? std::string("permitted purposes: any (no upstream licence or consent declares purposes)")
+                       : "permitted purposes: " + (allowed.empty() ? std::string("NONE (the upstream declarations have no purpose in common)") : allowed) +
+                             " (the intersection of every upstream declaration)"},
+         {"permissions", perms},
+         {"children", json::array()}};
+  for (const auto& c : perms.value("clauses", json::array())) {
+    std::string these;
+    for (const auto& a : c.value("allowed", json::array())) these += (these.empty() ? "" : ", ") + a.get<std::string>();
+    const std::string spdx = c.value("spdx", std::string());
+    p["children"].push_back(
+        {{"label", c.value("clause", std::string()) + (spdx.empty() ? std::string() : " " + spdx) + " of data set " +
+                       c.value("dataset_name", std::string("?")) + " (run " + c.value("run", std::string()) + ", declared by " +
+                       lineage::display_name(c.value("declared_by", std::string("?")), lineage::prefix::kPrincipal) +
+                       "): " + (these.empty() ? std::string("nothing") : these)}});
+  }
+  lines.push_back(std::move(p));
+  node["taint"] = taints;
+  node["tainted"] = !taints.empty();
+  node["overrides"] = overrides;
+  node["permissions"] = perms;
+  // After the lineage, so that readers that index the tree (children[0] is the checkpoint
+  // of a model) read it as before; the root's label says TAINTED.
+  for (auto& l : lines) node["children"].push_back(std::move(l));
+  return Status::ok();
+}
+
 Result<json> trace_impl(const CustodyStore& store, const std::string& ref) {
   CUSTODY_ASSIGN_OR_RETURN(auto id, resolve_id(store, ref));
   std::set<std::string> seen;
@@ -320,12 +430,30 @@ Result<json> trace_impl(const CustodyStore& store, const std::string& ref) {
   if (lineage::has_prefix(what, lineage::prefix::kModel)) {
     CUSTODY_ASSIGN_OR_RETURN(auto m, body_of(store, what));
     CUSTODY_ASSIGN_OR_RETURN(auto c, trace_checkpoint(store, m.value("checkpoint", std::string()), seen, 0));
-    return json{{"label", "model " + m.value("name", std::string()) + "@" + std::to_string(m.value("version", 0)) +
-                              " (test accuracy " + std::to_string(m.value("test_accuracy", 0.0)).substr(0, 6) + ")"},
-                {"entity", m},
-                {"children", json::array({c})}};
+    json node{{"label", "model " + m.value("name", std::string()) + "@" + std::to_string(m.value("version", 0)) +
+                            " (test accuracy " + std::to_string(m.value("test_accuracy", 0.0)).substr(0, 6) + ")"},
+              {"entity", m},
+              {"children", json::array({c})}};
+    CUSTODY_RETURN_IF_ERROR(add_liability(store, m.value("checkpoint", std::string()), node));
+    if (node["tainted"].get<bool>()) node["label"] = node["label"].get<std::string>() + " TAINTED";
+    // Retraining: which version this one replaces, and which replaced it.
+    for (auto [d, word] : {std::pair{Direction::kOut, "replaces "}, std::pair{Direction::kIn, "replaced by "}}) {
+      CUSTODY_ASSIGN_OR_RETURN(auto rs, store.relations(what, d, lineage::rel::kReplaces));
+      for (const auto& r : rs) {
+        const std::string other = r.body.value(d == Direction::kOut ? "to" : "from", std::string());
+        node[d == Direction::kOut ? "replaces" : "replaced_by"].push_back(other);
+        node["children"].push_back({{"label", word + lineage::display_name(other, lineage::prefix::kModel) +
+                                                  " (retrained without withdrawn records)"}});
+      }
+    }
+    return node;
   }
-  if (lineage::has_prefix(what, lineage::prefix::kCheckpoint)) return trace_checkpoint(store, what, seen, 0);
+  if (lineage::has_prefix(what, lineage::prefix::kCheckpoint)) {
+    CUSTODY_ASSIGN_OR_RETURN(auto node, trace_checkpoint(store, what, seen, 0));
+    CUSTODY_RETURN_IF_ERROR(add_liability(store, what, node));
+    if (node["tainted"].get<bool>()) node["label"] = node["label"].get<std::string>() + " TAINTED";
+    return node;
+  }
   if (lineage::is_usage_id(what)) {
     const bool one_prediction = lineage::kind_of(what) == lineage::IdKind::kPrediction;
     CUSTODY_ASSIGN_OR_RETURN(auto call, one_prediction ? store.prediction(what) : store.call(what));
@@ -356,6 +484,16 @@ Result<json> trace_impl(const CustodyStore& store, const std::string& ref) {
     } else {
       node["children"].push_back(c);
     }
+    // Taint is of the model as it stands now; whether the call came before the revocation
+    // is on each revocation's time against the call's.
+    CUSTODY_RETURN_IF_ERROR(add_liability(store, u.value("target", std::string()), node));
+    for (auto& t : node["taint"]) {
+      t["after_call"] = t.value("time_ms", int64_t(0)) > call->time_ms;
+    }
+    if (!u.value("taint_overrides", json::array()).empty()) {
+      node["children"].push_back({{"label", "answered although tainted, under override(s) " +
+                                                u["taint_overrides"].dump()}});
+    }
     return node;
   }
   if (lineage::has_prefix(what, lineage::prefix::kRun)) return trace_run(store, what, seen, 0);
@@ -377,7 +515,23 @@ Result<json> impact_impl(const CustodyStore& store, const std::string& ref) {
   root["declarations"] = all;
   std::map<std::string, json> declared;  // run -> its declaration
   for (const auto& x : all) declared[x["run"]] = x;
-  json affected_checkpoints = json::array(), affected_models = json::array();
+  // Revocations of this data set: everything below is tainted by them (derived now).
+  CUSTODY_ASSIGN_OR_RETURN(auto revokes, store.relations(id, Direction::kIn, lineage::rel::kRevokes));
+  json revocations = json::array();
+  for (const auto& r : revokes) {
+    CUSTODY_ASSIGN_OR_RETURN(auto rev, body_of(store, r.body.value("from", std::string())));
+    root["children"].push_back({{"label", "REVOKED: " + liability::describe_revocation(rev)}, {"revocation", rev}});
+    revocations.push_back(std::move(rev));
+  }
+  root["revocations"] = revocations;
+  // Taint of each checkpoint below, derived as serving derives it (a retraining's version
+  // of this data set is tainted only by revocations of records it kept).
+  json affected_checkpoints = json::array(), affected_models = json::array(), tainted_models = json::array();
+  auto taint_mark = [&](const std::string& ckpt) -> Result<std::string> {
+    if (revocations.empty()) return std::string();
+    CUSTODY_ASSIGN_OR_RETURN(auto t, liability::taint_of(store, ckpt));
+    return std::string(t.empty() ? "" : " TAINTED");
+  };
   std::set<std::string> seen_runs;
   // Runs that consumed the data, and, transitively, runs fine-tuned from their checkpoints.
   std::function<Status(const std::string&, json&)> add_run = [&](const std::string& run, json& parent) -> Status {
@@ -385,29 +539,52 @@ Result<json> impact_impl(const CustodyStore& store, const std::string& ref) {
     CUSTODY_ASSIGN_OR_RETURN(auto r, body_of(store, run));
     std::string terms;
     if (auto x = declared.find(run); x != declared.end()) terms = " (" + describe_terms(x->second) + ")";
-    json node{{"label", "run " + run + " '" + r.value("name", std::string()) + "'" + terms}, {"children", json::array()}};
+    json node{{"label", "run " + run + " '" + r.value("name", std::string()) + "'" + terms},
+              {"children", json::array()}};
     CUSTODY_ASSIGN_OR_RETURN(auto produced, related(store, run, Direction::kOut, lineage::rel::kProduced));
+    std::string run_mark;
     for (const auto& p : produced) {
       const std::string ckpt = p["to"];
       affected_checkpoints.push_back(ckpt);
-      json cnode{{"label", "checkpoint " + ckpt + " (step " + std::to_string(p.value("step", 0)) + ")"},
+      CUSTODY_ASSIGN_OR_RETURN(const std::string tainted, taint_mark(ckpt));
+      if (!tainted.empty()) run_mark = tainted;
+      json cnode{{"label", "checkpoint " + ckpt + " (step " + std::to_string(p.value("step", 0)) + ")" + tainted},
                  {"children", json::array()}};
       CUSTODY_ASSIGN_OR_RETURN(auto models, related(store, ckpt, Direction::kIn, lineage::rel::kVersionOf));
       for (const auto& m : models) {
         affected_models.push_back(m["from"]);
-        cnode["children"].push_back({{"label", "model " + lineage::display_name(m.value("from", std::string()), lineage::prefix::kModel)}});
+        if (!tainted.empty()) tainted_models.push_back(m["from"]);
+        // Its uses so far, from the usage sums (`custody usage MODEL` lists them).
+        CUSTODY_ASSIGN_OR_RETURN(auto sums, store.usage_sums(ckpt));
+        uint64_t calls = 0, exports = 0;
+        for (const auto& u : sums) (u.action == lineage::action::kExport ? exports : calls) += u.calls;
+        cnode["children"].push_back({{"label", "model " + lineage::display_name(m.value("from", std::string()), lineage::prefix::kModel) +
+                                                   tainted + " (" + std::to_string(calls) + " prediction calls, " +
+                                                   std::to_string(exports) + " exports)"}});
       }
       CUSTODY_ASSIGN_OR_RETURN(auto tuned, related(store, ckpt, Direction::kIn, lineage::rel::kInitializedFrom));
       for (const auto& t : tuned) CUSTODY_RETURN_IF_ERROR(add_run(t["from"], cnode));
       node["children"].push_back(cnode);
     }
+    node["label"] = node["label"].get<std::string>() + run_mark;
     parent["children"].push_back(node);
     return Status::ok();
   };
   CUSTODY_ASSIGN_OR_RETURN(auto consumers, related(store, id, Direction::kIn, lineage::rel::kConsumed));
   for (const auto& c : consumers) CUSTODY_RETURN_IF_ERROR(add_run(c["from"], root));
+  // Retrainings' versions of this data set (it minus withdrawn records), and their runs.
+  CUSTODY_ASSIGN_OR_RETURN(auto subsets, related(store, id, Direction::kIn, lineage::rel::kSubsetOf));
+  for (const auto& sub : subsets) {
+    json snode{{"label", "version without " + std::to_string(sub.value("excluded", 0)) + " withdrawn records: " +
+                             sub.value("from", std::string())},
+               {"children", json::array()}};
+    CUSTODY_ASSIGN_OR_RETURN(auto users, related(store, sub["from"], Direction::kIn, lineage::rel::kConsumed));
+    for (const auto& c : users) CUSTODY_RETURN_IF_ERROR(add_run(c["from"], snode));
+    root["children"].push_back(std::move(snode));
+  }
   root["affected_checkpoints"] = affected_checkpoints;
   root["affected_models"] = affected_models;
+  root["tainted_models"] = tainted_models;
   return root;
 }
 

@@ -118,5 +118,7 @@ void add_serve_commands(CommandSet& commands);    // predict export
 void add_audit_commands(CommandSet& commands);    // audit verify|head|prove
 void add_admin_commands(CommandSet& commands);    // principal add, rotate, list, revoke
 void add_privacy_commands(CommandSet& commands);  // privacy MODEL|DATASET, privacy budget set
+void add_liability_commands(CommandSet& commands);  // revoke, allow, retrain
+void add_attribute_commands(CommandSet& commands);  // attribute
 
 }  // namespace custody::cli

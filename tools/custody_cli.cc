@@ -44,6 +44,8 @@ int main(int argc, char** argv) {
   cli::add_audit_commands(commands);
   cli::add_admin_commands(commands);
   cli::add_privacy_commands(commands);
+  cli::add_liability_commands(commands);
+  cli::add_attribute_commands(commands);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

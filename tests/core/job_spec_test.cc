@@ -132,3 +132,59 @@ TEST(JobSpecTest, TheActivationIsReluByDefaultTanhOnRequestAndTheDefaultKeepsOld
 
 }  // namespace
 }  // namespace custody
+
+namespace custody {
+namespace {
+
+TEST(JobSpecTermsTest, MachineReadableTermsAreReadSortedAndOnlyInTheCanonicalFormWhenDeclared) {
+  auto plain = parse_job_spec("[data]\nkind = \"synthetic\"\n", "plain.toml");
+  ASSERT_TRUE(plain.is_ok());
+  EXPECT_EQ(plain->canonical_form().find("data.spdx"), std::string::npos);  // old jobs hash as before
+  EXPECT_EQ(plain->canonical_form().find("data.purposes"), std::string::npos);
+  auto spec = parse_job_spec("[data]\nkind = \"synthetic\"\nspdx = \"CC-BY-NC-4.0\"\n"
+                             "purposes = [\"research\", \"evaluation\", \"research\"]\nconsent_purposes = [\"research\"]\n",
+                             "terms.toml");
+  ASSERT_TRUE(spec.is_ok()) << spec.status().to_string();
+  EXPECT_EQ(spec->data.spdx, "CC-BY-NC-4.0");
+  EXPECT_EQ(spec->data.purposes, (std::vector<std::string>{"evaluation", "research"}));
+  EXPECT_EQ(spec->data.consent_purposes, (std::vector<std::string>{"research"}));
+  EXPECT_NE(spec->canonical_form().find("data.purposes = [evaluation, research]"), std::string::npos);
+}
+
+TEST(JobSpecTermsTest, TermsThatAreNotMachineReadableAreRefusedByName) {
+  auto empty = parse_job_spec("[data]\npurposes = []\n", "e.toml");
+  EXPECT_EQ(empty.status().code(), ErrorCode::kInvalidArgument);
+  EXPECT_NE(empty.status().message().find("data.purposes = [] allows no purpose at all"), std::string::npos)
+      << empty.status().message();
+  auto word = parse_job_spec("[data]\nconsent_purposes = [\"Research use\"]\n", "w.toml");
+  EXPECT_NE(word.status().message().find("data.consent_purposes holds 'Research use'"), std::string::npos)
+      << word.status().message();
+  auto spdx = parse_job_spec("[data]\nspdx = \"MIT (Zalando)\"\n", "s.toml");
+  EXPECT_NE(spdx.status().message().find("is not an SPDX license identifier"), std::string::npos)
+      << spdx.status().message();
+  auto without = parse_job_spec("[data]\nwithout = [\"job-1\"]\n", "x.toml");
+  EXPECT_NE(without.status().message().find("it lists revocations"), std::string::npos) << without.status().message();
+  auto replaces = parse_job_spec("[job]\nreplaces = \"m\"\n", "r.toml");
+  EXPECT_NE(replaces.status().message().find("NAME@VERSION"), std::string::npos) << replaces.status().message();
+}
+
+TEST(JobSpecTermsTest, ARetrainingSpecIsTheSameJobWithoutTheRevokedRecordsAndNamesWhatItReplaces) {
+  const std::string text = "# my job\n[job]\nname = \"m\"\nepochs = 3\n[data]\nkind = \"synthetic\"\n"
+                           "purposes = [\"research\"]\n[data.synthetic]\ntrain_samples = 100\n";
+  auto original = parse_job_spec(text, "m.toml");
+  ASSERT_TRUE(original.is_ok());
+  auto again = retraining_spec(text, {"revocation:0123456789abcdef"}, "m@1", "m.toml");
+  ASSERT_TRUE(again.is_ok()) << again.status().to_string();
+  auto spec = parse_job_spec(again.value(), "again.toml");
+  ASSERT_TRUE(spec.is_ok()) << spec.status().to_string() << "\n" << again.value();
+  EXPECT_EQ(spec->data.without, (std::vector<std::string>{"revocation:0123456789abcdef"}));
+  EXPECT_EQ(spec->replaces, "m@1");
+  JobSpec without_the_two = spec.value();
+  without_the_two.data.without.clear();
+  without_the_two.replaces.clear();
+  EXPECT_EQ(without_the_two.canonical_form(), original->canonical_form());
+  EXPECT_EQ(retraining_spec("[job\n", {}, "m@1", "bad.toml").status().code(), ErrorCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace custody

@@ -266,6 +266,47 @@ TEST_F(HttpTest, BadCallsGetTheRightStatusAnErrorObjectAndNoRecord) {
       << "and the server still answers";
 }
 
+// Issue 15 on a token-secured cluster: only the data set's owner (or an admin) may withdraw
+// it, and a tainted model is refused over HTTP exactly as over ZeroMQ (one serving path),
+// unless an admin allowed it for the purpose the call gives (parameters.purpose).
+TEST_F(HttpTest, ATaintedModelIsRefusedOverHttpUnlessAnAdminAllowedItForThePurpose) {
+  start();
+  if (HasFatalFailure()) return;
+  LocalCluster& c = *cluster_;
+  const std::string admin = c.admin_token().string();
+  const std::string carol = (c.dir() / "carol.token").string(), alice = (c.dir() / "alice.token").string();
+  const std::string dataset = "synthetic-3200x32-c4-s7";
+  CliResult by_carol = c.cli({"--token-file", carol, "revoke", dataset, "--reason", "not hers"});
+  EXPECT_NE(by_carol.code, 0);
+  EXPECT_NE(by_carol.err.find("only an admin or the data set's owner (alice"), std::string::npos) << by_carol.err;
+  CliResult shown = c.cli({"--token-file", admin, "lineage", "show", dataset, "--json"});
+  ASSERT_EQ(shown.code, 0) << shown.err;
+  CliResult by_alice = c.cli({"--token-file", alice, "revoke", dataset, "--reason", "licence ended"});
+  ASSERT_EQ(by_alice.code, 0) << by_alice.err;
+  const std::string rev = trimmed(by_alice.out);
+
+  const Rows rows = three_rows();
+  const std::string body = infer_body(rows.values, 3, 32);
+  HttpResult refused = post("/v2/models/served/infer", body, carol_token_);
+  EXPECT_EQ(refused.status, 503) << refused.body;
+  EXPECT_NE(refused.doc.value("error", std::string()).find("is tainted by revocation " + rev), std::string::npos)
+      << refused.body;
+  // An admin's exception for one purpose: calls for it are answered, others still refused.
+  CliResult allowed = c.cli({"--token-file", admin, "allow", "served@1", "--despite", rev, "--purpose",
+                             "legal-hold", "--reason", "evidence in the dispute"});
+  ASSERT_EQ(allowed.code, 0) << allowed.err;
+  json with_purpose = json::parse(body);
+  with_purpose["parameters"] = {{"purpose", "legal-hold"}};
+  HttpResult answered = post("/v2/models/served/infer", with_purpose.dump(), carol_token_);
+  EXPECT_EQ(answered.status, 200) << answered.body;
+  with_purpose["parameters"]["purpose"] = "marketing";
+  EXPECT_EQ(post("/v2/models/served/infer", with_purpose.dump(), carol_token_).status, 503);
+  CliResult by_alice_allow = c.cli({"--token-file", alice, "allow", "served@1", "--despite", rev, "--purpose",
+                                    "marketing", "--reason", "mine"});
+  EXPECT_NE(by_alice_allow.code, 0);
+  EXPECT_NE(by_alice_allow.err.find("only an admin may allow"), std::string::npos) << by_alice_allow.err;
+}
+
 TEST_F(HttpTest, HostileClientsAreTurnedAwayAndTheServerKeepsAnswering) {
   start({"--http-max-body-kib", "64", "--http-threads", "4", "--http-read-timeout-ms", "500",
          "--http-idle-timeout-ms", "1000"});

@@ -22,7 +22,7 @@ std::vector<Body> every_body() {
   NodeStatus node{"worker-1", NodeRole::kWorker, "tcp://a:1", true, true, 17, "h", 42};
   const AeadKey key = AeadKey::from_bytes(std::string(kAeadKeyBytes, 'k')).value();
   AssignTask task{"spec", 1, ShardId{"hash", 2, 3, 4, 5}, 6, 7, 8, {ServerRange{"ps-1", "tcp://b:2", 9, 10, true}}, 11, 12,
-                  key, key, RecordsDigest{"a1", "b2"}, RecordsDigest{"c3", "d4"}, 13};
+                  key, key, RecordsDigest{"a1", "b2"}, RecordsDigest{"c3", "d4"}, 13, {3, 4}};
   AssignKeyRange range{"spec", 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, {0.5f}, {0.25f}, 11, {key}, key, {"worker-1"}, 0.125};
   Push push{"worker-1", 2, Floats{0.5f}, 3, 4, 5, SharedBytes::copy_of(reinterpret_cast<const uint8_t*>("sealed"), 6)};
   Params params{1, 2, Floats{0.5f}, SharedBytes::copy_of(reinterpret_cast<const uint8_t*>("sealed"), 6), true};
@@ -73,6 +73,11 @@ std::vector<Body> every_body() {
       FetchRecords{std::string(64, 'a'), 7, 4096},
       RecordsChunk{std::string(64, 'a'), 7, 9, {1, 2}},
       ShardObtained{1, ShardSource::kFetched, "the coordinator at tcp://c:5555", 22880, 12},
+      LiabilityRequest{LiabilityRequest::Action::kAllow, "root", "why", "dataset:d4", {3, 5}, "m@2",
+                       "revocation:0123456789abcdef", "litigation-hold"},
+      LiabilityReply{"{}"},
+      Attribute{"pred-1-0", "carol", 1, 1, {0.5f}, 7, 3, "m@1", "dispute", 256},
+      AttributionReply{"{}", "use-1", "{}"},
   };
 }
 
