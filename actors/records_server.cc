@@ -14,6 +14,9 @@ constexpr char kSelf[] = "coordinator";
 struct RecordsServerState {
   std::optional<BlobDir> dir;
   std::set<std::string> checked;  // blobs whose whole bytes matched their name in this process
+  // Blobs found damaged (and removed) in this process: a later fetch of one gets the same
+  // answer, whichever worker asks first, not "holds no records".
+  std::set<std::string> damaged;
 };
 
 Result<msg::RecordsChunk> answer(RecordsServerState& st, const msg::FetchRecords& m) {
@@ -22,6 +25,10 @@ Result<msg::RecordsChunk> answer(RecordsServerState& st, const msg::FetchRecords
   if (!st.checked.count(m.sha256)) {
     bool damaged = false;
     CUSTODY_ASSIGN_OR_RETURN(auto whole, st.dir->read(m.sha256, &damaged));
+    if (damaged) st.damaged.insert(m.sha256);
+    // Absent because this process removed it as damaged (until a submission writes it again).
+    if (!whole && st.damaged.count(m.sha256)) damaged = true;
+    if (whole) st.damaged.erase(m.sha256);
     if (!whole) {
       return damaged ? data_loss("the coordinator's copy of records " + m.sha256.substr(0, 16) + "... in " +
                                  st.dir->dir() + " was damaged (removed); submit the job again to restore it")
