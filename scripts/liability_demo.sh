@@ -1,4 +1,5 @@
-# Sourced by scripts/demo.sh once its job has trained a model (issue 15): withdrawal,
+# Sourced by scripts/demo.sh once its job has trained a model (issue 15): attribution
+# (self-influence), withdrawal,
 # taint, refusal, retraining without the withdrawn records, and the replacement served and
 # traced. Uses demo.sh's cluster (`custody` from scripts/lib/cluster.sh, $cluster_key) and
 # its principals: demo-user submitted the job, so it declared the data set and owns it;
@@ -7,6 +8,11 @@
 liability_demo() {
   local model=$1 run=$2 rev job2
   local images=/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
+  echo
+  echo "== attribution: the training records that influence the model most on themselves (TracIn"
+  echo "   self-influence: mislabelled or unusual records rank first; custody attribute --self-influence $model)"
+  cluster_key="$run/demo-user.key"
+  custody attribute --self-influence "$model" --top 5 --purpose demo
   echo
   echo "== withdrawal: demo-user, who declared the data set, withdraws 100 of its training records"
   printf '# data subjects who withdrew their consent (training record indices)\n0-99\n' >"$run/withdrawn.txt"
@@ -32,7 +38,8 @@ liability_demo() {
   cluster_key="$run/demo-client.key"
   custody predict "$model" --input "$images" --rows 3 --purpose demo | cut -c1-60
   echo
-  echo "its lineage: what it replaces, and the proof that no worker trained on a withdrawn record:"
-  custody lineage trace "$model" | grep -E "^model|replaces|TAINTED|excluded|withdrawn record|permitted" || true
+  echo "its lineage (asked by demo-user: lineage is for submitters and auditors, not consumers):"
+  echo "what it replaces, and the proof that no worker trained on a withdrawn record:"
   cluster_key="$run/demo-user.key"
+  custody lineage trace "$model" | grep -E "^model|replaces|TAINTED|excluded|withdrawn record|permitted" || true
 }
