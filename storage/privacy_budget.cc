@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "storage/lineage_vocabulary.h"
+#include "storage/query_guard.h"
 #include "storage/queries.h"
 
 namespace custody::storage {
@@ -129,16 +130,6 @@ Result<json> spending_impl(const CustodyStore& store, const std::string& ref) {
   out["composition"] = "RDP curves of every charge added order by order (Mironov, Talwar, Zhang 2019), "
                        "converted at the budget's delta (Canonne, Kamath, Steinke 2020)";
   return out;
-}
-
-template <class F>
-auto guarded(const char* query, F&& f) -> decltype(f()) {
-  try {
-    return f();
-  } catch (const std::exception& e) {
-    return data_loss(std::string("`") + query + "` met a damaged record in the custody store (" + e.what() +
-                     "); run `custody audit verify` to find it");
-  }
 }
 
 }  // namespace

@@ -13,6 +13,7 @@
 #include "storage/checkpoint.h"
 #include "storage/liability.h"
 #include "storage/lineage_vocabulary.h"
+#include "storage/query_guard.h"
 
 namespace custody::storage {
 namespace {
@@ -930,19 +931,6 @@ Result<std::string> openlineage_impl(const CustodyStore& store, const std::strin
     }
   }
   return lines;
-}
-
-// Every query's last line of defence: records are checked as they are read
-// (record_schema.h), so what reaches here is a reader's bug or damage of a kind the schema
-// does not describe. Either way the answer is an error that says what to do, never an abort.
-template <class F>
-auto guarded(const char* query, F&& f) -> decltype(f()) {
-  try {
-    return f();
-  } catch (const std::exception& e) {
-    return data_loss(std::string("`") + query + "` met a damaged record in the custody store (" + e.what() +
-                     "); run `custody audit verify` to find it");
-  }
 }
 
 }  // namespace
