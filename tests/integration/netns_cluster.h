@@ -97,7 +97,10 @@ class NetnsCluster {
   bool ok() const { return topology_->ok(); }
   NetnsTopology& topology() { return *topology_; }
   const fs::path& dir() const { return dir_; }
-  fs::path store() const { return dir_ / "store"; }
+  // The coordinator runs with its default store, as the README's one-line coordinator does:
+  // $XDG_STATE_HOME/custody/store, with XDG_STATE_HOME set to a directory of the cluster's.
+  fs::path state_home() const { return dir_ / "state"; }
+  fs::path store() const { return state_home() / "custody" / "store"; }
   fs::path admin_token() const { return dir_ / "admin.token"; }
   fs::path node_token() const { return dir_ / "node.token"; }
   fs::path admin_key() const { return dir_ / "admin.key"; }
@@ -122,13 +125,13 @@ class NetnsCluster {
   // The coordinator, then (with auth) a node principal, then the servers and workers.
   // False, with a test failure naming it, if something did not come up.
   bool start() {
-    std::vector<std::string> argv{bin("custody-coordinator"),
+    std::vector<std::string> argv{"env",
+                                  "XDG_STATE_HOME=" + state_home().string(),
+                                  bin("custody-coordinator"),
                                   "--listen",
                                   "tcp://*:" + std::to_string(kCoordinatorPort),
                                   "--port-file",
                                   (dir_ / "coordinator.addr").string(),
-                                  "--store",
-                                  store().string(),
                                   "--heartbeat-interval-ms",
                                   std::to_string(options_.heartbeat_interval_ms),
                                   "--heartbeat-timeout-ms",
@@ -204,11 +207,17 @@ class NetnsCluster {
 
   // The CLI on the coordinator's host, as its operator (the admin).
   CliResult cli(std::vector<std::string> args, std::chrono::seconds timeout = 120s) {
+    return admin_cli_on("coordinator", std::move(args), timeout);
+  }
+  // The CLI on `host`, as the admin: what an operator at another machine runs. It reaches
+  // the coordinator over the host's link, like the nodes there.
+  CliResult admin_cli_on(const std::string& host, std::vector<std::string> args,
+                         std::chrono::seconds timeout = 120s) {
     const std::vector<std::string> as_admin =
         options_.curve ? curve_args(admin_key())
                        : std::vector<std::string>{"--token-file", admin_token().string()};
     args.insert(args.begin(), as_admin.begin(), as_admin.end());
-    return cli_from("coordinator", args, timeout);
+    return cli_from(host, args, timeout);
   }
   // The flags that connect as the holder of `key_file` (curve): for the CLI and the nodes.
   std::vector<std::string> curve_args(const fs::path& key_file) const {

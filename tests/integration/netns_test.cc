@@ -496,6 +496,21 @@ TEST(NetnsSecuredTest, OnASecuredClusterAForeignHostKnowingJobRankAndAttemptIsRe
   foreign_host(true, true);
 }
 
+// Store queries (lineage, audit) are asked as an operator on another machine would: the CLI
+// on worker-1's host, as the admin, through the coordinator, which answers from its store.
+// No query here reads the store's files (--store) on the coordinator's host.
+CliResult store_query(NetnsCluster& c, std::vector<std::string> args) { return c.admin_cli_on("worker-1", args); }
+
+// count_updates() (checkpoint_chain.h) through store_query(): the same CLI on worker-1's host.
+struct RemoteOperator {
+  NetnsCluster& c;
+  CliResult cli(const std::vector<std::string>& args) { return store_query(c, args); }
+};
+Updates count_updates_remotely(NetnsCluster& c, const std::string& checkpoint) {
+  RemoteOperator op{c};
+  return count_updates(op, checkpoint, {});
+}
+
 // --- a pulled cable ---------------------------------------------------------------------
 
 // 6,000 steps a rank, a checkpoint every 200: about 3 s on two workers here (a step of
@@ -505,8 +520,9 @@ const std::string kLongJob = job_text("unplugged", 60, 3200, "checkpoint_every_s
 
 // The events of a run, from the store.
 json run_events(NetnsCluster& c, const std::string& job) {
-  json shown = cli_json(c, {"--store", c.store().string(), "lineage", "show", job});
-  return shown.is_null() ? json::array() : shown["events"];
+  CliResult r = store_query(c, {"lineage", "show", job, "--json"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  return r.code == 0 ? json::parse(r.out)["events"] : json::array();
 }
 
 TEST(NetnsTest, AWorkersLinkDownMidJobRollsBackAndTheJobCompletesOnTheRemainingHosts) {
@@ -532,7 +548,7 @@ TEST(NetnsTest, AWorkersLinkDownMidJobRollsBackAndTheJobCompletesOnTheRemainingH
   EXPECT_TRUE(recorded) << "the lineage records the rollback";
   // The cut-off worker's work after the checkpoint is discarded as a whole: every
   // (rank, step) of the job was applied exactly once.
-  Updates u = count_updates(c, s["last_checkpoint"], {"--store", c.store().string()});
+  Updates u = count_updates_remotely(c, s["last_checkpoint"]);
   expect_every_update_once(u, s["total_steps"], 2, 16, job);
 }
 
@@ -558,7 +574,7 @@ TEST(NetnsTest, AServersLinkDownMidJobMovesItsRangeToTheOtherServerAndTheJobComp
     EXPECT_NE(e["body"]["reason"].get<std::string>().find("ps-2"), std::string::npos) << e.dump();
   }
   EXPECT_TRUE(recorded) << "the lineage records the rollback";
-  Updates u = count_updates(c, s["last_checkpoint"], {"--store", c.store().string()});
+  Updates u = count_updates_remotely(c, s["last_checkpoint"]);
   expect_every_update_once(u, s["total_steps"], 2, 16, job);
 }
 
@@ -579,13 +595,6 @@ TEST(NetnsTest, AWorkersLinkDownWithoutRecoveriesFailsTheJobNamingTheLostNode) {
 }
 
 // --- data shipping: hosts without the data set ------------------------------------------
-
-// Store queries (lineage, audit) run on the coordinator's host with --store, against the
-// store's files; the one place to change when queries through the coordinator arrive.
-CliResult store_query(NetnsCluster& c, std::vector<std::string> args) {
-  args.insert(args.begin(), {"--store", c.store().string()});
-  return c.cli(args);
-}
 
 // The job's data set, in a directory of the shared file system that every "host" sees
 // unless a mount of its own hides it (NetnsClusterOptions::mounts). Removed at the end.
@@ -635,6 +644,12 @@ void ship_to_a_host_without_the_data(bool curve) {
       << trace.out;
   CliResult verify = store_query(c, {"audit", "verify"});
   EXPECT_EQ(verify.code, 0) << verify.out << verify.err;
+  // The coordinator was started without --store: its store is the default one, private.
+  ASSERT_TRUE(fs::is_directory(c.store())) << "the default store is $XDG_STATE_HOME/custody/store";
+  EXPECT_EQ(fs::status(c.store()).permissions() & (fs::perms::group_all | fs::perms::others_all), fs::perms::none)
+      << "the default store is created private";
+  EXPECT_NE(read_file(c.dir() / "coordinator.log").find(c.store().string()), std::string::npos)
+      << "the coordinator says where its store is";
   // What crossed worker-2's link: the first 32 pixel bytes of records of either rank
   // (worker-1 reads its own, so any found there came to worker-2).
   std::vector<std::pair<std::string, std::string>> records;
@@ -753,7 +768,7 @@ TEST(NetnsShippingTest, ADatalessWorkersLinkCutMidJobIsNamedInTimeTheJobComplete
   json s = wait_for_end(c, job);
   ASSERT_EQ(s["state"], "completed") << s.dump(2);
   EXPECT_EQ(s["workers"], json({"worker-1", "worker-1"}));
-  Updates u = count_updates(c, s["last_checkpoint"], {"--store", c.store().string()});
+  Updates u = count_updates_remotely(c, s["last_checkpoint"]);
   expect_every_update_once(u, s["total_steps"], 2, 16, job);
   // Long enough behind the cut for several queued registrations (one a second after 10 s).
   std::this_thread::sleep_until(cut + 14s);
