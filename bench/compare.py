@@ -61,12 +61,12 @@ class Cluster:
     """A local cluster of separate processes, as scripts/lib/cluster.sh starts it; with
     colocated, the servers run inside the first workers' processes (--with-ps)."""
 
-    def __init__(self, work, servers, workers, store, colocated=False):
+    def __init__(self, work, servers, workers, store, colocated=False, coordinator_args=(), ps_metrics=False):
         self.dir = pathlib.Path(tempfile.mkdtemp(dir=work))
         self.procs = []
         args = [str(BIN / "custody-coordinator"), "--config", str(ROOT / "configs/coordinator.toml"),
                 "--listen", "tcp://127.0.0.1:0", "--port-file", str(self.dir / "addr"),
-                *(["--store", str(self.dir / "store")] if store else ["--no-store"])]
+                *(["--store", str(self.dir / "store")] if store else ["--no-store"]), *coordinator_args]
         self._start(args, "coordinator")
         deadline = time.time() + 10
         while not (self.dir / "addr").exists() and time.time() < deadline:
@@ -74,8 +74,11 @@ class Cluster:
         self.addr = (self.dir / "addr").read_text().strip()
         standalone_servers = 0 if colocated else servers
         for i in range(1, standalone_servers + 1):
+            # With ps_metrics, each server's Prometheus endpoint, its address in ps-N.metrics.
+            metrics = (["--metrics-listen", "127.0.0.1:0", "--metrics-port-file", str(self.dir / f"ps-{i}.metrics")]
+                       if ps_metrics else [])
             self._start([str(BIN / "custody-ps"), "--config", str(ROOT / "configs/ps.toml"),
-                         "--coordinator", self.addr, "--name", f"ps-{i}"], f"ps-{i}")
+                         "--coordinator", self.addr, "--name", f"ps-{i}"] + metrics, f"ps-{i}")
         for i in range(1, workers + 1):
             with_ps = ["--with-ps", f"ps-{i}"] if colocated and i <= servers else []
             self._start([str(BIN / "custody-worker"), "--config", str(ROOT / "configs/worker.toml"),
