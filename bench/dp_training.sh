@@ -16,32 +16,21 @@ bench_setup "$epochs"
 cp "$work/job.toml" "$work/private.toml"
 printf '[privacy]\ntarget_epsilon = 3\ndelta = 1e-5\nclip_norm = 1.0\nsampling = "poisson"\n' >>"$work/private.toml"
 
-measure() {  # job file -> "samples/s accuracy"
-  local run js job
+measure() {  # non-private|private -> "samples/s accuracy"
+  local run js job file="$work/job.toml"
+  [ "$1" = private ] && file="$work/private.toml"
   run=$(mktemp -d "$work/run.XXXX")
   cluster_start "$run" 1 2 --store "$run/store"
-  job=$(custody submit "$1")
+  job=$(custody submit "$file")
   custody wait "$job" >/dev/null
   js=$(custody status "$job" --json)
   cluster_stop
   echo "$(job_samples_per_sec "$js") $(echo "$js" | sed -n 's/.*"test_accuracy": \([0-9.e-]*\).*/\1/p')"
 }
 
-plain=() private=() ratios=() acc_plain=() acc_private=()
-for r in $(seq "$rounds"); do
-  read -r rate acc < <(measure "$work/job.toml")
-  plain+=("$rate")
-  acc_plain+=("$acc")
-  read -r rate acc < <(measure "$work/private.toml")
-  private+=("$rate")
-  acc_private+=("$acc")
-  ratios+=("$(awk -v a="${private[-1]}" -v b="${plain[-1]}" 'BEGIN {printf "%.3f", a / b}')")
-  echo "round $r: non-private ${plain[-1]} samples/s (accuracy ${acc_plain[-1]}), private ${private[-1]} samples/s" \
-    "(accuracy ${acc_private[-1]}) (${ratios[-1]}); load $(cut -d' ' -f1 /proc/loadavg)" >&2
-done
-m_plain=$(median "${plain[@]}")
-m_private=$(median "${private[@]}")
-m_ratio=$(fmedian "${ratios[@]}")
+ab_x_label=accuracy alternate "$rounds" measure non-private private
+plain=("${ab_a[@]}") private=("${ab_b[@]}") ratios=("${ab_ratios[@]}") acc_plain=("${ab_x_a[@]}") acc_private=("${ab_x_b[@]}")
+m_plain=$m_a m_private=$m_b
 printf "%-40s %12s\n" "1 ps + 2 workers, BSP, $epochs epoch(s)" "samples/s"
 printf "%-40s %12s\n" "non-private (median of $rounds)" "$m_plain"
 printf "%-40s %12s\n" "private, epsilon 3 (median of $rounds)" "$m_private"

@@ -3,7 +3,8 @@
 # sealing"), in one run:
 #   - the bench's cluster, 1 parameter server + 2 workers, BSP, separate processes on
 #     127.0.0.1, training the default job (configs/jobs/fashion_mlp.toml, EPOCHS epochs)
-#     with the coordinator's --data-plane-sealing on and off, alternating, ROUNDS times
+#     with the coordinator's --data-plane-sealing on and off (blocks on sockets both ways,
+#     as between hosts: --no-data-plane-shared-memory), alternating, ROUNDS times
 #     each (these machines' speed drifts between runs: only alternating repeats compare);
 #     samples/s = samples trained / (finished - started), both taken by the coordinator;
 #     the medians, and the median of each round's sealed/unsealed ratio (the bar: >= 0.85);
@@ -20,54 +21,25 @@ rounds=${1:-5}
 epochs=${2:-2}
 bench_setup "$epochs"
 
-cpu_ticks() {  # the cluster's processes' user + system time, in clock ticks
-  local pid total=0
-  for pid in "${cluster_pids[@]}"; do total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat"))); done
-  echo "$total"
-}
-
-measure() {  # on|off -> "samples/s cpu-ms-per-step"
-  local mode=$1 run js steps started finished sealed t0 t1
+measure() {  # off|on -> "samples/s cpu-ms-per-step"
+  local mode=$1 run sealed result
   run=$(mktemp -d "$work/$mode.XXXX")
-  cluster_start "$run" 1 2 --store "$run/store" --data-plane-sealing "$mode"
-  local job
-  t0=$(cpu_ticks)
-  job=$(custody submit "$work/job.toml")
-  custody wait "$job" >/dev/null
-  t1=$(cpu_ticks)
-  js=$(custody status "$job" --json)
+  # Blocks on sockets either way, as between hosts: in clear, on one host, they would
+  # otherwise go through shared memory, which a sealed job does not use.
+  cluster_start "$run" 1 2 --store "$run/store" --data-plane-sealing "$mode" --no-data-plane-shared-memory
+  result=$(timed_job "$run")
   cluster_stop
-  sealed=$(echo "$js" | sed -n 's/.*"data_plane_sealed": \([a-z]*\).*/\1/p')
+  sealed=$(sed -n 's/.*"data_plane_sealed": \([a-z]*\).*/\1/p' "$run/status.json")
   if [ "$mode" = on ] && [ "$sealed" != true ] || [ "$mode" = off ] && [ "$sealed" != false ]; then
-    echo "the run with --data-plane-sealing $mode was not $mode: $(echo "$js" | grep '"data_plane"')" >&2
+    echo "the run with --data-plane-sealing $mode was not $mode: $(grep '"data_plane"' "$run/status.json")" >&2
     exit 1
   fi
-  steps=$(echo "$js" | sed -n 's/.*"total_steps": \([0-9]*\).*/\1/p')
-  started=$(echo "$js" | sed -n 's/.*"started_at_ms": \([0-9]*\).*/\1/p')
-  finished=$(echo "$js" | sed -n 's/.*"finished_at_ms": \([0-9]*\).*/\1/p')
-  # 2 workers x 64 samples per step; CPU ms per step (the data's loading included)
-  echo "$(( steps * 2 * 64 * 1000 / (finished - started) )) $(awk -v t=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" \
-    -v s="$steps" 'BEGIN {printf "%.3f", t * 1000 / hz / s}')"
+  echo "$result"
 }
 
-on=() off=() ratios=() cpu_on=() cpu_off=()
-for r in $(seq "$rounds"); do
-  read -r rate cpu < <(measure off)
-  off+=("$rate")
-  cpu_off+=("$cpu")
-  read -r rate cpu < <(measure on)
-  on+=("$rate")
-  cpu_on+=("$cpu")
-  ratios+=("$(awk -v a="${on[-1]}" -v b="${off[-1]}" 'BEGIN {printf "%.3f", a / b}')")
-  echo "round $r: in clear ${off[-1]} samples/s (${cpu_off[-1]} ms CPU a step), sealed ${on[-1]} samples/s" \
-    "(${cpu_on[-1]} ms) (${ratios[-1]}); load $(cut -d' ' -f1 /proc/loadavg)" >&2
-done
-m_off=$(fmedian "${off[@]}")
-m_on=$(fmedian "${on[@]}")
-ratio=$(awk -v a="$m_on" -v b="$m_off" 'BEGIN {printf "%.3f", a / b}')
-m_ratio=$(fmedian "${ratios[@]}")
-m_cpu_off=$(fmedian "${cpu_off[@]}")
-m_cpu_on=$(fmedian "${cpu_on[@]}")
+alternate "$rounds" measure off on
+off=("${ab_a[@]}") on=("${ab_b[@]}") ratios=("${ab_ratios[@]}") cpu_off=("${ab_x_a[@]}") cpu_on=("${ab_x_b[@]}")
+m_off=$m_a m_on=$m_b m_cpu_off=$m_x_a m_cpu_on=$m_x_b
 micro=$("$bin/custody-bench-sealing" 2>/dev/null)
 
 printf "%-36s %12s\n" "1 ps + 2 workers, BSP, $epochs epochs" "samples/s"

@@ -17,55 +17,26 @@ rounds=${1:-5}
 epochs=${2:-2}
 bench_setup "$epochs"
 
-cpu_ticks() {  # the cluster's processes' user + system time, in clock ticks
-  local pid total=0
-  for pid in "${cluster_pids[@]}"; do total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat"))); done
-  echo "$total"
-}
-
-measure() {  # shared|sockets -> "samples/s cpu-ms-per-step"
-  local mode=$1 run js steps t0 t1 job flags=()
+measure() {  # sockets|shared -> "samples/s cpu-ms-per-step"
+  local mode=$1 run flags=() shared result
   [ "$mode" = sockets ] && flags=(--no-data-plane-shared-memory)
   run=$(mktemp -d "$work/$mode.XXXX")
   cluster_start "$run" 1 2 --store "$run/store" "${flags[@]}"
-  t0=$(cpu_ticks)
-  job=$(custody submit "$work/job.toml")
-  custody wait "$job" >/dev/null
-  t1=$(cpu_ticks)
-  js=$(custody status "$job" --json)
+  result=$(timed_job "$run")
   cluster_stop
-  local shared
   shared=$(cat "$run"/worker-*.log | grep -c "through shared memory" || true)
   if { [ "$mode" = shared ] && [ "$shared" != 2 ]; } || { [ "$mode" = sockets ] && [ "$shared" != 0 ]; }; then
     echo "the run meant to go through $mode had $shared workers on shared memory; see $run" >&2
     KEEP=1
     exit 1
   fi
-  steps=$(echo "$js" | sed -n 's/.*"total_steps": \([0-9]*\).*/\1/p')
-  echo "$(job_samples_per_sec "$js") $(awk -v t=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" -v s="$steps" \
-    'BEGIN {printf "%.3f", t * 1000 / hz / s}')"
+  echo "$result"
 }
 
-shared=() sockets=() ratios=() cpu_shared=() cpu_sockets=()
-for r in $(seq "$rounds"); do
-  read -r rate cpu < <(measure sockets)
-  sockets+=("$rate")
-  cpu_sockets+=("$cpu")
-  read -r rate cpu < <(measure shared)
-  shared+=("$rate")
-  cpu_shared+=("$cpu")
-  ratios+=("$(awk -v a="${shared[-1]}" -v b="${sockets[-1]}" 'BEGIN {printf "%.3f", a / b}')")
-  echo "round $r: sockets ${sockets[-1]} samples/s (${cpu_sockets[-1]} ms CPU a step), shared memory" \
-    "${shared[-1]} samples/s (${cpu_shared[-1]} ms) (${ratios[-1]}); load $(cut -d' ' -f1 /proc/loadavg)" >&2
-done
-m_sockets=$(fmedian "${sockets[@]}")
-m_shared=$(fmedian "${shared[@]}")
-ratio=$(awk -v a="$m_shared" -v b="$m_sockets" 'BEGIN {printf "%.3f", a / b}')
-m_ratio=$(fmedian "${ratios[@]}")
-r_lo=$(printf '%s\n' "${ratios[@]}" | sort -g | head -1)
-r_hi=$(printf '%s\n' "${ratios[@]}" | sort -g | tail -1)
-m_cpu_sockets=$(fmedian "${cpu_sockets[@]}")
-m_cpu_shared=$(fmedian "${cpu_shared[@]}")
+alternate "$rounds" measure sockets shared
+sockets=("${ab_a[@]}") shared=("${ab_b[@]}") ratios=("${ab_ratios[@]}")
+cpu_sockets=("${ab_x_a[@]}") cpu_shared=("${ab_x_b[@]}")
+m_sockets=$m_a m_shared=$m_b m_cpu_sockets=$m_x_a m_cpu_shared=$m_x_b
 
 printf "%-40s %12s\n" "1 ps + 2 workers, BSP, $epochs epochs" "samples/s"
 printf "%-40s %12s\n" "sockets       (median of $rounds)" "$m_sockets"

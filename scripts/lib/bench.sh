@@ -10,6 +10,18 @@
 #                        the coordinator, for 2 workers of 64 samples a step
 #   median N...          the median of integers
 #   fmedian X...         the median of numbers, decimals kept
+#   timed_job RUN        submits $work/job.toml to the running local cluster, waits, keeps
+#                        the job's status in RUN/status.json and prints
+#                        "samples/s cpu-ms-per-step" (CPU of all the cluster's processes,
+#                        from /proc, per step: what the job cost whatever else ran)
+#   alternate ROUNDS MEASURE A B   runs `MEASURE A` then `MEASURE B` (each printing
+#                        "samples/s X", X a second figure: CPU ms a step, an accuracy)
+#                        ROUNDS times, alternating, and sets ab_a ab_b (samples/s), ab_x_a
+#                        ab_x_b (X), ab_ratios (B/A a round) and the summary m_a m_b, ratio
+#                        (of the medians), m_ratio r_lo r_hi, m_x_a m_x_b; X is named in the
+#                        progress lines by $ab_x_label (default "ms CPU a step"). These
+#                        machines drift up to 2x between runs: only alternating repeats compare
+#   json_list X...       the numbers as a JSON array
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$root"
 
@@ -38,3 +50,50 @@ job_samples_per_sec() {
 
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : int((a[NR/2]+a[NR/2+1])/2)}'; }
 fmedian() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+
+cluster_cpu_ticks() {  # the local cluster's processes' user + system time, in clock ticks
+  local pid total=0
+  for pid in "${cluster_pids[@]}"; do total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat"))); done
+  echo "$total"
+}
+
+timed_job() {
+  local run=$1 job t0 t1 js steps
+  t0=$(cluster_cpu_ticks)
+  job=$(custody submit "$work/job.toml")
+  custody wait "$job" >/dev/null
+  t1=$(cluster_cpu_ticks)
+  js=$(custody status "$job" --json)
+  echo "$js" >"$run/status.json"
+  steps=$(echo "$js" | sed -n 's/.*"total_steps": \([0-9]*\).*/\1/p')
+  echo "$(job_samples_per_sec "$js") $(awk -v t=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" -v s="$steps" \
+    'BEGIN {printf "%.3f", t * 1000 / hz / s}')"
+}
+
+alternate() {
+  local rounds=$1 measure=$2 a=$3 b=$4 r rate x label=${ab_x_label:-ms CPU a step}
+  ab_a=() ab_b=() ab_x_a=() ab_x_b=() ab_ratios=()
+  for r in $(seq "$rounds"); do
+    read -r rate x < <("$measure" "$a") || true
+    [ -n "$rate" ] || { echo "round $r: measuring $a failed (see above)" >&2; exit 1; }
+    ab_a+=("$rate")
+    ab_x_a+=("$x")
+    read -r rate x < <("$measure" "$b") || true
+    [ -n "$rate" ] || { echo "round $r: measuring $b failed (see above)" >&2; exit 1; }
+    ab_b+=("$rate")
+    ab_x_b+=("$x")
+    ab_ratios+=("$(awk -v p="${ab_b[-1]}" -v q="${ab_a[-1]}" 'BEGIN {printf "%.3f", p / q}')")
+    echo "round $r: $a ${ab_a[-1]} samples/s (${ab_x_a[-1]} $label), $b ${ab_b[-1]} samples/s" \
+      "(${ab_x_b[-1]} $label) ($b/$a ${ab_ratios[-1]}); load $(cut -d' ' -f1 /proc/loadavg)" >&2
+  done
+  m_a=$(fmedian "${ab_a[@]}")
+  m_b=$(fmedian "${ab_b[@]}")
+  ratio=$(awk -v p="$m_b" -v q="$m_a" 'BEGIN {printf "%.3f", p / q}')
+  m_ratio=$(fmedian "${ab_ratios[@]}")
+  r_lo=$(printf '%s\n' "${ab_ratios[@]}" | sort -g | head -1)
+  r_hi=$(printf '%s\n' "${ab_ratios[@]}" | sort -g | tail -1)
+  m_x_a=$(fmedian "${ab_x_a[@]}")
+  m_x_b=$(fmedian "${ab_x_b[@]}")
+}
+
+json_list() { local IFS=,; echo "[$*]"; }  # numbers -> a JSON array
