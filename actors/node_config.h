@@ -157,6 +157,10 @@ struct PeerNodeConfig {
   // fills in its default (nodes/node_options.h, default_data_cache_dir). Empty: a worker
   // without the data set's files cannot run a job on them.
   std::string data_cache;
+  // Workers: the records cache is trimmed to this size after each fetch, least recently used
+  // records first, never the running task's (--data-cache-max-mib). 0: no limit.
+  // Default: 10 GiB
+  uint64_t data_cache_max_bytes = uint64_t(10) << 30;
   // GET /metrics (Prometheus text) on HOST:PORT; port 0 picks a free one. Default: off
   std::string metrics_listen;
   std::string metrics_port_file;  // if set, "HOST:PORT" is written there once listening

@@ -31,11 +31,34 @@ Result<std::vector<uint8_t>> RecordsFetcher::get(const std::string& sha256, cons
     log(LogLevel::kWarn, options_.node_id, "the cached copy of " + what + " (" + cache.path_of(sha256) +
                                                ") no longer matches its SHA-256: removed, fetching it again");
   }
+  used_.insert(sha256);
   if (cached) return std::move(cached).value();
   CUSTODY_RETURN_IF_ERROR(fetch(sha256, what));
   CUSTODY_ASSIGN_OR_RETURN(cached, cache.read(sha256));
   if (!cached) return data_loss("the records cache lost " + what + " right after they were fetched into it");
+  trim(cache);
   return std::move(cached).value();
+}
+
+void RecordsFetcher::trim(const BlobDir& cache) {
+  if (options_.cache_max_bytes == 0) return;
+  auto trimmed = cache.trim(options_.cache_max_bytes, used_);
+  // A cache that cannot be trimmed still serves this task: the operator hears of it.
+  if (!trimmed.is_ok()) {
+    log(LogLevel::kWarn, options_.node_id, "cannot trim the records cache: " + trimmed.status().message());
+    return;
+  }
+  if (!trimmed->removed.empty()) {
+    log(LogLevel::kInfo, options_.node_id,
+        "records cache " + cache.dir() + " trimmed from " + std::to_string(trimmed->bytes_before) + " to " +
+            std::to_string(trimmed->bytes_after) + " bytes (limit " + std::to_string(options_.cache_max_bytes) +
+            "): removed the " + std::to_string(trimmed->removed.size()) + " records files used least recently");
+  }
+  if (trimmed->bytes_after > options_.cache_max_bytes) {
+    log(LogLevel::kWarn, options_.node_id,
+        "the records this task uses take " + std::to_string(trimmed->bytes_after) + " bytes, more than the cache's " +
+            "limit of " + std::to_string(options_.cache_max_bytes) + " (--data-cache-max-mib): kept while in use");
+  }
 }
 
 Status RecordsFetcher::send(const msg::FetchRecords& request) {

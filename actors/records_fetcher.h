@@ -14,12 +14,17 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "core/error.h"
 #include "protocols/messages.h"
 #include "protocols/transport.h"
+
+namespace custody {
+class BlobDir;  // core/blob_dir.h
+}  // namespace custody
 
 namespace custody::actors {
 
@@ -31,6 +36,9 @@ struct RecordsFetcherOptions {
   uint32_t chunk_bytes = uint32_t(1) << 20;  // Default: 1 MiB a request
   uint32_t window = 4;                       // requests in flight. Default: 4
   std::chrono::milliseconds timeout{60000};  // the longest wait for one answer. Default: 60 s
+  // After a fetch, the cache is trimmed to this many bytes, least recently used records
+  // first, never those this fetcher has handed out (its task's). 0: no limit.
+  uint64_t cache_max_bytes = 0;
 };
 
 class RecordsFetcher {
@@ -60,6 +68,8 @@ class RecordsFetcher {
 
  private:
   Status fetch(const std::string& sha256, const std::string& what);
+  // Holds the cache to options_.cache_max_bytes after a fetch (logged; never fatal).
+  void trim(const BlobDir& cache);
   Status send(const msg::FetchRecords& request);
   RecordsFetcherOptions options_;
   Connect connect_;
@@ -68,6 +78,7 @@ class RecordsFetcher {
   uint64_t next_request_id_ = 1;
   bool fetched_ = false;
   uint64_t bytes_fetched_ = 0;
+  std::set<std::string> used_;  // what get() handed out: never trimmed away
 };
 
 }  // namespace custody::actors

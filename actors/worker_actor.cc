@@ -79,6 +79,7 @@ Status train(caf::blocking_actor* self, const TrainerArgs& a, StopCheck& stopped
   // to the coordinator, opened on the first fetch, so the trainer waits for no actor.
   RecordsFetcherOptions fetch;
   fetch.cache_dir = a.config.data_cache;
+  fetch.cache_max_bytes = a.config.data_cache_max_bytes;
   fetch.coordinator = a.config.coordinator;
   fetch.node_id = a.node_id;
   fetch.token = a.config.token;

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -70,7 +71,48 @@ Result<std::optional<std::vector<uint8_t>>> BlobDir::read(const std::string& sha
     if (damaged) *damaged = true;
     return std::optional<std::vector<uint8_t>>();
   }
+  // Used now: the last to go when the directory is trimmed. (A directory mounted read-only
+  // keeps its times; trimming it then goes by when blobs were written.)
+  ::utimensat(AT_FDCWD, path.c_str(), nullptr, 0);
   return std::optional<std::vector<uint8_t>>(std::move(bytes));
+}
+
+Result<BlobDir::Trimmed> BlobDir::trim(uint64_t max_bytes, const std::set<std::string>& keep) const {
+  struct Entry {
+    struct timespec used;
+    std::string name;
+    uint64_t size;
+  };
+  std::vector<Entry> blobs;
+  Trimmed t;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(dir_, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (!is_sha256(name)) continue;  // a writer's temporary file, or not ours
+    struct stat st {};
+    if (::stat(entry.path().c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+    blobs.push_back({st.st_mtim, name, static_cast<uint64_t>(st.st_size)});
+    t.bytes_before += static_cast<uint64_t>(st.st_size);
+  }
+  if (ec) return unavailable("cannot list the records directory '" + dir_ + "': " + ec.message());
+  t.bytes_after = t.bytes_before;
+  if (max_bytes == 0 || t.bytes_before <= max_bytes) return t;
+  std::sort(blobs.begin(), blobs.end(), [](const Entry& a, const Entry& b) {
+    if (a.used.tv_sec != b.used.tv_sec) return a.used.tv_sec < b.used.tv_sec;
+    if (a.used.tv_nsec != b.used.tv_nsec) return a.used.tv_nsec < b.used.tv_nsec;
+    return a.name < b.name;
+  });
+  for (const Entry& b : blobs) {
+    if (t.bytes_after <= max_bytes) break;
+    if (keep.count(b.name)) continue;
+    if (::unlink(path_of(b.name).c_str()) != 0 && errno != ENOENT) {
+      return unavailable("cannot remove '" + path_of(b.name) + "' to keep the records directory within " +
+                         std::to_string(max_bytes) + " bytes: " + errno_text());
+    }
+    t.bytes_after -= b.size;
+    t.removed.push_back(b.name);
+  }
+  return t;
 }
 
 Result<bool> BlobDir::has(const std::string& sha256) const {

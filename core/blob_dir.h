@@ -6,7 +6,8 @@
 // are refused, naming where they came from); a whole read checks the hash again, and a
 // blob that no longer matches its name (a damaged disk, a hand edit) is removed and
 // reported as absent, so the caller fetches it again. Memory: a Writer holds one chunk at
-// a time, never the blob.
+// a time, never the blob. A directory may be held to a size (trim): the blobs used least
+// recently go first (a whole read and a commit mark a blob used, by its modification time).
 // Thread-safety: the functions touch only the file system; several processes may share a
 // directory (each writes its own temporary file and the rename is atomic); one Writer
 // belongs to one thread.
@@ -15,6 +16,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -70,6 +72,16 @@ class BlobDir {
   // A writer of blob `sha256`, which must come to `expected_size` bytes; `source` names
   // where the bytes come from, for the refusal.
   Result<Writer> write(const std::string& sha256, uint64_t expected_size, std::string source) const;
+
+  // Removes the blobs used least recently (oldest modification time first; ties by name)
+  // until the blobs left take at most `max_bytes`, never one named in `keep` (what the
+  // caller is using now: they stay even when they alone exceed the limit). Temporary files
+  // of writers in progress are neither counted nor removed. max_bytes 0: no limit.
+  struct Trimmed {
+    uint64_t bytes_before = 0, bytes_after = 0;
+    std::vector<std::string> removed;  // their SHA-256s, in the order removed
+  };
+  Result<Trimmed> trim(uint64_t max_bytes, const std::set<std::string>& keep) const;
 
  private:
   explicit BlobDir(std::string dir) : dir_(std::move(dir)) {}

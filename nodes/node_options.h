@@ -48,6 +48,7 @@ inline constexpr IntRange kHeadIntervalMs{100, 86400000};
 inline constexpr IntRange kHttpMaxBodyKib{1, 1048576};  // 1 KiB to 1 GiB
 inline constexpr IntRange kHttpThreads{1, 1024};
 inline constexpr IntRange kHttpTimeoutMs{100, 600000};
+inline constexpr IntRange kDataCacheMib{0, int64_t(1) << 30};  // 0: no limit; at most 1 PiB
 
 // A flag taking an integer in `range`; CLI11 refuses any other value with
 // "FLAG: Value V not in range MIN to MAX".
@@ -102,6 +103,9 @@ inline Status read_peer_config(ConfigReader& r, actors::PeerNodeConfig& c) {
   CUSTODY_RETURN_IF_ERROR(r.get("server.advertise_host", c.advertise_host));
   CUSTODY_RETURN_IF_ERROR(r.get("worker.step_timeout_ms", step_ms, kTimeoutMs));
   CUSTODY_RETURN_IF_ERROR(r.get("worker.data_cache", c.data_cache));
+  int64_t cache_mib = static_cast<int64_t>(c.data_cache_max_bytes >> 20);
+  CUSTODY_RETURN_IF_ERROR(r.get("worker.data_cache_max_mib", cache_mib, kDataCacheMib));
+  c.data_cache_max_bytes = static_cast<uint64_t>(cache_mib) << 20;
   CUSTODY_RETURN_IF_ERROR(r.get("node.metrics_listen", c.metrics_listen));
   c.connect_timeout = std::chrono::milliseconds(connect_ms);
   c.step_timeout = std::chrono::milliseconds(step_ms);

@@ -16,6 +16,11 @@ int main(int argc, char** argv) {
   app.add_option("--data-cache", c.data_cache,
                  "where records fetched from the coordinator are kept, by SHA-256, for later jobs (default: "
                  "$XDG_CACHE_HOME/custody/records, else ~/.cache/custody/records)");
+  int64_t cache_mib = static_cast<int64_t>(c.data_cache_max_bytes >> 20);
+  nodes::ranged_option(app, "--data-cache-max-mib", cache_mib, nodes::kDataCacheMib,
+                       "trim the records cache to this many MiB after each fetch, least recently used first "
+                       "(never the running task's records); 0: no limit")
+      ->capture_default_str();
   // A parameter server in this process (a second node, with the same coordinator and
   // token): this worker reaches it without copies; other workers over TCP as usual.
   actors::PeerNodeConfig server;
@@ -33,6 +38,7 @@ int main(int argc, char** argv) {
   if (auto stop = nodes::parse_command_line(app, "custody-worker", argc, argv)) return *stop;
   c.connect_timeout = std::chrono::milliseconds(connect_ms);
   c.step_timeout = std::chrono::milliseconds(step_ms);
+  c.data_cache_max_bytes = static_cast<uint64_t>(cache_mib) << 20;
   if (!nodes::load_token(c, "custody-worker")) return 2;
   if (c.data_cache.empty()) c.data_cache = nodes::default_data_cache_dir();
   nodes::install_signal_handlers();

@@ -2,7 +2,9 @@
 // the bytes, kept on every way in and out.
 #include "core/blob_dir.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <filesystem>
 #include <fstream>
@@ -111,6 +113,52 @@ TEST(BlobDirTest, NamesThatAreNotSha256AreRefused) {
     EXPECT_EQ(dir.read_range(bad, 0, 1, &total).status().code(), ErrorCode::kInvalidArgument) << bad;
   }
   EXPECT_EQ(dir.read_range(std::string(64, 'a'), 0, 1, nullptr).status().code(), ErrorCode::kNotFound);
+}
+
+// Sets a blob's last use to `seconds` after the epoch (what a read at that time would).
+void used_at(const BlobDir& dir, const std::string& sha, int64_t seconds) {
+  const struct timespec times[2] = {{seconds, 0}, {seconds, 0}};
+  ASSERT_EQ(::utimensat(AT_FDCWD, dir.path_of(sha).c_str(), times, 0), 0);
+}
+
+TEST(BlobDirTest, TrimmingRemovesTheLeastRecentlyUsedBlobsFirstAndNeverOnesInUse) {
+  testing::TestDir tmp("blob-dir");
+  auto dir = BlobDir::open((tmp.path() / "records").string());
+  ASSERT_TRUE(dir.is_ok());
+  std::vector<std::string> sha;
+  for (uint8_t i = 0; i < 4; ++i) {
+    const auto data = bytes_of(1000, i);
+    sha.push_back(sha256_hex(data.data(), data.size()));
+    ASSERT_TRUE(dir->put(sha.back(), data.data(), data.size(), "the test").is_ok());
+  }
+  // Written in order 0..3; blob 0 then read (used) after the others were written.
+  for (int i = 0; i < 4; ++i) used_at(*dir, sha[i], 1000 + i);
+  ASSERT_TRUE(dir->read(sha[0]).is_ok());
+  std::ofstream(tmp.path() / "records" / (sha[3] + ".tmp-123")) << std::string(5000, 'x');  // a writer's
+
+  auto same = dir->trim(4000, {});
+  ASSERT_TRUE(same.is_ok()) << same.status().to_string();
+  EXPECT_EQ(same->bytes_before, 4000u) << "a temporary file does not count";
+  EXPECT_TRUE(same->removed.empty()) << "within the limit: nothing goes";
+
+  // Over the limit by two blobs: the least recently used go (1, then 2), blob 0 stays
+  // because it was read last, and blob 1 stays because it is in use.
+  auto trimmed = dir->trim(2000, {sha[1]});
+  ASSERT_TRUE(trimmed.is_ok());
+  EXPECT_EQ(trimmed->removed, (std::vector<std::string>{sha[2], sha[3]}));
+  EXPECT_EQ(trimmed->bytes_after, 2000u);
+  EXPECT_TRUE(dir->has(sha[0]).value());
+  EXPECT_TRUE(dir->has(sha[1]).value());
+  EXPECT_FALSE(dir->has(sha[2]).value());
+  EXPECT_TRUE(fs::exists(tmp.path() / "records" / (sha[3] + ".tmp-123"))) << "a writer's file is left alone";
+
+  // Blobs in use stay even when they alone exceed the limit.
+  auto over = dir->trim(500, {sha[0], sha[1]});
+  ASSERT_TRUE(over.is_ok());
+  EXPECT_TRUE(over->removed.empty());
+  EXPECT_EQ(over->bytes_after, 2000u);
+  // No limit: nothing goes.
+  EXPECT_TRUE(dir->trim(0, {})->removed.empty());
 }
 
 }  // namespace

@@ -117,6 +117,50 @@ TEST(ShippingTest, WorkersWithoutTheDataFetchItsRecordsVerifiedKeepThemAndTheLin
   EXPECT_EQ(c.cli({"audit", "verify"}).code, 0);
 }
 
+// Bytes of the files a directory holds directly.
+uint64_t bytes_in(const fs::path& dir) {
+  uint64_t n = 0;
+  for (const auto& e : fs::directory_iterator(dir)) n += e.is_regular_file() ? e.file_size() : 0;
+  return n;
+}
+
+// Each worker's records cache held to 1 MiB (--data-cache-max-mib 1), and two data sets of
+// about 0.67 MB a rank: fetching the second trims the first's records away (used least
+// recently), never the running task's, and a later job on the first fetches them again.
+TEST(ShippingTest, ARecordsCacheHeldToItsLimitDropsTheLeastRecentlyUsedRecordsAndFetchesThemAgainWhenNeeded) {
+  ClusterOptions o;
+  o.servers = 1;
+  o.workers = 0;
+  LocalCluster c("shipping-trim", o);
+  const fs::path a = c.dir() / "data-a", b = c.dir() / "data-b";
+  write_idx_data(a, 20000, 640);
+  write_idx_data(b, 20002, 640);  // other bytes, another data set
+  ASSERT_TRUE(c.wait_for_nodes(1));
+  const std::vector<std::string> limit{"--data-cache-max-mib", "1"};
+  const std::vector<Process*> workers{&c.add_node("custody-worker", "worker-1", limit),
+                                      &c.add_node("custody-worker", "worker-2", limit)};
+  ASSERT_TRUE(c.wait_for_nodes(3));
+  const std::string first = run_without_the_files(c, a, workers);
+  for (const auto& [node, e] : obtained_by_node(c, first)) EXPECT_EQ(e.value("how", ""), "fetched") << node;
+  const std::string second = run_without_the_files(c, b, workers);
+  for (const auto& [node, e] : obtained_by_node(c, second)) EXPECT_EQ(e.value("how", ""), "fetched") << node;
+  for (const std::string node : {"worker-1", "worker-2"}) {
+    EXPECT_LE(bytes_in(c.dir() / (node + ".records")), uint64_t(1) << 20) << node << "'s cache kept to its limit";
+    const std::string log = read_file(c.dir() / (node + ".log"));
+    EXPECT_NE(log.find("trimmed from"), std::string::npos) << log;
+    EXPECT_NE(log.find("(limit 1048576): removed the"), std::string::npos) << log;
+  }
+  // The first data set again: what was trimmed away is fetched again, and verified.
+  const std::string third = run_without_the_files(c, a, workers);
+  auto obtained = obtained_by_node(c, third);
+  ASSERT_EQ(obtained.size(), 2u);
+  for (const auto& [node, e] : obtained) {
+    EXPECT_EQ(e.value("how", ""), "fetched") << node << ": " << e.dump();
+    EXPECT_GT(e.value("bytes_fetched", uint64_t(0)), 20000u / 2 * 64) << "its training images at least: " << e.dump();
+  }
+  EXPECT_EQ(c.cli({"audit", "verify"}).code, 0);
+}
+
 // The coordinator's own copy of the records was altered after submission: it refuses to
 // send them (naming them), no worker trains on them, and the job fails within one
 // recovery with the cause in its status.
