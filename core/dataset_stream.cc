@@ -172,7 +172,12 @@ Result<SplitSummary> summarize_split(const std::string& images_path, const std::
         const uint64_t range_end = ranges[r].end * unit;
         const size_t take = static_cast<size_t>(std::min<uint64_t>(n, range_end - offset));
         range_hash.update(data, take);
-        if (keep) kept.insert(kept.end(), data, data + take);
+        if (keep) {
+          // Reserved whole at the range's start: growing by doubling would copy, and
+          // briefly hold, up to twice the range.
+          if (kept.empty()) kept.reserve(static_cast<size_t>(ranges[r].size() * unit));
+          kept.insert(kept.end(), data, data + take);
+        }
         offset += take;
         data += take;
         n -= take;
@@ -181,7 +186,7 @@ Result<SplitSummary> summarize_split(const std::string& images_path, const std::
           digest = range_hash.hex();
           if (keep) {
             CUSTODY_RETURN_IF_ERROR(keep(digest, kept));
-            kept.clear();
+            kept = std::vector<uint8_t>();  // released: the next range reserves its own
           }
           ++r;
         }
@@ -205,7 +210,8 @@ SplitSummary summarize_in_memory(const LabeledSet& set, uint32_t ranks) {
   s.content_hash = set.content_hash;
   for (uint8_t l : set.labels) s.max_label = std::max(s.max_label, l);
   if (ranks == 0 || ranks > static_cast<uint64_t>(set.count)) return s;
-  for (const auto& range : partition_range(static_cast<uint64_t>(set.count), ranks).value()) {
+  const std::vector<KeyRange> ranges = partition_range(static_cast<uint64_t>(set.count), ranks).value();
+  for (const auto& range : ranges) {
     s.digests.push_back(records_digest(set, static_cast<int64_t>(range.begin), static_cast<int64_t>(range.end)));
   }
   return s;

@@ -172,6 +172,26 @@ TEST(DatasetStreamFashionMnistTest, StreamingGivesTheSameIdentityAndDigestsAsThe
   EXPECT_EQ(records_digest(part.records, 0, part.records.count).images_sha256, rank1.images_sha256);
 }
 
+TEST(DatasetStreamSyntheticTest, ASyntheticSetsSummaryAndPartsAreWhatTheWholeDrawGives) {
+  DataSpec d;
+  d.kind = DataSpec::Kind::kSynthetic;
+  d.synthetic_train = 101;
+  d.synthetic_test = 13;
+  const DataSplit whole = load_data(d).value();
+  const DataSummary summary = summarize_data(d, 3).value();
+  EXPECT_EQ(summary.version_hash, whole.version_hash);
+  ASSERT_EQ(summary.train.digests.size(), 3u);
+  const auto ranges = partition_range(101, 3).value();
+  EXPECT_EQ(summary.train.digests[2].images_sha256,
+            records_digest(whole.train, static_cast<int64_t>(ranges[2].begin), 101).images_sha256);
+  EXPECT_EQ(summary.train.max_label, 3);
+  const DataParts parts = load_data_parts(d, 34, 68, 5, 9, false).value();
+  EXPECT_EQ(parts.train.total, 101);
+  EXPECT_EQ(parts.train.records.pixels, slice(whole.train, 34, 68).pixels);
+  EXPECT_EQ(parts.test.records.labels, slice(whole.test, 5, 9).labels);
+  EXPECT_EQ(parts.version_hash, whole.version_hash);
+}
+
 TEST(Sha256Test, PieceByPieceIsTheWhole) {
   std::string text(100000, 'x');
   for (size_t i = 0; i < text.size(); ++i) text[i] = static_cast<char>(i * 31);
