@@ -8,7 +8,8 @@
 #   2. the data set doubled (both splits written twice into one IDX file pair, gzipped, in
 #      a temporary directory: 120,000 + 20,000 records) with twice the workers (4), this
 #      build: a worker's shard is the same size, so its peak should be too.
-# Writes build/bench/memory.json.
+# Also the slowest worker's time to read and check its records (from the coordinator's log
+# of each shardObtained). Writes build/bench/memory.json.
 #   [BEFORE_BIN=DIR] [NO_BUILD=1] bench/memory.sh [ROUNDS] [EPOCHS]   (defaults 1 round of 1 epoch)
 set -euo pipefail
 source "$(dirname "$0")/../scripts/lib/bench.sh"
@@ -59,15 +60,18 @@ measure() {
   fi
   for pid in "${cluster_pids[@]}"; do out+=("$(hwm_mb "$pid")"); done
   cluster_stop
-  echo "${out[*]}"
+  # How long each worker took to read and check its records (its shardObtained, as the
+  # coordinator logged it): the slowest, in ms.
+  load_ms=$(sed -n "s/.*records, verified (local: .*, \([0-9]*\) ms).*/\1/p" "$run/coordinator.log" | sort -n | tail -1)
+  echo "${load_ms:-0} ${out[*]}"
 }
 
-summary() {  # label MB... -> "coordinator X, ps Y, workers max Z"
-  local label=$1 coord=$2 ps=$3
-  shift 3
+summary() {  # label load-ms MB... -> "coordinator X, ps Y, workers max Z"
+  local label=$1 load=$2 coord=$3 ps=$4
+  shift 4
   local max
   max=$(printf '%s\n' "$@" | sort -g | tail -1)
-  echo "$label: coordinator $coord MB, server $ps MB, workers $* MB (max $max)"
+  echo "$label: coordinator $coord MB, server $ps MB, workers $* MB (max $max); slowest worker load $load ms"
 }
 
 declare -A col
@@ -81,9 +85,10 @@ for r in $(seq "$rounds"); do
     fi
     read -r -a mb < <(measure "$b" "$work/job.toml" 1 2)
     summary "round $r, $side, default job (2 workers)" "${mb[@]}" >&2
-    col[$side.coordinator]+=" ${mb[0]}"
-    col[$side.server]+=" ${mb[1]}"
-    col[$side.worker]+=" $(printf '%s\n' "${mb[@]:2}" | sort -g | tail -1)"
+    col[$side.load]+=" ${mb[0]}"
+    col[$side.coordinator]+=" ${mb[1]}"
+    col[$side.server]+=" ${mb[2]}"
+    col[$side.worker]+=" $(printf '%s\n' "${mb[@]:3}" | sort -g | tail -1)"
   done
 done
 
@@ -93,15 +98,15 @@ sed -e "s#^dir = .*#dir = \"$work/double\"#" -e 's/^workers = .*/workers = 4/' -
   "$work/job.toml" >"$work/double.toml"
 read -r -a dmb < <(measure "$after_bin" "$work/double.toml" 1 4)
 summary "doubled data set (4 workers)" "${dmb[@]}" >&2
-dworker=$(printf '%s\n' "${dmb[@]:2}" | sort -g | tail -1)
+dworker=$(printf '%s\n' "${dmb[@]:3}" | sort -g | tail -1)
 
 med() { [ -n "${1// /}" ] && fmedian $1 || echo null; }
 {
   echo "{"
   echo "  \"rounds\": $rounds, \"epochs\": $epochs, \"unit\": \"MB (VmHWM)\","
   for side in before after; do
-    echo "  \"$side\": {\"coordinator\": $(med "${col[$side.coordinator]:-}"), \"server\": $(med "${col[$side.server]:-}"), \"worker_max\": $(med "${col[$side.worker]:-}")},"
+    echo "  \"$side\": {\"coordinator\": $(med "${col[$side.coordinator]:-}"), \"server\": $(med "${col[$side.server]:-}"), \"worker_max\": $(med "${col[$side.worker]:-}"), \"worker_load_ms\": $(med "${col[$side.load]:-}")},"
   done
-  echo "  \"doubled_4_workers\": {\"coordinator\": ${dmb[0]}, \"server\": ${dmb[1]}, \"worker_max\": $dworker}"
+  echo "  \"doubled_4_workers\": {\"coordinator\": ${dmb[1]}, \"server\": ${dmb[2]}, \"worker_max\": $dworker, \"worker_load_ms\": ${dmb[0]}}"
   echo "}"
 } | tee "$out_dir/memory.json"
