@@ -186,8 +186,9 @@ Status CoordinatorState::restore(SteadyClock::time_point now) {
 Result<Job> CoordinatorState::prepare(const std::string& spec_text, const std::string& origin,
                                                         bool resolve_init) {
   CUSTODY_ASSIGN_OR_RETURN(auto spec, parse_job_spec(spec_text, origin));
-  // The coordinator reads the data once, to split it and to pin its identity.
-  auto data = load_data(spec.data);
+  // The coordinator reads the data once, streaming (core/dataset.h), to pin its identity,
+  // digest each rank's records and keep them for shipping.
+  auto data = summarize_data(spec.data, static_cast<uint32_t>(std::max(0, spec.workers)), records_keeper(spec.data));
   if (!data.is_ok()) {
     return Status(data.status().code(), data.status().message() +
                                             " (the coordinator reads the data set named in the "
@@ -195,11 +196,9 @@ Result<Job> CoordinatorState::prepare(const std::string& spec_text, const std::s
   }
   CUSTODY_ASSIGN_OR_RETURN(auto model, Model::make(spec.layer_sizes(data->train.features),
                                                         parse_activation(spec.activation).value_or(Activation::kRelu)));
-  for (uint8_t label : data->train.labels) {
-    if (label >= spec.classes) {
-      return invalid_argument(origin + ": the training labels go up to " + std::to_string(label) +
-                              " but 'model.classes' is " + std::to_string(spec.classes));
-    }
+  if (data->train.count > 0 && data->train.max_label >= spec.classes) {
+    return invalid_argument(origin + ": the training labels go up to " + std::to_string(data->train.max_label) +
+                            " but 'model.classes' is " + std::to_string(spec.classes));
   }
   // Retraining without withdrawn records: which, from the revocations the file names.
   CUSTODY_ASSIGN_OR_RETURN(auto excluded, excluded_records(spec, data->version_hash, origin));
@@ -216,7 +215,7 @@ Result<Job> CoordinatorState::prepare(const std::string& spec_text, const std::s
                             ") is larger than each worker's shard (" + std::to_string(min_shard) +
                             " samples); lower the batch size or the number of workers");
   }
-  if (data->test.count < spec.workers) {
+  if (data->test.count < spec.workers || data->test.digests.size() != static_cast<size_t>(spec.workers)) {
     return invalid_argument(origin + ": the test set has fewer samples than 'job.workers'");
   }
   Job job;
@@ -245,16 +244,8 @@ Result<Job> CoordinatorState::prepare(const std::string& spec_text, const std::s
   plan.data.without = spec.data.without;
   // Each rank's records, file by file, as read now: what its worker must hold. The split
   // is the one start_tasks makes (a rank's shard never changes).
-  const auto workers = static_cast<uint32_t>(spec.workers);
-  CUSTODY_ASSIGN_OR_RETURN(auto train_ranges, partition_range(static_cast<uint64_t>(data->train.count), workers));
-  CUSTODY_ASSIGN_OR_RETURN(auto test_ranges, partition_range(static_cast<uint64_t>(data->test.count), workers));
-  for (uint32_t r = 0; r < workers; ++r) {
-    plan.data.train_digests.push_back(records_digest(data->train, static_cast<int64_t>(train_ranges[r].begin),
-                                                     static_cast<int64_t>(train_ranges[r].end)));
-    plan.data.test_digests.push_back(records_digest(data->test, static_cast<int64_t>(test_ranges[r].begin),
-                                                    static_cast<int64_t>(test_ranges[r].end)));
-  }
-  shelve_records(plan, data.value());
+  plan.data.train_digests = std::move(data->train.digests);
+  plan.data.test_digests = std::move(data->test.digests);
   plan.features = data->train.features;
   plan.num_parameters = model.num_parameters();
   plan.steps_per_epoch = static_cast<uint64_t>(min_shard / spec.batch_size);

@@ -2,6 +2,8 @@
 // each rank's records are kept by their SHA-256 in the records directory when a job is
 // admitted, a worker's fetchRecords is checked against the tasks of its job's attempt, and
 // a worker's account of how it came by its records is recorded.
+#include <memory>
+#include <optional>
 #include <tuple>
 
 #include "actors/coordinator_state.h"
@@ -12,33 +14,35 @@
 
 namespace custody::actors {
 
-void CoordinatorState::shelve_records(const JobPlan& plan, const DataSplit& data) {
-  if (options_.records_dir.empty() || plan.spec.data.kind != DataSpec::Kind::kIdx) return;
-  auto fail = [&](const Status& s) {
-    log(LogLevel::kWarn, kSelf, "cannot keep the records of data set " + data.version_hash.substr(0, 16) + "... in " +
-                                    options_.records_dir + " (" + s.message() +
-                                    "): workers without the data set's files cannot run its jobs");
+std::function<Status(const std::string&, const std::vector<uint8_t>&)> CoordinatorState::records_keeper(
+    const DataSpec& data) const {
+  if (options_.records_dir.empty() || data.kind != DataSpec::Kind::kIdx) return nullptr;
+  // Keeping is best effort: the first failure is logged and the rest of the pass keeps nothing.
+  struct Keeper {
+    std::string dir;
+    std::optional<BlobDir> blobs;
+    bool failed = false;
   };
-  auto dir = BlobDir::open(options_.records_dir);
-  if (!dir.is_ok()) return fail(dir.status());
-  const auto ranks = static_cast<uint32_t>(plan.data.train_digests.size());
-  auto train = partition_range(static_cast<uint64_t>(data.train.count), ranks);
-  auto test = partition_range(static_cast<uint64_t>(data.test.count), ranks);
-  if (!train.is_ok() || !test.is_ok()) return fail(train.is_ok() ? test.status() : train.status());
-  const auto f = static_cast<size_t>(data.train.features);
-  const std::string source = "the data set read at submission";
-  for (uint32_t r = 0; r < ranks; ++r) {
+  auto k = std::make_shared<Keeper>();
+  k->dir = options_.records_dir;
+  return [k](const std::string& sha256, const std::vector<uint8_t>& bytes) -> Status {
+    if (k->failed) return Status::ok();
+    Status s = Status::ok();
+    if (!k->blobs) {
+      auto dir = BlobDir::open(k->dir);
+      if (dir.is_ok()) k->blobs.emplace(std::move(dir).value());
+      else s = dir.status();
+    }
     // What the digests were computed over (core/dataset.h records_digest): pixel bytes
     // sample-major, a byte a label.
-    for (const auto& [set, range, digest] :
-         {std::tuple{&data.train, (*train)[r], plan.data.train_digests[r]},
-          std::tuple{&data.test, (*test)[r], plan.data.test_digests[r]}}) {
-      const size_t b = static_cast<size_t>(range.begin), e = static_cast<size_t>(range.end);
-      Status s = dir->put(digest.images_sha256, set->pixels.data() + b * f, (e - b) * f, source);
-      if (s.is_ok()) s = dir->put(digest.labels_sha256, set->labels.data() + b, e - b, source);
-      if (!s.is_ok()) return fail(s);
+    if (s.is_ok()) s = k->blobs->put(sha256, bytes.data(), bytes.size(), "the data set read at submission");
+    if (!s.is_ok()) {
+      k->failed = true;
+      log(LogLevel::kWarn, "coordinator", "cannot keep a job's records in " + k->dir + " (" + s.message() +
+                                              "): workers without the data set's files cannot run its jobs");
     }
-  }
+    return Status::ok();
+  };
 }
 
 Status CoordinatorState::authorize_fetch(const msg::Envelope& in, const std::string& authenticated) const {

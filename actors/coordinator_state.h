@@ -40,6 +40,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -54,7 +55,6 @@
 #include "core/partition.h"
 
 namespace custody {
-struct DataSplit;  // core/dataset.h
 }
 
 namespace custody::actors {
@@ -208,9 +208,10 @@ class CoordinatorState {
   std::string no_worker_for(const Job& job, uint32_t rank) const;
 
   // Data shipping (coordinator_shipping.cc; docs/ARCHITECTURE.md, "Data shipping").
-  // Keeps each rank's records (by their SHA-256) in the records directory, for workers
-  // that lack the data set's files; a failure only costs the shipping, and is logged.
-  void shelve_records(const JobPlan& plan, const DataSplit& data);
+  // What keeps each rank's records (by their SHA-256) in the records directory as the
+  // data set streams past at admission, for workers that lack the data set's files; null
+  // when there is nothing to keep. A failure only costs the shipping, and is logged.
+  std::function<Status(const std::string&, const std::vector<uint8_t>&)> records_keeper(const DataSpec& data) const;
   // A worker recorded how it came by a rank's records (shardObtained).
   Outbox on_shard_obtained(Job& job, const Node& node, uint32_t attempt, const msg::ShardObtained& m);
 

@@ -25,11 +25,12 @@ std::string data_files(const DataSpec& d) {
          d.path(d.test_labels) + "'";
 }
 
-// Records [begin, end) of `set` against `expected`, naming the file whose bytes differ.
+// A task's records (`set` holds exactly records [begin, end) of a split) against
+// `expected`, naming the file whose bytes differ.
 Status check_records(const LabeledSet& set, uint64_t begin, uint64_t end, const RecordsDigest& expected,
                      const DataSpec& d, bool train) {
   if (expected.empty()) return Status::ok();
-  const RecordsDigest here = records_digest(set, static_cast<int64_t>(begin), static_cast<int64_t>(end));
+  const RecordsDigest here = records_digest(set, 0, set.count);
   const bool synthetic = d.kind == DataSpec::Kind::kSynthetic;
   const char* split = train ? "training" : "test";
   for (const auto& [mine, theirs, file] :
@@ -45,13 +46,19 @@ Status check_records(const LabeledSet& set, uint64_t begin, uint64_t end, const 
   return Status::ok();
 }
 
-// A task's records as the trainer takes them: the whole sets with the task's ranges in
-// them (the node's files), or only the task's records (shipped), whose ranges start at 0.
+// A task's records as the trainer takes them: only the task's shard and test range (read
+// from the node's files or shipped), record 0 of each being the range's first.
 struct TaskRecords {
   LabeledSet train, test;
-  int64_t train_begin = 0, train_end = 0, test_begin = 0, test_end = 0;
   int64_t train_total = 0;  // N, the whole training set's records (0: not known)
 };
+
+// Sample j of a sample-major uint8 block into column `col` of `x`, scaled exactly as
+// features() scales (one rounding of byte * kInputScale: the same bits).
+void put_sample(Matrix& x, Eigen::Index col, const std::vector<uint8_t>& pixels, Eigen::Index features, int64_t j) {
+  x.col(col) = Eigen::Map<const Eigen::Matrix<uint8_t, Eigen::Dynamic, 1>>(pixels.data() + j * features, features)
+                   .cast<float>() * kInputScale;
+}
 
 // The task's four files' records, each held to its digest (RecordsFetcher checks it).
 Result<TaskRecords> shipped_records(const msg::AssignTask& t, RecordsFetcher& fetcher) {
@@ -61,8 +68,8 @@ Result<TaskRecords> shipped_records(const msg::AssignTask& t, RecordsFetcher& fe
   const std::string train_range = range("training", t.shard.begin, t.shard.end);
   const std::string test_range = range("test", t.test_begin, t.test_end);
   TaskRecords r;
-  r.train.count = r.train_end = static_cast<int64_t>(t.shard.end - t.shard.begin);
-  r.test.count = r.test_end = static_cast<int64_t>(t.test_end - t.test_begin);
+  r.train.count = static_cast<int64_t>(t.shard.end - t.shard.begin);
+  r.test.count = static_cast<int64_t>(t.test_end - t.test_begin);
   r.train_total = static_cast<int64_t>(t.train_records);
   CUSTODY_ASSIGN_OR_RETURN(r.train.labels, fetcher.get(t.train_digest.labels_sha256, "the labels of " + train_range));
   CUSTODY_ASSIGN_OR_RETURN(r.train.pixels, fetcher.get(t.train_digest.images_sha256, "the images of " + train_range));
@@ -89,8 +96,11 @@ Result<Trainer> Trainer::load(const msg::AssignTask& t, const std::string& job_i
   msg::ShardObtained obtained{t.rank, msg::ShardSource::kLocal, data_files(spec.data)};
   TaskRecords records;
   // What fails from here to the hash check is this node's copy of the data set: another
-  // node's may do.
-  auto loaded = load_data(spec.data);
+  // node's may do. Only the task's records are kept (core/dataset.h "Streaming"); the whole
+  // set is hashed only when there are no digests to hold the records to.
+  const bool digests = !t.train_digest.empty() || !t.test_digest.empty();
+  auto loaded = load_data_parts(spec.data, static_cast<int64_t>(t.shard.begin), static_cast<int64_t>(t.shard.end),
+                                static_cast<int64_t>(t.test_begin), static_cast<int64_t>(t.test_end), !digests);
   const bool shippable = spec.data.kind == DataSpec::Kind::kIdx && !t.train_digest.empty() &&
                          !t.test_digest.empty() && options.records != nullptr;
   if (!loaded.is_ok() && loaded.status().code() == ErrorCode::kNotFound && shippable) {
@@ -111,19 +121,21 @@ Result<Trainer> Trainer::load(const msg::AssignTask& t, const std::string& job_i
     obtained.bytes_fetched = options.records->bytes_fetched();
   } else {
     if (!loaded.is_ok() && data_failure) *data_failure = true;
-    CUSTODY_ASSIGN_OR_RETURN(DataSplit data, std::move(loaded));
-    if (t.shard.end > static_cast<uint64_t>(data.train.count) || t.shard.begin >= t.shard.end ||
-        t.test_end > static_cast<uint64_t>(data.test.count) || t.test_begin >= t.test_end) {
+    CUSTODY_ASSIGN_OR_RETURN(DataParts data, std::move(loaded));
+    if (t.shard.end > static_cast<uint64_t>(data.train.total) || t.shard.begin >= t.shard.end ||
+        t.test_end > static_cast<uint64_t>(data.test.total) || t.test_begin >= t.test_end) {
       if (data_failure) *data_failure = !t.train_digest.empty();  // a shorter copy than the one submitted
       return invalid_argument("the assigned shard or test range lies outside the data set" +
                               std::string(t.train_digest.empty() ? "" : " this node holds (" + data_files(spec.data) + ")"));
     }
-    if (!t.train_digest.empty() || !t.test_digest.empty()) {
+    if (digests) {
       // The records this task uses are checked, file by file, against what the coordinator
       // read at submission: a byte changed in them names its file. Records outside them do
       // not matter to this task (another node may hold only its own shard).
-      Status checked = check_records(data.train, t.shard.begin, t.shard.end, t.train_digest, spec.data, true);
-      if (checked.is_ok()) checked = check_records(data.test, t.test_begin, t.test_end, t.test_digest, spec.data, false);
+      Status checked = check_records(data.train.records, t.shard.begin, t.shard.end, t.train_digest, spec.data, true);
+      if (checked.is_ok()) {
+        checked = check_records(data.test.records, t.test_begin, t.test_end, t.test_digest, spec.data, false);
+      }
       if (!checked.is_ok()) {
         if (data_failure) *data_failure = true;
         return checked;
@@ -135,13 +147,9 @@ Result<Trainer> Trainer::load(const msg::AssignTask& t, const std::string& job_i
                                  t.shard.dataset_hash.substr(0, 16) +
                                  "...); the files differ between machines");
     }
-    records.train_total = data.train.count;
-    records.train_begin = static_cast<int64_t>(t.shard.begin);
-    records.train_end = static_cast<int64_t>(t.shard.end);
-    records.test_begin = static_cast<int64_t>(t.test_begin);
-    records.test_end = static_cast<int64_t>(t.test_end);
-    records.train = std::move(data.train);
-    records.test = std::move(data.test);
+    records.train_total = data.train.total;
+    records.train = std::move(data.train.records);
+    records.test = std::move(data.test.records);
   }
   obtained.elapsed_ms = static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::milliseconds>(SteadyClock::now() - started).count());
@@ -178,45 +186,44 @@ Result<Trainer> Trainer::load(const msg::AssignTask& t, const std::string& job_i
     trainer.sampler_.emplace(std::move(sampler));
     trainer.sampling_rate_ = std::min(1.0, rate);
   }
-  const LabeledSet& train = records.train;
-  const LabeledSet& test = records.test;
-  trainer.shard_ = features(train, records.train_begin, records.train_end);
-  trainer.labels_.assign(train.labels.begin() + records.train_begin, train.labels.begin() + records.train_end);
-  if (!t.excluded.empty()) {
-    // The shard's records are [train_begin, train_end) of `train` (the whole set when local,
-    // the shard alone when fetched); record t.shard.begin + j is column j of both.
-    Matrix all = std::move(trainer.shard_);
-    std::vector<uint8_t> labels = std::move(trainer.labels_);
-    trainer.shard_.resize(all.rows(), static_cast<Eigen::Index>(kept));
-    trainer.labels_.clear();
+  // Kept as the data's bytes (a quarter of floats); each batch is converted as it is drawn.
+  trainer.features_ = records.train.features;
+  if (t.excluded.empty()) {
+    trainer.shard_ = std::move(records.train.pixels);
+    trainer.labels_ = std::move(records.train.labels);
+  } else {
+    // Record t.shard.begin + j is sample j of the shard's records.
+    const auto f = static_cast<size_t>(trainer.features_);
+    trainer.shard_.reserve(static_cast<size_t>(kept) * f);
     size_t next = 0;  // the next excluded index
     for (uint64_t i = t.shard.begin; i < t.shard.end; ++i) {
       if (next < t.excluded.size() && t.excluded[next] == i) {
         ++next;
         continue;
       }
-      const auto j = static_cast<Eigen::Index>(i - t.shard.begin);
-      trainer.shard_.col(static_cast<Eigen::Index>(trainer.labels_.size())) = all.col(j);
-      trainer.labels_.push_back(labels[static_cast<size_t>(j)]);
+      const size_t j = static_cast<size_t>(i - t.shard.begin);
+      trainer.shard_.insert(trainer.shard_.end(), records.train.pixels.begin() + j * f,
+                            records.train.pixels.begin() + (j + 1) * f);
+      trainer.labels_.push_back(records.train.labels[j]);
     }
   }
-  trainer.test_x_ = features(test, records.test_begin, records.test_end);
-  trainer.test_y_.assign(test.labels.begin() + records.test_begin, test.labels.begin() + records.test_end);
-  return trainer;  // the data set's raw bytes go with `records`
+  trainer.test_pixels_ = std::move(records.test.pixels);
+  trainer.test_y_ = std::move(records.test.labels);
+  return trainer;
 }
 
 uint32_t Trainer::private_batch(Matrix& x, std::vector<uint8_t>& y, uint64_t step) {
   if (spec_.privacy.sampling == PrivacySpec::Sampling::kShuffled) {
     const int64_t* samples = order_.batch(step);
     for (uint32_t i = 0; i < order_.batch_size(); ++i) {
-      x.col(i) = shard_.col(samples[i]);
+      put_sample(x, i, shard_, features_, samples[i]);
       y[i] = labels_[samples[i]];
     }
     return order_.batch_size();
   }
   // Poisson: each example of the shard joins with probability q, independently; the gaps
   // between those taken are geometric, so a step costs O(q * shard) draws, not O(shard).
-  const uint64_t n = static_cast<uint64_t>(shard_.cols());
+  const uint64_t n = labels_.size();
   uint32_t taken = 0;
   for (uint64_t i = sampler_->geometric_skip(sampling_rate_); i < n; i += 1 + sampler_->geometric_skip(sampling_rate_)) {
     if (taken == x.cols()) {  // more than the room so far: grow (rare past 2x the batch)
@@ -225,7 +232,7 @@ uint32_t Trainer::private_batch(Matrix& x, std::vector<uint8_t>& y, uint64_t ste
       x.swap(wider);
       y.resize(static_cast<size_t>(x.cols()));
     }
-    x.col(taken) = shard_.col(static_cast<Eigen::Index>(i));
+    put_sample(x, taken, shard_, features_, static_cast<int64_t>(i));
     y[taken] = labels_[i];
     ++taken;
   }
@@ -233,8 +240,22 @@ uint32_t Trainer::private_batch(Matrix& x, std::vector<uint8_t>& y, uint64_t ste
 }
 
 void Trainer::evaluate(uint32_t epoch, const Report& report) {
-  MatrixView view(test_x_.data(), test_x_.rows(), test_x_.cols());
-  BatchStats s = model_.evaluate(params_.data(), view, test_y_.data(), ws_);
+  // In chunks: the test range as floats is never held at once, and training's workspace is
+  // left as it is (its buffers' addresses stay those of the steps).
+  constexpr int64_t kChunk = 1024;
+  const auto n = static_cast<int64_t>(test_y_.size());
+  Matrix x(features_, std::min(kChunk, n));
+  Workspace ws;
+  BatchStats s;
+  for (int64_t begin = 0; begin < n; begin += kChunk) {
+    const int64_t cols = std::min(kChunk, n - begin);
+    for (int64_t j = 0; j < cols; ++j) put_sample(x, j, test_pixels_, features_, begin + j);
+    MatrixView view(x.data(), x.rows(), cols);
+    const BatchStats part = model_.evaluate(params_.data(), view, test_y_.data() + begin, ws);
+    s.loss_sum += part.loss_sum;
+    s.correct += part.correct;
+    s.samples += part.samples;
+  }
   report(msg::EpochEval{epoch, static_cast<uint64_t>(s.correct), static_cast<uint64_t>(s.samples), s.loss_sum,
                         task_.rank});
 }
@@ -247,7 +268,7 @@ Status Trainer::run(ParameterClient& servers, const Report& report) {
   CUSTODY_RETURN_IF_ERROR(servers.wait(params_.data(), options_.step_timeout));
 
   const uint32_t batch = order_.batch_size();
-  Matrix x(shard_.rows(), batch);
+  Matrix x(features_, batch);
   std::vector<uint8_t> y(batch);
   AlignedFloats grad(t.num_parameters);
   const uint64_t last_step = static_cast<uint64_t>(spec_.epochs) * t.steps_per_epoch;
@@ -265,7 +286,7 @@ Status Trainer::run(ParameterClient& servers, const Report& report) {
   }
   auto step_start = report_start;  // one reading of the clock a step, as before
   if (sampler_) {  // Poisson batches vary around the batch size: room for twice it
-    x.resize(shard_.rows(), 2 * batch);
+    x.resize(features_, 2 * batch);
     y.resize(2 * batch);
   }
   for (; step < last_step; ++step) {
@@ -281,7 +302,7 @@ Status Trainer::run(ParameterClient& servers, const Report& report) {
     } else {
       const int64_t* samples = order_.batch(step);
       for (uint32_t i = 0; i < batch; ++i) {
-        x.col(i) = shard_.col(samples[i]);
+        put_sample(x, i, shard_, features_, samples[i]);
         y[i] = labels_[samples[i]];
       }
       MatrixView view(x.data(), x.rows(), x.cols());

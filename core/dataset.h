@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -64,7 +65,58 @@ struct DataSplit {
   std::string version_hash;  // identity of the data set version (see above)
 };
 
-// Loads what a job's [data] table names.
+// Loads what a job's [data] table names, whole (tools and tests; nodes use the streaming
+// reads below).
 Result<DataSplit> load_data(const DataSpec& spec);
+
+// Streaming -----------------------------------------------------------------------------
+// The nodes read a data set without holding it: files pass through zlib a chunk (1 MiB) at
+// a time, hashed as they pass, and only the records a node needs are kept. The hashes are
+// exactly those above (same bytes, same order), so digests and lineage do not change.
+
+// Records [begin, end) of an IDX image/label file pair. Memory: the records kept plus a
+// chunk. With `hash_whole` every byte is read and content_hash is the whole set's (as
+// read_idx's); without it, the other records are skipped (a plain file is seeked, a gzip
+// one decompressed and dropped) and content_hash is empty. Either way the headers and the
+// files' sizes are checked as read_idx checks them. A range outside the files is not an
+// error here: records.count is 0 and `total` says how many the files hold.
+struct IdxPart {
+  LabeledSet records;  // records [begin, end) only; records.content_hash is empty
+  int64_t total = 0;   // records in the files
+  std::string content_hash;
+};
+Result<IdxPart> read_idx_part(const std::string& images_path, const std::string& labels_path, int64_t begin,
+                              int64_t end, bool hash_whole);
+
+// A worker's part of a job's data set: its shard of the training set and its test range
+// (read_idx_part each; a synthetic set is drawn whole and sliced). version_hash is set
+// only with hash_whole (always for synthetic data).
+struct DataParts {
+  IdxPart train, test;
+  std::string version_hash;
+};
+Result<DataParts> load_data_parts(const DataSpec& spec, int64_t train_begin, int64_t train_end, int64_t test_begin,
+                                  int64_t test_end, bool hash_whole);
+
+// What the coordinator needs of a data set at admission, from one streaming pass over each
+// file: its identity, its size, the largest training label, and the records digests of
+// each of `ranks` equal ranges (partition_range; none when ranks exceed the records).
+struct SplitSummary {
+  int64_t count = 0;
+  int features = 0;
+  std::string content_hash;
+  std::vector<RecordsDigest> digests;  // one per rank
+  uint8_t max_label = 0;
+};
+struct DataSummary {
+  SplitSummary train, test;
+  std::string version_hash;
+};
+// Receives each range's bytes with their SHA-256 (pixels and labels separately, one range
+// at a time, as the digests cover them): the coordinator keeps them for data shipping.
+// An error stops the pass and is returned. Never called for synthetic data.
+using RecordsSink = std::function<Status(const std::string& sha256, const std::vector<uint8_t>& bytes)>;
+// Memory: one chunk, plus one range's bytes when `keep` is given.
+Result<DataSummary> summarize_data(const DataSpec& spec, uint32_t ranks, const RecordsSink& keep = nullptr);
 
 }  // namespace custody

@@ -1,13 +1,53 @@
 #include "core/hash.h"
 
+#include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 
+#include <cstdlib>
+#include <utility>
 #include <vector>
 
 #include "core/hex.h"
 
 namespace custody {
+
+namespace {
+std::string digest_hex(const unsigned char* digest) {
+  static const char* kHex = "0123456789abcdef";
+  std::string out(2 * SHA256_DIGEST_LENGTH, '0');
+  for (int i = 0; i < SHA256_DIGEST_LENGTH; ++i) {
+    out[2 * i] = kHex[digest[i] >> 4];
+    out[2 * i + 1] = kHex[digest[i] & 15];
+  }
+  return out;
+}
+}  // namespace
+
+struct Sha256::State {
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  State() {
+    // Only allocation can fail here; without a context no digest is possible at all.
+    if (!ctx || EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr) != 1) std::abort();
+  }
+  ~State() { EVP_MD_CTX_free(ctx); }
+};
+
+Sha256::Sha256() : state_(new State) {}
+Sha256::~Sha256() { delete state_; }
+Sha256::Sha256(Sha256&& o) noexcept : state_(o.state_) { o.state_ = nullptr; }
+Sha256& Sha256::operator=(Sha256&& o) noexcept {
+  std::swap(state_, o.state_);
+  return *this;
+}
+void Sha256::update(const void* data, size_t size) { EVP_DigestUpdate(state_->ctx, data, size); }
+std::string Sha256::hex() {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_DigestFinal_ex(state_->ctx, digest, &len);
+  EVP_DigestInit_ex(state_->ctx, EVP_sha256(), nullptr);
+  return digest_hex(digest);
+}
 
 std::string sha256_hex(const void* data, size_t size) {
   unsigned char digest[SHA256_DIGEST_LENGTH];

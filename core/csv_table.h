@@ -1,0 +1,74 @@
+// Tabular training data from CSV files: a header row naming the columns, one of them the
+// label, the others numeric features.
+//
+// Parsing (RFC 4180 as far as tables of numbers need it: commas, double-quoted cells with
+// "" for a quote, CRLF or LF line ends, a blank last line): every feature cell must be
+// wholly a finite number; an empty cell, "NA"/"NaN"/"?", or text ("0.5abc") is missing.
+// A row with a missing cell (or a label cell that is empty) is dropped or refused as the
+// options say; a row with the wrong number of cells is always refused (the file is
+// malformed, not incomplete), naming the line. Dropped rows are counted, with the first
+// few line numbers, for lineage.
+//
+// Labels: when every kept row's label is a non-negative integer, that integer is the class
+// id; otherwise the distinct label texts, sorted (byte order), are the classes 0, 1, ...
+// Either way `classes` holds each id's text, so the mapping can be recorded with a model.
+// At most 256 classes (ids are a byte, as IDX labels).
+//
+// Standardization: mean and (population) standard deviation per feature, fitted on the
+// rows given (the training split only: statistics of test rows must not leak into
+// training); a feature constant on those rows gets std 1, so it maps to 0, not to NaN.
+//
+// Identity: `sha256` is the SHA-256 of the file's bytes as read; a data set version made
+// of CSV files hashes them, so one changed byte is another version.
+// Thread-safety: plain values and pure functions.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/error.h"
+
+namespace custody {
+
+struct CsvOptions {
+  std::string label;  // the label column's name in the header
+  enum class Missing { kDrop, kRefuse };
+  Missing missing = Missing::kRefuse;
+};
+
+struct CsvTable {
+  std::vector<std::string> feature_names;  // the header's columns but the label, in order
+  int64_t rows = 0;                        // rows kept
+  std::vector<float> values;               // rows x features, row-major
+  std::vector<uint8_t> labels;             // class id per kept row
+  std::vector<std::string> classes;        // class id -> label text
+  int64_t dropped = 0;                     // rows dropped for missing or non-numeric cells
+  std::vector<int64_t> dropped_lines;      // the first (at most 10) of their line numbers
+  std::string sha256;                      // of the file's bytes
+  int features() const { return static_cast<int>(feature_names.size()); }
+};
+
+// `text` is the file's content; `name` is how errors name it.
+Result<CsvTable> parse_csv(std::string_view text, const CsvOptions& options, const std::string& name);
+Result<CsvTable> read_csv(const std::string& path, const CsvOptions& options);
+
+struct Standardization {
+  std::vector<float> mean, std;  // one per feature
+};
+
+// Fitted on rows [begin, end) of `table`. REQUIRES: begin < end <= table.rows
+Standardization fit_standardization(const CsvTable& table, int64_t begin, int64_t end);
+// (x - mean) / std on every row of `values` (rows x mean.size(), row-major).
+void standardize(std::vector<float>& values, const Standardization& s);
+
+// A seeded split of `rows` row indices: a shuffled `test_fraction` of them (at least one,
+// at most rows - 1) for testing, the rest for training, each list in ascending order.
+// invalid_argument unless 0 < test_fraction < 1 and rows >= 2.
+struct RowSplit {
+  std::vector<int64_t> train, test;
+};
+Result<RowSplit> split_rows(int64_t rows, double test_fraction, uint64_t seed);
+
+}  // namespace custody
