@@ -48,6 +48,8 @@ for r in $(seq "$rounds"); do
   walls_c+=("$w") inside_c+=("$i")
   echo "round $r: workers ${walls[-1]} s (coordinator reports ${inside[-1]} s); in the coordinator ${walls_c[-1]} s (${inside_c[-1]} s); load $(cut -d' ' -f1 /proc/loadavg)" >&2
 done
+checkpoints=$(grep -c '"learning_rate"' "$work/answer.json")
+records=$(sed -n 's/^  "records_scored": \([0-9]*\).*/\1/p' "$work/answer.json")
 cluster_stop
 m_wall=$(fmedian "${walls[@]}")
 m_inside=$(fmedian "${inside[@]}")
