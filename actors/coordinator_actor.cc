@@ -78,7 +78,7 @@ void update_job_metrics(MetricsRegistry* m, const CoordinatorState& logic, uint6
 caf::behavior coordinator_actor(caf::stateful_actor<CoordinatorActorState>* self, CoordinatorOptions options,
                                 SocketPort port, std::shared_ptr<CoordinatorState> logic, caf::actor serving,
                                 StoreActors store_actors, std::string head_file, std::chrono::milliseconds head_interval,
-                                MetricsRegistry* metrics) {
+                                MetricsRegistry* metrics, std::shared_ptr<WorkerDirectory> workers) {
   self->state.logic = std::move(logic);
   self->state.next_head = SteadyClock::now() + head_interval;
   self->state.port = port;
@@ -125,7 +125,15 @@ caf::behavior coordinator_actor(caf::stateful_actor<CoordinatorActorState>* self
           self->send(self->state.store_actors.reader, std::move(in));
           return;
         }
+        // A worker's answer to the attribution actor's scoreRecords (its request id says so).
+        if ((in.envelope->request_id & kScoringRequestBit) &&
+            (in.envelope->get<msg::RecordScores>() || in.envelope->get<msg::Error>())) {
+          auto caller = self->state.logic->authorize(*in.envelope, in.identity);
+          if (caller.is_ok()) self->send(self->state.store_actors.attribution, std::move(in));
+          return;
+        }
         const bool predict = in.envelope->get<msg::Predict>(), attribute = in.envelope->get<msg::Attribute>();
+        if (attribute) workers->set(self->state.logic->live_workers());
         if (predict || attribute) {  // to the serving actor, or the attribution actor
           auto caller = self->state.logic->authorize(*in.envelope, in.identity);
           if (!caller.is_ok()) {
@@ -170,6 +178,7 @@ caf::behavior coordinator_actor(caf::stateful_actor<CoordinatorActorState>* self
           self->state.next_head = now + head_interval;
         }
         send_all(self->state.logic->tick(now));
+        workers->set(self->state.logic->live_workers());  // the attribution actor's, for its next round
         update_job_metrics(metrics, *self->state.logic, self->state.recoveries_counted);
         self->delayed_send(self, period, tick_atom::value);
       },
@@ -396,12 +405,15 @@ int run_coordinator(const CoordinatorNodeConfig& config, const std::atomic<bool>
     log(LogLevel::kInfo, "coordinator", "appending signed heads to " + config.head_file + " every " +
                                             std::to_string(config.head_interval.count()) + " ms");
   }
+  auto workers = std::make_shared<WorkerDirectory>();  // the live workers, for attribution's scoring
+  AttributionOptions attribution;
+  attribution.worker_timeout = config.attribution_worker_timeout;
   const StoreActors store_actors{spawn_store_backup(system, port, store.get(), config.store, &stop),
                                  spawn_store_reader(system, port, store.get()),
                                  spawn_records_server(system, port, config.options.records_dir),
-                                 spawn_attribution(system, port, store.get(), key.get())};
+                                 spawn_attribution(system, port, store.get(), key.get(), workers, attribution)};
   auto actor = system.spawn<caf::detached>(coordinator_actor, config.options, port, logic, serving, store_actors,
-                                           config.head_file, config.head_interval, &metrics);
+                                           config.head_file, config.head_interval, &metrics, workers);
   auto stop_actors = [&] {
     for (const auto& a : {port.actor(), actor, serving, store_actors.backup, store_actors.reader,
                           store_actors.records, store_actors.attribution}) {

@@ -426,4 +426,12 @@ std::map<msg::JobState, size_t> CoordinatorState::jobs_by_state() const {
   return counts;
 }
 
+std::vector<LiveWorker> CoordinatorState::live_workers() const {
+  std::vector<LiveWorker> out;
+  for (const auto& [id, n] : nodes_) {
+    if (n.alive && n.role == msg::NodeRole::kWorker) out.push_back({n.id, n.peer});
+  }
+  return out;
+}
+
 }  // namespace custody::actors

@@ -47,6 +47,7 @@
 #include <vector>
 
 #include "actors/access_control.h"
+#include "actors/attribution_scatter.h"
 #include "actors/coordinator_job.h"
 #include "actors/custody_recorder.h"
 #include "actors/node_config.h"
@@ -101,6 +102,8 @@ class CoordinatorState {
   // For the metrics: the jobs held (finished ones until evicted) in each state, and the
   // rollbacks taken since this coordinator started.
   std::map<msg::JobState, size_t> jobs_by_state() const;
+  // The workers alive now (attribution's scoring, actors/attribution_scatter.h).
+  std::vector<LiveWorker> live_workers() const;
   uint64_t recoveries_total() const { return recoveries_total_; }
 
  private:

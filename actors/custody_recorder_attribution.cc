@@ -34,9 +34,11 @@ Result<std::pair<std::string, std::string>> CustodyRecorder::attribution_made(co
                         {"checkpoints", weighed},
                         {"records_scored", a["records_scored"]},
                         {"time_ms", clock_->wall_ms()}};
-  // The request (which prediction, which input, which label) and the answer as it was given.
+  // The request (which prediction, which input, which label) and the answer as it was given,
+  // with who scored which range of the records (workers or the coordinator, and why).
   for (const char* field :
-       {"prediction", "call", "input_sha256", "test_label", "label_source", "proponents", "opponents", "records"}) {
+       {"prediction", "call", "input_sha256", "test_label", "label_source", "proponents", "opponents", "records",
+        "scored_by"}) {
     if (a.contains(field)) body[field] = a[field];
   }
   storage::Batch b("attribute");

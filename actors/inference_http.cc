@@ -3,6 +3,8 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
+#include "storage/liability.h"
+
 namespace custody::actors::http {
 namespace {
 
@@ -251,6 +253,9 @@ std::string server_metadata() {
 std::string error_body(const std::string& message) { return json{{"error", message}}.dump(); }
 
 int status_of(const Status& status, bool authenticated) {
+  // A version tainted by a revocation (withdrawn data, a licence that ended): RFC 7725's
+  // 451 Unavailable For Legal Reasons, not a 503 that invites the client to retry.
+  if (storage::liability::is_taint_refusal(status)) return 451;
   switch (status.code()) {
     case ErrorCode::kInvalidArgument:
       return 400;

@@ -50,7 +50,8 @@ std::string server_metadata();
 // {"error": message}.
 std::string error_body(const std::string& message);
 // The HTTP status of a failed call: 400 bad input, 401 unknown or missing credential,
-// 403 a role that may not, 404 unknown model, 503 not ready or not answering, 500 else.
+// 403 a role that may not, 404 unknown model, 451 a model version tainted by a revocation
+// (Unavailable For Legal Reasons), 503 not ready or not answering, 500 else.
 int status_of(const Status& status, bool authenticated);
 
 }  // namespace custody::actors::http

@@ -126,6 +126,9 @@ struct CoordinatorNodeConfig {
   // cannot silently change (keep it on another machine or medium). Default: none.
   std::string head_file;
   std::chrono::milliseconds head_interval{60000};  // Default: 60 s
+  // custody attribute: the longest wait for the workers' scoring of their ranges, after
+  // which the coordinator scores the rest itself (actors/attribution_actor.h). Default: 60 s
+  std::chrono::milliseconds attribution_worker_timeout{60000};
   // GET /metrics (Prometheus text) on HOST:PORT; also served by the HTTP listener when
   // that runs. Empty: only there. Default: off
   std::string metrics_listen;

@@ -89,6 +89,56 @@ Result<TaskRecords> shipped_records(const msg::AssignTask& t, RecordsFetcher& fe
 
 }  // namespace
 
+Result<TrainingRange> load_training_range(const DataSpec& d, uint64_t begin, uint64_t end,
+                                          const RecordsDigest& digest, const std::string& dataset_hash,
+                                          RecordsFetcher* records) {
+  const auto started = SteadyClock::now();
+  const std::string range = "training records [" + std::to_string(begin) + ", " + std::to_string(end) + ")";
+  TrainingRange r;
+  r.obtained = {0, msg::ShardSource::kLocal, data_files(d)};
+  auto loaded = load_data(d);
+  if (!loaded.is_ok() && loaded.status().code() == ErrorCode::kNotFound && d.kind == DataSpec::Kind::kIdx &&
+      !digest.empty() && records) {
+    // The same way as a task's shipped records: each file's bytes held to its digest.
+    auto failed = [&](const Status& s) {
+      return Status(s.code(), loaded.status().message() + ", and obtaining " + range + " failed: " + s.message());
+    };
+    auto labels = records->get(digest.labels_sha256, "the labels of " + range);
+    if (!labels.is_ok()) return failed(labels.status());
+    auto pixels = records->get(digest.images_sha256, "the images of " + range);
+    if (!pixels.is_ok()) return failed(pixels.status());
+    r.set.labels = std::move(labels).value();
+    r.set.pixels = std::move(pixels).value();
+    const auto n = static_cast<size_t>(end - begin);
+    if (n == 0 || r.set.labels.size() != n || r.set.pixels.size() % n != 0) {
+      return data_loss("the records obtained do not fit " + range);
+    }
+    r.set.count = r.end = static_cast<int64_t>(n);
+    r.set.features = static_cast<int>(r.set.pixels.size() / n);
+    r.obtained.how = records->source();
+    r.obtained.source = records->source_name();
+    r.obtained.bytes_fetched = records->bytes_fetched();
+  } else {
+    CUSTODY_ASSIGN_OR_RETURN(DataSplit data, std::move(loaded));
+    if (begin >= end || end > static_cast<uint64_t>(data.train.count)) {
+      return invalid_argument(range + " lie outside the data set this node holds (" + data_files(d) + ", " +
+                              std::to_string(data.train.count) + " training records)");
+    }
+    if (!digest.empty()) {
+      CUSTODY_RETURN_IF_ERROR(check_records(data.train, begin, end, digest, d, true));
+    } else if (data.version_hash != dataset_hash) {
+      return failed_precondition("the data set this node read (" + data.version_hash.substr(0, 16) +
+                                 "...) is not the version asked for (" + dataset_hash.substr(0, 16) + "...)");
+    }
+    r.set = std::move(data.train);
+    r.begin = static_cast<int64_t>(begin);
+    r.end = static_cast<int64_t>(end);
+  }
+  r.obtained.elapsed_ms = static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(SteadyClock::now() - started).count());
+  return r;
+}
+
 Result<Trainer> Trainer::load(const msg::AssignTask& t, const std::string& job_id, TrainerOptions options,
                               bool* data_failure) {
   CUSTODY_ASSIGN_OR_RETURN(JobSpec spec, parse_job_spec(t.spec_text, "job " + job_id));

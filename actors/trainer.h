@@ -26,6 +26,7 @@
 #include "actors/records_fetcher.h"
 #include "core/metrics.h"
 #include "core/data_order.h"
+#include "core/dataset.h"
 #include "core/job_spec.h"
 #include "core/model.h"
 #include "core/secure_random.h"
@@ -51,6 +52,20 @@ struct TrainerOptions {
 // the first step (a rate needs the value before the jump).
 Counter& training_samples_metric(MetricsRegistry& m);
 Histogram& training_step_metric(MetricsRegistry& m);
+
+// Training records [begin, end) of a job's data set, obtained as a trainer obtains a
+// task's (Trainer::load; attribution's scoring on a worker uses it, actors/record_scoring.h):
+// from the files the spec names when this node has them, held to `digest` (or, without
+// one, the whole set to `dataset_hash`), else (records, when the spec's files are absent
+// and a digest is given) from the node's cache or the coordinator, held to the digest.
+struct TrainingRange {
+  LabeledSet set;           // the whole training set, or the range alone (shipped)
+  int64_t begin = 0, end = 0;  // the range within `set`
+  msg::ShardObtained obtained;  // how (rank unused)
+};
+Result<TrainingRange> load_training_range(const DataSpec& data, uint64_t begin, uint64_t end,
+                                          const RecordsDigest& digest, const std::string& dataset_hash,
+                                          RecordsFetcher* records);
 
 class Trainer {
  public:

@@ -8,11 +8,15 @@
 // job, each run by its own trainer. A trainer checks its mailbox for a stop between steps
 // and while it waits for the servers. A trainer whose node lacks the job's data files
 // fetches its records first (actors/records_fetcher.h) and reports how it came by them.
+// The coordinator's scoreRecords (custody attribute's scoring, actors/record_scoring.h) is
+// answered by a detached scorer of its own, beside any training: its answer comes back to
+// the worker actor, which sends it.
 #include <map>
 #include <optional>
 #include <thread>
 
 #include "actors/node_runtime.h"
+#include "actors/record_scoring.h"
 #include "actors/runtime_common.h"
 #include "actors/socket_bridge.h"
 #include "actors/socket_parameter_client.h"
@@ -40,6 +44,15 @@ typename Inspector::result_type inspect(Inspector& f, TrainerReport& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, TrainerEnded& x) {
   return f(caf::meta::type_name("trainer_ended"), x.task.job_id, x.task.attempt, x.task.rank, x.message, x.node_local);
+}
+
+// A scorer's answer to the coordinator's scoreRecords (recordScores or an error).
+struct ScoringDone {
+  std::shared_ptr<const msg::Envelope> reply;
+};
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, ScoringDone& x) {
+  return f(caf::meta::type_name("scoring_done"), x.reply->request_id);
 }
 
 struct TrainerArgs {
@@ -108,6 +121,29 @@ Status train(caf::blocking_actor* self, const TrainerArgs& a, StopCheck& stopped
   });
 }
 
+// Scores one scoreRecords. The node's records cache is looked in, but nothing is fetched:
+// the coordinator ships records only to a job's running ranks (authorize_fetch), and a
+// range this node cannot read is scored by the coordinator instead.
+void scorer(caf::blocking_actor* self, msg::Envelope request, std::string node_id, PeerNodeConfig config,
+            caf::actor node) {
+  StopCheck stopped(self);
+  RecordsFetcherOptions fetch;
+  fetch.cache_dir = config.data_cache;
+  fetch.coordinator = config.coordinator;
+  fetch.node_id = node_id;
+  RecordsFetcher cache(
+      fetch,
+      []() -> Result<std::unique_ptr<transport::Socket>> {
+        return failed_precondition("this node holds neither the data set's files nor a cached copy of the range");
+      },
+      [&] { return stopped(); });
+  auto scored = score_request(*request.get<msg::ScoreRecords>(), config.data_cache.empty() ? nullptr : &cache,
+                               std::max(1u, std::thread::hardware_concurrency() / 2));
+  msg::Envelope reply = scored.is_ok() ? msg::reply_to(request, node_id, std::move(scored).value())
+                                       : msg::make_error(request, node_id, scored.status());
+  self->send(node, ScoringDone{std::make_shared<const msg::Envelope>(std::move(reply))});
+}
+
 void trainer_loop(caf::blocking_actor* self, TrainerArgs args, caf::actor node) {
   StopCheck stopped(self);
   bool node_local = false;
@@ -144,7 +180,18 @@ caf::behavior worker_actor(caf::stateful_actor<WorkerActorState>* self, SocketPo
     }
   };
   return {
-      [=](Inbound& in) { act(self->state.logic->handle(*in.envelope, SteadyClock::now())); },
+      [=](Inbound& in) {
+        // Only the coordinator reaches this socket (CurveZMQ proves its key when secured).
+        if (in.envelope->get<msg::ScoreRecords>() && in.envelope->sender == "coordinator") {
+          self->spawn<caf::detached + caf::linked>(scorer, *in.envelope, self->state.logic->node_id(), config,
+                                                   caf::actor(self));
+          return;
+        }
+        act(self->state.logic->handle(*in.envelope, SteadyClock::now()));
+      },
+      [=](const ScoringDone& d) {
+        coordinator.send("", self->state.logic->to_coordinator(*d.reply).envelope);
+      },
       [=](const TrainerReport& r) { act(self->state.logic->on_report(r.task, *r.body)); },
       [=](const TrainerEnded& e) {
         auto& st = self->state;
@@ -187,6 +234,7 @@ int run_worker(const PeerNodeConfig& config, const std::atomic<bool>& stop, tran
   add_custody_types(cfg);
   cfg.add_message_type<TrainerReport>("custody_trainer_report");
   cfg.add_message_type<TrainerEnded>("custody_trainer_ended");
+  cfg.add_message_type<ScoringDone>("custody_scoring_done");
   caf::actor_system system{cfg};
   auto exit = std::make_shared<NodeExit>();
   SocketPort coordinator =

@@ -66,6 +66,9 @@ class WorkerState {
   WorkerActions on_trainer_end(const TaskKey& task, const Status& result, bool node_local = false);
 
   const std::string& node_id() const { return link_.node_id(); }
+  // `e` as this node's message to the coordinator (its token), for what the worker actor
+  // answers itself (attribution's recordScores).
+  Outgoing to_coordinator(msg::Envelope e) const { return link_.to_coordinator(std::move(e)); }
   // The job whose trainers run or stop; empty when idle.
   const std::string& job() const { return job_; }
   uint32_t attempt() const { return attempt_; }

@@ -572,12 +572,51 @@ void encode_body(wire::Envelope::Body::Builder b, const Body& body) {
             e.setSelfInfluence(text(m.self_influence));
             e.setPurpose(text(m.purpose));
             e.setBatchRows(m.batch_rows);
+            e.setInCoordinator(m.in_coordinator);
           },
           [&](const AttributionReply& m) {
             auto e = b.initAttributionReply();
             e.setJson(text(m.json));
             e.setUsageId(text(m.usage_id));
             e.setReceipt(text(m.receipt));
+          },
+          [&](const ScoreRecords& m) {
+            auto e = b.initScoreRecords();
+            e.setSpecText(text(m.spec_text));
+            e.setDatasetHash(text(m.dataset_hash));
+            e.setBegin(m.begin);
+            e.setEnd(m.end);
+            e.setImagesSha256(text(m.digest.images_sha256));
+            e.setLabelsSha256(text(m.digest.labels_sha256));
+            e.setTrainRecords(m.train_records);
+            auto sizes = e.initLayerSizes(static_cast<unsigned>(m.layer_sizes.size()));
+            for (size_t i = 0; i < m.layer_sizes.size(); ++i) sizes.set(static_cast<unsigned>(i), m.layer_sizes[i]);
+            e.setActivation(text(m.activation));
+            auto cps = e.initCheckpoints(static_cast<unsigned>(m.checkpoints.size()));
+            for (size_t i = 0; i < m.checkpoints.size(); ++i) {
+              cps[static_cast<unsigned>(i)].setParams(floats(m.checkpoints[i].params));
+              cps[static_cast<unsigned>(i)].setLearningRate(m.checkpoints[i].learning_rate);
+            }
+            e.setSelfInfluence(m.self_influence);
+            e.setTestInput(floats(m.test_input));
+            e.setTestLabel(m.test_label);
+            e.setTop(m.top);
+          },
+          [&](const RecordScores& m) {
+            auto e = b.initRecordScores();
+            e.setBegin(m.begin);
+            e.setEnd(m.end);
+            auto put = [](auto list, const std::vector<ScoredRecord>& v) {
+              for (size_t i = 0; i < v.size(); ++i) {
+                list[static_cast<unsigned>(i)].setIndex(v[i].index);
+                list[static_cast<unsigned>(i)].setScore(v[i].score);
+              }
+            };
+            put(e.initHighest(static_cast<unsigned>(m.highest.size())), m.highest);
+            put(e.initLowest(static_cast<unsigned>(m.lowest.size())), m.lowest);
+            e.setRecordsScored(m.records_scored);
+            e.setElapsedMs(m.elapsed_ms);
+            e.setSource(text(m.source));
           },
       },
       body);
@@ -869,11 +908,47 @@ Result<Body> decode_body(wire::Envelope::Body::Reader b, const std::shared_ptr<c
       m.self_influence = str(r.getSelfInfluence());
       m.purpose = str(r.getPurpose());
       m.batch_rows = r.getBatchRows();
+      m.in_coordinator = r.getInCoordinator();
       return Body(std::move(m));
     }
     case W::ATTRIBUTION_REPLY: {
       auto r = b.getAttributionReply();
       return Body(AttributionReply{str(r.getJson()), str(r.getUsageId()), str(r.getReceipt())});
+    }
+    case W::SCORE_RECORDS: {
+      auto r = b.getScoreRecords();
+      ScoreRecords m;
+      m.spec_text = str(r.getSpecText());
+      m.dataset_hash = str(r.getDatasetHash());
+      m.begin = r.getBegin();
+      m.end = r.getEnd();
+      m.digest = RecordsDigest{str(r.getImagesSha256()), str(r.getLabelsSha256())};
+      m.train_records = r.getTrainRecords();
+      for (uint32_t size : r.getLayerSizes()) m.layer_sizes.push_back(size);
+      m.activation = str(r.getActivation());
+      for (auto c : r.getCheckpoints()) {
+        ScoringCheckpoint cp;
+        CUSTODY_RETURN_IF_ERROR(read_floats(c.getParams(), "scoreRecords.checkpoints.params", cp.params));
+        cp.learning_rate = c.getLearningRate();
+        m.checkpoints.push_back(std::move(cp));
+      }
+      m.self_influence = r.getSelfInfluence();
+      CUSTODY_RETURN_IF_ERROR(read_floats(r.getTestInput(), "scoreRecords.testInput", m.test_input));
+      m.test_label = r.getTestLabel();
+      m.top = r.getTop();
+      return Body(std::move(m));
+    }
+    case W::RECORD_SCORES: {
+      auto r = b.getRecordScores();
+      RecordScores m;
+      m.begin = r.getBegin();
+      m.end = r.getEnd();
+      for (auto s : r.getHighest()) m.highest.push_back({s.getIndex(), s.getScore()});
+      for (auto s : r.getLowest()) m.lowest.push_back({s.getIndex(), s.getScore()});
+      m.records_scored = r.getRecordsScored();
+      m.elapsed_ms = r.getElapsedMs();
+      m.source = str(r.getSource());
+      return Body(std::move(m));
     }
   }
   return invalid_argument("unknown message body (union field " +
@@ -899,6 +974,11 @@ size_t payload_bytes(const Body& body) {
   }
   if (auto* m = std::get_if<ExportReply>(&body)) return inline_bytes(m->values);
   if (auto* m = std::get_if<RecordsChunk>(&body)) return m->data.size();
+  if (auto* m = std::get_if<ScoreRecords>(&body)) {
+    size_t n = m->test_input.size() * sizeof(float);
+    for (const auto& c : m->checkpoints) n += c.params.size() * sizeof(float);
+    return n;
+  }
   return 0;
 }
 }  // namespace
@@ -1060,7 +1140,7 @@ const char* body_name(const Body& body) {
                                  "storeBackup",  "storeBackupReply", "storeQuery", "storeQueryReply",
                                  "setPrivacyBudget", "privacyBudgetReply", "fetchRecords", "recordsChunk",
                                  "shardObtained", "liabilityRequest", "liabilityReply",
-                                 "attribute",    "attributionReply"};
+                                 "attribute",    "attributionReply", "scoreRecords", "recordScores"};
   static_assert(sizeof(kNames) / sizeof(kNames[0]) == std::variant_size_v<Body>);
   return kNames[body.index()];
 }

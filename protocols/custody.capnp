@@ -62,6 +62,8 @@ struct Envelope {
     liabilityReply @52 :LiabilityReply;
     attribute @53 :Attribute;
     attributionReply @54 :AttributionReply;
+    scoreRecords @55 :ScoreRecords;
+    recordScores @56 :RecordScores;
   }
   token @30 :Text;          # the caller's secret, when the coordinator requires one (--auth)
   attempt @35 :UInt32;      # which run of the job (0 first; +1 per recovery): messages of an
@@ -626,10 +628,55 @@ struct Attribute {
   purpose @8 :Text;
   batchRows @9 :UInt32;     # rows per predict call when the input was sent (predict --batch):
                             #   the call is found among the input's batches; 0: one call
+  inCoordinator @10 :Bool;  # score in the coordinator, not on the workers (--in-coordinator)
 }
 
 struct AttributionReply {
   json @0 :Text;            # the answer (storage/attribution.h documents its fields)
   usageId @1 :Text;         # the usage record of this request and its answer
   receipt @2 :Text;         # JSON receipt of that record, as for predictions
+}
+
+# coordinator -> worker (its attribution actor): score a range of a run's training records
+# with TracInCP against the checkpoints given, and keep the top K (core/tracin_ranking.h).
+# The worker reads the records the way a trainer does (actors/task_records.h): the job
+# file's paths held to the range's digests, else its records cache. Only the coordinator
+# sends it (the worker's one socket is to the coordinator).
+struct ScoreRecords {
+  specText @0 :Text;          # the run's job spec: its data files
+  datasetHash @1 :Text;       # the data set version the run consumed
+  begin @2 :UInt64;           # training records [begin, end)
+  end @3 :UInt64;
+  imagesSha256 @4 :Text;      # SHA-256 of the range's pixel and label bytes (records_digest)
+  labelsSha256 @5 :Text;
+  trainRecords @6 :UInt64;    # N, the whole training set's records
+  layerSizes @7 :List(UInt32);  # the model (the answering checkpoint's)
+  activation @8 :Text;
+  checkpoints @9 :List(ScoringCheckpoint);
+  selfInfluence @10 :Bool;    # rank by self-influence; else against the test point
+  testInput @11 :Data;        # features little-endian float32, model-scaled
+  testLabel @12 :UInt8;       # the label the test gradient is taken for
+  top @13 :UInt32;            # K
+}
+
+struct ScoringCheckpoint {
+  params @0 :Data;            # the flat parameter vector, little-endian float32
+  learningRate @1 :Float32;   # its TracIn weight
+}
+
+# worker -> coordinator: the range's top K (highest first; lowest first for a prediction's
+# opponents), equal scores by index.
+struct RecordScores {
+  begin @0 :UInt64;
+  end @1 :UInt64;
+  highest @2 :List(ScoredRecord);
+  lowest @3 :List(ScoredRecord);
+  recordsScored @4 :UInt64;
+  elapsedMs @5 :UInt64;       # reading the records and scoring them
+  source @6 :Text;            # where the records came from ("local", "cache", ...)
+}
+
+struct ScoredRecord {
+  index @0 :UInt64;           # in the training set
+  score @1 :Float32;
 }

@@ -343,9 +343,38 @@ struct Attribute {
   std::string self_influence;
   std::string purpose;
   uint32_t batch_rows = 0;  // rows per predict call the input was sent in; 0: one call
+  bool in_coordinator = false;  // score in the coordinator, not on the workers
 };
 struct AttributionReply {
   std::string json, usage_id, receipt;
+};
+// Attribution's scoring on the workers (custody.capnp's ScoreRecords, RecordScores).
+struct ScoringCheckpoint {
+  std::vector<float> params;
+  float learning_rate = 0;
+};
+struct ScoreRecords {
+  std::string spec_text, dataset_hash;
+  uint64_t begin = 0, end = 0;
+  RecordsDigest digest = {};
+  uint64_t train_records = 0;
+  std::vector<uint32_t> layer_sizes = {};
+  std::string activation = {};
+  std::vector<ScoringCheckpoint> checkpoints = {};
+  bool self_influence = false;
+  std::vector<float> test_input = {};
+  uint8_t test_label = 0;
+  uint32_t top = 10;
+};
+struct ScoredRecord {
+  uint64_t index = 0;
+  float score = 0;
+};
+struct RecordScores {
+  uint64_t begin = 0, end = 0;
+  std::vector<ScoredRecord> highest = {}, lowest = {};
+  uint64_t records_scored = 0, elapsed_ms = 0;
+  std::string source = {};
 };
 
 using Body = std::variant<Error, Register, RegisterAck, Heartbeat, HeartbeatAck, SubmitJob,
@@ -357,7 +386,7 @@ using Body = std::variant<Error, Register, RegisterAck, Heartbeat, HeartbeatAck,
                           JobReleased, PrincipalsRequest, PrincipalsReply, RevokePrincipal, StoreBackup,
                           StoreBackupReply, StoreQuery, StoreQueryReply, SetPrivacyBudget, PrivacyBudgetReply,
                           FetchRecords, RecordsChunk, ShardObtained, LiabilityRequest, LiabilityReply, Attribute,
-                          AttributionReply>;
+                          AttributionReply, ScoreRecords, RecordScores>;
 
 struct Envelope {
   uint16_t version = kProtocolVersion;

@@ -1,18 +1,15 @@
 #include "storage/attribution.h"
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <map>
-#include <numeric>
 #include <set>
-#include <thread>
 
 #include "core/dataset.h"
 #include "core/hash.h"
 #include "core/job_spec.h"
 #include "core/partition.h"
-#include "core/tracin.h"
+#include "core/tracin_ranking.h"
 #include "storage/checkpoint.h"
 #include "storage/lineage_vocabulary.h"
 
@@ -22,12 +19,9 @@ namespace {
 namespace lineage = storage::lineage;
 using Direction = CustodyStore::Direction;
 
-// Records scored per pass: a (features x chunk) float matrix per thread, 6 MB for
-// Fashion-MNIST, and each checkpoint's activations of the chunk.
-constexpr int64_t kChunk = 2048;
-
 struct Run {
   std::string id;
+  std::string spec_text;
   JobSpec spec;
   std::string dataset;  // "dataset:HASH"
   DataSplit data;
@@ -47,7 +41,8 @@ Result<Run> load_run(const CustodyStore& store, const std::string& run_id) {
     return data_loss("the job spec " + spec_id + " of run " + run_id +
                      " has no text; run `custody audit verify`");
   }
-  auto spec = parse_job_spec(spec_entity->body["text"].get<std::string>(), spec_id);
+  run.spec_text = spec_entity->body["text"].get<std::string>();
+  auto spec = parse_job_spec(run.spec_text, spec_id);
   if (!spec.is_ok())
     return data_loss("the job spec of run " + run_id + " does not parse: " + spec.status().message());
   run.spec = std::move(spec).value();
@@ -116,28 +111,7 @@ Result<Weighed> load_checkpoints(const CustodyStore& store, const Run& run, cons
   return w;
 }
 
-// Scores every training record on `threads` threads, chunk by chunk; score(x, labels, out, ws)
-// writes one float per record.
-template <class Score>
-std::vector<float> score_all(const LabeledSet& train, unsigned threads, const Score& score) {
-  std::vector<float> out(static_cast<size_t>(train.count));
-  std::atomic<int64_t> next{0};
-  auto work = [&] {
-    Workspace ws;
-    for (int64_t b; (b = next.fetch_add(kChunk)) < train.count;) {
-      const int64_t e = std::min(train.count, b + kChunk);
-      const Matrix x = features(train, b, e);
-      score(MatrixView(x.data(), x.rows(), x.cols()), train.labels.data() + b, out.data() + b, ws);
-    }
-  };
-  std::vector<std::thread> pool;
-  for (unsigned t = 1; t < std::max(1u, threads); ++t) pool.emplace_back(work);
-  work();
-  for (auto& t : pool) t.join();
-  return out;
-}
-
-json record_entry(const Run& run, int64_t index, float score) {
+json record_entry(const AttributionQuestion& run, int64_t index, float score) {
   uint64_t shard = 0;
   for (size_t s = 0; s < run.shards.size(); ++s) {
     if (static_cast<uint64_t>(index) >= run.shards[s].begin &&
@@ -150,19 +124,6 @@ json record_entry(const Run& run, int64_t index, float score) {
   }
   return {{"dataset", run.dataset}, {"index", index}, {"label", run.data.train.labels[index]},
           {"score", score},         {"shard", shard}, {"workers", workers}};
-}
-
-// The k records with the highest (descending) or lowest scores.
-json ranked(const Run& run, const std::vector<float>& scores, uint32_t k, bool descending) {
-  std::vector<int64_t> order(scores.size());
-  std::iota(order.begin(), order.end(), 0);
-  const size_t n = std::min<size_t>(k, order.size());
-  std::partial_sort(order.begin(), order.begin() + n, order.end(), [&](int64_t a, int64_t b) {
-    return descending ? scores[a] > scores[b] : scores[a] < scores[b];
-  });
-  json out = json::array();
-  for (size_t i = 0; i < n; ++i) out.push_back(record_entry(run, order[i], scores[order[i]]));
-  return out;
 }
 
 // The first row of the call whose input hashes to `recorded` among the input's batches
@@ -181,9 +142,10 @@ Result<int64_t> find_call(const AttributionRequest& r, uint32_t call_rows, const
 
 }  // namespace
 
-Result<json> attribute(const CustodyStore& store, const AttributionRequest& r) {
-  const auto started = std::chrono::steady_clock::now();
-  json answer;
+Result<AttributionQuestion> prepare_attribution(const CustodyStore& store, const AttributionRequest& r) {
+  AttributionQuestion q;
+  q.started = std::chrono::steady_clock::now();
+  json& answer = q.answer;
   std::string checkpoint;
   json call;
   int64_t call_first_row = 0;  // the call's first row in the input
@@ -218,22 +180,27 @@ Result<json> attribute(const CustodyStore& store, const AttributionRequest& r) {
   CUSTODY_ASSIGN_OR_RETURN(auto manifest, store.checkpoint(checkpoint));
   if (!manifest) return not_found("no checkpoint '" + checkpoint + "' in the custody store");
   CUSTODY_ASSIGN_OR_RETURN(Run run, load_run(store, manifest->value("job", "")));
-  CUSTODY_ASSIGN_OR_RETURN(auto model, Model::make((*manifest)["layer_sizes"].get<std::vector<int>>()));
+  const Activation activation = parse_activation(run.spec.activation).value_or(Activation::kRelu);
+  CUSTODY_ASSIGN_OR_RETURN(auto model,
+                           Model::make((*manifest)["layer_sizes"].get<std::vector<int>>(), activation));
   if (run.data.train.features != model.input_size()) {
     return failed_precondition("the data set of run " + run.id + " has " +
                                std::to_string(run.data.train.features) +
                                " features per record, the model takes " + std::to_string(model.input_size()));
   }
   CUSTODY_ASSIGN_OR_RETURN(Weighed weighed, load_checkpoints(store, run, *manifest));
-  std::vector<TracinCheckpoint> cps;
+  TracinQuestion& question = q.question;
+  question.layer_sizes = model.layer_sizes();
+  question.activation = activation;
+  question.top = r.top;
   json listed = json::array();
   for (size_t c = 0; c < weighed.values.size(); ++c) {
-    cps.push_back({weighed.values[c].data(), weighed.rates[c]});
     listed.push_back({{"id", weighed.manifests[c]["id"]},
                       {"step", weighed.manifests[c]["step"]},
                       {"learning_rate", weighed.rates[c]}});
   }
-  CUSTODY_ASSIGN_OR_RETURN(auto scorer, TracinScorer::make(model, std::move(cps)));
+  question.params = std::move(weighed.values);
+  question.rates = std::move(weighed.rates);
 
   answer["checkpoint"] = checkpoint;
   answer["run"] = run.id;
@@ -242,7 +209,6 @@ Result<json> attribute(const CustodyStore& store, const AttributionRequest& r) {
       "TracInCP (Pruthi et al. 2020): sum over the checkpoints of learning rate x dot product of "
       "the loss gradients of the last layer (weights and bias)";
   answer["checkpoints"] = listed;
-  answer["records_scored"] = run.data.train.count;
   if (!r.prediction_id.empty()) {
     // The prediction's row of its call, and the class the model answered.
     const auto& ids = call["prediction_ids"];
@@ -257,13 +223,10 @@ Result<json> attribute(const CustodyStore& store, const AttributionRequest& r) {
       return invalid_argument("label " + std::to_string(label) + " is not a class of the model (0 to " +
                               std::to_string(model.num_classes() - 1) + ")");
     }
-    const uint8_t test_label = static_cast<uint8_t>(label);
+    question.test_label = static_cast<uint8_t>(label);
     const size_t test_row = static_cast<size_t>(call_first_row) + row;
-    scorer.set_test(MatrixView(r.inputs.data() + test_row * r.features, r.features, 1), &test_label);
-    const auto scores = score_all(run.data.train, r.threads,
-                                  [&](const MatrixView& x, const uint8_t* y, float* out, Workspace& ws) {
-                                    scorer.score(x, y, out, ws);
-                                  });
+    question.test_input.assign(r.inputs.begin() + static_cast<std::ptrdiff_t>(test_row * r.features),
+                               r.inputs.begin() + static_cast<std::ptrdiff_t>((test_row + 1) * r.features));
     answer["kind"] = "prediction";
     answer["prediction"] = r.prediction_id;
     answer["call"] = call.value("call_id", "");
@@ -271,21 +234,45 @@ Result<json> attribute(const CustodyStore& store, const AttributionRequest& r) {
     answer["input_sha256"] = call.value("input_sha256", "");
     answer["test_label"] = label;
     answer["label_source"] = r.label >= 0 ? "given" : "predicted";
-    answer["proponents"] = ranked(run, scores, r.top, true);
-    answer["opponents"] = ranked(run, scores, r.top, false);
   } else {
-    const auto scores = score_all(run.data.train, r.threads,
-                                  [&](const MatrixView& x, const uint8_t* y, float* out, Workspace& ws) {
-                                    scorer.self_influence(x, y, out, ws);
-                                  });
+    question.self_influence = true;
     answer["kind"] = "self_influence";
     answer["model"] = r.self_influence_model;
-    answer["records"] = ranked(run, scores, r.top, true);
+  }
+  q.run = run.id;
+  q.spec_text = std::move(run.spec_text);
+  q.spec = std::move(run.spec);
+  q.dataset = std::move(run.dataset);
+  q.data = std::move(run.data);
+  q.shards = std::move(run.shards);
+  q.workers = std::move(run.workers);
+  return q;
+}
+
+json answer_attribution(const AttributionQuestion& q, const RangeRanking& merged) {
+  json answer = q.answer;
+  auto entries = [&](const std::vector<ScoredRecord>& list) {
+    json out = json::array();
+    for (const auto& s : list) out.push_back(record_entry(q, static_cast<int64_t>(s.index), s.score));
+    return out;
+  };
+  answer["records_scored"] = merged.scored;
+  if (q.question.self_influence) {
+    answer["records"] = entries(merged.highest);
+  } else {
+    answer["proponents"] = entries(merged.highest);
+    answer["opponents"] = entries(merged.lowest);
   }
   answer["elapsed_ms"] =
-      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started)
-          .count();
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - q.started).count();
   return answer;
+}
+
+Result<json> attribute(const CustodyStore& store, const AttributionRequest& r) {
+  CUSTODY_ASSIGN_OR_RETURN(AttributionQuestion q, prepare_attribution(store, r));
+  CUSTODY_ASSIGN_OR_RETURN(RangeRanking all, score_records(q.question, q.data.train, 0, q.data.train.count, 0,
+                                                           r.threads));
+  return answer_attribution(q, all);
 }
 
 }  // namespace custody::storage

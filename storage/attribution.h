@@ -18,14 +18,28 @@
 // A fine-tuned run is scored against its own checkpoints only: the influence of the run it
 // started from is not traced.
 //
+// The work is split in three so that the scoring can run where the records are (issue 15:
+// each worker scores its shard): prepare_attribution() asks the store everything above and
+// gives the question (core/tracin_ranking.h's TracinQuestion: checkpoints, weights, test
+// point) with the run's data set, shards and workers; core's score_records() scores any
+// range of records against it, on a worker or here; answer_attribution() turns the merged
+// top-K lists (core's merge_rankings) into the answer. attribute() does all three here.
 // Thread-safety: the functions read the store (a const CustodyStore is safe to share) and
 // hold nothing between calls; the scoring runs on `threads` threads of its own.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include <map>
+#include <set>
+
+#include "core/dataset.h"
+#include "core/job_spec.h"
+#include "core/partition.h"
+#include "core/tracin_ranking.h"
 #include "storage/custody_store.h"
 
 namespace custody::storage {
@@ -58,5 +72,23 @@ struct AttributionRequest {
 // hashes); a data set whose files no longer hold the bytes the run consumed (failed
 // precondition, naming the file set and both hashes); damaged records (data loss).
 Result<json> attribute(const CustodyStore& store, const AttributionRequest& request);
+
+// An attribution request prepared from the store, before any record is scored.
+struct AttributionQuestion {
+  TracinQuestion question;     // what any scorer needs
+  json answer;                 // the answer's fields known before scoring
+  std::string run, spec_text;  // the run and its job spec's text (its data files)
+  JobSpec spec;
+  std::string dataset;                                // "dataset:HASH" the run consumed
+  DataSplit data;                                     // read again here, its hash checked
+  std::vector<KeyRange> shards;                       // the run's shards, by rank
+  std::map<uint64_t, std::set<std::string>> workers;  // shard index -> nodes assigned it
+  std::chrono::steady_clock::time_point started;      // for elapsed_ms
+};
+// The checks and errors of attribute(), without the scoring.
+Result<AttributionQuestion> prepare_attribution(const CustodyStore& store, const AttributionRequest& request);
+// The answer from the merged top-K lists: proponents/opponents or records (each entry with
+// its label, shard and workers), records_scored, elapsed_ms.
+json answer_attribution(const AttributionQuestion& q, const RangeRanking& merged);
 
 }  // namespace custody::storage

@@ -354,7 +354,7 @@ Status check_use(const CustodyStore& store, const std::string& checkpoint, const
         newest = " It is the newest version of the name you gave; Custody never answers with an older version in its "
                  "place: name one explicitly (NAME@VERSION) if you accept it.";
       }
-      return failed_precondition(what + " is tainted by revocation " + describe_revocation(t) + via + more +
+      return failed_precondition(what + kTaintRefusal + describe_revocation(t) + via + more +
                                  ". Serving and export refuse a tainted model version." + newest +
                                  " Retrain without the revoked records (`custody retrain " +
                                  (label.empty() ? checkpoint : label) + " --without " + rev +

@@ -74,6 +74,13 @@ Result<json> permissions_of(const CustodyStore& store, const std::string& checkp
 // served instead. Errors: failed_precondition naming the revocation (tainted, no override for
 // this purpose); permission_denied naming the data set and clause (purpose not allowed or
 // not given). On success `overrides_used` (if not null) receives the overrides applied.
+// The words check_use's refusal of a tainted version carries, and whether `s` is that
+// refusal (HTTP answers it 451 Unavailable For Legal Reasons, actors/inference_http.h).
+constexpr char kTaintRefusal[] = " is tainted by revocation ";
+inline bool is_taint_refusal(const Status& s) {
+  return s.code() == ErrorCode::kFailedPrecondition && s.message().find(kTaintRefusal) != std::string::npos;
+}
+
 Status check_use(const CustodyStore& store, const std::string& checkpoint, const std::string& label,
                  const std::string& purpose, bool named_by_newest, std::vector<std::string>* overrides_used = nullptr);
 

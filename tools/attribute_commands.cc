@@ -15,8 +15,8 @@ namespace {
 
 struct AttributeArgs {
   std::string prediction, input_file, format = "auto", self_influence, purpose = "unspecified";
-  int64_t features = 0, batch_rows = 256, top = 10, label = -1, max_seconds = 600;
-  bool as_json = false;
+  int64_t features = 0, batch_rows = 256, max_rows = 0, top = 10, label = -1, max_seconds = 600;
+  bool as_json = false, in_coordinator = false;
 };
 
 std::string fixed(double v, int digits) {
@@ -58,6 +58,11 @@ std::string render(const json& a) {
          " records scored against " + std::to_string(a["checkpoints"].size()) + " checkpoints in " +
          fixed(a["elapsed_ms"].get<double>() / 1000.0, 3) + " s\n";
   out += "method: " + a["method"].get<std::string>() + "\n";
+  for (const auto& r : a.value("scored_by", json::array())) {
+    out += "scored by " + r.value("by", std::string("?")) + ": records [" + std::to_string(r.value("begin", 0ull)) +
+           ", " + std::to_string(r.value("end", 0ull)) + ") in " + fixed(r.value("elapsed_ms", 0.0) / 1000.0, 3) +
+           " s" + (r.contains("why") ? " (" + r.value("why", std::string()) + ")" : "") + "\n";
+  }
   out += "recorded as " + a.value("usage_id", "") + "\n\n";
   if (a["kind"] == "prediction") {
     out += "proponents (training on them lowered this prediction's loss):\n" + records_table(a["proponents"]);
@@ -75,6 +80,7 @@ Status attribute(Session& s, const AttributeArgs& a) {
   request.purpose = a.purpose;
   request.top = static_cast<uint32_t>(a.top);
   request.label = static_cast<int32_t>(a.label);
+  request.in_coordinator = a.in_coordinator;
   if (!a.self_influence.empty()) {
     if (!a.prediction.empty() || !a.input_file.empty()) {
       return invalid_argument("--self-influence MODEL takes neither a PREDICTION_ID nor --input");
@@ -91,6 +97,9 @@ Status attribute(Session& s, const AttributeArgs& a) {
           " needs --input FILE: the input sent to `custody predict` (the store keeps only its SHA-256)");
     }
     CUSTODY_ASSIGN_OR_RETURN(PredictionInput in, read_prediction_input(a.input_file, a.format, a.features));
+    // As `custody predict --rows N` did: only the first N rows were sent (and are sent now:
+    // the rest of a large file is not shipped to the coordinator).
+    keep_first_rows(in, a.max_rows);
     request.prediction_id = a.prediction;
     request.rows = static_cast<uint32_t>(in.rows);
     request.features = static_cast<uint32_t>(in.features);
@@ -126,6 +135,8 @@ void add_attribute_commands(CommandSet& commands) {
   add_ranged_option(cmd, "--features", a->features, kFeaturesRange, "values per row of a raw float32 file");
   add_ranged_option(cmd, "--batch", a->batch_rows, IntRange{1, int64_t{1} << 20},
                     "rows per call when the input was predicted (predict --batch)");
+  add_ranged_option(cmd, "--rows", a->max_rows, IntRange{0, int64_t{1} << 32},
+                    "the first N rows of the input, as `custody predict --rows N` sent them (0: all)");
   cmd->add_option("--self-influence", a->self_influence,
                   "rank the training records of this model's run (NAME, NAME@V or a checkpoint id) by "
                   "self-influence");
@@ -134,6 +145,9 @@ void add_attribute_commands(CommandSet& commands) {
                     "the label to explain (-1: the class the model answered)");
   add_ranged_option(cmd, "--max-seconds", a->max_seconds, IntRange{1, 86400},
                     "how long to wait for the answer");
+  cmd->add_flag("--in-coordinator", a->in_coordinator,
+               "score every record in the coordinator, not on the workers (which the answer's scored_by "
+               "names; the coordinator checks one record of each worker's range, not all)");
   commands.add_as_option(cmd, "the caller");
   cmd->add_option("--purpose", a->purpose, "why (recorded)");
   add_json_flag(cmd, a->as_json);

@@ -120,6 +120,9 @@ TEST(InferenceHttpTest, FailuresMapToTheirHttpStatus) {
   EXPECT_EQ(status_of(Status(ErrorCode::kPermissionDenied, "x"), true), 403);
   EXPECT_EQ(status_of(not_found("x"), true), 404);
   EXPECT_EQ(status_of(unavailable("x"), true), 503);
+  // A tainted version: 451 Unavailable For Legal Reasons; other preconditions stay 503.
+  EXPECT_EQ(status_of(failed_precondition("fashion@1 is tainted by revocation revocation:ab (withdrawn)"), true), 451);
+  EXPECT_EQ(status_of(failed_precondition("the coordinator runs without a store"), true), 503);
   EXPECT_EQ(json::parse(error_body("bad \"row\""))["error"], "bad \"row\"");
 }
 

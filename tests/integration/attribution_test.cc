@@ -2,8 +2,13 @@
 // back from the run's records with their data set, label, shard and workers, and the
 // request is recorded as a use; an input other than the recorded call's is refused; and on
 // a Fashion-MNIST subset with a tenth of its labels flipped, the records of highest
-// self-influence are mostly the flipped ones.
+// self-influence are mostly the flipped ones. The scoring runs on the workers (one range
+// each) and gives the same answer as the coordinator's own scoring, also when a worker is
+// killed while it scores.
+#include <signal.h>
+
 #include <algorithm>
+#include <thread>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <set>
@@ -120,6 +125,105 @@ TEST(AttributionTest, APredictionIsAttributedToTheRunsRecordsAndTheRequestIsReco
   CliResult no_input = c.cli({"attribute", pid});
   EXPECT_NE(no_input.code, 0);
   EXPECT_NE(no_input.err.find("--input"), std::string::npos) << no_input.err;
+}
+
+// Rankings equal: the same records in the same order, scores to float tolerance.
+void expect_same_ranking(const json& a, const json& b, const std::string& list) {
+  ASSERT_EQ(a[list].size(), b[list].size()) << list;
+  for (size_t i = 0; i < a[list].size(); ++i) {
+    EXPECT_EQ(a[list][i]["index"], b[list][i]["index"]) << list << " " << i;
+    EXPECT_EQ(a[list][i]["label"], b[list][i]["label"]);
+    EXPECT_EQ(a[list][i]["shard"], b[list][i]["shard"]);
+    EXPECT_EQ(a[list][i]["workers"], b[list][i]["workers"]);
+    const double x = a[list][i]["score"], y = b[list][i]["score"];
+    EXPECT_NEAR(x, y, 1e-5 * std::max(1.0, std::abs(y))) << list << " " << i;
+  }
+}
+
+TEST(AttributionTest, WorkersScoreOneRangeEachAndAgreeWithTheCoordinatorsOwnScoring) {
+  LocalCluster c("attribution-workers", {1, 2});
+  ASSERT_TRUE(c.wait_for_nodes(3));
+  submit_and_wait(c, "attrw.toml", synthetic_mlp_job("attrw", 3, 1600));
+  std::ostringstream csv;
+  for (int r = 0; r < 5; ++r) {
+    for (int f = 0; f < 32; ++f) csv << (f ? "," : "") << ((r * 5 + f * 7) % 13) / 12.0;
+    csv << "\n";
+  }
+  const fs::path rows = c.write_job("rows.csv", csv.str());
+  // predict --rows 3: only the first three rows were sent; attribute --rows 3 sends them again.
+  json predictions = run_json(c, {"predict", "attrw", "--input", rows.string(), "--rows", "3", "--as", "carol"});
+  ASSERT_EQ(predictions.size(), 3u);
+  const std::string pid = predictions[2]["prediction_id"];
+  const std::vector<std::string> ask = {"attribute", pid, "--input", rows.string(), "--rows", "3", "--top", "9"};
+  json by_workers = run_json(c, ask);
+  ASSERT_TRUE(by_workers.is_object());
+  json selfs_by_workers = run_json(c, {"attribute", "--self-influence", "attrw", "--top", "12"});
+  ASSERT_TRUE(selfs_by_workers.is_object());
+  for (const json* a : {&by_workers, &selfs_by_workers}) {
+    const json& ranges = (*a)["scored_by"];
+    ASSERT_EQ(ranges.size(), 2u) << a->dump(2);
+    EXPECT_EQ(ranges[0]["begin"], 0);
+    EXPECT_EQ(ranges[0]["end"], ranges[1]["begin"]);
+    EXPECT_EQ(ranges[1]["end"], 1600);
+    std::set<std::string> by;
+    for (const auto& r : ranges) {
+      by.insert(r["by"].get<std::string>());
+      EXPECT_FALSE(r.contains("why")) << r.dump();
+      EXPECT_EQ(r["source"], "local");  // the synthetic data set, drawn on the worker
+    }
+    EXPECT_EQ(by, (std::set<std::string>{"worker-1", "worker-2"}));
+    EXPECT_EQ((*a)["records_scored"], 1600);
+  }
+  // The usage record keeps who scored which range.
+  const std::string kept = run_json(c, {"lineage", "show", by_workers["usage_id"]}).dump();
+  EXPECT_NE(kept.find("scored_by"), std::string::npos) << kept;
+  EXPECT_NE(kept.find("worker-2"), std::string::npos) << kept;
+
+  // Without workers the coordinator scores everything, and says so: the same answer.
+  c.node(1).stop();
+  c.node(2).stop();
+  ASSERT_TRUE(c.wait_for_nodes(1)) << "the coordinator declares both workers dead";
+  json by_coordinator = run_json(c, ask);
+  ASSERT_TRUE(by_coordinator.is_object());
+  ASSERT_EQ(by_coordinator["scored_by"].size(), 1u) << by_coordinator.dump(2);
+  EXPECT_EQ(by_coordinator["scored_by"][0]["by"], "coordinator");
+  EXPECT_EQ(by_coordinator["scored_by"][0]["why"], "no worker is alive");
+  EXPECT_EQ(by_coordinator["records_scored"], 1600);
+  expect_same_ranking(by_workers, by_coordinator, "proponents");
+  expect_same_ranking(by_workers, by_coordinator, "opponents");
+  json selfs_by_coordinator = run_json(c, {"attribute", "--self-influence", "attrw", "--top", "12"});
+  expect_same_ranking(selfs_by_workers, selfs_by_coordinator, "records");
+}
+
+TEST(AttributionTest, AWorkerKilledWhileItScoresHasItsRangeScoredByTheCoordinator) {
+  LocalCluster c("attribution-kill", {1, 2});
+  ASSERT_TRUE(c.wait_for_nodes(3));
+  submit_and_wait(c, "attrk.toml", synthetic_mlp_job("attrk", 2, 1600));
+  json whole = run_json(c, {"attribute", "--self-influence", "attrk", "--top", "10"});
+  ASSERT_TRUE(whole.is_object());
+  // worker-2 is frozen, so it cannot answer before it is killed: the kill falls while the
+  // coordinator waits for its range.
+  c.node(2).signal(SIGSTOP);
+  json answer;
+  std::thread ask([&] { answer = run_json(c, {"attribute", "--self-influence", "attrk", "--top", "10"}); });
+  std::this_thread::sleep_for(500ms);
+  c.node(2).kill_hard();
+  ask.join();
+  ASSERT_TRUE(answer.is_object());
+  const json& ranges = answer["scored_by"];
+  ASSERT_EQ(ranges.size(), 2u) << answer.dump(2);
+  bool rescored = false;
+  for (const auto& r : ranges) {
+    if (r["by"] == "coordinator") {
+      rescored = true;
+      const std::string why = r["why"];
+      EXPECT_NE(why.find("worker-2 was asked"), std::string::npos) << why;
+    } else {
+      EXPECT_EQ(r["by"], "worker-1");
+    }
+  }
+  EXPECT_TRUE(rescored) << answer.dump(2);
+  expect_same_ranking(whole, answer, "records");
 }
 
 // The IDX files of `set` with `labels` (uncompressed: read_idx takes both).

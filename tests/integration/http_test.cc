@@ -288,7 +288,7 @@ TEST_F(HttpTest, ATaintedModelIsRefusedOverHttpUnlessAnAdminAllowedItForThePurpo
   const Rows rows = three_rows();
   const std::string body = infer_body(rows.values, 3, 32);
   HttpResult refused = post("/v2/models/served/infer", body, carol_token_);
-  EXPECT_EQ(refused.status, 503) << refused.body;
+  EXPECT_EQ(refused.status, 451) << refused.body;  // Unavailable For Legal Reasons
   EXPECT_NE(refused.doc.value("error", std::string()).find("is tainted by revocation " + rev), std::string::npos)
       << refused.body;
   // An admin's exception for one purpose: calls for it are answered, others still refused.
@@ -300,7 +300,7 @@ TEST_F(HttpTest, ATaintedModelIsRefusedOverHttpUnlessAnAdminAllowedItForThePurpo
   HttpResult answered = post("/v2/models/served/infer", with_purpose.dump(), carol_token_);
   EXPECT_EQ(answered.status, 200) << answered.body;
   with_purpose["parameters"]["purpose"] = "marketing";
-  EXPECT_EQ(post("/v2/models/served/infer", with_purpose.dump(), carol_token_).status, 503);
+  EXPECT_EQ(post("/v2/models/served/infer", with_purpose.dump(), carol_token_).status, 451);
   CliResult by_alice_allow = c.cli({"--token-file", alice, "allow", "served@1", "--despite", rev, "--purpose",
                                     "marketing", "--reason", "mine"});
   EXPECT_NE(by_alice_allow.code, 0);

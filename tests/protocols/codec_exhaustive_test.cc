@@ -76,8 +76,11 @@ std::vector<Body> every_body() {
       LiabilityRequest{LiabilityRequest::Action::kAllow, "root", "why", "dataset:d4", {3, 5}, "m@2",
                        "revocation:0123456789abcdef", "litigation-hold"},
       LiabilityReply{"{}"},
-      Attribute{"pred-1-0", "carol", 1, 1, {0.5f}, 7, 3, "m@1", "dispute", 256},
+      Attribute{"pred-1-0", "carol", 1, 1, {0.5f}, 7, 3, "m@1", "dispute", 256, true},
       AttributionReply{"{}", "use-1", "{}"},
+      ScoreRecords{"spec", "d4", 1, 2, RecordsDigest{"a1", "b2"}, 3, {784, 10}, "tanh", {ScoringCheckpoint{{0.5f}, 0.25f}},
+                   true, {0.5f}, 7, 9},
+      RecordScores{1, 2, {ScoredRecord{3, 0.5f}}, {ScoredRecord{4, -0.5f}}, 5, 6, "cache"},
   };
 }
 
