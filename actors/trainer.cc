@@ -96,7 +96,9 @@ Result<TrainingRange> load_training_range(const DataSpec& d, uint64_t begin, uin
   const std::string range = "training records [" + std::to_string(begin) + ", " + std::to_string(end) + ")";
   TrainingRange r;
   r.obtained = {0, msg::ShardSource::kLocal, data_files(d)};
-  auto loaded = load_data(d);
+  // Only the range is kept, as a trainer keeps only its shard; the whole set is hashed only
+  // when there is no digest to hold the range to.
+  auto loaded = load_data_parts(d, static_cast<int64_t>(begin), static_cast<int64_t>(end), 0, 0, digest.empty());
   if (!loaded.is_ok() && loaded.status().code() == ErrorCode::kNotFound && d.kind == DataSpec::Kind::kIdx &&
       !digest.empty() && records) {
     // The same way as a task's shipped records: each file's bytes held to its digest.
@@ -119,20 +121,20 @@ Result<TrainingRange> load_training_range(const DataSpec& d, uint64_t begin, uin
     r.obtained.source = records->source_name();
     r.obtained.bytes_fetched = records->bytes_fetched();
   } else {
-    CUSTODY_ASSIGN_OR_RETURN(DataSplit data, std::move(loaded));
-    if (begin >= end || end > static_cast<uint64_t>(data.train.count)) {
+    CUSTODY_ASSIGN_OR_RETURN(DataParts data, std::move(loaded));
+    if (begin >= end || end > static_cast<uint64_t>(data.train.total)) {
       return invalid_argument(range + " lie outside the data set this node holds (" + data_files(d) + ", " +
-                              std::to_string(data.train.count) + " training records)");
+                              std::to_string(data.train.total) + " training records)");
     }
     if (!digest.empty()) {
-      CUSTODY_RETURN_IF_ERROR(check_records(data.train, begin, end, digest, d, true));
+      CUSTODY_RETURN_IF_ERROR(check_records(data.train.records, begin, end, digest, d, true));
     } else if (data.version_hash != dataset_hash) {
       return failed_precondition("the data set this node read (" + data.version_hash.substr(0, 16) +
                                  "...) is not the version asked for (" + dataset_hash.substr(0, 16) + "...)");
     }
-    r.set = std::move(data.train);
-    r.begin = static_cast<int64_t>(begin);
-    r.end = static_cast<int64_t>(end);
+    r.set = std::move(data.train.records);  // the range alone, record `begin` first
+    r.begin = 0;
+    r.end = r.set.count;
   }
   r.obtained.elapsed_ms = static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::milliseconds>(SteadyClock::now() - started).count());

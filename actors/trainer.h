@@ -59,8 +59,8 @@ Histogram& training_step_metric(MetricsRegistry& m);
 // one, the whole set to `dataset_hash`), else (records, when the spec's files are absent
 // and a digest is given) from the node's cache or the coordinator, held to the digest.
 struct TrainingRange {
-  LabeledSet set;           // the whole training set, or the range alone (shipped)
-  int64_t begin = 0, end = 0;  // the range within `set`
+  LabeledSet set;              // the range's records alone (record `begin` of the data set first)
+  int64_t begin = 0, end = 0;  // the range within `set`: always [0, set.count)
   msg::ShardObtained obtained;  // how (rank unused)
 };
 Result<TrainingRange> load_training_range(const DataSpec& data, uint64_t begin, uint64_t end,
