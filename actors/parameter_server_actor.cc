@@ -66,6 +66,7 @@ caf::behavior server_actor(caf::stateful_actor<ServerActorState>* self, SocketPo
         if (in.channel == Channel::kCoordinator) {
           const uint64_t before = st.link->registrations();
           if (st.link->on_message(e, SteadyClock::now())) {
+            if (st.link->left()) exit->left = true;
             st.logic->set_node_id(st.link->node_id());
             if (st.link->registrations() > before && before > 0 && st.logic->num_jobs() > 0) {
               log(LogLevel::kWarn, st.link->node_id(), "registered again: dropping the key ranges held for the "
@@ -91,6 +92,13 @@ caf::behavior server_actor(caf::stateful_actor<ServerActorState>* self, SocketPo
             st.peers.send(o.peer, std::move(o.envelope));
           }
         }
+      },
+      [=](leave_atom) {
+        // Stopping: deregister; the workers' pushes meanwhile are refused once the
+        // coordinator has rolled the job onto other servers (the attempt fence).
+        auto& st = self->state;
+        for (auto& o : st.link->leave()) st.coordinator.send("", std::move(o.envelope));
+        if (st.link->left()) exit->left = true;
       },
       [=](tick_atom) {
         auto& st = self->state;
@@ -147,7 +155,7 @@ int run_parameter_server(const PeerNodeConfig& config, const std::atomic<bool>& 
   peers.start(actor);
   coordinator.start(actor);
   if (!start_metrics(metrics_listener, config, kNode)) exit->fail(2);
-  return run_until_stopped(system, stop, *exit, {actor, peers.actor(), coordinator.actor()});
+  return run_until_stopped(system, stop, *exit, {actor, peers.actor(), coordinator.actor()}, actor, kNode);
 }
 
 }  // namespace custody::actors

@@ -143,7 +143,14 @@ caf::behavior worker_actor(caf::stateful_actor<WorkerActorState>* self, SocketPo
     }
   };
   return {
-      [=](Inbound& in) { act(self->state.logic->handle(*in.envelope, SteadyClock::now())); },
+      [=](Inbound& in) {
+        act(self->state.logic->handle(*in.envelope, SteadyClock::now()));
+        if (self->state.logic->left()) exit->left = true;
+      },
+      [=](leave_atom) {
+        act(self->state.logic->leave());
+        if (self->state.logic->left()) exit->left = true;
+      },
       [=](const TrainerReport& r) { act(self->state.logic->on_report(r.task, *r.body)); },
       [=](const TrainerEnded& e) {
         auto& st = self->state;
@@ -194,7 +201,7 @@ int run_worker(const PeerNodeConfig& config, const std::atomic<bool>& stop, tran
   auto actor = system.spawn(worker_actor, coordinator, registration, config, &context, exit, &metrics);
   coordinator.start(actor);
   if (!start_metrics(metrics_listener, config, "worker")) exit->fail(2);
-  return run_until_stopped(system, stop, *exit, {actor, coordinator.actor()});
+  return run_until_stopped(system, stop, *exit, {actor, coordinator.actor()}, actor, "worker");
 }
 
 int run_worker_with_parameter_server(const PeerNodeConfig& worker, const PeerNodeConfig& server,
