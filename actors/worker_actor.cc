@@ -101,7 +101,7 @@ Status train(caf::blocking_actor* self, const TrainerArgs& a, StopCheck& stopped
   requests.share_memory();  // for servers on this host, as the task says
   CUSTODY_ASSIGN_OR_RETURN(
       SocketParameterClient client,
-      SocketParameterClient::connect(*a.context, std::move(requests), [&] { return stopped(); }));
+      SocketParameterClient::connect(*a.context, std::move(requests), [&] { return stopped(); }, a.metrics));
   return trainer.run(client, [&](msg::Body body) {
     self->send(node, TrainerReport{a.key, std::make_shared<const msg::Body>(std::move(body))});
   });
@@ -181,6 +181,7 @@ int run_worker(const PeerNodeConfig& config, const std::atomic<bool>& stop, tran
   MetricsRegistry metrics;  // outlives the actors that update it
   training_samples_metric(metrics);
   training_step_metric(metrics);
+  network_bytes_metric(metrics, Channel::kPeers);  // the trainers' sockets to the servers: 0 before a job
   MetricsListener metrics_listener([&metrics] { return metrics.render(); });
   std::optional<transport::Context> own;
   transport::Context& context = shared ? *shared : own.emplace();
