@@ -448,8 +448,11 @@ TEST_F(CoordinatorCustodyTest, ALeavingWorkerIsRecordedListedAsLeftAndItsJobReco
   EXPECT_NE(recovered[0].body.dump().find("worker-2 left the cluster"), std::string::npos) << recovered[0].body.dump();
   // Back under the same name: a new registration, alive again.
   send("W9", msg::Register{msg::NodeRole::kWorker, "", "h", 3, "worker-2"});
-  for (const auto& n : state_.status("", true, now_).nodes)
-    if (n.node_id == "worker-2") EXPECT_TRUE(n.alive && !n.left);
+  for (const auto& n : state_.status("", true, now_).nodes) {
+    if (n.node_id == "worker-2") {
+      EXPECT_TRUE(n.alive && !n.left);
+    }
+  }
 }
 
 TEST_F(CoordinatorCustodyTest, ASubmittedJobIsRecordedWithItsPeopleDataAndSpec) {
