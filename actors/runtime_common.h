@@ -12,6 +12,7 @@
 #include "actors/http_listener.h"
 #include "actors/node_config.h"
 #include "actors/socket_bridge.h"
+#include "core/cpu_affinity.h"
 #include "core/log.h"
 #include "protocols/curve_key_file.h"
 #include "protocols/shared_region.h"
@@ -96,6 +97,14 @@ inline bool start_metrics(MetricsListener& listener, const PeerNodeConfig& c, co
   if (start_failed(node, s)) return false;
   log(LogLevel::kInfo, node, "Prometheus metrics at http://" + listener.address() + "/metrics");
   return true;
+}
+
+// The node's --pin-cpu list (empty: not pinned), or an error naming the flag.
+inline Result<CpuList> pin_cpus(const PeerNodeConfig& c) {
+  if (c.pin_cpu.empty()) return CpuList();
+  auto list = CpuList::parse(c.pin_cpu);
+  if (!list.is_ok()) return Status(list.status().code(), "--pin-cpu (node.pin_cpu): " + list.status().message());
+  return list;
 }
 
 // How a node connects to the coordinator: over CurveZMQ when it has a key file (then the

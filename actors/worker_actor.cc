@@ -50,6 +50,7 @@ struct TrainerArgs {
   std::chrono::milliseconds step_timeout;
   MetricsRegistry* metrics;
   PeerNodeConfig config;  // the coordinator's address and this node's credentials: records are fetched with them
+  int cpu = -1;           // --pin-cpu: the CPU this trainer's thread runs on; -1: not pinned
 };
 
 // Whether the trainer was told to stop, by its worker actor or by the node's shutdown
@@ -108,6 +109,13 @@ Status train(caf::blocking_actor* self, const TrainerArgs& a, StopCheck& stopped
 }
 
 void trainer_loop(caf::blocking_actor* self, TrainerArgs args, caf::actor node) {
+  if (args.cpu >= 0) {
+    // The gradient's GEMMs run on this (detached) thread: it is the worker's compute.
+    Status pinned = pin_this_thread(args.cpu);
+    log(pinned.is_ok() ? LogLevel::kInfo : LogLevel::kWarn, args.node_id,
+        args.key.job_id + " rank " + std::to_string(args.key.rank) +
+            (pinned.is_ok() ? ": trainer pinned to CPU " + std::to_string(args.cpu) : ": " + pinned.message()));
+  }
   StopCheck stopped(self);
   bool node_local = false;
   Status s = train(self, args, stopped, node, &node_local);
@@ -120,11 +128,12 @@ void trainer_loop(caf::blocking_actor* self, TrainerArgs args, caf::actor node) 
 struct WorkerActorState {
   std::unique_ptr<WorkerState> logic;
   std::map<uint32_t, caf::actor> trainers;  // by rank
+  size_t trainers_started = 0;              // the next trainer takes the next CPU of --pin-cpu
 };
 
 caf::behavior worker_actor(caf::stateful_actor<WorkerActorState>* self, SocketPort coordinator,
                            msg::Register registration, PeerNodeConfig config, transport::Context* context,
-                           std::shared_ptr<NodeExit> exit, MetricsRegistry* metrics) {
+                           std::shared_ptr<NodeExit> exit, MetricsRegistry* metrics, CpuList pin) {
   self->state.logic = std::make_unique<WorkerState>(
       NodeLink(registration, config.coordinator, config.connect_timeout, config.token, SteadyClock::now()));
   self->send(self, tick_atom::value);
@@ -138,6 +147,8 @@ caf::behavior worker_actor(caf::stateful_actor<WorkerActorState>* self, SocketPo
       const auto& task = *e.get<msg::AssignTask>();
       TrainerArgs args{
           task, {e.job_id, e.attempt, task.rank}, st.logic->node_id(), context, config.step_timeout, metrics, config};
+      if (!pin.empty()) args.cpu = pin.cpu_for(st.trainers_started);
+      ++st.trainers_started;
       // Linked: a trainer dies with its worker actor (the exit on shutdown reaches it).
       st.trainers[task.rank] = self->spawn<caf::detached + caf::linked>(trainer_loop, args, caf::actor(self));
     }
@@ -183,6 +194,8 @@ int run_worker(const PeerNodeConfig& config, const std::atomic<bool>& stop, tran
   training_step_metric(metrics);
   network_bytes_metric(metrics, Channel::kPeers);  // the trainers' sockets to the servers: 0 before a job
   MetricsListener metrics_listener([&metrics] { return metrics.render(); });
+  auto pin = pin_cpus(config);
+  if (start_failed("worker", pin.status())) return 2;
   std::optional<transport::Context> own;
   transport::Context& context = shared ? *shared : own.emplace();
   auto to_coordinator = connect_to_coordinator(context, config);
@@ -199,7 +212,7 @@ int run_worker(const PeerNodeConfig& config, const std::atomic<bool>& stop, tran
   SocketPort coordinator =
       spawn_socket_bridge(system, std::move(to_coordinator).value(),
                           bridge_options(Channel::kCoordinator, "worker", config.max_message_bytes, &metrics));
-  auto actor = system.spawn(worker_actor, coordinator, registration, config, &context, exit, &metrics);
+  auto actor = system.spawn(worker_actor, coordinator, registration, config, &context, exit, &metrics, pin.value());
   coordinator.start(actor);
   if (!start_metrics(metrics_listener, config, "worker")) exit->fail(2);
   return run_until_stopped(system, stop, *exit, {actor, coordinator.actor()}, actor, "worker");
