@@ -62,6 +62,7 @@ using stop_atom = caf::atom_constant<caf::atom("stop")>;
 using done_atom = caf::atom_constant<caf::atom("done")>;
 using fatal_atom = caf::atom_constant<caf::atom("fatal")>;
 using register_atom = caf::atom_constant<caf::atom("register")>;
+using leave_atom = caf::atom_constant<caf::atom("leave")>;  // the node stops: deregister first
 
 inline void add_custody_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<Inbound>("custody_inbound");

@@ -127,9 +127,16 @@ Outbox CoordinatorState::dispatch(const std::string& peer, const Envelope& in, S
     return reply(msg::UsageReply{summary->dump()});
   }
   if (auto* m = in.get<msg::Register>()) return on_register(peer, in, *m, now, caller);
-  if (in.get<msg::Heartbeat>()) {
+  if (auto* m = in.get<msg::Heartbeat>()) {
     Node* n = node_by_peer(peer);
     if (n) n->last_seen = now;
+    if (n && m->leaving) {
+      if (secured() && n->principal != caller.principal) {
+        return error(Status(ErrorCode::kPermissionDenied, "node " + n->id + " registered as principal " +
+                                                              n->principal + ", not " + caller.principal));
+      }
+      return on_leaving(*n, in, peer);
+    }
     return reply(msg::HeartbeatAck{n != nullptr});
   }
   if (auto* m = in.get<msg::SubmitJob>()) return on_submit(in, *m, peer, caller);
@@ -304,6 +311,34 @@ Outbox CoordinatorState::on_register(const std::string& peer, const Envelope& in
   return out;
 }
 
+Outbox CoordinatorState::lose_node(Node& n, const std::string& why) {
+  Outbox out;
+  for (auto& [job_id, job] : jobs_) {
+    if (msg::is_terminal(job.status.state) || job.status.state == JobState::kPending) continue;
+    bool involved = std::count(job.attempt.workers.begin(), job.attempt.workers.end(), n.id) +
+                    std::count(job.attempt.servers.begin(), job.attempt.servers.end(), n.id);
+    if (!involved) continue;
+    auto more = recover(job, std::string(msg::to_string(n.role)) + " " + n.id + " " + why);
+    out.insert(out.end(), more.begin(), more.end());
+  }
+  n.job.clear();
+  return out;
+}
+
+Outbox CoordinatorState::on_leaving(Node& n, const Envelope& in, const std::string& peer) {
+  // Recorded before it takes effect, as every event; a store that refuses it is logged and
+  // the node still goes (it is stopping whatever the store says).
+  Status recorded = recorder_.node_deregistered(n.id, n.session, secured() ? n.principal : "");
+  if (!recorded.is_ok()) log(LogLevel::kError, kSelf, "node " + n.id + ": " + recorded.message());
+  n.alive = false;
+  n.left = true;
+  log(LogLevel::kInfo, kSelf, std::string(msg::to_string(n.role)) + " " + n.id + " deregistered (stopping)");
+  Outbox out{{peer, msg::reply_to(in, kSelf, msg::HeartbeatAck{false})}};
+  auto more = lose_node(n, "left the cluster (stopped)");
+  out.insert(out.end(), more.begin(), more.end());
+  return out;
+}
+
 Outbox CoordinatorState::tick(SteadyClock::time_point now) {
   now_ = now;
   Outbox out;
@@ -312,16 +347,8 @@ Outbox CoordinatorState::tick(SteadyClock::time_point now) {
     n.alive = false;
     const double ago = std::chrono::duration<double>(now - n.last_seen).count();
     log(LogLevel::kWarn, kSelf, id + " missed its heartbeats for " + fixed(ago, 1) + " s; marked dead");
-    for (auto& [job_id, job] : jobs_) {
-      if (msg::is_terminal(job.status.state) || job.status.state == JobState::kPending) continue;
-      bool involved = std::count(job.attempt.workers.begin(), job.attempt.workers.end(), id) +
-                      std::count(job.attempt.servers.begin(), job.attempt.servers.end(), id);
-      if (!involved) continue;
-      auto more = recover(job, std::string(msg::to_string(n.role)) + " " + id + " stopped sending heartbeats (" +
-                                   fixed(ago, 1) + " s)");
-      out.insert(out.end(), more.begin(), more.end());
-    }
-    n.job.clear();
+    auto more = lose_node(n, "stopped sending heartbeats (" + fixed(ago, 1) + " s)");
+    out.insert(out.end(), more.begin(), more.end());
   }
   for (auto& [job_id, job] : jobs_) {
     // Servers that never answered a rollback's stop (they died, or lost the job): record
@@ -414,7 +441,7 @@ msg::StatusReply CoordinatorState::status(const std::string& job_id, bool includ
     for (const auto& [id, n] : nodes_) {
       r.nodes.push_back({id, n.role, n.address, n.alive, !n.job.empty(),
                          std::chrono::duration_cast<std::chrono::milliseconds>(now - n.last_seen).count(),
-                         n.host, n.pid});
+                         n.host, n.pid, n.left});
     }
   }
   return r;

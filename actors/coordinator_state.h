@@ -116,6 +116,7 @@ class CoordinatorState {
     uint32_t pid = 0;
     std::string session;  // of the registration it holds (msg::Register::session)
     bool alive = true;
+    bool left = false;  // not alive because it deregistered (heartbeat{leaving}), not silent
     std::string job;  // the job it works on, if any
     SteadyClock::time_point last_seen;
   };
@@ -126,6 +127,12 @@ class CoordinatorState {
                   const std::string& authenticated);
   Outbox on_register(const std::string& peer, const msg::Envelope& in, const msg::Register& m,
                      SteadyClock::time_point now, const Caller& caller);
+  // A node stopping (heartbeat{leaving}): recorded (node_deregistered), marked gone at
+  // once, and its jobs recovered as after a death, without the heartbeat timeout.
+  Outbox on_leaving(Node& node, const msg::Envelope& in, const std::string& peer);
+  // A node is gone (dead or left): every running or starting job it took part in is
+  // rolled back (`why` says how it went).
+  Outbox lose_node(Node& node, const std::string& why);
   Outbox handle_export(const std::string& peer, const msg::Envelope& in, const msg::ExportRequest& m);
   Outbox on_add_principal(const msg::Envelope& in, const msg::AddPrincipal& m, const std::string& peer,
                           const Caller& caller);

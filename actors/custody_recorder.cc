@@ -26,21 +26,6 @@ Status CustodyRecorder::write(const storage::Batch& batch) {
   return s;
 }
 
-Status CustodyRecorder::node_registered(const std::string& node_id, const msg::Register& r,
-                                       const std::string& principal) {
-  storage::Batch b("node registered");
-  json attributes = {{"node_id", node_id}, {"role", msg::to_string(r.role)}, {"host", r.host}, {"address", r.address}};
-  if (!principal.empty()) attributes["principal"] = principal;
-  b.entity(lineage::kind::kNode, node_entity_id(node_id), std::move(attributes));
-  json event = {{"event", lineage::event::kNodeRegistered}, {"node", node_entity_id(node_id)}, {"pid", r.pid}, {"host", r.host}};
-  // Who the node proved it is (its key's principal): attribution names a key, not a claim.
-  if (!principal.empty()) event["principal"] = principal_id(principal);
-  // Which registration: its retries carry the same session and are not recorded again.
-  if (!r.session.empty()) event["session"] = r.session;
-  b.event(std::move(event));
-  return write(b);
-}
-
 Status CustodyRecorder::job_submitted(const msg::JobStatus& job, const JobSpec& spec, const DatasetInfo& data,
                                       const std::vector<int>& layer_sizes, const std::string& init_checkpoint,
                                       const PrivacyPlan* privacy, const std::string& override_by,

@@ -93,6 +93,8 @@ class CustodyRecorder {
   storage::CustodyStore* store() const { return store_; }
 
   Status node_registered(const std::string& node_id, const msg::Register& r, const std::string& principal = "");
+  // The node stopped and said so (heartbeat{leaving}); `session`: the registration it ends.
+  Status node_deregistered(const std::string& node_id, const std::string& session, const std::string& principal = "");
   // A private job (`privacy`) is charged its planned steps on its data set in the same
   // batch (storage/privacy_budget.h); `override_by`/`override_reason`: a job without a
   // guarantee on a data set with a budget, let through by that admin.

@@ -167,6 +167,10 @@ struct PeerNodeConfig {
   // GET /metrics (Prometheus text) on HOST:PORT; port 0 picks a free one. Default: off
   std::string metrics_listen;
   std::string metrics_port_file;  // if set, "HOST:PORT" is written there once listening
+  // Pin the compute threads (a worker's trainers; a server's actor and its sealing
+  // helpers) to these CPUs, each thread to the next CPU of the list in turn
+  // (core/cpu_affinity.h; "0", "0,1", "0-3"). Empty: not pinned (the default).
+  std::string pin_cpu;
 };
 
 }  // namespace custody::actors

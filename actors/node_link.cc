@@ -6,6 +6,9 @@
 #include "core/log.h"
 
 namespace custody::actors {
+namespace {
+constexpr uint64_t kLeaveRequest = 0x6c65617665;  // "leave"
+}  // namespace
 
 NodeLink::NodeLink(msg::Register registration, std::string coordinator_address,
                    std::chrono::milliseconds connect_timeout, std::string token, SteadyClock::time_point now)
@@ -32,9 +35,25 @@ Outgoing NodeLink::to_coordinator(msg::Envelope e) const {
   return {"", std::move(e), true};
 }
 
+Outbox NodeLink::leave() {
+  Outbox out;
+  if (leaving_) return out;
+  leaving_ = true;
+  if (!registered_) {
+    left_ = true;  // the coordinator holds no live registration of this session
+    return out;
+  }
+  msg::Envelope e;
+  e.body = msg::Heartbeat{false, true};
+  e.request_id = kLeaveRequest;  // echoed by its ack: an ack of an earlier heartbeat is not it
+  out.push_back(to_coordinator(std::move(e)));
+  return out;
+}
+
 Result<Outbox> NodeLink::on_tick(SteadyClock::time_point now, bool busy) {
   if (!refusal_.is_ok()) return refusal_;
   Outbox out;
+  if (leaving_) return out;  // stopping: no registration, no heartbeat
   if (!registered_) {
     if (!ever_registered_ && now - since_ > connect_timeout_) {
       return unavailable("could not reach the coordinator at " + address_ + " within " +
@@ -67,6 +86,13 @@ Result<Outbox> NodeLink::on_tick(SteadyClock::time_point now, bool busy) {
 }
 
 bool NodeLink::on_message(const msg::Envelope& in, SteadyClock::time_point now) {
+  if (leaving_ && in.request_id == kLeaveRequest && in.get<msg::Error>()) {
+    // Refused (say the coordinator restarted and no longer knows this connection): it
+    // answered, so waiting longer brings nothing; it marks the node dead in due course.
+    log(LogLevel::kWarn, node_id_, "the coordinator did not take the deregistration: " + in.get<msg::Error>()->message);
+    left_ = true;
+    return true;
+  }
   if (auto* err = in.get<msg::Error>(); err && err->code == ErrorCode::kPermissionDenied && !registered_) {
     // Refused at the door: retrying with the same credentials cannot help.
     refusal_ = Status(ErrorCode::kPermissionDenied, "the coordinator at " + address_ +
@@ -74,6 +100,7 @@ bool NodeLink::on_message(const msg::Envelope& in, SteadyClock::time_point now) 
     return true;
   }
   if (auto* ack = in.get<msg::RegisterAck>()) {
+    if (leaving_) return true;  // too late: the node is stopping
     if (!registered_) {
       log(LogLevel::kInfo, ack->node_id, "registered with the coordinator at " + address_);
       ++registrations_;
@@ -87,6 +114,10 @@ bool NodeLink::on_message(const msg::Envelope& in, SteadyClock::time_point now) 
   }
   if (auto* ack = in.get<msg::HeartbeatAck>()) {
     last_ack_ = now;
+    if (leaving_) {
+      if (in.request_id == kLeaveRequest) left_ = true;
+      return true;
+    }
     if (!ack->known && registered_) {
       log(LogLevel::kWarn, node_id_, "the coordinator no longer knows this node; registering again");
       registered_ = false;

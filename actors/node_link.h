@@ -7,6 +7,11 @@
 //   however many of them arrive, e.g. queued behind a partition, as one registration)
 //   unregistered for longer than connect_timeout, before the first registerAck: fatal
 //   ("could not reach the coordinator ..."); after it, the node keeps trying and logs.
+//   any --leave (SIGTERM/SIGINT)--> leaving --heartbeatAck--> left
+//   (a registered node sends one heartbeat{leaving}, so the coordinator deregisters it at
+//   once instead of declaring it dead a heartbeat timeout later; then nothing more. The
+//   node's runtime waits for `left()` a bounded time: a coordinator that is down does not
+//   hold up the exit.)
 // Plain logic: the node's state machine drives it (on_tick, on_message) with the time,
 // and the node's actor sends what it returns. Thread-safety: none; owned by one actor.
 #pragma once
@@ -29,6 +34,14 @@ class NodeLink {
   // True if the message was the link's own (registerAck, heartbeatAck).
   bool on_message(const msg::Envelope& in, SteadyClock::time_point now);
 
+  // The node is stopping: the heartbeat that deregisters it, or nothing when it is not
+  // registered (nothing to take back; `left()` is then true at once). Afterwards on_tick
+  // sends nothing.
+  Outbox leave();
+  bool leaving() const { return leaving_; }
+  // The coordinator has acknowledged the deregistration (or there was nothing to say).
+  bool left() const { return left_; }
+
   bool registered() const { return registered_; }
   // How many times this node has registered: above 1, a coordinator lost it (restarted, or
   // declared it dead), and the node drops the work it held, which that coordinator
@@ -47,6 +60,7 @@ class NodeLink {
   std::chrono::milliseconds interval_{1000};
   std::string node_id_;
   bool registered_ = false, ever_registered_ = false;
+  bool leaving_ = false, left_ = false;
   uint64_t registrations_ = 0;
   SteadyClock::time_point since_, last_sent_, last_ack_;
   std::string label_;

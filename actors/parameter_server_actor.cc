@@ -40,6 +40,7 @@ struct ServerActorState {
   std::unique_ptr<ParameterServerState> logic;
   std::unique_ptr<NodeLink> link;
   SocketPort coordinator, peers;
+  bool pinned = false;  // --pin-cpu applied to this actor's thread
   void to_coordinator(msg::Envelope e) const {
     coordinator.send("", link->to_coordinator(std::move(e)).envelope);
   }
@@ -47,8 +48,15 @@ struct ServerActorState {
 
 caf::behavior server_actor(caf::stateful_actor<ServerActorState>* self, SocketPort coordinator, SocketPort peers,
                            msg::Register registration, PeerNodeConfig config, std::string listener,
-                           std::shared_ptr<NodeExit> exit, MetricsRegistry* metrics) {
+                           std::shared_ptr<NodeExit> exit, MetricsRegistry* metrics, CpuList pin) {
   self->state.crypto = std::make_unique<ForkJoin>(ForkJoin::helpers_for_this_machine());
+  if (!pin.empty()) {
+    // The server's compute: its actor's thread (pinned on its first tick, on that thread)
+    // takes the list's first CPU, the sealing helpers the next ones in turn.
+    self->state.crypto->for_each_helper([&](size_t i, pthread_t t) {
+      if (Status s = pin_thread(t, pin.cpu_for(i + 1)); !s.is_ok()) log(LogLevel::kWarn, kNode, s.message());
+    });
+  }
   self->state.logic = std::make_unique<ParameterServerState>("ps");
   self->state.logic->set_parallel(self->state.crypto.get());
   self->state.logic->set_metrics(metrics);
@@ -66,6 +74,7 @@ caf::behavior server_actor(caf::stateful_actor<ServerActorState>* self, SocketPo
         if (in.channel == Channel::kCoordinator) {
           const uint64_t before = st.link->registrations();
           if (st.link->on_message(e, SteadyClock::now())) {
+            if (st.link->left()) exit->left = true;
             st.logic->set_node_id(st.link->node_id());
             if (st.link->registrations() > before && before > 0 && st.logic->num_jobs() > 0) {
               log(LogLevel::kWarn, st.link->node_id(), "registered again: dropping the key ranges held for the "
@@ -92,8 +101,21 @@ caf::behavior server_actor(caf::stateful_actor<ServerActorState>* self, SocketPo
           }
         }
       },
+      [=](leave_atom) {
+        // Stopping: deregister; the workers' pushes meanwhile are refused once the
+        // coordinator has rolled the job onto other servers (the attempt fence).
+        auto& st = self->state;
+        for (auto& o : st.link->leave()) st.coordinator.send("", std::move(o.envelope));
+        if (st.link->left()) exit->left = true;
+      },
       [=](tick_atom) {
         auto& st = self->state;
+        if (!pin.empty() && !st.pinned) {
+          st.pinned = true;
+          Status s = pin_this_thread(pin.cpu_for(0));
+          log(s.is_ok() ? LogLevel::kInfo : LogLevel::kWarn, kNode,
+              s.is_ok() ? "pinned to CPUs " + pin.to_string() : s.message());
+        }
         auto due = st.link->on_tick(SteadyClock::now(), st.logic->num_jobs() > 0);
         if (!due.is_ok()) {
           log(LogLevel::kError, kNode, due.status().message());
@@ -111,6 +133,8 @@ caf::behavior server_actor(caf::stateful_actor<ServerActorState>* self, SocketPo
 int run_parameter_server(const PeerNodeConfig& config, const std::atomic<bool>& stop, transport::Context* shared) {
   MetricsRegistry metrics;  // outlives the actors that update it
   MetricsListener metrics_listener([&metrics] { return metrics.render(); });
+  auto pin = pin_cpus(config);
+  if (start_failed(kNode, pin.status())) return 2;
   std::optional<transport::Context> own;
   transport::Context& context = shared ? *shared : own.emplace();
   transport::SocketOptions socket_options;
@@ -143,11 +167,12 @@ int run_parameter_server(const PeerNodeConfig& config, const std::atomic<bool>& 
   // (seen with perf: a third of the server's time in nanosleep); a thread of its own
   // waits on its mailbox and wakes as a message arrives.
   auto actor =
-      system.spawn<caf::detached>(server_actor, coordinator, peers, registration, config, bound, exit, &metrics);
+      system.spawn<caf::detached>(server_actor, coordinator, peers, registration, config, bound, exit, &metrics,
+                                  pin.value());
   peers.start(actor);
   coordinator.start(actor);
   if (!start_metrics(metrics_listener, config, kNode)) exit->fail(2);
-  return run_until_stopped(system, stop, *exit, {actor, peers.actor(), coordinator.actor()});
+  return run_until_stopped(system, stop, *exit, {actor, peers.actor(), coordinator.actor()}, actor, kNode);
 }
 
 }  // namespace custody::actors

@@ -12,6 +12,7 @@
 #include "actors/http_listener.h"
 #include "actors/node_config.h"
 #include "actors/socket_bridge.h"
+#include "core/cpu_affinity.h"
 #include "core/log.h"
 #include "protocols/curve_key_file.h"
 #include "protocols/shared_region.h"
@@ -22,6 +23,9 @@ namespace custody::actors {
 struct NodeExit {
   std::atomic<bool> requested{false};
   std::atomic<int> code{0};
+  // Set by the node's actor once the coordinator acknowledged its deregistration (or the
+  // node had no registration to take back): see run_until_stopped.
+  std::atomic<bool> left{false};
   void fail(int c) {
     code = c;
     requested = true;
@@ -33,12 +37,34 @@ inline void wait_for_stop(const std::atomic<bool>& stop, const NodeExit& exit) {
   while (!stop && !exit.requested) std::this_thread::sleep_for(std::chrono::milliseconds(50));
 }
 
-// Stops a running node: waits for the signal flag or a NodeExit request, asks each of
-// `actors` (the node's own and its socket bridges) to exit, and waits for every actor of
-// `system` to finish. Returns the node's exit code.
+// How long a stopping node waits for the coordinator to acknowledge its deregistration: a
+// live coordinator answers in milliseconds; one that is down must not hold up the exit
+// (it then marks the node dead after its heartbeat timeout, as for a crash).
+inline constexpr std::chrono::milliseconds kLeaveTimeout{1000};
+
+// Stops a running node: waits for the signal flag or a NodeExit request; on the signal
+// (an operator's stop, not a fatal error) first sends `node` (its actor with the NodeLink)
+// a leave_atom and waits up to kLeaveTimeout for NodeExit::left, so the coordinator
+// deregisters it and recovers its jobs at once; then asks each of `actors` (the node's own
+// and its socket bridges) to exit, and waits for every actor of `system` to finish.
+// Returns the node's exit code.
 inline int run_until_stopped(caf::actor_system& system, const std::atomic<bool>& stop, const NodeExit& exit,
-                             std::initializer_list<caf::actor> actors) {
+                             std::initializer_list<caf::actor> actors, const caf::actor& node = {},
+                             const std::string& name = "") {
   wait_for_stop(stop, exit);
+  if (node && !exit.requested) {
+    caf::anon_send(node, leave_atom::value);
+    const auto deadline = std::chrono::steady_clock::now() + kLeaveTimeout;
+    while (!exit.left && !exit.requested && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    if (!exit.left) {
+      log(LogLevel::kWarn, name, "stopping without the coordinator's acknowledgement of the deregistration (none "
+                                 "within " + std::to_string(kLeaveTimeout.count()) +
+                                     " ms); it will mark this node dead after its heartbeat timeout");
+    } else {
+      log(LogLevel::kInfo, name, "stopping: deregistered from the coordinator");
+    }
+  }
   for (const auto& a : actors) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
   system.await_all_actors_done();
   return exit.code;
@@ -71,6 +97,14 @@ inline bool start_metrics(MetricsListener& listener, const PeerNodeConfig& c, co
   if (start_failed(node, s)) return false;
   log(LogLevel::kInfo, node, "Prometheus metrics at http://" + listener.address() + "/metrics");
   return true;
+}
+
+// The node's --pin-cpu list (empty: not pinned), or an error naming the flag.
+inline Result<CpuList> pin_cpus(const PeerNodeConfig& c) {
+  if (c.pin_cpu.empty()) return CpuList();
+  auto list = CpuList::parse(c.pin_cpu);
+  if (!list.is_ok()) return Status(list.status().code(), "--pin-cpu (node.pin_cpu): " + list.status().message());
+  return list;
 }
 
 // How a node connects to the coordinator: over CurveZMQ when it has a key file (then the

@@ -15,14 +15,12 @@ void bridge_loop(caf::blocking_actor* self, std::shared_ptr<transport::Socket> s
                  std::shared_ptr<transport::Waker> waker, BridgeOptions options) {
   bool running = true;
   caf::actor handler;
-  const std::string channel = options.channel == Channel::kCoordinator ? "coordinator" : "peers";
   Counter* received = nullptr;
   Counter* sent = nullptr;
   if (options.metrics) {
-    received = &options.metrics->counter("custody_network_received_bytes_total",
-                                         "Bytes of ZeroMQ messages received, by socket.", {{"channel", channel}});
-    sent = &options.metrics->counter("custody_network_sent_bytes_total", "Bytes of ZeroMQ messages sent, by socket.",
-                                     {{"channel", channel}});
+    NetworkBytes bytes = network_bytes_metric(*options.metrics, options.channel);
+    received = &bytes.received;
+    sent = &bytes.sent;
   }
   self->receive([&](caf::actor& h) { handler = h; }, [&](caf::exit_msg&) { running = false; });
   auto reply_error = [&](const std::string& peer, const Status& status, std::optional<uint64_t> request_id) {
@@ -82,6 +80,12 @@ void bridge_loop(caf::blocking_actor* self, std::shared_ptr<transport::Socket> s
 }
 
 }  // namespace
+
+NetworkBytes network_bytes_metric(MetricsRegistry& m, Channel channel) {
+  const MetricLabels labels{{"channel", channel == Channel::kCoordinator ? "coordinator" : "peers"}};
+  return {m.counter("custody_network_sent_bytes_total", "Bytes of ZeroMQ messages sent, by socket.", labels),
+          m.counter("custody_network_received_bytes_total", "Bytes of ZeroMQ messages received, by socket.", labels)};
+}
 
 SocketPort spawn_socket_bridge(caf::actor_system& system, std::unique_ptr<transport::Socket> socket,
                                BridgeOptions options) {

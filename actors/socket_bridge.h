@@ -42,6 +42,16 @@ struct BridgeOptions {
   MetricsRegistry* metrics = nullptr;
 };
 
+// The bytes a node's sockets carry, custody_network_{sent,received}_bytes_total{channel}:
+// channel "coordinator" (a node's link to the coordinator, or the coordinator's socket) or
+// "peers" (the data plane: a server's socket, and a worker's trainers' sockets to the
+// servers). Registered on first use; the same counters every time after.
+struct NetworkBytes {
+  Counter& sent;
+  Counter& received;
+};
+NetworkBytes network_bytes_metric(MetricsRegistry& m, Channel channel);
+
 // Spawns the bridge; it owns `socket` from now on and reads nothing from it until
 // start(handler) names the actor to deliver to (which may itself need the port, so it
 // is spawned in between). Stop it with an exit message.

@@ -1,5 +1,6 @@
 #include "actors/socket_parameter_client.h"
 
+#include "actors/socket_bridge.h"
 #include "core/log.h"
 #include "protocols/codec.h"
 
@@ -7,7 +8,8 @@ namespace custody::actors {
 
 Result<SocketParameterClient> SocketParameterClient::connect(transport::Context& context,
                                                              ParameterRequests requests,
-                                                             std::function<bool()> stopped) {
+                                                             std::function<bool()> stopped,
+                                                             MetricsRegistry* metrics) {
   std::vector<std::unique_ptr<transport::Socket>> sockets;
   const KeySlices& servers = requests.servers();
   for (size_t i = 0; i < servers.size(); ++i) {
@@ -19,12 +21,23 @@ Result<SocketParameterClient> SocketParameterClient::connect(transport::Context&
     }
     sockets.push_back(std::move(socket));
   }
-  return SocketParameterClient(std::move(requests), std::move(sockets), std::move(stopped));
+  SocketParameterClient client(std::move(requests), std::move(sockets), std::move(stopped));
+  if (metrics) {
+    NetworkBytes bytes = network_bytes_metric(*metrics, Channel::kPeers);
+    client.sent_ = &bytes.sent;
+    client.received_ = &bytes.received;
+  }
+  return client;
+}
+
+Status SocketParameterClient::send_to(size_t server, Bytes bytes) {
+  if (sent_) sent_->add(static_cast<double>(bytes.size()));
+  return sockets_[server]->send("", std::move(bytes));
 }
 
 Status SocketParameterClient::send(std::vector<msg::Envelope> requests) {
   for (size_t i = 0; i < sockets_.size(); ++i)
-    CUSTODY_RETURN_IF_ERROR(sockets_[i]->send("", msg::encode(requests[i])));
+    CUSTODY_RETURN_IF_ERROR(send_to(i, msg::encode(requests[i])));
   return Status::ok();
 }
 
@@ -32,7 +45,7 @@ Status SocketParameterClient::pull() { return send(requests_.pull()); }
 
 Status SocketParameterClient::push(uint64_t step, uint32_t samples, const float* gradient) {
   CUSTODY_ASSIGN_OR_RETURN(std::vector<Bytes> messages, requests_.push_messages(step, samples, gradient));
-  for (size_t i = 0; i < sockets_.size(); ++i) CUSTODY_RETURN_IF_ERROR(sockets_[i]->send("", std::move(messages[i])));
+  for (size_t i = 0; i < sockets_.size(); ++i) CUSTODY_RETURN_IF_ERROR(send_to(i, std::move(messages[i])));
   return Status::ok();
 }
 
@@ -45,13 +58,14 @@ Status SocketParameterClient::wait(float* values, std::chrono::milliseconds time
       CUSTODY_ASSIGN_OR_RETURN(auto in, sockets_[i]->receive(std::chrono::milliseconds(100)));
       if (!in) continue;
       const transport::Frame& frame = in->bytes;
+      if (received_) received_->add(static_cast<double>(frame.size()));
       auto answer = msg::decode(frame.data(), frame.size(), {}, frame.owner());
       if (!answer.is_ok()) {
         return data_loss("parameter server " + requests_.servers().server(i).node_id +
                          " sent a bad reply: " + answer.status().message());
       }
       if (auto again = requests_.fall_back(i, answer.value())) {
-        CUSTODY_RETURN_IF_ERROR(sockets_[i]->send("", msg::encode(*again)));
+        CUSTODY_RETURN_IF_ERROR(send_to(i, msg::encode(*again)));
         continue;
       }
       CUSTODY_ASSIGN_OR_RETURN(answered, requests_.accept(i, answer.value(), values));

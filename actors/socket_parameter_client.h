@@ -12,6 +12,7 @@
 #include <memory>
 
 #include "actors/parameter_client.h"
+#include "core/metrics.h"
 #include "protocols/transport.h"
 
 namespace custody::actors {
@@ -19,9 +20,10 @@ namespace custody::actors {
 class SocketParameterClient final : public ParameterClient {
  public:
   // Connects a socket to each server (connecting does not wait for the server; an address
-  // served in this process is reached in-process, which the log says).
+  // served in this process is reached in-process, which the log says). `metrics`: counts
+  // the bytes sent and received (custody_network_*_bytes_total{channel="peers"}); null: none.
   static Result<SocketParameterClient> connect(transport::Context& context, ParameterRequests requests,
-                                               std::function<bool()> stopped);
+                                               std::function<bool()> stopped, MetricsRegistry* metrics = nullptr);
 
   Status pull() override;
   Status push(uint64_t step, uint32_t samples, const float* gradient) override;
@@ -32,10 +34,13 @@ class SocketParameterClient final : public ParameterClient {
                         std::function<bool()> stopped)
       : requests_(std::move(requests)), sockets_(std::move(sockets)), stopped_(std::move(stopped)) {}
   Status send(std::vector<msg::Envelope> requests);
+  Status send_to(size_t server, Bytes bytes);
 
   ParameterRequests requests_;
   std::vector<std::unique_ptr<transport::Socket>> sockets_;  // by server, as requests_.servers()
   std::function<bool()> stopped_;
+  Counter* sent_ = nullptr;  // null: not counted
+  Counter* received_ = nullptr;
 };
 
 }  // namespace custody::actors

@@ -63,6 +63,7 @@ struct TrainerArgs {
   std::chrono::milliseconds step_timeout;
   MetricsRegistry* metrics;
   PeerNodeConfig config;  // the coordinator's address and this node's credentials: records are fetched with them
+  int cpu = -1;           // --pin-cpu: the CPU this trainer's thread runs on; -1: not pinned
 };
 
 // Whether the trainer was told to stop, by its worker actor or by the node's shutdown
@@ -115,7 +116,7 @@ Status train(caf::blocking_actor* self, const TrainerArgs& a, StopCheck& stopped
   requests.share_memory();  // for servers on this host, as the task says
   CUSTODY_ASSIGN_OR_RETURN(
       SocketParameterClient client,
-      SocketParameterClient::connect(*a.context, std::move(requests), [&] { return stopped(); }));
+      SocketParameterClient::connect(*a.context, std::move(requests), [&] { return stopped(); }, a.metrics));
   return trainer.run(client, [&](msg::Body body) {
     self->send(node, TrainerReport{a.key, std::make_shared<const msg::Body>(std::move(body))});
   });
@@ -145,6 +146,13 @@ void scorer(caf::blocking_actor* self, msg::Envelope request, std::string node_i
 }
 
 void trainer_loop(caf::blocking_actor* self, TrainerArgs args, caf::actor node) {
+  if (args.cpu >= 0) {
+    // The gradient's GEMMs run on this (detached) thread: it is the worker's compute.
+    Status pinned = pin_this_thread(args.cpu);
+    log(pinned.is_ok() ? LogLevel::kInfo : LogLevel::kWarn, args.node_id,
+        args.key.job_id + " rank " + std::to_string(args.key.rank) +
+            (pinned.is_ok() ? ": trainer pinned to CPU " + std::to_string(args.cpu) : ": " + pinned.message()));
+  }
   StopCheck stopped(self);
   bool node_local = false;
   Status s = train(self, args, stopped, node, &node_local);
@@ -157,11 +165,12 @@ void trainer_loop(caf::blocking_actor* self, TrainerArgs args, caf::actor node) 
 struct WorkerActorState {
   std::unique_ptr<WorkerState> logic;
   std::map<uint32_t, caf::actor> trainers;  // by rank
+  size_t trainers_started = 0;              // the next trainer takes the next CPU of --pin-cpu
 };
 
 caf::behavior worker_actor(caf::stateful_actor<WorkerActorState>* self, SocketPort coordinator,
                            msg::Register registration, PeerNodeConfig config, transport::Context* context,
-                           std::shared_ptr<NodeExit> exit, MetricsRegistry* metrics) {
+                           std::shared_ptr<NodeExit> exit, MetricsRegistry* metrics, CpuList pin) {
   self->state.logic = std::make_unique<WorkerState>(
       NodeLink(registration, config.coordinator, config.connect_timeout, config.token, SteadyClock::now()));
   self->send(self, tick_atom::value);
@@ -175,6 +184,8 @@ caf::behavior worker_actor(caf::stateful_actor<WorkerActorState>* self, SocketPo
       const auto& task = *e.get<msg::AssignTask>();
       TrainerArgs args{
           task, {e.job_id, e.attempt, task.rank}, st.logic->node_id(), context, config.step_timeout, metrics, config};
+      if (!pin.empty()) args.cpu = pin.cpu_for(st.trainers_started);
+      ++st.trainers_started;
       // Linked: a trainer dies with its worker actor (the exit on shutdown reaches it).
       st.trainers[task.rank] = self->spawn<caf::detached + caf::linked>(trainer_loop, args, caf::actor(self));
     }
@@ -188,6 +199,11 @@ caf::behavior worker_actor(caf::stateful_actor<WorkerActorState>* self, SocketPo
           return;
         }
         act(self->state.logic->handle(*in.envelope, SteadyClock::now()));
+        if (self->state.logic->left()) exit->left = true;
+      },
+      [=](leave_atom) {
+        act(self->state.logic->leave());
+        if (self->state.logic->left()) exit->left = true;
       },
       [=](const ScoringDone& d) {
         coordinator.send("", self->state.logic->to_coordinator(*d.reply).envelope);
@@ -222,7 +238,10 @@ int run_worker(const PeerNodeConfig& config, const std::atomic<bool>& stop, tran
   MetricsRegistry metrics;  // outlives the actors that update it
   training_samples_metric(metrics);
   training_step_metric(metrics);
+  network_bytes_metric(metrics, Channel::kPeers);  // the trainers' sockets to the servers: 0 before a job
   MetricsListener metrics_listener([&metrics] { return metrics.render(); });
+  auto pin = pin_cpus(config);
+  if (start_failed("worker", pin.status())) return 2;
   std::optional<transport::Context> own;
   transport::Context& context = shared ? *shared : own.emplace();
   auto to_coordinator = connect_to_coordinator(context, config);
@@ -240,10 +259,10 @@ int run_worker(const PeerNodeConfig& config, const std::atomic<bool>& stop, tran
   SocketPort coordinator =
       spawn_socket_bridge(system, std::move(to_coordinator).value(),
                           bridge_options(Channel::kCoordinator, "worker", config.max_message_bytes, &metrics));
-  auto actor = system.spawn(worker_actor, coordinator, registration, config, &context, exit, &metrics);
+  auto actor = system.spawn(worker_actor, coordinator, registration, config, &context, exit, &metrics, pin.value());
   coordinator.start(actor);
   if (!start_metrics(metrics_listener, config, "worker")) exit->fail(2);
-  return run_until_stopped(system, stop, *exit, {actor, coordinator.actor()});
+  return run_until_stopped(system, stop, *exit, {actor, coordinator.actor()}, actor, "worker");
 }
 
 int run_worker_with_parameter_server(const PeerNodeConfig& worker, const PeerNodeConfig& server,

@@ -44,6 +44,7 @@ WorkerActions WorkerState::handle(const msg::Envelope& in, SteadyClock::time_poi
     }
     return out;
   }
+  if (link_.leaving()) return out;  // stopping: start nothing more
   if (auto* task = in.get<msg::AssignTask>()) {
     on_assign(in, *task, out);
   } else if (in.get<msg::StopJob>()) {
@@ -124,6 +125,14 @@ void WorkerState::stop_all(WorkerActions& out) {
   out.stop_trainers = true;
 }
 
+WorkerActions WorkerState::leave() {
+  WorkerActions out;
+  out.outbox = link_.leave();
+  queue_.clear();
+  if (!running_.empty()) stop_all(out);
+  return out;
+}
+
 Result<WorkerActions> WorkerState::tick(SteadyClock::time_point now) {
   WorkerActions out;
   CUSTODY_ASSIGN_OR_RETURN(out.outbox, link_.on_tick(now, !job_.empty()));
@@ -134,6 +143,7 @@ WorkerActions WorkerState::on_report(const TaskKey& from, msg::Body report) {
   WorkerActions out;
   if (from.job_id != job_ || from.attempt != attempt_ || !running_.count(from.rank))
     return out;  // not a trainer of ours
+  if (link_.leaving()) return out;  // deregistered: the coordinator no longer counts this node
   msg::Envelope e;
   e.job_id = from.job_id;
   e.attempt = from.attempt;

@@ -65,6 +65,12 @@ class WorkerState {
   // task cannot run on this node (its data), which the report to the coordinator says.
   WorkerActions on_trainer_end(const TaskKey& task, const Status& result, bool node_local = false);
 
+  // The node is stopping (SIGTERM/SIGINT): deregister (NodeLink::leave), stop every
+  // trainer and queued task; reports and trainer ends after it are not sent (the
+  // coordinator has recovered the job already). `left()`: the coordinator acknowledged.
+  WorkerActions leave();
+  bool left() const { return link_.left(); }
+
   const std::string& node_id() const { return link_.node_id(); }
   // `e` as this node's message to the coordinator (its token), for what the worker actor
   // answers itself (attribution's recordScores).

@@ -50,111 +50,161 @@ Status get_narrow(ConfigReader& reader, const std::string& key, Narrow& out, Nar
   return Status::ok();
 }
 
+// A value as text for ConfigReader::KeyRead: exact enough that two values print alike only
+// if they are equal in the caller's type.
+std::string as_text(int64_t v) { return std::to_string(v); }
+std::string as_text(int v) { return std::to_string(v); }
+std::string as_text(bool v) { return v ? "true" : "false"; }
+std::string as_text(double v) {
+  std::ostringstream o;
+  o.precision(17);
+  o << v;
+  return o.str();
+}
+std::string as_text(float v) {
+  std::ostringstream o;
+  o.precision(9);
+  o << v;
+  return o.str();
+}
+std::string as_text(const std::string& v) { return "\"" + v + "\""; }
+template <typename T>
+std::string as_text(const std::vector<T>& v) {
+  std::string out = "[";
+  for (size_t i = 0; i < v.size(); ++i) out += (i ? ", " : "") + as_text(v[i]);
+  return out + "]";
+}
+
 }  // namespace
+
+template <typename T, typename Read>
+Status ConfigReader::traced(const std::string& key, T& out, Read read) {
+  if (!trace_) return read();
+  KeyRead r{key, as_text(out), "", static_cast<bool>(doc_->table.at_path(key))};
+  std::vector<KeyRead>* trace = trace_;
+  trace_ = nullptr;  // a narrow getter reads through the wide one: one entry, in its own type
+  Status s = read();
+  trace_ = trace;
+  r.after = as_text(out);
+  trace_->push_back(std::move(r));
+  return s;
+}
 
 Status ConfigReader::wrong(const std::string& key, const std::string& expected) const {
   return invalid_argument(origin_ + ": key '" + key + "' must be " + expected);
 }
 
 Status ConfigReader::get(const std::string& key, int64_t& out, int64_t min, int64_t max) {
-  known_.insert(key);
-  auto node = doc_->table.at_path(key);
-  if (!node) return Status::ok();
-  auto v = node.value_exact<int64_t>();
-  std::string range = "an integer in [" + std::to_string(min) + ", " + std::to_string(max) + "]";
-  if (!v) return wrong(key, range);
-  if (*v < min || *v > max) return wrong(key, range + ", got " + std::to_string(*v));
-  out = *v;
-  return Status::ok();
+  return traced(key, out, [&]() -> Status {
+    known_.insert(key);
+    auto node = doc_->table.at_path(key);
+    if (!node) return Status::ok();
+    auto v = node.value_exact<int64_t>();
+    std::string range = "an integer in [" + std::to_string(min) + ", " + std::to_string(max) + "]";
+    if (!v) return wrong(key, range);
+    if (*v < min || *v > max) return wrong(key, range + ", got " + std::to_string(*v));
+    out = *v;
+    return Status::ok();
+  });
 }
 
 Status ConfigReader::get(const std::string& key, int& out, int min, int max) {
-  return get_narrow<int64_t>(*this, key, out, min, max);
+  return traced(key, out, [&] { return get_narrow<int64_t>(*this, key, out, min, max); });
 }
 
 Status ConfigReader::get(const std::string& key, double& out, double min, double max) {
-  known_.insert(key);
-  auto node = doc_->table.at_path(key);
-  if (!node) return Status::ok();
-  std::ostringstream range;
-  range << "a number in [" << min << ", " << max << "]";
-  auto v = node.value<double>();  // integers are accepted as numbers
-  if (!v || !(node.is_floating_point() || node.is_integer())) return wrong(key, range.str());
-  if (!(*v >= min && *v <= max)) {
-    range << ", got " << *v;
-    return wrong(key, range.str());
-  }
-  out = *v;
-  return Status::ok();
+  return traced(key, out, [&]() -> Status {
+    known_.insert(key);
+    auto node = doc_->table.at_path(key);
+    if (!node) return Status::ok();
+    std::ostringstream range;
+    range << "a number in [" << min << ", " << max << "]";
+    auto v = node.value<double>();  // integers are accepted as numbers
+    if (!v || !(node.is_floating_point() || node.is_integer())) return wrong(key, range.str());
+    if (!(*v >= min && *v <= max)) {
+      range << ", got " << *v;
+      return wrong(key, range.str());
+    }
+    out = *v;
+    return Status::ok();
+  });
 }
 
 Status ConfigReader::get(const std::string& key, float& out, float min, float max) {
-  return get_narrow<double>(*this, key, out, min, max);
+  return traced(key, out, [&] { return get_narrow<double>(*this, key, out, min, max); });
 }
 
 Status ConfigReader::get(const std::string& key, bool& out) {
-  known_.insert(key);
-  auto node = doc_->table.at_path(key);
-  if (!node) return Status::ok();
-  auto v = node.value_exact<bool>();
-  if (!v) return wrong(key, "true or false");
-  out = *v;
-  return Status::ok();
+  return traced(key, out, [&]() -> Status {
+    known_.insert(key);
+    auto node = doc_->table.at_path(key);
+    if (!node) return Status::ok();
+    auto v = node.value_exact<bool>();
+    if (!v) return wrong(key, "true or false");
+    out = *v;
+    return Status::ok();
+  });
 }
 
 Status ConfigReader::get(const std::string& key, std::string& out,
                          const std::vector<std::string>& allowed) {
-  known_.insert(key);
-  auto node = doc_->table.at_path(key);
-  if (!node) return Status::ok();
-  std::string expected = "a string";
-  if (!allowed.empty()) {
-    expected = "one of";
-    for (size_t i = 0; i < allowed.size(); ++i) expected += (i ? ", \"" : " \"") + allowed[i] + "\"";
-  }
-  auto v = node.value_exact<std::string>();
-  if (!v) return wrong(key, expected);
-  if (!allowed.empty()) {
-    bool ok = false;
-    for (const auto& a : allowed) ok = ok || a == *v;
-    if (!ok) return wrong(key, expected + ", got \"" + *v + "\"");
-  }
-  out = *v;
-  return Status::ok();
+  return traced(key, out, [&]() -> Status {
+    known_.insert(key);
+    auto node = doc_->table.at_path(key);
+    if (!node) return Status::ok();
+    std::string expected = "a string";
+    if (!allowed.empty()) {
+      expected = "one of";
+      for (size_t i = 0; i < allowed.size(); ++i) expected += (i ? ", \"" : " \"") + allowed[i] + "\"";
+    }
+    auto v = node.value_exact<std::string>();
+    if (!v) return wrong(key, expected);
+    if (!allowed.empty()) {
+      bool ok = false;
+      for (const auto& a : allowed) ok = ok || a == *v;
+      if (!ok) return wrong(key, expected + ", got \"" + *v + "\"");
+    }
+    out = *v;
+    return Status::ok();
+  });
 }
 
 Status ConfigReader::get(const std::string& key, std::vector<int>& out, int min, int max) {
-  known_.insert(key);
-  auto node = doc_->table.at_path(key);
-  if (!node) return Status::ok();
-  std::string expected = "an array of integers in [" + std::to_string(min) + ", " +
-                         std::to_string(max) + "]";
-  auto* arr = node.as_array();
-  if (!arr) return wrong(key, expected);
-  std::vector<int> values;
-  for (auto& el : *arr) {
-    auto v = el.value_exact<int64_t>();
-    if (!v || *v < min || *v > max) return wrong(key, expected);
-    values.push_back(static_cast<int>(*v));
-  }
-  out = std::move(values);
-  return Status::ok();
+  return traced(key, out, [&]() -> Status {
+    known_.insert(key);
+    auto node = doc_->table.at_path(key);
+    if (!node) return Status::ok();
+    std::string expected = "an array of integers in [" + std::to_string(min) + ", " +
+                           std::to_string(max) + "]";
+    auto* arr = node.as_array();
+    if (!arr) return wrong(key, expected);
+    std::vector<int> values;
+    for (auto& el : *arr) {
+      auto v = el.value_exact<int64_t>();
+      if (!v || *v < min || *v > max) return wrong(key, expected);
+      values.push_back(static_cast<int>(*v));
+    }
+    out = std::move(values);
+    return Status::ok();
+  });
 }
 
 Status ConfigReader::get(const std::string& key, std::vector<std::string>& out) {
-  known_.insert(key);
-  auto node = doc_->table.at_path(key);
-  if (!node) return Status::ok();
-  auto* arr = node.as_array();
-  if (!arr) return wrong(key, "an array of strings");
-  std::vector<std::string> values;
-  for (auto& el : *arr) {
-    auto v = el.value_exact<std::string>();
-    if (!v) return wrong(key, "an array of strings");
-    values.push_back(*v);
-  }
-  out = std::move(values);
-  return Status::ok();
+  return traced(key, out, [&]() -> Status {
+    known_.insert(key);
+    auto node = doc_->table.at_path(key);
+    if (!node) return Status::ok();
+    auto* arr = node.as_array();
+    if (!arr) return wrong(key, "an array of strings");
+    std::vector<std::string> values;
+    for (auto& el : *arr) {
+      auto v = el.value_exact<std::string>();
+      if (!v) return wrong(key, "an array of strings");
+      values.push_back(*v);
+    }
+    out = std::move(values);
+    return Status::ok();
+  });
 }
 
 Status ConfigReader::unknown_keys_error() const {

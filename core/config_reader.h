@@ -4,6 +4,9 @@
 // leaves the caller's default in place. unknown_keys_error() then names the first key
 // that no getter asked for, so a misspelt key is refused instead of silently ignored.
 // Errors name the file (origin), the dotted key and what was expected.
+// With trace(), it also lists every key asked for with the caller's value before the read
+// (its default) and after it, as text: a parser that reads an empty file this way lists
+// every key it accepts and its default (configs/jobs/reference.toml is checked so).
 // Thread-safety: none; use one reader per file.
 #pragma once
 
@@ -45,6 +48,16 @@ class ConfigReader {
   Status get(const std::string& key, std::vector<int>& out, int min, int max);
   Status get(const std::string& key, std::vector<std::string>& out);
 
+  // One getter call: the dotted key, the caller's value before (its default) and after (the
+  // file's, when the key was present and valid), as text (floats to 9 significant digits,
+  // doubles to 17, strings quoted, lists in brackets).
+  struct KeyRead {
+    std::string key, before, after;
+    bool present = false;
+  };
+  // From now on, appends every getter call to *reads (null: stops).
+  void trace(std::vector<KeyRead>* reads) { trace_ = reads; }
+
   // A non-ok Status naming the first key present in the file that no getter read.
   Status unknown_keys_error() const;
   const std::string& origin() const { return origin_; }
@@ -57,6 +70,9 @@ class ConfigReader {
   std::unique_ptr<Doc> doc_;
   std::string origin_;
   std::set<std::string> known_;
+  std::vector<KeyRead>* trace_ = nullptr;
+  template <typename T, typename Read>
+  Status traced(const std::string& key, T& out, Read read);
 };
 
 }  // namespace custody

@@ -123,8 +123,14 @@ std::vector<int> JobSpec::layer_sizes(int input_features) const {
 }
 
 Result<JobSpec> parse_job_spec(std::string_view toml_text, const std::string& origin) {
+  return parse_job_spec(toml_text, origin, nullptr);
+}
+
+Result<JobSpec> parse_job_spec(std::string_view toml_text, const std::string& origin,
+                               std::vector<ConfigReader::KeyRead>* reads) {
   CUSTODY_ASSIGN_OR_RETURN(auto parsed, ConfigReader::parse(toml_text, origin));
   ConfigReader& r = parsed;
+  r.trace(reads);
   JobSpec s;
   s.text = std::string(toml_text);
   std::string consistency = "bsp", optimizer = to_string(s.optimizer.kind), kind = "idx";

@@ -107,6 +107,7 @@ inline Status read_peer_config(ConfigReader& r, actors::PeerNodeConfig& c) {
   CUSTODY_RETURN_IF_ERROR(r.get("worker.data_cache_max_mib", cache_mib, kDataCacheMib));
   c.data_cache_max_bytes = static_cast<uint64_t>(cache_mib) << 20;
   CUSTODY_RETURN_IF_ERROR(r.get("node.metrics_listen", c.metrics_listen));
+  CUSTODY_RETURN_IF_ERROR(r.get("node.pin_cpu", c.pin_cpu));
   c.connect_timeout = std::chrono::milliseconds(connect_ms);
   c.step_timeout = std::chrono::milliseconds(step_ms);
   c.max_message_bytes = static_cast<size_t>(max_mib) << 20;
@@ -149,6 +150,9 @@ inline void add_peer_flags(CLI::App& app, actors::PeerNodeConfig& c, std::string
   app.add_option("--metrics-listen", c.metrics_listen,
                  "serve Prometheus metrics at GET /metrics on HOST:PORT (port 0: any free one)");
   app.add_option("--metrics-port-file", c.metrics_port_file, "write the metrics listener's HOST:PORT here");
+  app.add_option("--pin-cpu", c.pin_cpu,
+                 "pin the compute threads to these CPUs, each to the next in turn (\"1\", \"0,1\", \"0-3\"; "
+                 "default: not pinned)");
 }
 
 // Replaces the token file's path in c.token by the token itself.

@@ -50,5 +50,6 @@ int main(int argc, char** argv) {
   server.token = c.token;
   server.key_file = c.key_file;  // one process, one key: both nodes register as its principal
   server.coordinator_key = c.coordinator_key;
+  server.pin_cpu = c.pin_cpu;  // --pin-cpu covers both nodes' compute threads
   return actors::run_worker_with_parameter_server(c, server, nodes::g_stop);
 }

@@ -235,7 +235,11 @@ void encode_body(wire::Envelope::Body::Builder b, const Body& body) {
             e.setNodeId(text(m.node_id));
             e.setHeartbeatIntervalMs(m.heartbeat_interval_ms);
           },
-          [&](const Heartbeat& m) { b.initHeartbeat().setBusy(m.busy); },
+          [&](const Heartbeat& m) {
+            auto e = b.initHeartbeat();
+            e.setBusy(m.busy);
+            e.setLeaving(m.leaving);
+          },
           [&](const HeartbeatAck& m) { b.initHeartbeatAck().setKnown(m.known); },
           [&](const SubmitJob& m) {
             auto e = b.initSubmitJob();
@@ -265,6 +269,7 @@ void encode_body(wire::Envelope::Body::Builder b, const Body& body) {
               nodes[i].setLastSeenMsAgo(n.last_seen_ms_ago);
               nodes[i].setHost(text(n.host));
               nodes[i].setPid(n.pid);
+              nodes[i].setLeft(n.left);
             }
             e.setStorePath(text(m.store_path));
           },
@@ -640,7 +645,7 @@ Result<Body> decode_body(wire::Envelope::Body::Reader b, const std::shared_ptr<c
       auto r = b.getRegisterAck();
       return Body(RegisterAck{str(r.getNodeId()), r.getHeartbeatIntervalMs()});
     }
-    case W::HEARTBEAT: return Body(Heartbeat{b.getHeartbeat().getBusy()});
+    case W::HEARTBEAT: return Body(Heartbeat{b.getHeartbeat().getBusy(), b.getHeartbeat().getLeaving()});
     case W::HEARTBEAT_ACK: return Body(HeartbeatAck{b.getHeartbeatAck().getKnown()});
     case W::SUBMIT_JOB: {
       auto r = b.getSubmitJob();
@@ -662,7 +667,7 @@ Result<Body> decode_body(wire::Envelope::Body::Reader b, const std::shared_ptr<c
         CUSTODY_ASSIGN_OR_RETURN(auto role, from_wire(n.getRole(), "statusReply.nodes[].role"));
         m.nodes.push_back(NodeStatus{str(n.getNodeId()), role, str(n.getAddress()),
                                      n.getAlive(), n.getBusy(), n.getLastSeenMsAgo(), str(n.getHost()),
-                                     n.getPid()});
+                                     n.getPid(), n.getLeft()});
       }
       m.store_path = str(r.getStorePath());
       return Body(std::move(m));

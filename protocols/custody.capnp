@@ -119,6 +119,9 @@ struct RegisterAck {
 # node -> coordinator, every heartbeatIntervalMs.
 struct Heartbeat {
   busy @0 :Bool;            # working on a job
+  leaving @1 :Bool;         # the node is stopping (SIGTERM/SIGINT): the coordinator forgets it at
+                            # once (node_deregistered), recovers its jobs, and answers
+                            # heartbeatAck{known=false}; the node exits without waiting longer
 }
 
 struct HeartbeatAck {
@@ -193,6 +196,7 @@ struct NodeStatus {
   lastSeenMsAgo @5 :Int64;
   host @6 :Text;
   pid @7 :UInt32;
+  left @8 :Bool;            # not alive because it deregistered (stopped), not because it went silent
 }
 
 struct StatusReply {

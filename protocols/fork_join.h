@@ -34,6 +34,11 @@ class ForkJoin {
     const unsigned cores = std::thread::hardware_concurrency();
     return cores > 1 ? std::min(cores - 1, most) : 0;
   }
+  // Calls f(i, handle) for each helper thread (to pin it to a CPU, say).
+  template <class F>
+  void for_each_helper(F f) {
+    for (size_t i = 0; i < threads_.size(); ++i) f(i, threads_[i].native_handle());
+  }
   ~ForkJoin() {
     {
       std::lock_guard<std::mutex> lock(mutex_);

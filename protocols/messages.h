@@ -46,6 +46,7 @@ struct RegisterAck {
 };
 struct Heartbeat {
   bool busy = false;
+  bool leaving = false;  // the node is stopping: deregister it now (custody.capnp)
 };
 struct HeartbeatAck {
   bool known = true;
@@ -87,6 +88,7 @@ struct NodeStatus {
   int64_t last_seen_ms_ago = 0;
   std::string host;
   uint32_t pid = 0;
+  bool left = false;  // not alive because it deregistered, not because it went silent
 };
 struct StatusReply {
   std::vector<JobStatus> jobs;

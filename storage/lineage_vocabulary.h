@@ -92,6 +92,8 @@ inline constexpr char kReplaces[] = "replaces";               // model (retraine
 // Lineage events ("event").
 namespace event {
 inline constexpr char kNodeRegistered[] = "node_registered";
+// A node stopped by its operator told the coordinator it was leaving (heartbeat{leaving}).
+inline constexpr char kNodeDeregistered[] = "node_deregistered";
 inline constexpr char kRunStarted[] = "run_started";
 inline constexpr char kRunRecovered[] = "run_recovered";
 inline constexpr char kAttemptDiscarded[] = "attempt_discarded";

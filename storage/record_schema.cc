@@ -149,6 +149,8 @@ const Table& event_fields() {
         {"accuracy_history", Type::kNumbers, false}, {"steps", Type::kUint, false},
         {"final_checkpoint", Type::kString, false}}},
       {lineage::event::kRunStarted, {{"attempt", Type::kUint, false}, {"start_step", Type::kUint, false}}},
+      {lineage::event::kNodeDeregistered,
+       {{"node", Type::kString, true}, {"reason", Type::kString, false}, {"session", Type::kString, false}}},
       {lineage::event::kRunRecovered, {{"attempt", Type::kUint, false}, {"next_attempt", Type::kUint, false}}},
       {lineage::event::kShardObtained,
        {{"run", Type::kString, true}, {"attempt", Type::kUint, true}, {"node", Type::kString, true},

@@ -83,9 +83,13 @@ json job_json(const msg::JobStatus& j) {
               {"data_plane", j.data_plane}};
 }
 
+// "yes", "left" (it deregistered when stopped) or "no" (it went silent: dead).
+static const char* alive_text(const msg::NodeStatus& n) { return n.alive ? "yes" : n.left ? "left" : "no"; }
+
 json node_json(const msg::NodeStatus& n) {
   return json{{"node_id", n.node_id}, {"role", msg::to_string(n.role)},
               {"address", n.address}, {"alive", n.alive},
+              {"left", n.left},       {"state", n.alive ? "alive" : n.left ? "left" : "dead"},
               {"busy", n.busy},       {"last_seen_ms_ago", n.last_seen_ms_ago},
               {"host", n.host},       {"pid", n.pid}};
 }
@@ -124,7 +128,7 @@ std::string status_text(const msg::StatusReply& r) {
   for (const auto& n : r.nodes) {
     out +=
         strf("%-12s %-17s %-6s %-5s %-28s %.1f s ago\n", n.node_id.c_str(), msg::to_string(n.role),
-             n.alive ? "yes" : "no", n.busy ? "yes" : "no", n.address.c_str(), n.last_seen_ms_ago / 1000.0);
+             alive_text(n), n.busy ? "yes" : "no", n.address.c_str(), n.last_seen_ms_ago / 1000.0);
   }
   return out;
 }
@@ -163,7 +167,7 @@ std::string nodes_text(const msg::StatusReply& r) {
   for (const auto& n : r.nodes) {
     auto it = jobs.find(n.node_id);
     out += strf("%-12s %-17s %-6s %-28s %-13s %-16s %.1f s ago\n", n.node_id.c_str(), msg::to_string(n.role),
-                n.alive ? "yes" : "no", n.address.empty() ? "-" : n.address.c_str(),
+                alive_text(n), n.address.empty() ? "-" : n.address.c_str(),
                 it == jobs.end() ? "-" : it->second.c_str(), (n.host + ":" + std::to_string(n.pid)).c_str(),
                 n.last_seen_ms_ago / 1000.0);
   }

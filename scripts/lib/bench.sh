@@ -1,6 +1,8 @@
 # Sourced by bench/*.sh, as  source "$(dirname "$0")/../scripts/lib/bench.sh"
 # Moves to the repository root ($root) and defines:
-#   bench_build          builds -> $bin, $out_dir (build/bench, created)
+#   bench_build          builds -> $bin, $out_dir (build/bench, created); with
+#                        CUSTODY_BENCH_NO_BUILD=1 uses the binaries as they are (the build
+#                        then needs only the targets the bench runs)
 #   bench_setup EPOCHS   bench_build, loads the local-cluster helpers, and prepares a work
 #                        directory that is removed on exit (kept with KEEP=1)
 #                        -> also $work, and $work/job.toml: the default job
@@ -26,7 +28,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$root"
 
 bench_build() {
-  scripts/build.sh
+  [ -n "${CUSTODY_BENCH_NO_BUILD:-}" ] || scripts/build.sh
   bin="$root/${CUSTODY_BUILD_DIR:-build}/bin"
   out_dir="$root/${CUSTODY_BUILD_DIR:-build}/bench"
   mkdir -p "$out_dir"

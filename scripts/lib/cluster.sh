@@ -9,6 +9,8 @@
 # With CLUSTER_SECURITY=curve every connection is CurveZMQ: the coordinator's key pair is
 # RUN_DIR/coordinator.key (public half in .pub), the admin's RUN_DIR/admin.key (and in
 # $cluster_key), the nodes get a "node" principal's key pair, RUN_DIR/node.key.
+# CLUSTER_PS_<i>_ARGS and CLUSTER_WORKER_<i>_ARGS (words) are added to the command line of
+# ps-<i> and worker-<i> (bench/pinning.sh gives each its --pin-cpu so).
 cluster_pids=()
 cluster_token=
 cluster_key=
@@ -45,14 +47,19 @@ cluster_start() {
     node_auth=(--key-file "$run/node.key" --coordinator-key "$run/coordinator.key.pub")
   fi
   local i
+  local extra_var extra
   for i in $(seq "$servers"); do
+    extra_var="CLUSTER_PS_${i}_ARGS"
+    read -ra extra <<<"${!extra_var:-}"
     "$bin/custody-ps" --config "$root/configs/ps.toml" --coordinator "$cluster_addr" --name "ps-$i" \
-      "${node_auth[@]}" >"$run/ps-$i.log" 2>&1 &
+      "${node_auth[@]}" "${extra[@]}" >"$run/ps-$i.log" 2>&1 &
     cluster_pids+=($!)
   done
   for i in $(seq "$workers"); do
+    extra_var="CLUSTER_WORKER_${i}_ARGS"
+    read -ra extra <<<"${!extra_var:-}"
     "$bin/custody-worker" --config "$root/configs/worker.toml" --coordinator "$cluster_addr" --name "worker-$i" \
-      "${node_auth[@]}" >"$run/worker-$i.log" 2>&1 &
+      "${node_auth[@]}" "${extra[@]}" >"$run/worker-$i.log" 2>&1 &
     cluster_pids+=($!)
   done
   local want=$((servers + workers))

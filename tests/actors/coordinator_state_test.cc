@@ -411,6 +411,50 @@ class CoordinatorCustodyTest : public CoordinatorStateTest {
   std::unique_ptr<storage::CustodyStore> store_;
 };
 
+// A worker stopped by its operator says so (heartbeat{leaving}): recorded once, listed as
+// left (not dead) at once, and its running job rolled back without the heartbeat timeout.
+TEST_F(CoordinatorCustodyTest, ALeavingWorkerIsRecordedListedAsLeftAndItsJobRecoveredAtOnce) {
+  register_nodes(3);  // worker-3 is the spare
+  const std::string id = submit();
+  send("P1", msg::KeyRangeReady{0, 36}, id);
+  ASSERT_EQ(job(id).state, msg::JobState::kRunning);
+  Outbox out = send("W2", msg::Heartbeat{false, true});
+  auto acks = of_type<msg::HeartbeatAck>(out);
+  ASSERT_EQ(acks.size(), 1u);
+  EXPECT_EQ(acks[0]->peer, "W2");
+  EXPECT_EQ(acks[0]->envelope.request_id, 7u) << "the ack names the leaving heartbeat";
+  EXPECT_EQ(job(id).recoveries, 1u) << "no heartbeat timeout waited for";
+  EXPECT_NE(job(id).state, msg::JobState::kFailed);
+  for (const auto& n : state_.status("", true, now_).nodes) {
+    EXPECT_EQ(n.alive, n.node_id != "worker-2") << n.node_id;
+    EXPECT_EQ(n.left, n.node_id == "worker-2") << n.node_id;
+  }
+  for (const auto* s : of_type<msg::StopJob>(out)) EXPECT_NE(s->peer, "W2") << "a node that left is not told";
+  // A second leaving heartbeat on that connection finds no live node: nothing recorded.
+  out = send("W2", msg::Heartbeat{false, true});
+  EXPECT_FALSE(of_type<msg::HeartbeatAck>(out).at(0)->envelope.get<msg::HeartbeatAck>()->known);
+  // Past the heartbeat timeout it is still "left", not "dead", and not recovered twice.
+  now_ += 2s;
+  send("P1", msg::Heartbeat{false});
+  send("W1", msg::Heartbeat{false});
+  send("W3", msg::Heartbeat{false});
+  state_.tick(now_);
+  EXPECT_EQ(job(id).recoveries, 1u);
+  auto records = store_->find({{"event", "node_deregistered"}}).value();
+  ASSERT_EQ(records.size(), 1u);
+  EXPECT_EQ(records[0].body.value("node", ""), "node:worker-2");
+  auto recovered = store_->find({{"event", "run_recovered"}}).value();
+  ASSERT_EQ(recovered.size(), 1u);
+  EXPECT_NE(recovered[0].body.dump().find("worker-2 left the cluster"), std::string::npos) << recovered[0].body.dump();
+  // Back under the same name: a new registration, alive again.
+  send("W9", msg::Register{msg::NodeRole::kWorker, "", "h", 3, "worker-2"});
+  for (const auto& n : state_.status("", true, now_).nodes) {
+    if (n.node_id == "worker-2") {
+      EXPECT_TRUE(n.alive && !n.left);
+    }
+  }
+}
+
 TEST_F(CoordinatorCustodyTest, ASubmittedJobIsRecordedWithItsPeopleDataAndSpec) {
   register_nodes(2);
   const std::string id = submit();

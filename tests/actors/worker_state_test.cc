@@ -317,5 +317,39 @@ TEST_F(WorkerStateTest, ATrainerThatCannotReadItsDataReportsItsRankAsNotRunnable
   EXPECT_EQ(err->message, "cannot open data file '/data/train-labels-idx1-ubyte'");
 }
 
+// SIGTERM: one heartbeat{leaving} to the coordinator, every trainer stopped, nothing more
+// sent or started; left once that heartbeat (not an earlier one) is acknowledged.
+TEST_F(WorkerStateTest, LeavingSendsOneLeavingHeartbeatStopsTheTrainersAndWaitsForItsOwnAck) {
+  registered();
+  assign("job-1", 0, 0);
+  WorkerActions a = state_.leave();
+  ASSERT_EQ(a.outbox.size(), 1u);
+  const auto* hb = a.outbox[0].envelope.get<msg::Heartbeat>();
+  ASSERT_NE(hb, nullptr);
+  EXPECT_TRUE(hb->leaving);
+  EXPECT_TRUE(a.stop_trainers);
+  EXPECT_FALSE(state_.left());
+  EXPECT_TRUE(state_.leave().outbox.empty()) << "said once";
+  EXPECT_TRUE(state_.tick(now_ + 5s)->outbox.empty()) << "no heartbeat or registration after leaving";
+  EXPECT_TRUE(nothing(assign("job-1", 1, 0))) << "no task starts while stopping";
+  EXPECT_TRUE(state_.on_report({"job-1", 0, 0}, msg::Progress{}).outbox.empty());
+  from_coordinator(msg::HeartbeatAck{true});  // request id 9: an earlier heartbeat's answer
+  EXPECT_FALSE(state_.left());
+  Envelope ack;
+  ack.sender = "coordinator";
+  ack.request_id = a.outbox[0].envelope.request_id;
+  ack.body = msg::HeartbeatAck{false};
+  state_.handle(ack, now_);
+  EXPECT_TRUE(state_.left());
+  EXPECT_TRUE(end("job-1", 0, 0, Status(ErrorCode::kUnavailable, "server gone")).outbox.empty())
+      << "a trainer's end after leaving is not reported";
+}
+
+TEST_F(WorkerStateTest, AnUnregisteredWorkerHasNothingToDeregister) {
+  WorkerActions a = state_.leave();
+  EXPECT_TRUE(a.outbox.empty());
+  EXPECT_TRUE(state_.left());
+}
+
 }  // namespace
 }  // namespace custody::actors

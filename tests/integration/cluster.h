@@ -265,6 +265,9 @@ class LocalCluster {
     }
   }
   ~LocalCluster() {
+    // All at once: a node stopping waits up to 1 s for the coordinator to acknowledge its
+    // deregistration (none comes when the test stopped the coordinator first).
+    for (auto& p : nodes_) p->signal(SIGTERM);
     for (auto& p : nodes_) p->stop();
     if (coordinator_) coordinator_->stop();
     // CUSTODY_KEEP_LOGS=1 keeps them after a passing test too.

@@ -6,6 +6,8 @@
 // why, where the prometheus binary is not installed.
 #include <nlohmann/json.hpp>
 
+#include <map>
+
 #include "tests/integration/cluster.h"
 
 namespace custody::testing {
@@ -143,6 +145,58 @@ TEST(MetricsTest, PrometheusScrapesEveryNodeAndPromqlSeesTrainingAndPredictions)
   EXPECT_GE(promql(dir, prom, "sum(custody_network_sent_bytes_total)"), 400 * 4.0 * 596)
       << "at least the servers' replies: 400 pushes answered with the 596 parameters each";
   if (!::testing::Test::HasFailure()) fs::remove_all(dir / "tsdb");
+}
+
+// The value of the sample `series` (name and labels, as rendered) in a /metrics text; -1 if
+// absent.
+double sample(const std::string& text, const std::string& series) {
+  const size_t at = text.find("\n" + series + " ");
+  if (at == std::string::npos) return -1;
+  return std::stod(text.substr(at + series.size() + 2));
+}
+
+// Every node counts the bytes its sockets carry, workers included: after a job, each
+// worker's /metrics shows at least its gradients sent and the new values received on the
+// data plane, and its traffic with the coordinator. No Prometheus needed.
+TEST(MetricsTest, EveryWorkerCountsTheBytesItSendsAndReceives) {
+  ClusterOptions o;
+  o.servers = 0;
+  o.workers = 0;
+  // Parameter blocks through the sockets, not shared memory: the bytes are on the wire.
+  o.coordinator_args = {"--no-data-plane-shared-memory"};
+  LocalCluster c("metrics-bytes", o);
+  auto metrics_args = [&](const std::string& name) {
+    return std::vector<std::string>{"--metrics-listen", "127.0.0.1:0", "--metrics-port-file",
+                                    (c.dir() / (name + ".metrics")).string()};
+  };
+  c.add_node("custody-ps", "ps-1", metrics_args("ps-1"));
+  c.add_node("custody-worker", "worker-1", metrics_args("worker-1"));
+  c.add_node("custody-worker", "worker-2", metrics_args("worker-2"));
+  ASSERT_TRUE(c.wait_for_nodes(3));
+  std::map<std::string, std::string> address;
+  for (const char* n : {"ps-1", "worker-1", "worker-2"}) {
+    address[n] = wait_for_file(c.dir() / (std::string(n) + ".metrics"));
+    ASSERT_FALSE(address[n].empty()) << n << " did not write its metrics address";
+  }
+  const std::string before = http_get(c.dir(), "http://" + address["worker-1"] + "/metrics");
+  EXPECT_EQ(sample(before, "custody_network_sent_bytes_total{channel=\"peers\"}"), 0) << before;
+  // 2 workers x 2 epochs x 100 steps; each push carries the 596 parameters' gradient, each
+  // answer their new values (4 bytes each).
+  CliResult submitted = c.cli({"submit", c.write_job("bytes.toml", synthetic_mlp_job("bytes", 2, 3200)).string()});
+  ASSERT_EQ(submitted.code, 0) << submitted.err;
+  ASSERT_EQ(c.cli({"wait", submitted.out.substr(0, submitted.out.find('\n'))}).code, 0);
+  const double floats = 200.0 * 596 * 4;
+  for (const char* n : {"worker-1", "worker-2"}) {
+    const std::string text = http_get(c.dir(), "http://" + address[n] + "/metrics");
+    EXPECT_NE(text.find("# TYPE custody_network_sent_bytes_total counter"), std::string::npos) << text;
+    EXPECT_GE(sample(text, "custody_network_sent_bytes_total{channel=\"peers\"}"), floats) << n << "\n" << text;
+    EXPECT_GE(sample(text, "custody_network_received_bytes_total{channel=\"peers\"}"), floats) << n << "\n" << text;
+    EXPECT_GT(sample(text, "custody_network_sent_bytes_total{channel=\"coordinator\"}"), 0) << n << "\n" << text;
+    EXPECT_GT(sample(text, "custody_network_received_bytes_total{channel=\"coordinator\"}"), 0) << n << "\n" << text;
+  }
+  const std::string server = http_get(c.dir(), "http://" + address["ps-1"] + "/metrics");
+  EXPECT_GE(sample(server, "custody_network_received_bytes_total{channel=\"peers\"}"), 2 * floats) << server;
+  EXPECT_GE(sample(server, "custody_network_sent_bytes_total{channel=\"peers\"}"), 2 * floats) << server;
 }
 
 }  // namespace

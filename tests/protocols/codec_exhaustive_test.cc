@@ -19,7 +19,7 @@ namespace {
 std::vector<Body> every_body() {
   JobStatus job{"job-1", "n", JobState::kCancelled, "m", "s", 2, 3, 4, 5, 0.5, 0.25, 0.125, 9.5, 11, 12, 13,
                 {"w"}, {"p"}, "d", "bsp", {0.5}, "ckpt-1", {"worker-2"}, 7, true, "sealed: why"};
-  NodeStatus node{"worker-1", NodeRole::kWorker, "tcp://a:1", true, true, 17, "h", 42};
+  NodeStatus node{"worker-1", NodeRole::kWorker, "tcp://a:1", true, true, 17, "h", 42, true};
   const AeadKey key = AeadKey::from_bytes(std::string(kAeadKeyBytes, 'k')).value();
   AssignTask task{"spec", 1, ShardId{"hash", 2, 3, 4, 5}, 6, 7, 8, {ServerRange{"ps-1", "tcp://b:2", 9, 10, true}}, 11, 12,
                   key, key, RecordsDigest{"a1", "b2"}, RecordsDigest{"c3", "d4"}, 13, {3, 4}};
@@ -31,7 +31,7 @@ std::vector<Body> every_body() {
       Error{ErrorCode::kDataLoss, "bad", 2, true},
       Register{NodeRole::kWorker, "tcp://a:1", "host", 42, "worker-9", "boot/net:[1]", "5e55"},
       RegisterAck{"worker-9", 250},
-      Heartbeat{true},
+      Heartbeat{true, true},
       HeartbeatAck{true},  // the wire default is false
       SubmitJob{"[job]", "f.toml", "alice", "an audit rerun"},
       JobAccepted{"job-1", "queued"},

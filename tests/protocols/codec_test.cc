@@ -49,6 +49,8 @@ TEST(CodecTest, ErrorRegisterAndHeartbeatRoundTrip) {
   EXPECT_EQ(ack.node_id, "worker-3");
   EXPECT_EQ(ack.heartbeat_interval_ms, 250u);
   EXPECT_TRUE(round_trip(Heartbeat{true}).busy);
+  EXPECT_FALSE(round_trip(Heartbeat{true}).leaving);
+  EXPECT_TRUE(round_trip(Heartbeat{false, true}).leaving);
   EXPECT_FALSE(round_trip(HeartbeatAck{false}).known);
 }
 
