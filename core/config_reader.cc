@@ -157,6 +157,36 @@ Status ConfigReader::get(const std::string& key, std::vector<std::string>& out) 
   return Status::ok();
 }
 
+Status ConfigReader::get(const std::string& key, std::vector<Row>& out) {
+  known_.insert(key);
+  auto node = doc_->table.at_path(key);
+  if (!node) return Status::ok();
+  const std::string expected = "an array of tables of integers and strings (e.g. [{type = \"dense\", units = 10}])";
+  auto* arr = node.as_array();
+  if (!arr) return wrong(key, expected);
+  std::vector<Row> rows;
+  for (auto& el : *arr) {
+    auto* t = el.as_table();
+    if (!t) return wrong(key, expected);
+    Row row;
+    for (auto&& [k, v] : *t) {
+      Value value;
+      if (auto i = v.value_exact<int64_t>()) {
+        value.is_int = true;
+        value.number = *i;
+      } else if (auto str = v.value_exact<std::string>()) {
+        value.text = *str;
+      } else {
+        return wrong(key + "[" + std::to_string(rows.size()) + "]." + std::string(k.str()), "an integer or a string");
+      }
+      row.emplace_back(std::string(k.str()), std::move(value));
+    }
+    rows.push_back(std::move(row));
+  }
+  out = std::move(rows);
+  return Status::ok();
+}
+
 Status ConfigReader::unknown_keys_error() const {
   // Walk every leaf (and every table) and report the first path no getter asked for.
   std::string unknown;

@@ -45,6 +45,16 @@ class ConfigReader {
   Status get(const std::string& key, std::vector<int>& out, int min, int max);
   Status get(const std::string& key, std::vector<std::string>& out);
 
+  // An array of inline tables whose values are integers or strings, e.g. a job file's
+  // model.layers = [{type = "conv2d", filters = 32, kernel = 3}, ...]: each table as its
+  // keys in order. The caller checks which keys each table may have.
+  struct Value {
+    bool is_int = false;
+    int64_t number = 0;
+    std::string text;
+  };
+  using Row = std::vector<std::pair<std::string, Value>>;
+  Status get(const std::string& key, std::vector<Row>& out);
   // A non-ok Status naming the first key present in the file that no getter read.
   Status unknown_keys_error() const;
   const std::string& origin() const { return origin_; }
