@@ -569,15 +569,46 @@ void Model::activation_backward(const Matrix& a, Matrix& below) const {
   }
 }
 
+// A model with conv layers evaluates and predicts in chunks of kChunk samples: a worker's
+// test slice of 5,000 images at once would need about a gigabyte of patch and activation
+// matrices for the seeds' CNN. Dense-only models keep their one pass (and its bits).
+constexpr Eigen::Index kChunk = 256;
+
 BatchStats Model::evaluate(const float* params, const MatrixView& x, const uint8_t* labels,
                            Workspace& ws) const {
-  forward(params, x, ws);
-  return score(ws.activations[num_layers()], labels);
+  if (dense_only_ || x.cols() <= kChunk) {
+    forward(params, x, ws);
+    return score(ws.activations[num_layers()], labels);
+  }
+  BatchStats total;
+  for (Eigen::Index first = 0; first < x.cols(); first += kChunk) {
+    const Eigen::Index n = std::min(kChunk, x.cols() - first);
+    forward(params, MatrixView(x.data() + first * x.rows(), x.rows(), n), ws);
+    const BatchStats s = score(ws.activations[num_layers()], labels + first);
+    total.loss_sum += s.loss_sum;
+    total.correct += s.correct;
+    total.samples += s.samples;
+  }
+  return total;
 }
 
 Matrix Model::predict(const float* params, const MatrixView& x, Workspace& ws) const {
-  forward(params, x, ws);
-  return ws.activations[num_layers()];
+  const int layers = num_layers();
+  if (dense_only_ || x.cols() <= kChunk) {
+    forward(params, x, ws);
+    return ws.activations[layers];
+  }
+  Matrix probs(num_classes(), x.cols()), below(sizes_[layers - 1], x.cols());
+  for (Eigen::Index first = 0; first < x.cols(); first += kChunk) {
+    const Eigen::Index n = std::min(kChunk, x.cols() - first);
+    forward(params, MatrixView(x.data() + first * x.rows(), x.rows(), n), ws);
+    probs.middleCols(first, n) = ws.activations[layers];
+    below.middleCols(first, n) = ws.activations[layers - 1];
+  }
+  // As a single pass leaves them (TracIn reads the last layer's input there).
+  ws.activations[layers - 1] = std::move(below);
+  ws.activations[layers] = probs;
+  return probs;
 }
 
 }  // namespace custody

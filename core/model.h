@@ -161,7 +161,8 @@ class Model {
   BatchStats evaluate(const float* params, const MatrixView& x, const uint8_t* labels,
                       Workspace& ws) const;
 
-  // Class probabilities (num_classes x batch) of the batch.
+  // Class probabilities (num_classes x batch) of the batch. Afterwards ws.activations holds
+  // the last layer's input and output for the whole batch (TracIn reads them).
   Matrix predict(const float* params, const MatrixView& x, Workspace& ws) const;
 
  private:

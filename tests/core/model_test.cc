@@ -241,6 +241,33 @@ TEST(ModelTest, ClippedSumOfACnnIsTheSumOfClippedExampleGradients) {
   EXPECT_LE(Eigen::Map<Vector>(sum.data(), static_cast<Eigen::Index>(sum.size())).norm(), 5 * 0.01f + 1e-6f);
 }
 
+// Large batches of a conv model are evaluated in chunks (memory); the answers are those of
+// small batches, and predict leaves the last layer's input for the whole batch (TracIn).
+TEST(ModelTest, AConvModelPredictsALargeBatchAsItsParts) {
+  Model m = model_of("1x5x5 conv2d:2:2 maxpool:2 flatten dense:6 dense:3");
+  auto p = m.initial_parameters(2);
+  SmallBatch b = random_batch(25, 600, 3, 4);
+  Workspace ws;
+  const Matrix all = m.predict(p.data(), MatrixView(b.x.data(), 25, 600), ws);
+  const Matrix below = ws.activations[m.num_layers() - 1];
+  ASSERT_EQ(all.cols(), 600);
+  ASSERT_EQ(below.cols(), 600);
+  for (int first : {0, 250, 590}) {
+    const Matrix part = m.predict(p.data(), MatrixView(b.x.data() + first * 25, 25, 10), ws);
+    EXPECT_LT((part - all.middleCols(first, 10)).cwiseAbs().maxCoeff(), 1e-6f);
+    EXPECT_LT((ws.activations[m.num_layers() - 1] - below.middleCols(first, 10)).cwiseAbs().maxCoeff(), 1e-6f);
+  }
+  const BatchStats whole = m.evaluate(p.data(), MatrixView(b.x.data(), 25, 600), b.y.data(), ws);
+  EXPECT_EQ(whole.samples, 600);
+  int64_t correct = 0;
+  for (int i = 0; i < 600; ++i) {
+    Eigen::Index arg;
+    all.col(i).maxCoeff(&arg);
+    correct += arg == b.y[i];
+  }
+  EXPECT_EQ(whole.correct, correct);
+}
+
 // A dense-only model described as layers is the MLP itself, to the bit.
 TEST(ModelTest, AnMlpDescribedAsLayersIsTheSameModel) {
   Model a({12, 8, 3});
