@@ -115,13 +115,6 @@ Result<json> model_card(const CustodyStore& store, const std::string& reference)
       {"privacy", g.checkpoint.contains("privacy") ? g.checkpoint["privacy"]
                   : run.contains("privacy")        ? run["privacy"]
                                                    : json(nullptr)}};
-  // A model with conv layers: its layers as core/model.h's text, which the layer sizes
-  // alone do not describe (absent for MLPs, whose cards stay as they were).
-  if (g.checkpoint.contains("architecture")) {
-    card["architecture"]["layers"] = g.checkpoint["architecture"];
-    card["architecture"]["parameters"] =
-        "per layer: dense weight (out x in, column-major) or conv2d weight [filters, in_channels, kh, kw], then bias";
-  }
   return card;
 }
 

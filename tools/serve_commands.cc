@@ -76,6 +76,12 @@ Status export_weights(Session& s, const ServeArgs& a) {
   if (card.is_discarded() || !card.is_object()) {
     return data_loss("the coordinator's reply carries no readable model card; is it older than this CLI?");
   }
+  if (!x.architecture.empty()) {
+    // A conv model: its layers, which the recorded layer sizes alone do not describe.
+    card["architecture"]["layers"] = x.architecture;
+    card["architecture"]["parameters"] =
+        "per layer: dense weight (out x in, column-major) or conv2d weight [filters, in_channels, kh, kw], then bias";
+  }
   ExportedModel model;
   model.layer_sizes = x.layer_sizes;
   model.architecture = x.architecture;

@@ -140,6 +140,14 @@ TEST(ModelFilesTest, ACnnTrainsThroughTheClusterServesAndExportsFilesThatAgreeWi
                                std::chrono::seconds(120), "check", true);
   EXPECT_EQ(checked.code, 0) << checked.out << checked.err;
   std::printf("%s", checked.out.c_str());
+  // The card names the layers; TracIn traces the CNN through its last dense layer.
+  json card = parse_json(read_file(onnx.string() + ".card.json"));
+  EXPECT_EQ(card["architecture"]["layers"], "1x28x28 conv2d:4:3 maxpool:2 conv2d:4:2 flatten dense:10");
+  CliResult traced = c.cli({"attribute", "--self-influence", "fashion-cnn-small", "--top", "5", "--json"});
+  ASSERT_EQ(traced.code, 0) << traced.err;
+  json a = parse_json(traced.out);
+  EXPECT_EQ(a["kind"], "self_influence");
+  EXPECT_EQ(a["records"].size(), 5u) << a.dump(2);
   EXPECT_EQ(c.cli({"audit", "verify"}).code, 0);
 }
 
