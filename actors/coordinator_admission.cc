@@ -194,8 +194,9 @@ Result<Job> CoordinatorState::prepare(const std::string& spec_text, const std::s
                                             " (the coordinator reads the data set named in the "
                                             "job file to split it among the workers)");
   }
-  CUSTODY_ASSIGN_OR_RETURN(auto model, Model::make(spec.layer_sizes(data->train.features),
-                                                        parse_activation(spec.activation).value_or(Activation::kRelu)));
+  auto made = spec.make_model(data->train.features);
+  if (!made.is_ok()) return Status(made.status().code(), origin + ": " + made.status().message());
+  Model model = std::move(made).value();
   if (data->train.count > 0 && data->train.max_label >= spec.classes) {
     return invalid_argument(origin + ": the training labels go up to " + std::to_string(data->train.max_label) +
                             " but 'model.classes' is " + std::to_string(spec.classes));
@@ -227,7 +228,8 @@ Result<Job> CoordinatorState::prepare(const std::string& spec_text, const std::s
     if (!id.is_ok()) return Status(id.status().code(), origin + ": 'job.init_from': " + id.status().message());
     storage::json manifest;
     CUSTODY_ASSIGN_OR_RETURN(auto values, storage::load_checkpoint(*recorder_.store(), id.value(), &manifest));
-    if (manifest["layer_sizes"] != model.layer_sizes()) {
+    if (manifest["layer_sizes"] != model.layer_sizes() ||
+        manifest.value("architecture", model.architecture()) != model.architecture()) {
       return invalid_argument(origin + ": 'job.init_from' names " + id.value() + ", a model of layers " +
                               manifest["layer_sizes"].dump() + ", but this job's model has layers " +
                               storage::json(model.layer_sizes()).dump());

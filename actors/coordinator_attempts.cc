@@ -373,7 +373,9 @@ Outbox CoordinatorState::on_checkpoint_shard(Job& job, const Node& node, const m
     log(LogLevel::kWarn, kSelf, job.status.job_id + ": a server sent no optimizer state with step " +
                                     std::to_string(m.step) + "; a resume from this checkpoint starts the optimizer from zeros");
   }
-  auto id = recorder_.checkpoint(job.status, job.plan.layer_sizes, assembled.values, spec, assembled.contributions,
+  auto model = job.plan.spec.make_model(job.plan.features);  // admitted: it builds
+  if (!model.is_ok()) return finish(job, JobState::kFailed, "the job's model: " + model.status().message());
+  auto id = recorder_.checkpoint(job.status, model.value(), assembled.values, spec, assembled.contributions,
                                  assembled.optimizer ? &*assembled.optimizer : nullptr);
   if (!id.is_ok()) {
     return finish(job, JobState::kFailed,

@@ -254,13 +254,13 @@ Result<json> privacy_record(const PrivacyPlan& p, uint64_t steps_accounted, uint
               {"adjacency", "example-level add/remove"}};
 }
 
-Result<std::string> CustodyRecorder::checkpoint(const msg::JobStatus& job, const std::vector<int>& layer_sizes,
+Result<std::string> CustodyRecorder::checkpoint(const msg::JobStatus& job, const Model& model,
                                                 const std::vector<float>& values, const storage::CheckpointSpec& spec,
                                                 const std::map<std::string, WorkerContribution>& contributions,
                                                 const storage::OptimizerCheckpoint* optimizer) {
   storage::Batch b(spec.final ? "final checkpoint" : "checkpoint");
   // Sealed under the store's keys (storage/checkpoint.h) when it has them.
-  CUSTODY_ASSIGN_OR_RETURN(const std::string id, storage::add_checkpoint(b, Model(layer_sizes), values, spec, optimizer,
+  CUSTODY_ASSIGN_OR_RETURN(const std::string id, storage::add_checkpoint(b, model, values, spec, optimizer,
                                                                           store_ ? store_->keys() : nullptr));
   for (const auto& [key, c] : contributions) {
     json counts = {{"run", job.job_id},
@@ -466,6 +466,7 @@ Result<msg::ExportReply> CustodyRecorder::export_checkpoint(const msg::ExportReq
   reply.checkpoint = id;
   reply.root_hash = manifest["root_hash"];
   for (int s : manifest["layer_sizes"]) reply.layer_sizes.push_back(static_cast<uint32_t>(s));
+  reply.architecture = manifest.value("architecture", std::string());
   reply.values = std::move(values);
   reply.usage_id = usage_id;
   card["export"] = {{"usage_id", usage_id}, {"principal", request.principal}, {"purpose", request.purpose},

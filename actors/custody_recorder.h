@@ -140,10 +140,17 @@ class CustodyRecorder {
   Status shard_obtained(const msg::JobStatus& job, uint32_t attempt, const std::string& node,
                         const msg::ShardObtained& m, const RecordsDigest& train, const RecordsDigest& test);
   // Returns the checkpoint id. `optimizer`: the optimizer state to keep with the values.
-  Result<std::string> checkpoint(const msg::JobStatus& job, const std::vector<int>& layer_sizes,
+  Result<std::string> checkpoint(const msg::JobStatus& job, const Model& model,
                                  const std::vector<float>& values, const storage::CheckpointSpec& spec,
                                  const std::map<std::string, WorkerContribution>& contributions,
                                  const storage::OptimizerCheckpoint* optimizer = nullptr);
+  // A dense-only model's checkpoint, by its layer sizes.
+  Result<std::string> checkpoint(const msg::JobStatus& job, const std::vector<int>& layer_sizes,
+                                 const std::vector<float>& values, const storage::CheckpointSpec& spec,
+                                 const std::map<std::string, WorkerContribution>& contributions,
+                                 const storage::OptimizerCheckpoint* optimizer = nullptr) {
+    return checkpoint(job, Model(layer_sizes), values, spec, contributions, optimizer);
+  }
   // One epoch's test evaluation, summed over the ranks: kept so that a restarted
   // coordinator still knows the accuracy of every epoch evaluated before it stopped.
   Status epoch_evaluated(const msg::JobStatus& job, uint32_t attempt, uint32_t epoch, double accuracy, double loss);

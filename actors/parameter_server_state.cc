@@ -63,8 +63,7 @@ Outbox ParameterServerState::handle_control(const std::string& peer, const Envel
   if (auto* m = in.get<msg::AssignKeyRange>()) {
     auto spec = parse_job_spec(m->spec_text, "job " + in.job_id);
     if (!spec.is_ok()) return error(spec.status());
-    auto model = Model::make(spec->layer_sizes(static_cast<int>(m->input_features)),
-                             parse_activation(spec->activation).value_or(Activation::kRelu));
+    auto model = spec->make_model(static_cast<int>(m->input_features));
     if (!model.is_ok()) return error(model.status());
     if (model->num_parameters() != m->num_parameters || m->range_begin >= m->range_end ||
         m->range_end > m->num_parameters || m->num_workers == 0) {

@@ -42,9 +42,8 @@ Result<const ServingState::Loaded*> ServingState::load(const std::string& checkp
   Loaded l;
   l.checkpoint = checkpoint;
   l.root_hash = manifest["root_hash"];
-  l.model = std::make_unique<Model>(manifest["layer_sizes"].get<std::vector<int>>(),
-                                   parse_activation(manifest.value("activation", std::string("relu")))
-                                       .value_or(Activation::kRelu));
+  CUSTODY_ASSIGN_OR_RETURN(Model model, storage::model_of_manifest(manifest));
+  l.model = std::make_unique<Model>(std::move(model));
   l.params = std::move(values);
   return &(cache_[checkpoint] = std::move(l));
 }

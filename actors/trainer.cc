@@ -205,8 +205,7 @@ Result<Trainer> Trainer::load(const msg::AssignTask& t, const std::string& job_i
   }
   obtained.elapsed_ms = static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::milliseconds>(SteadyClock::now() - started).count());
-  CUSTODY_ASSIGN_OR_RETURN(Model model, Model::make(spec.layer_sizes(records.train.features),
-                                                    parse_activation(spec.activation).value_or(Activation::kRelu)));
+  CUSTODY_ASSIGN_OR_RETURN(Model model, spec.make_model(records.train.features));
   if (model.num_parameters() != t.num_parameters) {
     return invalid_argument("the job's model has " + std::to_string(model.num_parameters()) +
                             " parameters, the assignment says " + std::to_string(t.num_parameters));

@@ -51,7 +51,9 @@ int main(int argc, char** argv) {
   }
   const LabeledSet& train = data->train;
   Matrix all = features(train, 0, train.count);
-  Model model(spec->layer_sizes(train.features));
+  auto made = spec->make_model(train.features);
+  if (!made.is_ok()) return 1;
+  const Model& model = made.value();
   std::vector<float> params = model.initial_parameters(1), grad(model.num_parameters());
   Workspace ws;
   auto rng = SecureRandom::from_os();

@@ -46,6 +46,10 @@ double median3(std::vector<double> v) {
 }
 
 int ceiling(double seconds, const JobSpec& spec, const LabeledSet& train) {
+  if (!spec.layers.empty()) {
+    std::fprintf(stderr, "--ceiling compares the MLP's products only; this job has model.layers\n");
+    return 2;
+  }
   Model model(spec.layer_sizes(train.features));
   std::vector<float> params = model.initial_parameters(spec.seed);
   auto opt = make_optimizer(spec.optimizer, params.size());
@@ -130,7 +134,12 @@ int main(int argc, char** argv) {
     const double seconds = std::atof(argv[2]);
     return ceiling(seconds > 0 ? seconds : 2, spec.value(), data->train);
   }
-  Model model(spec->layer_sizes(data->train.features));
+  auto made = spec->make_model(data->train.features);
+  if (!made.is_ok()) {
+    std::fprintf(stderr, "%s\n", made.status().to_string().c_str());
+    return 2;
+  }
+  const Model& model = made.value();
   std::vector<float> params = model.initial_parameters(spec->seed);
   auto opt = make_optimizer(spec->optimizer, params.size());
   const int W = spec->workers, B = spec->batch_size;

@@ -49,7 +49,7 @@ int main(int argc, char** argv) {
   for (int i = 0; i < checkpoints; ++i) {
     values[static_cast<size_t>(i)] += 1.0f;  // a new checkpoint each time, as training makes
     auto t0 = SteadyClock::now();
-    auto id = recorder.checkpoint(job, model.layer_sizes(), values,
+    auto id = recorder.checkpoint(job, model, values,
                                   {job.job_id, 0, static_cast<uint64_t>(i + 1) * 468, static_cast<uint32_t>(i + 1), parent,
                                    false},
                                   contributions);

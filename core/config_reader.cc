@@ -68,6 +68,15 @@ std::string as_text(float v) {
   return o.str();
 }
 std::string as_text(const std::string& v) { return "\"" + v + "\""; }
+// A table of an array of tables (ConfigReader::Row), as TOML writes it inline.
+std::string as_text(const ConfigReader::Row& row) {
+  std::string out = "{";
+  for (size_t i = 0; i < row.size(); ++i) {
+    const auto& [k, v] = row[i];
+    out += (i ? ", " : "") + k + " = " + (v.is_int ? std::to_string(v.number) : as_text(v.text));
+  }
+  return out + "}";
+}
 template <typename T>
 std::string as_text(const std::vector<T>& v) {
   std::string out = "[";
@@ -205,6 +214,40 @@ Status ConfigReader::get(const std::string& key, std::vector<std::string>& out) 
     out = std::move(values);
     return Status::ok();
   });
+}
+
+Status ConfigReader::get(const std::string& key, std::vector<Row>& out) {
+  return traced(key, out, [&]() -> Status { return get_rows(key, out); });
+}
+
+Status ConfigReader::get_rows(const std::string& key, std::vector<Row>& out) {
+  known_.insert(key);
+  auto node = doc_->table.at_path(key);
+  if (!node) return Status::ok();
+  const std::string expected = "an array of tables of integers and strings (e.g. [{type = \"dense\", units = 10}])";
+  auto* arr = node.as_array();
+  if (!arr) return wrong(key, expected);
+  std::vector<Row> rows;
+  for (auto& el : *arr) {
+    auto* t = el.as_table();
+    if (!t) return wrong(key, expected);
+    Row row;
+    for (auto&& [k, v] : *t) {
+      Value value;
+      if (auto i = v.value_exact<int64_t>()) {
+        value.is_int = true;
+        value.number = *i;
+      } else if (auto str = v.value_exact<std::string>()) {
+        value.text = *str;
+      } else {
+        return wrong(key + "[" + std::to_string(rows.size()) + "]." + std::string(k.str()), "an integer or a string");
+      }
+      row.emplace_back(std::string(k.str()), std::move(value));
+    }
+    rows.push_back(std::move(row));
+  }
+  out = std::move(rows);
+  return Status::ok();
 }
 
 Status ConfigReader::unknown_keys_error() const {

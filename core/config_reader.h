@@ -58,11 +58,22 @@ class ConfigReader {
   // From now on, appends every getter call to *reads (null: stops).
   void trace(std::vector<KeyRead>* reads) { trace_ = reads; }
 
+  // An array of inline tables whose values are integers or strings, e.g. a job file's
+  // model.layers = [{type = "conv2d", filters = 32, kernel = 3}, ...]: each table as its
+  // keys in order. The caller checks which keys each table may have.
+  struct Value {
+    bool is_int = false;
+    int64_t number = 0;
+    std::string text;
+  };
+  using Row = std::vector<std::pair<std::string, Value>>;
+  Status get(const std::string& key, std::vector<Row>& out);
   // A non-ok Status naming the first key present in the file that no getter read.
   Status unknown_keys_error() const;
   const std::string& origin() const { return origin_; }
 
  private:
+  Status get_rows(const std::string& key, std::vector<Row>& out);  // get() of rows, untraced
   struct Doc;
   ConfigReader(std::unique_ptr<Doc> doc, std::string origin);
   Status wrong(const std::string& key, const std::string& expected) const;

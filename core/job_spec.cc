@@ -113,9 +113,107 @@ Status parse_privacy(ConfigReader& r, const std::string& origin, JobSpec& s) {
   return Status::ok();
 }
 
+// model.layers: each table's type and the keys that type takes.
+Status parse_layers(ConfigReader& r, const std::string& origin, JobSpec& s) {
+  std::vector<ConfigReader::Row> rows;
+  CUSTODY_RETURN_IF_ERROR(r.get("model.layers", rows));
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const std::string where = origin + ": model.layers[" + std::to_string(i) + "]";
+    std::string type;
+    for (const auto& [k, v] : rows[i]) {
+      if (k == "type") type = v.text;
+    }
+    struct Arg {
+      const char* key;
+      int* out;
+      int min, max, fallback;
+    };
+    LayerSpec layer;
+    std::vector<Arg> args;
+    if (type == "dense") {
+      layer.kind = LayerKind::kDense;
+      args.push_back({"units", &layer.units, 1, 1 << 20, 0});
+    } else if (type == "conv2d") {
+      layer.kind = LayerKind::kConv2D;
+      args.push_back({"filters", &layer.units, 1, 4096, 0});
+      args.push_back({"kernel", &layer.kernel, 1, 64, 0});
+    } else if (type == "maxpool") {
+      layer.kind = LayerKind::kMaxPool;
+      args.push_back({"size", &layer.kernel, 1, 64, 2});
+    } else if (type == "flatten") {
+      layer.kind = LayerKind::kFlatten;
+    } else {
+      return invalid_argument(where + ": key 'type' must be \"conv2d\", \"maxpool\", \"flatten\" or \"dense\"" +
+                              (type.empty() ? std::string(", and is missing") : ", got \"" + type + "\""));
+    }
+    for (Arg& a : args) *a.out = a.fallback;
+    std::vector<std::string> given;
+    for (const auto& [k, v] : rows[i]) {
+      if (k == "type") continue;
+      Arg* arg = nullptr;
+      for (Arg& a : args) {
+        if (k == a.key) arg = &a;
+      }
+      if (arg == nullptr) {
+        std::string takes;
+        for (const Arg& a : args) takes += std::string(takes.empty() ? "" : ", ") + a.key;
+        return invalid_argument(where + ": a " + type + " layer has no key '" + k + "' (it takes " +
+                                (takes.empty() ? std::string("none") : takes) + ")");
+      }
+      if (!v.is_int || v.number < arg->min || v.number > arg->max) {
+        return invalid_argument(where + ": key '" + k + "' must be an integer in [" + std::to_string(arg->min) +
+                                ", " + std::to_string(arg->max) + "]");
+      }
+      *arg->out = static_cast<int>(v.number);
+      given.push_back(k);
+    }
+    for (const Arg& a : args) {
+      if (a.fallback == 0 && std::find(given.begin(), given.end(), a.key) == given.end()) {
+        return invalid_argument(where + ": a " + type + " layer needs key '" + a.key + "'");
+      }
+    }
+    s.layers.push_back(layer);
+  }
+  return Status::ok();
+}
+
 }  // namespace
 
+Result<Model> JobSpec::make_model(int input_features) const {
+  const Activation act = parse_activation(activation).value_or(Activation::kRelu);
+  if (layers.empty()) return Model::make(layer_sizes(input_features), act);
+  Shape in{input_features, 1, 1};
+  const bool spatial = std::any_of(layers.begin(), layers.end(), [](const LayerSpec& l) {
+    return l.kind == LayerKind::kConv2D || l.kind == LayerKind::kMaxPool;
+  });
+  if (input_shape.size() == 3) {
+    in = Shape{input_shape[0], input_shape[1], input_shape[2]};
+    if (in.size() != input_features) {
+      return invalid_argument("model.input_shape " + std::to_string(in.channels) + "x" + std::to_string(in.height) +
+                              "x" + std::to_string(in.width) + " holds " + std::to_string(in.size()) +
+                              " values, but the data has " + std::to_string(input_features) + " per sample");
+    }
+  } else if (spatial) {
+    int side = 1;
+    while (side * side < input_features) ++side;
+    if (side * side != input_features) {
+      return invalid_argument("the data's " + std::to_string(input_features) +
+                              " values per sample are not a square image: set model.input_shape = "
+                              "[channels, height, width]");
+    }
+    in = Shape{1, side, side};
+  }
+  auto m = Model::make(in, layers, act);
+  if (!m.is_ok()) return invalid_argument("model.layers: " + m.status().message());
+  return m;
+}
+
 std::vector<int> JobSpec::layer_sizes(int input_features) const {
+  if (!layers.empty()) {
+    auto m = make_model(input_features);
+    if (m.is_ok()) return m->layer_sizes();
+    return {input_features, classes};
+  }
   std::vector<int> sizes{input_features};
   if (model == "mlp") sizes.insert(sizes.end(), hidden.begin(), hidden.end());
   sizes.push_back(classes);
@@ -144,9 +242,53 @@ Result<JobSpec> parse_job_spec(std::string_view toml_text, const std::string& or
   CUSTODY_RETURN_IF_ERROR(r.get("job.staleness", s.staleness, 0, 1000000));
   CUSTODY_RETURN_IF_ERROR(r.get("job.checkpoint_every_steps", s.checkpoint_every_steps, 0, INT64_MAX));
   CUSTODY_RETURN_IF_ERROR(r.get("job.init_from", s.init_from));
-  CUSTODY_RETURN_IF_ERROR(r.get("model.type", s.model, {"mlp", "softmax"}));
-  CUSTODY_RETURN_IF_ERROR(r.get("model.hidden", s.hidden, 1, 65536));
-  CUSTODY_RETURN_IF_ERROR(r.get("model.classes", s.classes, 2, 256));
+  std::string type;  // empty: not given
+  std::vector<int> hidden{-1};  // {-1}: not given
+  int classes = -1;             // -1: not given
+  CUSTODY_RETURN_IF_ERROR(r.get("model.type", type, {"mlp", "softmax", "layers"}));
+  CUSTODY_RETURN_IF_ERROR(r.get("model.hidden", hidden, 1, 65536));
+  CUSTODY_RETURN_IF_ERROR(r.get("model.classes", classes, 2, 256));
+  CUSTODY_RETURN_IF_ERROR(parse_layers(r, origin, s));
+  CUSTODY_RETURN_IF_ERROR(r.get("model.input_shape", s.input_shape, 1, 1 << 20));
+  if (!s.layers.empty()) {
+    if (!type.empty() && type != "layers") {
+      return invalid_argument(origin + ": key 'model.type' is \"" + type + "\", but model.layers describes the "
+                              "model; leave model.type out (or set it to \"layers\")");
+    }
+    if (hidden != std::vector<int>{-1}) {
+      return invalid_argument(origin + ": key 'model.hidden' is for model.type = \"mlp\"; with model.layers, "
+                              "list the dense layers there");
+    }
+    if (s.layers.back().kind != LayerKind::kDense) {
+      return invalid_argument(origin + ": the last of model.layers must be a dense layer (its units are the "
+                              "classes)");
+    }
+    if (classes != -1 && classes != s.layers.back().units) {
+      return invalid_argument(origin + ": key 'model.classes' (" + std::to_string(classes) +
+                              ") differs from the last dense layer's units (" +
+                              std::to_string(s.layers.back().units) + ")");
+    }
+    s.model = "layers";
+    s.classes = s.layers.back().units;
+    if (s.classes < 2 || s.classes > 256) {
+      return invalid_argument(origin + ": the last of model.layers has " + std::to_string(s.classes) +
+                              " units; they are the classes, in [2, 256]");
+    }
+  } else {
+    if (type == "layers") {
+      return invalid_argument(origin + ": model.type = \"layers\" needs model.layers (e.g. [{type = \"dense\", "
+                              "units = 10}])");
+    }
+    if (!s.input_shape.empty()) {
+      return invalid_argument(origin + ": key 'model.input_shape' is for model.layers");
+    }
+    if (!type.empty()) s.model = type;
+    if (hidden != std::vector<int>{-1}) s.hidden = hidden;
+    if (classes != -1) s.classes = classes;
+  }
+  if (!s.input_shape.empty() && s.input_shape.size() != 3) {
+    return invalid_argument(origin + ": key 'model.input_shape' is [channels, height, width]");
+  }
   CUSTODY_RETURN_IF_ERROR(r.get("model.activation", s.activation, {"relu", "tanh"}));
   CUSTODY_RETURN_IF_ERROR(r.get("optimizer.type", optimizer, {"sgd", "momentum", "adam"}));
   CUSTODY_RETURN_IF_ERROR(r.get("optimizer.learning_rate", s.optimizer.learning_rate, 1e-9f, 10.0f));
@@ -207,7 +349,7 @@ Result<JobSpec> parse_job_spec(std::string_view toml_text, const std::string& or
                             ") is smaller than 'data.synthetic.classes' (" +
                             std::to_string(s.data.synthetic_classes) + ")");
   }
-  if (s.model != "mlp" && s.activation != "relu") {
+  if (s.model == "softmax" && s.activation != "relu") {
     return invalid_argument(origin + ": key 'model.activation' is for an mlp's hidden layers; a softmax model "
                                      "has none");
   }
@@ -245,6 +387,17 @@ std::string JobSpec::canonical_form() const {
   line("model.type", model);
   line("model.hidden", model == "mlp" ? list(hidden) : "[]");
   line("model.classes", classes);
+  if (!layers.empty()) {  // only for layered models, so that every other job keeps its hash
+    std::string text;
+    for (const LayerSpec& l : layers) {
+      text += std::string(text.empty() ? "" : " ") + to_string(l.kind);
+      if (l.kind == LayerKind::kDense) text += ":" + std::to_string(l.units);
+      if (l.kind == LayerKind::kConv2D) text += ":" + std::to_string(l.units) + ":" + std::to_string(l.kernel);
+      if (l.kind == LayerKind::kMaxPool) text += ":" + std::to_string(l.kernel);
+    }
+    line("model.layers", text);
+    if (!input_shape.empty()) line("model.input_shape", list(input_shape));
+  }
   // Only when not the default, so that every job spec written before it keeps its hash.
   if (activation != "relu") line("model.activation", activation);
   line("optimizer.type", to_string(optimizer.kind));

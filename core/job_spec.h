@@ -10,6 +10,7 @@
 
 #include "core/config_reader.h"
 #include "core/error.h"
+#include "core/model.h"
 #include "core/optimizer.h"
 
 namespace custody {
@@ -79,10 +80,15 @@ const char* to_string(PrivacySpec::Sampling s);
 
 struct JobSpec {
   std::string name = "job";
-  std::string model = "mlp";       // "mlp" or "softmax"
+  std::string model = "mlp";       // "mlp", "softmax" or "layers" (model.layers is set)
   std::vector<int> hidden{256, 128};  // mlp only
-  std::string activation = "relu";    // mlp only: the hidden layers' "relu" or "tanh"
-  int classes = 10;
+  std::string activation = "relu";    // mlp and layers: the hidden layers' "relu" or "tanh"
+  int classes = 10;                   // layers: the last dense layer's units
+  // model = "layers": the model as a list of layers (configs/jobs/fashion_cnn.toml), and
+  // the sample's [channels, height, width]; empty: a square one-channel image when the
+  // layers need one (IDX images: 28x28 from 784 pixels), else a flat feature vector.
+  std::vector<LayerSpec> layers;
+  std::vector<int> input_shape;
   int epochs = 10;
   int batch_size = 64;  // per worker and step
   int workers = 2;
@@ -107,8 +113,14 @@ struct JobSpec {
   // not), so that two files meaning the same job hash the same.
   std::string canonical_form() const;
 
-  // {input, hidden..., classes}; softmax regression has no hidden layers.
+  // {input, hidden..., classes}; softmax regression has no hidden layers. A layered model:
+  // its Model::layer_sizes() (each layer's output size), {input, classes} if it cannot be built.
   std::vector<int> layer_sizes(int input_features) const;
+
+  // The job's model for data with input_features values per sample. Errors name the
+  // model.* key and what does not fit (a layer larger than its input, an input_shape
+  // that does not multiply to the data's features).
+  Result<Model> make_model(int input_features) const;
 };
 
 // Parses and validates a job file. origin names it in errors ("configs/jobs/x.toml").

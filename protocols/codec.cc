@@ -438,6 +438,7 @@ void encode_body(wire::Envelope::Body::Builder b, const Body& body) {
             e.setUsageId(text(m.usage_id));
             e.setReceipt(text(m.receipt));
             e.setModelCard(text(m.model_card));
+            e.setArchitecture(text(m.architecture));
           },
           [&](const Predict& m) {
             auto e = b.initPredict();
@@ -789,6 +790,7 @@ Result<Body> decode_body(wire::Envelope::Body::Reader b, const std::shared_ptr<c
       m.usage_id = str(r.getUsageId());
       m.receipt = str(r.getReceipt());
       m.model_card = str(r.getModelCard());
+      m.architecture = str(r.getArchitecture());
       return Body(std::move(m));
     }
     case W::PREDICT: {

@@ -422,6 +422,8 @@ struct ExportReply {
   usageId @4 :Text;         # the usage record written for this export
   receipt @5 :Text;         # JSON receipt of that record, as for predictions
   modelCard @6 :Text;       # JSON model card from the custody store (storage/model_card.h)
+  architecture @7 :Text;    # a model with conv/pool/flatten layers: core/model.h's text
+                            # ("1x28x28 conv2d:32:3 ..."); empty: layerSizes describe it
 }
 
 # cli -> coordinator (its serving actor): class probabilities for rows of input. Every

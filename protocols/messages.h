@@ -221,6 +221,7 @@ struct ExportReply {
   std::string usage_id;
   std::string receipt;  // JSON, see custody.capnp
   std::string model_card;  // JSON, storage/model_card.h
+  std::string architecture;  // Model::architecture() of a model with conv layers; empty: dense
 };
 
 struct Predict {

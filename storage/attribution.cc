@@ -180,9 +180,7 @@ Result<AttributionQuestion> prepare_attribution(const CustodyStore& store, const
   CUSTODY_ASSIGN_OR_RETURN(auto manifest, store.checkpoint(checkpoint));
   if (!manifest) return not_found("no checkpoint '" + checkpoint + "' in the custody store");
   CUSTODY_ASSIGN_OR_RETURN(Run run, load_run(store, manifest->value("job", "")));
-  const Activation activation = parse_activation(run.spec.activation).value_or(Activation::kRelu);
-  CUSTODY_ASSIGN_OR_RETURN(auto model,
-                           Model::make((*manifest)["layer_sizes"].get<std::vector<int>>(), activation));
+  CUSTODY_ASSIGN_OR_RETURN(auto model, model_of_manifest(*manifest));
   if (run.data.train.features != model.input_size()) {
     return failed_precondition("the data set of run " + run.id + " has " +
                                std::to_string(run.data.train.features) +

@@ -88,6 +88,9 @@ Result<std::string> add_checkpoint(Batch& batch, const Model& model, const std::
                     {"layer_sizes", model.layer_sizes()},
                     {"tensors", tensors}};
   if (spec.activation != "relu") manifest["activation"] = spec.activation;
+  // What serving, export and TracIn need to rebuild a model that layer sizes cannot
+  // describe; absent for dense-only models, whose manifests stay as they were.
+  if (!model.dense_only()) manifest["architecture"] = model.architecture();
   if (optimizer && !state_tensor_names(optimizer->kind).empty()) {
     json state = json::array();
     const auto& names = state_tensor_names(optimizer->kind);
@@ -115,6 +118,25 @@ Result<std::string> add_checkpoint(Batch& batch, const Model& model, const std::
   batch.relation(lineage::rel::kProduced, spec.job, id, {{"step", spec.step}});
   if (!spec.parent.empty()) batch.relation(lineage::rel::kDerivedFrom, id, spec.parent);
   return id;
+}
+
+Result<Model> model_of_manifest(const json& manifest) {
+  const std::string name = manifest.value("activation", std::string("relu"));
+  const auto activation = parse_activation(name);
+  if (!activation) return data_loss("checkpoint " + manifest.value("id", "?") + " names an unknown activation '" + name + "'");
+  Result<Model> model = invalid_argument("no model");
+  if (manifest.contains("architecture") && manifest["architecture"].is_string()) {
+    model = Model::parse_architecture(manifest["architecture"].get<std::string>(), *activation);
+  } else if (manifest.contains("layer_sizes") && manifest["layer_sizes"].is_array() &&
+             std::all_of(manifest["layer_sizes"].begin(), manifest["layer_sizes"].end(),
+                         [](const json& v) { return v.is_number_integer(); })) {
+    model = Model::make(manifest["layer_sizes"].get<std::vector<int>>(), *activation);
+  }
+  if (!model.is_ok()) {
+    return data_loss("checkpoint " + manifest.value("id", "?") + " does not describe its model: " +
+                     model.status().message());
+  }
+  return model;
 }
 
 Result<std::vector<float>> load_checkpoint(const CustodyStore& store, const std::string& id, json* manifest_out) {

@@ -94,6 +94,10 @@ Result<std::string> add_checkpoint(Batch& batch, const Model& model, const std::
 // (CustodyStore::keys). Errors: unknown id (not found); a missing or altered tensor, or
 // one that does not open under its key (data loss, naming the tensor); a tensor sealed
 // under a key the store's keys do not hold (failed precondition, naming the key version).
+// The model a checkpoint's manifest describes: its "architecture" (models with conv, pool
+// or flatten layers) or its "layer_sizes", with its "activation" (default relu).
+Result<Model> model_of_manifest(const json& manifest);
+
 Result<std::vector<float>> load_checkpoint(const CustodyStore& store, const std::string& id, json* manifest);
 
 // The optimizer state a checkpoint's manifest names, every tensor's hash checked; nullopt

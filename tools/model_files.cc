@@ -5,6 +5,8 @@
 
 #include <onnx/onnx_pb.h>
 
+#include "core/model.h"
+
 namespace custody::cli {
 namespace {
 
@@ -161,6 +163,157 @@ Result<std::string> onnx_model(const ExportedModel& m, const std::vector<Layer>&
   return out;
 }
 
+// A model with conv, pool or flatten layers, rebuilt from its architecture text; its
+// values must be exactly its parameters.
+Result<Model> layered_model(const ExportedModel& m) {
+  const auto activation = parse_activation(m.hidden_activation);
+  if (!activation) {
+    return invalid_argument("hidden activation '" + m.hidden_activation + "' cannot be exported (relu or tanh)");
+  }
+  CUSTODY_ASSIGN_OR_RETURN(Model model, Model::parse_architecture(m.architecture, *activation));
+  if (model.num_parameters() != m.values.size()) {
+    return invalid_argument("the checkpoint holds " + std::to_string(m.values.size()) + " values, but its model " +
+                            m.architecture + " has " + std::to_string(model.num_parameters()));
+  }
+  return model;
+}
+
+// Tensor t as the files hold it: a dense weight transposed to row-major [out, in] (as
+// weight_out_by_in), a conv weight and every bias as they lie in the flat layout.
+std::vector<float> file_tensor(const ExportedModel& m, const Model::Tensor& t) {
+  if (t.shape.size() == 2) {
+    return weight_out_by_in(m, Layer{static_cast<uint32_t>(t.shape[1]), static_cast<uint32_t>(t.shape[0]), t.offset, 0});
+  }
+  return std::vector<float>(m.values.begin() + static_cast<std::ptrdiff_t>(t.offset),
+                            m.values.begin() + static_cast<std::ptrdiff_t>(t.offset + t.size));
+}
+
+Result<std::string> layered_safetensors(const ExportedModel& m, const Model& model) {
+  json header = json::object();
+  std::string data;
+  for (const Model::Tensor& t : model.tensors()) {
+    const std::vector<float> v = file_tensor(m, t);
+    header[t.name] = {{"dtype", "F32"}, {"shape", t.shape}, {"data_offsets", {data.size(), data.size() + v.size() * 4}}};
+    append_floats(data, v.data(), v.size());
+  }
+  json meta = json::object();
+  for (auto& [k, v] : m.metadata.items()) meta[k] = v.is_string() ? v.get<std::string>() : v.dump();
+  header["__metadata__"] = meta;
+  std::string text = header.dump();
+  text.append((8 - text.size() % 8) % 8, ' ');
+  std::string out(8, '\0');
+  const uint64_t n = text.size();
+  for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((n >> (8 * i)) & 0xff);
+  return out + text + data;
+}
+
+void add_ints_attribute(onnx::NodeProto* node, const std::string& name, std::vector<int64_t> values) {
+  onnx::AttributeProto* a = node->add_attribute();
+  a->set_name(name);
+  a->set_type(onnx::AttributeProto::INTS);
+  for (int64_t v : values) a->add_ints(v);
+}
+
+// The same graph as onnx_model() for an MLP, with the image layers in between: the scaled
+// [N, C*H*W] input reshaped to NCHW (Custody's per-sample order is C, H, W), Conv ('valid',
+// stride 1; its weight is the flat layout's [F, C, kh, kw] as is), MaxPool (stride = size),
+// Flatten (axis 1: the same C, H, W order dense layers read).
+Result<std::string> layered_onnx(const ExportedModel& m, const Model& model) {
+  onnx::ModelProto proto;
+  proto.set_ir_version(7);
+  proto.set_producer_name("custody");
+  proto.set_model_version(1);
+  onnx::OperatorSetIdProto* opset = proto.add_opset_import();
+  opset->set_domain("");
+  opset->set_version(13);
+  for (auto& [k, v] : m.metadata.items()) {
+    onnx::StringStringEntryProto* e = proto.add_metadata_props();
+    e->set_key(k);
+    e->set_value(v.is_string() ? v.get<std::string>() : v.dump());
+  }
+  onnx::GraphProto& g = *proto.mutable_graph();
+  g.set_name("custody_layers");
+  set_float_matrix_type(g.add_input(), "input", "N", model.input_size());
+  set_float_matrix_type(g.add_output(), "probabilities", "N", model.num_classes());
+  add_initializer(g, "input_scale", {}, &m.input_scale, 1);
+  add_node(g, "Mul", "scale", {"input", "input_scale"}, "scaled");
+  std::string x = "scaled";
+  const Shape in = model.input_shape();
+  if (!in.flat()) {
+    onnx::TensorProto* shape = g.add_initializer();
+    shape->set_name("image_shape");
+    shape->set_data_type(onnx::TensorProto::INT64);
+    shape->add_dims(4);
+    for (int64_t d : {int64_t{-1}, int64_t{in.channels}, int64_t{in.height}, int64_t{in.width}}) shape->add_int64_data(d);
+    add_node(g, "Reshape", "image", {x, "image_shape"}, "image");
+    x = "image";
+  }
+  const std::vector<Model::Tensor> tensors = model.tensors();
+  const auto tensor = [&](const std::string& name) -> const Model::Tensor& {
+    for (const auto& t : tensors) {
+      if (t.name == name) return t;
+    }
+    return tensors.front();  // unreachable: every conv and dense layer has both tensors
+  };
+  const auto& layers = model.layers();
+  for (size_t l = 0; l < layers.size(); ++l) {
+    const bool last = l + 1 == layers.size();
+    const std::string weight = name_of(l, "weight"), bias = name_of(l, "bias");
+    const std::string y = last ? "logits" : name_of(l, "out");
+    switch (layers[l].kind) {
+      case LayerKind::kDense:
+      case LayerKind::kConv2D: {
+        const Model::Tensor& w = tensor(weight);
+        const std::vector<float> wv = file_tensor(m, w);
+        add_initializer(g, weight, std::vector<int64_t>(w.shape.begin(), w.shape.end()), wv.data(), wv.size());
+        const Model::Tensor& b = tensor(bias);
+        add_initializer(g, bias, {b.shape[0]}, m.values.data() + b.offset, b.size);
+        if (layers[l].kind == LayerKind::kDense) {
+          onnx::NodeProto* gemm = add_node(g, "Gemm", name_of(l, "gemm"), {x, weight, bias}, y);
+          onnx::AttributeProto* trans_b = gemm->add_attribute();
+          trans_b->set_name("transB");
+          trans_b->set_type(onnx::AttributeProto::INT);
+          trans_b->set_i(1);
+        } else {
+          onnx::NodeProto* conv = add_node(g, "Conv", name_of(l, "conv"), {x, weight, bias}, y);
+          add_ints_attribute(conv, "kernel_shape", {layers[l].kernel, layers[l].kernel});
+        }
+        x = y;
+        if (!last) {
+          add_node(g, m.hidden_activation == "tanh" ? "Tanh" : "Relu", name_of(l, "activation"), {x},
+                   name_of(l, "activation"));
+          x = name_of(l, "activation");
+        }
+        break;
+      }
+      case LayerKind::kMaxPool: {
+        onnx::NodeProto* pool = add_node(g, "MaxPool", name_of(l, "maxpool"), {x}, y);
+        add_ints_attribute(pool, "kernel_shape", {layers[l].kernel, layers[l].kernel});
+        add_ints_attribute(pool, "strides", {layers[l].kernel, layers[l].kernel});
+        x = y;
+        break;
+      }
+      case LayerKind::kFlatten: {
+        onnx::NodeProto* flatten = add_node(g, "Flatten", name_of(l, "flatten"), {x}, y);
+        onnx::AttributeProto* axis = flatten->add_attribute();
+        axis->set_name("axis");
+        axis->set_type(onnx::AttributeProto::INT);
+        axis->set_i(1);
+        x = y;
+        break;
+      }
+    }
+  }
+  onnx::NodeProto* softmax = add_node(g, "Softmax", "softmax", {x}, "probabilities");
+  onnx::AttributeProto* axis = softmax->add_attribute();
+  axis->set_name("axis");
+  axis->set_type(onnx::AttributeProto::INT);
+  axis->set_i(1);
+  std::string out;
+  if (!proto.SerializeToString(&out)) return internal_error("the ONNX model could not be serialized");
+  return out;
+}
+
 }  // namespace
 
 Result<ModelFileFormat> model_file_format(const std::string& name, const std::string& path) {
@@ -186,6 +339,18 @@ const char* to_string(ModelFileFormat f) {
 }
 
 Result<std::string> model_file_bytes(ModelFileFormat format, const ExportedModel& m) {
+  if (!m.architecture.empty()) {
+    CUSTODY_ASSIGN_OR_RETURN(const Model model, layered_model(m));
+    switch (format) {
+      case ModelFileFormat::kRaw: {
+        std::string out;
+        append_floats(out, m.values.data(), m.values.size());
+        return out;
+      }
+      case ModelFileFormat::kSafetensors: return layered_safetensors(m, model);
+      case ModelFileFormat::kOnnx: return layered_onnx(m, model);
+    }
+  }
   CUSTODY_ASSIGN_OR_RETURN(const std::vector<Layer> layers, layers_of(m));
   switch (format) {
     case ModelFileFormat::kRaw: {
@@ -218,7 +383,9 @@ std::string model_card_markdown(const json& c) {
   md << "| test accuracy | " << text(c.value("test_accuracy", json())) << " |\n";
   md << "| submitter | " << text(c.value("submitter", json())) << " |\n";
   const json& arch = c.value("architecture", json::object());
-  md << "| architecture | layers " << text(arch.value("layer_sizes", json())) << ", hidden "
+  md << "| architecture | "
+     << (arch.contains("layers") ? text(arch["layers"]) + " (outputs per layer " : std::string("layers "))
+     << text(arch.value("layer_sizes", json())) << (arch.contains("layers") ? ")" : "") << ", hidden "
      << text(arch.value("hidden_activation", json())) << ", " << text(arch.value("output", json())) << " |\n";
   const json& pre = c.value("preprocessing", json::object());
   md << "| input | " << text(pre.value("input", json())) << "; scaled by " << text(pre.value("scale", json()))

@@ -30,6 +30,10 @@ const char* to_string(ModelFileFormat f);
 
 struct ExportedModel {
   std::vector<uint32_t> layer_sizes;  // {in, hidden..., classes}
+  // A model with conv, pool or flatten layers: core/model.h's architecture text, which then
+  // describes the model instead of layer_sizes. ONNX: Reshape to NCHW, Conv, Relu/Tanh,
+  // MaxPool, Flatten, Gemm; safetensors: conv weights as [filters, in_channels, kh, kw].
+  std::string architecture;
   std::string hidden_activation = "relu";  // "relu" or "tanh"
   float input_scale = 1.0f;
   std::vector<float> values;  // Custody's flat layout (core/model.h)

@@ -76,8 +76,15 @@ Status export_weights(Session& s, const ServeArgs& a) {
   if (card.is_discarded() || !card.is_object()) {
     return data_loss("the coordinator's reply carries no readable model card; is it older than this CLI?");
   }
+  if (!x.architecture.empty()) {
+    // A conv model: its layers, which the recorded layer sizes alone do not describe.
+    card["architecture"]["layers"] = x.architecture;
+    card["architecture"]["parameters"] =
+        "per layer: dense weight (out x in, column-major) or conv2d weight [filters, in_channels, kh, kw], then bias";
+  }
   ExportedModel model;
   model.layer_sizes = x.layer_sizes;
+  model.architecture = x.architecture;
   model.values = std::move(x.values);
   model.hidden_activation = card["architecture"].value("hidden_activation", std::string("relu"));
   model.input_scale = card["preprocessing"].value("scale", 1.0f);
@@ -85,6 +92,7 @@ Status export_weights(Session& s, const ServeArgs& a) {
                     {"custody_root_hash", x.root_hash},
                     {"custody_usage_id", x.usage_id},
                     {"layer_sizes", json(x.layer_sizes).dump()},
+                    {"architecture", x.architecture},
                     {"hidden_activation", model.hidden_activation},
                     {"input_scale", json(model.input_scale).dump()},
                     {"model_card", a.out_file + ".card.json"}};
@@ -102,6 +110,7 @@ Status export_weights(Session& s, const ServeArgs& a) {
         json{{"checkpoint", x.checkpoint},
              {"root_hash", x.root_hash},
              {"layer_sizes", x.layer_sizes},
+             {"architecture", x.architecture},
              {"format", "little-endian float32, the model's flat layout (docs/ARCHITECTURE.md)"},
              {"usage_id", x.usage_id}}
                 .dump(2) +

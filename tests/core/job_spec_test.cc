@@ -81,10 +81,68 @@ TEST(JobSpecTest, SspTakesAStalenessBound) {
 }
 
 TEST(JobSpecTest, TheShippedJobFilesParse) {
-  for (const char* f : {"fashion_mlp.toml", "fashion_softmax.toml", "fashion_mlp_private.toml"}) {
+  for (const char* f : {"fashion_mlp.toml", "fashion_softmax.toml", "fashion_mlp_private.toml", "fashion_cnn.toml"}) {
     auto spec = read_job_file(std::string(CUSTODY_SOURCE_DIR) + "/configs/jobs/" + f);
     EXPECT_TRUE(spec.is_ok()) << f << ": " << spec.status().to_string();
+    if (spec.is_ok() && std::string(f) != "fashion_cnn.toml") {
+      EXPECT_EQ(spec->canonical_form().find("model.layers"), std::string::npos) << "older hashes unchanged";
+    }
   }
+}
+
+TEST(JobSpecTest, TheSeedsCnnIsAListOfLayersOnTheDatasSquareImages) {
+  auto spec = read_job_file(std::string(CUSTODY_SOURCE_DIR) + "/configs/jobs/fashion_cnn.toml");
+  ASSERT_TRUE(spec.is_ok()) << spec.status().to_string();
+  EXPECT_EQ(spec->model, "layers");
+  EXPECT_EQ(spec->classes, 10);
+  auto model = spec->make_model(784);
+  ASSERT_TRUE(model.is_ok()) << model.status().to_string();
+  EXPECT_EQ(model->architecture(), "1x28x28 conv2d:32:3 maxpool:2 flatten dense:128 dense:10");
+  EXPECT_NE(spec->canonical_form().find("model.layers = conv2d:32:3 maxpool:2 flatten dense:128 dense:10"),
+            std::string::npos);
+  // Not a square image, and no input_shape: refused naming the key to set.
+  auto odd = spec->make_model(785);
+  ASSERT_FALSE(odd.is_ok());
+  EXPECT_NE(odd.status().message().find("model.input_shape"), std::string::npos) << odd.status().message();
+  // An MLP written as layers is the MLP (and flat features need no shape).
+  auto dense = parse_job_spec("[model]\nlayers = [{type = \"dense\", units = 16}, {type = \"dense\", units = 3}]\n",
+                              "d.toml");
+  ASSERT_TRUE(dense.is_ok()) << dense.status().to_string();
+  auto m = dense->make_model(20);
+  ASSERT_TRUE(m.is_ok());
+  EXPECT_EQ(m->layer_sizes(), (std::vector<int>{20, 16, 3}));
+  EXPECT_TRUE(m->dense_only());
+  auto shaped = parse_job_spec("[model]\ninput_shape = [2, 4, 5]\nlayers = [{type = \"conv2d\", filters = 3, "
+                               "kernel = 2}, {type = \"flatten\"}, {type = \"dense\", units = 4}]\n",
+                               "s.toml");
+  ASSERT_TRUE(shaped.is_ok()) << shaped.status().to_string();
+  ASSERT_TRUE(shaped->make_model(40).is_ok());
+  auto wrong = shaped->make_model(41);
+  ASSERT_FALSE(wrong.is_ok());
+  EXPECT_NE(wrong.status().message().find("2x4x5 holds 40 values, but the data has 41"), std::string::npos);
+  auto too_big = parse_job_spec("[model]\nlayers = [{type = \"conv2d\", filters = 3, kernel = 30}, "
+                                "{type = \"flatten\"}, {type = \"dense\", units = 4}]\n", "k.toml");
+  ASSERT_TRUE(too_big.is_ok());
+  auto refused = too_big->make_model(784);
+  ASSERT_FALSE(refused.is_ok());
+  EXPECT_NE(refused.status().message().find("model.layers: layer 1 (conv2d): kernel 30 does not fit its 1x28x28"),
+            std::string::npos) << refused.status().message();
+}
+
+TEST(JobSpecTest, ImpossibleLayerListsAreRefusedByName) {
+  expect_refused("[model]\nlayers = [{type = \"conv\", filters = 3, kernel = 3}, {type = \"dense\", units = 2}]\n",
+                 "model.layers[0]: key 'type' must be");
+  expect_refused("[model]\nlayers = [{type = \"dense\", unit = 3}]\n", "a dense layer has no key 'unit' (it takes units)");
+  expect_refused("[model]\nlayers = [{type = \"conv2d\", filters = 3}, {type = \"dense\", units = 2}]\n",
+                 "model.layers[0]: a conv2d layer needs key 'kernel'");
+  expect_refused("[model]\nlayers = [{type = \"dense\", units = 0}]\n", "key 'units' must be an integer in [1,");
+  expect_refused("[model]\nlayers = [{type = \"flatten\"}]\n", "must be a dense layer");
+  expect_refused("[model]\ntype = \"mlp\"\nlayers = [{type = \"dense\", units = 2}]\n", "model.type");
+  expect_refused("[model]\nhidden = [3]\nlayers = [{type = \"dense\", units = 2}]\n", "model.hidden");
+  expect_refused("[model]\nclasses = 3\nlayers = [{type = \"dense\", units = 2}]\n", "model.classes");
+  expect_refused("[model]\ntype = \"layers\"\n", "needs model.layers");
+  expect_refused("[model]\ninput_shape = [1, 28, 28]\n", "model.input_shape");
+  expect_refused("[model]\nlayers = \"conv2d\"\n", "model.layers");
 }
 
 TEST(JobSpecTest, UnknownKeyIsRefusedByName) {

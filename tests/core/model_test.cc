@@ -32,27 +32,35 @@ double mean_loss(const Model& m, const std::vector<float>& p, const SmallBatch& 
   return m.evaluate(p.data(), v, b.y.data(), ws).loss_sum / static_cast<double>(b.x.cols());
 }
 
-// Central finite differences in double-checked float: every parameter of a small MLP.
-void check_gradient(const std::vector<int>& sizes, Activation activation = Activation::kRelu) {
-  Model m(sizes, activation);
+// Central finite differences in double-checked float: every parameter of a small model.
+void check_gradient(const Model& m, float eps = 1e-2f) {
   std::vector<float> p = m.initial_parameters(3);
   // Non-zero biases, so their gradients are exercised away from the ReLU kink at 0.
   std::mt19937_64 rng(5);
   std::uniform_real_distribution<float> u(-0.1f, 0.1f);
   for (float& v : p) v += u(rng);
-  SmallBatch b = random_batch(sizes.front(), 7, sizes.back(), 11);
+  SmallBatch b = random_batch(m.input_size(), 7, m.num_classes(), 11);
   std::vector<float> g(m.num_parameters());
   Workspace ws;
   MatrixView v(b.x.data(), b.x.rows(), b.x.cols());
   m.gradient(p.data(), v, b.y.data(), g.data(), ws);
-  const float eps = 1e-2f;
   for (size_t i = 0; i < p.size(); ++i) {
     std::vector<float> plus = p, minus = p;
     plus[i] += eps;
     minus[i] -= eps;
     const double numeric = (mean_loss(m, plus, b) - mean_loss(m, minus, b)) / (2 * eps);
-    EXPECT_NEAR(g[i], numeric, 2e-3 + 2e-2 * std::abs(numeric)) << "parameter " << i;
+    EXPECT_NEAR(g[i], numeric, 2e-3 + 2e-2 * std::abs(numeric)) << m.architecture() << ": parameter " << i;
   }
+}
+
+void check_gradient(const std::vector<int>& sizes, Activation activation = Activation::kRelu) {
+  check_gradient(Model(sizes, activation));
+}
+
+Model model_of(const std::string& architecture, Activation activation = Activation::kRelu) {
+  auto m = Model::parse_architecture(architecture, activation);
+  EXPECT_TRUE(m.is_ok()) << m.status().message();
+  return std::move(m).value();
 }
 
 TEST(ModelTest, SoftmaxGradientMatchesFiniteDifferences) { check_gradient({5, 3}); }
@@ -129,6 +137,150 @@ TEST(ModelTest, SgdLearnsSyntheticDataWellAboveChance) {
   Matrix tx = features(test, 0, test.count);
   BatchStats st = m.evaluate(p.data(), MatrixView(tx.data(), 16, test.count), test.labels.data(), ws);
   EXPECT_GT(double(st.correct) / double(st.samples), 0.9);
+}
+
+// Every layer type, alone before a dense head and stacked: the conv's weights and bias, the
+// pool's routing of deltas to its maxima, flatten's identity, on multi-channel inputs. The
+// conv models take a smaller step: a conv weight feeds every position, so a step of 1e-2
+// moves some pre-activation across the ReLU kink and the difference quotient is off by 5%.
+TEST(ModelTest, ConvGradientMatchesFiniteDifferences) { check_gradient(model_of("2x6x5 conv2d:3:3 flatten dense:3"), 2e-3f); }
+TEST(ModelTest, MaxPoolGradientMatchesFiniteDifferences) {
+  check_gradient(model_of("2x6x6 maxpool:2 flatten dense:4 dense:3"));
+}
+TEST(ModelTest, FlattenGradientMatchesFiniteDifferences) { check_gradient(model_of("6 flatten dense:5 dense:3")); }
+TEST(ModelTest, StackedCnnGradientMatchesFiniteDifferences) {
+  check_gradient(model_of("2x8x7 conv2d:3:2 maxpool:2 conv2d:2:2 flatten dense:5 dense:3"), 2e-3f);
+  check_gradient(model_of("1x7x7 conv2d:2:3 maxpool:2 flatten dense:4 dense:3", Activation::kTanh));
+}
+
+// The weight layout is ONNX's [filters, in_channels, kh, kw]: weight (f, c, i, j) multiplies
+// input (c, oy + i, ox + j), and outputs are channel-major per sample.
+TEST(ModelTest, ConvolutionComputesTheOnnxLayoutByHand) {
+  Model m = model_of("2x3x3 conv2d:2:2 flatten dense:2");
+  std::vector<float> p(m.num_parameters(), 0.0f);
+  for (int i = 0; i < 16; ++i) p[i] = 0.01f * static_cast<float>(i + 1);  // [2, 2, 2, 2]
+  p[16] = 0.5f;                                                          // bias of filter 0
+  p[17] = -100.0f;                                                       // filter 1: ReLU zeroes it
+  std::vector<float> x(18);
+  for (int i = 0; i < 18; ++i) x[i] = static_cast<float>(i);  // (c, y, x) at c*9 + y*3 + x
+  Workspace ws;
+  m.predict(p.data(), MatrixView(x.data(), 18, 1), ws);
+  const Matrix& conv = ws.activations[1];
+  ASSERT_EQ(conv.rows(), 8);
+  for (int oy = 0; oy < 2; ++oy) {
+    for (int ox = 0; ox < 2; ++ox) {
+      float want = 0.5f;
+      for (int c = 0; c < 2; ++c)
+        for (int i = 0; i < 2; ++i)
+          for (int j = 0; j < 2; ++j) want += p[((0 * 2 + c) * 2 + i) * 2 + j] * x[c * 9 + (oy + i) * 3 + ox + j];
+      EXPECT_NEAR(conv(oy * 2 + ox, 0), want, 1e-5f) << "filter 0 at " << oy << "," << ox;
+      EXPECT_EQ(conv(4 + oy * 2 + ox, 0), 0.0f) << "filter 1 at " << oy << "," << ox;
+    }
+  }
+}
+
+TEST(ModelTest, TheSeedsCnnHasOnnxShapedTensorsAndRoundTripsItsArchitecture) {
+  const std::string text = "1x28x28 conv2d:32:3 maxpool:2 flatten dense:128 dense:10";
+  Model m = model_of(text);
+  EXPECT_EQ(m.architecture(), text);
+  EXPECT_FALSE(m.dense_only());
+  EXPECT_EQ(m.input_size(), 784);
+  EXPECT_EQ(m.num_classes(), 10);
+  EXPECT_EQ(m.layer_sizes(), (std::vector<int>{784, 32 * 26 * 26, 32 * 13 * 13, 5408, 128, 10}));
+  EXPECT_EQ(m.num_parameters(), 32u * 9 + 32 + 5408u * 128 + 128 + 128u * 10 + 10);
+  const auto t = m.tensors();
+  ASSERT_EQ(t.size(), 6u);
+  EXPECT_EQ(t[0].name, "layer1.weight");
+  EXPECT_EQ(t[0].shape, (std::vector<int>{32, 1, 3, 3}));
+  EXPECT_EQ(t[1].name, "layer1.bias");
+  EXPECT_EQ(t[1].offset, 288u);
+  EXPECT_EQ(t[2].name, "layer4.weight");
+  EXPECT_EQ(t[2].shape, (std::vector<int>{128, 5408}));
+  EXPECT_EQ(t[5].name, "layer5.bias");
+  EXPECT_EQ(t[5].offset + t[5].size, m.num_parameters());
+  // A dense-only model writes its feature count and reads back as the same MLP.
+  Model mlp({784, 256, 10});
+  EXPECT_EQ(mlp.architecture(), "784 dense:256 dense:10");
+  EXPECT_TRUE(model_of(mlp.architecture()).dense_only());
+  EXPECT_EQ(model_of(mlp.architecture()).layer_sizes(), mlp.layer_sizes());
+}
+
+TEST(ModelTest, ImpossibleArchitecturesAreRefusedNamingTheLayer) {
+  const auto error = [](const std::string& text) {
+    auto m = Model::parse_architecture(text);
+    EXPECT_FALSE(m.is_ok()) << text;
+    return m.is_ok() ? std::string() : m.status().message();
+  };
+  EXPECT_NE(error("1x28x28 dense:10").find("layer 1 (dense) gets a 1x28x28 image: put a flatten layer"),
+            std::string::npos);
+  EXPECT_NE(error("1x4x4 conv2d:2:5 flatten dense:2").find("layer 1 (conv2d): kernel 5 does not fit its 1x4x4"),
+            std::string::npos);
+  EXPECT_NE(error("1x4x4 conv2d:2:3 flatten").find("the last layer must be dense"), std::string::npos);
+  EXPECT_NE(error("1x4x4 conv2d:2:3 maxpool:3 flatten dense:2").find("layer 2 (maxpool): size 3"),
+            std::string::npos);
+  EXPECT_NE(error("1x4x4 conv:2:3 flatten dense:2").find("'conv:2:3' is not dense"), std::string::npos);
+  EXPECT_NE(error("1x28 flatten dense:2").find("not N or CxHxW"), std::string::npos);
+  EXPECT_NE(error("").find("empty"), std::string::npos);
+  EXPECT_NE(error("4 dense:1").find("number of classes"), std::string::npos);
+}
+
+// DP-SGD on a CNN: each example's gradient clipped to C (computed one example at a time),
+// so a large C gives the plain sum of the examples' gradients and a small one bounds it.
+TEST(ModelTest, ClippedSumOfACnnIsTheSumOfClippedExampleGradients) {
+  Model m = model_of("1x6x6 conv2d:2:3 maxpool:2 flatten dense:3");
+  auto p = m.initial_parameters(4);
+  SmallBatch b = random_batch(36, 5, 3, 8);
+  MatrixView v(b.x.data(), 36, 5);
+  Workspace ws;
+  std::vector<float> mean(m.num_parameters()), sum(m.num_parameters());
+  m.gradient(p.data(), v, b.y.data(), mean.data(), ws);
+  const BatchStats s = m.clipped_gradient_sum(p.data(), v, b.y.data(), 1e6f, sum.data(), ws);
+  EXPECT_EQ(s.samples, 5);
+  for (size_t i = 0; i < mean.size(); ++i) EXPECT_NEAR(sum[i], 5 * mean[i], 1e-4f + 1e-4f * std::abs(sum[i]));
+  m.clipped_gradient_sum(p.data(), v, b.y.data(), 0.01f, sum.data(), ws);
+  EXPECT_LE(Eigen::Map<Vector>(sum.data(), static_cast<Eigen::Index>(sum.size())).norm(), 5 * 0.01f + 1e-6f);
+}
+
+// Large batches of a conv model are evaluated in chunks (memory); the answers are those of
+// small batches, and predict leaves the last layer's input for the whole batch (TracIn).
+TEST(ModelTest, AConvModelPredictsALargeBatchAsItsParts) {
+  Model m = model_of("1x5x5 conv2d:2:2 maxpool:2 flatten dense:6 dense:3");
+  auto p = m.initial_parameters(2);
+  SmallBatch b = random_batch(25, 600, 3, 4);
+  Workspace ws;
+  const Matrix all = m.predict(p.data(), MatrixView(b.x.data(), 25, 600), ws);
+  const Matrix below = ws.activations[m.num_layers() - 1];
+  ASSERT_EQ(all.cols(), 600);
+  ASSERT_EQ(below.cols(), 600);
+  for (int first : {0, 250, 590}) {
+    const Matrix part = m.predict(p.data(), MatrixView(b.x.data() + first * 25, 25, 10), ws);
+    EXPECT_LT((part - all.middleCols(first, 10)).cwiseAbs().maxCoeff(), 1e-6f);
+    EXPECT_LT((ws.activations[m.num_layers() - 1] - below.middleCols(first, 10)).cwiseAbs().maxCoeff(), 1e-6f);
+  }
+  const BatchStats whole = m.evaluate(p.data(), MatrixView(b.x.data(), 25, 600), b.y.data(), ws);
+  EXPECT_EQ(whole.samples, 600);
+  int64_t correct = 0;
+  for (int i = 0; i < 600; ++i) {
+    Eigen::Index arg;
+    all.col(i).maxCoeff(&arg);
+    correct += arg == b.y[i];
+  }
+  EXPECT_EQ(whole.correct, correct);
+}
+
+// A dense-only model described as layers is the MLP itself, to the bit.
+TEST(ModelTest, AnMlpDescribedAsLayersIsTheSameModel) {
+  Model a({12, 8, 3});
+  auto made = Model::make(Shape{12, 1, 1}, {{LayerKind::kDense, 8, 0}, {LayerKind::kDense, 3, 0}});
+  ASSERT_TRUE(made.is_ok());
+  const Model& b = made.value();
+  EXPECT_EQ(a.num_parameters(), b.num_parameters());
+  EXPECT_EQ(a.initial_parameters(1), b.initial_parameters(1));
+  auto p = a.initial_parameters(1);
+  SmallBatch batch = random_batch(12, 4, 3, 1);
+  Workspace wa, wb;
+  MatrixView v(batch.x.data(), 12, 4);
+  EXPECT_TRUE(a.predict(p.data(), v, wa) == b.predict(p.data(), v, wb));
 }
 
 }  // namespace

@@ -196,5 +196,28 @@ TEST(Tracin, LearningRateAtACheckpointFollowsTheJobsSchedule) {
   EXPECT_FLOAT_EQ(interval_learning_rate(constant, 10, 70, 100), 0.03f);
 }
 
+// A CNN's TracIn uses its last dense layer: the factors' outer product is exactly that
+// layer's weight gradient of the example, the last block of the model's gradient.
+TEST(Tracin, ACnnsFactorsAreItsLastDenseLayersGradient) {
+  auto made = Model::parse_architecture("1x6x6 conv2d:3:3 maxpool:2 flatten dense:5 dense:4");
+  ASSERT_TRUE(made.is_ok());
+  const Model& model = made.value();
+  const Records r = random_records(36, 300, 4, 3);  // > 256: predict runs in chunks
+  const std::vector<float> p = model.initial_parameters(5);
+  Workspace ws;
+  const LastLayerFactors f = last_layer_factors(model, p.data(), r.view(), r.y.data(), ws);
+  ASSERT_EQ(f.inputs.rows(), 5);
+  ASSERT_EQ(f.inputs.cols(), 300);
+  std::vector<float> grad(model.num_parameters());
+  for (int i : {0, 150, 299}) {
+    model.gradient(p.data(), MatrixView(r.x.data() + i * 36, 36, 1), r.y.data() + i, grad.data(), ws);
+    const Model::Tensor w = model.tensors()[4];  // layer5.weight, 4 x 5 column-major
+    ASSERT_EQ(w.name, "layer5.weight");
+    const Matrix outer = f.errors.col(i) * f.inputs.col(i).transpose();
+    const Eigen::Map<const Matrix> g(grad.data() + w.offset, 4, 5);
+    EXPECT_LT((outer - g).cwiseAbs().maxCoeff(), 1e-5f) << "example " << i;
+  }
+}
+
 }  // namespace
 }  // namespace custody

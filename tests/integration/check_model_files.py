@@ -5,7 +5,8 @@ each gives the answers `custody predict` gave (tests/integration/model_files_tes
   check_model_files.py MODEL.onnx MODEL.safetensors MODEL.raw IMAGES.idx[.gz] ROWS PREDICTIONS.json
 
 ONNX: onnx.checker, then the graph evaluated node by node with NumPy (Mul, Gemm, Relu, Tanh,
-Softmax: the operators the exporter uses; any other is an error). safetensors: the header
+Softmax, and for models with image layers Reshape, Conv, MaxPool, Flatten: the operators the
+exporter uses; any other is an error). safetensors: the header
 parsed as the format's specification says, the tensors loaded by name and shape, and the
 MLP computed from them. raw: the documented flat layout (layer l: weight out x in
 column-major, then bias). Each must match the predictions to 1e-5. Exits 0 when all do.
@@ -39,6 +40,25 @@ def softmax(z):
     return e / e.sum(axis=1, keepdims=True)
 
 
+def conv2d(x, w, b):
+    """ONNX Conv with 'valid' padding and stride 1: x [N, C, H, W], w [F, C, k, k]."""
+    n, c, h, wd = x.shape
+    f, _, k, _ = w.shape
+    oh, ow = h - k + 1, wd - k + 1
+    y = np.zeros((n, f, oh, ow), dtype=np.float64)
+    for i in range(k):
+        for j in range(k):
+            patch = x[:, :, i:i + oh, j:j + ow].astype(np.float64)  # [N, C, OH, OW]
+            y += np.einsum("nchw,fc->nfhw", patch, w[:, :, i, j].astype(np.float64))
+    return (y + b.reshape(1, f, 1, 1)).astype(np.float32)
+
+
+def maxpool(x, s):
+    n, c, h, w = x.shape
+    oh, ow = h // s, w // s
+    return x[:, :, :oh * s, :ow * s].reshape(n, c, oh, s, ow, s).max(axis=(3, 5))
+
+
 def run_onnx(path, x):
     model = onnx.load(path)
     onnx.checker.check_model(model)
@@ -57,6 +77,19 @@ def run_onnx(path, x):
             y = np.maximum(i[0], 0)
         elif node.op_type == "Tanh":
             y = np.tanh(i[0])
+        elif node.op_type == "Reshape":
+            y = i[0].reshape([int(d) for d in i[1]])
+        elif node.op_type == "Conv":
+            assert list(a.get("kernel_shape")) == list(i[1].shape[2:]), a
+            assert not any(a.get("pads", [])) and set(a.get("strides", [1])) == {1}, a
+            y = conv2d(i[0], i[1], i[2])
+        elif node.op_type == "MaxPool":
+            k = list(a["kernel_shape"])
+            assert k[0] == k[1] and list(a["strides"]) == k, a
+            y = maxpool(i[0], k[0])
+        elif node.op_type == "Flatten":
+            assert a.get("axis", 1) == 1
+            y = i[0].reshape(i[0].shape[0], -1)
         elif node.op_type == "Softmax":
             assert a.get("axis") == 1
             y = softmax(i[0])
@@ -75,6 +108,34 @@ def mlp(layers, x, activation):
     return softmax(x)
 
 
+def layered(arch, tensor, x, activation):
+    """The model of an architecture text ("1x28x28 conv2d:32:3 maxpool:2 flatten dense:10",
+    core/model.h), its tensors fetched by name as the files hold them."""
+    words = arch.split()
+    shape = [int(d) for d in words[0].split("x")]
+    if len(shape) == 3:
+        x = x.reshape(x.shape[0], *shape)
+    act = (lambda z: np.maximum(z, 0)) if activation == "relu" else np.tanh
+    layers = words[1:]
+    for k, word in enumerate(layers):
+        kind, *args = word.split(":")
+        name = f"layer{k + 1}"
+        last = k + 1 == len(layers)
+        if kind == "conv2d":
+            x = act(conv2d(x, tensor(name + ".weight", "conv2d", args), tensor(name + ".bias", "bias", args)))
+        elif kind == "maxpool":
+            x = maxpool(x, int(args[0]))
+        elif kind == "flatten":
+            x = x.reshape(x.shape[0], -1)
+        elif kind == "dense":
+            x = x @ tensor(name + ".weight", "dense", [args[0], x.shape[1]]).T + tensor(name + ".bias", "bias", args)
+            if not last:
+                x = act(x)
+        else:
+            raise SystemExit(f"unknown layer {word}")
+    return softmax(x)
+
+
 def run_safetensors(path, x):
     data = open(path, "rb").read()
     (n,) = struct.unpack("<Q", data[:8])
@@ -86,6 +147,10 @@ def run_safetensors(path, x):
         assert t["dtype"] == "F32", t
         lo, hi = t["data_offsets"]
         tensors[name] = np.frombuffer(body[lo:hi], dtype="<f4").reshape(t["shape"])
+    scale = float(meta["input_scale"])
+    if meta.get("architecture"):
+        return layered(meta["architecture"], lambda name, *_: tensors[name], x * np.float32(scale),
+                       meta["hidden_activation"]), meta
     layers, k = [], 1
     while f"layer{k}.weight" in tensors:
         layers.append((tensors[f"layer{k}.weight"], tensors[f"layer{k}.bias"]))
@@ -94,8 +159,31 @@ def run_safetensors(path, x):
     return mlp(layers, x * np.float32(scale), meta["hidden_activation"]), meta
 
 
-def run_raw(path, x, sizes, scale, activation):
+def run_raw(path, x, sizes, scale, activation, arch=""):
     flat = np.fromfile(path, dtype="<f4")
+    if arch:
+        # The flat layout: a conv weight [F, C, k, k] row-major, a dense one out x in
+        # column-major, each followed by its bias, layer by layer.
+        at = [0]
+        channels = [int(arch.split()[0].split("x")[0])]
+
+        def take(name, kind, args):
+            if kind == "conv2d":
+                f, k = int(args[0]), int(args[1])
+                n, shape = f * channels[0] * k * k, (f, channels[0], k, k)
+                channels[0] = f
+            elif kind == "dense":
+                o, i = int(args[0]), int(args[1])
+                n, shape = o * i, None
+            else:
+                n, shape = int(args[0]), (int(args[0]),)
+            v = flat[at[0]:at[0] + n]
+            at[0] += n
+            return v.reshape(int(args[1]), int(args[0])).T if shape is None else v.reshape(shape)
+
+        probs = layered(arch, take, x * np.float32(scale), activation)
+        assert at[0] == flat.size, (at[0], flat.size)
+        return probs
     layers, off = [], 0
     for i, o in zip(sizes[:-1], sizes[1:]):
         w = flat[off:off + i * o].reshape(i, o).T  # out x in, column-major
@@ -116,7 +204,8 @@ def main():
     got, onnx_meta = run_onnx(onnx_path, x)
     st, st_meta = run_safetensors(st_path, x)
     sizes = json.loads(st_meta["layer_sizes"])
-    raw = run_raw(raw_path, x, sizes, float(st_meta["input_scale"]), st_meta["hidden_activation"])
+    raw = run_raw(raw_path, x, sizes, float(st_meta["input_scale"]), st_meta["hidden_activation"],
+                  st_meta.get("architecture", ""))
     for name, probs in (("onnx", got), ("safetensors", st), ("raw", raw)):
         worst = float(np.abs(probs - expected).max())
         ok = worst <= TOLERANCE and (probs.argmax(1) == expected.argmax(1)).all()

@@ -105,5 +105,51 @@ TEST(ModelFilesTest, OnnxSafetensorsAndRawGiveThePredictionsOfCustodyAndCarryAMo
   EXPECT_EQ(c.cli({"audit", "verify"}).code, 0);
 }
 
+// The seeds' CNN's layer types through the real cluster (issue 17): a small conv model
+// trains with 2 workers BSP on Fashion-MNIST, serves predictions, and its ONNX (Reshape,
+// Conv, Relu, MaxPool, Flatten, Gemm), safetensors and raw files give the same answers.
+TEST(ModelFilesTest, ACnnTrainsThroughTheClusterServesAndExportsFilesThatAgreeWithPredict) {
+  LocalCluster c("model-files-cnn", {1, 2});
+  ASSERT_TRUE(c.wait_for_nodes(3));
+  const std::string job_text =
+      "[job]\nname = \"fashion-cnn-small\"\nepochs = 1\nbatch_size = 64\nworkers = 2\nconsistency = \"bsp\"\n"
+      "[model]\nlayers = [{type = \"conv2d\", filters = 4, kernel = 3}, {type = \"maxpool\", size = 2},\n"
+      "  {type = \"conv2d\", filters = 4, kernel = 2}, {type = \"flatten\"}, {type = \"dense\", units = 10}]\n"
+      "[optimizer]\ntype = \"adam\"\nlearning_rate = 0.003\n"
+      "[data]\nkind = \"idx\"\ndir = \"/usr/share/datasets/fashion-mnist\"\n";
+  CliResult submitted = c.cli({"submit", c.write_job("cnn.toml", job_text).string(), "--as", "alice"});
+  ASSERT_EQ(submitted.code, 0) << submitted.err;
+  const std::string job = submitted.out.substr(0, submitted.out.find('\n'));
+  ASSERT_EQ(c.cli({"wait", job}).code, 0);
+  json status = parse_json(c.cli({"status", job, "--json"}).out);
+  EXPECT_GT(status.value("test_accuracy", 0.0), 0.75) << status.dump(2);
+
+  CliResult predicted = c.cli({"predict", "fashion-cnn-small", "--input", kImages, "--rows", std::to_string(kRows),
+                               "--json", "--as", "carol"});
+  ASSERT_EQ(predicted.code, 0) << predicted.err;
+  const fs::path predictions = c.write_job("predictions.json", predicted.out);
+  const fs::path onnx = c.dir() / "cnn.onnx", st = c.dir() / "cnn.safetensors", raw = c.dir() / "cnn.f32";
+  for (const auto& [file, format] : {std::pair{onnx, "onnx"}, {st, "safetensors"}, {raw, "raw"}}) {
+    CliResult exported = c.cli({"export", "fashion-cnn-small@1", file.string(), "--format", format, "--as", "dave"});
+    ASSERT_EQ(exported.code, 0) << exported.err;
+  }
+  CliResult checked = run_argv(c.dir(), {"/usr/bin/python3", std::string(CUSTODY_SOURCE_DIR) +
+                                             "/tests/integration/check_model_files.py",
+                                         onnx.string(), st.string(), raw.string(), kImages, std::to_string(kRows),
+                                         predictions.string()},
+                               std::chrono::seconds(120), "check", true);
+  EXPECT_EQ(checked.code, 0) << checked.out << checked.err;
+  std::printf("%s", checked.out.c_str());
+  // The card names the layers; TracIn traces the CNN through its last dense layer.
+  json card = parse_json(read_file(onnx.string() + ".card.json"));
+  EXPECT_EQ(card["architecture"]["layers"], "1x28x28 conv2d:4:3 maxpool:2 conv2d:4:2 flatten dense:10");
+  CliResult traced = c.cli({"attribute", "--self-influence", "fashion-cnn-small", "--top", "5", "--json"});
+  ASSERT_EQ(traced.code, 0) << traced.err;
+  json a = parse_json(traced.out);
+  EXPECT_EQ(a["kind"], "self_influence");
+  EXPECT_EQ(a["records"].size(), 5u) << a.dump(2);
+  EXPECT_EQ(c.cli({"audit", "verify"}).code, 0);
+}
+
 }  // namespace
 }  // namespace custody::testing

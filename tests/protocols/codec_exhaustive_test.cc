@@ -51,7 +51,7 @@ std::vector<Body> every_body() {
       CheckpointShard{1, 2, {0.5f}, {Contribution{"worker-1", 1, 2, 3, 0.5, 4, 5, 6, "fingerprint", 8}}, true, {0.25f}, 7},
       ResumeJob{"alice"},
       ExportRequest{"ckpt-1", "bob", "audit"},
-      ExportReply{"ckpt-1", "root", {4, 2}, {0.5f}, "use-1", "{}", "{}"},
+      ExportReply{"ckpt-1", "root", {4, 2}, {0.5f}, "use-1", "{}", "{}", "1x2x2 flatten dense:2"},
       Predict{"m@1", "carol", 1, 1, {0.5f}, "triage"},
       PredictReply{"ckpt-1", "m@1", "root", 1, {0.5f}, {"pred-1"}, "call-1", "{}"},
       AddPrincipal{"erin", "consumer", "public", true, true},

@@ -299,7 +299,8 @@ TEST(CodecTest, CustodyMessagesRoundTrip) {
   EXPECT_EQ(x.principal, "bob");
   EXPECT_EQ(x.purpose, "audit");
   auto y = round_trip(
-      ExportReply{"ckpt-1", "root", {784, 10}, {0.5f}, "usage-3", "{\"custody_receipt\":1}", "{\"card_version\":1}"});
+      ExportReply{"ckpt-1", "root", {784, 10}, {0.5f}, "usage-3", "{\"custody_receipt\":1}", "{\"card_version\":1}",
+                  "1x28x28 conv2d:32:3 maxpool:2 flatten dense:128 dense:10"});
   EXPECT_EQ(y.checkpoint, "ckpt-1");
   EXPECT_EQ(y.root_hash, "root");
   EXPECT_EQ(y.layer_sizes, (std::vector<uint32_t>{784, 10}));
@@ -307,6 +308,7 @@ TEST(CodecTest, CustodyMessagesRoundTrip) {
   EXPECT_EQ(y.usage_id, "usage-3");
   EXPECT_EQ(y.receipt, "{\"custody_receipt\":1}");
   EXPECT_EQ(y.model_card, "{\"card_version\":1}");
+  EXPECT_EQ(y.architecture, "1x28x28 conv2d:32:3 maxpool:2 flatten dense:128 dense:10");
 }
 
 TEST(CodecTest, PrincipalsAndTokensRoundTrip) {

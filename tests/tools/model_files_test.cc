@@ -50,6 +50,38 @@ TEST(ModelFiles, ValuesThatDoNotFitTheLayersOrAnUnknownActivationAreRefused) {
   EXPECT_FALSE(model_file_bytes(ModelFileFormat::kRaw, m).is_ok());
 }
 
+// A conv model (issue 17): safetensors holds the conv weight as ONNX's [F, C, kh, kw], in
+// the flat layout's order, and the dense one transposed as for the MLP; values that do not
+// fit the architecture are refused naming it.
+TEST(ModelFiles, AConvModelsTensorsHaveOnnxShapesAndMisfitsAreRefused) {
+  ExportedModel m;
+  m.architecture = "1x3x3 conv2d:2:2 flatten dense:2";
+  m.layer_sizes = {9, 8, 8, 2};
+  const size_t n = 2 * 4 + 2 + 8 * 2 + 2;
+  for (size_t i = 0; i < n; ++i) m.values.push_back(static_cast<float>(i));
+  auto bytes = model_file_bytes(ModelFileFormat::kSafetensors, m);
+  ASSERT_TRUE(bytes.is_ok()) << bytes.status().to_string();
+  const std::string& b = bytes.value();
+  uint64_t len = 0;
+  for (int i = 0; i < 8; ++i) len |= uint64_t(uint8_t(b[i])) << (8 * i);
+  auto header = nlohmann::json::parse(b.substr(8, len));
+  EXPECT_EQ(header["layer1.weight"]["shape"], nlohmann::json({2, 1, 2, 2}));
+  EXPECT_EQ(header["layer3.weight"]["shape"], nlohmann::json({2, 8}));
+  std::vector<float> conv(8);
+  std::memcpy(conv.data(), b.data() + 8 + len + header["layer1.weight"]["data_offsets"][0].get<size_t>(), 32);
+  EXPECT_EQ(conv, (std::vector<float>{0, 1, 2, 3, 4, 5, 6, 7}));
+  auto onnx = model_file_bytes(ModelFileFormat::kOnnx, m);
+  ASSERT_TRUE(onnx.is_ok()) << onnx.status().to_string();
+  for (const char* op : {"Reshape", "Conv", "Relu", "Flatten", "Gemm", "Softmax"}) {
+    EXPECT_NE(onnx.value().find(op), std::string::npos) << op;
+  }
+  m.values.pop_back();
+  auto refused = model_file_bytes(ModelFileFormat::kOnnx, m);
+  ASSERT_FALSE(refused.is_ok());
+  EXPECT_NE(refused.status().message().find("1x3x3 conv2d:2:2 flatten dense:2 has 28"), std::string::npos)
+      << refused.status().message();
+}
+
 TEST(ModelFiles, TheFormatFollowsTheFlagOrTheFilesExtension) {
   EXPECT_EQ(model_file_format("auto", "m.onnx").value(), ModelFileFormat::kOnnx);
   EXPECT_EQ(model_file_format("auto", "m.safetensors").value(), ModelFileFormat::kSafetensors);
