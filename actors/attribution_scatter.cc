@@ -63,6 +63,7 @@ Outbox ScoringRound::requests() const {
     m.train_records = static_cast<uint64_t>(q_.data.train.count);
     for (int size : question.layer_sizes) m.layer_sizes.push_back(static_cast<uint32_t>(size));
     m.activation = to_string(question.activation);
+    m.architecture = question.architecture;
     for (size_t c = 0; c < question.params.size(); ++c) m.checkpoints.push_back({question.params[c], question.rates[c]});
     m.self_influence = question.self_influence;
     m.test_input = question.test_input;

@@ -22,6 +22,7 @@ Result<msg::RecordScores> score_request(const msg::ScoreRecords& m, RecordsFetch
   auto activation = parse_activation(m.activation);
   if (!activation) return invalid_argument("scoreRecords names the unknown activation '" + m.activation + "'");
   q.activation = *activation;
+  q.architecture = m.architecture;
   for (const auto& c : m.checkpoints) {
     q.params.push_back(c.params);
     q.rates.push_back(c.learning_rate);

@@ -99,6 +99,8 @@ Status ConfigReader::traced(const std::string& key, T& out, Read read) {
   return s;
 }
 
+bool ConfigReader::has(const std::string& key) const { return static_cast<bool>(doc_->table.at_path(key)); }
+
 Status ConfigReader::wrong(const std::string& key, const std::string& expected) const {
   return invalid_argument(origin_ + ": key '" + key + "' must be " + expected);
 }

@@ -55,6 +55,8 @@ class ConfigReader {
     std::string key, before, after;
     bool present = false;
   };
+  // Whether the file sets `key` (a dotted path), whatever its value.
+  bool has(const std::string& key) const;
   // From now on, appends every getter call to *reads (null: stops).
   void trace(std::vector<KeyRead>* reads) { trace_ = reads; }
 

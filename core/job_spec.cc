@@ -242,20 +242,24 @@ Result<JobSpec> parse_job_spec(std::string_view toml_text, const std::string& or
   CUSTODY_RETURN_IF_ERROR(r.get("job.staleness", s.staleness, 0, 1000000));
   CUSTODY_RETURN_IF_ERROR(r.get("job.checkpoint_every_steps", s.checkpoint_every_steps, 0, INT64_MAX));
   CUSTODY_RETURN_IF_ERROR(r.get("job.init_from", s.init_from));
-  std::string type;  // empty: not given
-  std::vector<int> hidden{-1};  // {-1}: not given
-  int classes = -1;             // -1: not given
+  // Read from the defaults, as every key is (the job-file reference test traces them), and
+  // told apart from what the file sets by has(): with model.layers, type, hidden and
+  // classes must not say something else.
+  std::string type = s.model;
+  std::vector<int> hidden = s.hidden;
+  int classes = s.classes;
+  const bool type_set = r.has("model.type"), hidden_set = r.has("model.hidden"), classes_set = r.has("model.classes");
   CUSTODY_RETURN_IF_ERROR(r.get("model.type", type, {"mlp", "softmax", "layers"}));
   CUSTODY_RETURN_IF_ERROR(r.get("model.hidden", hidden, 1, 65536));
   CUSTODY_RETURN_IF_ERROR(r.get("model.classes", classes, 2, 256));
   CUSTODY_RETURN_IF_ERROR(parse_layers(r, origin, s));
   CUSTODY_RETURN_IF_ERROR(r.get("model.input_shape", s.input_shape, 1, 1 << 20));
   if (!s.layers.empty()) {
-    if (!type.empty() && type != "layers") {
+    if (type_set && type != "layers") {
       return invalid_argument(origin + ": key 'model.type' is \"" + type + "\", but model.layers describes the "
                               "model; leave model.type out (or set it to \"layers\")");
     }
-    if (hidden != std::vector<int>{-1}) {
+    if (hidden_set) {
       return invalid_argument(origin + ": key 'model.hidden' is for model.type = \"mlp\"; with model.layers, "
                               "list the dense layers there");
     }
@@ -263,7 +267,7 @@ Result<JobSpec> parse_job_spec(std::string_view toml_text, const std::string& or
       return invalid_argument(origin + ": the last of model.layers must be a dense layer (its units are the "
                               "classes)");
     }
-    if (classes != -1 && classes != s.layers.back().units) {
+    if (classes_set && classes != s.layers.back().units) {
       return invalid_argument(origin + ": key 'model.classes' (" + std::to_string(classes) +
                               ") differs from the last dense layer's units (" +
                               std::to_string(s.layers.back().units) + ")");
@@ -282,9 +286,9 @@ Result<JobSpec> parse_job_spec(std::string_view toml_text, const std::string& or
     if (!s.input_shape.empty()) {
       return invalid_argument(origin + ": key 'model.input_shape' is for model.layers");
     }
-    if (!type.empty()) s.model = type;
-    if (hidden != std::vector<int>{-1}) s.hidden = hidden;
-    if (classes != -1) s.classes = classes;
+    s.model = type;
+    s.hidden = hidden;
+    s.classes = classes;
   }
   if (!s.input_shape.empty() && s.input_shape.size() != 3) {
     return invalid_argument(origin + ": key 'model.input_shape' is [channels, height, width]");

@@ -100,7 +100,8 @@ Result<RangeRanking> score_range(const TracinScorer& scorer, const Model& model,
 
 Result<RangeRanking> score_records(const TracinQuestion& q, const LabeledSet& set, int64_t begin, int64_t end,
                                    uint64_t first_index, unsigned threads) {
-  CUSTODY_ASSIGN_OR_RETURN(Model model, Model::make(q.layer_sizes, q.activation));
+  CUSTODY_ASSIGN_OR_RETURN(Model model, q.architecture.empty() ? Model::make(q.layer_sizes, q.activation)
+                                                                : Model::parse_architecture(q.architecture, q.activation));
   if (q.params.size() != q.rates.size()) {
     return invalid_argument(std::to_string(q.params.size()) + " checkpoints but " + std::to_string(q.rates.size()) +
                             " learning rates");

@@ -60,6 +60,7 @@ Result<RangeRanking> score_range(const TracinScorer& scorer, const Model& model,
 struct TracinQuestion {
   std::vector<int> layer_sizes;
   Activation activation = Activation::kRelu;
+  std::string architecture;  // a model with conv layers (Model::architecture()); empty: layer_sizes
   std::vector<std::vector<float>> params;  // per checkpoint, the flat parameter vector
   std::vector<float> rates;                // per checkpoint, its learning-rate weight
   bool self_influence = false;

@@ -598,6 +598,7 @@ void encode_body(wire::Envelope::Body::Builder b, const Body& body) {
             auto sizes = e.initLayerSizes(static_cast<unsigned>(m.layer_sizes.size()));
             for (size_t i = 0; i < m.layer_sizes.size(); ++i) sizes.set(static_cast<unsigned>(i), m.layer_sizes[i]);
             e.setActivation(text(m.activation));
+            e.setArchitecture(text(m.architecture));
             auto cps = e.initCheckpoints(static_cast<unsigned>(m.checkpoints.size()));
             for (size_t i = 0; i < m.checkpoints.size(); ++i) {
               cps[static_cast<unsigned>(i)].setParams(floats(m.checkpoints[i].params));
@@ -933,6 +934,7 @@ Result<Body> decode_body(wire::Envelope::Body::Reader b, const std::shared_ptr<c
       m.train_records = r.getTrainRecords();
       for (uint32_t size : r.getLayerSizes()) m.layer_sizes.push_back(size);
       m.activation = str(r.getActivation());
+      m.architecture = str(r.getArchitecture());
       for (auto c : r.getCheckpoints()) {
         ScoringCheckpoint cp;
         CUSTODY_RETURN_IF_ERROR(read_floats(c.getParams(), "scoreRecords.checkpoints.params", cp.params));

@@ -663,6 +663,7 @@ struct ScoreRecords {
   testInput @11 :Data;        # features little-endian float32, model-scaled
   testLabel @12 :UInt8;       # the label the test gradient is taken for
   top @13 :UInt32;            # K
+  architecture @14 :Text;     # Model::architecture() of a model with conv layers; empty: layerSizes
 }
 
 struct ScoringCheckpoint {

@@ -368,6 +368,7 @@ struct ScoreRecords {
   std::vector<float> test_input = {};
   uint8_t test_label = 0;
   uint32_t top = 10;
+  std::string architecture = {};  // a model with conv layers (Model::architecture()); empty: layer_sizes
 };
 struct ScoredRecord {
   uint64_t index = 0;

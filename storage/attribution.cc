@@ -189,7 +189,8 @@ Result<AttributionQuestion> prepare_attribution(const CustodyStore& store, const
   CUSTODY_ASSIGN_OR_RETURN(Weighed weighed, load_checkpoints(store, run, *manifest));
   TracinQuestion& question = q.question;
   question.layer_sizes = model.layer_sizes();
-  question.activation = activation;
+  question.activation = model.activation();
+  if (!model.dense_only()) question.architecture = model.architecture();
   question.top = r.top;
   json listed = json::array();
   for (size_t c = 0; c < weighed.values.size(); ++c) {

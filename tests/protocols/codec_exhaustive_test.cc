@@ -79,7 +79,7 @@ std::vector<Body> every_body() {
       Attribute{"pred-1-0", "carol", 1, 1, {0.5f}, 7, 3, "m@1", "dispute", 256, true},
       AttributionReply{"{}", "use-1", "{}"},
       ScoreRecords{"spec", "d4", 1, 2, RecordsDigest{"a1", "b2"}, 3, {784, 10}, "tanh", {ScoringCheckpoint{{0.5f}, 0.25f}},
-                   true, {0.5f}, 7, 9},
+                   true, {0.5f}, 7, 9, "1x28x28 conv2d:32:3 maxpool:2 flatten dense:10"},
       RecordScores{1, 2, {ScoredRecord{3, 0.5f}}, {ScoredRecord{4, -0.5f}}, 5, 6, "cache"},
   };
 }
