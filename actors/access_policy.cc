@@ -39,7 +39,8 @@ const char* role_names() { return "submitter, consumer, auditor, admin or node";
 bool may_send(Role role, const msg::Body& body) {
   if (role == Role::kAdmin) return true;
   if (is_one_of<msg::Register, msg::Heartbeat, msg::KeyRangeReady, msg::Progress, msg::EpochEval, msg::TaskDone,
-                msg::CheckpointShard, msg::JobReleased, msg::Error, msg::FetchRecords, msg::ShardObtained>(body)) {
+                msg::CheckpointShard, msg::JobReleased, msg::Error, msg::FetchRecords, msg::ShardObtained,
+                msg::RecordScores>(body)) {
     return role == Role::kNode;
   }
   // Usage answers are filtered by role (sees_everyones_usage); heads are for anyone to keep.

@@ -67,7 +67,7 @@ if [ $rc = 0 ]; then
   echo
   echo "the consumer's receipt, checked offline against the coordinator's public key (custody audit prove):"
   custody audit prove "$run/receipts.jsonl" --public-key "$run/store.signing-key.pub"
-  liability_demo "$model" "$run"
+  liability_demo "$model" "$run" "$prediction"
   cluster_key=$admin_key
   echo
   custody audit verify

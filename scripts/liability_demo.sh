@@ -1,13 +1,19 @@
 # Sourced by scripts/demo.sh once its job has trained a model (issue 15): attribution
-# (self-influence), withdrawal,
+# (of a prediction, then self-influence), withdrawal,
 # taint, refusal, retraining without the withdrawn records, and the replacement served and
 # traced. Uses demo.sh's cluster (`custody` from scripts/lib/cluster.sh, $cluster_key) and
 # its principals: demo-user submitted the job, so it declared the data set and owns it;
 # demo-client is a consumer.
-#   liability_demo MODEL RUN_DIR
+#   liability_demo MODEL RUN_DIR PREDICTION   (PREDICTION: demo-client's first of `predict --rows 5`)
 liability_demo() {
-  local model=$1 run=$2 rev job2
+  local model=$1 run=$2 prediction=$3 rev job2
   local images=/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
+  echo
+  echo "== attribution of a prediction: which training records drove $prediction? demo-client gives"
+  echo "   its input again (only its SHA-256 was recorded), and the workers score their shards"
+  echo "   (custody attribute $prediction --input ... --rows 5 --top 3)"
+  cluster_key="$run/demo-client.key"
+  custody attribute "$prediction" --input "$images" --rows 5 --top 3 --purpose demo
   echo
   echo "== attribution: the training records that influence the model most on themselves (TracIn"
   echo "   self-influence: mislabelled or unusual records rank first; custody attribute --self-influence $model)"

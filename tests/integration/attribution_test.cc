@@ -140,6 +140,37 @@ void expect_same_ranking(const json& a, const json& b, const std::string& list) 
   }
 }
 
+// On a secured cluster (CurveZMQ: every message's sender proven by key, every role
+// checked) the workers' answers are a node's to send, and reach the attribution actor: a
+// role table without recordScores once dropped them all, and each range waited 60 s and was
+// scored in the coordinator.
+TEST(AttributionTest, OnASecuredClusterTheWorkersAnswersAreAcceptedAndNoRangeFallsBack) {
+  ClusterOptions o;
+  o.servers = 1;
+  o.workers = 2;
+  o.curve = true;
+  LocalCluster c("attribution-curve", o);
+  ASSERT_TRUE(c.wait_for_nodes(3));
+  auto as_admin = [&](std::vector<std::string> args) {
+    std::vector<std::string> all = c.admin_args();
+    all.insert(all.end(), args.begin(), args.end());
+    return c.cli(all);
+  };
+  CliResult submitted = as_admin({"submit", c.write_job("attrc.toml", synthetic_mlp_job("attrc", 2, 800)).string()});
+  ASSERT_EQ(submitted.code, 0) << submitted.err;
+  ASSERT_EQ(as_admin({"wait", submitted.out.substr(0, submitted.out.find('\n'))}).code, 0);
+  CliResult asked = as_admin({"attribute", "--self-influence", "attrc", "--top", "5", "--json"});
+  ASSERT_EQ(asked.code, 0) << asked.err;
+  json selfs = json::parse(asked.out, nullptr, false);
+  ASSERT_TRUE(selfs.is_object());
+  std::set<std::string> by;
+  for (const auto& r : selfs["scored_by"]) {
+    by.insert(r["by"].get<std::string>());
+    EXPECT_FALSE(r.contains("why")) << r.dump();
+  }
+  EXPECT_EQ(by, (std::set<std::string>{"worker-1", "worker-2"})) << selfs.dump(2);
+}
+
 TEST(AttributionTest, WorkersScoreOneRangeEachAndAgreeWithTheCoordinatorsOwnScoring) {
   LocalCluster c("attribution-workers", {1, 2});
   ASSERT_TRUE(c.wait_for_nodes(3));

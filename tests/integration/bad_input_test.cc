@@ -186,6 +186,13 @@ TEST(BadInputTest, HostilePushesIntoARunningJobAreRefusedAndTheJobCompletes) {
   EXPECT_NE(table.out.find("LAST HEARTBEAT"), std::string::npos) << table.out;
   EXPECT_NE(table.out.find("parameter-server"), std::string::npos) << table.out;
   const size_t range = 32 * 16 + 16 + 16 * 4 + 4;  // the whole model on one server
+  // The last push below names step 0, which must be long applied: on a loaded machine the
+  // job may still be at step 0 here, and the push would then be the rank's first.
+  for (int tries = 0; tries < 600; ++tries) {
+    const auto s = nlohmann::json::parse(c.cli({"status", job, "--json"}).out);
+    if (s["step"].get<uint64_t>() >= 2 || s["state"] != "running") break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
   RawClient client(ps_address);
   auto push = [&](msg::Push p, uint32_t attempt = 0) {
     msg::Envelope e;
