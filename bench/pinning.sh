@@ -20,8 +20,8 @@ pin_w2=${PIN_W2:-1}
 pin_ps=${PIN_PS:-0,1}
 bench_setup "$epochs"
 
-measure() {  # unpinned|pinned -> samples/s
-  local mode=$1 run js job
+measure() {  # unpinned|pinned -> "samples/s cpu-ms-per-step"
+  local mode=$1 run js
   run=$(mktemp -d "$work/$mode.XXXX")
   if [ "$mode" = pinned ]; then
     export CLUSTER_WORKER_1_ARGS="--pin-cpu $pin_w1" CLUSTER_WORKER_2_ARGS="--pin-cpu $pin_w2" \
@@ -30,11 +30,10 @@ measure() {  # unpinned|pinned -> samples/s
     unset CLUSTER_WORKER_1_ARGS CLUSTER_WORKER_2_ARGS CLUSTER_PS_1_ARGS
   fi
   cluster_start "$run" 1 2 --store "$run/store"
-  job=$(custody submit "$work/job.toml")
-  custody wait "$job" >/dev/null
-  js=$(custody status "$job" --json)
+  local result pinned recoveries
+  result=$(timed_job "$run")
   cluster_stop
-  local pinned recoveries
+  js=$(cat "$run/status.json")
   # One trainer per worker and attempt: a rollback (a loaded machine can miss a deadline)
   # starts them again, pinned again.
   pinned=$(cat "$run"/worker-*.log | grep -c "trainer pinned to CPU" || true)
@@ -50,24 +49,12 @@ measure() {  # unpinned|pinned -> samples/s
     KEEP=1
     exit 1
   fi
-  job_samples_per_sec "$js"
+  echo "$result"
 }
 
-unpinned=() pinned=() ratios=() loads=()
-for r in $(seq "$rounds"); do
-  unpinned+=("$(measure unpinned)")
-  pinned+=("$(measure pinned)")
-  ratios+=("$(awk -v a="${pinned[-1]}" -v b="${unpinned[-1]}" 'BEGIN {printf "%.3f", a / b}')")
-  loads+=("$(cut -d' ' -f1 /proc/loadavg)")
-  echo "round $r: unpinned ${unpinned[-1]} samples/s, pinned ${pinned[-1]} samples/s (${ratios[-1]});" \
-    "load ${loads[-1]}" >&2
-done
-m_unpinned=$(fmedian "${unpinned[@]}")
-m_pinned=$(fmedian "${pinned[@]}")
-ratio=$(awk -v a="$m_pinned" -v b="$m_unpinned" 'BEGIN {printf "%.3f", a / b}')
-m_ratio=$(fmedian "${ratios[@]}")
-r_lo=$(printf '%s\n' "${ratios[@]}" | sort -g | head -1)
-r_hi=$(printf '%s\n' "${ratios[@]}" | sort -g | tail -1)
+alternate "$rounds" measure unpinned pinned
+unpinned=("${ab_a[@]}") pinned=("${ab_b[@]}") ratios=("${ab_ratios[@]}") loads=("${ab_loads[@]}")
+m_unpinned=$m_a m_pinned=$m_b
 
 printf "%-44s %12s\n" "1 ps + 2 workers, BSP, $epochs epochs, $(nproc) CPUs" "samples/s"
 printf "%-44s %12s\n" "unpinned (median of $rounds)" "$m_unpinned"

@@ -115,8 +115,9 @@ onnx::NodeProto* add_node(onnx::GraphProto& g, const std::string& op, const std:
   return n;
 }
 
-Result<std::string> onnx_model(const ExportedModel& m, const std::vector<Layer>& layers) {
-  onnx::ModelProto model;
+// What every exported ONNX model starts with: IR version, producer, opset and the model
+// card's fields as metadata.
+void onnx_header(const ExportedModel& m, onnx::ModelProto& model) {
   model.set_ir_version(7);  // ONNX 1.8's, the first with opset 13: what most runtimes read
   model.set_producer_name("custody");
   model.set_model_version(1);
@@ -128,6 +129,11 @@ Result<std::string> onnx_model(const ExportedModel& m, const std::vector<Layer>&
     e->set_key(k);
     e->set_value(v.is_string() ? v.get<std::string>() : v.dump());
   }
+}
+
+Result<std::string> onnx_model(const ExportedModel& m, const std::vector<Layer>& layers) {
+  onnx::ModelProto model;
+  onnx_header(m, model);
   onnx::GraphProto& g = *model.mutable_graph();
   g.set_name("custody_mlp");
   set_float_matrix_type(g.add_input(), "input", "N", layers.front().in);
@@ -220,17 +226,7 @@ void add_ints_attribute(onnx::NodeProto* node, const std::string& name, std::vec
 // Flatten (axis 1: the same C, H, W order dense layers read).
 Result<std::string> layered_onnx(const ExportedModel& m, const Model& model) {
   onnx::ModelProto proto;
-  proto.set_ir_version(7);
-  proto.set_producer_name("custody");
-  proto.set_model_version(1);
-  onnx::OperatorSetIdProto* opset = proto.add_opset_import();
-  opset->set_domain("");
-  opset->set_version(13);
-  for (auto& [k, v] : m.metadata.items()) {
-    onnx::StringStringEntryProto* e = proto.add_metadata_props();
-    e->set_key(k);
-    e->set_value(v.is_string() ? v.get<std::string>() : v.dump());
-  }
+  onnx_header(m, proto);
   onnx::GraphProto& g = *proto.mutable_graph();
   g.set_name("custody_layers");
   set_float_matrix_type(g.add_input(), "input", "N", model.input_size());

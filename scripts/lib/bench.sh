@@ -19,7 +19,8 @@
 #   alternate ROUNDS MEASURE A B   runs `MEASURE A` then `MEASURE B` (each printing
 #                        "samples/s X", X a second figure: CPU ms a step, an accuracy)
 #                        ROUNDS times, alternating, and sets ab_a ab_b (samples/s), ab_x_a
-#                        ab_x_b (X), ab_ratios (B/A a round) and the summary m_a m_b, ratio
+#                        ab_x_b (X), ab_ratios (B/A a round), ab_loads (the load average
+#                        after each round) and the summary m_a m_b, ratio
 #                        (of the medians), m_ratio r_lo r_hi, m_x_a m_x_b; X is named in the
 #                        progress lines by $ab_x_label (default "ms CPU a step"). These
 #                        machines drift up to 2x between runs: only alternating repeats compare
@@ -74,7 +75,7 @@ timed_job() {
 
 alternate() {
   local rounds=$1 measure=$2 a=$3 b=$4 r rate x label=${ab_x_label:-ms CPU a step}
-  ab_a=() ab_b=() ab_x_a=() ab_x_b=() ab_ratios=()
+  ab_a=() ab_b=() ab_x_a=() ab_x_b=() ab_ratios=() ab_loads=()
   for r in $(seq "$rounds"); do
     read -r rate x < <("$measure" "$a") || true
     [ -n "$rate" ] || { echo "round $r: measuring $a failed (see above)" >&2; exit 1; }
@@ -85,8 +86,9 @@ alternate() {
     ab_b+=("$rate")
     ab_x_b+=("$x")
     ab_ratios+=("$(awk -v p="${ab_b[-1]}" -v q="${ab_a[-1]}" 'BEGIN {printf "%.3f", p / q}')")
+    ab_loads+=("$(cut -d' ' -f1 /proc/loadavg)")
     echo "round $r: $a ${ab_a[-1]} samples/s (${ab_x_a[-1]} $label), $b ${ab_b[-1]} samples/s" \
-      "(${ab_x_b[-1]} $label) ($b/$a ${ab_ratios[-1]}); load $(cut -d' ' -f1 /proc/loadavg)" >&2
+      "(${ab_x_b[-1]} $label) ($b/$a ${ab_ratios[-1]}); load ${ab_loads[-1]}" >&2
   done
   m_a=$(fmedian "${ab_a[@]}")
   m_b=$(fmedian "${ab_b[@]}")
