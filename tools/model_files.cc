@@ -131,6 +131,19 @@ void onnx_header(const ExportedModel& m, onnx::ModelProto& model) {
   }
 }
 
+// What every exported ONNX model ends with: the softmax over the classes (axis 1) of the
+// last layer's output `x`, as "probabilities", and the model serialized.
+Result<std::string> with_softmax(onnx::ModelProto& model, const std::string& x) {
+  onnx::NodeProto* softmax = add_node(*model.mutable_graph(), "Softmax", "softmax", {x}, "probabilities");
+  onnx::AttributeProto* axis = softmax->add_attribute();
+  axis->set_name("axis");
+  axis->set_type(onnx::AttributeProto::INT);
+  axis->set_i(1);
+  std::string out;
+  if (!model.SerializeToString(&out)) return internal_error("the ONNX model could not be serialized");
+  return out;
+}
+
 Result<std::string> onnx_model(const ExportedModel& m, const std::vector<Layer>& layers) {
   onnx::ModelProto model;
   onnx_header(m, model);
@@ -159,14 +172,7 @@ Result<std::string> onnx_model(const ExportedModel& m, const std::vector<Layer>&
       x = name_of(l, "activation");
     }
   }
-  onnx::NodeProto* softmax = add_node(g, "Softmax", "softmax", {x}, "probabilities");
-  onnx::AttributeProto* axis = softmax->add_attribute();
-  axis->set_name("axis");
-  axis->set_type(onnx::AttributeProto::INT);
-  axis->set_i(1);
-  std::string out;
-  if (!model.SerializeToString(&out)) return internal_error("the ONNX model could not be serialized");
-  return out;
+  return with_softmax(model, x);
 }
 
 // A model with conv, pool or flatten layers, rebuilt from its architecture text; its
@@ -300,14 +306,7 @@ Result<std::string> layered_onnx(const ExportedModel& m, const Model& model) {
       }
     }
   }
-  onnx::NodeProto* softmax = add_node(g, "Softmax", "softmax", {x}, "probabilities");
-  onnx::AttributeProto* axis = softmax->add_attribute();
-  axis->set_name("axis");
-  axis->set_type(onnx::AttributeProto::INT);
-  axis->set_i(1);
-  std::string out;
-  if (!proto.SerializeToString(&out)) return internal_error("the ONNX model could not be serialized");
-  return out;
+  return with_softmax(proto, x);
 }
 
 }  // namespace
