@@ -182,6 +182,13 @@ class CustodyRecorder {
   // one synced write for all of them (the serving actor's group commit). With `receipts`
   // and a key, returns each call's receipt (storage/notary.h), in order; else "" each.
   Result<std::vector<std::string>> predictions_served(const std::vector<ServedCall>& calls, bool receipts);
+  // As predictions_served, but the write is not yet synced: none of the calls may be
+  // answered before `durable->wait()` returns ok (CustodyStore::write_deferred).
+  struct PendingPredictions {
+    std::vector<std::string> receipts;
+    std::shared_ptr<storage::PendingWrite> durable;
+  };
+  Result<PendingPredictions> predictions_written(const std::vector<ServedCall>& calls, bool receipts);
   // Loads a checkpoint (id or model reference) and records its export as a use; the reply
   // carries the use's receipt.
   Result<msg::ExportReply> export_checkpoint(const msg::ExportRequest& request);
@@ -192,6 +199,9 @@ class CustodyRecorder {
 
  private:
   Status write(const storage::Batch& batch);
+  // Each call's receipt for its inclusion proof (with `receipts` and a key), else "" each.
+  std::vector<std::string> receipts_for(std::vector<storage::Inclusion> recorded, const std::vector<ServedCall>& calls,
+                                        bool receipts) const;
   storage::CustodyStore* store_;
   const SigningKey* key_;
   const Clock* clock_;  // a pointer, so that a recorder (and its owner) can be assigned

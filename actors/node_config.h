@@ -64,6 +64,9 @@ struct ServingOptions {
   // with a signing key, each recorded call's reply carries a signed receipt. Default: on.
   bool receipts = true;
   uint32_t max_rows = 65536;  // per call
+  // Groups of recorded calls (group commit, actors/serving_actor.h) whose writes may be
+  // syncing to the disk at once; 1: each group's sync waits for the one before. Default: 4
+  uint32_t syncs_in_flight = 4;
 };
 
 // Of the coordinator's HTTP listener (actors/http_listener.h): the Open Inference

@@ -1,6 +1,8 @@
 #include "actors/serving_actor.h"
 
+#include <algorithm>
 #include <chrono>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -13,6 +15,7 @@ namespace custody::actors {
 namespace {
 
 using flush_atom = caf::atom_constant<caf::atom("flush")>;
+using group_done_atom = caf::atom_constant<caf::atom("groupdone")>;
 
 // What serving answered, for the metrics: calls by route and result, rows predicted,
 // and each call's time in the serving actor (its share of the group's synced write
@@ -95,41 +98,121 @@ void answer_ok(SocketPort& port, ServingMetrics& metrics, Waiting& w) {
   }
 }
 
-// The usage writer: writes a group's usage records in one synced batch, answers every
-// call of it, and tells the serving actor it may send the next group. Its own recorder
-// (the store's writes are serialized by the store; ServingState is the serving actor's).
+// A group's write on its way to a syncer and back (local only, like UsageGroup).
+struct GroupSync {
+  uint64_t number = 0;
+  std::shared_ptr<storage::PendingWrite> durable;
+  Status status;
+};
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, GroupSync& x) {
+  (void)x;
+  return f(caf::meta::type_name("group_sync"));
+}
+
+// A syncer: waits for one group's write to reach the disk, on a thread of its own, and
+// tells the writer. Several wait at once: their syncs overlap in the disk's queue.
+caf::behavior syncer(caf::event_based_actor* self) {
+  return {
+      [=](GroupSync& sync) {
+        sync.status = sync.durable->wait();
+        sync.durable.reset();
+        self->send(caf::actor_cast<caf::actor>(self->current_sender()), std::move(sync));
+      },
+  };
+}
+
+// A group written, waiting for its sync.
+struct WrittenGroup {
+  uint64_t number = 0;
+  std::shared_ptr<std::vector<Waiting>> calls;
+  std::vector<std::string> receipts;
+  std::optional<Status> synced;  // set when its sync is back (or its write failed): the answer
+};
+
+// The usage writer: writes each group's usage records in one batch (not yet synced: the
+// next group's write need not wait for this one's sync), hands the sync to a syncer, and
+// answers the group's calls once its records are on the disk, groups strictly in order:
+// a group is answered only after every group before it was (their records come first in
+// the log, so this one's proofs and receipts build on them). A failed sync fails its group
+// and every group after it (their records chain on its records), and the store then
+// refuses further writes (CustodyStore::write_deferred). It tells the serving actor when
+// a group is answered, so that at most ServingOptions::syncs_in_flight are between the two. Its own
+// recorder (the store's writes are serialized by the store; ServingState is the serving
+// actor's).
 struct UsageWriterState {
   std::unique_ptr<CustodyRecorder> recorder;
   ServingOptions options;
   SocketPort port;
   std::unique_ptr<ServingMetrics> metrics;
+  caf::actor_addr serving;  // an address, not a handle: the serving actor holds the writer
+  std::vector<caf::actor> syncers;
+  uint64_t next_number = 0;
+  std::deque<WrittenGroup> written;  // in order of number
 };
+
+void answer_in_order(caf::stateful_actor<UsageWriterState>* self) {
+  auto& st = self->state;
+  while (!st.written.empty() && st.written.front().synced) {
+    WrittenGroup& group = st.written.front();
+    std::vector<Waiting>& calls = *group.calls;
+    for (size_t i = 0; i < calls.size(); ++i) {
+      if (!group.synced->is_ok()) {
+        answer_error(st.port, *st.metrics, calls[i], *group.synced);
+        continue;
+      }
+      calls[i].call.reply.receipt = std::move(group.receipts[i]);
+      answer_ok(st.port, *st.metrics, calls[i]);
+    }
+    st.written.pop_front();
+    if (auto serving = caf::actor_cast<caf::actor>(st.serving)) self->send(serving, group_done_atom::value);
+  }
+}
 
 caf::behavior usage_writer(caf::stateful_actor<UsageWriterState>* self, SocketPort port,
                            storage::CustodyStore* store, ServingOptions options, const SigningKey* key,
-                           MetricsRegistry* metrics) {
-  self->state.recorder = std::make_unique<CustodyRecorder>(store, key);
-  self->state.options = options;
-  self->state.port = port;
-  self->state.metrics = std::make_unique<ServingMetrics>(metrics);
+                           MetricsRegistry* metrics, caf::actor_addr serving) {
+  auto& st = self->state;
+  st.recorder = std::make_unique<CustodyRecorder>(store, key);
+  st.options = options;
+  st.port = port;
+  st.metrics = std::make_unique<ServingMetrics>(metrics);
+  st.serving = serving;
+  for (size_t i = 0; i < std::max<uint32_t>(1, options.syncs_in_flight); ++i) st.syncers.push_back(self->spawn<caf::detached + caf::linked>(syncer));
   return {
-      [=](UsageGroup& group) -> done_atom {
+      [=](UsageGroup& group) {
         auto& st = self->state;
         std::vector<Waiting>& calls = *group.calls;
         std::vector<ServedCall> served;
         served.reserve(calls.size());
         for (Waiting& w : calls) served.push_back(std::move(w.call.served));
-        auto receipts = st.recorder->predictions_served(served, st.options.receipts);
         st.metrics->group(calls.size());
-        for (size_t i = 0; i < calls.size(); ++i) {
-          if (!receipts.is_ok()) {
-            answer_error(st.port, *st.metrics, calls[i], receipts.status());
-            continue;
-          }
-          calls[i].call.reply.receipt = std::move(receipts.value()[i]);
-          answer_ok(st.port, *st.metrics, calls[i]);
+        WrittenGroup written;
+        written.number = st.next_number++;
+        written.calls = group.calls;
+        auto pending = st.recorder->predictions_written(served, st.options.receipts);
+        if (!pending.is_ok()) {
+          written.synced = pending.status();  // answered with the error, in its turn
+        } else {
+          written.receipts = std::move(pending.value().receipts);
+          self->send(st.syncers[written.number % st.syncers.size()],
+                     GroupSync{written.number, std::move(pending.value().durable), Status::ok()});
         }
-        return done_atom::value;
+        st.written.push_back(std::move(written));
+        answer_in_order(self);
+      },
+      [=](GroupSync& sync) {
+        auto& st = self->state;
+        const Status outcome = sync.status.is_ok() ? sync.status
+                                                   : Status(sync.status.code(),
+                                                            "the call could not be recorded, so it was not answered: " +
+                                                                sync.status.message());
+        for (WrittenGroup& group : st.written) {
+          if (group.number == sync.number && !group.synced) group.synced = outcome;
+          // Later groups chain on a group whose sync failed: none of them can stand.
+          if (!outcome.is_ok() && group.number > sync.number) group.synced = outcome;
+        }
+        answer_in_order(self);
       },
   };
 }
@@ -140,24 +223,19 @@ struct ServingActorState {
   std::unique_ptr<ServingMetrics> metrics;
   caf::actor writer;
   std::vector<Waiting> group;  // evaluated, waiting for the writer
-  bool writing = false;        // a group is with the writer
+  size_t in_flight = 0;        // groups with the writer, not yet answered
+  size_t max_in_flight = 4;    // ServingOptions::syncs_in_flight
   bool recording = true;       // ServingOptions::record_usage
 };
 
-// Hands the waiting calls to the writer, unless it is still writing the previous group
-// (then they go when it is done, joined by whatever arrives meanwhile).
+// Hands the waiting calls to the writer, unless max_in_flight groups are already
+// there (then they go when one is answered, joined by whatever arrives meanwhile).
 void flush(caf::stateful_actor<ServingActorState>* self) {
   auto& st = self->state;
-  if (st.writing || st.group.empty()) return;
-  st.writing = true;
-  UsageGroup group{std::make_shared<std::vector<Waiting>>(std::move(st.group))};
+  if (st.in_flight >= st.max_in_flight || st.group.empty()) return;
+  ++st.in_flight;
+  self->send(st.writer, UsageGroup{std::make_shared<std::vector<Waiting>>(std::move(st.group))});
   st.group.clear();
-  self->request(st.writer, caf::infinite, std::move(group)).then([=](done_atom) {
-    self->state.writing = false;
-    // Calls that queued while the writer synced are in the group (or in the mailbox,
-    // ahead of this flush): one more write for all of them.
-    if (!self->state.group.empty()) self->send(self, flush_atom::value);
-  });
 }
 
 // Evaluates a call and adds it to the group, or answers it at once if it is refused.
@@ -182,7 +260,7 @@ void take(caf::stateful_actor<ServingActorState>* self, Waiting w) {
   }
   st.group.push_back(std::move(w));
   // The flush is queued behind every call already waiting in the mailbox: they join.
-  if (st.group.size() == 1 && !st.writing) self->send(self, flush_atom::value);
+  if (st.group.size() == 1 && st.in_flight < st.max_in_flight) self->send(self, flush_atom::value);
 }
 
 caf::behavior serving_actor(caf::stateful_actor<ServingActorState>* self, SocketPort port,
@@ -192,9 +270,10 @@ caf::behavior serving_actor(caf::stateful_actor<ServingActorState>* self, Socket
   self->state.port = port;
   self->state.metrics = std::make_unique<ServingMetrics>(metrics);
   self->state.recording = options.record_usage;
+  self->state.max_in_flight = std::max<uint32_t>(1, options.syncs_in_flight);
   // Linked: the writer ends with the serving actor. Its own thread, for the synced writes.
-  self->state.writer =
-      self->spawn<caf::detached + caf::linked>(usage_writer, port, store, options, key, metrics);
+  self->state.writer = self->spawn<caf::detached + caf::linked>(usage_writer, port, store, options, key, metrics,
+                                                                self->address());
   return {
       [=](Inbound& in) {
         Waiting w;
@@ -226,6 +305,11 @@ caf::behavior serving_actor(caf::stateful_actor<ServingActorState>* self, Socket
         take(self, std::move(w));
       },
       [=](flush_atom) { flush(self); },
+      [=](group_done_atom) {
+        --self->state.in_flight;
+        // Calls that queued while the groups before synced: one more write for all of them.
+        flush(self);
+      },
   };
 }
 

@@ -8,14 +8,20 @@
 // write overlaps the next calls' evaluation. The serving actor checks and evaluates each
 // call as it takes it from the mailbox and adds it, unanswered, to the waiting group; a
 // "flush" message, queued behind the calls already in the mailbox when the group's first
-// call came, hands the group to the usage writer (an actor on a thread of its own) unless
-// the writer is still writing the previous group. The writer writes the group's usage
-// records in one synced batch, answers every call of it (each with its own receipt), and
-// reports back; calls that arrived meanwhile are the next group. One caller alone waits
-// for nothing extra. At most kMaxWaitingCalls wait: more are refused (unavailable, "retry"),
-// so a flood cannot grow memory without bound. A write that fails answers every call of
-// its group with the error: none of them was recorded. Without usage recording calls are
-// answered at once.
+// call came, hands the group to the usage writer (an actor on a thread of its own).
+// Pipelined: the writer writes a group's usage records in one batch without waiting for
+// the disk (CustodyStore::write_deferred) and hands the sync to one of
+// ServingOptions::syncs_in_flight syncers, so the next group's write, and its sync, need not wait for this one's sync:
+// syncs in flight together share the disk's queue, where RocksDB's own synced writes go
+// one at a time, and with 8 callers half of them would wait for the other half's sync.
+// Each call is answered (with its own receipt) once its group's records are on the disk,
+// groups strictly in order. At most syncs_in_flight groups are between the serving
+// actor and the answers; calls that arrive meanwhile are the next group. One caller alone
+// waits for nothing extra. At most kMaxWaitingCalls wait: more are refused (unavailable,
+// "retry"), so a flood cannot grow memory without bound. A write or sync that fails
+// answers every call of its group, and of every group after it, with the error: none of
+// them is known to be recorded (and the store refuses further writes until restarted).
+// Without usage recording calls are answered at once.
 // Thread-safety: the actor's state is its own.
 #pragma once
 

@@ -8,6 +8,7 @@ int main(int argc, char** argv) {
   std::string config_file = nodes::config_path(argc, argv);
   int64_t interval_ms = c.options.heartbeat_interval.count(), timeout_ms = c.options.heartbeat_timeout.count();
   int64_t max_mib = static_cast<int64_t>(c.max_message_bytes >> 20);
+  int64_t syncs_in_flight = c.serving.syncs_in_flight;
   int64_t stall_ms = c.options.stall_after.count(), start_ms = c.options.start_timeout.count();
   int64_t max_recoveries = c.options.max_recoveries;
   int64_t head_interval_ms = c.head_interval.count();
@@ -25,6 +26,7 @@ int main(int argc, char** argv) {
     CUSTODY_RETURN_IF_ERROR(r.get("coordinator.no_store", no_store));
     CUSTODY_RETURN_IF_ERROR(r.get("serving.record_usage", c.serving.record_usage));
     CUSTODY_RETURN_IF_ERROR(r.get("serving.receipts", c.serving.receipts));
+    CUSTODY_RETURN_IF_ERROR(r.get("serving.syncs_in_flight", syncs_in_flight, nodes::kUsageSyncsInFlight));
     CUSTODY_RETURN_IF_ERROR(r.get("coordinator.security", security, {"none", "token", "curve"}));
     CUSTODY_RETURN_IF_ERROR(r.get("coordinator.auth", auth));
     CUSTODY_RETURN_IF_ERROR(r.get("coordinator.admin_token_file", c.admin_token_file));
@@ -83,6 +85,8 @@ int main(int argc, char** argv) {
                "answer predictions without recording them (only to measure what recording costs)");
   app.add_flag("!--no-receipts", c.serving.receipts,
                "record predictions but reply without signed receipts (only to measure what receipts cost)");
+  nodes::ranged_option(app, "--usage-syncs-in-flight", syncs_in_flight, nodes::kUsageSyncsInFlight,
+                       "groups of recorded predictions whose writes may sync at once (1: one at a time)");
   app.add_option("--port-file", c.port_file, "write the bound address to this file once listening");
   nodes::ranged_option(app, "--max-message-mib", max_mib, nodes::kMaxMessageMib,
                        "larger messages are refused with an error reply");
@@ -185,6 +189,7 @@ int main(int argc, char** argv) {
   c.options.heartbeat_interval = std::chrono::milliseconds(interval_ms);
   c.options.heartbeat_timeout = std::chrono::milliseconds(timeout_ms);
   c.max_message_bytes = static_cast<size_t>(max_mib) << 20;
+  c.serving.syncs_in_flight = static_cast<uint32_t>(syncs_in_flight);
   c.options.stall_after = std::chrono::milliseconds(stall_ms);
   c.options.start_timeout = std::chrono::milliseconds(start_ms);
   c.head_interval = std::chrono::milliseconds(head_interval_ms);

@@ -378,8 +378,59 @@ Status CustodyStore::write(const Batch& batch, std::vector<Inclusion>* usage_pro
   return s;
 }
 
-Status CustodyStore::write_batch(const Batch& batch, std::vector<Inclusion>* usage_proofs) {
+namespace {
+// A deferred write's ticket as the store hands it out: a failed sync stops the store's
+// writes, and the write's latency is observed when it is durable.
+class StorePendingWrite final : public PendingWrite {
+ public:
+  StorePendingWrite(std::shared_ptr<PendingWrite> inner, std::function<void(const Status&)> done)
+      : inner_(std::move(inner)), done_(std::move(done)) {}
+  Status wait() override {
+    Status s = inner_->wait();
+    done_(s);
+    return s;
+  }
+
+ private:
+  std::shared_ptr<PendingWrite> inner_;
+  std::function<void(const Status&)> done_;
+};
+}  // namespace
+
+Result<std::shared_ptr<PendingWrite>> CustodyStore::write_deferred(const Batch& batch,
+                                                                   std::vector<Inclusion>* usage_proofs) {
+  const auto started = std::chrono::steady_clock::now();
+  std::shared_ptr<PendingWrite> pending;
+  Status s = write_batch(batch, usage_proofs, &pending);
+  if (!s.is_ok()) {
+    if (writes_failed_) writes_failed_->add();
+    return s;
+  }
+  return std::shared_ptr<PendingWrite>(std::make_shared<StorePendingWrite>(pending, [this, started](const Status& synced) {
+    if (!synced.is_ok()) stop_writes(synced);
+    if (write_seconds_) {
+      write_seconds_->observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+      (synced.is_ok() ? writes_ok_ : writes_failed_)->add();
+    }
+  }));
+}
+
+void CustodyStore::stop_writes(const Status& why) {
+  std::lock_guard<std::mutex> lock(stopped_mu_);
+  if (stopped_) return;
+  stopped_ = Status(why.code(), "the custody store stopped writing: a write could not be synced to the disk (" +
+                                    why.message() +
+                                    "); whether it and the writes after it are on the disk is unknown. Restart the "
+                                    "coordinator, then run `custody audit verify`");
+}
+
+Status CustodyStore::write_batch(const Batch& batch, std::vector<Inclusion>* usage_proofs,
+                                 std::shared_ptr<PendingWrite>* deferred) {
   std::lock_guard<std::mutex> lock(write_mu_);
+  {
+    std::lock_guard<std::mutex> stopped(stopped_mu_);
+    if (stopped_) return *stopped_;
+  }
   const int64_t now = clock_.wall_ms();
   // Entities are written once: drop those already stored or repeated in this batch.
   std::vector<json> lineage;
@@ -430,7 +481,14 @@ Status CustodyStore::write_batch(const Batch& batch, std::vector<Inclusion>* usa
     audit["checkpoint"] = id;
   }
   CUSTODY_RETURN_IF_ERROR(extend(lineage::kAuditLog, {audit}, nullptr));
-  Status applied = kv_->apply(puts);
+  Status applied;
+  if (deferred) {
+    auto pending = kv_->apply_deferred(puts);
+    if (pending.is_ok()) *deferred = std::move(pending).value();
+    else applied = pending.status();
+  } else {
+    applied = kv_->apply(puts);
+  }
   if (!applied.is_ok()) {
     log_states_.clear();  // whether a failed sync landed is unknown: read the store again
     return applied;

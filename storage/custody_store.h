@@ -155,7 +155,10 @@ class CustodyStore {
   // itself is never in a backup). REQUIRES: a store opened for writing.
   Result<BackupInfo> backup(const std::string& dir, const BackupOptions& options = BackupOptions()) const;
   // Rewrites the store's files without what was deleted (KeyValue::compact).
-  Status compact() { return kv_->compact(); }
+  Status compact() {
+    std::lock_guard<std::mutex> lock(write_mu_);  // a flush switches RocksDB's log: not amid a write
+    return kv_->compact();
+  }
   // Every checkpoint manifest's id, and every blob's address, in key order.
   Result<std::vector<std::string>> manifest_ids() const;
   Result<std::vector<std::string>> blob_addresses() const;
@@ -165,6 +168,14 @@ class CustodyStore {
   // (tree size = its seq), at no extra reads: the serving actor's receipts, one per call
   // of a group commit.
   Status write(const Batch& batch, std::vector<Inclusion>* usage_proofs = nullptr);
+  // As write(), but returns once the batch is written and readable, before it is synced
+  // (KeyValue::apply_deferred), so that the next write can begin while this one syncs:
+  // the serving actor's pipelined group commit. Nothing that depends on the batch being
+  // durable (an answer to a caller) may happen before the ticket's wait() returns ok. A
+  // failed wait() stops this store's writes: whether that batch, and those chained after
+  // it, reached the disk is unknown, so every later write fails naming the first failure
+  // until the store is opened again (`custody audit verify` then checks what it holds).
+  Result<std::shared_ptr<PendingWrite>> write_deferred(const Batch& batch, std::vector<Inclusion>* usage_proofs);
 
   // Merkle logs. Each of the logs lineage, usage and audit is also an RFC 6962 Merkle tree
   // whose leaf i is leaf_hash(the chained hash of record i + 1, 64 lowercase hex digits).
@@ -254,7 +265,13 @@ class CustodyStore {
   const Clock& clock_;
   std::shared_ptr<const StoreKeys> keys_;
   std::mutex write_mu_;
-  Status write_batch(const Batch& batch, std::vector<Inclusion>* usage_proofs);  // write() but the metrics
+  // write() and write_deferred() but the metrics; `deferred` null: synced before it returns.
+  Status write_batch(const Batch& batch, std::vector<Inclusion>* usage_proofs,
+                     std::shared_ptr<PendingWrite>* deferred = nullptr);
+  // Set by the first deferred write whose sync failed; every write after fails with it.
+  void stop_writes(const Status& why);
+  mutable std::mutex stopped_mu_;
+  std::optional<Status> stopped_;  // guarded by stopped_mu_
   Counter* writes_ok_ = nullptr;
   Counter* writes_failed_ = nullptr;
   Histogram* write_seconds_ = nullptr;

@@ -65,11 +65,30 @@ struct BackupOptions {
   const std::atomic<bool>* stop = nullptr;
 };
 
+// A write that has reached the operating system but perhaps not yet the disk
+// (KeyValue::apply_deferred): wait() returns once it is on the disk, or the error that
+// kept it off. Tickets of different writes may be waited on from several threads at once,
+// and that is their point: syncs in flight together share the disk's queue, where a
+// synced write waits for the one before it (RocksDB syncs its log one write at a time).
+// A ticket's wait also makes every earlier write of the same store durable (the log is
+// sequential). Thread-safety: wait() may be called from any thread, once.
+class PendingWrite {
+ public:
+  virtual ~PendingWrite() = default;
+  virtual Status wait() = 0;
+};
+
 class KeyValue {
  public:
   virtual ~KeyValue() = default;
   // All puts land, or none (one RocksDB WriteBatch, synced).
   virtual Status apply(const std::vector<Put>& puts) = 0;
+  // As apply(), but returns as soon as the batch is written (readers see it; it survives
+  // the process's crash, not yet the machine's); the ticket's wait() makes it durable.
+  // A write whose wait() fails may or may not be on the disk, and so may the writes after
+  // it: the caller must stop writing (CustodyStore does). By default (the in-memory
+  // store): apply() and a ticket that has nothing to wait for.
+  virtual Result<std::shared_ptr<PendingWrite>> apply_deferred(const std::vector<Put>& puts);
   virtual Result<std::optional<std::string>> get(const std::string& family, const std::string& key) const = 0;
   // Visits keys starting with prefix in order until visit returns false.
   virtual Status scan(const std::string& family, const std::string& prefix,

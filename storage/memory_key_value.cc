@@ -5,6 +5,16 @@
 #include "storage/key_value.h"
 
 namespace custody::storage {
+
+Result<std::shared_ptr<PendingWrite>> KeyValue::apply_deferred(const std::vector<Put>& puts) {
+  class Done final : public PendingWrite {
+   public:
+    Status wait() override { return Status::ok(); }
+  };
+  CUSTODY_RETURN_IF_ERROR(apply(puts));
+  return std::shared_ptr<PendingWrite>(std::make_shared<Done>());
+}
+
 namespace {
 
 class MemoryKeyValue final : public KeyValue {

@@ -206,12 +206,49 @@ bool is_backup_dir(const std::string& dir) {
   return fs::is_directory(fs::path(dir) / "meta", ec);
 }
 
+// A deferred write's ticket: fdatasync()s the log file(s) that can hold the write, through
+// descriptors of its own, opened right after the write. Its own: Linux reports a failed
+// writeback once per open file description, so a descriptor shared with a concurrent wait
+// could see "ok" while the other reports the failure of this write's pages. fdatasync()
+// flushes every byte written to the file before the call, so waits may overlap.
+class WalSync final : public PendingWrite {
+ public:
+  ~WalSync() override {
+    for (const auto& [fd, path] : files_) ::close(fd);
+  }
+  bool add(const std::string& path) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    files_.emplace_back(fd, path);
+    return true;
+  }
+  Status wait() override {
+    for (const auto& [fd, path] : files_) {
+      if (::fdatasync(fd) != 0) {
+        return unavailable("syncing the custody store's log '" + path + "' failed: " + std::strerror(errno) +
+                           " (the disk may be full or failing)");
+      }
+    }
+    return Status::ok();
+  }
+
+ private:
+  std::vector<std::pair<int, std::string>> files_;
+};
+
+class SyncedAlready final : public PendingWrite {
+ public:
+  Status wait() override { return Status::ok(); }
+};
+
 class RocksKeyValue final : public KeyValue {
  public:
   RocksKeyValue(std::unique_ptr<rocksdb::DB> db, std::vector<rocksdb::ColumnFamilyHandle*> handles,
                 std::string shadow_dir)
       : db_(std::move(db)), handles_(std::move(handles)), shadow_dir_(std::move(shadow_dir)) {}
   ~RocksKeyValue() override {
+    // Deferred writes not yet waited for reach the disk at a clean close too.
+    if (!wal_path_.empty()) db_->SyncWAL();
     for (auto* h : handles_) db_->DestroyColumnFamilyHandle(h);
     db_.reset();
     if (!shadow_dir_.empty()) {
@@ -222,17 +259,54 @@ class RocksKeyValue final : public KeyValue {
 
   Status apply(const std::vector<Put>& puts) override {
     rocksdb::WriteBatch batch;
-    for (const auto& p : puts) {
-      auto* h = handle(p.family);
-      if (!h) return invalid_argument("no column family '" + p.family + "'");
-      auto s = p.erase ? batch.Delete(h, p.key) : batch.Put(h, p.key, p.value);
-      if (!s.ok()) return invalid_argument("cannot batch '" + p.key + "': " + s.ToString());
-    }
+    CUSTODY_RETURN_IF_ERROR(fill(puts, batch));
     rocksdb::WriteOptions options;
     options.sync = true;  // a recorded event survives a crash of the machine
     auto s = db_->Write(options, &batch);
     if (!s.ok()) return unavailable("writing to the custody store failed: " + s.ToString());
     return Status::ok();
+  }
+
+  // Written without sync (RocksDB hands the log's bytes to the operating system before
+  // Write() returns unless manual_wal_flush, which this store never sets), then the ticket
+  // fdatasyncs the log file that holds them. Which file: the log is switched only at the
+  // start of a write (a full memtable, max_total_wal_size) or by a flush, and the store's
+  // writes are serialized by its single writer, so the current log file right after this
+  // write is the one that holds it; should a switch have come between (a flush on another
+  // thread), the ticket also syncs the file current at the write before. If the file
+  // cannot be opened, the write is synced here and now, as apply() would.
+  Result<std::shared_ptr<PendingWrite>> apply_deferred(const std::vector<Put>& puts) override {
+    if (!shadow_dir_.empty()) return failed_precondition("a store opened for reading cannot be written");
+    rocksdb::WriteBatch batch;
+    CUSTODY_RETURN_IF_ERROR(fill(puts, batch));
+    auto s = db_->Write(rocksdb::WriteOptions(), &batch);
+    if (!s.ok()) return unavailable("writing to the custody store failed: " + s.ToString());
+    std::unique_ptr<rocksdb::LogFile> current;
+    s = db_->GetCurrentWalFile(&current);
+    auto ticket = std::make_shared<WalSync>();
+    bool ready = s.ok();
+    if (ready) {
+      std::string dir = db_->GetDBOptions().wal_dir;
+      if (dir.empty()) dir = db_->GetName();
+      const std::string path = dir + current->PathName();
+      ready = ticket->add(path);
+      if (ready && path != wal_path_) {
+        // A new log file's name must be durable too, or a crash could lose the file
+        // whole: its directory is synced once, here (as RocksDB does on a new log's first
+        // synced write), and the file before it is synced as well in case the switch came
+        // between this write and the question (if it is gone, a flush has written its
+        // contents to synced table files).
+        ready = sync_directory(dir);
+        if (ready && !wal_path_.empty()) ticket->add(wal_path_);
+        if (ready) wal_path_ = path;
+      }
+    }
+    if (!ready) {
+      s = db_->SyncWAL();
+      if (!s.ok()) return unavailable("syncing the custody store's log failed: " + s.ToString());
+      return std::shared_ptr<PendingWrite>(std::make_shared<SyncedAlready>());
+    }
+    return std::shared_ptr<PendingWrite>(std::move(ticket));
   }
 
   Result<BackupInfo> backup(const std::string& dir, const std::string& metadata,
@@ -332,15 +406,32 @@ class RocksKeyValue final : public KeyValue {
   }
 
  private:
+  Status fill(const std::vector<Put>& puts, rocksdb::WriteBatch& batch) const {
+    for (const auto& p : puts) {
+      auto* h = handle(p.family);
+      if (!h) return invalid_argument("no column family '" + p.family + "'");
+      auto s = p.erase ? batch.Delete(h, p.key) : batch.Put(h, p.key, p.value);
+      if (!s.ok()) return invalid_argument("cannot batch '" + p.key + "': " + s.ToString());
+    }
+    return Status::ok();
+  }
   rocksdb::ColumnFamilyHandle* handle(const std::string& family) const {
     const auto& families = column_families();
     for (size_t i = 0; i < families.size(); ++i)
       if (families[i] == family) return handles_[i];
     return nullptr;
   }
+  static bool sync_directory(const std::string& dir) {
+    const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return false;
+    const bool ok = ::fsync(fd) == 0;
+    ::close(fd);
+    return ok;
+  }
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;
   std::string shadow_dir_;
+  std::string wal_path_;  // the log file of the last deferred write (single writer)
 };
 
 }  // namespace

@@ -3,8 +3,10 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "core/hash.h"
 #include "core/hex.h"
@@ -153,6 +155,42 @@ TEST_P(StoreTest, ManyWritesThroughOneStoreVerifyAndShowTheirNewestRecordsFirst)
   EXPECT_EQ((*sums)[0].calls + (*sums)[1].calls, 40u);
   EXPECT_EQ(store_->first_usage_at(0).value(), 1u);
   EXPECT_EQ(store_->first_usage_at(INT64_MAX).value(), 41u);
+}
+
+// Deferred writes (the serving actor's pipelined group commit): each is readable when
+// write_deferred returns, the tickets are waited on from several threads at once and in
+// any order, and the store read again afterwards holds every record in order and verifies.
+TEST_P(StoreTest, DeferredWritesWaitedOnFromSeveralThreadsAllLandInOrderAndVerify) {
+  constexpr int kWrites = 64;
+  std::vector<std::shared_ptr<PendingWrite>> tickets;
+  for (int i = 0; i < kWrites; ++i) {
+    Batch b("predict");
+    b.usage({{"target", "ckpt-1"}, {"principal", "principal:bob"}, {"action", "predict"},
+             {"call_id", "call-" + std::to_string(i)}});
+    std::vector<Inclusion> inc;
+    auto ticket = store_->write_deferred(b, &inc);
+    ASSERT_TRUE(ticket.is_ok()) << ticket.status().to_string();
+    ASSERT_EQ(inc.size(), 1u);
+    EXPECT_EQ(inc[0].tree_size, uint64_t(i + 1)) << "the next write chains on this one before its sync";
+    EXPECT_TRUE(store_->call("call-" + std::to_string(i)).value().has_value()) << "readable at once";
+    tickets.push_back(std::move(ticket).value());
+  }
+  std::vector<std::thread> waiters;
+  std::atomic<int> failed{0};
+  for (int t = 0; t < 4; ++t) {
+    waiters.emplace_back([&, t] {
+      for (int i = kWrites - 1 - t; i >= 0; i -= 4) failed += !tickets[i]->wait().is_ok();  // newest first
+    });
+  }
+  for (auto& w : waiters) w.join();
+  EXPECT_EQ(failed.load(), 0);
+  tickets.clear();
+  reopen();
+  auto report = store_->verify();
+  ASSERT_TRUE(report.is_ok());
+  EXPECT_TRUE(report->ok) << report->problem;
+  EXPECT_EQ(store_->tree_head("usage")->size, uint64_t(kWrites));
+  ASSERT_TRUE(store_->write(submitted("job-1")).is_ok()) << "synced writes go on after deferred ones";
 }
 
 TEST_P(StoreTest, EveryWriteLeavesOneAuditRecordNamingItsRecords) {
@@ -334,6 +372,54 @@ TEST_F(TamperTest, AnAddedMerkleSubtreeEntryIsNamed) {
 
 // `custody usage` on a large store: the summary covers every call (from the usage sums),
 // the list only the newest --limit, and a time range reads only the records in it.
+// A deferred write whose sync fails (a disk error, here from a key-value layer that
+// reports one) stops the store: whether that write and the ones after it reached the disk
+// is unknown, so every later write is refused, naming the failure and what to do.
+TEST(DeferredWriteTest, AFailedSyncStopsEveryLaterWriteWithAnErrorNamingIt) {
+  class FailingSync final : public PendingWrite {
+   public:
+    Status wait() override { return unavailable("fdatasync: Input/output error"); }
+  };
+  class DiskThatFailsToSync final : public KeyValue {
+   public:
+    DiskThatFailsToSync() : inner_(make_memory_key_value()) {}
+    Status apply(const std::vector<Put>& puts) override { return inner_->apply(puts); }
+    Result<std::shared_ptr<PendingWrite>> apply_deferred(const std::vector<Put>& puts) override {
+      CUSTODY_RETURN_IF_ERROR(inner_->apply(puts));
+      return std::shared_ptr<PendingWrite>(std::make_shared<FailingSync>());
+    }
+    Result<std::optional<std::string>> get(const std::string& family, const std::string& key) const override {
+      return inner_->get(family, key);
+    }
+    Status scan(const std::string& family, const std::string& prefix,
+                const std::function<bool(const std::string&, const std::string&)>& visit) const override {
+      return inner_->scan(family, prefix, visit);
+    }
+    Status scan_from(const std::string& family, const std::string& prefix, const std::string& from, bool newest_first,
+                     const std::function<bool(const std::string&, const std::string&)>& visit) const override {
+      return inner_->scan_from(family, prefix, from, newest_first, visit);
+    }
+
+   private:
+    std::unique_ptr<KeyValue> inner_;
+  };
+  CustodyStore store(std::make_unique<DiskThatFailsToSync>());
+  ASSERT_TRUE(store.write(submitted("job-1")).is_ok());
+  Batch b("predict");
+  b.usage({{"target", "ckpt-1"}, {"principal", "principal:bob"}, {"action", "predict"}, {"call_id", "call-1"}});
+  auto ticket = store.write_deferred(b, nullptr);
+  ASSERT_TRUE(ticket.is_ok());
+  auto second = store.write_deferred(b, nullptr);  // chained on the first before its sync
+  ASSERT_TRUE(second.is_ok());
+  const Status synced = ticket.value()->wait();
+  EXPECT_EQ(synced.code(), ErrorCode::kUnavailable);
+  const Status later = store.write(submitted("job-2"));
+  EXPECT_FALSE(later.is_ok());
+  EXPECT_NE(later.message().find("Input/output error"), std::string::npos) << later.message();
+  EXPECT_NE(later.message().find("custody audit verify"), std::string::npos) << later.message();
+  EXPECT_FALSE(store.write_deferred(b, nullptr).is_ok());
+}
+
 TEST(UsageQueryTest, ListsTheNewestRecordsAndSumsThemAll) {
   auto store = CustodyStore::in_memory();
   ASSERT_TRUE(store->write(submitted("job-1")).is_ok());
