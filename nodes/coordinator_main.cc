@@ -10,6 +10,7 @@ int main(int argc, char** argv) {
   int64_t max_mib = static_cast<int64_t>(c.max_message_bytes >> 20);
   int64_t syncs_in_flight = c.serving.syncs_in_flight;
   int64_t stall_ms = c.options.stall_after.count(), start_ms = c.options.start_timeout.count();
+  int64_t attribution_ms = c.attribution_worker_timeout.count();
   int64_t max_recoveries = c.options.max_recoveries;
   int64_t head_interval_ms = c.head_interval.count();
   std::string security = "none";
@@ -37,6 +38,7 @@ int main(int argc, char** argv) {
     CUSTODY_RETURN_IF_ERROR(r.get("coordinator.max_message_mib", max_mib, nodes::kMaxMessageMib));
     CUSTODY_RETURN_IF_ERROR(r.get("coordinator.stall_after_ms", stall_ms, nodes::kTimeoutMs));
     CUSTODY_RETURN_IF_ERROR(r.get("coordinator.start_timeout_ms", start_ms, nodes::kTimeoutMs));
+    CUSTODY_RETURN_IF_ERROR(r.get("coordinator.attribution_timeout_ms", attribution_ms, nodes::kTimeoutMs));
     CUSTODY_RETURN_IF_ERROR(r.get("coordinator.max_recoveries", max_recoveries, nodes::kMaxRecoveries));
     CUSTODY_RETURN_IF_ERROR(r.get("coordinator.signing_key", c.signing_key));
     CUSTODY_RETURN_IF_ERROR(r.get("coordinator.store_key", c.store_key));
@@ -98,6 +100,9 @@ int main(int argc, char** argv) {
                        "a running job with no step for this long is reported stalled");
   nodes::ranged_option(app, "--start-timeout-ms", start_ms, nodes::kTimeoutMs,
                        "longest wait for servers to load a job's key ranges");
+  nodes::ranged_option(app, "--attribution-timeout-ms", attribution_ms, nodes::kTimeoutMs,
+                       "longest wait for the workers' scoring of an attribution's ranges; the coordinator "
+                       "then scores what is missing itself");
   nodes::ranged_option(app, "--max-recoveries", max_recoveries, nodes::kMaxRecoveries,
                        "rollbacks to a checkpoint a job may take before it fails");
   app.add_option("--records-dir", c.options.records_dir,
@@ -192,6 +197,7 @@ int main(int argc, char** argv) {
   c.serving.syncs_in_flight = static_cast<uint32_t>(syncs_in_flight);
   c.options.stall_after = std::chrono::milliseconds(stall_ms);
   c.options.start_timeout = std::chrono::milliseconds(start_ms);
+  c.attribution_worker_timeout = std::chrono::milliseconds(attribution_ms);
   c.head_interval = std::chrono::milliseconds(head_interval_ms);
   c.options.max_recoveries = static_cast<uint32_t>(max_recoveries);  // in kMaxRecoveries: checked above
   nodes::install_signal_handlers();

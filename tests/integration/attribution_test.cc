@@ -257,6 +257,36 @@ TEST(AttributionTest, AWorkerKilledWhileItScoresHasItsRangeScoredByTheCoordinato
   expect_same_ranking(whole, answer, "records");
 }
 
+// A worker that is alive but does not answer (frozen, its heartbeats too, but far from the
+// heartbeat timeout) holds an attribution up only as long as --attribution-timeout-ms; the
+// coordinator then scores that range itself and says why.
+TEST(AttributionTest, AFrozenWorkersRangeIsScoredByTheCoordinatorAfterTheConfiguredTimeout) {
+  ClusterOptions o{1, 2};
+  o.heartbeat_timeout_ms = 60000;
+  o.coordinator_args = {"--attribution-timeout-ms", "1500"};
+  LocalCluster c("attribution-timeout", o);
+  ASSERT_TRUE(c.wait_for_nodes(3));
+  submit_and_wait(c, "attrt.toml", synthetic_mlp_job("attrt", 2, 1600));
+  json whole = run_json(c, {"attribute", "--self-influence", "attrt", "--top", "10"});
+  ASSERT_TRUE(whole.is_object());
+  c.node(2).signal(SIGSTOP);
+  const auto started = std::chrono::steady_clock::now();
+  json answer = run_json(c, {"attribute", "--self-influence", "attrt", "--top", "10"});
+  const auto waited = std::chrono::steady_clock::now() - started;
+  c.node(2).signal(SIGCONT);
+  ASSERT_TRUE(answer.is_object());
+  EXPECT_LT(waited, 30s) << "the configured 1.5 s, not the default 60 s";
+  bool rescored = false;
+  for (const auto& r : answer["scored_by"]) {
+    if (r["by"] != "coordinator") continue;
+    rescored = true;
+    const std::string why = r["why"];
+    EXPECT_NE(why.find("did not answer within 1500 ms"), std::string::npos) << why;
+  }
+  EXPECT_TRUE(rescored) << answer.dump(2);
+  expect_same_ranking(whole, answer, "records");
+}
+
 // The IDX files of `set` with `labels` (uncompressed: read_idx takes both).
 void write_idx(const fs::path& dir, const LabeledSet& set, const std::vector<uint8_t>& labels, int64_t test) {
   auto be32 = [](std::string& s, uint32_t v) {
