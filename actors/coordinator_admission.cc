@@ -244,6 +244,7 @@ Result<Job> CoordinatorState::prepare(const std::string& spec_text, const std::s
                data->test.count};
   plan.data.excluded = std::move(excluded);
   plan.data.without = spec.data.without;
+  plan.data.table = std::move(data->table);
   // Each rank's records, file by file, as read now: what its worker must hold. The split
   // is the one start_tasks makes (a rank's shard never changes).
   plan.data.train_digests = std::move(data->train.digests);
