@@ -130,5 +130,33 @@ TEST(CsvTrainingTest, ThePenguinsTableTrainsServesExportsAndRepeatsBitForBit) {
   EXPECT_EQ(c.cli({"audit", "verify"}).code, 0);
 }
 
+
+// CSV tables are not shipped: a worker that lacks the job's table (here: it was removed
+// between submission and the start) cannot run the job, and the job fails saying why and
+// what to do, instead of training on something else or waiting for ever.
+TEST(CsvTrainingTest, AWorkerWithoutTheTableFailsTheJobSayingTablesAreNotShipped) {
+  ClusterOptions o;
+  o.servers = 1;
+  o.workers = 0;
+  LocalCluster c("csv-no-table", o);
+  ASSERT_TRUE(c.wait_for_nodes(1));
+  const fs::path copy = c.dir() / "copy.csv";
+  fs::copy_file(kTable, copy);
+  std::string text = penguins_job("drop");
+  text.replace(text.find(kTable), kTable.size(), copy.string());
+  text.replace(text.find("workers = 2"), 11, "workers = 1");
+  CliResult submitted = c.cli({"submit", c.write_job("job.toml", text).string(), "--as", "alice"});
+  ASSERT_EQ(submitted.code, 0) << submitted.err;
+  const std::string job = submitted.out.substr(0, submitted.out.find('\n'));
+  fs::remove(copy);
+  c.add_node("custody-worker", "worker-1");
+  EXPECT_NE(c.cli({"wait", job}, std::chrono::seconds(60)).code, 0);
+  json status = json::parse(c.cli({"status", job, "--json"}).out, nullptr, false);
+  const std::string message = status.value("message", std::string());
+  EXPECT_EQ(status.value("state", std::string()), "failed") << status.dump(2);
+  EXPECT_NE(message.find("cannot open data file '" + copy.string() + "'"), std::string::npos) << message;
+  EXPECT_NE(message.find("tables are not shipped"), std::string::npos) << message;
+}
+
 }  // namespace
 }  // namespace custody::testing
