@@ -7,6 +7,8 @@
 // 1e-5); and the same job submitted twice trains the same weights, bit for bit.
 #include <nlohmann/json.hpp>
 
+#include <thread>
+
 #include "tests/integration/cluster.h"
 
 namespace custody::testing {
@@ -51,7 +53,13 @@ std::string raw_rows(int rows) {
 }
 
 TEST(CsvTrainingTest, ThePenguinsTableTrainsServesExportsAndRepeatsBitForBit) {
-  LocalCluster c("csv-training", {1, 2});
+  ClusterOptions o;
+  o.servers = 1;
+  o.workers = 2;
+  const fs::path http_port = fs::temp_directory_path() / ("custody-csv-http-" + std::to_string(getpid()) + ".addr");
+  fs::remove(http_port);
+  o.coordinator_args = {"--http-listen", "127.0.0.1:0", "--http-port-file", http_port.string()};
+  LocalCluster c("csv-training", o);
   ASSERT_TRUE(c.wait_for_nodes(3));
 
   // missing = "refuse": the job is refused at submission, naming the first bad cell.
@@ -64,6 +72,13 @@ TEST(CsvTrainingTest, ThePenguinsTableTrainsServesExportsAndRepeatsBitForBit) {
   CliResult submitted = c.cli({"submit", job_file.string(), "--as", "alice"});
   ASSERT_EQ(submitted.code, 0) << submitted.err;
   const std::string job = submitted.out.substr(0, submitted.out.find('\n'));
+  // A model with fewer outputs than the table has classes is refused, naming them.
+  std::string two = penguins_job("drop");
+  two.replace(two.find("classes = 3"), 11, "classes = 2");
+  CliResult too_few = c.cli({"submit", c.write_job("two.toml", two).string(), "--as", "alice"});
+  EXPECT_NE(too_few.code, 0);
+  EXPECT_NE(too_few.err.find("3 classes (adelie, chinstrap, gentoo) but 'model.classes' is 2"), std::string::npos)
+      << too_few.err;
   ASSERT_EQ(c.cli({"wait", job}).code, 0) << c.cli({"status", job}).out;
   json status = json::parse(c.cli({"status", job, "--json"}).out, nullptr, false);
   const double accuracy = status.value("test_accuracy", 0.0);
@@ -110,6 +125,37 @@ TEST(CsvTrainingTest, ThePenguinsTableTrainsServesExportsAndRepeatsBitForBit) {
   const std::string md = read_file(onnx.string() + ".card.md");
   EXPECT_NE(md.find("standardized per feature"), std::string::npos) << md;
   EXPECT_NE(md.find("chinstrap"), std::string::npos) << md;
+  // HTTP (Open Inference Protocol) takes the same raw rows and answers the same.
+  for (int i = 0; i < 200 && !fs::exists(http_port); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  std::string url = read_file(http_port);
+  while (!url.empty() && std::isspace(static_cast<unsigned char>(url.back()))) url.pop_back();
+  fs::remove(http_port);
+  std::vector<float> values;
+  {
+    std::istringstream in(read_file(rows));
+    std::string line;
+    std::getline(in, line);  // the header
+    for (int r = 0; r < 3 && std::getline(in, line);) {
+      std::stringstream ss(line);
+      for (std::string cell; std::getline(ss, cell, ',');) values.push_back(std::stof(cell));
+      ++r;
+    }
+  }
+  const std::string body =
+      json{{"inputs", {{{"name", "input"}, {"shape", {3, 4}}, {"datatype", "FP32"}, {"data", values}}}}}.dump();
+  CliResult http = run_argv(c.dir(), {"/usr/bin/curl", "-sS", "--max-time", "20", "-H",
+                                      "Content-Type: application/json", "--data-binary", body,
+                                      "http://" + url + "/v2/models/penguins/infer"},
+                            std::chrono::seconds(30), "curl");
+  json inferred = json::parse(http.out, nullptr, false);
+  ASSERT_TRUE(inferred.is_object() && inferred.contains("outputs")) << http.out << http.err;
+  for (int r = 0; r < 3; ++r) {
+    for (int k = 0; k < 3; ++k) {
+      EXPECT_NEAR(inferred["outputs"][0]["data"][r * 3 + k].get<double>(),
+                  predictions[r]["probabilities"][k].get<double>(), 1e-6)
+          << "row " << r;
+    }
+  }
   // A raw row that is not a number is refused by the CLI, naming line and value.
   CliResult bad = c.cli({"predict", "penguins", "--input", c.write_job("bad.csv", "39.1,18.7,0.5abc,3750\n").string()});
   EXPECT_NE(bad.code, 0);
