@@ -356,6 +356,9 @@ Result<JobSpec> parse_job_spec(std::string_view toml_text, const std::string& or
   // Set, not merely present: reference.toml lists them, with their empty defaults, for idx.
   const bool csv_keys = !s.data.csv_train.empty() || !s.data.csv_test.empty() || !s.data.csv_label.empty();
   if (s.data.kind == DataSpec::Kind::kCsv) {
+    // The default dir is Fashion-MNIST's; a table named relatively without a dir of its own
+    // is where the job file's reader runs, not in there.
+    if (!r.has("data.dir")) s.data.dir = ".";
     if (s.data.csv_train.empty()) {
       return invalid_argument(origin + ": data.kind = \"csv\" needs key 'data.train' (the CSV file of training "
                               "rows, with a header row)");

@@ -54,6 +54,7 @@ TEST(CsvJobSpecTest, ReadsTheCsvKeysAndKeepsOtherJobsCanonicalForms) {
   EXPECT_DOUBLE_EQ(s->data.csv_test_fraction, 0.25);
   EXPECT_EQ(s->data.csv_split_seed, 3u);
   EXPECT_EQ(s->data.name, "a.csv") << "named after its file by default";
+  EXPECT_EQ(s->data.path(s->data.csv_train), "./a.csv") << "not in the default dir, Fashion-MNIST's";
   const std::string canonical = s->canonical_form();
   EXPECT_NE(canonical.find("data.kind = csv"), std::string::npos);
   EXPECT_NE(canonical.find("data.label = y"), std::string::npos);
