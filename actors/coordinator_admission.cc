@@ -197,6 +197,14 @@ Result<Job> CoordinatorState::prepare(const std::string& spec_text, const std::s
   auto made = spec.make_model(data->train.features);
   if (!made.is_ok()) return Status(made.status().code(), origin + ": " + made.status().message());
   Model model = std::move(made).value();
+  if (data->table.classes.size() > static_cast<size_t>(spec.classes)) {
+    // The test table's labels count too: a class only the test rows hold is still an output.
+    std::string names;
+    for (const auto& c : data->table.classes) names += (names.empty() ? "" : ", ") + c;
+    return invalid_argument(origin + ": the table's label column '" + data->table.label + "' holds " +
+                            std::to_string(data->table.classes.size()) + " classes (" + names +
+                            ") but 'model.classes' is " + std::to_string(spec.classes));
+  }
   if (data->train.count > 0 && data->train.max_label >= spec.classes) {
     return invalid_argument(origin + ": the training labels go up to " + std::to_string(data->train.max_label) +
                             " but 'model.classes' is " + std::to_string(spec.classes));
@@ -244,6 +252,7 @@ Result<Job> CoordinatorState::prepare(const std::string& spec_text, const std::s
                data->test.count};
   plan.data.excluded = std::move(excluded);
   plan.data.without = spec.data.without;
+  plan.data.table = std::move(data->table);
   // Each rank's records, file by file, as read now: what its worker must hold. The split
   // is the one start_tasks makes (a rank's shard never changes).
   plan.data.train_digests = std::move(data->train.digests);

@@ -363,6 +363,7 @@ Outbox CoordinatorState::on_checkpoint_shard(Job& job, const Node& node, const m
   spec.parent = job.status.last_checkpoint.empty() ? job.plan.init_checkpoint : job.status.last_checkpoint;
   spec.final = assembled.final;
   spec.activation = job.plan.spec.activation;
+  if (!job.plan.data.table.empty()) spec.preprocessing = storage::preprocessing_json(job.plan.data.table);
   if (job.plan.privacy) {
     auto guarantee = privacy_record(*job.plan.privacy, m.step + job.privacy_steps_rolled_back,
                                     job.privacy_steps_rolled_back);

@@ -46,19 +46,35 @@ Status CustodyRecorder::job_submitted(const msg::JobStatus& job, const JobSpec& 
              {"train_labels", spec.data.path(spec.data.train_labels)},
              {"test_images", spec.data.path(spec.data.test_images)},
              {"test_labels", spec.data.path(spec.data.test_labels)}};
+  } else if (spec.data.kind == DataSpec::Kind::kCsv) {
+    files = {{"train", spec.data.path(spec.data.csv_train)}};
+    if (!spec.data.csv_test.empty()) files["test"] = spec.data.path(spec.data.csv_test);
   }
   // The data set entity holds what its bytes are (one record per content hash); what a
   // submitter declares about them (name, files, licence, consent) is part of this
   // submission, on its `consumed` relation: a later submitter's declaration for the same
   // bytes is recorded beside the first, never lost behind it.
-  b.entity(lineage::kind::kDataset, bytes,
-           {{"name", spec.data.name},
-            {"sha256", data.version_hash},
-            {"train_sha256", data.train_hash},
-            {"test_sha256", data.test_hash},
-            {"train_samples", data.train_count},
-            {"test_samples", data.test_count},
-            {"source", spec.data.kind == DataSpec::Kind::kIdx ? "idx" : "synthetic"}});
+  json dataset_record{{"name", spec.data.name},
+                      {"sha256", data.version_hash},
+                      {"train_sha256", data.train_hash},
+                      {"test_sha256", data.test_hash},
+                      {"train_samples", data.train_count},
+                      {"test_samples", data.test_count},
+                      {"source", spec.data.kind == DataSpec::Kind::kIdx   ? "idx"
+                                 : spec.data.kind == DataSpec::Kind::kCsv ? "csv"
+                                                                          : "synthetic"}};
+  if (!data.table.empty()) {
+    // What the version is made of: the files' bytes, and the rows left out of it.
+    dataset_record["table"] = {{"files_sha256", data.table.files_sha256},
+                               {"label", data.table.label},
+                               {"features", data.table.feature_names},
+                               {"classes", data.table.classes},
+                               {"dropped_rows", data.table.dropped},
+                               {"dropped_lines", data.table.dropped_lines},
+                               {"missing", spec.data.csv_drop_missing ? "drop" : "refuse"},
+                               {"standardize", storage::preprocessing_json(data.table)["standardize"]}};
+  }
+  b.entity(lineage::kind::kDataset, bytes, std::move(dataset_record));
   if (dataset != bytes) {
     // The bytes' entity above is the base; this version names it, the records it leaves
     // out and the revocations that withdrew them.
@@ -74,18 +90,20 @@ Status CustodyRecorder::job_submitted(const msg::JobStatus& job, const JobSpec& 
     b.relation(lineage::rel::kSubsetOf, dataset, bytes, {{"excluded", data.excluded.size()}});
   }
   b.entity(lineage::kind::kJobSpec, jobspec, {{"sha256", sha256_hex(canonical)}, {"canonical", canonical}, {"text", spec.text}});
-  b.entity(lineage::kind::kRun, job.job_id,
-           {{"name", job.name},
-            {"submitter", job.submitter},
-            {"submitted_at_ms", job.submitted_at_ms},
-            {"layer_sizes", layer_sizes},
-            {"activation", spec.activation},
-            {"epochs", spec.epochs},
-            {"workers", spec.workers},
-            {"batch_size", spec.batch_size},
-            {"consistency", to_string(spec.consistency)},
-            {"optimizer", to_string(spec.optimizer.kind)},
-            {"learning_rate", spec.optimizer.learning_rate}});
+  json run{{"name", job.name},
+           {"submitter", job.submitter},
+           {"submitted_at_ms", job.submitted_at_ms},
+           {"layer_sizes", layer_sizes},
+           {"activation", spec.activation},
+           {"epochs", spec.epochs},
+           {"workers", spec.workers},
+           {"batch_size", spec.batch_size},
+           {"consistency", to_string(spec.consistency)},
+           {"optimizer", to_string(spec.optimizer.kind)},
+           {"learning_rate", spec.optimizer.learning_rate}};
+  // How its models' raw inputs become what they were trained on (CSV data only).
+  if (!data.table.empty()) run["preprocessing"] = storage::preprocessing_json(data.table);
+  b.entity(lineage::kind::kRun, job.job_id, std::move(run));
   b.relation(lineage::rel::kSubmittedBy, job.job_id, principal);
   // What each rank's shard is, as read at submission: the bytes a worker must hold to
   // train on it (it checks them before it trains).

@@ -29,6 +29,9 @@ struct DatasetInfo {
   // lineage_dataset_hash(), whose identity includes this list.
   std::vector<uint64_t> excluded = {};
   std::vector<std::string> without = {};
+  // A CSV data set: its columns, classes, standardization and dropped rows (lineage keeps
+  // them on the data set and the run; every checkpoint's manifest keeps the preprocessing).
+  TablePreprocessing table = {};
 };
 // The identity of the data set a job trains on: the bytes' SHA-256, or for a retraining
 // SHA-256("<bytes' hash> without <i,j,...>") over the excluded indices.

@@ -45,6 +45,12 @@ Result<const ServingState::Loaded*> ServingState::load(const std::string& checkp
   CUSTODY_ASSIGN_OR_RETURN(Model model, storage::model_of_manifest(manifest));
   l.model = std::make_unique<Model>(std::move(model));
   l.params = std::move(values);
+  CUSTODY_ASSIGN_OR_RETURN(l.preprocessing, storage::preprocessing_of_manifest(manifest));
+  if (!l.preprocessing.empty() && l.preprocessing.feature_names.size() != static_cast<size_t>(l.model->input_size())) {
+    return data_loss("checkpoint " + checkpoint + " standardizes " +
+                     std::to_string(l.preprocessing.feature_names.size()) + " features, but its model takes " +
+                     std::to_string(l.model->input_size()));
+  }
   return &(cache_[checkpoint] = std::move(l));
 }
 
@@ -110,8 +116,16 @@ Result<ServingState::PreparedCall> ServingState::prepare(const msg::Predict& r) 
                               std::to_string(i % r.features) + " is not a finite number");
     }
   }
+  // Raw rows of a table become what the model was trained on.
+  std::vector<float> standardized;
+  const float* inputs = r.inputs.data();
+  if (!m.preprocessing.empty()) {
+    standardized = r.inputs;
+    standardize(standardized, m.preprocessing.standardization);
+    inputs = standardized.data();
+  }
   // Row-major rows x features is column-major features x rows: samples as columns.
-  MatrixView x(r.inputs.data(), r.features, r.rows);
+  MatrixView x(inputs, r.features, r.rows);
   const FlushDenormals flush;  // the same arithmetic as the workers' evaluation (core/float_env.h)
   Matrix probs = m.model->predict(m.params.data(), x, ws_);
 

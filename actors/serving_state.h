@@ -64,6 +64,9 @@ class ServingState {
     std::string checkpoint, root_hash;
     std::unique_ptr<Model> model;
     std::vector<float> params;
+    // A model trained on a CSV table: callers send raw rows, standardized here as the
+    // training rows were (core/csv_table.h standardize(): the same arithmetic, the same bits).
+    TablePreprocessing preprocessing;
   };
   Result<const Loaded*> load(const std::string& checkpoint);
   // NAME -> (checkpoint, "NAME@V"); resolved names are cached for a second.

@@ -1,6 +1,7 @@
 #include "actors/trainer.h"
 
 #include <algorithm>
+#include <cstring>
 #include <tuple>
 
 #include "core/dataset.h"
@@ -21,6 +22,9 @@ namespace {
 
 std::string data_files(const DataSpec& d) {
   if (d.kind == DataSpec::Kind::kSynthetic) return "synthetic data";
+  if (d.kind == DataSpec::Kind::kCsv) {
+    return "'" + d.path(d.csv_train) + "'" + (d.csv_test.empty() ? "" : ", '" + d.path(d.csv_test) + "'");
+  }
   return "'" + d.path(d.train_images) + "', '" + d.path(d.train_labels) + "', '" + d.path(d.test_images) + "', '" +
          d.path(d.test_labels) + "'";
 }
@@ -33,11 +37,14 @@ Status check_records(const LabeledSet& set, uint64_t begin, uint64_t end, const 
   const RecordsDigest here = records_digest(set, 0, set.count);
   const bool synthetic = d.kind == DataSpec::Kind::kSynthetic;
   const char* split = train ? "training" : "test";
+  const bool csv = d.kind == DataSpec::Kind::kCsv;
   for (const auto& [mine, theirs, file] :
        {std::tuple{here.images_sha256, expected.images_sha256, train ? d.train_images : d.test_images},
         std::tuple{here.labels_sha256, expected.labels_sha256, train ? d.train_labels : d.test_labels}}) {
     if (mine == theirs) continue;
-    const std::string where = synthetic ? "the synthetic data this node drew" : "'" + d.path(file) + "'";
+    const std::string where = synthetic ? "the synthetic data this node drew"
+                              : csv     ? "the table this node read (" + data_files(d) + ")"
+                                        : "'" + d.path(file) + "'";
     return data_loss(where + " holds other bytes in " + split + " records [" + std::to_string(begin) + ", " +
                      std::to_string(end) + ") than the job was submitted with (SHA-256 " + mine.substr(0, 16) +
                      "... here, " + theirs.substr(0, 16) + "... at submission): this node's copy of the file "
@@ -53,12 +60,21 @@ struct TaskRecords {
   int64_t train_total = 0;  // N, the whole training set's records (0: not known)
 };
 
-// Sample j of a sample-major uint8 block into column `col` of `x`, scaled exactly as
-// features() scales (one rounding of byte * kInputScale: the same bits).
-void put_sample(Matrix& x, Eigen::Index col, const std::vector<uint8_t>& pixels, Eigen::Index features, int64_t j) {
+}  // namespace
+
+// Sample j of a sample-major block into column `col` of `x`, as features() makes it: a
+// byte scaled (one rounding of byte * kInputScale: the same bits), a float32 copied.
+void Trainer::put_sample(Matrix& x, Eigen::Index col, const std::vector<uint8_t>& pixels, Eigen::Index features,
+                         int64_t j) const {
+  if (value_bytes_ == 4) {
+    std::memcpy(x.col(col).data(), pixels.data() + j * features * 4, static_cast<size_t>(features) * sizeof(float));
+    return;
+  }
   x.col(col) = Eigen::Map<const Eigen::Matrix<uint8_t, Eigen::Dynamic, 1>>(pixels.data() + j * features, features)
                    .cast<float>() * kInputScale;
 }
+
+namespace {
 
 // The task's four files' records, each held to its digest (RecordsFetcher checks it).
 Result<TaskRecords> shipped_records(const msg::AssignTask& t, RecordsFetcher& fetcher) {
@@ -155,6 +171,13 @@ Result<Trainer> Trainer::load(const msg::AssignTask& t, const std::string& job_i
                                 static_cast<int64_t>(t.test_begin), static_cast<int64_t>(t.test_end), !digests);
   const bool shippable = spec.data.kind == DataSpec::Kind::kIdx && !t.train_digest.empty() &&
                          !t.test_digest.empty() && options.records != nullptr;
+  if (!loaded.is_ok() && loaded.status().code() == ErrorCode::kNotFound && spec.data.kind == DataSpec::Kind::kCsv) {
+    // Records are shipped for IDX data only: a CSV job needs its tables on every worker.
+    if (data_failure) *data_failure = true;
+    return Status(loaded.status().code(), loaded.status().message() +
+                                              "; a CSV job's tables are not shipped to workers: every worker needs "
+                                              "them at the job file's path");
+  }
   if (!loaded.is_ok() && loaded.status().code() == ErrorCode::kNotFound && shippable) {
     // The job file's paths are not on this node: its records come from the node's cache or
     // the coordinator, each held to the digests of submission on the way in.
@@ -239,12 +262,13 @@ Result<Trainer> Trainer::load(const msg::AssignTask& t, const std::string& job_i
   }
   // Kept as the data's bytes (a quarter of floats); each batch is converted as it is drawn.
   trainer.features_ = records.train.features;
+  trainer.value_bytes_ = records.train.value_bytes;
   if (t.excluded.empty()) {
     trainer.shard_ = std::move(records.train.pixels);
     trainer.labels_ = std::move(records.train.labels);
   } else {
     // Record t.shard.begin + j is sample j of the shard's records.
-    const auto f = static_cast<size_t>(trainer.features_);
+    const auto f = static_cast<size_t>(trainer.features_) * static_cast<size_t>(trainer.value_bytes_);
     trainer.shard_.reserve(static_cast<size_t>(kept) * f);
     size_t next = 0;  // the next excluded index
     for (uint64_t i = t.shard.begin; i < t.shard.end; ++i) {

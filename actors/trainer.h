@@ -113,9 +113,13 @@ class Trainer {
   double sampling_rate_ = 0;
   std::optional<SecureRandom> sampler_;
   uint32_t private_batch(Matrix& x, std::vector<uint8_t>& y, uint64_t step);
-  // The shard and the test range as the data's bytes, sample-major (features_ a sample).
+  // The shard and the test range as the data's bytes, sample-major (features_ a sample,
+  // each value_bytes_ wide: LabeledSet::value_bytes).
   std::vector<uint8_t> shard_, test_pixels_;
   Eigen::Index features_ = 0;
+  int value_bytes_ = 1;
+  void put_sample(Matrix& x, Eigen::Index col, const std::vector<uint8_t>& pixels, Eigen::Index features,
+                  int64_t j) const;
   std::vector<uint8_t> labels_, test_y_;
   // The values the next gradient is computed at, copied out of each answer into memory
   // aligned for Eigen's widest vectors. Computing at the received frame itself (tried:

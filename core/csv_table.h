@@ -63,6 +63,22 @@ Standardization fit_standardization(const CsvTable& table, int64_t begin, int64_
 // (x - mean) / std on every row of `values` (rows x mean.size(), row-major).
 void standardize(std::vector<float>& values, const Standardization& s);
 
+// What turns a table's raw rows into a model's inputs, and what the table was: kept with
+// the job's data set (core/dataset.h load_data) and recorded in lineage and with every
+// checkpoint, so serving and exported models can standardize raw rows as training did, and
+// name the classes.
+struct TablePreprocessing {
+  std::string label;                       // the label column's name
+  std::vector<std::string> feature_names;  // the model's inputs, in order
+  std::vector<std::string> classes;        // class id -> label text
+  Standardization standardization;         // fitted on the training rows only
+  int64_t train_rows = 0, test_rows = 0;   // kept
+  int64_t dropped = 0;                     // rows dropped (both files), for missing cells
+  std::vector<std::string> dropped_lines;  // the first (at most 10): "FILE:LINE"
+  std::vector<std::string> files_sha256;   // of the training file, then the test file's if any
+  bool empty() const { return feature_names.empty(); }
+};
+
 // A seeded split of `rows` row indices: a shuffled `test_fraction` of them (at least one,
 // at most rows - 1) for testing, the rest for training, each list in ascending order.
 // invalid_argument unless 0 < test_fraction < 1 and rows >= 2.

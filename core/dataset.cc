@@ -2,6 +2,9 @@
 
 #include <zlib.h>
 
+#include <algorithm>
+#include <cstring>
+#include <map>
 #include <memory>
 #include <random>
 
@@ -130,19 +133,27 @@ LabeledSet slice(const LabeledSet& set, int64_t begin, int64_t end) {
   LabeledSet out;
   out.count = end - begin;
   out.features = set.features;
-  out.pixels.assign(set.pixels.begin() + begin * set.features, set.pixels.begin() + end * set.features);
+  out.value_bytes = set.value_bytes;
+  const int64_t w = static_cast<int64_t>(set.features) * set.value_bytes;
+  out.pixels.assign(set.pixels.begin() + begin * w, set.pixels.begin() + end * w);
   out.labels.assign(set.labels.begin() + begin, set.labels.begin() + end);
   out.content_hash = content_hash(out);
   return out;
 }
 
 RecordsDigest records_digest(const LabeledSet& set, int64_t begin, int64_t end) {
-  const auto f = static_cast<size_t>(set.features);
+  const auto f = static_cast<size_t>(set.features) * static_cast<size_t>(set.value_bytes);
   return {sha256_hex(set.pixels.data() + static_cast<size_t>(begin) * f, static_cast<size_t>(end - begin) * f),
           sha256_hex(set.labels.data() + begin, static_cast<size_t>(end - begin))};
 }
 
 Matrix features(const LabeledSet& set, int64_t begin, int64_t end) {
+  if (set.value_bytes == 4) {
+    Matrix x(set.features, end - begin);
+    std::memcpy(x.data(), set.pixels.data() + begin * set.features * 4,
+                static_cast<size_t>((end - begin) * set.features) * sizeof(float));
+    return x;
+  }
   Eigen::Map<const Eigen::Matrix<uint8_t, Eigen::Dynamic, Eigen::Dynamic>> raw(
       set.pixels.data() + begin * set.features, set.features, end - begin);
   return raw.cast<float>() * kInputScale;
@@ -156,6 +167,8 @@ Result<DataSplit> load_data(const DataSpec& spec) {
                                     spec.synthetic_classes, spec.synthetic_seed);
     split.train = slice(all, 0, spec.synthetic_train);
     split.test = slice(all, spec.synthetic_train, all.count);
+  } else if (spec.kind == DataSpec::Kind::kCsv) {
+    return load_csv_data(spec);
   } else {
     CUSTODY_ASSIGN_OR_RETURN(auto train, read_idx(spec.path(spec.train_images), spec.path(spec.train_labels)));
     CUSTODY_ASSIGN_OR_RETURN(auto test, read_idx(spec.path(spec.test_images), spec.path(spec.test_labels)));
@@ -168,6 +181,134 @@ Result<DataSplit> load_data(const DataSpec& spec) {
   }
   split.version_hash =
       sha256_hex("train:" + split.train.content_hash + "\ntest:" + split.test.content_hash + "\n");
+  return split;
+}
+
+}  // namespace custody
+
+namespace custody {
+namespace {
+
+// Whether a table's class ids are its integer labels (parse_csv: classes "0".."max").
+bool integer_classes(const CsvTable& t) {
+  for (size_t i = 0; i < t.classes.size(); ++i) {
+    if (t.classes[i] != std::to_string(i)) return false;
+  }
+  return true;
+}
+
+// Gives two tables one class mapping: integer ids if both are labelled by integers, else
+// the sorted union of the label texts (as parse_csv orders one table's).
+Status unify_classes(CsvTable& a, CsvTable& b) {
+  if (integer_classes(a) && integer_classes(b)) {
+    if (a.classes.size() < b.classes.size()) {
+      a.classes = b.classes;
+    } else {
+      b.classes = a.classes;
+    }
+    return Status::ok();
+  }
+  std::map<std::string, int> ids;
+  for (const auto& c : a.classes) ids.emplace(c, 0);
+  for (const auto& c : b.classes) ids.emplace(c, 0);
+  if (ids.size() > 256) {
+    return invalid_argument("the training and test tables' label columns hold " + std::to_string(ids.size()) +
+                            " distinct values together; at most 256 classes");
+  }
+  std::vector<std::string> classes;
+  for (auto& [text, id] : ids) {
+    id = static_cast<int>(classes.size());
+    classes.push_back(text);
+  }
+  for (CsvTable* t : {&a, &b}) {
+    for (auto& l : t->labels) l = static_cast<uint8_t>(ids[t->classes[l]]);
+    t->classes = classes;
+  }
+  return Status::ok();
+}
+
+// Rows `rows` of `t` (ascending) as a table of their own.
+CsvTable take_rows(const CsvTable& t, const std::vector<int64_t>& rows) {
+  CsvTable out;
+  out.feature_names = t.feature_names;
+  out.classes = t.classes;
+  const auto f = static_cast<size_t>(t.features());
+  out.rows = static_cast<int64_t>(rows.size());
+  out.values.reserve(rows.size() * f);
+  for (int64_t r : rows) {
+    out.values.insert(out.values.end(), t.values.begin() + static_cast<ptrdiff_t>(r * f),
+                      t.values.begin() + static_cast<ptrdiff_t>((r + 1) * f));
+    out.labels.push_back(t.labels[static_cast<size_t>(r)]);
+  }
+  return out;
+}
+
+LabeledSet as_records(const CsvTable& t) {
+  LabeledSet set;
+  set.count = t.rows;
+  set.features = t.features();
+  set.value_bytes = 4;
+  set.pixels.resize(t.values.size() * sizeof(float));
+  std::memcpy(set.pixels.data(), t.values.data(), set.pixels.size());
+  set.labels = t.labels;
+  set.content_hash = content_hash(set);
+  return set;
+}
+
+}  // namespace
+
+Result<DataSplit> load_csv_data(const DataSpec& spec) {
+  const CsvOptions options{spec.csv_label,
+                           spec.csv_drop_missing ? CsvOptions::Missing::kDrop : CsvOptions::Missing::kRefuse};
+  const std::string train_path = spec.path(spec.csv_train);
+  CUSTODY_ASSIGN_OR_RETURN(CsvTable train, read_csv(train_path, options));
+  TablePreprocessing p;
+  p.label = spec.csv_label;
+  p.feature_names = train.feature_names;
+  p.files_sha256.push_back(train.sha256);
+  auto note_dropped = [&p](const CsvTable& t, const std::string& path) {
+    p.dropped += t.dropped;
+    for (int64_t line : t.dropped_lines) {
+      if (p.dropped_lines.size() < 10) p.dropped_lines.push_back(path + ":" + std::to_string(line));
+    }
+  };
+  note_dropped(train, train_path);
+  CsvTable test;
+  if (!spec.csv_test.empty()) {
+    const std::string test_path = spec.path(spec.csv_test);
+    CUSTODY_ASSIGN_OR_RETURN(test, read_csv(test_path, options));
+    if (test.feature_names != train.feature_names) {
+      std::string a, b;
+      for (const auto& n : train.feature_names) a += (a.empty() ? "" : ", ") + n;
+      for (const auto& n : test.feature_names) b += (b.empty() ? "" : ", ") + n;
+      return invalid_argument("'" + test_path + "' has the feature columns (" + b + "), but '" + train_path +
+                              "' has (" + a + "); the test table needs the training table's columns in its order");
+    }
+    CUSTODY_RETURN_IF_ERROR(unify_classes(train, test));
+    p.files_sha256.push_back(test.sha256);
+    note_dropped(test, test_path);
+  } else {
+    auto split = split_rows(train.rows, spec.csv_test_fraction, spec.csv_split_seed);
+    if (!split.is_ok()) {
+      return invalid_argument("'" + train_path + "': " + split.status().message() + " (" +
+                              std::to_string(train.rows) + " rows kept)");
+    }
+    test = take_rows(train, split->test);
+    train = take_rows(train, split->train);
+  }
+  p.classes = train.classes;
+  // Fitted on the training rows alone: the test rows' statistics must not leak into
+  // training (or into the reported accuracy).
+  p.standardization = fit_standardization(train, 0, train.rows);
+  standardize(train.values, p.standardization);
+  standardize(test.values, p.standardization);
+  p.train_rows = train.rows;
+  p.test_rows = test.rows;
+  DataSplit split;
+  split.train = as_records(train);
+  split.test = as_records(test);
+  split.version_hash = sha256_hex("train:" + split.train.content_hash + "\ntest:" + split.test.content_hash + "\n");
+  split.table = std::move(p);
   return split;
 }
 

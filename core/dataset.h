@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "core/csv_table.h"
 #include "core/error.h"
 #include "core/model.h"
 #include "core/records_digest.h"
@@ -23,8 +24,12 @@ namespace custody {
 
 struct LabeledSet {
   int64_t count = 0;
-  int features = 0;             // pixels per sample (rows*cols)
-  std::vector<uint8_t> pixels;  // count * features, sample-major
+  int features = 0;             // values per sample (IDX: pixels, rows*cols)
+  // How `pixels` holds each value: 1, a byte (IDX, synthetic; the model sees byte *
+  // kInputScale); 4, a float32 in host (little-endian) order, the model's input as it is
+  // (CSV tables, standardized when loaded).
+  int value_bytes = 1;
+  std::vector<uint8_t> pixels;  // count * features * value_bytes, sample-major
   std::vector<uint8_t> labels;  // count
   std::string content_hash;
 };
@@ -53,7 +58,8 @@ RecordsDigest records_digest(const LabeledSet& set, int64_t begin, int64_t end);
 // Serving (prediction_input.cc) and exported models (ONNX graphs, model cards) apply the same.
 constexpr float kInputScale = 1.0f / 255.0f;
 
-// Samples [begin, end) as a (features x (end-begin)) float matrix scaled by kInputScale.
+// Samples [begin, end) as a (features x (end-begin)) float matrix: bytes scaled by
+// kInputScale, float32 values as they are.
 // REQUIRES: begin <= end <= set.count
 Matrix features(const LabeledSet& set, int64_t begin, int64_t end);
 
@@ -63,7 +69,16 @@ struct DataSplit {
   LabeledSet train;
   LabeledSet test;
   std::string version_hash;  // identity of the data set version (see above)
+  TablePreprocessing table;  // CSV data only (else empty)
 };
+
+// A CSV job's data set (kind == kCsv): the tables parsed (core/csv_table.h), the test rows
+// split off if there is no test file, each feature standardized with the training rows'
+// mean and std, as float32 records (value_bytes 4). Each split's content_hash covers those
+// records and labels, so the version names what the model sees: the files' bytes (their
+// SHA-256 is in `table`), the label column, the split and the rows dropped. Every node
+// computes the same bits from the same bytes.
+Result<DataSplit> load_csv_data(const DataSpec& spec);
 
 // Loads what a job's [data] table names, whole (tools and tests; nodes use the streaming
 // reads below).
@@ -111,10 +126,12 @@ struct SplitSummary {
 struct DataSummary {
   SplitSummary train, test;
   std::string version_hash;
+  TablePreprocessing table;  // CSV data only
 };
 // Receives each range's bytes with their SHA-256 (pixels and labels separately, one range
 // at a time, as the digests cover them): the coordinator keeps them for data shipping.
-// An error stops the pass and is returned. Never called for synthetic data.
+// An error stops the pass and is returned. Called for IDX data only (synthetic data is
+// drawn by each worker; CSV tables are read by each worker from its own copy).
 using RecordsSink = std::function<Status(const std::string& sha256, const std::vector<uint8_t>& bytes)>;
 // Memory: one chunk, plus one range's bytes when `keep` is given.
 Result<DataSummary> summarize_data(const DataSpec& spec, uint32_t ranks, const RecordsSink& keep = nullptr);

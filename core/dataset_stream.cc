@@ -255,8 +255,9 @@ Result<IdxPart> read_idx_part(const std::string& images_path, const std::string&
 Result<DataParts> load_data_parts(const DataSpec& spec, int64_t train_begin, int64_t train_end, int64_t test_begin,
                                   int64_t test_end, bool hash_whole) {
   DataParts parts;
-  if (spec.kind == DataSpec::Kind::kSynthetic) {
-    // Drawn, not read: the generator makes the whole set (small by design), kept only in part.
+  if (spec.kind == DataSpec::Kind::kSynthetic || spec.kind == DataSpec::Kind::kCsv) {
+    // Drawn, not read: the generator makes the whole set (small by design), kept only in
+    // part. A CSV table is read whole too: its standardization needs every training row.
     CUSTODY_ASSIGN_OR_RETURN(DataSplit all, load_data(spec));
     parts.train.total = all.train.count;
     parts.test.total = all.test.count;
@@ -264,6 +265,7 @@ Result<DataParts> load_data_parts(const DataSpec& spec, int64_t train_begin, int
     parts.test.content_hash = all.test.content_hash;
     parts.version_hash = all.version_hash;
     parts.train.records.features = parts.test.records.features = all.train.features;
+    parts.train.records.value_bytes = parts.test.records.value_bytes = all.train.value_bytes;
     if (train_begin >= 0 && train_begin <= train_end && train_end <= all.train.count) {
       parts.train.records = slice(all.train, train_begin, train_end);
     }
@@ -288,11 +290,12 @@ Result<DataParts> load_data_parts(const DataSpec& spec, int64_t train_begin, int
 
 Result<DataSummary> summarize_data(const DataSpec& spec, uint32_t ranks, const RecordsSink& keep) {
   DataSummary d;
-  if (spec.kind == DataSpec::Kind::kSynthetic) {
+  if (spec.kind == DataSpec::Kind::kSynthetic || spec.kind == DataSpec::Kind::kCsv) {
     CUSTODY_ASSIGN_OR_RETURN(DataSplit all, load_data(spec));
     d.train = summarize_in_memory(all.train, ranks);
     d.test = summarize_in_memory(all.test, ranks);
     d.version_hash = all.version_hash;
+    d.table = std::move(all.table);
     return d;
   }
   CUSTODY_ASSIGN_OR_RETURN(d.train, summarize_split(spec.path(spec.train_images), spec.path(spec.train_labels), ranks, keep));

@@ -303,7 +303,7 @@ Result<JobSpec> parse_job_spec(std::string_view toml_text, const std::string& or
   std::string schedule = "constant";
   CUSTODY_RETURN_IF_ERROR(r.get("optimizer.schedule", schedule, {"constant", "cosine"}));
   CUSTODY_RETURN_IF_ERROR(r.get("optimizer.weight_decay", s.optimizer.weight_decay, 0.0f, 1.0f));
-  CUSTODY_RETURN_IF_ERROR(r.get("data.kind", kind, {"idx", "synthetic"}));
+  CUSTODY_RETURN_IF_ERROR(r.get("data.kind", kind, {"idx", "synthetic", "csv"}));
   CUSTODY_RETURN_IF_ERROR(r.get("data.name", s.data.name));
   CUSTODY_RETURN_IF_ERROR(r.get("data.dir", s.data.dir));
   CUSTODY_RETURN_IF_ERROR(r.get("data.train_images", s.data.train_images));
@@ -327,6 +327,16 @@ Result<JobSpec> parse_job_spec(std::string_view toml_text, const std::string& or
   CUSTODY_RETURN_IF_ERROR(r.get("data.synthetic.test_samples", s.data.synthetic_test, 1, 10000000));
   CUSTODY_RETURN_IF_ERROR(r.get("data.synthetic.features", s.data.synthetic_features, 1, 1 << 16));
   CUSTODY_RETURN_IF_ERROR(r.get("data.synthetic.classes", s.data.synthetic_classes, 2, 256));
+  std::string missing = "refuse";
+  int64_t split_seed = static_cast<int64_t>(s.data.csv_split_seed);
+  CUSTODY_RETURN_IF_ERROR(r.get("data.train", s.data.csv_train));
+  CUSTODY_RETURN_IF_ERROR(r.get("data.test", s.data.csv_test));
+  CUSTODY_RETURN_IF_ERROR(r.get("data.label", s.data.csv_label));
+  CUSTODY_RETURN_IF_ERROR(r.get("data.missing", missing, {"refuse", "drop"}));
+  CUSTODY_RETURN_IF_ERROR(r.get("data.test_fraction", s.data.csv_test_fraction, 1e-6, 0.999999));
+  CUSTODY_RETURN_IF_ERROR(r.get("data.split_seed", split_seed, 0, INT64_MAX));
+  s.data.csv_drop_missing = missing == "drop";
+  s.data.csv_split_seed = static_cast<uint64_t>(split_seed);
   int64_t data_seed = static_cast<int64_t>(s.data.synthetic_seed);
   CUSTODY_RETURN_IF_ERROR(r.get("data.synthetic.seed", data_seed, 0, INT64_MAX));
   s.consistency = consistency == "asp"   ? Consistency::kAsp
@@ -340,10 +350,34 @@ Result<JobSpec> parse_job_spec(std::string_view toml_text, const std::string& or
   s.optimizer.kind = parse_optimizer_kind(optimizer).value();
   s.optimizer.schedule = schedule == "cosine" ? OptimizerConfig::Schedule::kCosine
                                                : OptimizerConfig::Schedule::kConstant;
-  s.data.kind = kind == "synthetic" ? DataSpec::Kind::kSynthetic : DataSpec::Kind::kIdx;
+  s.data.kind = kind == "synthetic" ? DataSpec::Kind::kSynthetic
+                : kind == "csv"     ? DataSpec::Kind::kCsv
+                                    : DataSpec::Kind::kIdx;
+  // Set, not merely present: reference.toml lists them, with their empty defaults, for idx.
+  const bool csv_keys = !s.data.csv_train.empty() || !s.data.csv_test.empty() || !s.data.csv_label.empty();
+  if (s.data.kind == DataSpec::Kind::kCsv) {
+    // The default dir is Fashion-MNIST's; a table named relatively without a dir of its own
+    // is where the job file's reader runs, not in there.
+    if (!r.has("data.dir")) s.data.dir = ".";
+    if (s.data.csv_train.empty()) {
+      return invalid_argument(origin + ": data.kind = \"csv\" needs key 'data.train' (the CSV file of training "
+                              "rows, with a header row)");
+    }
+    if (s.data.csv_label.empty()) {
+      return invalid_argument(origin + ": data.kind = \"csv\" needs key 'data.label' (the header's name of the "
+                              "label column)");
+    }
+    if (!s.data.csv_test.empty() && r.has("data.test_fraction")) {
+      return invalid_argument(origin + ": keys 'data.test' and 'data.test_fraction' are exclusive: the test rows "
+                              "are either a file of their own or a seeded fraction of data.train's");
+    }
+  } else if (csv_keys) {
+    return invalid_argument(origin + ": keys 'data.train', 'data.test' and 'data.label' are for data.kind = "
+                            "\"csv\"; set it, or use train_images/train_labels/... for IDX files");
+  }
   if (s.data.name.empty()) {
-    s.data.name = s.data.kind == DataSpec::Kind::kIdx
-                      ? "fashion-mnist"
+    s.data.name = s.data.kind == DataSpec::Kind::kIdx   ? "fashion-mnist"
+                  : s.data.kind == DataSpec::Kind::kCsv ? s.data.csv_train.substr(s.data.csv_train.rfind('/') + 1)
                       : "synthetic-" + std::to_string(s.data.synthetic_train) + "x" +
                             std::to_string(s.data.synthetic_features) + "-c" +
                             std::to_string(s.data.synthetic_classes) + "-s" + std::to_string(s.data.synthetic_seed);
@@ -412,9 +446,22 @@ std::string JobSpec::canonical_form() const {
   line("optimizer.epsilon", optimizer.epsilon);
   line("optimizer.weight_decay", optimizer.weight_decay);
   line("optimizer.schedule", optimizer.schedule == OptimizerConfig::Schedule::kCosine ? "cosine" : "constant");
-  line("data.kind", data.kind == DataSpec::Kind::kSynthetic ? "synthetic" : "idx");
+  line("data.kind", data.kind == DataSpec::Kind::kSynthetic ? "synthetic"
+                    : data.kind == DataSpec::Kind::kCsv     ? "csv"
+                                                            : "idx");
   line("data.name", data.name);
-  if (data.kind == DataSpec::Kind::kSynthetic) {
+  if (data.kind == DataSpec::Kind::kCsv) {  // only for CSV jobs: other jobs keep their hashes
+    o.precision(17);
+    line("data.files", list(std::vector<std::string>{data.path(data.csv_train),
+                                                     data.csv_test.empty() ? "" : data.path(data.csv_test)}));
+    line("data.label", data.csv_label);
+    line("data.missing", data.csv_drop_missing ? "drop" : "refuse");
+    if (data.csv_test.empty()) {
+      line("data.test_fraction", data.csv_test_fraction);
+      line("data.split_seed", data.csv_split_seed);
+    }
+    o.precision(9);
+  } else if (data.kind == DataSpec::Kind::kSynthetic) {
     line("data.synthetic", list(std::vector<int64_t>{data.synthetic_train, data.synthetic_test,
                                                      data.synthetic_features, data.synthetic_classes,
                                                      static_cast<int64_t>(data.synthetic_seed)}));

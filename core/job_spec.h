@@ -16,7 +16,7 @@
 namespace custody {
 
 struct DataSpec {
-  enum class Kind { kIdx, kSynthetic };
+  enum class Kind { kIdx, kSynthetic, kCsv };
   Kind kind = Kind::kIdx;
   // Default: "fashion-mnist" for idx data; for synthetic data a name that says how it was
   // drawn ("synthetic-2000x32-c4-s7"), so two different synthetic sets never share a name.
@@ -47,6 +47,14 @@ struct DataSpec {
   int synthetic_features = 32;
   int synthetic_classes = 4;
   uint64_t synthetic_seed = 7;
+  // kind == kCsv (core/csv_table.h): a table with a header row. `train` is required; the
+  // test rows are `test` if given, else a seeded `test_fraction` of train's kept rows.
+  // `label` names the label column; every other column is a numeric feature. A row with a
+  // missing or non-numeric cell is refused (the job is) or dropped, as `missing` says.
+  std::string csv_train, csv_test, csv_label;
+  bool csv_drop_missing = false;  // missing = "drop"; default "refuse"
+  double csv_test_fraction = 0.2;
+  uint64_t csv_split_seed = 7;
 
   // dir/name, or name itself when it is absolute.
   std::string path(const std::string& file) const;

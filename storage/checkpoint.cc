@@ -1,5 +1,7 @@
 #include "storage/checkpoint.h"
 
+#include <cmath>
+
 #include <algorithm>
 #include <cstring>
 
@@ -91,6 +93,7 @@ Result<std::string> add_checkpoint(Batch& batch, const Model& model, const std::
   // What serving, export and TracIn need to rebuild a model that layer sizes cannot
   // describe; absent for dense-only models, whose manifests stay as they were.
   if (!model.dense_only()) manifest["architecture"] = model.architecture();
+  if (!spec.preprocessing.is_null()) manifest["preprocessing"] = spec.preprocessing;
   if (optimizer && !state_tensor_names(optimizer->kind).empty()) {
     json state = json::array();
     const auto& names = state_tensor_names(optimizer->kind);
@@ -118,6 +121,57 @@ Result<std::string> add_checkpoint(Batch& batch, const Model& model, const std::
   batch.relation(lineage::rel::kProduced, spec.job, id, {{"step", spec.step}});
   if (!spec.parent.empty()) batch.relation(lineage::rel::kDerivedFrom, id, spec.parent);
   return id;
+}
+
+json preprocessing_json(const TablePreprocessing& p) {
+  return {{"standardize", {{"mean", p.standardization.mean}, {"std", p.standardization.std}}},
+          {"features", p.feature_names},
+          {"label", p.label},
+          {"classes", p.classes}};
+}
+
+Result<TablePreprocessing> preprocessing_of_manifest(const json& manifest) {
+  TablePreprocessing p;
+  if (!manifest.contains("preprocessing")) return p;
+  const json& j = manifest["preprocessing"];
+  auto damaged = [&](const std::string& what) {
+    return data_loss("checkpoint " + manifest.value("id", "?") + "'s preprocessing is damaged: " + what +
+                     "; run `custody audit verify`");
+  };
+  auto strings = [](const json& v, std::vector<std::string>& out) {
+    if (!v.is_array()) return false;
+    for (const json& e : v) {
+      if (!e.is_string()) return false;
+      out.push_back(e.get<std::string>());
+    }
+    return true;
+  };
+  auto floats = [](const json& v, std::vector<float>& out) {
+    if (!v.is_array()) return false;
+    for (const json& e : v) {
+      if (!e.is_number()) return false;
+      out.push_back(static_cast<float>(e.get<double>()));
+    }
+    return true;
+  };
+  if (!j.is_object() || !j.contains("standardize") || !j["standardize"].is_object()) return damaged("no standardize");
+  const json& st = j["standardize"];
+  if (!strings(j.value("features", json()), p.feature_names) || !strings(j.value("classes", json()), p.classes) ||
+      !floats(st.value("mean", json()), p.standardization.mean) || !floats(st.value("std", json()), p.standardization.std) ||
+      !j.value("label", json()).is_string()) {
+    return damaged("a field is missing or of the wrong type");
+  }
+  p.label = j["label"].get<std::string>();
+  if (p.feature_names.empty() || p.standardization.mean.size() != p.feature_names.size() ||
+      p.standardization.std.size() != p.feature_names.size()) {
+    return damaged("it names " + std::to_string(p.feature_names.size()) + " features but " +
+                   std::to_string(p.standardization.mean.size()) + " means and " +
+                   std::to_string(p.standardization.std.size()) + " stds");
+  }
+  for (float sd : p.standardization.std) {
+    if (!(sd > 0) || !std::isfinite(sd)) return damaged("a std is not a positive number");
+  }
+  return p;
 }
 
 Result<Model> model_of_manifest(const json& manifest) {

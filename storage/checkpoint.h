@@ -47,6 +47,7 @@
 #include <vector>
 
 #include "core/model.h"
+#include "core/csv_table.h"
 #include "core/optimizer.h"
 #include "storage/custody_store.h"
 #include "storage/store_key.h"
@@ -68,7 +69,19 @@ struct CheckpointSpec {
   // The model's hidden activation ("relu", "tanh"): written into the manifest when not
   // relu, so that serving computes what training did.
   std::string activation = "relu";
+  // A model trained on a CSV table: preprocessing_json() of how raw rows become its inputs,
+  // written into the manifest (covered by its hash) so serving and export apply it. Null:
+  // none (IDX data; the manifest stays as it was).
+  json preprocessing = nullptr;
 };
+
+// A table's preprocessing as manifests and lineage keep it: {"standardize": {"mean": [...],
+// "std": [...]}, "features": [names], "label": NAME, "classes": [texts]} (floats as JSON
+// numbers, which give back the same float32).
+json preprocessing_json(const TablePreprocessing& p);
+// The preprocessing a manifest names (empty if it names none). Errors: one that is damaged
+// (lists of other lengths, non-numbers, a std that is not positive), naming the checkpoint.
+Result<TablePreprocessing> preprocessing_of_manifest(const json& manifest);
 
 // An optimizer's state over the whole parameter vector (core/optimizer.h's layout, with
 // blocks of num_parameters floats).

@@ -115,6 +115,17 @@ Result<json> model_card(const CustodyStore& store, const std::string& reference)
       {"privacy", g.checkpoint.contains("privacy") ? g.checkpoint["privacy"]
                   : run.contains("privacy")        ? run["privacy"]
                                                    : json(nullptr)}};
+  if (run.contains("preprocessing") && run["preprocessing"].is_object()) {
+    // Trained on a CSV table: raw rows are standardized, not scaled.
+    json pre = run["preprocessing"];
+    pre["input"] = "one row per sample: the table's raw feature values, in the columns named";
+    pre["scale"] = 1.0;
+    pre["applied"] =
+        "model input = (raw value - mean) / std per feature, the training rows' statistics; `custody predict` and "
+        "HTTP serving apply it to the rows they are sent, ONNX exports inside the graph (nodes 'standardize_sub', "
+        "'standardize_div')";
+    card["preprocessing"] = std::move(pre);
+  }
   return card;
 }
 

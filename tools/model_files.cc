@@ -144,6 +144,24 @@ Result<std::string> with_softmax(onnx::ModelProto& model, const std::string& x) 
   return out;
 }
 
+// The graph's first nodes: the raw input made the model's input as training made it. A
+// model trained on a table standardizes each feature (Sub, then Div: the same two float32
+// roundings as core/csv_table.h standardize(), so the file answers as `custody predict`
+// does); any other multiplies by the input scale (IDX: 1/255). Returns the value's name.
+std::string input_preprocessing(onnx::GraphProto& g, const ExportedModel& m) {
+  if (!m.standardize_mean.empty()) {
+    const auto n = static_cast<int64_t>(m.standardize_mean.size());
+    add_initializer(g, "feature_mean", {n}, m.standardize_mean.data(), m.standardize_mean.size());
+    add_initializer(g, "feature_std", {n}, m.standardize_std.data(), m.standardize_std.size());
+    add_node(g, "Sub", "standardize_sub", {"input", "feature_mean"}, "centred");
+    add_node(g, "Div", "standardize_div", {"centred", "feature_std"}, "standardized");
+    return "standardized";
+  }
+  add_initializer(g, "input_scale", {}, &m.input_scale, 1);
+  add_node(g, "Mul", "scale", {"input", "input_scale"}, "scaled");
+  return "scaled";
+}
+
 Result<std::string> onnx_model(const ExportedModel& m, const std::vector<Layer>& layers) {
   onnx::ModelProto model;
   onnx_header(m, model);
@@ -151,9 +169,7 @@ Result<std::string> onnx_model(const ExportedModel& m, const std::vector<Layer>&
   g.set_name("custody_mlp");
   set_float_matrix_type(g.add_input(), "input", "N", layers.front().in);
   set_float_matrix_type(g.add_output(), "probabilities", "N", layers.back().out);
-  add_initializer(g, "input_scale", {}, &m.input_scale, 1);
-  add_node(g, "Mul", "scale", {"input", "input_scale"}, "scaled");
-  std::string x = "scaled";
+  std::string x = input_preprocessing(g, m);
   for (size_t l = 0; l < layers.size(); ++l) {
     const std::vector<float> w = weight_out_by_in(m, layers[l]);
     add_initializer(g, name_of(l, "weight"), {layers[l].out, layers[l].in}, w.data(), w.size());
@@ -237,9 +253,7 @@ Result<std::string> layered_onnx(const ExportedModel& m, const Model& model) {
   g.set_name("custody_layers");
   set_float_matrix_type(g.add_input(), "input", "N", model.input_size());
   set_float_matrix_type(g.add_output(), "probabilities", "N", model.num_classes());
-  add_initializer(g, "input_scale", {}, &m.input_scale, 1);
-  add_node(g, "Mul", "scale", {"input", "input_scale"}, "scaled");
-  std::string x = "scaled";
+  std::string x = input_preprocessing(g, m);
   const Shape in = model.input_shape();
   if (!in.flat()) {
     onnx::TensorProto* shape = g.add_initializer();
@@ -383,8 +397,17 @@ std::string model_card_markdown(const json& c) {
      << text(arch.value("layer_sizes", json())) << (arch.contains("layers") ? ")" : "") << ", hidden "
      << text(arch.value("hidden_activation", json())) << ", " << text(arch.value("output", json())) << " |\n";
   const json& pre = c.value("preprocessing", json::object());
-  md << "| input | " << text(pre.value("input", json())) << "; scaled by " << text(pre.value("scale", json()))
-     << " (" << text(pre.value("applied", json())) << ") |\n";
+  if (pre.contains("standardize")) {
+    md << "| input | " << text(pre.value("input", json())) << ": " << text(pre.value("features", json()))
+       << "; standardized per feature with the training rows' mean " << text(pre["standardize"].value("mean", json()))
+       << " and std " << text(pre["standardize"].value("std", json())) << " (" << text(pre.value("applied", json()))
+       << ") |\n";
+    md << "| classes | " << text(pre.value("classes", json())) << " (output i is the i-th; label column '"
+       << text(pre.value("label", json())) << "') |\n";
+  } else {
+    md << "| input | " << text(pre.value("input", json())) << "; scaled by " << text(pre.value("scale", json()))
+       << " (" << text(pre.value("applied", json())) << ") |\n";
+  }
   md << "| privacy | "
      << (c.value("privacy", json()).is_null() ? std::string("no differential-privacy guarantee is claimed")
                                               : text(c["privacy"]))

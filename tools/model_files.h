@@ -6,8 +6,8 @@
 // out_l x in_l column-major matrix; the files hold it as the row-major [out, in] tensor
 // that PyTorch's nn.Linear and ONNX's Gemm(transB=1) expect, so that loading it the
 // natural way gives the right model. The ONNX graph takes the data set's raw values
-// ([N, in] float32, e.g. pixels 0-255) and applies the input scaling itself (node
-// "scale"), then Gemm and the hidden activation per layer, and Softmax: its output
+// ([N, in] float32, e.g. pixels 0-255, or a table's raw feature values) and applies the
+// input scaling (node "scale") or a table's standardization itself, then Gemm and the hidden activation per layer, and Softmax: its output
 // "probabilities" is what `custody predict` answers.
 // Thread-safety: free functions without shared state.
 #pragma once
@@ -36,6 +36,9 @@ struct ExportedModel {
   std::string architecture;
   std::string hidden_activation = "relu";  // "relu" or "tanh"
   float input_scale = 1.0f;
+  // A model trained on a CSV table: each feature's training mean and std. ONNX graphs then
+  // standardize raw rows (nodes "standardize_sub", "standardize_div") instead of scaling.
+  std::vector<float> standardize_mean, standardize_std;
   std::vector<float> values;  // Custody's flat layout (core/model.h)
   nlohmann::json metadata;    // string values only: goes into the file where the format has room
 };

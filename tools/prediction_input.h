@@ -1,6 +1,8 @@
 // How `custody predict` reads its input: IDX images (gzipped or not; scaled to [0, 1] as
 // in training), CSV rows, or raw float32 values (host order, little-endian on the machines
-// Custody runs on). CSV and float32 values are taken as the model's inputs as they are.
+// Custody runs on). CSV and float32 values are sent as they are: an IDX-trained model takes
+// them as its inputs (already scaled), a model trained on a CSV table as raw feature rows,
+// which serving standardizes with the training rows' statistics (the model card's order).
 // Non-finite values are passed on: the model refuses them naming row and feature.
 // Every error is an invalid argument that names the file and, for CSV, the line and value
 // that are wrong; no input makes these functions crash or throw.

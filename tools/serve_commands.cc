@@ -96,6 +96,25 @@ Status export_weights(Session& s, const ServeArgs& a) {
                     {"hidden_activation", model.hidden_activation},
                     {"input_scale", json(model.input_scale).dump()},
                     {"model_card", a.out_file + ".card.json"}};
+  if (card["preprocessing"].contains("standardize")) {
+    // Read without exceptions: a card that is not what it should be is an error, not a crash.
+    const json& st = card["preprocessing"]["standardize"];
+    for (const auto& [key, out] : {std::pair<const char*, std::vector<float>*>{"mean", &model.standardize_mean},
+                                   {"std", &model.standardize_std}}) {
+      const json v = st.is_object() ? st.value(key, json()) : json();
+      for (const json& e : v.is_array() ? v : json::array()) {
+        if (e.is_number()) out->push_back(e.get<float>());
+      }
+      if (!v.is_array() || out->size() != v.size()) out->clear();
+    }
+    if (model.standardize_mean.size() != model.standardize_std.size() || model.standardize_mean.empty() ||
+        (!x.layer_sizes.empty() && model.standardize_mean.size() != x.layer_sizes.front())) {
+      return data_loss("the model card's standardization does not fit the model's " +
+                       std::to_string(x.layer_sizes.empty() ? 0 : x.layer_sizes.front()) + " inputs");
+    }
+    model.metadata["standardize_mean"] = json(model.standardize_mean).dump();
+    model.metadata["standardize_std"] = json(model.standardize_std).dump();
+  }
   CUSTODY_ASSIGN_OR_RETURN(const std::string bytes, model_file_bytes(format, model));
   CUSTODY_RETURN_IF_ERROR(write_file_atomically(a.out_file, bytes, 0644));
   card["export"]["file"] = a.out_file;
@@ -112,7 +131,9 @@ Status export_weights(Session& s, const ServeArgs& a) {
              {"layer_sizes", x.layer_sizes},
              {"architecture", x.architecture},
              {"format", "little-endian float32, the model's flat layout (docs/ARCHITECTURE.md)"},
-             {"usage_id", x.usage_id}}
+             {"usage_id", x.usage_id},
+             // A table model's inputs: (raw - mean) / std per feature (null: none).
+             {"standardize", card["preprocessing"].value("standardize", json())}}
                 .dump(2) +
             "\n",
         0644));

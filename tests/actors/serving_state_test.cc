@@ -129,3 +129,66 @@ TEST(ServingStateModel, ACheckpointOfATanhMlpIsServedWithTanh) {
 
 }  // namespace
 }  // namespace custody::actors
+
+namespace custody::actors {
+namespace {
+
+// A model trained on a CSV table: serving takes raw rows and standardizes them with the
+// statistics its checkpoint's manifest records, so a raw row is answered as the
+// standardized row is by the same weights without preprocessing; a manifest whose
+// preprocessing does not fit the model is refused as damaged.
+TEST(ServingStateTable, RawRowsAreStandardizedWithTheCheckpointsStatistics) {
+  ManualClock clock;
+  auto store = storage::CustodyStore::in_memory(clock);
+  CustodyRecorder recorder(store.get(), nullptr, clock);
+  TablePreprocessing table;
+  table.label = "y";
+  table.feature_names = {"a", "b"};
+  table.classes = {"no", "yes"};
+  table.standardization = {{10.0f, -2.0f}, {4.0f, 0.5f}};
+  const std::vector<float> weights{0.3f, -0.7f, 1.1f, 0.2f, 0.05f, -0.05f};
+  auto record = [&](const std::string& job_id, const std::string& name, storage::json preprocessing) {
+    msg::JobStatus job;
+    job.job_id = job_id;
+    job.name = name;
+    job.submitter = "alice";
+    storage::CheckpointSpec spec;
+    spec.job = job_id;
+    spec.step = 10;
+    spec.final = true;
+    spec.preprocessing = std::move(preprocessing);
+    auto id = recorder.checkpoint(job, {2, 2}, weights, spec, {});
+    ASSERT_TRUE(id.is_ok()) << id.status().to_string();
+    job.state = msg::JobState::kCompleted;
+    ASSERT_TRUE(recorder.job_ended(job, id.value()).is_ok());
+  };
+  record("job-00000001", "table", storage::preprocessing_json(table));
+  record("job-00000002", "plain", nullptr);
+  TablePreprocessing three = table;
+  three.feature_names.push_back("c");
+  three.standardization.mean.push_back(0);
+  three.standardization.std.push_back(1);
+  record("job-00000003", "damaged", storage::preprocessing_json(three));
+  ServingState serving(store.get(), ServingOptions{}, nullptr, clock);
+  auto call = [&](const std::string& model, std::vector<float> inputs) {
+    msg::Predict p;
+    p.model = model;
+    p.principal = "dave";
+    p.rows = 2;
+    p.features = 2;
+    p.inputs = std::move(inputs);
+    return serving.predict(p);
+  };
+  auto raw = call("table", {14.0f, -1.0f, 6.0f, -2.5f});
+  auto standardized = call("plain", {1.0f, 2.0f, -1.0f, -1.0f});
+  ASSERT_TRUE(raw.is_ok()) << raw.status().to_string();
+  ASSERT_TRUE(standardized.is_ok()) << standardized.status().to_string();
+  EXPECT_EQ(raw->probabilities, standardized->probabilities);
+  auto damaged = call("damaged", {14.0f, -1.0f, 6.0f, -2.5f});
+  EXPECT_EQ(damaged.status().code(), ErrorCode::kDataLoss) << damaged.status().to_string();
+  EXPECT_NE(damaged.status().message().find("standardizes 3 features"), std::string::npos)
+      << damaged.status().to_string();
+}
+
+}  // namespace
+}  // namespace custody::actors

@@ -2,11 +2,14 @@
 """Opens the files `custody export` wrote with the tools their users have, and checks that
 each gives the answers `custody predict` gave (tests/integration/model_files_test.cc).
 
-  check_model_files.py MODEL.onnx MODEL.safetensors MODEL.raw IMAGES.idx[.gz] ROWS PREDICTIONS.json
+  check_model_files.py MODEL.onnx MODEL.safetensors MODEL.raw INPUT ROWS PREDICTIONS.json
 
-ONNX: onnx.checker, then the graph evaluated node by node with NumPy (Mul, Gemm, Relu, Tanh,
-Softmax, and for models with image layers Reshape, Conv, MaxPool, Flatten: the operators the
-exporter uses; any other is an error). safetensors: the header
+INPUT: IDX images (.idx, .gz), or a CSV table of raw feature rows (.csv, an optional header
+row) for a model trained on a table, whose files standardize the rows themselves (ONNX: Sub
+and Div nodes; safetensors: the metadata's standardize_mean and standardize_std).
+ONNX: onnx.checker, then the graph evaluated node by node with NumPy (Mul, Sub, Div, Gemm,
+Relu, Tanh, Softmax, and for models with image layers Reshape, Conv, MaxPool, Flatten: the
+operators the exporter uses; any other is an error). safetensors: the header
 parsed as the format's specification says, the tensors loaded by name and shape, and the
 MLP computed from them. raw: the documented flat layout (layer l: weight out x in
 column-major, then bias). Each must match the predictions to 1e-5. Exits 0 when all do.
@@ -32,6 +35,29 @@ def read_idx_images(path, rows):
     h, w = struct.unpack(">II", data[8:16])
     pixels = np.frombuffer(data[16:16 + rows * h * w], dtype=np.uint8)
     return pixels.reshape(rows, h * w).astype(np.float32)  # the raw values, as the ONNX graph takes them
+
+
+def read_csv_rows(path, rows):
+    """Raw feature rows, as `custody predict --input FILE.csv` reads them: a first row of
+    names is a header."""
+    out = []
+    for line in open(path):
+        cells = [c.strip() for c in line.strip().split(",")]
+        if not line.strip():
+            continue
+        if not out and all(c[:1].isalpha() or c[:1] == "_" for c in cells):
+            continue
+        out.append([float(c) for c in cells])
+    return np.array(out[:rows], dtype=np.float32)
+
+
+def standardized(x, meta):
+    """A table model's inputs from raw rows, in float32 as Custody computes them."""
+    if "standardize_mean" not in meta:
+        return x
+    mean = np.array(json.loads(meta["standardize_mean"]), dtype=np.float32)
+    std = np.array(json.loads(meta["standardize_std"]), dtype=np.float32)
+    return ((x - mean) / std).astype(np.float32)
 
 
 def softmax(z):
@@ -70,6 +96,10 @@ def run_onnx(path, x):
         i = [values[n] for n in node.input]
         if node.op_type == "Mul":
             y = i[0] * i[1]
+        elif node.op_type == "Sub":
+            y = i[0] - i[1]
+        elif node.op_type == "Div":
+            y = i[0] / i[1]
         elif node.op_type == "Gemm":
             b = i[1].T if a.get("transB", 0) else i[1]
             y = a.get("alpha", 1.0) * (i[0] @ b) + a.get("beta", 1.0) * i[2]
@@ -148,6 +178,7 @@ def run_safetensors(path, x):
         lo, hi = t["data_offsets"]
         tensors[name] = np.frombuffer(body[lo:hi], dtype="<f4").reshape(t["shape"])
     scale = float(meta["input_scale"])
+    x = standardized(x, meta)
     if meta.get("architecture"):
         return layered(meta["architecture"], lambda name, *_: tensors[name], x * np.float32(scale),
                        meta["hidden_activation"]), meta
@@ -159,7 +190,8 @@ def run_safetensors(path, x):
     return mlp(layers, x * np.float32(scale), meta["hidden_activation"]), meta
 
 
-def run_raw(path, x, sizes, scale, activation, arch=""):
+def run_raw(path, x, sizes, scale, activation, arch="", meta=None):
+    x = standardized(x, meta or {})
     flat = np.fromfile(path, dtype="<f4")
     if arch:
         # The flat layout: a conv weight [F, C, k, k] row-major, a dense one out x in
@@ -197,7 +229,7 @@ def run_raw(path, x, sizes, scale, activation, arch=""):
 def main():
     onnx_path, st_path, raw_path, images, rows, predictions = sys.argv[1:7]
     rows = int(rows)
-    x = read_idx_images(images, rows)
+    x = read_csv_rows(images, rows) if images.endswith(".csv") else read_idx_images(images, rows)
     expected = np.array([p["probabilities"] for p in json.load(open(predictions))], dtype=np.float32)
     assert expected.shape[0] == rows, expected.shape
     failures = 0
@@ -205,7 +237,7 @@ def main():
     st, st_meta = run_safetensors(st_path, x)
     sizes = json.loads(st_meta["layer_sizes"])
     raw = run_raw(raw_path, x, sizes, float(st_meta["input_scale"]), st_meta["hidden_activation"],
-                  st_meta.get("architecture", ""))
+                  st_meta.get("architecture", ""), st_meta)
     for name, probs in (("onnx", got), ("safetensors", st), ("raw", raw)):
         worst = float(np.abs(probs - expected).max())
         ok = worst <= TOLERANCE and (probs.argmax(1) == expected.argmax(1)).all()
