@@ -397,67 +397,6 @@ Result<storage::json> CustodyRecorder::signed_heads() const {
   return storage::signed_heads(*store_, *key_, clock_->wall_ms());
 }
 
-namespace {
-storage::Batch prediction_batch(const std::vector<ServedCall>& calls) {
-  storage::Batch b("predict");
-  for (const ServedCall& call : calls) {
-    json usage{{"call_id", call.call_id},
-             {"action", lineage::action::kPredict},
-             {"target", call.checkpoint},
-             {"model", call.model.empty() ? "" : lineage::model_id(call.model)},
-             {"principal", principal_id(call.principal)},
-             {"purpose", call.purpose},
-             {"rows", call.rows},
-             {"input_sha256", call.input_sha256},
-             {"root_hash", call.root_hash},
-             {"prediction_ids", call.prediction_ids},
-             {"predictions", call.predictions},
-             {"success", true}};
-    // A tainted version answered under an admin's exception: the record says which.
-    if (!call.overrides.empty()) usage["taint_overrides"] = call.overrides;
-    b.usage(std::move(usage));
-  }
-  return b;
-}
-
-Status not_recorded(const Status& s) {
-  // Not recorded, not answered: the callers get an error instead of an unaccountable result.
-  return Status(s.code(), "the call could not be recorded, so it was not answered: " + s.message());
-}
-}  // namespace
-
-std::vector<std::string> CustodyRecorder::receipts_for(std::vector<storage::Inclusion> recorded,
-                                                       const std::vector<ServedCall>& calls, bool receipts) const {
-  std::vector<std::string> out(calls.size());
-  if (!key_ || !receipts) return out;
-  const int64_t now = clock_->wall_ms();
-  for (size_t i = 0; i < calls.size(); ++i) {
-    out[i] = storage::make_receipt(std::move(recorded[i]), *key_, now, calls[i].call_id).dump();
-  }
-  return out;
-}
-
-Result<std::vector<std::string>> CustodyRecorder::predictions_served(const std::vector<ServedCall>& calls,
-                                                                      bool receipts) {
-  if (!store_) return failed_precondition("a prediction is recorded in the custody store: start with --store");
-  std::vector<storage::Inclusion> recorded;
-  Status s = store_->write(prediction_batch(calls), &recorded);
-  if (!s.is_ok()) return not_recorded(s);
-  return receipts_for(std::move(recorded), calls, receipts);
-}
-
-Result<CustodyRecorder::PendingPredictions> CustodyRecorder::predictions_written(const std::vector<ServedCall>& calls,
-                                                                                bool receipts) {
-  if (!store_) return failed_precondition("a prediction is recorded in the custody store: start with --store");
-  std::vector<storage::Inclusion> recorded;
-  auto pending = store_->write_deferred(prediction_batch(calls), &recorded);
-  if (!pending.is_ok()) return not_recorded(pending.status());
-  PendingPredictions out;
-  out.durable = std::move(pending).value();
-  out.receipts = receipts_for(std::move(recorded), calls, receipts);
-  return out;
-}
-
 Result<msg::ExportReply> CustodyRecorder::export_checkpoint(const msg::ExportRequest& request) {
   if (!store_) {
     return failed_precondition("this coordinator runs without a custody store (--store), so it holds no "
