@@ -340,6 +340,15 @@ Status Trainer::run(ParameterClient& servers, const Report& report) {
     x.resize(features_, 2 * batch);
     y.resize(2 * batch);
   }
+  // Step s's batch (not a private job's: its Poisson draw stays in the step) into x and y.
+  auto draw = [&](uint64_t s) {
+    const int64_t* samples = order_.batch(s);
+    for (uint32_t i = 0; i < batch; ++i) {
+      put_sample(x, i, shard_, features_, samples[i]);
+      y[i] = labels_[samples[i]];
+    }
+  };
+  bool drawn = false;  // x and y hold this step's batch already
   for (; step < last_step; ++step) {
     uint32_t taken = batch;
     BatchStats st;
@@ -351,11 +360,8 @@ Status Trainer::run(ParameterClient& servers, const Report& report) {
       Eigen::Map<Eigen::VectorXf>(grad.data(), static_cast<Eigen::Index>(grad.size())) *=
           1.0f / static_cast<float>(batch);
     } else {
-      const int64_t* samples = order_.batch(step);
-      for (uint32_t i = 0; i < batch; ++i) {
-        put_sample(x, i, shard_, features_, samples[i]);
-        y[i] = labels_[samples[i]];
-      }
+      if (!drawn) draw(step);
+      drawn = false;
       MatrixView view(x.data(), x.rows(), x.cols());
       st = model_.gradient(params_.data(), view, y.data(), grad.data(), ws_);
     }
@@ -367,6 +373,12 @@ Status Trainer::run(ParameterClient& servers, const Report& report) {
       st.loss_sum = 0;
     }
     CUSTODY_RETURN_IF_ERROR(servers.push(step, taken, grad.data()));
+    // The next batch is drawn while the servers work on this step (it depends on the data
+    // order alone, not on the values they send back), and is ready when their answer comes.
+    if (!sampler_ && step + 1 < last_step) {
+      draw(step + 1);
+      drawn = true;
+    }
     CUSTODY_RETURN_IF_ERROR(servers.wait(params_.data(), options_.step_timeout));
     samples_total += taken;
     report_samples += taken;
