@@ -258,6 +258,40 @@ TEST_F(SharedMemoryPlaneTest, BspSharedAmongTheServersThreadsGivesTheSameValuesT
   EXPECT_NE(threads[3], threads[0]) << "it trained";
 }
 
+// A worker whose one server holds the whole model through memory computes in the region's
+// blocks (ParameterClient::gradient_block and values_block): the server takes the gradient
+// written there, and the answer's values are read where they lie, copied nowhere. With the
+// model split among servers there is no such block.
+TEST_F(SharedMemoryPlaneTest, AWorkerMayComputeInTheRegionsBlocksWithoutCopyingThem) {
+  assign("asp");
+  ParameterRequests r0 = requests(0, true);
+  std::vector<float> v(n_);
+  ASSERT_TRUE(r0.accept(0, send(0, r0.pull()[0])[0].envelope, v.data()).value());
+  float* g = r0.gradient_block();
+  float* values = r0.values_block();
+  ASSERT_NE(g, nullptr);
+  ASSERT_NE(values, nullptr);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(g) % 64, 0u);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(values) % 64, 0u);
+  EXPECT_EQ(std::memcmp(values, v.data(), n_ * sizeof(float)), 0) << "the pull's values lie in the block";
+  const auto grad = gradient(0, 0);
+  std::copy(grad.begin(), grad.end(), g);
+  Outbox out = send(0, r0.push(0, 16, g)[0]);
+  ASSERT_EQ(out.size(), 1u);
+  ASSERT_TRUE(r0.accept(0, out[0].envelope, values).value());
+  EXPECT_EQ(std::vector<float>(values, values + n_), ps_.values("job-1"));
+  for (size_t i = 0; i < n_; ++i) ASSERT_EQ(values[i], v[i] - 0.5f * grad[i]) << "key " << i;  // sgd, rate 0.5
+
+  ParameterRequests split(KeySlices::make({msg::ServerRange{"ps-1", "tcp://127.0.0.1:1", 0, 10, true},
+                                           msg::ServerRange{"ps-2", "tcp://127.0.0.1:2", 10, n_, true}},
+                                          n_)
+                              .value(),
+                          "w1", "job-1", 1, 0);
+  EXPECT_EQ(split.share_memory(), 2u);
+  EXPECT_EQ(split.gradient_block(), nullptr);
+  EXPECT_EQ(split.values_block(), nullptr);
+}
+
 TEST_F(SharedMemoryPlaneTest, AspThroughSharedMemoryRefusesAReplayedStep) {
   assign("asp");
   ParameterRequests r0 = requests(0, true);
