@@ -35,7 +35,8 @@ Result<shm::SharedRegion*> ParameterServerState::region_of(JobShard& job, uint32
   return &job.regions.emplace(rank, std::move(opened).value()).first->second;
 }
 
-void ParameterServerState::copy_block(const float* from, size_t n, const std::vector<float*>& to, bool urgent) const {
+void ParameterServerState::copy_block(const float* from, size_t n, const std::vector<float*>& to,
+                                      bool urgent) const {
   // In pieces of 128 KiB (a multiple of 64 bytes: no two threads write one cache line), so
   // that a helper takes a share whichever destination it is.
   constexpr size_t kPiece = size_t{1} << 15;

@@ -54,9 +54,10 @@ void ParameterServerState::apply(JobShard& job, const float* grad, const float* 
     // The step's workers all wait for this update: the cores they leave share it, in
     // pieces of 128 KiB (the same values to the bit as one pass: Optimizer::apply_mean_split).
     constexpr size_t kPiece = size_t{1} << 15;
-    job.optimizer->apply_mean_split(job.params->data(), partial, grad, scale,
-                                    (job.params->size() + kPiece - 1) / kPiece,
-                                    [this](size_t n, const std::function<void(size_t)>& task) { parallel_->run(n, task); });
+    const size_t pieces = (job.params->size() + kPiece - 1) / kPiece;
+    job.optimizer->apply_mean_split(
+        job.params->data(), partial, grad, scale, pieces,
+        [this](size_t n, const std::function<void(size_t)>& task) { parallel_->run(n, task); });
   } else if (partial) {
     job.optimizer->apply_mean(job.params->data(), partial, grad, scale);
   } else {

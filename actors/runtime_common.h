@@ -78,7 +78,9 @@ inline int run_until_stopped(caf::actor_system& system, const std::atomic<bool>&
 // worker process's CPU time on a 2-core machine, time taken from the trainers' gradients.
 // Nothing on a step's path runs on the shared scheduler (trainers, servers and socket
 // bridges have threads of their own), so giving up stealing costs nothing there.
-inline void quiet_scheduler(caf::actor_system_config& cfg) { cfg.set("scheduler.policy", caf::atom("sharing")); }
+inline void quiet_scheduler(caf::actor_system_config& cfg) {
+  cfg.set("scheduler.policy", caf::atom("sharing"));
+}
 
 // Logs a failed start-up step under the node's name. True when it failed: the node then
 // exits with 2 before any actor runs.

@@ -331,7 +331,8 @@ Status Trainer::run(ParameterClient& servers, const Report& report) {
   const auto grad_size = static_cast<Eigen::Index>(t.num_parameters);
   // params_ holds the values for evaluation and values() (once an epoch, and at the end).
   auto keep_values = [&] {
-    if (step_values != params_.data()) std::copy(step_values, step_values + t.num_parameters, params_.begin());
+    if (step_values != params_.data())
+      std::copy(step_values, step_values + t.num_parameters, params_.begin());
   };
   const uint64_t last_step = static_cast<uint64_t>(spec_.epochs) * t.steps_per_epoch;
   // A resumed task starts inside the epoch of its checkpoint, and sees the batches the
@@ -366,8 +367,8 @@ Status Trainer::run(ParameterClient& servers, const Report& report) {
     if (sampler_) {
       taken = private_batch(x, y, step);
       MatrixView view(x.data(), x.rows(), taken);
-      st = model_.clipped_gradient_sum(step_values, view, y.data(), static_cast<float>(spec_.privacy.clip_norm),
-                                       grad, ws_);
+      st = model_.clipped_gradient_sum(step_values, view, y.data(),
+                                       static_cast<float>(spec_.privacy.clip_norm), grad, ws_);
       Eigen::Map<Eigen::VectorXf>(grad, grad_size) *= 1.0f / static_cast<float>(batch);
     } else {
       if (!drawn) draw(step);

@@ -148,8 +148,8 @@ void Optimizer::apply_mean(float* params, const float* partial, const float* las
   apply(params, mean.data());
 }
 
-void Optimizer::apply_mean_split(float* params, const float* partial, const float* last, float scale, size_t parts,
-                                 const ParallelRun& run) {
+void Optimizer::apply_mean_split(float* params, const float* partial, const float* last, float scale,
+                                 size_t parts, const ParallelRun& run) {
   const size_t n = size();
   // Each part a whole number of 64-byte lines, so that no two threads write one line.
   constexpr size_t kLine = 16;
@@ -158,9 +158,8 @@ void Optimizer::apply_mean_split(float* params, const float* partial, const floa
     apply_mean(params, partial, last, scale);
     return;
   }
-  run((n + per - 1) / per, [&](size_t i) {
-    apply_mean_keys(params, partial, last, scale, i * per, std::min(n, (i + 1) * per));
-  });
+  run((n + per - 1) / per,
+      [&](size_t i) { apply_mean_keys(params, partial, last, scale, i * per, std::min(n, (i + 1) * per)); });
   count_update();
 }
 

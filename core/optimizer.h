@@ -86,8 +86,8 @@ class Optimizer {
   // Whether apply_mean_keys is implemented (otherwise apply_mean_split runs apply_mean).
   virtual bool splits() const { return false; }
   // Keys [begin, end) of one apply_mean update; count_update() then counts it once.
-  virtual void apply_mean_keys(float* /*params*/, const float* /*partial*/, const float* /*last*/, float /*scale*/,
-                               size_t /*begin*/, size_t /*end*/) {}
+  virtual void apply_mean_keys(float* /*params*/, const float* /*partial*/, const float* /*last*/,
+                               float /*scale*/, size_t /*begin*/, size_t /*end*/) {}
   virtual void count_update() {}
 };
 

@@ -187,7 +187,8 @@ class SharedMemoryPlaneTest : public ::testing::Test {
   Outbox send(uint32_t rank, const Envelope& e) { return ps_.handle_data("PEER-" + std::to_string(rank), e); }
   std::vector<float> gradient(uint32_t rank, uint64_t step) const {
     std::vector<float> g(n_);
-    for (size_t i = 0; i < n_; ++i) g[i] = std::sin(0.37f * static_cast<float>(i + 1) * (rank + 1) + step) * 0.1f;
+    for (size_t i = 0; i < n_; ++i)
+      g[i] = std::sin(0.37f * static_cast<float>(i + 1) * (rank + 1) + step) * 0.1f;
     return g;
   }
   // Trains `steps` BSP steps with both ranks; returns rank 0's values after each step.
@@ -280,7 +281,8 @@ TEST_F(SharedMemoryPlaneTest, AWorkerMayComputeInTheRegionsBlocksWithoutCopyingT
   ASSERT_EQ(out.size(), 1u);
   ASSERT_TRUE(r0.accept(0, out[0].envelope, values).value());
   EXPECT_EQ(std::vector<float>(values, values + n_), ps_.values("job-1"));
-  for (size_t i = 0; i < n_; ++i) ASSERT_EQ(values[i], v[i] - 0.5f * grad[i]) << "key " << i;  // sgd, rate 0.5
+  for (size_t i = 0; i < n_; ++i)
+    ASSERT_EQ(values[i], v[i] - 0.5f * grad[i]) << "key " << i;  // sgd, rate 0.5
 
   ParameterRequests split(KeySlices::make({msg::ServerRange{"ps-1", "tcp://127.0.0.1:1", 0, 10, true},
                                            msg::ServerRange{"ps-2", "tcp://127.0.0.1:2", 10, n_, true}},

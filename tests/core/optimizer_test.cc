@@ -78,7 +78,8 @@ TEST(OptimizerTest, AnUpdateSplitAmongThreadsEqualsOnePassToTheBit) {
     for (size_t i = n; i-- > 0;) running.emplace_back([&task, i] { task(i); });
     for (auto& t : running) t.join();
   };
-  for (auto kind : {OptimizerConfig::Kind::kSgd, OptimizerConfig::Kind::kMomentum, OptimizerConfig::Kind::kAdam}) {
+  for (auto kind :
+       {OptimizerConfig::Kind::kSgd, OptimizerConfig::Kind::kMomentum, OptimizerConfig::Kind::kAdam}) {
     for (size_t parts : {2, 3, 8, 5000}) {
       auto c = config(kind, 0.05f);
       c.weight_decay = 0.01f;
