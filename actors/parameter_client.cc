@@ -163,7 +163,10 @@ msg::Envelope ParameterRequests::push_to(size_t i, uint64_t step, uint32_t sampl
     // Written before the push that names it is sent, and not again until its answer has
     // come (protocols/shared_region.h): the server reads a whole block.
     const msg::ServerRange& s = servers_.server(i);
-    std::copy(gradient + s.range_begin, gradient + s.range_end, regions_[i]->gradient());
+    // A trainer that computed into the block itself (gradient_block()) leaves nothing to copy.
+    if (gradient + s.range_begin != regions_[i]->gradient()) {
+      std::copy(gradient + s.range_begin, gradient + s.range_end, regions_[i]->gradient());
+    }
     std::atomic_thread_fence(std::memory_order_release);
     p.region = regions_[i]->name();
   } else if (!sealed()) {
@@ -238,7 +241,7 @@ Result<bool> ParameterRequests::accept(size_t server, const msg::Envelope& answe
     // and the next request leaves after this copy.
     std::atomic_thread_fence(std::memory_order_acquire);
     const float* in = regions_[server]->values();
-    std::copy(in, in + n, values + s.range_begin);
+    if (values + s.range_begin != in) std::copy(in, in + n, values + s.range_begin);  // else read in place
     regions_[server]->unlink();  // the server has it mapped: the name has done its work
     versions_[server] = p->version;
     return true;

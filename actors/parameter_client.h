@@ -63,6 +63,19 @@ class ParameterClient {
   // with its code and the server named; kDataLoss for an answer that is not the server's
   // range; kCancelled when the trainer was asked to stop while waiting.
   virtual Status wait(float* values, std::chrono::milliseconds timeout) = 0;
+
+  // When one server holds the whole model and is reached through shared memory: its
+  // region's gradient and values blocks (num_parameters floats each, 64-byte aligned), where
+  // the trainer may compute its gradient and read the values from, so that neither is
+  // copied on the worker's side (push() given the gradient block and wait() given the
+  // values block copy nothing). The protocol keeps them apart from the server's writes: the
+  // worker writes the gradient block and reads the values block only between an answer and
+  // its next request (protocols/shared_region.h). Null: the trainer's own buffers. Ask
+  // after the first pull's answer (a server may refuse the region then); valid from then
+  // on for the client's life. The trainer only reads the values block (wait() given it
+  // writes nothing there).
+  virtual float* gradient_block() { return nullptr; }
+  virtual float* values_block() { return nullptr; }
 };
 
 class ParameterRequests {
@@ -85,6 +98,10 @@ class ParameterRequests {
   // Returns how many servers are reached through memory. Call before the first request.
   size_t share_memory();
   bool through_memory(size_t server) const { return server < regions_.size() && regions_[server] != nullptr; }
+  // ParameterClient::gradient_block and values_block: the region's blocks when the one
+  // server holds every key and is reached through memory; else null.
+  float* gradient_block() const { return whole_region() ? regions_[0]->gradient() : nullptr; }
+  float* values_block() const { return whole_region() ? regions_[0]->values() : nullptr; }
   // Server i's answer refused its region (kFailedPrecondition to a pull that named it: the
   // server is not on this host after all, or the region is unusable): the region is
   // dropped, the server reached by socket from now on, and the pull to send it again is
@@ -112,6 +129,7 @@ class ParameterRequests {
   Status no_answer(size_t server, std::chrono::milliseconds timeout) const;
 
  private:
+  bool whole_region() const { return servers_.size() == 1 && through_memory(0); }
   msg::Envelope envelope(msg::Body body) const;
   msg::Envelope pull_to(size_t i) const;
   // Server i's push of the current request, without its seal in a sealed job; and what

@@ -155,6 +155,7 @@ int run_parameter_server(const PeerNodeConfig& config, const std::atomic<bool>& 
 
   caf::actor_system_config cfg;
   add_custody_types(cfg);
+  quiet_scheduler(cfg);
   caf::actor_system system{cfg};
   auto exit = std::make_shared<NodeExit>();
   SocketPort peers = spawn_socket_bridge(system, std::move(listener).value(),

@@ -112,7 +112,7 @@ Result<const float*> ParameterServerState::gradient_of(const std::string& peer, 
                                std::to_string(job.attempt) +
                                " has no keys); a sealed push cannot be opened here");
     } else if (!push.region.empty()) {
-      auto in_region = gradient_in_region(job, push);
+      auto in_region = gradient_in_region(job, push, urgent);
       if (in_region.is_ok()) return in_region;
       wrong = in_region.status();
     } else if (push.gradient.size() != n) {

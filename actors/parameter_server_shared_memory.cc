@@ -35,7 +35,39 @@ Result<shm::SharedRegion*> ParameterServerState::region_of(JobShard& job, uint32
   return &job.regions.emplace(rank, std::move(opened).value()).first->second;
 }
 
-Result<const float*> ParameterServerState::gradient_in_region(JobShard& job, const msg::Push& push) const {
+void ParameterServerState::copy_block(const float* from, size_t n, const std::vector<float*>& to,
+                                      bool urgent) const {
+  // In pieces of 128 KiB (a multiple of 64 bytes: no two threads write one cache line), so
+  // that a helper takes a share whichever destination it is.
+  constexpr size_t kPiece = size_t{1} << 15;
+  const size_t pieces = (n + kPiece - 1) / kPiece;
+  auto copy = [&](size_t i) {
+    const size_t begin = (i % pieces) * kPiece, end = std::min(n, begin + kPiece);
+    std::copy(from + begin, from + end, to[i / pieces] + begin);
+  };
+  if (urgent && parallel_) {
+    parallel_->run(pieces * to.size(), copy);
+  } else {
+    for (size_t i = 0; i < pieces * to.size(); ++i) copy(i);
+  }
+}
+
+void ParameterServerState::write_values(JobShard& job, std::vector<Deferred>& answers) const {
+  std::vector<float*> blocks;
+  for (Deferred& d : answers) {
+    if (!d.in_region || d.written) continue;
+    blocks.push_back(job.regions.at(d.rank).values());
+    d.written = true;
+  }
+  if (blocks.empty()) return;
+  // Written only now, as the ranks' requests are answered; each worker reads its block only
+  // after its answer arrives, and has no other request outstanding here.
+  copy_block(job.params->data(), job.params->size(), blocks, true);
+  std::atomic_thread_fence(std::memory_order_release);
+}
+
+Result<const float*> ParameterServerState::gradient_in_region(JobShard& job, const msg::Push& push,
+                                                              bool urgent) const {
   CUSTODY_ASSIGN_OR_RETURN(shm::SharedRegion * region, region_of(job, push.rank, push.region));
   if (!push.gradient.empty()) {
     return failed_precondition("a push through shared memory carries its gradient in the region, not also in "
@@ -47,15 +79,18 @@ Result<const float*> ParameterServerState::gradient_in_region(JobShard& job, con
   std::atomic_thread_fence(std::memory_order_acquire);
   const size_t n = job.params->size();
   job.opened.resize(n);
-  std::copy(region->gradient(), region->gradient() + n, job.opened.data());
+  copy_block(region->gradient(), n, {job.opened.data()}, urgent);
   return static_cast<const float*>(job.opened.data());
 }
 
-msg::Params ParameterServerState::values_in_region(const JobShard& job, shm::SharedRegion& region) const {
-  // Written only now, as the rank's request is answered, and read by the worker only after
-  // this answer arrives: the worker has no other request outstanding here.
-  std::copy(job.params->begin(), job.params->end(), region.values());
-  std::atomic_thread_fence(std::memory_order_release);
+msg::Params ParameterServerState::values_in_region(const JobShard& job, shm::SharedRegion& region,
+                                                   bool written) const {
+  if (!written) {
+    // Written only now, as the rank's request is answered, and read by the worker only
+    // after this answer arrives: the worker has no other request outstanding here.
+    std::copy(job.params->begin(), job.params->end(), region.values());
+    std::atomic_thread_fence(std::memory_order_release);
+  }
   msg::Params p{job.version, job.range.begin, {}};
   p.in_region = true;
   return p;

@@ -26,7 +26,7 @@ ParameterServerState::Deferred ParameterServerState::defer(const std::string& pe
 
 void ParameterServerState::answer(Deferred& deferred, JobShard& job, Outbox& out) const {
   if (deferred.in_region) {  // its push was taken from the region, which is mapped
-    deferred.reply.body = values_in_region(job, job.regions.at(deferred.rank));
+    deferred.reply.body = values_in_region(job, job.regions.at(deferred.rank), deferred.written);
     out.push_back({deferred.peer, std::move(deferred.reply)});
     return;
   }
@@ -50,7 +50,15 @@ void ParameterServerState::apply(JobShard& job, const float* grad, const float* 
   }
   job.optimizer->set_learning_rate(scheduled_learning_rate(
       job.spec.optimizer, static_cast<int64_t>(job.version), static_cast<int64_t>(job.total_updates())));
-  if (partial) {
+  if (partial && parallel_) {
+    // The step's workers all wait for this update: the cores they leave share it, in
+    // pieces of 128 KiB (the same values to the bit as one pass: Optimizer::apply_mean_split).
+    constexpr size_t kPiece = size_t{1} << 15;
+    const size_t pieces = (job.params->size() + kPiece - 1) / kPiece;
+    job.optimizer->apply_mean_split(
+        job.params->data(), partial, grad, scale, pieces,
+        [this](size_t n, const std::function<void(size_t)>& task) { parallel_->run(n, task); });
+  } else if (partial) {
     job.optimizer->apply_mean(job.params->data(), partial, grad, scale);
   } else {
     job.optimizer->apply(job.params->data(), grad);
@@ -405,6 +413,7 @@ Outbox ParameterServerState::handle_data(const std::string& peer, const Envelope
   job.pending_sum.clear();
   job.pushed.clear();
   Outbox out;
+  write_values(job, job.waiting);
   for (Deferred& deferred : job.waiting) answer(deferred, job, out);
   job.waiting.clear();
   maybe_checkpoint(in.job_id, job, out);

@@ -108,6 +108,7 @@ class ParameterServerState {
     uint32_t rank;
     uint64_t step;  // of the push answered
     bool in_region = false;  // the push came through the rank's region: answer there
+    bool written = false;    // the values are in the region already (write_values)
   };
   struct JobShard {
     std::string id;
@@ -186,10 +187,18 @@ class ParameterServerState {
   // why): a sealed job, a malformed, missing, foreign or wrongly sized region, or another
   // name than the rank's region of this attempt.
   Result<shm::SharedRegion*> region_of(JobShard& job, uint32_t rank, const std::string& name) const;
-  // A push's gradient from its region, copied into job.opened.
-  Result<const float*> gradient_in_region(JobShard& job, const msg::Push& push) const;
-  // The job's values written into `region`'s values block, and the answer that says so.
-  msg::Params values_in_region(const JobShard& job, shm::SharedRegion& region) const;
+  // A push's gradient from its region, copied into job.opened (on parallel_'s threads too
+  // when `urgent`).
+  Result<const float*> gradient_in_region(JobShard& job, const msg::Push& push, bool urgent) const;
+  // The job's values written into `region`'s values block (unless `written` says they are
+  // there already), and the answer that says so.
+  msg::Params values_in_region(const JobShard& job, shm::SharedRegion& region, bool written = false) const;
+  // The job's values written into the regions of every answer in `answers` that goes
+  // through one, at once, on parallel_'s threads too (BSP's step end: every worker waits),
+  // each marked written.
+  void write_values(JobShard& job, std::vector<Deferred>& answers) const;
+  // n floats from `from` into each block of `to`; on parallel_'s threads too when `urgent`.
+  void copy_block(const float* from, size_t n, const std::vector<float*>& to, bool urgent) const;
   // Refuses a message that claims `rank` but is not sealed under its key: logged (at a
   // bounded rate), counted against the rank as unauthenticated, answered with the error.
   Outbox refuse_unauthenticated(const std::string& peer, const msg::Envelope& in, JobShard& job, uint32_t rank,
@@ -197,7 +206,8 @@ class ParameterServerState {
   // The node credited with a rank's pushes: the one the coordinator assigned it to.
   static const std::string& node_of(const JobShard& job, uint32_t rank) { return job.rank_nodes[rank]; }
   // One update of the job's values: by `grad`, or (given `partial`) by the mean
-  // (partial + grad) * scale, formed in the update's pass (Optimizer::apply_mean).
+  // (partial + grad) * scale, formed in the update's pass (Optimizer::apply_mean) and
+  // shared with parallel_'s threads (BSP's step end, when every worker waits for it).
   void apply(JobShard& job, const float* grad, const float* partial = nullptr, float scale = 1.0f);
   // Steps per worker that the current values cover.
   static uint64_t step_of(const JobShard& job);

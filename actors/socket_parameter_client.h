@@ -28,6 +28,8 @@ class SocketParameterClient final : public ParameterClient {
   Status pull() override;
   Status push(uint64_t step, uint32_t samples, const float* gradient) override;
   Status wait(float* values, std::chrono::milliseconds timeout) override;
+  float* gradient_block() override { return requests_.gradient_block(); }
+  float* values_block() override { return requests_.values_block(); }
 
  private:
   SocketParameterClient(ParameterRequests requests, std::vector<std::unique_ptr<transport::Socket>> sockets,

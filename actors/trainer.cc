@@ -345,7 +345,19 @@ Status Trainer::run(ParameterClient& servers, const Report& report) {
   const uint32_t batch = order_.batch_size();
   Matrix x(features_, batch);
   std::vector<uint8_t> y(batch);
-  AlignedFloats grad(t.num_parameters);
+  // One server holding the whole model through shared memory: the steps read its values
+  // block and compute into its gradient block, and neither is copied here. Both start on
+  // 64-byte boundaries, as aligned as the trainer's own buffers, so Eigen takes the same
+  // paths and the model is the same to the bit (cluster_test: memory against sockets).
+  float* step_values = servers.values_block() ? servers.values_block() : params_.data();
+  AlignedFloats own_grad(servers.gradient_block() ? 0 : t.num_parameters);
+  float* const grad = servers.gradient_block() ? servers.gradient_block() : own_grad.data();
+  const auto grad_size = static_cast<Eigen::Index>(t.num_parameters);
+  // params_ holds the values for evaluation and values() (once an epoch, and at the end).
+  auto keep_values = [&] {
+    if (step_values != params_.data())
+      std::copy(step_values, step_values + t.num_parameters, params_.begin());
+  };
   const uint64_t last_step = static_cast<uint64_t>(spec_.epochs) * t.steps_per_epoch;
   // A resumed task starts inside the epoch of its checkpoint, and sees the batches the
   // uninterrupted run saw from there on (core/data_order.h).
@@ -364,24 +376,29 @@ Status Trainer::run(ParameterClient& servers, const Report& report) {
     x.resize(features_, 2 * batch);
     y.resize(2 * batch);
   }
+  // Step s's batch (not a private job's: its Poisson draw stays in the step) into x and y.
+  auto draw = [&](uint64_t s) {
+    const int64_t* samples = order_.batch(s);
+    for (uint32_t i = 0; i < batch; ++i) {
+      put_sample(x, i, shard_, features_, samples[i]);
+      y[i] = labels_[samples[i]];
+    }
+  };
+  bool drawn = false;  // x and y hold this step's batch already
   for (; step < last_step; ++step) {
     uint32_t taken = batch;
     BatchStats st;
     if (sampler_) {
       taken = private_batch(x, y, step);
       MatrixView view(x.data(), x.rows(), taken);
-      st = model_.clipped_gradient_sum(params_.data(), view, y.data(), static_cast<float>(spec_.privacy.clip_norm),
-                                       grad.data(), ws_);
-      Eigen::Map<Eigen::VectorXf>(grad.data(), static_cast<Eigen::Index>(grad.size())) *=
-          1.0f / static_cast<float>(batch);
+      st = model_.clipped_gradient_sum(step_values, view, y.data(),
+                                       static_cast<float>(spec_.privacy.clip_norm), grad, ws_);
+      Eigen::Map<Eigen::VectorXf>(grad, grad_size) *= 1.0f / static_cast<float>(batch);
     } else {
-      const int64_t* samples = order_.batch(step);
-      for (uint32_t i = 0; i < batch; ++i) {
-        put_sample(x, i, shard_, features_, samples[i]);
-        y[i] = labels_[samples[i]];
-      }
+      if (!drawn) draw(step);
+      drawn = false;
       MatrixView view(x.data(), x.rows(), x.cols());
-      st = model_.gradient(params_.data(), view, y.data(), grad.data(), ws_);
+      st = model_.gradient(step_values, view, y.data(), grad, ws_);
     }
     if (sampler_) {
       // What leaves the worker besides the clipped sum must not depend on who was sampled:
@@ -390,8 +407,14 @@ Status Trainer::run(ParameterClient& servers, const Report& report) {
       taken = batch;
       st.loss_sum = 0;
     }
-    CUSTODY_RETURN_IF_ERROR(servers.push(step, taken, grad.data()));
-    CUSTODY_RETURN_IF_ERROR(servers.wait(params_.data(), options_.step_timeout));
+    CUSTODY_RETURN_IF_ERROR(servers.push(step, taken, grad));
+    // The next batch is drawn while the servers work on this step (it depends on the data
+    // order alone, not on the values they send back), and is ready when their answer comes.
+    if (!sampler_ && step + 1 < last_step) {
+      draw(step + 1);
+      drawn = true;
+    }
+    CUSTODY_RETURN_IF_ERROR(servers.wait(step_values, options_.step_timeout));
     samples_total += taken;
     report_samples += taken;
     report_loss += st.loss_sum;
@@ -409,8 +432,12 @@ Status Trainer::run(ParameterClient& servers, const Report& report) {
       report_loss = 0;
       report_start = now;
     }
-    if (order_.ends_epoch(step)) evaluate(epoch, report);
+    if (order_.ends_epoch(step)) {
+      keep_values();
+      evaluate(epoch, report);
+    }
   }
+  keep_values();
   report(msg::TaskDone{step, samples_total, t.rank});
   return Status::ok();
 }

@@ -254,6 +254,7 @@ int run_worker(const PeerNodeConfig& config, const std::atomic<bool>& stop, tran
   cfg.add_message_type<TrainerReport>("custody_trainer_report");
   cfg.add_message_type<TrainerEnded>("custody_trainer_ended");
   cfg.add_message_type<ScoringDone>("custody_scoring_done");
+  quiet_scheduler(cfg);
   caf::actor_system system{cfg};
   auto exit = std::make_shared<NodeExit>();
   SocketPort coordinator =

@@ -42,15 +42,23 @@ class Sgd final : public Optimizer {
     p -= c_.learning_rate * (g + c_.weight_decay * p);
   }
   void apply_mean(float* params, const float* partial, const float* last, float scale) override {
-    Span p(params, n_);
-    ConstSpan s(partial, n_), g(last, n_);
-    p -= c_.learning_rate * ((s + g) * scale + c_.weight_decay * p);
+    apply_mean_keys(params, partial, last, scale, 0, n_);
   }
   size_t size() const override { return n_; }
   void set_learning_rate(float lr) override { c_.learning_rate = lr; }
   OptimizerState export_state() const override { return {}; }
   Status import_state(const OptimizerState& state) override {
     return check_state_size(OptimizerConfig::Kind::kSgd, state, n_);
+  }
+
+ protected:
+  bool splits() const override { return true; }
+  void apply_mean_keys(float* params, const float* partial, const float* last, float scale, size_t begin,
+                       size_t end) override {
+    const auto n = static_cast<Eigen::Index>(end - begin);
+    Span p(params + begin, n);
+    ConstSpan s(partial + begin, n), g(last + begin, n);
+    p -= c_.learning_rate * ((s + g) * scale + c_.weight_decay * p);
   }
 
  private:
@@ -70,11 +78,8 @@ class Momentum final : public Optimizer {
     ++t_;
   }
   void apply_mean(float* params, const float* partial, const float* last, float scale) override {
-    Span p(params, v_.size());
-    ConstSpan s(partial, v_.size()), g(last, v_.size());
-    v_ = c_.momentum * v_ + (s + g) * scale + c_.weight_decay * p;
-    p -= c_.learning_rate * v_;
-    ++t_;
+    apply_mean_keys(params, partial, last, scale, 0, static_cast<size_t>(v_.size()));
+    count_update();
   }
   size_t size() const override { return v_.size(); }
   void set_learning_rate(float lr) override { c_.learning_rate = lr; }
@@ -85,6 +90,19 @@ class Momentum final : public Optimizer {
     t_ = state.steps;
     return Status::ok();
   }
+
+ protected:
+  bool splits() const override { return true; }
+  void apply_mean_keys(float* params, const float* partial, const float* last, float scale, size_t begin,
+                       size_t end) override {
+    const auto b = static_cast<Eigen::Index>(begin), n = static_cast<Eigen::Index>(end - begin);
+    Span p(params + begin, n);
+    ConstSpan s(partial + begin, n), g(last + begin, n);
+    auto v = v_.segment(b, n);
+    v = c_.momentum * v + (s + g) * scale + c_.weight_decay * p;
+    p -= c_.learning_rate * v;
+  }
+  void count_update() override { ++t_; }
 
  private:
   OptimizerConfig c_;
@@ -128,6 +146,21 @@ class Adam final : public Optimizer {
 void Optimizer::apply_mean(float* params, const float* partial, const float* last, float scale) {
   Eigen::ArrayXf mean = (ConstSpan(partial, size()) + ConstSpan(last, size())) * scale;
   apply(params, mean.data());
+}
+
+void Optimizer::apply_mean_split(float* params, const float* partial, const float* last, float scale,
+                                 size_t parts, const ParallelRun& run) {
+  const size_t n = size();
+  // Each part a whole number of 64-byte lines, so that no two threads write one line.
+  constexpr size_t kLine = 16;
+  const size_t per = parts == 0 ? n : ((n + parts - 1) / parts + kLine - 1) / kLine * kLine;
+  if (!splits() || parts < 2 || per >= n) {
+    apply_mean(params, partial, last, scale);
+    return;
+  }
+  run((n + per - 1) / per,
+      [&](size_t i) { apply_mean_keys(params, partial, last, scale, i * per, std::min(n, (i + 1) * per)); });
+  count_update();
 }
 
 float scheduled_learning_rate(const OptimizerConfig& config, int64_t step, int64_t total_steps) {

@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -62,6 +63,17 @@ class Optimizer {
   // last push is on every step's critical path). Equals apply() of (partial + last) * scale.
   // REQUIRES: params, partial and last each hold size() floats.
   virtual void apply_mean(float* params, const float* partial, const float* last, float scale);
+  // Runs task(0) .. task(n - 1), possibly several at once on other threads, and returns
+  // when all have returned (a ForkJoin's run(), protocols/fork_join.h).
+  using ParallelRun = std::function<void(size_t n, const std::function<void(size_t)>& task)>;
+  // apply_mean, its keys cut into `parts` contiguous ranges (64-byte multiples) that `run`
+  // updates: the same result to the bit as apply_mean, since each key's update reads and
+  // writes only that key's value and state, in the same operations. A parameter server
+  // uses it for BSP's last push, when every worker waits for the update and the cores are
+  // idle. An optimizer that updates only its whole range at once (adam: its bias
+  // correction counts updates inside the pass) runs apply_mean on this thread instead.
+  void apply_mean_split(float* params, const float* partial, const float* last, float scale, size_t parts,
+                        const ParallelRun& run);
   virtual size_t size() const = 0;
   virtual void set_learning_rate(float lr) = 0;
   // The state in the layout above; a fresh optimizer's is all zeros.
@@ -69,6 +81,14 @@ class Optimizer {
   // Continues from an exported state instead of zeros. Errors: values that are not
   // state_tensor_names(kind).size() * size() floats (invalid argument, naming both).
   [[nodiscard]] virtual Status import_state(const OptimizerState& state) = 0;
+
+ protected:
+  // Whether apply_mean_keys is implemented (otherwise apply_mean_split runs apply_mean).
+  virtual bool splits() const { return false; }
+  // Keys [begin, end) of one apply_mean update; count_update() then counts it once.
+  virtual void apply_mean_keys(float* /*params*/, const float* /*partial*/, const float* /*last*/,
+                               float /*scale*/, size_t /*begin*/, size_t /*end*/) {}
+  virtual void count_update() {}
 };
 
 // An optimizer for a key range of `size` parameters.

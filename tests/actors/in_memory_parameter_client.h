@@ -137,6 +137,8 @@ class InMemoryParameterClient final : public ParameterClient {
     }
     return Status::ok();
   }
+  float* gradient_block() override { return requests_.gradient_block(); }
+  float* values_block() override { return requests_.values_block(); }
 
  private:
   Status deliver(const std::vector<msg::Envelope>& requests) {

@@ -15,6 +15,7 @@
 #include "actors/parameter_client.h"
 #include "actors/parameter_server_state.h"
 #include "protocols/codec.h"
+#include "protocols/fork_join.h"
 #include "protocols/shared_region.h"
 
 namespace custody::actors {
@@ -152,16 +153,21 @@ TEST(SharedRegionTest, TheNewFieldsCrossTheWire) {
 // requests, in clear, as the worker and the server exchange them.
 class SharedMemoryPlaneTest : public ::testing::Test {
  protected:
-  static constexpr uint64_t kN = 36;
+  // The model: softmax regression of features_ inputs onto 4 classes, 4 * features_ + 4
+  // parameters (36 by default), updated by optimizer_.
+  int features_ = 8;
+  std::string optimizer_ = "sgd";
+  uint64_t n_ = 36;
   void assign(const char* consistency, bool sealed = false) {
+    n_ = 4 * static_cast<uint64_t>(features_) + 4;
     Envelope e;
     e.job_id = "job-1";
     e.attempt = 1;
     msg::AssignKeyRange a{
         std::string("[job]\nworkers = 2\nseed = 5\nconsistency = \"") + consistency +
-            "\"\n[model]\ntype = \"softmax\"\nclasses = 4\n[optimizer]\ntype = \"sgd\"\nlearning_rate = 0.5\n"
-            "[data]\nkind = \"synthetic\"\n",
-        0, 0, kN, kN, 2, 100, 8, 50, 0, 0, {}};
+            "\"\n[model]\ntype = \"softmax\"\nclasses = 4\n[optimizer]\ntype = \"" + optimizer_ +
+            "\"\nlearning_rate = 0.5\n[data]\nkind = \"synthetic\"\n",
+        0, 0, n_, n_, 2, 100, static_cast<uint32_t>(features_), 50, 0, 0, {}};
     a.rank_nodes = {"w1", "w2"};
     if (sealed) {
       for (int r = 0; r < 2; ++r) a.rank_keys.push_back(AeadKey::random().value());
@@ -173,22 +179,23 @@ class SharedMemoryPlaneTest : public ::testing::Test {
     ASSERT_NE(out[0].envelope.get<msg::KeyRangeReady>(), nullptr);
   }
   ParameterRequests requests(uint32_t rank, bool shared) {
-    msg::ServerRange s{"ps-1", "tcp://127.0.0.1:1", 0, kN, shared};
-    ParameterRequests r(KeySlices::make({s}, kN).value(), "w" + std::to_string(rank + 1), "job-1", 1, rank);
+    msg::ServerRange s{"ps-1", "tcp://127.0.0.1:1", 0, n_, shared};
+    ParameterRequests r(KeySlices::make({s}, n_).value(), "w" + std::to_string(rank + 1), "job-1", 1, rank);
     EXPECT_EQ(r.share_memory(), shared ? 1u : 0u);
     return r;
   }
   Outbox send(uint32_t rank, const Envelope& e) { return ps_.handle_data("PEER-" + std::to_string(rank), e); }
-  static std::vector<float> gradient(uint32_t rank, uint64_t step) {
-    std::vector<float> g(kN);
-    for (size_t i = 0; i < kN; ++i) g[i] = std::sin(0.37f * static_cast<float>(i + 1) * (rank + 1) + step) * 0.1f;
+  std::vector<float> gradient(uint32_t rank, uint64_t step) const {
+    std::vector<float> g(n_);
+    for (size_t i = 0; i < n_; ++i)
+      g[i] = std::sin(0.37f * static_cast<float>(i + 1) * (rank + 1) + step) * 0.1f;
     return g;
   }
   // Trains `steps` BSP steps with both ranks; returns rank 0's values after each step.
   std::vector<std::vector<float>> train(bool shared, uint64_t steps) {
     assign("bsp");
     ParameterRequests r0 = requests(0, shared), r1 = requests(1, shared);
-    std::vector<float> v0(kN), v1(kN);
+    std::vector<float> v0(n_), v1(n_);
     for (auto* r : {&r0, &r1}) {
       std::vector<float>& v = r == &r0 ? v0 : v1;
       Outbox out = send(r == &r0 ? 0 : 1, r->pull()[0]);
@@ -226,16 +233,71 @@ TEST_F(SharedMemoryPlaneTest, BspThroughSharedMemoryGivesTheSameValuesToTheBitAs
   const auto through_memory = train(true, 5);
   ASSERT_EQ(through_memory.size(), 5u);
   for (size_t i = 0; i < 5; ++i) {
-    EXPECT_EQ(std::memcmp(through_memory[i].data(), through_messages[i].data(), kN * sizeof(float)), 0)
+    EXPECT_EQ(std::memcmp(through_memory[i].data(), through_messages[i].data(), n_ * sizeof(float)), 0)
         << "step " << i;
   }
   EXPECT_NE(through_memory[4], through_memory[0]) << "it trained";
 }
 
+// At a BSP step's end every worker waits for the server, which then shares the copy of the
+// last gradient out of its region, the update and the copies of the values into the
+// regions with its helper threads (set_parallel): with a model of several 128 KiB pieces
+// and momentum's state, the values are the same to the bit as one thread's through messages.
+TEST_F(SharedMemoryPlaneTest, BspSharedAmongTheServersThreadsGivesTheSameValuesToTheBit) {
+  features_ = 30000;  // 120,004 parameters: four pieces
+  optimizer_ = "momentum";
+  const auto one_thread = train(false, 4);
+  ps_.clear();
+  ForkJoin helpers(2);
+  ps_.set_parallel(&helpers);
+  const auto threads = train(true, 4);
+  ASSERT_EQ(threads.size(), 4u);
+  for (size_t i = 0; i < 4; ++i) {
+    ASSERT_EQ(threads[i].size(), n_);
+    EXPECT_EQ(std::memcmp(threads[i].data(), one_thread[i].data(), n_ * sizeof(float)), 0) << "step " << i;
+  }
+  EXPECT_NE(threads[3], threads[0]) << "it trained";
+}
+
+// A worker whose one server holds the whole model through memory computes in the region's
+// blocks (ParameterClient::gradient_block and values_block): the server takes the gradient
+// written there, and the answer's values are read where they lie, copied nowhere. With the
+// model split among servers there is no such block.
+TEST_F(SharedMemoryPlaneTest, AWorkerMayComputeInTheRegionsBlocksWithoutCopyingThem) {
+  assign("asp");
+  ParameterRequests r0 = requests(0, true);
+  std::vector<float> v(n_);
+  ASSERT_TRUE(r0.accept(0, send(0, r0.pull()[0])[0].envelope, v.data()).value());
+  float* g = r0.gradient_block();
+  float* values = r0.values_block();
+  ASSERT_NE(g, nullptr);
+  ASSERT_NE(values, nullptr);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(g) % 64, 0u);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(values) % 64, 0u);
+  EXPECT_EQ(std::memcmp(values, v.data(), n_ * sizeof(float)), 0) << "the pull's values lie in the block";
+  const auto grad = gradient(0, 0);
+  std::copy(grad.begin(), grad.end(), g);
+  Outbox out = send(0, r0.push(0, 16, g)[0]);
+  ASSERT_EQ(out.size(), 1u);
+  ASSERT_TRUE(r0.accept(0, out[0].envelope, values).value());
+  EXPECT_EQ(std::vector<float>(values, values + n_), ps_.values("job-1"));
+  for (size_t i = 0; i < n_; ++i)
+    ASSERT_EQ(values[i], v[i] - 0.5f * grad[i]) << "key " << i;  // sgd, rate 0.5
+
+  ParameterRequests split(KeySlices::make({msg::ServerRange{"ps-1", "tcp://127.0.0.1:1", 0, 10, true},
+                                           msg::ServerRange{"ps-2", "tcp://127.0.0.1:2", 10, n_, true}},
+                                          n_)
+                              .value(),
+                          "w1", "job-1", 1, 0);
+  EXPECT_EQ(split.share_memory(), 2u);
+  EXPECT_EQ(split.gradient_block(), nullptr);
+  EXPECT_EQ(split.values_block(), nullptr);
+}
+
 TEST_F(SharedMemoryPlaneTest, AspThroughSharedMemoryRefusesAReplayedStep) {
   assign("asp");
   ParameterRequests r0 = requests(0, true);
-  std::vector<float> v(kN);
+  std::vector<float> v(n_);
   ASSERT_TRUE(r0.accept(0, send(0, r0.pull()[0])[0].envelope, v.data()).value());
   auto g = gradient(0, 0);
   const Envelope push = r0.push(0, 16, g.data())[0];
@@ -252,7 +314,7 @@ TEST_F(SharedMemoryPlaneTest, AspThroughSharedMemoryRefusesAReplayedStep) {
 TEST_F(SharedMemoryPlaneTest, TheServerChecksTheValuesItReadsFromTheRegion) {
   assign("asp");
   ParameterRequests r0 = requests(0, true);
-  std::vector<float> v(kN);
+  std::vector<float> v(n_);
   ASSERT_TRUE(r0.accept(0, send(0, r0.pull()[0])[0].envelope, v.data()).value());
   const std::vector<float> before = ps_.values("job-1");
   auto g = gradient(0, 0);
@@ -283,13 +345,13 @@ TEST_F(SharedMemoryPlaneTest, APullNamingARegionThatDoesNotExistFallsBackToTheSo
   EXPECT_FALSE(r0.through_memory(0));
   EXPECT_TRUE(again->get<msg::Pull>()->region.empty());
   EXPECT_EQ(again->request_id, pull.request_id);
-  std::vector<float> v(kN);
+  std::vector<float> v(n_);
   Outbox answered = send(0, *again);
   ASSERT_TRUE(r0.accept(0, answered[0].envelope, v.data()).value());
   EXPECT_EQ(v, ps_.values("job-1"));
   // The next push goes in the message.
   auto g = gradient(0, 0);
-  EXPECT_EQ(r0.push(0, 16, g.data())[0].get<msg::Push>()->gradient.size(), kN);
+  EXPECT_EQ(r0.push(0, 16, g.data())[0].get<msg::Push>()->gradient.size(), n_);
 }
 
 TEST_F(SharedMemoryPlaneTest, ARegionOfTheWrongSizeOrAnotherRegionThanTheRanksIsRefused) {
@@ -311,9 +373,9 @@ TEST_F(SharedMemoryPlaneTest, ARegionOfTheWrongSizeOrAnotherRegionThanTheRanksIs
 
   // Rank 0 takes its region; then a push naming another region for rank 0 is refused.
   ParameterRequests r0 = requests(0, true);
-  std::vector<float> v(kN);
+  std::vector<float> v(n_);
   ASSERT_TRUE(r0.accept(0, send(0, r0.pull()[0])[0].envelope, v.data()).value());
-  SharedRegion other = std::move(SharedRegion::create("job-1", 1, 0, kN)).value();
+  SharedRegion other = std::move(SharedRegion::create("job-1", 1, 0, n_)).value();
   Envelope push;
   push.job_id = "job-1";
   push.attempt = 1;
@@ -330,7 +392,7 @@ TEST_F(SharedMemoryPlaneTest, ARegionOfTheWrongSizeOrAnotherRegionThanTheRanksIs
 
 TEST_F(SharedMemoryPlaneTest, ASealedJobTakesNoRegion) {
   assign("bsp", /*sealed=*/true);
-  SharedRegion region = std::move(SharedRegion::create("job-1", 1, 0, kN)).value();
+  SharedRegion region = std::move(SharedRegion::create("job-1", 1, 0, n_)).value();
   Envelope pull;
   pull.job_id = "job-1";
   pull.attempt = 1;
@@ -341,8 +403,8 @@ TEST_F(SharedMemoryPlaneTest, ASealedJobTakesNoRegion) {
   ASSERT_NE(out[0].envelope.get<msg::Error>(), nullptr);
   EXPECT_NE(out[0].envelope.get<msg::Error>()->message.find("sealed"), std::string::npos);
   // And a worker of a sealed job makes none.
-  msg::ServerRange s{"ps-1", "tcp://127.0.0.1:1", 0, kN, true};
-  ParameterRequests r(KeySlices::make({s}, kN).value(), "w1", "job-1", 1, 0);
+  msg::ServerRange s{"ps-1", "tcp://127.0.0.1:1", 0, n_, true};
+  ParameterRequests r(KeySlices::make({s}, n_).value(), "w1", "job-1", 1, 0);
   ASSERT_TRUE(r.seal_with(AeadKey::random().value(), AeadKey::random().value()).is_ok());
   EXPECT_EQ(r.share_memory(), 0u);
 }
@@ -353,7 +415,7 @@ TEST_F(SharedMemoryPlaneTest, NoNameIsLeftOnceTheServerAnsweredThroughTheRegion)
   Envelope pull = r0.pull()[0];
   const std::string name = pull.get<msg::Pull>()->region;
   EXPECT_TRUE(in_dev_shm(name));
-  std::vector<float> v(kN);
+  std::vector<float> v(n_);
   ASSERT_TRUE(r0.accept(0, send(0, pull)[0].envelope, v.data()).value());
   EXPECT_FALSE(in_dev_shm(name));
 }

@@ -3,6 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
+#include <functional>
+#include <thread>
 
 namespace custody {
 namespace {
@@ -62,6 +65,47 @@ TEST(OptimizerTest, AnUpdateByTheMeanOfTwoGradientsEqualsOneByTheirPrecomputedMe
     }
     for (size_t i = 0; i < n; ++i) ASSERT_NEAR(p1[i], p2[i], 1e-6f) << to_string(kind) << " at " << i;
     EXPECT_NE(p1[0], std::sin(0.0f)) << to_string(kind) << ": the values were not updated";
+  }
+}
+
+// A parameter server splits BSP's last update of a step among its threads: the values and
+// the state (momentum's velocity, checkpointed) must be the same to the bit as one pass
+// over the range, however the keys are cut and wherever the range starts in memory.
+TEST(OptimizerTest, AnUpdateSplitAmongThreadsEqualsOnePassToTheBit) {
+  // The parts run on threads of their own, last part first.
+  const Optimizer::ParallelRun threads = [](size_t n, const std::function<void(size_t)>& task) {
+    std::vector<std::thread> running;
+    for (size_t i = n; i-- > 0;) running.emplace_back([&task, i] { task(i); });
+    for (auto& t : running) t.join();
+  };
+  for (auto kind :
+       {OptimizerConfig::Kind::kSgd, OptimizerConfig::Kind::kMomentum, OptimizerConfig::Kind::kAdam}) {
+    for (size_t parts : {2, 3, 8, 5000}) {
+      auto c = config(kind, 0.05f);
+      c.weight_decay = 0.01f;
+      const size_t n = 10007;
+      auto split = make_optimizer(c, n), whole = make_optimizer(c, n);
+      // One float past an aligned start: the parts' SIMD loops start unaligned.
+      std::vector<float> buf1(n + 1), buf2(n + 1), a(n + 1), b(n + 1);
+      float* p1 = buf1.data() + 1;
+      float* p2 = buf2.data() + 1;
+      for (size_t i = 0; i < n; ++i) p1[i] = p2[i] = std::sin(static_cast<float>(i)) * 1e-3f;
+      for (int step = 0; step < 3; ++step) {
+        for (size_t i = 0; i <= n; ++i) {
+          a[i] = std::cos(static_cast<float>(i * (step + 1))) * 1e-2f;
+          b[i] = 0.5f - static_cast<float>((i * 7 + static_cast<size_t>(step)) % 11) / 10.0f;
+        }
+        split->apply_mean_split(p1, a.data() + 1, b.data() + 1, 0.5f, parts, threads);
+        whole->apply_mean(p2, a.data() + 1, b.data() + 1, 0.5f);
+      }
+      ASSERT_EQ(0, std::memcmp(p1, p2, n * sizeof(float))) << to_string(kind) << ", " << parts << " parts";
+      const OptimizerState s1 = split->export_state(), s2 = whole->export_state();
+      EXPECT_EQ(s1.steps, s2.steps) << to_string(kind);
+      ASSERT_EQ(s1.values.size(), s2.values.size());
+      EXPECT_EQ(0, std::memcmp(s1.values.data(), s2.values.data(), s1.values.size() * sizeof(float)))
+          << to_string(kind) << ", " << parts << " parts";
+      EXPECT_NE(p1[0], std::sin(0.0f) * 1e-3f) << to_string(kind) << ": the values were not updated";
+    }
   }
 }
 
