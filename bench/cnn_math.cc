@@ -1,11 +1,15 @@
-// The seeds' CNN math in one process, one thread, no actors (issue 17), in two modes.
+// The seeds' CNN math in one process, one thread, no actors (issue 17), in three modes.
 //
 //   build/bin/custody-bench-cnn step SECONDS [JOBFILE]
 // One training step of the job's model (default configs/jobs/fashion_cnn.toml) as a
 // worker and a server do it: forward + backward of the next real Fashion-MNIST batch
 // (batch_size of the job), then the optimizer's update (Adam), for SECONDS. Prints one
-// JSON line with samples/s. bench/cnn_math.py alternates it with PyTorch doing the same
-// on one thread (bench/torch_cnn.py step) and reports the ratio of the medians.
+// JSON line with samples/s.
+//   build/bin/custody-bench-cnn digest STEPS [JOBFILE]
+// STEPS such steps from the initial parameters, then their FNV-1a digest: a change to the
+// math that keeps the bits keeps the digest.
+// bench/cnn_math.py alternates the step mode with PyTorch doing the same on one thread
+// (bench/torch_cnn.py step) and reports the ratio of the medians.
 //
 //   build/bin/custody-bench-cnn conv SECONDS [ROUNDS]
 // The seeds' conv layer (1x28x28 input, 32 filters of 3x3, batch 64) computed three ways
@@ -31,6 +35,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <string>
 #include <vector>
@@ -67,7 +72,9 @@ double time_per_call(double seconds, int group, const std::function<void()>& fn)
   return elapsed / static_cast<double>(calls);
 }
 
-int step_mode(double seconds, const char* job_path) {
+// With steps > 0: exactly that many steps, then the parameters' FNV-1a digest instead of
+// a rate (whether a change of the math kept the CNN's results to the bit).
+int step_mode(double seconds, const char* job_path, int64_t digest_steps = 0) {
   auto spec = read_job_file(job_path);
   if (!spec.is_ok()) {
     std::fprintf(stderr, "%s\n", spec.status().to_string().c_str());
@@ -101,6 +108,20 @@ int step_mode(double seconds, const char* job_path) {
     loss += model.gradient(params.data(), x, data->train.labels.data() + b * B, grad.data(), ws).loss_sum;
     opt->apply(params.data(), grad.data());
   };
+  if (digest_steps > 0) {
+    for (int64_t i = 0; i < digest_steps; ++i) step();
+    uint64_t h = 1469598103934665603ull;
+    for (float v : params) {
+      uint32_t bits;
+      std::memcpy(&bits, &v, sizeof bits);
+      for (int i = 0; i < 4; ++i) h = (h ^ ((bits >> (8 * i)) & 0xff)) * 1099511628211ull;
+    }
+    std::printf("{\"benchmark\": \"cnn_math_digest\", \"steps\": %lld, \"mean_loss\": %.6f, "
+                "\"parameters_fnv1a\": \"%016llx\"}\n",
+                static_cast<long long>(digest_steps), loss / (static_cast<double>(digest_steps) * B),
+                static_cast<unsigned long long>(h));
+    return 0;
+  }
   for (int i = 0; i < 20; ++i) step();  // warm: workspace sized, pages touched
   const double per_step = time_per_call(seconds, 10, step);
   std::printf("{\"benchmark\": \"cnn_math_step\", \"architecture\": \"%s\", \"batch\": %d, \"threads\": %d, "
@@ -293,12 +314,16 @@ int main(int argc, char** argv) {
   if (mode == "step" && seconds > 0) {
     return step_mode(seconds, argc > 3 ? argv[3] : "configs/jobs/fashion_cnn.toml");
   }
+  if (mode == "digest" && seconds > 0) {
+    return step_mode(0, argc > 3 ? argv[3] : "configs/jobs/fashion_cnn.toml", static_cast<int64_t>(seconds));
+  }
   if (mode == "conv" && seconds > 0) {
     const int rounds = argc > 3 ? std::atoi(argv[3]) : 3;
     return conv_mode(seconds, rounds > 0 ? rounds : 3);
   }
   std::fprintf(stderr,
                "usage: custody-bench-cnn step SECONDS [JOBFILE]   (forward+backward+update of the job's model)\n"
+               "       custody-bench-cnn digest STEPS [JOBFILE]   (the parameters' digest after STEPS steps)\n"
                "       custody-bench-cnn conv SECONDS [ROUNDS]    (im2col+GEMM vs Eigen Tensor convolutions)\n");
   return 2;
 }
