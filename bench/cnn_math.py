@@ -79,9 +79,11 @@ def main():
           f"= {result['ratio_cpu']:.2f})")
     if "conv_layer" in result:
         v = result["conv_layer"]
-        print(f"conv layer 1x28x28 -> 32 x 3x3, batch 64, microseconds (forward / backward):")
+        print(f"conv layer 1x28x28 -> 32 x 3x3, batch 64, microseconds (forward / backward; wall, then CPU):")
         for name in ("im2col", "tensor_patches", "tensor_convolve"):
-            print(f"  {name:16} {v[name + '_forward_us']:9,.0f} / {v[name + '_backward_us']:9,.0f}")
+            cpu = v["cpu_us"][name]
+            print(f"  {name:16} {v[name + '_forward_us']:9,.0f} / {v[name + '_backward_us']:9,.0f}    "
+                  f"{cpu[0]:9,.0f} / {cpu[1]:9,.0f}")
     (BUILD / "bench").mkdir(parents=True, exist_ok=True)
     (BUILD / "bench/cnn_math.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result))
