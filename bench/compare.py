@@ -14,6 +14,10 @@ Measures, in this order:
     for the recording cost, alternating short runs with the store on and off (medians),
     and recording one checkpoint against training one epoch in one process;
   - PyTorch single process (2 threads) and PyTorch DDP (gloo, 2 processes).
+With --cnn (after the above) or --cnn-only (instead): the seeds' CNN
+(configs/jobs/fashion_cnn.toml, --cnn-epochs, default 6) through the 1-server + 2-worker
+BSP cluster, PyTorch single process (2 threads) and PyTorch DDP (bench/torch_cnn.py), in
+alternating rounds, every peer flushing denormals; time to --cnn-target (0.91).
 Prints a table with ratios and writes every figure to build/bench/compare.json.
 
 Time to target: wall time from the job's start (the coordinator's started_at) until a
@@ -256,7 +260,7 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--epochs", type=int, default=12, help="epochs of every training run")
     p.add_argument("--target", type=float, default=0.88, help="test accuracy for time-to-accuracy")
-    p.add_argument("--quick", action="store_true", help="2 epochs, short micro-benchmarks (a smoke run)")
+    p.add_argument("--quick", action="store_true", help="2 epochs (the CNN 1), short micro-benchmarks (a smoke run)")
     p.add_argument("--repeats", type=int, default=3, help="alternating rounds of the rows the targets use")
     p.add_argument("--cnn", action="store_true", help="also the seeds' CNN rows (cluster, PyTorch, DDP)")
     p.add_argument("--cnn-only", action="store_true", help="only the seeds' CNN rows")
@@ -265,6 +269,7 @@ def main():
     args = p.parse_args()
     if args.quick:
         args.epochs = 2
+        args.cnn_epochs = 1
     seconds = "0.5" if args.quick else "2"
     OUT.mkdir(parents=True, exist_ok=True)
     work = pathlib.Path(tempfile.mkdtemp(prefix="custody-compare-"))
