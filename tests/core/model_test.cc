@@ -158,7 +158,7 @@ TEST(ModelTest, StackedCnnGradientMatchesFiniteDifferences) {
 // (its input deltas go on down through col2im), and a pool that leaves the conv's last row
 // and column out (5x4 outputs, 2x2 windows).
 TEST(ModelTest, FusedConvReluPoolGradientMatchesFiniteDifferences) {
-  check_gradient(model_of("1x8x8 conv2d:2:2 conv2d:3:2 maxpool:2 flatten dense:3"), 2e-3f);
+  check_gradient(model_of("2x8x8 conv2d:3:2 conv2d:2:2 maxpool:2 flatten dense:3"), 2e-3f);
   check_gradient(model_of("2x7x6 conv2d:2:3 maxpool:2 flatten dense:3"), 2e-3f);
 }
 
