@@ -155,9 +155,12 @@ def run_cluster(work, servers, consistency, epochs, target, store=True, colocate
 
 def median_run(runs):
     """The run with the median samples/s (so its time to target and accuracy are one real
-    run's), with every run's samples/s and their spread."""
+    run's), with every run's samples/s and their spread. With an even number of runs, the
+    lower middle run, its samples/s replaced by the median (the mean of the middle two)."""
     ordered = sorted(runs, key=lambda r: r["samples_per_sec"])
-    m = dict(ordered[len(ordered) // 2])
+    m = dict(ordered[(len(ordered) - 1) // 2])
+    if len(ordered) % 2 == 0:
+        m["samples_per_sec"] = statistics.median(r["samples_per_sec"] for r in ordered)
     m["samples_per_sec_runs"] = [round(r["samples_per_sec"]) for r in runs]
     m["spread"] = [round(ordered[0]["samples_per_sec"]), round(ordered[-1]["samples_per_sec"])]
     return m
@@ -222,7 +225,14 @@ def cnn_rows(work, args, step):
             torch_args + ["single", "--epochs", epochs, "--threads", "2", "--target", target], env=torch_env()))
         rounds["torch_ddp"].append(run_json(torch_args + ["ddp", "--epochs", epochs, "--target", target],
                                             env=torch_env()))
-    out = {"epochs": args.cnn_epochs, "target_accuracy": args.cnn_target, "rounds": rounds}
+        # Every finished round on disk: a long run cut short still leaves its figures.
+        (OUT / "compare_cnn_rounds.json").write_text(json.dumps(rounds, indent=2) + "\n")
+    return summarize_cnn(rounds, args.cnn_epochs, args.cnn_target)
+
+
+def summarize_cnn(rounds, epochs, target):
+    """The CNN rounds' medians and ratios (also to re-read a build/bench/compare_cnn_rounds.json)."""
+    out = {"epochs": epochs, "target_accuracy": target, "rounds": rounds}
     for key in rounds:
         out[key] = median_run(rounds[key])
     cluster, single, ddp = (out[k]["samples_per_sec"] for k in ("cluster_1ps_bsp", "torch_single", "torch_ddp"))
@@ -230,6 +240,11 @@ def cnn_rows(work, args, step):
     tt, tp = out["cluster_1ps_bsp"]["time_to_target_s"], out["torch_single"]["time_to_target_s"]
     if tt is not None and tp is not None:
         out["ratios"]["time_to_target_cluster_over_torch_single"] = tt / tp
+    # Each round's own ratios: the peers of a round ran minutes apart, not hours.
+    out["ratios"]["round_ratios_over_torch_single"] = [
+        c["samples_per_sec"] / t["samples_per_sec"] for c, t in zip(rounds["cluster_1ps_bsp"], rounds["torch_single"])]
+    out["ratios"]["round_ratios_over_ddp"] = [
+        c["samples_per_sec"] / t["samples_per_sec"] for c, t in zip(rounds["cluster_1ps_bsp"], rounds["torch_ddp"])]
     return out
 
 
@@ -249,8 +264,10 @@ def print_cnn(cnn):
     print_table(("run", "samples/s", "spread", "x DDP", "x 1-proc", f"to {cnn['target_accuracy']}",
                  "test accuracy per epoch"), rows)
     r = cnn["ratios"]
-    print(f"CNN cluster (1 ps, BSP) / PyTorch 1 process: {r['cluster_1ps_bsp_over_torch_single']:.2f} (target >= 0.7); "
-          f"/ PyTorch DDP: {r['cluster_1ps_bsp_over_ddp']:.2f} (target >= 2)")
+    per_round = lambda v: ", ".join(f"{x:.2f}" for x in v)
+    print(f"CNN cluster (1 ps, BSP) / PyTorch 1 process: {r['cluster_1ps_bsp_over_torch_single']:.2f} (target >= 0.7; "
+          f"rounds {per_round(r['round_ratios_over_torch_single'])}); / PyTorch DDP: {r['cluster_1ps_bsp_over_ddp']:.2f} "
+          f"(target >= 2; rounds {per_round(r['round_ratios_over_ddp'])})")
     if "time_to_target_cluster_over_torch_single" in r:
         print(f"CNN time to {cnn['target_accuracy']}: cluster / PyTorch 1 process: "
               f"{r['time_to_target_cluster_over_torch_single']:.2f}")
