@@ -79,7 +79,7 @@ def main():
           f"= {result['ratio_cpu']:.2f})")
     if "conv_layer" in result:
         v = result["conv_layer"]
-        print(f"conv layer 1x28x28 -> 32 x 3x3, batch 64, microseconds (forward / backward; wall, then CPU):")
+        print("conv layer 1x28x28 -> 32 x 3x3, batch 64, microseconds (forward / backward; wall, then CPU):")
         for name in ("im2col", "tensor_patches", "tensor_convolve"):
             cpu = v["cpu_us"][name]
             print(f"  {name:16} {v[name + '_forward_us']:9,.0f} / {v[name + '_backward_us']:9,.0f}    "
