@@ -7,7 +7,7 @@ first shows the target accuracy. For the seeds' CNN against the MLP (issue 17):
   bench/cnn_cluster.py configs/jobs/fashion_cnn.toml 0.91
   bench/cnn_cluster.py configs/jobs/fashion_mlp.toml 0.88
 
-Prints one JSON line. The CNN row of bench/compare.py (against PyTorch) is not written yet.
+Prints one JSON line. The CNN rows against PyTorch: bench/compare.py --cnn-only.
 """
 import json
 import pathlib

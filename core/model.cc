@@ -142,6 +142,14 @@ Result<Model> Model::make(Shape input, std::vector<LayerSpec> layers, Activation
     m.stages_.push_back(st);
     shape = st.out;
   }
+  for (size_t l = 0; l + 1 < m.stages_.size(); ++l) {
+    Stage& conv = m.stages_[l];
+    if (conv.spec.kind == LayerKind::kConv2D && conv.activated && hidden == Activation::kRelu &&
+        m.stages_[l + 1].spec.kind == LayerKind::kMaxPool) {
+      conv.pools = true;
+      m.stages_[l + 1].pooled_by_conv = true;
+    }
+  }
   m.specs_ = std::move(layers);
   m.num_params_ = offset;
   return m;
@@ -288,13 +296,13 @@ void Model::forward(const float* params, const MatrixView& x, Workspace& ws) con
         conv_forward(l, params, in, ws);
         break;
       case LayerKind::kMaxPool:
-        pool_forward(l, in, ws);
+        if (!st.pooled_by_conv) pool_forward(l, in, ws);
         break;
       case LayerKind::kFlatten:
         out = in;  // CHW per sample is already the flattened order
         break;
     }
-    if (st.activated) {
+    if (st.activated && !st.pools) {
       if (activation_ == Activation::kTanh) {
         out = out.array().tanh();
       } else {
@@ -337,6 +345,10 @@ void Model::conv_forward(int l, const float* params, const MatrixView& in, Works
   }
   Eigen::Map<const Matrix> w(params + st.weights, K, F);
   ws.scratch.noalias() = cols * w;
+  if (st.pools) {
+    conv_relu_pool_forward(l, params, B, ws);
+    return;
+  }
   Matrix& out = ws.activations[l + 1];
   out.resize(F * P, B);
   const float* bias = params + st.bias;
@@ -355,13 +367,15 @@ void Model::conv_backward(int l, const float* params, const Matrix& delta, Works
   const Stage& st = stages_[l];
   const int C = st.in.channels, H = st.in.height, W = st.in.width, k = st.spec.kernel, F = st.spec.units;
   const int OH = st.out.height, OW = st.out.width;
-  const Eigen::Index B = delta.cols(), P = static_cast<Eigen::Index>(OH) * OW, K = st.fan_in;
+  const Eigen::Index P = static_cast<Eigen::Index>(OH) * OW, B = ws.patches[l].rows() / P, K = st.fan_in;
   const Eigen::Index HW = static_cast<Eigen::Index>(H) * W, CHW = C * HW;
   Matrix& d_out = ws.scratch;  // the deltas as (b*P + p, f), the GEMMs' layout
-  d_out.resize(B * P, F);
-  for (Eigen::Index b = 0; b < B; ++b) {
-    for (int f = 0; f < F; ++f) {
-      std::copy_n(delta.data() + b * F * P + f * P, P, d_out.data() + f * B * P + b * P);
+  if (!st.pools) {  // (with pools, the pool's backward has written them there)
+    d_out.resize(B * P, F);
+    for (Eigen::Index b = 0; b < B; ++b) {
+      for (int f = 0; f < F; ++f) {
+        std::copy_n(delta.data() + b * F * P + f * P, P, d_out.data() + f * B * P + b * P);
+      }
     }
   }
   Eigen::Map<Matrix> gw(grad + st.weights, K, F);
@@ -385,6 +399,84 @@ void Model::conv_backward(int l, const float* params, const Matrix& delta, Works
             for (int ox = 0; ox < OW; ++ox) d[ox] += s[ox];
           }
         }
+      }
+    }
+  }
+}
+
+// The conv's GEMM output (b*P + p, f) read as, per sample and filter, an OH x OW image:
+// each s x s window's maximum plus the bias, then ReLU, is the pool's output, identical to
+// the bits to ReLU then max-pool over the CHW activations (max and ReLU commute, the bias
+// is added to each value before the comparison as before, and the arg-max is the first
+// strict maximum either way wherever the output is positive). The conv's own activations
+// (21632 values a sample for the seeds' CNN, 4x the pool's) are never written: a pass to
+// reorder them, one for ReLU and one to pool them are saved, and the backward needs only
+// the pool's output and arg-max.
+void Model::conv_relu_pool_forward(int l, const float* params, Eigen::Index B, Workspace& ws) const {
+  const Stage& st = stages_[l];
+  const Stage& pool = stages_[l + 1];
+  const int F = st.spec.units, OW = st.out.width, s = pool.spec.kernel;
+  const int PH = pool.out.height, PW = pool.out.width;
+  const Eigen::Index P = static_cast<Eigen::Index>(st.out.height) * OW, outs = pool.out.size();
+  const Eigen::Index PHW = static_cast<Eigen::Index>(PH) * PW;
+  if (ws.argmax.size() < stages_.size()) ws.argmax.resize(stages_.size());
+  std::vector<int32_t>& arg = ws.argmax[l + 1];
+  arg.resize(static_cast<size_t>(outs * B));
+  ws.activations[l + 1].resize(0, B);  // not computed (see above)
+  Matrix& out = ws.activations[l + 2];
+  out.resize(outs, B);
+  const float* bias = params + st.bias;
+  for (Eigen::Index b = 0; b < B; ++b) {
+    for (int f = 0; f < F; ++f) {
+      const float* z = ws.scratch.data() + f * B * P + b * P;
+      const float bf = bias[f];
+      float* o = out.data() + b * outs + f * PHW;
+      int32_t* a = arg.data() + b * outs + f * PHW;
+      for (int py = 0; py < PH; ++py) {
+        for (int px = 0; px < PW; ++px) {
+          int32_t best = py * s * OW + px * s;
+          float best_value = z[best] + bf;
+          for (int i = 0; i < s; ++i) {
+            for (int j = 0; j < s; ++j) {
+              // Branch-free (selects): which value of a window is largest is data, and
+              // mispredicted branches cost more than the comparisons.
+              const int32_t at = (py * s + i) * OW + px * s + j;
+              const float v = z[at] + bf;
+              const bool larger = v > best_value;
+              best = larger ? at : best;
+              best_value = larger ? v : best_value;
+            }
+          }
+          o[py * PW + px] = std::max(best_value, 0.0f);
+          a[py * PW + px] = best;
+        }
+      }
+    }
+  }
+}
+
+// Where the pooled output is positive, its delta goes to its arg-max (ReLU's derivative
+// there is 1); elsewhere ReLU stopped it. Zeros then += as the unfused path, so the deltas
+// are the same bits.
+void Model::pool_relu_backward_into_conv(int l, const Matrix& delta, Workspace& ws) const {
+  const Stage& conv = stages_[l - 1];
+  const Eigen::Index P = static_cast<Eigen::Index>(conv.out.height) * conv.out.width;
+  const Eigen::Index B = delta.cols(), outs = stages_[l].out.size();
+  const int F = conv.spec.units;
+  const Eigen::Index PHW = outs / F;
+  Matrix& d_out = ws.scratch;
+  d_out.setZero(B * P, F);
+  const Matrix& pooled = ws.activations[l + 1];
+  const std::vector<int32_t>& arg = ws.argmax[l];
+  for (Eigen::Index b = 0; b < B; ++b) {
+    for (int f = 0; f < F; ++f) {
+      const Eigen::Index first = b * outs + f * PHW;
+      const float* d = delta.data() + first;
+      const float* y = pooled.data() + first;
+      const int32_t* a = arg.data() + first;
+      float* column = d_out.data() + f * B * P + b * P;
+      for (Eigen::Index o = 0; o < PHW; ++o) {
+        if (y[o] > 0.0f) column[a[o]] += d[o];
       }
     }
   }
@@ -447,7 +539,9 @@ void Model::backward_layer(int l, const float* params, Matrix& delta, const Matr
       conv_backward(l, params, delta, ws, grad, below);
       break;
     case LayerKind::kMaxPool:
-      if (below != nullptr) {
+      if (st.pooled_by_conv) {
+        pool_relu_backward_into_conv(l, delta, ws);
+      } else if (below != nullptr) {
         const Eigen::Index outs = st.out.size();
         below->setZero(st.in.size(), delta.cols());
         const std::vector<int32_t>& arg = ws.argmax[l];
@@ -490,7 +584,9 @@ BatchStats Model::gradient(const float* params, const MatrixView& x, const uint8
 
   for (int l = layers - 1; l >= 0; --l) {
     backward_layer(l, params, ws.deltas[l + 1], x, ws, grad, l > 0 ? &ws.deltas[l] : nullptr);
-    if (l > 0 && stages_[l - 1].activated) activation_backward(ws.activations[l], ws.deltas[l]);
+    if (l > 0 && stages_[l - 1].activated && !stages_[l - 1].pools) {
+      activation_backward(ws.activations[l], ws.deltas[l]);
+    }
   }
   return stats;
 }

@@ -51,6 +51,8 @@ struct Workspace {
   std::vector<Matrix> deltas;
   std::vector<Matrix> patches;                // conv2d layer l: its im2col matrix of the batch
   std::vector<std::vector<int32_t>> argmax;   // maxpool layer l: each output's input index
+                                              // (pooled by a conv: its position in the GEMM
+                                              // output's column)
   Matrix scratch, scratch2;                   // conv2d: outputs and deltas as (batch*P x F)
   Eigen::RowVectorXf scale;  // clipped_gradient_sum: each example's clipping factor
   std::vector<float> example_grad;  // clipped_gradient_sum of a model with conv layers
@@ -173,6 +175,11 @@ class Model {
     size_t weights = 0, bias = 0;
     int fan_in = 0;        // inputs per output (for the initial weights' scale)
     bool activated = false;  // the hidden activation follows this layer
+    // A ReLU conv2d followed by a maxpool is computed as one: the conv writes the pool's
+    // output (max then ReLU, which commute) and its arg-max from the GEMM's output, and
+    // the pool's backward writes the conv's deltas in the GEMM's layout (see conv_forward).
+    bool pools = false;       // conv2d: the next layer (a maxpool) is computed with it
+    bool pooled_by_conv = false;  // maxpool: computed by the conv2d before it
   };
   Model() = default;
   void forward(const float* params, const MatrixView& x, Workspace& ws) const;
@@ -185,6 +192,12 @@ class Model {
   void conv_backward(int l, const float* params, const Matrix& delta, Workspace& ws, float* grad,
                      Matrix* below) const;
   void pool_forward(int l, const MatrixView& in, Workspace& ws) const;
+  // Layer l (a conv2d with pools set): bias, ReLU and the next layer's max-pool from the
+  // GEMM's (batch*positions x filters) output in ws.scratch, into ws.activations[l + 2].
+  void conv_relu_pool_forward(int l, const float* params, Eigen::Index batch, Workspace& ws) const;
+  // Layer l (a maxpool with pooled_by_conv set): the conv's output deltas, in the GEMM's
+  // layout, into ws.scratch: each pooled delta at its arg-max where the ReLU passed it.
+  void pool_relu_backward_into_conv(int l, const Matrix& delta, Workspace& ws) const;
   // The per-example clipped sum of a model with conv or pool layers: one backward pass
   // per example (their per-example norms have no outer-product shortcut).
   BatchStats clipped_sum_by_example(const float* params, const MatrixView& x, const uint8_t* labels,

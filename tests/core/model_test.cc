@@ -153,6 +153,37 @@ TEST(ModelTest, StackedCnnGradientMatchesFiniteDifferences) {
   check_gradient(model_of("1x7x7 conv2d:2:3 maxpool:2 flatten dense:4 dense:3", Activation::kTanh));
 }
 
+// A ReLU conv followed by a pool is computed as one step (conv_relu_pool_forward and the
+// pool's backward into the conv's GEMM layout): a pooled conv that is not the first layer
+// (its input deltas go on down through col2im), and a pool that leaves the conv's last row
+// and column out (5x4 outputs, 2x2 windows).
+TEST(ModelTest, FusedConvReluPoolGradientMatchesFiniteDifferences) {
+  check_gradient(model_of("2x8x8 conv2d:3:2 conv2d:2:2 maxpool:2 flatten dense:3"), 2e-3f);
+  check_gradient(model_of("2x7x6 conv2d:2:3 maxpool:2 flatten dense:3"), 2e-3f);
+}
+
+// ReLU then max-pool, by hand: each window's largest conv output, or 0 when none is
+// positive (the top-left window is all negative, the bottom-right's maximum is exactly 0).
+TEST(ModelTest, AReluConvAndItsPoolGiveReluThenMaxPoolByHand) {
+  Model m = model_of("1x4x4 conv2d:1:1 maxpool:2 flatten dense:2");
+  std::vector<float> p(m.num_parameters(), 0.0f);
+  p[0] = 2.0f;   // layer1.weight: conv output = 2x - 1
+  p[1] = -1.0f;  // layer1.bias
+  Matrix x(16, 1);
+  x << 0.1f, 0.2f, 1.0f, 3.0f,   //
+      0.3f, 0.4f, 2.0f, 0.0f,    //
+      0.5f, 1.5f, -1.0f, -2.0f,  //
+      0.6f, 0.7f, -3.0f, 0.5f;
+  Workspace ws;
+  m.predict(p.data(), MatrixView(x.data(), 16, 1), ws);
+  const Matrix& pooled = ws.activations[2];
+  ASSERT_EQ(pooled.rows(), 4);
+  EXPECT_EQ(pooled(0, 0), 0.0f);
+  EXPECT_EQ(pooled(1, 0), 5.0f);
+  EXPECT_EQ(pooled(2, 0), 2.0f);
+  EXPECT_EQ(pooled(3, 0), 0.0f);
+}
+
 // The weight layout is ONNX's [filters, in_channels, kh, kw]: weight (f, c, i, j) multiplies
 // input (c, oy + i, ox + j), and outputs are channel-major per sample.
 TEST(ModelTest, ConvolutionComputesTheOnnxLayoutByHand) {
