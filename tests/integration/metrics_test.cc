@@ -138,7 +138,15 @@ TEST(MetricsTest, PrometheusScrapesEveryNodeAndPromqlSeesTrainingAndPredictions)
   EXPECT_EQ(settled("custody_predictions_total", 8), 8) << "3 + 3 + 2 rows";
   EXPECT_EQ(settled("sum(custody_prediction_calls_total{result=\"not_found\"})", 1), 1);
   EXPECT_EQ(settled("custody_prediction_duration_seconds_count{route=\"http\"}", 1), 1);
-  // The training rate: samples/s over the job's run, as a dashboard would plot it.
+  // The training rate: samples/s over the job's run, as a dashboard would plot it. A short
+  // job may fall between two scrapes (counters 0, then the total): the subquery's steps
+  // fall on whole seconds, so one of them holds both samples only once a step after the
+  // jump has passed. Two scrapes after the jump's are waited for.
+  for (auto deadline = std::chrono::steady_clock::now() + 30s;
+       !(promql(dir, prom, "min(count_over_time(custody_training_samples_total[5m]))") >= 4) &&
+       std::chrono::steady_clock::now() < deadline;
+       std::this_thread::sleep_for(250ms)) {
+  }
   const double peak =
       promql(dir, prom, "max_over_time(sum(rate(custody_training_samples_total[3s]))[5m:1s])");
   EXPECT_GT(peak, 100) << "samples/s while training";
