@@ -58,7 +58,7 @@ Result<std::vector<std::string>> CustodyRecorder::predictions_served(const std::
                                                                       bool receipts) {
   if (!store_) return failed_precondition("a prediction is recorded in the custody store: start with --store");
   std::vector<storage::Inclusion> recorded;
-  Status s = store_->write(prediction_batch(calls), &recorded);
+  Status s = store_->write(prediction_batch(calls), receipts && key_ ? &recorded : nullptr);
   if (!s.is_ok()) return not_recorded(s);
   return receipts_for(std::move(recorded), calls, receipts);
 }
@@ -67,7 +67,8 @@ Result<CustodyRecorder::PendingPredictions> CustodyRecorder::predictions_written
                                                                                 bool receipts) {
   if (!store_) return failed_precondition("a prediction is recorded in the custody store: start with --store");
   std::vector<storage::Inclusion> recorded;
-  auto pending = store_->write_deferred(prediction_batch(calls), &recorded);
+  // Proofs only for receipts: without them the tree's roots and paths are not computed.
+  auto pending = store_->write_deferred(prediction_batch(calls), receipts && key_ ? &recorded : nullptr);
   if (!pending.is_ok()) return not_recorded(pending.status());
   PendingPredictions out;
   out.durable = std::move(pending).value();

@@ -15,7 +15,7 @@ namespace custody::actors {
 namespace {
 
 using flush_atom = caf::atom_constant<caf::atom("flush")>;
-using group_done_atom = caf::atom_constant<caf::atom("groupdone")>;
+using group_written_atom = caf::atom_constant<caf::atom("grpwritten")>;
 
 // What serving answered, for the metrics: calls by route and result, rows predicted,
 // and each call's time in the serving actor (its share of the group's synced write
@@ -131,22 +131,28 @@ struct WrittenGroup {
 };
 
 // The usage writer: writes each group's usage records in one batch (not yet synced: the
-// next group's write need not wait for this one's sync), hands the sync to a syncer, and
-// answers the group's calls once its records are on the disk, groups strictly in order:
-// a group is answered only after every group before it was (their records come first in
-// the log, so this one's proofs and receipts build on them). A failed sync fails its group
-// and every group after it (their records chain on its records), and the store then
-// refuses further writes (CustodyStore::write_deferred). It tells the serving actor when
-// a group is answered, so that at most ServingOptions::syncs_in_flight are between the two. Its own
-// recorder (the store's writes are serialized by the store; ServingState is the serving
-// actor's).
+// next group's write need not wait for this one's sync), hands the sync to an idle syncer,
+// and answers the group's calls once its records are on the disk, groups strictly in
+// order: a group is answered only after every group before it was (their records come
+// first in the log, so this one's proofs and receipts build on them). A failed sync fails
+// its group and every group after it (their records chain on its records), and the store
+// then refuses further writes (CustodyStore::write_deferred).
+// It tells the serving actor when it can take the next group: as soon as a group is
+// written, if a syncer is idle for that group's sync; else once one is. So one group at a
+// time is being written, and calls that arrive meanwhile join the next group: the busier
+// the writer or the slower the disk, the larger the groups, and each write's fixed cost
+// (its audit record, the trees' and heads' entries, RocksDB's log write, the sync) is
+// shared by more calls. Its own recorder (the store's writes are serialized by the store;
+// ServingState is the serving actor's).
 struct UsageWriterState {
   std::unique_ptr<CustodyRecorder> recorder;
   ServingOptions options;
   SocketPort port;
   std::unique_ptr<ServingMetrics> metrics;
   caf::actor_addr serving;  // an address, not a handle: the serving actor holds the writer
-  std::vector<caf::actor> syncers;
+  std::vector<caf::actor> idle_syncers;
+  std::deque<GroupSync> unsent;  // written, waiting for an idle syncer (at most one: see above)
+  bool owe_written = false;      // the serving actor waits to hear it may send the next group
   uint64_t next_number = 0;
   std::deque<WrittenGroup> written;  // in order of number
 };
@@ -165,7 +171,21 @@ void answer_in_order(caf::stateful_actor<UsageWriterState>* self) {
       answer_ok(st.port, *st.metrics, calls[i]);
     }
     st.written.pop_front();
-    if (auto serving = caf::actor_cast<caf::actor>(st.serving)) self->send(serving, group_done_atom::value);
+  }
+}
+
+// Starts the syncs that have an idle syncer, then tells the serving actor it may send
+// the next group if one is owed and a syncer is left for it.
+void start_syncs(caf::stateful_actor<UsageWriterState>* self) {
+  auto& st = self->state;
+  while (!st.unsent.empty() && !st.idle_syncers.empty()) {
+    self->send(st.idle_syncers.back(), std::move(st.unsent.front()));
+    st.idle_syncers.pop_back();
+    st.unsent.pop_front();
+  }
+  if (st.owe_written && st.unsent.empty() && !st.idle_syncers.empty()) {
+    st.owe_written = false;
+    if (auto serving = caf::actor_cast<caf::actor>(st.serving)) self->send(serving, group_written_atom::value);
   }
 }
 
@@ -178,7 +198,9 @@ caf::behavior usage_writer(caf::stateful_actor<UsageWriterState>* self, SocketPo
   st.port = port;
   st.metrics = std::make_unique<ServingMetrics>(metrics);
   st.serving = serving;
-  for (size_t i = 0; i < std::max<uint32_t>(1, options.syncs_in_flight); ++i) st.syncers.push_back(self->spawn<caf::detached + caf::linked>(syncer));
+  for (size_t i = 0; i < std::max<uint32_t>(1, options.syncs_in_flight); ++i) {
+    st.idle_syncers.push_back(self->spawn<caf::detached + caf::linked>(syncer));
+  }
   return {
       [=](UsageGroup& group) {
         auto& st = self->state;
@@ -195,14 +217,16 @@ caf::behavior usage_writer(caf::stateful_actor<UsageWriterState>* self, SocketPo
           written.synced = pending.status();  // answered with the error, in its turn
         } else {
           written.receipts = std::move(pending.value().receipts);
-          self->send(st.syncers[written.number % st.syncers.size()],
-                     GroupSync{written.number, std::move(pending.value().durable), Status::ok()});
+          st.unsent.push_back(GroupSync{written.number, std::move(pending.value().durable), Status::ok()});
         }
         st.written.push_back(std::move(written));
+        st.owe_written = true;
+        start_syncs(self);
         answer_in_order(self);
       },
       [=](GroupSync& sync) {
         auto& st = self->state;
+        st.idle_syncers.push_back(caf::actor_cast<caf::actor>(self->current_sender()));
         const Status outcome = sync.status.is_ok() ? sync.status
                                                    : Status(sync.status.code(),
                                                             "the call could not be recorded, so it was not answered: " +
@@ -212,6 +236,7 @@ caf::behavior usage_writer(caf::stateful_actor<UsageWriterState>* self, SocketPo
           // Later groups chain on a group whose sync failed: none of them can stand.
           if (!outcome.is_ok() && group.number > sync.number) group.synced = outcome;
         }
+        start_syncs(self);
         answer_in_order(self);
       },
   };
@@ -223,17 +248,16 @@ struct ServingActorState {
   std::unique_ptr<ServingMetrics> metrics;
   caf::actor writer;
   std::vector<Waiting> group;  // evaluated, waiting for the writer
-  size_t in_flight = 0;        // groups with the writer, not yet answered
-  size_t max_in_flight = 4;    // ServingOptions::syncs_in_flight
+  bool writer_busy = false;    // a group is with the writer, which has not yet said it may take the next
   bool recording = true;       // ServingOptions::record_usage
 };
 
-// Hands the waiting calls to the writer, unless max_in_flight groups are already
-// there (then they go when one is answered, joined by whatever arrives meanwhile).
+// Hands the waiting calls to the writer, unless it is still busy with the group before
+// (then they go when it says it may take the next, joined by whatever arrives meanwhile).
 void flush(caf::stateful_actor<ServingActorState>* self) {
   auto& st = self->state;
-  if (st.in_flight >= st.max_in_flight || st.group.empty()) return;
-  ++st.in_flight;
+  if (st.writer_busy || st.group.empty()) return;
+  st.writer_busy = true;
   self->send(st.writer, UsageGroup{std::make_shared<std::vector<Waiting>>(std::move(st.group))});
   st.group.clear();
 }
@@ -260,7 +284,7 @@ void take(caf::stateful_actor<ServingActorState>* self, Waiting w) {
   }
   st.group.push_back(std::move(w));
   // The flush is queued behind every call already waiting in the mailbox: they join.
-  if (st.group.size() == 1 && st.in_flight < st.max_in_flight) self->send(self, flush_atom::value);
+  if (st.group.size() == 1 && !st.writer_busy) self->send(self, flush_atom::value);
 }
 
 caf::behavior serving_actor(caf::stateful_actor<ServingActorState>* self, SocketPort port,
@@ -270,7 +294,6 @@ caf::behavior serving_actor(caf::stateful_actor<ServingActorState>* self, Socket
   self->state.port = port;
   self->state.metrics = std::make_unique<ServingMetrics>(metrics);
   self->state.recording = options.record_usage;
-  self->state.max_in_flight = std::max<uint32_t>(1, options.syncs_in_flight);
   // Linked: the writer ends with the serving actor. Its own thread, for the synced writes.
   self->state.writer = self->spawn<caf::detached + caf::linked>(usage_writer, port, store, options, key, metrics,
                                                                 self->address());
@@ -305,9 +328,9 @@ caf::behavior serving_actor(caf::stateful_actor<ServingActorState>* self, Socket
         take(self, std::move(w));
       },
       [=](flush_atom) { flush(self); },
-      [=](group_done_atom) {
-        --self->state.in_flight;
-        // Calls that queued while the groups before synced: one more write for all of them.
+      [=](group_written_atom) {
+        self->state.writer_busy = false;
+        // Calls that queued while the group before was written: one write for all of them.
         flush(self);
       },
   };

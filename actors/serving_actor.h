@@ -11,12 +11,14 @@
 // call came, hands the group to the usage writer (an actor on a thread of its own).
 // Pipelined: the writer writes a group's usage records in one batch without waiting for
 // the disk (CustodyStore::write_deferred) and hands the sync to one of
-// ServingOptions::syncs_in_flight syncers, so the next group's write, and its sync, need not wait for this one's sync:
-// syncs in flight together share the disk's queue, where RocksDB's own synced writes go
-// one at a time, and with 8 callers half of them would wait for the other half's sync.
-// Each call is answered (with its own receipt) once its group's records are on the disk,
-// groups strictly in order. At most syncs_in_flight groups are between the serving
-// actor and the answers; calls that arrive meanwhile are the next group. One caller alone
+// ServingOptions::syncs_in_flight syncers, so the next group's write, and its sync, need
+// not wait for this one's sync: syncs in flight together share the disk's queue, where
+// RocksDB's own synced writes go one at a time, and with 8 callers half of them would wait
+// for the other half's sync. Each call is answered (with its own receipt) once its group's
+// records are on the disk, groups strictly in order. One group at a time is with the
+// writer: the next goes when the writer has written this one and a syncer is idle for it,
+// and calls that arrive meanwhile join it, so groups grow with the writer's load and the
+// disk's latency and each write's fixed cost is shared by more calls. One caller alone
 // waits for nothing extra. At most kMaxWaitingCalls wait: more are refused (unavailable,
 // "retry"), so a flood cannot grow memory without bound. A write or sync that fails
 // answers every call of its group, and of every group after it, with the error: none of

@@ -86,8 +86,30 @@ std::string seq_key(uint64_t seq) {
 
 std::string record_hash(const std::string& log, uint64_t seq, const std::string& prev, int64_t time_ms,
                         const json& body) {
-  return sha256_hex(log + "\n" + std::to_string(seq) + "\n" + prev + "\n" + std::to_string(time_ms) + "\n" +
-                    body.dump());
+  return record_hash_of_text(log, seq, prev, time_ms, body.dump());
+}
+
+std::string record_hash_of_text(const std::string& log, uint64_t seq, const std::string& prev, int64_t time_ms,
+                                std::string_view body_text) {
+  std::string text = log + "\n" + std::to_string(seq) + "\n" + prev + "\n" + std::to_string(time_ms) + "\n";
+  text.append(body_text);
+  return sha256_hex(text);
+}
+
+std::string stored_record_text(uint64_t seq, const std::string& prev, const std::string& hash, int64_t time_ms,
+                               std::string_view body_text) {
+  // json's own escaping for the two strings (hex in every record this store writes, but a
+  // damaged head read back must not make a record that does not parse).
+  const std::string hash_text = json(hash).dump(), prev_text = json(prev).dump();
+  std::string out;
+  out.reserve(body_text.size() + hash_text.size() + prev_text.size() + 64);
+  out.append("{\"body\":").append(body_text);
+  out.append(",\"hash\":").append(hash_text);
+  out.append(",\"prev\":").append(prev_text);
+  out.append(",\"seq\":").append(std::to_string(seq));
+  out.append(",\"time_ms\":").append(std::to_string(time_ms));
+  out.push_back('}');
+  return out;
 }
 
 json Record::to_json() const {
@@ -206,15 +228,21 @@ std::string usage_sum_key(const std::string& log, const json& body) {
 std::string add_to_usage_sum(const std::string& sum, int64_t time_ms, const json& body) {
   json s = sum.empty() ? json::object() : json::parse(sum, nullptr, false);
   if (s.is_discarded() || !s.is_object()) s = json::object();  // verify() names a damaged entry
+  add_to_usage_sum(s, time_ms, body);
+  return s.dump();
+}
+
+void add_to_usage_sum(json& s, int64_t time_ms, const json& body) {
+  if (!s.is_object()) s = json::object();
   const bool first = !s.contains("calls");
-  const int64_t rows = body.contains("rows") && body["rows"].is_number_integer() ? body["rows"].get<int64_t>() : 1;
+  const auto rows_field = body.find("rows");
+  const int64_t rows = rows_field != body.end() && rows_field->is_number_integer() ? rows_field->get<int64_t>() : 1;
   s["principal"] = body.value("principal", std::string());
   s["action"] = body.value("action", std::string());
   s["calls"] = (first ? 0 : s.value("calls", int64_t(0))) + 1;
   s["rows"] = (first ? 0 : s.value("rows", int64_t(0))) + rows;
   s["first_ms"] = first ? time_ms : std::min(s.value("first_ms", time_ms), time_ms);
   s["last_ms"] = first ? time_ms : std::max(s.value("last_ms", time_ms), time_ms);
-  return s.dump();
 }
 
 Status CustodyStore::append(const std::string& log, const std::vector<json>& bodies, int64_t now,
@@ -223,9 +251,11 @@ Status CustodyStore::append(const std::string& log, const std::vector<json>& bod
   std::vector<MerkleSubtree> completed;
   for (const json& body : bodies) {
     const uint64_t seq = ++head_seq;
-    const std::string hash = record_hash(log, seq, head_hash, now, body);
-    json stored{{"seq", seq}, {"prev", head_hash}, {"hash", hash}, {"time_ms", now}, {"body", body}};
-    puts.push_back({log, seq_key(seq), stored.dump()});
+    // The body is serialized once, for its hash and its stored record both.
+    const std::string body_text = body.dump();
+    const std::string hash = record_hash_of_text(log, seq, head_hash, now, body_text);
+    puts.push_back({log, seq_key(seq), stored_record_text(seq, head_hash, hash, now, body_text)});
+    const std::string prev = std::move(head_hash);
     head_hash = hash;
     // Entities are indexed once: the first record of an id is the one that counts.
     for (auto& [key, value] : index_entries(log, seq, body)) puts.push_back({"index", std::move(key), std::move(value)});
@@ -238,7 +268,7 @@ Status CustodyStore::append(const std::string& log, const std::vector<json>& bod
       proved = &each->emplace_back();
       proved->log = log;
       proved->seq = seq;
-      proved->record = std::move(stored);  // written above; a receipt's copy needs no second
+      proved->record = json{{"seq", seq}, {"prev", prev}, {"hash", hash}, {"time_ms", now}, {"body", body}};
       proved->proof.assign(tree.nodes().rbegin(), tree.nodes().rend());
     }
     CUSTODY_RETURN_IF_ERROR(tree.append(record_leaf_hash(hash), &completed));
@@ -256,10 +286,13 @@ Status CustodyStore::append(const std::string& log, const std::vector<json>& bod
 }
 
 Status CustodyStore::add_usage_sums(const std::vector<json>& bodies, int64_t now, uint64_t head_seq_after,
-                                    std::vector<Put>& puts) const {
-  std::map<std::string, std::string> sums;  // as they will be after this batch
-  CUSTODY_ASSIGN_OR_RETURN(auto marker, kv_->get("default", kUsageSumsKey));
-  const bool kept = marker.has_value();
+                                    std::vector<Put>& puts, std::map<std::string, json>& sums) const {
+  // sums: as they will be after this batch, for the keys it touches.
+  bool kept = usage_sums_marked_;  // the marker was written by this object's last usage write
+  if (!kept) {
+    CUSTODY_ASSIGN_OR_RETURN(auto marker, kv_->get("default", kUsageSumsKey));
+    kept = marker.has_value();
+  }
   if (!kept && head_seq_after > bodies.size()) {
     // A store written before usage sums: they are summed from the whole log, once.
     Status bad = Status::ok();
@@ -268,7 +301,7 @@ Status CustodyStore::add_usage_sums(const std::vector<json>& bodies, int64_t now
       if (!r.is_ok()) bad = r.status();
       if (!r.is_ok()) return false;
       const std::string key = usage_sum_key(lineage::kUsageLog, r->body);
-      if (!key.empty()) sums[key] = add_to_usage_sum(sums[key], r->time_ms, r->body);
+      if (!key.empty()) add_to_usage_sum(sums[key], r->time_ms, r->body);
       return true;
     }));
     if (!bad.is_ok()) return bad;
@@ -278,12 +311,22 @@ Status CustodyStore::add_usage_sums(const std::vector<json>& bodies, int64_t now
     if (key.empty()) continue;
     auto it = sums.find(key);
     if (it == sums.end()) {
-      CUSTODY_ASSIGN_OR_RETURN(auto stored, kept ? kv_->get("index", key) : Result<std::optional<std::string>>(std::optional<std::string>()));
-      it = sums.emplace(key, stored.value_or("")).first;
+      // Kept parsed between writes (usage_sums_): read and parsed once per key, not per call.
+      if (auto held = usage_sums_.find(key); held != usage_sums_.end()) {
+        it = sums.emplace(key, held->second).first;
+      } else {
+        std::optional<std::string> stored;
+        if (kept) {
+          CUSTODY_ASSIGN_OR_RETURN(stored, kv_->get("index", key));
+        }
+        json parsed = stored ? json::parse(*stored, nullptr, false) : json::object();
+        if (parsed.is_discarded() || !parsed.is_object()) parsed = json::object();  // verify() names it
+        it = sums.emplace(key, std::move(parsed)).first;
+      }
     }
-    it->second = add_to_usage_sum(it->second, now, body);
+    add_to_usage_sum(it->second, now, body);
   }
-  for (auto& [key, value] : sums) puts.push_back({"index", key, std::move(value)});
+  for (const auto& [key, value] : sums) puts.push_back({"index", key, value.dump()});
   puts.push_back({"default", kUsageSumsKey, std::to_string(head_seq_after)});
   return Status::ok();
 }
@@ -449,23 +492,24 @@ Status CustodyStore::write_batch(const Batch& batch, std::vector<Inclusion>* usa
                                                                               {lineage::kUsageLog, &batch.usage_}};
   for (const auto& [log, bodies] : to_check) {
     for (const json& body : *bodies) {
-      Record r;
+      if (body_problem(log, body).empty()) continue;
+      Record r;  // only to name the record in the error
       r.log = log;
       r.body = body;
-      Status shape = check_record(r);
-      if (!shape.is_ok()) return internal_error("refused to write " + shape.message());
+      return internal_error("refused to write " + check_record(r).message());
     }
   }
   std::vector<Put> puts;
   json audit{{"event", batch.event_}};
   std::map<std::string, LogState> after;  // each log's state once this write lands
+  std::map<std::string, json> sums_after;  // the usage sums this write changes, once it lands
   auto extend = [&](const std::string& log, const std::vector<json>& bodies, std::vector<Inclusion>* each) -> Status {
     auto state = log_state(log);
     if (!state.is_ok()) return state.status();
     LogState next = *state.value();
     const uint64_t first = next.seq + 1;
     CUSTODY_RETURN_IF_ERROR(append(log, bodies, now, puts, next.hash, next.seq, next.tree, each));
-    if (log == lineage::kUsageLog) CUSTODY_RETURN_IF_ERROR(add_usage_sums(bodies, now, next.seq, puts));
+    if (log == lineage::kUsageLog) CUSTODY_RETURN_IF_ERROR(add_usage_sums(bodies, now, next.seq, puts, sums_after));
     if (log != lineage::kAuditLog) audit[log] = json::array({first, next.seq});
     after[log] = std::move(next);
     return Status::ok();
@@ -491,9 +535,13 @@ Status CustodyStore::write_batch(const Batch& batch, std::vector<Inclusion>* usa
   }
   if (!applied.is_ok()) {
     log_states_.clear();  // whether a failed sync landed is unknown: read the store again
+    usage_sums_.clear();
+    usage_sums_marked_ = false;
     return applied;
   }
   for (auto& [log, state] : after) log_states_[log] = std::move(state);
+  if (!batch.usage_.empty()) usage_sums_marked_ = true;
+  for (auto& [key, sum] : sums_after) usage_sums_[key] = std::move(sum);
   return Status::ok();
 }
 

@@ -234,7 +234,7 @@ class CustodyStore {
   // The usage-sum entries of the batch's usage records, and the marker saying which
   // records the sums cover (built from the whole log once for a store written before sums).
   Status add_usage_sums(const std::vector<json>& bodies, int64_t now, uint64_t head_seq_after,
-                        std::vector<Put>& puts) const;
+                        std::vector<Put>& puts, std::map<std::string, json>& sums) const;
   // The log's tree as stored (built from the records for a store written before trees).
   Result<MerkleFrontier> frontier(const std::string& log, uint64_t head_seq) const;
   // The keys under `prefix` of the checkpoints family, the prefix cut off, in order.
@@ -276,6 +276,11 @@ class CustodyStore {
   Counter* writes_failed_ = nullptr;
   Histogram* write_seconds_ = nullptr;
   std::map<std::string, LogState> log_states_;  // guarded by write_mu_
+  // The usage sums as of this object's last write, parsed, for the keys it has touched; and
+  // whether that write left the marker saying the sums are kept. Like log_states_: nothing
+  // else writes the store, and a failed write clears both. Guarded by write_mu_.
+  std::map<std::string, json> usage_sums_;
+  bool usage_sums_marked_ = false;
 };
 
 // The index entries (key, value) that record `seq` of `log` has: written with the record,
@@ -286,6 +291,9 @@ std::vector<std::pair<std::string, std::string>> index_entries(const std::string
 // added to `sum` ("" for a key not yet written). Shared by writer and verifier, as above.
 std::string usage_sum_key(const std::string& log, const json& body);
 std::string add_to_usage_sum(const std::string& sum, int64_t time_ms, const json& body);
+// The same, on a sum already parsed (an empty object for a key not yet written): the writer
+// keeps its sums parsed between writes and serializes each once per batch.
+void add_to_usage_sum(json& sum, int64_t time_ms, const json& body);
 // The key under which the default family records how many usage records the sums cover.
 extern const char* const kUsageSumsKey;
 // "" if a checkpoint manifest has the fields readers rely on; else what is wrong.
@@ -302,5 +310,15 @@ std::string record_leaf_hash(const std::string& record_hash_hex);
 std::string seq_key(uint64_t seq);
 std::string record_hash(const std::string& log, uint64_t seq, const std::string& prev, int64_t time_ms,
                         const json& body);
+// The same hash of a body already serialized (body_text == body.dump()): the writer
+// serializes each body once, for the hash and the stored record both.
+std::string record_hash_of_text(const std::string& log, uint64_t seq, const std::string& prev, int64_t time_ms,
+                                std::string_view body_text);
+// A record as the store keeps it, byte for byte what
+// json{{"seq", seq}, {"prev", prev}, {"hash", hash}, {"time_ms", time_ms}, {"body", body}}.dump()
+// gives (keys in order: body, hash, prev, seq, time_ms), built around body_text == body.dump()
+// without a second serialization of the body.
+std::string stored_record_text(uint64_t seq, const std::string& prev, const std::string& hash, int64_t time_ms,
+                               std::string_view body_text);
 
 }  // namespace custody::storage

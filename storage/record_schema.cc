@@ -178,17 +178,16 @@ const Table& event_fields() {
   return t;
 }
 
-std::string check_body(const Record& r) {
-  const json& b = r.body;
+std::string check_body(const std::string& log, const json& b) {
   if (!b.is_object()) return "its body is " + std::string(b.type_name()) + ", not an object";
-  if (r.log == lineage::kAuditLog) {
+  if (log == lineage::kAuditLog) {
     return check_fields(b, {{"event", Type::kString, true}, {"lineage", Type::kNumbers, false},
                             {"usage", Type::kNumbers, false}, {"checkpoint", Type::kString, false}});
   }
   std::string problem = check_fields(b, {{"type", Type::kString, true}});
   if (!problem.empty()) return problem;
   const std::string type = b["type"];
-  if (r.log == lineage::kUsageLog) {
+  if (log == lineage::kUsageLog) {
     if (type != lineage::kUsage) return "it is of type '" + type + "' in the usage log";
     problem = check_fields(b, {{"target", Type::kString, true}, {"principal", Type::kString, true},
                                {"action", Type::kString, true}, {"purpose", Type::kString, false},
@@ -197,7 +196,8 @@ std::string check_body(const Record& r) {
                                {"input_sha256", Type::kString, false}, {"rows", Type::kInt, false},
                                {"prediction_ids", Type::kStrings, false}, {"predictions", Type::kArray, false}});
     if (!problem.empty()) return problem;
-    for (const auto& p : b.value("predictions", json::array())) {
+    const auto predictions = b.find("predictions");  // an array if there (checked above)
+    if (predictions != b.end()) for (const auto& p : *predictions) {
       if (!p.is_object()) return "an entry of field 'predictions' is not an object";
       problem = check_fields(p, {{"id", Type::kString, true}, {"class", Type::kInt, true},
                                  {"probability", Type::kNumber, true}},
@@ -261,9 +261,11 @@ std::string describe(const Record& r) {
 }
 
 Status check_record(const Record& r) {
-  const std::string problem = check_body(r);
+  const std::string problem = check_body(r.log, r.body);
   if (problem.empty()) return Status::ok();
   return data_loss(describe(r) + " is damaged: " + problem + "; run `custody audit verify` for the whole store");
 }
+
+std::string body_problem(const std::string& log, const json& body) { return check_body(log, body); }
 
 }  // namespace custody::storage

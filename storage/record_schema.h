@@ -26,5 +26,8 @@ std::string describe(const Record& r);
 //   "lineage record 42 (entity checkpoint ckpt-…) is damaged: field 'step' is a string, not
 //    an unsigned number; run `custody audit verify` for the whole store"
 Status check_record(const Record& r);
+// What check_record would find wrong with a body about to be written to `log` ("" if
+// nothing), without copying it into a Record.
+std::string body_problem(const std::string& log, const nlohmann::json& body);
 
 }  // namespace custody::storage

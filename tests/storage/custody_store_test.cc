@@ -420,6 +420,71 @@ TEST(DeferredWriteTest, AFailedSyncStopsEveryLaterWriteWithAnErrorNamingIt) {
   EXPECT_FALSE(store.write_deferred(b, nullptr).is_ok());
 }
 
+// The writer builds each stored record around its body's one serialization; what it
+// builds must be the record's JSON byte for byte (readers, verify and `ldb` see JSON), and
+// hash like the body serialized again, whatever the body holds.
+TEST(StoredRecordTest, TheRecordBuiltAroundTheBodyIsItsJsonByteForByte) {
+  const std::vector<json> bodies{
+      json::object(),
+      {{"target", "ckpt-\"quoted\"\\back"}, {"principal", "principal:zo\u00eb"}, {"rows", 3}},
+      {{"predictions", json::array({{{"id", "pred-1-0"}, {"class", 7}, {"probability", 0.93125f}}})},
+       {"nested", {{"a", json::array({1, 2.5, nullptr, true})}}},
+       {"control", std::string("tab\there\nnewline\x01")}}};
+  const std::vector<std::string> prevs{"", std::string(64, 'f'), "not \"hex\""};
+  for (const json& body : bodies) {
+    for (const std::string& prev : prevs) {
+      const std::string hash = record_hash("usage", 42, prev, 1700000000123, body);
+      EXPECT_EQ(hash, record_hash_of_text("usage", 42, prev, 1700000000123, body.dump()));
+      const json stored{{"seq", 42}, {"prev", prev}, {"hash", hash}, {"time_ms", 1700000000123}, {"body", body}};
+      EXPECT_EQ(stored_record_text(42, prev, hash, 1700000000123, body.dump()), stored.dump()) << body.dump();
+    }
+  }
+}
+
+// The writer keeps the usage sums parsed between writes: through synced and deferred
+// writes, several targets and principals, and a store opened again (the sums then read
+// from the store), they stay what the log sums to.
+TEST(UsageSumTest, SumsKeptBetweenWritesStayWhatTheLogSumsTo) {
+  custody::testing::TestDir dir("custody-usage-sums");
+  for (int opening = 0; opening < 2; ++opening) {
+    auto s = CustodyStore::open(dir.path().string(), OpenMode::kReadWrite);
+    ASSERT_TRUE(s.is_ok()) << s.status().to_string();
+    for (int i = 0; i < 12; ++i) {
+      Batch b("predict");
+      for (int k = 0; k <= i % 3; ++k) {
+        b.usage({{"target", i % 2 ? "ckpt-1" : "ckpt-2"},
+                 {"principal", k == 1 ? "principal:carol" : "principal:bob"},
+                 {"action", "predict"},
+                 {"rows", k + 1}});
+      }
+      if (i % 4 == 3) {
+        auto ticket = s.value()->write_deferred(b, nullptr);
+        ASSERT_TRUE(ticket.is_ok());
+        ASSERT_TRUE(ticket.value()->wait().is_ok());
+      } else {
+        ASSERT_TRUE(s.value()->write(b).is_ok());
+      }
+    }
+    // Per opening: writes i = 0..11 with i % 3 + 1 records each (k = 0, 1, 2; bob for k 0
+    // and 2, carol for k 1; rows k + 1); odd i to ckpt-1.
+    auto sums = s.value()->usage_sums("ckpt-1");
+    ASSERT_TRUE(sums.is_ok());
+    uint64_t bob_calls = 0, bob_rows = 0, carol_calls = 0;
+    for (const auto& sum : *sums) {
+      if (sum.principal == "principal:bob") bob_calls = sum.calls, bob_rows = sum.rows;
+      if (sum.principal == "principal:carol") carol_calls = sum.calls;
+    }
+    // Odd i: 1, 3, 5, 7, 9, 11 -> i % 3 = 1, 0, 2, 1, 0, 2 -> records k 0..1, 0, 0..2, ...
+    const uint64_t openings = static_cast<uint64_t>(opening) + 1;
+    EXPECT_EQ(bob_calls, 8 * openings);   // k = 0 six times, k = 2 twice
+    EXPECT_EQ(bob_rows, 12 * openings);   // 6 x 1 + 2 x 3
+    EXPECT_EQ(carol_calls, 4 * openings); // k = 1 when i % 3 >= 1: four of the six
+    auto report = s.value()->verify();
+    ASSERT_TRUE(report.is_ok());
+    EXPECT_TRUE(report->ok) << report->problem;
+  }
+}
+
 TEST(UsageQueryTest, ListsTheNewestRecordsAndSumsThemAll) {
   auto store = CustodyStore::in_memory();
   ASSERT_TRUE(store->write(submitted("job-1")).is_ok());
