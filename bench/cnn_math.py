@@ -19,26 +19,12 @@ import json
 import os
 import pathlib
 import statistics
-import subprocess
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 BUILD = ROOT / os.environ.get("CUSTODY_BUILD_DIR", "build")
-
-
-def run_json(args, env=None):
-    r = subprocess.run([str(a) for a in args], capture_output=True, text=True, env=env, cwd=ROOT)
-    if r.returncode != 0:
-        raise SystemExit(f"{' '.join(map(str, args))}: {r.stderr.strip()[-2000:]}")
-    return json.loads(r.stdout.strip().splitlines()[-1])
-
-
-def torch_env():
-    # As bench/compare.py: the machines here may hold OpenBLAS to older kernels.
-    env = dict(os.environ)
-    env.pop("OPENBLAS_CORETYPE", None)
-    env.pop("OPENBLAS_L2_SIZE", None)
-    return env
+sys.path.insert(0, str(ROOT / "bench"))
+from compare import run_json, torch_env  # noqa: E402  (one way to run a peer and read its JSON)
 
 
 def main():
@@ -50,8 +36,8 @@ def main():
     custody, torch = [], []
     for i in range(args.rounds):
         print(f"[cnn_math] round {i + 1} of {args.rounds}", file=sys.stderr, flush=True)
-        custody.append(run_json([BUILD / "bin/custody-bench-cnn", "step", args.seconds]))
-        torch.append(run_json(["/usr/bin/python3", ROOT / "bench/torch_cnn.py", "step", "--seconds", args.seconds],
+        custody.append(run_json([BUILD / "bin/custody-bench-cnn", "step", str(args.seconds)]))
+        torch.append(run_json(["/usr/bin/python3", ROOT / "bench/torch_cnn.py", "step", "--seconds", str(args.seconds)],
                               env=torch_env()))
     c = [r["samples_per_sec"] for r in custody]
     t = [r["samples_per_sec"] for r in torch]
@@ -67,8 +53,8 @@ def main():
               "torch": torch[0]["torch"], "simd": custody[0]["simd"]}
     if args.conv:
         print("[cnn_math] conv layer: im2col + GEMM vs Eigen Tensor", file=sys.stderr, flush=True)
-        result["conv_layer"] = run_json([BUILD / "bin/custody-bench-cnn", "conv", max(args.seconds / 3, 0.5),
-                                         args.rounds])
+        result["conv_layer"] = run_json([BUILD / "bin/custody-bench-cnn", "conv", str(max(args.seconds / 3, 0.5)),
+                                         str(args.rounds)])
     print(f"seeds' CNN, forward + backward + Adam, batch {result['batch']}, one thread, medians of {args.rounds} "
           f"alternating rounds of {args.seconds:g} s:")
     print(f"  Custody math path  {result['custody_samples_per_sec']:8,.0f} samples/s  (spread {min(c):,.0f}-{max(c):,.0f})")

@@ -11,10 +11,8 @@ schedule of the Custody job (cosine from LR over all steps). After each epoch th
 accuracy is measured (outside the timed part) and the first time it reaches TARGET is
 noted. Prints one JSON object on stdout.
 
-Every process flushes denormals to zero (torch.set_flush_denormal(True)), as Custody's
-workers and servers do (core/float_env.h): without it, values that underflow during
-training cost a microcode assist per operation and PyTorch's figure swung between 39,000
-and 87,000 samples/s across runs (issue 17).
+Every process flushes denormals to zero, as Custody's workers and servers do (the loop,
+the data and the layouts are bench/torch_peer.py's, shared with bench/torch_cnn.py).
 
   bench/torch_mlp.py single|ddp [--epochs N] [--lr LR] [--threads T] [--target 0.88]
 
@@ -22,38 +20,14 @@ Run it with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset (see bench/compare.sh):
 machines here set both, which holds OpenBLAS to older kernels.
 """
 import argparse
-import gzip
-import json
-import math
 import os
-import struct
 import sys
-import time
 
-import numpy as np
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 import torch.nn as nn
 
-DATA = "/usr/share/datasets/fashion-mnist"
-
-
-def read_idx(name):
-    with gzip.open(os.path.join(DATA, name), "rb") as f:
-        raw = f.read()
-    magic, = struct.unpack(">I", raw[:4])
-    dims = magic & 0xFF
-    shape = struct.unpack(">" + "I" * dims, raw[4:4 + 4 * dims])
-    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
-
-
-def load():
-    x = read_idx("train-images-idx3-ubyte.gz").reshape(-1, 784).astype(np.float32) / 255.0
-    y = read_idx("train-labels-idx1-ubyte.gz").astype(np.int64)
-    tx = read_idx("t10k-images-idx3-ubyte.gz").reshape(-1, 784).astype(np.float32) / 255.0
-    ty = read_idx("t10k-labels-idx1-ubyte.gz").astype(np.int64)
-    return torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(tx), torch.from_numpy(ty)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import torch_peer  # noqa: E402  (the data, the training loop, single and DDP)
 
 
 def model():
@@ -61,53 +35,15 @@ def model():
     return nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(), nn.Linear(128, 10))
 
 
-def accuracy(net, tx, ty):
-    with torch.no_grad():
-        return (net(tx).argmax(1) == ty).float().mean().item()
+def sgd_momentum(params, lr):
+    return torch.optim.SGD(params, lr=lr, momentum=0.9)
 
 
-def train(net, x, y, tx, ty, args, rank=0, world=1):
-    opt = torch.optim.SGD(net.parameters(), lr=args.lr, momentum=0.9)
-    loss_fn = nn.CrossEntropyLoss()
-    n = x.shape[0] // world
-    x, y = x[rank * n:(rank + 1) * n], y[rank * n:(rank + 1) * n]
-    steps = n // args.batch
-    total = steps * args.epochs
-    gen = torch.Generator().manual_seed(7 + rank)
-    busy, first_at, first_epoch, history = 0.0, None, None, []
-    for epoch in range(1, args.epochs + 1):
-        order = torch.randperm(n, generator=gen)
-        t0 = time.perf_counter()
-        for s in range(steps):
-            idx = order[s * args.batch:(s + 1) * args.batch]
-            step = (epoch - 1) * steps + s
-            for g in opt.param_groups:
-                g["lr"] = 0.5 * args.lr * (1 + math.cos(math.pi * step / total))
-            opt.zero_grad(set_to_none=True)
-            loss_fn(net(x[idx]), y[idx]).backward()
-            opt.step()
-        busy += time.perf_counter() - t0
-        acc = accuracy(net, tx, ty)
-        history.append(round(acc, 4))
-        if first_at is None and acc >= args.target:
-            first_at, first_epoch = busy, epoch
-    return {"samples_per_sec": steps * args.batch * world * args.epochs / busy, "train_seconds": busy,
-            "time_to_target_s": first_at, "epoch_to_target": first_epoch, "accuracy_history": history}
+def flat(x):
+    return x
 
 
-def ddp_worker(rank, args, port, out):
-    os.environ["MASTER_ADDR"] = "127.0.0.1"
-    os.environ["MASTER_PORT"] = str(port)
-    torch.set_num_threads(1)
-    torch.set_flush_denormal(True)
-    dist.init_process_group("gloo", rank=rank, world_size=2)
-    x, y, tx, ty = load()
-    net = nn.parallel.DistributedDataParallel(model())
-    dist.barrier()
-    result = train(net, x, y, tx, ty, args, rank, 2)
-    if rank == 0:
-        out.put(result)
-    dist.destroy_process_group()
+PEER = torch_peer.Peer(model, sgd_momentum, flat)
 
 
 def main():
@@ -121,25 +57,9 @@ def main():
     p.add_argument("--port", type=int, default=29511)
     args = p.parse_args()
     info = {"torch": torch.__version__, "blas": torch.__config__.show().split("BLAS_INFO=")[-1].split(",")[0],
-            "openblas_env": {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}}
-    info["flush_denormal"] = torch.set_flush_denormal(True)
-    if args.mode == "single":
-        torch.set_num_threads(args.threads)
-        x, y, tx, ty = load()
-        result = train(model(), x, y, tx, ty, args)
-        result["threads"] = args.threads
-    else:
-        ctx = mp.get_context("spawn")
-        out = ctx.Queue()
-        procs = [ctx.Process(target=ddp_worker, args=(r, args, args.port, out)) for r in range(2)]
-        for pr in procs:
-            pr.start()
-        result = out.get(timeout=3600)
-        for pr in procs:
-            pr.join()
-        result["processes"] = 2
-    result.update(info, mode=args.mode, epochs=args.epochs, batch=args.batch, lr=args.lr)
-    print(json.dumps(result))
+            "openblas_env": {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")},
+            "flush_denormal": torch.set_flush_denormal(True)}
+    torch_peer.report(torch_peer.run(PEER, args), info, args)
 
 
 if __name__ == "__main__":
