@@ -26,7 +26,7 @@ ParameterServerState::Deferred ParameterServerState::defer(const std::string& pe
 
 void ParameterServerState::answer(Deferred& deferred, JobShard& job, Outbox& out) const {
   if (deferred.in_region) {  // its push was taken from the region, which is mapped
-    deferred.reply.body = values_in_region(job, job.regions.at(deferred.rank), deferred.written);
+    deferred.reply.body = values_in_region(job, *job.regions.at(deferred.rank), deferred.written);
     out.push_back({deferred.peer, std::move(deferred.reply)});
     return;
   }
