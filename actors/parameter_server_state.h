@@ -80,6 +80,12 @@ class ParameterServerState {
   // Threads that share sealing and opening a block (protocols/fork_join.h); none: this
   // thread alone. The caller keeps it alive while this state is used.
   void set_parallel(ForkJoin* parallel) { parallel_ = parallel; }
+  // Whether a BSP step's end (the copies out of and into the regions, the update) is shared
+  // with those threads too, or done on the calling thread alone (sealing and opening are
+  // shared either way). Default: shared. The node turns it off: with the doorbell, waking a
+  // helper for it cost more than it saved on this 2-core machine (docs/ARCHITECTURE.md,
+  // "A step's thread hand-offs").
+  void set_share_step_end(bool share) { share_step_end_ = share; }
   // Counts pushes accepted and refused (custody_ps_pushes_total{result, reason}) and the
   // staleness of those accepted (custody_ps_push_staleness_steps). Null: none.
   void set_metrics(MetricsRegistry* metrics) { metrics_ = metrics; }
@@ -227,6 +233,7 @@ class ParameterServerState {
   std::string node_id_;
   bool listener_loopback_only_ = true;
   ForkJoin* parallel_ = nullptr;
+  bool share_step_end_ = true;
   MetricsRegistry* metrics_ = nullptr;
   std::string listener_;
   std::map<std::string, JobShard> jobs_;
