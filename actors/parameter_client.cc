@@ -243,6 +243,8 @@ Result<bool> ParameterRequests::accept(size_t server, const msg::Envelope& answe
     const float* in = regions_[server]->values();
     if (values + s.range_begin != in) std::copy(in, in + n, values + s.range_begin);  // else read in place
     regions_[server]->unlink();  // the server has it mapped: the name has done its work
+    answered_.resize(servers_.size());
+    answered_[server] = true;
     versions_[server] = p->version;
     return true;
   }

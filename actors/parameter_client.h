@@ -98,6 +98,12 @@ class ParameterRequests {
   // Returns how many servers are reached through memory. Call before the first request.
   size_t share_memory();
   bool through_memory(size_t server) const { return server < regions_.size() && regions_[server] != nullptr; }
+  // Server i's region once the server has answered through it (so it holds the region):
+  // from then on a client may send server i's requests and take its answers through the
+  // region's doorbell (protocols/shared_region.h) instead of the socket. Null: not (yet).
+  shm::SharedRegion* doorbell(size_t server) const {
+    return server < answered_.size() && answered_[server] ? regions_[server].get() : nullptr;
+  }
   // ParameterClient::gradient_block and values_block: the region's blocks when the one
   // server holds every key and is reached through memory; else null.
   float* gradient_block() const { return whole_region() ? regions_[0]->gradient() : nullptr; }
@@ -149,6 +155,7 @@ class ParameterRequests {
   ForkJoin* parallel_ = nullptr;
   // By server: the shared-memory region it is reached through; null: its socket.
   std::vector<std::unique_ptr<shm::SharedRegion>> regions_;
+  std::vector<bool> answered_;  // by server: it has answered through its region
 };
 
 }  // namespace custody::actors

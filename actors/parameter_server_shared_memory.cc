@@ -20,8 +20,8 @@ Result<shm::SharedRegion*> ParameterServerState::region_of(JobShard& job, uint32
   if (job.reply_key) return refused("the job's data plane is sealed, and sealed blocks travel only by socket");
   auto it = job.regions.find(rank);
   if (it != job.regions.end()) {
-    if (it->second.name() == name) return &it->second;
-    return refused("the rank's region of attempt " + std::to_string(job.attempt) + " is '" + it->second.name() +
+    if (it->second->name() == name) return it->second.get();
+    return refused("the rank's region of attempt " + std::to_string(job.attempt) + " is '" + it->second->name() +
                    "'; one region serves a rank for the whole attempt");
   }
   auto opened = shm::SharedRegion::open(name, job.id, job.attempt, rank, job.params->size());
@@ -32,7 +32,16 @@ Result<shm::SharedRegion*> ParameterServerState::region_of(JobShard& job, uint32
   }
   log(LogLevel::kInfo, node_id_,
       "rank " + std::to_string(rank) + " of " + job.id + " reaches this server through shared memory");
-  return &job.regions.emplace(rank, std::move(opened).value()).first->second;
+  auto mapped = std::make_shared<shm::SharedRegion>(std::move(opened).value());
+  job.regions.emplace(rank, mapped);
+  return mapped.get();
+}
+
+std::shared_ptr<shm::SharedRegion> ParameterServerState::region(const std::string& job_id, uint32_t rank) const {
+  auto job = jobs_.find(job_id);
+  if (job == jobs_.end()) return nullptr;
+  auto it = job->second.regions.find(rank);
+  return it == job->second.regions.end() ? nullptr : it->second;
 }
 
 void ParameterServerState::copy_block(const float* from, size_t n, const std::vector<float*>& to,
@@ -45,7 +54,7 @@ void ParameterServerState::copy_block(const float* from, size_t n, const std::ve
     const size_t begin = (i % pieces) * kPiece, end = std::min(n, begin + kPiece);
     std::copy(from + begin, from + end, to[i / pieces] + begin);
   };
-  if (urgent && parallel_) {
+  if (urgent && parallel_ && share_step_end_) {
     parallel_->run(pieces * to.size(), copy);
   } else {
     for (size_t i = 0; i < pieces * to.size(); ++i) copy(i);
@@ -56,7 +65,7 @@ void ParameterServerState::write_values(JobShard& job, std::vector<Deferred>& an
   std::vector<float*> blocks;
   for (Deferred& d : answers) {
     if (!d.in_region || d.written) continue;
-    blocks.push_back(job.regions.at(d.rank).values());
+    blocks.push_back(job.regions.at(d.rank)->values());
     d.written = true;
   }
   if (blocks.empty()) return;

@@ -26,7 +26,7 @@ ParameterServerState::Deferred ParameterServerState::defer(const std::string& pe
 
 void ParameterServerState::answer(Deferred& deferred, JobShard& job, Outbox& out) const {
   if (deferred.in_region) {  // its push was taken from the region, which is mapped
-    deferred.reply.body = values_in_region(job, job.regions.at(deferred.rank), deferred.written);
+    deferred.reply.body = values_in_region(job, *job.regions.at(deferred.rank), deferred.written);
     out.push_back({deferred.peer, std::move(deferred.reply)});
     return;
   }
@@ -50,7 +50,7 @@ void ParameterServerState::apply(JobShard& job, const float* grad, const float* 
   }
   job.optimizer->set_learning_rate(scheduled_learning_rate(
       job.spec.optimizer, static_cast<int64_t>(job.version), static_cast<int64_t>(job.total_updates())));
-  if (partial && parallel_) {
+  if (partial && parallel_ && share_step_end_) {
     // The step's workers all wait for this update: the cores they leave share it, in
     // pieces of 128 KiB (the same values to the bit as one pass: Optimizer::apply_mean_split).
     constexpr size_t kPiece = size_t{1} << 15;

@@ -47,7 +47,8 @@
 // request that named the region by writing the values into it before sending the (small)
 // answer. A region that cannot be taken is refused with kFailedPrecondition naming why; the
 // worker then falls back to its socket. The mappings go with the attempt.
-// Thread-safety: none; owned by one actor.
+// Thread-safety: none; the parameter-server node uses it under one mutex (its data-plane
+// thread and its actor; actors/parameter_server_actor.cc).
 #pragma once
 
 #include <map>
@@ -79,6 +80,12 @@ class ParameterServerState {
   // Threads that share sealing and opening a block (protocols/fork_join.h); none: this
   // thread alone. The caller keeps it alive while this state is used.
   void set_parallel(ForkJoin* parallel) { parallel_ = parallel; }
+  // Whether a BSP step's end (the copies out of and into the regions, the update) is shared
+  // with those threads too, or done on the calling thread alone (sealing and opening are
+  // shared either way). Default: shared. The node turns it off: with the doorbell, waking a
+  // helper for it cost more than it saved on this 2-core machine (docs/ARCHITECTURE.md,
+  // "A step's thread hand-offs").
+  void set_share_step_end(bool share) { share_step_end_ = share; }
   // Counts pushes accepted and refused (custody_ps_pushes_total{result, reason}) and the
   // staleness of those accepted (custody_ps_push_staleness_steps). Null: none.
   void set_metrics(MetricsRegistry* metrics) { metrics_ = metrics; }
@@ -96,6 +103,9 @@ class ParameterServerState {
   // The current values of a job's range (tests, checkpoints); empty if unknown.
   std::vector<float> values(const std::string& job_id) const;
   uint64_t version(const std::string& job_id) const;
+  // The shared-memory region through which `rank` of the job's current attempt reaches
+  // this server; null if none (yet, or any more).
+  std::shared_ptr<shm::SharedRegion> region(const std::string& job_id, uint32_t rank) const;
 
  private:
   // A push answered later: BSP's at the end of its step, SSP's within the staleness bound,
@@ -141,7 +151,9 @@ class ParameterServerState {
     std::vector<float> noisy;
     uint64_t refusals = 0;  // unauthenticated messages refused, for the log's rate
     // Shared memory, by rank: the region its worker named, mapped on first use.
-    std::map<uint32_t, shm::SharedRegion> regions;
+    // Shared: a doorbell thread (actors/parameter_server_core.h) keeps a mapping it waits
+    // on until it sees the attempt no longer holds it.
+    std::map<uint32_t, std::shared_ptr<shm::SharedRegion>> regions;
     // The range's values; shared with the replies that carry them until they are sent.
     std::shared_ptr<std::vector<float>> params = std::make_shared<std::vector<float>>();
     std::unique_ptr<Optimizer> optimizer;
@@ -221,6 +233,7 @@ class ParameterServerState {
   std::string node_id_;
   bool listener_loopback_only_ = true;
   ForkJoin* parallel_ = nullptr;
+  bool share_step_end_ = true;
   MetricsRegistry* metrics_ = nullptr;
   std::string listener_;
   std::map<std::string, JobShard> jobs_;

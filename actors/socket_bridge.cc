@@ -30,6 +30,13 @@ void bridge_loop(caf::blocking_actor* self, std::shared_ptr<transport::Socket> s
     e.body = msg::Error{status.code(), status.message()};
     (void)socket->send(peer, msg::encode(e));
   };
+  // A DirectHandler's answers: encoded and sent on this thread, now.
+  const BridgeReply reply_now = [&](const std::string& peer, const msg::Envelope& envelope) {
+    auto bytes = msg::encode(envelope);
+    if (sent) sent->add(static_cast<double>(bytes.size()));
+    Status s = socket->send(peer, std::move(bytes));
+    if (!s.is_ok()) log(LogLevel::kWarn, options.node_name, s.to_string());
+  };
   while (running) {
     auto ready = socket->wait(std::chrono::milliseconds(200), waker.get());
     if (!ready.is_ok()) {
@@ -57,9 +64,14 @@ void bridge_loop(caf::blocking_actor* self, std::shared_ptr<transport::Socket> s
                     msg::readable_request_id(frame.bytes.data(), frame.bytes.size(), options.limits));
         continue;
       }
-      self->send(handler, Inbound{options.channel, std::move(frame.peer),
-                                  std::make_shared<const msg::Envelope>(std::move(decoded).value()),
-                                  std::move(frame.identity), std::move(frame.address)});
+      Inbound inbound{options.channel, std::move(frame.peer),
+                      std::make_shared<const msg::Envelope>(std::move(decoded).value()), std::move(frame.identity),
+                      std::move(frame.address)};
+      if (options.direct) {
+        options.direct(inbound, handler, reply_now);
+      } else {
+        self->send(handler, std::move(inbound));
+      }
     }
     // Drain the mailbox: replies to send, or the order to stop.
     bool more = true;

@@ -6,9 +6,16 @@
 // reply and carries on; and sends every Outbound found in its mailbox. Other actors send
 // through a SocketPort, which queues the message in the bridge's mailbox and then wakes
 // the bridge, so that replies leave at once instead of at the next poll timeout.
+//
+// A bridge given a DirectHandler (BridgeOptions::direct) instead hands each decoded
+// message to that function on its own thread, and the function's replies leave on the
+// socket at once, from that thread: a request and its answer then cost no hop through an
+// actor's mailbox and no second wake-up of the bridge (the parameter server's data plane,
+// whose every step waits on them).
 #pragma once
 
 #include <caf/all.hpp>
+#include <functional>
 #include <memory>
 
 #include "actors/caf_types.h"
@@ -34,12 +41,22 @@ class SocketPort {
   std::shared_ptr<transport::Waker> waker_;
 };
 
+// Sends an answer on the bridge's socket at once (only from inside a DirectHandler's call,
+// on the bridge's thread).
+using BridgeReply = std::function<void(const std::string& peer, const msg::Envelope& envelope)>;
+// Handles one decoded message on the bridge's thread. `handler` is the actor that
+// start() named, for whatever the function does not answer itself.
+using DirectHandler = std::function<void(Inbound& in, const caf::actor& handler, const BridgeReply& reply)>;
+
 struct BridgeOptions {
   Channel channel = Channel::kPeers;
   std::string node_name;  // sender of error replies, and log prefix
   msg::DecodeLimits limits;
   // Counts the bytes in and out (custody_network_*_bytes_total{channel}); null: none.
   MetricsRegistry* metrics = nullptr;
+  // Set: every decoded message goes to this function on the bridge's thread, not to the
+  // handler actor's mailbox (see the top of this file).
+  DirectHandler direct;
 };
 
 // The bytes a node's sockets carry, custody_network_{sent,received}_bytes_total{channel}:

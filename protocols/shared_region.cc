@@ -5,7 +5,9 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <linux/futex.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -19,7 +21,7 @@ namespace custody::shm {
 
 namespace {
 
-constexpr char kMagic[8] = {'C', 'U', 'S', 'T', 'S', 'H', 'M', '1'};
+constexpr char kMagic[8] = {'C', 'U', 'S', 'T', 'S', 'H', 'M', '2'};
 
 struct Header {
   char magic[8];
@@ -32,6 +34,29 @@ struct Header {
 static_assert(sizeof(Header) <= SharedRegion::kHeaderBytes, "the header fits its 128 bytes");
 
 size_t block_bytes(uint64_t floats) { return (floats * sizeof(float) + 63) / 64 * 64; }
+
+// The doorbell's two directions, each a sequence word (a futex) with its message's length
+// on a cache line of its own, then the message slot.
+struct Bell {
+  alignas(64) std::atomic<uint32_t> seq;
+  uint32_t bytes;
+};
+static_assert(sizeof(Bell) == 64, "a bell fills one cache line");
+static_assert(std::atomic<uint32_t>::is_always_lock_free, "a futex word is a plain 32-bit word");
+constexpr size_t kDoorbellBytes = 2 * sizeof(Bell) + 2 * SharedRegion::kSlotBytes;
+
+Bell* bell(void* base, int slot) {
+  return reinterpret_cast<Bell*>(static_cast<char*>(base) + SharedRegion::kHeaderBytes) + slot;
+}
+uint8_t* slot_bytes(void* base, int slot) {
+  return static_cast<uint8_t*>(base) + SharedRegion::kHeaderBytes + 2 * sizeof(Bell) + slot * SharedRegion::kSlotBytes;
+}
+size_t blocks_offset() { return SharedRegion::kHeaderBytes + kDoorbellBytes; }
+
+// Not FUTEX_PRIVATE: the word is shared with another process.
+long futex(std::atomic<uint32_t>* word, int op, uint32_t value, const timespec* timeout) {
+  return syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), op, value, timeout, nullptr, 0);
+}
 
 std::string errno_text() { return std::strerror(errno); }
 
@@ -72,7 +97,44 @@ std::string host_identity() {
   return boot + "/" + target;  // e.g. 1b9e...-.../net:[4026531840]
 }
 
-size_t SharedRegion::size_for(uint64_t floats) { return kHeaderBytes + 2 * block_bytes(floats); }
+size_t SharedRegion::size_for(uint64_t floats) { return blocks_offset() + 2 * block_bytes(floats); }
+
+Status SharedRegion::post(Slot slot, const uint8_t* data, size_t n) {
+  if (n > kSlotBytes) {
+    return invalid_argument("a message of " + std::to_string(n) + " bytes does not fit shared-memory region " +
+                            name_ + "'s " + std::to_string(kSlotBytes) + "-byte slot");
+  }
+  Bell* b = bell(base_, slot);
+  std::memcpy(slot_bytes(base_, slot), data, n);
+  b->bytes = static_cast<uint32_t>(n);
+  b->seq.fetch_add(1, std::memory_order_release);  // the slot and its length before the number
+  futex(&b->seq, FUTEX_WAKE, 1, nullptr);
+  return Status::ok();
+}
+
+std::optional<SharedRegion::Message> SharedRegion::wait(Slot slot, uint32_t seen,
+                                                        std::chrono::milliseconds timeout) const {
+  Bell* b = bell(base_, slot);
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    const uint32_t seq = b->seq.load(std::memory_order_acquire);
+    if (seq != seen) {
+      Message m{seq, {}};
+      const uint32_t n = b->bytes;
+      if (n <= kSlotBytes) m.bytes.assign(slot_bytes(base_, slot), slot_bytes(base_, slot) + n);
+      return m;
+    }
+    const auto left = deadline - std::chrono::steady_clock::now();
+    if (left <= std::chrono::nanoseconds(0)) return std::nullopt;
+    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
+    timespec ts{static_cast<time_t>(ns / 1000000000), static_cast<long>(ns % 1000000000)};
+    // Returns at once if the word is no longer `seen` (EAGAIN), on a wake, a signal or the
+    // timeout: the loop looks again in every case.
+    futex(&b->seq, FUTEX_WAIT, seen, &ts);
+  }
+}
+
+uint32_t SharedRegion::reply_seq() const { return bell(base_, kReply)->seq.load(std::memory_order_acquire); }
 
 Result<SharedRegion> SharedRegion::create(const std::string& job_id, uint32_t attempt, uint32_t rank,
                                           uint64_t floats) {
@@ -107,8 +169,8 @@ Result<SharedRegion> SharedRegion::create(const std::string& job_id, uint32_t at
   h->rank = rank;
   h->job_id_size = static_cast<uint32_t>(std::min(job_id.size(), kMaxJobId));
   std::memcpy(h->job_id, job_id.data(), h->job_id_size);
-  r.gradient_ = reinterpret_cast<float*>(static_cast<char*>(base) + kHeaderBytes);
-  r.values_ = reinterpret_cast<float*>(static_cast<char*>(base) + kHeaderBytes + block_bytes(floats));
+  r.gradient_ = reinterpret_cast<float*>(static_cast<char*>(base) + blocks_offset());
+  r.values_ = reinterpret_cast<float*>(static_cast<char*>(base) + blocks_offset() + block_bytes(floats));
   return r;
 }
 
@@ -164,8 +226,8 @@ Result<SharedRegion> SharedRegion::open(const std::string& name, const std::stri
                             " (attempt " + std::to_string(attempt) + ") on " + std::to_string(floats) +
                             " parameters; it is not taken");
   }
-  r.gradient_ = reinterpret_cast<float*>(static_cast<char*>(base) + kHeaderBytes);
-  r.values_ = reinterpret_cast<float*>(static_cast<char*>(base) + kHeaderBytes + block_bytes(floats));
+  r.gradient_ = reinterpret_cast<float*>(static_cast<char*>(base) + blocks_offset());
+  r.values_ = reinterpret_cast<float*>(static_cast<char*>(base) + blocks_offset() + block_bytes(floats));
   return r;
 }
 

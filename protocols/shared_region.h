@@ -6,7 +6,10 @@
 // (msg::Params::in_region). See docs/ARCHITECTURE.md, "The data path".
 //
 // Layout (all little-endian, the host's own floats):
-//   [0, 128)            header: magic "CUSTSHM1", floats n, attempt, rank, the job id
+//   [0, 128)            header: magic "CUSTSHM2", floats n, attempt, rank, the job id
+//   doorbell            two sequence words (futexes) and two 16 KiB message slots: the
+//                       request slot written by the worker only, the reply slot by the
+//                       server only (see "The doorbell" below)
 //   gradient block      n floats, written by the worker only, read by the server only
 //   values block        n floats, written by the server only, read by the worker only
 // Each block starts on a 64-byte boundary.
@@ -25,6 +28,18 @@
 // Both sides fence (release before the send, acquire after the receive); the messages
 // cross kernel calls, which order memory on every host this runs on anyway.
 //
+// The doorbell: once the server has answered through the region, the worker sends its
+// pulls and pushes (the small encoded messages, the blocks stay where they are) through the
+// request slot instead of its socket, and the server answers through the reply slot: each
+// side writes a slot, then bumps its sequence word (release) and wakes the other with a
+// futex (FUTEX_WAKE on shared memory); the other waits on the word (FUTEX_WAIT), acquires,
+// and copies the message out of the slot before decoding it (the writer cannot change what
+// is being decoded). The same one-outstanding-request rule orders the slots as it orders
+// the blocks: the worker writes the request slot only with no request outstanding, the
+// server writes a rank's reply slot only as it answers that rank's request. A step's
+// messages then wake only the thread that waits for them: no ZeroMQ I/O thread, socket
+// poll or actor mailbox in between.
+//
 // Security and cleanup: the name is /custody-shm-<creator's pid>-<128 random bits>, made
 // with O_EXCL and mode 0600, so only the same user can open it and only a process told the
 // name can find it. The server refuses a region not owned by its own user, open to others,
@@ -38,8 +53,12 @@
 // may be called from any thread.
 #pragma once
 
+#include <atomic>
+#include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "core/error.h"
 
@@ -54,6 +73,7 @@ std::string host_identity();
 class SharedRegion {
  public:
   static constexpr size_t kHeaderBytes = 128;
+  static constexpr size_t kSlotBytes = 16 * 1024;  // the largest message through the doorbell
   static constexpr size_t kMaxJobId = 96;  // header bytes for the job id (a longer one: its prefix)
 
   // The worker's side: a new region for blocks of `floats` floats of `rank`'s task of the
@@ -80,6 +100,28 @@ class SharedRegion {
   // Removes the name from /dev/shm (the mappings stay). Idempotent.
   void unlink();
 
+  // The doorbell (see the top of this file). post_request (the worker) and post_reply (the
+  // server) copy `n` bytes into their slot, bump its sequence number and wake the other
+  // side; kInvalidArgument if n exceeds kSlotBytes (nothing is posted). wait_request and
+  // wait_reply wait up to `timeout` for the other side's sequence number to differ from
+  // `seen` (the last one taken), and return a copy of the slot's message with its sequence
+  // number; nothing on a timeout. A slot length beyond kSlotBytes (a corrupted region)
+  // comes back empty, which decodes as an error.
+  struct Message {
+    uint32_t seq;
+    std::vector<uint8_t> bytes;
+  };
+  Status post_request(const uint8_t* data, size_t n) { return post(kRequest, data, n); }
+  Status post_reply(const uint8_t* data, size_t n) { return post(kReply, data, n); }
+  std::optional<Message> wait_request(uint32_t seen, std::chrono::milliseconds timeout) const {
+    return wait(kRequest, seen, timeout);
+  }
+  std::optional<Message> wait_reply(uint32_t seen, std::chrono::milliseconds timeout) const {
+    return wait(kReply, seen, timeout);
+  }
+  // The sequence number of the last reply posted (the worker's starting point).
+  uint32_t reply_seq() const;
+
   // Bytes of a region whose blocks hold `floats` floats.
   static size_t size_for(uint64_t floats);
   // Removes the regions whose creating process no longer runs (a worker killed before its
@@ -90,6 +132,9 @@ class SharedRegion {
 
  private:
   SharedRegion() = default;
+  enum Slot { kRequest = 0, kReply = 1 };
+  Status post(Slot slot, const uint8_t* data, size_t n);
+  std::optional<Message> wait(Slot slot, uint32_t seen, std::chrono::milliseconds timeout) const;
   std::string name_;
   void* base_ = nullptr;
   size_t size_ = 0;

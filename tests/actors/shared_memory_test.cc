@@ -12,8 +12,12 @@
 #include <filesystem>
 #include <limits>
 
+#include <thread>
+
 #include "actors/parameter_client.h"
+#include "actors/parameter_server_core.h"
 #include "actors/parameter_server_state.h"
+#include "actors/socket_parameter_client.h"
 #include "protocols/codec.h"
 #include "protocols/fork_join.h"
 #include "protocols/shared_region.h"
@@ -47,6 +51,52 @@ TEST(SharedRegionTest, TheWorkersRegionIsPrivateAndTheServerMapsTheSameMemoryAnd
   EXPECT_EQ(opened->gradient()[999], 4.5f);
   opened->values()[0] = -2.0f;
   EXPECT_EQ(worker.values()[0], -2.0f);
+}
+
+// The doorbell between two processes: a forked "server" maps the worker's region, waits on
+// its futex for each request and answers through the reply slot; a message too big for a
+// slot is refused by name and nothing is posted; a wait with nothing coming times out.
+TEST(SharedRegionTest, TheDoorbellCarriesRequestsAndAnswersBetweenProcesses) {
+  auto made = SharedRegion::create("job-1", 1, 0, 100);
+  ASSERT_TRUE(made.is_ok()) << made.status().to_string();
+  SharedRegion& worker = made.value();
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    auto server = SharedRegion::open(worker.name(), "job-1", 1, 0, 100);
+    if (!server.is_ok()) _exit(2);
+    uint32_t seen = 0;
+    for (int i = 0; i < 3; ++i) {
+      auto m = server->wait_request(seen, std::chrono::seconds(10));
+      if (!m) _exit(3);
+      seen = m->seq;
+      std::vector<uint8_t> answer(m->bytes.rbegin(), m->bytes.rend());  // the request, reversed
+      if (!server->post_reply(answer.data(), answer.size()).is_ok()) _exit(4);
+    }
+    _exit(0);
+  }
+  for (int i = 0; i < 3; ++i) {
+    const uint32_t seen = worker.reply_seq();
+    std::vector<uint8_t> request(1000 * (i + 1), static_cast<uint8_t>(i));
+    request.front() = 0xAB;
+    ASSERT_TRUE(worker.post_request(request.data(), request.size()).is_ok());
+    auto answer = worker.wait_reply(seen, std::chrono::seconds(10));
+    ASSERT_TRUE(answer.has_value()) << "request " << i << " was not answered";
+    EXPECT_EQ(answer->seq, seen + 1);
+    EXPECT_EQ(answer->bytes, std::vector<uint8_t>(request.rbegin(), request.rend()));
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "the server's side: " << status;
+
+  std::vector<uint8_t> huge(SharedRegion::kSlotBytes + 1);
+  const uint32_t before = worker.reply_seq();
+  Status refused = worker.post_request(huge.data(), huge.size());
+  EXPECT_EQ(refused.code(), ErrorCode::kInvalidArgument);
+  EXPECT_NE(refused.message().find("does not fit"), std::string::npos) << refused.message();
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_FALSE(worker.wait_reply(before, std::chrono::milliseconds(50)).has_value());
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(50));
 }
 
 TEST(SharedRegionTest, ARegionThatIsMissingMalformedOfTheWrongSizeOrForAnotherTaskIsRefusedByName) {
@@ -174,7 +224,7 @@ class SharedMemoryPlaneTest : public ::testing::Test {
       a.reply_key = AeadKey::random().value();
     }
     e.body = std::move(a);
-    Outbox out = ps_.handle_control("COORD", e);
+    Outbox out = (target_ ? *target_ : ps_).handle_control("COORD", e);
     ASSERT_EQ(out.size(), 1u);
     ASSERT_NE(out[0].envelope.get<msg::KeyRangeReady>(), nullptr);
   }
@@ -225,6 +275,7 @@ class SharedMemoryPlaneTest : public ::testing::Test {
   }
 
   ParameterServerState ps_{"ps-1"};
+  ParameterServerState* target_ = nullptr;  // set: assign() assigns there instead of ps_
 };
 
 TEST_F(SharedMemoryPlaneTest, BspThroughSharedMemoryGivesTheSameValuesToTheBitAsThroughMessages) {
@@ -407,6 +458,62 @@ TEST_F(SharedMemoryPlaneTest, ASealedJobTakesNoRegion) {
   ParameterRequests r(KeySlices::make({s}, n_).value(), "w1", "job-1", 1, 0);
   ASSERT_TRUE(r.seal_with(AeadKey::random().value(), AeadKey::random().value()).is_ok());
   EXPECT_EQ(r.share_memory(), 0u);
+}
+
+// The server node's path (ParameterServerCore): each rank's first pull goes by "socket"
+// and names its region; from then on the real client (SocketParameterClient) sends its
+// pushes through the region's doorbell and waits on it, and the server's doorbell threads
+// answer there. BSP through the doorbells trains the same values to the bit as the state
+// machine alone through messages; garbage in the request slot is answered with an error
+// naming it, and the job goes on.
+TEST_F(SharedMemoryPlaneTest, BspThroughTheDoorbellsGivesTheSameValuesToTheBitAndRefusesGarbage) {
+  const auto through_messages = train(false, 5);
+  ParameterServerCore core(nullptr, std::make_unique<ParameterServerState>("ps-1"), {}, CpuList());
+  target_ = core.logic.get();  // the job, assigned afresh, in the core (no thread runs yet)
+  assign("bsp");
+  transport::Context context;
+  std::vector<SocketParameterClient> clients;
+  std::vector<std::vector<float>> values(2, std::vector<float>(n_));
+  for (uint32_t rank = 0; rank < 2; ++rank) {
+    ParameterRequests r = requests(rank, true);
+    Inbound in{Channel::kPeers, "PEER-" + std::to_string(rank), std::make_shared<const Envelope>(r.pull()[0]), "", ""};
+    std::vector<Envelope> answers;
+    core.handle(in, [&](const std::string&, const Envelope& e) { answers.push_back(e); });
+    ASSERT_EQ(answers.size(), 1u);
+    ASSERT_TRUE(r.accept(0, answers[0], values[rank].data()).value());
+    ASSERT_NE(r.doorbell(0), nullptr) << "the server answered through the region";
+    if (rank == 0) {
+      // Garbage through the doorbell: refused by the server's doorbell thread, by name.
+      const uint32_t seen = r.doorbell(0)->reply_seq();
+      const uint8_t junk[] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
+      ASSERT_TRUE(r.doorbell(0)->post_request(junk, sizeof(junk)).is_ok());
+      auto reply = r.doorbell(0)->wait_reply(seen, std::chrono::seconds(10));
+      ASSERT_TRUE(reply.has_value());
+      auto decoded = msg::decode(reply->bytes.data(), reply->bytes.size());
+      ASSERT_TRUE(decoded.is_ok());
+      ASSERT_NE(decoded->get<msg::Error>(), nullptr);
+    }
+    auto client = SocketParameterClient::connect(context, std::move(r), [] { return false; });
+    ASSERT_TRUE(client.is_ok()) << client.status().to_string();
+    clients.push_back(std::move(client).value());
+  }
+  for (uint64_t step = 0; step < 5; ++step) {
+    auto g0 = gradient(0, step), g1 = gradient(1, step);
+    ASSERT_TRUE(clients[0].push(step, 16, g0.data()).is_ok());
+    ASSERT_TRUE(clients[1].push(step, 16, g1.data()).is_ok());
+    for (int rank = 0; rank < 2; ++rank) {
+      Status s = clients[rank].wait(values[rank].data(), std::chrono::seconds(10));
+      ASSERT_TRUE(s.is_ok()) << "rank " << rank << " step " << step << ": " << s.to_string();
+    }
+    EXPECT_EQ(std::memcmp(values[0].data(), through_messages[step].data(), n_ * sizeof(float)), 0) << "step " << step;
+    EXPECT_EQ(values[0], values[1]);
+  }
+  // A push of a step already applied is refused through the doorbell as through a socket.
+  auto g = gradient(0, 4);
+  ASSERT_TRUE(clients[0].push(4, 16, g.data()).is_ok());
+  Status replayed = clients[0].wait(values[0].data(), std::chrono::seconds(10));
+  EXPECT_FALSE(replayed.is_ok()) << "a replayed step is not applied twice";
+  core.stop();
 }
 
 TEST_F(SharedMemoryPlaneTest, NoNameIsLeftOnceTheServerAnsweredThroughTheRegion) {

@@ -79,7 +79,9 @@ TEST(DeregisterTest, ASigtermedWorkerIsListedAsLeftWithinASecondWithOneRecord) {
 TEST(DeregisterTest, AWorkerStoppedMidJobIsRecoveredAtOnceAndTheJobCompletes) {
   LocalCluster c("deregister-mid-job", one_server_two_workers());
   ASSERT_TRUE(c.wait_for_nodes(3));
-  const std::string job = submit(c, synthetic_mlp_job("leaving", 40, 4096));
+  // Long enough to be caught running past step 20 by a CLI poll on a loaded machine: since
+  // the doorbell (protocols/shared_region.h) 40 epochs of this small model took 0.8 s.
+  const std::string job = submit(c, synthetic_mlp_job("leaving", 200, 4096));
   ASSERT_FALSE(job.empty());
   // Running, with steps done on both ranks.
   const auto started = Clock::now();
