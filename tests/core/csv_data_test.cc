@@ -153,7 +153,9 @@ TEST_F(CsvDataTest, SplitsOneFileWithASeedAndTheSameBytesGiveTheSameBits) {
     const int64_t k = a->table.train_lines[i] - 2;
     ASSERT_GE(k, 0);
     ASSERT_LT(k, 50);
-    if (i > 0) EXPECT_GT(a->table.train_lines[i], a->table.train_lines[i - 1]);
+    if (i > 0) {
+      EXPECT_GT(a->table.train_lines[i], a->table.train_lines[i - 1]);
+    }
     EXPECT_EQ(a->train.labels[i], k % 2) << "record " << i << ", line " << k + 2;
   }
   auto other = spec("train = \"t.csv\"\nlabel = \"label\"\ntest_fraction = 0.2\nsplit_seed = 8\n");

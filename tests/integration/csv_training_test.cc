@@ -311,6 +311,31 @@ TEST(CsvTrainingTest, PrivacyAttributionAndWithdrawalNameTheTablesRows) {
   EXPECT_NE(text_answer.out.find(first["proponents"][0]["row"].get<std::string>()), std::string::npos)
       << text_answer.out;
 
+  // A row of the table as a test point is its own record: TracIn's score of record z for
+  // test point z (with z's label) is z's self-influence, exactly. So the line attribution
+  // names is the record's row (its raw cells give back its record), and the raw row sent
+  // to predict is scored as the model saw it (standardized), not as sent.
+  CliResult self = c.cli({"attribute", "--self-influence", "penguins@1", "--top", "1", "--json"});
+  ASSERT_EQ(self.code, 0) << self.err;
+  const json most = json::parse(self.out, nullptr, false)["records"][0];
+  const std::vector<std::string> own = cells_of(lines.at(most["line"].get<size_t>() - 1));
+  const fs::path own_row = c.write_job("own.csv", own[0] + "," + own[1] + "," + own[3] + "," + own[4] + "\n");
+  CliResult own_predicted = c.cli({"predict", "penguins@1", "--input", own_row.string(), "--json"});
+  ASSERT_EQ(own_predicted.code, 0) << own_predicted.err;
+  const std::string own_pid = json::parse(own_predicted.out, nullptr, false)[0]["prediction_id"];
+  CliResult own_attributed = c.cli({"attribute", own_pid, "--input", own_row.string(), "--label",
+                                    std::to_string(most["label"].get<int>()), "--top", "300", "--json"});
+  ASSERT_EQ(own_attributed.code, 0) << own_attributed.err;
+  bool found = false;
+  const json own_answer = json::parse(own_attributed.out, nullptr, false);
+  for (const auto& e : own_answer["proponents"]) {
+    if (e["index"] != most["index"]) continue;
+    found = true;
+    EXPECT_NEAR(e["score"].get<double>(), most["score"].get<double>(), 1e-4 * most["score"].get<double>())
+        << "record " << most.dump() << " against its own row";
+  }
+  EXPECT_TRUE(found) << "record " << most.dump() << " is not a proponent of its own row: " << own_attributed.out;
+
   // (3) Withdrawal: the top proponent's row, by its record index.
   const json& withdrawn = first["proponents"][0];
   const int64_t index = withdrawn["index"];
