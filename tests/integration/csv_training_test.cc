@@ -4,7 +4,10 @@
 // the CLI: a table with a missing cell is refused naming file, line and column unless the
 // job drops such rows; the dropped rows and the standardization are in lineage; predict
 // takes raw rows and answers as the exported ONNX file evaluated with NumPy does (to
-// 1e-5); and the same job submitted twice trains the same weights, bit for bit.
+// 1e-5); and the same job submitted twice trains the same weights, bit for bit. The
+// privacy, attribution and withdrawal flows (issues 14, 15) on the same table: N and q of
+// the DP guarantee, records named by file and line, a withdrawn row excluded from the
+// retraining's assignments.
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -392,6 +395,21 @@ TEST(CsvTrainingTest, PrivacyAttributionAndWithdrawalNameTheTablesRows) {
   CliResult attributed2 = c.cli({"attribute", pid2, "--input", rows.string()});
   EXPECT_NE(attributed2.code, 0) << attributed2.out;
   EXPECT_NE(attributed2.err.find("is a retraining"), std::string::npos) << attributed2.err;
+
+  // (4) The private model read the withdrawn row too; its retraining samples one row less,
+  // and its guarantee is accounted with that N (q = 32 / 229, not 32 / 230).
+  CliResult private_retrained = c.cli({"retrain", "penguins-dp@1", "--without", rev, "--as", "alice"});
+  ASSERT_EQ(private_retrained.code, 0) << private_retrained.err;
+  const std::string job3 = private_retrained.out.substr(0, private_retrained.out.find('\n'));
+  ASSERT_EQ(c.cli({"wait", job3}).code, 0) << c.cli({"status", job3}).out;
+  json status3 = json::parse(c.cli({"status", job3, "--json"}).out, nullptr, false);
+  json trace3 = json::parse(
+      c.cli({"lineage", "trace", status3.value("last_checkpoint", std::string()), "--json"}).out, nullptr, false);
+  ASSERT_TRUE(trace3.contains("entity") && trace3["entity"].contains("privacy")) << trace3.dump(2);
+  EXPECT_EQ(trace3["entity"]["privacy"].value("training_examples", int64_t{0}), train_rows - 1)
+      << trace3["entity"]["privacy"].dump(2);
+  EXPECT_NEAR(trace3["entity"]["privacy"].value("sampling_rate", 0.0), 32.0 / static_cast<double>(train_rows - 1),
+              1e-12);
   EXPECT_EQ(c.cli({"audit", "verify"}).code, 0);
 }
 
