@@ -266,7 +266,10 @@ Result<Job> CoordinatorState::prepare(const std::string& spec_text, const std::s
   if (spec.privacy.enabled) {
     // Calibrated before the job starts: a target no noise reaches is refused here, naming
     // the numbers, and never half-trained.
-    auto privacy = plan_privacy(spec, data->train.count, static_cast<int64_t>(plan.total_steps()));
+    // N is what the run samples from: a retraining's records less those it excludes (with
+    // the whole count, q would be understated and the epsilon claimed too small).
+    const int64_t examples = data->train.count - static_cast<int64_t>(plan.data.excluded.size());
+    auto privacy = plan_privacy(spec, examples, static_cast<int64_t>(plan.total_steps()));
     if (!privacy.is_ok()) return Status(privacy.status().code(), origin + ": " + privacy.status().message());
     plan.privacy = privacy.value();
   }

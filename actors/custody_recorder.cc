@@ -262,6 +262,7 @@ Result<json> privacy_record(const PrivacyPlan& p, uint64_t steps_accounted, uint
               {"clip_norm", p.clip_norm},
               {"sampling_rate", p.q},
               {"expected_batch", p.expected_batch},
+              {"training_examples", p.train_examples},  // N, the q = B / N divides by
               {"sampling", to_string(p.sampling)},
               {"steps_accounted", steps_accounted},
               {"steps_rolled_back", steps_rolled_back},

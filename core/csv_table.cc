@@ -152,6 +152,7 @@ Result<CsvTable> parse_csv(std::string_view text, const CsvOptions& options, con
     }
     table.values.insert(table.values.end(), row.begin(), row.end());
     label_text.push_back(trim(cells[static_cast<size_t>(label_col)]));
+    table.lines.push_back(at);
     ++table.rows;
   }
   if (table.rows == 0) {

@@ -44,6 +44,7 @@ struct CsvTable {
   std::vector<float> values;               // rows x features, row-major
   std::vector<uint8_t> labels;             // class id per kept row
   std::vector<std::string> classes;        // class id -> label text
+  std::vector<int64_t> lines;              // each kept row's line in the file (the header is line 1)
   int64_t dropped = 0;                     // rows dropped for missing or non-numeric cells
   std::vector<int64_t> dropped_lines;      // the first (at most 10) of their line numbers
   std::string sha256;                      // of the file's bytes
@@ -76,6 +77,12 @@ struct TablePreprocessing {
   int64_t dropped = 0;                     // rows dropped (both files), for missing cells
   std::vector<std::string> dropped_lines;  // the first (at most 10): "FILE:LINE"
   std::vector<std::string> files_sha256;   // of the training file, then the test file's if any
+  // Which row of the table each training record is: record i (the index `custody
+  // attribute` names and `custody revoke --records` takes) is line train_lines[i] of
+  // train_file (the path as the job named it). Kept with the data set in memory only
+  // (preprocessing_json leaves it out): every node derives it from the same bytes.
+  std::string train_file;
+  std::vector<int64_t> train_lines;
   bool empty() const { return feature_names.empty(); }
 };
 

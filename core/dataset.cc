@@ -239,6 +239,7 @@ CsvTable take_rows(const CsvTable& t, const std::vector<int64_t>& rows) {
     out.values.insert(out.values.end(), t.values.begin() + static_cast<ptrdiff_t>(r * f),
                       t.values.begin() + static_cast<ptrdiff_t>((r + 1) * f));
     out.labels.push_back(t.labels[static_cast<size_t>(r)]);
+    out.lines.push_back(t.lines[static_cast<size_t>(r)]);
   }
   return out;
 }
@@ -304,6 +305,8 @@ Result<DataSplit> load_csv_data(const DataSpec& spec) {
   standardize(test.values, p.standardization);
   p.train_rows = train.rows;
   p.test_rows = test.rows;
+  p.train_file = train_path;
+  p.train_lines = train.lines;
   DataSplit split;
   split.train = as_records(train);
   split.test = as_records(test);

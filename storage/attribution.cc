@@ -57,6 +57,18 @@ Result<Run> load_run(const CustodyStore& store, const std::string& run_id) {
   }
   run.data = std::move(data).value();
   if (lineage::dataset_id(run.data.version_hash) != run.dataset) {
+    // A retraining consumed a version of its own: these bytes less the withdrawn records.
+    // Scoring would rank the withdrawn records too (the scorers take whole ranges of the
+    // bytes), naming records the model never read: refused, saying so, never answered.
+    CUSTODY_ASSIGN_OR_RETURN(auto consumed_entity, store.entity(run.dataset));
+    if (consumed_entity && consumed_entity->body.value("base", "") == lineage::dataset_id(run.data.version_hash)) {
+      return failed_precondition(
+          "run " + run_id + " is a retraining: it trained on " + run.dataset + ", data set " +
+          lineage::dataset_id(run.data.version_hash) + " without " +
+          std::to_string(consumed_entity->body.value("excluded", json::array()).size()) +
+          " withdrawn records; attribution to a retraining's records is not built (the withdrawn records would "
+          "be scored with the rest)");
+    }
     return failed_precondition("the files the job of run " + run_id + " named (" + run.spec.data.dir +
                                ") now hold data set " + run.data.version_hash + ", not " + run.dataset +
                                ", which the run consumed: restore those files to attribute to its records");
@@ -122,8 +134,19 @@ json record_entry(const AttributionQuestion& run, int64_t index, float score) {
   if (auto it = run.workers.find(shard); it != run.workers.end()) {
     for (const auto& w : it->second) workers.push_back(w);
   }
-  return {{"dataset", run.dataset}, {"index", index}, {"label", run.data.train.labels[index]},
-          {"score", score},         {"shard", shard}, {"workers", workers}};
+  json entry = {{"dataset", run.dataset}, {"index", index}, {"label", run.data.train.labels[index]},
+                {"score", score},         {"shard", shard}, {"workers", workers}};
+  const TablePreprocessing& table = run.data.table;
+  if (static_cast<size_t>(index) < table.train_lines.size()) {
+    // A CSV record is named as the row a person can open: the file and its line (the
+    // header is line 1), and its label as the table wrote it.
+    entry["file"] = table.train_file;
+    entry["line"] = table.train_lines[static_cast<size_t>(index)];
+    entry["row"] = table.train_file + ":" + std::to_string(table.train_lines[static_cast<size_t>(index)]);
+    const uint8_t label = run.data.train.labels[index];
+    if (label < table.classes.size()) entry["class"] = table.classes[label];
+  }
+  return entry;
 }
 
 // The first row of the call whose input hashes to `recorded` among the input's batches
@@ -226,6 +249,17 @@ Result<AttributionQuestion> prepare_attribution(const CustodyStore& store, const
     const size_t test_row = static_cast<size_t>(call_first_row) + row;
     question.test_input.assign(r.inputs.begin() + static_cast<std::ptrdiff_t>(test_row * r.features),
                                r.inputs.begin() + static_cast<std::ptrdiff_t>((test_row + 1) * r.features));
+    if (!run.data.table.empty()) {
+      // A model trained on a CSV table was sent a raw row, which serving standardized
+      // before answering: the gradient is taken at what the model saw, as the training
+      // records' are (they were standardized at load), with the same arithmetic.
+      if (run.data.table.standardization.mean.size() != question.test_input.size()) {
+        return invalid_argument("the input has " + std::to_string(question.test_input.size()) +
+                                " values per row, the table's features are " +
+                                std::to_string(run.data.table.standardization.mean.size()));
+      }
+      standardize(question.test_input, run.data.table.standardization);
+    }
     answer["kind"] = "prediction";
     answer["prediction"] = r.prediction_id;
     answer["call"] = call.value("call_id", "");

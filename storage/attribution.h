@@ -66,7 +66,10 @@ struct AttributionRequest {
 //   dataset, method, test_label and label_source (prediction only), checkpoints
 //   [{id, step, learning_rate}], records_scored, elapsed_ms, and
 //   proponents / opponents (prediction) or records (self-influence), each entry
-//   {dataset, index, label, score, shard, workers}.
+//   {dataset, index, label, score, shard, workers}; a record of a CSV table also names its
+//   row: file, line (the header is line 1), row ("FILE:LINE") and class (the label's text).
+//   For a CSV-trained model the input is raw rows (as sent to predict), standardized here
+//   with the run's training statistics before the gradient is taken.
 // Errors: an unknown prediction or model (not found); an input whose SHA-256 differs from
 // the call's, or of another shape, or a label out of range (invalid argument, naming both
 // hashes); a data set whose files no longer hold the bytes the run consumed (failed

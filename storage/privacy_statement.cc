@@ -54,6 +54,13 @@ Result<json> privacy_statement(const CustodyStore& store, const std::string& ref
                clip = p.value("clip_norm", 0.0), q = p.value("sampling_rate", 0.0);
   const uint64_t steps = p.value("steps_accounted", uint64_t(0)), rolled = p.value("steps_rolled_back", uint64_t(0));
   const bool poisson = p.value("sampling", std::string()) == "poisson";
+  // q = B / N: N is the records the run could sample (a CSV table's rows kept after dropped
+  // rows and the test split; a retraining's records less those it excluded). Older records
+  // lack N.
+  const int64_t n = p.value("training_examples", int64_t{0});
+  const std::string of_n = n > 0 ? " = " + std::to_string(p.value("expected_batch", int64_t{0})) + " / " +
+                                       std::to_string(n) + " training records"
+                                 : std::string();
   s << who << " (checkpoint " << card.value("checkpoint", std::string()) << ", weights root "
     << card.value("root_hash", std::string()).substr(0, 16) << "...) was trained with differentially private SGD.\n\n"
     << "Guarantee: (epsilon = " << number(eps) << ", delta = " << number(delta, "%.3g")
@@ -71,9 +78,9 @@ Result<json> privacy_statement(const CustodyStore& store, const std::string& ref
     << " on the workers; Gaussian noise of standard deviation sigma x C = " << number(sigma) << " x "
     << number(clip)
     << " added once to each step's summed gradient by the parameter servers, from a cryptographic random source; "
-    << (poisson ? "each example included in each step independently with probability q = " + number(q) +
+    << (poisson ? "each example included in each step independently with probability q = " + number(q) + of_n +
                       " (Poisson sampling, as the accountant assumes)"
-                : "shuffled fixed-size batches (q = " + number(q) +
+                : "shuffled fixed-size batches (q = " + number(q) + of_n +
                       "). The accountant's analysis assumes Poisson sampling: for shuffled batches the stated "
                       "epsilon is what Poisson sampling would give, not a proven bound")
     << ".\n\n"

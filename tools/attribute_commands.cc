@@ -38,6 +38,10 @@ std::string records_table(const json& records) {
                   static_cast<unsigned long long>(r["shard"].get<uint64_t>()),
                   workers.empty() ? "-" : workers.c_str());
     out += line;
+    if (r.contains("row")) {  // a CSV record: the table's row, where a person finds it
+      out.pop_back();
+      out += "  " + r.value("row", std::string()) + " (" + r.value("class", std::string("?")) + ")\n";
+    }
   }
   return out;
 }

@@ -145,6 +145,19 @@ TEST_F(CsvDataTest, SplitsOneFileWithASeedAndTheSameBytesGiveTheSameBits) {
   EXPECT_EQ(a->train.pixels, b->train.pixels);
   EXPECT_EQ(a->version_hash, b->version_hash);
   EXPECT_EQ(a->table.classes, (std::vector<std::string>{"0", "1"}));
+  // Record i of the training split is line train_lines[i] of the file (the header is line
+  // 1, row k holds x = 1.5 k and label k % 2): ascending, and holding that record's label.
+  EXPECT_EQ(a->table.train_file, (dir_ / "t.csv").string());
+  ASSERT_EQ(a->table.train_lines.size(), 40u);
+  for (size_t i = 0; i < 40; ++i) {
+    const int64_t k = a->table.train_lines[i] - 2;
+    ASSERT_GE(k, 0);
+    ASSERT_LT(k, 50);
+    if (i > 0) {
+      EXPECT_GT(a->table.train_lines[i], a->table.train_lines[i - 1]);
+    }
+    EXPECT_EQ(a->train.labels[i], k % 2) << "record " << i << ", line " << k + 2;
+  }
   auto other = spec("train = \"t.csv\"\nlabel = \"label\"\ntest_fraction = 0.2\nsplit_seed = 8\n");
   auto c = load_data(other->data);
   ASSERT_TRUE(c.is_ok());

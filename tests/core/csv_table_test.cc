@@ -56,6 +56,7 @@ TEST(CsvTableTest, MissingOrNonNumericCellsAreRefusedNamingTheLineOrDroppedAndCo
   EXPECT_EQ(dropped->dropped, 5);
   EXPECT_EQ(dropped->dropped_lines, (std::vector<int64_t>{3, 4, 5, 6, 8}));
   EXPECT_EQ(dropped->values, (std::vector<float>{1, 2, 7, 8}));
+  EXPECT_EQ(dropped->lines, (std::vector<int64_t>{2, 7})) << "each kept row's line: what names it to a person";
 }
 
 TEST(CsvTableTest, MalformedFilesAreRefusedWhateverTheMissingPolicy) {
