@@ -224,8 +224,14 @@ Result<AttributionQuestion> prepare_attribution(const CustodyStore& store, const
     }
     question.test_label = static_cast<uint8_t>(label);
     const size_t test_row = static_cast<size_t>(call_first_row) + row;
+    // The row as the caller sent it (raw pixels, or a table's raw columns), made the model's
+    // input exactly as serving made it when it answered (core/input_contract.h).
     question.test_input.assign(r.inputs.begin() + static_cast<std::ptrdiff_t>(test_row * r.features),
                                r.inputs.begin() + static_cast<std::ptrdiff_t>((test_row + 1) * r.features));
+    CUSTODY_ASSIGN_OR_RETURN(const InputContract contract, input_contract_of_manifest(*manifest, model.input_size()));
+    CUSTODY_RETURN_IF_ERROR(contract.check(question.test_input.data(), 1, static_cast<int64_t>(r.features),
+                                           call.value("model", checkpoint)));
+    contract.apply(question.test_input);
     answer["kind"] = "prediction";
     answer["prediction"] = r.prediction_id;
     answer["call"] = call.value("call_id", "");
