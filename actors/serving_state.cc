@@ -115,10 +115,10 @@ Result<ServingState::PreparedCall> ServingState::prepare(const msg::Predict& r) 
   CUSTODY_RETURN_IF_ERROR(m.input.check(r.inputs.data(), r.rows, r.features, label));
   // Raw values become what the model was trained on (pixels x 1/255, or a table's rows
   // standardized); the usage record hashes the values as the caller sent them.
-  std::vector<float> inputs = r.inputs;
-  m.input.apply(inputs);
+  if (model_inputs_.size() < r.inputs.size()) model_inputs_.resize(r.inputs.size());
+  m.input.apply(r.inputs.data(), model_inputs_.data(), r.inputs.size());
   // Row-major rows x features is column-major features x rows: samples as columns.
-  MatrixView x(inputs.data(), r.features, r.rows);
+  MatrixView x(model_inputs_.data(), r.features, r.rows);
   const FlushDenormals flush;  // the same arithmetic as the workers' evaluation (core/float_env.h)
   Matrix probs = m.model->predict(m.params.data(), x, ws_);
 

@@ -85,6 +85,7 @@ class ServingState {
   };
   std::map<std::string, Resolved> names_;
   Workspace ws_;
+  std::vector<float> model_inputs_;  // a call's inputs after the preprocessing (reused)
   storage::liability::UseCheckCache liability_;  // taint and purposes, until the lineage grows
 };
 

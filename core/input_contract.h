@@ -54,8 +54,10 @@ struct InputContract {
   // invalid argument naming the first bad value's row and column, the value and the range.
   // `model` names the model in the message.
   Status check(const float* values, int64_t rows, int64_t features, const std::string& model) const;
-  // The model's inputs from checked raw values, in place.
+  // The model's inputs from checked raw values, in place, or from `raw` into `out` (n
+  // values each; one pass for pixels, no copy first).
   void apply(std::vector<float>& values) const;
+  void apply(const float* raw, float* out, size_t n) const;
   // For people and metadata: what a caller sends ("raw pixel values 0 to 255, ..."), and
   // what the service does with it before the model sees it.
   std::string expected() const;
