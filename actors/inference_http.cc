@@ -241,6 +241,16 @@ std::string model_metadata(const ModelInfo& info) {
                {{{"name", "probabilities"}, {"datatype", "FP32"}, {"shape", {-1, info.classes}}},
                 {{"name", "class"}, {"datatype", "INT64"}, {"shape", {-1}}}}},
               {"parameters", {{"checkpoint", info.checkpoint}, {"root_hash", info.root_hash}}}};
+  // The input contract (core/input_contract.h), on the input tensor and the model alike: a
+  // client reads what to send and what the service does with it before the model sees it.
+  json contract = {{"expects", info.input}, {"preprocessing", info.preprocessing}};
+  if (!info.input_range.empty()) {
+    contract["range"] = info.input_range;
+    contract["scale"] = info.input_scale;
+  }
+  if (!info.feature_names.empty()) contract["columns"] = info.feature_names;
+  doc["inputs"][0]["parameters"] = contract;
+  for (auto& [key, value] : contract.items()) doc["parameters"]["input_" + key] = value;
   return doc.dump();
 }
 

@@ -15,7 +15,17 @@ const std::string kNode = "parameter-server";
 const std::string kDoorbellPrefix = std::string("\0shm:", 5);
 constexpr auto kDoorbellPoll = std::chrono::milliseconds(100);
 
-bool is_doorbell_peer(const std::string& peer) { return peer.compare(0, kDoorbellPrefix.size(), kDoorbellPrefix) == 0; }
+// A doorbell whose attempt the state machine let go (the job cancelled or released, the
+// server registered again) keeps answering, with the state machine's refusal, until its
+// worker has been quiet this long: a worker that sends one more request learns at once
+// that its attempt is over instead of waiting out its step deadline.
+constexpr auto kOrphanLinger = std::chrono::seconds(30);
+
+// Longer than the prefix: libzmq's own routing ids are 5 bytes, a zero and a counter, and
+// one of them could equal the prefix itself.
+bool is_doorbell_peer(const std::string& peer) {
+  return peer.size() > kDoorbellPrefix.size() && peer.compare(0, kDoorbellPrefix.size(), kDoorbellPrefix) == 0;
+}
 
 // Data-plane requests refused for want of the rank's key (permission denied) are an
 // attack or a misconfiguration: the operator learns where they came from. The first 20 are
@@ -110,11 +120,17 @@ void ParameterServerCore::ring(Doorbell* d, std::string peer) {
   // too) go through the bridge, which owns the socket.
   const BridgeReply to_socket = [this](const std::string& to, const msg::Envelope& e) { peers_.send(to, e); };
   uint32_t seen = 0;  // a new region's request number starts at 0
+  bool orphaned = false;  // the attempt no longer holds the region: requests are refused
+  auto last_request = std::chrono::steady_clock::now();
   while (!stopping_) {
     auto message = d->region->wait_request(seen, kDoorbellPoll);
     std::lock_guard<std::mutex> lock(mu);
-    if (logic->region(d->job_id, d->rank) != d->region) break;  // the attempt no longer holds it
-    if (!message) continue;
+    orphaned = orphaned || logic->region(d->job_id, d->rank) != d->region;
+    if (!message) {
+      if (orphaned && std::chrono::steady_clock::now() - last_request > kOrphanLinger) break;
+      continue;
+    }
+    last_request = std::chrono::steady_clock::now();
     seen = message->seq;
     // Decoded from this thread's copy: the worker's process cannot change it underneath.
     auto decoded = msg::decode(message->bytes.data(), message->bytes.size(), limits_);

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "core/error.h"
 #include "protocols/messages.h"
@@ -22,6 +23,12 @@ struct ModelInfo {
   std::string root_hash;   // their Merkle root
   uint32_t features = 0;   // input: [N, features] FP32
   uint32_t classes = 0;    // output: [N, classes] probabilities
+  // The input contract (core/input_contract.h): what a caller sends, what the service does
+  // with it; an image model's accepted range [min, max] and scale, a table model's columns.
+  std::string input, preprocessing;
+  std::vector<float> input_range;
+  float input_scale = 0;
+  std::vector<std::string> feature_names;
 };
 
 enum class ServingCallKind : uint8_t {

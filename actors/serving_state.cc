@@ -45,12 +45,7 @@ Result<const ServingState::Loaded*> ServingState::load(const std::string& checkp
   CUSTODY_ASSIGN_OR_RETURN(Model model, storage::model_of_manifest(manifest));
   l.model = std::make_unique<Model>(std::move(model));
   l.params = std::move(values);
-  CUSTODY_ASSIGN_OR_RETURN(l.preprocessing, storage::preprocessing_of_manifest(manifest));
-  if (!l.preprocessing.empty() && l.preprocessing.feature_names.size() != static_cast<size_t>(l.model->input_size())) {
-    return data_loss("checkpoint " + checkpoint + " standardizes " +
-                     std::to_string(l.preprocessing.feature_names.size()) + " features, but its model takes " +
-                     std::to_string(l.model->input_size()));
-  }
+  CUSTODY_ASSIGN_OR_RETURN(l.input, storage::input_contract_of_manifest(manifest, l.model->input_size()));
   return &(cache_[checkpoint] = std::move(l));
 }
 
@@ -68,6 +63,13 @@ Result<ModelInfo> ServingState::describe(const std::string& ref) {
   info.root_hash = m->root_hash;
   info.features = static_cast<uint32_t>(m->model->input_size());
   info.classes = static_cast<uint32_t>(m->model->layer_sizes().back());
+  info.input = m->input.expected();
+  info.preprocessing = m->input.applied();
+  if (m->input.pixels()) {
+    info.input_range = {InputContract::kPixelMin, InputContract::kPixelMax};
+    info.input_scale = kInputScale;
+  }
+  info.feature_names = m->input.table.feature_names;
   return info;
 }
 
@@ -110,22 +112,13 @@ Result<ServingState::PreparedCall> ServingState::prepare(const msg::Predict& r) 
     return invalid_argument("the input holds " + std::to_string(r.inputs.size()) + " values, not rows x features = " +
                             std::to_string(static_cast<size_t>(r.rows) * r.features));
   }
-  for (size_t i = 0; i < r.inputs.size(); ++i) {
-    if (!std::isfinite(r.inputs[i])) {
-      return invalid_argument("row " + std::to_string(i / r.features) + ", feature " +
-                              std::to_string(i % r.features) + " is not a finite number");
-    }
-  }
-  // Raw rows of a table become what the model was trained on.
-  std::vector<float> standardized;
-  const float* inputs = r.inputs.data();
-  if (!m.preprocessing.empty()) {
-    standardized = r.inputs;
-    standardize(standardized, m.preprocessing.standardization);
-    inputs = standardized.data();
-  }
+  CUSTODY_RETURN_IF_ERROR(m.input.check(r.inputs.data(), r.rows, r.features, label));
+  // Raw values become what the model was trained on (pixels x 1/255, or a table's rows
+  // standardized); the usage record hashes the values as the caller sent them.
+  if (model_inputs_.size() < r.inputs.size()) model_inputs_.resize(r.inputs.size());
+  m.input.apply(r.inputs.data(), model_inputs_.data(), r.inputs.size());
   // Row-major rows x features is column-major features x rows: samples as columns.
-  MatrixView x(inputs, r.features, r.rows);
+  MatrixView x(model_inputs_.data(), r.features, r.rows);
   const FlushDenormals flush;  // the same arithmetic as the workers' evaluation (core/float_env.h)
   Matrix probs = m.model->predict(m.params.data(), x, ws_);
 

@@ -6,7 +6,8 @@
 // single RocksDB writer and a call must be durably recorded before it is answered.
 //
 // A call: resolve the model (NAME = newest version, NAME@V, or a checkpoint id), load and
-// verify its tensors once (cached by checkpoint), check the input (shape, finiteness),
+// verify its tensors once (cached by checkpoint), check the input (shape; every value
+// finite and, for an image model, a raw pixel 0 to 255), apply the model's preprocessing,
 // evaluate, write one usage record (caller, time, model version, weights root hash, input
 // SHA-256, each row's prediction id, class and probability), then reply with a receipt
 // of that record (storage/notary.h) the caller can check offline. A failed call gets an
@@ -21,6 +22,7 @@
 
 #include "actors/node_config.h"
 #include "actors/serving_call.h"
+#include "core/input_contract.h"
 #include "core/model.h"
 #include "actors/custody_recorder.h"
 #include "core/signing.h"
@@ -64,9 +66,10 @@ class ServingState {
     std::string checkpoint, root_hash;
     std::unique_ptr<Model> model;
     std::vector<float> params;
-    // A model trained on a CSV table: callers send raw rows, standardized here as the
-    // training rows were (core/csv_table.h standardize(): the same arithmetic, the same bits).
-    TablePreprocessing preprocessing;
+    // What callers send and how it becomes the model's input (core/input_contract.h): raw
+    // pixels scaled by 1/255, or a table's raw rows standardized, as training did (the same
+    // arithmetic, the same bits).
+    InputContract input;
   };
   Result<const Loaded*> load(const std::string& checkpoint);
   // NAME -> (checkpoint, "NAME@V"); resolved names are cached for a second.
@@ -82,6 +85,7 @@ class ServingState {
   };
   std::map<std::string, Resolved> names_;
   Workspace ws_;
+  std::vector<float> model_inputs_;  // a call's inputs after the preprocessing (reused)
   storage::liability::UseCheckCache liability_;  // taint and purposes, until the lineage grows
 };
 

@@ -63,15 +63,15 @@ struct TaskRecords {
 }  // namespace
 
 // Sample j of a sample-major block into column `col` of `x`, as features() makes it: a
-// byte scaled (one rounding of byte * kInputScale: the same bits), a float32 copied.
+// byte scaled (scale_pixels: one rounding of byte * kInputScale, the bits serving computes
+// from the same pixel), a float32 copied.
 void Trainer::put_sample(Matrix& x, Eigen::Index col, const std::vector<uint8_t>& pixels, Eigen::Index features,
                          int64_t j) const {
   if (value_bytes_ == 4) {
     std::memcpy(x.col(col).data(), pixels.data() + j * features * 4, static_cast<size_t>(features) * sizeof(float));
     return;
   }
-  x.col(col) = Eigen::Map<const Eigen::Matrix<uint8_t, Eigen::Dynamic, 1>>(pixels.data() + j * features, features)
-                   .cast<float>() * kInputScale;
+  scale_pixels(pixels.data() + j * features, x.col(col).data(), static_cast<size_t>(features));
 }
 
 namespace {

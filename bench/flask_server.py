@@ -2,8 +2,10 @@
 """The Flask pattern the seeds' serving example follows, over the same model as Custody
 serves: POST /predict {"instances": [[...], ...]} -> {"predictions": [{"class",
 "probabilities"}]}, a NumPy forward pass of the MLP exported by `custody export` (raw
-float32, Custody's layout: per layer W (out x in, column-major) then b). No recording,
-no authentication: the peer bench/http_serving.sh measures Custody's HTTP path against.
+float32, Custody's layout: per layer W (out x in, column-major) then b) on raw pixel
+values 0 to 255, scaled by 1/255 in float32 as Custody's service scales them
+(core/input_contract.h). No recording, no authentication: the peer bench/http_serving.sh
+measures Custody's HTTP path against.
 
   flask_server.py WEIGHTS.f32 PORT 784,256,128,10
 """
@@ -34,7 +36,7 @@ def main():
 
     @app.post("/predict")
     def predict():
-        x = np.asarray(request.get_json()["instances"], dtype=np.float32)
+        x = np.asarray(request.get_json()["instances"], dtype=np.float32) * np.float32(1.0 / 255.0)
         for i, (w, b) in enumerate(layers):
             x = x @ w.T + b
             if i + 1 < len(layers):

@@ -35,13 +35,13 @@ int main(int argc, char** argv) {
   if (!token.empty()) headers.emplace("Authorization", "Bearer " + token);
 
   std::mt19937 rng(1);
-  std::uniform_real_distribution<float> u(0.0f, 1.0f);
+  std::uniform_int_distribution<int> u(0, 255);  // raw pixel values, the models' input contract
   std::string rows;
   for (int r = 0; r < batch; ++r) {
     std::string row;
     for (int f = 0; f < features; ++f) {
       char buf[32];
-      std::snprintf(buf, sizeof(buf), "%s%.6g", f ? "," : "", u(rng));
+      std::snprintf(buf, sizeof(buf), "%s%d", f ? "," : "", u(rng));
       row += buf;
     }
     rows += (r ? "," : "") + (kind == "oip" ? row : "[" + row + "]");

@@ -66,9 +66,10 @@ int main(int argc, char** argv) {
   const int clients = argc > 6 ? std::max(1, std::stoi(argv[6])) : 1;
   transport::Context ctx;
   std::mt19937 rng(1);
-  std::uniform_real_distribution<float> u(0.0f, 1.0f);
+  // Raw pixel values 0 to 255, the models' input contract (core/input_contract.h).
+  std::uniform_int_distribution<int> u(0, 255);
   msg::Predict p{model, "bench", batch, features, std::vector<float>(size_t(batch) * features), "benchmark"};
-  for (float& v : p.inputs) v = u(rng);
+  for (float& v : p.inputs) v = static_cast<float>(u(rng));
   std::vector<std::vector<double>> latencies(clients);
   std::atomic<bool> ok{true};
   const auto start = Clock::now();

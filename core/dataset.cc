@@ -154,9 +154,9 @@ Matrix features(const LabeledSet& set, int64_t begin, int64_t end) {
                 static_cast<size_t>((end - begin) * set.features) * sizeof(float));
     return x;
   }
-  Eigen::Map<const Eigen::Matrix<uint8_t, Eigen::Dynamic, Eigen::Dynamic>> raw(
-      set.pixels.data() + begin * set.features, set.features, end - begin);
-  return raw.cast<float>() * kInputScale;
+  Matrix x(set.features, end - begin);
+  scale_pixels(set.pixels.data() + begin * set.features, x.data(), static_cast<size_t>(x.size()));
+  return x;
 }
 
 Result<DataSplit> load_data(const DataSpec& spec) {

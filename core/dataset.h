@@ -17,6 +17,7 @@
 
 #include "core/csv_table.h"
 #include "core/error.h"
+#include "core/input_contract.h"
 #include "core/model.h"
 #include "core/records_digest.h"
 
@@ -54,12 +55,9 @@ LabeledSet slice(const LabeledSet& set, int64_t begin, int64_t end);
 // byte names the file it is in. REQUIRES: begin <= end <= set.count
 RecordsDigest records_digest(const LabeledSet& set, int64_t begin, int64_t end);
 
-// What a model's inputs are: the data set's uint8 values times this (pixels to [0, 1]).
-// Serving (prediction_input.cc) and exported models (ONNX graphs, model cards) apply the same.
-constexpr float kInputScale = 1.0f / 255.0f;
-
 // Samples [begin, end) as a (features x (end-begin)) float matrix: bytes scaled by
-// kInputScale, float32 values as they are.
+// scale_pixels() (core/input_contract.h: the scaling serving applies too), float32 values
+// as they are.
 // REQUIRES: begin <= end <= set.count
 Matrix features(const LabeledSet& set, int64_t begin, int64_t end);
 

@@ -247,19 +247,14 @@ Result<AttributionQuestion> prepare_attribution(const CustodyStore& store, const
     }
     question.test_label = static_cast<uint8_t>(label);
     const size_t test_row = static_cast<size_t>(call_first_row) + row;
+    // The row as the caller sent it (raw pixels, or a table's raw columns), made the model's
+    // input exactly as serving made it when it answered (core/input_contract.h).
     question.test_input.assign(r.inputs.begin() + static_cast<std::ptrdiff_t>(test_row * r.features),
                                r.inputs.begin() + static_cast<std::ptrdiff_t>((test_row + 1) * r.features));
-    if (!run.data.table.empty()) {
-      // A model trained on a CSV table was sent a raw row, which serving standardized
-      // before answering: the gradient is taken at what the model saw, as the training
-      // records' are (they were standardized at load), with the same arithmetic.
-      if (run.data.table.standardization.mean.size() != question.test_input.size()) {
-        return invalid_argument("the input has " + std::to_string(question.test_input.size()) +
-                                " values per row, the table's features are " +
-                                std::to_string(run.data.table.standardization.mean.size()));
-      }
-      standardize(question.test_input, run.data.table.standardization);
-    }
+    CUSTODY_ASSIGN_OR_RETURN(const InputContract contract, input_contract_of_manifest(*manifest, model.input_size()));
+    CUSTODY_RETURN_IF_ERROR(contract.check(question.test_input.data(), 1, static_cast<int64_t>(r.features),
+                                           call.value("model", checkpoint)));
+    contract.apply(question.test_input);
     answer["kind"] = "prediction";
     answer["prediction"] = r.prediction_id;
     answer["call"] = call.value("call_id", "");

@@ -174,6 +174,17 @@ Result<TablePreprocessing> preprocessing_of_manifest(const json& manifest) {
   return p;
 }
 
+Result<InputContract> input_contract_of_manifest(const json& manifest, int64_t model_inputs) {
+  InputContract c;
+  CUSTODY_ASSIGN_OR_RETURN(c.table, preprocessing_of_manifest(manifest));
+  if (!c.table.empty() && c.table.feature_names.size() != static_cast<size_t>(model_inputs)) {
+    return data_loss("checkpoint " + manifest.value("id", "?") + " standardizes " +
+                     std::to_string(c.table.feature_names.size()) + " features, but its model takes " +
+                     std::to_string(model_inputs));
+  }
+  return c;
+}
+
 Result<Model> model_of_manifest(const json& manifest) {
   const std::string name = manifest.value("activation", std::string("relu"));
   const auto activation = parse_activation(name);

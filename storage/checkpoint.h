@@ -48,6 +48,7 @@
 
 #include "core/model.h"
 #include "core/csv_table.h"
+#include "core/input_contract.h"
 #include "core/optimizer.h"
 #include "storage/custody_store.h"
 #include "storage/store_key.h"
@@ -82,6 +83,10 @@ json preprocessing_json(const TablePreprocessing& p);
 // The preprocessing a manifest names (empty if it names none). Errors: one that is damaged
 // (lists of other lengths, non-numbers, a std that is not positive), naming the checkpoint.
 Result<TablePreprocessing> preprocessing_of_manifest(const json& manifest);
+// What the checkpoint's model takes from callers (core/input_contract.h): a table's raw
+// columns when its manifest names a preprocessing, else raw pixels 0 to 255. Errors: a
+// damaged preprocessing (as above), or one that does not fit a model of `model_inputs`.
+Result<InputContract> input_contract_of_manifest(const json& manifest, int64_t model_inputs);
 
 // An optimizer's state over the whole parameter vector (core/optimizer.h's layout, with
 // blocks of num_parameters floats).

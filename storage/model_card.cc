@@ -90,10 +90,15 @@ Result<json> model_card(const CustodyStore& store, const std::string& reference)
         {"hidden_activation", run.value("activation", std::string("relu"))},
         {"output", "softmax over the classes"},
         {"parameters", "per layer l: weight (out_l x in_l), then bias (out_l)"}}},
+      // The input contract (core/input_contract.h): what every consumer of this model sends,
+      // and where the scaling happens, so the file and the service answer alike.
       {"preprocessing",
-       {{"input", "one row per sample: the data set's raw values (IDX: uint8 pixels 0-255, row-major image)"},
+       {{"input", "one row per sample: " + InputContract().expected()},
+        {"range", {InputContract::kPixelMin, InputContract::kPixelMax}},
         {"scale", kInputScale},
-        {"applied", "model input = raw value x scale; ONNX exports apply it inside the graph (node 'scale')"}}},
+        {"applied",
+         "model input = pixel x scale (1/255 as a float32, one rounding); `custody predict` and HTTP serving apply "
+         "it to the raw pixels they are sent, ONNX exports inside the graph (node 'scale')"}}},
       {"training",
        {{"run", run.value("id", "")},
         {"name", run.value("name", "")},
@@ -118,7 +123,7 @@ Result<json> model_card(const CustodyStore& store, const std::string& reference)
   if (run.contains("preprocessing") && run["preprocessing"].is_object()) {
     // Trained on a CSV table: raw rows are standardized, not scaled.
     json pre = run["preprocessing"];
-    pre["input"] = "one row per sample: the table's raw feature values, in the columns named";
+    pre["input"] = "one row per sample: the table's raw feature values (finite), in the columns named";
     pre["scale"] = 1.0;
     pre["applied"] =
         "model input = (raw value - mean) / std per feature, the training rows' statistics; `custody predict` and "

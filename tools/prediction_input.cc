@@ -73,7 +73,8 @@ Result<PredictionInput> read_idx(const std::string& path) {
   in.rows = set.count;
   in.features = set.features;
   in.values.resize(set.pixels.size());
-  for (size_t i = 0; i < set.pixels.size(); ++i) in.values[i] = set.pixels[i] * kInputScale;
+  // The raw pixel values: the service scales them as training did (core/input_contract.h).
+  for (size_t i = 0; i < set.pixels.size(); ++i) in.values[i] = set.pixels[i];
   return in;
 }
 

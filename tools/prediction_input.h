@@ -1,9 +1,12 @@
-// How `custody predict` reads its input: IDX images (gzipped or not; scaled to [0, 1] as
-// in training), CSV rows, or raw float32 values (host order, little-endian on the machines
-// Custody runs on). CSV and float32 values are sent as they are: an IDX-trained model takes
-// them as its inputs (already scaled), a model trained on a CSV table as raw feature rows,
-// which serving standardizes with the training rows' statistics (the model card's order).
-// Non-finite values are passed on: the model refuses them naming row and feature.
+// How `custody predict` (and `custody attribute`) read their input: IDX images (gzipped or
+// not), CSV rows, or raw float32 values (host order, little-endian on the machines Custody
+// runs on). Every format is sent as raw values, the one input contract of
+// core/input_contract.h: an image model takes raw pixel values 0 to 255 (an IDX file's
+// bytes as they are; CSV and float32 the same numbers), which the service scales by 1/255
+// as training did; a model trained on a CSV table takes its raw columns in the model card's
+// order, which the service standardizes with the training rows' statistics. Values outside
+// the model's range, and non-finite ones, are passed on: the service refuses them naming
+// row, column and range.
 // Every error is an invalid argument that names the file and, for CSV, the line and value
 // that are wrong; no input makes these functions crash or throw.
 // Thread-safety: plain functions of their arguments.

@@ -126,5 +126,40 @@ TEST(InferenceHttpTest, FailuresMapToTheirHttpStatus) {
   EXPECT_EQ(json::parse(error_body("bad \"row\""))["error"], "bad \"row\"");
 }
 
+// The model metadata states the input contract (core/input_contract.h) on the input
+// tensor and among the model's parameters: what to send and what the service does with it.
+TEST(InferenceHttpTest, ModelMetadataStatesTheInputContract) {
+  ModelInfo image;
+  image.name = "fashion";
+  image.version = "2";
+  image.features = 784;
+  image.classes = 10;
+  image.input = "raw pixel values 0 to 255";
+  image.preprocessing = "model input = pixel x (1/255)";
+  image.input_range = {0, 255};
+  image.input_scale = 1.0f / 255.0f;
+  json doc = json::parse(model_metadata(image));
+  const json& contract = doc["inputs"][0]["parameters"];
+  EXPECT_EQ(contract["expects"], "raw pixel values 0 to 255");
+  EXPECT_EQ(contract["preprocessing"], "model input = pixel x (1/255)");
+  EXPECT_EQ(contract["range"], json({0, 255}));
+  EXPECT_NEAR(contract["scale"].get<double>(), 1.0 / 255.0, 1e-9);
+  EXPECT_FALSE(contract.contains("columns"));
+  EXPECT_EQ(doc["parameters"]["input_range"], json({0, 255}));
+  EXPECT_EQ(doc["inputs"][0]["shape"], json({-1, 784}));
+
+  ModelInfo table;
+  table.name = "penguins";
+  table.features = 2;
+  table.classes = 3;
+  table.input = "finite raw values of the table's columns, in this order: bill, mass";
+  table.preprocessing = "standardized";
+  table.feature_names = {"bill", "mass"};
+  doc = json::parse(model_metadata(table));
+  EXPECT_EQ(doc["inputs"][0]["parameters"]["columns"], json({"bill", "mass"}));
+  EXPECT_FALSE(doc["inputs"][0]["parameters"].contains("range"));
+  EXPECT_EQ(doc["parameters"]["input_columns"], json({"bill", "mass"}));
+}
+
 }  // namespace
 }  // namespace custody::actors::http

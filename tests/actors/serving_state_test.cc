@@ -3,8 +3,11 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "actors/custody_recorder.h"
 #include "core/clock.h"
+#include "core/dataset.h"
 
 namespace custody::actors {
 namespace {
@@ -115,12 +118,14 @@ TEST(ServingStateModel, ACheckpointOfATanhMlpIsServedWithTanh) {
   p.principal = "dave";
   p.rows = 1;
   p.features = 2;
-  p.inputs = {0.9f, -1.7f};
+  p.inputs = {230.0f, 17.0f};  // raw pixels: the model sees them x 1/255
   auto served = serving.predict(p);
   ASSERT_TRUE(served.is_ok()) << served.status().to_string();
   Workspace ws;
-  const Matrix tanh_probs = Model(sizes, Activation::kTanh).predict(values.data(), MatrixView(p.inputs.data(), 2, 1), ws);
-  const Matrix relu_probs = Model(sizes).predict(values.data(), MatrixView(p.inputs.data(), 2, 1), ws);
+  std::vector<float> x(2);
+  scale_pixels(p.inputs.data(), x.data(), 2);
+  const Matrix tanh_probs = Model(sizes, Activation::kTanh).predict(values.data(), MatrixView(x.data(), 2, 1), ws);
+  const Matrix relu_probs = Model(sizes).predict(values.data(), MatrixView(x.data(), 2, 1), ws);
   ASSERT_EQ(served->probabilities.size(), 2u);
   EXPECT_GT(std::abs(tanh_probs(0, 0) - relu_probs(0, 0)), 1e-3f) << "the test needs the two to differ";
   EXPECT_FLOAT_EQ(served->probabilities[0], tanh_probs(0, 0));
@@ -180,14 +185,101 @@ TEST(ServingStateTable, RawRowsAreStandardizedWithTheCheckpointsStatistics) {
     return serving.predict(p);
   };
   auto raw = call("table", {14.0f, -1.0f, 6.0f, -2.5f});
-  auto standardized = call("plain", {1.0f, 2.0f, -1.0f, -1.0f});
   ASSERT_TRUE(raw.is_ok()) << raw.status().to_string();
-  ASSERT_TRUE(standardized.is_ok()) << standardized.status().to_string();
-  EXPECT_EQ(raw->probabilities, standardized->probabilities);
+  // The same weights on the standardized rows (exact in float32), evaluated here.
+  const std::vector<float> standardized{1.0f, 2.0f, -1.0f, -1.0f};
+  Workspace ws;
+  const Matrix expected = Model({2, 2}).predict(weights.data(), MatrixView(standardized.data(), 2, 2), ws);
+  ASSERT_EQ(raw->probabilities.size(), 4u);
+  for (int i = 0; i < 4; ++i) EXPECT_FLOAT_EQ(raw->probabilities[i], expected.data()[i]) << i;
+  // A table model takes any finite raw value, but not a NaN: named by row, column and name.
+  auto nan = call("table", {14.0f, -1.0f, 6.0f, std::nanf("")});
+  EXPECT_EQ(nan.status().code(), ErrorCode::kInvalidArgument);
+  EXPECT_NE(nan.status().message().find("row 1, column 1 (b): nan is not a finite number"), std::string::npos)
+      << nan.status().to_string();
+  // The model without a table's preprocessing is an image model: raw pixels 0 to 255.
+  auto plain = call("plain", {1.0f, 2.0f, -1.0f, -1.0f});
+  EXPECT_EQ(plain.status().code(), ErrorCode::kInvalidArgument);
+  EXPECT_NE(plain.status().message().find("row 1, column 0: -1 is outside the range"), std::string::npos)
+      << plain.status().to_string();
   auto damaged = call("damaged", {14.0f, -1.0f, 6.0f, -2.5f});
   EXPECT_EQ(damaged.status().code(), ErrorCode::kDataLoss) << damaged.status().to_string();
   EXPECT_NE(damaged.status().message().find("standardizes 3 features"), std::string::npos)
       << damaged.status().to_string();
+}
+
+}  // namespace
+}  // namespace custody::actors
+
+namespace custody::actors {
+namespace {
+
+// The one input contract for an image model (core/input_contract.h): callers send raw
+// pixel values 0 to 255 and get what the model answers on pixel x 1/255, the scaling
+// training applied (the same bits: scale_pixels, as features() computes it from bytes);
+// a value outside 0..255 or not finite is refused naming its row, its column and the
+// range, and leaves no usage record. The model's description says the contract.
+TEST(ServingStatePixels, RawPixelsAreScaledAsInTrainingAndValuesOutsideTheRangeAreRefused) {
+  auto store = storage::CustodyStore::in_memory();
+  CustodyRecorder recorder(store.get());
+  const std::vector<int> sizes{3, 4, 2};
+  std::vector<float> values(Model(sizes).num_parameters());
+  for (size_t i = 0; i < values.size(); ++i) values[i] = 0.25f * static_cast<float>(i % 7) - 0.7f;
+  msg::JobStatus job;
+  job.job_id = "job-0000000p";
+  job.name = "pixels";
+  storage::CheckpointSpec spec;
+  spec.job = job.job_id;
+  spec.step = 10;
+  spec.final = true;
+  auto id = recorder.checkpoint(job, sizes, values, spec, {});
+  ASSERT_TRUE(id.is_ok()) << id.status().to_string();
+  ServingState serving(store.get(), ServingOptions{});
+  auto call = [&](std::vector<float> inputs) {
+    msg::Predict p;
+    p.model = id.value();
+    p.principal = "dave";
+    p.rows = static_cast<uint32_t>(inputs.size() / 3);
+    p.features = 3;
+    p.inputs = std::move(inputs);
+    return serving.predict(p);
+  };
+
+  // Two images' raw bytes, as the IDX file holds them, and the same bytes as training reads them.
+  LabeledSet set;
+  set.count = 2;
+  set.features = 3;
+  set.pixels = {0, 128, 255, 37, 200, 1};
+  set.labels = {0, 1};
+  auto served = call({0.0f, 128.0f, 255.0f, 37.0f, 200.0f, 1.0f});
+  ASSERT_TRUE(served.is_ok()) << served.status().to_string();
+  Workspace ws;
+  const Matrix trained_on = features(set, 0, 2);
+  const Matrix expected =
+      Model(sizes).predict(values.data(), MatrixView(trained_on.data(), trained_on.rows(), trained_on.cols()), ws);
+  ASSERT_EQ(served->probabilities.size(), 4u);
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(served->probabilities[i], expected.data()[i]) << "the same bits, " << i;
+
+  const size_t before = store->usage_of(id.value())->size();
+  for (const auto& [bad, says] : std::vector<std::pair<float, std::string>>{
+           {256.0f, "row 1, column 2: 256 is outside the range"},
+           {-1.0f, "row 1, column 2: -1 is outside the range"},
+           {std::nanf(""), "row 1, column 2: nan is not a finite number"},
+           {INFINITY, "row 1, column 2: inf is not a finite number"}}) {
+    auto refused = call({0.0f, 128.0f, 255.0f, 37.0f, 200.0f, bad});
+    EXPECT_EQ(refused.status().code(), ErrorCode::kInvalidArgument) << says;
+    EXPECT_NE(refused.status().message().find(says), std::string::npos) << refused.status().to_string();
+    EXPECT_NE(refused.status().message().find("raw pixel values 0 to 255"), std::string::npos)
+        << refused.status().to_string();
+  }
+  EXPECT_EQ(store->usage_of(id.value())->size(), before) << "a refused call leaves no record";
+
+  auto info = serving.describe(id.value());
+  ASSERT_TRUE(info.is_ok()) << info.status().to_string();
+  EXPECT_NE(info->input.find("raw pixel values 0 to 255"), std::string::npos) << info->input;
+  EXPECT_NE(info->preprocessing.find("1/255"), std::string::npos) << info->preprocessing;
+  EXPECT_EQ(info->input_range, (std::vector<float>{0.0f, 255.0f}));
+  EXPECT_EQ(info->input_scale, kInputScale);
 }
 
 }  // namespace

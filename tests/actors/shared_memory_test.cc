@@ -527,5 +527,46 @@ TEST_F(SharedMemoryPlaneTest, NoNameIsLeftOnceTheServerAnsweredThroughTheRegion)
   EXPECT_FALSE(in_dev_shm(name));
 }
 
+// A server that drops a job whose ranks talk through their doorbells (registered again:
+// clear(); a release; a cancel) still answers a request through the region, with the
+// refusal a socket request would get, so the trainer learns at once that its attempt is
+// over instead of waiting out its step deadline (found in review: it waited it out).
+TEST_F(SharedMemoryPlaneTest, ADoorbellRequestAfterTheServerDroppedTheJobIsRefusedAtOnce) {
+  ParameterServerCore core(nullptr, std::make_unique<ParameterServerState>("ps-1"), {}, CpuList());
+  target_ = core.logic.get();
+  assign("bsp");
+  transport::Context context;
+  std::vector<SocketParameterClient> clients;
+  std::vector<std::vector<float>> values(2, std::vector<float>(n_));
+  for (uint32_t rank = 0; rank < 2; ++rank) {
+    ParameterRequests r = requests(rank, true);
+    Inbound in{Channel::kPeers, "PEER-" + std::to_string(rank), std::make_shared<const Envelope>(r.pull()[0]), "", ""};
+    std::vector<Envelope> answers;
+    core.handle(in, [&](const std::string&, const Envelope& e) { answers.push_back(e); });
+    ASSERT_EQ(answers.size(), 1u);
+    ASSERT_TRUE(r.accept(0, answers[0], values[rank].data()).value());
+    auto client = SocketParameterClient::connect(context, std::move(r), [] { return false; });
+    ASSERT_TRUE(client.is_ok());
+    clients.push_back(std::move(client).value());
+  }
+  auto g0 = gradient(0, 0), g1 = gradient(1, 0);
+  ASSERT_TRUE(clients[0].push(0, 16, g0.data()).is_ok());
+  ASSERT_TRUE(clients[1].push(0, 16, g1.data()).is_ok());
+  for (int rank = 0; rank < 2; ++rank) ASSERT_TRUE(clients[rank].wait(values[rank].data(), std::chrono::seconds(10)).is_ok());
+  {
+    std::lock_guard<std::mutex> lock(core.mu);
+    core.logic->clear();  // what the node does when it registers again
+  }
+  auto g = gradient(0, 1);
+  ASSERT_TRUE(clients[0].push(1, 16, g.data()).is_ok());
+  const auto t0 = std::chrono::steady_clock::now();
+  Status s = clients[0].wait(values[0].data(), std::chrono::seconds(10));
+  const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_FALSE(s.is_ok());
+  EXPECT_NE(s.code(), ErrorCode::kDeadlineExceeded) << s.to_string();
+  EXPECT_LT(waited, 2.0) << s.to_string();
+  core.stop();
+}
+
 }  // namespace
 }  // namespace custody::actors

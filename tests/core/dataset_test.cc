@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <zlib.h>
 
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -78,6 +79,48 @@ TEST_F(DatasetTest, FeaturesAreScaledColumnsOfSamples) {
   ASSERT_EQ(x.cols(), 2);
   EXPECT_FLOAT_EQ(x(0, 0), set.pixels[2] / 255.0f);
   EXPECT_FLOAT_EQ(x(1, 1), set.pixels[5] / 255.0f);
+}
+
+// The input contract (core/input_contract.h): a raw pixel sent as a float32 (serving)
+// becomes the same bits as the byte training read (features()), for every byte value, and
+// the same as one scalar float32 multiply by kInputScale (what the ONNX graph's Mul and
+// NumPy compute). check() refuses what is outside 0..255 or not finite, naming row, column
+// and range; a table model takes any finite value and names the column.
+TEST(InputContractTest, RawPixelsScaleToTheBitsTrainingUsesAndOutOfRangeValuesAreRefused) {
+  LabeledSet set;
+  set.count = 256;
+  set.features = 1;
+  for (int b = 0; b < 256; ++b) set.pixels.push_back(static_cast<uint8_t>(b));
+  const Matrix trained = features(set, 0, 256);
+  std::vector<float> raw(256);
+  for (int b = 0; b < 256; ++b) raw[b] = static_cast<float>(b);
+  InputContract pixels;
+  ASSERT_TRUE(pixels.check(raw.data(), 256, 1, "m@1").is_ok());
+  pixels.apply(raw);
+  for (int b = 0; b < 256; ++b) {
+    volatile float scalar = static_cast<float>(b) * kInputScale;  // one rounding, not fused or folded
+    EXPECT_EQ(raw[b], trained(0, b)) << b;
+    EXPECT_EQ(raw[b], scalar) << b;
+  }
+  const std::vector<float> rows = {0, 255, 12, 255.5f};
+  Status above = pixels.check(rows.data(), 2, 2, "m@1");
+  EXPECT_EQ(above.code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(above.message(),
+            "row 1, column 1: 255.5 is outside the range model m@1 accepts: " + pixels.expected());
+  const std::vector<float> nan = {std::nanf("")};
+  EXPECT_NE(pixels.check(nan.data(), 1, 1, "m@1").message().find("row 0, column 0: nan is not a finite number"),
+            std::string::npos);
+  InputContract table;
+  table.table.feature_names = {"mass", "bill"};
+  table.table.standardization = {{1.0f, 2.0f}, {2.0f, 4.0f}};
+  const std::vector<float> any = {-1000, 1e30f};
+  EXPECT_TRUE(table.check(any.data(), 1, 2, "t@1").is_ok());
+  const std::vector<float> inf = {0, INFINITY};
+  EXPECT_NE(table.check(inf.data(), 1, 2, "t@1").message().find("row 0, column 1 (bill): inf is not a finite"),
+            std::string::npos);
+  std::vector<float> standardized = {3, 10};
+  table.apply(standardized);
+  EXPECT_EQ(standardized, (std::vector<float>{1, 2}));
 }
 
 TEST_F(DatasetTest, RefusesMissingTruncatedAndForeignFilesNamingThem) {

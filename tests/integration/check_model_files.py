@@ -3,6 +3,7 @@
 each gives the answers `custody predict` gave (tests/integration/model_files_test.cc).
 
   check_model_files.py MODEL.onnx MODEL.safetensors MODEL.raw INPUT ROWS PREDICTIONS.json
+                       [--http URL --model NAME [--token FILE]]
 
 INPUT: IDX images (.idx, .gz), or a CSV table of raw feature rows (.csv, an optional header
 row) for a model trained on a table, whose files standardize the rows themselves (ONNX: Sub
@@ -12,7 +13,11 @@ Relu, Tanh, Softmax, and for models with image layers Reshape, Conv, MaxPool, Fl
 operators the exporter uses; any other is an error). safetensors: the header
 parsed as the format's specification says, the tensors loaded by name and shape, and the
 MLP computed from them. raw: the documented flat layout (layer l: weight out x in
-column-major, then bias). Each must match the predictions to 1e-5. Exits 0 when all do.
+column-major, then bias). With --http, the same raw values are also sent, with nothing but
+`requests`, to the service's Open Inference Protocol route (POST URL/v2/models/NAME/infer),
+and its model metadata must state the input contract (raw pixels 0 to 255 for an image
+model, the columns for a table's). Each must match the predictions to 1e-5: one input
+contract, whoever evaluates the model. Exits 0 when all do.
 """
 import gzip
 import json
@@ -226,8 +231,29 @@ def run_raw(path, x, sizes, scale, activation, arch="", meta=None):
     return mlp(layers, x * np.float32(scale), activation)
 
 
+def run_http(url, model, token, x, images):
+    """The raw rows through the service's OIP route, as a user's requests client sends them."""
+    import requests  # only here: the file checks need no HTTP client
+    headers = {"Authorization": "Bearer " + open(token).read().strip()} if token else {}
+    meta = requests.get(url + "/v2/models/" + model, headers=headers, timeout=30)
+    assert meta.status_code == 200, (meta.status_code, meta.text)
+    contract = meta.json()["inputs"][0]["parameters"]
+    if images.endswith(".csv"):
+        assert "columns" in contract and "range" not in contract, contract
+    else:
+        assert contract["range"] == [0, 255] and "raw pixel values 0 to 255" in contract["expects"], contract
+    tensor = {"name": "input", "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}
+    r = requests.post(url + "/v2/models/" + model + "/infer", json={"inputs": [tensor]}, headers=headers,
+                      timeout=60)
+    assert r.status_code == 200, (r.status_code, r.text)
+    out = r.json()["outputs"][0]
+    return np.array(out["data"], dtype=np.float32).reshape(out["shape"])
+
+
 def main():
-    onnx_path, st_path, raw_path, images, rows, predictions = sys.argv[1:7]
+    args, flags = sys.argv[1:7], sys.argv[7:]
+    onnx_path, st_path, raw_path, images, rows, predictions = args
+    opts = dict(zip(flags[::2], flags[1::2]))
     rows = int(rows)
     x = read_csv_rows(images, rows) if images.endswith(".csv") else read_idx_images(images, rows)
     expected = np.array([p["probabilities"] for p in json.load(open(predictions))], dtype=np.float32)
@@ -238,7 +264,10 @@ def main():
     sizes = json.loads(st_meta["layer_sizes"])
     raw = run_raw(raw_path, x, sizes, float(st_meta["input_scale"]), st_meta["hidden_activation"],
                   st_meta.get("architecture", ""), st_meta)
-    for name, probs in (("onnx", got), ("safetensors", st), ("raw", raw)):
+    answers = [("onnx", got), ("safetensors", st), ("raw", raw)]
+    if "--http" in opts:
+        answers.append(("http", run_http(opts["--http"], opts["--model"], opts.get("--token"), x, images)))
+    for name, probs in answers:
         worst = float(np.abs(probs - expected).max())
         ok = worst <= TOLERANCE and (probs.argmax(1) == expected.argmax(1)).all()
         print(f"{name}: largest difference from custody predict {worst:.2e} over {rows} rows "

@@ -70,7 +70,8 @@ int connect_to(const std::string& url) {
   return fd;
 }
 
-// 3 rows of the synthetic job's 32 features, as CSV and as an OIP tensor's data.
+// 3 rows of the synthetic job's 32 features (raw values 0 to 255, as the model takes
+// them), as CSV and as an OIP tensor's data.
 struct Rows {
   std::string csv;
   std::vector<float> values;
@@ -79,13 +80,25 @@ Rows three_rows() {
   Rows r;
   for (int row = 0; row < 3; ++row) {
     for (int f = 0; f < 32; ++f) {
-      const float v = static_cast<float>((row * 5 + f * 3) % 7) / 7.0f;
+      const float v = static_cast<float>((row * 5 + f * 3) % 7 * 42);
       r.values.push_back(v);
       r.csv += (f ? "," : "") + std::to_string(v);
     }
     r.csv += "\n";
   }
   return r;
+}
+
+std::string repeated(const std::string& s, int n) {
+  std::string out;
+  for (int i = 0; i < n; ++i) out += s;
+  return out;
+}
+
+// `values` with the one at `index` replaced.
+std::vector<float> with_value(std::vector<float> values, size_t index, float v) {
+  values[index] = v;
+  return values;
 }
 
 std::string infer_body(const std::vector<float>& values, size_t rows, size_t features) {
@@ -163,6 +176,12 @@ TEST_F(HttpTest, CurlAndRequestsGetTheCliPredictionsAuthenticatedAndMetered) {
   ASSERT_EQ(meta.status, 200) << meta.body;
   EXPECT_EQ(meta.doc["inputs"][0]["shape"], json({-1, 32}));
   EXPECT_EQ(meta.doc["outputs"][0]["shape"], json({-1, 4}));
+  // The input contract: raw pixel values 0 to 255, scaled by the service.
+  const json& contract = meta.doc["inputs"][0]["parameters"];
+  EXPECT_NE(contract.value("expects", "").find("raw pixel values 0 to 255"), std::string::npos) << meta.body;
+  EXPECT_NE(contract.value("preprocessing", "").find("pixel x (1/255)"), std::string::npos) << meta.body;
+  EXPECT_EQ(contract["range"], json({0, 255})) << meta.body;
+  EXPECT_EQ(meta.doc["parameters"]["input_range"], json({0, 255})) << meta.body;
   EXPECT_EQ(meta.doc["versions"], json({"1"}));
   EXPECT_EQ(curl(c.dir(), url_ + "/v2/models/served/versions/1/ready", auth(carol_token_)).status, 200);
 
@@ -251,6 +270,10 @@ TEST_F(HttpTest, BadCallsGetTheRightStatusAnErrorObjectAndNoRecord) {
       {"a shape that lies", "/v2/models/served/infer", infer_body(rows.values, 2, 32), carol_token_, 400,
        "more values than its shape says"},
       {"no model for /predict", "/predict", R"({"instances":[[1]]})", carol_token_, 400, "name the model"},
+      {"a pixel above 255", "/v2/models/served/infer", infer_body(with_value(rows.values, 37, 256), 3, 32),
+       carol_token_, 400, "row 1, column 5: 256 is outside the range model served@1 accepts: raw pixel values 0 to 255"},
+      {"a negative pixel", "/predict", R"({"model":"served","instances":[[-1)" + repeated(",0", 31) + "]]}",
+       carol_token_, 400, "row 0, column 0: -1 is outside the range"},
   };
   for (const auto& k : cases) {
     HttpResult r = post(k.path, k.body, k.token);

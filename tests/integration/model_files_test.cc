@@ -3,6 +3,11 @@
 // (python3-onnx and NumPy, tests/integration/check_model_files.py), gives the answers
 // `custody predict` gave to 1e-5; the model card beside it names the model, its data and
 // licence, its submitter and the export's own usage record.
+// One input contract (core/input_contract.h): the same raw pixels 0 to 255 (the IDX file's
+// bytes) give the same class and probabilities, to 1e-5, from `custody predict` on the IDX
+// file, from HTTP (the OIP route, with `requests`) and from the ONNX graph in NumPy; the
+// model's metadata and card say so; a pixel of 256, -1 or NaN is refused naming its row
+// and column.
 #include <nlohmann/json.hpp>
 
 #include "tests/integration/cluster.h"
@@ -17,9 +22,42 @@ const std::string kImages = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-
 
 json parse_json(const std::string& text) { return json::parse(text, nullptr, false); }
 
+// A cluster whose coordinator also serves HTTP on a free port (no --auth: callers are "http").
+ClusterOptions with_http(const std::string& name) {
+  ClusterOptions o;
+  o.servers = 1;
+  o.workers = 2;
+  o.coordinator_args = {"--http-listen", "127.0.0.1:0", "--http-port-file",
+                        (fs::temp_directory_path() / ("custody-" + name + "-" + std::to_string(getpid()) + ".addr"))
+                            .string()};
+  fs::remove(o.coordinator_args.back());  // a file of an earlier run would name its port
+  return o;
+}
+
+// The HTTP listener's base URL, once the coordinator has written its port file.
+std::string http_url(const ClusterOptions& o) {
+  const fs::path port_file = o.coordinator_args.back();
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (!fs::exists(port_file) && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(20ms);
+  std::string address = read_file(port_file);
+  while (!address.empty() && std::isspace(static_cast<unsigned char>(address.back()))) address.pop_back();
+  return "http://" + address;
+}
+
+// check_model_files.py: ONNX, safetensors, raw and HTTP against `custody predict`'s answers.
+CliResult check_files(LocalCluster& c, const std::string& url, const std::string& model, const fs::path& onnx,
+                      const fs::path& st, const fs::path& raw, const fs::path& predictions) {
+  return run_argv(c.dir(), {"/usr/bin/python3", std::string(CUSTODY_SOURCE_DIR) + "/tests/integration/check_model_files.py",
+                            onnx.string(), st.string(), raw.string(), kImages, std::to_string(kRows),
+                            predictions.string(), "--http", url, "--model", model},
+                  std::chrono::seconds(120), "check", true);
+}
+
 TEST(ModelFilesTest, OnnxSafetensorsAndRawGiveThePredictionsOfCustodyAndCarryAModelCard) {
-  LocalCluster c("model-files", {1, 2});
+  const ClusterOptions options = with_http("model-files");
+  LocalCluster c("model-files", options);
   ASSERT_TRUE(c.wait_for_nodes(3));
+  const std::string url = http_url(options);
   const std::string job_text = fashion_mlp_job("fashion-files", 1) +
                                "name = \"fashion-mnist\"\nlicense = \"MIT\"\nconsent = [\"public-benchmark\"]\n";
   CliResult submitted = c.cli({"submit", c.write_job("job.toml", job_text).string(), "--as", "alice"});
@@ -40,13 +78,24 @@ TEST(ModelFilesTest, OnnxSafetensorsAndRawGiveThePredictionsOfCustodyAndCarryAMo
     EXPECT_TRUE(fs::exists(file.string() + ".card.json") && fs::exists(file.string() + ".card.md")) << file;
   }
 
-  CliResult checked = run_argv(c.dir(), {"/usr/bin/python3", std::string(CUSTODY_SOURCE_DIR) +
-                                             "/tests/integration/check_model_files.py",
-                                         onnx.string(), st.string(), raw.string(), kImages, std::to_string(kRows),
-                                         predictions.string()},
-                               std::chrono::seconds(120), "check", true);
+  CliResult checked = check_files(c, url, "fashion-files", onnx, st, raw, predictions);
   EXPECT_EQ(checked.code, 0) << checked.out << checked.err;
+  EXPECT_NE(checked.out.find("http: largest difference"), std::string::npos) << checked.out;
   std::printf("%s", checked.out.c_str());
+
+  // Pixels the model was never trained on: refused naming the row, the column and the range,
+  // by the CLI (IDX bytes cannot hold them; CSV rows of raw pixels can) as by HTTP.
+  for (const auto& [bad, says] : std::vector<std::pair<std::string, std::string>>{
+           {"256", "row 0, column 783: 256 is outside the range"},
+           {"-1", "row 0, column 783: -1 is outside the range"},
+           {"nan", "row 0, column 783: nan is not a finite number"}}) {
+    std::string row;
+    for (int f = 0; f < 783; ++f) row += std::to_string(f % 256) + ",";
+    CliResult refused = c.cli({"predict", "fashion-files", "--input", c.write_job("bad.csv", row + bad + "\n").string()});
+    EXPECT_EQ(refused.code, 4) << bad << ": " << refused.err;
+    EXPECT_NE(refused.err.find(says), std::string::npos) << refused.err;
+    EXPECT_NE(refused.err.find("raw pixel values 0 to 255"), std::string::npos) << refused.err;
+  }
 
   // The card: what a recipient of the file needs, from the custody store.
   json card = parse_json(read_file(onnx.string() + ".card.json"));
@@ -61,6 +110,9 @@ TEST(ModelFilesTest, OnnxSafetensorsAndRawGiveThePredictionsOfCustodyAndCarryAMo
   EXPECT_EQ(card["datasets"][0]["license"], "MIT");
   EXPECT_EQ(card["architecture"]["layer_sizes"], json({784, 64, 10}));
   EXPECT_NEAR(card["preprocessing"]["scale"].get<double>(), 1.0 / 255.0, 1e-9);
+  EXPECT_EQ(card["preprocessing"]["range"], json({0, 255}));
+  EXPECT_NE(card["preprocessing"]["input"].get<std::string>().find("raw pixel values 0 to 255"), std::string::npos)
+      << card["preprocessing"].dump();
   EXPECT_TRUE(card["privacy"].is_null()) << "no guarantee is claimed for a model trained without one";
   EXPECT_EQ(card["export"]["format"], "onnx");
   EXPECT_EQ(card["export"]["principal"], "dave");
@@ -109,8 +161,10 @@ TEST(ModelFilesTest, OnnxSafetensorsAndRawGiveThePredictionsOfCustodyAndCarryAMo
 // trains with 2 workers BSP on Fashion-MNIST, serves predictions, and its ONNX (Reshape,
 // Conv, Relu, MaxPool, Flatten, Gemm), safetensors and raw files give the same answers.
 TEST(ModelFilesTest, ACnnTrainsThroughTheClusterServesAndExportsFilesThatAgreeWithPredict) {
-  LocalCluster c("model-files-cnn", {1, 2});
+  const ClusterOptions options = with_http("model-files-cnn");
+  LocalCluster c("model-files-cnn", options);
   ASSERT_TRUE(c.wait_for_nodes(3));
+  const std::string url = http_url(options);
   const std::string job_text =
       "[job]\nname = \"fashion-cnn-small\"\nepochs = 1\nbatch_size = 64\nworkers = 2\nconsistency = \"bsp\"\n"
       "[model]\nlayers = [{type = \"conv2d\", filters = 4, kernel = 3}, {type = \"maxpool\", size = 2},\n"
@@ -133,11 +187,7 @@ TEST(ModelFilesTest, ACnnTrainsThroughTheClusterServesAndExportsFilesThatAgreeWi
     CliResult exported = c.cli({"export", "fashion-cnn-small@1", file.string(), "--format", format, "--as", "dave"});
     ASSERT_EQ(exported.code, 0) << exported.err;
   }
-  CliResult checked = run_argv(c.dir(), {"/usr/bin/python3", std::string(CUSTODY_SOURCE_DIR) +
-                                             "/tests/integration/check_model_files.py",
-                                         onnx.string(), st.string(), raw.string(), kImages, std::to_string(kRows),
-                                         predictions.string()},
-                               std::chrono::seconds(120), "check", true);
+  CliResult checked = check_files(c, url, "fashion-cnn-small", onnx, st, raw, predictions);
   EXPECT_EQ(checked.code, 0) << checked.out << checked.err;
   std::printf("%s", checked.out.c_str());
   // The card names the layers; TracIn traces the CNN through its last dense layer.

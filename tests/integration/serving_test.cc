@@ -9,6 +9,7 @@
 #include <set>
 #include <thread>
 
+#include "core/input_contract.h"
 #include "core/model.h"
 #include "tests/integration/cluster.h"
 
@@ -68,12 +69,12 @@ TEST(ServingTest, PredictionsMatchTheModelAreRecordedOnceAndTraceToDataAndPeople
   ASSERT_EQ(c.cli({"wait", job}).code, 0);
   const std::string dataset_hash = run_json(c, {"status", job})["dataset_hash"];
 
-  // 5 rows of 32 features.
+  // 5 rows of 32 raw values 0 to 255 (the synthetic data's bytes; the service scales them).
   std::vector<float> inputs(5 * 32);
   std::ostringstream csv;
   for (int r = 0; r < 5; ++r) {
     for (int f = 0; f < 32; ++f) {
-      inputs[r * 32 + f] = static_cast<float>((r * 7 + f * 3) % 11) / 10.0f;
+      inputs[r * 32 + f] = static_cast<float>((r * 7 + f * 3) % 11 * 25);
       csv << (f ? "," : "") << inputs[r * 32 + f];
     }
     csv << "\n";
@@ -92,7 +93,9 @@ TEST(ServingTest, PredictionsMatchTheModelAreRecordedOnceAndTraceToDataAndPeople
   in.read(reinterpret_cast<char*>(params.data()), static_cast<std::streamsize>(params.size() * sizeof(float)));
   ASSERT_TRUE(in.good());
   Workspace ws;
-  Matrix probs = model.predict(params.data(), MatrixView(inputs.data(), 32, 5), ws);
+  std::vector<float> scaled(inputs.size());
+  scale_pixels(inputs.data(), scaled.data(), inputs.size());  // as training scaled its bytes
+  Matrix probs = model.predict(params.data(), MatrixView(scaled.data(), 32, 5), ws);
   for (int r = 0; r < 5; ++r) {
     const auto& p = predictions[r];
     for (int k = 0; k < 4; ++k) EXPECT_NEAR(p["probabilities"][k].get<float>(), probs(k, r), 1e-4) << "row " << r;
@@ -106,11 +109,20 @@ TEST(ServingTest, PredictionsMatchTheModelAreRecordedOnceAndTraceToDataAndPeople
   CliResult wrong = c.cli({"predict", "served", "--input", c.write_job("short.csv", "1,2,3\n").string()});
   EXPECT_EQ(wrong.code, 4);
   EXPECT_NE(wrong.err.find("takes 32 features per row; got 3"), std::string::npos) << wrong.err;
-  std::string nan_row = "nan";
-  for (int f = 1; f < 32; ++f) nan_row += ",0.5";
-  CliResult nan = c.cli({"predict", "served", "--input", c.write_job("nan.csv", nan_row + "\n").string()});
-  EXPECT_EQ(nan.code, 4);
-  EXPECT_NE(nan.err.find("row 0, feature 0 is not a finite number"), std::string::npos) << nan.err;
+  // Values outside the model's range: named by row and column (from 0) with the range.
+  for (const auto& [bad, says] : std::vector<std::pair<std::string, std::string>>{
+           {"nan", "row 1, column 3: nan is not a finite number"},
+           {"256", "row 1, column 3: 256 is outside the range"},
+           {"-1", "row 1, column 3: -1 is outside the range"}}) {
+    std::string two = "0";
+    for (int f = 1; f < 32; ++f) two += ",128";
+    two += "\n0,1,2," + bad;
+    for (int f = 4; f < 32; ++f) two += ",255";
+    CliResult refused = c.cli({"predict", "served", "--input", c.write_job("bad.csv", two + "\n").string()});
+    EXPECT_EQ(refused.code, 4) << bad;
+    EXPECT_NE(refused.err.find(says), std::string::npos) << refused.err;
+    EXPECT_NE(refused.err.find("raw pixel values 0 to 255"), std::string::npos) << refused.err;
+  }
   CliResult unknown = c.cli({"predict", "served@9", "--input", rows.string()});
   EXPECT_EQ(unknown.code, 4);
   EXPECT_NE(unknown.err.find("no version 9"), std::string::npos) << unknown.err;

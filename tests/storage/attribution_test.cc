@@ -83,10 +83,12 @@ class AttributionTest : public ::testing::Test {
     }
   }
 
-  // A prediction of the final checkpoint on `rows` test records, recorded as serving does.
+  // A prediction of the final checkpoint on `rows` test records, recorded as serving does:
+  // the caller sends raw pixel values (what it returns, and what the record hashes), the
+  // model sees them scaled (core/input_contract.h).
   std::vector<float> record_prediction(uint32_t rows) {
     const Matrix x = features(data_.test, 0, rows);
-    std::vector<float> inputs(x.data(), x.data() + x.size());
+    std::vector<float> inputs(data_.test.pixels.begin(), data_.test.pixels.begin() + x.size());
     Workspace ws;
     const Matrix probs =
         model_->predict(checkpoints_.back().values.data(), MatrixView(x.data(), x.rows(), rows), ws);
@@ -171,7 +173,9 @@ TEST_F(AttributionTest, ScoresAreTheBruteForceTracInOfTheStoredCheckpoints) {
     for (uint64_t t = since; t < c.step; ++t) lr += learning_rate_at(spec_.optimizer, t, total_steps_);
     lr /= double(c.step - since);
     since = c.step;
-    const auto test = gradient_of(*model_, c.values, inputs.data() + 12, static_cast<uint8_t>(classes_[1]));
+    // The prediction's row as the model saw it: the raw pixels sent, scaled as serving did.
+    const Matrix test_x = features(data_.test, 0, 3);
+    const auto test = gradient_of(*model_, c.values, test_x.data() + 12, static_cast<uint8_t>(classes_[1]));
     for (int i = 0; i < 200; ++i) {
       const auto g = gradient_of(*model_, c.values, x.data() + i * 12, data_.train.labels[i]);
       double dot = 0;
@@ -214,7 +218,7 @@ TEST_F(AttributionTest, AnInputOtherThanTheRecordedCallsIsRefusedNamingBothHashe
   record_run(job_text(200));
   auto inputs = record_prediction(2);
   const std::string recorded = sha256_hex(inputs.data(), inputs.size() * sizeof(float));
-  inputs[5] += 1.0f / 255.0f;  // one pixel one step brighter
+  inputs[5] += 1.0f;  // one pixel one step brighter
   AttributionRequest r = request(lineage::prediction_id("00112233aabbccdd", 0), inputs, 2);
   auto a = attribute(*store_, r);
   ASSERT_EQ(a.status().code(), ErrorCode::kInvalidArgument);

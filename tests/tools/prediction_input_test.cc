@@ -117,7 +117,9 @@ TEST(PredictionInputTest, TheFirstRowsAreKeptWhenAsked) {
   EXPECT_EQ(in->rows, 2);
 }
 
-TEST_F(PredictionInputFiles, IdxImagesAreScaledToTheUnitIntervalAsInTraining) {
+// An IDX file is sent as its raw pixel values, 0 to 255: the service scales them as
+// training did (core/input_contract.h), so the CLI must not scale them first.
+TEST_F(PredictionInputFiles, IdxImagesAreSentAsTheirRawPixelValues) {
   // Two 1x2 images: magic 0x00000803, count, rows, columns, then the pixels.
   const std::string idx =
       std::string("\0\0\x08\x03\0\0\0\x02\0\0\0\x01\0\0\0\x02", 16) + std::string("\x00\xff\x33\x66", 4);
@@ -125,8 +127,7 @@ TEST_F(PredictionInputFiles, IdxImagesAreScaledToTheUnitIntervalAsInTraining) {
   ASSERT_TRUE(in.is_ok()) << in.status().to_string();
   EXPECT_EQ(in->rows, 2);
   EXPECT_EQ(in->features, 2);
-  EXPECT_FLOAT_EQ(in->values[1], 1.0f);
-  EXPECT_FLOAT_EQ(in->values[2], 0x33 / 255.0f);
+  EXPECT_EQ(in->values, (std::vector<float>{0.0f, 255.0f, 51.0f, 102.0f}));
 }
 
 TEST_F(PredictionInputFiles, FilesThatAreMissingDirectoriesOrNotIdxAreRefusedByName) {
