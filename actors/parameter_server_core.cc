@@ -15,11 +15,12 @@ const std::string kNode = "parameter-server";
 const std::string kDoorbellPrefix = std::string("\0shm:", 5);
 constexpr auto kDoorbellPoll = std::chrono::milliseconds(100);
 
-// A doorbell whose attempt the state machine let go (the job cancelled or released, the
-// server registered again) keeps answering, with the state machine's refusal, until its
-// worker has been quiet this long: a worker that sends one more request learns at once
-// that its attempt is over instead of waiting out its step deadline.
-constexpr auto kOrphanLinger = std::chrono::seconds(30);
+// A doorbell whose attempt the state machine let go (the job done, cancelled or released,
+// the server registered again) keeps answering, with the state machine's refusal, until
+// its worker has been quiet this long: a worker mid-step when its attempt was dropped
+// sends one more request and learns at once that the attempt is over, instead of waiting
+// out its step deadline. Short, because the region stays mapped until the thread ends.
+constexpr auto kOrphanLinger = std::chrono::seconds(2);
 
 // Longer than the prefix: libzmq's own routing ids are 5 bytes, a zero and a counter, and
 // one of them could equal the prefix itself.
@@ -125,7 +126,10 @@ void ParameterServerCore::ring(Doorbell* d, std::string peer) {
   while (!stopping_) {
     auto message = d->region->wait_request(seen, kDoorbellPoll);
     std::lock_guard<std::mutex> lock(mu);
-    orphaned = orphaned || logic->region(d->job_id, d->rank) != d->region;
+    if (!orphaned && logic->region(d->job_id, d->rank) != d->region) {
+      orphaned = true;
+      last_request = std::chrono::steady_clock::now();  // the linger counts from the drop
+    }
     if (!message) {
       if (orphaned && std::chrono::steady_clock::now() - last_request > kOrphanLinger) break;
       continue;
