@@ -67,6 +67,11 @@ struct ServingOptions {
   // Groups of recorded calls (group commit, actors/serving_actor.h) whose writes may be
   // syncing to the disk at once; 1: each group's sync waits for the one before. Default: 4
   uint32_t syncs_in_flight = 4;
+  // Group wait: how long a group of recorded calls may wait for the callers expected to
+  // join it (each recent ZeroMQ caller whose call is not already being written) before it
+  // is written with fewer; 0: no wait, a group goes as soon as the writer can take it.
+  // Default: 500 us
+  std::chrono::microseconds group_wait{500};
 };
 
 // Of the coordinator's HTTP listener (actors/http_listener.h): the Open Inference

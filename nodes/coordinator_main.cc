@@ -9,6 +9,7 @@ int main(int argc, char** argv) {
   int64_t interval_ms = c.options.heartbeat_interval.count(), timeout_ms = c.options.heartbeat_timeout.count();
   int64_t max_mib = static_cast<int64_t>(c.max_message_bytes >> 20);
   int64_t syncs_in_flight = c.serving.syncs_in_flight;
+  int64_t group_wait_us = c.serving.group_wait.count();
   int64_t stall_ms = c.options.stall_after.count(), start_ms = c.options.start_timeout.count();
   int64_t attribution_ms = c.attribution_worker_timeout.count();
   int64_t max_recoveries = c.options.max_recoveries;
@@ -28,6 +29,7 @@ int main(int argc, char** argv) {
     CUSTODY_RETURN_IF_ERROR(r.get("serving.record_usage", c.serving.record_usage));
     CUSTODY_RETURN_IF_ERROR(r.get("serving.receipts", c.serving.receipts));
     CUSTODY_RETURN_IF_ERROR(r.get("serving.syncs_in_flight", syncs_in_flight, nodes::kUsageSyncsInFlight));
+    CUSTODY_RETURN_IF_ERROR(r.get("serving.group_wait_us", group_wait_us, nodes::kUsageGroupWaitUs));
     CUSTODY_RETURN_IF_ERROR(r.get("coordinator.security", security, {"none", "token", "curve"}));
     CUSTODY_RETURN_IF_ERROR(r.get("coordinator.auth", auth));
     CUSTODY_RETURN_IF_ERROR(r.get("coordinator.admin_token_file", c.admin_token_file));
@@ -89,6 +91,9 @@ int main(int argc, char** argv) {
                "record predictions but reply without signed receipts (only to measure what receipts cost)");
   nodes::ranged_option(app, "--usage-syncs-in-flight", syncs_in_flight, nodes::kUsageSyncsInFlight,
                        "groups of recorded predictions whose writes may sync at once (1: one at a time)");
+  nodes::ranged_option(app, "--usage-group-wait-us", group_wait_us, nodes::kUsageGroupWaitUs,
+                       "how long a group of recorded predictions may wait for the recent callers expected to "
+                       "join it (0: no wait)");
   app.add_option("--port-file", c.port_file, "write the bound address to this file once listening");
   nodes::ranged_option(app, "--max-message-mib", max_mib, nodes::kMaxMessageMib,
                        "larger messages are refused with an error reply");
@@ -195,6 +200,7 @@ int main(int argc, char** argv) {
   c.options.heartbeat_timeout = std::chrono::milliseconds(timeout_ms);
   c.max_message_bytes = static_cast<size_t>(max_mib) << 20;
   c.serving.syncs_in_flight = static_cast<uint32_t>(syncs_in_flight);
+  c.serving.group_wait = std::chrono::microseconds(group_wait_us);
   c.options.stall_after = std::chrono::milliseconds(stall_ms);
   c.options.start_timeout = std::chrono::milliseconds(start_ms);
   c.attribution_worker_timeout = std::chrono::milliseconds(attribution_ms);

@@ -48,6 +48,7 @@ inline constexpr IntRange kHeadIntervalMs{100, 86400000};
 inline constexpr IntRange kHttpMaxBodyKib{1, 1048576};  // 1 KiB to 1 GiB
 inline constexpr IntRange kHttpThreads{1, 1024};
 inline constexpr IntRange kUsageSyncsInFlight{1, 64};
+inline constexpr IntRange kUsageGroupWaitUs{0, 100000};  // at most 100 ms
 inline constexpr IntRange kHttpTimeoutMs{100, 600000};
 inline constexpr IntRange kDataCacheMib{0, int64_t(1) << 30};  // 0: no limit; at most 1 PiB
 

@@ -373,6 +373,21 @@ Result<TreeHeadInfo> CustodyStore::tree_head(const std::string& log) const {
   return TreeHeadInfo{log, tree.size(), to_hex(tree.root())};
 }
 
+Result<uint64_t> CustodyStore::log_size(const std::string& log) const {
+  uint64_t generation = 0;
+  {
+    std::lock_guard<std::mutex> lock(sizes_mu_);
+    auto it = known_sizes_.find(log);
+    if (it != known_sizes_.end()) return it->second;
+    generation = sizes_generation_;
+  }
+  CUSTODY_ASSIGN_OR_RETURN(auto h, head(log));
+  std::lock_guard<std::mutex> lock(sizes_mu_);
+  // A write that landed after the generation was read may have made h stale: do not keep it.
+  if (sizes_generation_ == generation) known_sizes_.emplace(log, h.first);
+  return h.first;
+}
+
 MerkleNodeReader CustodyStore::tree_reader(const std::string& log) const {
   MerkleNodeReader reader;
   reader.leaf_hash = [this, log](uint64_t index) -> Result<std::string> {
@@ -537,7 +552,15 @@ Status CustodyStore::write_batch(const Batch& batch, std::vector<Inclusion>* usa
     log_states_.clear();  // whether a failed sync landed is unknown: read the store again
     usage_sums_.clear();
     usage_sums_marked_ = false;
+    std::lock_guard<std::mutex> sizes(sizes_mu_);
+    known_sizes_.clear();
+    ++sizes_generation_;
     return applied;
+  }
+  {
+    std::lock_guard<std::mutex> sizes(sizes_mu_);
+    for (const auto& [log, state] : after) known_sizes_[log] = state.seq;
+    ++sizes_generation_;
   }
   for (auto& [log, state] : after) log_states_[log] = std::move(state);
   if (!batch.usage_.empty()) usage_sums_marked_ = true;

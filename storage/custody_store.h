@@ -183,6 +183,12 @@ class CustodyStore {
   // roots of its complete subtrees of 16 or more leaves ("tree-node/<log>/<level>/<index>"),
   // both written in the batch of the records they cover and rebuilt by verify().
   Result<TreeHeadInfo> tree_head(const std::string& log) const;
+  // How many records the log holds: tree_head(log).size without the store reads and hashing
+  // of the root, answered from memory once this object has written or read it (serving's
+  // per-call check that the lineage has not grown since its cached answers). Thread-safe
+  // against a concurrent write(): a size read from the store while a write lands is not
+  // kept, so memory never holds a size older than the store's.
+  Result<uint64_t> log_size(const std::string& log) const;
   // Audit path of record `seq` (from 1) in the log's tree of `tree_size` leaves.
   Result<std::vector<std::string>> inclusion_proof(const std::string& log, uint64_t seq, uint64_t tree_size) const;
   // RFC 6962 PROOF(size1, D[size2]) of the log's tree.
@@ -276,6 +282,13 @@ class CustodyStore {
   Counter* writes_failed_ = nullptr;
   Histogram* write_seconds_ = nullptr;
   std::map<std::string, LogState> log_states_;  // guarded by write_mu_
+  // Each log's size as of the last write (or read, see log_size()), for readers that must
+  // not wait for write_mu_ while a write holds it. sizes_generation_ counts the writes that
+  // changed or cleared the map: a reader keeps a size it read from the store only if no
+  // write landed meanwhile.
+  mutable std::mutex sizes_mu_;
+  mutable std::map<std::string, uint64_t> known_sizes_;  // guarded by sizes_mu_
+  mutable uint64_t sizes_generation_ = 0;                // guarded by sizes_mu_
   // The usage sums as of this object's last write, parsed, for the keys it has touched; and
   // whether that write left the marker saying the sums are kept. Like log_states_: nothing
   // else writes the store, and a failed write clears both. Guarded by write_mu_.

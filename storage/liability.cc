@@ -398,13 +398,13 @@ Status check_use(const CustodyStore& store, const std::string& checkpoint, const
 
 Status UseCheckCache::check(const CustodyStore& store, const std::string& checkpoint, const std::string& label,
                             const std::string& purpose, bool named_by_newest, std::vector<std::string>* overrides_used) {
-  CUSTODY_ASSIGN_OR_RETURN(auto head, store.tree_head(lineage::kLineageLog));
+  CUSTODY_ASSIGN_OR_RETURN(const uint64_t lineage_size, store.log_size(lineage::kLineageLog));
   const std::string key = checkpoint + "|" + label + "|" + purpose + "|" + (named_by_newest ? "1" : "0");
   auto it = answers_.find(key);
-  if (it == answers_.end() || it->second.lineage_size != head.size) {
+  if (it == answers_.end() || it->second.lineage_size != lineage_size) {
     if (answers_.size() >= 4096) answers_.clear();  // bounded; refilled from the store
     Answer a;
-    a.lineage_size = head.size;
+    a.lineage_size = lineage_size;
     a.status = check_use(store, checkpoint, label, purpose, named_by_newest, &a.overrides);
     // A read that failed is not an answer to keep.
     if (a.status.code() != ErrorCode::kOk && a.status.code() != ErrorCode::kFailedPrecondition &&

@@ -7,6 +7,8 @@
 #include <fstream>
 #include <iterator>
 #include <set>
+#include <sstream>
+#include <cmath>
 #include <thread>
 
 #include "core/input_contract.h"
@@ -295,6 +297,70 @@ TEST(ServingTest, ConcurrentCallersShareSyncedWritesAndEachKeepsItsOwnRecordAndR
   EXPECT_GT(predict_writes, 0u);
   EXPECT_LT(predict_writes, size_t(kClients * kCalls)) << "calls that arrived together shared a write";
   std::cout << kClients * kCalls << " calls recorded by " << predict_writes << " synced writes\n";
+}
+
+// The coordinator's metric `name` (first sample whose line starts with it), scraped with
+// curl from the address in `addr_file`; NaN if absent.
+double scraped(LocalCluster& c, const fs::path& addr_file, const std::string& name) {
+  std::string addr;
+  for (int i = 0; i < 100 && addr.empty(); ++i) {
+    std::ifstream(addr_file) >> addr;
+    if (addr.empty()) std::this_thread::sleep_for(100ms);
+  }
+  CliResult r = run_argv(c.dir(), {"/usr/bin/curl", "-sS", "--max-time", "10", "http://" + addr + "/metrics"});
+  std::istringstream lines(r.out);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind(name + " ", 0) == 0) return std::stod(line.substr(name.size() + 1));
+  }
+  return std::nan("");
+}
+
+// Group wait (--usage-group-wait-us): a group waits for the recent callers whose calls are
+// not yet with the writer, so eight concurrent callers share writes of about eight calls;
+// one caller alone never waits, and a caller that stops delays the others at most once.
+// The wait is set to 100 ms so that a wait shows: twenty calls that each waited would take
+// two seconds.
+TEST(ServingTest, AGroupWaitsForItsRecentCallersButALoneCallerNeverWaits) {
+  ClusterOptions o = one_server();
+  const fs::path metrics_file =
+      fs::temp_directory_path() / ("custody-group-wait-" + std::to_string(getpid())) / "coordinator.metrics";
+  o.coordinator_args = {"--usage-group-wait-us", "100000", "--metrics-listen", "127.0.0.1:0", "--metrics-port-file",
+                        metrics_file.string()};
+  LocalCluster c("group-wait", o);
+  ASSERT_NO_FATAL_FAILURE(train_served(c));
+  std::string rows;
+  for (int r = 0; r < 20; ++r) rows += synthetic_mlp_row();
+  const fs::path input = c.write_job("rows.csv", rows);
+
+  const auto started = std::chrono::steady_clock::now();
+  CliResult alone = c.cli({"predict", "served", "--input", input.string(), "--batch", "1", "--json"});
+  const auto alone_took = std::chrono::steady_clock::now() - started;
+  ASSERT_EQ(alone.code, 0) << alone.err;
+  EXPECT_EQ(json::parse(alone.out, nullptr, false).size(), 20u) << alone.out;
+  EXPECT_LT(alone_took, 1500ms) << "a lone caller's calls waited for callers that do not exist";
+  EXPECT_TRUE(std::isnan(scraped(c, metrics_file, "custody_prediction_group_waits_total{outcome=\"filled\"}")) ||
+              scraped(c, metrics_file, "custody_prediction_group_waits_total{outcome=\"filled\"}") == 0);
+
+  constexpr int kClients = 8, kCalls = 40;
+  rows.clear();
+  for (int r = 0; r < kCalls; ++r) rows += synthetic_mlp_row();
+  const fs::path many = c.write_job("many.csv", rows);
+  const double calls_before = scraped(c, metrics_file, "custody_prediction_group_calls_sum");
+  const double groups_before = scraped(c, metrics_file, "custody_prediction_group_calls_count");
+  std::vector<CliResult> results(kClients);
+  std::vector<std::thread> clients = call_at_once(c, many, results, {"--json"});
+  for (auto& t : clients) t.join();
+  for (int i = 0; i < kClients; ++i) ASSERT_EQ(results[i].code, 0) << results[i].err;
+  const double calls = scraped(c, metrics_file, "custody_prediction_group_calls_sum") - calls_before;
+  const double groups = scraped(c, metrics_file, "custody_prediction_group_calls_count") - groups_before;
+  EXPECT_EQ(calls, kClients * kCalls);
+  // Without the wait, groups here hold two or three calls; the callers start one by one,
+  // and each that finishes costs one wait that runs out.
+  EXPECT_GE(calls / groups, 4.0) << groups << " writes for " << calls << " calls";
+  const double timed_out = scraped(c, metrics_file, "custody_prediction_group_waits_total{outcome=\"timed_out\"}");
+  EXPECT_LE(std::isnan(timed_out) ? 0 : timed_out, 3.0 * kClients) << "waits that ran out";
+  EXPECT_EQ(c.cli({"audit", "verify"}).code, 0);
+  std::cout << calls << " calls of " << kClients << " concurrent callers recorded by " << groups << " writes\n";
 }
 
 // The pipelined group commit answers a call only once its record is on the disk, and
