@@ -193,6 +193,37 @@ TEST_P(StoreTest, DeferredWritesWaitedOnFromSeveralThreadsAllLandInOrderAndVerif
   ASSERT_TRUE(store_->write(submitted("job-1")).is_ok()) << "synced writes go on after deferred ones";
 }
 
+// log_size (serving's per-call check that the lineage has not grown) answers from memory,
+// and is never older than the store: read while another thread writes, each answer lies
+// between the sizes before and after, and once the writes are done every reader sees the
+// last size, equal to the tree head's.
+TEST_P(StoreTest, LogSizeReadWhileAnotherThreadWritesIsNeverOlderThanTheStore) {
+  ASSERT_EQ(store_->log_size("lineage").value(), 0u);
+  constexpr int kWrites = 40;
+  std::atomic<bool> done{false};
+  std::atomic<int> went_back{0};
+  std::thread reader([&] {
+    uint64_t last = 0;
+    while (!done.load()) {
+      auto size = store_->log_size("lineage");
+      ASSERT_TRUE(size.is_ok()) << size.status().to_string();
+      went_back += size.value() < last;
+      last = size.value();
+    }
+  });
+  for (int i = 0; i < kWrites; ++i) ASSERT_TRUE(store_->write(submitted("job-" + std::to_string(i))).is_ok());
+  done = true;
+  reader.join();
+  EXPECT_EQ(went_back.load(), 0) << "a size read after a larger one was smaller";
+  const uint64_t head = store_->tree_head("lineage")->size;
+  EXPECT_GT(head, uint64_t(kWrites));
+  EXPECT_EQ(store_->log_size("lineage").value(), head);
+  reopen();  // read from the store, then kept
+  EXPECT_EQ(store_->log_size("lineage").value(), head);
+  ASSERT_TRUE(store_->write(submitted("job-last")).is_ok());
+  EXPECT_EQ(store_->log_size("lineage").value(), store_->tree_head("lineage")->size);
+}
+
 TEST_P(StoreTest, EveryWriteLeavesOneAuditRecordNamingItsRecords) {
   ASSERT_TRUE(store_->write(submitted("job-1")).is_ok());
   auto audit = store_->log("audit");
