@@ -48,8 +48,18 @@ std::vector<std::string> CustodyRecorder::receipts_for(std::vector<storage::Incl
   std::vector<std::string> out(calls.size());
   if (!key_ || !receipts) return out;
   const int64_t now = clock_->wall_ms();
+  const std::string public_key = key_->public_key_hex();
+  // A group's records are proved under one tree head (CustodyStore::write): signed once.
+  json head;
+  uint64_t head_size = 0;
+  std::string head_root;
   for (size_t i = 0; i < calls.size(); ++i) {
-    out[i] = storage::make_receipt(std::move(recorded[i]), *key_, now, calls[i].call_id).dump();
+    if (head.is_null() || recorded[i].tree_size != head_size || recorded[i].root != head_root) {
+      head = storage::signed_head_of(recorded[i], *key_, now);
+      head_size = recorded[i].tree_size;
+      head_root = recorded[i].root;
+    }
+    out[i] = storage::make_receipt(std::move(recorded[i]), head, public_key, calls[i].call_id).dump();
   }
   return out;
 }

@@ -9,9 +9,9 @@
 #              usage log's Merkle tree) and its reply carries a signed receipt
 #   recording  recorded, no receipts (--no-receipts, only for this comparison)
 #   off        not recorded (--no-usage-recording, only for this comparison)
-#   one-sync   as receipts, but each group's sync waits for the one before
-#              (--usage-syncs-in-flight 1): what the pipelined group commit gives
-# The modes alternate (receipts, one-sync, recording, off; REPEATS times) because these
+#   no-wait    as receipts, but a group never waits for the callers expected to join it
+#              (--usage-group-wait-us 0): what the group wait gives
+# The modes alternate (receipts, no-wait, recording, off; REPEATS times) because these
 # machines' speed drifts by 2x between runs; medians of predictions/s per mode, and the
 # medians of each repeat's ratios, are printed, with the coordinator's CPU time per call
 # (user + system, from /proc: what recording costs in CPU, whatever the disk does).
@@ -54,9 +54,9 @@ results=()
 syncs=()
 for repeat in $(seq "$repeats"); do
   syncs+=("{\"repeat\": $repeat, \"sync_us\": $(sync_us "$work")}")
-  for mode in receipts one-sync recording off; do
+  for mode in receipts no-wait recording off; do
     flags=(--store "$work/store")
-    [ "$mode" = one-sync ] && flags+=(--usage-syncs-in-flight 1)
+    [ "$mode" = no-wait ] && flags+=(--usage-group-wait-us 0)
     [ "$mode" = recording ] && flags+=(--no-receipts)
     [ "$mode" = off ] && flags+=(--no-usage-recording)
     cluster_start "$work" 0 0 "${flags[@]}"
@@ -86,7 +86,7 @@ def pps(mode, shape):
 print("%-10s %-6s %-8s %16s %10s %10s %14s" % ("mode", "batch", "clients", "predictions/s", "p50 us", "p99 us",
                                               "cpu us/call"))
 for shape in shapes:
-    for mode in ("receipts", "one-sync", "recording", "off"):
+    for mode in ("receipts", "no-wait", "recording", "off"):
         rs = of(mode, shape)
         print("%-10s %-6d %-8d %16.1f %10.1f %10.1f %14.1f" % (mode, shape[0], shape[1],
               statistics.median(r["predictions_per_sec"] for r in rs),
@@ -94,13 +94,13 @@ for shape in shapes:
               statistics.median(r["coordinator_cpu_us_per_call"] for r in rs)))
 print("medians of each repeat's ratio of predictions/s:")
 for shape in shapes:
-    rec, one, plain, off = pps("receipts", shape), pps("one-sync", shape), pps("recording", shape), pps("off", shape)
+    rec, nowait, plain, off = pps("receipts", shape), pps("no-wait", shape), pps("recording", shape), pps("off", shape)
     ratio = lambda a, b: statistics.median(a[k] / b[k] for k in a)
     # The most a recorded call can reach when every caller waits one sync per call.
     ceiling = statistics.median(min(1.0, shape[1] * shape[0] / (sync_us[k] * 1e-6) / off[k]) for k in off)
-    print("  batch %-3d clients %-2d: receipts/one-sync %.3f   receipts/recording %.3f   recording/off %.3f   "
+    print("  batch %-3d clients %-2d: receipts/no-wait %.3f   receipts/recording %.3f   recording/off %.3f   "
           "receipts/off %.3f   (one sync per caller allows at most %.3f)" % (
-              shape[0], shape[1], ratio(rec, one), ratio(rec, plain), ratio(plain, off), ratio(rec, off), ceiling))
+              shape[0], shape[1], ratio(rec, nowait), ratio(rec, plain), ratio(plain, off), ratio(rec, off), ceiling))
 print("fdatasync of a small append, median per repeat: %s us" % ", ".join("%.0f" % sync_us[k] for k in sorted(sync_us)))
 PY
 echo "wrote $out_dir/serving.json"

@@ -245,10 +245,46 @@ void add_to_usage_sum(json& s, int64_t time_ms, const json& body) {
   s["last_ms"] = first ? time_ms : std::max(s.value("last_ms", time_ms), time_ms);
 }
 
+namespace {
+// A reader of the tree as a batch leaves it, for proofs without store reads: the batch's
+// own leaves (from `first`) from memory, and the complete subtrees before them as the
+// frontier they were appended to holds them. A proof of a leaf at or after `first` asks
+// for nothing else (each sibling left of its path is one of those subtrees: RFC 6962's
+// split takes the largest power of two below the size, the same cut the frontier makes).
+MerkleNodeReader batch_reader(const MerkleFrontier& before, const std::vector<std::string>& leaves) {
+  auto subtrees = std::make_shared<std::map<std::pair<uint32_t, uint64_t>, std::string>>();
+  uint64_t start = 0;
+  size_t next = 0;
+  for (int level = 63; level >= 0; --level) {
+    const uint64_t span = uint64_t(1) << level;
+    if ((before.size() & span) == 0) continue;
+    (*subtrees)[{static_cast<uint32_t>(level), start >> level}] = before.nodes()[next++];
+    start += span;
+  }
+  const uint64_t first = before.size();
+  MerkleNodeReader r;
+  r.leaf_hash = [subtrees, first, &leaves](uint64_t i) -> Result<std::string> {
+    if (i >= first && i - first < leaves.size()) return leaves[static_cast<size_t>(i - first)];
+    if (auto it = subtrees->find({0, i}); it != subtrees->end()) return it->second;
+    return internal_error("a proof of a batch's record asked for leaf " + std::to_string(i) +
+                          ", which is neither in the batch nor a subtree before it");
+  };
+  r.subtree_hash = [subtrees](uint32_t level, uint64_t index) -> std::optional<std::string> {
+    if (auto it = subtrees->find({level, index}); it != subtrees->end()) return it->second;
+    return std::nullopt;
+  };
+  return r;
+}
+}  // namespace
+
 Status CustodyStore::append(const std::string& log, const std::vector<json>& bodies, int64_t now,
                             std::vector<Put>& puts, std::string& head_hash, uint64_t& head_seq, MerkleFrontier& tree,
                             std::vector<Inclusion>* each) const {
   std::vector<MerkleSubtree> completed;
+  const size_t first_proved = each ? each->size() : 0;
+  std::optional<MerkleFrontier> before;
+  std::vector<std::string> leaves;  // of this batch, for the proofs
+  if (each) before = tree;
   for (const json& body : bodies) {
     const uint64_t seq = ++head_seq;
     // The body is serialized once, for its hash and its stored record both.
@@ -259,22 +295,28 @@ Status CustodyStore::append(const std::string& log, const std::vector<json>& bod
     head_hash = hash;
     // Entities are indexed once: the first record of an id is the one that counts.
     for (auto& [key, value] : index_entries(log, seq, body)) puts.push_back({"index", std::move(key), std::move(value)});
-    Inclusion* proved = nullptr;
+    const std::string leaf = record_leaf_hash(hash);
     if (each) {
-      // A leaf's audit path in the tree that ends with it is the frontier before it,
-      // smallest subtree first (RFC 6962 PATH(n-1, D[n]) takes MTH(D[0:k]) at each
-      // split): no reads at all. Each record of a group commit is proved in the tree of
-      // its own size, so one synced write gives every caller a receipt of its own.
-      proved = &each->emplace_back();
-      proved->log = log;
-      proved->seq = seq;
-      proved->record = json{{"seq", seq}, {"prev", prev}, {"hash", hash}, {"time_ms", now}, {"body", body}};
-      proved->proof.assign(tree.nodes().rbegin(), tree.nodes().rend());
+      Inclusion& proved = each->emplace_back();
+      proved.log = log;
+      proved.seq = seq;
+      proved.record = json{{"seq", seq}, {"prev", prev}, {"hash", hash}, {"time_ms", now}, {"body", body}};
+      leaves.push_back(leaf);
     }
-    CUSTODY_RETURN_IF_ERROR(tree.append(record_leaf_hash(hash), &completed));
-    if (proved) {
-      proved->tree_size = tree.size();
-      proved->root = tree.root();
+    CUSTODY_RETURN_IF_ERROR(tree.append(leaf, &completed));
+  }
+  if (each && tree.size() > before->size()) {
+    // Every record of the batch is proved in the tree as the batch leaves it: one tree
+    // head for all, so a group commit's receipts share one signature (as a Certificate
+    // Transparency log's entries share a signed tree head), each with its own audit path,
+    // computed from the batch's leaves and the frontier before it: no reads at all.
+    const MerkleNodeReader reader = batch_reader(*before, leaves);
+    const std::string root = tree.root();
+    for (size_t i = first_proved; i < each->size(); ++i) {
+      Inclusion& proved = (*each)[i];
+      CUSTODY_ASSIGN_OR_RETURN(proved.proof, custody::inclusion_proof(reader, proved.seq - 1, tree.size()));
+      proved.tree_size = tree.size();
+      proved.root = root;
     }
   }
   for (const auto& node : completed) {

@@ -164,9 +164,9 @@ class CustodyStore {
   Result<std::vector<std::string>> blob_addresses() const;
 
   // REQUIRES: a single writer. usage_proofs (optional): one Inclusion per usage record of
-  // the batch, in order, each proved in the log's tree as it stood right after that record
-  // (tree size = its seq), at no extra reads: the serving actor's receipts, one per call
-  // of a group commit.
+  // the batch, in order, each proved in the log's tree as the batch leaves it (tree size =
+  // the seq of the batch's last usage record), at no extra reads: the serving actor's
+  // receipts, one per call of a group commit, all under one tree head (one signature).
   Status write(const Batch& batch, std::vector<Inclusion>* usage_proofs = nullptr);
   // As write(), but returns once the batch is written and readable, before it is synced
   // (KeyValue::apply_deferred), so that the next write can begin while this one syncs:

@@ -80,9 +80,14 @@ Result<json> signed_heads(const CustodyStore& store, const SigningKey& key, int6
   return out;
 }
 
-json make_receipt(Inclusion inclusion, const SigningKey& key, int64_t now_ms, const std::string& id) {
+json signed_head_of(const Inclusion& inclusion, const SigningKey& key, int64_t now_ms) {
   TreeHead h{inclusion.log, inclusion.tree_size, to_hex(inclusion.root), now_ms, "", ""};
   (void)sign_tree_head(key, h);  // canonical by construction: a log name, a size, 32 bytes
+  return head_json(h);
+}
+
+json make_receipt(Inclusion inclusion, const json& signed_head, const std::string& public_key_hex,
+                  const std::string& id) {
   const std::string leaf = to_hex(record_leaf_hash(inclusion.record.value("hash", std::string())));
   return {{"custody_receipt", 1},
           {"id", id},
@@ -91,8 +96,13 @@ json make_receipt(Inclusion inclusion, const SigningKey& key, int64_t now_ms, co
           {"record", std::move(inclusion.record)},  // on every predict's path: moved, not copied
           {"leaf_hash", leaf},
           {"inclusion_proof", proof_to_hex(inclusion.proof)},
-          {"tree_head", head_json(h)},
-          {"public_key", key.public_key_hex()}};
+          {"tree_head", signed_head},
+          {"public_key", public_key_hex}};
+}
+
+json make_receipt(Inclusion inclusion, const SigningKey& key, int64_t now_ms, const std::string& id) {
+  json head = signed_head_of(inclusion, key, now_ms);
+  return make_receipt(std::move(inclusion), head, key.public_key_hex(), id);
 }
 
 // Exactly these keys: a renamed or added field is a changed receipt, not a default.

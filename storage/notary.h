@@ -32,6 +32,12 @@ Result<json> signed_heads(const CustodyStore& store, const SigningKey& key, int6
 // The receipt of the record a write proved (CustodyStore::write's Inclusion), signed now.
 // (By value: callers on the serving path move theirs in.)
 json make_receipt(Inclusion inclusion, const SigningKey& key, int64_t now_ms, const std::string& id);
+// The same, under a tree head already signed for the inclusion's tree (signed_head_of):
+// the receipts of one batch share its head, so a group commit signs once.
+json make_receipt(Inclusion inclusion, const json& signed_head, const std::string& public_key_hex,
+                  const std::string& id);
+// The inclusion's tree head (log, tree size, root), signed now, as a receipt holds it.
+json signed_head_of(const Inclusion& inclusion, const SigningKey& key, int64_t now_ms);
 
 // What a checked receipt says, for the person who checked it.
 struct ReceiptFacts {

@@ -59,33 +59,41 @@ class NotaryTest : public ::testing::Test {
 
 // Group commit (actors/serving_actor.h): several calls' usage records in one synced
 // write. Each caller still gets a receipt that proves its own record, offline and
-// against the store, in the tree as it stood right after that record.
+// against the store; all of the group's receipts are under one tree head, the tree as the
+// write leaves it (one signature for the group). The logs before the groups have sizes
+// whose frontiers differ in shape (5: subtrees of 4 and 1; 16: one kept subtree; 29:
+// 16, 8, 4 and 1), and groups of 7 and 13 cross a kept subtree's boundary.
 TEST_F(NotaryTest, OneWriteOfManyUsageRecordsGivesEveryRecordItsOwnReceipt) {
-  write_uses(5);  // the group lands on a log that already has records
-  Batch group("predict");
-  for (int i = 0; i < 7; ++i) {
-    const std::string id = "pred-g" + std::to_string(i) + "-0";
-    group.usage({{"call_id", "call-g" + std::to_string(i)}, {"action", "predict"}, {"target", "ckpt-1"},
-                 {"principal", "principal:alice"}, {"rows", 1}, {"prediction_ids", {id}},
-                 {"predictions", {{{"id", id}, {"class", i % 3}, {"probability", 0.5}}}}});
+  for (const auto& [before, size] : std::vector<std::pair<int, int>>{{5, 7}, {16, 1}, {29, 13}}) {
+    write_uses(before - static_cast<int>(store_->log_size("usage").value()));
+    Batch group("predict");
+    for (int i = 0; i < size; ++i) {
+      const std::string id = "pred-h" + std::to_string(before) + "-" + std::to_string(i);
+      group.usage({{"call_id", "call-h" + std::to_string(before) + "-" + std::to_string(i)}, {"action", "predict"}, {"target", "ckpt-1"},
+                   {"principal", "principal:alice"}, {"rows", 1}, {"prediction_ids", {id}},
+                   {"predictions", {{{"id", id}, {"class", i % 3}, {"probability", 0.5}}}}});
+    }
+    std::vector<Inclusion> proved;
+    ASSERT_TRUE(store_->write(group, &proved).is_ok());
+    ASSERT_EQ(proved.size(), size_t(size));
+    const json head = signed_head_of(proved[0], key_, 1700000001000);
+    for (int i = 0; i < size; ++i) {
+      EXPECT_EQ(proved[i].seq, uint64_t(before + 1 + i));
+      EXPECT_EQ(proved[i].tree_size, uint64_t(before + size)) << "the tree as the write leaves it";
+      const json receipt = make_receipt(proved[i], head, key_.public_key_hex(), "call-h" + std::to_string(before) + "-" + std::to_string(i));
+      auto facts = check_receipt(receipt, key_.public_key_hex());
+      ASSERT_TRUE(facts.is_ok()) << before << " + " << i << ": " << facts.status().to_string();
+      EXPECT_TRUE(check_receipt_in_store(receipt, *store_).is_ok()) << before << " + " << i;
+      EXPECT_EQ(facts->body["call_id"], "call-h" + std::to_string(before) + "-" + std::to_string(i));
+      EXPECT_EQ(proved[i].proof, store_->inclusion_proof("usage", proved[i].seq, before + size).value())
+          << "the same audit path as the store's own";
+    }
+    if (size < 2) continue;
+    // A receipt moved onto another call's record of the same group does not check.
+    json swapped = make_receipt(proved[0], head, key_.public_key_hex(), "call-0");
+    swapped["record"] = make_receipt(proved[1], head, key_.public_key_hex(), "call-1")["record"];
+    EXPECT_FALSE(check_receipt(swapped, key_.public_key_hex()).is_ok());
   }
-  std::vector<Inclusion> proved;
-  ASSERT_TRUE(store_->write(group, &proved).is_ok());
-  ASSERT_EQ(proved.size(), 7u);
-  EXPECT_EQ(store_->log("audit")->size(), 6u);  // five writes before, and this one
-  for (int i = 0; i < 7; ++i) {
-    EXPECT_EQ(proved[i].seq, uint64_t(6 + i));
-    EXPECT_EQ(proved[i].tree_size, uint64_t(6 + i));
-    const json receipt = make_receipt(proved[i], key_, 1700000001000, "call-g" + std::to_string(i));
-    auto facts = check_receipt(receipt, key_.public_key_hex());
-    ASSERT_TRUE(facts.is_ok()) << facts.status().to_string();
-    EXPECT_EQ(facts->body["call_id"], "call-g" + std::to_string(i));
-    EXPECT_TRUE(check_receipt_in_store(receipt, *store_).is_ok());
-  }
-  // A receipt moved onto another call's record does not check.
-  json swapped = make_receipt(proved[2], key_, 1700000001000, "call-g2");
-  swapped["record"] = make_receipt(proved[3], key_, 1700000001000, "call-g3")["record"];
-  EXPECT_FALSE(check_receipt(swapped, key_.public_key_hex()).is_ok());
 }
 
 TEST_F(NotaryTest, EachLogIsAnRfc6962TreeOfItsRecordsAndProvesEveryRecord) {
