@@ -50,16 +50,16 @@ std::vector<std::string> CustodyRecorder::receipts_for(std::vector<storage::Incl
   const int64_t now = clock_->wall_ms();
   const std::string public_key = key_->public_key_hex();
   // A group's records are proved under one tree head (CustodyStore::write): signed once.
-  json head;
+  std::string head;
   uint64_t head_size = 0;
   std::string head_root;
   for (size_t i = 0; i < calls.size(); ++i) {
-    if (head.is_null() || recorded[i].tree_size != head_size || recorded[i].root != head_root) {
-      head = storage::signed_head_of(recorded[i], *key_, now);
+    if (head.empty() || recorded[i].tree_size != head_size || recorded[i].root != head_root) {
+      head = storage::signed_head_of(recorded[i], *key_, now).dump();
       head_size = recorded[i].tree_size;
       head_root = recorded[i].root;
     }
-    out[i] = storage::make_receipt(std::move(recorded[i]), head, public_key, calls[i].call_id).dump();
+    out[i] = storage::receipt_text(recorded[i], head, public_key, calls[i].call_id);
   }
   return out;
 }

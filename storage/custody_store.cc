@@ -290,19 +290,20 @@ Status CustodyStore::append(const std::string& log, const std::vector<json>& bod
     // The body is serialized once, for its hash and its stored record both.
     const std::string body_text = body.dump();
     const std::string hash = record_hash_of_text(log, seq, head_hash, now, body_text);
-    puts.push_back({log, seq_key(seq), stored_record_text(seq, head_hash, hash, now, body_text)});
-    const std::string prev = std::move(head_hash);
-    head_hash = hash;
-    // Entities are indexed once: the first record of an id is the one that counts.
-    for (auto& [key, value] : index_entries(log, seq, body)) puts.push_back({"index", std::move(key), std::move(value)});
-    const std::string leaf = record_leaf_hash(hash);
+    std::string record_text = stored_record_text(seq, head_hash, hash, now, body_text);
     if (each) {
       Inclusion& proved = each->emplace_back();
       proved.log = log;
       proved.seq = seq;
-      proved.record = json{{"seq", seq}, {"prev", prev}, {"hash", hash}, {"time_ms", now}, {"body", body}};
-      leaves.push_back(leaf);
+      proved.record = json{{"seq", seq}, {"prev", head_hash}, {"hash", hash}, {"time_ms", now}, {"body", body}};
+      proved.record_text = record_text;
     }
+    puts.push_back({log, seq_key(seq), std::move(record_text)});
+    head_hash = hash;
+    // Entities are indexed once: the first record of an id is the one that counts.
+    for (auto& [key, value] : index_entries(log, seq, body)) puts.push_back({"index", std::move(key), std::move(value)});
+    const std::string leaf = record_leaf_hash(hash);
+    if (each) leaves.push_back(leaf);
     CUSTODY_RETURN_IF_ERROR(tree.append(leaf, &completed));
   }
   if (each && tree.size() > before->size()) {

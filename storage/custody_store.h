@@ -99,6 +99,7 @@ struct Inclusion {
   std::string log;
   uint64_t seq = 0;  // the leaf index is seq - 1
   json record;       // as stored: seq, prev, hash, time_ms, body
+  std::string record_text;  // the same, as the store holds it: record.dump(), byte for byte
   uint64_t tree_size = 0;
   std::string root;                // raw 32 bytes
   std::vector<std::string> proof;  // raw 32-byte hashes, lowest first

@@ -100,6 +100,27 @@ json make_receipt(Inclusion inclusion, const json& signed_head, const std::strin
           {"public_key", public_key_hex}};
 }
 
+std::string receipt_text(const Inclusion& inclusion, const std::string& signed_head_text,
+                         const std::string& public_key_hex, const std::string& id) {
+  // The keys in json's own (sorted) order, each value as json would write it.
+  std::string out;
+  out.reserve(inclusion.record_text.size() + signed_head_text.size() + 80 * inclusion.proof.size() + 400);
+  out.append("{\"custody_receipt\":1,\"id\":").append(json(id).dump());
+  out.append(",\"inclusion_proof\":[");
+  for (size_t i = 0; i < inclusion.proof.size(); ++i) {
+    out.append(i ? ",\"" : "\"").append(to_hex(inclusion.proof[i])).push_back('"');
+  }
+  out.append("],\"leaf_hash\":\"")
+      .append(to_hex(record_leaf_hash(inclusion.record.value("hash", std::string()))))
+      .append("\",\"leaf_index\":")
+      .append(std::to_string(inclusion.seq - 1));
+  out.append(",\"log\":").append(json(inclusion.log).dump());
+  out.append(",\"public_key\":").append(json(public_key_hex).dump());
+  out.append(",\"record\":").append(inclusion.record_text);
+  out.append(",\"tree_head\":").append(signed_head_text).push_back('}');
+  return out;
+}
+
 json make_receipt(Inclusion inclusion, const SigningKey& key, int64_t now_ms, const std::string& id) {
   json head = signed_head_of(inclusion, key, now_ms);
   return make_receipt(std::move(inclusion), head, key.public_key_hex(), id);

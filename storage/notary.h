@@ -38,6 +38,11 @@ json make_receipt(Inclusion inclusion, const json& signed_head, const std::strin
                   const std::string& id);
 // The inclusion's tree head (log, tree size, root), signed now, as a receipt holds it.
 json signed_head_of(const Inclusion& inclusion, const SigningKey& key, int64_t now_ms);
+// make_receipt(inclusion, signed_head, ...).dump(), byte for byte, spliced from the stored
+// record's text (Inclusion::record_text) and the head's, without building and serializing
+// the record's JSON again: what the serving path sends, a call at a time.
+std::string receipt_text(const Inclusion& inclusion, const std::string& signed_head_text,
+                         const std::string& public_key_hex, const std::string& id);
 
 // What a checked receipt says, for the person who checked it.
 struct ReceiptFacts {

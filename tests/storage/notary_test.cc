@@ -81,6 +81,8 @@ TEST_F(NotaryTest, OneWriteOfManyUsageRecordsGivesEveryRecordItsOwnReceipt) {
       EXPECT_EQ(proved[i].seq, uint64_t(before + 1 + i));
       EXPECT_EQ(proved[i].tree_size, uint64_t(before + size)) << "the tree as the write leaves it";
       const json receipt = make_receipt(proved[i], head, key_.public_key_hex(), "call-h" + std::to_string(before) + "-" + std::to_string(i));
+      EXPECT_EQ(receipt_text(proved[i], head.dump(), key_.public_key_hex(), receipt["id"]), receipt.dump())
+          << "the serving path's receipt, spliced from stored text, is the same bytes";
       auto facts = check_receipt(receipt, key_.public_key_hex());
       ASSERT_TRUE(facts.is_ok()) << before << " + " << i << ": " << facts.status().to_string();
       EXPECT_TRUE(check_receipt_in_store(receipt, *store_).is_ok()) << before << " + " << i;
