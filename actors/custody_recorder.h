@@ -74,7 +74,14 @@ struct ServedCall {
   storage::json predictions;  // per row: id, class, probability
   // Taint overrides that let a tainted version answer (storage/liability.h); usually none.
   std::vector<std::string> overrides = {};
+  // The call's usage record, serialized ahead of the write (serialize_usage_record) by the
+  // serving actor while the call's group fills; if absent, the writer builds it.
+  std::optional<storage::SerializedUsage> usage = std::nullopt;
 };
+
+// Builds the call's usage record and serializes it into call.usage (moving its
+// predictions there): done by the thread that evaluated the call, off the writer's path.
+void serialize_usage_record(ServedCall& call);
 
 // An answered `custody attribute` request (actors/attribution_actor.h): who asked, why,
 // and storage::attribute's answer.
@@ -184,14 +191,14 @@ class CustodyRecorder {
   // Records answered prediction calls in the usage log, before any of them is answered:
   // one synced write for all of them (the serving actor's group commit). With `receipts`
   // and a key, returns each call's receipt (storage/notary.h), in order; else "" each.
-  Result<std::vector<std::string>> predictions_served(const std::vector<ServedCall>& calls, bool receipts);
+  Result<std::vector<std::string>> predictions_served(std::vector<ServedCall> calls, bool receipts);
   // As predictions_served, but the write is not yet synced: none of the calls may be
   // answered before `durable->wait()` returns ok (CustodyStore::write_deferred).
   struct PendingPredictions {
     std::vector<std::string> receipts;
     std::shared_ptr<storage::PendingWrite> durable;
   };
-  Result<PendingPredictions> predictions_written(const std::vector<ServedCall>& calls, bool receipts);
+  Result<PendingPredictions> predictions_written(std::vector<ServedCall> calls, bool receipts);
   // Loads a checkpoint (id or model reference) and records its export as a use; the reply
   // carries the use's receipt.
   Result<msg::ExportReply> export_checkpoint(const msg::ExportRequest& request);

@@ -15,10 +15,8 @@ namespace lineage = storage::lineage;
 using lineage::principal_id;
 
 namespace {
-storage::Batch prediction_batch(const std::vector<ServedCall>& calls) {
-  storage::Batch b("predict");
-  for (const ServedCall& call : calls) {
-    json usage{{"call_id", call.call_id},
+json usage_body(ServedCall& call) {
+  json usage{{"call_id", call.call_id},
              {"action", lineage::action::kPredict},
              {"target", call.checkpoint},
              {"model", call.model.empty() ? "" : lineage::model_id(call.model)},
@@ -28,11 +26,18 @@ storage::Batch prediction_batch(const std::vector<ServedCall>& calls) {
              {"input_sha256", call.input_sha256},
              {"root_hash", call.root_hash},
              {"prediction_ids", call.prediction_ids},
-             {"predictions", call.predictions},
+             {"predictions", std::move(call.predictions)},
              {"success", true}};
-    // A tainted version answered under an admin's exception: the record says which.
-    if (!call.overrides.empty()) usage["taint_overrides"] = call.overrides;
-    b.usage(std::move(usage));
+  // A tainted version answered under an admin's exception: the record says which.
+  if (!call.overrides.empty()) usage["taint_overrides"] = call.overrides;
+  return usage;
+}
+
+storage::Batch prediction_batch(std::vector<ServedCall>& calls) {
+  storage::Batch b("predict");
+  for (ServedCall& call : calls) {
+    if (call.usage) b.usage(std::move(*call.usage));
+    else b.usage(usage_body(call));
   }
   return b;
 }
@@ -64,8 +69,11 @@ std::vector<std::string> CustodyRecorder::receipts_for(std::vector<storage::Incl
   return out;
 }
 
-Result<std::vector<std::string>> CustodyRecorder::predictions_served(const std::vector<ServedCall>& calls,
-                                                                      bool receipts) {
+void serialize_usage_record(ServedCall& call) {
+  if (!call.usage) call.usage = storage::serialize_usage(usage_body(call));
+}
+
+Result<std::vector<std::string>> CustodyRecorder::predictions_served(std::vector<ServedCall> calls, bool receipts) {
   if (!store_) return failed_precondition("a prediction is recorded in the custody store: start with --store");
   std::vector<storage::Inclusion> recorded;
   Status s = store_->write(prediction_batch(calls), receipts && key_ ? &recorded : nullptr);
@@ -73,7 +81,7 @@ Result<std::vector<std::string>> CustodyRecorder::predictions_served(const std::
   return receipts_for(std::move(recorded), calls, receipts);
 }
 
-Result<CustodyRecorder::PendingPredictions> CustodyRecorder::predictions_written(const std::vector<ServedCall>& calls,
+Result<CustodyRecorder::PendingPredictions> CustodyRecorder::predictions_written(std::vector<ServedCall> calls,
                                                                                 bool receipts) {
   if (!store_) return failed_precondition("a prediction is recorded in the custody store: start with --store");
   std::vector<storage::Inclusion> recorded;

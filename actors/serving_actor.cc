@@ -236,7 +236,7 @@ caf::behavior usage_writer(caf::stateful_actor<UsageWriterState>* self, SocketPo
         WrittenGroup written;
         written.number = st.next_number++;
         written.calls = group.calls;
-        auto pending = st.recorder->predictions_written(served, st.options.receipts);
+        auto pending = st.recorder->predictions_written(std::move(served), st.options.receipts);
         if (!pending.is_ok()) {
           written.synced = pending.status();  // answered with the error, in its turn
         } else {

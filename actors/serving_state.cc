@@ -151,6 +151,9 @@ Result<ServingState::PreparedCall> ServingState::prepare(const msg::Predict& r) 
   served.prediction_ids = reply.prediction_ids;
   served.predictions = std::move(predictions);
   served.overrides = std::move(overrides);
+  // Serialized here, by the thread that evaluated the call, while its group fills: the
+  // usage writer then only hashes and stores the text (actors/serving_actor.h).
+  if (options_.record_usage) serialize_usage_record(served);
   return prepared;
 }
 
@@ -159,7 +162,7 @@ Status ServingState::record(const std::vector<PreparedCall*>& calls) {
   std::vector<ServedCall> served;
   served.reserve(calls.size());
   for (PreparedCall* call : calls) served.push_back(std::move(call->served));
-  CUSTODY_ASSIGN_OR_RETURN(auto receipts, recorder_.predictions_served(served, options_.receipts));
+  CUSTODY_ASSIGN_OR_RETURN(auto receipts, recorder_.predictions_served(std::move(served), options_.receipts));
   for (size_t i = 0; i < calls.size(); ++i) calls[i]->reply.receipt = std::move(receipts[i]);
   return Status::ok();
 }

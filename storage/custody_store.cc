@@ -141,6 +141,18 @@ void Batch::event(json body) {
 void Batch::usage(json body) {
   body["type"] = lineage::kUsage;
   usage_.push_back(std::move(body));
+  usage_texts_.emplace_back();
+}
+
+SerializedUsage serialize_usage(json body) {
+  body["type"] = lineage::kUsage;
+  std::string text = body.dump();
+  return {std::move(body), std::move(text)};
+}
+
+void Batch::usage(SerializedUsage usage) {
+  usage_.push_back(std::move(usage.body));
+  usage_texts_.push_back(std::move(usage.text));
 }
 
 void Batch::blob(const std::string& sha256, std::string bytes) { blobs_.emplace_back(sha256, std::move(bytes)); }
@@ -279,16 +291,20 @@ MerkleNodeReader batch_reader(const MerkleFrontier& before, const std::vector<st
 
 Status CustodyStore::append(const std::string& log, const std::vector<json>& bodies, int64_t now,
                             std::vector<Put>& puts, std::string& head_hash, uint64_t& head_seq, MerkleFrontier& tree,
-                            std::vector<Inclusion>* each) const {
+                            std::vector<Inclusion>* each, const std::vector<std::string>* texts) const {
   std::vector<MerkleSubtree> completed;
   const size_t first_proved = each ? each->size() : 0;
   std::optional<MerkleFrontier> before;
   std::vector<std::string> leaves;  // of this batch, for the proofs
   if (each) before = tree;
-  for (const json& body : bodies) {
+  for (size_t b = 0; b < bodies.size(); ++b) {
+    const json& body = bodies[b];
     const uint64_t seq = ++head_seq;
-    // The body is serialized once, for its hash and its stored record both.
-    const std::string body_text = body.dump();
+    // The body is serialized once, for its hash and its stored record both (or was, ahead
+    // of the write: serialize_usage).
+    const bool given = texts && b < texts->size() && !(*texts)[b].empty();
+    const std::string dumped = given ? std::string() : body.dump();
+    const std::string& body_text = given ? (*texts)[b] : dumped;
     const std::string hash = record_hash_of_text(log, seq, head_hash, now, body_text);
     std::string record_text = stored_record_text(seq, head_hash, hash, now, body_text);
     if (each) {
@@ -566,7 +582,8 @@ Status CustodyStore::write_batch(const Batch& batch, std::vector<Inclusion>* usa
     if (!state.is_ok()) return state.status();
     LogState next = *state.value();
     const uint64_t first = next.seq + 1;
-    CUSTODY_RETURN_IF_ERROR(append(log, bodies, now, puts, next.hash, next.seq, next.tree, each));
+    const std::vector<std::string>* texts = log == lineage::kUsageLog ? &batch.usage_texts_ : nullptr;
+    CUSTODY_RETURN_IF_ERROR(append(log, bodies, now, puts, next.hash, next.seq, next.tree, each, texts));
     if (log == lineage::kUsageLog) CUSTODY_RETURN_IF_ERROR(add_usage_sums(bodies, now, next.seq, puts, sums_after));
     if (log != lineage::kAuditLog) audit[log] = json::array({first, next.seq});
     after[log] = std::move(next);

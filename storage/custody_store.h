@@ -62,6 +62,15 @@ struct Record {
   json to_json() const;
 };
 
+// A usage record's body and its JSON text (body.dump()), serialized ahead of its write by
+// a thread that would otherwise wait (the serving actor, while a group fills), so that the
+// single writer stores the text as given instead of serializing it on its critical path.
+struct SerializedUsage {
+  json body;
+  std::string text;
+};
+SerializedUsage serialize_usage(json body);  // the body as Batch::usage(json) would write it
+
 // What one event writes. Build it, then CustodyStore::write() it.
 class Batch {
  public:
@@ -72,6 +81,7 @@ class Batch {
                 json attributes = json::object());
   void event(json body);  // a lineage event record
   void usage(json body);  // a usage record; body["target"] names the checkpoint or model used
+  void usage(SerializedUsage usage);  // the same, already serialized (serialize_usage)
   void blob(const std::string& sha256, std::string bytes);
   // Deletes a blob: only one that no manifest names any more (a rekey's sweep).
   void drop_blob(const std::string& sha256);
@@ -81,6 +91,7 @@ class Batch {
   friend class CustodyStore;
   std::string event_;
   std::vector<json> lineage_, usage_, manifests_;
+  std::vector<std::string> usage_texts_;  // usage_[i].dump(), or "" if not serialized yet
   std::vector<std::pair<std::string, std::string>> blobs_;
   std::vector<std::string> dropped_blobs_;
 };
@@ -237,7 +248,7 @@ class CustodyStore {
   // Appends bodies to the log in `puts`, extending `tree` (the log's frontier at head_seq).
   Status append(const std::string& log, const std::vector<json>& bodies, int64_t now, std::vector<Put>& puts,
                 std::string& head_hash, uint64_t& head_seq, MerkleFrontier& tree,
-                std::vector<Inclusion>* each = nullptr) const;
+                std::vector<Inclusion>* each = nullptr, const std::vector<std::string>* texts = nullptr) const;
   // The usage-sum entries of the batch's usage records, and the marker saying which
   // records the sums cover (built from the whole log once for a store written before sums).
   Status add_usage_sums(const std::vector<json>& bodies, int64_t now, uint64_t head_seq_after,

@@ -224,6 +224,27 @@ TEST_P(StoreTest, LogSizeReadWhileAnotherThreadWritesIsNeverOlderThanTheStore) {
   EXPECT_EQ(store_->log_size("lineage").value(), store_->tree_head("lineage")->size);
 }
 
+// A usage record serialized ahead of its write (serialize_usage: the serving actor's, while
+// a group fills) is stored as the same bytes, with the same chained hash, as one the writer
+// serializes.
+TEST(SerializedUsageTest, APreSerializedUsageRecordIsStoredAsTheSameBytesAndHash) {
+  ManualClock clock;
+  auto plain = CustodyStore::in_memory(clock), serialized = CustodyStore::in_memory(clock);
+  const json body{{"call_id", "call-1"}, {"action", "predict"}, {"target", "ckpt-1"}, {"principal", "principal:bob"},
+                  {"rows", 1}, {"prediction_ids", {"pred-1-0"}},
+                  {"predictions", {{{"id", "pred-1-0"}, {"class", 2}, {"probability", 0.125}}}}};
+  Batch a("predict"), b("predict");
+  a.usage(body);
+  b.usage(serialize_usage(body));
+  ASSERT_TRUE(plain->write(a).is_ok());
+  ASSERT_TRUE(serialized->write(b).is_ok());
+  const Record x = plain->log_record("usage", 1).value(), y = serialized->log_record("usage", 1).value();
+  EXPECT_EQ(x.hash, y.hash);
+  EXPECT_EQ(x.body, y.body);
+  EXPECT_EQ(plain->tree_head("usage")->root_hex, serialized->tree_head("usage")->root_hex);
+  EXPECT_TRUE(serialized->verify()->ok);
+}
+
 TEST_P(StoreTest, EveryWriteLeavesOneAuditRecordNamingItsRecords) {
   ASSERT_TRUE(store_->write(submitted("job-1")).is_ok());
   auto audit = store_->log("audit");
