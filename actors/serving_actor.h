@@ -18,8 +18,14 @@
 // records are on the disk, groups strictly in order. One group at a time is with the
 // writer: the next goes when the writer has written this one and a syncer is idle for it,
 // and calls that arrive meanwhile join it, so groups grow with the writer's load and the
-// disk's latency and each write's fixed cost is shared by more calls. One caller alone
-// waits for nothing extra. At most kMaxWaitingCalls wait: more are refused (unavailable,
+// disk's latency and each write's fixed cost is shared by more calls. Group wait
+// (ServingOptions::group_wait, default 500 us): a group smaller than the calls expected
+// (one from each ZeroMQ caller seen in the last 20 ms whose call is not already with the
+// writer) waits for them, at most that long, so synchronous callers fall into step and
+// share each write instead of splitting into groups of two or three. One caller alone
+// waits for nothing extra; a caller that stopped costs one wait before it is forgotten.
+// Each call's usage record is serialized here, as the call is evaluated, so the writer
+// only hashes and stores it; the receipts of a group share one signed tree head. At most kMaxWaitingCalls wait: more are refused (unavailable,
 // "retry"), so a flood cannot grow memory without bound. A write or sync that fails
 // answers every call of its group, and of every group after it, with the error: none of
 // them is known to be recorded (and the store refuses further writes until restarted).
