@@ -61,7 +61,11 @@ Status CoordinatorState::restore(SteadyClock::time_point now) {
     n.address = r.address;
     n.principal = r.principal;  // its id stays that principal's across restarts
     n.alive = false;  // until it registers again
-    n.last_seen = now;
+    n.left = r.left;
+    // Last heard of when its newest registration or deregistration was recorded (heartbeats
+    // are not recorded, so a node that went silent shows when it registered).
+    const int64_t ago_ms = r.last_event_ms > 0 ? std::max<int64_t>(0, wall_ms() - r.last_event_ms) : 0;
+    n.last_seen = now - std::chrono::milliseconds(ago_ms);
     int number = 0;
     if (std::sscanf(n.id.c_str(), "worker-%d", &number) == 1) next_worker_ = std::max(next_worker_, number + 1);
     if (std::sscanf(n.id.c_str(), "ps-%d", &number) == 1) next_ps_ = std::max(next_ps_, number + 1);

@@ -94,6 +94,7 @@ Result<Replayed> replay(const storage::CustodyStore& store) {
   std::map<std::string, Building> runs;
   std::map<std::string, std::string> specs;  // jobspec id -> its text
   std::map<std::string, std::string> spec_of;  // run -> jobspec id
+  std::map<std::string, std::pair<int64_t, bool>> node_events;  // node entity -> newest (time, left)
   size_t seq = 0;
   for (const auto& r : records) {
     ++seq;
@@ -112,7 +113,19 @@ Result<Replayed> replay(const storage::CustodyStore& store) {
     } else if (type == lineage::kEvent) {
       const std::string run = b.value("run", "");
       if (!run.empty()) on_event(b, r.time_ms, runs[run].run);
+      const std::string event = b.value("event", "");
+      if (event == lineage::event::kNodeRegistered || event == lineage::event::kNodeDeregistered) {
+        node_events[b.value("node", "")] = {r.time_ms, event == lineage::event::kNodeDeregistered};
+      }
     }
+  }
+  // What `custody nodes` shows after a restart: when each node was last heard of, and
+  // whether it had left, as the log says (not "silent since the restart").
+  for (ReplayedNode& n : out.nodes) {
+    auto it = node_events.find(lineage::node_entity_id(n.id));
+    if (it == node_events.end()) continue;
+    n.last_event_ms = it->second.first;
+    n.left = it->second.second;
   }
   std::vector<std::pair<size_t, std::string>> order;
   for (auto& [id, x] : runs) {

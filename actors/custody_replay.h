@@ -24,6 +24,10 @@ struct ReplayedNode {
   std::string id, host, address;
   std::string principal;  // who registered it (security curve or token), or empty
   msg::NodeRole role = msg::NodeRole::kWorker;
+  // Its newest registration or deregistration: when (the record's time, wall ms; 0 if
+  // none is recorded), and whether it was a deregistration (the node left the cluster).
+  int64_t last_event_ms = 0;
+  bool left = false;
 };
 
 // How a run ended (its last run_ended, unless it was resumed after that).

@@ -41,7 +41,9 @@ size_t records_naming(const std::vector<json>& records, const std::string& node)
 }
 
 TEST(DeregisterTest, ASigtermedWorkerIsListedAsLeftWithinASecondWithOneRecord) {
-  LocalCluster c("deregister-idle", one_server_two_workers());
+  ClusterOptions o = one_server_two_workers();
+  o.fixed_port = true;  // the nodes find the restarted coordinator at the end
+  LocalCluster c("deregister-idle", o);
   ASSERT_TRUE(c.wait_for_nodes(3));
   Process& worker2 = c.node(2);
   const auto t0 = Clock::now();
@@ -74,6 +76,19 @@ TEST(DeregisterTest, ASigtermedWorkerIsListedAsLeftWithinASecondWithOneRecord) {
   EXPECT_EQ(records_naming(records, "worker-2"), 1u);
   EXPECT_EQ(records.size(), 1u) << "only the stopped node deregistered";
   for (const auto& r : records) EXPECT_NE(r.value("reason", "").find("SIGTERM"), std::string::npos) << r.dump();
+
+  // After a coordinator restart the log says what it knew: worker-2 left (not "dead"), and
+  // was last heard of when it deregistered, more than the 5.5 s waited above, not at the
+  // restart; worker-1, still running, registers again and is alive.
+  c.start_coordinator("coordinator-restarted.log");
+  json restored;
+  for (auto deadline = Clock::now() + 20s; Clock::now() < deadline; std::this_thread::sleep_for(100ms)) {
+    restored = node_row(c, "worker-2");
+    if (!restored.empty() && node_row(c, "worker-1").value("state", "") == "alive") break;
+  }
+  EXPECT_EQ(restored.value("state", ""), "left") << restored.dump();
+  EXPECT_GE(restored.value("last_seen_ms_ago", int64_t{0}), kHeartbeatTimeoutMs) << restored.dump();
+  EXPECT_EQ(node_row(c, "worker-1").value("state", ""), "alive");
 }
 
 TEST(DeregisterTest, AWorkerStoppedMidJobIsRecoveredAtOnceAndTheJobCompletes) {
