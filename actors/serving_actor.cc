@@ -374,13 +374,13 @@ caf::behavior serving_actor(caf::stateful_actor<ServingActorState>* self, Socket
         w.started = SteadyClock::now();
         w.request = in.envelope;
         w.peer = in.peer;
-        if (self->state.group_wait.count() > 0) self->state.callers[in.peer] = w.started;
         if (!in.envelope->get<msg::Predict>()) {
           const Status refused = invalid_argument(std::string("serving answers predict, not '") +
                                                   msg::body_name(in.envelope->body) + "'");
           self->state.port.send(in.peer, msg::make_error(*in.envelope, "coordinator", refused));
           return;
         }
+        if (self->state.group_wait.count() > 0) self->state.callers[in.peer] = w.started;
         take(self, std::move(w));
       },
       [=](LocalCall& call) {  // from the HTTP listener, authorized by the coordinator actor

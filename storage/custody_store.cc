@@ -270,6 +270,7 @@ MerkleNodeReader batch_reader(const MerkleFrontier& before, const std::vector<st
   for (int level = 63; level >= 0; --level) {
     const uint64_t span = uint64_t(1) << level;
     if ((before.size() & span) == 0) continue;
+    if (next >= before.nodes().size()) break;  // a damaged frontier: the proof names the leaf it lacks
     (*subtrees)[{static_cast<uint32_t>(level), start >> level}] = before.nodes()[next++];
     start += span;
   }
