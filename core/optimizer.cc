@@ -139,7 +139,6 @@ class Adam final : public Optimizer {
     return Status::ok();
   }
 
-
  protected:
   bool splits() const override { return true; }
   // The update of keys [begin, end) at step t_ + 1 (count_update() then counts it): the
