@@ -65,7 +65,7 @@ std::shared_ptr<ParameterServerCore> make_server_core(const std::string& listene
   }
   auto logic = std::make_unique<ParameterServerState>("ps");
   logic->set_parallel(crypto.get());
-  logic->set_share_step_end(false);
+  logic->set_share_step_end_above(ParameterServerState::kShareStepEndAbove);
   logic->set_metrics(metrics);
   // A listener other hosts can reach serves no data plane in clear.
   logic->set_listener_loopback_only(data_plane::is_loopback_endpoint(listener), listener);

@@ -54,7 +54,7 @@ void ParameterServerState::copy_block(const float* from, size_t n, const std::ve
     const size_t begin = (i % pieces) * kPiece, end = std::min(n, begin + kPiece);
     std::copy(from + begin, from + end, to[i / pieces] + begin);
   };
-  if (urgent && parallel_ && share_step_end_) {
+  if (urgent && shares_step_end(n)) {
     parallel_->run(pieces * to.size(), copy);
   } else {
     for (size_t i = 0; i < pieces * to.size(); ++i) copy(i);

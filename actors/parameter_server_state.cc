@@ -50,7 +50,7 @@ void ParameterServerState::apply(JobShard& job, const float* grad, const float* 
   }
   job.optimizer->set_learning_rate(scheduled_learning_rate(
       job.spec.optimizer, static_cast<int64_t>(job.version), static_cast<int64_t>(job.total_updates())));
-  if (partial && parallel_ && share_step_end_) {
+  if (partial && shares_step_end(job.params->size())) {
     // The step's workers all wait for this update: the cores they leave share it, in
     // pieces of 128 KiB (the same values to the bit as one pass: Optimizer::apply_mean_split).
     constexpr size_t kPiece = size_t{1} << 15;

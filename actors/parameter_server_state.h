@@ -51,6 +51,7 @@
 // thread and its actor; actors/parameter_server_actor.cc).
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <optional>
@@ -82,10 +83,14 @@ class ParameterServerState {
   void set_parallel(ForkJoin* parallel) { parallel_ = parallel; }
   // Whether a BSP step's end (the copies out of and into the regions, the update) is shared
   // with those threads too, or done on the calling thread alone (sealing and opening are
-  // shared either way). Default: shared. The node turns it off: with the doorbell, waking a
-  // helper for it cost more than it saved on this 2-core machine (docs/ARCHITECTURE.md,
-  // "A step's thread hand-offs").
-  void set_share_step_end(bool share) { share_step_end_ = share; }
+  // shared either way). Default: shared. set_share_step_end_above(n): shared only for key
+  // ranges of at least n floats. The node shares it from kShareStepEndAbove: with the
+  // doorbell, waking a helper cost more than it saved for the MLP's 235k floats on this
+  // 2-core machine, and saves a core's worth for the CNN's 693k (docs/ARCHITECTURE.md,
+  // "A step's thread hand-offs" and "Overlap").
+  void set_share_step_end(bool share) { share_step_end_above_ = share ? 0 : SIZE_MAX; }
+  void set_share_step_end_above(size_t floats) { share_step_end_above_ = floats; }
+  static constexpr size_t kShareStepEndAbove = size_t{1} << 18;  // 1 MiB of floats
   // Counts pushes accepted and refused (custody_ps_pushes_total{result, reason}) and the
   // staleness of those accepted (custody_ps_push_staleness_steps). Null: none.
   void set_metrics(MetricsRegistry* metrics) { metrics_ = metrics; }
@@ -233,7 +238,9 @@ class ParameterServerState {
   std::string node_id_;
   bool listener_loopback_only_ = true;
   ForkJoin* parallel_ = nullptr;
-  bool share_step_end_ = true;
+  // Key ranges from this many floats share a BSP step's end with parallel_'s threads.
+  size_t share_step_end_above_ = 0;
+  bool shares_step_end(size_t floats) const { return parallel_ && floats >= share_step_end_above_; }
   MetricsRegistry* metrics_ = nullptr;
   std::string listener_;
   std::map<std::string, JobShard> jobs_;

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Two builds of Custody against each other, in one run: the bench's cluster (1 parameter
 # server + 2 workers, BSP, separate processes on 127.0.0.1, the data plane through shared
-# memory as on one host by default) trains the default job (configs/jobs/fashion_mlp.toml
-# cut to EPOCHS epochs) with build A's binaries, then with build B's, alternating, ROUNDS
+# memory as on one host by default) trains the default job (configs/jobs/fashion_mlp.toml,
+# or the job file BENCH_JOB=FILE names, e.g. configs/jobs/fashion_cnn.toml; cut to EPOCHS epochs) with build A's binaries, then with build B's, alternating, ROUNDS
 # times each (these machines' speed drifts between runs: only alternating repeats compare).
 # samples/s = samples trained / (finished - started), both taken by the coordinator; the
 # medians, the median of each round's B/A ratio, and the CPU all the cluster's processes
@@ -42,7 +42,7 @@ printf "%-44s %12s\n" "B $bin_b (median of $rounds)" "$m_b"
 printf "%-44s %12s\n" "B / A" "$ratio (median of the rounds' ratios: $m_ratio; rounds $r_lo to $r_hi)"
 echo "CPU of all the cluster's processes per step (medians; the data's loading included): A $m_x_a ms, B $m_x_b ms"
 cat >"$out_dir/builds.json" <<JSON
-{"benchmark": "builds", "job": "fashion_mlp, $epochs epochs, 1 ps, 2 workers, bsp", "rounds": $rounds,
+{"benchmark": "builds", "job": "$(basename "$bench_job" .toml), $epochs epochs, 1 ps, 2 workers, bsp", "rounds": $rounds,
  "a": "$bin_a", "b": "$bin_b",
  "a_samples_per_sec": $(json_list "${ab_a[@]}"), "b_samples_per_sec": $(json_list "${ab_b[@]}"),
  "round_ratios": $(json_list "${ab_ratios[@]}"), "loads": $(json_list "${ab_loads[@]}"),

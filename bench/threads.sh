@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Where a step's thread hand-offs go: runs the bench's cluster (1 parameter server + 2
 # workers, BSP, separate processes on 127.0.0.1, blocks through shared memory on one host)
-# on the default job cut to EPOCHS epochs with the binaries in BIN, and reads every thread of
+# on the default job (or BENCH_JOB=FILE, e.g. configs/jobs/fashion_cnn.toml) cut to EPOCHS epochs with the binaries in BIN, and reads every thread of
 # the server and the workers from /proc twice during the job (WINDOW seconds apart): per step, each thread's
 # voluntary context switches (it blocked: each is a wait that a wake-up from another thread
 # ends) and involuntary ones (preempted), and its CPU time. Threads are named by their

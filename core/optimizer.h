@@ -70,8 +70,9 @@ class Optimizer {
   // updates: the same result to the bit as apply_mean, since each key's update reads and
   // writes only that key's value and state, in the same operations. A parameter server
   // uses it for BSP's last push, when every worker waits for the update and the cores are
-  // idle. An optimizer that updates only its whole range at once (adam: its bias
-  // correction counts updates inside the pass) runs apply_mean on this thread instead.
+  // idle. An optimizer that updates only its whole range at once runs apply_mean on this
+  // thread instead (none now: Adam takes its bias corrections from the step count before
+  // the parts run, and counts the update once after them).
   void apply_mean_split(float* params, const float* partial, const float* last, float scale, size_t parts,
                         const ParallelRun& run);
   virtual size_t size() const = 0;

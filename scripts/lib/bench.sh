@@ -6,7 +6,8 @@
 #   bench_setup EPOCHS   bench_build, loads the local-cluster helpers, and prepares a work
 #                        directory that is removed on exit (kept with KEEP=1)
 #                        -> also $work, and $work/job.toml: the default job
-#                        (configs/jobs/fashion_mlp.toml) cut to EPOCHS epochs
+#                        (configs/jobs/fashion_mlp.toml, or the job file $BENCH_JOB names)
+#                        cut to EPOCHS epochs
 #   job_samples_per_sec STATUS_JSON   a finished job's samples/s (`custody status JOB
 #                        --json`): samples trained / (finished - started), both taken by
 #                        the coordinator, for 2 workers of 64 samples a step
@@ -40,7 +41,9 @@ bench_setup() {
   source scripts/lib/cluster.sh
   work=$(mktemp -d "${TMPDIR:-/tmp}/custody-bench.XXXXXX")
   trap 'cluster_stop; [ -n "${KEEP:-}" ] || rm -rf "$work"' EXIT
-  sed "s/^epochs = .*/epochs = $1/" configs/jobs/fashion_mlp.toml >"$work/job.toml"
+  bench_job=${BENCH_JOB:-configs/jobs/fashion_mlp.toml}
+  [ -f "$bench_job" ] || { echo "BENCH_JOB=$bench_job: no such job file" >&2; exit 2; }
+  sed "s/^epochs = .*/epochs = $1/" "$bench_job" >"$work/job.toml"
 }
 
 job_samples_per_sec() {

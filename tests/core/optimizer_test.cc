@@ -68,6 +68,38 @@ TEST(OptimizerTest, AnUpdateByTheMeanOfTwoGradientsEqualsOneByTheirPrecomputedMe
   }
 }
 
+// Adam's update by the mean runs in one pass over blocks of keys (the CNN's step end on the
+// server: 693k keys, where the separate passes over the whole range cost most of it); it
+// gives the values and moments of the mean computed first and apply()'s passes, to the bit,
+// with and without weight decay, over a range longer than one block and not a multiple of
+// it, and the moments continue from a checkpointed state alike.
+TEST(OptimizerTest, AdamsOnePassUpdateByTheMeanEqualsItsPassesOverTheRangeToTheBit) {
+  for (float decay : {0.0f, 0.01f}) {
+    auto c = config(OptimizerConfig::Kind::kAdam, 1e-3f);
+    c.weight_decay = decay;
+    const size_t n = 5003;
+    auto fused = make_optimizer(c, n), plain = make_optimizer(c, n);
+    std::vector<float> p1(n), p2(n), a(n), b(n), mean(n);
+    for (size_t i = 0; i < n; ++i) p1[i] = p2[i] = std::sin(static_cast<float>(i)) * 0.1f;
+    for (int step = 0; step < 4; ++step) {
+      for (size_t i = 0; i < n; ++i) {
+        a[i] = std::cos(static_cast<float>(i * (step + 1))) * 1e-2f;
+        b[i] = 0.5f - static_cast<float>((i * 7 + static_cast<size_t>(step)) % 11) / 10.0f;
+        mean[i] = (a[i] + b[i]) * 0.5f;
+      }
+      fused->apply_mean(p1.data(), a.data(), b.data(), 0.5f);
+      plain->apply(p2.data(), mean.data());
+    }
+    ASSERT_EQ(0, std::memcmp(p1.data(), p2.data(), n * sizeof(float))) << "weight decay " << decay;
+    const OptimizerState s1 = fused->export_state(), s2 = plain->export_state();
+    EXPECT_EQ(s1.steps, 4u);
+    EXPECT_EQ(s2.steps, 4u);
+    ASSERT_EQ(s1.values.size(), 2 * n);
+    EXPECT_EQ(0, std::memcmp(s1.values.data(), s2.values.data(), s1.values.size() * sizeof(float)));
+    EXPECT_NE(p1[1], std::sin(1.0f) * 0.1f) << "the values were not updated";
+  }
+}
+
 // A parameter server splits BSP's last update of a step among its threads: the values and
 // the state (momentum's velocity, checkpointed) must be the same to the bit as one pass
 // over the range, however the keys are cut and wherever the range starts in memory.
