@@ -25,6 +25,12 @@ using group_wait_atom = caf::atom_constant<caf::atom("grpwait")>;
 // a caller that stopped delays only the groups of the next few milliseconds, each by at
 // most the group wait.
 constexpr std::chrono::milliseconds kCallerActiveWindow{20};
+// A group waits for at most this many expected calls. Waiting for every caller puts all of
+// them in one convoy whose write and sync nobody overlaps: with 32 callers that was 0.92 of
+// no wait at all, while groups of at most 16 take turns, one filling while the one before
+// is written and synced (quiet machine, 32 clients of batch 1, three alternating runs:
+// 9,117, 8,565 and 9,459 calls/s against 6,776, 7,642 and 6,540 without the cap).
+constexpr size_t kMaxGroupWaitCalls = 16;
 
 // What serving answered, for the metrics: calls by route and result, rows predicted,
 // and each call's time in the serving actor (its share of the group's synced write
@@ -298,7 +304,7 @@ size_t expected_calls(ServingActorState& st) {
   }
   const uint64_t in_flight = st.sent - std::min(st.sent, st.answered->load(std::memory_order_relaxed));
   const size_t active = st.callers.size();
-  return std::min<size_t>(kMaxWaitingCalls, active > in_flight ? active - in_flight : 1);
+  return std::min<size_t>(kMaxGroupWaitCalls, active > in_flight ? active - in_flight : 1);
 }
 
 // Hands the waiting calls to the writer, unless it is still busy with the group before

@@ -21,7 +21,7 @@
 // disk's latency and each write's fixed cost is shared by more calls. Group wait
 // (ServingOptions::group_wait, default 500 us): a group smaller than the calls expected
 // (one from each ZeroMQ caller seen in the last 20 ms whose call is not already with the
-// writer) waits for them, at most that long, so synchronous callers fall into step and
+// writer; at most 16) waits for them, at most that long, so synchronous callers fall into step and
 // share each write instead of splitting into groups of two or three. One caller alone
 // waits for nothing extra; a caller that stopped costs one wait before it is forgotten.
 // Each call's usage record is serialized here, as the call is evaluated, so the writer
