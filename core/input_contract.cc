@@ -46,7 +46,7 @@ Status InputContract::check(const float* values, int64_t rows, int64_t features,
     // asking isfinite() and the range of each value cost 16%.
     uint32_t in_range = 0;
     for (size_t i = 0; i < n; ++i) in_range += static_cast<uint32_t>((values[i] >= lo) & (values[i] <= hi));
-    if (in_range == n) return Status::ok();
+    if (in_range == n) return pixels() ? check_not_prescaled(values, rows, features, model) : Status::ok();
   }
   for (int64_t i = 0; i < rows * features; ++i) {
     const float v = values[i];
@@ -60,6 +60,24 @@ Status InputContract::check(const float* values, int64_t rows, int64_t features,
     const std::string why = finite ? " is outside the range model " + model + " accepts"
                                    : " is not a finite number; model " + model + " accepts";
     return invalid_argument(where + ": " + text_of(v) + why + ": " + expected());
+  }
+  return pixels() ? check_not_prescaled(values, rows, features, model) : Status::ok();
+}
+
+Status InputContract::check_not_prescaled(const float* values, int64_t rows, int64_t features,
+                                          const std::string& model) const {
+  for (int64_t r = 0; r < rows; ++r) {
+    // A row's largest value first (one vectorized pass): a real image has a pixel above 1.
+    const float* row = values + r * features;
+    const Eigen::Map<const Eigen::ArrayXf> v(row, static_cast<Eigen::Index>(features));
+    if (features == 0 || v.maxCoeff() > 1.0f) continue;
+    for (int64_t c = 0; c < features; ++c) {
+      if (row[c] <= 0.0f || row[c] >= 1.0f) continue;
+      return invalid_argument("row " + std::to_string(r) + " looks already scaled to [0, 1] (its largest value is " +
+                              text_of(v.maxCoeff()) + "; column " + std::to_string(c) + " is " + text_of(row[c]) +
+                              "): model " + model + " takes " + expected() +
+                              " and scales them itself; send the image's own pixel values (the scaled values x 255)");
+    }
   }
   return Status::ok();
 }

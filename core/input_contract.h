@@ -14,8 +14,10 @@
 //
 // check() refuses what the model was never trained on: a non-finite value, or for an image
 // model a pixel outside 0..255, naming the row and column (both counted from 0) and the
-// range, so a caller who sends pixels already scaled to [0, 1] is not refused but one who
-// sends 0..65535 or a NaN is.
+// range; and for an image model a row that was already scaled to [0, 1] (every value at most
+// 1 and one strictly between 0 and 1): such a row lies inside 0..255, but no raw pixel is a
+// fraction below 1 and no image the model saw has 1 as its brightest pixel, so answering it
+// would mean answering a black image, wrongly and silently.
 // Thread-safety: plain values and pure functions.
 #pragma once
 
@@ -54,6 +56,8 @@ struct InputContract {
   // invalid argument naming the first bad value's row and column, the value and the range.
   // `model` names the model in the message.
   Status check(const float* values, int64_t rows, int64_t features, const std::string& model) const;
+  // For an image model: no row was already scaled to [0, 1] (above). Part of check().
+  Status check_not_prescaled(const float* values, int64_t rows, int64_t features, const std::string& model) const;
   // The model's inputs from checked raw values, in place, or from `raw` into `out` (n
   // values each; one pass for pixels, no copy first).
   void apply(std::vector<float>& values) const;

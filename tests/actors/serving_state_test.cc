@@ -272,7 +272,18 @@ TEST(ServingStatePixels, RawPixelsAreScaledAsInTrainingAndValuesOutsideTheRangeA
     EXPECT_NE(refused.status().message().find("raw pixel values 0 to 255"), std::string::npos)
         << refused.status().to_string();
   }
+  // The same images scaled to [0, 1] first (what a caller used to the Flask examples sends):
+  // inside 0..255, but no raw image looks like that. The row is named; a row of raw pixels
+  // that happens to be dark (0 and 1 only), or with fractions above 1, is answered.
+  auto scaled = call({0.0f, 128.0f, 255.0f, 37.0f / 255.0f, 200.0f / 255.0f, 1.0f / 255.0f});
+  EXPECT_EQ(scaled.status().code(), ErrorCode::kInvalidArgument) << scaled.status().to_string();
+  EXPECT_NE(scaled.status().message().find("row 1 looks already scaled to [0, 1] (its largest value is 0.78"),
+            std::string::npos)
+      << scaled.status().to_string();
+  EXPECT_NE(scaled.status().message().find("x 255"), std::string::npos) << scaled.status().to_string();
   EXPECT_EQ(store->usage_of(id.value())->size(), before) << "a refused call leaves no record";
+  EXPECT_TRUE(call({0.0f, 1.0f, 0.0f, 1.0f, 1.0f, 0.0f}).is_ok()) << "a dark image of raw pixels";
+  EXPECT_TRUE(call({0.5f, 1.5f, 0.25f, 37.5f, 200.0f, 0.5f}).is_ok()) << "fractional pixels of an interpolated image";
 
   auto info = serving.describe(id.value());
   ASSERT_TRUE(info.is_ok()) << info.status().to_string();

@@ -44,7 +44,7 @@ TEST(AttributionTest, APredictionIsAttributedToTheRunsRecordsAndTheRequestIsReco
 
   std::ostringstream csv;
   for (int r = 0; r < 5; ++r) {
-    for (int f = 0; f < 32; ++f) csv << (f ? "," : "") << ((r * 7 + f * 3) % 11) / 10.0;
+    for (int f = 0; f < 32; ++f) csv << (f ? "," : "") << ((r * 7 + f * 3) % 11) * 25;  // raw pixels
     csv << "\n";
   }
   const fs::path rows = c.write_job("rows.csv", csv.str());
@@ -177,7 +177,7 @@ TEST(AttributionTest, WorkersScoreOneRangeEachAndAgreeWithTheCoordinatorsOwnScor
   submit_and_wait(c, "attrw.toml", synthetic_mlp_job("attrw", 3, 1600));
   std::ostringstream csv;
   for (int r = 0; r < 5; ++r) {
-    for (int f = 0; f < 32; ++f) csv << (f ? "," : "") << ((r * 5 + f * 7) % 13) / 12.0;
+    for (int f = 0; f < 32; ++f) csv << (f ? "," : "") << ((r * 5 + f * 7) % 13) * 20;  // raw pixels
     csv << "\n";
   }
   const fs::path rows = c.write_job("rows.csv", csv.str());

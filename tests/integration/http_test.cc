@@ -274,6 +274,9 @@ TEST_F(HttpTest, BadCallsGetTheRightStatusAnErrorObjectAndNoRecord) {
        carol_token_, 400, "row 1, column 5: 256 is outside the range model served@1 accepts: raw pixel values 0 to 255"},
       {"a negative pixel", "/predict", R"({"model":"served","instances":[[-1)" + repeated(",0", 31) + "]]}",
        carol_token_, 400, "row 0, column 0: -1 is outside the range"},
+      {"pixels scaled to [0, 1] (the Flask examples' habit)", "/predict",
+       R"({"model":"served","instances":[[0.5)" + repeated(",0.25", 31) + "]]}", carol_token_, 400,
+       "row 0 looks already scaled to [0, 1]"},
   };
   for (const auto& k : cases) {
     HttpResult r = post(k.path, k.body, k.token);

@@ -187,7 +187,7 @@ TEST(ServingTest, EveryCallCarriesAReceiptThatProvesItsRecordOffline) {
   EXPECT_NE(head.out.find("usage"), std::string::npos) << head.out;
 
   std::string row;
-  for (int f = 0; f < 32; ++f) row += (f ? "," : "") + std::to_string(f % 5 / 4.0);
+  for (int f = 0; f < 32; ++f) row += (f ? "," : "") + std::to_string(f % 5 * 60);  // raw pixels
   const fs::path rows = c.write_job("rows.csv", row + "\n" + row + "\n" + row + "\n");
   const fs::path receipts = c.dir() / "receipts.jsonl";
   ASSERT_EQ(c.cli({"predict", "served", "--input", rows.string(), "--batch", "2", "--as", "dave", "--purpose",
@@ -256,7 +256,7 @@ TEST(ServingTest, ConcurrentCallersShareSyncedWritesAndEachKeepsItsOwnRecordAndR
   constexpr int kClients = 8, kCalls = 40;  // --batch 1: one call per row
   std::string rows;
   for (int r = 0; r < kCalls; ++r) {
-    for (int f = 0; f < 32; ++f) rows += (f ? "," : "") + std::to_string((r + f) % 7 / 6.0);
+    for (int f = 0; f < 32; ++f) rows += (f ? "," : "") + std::to_string((r + f) % 7 * 40);  // raw pixels
     rows += "\n";
   }
   const fs::path input = c.write_job("rows.csv", rows);
@@ -374,7 +374,7 @@ TEST(ServingTest, EveryCallAnsweredBeforeTheCoordinatorWasKilledIsRecordedAfterI
   ASSERT_NO_FATAL_FAILURE(train_served(c));
   constexpr int kClients = 8, kCalls = 100000;  // far more than are answered before the kill
   std::string rows;
-  for (int r = 0; r < kCalls; ++r) rows += "0.25,0.5,0.75," + std::string("0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0\n");
+  for (int r = 0; r < kCalls; ++r) rows += "64,128,192," + std::string("0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0\n");
   const fs::path input = c.write_job("rows.csv", rows);
   std::vector<CliResult> results(kClients);
   std::vector<std::thread> clients = call_at_once(c, input, results, {"--timeout-ms", "2000"});
