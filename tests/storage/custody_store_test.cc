@@ -357,6 +357,41 @@ TEST_F(TamperTest, AUsageRecordRemovedFromTheEndWithItsHeadRewrittenIsFoundThrou
   EXPECT_TRUE(verify_names({"the audit log says the usage log holds 2 records, but it holds 1"}));
 }
 
+// A Merkle frontier cut short behind the store's back (a subtree hash removed): the next
+// write, which proves its records from that frontier (receipts), is refused with an error
+// naming the frontier instead of proving against a wrong tree or crashing; nothing is
+// written, the records before stay readable, and verify() names the change.
+TEST_F(TamperTest, AFrontierCutShortIsRefusedByTheNextWriteAndNamedByVerify) {
+  auto usage = [](int i) {
+    Batch b("predict");
+    b.usage({{"target", "ckpt-1"}, {"principal", "principal:bob"}, {"action", "predict"},
+             {"call_id", "call-" + std::to_string(i)}});
+    return b;
+  };
+  {
+    auto s = CustodyStore::open(dir_.string(), OpenMode::kReadWrite);
+    for (int i = 0; i < 3; ++i) ASSERT_TRUE(s.value()->write(usage(i)).is_ok());
+  }
+  std::string frontier = raw_get("default", "tree/usage");
+  ASSERT_FALSE(frontier.empty());
+  const std::string cut = frontier.substr(0, frontier.rfind(' '));  // 3 records: two subtrees, one dropped
+  ASSERT_NE(cut, frontier);
+  raw_put("default", "tree/usage", &cut);
+  {
+    auto s = CustodyStore::open(dir_.string(), OpenMode::kReadWrite);
+    ASSERT_TRUE(s.is_ok()) << s.status().to_string();
+    std::vector<Inclusion> proofs;
+    Status refused = s.value()->write(usage(3), &proofs);
+    EXPECT_EQ(refused.code(), ErrorCode::kDataLoss) << refused.to_string();
+    EXPECT_NE(refused.message().find("a stored Merkle frontier of size 3 has 1 subtree hashes, not 2"),
+              std::string::npos)
+        << refused.to_string();
+    EXPECT_TRUE(proofs.empty());
+    EXPECT_EQ(s.value()->usage_of("ckpt-1")->size(), 3u) << "the records before are all still there";
+  }
+  EXPECT_TRUE(verify_names({"the Merkle tree of the usage log does not match its records", "it was changed"}));
+}
+
 // Regression: re-pointing an index entry made `lineage show` answer with another record,
 // and verify said ok.
 TEST_F(TamperTest, ARepointedIndexEntryIsNamedAndAnswersNothingWrong) {
