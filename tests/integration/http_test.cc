@@ -135,11 +135,11 @@ class HttpTest : public ::testing::Test {
     const std::string job = submitted.out.substr(0, submitted.out.find('\n'));
     ASSERT_EQ(c.cli({"--token-file", admin, "wait", job}).code, 0);
   }
-  size_t usage_records() {
+  size_t usage_records() {  // every record of "served", not only the newest page the listing shows
     CliResult r =
         cluster_->cli({"--token-file", cluster_->admin_token().string(), "usage", "served", "--json"});
     EXPECT_EQ(r.code, 0) << r.err;
-    return json::parse(r.out)["records"].size();
+    return json::parse(r.out)["records_total"].get<size_t>();
   }
   std::vector<std::string> auth(const std::string& token) { return {"-H", "Authorization: Bearer " + token}; }
   HttpResult post(const std::string& path, const std::string& body, const std::string& token) {
