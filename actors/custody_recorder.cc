@@ -447,7 +447,11 @@ Result<msg::ExportReply> CustodyRecorder::export_checkpoint(const msg::ExportReq
   Status s = store_->write(b, &recorded);
   if (!s.is_ok()) return Status(s.code(), "the custody store refused the record: " + s.message());
   msg::ExportReply reply;
-  if (key_) reply.receipt = storage::make_receipt(std::move(recorded.front()), *key_, clock_->wall_ms(), usage_id).dump();
+  if (key_) {
+    CUSTODY_ASSIGN_OR_RETURN(const json receipt,
+                             storage::make_receipt(std::move(recorded.front()), *key_, clock_->wall_ms(), usage_id));
+    reply.receipt = receipt.dump();
+  }
   reply.checkpoint = id;
   reply.root_hash = manifest["root_hash"];
   for (int s : manifest["layer_sizes"]) reply.layer_sizes.push_back(static_cast<uint32_t>(s));

@@ -210,7 +210,7 @@ class CustodyRecorder {
  private:
   Status write(const storage::Batch& batch);
   // Each call's receipt for its inclusion proof (with `receipts` and a key), else "" each.
-  std::vector<std::string> receipts_for(std::vector<storage::Inclusion> recorded, const std::vector<ServedCall>& calls,
+  Result<std::vector<std::string>> receipts_for(std::vector<storage::Inclusion> recorded, const std::vector<ServedCall>& calls,
                                         bool receipts) const;
   storage::CustodyStore* store_;
   const SigningKey* key_;

@@ -49,7 +49,11 @@ Result<std::pair<std::string, std::string>> CustodyRecorder::attribution_made(co
     return Status(s.code(), "the attribution could not be recorded, so it was not answered: " + s.message());
   }
   std::string receipt;
-  if (key_) receipt = storage::make_receipt(std::move(recorded.at(0)), *key_, clock_->wall_ms(), usage_id).dump();
+  if (key_) {
+    CUSTODY_ASSIGN_OR_RETURN(const storage::json signed_receipt,
+                             storage::make_receipt(std::move(recorded.at(0)), *key_, clock_->wall_ms(), usage_id));
+    receipt = signed_receipt.dump();
+  }
   return std::make_pair(usage_id, receipt);
 }
 

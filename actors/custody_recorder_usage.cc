@@ -48,7 +48,7 @@ Status not_recorded(const Status& s) {
 }
 }  // namespace
 
-std::vector<std::string> CustodyRecorder::receipts_for(std::vector<storage::Inclusion> recorded,
+Result<std::vector<std::string>> CustodyRecorder::receipts_for(std::vector<storage::Inclusion> recorded,
                                                        const std::vector<ServedCall>& calls, bool receipts) const {
   std::vector<std::string> out(calls.size());
   if (!key_ || !receipts) return out;
@@ -60,7 +60,8 @@ std::vector<std::string> CustodyRecorder::receipts_for(std::vector<storage::Incl
   std::string head_root;
   for (size_t i = 0; i < calls.size(); ++i) {
     if (head.empty() || recorded[i].tree_size != head_size || recorded[i].root != head_root) {
-      head = storage::signed_head_of(recorded[i], *key_, now).dump();
+      CUSTODY_ASSIGN_OR_RETURN(const json signed_head, storage::signed_head_of(recorded[i], *key_, now));
+      head = signed_head.dump();
       head_size = recorded[i].tree_size;
       head_root = recorded[i].root;
     }
@@ -90,7 +91,8 @@ Result<CustodyRecorder::PendingPredictions> CustodyRecorder::predictions_written
   if (!pending.is_ok()) return not_recorded(pending.status());
   PendingPredictions out;
   out.durable = std::move(pending).value();
-  out.receipts = receipts_for(std::move(recorded), calls, receipts);
+  // The records are written; without their receipts the calls are not answered.
+  CUSTODY_ASSIGN_OR_RETURN(out.receipts, receipts_for(std::move(recorded), calls, receipts));
   return out;
 }
 

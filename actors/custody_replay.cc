@@ -114,8 +114,10 @@ Result<Replayed> replay(const storage::CustodyStore& store) {
       const std::string run = b.value("run", "");
       if (!run.empty()) on_event(b, r.time_ms, runs[run].run);
       const std::string event = b.value("event", "");
-      if (event == lineage::event::kNodeRegistered || event == lineage::event::kNodeDeregistered) {
-        node_events[b.value("node", "")] = {r.time_ms, event == lineage::event::kNodeDeregistered};
+      // (record_schema.h refuses a node event whose node is not a string before this runs.)
+      if ((event == lineage::event::kNodeRegistered || event == lineage::event::kNodeDeregistered) &&
+          b.contains("node") && b["node"].is_string()) {
+        node_events[b["node"].get<std::string>()] = {r.time_ms, event == lineage::event::kNodeDeregistered};
       }
     }
   }

@@ -242,7 +242,12 @@ caf::behavior usage_writer(caf::stateful_actor<UsageWriterState>* self, SocketPo
         WrittenGroup written;
         written.number = st.next_number++;
         written.calls = group.calls;
-        auto pending = st.recorder->predictions_written(std::move(served), st.options.receipts);
+        Result<CustodyRecorder::PendingPredictions> pending = internal_error("not written");
+        try {
+          pending = st.recorder->predictions_written(std::move(served), st.options.receipts);
+        } catch (const std::exception& e) {  // as in take(): the group fails, the writer goes on
+          pending = internal_error(std::string("the usage records could not be written: ") + e.what());
+        }
         if (!pending.is_ok()) {
           written.synced = pending.status();  // answered with the error, in its turn
         } else {
@@ -346,7 +351,14 @@ void take(caf::stateful_actor<ServingActorState>* self, Waiting w) {
     return;
   }
   const auto& request = std::get<msg::Predict>(w.request->body);
-  auto prepared = st.logic->prepare(request);
+  // A call that throws (a bug, or an input no check foresaw) fails alone: the actor, the
+  // calls waiting in its group and every later caller go on.
+  Result<ServingState::PreparedCall> prepared = internal_error("not evaluated");
+  try {
+    prepared = st.logic->prepare(request);
+  } catch (const std::exception& e) {
+    prepared = internal_error(std::string("serving failed on this call: ") + e.what());
+  }
   if (!prepared.is_ok()) {
     answer_error(st.port, *st.metrics, w, prepared.status());
     return;

@@ -1,9 +1,11 @@
 #include "actors/serving_state.h"
 
 #include <cmath>
+#include <cstdio>
 
 #include "core/float_env.h"
 #include "core/hash.h"
+#include "core/utf8.h"
 #include "storage/checkpoint.h"
 #include "storage/liability.h"
 #include "storage/lineage_vocabulary.h"
@@ -78,6 +80,25 @@ Result<ServingState::PreparedCall> ServingState::prepare(const msg::Predict& r) 
     return failed_precondition("this coordinator runs without a custody store (--store): it has no models to serve");
   }
   if (r.principal.empty()) return invalid_argument("a prediction needs a caller (principal)");
+  // Each is written into the call's usage record (and a refusal's), so each is bounded.
+  if (r.model.empty() || r.model.size() > kMaxReferenceBytes) {
+    return invalid_argument("a model reference (NAME, NAME@VERSION or a checkpoint id) is 1 to " +
+                            std::to_string(kMaxReferenceBytes) + " bytes; got " + std::to_string(r.model.size()));
+  }
+  if (r.purpose.size() > kMaxPurposeBytes) {
+    return invalid_argument("a purpose is at most " + std::to_string(kMaxPurposeBytes) + " bytes; got " +
+                            std::to_string(r.purpose.size()));
+  }
+  // Records are JSON, whose writer throws on text that is not UTF-8 (core/utf8.h; the codec
+  // already refuses such a message, this guards every other way in).
+  for (const auto& [what, text] : {std::pair<const char*, const std::string*>{"model reference", &r.model},
+                                   {"purpose", &r.purpose},
+                                   {"principal", &r.principal}}) {
+    if (!valid_utf8(*text)) {
+      return invalid_argument(std::string("the ") + what + " is not UTF-8 (byte " +
+                              std::to_string(invalid_utf8_at(*text)) + " of it); send text encoded as UTF-8");
+    }
+  }
   CUSTODY_ASSIGN_OR_RETURN(const auto resolved, resolve(r.model));
   // Taint and purposes are derived from the store, again whenever the lineage log has grown:
   // a revocation takes effect on the next call (storage/liability.h).
@@ -87,6 +108,13 @@ Result<ServingState::PreparedCall> ServingState::prepare(const msg::Predict& r) 
   if (Status allowed = liability_.check(*store_, resolved.first, resolved.second, r.purpose, named_by_newest,
                                        &overrides);
       !allowed.is_ok()) {
+    // Only a liability refusal (taint, purposes) of a model that exists is recorded: a
+    // reference to nothing, or a store that could not be read, is answered and not written,
+    // so that no caller can append records to the lineage log by naming checkpoints that
+    // do not exist.
+    if (allowed.code() != ErrorCode::kFailedPrecondition && allowed.code() != ErrorCode::kPermissionDenied) {
+      return allowed;
+    }
     Status recorded = storage::liability::record_use_refused(
         *store_, {{"action", lineage::action::kPredict}, {"principal", lineage::principal_id(r.principal)},
                   {"target", resolved.first}, {"model", resolved.second}, {"reference", r.model},
@@ -121,6 +149,22 @@ Result<ServingState::PreparedCall> ServingState::prepare(const msg::Predict& r) 
   MatrixView x(model_inputs_.data(), r.features, r.rows);
   const FlushDenormals flush;  // the same arithmetic as the workers' evaluation (core/float_env.h)
   Matrix probs = m.model->predict(m.params.data(), x, ws_);
+  // Finite inputs can still overflow a model's arithmetic (a table model takes any finite
+  // value: 3e38 in a column); such an answer would be NaN, and a record of it unreadable.
+  if (!probs.allFinite()) {
+    for (Eigen::Index row = 0; row < probs.cols(); ++row) {
+      if (probs.col(row).allFinite()) continue;
+      const Eigen::Map<const Eigen::ArrayXf> raw(r.inputs.data() + row * r.features, r.features);
+      Eigen::Index column = 0;
+      raw.abs().maxCoeff(&column);
+      char value[32];
+      std::snprintf(value, sizeof(value), "%.9g", static_cast<double>(raw[column]));
+      return invalid_argument("model " + label + " gives no finite answer for row " + std::to_string(row) +
+                              ": its values overflow the model's arithmetic (column " + std::to_string(column) +
+                              " is " + value +
+                              "); send values of the size the model was trained on (" + m.input.expected() + ")");
+    }
+  }
 
   PreparedCall prepared;
   msg::PredictReply& reply = prepared.reply;

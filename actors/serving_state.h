@@ -34,6 +34,9 @@ namespace custody::actors {
 
 class ServingState {
  public:
+  // A call's model reference and purpose are written into its usage record: bounded.
+  static constexpr size_t kMaxReferenceBytes = 256, kMaxPurposeBytes = 1024;
+
   // key: signs each call's receipt (the call's usage record, its inclusion proof and a
   // signed head of the usage log); null: replies carry no receipt.
   // clock: how long a resolved model name is cached, and the time receipts are signed at.

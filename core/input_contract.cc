@@ -35,6 +35,12 @@ template void scale_pixels<uint8_t>(const uint8_t*, float*, size_t);
 template void scale_pixels<float>(const float*, float*, size_t);
 
 Status InputContract::check(const float* values, int64_t rows, int64_t features, const std::string& model) const {
+  CUSTODY_RETURN_IF_ERROR(check_values(values, rows, features, model));
+  return pixels() ? check_not_prescaled(values, rows, features, model) : Status::ok();
+}
+
+Status InputContract::check_values(const float* values, int64_t rows, int64_t features,
+                                   const std::string& model) const {
   // The common case in one vectorized pass; only a call with a bad value walks it again
   // to name the first.
   const size_t n = static_cast<size_t>(rows * features);
@@ -46,7 +52,7 @@ Status InputContract::check(const float* values, int64_t rows, int64_t features,
     // asking isfinite() and the range of each value cost 16%.
     uint32_t in_range = 0;
     for (size_t i = 0; i < n; ++i) in_range += static_cast<uint32_t>((values[i] >= lo) & (values[i] <= hi));
-    if (in_range == n) return pixels() ? check_not_prescaled(values, rows, features, model) : Status::ok();
+    if (in_range == n) return Status::ok();
   }
   for (int64_t i = 0; i < rows * features; ++i) {
     const float v = values[i];
@@ -61,7 +67,7 @@ Status InputContract::check(const float* values, int64_t rows, int64_t features,
                                    : " is not a finite number; model " + model + " accepts";
     return invalid_argument(where + ": " + text_of(v) + why + ": " + expected());
   }
-  return pixels() ? check_not_prescaled(values, rows, features, model) : Status::ok();
+  return Status::ok();
 }
 
 Status InputContract::check_not_prescaled(const float* values, int64_t rows, int64_t features,

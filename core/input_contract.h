@@ -56,7 +56,10 @@ struct InputContract {
   // invalid argument naming the first bad value's row and column, the value and the range.
   // `model` names the model in the message.
   Status check(const float* values, int64_t rows, int64_t features, const std::string& model) const;
-  // For an image model: no row was already scaled to [0, 1] (above). Part of check().
+  // check()'s two parts. check_values: finite, and for an image model within 0..255 (what
+  // attribution asks of a row recorded before the second part existed, whose hash it must
+  // match). check_not_prescaled: for an image model, no row already scaled to [0, 1].
+  Status check_values(const float* values, int64_t rows, int64_t features, const std::string& model) const;
   Status check_not_prescaled(const float* values, int64_t rows, int64_t features, const std::string& model) const;
   // The model's inputs from checked raw values, in place, or from `raw` into `out` (n
   // values each; one pass for pixels, no copy first).

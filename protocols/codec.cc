@@ -7,8 +7,11 @@
 #include <kj/exception.h>
 #include <kj/io.h>
 
+#include <cstdio>
 #include <cstring>
+#include <string_view>
 
+#include "core/utf8.h"
 #include "protocols/custody.capnp.h"
 
 namespace custody::msg {
@@ -25,7 +28,17 @@ template <class... Ts>
 overloaded(Ts...) -> overloaded<Ts...>;
 
 capnp::Text::Reader text(const std::string& s) { return capnp::Text::Reader(s.data(), s.size()); }
-std::string str(capnp::Text::Reader t) { return std::string(t.begin(), t.size()); }
+
+// A text field that is not UTF-8: decode() refuses the message (core/utf8.h says why).
+struct NotUtf8 {
+  size_t offset;
+  unsigned char byte;
+};
+std::string str(capnp::Text::Reader t) {
+  const std::string_view v(t.begin(), t.size());
+  if (const size_t at = invalid_utf8_at(v); at != v.size()) throw NotUtf8{at, static_cast<unsigned char>(v[at])};
+  return std::string(v);
+}
 
 capnp::Data::Reader floats(const float* data, size_t n) {
   return capnp::Data::Reader(reinterpret_cast<const kj::byte*>(data), n * sizeof(float));
@@ -1133,6 +1146,11 @@ Result<Envelope> decode(const uint8_t* data, size_t size, const DecodeLimits& li
     return e;
   } catch (const kj::Exception& ex) {
     return invalid_argument(std::string("malformed Cap'n Proto message: ") + ex.getDescription().cStr());
+  } catch (const NotUtf8& bad) {
+    char byte[8];
+    std::snprintf(byte, sizeof(byte), "0x%02x", bad.byte);
+    return invalid_argument("malformed message: a text field is not UTF-8 (byte " + std::string(byte) + " at offset " +
+                            std::to_string(bad.offset) + "); every text of the protocol is UTF-8: send it encoded so");
   }
 }
 

@@ -610,6 +610,11 @@ Status CustodyStore::write_batch(const Batch& batch, std::vector<Inclusion>* usa
     applied = kv_->apply(puts);
   }
   if (!applied.is_ok()) {
+    // A deferred write whose sync failed may have reached RocksDB's log unsynced: a later
+    // write would chain on records that may be lost, and its own sync could succeed (Linux
+    // reports a failed writeback once per open file), so the store stops writing, as when a
+    // ticket's sync fails (StorePendingWrite).
+    if (deferred) stop_writes(applied);
     log_states_.clear();  // whether a failed sync landed is unknown: read the store again
     usage_sums_.clear();
     usage_sums_marked_ = false;

@@ -80,9 +80,13 @@ Result<json> signed_heads(const CustodyStore& store, const SigningKey& key, int6
   return out;
 }
 
-json signed_head_of(const Inclusion& inclusion, const SigningKey& key, int64_t now_ms) {
+Result<json> signed_head_of(const Inclusion& inclusion, const SigningKey& key, int64_t now_ms) {
   TreeHead h{inclusion.log, inclusion.tree_size, to_hex(inclusion.root), now_ms, "", ""};
-  (void)sign_tree_head(key, h);  // canonical by construction: a log name, a size, 32 bytes
+  Status signed_ok = sign_tree_head(key, h);
+  if (!signed_ok.is_ok()) {
+    return Status(signed_ok.code(), "the " + inclusion.log + " log's tree head could not be signed for a receipt: " +
+                                        signed_ok.message());
+  }
   return head_json(h);
 }
 
@@ -121,8 +125,8 @@ std::string receipt_text(const Inclusion& inclusion, const std::string& signed_h
   return out;
 }
 
-json make_receipt(Inclusion inclusion, const SigningKey& key, int64_t now_ms, const std::string& id) {
-  json head = signed_head_of(inclusion, key, now_ms);
+Result<json> make_receipt(Inclusion inclusion, const SigningKey& key, int64_t now_ms, const std::string& id) {
+  CUSTODY_ASSIGN_OR_RETURN(json head, signed_head_of(inclusion, key, now_ms));
   return make_receipt(std::move(inclusion), head, key.public_key_hex(), id);
 }
 

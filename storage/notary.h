@@ -31,13 +31,14 @@ Result<json> signed_heads(const CustodyStore& store, const SigningKey& key, int6
 
 // The receipt of the record a write proved (CustodyStore::write's Inclusion), signed now.
 // (By value: callers on the serving path move theirs in.)
-json make_receipt(Inclusion inclusion, const SigningKey& key, int64_t now_ms, const std::string& id);
+// Fails only if the key cannot sign (then no receipt is better than one without a signature).
+Result<json> make_receipt(Inclusion inclusion, const SigningKey& key, int64_t now_ms, const std::string& id);
 // The same, under a tree head already signed for the inclusion's tree (signed_head_of):
 // the receipts of one batch share its head, so a group commit signs once.
 json make_receipt(Inclusion inclusion, const json& signed_head, const std::string& public_key_hex,
                   const std::string& id);
 // The inclusion's tree head (log, tree size, root), signed now, as a receipt holds it.
-json signed_head_of(const Inclusion& inclusion, const SigningKey& key, int64_t now_ms);
+Result<json> signed_head_of(const Inclusion& inclusion, const SigningKey& key, int64_t now_ms);
 // make_receipt(inclusion, signed_head, ...).dump(), byte for byte, spliced from the stored
 // record's text (Inclusion::record_text) and the head's, without building and serializing
 // the record's JSON again: what the serving path sends, a call at a time.

@@ -1,5 +1,7 @@
 #include "storage/record_schema.h"
 
+#include <cmath>
+
 #include <map>
 #include <vector>
 
@@ -38,6 +40,10 @@ const char* json_type(const json& v) {
   return v.type_name();
 }
 
+bool finite_number(const json& v) {
+  return v.is_number() && (!v.is_number_float() || std::isfinite(v.get<double>()));
+}
+
 bool has_type(const json& v, Type t) {
   auto all = [&](auto pred) {
     if (!v.is_array()) return false;
@@ -51,12 +57,13 @@ bool has_type(const json& v, Type t) {
     // is signed until it is written. Both are the same record.
     case Type::kUint: return v.is_number_unsigned() || (v.is_number_integer() && v.get<int64_t>() >= 0);
     case Type::kInt: return v.is_number_integer();
-    case Type::kNumber: return v.is_number();
+    // Finite: a NaN or an infinity is written as null, which the reader then calls damaged.
+    case Type::kNumber: return finite_number(v);
     case Type::kBool: return v.is_boolean();
     case Type::kObject: return v.is_object();
     case Type::kArray: return v.is_array();
     case Type::kStrings: return all([](const json& x) { return x.is_string(); });
-    case Type::kNumbers: return all([](const json& x) { return x.is_number(); });
+    case Type::kNumbers: return all([](const json& x) { return finite_number(x); });
   }
   return false;
 }
@@ -149,6 +156,9 @@ const Table& event_fields() {
         {"accuracy_history", Type::kNumbers, false}, {"steps", Type::kUint, false},
         {"final_checkpoint", Type::kString, false}}},
       {lineage::event::kRunStarted, {{"attempt", Type::kUint, false}, {"start_step", Type::kUint, false}}},
+      {lineage::event::kNodeRegistered,
+       {{"node", Type::kString, true}, {"pid", Type::kUint, false}, {"host", Type::kString, false},
+        {"principal", Type::kString, false}, {"session", Type::kString, false}}},
       {lineage::event::kNodeDeregistered,
        {{"node", Type::kString, true}, {"reason", Type::kString, false}, {"session", Type::kString, false}}},
       {lineage::event::kRunRecovered, {{"attempt", Type::kUint, false}, {"next_attempt", Type::kUint, false}}},

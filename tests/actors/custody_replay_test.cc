@@ -164,6 +164,18 @@ TEST_F(CustodyReplayTest, ANodeOfAnUnknownRoleIsPassedOverWithAWarning) {
   EXPECT_NE(replayed->warnings[0].find("unknown role 'gpu'"), std::string::npos);
 }
 
+// Regression (review): a node_registered record had no schema, so one whose "node" was a
+// number was written and read, and the restart's replay threw on it (the coordinator
+// aborted). It is now refused on write, naming the field, and named as damaged on read.
+TEST_F(CustodyReplayTest, ANodeEventWhoseNodeIsNotAStringIsRefused) {
+  storage::Batch b("node registered");
+  b.event({{"event", lineage::event::kNodeRegistered}, {"node", 3}});
+  Status refused = store_->write(b);
+  EXPECT_EQ(refused.code(), ErrorCode::kInternal) << refused.to_string();
+  EXPECT_NE(refused.message().find("field 'node'"), std::string::npos) << refused.to_string();
+  EXPECT_TRUE(replay(*store_).is_ok());
+}
+
 TEST_F(CustodyReplayTest, AnUnknownEndStateReadsAsFailedNotAsCompleted) {
   storage::Batch b("job submitted");
   b.entity(lineage::kind::kRun, "job-12345678", {{"name", "x"}, {"submitter", "a"}, {"submitted_at_ms", 1}});

@@ -8,6 +8,7 @@
 #include "actors/custody_recorder.h"
 #include "core/clock.h"
 #include "core/dataset.h"
+#include "storage/lineage_vocabulary.h"
 
 namespace custody::actors {
 namespace {
@@ -197,6 +198,15 @@ TEST(ServingStateTable, RawRowsAreStandardizedWithTheCheckpointsStatistics) {
   EXPECT_EQ(nan.status().code(), ErrorCode::kInvalidArgument);
   EXPECT_NE(nan.status().message().find("row 1, column 1 (b): nan is not a finite number"), std::string::npos)
       << nan.status().to_string();
+  // Finite raw values whose size overflows the model's arithmetic give no finite answer:
+  // refused naming the row, and not recorded (a NaN probability is written as null, and
+  // the record would then read as damaged to every auditor after).
+  const uint64_t recorded = store->log_size(storage::lineage::kUsageLog).value();
+  auto huge = call("table", {14.0f, -1.0f, 3e38f, -3e38f});
+  EXPECT_EQ(huge.status().code(), ErrorCode::kInvalidArgument) << huge.status().to_string();
+  EXPECT_NE(huge.status().message().find("gives no finite answer for row 1"), std::string::npos)
+      << huge.status().to_string();
+  EXPECT_EQ(store->log_size(storage::lineage::kUsageLog).value(), recorded);
   // The model without a table's preprocessing is an image model: raw pixels 0 to 255.
   auto plain = call("plain", {1.0f, 2.0f, -1.0f, -1.0f});
   EXPECT_EQ(plain.status().code(), ErrorCode::kInvalidArgument);
@@ -284,6 +294,29 @@ TEST(ServingStatePixels, RawPixelsAreScaledAsInTrainingAndValuesOutsideTheRangeA
   EXPECT_EQ(store->usage_of(id.value())->size(), before) << "a refused call leaves no record";
   EXPECT_TRUE(call({0.0f, 1.0f, 0.0f, 1.0f, 1.0f, 0.0f}).is_ok()) << "a dark image of raw pixels";
   EXPECT_TRUE(call({0.5f, 1.5f, 0.25f, 37.5f, 200.0f, 0.5f}).is_ok()) << "fractional pixels of an interpolated image";
+
+  // References, purposes and principals are written into records: a reference to nothing
+  // is answered "not found" without a record (a caller naming made-up checkpoints must not
+  // grow the lineage log), an over-long one or text that is not UTF-8 is refused.
+  const uint64_t lineage_before = store->log_size(storage::lineage::kLineageLog).value();
+  const size_t usage_before = store->usage_of(id.value())->size();
+  msg::Predict odd;
+  odd.principal = "dave";
+  odd.rows = 2;
+  odd.features = 3;
+  odd.inputs = {0.0f, 128.0f, 255.0f, 37.0f, 200.0f, 1.0f};
+  odd.model = "ckpt-0000000000000000000000000000000000000000000000000000000000000000";
+  EXPECT_EQ(serving.predict(odd).status().code(), ErrorCode::kNotFound) << serving.predict(odd).status().to_string();
+  odd.model = "ckpt-" + std::string(300, 'a');
+  EXPECT_NE(serving.predict(odd).status().message().find("1 to 256 bytes; got 305"), std::string::npos);
+  EXPECT_EQ(store->log_size(storage::lineage::kLineageLog).value(), lineage_before) << "no refusal recorded";
+  odd.model = id.value();
+  odd.purpose = "res\xff" "earch";
+  EXPECT_NE(serving.predict(odd).status().message().find("the purpose is not UTF-8 (byte 3"), std::string::npos)
+      << serving.predict(odd).status().to_string();
+  odd.purpose = std::string(2000, 'p');
+  EXPECT_NE(serving.predict(odd).status().message().find("a purpose is at most 1024 bytes"), std::string::npos);
+  EXPECT_EQ(store->usage_of(id.value())->size(), usage_before) << "a refused call leaves no record";
 
   auto info = serving.describe(id.value());
   ASSERT_TRUE(info.is_ok()) << info.status().to_string();

@@ -380,6 +380,33 @@ std::vector<uint8_t> sample_bytes() {
   return encode(e).to_vector();
 }
 
+// Regression: a predict whose purpose held the byte 0xff was decoded, and the serving actor
+// died writing it into its usage record (the JSON writer throws on text that is not UTF-8).
+// The codec refuses such a message whatever text field holds it.
+TEST(CodecTest, RefusesTextThatIsNotUtf8NamingTheByte) {
+  Envelope e;
+  Predict p;
+  p.model = "served";
+  p.principal = "carol";
+  p.purpose = "res\xff" "earch";
+  p.rows = 1;
+  p.features = 1;
+  p.inputs = {1.0f};
+  e.body = p;
+  Status s = decode_error(encode(e).to_vector());
+  EXPECT_EQ(s.code(), ErrorCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("not UTF-8 (byte 0xff at offset 3)"), std::string::npos) << s.message();
+  Envelope sender;
+  sender.sender = "node-\xc0\xaf";
+  sender.body = Heartbeat{};
+  EXPECT_NE(decode_error(encode(sender).to_vector()).message().find("not UTF-8"), std::string::npos);
+  p.purpose = "recherche m\xc3\xa9" "dicale";
+  e.body = p;
+  auto ok = decode(encode(e).to_vector());
+  ASSERT_TRUE(ok.is_ok()) << ok.status().to_string();
+  EXPECT_EQ(std::get<Predict>(ok->body).purpose, "recherche m\xc3\xa9" "dicale");
+}
+
 TEST(CodecTest, RefusesEmptyAndPartialWordMessages) {
   EXPECT_NE(decode_error({}).message().find("empty"), std::string::npos);
   auto bytes = sample_bytes();

@@ -42,7 +42,7 @@ class NotaryTest : public ::testing::Test {
       std::vector<Inclusion> inclusion;
       EXPECT_TRUE(store_->write(use(i), &inclusion).is_ok());
       if (inclusion.size() != 1u) ADD_FAILURE() << "one usage record, one inclusion";
-      else receipt = make_receipt(inclusion[0], key_, 1700000000000 + i, "call-" + std::to_string(i));
+      else receipt = make_receipt(inclusion[0], key_, 1700000000000 + i, "call-" + std::to_string(i)).value();
     }
     return receipt;
   }
@@ -76,7 +76,7 @@ TEST_F(NotaryTest, OneWriteOfManyUsageRecordsGivesEveryRecordItsOwnReceipt) {
     std::vector<Inclusion> proved;
     ASSERT_TRUE(store_->write(group, &proved).is_ok());
     ASSERT_EQ(proved.size(), size_t(size));
-    const json head = signed_head_of(proved[0], key_, 1700000001000);
+    const json head = signed_head_of(proved[0], key_, 1700000001000).value();
     for (int i = 0; i < size; ++i) {
       EXPECT_EQ(proved[i].seq, uint64_t(before + 1 + i));
       EXPECT_EQ(proved[i].tree_size, uint64_t(before + size)) << "the tree as the write leaves it";
