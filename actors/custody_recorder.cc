@@ -1,7 +1,9 @@
 #include "actors/custody_recorder.h"
 
-#include "core/partition.h"
 #include <algorithm>
+#include <cmath>
+
+#include "core/partition.h"
 
 #include "core/hash.h"
 #include "storage/liability.h"
@@ -311,12 +313,15 @@ Result<std::string> CustodyRecorder::checkpoint(const msg::JobStatus& job, const
 Status CustodyRecorder::epoch_evaluated(const msg::JobStatus& job, uint32_t attempt, uint32_t epoch,
                                         double accuracy, double loss) {
   storage::Batch b("epoch evaluated");
-  b.event({{"event", lineage::event::kEpochEvaluated},
-           {"run", job.job_id},
-           {"attempt", attempt},
-           {"epoch", epoch},
-           {"test_accuracy", accuracy},
-           {"test_loss", loss}});
+  json event = {{"event", lineage::event::kEpochEvaluated},
+                {"run", job.job_id},
+                {"attempt", attempt},
+                {"epoch", epoch},
+                {"test_accuracy", accuracy}};
+  // A diverged model's loss can be infinite or NaN, which JSON cannot hold (the record
+  // schema refuses it): the record then says only the accuracy.
+  if (std::isfinite(loss)) event["test_loss"] = loss;
+  b.event(std::move(event));
   return write(b);
 }
 
