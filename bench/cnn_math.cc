@@ -16,7 +16,9 @@
 // on this thread, forward (outputs in the activations' CHW layout, bias added) and
 // backward (weight and bias gradients; the first layer needs no input gradient):
 //   im2col: the patch matrix of the whole batch times the weights, one Eigen GEMM each way
-//           (what core/model.cc does, written out here so each part can be timed alone);
+//           (what core/model.cc does for a conv not followed by a pool, written out here so
+//           each part can be timed alone; a ReLU conv with a pool after it, as the seeds'
+//           CNN's, is computed with the pool and directly, which `step` measures);
 //   tensor_patches: Eigen's Tensor module, extract_image_patches + contract (what
 //           TensorFlow's SpatialConvolution is built from), then shuffled into CHW;
 //   tensor_convolve: Eigen's Tensor .convolve(), one 2-D convolution per filter and channel

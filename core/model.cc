@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <random>
 
 namespace custody {
@@ -329,6 +330,10 @@ void Model::conv_forward(int l, const float* params, const MatrixView& in, Works
   const int OH = st.out.height, OW = st.out.width;
   const Eigen::Index B = in.cols(), P = static_cast<Eigen::Index>(OH) * OW, K = st.fan_in;
   const Eigen::Index HW = static_cast<Eigen::Index>(H) * W, CHW = C * HW;
+  if (st.pools) {
+    conv_relu_pool_forward(l, params, in, ws);
+    return;
+  }
   if (ws.patches.size() < stages_.size()) ws.patches.resize(stages_.size());
   Matrix& cols = ws.patches[l];
   cols.resize(B * P, K);
@@ -345,10 +350,6 @@ void Model::conv_forward(int l, const float* params, const MatrixView& in, Works
   }
   Eigen::Map<const Matrix> w(params + st.weights, K, F);
   ws.scratch.noalias() = cols * w;
-  if (st.pools) {
-    conv_relu_pool_forward(l, params, B, ws);
-    return;
-  }
   Matrix& out = ws.activations[l + 1];
   out.resize(F * P, B);
   const float* bias = params + st.bias;
@@ -370,12 +371,10 @@ void Model::conv_backward(int l, const float* params, const Matrix& delta, Works
   const Eigen::Index P = static_cast<Eigen::Index>(OH) * OW, B = ws.patches[l].rows() / P, K = st.fan_in;
   const Eigen::Index HW = static_cast<Eigen::Index>(H) * W, CHW = C * HW;
   Matrix& d_out = ws.scratch;  // the deltas as (b*P + p, f), the GEMMs' layout
-  if (!st.pools) {  // (with pools, the pool's backward has written them there)
-    d_out.resize(B * P, F);
-    for (Eigen::Index b = 0; b < B; ++b) {
-      for (int f = 0; f < F; ++f) {
-        std::copy_n(delta.data() + b * F * P + f * P, P, d_out.data() + f * B * P + b * P);
-      }
+  d_out.resize(B * P, F);
+  for (Eigen::Index b = 0; b < B; ++b) {
+    for (int f = 0; f < F; ++f) {
+      std::copy_n(delta.data() + b * F * P + f * P, P, d_out.data() + f * B * P + b * P);
     }
   }
   Eigen::Map<Matrix> gw(grad + st.weights, K, F);
@@ -404,81 +403,276 @@ void Model::conv_backward(int l, const float* params, const Matrix& delta, Works
   }
 }
 
-// The conv's GEMM output (b*P + p, f) read as, per sample and filter, an OH x OW image:
-// each s x s window's maximum plus the bias, then ReLU, is the pool's output, identical to
-// the bits to ReLU then max-pool over the CHW activations (max and ReLU commute, the bias
-// is added to each value before the comparison as before, and the arg-max is the first
-// strict maximum either way wherever the output is positive). The conv's own activations
-// (21632 values a sample for the seeds' CNN, 4x the pool's) are never written: a pass to
-// reorder them, one for ReLU and one to pool them are saved, and the backward needs only
-// the pool's output and arg-max.
-void Model::conv_relu_pool_forward(int l, const float* params, Eigen::Index B, Workspace& ws) const {
+namespace {
+
+// Eight floats: one AVX register under -march=x86-64-v3 (GCC's vector extension; the
+// operators work per element and `a += b * c` contracts into one FMA). The pooled conv
+// below computes eight filters at once with them. Each element goes through the same
+// operations in the same order wherever the buffers lie, so, unlike Eigen's loops (which
+// split at aligned addresses: "The data path" in ARCHITECTURE), no result depends on the
+// alignment of the batch or the parameters.
+typedef float Floats8 __attribute__((vector_size(32)));
+typedef int32_t Ints8 __attribute__((vector_size(32)));
+constexpr int kLanes = 8;
+
+Floats8 load8(const float* p) {
+  Floats8 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+void store8(float* p, const Floats8& v) { std::memcpy(p, &v, sizeof v); }
+
+// The conv's outputs at `rows` x `cols` positions for eight filters (w: K rows of their 8
+// weights): z[(r*cols + c)*8 + lane] = the sum over kk, in order, of x[r*W + c + off[kk]]
+// times w[kk*8 + lane]. Four positions at a time, so four FMA chains run side by side.
+// (Two blocks of filters at a time, so that each input read served twice as many FMAs,
+// measured no faster.)
+void conv_rows8(const float* x, int W, int rows, int cols, const int32_t* off, int K, const float* w, float* z) {
+  for (int r = 0; r < rows; ++r) {
+    const float* xr = x + static_cast<ptrdiff_t>(r) * W;
+    float* zr = z + static_cast<ptrdiff_t>(r) * cols * kLanes;
+    int c = 0;
+    for (; c + 4 <= cols; c += 4) {
+      Floats8 a0{}, a1{}, a2{}, a3{};
+      for (int kk = 0; kk < K; ++kk) {
+        const Floats8 wk = load8(w + kk * kLanes);
+        const float* xk = xr + c + off[kk];
+        a0 += xk[0] * wk;
+        a1 += xk[1] * wk;
+        a2 += xk[2] * wk;
+        a3 += xk[3] * wk;
+      }
+      store8(zr + c * kLanes, a0);
+      store8(zr + (c + 1) * kLanes, a1);
+      store8(zr + (c + 2) * kLanes, a2);
+      store8(zr + (c + 3) * kLanes, a3);
+    }
+    for (; c < cols; ++c) {
+      Floats8 a{};
+      for (int kk = 0; kk < K; ++kk) a += xr[c + off[kk]] * load8(w + kk * kLanes);
+      store8(zr + c * kLanes, a);
+    }
+  }
+}
+
+// Adds to g (N rows of 8) N weights' gradient over `rows` x `cols` positions of eight
+// filters' deltas dz (laid out as conv_rows8's z): g[u*8 + lane] += x[r*W + c + off[u]]
+// times dz[(r*cols + c)*8 + lane], positions in order; with kBias, g[N*8 + lane] += the
+// deltas (the bias's gradient). The accumulators stay in registers.
+template <int N, bool kBias>
+void weight_gradient8(const float* x, int W, int rows, int cols, const int32_t* off, const float* dz, float* g) {
+  Floats8 acc[N + 1];
+  for (int u = 0; u < N + kBias; ++u) acc[u] = load8(g + u * kLanes);
+  for (int r = 0; r < rows; ++r) {
+    const float* xr = x + static_cast<ptrdiff_t>(r) * W;
+    const float* dr = dz + static_cast<ptrdiff_t>(r) * cols * kLanes;
+    for (int c = 0; c < cols; ++c) {
+      const Floats8 d = load8(dr + c * kLanes);
+      for (int u = 0; u < N; ++u) acc[u] += xr[c + off[u]] * d;
+      if (kBias) acc[N] += d;
+    }
+  }
+  for (int u = 0; u < N + kBias; ++u) store8(g + u * kLanes, acc[u]);
+}
+
+using WeightGradient8 = void (*)(const float*, int, int, int, const int32_t*, const float*, float*);
+template <bool kBias>
+constexpr WeightGradient8 kWeightGradient8[] = {
+    weight_gradient8<0, kBias>, weight_gradient8<1, kBias>, weight_gradient8<2, kBias>, weight_gradient8<3, kBias>,
+    weight_gradient8<4, kBias>, weight_gradient8<5, kBias>, weight_gradient8<6, kBias>, weight_gradient8<7, kBias>,
+    weight_gradient8<8, kBias>, weight_gradient8<9, kBias>, weight_gradient8<10, kBias>,
+};
+
+// The K weights' gradient and the bias's (g: K + 1 rows of 8), in chunks of equal size of
+// at most 10 accumulators (with the deltas and a broadcast they fit AVX2's 16 registers),
+// the bias with the last weights, whose rows it follows: one chunk of 9 + 1 for a 3x3
+// kernel on one channel.
+void weight_gradient(const float* x, int W, int rows, int cols, const int32_t* off, int K, const float* dz,
+                     float* g) {
+  const int chunks = (K + 1 + 9) / 10;
+  const int last = (K + 1) / chunks - 1;
+  kWeightGradient8<true>[last](x, W, rows, cols, off + (K - last), dz, g + (K - last) * kLanes);
+  for (int i = 1, done = 0; i < chunks; ++i) {
+    const int n = (K - last - done) / (chunks - i);
+    kWeightGradient8<false>[n](x, W, rows, cols, off + done, dz, g + done * kLanes);
+    done += n;
+  }
+}
+
+}  // namespace
+
+// A conv2d and the max-pool computed with it, as their kernels see them.
+struct Model::PooledConv {
+  int F, K, W, s;       // filters, weights a filter, input width, pool window side
+  int PH, PW, row;      // pooled height and width; conv outputs a row of windows covers
+  int blocks;           // blocks of eight filters
+  Eigen::Index CHW, outs, PHW;  // input and pooled output size a sample; a filter's pooled map
+};
+
+// Layer l's shapes, and its filters laid out for the kernels in ws: per block of eight
+// filters (the last one padded with zero filters) K rows of their weights, then their
+// biases; and each weight's input offset. (Each call lays them out again: another pooled
+// conv's pass may have used ws since.)
+Model::PooledConv Model::pooled_conv(int l, const float* params, Workspace& ws) const {
   const Stage& st = stages_[l];
   const Stage& pool = stages_[l + 1];
-  const int F = st.spec.units, OW = st.out.width, s = pool.spec.kernel;
-  const int PH = pool.out.height, PW = pool.out.width;
-  const Eigen::Index P = static_cast<Eigen::Index>(st.out.height) * OW, outs = pool.out.size();
-  const Eigen::Index PHW = static_cast<Eigen::Index>(PH) * PW;
+  PooledConv c;
+  c.F = st.spec.units;
+  c.K = st.fan_in;
+  c.W = st.in.width;
+  c.s = pool.spec.kernel;
+  c.PH = pool.out.height;
+  c.PW = pool.out.width;
+  c.row = c.PW * c.s;
+  c.blocks = (c.F + kLanes - 1) / kLanes;
+  c.CHW = st.in.size();
+  c.outs = pool.out.size();
+  c.PHW = static_cast<Eigen::Index>(c.PH) * c.PW;
+  const int k = st.spec.kernel, H = st.in.height;
+  ws.conv_filters.assign(static_cast<size_t>(c.blocks) * (c.K + 1) * kLanes, 0.0f);
+  for (int f = 0; f < c.F; ++f) {
+    float* block = ws.conv_filters.data() + static_cast<size_t>(f / kLanes) * (c.K + 1) * kLanes + f % kLanes;
+    for (int kk = 0; kk < c.K; ++kk) block[kk * kLanes] = params[st.weights + static_cast<size_t>(f) * c.K + kk];
+    block[c.K * kLanes] = params[st.bias + f];
+  }
+  ws.conv_offsets.resize(c.K);
+  for (int ch = 0; ch < st.in.channels; ++ch) {
+    for (int i = 0; i < k; ++i) {
+      for (int j = 0; j < k; ++j) ws.conv_offsets[(ch * k + i) * k + j] = (ch * H + i) * c.W + j;
+    }
+  }
+  return c;
+}
+
+// Per sample, block of eight filters and row of pool windows, the conv's outputs that the
+// windows cover (s rows of PW*s: a few KiB, in L1) straight from the input, then each
+// window's maximum plus the bias, then ReLU, as the pool's output. Identical in value to
+// ReLU then max-pool over the CHW activations (max and ReLU commute, the bias is added to
+// each value before the comparison, and the arg-max is the first strict maximum either
+// way wherever the output is positive). Neither the im2col matrix nor the conv's own
+// activations (21632 values a sample for the seeds' CNN, 4x the pool's) are written: this
+// replaced a GEMM of the whole batch's patches into a 5.5 MB matrix (zeroed first) and a
+// pass over it.
+void Model::conv_relu_pool_forward(int l, const float* params, const MatrixView& in, Workspace& ws) const {
+  const PooledConv c = pooled_conv(l, params, ws);
+  const int F = c.F, K = c.K, W = c.W, s = c.s, PH = c.PH, PW = c.PW, row = c.row, blocks = c.blocks;
+  const Eigen::Index B = in.cols(), CHW = c.CHW, outs = c.outs, PHW = c.PHW;
+  ws.conv_rows.resize(static_cast<size_t>(s) * row * kLanes);
+  ws.conv_pooled.resize(static_cast<size_t>(PHW) * kLanes);
+  ws.conv_argmax.resize(static_cast<size_t>(PHW) * kLanes);
   if (ws.argmax.size() < stages_.size()) ws.argmax.resize(stages_.size());
   std::vector<int32_t>& arg = ws.argmax[l + 1];
   arg.resize(static_cast<size_t>(outs * B));
   ws.activations[l + 1].resize(0, B);  // not computed (see above)
   Matrix& out = ws.activations[l + 2];
   out.resize(outs, B);
-  const float* bias = params + st.bias;
+  float* z = ws.conv_rows.data();
   for (Eigen::Index b = 0; b < B; ++b) {
-    for (int f = 0; f < F; ++f) {
-      const float* z = ws.scratch.data() + f * B * P + b * P;
-      const float bf = bias[f];
-      float* o = out.data() + b * outs + f * PHW;
-      int32_t* a = arg.data() + b * outs + f * PHW;
+    const float* x = in.data() + b * CHW;
+    for (int fb = 0; fb < blocks; ++fb) {
+      const float* w = ws.conv_filters.data() + static_cast<size_t>(fb) * (K + 1) * kLanes;
+      const Floats8 bias = load8(w + K * kLanes);
       for (int py = 0; py < PH; ++py) {
+        conv_rows8(x + static_cast<ptrdiff_t>(py) * s * W, W, s, row, ws.conv_offsets.data(), K, w, z);
         for (int px = 0; px < PW; ++px) {
-          int32_t best = py * s * OW + px * s;
-          float best_value = z[best] + bf;
+          // The arg-max as the position among the conv outputs the windows cover
+          // ((py*s + i)*row + px*s + j), which the backward reads; selects, not branches
+          // (which value is largest is data).
+          Floats8 best = load8(z + px * s * kLanes) + bias;
+          Ints8 at = Ints8{} + px * s;
           for (int i = 0; i < s; ++i) {
             for (int j = 0; j < s; ++j) {
-              // Branch-free (selects): which value of a window is largest is data, and
-              // mispredicted branches cost more than the comparisons.
-              const int32_t at = (py * s + i) * OW + px * s + j;
-              const float v = z[at] + bf;
-              const bool larger = v > best_value;
-              best = larger ? at : best;
-              best_value = larger ? v : best_value;
+              const int q = i * row + px * s + j;
+              const Floats8 v = load8(z + q * kLanes) + bias;
+              const Ints8 larger = v > best;
+              best = larger ? v : best;
+              at = larger ? Ints8{} + q : at;
             }
           }
-          o[py * PW + px] = std::max(best_value, 0.0f);
-          a[py * PW + px] = best;
+          best = best < Floats8{} ? Floats8{} : best;  // std::max(best, 0.0f)
+          at += py * s * row;
+          const int o = py * PW + px;
+          store8(ws.conv_pooled.data() + o * kLanes, best);
+          std::memcpy(ws.conv_argmax.data() + o * kLanes, &at, sizeof at);
+        }
+      }
+      // Into each filter's CHW rows: one stream of stores a filter, not eight at once.
+      const int lanes = std::min(kLanes, F - fb * kLanes);
+      for (int lane = 0; lane < lanes; ++lane) {
+        const Eigen::Index first = b * outs + (static_cast<Eigen::Index>(fb) * kLanes + lane) * PHW;
+        for (Eigen::Index o = 0; o < PHW; ++o) {
+          out.data()[first + o] = ws.conv_pooled[o * kLanes + lane];
+          arg[first + o] = ws.conv_argmax[o * kLanes + lane];
         }
       }
     }
   }
 }
 
-// Where the pooled output is positive, its delta goes to its arg-max (ReLU's derivative
-// there is 1); elsewhere ReLU stopped it. Zeros then += as the unfused path, so the deltas
-// are the same bits.
-void Model::pool_relu_backward_into_conv(int l, const Matrix& delta, Workspace& ws) const {
-  const Stage& conv = stages_[l - 1];
-  const Eigen::Index P = static_cast<Eigen::Index>(conv.out.height) * conv.out.width;
-  const Eigen::Index B = delta.cols(), outs = stages_[l].out.size();
-  const int F = conv.spec.units;
-  const Eigen::Index PHW = outs / F;
-  Matrix& d_out = ws.scratch;
-  d_out.setZero(B * P, F);
-  const Matrix& pooled = ws.activations[l + 1];
-  const std::vector<int32_t>& arg = ws.argmax[l];
+// The pooled conv's gradients from the pool's output deltas (ws.deltas[l + 2]), per
+// sample and block of eight filters: the conv's output deltas that the windows cover (each
+// pooled delta at its arg-max where the ReLU passed it, zero elsewhere; 21 KiB for the
+// seeds' CNN, in L1), then the
+// weights' gradient against the input read in place (no im2col), the bias's as the deltas'
+// sum and, below a lower layer, the input's deltas. Each sample's sums are formed apart and
+// added to the batch's in sample order.
+void Model::conv_relu_pool_backward(int l, const float* params, const MatrixView& in, Workspace& ws, float* grad,
+                                    Matrix* below) const {
+  const PooledConv c = pooled_conv(l, params, ws);
+  const int F = c.F, K = c.K, W = c.W, s = c.s, PH = c.PH, row = c.row, blocks = c.blocks;
+  const Eigen::Index B = in.cols(), CHW = c.CHW, outs = c.outs, PHW = c.PHW;
+  const size_t block_size = static_cast<size_t>(K + 1) * kLanes;
+  const float* delta = ws.deltas[l + 2].data();
+  const float* pooled = ws.activations[l + 2].data();
+  const int32_t* arg = ws.argmax[l + 1].data();
+  ws.conv_total.assign(blocks * block_size, 0.0f);
+  ws.conv_sample.resize(blocks * block_size);
+  const size_t rows_size = static_cast<size_t>(PH) * s * row * kLanes;
+  ws.conv_rows.resize(rows_size);
+  float* dz = ws.conv_rows.data();
+  if (below != nullptr) below->setZero(CHW, B);
   for (Eigen::Index b = 0; b < B; ++b) {
-    for (int f = 0; f < F; ++f) {
-      const Eigen::Index first = b * outs + f * PHW;
-      const float* d = delta.data() + first;
-      const float* y = pooled.data() + first;
-      const int32_t* a = arg.data() + first;
-      float* column = d_out.data() + f * B * P + b * P;
-      for (Eigen::Index o = 0; o < PHW; ++o) {
-        if (y[o] > 0.0f) column[a[o]] += d[o];
+    const float* x = in.data() + b * CHW;
+    std::fill(ws.conv_sample.begin(), ws.conv_sample.end(), 0.0f);
+    for (int fb = 0; fb < blocks; ++fb) {
+      const int lanes = std::min(kLanes, F - fb * kLanes);
+      std::fill(dz, dz + rows_size, 0.0f);
+      for (int lane = 0; lane < lanes; ++lane) {
+        const Eigen::Index first = b * outs + (static_cast<Eigen::Index>(fb) * kLanes + lane) * PHW;
+        for (Eigen::Index o = first; o < first + PHW; ++o) {
+          // The delta where ReLU passed it, else +0, by a mask: GCC makes a select into a
+          // branch here, and whether ReLU passed is data (mispredicted half the time).
+          uint32_t bits;
+          std::memcpy(&bits, delta + o, sizeof bits);
+          bits &= 0u - static_cast<uint32_t>(pooled[o] > 0.0f);
+          std::memcpy(dz + arg[o] * kLanes + lane, &bits, sizeof bits);
+        }
+      }
+      weight_gradient(x, W, PH * s, row, ws.conv_offsets.data(), K, dz, ws.conv_sample.data() + fb * block_size);
+      if (below == nullptr) continue;
+      const float* w = ws.conv_filters.data() + fb * block_size;
+      float* d_in = below->data() + b * CHW;
+      for (int r = 0; r < PH * s; ++r) {
+        for (int c = 0; c < row; ++c) {
+          const Floats8 d = load8(dz + (r * row + c) * kLanes);
+          for (int kk = 0; kk < K; ++kk) {
+            const Floats8 t = d * load8(w + kk * kLanes);
+            float sum = 0.0f;
+            for (int lane = 0; lane < kLanes; ++lane) sum += t[lane];
+            d_in[r * W + c + ws.conv_offsets[kk]] += sum;
+          }
+        }
       }
     }
+    for (size_t i = 0; i < ws.conv_total.size(); i += kLanes) {
+      store8(ws.conv_total.data() + i, load8(ws.conv_total.data() + i) + load8(ws.conv_sample.data() + i));
+    }
+  }
+  for (int f = 0; f < F; ++f) {
+    const float* block = ws.conv_total.data() + (f / kLanes) * block_size + f % kLanes;
+    for (int kk = 0; kk < K; ++kk) grad[stages_[l].weights + static_cast<size_t>(f) * K + kk] = block[kk * kLanes];
+    grad[stages_[l].bias + f] = block[K * kLanes];
   }
 }
 
@@ -536,11 +730,17 @@ void Model::backward_layer(int l, const float* params, Matrix& delta, const Matr
       break;
     }
     case LayerKind::kConv2D:
-      conv_backward(l, params, delta, ws, grad, below);
+      if (st.pools) {
+        conv_relu_pool_backward(l, params,
+                                l == 0 ? x : MatrixView(ws.activations[l].data(), st.in.size(), x.cols()), ws, grad,
+                                below);
+      } else {
+        conv_backward(l, params, delta, ws, grad, below);
+      }
       break;
     case LayerKind::kMaxPool:
       if (st.pooled_by_conv) {
-        pool_relu_backward_into_conv(l, delta, ws);
+        // Nothing here: the conv below reads this layer's deltas (conv_relu_pool_backward).
       } else if (below != nullptr) {
         const Eigen::Index outs = st.out.size();
         below->setZero(st.in.size(), delta.cols());
@@ -551,7 +751,9 @@ void Model::backward_layer(int l, const float* params, Matrix& delta, const Matr
       }
       break;
     case LayerKind::kFlatten:
-      if (below != nullptr) *below = delta;
+      // The same values in the same order: the buffers trade places (the seeds' CNN's
+      // 5408 x 64 deltas are not copied), and nothing reads the deltas above again.
+      if (below != nullptr) below->swap(delta);
       break;
   }
 }

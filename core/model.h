@@ -24,7 +24,11 @@
 // patch matrix times the (C*kh*kw x filters) weights. Why not Eigen's Tensor
 // SpatialConvolution: it does the same im2col-and-contract internally (through a tensor
 // contraction, slower than Eigen's matrix GEMM at these shapes), and the patch matrix
-// kept from the forward pass gives the weight gradient as one more GEMM.
+// kept from the forward pass gives the weight gradient as one more GEMM. A ReLU conv
+// followed by a max-pool (the seeds' CNN) is computed with its pool, eight filters at a
+// time straight from the input, a sample at a time in L1: with 9 weights a filter the
+// GEMM's packing and its 5.5 MB output for a batch of 64 cost more than its arithmetic
+// (conv_relu_pool_forward in model.cc).
 //
 // Thread-safety: Model is immutable after construction; Workspace is per thread.
 #pragma once
@@ -54,6 +58,10 @@ struct Workspace {
                                               // (pooled by a conv: its position in the GEMM
                                               // output's column)
   Matrix scratch, scratch2;                   // conv2d: outputs and deltas as (batch*P x F)
+  // A conv2d computed with its pool (Stage::pools): its filters in blocks of eight and
+  // their inputs' offsets, one row of pool windows' conv outputs or deltas, gradient sums.
+  std::vector<float> conv_filters, conv_rows, conv_pooled, conv_sample, conv_total;
+  std::vector<int32_t> conv_offsets, conv_argmax;
   Eigen::RowVectorXf scale;  // clipped_gradient_sum: each example's clipping factor
   std::vector<float> example_grad;  // clipped_gradient_sum of a model with conv layers
 };
@@ -192,12 +200,14 @@ class Model {
   void conv_backward(int l, const float* params, const Matrix& delta, Workspace& ws, float* grad,
                      Matrix* below) const;
   void pool_forward(int l, const MatrixView& in, Workspace& ws) const;
-  // Layer l (a conv2d with pools set): bias, ReLU and the next layer's max-pool from the
-  // GEMM's (batch*positions x filters) output in ws.scratch, into ws.activations[l + 2].
-  void conv_relu_pool_forward(int l, const float* params, Eigen::Index batch, Workspace& ws) const;
-  // Layer l (a maxpool with pooled_by_conv set): the conv's output deltas, in the GEMM's
-  // layout, into ws.scratch: each pooled delta at its arg-max where the ReLU passed it.
-  void pool_relu_backward_into_conv(int l, const Matrix& delta, Workspace& ws) const;
+  // Layer l (a conv2d with pools set) and the max-pool after it as one: ReLU(max + bias) of
+  // each window straight from the input into ws.activations[l + 2], and the gradients back
+  // from the pool's deltas (ws.deltas[l + 2]); no im2col, no conv activations.
+  void conv_relu_pool_forward(int l, const float* params, const MatrixView& in, Workspace& ws) const;
+  void conv_relu_pool_backward(int l, const float* params, const MatrixView& in, Workspace& ws, float* grad,
+                               Matrix* below) const;
+  struct PooledConv;
+  PooledConv pooled_conv(int l, const float* params, Workspace& ws) const;
   // The per-example clipped sum of a model with conv or pool layers: one backward pass
   // per example (their per-example norms have no outer-product shortcut).
   BatchStats clipped_sum_by_example(const float* params, const MatrixView& x, const uint8_t* labels,

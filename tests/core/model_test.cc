@@ -153,13 +153,16 @@ TEST(ModelTest, StackedCnnGradientMatchesFiniteDifferences) {
   check_gradient(model_of("1x7x7 conv2d:2:3 maxpool:2 flatten dense:4 dense:3", Activation::kTanh));
 }
 
-// A ReLU conv followed by a pool is computed as one step (conv_relu_pool_forward and the
-// pool's backward into the conv's GEMM layout): a pooled conv that is not the first layer
-// (its input deltas go on down through col2im), and a pool that leaves the conv's last row
-// and column out (5x4 outputs, 2x2 windows).
+// A ReLU conv followed by a pool is computed as one step, eight filters at a time, from
+// the input in place (conv_relu_pool_forward and _backward): a pooled conv that is not the
+// first layer (its input deltas go on down), a pool that leaves the conv's last row and
+// column out (5x4 outputs, 2x2 windows), and 11 filters (a block of eight and one of three
+// padded with empty filters) of 18 weights each (their gradient in two register chunks)
+// under 3x3 windows.
 TEST(ModelTest, FusedConvReluPoolGradientMatchesFiniteDifferences) {
   check_gradient(model_of("2x8x8 conv2d:3:2 conv2d:2:2 maxpool:2 flatten dense:3"), 2e-3f);
   check_gradient(model_of("2x7x6 conv2d:2:3 maxpool:2 flatten dense:3"), 2e-3f);
+  check_gradient(model_of("2x9x8 conv2d:11:3 maxpool:3 flatten dense:3"), 5e-4f);
 }
 
 // ReLU then max-pool, by hand: each window's largest conv output, or 0 when none is
